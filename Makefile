@@ -1,0 +1,40 @@
+# migrator — see README.md. Every target works from a fresh clone on Debian as root.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PGPASSWORD ?= migrator-test
+
+.PHONY: venv deps test lint unit demo bench clean docs
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps: venv
+	bash scripts/test-services.sh
+
+lint: venv
+	$(VENV)/bin/ruff check migrator tests bench
+	$(VENV)/bin/mypy migrator
+	$(VENV)/bin/lint-imports
+
+# The whole suite: lint, then pytest against real slapd, Dovecot, PostgreSQL and the EWS simulator.
+test: deps lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
+
+demo: venv
+	$(PY) -m migrator.samples.demo
+
+bench: deps
+	$(PY) bench/run_all.py
+
+docs: venv
+	$(PY) -m migrator.cli.docgen > docs/cli.md
+
+clean:
+	rm -rf $(VENV) demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,81 @@
+"""How fast discovery can read a big directory: generation, slapd load, paged search, LDIF mock.
+
+    .venv/bin/python bench/bench_directory_search.py [--people 100000] [--mock-people 20000]
+
+Starts a private slapd (size limit 500, paging allowed) holding --people generated people,
+searches it with the campaign filter and the population filter at a few page sizes while
+tracking peak Python memory (streaming keeps it flat), then does the same through `ldif:`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.fixtures
+
+from migrator.adapters.directory import open_directory  # noqa: E402
+from migrator.model.plan import DirectorySettings  # noqa: E402
+from migrator.samples.directory import (  # noqa: E402
+    DEFAULT_BASE,
+    DEFAULT_FILTER,
+    POPULATION_FILTER,
+    generate_people,
+    selected_uids,
+    write_ldif,
+)
+from tests.fixtures.slapd import running_slapd  # noqa: E402
+
+
+def timed_search(settings: DirectorySettings, password: str | None, search_filter: str) -> str:
+    with open_directory(settings, password) as reader:
+        tracemalloc.start()
+        started = time.perf_counter()
+        count = sum(1 for _ in reader.search(search_filter, ["mail", "uid", "cn", "ou"]))
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return (
+            f"{count:>7,} entries in {elapsed:6.2f} s ({count / elapsed:>7,.0f}/s), "
+            f"{reader.pages_fetched:>4} requests, peak {peak / 1e6:5.1f} MB"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--people", type=int, default=100_000)
+    parser.add_argument("--mock-people", type=int, default=20_000)
+    args = parser.parse_args()
+
+    in_scope = args.people * 2 // 5
+    started = time.perf_counter()
+    people = generate_people(args.people, in_scope=in_scope, offices=332, seed=1)
+    print(f"generate {args.people:,} people: {time.perf_counter() - started:.2f} s")
+    assert len(selected_uids(people)) == in_scope
+
+    with running_slapd(people, tls=False) as server:
+        print(f"slapadd: {server.load_seconds:.2f} s (incl. LDIF), start: {server.start_seconds:.2f} s")
+        for page_size in (200, 500, 1000):
+            settings = server.settings(page_size=page_size)
+            for name, search_filter in (("campaign", DEFAULT_FILTER), ("population", POPULATION_FILTER)):
+                line = timed_search(settings, server.password, search_filter)
+                print(f"slapd page {page_size:>4} {name:<10} {line}")
+
+    mock_people = generate_people(args.mock_people, in_scope=args.mock_people * 2 // 5, offices=332)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_ldif(Path(tmp) / "people.ldif", DEFAULT_BASE, mock_people)
+        settings = DirectorySettings(url=f"ldif:{path}", base=DEFAULT_BASE)
+        started = time.perf_counter()
+        with open_directory(settings, None):
+            pass
+        print(f"ldif: load {args.mock_people:,} people: {time.perf_counter() - started:.2f} s")
+        for name, search_filter in (("campaign", DEFAULT_FILTER), ("population", POPULATION_FILTER)):
+            print(f"ldif  page  200 {name:<10} {timed_search(settings, None, search_filter)}")
+
+
+if __name__ == "__main__":
+    main()

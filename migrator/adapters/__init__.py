@@ -1,0 +1,1 @@
+"""Adapters: the outside world (directory, mail sources, targets) behind our own types."""

@@ -1,0 +1,292 @@
+"""Maildir trees read straight from disk: Maildir++ (`.Sub.Folder`) and Dovecot LAYOUT=fs.
+
+Key of a message: its file name up to the info separator ':' and up to the first ',' (so
+`1700000000.M5P42.host,S=612,W=630:2,RS` has key `1700000000.M5P42.host`). The unique part is
+what the Maildir spec makes unique; the `:2,<flags>` info changes on every flag change (and the
+file moves new/ -> cur/), and the `,S=`/`,W=`/`,U=` fields are added or rewritten by some tools
+(offlineimap, mbsync), so neither belongs in a key. Listing is one scandir of new/ and cur/ and
+one stat per file (the mtime is the internal date); bodies are never opened while listing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from migrator.adapters.sources import utf7
+from migrator.adapters.sources.base import (
+    NO_MAILBOX,
+    NOT_A_FILE,
+    UNREADABLE,
+    VANISHED,
+    SourceBase,
+)
+from migrator.adapters.sources.roles import role_from_name
+from migrator.model.errors import SourceError
+from migrator.model.mail import Flags, FolderInfo, FolderRole, MessageRecord, SkippedMessage
+
+LAYOUTS = ("auto", "maildir++", "fs")
+_SUBDIRS = ("new", "cur")  # new/ first: a live server moves new -> cur, never back
+_MAIL_DIRS = frozenset(("cur", "new", "tmp"))
+_MAX_DEPTH = 64
+
+_STANDARD_FLAGS = {"S": "seen", "R": "answered", "F": "flagged", "T": "deleted", "D": "draft"}
+
+
+def message_key(filename: str) -> str:
+    """The stable key of a Maildir file name (see module doc)."""
+    unique = filename.split(":", 1)[0]
+    return unique.split(",", 1)[0] or unique
+
+
+def parse_flags(filename: str, keywords: dict[str, str]) -> Flags:
+    """Flags from the `:2,<letters>` info; lowercase letters are dovecot-keywords entries."""
+    _, sep, info = filename.partition(":")
+    if not sep or not info.startswith("2,"):
+        return Flags()
+    letters = info[2:]
+    on = {attr for letter, attr in _STANDARD_FLAGS.items() if letter in letters}
+    kws = tuple(keywords[c] for c in sorted(set(letters)) if c.islower() and c in keywords)
+    return Flags(
+        seen="seen" in on,
+        answered="answered" in on,
+        flagged="flagged" in on,
+        deleted="deleted" in on,
+        draft="draft" in on,
+        keywords=kws,
+    )
+
+
+def read_keywords(folder_dir: str) -> dict[str, str]:
+    """dovecot-keywords: lines "<index> <name>"; index 0 is letter a, 25 is z."""
+    out: dict[str, str] = {}
+    try:
+        with open(os.path.join(folder_dir, "dovecot-keywords"), "rb") as fh:
+            for line in fh:
+                idx, _, name = line.decode("utf-8", "replace").strip().partition(" ")
+                if idx.isdigit() and int(idx) < 26 and name:
+                    out[chr(ord("a") + int(idx))] = name
+    except OSError:
+        pass  # no keywords file (or unreadable): messages simply carry no keywords
+    return out
+
+
+def _has_mail_dirs(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "cur")) or os.path.isdir(os.path.join(path, "new"))
+
+
+def _decode(names: list[str], problems: list[str]) -> tuple[str, ...]:
+    out = []
+    for n in names:
+        try:
+            out.append(utf7.decode(n))
+        except ValueError:
+            out.append(n)
+            problems.append(f"folder name {n!r} is not modified UTF-7; shown as stored on disk")
+    return tuple(out)
+
+
+class MaildirSource(SourceBase):
+    """One account's Maildir tree (the directory holding INBOX's cur/ and new/)."""
+
+    def __init__(self, root: str, *, layout: str = "auto") -> None:
+        if layout not in LAYOUTS:
+            raise SourceError(
+                f"unknown Maildir layout {layout!r}",
+                reason="config",
+                hint=f"set [source] maildir_layout to one of {', '.join(LAYOUTS)}",
+            )
+        if not os.path.isdir(root):
+            raise SourceError(
+                f"no Maildir at {root}",
+                reason=NO_MAILBOX,
+                hint="check the account's [source] path template and that the directory exists"
+                " and is readable by the migrator user",
+            )
+        self.root = root
+        self.layout = self._detect_layout() if layout == "auto" else layout
+
+    # ------------------------------------------------------------------ folders
+
+    def _detect_layout(self) -> str:
+        try:
+            entries = [e for e in os.scandir(self.root) if e.is_dir()]
+        except OSError:
+            return "maildir++"
+        if any(e.name.startswith(".") and _has_mail_dirs(e.path) for e in entries):
+            return "maildir++"
+        for e in entries:
+            if e.name.startswith(".") or e.name in _MAIL_DIRS:
+                continue
+            for _dirpath, dirnames, _files in os.walk(e.path):
+                if "cur" in dirnames or "new" in dirnames:
+                    return "fs"
+        return "maildir++"
+
+    def _folder_natives(self) -> list[tuple[str, list[str]]]:
+        """(native, on-disk name parts) of every folder other than INBOX."""
+        found: list[tuple[str, list[str]]] = []
+        if self.layout == "maildir++":
+            with os.scandir(self.root) as it:
+                for e in it:
+                    if (e.name.startswith(".") and e.name not in (".", "..") and e.is_dir()
+                            and _has_mail_dirs(e.path)):
+                        parts = [p for p in e.name[1:].split(".") if p]
+                        if parts:
+                            found.append((e.name, parts))
+            return found
+        seen: set[tuple[int, int]] = set()
+
+        def walk(rel: list[str], depth: int) -> None:
+            path = os.path.join(self.root, *rel)
+            try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) in seen or depth > _MAX_DEPTH:
+                    return  # a symlink loop or an absurd depth
+                seen.add((st.st_dev, st.st_ino))
+                entries = sorted(
+                    e.name for e in os.scandir(path)
+                    if e.is_dir() and not e.name.startswith(".") and e.name not in _MAIL_DIRS
+                )
+            except OSError:
+                return
+            for name in entries:
+                sub = [*rel, name]
+                if _has_mail_dirs(os.path.join(self.root, *sub)):
+                    found.append(("/".join(sub), sub))
+                walk(sub, depth + 1)
+
+        walk([], 0)
+        return found
+
+    def folders(self) -> list[FolderInfo]:
+        result = [self._info(("INBOX",), "", [])]
+        for native, parts in self._folder_natives():
+            problems: list[str] = []
+            path = _decode(parts, problems)
+            if path[0].upper() == "INBOX" and len(path) == 1:
+                continue  # a folder named INBOX beside the real INBOX: not a second inbox
+            result.append(self._info(path, native, problems))
+        result[1:] = sorted(result[1:], key=lambda f: f.path)
+        return result
+
+    def _info(self, path: tuple[str, ...], native: str, problems: list[str]) -> FolderInfo:
+        count = total = 0
+        for item in self._list(native, problems):
+            if isinstance(item, MessageRecord):
+                count += 1
+                total += item.size
+        role = FolderRole.INBOX if path == ("INBOX",) else role_from_name(path)
+        return FolderInfo(path=path, role=role, native=native, message_count=count,
+                          byte_total=total, problems=tuple(problems))
+
+    # ------------------------------------------------------------------ messages
+
+    def messages(self, folder: FolderInfo) -> Iterator[MessageRecord | SkippedMessage]:
+        yield from self._list(folder.native, None)
+
+    def _list(
+        self, native: str, problems: list[str] | None
+    ) -> list[MessageRecord | SkippedMessage]:
+        fdir = os.path.join(self.root, native) if native else self.root
+        keywords = read_keywords(fdir)
+        items: dict[str, MessageRecord | SkippedMessage] = {}
+        inodes: dict[str, tuple[int, int]] = {}
+        for sub in _SUBDIRS:
+            subdir = os.path.join(fdir, sub)
+            try:
+                entries = list(os.scandir(subdir))
+            except FileNotFoundError:
+                continue  # a folder with only new/ (or only cur/) is fine
+            except OSError as exc:
+                detail = f"cannot list {subdir}: {exc.strerror or exc}"
+                if problems is not None:
+                    problems.append(detail)
+                items[f"{sub}/"] = SkippedMessage(f"{sub}/", UNREADABLE, detail)
+                continue
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue  # hidden files are not messages (Maildir convention)
+                key = message_key(name)
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # renamed by a live server since scandir: found in cur/ or next pass
+                except OSError as exc:
+                    items.setdefault(key, SkippedMessage(
+                        key, UNREADABLE, f"cannot stat {entry.path}: {exc.strerror or exc}"))
+                    continue
+                ident = (st.st_dev, st.st_ino)
+                if key in items:
+                    if inodes.get(key) == ident:
+                        continue  # the same file seen in new/ and again in cur/ after a rename
+                    key = f"{key}#{sub}"  # two files share a unique part: keep both (rare)
+                    if key in items:
+                        continue
+                if not stat.S_ISREG(st.st_mode):
+                    items[key] = SkippedMessage(
+                        key, NOT_A_FILE, f"{entry.path} is not a regular file")
+                    continue
+                inodes[key] = ident
+                items[key] = MessageRecord(
+                    key=key,
+                    size=st.st_size,
+                    flags=parse_flags(name, keywords),
+                    internal_date=datetime.fromtimestamp(int(st.st_mtime), UTC),
+                    open=_Opener(fdir, key, entry.path),
+                    extra={"file": f"{sub}/{name}"},
+                )
+        return [items[k] for k in sorted(items)]
+
+
+class _Opener:
+    """Opens one message file; re-finds it by key when a live server renamed it since listing."""
+
+    __slots__ = ("fdir", "key", "path")
+
+    def __init__(self, fdir: str, key: str, path: str) -> None:
+        self.fdir, self.key, self.path = fdir, key, path
+
+    def __call__(self) -> BinaryIO:
+        try:
+            return self._open(self.path)
+        except FileNotFoundError:
+            pass
+        found = self._refind()
+        if found is not None:
+            self.path = found
+            with contextlib.suppress(FileNotFoundError):
+                return self._open(found)
+        raise SourceError(
+            f"message {self.key} vanished from {self.fdir} (deleted or moved since listing)",
+            reason=VANISHED,
+            hint="nothing to do: the next pass lists the folder again",
+        )
+
+    def _refind(self) -> str | None:
+        for sub in _SUBDIRS:
+            with contextlib.suppress(OSError), os.scandir(os.path.join(self.fdir, sub)) as it:
+                for e in it:
+                    if message_key(e.name) == self.key.split("#", 1)[0]:
+                        return e.path
+        return None
+
+    def _open(self, path: str) -> BinaryIO:
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller owns and closes the stream
+        except FileNotFoundError:
+            raise
+        except IsADirectoryError as exc:
+            raise SourceError(f"{path} is not a regular file", reason=NOT_A_FILE) from exc
+        except OSError as exc:
+            raise SourceError(
+                f"cannot read message {path}: {exc.strerror or exc}",
+                reason=UNREADABLE,
+                hint="give the migrator user read access to the Maildir (e.g. run as the mail"
+                " user or add it to the mail group)",
+            ) from exc

@@ -1,0 +1,318 @@
+"""mbox spools and folders (mboxo, mboxrd, mboxcl, mboxcl2), streamed with bounded memory.
+
+Folders: the account's spool file is INBOX; an optional folders directory holds further mbox
+files (subdirectories are nested folders; names may be modified UTF-7 as Dovecot writes them).
+
+Key of a message: "<20 hex of sha256(From_ line + header block without Status, X-Status,
+X-Keywords, X-UID, X-IMAP*, Content-Length, Lines, X-Mozilla-*)>-<n>", n counting earlier
+messages of the folder with the same hash (so byte-identical copies get -0, -1 ...). Unlike a
+byte offset, this survives what mail readers do to a spool: rewrite Status headers on a flag
+change (which shifts every later offset), delete messages, compact, and of course append.
+
+Rewrites under us: a pass indexes the file up to the size it had when the pass began; if the
+file then turns out to have been replaced, truncated, or changed other than by appending whole
+messages, the index is thrown away and the pass restarts (up to 3 times, then SourceError
+"changed"). Records are only handed out from a pass that held still. A record opened later
+checks its From_ line is still at its offset; if not, the folder is re-indexed and the message
+found again by key (SourceError "vanished" when it is gone).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat as statmod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, cast
+
+from migrator.adapters.sources import utf7
+from migrator.adapters.sources.base import CHANGED, NO_MAILBOX, UNREADABLE, VANISHED, SourceBase
+from migrator.adapters.sources.mbox_index import BLOCK, VARIANTS, Entry, Indexer
+from migrator.adapters.sources.roles import role_from_name
+from migrator.model.errors import SourceError
+from migrator.model.mail import FolderInfo, FolderRole, MessageRecord, SkippedMessage
+
+PASS_ATTEMPTS = 3
+_UNQUOTE = {
+    "rd": re.compile(rb"^>(>*From )", re.M),
+    "o": re.compile(rb"^>(From )", re.M),
+}
+_IGNORED_PREFIXES = (".", "dovecot", "courierimap")
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    ino: int
+    size: int
+    mtime_ns: int
+
+
+def _snapshot(st: os.stat_result) -> _Snapshot:
+    return _Snapshot(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class MboxSource(SourceBase):
+    def __init__(
+        self, spool: str, *, folders_dir: str | None = None, variant: str = "auto"
+    ) -> None:
+        if variant not in VARIANTS:
+            raise SourceError(
+                f"unknown mbox variant {variant!r}",
+                reason="config",
+                hint=f"set [source] mbox_variant to one of {', '.join(VARIANTS)}",
+            )
+        if not os.path.isfile(spool):
+            raise SourceError(
+                f"no mbox spool at {spool}",
+                reason=NO_MAILBOX,
+                hint="check the account's [source] path template (e.g. /var/mail/{uid}) and that"
+                " the file exists and is readable by the migrator user",
+            )
+        if folders_dir is not None and not os.path.isdir(folders_dir):
+            raise SourceError(
+                f"no mbox folders directory at {folders_dir}",
+                reason=NO_MAILBOX,
+                hint="check [source] folders_path; leave it out when accounts have only a spool",
+            )
+        self.spool = spool
+        self.folders_dir = folders_dir
+        self.variant = variant
+        self._cache: dict[str, tuple[_Snapshot, list[Entry], int]] = {}
+
+    # ------------------------------------------------------------------ folders
+
+    def _path(self, native: str) -> str:
+        if native == "":
+            return self.spool
+        assert self.folders_dir is not None
+        return os.path.join(self.folders_dir, native)
+
+    def _folder_files(self) -> list[tuple[str, tuple[str, ...]]]:
+        found: list[tuple[str, tuple[str, ...]]] = []
+        if self.folders_dir is None:
+            return found
+        spool_real = os.path.realpath(self.spool)
+        seen: set[tuple[int, int]] = set()
+
+        def walk(rel: list[str]) -> None:
+            path = os.path.join(self.folders_dir or "", *rel)
+            try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) in seen or len(rel) > 64:
+                    return
+                seen.add((st.st_dev, st.st_ino))
+                entries = sorted(os.scandir(path), key=lambda e: e.name)
+            except OSError:
+                return
+            for e in entries:
+                if e.name.startswith(_IGNORED_PREFIXES):
+                    continue
+                sub = [*rel, e.name]
+                if e.is_dir():
+                    walk(sub)
+                elif e.is_file() and os.path.realpath(e.path) != spool_real:
+                    display = tuple(utf7.decode_lenient(n) for n in sub)
+                    if len(display) == 1 and display[0].upper() == "INBOX":
+                        continue  # the spool is INBOX; a stray "inbox" file is not a second one
+                    found.append(("/".join(sub), display))
+
+        walk([])
+        return found
+
+    def folders(self) -> list[FolderInfo]:
+        inbox = self._info(("INBOX",), "")
+        assert inbox is not None
+        result = [inbox]
+        for native, display in self._folder_files():
+            info = self._info(display, native)
+            if info is not None:
+                result.append(info)
+        result[1:] = sorted(result[1:], key=lambda f: f.path)
+        return result
+
+    def _info(self, path: tuple[str, ...], native: str) -> FolderInfo | None:
+        """The folder, or None for a file in the folders directory that is not an mbox (it
+        does not start with a From_ line: notes, exports, index files of other programs)."""
+        problems: list[str] = []
+        count = total = 0
+        try:
+            entries, garbage = self._index(native)
+            count, total = len(entries), sum(e.size for e in entries)
+            if native and garbage:
+                return None
+            if garbage:
+                problems.append(f"{garbage} bytes before the first From_ line are not a message")
+        except SourceError as exc:
+            problems.append(exc.message)
+        role = FolderRole.INBOX if native == "" else role_from_name(path)
+        return FolderInfo(path=path, role=role, native=native, message_count=count,
+                          byte_total=total, problems=tuple(problems))
+
+    # ------------------------------------------------------------------ indexing
+
+    def _index(self, native: str) -> tuple[list[Entry], int]:
+        """A consistent index of one folder file, from cache when the file did not change."""
+        path = self._path(native)
+        try:
+            current = _snapshot(os.stat(path))
+        except FileNotFoundError:
+            return [], 0  # a folder deleted since listing holds nothing any more
+        except OSError as exc:
+            raise _unreadable(path, exc) from exc
+        cached = self._cache.get(native)
+        if cached is not None and cached[0] == current:
+            return cached[1], cached[2]
+        for _ in range(PASS_ATTEMPTS):
+            result = self._one_pass(path, native)
+            if result is not None:
+                snap, entries, garbage = result
+                self._cache[native] = (snap, entries, garbage)
+                return entries, garbage
+        raise SourceError(
+            f"{path} kept changing while it was read ({PASS_ATTEMPTS} attempts)",
+            reason=CHANGED,
+            hint="a mail client or delivery is rewriting the spool; run again later",
+        )
+
+    def _one_pass(self, path: str, native: str) -> tuple[_Snapshot, list[Entry], int] | None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise _unreadable(path, exc) from exc
+        try:
+            before = _snapshot(os.fstat(fd))
+            if not statmod.S_ISREG(os.fstat(fd).st_mode):
+                raise SourceError(f"{path} is not a regular file", reason=UNREADABLE)
+            indexer = Indexer(fd, before.size, self.variant)
+            try:
+                entries = indexer.entries(strict=bool(native))
+            except OSError as exc:
+                raise _unreadable(path, exc) from exc
+            after = _snapshot(os.stat(path))
+            if after == before:
+                return before, entries, indexer.leading_garbage
+            if after.ino != before.ino or after.size < before.size:
+                return None  # replaced or truncated: the pass saw a file that is gone
+            # grown: fine when whole messages were appended after the size we indexed
+            if entries and os.pread(fd, 5, before.size) != b"From ":
+                entries.pop()  # the last message was still being delivered; next pass has it
+            if entries and os.pread(fd, len(entries[0].from_line), entries[0].from_offset) != \
+                    entries[0].from_line:
+                return None
+            return before, entries, indexer.leading_garbage
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ messages
+
+    def messages(self, folder: FolderInfo) -> Iterator[MessageRecord | SkippedMessage]:
+        entries, garbage = self._index(folder.native)
+        if garbage:
+            yield SkippedMessage(
+                "offset-0", "not-mail",
+                f"{self._path(folder.native)}: {garbage} bytes before the first From_ line")
+        for entry in entries:
+            yield MessageRecord(
+                key=entry.key,
+                size=entry.size,
+                flags=entry.flags,
+                internal_date=entry.date,
+                open=_Opener(self, folder.native, entry),
+                extra={"offset": str(entry.from_offset)},
+            )
+
+    def open_entry(self, native: str, entry: Entry) -> BinaryIO:
+        path = self._path(native)
+        for attempt in range(2):
+            try:
+                fh = open(path, "rb")  # noqa: SIM115 - handed to the stream, closed with it
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                raise _unreadable(path, exc) from exc
+            fh.seek(entry.from_offset)
+            if fh.read(len(entry.from_line)) == entry.from_line:
+                return cast(BinaryIO, _UnquotingStream(fh, entry.start, entry.end, entry.quoting, path))
+            fh.close()
+            if attempt == 0:  # rewritten since listing: find the message again by key
+                self._cache.pop(native, None)
+                again = {e.key: e for e in self._index(native)[0]}.get(entry.key)
+                if again is None:
+                    break
+                entry = again
+        raise SourceError(
+            f"message {entry.key} is no longer in {path} (the spool was rewritten since listing)",
+            reason=VANISHED,
+            hint="nothing to do: the next pass lists the folder again",
+        )
+
+
+class _Opener:
+    __slots__ = ("source", "native", "entry")
+
+    def __init__(self, source: MboxSource, native: str, entry: Entry) -> None:
+        self.source, self.native, self.entry = source, native, entry
+
+    def __call__(self) -> BinaryIO:
+        return self.source.open_entry(self.native, self.entry)
+
+
+class _UnquotingStream(io.RawIOBase):
+    """The bytes of [start, end) of an mbox file with From_ quoting undone, block by block."""
+
+    def __init__(self, fh: BinaryIO, start: int, end: int, quoting: str, path: str) -> None:
+        super().__init__()
+        self._fh, self._pos, self._end, self._path = fh, start, end, path
+        self._unquote = _UNQUOTE.get(quoting)
+        self._out = b""
+        self._off = 0
+        self._at_line_start = True
+
+    def readable(self) -> bool:
+        return True
+
+    def _refill(self) -> None:
+        self._fh.seek(self._pos)
+        data = self._fh.read(min(BLOCK, self._end - self._pos))
+        if not data:
+            raise SourceError(
+                f"{self._path} became shorter while a message was read",
+                reason=CHANGED, hint="the spool was rewritten; run again to resume")
+        if self._unquote is not None and self._pos + len(data) < self._end:
+            cut = data.rfind(b"\n") + 1
+            if cut:  # keep whole lines together so a quote never straddles two blocks
+                data = data[:cut]
+        self._pos += len(data)
+        if self._unquote is not None:
+            head = b""
+            if not self._at_line_start:
+                nl = data.find(b"\n") + 1 or len(data)
+                head, data = data[:nl], data[nl:]
+            self._at_line_start = (head + data).endswith(b"\n")
+            data = head + self._unquote.sub(rb"\1", data)
+        self._out, self._off = data, 0
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while self._off >= len(self._out):
+            if self._pos >= self._end:
+                return 0
+            self._refill()
+        n = min(len(buffer), len(self._out) - self._off)
+        buffer[:n] = self._out[self._off : self._off + n]
+        self._off += n
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fh.close()
+        super().close()
+
+
+def _unreadable(path: str, exc: OSError) -> SourceError:
+    return SourceError(
+        f"cannot read {path}: {exc.strerror or exc}",
+        reason=UNREADABLE,
+        hint="give the migrator user read access to the spool (e.g. the mail group)",
+    )

@@ -1,0 +1,280 @@
+"""Indexing an mbox file: where each message starts and ends, its flags, date and key.
+
+The file is read in blocks with os.pread (never mmap: a spool truncated under an mmap kills
+the process with SIGBUS), so memory stays bounded by the block size plus one small entry per
+message, whatever the file's size. Message bodies are scanned, never kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from migrator.model.mail import Flags
+
+VARIANTS = ("auto", "mboxo", "mboxrd", "mboxcl", "mboxcl2")
+BLOCK = 1 << 20
+HEADER_CAP = 64 * 1024  # flags and keys come from at most this much of a header block
+
+# A From_ line: "From " sender, then something ending in a time of day (asctime and friends).
+_FROM_LINE = re.compile(rb"From \S* +.*?\d{1,2}:\d\d")
+_CANDIDATE = re.compile(rb"^(>*)From ", re.M)
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"])}
+_ASCTIME = re.compile(
+    rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) +(\d{1,2}):(\d\d)(?::(\d\d))?"
+    rb"(?: +([A-Za-z]{1,5}|[+-]\d{4}))? +(\d{4})(?: +([+-]\d{4}))?"
+)
+# Headers that a mail reader rewrites when flags change: never part of a key.
+_VOLATILE = frozenset((
+    b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase",
+    b"content-length", b"x-mozilla-status", b"x-mozilla-status2", b"x-mozilla-keys", b"lines",
+))
+
+
+def is_from_line(line: bytes) -> bool:
+    return _FROM_LINE.match(line) is not None
+
+
+def from_line_date(line: bytes) -> datetime | None:
+    """The From_ line's date (asctime, taken as UTC unless a numeric zone follows)."""
+    m = _ASCTIME.search(line)
+    if not m:
+        return None
+    mon, day, hh, mm, ss, zone1, year, zone2 = m.groups()
+    try:
+        dt = datetime(int(year), _MONTHS[mon], int(day), int(hh), int(mm), int(ss or 0), tzinfo=UTC)
+    except ValueError:
+        return None
+    zone = zone2 or (zone1 if zone1 and zone1[:1] in b"+-" else None)
+    if zone:
+        sign = -1 if zone[:1] == b"-" else 1
+        dt -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+    return dt
+
+
+@dataclass(slots=True)
+class Entry:
+    """One message of an mbox file. Offsets are into the file; [start, end) are the stored
+    (still quoted) message bytes after the From_ line; `size` is the unquoted length."""
+
+    from_offset: int
+    from_line: bytes
+    start: int
+    end: int
+    quoting: str  # "rd" (strip one > from ^>+From ), "o" (from ^>From ), "none"
+    size: int
+    key: str
+    flags: Flags
+    date: datetime | None
+
+
+def parse_header_block(block: bytes) -> tuple[Flags, bytes]:
+    """Flags from Status/X-Status/X-Keywords, and the block without volatile headers."""
+    seen = answered = flagged = draft = deleted = False
+    keywords: list[str] = []
+    stable: list[bytes] = []
+    skipping = False
+    for line in block.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                stable.append(line)
+            continue
+        name, colon, value = line.partition(b":")
+        lname = name.strip().lower()
+        skipping = bool(colon) and lname in _VOLATILE
+        if not skipping:
+            stable.append(line)
+            continue
+        v = value.strip()
+        if lname == b"status":
+            seen = seen or b"R" in v
+        elif lname == b"x-status":
+            answered, flagged = answered or b"A" in v, flagged or b"F" in v
+            draft, deleted = draft or b"T" in v, deleted or b"D" in v
+        elif lname == b"x-keywords":
+            for kw in re.split(rb"[,\s]+", v):
+                text = kw.decode("utf-8", "replace")
+                if text and text not in keywords:
+                    keywords.append(text)
+    flags = Flags(seen=seen, answered=answered, flagged=flagged, deleted=deleted, draft=draft,
+                  keywords=tuple(keywords))
+    return flags, b"".join(stable)
+
+
+class Indexer:
+    """Scans one open mbox file up to `limit` bytes (the size when the pass began)."""
+
+    def __init__(self, fd: int, limit: int, variant: str) -> None:
+        self.fd = fd
+        self.limit = limit
+        self.variant = variant
+        self._base = 0
+        self._data = b""
+        self._cut = 0  # data[:cut] ends at a line end (or is one piece of a giant line)
+        self.problems: list[str] = []
+        self.leading_garbage = 0
+
+    # ---------------------------------------------------------------- reading
+
+    def pread(self, offset: int, n: int) -> bytes:
+        n = max(0, min(n, self.limit - offset))
+        if self._base <= offset and offset + n <= self._base + len(self._data):
+            return self._data[offset - self._base : offset - self._base + n]
+        return os.pread(self.fd, n, offset)
+
+    def _load(self, pos: int) -> bool:
+        """Make the cached block cover pos; False at the limit."""
+        if self._base <= pos < self._base + self._cut:
+            return True
+        if pos >= self.limit:
+            return False
+        data = os.pread(self.fd, min(BLOCK, self.limit - pos), pos)
+        if not data:
+            return False
+        self._base, self._data = pos, data
+        last_nl = data.rfind(b"\n")
+        at_end = pos + len(data) >= self.limit
+        self._cut = len(data) if at_end or last_nl < 0 else last_nl + 1
+        return True
+
+    def next_from(self, pos: int, quote_gt: int) -> tuple[int | None, int]:
+        """The first From_ line at or after `pos` (a line start) and how many quoted lines lie
+        before it: lines ^>+From  when quote_gt is 0 ("rd"), ^>From  when 1 ("o"), none when -1."""
+        quoted = 0
+        at_line_start = True
+        while self._load(pos):
+            rel = pos - self._base
+            for m in _CANDIDATE.finditer(self._data, rel, self._cut):
+                i = m.start()
+                if i == rel and not at_line_start:
+                    continue
+                gt = m.end(1) - m.start(1)
+                if gt == 0:
+                    off = self._base + i
+                    if is_from_line(self.pread(off, 1024)):
+                        return off, quoted
+                elif quote_gt == 0 or gt == quote_gt:
+                    quoted += 1
+            at_line_start = self._data[self._cut - 1 : self._cut] == b"\n"
+            pos = self._base + self._cut
+        return None, quoted
+
+    def header_block(self, start: int, end: int) -> tuple[bytes, int | None]:
+        """The header block at `start` (without the blank line) and the offset where the body
+        begins (None when no blank line appears before `end` / within HEADER_CAP)."""
+        want = 4096
+        while True:
+            data = self.pread(start, min(want, end - start))
+            if data[:1] == b"\n":
+                return b"", start + 1
+            if data[:2] == b"\r\n":
+                return b"", start + 2
+            blank = [(i, len(sep)) for sep in (b"\n\n", b"\n\r\n") if (i := data.find(sep)) >= 0]
+            nxt = data.find(b"\nFrom ")
+            if blank:
+                i, n = min(blank)
+                if nxt < 0 or nxt > i:
+                    return data[: i + 1], start + i + n
+            if nxt >= 0:
+                return data[: nxt + 1], None
+            if len(data) < want or want >= HEADER_CAP:
+                return data, None
+            want *= 4
+
+    # ---------------------------------------------------------------- the pass
+
+    def entries(self, *, strict: bool = False) -> list[Entry]:
+        """Every message up to the limit. With `strict`, a file not starting with a From_ line
+        is not an mbox at all: no entries, and `leading_garbage` is the whole size."""
+        out: list[Entry] = []
+        counts: dict[str, int] = {}
+        if self.limit == 0:
+            return out
+        head = self.pread(0, 1024)
+        pos: int | None = 0
+        if not (head.startswith(b"From ") and is_from_line(head)):
+            if strict:
+                self.leading_garbage = self.limit
+                return out
+            pos, _ = self.next_from(0, -1)
+            self.leading_garbage = self.limit if pos is None else pos
+        while pos is not None:
+            line_end = self.pread(pos, 4096).find(b"\n")
+            if line_end < 0:
+                break  # a From_ line cut off at the end of the file: nothing follows
+            from_line = self.pread(pos, line_end)
+            start = pos + line_end + 1
+            entry_end, quoting, next_pos, quoted = self._delimit(start)
+            header, _ = self.header_block(start, min(entry_end, start + HEADER_CAP))
+            flags, stable = parse_header_block(header)
+            digest = hashlib.sha256(from_line.rstrip(b"\r") + b"\n" + stable).hexdigest()[:20]
+            n = counts.get(digest, 0)
+            counts[digest] = n + 1
+            out.append(Entry(
+                from_offset=pos, from_line=from_line, start=start, end=entry_end,
+                quoting=quoting, size=entry_end - start - quoted, key=f"{digest}-{n}",
+                flags=flags, date=from_line_date(from_line),
+            ))
+            pos = next_pos
+        return out
+
+    def _delimit(self, start: int) -> tuple[int, str, int | None, int]:
+        """(end of stored bytes, quoting, next From_ offset, quoted line count)."""
+        v = self.variant
+        if v in ("auto", "mboxcl", "mboxcl2"):
+            found = self._by_content_length(start)
+            if found is not None:
+                end, next_pos = found
+                if v == "mboxcl":
+                    _, quoted = _count_only(self, start, end, 1)
+                    return end, "o", next_pos, quoted
+                return end, "none", next_pos, 0
+        quoting = {"mboxo": "o", "mboxcl": "o", "mboxcl2": "none"}.get(v, "rd")
+        gt = {"rd": 0, "o": 1, "none": -1}[quoting]
+        next_pos, quoted = self.next_from(start, gt)
+        end = self.limit if next_pos is None else next_pos
+        # the blank line before a From_ line (or at the end of the file) is the separator
+        if end - start >= 2 and self.pread(end - 2, 2) == b"\n\n":
+            end -= 1
+        return end, quoting, next_pos, quoted
+
+    def _by_content_length(self, start: int) -> tuple[int, int | None] | None:
+        header, body = self.header_block(start, min(self.limit, start + HEADER_CAP))
+        if body is None:
+            return None
+        m = re.search(rb"(?im)^content-length:[ \t]*(\d{1,15})[ \t]*\r?$", header)
+        if not m:
+            return None
+        end = body + int(m.group(1))
+        if end > self.limit:
+            return None
+        after = self.pread(end, 1024 + 1)
+        if not after or after == b"\n":
+            return end, None
+        if after.startswith(b"\nFrom ") and is_from_line(after[1:]):
+            return end, end + 1
+        if after.startswith(b"From ") and is_from_line(after):
+            return end, end
+        return None
+
+
+def _count_only(ix: Indexer, start: int, end: int, quote_gt: int) -> tuple[None, int]:
+    """Quoted lines in [start, end), read with a bounded indexer of its own."""
+    sub = Indexer(ix.fd, end, "mboxo")
+    quoted = 0
+    pos = start
+    while pos < end:
+        nxt, q = sub.next_from(pos, quote_gt)
+        quoted += q
+        if nxt is None:
+            break
+        pos = nxt + 1  # a From_ line inside a Content-Length body: keep counting after it
+        line_end = sub.pread(pos, 4096).find(b"\n")
+        if line_end < 0:
+            break
+        pos += line_end + 1
+    return None, quoted

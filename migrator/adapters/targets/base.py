@@ -1,0 +1,96 @@
+"""The contract every mail target (Exchange over EWS, IMAP, ...) fulfils.
+
+One Target object serves many mailboxes at once from several threads: the mailbox is a parameter
+of every call rather than state of the object, so a single service account, connection pool and
+set of caches is shared by all workers.
+
+Every method translates its library's exceptions into migrator.model.errors types at its
+boundary: callers only ever see TransientError (retry later, maybe with a server hint) or
+PermanentError (with a stable `reason` code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from migrator.model.errors import PermanentError
+from migrator.model.mail import FolderRole, UploadItem, UploadResult
+
+
+@dataclass(frozen=True)
+class TargetFolder:
+    """A folder in the target mailbox, as returned by ensure_folder().
+
+    `id` is the target's own identifier (opaque to callers, stable for the folder's life);
+    `path` is the folder's path in the target after naming rules and the plan's folder_map.
+    """
+
+    id: str
+    path: tuple[str, ...]
+
+    @property
+    def display(self) -> str:
+        return "/".join(self.path)
+
+
+class ExcludedFolderError(PermanentError):
+    """ensure_folder() was asked for a folder the plan's `exclude_folders` leaves out.
+
+    Callers should ask `is_excluded()` first; this error marks a caller bug, not bad data.
+    """
+
+    def __init__(self, path: tuple[str, ...]) -> None:
+        super().__init__(
+            f"folder {'/'.join(path)!r} is excluded by the plan's exclude_folders",
+            reason="excluded",
+            hint="check Target.is_excluded(path) before ensure_folder()",
+        )
+        self.path = path
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A mail store we write into. All methods are safe to call from several threads."""
+
+    max_message_size: int  # bytes of raw RFC 822 data; larger messages fail as "too-large"
+
+    def preflight(self, mailbox: str) -> None:
+        """Check that `mailbox` exists and that we may write into it.
+
+        Raises PermanentError with reason "no-mailbox", "no-permission" or "auth", or
+        TransientError when the server cannot be reached; each with its own clear message.
+        """
+        ...
+
+    def is_excluded(self, path: tuple[str, ...]) -> bool:
+        """True when the plan's exclude_folders leaves the source folder `path` out."""
+        ...
+
+    def ensure_folder(self, mailbox: str, path: tuple[str, ...], role: FolderRole) -> TargetFolder:
+        """Return the target folder for the source folder `path` (display names), creating it
+        and its parents when missing. Idempotent. Raises ExcludedFolderError for excluded paths."""
+        ...
+
+    def upload(
+        self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem]
+    ) -> list[UploadResult]:
+        """Store the items in `folder`; one result per item, in order.
+
+        Does not raise for data or server problems: a failure of a whole request is reported on
+        every item it affected. A TransientError result means the item is not in the target as
+        far as the adapter could check; callers still confirm with find() before resending."""
+        ...
+
+    def find(self, mailbox: str, folder: TargetFolder, keys: Sequence[str]) -> dict[str, str]:
+        """Source key -> target id, for those of `keys` already stored in `folder`."""
+        ...
+
+    def count(self, mailbox: str, folder: TargetFolder) -> int:
+        """Number of items in `folder` now."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. The object is unusable afterwards."""
+        ...

@@ -1,0 +1,5 @@
+"""Exchange target over EWS. exchangelib is imported in this package and nowhere else."""
+
+from .target import EwsTarget
+
+__all__ = ["EwsTarget"]

@@ -1,0 +1,188 @@
+"""exchangelib configuration for one [target] section: credentials, retry policy, TLS, logging."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    NTLM,
+    OAUTH2,
+    Account,
+    Configuration,
+    Credentials,
+    FailFast,
+    OAuth2Credentials,
+)
+from exchangelib.protocol import BaseProtocol
+
+from migrator.model.errors import PlanError
+from migrator.model.plan import TargetSettings
+
+from .errors import HttpThrottled, RequestTooLarge
+
+AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth2": OAUTH2}
+
+
+class FailFastWithHints(FailFast):
+    """exchangelib's fail-fast policy (our retry layer decides), keeping the server's hint.
+
+    Stock FailFast reports HTTP 503 without its Retry-After and 429 as an unknown failure; both
+    become HttpThrottled (an ErrorServerBusy) carrying Retry-After in seconds. HTTP 413 becomes
+    RequestTooLarge, so upload can split the request.
+    """
+
+    def raise_response_errors(self, response: requests.Response) -> None:
+        if response.status_code in (429, 503):
+            raise HttpThrottled(response.status_code, retry_after_seconds(response))
+        if response.status_code == 413:
+            raise RequestTooLarge()
+        super().raise_response_errors(response)
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value) or None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    server_now = response.headers.get("Date")
+    try:
+        now = parsedate_to_datetime(server_now) if server_now else None
+    except (TypeError, ValueError):
+        now = None
+    if now is None:
+        now = datetime.now(UTC)
+    seconds = (when - now).total_seconds()
+    return seconds if seconds > 0 else None
+
+
+# --- TLS -------------------------------------------------------------------------------------
+# exchangelib builds its HTTP sessions itself; the only hook is the adapter class on
+# BaseProtocol, shared by every endpoint. We install ours only when a target asks for a
+# non-default check, and it applies the setting of the endpoint each request goes to.
+_tls_lock = threading.Lock()
+_tls_by_prefix: dict[str, bool | str] = {}
+
+
+class _EndpointTlsAdapter(requests.adapters.HTTPAdapter):
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        url = request.url or ""
+        for prefix, verify in _tls_by_prefix.items():
+            if url.startswith(prefix):
+                kwargs["verify"] = verify
+                break
+        return super().send(request, *args, **kwargs)
+
+
+def configure_tls(endpoint: str, *, verify: bool, ca_file: str | None) -> None:
+    """Make requests to `endpoint` check TLS with `ca_file`, or not at all when verify is False."""
+    if verify and not ca_file:
+        return
+    with _tls_lock:
+        _tls_by_prefix[endpoint] = ca_file if (verify and ca_file) else False
+        BaseProtocol.HTTP_ADAPTER_CLS = _EndpointTlsAdapter
+
+
+# --- logging ---------------------------------------------------------------------------------
+class _Redact(logging.Filter):
+    """exchangelib logs request headers (Basic credentials) and whole SOAP bodies (base64 mail)."""
+
+    LIMIT = 2000
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record must not break logging
+            return True
+        if "Authorization" in text or "client_secret" in text or len(text) > self.LIMIT:
+            record.msg = text[: self.LIMIT].split("Request headers:")[0] + " [details withheld]"
+            record.args = None
+        return True
+
+
+_logging_done = False
+
+
+def quiet_exchangelib_logging() -> None:
+    """At most warnings from exchangelib, with secrets and message bodies withheld."""
+    global _logging_done
+    if _logging_done:
+        return
+    _logging_done = True
+    root = logging.getLogger("exchangelib")
+    if root.level == logging.NOTSET or root.level < logging.WARNING:
+        root.setLevel(logging.WARNING)
+    redact = _Redact()
+    for name in ("exchangelib", "exchangelib.util", "exchangelib.protocol",
+                 "exchangelib.services.common", "exchangelib.transport"):
+        logging.getLogger(name).addFilter(redact)
+
+
+# --- configuration ---------------------------------------------------------------------------
+def make_configuration(
+    settings: TargetSettings, secrets: Mapping[str, str], *, max_connections: int
+) -> Configuration:
+    """The exchangelib Configuration for the plan's [target]; secrets are already resolved."""
+    if not settings.url:
+        raise PlanError("plan", "target", "url is required for kind = \"ews\"",
+                        hint='e.g. url = "https://mail.example.org/EWS/Exchange.asmx"')
+    auth = settings.auth.lower()
+    if auth not in AUTH_TYPES:
+        raise PlanError("plan", "target.auth", f"{settings.auth!r} is not an EWS auth type",
+                        hint="use one of: " + ", ".join(AUTH_TYPES))
+    credentials: Credentials | OAuth2Credentials
+    if auth == "oauth2":
+        missing = [n for n in ("client_id", "tenant_id") if not getattr(settings, n)]
+        if "client_secret" not in secrets:
+            missing.append("client_secret_env or client_secret_file")
+        if missing:
+            raise PlanError("plan", "target", "oauth2 needs " + ", ".join(missing))
+        credentials = OAuth2Credentials(
+            client_id=settings.client_id, client_secret=secrets["client_secret"],
+            tenant_id=settings.tenant_id,
+        )
+    else:
+        if not settings.username or "password" not in secrets:
+            raise PlanError("plan", "target", f"auth = {auth!r} needs username and a password",
+                            hint="set username and password_env or password_file")
+        credentials = Credentials(settings.username, secrets["password"])
+    configure_tls(settings.url, verify=settings.tls_verify, ca_file=settings.ca_file)
+    return Configuration(
+        service_endpoint=settings.url,
+        credentials=credentials,
+        auth_type=AUTH_TYPES[auth],
+        retry_policy=FailFastWithHints(),
+        max_connections=max_connections,
+    )
+
+
+def make_account(address: str, config: Configuration, *, impersonation: bool,
+                 timeout: float) -> Account:
+    account = Account(
+        primary_smtp_address=address,
+        config=config,
+        autodiscover=False,
+        access_type=IMPERSONATION if impersonation else DELEGATE,
+        default_timezone=None,
+    )
+    protocol = account.protocol
+    # Instance attributes: the protocol is shared by every Account on this endpoint+credentials.
+    protocol.TIMEOUT = timeout
+    # With fail-fast there is no waiting; 0 keeps exchangelib from inventing a back-off hint
+    # (it fills in RETRY_WAIT where the server gave none) so `retry_after` is only the server's.
+    protocol.RETRY_WAIT = 0
+    return account

@@ -1,0 +1,213 @@
+"""Translate exchangelib and HTTP failures into migrator's TransientError / PermanentError.
+
+The table here is the one documented in docs/targets.md; keep both in step. Nothing outside this
+package ever sees an exchangelib exception.
+"""
+
+from __future__ import annotations
+
+import socket
+import traceback
+
+import requests
+from exchangelib import errors as ews
+
+from migrator.model.errors import MigratorError, PermanentError, TransientError
+
+# reason codes (stable: reports group failures by them)
+AUTH = "auth"
+NO_MAILBOX = "no-mailbox"
+NO_PERMISSION = "no-permission"
+TOO_LARGE = "too-large"
+REJECTED = "rejected"
+QUOTA = "quota"
+NOT_FOUND = "not-found"
+CONFIG = "config"
+TLS = "tls"
+EWS_ERROR = "ews-error"
+
+_NO_MAILBOX = (
+    ews.ErrorNonExistentMailbox,
+    ews.ErrorInvalidSmtpAddress,
+    ews.ErrorNonPrimarySmtpAddress,
+    ews.ErrorInvalidMailbox,
+    ews.ErrorNameResolutionNoMailbox,
+    ews.ErrorAccountDisabled,
+)
+_NO_PERMISSION = (
+    ews.ErrorImpersonateUserDenied,
+    ews.ErrorImpersonationDenied,
+    ews.ErrorAccessDenied,
+    ews.ErrorCreateItemAccessDenied,
+    ews.ErrorCreateSubfolderAccessDenied,
+    ews.ErrorNotDelegate,
+    ews.ErrorInvalidExchangeImpersonationHeaderData,
+)
+_TOO_LARGE = (
+    ews.ErrorMessageSizeExceeded,
+    ews.ErrorDataSizeLimitExceeded,
+    ews.ErrorAttachmentSizeLimitExceeded,
+)
+_REJECTED = (
+    ews.ErrorMimeContentConversionFailed,
+    ews.ErrorMimeContentInvalid,
+    ews.ErrorUnsupportedMimeConversion,
+    ews.ErrorCorruptData,
+    ews.ErrorItemCorrupt,
+    ews.ErrorItemSave,
+    ews.ErrorItemSavePropertyError,
+    ews.ErrorInvalidRequest,
+    ews.ErrorInvalidServerVersion,  # what exchangelib makes of ErrorInvalidRequest on every version
+    ews.ErrorInvalidPropertyRequest,
+    ews.ErrorInvalidExtendedPropertyValue,
+    ews.ErrorInvalidValueForProperty,
+    ews.ErrorSchemaValidation,
+)
+_QUOTA = (ews.ErrorQuotaExceeded, ews.ErrorFolderSave, ews.ErrorFolderSaveFailed)
+_NOT_FOUND = (
+    ews.ErrorFolderNotFound,
+    ews.ErrorParentFolderNotFound,
+    ews.ErrorItemNotFound,
+    ews.ErrorSavedItemFolderNotFound,
+)
+# Exchange's own words for "not now": the mailbox is moving, failing over or its database is down.
+_TRANSIENT = (
+    ews.ErrorTimeoutExpired,
+    ews.ErrorInternalServerTransientError,
+    ews.ErrorInternalServerError,
+    ews.ErrorTooManyObjectsOpened,
+    ews.ErrorExceededConnectionCount,
+    ews.ErrorMailboxMoveInProgress,
+    ews.ErrorMailboxStoreUnavailable,
+    ews.ErrorMailboxFailover,
+    ews.ErrorMailboxLogonFailed,
+    ews.ErrorConnectionFailed,
+    ews.ErrorConnectionFailedTransientError,
+    ews.ErrorADUnavailable,
+    ews.ErrorBatchProcessingStopped,
+    ews.SessionPoolMinSizeReached,
+)
+_CONNECTION = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    socket.timeout,
+    ConnectionError,
+)
+# exchangelib turns a failed connection into ErrorServerBusy("Reraised from ErrorTimeoutExpired(...
+# when it has spare sessions: the server never said it was busy, the connection broke.
+_BROKEN_CONNECTION_MARK = "Reraised from ErrorTimeoutExpired"
+
+
+class HttpThrottled(ews.ErrorServerBusy):
+    """HTTP 429/503 answered by the server (raised by our retry policy, see connection.py)."""
+
+    def __init__(self, status: int, back_off: float | None) -> None:
+        super().__init__(f"HTTP {status} from the server", back_off=back_off)
+        self.status = status
+
+
+class RequestTooLarge(ews.TransportError):
+    """HTTP 413: the server (IIS request filtering, maxReceivedMessageSize) refused the request
+    for its size before EWS looked at it. Nothing was stored."""
+
+    def __init__(self) -> None:
+        super().__init__("HTTP 413 Request Entity Too Large")
+
+
+def _code(exc: BaseException) -> str:
+    name = type(exc).__name__
+    text = str(exc).strip()
+    return f"{name}: {text}" if text else name
+
+
+def _from_exchangelib(exc: BaseException) -> bool:
+    """True when the exception was raised inside exchangelib (not by a bug of ours)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and "exchangelib" in frames[-1].filename
+
+
+def is_ambiguous(exc: BaseException) -> bool:
+    """True when a request may have reached the server before it failed (the connection broke
+    or timed out), so the caller must look before sending again."""
+    if isinstance(exc, HttpThrottled | RequestTooLarge):
+        return False
+    if isinstance(exc, ews.ErrorServerBusy):
+        return str(exc).startswith(_BROKEN_CONNECTION_MARK)
+    return isinstance(exc, ews.ErrorTimeoutExpired | ews.ErrorInternalServerTransientError
+                      | ews.ErrorInternalServerError | ews.MalformedResponseError
+                      | ews.SOAPError | requests.exceptions.RequestException | OSError)
+
+
+def translate(exc: Exception, *, where: str) -> Exception:
+    """The migrator error for `exc`; `where` names the mailbox/folder/operation for the message.
+
+    Returns exceptions that are not ours to judge (bugs in our code) unchanged.
+    """
+    if isinstance(exc, MigratorError):
+        return exc
+    detail = _code(exc)
+    if isinstance(exc, ews.ErrorServerBusy):
+        back_off = exc.back_off if exc.back_off and exc.back_off > 0 else None
+        if str(exc).startswith(_BROKEN_CONNECTION_MARK):
+            return TransientError(f"{where}: connection to the EWS server failed ({detail})")
+        if isinstance(exc, HttpThrottled):
+            return TransientError(f"{where}: the server is throttling (HTTP {exc.status})",
+                                  retry_after=back_off)
+        return TransientError(f"{where}: the server is busy (ErrorServerBusy)", retry_after=back_off)
+    if isinstance(exc, ews.UnauthorizedError | ews.CASError):
+        return PermanentError(f"{where}: the EWS server refused our credentials ({detail})",
+                              reason=AUTH,
+                              hint="check [target] username and the password/secret it names")
+    if isinstance(exc, _NO_MAILBOX):
+        return PermanentError(f"{where}: no such mailbox on the target ({detail})",
+                              reason=NO_MAILBOX,
+                              hint="create the mailbox, or fix [target] address template")
+    if isinstance(exc, _NO_PERMISSION):
+        return PermanentError(f"{where}: the service account may not write to this mailbox ({detail})",
+                              reason=NO_PERMISSION,
+                              hint="grant ApplicationImpersonation (or FullAccess for delegate mode)")
+    if isinstance(exc, RequestTooLarge):
+        return PermanentError(f"{where}: the server refused the request as too large (HTTP 413)",
+                              reason=TOO_LARGE,
+                              hint="the server's request limit is below [target] max_message_size")
+    if isinstance(exc, _TOO_LARGE):
+        return PermanentError(f"{where}: the server refused the message as too large ({detail})",
+                              reason=TOO_LARGE)
+    if isinstance(exc, _QUOTA):
+        return PermanentError(f"{where}: the target mailbox is over its quota ({detail})",
+                              reason=QUOTA, hint="raise the mailbox quota, then run again")
+    if isinstance(exc, _REJECTED):
+        return PermanentError(f"{where}: the server rejected the content ({detail})",
+                              reason=REJECTED)
+    if isinstance(exc, _NOT_FOUND):
+        return PermanentError(f"{where}: not found on the target ({detail})", reason=NOT_FOUND,
+                              hint="was the folder deleted in the target? run again to recreate it")
+    if isinstance(exc, ews.ErrorTimeoutExpired) and str(exc).startswith("Reraised from"):
+        return TransientError(f"{where}: connection to the EWS server failed ({detail})")
+    if isinstance(exc, _TRANSIENT):
+        return TransientError(f"{where}: temporary server problem ({detail})")
+    if isinstance(exc, ews.RedirectError):
+        return PermanentError(f"{where}: the EWS URL redirects elsewhere ({detail})", reason=CONFIG,
+                              hint="set [target] url to the final EWS endpoint")
+    if isinstance(exc, ews.MalformedResponseError) and any(
+        f"Code: {code}" in str(exc) for code in (400, 404, 405)
+    ):
+        return PermanentError(f"{where}: the URL does not answer as an EWS endpoint ({detail})",
+                              reason=CONFIG, hint="check [target] url (…/EWS/Exchange.asmx)")
+    if isinstance(exc, requests.exceptions.SSLError) or (
+        isinstance(exc, ews.TransportError) and not isinstance(exc, ews.ResponseMessageError)
+        and any(mark in str(exc) for mark in ("SSL", "certificate", "CERTIFICATE"))
+    ):
+        return PermanentError(f"{where}: TLS check of the EWS server failed ({detail})", reason=TLS,
+                              hint="set [target] ca_file to the CA that signed the server certificate")
+    if isinstance(exc, _CONNECTION):
+        return TransientError(f"{where}: cannot connect to the EWS server ({detail})")
+    if isinstance(exc, ews.ResponseMessageError):
+        # Any other Exchange response code: the server understood us and said no.
+        return PermanentError(f"{where}: the server answered {detail}", reason=EWS_ERROR)
+    if isinstance(exc, ews.TransportError | ews.EWSError | OSError):
+        return TransientError(f"{where}: EWS transport problem ({detail})")
+    if isinstance(exc, ValueError | TypeError | AttributeError) and _from_exchangelib(exc):
+        return PermanentError(f"{where}: unexpected EWS answer ({detail})", reason=EWS_ERROR)
+    return exc

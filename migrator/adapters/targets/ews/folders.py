@@ -1,0 +1,112 @@
+"""Folder lookup and creation in one Exchange mailbox, with a cache of what was seen."""
+
+from __future__ import annotations
+
+import threading
+
+from exchangelib import Account, Folder
+from exchangelib.errors import ErrorFolderExists
+from exchangelib.fields import FieldPath
+from exchangelib.folders import (
+    DeletedItems,
+    Drafts,
+    FolderCollection,
+    Inbox,
+    JunkEmail,
+    MsgFolderRoot,
+    SentItems,
+)
+from exchangelib.folders.base import BaseFolder
+
+from migrator.model.mail import FolderRole
+
+WELL_KNOWN_CLASSES: dict[FolderRole, type[BaseFolder]] = {
+    FolderRole.INBOX: Inbox,
+    FolderRole.SENT: SentItems,
+    FolderRole.DRAFTS: Drafts,
+    FolderRole.TRASH: DeletedItems,
+    FolderRole.JUNK: JunkEmail,
+}
+MAIL_FOLDER_CLASS = "IPF.Note"
+
+
+class MailboxFolders:
+    """The folders of one mailbox this process has looked at. Thread-safe.
+
+    Children of a folder are listed once (one shallow FindFolder) and then kept; folders created
+    by us are added. A folder created meanwhile by someone else is found again when CreateFolder
+    answers ErrorFolderExists.
+    """
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        self._lock = threading.RLock()
+        self._anchors: dict[FolderRole | None, BaseFolder] = {}
+        self._children: dict[str, dict[str, BaseFolder]] = {}  # parent id -> casefolded name -> folder
+        # source paths placed on a well-known folder: their subfolders follow them
+        self.role_paths: dict[tuple[str, ...], FolderRole] = {}
+
+    def anchor(self, role: FolderRole | None) -> BaseFolder:
+        """The well-known folder for `role`, or the top of the mailbox for None (GetFolder once)."""
+        with self._lock:
+            folder = self._anchors.get(role)
+            if folder is None:
+                cls = WELL_KNOWN_CLASSES[role] if role is not None else MsgFolderRoot
+                folder = cls.get_distinguished(root=self.account.root)
+                self._anchors[role] = folder
+            return folder
+
+    def ensure_path(self, anchor: BaseFolder, names: tuple[str, ...]) -> BaseFolder:
+        """The folder `names` below `anchor`, creating missing levels as mail folders."""
+        folder = anchor
+        with self._lock:
+            for name in names:
+                folder = self._child(folder, name) or self._create(folder, name)
+        return folder
+
+    def by_id(self, folder_id: str) -> Folder:
+        """A folder object for an id from an earlier ensure (no request)."""
+        return Folder(root=self.account.root, id=folder_id)
+
+    def total_count(self, folder_id: str) -> int:
+        """Items in the folder now (one GetFolder asking for TotalCount only)."""
+        fields = {FieldPath(field=Folder.get_field_by_fieldname("total_count"))}
+        answers = FolderCollection(account=self.account, folders=[self.by_id(folder_id)])
+        for answer in answers.get_folders(additional_fields=fields):
+            if isinstance(answer, Exception):
+                raise answer
+            return int(answer.total_count or 0)
+        raise ValueError(f"GetFolder returned nothing for folder {folder_id}")
+
+    def _child(self, parent: BaseFolder, name: str) -> BaseFolder | None:
+        children = self._children.get(parent.id)
+        if children is None:
+            children = self._list_children(parent)
+        return children.get(name.casefold())
+
+    def _list_children(self, parent: BaseFolder) -> dict[str, BaseFolder]:
+        fields = {FieldPath(field=Folder.get_field_by_fieldname("name"))}
+        found = FolderCollection(account=self.account, folders=[parent]).find_folders(
+            depth="Shallow", additional_fields=fields
+        )
+        children: dict[str, BaseFolder] = {}
+        for child in found:
+            if isinstance(child, Exception):
+                raise child
+            if child.name is not None:
+                # Exchange compares folder names case-insensitively; the first one wins.
+                children.setdefault(child.name.casefold(), child)
+        self._children[parent.id] = children
+        return children
+
+    def _create(self, parent: BaseFolder, name: str) -> BaseFolder:
+        folder = Folder(parent=parent, name=name, folder_class=MAIL_FOLDER_CLASS)
+        try:
+            folder.save()
+        except ErrorFolderExists:
+            existing = self._list_children(parent).get(name.casefold())
+            if existing is None:
+                raise
+            return existing
+        self._children.setdefault(parent.id, {})[name.casefold()] = folder
+        return folder

@@ -1,0 +1,398 @@
+"""Exchange over EWS: the Target implementation (exchangelib lives in this package only)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from exchangelib import Account, Configuration, Q
+from exchangelib.fields import FieldPath
+from exchangelib.folders import Folder, FolderCollection
+from exchangelib.items import SAVE_ONLY
+
+from migrator.model.errors import PermanentError, TransientError
+from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
+from migrator.model.plan import TargetSettings
+
+from ..base import ExcludedFolderError, TargetFolder
+from ..naming import FolderNaming
+from . import errors
+from .connection import make_account, make_configuration, quiet_exchangelib_logging
+from .dates import submit_and_delivery
+from .folders import MailboxFolders
+from .properties import (
+    FLAG_STATUS_FLAGGED,
+    LAST_VERB_REPLY_TO_SENDER,
+    MSGFLAG_READ,
+    MimeMessage,
+)
+
+T = TypeVar("T")
+
+DEFAULT_REQUEST_BYTES = 25 * 1024 * 1024  # base64 per CreateItem; Exchange takes ~64 MB
+DEFAULT_REQUEST_ITEMS = 100  # exchangelib's and Exchange's usual batch size
+DEFAULT_MAX_CONNECTIONS = 4
+FIND_BATCH = 50  # keys per FindItem restriction (an OR of IsEqualTo)
+
+# IMAP keywords that are protocol state, not user labels: never shown as categories.
+SYSTEM_KEYWORDS = frozenset(
+    k.casefold() for k in ("Junk", "NonJunk", "NotJunk", "Old", "Unseen")
+)
+# Thunderbird's built-in tags are stored as $label1..5; users know them by these names.
+THUNDERBIRD_LABELS = {
+    "$label1": "Important",
+    "$label2": "Work",
+    "$label3": "Personal",
+    "$label4": "To Do",
+    "$label5": "Later",
+}
+MAX_CATEGORY_LENGTH = 255
+
+
+def categories_for(flags: Flags) -> list[str]:
+    """Exchange categories for the IMAP keywords of a message (see docs/targets.md)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for keyword in flags.keywords:
+        name = THUNDERBIRD_LABELS.get(keyword.casefold())
+        if name is None:
+            if keyword.startswith(("$", "\\")) or keyword.casefold() in SYSTEM_KEYWORDS:
+                continue
+            name = keyword.strip()[:MAX_CATEGORY_LENGTH]
+        if name and name.casefold() not in seen:
+            seen.add(name.casefold())
+            out.append(name)
+    return out
+
+
+def base64_size(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def request_batches(
+    sizes: Sequence[tuple[int, int]], *, max_bytes: int, max_items: int
+) -> Iterator[list[int]]:
+    """Group (index, raw size) pairs into requests of at most max_items and max_bytes of base64.
+
+    A message bigger than max_bytes on its own still gets a request of its own.
+    """
+    batch: list[int] = []
+    total = 0
+    for index, size in sizes:
+        cost = base64_size(size)
+        if batch and (len(batch) >= max_items or total + cost > max_bytes):
+            yield batch
+            batch, total = [], 0
+        batch.append(index)
+        total += cost
+    if batch:
+        yield batch
+
+
+class EwsTarget:
+    """Writes into Exchange mailboxes over EWS with one service account. Thread-safe."""
+
+    def __init__(
+        self,
+        settings: TargetSettings,
+        *,
+        secrets: Mapping[str, str],
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        request_bytes: int = DEFAULT_REQUEST_BYTES,
+        request_items: int = DEFAULT_REQUEST_ITEMS,
+        plan_file: str = "plan",
+    ) -> None:
+        quiet_exchangelib_logging()
+        self.settings = settings
+        self.max_message_size = settings.max_message_size
+        self.request_bytes = request_bytes
+        self.request_items = request_items
+        self.naming = FolderNaming(
+            archive_folder=settings.archive_folder,
+            folder_map=settings.folder_map,
+            exclude_folders=settings.exclude_folders,
+            plan_file=plan_file,
+        )
+        self._config: Configuration = make_configuration(
+            settings, secrets, max_connections=max_connections
+        )
+        self._lock = threading.Lock()
+        self._accounts: dict[str, Account] = {}
+        self._folders: dict[str, MailboxFolders] = {}
+        self._closed = False
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _account(self, mailbox: str) -> Account:
+        key = mailbox.casefold()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("EwsTarget used after close()")
+            account = self._accounts.get(key)
+            if account is None:
+                try:
+                    account = make_account(
+                        mailbox, self._config, impersonation=self.settings.impersonation,
+                        timeout=self.settings.timeout,
+                    )
+                except ValueError as exc:  # not an e-mail address
+                    raise PermanentError(f"{mailbox}: {exc}", reason=errors.NO_MAILBOX) from exc
+                self._accounts[key] = account
+                self._folders[key] = MailboxFolders(account)
+            return account
+
+    def _mailbox_folders(self, mailbox: str) -> MailboxFolders:
+        self._account(mailbox)
+        with self._lock:
+            return self._folders[mailbox.casefold()]
+
+    @staticmethod
+    def _call(where: str, fn: Callable[[], T]) -> T:
+        """Run fn, translating whatever exchangelib/requests raise into our errors."""
+        try:
+            return fn()
+        except Exception as exc:
+            translated = errors.translate(exc, where=where)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    # --- contract -----------------------------------------------------------------------------
+    def preflight(self, mailbox: str) -> None:
+        where = f"mailbox {mailbox}"
+        folders = self._mailbox_folders(mailbox)
+        # Reading the inbox proves the mailbox exists and that impersonation (or delegate
+        # access) works; with a wrong password the server answers 401 before that.
+        self._call(where, lambda: folders.anchor(FolderRole.INBOX))
+
+    def is_excluded(self, path: tuple[str, ...]) -> bool:
+        return self.naming.is_excluded(path)
+
+    def ensure_folder(self, mailbox: str, path: tuple[str, ...], role: FolderRole) -> TargetFolder:
+        if self.naming.is_excluded(path):
+            raise ExcludedFolderError(path)
+        folders = self._mailbox_folders(mailbox)
+        target = self.naming.target_path(path, role, folders.role_paths)
+        where = f"mailbox {mailbox}, folder {'/'.join(path)!r}"
+
+        def ensure() -> TargetFolder:
+            anchor = folders.anchor(target.anchor)
+            folder = folders.ensure_path(anchor, target.names)
+            return TargetFolder(id=folder.id, path=target.display())
+
+        result = self._call(where, ensure)
+        if target.anchor is not None and not target.names:
+            folders.role_paths[path] = target.anchor
+        return result
+
+    def upload(
+        self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem]
+    ) -> list[UploadResult]:
+        results: list[UploadResult | None] = [None] * len(items)
+        sendable: list[tuple[int, int]] = []
+        for index, item in enumerate(items):
+            size = len(item.data)
+            if size > self.max_message_size:
+                results[index] = UploadResult(item.key, error=PermanentError(
+                    f"mailbox {mailbox}: message {item.key} is {size} bytes, over the target's "
+                    f"limit of {self.max_message_size} bytes", reason=errors.TOO_LARGE,
+                    hint="raise [target] max_message_size if the server allows larger messages"))
+            elif size == 0:
+                results[index] = UploadResult(item.key, error=PermanentError(
+                    f"mailbox {mailbox}: message {item.key} is empty", reason=errors.REJECTED))
+            else:
+                sendable.append((index, size))
+        batches = list(request_batches(sendable, max_bytes=self.request_bytes,
+                                       max_items=self.request_items))
+        stop: Exception | None = None
+        for batch in batches:
+            if stop is not None:
+                # After a whole-request failure (busy, auth, connection) sending the rest of the
+                # chunk now would only make it worse: report the same error for it.
+                for index in batch:
+                    results[index] = UploadResult(items[index].key, error=stop)
+                continue
+            stop = self._upload_batch(mailbox, folder, items, batch, results)
+        return [r if r is not None else UploadResult(items[i].key, error=TransientError(
+            f"mailbox {mailbox}: no answer for message {items[i].key}")) for i, r in enumerate(results)]
+
+    def _upload_batch(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        batch: list[int],
+        results: list[UploadResult | None],
+    ) -> Exception | None:
+        """Send one CreateItem; fill `results` for its items. Returns the request-level error
+        that should stop the rest of the chunk, if any."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        try:
+            account = self._account(mailbox)
+            target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
+            messages = [self._message(account, items[i]) for i in batch]
+        except PermanentError as exc:
+            for index in batch:
+                results[index] = UploadResult(items[index].key, error=exc)
+            return exc
+        answers: list[Any] = []
+        failure: Exception | None = None
+        # Consume the generator ourselves: exchangelib raises (e.g. ErrorServerBusy) in the middle
+        # of a response after yielding the answers for the items before it.
+        try:
+            for answer in account.bulk_create(
+                folder=target_folder, items=messages, message_disposition=SAVE_ONLY,
+                chunk_size=len(messages),
+            ):
+                answers.append(answer)
+        except Exception as exc:
+            failure = exc
+        if isinstance(failure, errors.RequestTooLarge) and len(batch) > 1:
+            # The server's request limit is below ours: halve until it fits (nothing was stored).
+            half = len(batch) // 2
+            first = self._upload_batch(mailbox, folder, items, batch[:half], results)
+            if first is not None:
+                for index in batch[half:]:
+                    results[index] = UploadResult(items[index].key, error=first)
+                return first
+            return self._upload_batch(mailbox, folder, items, batch[half:], results)
+        unresolved: list[int] = []
+        if failure is None and len(answers) != len(batch):
+            # Success without ids (exchangelib issue #984): look the items up by their key.
+            unresolved = list(batch)
+        else:
+            for index, answer in zip(batch, answers, strict=False):
+                key = items[index].key
+                if isinstance(answer, Exception):
+                    results[index] = UploadResult(key, error=self._item_error(answer, where, key))
+                elif getattr(answer, "id", None):
+                    results[index] = UploadResult(key, target_id=answer.id)
+                else:
+                    unresolved.append(index)
+            unresolved.extend(batch[len(answers):])
+        if not unresolved:
+            return None
+        error: Exception | None = None
+        if failure is not None:
+            error = errors.translate(failure, where=where)
+            if error is failure:
+                raise failure
+            if isinstance(failure, errors.RequestTooLarge):
+                error = PermanentError(
+                    f"{where}: message {items[batch[0]].key} alone is over the server's request "
+                    "limit (HTTP 413)", reason=errors.TOO_LARGE,
+                    hint="lower [target] max_message_size to what the server accepts")
+                results[batch[0]] = UploadResult(items[batch[0]].key, error=error)
+                return None  # the next request may well fit
+            if not errors.is_ambiguous(failure) and not answers:
+                for index in unresolved:
+                    results[index] = UploadResult(items[index].key, error=error)
+                return error
+        # The request may have stored some items before it failed, or stored them without
+        # telling us their ids: ask the target before reporting anything as not stored.
+        try:
+            found = self.find(mailbox, folder, [items[i].key for i in unresolved])
+        except (TransientError, PermanentError) as exc:
+            found = {}
+            error = error or exc
+        for index in unresolved:
+            key = items[index].key
+            if key in found:
+                results[index] = UploadResult(key, target_id=found[key])
+            else:
+                results[index] = UploadResult(key, error=error or TransientError(
+                    f"{where}: the server reported success for message {key} but it cannot "
+                    "be found"))
+        return error if failure is not None else None
+
+    @staticmethod
+    def _item_error(answer: Exception, where: str, key: str) -> Exception:
+        translated = errors.translate(answer, where=f"{where}, message {key}")
+        if translated is answer:  # not an exchangelib error: still one item's problem
+            return PermanentError(f"{where}, message {key}: {answer!r}", reason=errors.EWS_ERROR)
+        return translated
+
+    def _message(self, account: Account, item: UploadItem) -> MimeMessage:
+        flags = item.flags
+        submitted, delivered = submit_and_delivery(item.data, item.internal_date)
+        fields: dict[str, Any] = {
+            "mime_content": item.data,
+            "is_read": flags.seen,
+            "migrator_message_flags": MSGFLAG_READ if flags.seen else 0,
+            "migrator_source_key": item.key,
+        }
+        if submitted is not None:
+            fields["migrator_submit_time"] = _ews_datetime(submitted)
+        if delivered is not None:
+            fields["migrator_delivery_time"] = _ews_datetime(delivered)
+        if flags.flagged:
+            fields["migrator_flag_status"] = FLAG_STATUS_FLAGGED
+        if flags.answered:
+            fields["migrator_last_verb"] = LAST_VERB_REPLY_TO_SENDER
+        categories = categories_for(flags)
+        if categories:
+            fields["categories"] = categories
+        return MimeMessage(account=account, **fields)
+
+    def find(self, mailbox: str, folder: TargetFolder, keys: Sequence[str]) -> dict[str, str]:
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        wanted = list(dict.fromkeys(keys))
+        wanted_set = set(wanted)
+        found: dict[str, str] = {}
+        if not wanted:
+            return found
+
+        def search() -> None:
+            account = self._account(mailbox)
+            target_folder: Folder = self._mailbox_folders(mailbox).by_id(folder.id)
+            collection = FolderCollection(account=account, folders=[target_folder])
+            fields = {FieldPath(field=_source_key_field())}
+            for start in range(0, len(wanted), FIND_BATCH):
+                part = wanted[start:start + FIND_BATCH]
+                query = Q(migrator_source_key=part[0])
+                for key in part[1:]:
+                    query |= Q(migrator_source_key=key)
+                for item in collection.find_items(query, additional_fields=fields,
+                                                  page_size=FIND_BATCH * 2):
+                    if isinstance(item, Exception):
+                        raise item
+                    stored = getattr(item, "migrator_source_key", None)
+                    if stored in wanted_set and stored not in found:
+                        found[stored] = item.id
+
+        self._call(where, search)
+        return found
+
+    def count(self, mailbox: str, folder: TargetFolder) -> int:
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        folders = self._mailbox_folders(mailbox)
+        return self._call(where, lambda: folders.total_count(folder.id))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            accounts = list(self._accounts.values())
+            self._accounts.clear()
+            self._folders.clear()
+        protocols = {id(a.protocol): a.protocol for a in accounts}
+        for protocol in protocols.values():
+            protocol.close()
+
+
+def _source_key_field() -> Any:
+    """The source key field, usable in FindItem's AdditionalProperties.
+
+    exchangelib marks every extended property "complex" (fetch with GetItem only), but
+    Exchange returns extended properties from FindItem; asking there saves a GetItem per find.
+    """
+    field = copy.copy(MimeMessage.get_field_by_fieldname("migrator_source_key"))
+    field.is_complex = False
+    return field
+
+
+def _ews_datetime(when: Any) -> Any:
+    from exchangelib import EWSDateTime
+
+    return EWSDateTime.from_datetime(when)

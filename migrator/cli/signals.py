@@ -1,0 +1,47 @@
+"""Stop requests for long commands: the first Ctrl-C or SIGTERM asks the workers to finish or
+abandon their current chunk; a second Ctrl-C exits at once (the ledger keeps the state
+consistent either way: in-flight rows are resolved against the target on the next run)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+
+from migrator.model.errors import EXIT_SIGINT, EXIT_SIGTERM
+
+
+@dataclass
+class StopRequest:
+    event: threading.Event = field(default_factory=threading.Event)
+    exit_code: int | None = None
+
+
+@contextmanager
+def graceful_stop() -> Iterator[StopRequest]:
+    request = StopRequest()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+        if request.event.is_set() and signum == signal.SIGINT:
+            sys.stderr.write("second interrupt: exiting now; run again to resume\n")
+            sys.stderr.flush()
+            os._exit(EXIT_SIGINT)
+        request.exit_code = code
+        request.event.set()
+        sys.stderr.write(
+            "stopping: finishing the current chunks (Ctrl-C again to exit at once)\n"
+        )
+        sys.stderr.flush()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

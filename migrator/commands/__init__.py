@@ -1,0 +1,1 @@
+"""The commands as plain Python functions: the API that the CLI renders."""

@@ -1,0 +1,26 @@
+"""`accounts`: list the accounts the state knows for a plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migrator.commands.state import open_state
+from migrator.model.errors import UsageError
+from migrator.model.plan import Plan
+
+STATES = ("pending", "running", "synced", "failed", "verified", "excluded", "invalid", "vanished")
+
+
+def list_accounts(
+    plan: Plan, *, state_url: str | None = None, state: str | None = None, batch: str | None = None
+) -> list[Any]:
+    if state is not None and state not in STATES:
+        raise UsageError(
+            f"unknown account state {state!r}", hint="use one of: " + ", ".join(STATES)
+        )
+    store = open_state(plan, state_url)
+    try:
+        plan_id = store.ensure_plan(plan.name, plan.source.kind, plan.target.kind)
+        return list(store.list_accounts(plan_id, state=state, batch=batch))
+    finally:
+        store.close()

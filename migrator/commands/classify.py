@@ -1,0 +1,294 @@
+"""Decide, for each directory entry, whether the campaign moves it, and why not.
+
+Everything taken from the directory is data: it reaches a path, a login or an address only
+through `Template.render`, and each value is checked before it may become part of a path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
+
+from migrator.model.account import DirectoryEntry, DiscoveredAccount, Scope
+from migrator.model.plan import Plan
+from migrator.plan.templates import Template, TemplateError
+
+# Reason codes: short, stable, used in reports and SQL. Keep docs/discovery.md in step.
+NO_ADDRESS = "no-address"
+NOT_SELECTED = "not-selected"
+UNPARSABLE_ADDRESS = "unparsable-address"
+UNPARSABLE_TARGET = "unparsable-target-address"
+DUPLICATE_ADDRESS = "duplicate-address"
+UNSAFE_PATH = "unsafe-path"
+UNSAFE_LOGIN = "unsafe-login"
+MISSING_ATTRIBUTE = "missing-attribute"
+
+# A practical addr-spec: dot-atom local part (plus UTF-8 for SMTPUTF8 mailboxes) and a
+# domain of LDH labels (IDN letters allowed). Quoted local parts are refused on purpose:
+# no Maildir layout or Exchange address policy handles them sanely.
+_LOCAL = r"[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
+_LABEL = r"(?:[^\W_]|[^\W_][\w-]{0,61}[^\W_])"
+_ADDRESS = re.compile(rf"^{_LOCAL}@{_LABEL}(?:\.{_LABEL})+$")
+_MAX_COMPONENT = 255  # bytes in one path component on Linux file systems
+_MAX_VALUE = 1024
+
+
+def parse_address(value: str | None) -> str | None:
+    """The lower-cased address, or None when it is not a usable mailbox address."""
+    if value is None:
+        return None
+    candidate = value.strip().lower()
+    if len(candidate) > 254 or not _ADDRESS.match(candidate):
+        return None
+    return candidate
+
+
+def _has_control(value: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value)
+
+
+def _ou_of_dn(dn: str) -> str | None:
+    for rdn in _split_dn(dn)[1:]:
+        name, _, value = rdn.partition("=")
+        if name.strip().lower() == "ou" and value:
+            return value.strip()
+    return None
+
+
+def _split_dn(dn: str) -> list[str]:
+    """Split a DN on unescaped commas (values may hold `\\,`)."""
+    parts, current, escaped = [], [], False
+    for ch in dn:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            current.append(ch)
+            escaped = True
+        elif ch == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+class Classifier:
+    """Classifies entries of one discovery; call `selected`/`not_selected`, then `finish`."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.attrs = plan.directory.attributes
+        source = plan.source
+        self.path_template = Template.parse(source.path) if source.path else None
+        self.folders_template = Template.parse(source.folders_path) if source.folders_path else None
+        self.login_template = Template.parse(source.login) if source.kind == "imap" else None
+        self.target_template = Template.parse(plan.target.address)
+        self.root = os.path.realpath(source.root) if source.root else None
+        self._accounts: list[DiscoveredAccount] = []
+        self._selected_dns: set[str] = set()
+
+    # --- selected by the plan's filter -------------------------------------------------
+    def selected(self, entry: DirectoryEntry) -> None:
+        self._selected_dns.add(entry.dn.lower())
+        self._accounts.append(self._classify(entry))
+
+    def _classify(self, entry: DirectoryEntry) -> DiscoveredAccount:
+        raw_addresses = [v for v in entry.values(self.attrs.address) if v.strip()]
+        uid = entry.first(self.attrs.uid)
+        name = entry.first(self.attrs.name)
+        batch = entry.first(self.attrs.batch) or _ou_of_dn(entry.dn) or "(none)"
+        kept = {a: entry.first(a) or "" for a in self.attrs.extra}
+        base = dict(dn=entry.dn, uid=uid, name=name, batch=batch, attributes=kept)
+        if not raw_addresses:
+            return DiscoveredAccount(
+                key="dn:" + entry.dn.lower(),
+                scope=Scope.EXCLUDED,
+                reason=NO_ADDRESS,
+                detail=f"no {self.attrs.address} attribute",
+                **base,  # type: ignore[arg-type]
+            )
+        address = parse_address(raw_addresses[0])
+        if address is None:
+            return DiscoveredAccount(
+                key="dn:" + entry.dn.lower(),
+                scope=Scope.INVALID,
+                reason=UNPARSABLE_ADDRESS,
+                detail=f"{self.attrs.address} {_shown(raw_addresses[0])} is not a mail address",
+                **base,  # type: ignore[arg-type]
+            )
+        aliases = []
+        for value in raw_addresses[1:]:
+            alias = parse_address(value)
+            if alias and alias != address and alias not in aliases:
+                aliases.append(alias)
+        local, _, domain = address.rpartition("@")
+        fields: dict[str, str | None] = {
+            "address": address,
+            "local": local,
+            "domain": domain,
+            "uid": uid,
+            "name": name,
+            "batch": batch,
+            **kept,
+        }
+        account = DiscoveredAccount(
+            key=address,
+            scope=Scope.IN_SCOPE,
+            address=address,
+            aliases=aliases,
+            **base,  # type: ignore[arg-type]
+        )
+        problem = self._target_address(account, fields) or self._source_location(account, fields)
+        if problem:
+            account.scope = Scope.INVALID
+            account.reason, account.detail = problem
+        return account
+
+    def _target_address(
+        self, account: DiscoveredAccount, fields: dict[str, str | None]
+    ) -> tuple[str, str] | None:
+        try:
+            rendered = self.target_template.render(fields)
+        except TemplateError as exc:
+            return MISSING_ATTRIBUTE, f"target address: {exc}"
+        target = parse_address(rendered)
+        if target is None:
+            return UNPARSABLE_TARGET, f"target address {_shown(rendered)} is not a mail address"
+        account.target_address = target
+        return None
+
+    def _source_location(
+        self, account: DiscoveredAccount, fields: dict[str, str | None]
+    ) -> tuple[str, str] | None:
+        if self.login_template is not None:
+            try:
+                login = self.login_template.render(fields)
+            except TemplateError as exc:
+                return MISSING_ATTRIBUTE, f"IMAP login: {exc}"
+            if _has_control(login) or len(login) > _MAX_VALUE:
+                return UNSAFE_LOGIN, f"IMAP login {_shown(login)} holds control characters or is too long"
+            account.source_path = None
+            account.attributes = {**account.attributes, "login": login}
+            return None
+        if self.path_template is None or self.root is None:
+            return None
+        path_or_problem = self._safe_path(self.path_template, fields)
+        if isinstance(path_or_problem, tuple):
+            return path_or_problem
+        account.source_path = path_or_problem
+        if self.folders_template is not None:
+            folders_or_problem = self._safe_path(self.folders_template, fields)
+            if isinstance(folders_or_problem, tuple):
+                return folders_or_problem
+            account.attributes = {**account.attributes, "folders_path": folders_or_problem}
+        return None
+
+    def _safe_path(self, template: Template, fields: dict[str, str | None]) -> str | tuple[str, str]:
+        """The resolved path, or (reason, detail) when a value or the path is unsafe."""
+        assert self.root is not None
+        for name in template.fields:
+            if name == "root":
+                continue
+            value = fields.get(name)
+            if value is None or value == "":
+                return MISSING_ATTRIBUTE, f"mailbox path needs {{{name}}}, which this entry lacks"
+            problem = _unsafe_path_value(value)
+            if problem:
+                return UNSAFE_PATH, f"{{{name}}} = {_shown(value)} {problem}"
+        path = template.render({**fields, "root": self.root})
+        resolved = os.path.realpath(os.path.normpath(path))
+        if os.path.commonpath([self.root, resolved]) != self.root or resolved == self.root:
+            return UNSAFE_PATH, f"mailbox path {_shown(path)} leaves the source root {self.root}"
+        return resolved
+
+    # --- people the filter did not select ----------------------------------------------
+    def not_selected(self, entry: DirectoryEntry) -> None:
+        if entry.dn.lower() in self._selected_dns:
+            return
+        has_address = any(v.strip() for v in entry.values(self.attrs.address))
+        self._accounts.append(
+            DiscoveredAccount(
+                key="dn:" + entry.dn.lower(),
+                dn=entry.dn,
+                scope=Scope.EXCLUDED,
+                reason=NOT_SELECTED if has_address else NO_ADDRESS,
+                detail="not selected by the plan's filter"
+                if has_address
+                else f"no {self.attrs.address} attribute",
+                address=parse_address(entry.first(self.attrs.address)),
+                batch=_ou_of_dn(entry.dn) or "(none)",
+            )
+        )
+
+    # --- whole-directory rules ---------------------------------------------------------
+    def finish(self) -> list[DiscoveredAccount]:
+        """Apply the rules that need every entry (duplicates) and return all accounts."""
+        by_address: dict[str, list[DiscoveredAccount]] = defaultdict(list)
+        for account in self._accounts:
+            if account.scope is not Scope.IN_SCOPE:
+                continue
+            by_address[account.address or ""].append(account)
+            if account.target_address and account.target_address != account.address:
+                by_address[account.target_address].append(account)
+        for address, group in by_address.items():
+            unique = {id(a): a for a in group}
+            if len(unique) < 2:
+                continue
+            members = sorted(unique.values(), key=lambda a: a.dn.lower())
+            for index, account in enumerate(members):
+                others = [m.dn for m in members if m is not account]
+                account.scope = Scope.INVALID
+                account.reason = DUPLICATE_ADDRESS
+                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                account.detail = f"{address} is also the address of {shown}"
+                # one of them keeps the address as its key so its history stays attached
+                if index > 0:
+                    account.key = "dn:" + account.dn.lower()
+        # An excluded person whose address nobody else uses is keyed by that address, so a
+        # person who leaves or enters the scope keeps one identity (and one history).
+        taken = {a.key for a in self._accounts if not a.key.startswith("dn:")}
+        excluded_by_address: dict[str, list[DiscoveredAccount]] = defaultdict(list)
+        for account in self._accounts:
+            if account.scope is Scope.EXCLUDED and account.address and account.address not in taken:
+                excluded_by_address[account.address].append(account)
+        for address, group in excluded_by_address.items():
+            if len(group) == 1:
+                group[0].key = address
+        return self._accounts
+
+
+def _unsafe_path_value(value: str) -> str | None:
+    if "\x00" in value:
+        return "contains a NUL character"
+    if _has_control(value):
+        return "contains control characters"
+    if "/" in value or "\\" in value:
+        return "contains a path separator"
+    if value == "." or ".." in value:
+        return "contains '..' or is '.'"
+    if len(value.encode("utf-8", "surrogateescape")) > _MAX_COMPONENT:
+        return f"is longer than {_MAX_COMPONENT} bytes"
+    return None
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A value as it may appear in a message: escaped, bounded, never raw control bytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
+
+
+def classify_all(
+    plan: Plan, selected: Iterable[DirectoryEntry], population: Iterable[DirectoryEntry]
+) -> list[DiscoveredAccount]:
+    classifier = Classifier(plan)
+    for entry in selected:
+        classifier.selected(entry)
+    for entry in population:
+        classifier.not_selected(entry)
+    return classifier.finish()
+

@@ -1,0 +1,118 @@
+"""`discover`: read the directory, classify every person, record the outcome in the state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrator.adapters.directory import open_directory
+from migrator.commands.classify import Classifier
+from migrator.commands.state import open_state
+from migrator.model.account import DiscoveredAccount, Scope
+from migrator.model.plan import Plan
+from migrator.plan.secrets import read_secret
+
+# At most this many example entries per reason are kept for the operator to look at.
+_EXAMPLES_PER_REASON = 5
+
+
+@dataclass
+class DiscoveryReport:
+    plan: str
+    directory: str
+    in_scope: int
+    excluded: dict[str, int]
+    invalid: dict[str, int]
+    vanished: int
+    batches: dict[str, int]
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    seconds: float = 0.0
+    examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan,
+            "directory": self.directory,
+            "in_scope": self.in_scope,
+            "excluded": self.excluded,
+            "invalid": self.invalid,
+            "vanished": self.vanished,
+            "batches": self.batches,
+            "changes": {"new": self.new, "updated": self.updated, "unchanged": self.unchanged},
+            "seconds": round(self.seconds, 3),
+            "examples": self.examples,
+        }
+
+
+def _examples(accounts: list[DiscoveredAccount]) -> dict[str, list[dict[str, str]]]:
+    shown: dict[str, list[dict[str, str]]] = {}
+    for account in accounts:
+        if account.scope is not Scope.INVALID or not account.reason:
+            continue
+        bucket = shown.setdefault(account.reason, [])
+        if len(bucket) < _EXAMPLES_PER_REASON:
+            bucket.append({"dn": account.dn, "detail": account.detail or ""})
+    return shown
+
+
+def discover(
+    plan: Plan,
+    *,
+    state_url: str | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> DiscoveryReport:
+    """Search the directory (paged), classify every entry and store the accounts.
+
+    Re-running is idempotent and never resets the migration progress of an account.
+    """
+    started = time.monotonic()
+    settings = plan.directory
+    password = read_secret("directory password", env=settings.password_env, file=settings.password_file)
+    store = open_state(plan, state_url)
+    try:
+        plan_id = store.ensure_plan(plan.name, plan.source.kind, plan.target.kind)
+        run_id = store.start_run(plan_id, "discover")
+        classifier = Classifier(plan)
+        try:
+            with open_directory(settings, password) as directory:
+                scoped = f"(&{settings.population}{settings.filter})"
+                for count, entry in enumerate(
+                    directory.search(scoped, settings.attributes.requested()), 1
+                ):
+                    classifier.selected(entry)
+                    if progress and count % 1000 == 0:
+                        progress("selected", count)
+                for count, entry in enumerate(
+                    directory.search(settings.population, [settings.attributes.address]), 1
+                ):
+                    classifier.not_selected(entry)
+                    if progress and count % 1000 == 0:
+                        progress("directory", count)
+            accounts = classifier.finish()
+            summary = store.record_discovery(plan_id, run_id, accounts)
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", {"error": type(exc).__name__})
+            raise
+        counts = store.discovery_counts(plan_id)
+        report = DiscoveryReport(
+            plan=plan.name,
+            directory=settings.url,
+            in_scope=counts["in_scope"],
+            excluded=dict(counts["excluded"]),
+            invalid=dict(counts["invalid"]),
+            vanished=counts["vanished"],
+            batches=dict(counts["batches"]),
+            new=summary.new,
+            updated=summary.updated,
+            unchanged=summary.unchanged,
+            seconds=time.monotonic() - started,
+            examples=_examples(accounts),
+        )
+        store.finish_run(run_id, "done", report.as_json())
+        return report
+    finally:
+        store.close()

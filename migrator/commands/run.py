@@ -1,0 +1,87 @@
+"""`run`: migrate the plan's accounts (first passes and delta passes) into the target."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from migrator.adapters.retry import RetryPolicy
+from migrator.adapters.targets import open_target
+from migrator.commands.secrets import source_password, target_secrets
+from migrator.commands.state import open_state
+from migrator.engine.progress import Progress
+from migrator.engine.runner import Runner, RunOptions, RunSummary
+from migrator.model.errors import UsageError
+from migrator.model.plan import Plan
+
+
+@dataclass
+class RunRequest:
+    batches: Sequence[str] = ()
+    addresses: Sequence[str] = ()
+    workers: int | None = None
+    limit: int | None = None
+    include_synced: bool = True
+    only_failed: bool = False
+    retry: RetryPolicy | None = None
+
+
+def run(
+    plan: Plan,
+    request: RunRequest,
+    *,
+    state_url: str | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> RunSummary:
+    """Migrate pending accounts and delta-pass migrated ones; resumable at any instant."""
+    secrets = target_secrets(plan)
+    password = source_password(plan)
+    store = open_state(plan, state_url)
+    try:
+        plan_id = store.plan_id(plan.name)
+        if plan_id is None or store.discovery_counts(plan_id)["total"] == 0:
+            raise UsageError(
+                f"plan {plan.name!r} has no accounts in {store.url}",
+                hint=f"run `migrator discover --plan {plan.file}` first",
+            )
+        workers = request.workers or plan.run.workers
+        target = open_target(
+            plan.target,
+            secrets=secrets,
+            max_connections=plan.run.target_concurrency,
+            plan_file=plan.file,
+        )
+        run_id = store.start_run(plan_id, "run")
+        runner = Runner(
+            plan,
+            store,
+            target,
+            plan_id=plan_id,
+            run_id=run_id,
+            options=RunOptions(
+                workers=workers,
+                batches=request.batches,
+                addresses=request.addresses,
+                limit=request.limit,
+                include_synced=request.include_synced,
+                only_failed=request.only_failed,
+                retry=request.retry or RetryPolicy(),
+            ),
+            progress=progress,
+            stop=stop,
+            source_password=password,
+        )
+        try:
+            summary = runner.run()
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", {"error": type(exc).__name__})
+            raise
+        finally:
+            target.close()
+        status = "interrupted" if summary.stopped else ("partial" if summary.exit_code else "done")
+        store.finish_run(run_id, status, summary.as_json())
+        return summary
+    finally:
+        store.close()

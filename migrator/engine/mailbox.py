@@ -1,0 +1,299 @@
+"""Migrate one claimed account: the exactly-once chunk protocol.
+
+Per folder, per chunk:
+1. pick the next messages whose keys the ledger does not hold (no body is read for the rest);
+2. write them to the ledger as in flight, with the chunk id and our lease epoch; commit;
+3. read their bytes and upload the chunk, each item tagged with its source key;
+4. mark them done with the target ids (or skipped with a reason); commit.
+Before any of that, keys left in flight by an interrupted attempt are looked up in the target
+by their tag: found ones are marked done, the others forgotten and sent again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from migrator.adapters.retry import RetryPolicy, call_with_retry
+from migrator.adapters.sources import Source, open_source
+from migrator.adapters.targets.base import Target, TargetFolder
+from migrator.engine import crashpoints
+from migrator.engine.limiter import AdaptiveLimiter
+from migrator.engine.progress import AccountOutcome, Progress, SkippedInfo
+from migrator.model.errors import MigratorError, PermanentError, SourceError, TransientError
+from migrator.model.mail import FolderInfo, MessageRecord, SkippedMessage, UploadItem
+from migrator.model.plan import Plan
+from migrator.store import Store, ledger
+from migrator.store.ledger import Outcome
+from migrator.store.work import Claim
+
+T = TypeVar("T")
+
+TOO_LARGE = "too-large"
+_READ_BLOCK = 1024 * 1024
+
+
+class Stopped(MigratorError):
+    """The run was asked to stop; the account is left consistent and resumes next time."""
+
+
+@dataclass
+class Context:
+    """What every account job shares within one run."""
+
+    store: Store
+    plan: Plan
+    target: Target
+    limiter: AdaptiveLimiter
+    retry: RetryPolicy
+    stop: threading.Event
+    progress: Progress
+    source_password: str | None = None
+    run_id: int | None = None
+    source_factory: Callable[..., Source] = open_source
+
+
+def _read_all(record: MessageRecord) -> bytes:
+    """The raw bytes of a message; SourceError when the source cannot give them."""
+    try:
+        stream = record.open()
+    except SourceError:
+        raise
+    except OSError as exc:
+        raise SourceError(f"cannot open message {record.key}: {exc.strerror}", reason="unreadable") from exc
+    try:
+        parts = []
+        while True:
+            block = stream.read(_READ_BLOCK)
+            if not block:
+                break
+            parts.append(block)
+        return b"".join(parts)
+    except SourceError:
+        raise
+    except OSError as exc:
+        raise SourceError(f"cannot read message {record.key}: {exc.strerror}", reason="unreadable") from exc
+    finally:
+        stream.close()
+
+
+class AccountJob:
+    def __init__(self, ctx: Context, claim: Claim) -> None:
+        self.ctx = ctx
+        self.claim = claim
+        self.mailbox = claim.target_address or claim.address or claim.key
+        self.outcome = AccountOutcome(address=claim.address or claim.key, status="running")
+        self.run = ctx.plan.run
+
+    # --- helpers -------------------------------------------------------------------------
+    def _retry(self, fn: Callable[[], T]) -> T:
+        def on_retry(exc: TransientError, wait: float, attempt: int) -> None:
+            if exc.retry_after is not None:
+                self.ctx.limiter.throttled()
+
+        def limited() -> T:
+            with self.ctx.limiter.slot():
+                return fn()
+
+        return call_with_retry(limited, self.ctx.retry, stop=self.ctx.stop, on_retry=on_retry)
+
+    def _find(self, tfolder: TargetFolder, keys: Sequence[str]) -> dict[str, str]:
+        return self._retry(lambda: self.ctx.target.find(self.mailbox, tfolder, keys))
+
+    def _check_stop(self) -> None:
+        if self.ctx.stop.is_set():
+            raise Stopped("stopped on request")
+
+    # --- the job -------------------------------------------------------------------------
+    def execute(self) -> AccountOutcome:
+        started = time.monotonic()
+        target = self.ctx.target
+        self._retry(lambda: target.preflight(self.mailbox))
+        source = self.ctx.source_factory(
+            self.ctx.plan.source,
+            mailbox_path=self.claim.source_path,
+            login=self.claim.attributes.get("login"),
+            password=self.ctx.source_password,
+            folders_path=self.claim.attributes.get("folders_path"),
+        )
+        with source:
+            self._resolve_inflight()
+            folders = source.folders()
+            for folder in folders:
+                self._check_stop()
+                if target.is_excluded(folder.path):
+                    continue
+                self._folder(source, folder)
+                self.outcome.folders += 1
+        self.outcome.status = "synced"
+        self.outcome.seconds = time.monotonic() - started
+        return self.outcome
+
+    def _resolve_inflight(self) -> None:
+        pending = ledger.inflight(self.ctx.store, self.claim.account_id)
+        if not pending:
+            return
+        stored = {f.id: f for f in ledger.folders(self.ctx.store, self.claim.account_id)}
+        for folder_id, keys in pending.items():
+            row = stored.get(folder_id)
+            found: dict[str, str] = {}
+            if row is not None and row.target_folder_id:
+                tfolder = TargetFolder(row.target_folder_id, tuple((row.target_path or "").split("/")))
+                for start in range(0, len(keys), 100):
+                    found.update(self._find(tfolder, keys[start : start + 100]))
+            ledger.resolve_inflight(self.ctx.store, self.claim, folder_id, keys, found)
+            self.ctx.progress.note(
+                f"{self.outcome.address}: {len(keys)} in-flight message(s) from an interrupted run: "
+                f"{len(found)} already in the target, {len(keys) - len(found)} to send again"
+            )
+
+    def _folder(self, source: Source, folder: FolderInfo) -> None:
+        store, claim = self.ctx.store, self.claim
+        folder_id = ledger.ensure_folder(store, claim, folder)
+        tfolder = self._retry(lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role))
+        ledger.set_folder_target(store, claim, folder_id, tfolder.id, tfolder.display)
+        known = ledger.known_keys(store, folder_id)
+        chunk: list[MessageRecord] = []
+        chunk_bytes = 0
+        skips: list[Outcome] = []
+        max_size = self.ctx.target.max_message_size
+        for record in source.messages(folder):
+            self.outcome.messages_seen += 1
+            if record.key in known:
+                continue
+            known.add(record.key)  # a source listing the same key twice must not send it twice
+            self.outcome.messages_new += 1
+            if isinstance(record, SkippedMessage):
+                skips.append(Outcome(record.key, "skipped", reason=record.reason, detail=record.detail))
+                self._note_skip(folder, record.key, record.reason, record.detail)
+                continue
+            if record.size > max_size:
+                detail = f"{record.size:,} bytes is over the target's limit of {max_size:,}"
+                skips.append(Outcome(record.key, "skipped", size=record.size, reason=TOO_LARGE, detail=detail))
+                self._note_skip(folder, record.key, TOO_LARGE, detail)
+                continue
+            if chunk and (
+                len(chunk) >= self.run.chunk_messages or chunk_bytes + record.size > self.run.chunk_bytes
+            ):
+                self._chunk(folder, folder_id, tfolder, chunk)
+                chunk, chunk_bytes = [], 0
+            chunk.append(record)
+            chunk_bytes += record.size
+            if len(skips) >= 500:
+                ledger.finish_chunk(store, claim, folder_id, skips)
+                skips = []
+        if skips:
+            ledger.finish_chunk(store, claim, folder_id, skips)
+        if chunk:
+            self._chunk(folder, folder_id, tfolder, chunk)
+        ledger.set_folder_synced(store, claim, folder_id)
+
+    def _note_skip(self, folder: FolderInfo, key: str, reason: str, detail: str) -> None:
+        self.outcome.skipped.append(SkippedInfo(folder.display, key, reason, detail))
+
+    def _chunk(self, folder: FolderInfo, folder_id: int, tfolder: TargetFolder, records: Sequence[MessageRecord]) -> None:
+        self._check_stop()
+        store, claim = self.ctx.store, self.claim
+        ledger.begin_chunk(store, claim, folder_id, uuid.uuid4().hex, [(r.key, r.size) for r in records])
+        crashpoints.reached("begin_chunk")
+        outcomes: list[Outcome] = []
+        items: list[UploadItem] = []
+        for record in records:
+            try:
+                data = _read_all(record)
+            except SourceError as exc:
+                outcomes.append(Outcome(record.key, "skipped", size=record.size, reason=exc.reason, detail=exc.message))
+                self._note_skip(folder, record.key, exc.reason, exc.message)
+                continue
+            items.append(UploadItem(record.key, data, record.flags, record.internal_date, folder.role))
+        sizes = {item.key: len(item.data) for item in items}
+        results, unresolved = self._upload(tfolder, items)
+        crashpoints.reached("upload")
+        del items  # the bytes are no longer needed
+        for key, (target_id, error) in results.items():
+            if error is None:
+                outcomes.append(Outcome(key, "done", size=sizes[key], target_id=target_id))
+            else:
+                reason = getattr(error, "reason", "rejected")
+                outcomes.append(Outcome(key, "skipped", size=sizes[key], reason=reason, detail=str(error)))
+                self._note_skip(folder, key, reason, str(error))
+        ledger.finish_chunk(store, claim, folder_id, outcomes)
+        crashpoints.reached("finish_chunk")
+        done = [o for o in outcomes if o.state == "done"]
+        self.outcome.messages_done += len(done)
+        nbytes = sum(o.size for o in done)
+        self.outcome.bytes_done += nbytes
+        self.ctx.progress.messages_done(self.outcome.address, len(done), nbytes)
+        if unresolved is not None:
+            # left in flight on purpose: the next attempt asks the target before resending
+            raise unresolved
+
+    def _upload(
+        self, tfolder: TargetFolder, items: list[UploadItem]
+    ) -> tuple[dict[str, tuple[str | None, Exception | None]], TransientError | None]:
+        """Upload until every item is stored or refused for good, confirming with find()
+        before anything is sent again. Returns key -> (target id, permanent error) for the
+        settled items, and the last transient error if some could not be settled."""
+        target, policy = self.ctx.target, self.ctx.retry
+        settled: dict[str, tuple[str | None, Exception | None]] = {}
+        pending = {item.key: item for item in items}
+        deadline = time.monotonic() + policy.deadline
+        attempt = 0
+        last: TransientError | None = None
+        while pending:
+            attempt += 1
+            hint: float | None = None
+            with self.ctx.limiter.slot():
+                try:
+                    answers = target.upload(self.mailbox, tfolder, list(pending.values()))
+                except TransientError as exc:  # adapters report per item, but be safe
+                    answers = []
+                    last = exc
+                    hint = exc.retry_after
+            for answer in answers:
+                if answer.key not in pending:
+                    continue
+                if answer.error is None:
+                    settled[answer.key] = (answer.target_id, None)
+                    del pending[answer.key]
+                elif isinstance(answer.error, PermanentError):
+                    settled[answer.key] = (None, answer.error)
+                    del pending[answer.key]
+                else:
+                    err = answer.error
+                    if not isinstance(err, TransientError):
+                        err = TransientError(str(err))
+                    last = err
+                    if err.retry_after is not None:
+                        hint = max(hint or 0.0, err.retry_after)
+            if not pending:
+                self.ctx.limiter.succeeded()
+                break
+            if hint is not None:
+                self.ctx.limiter.throttled()
+            wait = policy.backoff(attempt, hint)
+            if attempt >= policy.attempts or time.monotonic() + wait > deadline or self.ctx.stop.is_set():
+                break
+            if self.ctx.stop.wait(wait):
+                break
+            # the server may have stored some of them before failing: ask before resending
+            try:
+                found = self._find(tfolder, list(pending))
+            except TransientError as exc:
+                last = exc
+                break
+            for key, target_id in found.items():
+                if key in pending:
+                    settled[key] = (target_id, None)
+                    del pending[key]
+        if pending:
+            assert last is not None
+            return settled, TransientError(
+                f"{len(pending)} message(s) not confirmed after {attempt} attempt(s): {last}",
+                retry_after=last.retry_after,
+            )
+        return settled, None

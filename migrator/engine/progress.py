@@ -1,0 +1,59 @@
+"""What the engine tells whoever watches it (the live view, logs, tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SkippedInfo:
+    folder: str
+    key: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class AccountOutcome:
+    address: str
+    status: str  # synced | failed | interrupted | lost | dry-run
+    messages_done: int = 0
+    bytes_done: int = 0
+    messages_seen: int = 0  # listed in the source this pass
+    messages_new: int = 0  # not yet in the ledger
+    skipped: list[SkippedInfo] = field(default_factory=list)
+    error: str | None = None
+    reason: str | None = None
+    hint: str | None = None
+    seconds: float = 0.0
+    folders: int = 0
+
+
+class Progress(Protocol):
+    def run_started(self, total_accounts: int, migrated_before: int) -> None: ...
+
+    def account_started(self, address: str) -> None: ...
+
+    def messages_done(self, address: str, count: int, nbytes: int) -> None: ...
+
+    def account_finished(self, outcome: AccountOutcome) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+class NullProgress:
+    def run_started(self, total_accounts: int, migrated_before: int) -> None:
+        pass
+
+    def account_started(self, address: str) -> None:
+        pass
+
+    def messages_done(self, address: str, count: int, nbytes: int) -> None:
+        pass
+
+    def account_finished(self, outcome: AccountOutcome) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass

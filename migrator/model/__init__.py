@@ -1,0 +1,1 @@
+"""Plain dataclasses, enums and exception types. Imports nothing of ours."""

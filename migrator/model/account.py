@@ -1,0 +1,76 @@
+"""Accounts as discovery sees them and as the state store keeps them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class AccountStatus(enum.StrEnum):
+    PENDING = "pending"  # in scope, nothing migrated yet
+    RUNNING = "running"  # a worker holds its lease
+    SYNCED = "synced"  # at least one full pass completed
+    FAILED = "failed"  # gave up after max attempts; last_error says why
+    VERIFIED = "verified"  # synced and verify found source == target
+    EXCLUDED = "excluded"  # discovery: not selected (reason)
+    INVALID = "invalid"  # discovery: selected but unusable (reason)
+    VANISHED = "vanished"  # was discovered before, no longer in the directory
+
+
+# statuses in which an account belongs to the campaign (the "M" of "N of M")
+IN_SCOPE_STATUSES = frozenset(
+    {
+        AccountStatus.PENDING,
+        AccountStatus.RUNNING,
+        AccountStatus.SYNCED,
+        AccountStatus.FAILED,
+        AccountStatus.VERIFIED,
+    }
+)
+MIGRATED_STATUSES = frozenset({AccountStatus.SYNCED, AccountStatus.VERIFIED})
+
+
+class Scope(enum.StrEnum):
+    IN_SCOPE = "in_scope"
+    EXCLUDED = "excluded"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    """One entry as the directory returned it: its DN and every requested attribute's values."""
+
+    dn: str
+    attributes: dict[str, list[str]]
+
+    def first(self, name: str) -> str | None:
+        values = self.attributes.get(name) or self.attributes.get(name.lower()) or []
+        for value in values:
+            if value is not None and str(value).strip() != "":
+                return str(value)
+        return None
+
+    def values(self, name: str) -> list[str]:
+        return [str(v) for v in (self.attributes.get(name) or self.attributes.get(name.lower()) or [])]
+
+
+@dataclass
+class DiscoveredAccount:
+    """The outcome of classifying one directory entry.
+
+    `key` identifies the entry across discoveries: the address when there is one, else the DN.
+    """
+
+    key: str
+    dn: str
+    scope: Scope
+    reason: str | None = None  # why excluded/invalid; a short stable code
+    detail: str | None = None  # human wording of the reason
+    address: str | None = None  # source address, lower-cased
+    target_address: str | None = None
+    uid: str | None = None
+    name: str | None = None
+    batch: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    source_path: str | None = None  # resolved mailbox location for file sources
+    attributes: dict[str, str] = field(default_factory=dict)  # mapped attributes kept for reports

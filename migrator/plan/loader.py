@@ -1,0 +1,477 @@
+"""Load a plan file (TOML) into a validated `Plan`, or fail with the file, the key and a fix.
+
+Everything is checked before anything runs: unknown sections and keys (with the nearest known
+name), types, kinds, required keys per kind, template fields, and secrets written in clear.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from migrator.model.errors import PlanError
+from migrator.model.plan import (
+    AttributeMap,
+    DirectorySettings,
+    Plan,
+    RunSettings,
+    SourceSettings,
+    TargetSettings,
+)
+from migrator.plan.templates import Template, TemplateError
+
+SOURCE_KINDS = ("maildir", "mbox", "imap")
+TARGET_KINDS = ("ews", "imap")
+EWS_AUTH = ("ntlm", "basic", "oauth2")
+IMAP_TARGET_AUTH = ("login", "plain", "xoauth2")
+TLS_MODES = ("ssl", "starttls", "none")
+
+# Keys whose presence means a secret was written into the plan itself.
+_SECRET_KEYS = re.compile(
+    r"^(password|passwd|pass|pwd|secret|client_secret|token|access_token|bind_password|"
+    r"bind_pw|api_key|credentials?)$",
+    re.IGNORECASE,
+)
+
+_SECTIONS = {"plan", "directory", "source", "target", "run", "state"}
+
+# Fields a template may use; "root" only where a root exists. Directory attributes named in
+# [directory.attributes].extra are added at validation time.
+ACCOUNT_FIELDS = {"address", "local", "domain", "uid", "name", "batch"}
+
+
+class _Reader:
+    """Typed access to one TOML table that remembers which keys were used."""
+
+    def __init__(self, file: str, section: str, table: Mapping[str, Any]) -> None:
+        self.file = file
+        self.section = section
+        self.table = dict(table)
+        self.used: set[str] = set()
+
+    def _err(self, key: str | None, message: str, hint: str | None = None) -> PlanError:
+        where = f"{self.section}.{key}" if key else self.section
+        return PlanError(self.file, where, message, hint=hint)
+
+    def _get(self, key: str, types: tuple[type, ...], type_name: str, required: bool) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if required:
+                raise self._err(key, "is missing", hint=f"add `{key} = ...` to [{self.section}]")
+            return None
+        value = self.table[key]
+        # TOML booleans are ints in Python; keep them apart
+        if isinstance(value, bool) and bool not in types:
+            raise self._err(key, f"must be {type_name}, not a boolean")
+        if not isinstance(value, types):
+            raise self._err(key, f"must be {type_name}, not {type(value).__name__} {value!r}")
+        return value
+
+    def text(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+        value = self._get(key, (str,), "a string", required)
+        if value is None:
+            return default
+        if "\x00" in value:
+            raise self._err(key, "contains a NUL character")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._get(key, (bool,), "true or false", False)
+        return default if value is None else bool(value)
+
+    def whole(self, key: str, default: int, *, minimum: int = 0) -> int:
+        value = self._get(key, (int,), "a whole number", False)
+        if value is None:
+            return default
+        if value < minimum:
+            raise self._err(key, f"must be at least {minimum}, not {value}")
+        return int(value)
+
+    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+        value = self._get(key, (int, float), "a number", False)
+        if value is None:
+            return default
+        if value <= minimum:
+            raise self._err(key, f"must be more than {minimum}, not {value}")
+        return float(value)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> Any:
+        value = self.text(key, default, required=default is None)
+        if value not in choices:
+            near = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else None
+            raise self._err(
+                key, f"is {value!r}; expected one of: {', '.join(choices)}", hint=hint
+            )
+        return value
+
+    def str_list(self, key: str) -> tuple[str, ...]:
+        value = self._get(key, (list,), "a list of strings", False)
+        if value is None:
+            return ()
+        if not all(isinstance(v, str) for v in value):
+            raise self._err(key, "must be a list of strings")
+        return tuple(value)
+
+    def str_table(self, key: str) -> dict[str, str]:
+        value = self._get(key, (dict,), "a table of strings", False)
+        if value is None:
+            return {}
+        bad = [k for k, v in value.items() if not isinstance(v, str)]
+        if bad:
+            raise self._err(f"{key}.{bad[0]}", "must be a string")
+        return dict(value)
+
+    def table_of(self, key: str) -> Mapping[str, Any]:
+        value = self._get(key, (dict,), "a table", False)
+        return value or {}
+
+    def finish(self, known_extra: tuple[str, ...] = ()) -> None:
+        """Refuse keys nobody read: a typo must not silently fall back to a default."""
+        for key in self.table:
+            if key in self.used or key in known_extra:
+                continue
+            if _SECRET_KEYS.match(key):
+                raise self._err(
+                    key,
+                    "holds a secret; plans must never contain passwords",
+                    hint=f"remove it and write `{key}_env = \"VARIABLE\"` or "
+                    f"`{key}_file = \"/path\"` (for passwords: password_env / password_file)",
+                )
+            near = difflib.get_close_matches(key, sorted(self.used), n=1)
+            raise self._err(
+                key,
+                "is not a known key",
+                hint=(f"did you mean {near[0]!r}?" if near else None),
+            )
+
+
+def _check_no_secret_in_url(reader: _Reader, key: str, url: str | None) -> None:
+    if not url or url.startswith("ldif:"):
+        return
+    parts = urlsplit(url)
+    if parts.password is not None or parts.username is not None:
+        raise reader._err(
+            key,
+            "contains a user name or password; plans must never contain passwords",
+            hint="put the user in bind_dn/username and the password in an environment "
+            "variable (password_env) or a file (password_file)",
+        )
+
+
+def _template(reader: _Reader, key: str, text: str | None, allowed: set[str]) -> None:
+    if text is None:
+        return
+    try:
+        template = Template.parse(text)
+    except TemplateError as exc:
+        raise reader._err(key, str(exc)) from None
+    unknown = template.check_fields(allowed)
+    if unknown:
+        raise reader._err(
+            key,
+            f"uses unknown field {{{unknown[0]}}}",
+            hint="available fields: " + ", ".join("{" + f + "}" for f in sorted(allowed)),
+        )
+
+
+def _secret_pair(reader: _Reader, prefix: str) -> tuple[str | None, str | None]:
+    env = reader.text(f"{prefix}_env")
+    file = reader.text(f"{prefix}_file")
+    if env and file:
+        raise reader._err(
+            f"{prefix}_env", f"both {prefix}_env and {prefix}_file are set", hint="keep one"
+        )
+    if env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env):
+        raise reader._err(f"{prefix}_env", f"{env!r} is not an environment variable name")
+    return env, file
+
+
+def _directory(file: str, table: Mapping[str, Any]) -> DirectorySettings:
+    r = _Reader(file, "directory", table)
+    url = r.text("url", required=True)
+    if not re.match(r"^(ldaps?://|ldif:)", url):
+        raise r._err(
+            "url",
+            f"{url!r} is not an LDAP URL",
+            hint='write "ldap://host:389", "ldaps://host:636" or "ldif:/path/to/file.ldif"',
+        )
+    _check_no_secret_in_url(r, "url", url)
+    if url.startswith("ldif:") and not url[5:]:
+        raise r._err("url", "ldif: needs a file path, e.g. \"ldif:plans/sample.ldif\"")
+    base = r.text("base", required=True)
+    filt = r.text("filter", "(objectClass=*)")
+    population = r.text("population", DirectorySettings.population)
+    for key, value in (("filter", filt), ("population", population)):
+        if not (value.startswith("(") and value.endswith(")")) or value.count("(") != value.count(")"):
+            raise r._err(
+                key,
+                f"{value!r} is not an LDAP filter",
+                hint='filters are parenthesised, e.g. "(&(employeeType=vocal)(mail=*))"',
+            )
+    password_env, password_file = _secret_pair(r, "password")
+    attrs = _Reader(file, "directory.attributes", r.table_of("attributes"))
+    attribute_map = AttributeMap(
+        address=attrs.text("address", "mail"),
+        uid=attrs.text("uid", "uid"),
+        name=attrs.text("name", "cn"),
+        batch=attrs.text("batch", "ou"),
+        extra=attrs.str_list("extra"),
+    )
+    attrs.finish()
+    for attr in attribute_map.requested():
+        if not re.match(r"^[A-Za-z][A-Za-z0-9-]*(;[A-Za-z0-9-]+)*$", attr):
+            raise attrs._err(None, f"{attr!r} is not an LDAP attribute name")
+    settings = DirectorySettings(
+        url=url,
+        base=base,
+        filter=filt,
+        population=population,
+        bind_dn=r.text("bind_dn"),
+        password_env=password_env,
+        password_file=password_file,
+        start_tls=r.flag("start_tls", False),
+        tls_verify=r.flag("tls_verify", True),
+        ca_file=r.text("ca_file"),
+        page_size=r.whole("page_size", 200, minimum=1),
+        timeout=r.number("timeout", 30.0),
+        attributes=attribute_map,
+    )
+    r.finish()
+    if settings.start_tls and url.startswith("ldaps://"):
+        raise r._err("start_tls", "cannot be used with ldaps:// (TLS is already on)")
+    return settings
+
+
+def _source(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> SourceSettings:
+    r = _Reader(file, "source", table)
+    kind = r.choice("kind", SOURCE_KINDS)
+    fields_ok = ACCOUNT_FIELDS | extra_fields
+    if kind in ("maildir", "mbox"):
+        root = r.text("root", required=True)
+        path = r.text(
+            "path", "{root}/{domain}/{local}/Maildir" if kind == "maildir" else "{root}/{uid}"
+        )
+        _template(r, "path", path, fields_ok | {"root"})
+        folders_path = r.text("folders_path") if kind == "mbox" else None
+        _template(r, "folders_path", folders_path, fields_ok | {"root"})
+        settings = SourceSettings(
+            kind=kind,
+            root=root,
+            path=path,
+            folders_path=folders_path,
+            maildir_layout=r.choice("layout", ("auto", "maildir++", "fs"), "auto")
+            if kind == "maildir"
+            else "auto",
+            mbox_variant=r.choice(
+                "variant", ("auto", "mboxo", "mboxrd", "mboxcl", "mboxcl2"), "auto"
+            )
+            if kind == "mbox"
+            else "auto",
+        )
+    else:
+        password_env, password_file = _secret_pair(r, "password")
+        login = r.text("login", "{address}")
+        _template(r, "login", login, fields_ok)
+        tls = r.choice("tls", TLS_MODES, "ssl")
+        settings = SourceSettings(
+            kind=kind,
+            host=r.text("host", required=True),
+            port=r.whole("port", 993 if tls == "ssl" else 143, minimum=1),
+            tls=tls,
+            tls_verify=r.flag("tls_verify", True),
+            ca_file=r.text("ca_file"),
+            login=login,
+            master_user=r.text("master_user"),
+            authzid=r.flag("authzid", False),
+            password_env=password_env,
+            password_file=password_file,
+            timeout=r.number("timeout", 60.0),
+        )
+        if not (password_env or password_file):
+            raise r._err(
+                "password_env",
+                "is missing: an IMAP source needs a password (the user's, or the master user's)",
+                hint='add password_env = "MIGRATOR_IMAP_PASSWORD" or password_file = "/path"',
+            )
+    r.finish()
+    return settings
+
+
+def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> TargetSettings:
+    r = _Reader(file, "target", table)
+    kind = r.choice("kind", TARGET_KINDS)
+    address = r.text("address", "{address}")
+    _template(r, "address", address, ACCOUNT_FIELDS | extra_fields)
+    password_env, password_file = _secret_pair(r, "password")
+    client_secret_env, client_secret_file = _secret_pair(r, "client_secret")
+    common: dict[str, Any] = dict(
+        kind=kind,
+        username=r.text("username"),
+        password_env=password_env,
+        password_file=password_file,
+        client_id=r.text("client_id"),
+        tenant_id=r.text("tenant_id"),
+        client_secret_env=client_secret_env,
+        client_secret_file=client_secret_file,
+        tls_verify=r.flag("tls_verify", True),
+        ca_file=r.text("ca_file"),
+        max_message_size=r.whole("max_message_size", TargetSettings.max_message_size, minimum=1),
+        address=address,
+        archive_folder=r.text("archive_folder", "Archive"),
+        folder_map=r.str_table("folder_map"),
+        exclude_folders=r.str_list("exclude_folders"),
+        timeout=r.number("timeout", 120.0),
+    )
+    if kind == "ews":
+        url = r.text("url")
+        auth = r.choice("auth", EWS_AUTH, "ntlm")
+        impersonation = r.flag("impersonation", True)
+        settings = TargetSettings(url=url, auth=auth, impersonation=impersonation, **common)
+        if url is not None:
+            _check_no_secret_in_url(r, "url", url)
+            if not re.match(r"^https?://", url):
+                raise r._err(
+                    "url",
+                    f"{url!r} is not an EWS URL",
+                    hint='write "https://mail.example.org/EWS/Exchange.asmx"',
+                )
+    else:
+        tls = r.choice("tls", TLS_MODES, "ssl")
+        auth = r.choice("auth", IMAP_TARGET_AUTH, "login")
+        settings = TargetSettings(
+            host=r.text("host", required=True),
+            port=r.whole("port", 993 if tls == "ssl" else 143, minimum=1),
+            tls=tls,
+            auth=auth,
+            **common,
+        )
+    needs = "client_secret" if settings.auth in ("oauth2", "xoauth2") else "password"
+    if needs == "client_secret":
+        for key in ("client_id", "tenant_id"):
+            if not getattr(settings, key):
+                raise r._err(key, f"is missing: auth = {settings.auth!r} needs it")
+    r.finish()
+    return settings
+
+
+def _run(file: str, table: Mapping[str, Any]) -> RunSettings:
+    r = _Reader(file, "run", table)
+    defaults = RunSettings()
+    settings = RunSettings(
+        workers=r.whole("workers", defaults.workers, minimum=1),
+        max_account_attempts=r.whole("max_account_attempts", defaults.max_account_attempts, minimum=1),
+        chunk_messages=r.whole("chunk_messages", defaults.chunk_messages, minimum=1),
+        chunk_bytes=r.whole("chunk_bytes", defaults.chunk_bytes, minimum=1024),
+        target_concurrency=r.whole("target_concurrency", defaults.target_concurrency, minimum=1),
+        lease_seconds=r.whole("lease_seconds", defaults.lease_seconds, minimum=10),
+    )
+    r.finish()
+    return settings
+
+
+def parse_plan(text: str, file: str = "<plan>") -> Plan:
+    """Validate the TOML text of a plan. Relative paths stay as written (see load_plan)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError(
+            file, None, f"is not valid TOML: {exc}", hint="check quotes and [section] headers"
+        ) from None
+    for section in data:
+        if section not in _SECTIONS:
+            near = difflib.get_close_matches(section, sorted(_SECTIONS), n=1)
+            raise PlanError(
+                file,
+                section,
+                "is not a known section",
+                hint=f"did you mean [{near[0]}]?" if near else "known: " + ", ".join(sorted(_SECTIONS)),
+            )
+        if not isinstance(data[section], dict):
+            raise PlanError(file, section, "must be a [section], not a single value")
+    for required in ("plan", "directory", "source", "target"):
+        if required not in data:
+            raise PlanError(file, required, "section is missing", hint=f"add a [{required}] section")
+    head = _Reader(file, "plan", data["plan"])
+    name = head.text("name", required=True)
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
+        raise head._err(
+            "name", f"{name!r} is not a plan name", hint="letters, digits, '.', '_' and '-' only"
+        )
+    description = head.text("description")
+    head.finish()
+    directory = _directory(file, data["directory"])
+    extra = set(directory.attributes.extra)
+    source = _source(file, data["source"], extra)
+    target = _target(file, data["target"], extra)
+    run = _run(file, data.get("run", {}))
+    state = _Reader(file, "state", data.get("state", {}))
+    state_url = state.text("url")
+    _check_no_secret_in_url(state, "url", state_url)
+    state.finish()
+    return Plan(
+        name=name,
+        file=file,
+        directory=directory,
+        source=source,
+        target=target,
+        run=run,
+        state_url=state_url,
+        description=description,
+    )
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    """Paths in a plan are relative to the plan file's folder, like an include would be."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path))
+
+
+def load_plan(path: str | Path) -> Plan:
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(file, None, "does not exist", hint="check the --plan path") from None
+    except UnicodeDecodeError:
+        raise PlanError(file, None, "is not UTF-8 text") from None
+    except OSError as exc:
+        raise PlanError(file, None, f"cannot be read: {exc.strerror}") from None
+    plan = parse_plan(text, file)
+    base = Path(path).resolve().parent
+    directory = plan.directory
+    if directory.is_ldif:
+        directory = _replace(directory, url="ldif:" + str(_resolve(base, directory.ldif_path)))
+    directory = _replace(
+        directory,
+        password_file=_resolve(base, directory.password_file),
+        ca_file=_resolve(base, directory.ca_file),
+    )
+    source = plan.source
+    source = _replace(
+        source,
+        root=_resolve(base, source.root),
+        password_file=_resolve(base, source.password_file),
+        ca_file=_resolve(base, source.ca_file),
+    )
+    target = _replace(
+        plan.target,
+        password_file=_resolve(base, plan.target.password_file),
+        client_secret_file=_resolve(base, plan.target.client_secret_file),
+        ca_file=_resolve(base, plan.target.ca_file),
+    )
+    return _replace(plan, directory=directory, source=source, target=target)
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    names = {f.name for f in fields(obj)}
+    return dataclasses.replace(obj, **{k: v for k, v in changes.items() if k in names})

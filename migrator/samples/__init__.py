@@ -1,0 +1,1 @@
+"""Generators of sample and test data (tests, benchmarks, make demo)."""

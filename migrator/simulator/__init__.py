@@ -1,0 +1,1 @@
+"""Standalone test servers that stand in for systems we cannot run locally (Exchange)."""

@@ -1,0 +1,76 @@
+"""Fault injection settings and the seeded decision maker that applies them per request."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+@dataclass
+class Faults:
+    """What the simulator does wrong, and how often. All rates are probabilities per request."""
+
+    server_busy_rate: float = 0.0
+    backoff_ms: int = 1000
+    http503_rate: float = 0.0
+    retry_after_s: int | None = None
+    reset_rate: float = 0.0
+    delay_s: float = 0.0
+    max_concurrency: int | None = None
+    max_request_bytes: int | None = None
+    seed: int | None = None
+    # Per-message limit (bytes of MIME), answered per item with ErrorMessageSizeExceeded,
+    # like a mailbox's MaxReceiveSize. Not a fault as such, but settable at runtime too.
+    max_message_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("server_busy_rate", "http503_rate", "reset_rate"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"Faults.{name} must be between 0 and 1, got {rate!r}")
+        if self.delay_s < 0:
+            raise ValueError(f"Faults.delay_s must not be negative, got {self.delay_s!r}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError(f"Faults.max_concurrency must be at least 1, got {self.max_concurrency!r}")
+
+
+class FaultKind(StrEnum):
+    """Names under which injected faults are counted in SimStats.faults."""
+
+    SERVER_BUSY = "server_busy"
+    CONCURRENCY = "concurrency"
+    HTTP503 = "http503"
+    RESET = "reset"
+    DELAY = "delay"
+    REQUEST_TOO_LARGE = "request_too_large"
+    MESSAGE_TOO_LARGE = "message_too_large"
+
+
+class FaultDice:
+    """Seeded random draws shared by all request threads.
+
+    One generator behind a lock: for a client that sends requests one at a time the sequence of
+    injected faults is the same on every run with the same seed.
+    """
+
+    def __init__(self, faults: Faults) -> None:
+        self._lock = threading.Lock()
+        self._faults = faults
+        self._rng = random.Random(faults.seed)
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    def replace(self, faults: Faults) -> None:
+        with self._lock:
+            self._faults = faults
+            self._rng = random.Random(faults.seed)
+
+    def roll(self, rate: float) -> bool:
+        if rate <= 0.0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate

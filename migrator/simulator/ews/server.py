@@ -1,0 +1,470 @@
+"""The HTTP side: authentication, fault injection, statistics and the EwsSimulator facade."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import signal
+import socket
+import struct
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from lxml import etree
+
+from . import ids, soap
+from .faults import FaultDice, FaultKind, Faults
+from .operations import Operations, RequestContext
+from .props import (
+    MSGFLAG_UNSENT,
+    PR_CLIENT_SUBMIT_TIME,
+    PR_MESSAGE_DELIVERY_TIME,
+    PR_MESSAGE_FLAGS,
+    tag_key,
+)
+from .soap import SOAP_NS, EwsError
+from .store import FolderRow, SimFolder, SimItem, Store
+
+EWS_PATH = "/EWS/Exchange.asmx"
+DEFAULT_USERS = {"svc-migrator": "Sim-Passw0rd!"}
+REALM = "ews-simulator"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+
+
+@dataclass
+class SimStats:
+    """What the simulator saw; a snapshot (see EwsSimulator.stats)."""
+
+    requests: dict[str, int] = field(default_factory=dict)  # per EWS operation (and "auth")
+    faults: dict[str, int] = field(default_factory=dict)  # per FaultKind value
+    max_concurrency: int = 0  # most requests in flight at once
+    busy_backoff_ms: list[int] = field(default_factory=list)  # BackOffMilliseconds of busy answers
+    items_created: int = 0
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.busy_backoff_ms: list[int] = []
+        self.items_created = 0
+
+    def fault(self, kind: FaultKind) -> None:
+        with self.lock:
+            self.faults[kind.value] += 1
+
+    def snapshot(self) -> SimStats:
+        with self.lock:
+            return SimStats(
+                requests=dict(self.requests),
+                faults=dict(self.faults),
+                max_concurrency=self.max_in_flight,
+                busy_backoff_ms=list(self.busy_backoff_ms),
+                items_created=self.items_created,
+            )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    sim: EwsSimulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Quiet: tests and benchmarks read SimStats instead of an access log."""
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, headers: Iterable[tuple[str, str]] = ()) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Powered-By", "ASP.NET")
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_plain(self, status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+        body = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _reset(self) -> None:
+        """Drop the connection without an answer: RST instead of FIN, like a dying front end."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
+    def _read_body(self) -> bytes | None:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self._send_plain(411, "Length Required")
+            return None
+        remaining = int(length)
+        chunks = []
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def _user(self) -> str | None:
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "basic" or not token:
+            return None
+        try:
+            user, _, password = base64.b64decode(token.strip()).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return self.server.sim.check_password(user, password)
+
+    # --- requests -------------------------------------------------------------------------
+
+    def do_GET(self) -> None:  # noqa: N802
+        # Exchange answers a browser GET of the endpoint with the WSDL pointer page; a 401
+        # first, as the endpoint is authenticated. Enough for a readiness probe.
+        if self._user() is None:
+            self._send_plain(401, "Unauthorized", [("WWW-Authenticate", f'Basic realm="{REALM}"')])
+            return
+        self._send_plain(200, "EWS simulator")
+
+    def do_POST(self) -> None:  # noqa: N802
+        sim = self.server.sim
+        counters = sim._counters
+        with counters.lock:
+            counters.in_flight += 1
+            counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
+            in_flight = counters.in_flight
+        try:
+            self._post(sim, in_flight)
+        finally:
+            with counters.lock:
+                counters.in_flight -= 1
+
+    def _post(self, sim: EwsSimulator, in_flight: int) -> None:
+        faults = sim._dice.faults
+        dice = sim._dice
+        counters = sim._counters
+        body = self._read_body()
+        if body is None:
+            return
+        if self.path.split("?")[0].lower() != EWS_PATH.lower():
+            self._send_plain(404, "Not Found")
+            return
+        # IIS request filtering / the WCF binding reject an oversized request before EWS runs.
+        if faults.max_request_bytes is not None and len(body) > faults.max_request_bytes:
+            counters.fault(FaultKind.REQUEST_TOO_LARGE)
+            self._send_plain(413, "Request Entity Too Large")
+            return
+        user = self._user()
+        if user is None:
+            with counters.lock:
+                counters.requests["auth"] += 1
+            self._send_plain(401, "Unauthorized", [("WWW-Authenticate", f'Basic realm="{REALM}"')])
+            return
+        if dice.roll(faults.reset_rate):
+            counters.fault(FaultKind.RESET)
+            self._reset()
+            return
+        if dice.roll(faults.http503_rate):
+            counters.fault(FaultKind.HTTP503)
+            extra = [] if faults.retry_after_s is None else [("Retry-After", str(faults.retry_after_s))]
+            self._send_plain(503, "Service Unavailable", extra)
+            return
+        if faults.delay_s > 0:
+            counters.fault(FaultKind.DELAY)
+            time.sleep(faults.delay_s)
+        try:
+            root = etree.fromstring(body, _PARSER)
+        except etree.XMLSyntaxError as e:
+            err = EwsError("ErrorSchemaValidation", f"The request is not well-formed XML: {e}", fault=True)
+            self._send(500, soap.envelope(soap.fault(err)))
+            return
+        header = root.find(f"{{{SOAP_NS}}}Header")
+        soap_body = root.find(f"{{{SOAP_NS}}}Body")
+        if soap_body is None or len(soap_body) == 0:
+            err = EwsError("ErrorSchemaValidation", "The request has no SOAP body.", fault=True)
+            self._send(500, soap.envelope(soap.fault(err)))
+            return
+        request = soap_body[0]
+        operation = etree.QName(request).localname
+        with counters.lock:
+            counters.requests[operation] += 1
+        busy_kind = None
+        if faults.max_concurrency is not None and in_flight > faults.max_concurrency:
+            busy_kind = FaultKind.CONCURRENCY
+        elif dice.roll(faults.server_busy_rate):
+            busy_kind = FaultKind.SERVER_BUSY
+        if busy_kind is not None:
+            counters.fault(busy_kind)
+            with counters.lock:
+                counters.busy_backoff_ms.append(faults.backoff_ms)
+            self._send(500, soap.envelope(soap.fault(soap.server_busy(faults.backoff_ms))))
+            return
+        ctx = RequestContext(user=user, header=header, anchor=self.headers.get("X-AnchorMailbox"))
+        try:
+            answer = sim._operations.dispatch(operation, request, ctx)
+        except EwsError as e:
+            # Exchange sends SOAP faults with HTTP 500.
+            self._send(500, soap.envelope(soap.fault(e)))
+            return
+        except Exception as e:  # a simulator bug must not look like a network fault
+            traceback.print_exc()
+            err = EwsError("ErrorInternalServerError", f"Simulator error: {e!r}", fault=True)
+            self._send(500, soap.envelope(soap.fault(err)))
+            return
+        if operation == "CreateItem":
+            created = answer.count('ResponseClass="Success"')
+            with counters.lock:
+                counters.items_created += created
+        self._send(200, soap.envelope(answer))
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+class EwsSimulator:
+    """An Exchange Web Services endpoint over real HTTP, backed by SQLite in ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        users: dict[str, str] | None = None,
+        faults: Faults | None = None,
+        auth: str = "basic",
+    ) -> None:
+        if auth != "basic":
+            raise ValueError(f"EwsSimulator supports auth='basic' only, not {auth!r}")
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self._requested_port = port
+        self._users = {k.lower(): (k, v) for k, v in (users or DEFAULT_USERS).items()}
+        self._dice = FaultDice(faults or Faults())
+        self._counters = _Counters()
+        self._store = Store(self.data_dir)
+        self._operations = Operations(
+            self._store,
+            max_message_bytes=lambda: self._dice.faults.max_message_bytes,
+            count_fault=self._counters.fault,
+        )
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = port
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{EWS_PATH}"
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        server = _Server((self.host, self._requested_port), _Handler)
+        server.sim = self
+        self.port = int(server.server_address[1])
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="ews-simulator", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._store.close()
+        # A stopped simulator can be started again on the same data directory.
+        self._store = Store(self.data_dir)
+        self._operations._store = self._store
+
+    def __enter__(self) -> EwsSimulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- configuration --------------------------------------------------------------------
+
+    def check_password(self, user: str, password: str) -> str | None:
+        """The canonical user name when the password matches; domain\\user and UPN forms accepted."""
+        known = self._users.get(user.lower())
+        if known is None and "\\" in user:
+            known = self._users.get(user.split("\\", 1)[1].lower())
+        if known is None or known[1] != password:
+            return None
+        return known[0]
+
+    def add_mailbox(self, address: str, *, allow: set[str] | None = None) -> None:
+        self._store.add_mailbox(address, allow)
+
+    def set_faults(self, faults: Faults) -> None:
+        self._dice.replace(faults)
+
+    @property
+    def faults(self) -> Faults:
+        return self._dice.faults
+
+    # --- inspection -----------------------------------------------------------------------
+
+    def _mailbox_id(self, address: str) -> int:
+        mailbox = self._store.mailbox_by_address(address)
+        if mailbox is None:
+            raise KeyError(f"no mailbox {address!r} in the simulator")
+        return mailbox.id
+
+    def folders(self, address: str) -> list[SimFolder]:
+        rows = self._store.all_folders(self._mailbox_id(address))
+        by_id = {f.id: f for f in rows}
+
+        def path(folder: FolderRow) -> tuple[str, ...]:
+            names: list[str] = []
+            current: FolderRow | None = folder
+            while current is not None and current.distinguished not in ("root", "msgfolderroot"):
+                names.append(current.name)
+                current = by_id.get(current.parent_id) if current.parent_id is not None else None
+            return tuple(reversed(names))
+
+        return [
+            SimFolder(
+                id=ids.encode(ids.FOLDER, f.mailbox_id, f.id),
+                parent_id=None if f.parent_id is None else ids.encode(ids.FOLDER, f.mailbox_id, f.parent_id),
+                name=f.name,
+                folder_class=f.folder_class,
+                distinguished=f.distinguished,
+                path=path(f),
+            )
+            for f in rows
+        ]
+
+    def items(self, address: str, folder_id: str | None = None) -> list[SimItem]:
+        mailbox_id = self._mailbox_id(address)
+        row_folder = None if folder_id is None else ids.decode(folder_id, ids.FOLDER).row_id
+        item_ids = self._store.folder_items(mailbox_id, row_folder)
+        rows = self._store.items_by_id(item_ids, with_mime=True)
+        props = self._store.props_by_item(item_ids)
+        result = []
+        for item_id in item_ids:
+            row = rows[item_id]
+            extended = {key: p.value for key, p in props[item_id].items()}
+            extended[tag_key(PR_MESSAGE_FLAGS)] = str(row.message_flags)
+            extended[tag_key(PR_MESSAGE_DELIVERY_TIME)] = row.received
+            if row.sent is not None:
+                extended[tag_key(PR_CLIENT_SUBMIT_TIME)] = row.sent
+            created = _parse_time(row.created)
+            received = _parse_time(row.received)
+            assert created is not None and received is not None
+            result.append(
+                SimItem(
+                    id=ids.encode(ids.ITEM, row.mailbox_id, row.id),
+                    folder_id=ids.encode(ids.FOLDER, row.mailbox_id, row.folder_id),
+                    mime=row.mime or b"",
+                    is_read=row.is_read,
+                    is_draft=bool(row.message_flags & MSGFLAG_UNSENT),
+                    message_flags=row.message_flags,
+                    categories=list(row.categories),
+                    extended=extended,
+                    subject=row.subject,
+                    created=created,
+                    received=received,
+                    sent=_parse_time(row.sent),
+                )
+            )
+        return result
+
+    def stats(self) -> SimStats:
+        return self._counters.snapshot()
+
+    def reset_stats(self) -> None:
+        with self._counters.lock:
+            in_flight = self._counters.in_flight
+            self._counters = _Counters()
+            self._counters.in_flight = in_flight
+        self._operations._count_fault = self._counters.fault
+
+
+def serve(
+    port: int,
+    data_dir: Path | str,
+    users: dict[str, str] | None = None,
+    faults: Faults | None = None,
+    mailboxes: Iterable[str] = (),
+    *,
+    host: str = "127.0.0.1",
+    announce: Callable[[str], object] | None = None,
+) -> None:
+    """Run a simulator until SIGINT/SIGTERM (the ``migrator ews-simulator`` command)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    sim = EwsSimulator(data_dir, host=host, port=port, users=users, faults=faults)
+    try:
+        for address in mailboxes:
+            sim.add_mailbox(address)
+        sim.start()
+        if announce is None:
+            print(sim.url, flush=True)
+        else:
+            announce(sim.url)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sim.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def stats_json(stats: SimStats) -> str:
+    return json.dumps(stats.__dict__, sort_keys=True)

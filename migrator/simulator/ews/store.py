@@ -1,0 +1,483 @@
+"""The simulator's persistent mailbox store: one SQLite file holding every mailbox.
+
+One connection behind a lock: statements are short (XML work happens outside the lock) and a
+single writer is what SQLite wants anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+DB_FILE_NAME = "ews-simulator.sqlite3"
+
+# (distinguished id, display name, folder class, parent distinguished id, element name)
+# The layout a fresh Exchange 2016 mailbox shows to EWS clients, mail folders first.
+WELL_KNOWN_FOLDERS: tuple[tuple[str, str, str | None, str | None, str], ...] = (
+    ("root", "Root", None, None, "Folder"),
+    ("msgfolderroot", "Top of Information Store", "IPF.Note", "root", "Folder"),
+    ("inbox", "Inbox", "IPF.Note", "msgfolderroot", "Folder"),
+    ("sentitems", "Sent Items", "IPF.Note", "msgfolderroot", "Folder"),
+    ("drafts", "Drafts", "IPF.Note", "msgfolderroot", "Folder"),
+    ("deleteditems", "Deleted Items", "IPF.Note", "msgfolderroot", "Folder"),
+    ("junkemail", "Junk Email", "IPF.Note", "msgfolderroot", "Folder"),
+    ("outbox", "Outbox", "IPF.Note", "msgfolderroot", "Folder"),
+    ("calendar", "Calendar", "IPF.Appointment", "msgfolderroot", "CalendarFolder"),
+    ("contacts", "Contacts", "IPF.Contact", "msgfolderroot", "ContactsFolder"),
+    ("tasks", "Tasks", "IPF.Task", "msgfolderroot", "TasksFolder"),
+    ("notes", "Notes", "IPF.StickyNote", "msgfolderroot", "Folder"),
+    ("journal", "Journal", "IPF.Journal", "msgfolderroot", "Folder"),
+)
+ELEMENT_BY_DISTINGUISHED = {d: element for d, _, _, _, element in WELL_KNOWN_FOLDERS}
+ELEMENT_BY_CLASS = {
+    "IPF.Appointment": "CalendarFolder",
+    "IPF.Contact": "ContactsFolder",
+    "IPF.Task": "TasksFolder",
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    address TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    allow TEXT  -- JSON list of user names, NULL = every user
+);
+CREATE TABLE IF NOT EXISTS folders (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
+    parent_id INTEGER REFERENCES folders(id),
+    name TEXT NOT NULL,
+    folder_class TEXT,
+    distinguished TEXT,
+    version INTEGER NOT NULL DEFAULT 1
+);
+-- Exchange compares sibling folder names without regard to case.
+CREATE UNIQUE INDEX IF NOT EXISTS folders_sibling_name
+    ON folders(mailbox_id, coalesce(parent_id, 0), lower(name));
+CREATE UNIQUE INDEX IF NOT EXISTS folders_distinguished
+    ON folders(mailbox_id, distinguished) WHERE distinguished IS NOT NULL;
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
+    folder_id INTEGER NOT NULL REFERENCES folders(id),
+    item_class TEXT NOT NULL,
+    subject TEXT,
+    mime BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    is_read INTEGER NOT NULL,
+    message_flags INTEGER NOT NULL,
+    categories TEXT NOT NULL,  -- JSON list
+    received TEXT NOT NULL,    -- ISO 8601 UTC, second precision
+    sent TEXT,
+    created TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS items_folder ON items(folder_id, received);
+CREATE TABLE IF NOT EXISTS item_props (
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,    -- tag:0x0E07, name:<guid>:<name> or id:<guid>:<id>
+    type TEXT NOT NULL,   -- EWS PropertyType (Integer, String, SystemTime, ...)
+    value TEXT NOT NULL,  -- canonical text form (JSON list for array types)
+    PRIMARY KEY (item_id, key)
+);
+CREATE INDEX IF NOT EXISTS item_props_lookup ON item_props(key, value);
+"""
+
+
+class FolderExistsError(Exception):
+    """A sibling folder with the same name (ignoring case) already exists."""
+
+
+@dataclass(frozen=True)
+class MailboxRow:
+    id: int
+    address: str
+    allow: frozenset[str] | None  # lower-cased user names; None = every user
+
+    def allows(self, user: str) -> bool:
+        return self.allow is None or user.lower() in self.allow
+
+
+@dataclass(frozen=True)
+class FolderRow:
+    id: int
+    mailbox_id: int
+    parent_id: int | None
+    name: str
+    folder_class: str | None
+    distinguished: str | None
+    version: int
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    id: int
+    mailbox_id: int
+    folder_id: int
+    item_class: str
+    subject: str | None
+    size: int
+    is_read: bool
+    message_flags: int
+    categories: tuple[str, ...]
+    received: str
+    sent: str | None
+    created: str
+    version: int
+    mime: bytes | None = None  # only loaded when asked for
+
+
+@dataclass(frozen=True)
+class PropValue:
+    key: str
+    type: str
+    value: str
+
+
+@dataclass
+class NewItem:
+    """An item as CreateItem parsed it, ready to insert."""
+
+    folder_id: int
+    mime: bytes
+    subject: str | None
+    is_read: bool
+    message_flags: int
+    categories: list[str]
+    received: str
+    sent: str | None
+    created: str
+    props: list[PropValue] = field(default_factory=list)
+    item_class: str = "IPM.Note"
+
+
+@dataclass(frozen=True)
+class SimFolder:
+    """A folder as tests see it (see EwsSimulator.folders)."""
+
+    id: str
+    parent_id: str | None
+    name: str
+    folder_class: str | None
+    distinguished: str | None
+    path: tuple[str, ...]  # display names below "Top of Information Store" (or below root)
+
+
+@dataclass(frozen=True)
+class SimItem:
+    """An item as tests see it (see EwsSimulator.items)."""
+
+    id: str
+    folder_id: str
+    mime: bytes
+    is_read: bool
+    is_draft: bool
+    message_flags: int
+    categories: list[str]
+    extended: dict[str, str]
+    subject: str | None
+    created: datetime
+    received: datetime
+    sent: datetime | None
+
+
+_ITEM_COLUMNS = (
+    "id, mailbox_id, folder_id, item_class, subject, size, is_read, message_flags, categories, "
+    "received, sent, created, version"
+)
+
+
+def _item_row(row: Sequence[Any], mime: bytes | None = None) -> ItemRow:
+    return ItemRow(
+        id=int(row[0]),
+        mailbox_id=int(row[1]),
+        folder_id=int(row[2]),
+        item_class=str(row[3]),
+        subject=row[4] if row[4] is None else str(row[4]),
+        size=int(row[5]),
+        is_read=bool(row[6]),
+        message_flags=int(row[7]),
+        categories=tuple(json.loads(str(row[8]))),
+        received=str(row[9]),
+        sent=row[10] if row[10] is None else str(row[10]),
+        created=str(row[11]),
+        version=int(row[12]),
+        mime=mime,
+    )
+
+
+def _folder_row(row: Sequence[Any]) -> FolderRow:
+    return FolderRow(
+        id=int(row[0]),
+        mailbox_id=int(row[1]),
+        parent_id=row[2] if row[2] is None else int(row[2]),
+        name=str(row[3]),
+        folder_class=row[4] if row[4] is None else str(row[4]),
+        distinguished=row[5] if row[5] is None else str(row[5]),
+        version=int(row[6]),
+    )
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+_FOLDER_COLUMNS = "id, mailbox_id, parent_id, name, folder_class, distinguished, version"
+
+
+class Store:
+    """All mailboxes of one simulator, persisted in ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / DB_FILE_NAME
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # Large pages: MIME blobs of 10 KB to 40 MB are written several times faster than
+        # with 4 KB pages (only takes effect when the file is created).
+        self._db.execute("PRAGMA page_size=65536")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across a process crash in WAL mode; only an OS crash can lose the tail.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- mailboxes -------------------------------------------------------------------------
+
+    def add_mailbox(self, address: str, allow: Iterable[str] | None) -> MailboxRow:
+        allow_json = None if allow is None else json.dumps(sorted({u.lower() for u in allow}))
+        with self._tx() as db:
+            row = db.execute("SELECT id FROM mailboxes WHERE address = ?", (address,)).fetchone()
+            if row is None:
+                mailbox_id = _rowid(db.execute(
+                        "INSERT INTO mailboxes(address, allow) VALUES (?, ?)", (address, allow_json)
+                    ))
+                self._create_well_known(db, mailbox_id)
+            else:
+                mailbox_id = int(row[0])
+                db.execute("UPDATE mailboxes SET allow = ? WHERE id = ?", (allow_json, mailbox_id))
+        found = self.mailbox_by_id(mailbox_id)
+        assert found is not None
+        return found
+
+    @staticmethod
+    def _create_well_known(db: sqlite3.Connection, mailbox_id: int) -> None:
+        ids: dict[str, int] = {}
+        for distinguished, name, folder_class, parent, _element in WELL_KNOWN_FOLDERS:
+            cursor = db.execute(
+                "INSERT INTO folders(mailbox_id, parent_id, name, folder_class, distinguished) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (mailbox_id, ids.get(parent) if parent else None, name, folder_class, distinguished),
+            )
+            ids[distinguished] = _rowid(cursor)
+
+    def _mailbox(self, where: str, arg: object) -> MailboxRow | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT id, address, allow FROM mailboxes WHERE {where}", (arg,)
+            ).fetchone()
+        if row is None:
+            return None
+        allow = None if row[2] is None else frozenset(json.loads(row[2]))
+        return MailboxRow(id=int(row[0]), address=str(row[1]), allow=allow)
+
+    def mailbox_by_address(self, address: str) -> MailboxRow | None:
+        return self._mailbox("address = ?", address)
+
+    def mailbox_by_id(self, mailbox_id: int) -> MailboxRow | None:
+        return self._mailbox("id = ?", mailbox_id)
+
+    def mailboxes(self) -> list[MailboxRow]:
+        with self._lock:
+            ids = [int(r[0]) for r in self._db.execute("SELECT id FROM mailboxes ORDER BY id")]
+        return [m for m in (self.mailbox_by_id(i) for i in ids) if m is not None]
+
+    # --- folders ---------------------------------------------------------------------------
+
+    def folder(self, folder_id: int) -> FolderRow | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_FOLDER_COLUMNS} FROM folders WHERE id = ?", (folder_id,)
+            ).fetchone()
+        return None if row is None else _folder_row(row)
+
+    def distinguished_folder(self, mailbox_id: int, distinguished: str) -> FolderRow | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_FOLDER_COLUMNS} FROM folders WHERE mailbox_id = ? AND distinguished = ?",
+                (mailbox_id, distinguished),
+            ).fetchone()
+        return None if row is None else _folder_row(row)
+
+    def all_folders(self, mailbox_id: int) -> list[FolderRow]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_FOLDER_COLUMNS} FROM folders WHERE mailbox_id = ? ORDER BY id",
+                (mailbox_id,),
+            ).fetchall()
+        return [_folder_row(r) for r in rows]
+
+    def child_folders(self, folder: FolderRow, deep: bool) -> list[FolderRow]:
+        """Children in creation order; deep = depth-first, each parent before its children."""
+        by_parent: dict[int | None, list[FolderRow]] = {}
+        for f in self.all_folders(folder.mailbox_id):
+            by_parent.setdefault(f.parent_id, []).append(f)
+        result: list[FolderRow] = []
+
+        def visit(parent_id: int) -> None:
+            for child in by_parent.get(parent_id, []):
+                result.append(child)
+                if deep:
+                    visit(child.id)
+
+        visit(folder.id)
+        return result
+
+    def create_folder(self, parent: FolderRow, name: str, folder_class: str | None) -> FolderRow:
+        try:
+            with self._tx() as db:
+                cursor = db.execute(
+                    "INSERT INTO folders(mailbox_id, parent_id, name, folder_class) VALUES (?, ?, ?, ?)",
+                    (parent.mailbox_id, parent.id, name, folder_class),
+                )
+                folder_id = _rowid(cursor)
+        except sqlite3.IntegrityError as e:
+            raise FolderExistsError(name) from e
+        created = self.folder(folder_id)
+        assert created is not None
+        return created
+
+    def folder_counts(self, folder_id: int) -> tuple[int, int, int]:
+        """(total items, unread items, child folders)."""
+        with self._lock:
+            total, unread = self._db.execute(
+                "SELECT count(*), coalesce(sum(1 - is_read), 0) FROM items WHERE folder_id = ?",
+                (folder_id,),
+            ).fetchone()
+            children = self._db.execute(
+                "SELECT count(*) FROM folders WHERE parent_id = ?", (folder_id,)
+            ).fetchone()[0]
+        return int(total), int(unread), int(children)
+
+    # --- items -----------------------------------------------------------------------------
+
+    def insert_items(self, mailbox_id: int, items: Sequence[NewItem]) -> list[int]:
+        ids: list[int] = []
+        with self._tx() as db:
+            for item in items:
+                cursor = db.execute(
+                    "INSERT INTO items(mailbox_id, folder_id, item_class, subject, mime, size, is_read,"
+                    " message_flags, categories, received, sent, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        mailbox_id,
+                        item.folder_id,
+                        item.item_class,
+                        item.subject,
+                        item.mime,
+                        len(item.mime),
+                        int(item.is_read),
+                        item.message_flags,
+                        json.dumps(item.categories),
+                        item.received,
+                        item.sent,
+                        item.created,
+                    ),
+                )
+                item_id = _rowid(cursor)
+                ids.append(item_id)
+                if item.props:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO item_props(item_id, key, type, value) VALUES (?, ?, ?, ?)",
+                        [(item_id, p.key, p.type, p.value) for p in item.props],
+                    )
+        return ids
+
+    def find_item_ids(
+        self, folder_id: int, where: str, params: Sequence[object], offset: int, limit: int | None
+    ) -> tuple[int, list[int]]:
+        """(total matching, ids of the page) newest first, as Exchange lists a mail folder."""
+        base = f"FROM items WHERE folder_id = ? AND ({where})"
+        args = (folder_id, *params)
+        with self._lock:
+            total = int(self._db.execute(f"SELECT count(*) {base}", args).fetchone()[0])
+            rows = self._db.execute(
+                f"SELECT id {base} ORDER BY received DESC, id DESC LIMIT ? OFFSET ?",
+                (*args, -1 if limit is None else limit, offset),
+            ).fetchall()
+        return total, [int(r[0]) for r in rows]
+
+    def items_by_id(self, ids: Sequence[int], with_mime: bool) -> dict[int, ItemRow]:
+        if not ids:
+            return {}
+        columns = _ITEM_COLUMNS + (", mime" if with_mime else "")
+        found: dict[int, ItemRow] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                    f"SELECT {columns} FROM items WHERE id IN ({marks})", chunk
+                ):
+                    found[int(row[0])] = _item_row(row, bytes(row[13]) if with_mime else None)
+        return found
+
+    def props_by_item(self, ids: Sequence[int]) -> dict[int, dict[str, PropValue]]:
+        result: dict[int, dict[str, PropValue]] = {i: {} for i in ids}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for item_id, key, ptype, value in self._db.execute(
+                    f"SELECT item_id, key, type, value FROM item_props WHERE item_id IN ({marks})",
+                    chunk,
+                ):
+                    result[int(item_id)][str(key)] = PropValue(str(key), str(ptype), str(value))
+        return result
+
+    def folder_items(self, mailbox_id: int, folder_id: int | None) -> list[int]:
+        with self._lock:
+            if folder_id is None:
+                rows = self._db.execute(
+                    "SELECT id FROM items WHERE mailbox_id = ? ORDER BY id", (mailbox_id,)
+                )
+            else:
+                rows = self._db.execute(
+                    "SELECT id FROM items WHERE mailbox_id = ? AND folder_id = ? ORDER BY id",
+                    (mailbox_id, folder_id),
+                )
+            return [int(r[0]) for r in rows]
+
+    def delete_items(self, ids: Sequence[int]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM item_props WHERE item_id = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
+
+    def move_items(self, ids: Sequence[int], folder_id: int) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE items SET folder_id = ?, version = version + 1 WHERE id = ?",
+                [(folder_id, i) for i in ids],
+            )

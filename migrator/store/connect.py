@@ -1,0 +1,189 @@
+"""Turning a state URL into a ready engine: URL checks, backend settings, schema upgrade.
+
+Every failure becomes a StateError whose text never contains the URL's password.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from migrator.model.errors import StateError
+
+BUSY_TIMEOUT_MS = 30_000
+CACHE_KIB = 32_768
+PG_CONNECT_TIMEOUT_S = 10
+# Serialises concurrent first opens of one PostgreSQL database (any constant works; ours).
+PG_MIGRATION_LOCK = 0x6D696772
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+URL_HINT = (
+    "use sqlite:///state/migrator.db (a file relative to the current directory) or "
+    "postgresql://USER@HOST:5432/DATABASE (password via the URL or PGPASSWORD)"
+)
+
+# user:password@ inside something that looks like a URL, even one too broken to parse
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/?#@\s]*:)([^@\s]*)(@)")
+
+
+def mask_url(raw: str) -> str:
+    """The URL as it may be shown: any password replaced by ***."""
+    return _PASSWORD_IN_TEXT.sub(r"\1***\3", raw)
+
+
+def scrub(text: str, password: str | None) -> str:
+    """Remove a password from a driver's message (some echo the connection string)."""
+    if password:
+        text = text.replace(password, "***")
+    return mask_url(text)
+
+
+def normalize_url(raw: str) -> URL:
+    """Parse the URL and pick our driver: psycopg 3 for PostgreSQL, the stdlib for SQLite."""
+    try:
+        url = make_url(raw.strip())
+    except (ArgumentError, ValueError) as exc:
+        raise StateError(
+            f"state database URL {mask_url(raw)!r} is not valid", hint=URL_HINT
+        ) from exc
+    backend, _, driver = url.drivername.partition("+")
+    if backend in ("postgresql", "postgres"):
+        if driver not in ("", "psycopg"):
+            raise StateError(
+                f"state database URL {mask_url(raw)!r} asks for driver {driver!r}; "
+                "migrator talks to PostgreSQL through psycopg 3",
+                hint="write postgresql://... or postgresql+psycopg://...",
+            )
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise StateError(
+                f"state database URL {mask_url(raw)!r} asks for SQLite driver {driver!r}",
+                hint="write sqlite:///path/to/migrator.db",
+            )
+        return url
+    raise StateError(
+        f"state database URL {mask_url(raw)!r} names backend {backend!r}; "
+        "only SQLite and PostgreSQL are supported",
+        hint=URL_HINT,
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        # one shared connection, else every checkout would see a fresh empty database
+        engine = create_engine(url, poolclass=StaticPool)
+    else:
+        parent = Path(database).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create directory {str(parent)!r} for the state database: {exc.strerror}",
+                hint="choose a writable location for the state database or fix the permissions",
+            ) from exc
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        # We issue BEGIN ourselves (below) so writers can take the lock up front.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # FULL: the ledger's "in flight" commit must survive a power cut before the upload
+            cursor.execute("PRAGMA synchronous=FULL")
+            # bulk discovery and ledger writes touch several indexes; 2 MB default thrashes
+            cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock at BEGIN, where busy_timeout applies; a DEFERRED
+        # transaction that upgrades to writing fails at once if another writer got there first.
+        mode = conn.get_execution_options().get("migrator_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+            "application_name": "migrator",
+            # timestamps in views and ad-hoc SQL read as UTC, like the SQLite copies
+            "options": "-c timezone=UTC",
+        },
+    )
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring the schema to the newest revision, in one transaction, one opener at a time."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    with engine.execution_options(migrator_begin="IMMEDIATE").begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def connect(raw_url: str) -> tuple[Engine, str]:
+    """An engine on an up-to-date schema, and the URL as it may be displayed."""
+    url = normalize_url(raw_url)
+    shown = url.render_as_string(hide_password=True)
+    engine = _sqlite_engine(url) if url.get_backend_name() == "sqlite" else _postgresql_engine(url)
+    try:
+        upgrade_schema(engine)
+    except CommandError as exc:
+        engine.dispose()
+        raise StateError(
+            f"state database {shown} has a schema this migrator does not know: "
+            f"{scrub(str(exc), url.password)}",
+            hint="it was probably written by a newer migrator; upgrade migrator or use another database",
+        ) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        raise StateError(
+            f"cannot open state database {shown}: {describe(exc, url.password)}",
+            hint=open_hint(url),
+        ) from exc
+    return engine, shown
+
+
+def describe(exc: BaseException, password: str | None) -> str:
+    """The driver's own words, first line only, without SQLAlchemy's boilerplate or secrets."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip() or type(original).__name__
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    return scrub(" ".join(lines[:2]), password)
+
+
+def open_hint(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return (
+            f"check that {url.database!r} is a migrator state file and that its directory is "
+            "writable (SQLite also writes -wal and -shm files next to it)"
+        )
+    return (
+        f"check that PostgreSQL is running on {url.host or 'localhost'}:{url.port or 5432}, "
+        f"that database {url.database!r} exists (createdb) and that user {url.username!r} may "
+        "connect and create tables"
+    )

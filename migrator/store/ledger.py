@@ -1,0 +1,305 @@
+"""The per-message ledger: the record that makes every message reach the target once.
+
+Per chunk: `begin_chunk` writes the chunk's keys as in flight and commits before anything is
+uploaded; `finish_chunk` marks them done (with the target's id) or skipped/failed (with a
+reason) and commits. After a crash, `inflight` lists what may or may not have reached the
+target; the engine asks the target and calls `resolve_inflight`. All writes are fenced by
+the account's lease epoch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from migrator.model.mail import FolderInfo
+from migrator.store.schema import AccountDbRow, FolderRow, MessageRow
+from migrator.store.store import Store
+from migrator.store.types import utcnow
+from migrator.store.work import Claim, fence
+
+A = cast(Table, AccountDbRow.__table__)
+F = cast(Table, FolderRow.__table__)
+M = cast(Table, MessageRow.__table__)
+
+# Rows per statement in bulk writes: bounded so a 100,000-message folder is many small writes.
+_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one message of a chunk."""
+
+    key: str
+    state: str  # done | skipped | failed
+    size: int = 0
+    target_id: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredFolder:
+    id: int
+    native: str
+    display: str
+    role: str
+    target_folder_id: str | None
+    target_path: str | None
+    source_count: int | None
+    done_count: int
+    skipped_count: int
+    failed_count: int
+    uidvalidity: int | None
+
+
+def ensure_folder(store: Store, claim: Claim, folder: FolderInfo) -> int:
+    """The id of the account's folder row for `folder` (by its native name), kept up to date."""
+    values = {
+        "account_id": claim.account_id,
+        "native": folder.native,
+        "display": folder.display,
+        "role": str(folder.role),
+        "source_count": folder.message_count,
+        "source_bytes": folder.byte_total,
+        "created_at": utcnow(),
+    }
+    dialect_insert = pg_insert if store.backend == "postgresql" else sqlite_insert
+    stmt = dialect_insert(F).values(values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["account_id", "native"],
+        set_={
+            "display": stmt.excluded.display,
+            "role": stmt.excluded.role,
+            "source_count": stmt.excluded.source_count,
+            "source_bytes": stmt.excluded.source_bytes,
+        },
+    )
+    with store.session(write=True) as s:
+        fence(s, claim)
+        s.execute(stmt)
+        return int(
+            s.execute(
+                select(F.c.id).where(F.c.account_id == claim.account_id, F.c.native == folder.native)
+            ).scalar_one()
+        )
+
+
+def set_folder_target(store: Store, claim: Claim, folder_id: int, target_id: str, target_path: str) -> None:
+    with store.session(write=True) as s:
+        fence(s, claim)
+        s.execute(
+            update(F).where(F.c.id == folder_id).values(target_folder_id=target_id, target_path=target_path)
+        )
+
+
+def set_folder_synced(store: Store, claim: Claim, folder_id: int, uidvalidity: int | None = None) -> None:
+    with store.session(write=True) as s:
+        fence(s, claim)
+        values: dict[str, object] = {"last_synced_at": utcnow()}
+        if uidvalidity is not None:
+            values["uidvalidity"] = uidvalidity
+        s.execute(update(F).where(F.c.id == folder_id).values(**values))
+
+
+def folders(store: Store, account_id: int) -> list[StoredFolder]:
+    cols = [F.c.id, F.c.native, F.c.display, F.c.role, F.c.target_folder_id, F.c.target_path,
+            F.c.source_count, F.c.done_count, F.c.skipped_count, F.c.failed_count, F.c.uidvalidity]  # fmt: skip
+    with store.session() as s:
+        rows = s.execute(select(*cols).where(F.c.account_id == account_id).order_by(F.c.display))
+        return [StoredFolder(*row) for row in rows]
+
+
+def known_keys(store: Store, folder_id: int) -> set[str]:
+    """Every key the ledger holds for a folder, whatever its state: a delta pass skips them
+    without reading their bodies."""
+    with store.session() as s:
+        return set(s.execute(select(M.c.source_key).where(M.c.folder_id == folder_id)).scalars())
+
+
+def begin_chunk(
+    store: Store, claim: Claim, folder_id: int, chunk_id: str, items: Sequence[tuple[str, int]]
+) -> None:
+    """Write the chunk's (key, size) rows as in flight, in one fenced transaction."""
+    now = utcnow()
+    rows = [
+        {
+            "folder_id": folder_id,
+            "account_id": claim.account_id,
+            "source_key": key,
+            "state": "inflight",
+            "chunk_id": chunk_id,
+            "lease_epoch": claim.epoch,
+            "size": size,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, size in items
+    ]
+    with store.session(write=True) as s:
+        fence(s, claim)
+        for start in range(0, len(rows), _BATCH):
+            s.execute(insert(M), rows[start : start + _BATCH])
+
+
+def finish_chunk(store: Store, claim: Claim, folder_id: int, outcomes: Iterable[Outcome]) -> None:
+    """Record the outcome of in-flight (or new, for skips found before upload) messages."""
+    outcomes = list(outcomes)
+    if not outcomes:
+        return
+    now = utcnow()
+    with store.session(write=True) as s:
+        fence(s, claim)
+        existing = set(
+            s.execute(
+                select(M.c.source_key).where(
+                    M.c.folder_id == folder_id,
+                    M.c.source_key.in_([o.key for o in outcomes]),
+                )
+            ).scalars()
+        )
+        updates = [
+            {
+                "b_key": o.key,
+                "state": o.state,
+                "target_id": o.target_id,
+                "reason": o.reason,
+                "detail": (o.detail or "")[:2000] or None,
+                "lease_epoch": claim.epoch,
+                "updated_at": now,
+            }
+            for o in outcomes
+            if o.key in existing
+        ]
+        inserts = [
+            {
+                "folder_id": folder_id,
+                "account_id": claim.account_id,
+                "source_key": o.key,
+                "state": o.state,
+                "size": o.size,
+                "target_id": o.target_id,
+                "reason": o.reason,
+                "detail": (o.detail or "")[:2000] or None,
+                "lease_epoch": claim.epoch,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for o in outcomes
+            if o.key not in existing
+        ]
+        if updates:
+            stmt = (
+                update(M)
+                .where(M.c.folder_id == folder_id, M.c.source_key == bindparam("b_key"))
+                .values(
+                    state=bindparam("state"),
+                    target_id=bindparam("target_id"),
+                    reason=bindparam("reason"),
+                    detail=bindparam("detail"),
+                    lease_epoch=bindparam("lease_epoch"),
+                    updated_at=bindparam("updated_at"),
+                )
+            )
+            for start in range(0, len(updates), _BATCH):
+                s.connection().execute(stmt, updates[start : start + _BATCH])
+        for start in range(0, len(inserts), _BATCH):
+            s.execute(insert(M), inserts[start : start + _BATCH])
+        _count(s, claim, folder_id, outcomes)
+
+
+def _count(session: Session, claim: Claim, folder_id: int, outcomes: Sequence[Outcome]) -> None:
+    states = Counter(o.state for o in outcomes)
+    done_bytes = sum(o.size for o in outcomes if o.state == "done")
+    session.execute(
+        update(F)
+        .where(F.c.id == folder_id)
+        .values(
+            done_count=F.c.done_count + states["done"],
+            skipped_count=F.c.skipped_count + states["skipped"],
+            failed_count=F.c.failed_count + states["failed"],
+        )
+    )
+    session.execute(
+        update(A)
+        .where(A.c.id == claim.account_id)
+        .values(
+            messages_done=A.c.messages_done + states["done"],
+            messages_skipped=A.c.messages_skipped + states["skipped"],
+            messages_failed=A.c.messages_failed + states["failed"],
+            bytes_done=A.c.bytes_done + done_bytes,
+        )
+    )
+
+
+def inflight(store: Store, account_id: int) -> dict[int, list[str]]:
+    """Folder id -> keys left in flight by an earlier, interrupted attempt."""
+    by_folder: dict[int, list[str]] = defaultdict(list)
+    with store.session() as s:
+        rows = s.execute(
+            select(M.c.folder_id, M.c.source_key).where(
+                M.c.account_id == account_id, M.c.state == "inflight"
+            )
+        )
+        for folder_id, key in rows:
+            by_folder[folder_id].append(key)
+    return dict(by_folder)
+
+
+def resolve_inflight(
+    store: Store, claim: Claim, folder_id: int, keys: Sequence[str], found: dict[str, str]
+) -> None:
+    """In-flight keys the target has (`found`: key -> target id) become done; the others are
+    forgotten so the next pass sends them again."""
+    with store.session(write=True) as s:
+        fence(s, claim)
+        sizes = dict(
+            s.execute(
+                select(M.c.source_key, M.c.size).where(
+                    M.c.folder_id == folder_id, M.c.source_key.in_(list(keys)), M.c.state == "inflight"
+                )
+            ).all()
+        )
+    outcomes = [Outcome(key=k, state="done", size=int(sizes.get(k) or 0), target_id=found[k]) for k in keys if k in found and k in sizes]
+    finish_chunk(store, claim, folder_id, outcomes)
+    missing = [k for k in keys if k not in found]
+    if missing:
+        with store.session(write=True) as s:
+            fence(s, claim)
+            for start in range(0, len(missing), _BATCH):
+                s.execute(
+                    delete(M).where(
+                        M.c.folder_id == folder_id,
+                        M.c.state == "inflight",
+                        M.c.source_key.in_(missing[start : start + _BATCH]),
+                    )
+                )
+
+
+def counts_by_state(store: Store, folder_id: int) -> dict[str, int]:
+    with store.session() as s:
+        rows = s.execute(
+            select(M.c.state, func.count()).where(M.c.folder_id == folder_id).group_by(M.c.state)
+        )
+        return {state: int(n) for state, n in rows}
+
+
+def forget_skipped(store: Store, account_id: int, reasons: Sequence[str] | None = None) -> int:
+    """Drop skipped/failed rows of an account so the next pass tries those messages again."""
+    with store.session(write=True) as s:
+        stmt = delete(M).where(M.c.account_id == account_id, M.c.state.in_(("skipped", "failed")))
+        if reasons:
+            stmt = stmt.where(M.c.reason.in_(list(reasons)))
+        removed = s.execute(stmt).rowcount  # type: ignore[attr-defined]
+        s.execute(
+            update(A).where(A.c.id == account_id).values(messages_skipped=0, messages_failed=0)
+        )
+        s.execute(update(F).where(F.c.account_id == account_id).values(skipped_count=0, failed_count=0))
+        return int(removed or 0)

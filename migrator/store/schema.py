@@ -1,0 +1,216 @@
+"""The tables of the state database as typed SQLAlchemy models.
+
+The Alembic migrations in migrations/versions/ are the source of truth for what is in a
+database; these models must match them (a test compares the two on both backends).
+docs/state.md documents every table and column for operators.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from migrator.store.types import BigId, JSONType, UTCDateTime, utcnow
+
+# Stable constraint names, so later migrations can address them on both backends.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SCOPES = ("in_scope", "excluded", "invalid", "vanished")
+STATUSES = ("pending", "running", "synced", "failed", "verified")
+MESSAGE_STATES = ("inflight", "done", "skipped", "failed")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PlanRow(Base):
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source_kind: Mapped[str] = mapped_column(String(40))
+    target_kind: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_discovery_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_discovery_run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_plan_started", "plan_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    command: Mapped[str] = mapped_column(String(40))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class AccountDbRow(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "key", name="uq_accounts_plan_key"),
+        Index("ix_accounts_plan_scope_status", "plan_id", "scope", "status"),
+        # scope/status ride along so per-batch progress is answered from the index alone
+        Index("ix_accounts_plan_batch", "plan_id", "batch", "scope", "status"),
+        Index("ix_accounts_address", "address"),
+        CheckConstraint(_one_of("scope", SCOPES), name="scope"),
+        CheckConstraint(_one_of("status", STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(500))
+    # --- written by discovery only
+    dn: Mapped[str] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(String(320))
+    target_address: Mapped[str | None] = mapped_column(String(320))
+    uid: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(500))
+    batch: Mapped[str | None] = mapped_column(String(255))
+    aliases: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    source_path: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    scope: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(80))
+    detail: Mapped[str | None] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    discovered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    vanished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # --- migration progress: never written by discovery (except the initial "pending")
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    passes: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_reason: Mapped[str | None] = mapped_column(String(80))
+    first_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    messages_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    messages_skipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    messages_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # --- lease held by the worker migrating the account
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class FolderRow(Base):
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("account_id", "native", name="uq_folders_account_native"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    native: Mapped[str] = mapped_column(Text)
+    display: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(20), default="none")
+    target_folder_id: Mapped[str | None] = mapped_column(Text)
+    target_path: Mapped[str | None] = mapped_column(Text)
+    source_count: Mapped[int | None] = mapped_column(Integer)
+    source_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    done_count: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verify_source: Mapped[int | None] = mapped_column(Integer)
+    verify_ledger: Mapped[int | None] = mapped_column(Integer)
+    verify_target: Mapped[int | None] = mapped_column(Integer)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verify_ok: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MessageRow(Base):
+    """The ledger: one row per source message the engine has claimed. Kept narrow on purpose."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("folder_id", "source_key", name="uq_messages_folder_key"),
+        Index("ix_messages_account_state", "account_id", "state"),
+        CheckConstraint(_one_of("state", MESSAGE_STATES), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    source_key: Mapped[str] = mapped_column(String(500))
+    state: Mapped[str] = mapped_column(String(10))
+    chunk_id: Mapped[str | None] = mapped_column(String(64))
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    target_id: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(String(80))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_plan_at", "plan_id", "at"),
+        Index("ix_events_account_at", "account_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(40))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class WorkerRow(Base):
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL")
+    )
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

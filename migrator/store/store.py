@@ -1,0 +1,351 @@
+"""The Store: the one object the layers above use to read and write campaign state."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, case, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.model.account import DiscoveredAccount
+from migrator.model.errors import StateError, UsageError
+from migrator.store import discovery
+from migrator.store.connect import connect, describe
+from migrator.store.raw import Raw
+from migrator.store.rows import (
+    ALL_STATES,
+    SCOPE_STATES,
+    STATUS_STATES,
+    AccountRow,
+    DiscoverySummary,
+)
+from migrator.store.schema import AccountDbRow, EventRow, PlanRow, RunRow
+from migrator.store.types import utcnow
+
+DEFAULT_URL = "sqlite:///state/migrator.db"
+RUN_STATUSES = ("running", "done", "partial", "failed", "interrupted")
+
+A = cast(Table, AccountDbRow.__table__)
+P = cast(Table, PlanRow.__table__)
+E = cast(Table, EventRow.__table__)
+R = cast(Table, RunRow.__table__)
+
+# AccountRow's fields as stored (all but the computed `state`), in its order
+_ACCOUNT_FIELDS = [f.name for f in fields(AccountRow) if f.name != "state"]
+_TIME_FIELDS = {
+    "first_pass_at", "last_pass_at", "discovered_at", "last_seen_at", "vanished_at",
+    "lease_expires_at", "heartbeat_at",
+}  # fmt: skip
+_ACCOUNT_SELECT = f"SELECT {', '.join(_ACCOUNT_FIELDS)} FROM accounts WHERE plan_id = ?"
+
+
+def _account_rows(
+    raw: Raw, where: str, params: list[Any], last_discovery: Any
+) -> Iterator[AccountRow]:
+    """Accounts read at the DBAPI level (listing 100,000 through the ORM takes seconds)."""
+    seen_by_plan = Raw.read_time(last_discovery) if last_discovery is not None else None
+    for values in raw.rows(f"{_ACCOUNT_SELECT}{where} ORDER BY key", params):
+        data = dict(zip(_ACCOUNT_FIELDS, values, strict=True))
+        for name in _TIME_FIELDS:
+            data[name] = Raw.read_time(data[name])
+        data["aliases"] = list(Raw.read_json(data["aliases"]) or [])
+        data["attributes"] = dict(Raw.read_json(data["attributes"]) or {})
+        # unchanged accounts are not rewritten by each discovery: one that is not vanished
+        # was seen by the plan's last discovery
+        if data["scope"] != "vanished" and seen_by_plan is not None:
+            data["last_seen_at"] = max(data["last_seen_at"], seen_by_plan)
+        data["state"] = data["status"] if data["scope"] == "in_scope" else data["scope"]
+        yield AccountRow(**data)
+
+
+class Store:
+    """State of every plan in one database. Thread-safe; open one per process."""
+
+    def __init__(self, engine: Engine, shown_url: str) -> None:
+        self.engine = engine
+        self.url = shown_url  # password masked, safe to print
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # SQLite: writers take the lock at BEGIN, where busy_timeout waits for it
+        self._write_sessions = sessionmaker(
+            engine.execution_options(migrator_begin="IMMEDIATE"), expire_on_commit=False
+        )
+
+    @property
+    def backend(self) -> str:
+        """The backend's name: sqlite or postgresql."""
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises.
+
+        Pass write=True for a block that will write (on SQLite it then waits for the write
+        lock at the start instead of failing half-way when another process writes).
+        """
+        maker = self._write_sessions if write else self._sessions
+        session = maker()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise StateError(
+                f"state database {self.url} failed: {describe(exc, self.engine.url.password)}",
+                hint="check the database server and disk space, then run the command again",
+            ) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # --- plans and runs
+
+    def ensure_plan(self, name: str, source_kind: str, target_kind: str) -> int:
+        """The id of the plan called `name`, created on first use; kinds follow the plan file."""
+        now = utcnow()
+        values = {
+            "name": name,
+            "source_kind": source_kind,
+            "target_kind": target_kind,
+            "created_at": now,
+            "updated_at": now,
+        }
+        dialect_insert = pg_insert if self.backend == "postgresql" else sqlite_insert
+        with self.session(write=True) as s:
+            s.execute(
+                dialect_insert(P).values(values).on_conflict_do_nothing(index_elements=["name"])
+            )
+            plan_id, src, tgt = s.execute(
+                select(P.c.id, P.c.source_kind, P.c.target_kind).where(P.c.name == name)
+            ).one()
+            if (src, tgt) != (source_kind, target_kind):
+                s.execute(
+                    update(P)
+                    .where(P.c.id == plan_id)
+                    .values(source_kind=source_kind, target_kind=target_kind, updated_at=now)
+                )
+            return int(plan_id)
+
+    def plan_id(self, name: str) -> int | None:
+        with self.session() as s:
+            found = s.execute(select(P.c.id).where(P.c.name == name)).scalar_one_or_none()
+            return None if found is None else int(found)
+
+    def start_run(self, plan_id: int, command: str) -> int:
+        with self.session(write=True) as s:
+            run = RunRow(
+                plan_id=plan_id,
+                command=command,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                started_at=utcnow(),
+                status="running",
+            )
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+        with self.session(write=True) as s:
+            done = s.execute(
+                update(R)
+                .where(R.c.id == run_id)
+                .values(status=status, finished_at=utcnow(), summary=summary)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise StateError(f"run {run_id} is not in the state database {self.url}")
+
+    # --- discovery
+
+    def record_discovery(
+        self, plan_id: int, run_id: int | None, accounts: Iterable[DiscoveredAccount]
+    ) -> DiscoverySummary:
+        """Store a discovery of the plan's accounts, in one transaction.
+
+        Upserts by (plan, key): new entries are inserted (in scope -> status pending), changed
+        ones updated, stored ones not seen this time become scope "vanished". Migration
+        progress (status, passes, counters, lease) is never touched. Scope changes, vanishing
+        and reappearing are recorded as events. Duplicate keys after the first are ignored and
+        counted in the summary.
+        """
+        with self.session(write=True) as s:
+            return discovery.record_discovery(s.connection(), plan_id, run_id, accounts, utcnow())
+
+    def list_accounts(
+        self, plan_id: int, *, state: str | None = None, batch: str | None = None
+    ) -> list[AccountRow]:
+        """The plan's accounts ordered by key, optionally only one state and/or one batch."""
+        return list(self.iter_accounts(plan_id, state=state, batch=batch))
+
+    def iter_accounts(
+        self, plan_id: int, *, state: str | None = None, batch: str | None = None
+    ) -> Iterator[AccountRow]:
+        """Like list_accounts, streamed (for exports of very large plans); the read
+        transaction stays open until the iterator is exhausted or closed."""
+        where = ""
+        params: list[Any] = [plan_id]
+        if state is not None:
+            if state in STATUS_STATES:
+                where += " AND scope = 'in_scope' AND status = ?"
+            elif state in SCOPE_STATES:
+                where += " AND scope = ?"
+            else:
+                raise UsageError(
+                    f"unknown account state {state!r}",
+                    hint=f"use one of: {', '.join(ALL_STATES)}",
+                )
+            params.append(state)
+        if batch is not None:
+            where += " AND batch = ?"
+            params.append(batch)
+        return self._accounts(plan_id, where, params)
+
+    def get_account(self, plan_id: int, key: str) -> AccountRow | None:
+        """One account by its key (the address, or the DN for entries without one)."""
+        found = list(self._accounts(plan_id, " AND key = ?", [plan_id, key]))
+        return found[0] if found else None
+
+    def _accounts(self, plan_id: int, where: str, params: list[Any]) -> Iterator[AccountRow]:
+        with self.session() as s:
+            conn = s.connection()
+            last = conn.execute(select(P.c.last_discovery_at).where(P.c.id == plan_id)).scalar()
+            yield from _account_rows(Raw(conn), where, params, last)
+
+    def discovery_counts(self, plan_id: int) -> dict[str, Any]:
+        """Aggregates for the discover/status screens, computed by the database.
+
+        {"in_scope": n, "excluded": {reason: n}, "invalid": {reason: n}, "vanished": n,
+         "batches": {batch: n in scope}, "statuses": {status: n in scope}, "total": n}.
+        Entries without a reason count under "unspecified", accounts without a batch under "".
+        """
+        counts: dict[str, Any] = {
+            "in_scope": 0,
+            "excluded": {},
+            "invalid": {},
+            "vanished": 0,
+            "batches": {},
+            "statuses": {},
+            "total": 0,
+        }
+        n = func.count().label("n")
+        by_scope = (
+            select(A.c.scope, A.c.status, A.c.reason, n)
+            .where(A.c.plan_id == plan_id)
+            .group_by(A.c.scope, A.c.status, A.c.reason)
+        )
+        by_batch = (
+            select(A.c.batch, n)
+            .where(A.c.plan_id == plan_id, A.c.scope == "in_scope")
+            .group_by(A.c.batch)
+        )
+        with self.session() as s:
+            for scope, status, reason, count in s.execute(by_scope):
+                counts["total"] += count
+                if scope == "in_scope":
+                    counts["in_scope"] += count
+                    counts["statuses"][status] = counts["statuses"].get(status, 0) + count
+                elif scope == "vanished":
+                    counts["vanished"] += count
+                else:
+                    bucket = counts[scope]
+                    label = reason or "unspecified"
+                    bucket[label] = bucket.get(label, 0) + count
+            for batch, count in s.execute(by_batch):
+                counts["batches"][batch or ""] = counts["batches"].get(batch or "", 0) + count
+        return counts
+
+    def progress_by_batch(self, plan_id: int) -> list[dict[str, Any]]:
+        """Rows of v_progress_by_batch for the plan: batch, total, migrated, failed, ..."""
+        migrated = func.sum(case((A.c.status.in_(("synced", "verified")), 1), else_=0))
+        stmt = (
+            select(
+                A.c.batch,
+                func.count().label("total"),
+                migrated.label("migrated"),
+                func.sum(case((A.c.status == "verified", 1), else_=0)).label("verified"),
+                func.sum(case((A.c.status == "failed", 1), else_=0)).label("failed"),
+                func.sum(case((A.c.status == "running", 1), else_=0)).label("running"),
+                func.sum(case((A.c.status == "pending", 1), else_=0)).label("pending"),
+            )
+            .where(A.c.plan_id == plan_id, A.c.scope == "in_scope")
+            .group_by(A.c.batch)
+            .order_by(A.c.batch)
+        )
+        with self.session() as s:
+            return [
+                {k: (int(v) if k != "batch" else v) for k, v in row._asdict().items()}
+                for row in s.execute(stmt)
+            ]
+
+    # --- events
+
+    def add_event(
+        self,
+        plan_id: int,
+        kind: str,
+        *,
+        account_id: int | None = None,
+        run_id: int | None = None,
+        worker: str | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        with self.session(write=True) as s:
+            result = s.execute(
+                insert(E)
+                .values(
+                    at=utcnow(),
+                    plan_id=plan_id,
+                    account_id=account_id,
+                    run_id=run_id,
+                    worker=worker,
+                    kind=kind,
+                    from_state=from_state,
+                    to_state=to_state,
+                    detail=detail,
+                )
+                .returning(E.c.id)
+            )
+            return int(result.scalar_one())
+
+    def list_events(
+        self, plan_id: int, *, account_id: int | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Newest events first, of the plan or of one account."""
+        stmt = select(E).where(E.c.plan_id == plan_id)
+        if account_id is not None:
+            stmt = stmt.where(E.c.account_id == account_id)
+        stmt = stmt.order_by(E.c.at.desc(), E.c.id.desc()).limit(limit)
+        with self.session() as s:
+            return [row._asdict() for row in s.execute(stmt)]
+
+
+def open_store(url: str = DEFAULT_URL) -> Store:
+    """Open (creating or upgrading as needed) the state database at `url`.
+
+    sqlite:///relative/path.db is relative to the current directory; postgresql://... uses
+    psycopg 3. Raises StateError, without the URL's password, when it cannot be opened.
+    """
+    engine, shown = connect(url)
+    return Store(engine, shown)

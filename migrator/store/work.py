@@ -1,0 +1,332 @@
+"""Claims and leases: which worker migrates which account, fenced by an epoch.
+
+A worker claims an account by bumping its `lease_epoch` and setting `lease_owner` and
+`lease_expires_at`. Every later write for that account goes through `fence()`, which checks
+in the same transaction that the epoch and owner are still ours: a worker whose lease was
+taken over (it stalled past the expiry, its host lost the network) can no longer write.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from migrator.model.errors import MigratorError
+from migrator.store.schema import AccountDbRow, EventRow
+from migrator.store.store import Store
+from migrator.store.types import utcnow
+
+A = cast(Table, AccountDbRow.__table__)
+E = cast(Table, EventRow.__table__)
+
+
+class LeaseLost(MigratorError):
+    """Another worker holds the account now; this worker must stop writing for it."""
+
+
+def worker_name() -> str:
+    """host:pid — unique among live processes, and tells a later run on this host whether
+    the owner of a lease is still alive."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: str | None) -> bool:
+    """True when `owner` ran on this host and its process is gone (crash, kill -9)."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class Claim:
+    account_id: int
+    plan_id: int
+    epoch: int
+    worker: str
+    key: str
+    address: str | None
+    target_address: str | None
+    source_path: str | None
+    attributes: dict[str, Any]
+    previous_status: str
+    passes: int
+    attempts: int
+    name: str | None
+    uid: str | None
+    batch: str | None
+
+
+@dataclass(frozen=True)
+class ClaimFilter:
+    batches: Sequence[str] = ()
+    addresses: Sequence[str] = ()
+    include_synced: bool = True  # delta passes over accounts already migrated
+    retry_failed: bool = True  # failed accounts below max_attempts
+    max_attempts: int = 3
+    only_failed: bool = False
+
+
+def _candidates(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) -> Any:
+    free = or_(A.c.lease_expires_at.is_(None), A.c.lease_expires_at < now)
+    wanted = [A.c.status == "pending"]
+    if f.include_synced:
+        # one delta pass per run: accounts synced since the run began are done for this run
+        wanted.append(
+            and_(
+                A.c.status.in_(("synced", "verified")),
+                or_(A.c.last_pass_at.is_(None), A.c.last_pass_at < run_started),
+            )
+        )
+    if f.retry_failed:
+        wanted.append(
+            and_(
+                A.c.status == "failed",
+                A.c.attempts < f.max_attempts,
+                or_(A.c.updated_at.is_(None), A.c.updated_at < run_started),
+            )
+        )
+    # a "running" account whose lease expired belongs to a worker that died: take it over
+    wanted.append(A.c.status == "running")
+    if f.only_failed:
+        wanted = [and_(A.c.status == "failed", A.c.attempts < f.max_attempts)]
+    stmt = select(A).where(A.c.plan_id == plan_id, A.c.scope == "in_scope", free, or_(*wanted))
+    if f.batches:
+        stmt = stmt.where(A.c.batch.in_(list(f.batches)))
+    if f.addresses:
+        stmt = stmt.where(
+            or_(A.c.address.in_(list(f.addresses)), A.c.target_address.in_(list(f.addresses)))
+        )
+    return stmt.order_by(A.c.batch, A.c.id)
+
+
+def claim_next(
+    store: Store,
+    plan_id: int,
+    *,
+    worker: str,
+    lease_seconds: int,
+    run_started: datetime,
+    run_id: int | None = None,
+    filters: ClaimFilter = ClaimFilter(),
+    skip_ids: Sequence[int] = (),
+) -> Claim | None:
+    """Claim the next account to migrate, or None when there is nothing left for this run.
+
+    PostgreSQL: `FOR UPDATE SKIP LOCKED`, so many workers claim different accounts without
+    waiting for each other. SQLite: the write transaction holds the database lock.
+    """
+    now = utcnow()
+    # Leases held by dead processes of this host are free at once, not only after expiry.
+    _release_dead_owners(store, plan_id)
+    stmt = _candidates(plan_id, now, run_started, filters)
+    if skip_ids:
+        stmt = stmt.where(A.c.id.notin_(list(skip_ids)))
+    stmt = stmt.limit(1)
+    if store.backend == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    with store.session(write=True) as s:
+        row = s.execute(stmt).mappings().first()
+        if row is None:
+            return None
+        epoch = int(row["lease_epoch"]) + 1
+        s.execute(
+            update(A)
+            .where(A.c.id == row["id"])
+            .values(
+                status="running",
+                lease_owner=worker,
+                lease_epoch=epoch,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                heartbeat_at=now,
+                updated_at=now,
+            )
+        )
+        took_over = row["status"] == "running"
+        _event(
+            s.connection(),
+            plan_id,
+            row["id"],
+            run_id,
+            worker,
+            "claimed" if not took_over else "taken-over",
+            row["status"],
+            "running",
+            {"epoch": epoch, "previous_owner": row["lease_owner"]} if took_over else {"epoch": epoch},
+        )
+        # the status before this claim: a takeover resumes whatever the dead worker had
+        previous = row["status"]
+        if took_over:
+            previous = "synced" if row["passes"] else "pending"
+        return Claim(
+            account_id=row["id"],
+            plan_id=plan_id,
+            epoch=epoch,
+            worker=worker,
+            key=row["key"],
+            address=row["address"],
+            target_address=row["target_address"],
+            source_path=row["source_path"],
+            attributes=dict(row["attributes"] or {}),
+            previous_status=previous,
+            passes=int(row["passes"]),
+            attempts=int(row["attempts"]),
+            name=row["name"],
+            uid=row["uid"],
+            batch=row["batch"],
+        )
+
+
+def _release_dead_owners(store: Store, plan_id: int) -> None:
+    host_prefix = socket.gethostname() + ":"
+    with store.session() as s:
+        owners = s.execute(
+            select(A.c.id, A.c.lease_owner).where(
+                A.c.plan_id == plan_id,
+                A.c.status == "running",
+                A.c.lease_owner.like(host_prefix.replace("%", r"\%") + "%"),
+                A.c.lease_expires_at > utcnow(),
+            )
+        ).all()
+    dead = [(aid, owner) for aid, owner in owners if _owner_is_dead(owner)]
+    if not dead:
+        return
+    with store.session(write=True) as s:
+        for account_id, owner in dead:
+            s.execute(
+                update(A)
+                .where(A.c.id == account_id, A.c.lease_owner == owner)
+                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+            )
+
+
+def fence(session: Session, claim: Claim) -> None:
+    """Inside a write transaction: raise LeaseLost unless the claim is still ours.
+
+    The UPDATE also locks the account row (PostgreSQL) until the transaction ends, so a
+    takeover cannot slip in between this check and the writes that follow it.
+    """
+    result = session.execute(
+        update(A)
+        .where(A.c.id == claim.account_id, A.c.lease_epoch == claim.epoch, A.c.lease_owner == claim.worker)
+        .values(heartbeat_at=utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(
+            f"lost the lease on account {claim.address or claim.key} (epoch {claim.epoch}); "
+            "another worker has taken it over",
+            hint="nothing to do: the other worker resumes from the ledger",
+        )
+
+
+def renew(store: Store, claim: Claim, lease_seconds: int) -> bool:
+    """Extend the lease; False when it was lost (the worker must stop)."""
+    now = utcnow()
+    with store.session(write=True) as s:
+        result = s.execute(
+            update(A)
+            .where(A.c.id == claim.account_id, A.c.lease_epoch == claim.epoch, A.c.lease_owner == claim.worker)
+            .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release(
+    store: Store,
+    claim: Claim,
+    *,
+    status: str,
+    run_id: int | None,
+    completed_pass: bool,
+    error: str | None = None,
+    error_reason: str | None = None,
+    count_attempt: bool = False,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """End the claim: new status, pass bookkeeping, last error; fenced."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+    if completed_pass:
+        values.update(passes=A.c.passes + 1, last_pass_at=now, attempts=0, last_error=None, last_error_reason=None)
+    if count_attempt:
+        values["attempts"] = A.c.attempts + 1
+    if error is not None:
+        values.update(last_error=error, last_error_reason=error_reason)
+    with store.session(write=True) as s:
+        fence(s, claim)
+        if completed_pass and claim.passes == 0:
+            values["first_pass_at"] = now
+        s.execute(update(A).where(A.c.id == claim.account_id).values(**values))
+        _event(
+            s.connection(),
+            claim.plan_id,
+            claim.account_id,
+            run_id,
+            claim.worker,
+            "released",
+            "running",
+            status,
+            {**(detail or {}), **({"error": error, "reason": error_reason} if error else {})},
+        )
+
+
+def abandon(store: Store, claim: Claim, *, run_id: int | None) -> None:
+    """Give the account back unfinished (interrupted): its status returns to what it was."""
+    try:
+        with store.session(write=True) as s:
+            fence(s, claim)
+            s.execute(
+                update(A)
+                .where(A.c.id == claim.account_id)
+                .values(status=claim.previous_status, lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+            )
+            _event(s.connection(), claim.plan_id, claim.account_id, run_id, claim.worker, "interrupted", "running", claim.previous_status, None)
+    except LeaseLost:
+        pass
+
+
+def _event(
+    conn: Connection,
+    plan_id: int,
+    account_id: int | None,
+    run_id: int | None,
+    worker: str | None,
+    kind: str,
+    from_state: str | None,
+    to_state: str | None,
+    detail: dict[str, Any] | None,
+) -> None:
+    conn.execute(
+        E.insert().values(
+            at=utcnow(),
+            plan_id=plan_id,
+            account_id=account_id,
+            run_id=run_id,
+            worker=worker,
+            kind=kind,
+            from_state=from_state,
+            to_state=to_state,
+            detail=detail,
+        )
+    )

@@ -1,0 +1,205 @@
+"""The directory adapter against real OpenLDAP servers: limits, binds, TLS and failures."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import pytest
+
+from migrator.adapters.directory import open_directory
+from migrator.model.errors import DirectoryError
+from migrator.samples.directory import DEFAULT_FILTER, POPULATION_FILTER, selected_uids
+from tests.fixtures.slapd import free_port
+
+if TYPE_CHECKING:
+    from tests.fixtures.slapd import SlapdServer
+
+pytest_plugins = ["tests.fixtures.slapd"]
+pytestmark = pytest.mark.slapd
+
+
+def _ldapsearch(server: SlapdServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "ldapsearch",
+            "-x",
+            "-LLL",
+            "-H",
+            server.url,
+            "-D",
+            server.bind_dn,
+            "-w",
+            server.password,
+            "-b",
+            server.base,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_size_limit_is_real_without_paging(slapd: SlapdServer) -> None:
+    # an independent client (OpenLDAP's ldapsearch) asks without paging and is cut at 500
+    plain = _ldapsearch(slapd, DEFAULT_FILTER, "dn")
+    assert plain.returncode == 4, plain.stderr  # sizeLimitExceeded
+    assert plain.stdout.count("\ndn: ") + plain.stdout.startswith("dn: ") == 500
+    # the same filter with paging is not cut, and neither is our reader
+    paged = _ldapsearch(slapd, "-E", "pr=200/noprompt", DEFAULT_FILTER, "dn")
+    assert paged.returncode == 0, paged.stderr
+    with open_directory(slapd.settings(), slapd.password) as reader:
+        uids = {e.first("uid") for e in reader.search(DEFAULT_FILTER, ["uid"])}
+    assert uids == selected_uids(slapd.people)
+    assert len(uids) == 2100
+
+
+def test_page_size_above_the_limit_still_returns_everything(slapd: SlapdServer) -> None:
+    with open_directory(slapd.settings(page_size=1000), slapd.password) as reader:
+        entries = list(reader.search(POPULATION_FILTER, ["uid"]))
+    assert len(entries) == len(slapd.people) == 5200
+
+
+def test_anonymous_bind_pages_too(slapd: SlapdServer) -> None:
+    with open_directory(slapd.settings(bind_dn=None), None) as reader:
+        found = {e.first("uid") for e in reader.search(DEFAULT_FILTER, ["uid"])}
+    assert found == selected_uids(slapd.people)
+
+
+def test_wrong_password_names_the_url_and_the_dn_never_the_password(slapd: SlapdServer) -> None:
+    wrong = "Wr0ng-pa55word-zq"
+    with pytest.raises(DirectoryError) as caught:
+        open_directory(slapd.settings(), wrong)
+    text = f"{caught.value} {caught.value.hint}"
+    assert slapd.url in str(caught.value)
+    assert "invalid credentials" in str(caught.value)
+    assert slapd.bind_dn in str(caught.value)
+    assert "MIGRATOR_TEST_LDAP_PASSWORD" in (caught.value.hint or "")
+    assert wrong not in text and slapd.password not in text
+
+
+def test_bind_dn_without_password_is_refused_before_connecting(slapd: SlapdServer) -> None:
+    with pytest.raises(DirectoryError, match="no password"):
+        open_directory(slapd.settings(), None)
+
+
+def test_unreachable_server_fails_fast(slapd: SlapdServer) -> None:
+    url = f"ldap://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(DirectoryError) as caught:
+        open_directory(slapd.settings(url=url), slapd.password)
+    assert time.monotonic() - started < 3
+    assert url in str(caught.value)
+    assert "cannot connect" in str(caught.value)
+    assert "host and port" in (caught.value.hint or "")
+
+
+def test_ldaps_port_spoken_to_in_clear_text_is_reported(slapd: SlapdServer) -> None:
+    assert slapd.ldaps_url is not None
+    url = slapd.ldaps_url.replace("ldaps://", "ldap://")
+    with pytest.raises(DirectoryError) as caught:
+        open_directory(slapd.settings(url=url, timeout=3), slapd.password)
+    assert url in str(caught.value)
+
+
+# ---- TLS ------------------------------------------------------------------------------------
+
+
+def test_ldaps_with_the_right_ca_verifies_and_reads(slapd: SlapdServer) -> None:
+    assert slapd.ldaps_url and slapd.ca_file
+    with open_directory(slapd.settings(url=slapd.ldaps_url), slapd.password) as reader:
+        assert len(list(reader.search(DEFAULT_FILTER, ["uid"]))) == 2100
+
+
+def test_ldaps_without_the_ca_fails_the_certificate_check(slapd: SlapdServer) -> None:
+    assert slapd.ldaps_url
+    with pytest.raises(DirectoryError) as caught:
+        open_directory(slapd.settings(url=slapd.ldaps_url, ca_file=None), slapd.password)
+    assert slapd.ldaps_url in str(caught.value)
+    assert "certificate" in str(caught.value).lower()
+    assert "ca_file" in (caught.value.hint or "")
+    assert slapd.password not in f"{caught.value} {caught.value.hint}"
+
+
+def test_tls_verify_off_accepts_an_unknown_ca(slapd: SlapdServer) -> None:
+    assert slapd.ldaps_url
+    settings = slapd.settings(url=slapd.ldaps_url, ca_file=None, tls_verify=False)
+    with open_directory(settings, slapd.password) as reader:
+        assert (
+            next(iter(reader.search("(uid=juan.perez.a)", ["uid"]))).first("uid") == "juan.perez.a"
+        )
+
+
+def test_start_tls_with_the_right_ca(slapd: SlapdServer) -> None:
+    with open_directory(slapd.settings(start_tls=True), slapd.password) as reader:
+        assert len(list(reader.search(DEFAULT_FILTER, ["uid"]))) == 2100
+
+
+def test_start_tls_checks_the_certificate_too(slapd: SlapdServer) -> None:
+    with pytest.raises(DirectoryError) as caught:
+        open_directory(slapd.settings(start_tls=True, ca_file=None), slapd.password)
+    assert "certificate" in str(caught.value).lower()
+
+
+def test_missing_ca_file_is_named(slapd: SlapdServer) -> None:
+    with pytest.raises(DirectoryError) as caught:
+        open_directory(
+            slapd.settings(start_tls=True, ca_file="/nonexistent/ca.pem"), slapd.password
+        )
+    assert "/nonexistent/ca.pem" in str(caught.value)
+
+
+def test_start_tls_against_a_server_without_tls(legacy_slapd: SlapdServer) -> None:
+    with pytest.raises(DirectoryError) as caught:
+        open_directory(legacy_slapd.settings(start_tls=True), legacy_slapd.password)
+    assert legacy_slapd.url in str(caught.value)
+    assert "StartTLS" in str(caught.value)
+    assert "start_tls" in (caught.value.hint or "")
+
+
+# ---- a server that does not page -----------------------------------------------------------
+
+
+def test_server_refusing_paging_and_over_its_limit_is_an_error_not_a_short_list(
+    legacy_slapd: SlapdServer,
+) -> None:
+    with open_directory(legacy_slapd.settings(), legacy_slapd.password) as reader:
+        entries = reader.search(DEFAULT_FILTER, ["uid"])
+        with pytest.raises(DirectoryError) as caught:
+            list(entries)
+    message = str(caught.value)
+    assert legacy_slapd.url in message
+    assert "size limit exceeded" in message
+    assert "refused paged results" in message
+    assert "500" in message
+    assert "paged results" in (caught.value.hint or "")
+
+
+def test_server_refusing_paging_still_answers_small_searches(legacy_slapd: SlapdServer) -> None:
+    office = legacy_slapd.people[0].office
+    expected = {p.uid for p in legacy_slapd.people if p.office == office}
+    assert 0 < len(expected) < 500
+    with open_directory(legacy_slapd.settings(), legacy_slapd.password) as reader:
+        found = {
+            e.first("uid")
+            for e in reader.search(f"(&(objectClass=inetOrgPerson)(ou={office}))", ["uid"])
+        }
+        assert not reader.paging_used
+    assert found == expected
+
+
+def test_a_closed_reader_says_so(slapd: SlapdServer) -> None:
+    reader = open_directory(slapd.settings(), slapd.password)
+    reader.close()
+    reader.close()  # twice is harmless
+    with pytest.raises(DirectoryError, match="closed"):
+        reader.search(DEFAULT_FILTER, ["uid"])
+
+
+def test_settings_helper_matches_the_server(slapd: SlapdServer) -> None:
+    # guards the fixture itself: tests bind as a limited reader, not as the unlimited rootdn
+    assert replace(slapd.settings(), page_size=200).bind_dn == slapd.bind_dn != slapd.root_dn
+    assert slapd.size_limit == 500 and slapd.paging

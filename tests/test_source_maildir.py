@@ -1,0 +1,286 @@
+"""Maildir specifics: keys, flags, layouts and what real trees hold (tmp/ leftovers, index
+files, stray files, missing parents, renames by a live server, unreadable files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from migrator.adapters.sources import open_source
+from migrator.adapters.sources.maildir import MaildirSource, message_key, parse_flags
+from migrator.model.errors import SourceError
+from migrator.model.mail import Flags, FolderInfo, FolderRole, MessageRecord, SkippedMessage
+from migrator.model.plan import SourceSettings
+from migrator.samples.mail import hard_case_messages, sample_mailbox, write_maildir
+
+NAME = "1709285400.M7P4242.host,S=5,W=6"
+
+
+def _folders(src: MaildirSource) -> dict[tuple[str, ...], FolderInfo]:
+    return {f.path: f for f in src.folders()}
+
+
+def _items(src: MaildirSource, path: tuple[str, ...] = ("INBOX",)) -> list[MessageRecord | SkippedMessage]:
+    return list(src.messages(_folders(src)[path]))
+
+
+def _records(src: MaildirSource, path: tuple[str, ...] = ("INBOX",)) -> list[MessageRecord]:
+    return [i for i in _items(src, path) if isinstance(i, MessageRecord)]
+
+
+def _maildir(root: Path) -> Path:
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _put(root: Path, sub: str, name: str, data: bytes = b"Subject: x\n\nbody\n", mtime: int = 1709285400) -> Path:
+    path = root / sub / name
+    path.write_bytes(data)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+# ---------------------------------------------------------------- keys and flags
+
+
+def test_key_ignores_flags_and_size_fields() -> None:
+    assert message_key(NAME + ":2,RS") == "1709285400.M7P4242.host"
+    assert message_key(NAME) == "1709285400.M7P4242.host"
+    assert message_key("1709285400.M7P4242.host,U=17,FMD5=ab:2,S") == "1709285400.M7P4242.host"
+    assert message_key("plainname") == "plainname"
+
+
+def test_flags_from_info_and_dovecot_keywords() -> None:
+    kws = {"a": "$Label1", "b": "Work"}
+    assert parse_flags(NAME + ":2,DFRSTab", kws) == Flags(
+        seen=True, answered=True, flagged=True, deleted=True, draft=True,
+        keywords=("$Label1", "Work"))
+    assert parse_flags(NAME + ":2,", kws) == Flags()
+    assert parse_flags(NAME, kws) == Flags()
+    assert parse_flags(NAME + ":2,Sz", kws) == Flags(seen=True)  # letter without a keyword
+    assert parse_flags(NAME + ":1,S", kws) == Flags()  # experimental info: no flags
+
+
+def test_flag_change_by_a_live_server_keeps_key_and_updates_flags(tmp_path: Path) -> None:
+    root = _maildir(tmp_path)
+    (root / "dovecot-keywords").write_text("0 Work\n")
+    path = _put(root, "new", NAME)
+    src = MaildirSource(str(root))
+    [before] = _records(src)
+    path.rename(root / "cur" / (NAME + ":2,RSa"))  # seen, answered, keyword: new/ -> cur/
+    [after] = _records(MaildirSource(str(root)))
+    assert after.key == before.key
+    assert after.flags == Flags(seen=True, answered=True, keywords=("Work",))
+    assert after.size == 17 and after.internal_date == datetime.fromtimestamp(1709285400, UTC)
+
+
+def test_renamed_after_listing_is_found_again_by_key(tmp_path: Path) -> None:
+    root = _maildir(tmp_path)
+    path = _put(root, "new", NAME, b"payload\n")
+    [record] = _records(MaildirSource(str(root)))
+    path.rename(root / "cur" / (NAME + ":2,S"))
+    with record.open() as fh:
+        assert fh.read() == b"payload\n"
+
+
+def test_deleted_after_listing_is_vanished(tmp_path: Path) -> None:
+    root = _maildir(tmp_path)
+    path = _put(root, "cur", NAME + ":2,S")
+    [record] = _records(MaildirSource(str(root)))
+    path.unlink()
+    with pytest.raises(SourceError) as err:
+        record.open()
+    assert err.value.reason == "vanished" and record.key in err.value.message
+
+
+def test_file_in_both_new_and_cur_during_a_rename_is_listed_once(tmp_path: Path) -> None:
+    root = _maildir(tmp_path)
+    first = _put(root, "new", NAME)
+    os.link(first, root / "cur" / (NAME + ":2,S"))  # what a scan racing a rename can see
+    items = _items(MaildirSource(str(root)))
+    assert [i.key for i in items] == ["1709285400.M7P4242.host"]
+
+
+def test_two_files_sharing_a_unique_part_are_both_kept(tmp_path: Path) -> None:
+    root = _maildir(tmp_path)
+    _put(root, "new", NAME, b"one\n")
+    _put(root, "cur", "1709285400.M7P4242.host,S=4:2,S", b"two\n")
+    records = _records(MaildirSource(str(root)))
+    assert sorted(r.open().read() for r in records) == [b"one\n", b"two\n"]
+    assert len({r.key for r in records}) == 2
+
+
+# ---------------------------------------------------------------- layouts and folders
+
+
+@pytest.mark.parametrize("layout", ["maildir++", "fs"])
+def test_layout_is_detected_and_can_be_forced(tmp_path: Path, layout: str) -> None:
+    write_maildir(tmp_path, sample_mailbox(messages_per_folder=1), layout)
+    assert MaildirSource(str(tmp_path)).layout == layout
+    forced = MaildirSource(str(tmp_path), layout=layout)
+    assert ("Projects", "Entwürfe") in _folders(forced)
+
+
+def test_unknown_layout_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="'mh'") as err:
+        MaildirSource(str(tmp_path), layout="mh")
+    assert err.value.hint and "maildir_layout" in err.value.hint
+
+
+def test_courier_style_folders_under_inbox_get_roles(tmp_path: Path) -> None:
+    root = _maildir(tmp_path)
+    _maildir(root / ".INBOX.Sent Messages")
+    _maildir(root / ".INBOX.Papelera")
+    folders = _folders(MaildirSource(str(root)))
+    assert folders[("INBOX", "Sent Messages")].role == FolderRole.SENT
+    assert folders[("INBOX", "Papelera")].role == FolderRole.TRASH
+
+
+def test_missing_parent_empty_folder_and_undecodable_name(tmp_path: Path) -> None:
+    root = _maildir(tmp_path)
+    _maildir(root / ".a.b.c")  # neither .a nor .a.b exist
+    _maildir(root / ".Empty")
+    _maildir(root / ".R&D")  # written as UTF-8 by some tool: '&D' is not modified UTF-7
+    folders = _folders(MaildirSource(str(root)))
+    assert set(folders) == {("INBOX",), ("a", "b", "c"), ("Empty",), ("R&D",)}
+    assert folders[("Empty",)].message_count == 0
+    assert folders[("R&D",)].problems and "not modified UTF-7" in folders[("R&D",)].problems[0]
+
+
+def test_index_files_tmp_leftovers_and_stray_files_are_ignored(tmp_path: Path) -> None:
+    root = _maildir(tmp_path)
+    _put(root, "cur", NAME + ":2,S", b"real\n")
+    _put(root, "tmp", "1709285999.M1P1.host", b"half-delivered")
+    for junk in ("dovecot.index", "dovecot.index.log", "dovecot-uidlist", "dovecot-uidvalidity",
+                 "courierimapuiddb", "courierimapkeywords", "maildirsize", "subscriptions",
+                 "README.txt"):
+        (root / junk).write_bytes(b"not mail")
+    (root / "courierimapkeywords.d").mkdir()
+    (root / "cur" / ".hidden-editor-swap").write_bytes(b"x")
+    (root / "stray-dir").mkdir()
+    src = MaildirSource(str(root))
+    assert set(_folders(src)) == {("INBOX",)}
+    assert [r.open().read() for r in _records(src)] == [b"real\n"]
+
+
+def test_stray_file_in_cur_is_a_message(tmp_path: Path) -> None:
+    # Maildir has no other marker of mail than living in cur/ or new/: a .txt there is migrated
+    root = _maildir(tmp_path)
+    _put(root, "cur", "notes.txt", b"just some notes\n")
+    [record] = _records(MaildirSource(str(root)))
+    assert record.key == "notes.txt" and record.flags == Flags()
+
+
+def test_non_regular_files_are_skipped_without_blocking(tmp_path: Path) -> None:
+    root = _maildir(tmp_path)
+    os.mkfifo(root / "cur" / "fifo:2,S")  # opening a FIFO would block forever
+    (root / "new" / "adir").mkdir()
+    (root / "new" / "dangling").symlink_to(root / "nowhere")
+    _put(root, "cur", NAME + ":2,S")
+    items = _items(MaildirSource(str(root)))
+    skipped = {i.key: i.reason for i in items if isinstance(i, SkippedMessage)}
+    assert skipped == {"fifo": "not-a-file", "adir": "not-a-file"}
+    assert [i.key for i in items if isinstance(i, MessageRecord)] == ["1709285400.M7P4242.host"]
+
+
+def test_empty_mailbox_has_an_empty_inbox(tmp_path: Path) -> None:
+    assert [(f.path, f.message_count) for f in MaildirSource(str(tmp_path)).folders()] == [
+        (("INBOX",), 0)]
+
+
+def test_missing_mailbox_names_the_path(tmp_path: Path) -> None:
+    settings = SourceSettings(kind="maildir")
+    with pytest.raises(SourceError) as err:
+        open_source(settings, mailbox_path=str(tmp_path / "nope"))
+    assert err.value.reason == "no-mailbox" and str(tmp_path / "nope") in str(err.value)
+    assert err.value.hint
+
+
+def test_open_source_resolves_relative_paths_under_root(tmp_path: Path) -> None:
+    write_maildir(tmp_path / "users" / "alice" / "Maildir", sample_mailbox(messages_per_folder=1))
+    settings = SourceSettings(kind="maildir", root=str(tmp_path / "users"))
+    with open_source(settings, mailbox_path="alice/Maildir") as src:
+        assert ("Vacía",) in {f.path for f in src.folders()}
+
+
+def test_bytes_sizes_and_dates_come_from_the_files(tmp_path: Path) -> None:
+    box = {("INBOX",): hard_case_messages()}
+    write_maildir(tmp_path, box)
+    records = _records(MaildirSource(str(tmp_path)))
+    got = sorted((r.open().read(), r.size, r.internal_date) for r in records)
+    want = sorted((m.raw, len(m.raw), m.internal_date) for m in box[("INBOX",)])
+    assert got == want
+
+
+# ---------------------------------------------------------------- permissions
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory another user can traverse (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="migrator-perm-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+_AS_OTHER_USER = r"""
+import json, sys
+from migrator.adapters.sources.maildir import MaildirSource
+from migrator.model.errors import SourceError
+from migrator.model.mail import MessageRecord
+src = MaildirSource(sys.argv[1])
+out = {"folders": {}, "opens": {}}
+for f in src.folders():
+    out["folders"]["/".join(f.path)] = list(f.problems)
+    for item in src.messages(f):
+        if isinstance(item, MessageRecord):
+            try:
+                out["opens"][item.key] = item.open().read().decode()
+            except SourceError as exc:
+                out["opens"][item.key] = [exc.reason, exc.message]
+        else:
+            out["opens"][item.key] = ["skipped", item.reason]
+print(json.dumps(out))
+"""
+
+
+def _run_unprivileged(root: Path) -> dict[str, dict[str, object]]:
+    """Runs the source as `nobody` when we are root (root reads everything)."""
+    cmd = [sys.executable, "-c", _AS_OTHER_USER, str(root)]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent, check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, dict[str, object]] = json.loads(done.stdout)
+    return result
+
+
+def test_unreadable_file_and_folder_are_reported_not_fatal(shared_dir: Path) -> None:
+    root = _maildir(shared_dir / "Maildir")
+    _put(root, "cur", NAME + ":2,S", b"readable\n")
+    _put(root, "cur", "1709285401.M8P1.host:2,S", b"secret\n").chmod(0o000)
+    _put(_maildir(root / ".Locked"), "cur", "1709285402.M9P1.host:2,S")
+    for p in [shared_dir, *shared_dir.rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o755)
+    (root / ".Locked" / "cur").chmod(0o000)
+    out = _run_unprivileged(root)
+    opens = out["opens"]
+    assert opens["1709285400.M7P4242.host"] == "readable\n"
+    reason, message = opens["1709285401.M8P1.host"]  # type: ignore[misc]
+    assert reason == "unreadable" and "1709285401.M8P1.host" in message
+    assert opens["cur/"] == ["skipped", "unreadable"]
+    assert any("permission denied" in p.lower() for p in out["folders"]["Locked"])  # type: ignore[attr-defined]

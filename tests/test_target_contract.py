@@ -1,0 +1,199 @@
+"""The contract every target keeps, run against each target kind on a real server.
+
+Kinds and their servers come from tests/fixtures/targets.py (`target_harness`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from migrator.adapters.targets import ExcludedFolderError, Target, TargetFolder
+from migrator.model.errors import PermanentError, TransientError
+from migrator.model.mail import Flags, FolderRole, UploadItem
+from tests.fixtures.targets import *  # noqa: F403
+from tests.fixtures.targets import TargetHarness, unreachable_url
+
+
+def message(n: int, body: bytes = b"hello\r\n") -> bytes:
+    return (b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
+            b"Subject: contract " + str(n).encode() + b"\r\n"
+            b"Date: Fri, 01 Mar 2024 08:00:00 +0000\r\nMessage-ID: <c" + str(n).encode() +
+            b"@example.org>\r\n\r\n" + body)
+
+
+def item(key: str, n: int, *, data: bytes | None = None, seen: bool = False) -> UploadItem:
+    return UploadItem(key=key, data=message(n) if data is None else data, flags=Flags(seen=seen),
+                      internal_date=datetime(2024, 3, 1, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def target(target_harness: TargetHarness) -> Target:
+    return target_harness.open()
+
+
+@pytest.fixture
+def mailbox(target_harness: TargetHarness) -> str:
+    return target_harness.new_mailbox()
+
+
+# --- preflight ------------------------------------------------------------------------------
+
+
+def test_preflight_accepts_a_writable_mailbox(target: Target, mailbox: str) -> None:
+    target.preflight(mailbox)
+
+
+def test_preflight_failures_are_distinct_and_name_the_mailbox(target_harness: TargetHarness) -> None:
+    target = target_harness.open()
+    messages: dict[str, str] = {}
+
+    with pytest.raises(PermanentError) as missing:
+        target.preflight(target_harness.missing_mailbox)
+    assert missing.value.reason == "no-mailbox"
+    messages["no-mailbox"] = str(missing.value)
+
+    forbidden = target_harness.forbidden_mailbox()
+    with pytest.raises(PermanentError) as denied:
+        target.preflight(forbidden)
+    assert denied.value.reason == "no-permission"
+    messages["no-permission"] = str(denied.value)
+
+    wrong = target_harness.open(secrets={"password": "not-the-password"})
+    with pytest.raises(PermanentError) as auth:
+        wrong.preflight(target_harness.new_mailbox())
+    assert auth.value.reason == "auth"
+    messages["auth"] = str(auth.value)
+
+    closed = target_harness.open(url=unreachable_url())
+    with pytest.raises(TransientError) as unreachable:
+        closed.preflight(target_harness.new_mailbox())
+    messages["cannot-connect"] = str(unreachable.value)
+
+    assert target_harness.missing_mailbox in messages["no-mailbox"]
+    assert forbidden in messages["no-permission"]
+    assert "credentials" in messages["auth"]
+    assert "connect" in messages["cannot-connect"]
+    # four different wordings: an operator can tell the cases apart from the message alone
+    assert len({m.split(": ", 1)[1].split(" (")[0] for m in messages.values()}) == 4
+    for error in (auth.value, denied.value, missing.value):
+        assert error.hint
+
+
+# --- folders --------------------------------------------------------------------------------
+
+
+def test_ensure_folder_is_idempotent_across_target_objects(
+    target_harness: TargetHarness, target: Target, mailbox: str
+) -> None:
+    first = target.ensure_folder(mailbox, ("Projects", "Alpha"), FolderRole.NONE)
+    again = target.ensure_folder(mailbox, ("Projects", "Alpha"), FolderRole.NONE)
+    fresh = target_harness.open().ensure_folder(mailbox, ("Projects", "Alpha"), FolderRole.NONE)
+    assert first == again == fresh
+    assert first.path == ("Projects", "Alpha")
+
+
+@pytest.mark.parametrize("role", [FolderRole.INBOX, FolderRole.SENT, FolderRole.DRAFTS,
+                                  FolderRole.TRASH, FolderRole.JUNK])
+def test_roles_map_to_well_known_folders(target: Target, mailbox: str, role: FolderRole) -> None:
+    folder = target.ensure_folder(mailbox, ("Whatever the source calls it",), role)
+    assert folder.path == (role.value,)
+    assert target.ensure_folder(mailbox, ("Another name",), role).id == folder.id
+
+
+def test_subfolders_of_role_folders_live_below_them(target: Target, mailbox: str) -> None:
+    inbox = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
+    below_inbox = target.ensure_folder(mailbox, ("INBOX", "Lists"), FolderRole.NONE)
+    target.ensure_folder(mailbox, ("Gesendet",), FolderRole.SENT)
+    below_sent = target.ensure_folder(mailbox, ("Gesendet", "2019"), FolderRole.NONE)
+    assert below_inbox.path == ("inbox", "Lists") and below_inbox.id != inbox.id
+    assert below_sent.path == ("sent", "2019")
+
+
+def test_archive_goes_to_the_planned_folder(target_harness: TargetHarness, mailbox: str) -> None:
+    target = target_harness.open(archive_folder="Old Mail/Archive")
+    folder = target.ensure_folder(mailbox, ("Archivo",), FolderRole.ARCHIVE)
+    assert folder.path == ("Old Mail", "Archive")
+
+
+def test_nested_folders_are_created_level_by_level(target: Target, mailbox: str) -> None:
+    deep = target.ensure_folder(mailbox, ("A", "B", "C", "D"), FolderRole.NONE)
+    middle = target.ensure_folder(mailbox, ("A", "B"), FolderRole.NONE)
+    assert deep.path == ("A", "B", "C", "D")
+    assert middle.path == ("A", "B") and middle.id != deep.id
+
+
+def test_names_the_target_refuses_are_mapped(target: Target, mailbox: str) -> None:
+    odd = target.ensure_folder(mailbox, ("Bell\x07Folder", "  spaced  ", ".."), FolderRole.NONE)
+    assert odd.path == ("Bell_Folder", "spaced", "_..")
+    # non-ASCII names are kept as they are
+    assert target.ensure_folder(mailbox, ("Entwürfe", "日本"), FolderRole.NONE).path == (
+        "Entwürfe", "日本")
+
+
+def test_folder_map_and_exclusions_from_the_plan(target_harness: TargetHarness, mailbox: str) -> None:
+    target = target_harness.open(folder_map={"Old/Stuff": "Imported/Stuff", "INBOX": "Former inbox"},
+                                 exclude_folders=("Trash", "Lists/*"))
+    assert target.ensure_folder(mailbox, ("Old", "Stuff", "x"), FolderRole.NONE).path == (
+        "Imported", "Stuff", "x")
+    assert target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX).path == ("Former inbox",)
+    assert target.is_excluded(("Trash",)) and target.is_excluded(("Lists", "debian"))
+    assert not target.is_excluded(("Lists",))
+    with pytest.raises(ExcludedFolderError) as excluded:
+        target.ensure_folder(mailbox, ("Lists", "debian"), FolderRole.NONE)
+    assert excluded.value.reason == "excluded"
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+def test_upload_then_find_and_count(target: Target, mailbox: str) -> None:
+    folder = target.ensure_folder(mailbox, ("Upload",), FolderRole.NONE)
+    items = [item(f"key-{n}", n, seen=n % 2 == 0) for n in range(5)]
+    results = target.upload(mailbox, folder, items)
+    assert [r.key for r in results] == [i.key for i in items]
+    assert all(r.ok and r.target_id for r in results)
+    assert len({r.target_id for r in results}) == 5
+    assert target.count(mailbox, folder) == 5
+    found = target.find(mailbox, folder, ["key-1", "key-3", "never-sent"])
+    by_key = {r.key: r.target_id for r in results}
+    assert found == {"key-1": by_key["key-1"], "key-3": by_key["key-3"]}
+    assert target.find(mailbox, folder, []) == {}
+
+
+def test_find_looks_only_in_the_given_folder(target: Target, mailbox: str) -> None:
+    one = target.ensure_folder(mailbox, ("One",), FolderRole.NONE)
+    two = target.ensure_folder(mailbox, ("Two",), FolderRole.NONE)
+    target.upload(mailbox, one, [item("only-in-one", 1)])
+    assert target.find(mailbox, two, ["only-in-one"]) == {}
+    assert set(target.find(mailbox, one, ["only-in-one"])) == {"only-in-one"}
+
+
+def test_find_handles_many_keys(target: Target, mailbox: str) -> None:
+    folder = target.ensure_folder(mailbox, ("Many",), FolderRole.NONE)
+    items = [item(f"many-{n:03d}", n, data=b"Subject: m\r\n\r\nx") for n in range(120)]
+    assert all(r.ok for r in target.upload(mailbox, folder, items))
+    asked = [i.key for i in items] + [f"absent-{n}" for n in range(30)]
+    assert set(target.find(mailbox, folder, asked)) == {i.key for i in items}
+    assert target.count(mailbox, folder) == 120
+
+
+def test_too_large_fails_before_sending(target_harness: TargetHarness, mailbox: str) -> None:
+    target = target_harness.open(max_message_size=2000)
+    folder = target.ensure_folder(mailbox, ("Sizes",), FolderRole.NONE)
+    big = item("big", 1, data=message(1, b"x" * 3000))
+    small = item("small", 2)
+    results = target.upload(mailbox, folder, [big, small])
+    assert [r.key for r in results] == ["big", "small"]
+    assert isinstance(results[0].error, PermanentError) and results[0].error.reason == "too-large"
+    assert "big" in str(results[0].error) and "2000" in str(results[0].error)
+    assert results[1].ok
+    assert target.count(mailbox, folder) == 1
+    assert target.find(mailbox, folder, ["big"]) == {}
+    assert target.max_message_size == 2000
+
+
+def test_upload_of_nothing_is_nothing(target: Target, mailbox: str) -> None:
+    folder: TargetFolder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
+    assert target.upload(mailbox, folder, []) == []
