@@ -109,9 +109,9 @@ def bench_raw(url: str, count: int, size: int, chunk: int) -> tuple[float, float
     started = time.perf_counter()
     for body in bodies:
         answer = session.post(url, data=body, headers=headers, timeout=300)
-        if answer.status_code != 200 or answer.content.count(b'ResponseClass="Success"') != body.count(
-            b"<t:Message>"
-        ):
+        if answer.status_code != 200 or answer.content.count(
+            b'ResponseClass="Success"'
+        ) != body.count(b"<t:Message>"):
             raise SystemExit(f"raw CreateItem failed: HTTP {answer.status_code}")
     elapsed = time.perf_counter() - started
     total_mb = sum(len(m) for m in messages) / 1e6
@@ -130,11 +130,15 @@ def main() -> None:
             cases = [("10 KB", args.small, 10 * 1024, 100), ("1 MB", args.large, 1024 * 1024, 10)]
             for label, count, size, chunk in cases:
                 rate, mbps = bench_exchangelib(url, count, size, chunk)
-                print(f"exchangelib bulk_create {label:>5} x{count:<5} chunk {chunk:>3}: "
-                      f"{rate:8.1f} msg/s {mbps:7.2f} MB/s")
+                print(
+                    f"exchangelib bulk_create {label:>5} x{count:<5} chunk {chunk:>3}: "
+                    f"{rate:8.1f} msg/s {mbps:7.2f} MB/s"
+                )
                 rate, mbps = bench_raw(url, count, size, chunk)
-                print(f"raw CreateItem (server) {label:>5} x{count:<5} chunk {chunk:>3}: "
-                      f"{rate:8.1f} msg/s {mbps:7.2f} MB/s")
+                print(
+                    f"raw CreateItem (server) {label:>5} x{count:<5} chunk {chunk:>3}: "
+                    f"{rate:8.1f} msg/s {mbps:7.2f} MB/s"
+                )
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -21,9 +21,9 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from exchangelib import IMPERSONATION, Account, Configuration, Credentials, EWSDateTime, Message
 from exchangelib.folders import Folder

@@ -85,6 +85,13 @@ def main(argv: list[str]) -> int:
             assert isinstance(records, list) and len(records) == count
             secs, records = timed(f"IMAP: delta listing of {count} keys", lambda: listing(source))
             print(f"IMAP listing rate: {count / secs:.0f} keys/s")
+        with ImapSource(access, message_ids=False) as source:
+            secs, _ = timed(
+                f"IMAP: delta listing of {count} keys without Message-ID", lambda: listing(source)
+            )
+            print(f"IMAP listing rate without Message-ID: {count / secs:.0f} keys/s")
+        with ImapSource(access) as source:
+            records = listing(source)
             sample = records[: min(len(records), 5000)]
             secs, nbytes = timed(f"IMAP: read {len(sample)} messages", lambda: read_all(sample))
             assert isinstance(nbytes, int)

@@ -51,7 +51,8 @@ def timed(label: str, action):  # type: ignore[no-untyped-def]
     started, cpu = time.perf_counter(), time.process_time()
     result = action()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    print(f"  {label:<34} {wall:7.2f} s wall {cpu:7.2f} s CPU of this process")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  {label:<34} {wall:6.2f} s wall {cpu:6.2f} s CPU here, peak RSS {rss:4.0f} MiB")
     return result
 
 
@@ -59,7 +60,7 @@ def bench(url: str, count: int) -> None:
     store = open_store(url)
     try:
         plan_id = store.ensure_plan("bench", "maildir", "ews")
-        accounts = directory(count)
+        accounts = timed(f"build {count} DiscoveredAccount objects", lambda: directory(count))
         timed(
             f"first discovery ({count} new)",
             lambda: store.record_discovery(plan_id, None, accounts),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from dataclasses import replace
@@ -12,13 +13,18 @@ import pytest
 from migrator.adapters.directory import open_directory
 from migrator.model.errors import DirectoryError
 from migrator.samples.directory import DEFAULT_FILTER, POPULATION_FILTER, selected_uids
-from tests.fixtures.slapd import free_port
 
 if TYPE_CHECKING:
     from tests.fixtures.slapd import SlapdServer
 
 pytest_plugins = ["tests.fixtures.slapd"]
 pytestmark = pytest.mark.slapd
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
 
 
 def _ldapsearch(server: SlapdServer, *args: str) -> subprocess.CompletedProcess[str]:
@@ -87,7 +93,7 @@ def test_bind_dn_without_password_is_refused_before_connecting(slapd: SlapdServe
 
 
 def test_unreachable_server_fails_fast(slapd: SlapdServer) -> None:
-    url = f"ldap://127.0.0.1:{free_port()}"  # nothing listens there
+    url = f"ldap://127.0.0.1:{_closed_port()}"
     started = time.monotonic()
     with pytest.raises(DirectoryError) as caught:
         open_directory(slapd.settings(url=url), slapd.password)

@@ -6,6 +6,7 @@ import base64
 import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from migrator.simulator.ews import EwsSimulator
 from tests.fixtures.ews import (
     EXCHANGE_2016,
     SIM_MAILBOX,
+    forget_protocols,
     make_account,
     start_simulator,
 )
@@ -77,6 +79,7 @@ def _extended_properties() -> object:
     for name in _REGISTERED:
         Message.deregister(name)
 
+
 pytest_plugins = ["tests.fixtures.ews"]
 
 
@@ -84,14 +87,22 @@ def mime(subject: str, body: str = "hello", extra: bytes = b"") -> bytes:
     return (
         b"From: Sender <sender@example.org>\r\nTo: alice@example.com\r\n"
         + f"Subject: {subject}\r\nDate: Tue, 02 Jan 2024 09:30:00 +0100\r\n".encode()
-        + b"Message-ID: <" + subject.replace(" ", "-").encode() + b"@example.org>\r\n"
+        + b"Message-ID: <"
+        + subject.replace(" ", "-").encode()
+        + b"@example.org>\r\n"
         + extra
-        + b"\r\n" + body.encode() + b"\r\n"
+        + b"\r\n"
+        + body.encode()
+        + b"\r\n"
     )
 
 
-def test_probe_answers_401_with_basic_challenge_and_version_is_guessed(ews_sim: EwsSimulator) -> None:
-    probe = requests.post(ews_sim.url, data=b"<x/>", headers={"Content-Type": "text/xml"}, timeout=5)
+def test_probe_answers_401_with_basic_challenge_and_version_is_guessed(
+    ews_sim: EwsSimulator,
+) -> None:
+    probe = requests.post(
+        ews_sim.url, data=b"<x/>", headers={"Content-Type": "text/xml"}, timeout=5
+    )
     assert probe.status_code == 401
     assert probe.headers["WWW-Authenticate"].startswith("Basic realm=")
 
@@ -133,7 +144,9 @@ def test_create_folder_and_duplicate_name_is_refused(ews_sim: EwsSimulator) -> N
         Folder(parent=account.inbox, name="projects", folder_class="IPF.Note").save()
 
     account.root.refresh()
-    assert (account.root / "Top of Information Store" / "Inbox" / "Projects" / "2024 Q1").id == child.id
+    assert (
+        account.root / "Top of Information Store" / "Inbox" / "Projects" / "2024 Q1"
+    ).id == child.id
     stored = {f.path: f for f in ews_sim.folders(SIM_MAILBOX)}
     assert stored[("Inbox", "Projects")].folder_class == "IPF.Note"
     assert stored[("Inbox", "Projects", "2024 Q1")].parent_id == projects.id
@@ -148,23 +161,40 @@ def test_bulk_create_round_trips_mime_flags_and_properties(ews_sim: EwsSimulator
     submitted = EWSDateTime(2024, 1, 2, 8, 30, 0, tzinfo=account.default_timezone)
     items = [
         Message(  # an imported, read, non-draft message with original dates
-            account=account, folder=account.inbox, mime_content=mime("first"), is_read=True,
-            categories=["Work", "$Label1"], sim_source_key="src-1", sim_message_flags=0x1,
-            sim_delivery_time=delivered, sim_submit_time=submitted, sim_keyword="kw",
+            account=account,
+            folder=account.inbox,
+            mime_content=mime("first"),
+            is_read=True,
+            categories=["Work", "$Label1"],
+            sim_source_key="src-1",
+            sim_message_flags=0x1,
+            sim_delivery_time=delivered,
+            sim_submit_time=submitted,
+            sim_keyword="kw",
         ),
         Message(  # unread and not a draft: flags 0
-            account=account, folder=account.inbox, mime_content=raw_8bit,
-            sim_source_key="src-2", sim_message_flags=0,
+            account=account,
+            folder=account.inbox,
+            mime_content=raw_8bit,
+            sim_source_key="src-2",
+            sim_message_flags=0,
         ),
         Message(  # no PR_MESSAGE_FLAGS: Exchange makes it a draft
-            account=account, folder=account.inbox, mime_content=mime("third"), sim_source_key="src-3",
+            account=account,
+            folder=account.inbox,
+            mime_content=mime("third"),
+            sim_source_key="src-3",
         ),
     ]
     results = account.bulk_create(folder=account.inbox, items=items)
     assert all(isinstance(r.id, str) and r.changekey for r in results)
 
     fetched = list(account.fetch(ids=[ItemId(r.id, r.changekey) for r in results]))
-    assert [m.mime_content for m in fetched] == [items[0].mime_content, raw_8bit, items[2].mime_content]
+    assert [m.mime_content for m in fetched] == [
+        items[0].mime_content,
+        raw_8bit,
+        items[2].mime_content,
+    ]
     first, second, third = fetched
     assert (first.is_read, first.is_draft) == (True, False)
     assert first.categories == ["Work", "$Label1"]
@@ -177,12 +207,17 @@ def test_bulk_create_round_trips_mime_flags_and_properties(ews_sim: EwsSimulator
     # Without PR_CLIENT_SUBMIT_TIME the Date header gives DateTimeSent.
     assert third.datetime_sent == EWSDateTime(2024, 1, 2, 8, 30, 0, tzinfo=account.default_timezone)
 
-    stored = {i.extended["name:" + SOURCE_KEY_SET + ":MigratorSourceKey"]: i for i in ews_sim.items(SIM_MAILBOX)}
+    stored = {
+        i.extended["name:" + SOURCE_KEY_SET + ":MigratorSourceKey"]: i
+        for i in ews_sim.items(SIM_MAILBOX)
+    }
     assert stored["src-1"].mime == items[0].mime_content
     assert stored["src-1"].received == datetime(2024, 1, 2, 8, 31, 5, tzinfo=UTC)
     assert stored["src-2"].extended["tag:0x0E07"] == "0"
     assert stored["src-3"].is_draft and not stored["src-2"].is_draft
-    assert stored["src-1"].extended["name:00020329-0000-0000-c000-000000000046:SimTestKeyword"] == "kw"
+    assert (
+        stored["src-1"].extended["name:00020329-0000-0000-c000-000000000046:SimTestKeyword"] == "kw"
+    )
     inbox = account.inbox.refresh()
     assert (inbox.total_count, inbox.unread_count) == (3, 2)
 
@@ -193,8 +228,13 @@ def test_find_item_filters_on_named_and_tagged_properties(ews_sim: EwsSimulator)
     account.bulk_create(
         folder=inbox,
         items=[
-            Message(account=account, folder=inbox, mime_content=mime(f"m{i}"),
-                    sim_source_key=f"key-{i}", sim_message_flags=i % 2)
+            Message(
+                account=account,
+                folder=inbox,
+                mime_content=mime(f"m{i}"),
+                sim_source_key=f"key-{i}",
+                sim_message_flags=i % 2,
+            )
             for i in range(6)
         ],
     )
@@ -212,8 +252,16 @@ def test_paging_over_more_than_100_items_and_folders(ews_sim: EwsSimulator) -> N
     body = mime("paged")
     account.bulk_create(
         folder=inbox,
-        items=[Message(account=account, folder=inbox, mime_content=body, sim_source_key=f"p{i}",
-                       sim_message_flags=1) for i in range(230)],
+        items=[
+            Message(
+                account=account,
+                folder=inbox,
+                mime_content=body,
+                sim_source_key=f"p{i}",
+                sim_message_flags=1,
+            )
+            for i in range(230)
+        ],
         chunk_size=100,
     )
     keys = [m.sim_source_key for m in inbox.all().only("sim_source_key")]
@@ -236,7 +284,10 @@ def test_delete_item_removes_it(ews_sim: EwsSimulator) -> None:
     account = make_account(ews_sim, version=EXCHANGE_2016)
     inbox = account.inbox
     created = account.bulk_create(
-        folder=inbox, items=[Message(account=account, folder=inbox, mime_content=mime(f"d{i}")) for i in range(3)]
+        folder=inbox,
+        items=[
+            Message(account=account, folder=inbox, mime_content=mime(f"d{i}")) for i in range(3)
+        ],
     )
     account.bulk_delete(ids=[created[0]])
     assert len(ews_sim.items(SIM_MAILBOX)) == 2
@@ -254,9 +305,15 @@ def test_unknown_mailbox_and_denied_impersonation(ews_sim: EwsSimulator) -> None
     with pytest.raises(ErrorAccessDenied):
         make_account(ews_sim, "bob@example.com", version=EXCHANGE_2016, access_type=DELEGATE).inbox  # noqa: B018
     with pytest.raises(ErrorNonExistentMailbox):
-        make_account(ews_sim, "nobody@example.com", version=EXCHANGE_2016, access_type=DELEGATE).inbox  # noqa: B018
+        nobody = make_account(
+            ews_sim, "nobody@example.com", version=EXCHANGE_2016, access_type=DELEGATE
+        )
+        nobody.inbox  # noqa: B018
     # Delegate access where it is allowed works like impersonation.
-    assert make_account(ews_sim, SIM_MAILBOX, version=EXCHANGE_2016, access_type=DELEGATE).inbox.name == "Inbox"
+    assert (
+        make_account(ews_sim, SIM_MAILBOX, version=EXCHANGE_2016, access_type=DELEGATE).inbox.name
+        == "Inbox"
+    )
 
 
 def test_mailboxes_are_separate(ews_sim: EwsSimulator) -> None:
@@ -282,6 +339,7 @@ def test_store_survives_restart(tmp_path: Path) -> None:
         )
     finally:
         first.stop()
+        forget_protocols(first.url)
     second = start_simulator(data)
     try:
         account = make_account(second, version=EXCHANGE_2016)
@@ -292,6 +350,7 @@ def test_store_survives_restart(tmp_path: Path) -> None:
         assert (data / "ews-simulator.sqlite3").exists()
     finally:
         second.stop()
+        forget_protocols(second.url)
 
 
 def test_raw_soap_answer_has_server_version_header(ews_sim: EwsSimulator) -> None:
@@ -307,12 +366,17 @@ def test_raw_soap_answer_has_server_version_header(ews_sim: EwsSimulator) -> Non
     )
     auth = base64.b64encode(b"svc-migrator:Sim-Passw0rd!").decode()
     answer = requests.post(
-        ews_sim.url, data=envelope.encode(), timeout=5,
+        ews_sim.url,
+        data=envelope.encode(),
+        timeout=5,
         headers={"Content-Type": "text/xml; charset=utf-8", "Authorization": f"Basic {auth}"},
     )
     assert answer.status_code == 200
     assert answer.headers["Content-Type"] == "text/xml; charset=utf-8"
-    assert b'ServerVersionInfo xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" MajorVersion="15"' in answer.content
+    assert (
+        b'ServerVersionInfo xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" MajorVersion="15"'
+        in answer.content
+    )
     assert b"<m:ResponseCode>ErrorInvalidIdMalformed</m:ResponseCode>" in answer.content
 
 
@@ -334,18 +398,94 @@ def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
         "mailboxes=['dave@example.com'])"
     )
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/EWS/Exchange.asmx")
-        account = make_account(url, "dave@example.com", user="svc", password="pw", version=EXCHANGE_2016)
+        account = make_account(
+            url, "dave@example.com", user="svc", password="pw", version=EXCHANGE_2016
+        )
         assert account.inbox.name == "Inbox"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
+        forget_protocols(url)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     reopened = EwsSimulator(tmp_path)
-    assert [f.name for f in reopened.folders("dave@example.com") if f.distinguished == "inbox"] == ["Inbox"]
+    assert [f.name for f in reopened.folders("dave@example.com") if f.distinguished == "inbox"] == [
+        "Inbox"
+    ]
+
+
+def test_parallel_uploads_into_several_mailboxes(ews_sim: EwsSimulator) -> None:
+    addresses = ["p1@example.com", "p2@example.com"]
+    for address in addresses:
+        ews_sim.add_mailbox(address)
+    accounts = [
+        make_account(ews_sim, a, version=EXCHANGE_2016, max_connections=4) for a in addresses
+    ]
+    inboxes = [a.inbox for a in accounts]
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def upload(worker: int) -> None:
+        account, inbox = accounts[worker % 2], inboxes[worker % 2]
+        barrier.wait()
+        try:
+            for batch in range(5):
+                items = [
+                    Message(
+                        account=account, mime_content=mime(f"w{worker}-{batch}-{i}"), is_read=True
+                    )
+                    for i in range(10)
+                ]
+                results = account.bulk_create(folder=inbox, items=items)
+                errors.extend(r for r in results if isinstance(r, BaseException))
+        except BaseException as e:  # surfaced by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=upload, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    for address in addresses:
+        subjects = [i.subject for i in ews_sim.items(address)]
+        assert len(subjects) == 100 and len(set(subjects)) == 100
+    assert ews_sim.stats().max_concurrency >= 2
+
+
+def test_x_anchor_mailbox_routes_requests_without_impersonation(ews_sim: EwsSimulator) -> None:
+    ews_sim.add_mailbox("erin@example.com")
+    envelope = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
+        'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Body><m:GetFolder>'
+        "<m:FolderShape><t:BaseShape>AllProperties</t:BaseShape></m:FolderShape>"
+        '<m:FolderIds><t:DistinguishedFolderId Id="sentitems"/></m:FolderIds></m:GetFolder>'
+        "</s:Body></s:Envelope>"
+    )
+    auth = base64.b64encode(b"svc-migrator:Sim-Passw0rd!").decode()
+    headers = {"Content-Type": "text/xml; charset=utf-8", "Authorization": f"Basic {auth}"}
+    routed = requests.post(
+        ews_sim.url,
+        data=envelope.encode(),
+        timeout=5,
+        headers={**headers, "X-AnchorMailbox": "erin@example.com"},
+    )
+    assert routed.status_code == 200
+    erin_sent = next(
+        f for f in ews_sim.folders("erin@example.com") if f.distinguished == "sentitems"
+    )
+    assert f'Id="{erin_sent.id}"'.encode() in routed.content
+    assert b"<t:DisplayName>Sent Items</t:DisplayName>" in routed.content
+    # Without an anchor the caller's own mailbox is meant, and the service account has none.
+    unrouted = requests.post(ews_sim.url, data=envelope.encode(), timeout=5, headers=headers)
+    assert b"<m:ResponseCode>ErrorNonExistentMailbox</m:ResponseCode>" in unrouted.content

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import requests
-from exchangelib import FaultTolerance, Message, close_connections
+from exchangelib import FaultTolerance, Message
 from exchangelib.errors import (
     ErrorMessageSizeExceeded,
     ErrorServerBusy,
@@ -23,6 +23,7 @@ from tests.fixtures.ews import (
     SIM_MAILBOX,
     SIM_PASSWORD,
     SIM_USER,
+    forget_protocols,
     make_account,
 )
 
@@ -56,7 +57,9 @@ def raw_get_inbox(sim: EwsSimulator) -> requests.Response:
     )
     auth = base64.b64encode(f"{SIM_USER}:{SIM_PASSWORD}".encode()).decode()
     return requests.post(
-        sim.url, data=envelope.encode(), timeout=10,
+        sim.url,
+        data=envelope.encode(),
+        timeout=10,
         headers={"Content-Type": "text/xml; charset=utf-8", "Authorization": f"Basic {auth}"},
     )
 
@@ -97,7 +100,7 @@ def test_http_503_with_retry_after(ews_sim: EwsSimulator) -> None:
     with pytest.raises(ErrorServerBusy, match="503"):
         inbox.refresh()
     # ... while its fault-tolerant policy reads Retry-After and gives up past max_wait.
-    close_connections()  # exchangelib caches one Protocol (and its policy) per endpoint and user
+    forget_protocols(ews_sim.url)  # exchangelib caches one Protocol (and its policy) per endpoint
     patient = make_account(ews_sim, version=EXCHANGE_2016, retry_policy=FaultTolerance(max_wait=1))
     with pytest.raises(RateLimitError) as limited:
         patient.inbox  # noqa: B018
@@ -113,7 +116,9 @@ def test_connection_reset_without_answer(ews_sim: EwsSimulator) -> None:
         raw_get_inbox(ews_sim)
     # exchangelib wraps the requests ConnectionError in ErrorTimeoutExpired.
     with pytest.raises(ErrorTimeoutExpired, match="ConnectionError"):
-        account.bulk_create(folder=inbox, items=[Message(account=account, mime_content=mime("lost"))])
+        account.bulk_create(
+            folder=inbox, items=[Message(account=account, mime_content=mime("lost"))]
+        )
     assert ews_sim.items(SIM_MAILBOX) == []  # the request was read, then dropped unanswered
     assert ews_sim.stats().faults["reset"] == 2
 
@@ -156,10 +161,14 @@ def test_request_over_max_bytes_gets_413(ews_sim: EwsSimulator) -> None:
     account = make_account(ews_sim, version=EXCHANGE_2016)
     inbox = account.inbox
     ews_sim.set_faults(Faults(max_request_bytes=64_000))
-    small = account.bulk_create(folder=inbox, items=[Message(account=account, mime_content=mime("s", 1_000))])
+    small = account.bulk_create(
+        folder=inbox, items=[Message(account=account, mime_content=mime("s", 1_000))]
+    )
     assert small[0].id
     with pytest.raises(MalformedResponseError, match="Code: 413"):
-        account.bulk_create(folder=inbox, items=[Message(account=account, mime_content=mime("b", 100_000))])
+        account.bulk_create(
+            folder=inbox, items=[Message(account=account, mime_content=mime("b", 100_000))]
+        )
     assert [i.subject for i in ews_sim.items(SIM_MAILBOX)] == ["s"]
     assert ews_sim.stats().faults["request_too_large"] == 1
 
@@ -170,7 +179,10 @@ def test_message_over_limit_fails_alone(ews_sim: EwsSimulator) -> None:
     ews_sim.set_faults(Faults(max_message_bytes=10_000))
     results = account.bulk_create(
         folder=inbox,
-        items=[Message(account=account, mime_content=mime(s, n)) for s, n in (("a", 10), ("huge", 20_000), ("b", 10))],
+        items=[
+            Message(account=account, mime_content=mime(s, n))
+            for s, n in (("a", 10), ("huge", 20_000), ("b", 10))
+        ],
     )
     assert results[0].id and results[2].id
     assert isinstance(results[1], ErrorMessageSizeExceeded)
@@ -183,7 +195,9 @@ def test_large_messages_are_stored_exactly(ews_sim: EwsSimulator) -> None:
     big = mime("forty megabytes", 40 * 1024 * 1024)
     one_mb = mime("one megabyte", 1024 * 1024)
     created = account.bulk_create(
-        folder=inbox, items=[Message(account=account, mime_content=m) for m in (big, one_mb)], chunk_size=1
+        folder=inbox,
+        items=[Message(account=account, mime_content=m) for m in (big, one_mb)],
+        chunk_size=1,
     )
     assert [i.mime for i in ews_sim.items(SIM_MAILBOX)] == [big, one_mb]
     # exchangelib reads responses a byte at a time (about 1 s per MB here), so the GetItem

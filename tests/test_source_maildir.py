@@ -3,12 +3,7 @@ files, stray files, missing parents, renames by a live server, unreadable files)
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +14,8 @@ from migrator.adapters.sources.maildir import MaildirSource, message_key, parse_
 from migrator.model.errors import SourceError
 from migrator.model.mail import Flags, FolderInfo, FolderRole, MessageRecord, SkippedMessage
 from migrator.model.plan import SourceSettings
-from migrator.samples.mail import hard_case_messages, sample_mailbox, write_maildir
+from migrator.samples.mail import SampleMessage, hard_case_messages, sample_mailbox, write_maildir
+from tests.fixtures.sources import run_unprivileged  # shared_dir: a fixture of that plugin
 
 NAME = "1709285400.M7P4242.host,S=5,W=6"
 
@@ -213,7 +209,7 @@ def test_open_source_resolves_relative_paths_under_root(tmp_path: Path) -> None:
 
 
 def test_bytes_sizes_and_dates_come_from_the_files(tmp_path: Path) -> None:
-    box = {("INBOX",): hard_case_messages()}
+    box: dict[tuple[str, ...], list[SampleMessage]] = {("INBOX",): hard_case_messages()}
     write_maildir(tmp_path, box)
     records = _records(MaildirSource(str(tmp_path)))
     got = sorted((r.open().read(), r.size, r.internal_date) for r in records)
@@ -222,50 +218,6 @@ def test_bytes_sizes_and_dates_come_from_the_files(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- permissions
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory another user can traverse (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="migrator-perm-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        subprocess.run(["rm", "-rf", str(path)], check=False)
-
-
-_AS_OTHER_USER = r"""
-import json, sys
-from migrator.adapters.sources.maildir import MaildirSource
-from migrator.model.errors import SourceError
-from migrator.model.mail import MessageRecord
-src = MaildirSource(sys.argv[1])
-out = {"folders": {}, "opens": {}}
-for f in src.folders():
-    out["folders"]["/".join(f.path)] = list(f.problems)
-    for item in src.messages(f):
-        if isinstance(item, MessageRecord):
-            try:
-                out["opens"][item.key] = item.open().read().decode()
-            except SourceError as exc:
-                out["opens"][item.key] = [exc.reason, exc.message]
-        else:
-            out["opens"][item.key] = ["skipped", item.reason]
-print(json.dumps(out))
-"""
-
-
-def _run_unprivileged(root: Path) -> dict[str, dict[str, object]]:
-    """Runs the source as `nobody` when we are root (root reads everything)."""
-    cmd = [sys.executable, "-c", _AS_OTHER_USER, str(root)]
-    if os.geteuid() == 0:
-        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).resolve().parent.parent, check=False)
-    assert done.returncode == 0, done.stderr
-    result: dict[str, dict[str, object]] = json.loads(done.stdout)
-    return result
 
 
 def test_unreadable_file_and_folder_are_reported_not_fatal(shared_dir: Path) -> None:
@@ -277,10 +229,11 @@ def test_unreadable_file_and_folder_are_reported_not_fatal(shared_dir: Path) -> 
         if p.is_dir():
             p.chmod(0o755)
     (root / ".Locked" / "cur").chmod(0o000)
-    out = _run_unprivileged(root)
+    out = run_unprivileged("maildir", root)
     opens = out["opens"]
     assert opens["1709285400.M7P4242.host"] == "readable\n"
-    reason, message = opens["1709285401.M8P1.host"]  # type: ignore[misc]
-    assert reason == "unreadable" and "1709285401.M8P1.host" in message
+    refused = opens["1709285401.M8P1.host"]
+    assert isinstance(refused, list) and refused[0] == "unreadable"
+    assert "1709285401.M8P1.host" in refused[1]
     assert opens["cur/"] == ["skipped", "unreadable"]
     assert any("permission denied" in p.lower() for p in out["folders"]["Locked"])  # type: ignore[attr-defined]

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator.adapters.sources import open_source
-from migrator.adapters.sources import mbox_index
+from migrator.adapters.sources import mbox_index, open_source
 from migrator.adapters.sources.mbox import MboxSource
 from migrator.model.errors import SourceError
 from migrator.model.mail import Flags, FolderInfo, FolderRole, MessageRecord, SkippedMessage
@@ -27,6 +26,7 @@ from migrator.samples.mail import (
     sample_mailbox,
     write_mbox,
 )
+from tests.fixtures.sources import run_unprivileged  # shared_dir: a fixture of that plugin
 
 
 def _inbox(src: MboxSource) -> FolderInfo:
@@ -43,9 +43,9 @@ def _read(r: MessageRecord) -> bytes:
         return fh.read()
 
 
-def _msg(name: str, body: bytes, when: int = 0, flags: Flags = Flags()) -> SampleMessage:
+def _msg(name: str, body: bytes, when: int = 0) -> SampleMessage:
     raw = b"From: a@example.org\nSubject: " + name.encode() + b"\n\n" + body
-    return SampleMessage(name, raw, flags, datetime.fromtimestamp(1709285400 + when, UTC))
+    return SampleMessage(name, raw, Flags(), datetime.fromtimestamp(1709285400 + when, UTC))
 
 
 def _spool(tmp_path: Path, messages: list[SampleMessage], variant: str = "mboxrd") -> Path:
@@ -217,11 +217,15 @@ def test_spool_rewritten_mid_pass_restarts_the_folder(tmp_path: Path, monkeypatc
 def test_spool_that_keeps_changing_is_an_error_not_half_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     msgs = [_msg(f"m{i}", b"body\n", i) for i in range(4)]
     path = _spool(tmp_path, msgs)
-    _Rewriter(monkeypatch, path, [mbox_bytes(msgs[: 3 - i], "mboxrd") for i in range(3)])
+    # a client that rewrites the spool during every pass (not an append: m0 comes and goes)
+    _Rewriter(monkeypatch, path, [mbox_bytes(msgs[i % 2 : 2 + i % 2 * 2], "mboxrd")
+                                  for i in range(6)])
     src = MboxSource(str(path))
-    with pytest.raises(SourceError) as err:
-        list(src.messages(FolderInfo(("INBOX",), FolderRole.INBOX, "")))
-    assert err.value.reason == "changed" and str(path) in err.value.message
+    inbox = _inbox(src)
+    assert "kept changing" in inbox.problems[0] and inbox.message_count == 0
+    [skipped] = list(src.messages(FolderInfo(("INBOX",), FolderRole.INBOX, "")))
+    assert isinstance(skipped, SkippedMessage)
+    assert (skipped.key, skipped.reason) == ("folder/", "changed") and str(path) in skipped.detail
 
 
 def test_append_during_a_pass_keeps_the_pass_and_drops_a_half_written_tail(
@@ -326,3 +330,42 @@ def test_streaming_a_40_mb_message_keeps_memory_bounded(tmp_path: Path) -> None:
     assert total == records[0].size == expected_size > 40 * 1024 * 1024
     assert _read(records[1]) == mbox_stored(small, "mboxrd")
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes while indexing and streaming"
+
+
+def test_open_after_the_message_own_status_was_rewritten_reads_the_new_bytes(tmp_path: Path) -> None:
+    msgs = [_msg(f"m{i}", b"body %d\n" % i, i) for i in range(3)]
+    path = _spool(tmp_path, msgs)
+    records = _records(MboxSource(str(path)))
+    # the client marks m0 answered: its X-Status line appears, m0 grows, its From_ line stays
+    msgs[0] = replace(msgs[0], flags=Flags(answered=True))
+    path.write_bytes(mbox_bytes(msgs, "mboxrd"))
+    assert _read(records[0]) == mbox_stored(msgs[0], "mboxrd")
+    assert _read(records[2]) == mbox_stored(msgs[2], "mboxrd")
+
+
+def test_open_while_the_spool_grows_needs_no_new_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    msgs = [_msg(f"m{i}", b"body %d\n" % i, i) for i in range(3)]
+    path = _spool(tmp_path, msgs)
+    src = MboxSource(str(path))
+    records = _records(src)
+    with path.open("ab") as fh:
+        fh.write(mbox_bytes([_msg("late", b"x\n", 9)], "mboxrd"))
+    passes: list[int] = []
+    original = mbox_index.Indexer.entries
+
+    def counted(ix: mbox_index.Indexer, *, strict: bool = False) -> list[mbox_index.Entry]:
+        passes.append(1)
+        return original(ix, strict=strict)
+
+    monkeypatch.setattr(mbox_index.Indexer, "entries", counted)
+    assert [_read(r) for r in records] == [mbox_stored(m, "mboxrd") for m in msgs]
+    assert passes == []
+
+
+def test_unreadable_spool_is_a_skipped_folder_not_a_crash(shared_dir: Path) -> None:
+    spool = shared_dir / "alice"
+    spool.write_bytes(mbox_bytes([_msg("m", b"x\n")], "mboxrd"))
+    spool.chmod(0o000)
+    out = run_unprivileged("mbox", spool)
+    assert any("Permission denied" in p for p in out["folders"]["INBOX"])  # type: ignore[attr-defined]
+    assert out["opens"] == {"folder/": ["skipped", "unreadable"]}

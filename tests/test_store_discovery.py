@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, text, update
 
 from migrator.model.account import DiscoveredAccount, Scope
-from migrator.model.errors import UsageError
+from migrator.model.errors import StateError, UsageError
 from migrator.store import Store, open_store
 from migrator.store.raw import Raw
 from migrator.store.schema import AccountDbRow
@@ -69,10 +69,11 @@ def states(store: Store, plan_id: int) -> dict[str, str]:
 
 
 def set_progress(store: Store, plan_id: int, key: str, **values: object) -> None:
-    table = AccountDbRow.__table__
     with store.session(write=True) as s:
         s.execute(
-            update(table).where(table.c.plan_id == plan_id, table.c.key == key).values(**values)
+            update(AccountDbRow)
+            .where(AccountDbRow.plan_id == plan_id, AccountDbRow.key == key)
+            .values(**values)
         )
 
 
@@ -312,3 +313,9 @@ def test_large_discovery_is_set_wise(
     assert len(store.list_accounts(plan_id)) == 5000
     moved = store.get_account(plan_id, person(10).key)
     assert moved is not None and (moved.name, moved.batch) == ("Moved", "ou3")
+
+
+def test_unknown_plan_is_a_state_error(opened: tuple[Store, int]) -> None:
+    store, plan_id = opened
+    with pytest.raises(StateError, match=f"plan id {plan_id + 1000} is not in the state database"):
+        store.record_discovery(plan_id + 1000, None, campaign())

@@ -217,3 +217,43 @@ def test_database_from_a_newer_migrator_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StateError) as caught:
         open_store(f"sqlite:///{path}")
     assert "newer migrator" in (caught.value.hint or "")
+
+
+def test_sqlite_writers_wait_for_each_other(tmp_path: Path) -> None:
+    """A second process-like writer waits for the lock (busy timeout) instead of failing."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'migrator.db'}"
+    first, second = open_store(url), open_store(url)
+    try:
+        plan_id = first.ensure_plan("p", "maildir", "ews")
+        outcome: list[object] = []
+
+        def write() -> None:
+            try:
+                outcome.append(second.add_event(plan_id, "from-second"))
+            except Exception as exc:  # reported below
+                outcome.append(exc)
+
+        with first.session(write=True) as s:
+            s.execute(text("INSERT INTO runs (plan_id, command, host, pid, started_at, status) "
+                           "VALUES (:p, 'run', 'h', 1, '2026-01-01 00:00:00.000000', 'running')"),
+                      {"p": plan_id})  # fmt: skip
+            waiting = threading.Thread(target=write)
+            waiting.start()
+            waiting.join(timeout=0.5)
+            assert waiting.is_alive() and outcome == []  # blocked on the lock, not failed
+        waiting.join(timeout=20)
+        assert len(outcome) == 1 and isinstance(outcome[0], int), outcome
+    finally:
+        first.close()
+        second.close()
+
+
+def test_fixture_fails_clearly_without_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures import store as fixtures
+
+    monkeypatch.setattr(fixtures, "PG_PORT", 1)
+    unreachable = "PostgreSQL is not reachable on 127.0.0.1:1"
+    with pytest.raises(pytest.fail.Exception, match=unreachable), fixtures.postgres_database("x"):
+        pass

@@ -25,9 +25,9 @@ SOURCE_KEY_EXT = "name:8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93:MigratorSourceKey"
 
 
 @pytest.fixture
-def harness(ews_simulator: EwsSimulator, tmp_path: object) -> Iterator[TargetHarness]:
+def harness(ews_simulator: EwsSimulator) -> Iterator[TargetHarness]:
     ews_simulator.set_faults(Faults())
-    h = ews_harness(ews_simulator, tmp_path)  # type: ignore[arg-type]
+    h = ews_harness(ews_simulator)
     try:
         yield h
     finally:
@@ -255,3 +255,28 @@ def test_delegate_access_writes_without_impersonation(harness: TargetHarness) ->
     with pytest.raises(PermanentError) as denied:
         target.preflight(harness.forbidden_mailbox())
     assert denied.value.reason == "no-permission"
+
+
+def test_success_without_item_ids_is_resolved_by_key(
+    harness: TargetHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some Exchange servers answer CreateItem with success but no ids (exchangelib #984); the
+    simulator always sends ids, so the answer is trimmed the way exchangelib then reports it."""
+    sim: EwsSimulator = harness.server
+    target = harness.open()
+    mailbox = harness.new_mailbox()
+    folder = target.ensure_folder(mailbox, ("NoIds",), FolderRole.NONE)
+    real_bulk_create = Account.bulk_create
+
+    def without_ids(self: Account, *args: object, **kwargs: object) -> list[object]:
+        real_bulk_create(self, *args, **kwargs)
+        return [True]  # what exchangelib yields for an empty <m:Items/>
+
+    monkeypatch.setattr(Account, "bulk_create", without_ids)
+    sim.reset_stats()
+    results = target.upload(mailbox, folder, [UploadItem(key=f"n{n}", data=plain(n), flags=Flags(),
+                                                         internal_date=None) for n in range(3)])
+    stored = {i.extended[SOURCE_KEY_EXT]: i.id for i in sim.items(mailbox, folder.id)}
+    assert {r.key: r.target_id for r in results} == stored
+    assert len(stored) == 3
+    assert sim.stats().requests.get("FindItem") == 1  # one lookup for the whole request

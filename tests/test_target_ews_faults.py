@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from migrator.adapters.targets import TargetFolder
+from migrator.adapters.targets.ews import EwsTarget
 from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.simulator.ews import EwsSimulator, Faults
@@ -19,9 +21,9 @@ MB = 1024 * 1024
 
 
 @pytest.fixture
-def harness(ews_simulator: EwsSimulator, tmp_path: object) -> Iterator[TargetHarness]:
+def harness(ews_simulator: EwsSimulator) -> Iterator[TargetHarness]:
     ews_simulator.set_faults(Faults())
-    h = ews_harness(ews_simulator, tmp_path)  # type: ignore[arg-type]
+    h = ews_harness(ews_simulator)
     try:
         yield h
     finally:
@@ -34,9 +36,10 @@ def items(prefix: str, n: int, size: int = 10) -> list[UploadItem]:
                        internal_date=None) for i in range(n)]
 
 
-def ready(harness: TargetHarness) -> tuple[object, str, object]:
+def ready(harness: TargetHarness) -> tuple[EwsTarget, str, TargetFolder]:
     """A target with a mailbox and folder set up while the server is still healthy."""
     target = harness.open()
+    assert isinstance(target, EwsTarget)
     mailbox = harness.new_mailbox()
     folder = target.ensure_folder(mailbox, ("Faults",), FolderRole.NONE)
     return target, mailbox, folder
@@ -53,26 +56,26 @@ def test_server_busy_carries_back_off_milliseconds(harness: TargetHarness) -> No
     target, mailbox, folder = ready(harness)
     sim.set_faults(Faults(server_busy_rate=1.0, backoff_ms=1500))
     sim.reset_stats()
-    results = target.upload(mailbox, folder, items("busy", 3))  # type: ignore[attr-defined]
+    results = target.upload(mailbox, folder, items("busy", 3))
     errors = all_transient(results)
     assert {e.retry_after for e in errors} == {1.5}
     assert "busy" in str(errors[0]) and mailbox in str(errors[0])
     # a refused request stored nothing, and the adapter did not hammer the server
     assert sim.stats().requests.get("CreateItem") == 1
     with pytest.raises(TransientError) as raised:
-        target.preflight(harness.new_mailbox())  # type: ignore[attr-defined]
+        target.preflight(harness.new_mailbox())
     assert raised.value.retry_after == 1.5
     sim.set_faults(Faults())
-    assert target.count(mailbox, folder) == 0  # type: ignore[attr-defined]
+    assert target.count(mailbox, folder) == 0
 
 
 def test_busy_stops_the_rest_of_the_chunk(harness: TargetHarness) -> None:
     sim: EwsSimulator = harness.server
     target, mailbox, folder = ready(harness)
-    target.request_items = 2  # type: ignore[attr-defined]
+    target.request_items = 2
     sim.set_faults(Faults(server_busy_rate=1.0, backoff_ms=250))
     sim.reset_stats()
-    results = target.upload(mailbox, folder, items("rest", 6))  # type: ignore[attr-defined]
+    results = target.upload(mailbox, folder, items("rest", 6))
     assert {e.retry_after for e in all_transient(results)} == {0.25}
     assert sim.stats().requests.get("CreateItem") == 1
 
@@ -81,30 +84,30 @@ def test_http_503_carries_retry_after(harness: TargetHarness) -> None:
     sim: EwsSimulator = harness.server
     target, mailbox, folder = ready(harness)
     sim.set_faults(Faults(http503_rate=1.0, retry_after_s=7))
-    errors = all_transient(target.upload(mailbox, folder, items("u", 2)))  # type: ignore[attr-defined]
+    errors = all_transient(target.upload(mailbox, folder, items("u", 2)))
     assert {e.retry_after for e in errors} == {7.0}
     assert "HTTP 503" in str(errors[0])
     sim.set_faults(Faults(http503_rate=1.0))
-    errors = all_transient(target.upload(mailbox, folder, items("v", 1)))  # type: ignore[attr-defined]
+    errors = all_transient(target.upload(mailbox, folder, items("v", 1)))
     assert errors[0].retry_after is None  # no header, no invented hint
     with pytest.raises(TransientError):
-        target.find(mailbox, folder, ["u0"])  # type: ignore[attr-defined]
+        target.find(mailbox, folder, ["u0"])
     with pytest.raises(TransientError):
-        target.count(mailbox, folder)  # type: ignore[attr-defined]
+        target.count(mailbox, folder)
 
 
 def test_connection_reset_is_transient_and_nothing_is_duplicated(harness: TargetHarness) -> None:
     sim: EwsSimulator = harness.server
     target, mailbox, folder = ready(harness)
     sim.set_faults(Faults(reset_rate=1.0))
-    errors = all_transient(target.upload(mailbox, folder, items("r", 3)))  # type: ignore[attr-defined]
+    errors = all_transient(target.upload(mailbox, folder, items("r", 3)))
     assert "connection" in str(errors[0])
     with pytest.raises(TransientError):
-        target.ensure_folder(mailbox, ("Elsewhere",), FolderRole.NONE)  # type: ignore[attr-defined]
+        target.ensure_folder(mailbox, ("Elsewhere",), FolderRole.NONE)
     sim.set_faults(Faults())
     # the retry of the same chunk stores each message once
-    assert all(r.ok for r in target.upload(mailbox, folder, items("r", 3)))  # type: ignore[attr-defined]
-    assert target.count(mailbox, folder) == 3  # type: ignore[attr-defined]
+    assert all(r.ok for r in target.upload(mailbox, folder, items("r", 3)))
+    assert target.count(mailbox, folder) == 3
 
 
 def test_slow_server_times_out_as_transient_and_find_tells_what_arrived(
@@ -137,7 +140,7 @@ def test_concurrency_ceiling_answers_busy(harness: TargetHarness) -> None:
 
     def send(n: int) -> None:
         start.wait(timeout=10)
-        results.extend(target.upload(mailbox, folder, items(f"c{n}-", 1)))  # type: ignore[attr-defined]
+        results.extend(target.upload(mailbox, folder, items(f"c{n}-", 1)))
 
     threads = [threading.Thread(target=send, args=(n,)) for n in range(3)]
     for t in threads:
@@ -148,7 +151,7 @@ def test_concurrency_ceiling_answers_busy(harness: TargetHarness) -> None:
     assert refused and all(isinstance(e, TransientError) and e.retry_after == 0.4 for e in refused)
     assert sim.stats().faults.get("concurrency", 0) == len(refused)
     sim.set_faults(Faults())
-    assert target.count(mailbox, folder) == len(results) - len(refused)  # type: ignore[attr-defined]
+    assert target.count(mailbox, folder) == len(results) - len(refused)
 
 
 def test_request_size_limit_below_ours_is_met_by_splitting(harness: TargetHarness) -> None:
@@ -156,10 +159,10 @@ def test_request_size_limit_below_ours_is_met_by_splitting(harness: TargetHarnes
     target, mailbox, folder = ready(harness)
     sim.set_faults(Faults(max_request_bytes=3 * MB))
     chunk = items("split", 4, size=MB)  # four 1 MB messages: ~5.3 MB of base64 in one request
-    results = target.upload(mailbox, folder, chunk)  # type: ignore[attr-defined]
+    results = target.upload(mailbox, folder, chunk)
     assert all(r.ok for r in results), [r.error for r in results]
     assert sim.stats().faults.get("request_too_large", 0) >= 1
-    too_big = target.upload(mailbox, folder, items("huge", 1, size=4 * MB))  # type: ignore[attr-defined]
+    too_big = target.upload(mailbox, folder, items("huge", 1, size=4 * MB))
     assert isinstance(too_big[0].error, PermanentError) and too_big[0].error.reason == "too-large"
     sim.set_faults(Faults())
-    assert target.count(mailbox, folder) == 4  # type: ignore[attr-defined]
+    assert target.count(mailbox, folder) == 4

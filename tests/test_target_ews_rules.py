@@ -56,7 +56,7 @@ def test_subfolders_follow_inbox_and_role_folders() -> None:
     assert naming.target_path(("INBOX", "Lists"), FolderRole.NONE) == TargetPath(
         FolderRole.INBOX, ("Lists",))
     assert naming.target_path(("inbox", "a", "b"), FolderRole.NONE).display() == ("inbox", "a", "b")
-    role_paths = {("Sent",): FolderRole.SENT}
+    role_paths: dict[tuple[str, ...], FolderRole] = {("Sent",): FolderRole.SENT}
     assert naming.target_path(("Sent", "2019"), FolderRole.NONE, role_paths) == TargetPath(
         FolderRole.SENT, ("2019",))
     assert naming.target_path(("Projects", "X"), FolderRole.NONE, role_paths) == TargetPath(
@@ -237,3 +237,40 @@ def test_policy_turns_throttling_statuses_into_server_busy_with_hint(status: int
         FailFastWithHints().raise_response_errors(_response(status, {"Retry-After": "3"}))
     assert caught.value.back_off == 3.0 and caught.value.status == status
     assert FailFastWithHints().fail_fast
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def test_oauth2_client_credentials_are_configured_without_a_network() -> None:
+    from exchangelib import OAuth2Credentials
+
+    from migrator.adapters.targets.ews.connection import make_configuration
+    from migrator.model.plan import TargetSettings
+
+    settings = TargetSettings(kind="ews", url="https://mail.example.org/EWS/Exchange.asmx",
+                              auth="oauth2", client_id="app-id", tenant_id="tenant-id",
+                              client_secret_env="X")
+    config = make_configuration(settings, {"client_secret": "s3cret"}, max_connections=2)
+    assert isinstance(config.credentials, OAuth2Credentials)
+    assert config.credentials.client_id == "app-id" and config.credentials.tenant_id == "tenant-id"
+    assert "s3cret" not in repr(config.credentials)
+    assert config.retry_policy.fail_fast and config.max_connections == 2
+    with pytest.raises(PlanError, match="client_secret"):
+        make_configuration(settings, {}, max_connections=2)
+
+
+def test_plan_mistakes_are_reported_as_plan_errors() -> None:
+    from migrator.adapters.targets import open_target
+    from migrator.model.plan import TargetSettings
+
+    with pytest.raises(PlanError, match="url"):
+        open_target(TargetSettings(kind="ews"), secrets={})
+    with pytest.raises(PlanError, match="kerberos"):
+        open_target(TargetSettings(kind="ews", url="https://x/EWS/Exchange.asmx", auth="kerberos"),
+                    secrets={})
+    with pytest.raises(PlanError, match="password"):
+        open_target(TargetSettings(kind="ews", url="https://x/EWS/Exchange.asmx", username="u"),
+                    secrets={})
+    with pytest.raises(PlanError, match="unknown target kind"):
+        open_target(TargetSettings(kind="pop3"), secrets={})

@@ -12,13 +12,18 @@ from migrator.cli.signals import graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
 from migrator.commands.discover import discover
 from migrator.commands.dry_run import dry_run_plan
+from migrator.commands.maintenance import prepare_retry, reset
 from migrator.commands.run import RunRequest, run
+from migrator.commands.status import status
+from migrator.commands.verify import verify
 from migrator.model.errors import EXIT_FATAL
 from migrator.plan import load_plan
 from migrator.report.console import console, print_json
 from migrator.report.discovery import account_json, render_accounts, render_discovery
 from migrator.report.dry_run import render_dry_run
 from migrator.report.run import RunProgress, render_run_summary
+from migrator.report.status import render_status
+from migrator.report.verify import render_verify
 
 _plan_option = click.option(
     "--plan",
@@ -151,6 +156,146 @@ def run_cmd(
     if stop.exit_code is not None:
         raise SystemExit(stop.exit_code)
     raise SystemExit(summary.exit_code)
+
+
+@cli.command("status")
+@_plan_option
+@_state_option
+@click.option("--by", type=click.Choice(["batch", "ou", "status"]), default="batch", show_default=True, help="How to group the accounts.")
+@_json_option
+@handle_errors
+def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -> None:
+    """Where the campaign stands: "N of M accounts migrated", per batch, failures, pace.
+
+    Reads the state database only; safe to run while `run` is working.
+    """
+    plan = load_plan(plan_path)
+    data = status(plan, state_url=state_url, by="batch" if by == "ou" else by)
+    if as_json:
+        print_json(data)
+    else:
+        render_status(console(), data)
+
+
+@cli.command("verify")
+@_plan_option
+@_state_option
+@click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
+@click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
+@_json_option
+@handle_errors
+def verify_cmd(plan_path: Path, state_url: str | None, accounts: tuple[str, ...], batches: tuple[str, ...], as_json: bool) -> None:
+    """Compare, per folder, the source count, the ledger and what the target holds.
+
+    Results are stored with a timestamp; accounts whose folders all agree become
+    "verified". Exit 1 when any folder disagrees.
+    """
+    plan = load_plan(plan_path)
+    report = verify(plan, state_url=state_url, addresses=accounts, batches=batches)
+    if as_json:
+        print_json(report.as_json())
+    else:
+        render_verify(console(), report)
+    raise SystemExit(report.exit_code)
+
+
+@cli.command("retry")
+@_plan_option
+@_state_option
+@click.option("--failed", is_flag=True, help="All failed accounts (the default when no --account is given).")
+@click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
+@click.option("--skipped", is_flag=True, help="Also try skipped messages again (e.g. after fixing permissions).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Accounts migrated at once.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@_json_option
+@handle_errors
+def retry_cmd(
+    plan_path: Path, state_url: str | None, failed: bool, accounts: tuple[str, ...], skipped: bool,
+    workers: int | None, quiet: bool, as_json: bool,
+) -> None:
+    """Run failed accounts again, past their max_account_attempts."""
+    plan = load_plan(plan_path)
+    names = prepare_retry(plan, state_url=state_url, addresses=accounts, skipped=skipped)
+    if not names:
+        console().print("no failed accounts to retry")
+        raise SystemExit(0)
+    request = RunRequest(addresses=names, workers=workers, only_failed=not accounts and not skipped, include_synced=bool(skipped or accounts))
+    out = console()
+    progress = RunProgress(out, quiet=quiet or as_json)
+    with graceful_stop() as stop:
+        try:
+            summary = run(plan, request, state_url=state_url, progress=progress, stop=stop.event)
+        finally:
+            progress.close()
+    if as_json:
+        print_json(summary.as_json())
+    else:
+        render_run_summary(out, summary)
+    raise SystemExit(stop.exit_code if stop.exit_code is not None else summary.exit_code)
+
+
+@cli.command("reset")
+@_plan_option
+@_state_option
+@click.option("--account", "address", required=True, metavar="ADDR", help="The account to reset.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@handle_errors
+def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -> None:
+    """Forget an account's migration progress (ledger, folders, passes).
+
+    The messages already in the target stay there: empty the target mailbox first, or the
+    next run sends them again.
+    """
+    plan = load_plan(plan_path)
+    if not yes:
+        click.confirm(
+            f"Forget all migration progress of {address}? Messages already in the target stay "
+            "there and would be sent again by the next run",
+            abort=True,
+        )
+    name = reset(plan, address, state_url=state_url)
+    console().print(f"{name}: progress forgotten; the account is pending again")
+
+
+@cli.command("ews-simulator")
+@click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True)
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder of its persistent store.")
+@click.option("--mailbox", "mailboxes", multiple=True, metavar="ADDR", help="Create this mailbox (repeatable).")
+@click.option("--mailboxes-from", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="File with one address per line.")
+@click.option("--busy-rate", type=click.FloatRange(0, 1), default=0.0, help="Fraction of requests answered ErrorServerBusy.")
+@click.option("--backoff-ms", type=click.IntRange(0), default=1000, show_default=True, help="BackOffMilliseconds in those answers.")
+@click.option("--http503-rate", type=click.FloatRange(0, 1), default=0.0)
+@click.option("--reset-rate", type=click.FloatRange(0, 1), default=0.0, help="Fraction of connections reset mid-request.")
+@click.option("--delay", type=click.FloatRange(0), default=0.0, help="Seconds added to every answer.")
+@click.option("--max-concurrency", type=click.IntRange(1), help="Requests in flight beyond this get ErrorServerBusy.")
+@click.option("--max-request-bytes", type=click.IntRange(1), help="Larger requests are refused.")
+@click.option("--seed", type=int)
+@handle_errors
+def ews_simulator_cmd(
+    port: int, data_dir: Path, mailboxes: tuple[str, ...], mailboxes_from: Path | None, busy_rate: float,
+    backoff_ms: int, http503_rate: float, reset_rate: float, delay: float, max_concurrency: int | None,
+    max_request_bytes: int | None, seed: int | None,
+) -> None:
+    """Run the local EWS simulator (for tests, benchmarks and the demo) until Ctrl-C.
+
+    The service account is svc-migrator; its password comes from MIGRATOR_SIM_PASSWORD
+    (default: the simulator's built-in test password).
+    """
+    import os
+
+    from migrator.simulator.ews import DEFAULT_USERS, Faults, serve
+
+    users = dict(DEFAULT_USERS)
+    if os.environ.get("MIGRATOR_SIM_PASSWORD"):
+        users = {name: os.environ["MIGRATOR_SIM_PASSWORD"] for name in users}
+    boxes = list(mailboxes)
+    if mailboxes_from:
+        boxes += [line.strip() for line in mailboxes_from.read_text(encoding="utf-8").splitlines() if line.strip()]
+    faults = Faults(
+        server_busy_rate=busy_rate, backoff_ms=backoff_ms, http503_rate=http503_rate, reset_rate=reset_rate,
+        delay_s=delay, max_concurrency=max_concurrency, max_request_bytes=max_request_bytes, seed=seed,
+    )
+    serve(port, data_dir, users=users, faults=faults, mailboxes=boxes)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ generator only describes the data: deciding that "a@@b" is unusable is the class
 from __future__ import annotations
 
 import base64
+import functools
 import random
 import re
 import unicodedata
@@ -166,7 +167,8 @@ class _Builder:
         else:
             uid = self.unique_uid(uid)
         if mails is None:
-            mails = (f"{_ascii_fold(uid)}@{MAIL_DOMAIN}",) if with_mail else ()
+            local = uid.lower() if uid.isascii() else _ascii_fold(uid)
+            mails = (f"{local}@{MAIL_DOMAIN}",) if with_mail else ()
         values: dict[str, object] = {
             "uid": uid,
             "cn": cn,
@@ -178,8 +180,8 @@ class _Builder:
             "cases": cases,
         }
         values.update(overrides)
-        spec = PersonSpec(**values)  # type: ignore[arg-type]
-        return _with_selection(spec)
+        values["selected"] = filter_selects(values["employee_type"], values["mails"])  # type: ignore[arg-type]
+        return PersonSpec(**values)  # type: ignore[arg-type]
 
 
 def generate_people(
@@ -360,15 +362,12 @@ def _hostile_people(b: _Builder) -> list[PersonSpec]:
     return people
 
 
-def _with_selection(spec: PersonSpec) -> PersonSpec:
-    # Mirrors DEFAULT_FILTER: equality on employeeType ignores case (caseIgnoreMatch).
-    etype = (spec.employee_type or "").lower()
-    selected = etype in IN_SCOPE_TYPES and bool(spec.mails)
-    if selected == spec.selected:
-        return spec
-    return PersonSpec(**{**spec.__dict__, "selected": selected})
+def filter_selects(employee_type: str | None, mails: Sequence[str]) -> bool:
+    """Would DEFAULT_FILTER select this person? employeeType equality ignores case in LDAP."""
+    return (employee_type or "").lower() in IN_SCOPE_TYPES and bool(mails)
 
 
+@functools.lru_cache(maxsize=4096)
 def _ascii_fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower().replace(" ", ".")

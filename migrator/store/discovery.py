@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Connection, Table, select, update
 
 from migrator.model.account import DiscoveredAccount
+from migrator.model.errors import StateError
 from migrator.store.raw import Raw
 from migrator.store.rows import DiscoverySummary
 from migrator.store.schema import PlanRow
@@ -111,24 +112,10 @@ class _Discovery:
 
     def insert(self, account: DiscoveredAccount, digest: str) -> None:
         now = self.db_now
-        self.inserts.append(
-            (
-                self.plan_id,
-                account.key,
-                *self.discovery_values(account, digest),
-                now,
-                now,
-                "pending",
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                now,
-            )  # fmt: skip
-        )
+        # then: status pending, passes, attempts, four counters, lease_epoch all zero
+        progress = ("pending", 0, 0, 0, 0, 0, 0, 0)
+        row = (self.plan_id, account.key, *self.discovery_values(account, digest), now, now)
+        self.inserts.append((*row, *progress, now))
         if len(self.inserts) >= WRITE_BATCH:
             self.flush()
 
@@ -167,9 +154,15 @@ class _Discovery:
 
     def run(self, discovered: Iterable[DiscoveredAccount]) -> DiscoverySummary:
         summary = self.summary
-        previous = self.conn.execute(
-            select(plans.c.last_discovery_at).where(plans.c.id == self.plan_id)
-        ).scalar_one()
+        plan = self.conn.execute(
+            select(plans.c.id, plans.c.last_discovery_at).where(plans.c.id == self.plan_id)
+        ).one_or_none()
+        if plan is None:
+            raise StateError(
+                f"plan id {self.plan_id} is not in the state database",
+                hint="get the id from Store.ensure_plan(name, ...) on the same database",
+            )
+        previous = plan.last_discovery_at
         stored = self.load_stored()
         seen: set[str] = set()
         for account in discovered:

@@ -9,6 +9,7 @@ SQL passed here uses "?" placeholders and never contains "?" or "%" otherwise.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -18,6 +19,11 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
 FETCH_BATCH = 5000
+_cursor_numbers = itertools.count(1)
+
+
+def _cursor_name() -> str:
+    return f"migrator_rows_{next(_cursor_numbers)}"
 
 
 class Raw:
@@ -59,7 +65,8 @@ class Raw:
     # --- statements
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
-        cursor = self.dbapi.cursor()
+        """Rows in batches; on PostgreSQL through a server-side cursor, so memory stays bounded."""
+        cursor = self.dbapi.cursor() if self.sqlite else self.dbapi.cursor(name=_cursor_name())
         try:
             cursor.execute(self._sql(sql), tuple(params))
             while batch := cursor.fetchmany(FETCH_BATCH):

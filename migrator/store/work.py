@@ -330,3 +330,57 @@ def _event(
             detail=detail,
         )
     )
+
+
+def find_account(store: Store, plan_id: int, address: str) -> dict[str, Any] | None:
+    """An account of the plan by source or target address (case-insensitive), or by key."""
+    wanted = address.strip().lower()
+    with store.session() as s:
+        row = s.execute(
+            select(A).where(
+                A.c.plan_id == plan_id,
+                or_(A.c.address == wanted, A.c.target_address == wanted, A.c.key == wanted),
+            )
+        ).mappings().first()
+        return dict(row) if row else None
+
+
+def reset_attempts(store: Store, plan_id: int, account_ids: Sequence[int] | None) -> int:
+    """Failed accounts (all of the plan's, or these) become eligible for automatic retries again."""
+    with store.session(write=True) as s:
+        stmt = update(A).where(A.c.plan_id == plan_id, A.c.status == "failed")
+        if account_ids is not None:
+            stmt = stmt.where(A.c.id.in_(list(account_ids)))
+        result = s.execute(stmt.values(attempts=0, updated_at=None))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -> None:
+    """Forget everything migrated for one account: ledger, folders, passes, counters.
+
+    Refused while a worker holds the account's lease.
+    """
+    from migrator.store.schema import FolderRow, MessageRow
+
+    M = cast(Table, MessageRow.__table__)
+    F = cast(Table, FolderRow.__table__)
+    now = utcnow()
+    with store.session(write=True) as s:
+        row = s.execute(select(A.c.status, A.c.lease_expires_at, A.c.lease_owner).where(A.c.id == account_id)).one()
+        if row.status == "running" and row.lease_expires_at and row.lease_expires_at > now and not _owner_is_dead(row.lease_owner):
+            raise MigratorError(
+                f"account is being migrated right now by {row.lease_owner}",
+                hint="stop that run (or wait for it to finish), then reset",
+            )
+        s.execute(M.delete().where(M.c.account_id == account_id))
+        s.execute(F.delete().where(F.c.account_id == account_id))
+        s.execute(
+            update(A)
+            .where(A.c.id == account_id)
+            .values(
+                status="pending", passes=0, attempts=0, last_error=None, last_error_reason=None,
+                first_pass_at=None, last_pass_at=None, messages_done=0, messages_skipped=0,
+                messages_failed=0, bytes_done=0, lease_owner=None, lease_expires_at=None, updated_at=now,
+            )
+        )
+        _event(s.connection(), plan_id, account_id, None, worker, "reset", row.status, "pending", None)

@@ -179,12 +179,20 @@ def _keep_rdn_values_as_written(
     # The mock adds each RDN value to the entry in its DN-escaped form ("a\\=b") when that
     # spelling is not among the values; a real server compares them unescaped. Put back the
     # values the file wrote for every RDN attribute it did write.
-    stored = conn.strategy.entries[safe_dn(dn)]
     written = {name.lower(): values for name, values in attributes.items()}
-    for rdn_attribute, _value, _sep in parse_dn(dn):
+    first_rdn = dn.split(",", 1)[0]
+    if "\\" not in first_rdn and "+" not in first_rdn:
+        # the common case, without parsing the DN again (loading is dominated by DN parsing)
+        name, _, value = first_rdn.partition("=")
+        if value.strip().encode("utf-8") in written.get(name.strip().lower(), ()):
+            return
+    stored = conn.strategy.entries[safe_dn(dn)]
+    for rdn_attribute, _value, separator in parse_dn(dn):
         values = written.get(rdn_attribute.lower())
         if values:
             stored[rdn_attribute] = list(values)
+        if separator != "+":  # the first RDN ends here
+            break
 
 
 def _quietly_close(conn: Connection) -> None:

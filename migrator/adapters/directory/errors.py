@@ -68,6 +68,11 @@ def connect_error(settings: DirectorySettings, exc: LDAPException) -> DirectoryE
             hint="check the host and port in [directory] url and that no firewall drops the "
             "connection; raise [directory] timeout if the server is merely slow",
         )
+    if "invalid server address" in lowered:
+        return DirectoryError(
+            f"{settings.url}: cannot connect: the host name does not resolve ({detail})",
+            hint="check the host in [directory] url and this host's DNS settings",
+        )
     return DirectoryError(
         f"{settings.url}: cannot connect to the directory server ({detail})",
         hint="check the host and port in [directory] url, that the LDAP server is running, "

@@ -42,7 +42,11 @@ def decode_value(raw: bytes | str) -> str:
 
 
 class DirectoryReader:
-    """An open directory. Use as a context manager, or call close()."""
+    """An open directory. Use as a context manager, or call close().
+
+    One search at a time: a server keeps one paged-results state per connection, so finish
+    (or drop) one search's iterator before starting the next.
+    """
 
     def __init__(self, settings: DirectorySettings, connection: Connection) -> None:
         self.settings = settings
@@ -54,7 +58,7 @@ class DirectoryReader:
     def url(self) -> str:
         return self.settings.url
 
-    def search(self, filter: str, attributes: list[str]) -> Iterator[DirectoryEntry]:  # noqa: A002
+    def search(self, filter: str, attributes: list[str]) -> Iterator[DirectoryEntry]:
         """Every entry under settings.base that `filter` selects, one at a time.
 
         The filter is checked now (DirectoryError if malformed); the server is asked page by

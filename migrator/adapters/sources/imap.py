@@ -33,6 +33,7 @@ from migrator.adapters.sources.imap_connection import (
     close_quietly,
     connect,
 )
+from migrator.adapters.sources.imap_fetch import ListingItem, UnexpectedResponse, fetch_listing
 from migrator.adapters.sources.imap_stream import DEFAULT_RANGE, ImapMessageStream
 from migrator.adapters.sources.roles import folder_role
 from migrator.model.errors import SourceError, TransientError
@@ -99,14 +100,19 @@ class ImapSource(SourceBase):
         *,
         batch_size: int = BATCH_SIZE,
         range_size: int = DEFAULT_RANGE,
+        message_ids: bool = True,
     ) -> None:
+        """`message_ids=False` lists without the Message-ID header (a faster delta pass on a
+        server that has not cached it); fingerprints then rest on size and date alone."""
         self.access = access
+        self.message_ids = message_ids
         self.batch_size = batch_size
         self.range_size = range_size
         self._client: IMAPClient | None = None
         self._selected: tuple[str, int] | None = None  # (native name, UIDVALIDITY)
         self._closed = False
         self.reconnects = 0  # how many dropped connections were replaced (for reports and tests)
+        self.slow_batches = 0  # listing batches the fast FETCH parser left to IMAPClient's
 
     @classmethod
     def from_settings(
@@ -249,7 +255,9 @@ class ImapSource(SourceBase):
                 status = self._status(client, native, with_size)
                 count = int(status.get(b"MESSAGES", 0))
                 size = status.get(b"SIZE")
-                byte_total = int(size) if size is not None else self._size_sum(client, native, count)
+                byte_total = (
+                    int(size) if size is not None else self._size_sum(client, native, count)
+                )
             except SourceError as exc:  # one broken folder must not hide the others
                 problems = (*problems, exc.message)
             found.append(
@@ -320,33 +328,33 @@ class ImapSource(SourceBase):
         for first in range(0, len(uids), self.batch_size):
             batch = uids[first : first + self.batch_size]
 
-            def fetch(
-                client: IMAPClient, batch: list[int] = batch
-            ) -> dict[int, dict[bytes, object]]:
+            def fetch(client: IMAPClient, batch: list[int] = batch) -> dict[int, ListingItem]:
                 self._select(client, folder.native, validity)
-                return client.fetch(batch, _LIST_FIELDS)
+                try:
+                    return fetch_listing(client, batch, message_ids=self.message_ids)
+                except UnexpectedResponse:
+                    # a server answering in a shape the fast parser does not know: slower, sure
+                    self.slow_batches += 1
+                    fields = _LIST_FIELDS if self.message_ids else _LIST_FIELDS[:-1]
+                    raw = client.fetch(batch, fields)
+                    return {uid: _listing_item(uid, item) for uid, item in raw.items()}
 
-            data = self._run(what, fetch)
+            items = self._run(what, fetch)
             for uid in batch:
-                item = data.get(uid)
+                item = items.get(uid)
                 if item is None:
                     continue  # expunged between SEARCH and FETCH: gone, nothing to migrate
-                yield self._record(folder, validity, uid, item)
+                yield self._record(folder, validity, item)
 
-    def _record(
-        self, folder: FolderInfo, validity: int, uid: int, item: Mapping[bytes, object]
-    ) -> MessageRecord:
-        size = _as_int(item.get(b"RFC822.SIZE"))
-        internal = item.get(b"INTERNALDATE")
-        internal_date = internal.astimezone(UTC) if isinstance(internal, datetime) else None
-        message_id = _message_id(item)
-        key = f"{validity}:{uid}"
+    def _record(self, folder: FolderInfo, validity: int, item: ListingItem) -> MessageRecord:
+        uid, size, internal_date = item.uid, item.size, item.internal_date
+        message_id = _message_id(item.message_id_header)
         return MessageRecord(
-            key=key,
+            key=f"{validity}:{uid}",
             size=size,
-            flags=_flags(item.get(b"FLAGS")),
+            flags=_flags(item.flags),
             internal_date=internal_date,
-            open=lambda: self._open(folder, validity, uid),
+            open=lambda: self._open(folder, validity, uid, size),
             extra={
                 "uid": str(uid),
                 "uidvalidity": str(validity),
@@ -355,7 +363,7 @@ class ImapSource(SourceBase):
             },
         )
 
-    def _open(self, folder: FolderInfo, validity: int, uid: int) -> BinaryIO:
+    def _open(self, folder: FolderInfo, validity: int, uid: int, size: int) -> BinaryIO:
         key = f"{validity}:{uid}"
 
         def fetch_range(offset: int, length: int) -> bytes:
@@ -379,7 +387,9 @@ class ImapSource(SourceBase):
 
             return self._run(f"reading message {key} in {folder.display}", operation)
 
-        return io.BufferedReader(ImapMessageStream(fetch_range, self.range_size), 64 * 1024)
+        describe = f"IMAP message {key} in {folder.display} of {self.access.user}"
+        stream = ImapMessageStream(fetch_range, size, describe, self.range_size)
+        return io.BufferedReader(stream, 64 * 1024)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -427,11 +437,10 @@ def _display(native: str) -> str:
     return utf7.decode_lenient(native)
 
 
-def _flags(raw: object) -> Flags:
+def _flags(raw: tuple[bytes, ...]) -> Flags:
     system: dict[str, bool] = {}
     keywords: list[str] = []
-    for flag in raw if isinstance(raw, tuple | list) else ():
-        text = flag if isinstance(flag, bytes) else str(flag).encode()
+    for text in raw:
         name = _SYSTEM_FLAGS.get(text.lower())
         if name is not None:
             system[name] = True
@@ -440,13 +449,34 @@ def _flags(raw: object) -> Flags:
     return Flags(keywords=tuple(sorted(keywords)), **system)
 
 
-def _message_id(item: Mapping[bytes, object]) -> str:
-    for name, value in item.items():
-        if name.startswith(b"BODY[HEADER.FIELDS") and isinstance(value, bytes):
-            unfolded = re.sub(r"\r?\n[ \t]+", " ", value.decode("utf-8", "replace"))
-            _, _, mid = unfolded.partition(":")
-            return mid.strip()
-    return ""
+def _listing_item(uid: int, item: Mapping[bytes, object]) -> ListingItem:
+    """IMAPClient's parse of a listing FETCH, as the fast parser would have returned it."""
+    internal = item.get(b"INTERNALDATE")
+    header = next(
+        (
+            v
+            for k, v in item.items()
+            if k.startswith(b"BODY[HEADER.FIELDS") and isinstance(v, bytes)
+        ),
+        b"",
+    )
+    flags = item.get(b"FLAGS")
+    return ListingItem(
+        uid=uid,
+        size=_as_int(item.get(b"RFC822.SIZE")),
+        flags=tuple(f if isinstance(f, bytes) else str(f).encode() for f in flags)
+        if isinstance(flags, tuple | list)
+        else (),
+        internal_date=internal.astimezone(UTC) if isinstance(internal, datetime) else None,
+        message_id_header=header,
+    )
+
+
+def _message_id(header: bytes) -> str:
+    """The Message-ID from its header field as fetched ("Message-ID: <x@y>\r\n\r\n")."""
+    unfolded = re.sub(r"\r?\n[ \t]+", " ", header.decode("utf-8", "replace"))
+    _, _, value = unfolded.partition(":")
+    return value.strip()
 
 
 def _as_int(value: object) -> int:

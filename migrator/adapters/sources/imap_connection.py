@@ -121,6 +121,10 @@ def connect(access: ImapAccess) -> IMAPClient:
             f"IMAP server {access.where} unreachable: {_describe(exc)}",
             hint="check host and port in [source] and that the server is running",
         ) from None
+    # IMAPClient turns imaplib's debug level up to 5 to feed its logger, and at that level
+    # imaplib formats the repr of every response, literals included, whether or not anything
+    # is logged: for a 1 MiB body range that is several copies and milliseconds per fetch.
+    client._imap.debug = 0
     try:
         client.normalise_times = False  # keep INTERNALDATE's zone; we convert to UTC ourselves
         client.folder_encode = False  # mailbox names stay modified UTF-7; decoded by our codec

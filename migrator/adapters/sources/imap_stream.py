@@ -9,6 +9,9 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+from migrator.adapters.sources.base import CHANGED
+from migrator.model.errors import SourceError
+
 DEFAULT_RANGE = 1024 * 1024
 
 # fetch(offset, length) -> the bytes of that range (fewer at the end, b"" past it)
@@ -16,9 +19,24 @@ RangeFetcher = Callable[[int, int], bytes]
 
 
 class ImapMessageStream(io.RawIOBase):
-    def __init__(self, fetch_range: RangeFetcher, range_size: int = DEFAULT_RANGE):
+    """Reads ranges until a short one; then checks the total against the announced size.
+
+    A total that differs from RFC822.SIZE means the server cut the message short or sent
+    something else (Dovecot sends an empty body for a message another session expunged):
+    `SourceError(reason="changed")` then, never a silently truncated message.
+    """
+
+    def __init__(
+        self,
+        fetch_range: RangeFetcher,
+        expected_size: int,
+        describe: str,
+        range_size: int = DEFAULT_RANGE,
+    ):
         super().__init__()
         self._fetch_range = fetch_range
+        self._expected_size = expected_size
+        self._describe = describe
         self._range_size = range_size
         self._offset = 0  # next byte to fetch from the server
         self._buffer = memoryview(b"")
@@ -42,6 +60,14 @@ class ImapMessageStream(io.RawIOBase):
         # server that miscounts must not make us cut a message short
         if len(chunk) < self._range_size:
             self._eof = True
+            if self._offset != self._expected_size:
+                raise SourceError(
+                    f"{self._describe}: the server announced {self._expected_size} bytes "
+                    f"but sent {self._offset}",
+                    reason=CHANGED,
+                    hint="the message was probably deleted or changed on the server; "
+                    "list the folder again",
+                )
         self._buffer = memoryview(chunk)
 
     def close(self) -> None:

@@ -11,11 +11,11 @@ change (which shifts every later offset), delete messages, compact, and of cours
 
 Rewrites under us: a pass indexes the file up to the size it had when the pass began; if the
 file then turns out to have been replaced, truncated, or changed other than by appending whole
-messages, the index is thrown away and the pass restarts (up to 3 times, then SourceError
-"changed"). Records are only handed out from a pass that held still. A record opened later
-checks its From_ line is still at its offset; if not, the folder is re-indexed and the message
-found again by key (SourceError "vanished" when it is gone).
-"""
+messages, the index is thrown away and the pass restarts (up to 3 times; then the folder
+yields one SkippedMessage "folder/" with reason "changed"). Records are only handed out from a pass that held still. A record opened later
+checks its From_ line is still at its offset and its end still before the next From_ line; if
+not, the folder is re-indexed and the message found again by key (SourceError "vanished" when
+it is gone)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from migrator.model.errors import SourceError
 from migrator.model.mail import FolderInfo, FolderRole, MessageRecord, SkippedMessage
 
 PASS_ATTEMPTS = 3
+FOLDER_KEY = "folder/"  # the key of a SkippedMessage that stands for a whole folder file
 _UNQUOTE = {
     "rd": re.compile(rb"^>(>*From )", re.M),
     "o": re.compile(rb"^>(From )", re.M),
@@ -208,7 +209,13 @@ class MboxSource(SourceBase):
     # ------------------------------------------------------------------ messages
 
     def messages(self, folder: FolderInfo) -> Iterator[MessageRecord | SkippedMessage]:
-        entries, garbage = self._index(folder.native)
+        try:
+            entries, garbage = self._index(folder.native)
+        except SourceError as exc:
+            # the whole file (unreadable, or rewritten on every attempt): one skipped item
+            # standing for the folder, so the account goes on with its other folders
+            yield SkippedMessage(FOLDER_KEY, exc.reason, exc.message)
+            return
         if garbage:
             yield SkippedMessage(
                 "offset-0", "not-mail",
@@ -232,8 +239,7 @@ class MboxSource(SourceBase):
                 break
             except OSError as exc:
                 raise _unreadable(path, exc) from exc
-            fh.seek(entry.from_offset)
-            if fh.read(len(entry.from_line)) == entry.from_line:
+            if _still_there(fh, entry):
                 return cast(BinaryIO, _UnquotingStream(fh, entry.start, entry.end, entry.quoting, path))
             fh.close()
             if attempt == 0:  # rewritten since listing: find the message again by key
@@ -291,7 +297,9 @@ class _UnquotingStream(io.RawIOBase):
                 nl = data.find(b"\n") + 1 or len(data)
                 head, data = data[:nl], data[nl:]
             self._at_line_start = (head + data).endswith(b"\n")
-            data = head + self._unquote.sub(rb"\1", data)
+            if b">From " in data:  # fast path: most blocks hold no quoted line at all
+                data = self._unquote.sub(rb"\1", data)
+            data = head + data
         self._out, self._off = data, 0
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -308,6 +316,19 @@ class _UnquotingStream(io.RawIOBase):
         if not self.closed:
             self._fh.close()
         super().close()
+
+
+def _still_there(fh: BinaryIO, entry: Entry) -> bool:
+    """Whether the message still sits where the index put it: its From_ line at its offset,
+    and at its end what the index found there (the next From_ line, the separator before it,
+    or the end of the file). A rewrite of an earlier message moves the From_ line; a rewrite of
+    this message's own Status header moves its end."""
+    fh.seek(entry.from_offset)
+    if fh.read(len(entry.from_line)) != entry.from_line:
+        return False
+    fh.seek(entry.end)
+    after = fh.read(6)
+    return after in (b"", b"\n") or after.startswith((b"From ", b"\nFrom"))
 
 
 def _unreadable(path: str, exc: OSError) -> SourceError:

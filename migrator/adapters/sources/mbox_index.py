@@ -21,7 +21,6 @@ HEADER_CAP = 64 * 1024  # flags and keys come from at most this much of a header
 
 # A From_ line: "From " sender, then something ending in a time of day (asctime and friends).
 _FROM_LINE = re.compile(rb"From \S* +.*?\d{1,2}:\d\d")
-_CANDIDATE = re.compile(rb"^(>*)From ", re.M)
 _MONTHS = {m: i + 1 for i, m in enumerate(
     [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"])}
 _ASCTIME = re.compile(
@@ -72,37 +71,45 @@ class Entry:
     date: datetime | None
 
 
+_VOLATILE_LINE = re.compile(
+    rb"^(" + b"|".join(re.escape(n) for n in sorted(_VOLATILE)) + rb"|x-mozilla-[a-z0-9-]*)"
+    rb"[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)(?:\n|\Z)",
+    re.M | re.I,
+)
+
+
 def parse_header_block(block: bytes) -> tuple[Flags, bytes]:
-    """Flags from Status/X-Status/X-Keywords, and the block without volatile headers."""
+    """Flags from Status/X-Status/X-Keywords, and the block without volatile headers (one
+    regex pass: this runs once per message of every spool)."""
     seen = answered = flagged = draft = deleted = False
     keywords: list[str] = []
-    stable: list[bytes] = []
-    skipping = False
-    for line in block.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t"):
-            if not skipping:
-                stable.append(line)
-            continue
-        name, colon, value = line.partition(b":")
-        lname = name.strip().lower()
-        skipping = bool(colon) and lname in _VOLATILE
-        if not skipping:
-            stable.append(line)
-            continue
-        v = value.strip()
-        if lname == b"status":
+    found = False
+    for m in _VOLATILE_LINE.finditer(block):
+        found = True
+        name, v = m.group(1).lower(), m.group(2).strip()
+        if name == b"status":
             seen = seen or b"R" in v
-        elif lname == b"x-status":
+        elif name == b"x-status":
             answered, flagged = answered or b"A" in v, flagged or b"F" in v
             draft, deleted = draft or b"T" in v, deleted or b"D" in v
-        elif lname == b"x-keywords":
+        elif name == b"x-keywords":
             for kw in re.split(rb"[,\s]+", v):
                 text = kw.decode("utf-8", "replace")
                 if text and text not in keywords:
                     keywords.append(text)
-    flags = Flags(seen=seen, answered=answered, flagged=flagged, deleted=deleted, draft=draft,
-                  keywords=tuple(keywords))
-    return flags, b"".join(stable)
+    if not found:
+        return _NO_FLAGS, block
+    spec = (seen, answered, flagged, deleted, draft, tuple(keywords))
+    flags = _FLAGS.get(spec)
+    if flags is None:  # a spool has few distinct flag sets: share them across index entries
+        flags = Flags(*spec[:5], keywords=spec[5])
+        if len(_FLAGS) < 4096:
+            _FLAGS[spec] = flags
+    return flags, _VOLATILE_LINE.sub(b"", block)
+
+
+_NO_FLAGS = Flags()
+_FLAGS: dict[tuple[bool, bool, bool, bool, bool, tuple[str, ...]], Flags] = {}
 
 
 class Indexer:
@@ -117,6 +124,8 @@ class Indexer:
         self._cut = 0  # data[:cut] ends at a line end (or is one piece of a giant line)
         self.problems: list[str] = []
         self.leading_garbage = 0
+        # (start, header, body offset) of the header block _by_content_length last read
+        self._header_seen: tuple[int, bytes, int | None] = (-1, b"", None)
 
     # ---------------------------------------------------------------- reading
 
@@ -147,20 +156,26 @@ class Indexer:
         quoted = 0
         at_line_start = True
         while self._load(pos):
+            data, cut = self._data, self._cut
             rel = pos - self._base
-            for m in _CANDIDATE.finditer(self._data, rel, self._cut):
-                i = m.start()
-                if i == rel and not at_line_start:
-                    continue
-                gt = m.end(1) - m.start(1)
-                if gt == 0:
-                    off = self._base + i
-                    if is_from_line(self.pread(off, 1024)):
-                        return off, quoted
-                elif quote_gt == 0 or gt == quote_gt:
-                    quoted += 1
-            at_line_start = self._data[self._cut - 1 : self._cut] == b"\n"
-            pos = self._base + self._cut
+            # bytes.find is a fast memchr-style search; "From " in mid-line is rare, so
+            # finding it and looking back over '>'s beats a multiline regex by a wide margin
+            i = data.find(b"From ", rel, cut)
+            while i >= 0:
+                k = i
+                while k > rel and data[k - 1] == 0x3E:  # '>'
+                    k -= 1
+                if (data[k - 1] == 0x0A) if k > rel else at_line_start:
+                    gt = i - k
+                    if gt == 0:
+                        off = self._base + i
+                        if is_from_line(self.pread(off, 1024)):
+                            return off, quoted
+                    elif quote_gt == 0 or gt == quote_gt:
+                        quoted += 1
+                i = data.find(b"From ", i + 5, cut)
+            at_line_start = data[cut - 1 : cut] == b"\n"
+            pos = self._base + cut
         return None, quoted
 
     def header_block(self, start: int, end: int) -> tuple[bytes, int | None]:
@@ -173,12 +188,13 @@ class Indexer:
                 return b"", start + 1
             if data[:2] == b"\r\n":
                 return b"", start + 2
-            blank = [(i, len(sep)) for sep in (b"\n\n", b"\n\r\n") if (i := data.find(sep)) >= 0]
-            nxt = data.find(b"\nFrom ")
-            if blank:
-                i, n = min(blank)
-                if nxt < 0 or nxt > i:
-                    return data[: i + 1], start + i + n
+            i, n = data.find(b"\n\n"), 2
+            crlf = data.find(b"\n\r\n", 0, len(data) if i < 0 else i)
+            if crlf >= 0:
+                i, n = crlf, 3
+            nxt = data.find(b"\nFrom ", 0, len(data) if i < 0 else i)
+            if i >= 0 and nxt < 0:
+                return data[: i + 1], start + i + n
             if nxt >= 0:
                 return data[: nxt + 1], None
             if len(data) < want or want >= HEADER_CAP:
@@ -209,7 +225,11 @@ class Indexer:
             from_line = self.pread(pos, line_end)
             start = pos + line_end + 1
             entry_end, quoting, next_pos, quoted = self._delimit(start)
-            header, _ = self.header_block(start, min(entry_end, start + HEADER_CAP))
+            seen_at, seen_header, seen_body = self._header_seen
+            if seen_at == start and seen_body is not None and seen_body <= entry_end:
+                header = seen_header  # the same first blank line lies inside the message
+            else:
+                header = self.header_block(start, min(entry_end, start + HEADER_CAP))[0]
             flags, stable = parse_header_block(header)
             digest = hashlib.sha256(from_line.rstrip(b"\r") + b"\n" + stable).hexdigest()[:20]
             n = counts.get(digest, 0)
@@ -244,6 +264,7 @@ class Indexer:
 
     def _by_content_length(self, start: int) -> tuple[int, int | None] | None:
         header, body = self.header_block(start, min(self.limit, start + HEADER_CAP))
+        self._header_seen = (start, header, body)
         if body is None:
             return None
         m = re.search(rb"(?im)^content-length:[ \t]*(\d{1,15})[ \t]*\r?$", header)

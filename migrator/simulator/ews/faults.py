@@ -33,7 +33,9 @@ class Faults:
         if self.delay_s < 0:
             raise ValueError(f"Faults.delay_s must not be negative, got {self.delay_s!r}")
         if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise ValueError(f"Faults.max_concurrency must be at least 1, got {self.max_concurrency!r}")
+            raise ValueError(
+                f"Faults.max_concurrency must be at least 1, got {self.max_concurrency!r}"
+            )
 
 
 class FaultKind(StrEnum):

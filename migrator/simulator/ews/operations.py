@@ -153,7 +153,9 @@ class Operations:
         kind = _local(elem)
         if kind == "DistinguishedFolderId":
             address = elem.findtext(f"{_T}Mailbox/{_T}EmailAddress")
-            if address and (ctx.impersonated is None or address.lower() != ctx.impersonated.address.lower()):
+            if address and (
+                ctx.impersonated is None or address.lower() != ctx.impersonated.address.lower()
+            ):
                 mailbox = self._mailbox_by_address(address.strip(), ctx)
             else:
                 mailbox = self._default_mailbox(ctx)
@@ -195,11 +197,13 @@ class Operations:
                     try:
                         ids.decode(text, ids.FOLDER)
                     except ids.MalformedIdError:
-                        messages.append(soap.error("ConvertId", EwsError("ErrorInvalidIdMalformed")))
+                        messages.append(
+                            soap.error("ConvertId", EwsError("ErrorInvalidIdMalformed"))
+                        )
                         continue
                 alternate = (
                     f'<m:AlternateId xsi:type="t:AlternateIdType" Format="EwsId" Id={soap.attr(text)} '
-                    f'Mailbox={soap.attr(source.get("Mailbox", ""))}/>'
+                    f"Mailbox={soap.attr(source.get('Mailbox', ''))}/>"
                 )
                 messages.append(soap.success("ConvertId", alternate))
             else:
@@ -272,7 +276,8 @@ class Operations:
             inner = "".join(self._render_folder(f, shape) for f in page)
             messages.append(
                 soap.success(
-                    "FindFolder", self._root_folder(offset, len(page), len(children), "Folders", inner)
+                    "FindFolder",
+                    self._root_folder(offset, len(page), len(children), "Folders", inner),
                 )
             )
         return soap.response("FindFolder", messages)
@@ -336,7 +341,9 @@ class Operations:
         sent = None
         if headers.get(b"date"):
             try:
-                parsed = email.utils.parsedate_to_datetime(headers[b"date"].decode("ascii", "replace"))
+                parsed = email.utils.parsedate_to_datetime(
+                    headers[b"date"].decode("ascii", "replace")
+                )
                 if parsed.tzinfo is None:
                     parsed = parsed.replace(tzinfo=UTC)
                 sent = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -348,7 +355,9 @@ class Operations:
         for prop in spec.findall(f"{_T}ExtendedProperty"):
             uri = find_uri(prop)
             if uri is None:
-                raise EwsError("ErrorSchemaValidation", "ExtendedProperty without ExtendedFieldURI", fault=True)
+                raise EwsError(
+                    "ErrorSchemaValidation", "ExtendedProperty without ExtendedFieldURI", fault=True
+                )
             ref = parse_ref(uri)
             value = parse_value(ref, prop)
             if ref.tag == PR_MESSAGE_FLAGS:
@@ -370,7 +379,9 @@ class Operations:
         flags = (flags & ~MSGFLAG_READ) | (MSGFLAG_READ if is_read else 0)
         categories_elem = spec.find(f"{_T}Categories")
         categories = (
-            [] if categories_elem is None else [c.text or "" for c in categories_elem.findall(f"{_T}String")]
+            []
+            if categories_elem is None
+            else [c.text or "" for c in categories_elem.findall(f"{_T}String")]
         )
         return NewItem(
             folder_id=folder.id,
@@ -394,7 +405,8 @@ class Operations:
         try:
             if disposition != "SaveOnly":
                 raise EwsError(
-                    "ErrorInvalidOperation", "The simulator only saves items (MessageDisposition=SaveOnly)."
+                    "ErrorInvalidOperation",
+                    "The simulator only saves items (MessageDisposition=SaveOnly).",
                 )
             if saved is not None:
                 folder = self._folder(self._folder_ids(saved)[0], ctx)
@@ -441,7 +453,9 @@ class Operations:
 
     def find_item(self, request: etree._Element, ctx: RequestContext) -> str:
         if request.get("Traversal", "Shallow") not in ("Shallow", "Associated", "SoftDeleted"):
-            raise EwsError("ErrorInvalidRequest", "FindItem supports Shallow traversal only.", fault=True)
+            raise EwsError(
+                "ErrorInvalidRequest", "FindItem supports Shallow traversal only.", fault=True
+            )
         shape = parse_shape(_child(request, "ItemShape"), folder=False)
         where, params = "1", list[object]()
         restriction = _child(request, "Restriction")
@@ -464,7 +478,9 @@ class Operations:
             rendered = self._render_items(page, shape)
             inner = "".join(rendered[i] for i in page if i in rendered)
             messages.append(
-                soap.success("FindItem", self._root_folder(offset, len(page), total, "Items", inner))
+                soap.success(
+                    "FindItem", self._root_folder(offset, len(page), total, "Items", inner)
+                )
             )
         return soap.response("FindItem", messages)
 

@@ -77,7 +77,9 @@ def parse_ref(uri: etree._Element) -> PropRef:
         try:
             tag = int(tag_text, 16) if tag_text.lower().startswith("0x") else int(tag_text)
         except ValueError as e:
-            raise EwsError("ErrorSchemaValidation", f"Bad PropertyTag {tag_text!r}", fault=True) from e
+            raise EwsError(
+                "ErrorSchemaValidation", f"Bad PropertyTag {tag_text!r}", fault=True
+            ) from e
         # Exchange answers with the tag in lower-case hex without padding, e.g. 0xe07.
         attrs = (("PropertyTag", hex(tag)), ("PropertyType", ptype))
         return PropRef(key=tag_key(tag), type=ptype, attrs=attrs, tag=tag)
@@ -86,7 +88,9 @@ def parse_ref(uri: etree._Element) -> PropRef:
     if set_name is not None:
         guid = DISTINGUISHED_SETS.get(set_name)
         if guid is None:
-            raise EwsError("ErrorSchemaValidation", f"Unknown property set {set_name!r}", fault=True)
+            raise EwsError(
+                "ErrorSchemaValidation", f"Unknown property set {set_name!r}", fault=True
+            )
         set_attr = ("DistinguishedPropertySetId", set_name)
     elif set_id is not None:
         guid = set_id.strip("{}").lower()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import json
 import signal
 import socket
 import struct
@@ -50,10 +49,29 @@ class SimStats:
     max_concurrency: int = 0  # most requests in flight at once
     busy_backoff_ms: list[int] = field(default_factory=list)  # BackOffMilliseconds of busy answers
     items_created: int = 0
+    timeline: list[TimelineEntry] = field(default_factory=list)  # every request, in arrival order
+
+
+# Requests remembered for SimStats.timeline; enough for any test, bounded for long benchmarks.
+TIMELINE_LIMIT = 200_000
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One request as the simulator saw it: when it arrived and was answered (monotonic
+    seconds), the mailbox it was for (X-AnchorMailbox), the answer ("ok", "busy", "http503",
+    "reset") and the back-off hint the answer carried, in seconds."""
+
+    arrived: float
+    answered: float
+    mailbox: str
+    answer: str
+    hint_s: float | None
 
 
 class _Counters:
     def __init__(self) -> None:
+        self.timeline: list[TimelineEntry] = []
         self.lock = threading.Lock()
         self.requests: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
@@ -74,6 +92,7 @@ class _Counters:
                 max_concurrency=self.max_in_flight,
                 busy_backoff_ms=list(self.busy_backoff_ms),
                 items_created=self.items_created,
+                timeline=sorted(self.timeline, key=lambda e: e.arrived),
             )
 
 
@@ -164,6 +183,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         sim = self.server.sim
         counters = sim._counters
+        arrived = time.monotonic()
+        self._answer = "ok"
+        self._hint_s: float | None = None
         with counters.lock:
             counters.in_flight += 1
             counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
@@ -173,6 +195,16 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with counters.lock:
                 counters.in_flight -= 1
+                if len(counters.timeline) < TIMELINE_LIMIT:
+                    counters.timeline.append(
+                        TimelineEntry(
+                            arrived,
+                            time.monotonic(),
+                            (self.headers.get("X-AnchorMailbox") or "").lower(),
+                            self._answer,
+                            self._hint_s,
+                        )
+                    )
 
     def _post(self, sim: EwsSimulator, in_flight: int) -> None:
         faults = sim._dice.faults
@@ -197,11 +229,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if dice.roll(faults.reset_rate):
             counters.fault(FaultKind.RESET)
+            self._answer = "reset"
             self._reset()
             return
         if dice.roll(faults.http503_rate):
             counters.fault(FaultKind.HTTP503)
-            extra = [] if faults.retry_after_s is None else [("Retry-After", str(faults.retry_after_s))]
+            extra = (
+                [] if faults.retry_after_s is None else [("Retry-After", str(faults.retry_after_s))]
+            )
+            self._answer = "http503"
+            self._hint_s = None if faults.retry_after_s is None else float(faults.retry_after_s)
             self._send_plain(503, "Service Unavailable", extra)
             return
         if faults.delay_s > 0:
@@ -210,7 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             root = etree.fromstring(body, _PARSER)
         except etree.XMLSyntaxError as e:
-            err = EwsError("ErrorSchemaValidation", f"The request is not well-formed XML: {e}", fault=True)
+            err = EwsError(
+                "ErrorSchemaValidation", f"The request is not well-formed XML: {e}", fault=True
+            )
             self._send(500, soap.envelope(soap.fault(err)))
             return
         header = root.find(f"{{{SOAP_NS}}}Header")
@@ -232,6 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
             counters.fault(busy_kind)
             with counters.lock:
                 counters.busy_backoff_ms.append(faults.backoff_ms)
+            self._answer = "busy"
+            self._hint_s = faults.backoff_ms / 1000
             self._send(500, soap.envelope(soap.fault(soap.server_busy(faults.backoff_ms))))
             return
         ctx = RequestContext(user=user, header=header, anchor=self.headers.get("X-AnchorMailbox"))
@@ -304,7 +345,10 @@ class EwsSimulator:
         self.port = int(server.server_address[1])
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="ews-simulator", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="ews-simulator",
+            daemon=True,
         )
         self._thread.start()
 
@@ -377,7 +421,9 @@ class EwsSimulator:
         return [
             SimFolder(
                 id=ids.encode(ids.FOLDER, f.mailbox_id, f.id),
-                parent_id=None if f.parent_id is None else ids.encode(ids.FOLDER, f.mailbox_id, f.parent_id),
+                parent_id=None
+                if f.parent_id is None
+                else ids.encode(ids.FOLDER, f.mailbox_id, f.parent_id),
                 name=f.name,
                 folder_class=f.folder_class,
                 distinguished=f.distinguished,
@@ -464,7 +510,3 @@ def serve(
         sim.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def stats_json(stats: SimStats) -> str:
-    return json.dumps(stats.__dict__, sort_keys=True)

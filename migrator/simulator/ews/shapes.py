@@ -23,19 +23,43 @@ from .store import ELEMENT_BY_CLASS, ELEMENT_BY_DISTINGUISHED, FolderRow, ItemRo
 _FOLDER_BASE = {
     "IdOnly": frozenset({"folder:FolderId"}),
     "Default": frozenset(
-        {"folder:FolderId", "folder:DisplayName", "folder:TotalCount", "folder:ChildFolderCount",
-         "folder:UnreadCount"}
+        {
+            "folder:FolderId",
+            "folder:DisplayName",
+            "folder:TotalCount",
+            "folder:ChildFolderCount",
+            "folder:UnreadCount",
+        }
     ),
     "AllProperties": frozenset(
-        {"folder:FolderId", "folder:ParentFolderId", "folder:FolderClass", "folder:DisplayName",
-         "folder:TotalCount", "folder:ChildFolderCount", "folder:UnreadCount",
-         "folder:EffectiveRights", "folder:DistinguishedFolderId"}
+        {
+            "folder:FolderId",
+            "folder:ParentFolderId",
+            "folder:FolderClass",
+            "folder:DisplayName",
+            "folder:TotalCount",
+            "folder:ChildFolderCount",
+            "folder:UnreadCount",
+            "folder:EffectiveRights",
+            "folder:DistinguishedFolderId",
+        }
     ),
 }
 _ITEM_DEFAULT = frozenset(
-    {"item:ItemId", "item:ParentFolderId", "item:ItemClass", "item:Subject",
-     "item:DateTimeReceived", "item:Size", "item:Categories", "item:IsDraft", "item:DateTimeSent",
-     "item:DateTimeCreated", "message:IsRead", "item:HasAttachments"}
+    {
+        "item:ItemId",
+        "item:ParentFolderId",
+        "item:ItemClass",
+        "item:Subject",
+        "item:DateTimeReceived",
+        "item:Size",
+        "item:Categories",
+        "item:IsDraft",
+        "item:DateTimeSent",
+        "item:DateTimeCreated",
+        "message:IsRead",
+        "item:HasAttachments",
+    }
 )
 _ITEM_BASE = {
     "IdOnly": frozenset({"item:ItemId"}),

@@ -271,9 +271,11 @@ class Store:
         with self._tx() as db:
             row = db.execute("SELECT id FROM mailboxes WHERE address = ?", (address,)).fetchone()
             if row is None:
-                mailbox_id = _rowid(db.execute(
+                mailbox_id = _rowid(
+                    db.execute(
                         "INSERT INTO mailboxes(address, allow) VALUES (?, ?)", (address, allow_json)
-                    ))
+                    )
+                )
                 self._create_well_known(db, mailbox_id)
             else:
                 mailbox_id = int(row[0])
@@ -289,7 +291,13 @@ class Store:
             cursor = db.execute(
                 "INSERT INTO folders(mailbox_id, parent_id, name, folder_class, distinguished) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (mailbox_id, ids.get(parent) if parent else None, name, folder_class, distinguished),
+                (
+                    mailbox_id,
+                    ids.get(parent) if parent else None,
+                    name,
+                    folder_class,
+                    distinguished,
+                ),
             )
             ids[distinguished] = _rowid(cursor)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3
 from exchangelib import (
     BASIC,
     DELEGATE,
@@ -22,7 +25,7 @@ from exchangelib import (
     FailFast,
     OAuth2Credentials,
 )
-from exchangelib.protocol import BaseProtocol
+from exchangelib.protocol import BaseProtocol, Protocol
 
 from migrator.model.errors import PlanError
 from migrator.model.plan import TargetSettings
@@ -89,12 +92,22 @@ class _EndpointTlsAdapter(requests.adapters.HTTPAdapter):
 
 
 def configure_tls(endpoint: str, *, verify: bool, ca_file: str | None) -> None:
-    """Make requests to `endpoint` check TLS with `ca_file`, or not at all when verify is False."""
-    if verify and not ca_file:
-        return
+    """Make requests to `endpoint` check TLS with `ca_file`, or not at all when verify is False.
+
+    Process-wide per endpoint: the target opened last decides for its endpoint.
+    """
     with _tls_lock:
+        if verify and not ca_file:
+            if endpoint in _tls_by_prefix:
+                _tls_by_prefix[endpoint] = True
+            return
         _tls_by_prefix[endpoint] = ca_file if (verify and ca_file) else False
         BaseProtocol.HTTP_ADAPTER_CLS = _EndpointTlsAdapter
+    if not verify:
+        # The operator chose this in the plan: say it once, not on every request.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        logging.getLogger(__name__).warning(
+            "TLS certificate checks are off for %s (tls_verify = false)", endpoint)
 
 
 # --- logging ---------------------------------------------------------------------------------
@@ -160,6 +173,9 @@ def make_configuration(
             raise PlanError("plan", "target", f"auth = {auth!r} needs username and a password",
                             hint="set username and password_env or password_file")
         credentials = Credentials(settings.username, secrets["password"])
+    # exchangelib shares one Protocol (session pool, timeout, retry policy) per endpoint and
+    # credentials process-wide; a token of our own in the credentials gives each target its own.
+    credentials.migrator_target = uuid.uuid4().hex  # type: ignore[union-attr]
     configure_tls(settings.url, verify=settings.tls_verify, ca_file=settings.ca_file)
     return Configuration(
         service_endpoint=settings.url,
@@ -168,6 +184,18 @@ def make_configuration(
         retry_policy=FailFastWithHints(),
         max_connections=max_connections,
     )
+
+
+def forget_protocol(config: Configuration) -> None:
+    """Close the target's own Protocol and drop it from exchangelib's process-wide cache."""
+    try:
+        protocol, _ = Protocol[config]
+    except KeyError:
+        return
+    with contextlib.suppress(KeyError):
+        del Protocol[config]
+    if not isinstance(protocol, Exception):
+        protocol.close()
 
 
 def make_account(address: str, config: Configuration, *, impersonation: bool,
@@ -180,7 +208,7 @@ def make_account(address: str, config: Configuration, *, impersonation: bool,
         default_timezone=None,
     )
     protocol = account.protocol
-    # Instance attributes: the protocol is shared by every Account on this endpoint+credentials.
+    # Instance attributes of this target's own protocol (see make_configuration).
     protocol.TIMEOUT = timeout
     # With fail-fast there is no waiting; 0 keeps exchangelib from inventing a back-off hint
     # (it fills in RETRY_WAIT where the server gave none) so `retry_after` is only the server's.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
-from exchangelib import Account, Configuration, Q
+from exchangelib import Account, Configuration, EWSDateTime, Q
 from exchangelib.fields import FieldPath
 from exchangelib.folders import Folder, FolderCollection
 from exchangelib.items import SAVE_ONLY
@@ -19,7 +20,12 @@ from migrator.model.plan import TargetSettings
 from ..base import ExcludedFolderError, TargetFolder
 from ..naming import FolderNaming
 from . import errors
-from .connection import make_account, make_configuration, quiet_exchangelib_logging
+from .connection import (
+    forget_protocol,
+    make_account,
+    make_configuration,
+    quiet_exchangelib_logging,
+)
 from .dates import submit_and_delivery
 from .folders import MailboxFolders
 from .properties import (
@@ -225,19 +231,41 @@ class EwsTarget:
         batch: list[int],
         results: list[UploadResult | None],
     ) -> Exception | None:
-        """Send one CreateItem; fill `results` for its items. Returns the request-level error
-        that should stop the rest of the chunk, if any."""
+        """Send one CreateItem and fill `results` for its items. Returns the request-level
+        error that should stop the rest of the chunk, if any."""
         where = f"mailbox {mailbox}, folder {folder.display!r}"
         try:
-            account = self._account(mailbox)
-            target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
-            messages = [self._message(account, items[i]) for i in batch]
-        except PermanentError as exc:
+            answers, failure = self._send(mailbox, folder, [items[i] for i in batch])
+        except PermanentError as exc:  # the mailbox address is unusable
             for index in batch:
                 results[index] = UploadResult(items[index].key, error=exc)
             return exc
+        if isinstance(failure, errors.RequestTooLarge):
+            return self._split(mailbox, folder, items, batch, results, where)
+        unresolved = self._take_answers(items, batch, answers, failure, results, where)
+        if not unresolved:
+            return None
+        error: Exception | None = None
+        if failure is not None:
+            error = errors.translate(failure, where=where)
+            if error is failure:
+                raise failure  # a bug of ours, not a server problem
+            if not errors.is_ambiguous(failure) and not answers:
+                # The server refused the request as a whole: nothing of it was stored.
+                for index in unresolved:
+                    results[index] = UploadResult(items[index].key, error=error)
+                return error
+        self._look_up(mailbox, folder, items, unresolved, error, results, where)
+        return error
+
+    def _send(
+        self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem]
+    ) -> tuple[list[Any], Exception | None]:
+        """CreateItem for `items`: the answers received, and the exception that ended it."""
+        account = self._account(mailbox)
+        target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
+        messages = [self._message(account, item) for item in items]
         answers: list[Any] = []
-        failure: Exception | None = None
         # Consume the generator ourselves: exchangelib raises (e.g. ErrorServerBusy) in the middle
         # of a response after yielding the answers for the items before it.
         try:
@@ -247,55 +275,76 @@ class EwsTarget:
             ):
                 answers.append(answer)
         except Exception as exc:
-            failure = exc
-        if isinstance(failure, errors.RequestTooLarge) and len(batch) > 1:
-            # The server's request limit is below ours: halve until it fits (nothing was stored).
-            half = len(batch) // 2
-            first = self._upload_batch(mailbox, folder, items, batch[:half], results)
-            if first is not None:
-                for index in batch[half:]:
-                    results[index] = UploadResult(items[index].key, error=first)
-                return first
-            return self._upload_batch(mailbox, folder, items, batch[half:], results)
-        unresolved: list[int] = []
+            return answers, exc
+        return answers, None
+
+    def _split(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        batch: list[int],
+        results: list[UploadResult | None],
+        where: str,
+    ) -> Exception | None:
+        """HTTP 413: the server's request limit is below ours. Halve until it fits (a refused
+        request stored nothing); a single message that does not fit is too large."""
+        if len(batch) == 1:
+            key = items[batch[0]].key
+            results[batch[0]] = UploadResult(key, error=PermanentError(
+                f"{where}: message {key} alone is over the server's request limit (HTTP 413)",
+                reason=errors.TOO_LARGE,
+                hint="lower [target] max_message_size to what the server accepts"))
+            return None  # the next request may well fit
+        half = len(batch) // 2
+        first = self._upload_batch(mailbox, folder, items, batch[:half], results)
+        if first is not None:
+            for index in batch[half:]:
+                results[index] = UploadResult(items[index].key, error=first)
+            return first
+        return self._upload_batch(mailbox, folder, items, batch[half:], results)
+
+    def _take_answers(
+        self,
+        items: Sequence[UploadItem],
+        batch: list[int],
+        answers: list[Any],
+        failure: Exception | None,
+        results: list[UploadResult | None],
+        where: str,
+    ) -> list[int]:
+        """Record the per-item answers; return the indexes whose fate is still unknown."""
         if failure is None and len(answers) != len(batch):
-            # Success without ids (exchangelib issue #984): look the items up by their key.
-            unresolved = list(batch)
-        else:
-            for index, answer in zip(batch, answers, strict=False):
-                key = items[index].key
-                if isinstance(answer, Exception):
-                    results[index] = UploadResult(key, error=self._item_error(answer, where, key))
-                elif getattr(answer, "id", None):
-                    results[index] = UploadResult(key, target_id=answer.id)
-                else:
-                    unresolved.append(index)
-            unresolved.extend(batch[len(answers):])
-        if not unresolved:
-            return None
-        error: Exception | None = None
-        if failure is not None:
-            error = errors.translate(failure, where=where)
-            if error is failure:
-                raise failure
-            if isinstance(failure, errors.RequestTooLarge):
-                error = PermanentError(
-                    f"{where}: message {items[batch[0]].key} alone is over the server's request "
-                    "limit (HTTP 413)", reason=errors.TOO_LARGE,
-                    hint="lower [target] max_message_size to what the server accepts")
-                results[batch[0]] = UploadResult(items[batch[0]].key, error=error)
-                return None  # the next request may well fit
-            if not errors.is_ambiguous(failure) and not answers:
-                for index in unresolved:
-                    results[index] = UploadResult(items[index].key, error=error)
-                return error
-        # The request may have stored some items before it failed, or stored them without
-        # telling us their ids: ask the target before reporting anything as not stored.
+            # Success without ids (exchangelib issue #984): every item is to be looked up.
+            return list(batch)
+        unresolved: list[int] = []
+        for index, answer in zip(batch, answers, strict=False):
+            key = items[index].key
+            if isinstance(answer, Exception):
+                results[index] = UploadResult(key, error=self._item_error(answer, where, key))
+            elif getattr(answer, "id", None):
+                results[index] = UploadResult(key, target_id=answer.id)
+            else:
+                unresolved.append(index)
+        unresolved.extend(batch[len(answers):])
+        return unresolved
+
+    def _look_up(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        unresolved: list[int],
+        error: Exception | None,
+        results: list[UploadResult | None],
+        where: str,
+    ) -> None:
+        """Ask the target which of `unresolved` it stored (the request broke off after it may
+        have reached the server, or it answered without ids) before reporting any as missing."""
         try:
             found = self.find(mailbox, folder, [items[i].key for i in unresolved])
         except (TransientError, PermanentError) as exc:
-            found = {}
-            error = error or exc
+            found, error = {}, error or exc
         for index in unresolved:
             key = items[index].key
             if key in found:
@@ -304,7 +353,6 @@ class EwsTarget:
                 results[index] = UploadResult(key, error=error or TransientError(
                     f"{where}: the server reported success for message {key} but it cannot "
                     "be found"))
-        return error if failure is not None else None
 
     @staticmethod
     def _item_error(answer: Exception, where: str, key: str) -> Exception:
@@ -373,12 +421,9 @@ class EwsTarget:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            accounts = list(self._accounts.values())
             self._accounts.clear()
             self._folders.clear()
-        protocols = {id(a.protocol): a.protocol for a in accounts}
-        for protocol in protocols.values():
-            protocol.close()
+        forget_protocol(self._config)
 
 
 def _source_key_field() -> Any:
@@ -392,7 +437,5 @@ def _source_key_field() -> Any:
     return field
 
 
-def _ews_datetime(when: Any) -> Any:
-    from exchangelib import EWSDateTime
-
+def _ews_datetime(when: datetime) -> EWSDateTime:
     return EWSDateTime.from_datetime(when)

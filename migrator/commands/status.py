@@ -1,0 +1,64 @@
+"""`status`: where the campaign stands, from the state database alone (no server contacted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migrator.commands.state import open_state
+from migrator.model.errors import UsageError
+from migrator.model.plan import Plan
+from migrator.store import reporting
+
+MIGRATED = ("synced", "verified")
+
+
+def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> dict[str, Any]:
+    store = open_state(plan, state_url)
+    try:
+        plan_id = store.plan_id(plan.name)
+        if plan_id is None:
+            raise UsageError(
+                f"plan {plan.name!r} is not in {store.url} yet",
+                hint=f"run `migrator discover --plan {plan.file}` first",
+            )
+        counts = store.discovery_counts(plan_id)
+        statuses: dict[str, int] = counts["statuses"]
+        total = counts["in_scope"]
+        migrated = sum(statuses.get(s, 0) for s in MIGRATED)
+        recent = reporting.recent_throughput(store, plan_id)
+        remaining = total - migrated
+        eta_hours = remaining / recent["accounts"] if recent["accounts"] and remaining else None
+        groups: list[dict[str, Any]]
+        if by == "status":
+            groups = [{"status": k, "accounts": v} for k, v in sorted(statuses.items())]
+        else:
+            groups = store.progress_by_batch(plan_id)
+        last_verify = reporting.last_run(store, plan_id, "verify")
+        return {
+            "plan": plan.name,
+            "state": store.url,
+            "headline": f"{migrated:,} of {total:,} accounts migrated"
+            + (f" ({100.0 * migrated / total:.1f} %)" if total else ""),
+            "accounts": {
+                "total": total,
+                "migrated": migrated,
+                "verified": statuses.get("verified", 0),
+                "synced": statuses.get("synced", 0),
+                "failed": statuses.get("failed", 0),
+                "pending": statuses.get("pending", 0),
+                "running": statuses.get("running", 0),
+                "excluded": sum(counts["excluded"].values()),
+                "invalid": sum(counts["invalid"].values()),
+                "vanished": counts["vanished"],
+            },
+            "messages": reporting.totals(store, plan_id),
+            "skipped_by_reason": reporting.skipped_by_reason(store, plan_id),
+            "failures_by_reason": reporting.failures_by_reason(store, plan_id),
+            "by": by,
+            "groups": groups,
+            "last_hour": recent,
+            "eta_hours": eta_hours,
+            "last_verification": last_verify,
+        }
+    finally:
+        store.close()

@@ -1,0 +1,172 @@
+"""`verify`: per folder, source count vs ledger vs what the target holds, stored with a time.
+
+The target side is checked by the source-key tag of every message the ledger says is done
+(so mail that reached the mailbox by other routes, e.g. after the MX switch, does not make a
+folder look wrong); the folder's total item count is reported beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from migrator.adapters.retry import RetryPolicy, call_with_retry
+from migrator.adapters.sources import open_source
+from migrator.adapters.targets import TargetFolder, open_target
+from migrator.commands.secrets import source_password, target_secrets
+from migrator.commands.state import open_state
+from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
+from migrator.model.plan import Plan
+from migrator.store import ledger, verification
+from migrator.store.verification import FolderCheck
+
+_FIND_BATCH = 100
+
+
+@dataclass
+class FolderResult:
+    folder: str
+    target_folder: str
+    source: int
+    ledger_done: int
+    ledger_skipped: int
+    target_found: int
+    target_items: int
+    ok: bool
+    note: str = ""
+
+
+@dataclass
+class AccountVerification:
+    address: str
+    ok: bool
+    status: str
+    folders: list[FolderResult] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class VerifyReport:
+    accounts: list[AccountVerification] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if all(a.ok for a in self.accounts) else EXIT_PARTIAL
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": all(a.ok for a in self.accounts),
+            "accounts": [
+                {
+                    "address": a.address,
+                    "ok": a.ok,
+                    "status": a.status,
+                    "error": a.error,
+                    "folders": [f.__dict__ for f in a.folders],
+                }
+                for a in self.accounts
+            ],
+        }
+
+
+def verify(
+    plan: Plan, *, state_url: str | None = None, addresses: Sequence[str] = (), batches: Sequence[str] = ()
+) -> VerifyReport:
+    secrets = target_secrets(plan)
+    password = source_password(plan)
+    store = open_state(plan, state_url)
+    report = VerifyReport()
+    try:
+        plan_id = store.plan_id(plan.name)
+        if plan_id is None:
+            raise UsageError(f"plan {plan.name!r} has no accounts yet", hint=f"run `migrator discover --plan {plan.file}` first")
+        wanted = {a.lower() for a in addresses}
+        rows = [
+            r
+            for r in store.list_accounts(plan_id)
+            if r.scope == "in_scope"
+            and r.status in ("synced", "verified", "failed", "running")
+            and r.passes > 0
+            and (not wanted or r.address in wanted or r.target_address in wanted)
+            and (not batches or r.batch in batches)
+        ]
+        if wanted and not rows:
+            raise UsageError("none of the accounts asked for has been migrated yet", hint="run `migrator run` first")
+        run_id = store.start_run(plan_id, "verify")
+        target = open_target(plan.target, secrets=secrets, max_connections=plan.run.target_concurrency, plan_file=plan.file)
+        policy = RetryPolicy()
+        try:
+            for row in rows:
+                report.accounts.append(_account(plan, store, target, row, password, plan_id, run_id, policy))
+        finally:
+            target.close()
+        store.finish_run(run_id, "done" if report.exit_code == 0 else "partial", report.as_json())
+        return report
+    finally:
+        store.close()
+
+
+def _found(target: Any, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy) -> int:
+    found = 0
+    for start in range(0, len(keys), _FIND_BATCH):
+        part = keys[start : start + _FIND_BATCH]
+        found += len(call_with_retry(partial(target.find, mailbox, tfolder, part), policy))
+    return found
+
+
+def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None, plan_id: int, run_id: int, policy: RetryPolicy) -> AccountVerification:
+    mailbox = row.target_address or row.address
+    result = AccountVerification(address=row.address or row.key, ok=True, status=row.status)
+    if row.status == "running":
+        result.ok = False
+        result.error = "being migrated right now; verify it when the run has finished"
+        return result
+    stored = {f.native: f for f in ledger.folders(store, row.id)}
+    checks: list[FolderCheck] = []
+    try:
+        with open_source(
+            plan.source,
+            mailbox_path=row.source_path,
+            login=row.attributes.get("login"),
+            password=password,
+            folders_path=row.attributes.get("folders_path"),
+        ) as source:
+            for folder in source.folders():
+                if target.is_excluded(folder.path):
+                    continue
+                source_count = sum(1 for _ in source.messages(folder))
+                folder_row = stored.get(folder.native)
+                if folder_row is None or not folder_row.target_folder_id:
+                    fr = FolderResult(folder.display, "", source_count, 0, 0, 0, 0, source_count == 0,
+                                      "" if source_count == 0 else "not migrated yet; run again")
+                    result.folders.append(fr)
+                    result.ok &= fr.ok
+                    continue
+                tfolder = TargetFolder(folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/")))
+                totals = verification.ledger_totals(store, folder_row.id)
+                keys = verification.done_keys(store, folder_row.id)
+                found = _found(target, mailbox, tfolder, keys, policy)
+                items = call_with_retry(partial(target.count, mailbox, tfolder), policy)
+                settled = totals.get("done", 0) + totals.get("skipped", 0) + totals.get("failed", 0)
+                ok = found == totals.get("done", 0) and source_count == settled and not totals.get("inflight")
+                note = ""
+                if found < totals.get("done", 0):
+                    note = f"{totals.get('done', 0) - found} migrated message(s) missing in the target"
+                elif source_count > settled:
+                    note = f"{source_count - settled} new message(s) since the last pass; run again"
+                elif source_count < settled:
+                    note = f"{settled - source_count} message(s) deleted in the source since migrated"
+                fr = FolderResult(folder.display, folder_row.target_path or "", source_count, totals.get("done", 0),
+                                  totals.get("skipped", 0), found, items, ok, note)
+                result.folders.append(fr)
+                checks.append(FolderCheck(folder_row.id, source_count, totals.get("done", 0), found, ok))
+                result.ok &= ok
+    except MigratorError as exc:
+        result.ok = False
+        result.error = exc.message
+    if checks and result.error is None:
+        new = verification.record(store, plan_id, row.id, checks, run_id=run_id)
+        result.status = new or row.status
+    return result

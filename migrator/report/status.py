@@ -1,0 +1,65 @@
+"""The `status` screen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from migrator.report.console import safe
+from migrator.report.run import human_bytes
+
+
+def render_status(con: Console, data: dict[str, Any]) -> None:
+    con.print(f"[bold]{safe(data['headline'], 200)}[/bold]")
+    a = data["accounts"]
+    con.print(
+        f"accounts: {a['verified']:,} verified, {a['synced']:,} synced, {a['running']:,} running, "
+        f"{a['pending']:,} pending, {a['failed']:,} failed; not in scope: {a['excluded']:,} excluded, "
+        f"{a['invalid']:,} invalid, {a['vanished']:,} vanished"
+    )
+    m = data["messages"]
+    con.print(
+        f"messages: {m['done']:,} migrated ({human_bytes(m['bytes'])}), {m['skipped']:,} skipped, "
+        f"{m['failed']:,} failed"
+    )
+    recent = data["last_hour"]
+    line = f"last hour: {recent['accounts']:,} accounts, {recent['messages']:,} messages, {human_bytes(recent['bytes'])}"
+    if data["eta_hours"] is not None:
+        line += f"; at this pace the rest takes about {data['eta_hours']:,.1f} h"
+    con.print(line)
+    if data["by"] == "status":
+        table = Table(title="Accounts by state", title_justify="left")
+        table.add_column("state")
+        table.add_column("accounts", justify="right")
+        for row in data["groups"]:
+            table.add_row(safe(row["status"]), f"{row['accounts']:,}")
+    else:
+        table = Table(title="Progress by batch", title_justify="left")
+        for column in ("batch", "accounts", "migrated", "failed", "pending", "%"):
+            table.add_column(column, justify="left" if column == "batch" else "right")
+        rows = sorted(data["groups"], key=lambda r: (r["migrated"] / r["total"] if r["total"] else 1, r["batch"] or ""))
+        for row in rows[:25]:
+            pct = 100.0 * row["migrated"] / row["total"] if row["total"] else 100.0
+            table.add_row(safe(row["batch"]), f"{row['total']:,}", f"{row['migrated']:,}", f"{row['failed']:,}", f"{row['pending']:,}", f"{pct:.0f}")
+        if len(rows) > 25:
+            table.caption = f"the 25 least advanced of {len(rows):,} batches; --json lists all"
+    con.print(table)
+    if data["skipped_by_reason"]:
+        table = Table(title="Skipped messages by reason", title_justify="left")
+        table.add_column("reason")
+        table.add_column("messages", justify="right")
+        for reason, n in sorted(data["skipped_by_reason"].items(), key=lambda kv: -kv[1]):
+            table.add_row(safe(reason), f"{n:,}")
+        con.print(table)
+    if data["failures_by_reason"]:
+        table = Table(title="Failed accounts by reason", title_justify="left")
+        for column in ("reason", "accounts", "example"):
+            table.add_column(column)
+        for row in data["failures_by_reason"]:
+            table.add_row(safe(row["reason"]), f"{row['accounts']:,}", safe(row["example"], 90))
+        con.print(table)
+    verify = data["last_verification"]
+    if verify:
+        con.print(f"last verification: {verify['started_at']:%Y-%m-%d %H:%M} UTC ({safe(verify['status'])})")
