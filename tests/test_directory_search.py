@@ -32,7 +32,6 @@ from migrator.samples.directory import (
 if TYPE_CHECKING:
     from tests.fixtures.slapd import SlapdServer
 
-pytest_plugins = ["tests.fixtures.slapd"]
 
 ATTRIBUTES = ["mail", "uid", "cn", "sn", "givenName", "employeeType", "ou"]
 

@@ -17,7 +17,6 @@ from migrator.samples.directory import DEFAULT_FILTER, POPULATION_FILTER, select
 if TYPE_CHECKING:
     from tests.fixtures.slapd import SlapdServer
 
-pytest_plugins = ["tests.fixtures.slapd"]
 pytestmark = pytest.mark.slapd
 
 

@@ -80,7 +80,6 @@ def _extended_properties() -> object:
         Message.deregister(name)
 
 
-pytest_plugins = ["tests.fixtures.ews"]
 
 
 def mime(subject: str, body: str = "hello", extra: bytes = b"") -> bytes:

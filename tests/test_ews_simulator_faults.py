@@ -27,7 +27,6 @@ from tests.fixtures.ews import (
     make_account,
 )
 
-pytest_plugins = ["tests.fixtures.ews"]
 
 
 def mime(subject: str, size: int = 0) -> bytes:

@@ -18,6 +18,7 @@ HOMES = {
     "click": ("migrator.cli",),
     "rich": ("migrator.report",),
     "tenacity": ("migrator.adapters.retry",),
+    "imapclient": ("migrator.adapters.sources.imap", "migrator.adapters.targets.imap"),
 }
 
 

@@ -182,16 +182,19 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
 @_state_option
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Accounts checked at once (default: the plan's [run] workers).")
 @_json_option
 @handle_errors
-def verify_cmd(plan_path: Path, state_url: str | None, accounts: tuple[str, ...], batches: tuple[str, ...], as_json: bool) -> None:
+def verify_cmd(
+    plan_path: Path, state_url: str | None, accounts: tuple[str, ...], batches: tuple[str, ...], workers: int | None, as_json: bool
+) -> None:
     """Compare, per folder, the source count, the ledger and what the target holds.
 
     Results are stored with a timestamp; accounts whose folders all agree become
     "verified". Exit 1 when any folder disagrees.
     """
     plan = load_plan(plan_path)
-    report = verify(plan, state_url=state_url, addresses=accounts, batches=batches)
+    report = verify(plan, state_url=state_url, addresses=accounts, batches=batches, workers=workers)
     if as_json:
         print_json(report.as_json())
     else:

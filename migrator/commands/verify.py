@@ -8,6 +8,7 @@ folder look wrong); the folder's total item count is reported beside it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -72,7 +73,12 @@ class VerifyReport:
 
 
 def verify(
-    plan: Plan, *, state_url: str | None = None, addresses: Sequence[str] = (), batches: Sequence[str] = ()
+    plan: Plan,
+    *,
+    state_url: str | None = None,
+    addresses: Sequence[str] = (),
+    batches: Sequence[str] = (),
+    workers: int | None = None,
 ) -> VerifyReport:
     secrets = target_secrets(plan)
     password = source_password(plan)
@@ -98,8 +104,11 @@ def verify(
         target = open_target(plan.target, secrets=secrets, max_connections=plan.run.target_concurrency, plan_file=plan.file)
         policy = RetryPolicy()
         try:
-            for row in rows:
-                report.accounts.append(_account(plan, store, target, row, password, plan_id, run_id, policy))
+            # accounts are independent: check several at once, like `run` does
+            with ThreadPoolExecutor(max_workers=workers or plan.run.workers) as pool:
+                report.accounts.extend(
+                    pool.map(lambda row: _account(plan, store, target, row, password, plan_id, run_id, policy), rows)
+                )
         finally:
             target.close()
         store.finish_run(run_id, "done" if report.exit_code == 0 else "partial", report.as_json())

@@ -112,7 +112,11 @@ class AccountJob:
     def execute(self) -> AccountOutcome:
         started = time.monotonic()
         target = self.ctx.target
-        self._retry(lambda: target.preflight(self.mailbox))
+        # A first pass checks the target mailbox up front; a delta pass only once it has
+        # something to send, so a pass with nothing new costs no request to the target.
+        self._preflighted = False
+        if self.claim.passes == 0:
+            self._preflight()
         source = self.ctx.source_factory(
             self.ctx.plan.source,
             mailbox_path=self.claim.source_path,
@@ -121,25 +125,33 @@ class AccountJob:
             folders_path=self.claim.attributes.get("folders_path"),
         )
         with source:
+            self._stored = {f.native: f for f in ledger.folders(self.ctx.store, self.claim.account_id)}
             self._resolve_inflight()
-            folders = source.folders()
-            for folder in folders:
+            synced: list[tuple[int, int | None, int | None]] = []
+            for folder in source.folders():
                 self._check_stop()
                 if target.is_excluded(folder.path):
                     continue
-                self._folder(source, folder)
+                synced.append(self._folder(source, folder))
                 self.outcome.folders += 1
+            ledger.folders_synced(self.ctx.store, self.claim, synced)
         self.outcome.status = "synced"
         self.outcome.seconds = time.monotonic() - started
         return self.outcome
+
+    def _preflight(self) -> None:
+        if not self._preflighted:
+            self._retry(lambda: self.ctx.target.preflight(self.mailbox))
+            self._preflighted = True
 
     def _resolve_inflight(self) -> None:
         pending = ledger.inflight(self.ctx.store, self.claim.account_id)
         if not pending:
             return
-        stored = {f.id: f for f in ledger.folders(self.ctx.store, self.claim.account_id)}
+        self._preflight()
+        by_id = {f.id: f for f in self._stored.values()}
         for folder_id, keys in pending.items():
-            row = stored.get(folder_id)
+            row = by_id.get(folder_id)
             found: dict[str, str] = {}
             if row is not None and row.target_folder_id:
                 tfolder = TargetFolder(row.target_folder_id, tuple((row.target_path or "").split("/")))
@@ -151,18 +163,34 @@ class AccountJob:
                 f"{len(found)} already in the target, {len(keys) - len(found)} to send again"
             )
 
-    def _folder(self, source: Source, folder: FolderInfo) -> None:
+    def _folder(self, source: Source, folder: FolderInfo) -> tuple[int, int, int]:
+        """Migrate what is new in one folder; returns (folder id, messages, bytes) listed."""
         store, claim = self.ctx.store, self.claim
-        folder_id = ledger.ensure_folder(store, claim, folder)
-        tfolder = self._retry(lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role))
-        ledger.set_folder_target(store, claim, folder_id, tfolder.id, tfolder.display)
+        row = self._stored.get(folder.native)
+        folder_id = row.id if row is not None else ledger.ensure_folder(store, claim, folder)
+        known_target = row.target_folder_id if row is not None else None
+        tfolder_box: list[TargetFolder] = []
+
+        def tfolder() -> TargetFolder:
+            # the target folder is asked for only when something goes there (or it is new)
+            if not tfolder_box:
+                self._preflight()
+                found = self._retry(lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role))
+                if found.id != known_target:
+                    ledger.set_folder_target(store, claim, folder_id, found.id, found.display)
+                tfolder_box.append(found)
+            return tfolder_box[0]
+
         known = ledger.known_keys(store, folder_id)
         chunk: list[MessageRecord] = []
         chunk_bytes = 0
         skips: list[Outcome] = []
         max_size = self.ctx.target.max_message_size
+        listed = listed_bytes = 0
         for record in source.messages(folder):
             self.outcome.messages_seen += 1
+            listed += 1
+            listed_bytes += record.size if isinstance(record, MessageRecord) else 0
             if record.key in known:
                 continue
             known.add(record.key)  # a source listing the same key twice must not send it twice
@@ -179,7 +207,7 @@ class AccountJob:
             if chunk and (
                 len(chunk) >= self.run.chunk_messages or chunk_bytes + record.size > self.run.chunk_bytes
             ):
-                self._chunk(folder, folder_id, tfolder, chunk)
+                self._chunk(folder, folder_id, tfolder(), chunk)
                 chunk, chunk_bytes = [], 0
             chunk.append(record)
             chunk_bytes += record.size
@@ -188,9 +216,11 @@ class AccountJob:
                 skips = []
         if skips:
             ledger.finish_chunk(store, claim, folder_id, skips)
-        if chunk:
-            self._chunk(folder, folder_id, tfolder, chunk)
-        ledger.set_folder_synced(store, claim, folder_id)
+        if chunk or known_target is None:
+            target_folder = tfolder()  # a new folder is created even when it holds no mail
+            if chunk:
+                self._chunk(folder, folder_id, target_folder, chunk)
+        return folder_id, listed, listed_bytes
 
     def _note_skip(self, folder: FolderInfo, key: str, reason: str, detail: str) -> None:
         self.outcome.skipped.append(SkippedInfo(folder.display, key, reason, detail))

@@ -230,6 +230,8 @@ class Runner:
         outcome: AccountOutcome
         try:
             outcome = job.execute()
+            with self._lock:
+                self._claims.pop(claim.account_id, None)
             release(
                 self.store,
                 claim,
@@ -325,7 +327,11 @@ class Runner:
                 claims = list(self._claims.values())
             for claim in claims:
                 try:
-                    if not renew(self.store, claim, self.plan.run.lease_seconds):
+                    renewed = renew(self.store, claim, self.plan.run.lease_seconds)
+                    with self._lock:
+                        still_held = claim.account_id in self._claims
+                    # a claim released between the copy above and the renewal is not "lost"
+                    if not renewed and still_held:
                         self.progress.note(
                             f"{claim.address}: lease lost to another worker; stopping work on it"
                         )

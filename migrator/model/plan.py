@@ -98,6 +98,13 @@ class TargetSettings:
     folder_map: dict[str, str] = field(default_factory=dict)
     exclude_folders: tuple[str, ...] = ()
     timeout: float = 120.0
+    # imap: how the administrator (`username`) logs in as a mailbox with auth = "login";
+    # {address}, {local}, {domain} are the mailbox's, {username} the administrator's.
+    # Dovecot master user: "{address}*{username}"; Exchange: "DOMAIN\\{username}\\{local}".
+    proxy_login: str = "{address}*{username}"
+    tag_header: bool = False  # imap: add X-Migrator-Key so find() works from keys alone
+    token_url: str | None = None  # imap xoauth2: token endpoint (default: Microsoft's for tenant_id)
+    oauth_scope: str = "https://outlook.office365.com/.default"
 
 
 @dataclass(frozen=True)

@@ -351,6 +351,10 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
             port=r.whole("port", 993 if tls == "ssl" else 143, minimum=1),
             tls=tls,
             auth=auth,
+            proxy_login=r.text("proxy_login", TargetSettings.proxy_login),
+            tag_header=r.flag("tag_header", False),
+            token_url=r.text("token_url"),
+            oauth_scope=r.text("oauth_scope", TargetSettings.oauth_scope),
             **common,
         )
     needs = "client_secret" if settings.auth in ("oauth2", "xoauth2") else "password"

@@ -104,8 +104,12 @@ def _people() -> list:  # type: ignore[type-arg]
 
 def _mailbox(index: int) -> Mailbox:
     rnd = random.Random(index)
-    box: Mailbox = {("INBOX",): [], ("Sent",): [], ("Proyectos", "Informes"): []}
-    for folder, count in ((("INBOX",), 3), (("Sent",), 1), (("Proyectos", "Informes"), 1)):
+    # most people keep mail in INBOX and Sent; every tenth has a folder tree of their own
+    folders: list[tuple[tuple[str, ...], int]] = [(("INBOX",), 3), (("Sent",), 1)]
+    if index % 10 == 0:
+        folders.append((("Proyectos", "Informes"), 1))
+    box: Mailbox = {folder: [] for folder, _ in folders}
+    for folder, count in folders:
         for i in range(count):
             when = datetime(2012, 1, 1, tzinfo=UTC).fromtimestamp(1325376000 + rnd.randrange(0, 10**8), UTC)
             subject = f"Informe {index}-{i} de {'/'.join(folder)}".encode()

@@ -100,6 +100,25 @@ def set_folder_target(store: Store, claim: Claim, folder_id: int, target_id: str
         )
 
 
+def folders_synced(
+    store: Store, claim: Claim, folders: Sequence[tuple[int, int | None, int | None]]
+) -> None:
+    """End of a pass: each (folder id, source count, source bytes) synced now; one transaction."""
+    if not folders:
+        return
+    now = utcnow()
+    stmt = (
+        update(F)
+        .where(F.c.id == bindparam("b_id"))
+        .values(last_synced_at=now, source_count=bindparam("b_count"), source_bytes=bindparam("b_bytes"))
+    )
+    with store.session(write=True) as s:
+        fence(s, claim)
+        s.connection().execute(
+            stmt, [{"b_id": fid, "b_count": count, "b_bytes": nbytes} for fid, count, nbytes in folders]
+        )
+
+
 def set_folder_synced(store: Store, claim: Claim, folder_id: int, uidvalidity: int | None = None) -> None:
     with store.session(write=True) as s:
         fence(s, claim)

@@ -34,7 +34,7 @@ def open_target(
                          plan_file=plan_file)
     if kind == "imap":
         try:
-            from .imap import open_imap_target  # type: ignore[attr-defined]
+            from .imap import open_imap_target
         except ImportError as exc:
             raise PlanError(plan_file, "target.kind", "the IMAP target is not available yet") from exc
         target: Target = open_imap_target(settings, secrets=secrets,

@@ -139,6 +139,9 @@ def quiet_exchangelib_logging() -> None:
     root = logging.getLogger("exchangelib")
     if root.level == logging.NOTSET or root.level < logging.WARNING:
         root.setLevel(logging.WARNING)
+    # exchangelib shrinks its session pool when the server pushes back and says so as a
+    # warning on every step; our own retry layer reports throttling, once, in the summary
+    logging.getLogger("exchangelib.protocol").setLevel(logging.ERROR)
     redact = _Redact()
     for name in ("exchangelib", "exchangelib.util", "exchangelib.protocol",
                  "exchangelib.services.common", "exchangelib.transport"):

@@ -17,6 +17,7 @@ from exchangelib.folders import (
     SentItems,
 )
 from exchangelib.folders.base import BaseFolder
+from exchangelib.properties import DistinguishedFolderId, Mailbox
 
 from migrator.model.mail import FolderRole
 
@@ -45,6 +46,37 @@ class MailboxFolders:
         self._children: dict[str, dict[str, BaseFolder]] = {}  # parent id -> casefolded name -> folder
         # source paths placed on a well-known folder: their subfolders follow them
         self.role_paths: dict[tuple[str, ...], FolderRole] = {}
+
+    def prefetch(self) -> None:
+        """Look up every well-known folder and the top of the mailbox in one GetFolder.
+
+        A new mailbox otherwise costs one request per role folder; across thousands of
+        accounts that is most of the requests of a small mailbox.
+        """
+        with self._lock:
+            if self._anchors:
+                return
+            root = self.account.root
+            roles: list[FolderRole | None] = [None, *WELL_KNOWN_CLASSES]
+            wanted = []
+            for role in roles:
+                cls = WELL_KNOWN_CLASSES[role] if role is not None else MsgFolderRoot
+                wanted.append(
+                    cls(
+                        _distinguished_id=DistinguishedFolderId(
+                            id=cls.DISTINGUISHED_FOLDER_ID,
+                            mailbox=Mailbox(email_address=self.account.primary_smtp_address),
+                        ),
+                        root=root,
+                    )
+                )
+            answers = list(FolderCollection(account=self.account, folders=wanted).resolve())
+            if len(answers) != len(roles):
+                return  # fall back to one lookup per role
+            for role, answer in zip(roles, answers, strict=True):
+                if isinstance(answer, Exception):
+                    raise answer
+                self._anchors[role] = answer
 
     def anchor(self, role: FolderRole | None) -> BaseFolder:
         """The well-known folder for `role`, or the top of the mailbox for None (GetFolder once)."""

@@ -170,6 +170,7 @@ class EwsTarget:
         folders = self._mailbox_folders(mailbox)
         # Reading the inbox proves the mailbox exists and that impersonation (or delegate
         # access) works; with a wrong password the server answers 401 before that.
+        self._call(where, folders.prefetch)
         self._call(where, lambda: folders.anchor(FolderRole.INBOX))
 
     def is_excluded(self, path: tuple[str, ...]) -> bool:

@@ -1,0 +1,182 @@
+"""Finding messages we stored earlier, when the answer to their APPEND was lost.
+
+IMAP has no custom item properties, so two ways exist:
+- with `tag_header = true` every message carries an `X-Migrator-Key` header, and a key is found
+  with SEARCH HEADER (a substring search) confirmed by fetching that one header;
+- without it, a message is recognised by what it is: its Message-ID (SEARCH HEADER), its size
+  and INTERNALDATE (FETCH), and, when those are not conclusive (no Message-ID or no internal
+  date), the SHA-256 of the candidate's content compared with the bytes we sent.
+Both run on a session with the folder selected read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from imapclient import IMAPClient
+
+TAG_HEADER = "X-Migrator-Key"
+SEARCH_BATCH = 25  # criteria OR-ed in one SEARCH
+FETCH_BATCH = 200  # UIDs per FETCH
+
+_UNSAFE = re.compile(r"[^\x21-\x7e]|%")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def header_value(key: str) -> str:
+    """The key as a header value: printable ASCII stays, anything else is %-escaped."""
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), key)
+
+
+def with_tag_header(data: bytes, key: str) -> bytes:
+    """The message with X-Migrator-Key in front, using the message's own line ending."""
+    first = data.find(b"\n")
+    newline = b"\r\n" if first > 0 and data[first - 1:first] == b"\r" else b"\n"
+    return f"{TAG_HEADER}: {header_value(key)}".encode("ascii") + newline + data
+
+
+def headers_of(data: bytes) -> bytes:
+    end = _HEADER_END.search(data)
+    return data[: end.start()] if end else data
+
+
+def header(data: bytes, name: str) -> str | None:
+    """The first `name` header of a message (unfolded, stripped), or None."""
+    wanted = name.lower().encode("ascii") + b":"
+    lines = re.split(rb"\r?\n", headers_of(data))
+    for index, line in enumerate(lines):
+        if line[: len(wanted)].lower() == wanted:
+            value = line[len(wanted):]
+            for more in lines[index + 1:]:
+                if more[:1] not in (b" ", b"\t"):
+                    break
+                value += b" " + more.strip()
+            return value.decode("utf-8", "replace").strip()
+    return None
+
+
+def crlf(data: bytes) -> bytes:
+    """Every line ending as CRLF (how IMAP servers hand messages back)."""
+    return re.sub(rb"\r?\n", b"\r\n", data)
+
+
+def _or(criteria: Sequence[list[str]]) -> list[str]:
+    """OR-ed search criteria in IMAP's prefix notation: OR OR a b c."""
+    out: list[str] = ["OR"] * (len(criteria) - 1)
+    for one in criteria:
+        out.extend(one)
+    return out
+
+
+def _batches(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _header_field(raw: bytes, name: str) -> str | None:
+    return header(raw + b"\r\n\r\n", name)
+
+
+def find_tagged(client: IMAPClient, keys: Sequence[str]) -> dict[str, int]:
+    """Key -> UID for the keys whose X-Migrator-Key header is in the selected folder."""
+    wanted = {header_value(k): k for k in keys}
+    found: dict[str, int] = {}
+    for part in _batches(list(wanted), SEARCH_BATCH):
+        uids = client.search(_or([["HEADER", TAG_HEADER, value] for value in part]))
+        section = f"BODY.PEEK[HEADER.FIELDS ({TAG_HEADER.upper()})]"
+        for uid_part in _batches([str(u) for u in sorted(uids)], FETCH_BATCH):
+            answer = client.fetch([int(u) for u in uid_part], [section])
+            for uid, data in answer.items():
+                raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
+                value = _header_field(raw or b"", TAG_HEADER)
+                key = wanted.get(value or "")
+                if key is not None and key not in found:
+                    found[key] = int(uid)
+    return found
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What we know of one message we may have stored: the exact bytes and internal date."""
+
+    key: str
+    data: bytes
+    internal_date: datetime | None
+
+    @property
+    def message_id(self) -> str | None:
+        value = header(self.data, "Message-ID")
+        return value or None
+
+    @property
+    def sizes(self) -> set[int]:
+        return {len(self.data), len(crlf(self.data))}
+
+    @property
+    def digests(self) -> set[bytes]:
+        return {hashlib.sha256(self.data).digest(), hashlib.sha256(crlf(self.data)).digest()}
+
+    @property
+    def seconds(self) -> int | None:
+        when = self.internal_date
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return int(when.timestamp())
+
+
+def find_sent(client: IMAPClient, sent: Sequence[Sent], exclude: Collection[int] = ()) -> dict[str, int]:
+    """Key -> UID for the messages of `sent` found in the selected folder.
+
+    Each UID is given to one key at most, and UIDs in `exclude` (already known to hold other
+    source messages) to none: two identical copies in the source stay two messages.
+    """
+    candidates: set[int] = set()
+    with_id = [s for s in sent if s.message_id]
+    ids = list(dict.fromkeys(s.message_id or "" for s in with_id))
+    for part in _batches(ids, SEARCH_BATCH):
+        candidates.update(client.search(_or([["HEADER", "Message-ID", v] for v in part])))
+    sizes = sorted({size for s in sent if not s.message_id for size in s.sizes})
+    for size_wanted in sizes:
+        candidates.update(client.search(["LARGER", str(size_wanted - 1), "SMALLER", str(size_wanted + 1)]))
+    candidates -= set(exclude)
+    facts: dict[int, tuple[str | None, int, int | None]] = {}
+    ordered = sorted(candidates)
+    for part in _batches([str(u) for u in ordered], FETCH_BATCH):
+        answer = client.fetch([int(u) for u in part], [
+            "RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        for uid, data in answer.items():
+            raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
+            date = data.get(b"INTERNALDATE")
+            facts[int(uid)] = (_header_field(raw or b"", "Message-ID"), int(data[b"RFC822.SIZE"]),
+                               int(date.timestamp()) if isinstance(date, datetime) else None)
+    taken: set[int] = set()
+    found: dict[str, int] = {}
+    for one in sent:
+        msgid, wanted_sizes, seconds = one.message_id, one.sizes, one.seconds
+        for uid in ordered:
+            if uid in taken:
+                continue
+            their_id, size, their_date = facts.get(uid, (None, -1, None))
+            if size not in wanted_sizes or (msgid is not None and their_id != msgid):
+                continue
+            if seconds is not None and their_date is not None and seconds != their_date:
+                continue
+            conclusive = msgid is not None and seconds is not None and their_date is not None
+            if not conclusive and not _same_content(client, uid, one):
+                continue
+            taken.add(uid)
+            found[one.key] = uid
+            break
+    return found
+
+
+def _same_content(client: IMAPClient, uid: int, sent: Sent) -> bool:
+    answer = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {})
+    body = answer.get(b"BODY[]")
+    return isinstance(body, bytes) and hashlib.sha256(body).digest() in sent.digests

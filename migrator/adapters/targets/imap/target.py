@@ -1,0 +1,422 @@
+"""Any IMAP server as a target: the Target implementation (IMAPClient lives in this package).
+
+Target ids are "{uidvalidity}:{uid}" from APPENDUID (UIDPLUS). Besides the Target contract this
+class offers `find_uploads(mailbox, folder, items, known_ids=())`, which recognises messages by
+Message-ID, size, INTERNALDATE and content when no X-Migrator-Key header was added (see
+docs/targets.md, "IMAP target").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from imapclient.exceptions import IMAPClientError
+
+from migrator.model.errors import MigratorError, PermanentError, TransientError
+from migrator.model.mail import FolderRole, UploadItem, UploadResult
+from migrator.model.plan import TargetSettings
+
+from ..base import ExcludedFolderError, TargetFolder
+from ..naming import FolderNaming
+from . import errors
+from .append import (
+    Answer,
+    Message,
+    Wire,
+    append_multi,
+    append_pipelined,
+    appenduid,
+    date_time,
+    flag_list,
+)
+from .connection import Connector, Pool, Session, rights_allow_insert
+from .folders import MailboxFolders
+from .oauth import MICROSOFT_TOKEN_URL, TokenSource
+from .recovery import Sent, find_sent, find_tagged, with_tag_header
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+MULTI_ITEMS = 100  # messages per MULTIAPPEND
+MULTI_BYTES = 16 * 1024 * 1024  # bytes per MULTIAPPEND
+JOURNAL_SIZE = 200_000  # uploads remembered in memory for find() without the tag header
+UNKNOWN_UID = "?"
+
+
+@dataclass
+class _Afterwards:
+    """What upload() must still look up once its connection is back in the pool."""
+
+    lost: TransientError | None = None  # the connection broke during APPEND
+    unsure: list[int] = field(default_factory=list)  # written, unanswered: stored or not?
+    unknown: list[int] = field(default_factory=list)  # stored without APPENDUID
+
+
+def open_imap_target(settings: TargetSettings, *, secrets: Mapping[str, str],
+                     max_connections: int) -> ImapTarget:
+    return ImapTarget(settings, secrets=secrets, max_connections=max_connections)
+
+
+class ImapTarget:
+    """Writes into IMAP mailboxes. Thread-safe; one connection pool per object."""
+
+    def __init__(self, settings: TargetSettings, *, secrets: Mapping[str, str],
+                 max_connections: int = 4, plan_file: str = "plan") -> None:
+        if not settings.host:
+            raise PermanentError(f"{plan_file}: [target] host is missing for kind = \"imap\"",
+                                 reason=errors.CONFIG)
+        self.settings = settings
+        self.max_message_size = settings.max_message_size
+        self.naming = FolderNaming(archive_folder=settings.archive_folder,
+                                   folder_map=settings.folder_map,
+                                   exclude_folders=settings.exclude_folders, plan_file=plan_file)
+        tokens: TokenSource | None = None
+        if settings.auth == "xoauth2":
+            tokens = TokenSource(
+                token_url=settings.token_url or MICROSOFT_TOKEN_URL.format(
+                    tenant_id=settings.tenant_id),
+                client_id=settings.client_id or "", client_secret=secrets.get("client_secret", ""),
+                scope=settings.oauth_scope, timeout=settings.timeout)
+        self.tokens = tokens
+        self.connector = Connector(settings, dict(secrets), tokens)
+        self.pool = Pool(self.connector.open, max_connections)
+        self._lock = threading.Lock()
+        self._folders: dict[str, MailboxFolders] = {}
+        # (mailbox, folder id, key) -> (uidvalidity, uid) of what this object stored
+        self._journal: OrderedDict[tuple[str, str, str], tuple[int, int]] = OrderedDict()
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _run(self, mailbox: str, where: str, what: str, fn: Callable[[Session], T]) -> T:
+        """fn on a leased session of `mailbox`, with every IMAP failure translated."""
+        with self.pool.lease(mailbox) as session:
+            self._learn(session)
+            try:
+                return fn(session)
+            except MigratorError:
+                raise
+            except errors.CONNECTION_LOST as exc:
+                session.broken = True
+                raise errors.connection_error(exc, where=where, what=what) from None
+            except IMAPClientError as exc:
+                raise errors.answer_error(str(exc).encode("utf-8", "replace"), where=where,
+                                          what=what) from None
+
+    def _learn(self, session: Session) -> None:
+        limit = session.append_limit()
+        if limit is not None and limit < self.max_message_size:
+            self.max_message_size = limit
+
+    def _mailbox_folders(self, mailbox: str) -> MailboxFolders:
+        with self._lock:
+            return self._folders.setdefault(mailbox.casefold(), MailboxFolders())
+
+    def _select(self, session: Session, folder: str, readonly: bool = True) -> int:
+        answer = session.client.select_folder(folder, readonly=readonly)
+        session.selected = (folder, readonly)
+        return int(answer[b"UIDVALIDITY"])
+
+    # --- contract -----------------------------------------------------------------------------
+    def preflight(self, mailbox: str) -> None:
+        where = f"mailbox {mailbox}"
+
+        def check(session: Session) -> None:
+            if session.has("ACL"):
+                _, data = session.client._imap.myrights("INBOX")
+                rights = (data[0] or b"").split()[-1].decode("ascii", "replace") if data else ""
+                if not rights_allow_insert(rights):
+                    raise PermanentError(
+                        f"{where}: {self.connector.login_name(mailbox)} may not add messages to "
+                        f"it (rights {rights!r})", reason=errors.NO_PERMISSION,
+                        hint="grant the administrator full rights on the mailbox (ACL lrwstipekxa)")
+            else:
+                session.client.folder_status("INBOX", ["MESSAGES"])
+
+        self._run(mailbox, where, "preflight", check)
+
+    def is_excluded(self, path: tuple[str, ...]) -> bool:
+        return self.naming.is_excluded(path)
+
+    def ensure_folder(self, mailbox: str, path: tuple[str, ...], role: FolderRole) -> TargetFolder:
+        if self.naming.is_excluded(path):
+            raise ExcludedFolderError(path)
+        folders = self._mailbox_folders(mailbox)
+        where = f"mailbox {mailbox}, folder {'/'.join(path)!r}"
+
+        def ensure(session: Session) -> TargetFolder:
+            with folders.lock:
+                if not folders.loaded:
+                    folders.load(session)
+                target = self.naming.target_path(path, role, folders.role_paths)
+                wire = folders.ensure(session, target)
+                if target.anchor is not None and not target.names:
+                    folders.role_paths[path] = target.anchor
+                return TargetFolder(id=wire, path=target.display())
+
+        return self._run(mailbox, where, "creating the folder", ensure)
+
+    def count(self, mailbox: str, folder: TargetFolder) -> int:
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        return self._run(mailbox, where, "STATUS", lambda s: int(
+            s.client.folder_status(folder.id, ["MESSAGES"])[b"MESSAGES"]))
+
+    def find(self, mailbox: str, folder: TargetFolder, keys: Sequence[str]) -> dict[str, str]:
+        """Keys stored in `folder`: by X-Migrator-Key with tag_header, and always those this
+        object stored itself (confirmed on the server). Without the header, after a restart,
+        use find_uploads()."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def search(session: Session) -> dict[str, str]:
+            validity = self._select(session, folder.id)
+            found = self._journal_hits(session, mailbox, folder, wanted, validity)
+            rest = [k for k in wanted if k not in found]
+            if rest and self.settings.tag_header:
+                for key, uid in find_tagged(session.client, rest).items():
+                    found[key] = f"{validity}:{uid}"
+            return found
+
+        return self._run(mailbox, where, "searching", search)
+
+    def find_uploads(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
+                     known_ids: Collection[str] = ()) -> dict[str, str]:
+        """Key -> target id for those of `items` already stored in `folder`, recognised by
+        their content (Message-ID, size, INTERNALDATE, then SHA-256) or their tag header.
+        `known_ids` are target ids the caller already holds for other source messages of this
+        folder: never matched again, so identical copies stay separate."""
+        if not items:
+            return {}
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def search(session: Session) -> dict[str, str]:
+            validity = self._select(session, folder.id)
+            keys = [i.key for i in items]
+            found = self._journal_hits(session, mailbox, folder, keys, validity)
+            if self.settings.tag_header:
+                rest = [k for k in keys if k not in found]
+                for key, uid in find_tagged(session.client, rest).items():
+                    found[key] = f"{validity}:{uid}"
+                return found
+            exclude = {int(i.split(":", 1)[1]) for i in (*known_ids, *found.values())
+                       if i.startswith(f"{validity}:") and i.split(":", 1)[1].isdigit()}
+            sent = [Sent(i.key, self._payload(i), i.internal_date) for i in items
+                    if i.key not in found]
+            for key, uid in find_sent(session.client, sent, exclude).items():
+                found[key] = f"{validity}:{uid}"
+            return found
+
+        return self._run(mailbox, where, "searching", search)
+
+    def _journal_hits(self, session: Session, mailbox: str, folder: TargetFolder,
+                      keys: Sequence[str], validity: int) -> dict[str, str]:
+        with self._lock:
+            known = {k: self._journal.get((mailbox, folder.id, k)) for k in keys}
+        uids = {k: v[1] for k, v in known.items() if v is not None and v[0] == validity}
+        if not uids:
+            return {}
+        present = set(session.client.search(["UID", ",".join(str(u) for u in uids.values())]))
+        return {k: f"{validity}:{uid}" for k, uid in uids.items() if uid in present}
+
+    def _remember(self, mailbox: str, folder: TargetFolder, key: str, validity: int,
+                  uid: int) -> None:
+        with self._lock:
+            self._journal[(mailbox, folder.id, key)] = (validity, uid)
+            while len(self._journal) > JOURNAL_SIZE:
+                self._journal.popitem(last=False)
+
+    # --- upload ---------------------------------------------------------------------------------
+    def _payload(self, item: UploadItem) -> bytes:
+        return with_tag_header(item.data, item.key) if self.settings.tag_header else item.data
+
+    def upload(self, mailbox: str, folder: TargetFolder,
+               items: Sequence[UploadItem]) -> list[UploadResult]:
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        results: list[UploadResult | None] = [None] * len(items)
+        sendable: list[int] = []
+        for index, item in enumerate(items):
+            error = self._refuse(item, where)
+            if error is not None:
+                results[index] = UploadResult(item.key, error=error)
+            else:
+                sendable.append(index)
+        if sendable:
+            after = _Afterwards()
+            try:
+                self._run(mailbox, where, "APPEND", lambda s: self._send(
+                    s, mailbox, folder, items, sendable, results, after))
+            except (TransientError, PermanentError) as exc:  # login, connection: whole chunk
+                for index in sendable:
+                    if results[index] is None and index not in after.unsure:
+                        results[index] = UploadResult(items[index].key, error=exc)
+            # lookups take a connection of their own: only once ours is back in the pool
+            self._settle_lost(mailbox, folder, items, after, results)
+            if after.unknown:
+                self._identify(mailbox, folder, items, after.unknown, results)
+        return [r if r is not None else UploadResult(items[i].key, error=TransientError(
+            f"{where}: no answer for message {items[i].key}")) for i, r in enumerate(results)]
+
+    def _refuse(self, item: UploadItem, where: str) -> PermanentError | None:
+        size = len(item.data)
+        if size > self.max_message_size:
+            return PermanentError(
+                f"{where}: message {item.key} is {size} bytes, over the target's limit of "
+                f"{self.max_message_size} bytes", reason=errors.TOO_LARGE,
+                hint="raise [target] max_message_size if the server allows larger messages")
+        if size == 0:
+            return PermanentError(f"{where}: message {item.key} is empty", reason=errors.REJECTED)
+        return None
+
+    def _message(self, session: Session, item: UploadItem) -> Message:
+        # Exchange keeps no IMAP keywords; sending them only risks a refusal
+        return Message(flag_list(item.flags, keywords=not session.exchange),
+                       date_time(item.internal_date), self._payload(item))
+
+    def _send(self, session: Session, mailbox: str, folder: TargetFolder,
+              items: Sequence[UploadItem], indexes: list[int],
+              results: list[UploadResult | None], after: _Afterwards) -> None:
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        for index in indexes:  # APPENDLIMIT may only be known now that we are connected
+            error = self._refuse(items[index], where)
+            if error is not None:
+                results[index] = UploadResult(items[index].key, error=error)
+        todo = [i for i in indexes if results[i] is None]
+        wire = Wire(session)
+        batches: list[list[int]] = []
+        if session.has("MULTIAPPEND") and len(todo) > 1:
+            batch: list[int] = []
+            size = 0
+            for index in todo:
+                length = len(items[index].data)
+                if batch and (len(batch) >= MULTI_ITEMS or size + length > MULTI_BYTES):
+                    batches.append(batch)
+                    batch, size = [], 0
+                batch.append(index)
+                size += length
+            batches.append(batch)
+        else:
+            batches = [todo]
+        stored: list[tuple[int, int, int]] = []  # (index, uidvalidity, uid)
+        sent_batches: list[tuple[list[int], list[bytes]]] = []
+        try:
+            for batch in batches:
+                stop = self._send_batch(session, wire, folder, items, batch, results, stored,
+                                        sent_batches, where)
+                if stop is not None:
+                    for index in todo:
+                        if results[index] is None:
+                            results[index] = UploadResult(items[index].key, error=stop)
+                    break
+        except errors.CONNECTION_LOST as exc:
+            session.broken = True
+            after.lost = errors.connection_error(exc, where=where, what="APPEND")
+            for batch, tags in sent_batches:
+                if not tags or any(tag not in wire.answers for tag in tags):
+                    after.unsure.extend(i for i in batch if results[i] is None)
+        self._finish(session, mailbox, folder, items, stored, results, after, where)
+
+    def _send_batch(self, session: Session, wire: Wire, folder: TargetFolder,
+                    items: Sequence[UploadItem], batch: list[int],
+                    results: list[UploadResult | None], stored: list[tuple[int, int, int]],
+                    sent_batches: list[tuple[list[int], list[bytes]]],
+                    where: str) -> Exception | None:
+        """Send one batch; record outcomes. Returns an error that should stop the chunk."""
+        messages = [self._message(session, items[i]) for i in batch]
+        if len(batch) > 1 and session.has("MULTIAPPEND"):
+            first_tag = len(wire.sent)
+            sent_batches.append((batch, []))
+            answer = append_multi(wire, folder.id, messages)
+            sent_batches[-1] = (batch, wire.sent[first_tag:])
+            if answer.ok:
+                self._stored(batch, answer, stored, items, results)
+                return None
+            error = errors.answer_error(answer.text, where=where, what="MULTIAPPEND")
+            if isinstance(error, TransientError):
+                return error
+            # stored together or not at all: send one by one to learn which message is refused
+            sent_batches.pop()
+        first_tag = len(wire.sent)
+        sent_batches.append((batch, []))
+        answers = append_pipelined(wire, folder.id, messages)
+        sent_batches[-1] = (batch, wire.sent[first_tag:])
+        stop: Exception | None = None
+        for index, answer in zip(batch, answers, strict=True):
+            if answer.ok:
+                self._stored([index], answer, stored, items, results)
+            else:
+                error = errors.answer_error(answer.text, where=f"{where}, message "
+                                            f"{items[index].key}", what="APPEND")
+                results[index] = UploadResult(items[index].key, error=error)
+                if isinstance(error, TransientError):
+                    stop = error
+        return stop
+
+    @staticmethod
+    def _stored(batch: list[int], answer: Answer, stored: list[tuple[int, int, int]],
+                items: Sequence[UploadItem], results: list[UploadResult | None]) -> None:
+        uids = appenduid(answer)
+        if uids is not None and len(uids[1]) == len(batch):
+            for index, uid in zip(batch, uids[1], strict=True):
+                stored.append((index, uids[0], uid))
+        else:  # no UIDPLUS: stored, but the id has to be looked up
+            for index in batch:
+                results[index] = UploadResult(items[index].key, target_id=None)
+
+    def _settle_lost(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
+                     after: _Afterwards, results: list[UploadResult | None]) -> None:
+        """The connection broke: messages whose command was written but not answered may or may
+        not be stored. Ask the server (on a fresh connection) before reporting them missing."""
+        if after.lost is None:
+            return
+        if after.unsure:
+            try:
+                found = self.find_uploads(mailbox, folder, [items[i] for i in after.unsure])
+            except (TransientError, PermanentError):
+                found = {}
+            for index in after.unsure:
+                key = items[index].key
+                if key in found:
+                    results[index] = UploadResult(key, target_id=found[key])
+        for index, result in enumerate(results):
+            if result is None:
+                results[index] = UploadResult(items[index].key, error=after.lost)
+
+    def _finish(self, session: Session, mailbox: str, folder: TargetFolder,
+                items: Sequence[UploadItem], stored: list[tuple[int, int, int]],
+                results: list[UploadResult | None], after: _Afterwards, where: str) -> None:
+        for index, validity, uid in stored:
+            if results[index] is None:
+                results[index] = UploadResult(items[index].key, target_id=f"{validity}:{uid}")
+                self._remember(mailbox, folder, items[index].key, validity, uid)
+        after.unknown = [i for i, r in enumerate(results)
+                         if r is not None and r.error is None and r.target_id is None]
+        flagged = [uid for index, _, uid in stored if items[index].flags.flagged]
+        if session.exchange and flagged and not session.broken:
+            # Exchange ignores \Flagged in APPEND: set it on the stored copies afterwards
+            try:
+                self._select(session, folder.id, readonly=False)
+                session.client.add_flags(flagged, [b"\\Flagged"], silent=True)
+            except errors.CONNECTION_LOST as exc:
+                session.broken = True
+                log.warning("%s: \\Flagged not set on %d messages: %s", where, len(flagged), exc)
+            except IMAPClientError as exc:
+                log.warning("%s: \\Flagged not set on %d messages: %s", where, len(flagged), exc)
+
+    def _identify(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
+                  unknown: list[int], results: list[UploadResult | None]) -> None:
+        """Stored without APPENDUID: find their UIDs by content; else the UID stays unknown."""
+        try:
+            found = self.find_uploads(mailbox, folder, [items[i] for i in unknown])
+        except (TransientError, PermanentError):
+            found = {}
+        for index in unknown:
+            key = items[index].key
+            results[index] = UploadResult(key, target_id=found.get(key, UNKNOWN_UID))
+
+    def close(self) -> None:
+        self.pool.close()

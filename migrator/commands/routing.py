@@ -1,0 +1,53 @@
+"""`routing`: Postfix transport_maps lines sending migrated accounts' new mail to Exchange."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from migrator.commands.report import plan_store
+from migrator.model.errors import UsageError
+from migrator.model.plan import Plan
+from migrator.store import queries
+
+_TRANSPORTS = ("smtp:", "relay:", "lmtp:", "error:", "discard:")
+
+
+def nexthop_for(plan: Plan, nexthop: str | None) -> str:
+    """A transport_maps result: given verbatim when it names a transport, else smtp:[HOST]:25."""
+    if nexthop:
+        if nexthop.startswith(_TRANSPORTS):
+            return nexthop
+        host, _, port = nexthop.partition(":")
+        return f"smtp:[{host.strip('[]')}]:{port or 25}"
+    hostname = urlparse(plan.target.url or "").hostname
+    if not hostname:
+        raise UsageError(
+            "the plan's [target] has no url to take the next hop from",
+            hint="give it with --nexthop, e.g. --nexthop exchange.example.org",
+        )
+    return f"smtp:[{hostname}]:25"
+
+
+# a lookup key Postfix reads as one token: no whitespace, no comment sign, one @
+_SAFE_ADDRESS = re.compile(r"^[^\s#@]+@[^\s#@]+$")
+
+
+@dataclass
+class Routing:
+    lines: list[str]  # `address<TAB>nexthop`, sorted by address
+    unsafe: list[str]  # migrated addresses that cannot be a transport_maps key (left out)
+
+
+def routing_lines(
+    plan: Plan, *, state_url: str | None = None, batches: Sequence[str] = (), nexthop: str | None = None
+) -> Routing:
+    """One line per synced or verified account (of these batches), sorted by address."""
+    result = nexthop_for(plan, nexthop)
+    with plan_store(plan, state_url) as (store, plan_id):
+        rows = queries.routable_accounts(store, plan_id, batches)
+    addresses = sorted({str(r["address"]).lower() for r in rows if r["address"]})
+    unsafe = [a for a in addresses if not _SAFE_ADDRESS.match(a)]
+    return Routing([f"{a}\t{result}" for a in addresses if _SAFE_ADDRESS.match(a)], unsafe)

@@ -1,0 +1,86 @@
+"""The HTML report: one self-contained file (inline CSS, JS and data; no network to view it)."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+from migrator.report.html_assets import CSS, JS
+
+_TITLES = {
+    "address": "address",
+    "name": "name",
+    "batch": "batch",
+    "state": "state",
+    "passes": "passes",
+    "messages_source": "in source",
+    "messages_done": "migrated",
+    "messages_skipped": "skipped",
+    "messages_failed": "failed",
+    "bytes": "bytes",
+    "first_pass": "first pass",
+    "last_pass": "last pass",
+    "last_error_reason": "reason",
+    "last_error": "last error",
+}
+_NUMERIC = {"passes", "messages_source", "messages_done", "messages_skipped", "messages_failed", "bytes"}
+
+
+def embed_json(data: Any) -> str:
+    """JSON safe inside a <script> element: no `</script>`, `<!--` or `&` can end or bend it."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_html(data: dict[str, Any]) -> str:
+    e = escape
+    m = data["messages"]
+    a = data["accounts"]
+    heads = "".join(
+        f'<th scope="col" data-col="{e(c)}"{" class=n" if c in _NUMERIC else ""}>{e(_TITLES.get(c, c))}</th>'
+        for c in data["columns"]
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+<title>migrator report: {e(data["plan"])}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<header>
+<h1 id="headline">{e(data["headline"])}</h1>
+<p class="meta">plan <b>{e(data["plan"])}</b> &middot; generated {e(str(data["generated_at"]))} UTC &middot;
+{a["verified"]:,} verified, {a["synced"]:,} synced, {a["running"]:,} running, {a["pending"]:,} pending,
+{a["failed"]:,} failed &middot; messages: {m["done"]:,} migrated, {m["skipped"]:,} skipped, {m["failed"]:,} failed</p>
+</header>
+<noscript><p>This report draws its charts and table with JavaScript; enable it, or use the CSV/JSON report.</p></noscript>
+<section>
+<h2>Progress over time</h2>
+<p class="meta">accounts synced at least once, cumulative per {e(data["timeline"]["unit"])}</p>
+<svg id="progress-chart" width="100%" role="img" aria-label="accounts synced over time"></svg>
+</section>
+<section>
+<h2>Batches</h2>
+<p class="legend"><span><i style="background:var(--ok)"></i>migrated</span><span><i style="background:var(--run)"></i>running</span><span><i style="background:var(--bad)"></i>failed</span><span><i style="background:var(--todo)"></i>pending</span></p>
+<div id="batch-chart"></div>
+</section>
+<section class="two">
+<div><h2>Failed accounts by reason</h2><table id="failures"></table></div>
+<div><h2>Skipped messages by reason</h2><table id="skipped"></table></div>
+</section>
+<section>
+<h2>Accounts</h2>
+<p><input id="search" type="search" placeholder="search address, name, batch, state, error" aria-label="search accounts">
+<span id="count" class="meta"></span></p>
+<div class="scroll"><table id="accounts"><thead><tr>{heads}</tr></thead><tbody></tbody></table></div>
+<p id="more" class="meta"></p>
+</section>
+<script type="application/json" id="report-data">{embed_json(data)}</script>
+<script>{JS}</script>
+</body>
+</html>
+"""

@@ -1,0 +1,74 @@
+"""The `show ADDR` screen: one account for the help desk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from migrator.report.console import safe
+from migrator.report.run import human_bytes
+
+
+def _detail(detail: Any) -> str:
+    if not detail:
+        return ""
+    if isinstance(detail, dict):
+        return ", ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", 0))
+    return str(detail)
+
+
+def render_show(con: Console, data: dict[str, Any]) -> None:
+    d, s = data["directory"], data["state"]
+    con.print(f"[bold]{safe(data['address'], 200)}[/bold]  {safe(d['name'], 100)}")
+    con.print(f"state: [bold]{safe(s['status'])}[/bold], {s['passes']} pass(es), first {safe(s['first_pass'] or '-')}, "
+              f"last {safe(s['last_pass'] or '-')}")
+    con.print(f"messages: {s['messages_done']:,} migrated ({human_bytes(s['bytes'])}), "
+              f"{s['messages_skipped']:,} skipped, {s['messages_failed']:,} failed")
+    con.print(f"directory: dn {safe(d['dn'], 200)}; uid {safe(d['uid'])}; batch {safe(d['batch'])}; "
+              f"scope {safe(d['scope'])}{' (' + safe(d['scope_reason']) + ')' if d['scope_reason'] else ''}")
+    if d["target_address"] and d["target_address"] != data["address"]:
+        con.print(f"target mailbox: {safe(d['target_address'], 200)}")
+    if d["aliases"]:
+        con.print(f"aliases: {safe(', '.join(d['aliases']), 400)}")
+    con.print(f"source: {safe(d['source_path'], 300)}")
+    err = data["last_error"]
+    if err:
+        con.print(f"[red]last error[/red] ({safe(err['reason'] or 'unknown')}): {safe(err['message'], 600)}")
+        con.print(f"what to do: {safe(err['advice'], 600)}")
+    if data["folders"]:
+        table = Table(title="Folders", title_justify="left")
+        for column in ("folder", "source", "migrated", "skipped", "failed", "last synced", "verified (src/ledger/target)"):
+            table.add_column(column, justify="left" if column in ("folder", "last synced", "verified (src/ledger/target)") else "right")
+        for f in data["folders"]:
+            v = f["verify"]
+            verified = "-" if v is None else (
+                f"{'ok' if v['ok'] else 'MISMATCH'} {v['source']}/{v['ledger']}/{v['target']} at {v['at']}")
+            table.add_row(safe(f["folder"], 60), "-" if f["source"] is None else f"{f['source']:,}",
+                          f"{f['done']:,}", f"{f['skipped']:,}", f"{f['failed']:,}", safe(f["last_synced"] or "-"),
+                          safe(verified, 80))
+        con.print(table)
+    if data["skipped_messages"]:
+        con.print(f"[bold]Skipped/failed messages ({data['skipped_total']:,})[/bold]")
+        # one line each: subjects are long and a table would wrap them beyond recognition
+        for m in data["skipped_messages"]:
+            subject = f'"{safe(m["subject"], 100)}"' if m["subject"] is not None else f"({safe(m['source_note'] or 'not read', 100)})"
+            size = f", {human_bytes(m['size'])}" if m["size"] is not None else ""
+            con.print(f"  {safe(m['folder'], 60)}: {safe(m['reason'])} {subject} {safe(m['date'] or '', 40)}{size}"
+                      f" — {safe(m['detail'], 160)}", soft_wrap=True)
+        if data["skipped_total"] > len(data["skipped_messages"]):
+            con.print(f"  (the first {len(data['skipped_messages'])} of {data['skipped_total']:,}; --json for details)")
+        reasons = {m["reason"]: m["advice"] for m in data["skipped_messages"]}
+        for reason, advice in reasons.items():
+            con.print(f"{safe(reason)}: {safe(advice, 600)}")
+    if data["source_note"]:
+        con.print(f"[yellow]note:[/yellow] {safe(data['source_note'], 600)}")
+    if data["events"]:
+        table = Table(title=f"History (newest first, at most {data['events_limit']})", title_justify="left")
+        for column in ("at", "event", "state", "detail"):
+            table.add_column(column)
+        for e in data["events"]:
+            table.add_row(safe(e["at"]), safe(e["kind"]), safe(f"{e['from'] or ''} -> {e['to'] or ''}"),
+                          safe(_detail(e["detail"]), 100))
+        con.print(table)

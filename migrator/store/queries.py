@@ -1,0 +1,146 @@
+"""Read-only queries behind `report`, `show`, `events` and `routing` (never write)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, func, or_, select
+
+from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
+from migrator.store.store import Store
+
+A = cast(Table, AccountDbRow.__table__)
+E = cast(Table, EventRow.__table__)
+F = cast(Table, FolderRow.__table__)
+M = cast(Table, MessageRow.__table__)
+
+MIGRATED = ("synced", "verified")
+
+_REPORT_COLUMNS = (
+    A.c.id,
+    A.c.key,
+    A.c.address,
+    A.c.target_address,
+    A.c.name,
+    A.c.batch,
+    A.c.status,
+    A.c.passes,
+    A.c.messages_done,
+    A.c.messages_skipped,
+    A.c.messages_failed,
+    A.c.bytes_done,
+    A.c.first_pass_at,
+    A.c.last_pass_at,
+    A.c.last_error_reason,
+    A.c.last_error,
+)
+
+
+def report_rows(store: Store, plan_id: int) -> Iterator[dict[str, Any]]:
+    """One mapping per account in scope, ordered by key, with the source count the last pass
+    saw (sum of the folders' source_count; None when no folder was listed yet). Streamed."""
+    source = (
+        select(F.c.account_id, func.sum(F.c.source_count).label("messages_source"))
+        .join(A, A.c.id == F.c.account_id)
+        .where(A.c.plan_id == plan_id)
+        .group_by(F.c.account_id)
+        .subquery()
+    )
+    stmt = (
+        select(*_REPORT_COLUMNS, source.c.messages_source)
+        .outerjoin(source, source.c.account_id == A.c.id)
+        .where(A.c.plan_id == plan_id, A.c.scope == "in_scope")
+        .order_by(A.c.key)
+    )
+    with store.session() as s:
+        for row in s.execute(stmt).mappings():
+            yield dict(row)
+
+
+def first_synced_times(store: Store, plan_id: int) -> list[datetime]:
+    """When each account first reached "synced" (from the event log), oldest first."""
+    stmt = (
+        select(func.min(E.c.at))
+        .where(E.c.plan_id == plan_id, E.c.kind == "released", E.c.to_state == "synced")
+        .group_by(E.c.account_id)
+    )
+    with store.session() as s:
+        return sorted(t for (t,) in s.execute(stmt) if t is not None)
+
+
+def find_account(store: Store, plan_id: int, address: str) -> dict[str, Any] | None:
+    """An account of the plan by address, target address or key (case-insensitive)."""
+    wanted = address.strip().lower()
+    stmt = select(A).where(
+        A.c.plan_id == plan_id,
+        or_(func.lower(A.c.address) == wanted, func.lower(A.c.target_address) == wanted, A.c.key == wanted),
+    )
+    with store.session() as s:
+        row = s.execute(stmt.limit(1)).mappings().first()
+        return dict(row) if row else None
+
+
+def folders(store: Store, account_id: int) -> list[dict[str, Any]]:
+    with store.session() as s:
+        rows = s.execute(select(F).where(F.c.account_id == account_id).order_by(F.c.display)).mappings()
+        return [dict(r) for r in rows]
+
+
+def problem_messages(store: Store, account_id: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Skipped and failed ledger rows of one account (first `limit`) and how many there are."""
+    where = (M.c.account_id == account_id, M.c.state.in_(("skipped", "failed")))
+    stmt = (
+        select(M.c.source_key, M.c.state, M.c.reason, M.c.detail, M.c.size, M.c.updated_at,
+               F.c.native, F.c.display)
+        .join(F, F.c.id == M.c.folder_id)
+        .where(*where)
+        .order_by(F.c.display, M.c.id)
+        .limit(limit)
+    )
+    with store.session() as s:
+        rows = [dict(r) for r in s.execute(stmt).mappings()]
+        total = int(s.execute(select(func.count()).select_from(M).where(*where)).scalar_one())
+    return rows, total
+
+
+def events(
+    store: Store,
+    plan_id: int,
+    *,
+    account_id: int | None = None,
+    since: datetime | None = None,
+    after_id: int | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[dict[str, Any]]:
+    """Events of the plan (or one account) with the account's address."""
+    stmt = (
+        select(E.c.id, E.c.at, E.c.kind, E.c.from_state, E.c.to_state, E.c.worker, E.c.run_id,
+               E.c.detail, E.c.account_id, A.c.address, A.c.key)
+        .outerjoin(A, A.c.id == E.c.account_id)
+        .where(E.c.plan_id == plan_id)
+    )
+    if account_id is not None:
+        stmt = stmt.where(E.c.account_id == account_id)
+    if since is not None:
+        stmt = stmt.where(E.c.at >= since)
+    if after_id is not None:
+        stmt = stmt.where(E.c.id > after_id)
+    stmt = stmt.order_by(E.c.id.desc() if newest_first else E.c.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with store.session() as s:
+        return [dict(r) for r in s.execute(stmt).mappings()]
+
+
+def routable_accounts(store: Store, plan_id: int, batches: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Accounts in scope whose mail is in the target (synced or verified), by address."""
+    stmt = select(A.c.address, A.c.target_address, A.c.aliases, A.c.batch).where(
+        A.c.plan_id == plan_id, A.c.scope == "in_scope", A.c.status.in_(MIGRATED), A.c.address.is_not(None)
+    )
+    if batches:
+        stmt = stmt.where(A.c.batch.in_(list(batches)))
+    with store.session() as s:
+        return [dict(r) for r in s.execute(stmt.order_by(A.c.address)).mappings()]
