@@ -3,7 +3,7 @@
 # fresh Debian machine; a non-root user gets told what is missing instead).
 set -euo pipefail
 
-PACKAGES=(slapd ldap-utils dovecot-imapd postgresql openssl)
+PACKAGES=(slapd ldap-utils dovecot-imapd postgresql openssl chromium chromium-driver)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

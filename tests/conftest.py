@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.sources",
     "tests.fixtures.dovecot",
     "tests.fixtures.targets",
+    "tests.fixtures.reports",
 ]

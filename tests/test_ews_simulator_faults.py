@@ -28,7 +28,6 @@ from tests.fixtures.ews import (
 )
 
 
-
 def mime(subject: str, size: int = 0) -> bytes:
     body = b"x" * size
     return f"Subject: {subject}\r\nFrom: a@example.org\r\n\r\n".encode() + body + b"\r\n"

@@ -10,7 +10,6 @@ from pathlib import Path
 from tests.fixtures.reports import HOSTILE_NAME, Reported, invoke, synthetic_state
 
 # the shared campaign fixture (one per session, whichever module asks first)
-pytest_plugins = ["tests.fixtures.reports"]
 
 COLUMNS = [
     "address", "name", "batch", "state", "passes", "messages_source", "messages_done", "messages_skipped",

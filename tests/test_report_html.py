@@ -9,10 +9,16 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from tests.fixtures.reports import ARTIFACTS, HOSTILE_NAME, Reported, chromium, invoke, synthetic_state
+from tests.fixtures.reports import (
+    ARTIFACTS,
+    HOSTILE_NAME,
+    Reported,
+    chromium,
+    invoke,
+    synthetic_state,
+)
 
 # the shared campaign fixture (one per session, whichever module asks first)
-pytest_plugins = ["tests.fixtures.reports"]
 
 
 def _report(plan: Path, out: Path) -> Path:

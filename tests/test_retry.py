@@ -60,7 +60,8 @@ def test_a_hint_beyond_the_deadline_gives_up_instead_of_waiting_less() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     policy = RetryPolicy(base=1.0, cap=10.0, jitter=0.0)
     assert [policy.backoff(n, None) for n in (1, 2, 3, 4, 5, 6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
-    assert policy.backoff(1, 30.0) >= 30.0
+    assert 30.0 <= policy.backoff(1, 30.0) <= 36.0
+    assert 0.2 <= policy.backoff(9, 0.2) <= 0.24  # a hint is honoured, not escalated
 
 
 def test_a_stop_request_ends_the_wait() -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 from tests.fixtures.reports import BIG_SUBJECT, Reported, invoke
 
 # the shared campaign fixture (one per session, whichever module asks first)
-pytest_plugins = ["tests.fixtures.reports"]
 
 
 def _show(plan: Path, *args: str) -> dict:

@@ -21,7 +21,8 @@ from migrator.adapters.targets.imap import ImapTarget, connection
 from migrator.adapters.targets.imap.oauth import TokenSource
 from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem
-from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER
+from migrator.plan import parse_plan
+from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer
 from tests.fixtures.imap_proxy import (
     EXCHANGE_GREETING,
     EXCHANGE_THROTTLED,
@@ -227,6 +228,18 @@ def test_throttling_answer_is_transient_with_the_suggested_backoff(make: Make, p
     assert all(r.ok for r in target.upload(mailbox, folder, [item("t0", raw(0))]))
 
 
+def test_throttling_later_in_a_chunk_keeps_what_was_stored(make: Make, proxy: ImapProxy, mailbox: str) -> None:
+    target = make(**via(proxy))
+    folder = target.ensure_folder(mailbox, ("Half",), FolderRole.NONE)
+    proxy.add(Rule("APPEND", "no", EXCHANGE_THROTTLED, contains=b"LAST-ONE"))
+    items = [item(f"h{n}", raw(n)) for n in range(100)] + [item("last", raw(100, b"LAST-ONE\r\n"))]
+    results = target.upload(mailbox, folder, items)  # MULTIAPPEND of 100, then the last alone
+    assert all(r.ok for r in results[:100])
+    assert isinstance(results[100].error, TransientError)
+    assert results[100].error.retry_after == 2.5
+    assert target.count(mailbox, folder) == 100
+
+
 def test_too_large_answer_fails_only_that_message(make: Make, proxy: ImapProxy, mailbox: str) -> None:
     target = make(**via(proxy))
     folder = target.ensure_folder(mailbox, ("Sizes",), FolderRole.NONE)
@@ -375,19 +388,6 @@ def test_token_is_fetched_once_and_refreshed_before_expiry() -> None:
         server.close()
 
 
-def test_xoauth2_login_sends_the_token_and_names_the_mailbox(proxy: ImapProxy, make: Make, mailbox: str) -> None:
-    server = _TokenServer(lifetime=3600)
-    try:
-        target = make(auth="xoauth2", client_id="app", tenant_id="t", token_url=server.url,
-                      secrets={"client_secret": "s3cret"}, **via(proxy))
-        with pytest.raises(PermanentError) as refused:  # Dovecot here has no OAuth2 passdb
-            target.preflight(mailbox)
-        assert refused.value.reason == "auth" and mailbox in str(refused.value)
-        assert proxy.seen["AUTHENTICATE"] == 1 and len(server.requests) == 1
-    finally:
-        server.close()
-
-
 def test_a_connection_dropped_while_idle_is_replaced(
     make: Make, proxy: ImapProxy, mailbox: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -426,3 +426,93 @@ def test_threads_share_the_pool(make: Make, server: AclDovecot, mailbox: str) ->
             folder = target.ensure_folder(box, (f"T{n}",), FolderRole.NONE)
             assert target.count(box, folder) == 40
     assert target.pool.peak == 3  # never more connections than allowed
+
+
+# --- plan keys --------------------------------------------------------------------------------
+
+
+def test_plan_keys_of_the_imap_target() -> None:
+    from tests.test_plan import GOOD
+
+    text = GOOD.replace('[target]\nkind = "ews"\n', """[target]
+kind = "imap"
+host = "outlook.office365.com"
+auth = "xoauth2"
+client_id = "app"
+tenant_id = "tenant"
+client_secret_env = "MIGRATOR_IMAP_SECRET"
+tag_header = true
+token_url = "https://login.example.org/token"
+proxy_login = "EXAMPLE\\\\{username}\\\\{local}"
+""")
+    target = parse_plan(text, "p.toml").target
+    assert (target.kind, target.port, target.tls, target.auth) == (
+        "imap", 993, "ssl", "xoauth2")
+    assert target.tag_header and target.token_url == "https://login.example.org/token"
+    assert target.proxy_login == "EXAMPLE\\{username}\\{local}"
+    assert target.oauth_scope == "https://outlook.office365.com/.default"
+    defaults = parse_plan(GOOD.replace('kind = "ews"', 'kind = "imap"\nhost = "h"\n'
+                                       'password_env = "P"'), "p.toml").target
+    assert defaults.proxy_login == "{address}*{username}" and not defaults.tag_header
+
+
+def test_a_slow_answer_times_out_as_transient_and_the_target_recovers(
+    make: Make, proxy: ImapProxy, mailbox: str
+) -> None:
+    target = make(timeout=1.0, **via(proxy))
+    folder = target.ensure_folder(mailbox, ("Slow",), FolderRole.NONE)
+    proxy.add(Rule("APPEND", "delay", delay=0.3))  # slow but within the timeout: fine
+    assert all(r.ok for r in target.upload(mailbox, folder, [item("quick", raw(1))]))
+    proxy.add(Rule("APPEND", "delay", delay=2.5))
+    results = target.upload(mailbox, folder, [item("slow", raw(2)), item("slow2", raw(3))])
+    assert all(isinstance(r.error, TransientError) for r in results)
+    assert "timed out" in str(results[0].error)
+    # whether the late command was stored is for find_uploads to tell before resending; the
+    # target itself carries on with a fresh connection
+    assert all(r.ok for r in target.upload(mailbox, folder, [item("next", raw(4))]))
+    assert target.pool.opened == 2
+
+
+def test_tls_problems_are_permanent_and_say_what_to_fix(
+    make: Make, server: AclDovecot, mailbox: str
+) -> None:
+    untrusted = make(ca_file=None)  # the test CA is not in the system store
+    with pytest.raises(PermanentError) as unverified:
+        untrusted.preflight(mailbox)
+    assert unverified.value.reason == "tls" and "certificate" in str(unverified.value)
+    plain_port = make(port=server.port)  # implicit TLS spoken to the plain IMAP port
+    with pytest.raises(PermanentError) as handshake:
+        plain_port.preflight(mailbox)
+    assert handshake.value.reason == "tls" and handshake.value.hint
+    make(port=server.port, tls="starttls").preflight(mailbox)  # STARTTLS there is fine
+
+
+def test_appendlimit_lowers_the_maximum_size(make: Make, proxy: ImapProxy, mailbox: str) -> None:
+    proxy.add_capabilities = [b"APPENDLIMIT=3000"]
+    target = make(**via(proxy))
+    folder = target.ensure_folder(mailbox, ("Limit",), FolderRole.NONE)
+    results = target.upload(mailbox, folder, [item("big", raw(1, b"x" * 4000)),
+                                              item("small", raw(2))])
+    assert target.max_message_size == 3000
+    assert isinstance(results[0].error, PermanentError) and results[0].error.reason == "too-large"
+    assert results[1].ok and target.count(mailbox, folder) == 1
+    assert proxy.seen["APPEND"] == 1  # the big one was never sent
+
+
+def test_an_older_server_without_namespace_special_use_or_multiappend(
+    dovecot_fs: DovecotServer,
+) -> None:
+    user, _ = dovecot_fs.new_user()
+    target = ImapTarget(imap_settings(dovecot_fs, port=dovecot_fs.port, tls="none"),
+                        secrets=SECRETS)
+    try:
+        target.preflight(user)  # no ACL extension: a STATUS of the inbox instead
+        nested = target.ensure_folder(user, ("Projekte", "Entwürfe"), FolderRole.NONE)
+        assert nested.id == "Projekte/Entw&APw-rfe"  # separator "/" learnt from LIST
+        sent = target.ensure_folder(user, ("Enviados",), FolderRole.SENT)
+        assert sent.id == "Sent"  # no SPECIAL-USE: the usual name, created
+        results = target.upload(user, nested, [item(f"o{n}", raw(n)) for n in range(5)])
+        assert all(r.ok for r in results) and target.count(user, nested) == 5
+        assert len({r.target_id for r in results}) == 5
+    finally:
+        target.close()

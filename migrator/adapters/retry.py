@@ -34,20 +34,24 @@ def _sleep_until_stopped(stop: threading.Event | None) -> Callable[[float], None
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 8
+    attempts: int = 10
     deadline: float = 600.0  # seconds for all attempts of one call together
     base: float = 0.5  # first backoff, doubled each attempt
-    cap: float = 120.0  # longest backoff without a server hint
+    cap: float = 60.0  # longest backoff without a server hint
     jitter: float = 0.5  # fraction of random extra wait, so workers do not retry in lockstep
     rng: random.Random = field(default_factory=random.Random, compare=False)
 
     def backoff(self, attempt: int, hint: float | None) -> float:
-        """The wait before attempt `attempt + 1`; never below the server's hint."""
-        wait = min(self.cap, self.base * (2 ** (attempt - 1)))
-        wait *= 1.0 + self.rng.random() * self.jitter
+        """The wait before attempt `attempt + 1`; never below the server's hint.
+
+        With a hint (BackOffMilliseconds, Retry-After) the server has said how long it needs:
+        wait that, plus up to 20 % so that workers do not come back in lockstep. Without
+        one, back off exponentially.
+        """
         if hint is not None:
-            wait = max(wait, hint * (1.0 + self.rng.random() * 0.1))
-        return wait
+            return hint * (1.0 + self.rng.random() * 0.2)
+        wait = min(self.cap, self.base * (2 ** (attempt - 1)))
+        return wait * (1.0 + self.rng.random() * self.jitter)
 
 
 @dataclass

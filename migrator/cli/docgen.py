@@ -11,7 +11,9 @@ _WIDTH = 100  # fixed, so the text does not depend on the terminal it is generat
 
 
 def _help(command: click.Command, name: str, parent: click.Context | None) -> tuple[str, click.Context]:
-    ctx = click.Context(command, info_name=name, parent=parent, terminal_width=_WIDTH, max_content_width=_WIDTH)
+    # the command's own context_settings (e.g. -h for --help); subcommands inherit the rest
+    settings = {**command.context_settings, "terminal_width": _WIDTH, "max_content_width": _WIDTH}
+    ctx = click.Context(command, info_name=name, parent=parent, **settings)
     return command.get_help(ctx), ctx
 
 

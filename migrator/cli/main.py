@@ -8,6 +8,7 @@ import click
 
 from migrator import __version__
 from migrator.cli.errors import handle_errors
+from migrator.cli.reports import register as register_reports
 from migrator.cli.signals import graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
 from migrator.commands.discover import discover
@@ -299,6 +300,9 @@ def ews_simulator_cmd(
         delay_s=delay, max_concurrency=max_concurrency, max_request_bytes=max_request_bytes, seed=seed,
     )
     serve(port, data_dir, users=users, faults=faults, mailboxes=boxes)
+
+
+register_reports(cli)
 
 
 def main() -> None:

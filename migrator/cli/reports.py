@@ -82,7 +82,7 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
 @_json_option
 @handle_errors
 def show_cmd(address: str, plan_path: Path, state_url: str | None, events_limit: int, no_source: bool, as_json: bool) -> None:
-    """One account: directory data, state and history, folders, skipped messages, last error.
+    """One account: history, folders, skipped messages, last error and what to do.
 
     Skipped and failed messages (at most 50) show their subject and date when the source
     mailbox can be read (read-only); when it cannot, the command says so and still answers.
@@ -113,7 +113,8 @@ def events_cmd(
 ) -> None:
     """The event log, oldest first: claims, passes, failures, resets, scope changes.
 
-    With --json, one JSON object per line (JSON Lines), also while following.
+    With --json, one JSON object per line (JSON Lines), also while following. --follow polls
+    the database every second for new events and stops on Ctrl-C.
     """
     plan = load_plan(plan_path)
     start = parse_since(since) if since else None
@@ -138,9 +139,13 @@ def events_cmd(
         # start after what exists now, so --since with no match still only shows new events
         newest = list_events(plan, state_url=state_url, account=account, limit=1)
         last = int(newest[0]["id"]) if newest else 0
-    for e in follow_events(plan, after_id=last, state_url=state_url, account=account,
-                           poll_seconds=poll_interval, timeout=timeout):
-        emit(e)
+    try:
+        for e in follow_events(plan, after_id=last, state_url=state_url, account=account,
+                               poll_seconds=poll_interval, timeout=timeout):
+            emit(e)
+    except KeyboardInterrupt:
+        # Ctrl-C is how one stops following: not an error
+        return
 
 
 @click.command("routing")
@@ -156,8 +161,9 @@ def events_cmd(
 def routing_cmd(plan_path: Path, state_url: str | None, batches: tuple[str, ...], fmt: str, nexthop: str | None) -> None:
     """Postfix transport_maps lines sending migrated accounts' new mail to Exchange.
 
-    Only accounts that are synced or verified are listed, sorted by address, so routing
-    follows the migration batch by batch. Write them to a file, then `postmap` it (see the
+    Only accounts that are synced or verified are listed (and those with a completed pass that
+    a delta pass is working on or failed on), sorted by address, so routing follows the
+    migration batch by batch. Write them to a file, then `postmap` it (see the
     cut-over runbook in docs/guide.md).
     """
     plan = load_plan(plan_path)

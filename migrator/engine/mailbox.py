@@ -88,6 +88,7 @@ class AccountJob:
         self.mailbox = claim.target_address or claim.address or claim.key
         self.outcome = AccountOutcome(address=claim.address or claim.key, status="running")
         self.run = ctx.plan.run
+        self.synced_folders: list[tuple[int, int | None, int | None]] = []
 
     # --- helpers -------------------------------------------------------------------------
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -134,7 +135,7 @@ class AccountJob:
                     continue
                 synced.append(self._folder(source, folder))
                 self.outcome.folders += 1
-            ledger.folders_synced(self.ctx.store, self.claim, synced)
+            self.synced_folders = synced  # recorded with the release, in one transaction
         self.outcome.status = "synced"
         self.outcome.seconds = time.monotonic() - started
         return self.outcome
@@ -167,15 +168,25 @@ class AccountJob:
         """Migrate what is new in one folder; returns (folder id, messages, bytes) listed."""
         store, claim = self.ctx.store, self.claim
         row = self._stored.get(folder.native)
-        folder_id = row.id if row is not None else ledger.ensure_folder(store, claim, folder)
-        known_target = row.target_folder_id if row is not None else None
         tfolder_box: list[TargetFolder] = []
 
+        def ensure_target() -> TargetFolder:
+            self._preflight()
+            return self._retry(lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role))
+
+        if row is None:
+            # a folder seen for the first time is created in the target (even if empty) and
+            # recorded with its target id in one transaction
+            tfolder_box.append(ensure_target())
+            folder_id = ledger.ensure_folder(store, claim, folder, target=tfolder_box[0])
+            known_target: str | None = tfolder_box[0].id
+        else:
+            folder_id, known_target = row.id, row.target_folder_id
+
         def tfolder() -> TargetFolder:
-            # the target folder is asked for only when something goes there (or it is new)
+            # an existing folder is asked for only when something new goes there
             if not tfolder_box:
-                self._preflight()
-                found = self._retry(lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role))
+                found = ensure_target()
                 if found.id != known_target:
                     ledger.set_folder_target(store, claim, folder_id, found.id, found.display)
                 tfolder_box.append(found)
@@ -276,6 +287,7 @@ class AccountJob:
         last: TransientError | None = None
         while pending:
             attempt += 1
+            before = len(pending)
             hint: float | None = None
             with self.ctx.limiter.slot():
                 try:
@@ -303,6 +315,8 @@ class AccountJob:
             if not pending:
                 self.ctx.limiter.succeeded()
                 break
+            if len(pending) < before:
+                attempt = 1  # progress: count attempts without progress only
             if hint is not None:
                 self.ctx.limiter.throttled()
             wait = policy.backoff(attempt, hint)

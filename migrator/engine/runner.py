@@ -238,6 +238,7 @@ class Runner:
                 status="synced",
                 run_id=self.run_id,
                 completed_pass=True,
+                folders=job.synced_folders,
                 detail={
                     "messages_done": outcome.messages_done,
                     "bytes_done": outcome.bytes_done,

@@ -10,14 +10,15 @@ CSS = """
 :root { --ok: #2e7d32; --bad: #c62828; --run: #f9a825; --todo: #cfd8dc; --ink: #1f2933; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--ink);
-       margin: 0 auto; max-width: 1200px; padding: 1.5rem; }
+       margin: 0 auto; max-width: 1500px; padding: 1.5rem; }
 h1 { font-size: 1.7rem; margin: 0 0 .25rem; }
 h2 { font-size: 1.15rem; margin: 1.6rem 0 .5rem; border-bottom: 1px solid #e0e6eb; }
 .meta { color: #52606d; margin: 0; }
 .two { display: grid; grid-template-columns: 1fr 1fr; gap: 2rem; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #eef1f4; vertical-align: top; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+#failures td:first-child, #skipped td:first-child { white-space: nowrap; }
 #accounts th { cursor: pointer; user-select: none; white-space: nowrap; position: sticky; top: 0; background: #fff; }
 #accounts th[aria-sort=ascending]::after { content: " \\25B2"; }
 #accounts th[aria-sort=descending]::after { content: " \\25BC"; }

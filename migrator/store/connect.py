@@ -10,10 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -104,8 +101,10 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            # FULL: the ledger's "in flight" commit must survive a power cut before the upload
-            cursor.execute("PRAGMA synchronous=FULL")
+            # NORMAL: a commit survives a crash of the process (WAL), not a power cut. The
+            # few commits that must survive a power cut (a chunk's in-flight rows, written
+            # before its upload) ask for FULL, which also makes every earlier commit durable.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             # bulk discovery and ledger writes touch several indexes; 2 MB default thrashes
             cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         finally:
@@ -115,7 +114,11 @@ def _sqlite_engine(url: URL) -> Engine:
     def _begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock at BEGIN, where busy_timeout applies; a DEFERRED
         # transaction that upgrades to writing fails at once if another writer got there first.
-        mode = conn.get_execution_options().get("migrator_begin", "DEFERRED")
+        options = conn.get_execution_options()
+        mode = options.get("migrator_begin", "DEFERRED")
+        if mode == "IMMEDIATE":
+            durable = options.get("migrator_durable")
+            conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
@@ -134,15 +137,50 @@ def _postgresql_engine(url: URL) -> Engine:
     )
 
 
+class UnknownSchema(Exception):
+    """The database carries a revision this migrator's migrations do not know."""
+
+
+def _newest_revision() -> str:
+    """The head revision, read from the migration files' names (vNNNN_...) without alembic."""
+    names = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("v[0-9][0-9][0-9][0-9]_*.py"))
+    return names[-1][1:5] if names else ""
+
+
+def _is_current(engine: Engine) -> bool:
+    """True when the database is already at the newest revision.
+
+    Importing alembic costs about a second; every command opens the state, so the common case
+    (nothing to upgrade) is answered with one query.
+    """
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return False
+            versions = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
+    except SQLAlchemyError:
+        return False
+    return versions == [_newest_revision()]
+
+
 def upgrade_schema(engine: Engine) -> None:
     """Bring the schema to the newest revision, in one transaction, one opener at a time."""
+    if _is_current(engine):
+        return
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     with engine.execution_options(migrator_begin="IMMEDIATE").begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as exc:
+            raise UnknownSchema(str(exc)) from exc
 
 
 def connect(raw_url: str) -> tuple[Engine, str]:
@@ -152,7 +190,7 @@ def connect(raw_url: str) -> tuple[Engine, str]:
     engine = _sqlite_engine(url) if url.get_backend_name() == "sqlite" else _postgresql_engine(url)
     try:
         upgrade_schema(engine)
-    except CommandError as exc:
+    except UnknownSchema as exc:
         engine.dispose()
         raise StateError(
             f"state database {shown} has a schema this migrator does not know: "

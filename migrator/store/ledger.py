@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -45,6 +45,16 @@ class Outcome:
     detail: str | None = None
 
 
+class TargetRef(Protocol):
+    """What the ledger keeps of a target folder (adapters' TargetFolder satisfies it)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def display(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class StoredFolder:
     id: int
@@ -60,9 +70,10 @@ class StoredFolder:
     uidvalidity: int | None
 
 
-def ensure_folder(store: Store, claim: Claim, folder: FolderInfo) -> int:
-    """The id of the account's folder row for `folder` (by its native name), kept up to date."""
-    values = {
+def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: TargetRef | None = None) -> int:
+    """The id of the account's folder row for `folder` (by its native name), kept up to date;
+    with `target`, the target folder's id and path are recorded in the same transaction."""
+    values: dict[str, object] = {
         "account_id": claim.account_id,
         "native": folder.native,
         "display": folder.display,
@@ -71,6 +82,9 @@ def ensure_folder(store: Store, claim: Claim, folder: FolderInfo) -> int:
         "source_bytes": folder.byte_total,
         "created_at": utcnow(),
     }
+    if target is not None:
+        values["target_folder_id"] = target.id
+        values["target_path"] = target.display
     dialect_insert = pg_insert if store.backend == "postgresql" else sqlite_insert
     stmt = dialect_insert(F).values(values)
     stmt = stmt.on_conflict_do_update(
@@ -80,6 +94,11 @@ def ensure_folder(store: Store, claim: Claim, folder: FolderInfo) -> int:
             "role": stmt.excluded.role,
             "source_count": stmt.excluded.source_count,
             "source_bytes": stmt.excluded.source_bytes,
+            **(
+                {"target_folder_id": stmt.excluded.target_folder_id, "target_path": stmt.excluded.target_path}
+                if target is not None
+                else {}
+            ),
         },
     )
     with store.session(write=True) as s:
@@ -98,34 +117,6 @@ def set_folder_target(store: Store, claim: Claim, folder_id: int, target_id: str
         s.execute(
             update(F).where(F.c.id == folder_id).values(target_folder_id=target_id, target_path=target_path)
         )
-
-
-def folders_synced(
-    store: Store, claim: Claim, folders: Sequence[tuple[int, int | None, int | None]]
-) -> None:
-    """End of a pass: each (folder id, source count, source bytes) synced now; one transaction."""
-    if not folders:
-        return
-    now = utcnow()
-    stmt = (
-        update(F)
-        .where(F.c.id == bindparam("b_id"))
-        .values(last_synced_at=now, source_count=bindparam("b_count"), source_bytes=bindparam("b_bytes"))
-    )
-    with store.session(write=True) as s:
-        fence(s, claim)
-        s.connection().execute(
-            stmt, [{"b_id": fid, "b_count": count, "b_bytes": nbytes} for fid, count, nbytes in folders]
-        )
-
-
-def set_folder_synced(store: Store, claim: Claim, folder_id: int, uidvalidity: int | None = None) -> None:
-    with store.session(write=True) as s:
-        fence(s, claim)
-        values: dict[str, object] = {"last_synced_at": utcnow()}
-        if uidvalidity is not None:
-            values["uidvalidity"] = uidvalidity
-        s.execute(update(F).where(F.c.id == folder_id).values(**values))
 
 
 def folders(store: Store, account_id: int) -> list[StoredFolder]:
@@ -162,7 +153,8 @@ def begin_chunk(
         }
         for key, size in items
     ]
-    with store.session(write=True) as s:
+    # durable: these rows are what stops a power cut during the upload from causing duplicates
+    with store.session(write=True, durable=True) as s:
         fence(s, claim)
         for start in range(0, len(rows), _BATCH):
             s.execute(insert(M), rows[start : start + _BATCH])

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select
 
 from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
 from migrator.store.store import Store
@@ -136,9 +136,12 @@ def events(
 
 
 def routable_accounts(store: Store, plan_id: int, batches: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Accounts in scope whose mail is in the target (synced or verified), by address."""
+    """Accounts in scope whose mail is in the target, by address: synced or verified, and also
+    those with a completed pass that a delta pass is working on or failed on right now (their
+    users already read mail in Exchange: dropping them from routing would send mail back)."""
+    migrated = or_(A.c.status.in_(MIGRATED), and_(A.c.passes > 0, A.c.status.in_(("running", "failed"))))
     stmt = select(A.c.address, A.c.target_address, A.c.aliases, A.c.batch).where(
-        A.c.plan_id == plan_id, A.c.scope == "in_scope", A.c.status.in_(MIGRATED), A.c.address.is_not(None)
+        A.c.plan_id == plan_id, A.c.scope == "in_scope", migrated, A.c.address.is_not(None)
     )
     if batches:
         stmt = stmt.where(A.c.batch.in_(list(batches)))

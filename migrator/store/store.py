@@ -77,6 +77,10 @@ class Store:
         self._write_sessions = sessionmaker(
             engine.execution_options(migrator_begin="IMMEDIATE"), expire_on_commit=False
         )
+        self._durable_sessions = sessionmaker(
+            engine.execution_options(migrator_begin="IMMEDIATE", migrator_durable=True),
+            expire_on_commit=False,
+        )
 
     @property
     def backend(self) -> str:
@@ -93,13 +97,14 @@ class Store:
         self.close()
 
     @contextmanager
-    def session(self, *, write: bool = False) -> Iterator[Session]:
+    def session(self, *, write: bool = False, durable: bool = False) -> Iterator[Session]:
         """A transaction: committed when the block ends, rolled back if it raises.
 
         Pass write=True for a block that will write (on SQLite it then waits for the write
-        lock at the start instead of failing half-way when another process writes).
+        lock at the start instead of failing half-way when another process writes), and
+        durable=True for a commit that must survive a power cut, not only a crash.
         """
-        maker = self._write_sessions if write else self._sessions
+        maker = self._durable_sessions if durable else self._write_sessions if write else self._sessions
         session = maker()
         try:
             yield session

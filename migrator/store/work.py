@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -258,8 +258,10 @@ def release(
     error_reason: str | None = None,
     count_attempt: bool = False,
     detail: dict[str, Any] | None = None,
+    folders: Sequence[tuple[int, int | None, int | None]] = (),
 ) -> None:
-    """End the claim: new status, pass bookkeeping, last error; fenced."""
+    """End the claim: new status, pass bookkeeping, last error, and the (folder id, source
+    count, source bytes) of each folder synced by the pass; one fenced transaction."""
     now = utcnow()
     values: dict[str, Any] = {
         "status": status,
@@ -278,6 +280,16 @@ def release(
         if completed_pass and claim.passes == 0:
             values["first_pass_at"] = now
         s.execute(update(A).where(A.c.id == claim.account_id).values(**values))
+        if folders:
+            from migrator.store.schema import FolderRow
+
+            F = cast(Table, FolderRow.__table__)
+            s.connection().execute(
+                update(F)
+                .where(F.c.id == bindparam("b_id"))
+                .values(last_synced_at=now, source_count=bindparam("b_count"), source_bytes=bindparam("b_bytes")),
+                [{"b_id": fid, "b_count": count, "b_bytes": nbytes} for fid, count, nbytes in folders],
+            )
         _event(
             s.connection(),
             claim.plan_id,

@@ -18,6 +18,7 @@ from exchangelib.folders import (
 )
 from exchangelib.folders.base import BaseFolder
 from exchangelib.properties import DistinguishedFolderId, Mailbox
+from exchangelib.services import CreateFolder
 
 from migrator.model.mail import FolderRole
 
@@ -134,7 +135,11 @@ class MailboxFolders:
     def _create(self, parent: BaseFolder, name: str) -> BaseFolder:
         folder = Folder(parent=parent, name=name, folder_class=MAIL_FOLDER_CLASS)
         try:
-            folder.save()
+            # CreateFolder directly: Folder.save() looks the parent up in exchangelib's map of
+            # the whole mailbox, which walks the entire folder tree the first time (a deep
+            # FindFolder plus a GetFolder of every folder) for every new mailbox.
+            created = CreateFolder(account=self.account).get(parent_folder=parent, folders=[folder])
+            folder._id = folder.ID_ELEMENT_CLS(created.id, created.changekey)
         except ErrorFolderExists:
             existing = self._list_children(parent).get(name.casefold())
             if existing is None:

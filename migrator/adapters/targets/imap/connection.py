@@ -130,6 +130,13 @@ class Connector:
         except errors.CONNECTION_LOST as exc:
             errors_close(client)
             raise errors.connection_error(exc, where=where, what="login") from None
+        except imaplib.IMAP4.error as exc:  # STARTTLS or CAPABILITY refused
+            errors_close(client)
+            raise PermanentError(
+                f"{where}: {self.where} refused to set up the session: {errors.clean(str(exc))}",
+                reason=errors.TLS if self.settings.tls == "starttls" else errors.CONFIG,
+                hint='check tls in [target]: "ssl" on the implicit-TLS port (993), "starttls" '
+                'on 143') from None
         except BaseException:
             errors_close(client)
             raise

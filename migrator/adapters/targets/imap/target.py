@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +67,8 @@ class ImapTarget:
     """Writes into IMAP mailboxes. Thread-safe; one connection pool per object."""
 
     def __init__(self, settings: TargetSettings, *, secrets: Mapping[str, str],
-                 max_connections: int = 4, plan_file: str = "plan") -> None:
+                 max_connections: int = 4, plan_file: str = "plan",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not settings.host:
             raise PermanentError(f"{plan_file}: [target] host is missing for kind = \"imap\"",
                                  reason=errors.CONFIG)
@@ -81,10 +83,10 @@ class ImapTarget:
                 token_url=settings.token_url or MICROSOFT_TOKEN_URL.format(
                     tenant_id=settings.tenant_id),
                 client_id=settings.client_id or "", client_secret=secrets.get("client_secret", ""),
-                scope=settings.oauth_scope, timeout=settings.timeout)
+                scope=settings.oauth_scope, timeout=settings.timeout, clock=clock)
         self.tokens = tokens
         self.connector = Connector(settings, dict(secrets), tokens)
-        self.pool = Pool(self.connector.open, max_connections)
+        self.pool = Pool(self.connector.open, max_connections, clock=clock)
         self._lock = threading.Lock()
         self._folders: dict[str, MailboxFolders] = {}
         # (mailbox, folder id, key) -> (uidvalidity, uid) of what this object stored
@@ -359,10 +361,12 @@ class ImapTarget:
     @staticmethod
     def _stored(batch: list[int], answer: Answer, stored: list[tuple[int, int, int]],
                 items: Sequence[UploadItem], results: list[UploadResult | None]) -> None:
+        """Record stored messages at once: a later failure in the chunk must not mark them."""
         uids = appenduid(answer)
         if uids is not None and len(uids[1]) == len(batch):
             for index, uid in zip(batch, uids[1], strict=True):
                 stored.append((index, uids[0], uid))
+                results[index] = UploadResult(items[index].key, target_id=f"{uids[0]}:{uid}")
         else:  # no UIDPLUS: stored, but the id has to be looked up
             for index in batch:
                 results[index] = UploadResult(items[index].key, target_id=None)
@@ -390,9 +394,7 @@ class ImapTarget:
                 items: Sequence[UploadItem], stored: list[tuple[int, int, int]],
                 results: list[UploadResult | None], after: _Afterwards, where: str) -> None:
         for index, validity, uid in stored:
-            if results[index] is None:
-                results[index] = UploadResult(items[index].key, target_id=f"{validity}:{uid}")
-                self._remember(mailbox, folder, items[index].key, validity, uid)
+            self._remember(mailbox, folder, items[index].key, validity, uid)
         after.unknown = [i for i, r in enumerate(results)
                          if r is not None and r.error is None and r.target_id is None]
         flagged = [uid for index, _, uid in stored if items[index].flags.flagged]
