@@ -244,6 +244,7 @@ class Classifier:
                 others = [m.dn for m in members if m is not account]
                 account.scope = Scope.INVALID
                 account.reason = DUPLICATE_ADDRESS
+                account.source_path = None  # nothing of an invalid account is to be opened
                 shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
                 account.detail = f"{address} is also the address of {shown}"
                 # one of them keeps the address as its key so its history stays attached

@@ -86,12 +86,24 @@ def discover(
                     classifier.selected(entry)
                     if progress and count % 1000 == 0:
                         progress("selected", count)
-                for count, entry in enumerate(
-                    directory.search(settings.population, [settings.attributes.address]), 1
-                ):
-                    classifier.not_selected(entry)
-                    if progress and count % 1000 == 0:
-                        progress("directory", count)
+                # Everyone else, in two lean searches (the people selected above are not
+                # fetched and decoded twice): with an address, then without one (DN only).
+                address = settings.attributes.address
+                others = [
+                    (f"(&{settings.population}(!{settings.filter})({address}=*))", [address]),
+                    (f"(&{settings.population}(!({address}=*)))", ["1.1"]),
+                ]
+                if settings.is_ldif:
+                    # ldap3's in-process server evaluates (!...) unreliably: list everyone
+                    # (the classifier skips the people already selected)
+                    others = [(settings.population, [address])]
+                count = 0
+                for search_filter, attributes in others:
+                    for entry in directory.search(search_filter, attributes):
+                        classifier.not_selected(entry)
+                        count += 1
+                        if progress and count % 1000 == 0:
+                            progress("directory", count)
             accounts = classifier.finish()
             summary = store.record_discovery(plan_id, run_id, accounts)
         except BaseException as exc:

@@ -89,6 +89,9 @@ class AccountJob:
         self.outcome = AccountOutcome(address=claim.address or claim.key, status="running")
         self.run = ctx.plan.run
         self.synced_folders: list[tuple[int, int | None, int | None]] = []
+        # targets that cannot search by source key find earlier uploads by their content
+        self._by_content = callable(getattr(ctx.target, "find_uploads", None))
+        self._inflight_by_folder: dict[int, list[str]] = {}
 
     # --- helpers -------------------------------------------------------------------------
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -147,7 +150,10 @@ class AccountJob:
 
     def _resolve_inflight(self) -> None:
         pending = ledger.inflight(self.ctx.store, self.claim.account_id)
-        if not pending:
+        self._inflight_by_folder = pending
+        if not pending or self._by_content:
+            # a target that recognises uploads by content (IMAP) needs their bytes: each
+            # folder resolves its own in-flight keys when it is listed (see _folder)
             return
         self._preflight()
         by_id = {f.id: f for f in self._stored.values()}
@@ -192,6 +198,9 @@ class AccountJob:
                 tfolder_box.append(found)
             return tfolder_box[0]
 
+        inflight = self._inflight_by_folder.get(folder_id) if self._by_content else None
+        if inflight:
+            self._resolve_by_content(source, folder, folder_id, tfolder(), inflight)
         known = ledger.known_keys(store, folder_id)
         chunk: list[MessageRecord] = []
         chunk_bytes = 0
@@ -233,6 +242,39 @@ class AccountJob:
                 self._chunk(folder, folder_id, target_folder, chunk)
         return folder_id, listed, listed_bytes
 
+    def _resolve_by_content(
+        self, source: Source, folder: FolderInfo, folder_id: int, tfolder: TargetFolder, keys: list[str]
+    ) -> None:
+        """In-flight keys of one folder, looked up in the target by the messages' content."""
+        wanted = set(keys)
+        items: list[UploadItem] = []
+        for record in source.messages(folder):
+            if record.key in wanted and isinstance(record, MessageRecord):
+                try:
+                    data = _read_all(record)
+                except SourceError:
+                    continue  # unreadable now: forgotten below, and skipped when listed again
+                items.append(UploadItem(record.key, data, record.flags, record.internal_date, folder.role))
+        found: dict[str, str] = {}
+        if items:
+            found = self._confirm(tfolder, items, folder_id)
+        ledger.resolve_inflight(self.ctx.store, self.claim, folder_id, keys, found)
+        self.ctx.progress.note(
+            f"{self.outcome.address}: {len(keys)} in-flight message(s) from an interrupted run: "
+            f"{len(found)} already in the target, {len(keys) - len(found)} to send again"
+        )
+
+    def _confirm(self, tfolder: TargetFolder, items: Sequence[UploadItem], folder_id: int) -> dict[str, str]:
+        """Which of these items the target already holds: by source key where the target can
+        search for it, else by content (never matching a target id the ledger already has)."""
+        target = self.ctx.target
+        if not self._by_content:
+            return self._find(tfolder, [item.key for item in items])
+        known_ids = ledger.target_ids(self.ctx.store, folder_id)
+        find_uploads = target.find_uploads  # type: ignore[attr-defined]
+        found: dict[str, str] = self._retry(lambda: find_uploads(self.mailbox, tfolder, items, known_ids=known_ids))
+        return found
+
     def _note_skip(self, folder: FolderInfo, key: str, reason: str, detail: str) -> None:
         self.outcome.skipped.append(SkippedInfo(folder.display, key, reason, detail))
 
@@ -252,7 +294,7 @@ class AccountJob:
                 continue
             items.append(UploadItem(record.key, data, record.flags, record.internal_date, folder.role))
         sizes = {item.key: len(item.data) for item in items}
-        results, unresolved = self._upload(tfolder, items)
+        results, unresolved = self._upload(tfolder, items, folder_id)
         crashpoints.reached("upload")
         del items  # the bytes are no longer needed
         for key, (target_id, error) in results.items():
@@ -274,7 +316,7 @@ class AccountJob:
             raise unresolved
 
     def _upload(
-        self, tfolder: TargetFolder, items: list[UploadItem]
+        self, tfolder: TargetFolder, items: list[UploadItem], folder_id: int
     ) -> tuple[dict[str, tuple[str | None, Exception | None]], TransientError | None]:
         """Upload until every item is stored or refused for good, confirming with find()
         before anything is sent again. Returns key -> (target id, permanent error) for the
@@ -326,7 +368,7 @@ class AccountJob:
                 break
             # the server may have stored some of them before failing: ask before resending
             try:
-                found = self._find(tfolder, list(pending))
+                found = self._confirm(tfolder, list(pending.values()), folder_id)
             except TransientError as exc:
                 last = exc
                 break

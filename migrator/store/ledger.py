@@ -134,6 +134,16 @@ def known_keys(store: Store, folder_id: int) -> set[str]:
         return set(s.execute(select(M.c.source_key).where(M.c.folder_id == folder_id)).scalars())
 
 
+def target_ids(store: Store, folder_id: int) -> set[str]:
+    """Target ids of the folder's messages already done (a content search must skip them)."""
+    with store.session() as s:
+        return set(
+            s.execute(
+                select(M.c.target_id).where(M.c.folder_id == folder_id, M.c.state == "done", M.c.target_id.is_not(None))
+            ).scalars()
+        )
+
+
 def begin_chunk(
     store: Store, claim: Claim, folder_id: int, chunk_id: str, items: Sequence[tuple[str, int]]
 ) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from typing import Any, cast
 
@@ -77,6 +78,7 @@ class Store:
         self._write_sessions = sessionmaker(
             engine.execution_options(migrator_begin="IMMEDIATE"), expire_on_commit=False
         )
+        self._sqlite_writers = threading.RLock()
         self._durable_sessions = sessionmaker(
             engine.execution_options(migrator_begin="IMMEDIATE", migrator_durable=True),
             expire_on_commit=False,
@@ -105,6 +107,14 @@ class Store:
         durable=True for a commit that must survive a power cut, not only a crash.
         """
         maker = self._durable_sessions if durable else self._write_sessions if write else self._sessions
+        # SQLite has one writer at a time. Threads of this process queue on a Python lock,
+        # which wakes the next one the instant it is free; waiting in SQLite's busy handler
+        # instead sleeps in steps of up to 100 ms and made many workers crawl.
+        queue = self._sqlite_writers if (write or durable) and self.backend == "sqlite" else nullcontext()
+        with queue:
+            yield from self._transaction(maker)
+
+    def _transaction(self, maker: sessionmaker[Session]) -> Iterator[Session]:
         session = maker()
         try:
             yield session
