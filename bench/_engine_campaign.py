@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -74,8 +75,10 @@ class Measured:
     stderr: str
 
     def json(self) -> dict[str, Any]:
+        text = self.stdout
+        start = text.find("\n{") + 1 if not text.startswith("{") else 0  # past py-spy's banner
         try:
-            return dict(json.loads(self.stdout))
+            return dict(json.loads(text[start:text.rfind("}") + 1]))
         except ValueError as exc:
             raise RuntimeError(f"not JSON (exit {self.code}): {self.stdout[-2000:]}\n{self.stderr[-2000:]}") from exc
 
@@ -85,13 +88,46 @@ def measured(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
+        peak = _HighWater(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        peak.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Measured(proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+        return Measured(proc.returncode, wall, usage.ru_utime + usage.ru_stime, peak.kb / 1024,
                         out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+class _HighWater:
+    """The peak RSS (VmHWM) of a process and its exec'd image, polled every 10 ms.
+
+    Not ru_maxrss: Linux folds the RSS high-water mark of the mm replaced by exec() into it,
+    and subprocess uses vfork(), so a child's ru_maxrss carries the benchmark's own peak.
+    VmHWM only grows, so the last reading before exit misses at most a final 10 ms spike."""
+
+    def __init__(self, pid: int) -> None:
+        self.kb = 0
+        self._path = f"/proc/{pid}/status"
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            try:
+                with open(self._path) as fh:
+                    for line in fh:
+                        if line.startswith("VmHWM:"):
+                            self.kb = max(self.kb, int(line.split()[1]))
+                            break
+            except (OSError, ValueError):
+                pass
+            self._done.wait(0.01)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 class Simulator:

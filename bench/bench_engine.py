@@ -68,8 +68,10 @@ def load() -> str:
 # --------------------------------------------------------------------------- 1 + 2: throughput
 
 
-def run_engine(campaign: Campaign, sim: Simulator, workers: int) -> dict[str, Any]:
-    result = campaign.cli("run", "--plan", str(campaign.plan), "--workers", str(workers), "--quiet", "--json")
+def run_engine(campaign: Campaign, sim: Simulator, workers: int, profile: Path | None = None) -> dict[str, Any]:
+    prefix = [str(PY_SPY), "record", "-f", "raw", "-r", "100", "-o", str(profile), "--"] if profile else None
+    result = campaign.cli("run", "--plan", str(campaign.plan), "--workers", str(workers), "--quiet", "--json",
+                          prefix=prefix)
     summary = result.json()
     if result.code != 0 or summary["accounts"]["failed"] or summary["messages"]["skipped"]:
         raise RuntimeError(f"engine run failed (exit {result.code}): {json.dumps(summary)[:2000]}")
@@ -77,10 +79,18 @@ def run_engine(campaign: Campaign, sim: Simulator, workers: int) -> dict[str, An
             "maxrss_mb": result.maxrss_mb, "messages": summary["messages"]["done"], "bytes": summary["bytes_done"]}
 
 
-def run_bare(url: str, maildirs: list[tuple[str, Path]], threads: int, chunk: int) -> dict[str, Any]:
-    """bulk_create loop: MIME content and is_read only, one mailbox per thread at a time."""
-    from exchangelib import IMPERSONATION, Account, Configuration, Credentials, Message
+def run_bare(url: str, maildirs: list[tuple[str, Path]], threads: int, chunk: int, *,
+             same_properties: bool = False) -> dict[str, Any]:
+    """bulk_create loop, one mailbox per thread at a time: MIME content and is_read only, or
+    also the extended properties our adapter sets (source key, message flags, dates, flag)."""
+    from datetime import UTC, datetime
+
+    from exchangelib import IMPERSONATION, Account, Configuration, Credentials, EWSDateTime, Message
     from exchangelib.folders import Folder
+
+    from migrator.adapters.targets.ews.properties import MSGFLAG_READ, register_properties
+
+    register_properties()
 
     todo: queue.Queue[tuple[str, Path]] = queue.Queue()
     for entry in maildirs:
@@ -89,13 +99,24 @@ def run_bare(url: str, maildirs: list[tuple[str, Path]], threads: int, chunk: in
     lock = threading.Lock()
     errors: list[BaseException] = []
 
-    def read_folder(fdir: Path) -> list[tuple[bytes, bool]]:
+    def read_folder(fdir: Path) -> list[tuple[bytes, str, float]]:
         out = []
         for sub in ("new", "cur"):
             for name in sorted(os.listdir(fdir / sub)):
                 with open(fdir / sub / name, "rb") as fh:
-                    out.append((fh.read(), "S" in name.partition(":2,")[2]))
+                    out.append((fh.read(), name, os.fstat(fh.fileno()).st_mtime))
         return out
+
+    def make(account: Account, data: bytes, name: str, mtime: float) -> Message:
+        info = name.partition(":2,")[2]
+        if not same_properties:
+            return Message(account=account, mime_content=data, is_read="S" in info)
+        when = EWSDateTime.from_datetime(datetime.fromtimestamp(mtime, UTC))
+        extra = {"migrator_flag_status": 2} if "F" in info else {}
+        return Message(account=account, mime_content=data, is_read="S" in info,
+                       migrator_message_flags=MSGFLAG_READ if "S" in info else 0,
+                       migrator_source_key=name.split(":")[0].split(",")[0],
+                       migrator_delivery_time=when, migrator_submit_time=when, **extra)
 
     def work() -> None:
         try:
@@ -113,13 +134,13 @@ def run_bare(url: str, maildirs: list[tuple[str, Path]], threads: int, chunk: in
                         part = msgs[start:start + chunk]
                         created = account.bulk_create(
                             folder=folder, message_disposition="SaveOnly",
-                            items=[Message(account=account, mime_content=data, is_read=seen) for data, seen in part])
+                            items=[make(account, *m) for m in part])
                         bad = [c for c in created if isinstance(c, Exception)]
                         if bad:
                             raise RuntimeError(f"{address}: {bad[0]}")
                         with lock:
                             counts["messages"] += len(part)
-                            counts["bytes"] += sum(len(d) for d, _ in part)
+                            counts["bytes"] += sum(len(m[0]) for m in part)
         except BaseException as exc:  # surfaced after join
             errors.append(exc)
 
@@ -148,9 +169,12 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
     chunk = RunSettings().chunk_messages
     print(f"[1+2] {len(addresses)} mailboxes, {n} messages, {nbytes / 1e6:.1f} MB; {args.workers} workers; "
           f"chunks of {chunk}; {args.rounds} round(s); load {load()}", flush=True)
-    engine_rounds, bare_rounds = [], []
+    engine_rounds: list[dict[str, Any]] = []
+    bare_rounds: list[dict[str, Any]] = []
+    props_rounds: list[dict[str, Any]] = []
+    kinds = ["engine", "bare"] + ([] if args.no_props else ["props"])
     for r in range(args.rounds):
-        order = ("engine", "bare") if r % 2 == 0 else ("bare", "engine")
+        order = kinds if r % 2 == 0 else kinds[::-1]
         for kind in order:
             rdir = work / f"{kind}-{r}"
             rdir.mkdir()
@@ -160,15 +184,20 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
                     # the round's own state and simulator, the shared Maildirs
                     campaign = write_plan(rdir, ldif, sim.url, workers=args.workers, vmail=shared.vmail)
                     campaign.discover()
-                    res = run_engine(campaign, sim, args.workers)
+                    profile = work / "engine.pyspy.txt" if args.profile_engine else None
+                    res = run_engine(campaign, sim, args.workers, profile)
+                    if profile:
+                        show_profile("first pass (under py-spy: throughput figures are not valid)",
+                                     profile, "engine-first-pass.pyspy.txt", res["wall"])
                 else:
-                    res = run_bare(sim.url, [(a, shared.maildir(a)) for a in addresses], args.workers, chunk)
+                    res = run_bare(sim.url, [(a, shared.maildir(a)) for a in addresses], args.workers, chunk,
+                                   same_properties=kind == "props")
             finally:
                 sim.stop()
             res["server_cpu"] = sim.cpu
             if res["messages"] != n:
                 raise RuntimeError(f"{kind}: {res['messages']} messages moved, expected {n}")
-            (engine_rounds if kind == "engine" else bare_rounds).append(res)
+            {"engine": engine_rounds, "bare": bare_rounds, "props": props_rounds}[kind].append(res)
             print(f"  round {r} {kind:6s}: {res['wall']:.2f} s wall, client CPU {res['cpu']:.2f} s, "
                   f"server CPU {res['server_cpu']:.2f} s, load {load()}", flush=True)
             shutil.rmtree(rdir / "ews", ignore_errors=True)
@@ -195,7 +224,15 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
         f"(runner time only: {b['wall'] / e['runner_seconds'] * 100:.1f} %; target >= 85 %)",
         round(b["wall"] / e["wall"] * 100, 1))
     FIGURES["engine_pct_of_bare_runner"] = round(b["wall"] / e["runner_seconds"] * 100, 1)
-    FIGURES["rounds"] = {"engine": engine_rounds, "bare": bare_rounds}
+    if props_rounds:
+        p = best(props_rounds)
+        say("bare_props_msgs_per_s", f"bare bulk_create with the adapter's extended properties: "
+            f"{n / p['wall']:.1f} msg/s, {mb / p['wall']:.2f} MB/s (wall {p['wall']:.2f} s; client CPU "
+            f"{p['cpu'] / n * 1000:.2f} s per 1,000 messages); engine = {p['wall'] / e['wall'] * 100:.1f} % of it",
+            round(n / p["wall"], 1))
+        FIGURES.update(bare_props_cpu_s_per_1000=round(p["cpu"] / n * 1000, 2),
+                       engine_pct_of_bare_props=round(p["wall"] / e["wall"] * 100, 1))
+    FIGURES["rounds"] = {"engine": engine_rounds, "bare": bare_rounds, "bare_props": props_rounds}
 
 
 # --------------------------------------------------------------------------- 3: delta pass
@@ -230,11 +267,29 @@ def profile_summary(raw: Path, top: int = 12) -> dict[str, Any]:
             own[frames[-1]] += n
         for f in set(frames):
             inclusive[f] += n
-    pct = (lambda c: {k: round(v / max(total, 1) * 100, 1) for k, v in c.most_common(top)})
+
+    def pct(c: collections.Counter[str]) -> dict[str, float]:
+        return {k: round(v / max(total, 1) * 100, 1) for k, v in c.most_common(top)}
+
     ours = collections.Counter({k: v for k, v in inclusive.items() if "(" in k and
                                 not k.split("(")[1].startswith(("threading", "concurrent", "<frozen")) and
                                 ".py" in k})
     return {"samples": total, "self_pct": pct(own), "inclusive_pct": pct(ours)}
+
+
+def show_profile(name: str, raw: Path, keep_as: str, wall: float) -> None:
+    summary = profile_summary(raw)
+    keep = REPO / "bench" / "results" / keep_as
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(raw, keep)
+    FIGURES[f"{name.split()[0]}_profile"] = {"wall_under_py_spy_s": round(wall, 2), **summary}
+    print(f"  profile of the {name} run: {wall:.2f} s wall, {summary['samples']} samples "
+          f"(raw stacks: {keep.relative_to(REPO)}); self time:", flush=True)
+    for k, v in summary["self_pct"].items():
+        print(f"    {v:5.1f} %  {k}")
+    print("  inclusive time:")
+    for k, v in summary["inclusive_pct"].items():
+        print(f"    {v:5.1f} %  {k}")
 
 
 def delta(work: Path, args: argparse.Namespace) -> None:
@@ -284,18 +339,7 @@ def delta(work: Path, args: argparse.Namespace) -> None:
             if prof.code != 0 or not raw.exists():
                 print(f"  py-spy failed (exit {prof.code}): {prof.stderr[-500:]}", flush=True)
             else:
-                summary_p = profile_summary(raw)
-                keep = REPO / "bench" / "results" / "engine-delta.pyspy.txt"
-                keep.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(raw, keep)
-                FIGURES["delta_profile"] = {"wall_under_py_spy_s": round(prof.wall, 2), **summary_p}
-                print(f"  profiled run: {prof.wall:.2f} s wall, {summary_p['samples']} samples "
-                      f"(raw stacks: {keep.relative_to(REPO)}); self time:", flush=True)
-                for k, v in summary_p["self_pct"].items():
-                    print(f"    {v:5.1f} %  {k}")
-                print("  inclusive time:")
-                for k, v in summary_p["inclusive_pct"].items():
-                    print(f"    {v:5.1f} %  {k}")
+                show_profile("delta", raw, "engine-delta.pyspy.txt", prof.wall)
     finally:
         sim.stop()
 
@@ -346,6 +390,10 @@ def main() -> None:
     parser.add_argument("--delta-messages", type=int, default=10_000)
     parser.add_argument("--delta-dir", help="keep the delta-pass Maildirs and state here and reuse them")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run of the delta pass")
+    parser.add_argument("--no-props", action="store_true",
+                        help="skip the bare loop that also sets the adapter's extended properties")
+    parser.add_argument("--profile-engine", action="store_true",
+                        help="run the first pass under py-spy (for attribution; its figures are then not valid)")
     parser.add_argument("--big-mb", type=int, default=40)
     parser.add_argument("--only", default="1234", help="which parts to run, e.g. 13")
     args = parser.parse_args()

@@ -99,3 +99,27 @@ def test_random_kills_end_with_every_message_exactly_once(tmp_path: Path) -> Non
         assert json.loads(final.stdout)["accounts"]["failed"] == 0
     finally:
         c.sim.stop()
+
+
+def test_ctrl_c_stops_cleanly_with_130_and_the_next_run_finishes_exactly(tmp_path: Path) -> None:
+    c = build_campaign(tmp_path / "c", accounts=4, messages_per_folder=4, workers=2, chunk=3)
+    try:
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        proc = c.start("run", "--plan", str(c.plan_path))
+        deadline = time.monotonic() + 60
+        while _done_rows(c) < 20 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "stopping" in err and "run again to resume" in out + err
+        with sqlite3.connect(c.state_path) as db:
+            running = db.execute("select count(*) from accounts where status = 'running'").fetchone()[0]
+            assert running == 0  # every claim was given back
+        final = c.cli("run", "--plan", str(c.plan_path), "--json")
+        assert final.returncode == 0, final.stderr
+        for address in c.accounts:
+            c.compare(address)
+    finally:
+        c.sim.stop()
