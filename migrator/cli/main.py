@@ -22,6 +22,7 @@ from migrator.plan import load_plan
 from migrator.report.console import console, print_json
 from migrator.report.discovery import account_json, render_accounts, render_discovery
 from migrator.report.dry_run import render_dry_run
+from migrator.report.jsonlog import JsonLinesProgress
 from migrator.report.run import RunProgress, render_run_summary
 from migrator.report.status import render_status
 from migrator.report.verify import render_verify
@@ -41,6 +42,13 @@ _state_option = click.option(
     "or sqlite:///state/migrator.db).",
 )
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+_log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line on stdout (for log shippers), the last one the run_finished summary.",
+)
 
 
 # click's own usage errors exit 2, which is our "usage/config/fatal" code too
@@ -114,6 +122,7 @@ def accounts_cmd(
 @click.option("--no-delta", is_flag=True, help="Only accounts never migrated; skip delta passes over migrated ones.")
 @click.option("--dry-run", is_flag=True, help="Connect, preflight and count without writing to the target.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@_log_format_option
 @_json_option
 @handle_errors
 def run_cmd(
@@ -126,6 +135,7 @@ def run_cmd(
     no_delta: bool,
     dry_run: bool,
     quiet: bool,
+    log_format: str,
     as_json: bool,
 ) -> None:
     """Migrate the plan's accounts: pending ones first pass, migrated ones a delta pass.
@@ -144,13 +154,15 @@ def run_cmd(
         raise SystemExit(report.exit_code)
     request = RunRequest(batches=batches, addresses=accounts, workers=workers, limit=limit, include_synced=not no_delta)
     out = console()
-    progress = RunProgress(out, quiet=quiet or as_json)
+    progress = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
     with graceful_stop() as stop:
         try:
             summary = run(plan, request, state_url=state_url, progress=progress, stop=stop.event)
         finally:
             progress.close()
-    if as_json:
+    if isinstance(progress, JsonLinesProgress):
+        progress.run_finished(summary, exit_code=stop.exit_code if stop.exit_code is not None else summary.exit_code)
+    elif as_json:
         print_json(summary.as_json())
     else:
         render_run_summary(out, summary)
@@ -211,27 +223,33 @@ def verify_cmd(
 @click.option("--skipped", is_flag=True, help="Also try skipped messages again (e.g. after fixing permissions).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Accounts migrated at once.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@_log_format_option
 @_json_option
 @handle_errors
 def retry_cmd(
     plan_path: Path, state_url: str | None, failed: bool, accounts: tuple[str, ...], skipped: bool,
-    workers: int | None, quiet: bool, as_json: bool,
+    workers: int | None, quiet: bool, log_format: str, as_json: bool,
 ) -> None:
     """Run failed accounts again, past their max_account_attempts."""
     plan = load_plan(plan_path)
     names = prepare_retry(plan, state_url=state_url, addresses=accounts, skipped=skipped)
     if not names:
-        console().print("no failed accounts to retry")
+        if log_format == "json":
+            JsonLinesProgress(plan.name).note("no failed accounts to retry")
+        else:
+            console().print("no failed accounts to retry")
         raise SystemExit(0)
     request = RunRequest(addresses=names, workers=workers, only_failed=not accounts and not skipped, include_synced=bool(skipped or accounts))
     out = console()
-    progress = RunProgress(out, quiet=quiet or as_json)
+    progress = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
     with graceful_stop() as stop:
         try:
             summary = run(plan, request, state_url=state_url, progress=progress, stop=stop.event)
         finally:
             progress.close()
-    if as_json:
+    if isinstance(progress, JsonLinesProgress):
+        progress.run_finished(summary, exit_code=stop.exit_code if stop.exit_code is not None else summary.exit_code)
+    elif as_json:
         print_json(summary.as_json())
     else:
         render_run_summary(out, summary)

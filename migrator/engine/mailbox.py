@@ -198,6 +198,7 @@ class AccountJob:
                 tfolder_box.append(found)
             return tfolder_box[0]
 
+        self._check_numbering(source, folder, folder_id, row.uidvalidity if row is not None else None)
         inflight = self._inflight_by_folder.get(folder_id) if self._by_content else None
         if inflight:
             self._resolve_by_content(source, folder, folder_id, tfolder(), inflight)
@@ -242,6 +243,33 @@ class AccountJob:
                 self._chunk(folder, folder_id, target_folder, chunk)
         return folder_id, listed, listed_bytes
 
+    def _check_numbering(
+        self, source: Source, folder: FolderInfo, folder_id: int, recorded: int | None
+    ) -> None:
+        """IMAP sources number messages per UIDVALIDITY. When the server renumbered a folder
+        since the last pass, every key changed: carry what was migrated over to the new keys
+        by content fingerprint, so nothing is sent twice."""
+        current_of = getattr(source, "uidvalidity", None)
+        if not callable(current_of):
+            return
+        current = int(current_of(folder))
+        if recorded is None:
+            ledger.record_uidvalidity(self.ctx.store, self.claim, folder_id, current)
+            return
+        if recorded == current:
+            return
+        pairs = [
+            (record.key, record.extra["fingerprint"])
+            for record in source.messages(folder)
+            if isinstance(record, MessageRecord) and record.extra.get("fingerprint")
+        ]
+        carried, gone = ledger.rekey(self.ctx.store, self.claim, folder_id, f"{recorded}:", pairs, current)
+        self.ctx.progress.note(
+            f"{self.outcome.address}: folder {folder.display} was renumbered by the server "
+            f"(UIDVALIDITY {recorded} -> {current}); {carried} migrated message(s) recognised by "
+            f"content, {gone} no longer in the source"
+        )
+
     def _resolve_by_content(
         self, source: Source, folder: FolderInfo, folder_id: int, tfolder: TargetFolder, keys: list[str]
     ) -> None:
@@ -281,7 +309,9 @@ class AccountJob:
     def _chunk(self, folder: FolderInfo, folder_id: int, tfolder: TargetFolder, records: Sequence[MessageRecord]) -> None:
         self._check_stop()
         store, claim = self.ctx.store, self.claim
-        ledger.begin_chunk(store, claim, folder_id, uuid.uuid4().hex, [(r.key, r.size) for r in records])
+        ledger.begin_chunk(
+            store, claim, folder_id, uuid.uuid4().hex, [(r.key, r.size, r.extra.get("fingerprint")) for r in records]
+        )
         crashpoints.reached("begin_chunk")
         outcomes: list[Outcome] = []
         items: list[UploadItem] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -145,23 +145,28 @@ def target_ids(store: Store, folder_id: int) -> set[str]:
 
 
 def begin_chunk(
-    store: Store, claim: Claim, folder_id: int, chunk_id: str, items: Sequence[tuple[str, int]]
+    store: Store,
+    claim: Claim,
+    folder_id: int,
+    chunk_id: str,
+    items: Sequence[tuple[str, int]] | Sequence[tuple[str, int, str | None]],
 ) -> None:
-    """Write the chunk's (key, size) rows as in flight, in one fenced transaction."""
+    """Write the chunk's (key, size[, fingerprint]) rows as in flight, in one fenced transaction."""
     now = utcnow()
     rows = [
         {
             "folder_id": folder_id,
             "account_id": claim.account_id,
-            "source_key": key,
             "state": "inflight",
             "chunk_id": chunk_id,
             "lease_epoch": claim.epoch,
-            "size": size,
+            "size": item[1],
+            "fingerprint": item[2] if len(item) > 2 else None,  # type: ignore[misc]
             "created_at": now,
             "updated_at": now,
+            "source_key": item[0],
         }
-        for key, size in items
+        for item in items
     ]
     # durable: these rows are what stops a power cut during the upload from causing duplicates
     with store.session(write=True, durable=True) as s:
@@ -302,6 +307,56 @@ def resolve_inflight(
                         M.c.source_key.in_(missing[start : start + _BATCH]),
                     )
                 )
+
+
+def rekey(
+    store: Store,
+    claim: Claim,
+    folder_id: int,
+    old_prefix: str,
+    records: Sequence[tuple[str, str]],
+    uidvalidity: int,
+) -> tuple[int, int]:
+    """A renumbered folder (IMAP UIDVALIDITY changed): carry each settled message over from its
+    old key to its new one, matched by content fingerprint; byte-identical copies are matched
+    by count. `records` are (new key, fingerprint) of the folder now. Returns (carried over,
+    old rows left unmatched — messages that are gone from the source)."""
+    with store.session(write=True) as s:
+        fence(s, claim)
+        old = s.execute(
+            select(M.c.id, M.c.source_key, M.c.tag_key, M.c.fingerprint, M.c.state)
+            .where(M.c.folder_id == folder_id, M.c.source_key.like(old_prefix.replace("%", r"\%") + "%"))
+            .order_by(M.c.id)
+        ).all()
+        by_print: dict[str, list[Any]] = defaultdict(list)
+        for row in old:
+            if row.fingerprint and row.state in ("done", "skipped"):
+                by_print[row.fingerprint].append(row)
+        now = utcnow()
+        moved: list[dict[str, object]] = []
+        for key, fingerprint in records:
+            candidates = by_print.get(fingerprint)
+            if not candidates:
+                continue
+            row = candidates.pop(0)
+            moved.append({"b_id": row.id, "source_key": key, "tag_key": row.tag_key or row.source_key, "updated_at": now})  # type: ignore[attr-defined]
+        if moved:
+            s.connection().execute(
+                update(M)
+                .where(M.c.id == bindparam("b_id"))
+                .values(
+                    source_key=bindparam("source_key"), tag_key=bindparam("tag_key"), updated_at=bindparam("updated_at")
+                ),
+                moved,
+            )
+        s.execute(update(F).where(F.c.id == folder_id).values(uidvalidity=uidvalidity))
+        return len(moved), len(old) - len(moved)
+
+
+def record_uidvalidity(store: Store, claim: Claim, folder_id: int, uidvalidity: int) -> None:
+    with store.session(write=True) as s:
+        fence(s, claim)
+        s.execute(update(F).where(F.c.id == folder_id).values(uidvalidity=uidvalidity))
 
 
 def counts_by_state(store: Store, folder_id: int) -> dict[str, int]:

@@ -177,6 +177,10 @@ class MessageRow(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Message-ID + size + date where the source gives it (IMAP): re-keys a renumbered folder
+    fingerprint: Mapped[str | None] = mapped_column(String(600))
+    # the key the target's copy is tagged with, when a re-keying changed source_key since
+    tag_key: Mapped[str | None] = mapped_column(String(500))
 
 
 class EventRow(Base):

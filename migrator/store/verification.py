@@ -36,10 +36,13 @@ def ledger_totals(store: Store, folder_id: int) -> dict[str, int]:
 
 
 def done_keys(store: Store, folder_id: int) -> list[str]:
+    """The keys the target's copies of the folder's done messages are tagged with."""
     with store.session() as s:
         return list(
             s.execute(
-                select(M.c.source_key).where(M.c.folder_id == folder_id, M.c.state == "done").order_by(M.c.id)
+                select(func.coalesce(M.c.tag_key, M.c.source_key))
+                .where(M.c.folder_id == folder_id, M.c.state == "done")
+                .order_by(M.c.id)
             ).scalars()
         )
 
