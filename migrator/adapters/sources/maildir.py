@@ -14,9 +14,9 @@ import contextlib
 import gc
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from migrator.adapters.sources import utf7
 from migrator.adapters.sources.base import (
@@ -93,6 +93,10 @@ def _decode(names: list[str], problems: list[str]) -> tuple[str, ...]:
 
 class MaildirSource(SourceBase):
     """One account's Maildir tree (the directory holding INBOX's cur/ and new/)."""
+
+    # messages(known=...) support: how many of the known keys the last listing saw
+    known_seen: int = 0
+    skips_known = True
 
     def __init__(self, root: str, *, layout: str = "auto") -> None:
         if layout not in LAYOUTS:
@@ -176,31 +180,60 @@ class MaildirSource(SourceBase):
         return result
 
     def _info(self, path: tuple[str, ...], native: str, problems: list[str]) -> FolderInfo:
-        with _gc_paused():
-            found, _ = self._scan(native, problems)  # counts need no records: half the work
-        count = len(found)
-        total = sum(item[2] for item in found.values())
+        count, total = self._count(native, problems)
         role = FolderRole.INBOX if path == ("INBOX",) else role_from_name(path)
         return FolderInfo(path=path, role=role, native=native, message_count=count,
                           byte_total=total, problems=tuple(problems))
 
     # ------------------------------------------------------------------ messages
 
-    def messages(self, folder: FolderInfo) -> Iterator[MessageRecord | SkippedMessage]:
-        yield from self._list(folder.native, None)
+    def _count(self, native: str, problems: list[str]) -> tuple[int, int | None]:
+        """Messages in a folder and their bytes, from the file names alone (no stat): the
+        count is what a listing finds; the bytes only when every name carries Dovecot's S=."""
+        fdir = os.path.join(self.root, native) if native else self.root
+        keys: set[str] = set()
+        total: int | None = 0
+        for sub in _SUBDIRS:
+            try:
+                names = os.listdir(os.path.join(fdir, sub))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                problems.append(f"cannot list {fdir}/{sub}: {exc.strerror or exc}")
+                continue
+            for name in names:
+                if name[0] == ".":
+                    continue
+                key = name.split(":", 1)[0].split(",", 1)[0] or name.split(":", 1)[0]
+                if key in keys:
+                    continue
+                keys.add(key)
+                size = _dovecot_size(name)
+                total = None if total is None or size is None else total + size
+        return len(keys), total
+
+    def messages(
+        self, folder: FolderInfo, *, known: Collection[str] = ()
+    ) -> Iterator[MessageRecord | SkippedMessage]:
+        """Records of the folder. Keys in `known` (already migrated, says the caller) are
+        counted in `known_seen` but not stat'ed nor offered: a delta pass over a big folder
+        then costs one directory listing."""
+        yield from self._list(folder.native, None, known)
 
     def _list(
-        self, native: str, problems: list[str] | None
+        self, native: str, problems: list[str] | None, known: Collection[str] = ()
     ) -> list[MessageRecord | SkippedMessage]:
         with _gc_paused():
-            found, skipped = self._scan(native, problems)
+            found, skipped = self._scan(native, problems, known)
             fdir = os.path.join(self.root, native) if native else self.root
             return self._records(fdir, read_keywords(fdir), found, skipped)
 
     def _scan(
-        self, native: str, problems: list[str] | None
+        self, native: str, problems: list[str] | None, known: Collection[str] = ()
     ) -> tuple[dict[str, tuple[str, str, int, int, int]], dict[str, SkippedMessage]]:
-        """One scandir of new/ and cur/ and one stat per file: what is there, by key."""
+        """One scandir of new/ and cur/ and one stat per file not in `known`: what is there."""
+        self.known_seen = 0
+        seen_known: set[str] = set()
         fdir = os.path.join(self.root, native) if native else self.root
         # key -> (sub, name, size, mtime, inode): plain values, not stat_result objects, so
         # the garbage collector has less to walk while 100,000 entries pile up
@@ -213,8 +246,20 @@ class MaildirSource(SourceBase):
                 # the directory instead of a walk down the whole path (~15% of a listing)
                 dir_fd = os.open(subdir, os.O_RDONLY | os.O_DIRECTORY)
                 try:
-                    entries = list(os.scandir(dir_fd))
-                    stats = [_stat(e) for e in entries]
+                    entries: list[Any]
+                    if known:
+                        # names only (no DirEntry objects): most are known and need nothing more
+                        entries = []
+                        for name in os.listdir(dir_fd):
+                            key = name.split(":", 1)[0].split(",", 1)[0] or name.split(":", 1)[0]
+                            if key in known:
+                                seen_known.add(key)
+                            else:
+                                entries.append(_Named(name))
+                        stats = [_stat_at(dir_fd, e.name) for e in entries]
+                    else:
+                        entries = list(os.scandir(dir_fd))
+                        stats = [_stat(e) for e in entries]
                 finally:
                     os.close(dir_fd)
             except FileNotFoundError:
@@ -250,6 +295,7 @@ class MaildirSource(SourceBase):
                         key, NOT_A_FILE, f"{subdir}/{name} is not a regular file")
                     continue
                 found[key] = (sub, name, st.st_size, int(st.st_mtime), st.st_ino)
+        self.known_seen = len(seen_known)
         return found, skipped
 
     @staticmethod
@@ -290,6 +336,31 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _dovecot_size(name: str) -> int | None:
+    """The size Dovecot writes into a file name (",S=1234"), if it did."""
+    base = name.split(":", 1)[0]
+    for part in base.split(",")[1:]:
+        if part.startswith("S=") and part[2:].isdigit():
+            return int(part[2:])
+    return None
+
+
+class _Named:
+    """A directory entry known by its name only (what the listing loop reads of it)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _stat_at(dir_fd: int, name: str) -> os.stat_result | OSError:
+    try:
+        return os.stat(name, dir_fd=dir_fd)
+    except OSError as exc:
+        return exc
 
 
 def _stat(entry: os.DirEntry[str]) -> os.stat_result | OSError:
