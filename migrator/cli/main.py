@@ -11,12 +11,6 @@ from migrator.cli.errors import handle_errors
 from migrator.cli.reports import register as register_reports
 from migrator.cli.signals import graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
-from migrator.commands.discover import discover
-from migrator.commands.dry_run import dry_run_plan
-from migrator.commands.maintenance import prepare_retry, reset
-from migrator.commands.run import RunRequest, run
-from migrator.commands.status import status
-from migrator.commands.verify import verify
 from migrator.model.errors import EXIT_FATAL
 from migrator.plan import load_plan
 from migrator.report.console import console, print_json
@@ -51,6 +45,8 @@ _log_format_option = click.option(
 )
 
 
+# Command modules are imported inside each command: a command then loads only what it uses
+# (no ldap3 for `status`, no engine for `discover`), which keeps start-up short.
 # click's own usage errors exit 2, which is our "usage/config/fatal" code too
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="migrator")
@@ -85,6 +81,7 @@ def discover_cmd(plan_path: Path, state_url: str | None, as_json: bool) -> None:
     Every entry under the plan's base ends in one of: in scope, excluded (with a reason) or
     invalid (with a reason). Re-running updates the accounts and never resets progress.
     """
+    from migrator.commands.discover import discover
     plan = load_plan(plan_path)
     report = discover(plan, state_url=state_url)
     if as_json:
@@ -144,6 +141,8 @@ def run_cmd(
     every message exactly once. Exit 0 all done; 1 some accounts failed or messages were
     skipped (listed); 2 fatal; 130/143 interrupted.
     """
+    from migrator.commands.dry_run import dry_run_plan
+    from migrator.commands.run import RunRequest, run
     plan = load_plan(plan_path)
     if dry_run:
         report = dry_run_plan(plan, state_url=state_url, batches=batches, addresses=accounts, limit=limit)
@@ -182,6 +181,7 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
 
     Reads the state database only; safe to run while `run` is working.
     """
+    from migrator.commands.status import status
     plan = load_plan(plan_path)
     data = status(plan, state_url=state_url, by="batch" if by == "ou" else by)
     if as_json:
@@ -206,6 +206,7 @@ def verify_cmd(
     Results are stored with a timestamp; accounts whose folders all agree become
     "verified". Exit 1 when any folder disagrees.
     """
+    from migrator.commands.verify import verify
     plan = load_plan(plan_path)
     report = verify(plan, state_url=state_url, addresses=accounts, batches=batches, workers=workers)
     if as_json:
@@ -231,6 +232,8 @@ def retry_cmd(
     workers: int | None, quiet: bool, log_format: str, as_json: bool,
 ) -> None:
     """Run failed accounts again, past their max_account_attempts."""
+    from migrator.commands.maintenance import prepare_retry
+    from migrator.commands.run import RunRequest, run
     plan = load_plan(plan_path)
     names = prepare_retry(plan, state_url=state_url, addresses=accounts, skipped=skipped)
     if not names:
@@ -268,6 +271,7 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
     The messages already in the target stay there: empty the target mailbox first, or the
     next run sends them again.
     """
+    from migrator.commands.maintenance import reset
     plan = load_plan(plan_path)
     if not yes:
         click.confirm(

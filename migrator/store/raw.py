@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
 FETCH_BATCH = 5000
@@ -47,7 +46,11 @@ class Raw:
     def json(self, value: Any) -> Any:
         if value is None:
             return None
-        return json.dumps(value) if self.sqlite else Jsonb(value)
+        if self.sqlite:
+            return json.dumps(value)
+        from psycopg.types.json import Jsonb  # PostgreSQL only: SQLite runs need no psycopg
+
+        return Jsonb(value)
 
     @staticmethod
     def read_time(value: Any) -> datetime | None:

@@ -80,7 +80,10 @@ class AccountDbRow(Base):
     __tablename__ = "accounts"
     __table_args__ = (
         UniqueConstraint("plan_id", "key", name="uq_accounts_plan_key"),
-        Index("ix_accounts_plan_scope_status", "plan_id", "scope", "status"),
+        # counts by scope/status/discovery reason come from the index alone (`status`)
+        Index("ix_accounts_plan_scope_status_reason", "plan_id", "scope", "status", "reason"),
+        # the few accounts with skipped messages, without scanning the table (migration 0003)
+        Index("ix_accounts_plan_skipped", "plan_id", "messages_skipped", "id"),
         # scope/status ride along so per-batch progress is answered from the index alone
         Index("ix_accounts_plan_batch", "plan_id", "batch", "scope", "status"),
         Index("ix_accounts_address", "address"),
