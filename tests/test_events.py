@@ -92,10 +92,11 @@ FOLLOW_SCRIPT = (
 
 def test_follow_in_a_process_until_ctrl_c(tmp_path: Path) -> None:
     import os
-    import selectors
+    import queue
     import signal
     import subprocess
     import sys
+    import threading
     import time
 
     data = synthetic_state(tmp_path / "s", 2)
@@ -113,16 +114,24 @@ def test_follow_in_a_process_until_ctrl_c(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     assert proc.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
+    # A reader thread, not select() on the pipe: readline() buffers several lines at once,
+    # and select() would then wait for more bytes while the lines sit in the buffer.
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
 
     def next_event(deadline: float) -> dict:
-        while time.monotonic() < deadline:
-            if selector.select(timeout=deadline - time.monotonic()):
-                line = proc.stdout.readline()  # type: ignore[union-attr]
-                assert line, f"events --follow ended early: {proc.stderr.read()}"  # type: ignore[union-attr]
-                return json.loads(line)
-        raise AssertionError("no event printed in time")
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError("no event printed in time") from None
+        assert line, f"events --follow ended early: {proc.stderr.read()}"  # type: ignore[union-attr]
+        return json.loads(line)
 
     try:
         deadline = time.monotonic() + 20
