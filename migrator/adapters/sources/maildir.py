@@ -276,7 +276,11 @@ class MaildirSource(SourceBase):
                     continue  # hidden files are not messages (Maildir convention)
                 key = name.split(":", 1)[0].split(",", 1)[0] or name.split(":", 1)[0]
                 if isinstance(st_or_error, FileNotFoundError):
-                    continue  # renamed by a live server since scandir: found in cur/ or next pass
+                    if os.path.islink(f"{subdir}/{name}"):
+                        # a link to nowhere will not come back by itself: say so
+                        skipped.setdefault(key, SkippedMessage(
+                            key, NOT_A_FILE, f"{subdir}/{name} is a symbolic link to a missing file"))
+                    continue  # else renamed by a live server since scandir: in cur/ or next pass
                 if isinstance(st_or_error, OSError):
                     skipped.setdefault(key, SkippedMessage(
                         key, UNREADABLE,
