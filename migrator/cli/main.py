@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from migrator import __version__
 from migrator.cli.errors import handle_errors
+from migrator.cli.options import json_option, log_format_option, plan_option, state_option
 from migrator.cli.reports import register as register_reports
 from migrator.cli.signals import graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
@@ -21,28 +23,9 @@ from migrator.report.run import RunProgress, render_run_summary
 from migrator.report.status import render_status
 from migrator.report.verify import render_verify
 
-_plan_option = click.option(
-    "--plan",
-    "plan_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The plan file (TOML), e.g. plans/example.toml.",
-)
-_state_option = click.option(
-    "--state",
-    "state_url",
-    metavar="URL",
-    help="State database URL (default: $MIGRATOR_STATE, the plan's [state] url, "
-    "or sqlite:///state/migrator.db).",
-)
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-_log_format_option = click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one JSON object per line on stdout (for log shippers), the last one the run_finished summary.",
-)
+if TYPE_CHECKING:  # the engine is imported only by the commands that run it
+    from migrator.commands.run import RunRequest
+    from migrator.model.plan import Plan
 
 
 # Command modules are imported inside each command: a command then loads only what it uses
@@ -59,7 +42,7 @@ def cli() -> None:
 
 
 @cli.command("check-plan")
-@_plan_option
+@plan_option
 @handle_errors
 def check_plan_cmd(plan_path: Path) -> None:
     """Validate a plan file without connecting anywhere."""
@@ -71,9 +54,9 @@ def check_plan_cmd(plan_path: Path) -> None:
 
 
 @cli.command("discover")
-@_plan_option
-@_state_option
-@_json_option
+@plan_option
+@state_option
+@json_option
 @handle_errors
 def discover_cmd(plan_path: Path, state_url: str | None, as_json: bool) -> None:
     """Read the in-scope accounts from the directory into the state database.
@@ -91,11 +74,11 @@ def discover_cmd(plan_path: Path, state_url: str | None, as_json: bool) -> None:
 
 
 @cli.command("accounts")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--status", "state", type=click.Choice(STATES), help="Only accounts in this state.")
 @click.option("--batch", help="Only accounts of this batch.")
-@_json_option
+@json_option
 @handle_errors
 def accounts_cmd(
     plan_path: Path, state_url: str | None, state: str | None, batch: str | None, as_json: bool
@@ -110,8 +93,8 @@ def accounts_cmd(
 
 
 @cli.command("run")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Accounts migrated at once (default: the plan's [run] workers).")
@@ -119,8 +102,8 @@ def accounts_cmd(
 @click.option("--no-delta", is_flag=True, help="Only accounts never migrated; skip delta passes over migrated ones.")
 @click.option("--dry-run", is_flag=True, help="Connect, preflight and count without writing to the target.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
-@_log_format_option
-@_json_option
+@log_format_option
+@json_option
 @handle_errors
 def run_cmd(
     plan_path: Path,
@@ -142,7 +125,7 @@ def run_cmd(
     skipped (listed); 2 fatal; 130/143 interrupted.
     """
     from migrator.commands.dry_run import dry_run_plan
-    from migrator.commands.run import RunRequest, run
+    from migrator.commands.run import RunRequest
     plan = load_plan(plan_path)
     if dry_run:
         report = dry_run_plan(plan, state_url=state_url, batches=batches, addresses=accounts, limit=limit)
@@ -152,6 +135,13 @@ def run_cmd(
             render_dry_run(console(), report)
         raise SystemExit(report.exit_code)
     request = RunRequest(batches=batches, addresses=accounts, workers=workers, limit=limit, include_synced=not no_delta)
+    raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json))
+
+
+def _run_and_report(plan: Plan, request: RunRequest, state_url: str | None, *, quiet: bool, log_format: str, as_json: bool) -> int:
+    """Run with live progress (or JSON log lines), print the summary; the exit code."""
+    from migrator.commands.run import run
+
     out = console()
     progress = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
     with graceful_stop() as stop:
@@ -159,22 +149,21 @@ def run_cmd(
             summary = run(plan, request, state_url=state_url, progress=progress, stop=stop.event)
         finally:
             progress.close()
+    code = stop.exit_code if stop.exit_code is not None else summary.exit_code
     if isinstance(progress, JsonLinesProgress):
-        progress.run_finished(summary, exit_code=stop.exit_code if stop.exit_code is not None else summary.exit_code)
+        progress.run_finished(summary, exit_code=code)
     elif as_json:
         print_json(summary.as_json())
     else:
         render_run_summary(out, summary)
-    if stop.exit_code is not None:
-        raise SystemExit(stop.exit_code)
-    raise SystemExit(summary.exit_code)
+    return code
 
 
 @cli.command("status")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--by", type=click.Choice(["batch", "ou", "status"]), default="batch", show_default=True, help="How to group the accounts.")
-@_json_option
+@json_option
 @handle_errors
 def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -> None:
     """Where the campaign stands: "N of M accounts migrated", per batch, failures, pace.
@@ -191,12 +180,12 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
 
 
 @cli.command("verify")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Accounts checked at once (default: the plan's [run] workers).")
-@_json_option
+@json_option
 @handle_errors
 def verify_cmd(
     plan_path: Path, state_url: str | None, accounts: tuple[str, ...], batches: tuple[str, ...], workers: int | None, as_json: bool
@@ -217,15 +206,15 @@ def verify_cmd(
 
 
 @cli.command("retry")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--failed", is_flag=True, help="All failed accounts (the default when no --account is given).")
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
 @click.option("--skipped", is_flag=True, help="Also try skipped messages again (e.g. after fixing permissions).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Accounts migrated at once.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
-@_log_format_option
-@_json_option
+@log_format_option
+@json_option
 @handle_errors
 def retry_cmd(
     plan_path: Path, state_url: str | None, failed: bool, accounts: tuple[str, ...], skipped: bool,
@@ -233,7 +222,7 @@ def retry_cmd(
 ) -> None:
     """Run failed accounts again, past their max_account_attempts."""
     from migrator.commands.maintenance import prepare_retry
-    from migrator.commands.run import RunRequest, run
+    from migrator.commands.run import RunRequest
     plan = load_plan(plan_path)
     names = prepare_retry(plan, state_url=state_url, addresses=accounts, skipped=skipped)
     if not names:
@@ -243,25 +232,12 @@ def retry_cmd(
             console().print("no failed accounts to retry")
         raise SystemExit(0)
     request = RunRequest(addresses=names, workers=workers, only_failed=not accounts and not skipped, include_synced=bool(skipped or accounts))
-    out = console()
-    progress = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
-    with graceful_stop() as stop:
-        try:
-            summary = run(plan, request, state_url=state_url, progress=progress, stop=stop.event)
-        finally:
-            progress.close()
-    if isinstance(progress, JsonLinesProgress):
-        progress.run_finished(summary, exit_code=stop.exit_code if stop.exit_code is not None else summary.exit_code)
-    elif as_json:
-        print_json(summary.as_json())
-    else:
-        render_run_summary(out, summary)
-    raise SystemExit(stop.exit_code if stop.exit_code is not None else summary.exit_code)
+    raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json))
 
 
 @cli.command("reset")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--account", "address", required=True, metavar="ADDR", help="The account to reset.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @handle_errors

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from migrator.cli.errors import handle_errors
+from migrator.cli.options import json_option, plan_option, state_option
 from migrator.commands.events import follow_events, list_events, parse_since
 from migrator.commands.report import build_report
 from migrator.commands.routing import routing_lines
@@ -20,26 +21,10 @@ from migrator.report.events import render_event, write_event_json
 from migrator.report.html import render_html
 from migrator.report.show import render_show
 
-_plan_option = click.option(
-    "--plan",
-    "plan_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The plan file (TOML), e.g. plans/example.toml.",
-)
-_state_option = click.option(
-    "--state",
-    "state_url",
-    metavar="URL",
-    help="State database URL (default: $MIGRATOR_STATE, the plan's [state] url, "
-    "or sqlite:///state/migrator.db).",
-)
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-
 
 @click.command("report")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "html"]), required=True, help="The file format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The file to write ('-' for standard output).")
@@ -74,12 +59,12 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
 
 @click.command("show")
 @click.argument("address", metavar="ADDR")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--events", "events_limit", type=click.IntRange(1, 10000), default=30, show_default=True,
               help="How many of the newest events to show.")
 @click.option("--no-source", is_flag=True, help="Do not open the source mailbox for subjects and dates.")
-@_json_option
+@json_option
 @handle_errors
 def show_cmd(address: str, plan_path: Path, state_url: str | None, events_limit: int, no_source: bool, as_json: bool) -> None:
     """One account: history, folders, skipped messages, last error and what to do.
@@ -97,15 +82,15 @@ def show_cmd(address: str, plan_path: Path, state_url: str | None, events_limit:
 
 
 @click.command("events")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--account", metavar="ADDR", help="Only this account's events.")
 @click.option("--since", metavar="T", help="Only events since T: a duration (30m, 2h, 3d, 1w) or an ISO time (UTC).")
 @click.option("--limit", type=click.IntRange(1), default=1000, show_default=True, help="At most the newest N events.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they happen, until Ctrl-C.")
 @click.option("--poll-interval", type=click.FloatRange(0.01), default=1.0, hidden=True)
 @click.option("--follow-timeout", type=click.FloatRange(0), default=None, hidden=True)
-@_json_option
+@json_option
 @handle_errors
 def events_cmd(
     plan_path: Path, state_url: str | None, account: str | None, since: str | None, limit: int,
@@ -149,8 +134,8 @@ def events_cmd(
 
 
 @click.command("routing")
-@_plan_option
-@_state_option
+@plan_option
+@state_option
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["postfix-transport"]), default="postfix-transport",
               show_default=True, help="Output format.")

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.adapters.sources import open_source
+from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import open_target
 from migrator.commands.secrets import source_password, target_secrets
-from migrator.commands.state import open_state
-from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
+from migrator.commands.state import in_scope_accounts, plan_store
+from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
 from migrator.store import ledger
@@ -61,20 +61,9 @@ def dry_run_plan(
 ) -> DryRunReport:
     secrets = target_secrets(plan)
     password = source_password(plan)
-    store = open_state(plan, state_url)
     report = DryRunReport()
-    try:
-        plan_id = store.plan_id(plan.name)
-        if plan_id is None:
-            raise UsageError(f"plan {plan.name!r} has no accounts yet", hint=f"run `migrator discover --plan {plan.file}` first")
-        wanted = {a.lower() for a in addresses}
-        rows = [
-            r
-            for r in store.list_accounts(plan_id)
-            if r.scope == "in_scope"
-            and (not batches or r.batch in batches)
-            and (not wanted or (r.address in wanted or r.target_address in wanted))
-        ]
+    with plan_store(plan, state_url) as (store, plan_id):
+        rows = in_scope_accounts(store, plan_id, batches=batches, addresses=addresses)
         if limit is not None:
             rows = rows[:limit]
         target = open_target(plan.target, secrets=secrets, max_connections=plan.run.target_concurrency, plan_file=plan.file)
@@ -84,8 +73,6 @@ def dry_run_plan(
         finally:
             target.close()
         return report
-    finally:
-        store.close()
 
 
 def _one(plan: Plan, store: Any, target: Any, row: Any, password: str | None) -> DryRunAccount:
@@ -93,13 +80,7 @@ def _one(plan: Plan, store: Any, target: Any, row: Any, password: str | None) ->
     try:
         target.preflight(row.target_address or row.address)
         known_folders = {f.native: f.id for f in ledger.folders(store, row.id)}
-        with open_source(
-            plan.source,
-            mailbox_path=row.source_path,
-            login=row.attributes.get("login"),
-            password=password,
-            folders_path=row.attributes.get("folders_path"),
-        ) as source:
+        with open_account_source(plan.source, row.source_path, row.attributes, password) as source:
             for folder in source.folders():
                 if target.is_excluded(folder.path):
                     continue

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from migrator.commands.report import iso, plan_store
+from migrator.commands.report import iso
+from migrator.commands.state import plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
 from migrator.store import queries

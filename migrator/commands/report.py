@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from migrator.commands.state import open_state
+from migrator.commands.state import plan_store
 from migrator.commands.status import status
-from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
-from migrator.store import Store, queries
+from migrator.store import queries
 
 # the order of a report row (CSV header, JSON keys, HTML table columns)
 COLUMNS = (
@@ -38,22 +35,6 @@ def iso(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@contextmanager
-def plan_store(plan: Plan, state_url: str | None) -> Iterator[tuple[Store, int]]:
-    """The plan's state database and the plan's id in it; a clear error when never discovered."""
-    store = open_state(plan, state_url)
-    try:
-        plan_id = store.plan_id(plan.name)
-        if plan_id is None:
-            raise UsageError(
-                f"plan {plan.name!r} is not in {store.url} yet",
-                hint=f"run `migrator discover --plan {plan.file}` first",
-            )
-        yield store, plan_id
-    finally:
-        store.close()
 
 
 def _row(r: dict[str, Any]) -> list[Any]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from migrator.commands.report import plan_store
+from migrator.commands.state import plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
 from migrator.store import queries

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.targets import open_target
 from migrator.commands.secrets import source_password, target_secrets
-from migrator.commands.state import open_state
+from migrator.commands.state import plan_store
 from migrator.engine.progress import Progress
 from migrator.engine.runner import Runner, RunOptions, RunSummary
 from migrator.model.errors import UsageError
@@ -38,10 +38,8 @@ def run(
     """Migrate pending accounts and delta-pass migrated ones; resumable at any instant."""
     secrets = target_secrets(plan)
     password = source_password(plan)
-    store = open_state(plan, state_url)
-    try:
-        plan_id = store.plan_id(plan.name)
-        if plan_id is None or store.discovery_counts(plan_id)["total"] == 0:
+    with plan_store(plan, state_url) as (store, plan_id):
+        if store.discovery_counts(plan_id)["total"] == 0:
             raise UsageError(
                 f"plan {plan.name!r} has no accounts in {store.url}",
                 hint=f"run `migrator discover --plan {plan.file}` first",
@@ -83,5 +81,3 @@ def run(
         status = "interrupted" if summary.stopped else ("partial" if summary.exit_code else "done")
         store.finish_run(run_id, status, summary.as_json())
         return summary
-    finally:
-        store.close()

@@ -7,9 +7,10 @@ from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from typing import Any
 
-from migrator.adapters.sources import open_source
-from migrator.commands.report import iso, plan_store
+from migrator.adapters.sources import open_account_source
+from migrator.commands.report import iso
 from migrator.commands.secrets import source_password
+from migrator.commands.state import plan_store
 from migrator.model.errors import MigratorError, UsageError
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
@@ -81,13 +82,7 @@ def read_subjects(plan: Plan, account: dict[str, Any], messages: list[dict[str, 
     attributes = account.get("attributes") or {}
     try:
         password = source_password(plan) if plan.source.kind == "imap" else None
-        with open_source(
-            plan.source,
-            mailbox_path=account.get("source_path"),
-            login=attributes.get("login"),
-            password=password,
-            folders_path=attributes.get("folders_path"),
-        ) as source:
+        with open_account_source(plan.source, account.get("source_path"), attributes, password) as source:
             for folder in source.folders():
                 keys = wanted.get(folder.native)
                 if not keys:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.commands.state import open_state
-from migrator.model.errors import UsageError
+from migrator.commands.state import plan_store
 from migrator.model.plan import Plan
 from migrator.store import reporting
 
@@ -13,14 +12,7 @@ MIGRATED = ("synced", "verified")
 
 
 def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> dict[str, Any]:
-    store = open_state(plan, state_url)
-    try:
-        plan_id = store.plan_id(plan.name)
-        if plan_id is None:
-            raise UsageError(
-                f"plan {plan.name!r} is not in {store.url} yet",
-                hint=f"run `migrator discover --plan {plan.file}` first",
-            )
+    with plan_store(plan, state_url) as (store, plan_id):
         counts = store.discovery_counts(plan_id)
         statuses: dict[str, int] = counts["statuses"]
         total = counts["in_scope"]
@@ -60,5 +52,3 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
             "eta_hours": eta_hours,
             "last_verification": last_verify,
         }
-    finally:
-        store.close()

@@ -14,10 +14,10 @@ from functools import partial
 from typing import Any
 
 from migrator.adapters.retry import RetryPolicy, call_with_retry
-from migrator.adapters.sources import open_source
+from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import TargetFolder, open_target
 from migrator.commands.secrets import source_password, target_secrets
-from migrator.commands.state import open_state
+from migrator.commands.state import in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
 from migrator.model.plan import Plan
 from migrator.store import ledger, verification
@@ -82,23 +82,15 @@ def verify(
 ) -> VerifyReport:
     secrets = target_secrets(plan)
     password = source_password(plan)
-    store = open_state(plan, state_url)
     report = VerifyReport()
-    try:
-        plan_id = store.plan_id(plan.name)
-        if plan_id is None:
-            raise UsageError(f"plan {plan.name!r} has no accounts yet", hint=f"run `migrator discover --plan {plan.file}` first")
-        wanted = {a.lower() for a in addresses}
+    with plan_store(plan, state_url) as (store, plan_id):
+        # accounts with at least one finished pass (a failed later pass still has one)
         rows = [
             r
-            for r in store.list_accounts(plan_id)
-            if r.scope == "in_scope"
-            and r.status in ("synced", "verified", "failed", "running")
-            and r.passes > 0
-            and (not wanted or r.address in wanted or r.target_address in wanted)
-            and (not batches or r.batch in batches)
+            for r in in_scope_accounts(store, plan_id, batches=batches, addresses=addresses)
+            if r.passes > 0 and r.status in ("synced", "verified", "failed", "running")
         ]
-        if wanted and not rows:
+        if addresses and not rows:
             raise UsageError("none of the accounts asked for has been migrated yet", hint="run `migrator run` first")
         run_id = store.start_run(plan_id, "verify")
         target = open_target(plan.target, secrets=secrets, max_connections=plan.run.target_concurrency, plan_file=plan.file)
@@ -113,8 +105,6 @@ def verify(
             target.close()
         store.finish_run(run_id, "done" if report.exit_code == 0 else "partial", report.as_json())
         return report
-    finally:
-        store.close()
 
 
 def _found(target: Any, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy) -> int:
@@ -135,13 +125,7 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
     stored = {f.native: f for f in ledger.folders(store, row.id)}
     checks: list[FolderCheck] = []
     try:
-        with open_source(
-            plan.source,
-            mailbox_path=row.source_path,
-            login=row.attributes.get("login"),
-            password=password,
-            folders_path=row.attributes.get("folders_path"),
-        ) as source:
+        with open_account_source(plan.source, row.source_path, row.attributes, password) as source:
             for folder in source.folders():
                 if target.is_excluded(folder.path):
                     continue

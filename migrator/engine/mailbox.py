@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from migrator.adapters.retry import RetryPolicy, call_with_retry
-from migrator.adapters.sources import Source, open_source
+from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import Target, TargetFolder
 from migrator.engine import crashpoints
 from migrator.engine.limiter import AdaptiveLimiter
@@ -53,7 +53,7 @@ class Context:
     progress: Progress
     source_password: str | None = None
     run_id: int | None = None
-    source_factory: Callable[..., Source] = open_source
+    source_factory: Callable[..., Source] = open_account_source
 
 
 def _read_all(record: MessageRecord) -> bytes:
@@ -117,11 +117,7 @@ class AccountJob:
         if self.claim.passes == 0:
             self._preflight()
         source = self.ctx.source_factory(
-            self.ctx.plan.source,
-            mailbox_path=self.claim.source_path,
-            login=self.claim.attributes.get("login"),
-            password=self.ctx.source_password,
-            folders_path=self.claim.attributes.get("folders_path"),
+            self.ctx.plan.source, self.claim.source_path, self.claim.attributes, self.ctx.source_password
         )
         with source:
             self._stored = {f.native: f for f in ledger.folders(self.ctx.store, self.claim.account_id)}

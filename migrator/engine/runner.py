@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from migrator.adapters.retry import RetryPolicy
-from migrator.adapters.sources import Source, open_source
+from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import Target
 from migrator.engine.limiter import AdaptiveLimiter
 from migrator.engine.mailbox import AccountJob, Context, Stopped
@@ -114,7 +114,7 @@ class Runner:
         progress: Progress | None = None,
         stop: threading.Event | None = None,
         source_password: str | None = None,
-        source_factory: Callable[..., Source] = open_source,
+        source_factory: Callable[..., Source] = open_account_source,
     ) -> None:
         self.plan = plan
         self.store = store

@@ -7,10 +7,9 @@ animation. `--quiet` prints only the summary.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from typing import IO, Any
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -173,6 +172,3 @@ def render_run_summary(con: Console, summary: Any) -> None:
     if summary.stopped:
         con.print("stopped on request: the state is consistent; run again to resume")
 
-
-def stream_is_terminal(stream: IO[str] | None = None) -> bool:
-    return (stream or sys.stdout).isatty()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -357,14 +357,6 @@ def record_uidvalidity(store: Store, claim: Claim, folder_id: int, uidvalidity: 
     with store.session(write=True) as s:
         fence(s, claim)
         s.execute(update(F).where(F.c.id == folder_id).values(uidvalidity=uidvalidity))
-
-
-def counts_by_state(store: Store, folder_id: int) -> dict[str, int]:
-    with store.session() as s:
-        rows = s.execute(
-            select(M.c.state, func.count()).where(M.c.folder_id == folder_id).group_by(M.c.state)
-        )
-        return {state: int(n) for state, n in rows}
 
 
 def forget_skipped(store: Store, account_id: int, reasons: Sequence[str] | None = None) -> int:

@@ -71,11 +71,12 @@ def first_synced_times(store: Store, plan_id: int) -> list[datetime]:
 
 
 def find_account(store: Store, plan_id: int, address: str) -> dict[str, Any] | None:
-    """An account of the plan by address, target address or key (case-insensitive)."""
+    """An account of the plan by address, target address or key (case-insensitive: discovery
+    stores addresses lower-cased, so the address index serves the lookup)."""
     wanted = address.strip().lower()
     stmt = select(A).where(
         A.c.plan_id == plan_id,
-        or_(func.lower(A.c.address) == wanted, func.lower(A.c.target_address) == wanted, A.c.key == wanted),
+        or_(A.c.address == wanted, A.c.target_address == wanted, A.c.key == wanted),
     )
     with store.session() as s:
         row = s.execute(stmt.limit(1)).mappings().first()

@@ -344,19 +344,6 @@ def _event(
     )
 
 
-def find_account(store: Store, plan_id: int, address: str) -> dict[str, Any] | None:
-    """An account of the plan by source or target address (case-insensitive), or by key."""
-    wanted = address.strip().lower()
-    with store.session() as s:
-        row = s.execute(
-            select(A).where(
-                A.c.plan_id == plan_id,
-                or_(A.c.address == wanted, A.c.target_address == wanted, A.c.key == wanted),
-            )
-        ).mappings().first()
-        return dict(row) if row else None
-
-
 def reset_attempts(store: Store, plan_id: int, account_ids: Sequence[int] | None) -> int:
     """Failed accounts (all of the plan's, or these) become eligible for automatic retries again."""
     with store.session(write=True) as s:

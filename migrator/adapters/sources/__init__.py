@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from migrator.adapters.sources.base import NO_MAILBOX, Source, SourceBase
 from migrator.model.errors import SourceError
 from migrator.model.plan import SourceSettings
 
-__all__ = ["Source", "SourceBase", "open_source"]
+__all__ = ["Source", "SourceBase", "open_account_source", "open_source"]
 
 
 def _resolve(settings: SourceSettings, path: str | None, what: str) -> str:
@@ -66,4 +68,21 @@ def open_source(
         f"unknown source kind {kind!r}",
         reason="config",
         hint="set [source] kind to maildir, mbox or imap",
+    )
+
+
+def open_account_source(
+    settings: SourceSettings,
+    source_path: str | None,
+    attributes: Mapping[str, Any],
+    password: str | None,
+) -> Source:
+    """One discovered account's mailbox: its resolved path, and the IMAP login and mbox
+    folders directory discovery kept in its attributes."""
+    return open_source(
+        settings,
+        mailbox_path=source_path,
+        login=attributes.get("login"),
+        password=password,
+        folders_path=attributes.get("folders_path"),
     )

@@ -1,0 +1,30 @@
+"""Options several commands share, defined once so their wording stays the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+plan_option = click.option(
+    "--plan",
+    "plan_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The plan file (TOML), e.g. plans/example.toml.",
+)
+state_option = click.option(
+    "--state",
+    "state_url",
+    metavar="URL",
+    help="State database URL (default: $MIGRATOR_STATE, the plan's [state] url, "
+    "or sqlite:///state/migrator.db).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line on stdout (for log shippers), the last one the run_finished summary.",
+)
