@@ -12,6 +12,7 @@ import pytest
 from exchangelib import Account, Configuration, Credentials
 
 from migrator.adapters.targets import Target
+from migrator.adapters.targets.ews.create import PreparedCreateItem
 from migrator.adapters.targets.ews.properties import FLAG_STATUS_FLAGGED, MSGFLAG_UNSENT
 from migrator.model.errors import PermanentError
 from migrator.model.mail import Flags, FolderRole, UploadItem
@@ -117,6 +118,37 @@ def test_items_read_back_with_exchangelib_getitem(harness: TargetHarness) -> Non
     by_name = {s.name: got for s, got in zip(samples, fetched, strict=True)}
     assert by_name["utf8-subject"].categories == ["Important"]
     assert by_name["latin1-subject"].categories is None
+
+
+def test_dates_in_the_senders_zone_keep_their_instant(harness: TargetHarness) -> None:
+    """Most real mail is dated in its sender's zone ("-0600"): the sent time shown in Exchange
+    is that instant, and the received time is the source's internal date."""
+    from datetime import timedelta
+
+    from migrator.samples.mail import ZONES_MINUTES, date_header
+
+    sim: EwsSimulator = harness.server
+    target = harness.open()
+    mailbox = harness.new_mailbox()
+    folder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
+    sent = datetime(2013, 3, 5, 15, 14, 9, tzinfo=UTC)
+    samples = [
+        SampleMessage(
+            f"zone{minutes}",
+            b"From: a@example.org\nSubject: zone\nDate: " + date_header(sent, minutes) + b"\n\nbody\n",
+            Flags(seen=True),
+            sent + timedelta(minutes=3),
+        )
+        for minutes in ZONES_MINUTES
+    ]
+    assert b"-0600" in samples[1].raw
+    results = target.upload(mailbox, folder, [upload_item(s) for s in samples])
+    assert all(r.ok for r in results), [r.error for r in results]
+    fetched = list(reader(sim, mailbox).fetch(
+        ids=[(r.target_id, None) for r in results], only_fields=["datetime_sent", "datetime_received"]))
+    for sample, got in zip(samples, fetched, strict=True):
+        assert got.datetime_sent == sent, sample.name
+        assert got.datetime_received == sample.internal_date
 
 
 def test_a_40_mb_message_round_trips(harness: TargetHarness) -> None:
@@ -266,13 +298,13 @@ def test_success_without_item_ids_is_resolved_by_key(
     target = harness.open()
     mailbox = harness.new_mailbox()
     folder = target.ensure_folder(mailbox, ("NoIds",), FolderRole.NONE)
-    real_bulk_create = Account.bulk_create
+    real_call = PreparedCreateItem.call
 
-    def without_ids(self: Account, *args: object, **kwargs: object) -> list[object]:
-        real_bulk_create(self, *args, **kwargs)
-        return [True]  # what exchangelib yields for an empty <m:Items/>
+    def without_ids(self: PreparedCreateItem, *args: object, **kwargs: object) -> Iterator[object]:
+        list(real_call(self, *args, **kwargs))
+        yield True  # what exchangelib yields for an empty <m:Items/>
 
-    monkeypatch.setattr(Account, "bulk_create", without_ids)
+    monkeypatch.setattr(PreparedCreateItem, "call", without_ids)
     sim.reset_stats()
     results = target.upload(mailbox, folder, [UploadItem(key=f"n{n}", data=plain(n), flags=Flags(),
                                                          internal_date=None) for n in range(3)])

@@ -115,6 +115,22 @@ def _found(target: Any, mailbox: str, tfolder: TargetFolder, keys: list[str], po
     return found
 
 
+def _target_side(
+    target: Any, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy
+) -> tuple[int, int, int]:
+    """(ledger keys found in the target folder, items in it, extra copies of found keys).
+
+    A target that can list a folder with each item's source key (EWS) is read once; others
+    are searched a hundred keys at a time and cannot tell duplicates apart."""
+    inventory = getattr(target, "inventory", None)
+    if inventory is None:
+        found = _found(target, mailbox, tfolder, keys, policy)
+        return found, call_with_retry(partial(target.count, mailbox, tfolder), policy), 0
+    tagged, items = call_with_retry(partial(inventory, mailbox, tfolder), policy)
+    present = [tagged[key] for key in dict.fromkeys(keys) if tagged.get(key)]
+    return len(present), items, sum(n - 1 for n in present)
+
+
 def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None, plan_id: int, run_id: int, policy: RetryPolicy) -> AccountVerification:
     mailbox = row.target_address or row.address
     result = AccountVerification(address=row.address or row.key, ok=True, status=row.status)
@@ -140,12 +156,18 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
                 tfolder = TargetFolder(folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/")))
                 totals = verification.ledger_totals(store, folder_row.id)
                 keys = verification.done_keys(store, folder_row.id)
-                found = _found(target, mailbox, tfolder, keys, policy)
-                items = call_with_retry(partial(target.count, mailbox, tfolder), policy)
+                found, items, duplicates = _target_side(target, mailbox, tfolder, keys, policy)
                 settled = totals.get("done", 0) + totals.get("skipped", 0) + totals.get("failed", 0)
-                ok = found == totals.get("done", 0) and source_count == settled and not totals.get("inflight")
+                ok = (
+                    found == totals.get("done", 0)
+                    and not duplicates
+                    and source_count == settled
+                    and not totals.get("inflight")
+                )
                 note = ""
-                if found < totals.get("done", 0):
+                if duplicates:
+                    note = f"{duplicates} migrated message(s) present more than once in the target"
+                elif found < totals.get("done", 0):
                     note = f"{totals.get('done', 0) - found} migrated message(s) missing in the target"
                 elif source_count > settled:
                     note = f"{source_count - settled} new message(s) since the last pass; run again"

@@ -227,10 +227,10 @@ class AccountJob:
             chunk.append(record)
             chunk_bytes += record.size
             if len(skips) >= 500:
-                ledger.finish_chunk(store, claim, folder_id, skips)
+                ledger.finish_chunk(store, claim, folder_id, skips, in_flight=False)
                 skips = []
         if skips:
-            ledger.finish_chunk(store, claim, folder_id, skips)
+            ledger.finish_chunk(store, claim, folder_id, skips, in_flight=False)
         if chunk or known_target is None:
             target_folder = tfolder()  # a new folder is created even when it holds no mail
             if chunk:
@@ -331,7 +331,7 @@ class AccountJob:
                 reason = getattr(error, "reason", "rejected")
                 outcomes.append(Outcome(key, "skipped", size=sizes[key], reason=reason, detail=str(error)))
                 self._note_skip(folder, key, reason, str(error))
-        ledger.finish_chunk(store, claim, folder_id, outcomes)
+        ledger.finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
         crashpoints.reached("finish_chunk")
         done = [o for o in outcomes if o.state == "done"]
         self.outcome.messages_done += len(done)

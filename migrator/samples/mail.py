@@ -23,7 +23,8 @@ import os
 import random
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 
 from migrator.model.mail import Flags, FolderRole
@@ -68,12 +69,24 @@ def _date(offset_s: int) -> datetime:
     return _BASE_DATE + timedelta(seconds=offset_s)
 
 
-def _headers(subject: bytes, msgid: bytes | None, date: datetime, eol: bytes = b"\n") -> bytes:
+# Real mail is dated in its sender's zone: a Date header's numeric offset must reach the
+# target as the same instant (Exchange keeps UTC).
+ZONES_MINUTES = (0, -360, 60, -300, 330, -180)
+
+
+def date_header(date: datetime, zone_minutes: int = 0) -> bytes:
+    """An RFC 5322 Date value for the instant `date`, written in the zone `zone_minutes` east of UTC."""
+    return format_datetime(date.astimezone(timezone(timedelta(minutes=zone_minutes)))).encode()
+
+
+def _headers(
+    subject: bytes, msgid: bytes | None, date: datetime, eol: bytes = b"\n", zone_minutes: int = 0
+) -> bytes:
     lines = [
         b"From: Alice Example <alice@example.org>",
         b"To: Bob Example <bob@example.org>",
         b"Subject: " + subject,
-        b"Date: " + date.strftime("%a, %d %b %Y %H:%M:%S +0000").encode(),
+        b"Date: " + date_header(date, zone_minutes),
     ]
     if msgid is not None:
         lines.append(b"Message-ID: <" + msgid + b">")
@@ -81,9 +94,9 @@ def _headers(subject: bytes, msgid: bytes | None, date: datetime, eol: bytes = b
     return eol.join(lines) + eol
 
 
-def _text(subject: bytes, msgid: bytes | None, date: datetime, body: bytes) -> bytes:
+def _text(subject: bytes, msgid: bytes | None, date: datetime, body: bytes, zone_minutes: int = 0) -> bytes:
     return (
-        _headers(subject, msgid, date)
+        _headers(subject, msgid, date, zone_minutes=zone_minutes)
         + b"Content-Type: text/plain; charset=us-ascii\n\n"
         + body
     )
@@ -180,7 +193,8 @@ def _ordinary(folder: tuple[str, ...], i: int, rnd: random.Random) -> SampleMess
     words = [b"lorem", b"ipsum", b"dolor", b"sit", b"amet", b"migrate", b"exchange", b"postfix"]
     body = b"".join(b" ".join(rnd.choice(words) for _ in range(12)) + b"\n" for _ in range(5))
     raw = _text(b"Message " + str(i).encode() + b" in " + slug,
-                slug.hex().encode() + b"." + str(i).encode() + b"@example.org", when, body)
+                slug.hex().encode() + b"." + str(i).encode() + b"@example.org", when, body,
+                zone_minutes=ZONES_MINUTES[i % len(ZONES_MINUTES)])
     flags = _FLAG_CYCLE[(i + rnd.randrange(len(_FLAG_CYCLE))) % len(_FLAG_CYCLE)]
     if folder == ("Drafts",) or folder == ("Borradores",):
         flags = Flags(seen=True, draft=True)

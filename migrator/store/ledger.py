@@ -32,6 +32,73 @@ M = cast(Table, MessageRow.__table__)
 # Rows per statement in bulk writes: bounded so a 100,000-message folder is many small writes.
 _BATCH = 2000
 
+# Statements of the per-chunk path, built once: building a SQLAlchemy statement (and its cache
+# key) costs more client CPU than SQLite takes to run it, and a campaign runs these millions
+# of times.
+_INSERT_MESSAGES = insert(M)
+_KEYS_OF_FOLDER = select(M.c.source_key).where(M.c.folder_id == bindparam("b_folder"))
+_EXISTING_KEYS = select(M.c.source_key).where(
+    M.c.folder_id == bindparam("b_folder"), M.c.source_key.in_(bindparam("b_keys", expanding=True))
+)
+_FOLDER_ID = select(F.c.id).where(F.c.account_id == bindparam("b_account"), F.c.native == bindparam("b_native"))
+_SETTLE = (
+    update(M)
+    .where(M.c.folder_id == bindparam("b_folder"), M.c.source_key == bindparam("b_key"))
+    .values(
+        state=bindparam("state"),
+        target_id=bindparam("target_id"),
+        reason=bindparam("reason"),
+        detail=bindparam("detail"),
+        lease_epoch=bindparam("lease_epoch"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+_COUNT_FOLDER = (
+    update(F)
+    .where(F.c.id == bindparam("b_folder"))
+    .values(
+        done_count=F.c.done_count + bindparam("b_done"),
+        skipped_count=F.c.skipped_count + bindparam("b_skipped"),
+        failed_count=F.c.failed_count + bindparam("b_failed"),
+    )
+)
+_COUNT_ACCOUNT = (
+    update(A)
+    .where(A.c.id == bindparam("b_account"))
+    .values(
+        messages_done=A.c.messages_done + bindparam("b_done"),
+        messages_skipped=A.c.messages_skipped + bindparam("b_skipped"),
+        messages_failed=A.c.messages_failed + bindparam("b_failed"),
+        bytes_done=A.c.bytes_done + bindparam("b_bytes"),
+    )
+)
+
+
+def _upsert_folder(backend: str, with_target: bool) -> Any:
+    dialect_insert = pg_insert if backend == "postgresql" else sqlite_insert
+    stmt = dialect_insert(F)
+    return stmt.on_conflict_do_update(
+        index_elements=["account_id", "native"],
+        set_={
+            "display": stmt.excluded.display,
+            "role": stmt.excluded.role,
+            "source_count": stmt.excluded.source_count,
+            "source_bytes": stmt.excluded.source_bytes,
+            **(
+                {"target_folder_id": stmt.excluded.target_folder_id, "target_path": stmt.excluded.target_path}
+                if with_target
+                else {}
+            ),
+        },
+    )
+
+
+_UPSERT_FOLDER = {
+    (backend, with_target): _upsert_folder(backend, with_target)
+    for backend in ("sqlite", "postgresql")
+    for with_target in (False, True)
+}
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -85,30 +152,11 @@ def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: Tar
     if target is not None:
         values["target_folder_id"] = target.id
         values["target_path"] = target.display
-    dialect_insert = pg_insert if store.backend == "postgresql" else sqlite_insert
-    stmt = dialect_insert(F).values(values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["account_id", "native"],
-        set_={
-            "display": stmt.excluded.display,
-            "role": stmt.excluded.role,
-            "source_count": stmt.excluded.source_count,
-            "source_bytes": stmt.excluded.source_bytes,
-            **(
-                {"target_folder_id": stmt.excluded.target_folder_id, "target_path": stmt.excluded.target_path}
-                if target is not None
-                else {}
-            ),
-        },
-    )
+    stmt = _UPSERT_FOLDER[("postgresql" if store.backend == "postgresql" else "sqlite", target is not None)]
     with store.session(write=True) as s:
         fence(s, claim)
-        s.execute(stmt)
-        return int(
-            s.execute(
-                select(F.c.id).where(F.c.account_id == claim.account_id, F.c.native == folder.native)
-            ).scalar_one()
-        )
+        s.execute(stmt, values)
+        return int(s.execute(_FOLDER_ID, {"b_account": claim.account_id, "b_native": folder.native}).scalar_one())
 
 
 def set_folder_target(store: Store, claim: Claim, folder_id: int, target_id: str, target_path: str) -> None:
@@ -131,7 +179,7 @@ def known_keys(store: Store, folder_id: int) -> set[str]:
     """Every key the ledger holds for a folder, whatever its state: a delta pass skips them
     without reading their bodies."""
     with store.session() as s:
-        return set(s.execute(select(M.c.source_key).where(M.c.folder_id == folder_id)).scalars())
+        return set(s.execute(_KEYS_OF_FOLDER, {"b_folder": folder_id}).scalars())
 
 
 def target_ids(store: Store, folder_id: int) -> set[str]:
@@ -172,27 +220,32 @@ def begin_chunk(
     with store.session(write=True, durable=True) as s:
         fence(s, claim)
         for start in range(0, len(rows), _BATCH):
-            s.execute(insert(M), rows[start : start + _BATCH])
+            s.execute(_INSERT_MESSAGES, rows[start : start + _BATCH])
 
 
-def finish_chunk(store: Store, claim: Claim, folder_id: int, outcomes: Iterable[Outcome]) -> None:
-    """Record the outcome of in-flight (or new, for skips found before upload) messages."""
+def finish_chunk(
+    store: Store, claim: Claim, folder_id: int, outcomes: Iterable[Outcome], *, in_flight: bool | None = None
+) -> None:
+    """Record the outcome of in-flight (or new, for skips found before upload) messages.
+
+    `in_flight`: True when every key was written by `begin_chunk` (rows to update), False when
+    none is in the ledger yet (rows to insert), None to look it up.
+    """
     outcomes = list(outcomes)
     if not outcomes:
         return
     now = utcnow()
     with store.session(write=True) as s:
         fence(s, claim)
-        existing = set(
-            s.execute(
-                select(M.c.source_key).where(
-                    M.c.folder_id == folder_id,
-                    M.c.source_key.in_([o.key for o in outcomes]),
-                )
-            ).scalars()
-        )
+        if in_flight is None:
+            existing = set(
+                s.execute(_EXISTING_KEYS, {"b_folder": folder_id, "b_keys": [o.key for o in outcomes]}).scalars()
+            )
+        else:
+            existing = {o.key for o in outcomes} if in_flight else set()
         updates = [
             {
+                "b_folder": folder_id,
                 "b_key": o.key,
                 "state": o.state,
                 "target_id": o.target_id,
@@ -221,48 +274,19 @@ def finish_chunk(store: Store, claim: Claim, folder_id: int, outcomes: Iterable[
             for o in outcomes
             if o.key not in existing
         ]
-        if updates:
-            stmt = (
-                update(M)
-                .where(M.c.folder_id == folder_id, M.c.source_key == bindparam("b_key"))
-                .values(
-                    state=bindparam("state"),
-                    target_id=bindparam("target_id"),
-                    reason=bindparam("reason"),
-                    detail=bindparam("detail"),
-                    lease_epoch=bindparam("lease_epoch"),
-                    updated_at=bindparam("updated_at"),
-                )
-            )
-            for start in range(0, len(updates), _BATCH):
-                s.connection().execute(stmt, updates[start : start + _BATCH])
+        for start in range(0, len(updates), _BATCH):
+            s.connection().execute(_SETTLE, updates[start : start + _BATCH])
         for start in range(0, len(inserts), _BATCH):
-            s.execute(insert(M), inserts[start : start + _BATCH])
+            s.execute(_INSERT_MESSAGES, inserts[start : start + _BATCH])
         _count(s, claim, folder_id, outcomes)
 
 
 def _count(session: Session, claim: Claim, folder_id: int, outcomes: Sequence[Outcome]) -> None:
     states = Counter(o.state for o in outcomes)
+    counts = {"b_done": states["done"], "b_skipped": states["skipped"], "b_failed": states["failed"]}
+    session.execute(_COUNT_FOLDER, {"b_folder": folder_id, **counts})
     done_bytes = sum(o.size for o in outcomes if o.state == "done")
-    session.execute(
-        update(F)
-        .where(F.c.id == folder_id)
-        .values(
-            done_count=F.c.done_count + states["done"],
-            skipped_count=F.c.skipped_count + states["skipped"],
-            failed_count=F.c.failed_count + states["failed"],
-        )
-    )
-    session.execute(
-        update(A)
-        .where(A.c.id == claim.account_id)
-        .values(
-            messages_done=A.c.messages_done + states["done"],
-            messages_skipped=A.c.messages_skipped + states["skipped"],
-            messages_failed=A.c.messages_failed + states["failed"],
-            bytes_done=A.c.bytes_done + done_bytes,
-        )
-    )
+    session.execute(_COUNT_ACCOUNT, {"b_account": claim.account_id, "b_bytes": done_bytes, **counts})
 
 
 def inflight(store: Store, account_id: int) -> dict[int, list[str]]:
@@ -294,7 +318,7 @@ def resolve_inflight(
             ).all()
         )
     outcomes = [Outcome(key=k, state="done", size=int(sizes.get(k) or 0), target_id=found[k]) for k in keys if k in found and k in sizes]
-    finish_chunk(store, claim, folder_id, outcomes)
+    finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
     missing = [k for k in keys if k not in found]
     if missing:
         with store.session(write=True) as s:

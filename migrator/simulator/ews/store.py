@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS folders (
 -- Exchange compares sibling folder names without regard to case.
 CREATE UNIQUE INDEX IF NOT EXISTS folders_sibling_name
     ON folders(mailbox_id, coalesce(parent_id, 0), lower(name));
+-- child counts and shallow FindFolder look folders up by parent
+CREATE INDEX IF NOT EXISTS folders_parent ON folders(parent_id);
 CREATE UNIQUE INDEX IF NOT EXISTS folders_distinguished
     ON folders(mailbox_id, distinguished) WHERE distinguished IS NOT NULL;
 CREATE TABLE IF NOT EXISTS items (

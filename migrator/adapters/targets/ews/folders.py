@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import cast
 
 from exchangelib import Account, Folder
 from exchangelib.errors import ErrorFolderExists
@@ -14,6 +15,7 @@ from exchangelib.folders import (
     Inbox,
     JunkEmail,
     MsgFolderRoot,
+    Root,
     SentItems,
 )
 from exchangelib.folders.base import BaseFolder
@@ -49,45 +51,73 @@ class MailboxFolders:
         self.role_paths: dict[tuple[str, ...], FolderRole] = {}
 
     def prefetch(self) -> None:
-        """Look up every well-known folder and the top of the mailbox in one GetFolder.
+        """Look up the folders nearly every mailbox writes into (the top of the mailbox, the
+        Inbox and Sent Items) in one GetFolder; the other role folders when first needed.
 
-        A new mailbox otherwise costs one request per role folder; across thousands of
-        accounts that is most of the requests of a small mailbox.
+        A new mailbox otherwise costs one request per folder; across thousands of accounts
+        that is most of the requests of a small mailbox. Only the fields migrator uses are
+        asked for: exchangelib's default asks for every folder field, and building and
+        parsing those cost more client CPU than the rest of a small mailbox.
         """
         with self._lock:
             if self._anchors:
                 return
-            root = self.account.root
-            roles: list[FolderRole | None] = [None, *WELL_KNOWN_CLASSES]
-            wanted = []
-            for role in roles:
-                cls = WELL_KNOWN_CLASSES[role] if role is not None else MsgFolderRoot
-                wanted.append(
-                    cls(
-                        _distinguished_id=DistinguishedFolderId(
-                            id=cls.DISTINGUISHED_FOLDER_ID,
-                            mailbox=Mailbox(email_address=self.account.primary_smtp_address),
-                        ),
-                        root=root,
-                    )
+            self._lookup([None, FolderRole.INBOX, FolderRole.SENT])
+
+    def _lookup(self, roles: list[FolderRole | None]) -> None:
+        """GetFolder of these distinguished folders (None: the top of the mailbox), names only."""
+        root = self._root()
+        wanted = []
+        for role in roles:
+            cls = WELL_KNOWN_CLASSES[role] if role is not None else MsgFolderRoot
+            wanted.append(
+                cls(
+                    _distinguished_id=DistinguishedFolderId(
+                        id=cls.DISTINGUISHED_FOLDER_ID,
+                        mailbox=Mailbox(email_address=self.account.primary_smtp_address),
+                    ),
+                    root=root,
                 )
-            answers = list(FolderCollection(account=self.account, folders=wanted).resolve())
-            if len(answers) != len(roles):
-                return  # fall back to one lookup per role
-            for role, answer in zip(roles, answers, strict=True):
-                if isinstance(answer, Exception):
-                    raise answer
-                self._anchors[role] = answer
+            )
+        answers = list(
+            FolderCollection(account=self.account, folders=wanted).get_folders(
+                additional_fields=set()  # exchangelib adds the name and folder class
+            )
+        )
+        if len(answers) != len(roles):
+            raise ValueError(f"GetFolder answered {len(answers)} folders for {len(roles)}")
+        for role, answer in zip(roles, answers, strict=True):
+            if isinstance(answer, Exception):
+                raise answer
+            self._anchors[role] = answer
+
+    def _root(self) -> BaseFolder:
+        """The root of the mailbox's folder tree, without asking the server.
+
+        `Account.root` costs a GetFolder of the root with all its fields for every mailbox;
+        migrator never reads the root itself, only uses it to tie folder objects to the
+        account, so a local object naming the distinguished root folder does.
+        """
+        cached = self.account.__dict__.get("root")
+        if cached is not None:
+            return cast(BaseFolder, cached)
+        root = Root(
+            account=self.account,
+            _distinguished_id=DistinguishedFolderId(
+                id=Root.DISTINGUISHED_FOLDER_ID,
+                mailbox=Mailbox(email_address=self.account.primary_smtp_address),
+            ),
+        )
+        # Account.root is a cached property: seed its cache so exchangelib uses this object
+        self.account.__dict__["root"] = root
+        return root
 
     def anchor(self, role: FolderRole | None) -> BaseFolder:
         """The well-known folder for `role`, or the top of the mailbox for None (GetFolder once)."""
         with self._lock:
-            folder = self._anchors.get(role)
-            if folder is None:
-                cls = WELL_KNOWN_CLASSES[role] if role is not None else MsgFolderRoot
-                folder = cls.get_distinguished(root=self.account.root)
-                self._anchors[role] = folder
-            return folder
+            if role not in self._anchors:
+                self._lookup([role])
+            return self._anchors[role]
 
     def ensure_path(self, anchor: BaseFolder, names: tuple[str, ...]) -> BaseFolder:
         """The folder `names` below `anchor`, creating missing levels as mail folders."""
@@ -99,7 +129,7 @@ class MailboxFolders:
 
     def by_id(self, folder_id: str) -> Folder:
         """A folder object for an id from an earlier ensure (no request)."""
-        return Folder(root=self.account.root, id=folder_id)
+        return Folder(root=self._root(), id=folder_id)
 
     def total_count(self, folder_id: str) -> int:
         """Items in the folder now (one GetFolder asking for TotalCount only)."""

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import Any, TypeVar
 
-from exchangelib import Account, Configuration, EWSDateTime, Q
+from exchangelib import Account, Configuration, Q
 from exchangelib.fields import FieldPath
 from exchangelib.folders import Folder, FolderCollection
-from exchangelib.items import SAVE_ONLY
+from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
+from lxml import etree
 
 from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
@@ -26,8 +27,10 @@ from .connection import (
     make_configuration,
     quiet_exchangelib_logging,
 )
+from .create import PreparedCreateItem, message_element
 from .dates import submit_and_delivery
 from .folders import MailboxFolders
+from .inventory import keyed_items
 from .properties import (
     FLAG_STATUS_FLAGGED,
     LAST_VERB_REPLY_TO_SENDER,
@@ -41,6 +44,7 @@ DEFAULT_REQUEST_BYTES = 25 * 1024 * 1024  # base64 per CreateItem; Exchange take
 DEFAULT_REQUEST_ITEMS = 100  # exchangelib's and Exchange's usual batch size
 DEFAULT_MAX_CONNECTIONS = 4
 FIND_BATCH = 50  # keys per FindItem restriction (an OR of IsEqualTo)
+INVENTORY_PAGE = 1000  # items per FindItem page when listing a folder (Exchange's usual cap)
 
 # IMAP keywords that are protocol state, not user labels: never shown as categories.
 SYSTEM_KEYWORDS = frozenset(
@@ -265,14 +269,15 @@ class EwsTarget:
         """CreateItem for `items`: the answers received, and the exception that ended it."""
         account = self._account(mailbox)
         target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
-        messages = [self._message(account, item) for item in items]
+        messages = [self._message(item) for item in items]
         answers: list[Any] = []
+        service = PreparedCreateItem(account=account, chunk_size=len(messages))
         # Consume the generator ourselves: exchangelib raises (e.g. ErrorServerBusy) in the middle
         # of a response after yielding the answers for the items before it.
         try:
-            for answer in account.bulk_create(
-                folder=target_folder, items=messages, message_disposition=SAVE_ONLY,
-                chunk_size=len(messages),
+            for answer in service.call(
+                items=messages, folder=target_folder, message_disposition=SAVE_ONLY,
+                send_meeting_invitations=SEND_TO_NONE,
             ):
                 answers.append(answer)
         except Exception as exc:
@@ -362,27 +367,21 @@ class EwsTarget:
             return PermanentError(f"{where}, message {key}: {answer!r}", reason=errors.EWS_ERROR)
         return translated
 
-    def _message(self, account: Account, item: UploadItem) -> MimeMessage:
+    @staticmethod
+    def _message(item: UploadItem) -> etree._Element:
         flags = item.flags
         submitted, delivered = submit_and_delivery(item.data, item.internal_date)
-        fields: dict[str, Any] = {
-            "mime_content": item.data,
-            "is_read": flags.seen,
-            "migrator_message_flags": MSGFLAG_READ if flags.seen else 0,
-            "migrator_source_key": item.key,
-        }
-        if submitted is not None:
-            fields["migrator_submit_time"] = _ews_datetime(submitted)
-        if delivered is not None:
-            fields["migrator_delivery_time"] = _ews_datetime(delivered)
-        if flags.flagged:
-            fields["migrator_flag_status"] = FLAG_STATUS_FLAGGED
-        if flags.answered:
-            fields["migrator_last_verb"] = LAST_VERB_REPLY_TO_SENDER
-        categories = categories_for(flags)
-        if categories:
-            fields["categories"] = categories
-        return MimeMessage(account=account, **fields)
+        return message_element(
+            mime=item.data,
+            is_read=flags.seen,
+            message_flags=MSGFLAG_READ if flags.seen else 0,
+            source_key=item.key,
+            submit_time=submitted,
+            delivery_time=delivered,
+            flag_status=FLAG_STATUS_FLAGGED if flags.flagged else None,
+            last_verb=LAST_VERB_REPLY_TO_SENDER if flags.answered else None,
+            categories=categories_for(flags),
+        )
 
     def find(self, mailbox: str, folder: TargetFolder, keys: Sequence[str]) -> dict[str, str]:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
@@ -413,6 +412,28 @@ class EwsTarget:
         self._call(where, search)
         return found
 
+    def inventory(self, mailbox: str, folder: TargetFolder) -> tuple[Counter[str], int]:
+        """(source key -> how many items carry it, items in the folder) from one paged FindItem
+        listing: what `verify` needs, without a search restriction per hundred keys (which
+        costs the client and the server far more than reading ids and one property)."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def listing() -> tuple[Counter[str], int]:
+            account = self._account(mailbox)
+            target_folder: Folder = self._mailbox_folders(mailbox).by_id(folder.id)
+            keys: Counter[str] = Counter()
+            total = 0
+            for answer in keyed_items(account, target_folder, _source_key_field(), INVENTORY_PAGE):
+                if isinstance(answer, Exception):
+                    raise answer
+                total += 1
+                key = answer[1]
+                if key is not None:
+                    keys[key] += 1
+            return keys, total
+
+        return self._call(where, listing)
+
     def count(self, mailbox: str, folder: TargetFolder) -> int:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
 
@@ -436,7 +457,3 @@ def _source_key_field() -> Any:
     field = copy.copy(MimeMessage.get_field_by_fieldname("migrator_source_key"))
     field.is_complex = False
     return field
-
-
-def _ews_datetime(when: datetime) -> EWSDateTime:
-    return EWSDateTime.from_datetime(when)

@@ -1,0 +1,74 @@
+"""`migrator verify` compares source, ledger and target per folder, and notices a migrated
+message that vanished from the target or is there twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from exchangelib import Account, Configuration, Credentials, Message
+from exchangelib.folders import Folder
+
+from tests.fixtures.campaign import Campaign, build_campaign
+from tests.fixtures.ews import SIM_PASSWORD, SIM_USER
+
+SOURCE_KEY_EXT = "name:8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93:MigratorSourceKey"
+
+
+def _reader(c: Campaign, mailbox: str) -> Account:
+    config = Configuration(service_endpoint=c.sim.url, credentials=Credentials(SIM_USER, SIM_PASSWORD), auth_type="basic")
+    return Account(mailbox, config=config, autodiscover=False, access_type="impersonation")
+
+
+def _folders(report: dict, address: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    account = next(a for a in report["accounts"] if a["address"] == address)
+    return {f["folder"]: f for f in account["folders"]}
+
+
+def test_verify_finds_missing_and_duplicated_messages(tmp_path: Path) -> None:
+    c = build_campaign(tmp_path / "c", accounts=2)
+    try:
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
+        clean = c.cli("verify", "--plan", str(c.plan_path), "--json")
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        report = json.loads(clean.stdout)
+        assert report["ok"] is True
+        for address in c.accounts:
+            for folder in _folders(report, address).values():
+                assert folder["source"] == folder["ledger_done"] + folder["ledger_skipped"]
+                assert folder["target_found"] == folder["ledger_done"]
+                # "Sent" and "Elementos enviados" both land in Sent Items: items counts both
+                assert folder["target_items"] >= folder["target_found"]
+
+        # one migrated message disappears from the target, another shows up twice
+        victim = c.accounts[0]
+        inbox = next(f for f in c.sim.folders(victim) if f.path == ("Inbox",))
+        items = c.sim.items(victim, inbox.id)
+        gone, twice = items[0], items[1]
+        account = _reader(c, victim)
+        account.bulk_delete(ids=[(gone.id, None)], delete_type="HardDelete")
+        target_inbox = Folder(root=account.root, id=inbox.id)
+        account.bulk_create(folder=target_inbox, items=[
+            Message(account=account, mime_content=twice.mime),  # untagged: someone else's mail
+            _tagged(account, twice.mime, twice.extended[SOURCE_KEY_EXT]),
+        ])
+
+        checked = c.cli("verify", "--plan", str(c.plan_path), "--account", victim, "--json")
+        assert checked.returncode == 1, checked.stdout + checked.stderr
+        folder = _folders(json.loads(checked.stdout), victim)["INBOX"]
+        assert folder["ok"] is False
+        assert folder["target_found"] == folder["ledger_done"] - 1
+        before = _folders(report, victim)["INBOX"]["target_items"]
+        assert folder["target_items"] == before + 1  # one deleted, two added
+        assert "more than once" in folder["note"]
+        shown = c.cli("verify", "--plan", str(c.plan_path), "--account", victim)
+        assert "more than once" in shown.stdout
+    finally:
+        c.sim.stop()
+
+
+def _tagged(account: Account, mime: bytes, key: str) -> Message:
+    from migrator.adapters.targets.ews.properties import MimeMessage
+
+    return MimeMessage(account=account, mime_content=mime, migrator_source_key=key)
