@@ -239,3 +239,51 @@ def test_unreadable_file_and_folder_are_reported_not_fatal(shared_dir: Path) -> 
     assert opens["cur/"] == ["skipped", "unreadable"]
     assert any("permission denied" in p.lower() for p in out["folders"]["Locked"])  # type: ignore[attr-defined]
 
+
+
+def _age(root: Path, seconds: int = 60) -> None:
+    """Make new/ and cur/ look last changed a while ago (a mailbox nobody touched lately)."""
+    past = int(datetime.now(UTC).timestamp()) - seconds
+    for sub in ("new", "cur"):
+        os.utime(root / sub, (past, past))
+
+
+def test_delta_listing_reuses_an_unchanged_folder_and_sees_a_changed_one(tmp_path: Path) -> None:
+    """folders() lists each folder; a delta pass's messages(known=...) reuses that listing when
+    the directory has not changed since, and lists again when a live server renamed or
+    delivered something in between: a message moved new/ -> cur/ is neither lost nor doubled."""
+    root = _maildir(tmp_path / "m")
+    _put(root, "new", "1700000001.M1P1.h,S=17")
+    _put(root, "cur", "1700000002.M2P2.h,S=17:2,S")
+    _put(root, "cur", "1700000003.M3P3.h,S=17:2,S")
+    _age(root)
+    known = {"1700000003.M3P3.h"}
+
+    src = MaildirSource(str(root))
+    inbox = _folders(src)[("INBOX",)]
+    assert (inbox.message_count, inbox.byte_total) == (3, 51)
+    listed: list[object] = []
+    real_listdir = os.listdir
+
+    def counting_listdir(path: object) -> list[str]:
+        listed.append(path)
+        return real_listdir(path)  # type: ignore[arg-type]
+
+    try:
+        os.listdir = counting_listdir  # type: ignore[assignment]
+        unchanged = [r.key for r in src.messages(inbox, known=known)]
+    finally:
+        os.listdir = real_listdir
+    assert unchanged == ["1700000001.M1P1.h", "1700000002.M2P2.h"]
+    assert listed == []  # both directories reused from folders()
+    assert src.known_seen == 1
+
+    src = MaildirSource(str(root))
+    inbox = _folders(src)[("INBOX",)]
+    # between the folder listing and the message listing the server reads the new message
+    # (new/ -> cur/ with flags) and a message arrives
+    os.rename(root / "new" / "1700000001.M1P1.h,S=17", root / "cur" / "1700000001.M1P1.h,S=17:2,S")
+    _put(root, "new", "1700000004.M4P4.h,S=17")
+    records = {r.key: r for r in src.messages(inbox, known=known) if isinstance(r, MessageRecord)}
+    assert sorted(records) == ["1700000001.M1P1.h", "1700000002.M2P2.h", "1700000004.M4P4.h"]
+    assert records["1700000001.M1P1.h"].flags.seen is True

@@ -14,6 +14,7 @@ import contextlib
 import gc
 import os
 import stat
+import time
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -32,6 +33,8 @@ from migrator.model.mail import Flags, FolderInfo, FolderRole, MessageRecord, Sk
 
 LAYOUTS = ("auto", "maildir++", "fs")
 _SUBDIRS = ("new", "cur")  # new/ first: a live server moves new -> cur, never back
+# a directory last changed longer ago than this when listed can be trusted by its mtime
+_SETTLED_NS = 2_000_000_000
 _MAIL_DIRS = frozenset(("cur", "new", "tmp"))
 _MAX_DEPTH = 64
 
@@ -114,6 +117,9 @@ class MaildirSource(SourceBase):
             )
         self.root = root
         self.layout = self._detect_layout() if layout == "auto" else layout
+        # (native, sub) -> (directory mtime, [(key, name)]): what folders() listed, reused by
+        # messages() when the directory has not changed since (see _settled_listing)
+        self._listings: dict[tuple[str, str], tuple[int, list[tuple[str, str]]]] = {}
 
     # ------------------------------------------------------------------ folders
 
@@ -194,23 +200,48 @@ class MaildirSource(SourceBase):
         keys: set[str] = set()
         total: int | None = 0
         for sub in _SUBDIRS:
+            subdir = os.path.join(fdir, sub)
             try:
-                names = os.listdir(os.path.join(fdir, sub))
+                before = os.stat(subdir).st_mtime_ns
+                names = os.listdir(subdir)
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 problems.append(f"cannot list {fdir}/{sub}: {exc.strerror or exc}")
                 continue
+            listing: list[tuple[str, str]] = []
             for name in names:
                 if name[0] == ".":
                     continue
-                key = name.split(":", 1)[0].split(",", 1)[0] or name.split(":", 1)[0]
+                base = name.partition(":")[0]
+                key = base.partition(",")[0] or base
+                listing.append((key, name))
                 if key in keys:
                     continue
                 keys.add(key)
-                size = _dovecot_size(name)
-                total = None if total is None or size is None else total + size
+                if total is not None:
+                    size = _size_in_name(base)
+                    total = None if size is None else total + size
+            if time.time_ns() - before > _SETTLED_NS:
+                self._listings[(native, sub)] = (before, listing)
         return len(keys), total
+
+    def _settled_listing(self, native: str, sub: str, dir_fd: int) -> list[tuple[str, str]] | None:
+        """The (key, name) pairs folders() listed for this directory, if it has not changed
+        since. A delta pass then reads each directory once, not twice.
+
+        A directory's mtime changes with every file added, removed or renamed in it; but its
+        clock ticks coarsely, so a change in the same tick as the listing could leave it
+        unchanged. Only a directory whose last change was already _SETTLED_NS old when it was
+        listed is trusted (the same rule Dovecot applies to its own Maildir listings)."""
+        cached = self._listings.pop((native, sub), None)
+        if cached is None:
+            return None
+        try:
+            now = os.stat(dir_fd).st_mtime_ns
+        except OSError:
+            return None
+        return cached[1] if now == cached[0] else None
 
     def messages(
         self, folder: FolderInfo, *, known: Collection[str] = ()
@@ -250,8 +281,10 @@ class MaildirSource(SourceBase):
                     if known:
                         # names only (no DirEntry objects): most are known and need nothing more
                         entries = []
-                        for name in os.listdir(dir_fd):
-                            key = name.split(":", 1)[0].split(",", 1)[0] or name.split(":", 1)[0]
+                        pairs = self._settled_listing(native, sub, dir_fd)
+                        if pairs is None:
+                            pairs = [(_key_of(name), name) for name in os.listdir(dir_fd) if name[0] != "."]
+                        for key, name in pairs:
                             if key in known:
                                 seen_known.add(key)
                             else:
@@ -274,7 +307,7 @@ class MaildirSource(SourceBase):
                 name = entry.name
                 if name[0] == ".":
                     continue  # hidden files are not messages (Maildir convention)
-                key = name.split(":", 1)[0].split(",", 1)[0] or name.split(":", 1)[0]
+                key = _key_of(name)
                 if isinstance(st_or_error, FileNotFoundError):
                     if os.path.islink(f"{subdir}/{name}"):
                         # a link to nowhere will not come back by itself: say so
@@ -342,13 +375,19 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _dovecot_size(name: str) -> int | None:
-    """The size Dovecot writes into a file name (",S=1234"), if it did."""
-    base = name.split(":", 1)[0]
-    for part in base.split(",")[1:]:
-        if part.startswith("S=") and part[2:].isdigit():
-            return int(part[2:])
-    return None
+def _key_of(name: str) -> str:
+    """A message's key: its file name's unique part, before the ",S=..." fields and ":2,FLAGS"."""
+    base = name.partition(":")[0]
+    return base.partition(",")[0] or base
+
+
+def _size_in_name(base: str) -> int | None:
+    """The size Dovecot writes into a file name's base (",S=1234"), if it did."""
+    at = base.find(",S=")
+    if at < 0:
+        return None
+    digits = base[at + 3 :].partition(",")[0]
+    return int(digits) if digits.isdigit() else None
 
 
 class _Named:
