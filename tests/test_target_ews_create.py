@@ -50,7 +50,7 @@ WHEN = datetime(2013, 3, 5, 15, 14, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("seen", "flagged", "answered", "categories", "dates"),
-    list(itertools.product([False, True], [False, True], [False, True], [(), ("Work", "Ñandú & <co>")], [0, 1, 2])),
+    list(itertools.product([False, True], [False, True], [False, True], [(), ("Work", "Ñandú & <co>", "bell\x07")], [0, 1, 2])),
 )
 def test_message_xml_is_exchangelibs(
     account: Account, seen: bool, flagged: bool, answered: bool, categories: tuple[str, ...], dates: int
@@ -62,7 +62,8 @@ def test_message_xml_is_exchangelibs(
         "mime_content": MIME,
         "is_read": seen,
         "migrator_message_flags": 1 if seen else 0,
-        "migrator_source_key": "cur/1362496440.M1P2.host,S=311:2,S",
+        # a hostile file name: XML cannot carry the escape character
+        "migrator_source_key": "cur/1362496440.M1P2.h\x1bost,S=311:2,S",
     }
     if submit is not None:
         fields["migrator_submit_time"] = EWSDateTime.from_datetime(submit)

@@ -126,7 +126,7 @@ def _target_side(
     if inventory is None:
         found = _found(target, mailbox, tfolder, keys, policy)
         return found, call_with_retry(partial(target.count, mailbox, tfolder), policy), 0
-    tagged, items = call_with_retry(partial(inventory, mailbox, tfolder), policy)
+    tagged, items = call_with_retry(partial(inventory, mailbox, tfolder, keys), policy)
     present = [tagged[key] for key in dict.fromkeys(keys) if tagged.get(key)]
     return len(present), items, sum(n - 1 for n in present)
 

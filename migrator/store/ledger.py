@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from migrator.model.mail import FolderInfo
@@ -75,8 +73,15 @@ _COUNT_ACCOUNT = (
 
 
 def _upsert_folder(backend: str, with_target: bool) -> Any:
-    dialect_insert = pg_insert if backend == "postgresql" else sqlite_insert
-    stmt = dialect_insert(F)
+    stmt: Any
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(F)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(F)
     return stmt.on_conflict_do_update(
         index_elements=["account_id", "native"],
         set_={
@@ -93,12 +98,7 @@ def _upsert_folder(backend: str, with_target: bool) -> Any:
     )
 
 
-_UPSERT_FOLDER = {
-    (backend, with_target): _upsert_folder(backend, with_target)
-    for backend in ("sqlite", "postgresql")
-    for with_target in (False, True)
-}
-
+_UPSERT_FOLDER: dict[tuple[str, bool], Any] = {}  # built on first use, per backend
 
 @dataclass(frozen=True)
 class Outcome:
@@ -152,7 +152,10 @@ def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: Tar
     if target is not None:
         values["target_folder_id"] = target.id
         values["target_path"] = target.display
-    stmt = _UPSERT_FOLDER[("postgresql" if store.backend == "postgresql" else "sqlite", target is not None)]
+    shape = ("postgresql" if store.backend == "postgresql" else "sqlite", target is not None)
+    stmt = _UPSERT_FOLDER.get(shape)
+    if stmt is None:
+        stmt = _UPSERT_FOLDER[shape] = _upsert_folder(*shape)
     with store.session(write=True) as s:
         fence(s, claim)
         s.execute(stmt, values)

@@ -20,7 +20,7 @@ from typing import Any
 from exchangelib import EWSDateTime
 from exchangelib.services import CreateItem
 from exchangelib.services.common import folder_ids_element
-from exchangelib.util import TNS, create_element
+from exchangelib.util import TNS, create_element, safe_xml_value
 from lxml import etree
 
 from .properties import (
@@ -72,7 +72,9 @@ def message_element(
     categories: Sequence[str] = (),
 ) -> etree._Element:
     """The `t:Message` of a CreateItem for one message created from MIME."""
-    values: dict[type, str] = {MessageFlags: str(message_flags), SourceKey: source_key}
+    # text XML cannot carry (control characters in a hostile file name or keyword) becomes
+    # "?", as exchangelib does, so searches built by exchangelib find what was written here
+    values: dict[type, str] = {MessageFlags: str(message_flags), SourceKey: safe_xml_value(source_key)}
     if submit_time is not None:
         values[SubmitTime] = _system_time(submit_time)
     if delivery_time is not None:
@@ -86,7 +88,7 @@ def message_element(
     if categories:
         container = etree.SubElement(message, _T + "Categories")
         for name in categories:
-            etree.SubElement(container, _T + "String").text = name
+            etree.SubElement(container, _T + "String").text = safe_xml_value(name)
     for cls in _ORDER:
         value = values.get(cls)
         if value is None:

@@ -12,6 +12,7 @@ from exchangelib import Account, Configuration, Q
 from exchangelib.fields import FieldPath
 from exchangelib.folders import Folder, FolderCollection
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
+from exchangelib.util import safe_xml_value
 from lxml import etree
 
 from migrator.model.errors import PermanentError, TransientError
@@ -412,25 +413,27 @@ class EwsTarget:
         self._call(where, search)
         return found
 
-    def inventory(self, mailbox: str, folder: TargetFolder) -> tuple[Counter[str], int]:
-        """(source key -> how many items carry it, items in the folder) from one paged FindItem
-        listing: what `verify` needs, without a search restriction per hundred keys (which
-        costs the client and the server far more than reading ids and one property)."""
+    def inventory(self, mailbox: str, folder: TargetFolder, keys: Sequence[str]) -> tuple[Counter[str], int]:
+        """(each of `keys` -> how many items carry it, items in the folder) from one paged
+        FindItem listing: what `verify` needs, without a search restriction per hundred keys
+        (which costs the client and the server far more than reading ids and one property)."""
+        # a key XML cannot carry was written with "?" in place of the bad characters
+        wanted = {safe_xml_value(key): key for key in keys}
         where = f"mailbox {mailbox}, folder {folder.display!r}"
 
         def listing() -> tuple[Counter[str], int]:
             account = self._account(mailbox)
             target_folder: Folder = self._mailbox_folders(mailbox).by_id(folder.id)
-            keys: Counter[str] = Counter()
+            counts: Counter[str] = Counter()
             total = 0
             for answer in keyed_items(account, target_folder, _source_key_field(), INVENTORY_PAGE):
                 if isinstance(answer, Exception):
                     raise answer
                 total += 1
-                key = answer[1]
+                key = wanted.get(answer[1])
                 if key is not None:
-                    keys[key] += 1
-            return keys, total
+                    counts[key] += 1
+            return counts, total
 
         return self._call(where, listing)
 
