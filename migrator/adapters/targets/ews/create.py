@@ -84,7 +84,9 @@ def message_element(
     if last_verb is not None:
         values[LastVerbExecuted] = str(last_verb)
     message = etree.Element(_T + "Message", nsmap=_NSMAP)
-    etree.SubElement(message, _T + "MimeContent").text = base64.b64encode(mime).decode("ascii")
+    # lxml takes the ASCII bytes as they are: no str copy of a base64 text that is 4/3 of a
+    # message which may be 40 MB
+    etree.SubElement(message, _T + "MimeContent").text = base64.b64encode(mime)  # type: ignore[assignment]
     if categories:
         container = etree.SubElement(message, _T + "Categories")
         for name in categories:
