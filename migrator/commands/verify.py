@@ -79,6 +79,7 @@ def verify(
     addresses: Sequence[str] = (),
     batches: Sequence[str] = (),
     workers: int | None = None,
+    unverified_only: bool = False,
 ) -> VerifyReport:
     secrets = target_secrets(plan)
     password = source_password(plan)
@@ -89,6 +90,9 @@ def verify(
             r
             for r in in_scope_accounts(store, plan_id, batches=batches, addresses=addresses)
             if r.passes > 0 and r.status in ("synced", "verified", "failed", "running")
+            # --unverified: what a pass changed since it was last verified (a pass that finds
+            # nothing new leaves an account verified)
+            and not (unverified_only and r.status == "verified")
         ]
         if addresses and not rows:
             raise UsageError("none of the accounts asked for has been migrated yet", hint="run `migrator run` first")

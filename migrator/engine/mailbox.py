@@ -140,7 +140,8 @@ class AccountJob:
             self._preflighted = True
 
     def _resolve_inflight(self) -> None:
-        pending = ledger.inflight(self.ctx.store, self.claim.account_id)
+        # ledger rows hang off folder rows: an account without folders has nothing in flight
+        pending = ledger.inflight(self.ctx.store, self.claim.account_id) if self._stored else {}
         self._inflight_by_folder = pending
         if not pending or self._by_content:
             # a target that recognises uploads by content (IMAP) needs their bytes: each
@@ -193,7 +194,8 @@ class AccountJob:
         inflight = self._inflight_by_folder.get(folder_id) if self._by_content else None
         if inflight:
             self._resolve_by_content(source, folder, folder_id, tfolder(), inflight)
-        known = ledger.known_keys(store, folder_id)
+        # a folder recorded just now has no ledger rows yet
+        known = ledger.known_keys(store, folder_id) if row is not None else set()
         chunk: list[MessageRecord] = []
         chunk_bytes = 0
         skips: list[Outcome] = []
