@@ -34,3 +34,6 @@ def test_demo_migrates_every_account_and_a_second_run_sends_nothing(tmp_path: Pa
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     finished = re.search(r"run finished in [\d.]+ s: 60 accounts \(60 synced, 0 failed\), 0 messages", again.stdout)
     assert finished, again.stdout[-3000:]
+    # nothing new: the accounts stay verified and verify has nothing to do
+    assert "nothing to verify" in again.stdout
+    assert "accounts: 60 verified, 0 synced" in again.stdout

@@ -214,6 +214,18 @@ def test_find_uploads_recognises_messages_after_a_restart(make: Make, mailbox: s
                               known_ids=[ids["twin-1"]]) == {}
 
 
+def test_find_uploads_recognises_a_message_dovecot_serves_changed(make: Make, mailbox: str) -> None:
+    # no Message-ID, so only the content can tell; Dovecot hands it back with CRLF line ends
+    # and NUL as 0x80, so the content is compared in that form on both sides
+    first = make()
+    folder = first.ensure_folder(mailbox, ("Binary",), FolderRole.NONE)
+    data = b"\x89PNG\r\n\x1a\nbare lf\nnul\x00\x00 and a bare\rcr\n"
+    results = first.upload(mailbox, folder, [item("png", data)])
+    assert results[0].ok
+    found = make().find_uploads(mailbox, folder, [item("png", data), item("other", data + b"x")])
+    assert found == {"png": results[0].target_id}
+
+
 # --- faults through the proxy -------------------------------------------------------------------
 
 
@@ -277,6 +289,27 @@ def test_drop_before_the_server_stored_is_transient_and_absent(make: Make, proxy
     assert target.find_uploads(mailbox, folder, items) == {}
     assert all(r.ok for r in target.upload(mailbox, folder, items))  # the retry stores them
     assert target.count(mailbox, folder) == 3
+
+
+def test_a_lost_copy_is_not_taken_for_an_identical_one_stored_before(
+        make: Make, proxy: ImapProxy, mailbox: str) -> None:
+    # two identical messages in the source; the first was stored by an earlier process. The
+    # second's APPEND breaks off before the server stored it: only messages the broken APPEND
+    # could have stored (UID from the folder's UIDNEXT before it on) may settle it
+    folder = make().ensure_folder(mailbox, ("Twins",), FolderRole.NONE)
+    twin = raw(5)
+    first = make().upload(mailbox, folder, [item("twin-1", twin)])
+    assert first[0].ok
+    target = make(**via(proxy))
+    proxy.add(Rule("APPEND", "drop-before"))
+    second = target.upload(mailbox, folder, [item("twin-2", twin)])
+    assert isinstance(second[0].error, TransientError), second
+    assert target.count(mailbox, folder) == 1
+    # and when the server did store it, the new copy is found, not the old one
+    proxy.add(Rule("APPEND", "drop-after"))
+    third = target.upload(mailbox, folder, [item("twin-2", twin)])
+    assert third[0].ok and third[0].target_id != first[0].target_id, (first, third)
+    assert target.count(mailbox, folder) == 2
 
 
 def test_without_literal_plus_and_multiappend(make: Make, proxy: ImapProxy, server: AclDovecot, mailbox: str) -> None:

@@ -179,16 +179,44 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
         render_status(console(), data)
 
 
+@cli.command("workers")
+@plan_option
+@state_option
+@click.option("--all", "include_all", is_flag=True, help="Also workers stopped more than a day ago.")
+@click.option("--ceiling", type=click.IntRange(1), metavar="N",
+              help="First set the concurrent requests all workers together may send to the plan's target.")
+@json_option
+@handle_errors
+def workers_cmd(plan_path: Path, state_url: str | None, include_all: bool, ceiling: int | None, as_json: bool) -> None:
+    """The fleet: each `run` process's host, pid, start, heartbeat, accounts and messages/s.
+
+    A worker whose heartbeat is older than the plan's lease is flagged stale (it died, hangs
+    or lost the database); the accounts it held are taken over when their leases expire.
+    Reads the state database only (unless --ceiling is given).
+    """
+    from migrator.commands.workers import workers
+    from migrator.report.workers import render_workers
+    plan = load_plan(plan_path)
+    data = workers(plan, state_url=state_url, include_all=include_all, ceiling=ceiling)
+    if as_json:
+        print_json(data)
+    else:
+        render_workers(console(), data)
+
+
 @cli.command("verify")
 @plan_option
 @state_option
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Accounts checked at once (default: the plan's [run] workers).")
+@click.option("--unverified", is_flag=True,
+              help="Skip accounts already verified (a pass that found nothing new keeps them verified).")
 @json_option
 @handle_errors
 def verify_cmd(
-    plan_path: Path, state_url: str | None, accounts: tuple[str, ...], batches: tuple[str, ...], workers: int | None, as_json: bool
+    plan_path: Path, state_url: str | None, accounts: tuple[str, ...], batches: tuple[str, ...], workers: int | None,
+    unverified: bool, as_json: bool,
 ) -> None:
     """Compare, per folder, the source count, the ledger and what the target holds.
 
@@ -197,7 +225,8 @@ def verify_cmd(
     """
     from migrator.commands.verify import verify
     plan = load_plan(plan_path)
-    report = verify(plan, state_url=state_url, addresses=accounts, batches=batches, workers=workers)
+    report = verify(plan, state_url=state_url, addresses=accounts, batches=batches, workers=workers,
+                    unverified_only=unverified)
     if as_json:
         print_json(report.as_json())
     else:

@@ -3,12 +3,14 @@
 Additive increase, multiplicative decrease: each throttling answer halves the number of
 requests allowed in flight; a run of successes lets one more in. The hard ceiling comes from
 the plan (`target_concurrency`), below what the server tolerates (EWSMaxConcurrency is 27).
+On PostgreSQL with several processes it is this process's share of the target's ceiling
+shared by all hosts (migrator/store/fleet.py), and moves as workers come and go.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -23,6 +25,9 @@ class AdaptiveLimiter:
         self.throttle_count = 0
         self._successes = 0
         self._cond = threading.Condition()
+        # called in the requesting thread once it has a slot, right before the request goes
+        # out; may raise to stop it (the runner checks there that the lease is still its own)
+        self.before_request: Callable[[], None] | None = None
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -31,11 +36,25 @@ class AdaptiveLimiter:
                 self._cond.wait()
             self.in_flight += 1
         try:
+            if self.before_request is not None:
+                self.before_request()
             yield
         finally:
             with self._cond:
                 self.in_flight -= 1
                 self._cond.notify()
+
+    def set_ceiling(self, ceiling: int) -> None:
+        """A new hard ceiling (this process's share changed). Lowering it takes effect for the
+        next request (those in flight finish); raising it lets the limit grow back one request
+        per run of successes, as after throttling, rather than jumping."""
+        if ceiling < 1:
+            raise ValueError("ceiling must be at least 1")
+        with self._cond:
+            self.ceiling = ceiling
+            if self.limit > ceiling:
+                self.limit = ceiling
+            self._cond.notify_all()
 
     def throttled(self) -> None:
         with self._cond:

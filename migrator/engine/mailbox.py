@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -84,6 +84,7 @@ class AccountJob:
         self.outcome = AccountOutcome(address=claim.address or claim.key, status="running")
         self.run = ctx.plan.run
         self.synced_folders: list[tuple[int, int | None, int | None]] = []
+        self.new_folders = 0  # folders this pass recorded for the first time
         # targets that cannot search by source key find earlier uploads by their content
         self._by_content = callable(getattr(ctx.target, "find_uploads", None))
         self._inflight_by_folder: dict[int, list[str]] = {}
@@ -100,8 +101,8 @@ class AccountJob:
 
         return call_with_retry(limited, self.ctx.retry, stop=self.ctx.stop, on_retry=on_retry)
 
-    def _find(self, tfolder: TargetFolder, keys: Sequence[str]) -> dict[str, str]:
-        return self._retry(lambda: self.ctx.target.find(self.mailbox, tfolder, keys))
+    def _find(self, tfolder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()) -> dict[str, str]:
+        return self._retry(lambda: self.ctx.target.find(self.mailbox, tfolder, keys, exclude_ids=exclude_ids))
 
     def _check_stop(self) -> None:
         if self.ctx.stop.is_set():
@@ -154,8 +155,9 @@ class AccountJob:
             found: dict[str, str] = {}
             if row is not None and row.target_folder_id:
                 tfolder = TargetFolder(row.target_folder_id, tuple((row.target_path or "").split("/")))
+                taken = ledger.target_ids(self.ctx.store, self.claim.account_id, row.target_folder_id)
                 for start in range(0, len(keys), 100):
-                    found.update(self._find(tfolder, keys[start : start + 100]))
+                    found.update(self._find(tfolder, keys[start : start + 100], taken))
             ledger.resolve_inflight(self.ctx.store, self.claim, folder_id, keys, found)
             self.ctx.progress.note(
                 f"{self.outcome.address}: {len(keys)} in-flight message(s) from an interrupted run: "
@@ -173,6 +175,7 @@ class AccountJob:
             return self._retry(lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role))
 
         if row is None:
+            self.new_folders += 1
             # a folder seen for the first time is created in the target (even if empty) and
             # recorded with its target id in one transaction
             tfolder_box.append(ensure_target())
@@ -291,13 +294,16 @@ class AccountJob:
             f"{len(found)} already in the target, {len(keys) - len(found)} to send again"
         )
 
-    def _confirm(self, tfolder: TargetFolder, items: Sequence[UploadItem], folder_id: int) -> dict[str, str]:
+    def _confirm(
+        self, tfolder: TargetFolder, items: Sequence[UploadItem], folder_id: int, settled_ids: Collection[str] = ()
+    ) -> dict[str, str]:
         """Which of these items the target already holds: by source key where the target can
-        search for it, else by content (never matching a target id the ledger already has)."""
+        search for it, else by content; never matching a target id that already stands for
+        another message (in the ledger, or `settled_ids` of this chunk)."""
         target = self.ctx.target
+        known_ids = ledger.target_ids(self.ctx.store, self.claim.account_id, tfolder.id) | set(settled_ids)
         if not self._by_content:
-            return self._find(tfolder, [item.key for item in items])
-        known_ids = ledger.target_ids(self.ctx.store, folder_id)
+            return self._find(tfolder, [item.key for item in items], known_ids)
         find_uploads = target.find_uploads  # type: ignore[attr-defined]
         found: dict[str, str] = self._retry(lambda: find_uploads(self.mailbox, tfolder, items, known_ids=known_ids))
         return found
@@ -397,7 +403,9 @@ class AccountJob:
                 break
             # the server may have stored some of them before failing: ask before resending
             try:
-                found = self._confirm(tfolder, list(pending.values()), folder_id)
+                found = self._confirm(
+                    tfolder, list(pending.values()), folder_id, [tid for tid, err in settled.values() if tid and not err]
+                )
             except TransientError as exc:
                 last = exc
                 break

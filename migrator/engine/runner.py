@@ -4,18 +4,26 @@ Each worker thread loops: claim the next account (a lease with an epoch), run th
 job, record the outcome. A heartbeat thread renews the leases of the accounts in progress; a
 worker whose lease was taken over stops writing (the ledger refuses its epoch). A stop
 request (first Ctrl-C, SIGTERM) lets every worker finish or abandon its current chunk.
+
+The process is one member of a fleet (docs/multihost.md): it keeps a `workers` row fresh with
+the same heartbeat, takes its share of the target's shared ceiling from it, and rides out a
+PostgreSQL restart: sessions wait for the server, and an account whose transaction broke off
+is resumed from the ledger (its in-flight rows are checked against the target, as after a
+crash), so nothing is lost or sent twice.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.sources import Source, open_account_source
@@ -33,6 +41,15 @@ from migrator.model.errors import (
 )
 from migrator.model.plan import Plan
 from migrator.store import Store
+from migrator.store.fleet import (
+    ensure_ceiling,
+    register_worker,
+    share_of,
+    stop_worker,
+    target_key,
+    worker_heartbeat,
+)
+from migrator.store.store import StateUnavailable
 from migrator.store.types import utcnow
 from migrator.store.work import (
     Claim,
@@ -41,9 +58,42 @@ from migrator.store.work import (
     abandon,
     claim_next,
     release,
+    release_committed,
+    release_orphans,
     renew,
     worker_name,
 )
+
+T = TypeVar("T")
+RATE_WINDOW_S = 60.0  # messages/s shown by `migrator workers`: over the last minute
+
+
+class _CountingProgress:
+    """Passes everything on, and counts the messages this process moved (for its workers row)."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self.messages = 0
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def run_started(self, total_accounts: int, migrated_before: int) -> None:
+        self.inner.run_started(total_accounts, migrated_before)
+
+    def account_started(self, address: str) -> None:
+        self.inner.account_started(address)
+
+    def messages_done(self, address: str, count: int, nbytes: int) -> None:
+        with self._lock:
+            self.messages += count
+            self.bytes += nbytes
+        self.inner.messages_done(address, count, nbytes)
+
+    def account_finished(self, outcome: AccountOutcome) -> None:
+        self.inner.account_finished(outcome)
+
+    def note(self, message: str) -> None:
+        self.inner.note(message)
 
 
 @dataclass
@@ -122,7 +172,8 @@ class Runner:
         self.run_id = run_id
         self.options = options
         self.stop = stop or threading.Event()
-        self.progress: Progress = progress or NullProgress()
+        self.counter = _CountingProgress(progress or NullProgress())
+        self.progress: Progress = self.counter
         self.limiter = AdaptiveLimiter(plan.run.target_concurrency)
         self.ctx = Context(
             store=store,
@@ -144,6 +195,14 @@ class Runner:
         self._done = threading.Event()
         self._run_started: datetime = utcnow()
         self._worker = worker_name()
+        self._target = target_key(plan)
+        self._worker_id: int | None = None
+        self._share_note: tuple[int, int] | None = None
+        self._rate_samples: deque[tuple[float, int]] = deque()
+        # account id -> monotonic time its lease was last confirmed (claim or renewal)
+        self._renewed: dict[int, float] = {}
+        self._local = threading.local()  # the claim each worker thread is migrating
+        self.limiter.before_request = self._check_lease
         self._filters = ClaimFilter(
             batches=tuple(options.batches),
             addresses=tuple(a.lower() for a in options.addresses),
@@ -156,23 +215,28 @@ class Runner:
     # --- public --------------------------------------------------------------------------
     def run(self) -> RunSummary:
         started = time.monotonic()
+        self.store.on_reconnect_wait = self.progress.note
         counts = self.store.discovery_counts(self.plan_id)
         statuses = counts.get("statuses", {})
         self.progress.run_started(
             counts["in_scope"], statuses.get("synced", 0) + statuses.get("verified", 0)
         )
+        self._join_fleet()
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
         workers = [
             threading.Thread(target=self._work, name=f"worker-{n}", daemon=True)
             for n in range(max(1, self.options.workers))
         ]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
-        self._done.set()
-        heartbeat.join(timeout=5)
+        try:
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join()
+        finally:
+            self._done.set()
+            heartbeat.join(timeout=5)
+            self._leave_fleet()
         self.summary.seconds = time.monotonic() - started
         self.summary.stopped = self.stop.is_set()
         self.summary.throttled = self.limiter.throttle_count
@@ -185,18 +249,31 @@ class Runner:
         with self._lock:
             if self.options.limit is not None and self._claimed >= self.options.limit:
                 return None
-            claim = claim_next(
-                self.store,
-                self.plan_id,
-                worker=self._worker,
-                lease_seconds=self.plan.run.lease_seconds,
-                run_started=self._run_started,
-                run_id=self.run_id,
-                filters=self._filters,
-            )
+            tries = 0
+
+            def attempt() -> Claim | None:
+                nonlocal tries
+                tries += 1
+                if tries > 1:
+                    # the broken attempt's COMMIT may have gone through: an account leased to
+                    # us that no thread knows about goes back (claims of this process queue
+                    # on self._lock, so none is half-way now)
+                    release_orphans(self.store, self.plan_id, self._worker, list(self._claims), run_id=self.run_id)
+                return claim_next(
+                    self.store,
+                    self.plan_id,
+                    worker=self._worker,
+                    lease_seconds=self.plan.run.lease_seconds,
+                    run_started=self._run_started,
+                    run_id=self.run_id,
+                    filters=self._filters,
+                )
+
+            claim = self._patiently("claiming the next account", attempt)
             if claim is not None:
                 self._claimed += 1
                 self._claims[claim.account_id] = claim
+                self._renewed[claim.account_id] = time.monotonic()
             return claim
 
     def _work(self) -> None:
@@ -208,14 +285,17 @@ class Runner:
                 return
             if claim is None:
                 return
+            self._local.claim = claim
             try:
                 self._one(claim)
             except StateError as exc:
                 self._fail_run(exc)
                 return
             finally:
+                self._local.claim = None
                 with self._lock:
                     self._claims.pop(claim.account_id, None)
+                    self._renewed.pop(claim.account_id, None)
 
     def _fail_run(self, exc: BaseException) -> None:
         with self._lock:
@@ -226,19 +306,20 @@ class Runner:
     def _one(self, claim: Claim) -> None:
         address = claim.address or claim.key
         self.progress.account_started(address)
-        job = AccountJob(self.ctx, claim)
+        jobs = [AccountJob(self.ctx, claim)]  # more than one when the database connection broke
         outcome: AccountOutcome
         try:
-            outcome = job.execute()
+            outcome = self._execute(claim, jobs)
             with self._lock:
                 self._claims.pop(claim.account_id, None)
-            release(
-                self.store,
+            # a pass that found nothing new leaves a verified account verified: the target
+            # still holds what verify checked, and `verify --unverified` can skip it
+            unchanged = not any(job.outcome.messages_new or job.new_folders for job in jobs)
+            self._release(
                 claim,
-                status="synced",
-                run_id=self.run_id,
+                status="verified" if claim.previous_status == "verified" and unchanged else "synced",
                 completed_pass=True,
-                folders=job.synced_folders,
+                folders=jobs[-1].synced_folders,
                 detail={
                     "messages_done": outcome.messages_done,
                     "bytes_done": outcome.bytes_done,
@@ -247,28 +328,28 @@ class Runner:
                 },
             )
         except Stopped:
-            outcome = job.outcome
+            outcome = jobs[-1].outcome
             outcome.status = "interrupted"
-            abandon(self.store, claim, run_id=self.run_id)
+            self._abandon(claim)
         except LeaseLost as exc:
-            outcome = job.outcome
+            outcome = jobs[-1].outcome
             outcome.status = "lost"
             outcome.error = exc.message
         except (PermanentError, TransientError) as exc:
             if self.stop.is_set() and isinstance(exc, TransientError):
-                outcome = job.outcome
+                outcome = jobs[-1].outcome
                 outcome.status = "interrupted"
-                abandon(self.store, claim, run_id=self.run_id)
+                self._abandon(claim)
             else:
-                outcome = self._failed(claim, job, exc.message, getattr(exc, "reason", "transient"), exc.hint)
+                outcome = self._failed(claim, jobs[-1], exc.message, getattr(exc, "reason", "transient"), exc.hint)
         except StateError:
             raise
         except MigratorError as exc:
-            outcome = self._failed(claim, job, exc.message, "error", exc.hint)
+            outcome = self._failed(claim, jobs[-1], exc.message, "error", exc.hint)
         except Exception as exc:  # a bug must not take the other accounts down with it
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             outcome = self._failed(
-                claim, job, f"internal error: {detail}", "internal", "report this as a bug in migrator"
+                claim, jobs[-1], f"internal error: {detail}", "internal", "report this as a bug in migrator"
             )
         self._record(outcome)
         self.progress.account_finished(outcome)
@@ -280,11 +361,9 @@ class Runner:
         outcome.reason = reason
         outcome.hint = hint
         try:
-            release(
-                self.store,
+            self._release(
                 claim,
                 status="failed",
-                run_id=self.run_id,
                 completed_pass=False,
                 error=message[:4000],
                 error_reason=reason,
@@ -293,6 +372,71 @@ class Runner:
         except LeaseLost:
             outcome.status = "lost"
         return outcome
+
+    # --- riding out a lost database connection --------------------------------------------
+    def _patiently(self, what: str, action: Callable[[], T]) -> T:
+        """Run a store action; when the connection to the database breaks off, wait for the
+        server to come back and run it again (bounded by the store's reconnect_seconds)."""
+        deadline = time.monotonic() + self.store.reconnect_seconds
+        while True:
+            try:
+                return action()
+            except StateUnavailable as exc:
+                if time.monotonic() > deadline:
+                    raise
+                self.progress.note(f"{what}: {exc.message}; waiting for the database")
+                if not self.store.wait_until_reachable():
+                    raise
+
+    def _execute(self, claim: Claim, jobs: list[AccountJob]) -> AccountOutcome:
+        """Run the account's job; when the database connection breaks off mid-way, run it again
+        once the database is back. The new job resumes from the ledger: rows a broken COMMIT
+        may or may not have written are in-flight rows, checked against the target first."""
+        deadline = time.monotonic() + self.store.reconnect_seconds
+        while True:
+            job = jobs[-1]
+            try:
+                return job.execute()
+            except StateUnavailable as exc:
+                if self.stop.is_set() or time.monotonic() > deadline:
+                    raise
+                self.progress.note(
+                    f"{job.outcome.address}: {exc.message}; resuming the account from the ledger once it is back"
+                )
+                if not self.store.wait_until_reachable():
+                    raise
+                again = AccountJob(self.ctx, claim)
+                # what the broken attempt moved is in the ledger; keep it in this run's summary
+                again.outcome.messages_done += job.outcome.messages_done
+                again.outcome.bytes_done += job.outcome.bytes_done
+                again.outcome.skipped.extend(job.outcome.skipped)
+                jobs.append(again)
+
+    def _release(self, claim: Claim, **kwargs: Any) -> None:
+        attempts = 0
+
+        def action() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                release(self.store, claim, run_id=self.run_id, **kwargs)
+            except LeaseLost:
+                # a retry after a broken COMMIT finds its own release already done
+                if attempts > 1 and release_committed(self.store, claim):
+                    return
+                raise
+
+        self._patiently(f"{claim.address or claim.key}: recording the outcome", action)
+
+    def _abandon(self, claim: Claim) -> None:
+        try:
+            self._patiently(
+                f"{claim.address or claim.key}: giving the account back",
+                lambda: abandon(self.store, claim, run_id=self.run_id),
+            )
+        except StateUnavailable as exc:
+            # the lease expires on its own and the account is taken over then
+            self.progress.note(f"{claim.address or claim.key}: {exc.message}; its lease will expire")
 
     def _record(self, outcome: AccountOutcome) -> None:
         with self._lock:
@@ -328,7 +472,12 @@ class Runner:
                 claims = list(self._claims.values())
             for claim in claims:
                 try:
+                    asked = time.monotonic()
                     renewed = renew(self.store, claim, self.plan.run.lease_seconds)
+                    if renewed:
+                        with self._lock:
+                            if claim.account_id in self._renewed:
+                                self._renewed[claim.account_id] = asked
                     with self._lock:
                         still_held = claim.account_id in self._claims
                     # a claim released between the copy above and the renewal is not "lost"
@@ -338,3 +487,101 @@ class Runner:
                         )
                 except StateError as exc:
                     self.progress.note(f"heartbeat failed: {exc.message}")
+            self._fleet_heartbeat()
+
+    def _check_lease(self) -> None:
+        """Before a request to the target: when the heartbeat is late (this process was
+        paused, e.g. SIGSTOP or a VM freeze, or the database is slow), confirm the lease
+        first. The ledger refuses a stale epoch, but the target cannot: a worker that slept
+        past its lease must not upload what the worker that took over is sending too."""
+        claim: Claim | None = getattr(self._local, "claim", None)
+        if claim is None:
+            return
+        with self._lock:
+            confirmed = self._renewed.get(claim.account_id)
+        if confirmed is None or time.monotonic() - confirmed < self.plan.run.lease_seconds / 2:
+            return
+        asked = time.monotonic()
+        if not renew(self.store, claim, self.plan.run.lease_seconds):
+            raise LeaseLost(
+                f"the lease on account {claim.address or claim.key} (epoch {claim.epoch}) ran out "
+                "while this worker was not heard from; another worker has taken it over",
+                hint="nothing to do: the other worker resumes from the ledger",
+            )
+        with self._lock:
+            self._renewed[claim.account_id] = asked
+
+    # --- the fleet -----------------------------------------------------------------------
+    def _join_fleet(self) -> None:
+        host, _, pid = self._worker.rpartition(":")
+        self._worker_id = register_worker(
+            self.store,
+            name=self._worker,
+            host=host or socket.gethostname(),
+            pid=int(pid) if pid.isdigit() else os.getpid(),
+            plan_id=self.plan_id,
+            run_id=self.run_id,
+            target=self._target,
+        )
+        ensure_ceiling(self.store, self._target, self.plan.run.target_concurrency)
+        self._rate_samples.append((time.monotonic(), 0))
+        self._adopt_share()
+
+    def _adopt_share(self) -> None:
+        assert self._worker_id is not None
+        share = share_of(
+            self.store,
+            self._target,
+            self._worker_id,
+            default=self.plan.run.target_concurrency,
+            stale_after=timedelta(seconds=self.plan.run.lease_seconds),
+        )
+        self.limiter.set_ceiling(share.share)
+        if self._share_note != (share.share, share.live):
+            self._share_note = (share.share, share.live)
+            if share.live > 1:
+                self.progress.note(
+                    f"{share.live} workers send to {self._target}: this one takes {share.share} "
+                    f"of its {share.ceiling} concurrent requests"
+                )
+
+    def _stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        messages = self.counter.messages
+        self._rate_samples.append((now, messages))
+        while len(self._rate_samples) > 2 and now - self._rate_samples[1][0] >= RATE_WINDOW_S:
+            self._rate_samples.popleft()
+        first_t, first_m = self._rate_samples[0]
+        rate = (messages - first_m) / (now - first_t) if now > first_t else 0.0
+        with self._lock:
+            accounts = [c.address or c.key for c in self._claims.values()]
+        return {
+            "accounts": accounts,
+            "messages_done": messages,
+            "bytes_done": self.counter.bytes,
+            "rate": round(rate, 2),
+            "threads": max(1, self.options.workers),
+            "share": self.limiter.ceiling,
+            "throttled": self.limiter.throttle_count,
+        }
+
+    def _current_account(self) -> int | None:
+        with self._lock:
+            return next(iter(self._claims), None)
+
+    def _fleet_heartbeat(self) -> None:
+        if self._worker_id is None:
+            return
+        try:
+            worker_heartbeat(self.store, self._worker_id, current_account_id=self._current_account(), stats=self._stats())
+            self._adopt_share()
+        except StateError as exc:
+            self.progress.note(f"fleet heartbeat failed: {exc.message}")
+
+    def _leave_fleet(self) -> None:
+        if self._worker_id is None:
+            return
+        try:
+            stop_worker(self.store, self._worker_id, stats=self._stats())
+        except StateError as exc:  # the row goes stale on its own
+            self.progress.note(f"could not mark this worker stopped: {exc.message}")

@@ -32,4 +32,7 @@ def render_verify(con: Console, report: Any) -> None:
     if rows:  # a big verification where everything agrees needs no empty table
         con.print(table)
     total = len(report.accounts)
+    if not total:
+        con.print("nothing to verify: no migrated account is waiting for verification")
+        return
     con.print(f"{total - bad:,} of {total:,} accounts verified" + (f"; {bad:,} disagree (see above)" if bad else ""))

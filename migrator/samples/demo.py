@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         for step in (
             ["discover", "--plan", str(plan)],
             ["run", "--plan", str(plan)],
-            ["verify", "--plan", str(plan)],
+            ["verify", "--plan", str(plan), "--unverified"],
             ["status", "--plan", str(plan)],
         ):
             print(f"\n$ migrator {' '.join(step)}", flush=True)

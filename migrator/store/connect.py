@@ -20,6 +20,8 @@ from migrator.model.errors import StateError
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 32_768
 PG_CONNECT_TIMEOUT_S = 10
+PG_POOL_KEPT = 8
+PG_POOL_EXTRA = 260  # more than the most workers `run` allows (256), so none waits for the pool
 # Serialises concurrent first opens of one PostgreSQL database (any constant works; ours).
 PG_MIGRATION_LOCK = 0x6D696772
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -116,10 +118,16 @@ def _sqlite_engine(url: URL) -> Engine:
         # transaction that upgrades to writing fails at once if another writer got there first.
         options = conn.get_execution_options()
         mode = options.get("migrator_begin", "DEFERRED")
+        # on the sqlite3 connection itself: through SQLAlchemy these two statements cost more
+        # CPU than most transactions they open; the PRAGMA only when the level changes
+        raw = conn.connection.driver_connection
+        info = conn.connection.info
         if mode == "IMMEDIATE":
-            durable = options.get("migrator_durable")
-            conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+            level = "FULL" if options.get("migrator_durable") else "NORMAL"
+            if info.get("migrator_synchronous") != level:
+                raw.execute(f"PRAGMA synchronous={level}")
+                info["migrator_synchronous"] = level
+        raw.execute(f"BEGIN {mode}")
 
     return engine
 
@@ -127,7 +135,12 @@ def _sqlite_engine(url: URL) -> Engine:
 def _postgresql_engine(url: URL) -> Engine:
     return create_engine(
         url,
+        # a dead pooled connection (PostgreSQL restarted) is replaced at checkout, not failed on
         pool_pre_ping=True,
+        # one connection per thread in a session at once: `run --workers N` needs N + 2 (the
+        # heartbeat, the main thread); up to PG_POOL_KEPT stay open between sessions
+        pool_size=PG_POOL_KEPT,
+        max_overflow=PG_POOL_EXTRA,
         connect_args={
             "connect_timeout": PG_CONNECT_TIMEOUT_S,
             "application_name": "migrator",

@@ -72,16 +72,8 @@ _COUNT_ACCOUNT = (
 )
 
 
-def _upsert_folder(backend: str, with_target: bool) -> Any:
-    stmt: Any
-    if backend == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(F)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(F)
+def _upsert_folder(dialect_insert: Any, with_target: bool) -> Any:
+    stmt = dialect_insert(F)
     return stmt.on_conflict_do_update(
         index_elements=["account_id", "native"],
         set_={
@@ -155,7 +147,7 @@ def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: Tar
     shape = ("postgresql" if store.backend == "postgresql" else "sqlite", target is not None)
     stmt = _UPSERT_FOLDER.get(shape)
     if stmt is None:
-        stmt = _UPSERT_FOLDER[shape] = _upsert_folder(*shape)
+        stmt = _UPSERT_FOLDER[shape] = _upsert_folder(store.dialect_insert(), target is not None)
     with store.session(write=True) as s:
         fence(s, claim)
         s.execute(stmt, values)
@@ -188,12 +180,21 @@ def known_keys(store: Store, folder_id: int) -> set[str]:
         return {key for (key,) in rows}
 
 
-def target_ids(store: Store, folder_id: int) -> set[str]:
-    """Target ids of the folder's messages already done (a content search must skip them)."""
+def target_ids(store: Store, account_id: int, target_folder_id: str) -> set[str]:
+    """Target ids of the account's done messages in one target folder, from every source
+    folder that lands there ("Sent" and "Elementos enviados" both go to Sent Items): a search
+    for an interrupted upload must never take one of these for it, or that copy is lost."""
     with store.session() as s:
         return set(
             s.execute(
-                select(M.c.target_id).where(M.c.folder_id == folder_id, M.c.state == "done", M.c.target_id.is_not(None))
+                select(M.c.target_id)
+                .select_from(M.join(F, F.c.id == M.c.folder_id))
+                .where(
+                    F.c.account_id == account_id,
+                    F.c.target_folder_id == target_folder_id,
+                    M.c.state == "done",
+                    M.c.target_id.is_not(None),
+                )
             ).scalars()
         )
 

@@ -86,6 +86,8 @@ class AccountDbRow(Base):
         Index("ix_accounts_plan_skipped", "plan_id", "messages_skipped", "id"),
         # scope/status ride along so per-batch progress is answered from the index alone
         Index("ix_accounts_plan_batch", "plan_id", "batch", "scope", "status"),
+        # claims in (batch, id) order stop at the first free account instead of sorting (0004)
+        Index("ix_accounts_claim_order", "plan_id", "scope", "batch", "id"),
         Index("ix_accounts_address", "address"),
         CheckConstraint(_one_of("scope", SCOPES), name="scope"),
         CheckConstraint(_one_of("status", STATUSES), name="status"),
@@ -221,3 +223,17 @@ class WorkerRow(Base):
         ForeignKey("accounts.id", ondelete="SET NULL")
     )
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # the target server it sends to: workers of every plan and host that share it count
+    # each other to split that target's ceiling (migration 0004)
+    target: Mapped[str | None] = mapped_column(String(500))
+
+
+class TargetLimitRow(Base):
+    """Per target server, the requests in flight all workers together keep to (0004)."""
+
+    __tablename__ = "target_limits"
+    __table_args__ = (CheckConstraint("ceiling >= 1", name="ceiling"),)
+
+    target: Mapped[str] = mapped_column(String(500), primary_key=True)
+    ceiling: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

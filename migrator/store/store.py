@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import fields
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, case, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +32,9 @@ from migrator.store.schema import AccountDbRow, EventRow, PlanRow, RunRow
 from migrator.store.types import utcnow
 
 DEFAULT_URL = "sqlite:///state/migrator.db"
+# How long a session waits for a PostgreSQL server that went away (restart, failover) before
+# the command gives up with a StateError. A restart takes seconds; two minutes leave room.
+RECONNECT_SECONDS = float(os.environ.get("MIGRATOR_STATE_RECONNECT_SECONDS", "120"))
 RUN_STATUSES = ("running", "done", "partial", "failed", "interrupted")
 
 A = cast(Table, AccountDbRow.__table__)
@@ -67,12 +70,34 @@ def _account_rows(
         yield AccountRow(**data)
 
 
+class StateUnavailable(StateError):
+    """The connection to the state database failed (PostgreSQL restarted, network lost).
+
+    Whatever the failed transaction did was rolled back, or, when the connection broke during
+    COMMIT, may have been committed: callers that retry must be idempotent or check.
+    """
+
+
+def is_disconnect(exc: BaseException, backend: str) -> bool:
+    """True for a PostgreSQL failure that may pass: a connection that broke or could not be
+    made, a server shutting down or starting up (also deadlocks and serialisation failures,
+    which psycopg files under the same class). Never on SQLite, whose OperationalErrors are
+    locks and disks, not networks."""
+    # psycopg: OperationalError covers refused/reset connections, "terminating connection due
+    # to administrator command" (AdminShutdown) and "the database system is starting up"
+    return backend == "postgresql" and isinstance(exc, OperationalError)
+
+
 class Store:
     """State of every plan in one database. Thread-safe; open one per process."""
 
     def __init__(self, engine: Engine, shown_url: str) -> None:
         self.engine = engine
         self.url = shown_url  # password masked, safe to print
+        # PostgreSQL: sessions that cannot connect wait up to this long for the server
+        self.reconnect_seconds = RECONNECT_SECONDS
+        # told (once per outage and session) that the database is unreachable and we wait
+        self.on_reconnect_wait: Callable[[str], None] | None = None
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # SQLite: writers take the lock at BEGIN, where busy_timeout waits for it
         self._write_sessions = sessionmaker(
@@ -117,19 +142,76 @@ class Store:
     def _transaction(self, maker: sessionmaker[Session]) -> Iterator[Session]:
         session = maker()
         try:
+            if self.backend == "postgresql":
+                self._connect_patiently(session)
             yield session
             session.commit()
         except OperationalError as exc:
-            session.rollback()
-            raise StateError(
-                f"state database {self.url} failed: {describe(exc, self.engine.url.password)}",
-                hint="check the database server and disk space, then run the command again",
-            ) from exc
+            _quiet_rollback(session)
+            raise self._failure(exc) from exc
         except BaseException:
-            session.rollback()
+            _quiet_rollback(session)
             raise
         finally:
             session.close()
+
+    def _failure(self, exc: OperationalError) -> StateError:
+        words = describe(exc, self.engine.url.password)
+        if is_disconnect(exc, self.backend):
+            return StateUnavailable(
+                f"lost the connection to state database {self.url}: {words}",
+                hint="check that PostgreSQL is running and reachable, then run the command again",
+            )
+        return StateError(
+            f"state database {self.url} failed: {words}",
+            hint="check the database server and disk space, then run the command again",
+        )
+
+    def _connect_patiently(self, session: Session) -> None:
+        """Take a connection for the session, waiting (jittered backoff, bounded by
+        reconnect_seconds) while the server is unreachable: a PostgreSQL restart pauses the
+        workers instead of failing the run. pool_pre_ping has already replaced connections
+        the restart killed; what fails here is connecting anew while the server is down."""
+        deadline = time.monotonic() + self.reconnect_seconds
+        delay = 0.1
+        told = False
+        while True:
+            try:
+                session.connection()
+                return
+            except OperationalError as exc:
+                _quiet_rollback(session)
+                if not is_disconnect(exc, self.backend) or time.monotonic() + delay > deadline:
+                    raise
+                if not told and self.on_reconnect_wait is not None:
+                    told = True
+                    self.on_reconnect_wait(
+                        f"state database {self.url} unreachable ({describe(exc, self.engine.url.password)}); "
+                        f"retrying for up to {self.reconnect_seconds:.0f} s"
+                    )
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 5.0)
+
+    def wait_until_reachable(self) -> bool:
+        """True once a query succeeds again; False when the server stayed away for
+        reconnect_seconds (the session's own patient connect does the waiting)."""
+        try:
+            with self.session() as s:
+                s.execute(select(1))
+            return True
+        except StateError:
+            return False
+
+    def dialect_insert(self) -> Any:
+        """The backend's INSERT (with ON CONFLICT). Imported on first use: a command on
+        SQLite never needs SQLAlchemy's PostgreSQL dialect, a tenth of its start-up time."""
+        if self.backend == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
 
     # --- plans and runs
 
@@ -143,7 +225,7 @@ class Store:
             "created_at": now,
             "updated_at": now,
         }
-        dialect_insert = pg_insert if self.backend == "postgresql" else sqlite_insert
+        dialect_insert = self.dialect_insert()
         with self.session(write=True) as s:
             s.execute(
                 dialect_insert(P).values(values).on_conflict_do_nothing(index_elements=["name"])
@@ -354,6 +436,12 @@ class Store:
         stmt = stmt.order_by(E.c.at.desc(), E.c.id.desc()).limit(limit)
         with self.session() as s:
             return [row._asdict() for row in s.execute(stmt)]
+
+
+def _quiet_rollback(session: Session) -> None:
+    """Roll back; on a dead connection there is nothing to roll back, and the server already did."""
+    with suppress(OperationalError):
+        session.rollback()
 
 
 def open_store(url: str = DEFAULT_URL) -> Store:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +39,11 @@ def worker_name() -> str:
     """host:pid — unique among live processes, and tells a later run on this host whether
     the owner of a lease is still alive."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_gone(owner: str | None) -> bool:
+    """True when `owner` (host:pid) ran on this host and its process no longer exists."""
+    return _owner_is_dead(owner)
 
 
 def _owner_is_dead(owner: str | None) -> bool:
@@ -134,7 +142,8 @@ def claim_next(
     """
     now = utcnow()
     # Leases held by dead processes of this host are free at once, not only after expiry.
-    _release_dead_owners(store, plan_id)
+    if _dead_owner_check_due(store, plan_id):
+        _release_dead_owners(store, plan_id)
     stmt = _candidates(plan_id, now, run_started, filters)
     if skip_ids:
         stmt = stmt.where(A.c.id.notin_(list(skip_ids)))
@@ -193,6 +202,23 @@ def claim_next(
         )
 
 
+_DEAD_OWNER_CHECK_S = 1.0  # at most this often per store and plan: a query per claim halves claims/s
+_dead_owner_checks: weakref.WeakKeyDictionary[Store, dict[int, float]] = weakref.WeakKeyDictionary()
+_dead_owner_lock = threading.Lock()
+
+
+def _dead_owner_check_due(store: Store, plan_id: int) -> bool:
+    """True when this store has not looked for dead owners of the plan in the last second (a
+    newly opened store always looks first)."""
+    now = time.monotonic()
+    with _dead_owner_lock:
+        checked = _dead_owner_checks.setdefault(store, {})
+        if now - checked.get(plan_id, float("-inf")) < _DEAD_OWNER_CHECK_S:
+            return False
+        checked[plan_id] = now
+        return True
+
+
 def _release_dead_owners(store: Store, plan_id: int) -> None:
     host_prefix = socket.gethostname() + ":"
     with store.session() as s:
@@ -216,6 +242,15 @@ def _release_dead_owners(store: Store, plan_id: int) -> None:
             )
 
 
+# Built once: every ledger write runs it, and building a statement costs more client CPU
+# than the database takes to run it.
+_FENCE = (
+    update(A)
+    .where(A.c.id == bindparam("b_id"), A.c.lease_epoch == bindparam("b_epoch"), A.c.lease_owner == bindparam("b_owner"))
+    .values(heartbeat_at=bindparam("b_now"))
+)
+
+
 def fence(session: Session, claim: Claim) -> None:
     """Inside a write transaction: raise LeaseLost unless the claim is still ours.
 
@@ -223,9 +258,7 @@ def fence(session: Session, claim: Claim) -> None:
     takeover cannot slip in between this check and the writes that follow it.
     """
     result = session.execute(
-        update(A)
-        .where(A.c.id == claim.account_id, A.c.lease_epoch == claim.epoch, A.c.lease_owner == claim.worker)
-        .values(heartbeat_at=utcnow())
+        _FENCE, {"b_id": claim.account_id, "b_epoch": claim.epoch, "b_owner": claim.worker, "b_now": utcnow()}
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(
@@ -301,6 +334,38 @@ def release(
             status,
             {**(detail or {}), **({"error": error, "reason": error_reason} if error else {})},
         )
+
+
+def release_committed(store: Store, claim: Claim) -> bool:
+    """After a release or abandon whose COMMIT broke off (the connection died during it): True
+    when it was committed. Only a claim bumps the epoch and only those two clear the owner,
+    so "our epoch, no owner" means our own release went through."""
+    with store.session() as s:
+        row = s.execute(select(A.c.lease_epoch, A.c.lease_owner).where(A.c.id == claim.account_id)).one()
+    return int(row.lease_epoch) == claim.epoch and row.lease_owner is None
+
+
+def release_orphans(store: Store, plan_id: int, worker: str, held: Sequence[int], *, run_id: int | None) -> int:
+    """Give back the accounts `worker` has a lease on but does not know it holds: a claim whose
+    COMMIT broke off (the database connection died during it) may have gone through. Each goes
+    back to pending (or synced, after a completed pass) with an `interrupted` event; the number."""
+    with store.session(write=True) as s:
+        stmt = select(A.c.id, A.c.passes, A.c.lease_epoch).where(
+            A.c.plan_id == plan_id, A.c.status == "running", A.c.lease_owner == worker
+        )
+        if held:
+            stmt = stmt.where(A.c.id.notin_(list(held)))
+        orphans = s.execute(stmt).all()
+        for account_id, passes, epoch in orphans:
+            back = "synced" if passes else "pending"
+            s.execute(
+                update(A)
+                .where(A.c.id == account_id, A.c.lease_owner == worker, A.c.lease_epoch == epoch)
+                .values(status=back, lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+            )
+            _event(s.connection(), plan_id, account_id, run_id, worker, "interrupted", "running", back,
+                   {"epoch": int(epoch), "reason": "claim-commit-unknown"})
+        return len(orphans)
 
 
 def abandon(store: Store, claim: Claim, *, run_id: int | None) -> None:

@@ -11,7 +11,7 @@ PermanentError (with a stable `reason` code).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -83,8 +83,12 @@ class Target(Protocol):
         far as the adapter could check; callers still confirm with find() before resending."""
         ...
 
-    def find(self, mailbox: str, folder: TargetFolder, keys: Sequence[str]) -> dict[str, str]:
-        """Source key -> target id, for those of `keys` already stored in `folder`."""
+    def find(
+        self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
+    ) -> dict[str, str]:
+        """Source key -> target id, for those of `keys` already stored in `folder`; an item
+        whose id is in `exclude_ids` (it stands for another source message) is never the
+        answer, even when it carries the same key."""
         ...
 
     def count(self, mailbox: str, folder: TargetFolder) -> int:

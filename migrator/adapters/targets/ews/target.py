@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from exchangelib import Account, Configuration, Q
@@ -384,10 +384,13 @@ class EwsTarget:
             categories=categories_for(flags),
         )
 
-    def find(self, mailbox: str, folder: TargetFolder, keys: Sequence[str]) -> dict[str, str]:
+    def find(
+        self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
+    ) -> dict[str, str]:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
         wanted = list(dict.fromkeys(keys))
         wanted_set = set(wanted)
+        excluded = set(exclude_ids)
         found: dict[str, str] = {}
         if not wanted:
             return found
@@ -407,7 +410,7 @@ class EwsTarget:
                     if isinstance(item, Exception):
                         raise item
                     stored = getattr(item, "migrator_source_key", None)
-                    if stored in wanted_set and stored not in found:
+                    if stored in wanted_set and stored not in found and item.id not in excluded:
                         found[stored] = item.id
 
         self._call(where, search)

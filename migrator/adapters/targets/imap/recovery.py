@@ -5,7 +5,8 @@ IMAP has no custom item properties, so two ways exist:
   with SEARCH HEADER (a substring search) confirmed by fetching that one header;
 - without it, a message is recognised by what it is: its Message-ID (SEARCH HEADER), its size
   and INTERNALDATE (FETCH), and, when those are not conclusive (no Message-ID or no internal
-  date), the SHA-256 of the candidate's content compared with the bytes we sent.
+  date), the SHA-256 of the candidate's content compared with the bytes we sent (as they are,
+  or both in the form servers hand messages back: CRLF line ends, NUL as 0x80).
 Both run on a session with the folder selected read-only.
 """
 
@@ -64,6 +65,13 @@ def crlf(data: bytes) -> bytes:
     return re.sub(rb"\r?\n", b"\r\n", data)
 
 
+def served(data: bytes) -> bytes:
+    """The message as a server hands it back: CRLF line ends, and NUL as 0x80 (a literal may
+    not carry NUL; Dovecot substitutes it). Two messages equal in this form are the same
+    message for recovery: nothing else differs between what we sent and what we read back."""
+    return crlf(data).replace(b"\x00", b"\x80")
+
+
 def _or(criteria: Sequence[list[str]]) -> list[str]:
     """OR-ed search criteria in IMAP's prefix notation: OR OR a b c."""
     out: list[str] = ["OR"] * (len(criteria) - 1)
@@ -118,7 +126,7 @@ class Sent:
 
     @property
     def digests(self) -> set[bytes]:
-        return {hashlib.sha256(self.data).digest(), hashlib.sha256(crlf(self.data)).digest()}
+        return {hashlib.sha256(form).digest() for form in (self.data, served(self.data))}
 
     @property
     def seconds(self) -> int | None:
@@ -130,11 +138,13 @@ class Sent:
         return int(when.timestamp())
 
 
-def find_sent(client: IMAPClient, sent: Sequence[Sent], exclude: Collection[int] = ()) -> dict[str, int]:
+def find_sent(client: IMAPClient, sent: Sequence[Sent], exclude: Collection[int] = (),
+              since: int = 1) -> dict[str, int]:
     """Key -> UID for the messages of `sent` found in the selected folder.
 
     Each UID is given to one key at most, and UIDs in `exclude` (already known to hold other
-    source messages) to none: two identical copies in the source stay two messages.
+    source messages) or below `since` to none: two identical copies in the source stay two
+    messages.
     """
     candidates: set[int] = set()
     with_id = [s for s in sent if s.message_id]
@@ -144,7 +154,7 @@ def find_sent(client: IMAPClient, sent: Sequence[Sent], exclude: Collection[int]
     sizes = sorted({size for s in sent if not s.message_id for size in s.sizes})
     for size_wanted in sizes:
         candidates.update(client.search(["LARGER", str(size_wanted - 1), "SMALLER", str(size_wanted + 1)]))
-    candidates -= set(exclude)
+    candidates = {uid for uid in candidates if uid >= since} - set(exclude)
     facts: dict[int, tuple[str | None, int, int | None]] = {}
     ordered = sorted(candidates)
     for part in _batches([str(u) for u in ordered], FETCH_BATCH):
@@ -179,4 +189,8 @@ def find_sent(client: IMAPClient, sent: Sequence[Sent], exclude: Collection[int]
 def _same_content(client: IMAPClient, uid: int, sent: Sent) -> bool:
     answer = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {})
     body = answer.get(b"BODY[]")
-    return isinstance(body, bytes) and hashlib.sha256(body).digest() in sent.digests
+    if not isinstance(body, bytes):
+        return False
+    # exact bytes (a server storing them as sent), else both sides in the served form
+    return (hashlib.sha256(body).digest() in sent.digests
+            or hashlib.sha256(served(body)).digest() in sent.digests)

@@ -54,6 +54,9 @@ class _Afterwards:
     """What upload() must still look up once its connection is back in the pool."""
 
     lost: TransientError | None = None  # the connection broke during APPEND
+    # (UIDVALIDITY, UIDNEXT) of the folder before the first APPEND: whatever this call stored
+    # has a UID from there on, so an identical message stored earlier is never taken for it
+    floor: tuple[int, int] | None = None
     unsure: list[int] = field(default_factory=list)  # written, unanswered: stored or not?
     unknown: list[int] = field(default_factory=list)  # stored without APPENDUID
 
@@ -166,7 +169,9 @@ class ImapTarget:
         return self._run(mailbox, where, "STATUS", lambda s: int(
             s.client.folder_status(folder.id, ["MESSAGES"])[b"MESSAGES"]))
 
-    def find(self, mailbox: str, folder: TargetFolder, keys: Sequence[str]) -> dict[str, str]:
+    def find(
+        self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
+    ) -> dict[str, str]:
         """Keys stored in `folder`: by X-Migrator-Key with tag_header, and always those this
         object stored itself (confirmed on the server). Without the header, after a restart,
         use find_uploads()."""
@@ -182,7 +187,7 @@ class ImapTarget:
             if rest and self.settings.tag_header:
                 for key, uid in find_tagged(session.client, rest).items():
                     found[key] = f"{validity}:{uid}"
-            return found
+            return {key: tid for key, tid in found.items() if tid not in exclude_ids}
 
         return self._run(mailbox, where, "searching", search)
 
@@ -259,7 +264,7 @@ class ImapTarget:
             # lookups take a connection of their own: only once ours is back in the pool
             self._settle_lost(mailbox, folder, items, after, results)
             if after.unknown:
-                self._identify(mailbox, folder, items, after.unknown, results)
+                self._identify(mailbox, folder, items, after.unknown, results, after.floor)
         return [r if r is not None else UploadResult(items[i].key, error=TransientError(
             f"{where}: no answer for message {items[i].key}")) for i, r in enumerate(results)]
 
@@ -288,6 +293,10 @@ class ImapTarget:
             if error is not None:
                 results[index] = UploadResult(items[index].key, error=error)
         todo = [i for i in indexes if results[i] is None]
+        if not todo:
+            return
+        status = session.client.folder_status(folder.id, ["UIDVALIDITY", "UIDNEXT"])
+        after.floor = (int(status[b"UIDVALIDITY"]), int(status[b"UIDNEXT"]))
         wire = Wire(session)
         batches: list[list[int]] = []
         if session.has("MULTIAPPEND") and len(todo) > 1:
@@ -378,10 +387,8 @@ class ImapTarget:
         if after.lost is None:
             return
         if after.unsure:
-            try:
-                found = self.find_uploads(mailbox, folder, [items[i] for i in after.unsure])
-            except (TransientError, PermanentError):
-                found = {}
+            found = self._stored_since(mailbox, folder, [items[i] for i in after.unsure],
+                                       after.floor)
             for index in after.unsure:
                 key = items[index].key
                 if key in found:
@@ -410,15 +417,40 @@ class ImapTarget:
                 log.warning("%s: \\Flagged not set on %d messages: %s", where, len(flagged), exc)
 
     def _identify(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                  unknown: list[int], results: list[UploadResult | None]) -> None:
+                  unknown: list[int], results: list[UploadResult | None],
+                  floor: tuple[int, int] | None) -> None:
         """Stored without APPENDUID: find their UIDs by content; else the UID stays unknown."""
-        try:
-            found = self.find_uploads(mailbox, folder, [items[i] for i in unknown])
-        except (TransientError, PermanentError):
-            found = {}
+        found = self._stored_since(mailbox, folder, [items[i] for i in unknown], floor)
         for index in unknown:
             key = items[index].key
             results[index] = UploadResult(key, target_id=found.get(key, UNKNOWN_UID))
+
+    def _stored_since(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
+                      floor: tuple[int, int] | None) -> dict[str, str]:
+        """Key -> target id for those of `items` one upload() call stored: recognised as in
+        find_uploads(), but only among UIDs from `floor` (the folder's UIDNEXT before the
+        call) on. An identical copy stored before (a twin in the source, an earlier run) is
+        never taken for a message whose APPEND broke off: that would lose the message. {}
+        when in doubt (no floor, the folder renumbered, the lookup failed)."""
+        if floor is None or not items:
+            return {}
+        validity, first_uid = floor
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def search(session: Session) -> dict[str, str]:
+            if self._select(session, folder.id) != validity:
+                return {}
+            if self.settings.tag_header:
+                uids = find_tagged(session.client, [i.key for i in items])
+            else:
+                sent = [Sent(i.key, self._payload(i), i.internal_date) for i in items]
+                uids = find_sent(session.client, sent, since=first_uid)
+            return {key: f"{validity}:{uid}" for key, uid in uids.items() if uid >= first_uid}
+
+        try:
+            return self._run(mailbox, where, "searching", search)
+        except (TransientError, PermanentError):
+            return {}
 
     def close(self) -> None:
         self.pool.close()

@@ -1,0 +1,78 @@
+"""`workers`: the fleet of `migrator run` processes working on a plan, from the state database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from migrator.commands.state import plan_store
+from migrator.model.plan import Plan
+from migrator.store.fleet import ceiling_of, list_workers, set_ceiling, target_key
+from migrator.store.types import utcnow
+from migrator.store.work import process_gone
+
+RECENT = timedelta(hours=24)  # stopped workers older than this are shown only with --all
+
+
+def workers(
+    plan: Plan, *, state_url: str | None = None, include_all: bool = False, ceiling: int | None = None
+) -> dict[str, Any]:
+    """Each worker's host, pid, start, heartbeat, accounts in hand and pace; stale ones flagged.
+
+    A worker is stale when its heartbeat is older than the plan's lease (it died, hangs, or
+    lost the database), or at once when it ran on this host and its process is gone; the
+    accounts it held are taken over when their leases expire (at once for a gone process).
+    With `ceiling`, first store a new shared ceiling for the plan's target.
+    """
+    target = target_key(plan)
+    lease = timedelta(seconds=plan.run.lease_seconds)
+    with plan_store(plan, state_url) as (store, plan_id):
+        if ceiling is not None:
+            set_ceiling(store, target, ceiling)
+        stored = ceiling_of(store, target)
+        rows = list_workers(store, plan_id)
+    now = utcnow()
+    listed: list[dict[str, Any]] = []
+    for w in rows:
+        state = w.state(now, lease)
+        if state == "running" and process_gone(w.name):
+            state = "stale"  # a process of this host that is gone (kill -9): no need to wait
+        if state == "stopped" and not include_all and w.stopped_at is not None and now - w.stopped_at > RECENT:
+            continue
+        last = w.heartbeat_at or w.started_at
+        listed.append(
+            {
+                "name": w.name,
+                "host": w.host,
+                "pid": w.pid,
+                "run_id": w.run_id,
+                "state": state,
+                "started_at": w.started_at.isoformat(),
+                "heartbeat_at": last.isoformat(),
+                "heartbeat_age_s": round((now - last).total_seconds(), 1),
+                "stopped_at": w.stopped_at.isoformat() if w.stopped_at else None,
+                "current_account": w.current_account if state != "stopped" else None,
+                "accounts": list(w.stats.get("accounts", [])) if state != "stopped" else [],
+                "messages_done": int(w.stats.get("messages_done", 0)),
+                "bytes_done": int(w.stats.get("bytes_done", 0)),
+                "rate": float(w.stats.get("rate", 0.0)) if state == "running" else 0.0,
+                "share": w.stats.get("share"),
+                "target": w.target,
+            }
+        )
+    running = [w for w in listed if w["state"] == "running"]
+    return {
+        "plan": plan.name,
+        "target": target,
+        "ceiling": stored if stored is not None else plan.run.target_concurrency,
+        "ceiling_stored": stored is not None,
+        "lease_seconds": plan.run.lease_seconds,
+        "workers": listed,
+        "totals": {
+            "running": len(running),
+            "stale": sum(1 for w in listed if w["state"] == "stale"),
+            "stopped": sum(1 for w in listed if w["state"] == "stopped"),
+            "rate": round(sum(w["rate"] for w in running), 2),
+            "accounts_in_hand": sum(len(w["accounts"]) for w in running),
+        },
+    }
