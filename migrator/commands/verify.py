@@ -143,6 +143,7 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
         result.error = "being migrated right now; verify it when the run has finished"
         return result
     stored = {f.native: f for f in ledger.folders(store, row.id)}
+    ledgers = verification.account_ledger(store, row.id)
     checks: list[FolderCheck] = []
     try:
         with open_account_source(plan.source, row.source_path, row.attributes, password) as source:
@@ -158,8 +159,8 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
                     result.ok &= fr.ok
                     continue
                 tfolder = TargetFolder(folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/")))
-                totals = verification.ledger_totals(store, folder_row.id)
-                keys = verification.done_keys(store, folder_row.id)
+                folder_ledger = ledgers.get(folder_row.id) or verification.FolderLedger({}, [])
+                totals, keys = folder_ledger.totals, folder_ledger.done_keys
                 found, items, duplicates = _target_side(target, mailbox, tfolder, keys, policy)
                 settled = totals.get("done", 0) + totals.get("skipped", 0) + totals.get("failed", 0)
                 ok = (

@@ -6,15 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, bindparam, select, update
 
-from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
+from migrator.store.raw import Raw
+from migrator.store.schema import AccountDbRow, EventRow, FolderRow
 from migrator.store.store import Store
 from migrator.store.types import utcnow
 
 A = cast(Table, AccountDbRow.__table__)
 F = cast(Table, FolderRow.__table__)
-M = cast(Table, MessageRow.__table__)
 E = cast(Table, EventRow.__table__)
 
 
@@ -27,24 +27,44 @@ class FolderCheck:
     ok: bool
 
 
-def ledger_totals(store: Store, folder_id: int) -> dict[str, int]:
-    with store.session() as s:
-        rows = s.execute(
-            select(M.c.state, func.count()).where(M.c.folder_id == folder_id).group_by(M.c.state)
-        )
-        return {state: int(n) for state, n in rows}
+@dataclass
+class FolderLedger:
+    """What the ledger holds for one folder: messages by state, and the tags of the done ones."""
+
+    totals: dict[str, int]
+    done_keys: list[str]
 
 
-def done_keys(store: Store, folder_id: int) -> list[str]:
-    """The keys the target's copies of the folder's done messages are tagged with."""
+def account_ledger(store: Store, account_id: int) -> dict[int, FolderLedger]:
+    """Folder id -> its ledger, for every folder of the account, in one read (per-folder
+    queries cost more than the rows; verify reads thousands of small accounts)."""
+    out: dict[int, FolderLedger] = {}
     with store.session() as s:
-        return list(
-            s.execute(
-                select(func.coalesce(M.c.tag_key, M.c.source_key))
-                .where(M.c.folder_id == folder_id, M.c.state == "done")
-                .order_by(M.c.id)
-            ).scalars()
+        rows = Raw(s.connection()).rows(
+            "SELECT folder_id, state, COALESCE(tag_key, source_key) FROM messages WHERE account_id = ? ORDER BY id",
+            (account_id,),
         )
+        for folder_id, state, key in rows:
+            folder = out.get(folder_id)
+            if folder is None:
+                folder = out[folder_id] = FolderLedger({}, [])
+            folder.totals[state] = folder.totals.get(state, 0) + 1
+            if state == "done":
+                folder.done_keys.append(key)
+    return out
+
+
+_RECORD_FOLDER = (
+    update(F)
+    .where(F.c.id == bindparam("b_id"))
+    .values(
+        verify_source=bindparam("b_source"),
+        verify_ledger=bindparam("b_ledger"),
+        verify_target=bindparam("b_target"),
+        verify_ok=bindparam("b_ok"),
+        verified_at=bindparam("b_at"),
+    )
+)
 
 
 def record(
@@ -55,11 +75,14 @@ def record(
     now = utcnow()
     all_ok = all(c.ok for c in checks)
     with store.session(write=True) as s:
-        for c in checks:
-            s.execute(
-                update(F)
-                .where(F.c.id == c.folder_id)
-                .values(verify_source=c.source, verify_ledger=c.ledger, verify_target=c.target, verify_ok=c.ok, verified_at=now)
+        if checks:
+            s.connection().execute(
+                _RECORD_FOLDER,
+                [
+                    {"b_id": c.folder_id, "b_source": c.source, "b_ledger": c.ledger, "b_target": c.target,
+                     "b_ok": c.ok, "b_at": now}
+                    for c in checks
+                ],
             )
         current = s.execute(select(A.c.status).where(A.c.id == account_id)).scalar_one()
         new = None
