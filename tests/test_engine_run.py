@@ -1,19 +1,43 @@
 """`migrator run` against the EWS simulator with real Maildirs: first pass, delta pass,
-skipped messages with reasons, a missing target mailbox, two runs on one state."""
+skipped messages with reasons, a missing target mailbox, two runs on one state. Each test runs
+with its state on SQLite and on PostgreSQL (MIGRATOR_STATE, as an operator would set it)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
+import pytest
+
 from tests.fixtures.campaign import Campaign, build_campaign
+from tests.fixtures.store import postgres_database
+
+Ledger = Callable[[Campaign, str], list[tuple[object, ...]]]
 
 
-def _ledger(c: Campaign, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(c.state_path) as db:
-        return db.execute(sql).fetchall()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ledger]:
+    """Where the campaign's state lives, and how to query it."""
+    if request.param == "sqlite":
+
+        def on_sqlite(c: Campaign, sql: str) -> list[tuple[object, ...]]:
+            with sqlite3.connect(c.state_path) as db:
+                return db.execute(sql).fetchall()
+
+        yield on_sqlite
+        return
+    with postgres_database(request.node.name) as url:
+        monkeypatch.setenv("MIGRATOR_STATE", url)
+
+        def on_postgresql(c: Campaign, sql: str) -> list[tuple[object, ...]]:
+            with psycopg.connect(url, autocommit=True) as db:
+                return [tuple(row) for row in db.execute(sql).fetchall()]
+
+        yield on_postgresql
 
 
 def _discover(c: Campaign) -> None:
@@ -22,7 +46,7 @@ def _discover(c: Campaign) -> None:
     assert json.loads(result.stdout)["in_scope"] == len(c.accounts)
 
 
-def test_first_pass_then_a_delta_pass_moves_every_message_once(tmp_path: Path) -> None:
+def test_first_pass_then_a_delta_pass_moves_every_message_once(tmp_path: Path, ledger: Ledger) -> None:
     c = build_campaign(tmp_path / "c", accounts=3)
     try:
         _discover(c)
@@ -43,14 +67,14 @@ def test_first_pass_then_a_delta_pass_moves_every_message_once(tmp_path: Path) -
         assert delta["messages"]["done"] == 1 and delta["accounts"]["synced"] == 3
         for address in c.accounts:
             c.compare(address)
-        passes = _ledger(c, "select passes from accounts where scope = 'in_scope'")
+        passes = ledger(c, "select passes from accounts where scope = 'in_scope'")
         assert {p for (p,) in passes} == {2}
-        assert _ledger(c, "select count(*) from messages where state = 'inflight'") == [(0,)]
+        assert ledger(c, "select count(*) from messages where state = 'inflight'") == [(0,)]
     finally:
         c.sim.stop()
 
 
-def test_skipped_messages_have_reasons_and_the_rest_migrates(tmp_path: Path) -> None:
+def test_skipped_messages_have_reasons_and_the_rest_migrates(tmp_path: Path, ledger: Ledger) -> None:
     c = build_campaign(tmp_path / "c", accounts=2, max_size=200_000)
     try:
         box = c.maildir(c.accounts[0])
@@ -70,7 +94,7 @@ def test_skipped_messages_have_reasons_and_the_rest_migrates(tmp_path: Path) -> 
         skipped_keys = {s["key"] for s in summary["skipped"]}
         c.compare(c.accounts[0], exclude_keys=skipped_keys)
         c.compare(c.accounts[1])
-        rows = _ledger(c, "select reason, count(*) from messages where state = 'skipped' group by reason")
+        rows = ledger(c, "select reason, count(*) from messages where state = 'skipped' group by reason")
         assert sum(n for _, n in rows) == 2
         # a rerun does not retry them forever: nothing new, still listed in the ledger
         again = c.cli("run", "--plan", str(c.plan_path), "--json")
@@ -79,7 +103,7 @@ def test_skipped_messages_have_reasons_and_the_rest_migrates(tmp_path: Path) -> 
         c.sim.stop()
 
 
-def test_a_missing_target_mailbox_fails_that_account_only(tmp_path: Path) -> None:
+def test_a_missing_target_mailbox_fails_that_account_only(tmp_path: Path, ledger: Ledger) -> None:
     c = build_campaign(tmp_path / "c", accounts=3, missing_target={1})
     try:
         _discover(c)
@@ -89,14 +113,14 @@ def test_a_missing_target_mailbox_fails_that_account_only(tmp_path: Path) -> Non
         assert summary["accounts"]["failed"] == 1 and summary["accounts"]["synced"] == 2
         [failure] = summary["failures"]
         assert failure["reason"] == "no-mailbox"
-        failed_rows = _ledger(c, "select address, last_error, attempts from accounts where status = 'failed'")
+        failed_rows = ledger(c, "select address, last_error, attempts from accounts where status = 'failed'")
         assert len(failed_rows) == 1 and failed_rows[0][2] == 1
         assert failed_rows[0][0] in failure["account"]
     finally:
         c.sim.stop()
 
 
-def test_two_runs_on_one_state_never_handle_an_account_twice(tmp_path: Path) -> None:
+def test_two_runs_on_one_state_never_handle_an_account_twice(tmp_path: Path, ledger: Ledger) -> None:
     c = build_campaign(tmp_path / "c", accounts=6, workers=2)
     try:
         _discover(c)
@@ -109,7 +133,7 @@ def test_two_runs_on_one_state_never_handle_an_account_twice(tmp_path: Path) -> 
         for address in c.accounts:
             c.compare(address)
         # every claim is followed by its release before the next claim of the same account
-        events = _ledger(
+        events = ledger(
             c, "select account_id, kind, worker from events where kind in ('claimed','released','taken-over') order by id"
         )
         holder: dict[object, object] = {}
