@@ -1,5 +1,6 @@
 """A throttled, flaky target: ErrorServerBusy with back-off hints, 503s, resets and slow
-answers together. The run still ends with every message exactly once."""
+answers together. The run still ends with every message exactly once, with the state on SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 from migrator.simulator.ews import Faults
 from tests.fixtures.campaign import build_campaign
+from tests.test_engine_run import Ledger
+from tests.test_engine_run import ledger as ledger  # the state backend fixture: SQLite, PostgreSQL
 
 
-def test_a_throttled_flaky_target_still_gets_every_message_exactly_once(tmp_path: Path) -> None:
+def test_a_throttled_flaky_target_still_gets_every_message_exactly_once(tmp_path: Path, ledger: Ledger) -> None:
     faults = Faults(
         server_busy_rate=0.3,
         backoff_ms=200,
@@ -38,6 +41,8 @@ def test_a_throttled_flaky_target_still_gets_every_message_exactly_once(tmp_path
         assert stats.faults.get("reset", 0) > 0 and stats.faults.get("http503", 0) > 0, stats.faults
         for address in c.accounts:
             c.compare(address)
+        total = sum(len(rows) for a in c.accounts for rows in c.source_messages(a).values())
+        assert ledger(c, "select state, count(*) from messages group by state") == [("done", total)]
         # after an answer with a back-off hint, the next request for that mailbox never came
         # sooner than the hint asked (one worker per mailbox, so its requests are sequential)
         by_mailbox: dict[str, list[object]] = {}
