@@ -195,5 +195,31 @@ def test_a_copy_in_two_folders_of_one_target_folder_survives_a_crash_before_its_
         _settle(c)
         c.compare(address)
         _assert_ledger_agrees(c)
+        # verify checks each upload by its UIDVALIDITY:UID (IMAP keeps no source key)
+        verified = c.cli("verify", "--plan", str(c.plan_path), "--json")
+        assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
+        assert json.loads(verified.stdout)["ok"] is True
+        _expunge_one_from_inbox(c, address)
+        checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
+        assert checked.returncode == 1
+        [account] = json.loads(checked.stdout)["accounts"]
+        inbox = next(f for f in account["folders"] if f["folder"] == "INBOX")
+        assert inbox["target_found"] == inbox["ledger_done"] - 1 and "missing" in inbox["note"]
     finally:
         c.close()
+
+
+def _expunge_one_from_inbox(c: ImapCampaign, address: str) -> None:
+    from imapclient import IMAPClient
+
+    from tests.fixtures.imap_campaign import MASTER_PASSWORD, MASTER_USER
+
+    client = IMAPClient(c.server.host, port=c.server.port, ssl=False, timeout=30)
+    try:
+        client.login(f"{c.users[address]}*{MASTER_USER}", MASTER_PASSWORD)
+        client.select_folder("INBOX")
+        first = client.search(["ALL"])[0]
+        client.delete_messages([first])
+        client.expunge()
+    finally:
+        client.logout()

@@ -111,28 +111,52 @@ def verify(
         return report
 
 
-def _found(target: Any, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy) -> int:
-    found = 0
+def _found_keys(target: Any, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy) -> set[str]:
+    found: set[str] = set()
     for start in range(0, len(keys), _FIND_BATCH):
         part = keys[start : start + _FIND_BATCH]
-        found += len(call_with_retry(partial(target.find, mailbox, tfolder, part), policy))
+        found.update(call_with_retry(partial(target.find, mailbox, tfolder, part), policy))
     return found
 
 
 def _target_side(
-    target: Any, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy
-) -> tuple[int, int, int]:
-    """(ledger keys found in the target folder, items in it, extra copies of found keys).
+    target: Any, mailbox: str, wanted: list[tuple[TargetFolder, Any]], policy: RetryPolicy
+) -> dict[str, tuple[dict[str, int], int]]:
+    """Target folder id -> (each wanted key -> copies found, items in the folder).
 
-    A target that can list a folder with each item's source key (EWS) is read once; others
-    are searched a hundred keys at a time and cannot tell duplicates apart."""
+    A target that can list folders with each item's source key (EWS) reads all of them in
+    one paged request and sees duplicates; one that keeps no key on a message (IMAP) is
+    asked which of the ledger's target ids it still holds; others are searched a hundred
+    keys at a time (a key found counts once)."""
+    by_folder: dict[str, list[str]] = {}
+    ids_by_folder: dict[str, dict[str, str]] = {}  # target folder -> target id -> key
+    folders: dict[str, TargetFolder] = {}
+    for tfolder, ledger_folder in wanted:
+        by_folder.setdefault(tfolder.id, []).extend(ledger_folder.done_keys)
+        ids = ids_by_folder.setdefault(tfolder.id, {})
+        ids.update((tid, key) for key, tid in zip(ledger_folder.done_keys, ledger_folder.done_ids, strict=True) if tid)
+        folders[tfolder.id] = tfolder
+    if not by_folder:
+        return {}
     inventory = getattr(target, "inventory", None)
-    if inventory is None:
-        found = _found(target, mailbox, tfolder, keys, policy)
-        return found, call_with_retry(partial(target.count, mailbox, tfolder), policy), 0
-    tagged, items = call_with_retry(partial(inventory, mailbox, tfolder, keys), policy)
-    present = [tagged[key] for key in dict.fromkeys(keys) if tagged.get(key)]
-    return len(present), items, sum(n - 1 for n in present)
+    if inventory is not None:
+        answer: dict[str, tuple[dict[str, int], int]] = call_with_retry(partial(inventory, mailbox, by_folder), policy)
+        return answer
+    out: dict[str, tuple[dict[str, int], int]] = {}
+    present = getattr(target, "present", None)
+    if present is not None:
+        for fid, ids in ids_by_folder.items():
+            held, items = call_with_retry(partial(present, mailbox, folders[fid], list(ids)), policy)
+            out[fid] = ({ids[tid]: 1 for tid in held}, items)
+        return out
+    for fid, keys in by_folder.items():
+        found = _found_keys(target, mailbox, folders[fid], keys, policy)
+        out[fid] = ({key: 1 for key in found}, call_with_retry(partial(target.count, mailbox, folders[fid]), policy))
+    return out
+
+
+def _target_folder(folder_row: Any) -> TargetFolder:
+    return TargetFolder(folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/")))
 
 
 def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None, plan_id: int, run_id: int, policy: RetryPolicy) -> AccountVerification:
@@ -146,43 +170,52 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
     ledgers = verification.account_ledger(store, row.id)
     checks: list[FolderCheck] = []
     try:
+        listed: list[tuple[Any, int, Any]] = []  # (source folder, its count now, ledger folder row)
         with open_account_source(plan.source, row.source_path, row.attributes, password) as source:
             for folder in source.folders():
                 if target.is_excluded(folder.path):
                     continue
-                source_count = sum(1 for _ in source.messages(folder))
-                folder_row = stored.get(folder.native)
-                if folder_row is None or not folder_row.target_folder_id:
-                    fr = FolderResult(folder.display, "", source_count, 0, 0, 0, 0, source_count == 0,
-                                      "" if source_count == 0 else "not migrated yet; run again")
-                    result.folders.append(fr)
-                    result.ok &= fr.ok
-                    continue
-                tfolder = TargetFolder(folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/")))
-                folder_ledger = ledgers.get(folder_row.id) or verification.FolderLedger({}, [])
-                totals, keys = folder_ledger.totals, folder_ledger.done_keys
-                found, items, duplicates = _target_side(target, mailbox, tfolder, keys, policy)
-                settled = totals.get("done", 0) + totals.get("skipped", 0) + totals.get("failed", 0)
-                ok = (
-                    found == totals.get("done", 0)
-                    and not duplicates
-                    and source_count == settled
-                    and not totals.get("inflight")
-                )
-                note = ""
-                if duplicates:
-                    note = f"{duplicates} migrated message(s) present more than once in the target"
-                elif found < totals.get("done", 0):
-                    note = f"{totals.get('done', 0) - found} migrated message(s) missing in the target"
-                elif source_count > settled:
-                    note = f"{source_count - settled} new message(s) since the last pass; run again"
-                elif source_count < settled:
-                    note = f"{settled - source_count} message(s) deleted in the source since migrated"
-                fr = FolderResult(folder.display, folder_row.target_path or "", source_count, totals.get("done", 0),
-                                  totals.get("skipped", 0), found, items, ok, note)
+                listed.append((folder, sum(1 for _ in source.messages(folder)), stored.get(folder.native)))
+        empty = verification.FolderLedger({}, [], [])
+        wanted = [
+            (_target_folder(folder_row), ledgers.get(folder_row.id) or empty)
+            for _, _, folder_row in listed
+            if folder_row is not None and folder_row.target_folder_id
+        ]
+        in_target = _target_side(target, mailbox, wanted, policy)
+        for folder, source_count, folder_row in listed:
+            if folder_row is None or not folder_row.target_folder_id:
+                fr = FolderResult(folder.display, "", source_count, 0, 0, 0, 0, source_count == 0,
+                                  "" if source_count == 0 else "not migrated yet; run again")
                 result.folders.append(fr)
-                checks.append(FolderCheck(folder_row.id, source_count, totals.get("done", 0), found, ok))
-                result.ok &= ok
+                result.ok &= fr.ok
+                continue
+            folder_ledger = ledgers.get(folder_row.id) or empty
+            totals, keys = folder_ledger.totals, folder_ledger.done_keys
+            tagged, items = in_target.get(folder_row.target_folder_id, ({}, 0))
+            present = [tagged[key] for key in dict.fromkeys(keys) if tagged.get(key)]
+            found, duplicates = len(present), sum(n - 1 for n in present)
+            settled = totals.get("done", 0) + totals.get("skipped", 0) + totals.get("failed", 0)
+            ok = (
+                found == totals.get("done", 0)
+                and not duplicates
+                and source_count == settled
+                and not totals.get("inflight")
+            )
+            note = ""
+            if duplicates:
+                note = f"{duplicates} migrated message(s) present more than once in the target"
+            elif found < totals.get("done", 0):
+                note = f"{totals.get('done', 0) - found} migrated message(s) missing in the target"
+            elif source_count > settled:
+                note = f"{source_count - settled} new message(s) since the last pass; run again"
+            elif source_count < settled:
+                note = f"{settled - source_count} message(s) deleted in the source since migrated"
+            fr = FolderResult(folder.display, folder_row.target_path or "", source_count, totals.get("done", 0),
+                              totals.get("skipped", 0), found, items, ok, note)
+            result.folders.append(fr)
+            checks.append(FolderCheck(folder_row.id, source_count, totals.get("done", 0), found, ok))
+            result.ok &= ok
     except MigratorError as exc:
         result.ok = False
         result.error = exc.message

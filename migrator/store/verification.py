@@ -33,6 +33,7 @@ class FolderLedger:
 
     totals: dict[str, int]
     done_keys: list[str]
+    done_ids: list[str | None]  # the target's id of each done message, beside done_keys
 
 
 def account_ledger(store: Store, account_id: int) -> dict[int, FolderLedger]:
@@ -41,16 +42,18 @@ def account_ledger(store: Store, account_id: int) -> dict[int, FolderLedger]:
     out: dict[int, FolderLedger] = {}
     with store.session() as s:
         rows = Raw(s.connection()).rows(
-            "SELECT folder_id, state, COALESCE(tag_key, source_key) FROM messages WHERE account_id = ? ORDER BY id",
+            "SELECT folder_id, state, COALESCE(tag_key, source_key), target_id FROM messages"
+            " WHERE account_id = ? ORDER BY id",
             (account_id,),
         )
-        for folder_id, state, key in rows:
+        for folder_id, state, key, target_id in rows:
             folder = out.get(folder_id)
             if folder is None:
-                folder = out[folder_id] = FolderLedger({}, [])
+                folder = out[folder_id] = FolderLedger({}, [], [])
             folder.totals[state] = folder.totals.get(state, 0) + 1
             if state == "done":
                 folder.done_keys.append(key)
+                folder.done_ids.append(target_id)
     return out
 
 

@@ -17,16 +17,18 @@ from exchangelib.util import TNS
 from .properties import SOURCE_KEY_PROPERTY_NAME, SOURCE_KEY_PROPERTY_SET
 
 _ITEM_ID = f"{{{TNS}}}ItemId"
+_PARENT = f"{{{TNS}}}ParentFolderId"
 _EXTENDED = f"{{{TNS}}}ExtendedProperty"
 _URI = f"{{{TNS}}}ExtendedFieldURI"
 _VALUE = f"{{{TNS}}}Value"
 
 
 class KeyedFindItem(FindItem):  # type: ignore[misc]
-    """FindItem whose answers are (item id, source key or None) pairs."""
+    """FindItem whose answers are (item id, source key or None, parent folder id) triples."""
 
-    def _elem_to_obj(self, elem: Any) -> tuple[str | None, str | None]:
+    def _elem_to_obj(self, elem: Any) -> tuple[str | None, str | None, str | None]:
         item_id = elem.find(_ITEM_ID)
+        parent = elem.find(_PARENT)
         key = None
         for prop in elem.iterfind(_EXTENDED):
             uri = prop.find(_URI)
@@ -37,16 +39,23 @@ class KeyedFindItem(FindItem):  # type: ignore[misc]
             ):
                 key = prop.findtext(_VALUE)
                 break
-        return (item_id.get("Id") if item_id is not None else None), key
+        return (
+            item_id.get("Id") if item_id is not None else None,
+            key,
+            parent.get("Id") if parent is not None else None,
+        )
 
 
-def keyed_items(account: Any, folder: Any, source_key_field: Any, page_size: int) -> Iterator[Any]:
-    """Every item of `folder` (one level) as (id, source key), or exceptions for bad answers."""
+def keyed_items(account: Any, folders: list[Any], source_key_field: Any, page_size: int) -> Iterator[Any]:
+    """Every item of `folders` (one level each) as (id, source key, folder id), or exceptions
+    for bad answers. Several folders go in one request: Exchange answers each in its own
+    response message, and each item names its folder."""
     from exchangelib.fields import FieldPath
+    from exchangelib.items import Item
 
     yield from KeyedFindItem(account=account, page_size=page_size).call(
-        folders=[folder],
-        additional_fields={FieldPath(field=source_key_field)},
+        folders=folders,
+        additional_fields={FieldPath(field=source_key_field), FieldPath(field=Item.get_field_by_fieldname("parent_folder_id"))},
         restriction=None,
         order_fields=None,
         shape="IdOnly",

@@ -416,29 +416,50 @@ class EwsTarget:
         self._call(where, search)
         return found
 
-    def inventory(self, mailbox: str, folder: TargetFolder, keys: Sequence[str]) -> tuple[Counter[str], int]:
-        """(each of `keys` -> how many items carry it, items in the folder) from one paged
-        FindItem listing: what `verify` needs, without a search restriction per hundred keys
-        (which costs the client and the server far more than reading ids and one property)."""
+    def inventory(
+        self, mailbox: str, folders: Mapping[str, Sequence[str]]
+    ) -> dict[str, tuple[Counter[str], int]]:
+        """For each target folder id of `folders` (-> the source keys wanted there): (each of
+        those keys -> how many items carry it, items in the folder), from one paged FindItem
+        over all the folders. What `verify` needs, without a search restriction per hundred
+        keys (which costs the client and the server far more than reading ids and one
+        property), and without a request per folder."""
         # a key XML cannot carry was written with "?" in place of the bad characters
-        wanted = {safe_xml_value(key): key for key in keys}
-        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        wanted = {fid: {safe_xml_value(key): key for key in keys} for fid, keys in folders.items()}
+        where = f"mailbox {mailbox}"
 
-        def listing() -> tuple[Counter[str], int]:
+        def listing(fids: list[str]) -> dict[str, tuple[Counter[str], int]] | None:
+            """None when an item names a folder by an id other than ours (the caller then
+            asks folder by folder)."""
             account = self._account(mailbox)
-            target_folder: Folder = self._mailbox_folders(mailbox).by_id(folder.id)
-            counts: Counter[str] = Counter()
-            total = 0
-            for answer in keyed_items(account, target_folder, _source_key_field(), INVENTORY_PAGE):
+            known = self._mailbox_folders(mailbox)
+            counts: dict[str, Counter[str]] = {fid: Counter() for fid in fids}
+            totals: dict[str, int] = dict.fromkeys(fids, 0)
+            targets = [known.by_id(fid) for fid in fids]
+            for answer in keyed_items(account, targets, _source_key_field(), INVENTORY_PAGE):
                 if isinstance(answer, Exception):
                     raise answer
-                total += 1
-                key = wanted.get(answer[1])
+                _, tag, parent = answer
+                if parent not in totals:
+                    if len(fids) != 1:
+                        return None
+                    parent = fids[0]
+                totals[parent] += 1
+                key = wanted[parent].get(tag)
                 if key is not None:
-                    counts[key] += 1
-            return counts, total
+                    counts[parent][key] += 1
+            return {fid: (counts[fid], totals[fid]) for fid in fids}
 
-        return self._call(where, listing)
+        def all_folders() -> dict[str, tuple[Counter[str], int]]:
+            together = listing(list(wanted))
+            if together is not None:
+                return together
+            out: dict[str, tuple[Counter[str], int]] = {}
+            for fid in wanted:
+                out.update(listing([fid]) or {})
+            return out
+
+        return self._call(where, all_folders)
 
     def count(self, mailbox: str, folder: TargetFolder) -> int:
         where = f"mailbox {mailbox}, folder {folder.display!r}"

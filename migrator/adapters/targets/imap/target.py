@@ -169,6 +169,19 @@ class ImapTarget:
         return self._run(mailbox, where, "STATUS", lambda s: int(
             s.client.folder_status(folder.id, ["MESSAGES"])[b"MESSAGES"]))
 
+    def present(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> tuple[set[str], int]:
+        """(those of `target_ids` the folder still holds, messages in it): what `verify` checks.
+        IMAP keeps no source key on a message (unless tag_header), but the ledger holds each
+        upload's UIDVALIDITY:UID, and one UID SEARCH lists the folder."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def listing(session: Session) -> tuple[set[str], int]:
+            validity = self._select(session, folder.id)
+            uids = {f"{validity}:{uid}" for uid in session.client.search(["ALL"])}
+            return {tid for tid in target_ids if tid in uids}, len(uids)
+
+        return self._run(mailbox, where, "UID SEARCH", listing)
+
     def find(
         self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
     ) -> dict[str, str]:
