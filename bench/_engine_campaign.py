@@ -131,16 +131,18 @@ class _HighWater:
 
 
 class Simulator:
-    """`python -m migrator ews-simulator` in its own process, on a free port."""
+    """`python -m migrator ews-simulator` in its own process, on a free port; with `delay`,
+    every answer comes that many seconds late, like a server across a network."""
 
-    def __init__(self, data_dir: Path, mailboxes: list[str]) -> None:
+    def __init__(self, data_dir: Path, mailboxes: list[str], delay: float = 0.0) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         listing = data_dir / "mailboxes.txt"
         listing.write_text("".join(m + "\n" for m in mailboxes))
         self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "migrator", "ews-simulator", "--port", str(self.port),
-             "--data", str(data_dir / "store"), "--mailboxes-from", str(listing)],
+             "--data", str(data_dir / "store"), "--mailboxes-from", str(listing),
+             *(["--delay", str(delay)] if delay else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
         )
         (data_dir / "store").mkdir(exist_ok=True)

@@ -25,8 +25,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,14 +42,13 @@ import psycopg  # noqa: E402
 
 from bench._engine_campaign import (  # noqa: E402
     REPO,
-    free_port,
+    Simulator,
     measured,
     mixed_mailbox,
     people,
     write_mailboxes,
     write_plan,
 )
-from migrator.simulator.ews import EWS_PATH  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "fleet.json"
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -139,39 +136,6 @@ def claims_per_second(accounts: int, processes: int) -> tuple[float, list[int]]:
 
 
 # --------------------------------------------------------------------------- 2: end to end
-
-
-class Simulator:
-    """`migrator ews-simulator` in its own process on a free port, optionally answering every
-    request `delay` seconds late like a server across a network (the regime where more client
-    processes help, until the server is the limit)."""
-
-    def __init__(self, data_dir: Path, mailboxes: list[str], delay: float = 0.0) -> None:
-        (data_dir / "store").mkdir(parents=True, exist_ok=True)
-        listing = data_dir / "mailboxes.txt"
-        listing.write_text("".join(m + "\n" for m in mailboxes))
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "migrator", "ews-simulator", "--port", str(self.port), "--data",
-             str(data_dir / "store"), "--mailboxes-from", str(listing), "--delay", str(delay)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("the EWS simulator did not start") from None
-                time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}{EWS_PATH}"
-        self.cpu = 0.0
-
-    def stop(self) -> None:
-        self.process.terminate()
-        _, _, usage = os.wait4(self.process.pid, 0)
-        self.cpu = usage.ru_utime + usage.ru_stime
 
 
 def fleet_run(root: Path, ldif: Path, addresses: list[str], vmail: Path, processes: int, threads: int,

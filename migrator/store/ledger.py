@@ -144,7 +144,7 @@ def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: Tar
     if target is not None:
         values["target_folder_id"] = target.id
         values["target_path"] = target.display
-    shape = ("postgresql" if store.backend == "postgresql" else "sqlite", target is not None)
+    shape = (store.backend, target is not None)
     stmt = _UPSERT_FOLDER.get(shape)
     if stmt is None:
         stmt = _UPSERT_FOLDER[shape] = _upsert_folder(store.dialect_insert(), target is not None)

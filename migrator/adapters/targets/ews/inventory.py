@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from exchangelib.fields import FieldPath
+from exchangelib.items import Item
 from exchangelib.services import FindItem
 from exchangelib.util import TNS
 
@@ -50,9 +52,6 @@ def keyed_items(account: Any, folders: list[Any], source_key_field: Any, page_si
     """Every item of `folders` (one level each) as (id, source key, folder id), or exceptions
     for bad answers. Several folders go in one request: Exchange answers each in its own
     response message, and each item names its folder."""
-    from exchangelib.fields import FieldPath
-    from exchangelib.items import Item
-
     yield from KeyedFindItem(account=account, page_size=page_size).call(
         folders=folders,
         additional_fields={FieldPath(field=source_key_field), FieldPath(field=Item.get_field_by_fieldname("parent_folder_id"))},
