@@ -10,16 +10,11 @@ import click
 
 from migrator.cli.errors import handle_errors
 from migrator.cli.options import json_option, plan_option, state_option
-from migrator.commands.events import follow_events, list_events, parse_since
-from migrator.commands.report import build_report
-from migrator.commands.routing import routing_lines
-from migrator.commands.show import show_account
 from migrator.plan import load_plan
 from migrator.report.console import console, error_console, print_json, safe
-from migrator.report.csv_json import write_csv, write_json
-from migrator.report.events import render_event, write_event_json
-from migrator.report.html import render_html
-from migrator.report.show import render_show
+
+# Command and report modules are imported inside each command, as in main.py: every command
+# (`status` above all) then starts without loading what only the others use.
 
 
 @click.command("report")
@@ -39,6 +34,10 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
     #search=TEXT&sort=COLUMN (or sort=-COLUMN for descending) to preset the table.
     Reads the state database only.
     """
+    from migrator.commands.report import build_report
+    from migrator.report.csv_json import write_csv, write_json
+    from migrator.report.html import render_html
+
     plan = load_plan(plan_path)
     data = build_report(plan, state_url=state_url)
     target = str(output)
@@ -73,6 +72,9 @@ def show_cmd(address: str, plan_path: Path, state_url: str | None, events_limit:
     mailbox can be read (read-only); when it cannot, the command says so and still answers.
     The last error comes with what to do about it.
     """
+    from migrator.commands.show import show_account
+    from migrator.report.show import render_show
+
     plan = load_plan(plan_path)
     data = show_account(plan, address, state_url=state_url, events_limit=events_limit, read_source=not no_source)
     if as_json:
@@ -101,6 +103,9 @@ def events_cmd(
     With --json, one JSON object per line (JSON Lines), also while following. --follow polls
     the database every second for new events and stops on Ctrl-C.
     """
+    from migrator.commands.events import follow_events, list_events, parse_since
+    from migrator.report.events import render_event, write_event_json
+
     plan = load_plan(plan_path)
     start = parse_since(since) if since else None
     rows = list_events(plan, state_url=state_url, account=account, since=start, limit=limit)
@@ -151,6 +156,8 @@ def routing_cmd(plan_path: Path, state_url: str | None, batches: tuple[str, ...]
     migration batch by batch. Write them to a file, then `postmap` it (see the
     cut-over runbook in docs/guide.md).
     """
+    from migrator.commands.routing import routing_lines
+
     plan = load_plan(plan_path)
     result = routing_lines(plan, state_url=state_url, batches=batches, nexthop=nexthop)
     scope = f" of batch(es) {', '.join(batches)}" if batches else ""

@@ -4,31 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.commands.state import plan_store
+from migrator.commands.state import plan_reader
 from migrator.model.plan import Plan
 from migrator.store import reporting
-
-MIGRATED = ("synced", "verified")
+from migrator.store.reporting import MIGRATED
 
 
 def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> dict[str, Any]:
-    with plan_store(plan, state_url) as (store, plan_id):
-        counts = store.discovery_counts(plan_id)
+    with plan_reader(plan, state_url) as (db, plan_id, shown_url):
+        counts = reporting.account_counts(db, plan_id)
         statuses: dict[str, int] = counts["statuses"]
         total = counts["in_scope"]
         migrated = sum(statuses.get(s, 0) for s in MIGRATED)
-        recent = reporting.recent_throughput(store, plan_id)
+        recent = reporting.recent_throughput(db, plan_id)
         remaining = total - migrated
         eta_hours = remaining / recent["accounts"] if recent["accounts"] and remaining else None
         groups: list[dict[str, Any]]
         if by == "status":
             groups = [{"status": k, "accounts": v} for k, v in sorted(statuses.items())]
         else:
-            groups = store.progress_by_batch(plan_id)
-        last_verify = reporting.last_run(store, plan_id, "verify")
+            groups = reporting.progress_by_batch(db, plan_id)
+        last_verify = reporting.last_run(db, plan_id, "verify")
         return {
             "plan": plan.name,
-            "state": store.url,
+            "state": shown_url,
             "headline": f"{migrated:,} of {total:,} accounts migrated"
             + (f" ({100.0 * migrated / total:.1f} %)" if total else ""),
             "accounts": {
@@ -43,9 +42,9 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
                 "invalid": sum(counts["invalid"].values()),
                 "vanished": counts["vanished"],
             },
-            "messages": reporting.totals(store, plan_id),
-            "skipped_by_reason": reporting.skipped_by_reason(store, plan_id),
-            "failures_by_reason": reporting.failures_by_reason(store, plan_id),
+            "messages": reporting.totals(db, plan_id),
+            "skipped_by_reason": reporting.skipped_by_reason(db, plan_id),
+            "failures_by_reason": reporting.failures_by_reason(db, plan_id),
             "by": by,
             "groups": groups,
             "last_hour": recent,

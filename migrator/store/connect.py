@@ -5,7 +5,6 @@ Every failure becomes a StateError whose text never contains the URL's password.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from migrator.model.errors import StateError
+from migrator.store.revision import MIGRATIONS_DIR, newest_revision
+from migrator.store.urls import mask_url, scrub
 
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 32_768
@@ -24,28 +25,11 @@ PG_POOL_KEPT = 8
 PG_POOL_EXTRA = 260  # more than the most workers `run` allows (256), so none waits for the pool
 # Serialises concurrent first opens of one PostgreSQL database (any constant works; ours).
 PG_MIGRATION_LOCK = 0x6D696772
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 URL_HINT = (
     "use sqlite:///state/migrator.db (a file relative to the current directory) or "
     "postgresql://USER@HOST:5432/DATABASE (password via the URL or PGPASSWORD)"
 )
-
-# user:password@ inside something that looks like a URL, even one too broken to parse
-_PASSWORD_IN_TEXT = re.compile(r"(://[^:/?#@\s]*:)([^@\s]*)(@)")
-
-
-def mask_url(raw: str) -> str:
-    """The URL as it may be shown: any password replaced by ***."""
-    return _PASSWORD_IN_TEXT.sub(r"\1***\3", raw)
-
-
-def scrub(text: str, password: str | None) -> str:
-    """Remove a password from a driver's message (some echo the connection string)."""
-    if password:
-        text = text.replace(password, "***")
-    return mask_url(text)
-
 
 def normalize_url(raw: str) -> URL:
     """Parse the URL and pick our driver: psycopg 3 for PostgreSQL, the stdlib for SQLite."""
@@ -154,12 +138,6 @@ class UnknownSchema(Exception):
     """The database carries a revision this migrator's migrations do not know."""
 
 
-def _newest_revision() -> str:
-    """The head revision, read from the migration files' names (vNNNN_...) without alembic."""
-    names = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("v[0-9][0-9][0-9][0-9]_*.py"))
-    return names[-1][1:5] if names else ""
-
-
 def _is_current(engine: Engine) -> bool:
     """True when the database is already at the newest revision.
 
@@ -173,7 +151,7 @@ def _is_current(engine: Engine) -> bool:
             versions = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
     except SQLAlchemyError:
         return False
-    return versions == [_newest_revision()]
+    return versions == [newest_revision()]
 
 
 def upgrade_schema(engine: Engine) -> None:

@@ -13,9 +13,10 @@ import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+if TYPE_CHECKING:  # only for the type: `status` reads through Raw without importing SQLAlchemy
+    from sqlalchemy import Connection
 
 FETCH_BATCH = 5000
 _cursor_numbers = itertools.count(1)
@@ -29,6 +30,14 @@ class Raw:
     def __init__(self, conn: Connection) -> None:
         self.sqlite = conn.dialect.name == "sqlite"
         self.dbapi: Any = conn.connection.driver_connection
+
+    @classmethod
+    def over(cls, dbapi: Any, *, sqlite: bool) -> Raw:
+        """On a bare DBAPI connection (sqlite3 or psycopg), without SQLAlchemy."""
+        raw = cls.__new__(cls)
+        raw.sqlite = sqlite
+        raw.dbapi = dbapi
+        return raw
 
     def _sql(self, sql: str) -> str:
         return sql if self.sqlite else sql.replace("?", "%s")
@@ -66,6 +75,15 @@ class Raw:
         return json.loads(value) if isinstance(value, str) else value
 
     # --- statements
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows at once, on a plain cursor: for aggregates, whose results are small."""
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.execute(self._sql(sql), tuple(params))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
         """Rows in batches; on PostgreSQL through a server-side cursor, so memory stays bounded."""

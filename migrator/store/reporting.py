@@ -1,94 +1,146 @@
-"""Read-only aggregates for `status` and reports, computed by the database with indexes."""
+"""Read-only aggregates for `status`, `discover` and reports, computed by the database.
+
+Plain SQL on the DBAPI connection (through Raw), the same text on SQLite and PostgreSQL, so
+`status` can answer without importing SQLAlchemy (half a second of its start-up) while the
+other commands run the very same queries inside their Store sessions.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any, cast
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Table, func, select
+from migrator.store.raw import Raw
 
-from migrator.store.schema import AccountDbRow, EventRow, MessageRow, RunRow
-from migrator.store.store import Store
-from migrator.store.types import utcnow
-
-A = cast(Table, AccountDbRow.__table__)
-E = cast(Table, EventRow.__table__)
-M = cast(Table, MessageRow.__table__)
-R = cast(Table, RunRow.__table__)
+MIGRATED = ("synced", "verified")
 
 
-def totals(store: Store, plan_id: int) -> dict[str, int]:
+def plan_id(db: Raw, name: str) -> int | None:
+    found = db.all("SELECT id FROM plans WHERE name = ?", (name,))
+    return int(found[0][0]) if found else None
+
+
+def account_counts(db: Raw, plan_id: int) -> dict[str, Any]:
+    """{"in_scope": n, "excluded": {reason: n}, "invalid": {reason: n}, "vanished": n,
+    "statuses": {status: n in scope}, "total": n}; entries without a reason count under
+    "unspecified"."""
+    counts: dict[str, Any] = {"in_scope": 0, "excluded": {}, "invalid": {}, "vanished": 0, "statuses": {}, "total": 0}
+    rows = db.all(
+        "SELECT scope, status, reason, count(*) FROM accounts WHERE plan_id = ? GROUP BY scope, status, reason",
+        (plan_id,),
+    )
+    for scope, status, reason, n in rows:
+        count = int(n)
+        counts["total"] += count
+        if scope == "in_scope":
+            counts["in_scope"] += count
+            counts["statuses"][status] = counts["statuses"].get(status, 0) + count
+        elif scope == "vanished":
+            counts["vanished"] += count
+        else:
+            bucket = counts[scope]
+            label = reason or "unspecified"
+            bucket[label] = bucket.get(label, 0) + count
+    return counts
+
+
+def batch_sizes(db: Raw, plan_id: int) -> dict[str, int]:
+    """Accounts in scope per batch; accounts without a batch under ""."""
+    sizes: dict[str, int] = {}
+    rows = db.all(
+        "SELECT batch, count(*) FROM accounts WHERE plan_id = ? AND scope = 'in_scope' GROUP BY batch",
+        (plan_id,),
+    )
+    for batch, n in rows:
+        sizes[batch or ""] = sizes.get(batch or "", 0) + int(n)
+    return sizes
+
+
+_BY_BATCH = """
+SELECT batch, count(*),
+  sum(CASE WHEN status IN ('synced', 'verified') THEN 1 ELSE 0 END),
+  sum(CASE WHEN status = 'verified' THEN 1 ELSE 0 END),
+  sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
+  sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END),
+  sum(CASE WHEN status = 'pending' THEN 1 ELSE 0 END)
+FROM accounts WHERE plan_id = ? AND scope = 'in_scope'
+GROUP BY batch ORDER BY batch"""
+_BY_BATCH_NAMES = ("total", "migrated", "verified", "failed", "running", "pending")
+
+
+def progress_by_batch(db: Raw, plan_id: int) -> list[dict[str, Any]]:
+    """Per batch of accounts in scope: total, migrated, verified, failed, running, pending."""
+    return [
+        {"batch": batch, **{k: int(v) for k, v in zip(_BY_BATCH_NAMES, numbers, strict=True)}}
+        for batch, *numbers in db.all(_BY_BATCH, (plan_id,))
+    ]
+
+
+def totals(db: Raw, plan_id: int) -> dict[str, int]:
     """Messages and bytes over the plan's accounts in scope (from the per-account counters)."""
-    stmt = select(
-        func.coalesce(func.sum(A.c.messages_done), 0),
-        func.coalesce(func.sum(A.c.messages_skipped), 0),
-        func.coalesce(func.sum(A.c.messages_failed), 0),
-        func.coalesce(func.sum(A.c.bytes_done), 0),
-        func.coalesce(func.sum(A.c.passes), 0),
-    ).where(A.c.plan_id == plan_id, A.c.scope == "in_scope")
-    with store.session() as s:
-        done, skipped, failed, nbytes, passes = s.execute(stmt).one()
-    return {"done": int(done), "skipped": int(skipped), "failed": int(failed), "bytes": int(nbytes), "passes": int(passes)}
-
-
-def failures_by_reason(store: Store, plan_id: int, limit: int = 10) -> list[dict[str, Any]]:
-    n = func.count().label("n")
-    stmt = (
-        select(A.c.last_error_reason, n, func.min(A.c.last_error))
-        .where(A.c.plan_id == plan_id, A.c.scope == "in_scope", A.c.status == "failed")
-        .group_by(A.c.last_error_reason)
-        .order_by(n.desc())
-        .limit(limit)
+    [row] = db.all(
+        "SELECT coalesce(sum(messages_done), 0), coalesce(sum(messages_skipped), 0),"
+        " coalesce(sum(messages_failed), 0), coalesce(sum(bytes_done), 0), coalesce(sum(passes), 0)"
+        " FROM accounts WHERE plan_id = ? AND scope = 'in_scope'",
+        (plan_id,),
     )
-    with store.session() as s:
-        return [{"reason": r or "unknown", "accounts": int(c), "example": e} for r, c, e in s.execute(stmt)]
+    done, skipped, failed, nbytes, passes = (int(v) for v in row)
+    return {"done": done, "skipped": skipped, "failed": failed, "bytes": nbytes, "passes": passes}
 
 
-def skipped_by_reason(store: Store, plan_id: int) -> dict[str, int]:
+def failures_by_reason(db: Raw, plan_id: int, limit: int = 10) -> list[dict[str, Any]]:
+    rows = db.all(
+        "SELECT last_error_reason, count(*) AS n, min(last_error) FROM accounts"
+        " WHERE plan_id = ? AND scope = 'in_scope' AND status = 'failed'"
+        " GROUP BY last_error_reason ORDER BY n DESC LIMIT ?",
+        (plan_id, limit),
+    )
+    return [{"reason": r or "unknown", "accounts": int(n), "example": e} for r, n, e in rows]
+
+
+def skipped_by_reason(db: Raw, plan_id: int) -> dict[str, int]:
     # accounts with skipped messages are few; the ledger is reached through its account index
-    ids = select(A.c.id).where(A.c.plan_id == plan_id, A.c.messages_skipped > 0)
-    stmt = (
-        select(M.c.reason, func.count())
-        .where(M.c.account_id.in_(ids), M.c.state == "skipped")
-        .group_by(M.c.reason)
+    rows = db.all(
+        "SELECT reason, count(*) FROM messages WHERE state = 'skipped' AND account_id IN"
+        " (SELECT id FROM accounts WHERE plan_id = ? AND messages_skipped > 0) GROUP BY reason",
+        (plan_id,),
     )
-    with store.session() as s:
-        return {reason or "unknown": int(n) for reason, n in s.execute(stmt)}
+    found: dict[str, int] = {}
+    for reason, n in rows:
+        found[reason or "unknown"] = found.get(reason or "unknown", 0) + int(n)
+    return found
 
 
-def recent_throughput(store: Store, plan_id: int, hours: float = 1.0) -> dict[str, float]:
+def recent_throughput(db: Raw, plan_id: int, hours: float = 1.0) -> dict[str, float]:
     """Accounts finished, messages and bytes moved in the last `hours`, from the event log."""
-    since = utcnow() - timedelta(hours=hours)
-    stmt = select(E.c.to_state, E.c.detail).where(
-        E.c.plan_id == plan_id, E.c.at >= since, E.c.kind == "released"
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    rows = db.all(
+        "SELECT to_state, detail FROM events WHERE plan_id = ? AND at >= ? AND kind = 'released'",
+        (plan_id, db.time(since)),
     )
     accounts = messages = nbytes = 0
-    with store.session() as s:
-        for to_state, detail in s.execute(stmt):
-            if to_state == "synced":
-                accounts += 1
-            detail = detail or {}
-            messages += int(detail.get("messages_done", 0) or 0)
-            nbytes += int(detail.get("bytes_done", 0) or 0)
+    for to_state, detail in rows:
+        if to_state == "synced":
+            accounts += 1
+        numbers = db.read_json(detail) or {}
+        messages += int(numbers.get("messages_done", 0) or 0)
+        nbytes += int(numbers.get("bytes_done", 0) or 0)
     return {"hours": hours, "accounts": accounts, "messages": messages, "bytes": nbytes}
 
 
-def last_run(store: Store, plan_id: int, command: str) -> dict[str, Any] | None:
-    stmt = (
-        select(R.c.id, R.c.started_at, R.c.finished_at, R.c.status, R.c.host)
-        .where(R.c.plan_id == plan_id, R.c.command == command)
-        .order_by(R.c.started_at.desc())
-        .limit(1)
+def last_run(db: Raw, plan_id: int, command: str) -> dict[str, Any] | None:
+    rows = db.all(
+        "SELECT id, started_at, finished_at, status, host FROM runs"
+        " WHERE plan_id = ? AND command = ? ORDER BY started_at DESC LIMIT 1",
+        (plan_id, command),
     )
-    with store.session() as s:
-        row = s.execute(stmt).mappings().first()
-        return dict(row) if row else None
-
-
-def verified_accounts(store: Store, plan_id: int) -> int:
-    with store.session() as s:
-        return int(
-            s.execute(
-                select(func.count()).where(A.c.plan_id == plan_id, A.c.scope == "in_scope", A.c.status == "verified")
-            ).scalar_one()
-        )
+    if not rows:
+        return None
+    run_id, started, finished, status, host = rows[0]
+    return {
+        "id": int(run_id),
+        "started_at": db.read_time(started),
+        "finished_at": db.read_time(finished),
+        "status": status,
+        "host": host,
+    }

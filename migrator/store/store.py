@@ -12,13 +12,13 @@ from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import fields
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, case, func, insert, select, update
+from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError, UsageError
-from migrator.store import discovery
+from migrator.store import discovery, reporting
 from migrator.store.connect import connect, describe
 from migrator.store.raw import Raw
 from migrator.store.rows import (
@@ -328,6 +328,12 @@ class Store:
             last = conn.execute(select(P.c.last_discovery_at).where(P.c.id == plan_id)).scalar()
             yield from _account_rows(Raw(conn), where, params, last)
 
+    @contextmanager
+    def reader(self) -> Iterator[Raw]:
+        """A read transaction at the DBAPI level, for the plain-SQL aggregates of reporting."""
+        with self.session() as s:
+            yield Raw(s.connection())
+
     def discovery_counts(self, plan_id: int) -> dict[str, Any]:
         """Aggregates for the discover/status screens, computed by the database.
 
@@ -335,64 +341,15 @@ class Store:
          "batches": {batch: n in scope}, "statuses": {status: n in scope}, "total": n}.
         Entries without a reason count under "unspecified", accounts without a batch under "".
         """
-        counts: dict[str, Any] = {
-            "in_scope": 0,
-            "excluded": {},
-            "invalid": {},
-            "vanished": 0,
-            "batches": {},
-            "statuses": {},
-            "total": 0,
-        }
-        n = func.count().label("n")
-        by_scope = (
-            select(A.c.scope, A.c.status, A.c.reason, n)
-            .where(A.c.plan_id == plan_id)
-            .group_by(A.c.scope, A.c.status, A.c.reason)
-        )
-        by_batch = (
-            select(A.c.batch, n)
-            .where(A.c.plan_id == plan_id, A.c.scope == "in_scope")
-            .group_by(A.c.batch)
-        )
-        with self.session() as s:
-            for scope, status, reason, count in s.execute(by_scope):
-                counts["total"] += count
-                if scope == "in_scope":
-                    counts["in_scope"] += count
-                    counts["statuses"][status] = counts["statuses"].get(status, 0) + count
-                elif scope == "vanished":
-                    counts["vanished"] += count
-                else:
-                    bucket = counts[scope]
-                    label = reason or "unspecified"
-                    bucket[label] = bucket.get(label, 0) + count
-            for batch, count in s.execute(by_batch):
-                counts["batches"][batch or ""] = counts["batches"].get(batch or "", 0) + count
+        with self.reader() as db:
+            counts = reporting.account_counts(db, plan_id)
+            counts["batches"] = reporting.batch_sizes(db, plan_id)
         return counts
 
     def progress_by_batch(self, plan_id: int) -> list[dict[str, Any]]:
-        """Rows of v_progress_by_batch for the plan: batch, total, migrated, failed, ..."""
-        migrated = func.sum(case((A.c.status.in_(("synced", "verified")), 1), else_=0))
-        stmt = (
-            select(
-                A.c.batch,
-                func.count().label("total"),
-                migrated.label("migrated"),
-                func.sum(case((A.c.status == "verified", 1), else_=0)).label("verified"),
-                func.sum(case((A.c.status == "failed", 1), else_=0)).label("failed"),
-                func.sum(case((A.c.status == "running", 1), else_=0)).label("running"),
-                func.sum(case((A.c.status == "pending", 1), else_=0)).label("pending"),
-            )
-            .where(A.c.plan_id == plan_id, A.c.scope == "in_scope")
-            .group_by(A.c.batch)
-            .order_by(A.c.batch)
-        )
-        with self.session() as s:
-            return [
-                {k: (int(v) if k != "batch" else v) for k, v in row._asdict().items()}
-                for row in s.execute(stmt)
-            ]
+        """Per batch: total, migrated, verified, failed, running, pending accounts in scope."""
+        with self.reader() as db:
+            return reporting.progress_by_batch(db, plan_id)
 
     # --- events
 
