@@ -1,10 +1,13 @@
 """How fast discovery can read a big directory: generation, slapd load, paged search, LDIF mock.
 
     .venv/bin/python bench/bench_directory_search.py [--people 100000] [--mock-people 20000]
+    .venv/bin/python bench/bench_directory_search.py --people 9000 --stock-limits
 
 Starts a private slapd (size limit 500, paging allowed) holding --people generated people,
 searches it with the campaign filter and the population filter at a few page sizes while
 tracking peak Python memory (streaming keeps it flat), then does the same through `ldif:`.
+--stock-limits instead keeps slapd's stock limits (500 caps paged searches too), so searches
+are read in parts (see docs/discovery.md), and reports how many parts and how long.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def timed_search(settings: DirectorySettings, password: str | None, search_filte
         elapsed = time.perf_counter() - started
         return (
             f"{count:>7,} entries in {elapsed:6.2f} s ({count / elapsed:>6,.0f}/s), "
-            f"{reader.pages_fetched:>4} requests"
+            f"{reader.pages_fetched:>4} requests, {reader.split_parts} parts"
         )
 
 
@@ -60,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--people", type=int, default=100_000)
     parser.add_argument("--mock-people", type=int, default=20_000)
+    parser.add_argument("--stock-limits", action="store_true", help="slapd's stock size limit only")
     args = parser.parse_args()
 
     in_scope = args.people * 2 // 5
@@ -67,6 +71,13 @@ def main() -> None:
     people = generate_people(args.people, in_scope=in_scope, offices=332, seed=1)
     print(f"generate {args.people:,} people: {time.perf_counter() - started:.2f} s")
     assert len(selected_uids(people)) == in_scope
+
+    if args.stock_limits:
+        with running_slapd(people, tls=False, stock_limits=True) as server:
+            for name, search_filter in (("campaign", DEFAULT_FILTER), ("population", POPULATION_FILTER)):
+                line = timed_search(server.settings(page_size=200), server.password, search_filter)
+                print(f"slapd stock limit 500, page 200 {name:<10} {line}")
+        return
 
     with running_slapd(people, tls=False) as server:
         print(

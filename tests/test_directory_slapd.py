@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from migrator.adapters.directory import open_directory
+from migrator.adapters.directory.split import ALPHABET
 from migrator.model.errors import DirectoryError
 from migrator.samples.directory import DEFAULT_FILTER, POPULATION_FILTER, selected_uids
 
@@ -168,19 +169,14 @@ def test_start_tls_against_a_server_without_tls(legacy_slapd: SlapdServer) -> No
 # ---- a server that does not page -----------------------------------------------------------
 
 
-def test_server_refusing_paging_and_over_its_limit_is_an_error_not_a_short_list(
-    legacy_slapd: SlapdServer,
-) -> None:
+def test_server_refusing_paging_and_over_its_limit_is_read_in_parts(legacy_slapd: SlapdServer) -> None:
+    expected = selected_uids(legacy_slapd.people)
+    assert len(expected) > legacy_slapd.size_limit  # one plain search is cut (checked below)
+    assert _ldapsearch(legacy_slapd, DEFAULT_FILTER, "dn").returncode == 4
     with open_directory(legacy_slapd.settings(), legacy_slapd.password) as reader:
-        entries = reader.search(DEFAULT_FILTER, ["uid"])
-        with pytest.raises(DirectoryError) as caught:
-            list(entries)
-    message = str(caught.value)
-    assert legacy_slapd.url in message
-    assert "size limit exceeded" in message
-    assert "refused paged results" in message
-    assert "500" in message
-    assert "paged results" in (caught.value.hint or "")
+        found = [e.first("uid") for e in reader.search(DEFAULT_FILTER, ["uid"])]
+        assert not reader.paging_used and reader.split_parts >= 37
+    assert sorted(found) == sorted(expected)  # every entry, each once
 
 
 def test_server_refusing_paging_still_answers_small_searches(legacy_slapd: SlapdServer) -> None:
@@ -194,6 +190,49 @@ def test_server_refusing_paging_still_answers_small_searches(legacy_slapd: Slapd
         }
         assert not reader.paging_used
     assert found == expected
+
+
+# ---- a stock size limit that caps paged searches too (Debian's default slapd) --------------
+
+
+def test_a_stock_size_limit_is_read_in_parts_every_entry_once(stock_slapd: SlapdServer) -> None:
+    # an independent client shows the cap: even a paged search stops at the limit
+    paged = _ldapsearch(stock_slapd, "-E", "pr=100/noprompt", "(objectClass=inetOrgPerson)", "dn")
+    assert paged.returncode == 4, paged.stderr
+    expected = selected_uids(stock_slapd.people)
+    assert len(expected) > 4 * stock_slapd.size_limit
+    with open_directory(stock_slapd.settings(page_size=100), stock_slapd.password) as reader:
+        found = [e.first("uid") for e in reader.search(DEFAULT_FILTER, ["uid", "mail"])]
+        assert reader.paging_used and reader.split_parts == len(ALPHABET) + 1
+    assert len(found) == len(set(found)) and set(found) == expected
+    # all 5,200 people: more than 500 uids start with "a", "j" or "r"; those parts split again
+    everyone = {p.uid for p in stock_slapd.people}
+    with open_directory(stock_slapd.settings(), stock_slapd.password) as reader:
+        people = [e.first("uid") for e in reader.search("(objectClass=inetOrgPerson)", ["uid"])]
+        assert reader.split_parts > 2 * (len(ALPHABET) + 1)
+    assert len(people) == len(set(people)) and set(people) == everyone
+    assert "../../etc/passwd" in everyone  # a hostile uid, found in the rest part
+
+
+def test_a_part_that_cannot_be_split_is_an_error_not_a_short_list(stock_slapd: SlapdServer) -> None:
+    # 600 roles named by cn values that start with "Ñ": none of them starts with a letter,
+    # digit, ".", "-" or "_" of a substring filter, so they all land in the one rest part
+    base = f"ou=roles,{stock_slapd.base}"
+    ldif = [f"dn: {base}", "objectClass: organizationalUnit", "ou: roles", ""]
+    for n in range(600):
+        ldif += [f"dn: cn=Ñandú {n},{base}", "objectClass: organizationalRole", f"cn: Ñandú {n}", ""]
+    added = subprocess.run(
+        ["ldapadd", "-x", "-c", "-H", stock_slapd.url, "-D", stock_slapd.root_dn, "-w", stock_slapd.root_password],
+        input="\n".join(ldif), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert added.returncode in (0, 68), added.stderr  # 68: already there (the test ran before)
+    settings = stock_slapd.settings(base=base, filter="(objectClass=organizationalRole)")
+    with open_directory(settings, stock_slapd.password) as reader, pytest.raises(DirectoryError) as caught:
+        list(reader.search(settings.filter, ["cn"]))
+    message = str(caught.value)
+    assert stock_slapd.url in message and "size limit exceeded" in message
+    assert "entries whose cn does not start with a letter, digit" in message
+    assert "narrow [directory] filter" in (caught.value.hint or "")
 
 
 def test_a_closed_reader_says_so(slapd: SlapdServer) -> None:

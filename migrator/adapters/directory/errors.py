@@ -145,25 +145,21 @@ def search_error(
 
 
 def size_limit_error(
-    settings: DirectorySettings, returned: int, *, paging_refused: str | None, paged: bool
+    settings: DirectorySettings, returned: int, *, paging_refused: str | None, paged: bool, part: str
 ) -> DirectoryError:
+    """A search that still hit the size limit after being split in parts (`part` names the one)."""
     if paged:
-        why = (
-            f"the server stopped after {returned} entries although the search was paged "
-            "(its limit on paged searches, e.g. OpenLDAP size.prtotal, is too low)"
-        )
+        why = f"the server stops even paged searches at its size limit ({returned} entries)"
     elif paging_refused is not None:
         why = (
-            f"the server refused paged results ({paging_refused}) and stopped a plain search at "
-            f"its size limit after {returned} entries"
+            f"the server refused paged results ({paging_refused}) and stops a search at its "
+            f"size limit ({returned} entries)"
         )
     else:
-        why = (
-            f"the server ignored paged results and stopped at its size limit after {returned} "
-            "entries"
-        )
+        why = f"the server stops a search at its size limit ({returned} entries)"
     return DirectoryError(
-        f"{settings.url}: size limit exceeded: {why}; the account list would be incomplete",
+        f"{settings.url}: size limit exceeded: {why}, even for one part of the search split to "
+        f"stay under it ({part}); the account list would be incomplete",
         hint="ask the directory administrator to allow paged results (RFC 2696) or to raise "
         'the size limit for the bind DN (OpenLDAP: limits dn.exact="<bind dn>" '
         "size=unlimited), or narrow [directory] filter or base",

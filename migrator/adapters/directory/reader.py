@@ -16,7 +16,7 @@ from migrator.model.account import DirectoryEntry
 from migrator.model.errors import DirectoryError
 from migrator.model.plan import DirectorySettings
 
-from . import errors
+from . import errors, split
 from .connection import connect
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,14 @@ def decode_value(raw: bytes | str) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
+class _SizeLimited(Exception):
+    """The server stopped a search at its size limit after `returned` entries."""
+
+    def __init__(self, returned: int) -> None:
+        super().__init__(returned)
+        self.returned = returned
+
+
 class DirectoryReader:
     """An open directory. Use as a context manager, or call close().
 
@@ -53,6 +61,8 @@ class DirectoryReader:
         self._conn: Connection | None = connection
         self.pages_fetched = 0  # requests the last search needed (for logs and benchmarks)
         self.paging_used = False  # did the last search page (False after a fallback)
+        self.split_parts = 0  # searches in parts the last search needed (server size limit)
+        self._paging_refused: str | None = None
 
     @property
     def url(self) -> str:
@@ -104,37 +114,75 @@ class DirectoryReader:
         names = {name.lower(): name for name in attributes if name not in _SPECIAL_SELECTORS}
         want_all = "*" in attributes
         request = attributes or ["1.1"]  # "1.1": no attributes, DNs only (RFC 4511)
-        self.pages_fetched, self.paging_used = 0, True
-        paged, refused, cookie, returned = True, None, None, 0
+        self.pages_fetched, self.paging_used, self.split_parts = 0, True, 0
+        self._paging_refused = None
+        seen: set[str] = set()  # DNs yielded, so an entry found again in a part is not repeated
+        try:
+            for entry in self._one_search(conn, search_filter, request, names, want_all):
+                seen.add(entry.dn)
+                yield entry
+            return
+        except _SizeLimited as cut:
+            returned = cut.returned
+        attribute = split.naming_attribute(seen)
+        log.warning(
+            "%s: the server stops a search at %d entries (its size limit); reading the rest in "
+            "parts by the first characters of %s",
+            self.url, returned, attribute,
+        )  # fmt: skip
+        yield from self._parts(conn, search_filter, request, names, want_all, attribute, "", seen)
+
+    def _parts(
+        self, conn: Connection, search_filter: str, request: list[str], names: dict[str, str],
+        want_all: bool, attribute: str, prefix: str, seen: set[str],
+    ) -> Iterator[DirectoryEntry]:  # fmt: skip
+        for part in split.parts(search_filter, attribute, prefix):
+            self.split_parts += 1
+            try:
+                for entry in self._one_search(conn, part.filter, request, names, want_all):
+                    if entry.dn not in seen:
+                        seen.add(entry.dn)
+                        yield entry
+            except _SizeLimited as cut:
+                if part.rest or len(part.prefix) >= split.MAX_PREFIX:
+                    raise errors.size_limit_error(
+                        self.settings, cut.returned, paging_refused=self._paging_refused,
+                        paged=self.paging_used, part=part.describe(attribute),
+                    ) from None  # fmt: skip
+                yield from self._parts(conn, search_filter, request, names, want_all, attribute, part.prefix, seen)
+
+    def _one_search(
+        self, conn: Connection, search_filter: str, request: list[str], names: dict[str, str], want_all: bool
+    ) -> Iterator[DirectoryEntry]:
+        """One search, paged while the server allows it; _SizeLimited (after yielding what came)
+        when the server stops it at its size limit."""
+        cookie, returned, pages = None, 0, 0
         while True:
+            paged = self.paging_used
             result, response = self._request(conn, search_filter, request, paged, cookie)
             code = result.get("result") if result else None
             if paged and self.pages_fetched == 0 and code in errors.PAGING_REFUSED:
                 # A server that will not page may still hold fewer entries than its size
-                # limit: ask once more without paging; a truncated answer is caught below.
-                refused = errors.result_text(result)
+                # limit: ask once more without paging; a truncated answer is split in parts.
+                self._paging_refused = errors.result_text(result)
                 log.warning(
-                    "%s refused paged results (%s); searching without paging", self.url, refused
+                    "%s refused paged results (%s); searching without paging", self.url, self._paging_refused
                 )
-                paged, self.paging_used = False, False
+                self.paging_used = False
                 continue
             self.pages_fetched += 1
-            if code == errors.SIZE_LIMIT_EXCEEDED:
-                raise errors.size_limit_error(
-                    self.settings,
-                    returned + _count_entries(response),
-                    paging_refused=refused,
-                    paged=paged and (self.pages_fetched > 1 or _paged_control(result) is not None),
-                )
-            if code != 0:
+            pages += 1
+            if code not in (0, errors.SIZE_LIMIT_EXCEEDED):
                 raise errors.search_error(self.settings, search_filter, result)
             for item in response:
                 if item.get("type") == "searchResEntry":
                     returned += 1
                     yield _to_entry(item, names, want_all)
+            if code == errors.SIZE_LIMIT_EXCEEDED:
+                raise _SizeLimited(returned)
             cookie = _cookie(result) if paged else None
             if not cookie:
-                log.debug("%s: %d entries in %d request(s)", self.url, returned, self.pages_fetched)
+                log.debug("%s: %d entries in %d request(s)", self.url, returned, pages)
                 return
 
     def _request(
