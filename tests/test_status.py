@@ -59,6 +59,10 @@ PROGRESS: dict[str, tuple[str, str, int, int, int, str | None]] = {
 }
 
 
+# the directory's OUs cut across the plan's batches
+OUS = {a: "Norte" if a[0] == "a" or a in ("b1@example.org", "b2@example.org") else "Sur" for a in PROGRESS}
+
+
 @dataclass
 class StatusCampaign:
     plan_path: Path
@@ -80,7 +84,7 @@ def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
     try:
         plan_id = store.ensure_plan(plan_name, "maildir", "ews")
         entries = [
-            DiscoveredAccount(key=a, dn=f"uid={a},dc=example,dc=org", scope=Scope.IN_SCOPE, address=a, batch=batch)
+            DiscoveredAccount(key=a, dn=f"uid={a[:2]},ou={OUS[a]},ou=people,dc=example,dc=org", scope=Scope.IN_SCOPE, address=a, batch=batch)
             for a, (batch, *_rest) in PROGRESS.items()
         ]
         entries.append(DiscoveredAccount(key="x1@example.org", dn="uid=x1", scope=Scope.EXCLUDED, reason="filtered-out", address="x1@example.org"))
@@ -113,7 +117,7 @@ def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
         with store.session(write=True) as s:
             s.execute(update(EventRow).where(EventRow.account_id == ids["a1@example.org"]).values(at=utcnow() - timedelta(hours=2)))
         run_id = store.start_run(plan_id, "verify")
-        store.finish_run(run_id, "done", {})
+        store.finish_run(run_id, "partial", {"ok": False, "totals": {"accounts": 3, "ok": 2, "differ": 1, "errors": 0}, "accounts": []})
     finally:
         store.close()
     yield StatusCampaign(plan_path, store_url)
@@ -137,13 +141,25 @@ def test_status_numbers(campaign: StatusCampaign) -> None:
     ]  # fmt: skip
     assert data["last_hour"] == {"hours": 1.0, "accounts": 2, "messages": 50, "bytes": 50_000}
     assert data["eta_hours"] == pytest.approx(5 / 2)
-    assert data["last_verification"]["status"] == "done"
+    assert data["last_verification"]["status"] == "partial"
+    assert data["last_verification"]["totals"] == {"accounts": 3, "ok": 2, "differ": 1, "errors": 0}
     assert data["state"].endswith(campaign.state_url.split("://", 1)[1])
     by_status = campaign.status("--by", "status")
     assert by_status["groups"] == [
         {"status": "failed", "accounts": 3}, {"status": "pending", "accounts": 1}, {"status": "running", "accounts": 1},
         {"status": "synced", "accounts": 2}, {"status": "verified", "accounts": 1},
     ]  # fmt: skip
+
+
+def test_status_by_ou_follows_the_dns_not_the_batches(campaign: StatusCampaign) -> None:
+    data = campaign.status("--by", "ou")
+    assert data["groups"] == [
+        {"ou": "Norte", "total": 5, "migrated": 3, "verified": 1, "failed": 2, "running": 0, "pending": 0},
+        {"ou": "Sur", "total": 3, "migrated": 0, "verified": 0, "failed": 1, "running": 1, "pending": 1},
+    ]  # fmt: skip
+    result = invoke("status", "--plan", str(campaign.plan_path), "--state", campaign.state_url, "--by", "ou")
+    assert result.exit_code == 0, result.output
+    assert "Progress by OU" in result.output and "Norte" in result.output
 
 
 def test_the_quick_read_and_the_store_give_the_same_answer(campaign: StatusCampaign, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,6 +173,7 @@ def test_status_text_starts_with_the_headline(campaign: StatusCampaign) -> None:
     result = invoke("status", "--plan", str(campaign.plan_path), "--state", campaign.state_url)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "3 of 8 accounts migrated (37.5 %)"
+    assert "3 accounts checked, 2 match the source, 1 differ, 0 could not be checked" in " ".join(result.output.split())
 
 
 def test_status_starts_without_sqlalchemy(campaign: StatusCampaign) -> None:

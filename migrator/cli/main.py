@@ -162,7 +162,8 @@ def _run_and_report(plan: Plan, request: RunRequest, state_url: str | None, *, q
 @cli.command("status")
 @plan_option
 @state_option
-@click.option("--by", type=click.Choice(["batch", "ou", "status"]), default="batch", show_default=True, help="How to group the accounts.")
+@click.option("--by", type=click.Choice(["batch", "ou", "status"]), default="batch", show_default=True,
+              help="How to group the accounts: the plan's batches, the OU in each account's DN, or state.")
 @json_option
 @handle_errors
 def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -> None:
@@ -172,7 +173,7 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
     """
     from migrator.commands.status import status
     plan = load_plan(plan_path)
-    data = status(plan, state_url=state_url, by="batch" if by == "ou" else by)
+    data = status(plan, state_url=state_url, by=by)
     if as_json:
         print_json(data)
     else:

@@ -50,7 +50,8 @@ def _has_control(value: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value)
 
 
-def _ou_of_dn(dn: str) -> str | None:
+def ou_of_dn(dn: str) -> str | None:
+    """The nearest ou= above the entry itself (the office in uid=x,ou=Office,ou=people,...)."""
     for rdn in _split_dn(dn)[1:]:
         name, _, value = rdn.partition("=")
         if name.strip().lower() == "ou" and value:
@@ -101,7 +102,7 @@ class Classifier:
         raw_addresses = [v for v in entry.values(self.attrs.address) if v.strip()]
         uid = entry.first(self.attrs.uid)
         name = entry.first(self.attrs.name)
-        batch = entry.first(self.attrs.batch) or _ou_of_dn(entry.dn) or "(none)"
+        batch = entry.first(self.attrs.batch) or ou_of_dn(entry.dn) or "(none)"
         kept = {a: entry.first(a) or "" for a in self.attrs.extra}
         base = dict(dn=entry.dn, uid=uid, name=name, batch=batch, attributes=kept)
         if not raw_addresses:
@@ -221,7 +222,7 @@ class Classifier:
                 if has_address
                 else f"no {self.attrs.address} attribute",
                 address=parse_address(entry.first(self.attrs.address)),
-                batch=_ou_of_dn(entry.dn) or "(none)",
+                batch=ou_of_dn(entry.dn) or "(none)",
             )
         )
 

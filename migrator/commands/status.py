@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator.commands.classify import ou_of_dn
 from migrator.commands.state import plan_reader
 from migrator.model.plan import Plan
 from migrator.store import reporting
@@ -22,6 +23,8 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
         groups: list[dict[str, Any]]
         if by == "status":
             groups = [{"status": k, "accounts": v} for k, v in sorted(statuses.items())]
+        elif by == "ou":
+            groups = _by_ou(reporting.dn_statuses(db, plan_id))
         else:
             groups = reporting.progress_by_batch(db, plan_id)
         last_verify = reporting.last_run(db, plan_id, "verify")
@@ -51,3 +54,18 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
             "eta_hours": eta_hours,
             "last_verification": last_verify,
         }
+
+
+def _by_ou(rows: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Progress per OU of the accounts' DNs (the directory's own structure, whatever the plan's
+    batches are), in the shape of the per-batch rows."""
+    groups: dict[str, dict[str, Any]] = {}
+    for dn, status in rows:
+        ou = ou_of_dn(dn) or "(none)"
+        row = groups.setdefault(ou, {"ou": ou, "total": 0, "migrated": 0, "verified": 0, "failed": 0, "running": 0, "pending": 0})
+        row["total"] += 1
+        if status in MIGRATED:
+            row["migrated"] += 1
+        if status in ("verified", "failed", "running", "pending"):
+            row[status] += 1
+    return [groups[k] for k in sorted(groups)]

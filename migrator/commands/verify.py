@@ -57,8 +57,12 @@ class VerifyReport:
         return EXIT_OK if all(a.ok for a in self.accounts) else EXIT_PARTIAL
 
     def as_json(self) -> dict[str, Any]:
+        errors = sum(1 for a in self.accounts if a.error)
+        ok = sum(1 for a in self.accounts if a.ok)
         return {
             "ok": all(a.ok for a in self.accounts),
+            # what `status` shows of the last verification (it reads only this part)
+            "totals": {"accounts": len(self.accounts), "ok": ok, "differ": len(self.accounts) - ok - errors, "errors": errors},
             "accounts": [
                 {
                     "address": a.address,

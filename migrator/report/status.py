@@ -36,15 +36,17 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
         for row in data["groups"]:
             table.add_row(safe(row["status"]), f"{row['accounts']:,}")
     else:
-        table = Table(title="Progress by batch", title_justify="left")
-        for column in ("batch", "accounts", "migrated", "failed", "pending", "%"):
-            table.add_column(column, justify="left" if column == "batch" else "right")
-        rows = sorted(data["groups"], key=lambda r: (r["migrated"] / r["total"] if r["total"] else 1, r["batch"] or ""))
+        key = "ou" if data["by"] == "ou" else "batch"
+        plural = "OUs" if key == "ou" else "batches"
+        table = Table(title=f"Progress by {'OU' if key == 'ou' else 'batch'}", title_justify="left")
+        for column in (key, "accounts", "migrated", "failed", "pending", "%"):
+            table.add_column(column, justify="left" if column == key else "right")
+        rows = sorted(data["groups"], key=lambda r: (r["migrated"] / r["total"] if r["total"] else 1, r[key] or ""))
         for row in rows[:25]:
             pct = 100.0 * row["migrated"] / row["total"] if row["total"] else 100.0
-            table.add_row(safe(row["batch"]), f"{row['total']:,}", f"{row['migrated']:,}", f"{row['failed']:,}", f"{row['pending']:,}", f"{pct:.0f}")
+            table.add_row(safe(row[key]), f"{row['total']:,}", f"{row['migrated']:,}", f"{row['failed']:,}", f"{row['pending']:,}", f"{pct:.0f}")
         if len(rows) > 25:
-            table.caption = f"the 25 least advanced of {len(rows):,} batches; --json lists all"
+            table.caption = f"the 25 least advanced of {len(rows):,} {plural}; --json lists all"
     con.print(table)
     if data["skipped_by_reason"]:
         table = Table(title="Skipped messages by reason", title_justify="left")
@@ -62,4 +64,11 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
         con.print(table)
     verify = data["last_verification"]
     if verify:
-        con.print(f"last verification: {verify['started_at']:%Y-%m-%d %H:%M} UTC ({safe(verify['status'])})")
+        line = f"last verification: {verify['started_at']:%Y-%m-%d %H:%M} UTC ({safe(verify['status'])})"
+        totals = verify.get("totals")
+        if isinstance(totals, dict) and "accounts" in totals:
+            line += (
+                f": {totals['accounts']:,} accounts checked, {totals.get('ok', 0):,} match the source, "
+                f"{totals.get('differ', 0):,} differ, {totals.get('errors', 0):,} could not be checked"
+            )
+        con.print(line)

@@ -76,6 +76,13 @@ def progress_by_batch(db: Raw, plan_id: int) -> list[dict[str, Any]]:
     ]
 
 
+def dn_statuses(db: Raw, plan_id: int) -> list[tuple[str, str]]:
+    """(DN, status) of every account in scope, for groupings the database cannot compute (OU)."""
+    return [(dn, status) for dn, status in db.all(
+        "SELECT dn, status FROM accounts WHERE plan_id = ? AND scope = 'in_scope'", (plan_id,)
+    )]  # fmt: skip
+
+
 def totals(db: Raw, plan_id: int) -> dict[str, int]:
     """Messages and bytes over the plan's accounts in scope (from the per-account counters)."""
     [row] = db.all(
@@ -129,18 +136,22 @@ def recent_throughput(db: Raw, plan_id: int, hours: float = 1.0) -> dict[str, fl
 
 
 def last_run(db: Raw, plan_id: int, command: str) -> dict[str, Any] | None:
+    """The newest run of `command`, with the "totals" of its summary when it wrote some (only
+    that part is read: a verify summary lists every account)."""
+    totals = "json_extract(summary, '$.totals')" if db.sqlite else "summary -> 'totals'"
     rows = db.all(
-        "SELECT id, started_at, finished_at, status, host FROM runs"
+        f"SELECT id, started_at, finished_at, status, host, {totals} FROM runs"
         " WHERE plan_id = ? AND command = ? ORDER BY started_at DESC LIMIT 1",
         (plan_id, command),
     )
     if not rows:
         return None
-    run_id, started, finished, status, host = rows[0]
+    run_id, started, finished, status, host, summary_totals = rows[0]
     return {
         "id": int(run_id),
         "started_at": db.read_time(started),
         "finished_at": db.read_time(finished),
         "status": status,
         "host": host,
+        "totals": db.read_json(summary_totals),
     }
