@@ -11,8 +11,8 @@ from exchangelib import errors as ews
 from exchangelib.util import xml_to_str
 from exchangelib.version import EXCHANGE_2016, Version
 
+from migrator.adapters.targets.dates import header_date, submit_and_delivery
 from migrator.adapters.targets.ews.connection import FailFastWithHints, retry_after_seconds
-from migrator.adapters.targets.ews.dates import header_date, submit_and_delivery
 from migrator.adapters.targets.ews.errors import HttpThrottled, is_ambiguous, translate
 from migrator.adapters.targets.ews.properties import MimeMessage
 from migrator.adapters.targets.ews.target import base64_size, categories_for, request_batches

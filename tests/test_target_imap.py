@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -150,6 +150,17 @@ def _uid_map(server: AclDovecot, mailbox: str, folder: str) -> dict[int, dict[by
                                  ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]))
     finally:
         client.logout()
+
+
+def test_without_an_internal_date_the_date_header_is_kept_not_now(make: Make, server: AclDovecot, mailbox: str) -> None:
+    # an mbox From_ line with no readable date gives no internal date; the server would stamp
+    # the upload "now", and a 2023 message would sort as today's mail
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Archivo",), FolderRole.NONE)
+    [result] = target.upload(mailbox, folder, [item("k1", raw(1), when=None)])
+    assert result.ok, result
+    [stored] = _uid_map(server, mailbox, folder.id).values()
+    assert stored[b"INTERNALDATE"] == datetime(2023, 11, 5, 12, 30, tzinfo=UTC)  # the Date header
 
 
 def test_target_ids_are_uidvalidity_and_uid(make: Make, mailbox: str) -> None:

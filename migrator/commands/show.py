@@ -30,8 +30,10 @@ ADVICE: dict[str, str] = {
     "quota": "raise the Exchange mailbox quota, then `migrator retry --plan {plan} --account {addr}`",
     "too-large": "the message is over the target's size limit: raise [target] max_message_size and the "
     "Exchange limit, or deliver it by hand; then `migrator retry --plan {plan} --account {addr} --skipped`",
-    "rejected": "Exchange refused the message: inspect it (see the key), then "
+    "rejected": "the target server refused the message: inspect it (see the key), then "
     "`migrator retry --plan {plan} --account {addr} --skipped`",
+    "empty": "the source holds a 0-byte message (a failed delivery or a broken copy): there is "
+    "nothing to migrate; delete the file if you like",
     "unreadable": "fix the file permissions in the source mailbox, then "
     "`migrator retry --plan {plan} --account {addr} --skipped`",
     "vanished": "the message was deleted while being migrated; nothing to do",
@@ -97,8 +99,8 @@ def read_subjects(plan: Plan, account: dict[str, Any], messages: list[dict[str, 
                             entry["subject"], entry["date"] = _headers(record)
                         except (OSError, MigratorError) as exc:
                             entry["source_note"] = f"not readable: {exc}"
-                    else:
-                        entry["source_note"] = f"{record.reason}: {record.detail}"
+                    else:  # skipped at the source (empty, not a file...): its detail says why
+                        entry["source_note"] = "no message to read"
                     left -= 1
                     if not left:
                         break

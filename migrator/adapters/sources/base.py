@@ -19,6 +19,11 @@ UNREADABLE = "unreadable"  # permission denied or an I/O error on a file or dire
 VANISHED = "vanished"  # the message disappeared between listing and reading
 NOT_A_FILE = "not-a-file"  # a directory, FIFO, socket or dangling link where a message should be
 CHANGED = "changed"  # the folder was rewritten under us and could not be read consistently
+# A message of 0 bytes: a Maildir file a failed delivery left behind, two From_ lines with
+# nothing between them in an mbox, the same served over IMAP. No target stores it (an IMAP
+# server refuses an empty literal, Exchange has no MIME to parse), so sources report it at
+# listing time, where its size is known without reading anything.
+EMPTY = "empty"
 
 
 @runtime_checkable

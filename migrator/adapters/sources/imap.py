@@ -25,7 +25,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from migrator.adapters.sources import utf7
-from migrator.adapters.sources.base import NO_MAILBOX, VANISHED, SourceBase
+from migrator.adapters.sources.base import EMPTY, NO_MAILBOX, VANISHED, SourceBase
 from migrator.adapters.sources.imap_connection import (
     CONNECTION_LOST,
     ImapAccess,
@@ -344,6 +344,12 @@ class ImapSource(SourceBase):
                 item = items.get(uid)
                 if item is None:
                     continue  # expunged between SEARCH and FETCH: gone, nothing to migrate
+                if item.size == 0:  # RFC822.SIZE: known without reading the body
+                    yield SkippedMessage(
+                        f"{validity}:{uid}", EMPTY,
+                        f"IMAP message {validity}:{uid} in {folder.display} of {self.access.user} "
+                        "is empty (0 bytes)")
+                    continue
                 yield self._record(folder, validity, item)
 
     def _record(self, folder: FolderInfo, validity: int, item: ListingItem) -> MessageRecord:

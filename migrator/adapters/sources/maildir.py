@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from migrator.adapters.sources import utf7
 from migrator.adapters.sources.base import (
+    EMPTY,
     NO_MAILBOX,
     NOT_A_FILE,
     UNREADABLE,
@@ -321,15 +322,16 @@ class MaildirSource(SourceBase):
                     continue
                 st = st_or_error
                 if key in found or key in skipped:
-                    other = found.get(key)
-                    if other is not None and other[4] == st.st_ino:
+                    free = _free_key(key, sub, st.st_ino, found, skipped)
+                    if free is None:
                         continue  # the same file seen in new/ and again in cur/ after a rename
-                    key = f"{key}#{sub}"  # two files share a unique part: keep both (rare)
-                    if key in found or key in skipped:
-                        continue
+                    key = free
                 if not stat.S_ISREG(st.st_mode):
                     skipped[key] = SkippedMessage(
                         key, NOT_A_FILE, f"{subdir}/{name} is not a regular file")
+                    continue
+                if st.st_size == 0:
+                    skipped[key] = SkippedMessage(key, EMPTY, f"{subdir}/{name} is empty (0 bytes)")
                     continue
                 found[key] = (sub, name, st.st_size, int(st.st_mtime), st.st_ino)
         self.known_seen = len(seen_known)
@@ -379,6 +381,28 @@ def _key_of(name: str) -> str:
     """A message's key: its file name's unique part, before the ",S=..." fields and ":2,FLAGS"."""
     base = name.partition(":")[0]
     return base.partition(",")[0] or base
+
+
+def _free_key(
+    key: str, sub: str, inode: int,
+    found: dict[str, tuple[str, str, int, int, int]], skipped: dict[str, SkippedMessage],
+) -> str | None:
+    """The key for one more file sharing a unique part with files already listed, or None when
+    it is one of them (the same inode, seen again after a rename).
+
+    Two files share a unique part after a bad copy: a backup restored over a live Maildir
+    leaves the old "name:2,S" beside the renamed "name:2,RS", and a second restore a third
+    copy. All of them stay: the second gets "<key>#<sub>" (as it always has, so keys already
+    in a ledger keep meaning the same file) and any further one "<key>#<sub>#<inode>", which a
+    rename on a flag change keeps. Before, a third file sharing the unique part was dropped
+    without a word, not migrated and not reported."""
+    for candidate in (key, f"{key}#{sub}", f"{key}#{sub}#{inode}"):
+        other = found.get(candidate)
+        if other is not None and other[4] == inode:
+            return None
+        if other is None and candidate not in skipped:
+            return candidate
+    return None  # pragma: no cover - an inode is listed once per directory
 
 
 def _size_in_name(base: str) -> int | None:

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from migrator.adapters.sources import utf7
-from migrator.adapters.sources.base import CHANGED, NO_MAILBOX, UNREADABLE, VANISHED, SourceBase
+from migrator.adapters.sources.base import (
+    CHANGED,
+    EMPTY,
+    NO_MAILBOX,
+    UNREADABLE,
+    VANISHED,
+    SourceBase,
+)
 from migrator.adapters.sources.mbox_index import BLOCK, VARIANTS, Entry, Indexer
 from migrator.adapters.sources.roles import role_from_name
 from migrator.model.errors import SourceError
@@ -221,6 +228,11 @@ class MboxSource(SourceBase):
                 "offset-0", "not-mail",
                 f"{self._path(folder.native)}: {garbage} bytes before the first From_ line")
         for entry in entries:
+            if entry.size == 0:  # two From_ lines with nothing but the separator between them
+                yield SkippedMessage(
+                    entry.key, EMPTY,
+                    f"{self._path(folder.native)}: the message at byte {entry.from_offset} is empty")
+                continue
             yield MessageRecord(
                 key=entry.key,
                 size=entry.size,

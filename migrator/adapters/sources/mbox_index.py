@@ -231,6 +231,12 @@ class Indexer:
             else:
                 header = self.header_block(start, min(entry_end, start + HEADER_CAP))[0]
             flags, stable = parse_header_block(header)
+            if len(header) == HEADER_CAP and entry_end > start + HEADER_CAP:
+                # a header block longer than the cap (thousands of recipients, hundreds of
+                # Received lines): the key stays what the capped block makes it, but the
+                # Status/X-Status a mail reader writes at the end of the block still count
+                cut = start + header.rfind(b"\n") + 1
+                flags = _merged(flags, self._late_flags(cut if cut > start else start + HEADER_CAP, entry_end))
             digest = hashlib.sha256(from_line.rstrip(b"\r") + b"\n" + stable).hexdigest()[:20]
             n = counts.get(digest, 0)
             counts[digest] = n + 1
@@ -241,6 +247,25 @@ class Indexer:
             ))
             pos = next_pos
         return out
+
+    def _late_flags(self, pos: int, end: int) -> Flags:
+        """Flags from the rest of a header block that starts before `pos` (a line start) and
+        ends at its first blank line (or at `end`), read a window at a time."""
+        flags = _NO_FLAGS
+        while pos < end:
+            window = self.pread(pos, min(HEADER_CAP, end - pos))
+            if not window:
+                break
+            stop = _BLANK_LINE.search(window)
+            if stop is not None:
+                window = window[: stop.start() + 1]
+            elif pos + len(window) < end and b"\n" in window:
+                window = window[: window.rfind(b"\n") + 1]  # whole lines: none cut in two
+            flags = _merged(flags, parse_header_block(window)[0])
+            if stop is not None:
+                break
+            pos += len(window)
+        return flags
 
     def _delimit(self, start: int) -> tuple[int, str, int | None, int]:
         """(end of stored bytes, quoting, next From_ offset, quoted line count)."""
@@ -257,9 +282,12 @@ class Indexer:
         gt = {"rd": 0, "o": 1, "none": -1}[quoting]
         next_pos, quoted = self.next_from(start, gt)
         end = self.limit if next_pos is None else next_pos
-        # the blank line before a From_ line (or at the end of the file) is the separator
+        # the blank line before a From_ line (or at the end of the file) is the separator; a
+        # message that is nothing but that line (From_, blank, From_) is empty, not "\n"
         if end - start >= 2 and self.pread(end - 2, 2) == b"\n\n":
             end -= 1
+        elif end - start == 1 and self.pread(start, 1) == b"\n":
+            end = start
         return end, quoting, next_pos, quoted
 
     def _by_content_length(self, start: int) -> tuple[int, int | None] | None:
@@ -281,6 +309,19 @@ class Indexer:
         if after.startswith(b"From ") and is_from_line(after):
             return end, end
         return None
+
+
+_BLANK_LINE = re.compile(rb"(?:^|\n)\r?\n")
+
+
+def _merged(a: Flags, b: Flags) -> Flags:
+    if b is _NO_FLAGS:
+        return a
+    return Flags(
+        seen=a.seen or b.seen, answered=a.answered or b.answered, flagged=a.flagged or b.flagged,
+        deleted=a.deleted or b.deleted, draft=a.draft or b.draft,
+        keywords=tuple(dict.fromkeys((*a.keywords, *b.keywords))),
+    )
 
 
 def _count_only(ix: Indexer, start: int, end: int, quote_gt: int) -> tuple[None, int]:

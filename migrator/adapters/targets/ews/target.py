@@ -20,6 +20,7 @@ from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
 
 from ..base import ExcludedFolderError, TargetFolder
+from ..dates import submit_and_delivery
 from ..naming import FolderNaming
 from . import errors
 from .connection import (
@@ -29,7 +30,6 @@ from .connection import (
     quiet_exchangelib_logging,
 )
 from .create import PreparedCreateItem, message_element
-from .dates import submit_and_delivery
 from .folders import MailboxFolders
 from .inventory import keyed_items
 from .properties import (

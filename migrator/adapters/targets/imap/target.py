@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from imapclient.exceptions import IMAPClientError
@@ -23,6 +24,7 @@ from migrator.model.mail import FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
 
 from ..base import ExcludedFolderError, TargetFolder
+from ..dates import header_date
 from ..naming import FolderNaming
 from . import errors
 from .append import (
@@ -225,7 +227,7 @@ class ImapTarget:
                 return found
             exclude = {int(i.split(":", 1)[1]) for i in (*known_ids, *found.values())
                        if i.startswith(f"{validity}:") and i.split(":", 1)[1].isdigit()}
-            sent = [Sent(i.key, self._payload(i), i.internal_date) for i in items
+            sent = [Sent(i.key, self._payload(i), _when(i)) for i in items
                     if i.key not in found]
             for key, uid in find_sent(session.client, sent, exclude).items():
                 found[key] = f"{validity}:{uid}"
@@ -295,7 +297,7 @@ class ImapTarget:
     def _message(self, session: Session, item: UploadItem) -> Message:
         # Exchange keeps no IMAP keywords; sending them only risks a refusal
         return Message(flag_list(item.flags, keywords=not session.exchange),
-                       date_time(item.internal_date), self._payload(item))
+                       date_time(_when(item)), self._payload(item))
 
     def _send(self, session: Session, mailbox: str, folder: TargetFolder,
               items: Sequence[UploadItem], indexes: list[int],
@@ -456,7 +458,7 @@ class ImapTarget:
             if self.settings.tag_header:
                 uids = find_tagged(session.client, [i.key for i in items])
             else:
-                sent = [Sent(i.key, self._payload(i), i.internal_date) for i in items]
+                sent = [Sent(i.key, self._payload(i), _when(i)) for i in items]
                 uids = find_sent(session.client, sent, since=first_uid)
             return {key: f"{validity}:{uid}" for key, uid in uids.items() if uid >= first_uid}
 
@@ -467,3 +469,9 @@ class ImapTarget:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _when(item: UploadItem) -> datetime | None:
+    """The date the server keeps as INTERNALDATE: the source's, else the Date header (as the EWS
+    target does), never "now" for an old message whose mbox From_ line had no readable date."""
+    return item.internal_date or header_date(item.data)
