@@ -4,6 +4,9 @@ message that vanished from the target or is there twice."""
 from __future__ import annotations
 
 import json
+import socket
+import sqlite3
+import subprocess
 from pathlib import Path
 
 from exchangelib import Account, Configuration, Credentials, Message
@@ -72,3 +75,53 @@ def _tagged(account: Account, mime: bytes, key: str) -> Message:
     from migrator.adapters.targets.ews.properties import MimeMessage
 
     return MimeMessage(account=account, mime_content=mime, migrator_source_key=key)
+
+
+def test_users_keep_working_new_mail_fails_verify_deleted_mail_is_only_a_note(tmp_path: Path) -> None:
+    c = build_campaign(tmp_path / "c", accounts=1)
+    try:
+        [address] = c.accounts
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
+        box = c.maildir(address)
+        # after the pass, the user deletes a migrated message in INBOX and gets new mail in
+        # another folder (as many did in a weeks-long campaign)
+        sorted((box / "cur").iterdir())[0].unlink()
+        other = sorted(p for p in box.iterdir() if p.name.startswith(".") and (p / "cur").is_dir())[0]
+        (other / "new" / "1800000000.M1P1.mx:2,").write_bytes(
+            b"From: a@example.org\r\nSubject: later\r\nDate: Mon, 01 Jan 2027 10:00:00 +0000\r\n\r\nnew\r\n"
+        )
+        checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
+        assert checked.returncode == 1, checked.stdout + checked.stderr
+        folders = _folders(json.loads(checked.stdout), address)
+        assert folders["INBOX"]["ok"] is True
+        assert "1 message(s) deleted in the source after they were migrated" in folders["INBOX"]["note"]
+        [new] = [f for name, f in folders.items() if name != "INBOX" and not f["ok"]]
+        assert new["note"] == "1 new message(s) since the last pass; run again"
+        # the next pass moves the new mail; then the account verifies, the deletion still noted
+        assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
+        again = c.cli("verify", "--plan", str(c.plan_path), "--json")
+        assert again.returncode == 0, again.stdout + again.stderr
+        account = json.loads(again.stdout)["accounts"][0]
+        assert account["status"] == "verified"
+        assert "deleted in the source" in _folders(json.loads(again.stdout), address)["INBOX"]["note"]
+    finally:
+        c.sim.stop()
+
+
+def test_an_account_left_running_by_a_killed_run_is_said_to_be_interrupted(tmp_path: Path) -> None:
+    c = build_campaign(tmp_path / "c", accounts=1)
+    try:
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
+        # what a SIGKILL leaves: the account "running", held by a process that is gone
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        with sqlite3.connect(c.state_path) as db:
+            db.execute("UPDATE accounts SET status = 'running', lease_owner = ?", (f"{socket.gethostname()}:{gone.pid}",))
+        checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
+        assert checked.returncode == 1
+        [account] = json.loads(checked.stdout)["accounts"]
+        assert account["error"] == "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
+    finally:
+        c.sim.stop()

@@ -7,9 +7,11 @@ folder look wrong); the folder's total item count is reported beside it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -20,7 +22,7 @@ from migrator.commands.secrets import source_password, target_secrets
 from migrator.commands.state import in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
 from migrator.model.plan import Plan
-from migrator.store import ledger, verification
+from migrator.store import ledger, verification, work
 from migrator.store.verification import FolderCheck
 
 _FIND_BATCH = 100
@@ -168,18 +170,23 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
     result = AccountVerification(address=row.address or row.key, ok=True, status=row.status)
     if row.status == "running":
         result.ok = False
-        result.error = "being migrated right now; verify it when the run has finished"
+        expired = row.lease_expires_at is not None and row.lease_expires_at < datetime.now(UTC)
+        if expired or work.process_gone(row.lease_owner):
+            # a SIGKILL or a crash leaves the account "running" until a run takes it over
+            result.error = "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
+        else:
+            result.error = "being migrated right now; verify it when the run has finished"
         return result
     stored = {f.native: f for f in ledger.folders(store, row.id)}
     ledgers = verification.account_ledger(store, row.id)
     checks: list[FolderCheck] = []
     try:
-        listed: list[tuple[Any, int, Any]] = []  # (source folder, its count now, ledger folder row)
+        listed: list[tuple[Any, set[str], Any]] = []  # (source folder, its keys now, ledger folder row)
         with open_account_source(plan.source, row.source_path, row.attributes, password) as source:
             for folder in source.folders():
                 if target.is_excluded(folder.path):
                     continue
-                listed.append((folder, sum(1 for _ in source.messages(folder)), stored.get(folder.native)))
+                listed.append((folder, {m.key for m in source.messages(folder)}, stored.get(folder.native)))
         empty = verification.FolderLedger({}, [], [])
         wanted = [
             (_target_folder(folder_row), ledgers.get(folder_row.id) or empty)
@@ -187,7 +194,14 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
             if folder_row is not None and folder_row.target_folder_id
         ]
         in_target = _target_side(target, mailbox, wanted, policy)
-        for folder, source_count, folder_row in listed:
+        # Keys are unique per source folder only: "Sent" and "Elementos enviados" may both hold
+        # key K, and both copies carry tag K in Sent Items. Per target folder, how many copies
+        # of each key the ledger says are there.
+        expected: dict[str, Counter[str]] = {}
+        for tfolder, folder_ledger in wanted:
+            expected.setdefault(tfolder.id, Counter()).update(dict.fromkeys(folder_ledger.done_keys, 1))
+        for folder, source_keys, folder_row in listed:
+            source_count = len(source_keys)
             if folder_row is None or not folder_row.target_folder_id:
                 fr = FolderResult(folder.display, "", source_count, 0, 0, 0, 0, source_count == 0,
                                   "" if source_count == 0 else "not migrated yet; run again")
@@ -197,24 +211,26 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
             folder_ledger = ledgers.get(folder_row.id) or empty
             totals, keys = folder_ledger.totals, folder_ledger.done_keys
             tagged, items = in_target.get(folder_row.target_folder_id, ({}, 0))
-            present = [tagged[key] for key in dict.fromkeys(keys) if tagged.get(key)]
-            found, duplicates = len(present), sum(n - 1 for n in present)
-            settled = totals.get("done", 0) + totals.get("skipped", 0) + totals.get("failed", 0)
-            ok = (
-                found == totals.get("done", 0)
-                and not duplicates
-                and source_count == settled
-                and not totals.get("inflight")
-            )
+            copies = expected.get(folder_row.target_folder_id, Counter())
+            present = [(tagged[key], copies[key] or 1) for key in dict.fromkeys(keys) if tagged.get(key)]
+            # a key shared with another source folder counts as found only when every copy is there
+            found = sum(1 for n, want in present if n >= want)
+            duplicates = sum(n - want for n, want in present if n > want)
+            # users keep working for weeks: mail that arrived since the last pass is not migrated
+            # yet (run again); mail deleted after it was migrated stays in the target, as a
+            # note: it must not keep the account from ever being verified
+            arrived = len(source_keys - folder_ledger.settled_keys)
+            deleted = len(folder_ledger.settled_keys - source_keys)
+            ok = found == totals.get("done", 0) and not duplicates and not arrived and not totals.get("inflight")
             note = ""
             if duplicates:
                 note = f"{duplicates} migrated message(s) present more than once in the target"
             elif found < totals.get("done", 0):
                 note = f"{totals.get('done', 0) - found} migrated message(s) missing in the target"
-            elif source_count > settled:
-                note = f"{source_count - settled} new message(s) since the last pass; run again"
-            elif source_count < settled:
-                note = f"{settled - source_count} message(s) deleted in the source since migrated"
+            elif arrived:
+                note = f"{arrived} new message(s) since the last pass; run again"
+            elif deleted:
+                note = f"{deleted} message(s) deleted in the source after they were migrated (kept in the target)"
             fr = FolderResult(folder.display, folder_row.target_path or "", source_count, totals.get("done", 0),
                               totals.get("skipped", 0), found, items, ok, note)
             result.folders.append(fr)

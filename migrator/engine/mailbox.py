@@ -88,6 +88,7 @@ class AccountJob:
         # targets that cannot search by source key find earlier uploads by their content
         self._by_content = callable(getattr(ctx.target, "find_uploads", None))
         self._inflight_by_folder: dict[int, list[str]] = {}
+        self._targets: dict[int, str] = {}
 
     # --- helpers -------------------------------------------------------------------------
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -122,6 +123,8 @@ class AccountJob:
         )
         with source:
             self._stored = {f.native: f for f in ledger.folders(self.ctx.store, self.claim.account_id)}
+            # source folder id -> its target folder: where two share one, keys may collide
+            self._targets = {f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id}
             self._resolve_inflight()
             synced: list[tuple[int, int | None, int | None]] = []
             for folder in source.folders():
@@ -180,6 +183,7 @@ class AccountJob:
             # recorded with its target id in one transaction
             tfolder_box.append(ensure_target())
             folder_id = ledger.ensure_folder(store, claim, folder, target=tfolder_box[0])
+            self._targets[folder_id] = tfolder_box[0].id
             known_target: str | None = tfolder_box[0].id
         else:
             folder_id, known_target = row.id, row.target_folder_id
@@ -190,6 +194,7 @@ class AccountJob:
                 found = ensure_target()
                 if found.id != known_target:
                     ledger.set_folder_target(store, claim, folder_id, found.id, found.display)
+                    self._targets[folder_id] = found.id
                 tfolder_box.append(found)
             return tfolder_box[0]
 
@@ -362,6 +367,7 @@ class AccountJob:
         deadline = time.monotonic() + policy.deadline
         attempt = 0
         last: TransientError | None = None
+        namesakes: set[str] | None = None  # ids other source folders' copies of our keys hold
         while pending:
             attempt += 1
             before = len(pending)
@@ -377,6 +383,23 @@ class AccountJob:
                 if answer.key not in pending:
                     continue
                 if answer.error is None:
+                    if namesakes is None:
+                        shared = any(t == tfolder.id for f, t in self._targets.items() if f != folder_id)
+                        namesakes = ledger.namesake_target_ids(
+                            self.ctx.store, self.claim.account_id, tfolder.id, folder_id, list(pending)
+                        ) if shared else set()
+                    taken = answer.target_id is not None and (
+                        answer.target_id in namesakes or any(answer.target_id == tid for tid, _ in settled.values())
+                    )
+                    if taken:
+                        # the target found an item by its tag after an ambiguous failure, but
+                        # that item is another message's copy (a namesake from another source
+                        # folder landing in the same target folder): ours is unconfirmed
+                        last = TransientError(
+                            f"the target answered for message {answer.key} with the id of another "
+                            "message carrying the same key"
+                        )
+                        continue
                     settled[answer.key] = (answer.target_id, None)
                     del pending[answer.key]
                 elif isinstance(answer.error, PermanentError):
@@ -416,7 +439,8 @@ class AccountJob:
         if pending:
             assert last is not None
             return settled, TransientError(
-                f"{len(pending)} message(s) not confirmed after {attempt} attempt(s): {last}",
+                f"{len(pending)} message(s) could not be uploaded after {attempt} attempt(s); "
+                f"last error: {last}",
                 retry_after=last.retry_after,
             )
         return settled, None

@@ -341,7 +341,15 @@ class Runner:
                 outcome.status = "interrupted"
                 self._abandon(claim)
             else:
-                outcome = self._failed(claim, jobs[-1], exc.message, getattr(exc, "reason", "transient"), exc.hint)
+                hint = exc.hint
+                if hint is None and isinstance(exc, TransientError):
+                    # what was sent is in the ledger; nothing is lost or sent twice by trying again
+                    hint = (
+                        "a temporary problem (throttling, network, server restart): the next "
+                        "`migrator run` resumes this account where it stopped; if it keeps "
+                        "failing, lower [run] target_concurrency or check the target server"
+                    )
+                outcome = self._failed(claim, jobs[-1], exc.message, getattr(exc, "reason", "transient"), hint)
         except StateError:
             raise
         except MigratorError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -34,6 +34,9 @@ class FolderLedger:
     totals: dict[str, int]
     done_keys: list[str]
     done_ids: list[str | None]  # the target's id of each done message, beside done_keys
+    # the source keys of the messages a pass has settled (done, skipped or failed), to tell
+    # new mail from mail the user deleted after it was migrated
+    settled_keys: set[str] = field(default_factory=set)
 
 
 def account_ledger(store: Store, account_id: int) -> dict[int, FolderLedger]:
@@ -42,11 +45,11 @@ def account_ledger(store: Store, account_id: int) -> dict[int, FolderLedger]:
     out: dict[int, FolderLedger] = {}
     with store.session() as s:
         rows = Raw(s.connection()).rows(
-            "SELECT folder_id, state, COALESCE(tag_key, source_key), target_id FROM messages"
+            "SELECT folder_id, state, COALESCE(tag_key, source_key), target_id, source_key FROM messages"
             " WHERE account_id = ? ORDER BY id",
             (account_id,),
         )
-        for folder_id, state, key, target_id in rows:
+        for folder_id, state, key, target_id, source_key in rows:
             folder = out.get(folder_id)
             if folder is None:
                 folder = out[folder_id] = FolderLedger({}, [], [])
@@ -54,8 +57,12 @@ def account_ledger(store: Store, account_id: int) -> dict[int, FolderLedger]:
             if state == "done":
                 folder.done_keys.append(key)
                 folder.done_ids.append(target_id)
+            if state in _SETTLED:
+                folder.settled_keys.add(source_key)
     return out
 
+
+_SETTLED = frozenset({"done", "skipped", "failed"})
 
 _RECORD_FOLDER = (
     update(F)

@@ -24,9 +24,17 @@ class Faults:
     # Per-message limit (bytes of MIME), answered per item with ErrorMessageSizeExceeded,
     # like a mailbox's MaxReceiveSize. Not a fault as such, but settable at runtime too.
     max_message_bytes: int | None = None
+    # The request is carried out but its answer never arrives (RST after the work is done):
+    # what a client sees when a load balancer or a network drop cuts a slow answer off.
+    lost_answer_rate: float = 0.0
+    # Only requests of these EWS operations (e.g. {"CreateItem"}) draw faults; None: all.
+    operations: frozenset[str] | None = None
+    # At most this many faults in total (counted from set_faults), then none: a test can
+    # make exactly the first CreateItem fail without racing a thread that clears the faults.
+    max_faults: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("server_busy_rate", "http503_rate", "reset_rate"):
+        for name in ("server_busy_rate", "http503_rate", "reset_rate", "lost_answer_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"Faults.{name} must be between 0 and 1, got {rate!r}")
@@ -48,6 +56,7 @@ class FaultKind(StrEnum):
     DELAY = "delay"
     REQUEST_TOO_LARGE = "request_too_large"
     MESSAGE_TOO_LARGE = "message_too_large"
+    LOST_ANSWER = "lost_answer"
 
 
 class FaultDice:
@@ -61,6 +70,7 @@ class FaultDice:
         self._lock = threading.Lock()
         self._faults = faults
         self._rng = random.Random(faults.seed)
+        self._injected = 0
 
     @property
     def faults(self) -> Faults:
@@ -70,9 +80,20 @@ class FaultDice:
         with self._lock:
             self._faults = faults
             self._rng = random.Random(faults.seed)
+            self._injected = 0
+
+    def applies_to(self, operation: str | None) -> bool:
+        """Whether a request of this operation (None: not known yet) may draw faults."""
+        only = self._faults.operations
+        return only is None or (operation is not None and operation in only)
 
     def roll(self, rate: float) -> bool:
         if rate <= 0.0:
             return False
         with self._lock:
-            return self._rng.random() < rate
+            limit = self._faults.max_faults
+            if limit is not None and self._injected >= limit:
+                return False
+            hit = self._rng.random() < rate
+            self._injected += hit
+            return hit

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import re
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -101,6 +103,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     sim: EwsSimulator
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that went away mid-request (killed, timed out) is routine for a server:
+        say nothing, as IIS does. Anything else is a simulator bug and keeps its traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -227,12 +236,14 @@ class _Handler(BaseHTTPRequestHandler):
                 counters.requests["auth"] += 1
             self._send_plain(401, "Unauthorized", [("WWW-Authenticate", f'Basic realm="{REALM}"')])
             return
-        if dice.roll(faults.reset_rate):
+        # faults limited to some operations need the operation's name before the XML is parsed
+        faulty = dice.applies_to(_operation_name(body) if faults.operations is not None else None)
+        if faulty and dice.roll(faults.reset_rate):
             counters.fault(FaultKind.RESET)
             self._answer = "reset"
             self._reset()
             return
-        if dice.roll(faults.http503_rate):
+        if faulty and dice.roll(faults.http503_rate):
             counters.fault(FaultKind.HTTP503)
             extra = (
                 [] if faults.retry_after_s is None else [("Retry-After", str(faults.retry_after_s))]
@@ -263,9 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
         with counters.lock:
             counters.requests[operation] += 1
         busy_kind = None
-        if faults.max_concurrency is not None and in_flight > faults.max_concurrency:
+        if faulty and faults.max_concurrency is not None and in_flight > faults.max_concurrency:
             busy_kind = FaultKind.CONCURRENCY
-        elif dice.roll(faults.server_busy_rate):
+        elif faulty and dice.roll(faults.server_busy_rate):
             busy_kind = FaultKind.SERVER_BUSY
         if busy_kind is not None:
             counters.fault(busy_kind)
@@ -291,7 +302,22 @@ class _Handler(BaseHTTPRequestHandler):
             created = answer.count('ResponseClass="Success"')
             with counters.lock:
                 counters.items_created += created
+        if faulty and dice.roll(faults.lost_answer_rate):
+            counters.fault(FaultKind.LOST_ANSWER)
+            self._answer = "lost"
+            self._reset()
+            return
         self._send(200, soap.envelope(answer))
+
+
+_OPERATION = re.compile(rb"<(?:[A-Za-z0-9_]+:)?Body[^>]*>\s*<(?:[A-Za-z0-9_]+:)?([A-Za-z]+)")
+
+
+def _operation_name(body: bytes) -> str | None:
+    """The EWS operation of a request, from the first element in its SOAP Body (a look at the
+    first few kilobytes: the body may be a 40 MB CreateItem)."""
+    found = _OPERATION.search(body, 0, 64 * 1024)
+    return found.group(1).decode() if found else None
 
 
 def _parse_time(text: str | None) -> datetime | None:
