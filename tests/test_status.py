@@ -99,6 +99,10 @@ def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
                         status=status, passes=passes, messages_done=done, bytes_done=nbytes,
                         messages_skipped=skipped, last_error_reason=reason,
                         last_error=f"{address}: {reason}" if reason else None,
+                        # first passes: a2 and b1 in the last hour, the others earlier
+                        first_pass_at=(utcnow() - timedelta(minutes=10 if address in ("a2@example.org", "b1@example.org") else 300)) if passes else None,
+                        # b4's worker died (SIGKILL): its lease expired a minute ago
+                        lease_expires_at=utcnow() - timedelta(minutes=1) if status == "running" else None,
                     )
                 )  # fmt: skip
             # the ledger's skipped rows: a2 has two too-large and one unreadable, b1 one too-large
@@ -125,10 +129,10 @@ def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
 
 def test_status_numbers(campaign: StatusCampaign) -> None:
     data = campaign.status()
-    assert data["headline"] == "3 of 8 accounts migrated (37.5 %)"
+    assert data["headline"] == "4 of 8 accounts migrated (50.0 %)"
     assert data["accounts"] == {
-        "total": 8, "migrated": 3, "verified": 1, "synced": 2, "failed": 3, "pending": 1, "running": 1,
-        "excluded": 1, "invalid": 1, "vanished": 0,
+        "total": 8, "migrated": 4, "verified": 1, "synced": 2, "failed": 3, "pending": 1, "running": 1,
+        "interrupted": 1, "excluded": 1, "invalid": 1, "vanished": 0,
     }  # fmt: skip
     assert data["messages"] == {"done": 65, "skipped": 4, "failed": 0, "bytes": 65_000, "passes": 5}
     assert data["skipped_by_reason"] == {"too-large": 3, "unreadable": 1}
@@ -136,11 +140,11 @@ def test_status_numbers(campaign: StatusCampaign) -> None:
     assert data["failures_by_reason"][1]["reason"] == "no-mailbox"
     assert data["groups"] == [
         {"batch": "Office-A", "total": 3, "migrated": 2, "verified": 1, "failed": 1, "running": 0, "pending": 0},
-        {"batch": "Office-B", "total": 4, "migrated": 1, "verified": 0, "failed": 2, "running": 1, "pending": 0},
+        {"batch": "Office-B", "total": 4, "migrated": 2, "verified": 0, "failed": 2, "running": 1, "pending": 0},
         {"batch": "Office-C", "total": 1, "migrated": 0, "verified": 0, "failed": 0, "running": 0, "pending": 1},
     ]  # fmt: skip
     assert data["last_hour"] == {"hours": 1.0, "accounts": 2, "messages": 50, "bytes": 50_000}
-    assert data["eta_hours"] == pytest.approx(5 / 2)
+    assert data["eta_hours"] == pytest.approx(4 / 2)  # 4 left, 2 first passes in the last hour
     assert data["last_verification"]["status"] == "partial"
     assert data["last_verification"]["totals"] == {"accounts": 3, "ok": 2, "differ": 1, "errors": 0}
     assert data["state"].endswith(campaign.state_url.split("://", 1)[1])
@@ -155,7 +159,7 @@ def test_status_by_ou_follows_the_dns_not_the_batches(campaign: StatusCampaign) 
     data = campaign.status("--by", "ou")
     assert data["groups"] == [
         {"ou": "Norte", "total": 5, "migrated": 3, "verified": 1, "failed": 2, "running": 0, "pending": 0},
-        {"ou": "Sur", "total": 3, "migrated": 0, "verified": 0, "failed": 1, "running": 1, "pending": 1},
+        {"ou": "Sur", "total": 3, "migrated": 1, "verified": 0, "failed": 1, "running": 1, "pending": 1},
     ]  # fmt: skip
     result = invoke("status", "--plan", str(campaign.plan_path), "--state", campaign.state_url, "--by", "ou")
     assert result.exit_code == 0, result.output
@@ -172,7 +176,7 @@ def test_the_quick_read_and_the_store_give_the_same_answer(campaign: StatusCampa
 def test_status_text_starts_with_the_headline(campaign: StatusCampaign) -> None:
     result = invoke("status", "--plan", str(campaign.plan_path), "--state", campaign.state_url)
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == "3 of 8 accounts migrated (37.5 %)"
+    assert result.output.splitlines()[0] == "4 of 8 accounts migrated (50.0 %)"
     assert "3 accounts checked, 2 match the source, 1 differ, 0 could not be checked" in " ".join(result.output.split())
 
 
@@ -188,7 +192,7 @@ def test_status_starts_without_sqlalchemy(campaign: StatusCampaign) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "NO-SQLALCHEMY"
-    assert json.loads(done.stdout.rsplit("\n", 2)[0])["headline"] == "3 of 8 accounts migrated (37.5 %)"
+    assert json.loads(done.stdout.rsplit("\n", 2)[0])["headline"] == "4 of 8 accounts migrated (50.0 %)"
 
 
 def test_status_of_a_plan_never_discovered(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ class AccountJob:
         self.ctx = ctx
         self.claim = claim
         self.mailbox = claim.target_address or claim.address or claim.key
-        self.outcome = AccountOutcome(address=claim.address or claim.key, status="running")
+        self.outcome = AccountOutcome(address=claim.address or claim.key, status="running", first_pass=claim.passes == 0)
         self.run = ctx.plan.run
         self.synced_folders: list[tuple[int, int | None, int | None]] = []
         self.new_folders = 0  # folders this pass recorded for the first time

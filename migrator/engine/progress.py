@@ -28,6 +28,9 @@ class AccountOutcome:
     hint: str | None = None
     seconds: float = 0.0
     folders: int = 0
+    # the account had no completed pass before this one: "synced" now means newly migrated
+    # (a delta pass of an account already migrated must not count twice in "N of M")
+    first_pass: bool = False
 
 
 class Progress(Protocol):

@@ -40,7 +40,7 @@ from migrator.model.errors import (
     TransientError,
 )
 from migrator.model.plan import Plan
-from migrator.store import Store
+from migrator.store import Store, reporting
 from migrator.store.fleet import (
     ensure_ceiling,
     register_worker,
@@ -218,8 +218,10 @@ class Runner:
         self.store.on_reconnect_wait = self.progress.note
         counts = self.store.discovery_counts(self.plan_id)
         statuses = counts.get("statuses", {})
+        with self.store.reader() as db:  # as `status` counts them: a completed pass is migrated
+            in_progress = reporting.passes_in_progress(db, self.plan_id)["migrated"]
         self.progress.run_started(
-            counts["in_scope"], statuses.get("synced", 0) + statuses.get("verified", 0)
+            counts["in_scope"], statuses.get("synced", 0) + statuses.get("verified", 0) + in_progress
         )
         self._join_fleet()
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)

@@ -40,6 +40,7 @@ class RunProgress:
         self.migrated_before = 0
         self.finished = 0
         self.synced = 0
+        self.newly_migrated = 0
         self.failed = 0
         self.messages = 0
         self.bytes = 0
@@ -74,6 +75,7 @@ class RunProgress:
             self.finished += 1
             if outcome.status == "synced":
                 self.synced += 1
+                self.newly_migrated += outcome.first_pass
             elif outcome.status == "failed":
                 self.failed += 1
         if not self.quiet and self._live is None:
@@ -102,7 +104,7 @@ class RunProgress:
 
     def _render(self) -> Any:
         elapsed, mps, bps = self._rates()
-        migrated = self.migrated_before + self.synced
+        migrated = self.migrated_before + self.newly_migrated
         head = Text(
             f"{migrated:,} of {self.total:,} accounts migrated"
             f" | this run: {self.finished:,} finished, {self.failed:,} failed"
@@ -129,7 +131,7 @@ class RunProgress:
         return text
 
     def _line(self, outcome: AccountOutcome) -> None:
-        migrated = self.migrated_before + self.synced
+        migrated = self.migrated_before + self.newly_migrated
         if outcome.status == "failed":
             self.console.print(self._failure_text(outcome))
             return

@@ -15,7 +15,9 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
     con.print(f"[bold]{safe(data['headline'], 200)}[/bold]")
     a = data["accounts"]
     con.print(
-        f"accounts: {a['verified']:,} verified, {a['synced']:,} synced, {a['running']:,} running, "
+        f"accounts: {a['verified']:,} verified, {a['synced']:,} synced, {a['running']:,} running"
+        + (f" ({a['interrupted']:,} interrupted: run again to resume them)" if a.get("interrupted") else "")
+        + ", "
         f"{a['pending']:,} pending, {a['failed']:,} failed; not in scope: {a['excluded']:,} excluded, "
         f"{a['invalid']:,} invalid, {a['vanished']:,} vanished"
     )
@@ -25,7 +27,10 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
         f"{m['failed']:,} failed"
     )
     recent = data["last_hour"]
-    line = f"last hour: {recent['accounts']:,} accounts, {recent['messages']:,} messages, {human_bytes(recent['bytes'])}"
+    line = (
+        f"last hour: {recent['accounts']:,} accounts migrated, {recent['messages']:,} messages, "
+        f"{human_bytes(recent['bytes'])}"
+    )
     if data["eta_hours"] is not None:
         line += f"; at this pace the rest takes about {data['eta_hours']:,.1f} h"
     con.print(line)

@@ -44,6 +44,20 @@ def account_counts(db: Raw, plan_id: int) -> dict[str, Any]:
     return counts
 
 
+def passes_in_progress(db: Raw, plan_id: int) -> dict[str, int]:
+    """Accounts "running" or "failed" that a pass completed before: still migrated (a delta
+    pass is at work or failed on them; a SIGKILL leaves them "running"), and of the running
+    ones those whose lease expired (their worker is gone)."""
+    now = db.time(datetime.now(UTC))
+    [(migrated, stale)] = db.all(
+        "SELECT coalesce(sum(CASE WHEN passes > 0 THEN 1 ELSE 0 END), 0),"
+        " coalesce(sum(CASE WHEN status = 'running' AND lease_expires_at < ? THEN 1 ELSE 0 END), 0)"
+        " FROM accounts WHERE plan_id = ? AND scope = 'in_scope' AND status IN ('running', 'failed')",
+        (now, plan_id),
+    )
+    return {"migrated": int(migrated), "stale": int(stale)}
+
+
 def batch_sizes(db: Raw, plan_id: int) -> dict[str, int]:
     """Accounts in scope per batch; accounts without a batch under ""."""
     sizes: dict[str, int] = {}
@@ -58,7 +72,8 @@ def batch_sizes(db: Raw, plan_id: int) -> dict[str, int]:
 
 _BY_BATCH = """
 SELECT batch, count(*),
-  sum(CASE WHEN status IN ('synced', 'verified') THEN 1 ELSE 0 END),
+  sum(CASE WHEN status IN ('synced', 'verified') OR (passes > 0 AND status IN ('running', 'failed'))
+      THEN 1 ELSE 0 END),
   sum(CASE WHEN status = 'verified' THEN 1 ELSE 0 END),
   sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
   sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END),
@@ -76,10 +91,11 @@ def progress_by_batch(db: Raw, plan_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def dn_statuses(db: Raw, plan_id: int) -> list[tuple[str, str]]:
-    """(DN, status) of every account in scope, for groupings the database cannot compute (OU)."""
-    return [(dn, status) for dn, status in db.all(
-        "SELECT dn, status FROM accounts WHERE plan_id = ? AND scope = 'in_scope'", (plan_id,)
+def dn_statuses(db: Raw, plan_id: int) -> list[tuple[str, str, int]]:
+    """(DN, status, passes) of every account in scope, for groupings the database cannot
+    compute (OU)."""
+    return [(dn, status, int(passes)) for dn, status, passes in db.all(
+        "SELECT dn, status, passes FROM accounts WHERE plan_id = ? AND scope = 'in_scope'", (plan_id,)
     )]  # fmt: skip
 
 
@@ -119,20 +135,24 @@ def skipped_by_reason(db: Raw, plan_id: int) -> dict[str, int]:
 
 
 def recent_throughput(db: Raw, plan_id: int, hours: float = 1.0) -> dict[str, float]:
-    """Accounts finished, messages and bytes moved in the last `hours`, from the event log."""
+    """Accounts migrated for the first time in the last `hours` (the pace the rest of the
+    campaign goes at; delta passes of accounts already migrated do not count), and messages and
+    bytes moved by every pass then, from the event log."""
     since = datetime.now(UTC) - timedelta(hours=hours)
+    [(accounts,)] = db.all(
+        "SELECT count(*) FROM accounts WHERE plan_id = ? AND scope = 'in_scope' AND first_pass_at >= ?",
+        (plan_id, db.time(since)),
+    )
     rows = db.all(
         "SELECT to_state, detail FROM events WHERE plan_id = ? AND at >= ? AND kind = 'released'",
         (plan_id, db.time(since)),
     )
-    accounts = messages = nbytes = 0
-    for to_state, detail in rows:
-        if to_state == "synced":
-            accounts += 1
+    messages = nbytes = 0
+    for _to_state, detail in rows:
         numbers = db.read_json(detail) or {}
         messages += int(numbers.get("messages_done", 0) or 0)
         nbytes += int(numbers.get("bytes_done", 0) or 0)
-    return {"hours": hours, "accounts": accounts, "messages": messages, "bytes": nbytes}
+    return {"hours": hours, "accounts": int(accounts), "messages": messages, "bytes": nbytes}
 
 
 def last_run(db: Raw, plan_id: int, command: str) -> dict[str, Any] | None:
