@@ -162,6 +162,17 @@ def test_upload_then_find_and_count(target: Target, mailbox: str) -> None:
     assert target.find(mailbox, folder, []) == {}
 
 
+def test_withdraw_deletes_exactly_the_given_items(target: Target, mailbox: str) -> None:
+    # what a worker that lost its lease does with the copies it stored too late
+    folder = target.ensure_folder(mailbox, ("Withdraw",), FolderRole.NONE)
+    results = target.upload(mailbox, folder, [item(f"w{n}", n) for n in range(3)])
+    assert all(r.ok and r.target_id for r in results), results
+    target.withdraw(mailbox, folder, [results[1].target_id or ""])  # type: ignore[attr-defined]
+    assert target.count(mailbox, folder) == 2
+    target.withdraw(mailbox, folder, [results[1].target_id or ""])  # type: ignore[attr-defined]  # gone: fine
+    assert target.count(mailbox, folder) == 2
+
+
 def test_find_looks_only_in_the_given_folder(target: Target, mailbox: str) -> None:
     one = target.ensure_folder(mailbox, ("One",), FolderRole.NONE)
     two = target.ensure_folder(mailbox, ("Two",), FolderRole.NONE)

@@ -163,6 +163,17 @@ def test_without_an_internal_date_the_date_header_is_kept_not_now(make: Make, se
     assert stored[b"INTERNALDATE"] == datetime(2023, 11, 5, 12, 30, tzinfo=UTC)  # the Date header
 
 
+def test_withdraw_removes_exactly_the_given_messages(make: Make, server: AclDovecot, mailbox: str) -> None:
+    # what a worker that lost its lease does with the copies it stored too late
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Retirar",), FolderRole.NONE)
+    results = target.upload(mailbox, folder, [item(f"k{n}", raw(n)) for n in range(3)])
+    assert all(r.ok for r in results), results
+    target.withdraw(mailbox, folder, [results[1].target_id or ""])
+    left = _uid_map(server, mailbox, folder.id)
+    assert sorted(int(r.target_id.split(":")[1]) for r in (results[0], results[2]) if r.target_id) == sorted(left)
+
+
 def test_target_ids_are_uidvalidity_and_uid(make: Make, mailbox: str) -> None:
     target = make()
     folder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)

@@ -2,7 +2,9 @@
 
 `MIGRATOR_CRASH_AT=upload:3` makes the process SIGKILL itself right after the third chunk
 upload returned (before the ledger records it). Points: begin_chunk (in-flight rows
-committed), upload (target has the items, ledger not yet), finish_chunk (ledger committed).
+committed), before_upload (the lease was confirmed, the request is about to leave), upload
+(target has the items, ledger not yet), finish_chunk (ledger committed). A third part `:stop`
+freezes the process (SIGSTOP) instead, as a VM pause would: the tests thaw it with SIGCONT.
 Random kills from outside cover every other instant; these pin down the narrow windows.
 Unset in production: the check is one dictionary lookup.
 """
@@ -14,8 +16,10 @@ import signal
 import threading
 
 _SPEC = os.environ.get("MIGRATOR_CRASH_AT", "")
-_POINT, _, _COUNT = _SPEC.partition(":")
+_POINT, _, _REST = _SPEC.partition(":")
+_COUNT, _, _ACTION = _REST.partition(":")
 _AFTER = int(_COUNT) if _COUNT.isdigit() else 1
+_SIGNAL = signal.SIGSTOP if _ACTION == "stop" else signal.SIGKILL
 _seen = 0
 _lock = threading.Lock()
 
@@ -26,5 +30,6 @@ def reached(point: str) -> None:
         return
     with _lock:
         _seen += 1
-        if _seen >= _AFTER:
-            os.kill(os.getpid(), signal.SIGKILL)
+        fire = _seen == _AFTER if _SIGNAL == signal.SIGSTOP else _seen >= _AFTER
+    if fire:  # outside the lock: a frozen process must not hold it when thawed
+        os.kill(os.getpid(), _SIGNAL)

@@ -29,7 +29,7 @@ from migrator.model.mail import FolderInfo, MessageRecord, SkippedMessage, Uploa
 from migrator.model.plan import Plan
 from migrator.store import Store, ledger
 from migrator.store.ledger import Outcome
-from migrator.store.work import Claim
+from migrator.store.work import Claim, LeaseLost
 
 T = TypeVar("T")
 
@@ -344,7 +344,11 @@ class AccountJob:
                 reason = getattr(error, "reason", "rejected")
                 outcomes.append(Outcome(key, "skipped", size=sizes[key], reason=reason, detail=str(error)))
                 self._note_skip(folder, key, reason, str(error))
-        ledger.finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
+        try:
+            ledger.finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
+        except LeaseLost:
+            self._withdraw(folder_id, tfolder, outcomes)
+            raise
         crashpoints.reached("finish_chunk")
         done = [o for o in outcomes if o.state == "done"]
         self.outcome.messages_done += len(done)
@@ -354,6 +358,33 @@ class AccountJob:
         if unresolved is not None:
             # left in flight on purpose: the next attempt asks the target before resending
             raise unresolved
+
+    def _withdraw(self, folder_id: int, tfolder: TargetFolder, outcomes: list[Outcome]) -> None:
+        """This chunk's lease was taken over while its upload was on the way (the process was
+        frozen after confirming the lease: SIGSTOP, a VM pause). The new owner found none of
+        these messages in the target and stored its own copies, which the ledger now holds
+        as done under other ids: ours are duplicates, and are deleted. A message the ledger
+        holds under our id (the new owner found our copy) or has not settled yet stays."""
+        withdraw = getattr(self.ctx.target, "withdraw", None)
+        ours = {o.key: o.target_id for o in outcomes if o.state == "done" and o.target_id}
+        if withdraw is None or not ours:
+            return
+        theirs = ledger.done_target_ids(self.ctx.store, folder_id, list(ours))
+        extra = [tid for key, tid in ours.items() if theirs.get(key) not in (None, tid)]
+        if not extra:
+            return
+        try:
+            withdraw(self.mailbox, tfolder, extra)
+        except MigratorError as exc:
+            self.ctx.progress.note(
+                f"{self.outcome.address}: {len(extra)} message(s) sent after the lease was lost are "
+                f"duplicates and could not be removed from {tfolder.display!r}: {exc.message}"
+            )
+            return
+        self.ctx.progress.note(
+            f"{self.outcome.address}: removed {len(extra)} duplicate(s) this worker sent to "
+            f"{tfolder.display!r} after its lease was taken over"
+        )
 
     def _upload(
         self, tfolder: TargetFolder, items: list[UploadItem], folder_id: int
@@ -373,6 +404,7 @@ class AccountJob:
             before = len(pending)
             hint: float | None = None
             with self.ctx.limiter.slot():
+                crashpoints.reached("before_upload")
                 try:
                     answers = target.upload(self.mailbox, tfolder, list(pending.values()))
                 except TransientError as exc:  # adapters report per item, but be safe

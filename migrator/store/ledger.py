@@ -199,6 +199,21 @@ def target_ids(store: Store, account_id: int, target_folder_id: str) -> set[str]
         )
 
 
+def done_target_ids(store: Store, folder_id: int, keys: Sequence[str]) -> dict[str, str]:
+    """Source key -> target id of the folder's done messages among `keys` (read without a
+    fence: a worker that lost its lease asks what the new owner recorded)."""
+    if not keys:
+        return {}
+    with store.session() as s:
+        rows = s.execute(
+            select(M.c.source_key, M.c.target_id).where(
+                M.c.folder_id == folder_id, M.c.source_key.in_(list(keys)), M.c.state == "done",
+                M.c.target_id.is_not(None),
+            )
+        )
+        return {key: tid for key, tid in rows}
+
+
 def namesake_target_ids(
     store: Store, account_id: int, target_folder_id: str, folder_id: int, keys: Sequence[str]
 ) -> set[str]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from exchangelib import Account, Configuration, Q
+from exchangelib.errors import ErrorItemNotFound
 from exchangelib.fields import FieldPath
 from exchangelib.folders import Folder, FolderCollection
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
@@ -415,6 +416,22 @@ class EwsTarget:
 
         self._call(where, search)
         return found
+
+    def withdraw(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> None:
+        """Hard-delete items this process stored but may not keep (duplicates of what a worker
+        that took the account over stored; see the engine). An item already gone is fine."""
+        ids = [i for i in dict.fromkeys(target_ids) if i]
+        if not ids:
+            return
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def delete() -> None:
+            account = self._account(mailbox)
+            for answer in account.bulk_delete(ids=[(i, None) for i in ids], delete_type="HardDelete"):
+                if isinstance(answer, Exception) and not isinstance(answer, ErrorItemNotFound):
+                    raise answer
+
+        self._call(where, delete)
 
     def inventory(
         self, mailbox: str, folders: Mapping[str, Sequence[str]]

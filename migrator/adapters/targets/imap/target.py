@@ -184,6 +184,25 @@ class ImapTarget:
 
         return self._run(mailbox, where, "UID SEARCH", listing)
 
+    def withdraw(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> None:
+        """Delete messages this process stored but may not keep (duplicates of what a worker
+        that took the account over stored; see the engine): \\Deleted, then UID EXPUNGE of
+        exactly those (UIDPLUS). Without UIDPLUS they stay flagged \\Deleted: a plain EXPUNGE
+        would also erase what the user deleted."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def delete(session: Session) -> None:
+            validity = self._select(session, folder.id, readonly=False)
+            uids = [int(t.split(":", 1)[1]) for t in target_ids
+                    if t.startswith(f"{validity}:") and t.split(":", 1)[1].isdigit()]
+            if not uids:
+                return
+            session.client.delete_messages(uids)
+            if session.has("UIDPLUS"):
+                session.client.uid_expunge(uids)
+
+        self._run(mailbox, where, "UID EXPUNGE", delete)
+
     def find(
         self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
     ) -> dict[str, str]:
