@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, text, update
 
 from migrator.model.errors import StateError
 from migrator.store import open_store
@@ -96,6 +97,16 @@ def test_runs_record_host_pid_times_and_summary(store_url: str, plan_name: str) 
             assert before <= run.started_at <= run.finished_at <= datetime.now(UTC)
         with pytest.raises(StateError, match="run 999999 is not in the state database"):
             store.finish_run(999_999, "done", {})
+        # a run whose process died (SIGKILL) is closed as interrupted when the next one starts
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        killed = store.start_run(plan_id, "run")
+        with store.session(write=True) as s:
+            s.execute(update(RunRow).where(RunRow.id == killed).values(pid=gone.pid))
+        store.start_run(plan_id, "verify")
+        with store.session() as s:
+            run = s.get(RunRow, killed)
+            assert run is not None and run.status == "interrupted" and run.finished_at is not None
     finally:
         store.close()
 

@@ -51,6 +51,16 @@ _TIME_FIELDS = {
 _ACCOUNT_SELECT = f"SELECT {', '.join(_ACCOUNT_FIELDS)} FROM accounts WHERE plan_id = ?"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _account_rows(
     raw: Raw, where: str, params: list[Any], last_discovery: Any
 ) -> Iterator[AccountRow]:
@@ -248,6 +258,7 @@ class Store:
 
     def start_run(self, plan_id: int, command: str) -> int:
         with self.session(write=True) as s:
+            self._close_dead_runs(s, plan_id)
             run = RunRow(
                 plan_id=plan_id,
                 command=command,
@@ -259,6 +270,16 @@ class Store:
             s.add(run)
             s.flush()
             return run.id
+
+    @staticmethod
+    def _close_dead_runs(s: Session, plan_id: int) -> None:
+        """Runs of this host left "running" by a process that no longer exists (SIGKILL, a
+        crash) become "interrupted", so reports and `status` do not show them as going on."""
+        host = socket.gethostname()
+        rows = s.execute(select(R.c.id, R.c.pid).where(R.c.plan_id == plan_id, R.c.status == "running", R.c.host == host))
+        dead = [run_id for run_id, pid in rows if pid and not _alive(int(pid))]
+        if dead:
+            s.execute(update(R).where(R.c.id.in_(dead)).values(status="interrupted", finished_at=utcnow()))
 
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
         if status not in RUN_STATUSES:
