@@ -27,6 +27,8 @@ from migrator.simulator.ews import EwsSimulator
 from tests.fixtures.ews import (
     EXCHANGE_2016,
     SIM_MAILBOX,
+    SIM_PASSWORD,
+    SIM_USER,
     forget_protocols,
     make_account,
     start_simulator,
@@ -488,3 +490,44 @@ def test_x_anchor_mailbox_routes_requests_without_impersonation(ews_sim: EwsSimu
     # Without an anchor the caller's own mailbox is meant, and the service account has none.
     unrouted = requests.post(ews_sim.url, data=envelope.encode(), timeout=5, headers=headers)
     assert b"<m:ResponseCode>ErrorNonExistentMailbox</m:ResponseCode>" in unrouted.content
+
+
+def test_the_simulator_command_throttles_with_retry_after(tmp_path: Path) -> None:
+    # operators rehearse throttling with the command itself: every request gets HTTP 503
+    # with the Retry-After they asked for
+    import base64
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "migrator", "ews-simulator", "--port", str(port), "--data", str(tmp_path / "ews"),
+         "--mailbox", SIM_MAILBOX, "--http503-rate", "1", "--retry-after", "7"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the simulator did not start"
+                time.sleep(0.05)  # waiting for another process to listen
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/EWS/Exchange.asmx", data=b"<x/>", method="POST",
+            headers={"Content-Type": "text/xml", "Authorization": "Basic " + base64.b64encode(
+                f"{SIM_USER}:{SIM_PASSWORD}".encode()).decode()},
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=10)
+        assert answer.value.code == 503 and answer.value.headers["Retry-After"] == "7"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

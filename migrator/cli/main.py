@@ -296,8 +296,11 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
 @click.option("--mailboxes-from", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="File with one address per line.")
 @click.option("--busy-rate", type=click.FloatRange(0, 1), default=0.0, help="Fraction of requests answered ErrorServerBusy.")
 @click.option("--backoff-ms", type=click.IntRange(0), default=1000, show_default=True, help="BackOffMilliseconds in those answers.")
-@click.option("--http503-rate", type=click.FloatRange(0, 1), default=0.0)
+@click.option("--http503-rate", type=click.FloatRange(0, 1), default=0.0, help="Fraction of requests answered HTTP 503.")
+@click.option("--retry-after", type=click.IntRange(0), help="Retry-After seconds in those 503 answers.")
 @click.option("--reset-rate", type=click.FloatRange(0, 1), default=0.0, help="Fraction of connections reset mid-request.")
+@click.option("--lost-answer-rate", type=click.FloatRange(0, 1), default=0.0,
+              help="Fraction of requests carried out whose answer is then lost (connection reset).")
 @click.option("--delay", type=click.FloatRange(0), default=0.0, help="Seconds added to every answer.")
 @click.option("--max-concurrency", type=click.IntRange(1), help="Requests in flight beyond this get ErrorServerBusy.")
 @click.option("--max-request-bytes", type=click.IntRange(1), help="Larger requests are refused.")
@@ -305,8 +308,8 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
 @handle_errors
 def ews_simulator_cmd(
     port: int, data_dir: Path, mailboxes: tuple[str, ...], mailboxes_from: Path | None, busy_rate: float,
-    backoff_ms: int, http503_rate: float, reset_rate: float, delay: float, max_concurrency: int | None,
-    max_request_bytes: int | None, seed: int | None,
+    backoff_ms: int, http503_rate: float, retry_after: int | None, reset_rate: float, lost_answer_rate: float,
+    delay: float, max_concurrency: int | None, max_request_bytes: int | None, seed: int | None,
 ) -> None:
     """Run the local EWS simulator (for tests, benchmarks and the demo) until Ctrl-C.
 
@@ -324,8 +327,9 @@ def ews_simulator_cmd(
     if mailboxes_from:
         boxes += [line.strip() for line in mailboxes_from.read_text(encoding="utf-8").splitlines() if line.strip()]
     faults = Faults(
-        server_busy_rate=busy_rate, backoff_ms=backoff_ms, http503_rate=http503_rate, reset_rate=reset_rate,
-        delay_s=delay, max_concurrency=max_concurrency, max_request_bytes=max_request_bytes, seed=seed,
+        server_busy_rate=busy_rate, backoff_ms=backoff_ms, http503_rate=http503_rate, retry_after_s=retry_after,
+        reset_rate=reset_rate, lost_answer_rate=lost_answer_rate, delay_s=delay, max_concurrency=max_concurrency,
+        max_request_bytes=max_request_bytes, seed=seed,
     )
     serve(port, data_dir, users=users, faults=faults, mailboxes=boxes)
 
