@@ -224,10 +224,6 @@ def _cookie(result: dict[str, Any] | None) -> bytes | None:
     return cookie or None
 
 
-def _count_entries(response: list[dict[str, Any]]) -> int:
-    return sum(1 for item in response if item.get("type") == "searchResEntry")
-
-
 def _to_entry(item: dict[str, Any], names: dict[str, str], want_all: bool) -> DirectoryEntry:
     attributes: dict[str, list[str]] = {name: [] for name in names.values()}
     for key, values in (item.get("raw_attributes") or {}).items():
