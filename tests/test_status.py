@@ -24,27 +24,11 @@ from migrator.model.account import DiscoveredAccount, Scope
 from migrator.store import open_store
 from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
 from migrator.store.types import utcnow
-from tests.fixtures.reports import invoke
+from tests.fixtures.reports import PLAN, invoke
 from tests.fixtures.store import *  # noqa: F403
 
 REPO = Path(__file__).resolve().parents[1]
 
-PLAN = """\
-[plan]
-name = "{name}"
-[directory]
-url = "ldif:{root}/directory.ldif"
-base = "ou=people,dc=example,dc=org"
-[source]
-kind = "maildir"
-root = "{root}/vmail"
-path = "{{root}}/{{domain}}/{{local}}/Maildir"
-[target]
-kind = "ews"
-url = "https://127.0.0.1:1/EWS/Exchange.asmx"
-username = "svc"
-password_env = "MIGRATOR_TEST_UNUSED"
-"""
 
 # address -> (batch, status, passes, messages done, bytes, last error reason)
 PROGRESS: dict[str, tuple[str, str, int, int, int, str | None]] = {

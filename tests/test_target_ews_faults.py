@@ -166,3 +166,39 @@ def test_request_size_limit_below_ours_is_met_by_splitting(harness: TargetHarnes
     assert isinstance(too_big[0].error, PermanentError) and too_big[0].error.reason == "too-large"
     sim.set_faults(Faults())
     assert target.count(mailbox, folder) == 4
+
+
+# --- lost answers and faults aimed at one request (bench/bench_chaos.py needs them) -----------
+# A lost answer (the server stored the items, the connection then broke) is the case the
+# exactly-once protocol exists for: the adapter must find what the server stored instead of
+# reporting it missing, and never store it twice. `operations` and `max_faults` make such a
+# fault hit exactly one chosen request, so tests need no thread racing to clear the faults.
+
+
+def test_a_lost_createitem_answer_is_found_by_tag_not_stored_twice(harness: TargetHarness) -> None:
+    sim: EwsSimulator = harness.server
+    target, mailbox, folder = ready(harness)
+    sim.set_faults(Faults(lost_answer_rate=1.0, operations=frozenset({"CreateItem"}), max_faults=1))
+    sim.reset_stats()
+    results = target.upload(mailbox, folder, items("lost", 3))
+    stats = sim.stats()
+    assert stats.faults == {"lost_answer": 1}  # the lookup (FindItem) drew no fault
+    assert stats.items_created == 3 and stats.requests["CreateItem"] == 1
+    stored = {item.extended["name:8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93:MigratorSourceKey"]: item.id
+              for item in sim.items(mailbox, folder.id)}
+    assert len(stored) == 3
+    assert {r.key: (r.target_id, r.error) for r in results} == {k: (v, None) for k, v in stored.items()}
+
+
+def test_max_faults_bounds_the_faults_and_set_faults_starts_the_count_again(harness: TargetHarness) -> None:
+    sim: EwsSimulator = harness.server
+    target, mailbox, folder = ready(harness)
+    sim.set_faults(Faults(reset_rate=1.0, operations=frozenset({"CreateItem"}), max_faults=1))
+    sim.reset_stats()
+    first = target.upload(mailbox, folder, items("lost", 1))
+    second = target.upload(mailbox, folder, [UploadItem("again", b"Subject: a\r\n\r\nb\r\n", Flags(), None)])
+    assert first[0].error is not None and second[0].error is None
+    assert sim.stats().faults == {"reset": 1}
+    sim.set_faults(Faults(reset_rate=1.0, operations=frozenset({"CreateItem"}), max_faults=1))
+    third = target.upload(mailbox, folder, [UploadItem("third", b"Subject: t\r\n\r\nb\r\n", Flags(), None)])
+    assert third[0].error is not None and sim.stats().faults == {"reset": 2}

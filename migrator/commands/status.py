@@ -8,7 +8,6 @@ from migrator.commands.classify import ou_of_dn
 from migrator.commands.state import plan_reader
 from migrator.model.plan import Plan
 from migrator.store import reporting
-from migrator.store.reporting import MIGRATED
 
 
 def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> dict[str, Any]:
@@ -16,10 +15,8 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
         counts = reporting.account_counts(db, plan_id)
         statuses: dict[str, int] = counts["statuses"]
         total = counts["in_scope"]
-        in_progress = reporting.passes_in_progress(db, plan_id)
-        # migrated: a pass completed, whatever a later delta pass is doing (the same rule as
-        # `routing`); a run killed mid-pass must not make the headline go down
-        migrated = sum(statuses.get(s, 0) for s in MIGRATED) + in_progress["migrated"]
+        progress = reporting.progress_counts(db, plan_id)
+        migrated = progress["migrated"]
         recent = reporting.recent_throughput(db, plan_id)
         remaining = total - migrated
         eta_hours = remaining / recent["accounts"] if recent["accounts"] and remaining else None
@@ -45,7 +42,7 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
                 "pending": statuses.get("pending", 0),
                 "running": statuses.get("running", 0),
                 # running, but the lease expired: the worker died (`migrator run` resumes them)
-                "interrupted": in_progress["stale"],
+                "interrupted": progress["interrupted"],
                 "excluded": sum(counts["excluded"].values()),
                 "invalid": sum(counts["invalid"].values()),
                 "vanished": counts["vanished"],
@@ -61,16 +58,15 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
         }
 
 
-def _by_ou(rows: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+def _by_ou(rows: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
     """Progress per OU of the accounts' DNs (the directory's own structure, whatever the plan's
     batches are), in the shape of the per-batch rows."""
     groups: dict[str, dict[str, Any]] = {}
-    for dn, status, passes in rows:
+    for dn, status, migrated in rows:
         ou = ou_of_dn(dn) or "(none)"
         row = groups.setdefault(ou, {"ou": ou, "total": 0, "migrated": 0, "verified": 0, "failed": 0, "running": 0, "pending": 0})
         row["total"] += 1
-        if status in MIGRATED or (passes and status in ("running", "failed")):
-            row["migrated"] += 1
+        row["migrated"] += migrated
         if status in ("verified", "failed", "running", "pending"):
             row[status] += 1
     return [groups[k] for k in sorted(groups)]

@@ -22,7 +22,8 @@ from migrator.commands.secrets import source_password, target_secrets
 from migrator.commands.state import in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
 from migrator.model.plan import Plan
-from migrator.store import ledger, verification, work
+from migrator.store import ledger, verification
+from migrator.store.owners import process_gone
 from migrator.store.verification import FolderCheck
 
 _FIND_BATCH = 100
@@ -171,7 +172,7 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
     if row.status == "running":
         result.ok = False
         expired = row.lease_expires_at is not None and row.lease_expires_at < datetime.now(UTC)
-        if expired or work.process_gone(row.lease_owner):
+        if expired or process_gone(row.lease_owner):
             # a SIGKILL or a crash leaves the account "running" until a run takes it over
             result.error = "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
         else:

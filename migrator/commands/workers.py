@@ -8,8 +8,8 @@ from typing import Any
 from migrator.commands.state import plan_store
 from migrator.model.plan import Plan
 from migrator.store.fleet import ceiling_of, list_workers, set_ceiling, target_key
+from migrator.store.owners import process_gone
 from migrator.store.types import utcnow
-from migrator.store.work import process_gone
 
 RECENT = timedelta(hours=24)  # stopped workers older than this are shown only with --all
 

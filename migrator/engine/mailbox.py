@@ -399,6 +399,7 @@ class AccountJob:
         attempt = 0
         last: TransientError | None = None
         namesakes: set[str] | None = None  # ids other source folders' copies of our keys hold
+        given: set[str] = set()  # target ids settled for this chunk's messages so far
         while pending:
             attempt += 1
             before = len(pending)
@@ -417,12 +418,10 @@ class AccountJob:
                 if answer.error is None:
                     if namesakes is None:
                         shared = any(t == tfolder.id for f, t in self._targets.items() if f != folder_id)
-                        namesakes = ledger.namesake_target_ids(
-                            self.ctx.store, self.claim.account_id, tfolder.id, folder_id, list(pending)
+                        namesakes = ledger.target_ids(
+                            self.ctx.store, self.claim.account_id, tfolder.id, keys=list(pending), other_than=folder_id
                         ) if shared else set()
-                    taken = answer.target_id is not None and (
-                        answer.target_id in namesakes or any(answer.target_id == tid for tid, _ in settled.values())
-                    )
+                    taken = answer.target_id is not None and (answer.target_id in namesakes or answer.target_id in given)
                     if taken:
                         # the target found an item by its tag after an ambiguous failure, but
                         # that item is another message's copy (a namesake from another source
@@ -433,6 +432,8 @@ class AccountJob:
                         )
                         continue
                     settled[answer.key] = (answer.target_id, None)
+                    if answer.target_id is not None:
+                        given.add(answer.target_id)
                     del pending[answer.key]
                 elif isinstance(answer.error, PermanentError):
                     settled[answer.key] = (None, answer.error)
@@ -458,15 +459,14 @@ class AccountJob:
                 break
             # the server may have stored some of them before failing: ask before resending
             try:
-                found = self._confirm(
-                    tfolder, list(pending.values()), folder_id, [tid for tid, err in settled.values() if tid and not err]
-                )
+                found = self._confirm(tfolder, list(pending.values()), folder_id, list(given))
             except TransientError as exc:
                 last = exc
                 break
             for key, target_id in found.items():
                 if key in pending:
                     settled[key] = (target_id, None)
+                    given.add(target_id)
                     del pending[key]
         if pending:
             assert last is not None

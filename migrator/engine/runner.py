@@ -217,12 +217,9 @@ class Runner:
         started = time.monotonic()
         self.store.on_reconnect_wait = self.progress.note
         counts = self.store.discovery_counts(self.plan_id)
-        statuses = counts.get("statuses", {})
-        with self.store.reader() as db:  # as `status` counts them: a completed pass is migrated
-            in_progress = reporting.passes_in_progress(db, self.plan_id)["migrated"]
-        self.progress.run_started(
-            counts["in_scope"], statuses.get("synced", 0) + statuses.get("verified", 0) + in_progress
-        )
+        with self.store.reader() as db:  # counted as `status` counts them
+            migrated = reporting.progress_counts(db, self.plan_id)["migrated"]
+        self.progress.run_started(counts["in_scope"], migrated)
         self._join_fleet()
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()

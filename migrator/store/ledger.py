@@ -180,23 +180,34 @@ def known_keys(store: Store, folder_id: int) -> set[str]:
         return {key for (key,) in rows}
 
 
-def target_ids(store: Store, account_id: int, target_folder_id: str) -> set[str]:
+def target_ids(
+    store: Store, account_id: int, target_folder_id: str, *,
+    keys: Sequence[str] | None = None, other_than: int | None = None,
+) -> set[str]:
     """Target ids of the account's done messages in one target folder, from every source
     folder that lands there ("Sent" and "Elementos enviados" both go to Sent Items): a search
-    for an interrupted upload must never take one of these for it, or that copy is lost."""
+    for an interrupted upload must never take one of these for it, or that copy is lost.
+
+    `keys` and `other_than` (a source folder id) narrow it to the namesakes of a chunk: keys
+    are unique per source folder only, so another folder may hold a key K too, and both copies
+    carry tag K in the target folder. Narrowed, it is one indexed lookup (the keys are few)."""
+    where = [
+        F.c.account_id == account_id,
+        F.c.target_folder_id == target_folder_id,
+        M.c.state == "done",
+        M.c.target_id.is_not(None),
+    ]
+    if other_than is not None:
+        where.append(F.c.id != other_than)
+    if keys is not None:
+        if not keys:
+            return set()
+        # a row re-keyed after an IMAP renumbering is tagged with its old key (tag_key) and is
+        # left out unless that is one of ours too
+        wanted = list(keys)
+        where.append(M.c.source_key.in_(wanted) & (M.c.tag_key.is_(None) | M.c.tag_key.in_(wanted)))
     with store.session() as s:
-        return set(
-            s.execute(
-                select(M.c.target_id)
-                .select_from(M.join(F, F.c.id == M.c.folder_id))
-                .where(
-                    F.c.account_id == account_id,
-                    F.c.target_folder_id == target_folder_id,
-                    M.c.state == "done",
-                    M.c.target_id.is_not(None),
-                )
-            ).scalars()
-        )
+        return set(s.execute(select(M.c.target_id).select_from(M.join(F, F.c.id == M.c.folder_id)).where(*where)).scalars())
 
 
 def done_target_ids(store: Store, folder_id: int, keys: Sequence[str]) -> dict[str, str]:
@@ -212,37 +223,6 @@ def done_target_ids(store: Store, folder_id: int, keys: Sequence[str]) -> dict[s
             )
         )
         return {key: tid for key, tid in rows}
-
-
-def namesake_target_ids(
-    store: Store, account_id: int, target_folder_id: str, folder_id: int, keys: Sequence[str]
-) -> set[str]:
-    """Target ids of done messages of the account's *other* source folders that land in the
-    same target folder under one of `keys`. Keys are unique per source folder only: "Sent"
-    and "Elementos enviados" may both hold a key K, and both copies carry tag K in Sent Items.
-    An upload answer naming one of these ids for this folder's K found the other folder's
-    copy, not ours. One indexed lookup per chunk (the keys are few)."""
-    if not keys:
-        return set()
-    # through the (folder_id, source_key) index; a row re-keyed after an IMAP renumbering is
-    # tagged with its old key (tag_key) and is left out unless that is one of ours too
-    wanted = list(keys)
-    tagged = M.c.source_key.in_(wanted) & (M.c.tag_key.is_(None) | M.c.tag_key.in_(wanted))
-    with store.session() as s:
-        return set(
-            s.execute(
-                select(M.c.target_id)
-                .select_from(M.join(F, F.c.id == M.c.folder_id))
-                .where(
-                    F.c.account_id == account_id,
-                    F.c.target_folder_id == target_folder_id,
-                    F.c.id != folder_id,
-                    M.c.state == "done",
-                    M.c.target_id.is_not(None),
-                    tagged,
-                )
-            ).scalars()
-        )
 
 
 def begin_chunk(

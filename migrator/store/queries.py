@@ -6,8 +6,9 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, or_, select
+from sqlalchemy import Table, func, or_, select, text
 
+from migrator.store.reporting import MIGRATED_SQL
 from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
 from migrator.store.store import Store
 
@@ -16,7 +17,6 @@ E = cast(Table, EventRow.__table__)
 F = cast(Table, FolderRow.__table__)
 M = cast(Table, MessageRow.__table__)
 
-MIGRATED = ("synced", "verified")
 
 _REPORT_COLUMNS = (
     A.c.id,
@@ -140,9 +140,8 @@ def routable_accounts(store: Store, plan_id: int, batches: Sequence[str] = ()) -
     """Accounts in scope whose mail is in the target, by address: synced or verified, and also
     those with a completed pass that a delta pass is working on or failed on right now (their
     users already read mail in Exchange: dropping them from routing would send mail back)."""
-    migrated = or_(A.c.status.in_(MIGRATED), and_(A.c.passes > 0, A.c.status.in_(("running", "failed"))))
     stmt = select(A.c.address, A.c.target_address, A.c.aliases, A.c.batch).where(
-        A.c.plan_id == plan_id, A.c.scope == "in_scope", migrated, A.c.address.is_not(None)
+        A.c.plan_id == plan_id, A.c.scope == "in_scope", text(MIGRATED_SQL), A.c.address.is_not(None)
     )
     if batches:
         stmt = stmt.where(A.c.batch.in_(list(batches)))

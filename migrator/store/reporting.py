@@ -12,7 +12,11 @@ from typing import Any
 
 from migrator.store.raw import Raw
 
-MIGRATED = ("synced", "verified")
+# "N of M accounts migrated": a pass completed, whatever a later delta pass is doing (at work,
+# failed, or killed: a SIGKILL must not make the headline go down). The one rule for status,
+# the per-batch/OU rows, run's live count and routing; the view v_progress_by_batch (migration
+# 0005) spells out the same.
+MIGRATED_SQL = "(status IN ('synced', 'verified') OR (passes > 0 AND status IN ('running', 'failed')))"
 
 
 def plan_id(db: Raw, name: str) -> int | None:
@@ -44,18 +48,17 @@ def account_counts(db: Raw, plan_id: int) -> dict[str, Any]:
     return counts
 
 
-def passes_in_progress(db: Raw, plan_id: int) -> dict[str, int]:
-    """Accounts "running" or "failed" that a pass completed before: still migrated (a delta
-    pass is at work or failed on them; a SIGKILL leaves them "running"), and of the running
-    ones those whose lease expired (their worker is gone)."""
+def progress_counts(db: Raw, plan_id: int) -> dict[str, int]:
+    """Accounts in scope migrated (MIGRATED_SQL), and "running" ones whose lease expired: their
+    worker is gone (a SIGKILL), and the next `migrator run` resumes them."""
     now = db.time(datetime.now(UTC))
-    [(migrated, stale)] = db.all(
-        "SELECT coalesce(sum(CASE WHEN passes > 0 THEN 1 ELSE 0 END), 0),"
+    [(migrated, interrupted)] = db.all(
+        f"SELECT coalesce(sum(CASE WHEN {MIGRATED_SQL} THEN 1 ELSE 0 END), 0),"
         " coalesce(sum(CASE WHEN status = 'running' AND lease_expires_at < ? THEN 1 ELSE 0 END), 0)"
-        " FROM accounts WHERE plan_id = ? AND scope = 'in_scope' AND status IN ('running', 'failed')",
+        " FROM accounts WHERE plan_id = ? AND scope = 'in_scope'",
         (now, plan_id),
     )
-    return {"migrated": int(migrated), "stale": int(stale)}
+    return {"migrated": int(migrated), "interrupted": int(interrupted)}
 
 
 def batch_sizes(db: Raw, plan_id: int) -> dict[str, int]:
@@ -70,10 +73,9 @@ def batch_sizes(db: Raw, plan_id: int) -> dict[str, int]:
     return sizes
 
 
-_BY_BATCH = """
+_BY_BATCH = f"""
 SELECT batch, count(*),
-  sum(CASE WHEN status IN ('synced', 'verified') OR (passes > 0 AND status IN ('running', 'failed'))
-      THEN 1 ELSE 0 END),
+  sum(CASE WHEN {MIGRATED_SQL} THEN 1 ELSE 0 END),
   sum(CASE WHEN status = 'verified' THEN 1 ELSE 0 END),
   sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
   sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END),
@@ -91,11 +93,12 @@ def progress_by_batch(db: Raw, plan_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def dn_statuses(db: Raw, plan_id: int) -> list[tuple[str, str, int]]:
-    """(DN, status, passes) of every account in scope, for groupings the database cannot
+def dn_statuses(db: Raw, plan_id: int) -> list[tuple[str, str, bool]]:
+    """(DN, status, migrated) of every account in scope, for groupings the database cannot
     compute (OU)."""
-    return [(dn, status, int(passes)) for dn, status, passes in db.all(
-        "SELECT dn, status, passes FROM accounts WHERE plan_id = ? AND scope = 'in_scope'", (plan_id,)
+    return [(dn, status, bool(migrated)) for dn, status, migrated in db.all(
+        f"SELECT dn, status, CASE WHEN {MIGRATED_SQL} THEN 1 ELSE 0 END FROM accounts"
+        " WHERE plan_id = ? AND scope = 'in_scope'", (plan_id,)
     )]  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError, UsageError
 from migrator.store import discovery, reporting
 from migrator.store.connect import connect, describe
+from migrator.store.owners import process_gone
 from migrator.store.raw import Raw
 from migrator.store.rows import (
     ALL_STATES,
@@ -49,16 +50,6 @@ _TIME_FIELDS = {
     "lease_expires_at", "heartbeat_at",
 }  # fmt: skip
 _ACCOUNT_SELECT = f"SELECT {', '.join(_ACCOUNT_FIELDS)} FROM accounts WHERE plan_id = ?"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _account_rows(
@@ -277,7 +268,7 @@ class Store:
         crash) become "interrupted", so reports and `status` do not show them as going on."""
         host = socket.gethostname()
         rows = s.execute(select(R.c.id, R.c.pid).where(R.c.plan_id == plan_id, R.c.status == "running", R.c.host == host))
-        dead = [run_id for run_id, pid in rows if pid and not _alive(int(pid))]
+        dead = [run_id for run_id, pid in rows if pid and process_gone(f"{host}:{pid}")]
         if dead:
             s.execute(update(R).where(R.c.id.in_(dead)).values(status="interrupted", finished_at=utcnow()))
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from migrator.model.errors import MigratorError
+from migrator.store.owners import process_gone
 from migrator.store.schema import AccountDbRow, EventRow
 from migrator.store.store import Store
 from migrator.store.types import utcnow
@@ -39,27 +40,6 @@ def worker_name() -> str:
     """host:pid — unique among live processes, and tells a later run on this host whether
     the owner of a lease is still alive."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def process_gone(owner: str | None) -> bool:
-    """True when `owner` (host:pid) ran on this host and its process no longer exists."""
-    return _owner_is_dead(owner)
-
-
-def _owner_is_dead(owner: str | None) -> bool:
-    """True when `owner` ran on this host and its process is gone (crash, kill -9)."""
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 @dataclass(frozen=True)
@@ -230,7 +210,7 @@ def _release_dead_owners(store: Store, plan_id: int) -> None:
                 A.c.lease_expires_at > utcnow(),
             )
         ).all()
-    dead = [(aid, owner) for aid, owner in owners if _owner_is_dead(owner)]
+    dead = [(aid, owner) for aid, owner in owners if process_gone(owner)]
     if not dead:
         return
     with store.session(write=True) as s:
@@ -431,7 +411,7 @@ def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -
     now = utcnow()
     with store.session(write=True) as s:
         row = s.execute(select(A.c.status, A.c.lease_expires_at, A.c.lease_owner).where(A.c.id == account_id)).one()
-        if row.status == "running" and row.lease_expires_at and row.lease_expires_at > now and not _owner_is_dead(row.lease_owner):
+        if row.status == "running" and row.lease_expires_at and row.lease_expires_at > now and not process_gone(row.lease_owner):
             raise MigratorError(
                 f"account is being migrated right now by {row.lease_owner}",
                 hint="stop that run (or wait for it to finish), then reset",
