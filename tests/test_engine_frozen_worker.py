@@ -52,10 +52,16 @@ def test_a_worker_thawed_after_a_takeover_removes_its_duplicates(tmp_path: Path)
             assert other.returncode == 0, other.stderr
             c.compare(address)
         finally:
+            before = c.sim.stats().items_created
             os.kill(zombie.pid, signal.SIGCONT)
         out, err = zombie.communicate(timeout=120)
-        # thawed, its request leaves: the ledger refuses it, and what it created is removed
+        late = c.sim.stats().items_created - before
         c.compare(address)  # each source message exactly once, as before the zombie woke up
-        assert "removed 2 duplicate(s)" in out + err, (out + err)[-3000:]
+        # Thawed, its request usually leaves: the ledger then refuses it, and what it created
+        # is removed. Now and then the woken process learns first that its lease is gone and
+        # sends nothing (CI saw it): nothing to remove then, and no duplicate either.
+        assert late in (0, 2), late
+        if late:
+            assert "removed 2 duplicate(s)" in out + err, (out + err)[-3000:]
     finally:
         c.sim.stop()
