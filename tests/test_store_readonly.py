@@ -212,3 +212,34 @@ def test_a_read_session_cannot_write_and_accounts_registers_no_plan(
                     assert conn.execute(text("SELECT count(*) FROM plans WHERE name = 't'")).scalar() == (0 if each == url else 1)
             finally:
                 store.close()
+
+
+def test_events_follow_sees_a_writer_that_started_after_it(reported_campaign: Reported, tmp_path: Path) -> None:
+    from migrator.commands.events import follow_events
+    from migrator.plan import load_plan
+
+    path = copy_state(reported_campaign, tmp_path / "follow")
+    db = sqlite3.connect(path)
+    newest = db.execute("SELECT max(id) FROM events").fetchone()[0]
+    db.close()
+    assert not (tmp_path / "follow" / "state.db-wal").exists()  # nobody has it open
+    writer: list[sqlite3.Connection] = []
+    ticks = iter([0.0, 1.0, 99.0])  # start; after the first poll; after the second: past the end
+
+    def clock() -> float:
+        now = next(ticks)
+        if now == 1.0:  # the follower has read once, with nobody else on the file: a writer starts
+            conn = sqlite3.connect(path)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("INSERT INTO events (at, plan_id, kind) SELECT '2030-01-01 00:00:00.000000', id, 'probe' FROM plans")
+            conn.commit()
+            writer.append(conn)  # stays open: its commit is in the -wal only
+        return now
+
+    try:
+        seen = list(follow_events(load_plan(reported_campaign.plan_path), after_id=newest, state_url=f"sqlite:///{path}",
+                                  poll_seconds=0.01, timeout=10, clock=clock))
+    finally:
+        for conn in writer:
+            conn.close()
+    assert [e["kind"] for e in seen] == ["probe"]
