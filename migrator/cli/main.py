@@ -15,7 +15,7 @@ from migrator.cli.signals import graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
 from migrator.model.errors import EXIT_FATAL
 from migrator.plan import load_plan
-from migrator.report.console import console, print_json
+from migrator.report.console import console, error_console, print_json, safe
 from migrator.report.discovery import account_json, render_accounts, render_discovery
 from migrator.report.dry_run import render_dry_run
 from migrator.report.jsonlog import JsonLinesProgress
@@ -39,6 +39,9 @@ def cli() -> None:
     Exit codes: 0 all done; 1 finished, some accounts failed or were skipped; 2 usage, plan,
     directory or database error; 130/143 interrupted (state is consistent, run again).
     """
+    from migrator.commands import state
+
+    state.on_schema_change = lambda text: error_console().print(f"note: {safe(text, 2000)}")
 
 
 @cli.command("check-plan")
@@ -287,6 +290,44 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
         )
     name = reset(plan, address, state_url=state_url)
     console().print(f"{name}: progress forgotten; the account is pending again")
+
+
+@cli.command("upgrade")
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The plan whose state database to upgrade (or name it with --state / $MIGRATOR_STATE).",
+)
+@state_option
+@json_option
+@handle_errors
+def upgrade_cmd(plan_path: Path | None, state_url: str | None, as_json: bool) -> None:
+    """Upgrade the state database's schema to this migrator's (or create it).
+
+    The other commands never upgrade a PostgreSQL schema, and read commands never upgrade any:
+    run this once, after stopping `migrator run` on every host. It refuses while workers still
+    send heartbeats (docs/multihost.md).
+    """
+    import os
+
+    from migrator.commands.upgrade import upgrade_state
+    from migrator.model.errors import UsageError
+
+    if plan_path is None and not state_url and not os.environ.get("MIGRATOR_STATE"):
+        raise UsageError(
+            "which state database? none named", hint="give --plan FILE or --state URL"
+        )
+    plan = load_plan(plan_path) if plan_path is not None else None
+    done = upgrade_state(plan, state_url)
+    if as_json:
+        print_json(done)
+    elif not done["changed"]:
+        console().print(f"state database {done['state']} is at schema {done['after']} already; nothing to do")
+    elif done["before"] is None:
+        console().print(f"state database {done['state']} created at schema {done['after']}")
+    else:
+        console().print(f"state database {done['state']} upgraded from schema {done['before']} to {done['after']}")
 
 
 @cli.command("ews-simulator")

@@ -62,7 +62,7 @@ def dry_run_plan(
     secrets = target_secrets(plan)
     password = source_password(plan)
     report = DryRunReport()
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
         rows = in_scope_accounts(store, plan_id, batches=batches, addresses=addresses)
         if limit is not None:
             rows = rows[:limit]

@@ -26,7 +26,7 @@ def prepare_retry(
     """Reset the attempt counters of failed accounts (all, or the named ones) and, with
     `skipped`, forget their skipped messages so the next pass tries them again. Returns the
     addresses made eligible."""
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="write") as (store, plan_id):
         ids: list[int] | None = None
         names: list[str] = []
         if addresses:
@@ -45,7 +45,7 @@ def prepare_retry(
 
 
 def reset(plan: Plan, address: str, *, state_url: str | None = None) -> str:
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="write") as (store, plan_id):
         row = _account(store, plan_id, plan, address)
         reset_account(store, plan_id, int(row["id"]), worker=worker_name())
         return str(row["address"] or row["key"])

@@ -46,7 +46,7 @@ def routing_lines(
 ) -> Routing:
     """One line per synced or verified account (of these batches), sorted by address."""
     result = nexthop_for(plan, nexthop)
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
         rows = queries.routable_accounts(store, plan_id, batches)
     addresses = sorted({str(r["address"]).lower() for r in rows if r["address"]})
     unsafe = [a for a in addresses if not _SAFE_ADDRESS.match(a)]

@@ -38,7 +38,7 @@ def run(
     """Migrate pending accounts and delta-pass migrated ones; resumable at any instant."""
     secrets = target_secrets(plan)
     password = source_password(plan)
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="write") as (store, plan_id):
         if store.discovery_counts(plan_id)["total"] == 0:
             raise UsageError(
                 f"plan {plan.name!r} has no accounts in {store.url}",

@@ -121,7 +121,7 @@ def show_account(
     events_limit: int = 50,
     read_source: bool = True,
 ) -> dict[str, Any]:
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
         account = queries.find_account(store, plan_id, address)
         if account is None:
             raise UsageError(

@@ -91,7 +91,7 @@ def verify(
     secrets = target_secrets(plan)
     password = source_password(plan)
     report = VerifyReport()
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="write") as (store, plan_id):
         # accounts with at least one finished pass (a failed later pass still has one)
         rows = [
             r

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -158,12 +159,55 @@ def _check_no_secret_in_url(reader: _Reader, key: str, url: str | None) -> None:
         return
     parts = urlsplit(url)
     if parts.password is not None or parts.username is not None:
+        if reader.section == "state":
+            _check_no_password_in_state_url(reader, key, url)
+            return
         raise reader._err(
             key,
             "contains a user name or password; plans must never contain passwords",
             hint="put the user in bind_dn/username and the password in an environment "
             "variable (password_env) or a file (password_file)",
         )
+
+
+def _check_no_password_in_state_url(reader: _Reader, key: str, url: str) -> None:
+    """A database user name is no secret (and libpq would otherwise take the login name of
+    whoever runs migrator, which differs from host to host); a password is."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password is not None or re.match(r"^[^:/?#]+://[^/?#@]*:[^/?#@]*@", url):
+        raise reader._err(
+            key,
+            "contains a password; plans must never contain passwords",
+            hint="keep the user in the URL (postgresql://migrator@db.example.org/ife) and give "
+            "the password in PGPASSWORD or ~/.pgpass",
+        )
+
+
+def resolve_state_url(url: str, base: Path) -> str:
+    """A SQLite URL whose file path is relative, made absolute from `base` (the plan's folder),
+    as every other path in a plan; any other URL unchanged.
+
+    The folder's own % and ? are escaped: SQLAlchemy reads %XX escapes and a query in the URL.
+    """
+    match = re.match(r"^(sqlite(?:\+\w+)?:///)(.*)$", url.strip(), re.DOTALL)
+    if match is None:
+        return url
+    prefix, rest = match.groups()
+    path, question, query = rest.partition("?")
+    if path in ("", ":memory:") or path.startswith("/"):
+        return url
+    if path.startswith("~"):
+        expanded = Path(path).expanduser()
+        if expanded.is_absolute():
+            return prefix + _url_path(str(expanded)) + question + query
+    return prefix + _url_path(str(base)).rstrip("/") + "/" + path + question + query
+
+
+def _url_path(path: str) -> str:
+    return path.replace("%", "%25").replace("?", "%3F")
 
 
 def _template(reader: _Reader, key: str, text: str | None, allowed: set[str]) -> None:
@@ -440,6 +484,18 @@ def _resolve(base: Path, value: str | None) -> str | None:
     return str(path if path.is_absolute() else (base / path))
 
 
+def _resolve_template(base: Path, template: str | None) -> str | None:
+    """A path template that renders a relative path ("vmail/{domain}/{uid}") starts at the
+    plan's folder too. One that starts with {root} or / is absolute already: a directory value
+    with a / never reaches a path (discovery refuses it), so no field can make it relative."""
+    if template is None or template.startswith(("{root}", "/")):
+        return template
+    if template.startswith("~"):
+        return os.path.expanduser(template)
+    folder = str(base).replace("{", "{{").replace("}", "}}").rstrip("/")
+    return f"{folder}/{template}"
+
+
 def load_plan(path: str | Path) -> Plan:
     file = str(path)
     try:
@@ -464,6 +520,8 @@ def load_plan(path: str | Path) -> Plan:
     source = _replace(
         source,
         root=_resolve(base, source.root),
+        path=_resolve_template(base, source.path),
+        folders_path=_resolve_template(base, source.folders_path),
         password_file=_resolve(base, source.password_file),
         ca_file=_resolve(base, source.ca_file),
     )
@@ -473,7 +531,8 @@ def load_plan(path: str | Path) -> Plan:
         client_secret_file=_resolve(base, plan.target.client_secret_file),
         ca_file=_resolve(base, plan.target.ca_file),
     )
-    return _replace(plan, directory=directory, source=source, target=target)
+    state_url = resolve_state_url(plan.state_url, base) if plan.state_url else None
+    return _replace(plan, directory=directory, source=source, target=target, state_url=state_url)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

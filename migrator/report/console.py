@@ -18,7 +18,8 @@ def console(file: IO[str] | None = None) -> Console:
 
 
 def error_console() -> Console:
-    return Console(file=sys.stderr, highlight=False)
+    # not a terminal (a log, cron's mail): one line per message, never a path broken in two
+    return Console(file=sys.stderr, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def safe(value: object, limit: int = 60) -> str:

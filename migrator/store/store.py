@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError, UsageError
+from migrator.model.plan import DEFAULT_STATE_URL
 from migrator.store import discovery, reporting
-from migrator.store.connect import connect, describe
+from migrator.store.access import Access
+from migrator.store.connect import SchemaChange, connect, describe
 from migrator.store.owners import process_gone
 from migrator.store.raw import Raw
 from migrator.store.rows import (
@@ -32,7 +34,7 @@ from migrator.store.rows import (
 from migrator.store.schema import AccountDbRow, EventRow, PlanRow, RunRow
 from migrator.store.types import utcnow
 
-DEFAULT_URL = "sqlite:///state/migrator.db"
+DEFAULT_URL = DEFAULT_STATE_URL  # relative to the current directory here
 # How long a session waits for a PostgreSQL server that went away (restart, failover) before
 # the command gives up with a StateError. A restart takes seconds; two minutes leave room.
 RECONNECT_SECONDS = float(os.environ.get("MIGRATOR_STATE_RECONNECT_SECONDS", "120"))
@@ -92,9 +94,11 @@ def is_disconnect(exc: BaseException, backend: str) -> bool:
 class Store:
     """State of every plan in one database. Thread-safe; open one per process."""
 
-    def __init__(self, engine: Engine, shown_url: str) -> None:
+    def __init__(self, engine: Engine, shown_url: str, schema_change: SchemaChange | None = None) -> None:
         self.engine = engine
         self.url = shown_url  # password masked, safe to print
+        # what opening did to the schema (created it, upgraded it), for the command to say
+        self.schema_change = schema_change
         # PostgreSQL: sessions that cannot connect wait up to this long for the server
         self.reconnect_seconds = RECONNECT_SECONDS
         # told (once per outage and session) that the database is unreachable and we wait
@@ -413,11 +417,13 @@ def _quiet_rollback(session: Session) -> None:
         session.rollback()
 
 
-def open_store(url: str = DEFAULT_URL) -> Store:
-    """Open (creating or upgrading as needed) the state database at `url`.
+def open_store(url: str = DEFAULT_URL, access: Access = "create") -> Store:
+    """Open the state database at `url` for what `access` allows (see store/access.py): the
+    default creates a missing database and upgrades an older SQLite schema.
 
-    sqlite:///relative/path.db is relative to the current directory; postgresql://... uses
-    psycopg 3. Raises StateError, without the URL's password, when it cannot be opened.
+    sqlite:///relative/path.db is relative to the current directory (commands resolve a plan's
+    URL from the plan's folder before); postgresql://... uses psycopg 3. Raises StateError,
+    without the URL's password, when it cannot be opened.
     """
-    engine, shown = connect(url)
-    return Store(engine, shown)
+    engine, shown, change = connect(url, access)
+    return Store(engine, shown, change)
