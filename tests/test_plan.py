@@ -144,3 +144,72 @@ def test_secrets_come_from_env_or_file(tmp_path: Path, monkeypatch: pytest.Monke
         read_secret("directory password", env="MIGRATOR_TEST_SECRET", file=None)
     with pytest.raises(SecretError, match="does not exist"):
         read_secret("x", env=None, file=str(tmp_path / "missing"))
+
+
+IMAP_SOURCE = 'kind = "imap"\nhost = "imap.ife.org.mx"\npassword_env = "MIGRATOR_IMAP_PASSWORD"'
+NUMBERS = [
+    # (section text to add or change, key, a value too small, a value too large)
+    ("directory", "page_size", 0, 100_001),
+    ("directory", "timeout", 0, 86_401),
+    ("source", "port", 0, 65_536),
+    ("source", "timeout", -1, 1e9),
+    ("target", "max_message_size", 0, 2**31),
+    ("target", "timeout", 0.0, 86_401),
+    ("run", "workers", 0, 100_000),
+    ("run", "max_account_attempts", 0, 1001),
+    ("run", "chunk_messages", 0, 10_001),
+    ("run", "chunk_bytes", 1023, 2**30 + 1),
+    ("run", "target_concurrency", 0, 1025),
+    ("run", "lease_seconds", 9, 86_401),
+]
+
+
+def _with_key(section: str, key: str, value: float) -> str:
+    text = GOOD if section != "source" else broken(
+        'kind = "maildir"\nroot = "/var/vmail"\npath = "{root}/{domain}/{uid}/Maildir"', IMAP_SOURCE)
+    if section == "run":
+        return text + f"[run]\n{key} = {value!r}\n"
+    header = f"[{section}]\n"
+    return text.replace(header, f"{header}{key} = {value!r}\n", 1)
+
+
+@pytest.mark.parametrize(("section", "key", "low", "high"), NUMBERS)
+def test_every_number_in_a_plan_has_bounds(section: str, key: str, low: float, high: float) -> None:
+    for value in (low, high):
+        with pytest.raises(PlanError) as info:
+            parse_plan(_with_key(section, key, value), "p.toml")
+        assert info.value.key == f"{section}.{key}"
+        assert "must be between" in info.value.problem, info.value.problem
+
+
+def test_plan_bounds_are_the_command_line_bounds(tmp_path: Path) -> None:
+    """`[run] workers = 100000` passed check-plan while --workers stopped at 256; the run then
+    tried to start 100,000 threads. Both now read one table (model/limits.py)."""
+    from click.testing import CliRunner
+
+    from migrator.cli.main import cli
+    from migrator.model import limits
+    from migrator.model.plan import DirectorySettings, RunSettings, SourceSettings, TargetSettings
+
+    plan_file = tmp_path / "p.toml"
+    runner = CliRunner()
+    plan_file.write_text(_with_key("run", "workers", 100_000))
+    result = runner.invoke(cli, ["check-plan", "--plan", str(plan_file)])
+    assert result.exit_code == 2
+    assert "[run.workers]: must be between 1 and 256" in result.output and "100,000" in result.output
+    plan_file.write_text(_with_key("run", "workers", limits.WORKERS.high))
+    assert runner.invoke(cli, ["check-plan", "--plan", str(plan_file)]).exit_code == 0
+    for command in ("run", "verify", "retry"):
+        too_many = runner.invoke(cli, [command, "--plan", str(plan_file), "--workers", str(limits.WORKERS.high + 1)])
+        assert too_many.exit_code == 2 and "1<=x<=256" in too_many.output, too_many.output
+    # the defaults lie inside the bounds
+    run, directory, target = RunSettings(), DirectorySettings(url="ldap://x", base="dc=x"), TargetSettings(kind="ews")
+    assert run.workers in range(int(limits.WORKERS.low), int(limits.WORKERS.high) + 1)
+    for value, bound in (
+        (run.max_account_attempts, limits.MAX_ACCOUNT_ATTEMPTS), (run.chunk_messages, limits.CHUNK_MESSAGES),
+        (run.chunk_bytes, limits.CHUNK_BYTES), (run.target_concurrency, limits.TARGET_CONCURRENCY),
+        (run.lease_seconds, limits.LEASE_SECONDS), (directory.page_size, limits.PAGE_SIZE),
+        (directory.timeout, limits.TIMEOUT), (SourceSettings(kind="imap").timeout, limits.TIMEOUT),
+        (target.timeout, limits.TIMEOUT), (target.max_message_size, limits.MAX_MESSAGE_SIZE),
+    ):
+        assert bound.low <= value <= bound.high

@@ -9,10 +9,11 @@ import click
 
 from migrator import __version__
 from migrator.cli.errors import handle_errors
-from migrator.cli.options import json_option, log_format_option, plan_option, state_option
+from migrator.cli.options import bounded, json_option, log_format_option, plan_option, state_option, workers_type
 from migrator.cli.reports import register as register_reports
 from migrator.cli.signals import graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
+from migrator.model import limits
 from migrator.model.errors import EXIT_FATAL
 from migrator.plan import load_plan
 from migrator.report.console import console, print_json
@@ -97,7 +98,7 @@ def accounts_cmd(
 @state_option
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
-@click.option("--workers", type=click.IntRange(1, 256), help="Accounts migrated at once (default: the plan's [run] workers).")
+@click.option("--workers", type=workers_type, help="Accounts migrated at once (default: the plan's [run] workers).")
 @click.option("--limit", type=click.IntRange(1), help="Migrate at most N accounts in this run.")
 @click.option("--no-delta", is_flag=True, help="Only accounts never migrated; skip delta passes over migrated ones.")
 @click.option("--dry-run", is_flag=True, help="Connect, preflight and count without writing to the target.")
@@ -184,7 +185,7 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
 @plan_option
 @state_option
 @click.option("--all", "include_all", is_flag=True, help="Also workers stopped more than a day ago.")
-@click.option("--ceiling", type=click.IntRange(1), metavar="N",
+@click.option("--ceiling", type=bounded(limits.TARGET_CONCURRENCY), metavar="N",
               help="First set the concurrent requests all workers together may send to the plan's target.")
 @json_option
 @handle_errors
@@ -210,7 +211,7 @@ def workers_cmd(plan_path: Path, state_url: str | None, include_all: bool, ceili
 @state_option
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
-@click.option("--workers", type=click.IntRange(1, 256), help="Accounts checked at once (default: the plan's [run] workers).")
+@click.option("--workers", type=workers_type, help="Accounts checked at once (default: the plan's [run] workers).")
 @click.option("--unverified", is_flag=True,
               help="Skip accounts already verified (a pass that found nothing new keeps them verified).")
 @json_option
@@ -241,7 +242,7 @@ def verify_cmd(
 @click.option("--failed", is_flag=True, help="All failed accounts (the default when no --account is given).")
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
 @click.option("--skipped", is_flag=True, help="Also try skipped messages again (e.g. after fixing permissions).")
-@click.option("--workers", type=click.IntRange(1, 256), help="Accounts migrated at once.")
+@click.option("--workers", type=workers_type, help="Accounts migrated at once.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @log_format_option
 @json_option

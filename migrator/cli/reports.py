@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from migrator.cli.errors import handle_errors
-from migrator.cli.options import json_option, plan_option, state_option
+from migrator.cli.options import bounded, json_option, plan_option, state_option
+from migrator.model import limits
 from migrator.plan import load_plan
 from migrator.report.console import console, error_console, print_json, safe
 
@@ -60,7 +61,7 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
 @click.argument("address", metavar="ADDR")
 @plan_option
 @state_option
-@click.option("--events", "events_limit", type=click.IntRange(1, 10000), default=30, show_default=True,
+@click.option("--events", "events_limit", type=bounded(limits.EVENTS_SHOWN), default=30, show_default=True,
               help="How many of the newest events to show.")
 @click.option("--no-source", is_flag=True, help="Do not open the source mailbox for subjects and dates.")
 @json_option

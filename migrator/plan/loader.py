@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from migrator.model import limits
 from migrator.model.errors import PlanError
+from migrator.model.limits import Bound
 from migrator.model.plan import (
     AttributeMap,
     DirectorySettings,
@@ -86,21 +88,25 @@ class _Reader:
         value = self._get(key, (bool,), "true or false", False)
         return default if value is None else bool(value)
 
-    def whole(self, key: str, default: int, *, minimum: int = 0) -> int:
+    def whole(self, key: str, default: int, bound: Bound) -> int:
         value = self._get(key, (int,), "a whole number", False)
         if value is None:
             return default
-        if value < minimum:
-            raise self._err(key, f"must be at least {minimum}, not {value}")
+        self._check_bound(key, value, bound)
         return int(value)
 
-    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(self, key: str, default: float, bound: Bound) -> float:
         value = self._get(key, (int, float), "a number", False)
         if value is None:
             return default
-        if value <= minimum:
-            raise self._err(key, f"must be more than {minimum}, not {value}")
+        self._check_bound(key, value, bound)
         return float(value)
+
+    def _check_bound(self, key: str, value: float, bound: Bound) -> None:
+        # the same bounds as the command line's options (model/limits.py)
+        if not bound.low <= value <= bound.high:
+            shown = f"{value:,}" if isinstance(value, int) else f"{value:g}"
+            raise self._err(key, f"must be {bound.describe()} ({bound.why}), not {shown}", hint=bound.hint)
 
     def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> Any:
         value = self.text(key, default, required=default is None)
@@ -240,8 +246,8 @@ def _directory(file: str, table: Mapping[str, Any]) -> DirectorySettings:
         start_tls=r.flag("start_tls", False),
         tls_verify=r.flag("tls_verify", True),
         ca_file=r.text("ca_file"),
-        page_size=r.whole("page_size", 200, minimum=1),
-        timeout=r.number("timeout", 30.0),
+        page_size=r.whole("page_size", DirectorySettings.page_size, limits.PAGE_SIZE),
+        timeout=r.number("timeout", DirectorySettings.timeout, limits.TIMEOUT),
         attributes=attribute_map,
     )
     r.finish()
@@ -284,7 +290,7 @@ def _source(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Sour
         settings = SourceSettings(
             kind=kind,
             host=r.text("host", required=True),
-            port=r.whole("port", 993 if tls == "ssl" else 143, minimum=1),
+            port=r.whole("port", 993 if tls == "ssl" else 143, limits.PORT),
             tls=tls,
             tls_verify=r.flag("tls_verify", True),
             ca_file=r.text("ca_file"),
@@ -293,7 +299,7 @@ def _source(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Sour
             authzid=r.flag("authzid", False),
             password_env=password_env,
             password_file=password_file,
-            timeout=r.number("timeout", 60.0),
+            timeout=r.number("timeout", SourceSettings.timeout, limits.TIMEOUT),
         )
         if not (password_env or password_file):
             raise r._err(
@@ -323,12 +329,12 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
         client_secret_file=client_secret_file,
         tls_verify=r.flag("tls_verify", True),
         ca_file=r.text("ca_file"),
-        max_message_size=r.whole("max_message_size", TargetSettings.max_message_size, minimum=1),
+        max_message_size=r.whole("max_message_size", TargetSettings.max_message_size, limits.MAX_MESSAGE_SIZE),
         address=address,
         archive_folder=r.text("archive_folder", "Archive"),
         folder_map=r.str_table("folder_map"),
         exclude_folders=r.str_list("exclude_folders"),
-        timeout=r.number("timeout", 120.0),
+        timeout=r.number("timeout", TargetSettings.timeout, limits.TIMEOUT),
     )
     if kind == "ews":
         url = r.text("url")
@@ -348,7 +354,7 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
         auth = r.choice("auth", IMAP_TARGET_AUTH, "login")
         settings = TargetSettings(
             host=r.text("host", required=True),
-            port=r.whole("port", 993 if tls == "ssl" else 143, minimum=1),
+            port=r.whole("port", 993 if tls == "ssl" else 143, limits.PORT),
             tls=tls,
             auth=auth,
             proxy_login=r.text("proxy_login", TargetSettings.proxy_login),
@@ -370,12 +376,12 @@ def _run(file: str, table: Mapping[str, Any]) -> RunSettings:
     r = _Reader(file, "run", table)
     defaults = RunSettings()
     settings = RunSettings(
-        workers=r.whole("workers", defaults.workers, minimum=1),
-        max_account_attempts=r.whole("max_account_attempts", defaults.max_account_attempts, minimum=1),
-        chunk_messages=r.whole("chunk_messages", defaults.chunk_messages, minimum=1),
-        chunk_bytes=r.whole("chunk_bytes", defaults.chunk_bytes, minimum=1024),
-        target_concurrency=r.whole("target_concurrency", defaults.target_concurrency, minimum=1),
-        lease_seconds=r.whole("lease_seconds", defaults.lease_seconds, minimum=10),
+        workers=r.whole("workers", defaults.workers, limits.WORKERS),
+        max_account_attempts=r.whole("max_account_attempts", defaults.max_account_attempts, limits.MAX_ACCOUNT_ATTEMPTS),
+        chunk_messages=r.whole("chunk_messages", defaults.chunk_messages, limits.CHUNK_MESSAGES),
+        chunk_bytes=r.whole("chunk_bytes", defaults.chunk_bytes, limits.CHUNK_BYTES),
+        target_concurrency=r.whole("target_concurrency", defaults.target_concurrency, limits.TARGET_CONCURRENCY),
+        lease_seconds=r.whole("lease_seconds", defaults.lease_seconds, limits.LEASE_SECONDS),
     )
     r.finish()
     return settings
