@@ -140,8 +140,11 @@ def test_secrets_come_from_env_or_file(tmp_path: Path, monkeypatch: pytest.Monke
     secret_file.write_text("from-file\n")
     assert read_secret("x", env=None, file=str(secret_file)) == "from-file"
     monkeypatch.delenv("MIGRATOR_TEST_SECRET")
-    with pytest.raises(SecretError, match="MIGRATOR_TEST_SECRET is not set"):
-        read_secret("directory password", env="MIGRATOR_TEST_SECRET", file=None)
+    with pytest.raises(SecretError, match=r"named by \[directory\] password_env is not set") as unset:
+        read_secret("directory password", env="MIGRATOR_TEST_SECRET", file=None, key="[directory] password_env")
+    # the variable's name is not repeated: a plan may hold the password in its place
+    assert "MIGRATOR_TEST_SECRET" not in f"{unset.value} {unset.value.hint}"
+    assert "password_file" in (unset.value.hint or "")
     with pytest.raises(SecretError, match="does not exist"):
         read_secret("x", env=None, file=str(tmp_path / "missing"))
 
@@ -213,3 +216,44 @@ def test_plan_bounds_are_the_command_line_bounds(tmp_path: Path) -> None:
         (target.timeout, limits.TIMEOUT), (target.max_message_size, limits.MAX_MESSAGE_SIZE),
     ):
         assert bound.low <= value <= bound.high
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "hint_has", "hint_lacks"),
+    [
+        # there is no token_env: a token is fetched with the client secret
+        ('kind = "ews"', 'kind = "ews"\ntoken = "eyJ0eXAi"', "target.token", "client_secret_env", "token_env"),
+        ('kind = "ews"', 'kind = "ews"\nsecret = "x"', "target.secret", "password_env", " secret_env"),
+        ('password_env = "MIGRATOR_LDAP_PASSWORD"', 'password = "x"', "directory.password", "password_env", "secret_env"),
+        ('[target]', '[run]\napi_key = "x"\n[target]', "run.api_key", "takes no secret", "api_key_env"),
+        # the state database's password comes from libpq (PGPASSWORD, ~/.pgpass), not from password_env
+        ('kind = "ews"', 'kind = "ews"\n[state]\npassword = "x"', "state.password", "PGPASSWORD", "password_env"),
+        ('kind = "ews"', 'kind = "ews"\n[state]\nurl = "postgresql+psycopg://u:x@db/state"', "state.url", "PGPASSWORD", "password_env"),
+    ],
+)
+def test_secret_hints_name_keys_that_exist(old: str, new: str, key: str, hint_has: str, hint_lacks: str) -> None:
+    with pytest.raises(PlanError) as info:
+        parse_plan(broken(old, new), "p.toml")
+    assert info.value.key == key
+    hint = info.value.hint or ""
+    assert hint_has in hint and hint_lacks not in hint, hint
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        # the password itself written where the variable's name belongs
+        ('password_env = "MIGRATOR_LDAP_PASSWORD"', 'password_env = "Tr0ub4dor&3"', "directory.password_env"),
+        ('password_env = "MIGRATOR_LDAP_PASSWORD"', "password_env = 8675309", "directory.password_env"),
+        ('kind = "ews"', 'kind = "ews"\nclient_secret_env = "Tr0ub4dor&3"', "target.client_secret_env"),
+        # a URL that is wrong in two ways: the secret is reported first, the URL never quoted
+        ('url = "ldap://127.0.0.1:3389"', 'url = "http://admin:Tr0ub4dor@127.0.0.1"', "directory.url"),
+        ('url = "ldap://127.0.0.1:3389"', 'url = "ldap://admin:Tr0ub4dor@[::1"', "directory.url"),
+    ],
+)
+def test_a_secret_in_place_of_a_name_is_never_echoed(old: str, new: str, key: str) -> None:
+    with pytest.raises(PlanError) as info:
+        parse_plan(broken(old, new), "p.toml")
+    assert info.value.key == key
+    text = f"{info.value} {info.value.hint}"
+    assert "Tr0ub4dor" not in text and "8675309" not in text, text

@@ -139,8 +139,8 @@ def _load_ldif(settings: DirectorySettings) -> Connection:
         raise errors.ldif_error(
             settings,
             f"LDIF file {str(path)!r} not found",
-            'check [directory] url = "ldif:PATH"; a relative PATH is taken from the current '
-            "directory",
+            'check [directory] url = "ldif:PATH"; a relative PATH is taken from the folder of '
+            "the plan file",
         )
     server = Server("ldif", get_info=NONE)
     conn = Connection(server, client_strategy=MOCK_SYNC, raise_exceptions=False, read_only=True)

@@ -223,7 +223,8 @@ def result_text(result: dict[str, Any] | None) -> str:
 
 def _password_source(settings: DirectorySettings) -> str:
     if settings.password_env:
-        return f"the environment variable {settings.password_env}"
+        # not the variable's name: a plan may hold the password itself in its place
+        return "the environment variable named by [directory] password_env"
     if settings.password_file:
         return f"the file {settings.password_file}"
     return "[directory] password_env or password_file"
