@@ -11,6 +11,7 @@ import click
 
 from migrator.model.errors import EXIT_FATAL, EXIT_SIGINT, EXIT_SIGTERM, MigratorError
 from migrator.report.console import error_console, safe
+from migrator.store.urls import mask_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +48,7 @@ def handle_errors(func: F) -> F:
             raise
         except Exception as exc:  # a bug: say so plainly, without a secret-bearing repr
             err.print(
-                f"[red]internal error:[/red] {type(exc).__name__}: {safe(str(exc), 500)}\n"
+                f"[red]internal error:[/red] {type(exc).__name__}: {safe(mask_url(str(exc)), 500)}\n"
                 "hint: this is a bug in migrator; run with MIGRATOR_DEBUG=1 for the traceback "
                 "and report it"
             )

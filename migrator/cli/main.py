@@ -9,7 +9,14 @@ import click
 
 from migrator import __version__
 from migrator.cli.errors import handle_errors
-from migrator.cli.options import bounded, json_option, log_format_option, plan_option, state_option, workers_type
+from migrator.cli.options import (
+    bounded,
+    json_option,
+    log_format_option,
+    plan_option,
+    state_option,
+    workers_type,
+)
 from migrator.cli.reports import register as register_reports
 from migrator.cli.signals import graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
