@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from migrator.commands.state import plan_store
+from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
 from migrator.store import queries
@@ -47,6 +47,7 @@ def routing_lines(
     """One line per synced or verified account (of these batches), sorted by address."""
     result = nexthop_for(plan, nexthop)
     with plan_store(plan, state_url) as (store, plan_id):
+        check_selection(store, plan_id, plan, batches=batches, in_scope_only=False)
         rows = queries.routable_accounts(store, plan_id, batches)
     addresses = sorted({str(r["address"]).lower() for r in rows if r["address"]})
     unsafe = [a for a in addresses if not _SAFE_ADDRESS.match(a)]
