@@ -3,7 +3,13 @@ error" for an ordinary situation (a closed pipe, a missing folder, a declined pr
 
 from __future__ import annotations
 
+import os
+import pty
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from click.testing import CliRunner
@@ -64,3 +70,58 @@ def test_a_read_only_sqlite_state_says_so(tmp_path: Path) -> None:
             raise AssertionError("a write to a read-only database succeeded")
     finally:
         store.close()
+
+
+def _migrator(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "migrator", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "200"}, **kwargs)
+
+
+def _progress_of(state: Path, address: str) -> tuple[str, int]:
+    with sqlite3.connect(state) as db:
+        row = db.execute("SELECT status, passes FROM accounts WHERE address = ?", (address,)).fetchone()
+    return str(row[0]), int(row[1])
+
+
+def _reset_on_a_terminal(plan: Path, address: str, answer: bytes) -> tuple[int, str]:
+    """`reset` with its stdin on a pseudo-terminal, answering the question with `answer`."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "migrator", "reset", "--plan", str(plan), "--account", address],
+                                stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.write(leader, answer)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    return proc.returncode, out + err
+
+
+def test_reset_answered_no_resets_nothing_and_is_no_internal_error(tmp_path: Path) -> None:
+    """`reset` answered "n" said "internal error: Abort" (exit 2)."""
+    synthetic = synthetic_state(tmp_path, 3)
+    address = next(a for a, s in synthetic.statuses.items() if s == "synced")
+    before = _progress_of(synthetic.state_path, address)
+    code, output = _reset_on_a_terminal(synthetic.plan_path, address, b"n\n")
+    assert code == 1, output
+    assert "nothing reset" in output and "internal error" not in output
+    assert _progress_of(synthetic.state_path, address) == before
+    code, output = _reset_on_a_terminal(synthetic.plan_path, address, b"y\n")
+    assert code == 0 and "progress forgotten" in output, output
+    assert _progress_of(synthetic.state_path, address) == ("pending", 0)
+
+
+def test_reset_without_a_terminal_asks_for_yes(tmp_path: Path) -> None:
+    """Run from cron or a pipe, `reset` said "internal error: Abort"; it now says to pass --yes."""
+    synthetic = synthetic_state(tmp_path, 3)
+    address = next(a for a, s in synthetic.statuses.items() if s == "synced")
+    before = _progress_of(synthetic.state_path, address)
+    for stdin in (subprocess.DEVNULL, None):
+        kwargs: dict[str, Any] = {"stdin": stdin} if stdin is not None else {"input": "y\n"}
+        result = _migrator("reset", "--plan", str(synthetic.plan_path), "--account", address, **kwargs)
+        assert result.returncode == 2, result.stderr
+        assert "no terminal" in result.stderr and "pass --yes" in result.stderr
+        assert "internal error" not in result.stderr
+    assert _progress_of(synthetic.state_path, address) == before
+    result = _migrator("reset", "--plan", str(synthetic.plan_path), "--account", address, "--yes", stdin=subprocess.DEVNULL)
+    assert result.returncode == 0 and _progress_of(synthetic.state_path, address) == ("pending", 0)

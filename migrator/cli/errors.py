@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from migrator.model.errors import EXIT_FATAL, EXIT_SIGINT, EXIT_SIGTERM, MigratorError
+from migrator.model.errors import EXIT_FATAL, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, MigratorError
 from migrator.report.console import error_console, safe
 from migrator.store.urls import mask_url
 
@@ -44,6 +44,9 @@ def handle_errors(func: F) -> F:
         except _Terminated:
             err.print("terminated; the state is consistent, run the command again to resume")
             raise SystemExit(EXIT_SIGTERM) from None
+        except click.exceptions.Abort:  # Ctrl-C or end of input at a prompt: nothing was done
+            err.print("aborted; nothing changed")
+            raise SystemExit(EXIT_PARTIAL) from None
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # a bug: say so plainly, without a secret-bearing repr

@@ -21,9 +21,9 @@ from migrator.cli.reports import register as register_reports
 from migrator.cli.signals import graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
 from migrator.model import limits
-from migrator.model.errors import EXIT_FATAL
+from migrator.model.errors import EXIT_FATAL, EXIT_PARTIAL, UsageError
 from migrator.plan import load_plan
-from migrator.report.console import console, print_json
+from migrator.report.console import console, error_console, print_json
 from migrator.report.discovery import account_json, render_accounts, render_discovery
 from migrator.report.dry_run import render_dry_run
 from migrator.report.jsonlog import JsonLinesProgress
@@ -283,16 +283,26 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
     """Forget an account's migration progress (ledger, folders, passes).
 
     The messages already in the target stay there: empty the target mailbox first, or the
-    next run sends them again.
+    next run sends them again. Asks first on a terminal; answered no (or Ctrl-C): nothing is
+    reset, exit 1. Without a terminal it asks nothing and needs --yes (exit 2 without).
     """
+    import sys
+
     from migrator.commands.maintenance import reset
     plan = load_plan(plan_path)
     if not yes:
-        click.confirm(
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "reset asks for confirmation and there is no terminal to ask on; nothing reset",
+                hint="pass --yes to reset without asking (in scripts)",
+            )
+        if not click.confirm(
             f"Forget all migration progress of {address}? Messages already in the target stay "
             "there and would be sent again by the next run",
-            abort=True,
-        )
+            default=False,
+        ):
+            error_console().print("nothing reset")
+            raise SystemExit(EXIT_PARTIAL)
     name = reset(plan, address, state_url=state_url)
     console().print(f"{name}: progress forgotten; the account is pending again")
 
