@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine
 
@@ -125,3 +126,73 @@ def test_reset_without_a_terminal_asks_for_yes(tmp_path: Path) -> None:
     assert _progress_of(synthetic.state_path, address) == before
     result = _migrator("reset", "--plan", str(synthetic.plan_path), "--account", address, "--yes", stdin=subprocess.DEVNULL)
     assert result.returncode == 0 and _progress_of(synthetic.state_path, address) == ("pending", 0)
+
+
+# --- closed pipes and unwritable report paths ---------------------------------------------------
+
+
+def _with_output_closed(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, str]:
+    """Run migrator with its stdout a pipe whose reader is gone before it writes anything."""
+    proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=cwd)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    proc.stderr.close()
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("args", [
+    ["status", "--json"], ["status"], ["report", "--format", "csv", "-o", "-"], ["report", "--format", "html", "-o", "-"],
+    ["accounts"], ["events", "--json"],
+])
+def test_a_closed_pipe_ends_quietly_with_141(tmp_path: Path, args: list[str]) -> None:
+    """`status --json | head` and `report -o - | head` said "internal error: BrokenPipeError"."""
+    plan = synthetic_state(tmp_path, 300).plan_path
+    code, err = _with_output_closed(*args, "--plan", str(plan))
+    assert (code, err) == (141, "")
+
+
+def test_a_shell_pipe_to_head_sees_141_like_any_tool(tmp_path: Path) -> None:
+    plan = synthetic_state(tmp_path, 3000).plan_path
+    shell = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m migrator report --format csv -o - --plan "{plan}" | head -n 2; '
+         'echo "status=${PIPESTATUS[0]}" >&2'],
+        capture_output=True, text=True, timeout=120)
+    assert shell.stdout.startswith("address,name,batch,state") and len(shell.stdout.splitlines()) == 2
+    assert shell.stderr == "status=141\n"
+
+
+def test_a_report_to_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
+    """`report -o /nonexistent/dir/r.html` said "internal error: FileNotFoundError"."""
+    plan = synthetic_state(tmp_path, 3).plan_path
+    missing = tmp_path / "nonexistent" / "dir" / "r.html"
+    result = _migrator("report", "--plan", str(plan), "--format", "html", "-o", str(missing))
+    assert result.returncode == 2
+    assert f"cannot write the report to {missing}: No such file or directory" in words(result.stderr)
+    assert f"the folder {missing.parent} does not exist" in words(result.stderr)
+    assert "internal error" not in result.stderr
+    folder = _migrator("report", "--plan", str(plan), "--format", "csv", "-o", str(tmp_path))
+    assert folder.returncode == 2 and "is a directory" in words(folder.stderr)  # click's own check
+
+
+def test_a_run_whose_output_reader_goes_away_stops_cleanly(tmp_path: Path) -> None:
+    """A closed pipe during `run` is a stop request: the workers finish their chunk, nothing is
+    left running, the command ends quietly with 141, and the next run finishes the job."""
+    from tests.fixtures.campaign import build_campaign
+
+    c = build_campaign(tmp_path / "c", accounts=6, workers=2, chunk=2)
+    try:
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        code, err = _with_output_closed("run", "--plan", str(c.plan_path), env=c.env, cwd=c.root)
+        assert (code, err) == (141, "")
+        with sqlite3.connect(c.state_path) as db:
+            statuses = dict(db.execute("SELECT status, count(*) FROM accounts WHERE scope = 'in_scope' GROUP BY status"))
+        assert set(statuses) <= {"pending", "synced"}, statuses  # none left running under a lease
+        again = c.cli("run", "--plan", str(c.plan_path))
+        assert again.returncode == 0, again.stderr
+        for address in c.accounts:
+            c.compare(address)
+    finally:
+        c.sim.stop()

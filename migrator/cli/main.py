@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from migrator.cli.options import (
     workers_type,
 )
 from migrator.cli.reports import register as register_reports
-from migrator.cli.signals import graceful_stop
+from migrator.cli.signals import OutputGuard, graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
 from migrator.model import limits
 from migrator.model.errors import EXIT_FATAL, EXIT_PARTIAL, UsageError
@@ -45,7 +46,8 @@ def cli() -> None:
     """Move mailboxes from Postfix (Maildir, mbox, IMAP) to Microsoft Exchange, resumably.
 
     Exit codes: 0 all done; 1 finished, some accounts failed or were skipped; 2 usage, plan,
-    directory or database error; 130/143 interrupted (state is consistent, run again).
+    directory or database error; 130/143 interrupted (state is consistent, run again); 141 the
+    reader of the output went away (`| head`): the command stopped quietly, as on SIGPIPE.
     """
 
 
@@ -151,15 +153,18 @@ def _run_and_report(plan: Plan, request: RunRequest, state_url: str | None, *, q
     from migrator.commands.run import run
 
     out = console()
-    progress = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
+    display = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
     with graceful_stop() as stop:
+        progress = OutputGuard(display, stop)
         try:
             summary = run(plan, request, state_url=state_url, progress=progress, stop=stop.event)
         finally:
             progress.close()
+    if progress.closed:  # nobody reads the output any more: end as a closed pipe does
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away")
     code = stop.exit_code if stop.exit_code is not None else summary.exit_code
-    if isinstance(progress, JsonLinesProgress):
-        progress.run_finished(summary, exit_code=code)
+    if isinstance(display, JsonLinesProgress):
+        display.run_finished(summary, exit_code=code)
     elif as_json:
         print_json(summary.as_json())
     else:

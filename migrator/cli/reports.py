@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from migrator.cli.errors import handle_errors
 from migrator.cli.options import bounded, json_option, plan_option, state_option
 from migrator.model import limits
+from migrator.model.errors import UsageError
 from migrator.plan import load_plan
 from migrator.report.console import console, error_console, print_json, safe
 
@@ -42,7 +45,7 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
     plan = load_plan(plan_path)
     data = build_report(plan, state_url=state_url)
     target = str(output)
-    stream = sys.stdout if target == "-" else open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    stream = sys.stdout if target == "-" else _open_output(output)
     try:
         if fmt == "csv":
             write_csv(data, stream)
@@ -55,6 +58,17 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
             stream.close()
     if target != "-":
         error_console().print(f"{safe(data['headline'], 200)}; {len(data['rows']):,} accounts written to {safe(target, 300)}")
+
+
+def _open_output(path: Path) -> TextIO:
+    try:
+        return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            hint = f"the folder {path.parent} does not exist: create it, or choose another path"
+        else:
+            hint = "choose a path this user may write, or '-' for standard output"
+        raise UsageError(f"cannot write the report to {path}: {exc.strerror}", hint=hint) from None
 
 
 @click.command("show")
