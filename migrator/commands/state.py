@@ -95,7 +95,7 @@ def in_scope_accounts(
 
 
 # what to do about an account discovery left out of scope, by scope
-_OUT_OF_SCOPE_HINT = {
+_OUT_OF_SCOPE_ADVICE = {
     "excluded": "the plan's [directory] filter leaves it out: change the filter (or the entry), "
     "then `migrator discover --plan {plan}`",
     "invalid": "fix its directory entry (the reason says what is wrong), then "
@@ -128,7 +128,7 @@ def check_selection(
             hints.append(f"`migrator accounts --plan {plan.file}` lists the accounts")
         elif in_scope_only and row["scope"] != "in_scope":
             problems.append(_out_of_scope(address, row))
-            hints.append(_OUT_OF_SCOPE_HINT.get(row["scope"], "").format(plan=plan.file))
+            hints.append(scope_advice(row["scope"], plan.file) or "")
     if batches:
         known = queries.batch_scopes(store, plan_id)
         for batch in batches:
@@ -142,6 +142,12 @@ def check_selection(
     if problems:
         unique_hints = [h for i, h in enumerate(hints) if h and h not in hints[:i]]
         raise UsageError("; ".join(problems), hint="; ".join(unique_hints) or None)
+
+
+def scope_advice(scope: str, plan_file: str) -> str | None:
+    """What to do about an account that is not in scope (None for one that is)."""
+    text = _OUT_OF_SCOPE_ADVICE.get(scope)
+    return text.format(plan=plan_file) if text else None
 
 
 def _out_of_scope(address: str, row: dict[str, Any]) -> str:
