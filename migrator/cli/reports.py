@@ -160,8 +160,9 @@ def events_cmd(
 @click.option("--format", "fmt", type=click.Choice(["postfix-transport"]), default="postfix-transport",
               show_default=True, help="Output format.")
 @click.option("--nexthop", metavar="HOST|TRANSPORT",
-              help="Where the mail goes: a host (smtp:[HOST]:25) or a full transport such as "
-              "smtp:[exchange.example.org]:587 (default: the host of the plan's [target] url).")
+              help="Where the mail goes: a host, host:port or IP address (smtp:[HOST]:25) or an "
+              "smtp:, relay: or lmtp: transport such as smtp:[exchange.example.org]:587, checked as "
+              "Postfix reads it (default: the host of the plan's [target] url).")
 @handle_errors
 def routing_cmd(plan_path: Path, state_url: str | None, batches: tuple[str, ...], fmt: str, nexthop: str | None) -> None:
     """Postfix transport_maps lines sending migrated accounts' new mail to Exchange.
