@@ -56,3 +56,18 @@ def test_an_ews_answer_holding_the_password_is_left_out_whole() -> None:
 def test_unless_secret_never_masks_part_of_a_text() -> None:
     assert unless_secret("cn=nobody,dc=ife,dc=org", "o") == WITHHELD
     assert unless_secret("cn=nobody,dc=ife,dc=org", "x", None, "") == "cn=nobody,dc=ife,dc=org"
+
+
+def test_an_imap_connection_lost_at_login_with_the_password_in_its_words() -> None:
+    """A server that says BYE while logging in and quotes the command; no proxy of ours says BYE,
+    so the exception is made here."""
+    import imaplib
+
+    from migrator.adapters.targets.imap.errors import connection_error
+
+    said = imaplib.IMAP4.abort("BYE bad command LOGIN admin Pa55-word-9")
+    error = connection_error(said, where="mailbox ana@ife.org.mx", what="login", secrets=("Pa55-word-9",))
+    assert str(error) == f"mailbox ana@ife.org.mx: connection lost during login: {WITHHELD}"
+    plain = connection_error(imaplib.IMAP4.abort("socket error: EOF"), where="mailbox a@b.mx", what="login",
+                             secrets=("Pa55-word-9",))
+    assert str(plain).endswith("socket error: EOF")

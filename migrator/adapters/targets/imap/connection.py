@@ -130,7 +130,7 @@ class Connector:
             raise self._tls_error(where, exc) from None
         except errors.CONNECTION_LOST as exc:
             errors_close(client)
-            raise errors.connection_error(exc, where=where, what="login") from None
+            raise errors.connection_error(exc, where=where, what="login", secrets=(self._password,)) from None
         except imaplib.IMAP4.error as exc:  # STARTTLS or CAPABILITY refused
             errors_close(client)
             raise PermanentError(
