@@ -200,7 +200,23 @@ def test_a_wrong_password_is_a_clear_error_that_never_shows_it(
     assert READER_PASSWORD not in out + err
     monkeypatch.delenv("MIGRATOR_TEST_WRONG")
     code, _, err = run_cli("discover", "--plan", str(plan))
-    assert code == 2 and "MIGRATOR_TEST_WRONG is not set" in err
+    assert code == 2 and "the environment variable named by [directory] password_env is not set" in " ".join(err.split())
+
+
+def test_a_password_written_in_place_of_the_variable_name_is_never_shown(
+    slapd: SlapdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """password_env = "s3cret" (the password itself, a valid variable name): neither the
+    error about the unset variable nor the bind failure may print it."""
+    plan = write_plan(tmp_path, slapd.url, f'bind_dn = "{slapd.bind_dn}"\npassword_env = "Zq7secretWord"')
+    monkeypatch.delenv("Zq7secretWord", raising=False)
+    code, out, err = run_cli("discover", "--plan", str(plan))
+    assert code == 2 and "[directory] password_env" in " ".join(err.split())
+    assert "Zq7secretWord" not in out + err
+    monkeypatch.setenv("Zq7secretWord", "wrong")  # set: the bind is refused, and its hint names the key
+    code, out, err = run_cli("discover", "--plan", str(plan))
+    assert code == 2 and "invalid credentials" in err and "[directory] password_env" in " ".join(err.split())
+    assert "Zq7secretWord" not in out + err
 
 
 def test_an_unreachable_directory_and_a_broken_plan_exit_2(tmp_path: Path) -> None:

@@ -6,6 +6,17 @@ from pathlib import Path
 
 import click
 
+from migrator.model import limits
+from migrator.model.limits import Bound
+
+
+def bounded(bound: Bound) -> click.IntRange:
+    """A whole-number option with the same bounds as the plan key it overrides."""
+    return click.IntRange(int(bound.low), int(bound.high))
+
+
+workers_type = bounded(limits.WORKERS)
+
 plan_option = click.option(
     "--plan",
     "plan_path",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.commands.state import plan_store
+from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
 
@@ -19,4 +19,6 @@ def list_accounts(
             f"unknown account state {state!r}", hint="use one of: " + ", ".join(STATES)
         )
     with plan_store(plan, state_url, access="read") as (store, plan_id):
+        if batch is not None:
+            check_selection(store, plan_id, plan, batches=[batch], in_scope_only=False)
         return list(store.list_accounts(plan_id, state=state, batch=batch))

@@ -71,7 +71,10 @@ def discover(
     """
     started = time.monotonic()
     settings = plan.directory
-    password = read_secret("directory password", env=settings.password_env, file=settings.password_file)
+    password = read_secret(
+        "directory password", env=settings.password_env, file=settings.password_file,
+        key="[directory] password_env",
+    )
     store = open_state(plan, state_url, access="create")
     try:
         plan_id = store.ensure_plan(plan.name, plan.source.kind, plan.target.kind)

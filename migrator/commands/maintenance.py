@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from migrator.commands.state import plan_store
+from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
 from migrator.store import Store, ledger
@@ -30,6 +30,7 @@ def prepare_retry(
         ids: list[int] | None = None
         names: list[str] = []
         if addresses:
+            check_selection(store, plan_id, plan, addresses=addresses)
             ids = []
             for address in addresses:
                 row = _account(store, plan_id, plan, address)

@@ -9,12 +9,13 @@ write (run, retry, reset, verify, workers --ceiling) with "write"; `migrator upg
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from migrator.model.errors import StateError, UsageError
 from migrator.model.plan import DEFAULT_STATE_URL, Plan
@@ -173,3 +174,73 @@ def in_scope_accounts(
         and (not batches or r.batch in batches)
         and (not wanted or r.address in wanted or r.target_address in wanted)
     ]
+
+
+# what to do about an account discovery left out of scope, by scope
+_OUT_OF_SCOPE_ADVICE = {
+    "excluded": "the plan's [directory] filter leaves it out: change the filter (or the entry), "
+    "then `migrator discover --plan {plan}`",
+    "invalid": "fix its directory entry (the reason says what is wrong), then "
+    "`migrator discover --plan {plan}`",
+    "vanished": "it is no longer found in the directory; `migrator discover --plan {plan}` "
+    "brings it back once it is",
+}
+
+
+def check_selection(
+    store: Store,
+    plan_id: int,
+    plan: Plan,
+    *,
+    batches: Sequence[str] = (),
+    addresses: Sequence[str] = (),
+    in_scope_only: bool = True,
+) -> None:
+    """Refuse a selection naming an account or a batch the plan does not have (a typo must not
+    end in "0 accounts", exit 0), or, with `in_scope_only`, one whose accounts are not in scope;
+    one UsageError names every such name and why."""
+    from migrator.store import queries
+
+    problems: list[str] = []
+    hints: list[str] = []
+    for address in addresses:
+        row = queries.find_account(store, plan_id, address)
+        if row is None:
+            problems.append(f"no account {address!r} in plan {plan.name!r}")
+            hints.append(f"`migrator accounts --plan {plan.file}` lists the accounts")
+        elif in_scope_only and row["scope"] != "in_scope":
+            problems.append(_out_of_scope(address, row))
+            hints.append(scope_advice(row["scope"], plan.file) or "")
+    if batches:
+        known = queries.batch_scopes(store, plan_id)
+        for batch in batches:
+            scopes = known.get(batch)
+            if not scopes:
+                problems.append(f"no batch {batch!r} in plan {plan.name!r}")
+                hints.append(_batch_hint(batch, known))
+            elif in_scope_only and not scopes.get("in_scope"):
+                counts = ", ".join(f"{n:,} {scope}" for scope, n in sorted(scopes.items()))
+                problems.append(f"batch {batch!r} has no account in scope ({counts})")
+    if problems:
+        unique_hints = [h for i, h in enumerate(hints) if h and h not in hints[:i]]
+        raise UsageError("; ".join(problems), hint="; ".join(unique_hints) or None)
+
+
+def scope_advice(scope: str, plan_file: str) -> str | None:
+    """What to do about an account that is not in scope (None for one that is)."""
+    text = _OUT_OF_SCOPE_ADVICE.get(scope)
+    return text.format(plan=plan_file) if text else None
+
+
+def _out_of_scope(address: str, row: dict[str, Any]) -> str:
+    why = ": ".join(str(part) for part in (row["reason"], row["detail"]) if part)
+    return f"account {address!r} is {row['scope']}, not in scope{f' ({why})' if why else ''}; it is not migrated"
+
+
+def _batch_hint(batch: str, known: dict[str, dict[str, int]]) -> str:
+    names = sorted(known)
+    near = difflib.get_close_matches(batch, names, n=1)
+    if not names:
+        return "the plan's accounts have no batch"
+    shown = ", ".join(names[:10]) + (f" ... ({len(names):,} in all)" if len(names) > 10 else "")
+    return (f"did you mean {near[0]!r}? " if near else "") + f"batches: {shown}"

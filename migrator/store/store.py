@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, insert, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.model.account import DiscoveredAccount
@@ -91,6 +91,28 @@ def is_disconnect(exc: BaseException, backend: str) -> bool:
     return backend == "postgresql" and isinstance(exc, OperationalError)
 
 
+def is_read_only(exc: BaseException) -> bool:
+    """True when the database refused a write because it only reads: a SQLite file (or its
+    folder) that cannot be written, a PostgreSQL standby or default_transaction_read_only."""
+    orig = getattr(exc, "orig", None)
+    return str(getattr(orig, "sqlite_errorname", "")).startswith("SQLITE_READONLY") or (
+        getattr(orig, "sqlstate", None) == "25006"  # read_only_sql_transaction
+    )
+
+
+def read_only_hint(backend: str, database: str | None) -> str:
+    if backend == "sqlite":
+        return (
+            f"this process may not write {database!r} or its folder (SQLite writes -wal and -shm "
+            "files next to it): check the owner, the permissions and that the file system is "
+            "mounted read-write; status, report and show only read and still work"
+        )
+    return (
+        "the server accepts no writes: it is a standby (replica), or the database or user has "
+        "default_transaction_read_only = on; point --state at the primary server"
+    )
+
+
 class Store:
     """State of every plan in one database. Thread-safe; open one per process."""
 
@@ -154,14 +176,23 @@ class Store:
         except OperationalError as exc:
             _quiet_rollback(session)
             raise self._failure(exc) from exc
+        except DBAPIError as exc:
+            _quiet_rollback(session)
+            # PostgreSQL files a refused write under InternalError; other errors are bugs
+            raise (self._failure(exc) if is_read_only(exc) else exc) from exc
         except BaseException:
             _quiet_rollback(session)
             raise
         finally:
             session.close()
 
-    def _failure(self, exc: OperationalError) -> StateError:
+    def _failure(self, exc: DBAPIError) -> StateError:
         words = describe(exc, self.engine.url.password)
+        if is_read_only(exc):
+            return StateError(
+                f"state database {self.url} is read-only: {words}",
+                hint=read_only_hint(self.backend, self.engine.url.database),
+            )
         if is_disconnect(exc, self.backend):
             return StateUnavailable(
                 f"lost the connection to state database {self.url}: {words}",
