@@ -435,3 +435,21 @@ def test_unreadable_spool_is_a_skipped_folder_not_a_crash(shared_dir: Path) -> N
     out = run_unprivileged("mbox", spool)
     assert any("Permission denied" in p for p in out["folders"]["INBOX"])  # type: ignore[attr-defined]
     assert out["opens"] == {"folder/": ["skipped", "unreadable"]}
+
+
+def test_a_folder_file_deleted_while_it_is_indexed_holds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = _spool(tmp_path, [_msg("inbox", b"x\n")])
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "Old").write_bytes(mbox_bytes([_msg("old", b"y\n")], "mboxrd"))
+    src = MboxSource(str(spool), folders_dir=str(mail))
+    old = next(f for f in src.folders() if f.path == ("Old",))
+    (mail / "Old").write_bytes(mbox_bytes([_msg("old", b"y\n"), _msg("new", b"z\n", 1)], "mboxrd"))
+    original = mbox_index.Indexer.entries
+
+    def deleting(ix: mbox_index.Indexer, *, strict: bool = False) -> list[mbox_index.Entry]:
+        (mail / "Old").unlink(missing_ok=True)  # the user deletes the folder mid-pass
+        return original(ix, strict=strict)
+
+    monkeypatch.setattr(mbox_index.Indexer, "entries", deleting)
+    assert list(src.messages(old)) == []

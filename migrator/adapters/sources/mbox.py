@@ -287,7 +287,10 @@ class MboxSource(SourceBase):
         if cached is not None and cached[0] == current:
             return cached[1], cached[2]
         for _ in range(PASS_ATTEMPTS):
-            result = self._one_pass(path, native)
+            try:
+                result = self._one_pass(path, native)
+            except FileNotFoundError:
+                return [], 0  # deleted while the pass ran: it holds nothing any more
             if result is not None:
                 snap, entries, garbage = result
                 self._cache[native] = (snap, entries, garbage)
@@ -301,6 +304,8 @@ class MboxSource(SourceBase):
     def _one_pass(self, path: str, native: str) -> tuple[_Snapshot, list[Entry], int] | None:
         try:
             fd = self._open_file(native)
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileNotFoundError(path) from None
         except NotRegularFile as exc:
             raise SourceError(f"{path} is not a regular file", reason=UNREADABLE) from exc
         except OSError as exc:
