@@ -273,6 +273,72 @@ def test_garbage_before_the_first_from_line_is_skipped_and_reported(tmp_path: Pa
     assert isinstance(items[1], MessageRecord)
 
 
+# ---------------------------------------------------------------- From_ line styles
+# Shapes seen in real exports (MimeKit's test data among them): Thunderbird writes "From - "
+# with or without a date and does not quote "From " in bodies; Google exports write
+# "From <id>@xxx", with or without a date; some files begin with a byte order mark.
+
+
+def _msg_bytes(subject: bytes, body: bytes = b"body\n") -> bytes:
+    return b"From: a@example.org\nSubject: " + subject + b"\n\n" + body
+
+
+@pytest.mark.parametrize(("separators", "body"), [
+    ([b"From - ", b"From - ", b"From - "], b"body\n"),
+    ([b"From -", b"From - Mon Jun  3 12:50:27 1996", b"From - "], b"body\n"),
+    ([b"From - Mon Jan  1 00:00:00 2024", b"From - ", b"From - Tue Jan  2 00:00:00 2024"], b"body\n"),
+    # Thunderbird leaves body lines unquoted: a line that looks classic must not split
+    ([b"From - ", b"From - "], b"From Russia with love\nFrom me Thu Nov  7 03:04:05 2024 to you\n"),
+    ([b"From 1844347792267117879@xxx"] * 4, b"From here on\n"),
+    ([b"From 1844347792267117879@xxx Thu Jan 01 00:00:00 +0000 2024",
+      b"From 1844347839636459560@xxx Fri Jan 02 00:00:00 +0000 2024",
+      b"From 1844347853750471882@xxx"], b"body\n"),
+    ([b"From MAILER-DAEMON", b"From MAILER-DAEMON"], b"body\n"),
+])
+def test_every_from_line_style_gives_every_message(tmp_path: Path, separators: list[bytes], body: bytes) -> None:
+    msgs = [_msg_bytes(b"m%d" % i, body) for i in range(len(separators))]
+    data = b"".join(sep + b"\n" + m + b"\n" for sep, m in zip(separators, msgs, strict=True))
+    for where in ("spool", "mail/Folder"):  # the spool, and a file in the folders directory
+        (tmp_path / "mail").mkdir(exist_ok=True)
+        (tmp_path / where).write_bytes(data)
+    (tmp_path / "other").write_bytes(b"")
+    src = MboxSource(str(tmp_path / "spool"), folders_dir=str(tmp_path / "mail"))
+    folders = {f.path: f for f in src.folders()}
+    assert set(folders) == {("INBOX",), ("Folder",)}  # the folder file is an mbox, not "notes"
+    for folder in folders.values():
+        items = list(src.messages(folder))
+        assert not [i for i in items if isinstance(i, SkippedMessage)], items
+        assert [_read(r) for r in items if isinstance(r, MessageRecord)] == msgs
+        assert folder.message_count == len(msgs)
+
+
+def test_thunderbird_dates_are_internal_dates_and_undated_lines_have_none(tmp_path: Path) -> None:
+    path = tmp_path / "spool"
+    path.write_bytes(b"From - \n" + _msg_bytes(b"a") + b"\nFrom - Mon Jun  3 12:50:27 1996\n" + _msg_bytes(b"b"))
+    first, second = _records(MboxSource(str(path)))
+    assert first.internal_date is None
+    assert second.internal_date == datetime(1996, 6, 3, 12, 50, 27, tzinfo=UTC)
+
+
+def test_a_byte_order_mark_before_the_first_from_line_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "spool"
+    path.write_bytes(b"\xef\xbb\xbfFrom -\n" + _msg_bytes(b"a") + b"\nFrom -\n" + _msg_bytes(b"b"))
+    src = MboxSource(str(path))
+    items = list(src.messages(_inbox(src)))
+    assert [_read(r) for r in items if isinstance(r, MessageRecord)] == [_msg_bytes(b"a"), _msg_bytes(b"b")]
+    assert not [i for i in items if isinstance(i, SkippedMessage)]
+
+
+def test_junk_then_a_thunderbird_mbox_skips_only_the_junk(tmp_path: Path) -> None:
+    path = tmp_path / "spool"
+    path.write_bytes(b"leftover junk\n\nFrom - Mon Jan  1 00:00:00 2024\n" + _msg_bytes(b"a")
+                     + b"\nFrom - \n" + _msg_bytes(b"b"))
+    src = MboxSource(str(path))
+    items = list(src.messages(_inbox(src)))
+    assert [(i.key, i.reason) for i in items if isinstance(i, SkippedMessage)] == [("offset-0", "not-mail")]
+    assert [_read(r) for r in items if isinstance(r, MessageRecord)] == [_msg_bytes(b"a"), _msg_bytes(b"b")]
+
+
 def test_missing_spool_or_folders_dir_is_no_mailbox_and_empty_spool_is_fine(tmp_path: Path) -> None:
     settings = SourceSettings(kind="mbox")
     with pytest.raises(SourceError) as err:
@@ -369,3 +435,21 @@ def test_unreadable_spool_is_a_skipped_folder_not_a_crash(shared_dir: Path) -> N
     out = run_unprivileged("mbox", spool)
     assert any("Permission denied" in p for p in out["folders"]["INBOX"])  # type: ignore[attr-defined]
     assert out["opens"] == {"folder/": ["skipped", "unreadable"]}
+
+
+def test_a_folder_file_deleted_while_it_is_indexed_holds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = _spool(tmp_path, [_msg("inbox", b"x\n")])
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "Old").write_bytes(mbox_bytes([_msg("old", b"y\n")], "mboxrd"))
+    src = MboxSource(str(spool), folders_dir=str(mail))
+    old = next(f for f in src.folders() if f.path == ("Old",))
+    (mail / "Old").write_bytes(mbox_bytes([_msg("old", b"y\n"), _msg("new", b"z\n", 1)], "mboxrd"))
+    original = mbox_index.Indexer.entries
+
+    def deleting(ix: mbox_index.Indexer, *, strict: bool = False) -> list[mbox_index.Entry]:
+        (mail / "Old").unlink(missing_ok=True)  # the user deletes the folder mid-pass
+        return original(ix, strict=strict)
+
+    monkeypatch.setattr(mbox_index.Indexer, "entries", deleting)
+    assert list(src.messages(old)) == []

@@ -125,3 +125,55 @@ def test_an_account_left_running_by_a_killed_run_is_said_to_be_interrupted(tmp_p
         assert account["error"] == "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
     finally:
         c.sim.stop()
+
+
+def test_links_junk_and_odd_folders_in_a_maildir_are_reported_never_followed(tmp_path: Path) -> None:
+    """What a first-time operator ran into (issue #15): a link in a user's Maildir made the
+    migrator read a file of another user, a linked folder was migrated, a PNG arrived as a
+    message, a ".INBOX" folder was passed over, and verify said "verified"."""
+    c = build_campaign(tmp_path / "c", accounts=1)
+    try:
+        [address] = c.accounts
+        box = c.maildir(address)
+        outside = tmp_path / "outside"
+        (outside / "Maildir" / "cur").mkdir(parents=True)
+        (outside / "Maildir" / "new").mkdir()
+        (outside / "Maildir" / "cur" / "1700000000.M1P1.other:2,S").write_bytes(
+            b"From: boss@example.org\nSubject: payroll\n\nconfidential\n")
+        # reads like mail on purpose: only the link may keep it out
+        (outside / "shadow").write_bytes(b"Subject: root:$6$not-a-real-hash\n\nsecret\n")
+        (box / "cur" / "1700000001.M2P2.mx:2,S").symlink_to(outside / "shadow")
+        (box / ".Leak").symlink_to(outside / "Maildir")
+        (box / "new" / "1700000002.M3P3.mx").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+        for sub in ("cur", "new", "tmp"):
+            (box / ".INBOX" / sub).mkdir(parents=True)
+        kept = b"From: a@example.org\nSubject: in .INBOX\nMessage-ID: <dot-inbox@example.org>\n\nkeep me\n"
+        (box / ".INBOX" / "cur" / "1700000003.M4P4.mx:2,S").write_bytes(kept)
+
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        run = c.cli("run", "--plan", str(c.plan_path))
+        assert run.returncode == 1, run.stdout + run.stderr  # finished, with skipped messages
+        assert "symlink" in run.stdout and "not-mail" in run.stdout
+
+        items = c.sim.items(address)
+        assert not [i for i in items if b"confidential" in i.mime or b"not-a-real-hash" in i.mime]
+        assert not [i for i in items if i.mime.startswith(b"\x89PNG")]
+        folder = next(f for f in c.sim.folders(address) if f.path == ("Inbox", "INBOX"))
+        assert [i.mime for i in c.sim.items(address, folder.id)] == [kept]
+
+        shown = json.loads(c.cli("show", address, "--plan", str(c.plan_path), "--json").stdout)
+        skipped = {m["key"]: m for m in shown["skipped_messages"]}
+        assert skipped["./.Leak/"]["reason"] == "symlink"
+        assert str(outside / "Maildir") in skipped["./.Leak/"]["detail"]
+        assert skipped["1700000001.M2P2.mx"]["reason"] == "symlink"
+        assert skipped["1700000002.M3P3.mx"]["reason"] == "not-mail"
+        for m in skipped.values():
+            assert not m["advice"].startswith("read the error"), m  # each reason has its advice
+
+        checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
+        assert checked.returncode == 1, checked.stdout + checked.stderr
+        inbox = _folders(json.loads(checked.stdout), address)["INBOX"]
+        assert inbox["ok"] is False and "./.Leak/ (symlink)" in inbox["note"]
+        assert _folders(json.loads(checked.stdout), address)["INBOX/INBOX"]["ok"] is True
+    finally:
+        c.sim.stop()

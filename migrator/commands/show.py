@@ -38,6 +38,14 @@ ADVICE: dict[str, str] = {
     "`migrator retry --plan {plan} --account {addr} --skipped`",
     "vanished": "the message was deleted while being migrated; nothing to do",
     "not-a-file": "something other than a message file sits in the Maildir; remove or fix it",
+    "not-mail": "the file holds no message (binary data or text without a header block, or bytes before the "
+    "first From_ line of an mbox): nothing to migrate; look at it and remove it if you like",
+    "symlink": "a symbolic link inside the source mailbox is never followed (it could point at any file): if "
+    "it is legitimate, replace it by the real file or folder, then "
+    "`migrator retry --plan {plan} --account {addr} --skipped`",
+    "not-a-folder": "a directory in the source mailbox is not a folder of its layout (no cur/ or new/) but holds "
+    "something: look at it; make it a folder or move the mail into one, then "
+    "`migrator retry --plan {plan} --account {addr} --skipped`",
     "changed": "the folder was rewritten during the pass; run again: "
     "`migrator run --plan {plan} --account {addr}`",
     "config": "fix the plan ([source]/[target]), check it with `migrator check-plan --plan {plan}`, then retry",

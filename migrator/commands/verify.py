@@ -21,6 +21,7 @@ from migrator.adapters.targets import TargetFolder, open_target
 from migrator.commands.secrets import source_password, target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
+from migrator.model.mail import SkippedMessage
 from migrator.model.plan import Plan
 from migrator.store import ledger, verification
 from migrator.store.owners import process_gone
@@ -184,11 +185,20 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
     checks: list[FolderCheck] = []
     try:
         listed: list[tuple[Any, set[str], Any]] = []  # (source folder, its keys now, ledger folder row)
+        # per folder, what the source could not read as a whole (key "cur/", "folder/", "./.Leak/":
+        # a directory, a folder file, a link): its messages are not counted anywhere, so the
+        # folder cannot be called verified, whatever the ledger says
+        unread: dict[str, list[SkippedMessage]] = {}
         with open_account_source(plan.source, row.source_path, row.attributes, password) as source:
             for folder in source.folders():
                 if target.is_excluded(folder.path):
                     continue
-                listed.append((folder, {m.key for m in source.messages(folder)}, stored.get(folder.native)))
+                now: set[str] = set()
+                for m in source.messages(folder):
+                    now.add(m.key)
+                    if isinstance(m, SkippedMessage) and m.key.endswith("/"):
+                        unread.setdefault(folder.native, []).append(m)
+                listed.append((folder, now, stored.get(folder.native)))
         empty = verification.FolderLedger({}, [], [])
         wanted = [
             (_target_folder(folder_row), ledgers.get(folder_row.id) or empty)
@@ -223,9 +233,15 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
             # note: it must not keep the account from ever being verified
             arrived = len(source_keys - folder_ledger.settled_keys)
             deleted = len(folder_ledger.settled_keys - source_keys)
-            ok = found == totals.get("done", 0) and not duplicates and not arrived and not totals.get("inflight")
+            not_read = unread.get(folder.native, [])
+            ok = (found == totals.get("done", 0) and not duplicates and not arrived and not totals.get("inflight")
+                  and not not_read)
             note = ""
-            if duplicates:
+            if not_read:
+                shown = ", ".join(f"{m.key} ({m.reason})" for m in not_read[:3])
+                more = f" and {len(not_read) - 3} more" if len(not_read) > 3 else ""
+                note = f"not read from the source: {shown}{more}; see `migrator show`"
+            elif duplicates:
                 note = f"{duplicates} migrated message(s) present more than once in the target"
             elif found < totals.get("done", 0):
                 note = f"{totals.get('done', 0) - found} migrated message(s) missing in the target"

@@ -33,6 +33,7 @@ from migrator.samples.mail import (
     SampleMessage,
     date_header,
     hard_case_messages,
+    is_mail,
     write_maildir,
 )
 
@@ -191,7 +192,7 @@ def _mailbox(index: int) -> Mailbox:
             flags = Flags(seen=rnd.random() < 0.7, flagged=rnd.random() < 0.1, answered=rnd.random() < 0.2)
             box[folder].append(SampleMessage(f"demo{index}.{i}", raw, flags, when.replace(microsecond=0)))
     if index % 50 == 0:
-        box[("INBOX",)].extend(hard_case_messages())
+        box[("INBOX",)].extend(m for m in hard_case_messages() if is_mail(m))
     return box
 
 

@@ -13,7 +13,11 @@ What a format cannot carry exactly (see `carried_by`):
   a message without a final newline gains one. mboxcl2 carries it when the message has a
   header/body break (the Content-Length then delimits it exactly).
 - mboxo cannot tell a body line ">From " from a quoted "From ": such a line reads back as "From ".
-- Maildir carries everything byte for byte.
+- Maildir carries every message byte for byte; a file that is not mail (no header block: the
+  "not-mail" trait, a PNG and a lone "X") is skipped by the Maildir source with reason
+  `not-mail`, so `sample_mailbox` (an account as a mail store holds it) leaves them out while
+  `hard_case_messages` (what a target must store faithfully, whatever a source hands it) keeps
+  them.
 """
 
 from __future__ import annotations
@@ -103,7 +107,8 @@ def _text(subject: bytes, msgid: bytes | None, date: datetime, body: bytes, zone
 
 
 def hard_case_messages(*, big_mb: int = 0) -> list[SampleMessage]:
-    """The messages real spools hold and parsers dislike; each must be migrated byte for byte."""
+    """The messages real spools hold and parsers dislike; a target must store each byte for byte
+    (the "not-mail" ones a Maildir source skips: see the module doc)."""
     rnd = random.Random(4242)
     out: list[SampleMessage] = []
 
@@ -156,7 +161,7 @@ def hard_case_messages(*, big_mb: int = 0) -> list[SampleMessage]:
         _headers(b"Broken MIME", b"mime@example.org", d(150))
         + b"Content-Type: multipart/mixed\n\n--zzz\nContent-Type: text/plain\n\npart\n--zzz\n",
         Flags(seen=True), 150, "broken-mime")
-    add("one-byte", b"X", Flags(), 160, "tiny", "no-final-newline")
+    add("one-byte", b"X", Flags(), 160, "tiny", "no-final-newline", "not-mail")
     add("from-lines",
         _text(b"From lines in body", b"fromlines@example.org", d(170),
               b"From the start of a line.\n>From already quoted once.\n"
@@ -215,8 +220,13 @@ def sample_mailbox(
             box[folder] = []
             continue
         box[folder] = [_ordinary(folder, i, rnd) for i in range(messages_per_folder)]
-    box[("INBOX",)] = hard_case_messages(big_mb=big_mb) + box[("INBOX",)]
+    box[("INBOX",)] = [m for m in hard_case_messages(big_mb=big_mb) if is_mail(m)] + box[("INBOX",)]
     return box
+
+
+def is_mail(message: SampleMessage) -> bool:
+    """Whether a sample begins like a message (a header block); see the module doc."""
+    return "not-mail" not in message.traits
 
 
 # --------------------------------------------------------------------------- Maildir
@@ -364,7 +374,7 @@ def mbox_stored(message: SampleMessage, variant: str) -> bytes:
 def carried_by(message: SampleMessage, fmt: str) -> bool:
     """Whether a format hands this message back exactly (as `mbox_stored` for mbox)."""
     if fmt in MAILDIR_LAYOUTS or fmt == "maildir":
-        return True
+        return is_mail(message)
     stored = _meta_headers(message.flags) + message.raw
     brk = header_break(stored)
     if fmt in ("mboxcl", "mboxcl2") and brk is not None:

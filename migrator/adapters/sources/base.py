@@ -7,6 +7,7 @@ stable `reason` code, so the engine never sees OSError or library exceptions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
@@ -19,11 +20,43 @@ UNREADABLE = "unreadable"  # permission denied or an I/O error on a file or dire
 VANISHED = "vanished"  # the message disappeared between listing and reading
 NOT_A_FILE = "not-a-file"  # a directory, FIFO, socket or dangling link where a message should be
 CHANGED = "changed"  # the folder was rewritten under us and could not be read consistently
+# A symbolic link inside a mailbox (a message file, cur/ or new/, a folder, an mbox folder file):
+# never followed, since a user who can write into their own mailbox could otherwise make the
+# migrator (often root) read any file on the host, or another user's mail.
+SYMLINK = "symlink"
+# A directory inside a mailbox that is not a folder of its layout (no cur/ or new/ in a Maildir)
+# yet holds something: reported, so that nothing in a mailbox is passed over in silence.
+NOT_A_FOLDER = "not-a-folder"
+# Bytes that are not a message: before the first From_ line of an mbox, or a Maildir file that
+# does not begin with a header block (see looks_like_mail).
+NOT_MAIL = "not-mail"
 # A message of 0 bytes: a Maildir file a failed delivery left behind, two From_ lines with
 # nothing between them in an mbox, the same served over IMAP. No target stores it (an IMAP
 # server refuses an empty literal, Exchange has no MIME to parse), so sources report it at
 # listing time, where its size is known without reading anything.
 EMPTY = "empty"
+
+
+# The start of a message (see looks_like_mail), as one pattern: an optional byte order mark, an
+# optional From_ line, then a header field name (printable ASCII but ':', 8-bit bytes tolerated
+# as some writers put them there, optional blanks as RFC 5322's obsolete syntax allows, the
+# colon), a folded line or a line end; \Z: what was looked at ended first.
+_MAIL_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?(?:>*From [^\n]*(?:\n|\Z))?(?:\Z|[\r\n \t]|[!-9;-~\x80-\xff]+[ \t]*:)")
+HEAD_BYTES = 1024  # what looks_like_mail looks at
+
+
+def looks_like_mail(head: bytes) -> bool:
+    """Whether bytes that begin a message file begin a message: a header block, possibly empty.
+
+    Accepted, after an optional UTF-8 byte order mark and an optional From_ line (`From ...` or
+    `>From ...`, which some tools leave at the top of a Maildir file): a header field
+    (`Name:`), a folded line (a header block whose first line was lost is still one), or a line
+    end (an empty header block: a body only). Anything else, e.g. a PNG, a zip, an ELF binary,
+    a text file without headers, is not mail. Only the first line or two of the first
+    HEAD_BYTES are looked at, so this costs next to nothing per message; an empty `head` (a
+    0-byte file) is left to the EMPTY rule."""
+    return _MAIL_START.match(head, 0, HEAD_BYTES) is not None
 
 
 @runtime_checkable

@@ -5,7 +5,12 @@ Key of a message: its file name up to the info separator ':' and up to the first
 what the Maildir spec makes unique; the `:2,<flags>` info changes on every flag change (and the
 file moves new/ -> cur/), and the `,S=`/`,W=`/`,U=` fields are added or rewritten by some tools
 (offlineimap, mbsync), so neither belongs in a key. Listing is one scandir of new/ and cur/ and
-one stat per file (the mtime is the internal date); bodies are never opened while listing.
+one lstat per file (the mtime is the internal date); bodies are never opened while listing.
+
+Nothing is read through a symbolic link (nofollow.py): a linked message, cur/, new/ or folder is
+reported with reason "symlink". Every directory of the mailbox is a folder or reported (in
+INBOX's listing, key "./<path>/"); a file that does not begin with a header block is refused as
+"not-mail" when it is read (base.looks_like_mail). See docs/sources.md.
 """
 
 from __future__ import annotations
@@ -16,28 +21,38 @@ import os
 import stat
 import time
 from collections.abc import Collection, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from migrator.adapters.sources import utf7
 from migrator.adapters.sources.base import (
     EMPTY,
+    HEAD_BYTES,
     NO_MAILBOX,
     NOT_A_FILE,
+    NOT_MAIL,
+    SYMLINK,
     UNREADABLE,
     VANISHED,
     SourceBase,
+    looks_like_mail,
+)
+from migrator.adapters.sources.maildir_tree import SUBDIRS, Tree, detect_layout, survey
+from migrator.adapters.sources.nofollow import (
+    NotRegularFile,
+    is_link_error,
+    link_note,
+    open_file_at,
 )
 from migrator.adapters.sources.roles import role_from_name
 from migrator.model.errors import SourceError
 from migrator.model.mail import Flags, FolderInfo, FolderRole, MessageRecord, SkippedMessage
 
 LAYOUTS = ("auto", "maildir++", "fs")
-_SUBDIRS = ("new", "cur")  # new/ first: a live server moves new -> cur, never back
 # a directory last changed longer ago than this when listed can be trusted by its mtime
 _SETTLED_NS = 2_000_000_000
-_MAIL_DIRS = frozenset(("cur", "new", "tmp"))
-_MAX_DEPTH = 64
+FOLDER_KEY = "folder/"  # the key of a SkippedMessage that stands for a whole folder
 
 _STANDARD_FLAGS = {"S": "seen", "R": "answered", "F": "flagged", "T": "deleted", "D": "draft"}
 
@@ -66,11 +81,12 @@ def parse_flags(filename: str, keywords: dict[str, str]) -> Flags:
     )
 
 
-def read_keywords(folder_dir: str) -> dict[str, str]:
-    """dovecot-keywords: lines "<index> <name>"; index 0 is letter a, 25 is z."""
+def read_keywords(folder_fd: int) -> dict[str, str]:
+    """dovecot-keywords: lines "<index> <name>"; index 0 is letter a, 25 is z. The file is
+    opened like a message (a link is not followed: its keywords are then not read)."""
     out: dict[str, str] = {}
     try:
-        with open(os.path.join(folder_dir, "dovecot-keywords"), "rb") as fh:
+        with os.fdopen(open_file_at(folder_fd, "dovecot-keywords"), "rb") as fh:
             for line in fh:
                 idx, _, name = line.decode("utf-8", "replace").strip().partition(" ")
                 if idx.isdigit() and int(idx) < 26 and name:
@@ -78,10 +94,6 @@ def read_keywords(folder_dir: str) -> dict[str, str]:
     except OSError:
         pass  # no keywords file (or unreadable): messages simply carry no keywords
     return out
-
-
-def _has_mail_dirs(path: str) -> bool:
-    return os.path.isdir(os.path.join(path, "cur")) or os.path.isdir(os.path.join(path, "new"))
 
 
 def _decode(names: list[str], problems: list[str]) -> tuple[str, ...]:
@@ -109,86 +121,47 @@ class MaildirSource(SourceBase):
                 reason="config",
                 hint=f"set [source] maildir_layout to one of {', '.join(LAYOUTS)}",
             )
-        if not os.path.isdir(root):
-            raise SourceError(
-                f"no Maildir at {root}",
-                reason=NO_MAILBOX,
-                hint="check the account's [source] path template and that the directory exists"
-                " and is readable by the migrator user",
-            )
+        try:
+            self._tree = Tree(root)
+        except OSError as exc:
+            raise _mailbox_error(root, exc) from exc
         self.root = root
-        self.layout = self._detect_layout() if layout == "auto" else layout
+        self.layout = detect_layout(self._tree.fd) if layout == "auto" else layout
         # (native, sub) -> (directory mtime, [(key, name)]): what folders() listed, reused by
         # messages() when the directory has not changed since (see _settled_listing)
         self._listings: dict[tuple[str, str], tuple[int, list[tuple[str, str]]]] = {}
+        # directories of the mailbox that are not read, reported in INBOX's listing
+        self._unread: list[SkippedMessage] | None = None
+
+    def close(self) -> None:
+        self._tree.close()
+
+    def _fdir(self, native: str) -> str:
+        return os.path.join(self.root, native) if native else self.root
 
     # ------------------------------------------------------------------ folders
 
-    def _detect_layout(self) -> str:
-        try:
-            entries = [e for e in os.scandir(self.root) if e.is_dir()]
-        except OSError:
-            return "maildir++"
-        if any(e.name.startswith(".") and _has_mail_dirs(e.path) for e in entries):
-            return "maildir++"
-        for e in entries:
-            if e.name.startswith(".") or e.name in _MAIL_DIRS:
-                continue
-            for _dirpath, dirnames, _files in os.walk(e.path):
-                if "cur" in dirnames or "new" in dirnames:
-                    return "fs"
-        return "maildir++"
-
-    def _folder_natives(self) -> list[tuple[str, list[str]]]:
-        """(native, on-disk name parts) of every folder other than INBOX."""
-        found: list[tuple[str, list[str]]] = []
-        if self.layout == "maildir++":
-            with os.scandir(self.root) as it:
-                for e in it:
-                    if (e.name.startswith(".") and e.name not in (".", "..") and e.is_dir()
-                            and _has_mail_dirs(e.path)):
-                        parts = [p for p in e.name[1:].split(".") if p]
-                        if parts:
-                            found.append((e.name, parts))
-            return found
-        seen: set[tuple[int, int]] = set()
-
-        def walk(rel: list[str], depth: int) -> None:
-            path = os.path.join(self.root, *rel)
-            try:
-                st = os.stat(path)
-                if (st.st_dev, st.st_ino) in seen or depth > _MAX_DEPTH:
-                    return  # a symlink loop or an absurd depth
-                seen.add((st.st_dev, st.st_ino))
-                entries = sorted(
-                    e.name for e in os.scandir(path)
-                    if e.is_dir() and not e.name.startswith(".") and e.name not in _MAIL_DIRS
-                )
-            except OSError:
-                return
-            for name in entries:
-                sub = [*rel, name]
-                if _has_mail_dirs(os.path.join(self.root, *sub)):
-                    found.append(("/".join(sub), sub))
-                walk(sub, depth + 1)
-
-        walk([], 0)
-        return found
-
     def folders(self) -> list[FolderInfo]:
-        result = [self._info(("INBOX",), "", [])]
-        for native, parts in self._folder_natives():
+        natives, self._unread = survey(self._tree.fd, self.root, self.layout)
+        inbox = self._info(("INBOX",), "", [s.detail for s in self._unread])
+        if self._unread:
+            inbox = replace(inbox, message_count=(inbox.message_count or 0) + len(self._unread))
+        result = [inbox]
+        for native, parts in natives:
             problems: list[str] = []
-            path = _decode(parts, problems)
+            path = _decode(list(parts), problems) if parts else (native,)
             if path[0].upper() == "INBOX" and len(path) == 1:
-                continue  # a folder named INBOX beside the real INBOX: not a second inbox
+                # ".INBOX" beside the real INBOX is the folder a Courier-style client shows as
+                # INBOX/INBOX: its own folder below the inbox, never merged into the inbox
+                # (it is often an old copy of it, which would double every message)
+                path = ("INBOX", path[0])
             result.append(self._info(path, native, problems))
         result[1:] = sorted(result[1:], key=lambda f: f.path)
         return result
 
     def _info(self, path: tuple[str, ...], native: str, problems: list[str]) -> FolderInfo:
         count, total = self._count(native, problems)
-        role = FolderRole.INBOX if path == ("INBOX",) else role_from_name(path)
+        role = FolderRole.INBOX if path == ("INBOX",) and not native else role_from_name(path)
         return FolderInfo(path=path, role=role, native=native, message_count=count,
                           byte_total=total, problems=tuple(problems))
 
@@ -197,18 +170,20 @@ class MaildirSource(SourceBase):
     def _count(self, native: str, problems: list[str]) -> tuple[int, int | None]:
         """Messages in a folder and their bytes, from the file names alone (no stat): the
         count is what a listing finds; the bytes only when every name carries Dovecot's S=."""
-        fdir = os.path.join(self.root, native) if native else self.root
+        fdir = self._fdir(native)
         keys: set[str] = set()
         total: int | None = 0
-        for sub in _SUBDIRS:
-            subdir = os.path.join(fdir, sub)
+        for sub in SUBDIRS:
             try:
-                before = os.stat(subdir).st_mtime_ns
-                names = os.listdir(subdir)
+                dir_fd = self._tree.sub(native, sub)
+                before = os.stat(dir_fd).st_mtime_ns
+                names = os.listdir(dir_fd)
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                problems.append(f"cannot list {fdir}/{sub}: {exc.strerror or exc}")
+                what = "is a symbolic link: not followed" if is_link_error(exc) else \
+                    f"cannot be listed: {exc.strerror or exc}"
+                problems.append(f"{fdir}/{sub} {what}")
                 continue
             listing: list[tuple[str, str]] = []
             for name in names:
@@ -249,60 +224,91 @@ class MaildirSource(SourceBase):
     ) -> Iterator[MessageRecord | SkippedMessage]:
         """Records of the folder. Keys in `known` (already migrated, says the caller) are
         counted in `known_seen` but not stat'ed nor offered: a delta pass over a big folder
-        then costs one directory listing."""
-        yield from self._list(folder.native, None, known)
+        then costs one directory listing. INBOX's listing ends with the directories of the
+        mailbox that are not read (links, directories that are no folder)."""
+        items = self._list(folder.native, None, known)
+        if folder.native == "":
+            if self._unread is None:
+                self._unread = survey(self._tree.fd, self.root, self.layout)[1]
+            for item in self._unread:
+                if item.key in known:
+                    self.known_seen += 1
+                else:
+                    items.append(item)
+        yield from items
 
     def _list(
         self, native: str, problems: list[str] | None, known: Collection[str] = ()
     ) -> list[MessageRecord | SkippedMessage]:
         with _gc_paused():
             found, skipped = self._scan(native, problems, known)
-            fdir = os.path.join(self.root, native) if native else self.root
-            return self._records(fdir, read_keywords(fdir), found, skipped)
+            try:
+                keywords = read_keywords(self._tree.folder(native)) if found else {}
+            except OSError:
+                keywords = {}
+            return self._records(self, native, keywords, found, skipped)
 
     def _scan(
         self, native: str, problems: list[str] | None, known: Collection[str] = ()
     ) -> tuple[dict[str, tuple[str, str, int, int, int]], dict[str, SkippedMessage]]:
-        """One scandir of new/ and cur/ and one stat per file not in `known`: what is there."""
+        """One scandir of new/ and cur/ and one lstat per file not in `known`: what is there."""
         self.known_seen = 0
         seen_known: set[str] = set()
-        fdir = os.path.join(self.root, native) if native else self.root
+        fdir = self._fdir(native)
         # key -> (sub, name, size, mtime, inode): plain values, not stat_result objects, so
         # the garbage collector has less to walk while 100,000 entries pile up
         found: dict[str, tuple[str, str, int, int, int]] = {}
         skipped: dict[str, SkippedMessage] = {}
-        for sub in _SUBDIRS:
-            subdir = os.path.join(fdir, sub)
+        try:
+            folder_fd = self._tree.folder(native)
+        except FileNotFoundError:
+            return found, skipped  # deleted since it was listed: nothing in it any more
+        except OSError as exc:
+            # swapped for a link (or made unreadable) since folders() listed it
+            what = "is a symbolic link: not followed" if is_link_error(exc) else \
+                f"cannot be opened: {exc.strerror or exc}"
+            detail = f"{fdir} {what}"
+            if problems is not None:
+                problems.append(detail)
+            skipped[FOLDER_KEY] = SkippedMessage(
+                FOLDER_KEY, SYMLINK if is_link_error(exc) else UNREADABLE, detail)
+            return found, skipped
+        for sub in SUBDIRS:
+            subdir = f"{fdir}/{sub}"
             try:
-                # scandir over a descriptor: each entry's stat is then an fstatat relative to
-                # the directory instead of a walk down the whole path (~15% of a listing)
-                dir_fd = os.open(subdir, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    entries: list[Any]
-                    if known:
-                        # names only (no DirEntry objects): most are known and need nothing more
-                        entries = []
-                        pairs = self._settled_listing(native, sub, dir_fd)
-                        if pairs is None:
-                            pairs = [(_key_of(name), name) for name in os.listdir(dir_fd) if name[0] != "."]
-                        for key, name in pairs:
-                            if key in known:
-                                seen_known.add(key)
-                            else:
-                                entries.append(_Named(name))
-                        stats = [_stat_at(dir_fd, e.name) for e in entries]
-                    else:
-                        entries = list(os.scandir(dir_fd))
-                        stats = [_stat(e) for e in entries]
-                finally:
-                    os.close(dir_fd)
+                # listing through the directory's descriptor: each entry's lstat is then an
+                # fstatat relative to it instead of a walk down the whole path (~15% of a
+                # listing), and nothing in the path can be swapped for a link meanwhile
+                dir_fd = self._tree.sub(native, sub)
+                entries: list[Any]
+                if known:
+                    # names only (no DirEntry objects): most are known and need nothing more
+                    entries = []
+                    pairs = self._settled_listing(native, sub, dir_fd)
+                    if pairs is None:
+                        pairs = [(_key_of(name), name) for name in os.listdir(dir_fd) if name[0] != "."]
+                    for key, name in pairs:
+                        if key in known:
+                            seen_known.add(key)
+                        else:
+                            entries.append(_Named(name))
+                    stats = [_stat_at(dir_fd, e.name) for e in entries]
+                else:
+                    with os.scandir(dir_fd) as it:
+                        entries = list(it)
+                    stats = [_stat(e) for e in entries]
             except FileNotFoundError:
                 continue  # a folder with only new/ (or only cur/) is fine
             except OSError as exc:
-                detail = f"cannot list {subdir}: {exc.strerror or exc}"
+                if is_link_error(exc):
+                    detail = f"{subdir} is {link_note(folder_fd, sub)}: not followed"
+                    reason = SYMLINK
+                else:
+                    detail = f"cannot list {subdir}: {exc.strerror or exc}"
+                    reason = UNREADABLE
                 if problems is not None:
                     problems.append(detail)
-                skipped[f"{sub}/"] = SkippedMessage(f"{sub}/", UNREADABLE, detail)
+                skipped[f"{sub}/"] = SkippedMessage(f"{sub}/", reason, detail)
                 continue
             for entry, st_or_error in zip(entries, stats, strict=True):
                 name = entry.name
@@ -310,11 +316,7 @@ class MaildirSource(SourceBase):
                     continue  # hidden files are not messages (Maildir convention)
                 key = _key_of(name)
                 if isinstance(st_or_error, FileNotFoundError):
-                    if os.path.islink(f"{subdir}/{name}"):
-                        # a link to nowhere will not come back by itself: say so
-                        skipped.setdefault(key, SkippedMessage(
-                            key, NOT_A_FILE, f"{subdir}/{name} is a symbolic link to a missing file"))
-                    continue  # else renamed by a live server since scandir: in cur/ or next pass
+                    continue  # renamed by a live server since scandir: in cur/ or next pass
                 if isinstance(st_or_error, OSError):
                     skipped.setdefault(key, SkippedMessage(
                         key, UNREADABLE,
@@ -326,6 +328,10 @@ class MaildirSource(SourceBase):
                     if free is None:
                         continue  # the same file seen in new/ and again in cur/ after a rename
                     key = free
+                if stat.S_ISLNK(st.st_mode):
+                    skipped[key] = SkippedMessage(
+                        key, SYMLINK, f"{subdir}/{name} is {link_note(dir_fd, name)}: not followed")
+                    continue
                 if not stat.S_ISREG(st.st_mode):
                     skipped[key] = SkippedMessage(
                         key, NOT_A_FILE, f"{subdir}/{name} is not a regular file")
@@ -339,7 +345,8 @@ class MaildirSource(SourceBase):
 
     @staticmethod
     def _records(
-        fdir: str,
+        source: MaildirSource,
+        native: str,
         keywords: dict[str, str],
         found: dict[str, tuple[str, str, int, int, int]],
         skipped: dict[str, SkippedMessage],
@@ -358,9 +365,33 @@ class MaildirSource(SourceBase):
                 flags = flags_of[info] = parse_flags(name, keywords)
             out.append(MessageRecord(
                 key, size, flags, datetime.fromtimestamp(mtime, UTC),
-                _Opener(fdir, key, sub, name),
+                _Opener(source, native, key, sub, name),
             ))
         return out
+
+
+def _mailbox_error(root: str, exc: OSError) -> SourceError:
+    if is_link_error(exc):
+        return SourceError(
+            f"the Maildir path {root} passes through a symbolic link (not followed)",
+            reason=SYMLINK,
+            hint="discovery recorded this path with its links resolved, so a link appeared in it"
+            " since: if it is legitimate (the mail moved to other storage), run `migrator"
+            " discover` again; if not, someone redirected this mailbox",
+        )
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return SourceError(
+            f"no Maildir at {root}",
+            reason=NO_MAILBOX,
+            hint="check the account's [source] path template and that the directory exists"
+            " and is readable by the migrator user",
+        )
+    return SourceError(
+        f"cannot open the Maildir {root}: {exc.strerror or exc}",
+        reason=UNREADABLE,
+        hint="give the migrator user read access to the Maildir (e.g. run as the mail user or"
+        " add it to the mail group)",
+    )
 
 
 @contextlib.contextmanager
@@ -425,62 +456,108 @@ class _Named:
 
 def _stat_at(dir_fd: int, name: str) -> os.stat_result | OSError:
     try:
-        return os.stat(name, dir_fd=dir_fd)
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError as exc:
         return exc
 
 
 def _stat(entry: os.DirEntry[str]) -> os.stat_result | OSError:
     try:
-        return entry.stat()
+        return entry.stat(follow_symlinks=False)
     except OSError as exc:
         return exc
 
 
 class _Opener:
-    """Opens one message file; re-finds it by key when a live server renamed it since listing."""
+    """Opens one message file (never through a link); re-finds it by key when a live server
+    renamed it since listing; refuses a file that is not mail (see base.looks_like_mail)."""
 
-    __slots__ = ("fdir", "key", "path")
+    __slots__ = ("source", "native", "key", "sub", "name")
 
-    def __init__(self, fdir: str, key: str, sub: str, name: str) -> None:
-        self.fdir, self.key = fdir, key
-        self.path = f"{fdir}/{sub}/{name}"  # joined here: cheaper than DirEntry.path per file
+    def __init__(self, source: MaildirSource, native: str, key: str, sub: str, name: str) -> None:
+        self.source, self.native, self.key, self.sub, self.name = source, native, key, sub, name
+
+    @property
+    def path(self) -> str:
+        return f"{self.source._fdir(self.native)}/{self.sub}/{self.name}"
 
     def __call__(self) -> BinaryIO:
         try:
-            return self._open(self.path)
+            return self._open()
         except FileNotFoundError:
             pass
-        found = self._refind()
-        if found is not None:
-            self.path = found
+        if self._refind():
             with contextlib.suppress(FileNotFoundError):
-                return self._open(found)
+                return self._open()
         raise SourceError(
-            f"message {self.key} vanished from {self.fdir} (deleted or moved since listing)",
+            f"message {self.key} vanished from {self.source._fdir(self.native)} (deleted or moved"
+            " since listing)",
             reason=VANISHED,
             hint="nothing to do: the next pass lists the folder again",
         )
 
-    def _refind(self) -> str | None:
-        for sub in _SUBDIRS:
-            with contextlib.suppress(OSError), os.scandir(os.path.join(self.fdir, sub)) as it:
+    def _refind(self) -> bool:
+        unique = self.key.split("#", 1)[0]
+        tree = self.source._tree
+        for sub in SUBDIRS:
+            with contextlib.suppress(OSError), os.scandir(tree.sub(self.native, sub)) as it:
                 for e in it:
-                    if message_key(e.name) == self.key.split("#", 1)[0]:
-                        return e.path
-        return None
+                    if message_key(e.name) == unique:
+                        self.sub, self.name = sub, e.name
+                        return True
+        return False
 
-    def _open(self, path: str) -> BinaryIO:
+    def _open(self) -> BinaryIO:
+        tree = self.source._tree
+        # the folder being read keeps its descriptors: the common case is two dict lookups
+        dir_fd = tree.fds.get(self.sub) if tree.native == self.native else None
+        if dir_fd is None:
+            try:
+                dir_fd = tree.sub(self.native, self.sub)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise self._error(exc, f"{self.source._fdir(self.native)}/{self.sub}") from exc
         try:
-            return open(path, "rb")  # noqa: SIM115 - the caller owns and closes the stream
+            fd = open_file_at(dir_fd, self.name)
         except FileNotFoundError:
             raise
-        except IsADirectoryError as exc:
-            raise SourceError(f"{path} is not a regular file", reason=NOT_A_FILE) from exc
+        except NotRegularFile as exc:
+            raise SourceError(f"{self.path} is not a regular file", reason=NOT_A_FILE) from exc
         except OSError as exc:
+            if is_link_error(exc):
+                raise SourceError(
+                    f"{self.path} is {link_note(dir_fd, self.name)}: not followed",
+                    reason=SYMLINK, hint=_LINK_HINT) from exc
+            raise self._error(exc, self.path) from exc
+        stream = open(fd, "rb")  # noqa: SIM115 - the caller owns and closes the stream
+        try:
+            # one read fills the buffer the caller reads on: deciding costs no extra I/O
+            head = stream.peek(HEAD_BYTES)
+        except OSError as exc:
+            stream.close()
+            raise self._error(exc, self.path) from exc
+        if not looks_like_mail(head):
+            stream.close()
             raise SourceError(
-                f"cannot read message {path}: {exc.strerror or exc}",
-                reason=UNREADABLE,
-                hint="give the migrator user read access to the Maildir (e.g. run as the mail"
-                " user or add it to the mail group)",
-            ) from exc
+                f"{self.path} is not a message: it does not begin with a header block"
+                " (binary data, or text without headers)",
+                reason=NOT_MAIL,
+                hint="nothing to migrate; look at the file and remove it or move it out of the Maildir",
+            )
+        return stream
+
+    @staticmethod
+    def _error(exc: OSError, path: str) -> SourceError:
+        if is_link_error(exc):
+            return SourceError(f"{path} is a symbolic link: not followed", reason=SYMLINK, hint=_LINK_HINT)
+        return SourceError(
+            f"cannot read message {path}: {exc.strerror or exc}",
+            reason=UNREADABLE,
+            hint="give the migrator user read access to the Maildir (e.g. run as the mail"
+            " user or add it to the mail group)",
+        )
+
+
+_LINK_HINT = ("links inside a mailbox are never followed (a user could point one at any file);"
+              " replace the link by the real file or folder, then retry the skipped messages")

@@ -19,12 +19,14 @@ it is gone)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
 import re
 import stat as statmod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, cast
 
 from migrator.adapters.sources import utf7
@@ -32,11 +34,22 @@ from migrator.adapters.sources.base import (
     CHANGED,
     EMPTY,
     NO_MAILBOX,
+    NOT_MAIL,
+    SYMLINK,
     UNREADABLE,
     VANISHED,
     SourceBase,
 )
 from migrator.adapters.sources.mbox_index import BLOCK, VARIANTS, Entry, Indexer
+from migrator.adapters.sources.nofollow import (
+    NotRegularFile,
+    is_link_error,
+    link_note,
+    open_dir_at,
+    open_dirs_at,
+    open_file_at,
+    open_parent,
+)
 from migrator.adapters.sources.roles import role_from_name
 from migrator.model.errors import SourceError
 from migrator.model.mail import FolderInfo, FolderRole, MessageRecord, SkippedMessage
@@ -71,23 +84,65 @@ class MboxSource(SourceBase):
                 reason="config",
                 hint=f"set [source] mbox_variant to one of {', '.join(VARIANTS)}",
             )
-        if not os.path.isfile(spool):
-            raise SourceError(
-                f"no mbox spool at {spool}",
-                reason=NO_MAILBOX,
-                hint="check the account's [source] path template (e.g. /var/mail/{uid}) and that"
-                " the file exists and is readable by the migrator user",
-            )
-        if folders_dir is not None and not os.path.isdir(folders_dir):
-            raise SourceError(
-                f"no mbox folders directory at {folders_dir}",
-                reason=NO_MAILBOX,
-                hint="check [source] folders_path; leave it out when accounts have only a spool",
-            )
         self.spool = spool
         self.folders_dir = folders_dir
         self.variant = variant
         self._cache: dict[str, tuple[_Snapshot, list[Entry], int]] = {}
+        self._unread: list[SkippedMessage] | None = None  # links in the folders directory
+        self._spool_name = os.path.basename(os.path.normpath(spool))
+        self._spool_fd = self._folders_fd = -1
+        # the spool's directory and the folders directory, reached without following links
+        # (see nofollow.py); every folder file is opened relative to them
+        try:
+            st = os.stat(self._spool_name, dir_fd=self._spool_dir, follow_symlinks=False)
+        except OSError as exc:
+            self.close()
+            raise _mailbox_error("mbox spool", spool, exc) from exc
+        if statmod.S_ISLNK(st.st_mode):
+            self.close()
+            raise _mailbox_error("mbox spool", spool, OSError(errno.ELOOP, "symbolic link"))
+        if not statmod.S_ISREG(st.st_mode):
+            self.close()
+            raise _mailbox_error("mbox spool", spool, FileNotFoundError(errno.ENOENT, "not a file"))
+        self._spool_id = (st.st_dev, st.st_ino)
+        if folders_dir is not None:
+            try:
+                self._folders_fd = self._folders_dir_fd  # refused now, not at the first folder
+            except OSError as exc:
+                self.close()
+                raise _mailbox_error("mbox folders directory", folders_dir, exc) from exc
+
+    @property
+    def _spool_dir(self) -> int:
+        """The spool's directory (search only); opened again when a record is read after the
+        source was closed."""
+        if self._spool_fd < 0:
+            try:
+                self._spool_fd, self._spool_name = open_parent(self.spool)
+            except OSError as exc:
+                raise _mailbox_error("mbox spool", self.spool, exc) from exc
+        return self._spool_fd
+
+    @property
+    def _folders_dir_fd(self) -> int:
+        if self._folders_fd < 0:
+            assert self.folders_dir is not None
+            parent, name = open_parent(self.folders_dir)
+            try:
+                self._folders_fd = open_dir_at(parent, name)
+            finally:
+                os.close(parent)
+        return self._folders_fd
+
+    def close(self) -> None:
+        for fd in (self._spool_fd, self._folders_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._spool_fd = self._folders_fd = -1
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     # ------------------------------------------------------------------ folders
 
@@ -97,43 +152,99 @@ class MboxSource(SourceBase):
         assert self.folders_dir is not None
         return os.path.join(self.folders_dir, native)
 
-    def _folder_files(self) -> list[tuple[str, tuple[str, ...]]]:
-        found: list[tuple[str, tuple[str, ...]]] = []
-        if self.folders_dir is None:
-            return found
-        spool_real = os.path.realpath(self.spool)
-        seen: set[tuple[int, int]] = set()
+    def _open_file(self, native: str) -> int:
+        """The folder file, opened without following links (see nofollow.py)."""
+        if native == "":
+            return open_file_at(self._spool_dir, self._spool_name)
+        *dirs, name = native.split("/")
+        if not dirs:
+            return open_file_at(self._folders_dir_fd, name)
+        dir_fd = open_dirs_at(self._folders_dir_fd, dirs, search_only=True)
+        try:
+            return open_file_at(dir_fd, name)
+        finally:
+            os.close(dir_fd)
 
-        def walk(rel: list[str]) -> None:
-            path = os.path.join(self.folders_dir or "", *rel)
+    def _lstat(self, native: str) -> os.stat_result:
+        """The folder file's own status (a link's, not its target's)."""
+        if native == "":
+            return os.stat(self._spool_name, dir_fd=self._spool_dir, follow_symlinks=False)
+        *dirs, name = native.split("/")
+        if not dirs:
+            return os.stat(name, dir_fd=self._folders_dir_fd, follow_symlinks=False)
+        dir_fd = open_dirs_at(self._folders_dir_fd, dirs, search_only=True)
+        try:
+            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        finally:
+            os.close(dir_fd)
+
+    def _folder_files(self) -> tuple[list[tuple[str, tuple[str, ...]]], list[SkippedMessage]]:
+        """The folder files below the folders directory, and its links (never followed)."""
+        found: list[tuple[str, tuple[str, ...]]] = []
+        unread: list[SkippedMessage] = []
+        if self.folders_dir is None:
+            return found, unread
+        base = self.folders_dir
+
+        def walk(dir_fd: int, rel: list[str]) -> None:
             try:
-                st = os.stat(path)
-                if (st.st_dev, st.st_ino) in seen or len(rel) > 64:
-                    return
-                seen.add((st.st_dev, st.st_ino))
-                entries = sorted(os.scandir(path), key=lambda e: e.name)
-            except OSError:
+                with os.scandir(dir_fd) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                where = "/".join(rel)
+                unread.append(SkippedMessage(
+                    f"./{where}/", UNREADABLE,
+                    f"{os.path.join(base, where)} cannot be listed: {exc.strerror or exc}"))
                 return
             for e in entries:
                 if e.name.startswith(_IGNORED_PREFIXES):
                     continue
                 sub = [*rel, e.name]
-                if e.is_dir():
-                    walk(sub)
-                elif e.is_file() and os.path.realpath(e.path) != spool_real:
+                where = "/".join(sub)
+                if e.is_symlink():
+                    if not rel and e.name.upper() == "INBOX":
+                        continue  # the spool is INBOX (often what such a link points at)
+                    unread.append(SkippedMessage(
+                        f"./{where}/", SYMLINK,
+                        f"{os.path.join(base, where)} is {link_note(dir_fd, e.name)}: not followed"))
+                elif e.is_dir(follow_symlinks=False):
+                    if len(sub) > 64:
+                        continue
+                    try:
+                        child = open_dir_at(dir_fd, e.name)
+                    except OSError as exc:
+                        what = "is a symbolic link: not followed" if is_link_error(exc) else \
+                            f"cannot be listed: {exc.strerror or exc}"
+                        unread.append(SkippedMessage(
+                            f"./{where}/", SYMLINK if is_link_error(exc) else UNREADABLE,
+                            f"{os.path.join(base, where)} {what}"))
+                        continue
+                    try:
+                        walk(child, sub)
+                    finally:
+                        os.close(child)
+                elif e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    if (st.st_dev, st.st_ino) == self._spool_id:
+                        continue  # the spool itself, kept among the folders by some setups
                     display = tuple(utf7.decode_lenient(n) for n in sub)
                     if len(display) == 1 and display[0].upper() == "INBOX":
                         continue  # the spool is INBOX; a stray "inbox" file is not a second one
-                    found.append(("/".join(sub), display))
+                    found.append((where, display))
 
-        walk([])
-        return found
+        walk(self._folders_dir_fd, [])
+        return found, unread
 
     def folders(self) -> list[FolderInfo]:
+        files, self._unread = self._folder_files()
         inbox = self._info(("INBOX",), "")
         assert inbox is not None
+        if self._unread:
+            inbox = replace(
+                inbox, message_count=(inbox.message_count or 0) + len(self._unread),
+                problems=(*inbox.problems, *(s.detail for s in self._unread)))
         result = [inbox]
-        for native, display in self._folder_files():
+        for native, display in files:
             info = self._info(display, native)
             if info is not None:
                 result.append(info)
@@ -164,16 +275,22 @@ class MboxSource(SourceBase):
         """A consistent index of one folder file, from cache when the file did not change."""
         path = self._path(native)
         try:
-            current = _snapshot(os.stat(path))
+            st = self._lstat(native)
         except FileNotFoundError:
             return [], 0  # a folder deleted since listing holds nothing any more
         except OSError as exc:
             raise _unreadable(path, exc) from exc
+        if statmod.S_ISLNK(st.st_mode):
+            raise _unreadable(path, OSError(errno.ELOOP, os.strerror(errno.ELOOP)))
+        current = _snapshot(st)
         cached = self._cache.get(native)
         if cached is not None and cached[0] == current:
             return cached[1], cached[2]
         for _ in range(PASS_ATTEMPTS):
-            result = self._one_pass(path, native)
+            try:
+                result = self._one_pass(path, native)
+            except FileNotFoundError:
+                return [], 0  # deleted while the pass ran: it holds nothing any more
             if result is not None:
                 snap, entries, garbage = result
                 self._cache[native] = (snap, entries, garbage)
@@ -186,19 +303,24 @@ class MboxSource(SourceBase):
 
     def _one_pass(self, path: str, native: str) -> tuple[_Snapshot, list[Entry], int] | None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = self._open_file(native)
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileNotFoundError(path) from None
+        except NotRegularFile as exc:
+            raise SourceError(f"{path} is not a regular file", reason=UNREADABLE) from exc
         except OSError as exc:
             raise _unreadable(path, exc) from exc
         try:
             before = _snapshot(os.fstat(fd))
-            if not statmod.S_ISREG(os.fstat(fd).st_mode):
-                raise SourceError(f"{path} is not a regular file", reason=UNREADABLE)
             indexer = Indexer(fd, before.size, self.variant)
             try:
                 entries = indexer.entries(strict=bool(native))
             except OSError as exc:
                 raise _unreadable(path, exc) from exc
-            after = _snapshot(os.stat(path))
+            try:
+                after = _snapshot(self._lstat(native))
+            except OSError:
+                return None  # gone (or its directory swapped) since: a new pass says how
             if after == before:
                 return before, entries, indexer.leading_garbage
             if after.ino != before.ino or after.size < before.size:
@@ -216,6 +338,11 @@ class MboxSource(SourceBase):
     # ------------------------------------------------------------------ messages
 
     def messages(self, folder: FolderInfo) -> Iterator[MessageRecord | SkippedMessage]:
+        if folder.native == "":
+            # INBOX's listing also carries what the folders directory holds but is not read
+            if self._unread is None:
+                self._unread = self._folder_files()[1]
+            yield from self._unread
         try:
             entries, garbage = self._index(folder.native)
         except SourceError as exc:
@@ -225,7 +352,7 @@ class MboxSource(SourceBase):
             return
         if garbage:
             yield SkippedMessage(
-                "offset-0", "not-mail",
+                "offset-0", NOT_MAIL,
                 f"{self._path(folder.native)}: {garbage} bytes before the first From_ line")
         for entry in entries:
             if entry.size == 0:  # two From_ lines with nothing but the separator between them
@@ -246,9 +373,11 @@ class MboxSource(SourceBase):
         path = self._path(native)
         for attempt in range(2):
             try:
-                fh = open(path, "rb")  # noqa: SIM115 - handed to the stream, closed with it
+                fh = os.fdopen(self._open_file(native), "rb")  # handed to the stream
             except FileNotFoundError:
                 break
+            except NotRegularFile as exc:
+                raise SourceError(f"{path} is not a regular file", reason=UNREADABLE) from exc
             except OSError as exc:
                 raise _unreadable(path, exc) from exc
             if _still_there(fh, entry):
@@ -344,8 +473,38 @@ def _still_there(fh: BinaryIO, entry: Entry) -> bool:
 
 
 def _unreadable(path: str, exc: OSError) -> SourceError:
+    if is_link_error(exc):
+        return SourceError(
+            f"{path} is a symbolic link (or reached through one): not followed",
+            reason=SYMLINK,
+            hint="links inside a mailbox are never followed (a user could point one at any"
+            " file); replace the link by the real file, then run again",
+        )
     return SourceError(
         f"cannot read {path}: {exc.strerror or exc}",
         reason=UNREADABLE,
         hint="give the migrator user read access to the spool (e.g. the mail group)",
+    )
+
+
+def _mailbox_error(what: str, path: str, exc: OSError) -> SourceError:
+    if is_link_error(exc):
+        return SourceError(
+            f"the {what} path {path} passes through a symbolic link (not followed)",
+            reason=SYMLINK,
+            hint="discovery recorded this path with its links resolved, so a link appeared in it"
+            " since: if it is legitimate (the mail moved to other storage), run `migrator"
+            " discover` again; if not, someone redirected this mailbox",
+        )
+    if what == "mbox spool":
+        return SourceError(
+            f"no mbox spool at {path}",
+            reason=NO_MAILBOX,
+            hint="check the account's [source] path template (e.g. /var/mail/{uid}) and that"
+            " the file exists and is readable by the migrator user",
+        )
+    return SourceError(
+        f"no mbox folders directory at {path}",
+        reason=NO_MAILBOX,
+        hint="check [source] folders_path; leave it out when accounts have only a spool",
     )

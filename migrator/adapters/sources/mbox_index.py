@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,20 @@ HEADER_CAP = 64 * 1024  # flags and keys come from at most this much of a header
 
 # A From_ line: "From " sender, then something ending in a time of day (asctime and friends).
 _FROM_LINE = re.compile(rb"From \S* +.*?\d{1,2}:\d\d")
+# Writers differ in their From_ lines, and a file keeps to its writer's style, so the style is
+# learned from the file's first line and only lines of that style separate messages:
+# - classic: "From sender asctime" (mail servers, mutt, Apple Mail); body lines are told apart
+#   by the time of day the date holds (the old heuristic, kept where styles are ambiguous);
+# - mozilla: "From - <date>" or a bare "From - " (Thunderbird, Netscape, which do not quote
+#   "From " in bodies: a body line "From Russia with love 10:30" must not split a message);
+# - google: "From <digits>@xxx" with or without a date (Gmail and Google Takeout exports);
+# - bare: any other "From <sender>" without a date ("From MAILER-DAEMON"), where a line of just
+#   "From <sender>" (or a dated classic line) separates.
+CLASSIC, MOZILLA, GOOGLE, BARE = "classic", "mozilla", "google", "bare"
+_MOZILLA_LINE = re.compile(rb"From -(?:[ \t]*\r?(?:\n|$)|[ \t]+[^\n]*?\d{1,2}:\d\d)")
+_GOOGLE_LINE = re.compile(rb"From \d+@xxx(?:[ \t][^\n]*)?\r?(?:\n|$)")
+_BARE_LINE = re.compile(rb"From (?:[^\s@]*@\S*(?:[ \t][^\n]*)?|\S+[ \t]*)\r?(?:\n|$)")
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark some exports put before the first From_ line
 _MONTHS = {m: i + 1 for i, m in enumerate(
     [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"])}
 _ASCTIME = re.compile(
@@ -35,7 +50,39 @@ _VOLATILE = frozenset((
 
 
 def is_from_line(line: bytes) -> bool:
+    """A classic From_ line (sender and a date with a time of day)."""
     return _FROM_LINE.match(line) is not None
+
+
+def separator_style(line: bytes) -> str | None:
+    """The style of a file whose first line is `line`, or None when it is no From_ line."""
+    if _MOZILLA_LINE.match(line):
+        return MOZILLA
+    if _GOOGLE_LINE.match(line):
+        return GOOGLE
+    if _FROM_LINE.match(line):
+        return CLASSIC
+    if _BARE_LINE.match(line):
+        return BARE
+    return None
+
+
+def _bare_or_classic(line: bytes) -> bool:
+    return _BARE_LINE.match(line) is not None or _FROM_LINE.match(line) is not None
+
+
+def _any_strong(line: bytes) -> bool:
+    """What may start the mail after junk at the head of a spool (a bare line is too weak)."""
+    return any(p.match(line) is not None for p in (_FROM_LINE, _MOZILLA_LINE, _GOOGLE_LINE))
+
+
+_SEPARATES: dict[str | None, Callable[[bytes], bool]] = {
+    CLASSIC: is_from_line,
+    MOZILLA: lambda line: _MOZILLA_LINE.match(line) is not None,
+    GOOGLE: lambda line: _GOOGLE_LINE.match(line) is not None,
+    BARE: _bare_or_classic,
+    None: _any_strong,
+}
 
 
 def from_line_date(line: bytes) -> datetime | None:
@@ -115,10 +162,12 @@ _FLAGS: dict[tuple[bool, bool, bool, bool, bool, tuple[str, ...]], Flags] = {}
 class Indexer:
     """Scans one open mbox file up to `limit` bytes (the size when the pass began)."""
 
-    def __init__(self, fd: int, limit: int, variant: str) -> None:
+    def __init__(self, fd: int, limit: int, variant: str, style: str | None = CLASSIC) -> None:
         self.fd = fd
         self.limit = limit
         self.variant = variant
+        self.style = style  # the file's From_ line style, learned by entries()
+        self._separates = _SEPARATES[style]
         self._base = 0
         self._data = b""
         self._cut = 0  # data[:cut] ends at a line end (or is one piece of a giant line)
@@ -169,7 +218,7 @@ class Indexer:
                     gt = i - k
                     if gt == 0:
                         off = self._base + i
-                        if is_from_line(self.pread(off, 1024)):
+                        if self._separates(self.pread(off, 1024)):
                             return off, quoted
                     elif quote_gt == 0 or gt == quote_gt:
                         quoted += 1
@@ -210,14 +259,20 @@ class Indexer:
         counts: dict[str, int] = {}
         if self.limit == 0:
             return out
-        head = self.pread(0, 1024)
-        pos: int | None = 0
-        if not (head.startswith(b"From ") and is_from_line(head)):
+        pos: int | None = 3 if self.pread(0, 3) == _BOM else 0
+        assert pos is not None
+        head = self.pread(pos, 1024)
+        style = separator_style(head) if head.startswith(b"From ") else None
+        if style is None:
             if strict:
                 self.leading_garbage = self.limit
                 return out
+            self.style, self._separates = None, _SEPARATES[None]
             pos, _ = self.next_from(0, -1)
             self.leading_garbage = self.limit if pos is None else pos
+            if pos is not None:
+                style = separator_style(self.pread(pos, 1024))
+        self.style, self._separates = style, _SEPARATES[style]
         while pos is not None:
             line_end = self.pread(pos, 4096).find(b"\n")
             if line_end < 0:
@@ -304,9 +359,9 @@ class Indexer:
         after = self.pread(end, 1024 + 1)
         if not after or after == b"\n":
             return end, None
-        if after.startswith(b"\nFrom ") and is_from_line(after[1:]):
+        if after.startswith(b"\nFrom ") and self._separates(after[1:]):
             return end, end + 1
-        if after.startswith(b"From ") and is_from_line(after):
+        if after.startswith(b"From ") and self._separates(after):
             return end, end
         return None
 
@@ -326,7 +381,7 @@ def _merged(a: Flags, b: Flags) -> Flags:
 
 def _count_only(ix: Indexer, start: int, end: int, quote_gt: int) -> tuple[None, int]:
     """Quoted lines in [start, end), read with a bounded indexer of its own."""
-    sub = Indexer(ix.fd, end, "mboxo")
+    sub = Indexer(ix.fd, end, "mboxo", ix.style)
     quoted = 0
     pos = start
     while pos < end:
