@@ -14,6 +14,8 @@ from exchangelib import errors as ews
 
 from migrator.model.errors import MigratorError, PermanentError, TransientError
 
+from . import reachability
+
 # reason codes (stable: reports group failures by them)
 AUTH = "auth"
 NO_MAILBOX = "no-mailbox"
@@ -142,8 +144,23 @@ def is_ambiguous(exc: BaseException) -> bool:
 def translate(exc: Exception, *, where: str) -> Exception:
     """The migrator error for `exc`; `where` names the mailbox/folder/operation for the message.
 
-    Returns exceptions that are not ours to judge (bugs in our code) unchanged.
+    Returns exceptions that are not ours to judge (bugs in our code) unchanged. A failure of the
+    server as a whole (refused, unresolvable, TLS, timeout, the service account refused) carries
+    an Outage, and its message names the innermost cause, not exchangelib's wrapper.
     """
+    translated = _translate(exc, where=where)
+    if translated is exc or not isinstance(translated, TransientError | PermanentError):
+        return translated
+    outage = reachability.outage_of(exc)
+    if outage is not None:
+        translated.outage = outage
+        if outage.kind != "auth":
+            translated.message = f"{where}: {outage.cause}"
+            translated.args = (translated.message,)
+    return translated
+
+
+def _translate(exc: Exception, *, where: str) -> Exception:
     if isinstance(exc, MigratorError):
         return exc
     detail = _code(exc)

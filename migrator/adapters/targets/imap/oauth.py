@@ -17,7 +17,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from migrator.model.errors import PermanentError, TransientError
+from migrator.adapters.network import endpoint_of, network_outage
+from migrator.model.errors import Outage, PermanentError, TransientError
 
 from .errors import AUTH, CONFIG
 
@@ -89,8 +90,14 @@ class TokenSource:
             raise self._http_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            parts = urllib.parse.urlsplit(self.token_url)
+            outage = network_outage(
+                reason if isinstance(reason, BaseException) else exc, service="target",
+                endpoint=endpoint_of(parts.hostname, parts.port or 443), timeout=self._timeout,
+                connecting=True)
             raise TransientError(f"token endpoint {self.token_url}: cannot connect: {reason}",
-                                 hint="check token_url / tenant_id and the network") from None
+                                 hint="check token_url / tenant_id and the network",
+                                 outage=outage) from None
         try:
             data = json.loads(body)
             value = str(data["access_token"])
@@ -113,8 +120,8 @@ class TokenSource:
             return TransientError(f"{where}: HTTP {exc.code}",
                                   retry_after=float(retry) if retry and retry.isdigit() else None)
         # the description may quote the client id but never the secret; show only the code
+        refused = f"{where}: client credentials refused (HTTP {exc.code} {code or exc.reason})"
         return PermanentError(
-            f"{where}: client credentials refused (HTTP {exc.code} {code or exc.reason})",
-            reason=AUTH,
+            refused, reason=AUTH, outage=Outage("target", "auth", refused),
             hint="check client_id, tenant_id and the client secret; the app needs the "
             "IMAP.AccessAsApp permission and a service principal with mailbox access")
