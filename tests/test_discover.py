@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 from migrator.cli.main import cli
 from migrator.samples.directory import DEFAULT_FILTER, PersonSpec
+from tests.fixtures.dead_servers import silent_listener
 from tests.fixtures.slapd import READER_PASSWORD, SlapdServer
 
 PLAN = """\
@@ -163,6 +165,18 @@ def test_a_wrong_password_is_a_clear_error_that_never_shows_it(
     monkeypatch.delenv("MIGRATOR_TEST_WRONG")
     code, _, err = run_cli("discover", "--plan", str(plan))
     assert code == 2 and "MIGRATOR_TEST_WRONG is not set" in err
+
+
+def test_a_directory_that_never_answers_stops_discovery_within_its_timeout(tmp_path: Path) -> None:
+    with silent_listener() as port:
+        plan = write_plan(tmp_path, f"ldap://127.0.0.1:{port}", "")
+        plan.write_text(plan.read_text().replace("page_size = 200", "page_size = 200\ntimeout = 2"))
+        started = time.monotonic()
+        code, _, err = run_cli("discover", "--plan", str(plan))
+        elapsed = time.monotonic() - started
+    assert code == 2, err
+    assert elapsed < 15, elapsed  # bounded by [directory] timeout, not by the server
+    assert f"ldap://127.0.0.1:{port}: no answer within 2 s" in " ".join(err.split()) and "hint:" in err
 
 
 def test_an_unreachable_directory_and_a_broken_plan_exit_2(tmp_path: Path) -> None:
