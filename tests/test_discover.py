@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from migrator.samples.directory import (
     write_ldif,
 )
 from migrator.store import open_store
+from tests.fixtures.dead_servers import silent_listener
 from tests.fixtures.slapd import READER_PASSWORD, SlapdServer
 from tests.fixtures.store import postgres_database
 
@@ -217,6 +219,18 @@ def test_a_password_written_in_place_of_the_variable_name_is_never_shown(
     code, out, err = run_cli("discover", "--plan", str(plan))
     assert code == 2 and "invalid credentials" in err and "[directory] password_env" in " ".join(err.split())
     assert "Zq7secretWord" not in out + err
+
+
+def test_a_directory_that_never_answers_stops_discovery_within_its_timeout(tmp_path: Path) -> None:
+    with silent_listener() as port:
+        plan = write_plan(tmp_path, f"ldap://127.0.0.1:{port}", "")
+        plan.write_text(plan.read_text().replace("page_size = 200", "page_size = 200\ntimeout = 2"))
+        started = time.monotonic()
+        code, _, err = run_cli("discover", "--plan", str(plan))
+        elapsed = time.monotonic() - started
+    assert code == 2, err
+    assert elapsed < 15, elapsed  # bounded by [directory] timeout, not by the server
+    assert f"ldap://127.0.0.1:{port}: no answer within 2 s" in " ".join(err.split()) and "hint:" in err
 
 
 def test_an_unreachable_directory_and_a_broken_plan_exit_2(tmp_path: Path) -> None:

@@ -32,4 +32,8 @@ def reached(point: str) -> None:
         _seen += 1
         fire = _seen == _AFTER if _SIGNAL == signal.SIGSTOP else _seen >= _AFTER
     if fire:  # outside the lock: a frozen process must not hold it when thawed
-        os.kill(os.getpid(), _SIGNAL)
+        # Sent to this very thread: the kernel stops (or kills) it on the way back from the
+        # call, before it runs one more instruction. kill(getpid()) lets the kernel pick
+        # another thread to take the signal, and this one ran on meanwhile: a "frozen" worker
+        # sometimes sent its upload before it stopped, which made the tests' race go either way.
+        signal.pthread_kill(threading.get_ident(), _SIGNAL)

@@ -54,6 +54,8 @@ class Context:
     source_password: str | None = None
     run_id: int | None = None
     source_factory: Callable[..., Source] = open_account_source
+    # told before each back-off wait (the error, the seconds): the run says what it waits for
+    on_wait: Callable[[TransientError, float], None] | None = None
 
 
 def _read_all(record: MessageRecord) -> bytes:
@@ -95,6 +97,8 @@ class AccountJob:
         def on_retry(exc: TransientError, wait: float, attempt: int) -> None:
             if exc.retry_after is not None:
                 self.ctx.limiter.throttled()
+            if self.ctx.on_wait is not None:
+                self.ctx.on_wait(exc, wait)
 
         def limited() -> T:
             with self.ctx.limiter.slot():
@@ -455,6 +459,8 @@ class AccountJob:
             wait = policy.backoff(attempt, hint)
             if attempt >= policy.attempts or time.monotonic() + wait > deadline or self.ctx.stop.is_set():
                 break
+            if self.ctx.on_wait is not None and last is not None:
+                self.ctx.on_wait(last, wait)
             if self.ctx.stop.wait(wait):
                 break
             # the server may have stored some of them before failing: ask before resending

@@ -17,7 +17,7 @@ class SkippedInfo:
 @dataclass
 class AccountOutcome:
     address: str
-    status: str  # synced | failed | interrupted | lost | dry-run
+    status: str  # synced | failed | interrupted | deferred (a server was down) | lost | dry-run
     messages_done: int = 0
     bytes_done: int = 0
     messages_seen: int = 0  # listed in the source this pass
@@ -44,6 +44,11 @@ class Progress(Protocol):
 
     def note(self, message: str) -> None: ...
 
+    def waiting(self, message: str) -> None:
+        """What the run waits for and until when (a throttled or unreachable server): shown
+        even when notes are not (--quiet). The engine rate-limits these."""
+        ...
+
 
 class NullProgress:
     def run_started(self, total_accounts: int, migrated_before: int) -> None:
@@ -59,4 +64,7 @@ class NullProgress:
         pass
 
     def note(self, message: str) -> None:
+        pass
+
+    def waiting(self, message: str) -> None:
         pass

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import Target
+from migrator.engine.breaker import Breaker, GuardedTarget, WaitNotices, outage_of
 from migrator.engine.limiter import AdaptiveLimiter
 from migrator.engine.mailbox import AccountJob, Context, Stopped
 from migrator.engine.progress import AccountOutcome, NullProgress, Progress
@@ -35,6 +36,7 @@ from migrator.model.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
     MigratorError,
+    Outage,
     PermanentError,
     StateError,
     TransientError,
@@ -95,6 +97,9 @@ class _CountingProgress:
     def note(self, message: str) -> None:
         self.inner.note(message)
 
+    def waiting(self, message: str) -> None:
+        self.inner.waiting(message)
+
 
 @dataclass
 class RunOptions:
@@ -114,6 +119,8 @@ class RunSummary:
     failed: int = 0
     interrupted: int = 0
     lost: int = 0
+    deferred: int = 0  # given back unchanged because a server was down (no attempt charged)
+    deferred_because: str = ""
     messages_done: int = 0
     bytes_done: int = 0
     messages_skipped: int = 0
@@ -126,7 +133,7 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_PARTIAL if (self.failed or self.messages_skipped) else EXIT_OK
+        return EXIT_PARTIAL if (self.failed or self.deferred or self.messages_skipped) else EXIT_OK
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -136,6 +143,7 @@ class RunSummary:
                 "failed": self.failed,
                 "interrupted": self.interrupted,
                 "lost": self.lost,
+                "deferred": self.deferred,
             },
             "messages": {
                 "done": self.messages_done,
@@ -175,10 +183,13 @@ class Runner:
         self.counter = _CountingProgress(progress or NullProgress())
         self.progress: Progress = self.counter
         self.limiter = AdaptiveLimiter(plan.run.target_concurrency)
+        # a target, source server or directory that is down stops the run (engine/breaker.py)
+        self.breaker = Breaker(self._fail_run)
+        self.waits = WaitNotices(self.progress.waiting)
         self.ctx = Context(
             store=store,
             plan=plan,
-            target=target,
+            target=GuardedTarget(target, self.breaker),
             limiter=self.limiter,
             retry=options.retry,
             stop=self.stop,
@@ -186,6 +197,7 @@ class Runner:
             source_password=source_password,
             run_id=run_id,
             source_factory=source_factory,
+            on_wait=self._on_wait,
         )
         self.summary = RunSummary()
         self.fatal: BaseException | None = None
@@ -239,6 +251,10 @@ class Runner:
         self.summary.seconds = time.monotonic() - started
         self.summary.stopped = self.stop.is_set()
         self.summary.throttled = self.limiter.throttle_count
+        if self.fatal is None and self.summary.deferred:
+            # accounts were given back because a server was down, and it has not answered
+            # since: that is the run's outcome, not "N accounts to do later"
+            self.fatal = self.breaker.trip_now()
         if self.fatal is not None:
             raise self.fatal
         return self.summary
@@ -276,6 +292,7 @@ class Runner:
             return claim
 
     def _work(self) -> None:
+        deferred = 0  # accounts in a row this worker gave back because a server was down
         while not self.stop.is_set() and self.fatal is None:
             try:
                 claim = self._next_claim()
@@ -286,7 +303,7 @@ class Runner:
                 return
             self._local.claim = claim
             try:
-                self._one(claim)
+                outcome = self._one(claim)
             except StateError as exc:
                 self._fail_run(exc)
                 return
@@ -295,6 +312,9 @@ class Runner:
                 with self._lock:
                     self._claims.pop(claim.account_id, None)
                     self._renewed.pop(claim.account_id, None)
+            deferred = deferred + 1 if outcome.status == "deferred" else 0
+            if deferred:
+                self._pause(deferred)
 
     def _fail_run(self, exc: BaseException) -> None:
         with self._lock:
@@ -302,13 +322,14 @@ class Runner:
                 self.fatal = exc
         self.stop.set()
 
-    def _one(self, claim: Claim) -> None:
+    def _one(self, claim: Claim) -> AccountOutcome:
         address = claim.address or claim.key
         self.progress.account_started(address)
         jobs = [AccountJob(self.ctx, claim)]  # more than one when the database connection broke
         outcome: AccountOutcome
         try:
             outcome = self._execute(claim, jobs)
+            self.breaker.succeeded("source")
             with self._lock:
                 self._claims.pop(claim.account_id, None)
             # a pass that found nothing new leaves a verified account verified: the target
@@ -335,7 +356,17 @@ class Runner:
             outcome.status = "lost"
             outcome.error = exc.message
         except (PermanentError, TransientError) as exc:
-            if self.stop.is_set() and isinstance(exc, TransientError):
+            outage = self._outage(exc)
+            if outage is not None:
+                # the server is down, not this account: give it back unchanged (no attempt)
+                outcome = jobs[-1].outcome
+                outcome.status = "deferred" if self.breaker.tripped is None else "interrupted"
+                outcome.error = exc.message
+                outcome.reason = outage.kind
+                self._abandon(claim)
+                if outage.service != "target":  # the target's failures were counted as they came
+                    self.breaker.failed(outage)
+            elif self.breaker.tripped is not None or (self.stop.is_set() and isinstance(exc, TransientError)):
                 outcome = jobs[-1].outcome
                 outcome.status = "interrupted"
                 self._abandon(claim)
@@ -360,6 +391,39 @@ class Runner:
             )
         self._record(outcome)
         self.progress.account_finished(outcome)
+        return outcome
+
+    # --- a server that is down ---------------------------------------------------------------
+    def _outage(self, exc: MigratorError) -> Outage | None:
+        """The outage an account ended on: one its error names for sure, or, for an error that
+        may be its own (a timeout), the target's when the target has failed since it last answered."""
+        outage = outage_of(exc)
+        if outage is not None and outage.confirmed:
+            return outage
+        return self.breaker.down("target") if isinstance(exc, TransientError) else None
+
+    def _pause(self, deferred: int) -> None:
+        """After `deferred` accounts in a row were given back for an outage: a back-off before
+        the next claim, so that a dead server trips the breaker rather than every account
+        being claimed and given back in a second."""
+        outage = self.breaker.down()
+        if outage is None or self.stop.is_set():
+            return
+        seconds = self.options.retry.backoff(deferred, None)
+        self.waits.waiting(outage.what, outage.kind, f"{outage.cause}; the run stops if it does not come back", seconds)
+        self.stop.wait(seconds)
+
+    def _on_wait(self, exc: TransientError, seconds: float) -> None:
+        """A worker backs off before retrying a target request: say what it waits for."""
+        outage = outage_of(exc)
+        if outage is None or not outage.confirmed:
+            outage = self.breaker.down("target") or outage
+        if outage is not None:
+            self.waits.waiting(outage.what, outage.kind, outage.cause, seconds)
+        elif exc.retry_after is not None:
+            self.waits.waiting("the target server", "throttled", f"it asks us to slow down: {exc.message}", seconds)
+        else:
+            self.waits.waiting("the target server", "trouble", exc.message, seconds)
 
     def _failed(self, claim: Claim, job: AccountJob, message: str, reason: str, hint: str | None) -> AccountOutcome:
         outcome = job.outcome
@@ -458,6 +522,9 @@ class Runner:
                 )
             elif outcome.status == "interrupted":
                 s.interrupted += 1
+            elif outcome.status == "deferred":
+                s.deferred += 1
+                s.deferred_because = outcome.error or ""
             elif outcome.status == "lost":
                 s.lost += 1
             s.messages_done += outcome.messages_done

@@ -6,6 +6,8 @@ these types. Every error carries the exit code the CLI should end with when it i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # finished, but some accounts failed or were skipped
 EXIT_FATAL = 2  # usage, config, plan, directory or database problem
@@ -55,16 +57,51 @@ class UsageError(MigratorError):
     """The command line asks for something that cannot be done (unknown account, bad option)."""
 
 
+# the services a run depends on, as an operator names them
+SERVICES = {"target": "the target server", "source": "the source server", "directory": "the directory"}
+
+
+@dataclass(frozen=True)
+class Outage:
+    """Why a failure is the service's and not one account's: the target, the source server or
+    the directory cannot be reached, does not answer, fails TLS, or refuses the service
+    account's credentials. The engine stops the whole run on these (docs/engine.md, "When a
+    server is down") instead of charging every account an attempt.
+
+    `cause` is the innermost error in words ("connection refused by mail.example.org:443"),
+    not the wrapper a library put around it. `confirmed` is False for a failure that may be
+    one request's own (a read timeout, a reset in the middle of a big upload): the engine then
+    asks the server whether it answers at all before counting it.
+    """
+
+    service: str  # "target" | "source" | "directory"
+    kind: str  # "unreachable" | "timeout" | "tls" | "auth" | "broken" | "unavailable"
+    cause: str
+    confirmed: bool = True
+
+    @property
+    def what(self) -> str:
+        return SERVICES.get(self.service, self.service)
+
+
 class TransientError(MigratorError):
-    """Worth retrying: timeouts, resets, throttling. `retry_after` is the server's hint in seconds."""
+    """Worth retrying: timeouts, resets, throttling. `retry_after` is the server's hint in seconds.
+
+    `outage` is set when the failure is the whole service's (see Outage)."""
 
     exit_code = EXIT_PARTIAL
 
     def __init__(
-        self, message: str, *, retry_after: float | None = None, hint: str | None = None
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        hint: str | None = None,
+        outage: Outage | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+        self.outage = outage
 
 
 class PermanentError(MigratorError):
@@ -75,9 +112,12 @@ class PermanentError(MigratorError):
 
     exit_code = EXIT_PARTIAL
 
-    def __init__(self, message: str, *, reason: str = "error", hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, reason: str = "error", hint: str | None = None, outage: Outage | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
+        self.outage = outage  # set when the refusal is the service's: TLS, the service account
 
 
 class SourceError(PermanentError):
@@ -86,6 +126,15 @@ class SourceError(PermanentError):
 
 class TargetError(PermanentError):
     """The target refused something for good."""
+
+
+class ServiceUnavailable(MigratorError):
+    """A service the run needs is down or refuses us (see Outage): the run stopped at once,
+    charging no account an attempt. Fatal: exit 2."""
+
+    def __init__(self, outage: Outage, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.outage = outage
 
 
 class Interrupted(MigratorError):

@@ -1,7 +1,8 @@
 """`run --log-format json`: one JSON object per line, for log shippers (journald, Filebeat, Vector).
 
 Every line carries `ts` (ISO 8601, UTC), `level`, `event` and `plan`, then the event's data.
-Events: run_started, account_started, messages_done, account_finished, note, run_finished.
+Events: run_started, account_started, messages_done, account_finished, note, waiting,
+run_finished.
 Workers report concurrently, so each line is built first and written under a lock in one call:
 lines never interleave. Values are escaped by json.dumps only (a newline in a subject or an
 error message stays inside its string), so a line is always one parseable record.
@@ -87,11 +88,15 @@ class JsonLinesProgress:
     def note(self, message: str) -> None:
         self.emit("note", message=message)
 
+    def waiting(self, message: str) -> None:
+        # the run backs off (a throttled or unreachable server): kept even with --quiet
+        self.emit("waiting", "warning", always=True, message=message)
+
     # --- after the run -------------------------------------------------------------------
     def run_finished(self, summary: Any, *, exit_code: int) -> None:
         """`summary` is an engine.runner.RunSummary; its numbers become the last line."""
         data = summary.as_json()
-        failed = data["accounts"]["failed"] or data["messages"]["skipped"]
+        failed = data["accounts"]["failed"] or data["accounts"]["deferred"] or data["messages"]["skipped"]
         self.emit("run_finished", "warning" if failed else "info", always=True, exit_code=exit_code, **data)
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 On a terminal: a live view (accounts N of M, messages and bytes per second, ETA, accounts in
 flight). Elsewhere (cron, CI, a pipe): one plain line per finished account, no colour or
-animation. `--quiet` prints only the summary.
+animation. `--quiet` prints only the summary, and what the run is waiting for (a throttled or
+unreachable server) on stderr, so that a run that seems stuck says why.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from migrator.engine.progress import AccountOutcome
-from migrator.report.console import safe
+from migrator.report.console import error_console, safe
 
 
 def human_bytes(n: float) -> str:
@@ -31,8 +32,11 @@ def human_bytes(n: float) -> str:
 class RunProgress:
     """Implements engine.progress.Progress for the terminal or a log."""
 
-    def __init__(self, console: Console, *, quiet: bool = False, live: bool | None = None) -> None:
+    def __init__(
+        self, console: Console, *, quiet: bool = False, live: bool | None = None, err: Console | None = None
+    ) -> None:
         self.console = console
+        self.err = err or error_console()
         self.quiet = quiet
         self.live_enabled = console.is_terminal if live is None else live
         self._lock = threading.Lock()
@@ -88,6 +92,12 @@ class RunProgress:
         if not self.quiet:
             self.console.print(safe(message, 500))
 
+    def waiting(self, message: str) -> None:
+        if self._live is not None:  # above the live view, which owns the terminal
+            self._live.console.print(safe(message, 500), soft_wrap=True)
+        else:
+            self.err.print(safe(message, 500), soft_wrap=True)
+
     # --- rendering -----------------------------------------------------------------------
     def close(self) -> None:
         if self._live is not None:
@@ -135,6 +145,12 @@ class RunProgress:
         if outcome.status == "failed":
             self.console.print(self._failure_text(outcome))
             return
+        if outcome.status == "deferred":
+            self.console.print(
+                f"deferred {safe(outcome.address)}: {safe(outcome.error, 300)} (given back unchanged, "
+                "no attempt charged)"
+            )
+            return
         skipped = f", {len(outcome.skipped)} skipped" if outcome.skipped else ""
         self.console.print(
             f"{outcome.status} {safe(outcome.address)}: {outcome.messages_done:,} new messages"
@@ -149,6 +165,7 @@ def render_run_summary(con: Console, summary: Any) -> None:
         f"run finished in {summary.seconds:,.1f} s: {summary.accounts:,} accounts"
         f" ({summary.synced:,} synced, {summary.failed:,} failed"
         + (f", {summary.interrupted:,} interrupted" if summary.interrupted else "")
+        + (f", {summary.deferred:,} deferred" if summary.deferred else "")
         + f"), {summary.messages_done:,} messages, {human_bytes(summary.bytes_done)}"
         + (f", {summary.messages_skipped:,} skipped" if summary.messages_skipped else "")
         + (f"; the target throttled us {summary.throttled:,} times" if summary.throttled else "")
@@ -171,6 +188,11 @@ def render_run_summary(con: Console, summary: Any) -> None:
                 safe(skip["account"], 40), safe(skip["folder"], 30), safe(skip["key"], 40), safe(skip["reason"]), safe(skip["detail"], 80)
             )
         con.print(table)
+    if summary.deferred:
+        con.print(
+            f"{summary.deferred:,} account(s) were given back unchanged while a server was unavailable "
+            f"({safe(summary.deferred_because, 300)}); no attempt was charged, the next run takes them"
+        )
     if summary.stopped:
         con.print("stopped on request: the state is consistent; run again to resume")
 

@@ -2,7 +2,10 @@
 
 IMAPClient is used only in the imap_* modules of this package. Every failure leaves here as a
 TransientError (worth retrying: unreachable, reset, timeout) or a SourceError with a reason code
-("auth", "tls", "protocol"); the password never appears in any message.
+("auth", "tls", "protocol"); the password never appears in any message. A failure that is the
+server's and not the account's (no connection or greeting, TLS, the master user's password
+refused, the server's authentication back end down) carries an Outage: the engine stops the
+run on it instead of charging every account an attempt.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from dataclasses import dataclass, field
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from migrator.model.errors import SourceError, TransientError
+from migrator.adapters.network import endpoint_of, network_outage
+from migrator.model.errors import Outage, SourceError, TransientError
 from migrator.model.secrecy import unless_secret
 
 TLS_MODES = ("ssl", "starttls", "none")
@@ -58,7 +62,7 @@ class ImapAccess:
 
     @property
     def where(self) -> str:
-        return f"{self.host}:{self.port}"
+        return endpoint_of(self.host, self.port)
 
     @property
     def login_name(self) -> str:
@@ -90,6 +94,7 @@ def _tls_failure(access: ImapAccess, exc: ssl.SSLError) -> SourceError:
     return SourceError(
         f"IMAP {access.where}: TLS certificate check failed: {detail}",
         reason="tls",
+        outage=Outage("source", "tls", f"the TLS certificate of {access.where} is not trusted: {detail}"),
         hint=(
             "set ca_file in [source] to the CA that signed the server certificate (a private CA), "
             "make sure host matches a name in the certificate, or (tests only) tls_verify = false"
@@ -114,13 +119,17 @@ def connect(access: ImapAccess) -> IMAPClient:
         raise SourceError(
             f"IMAP {access.where}: TLS handshake failed: {exc.reason or exc}",
             reason="tls",
+            outage=Outage("source", "tls", f"TLS with {access.where} failed: {exc.reason or exc}"),
             hint='check that the port speaks implicit TLS (tls = "ssl", usually 993) '
             'or use tls = "starttls" on port 143',
         ) from None
     except (socket.gaierror, OSError, imaplib.IMAP4.error) as exc:
+        # nothing of the account has happened yet: whatever fails here is the server's
+        outage = network_outage(exc, service="source", endpoint=access.where, timeout=access.timeout, connecting=True)
         raise TransientError(
-            f"IMAP server {access.where} unreachable: {_describe(exc)}",
+            f"IMAP server {access.where} unreachable: {outage.cause if outage else _describe(exc)}",
             hint="check host and port in [source] and that the server is running",
+            outage=outage,
         ) from None
     # IMAPClient turns imaplib's debug level up to 5 to feed its logger, and at that level
     # imaplib formats the repr of every response, literals included, whether or not anything
@@ -138,6 +147,7 @@ def connect(access: ImapAccess) -> IMAPClient:
                 raise SourceError(
                     f"IMAP {access.where}: STARTTLS refused: {_describe(exc)}",
                     reason="tls",
+                    outage=Outage("source", "tls", f"{access.where} refused STARTTLS: {_describe(exc)}"),
                     hint='use tls = "ssl" on the implicit-TLS port, or tls = "none"',
                 ) from None
         _authenticate(client, access)
@@ -160,16 +170,24 @@ def _authenticate(client: IMAPClient, access: ImapAccess) -> None:
         else:
             client.login(access.user, access.password)
     except LoginError as exc:
+        said = _server_text(exc, access.password)
         if "[UNAVAILABLE]" in str(exc):  # RFC 5530: the server's auth backend is down, not us
             raise TransientError(
                 f"IMAP {access.where}: authentication temporarily unavailable for "
-                f"{access.login_name}: {_server_text(exc, access.password)}"
+                f"{access.login_name}: {said}",
+                outage=Outage("source", "unavailable", f"{access.where} cannot authenticate anyone now ({said})"),
             ) from None
+        outage = None
+        if access.master_user and "[AUTHENTICATIONFAILED]" in str(exc):
+            # the master user's own password was refused (a user it may not act for, or that
+            # does not exist, is [AUTHORIZATIONFAILED]): every account will be
+            outage = Outage("source", "auth", f"{access.where} refused the password of the master user "
+                            f"{access.master_user} ({said})")
         raise SourceError(
-            f"IMAP login refused at {access.where} for {access.login_name}: "
-            f"{_server_text(exc, access.password)}",
+            f"IMAP login refused at {access.where} for {access.login_name}: {said}",
             reason="auth",
             hint="check the login template, master_user and the password source in [source]",
+            outage=outage,
         ) from None
     except CONNECTION_LOST as exc:
         raise TransientError(

@@ -16,6 +16,8 @@ from exchangelib import errors as ews
 from migrator.model.errors import MigratorError, PermanentError, TransientError
 from migrator.model.secrecy import WITHHELD, unless_secret
 
+from . import reachability
+
 # reason codes (stable: reports group failures by them)
 AUTH = "auth"
 NO_MAILBOX = "no-mailbox"
@@ -146,8 +148,23 @@ def translate(exc: Exception, *, where: str, secrets: Sequence[str] = ()) -> Exc
 
     `secrets` are the credentials the requests carried: the exception's text is left out when
     one occurs in it (never masked; see model/secrecy.py). Returns exceptions that are not ours
-    to judge (bugs in our code) unchanged.
+    to judge (bugs in our code) unchanged. A failure of the server as a whole (refused,
+    unresolvable, TLS, timeout, the service account refused) carries an Outage, and its message
+    names the innermost cause, not exchangelib's wrapper.
     """
+    translated = _translate(exc, where=where, secrets=secrets)
+    if translated is exc or not isinstance(translated, TransientError | PermanentError):
+        return translated
+    outage = reachability.outage_of(exc)
+    if outage is not None:
+        translated.outage = outage
+        if outage.kind != "auth":
+            translated.message = f"{where}: {outage.cause}"
+            translated.args = (translated.message,)
+    return translated
+
+
+def _translate(exc: Exception, *, where: str, secrets: Sequence[str]) -> Exception:
     if isinstance(exc, MigratorError):
         return exc
     detail = _code(exc)

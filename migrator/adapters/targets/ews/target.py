@@ -23,7 +23,7 @@ from migrator.model.plan import TargetSettings
 from ..base import ExcludedFolderError, TargetFolder
 from ..dates import submit_and_delivery
 from ..naming import FolderNaming
-from . import errors
+from . import errors, reachability
 from .connection import (
     forget_protocol,
     make_account,
@@ -483,6 +483,11 @@ class EwsTarget:
 
         folders = self._mailbox_folders(mailbox)
         return self._call(where, lambda: folders.total_count(folder.id))
+
+    def probe(self) -> None:
+        """Does the server answer at all? (the engine asks after a timeout or a reset, to tell
+        a server that is down from one slow request; see reachability.py)"""
+        reachability.probe(self.settings)
 
     def close(self) -> None:
         with self._lock:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from migrator.model.errors import PermanentError, TransientError
+from migrator.adapters.network import endpoint_of, network_outage
+from migrator.model.errors import Outage, PermanentError, TransientError
 from migrator.model.plan import TargetSettings
 from migrator.model.secrecy import WITHHELD, unless_secret
 
@@ -71,6 +72,7 @@ class Connector:
         self._password = secrets.get("password", "")
         self._tokens = tokens
         self.where = f"IMAP server {settings.host}:{settings.port}"
+        self.endpoint = endpoint_of(settings.host, settings.port)
         self._context: ssl.SSLContext | None = None
         if settings.tls != "none":
             try:
@@ -101,18 +103,46 @@ class Connector:
                                  reason=errors.CONFIG,
                                  hint="use {address}, {local}, {domain} and {username}") from None
 
-    def open(self, mailbox: str) -> Session:
-        where = f"mailbox {mailbox}"
+    def _client(self, where: str) -> IMAPClient:
+        """A connection that has greeted us (nothing account-specific yet: any failure here is
+        the server's, and carries a confirmed Outage)."""
         try:
-            client = IMAPClient(self.settings.host, port=self.settings.port,
-                                ssl=self.settings.tls == "ssl", ssl_context=self._context,
-                                timeout=self.settings.timeout)
+            return IMAPClient(self.settings.host, port=self.settings.port,
+                              ssl=self.settings.tls == "ssl", ssl_context=self._context,
+                              timeout=self.settings.timeout)
         except ssl.SSLError as exc:
             raise self._tls_error(where, exc) from None
         except (OSError, imaplib.IMAP4.error) as exc:
-            raise TransientError(f"{where}: cannot connect to {self.where}: {errors.clean(str(exc))}",
+            outage = network_outage(exc, service="target", endpoint=self.endpoint,
+                                    timeout=self.settings.timeout, connecting=True)
+            detail = outage.cause if outage is not None else errors.clean(str(exc))
+            raise TransientError(f"{where}: cannot connect to {self.where}: {detail}", outage=outage,
                                  hint="check host, port and tls in [target] and that the "
                                  "server is running") from None
+
+    def probe(self) -> None:
+        """Does the server greet and answer a NOOP? (no login: the engine asks after a timeout
+        or a reset, to tell a server that is down from one slow request)"""
+        client = self._client(self.where)
+        try:
+            client._imap.debug = 0
+            client.noop()
+        except ssl.SSLError as exc:
+            raise self._tls_error(self.where, exc) from None
+        except errors.CONNECTION_LOST as exc:
+            outage = network_outage(exc, service="target", endpoint=self.endpoint,
+                                    timeout=self.settings.timeout, connecting=True)
+            raise TransientError(f"{self.where}: no answer to NOOP: {errors.clean(str(exc))}",
+                                 outage=outage or Outage("target", "broken",
+                                                         f"{self.endpoint} greets but does not answer")) from None
+        except imaplib.IMAP4.error:
+            pass  # it answered
+        finally:
+            errors_close(client)
+
+    def open(self, mailbox: str) -> Session:
+        where = f"mailbox {mailbox}"
+        client = self._client(where)
         # IMAPClient raises imaplib's debug level to feed its logger, which formats every
         # literal we send; our APPENDs would be copied for nothing.
         client._imap.debug = 0
@@ -130,7 +160,8 @@ class Connector:
             raise self._tls_error(where, exc) from None
         except errors.CONNECTION_LOST as exc:
             errors_close(client)
-            raise errors.connection_error(exc, where=where, what="login", secrets=(self._password,)) from None
+            raise errors.connection_error(exc, where=where, what="login", endpoint=self.endpoint,
+                                          timeout=self.settings.timeout, secrets=(self._password,)) from None
         except imaplib.IMAP4.error as exc:  # STARTTLS or CAPABILITY refused
             errors_close(client)
             raise PermanentError(
@@ -191,16 +222,24 @@ class Connector:
                 f"act for it ({text})", reason=errors.NO_MAILBOX,
                 hint="check the target address template and that the mailbox exists")
         if code == b"UNAVAILABLE" or b"throttl" in raw.lower():
-            return errors.answer_error(raw, where=where, what="login")
+            return errors.answer_error(raw.lstrip(b"b'\""), where=where, what="login")
+        outage = None
+        if self.settings.username and self.settings.auth != "xoauth2" and code == b"AUTHENTICATIONFAILED":
+            # the administrator's own password was refused (a mailbox it may not act for, or
+            # that does not exist, is AUTHORIZATIONFAILED above): every mailbox will be
+            outage = Outage("target", "auth", f"{self.where} refused the password of "
+                            f"{self.settings.username} ({text})")
         return PermanentError(
             f"{where}: {self.where} refused the credentials of {who} ({text})", reason=errors.AUTH,
-            hint="check username, auth and the password/client secret source in [target]")
+            hint="check username, auth and the password/client secret source in [target]",
+            outage=outage)
 
     def _tls_error(self, where: str, exc: ssl.SSLError) -> PermanentError:
         detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
         return PermanentError(f"{where}: TLS with {self.where} failed: {detail}", reason=errors.TLS,
                               hint="set ca_file to the CA of the server certificate, or check "
-                              "tls (ssl on 993, starttls on 143)")
+                              "tls (ssl on 993, starttls on 143)",
+                              outage=Outage("target", "tls", f"TLS with {self.endpoint} failed: {detail}"))
 
 
 def errors_close(client: IMAPClient) -> None:

@@ -12,6 +12,7 @@ import re
 import socket
 import ssl
 
+from migrator.adapters.network import network_outage
 from migrator.model.errors import PermanentError, TransientError
 from migrator.model.secrecy import unless_secret
 
@@ -79,13 +80,20 @@ def answer_error(text: bytes, *, where: str, what: str) -> Exception:
     return PermanentError(f"{where}: the server refused {what}: {shown}", reason=REJECTED)
 
 
-def connection_error(exc: BaseException, *, where: str, what: str, secrets: tuple[str, ...] = ()) -> TransientError:
-    """`secrets`: those the exchange carried (a login's password), so the words are left out
+def connection_error(exc: BaseException, *, where: str, what: str, endpoint: str | None = None,
+                     timeout: float | None = None, secrets: tuple[str, ...] = ()) -> TransientError:
+    """A connection that broke or went silent during `what`. With the server's `endpoint`, it
+    carries an unconfirmed Outage: the engine asks the server (a probe) whether it is down.
+    `secrets`: those the exchange carried (a login's password), so the words are left out
     whole when one occurs in them."""
     detail = unless_secret(clean(str(exc)) or type(exc).__name__, *secrets)
     if isinstance(exc, socket.timeout | TimeoutError):
         detail = f"timed out ({detail})"
-    return TransientError(f"{where}: connection lost during {what}: {detail}")
+    outage = None
+    if endpoint is not None:
+        outage = network_outage(exc, service="target", endpoint=endpoint, timeout=timeout,
+                                connecting=False)
+    return TransientError(f"{where}: connection lost during {what}: {detail}", outage=outage)
 
 
 def is_tls_failure(exc: BaseException) -> bool:

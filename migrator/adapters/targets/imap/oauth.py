@@ -18,7 +18,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from migrator.model.errors import PermanentError, TransientError
+from migrator.adapters.network import endpoint_of, network_outage
+from migrator.model.errors import Outage, PermanentError, TransientError
 from migrator.model.secrecy import unless_secret
 
 from .errors import AUTH, CONFIG
@@ -91,9 +92,16 @@ class TokenSource:
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = unless_secret(str(getattr(exc, "reason", exc)), self._secret)
-            raise TransientError(f"token endpoint {self.token_url}: cannot connect: {reason}",
-                                 hint="check token_url / tenant_id and the network") from None
+            reason = getattr(exc, "reason", exc)
+            shown = unless_secret(str(reason), self._secret)
+            parts = urllib.parse.urlsplit(self.token_url)
+            outage = network_outage(
+                reason if isinstance(reason, BaseException) else exc, service="target",
+                endpoint=endpoint_of(parts.hostname, parts.port or 443), timeout=self._timeout,
+                connecting=True)
+            raise TransientError(f"token endpoint {self.token_url}: cannot connect: {shown}",
+                                 hint="check token_url / tenant_id and the network",
+                                 outage=outage) from None
         try:
             data = json.loads(body)
             value = str(data["access_token"])
@@ -118,9 +126,9 @@ class TokenSource:
             return TransientError(f"{where}: HTTP {exc.code}",
                                   retry_after=float(retry) if retry and retry.isdigit() else None)
         # the description may quote the client id but never the secret; show only the code
+        refused = (f"{where}: client credentials refused (HTTP {exc.code} "
+                   f"{code or unless_secret(str(exc.reason), self._secret)})")
         return PermanentError(
-            f"{where}: client credentials refused (HTTP {exc.code} "
-            f"{code or unless_secret(str(exc.reason), self._secret)})",
-            reason=AUTH,
+            refused, reason=AUTH, outage=Outage("target", "auth", refused),
             hint="check client_id, tenant_id and the client secret; the app needs the "
             "IMAP.AccessAsApp permission and a service principal with mailbox access")

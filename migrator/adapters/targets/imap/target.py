@@ -108,7 +108,9 @@ class ImapTarget:
                 raise
             except errors.CONNECTION_LOST as exc:
                 session.broken = True
-                raise errors.connection_error(exc, where=where, what=what) from None
+                raise errors.connection_error(exc, where=where, what=what,
+                                              endpoint=self.connector.endpoint,
+                                              timeout=self.settings.timeout) from None
             except IMAPClientError as exc:
                 raise errors.answer_error(str(exc).encode("utf-8", "replace"), where=where,
                                           what=what) from None
@@ -359,7 +361,9 @@ class ImapTarget:
                     break
         except errors.CONNECTION_LOST as exc:
             session.broken = True
-            after.lost = errors.connection_error(exc, where=where, what="APPEND")
+            after.lost = errors.connection_error(exc, where=where, what="APPEND",
+                                                 endpoint=self.connector.endpoint,
+                                                 timeout=self.settings.timeout)
             for batch, tags in sent_batches:
                 if not tags or any(tag not in wire.answers for tag in tags):
                     after.unsure.extend(i for i in batch if results[i] is None)
@@ -485,6 +489,10 @@ class ImapTarget:
             return self._run(mailbox, where, "searching", search)
         except (TransientError, PermanentError):
             return {}
+
+    def probe(self) -> None:
+        """Does the server answer at all? (see Connector.probe)"""
+        self.connector.probe()
 
     def close(self) -> None:
         self.pool.close()
