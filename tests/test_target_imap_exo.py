@@ -155,6 +155,41 @@ def test_a_message_over_the_mailbox_limit_fails_alone_as_too_large(
     assert set(stored(stack, mailbox, "INBOX")) == {raw(1), raw(3)}
 
 
+def test_flagged_is_set_on_copies_found_after_a_lost_answer(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Seguimiento",), FolderRole.NONE)
+    # stored, but the answers are lost with the connection: the copies are found by looking,
+    # and nothing has set \Flagged on them yet
+    stack.front.add(Rule("APPEND", "drop-after", contains=b"Subject: exo 2\r\n"))
+    items = [item(f"f{n}", raw(n), Flags(seen=True, flagged=True)) for n in range(4)]
+    results = target.upload(mailbox, folder, items)
+    assert all(r.ok and r.target_id for r in results), results
+    assert stack.front.cuts == 1
+    assert {flags for flags, _ in stored(stack, mailbox, folder.id).values()} == {
+        frozenset({b"\\Seen", b"\\Flagged"})}
+
+
+def test_flagged_is_set_on_copies_a_killed_process_left_behind(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    target = make()
+    folder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
+    # a process APPENDed these and was killed before its STORE (\Flagged is not applied by
+    # APPEND on Exchange); the next process recognises them by content
+    client = IMAPClient(stack.front.host, port=stack.front.port, ssl=True, timeout=20,
+                        ssl_context=_trusting(stack))
+    client.oauth2_login(mailbox, stack.platform.token())
+    items = [item("k1", raw(1), Flags(flagged=True)), item("k2", raw(2), Flags(seen=True))]
+    for one in items:
+        client.append("INBOX", one.data, flags=[b"\\Flagged"] if one.flags.flagged else [b"\\Seen"],
+                      msg_time=WHEN)
+    client.logout()
+    found = make().find_uploads(mailbox, folder, items)
+    assert set(found) == {"k1", "k2"}
+    assert {body: flags for body, (flags, _) in stored(stack, mailbox, "INBOX").items()} == {
+        raw(1): frozenset({b"\\Flagged"}), raw(2): frozenset({b"\\Seen"})}
+
+
 # --- token expiry ---------------------------------------------------------------------------
 
 

@@ -63,6 +63,7 @@ class _Afterwards:
     unsure: list[int] = field(default_factory=list)  # written, unanswered: stored or not?
     unknown: list[int] = field(default_factory=list)  # stored without APPENDUID
     expired: bool = False  # the server ended the session: its OAuth2 token ran out
+    flagged: list[int] = field(default_factory=list)  # \\Flagged set after APPEND (Exchange)
 
 
 def open_imap_target(settings: TargetSettings, *, secrets: Mapping[str, str],
@@ -95,6 +96,7 @@ class ImapTarget:
         self.connector = Connector(settings, dict(secrets), tokens)
         self.pool = Pool(self.connector.open, max_connections, clock=clock)
         self._lock = threading.Lock()
+        self._exchange = False  # the server greeted as Microsoft Exchange (known once connected)
         self._folders: dict[str, MailboxFolders] = {}
         # (mailbox, folder id, key) -> (uidvalidity, uid) of what this object stored
         self._journal: OrderedDict[tuple[str, str, str], tuple[int, int]] = OrderedDict()
@@ -138,6 +140,7 @@ class ImapTarget:
         return True
 
     def _learn(self, session: Session) -> None:
+        self._exchange = session.exchange
         limit = session.append_limit()
         if limit is not None and limit < self.max_message_size:
             self.max_message_size = limit
@@ -263,17 +266,26 @@ class ImapTarget:
             validity = self._select(session, folder.id)
             keys = [i.key for i in items]
             found = self._journal_hits(session, mailbox, folder, keys, validity)
+            journal = set(found)
             if self.settings.tag_header:
                 rest = [k for k in keys if k not in found]
                 for key, uid in find_tagged(session.client, rest).items():
                     found[key] = f"{validity}:{uid}"
-                return found
-            exclude = {int(i.split(":", 1)[1]) for i in (*known_ids, *found.values())
-                       if i.startswith(f"{validity}:") and i.split(":", 1)[1].isdigit()}
-            sent = [Sent(i.key, self._payload(i), _when(i)) for i in items
-                    if i.key not in found]
-            for key, uid in find_sent(session.client, sent, exclude).items():
-                found[key] = f"{validity}:{uid}"
+            else:
+                exclude = {int(i.split(":", 1)[1]) for i in (*known_ids, *found.values())
+                           if i.startswith(f"{validity}:") and i.split(":", 1)[1].isdigit()}
+                sent = [Sent(i.key, self._payload(i), _when(i)) for i in items
+                        if i.key not in found]
+                for key, uid in find_sent(session.client, sent, exclude).items():
+                    found[key] = f"{validity}:{uid}"
+            if session.exchange:
+                # stored by an upload whose answer never came (a crash, a broken connection):
+                # nothing set \\Flagged on them yet
+                flagged = {i.key for i in items if i.flags.flagged}
+                uids = [int(tid.split(":", 1)[1]) for key, tid in found.items()
+                        if key in flagged and key not in journal]
+                if uids:
+                    self._add_flagged(session, folder, uids, where)
             return found
 
         return self._run(mailbox, where, "searching", search)
@@ -311,6 +323,7 @@ class ImapTarget:
             else:
                 sendable.append(index)
         todo = sendable
+        flagged: set[int] = set()
         for _ in range(2):
             if not todo:
                 break
@@ -327,6 +340,7 @@ class ImapTarget:
             settled = self._settle_lost(mailbox, folder, items, after, results)
             if after.unknown:
                 self._identify(mailbox, folder, items, after.unknown, results, after.floor)
+            flagged.update(after.flagged)
             if not (after.expired and settled):
                 break
             # The session's token ran out mid-chunk, and the server was asked what the broken
@@ -334,6 +348,7 @@ class ImapTarget:
             todo = [i for i in todo if (r := results[i]) is not None and r.error is after.lost]
             for index in todo:
                 results[index] = None
+        self._flag_found(mailbox, folder, items, results, flagged)
         return [r if r is not None else UploadResult(items[i].key, error=TransientError(
             f"{where}: no answer for message {items[i].key}")) for i, r in enumerate(results)]
 
@@ -510,17 +525,47 @@ class ImapTarget:
             self._remember(mailbox, folder, items[index].key, validity, uid)
         after.unknown = [i for i, r in enumerate(results)
                          if r is not None and r.error is None and r.target_id is None]
-        flagged = [uid for index, _, uid in stored if items[index].flags.flagged]
-        if session.exchange and flagged and not session.broken:
-            # Exchange ignores \Flagged in APPEND: set it on the stored copies afterwards
-            try:
-                self._select(session, folder.id, readonly=False)
-                session.client.add_flags(flagged, [b"\\Flagged"], silent=True)
-            except errors.CONNECTION_LOST as exc:
-                session.broken = True
-                log.warning("%s: \\Flagged not set on %d messages: %s", where, len(flagged), exc)
-            except IMAPClientError as exc:
-                log.warning("%s: \\Flagged not set on %d messages: %s", where, len(flagged), exc)
+        flagged = [(index, uid) for index, _, uid in stored if items[index].flags.flagged]
+        if (session.exchange and flagged and not session.broken
+                and self._add_flagged(session, folder, [uid for _, uid in flagged], where)):
+            after.flagged.extend(index for index, _ in flagged)
+
+    def _add_flagged(self, session: Session, folder: TargetFolder, uids: list[int],
+                     where: str) -> bool:
+        """Exchange ignores \\Flagged in APPEND: set it on the stored copies afterwards. A
+        failure is logged; the messages stay stored."""
+        try:
+            self._select(session, folder.id, readonly=False)
+            session.client.add_flags(uids, [b"\\Flagged"], silent=True)
+            return True
+        except errors.CONNECTION_LOST as exc:
+            session.broken = True
+            log.warning("%s: \\Flagged not set on %d messages: %s", where, len(uids), exc)
+        except IMAPClientError as exc:
+            log.warning("%s: \\Flagged not set on %d messages: %s", where, len(uids), exc)
+        return False
+
+    def _flag_found(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
+                    results: list[UploadResult | None], done: set[int]) -> None:
+        """On Exchange, \\Flagged for flagged messages that were found stored after a broken
+        connection (their APPEND's answer never came, so nothing set it yet)."""
+        if not self._exchange:
+            return
+        uids = []
+        for index, result in enumerate(results):
+            if (index in done or result is None or result.error is not None
+                    or not items[index].flags.flagged or not result.target_id):
+                continue
+            uid = result.target_id.partition(":")[2]
+            if uid.isdigit():
+                uids.append(int(uid))
+        if not uids:
+            return
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        try:
+            self._run(mailbox, where, "STORE", lambda s: self._add_flagged(s, folder, uids, where))
+        except (TransientError, PermanentError) as exc:
+            log.warning("%s: \\Flagged not set on %d messages: %s", where, len(uids), exc)
 
     def _identify(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
                   unknown: list[int], results: list[UploadResult | None],
