@@ -43,7 +43,10 @@ class Session:
     mailbox: str
     capabilities: frozenset[str]
     exchange: bool  # the server greeted as Microsoft Exchange: apply its quirks
-    expires_at: float | None = None  # XOAUTH2: the token's expiry (time.monotonic)
+    # XOAUTH2: when the session retires (its token is due for renewal; time.monotonic), and
+    # the token it logged in with (to drop it when the server says it ran out)
+    expires_at: float | None = None
+    token: str | None = None
     selected: tuple[str, bool] | None = None  # (folder, readonly)
     broken: bool = False
     last_used: float = 0.0  # time.monotonic() when it went back to the pool
@@ -152,7 +155,7 @@ class Connector:
             if self.settings.tls == "starttls":
                 client.starttls(self._context)
             greeting = client.welcome or b""
-            expires = self._authenticate(client, mailbox, where)
+            expires, token = self._authenticate(client, mailbox, where)
             caps = frozenset(c.decode("ascii", "replace").upper()
                              for c in client.capabilities())
         except ssl.SSLError as exc:
@@ -174,20 +177,20 @@ class Connector:
             raise
         return Session(client=client, mailbox=mailbox, capabilities=caps,
                        exchange=b"microsoft exchange" in greeting.lower(), expires_at=expires,
-                       last_used=time.monotonic())
+                       token=token, last_used=time.monotonic())
 
-    def _authenticate(self, client: IMAPClient, mailbox: str, where: str) -> float | None:
+    def _authenticate(self, client: IMAPClient, mailbox: str,
+                      where: str) -> tuple[float | None, str | None]:
+        """Log in; for XOAUTH2 also (when the session retires, the token it used)."""
         s = self.settings
-        expires: float | None = None
         sent: tuple[str, ...] = (self._password,)  # the secrets this exchange carries
         try:
             if s.auth == "xoauth2":
-                if self._tokens is None:  # pragma: no cover - built together in the target
-                    raise PermanentError("xoauth2 without a token source", reason=errors.CONFIG)
-                token = self._tokens.token()
-                expires = token.expires_at
-                sent = (token.value,)
-                client.oauth2_login(mailbox, token.value)
+                tokens: list[str] = []
+                try:
+                    return self._oauth2_login(client, mailbox, tokens)
+                finally:
+                    sent = (*sent, *tokens)
             elif s.username and s.auth == "plain":
                 client.plain_login(s.username, self._password, authorization_identity=mailbox)
             elif s.username:
@@ -202,7 +205,28 @@ class Connector:
             if isinstance(exc, imaplib.IMAP4.abort):
                 raise
             raise self._login_error(exc, mailbox, where, sent) from None
-        return expires
+        return None, None
+
+    def _oauth2_login(self, client: IMAPClient, mailbox: str,
+                      sent: list[str]) -> tuple[float, str]:
+        """XOAUTH2 login; `sent` collects the tokens it sends (secrets a refusal must not echo)."""
+        if self._tokens is None:  # pragma: no cover - built together in the target
+            raise PermanentError("xoauth2 without a token source", reason=errors.CONFIG)
+        fetches = self._tokens.fetches
+        token = self._tokens.token()
+        sent.append(token.value)
+        try:
+            client.oauth2_login(mailbox, token.value)
+        except LoginError:
+            if self._tokens.fetches != fetches:
+                raise  # a token fetched just now: the refusal is not about its age
+            # Exchange Online refuses a token that ran out ("NO AUTHENTICATE failed."), also
+            # one our clock still thought good: once more with a fresh one
+            self._tokens.invalidate(token.value)
+            token = self._tokens.token()
+            sent.append(token.value)
+            client.oauth2_login(mailbox, token.value)
+        return token.renew_at, token.value
 
     def _login_error(self, exc: Exception, mailbox: str, where: str, sent: tuple[str, ...]) -> Exception:
         text = errors.clean(str(exc))
@@ -229,10 +253,18 @@ class Connector:
             # that does not exist, is AUTHORIZATIONFAILED above): every mailbox will be
             outage = Outage("target", "auth", f"{self.where} refused the password of "
                             f"{self.settings.username} ({text})")
+        hint = "check username, auth and the password/client secret source in [target]"
+        if self.settings.auth == "xoauth2":
+            # the token itself was issued, so the app's credentials are good; Exchange Online
+            # says no more than "AUTHENTICATE failed" for everything else
+            hint = ("the token endpoint issued a token, but the server refused it for this "
+                    "mailbox: the mailbox must exist with IMAP enabled (Set-CASMailbox "
+                    "-ImapEnabled), the app needs the IMAP.AccessAsApp permission with admin "
+                    "consent, and its service principal FullAccess on the mailbox "
+                    "(New-ServicePrincipal, Add-MailboxPermission)")
         return PermanentError(
             f"{where}: {self.where} refused the credentials of {who} ({text})", reason=errors.AUTH,
-            hint="check username, auth and the password/client secret source in [target]",
-            outage=outage)
+            hint=hint, outage=outage)
 
     def _tls_error(self, where: str, exc: ssl.SSLError) -> PermanentError:
         detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)

@@ -31,6 +31,12 @@ _BACKOFF = re.compile(rb"Suggested Backoff Time:\s*(\d+)\s*milli", re.IGNORECASE
 _CODE = re.compile(rb"\[([A-Za-z-]+)")
 _TOO_LARGE_TEXT = (b"maximum size of appendable message", b"message too large",
                    b"message size exceeds")
+# Exchange Online past its limit of concurrent IMAP connections per mailbox: the login is
+# taken, then every command gets "BAD User is authenticated but not connected."
+_NOT_CONNECTED = b"authenticated but not connected"
+# Exchange Online, once a session's OAuth2 token has run out:
+# "* BYE Session invalidated - AccessTokenExpired"
+_TOKEN_EXPIRED = b"accesstokenexpired"
 TRANSIENT_CODES = {b"UNAVAILABLE", b"INUSE", b"LIMIT", b"SERVERBUG", b"EXPUNGEISSUED"}
 
 # A dropped or broken connection: imaplib raises `abort` on EOF and BYE; raw socket errors
@@ -60,9 +66,14 @@ def answer_error(text: bytes, *, where: str, what: str) -> Exception:
     code = response_code(text)
     lowered = text.lower()
     if backoff is not None or b"throttl" in lowered:
-        retry = int(backoff.group(1)) / 1000 if backoff else None
         return TransientError(f"{where}: the server is throttling us ({what}): {shown}",
-                              retry_after=retry)
+                              retry_after=backoff_hint(text))
+    if _NOT_CONNECTED in lowered:
+        return TransientError(
+            f"{where}: the server took the login but does not serve the session ({what}): "
+            f"{shown}", hint="Exchange Online answers so past its limit of concurrent IMAP "
+            "connections per mailbox (about 20, the user's own mail clients included); if it "
+            "lasts, check that the app's service principal has FullAccess on the mailbox")
     if code == b"TOOBIG" or any(t in lowered for t in _TOO_LARGE_TEXT):
         return PermanentError(f"{where}: {what} refused as too large: {shown}", reason=TOO_LARGE,
                               hint="the mailbox's maximum message size is lower; raise it on "
@@ -78,6 +89,24 @@ def answer_error(text: bytes, *, where: str, what: str) -> Exception:
     if code in TRANSIENT_CODES:
         return TransientError(f"{where}: server temporarily unable ({what}): {shown}")
     return PermanentError(f"{where}: the server refused {what}: {shown}", reason=REJECTED)
+
+
+def backoff_hint(text: bytes) -> float | None:
+    """Seconds from Exchange's "Suggested Backoff Time: N milliseconds", if `text` has it."""
+    match = _BACKOFF.search(text)
+    return int(match.group(1)) / 1000 if match else None
+
+
+def session_unusable(text: bytes) -> bool:
+    """The answer means this session will serve nothing more: open another one."""
+    return _NOT_CONNECTED in text.lower()
+
+
+def token_expired(text: bytes | str) -> bool:
+    """The server ended the session because its OAuth2 token ran out."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", "replace")
+    return _TOKEN_EXPIRED in text.lower()
 
 
 def connection_error(exc: BaseException, *, where: str, what: str, endpoint: str | None = None,

@@ -3,7 +3,10 @@
 Microsoft's identity platform hands out tokens for `https://outlook.office365.com/.default` to an
 application with the `IMAP.AccessAsApp` permission. One POST of a form is all the flow needs, so
 it is done with urllib rather than a further dependency. Tokens are cached and fetched again a
-margin before they expire, so a run of many hours never logs in with a stale token.
+margin before they expire, so a run of many hours never logs in with a stale token. The
+margin is at most a quarter of the token's life, so a short-lived token is still reused.
+Exchange Online ends a session whose token runs out (`* BYE Session invalidated -
+AccessTokenExpired`); a token the server refuses early is dropped with `invalidate()`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .errors import AUTH, CONFIG
 
 MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"
 REFRESH_MARGIN = 300.0  # seconds before expiry a token is replaced
+MARGIN_SHARE = 0.25  # ... but never more than this share of its lifetime
 DEFAULT_LIFETIME = 3600.0  # when the answer has no expires_in
 _ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
 
@@ -34,6 +38,7 @@ _ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
 class Token:
     value: str
     expires_at: float  # on the source's clock (time.monotonic by default)
+    renew_at: float  # from here on a new token is fetched and sessions using this one retire
 
 
 def xoauth2_string(user: str, token: str) -> str:
@@ -69,9 +74,16 @@ class TokenSource:
     def token(self) -> Token:
         """A token valid for at least the refresh margin (or a fresh one)."""
         with self._lock:
-            if self._token is None or self._clock() >= self._token.expires_at - self._margin:
+            if self._token is None or self._clock() >= self._token.renew_at:
                 self._token = self._fetch()
             return self._token
+
+    def invalidate(self, value: str) -> None:
+        """The server no longer takes token `value` (it ended a session with it, or refused
+        it): the next call fetches a new one. A newer token is kept."""
+        with self._lock:
+            if self._token is not None and self._token.value == value:
+                self._token = None
 
     def _fetch(self) -> Token:
         form = urllib.parse.urlencode({
@@ -110,7 +122,8 @@ class TokenSource:
             raise PermanentError(f"token endpoint {self.token_url}: the answer holds no "
                                  "access_token", reason=CONFIG,
                                  hint="token_url must be an OAuth2 token endpoint") from None
-        return Token(value, started + lifetime)
+        margin = min(self._margin, lifetime * MARGIN_SHARE)
+        return Token(value, started + lifetime, started + lifetime - margin)
 
     def _http_error(self, exc: urllib.error.HTTPError) -> Exception:
         try:

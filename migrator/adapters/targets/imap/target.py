@@ -8,6 +8,7 @@ docs/targets.md, "IMAP target").
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -61,6 +62,8 @@ class _Afterwards:
     floor: tuple[int, int] | None = None
     unsure: list[int] = field(default_factory=list)  # written, unanswered: stored or not?
     unknown: list[int] = field(default_factory=list)  # stored without APPENDUID
+    expired: bool = False  # the server ended the session: its OAuth2 token ran out
+    flagged: list[int] = field(default_factory=list)  # \\Flagged set after APPEND (Exchange)
 
 
 def open_imap_target(settings: TargetSettings, *, secrets: Mapping[str, str],
@@ -93,29 +96,53 @@ class ImapTarget:
         self.connector = Connector(settings, dict(secrets), tokens)
         self.pool = Pool(self.connector.open, max_connections, clock=clock)
         self._lock = threading.Lock()
+        self._exchange = False  # the server greeted as Microsoft Exchange (known once connected)
         self._folders: dict[str, MailboxFolders] = {}
         # (mailbox, folder id, key) -> (uidvalidity, uid) of what this object stored
         self._journal: OrderedDict[tuple[str, str, str], tuple[int, int]] = OrderedDict()
 
     # --- plumbing -----------------------------------------------------------------------------
     def _run(self, mailbox: str, where: str, what: str, fn: Callable[[Session], T]) -> T:
-        """fn on a leased session of `mailbox`, with every IMAP failure translated."""
-        with self.pool.lease(mailbox) as session:
-            self._learn(session)
-            try:
-                return fn(session)
-            except MigratorError:
-                raise
-            except errors.CONNECTION_LOST as exc:
-                session.broken = True
-                raise errors.connection_error(exc, where=where, what=what,
-                                              endpoint=self.connector.endpoint,
-                                              timeout=self.settings.timeout) from None
-            except IMAPClientError as exc:
-                raise errors.answer_error(str(exc).encode("utf-8", "replace"), where=where,
-                                          what=what) from None
+        """fn on a leased session of `mailbox`, with every IMAP failure translated. When the
+        server ended the session because its OAuth2 token ran out, fn runs once more on a
+        session with a fresh token: every fn given here may run again after such an end
+        (upload's APPENDs settle a broken connection themselves)."""
+        for attempt in (1, 2):
+            with self.pool.lease(mailbox) as session:
+                self._learn(session)
+                try:
+                    return fn(session)
+                except MigratorError:
+                    raise
+                except errors.CONNECTION_LOST as exc:
+                    session.broken = True
+                    if attempt == 1 and self._token_ran_out(session, exc):
+                        continue
+                    raise errors.connection_error(exc, where=where, what=what,
+                                                  endpoint=self.connector.endpoint,
+                                                  timeout=self.settings.timeout) from None
+                except IMAPClientError as exc:
+                    text = str(exc).encode("utf-8", "replace")
+                    if errors.session_unusable(text):
+                        session.broken = True  # never lend it again
+                    raise errors.answer_error(text, where=where, what=what) from None
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _token_ran_out(self, session: Session, exc: BaseException, bye: bytes | None = None) -> bool:
+        """The connection ended with Exchange Online's "BYE Session invalidated -
+        AccessTokenExpired": drop that token, so the next login fetches a new one."""
+        untagged = getattr(session.client._imap, "untagged_responses", {})
+        said = [str(exc).encode("utf-8", "replace"), bye or b"", *untagged.get("BYE", [])]
+        if not any(errors.token_expired(text) for text in said):
+            return False
+        if self.tokens is not None and session.token is not None:
+            self.tokens.invalidate(session.token)
+        log.info("%s: its OAuth2 token ran out in the middle of a session; logging in again",
+                 session.mailbox)
+        return True
 
     def _learn(self, session: Session) -> None:
+        self._exchange = session.exchange
         limit = session.append_limit()
         if limit is not None and limit < self.max_message_size:
             self.max_message_size = limit
@@ -241,17 +268,26 @@ class ImapTarget:
             validity = self._select(session, folder.id)
             keys = [i.key for i in items]
             found = self._journal_hits(session, mailbox, folder, keys, validity)
+            journal = set(found)
             if self.settings.tag_header:
                 rest = [k for k in keys if k not in found]
                 for key, uid in find_tagged(session.client, rest).items():
                     found[key] = f"{validity}:{uid}"
-                return found
-            exclude = {int(i.split(":", 1)[1]) for i in (*known_ids, *found.values())
-                       if i.startswith(f"{validity}:") and i.split(":", 1)[1].isdigit()}
-            sent = [Sent(i.key, self._payload(i), _when(i)) for i in items
-                    if i.key not in found]
-            for key, uid in find_sent(session.client, sent, exclude).items():
-                found[key] = f"{validity}:{uid}"
+            else:
+                exclude = {int(i.split(":", 1)[1]) for i in (*known_ids, *found.values())
+                           if i.startswith(f"{validity}:") and i.split(":", 1)[1].isdigit()}
+                sent = [Sent(i.key, self._payload(i), _when(i)) for i in items
+                        if i.key not in found]
+                for key, uid in find_sent(session.client, sent, exclude).items():
+                    found[key] = f"{validity}:{uid}"
+            if session.exchange:
+                # stored by an upload whose answer never came (a crash, a broken connection):
+                # nothing set \\Flagged on them yet
+                flagged = {i.key for i in items if i.flags.flagged}
+                uids = [int(tid.split(":", 1)[1]) for key, tid in found.items()
+                        if key in flagged and key not in journal]
+                if uids:
+                    self._add_flagged(session, folder, uids, where)
             return found
 
         return self._run(mailbox, where, "searching", search)
@@ -288,19 +324,33 @@ class ImapTarget:
                 results[index] = UploadResult(item.key, error=error)
             else:
                 sendable.append(index)
-        if sendable:
+        todo = sendable
+        flagged: set[int] = set()
+        for _ in range(2):
+            if not todo:
+                break
             after = _Afterwards()
             try:
-                self._run(mailbox, where, "APPEND", lambda s: self._send(
-                    s, mailbox, folder, items, sendable, results, after))
+                self._run(mailbox, where, "APPEND", functools.partial(
+                    self._send, mailbox=mailbox, folder=folder, items=items, indexes=todo,
+                    results=results, after=after))
             except (TransientError, PermanentError) as exc:  # login, connection: whole chunk
-                for index in sendable:
+                for index in todo:
                     if results[index] is None and index not in after.unsure:
                         results[index] = UploadResult(items[index].key, error=exc)
             # lookups take a connection of their own: only once ours is back in the pool
-            self._settle_lost(mailbox, folder, items, after, results)
+            settled = self._settle_lost(mailbox, folder, items, after, results)
             if after.unknown:
                 self._identify(mailbox, folder, items, after.unknown, results, after.floor)
+            flagged.update(after.flagged)
+            if not (after.expired and settled):
+                break
+            # The session's token ran out mid-chunk, and the server was asked what the broken
+            # connection stored: the rest goes once more, on a session with a fresh token.
+            todo = [i for i in todo if (r := results[i]) is not None and r.error is after.lost]
+            for index in todo:
+                results[index] = None
+        self._flag_found(mailbox, folder, items, results, flagged)
         return [r if r is not None else UploadResult(items[i].key, error=TransientError(
             f"{where}: no answer for message {items[i].key}")) for i, r in enumerate(results)]
 
@@ -349,7 +399,9 @@ class ImapTarget:
         else:
             batches = [todo]
         stored: list[tuple[int, int, int]] = []  # (index, uidvalidity, uid)
-        sent_batches: list[tuple[list[int], list[bytes]]] = []
+        # each batch as written: its messages, the index of its first tag in wire.sent, and
+        # whether it went as one MULTIAPPEND
+        sent_batches: list[tuple[list[int], int, bool]] = []
         try:
             for batch in batches:
                 stop = self._send_batch(session, wire, folder, items, batch, results, stored,
@@ -361,26 +413,59 @@ class ImapTarget:
                     break
         except errors.CONNECTION_LOST as exc:
             session.broken = True
-            after.lost = errors.connection_error(exc, where=where, what="APPEND",
-                                                 endpoint=self.connector.endpoint,
-                                                 timeout=self.settings.timeout)
-            for batch, tags in sent_batches:
-                if not tags or any(tag not in wire.answers for tag in tags):
-                    after.unsure.extend(i for i in batch if results[i] is None)
+            after.expired = self._token_ran_out(session, exc, wire.bye)
+            self._settle_answered(wire, sent_batches, items, results, stored, after, where)
+            lost = errors.connection_error(exc, where=where, what="APPEND",
+                                           endpoint=self.connector.endpoint,
+                                           timeout=self.settings.timeout)
+            # Exchange Online may throttle with "BAD ... Suggested Backoff Time" and hang up:
+            # the hint must survive the broken connection
+            hint = max((h for h in (errors.backoff_hint(a.text) for a in wire.answers.values())
+                        if h is not None), default=None)
+            after.lost = lost if hint is None else TransientError(
+                f"{lost}; the server asked to wait {hint:g} s", retry_after=hint, hint=lost.hint)
         self._finish(session, mailbox, folder, items, stored, results, after, where)
+
+    def _settle_answered(self, wire: Wire, sent_batches: list[tuple[list[int], int, bool]],
+                         items: Sequence[UploadItem], results: list[UploadResult | None],
+                         stored: list[tuple[int, int, int]], after: _Afterwards,
+                         where: str) -> None:
+        """The connection broke: take the answers that did arrive; a message whose command
+        was written (or was being written) but not answered may or may not be stored."""
+        for batch, first, multi in sent_batches:
+            if multi:
+                tags = wire.sent[first:first + 1]
+                answer = wire.answers.get(tags[0]) if tags else None
+                if answer is None or not answer.ok:
+                    after.unsure.extend(i for i in batch if results[i] is None)
+                else:
+                    self._stored(batch, answer, stored, items, results)
+                continue
+            tags = wire.sent[first:first + len(batch)]
+            for position, index in enumerate(batch):
+                if results[index] is not None:
+                    continue
+                if position > len(tags):
+                    break  # never written: not stored
+                answer = wire.answers.get(tags[position]) if position < len(tags) else None
+                if answer is None:
+                    after.unsure.append(index)  # written (maybe in part), unanswered
+                elif answer.ok:
+                    self._stored([index], answer, stored, items, results)
+                else:
+                    results[index] = UploadResult(items[index].key, error=errors.answer_error(
+                        answer.text, where=f"{where}, message {items[index].key}", what="APPEND"))
 
     def _send_batch(self, session: Session, wire: Wire, folder: TargetFolder,
                     items: Sequence[UploadItem], batch: list[int],
                     results: list[UploadResult | None], stored: list[tuple[int, int, int]],
-                    sent_batches: list[tuple[list[int], list[bytes]]],
+                    sent_batches: list[tuple[list[int], int, bool]],
                     where: str) -> Exception | None:
         """Send one batch; record outcomes. Returns an error that should stop the chunk."""
         messages = [self._message(session, items[i]) for i in batch]
         if len(batch) > 1 and session.has("MULTIAPPEND"):
-            first_tag = len(wire.sent)
-            sent_batches.append((batch, []))
+            sent_batches.append((batch, len(wire.sent), True))
             answer = append_multi(wire, folder.id, messages)
-            sent_batches[-1] = (batch, wire.sent[first_tag:])
             if answer.ok:
                 self._stored(batch, answer, stored, items, results)
                 return None
@@ -389,10 +474,8 @@ class ImapTarget:
                 return error
             # stored together or not at all: send one by one to learn which message is refused
             sent_batches.pop()
-        first_tag = len(wire.sent)
-        sent_batches.append((batch, []))
+        sent_batches.append((batch, len(wire.sent), False))
         answers = append_pipelined(wire, folder.id, messages)
-        sent_batches[-1] = (batch, wire.sent[first_tag:])
         stop: Exception | None = None
         for index, answer in zip(batch, answers, strict=True):
             if answer.ok:
@@ -419,21 +502,25 @@ class ImapTarget:
                 results[index] = UploadResult(items[index].key, target_id=None)
 
     def _settle_lost(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                     after: _Afterwards, results: list[UploadResult | None]) -> None:
+                     after: _Afterwards, results: list[UploadResult | None]) -> bool:
         """The connection broke: messages whose command was written but not answered may or may
-        not be stored. Ask the server (on a fresh connection) before reporting them missing."""
+        not be stored. Ask the server (on a fresh connection) before reporting them missing.
+        True when every message is known stored or not (the server could be asked)."""
         if after.lost is None:
-            return
+            return True
+        known = True
         if after.unsure:
             found = self._stored_since(mailbox, folder, [items[i] for i in after.unsure],
                                        after.floor)
+            known = found is not None
             for index in after.unsure:
                 key = items[index].key
-                if key in found:
+                if found is not None and key in found:
                     results[index] = UploadResult(key, target_id=found[key])
         for index, result in enumerate(results):
             if result is None:
                 results[index] = UploadResult(items[index].key, error=after.lost)
+        return known
 
     def _finish(self, session: Session, mailbox: str, folder: TargetFolder,
                 items: Sequence[UploadItem], stored: list[tuple[int, int, int]],
@@ -442,42 +529,74 @@ class ImapTarget:
             self._remember(mailbox, folder, items[index].key, validity, uid)
         after.unknown = [i for i, r in enumerate(results)
                          if r is not None and r.error is None and r.target_id is None]
-        flagged = [uid for index, _, uid in stored if items[index].flags.flagged]
-        if session.exchange and flagged and not session.broken:
-            # Exchange ignores \Flagged in APPEND: set it on the stored copies afterwards
-            try:
-                self._select(session, folder.id, readonly=False)
-                session.client.add_flags(flagged, [b"\\Flagged"], silent=True)
-            except errors.CONNECTION_LOST as exc:
-                session.broken = True
-                log.warning("%s: \\Flagged not set on %d messages: %s", where, len(flagged), exc)
-            except IMAPClientError as exc:
-                log.warning("%s: \\Flagged not set on %d messages: %s", where, len(flagged), exc)
+        flagged = [(index, uid) for index, _, uid in stored if items[index].flags.flagged]
+        if (session.exchange and flagged and not session.broken
+                and self._add_flagged(session, folder, [uid for _, uid in flagged], where)):
+            after.flagged.extend(index for index, _ in flagged)
+
+    def _add_flagged(self, session: Session, folder: TargetFolder, uids: list[int],
+                     where: str) -> bool:
+        """Exchange ignores \\Flagged in APPEND: set it on the stored copies afterwards. A
+        failure is logged; the messages stay stored."""
+        try:
+            self._select(session, folder.id, readonly=False)
+            session.client.add_flags(uids, [b"\\Flagged"], silent=True)
+            return True
+        except errors.CONNECTION_LOST as exc:
+            session.broken = True
+            log.warning("%s: \\Flagged not set on %d messages: %s", where, len(uids), exc)
+        except IMAPClientError as exc:
+            log.warning("%s: \\Flagged not set on %d messages: %s", where, len(uids), exc)
+        return False
+
+    def _flag_found(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
+                    results: list[UploadResult | None], done: set[int]) -> None:
+        """On Exchange, \\Flagged for flagged messages that were found stored after a broken
+        connection (their APPEND's answer never came, so nothing set it yet)."""
+        if not self._exchange:
+            return
+        uids = []
+        for index, result in enumerate(results):
+            if (index in done or result is None or result.error is not None
+                    or not items[index].flags.flagged or not result.target_id):
+                continue
+            uid = result.target_id.partition(":")[2]
+            if uid.isdigit():
+                uids.append(int(uid))
+        if not uids:
+            return
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        try:
+            self._run(mailbox, where, "STORE", lambda s: self._add_flagged(s, folder, uids, where))
+        except (TransientError, PermanentError) as exc:
+            log.warning("%s: \\Flagged not set on %d messages: %s", where, len(uids), exc)
 
     def _identify(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
                   unknown: list[int], results: list[UploadResult | None],
                   floor: tuple[int, int] | None) -> None:
         """Stored without APPENDUID: find their UIDs by content; else the UID stays unknown."""
-        found = self._stored_since(mailbox, folder, [items[i] for i in unknown], floor)
+        found = self._stored_since(mailbox, folder, [items[i] for i in unknown], floor) or {}
         for index in unknown:
             key = items[index].key
             results[index] = UploadResult(key, target_id=found.get(key, UNKNOWN_UID))
 
     def _stored_since(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                      floor: tuple[int, int] | None) -> dict[str, str]:
+                      floor: tuple[int, int] | None) -> dict[str, str] | None:
         """Key -> target id for those of `items` one upload() call stored: recognised as in
         find_uploads(), but only among UIDs from `floor` (the folder's UIDNEXT before the
         call) on. An identical copy stored before (a twin in the source, an earlier run) is
-        never taken for a message whose APPEND broke off: that would lose the message. {}
+        never taken for a message whose APPEND broke off: that would lose the message. None
         when in doubt (no floor, the folder renumbered, the lookup failed)."""
-        if floor is None or not items:
+        if not items:
             return {}
+        if floor is None:
+            return None
         validity, first_uid = floor
         where = f"mailbox {mailbox}, folder {folder.display!r}"
 
-        def search(session: Session) -> dict[str, str]:
+        def search(session: Session) -> dict[str, str] | None:
             if self._select(session, folder.id) != validity:
-                return {}
+                return None
             if self.settings.tag_header:
                 uids = find_tagged(session.client, [i.key for i in items])
             else:
@@ -488,7 +607,7 @@ class ImapTarget:
         try:
             return self._run(mailbox, where, "searching", search)
         except (TransientError, PermanentError):
-            return {}
+            return None
 
     def probe(self) -> None:
         """Does the server answer at all? (see Connector.probe)"""
