@@ -175,10 +175,10 @@ def test_report_layout_fits_the_window(width: int, tmp_path: Path) -> None:
     heads = {h["col"]: h for h in m["heads"]}
     for col, title in (("last_pass", "last pass"), ("last_error", "last error")):
         assert heads[col]["text"].startswith(title)
-        assert 0 <= heads[col]["box"]["left"] and heads[col]["box"]["right"] <= inner, f"{title} is off screen"
+        assert heads[col]["box"]["left"] >= 0 and heads[col]["box"]["right"] <= inner, f"{title} is off screen"
     assert {c["col"] for c in m["cells"]} == {"last_pass", "last_error"}
     for c in m["cells"]:
-        assert 0 <= c["box"]["left"] and c["box"]["right"] <= inner, f"a {c['col']} cell is off screen: {c['box']}"
+        assert c["box"]["left"] >= 0 and c["box"]["right"] <= inner, f"a {c['col']} cell is off screen: {c['box']}"
 
     values = {v["text"] for v in m["values"]}
     assert len(m["values"]) == len(BATCHES)
