@@ -149,9 +149,12 @@ def first_id_since(db: Raw, moment: datetime) -> int | None:
     The ledger has no index on time (it is kept narrow: it holds every message of the
     campaign), but its ids grow with time: a binary search on the primary key finds the first
     row of the last hour in some 25 lookups, where a filter on the time would read it all."""
-    [(low, high)] = db.all("SELECT min(id), max(id) FROM messages")
+    # two statements: SQLite answers min() or max() alone from the primary key, both at once
+    # by reading the whole table
+    [(high,)] = db.all("SELECT max(id) FROM messages")
     if high is None:
         return None
+    [(low,)] = db.all("SELECT min(id) FROM messages")
     mark = db.time(moment)
     [(newest_at,)] = db.all("SELECT created_at FROM messages WHERE id = ?", (high,))
     if newest_at < mark:
