@@ -131,6 +131,9 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
     assert str(missing) in str(caught.value)
     assert "not found" in str(caught.value)
     assert "ldif:PATH" in (caught.value.hint or "")
+    # load_plan resolves a relative ldif: path from the plan's folder; the hint must say so
+    assert "folder of the plan file" in (caught.value.hint or "")
+    assert "current directory" not in (caught.value.hint or "")
 
 
 @pytest.mark.parametrize(

@@ -83,8 +83,39 @@ def test_wrong_password_names_the_url_and_the_dn_never_the_password(slapd: Slapd
     assert slapd.url in str(caught.value)
     assert "invalid credentials" in str(caught.value)
     assert slapd.bind_dn in str(caught.value)
-    assert "MIGRATOR_TEST_LDAP_PASSWORD" in (caught.value.hint or "")
+    assert "[directory] password_env" in (caught.value.hint or "")
     assert wrong not in text and slapd.password not in text
+
+
+@pytest.mark.parametrize("wrong", ["o", "r", "reader", "127.0.0.1", "ou=system", ","])
+def test_a_wrong_password_found_in_the_dn_or_url_garbles_nothing(slapd: SlapdServer, wrong: str) -> None:
+    """A wrong password "o" printed the bind DN as cn=n***b***dy,dc=***rg: masking the
+    password inside the finished message garbled it and spelled the password out. Messages
+    are now built from what may be shown, and left whole."""
+    with pytest.raises(DirectoryError) as caught:
+        open_directory(slapd.settings(), wrong)
+    assert str(caught.value) == f"{slapd.url}: bind as {slapd.bind_dn} refused: invalid credentials"
+    assert caught.value.hint == (
+        "check [directory] bind_dn and the password in the environment variable named by "
+        "[directory] password_env"
+    )
+
+
+def test_server_words_that_hold_the_password_are_not_shown() -> None:
+    """No server at hand echoes a password; when one does, its words are left out whole (not
+    masked) and the result code's name, which is ldap3's own, still says what happened."""
+    from migrator.adapters.directory.errors import bind_error
+    from migrator.model.plan import DirectorySettings
+
+    settings = DirectorySettings(url="ldap://ldap.ife.org.mx", base="dc=ife,dc=org,dc=mx",
+                                 bind_dn="cn=nobody,dc=ife,dc=org", password_env="MIGRATOR_LDAP_PASSWORD")
+    result = {"result": 53, "description": "unwillingToPerform", "message": "bind with password s3cr3t refused"}
+    err = bind_error(settings, result, "s3cr3t")
+    assert "s3cr3t" not in f"{err} {err.hint}" and "***" not in str(err)
+    assert str(err).startswith("ldap://ldap.ife.org.mx: bind as cn=nobody,dc=ife,dc=org failed: unwillingToPerform: ")
+    assert "not shown" in str(err)
+    shown = bind_error(settings, result, "other")  # without the password in them, they are shown
+    assert "bind with password s3cr3t refused" in str(shown)
 
 
 def test_bind_dn_without_password_is_refused_before_connecting(slapd: SlapdServer) -> None:

@@ -1,20 +1,34 @@
 """`migrator discover` end to end: a real slapd (size limit 500, 5,200 people, hostile values)
-and the same directory as an LDIF file; every entry ends in exactly one outcome with the
-right reason, re-runs are idempotent and never reset progress; CLI output and exit codes."""
+and the same directory as an LDIF file, each into a SQLite file and a PostgreSQL database (which,
+unlike SQLite, enforces what the schema declares); every entry ends in exactly one outcome with
+the right reason, re-runs are idempotent and never reset progress; oversized and hostile values
+(100,000-character names, NUL, bytes that are not UTF-8, 3,000-character DNs and batch names)
+are stored or refused with a reason, never stopping the discovery; CLI output and exit codes."""
 
 from __future__ import annotations
 
+import base64
 import json
-import sqlite3
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from migrator.cli.main import cli
-from migrator.samples.directory import DEFAULT_FILTER, PersonSpec
+from migrator.samples.directory import (
+    DEFAULT_BASE,
+    DEFAULT_FILTER,
+    PersonSpec,
+    format_ldif_record,
+    write_ldif,
+)
+from migrator.store import open_store
 from tests.fixtures.slapd import READER_PASSWORD, SlapdServer
+from tests.fixtures.store import postgres_database
 
 PLAN = """\
 [plan]
@@ -37,7 +51,7 @@ path = "{{root}}/{{domain}}/{{uid}}/Maildir"
 [target]
 kind = "ews"
 [state]
-url = "sqlite:///{state}"
+url = "{state}"
 """
 
 
@@ -65,12 +79,27 @@ def expected(people: list[PersonSpec]) -> dict[str, object]:
     return {"in_scope": in_scope, "invalid": invalid, "excluded": dict(excluded), "batches": dict(batches)}
 
 
-def write_plan(tmp_path: Path, url: str, bind: str) -> Path:
+def write_plan(tmp_path: Path, url: str, bind: str, state: str | None = None) -> Path:
     plan = tmp_path / "plan.toml"
-    plan.write_text(
-        PLAN.format(url=url, bind=bind, filter=DEFAULT_FILTER, root=tmp_path / "vmail", state=tmp_path / "state.db")
-    )
+    state = state or f"sqlite:///{tmp_path / 'state.db'}"
+    plan.write_text(PLAN.format(url=url, bind=bind, filter=DEFAULT_FILTER, root=tmp_path / "vmail", state=state))
     return plan
+
+
+def query(state_url: str, sql: str) -> list[Any]:
+    """Rows of a query on the state database, either backend."""
+    store = open_store(state_url)
+    try:
+        with store.engine.begin() as conn:
+            result = conn.execute(text(sql))
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        store.close()
+
+
+def as_json(value: Any) -> Any:
+    """A JSON column's value: jsonb arrives decoded from PostgreSQL, text from SQLite."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:
@@ -78,18 +107,29 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database per test: a SQLite file, or a PostgreSQL database named in the plan
+    with its user (no password: trust auth here, PGPASSWORD or ~/.pgpass elsewhere)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    with postgres_database("discover") as url:
+        yield url
+
+
 @pytest.fixture(params=["slapd", "ldif"])
-def plan_file(request: pytest.FixtureRequest, tmp_path: Path, reader_password: str) -> Path:
+def plan_file(request: pytest.FixtureRequest, tmp_path: Path, reader_password: str, state_url: str) -> Path:
     if request.param == "slapd":
         server: SlapdServer = request.getfixturevalue("slapd")
         bind = f'bind_dn = "{server.bind_dn}"\npassword_env = "MIGRATOR_TEST_LDAP_PASSWORD"'
-        return write_plan(tmp_path, server.url, bind)
+        return write_plan(tmp_path, server.url, bind, state_url)
     ldif: Path = request.getfixturevalue("people_ldif")
-    return write_plan(tmp_path, f"ldif:{ldif}", "")
+    return write_plan(tmp_path, f"ldif:{ldif}", "", state_url)
 
 
 def test_every_entry_ends_in_exactly_one_outcome_with_its_reason(
-    plan_file: Path, session_people: list[PersonSpec]
+    plan_file: Path, state_url: str, session_people: list[PersonSpec]
 ) -> None:
     want = expected(session_people)
     code, out, err = run_cli("discover", "--plan", str(plan_file), "--json")
@@ -101,12 +141,11 @@ def test_every_entry_ends_in_exactly_one_outcome_with_its_reason(
     assert got["batches"] == want["batches"]
     assert got["changes"]["new"] == len(session_people)
     # per person, from the state database
-    state = plan_file.parent / "state.db"
-    with sqlite3.connect(state) as db:
-        assert db.execute("select count(*) from accounts").fetchone() == (len(session_people),)
-        rows = db.execute(
-            "select uid, scope, reason, address, aliases, name, source_path from accounts where scope != 'excluded'"
-        ).fetchall()
+    assert query(state_url, "select count(*) from accounts") == [(len(session_people),)]
+    rows = query(
+        state_url,
+        "select uid, scope, reason, address, aliases, name, source_path from accounts where scope != 'excluded'",
+    )
     by_uid = {p.uid: p for p in session_people}
     assert len(rows) == len(want["in_scope"]) + len(want["invalid"])  # type: ignore[arg-type]
     for uid, scope, reason, address, aliases, name, source_path in rows:
@@ -114,7 +153,7 @@ def test_every_entry_ends_in_exactly_one_outcome_with_its_reason(
         if person.uid in want["in_scope"]:  # type: ignore[operator]
             assert scope == "in_scope", (person.uid, reason)
             assert address == (person.primary_mail or "").lower()
-            assert json.loads(aliases) == [m.lower() for m in person.mails[1:]]
+            assert as_json(aliases) == [m.lower() for m in person.mails[1:]]
             assert name == person.cn  # UTF-8 (and 2,000-character names) intact
             assert source_path.startswith(str(plan_file.parent / "vmail"))
         elif person.uid in want["invalid"]:  # type: ignore[operator]
@@ -124,20 +163,19 @@ def test_every_entry_ends_in_exactly_one_outcome_with_its_reason(
             raise AssertionError(f"{person.uid!r} should have been excluded, is {scope}/{reason}")
 
 
-def test_rediscovery_is_idempotent_and_never_resets_progress(plan_file: Path) -> None:
+def test_rediscovery_is_idempotent_and_never_resets_progress(plan_file: Path, state_url: str) -> None:
     assert run_cli("discover", "--plan", str(plan_file))[0] == 0
-    state = plan_file.parent / "state.db"
-    with sqlite3.connect(state) as db:
-        db.execute(
-            "update accounts set status = 'synced', passes = 3, messages_done = 42 "
-            "where id = (select min(id) from accounts where scope = 'in_scope')"
-        )
+    query(
+        state_url,
+        "update accounts set status = 'synced', passes = 3, messages_done = 42 "
+        "where id = (select min(id) from accounts where scope = 'in_scope')",
+    )
     code, out, _ = run_cli("discover", "--plan", str(plan_file), "--json")
     assert code == 0
     again = json.loads(out)
     assert again["changes"]["new"] == 0 and again["changes"]["updated"] == 0
-    with sqlite3.connect(state) as db:
-        assert db.execute("select count(*) from accounts where status = 'synced' and passes = 3 and messages_done = 42").fetchone() == (1,)
+    synced = "select count(*) from accounts where status = 'synced' and passes = 3 and messages_done = 42"
+    assert query(state_url, synced) == [(1,)]
 
 
 def test_rich_output_names_outcomes_and_escapes_hostile_values(plan_file: Path) -> None:
@@ -162,7 +200,23 @@ def test_a_wrong_password_is_a_clear_error_that_never_shows_it(
     assert READER_PASSWORD not in out + err
     monkeypatch.delenv("MIGRATOR_TEST_WRONG")
     code, _, err = run_cli("discover", "--plan", str(plan))
-    assert code == 2 and "MIGRATOR_TEST_WRONG is not set" in err
+    assert code == 2 and "the environment variable named by [directory] password_env is not set" in " ".join(err.split())
+
+
+def test_a_password_written_in_place_of_the_variable_name_is_never_shown(
+    slapd: SlapdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """password_env = "s3cret" (the password itself, a valid variable name): neither the
+    error about the unset variable nor the bind failure may print it."""
+    plan = write_plan(tmp_path, slapd.url, f'bind_dn = "{slapd.bind_dn}"\npassword_env = "Zq7secretWord"')
+    monkeypatch.delenv("Zq7secretWord", raising=False)
+    code, out, err = run_cli("discover", "--plan", str(plan))
+    assert code == 2 and "[directory] password_env" in " ".join(err.split())
+    assert "Zq7secretWord" not in out + err
+    monkeypatch.setenv("Zq7secretWord", "wrong")  # set: the bind is refused, and its hint names the key
+    code, out, err = run_cli("discover", "--plan", str(plan))
+    assert code == 2 and "invalid credentials" in err and "[directory] password_env" in " ".join(err.split())
+    assert "Zq7secretWord" not in out + err
 
 
 def test_an_unreachable_directory_and_a_broken_plan_exit_2(tmp_path: Path) -> None:
@@ -173,3 +227,77 @@ def test_an_unreachable_directory_and_a_broken_plan_exit_2(tmp_path: Path) -> No
     broken.write_text(plan.read_text().replace('kind = "maildir"', 'kind = "maildri"'))
     code, _, err = run_cli("discover", "--plan", str(broken))
     assert code == 2 and "source.kind" in err and "did you mean 'maildir'" in err
+
+
+OFFICE_DN = f"ou=Norte,ou=people,{DEFAULT_BASE}"
+HUGE_NAME = ("Ñandú Larguísimo " * 6000)[:100_000]
+LONG_OU = "Oficina " * 375  # 3,000 characters
+LONG_DN_UID = "x" * 3000
+
+
+def _person(uid: str, **attributes: list[str]) -> tuple[str, dict[str, list[str]]]:
+    attrs = {
+        "objectClass": ["top", "person", "organizationalPerson", "inetOrgPerson"],
+        "uid": [uid], "sn": ["Prueba"], "employeeType": ["vocal"], "ou": ["Norte"],
+        "cn": [f"Persona {uid[:20]}"], "mail": [f"{uid[:40]}@ife.org.mx"],
+    }  # fmt: skip
+    attrs.update(attributes)
+    return f"uid={uid},{OFFICE_DN}", {k: v for k, v in attrs.items() if v}
+
+
+def oversized_ldif(path: Path) -> Path:
+    """People whose values no schema length may be assumed for, and a few that are hostile."""
+    extra = [
+        (OFFICE_DN, {"objectClass": ["top", "organizationalUnit"], "ou": ["Norte"]}),
+        _person("enorme", cn=[HUGE_NAME]),  # a 100,000-character display name
+        _person("nulo", cn=["Ana\x00Cruz"]),  # NUL: PostgreSQL text cannot hold it
+        _person("flechas", cn=["\u202eadnaN\u202c \U0001f4e7 Ñandú"]),  # bidi override, emoji
+        _person("oficina.larga", ou=[LONG_OU]),  # a 3,000-character batch name
+        _person("correo.largo", mail=["c" * 290 + "@ife.org.mx"]),  # longer than any address
+        _person("u" * 5000, mail=["uid.largo@ife.org.mx"]),  # cannot name a folder
+        _person(LONG_DN_UID, mail=[]),  # a 3,000-character DN, no address: keyed by its DN
+    ]
+    write_ldif(path, DEFAULT_BASE, [], extra=extra)
+    # cn and sn in Latin-1, not UTF-8, as an old directory may hold them
+    dn, attrs = _person("latin1")
+    record = format_ldif_record(dn, {k: v for k, v in attrs.items() if k not in ("cn", "sn")})
+    latin = "".join(f"{name}:: {base64.b64encode(value).decode()}\n" for name, value in
+                    (("cn", "José Peña".encode("latin-1")), ("sn", "Peña".encode("latin-1"))))
+    with path.open("a", encoding="utf-8") as out:
+        out.write(record.rstrip("\n") + "\n" + latin + "\n")
+    return path
+
+
+def test_oversized_and_hostile_values_are_stored_or_refused_with_a_reason(tmp_path: Path, state_url: str) -> None:
+    plan = write_plan(tmp_path, f"ldif:{oversized_ldif(tmp_path / 'oversized.ldif')}", "", state_url)
+    code, out, err = run_cli("discover", "--plan", str(plan), "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["in_scope"] == 4 and got["changes"]["new"] == 8
+    assert got["invalid"] == {"too-long": 1, "unparsable-address": 1, "unsafe-path": 1}
+    assert got["excluded"] == {"no-address": 1}
+    # by the uid in the DN (people outside the filter are stored without their attributes)
+    rows = {
+        dn.split(",", 1)[0][len("uid="):]: [scope, reason, name, batch, key, dn]
+        for scope, reason, name, batch, key, dn in query(state_url, "select scope, reason, name, batch, key, dn from accounts")
+    }
+    # stored whole, whatever the length; what cannot be stored as is is escaped visibly
+    assert rows["enorme"][:3] == ["in_scope", None, HUGE_NAME]
+    assert rows["nulo"][:3] == ["in_scope", None, "Ana\\x00Cruz"]
+    assert rows["latin1"][:3] == ["in_scope", None, "Jos\\xe9 Pe\\xf1a"]
+    assert rows["flechas"][:3] == ["in_scope", None, "\u202eadnaN\u202c \U0001f4e7 Ñandú"]
+    # an indexed value too long for an index: refused with a reason, stored cut
+    scope, reason, _, batch, _, _ = rows["oficina.larga"]
+    assert (scope, reason) == ("invalid", "too-long") and batch == LONG_OU[:254] + "\u2026"
+    assert rows["correo.largo"][:2] == ["invalid", "unparsable-address"]
+    assert rows["u" * 5000][:2] == ["invalid", "unsafe-path"]
+    # the long DN is kept whole; the account is keyed by its digest
+    scope, reason, _, _, key, dn = rows.pop(LONG_DN_UID)
+    assert (scope, reason) == ("excluded", "no-address") and dn == f"uid={LONG_DN_UID},{OFFICE_DN}"
+    assert key.startswith("dn-digest:") and len(key) < 100
+    # the same directory again: nothing new, nothing changed (the digest key is stable)
+    code, out, err = run_cli("discover", "--plan", str(plan), "--json")
+    assert code == 0, err
+    assert json.loads(out)["changes"] == {"new": 0, "updated": 0, "unchanged": 8}
+    code, out, _ = run_cli("accounts", "--plan", str(plan), "--status", "invalid", "--json")
+    assert code == 0 and {row["reason"] for row in json.loads(out)} == {"too-long", "unparsable-address", "unsafe-path"}

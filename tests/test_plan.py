@@ -140,7 +140,120 @@ def test_secrets_come_from_env_or_file(tmp_path: Path, monkeypatch: pytest.Monke
     secret_file.write_text("from-file\n")
     assert read_secret("x", env=None, file=str(secret_file)) == "from-file"
     monkeypatch.delenv("MIGRATOR_TEST_SECRET")
-    with pytest.raises(SecretError, match="MIGRATOR_TEST_SECRET is not set"):
-        read_secret("directory password", env="MIGRATOR_TEST_SECRET", file=None)
+    with pytest.raises(SecretError, match=r"named by \[directory\] password_env is not set") as unset:
+        read_secret("directory password", env="MIGRATOR_TEST_SECRET", file=None, key="[directory] password_env")
+    # the variable's name is not repeated: a plan may hold the password in its place
+    assert "MIGRATOR_TEST_SECRET" not in f"{unset.value} {unset.value.hint}"
+    assert "password_file" in (unset.value.hint or "")
     with pytest.raises(SecretError, match="does not exist"):
         read_secret("x", env=None, file=str(tmp_path / "missing"))
+
+
+IMAP_SOURCE = 'kind = "imap"\nhost = "imap.ife.org.mx"\npassword_env = "MIGRATOR_IMAP_PASSWORD"'
+NUMBERS = [
+    # (section text to add or change, key, a value too small, a value too large)
+    ("directory", "page_size", 0, 100_001),
+    ("directory", "timeout", 0, 86_401),
+    ("source", "port", 0, 65_536),
+    ("source", "timeout", -1, 1e9),
+    ("target", "max_message_size", 0, 2**31),
+    ("target", "timeout", 0.0, 86_401),
+    ("run", "workers", 0, 100_000),
+    ("run", "max_account_attempts", 0, 1001),
+    ("run", "chunk_messages", 0, 10_001),
+    ("run", "chunk_bytes", 1023, 2**30 + 1),
+    ("run", "target_concurrency", 0, 1025),
+    ("run", "lease_seconds", 9, 86_401),
+]
+
+
+def _with_key(section: str, key: str, value: float) -> str:
+    text = GOOD if section != "source" else broken(
+        'kind = "maildir"\nroot = "/var/vmail"\npath = "{root}/{domain}/{uid}/Maildir"', IMAP_SOURCE)
+    if section == "run":
+        return text + f"[run]\n{key} = {value!r}\n"
+    header = f"[{section}]\n"
+    return text.replace(header, f"{header}{key} = {value!r}\n", 1)
+
+
+@pytest.mark.parametrize(("section", "key", "low", "high"), NUMBERS)
+def test_every_number_in_a_plan_has_bounds(section: str, key: str, low: float, high: float) -> None:
+    for value in (low, high):
+        with pytest.raises(PlanError) as info:
+            parse_plan(_with_key(section, key, value), "p.toml")
+        assert info.value.key == f"{section}.{key}"
+        assert "must be between" in info.value.problem, info.value.problem
+
+
+def test_plan_bounds_are_the_command_line_bounds(tmp_path: Path) -> None:
+    """`[run] workers = 100000` passed check-plan while --workers stopped at 256; the run then
+    tried to start 100,000 threads. Both now read one table (model/limits.py)."""
+    from click.testing import CliRunner
+
+    from migrator.cli.main import cli
+    from migrator.model import limits
+    from migrator.model.plan import DirectorySettings, RunSettings, SourceSettings, TargetSettings
+
+    plan_file = tmp_path / "p.toml"
+    runner = CliRunner()
+    plan_file.write_text(_with_key("run", "workers", 100_000))
+    result = runner.invoke(cli, ["check-plan", "--plan", str(plan_file)])
+    assert result.exit_code == 2
+    assert "[run.workers]: must be between 1 and 256" in result.output and "100,000" in result.output
+    plan_file.write_text(_with_key("run", "workers", limits.WORKERS.high))
+    assert runner.invoke(cli, ["check-plan", "--plan", str(plan_file)]).exit_code == 0
+    for command in ("run", "verify", "retry"):
+        too_many = runner.invoke(cli, [command, "--plan", str(plan_file), "--workers", str(limits.WORKERS.high + 1)])
+        assert too_many.exit_code == 2 and "1<=x<=256" in too_many.output, too_many.output
+    # the defaults lie inside the bounds
+    run, directory, target = RunSettings(), DirectorySettings(url="ldap://x", base="dc=x"), TargetSettings(kind="ews")
+    assert run.workers in range(int(limits.WORKERS.low), int(limits.WORKERS.high) + 1)
+    for value, bound in (
+        (run.max_account_attempts, limits.MAX_ACCOUNT_ATTEMPTS), (run.chunk_messages, limits.CHUNK_MESSAGES),
+        (run.chunk_bytes, limits.CHUNK_BYTES), (run.target_concurrency, limits.TARGET_CONCURRENCY),
+        (run.lease_seconds, limits.LEASE_SECONDS), (directory.page_size, limits.PAGE_SIZE),
+        (directory.timeout, limits.TIMEOUT), (SourceSettings(kind="imap").timeout, limits.TIMEOUT),
+        (target.timeout, limits.TIMEOUT), (target.max_message_size, limits.MAX_MESSAGE_SIZE),
+    ):
+        assert bound.low <= value <= bound.high
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "hint_has", "hint_lacks"),
+    [
+        # there is no token_env: a token is fetched with the client secret
+        ('kind = "ews"', 'kind = "ews"\ntoken = "eyJ0eXAi"', "target.token", "client_secret_env", "token_env"),
+        ('kind = "ews"', 'kind = "ews"\nsecret = "x"', "target.secret", "password_env", " secret_env"),
+        ('password_env = "MIGRATOR_LDAP_PASSWORD"', 'password = "x"', "directory.password", "password_env", "secret_env"),
+        ('[target]', '[run]\napi_key = "x"\n[target]', "run.api_key", "takes no secret", "api_key_env"),
+        # the state database's password comes from libpq (PGPASSWORD, ~/.pgpass), not from password_env
+        ('kind = "ews"', 'kind = "ews"\n[state]\npassword = "x"', "state.password", "PGPASSWORD", "password_env"),
+        ('kind = "ews"', 'kind = "ews"\n[state]\nurl = "postgresql+psycopg://u:x@db/state"', "state.url", "PGPASSWORD", "password_env"),
+    ],
+)
+def test_secret_hints_name_keys_that_exist(old: str, new: str, key: str, hint_has: str, hint_lacks: str) -> None:
+    with pytest.raises(PlanError) as info:
+        parse_plan(broken(old, new), "p.toml")
+    assert info.value.key == key
+    hint = info.value.hint or ""
+    assert hint_has in hint and hint_lacks not in hint, hint
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        # the password itself written where the variable's name belongs
+        ('password_env = "MIGRATOR_LDAP_PASSWORD"', 'password_env = "Tr0ub4dor&3"', "directory.password_env"),
+        ('password_env = "MIGRATOR_LDAP_PASSWORD"', "password_env = 8675309", "directory.password_env"),
+        ('kind = "ews"', 'kind = "ews"\nclient_secret_env = "Tr0ub4dor&3"', "target.client_secret_env"),
+        # a URL that is wrong in two ways: the secret is reported first, the URL never quoted
+        ('url = "ldap://127.0.0.1:3389"', 'url = "http://admin:Tr0ub4dor@127.0.0.1"', "directory.url"),
+        ('url = "ldap://127.0.0.1:3389"', 'url = "ldap://admin:Tr0ub4dor@[::1"', "directory.url"),
+    ],
+)
+def test_a_secret_in_place_of_a_name_is_never_echoed(old: str, new: str, key: str) -> None:
+    with pytest.raises(PlanError) as info:
+        parse_plan(broken(old, new), "p.toml")
+    assert info.value.key == key
+    text = f"{info.value} {info.value.hint}"
+    assert "Tr0ub4dor" not in text and "8675309" not in text, text

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.reports import Reported, invoke, synthetic_state
 
 
@@ -51,3 +53,51 @@ def test_routing_by_batch_and_nexthop(tmp_path: Path) -> None:
     result = invoke("routing", "--plan", plan)
     assert [a for a, _ in _entries(result.output)] == synced[1:]
     assert "bad user@ife.org.mx cannot be a transport_maps key" in result.output
+
+
+@pytest.mark.parametrize(("given", "result"), [
+    ("exchange.ife.org.mx", "smtp:[exchange.ife.org.mx]:25"),
+    ("exchange.ife.org.mx:587", "smtp:[exchange.ife.org.mx]:587"),
+    ("[exchange.ife.org.mx]:587", "smtp:[exchange.ife.org.mx]:587"),
+    ("10.0.0.5", "smtp:[10.0.0.5]:25"),
+    ("2001:db8::25", "smtp:[ipv6:2001:db8::25]:25"),
+    ("[2001:db8::25]:2525", "smtp:[ipv6:2001:db8::25]:2525"),
+    ("smtp:[10.0.0.5]:587", "smtp:[10.0.0.5]:587"),
+    ("smtp:[ipv6:2001:db8::25]", "smtp:[ipv6:2001:db8::25]"),
+    ("relay:mx_1.ife.org.mx", "relay:mx_1.ife.org.mx"),
+    ("lmtp:unix:private/dovecot-lmtp", "lmtp:unix:private/dovecot-lmtp"),
+    ("lmtp:inet:[10.0.0.7]:24", "lmtp:inet:[10.0.0.7]:24"),
+])
+def test_next_hops_postfix_reads(tmp_path: Path, given: str, result: str) -> None:
+    data = synthetic_state(tmp_path / "s", 6)
+    out = invoke("routing", "--plan", str(data.plan_path), "--nexthop", given)
+    assert out.exit_code == 0, out.output
+    assert {n for _, n in _entries(out.output)} == {result}
+
+
+@pytest.mark.parametrize(("given", "why"), [
+    ("bad host with spaces", "white space"),
+    ("exchange.ife.org.mx:0", "port '0' is not a number from 1 to 65535"),
+    ("exchange.ife.org.mx:70000", "port '70000'"),
+    ("[exchange.ife.org.mx]:smtp", "port 'smtp'"),
+    ("-exchange.ife.org.mx", "is not a host name"),
+    ("exchange..ife.org.mx", "is not a host name"),
+    ("x" * 64 + ".ife.org.mx", "is not a host name"),
+    (("abcdefgh." * 29) + "mx", "longer than 255"),
+    ("smtp:10.0.0.5", "written in brackets, [10.0.0.5]"),
+    ("smtp:[10.0.0.5", "'[' without ']'"),
+    ("smtp:[2001:zz::1]", "not an IPv6 address"),
+    ("esmtp:[exchange.ife.org.mx]", "unknown transport 'esmtp'"),
+    ("error:gone", "unknown transport 'error'"),
+    ("smtp:", "needs a next hop"),
+    ("exchange.ife.org.mx#25", "'#'"),
+])
+def test_a_next_hop_postfix_would_refuse_is_a_usage_error_naming_it(tmp_path: Path, given: str, why: str) -> None:
+    """`routing --nexthop 'bad host with spaces'` wrote a map Postfix cannot read."""
+    data = synthetic_state(tmp_path / "s", 6)
+    out = invoke("routing", "--plan", str(data.plan_path), "--nexthop", given)
+    assert out.exit_code == 2, out.output
+    said = "".join(out.output.split())  # rich wraps long words: compare without white space
+    assert "".join(f"--nexthop {given!r} is not a Postfix next hop".split()) in said
+    assert "".join(why.split()) in said, out.output
+    assert "\t" not in out.output  # no line of the map was written

@@ -206,7 +206,16 @@ def test_status_starts_without_sqlalchemy(campaign: StatusCampaign) -> None:
 def test_status_of_a_plan_never_discovered(tmp_path: Path) -> None:
     plan_path = tmp_path / "plan.toml"
     plan_path.write_text(PLAN.format(name="never", root=tmp_path))
-    result = invoke("status", "--plan", str(plan_path), "--state", f"sqlite:///{tmp_path / 'none.db'}")
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    # no database at all: said so, with the path looked for, and none is created
+    result = invoke("status", "--plan", str(plan_path), "--state", url)
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert f"no state database at {tmp_path / 'none.db'}" in said and "migrator discover" in said
+    assert not (tmp_path / "none.db").exists()
+    # a database that holds other plans only
+    open_store(url).close()
+    result = invoke("status", "--plan", str(plan_path), "--state", url)
     assert result.exit_code == 2
     assert "is not in" in result.output and "migrator discover" in result.output
 

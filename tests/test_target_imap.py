@@ -571,3 +571,34 @@ def test_an_older_server_without_namespace_special_use_or_multiappend(
         assert len({r.target_id for r in results}) == 5
     finally:
         target.close()
+
+
+# --- secrets in messages ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wrong", ["o", "e", "127.0.0.1", MASTER_USER])
+def test_a_wrong_password_found_in_other_words_garbles_nothing(
+    make: Make, server: AclDovecot, mailbox: str, wrong: str
+) -> None:
+    """Masking the password inside the message turned every "o" of the host, the login and the
+    server's words into ***. The message is built from what may be shown and left whole."""
+    target = make(secrets={"password": wrong})
+    with pytest.raises(PermanentError) as caught:
+        target.preflight(mailbox)
+    err = caught.value
+    assert err.reason == "auth"
+    head = f"mailbox {mailbox}: IMAP server {server.host}:{server.tls_port} refused the credentials of {mailbox}*{MASTER_USER} ("
+    assert str(err).startswith(head), str(err)
+    assert "***" not in f"{err} {err.hint}"
+    assert "[AUTHENTICATIONFAILED]" in str(err)  # the server's response code, always shown
+
+
+def test_a_server_that_echoes_the_password_is_not_quoted(make: Make, proxy: ImapProxy, mailbox: str) -> None:
+    secret = "Echo-Me-77"
+    target = make(secrets={"password": secret}, **via(proxy))
+    proxy.add(Rule("LOGIN", "no", b"[AUTHENTICATIONFAILED] password Echo-Me-77 is wrong"))
+    with pytest.raises(PermanentError) as caught:
+        target.preflight(mailbox)
+    err = caught.value
+    assert err.reason == "auth" and secret not in f"{err} {err.hint}" and "***" not in str(err)
+    assert "[AUTHENTICATIONFAILED] the reply is not shown" in str(err)

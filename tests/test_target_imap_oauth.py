@@ -174,3 +174,38 @@ def test_refused_client_secret_is_an_auth_error_without_the_secret(
     assert refused.value.reason == "auth"
     assert "invalid_client" in str(refused.value) and "wrong-secret" not in str(refused.value)
     assert refused.value.hint and "IMAP.AccessAsApp" in refused.value.hint
+
+
+def test_a_token_endpoint_that_echoes_the_secret_is_not_quoted() -> None:
+    """Only an OAuth2 error code (invalid_client...) is taken from a refusal, never its free text;
+    the HTTP reason phrase is shown only without the secret in it."""
+    from migrator.adapters.targets.imap.oauth import TokenSource
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            secret = form["client_secret"][0]
+            body = json.dumps({"error": f"secret {secret} refused"}).encode()
+            self.send_response(400, f"Secret {secret} refused")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        source = TokenSource(token_url=f"http://127.0.0.1:{server.server_port}/token", client_id="app",
+                             client_secret="Leaky-Secret-9", scope="s")
+        with pytest.raises(PermanentError) as refused:
+            source.token()
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = f"{refused.value} {refused.value.hint}"
+    assert refused.value.reason == "auth" and "HTTP 400" in message
+    assert "Leaky-Secret-9" not in message and "***" not in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,13 +10,21 @@ import click
 
 from migrator import __version__
 from migrator.cli.errors import handle_errors
-from migrator.cli.options import json_option, log_format_option, plan_option, state_option
+from migrator.cli.options import (
+    bounded,
+    json_option,
+    log_format_option,
+    plan_option,
+    state_option,
+    workers_type,
+)
 from migrator.cli.reports import register as register_reports
-from migrator.cli.signals import graceful_stop
+from migrator.cli.signals import OutputGuard, graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
-from migrator.model.errors import EXIT_FATAL
+from migrator.model import limits
+from migrator.model.errors import EXIT_FATAL, EXIT_PARTIAL, UsageError
 from migrator.plan import load_plan
-from migrator.report.console import console, print_json
+from migrator.report.console import console, error_console, print_json, safe
 from migrator.report.discovery import account_json, render_accounts, render_discovery
 from migrator.report.dry_run import render_dry_run
 from migrator.report.jsonlog import JsonLinesProgress
@@ -37,8 +46,12 @@ def cli() -> None:
     """Move mailboxes from Postfix (Maildir, mbox, IMAP) to Microsoft Exchange, resumably.
 
     Exit codes: 0 all done; 1 finished, some accounts failed or were skipped; 2 usage, plan,
-    directory or database error; 130/143 interrupted (state is consistent, run again).
+    directory or database error; 130/143 interrupted (state is consistent, run again); 141 the
+    reader of the output went away (`| head`): the command stopped quietly, as on SIGPIPE.
     """
+    from migrator.commands import state
+
+    state.on_schema_change = lambda text: error_console().print(f"note: {safe(text, 2000)}")
 
 
 @cli.command("check-plan")
@@ -97,7 +110,7 @@ def accounts_cmd(
 @state_option
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
-@click.option("--workers", type=click.IntRange(1, 256), help="Accounts migrated at once (default: the plan's [run] workers).")
+@click.option("--workers", type=workers_type, help="Accounts migrated at once (default: the plan's [run] workers).")
 @click.option("--limit", type=click.IntRange(1), help="Migrate at most N accounts in this run.")
 @click.option("--no-delta", is_flag=True, help="Only accounts never migrated; skip delta passes over migrated ones.")
 @click.option("--dry-run", is_flag=True, help="Connect, preflight and count without writing to the target.")
@@ -143,15 +156,18 @@ def _run_and_report(plan: Plan, request: RunRequest, state_url: str | None, *, q
     from migrator.commands.run import run
 
     out = console()
-    progress = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
+    display = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
     with graceful_stop() as stop:
+        progress = OutputGuard(display, stop)
         try:
             summary = run(plan, request, state_url=state_url, progress=progress, stop=stop.event)
         finally:
             progress.close()
+    if progress.closed:  # nobody reads the output any more: end as a closed pipe does
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away")
     code = stop.exit_code if stop.exit_code is not None else summary.exit_code
-    if isinstance(progress, JsonLinesProgress):
-        progress.run_finished(summary, exit_code=code)
+    if isinstance(display, JsonLinesProgress):
+        display.run_finished(summary, exit_code=code)
     elif as_json:
         print_json(summary.as_json())
     else:
@@ -184,7 +200,7 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
 @plan_option
 @state_option
 @click.option("--all", "include_all", is_flag=True, help="Also workers stopped more than a day ago.")
-@click.option("--ceiling", type=click.IntRange(1), metavar="N",
+@click.option("--ceiling", type=bounded(limits.TARGET_CONCURRENCY), metavar="N",
               help="First set the concurrent requests all workers together may send to the plan's target.")
 @json_option
 @handle_errors
@@ -210,7 +226,7 @@ def workers_cmd(plan_path: Path, state_url: str | None, include_all: bool, ceili
 @state_option
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
-@click.option("--workers", type=click.IntRange(1, 256), help="Accounts checked at once (default: the plan's [run] workers).")
+@click.option("--workers", type=workers_type, help="Accounts checked at once (default: the plan's [run] workers).")
 @click.option("--unverified", is_flag=True,
               help="Skip accounts already verified (a pass that found nothing new keeps them verified).")
 @json_option
@@ -241,7 +257,7 @@ def verify_cmd(
 @click.option("--failed", is_flag=True, help="All failed accounts (the default when no --account is given).")
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
 @click.option("--skipped", is_flag=True, help="Also try skipped messages again (e.g. after fixing permissions).")
-@click.option("--workers", type=click.IntRange(1, 256), help="Accounts migrated at once.")
+@click.option("--workers", type=workers_type, help="Accounts migrated at once.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @log_format_option
 @json_option
@@ -275,18 +291,66 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
     """Forget an account's migration progress (ledger, folders, passes).
 
     The messages already in the target stay there: empty the target mailbox first, or the
-    next run sends them again.
+    next run sends them again. Asks first on a terminal; answered no (or Ctrl-C): nothing is
+    reset, exit 1. Without a terminal it asks nothing and needs --yes (exit 2 without).
     """
+    import sys
+
     from migrator.commands.maintenance import reset
     plan = load_plan(plan_path)
     if not yes:
-        click.confirm(
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "reset asks for confirmation and there is no terminal to ask on; nothing reset",
+                hint="pass --yes to reset without asking (in scripts)",
+            )
+        if not click.confirm(
             f"Forget all migration progress of {address}? Messages already in the target stay "
             "there and would be sent again by the next run",
-            abort=True,
-        )
+            default=False,
+        ):
+            error_console().print("nothing reset")
+            raise SystemExit(EXIT_PARTIAL)
     name = reset(plan, address, state_url=state_url)
     console().print(f"{name}: progress forgotten; the account is pending again")
+
+
+@cli.command("upgrade")
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The plan whose state database to upgrade (or name it with --state / $MIGRATOR_STATE).",
+)
+@state_option
+@json_option
+@handle_errors
+def upgrade_cmd(plan_path: Path | None, state_url: str | None, as_json: bool) -> None:
+    """Upgrade the state database's schema to this migrator's (or create it).
+
+    The other commands never upgrade a PostgreSQL schema, and read commands never upgrade any:
+    run this once, after stopping `migrator run` on every host. It refuses while workers still
+    send heartbeats (docs/multihost.md).
+    """
+    import os
+
+    from migrator.commands.upgrade import upgrade_state
+    from migrator.model.errors import UsageError
+
+    if plan_path is None and not state_url and not os.environ.get("MIGRATOR_STATE"):
+        raise UsageError(
+            "which state database? none named", hint="give --plan FILE or --state URL"
+        )
+    plan = load_plan(plan_path) if plan_path is not None else None
+    done = upgrade_state(plan, state_url)
+    if as_json:
+        print_json(done)
+    elif not done["changed"]:
+        console().print(f"state database {done['state']} is at schema {done['after']} already; nothing to do")
+    elif done["before"] is None:
+        console().print(f"state database {done['state']} created at schema {done['after']}")
+    else:
+        console().print(f"state database {done['state']} upgraded from schema {done['before']} to {done['after']}")
 
 
 @cli.command("ews-simulator")

@@ -6,6 +6,17 @@ from pathlib import Path
 
 import click
 
+from migrator.model import limits
+from migrator.model.limits import Bound
+
+
+def bounded(bound: Bound) -> click.IntRange:
+    """A whole-number option with the same bounds as the plan key it overrides."""
+    return click.IntRange(int(bound.low), int(bound.high))
+
+
+workers_type = bounded(limits.WORKERS)
+
 plan_option = click.option(
     "--plan",
     "plan_path",
@@ -17,8 +28,8 @@ state_option = click.option(
     "--state",
     "state_url",
     metavar="URL",
-    help="State database URL (default: $MIGRATOR_STATE, the plan's [state] url, "
-    "or sqlite:///state/migrator.db).",
+    help="State database URL; a relative sqlite:/// path starts at the current directory "
+    "(default: $MIGRATOR_STATE, else the plan's [state] url, else state/migrator.db in the plan's folder).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 log_format_option = click.option(

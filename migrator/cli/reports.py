@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from migrator.cli.errors import handle_errors
-from migrator.cli.options import json_option, plan_option, state_option
+from migrator.cli.options import bounded, json_option, plan_option, state_option
+from migrator.model import limits
+from migrator.model.errors import UsageError
 from migrator.plan import load_plan
 from migrator.report.console import console, error_console, print_json, safe
 
@@ -41,7 +45,7 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
     plan = load_plan(plan_path)
     data = build_report(plan, state_url=state_url)
     target = str(output)
-    stream = sys.stdout if target == "-" else open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    stream = sys.stdout if target == "-" else _open_output(output)
     try:
         if fmt == "csv":
             write_csv(data, stream)
@@ -56,11 +60,22 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
         error_console().print(f"{safe(data['headline'], 200)}; {len(data['rows']):,} accounts written to {safe(target, 300)}")
 
 
+def _open_output(path: Path) -> TextIO:
+    try:
+        return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            hint = f"the folder {path.parent} does not exist: create it, or choose another path"
+        else:
+            hint = "choose a path this user may write, or '-' for standard output"
+        raise UsageError(f"cannot write the report to {path}: {exc.strerror}", hint=hint) from None
+
+
 @click.command("show")
 @click.argument("address", metavar="ADDR")
 @plan_option
 @state_option
-@click.option("--events", "events_limit", type=click.IntRange(1, 10000), default=30, show_default=True,
+@click.option("--events", "events_limit", type=bounded(limits.EVENTS_SHOWN), default=30, show_default=True,
               help="How many of the newest events to show.")
 @click.option("--no-source", is_flag=True, help="Do not open the source mailbox for subjects and dates.")
 @json_option
@@ -145,8 +160,9 @@ def events_cmd(
 @click.option("--format", "fmt", type=click.Choice(["postfix-transport"]), default="postfix-transport",
               show_default=True, help="Output format.")
 @click.option("--nexthop", metavar="HOST|TRANSPORT",
-              help="Where the mail goes: a host (smtp:[HOST]:25) or a full transport such as "
-              "smtp:[exchange.example.org]:587 (default: the host of the plan's [target] url).")
+              help="Where the mail goes: a host, host:port or IP address (smtp:[HOST]:25) or an "
+              "smtp:, relay: or lmtp: transport such as smtp:[exchange.example.org]:587, checked as "
+              "Postfix reads it (default: the host of the plan's [target] url).")
 @handle_errors
 def routing_cmd(plan_path: Path, state_url: str | None, batches: tuple[str, ...], fmt: str, nexthop: str | None) -> None:
     """Postfix transport_maps lines sending migrated accounts' new mail to Exchange.

@@ -1,6 +1,7 @@
 """Stop requests for long commands: the first Ctrl-C or SIGTERM asks the workers to finish or
 abandon their current chunk; a second Ctrl-C exits at once (the ledger keeps the state
-consistent either way: in-flight rows are resolved against the target on the next run)."""
+consistent either way: in-flight rows are resolved against the target on the next run). A
+reader of the output that goes away (`migrator run | head`) is a stop request too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 from migrator.model.errors import EXIT_SIGINT, EXIT_SIGTERM
 
@@ -45,3 +47,34 @@ def graceful_stop() -> Iterator[StopRequest]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class OutputGuard:
+    """Wraps the progress display handed to the engine so that its output cannot fail a worker:
+    when the reader of the output goes away (BrokenPipeError), the run is asked to stop as on
+    SIGTERM and later output is dropped. The command then ends as a closed pipe ends every
+    command (cli/errors.py: quietly, exit 141)."""
+
+    def __init__(self, inner: Any, stop: StopRequest) -> None:
+        self._inner = inner
+        self._stop = stop
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self.closed:
+                return None
+            try:
+                return attr(*args, **kwargs)
+            except BrokenPipeError:
+                with self._lock:
+                    self.closed = True
+                    self._stop.event.set()
+                return None
+
+        return guarded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.commands.state import open_state
+from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
 
@@ -18,9 +18,7 @@ def list_accounts(
         raise UsageError(
             f"unknown account state {state!r}", hint="use one of: " + ", ".join(STATES)
         )
-    store = open_state(plan, state_url)
-    try:
-        plan_id = store.ensure_plan(plan.name, plan.source.kind, plan.target.kind)
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
+        if batch is not None:
+            check_selection(store, plan_id, plan, batches=[batch], in_scope_only=False)
         return list(store.list_accounts(plan_id, state=state, batch=batch))
-    finally:
-        store.close()

@@ -6,6 +6,7 @@ through `Template.render`, and each value is checked before it may become part o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import unicodedata
@@ -25,6 +26,7 @@ DUPLICATE_ADDRESS = "duplicate-address"
 UNSAFE_PATH = "unsafe-path"
 UNSAFE_LOGIN = "unsafe-login"
 MISSING_ATTRIBUTE = "missing-attribute"
+TOO_LONG = "too-long"
 
 # A practical addr-spec: dot-atom local part (plus UTF-8 for SMTPUTF8 mailboxes) and a
 # domain of LDH labels (IDN letters allowed). Quoted local parts are refused on purpose:
@@ -34,6 +36,12 @@ _LABEL = r"(?:[^\W_]|[^\W_][\w-]{0,61}[^\W_])"
 _ADDRESS = re.compile(rf"^{_LOCAL}@{_LABEL}(?:\.{_LABEL})+$")
 _MAX_COMPONENT = 255  # bytes in one path component on Linux file systems
 _MAX_VALUE = 1024
+# Directory values are stored whatever their length, except where the state database indexes
+# them: a PostgreSQL B-tree entry holds at most ~2.7 KB. A batch name is indexed (and typed in
+# --batch): a longer one makes the entry invalid and is stored cut. An account without an
+# address is keyed by its DN: a DN longer than MAX_DN_KEY_BYTES is keyed by its digest.
+MAX_BATCH_CHARS = 255
+MAX_DN_KEY_BYTES = 1000
 
 
 def parse_address(value: str | None) -> str | None:
@@ -144,7 +152,11 @@ class Classifier:
             aliases=aliases,
             **base,  # type: ignore[arg-type]
         )
-        problem = self._target_address(account, fields) or self._source_location(account, fields)
+        problem = (
+            _batch_too_long(batch)
+            or self._target_address(account, fields)
+            or self._source_location(account, fields)
+        )
         if problem:
             account.scope = Scope.INVALID
             account.reason, account.detail = problem
@@ -261,7 +273,25 @@ class Classifier:
         for address, group in excluded_by_address.items():
             if len(group) == 1:
                 group[0].key = address
+        for account in self._accounts:
+            account.key = _storable_key(account.key)
+            if account.batch is not None and len(account.batch) > MAX_BATCH_CHARS:
+                account.batch = account.batch[: MAX_BATCH_CHARS - 1] + "\u2026"
         return self._accounts
+
+
+def _batch_too_long(batch: str) -> tuple[str, str] | None:
+    if len(batch) <= MAX_BATCH_CHARS:
+        return None
+    return TOO_LONG, f"batch {_shown(batch)} is {len(batch):,} characters long (a batch name has at most {MAX_BATCH_CHARS})"
+
+
+def _storable_key(key: str) -> str:
+    """The key itself, or for a DN too long to be indexed, a digest of it (stable: the same
+    DN always gets the same key)."""
+    if not key.startswith("dn:") or len(key.encode("utf-8", "surrogateescape")) <= MAX_DN_KEY_BYTES:
+        return key
+    return "dn-digest:" + hashlib.blake2b(key[3:].encode("utf-8", "surrogateescape"), digest_size=20).hexdigest()
 
 
 def _unsafe_path_value(value: str) -> str | None:

@@ -71,8 +71,11 @@ def discover(
     """
     started = time.monotonic()
     settings = plan.directory
-    password = read_secret("directory password", env=settings.password_env, file=settings.password_file)
-    store = open_state(plan, state_url)
+    password = read_secret(
+        "directory password", env=settings.password_env, file=settings.password_file,
+        key="[directory] password_env",
+    )
+    store = open_state(plan, state_url, access="create")
     try:
         plan_id = store.ensure_plan(plan.name, plan.source.kind, plan.target.kind)
         run_id = store.start_run(plan_id, "discover")

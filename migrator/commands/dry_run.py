@@ -9,7 +9,7 @@ from typing import Any
 from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import open_target
 from migrator.commands.secrets import source_password, target_secrets
-from migrator.commands.state import in_scope_accounts, plan_store
+from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
@@ -62,7 +62,8 @@ def dry_run_plan(
     secrets = target_secrets(plan)
     password = source_password(plan)
     report = DryRunReport()
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
+        check_selection(store, plan_id, plan, batches=batches, addresses=addresses)
         rows = in_scope_accounts(store, plan_id, batches=batches, addresses=addresses)
         if limit is not None:
             rows = rows[:limit]

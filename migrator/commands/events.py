@@ -57,7 +57,7 @@ def list_events(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Events oldest first; with `limit`, the newest `limit` of them (still oldest first)."""
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
         account_id = _account_id(store, plan_id, plan, account)
         rows = queries.events(store, plan_id, account_id=account_id, since=since, limit=limit, newest_first=True)
     return [_event(e) for e in reversed(rows)]
@@ -87,7 +87,7 @@ def follow_events(
 ) -> Iterator[dict[str, Any]]:
     """New events (id > after_id) as they are written, until interrupted or `timeout` passes."""
     deadline = None if timeout is None else clock() + timeout
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
         account_id = _account_id(store, plan_id, plan, account)
         last = after_id
         while True:

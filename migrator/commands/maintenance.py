@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from migrator.commands.state import plan_store
+from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
 from migrator.store import Store, ledger
@@ -26,10 +26,11 @@ def prepare_retry(
     """Reset the attempt counters of failed accounts (all, or the named ones) and, with
     `skipped`, forget their skipped messages so the next pass tries them again. Returns the
     addresses made eligible."""
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="write") as (store, plan_id):
         ids: list[int] | None = None
         names: list[str] = []
         if addresses:
+            check_selection(store, plan_id, plan, addresses=addresses)
             ids = []
             for address in addresses:
                 row = _account(store, plan_id, plan, address)
@@ -45,7 +46,7 @@ def prepare_retry(
 
 
 def reset(plan: Plan, address: str, *, state_url: str | None = None) -> str:
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="write") as (store, plan_id):
         row = _account(store, plan_id, plan, address)
         reset_account(store, plan_id, int(row["id"]), worker=worker_name())
         return str(row["address"] or row["key"])

@@ -85,7 +85,7 @@ def timeline(times: list[datetime]) -> dict[str, Any]:
 def build_report(plan: Plan, *, state_url: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Everything a report shows; `rows` are lists in COLUMNS order (compact for 100,000 rows)."""
     summary = status(plan, state_url=state_url, by="batch")
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
         rows = [_row(r) for r in queries.report_rows(store, plan_id)]
         times = queries.first_synced_times(store, plan_id)
     return {

@@ -7,28 +7,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from migrator.commands.state import plan_store
+from migrator.commands.nexthop import host_result, nexthop_result
+from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
 from migrator.store import queries
 
-_TRANSPORTS = ("smtp:", "relay:", "lmtp:", "error:", "discard:")
-
 
 def nexthop_for(plan: Plan, nexthop: str | None) -> str:
-    """A transport_maps result: given verbatim when it names a transport, else smtp:[HOST]:25."""
-    if nexthop:
-        if nexthop.startswith(_TRANSPORTS):
-            return nexthop
-        host, _, port = nexthop.partition(":")
-        return f"smtp:[{host.strip('[]')}]:{port or 25}"
-    hostname = urlparse(plan.target.url or "").hostname
+    """A transport_maps result: --nexthop checked as Postfix reads it (a full transport, or a
+    host that becomes smtp:[HOST]:25), else smtp:[HOST]:25 for the host of the plan's target."""
+    if nexthop is not None:
+        return nexthop_result(nexthop)
+    hostname = urlparse(plan.target.url or "").hostname or plan.target.host
     if not hostname:
         raise UsageError(
-            "the plan's [target] has no url to take the next hop from",
+            "the plan's [target] has no url or host to take the next hop from",
             hint="give it with --nexthop, e.g. --nexthop exchange.example.org",
         )
-    return f"smtp:[{hostname}]:25"
+    return host_result(hostname)
 
 
 # a lookup key Postfix reads as one token: no whitespace, no comment sign, one @
@@ -46,7 +43,8 @@ def routing_lines(
 ) -> Routing:
     """One line per synced or verified account (of these batches), sorted by address."""
     result = nexthop_for(plan, nexthop)
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
+        check_selection(store, plan_id, plan, batches=batches, in_scope_only=False)
         rows = queries.routable_accounts(store, plan_id, batches)
     addresses = sorted({str(r["address"]).lower() for r in rows if r["address"]})
     unsafe = [a for a in addresses if not _SAFE_ADDRESS.match(a)]

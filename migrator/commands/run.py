@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.targets import open_target
 from migrator.commands.secrets import source_password, target_secrets
-from migrator.commands.state import plan_store
+from migrator.commands.state import check_selection, plan_store
 from migrator.engine.progress import Progress
 from migrator.engine.runner import Runner, RunOptions, RunSummary
 from migrator.model.errors import UsageError
@@ -38,12 +38,13 @@ def run(
     """Migrate pending accounts and delta-pass migrated ones; resumable at any instant."""
     secrets = target_secrets(plan)
     password = source_password(plan)
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="write") as (store, plan_id):
         if store.discovery_counts(plan_id)["total"] == 0:
             raise UsageError(
                 f"plan {plan.name!r} has no accounts in {store.url}",
                 hint=f"run `migrator discover --plan {plan.file}` first",
             )
+        check_selection(store, plan_id, plan, batches=request.batches, addresses=request.addresses)
         workers = request.workers or plan.run.workers
         target = open_target(
             plan.target,
@@ -61,7 +62,7 @@ def run(
             options=RunOptions(
                 workers=workers,
                 batches=request.batches,
-                addresses=request.addresses,
+                addresses=tuple(a.strip() for a in request.addresses),
                 limit=request.limit,
                 include_synced=request.include_synced,
                 only_failed=request.only_failed,

@@ -10,7 +10,7 @@ from typing import Any
 from migrator.adapters.sources import open_account_source
 from migrator.commands.report import iso
 from migrator.commands.secrets import source_password
-from migrator.commands.state import plan_store
+from migrator.commands.state import plan_store, scope_advice
 from migrator.model.errors import MigratorError, UsageError
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
@@ -121,7 +121,7 @@ def show_account(
     events_limit: int = 50,
     read_source: bool = True,
 ) -> dict[str, Any]:
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
         account = queries.find_account(store, plan_id, address)
         if account is None:
             raise UsageError(
@@ -136,6 +136,13 @@ def show_account(
     reason = account["last_error_reason"]
     return {
         "address": shown,
+        # first: an account discovery left out of scope is not migrated, whatever its progress says
+        "scope": {
+            "scope": account["scope"],
+            "reason": account["reason"],
+            "detail": account["detail"],
+            "advice": scope_advice(account["scope"], str(plan.file)),
+        },
         "directory": {
             "dn": account["dn"],
             "name": account["name"],

@@ -19,7 +19,7 @@ from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import TargetFolder, open_target
 from migrator.commands.secrets import source_password, target_secrets
-from migrator.commands.state import in_scope_accounts, plan_store
+from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
 from migrator.model.plan import Plan
 from migrator.store import ledger, verification
@@ -91,7 +91,8 @@ def verify(
     secrets = target_secrets(plan)
     password = source_password(plan)
     report = VerifyReport()
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="write") as (store, plan_id):
+        check_selection(store, plan_id, plan, batches=batches, addresses=addresses)
         # accounts with at least one finished pass (a failed later pass still has one)
         rows = [
             r

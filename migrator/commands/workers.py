@@ -28,7 +28,7 @@ def workers(
     """
     target = target_key(plan)
     lease = timedelta(seconds=plan.run.lease_seconds)
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="read" if ceiling is None else "write") as (store, plan_id):
         if ceiling is not None:
             set_ceiling(store, target, ceiling)
         stored = ceiling_of(store, target)

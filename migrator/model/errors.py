@@ -11,6 +11,7 @@ EXIT_PARTIAL = 1  # finished, but some accounts failed or were skipped
 EXIT_FATAL = 2  # usage, config, plan, directory or database problem
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
+EXIT_SIGPIPE = 141  # the reader of our output went away (`| head`): as a shell shows SIGPIPE
 
 
 class MigratorError(Exception):

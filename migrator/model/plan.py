@@ -117,6 +117,11 @@ class RunSettings:
     lease_seconds: int = 120
 
 
+# The state database when neither --state, $MIGRATOR_STATE nor the plan names one. Like every
+# relative path of a plan, its file is found from the plan's folder.
+DEFAULT_STATE_URL = "sqlite:///state/migrator.db"
+
+
 @dataclass(frozen=True)
 class Plan:
     name: str
@@ -125,5 +130,5 @@ class Plan:
     source: SourceSettings
     target: TargetSettings
     run: RunSettings = field(default_factory=RunSettings)
-    state_url: str | None = None
+    state_url: str | None = None  # [state] url; load_plan makes a relative SQLite path absolute
     description: str | None = None

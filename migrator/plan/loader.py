@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from migrator.model import limits
 from migrator.model.errors import PlanError
+from migrator.model.limits import Bound
 from migrator.model.plan import (
     AttributeMap,
     DirectorySettings,
@@ -71,7 +74,9 @@ class _Reader:
         if isinstance(value, bool) and bool not in types:
             raise self._err(key, f"must be {type_name}, not a boolean")
         if not isinstance(value, types):
-            raise self._err(key, f"must be {type_name}, not {type(value).__name__} {value!r}")
+            # a value under a *_env key may be the secret written in place of the name: not quoted
+            shown = "" if key.endswith("_env") else f" {value!r}"
+            raise self._err(key, f"must be {type_name}, not {type(value).__name__}{shown}")
         return value
 
     def text(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
@@ -86,21 +91,25 @@ class _Reader:
         value = self._get(key, (bool,), "true or false", False)
         return default if value is None else bool(value)
 
-    def whole(self, key: str, default: int, *, minimum: int = 0) -> int:
+    def whole(self, key: str, default: int, bound: Bound) -> int:
         value = self._get(key, (int,), "a whole number", False)
         if value is None:
             return default
-        if value < minimum:
-            raise self._err(key, f"must be at least {minimum}, not {value}")
+        self._check_bound(key, value, bound)
         return int(value)
 
-    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(self, key: str, default: float, bound: Bound) -> float:
         value = self._get(key, (int, float), "a number", False)
         if value is None:
             return default
-        if value <= minimum:
-            raise self._err(key, f"must be more than {minimum}, not {value}")
+        self._check_bound(key, value, bound)
         return float(value)
+
+    def _check_bound(self, key: str, value: float, bound: Bound) -> None:
+        # the same bounds as the command line's options (model/limits.py)
+        if not bound.low <= value <= bound.high:
+            shown = f"{value:,}" if isinstance(value, int) else f"{value:g}"
+            raise self._err(key, f"must be {bound.describe()} ({bound.why}), not {shown}", hint=bound.hint)
 
     def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> Any:
         value = self.text(key, default, required=default is None)
@@ -140,10 +149,7 @@ class _Reader:
                 continue
             if _SECRET_KEYS.match(key):
                 raise self._err(
-                    key,
-                    "holds a secret; plans must never contain passwords",
-                    hint=f"remove it and write `{key}_env = \"VARIABLE\"` or "
-                    f"`{key}_file = \"/path\"` (for passwords: password_env / password_file)",
+                    key, "holds a secret; plans must never contain passwords", hint=self._secret_hint(key)
                 )
             near = difflib.get_close_matches(key, sorted(self.used), n=1)
             raise self._err(
@@ -153,17 +159,101 @@ class _Reader:
             )
 
 
-def _check_no_secret_in_url(reader: _Reader, key: str, url: str | None) -> None:
+    def _secret_hint(self, key: str) -> str:
+        """Where this section's secrets go instead: only keys that exist (`token_env` does not)."""
+        if self.section == "state":
+            return f"remove it; {STATE_SECRET_HINT}"
+        prefixes = [k[: -len("_env")] for k in sorted(self.used) if k.endswith("_env")]
+        if not prefixes:
+            return (
+                f"remove it; [{self.section}] takes no secret (secrets go in password_env or "
+                "password_file of [directory], [source] or [target])"
+            )
+        if key.lower() in ("token", "access_token") and "client_secret" in prefixes:
+            return (
+                "remove it; migrator fetches OAuth2 tokens itself with client_id, tenant_id and "
+                'client_secret_env = "VARIABLE" or client_secret_file = "/path"'
+            )
+        # the pair named like the key first (client_secret -> client_secret_env), then passwords
+        prefixes.sort(key=lambda p: (p != key.lower(), p != "password", p))
+        pairs = " or ".join(f"{p}_env / {p}_file" for p in prefixes)
+        return (
+            f"remove it and name the environment variable or the file that holds it instead: {pairs} "
+            f'(e.g. {prefixes[0]}_env = "MIGRATOR_{prefixes[0].upper()}")'
+        )
+
+
+# PostgreSQL reads the state database's password itself (libpq), never from the plan
+STATE_SECRET_HINT = (
+    "the state database's password comes from the environment variable PGPASSWORD or the "
+    "file ~/.pgpass (libpq reads them), e.g. url = \"postgresql+psycopg://host/db\""
+)
+
+
+def _check_no_secret_in_url(reader: _Reader, key: str, url: str | None, *, hint: str | None = None) -> None:
     if not url or url.startswith("ldif:"):
         return
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address; not quoted, it may hold a secret
+        raise reader._err(key, "is not a valid URL") from None
     if parts.password is not None or parts.username is not None:
+        if reader.section == "state":
+            _check_no_password_in_state_url(reader, key, url)
+            return
         raise reader._err(
             key,
             "contains a user name or password; plans must never contain passwords",
-            hint="put the user in bind_dn/username and the password in an environment "
+            hint=hint
+            or "put the user in bind_dn/username and the password in an environment "
             "variable (password_env) or a file (password_file)",
         )
+
+
+def _check_no_password_in_state_url(reader: _Reader, key: str, url: str) -> None:
+    """A database user name is no secret (and libpq would otherwise take the login name of
+    whoever runs migrator, which differs from host to host); a password is."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password is not None or re.match(r"^[^:/?#]+://[^/?#@]*:[^/?#@]*@", url):
+        raise reader._err(
+            key,
+            "contains a password; plans must never contain passwords",
+            hint="keep the user in the URL (postgresql://migrator@db.example.org/ife) and give "
+            "the password in PGPASSWORD or ~/.pgpass",
+        )
+
+
+def resolve_state_url(url: str, base: Path) -> str:
+    """A SQLite URL whose file path is relative, made absolute from `base` (the plan's folder),
+    as every other path in a plan; any other URL unchanged.
+
+    The folder's own % and ? are escaped: SQLAlchemy reads %XX escapes and a query in the URL.
+    """
+    match = re.match(r"^(sqlite(?:\+\w+)?:///)(.*)$", url.strip(), re.DOTALL)
+    if match is None:
+        return url
+    prefix, rest = match.groups()
+    path, question, query = rest.partition("?")
+    if path in ("", ":memory:") or path.startswith("/"):
+        return url
+    if path.startswith("~"):
+        expanded = Path(path).expanduser()
+        if expanded.is_absolute():
+            return prefix + _url_path(str(expanded)) + question + query
+    return prefix + _url_path(str(base)).rstrip("/") + "/" + path + question + query
+
+
+def _url_path(path: str) -> str:
+    return path.replace("%", "%25").replace("?", "%3F")
+
+
+def _url_without_secret(reader: _Reader, key: str) -> str | None:
+    url = reader.text(key)
+    _check_no_secret_in_url(reader, key, url)
+    return url
 
 
 def _template(reader: _Reader, key: str, text: str | None, allowed: set[str]) -> None:
@@ -190,20 +280,26 @@ def _secret_pair(reader: _Reader, prefix: str) -> tuple[str | None, str | None]:
             f"{prefix}_env", f"both {prefix}_env and {prefix}_file are set", hint="keep one"
         )
     if env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env):
-        raise reader._err(f"{prefix}_env", f"{env!r} is not an environment variable name")
+        # not quoted: the likeliest mistake is the secret itself in place of the name
+        raise reader._err(
+            f"{prefix}_env",
+            "is not an environment variable name (letters, digits and _, not starting with a digit)",
+            hint=f"write the name of the variable that holds the secret, e.g. {prefix}_env = "
+            f'"MIGRATOR_{prefix.upper()}", never the secret itself',
+        )
     return env, file
 
 
 def _directory(file: str, table: Mapping[str, Any]) -> DirectorySettings:
     r = _Reader(file, "directory", table)
     url = r.text("url", required=True)
+    _check_no_secret_in_url(r, "url", url)  # first: the checks below quote the URL
     if not re.match(r"^(ldaps?://|ldif:)", url):
         raise r._err(
             "url",
             f"{url!r} is not an LDAP URL",
             hint='write "ldap://host:389", "ldaps://host:636" or "ldif:/path/to/file.ldif"',
         )
-    _check_no_secret_in_url(r, "url", url)
     if url.startswith("ldif:") and not url[5:]:
         raise r._err("url", "ldif: needs a file path, e.g. \"ldif:plans/sample.ldif\"")
     base = r.text("base", required=True)
@@ -240,8 +336,8 @@ def _directory(file: str, table: Mapping[str, Any]) -> DirectorySettings:
         start_tls=r.flag("start_tls", False),
         tls_verify=r.flag("tls_verify", True),
         ca_file=r.text("ca_file"),
-        page_size=r.whole("page_size", 200, minimum=1),
-        timeout=r.number("timeout", 30.0),
+        page_size=r.whole("page_size", DirectorySettings.page_size, limits.PAGE_SIZE),
+        timeout=r.number("timeout", DirectorySettings.timeout, limits.TIMEOUT),
         attributes=attribute_map,
     )
     r.finish()
@@ -284,7 +380,7 @@ def _source(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Sour
         settings = SourceSettings(
             kind=kind,
             host=r.text("host", required=True),
-            port=r.whole("port", 993 if tls == "ssl" else 143, minimum=1),
+            port=r.whole("port", 993 if tls == "ssl" else 143, limits.PORT),
             tls=tls,
             tls_verify=r.flag("tls_verify", True),
             ca_file=r.text("ca_file"),
@@ -293,7 +389,7 @@ def _source(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Sour
             authzid=r.flag("authzid", False),
             password_env=password_env,
             password_file=password_file,
-            timeout=r.number("timeout", 60.0),
+            timeout=r.number("timeout", SourceSettings.timeout, limits.TIMEOUT),
         )
         if not (password_env or password_file):
             raise r._err(
@@ -323,12 +419,12 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
         client_secret_file=client_secret_file,
         tls_verify=r.flag("tls_verify", True),
         ca_file=r.text("ca_file"),
-        max_message_size=r.whole("max_message_size", TargetSettings.max_message_size, minimum=1),
+        max_message_size=r.whole("max_message_size", TargetSettings.max_message_size, limits.MAX_MESSAGE_SIZE),
         address=address,
         archive_folder=r.text("archive_folder", "Archive"),
         folder_map=r.str_table("folder_map"),
         exclude_folders=r.str_list("exclude_folders"),
-        timeout=r.number("timeout", 120.0),
+        timeout=r.number("timeout", TargetSettings.timeout, limits.TIMEOUT),
     )
     if kind == "ews":
         url = r.text("url")
@@ -348,12 +444,12 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
         auth = r.choice("auth", IMAP_TARGET_AUTH, "login")
         settings = TargetSettings(
             host=r.text("host", required=True),
-            port=r.whole("port", 993 if tls == "ssl" else 143, minimum=1),
+            port=r.whole("port", 993 if tls == "ssl" else 143, limits.PORT),
             tls=tls,
             auth=auth,
             proxy_login=r.text("proxy_login", TargetSettings.proxy_login),
             tag_header=r.flag("tag_header", False),
-            token_url=r.text("token_url"),
+            token_url=_url_without_secret(r, "token_url"),
             oauth_scope=r.text("oauth_scope", TargetSettings.oauth_scope),
             **common,
         )
@@ -370,12 +466,12 @@ def _run(file: str, table: Mapping[str, Any]) -> RunSettings:
     r = _Reader(file, "run", table)
     defaults = RunSettings()
     settings = RunSettings(
-        workers=r.whole("workers", defaults.workers, minimum=1),
-        max_account_attempts=r.whole("max_account_attempts", defaults.max_account_attempts, minimum=1),
-        chunk_messages=r.whole("chunk_messages", defaults.chunk_messages, minimum=1),
-        chunk_bytes=r.whole("chunk_bytes", defaults.chunk_bytes, minimum=1024),
-        target_concurrency=r.whole("target_concurrency", defaults.target_concurrency, minimum=1),
-        lease_seconds=r.whole("lease_seconds", defaults.lease_seconds, minimum=10),
+        workers=r.whole("workers", defaults.workers, limits.WORKERS),
+        max_account_attempts=r.whole("max_account_attempts", defaults.max_account_attempts, limits.MAX_ACCOUNT_ATTEMPTS),
+        chunk_messages=r.whole("chunk_messages", defaults.chunk_messages, limits.CHUNK_MESSAGES),
+        chunk_bytes=r.whole("chunk_bytes", defaults.chunk_bytes, limits.CHUNK_BYTES),
+        target_concurrency=r.whole("target_concurrency", defaults.target_concurrency, limits.TARGET_CONCURRENCY),
+        lease_seconds=r.whole("lease_seconds", defaults.lease_seconds, limits.LEASE_SECONDS),
     )
     r.finish()
     return settings
@@ -418,7 +514,7 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
     run = _run(file, data.get("run", {}))
     state = _Reader(file, "state", data.get("state", {}))
     state_url = state.text("url")
-    _check_no_secret_in_url(state, "url", state_url)
+    _check_no_secret_in_url(state, "url", state_url, hint=STATE_SECRET_HINT)
     state.finish()
     return Plan(
         name=name,
@@ -438,6 +534,18 @@ def _resolve(base: Path, value: str | None) -> str | None:
         return None
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path))
+
+
+def _resolve_template(base: Path, template: str | None) -> str | None:
+    """A path template that renders a relative path ("vmail/{domain}/{uid}") starts at the
+    plan's folder too. One that starts with {root} or / is absolute already: a directory value
+    with a / never reaches a path (discovery refuses it), so no field can make it relative."""
+    if template is None or template.startswith(("{root}", "/")):
+        return template
+    if template.startswith("~"):
+        return os.path.expanduser(template)
+    folder = str(base).replace("{", "{{").replace("}", "}}").rstrip("/")
+    return f"{folder}/{template}"
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -464,6 +572,8 @@ def load_plan(path: str | Path) -> Plan:
     source = _replace(
         source,
         root=_resolve(base, source.root),
+        path=_resolve_template(base, source.path),
+        folders_path=_resolve_template(base, source.folders_path),
         password_file=_resolve(base, source.password_file),
         ca_file=_resolve(base, source.ca_file),
     )
@@ -473,7 +583,8 @@ def load_plan(path: str | Path) -> Plan:
         client_secret_file=_resolve(base, plan.target.client_secret_file),
         ca_file=_resolve(base, plan.target.ca_file),
     )
-    return _replace(plan, directory=directory, source=source, target=target)
+    state_url = resolve_state_url(plan.state_url, base) if plan.state_url else None
+    return _replace(plan, directory=directory, source=source, target=target, state_url=state_url)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

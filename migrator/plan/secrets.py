@@ -8,18 +8,20 @@ from pathlib import Path
 from migrator.model.errors import SecretError
 
 
-def read_secret(what: str, *, env: str | None, file: str | None) -> str | None:
+def read_secret(what: str, *, env: str | None, file: str | None, key: str = "password_env") -> str | None:
     """The secret named by `env` or `file` (env wins), or None when the plan names neither.
 
-    `what` says whose secret it is ("directory password") for the error message; the value
-    itself never appears in any message.
+    `what` says whose secret it is ("directory password") and `key` which plan key names the
+    variable ("[directory] password_env"), for the error message. Neither the secret nor the
+    variable's name appears in any message: a plan may hold the secret in place of the name.
     """
     if env:
         value = os.environ.get(env)
         if value is None or value == "":
             raise SecretError(
-                f"{what}: environment variable {env} is not set",
-                hint=f"export {env}=... before running, or use password_file in the plan",
+                f"{what}: the environment variable named by {key} is not set",
+                hint=f"export that variable before running, or use {key.removesuffix('_env')}_file "
+                f"in the plan ({key} holds a variable's name, never the secret itself)",
             )
         return value
     if file:

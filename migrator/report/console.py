@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import unicodedata
@@ -11,14 +12,22 @@ from rich.console import Console
 from rich.markup import escape
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit(1) on the spot, from whichever thread printed; the CLI's one error
+        # handler decides what a closed pipe means (cli/errors.py), so let the error reach it
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
 def console(file: IO[str] | None = None) -> Console:
     # no colour or animation when not a terminal (rich detects it); width stays readable in logs
     stream = file or sys.stdout
-    return Console(file=stream, highlight=False, soft_wrap=False, width=None if stream.isatty() else 120)
+    return _Console(file=stream, highlight=False, soft_wrap=False, width=None if stream.isatty() else 120)
 
 
 def error_console() -> Console:
-    return Console(file=sys.stderr, highlight=False)
+    # not a terminal (a log, cron's mail): one line per message, never a path broken in two
+    return _Console(file=sys.stderr, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def safe(value: object, limit: int = 60) -> str:

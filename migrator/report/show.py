@@ -20,14 +20,24 @@ def _detail(detail: Any) -> str:
 
 
 def render_show(con: Console, data: dict[str, Any]) -> None:
-    d, s = data["directory"], data["state"]
+    d, s, scope = data["directory"], data["state"], data["scope"]
     con.print(f"[bold]{safe(data['address'], 200)}[/bold]  {safe(d['name'], 100)}")
-    con.print(f"state: [bold]{safe(s['status'])}[/bold], {s['passes']} pass(es), first {safe(s['first_pass'] or '-')}, "
-              f"last {safe(s['last_pass'] or '-')}")
-    con.print(f"messages: {s['messages_done']:,} migrated ({human_bytes(s['bytes'])}), "
-              f"{s['messages_skipped']:,} skipped, {s['messages_failed']:,} failed")
-    con.print(f"directory: dn {safe(d['dn'], 200)}; uid {safe(d['uid'])}; batch {safe(d['batch'])}; "
-              f"scope {safe(d['scope'])}{' (' + safe(d['scope_reason']) + ')' if d['scope_reason'] else ''}")
+    in_scope = scope["scope"] == "in_scope"
+    if not in_scope:
+        # an account out of scope is not migrated: say so first, with discovery's reason
+        why = ": ".join(safe(part, 300) for part in (scope["reason"], scope["detail"]) if part)
+        con.print(f"[bold yellow]not in scope: {safe(scope['scope'])}[/bold yellow]{f' ({why})' if why else ''}; "
+                  "run, verify and retry leave it alone")
+        if scope["advice"]:
+            con.print(f"what to do: {safe(scope['advice'], 600)}")
+    if in_scope or s["passes"] or s["messages_done"]:
+        label = "state" if in_scope else "progress kept from when it was in scope"
+        con.print(f"{label}: [bold]{safe(s['status'])}[/bold], {s['passes']} pass(es), first {safe(s['first_pass'] or '-')}, "
+                  f"last {safe(s['last_pass'] or '-')}")
+        con.print(f"messages: {s['messages_done']:,} migrated ({human_bytes(s['bytes'])}), "
+                  f"{s['messages_skipped']:,} skipped, {s['messages_failed']:,} failed")
+    con.print(f"directory: dn {safe(d['dn'], 200)}; uid {safe(d['uid'])}; batch {safe(d['batch'])}"
+              + (f"; scope {safe(d['scope'])}" if in_scope else ""))
     if d["target_address"] and d["target_address"] != data["address"]:
         con.print(f"target mailbox: {safe(d['target_address'], 200)}")
     if d["aliases"]:

@@ -2,7 +2,7 @@
 
 Only this package imports sqlalchemy and alembic. Layers above use open_store() and Store.
 The names below load on first use, so a module of this package that needs no SQLAlchemy
-(readonly, reporting, raw, urls) can be imported without it.
+(access, readonly, reporting, raw, revision, sqlite_files, urls) can be imported without it.
 """
 
 from __future__ import annotations

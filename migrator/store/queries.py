@@ -147,3 +147,18 @@ def routable_accounts(store: Store, plan_id: int, batches: Sequence[str] = ()) -
         stmt = stmt.where(A.c.batch.in_(list(batches)))
     with store.session() as s:
         return [dict(r) for r in s.execute(stmt.order_by(A.c.address)).mappings()]
+
+
+def batch_scopes(store: Store, plan_id: int) -> dict[str, dict[str, int]]:
+    """Per batch name, how many of its accounts are in each scope (accounts without a batch
+    are left out: no --batch can name them)."""
+    stmt = (
+        select(A.c.batch, A.c.scope, func.count())
+        .where(A.c.plan_id == plan_id, A.c.batch.is_not(None))
+        .group_by(A.c.batch, A.c.scope)
+    )
+    found: dict[str, dict[str, int]] = {}
+    with store.session() as s:
+        for batch, scope, n in s.execute(stmt):
+            found.setdefault(str(batch), {})[str(scope)] = int(n)
+    return found

@@ -2,9 +2,11 @@
 
 Importing SQLAlchemy takes about half a second, more than `status` needs to answer on
 100,000 accounts. This path covers the everyday case only: a SQLite file or a PostgreSQL
-database already at this migrator's schema revision. Anything else (no file yet, a schema to
-upgrade, a URL with SQLite options, a server that does not answer) gives None, and the caller
-opens the Store as every other command does, which upgrades the schema or explains the error.
+database already at this migrator's schema revision. Anything else (no file, a schema of
+another revision, a URL with SQLite options, a server that does not answer) gives None, and
+the caller opens the Store for reading, which explains the error. Like the Store's reading,
+it never writes: SQLite read-only without side files (sqlite_files), PostgreSQL sessions
+read-only.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 
 from migrator.store.raw import Raw
 from migrator.store.revision import newest_revision
+from migrator.store.sqlite_files import connect_readonly
 from migrator.store.urls import mask_url
 
 PG_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
-BUSY_TIMEOUT_S = 30
 PG_CONNECT_TIMEOUT_S = 10
 
 
@@ -49,10 +51,13 @@ def _current(db: Raw) -> bool:
 
 def _sqlite(url: str) -> ReadOnlyState | None:
     path = url[len("sqlite:///"):]
-    # options and %-escapes are SQLAlchemy's to interpret; a missing file is the Store's to create
+    # options and %-escapes are SQLAlchemy's to interpret; a missing file is the Store's to explain
     if not path or "?" in path or "%" in path or path == ":memory:" or not Path(path).is_file():
         return None
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        conn = connect_readonly(path)
+    except sqlite3.Error:
+        return None
     db = Raw.over(conn, sqlite=True)
     try:
         if _current(db):
@@ -72,7 +77,7 @@ def _postgresql(rest: str) -> ReadOnlyState | None:
             autocommit=True,
             connect_timeout=PG_CONNECT_TIMEOUT_S,
             application_name="migrator",
-            options="-c timezone=UTC",
+            options="-c timezone=UTC -c default_transaction_read_only=on",
         )
     except (psycopg.Error, ValueError):
         return None

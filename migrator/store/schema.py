@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from migrator.store.types import BigId, JSONType, UTCDateTime, utcnow
+from migrator.store.types import BigId, JSONType, UTCDateTime, unbounded, utcnow
 
 # Stable constraint names, so later migrations can address them on both backends.
 NAMING = {
@@ -68,7 +68,7 @@ class RunRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
     command: Mapped[str] = mapped_column(String(40))
-    host: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(unbounded(255))
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -95,14 +95,15 @@ class AccountDbRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(500))
+    # directory values have no length the schema may assume: unbounded (0006)
+    key: Mapped[str] = mapped_column(unbounded(500))
     # --- written by discovery only
     dn: Mapped[str] = mapped_column(Text)
-    address: Mapped[str | None] = mapped_column(String(320))
-    target_address: Mapped[str | None] = mapped_column(String(320))
-    uid: Mapped[str | None] = mapped_column(String(255))
-    name: Mapped[str | None] = mapped_column(String(500))
-    batch: Mapped[str | None] = mapped_column(String(255))
+    address: Mapped[str | None] = mapped_column(unbounded(320))
+    target_address: Mapped[str | None] = mapped_column(unbounded(320))
+    uid: Mapped[str | None] = mapped_column(unbounded(255))
+    name: Mapped[str | None] = mapped_column(unbounded(500))
+    batch: Mapped[str | None] = mapped_column(unbounded(255))
     aliases: Mapped[list[str]] = mapped_column(JSONType, default=list)
     source_path: Mapped[str | None] = mapped_column(Text)
     attributes: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
@@ -127,7 +128,7 @@ class AccountDbRow(Base):
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # --- lease held by the worker migrating the account
-    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_owner: Mapped[str | None] = mapped_column(unbounded(255))
     lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -172,7 +173,7 @@ class MessageRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    source_key: Mapped[str] = mapped_column(String(500))
+    source_key: Mapped[str] = mapped_column(unbounded(500))
     state: Mapped[str] = mapped_column(String(10))
     chunk_id: Mapped[str | None] = mapped_column(String(64))
     lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
@@ -183,9 +184,9 @@ class MessageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Message-ID + size + date where the source gives it (IMAP): re-keys a renumbered folder
-    fingerprint: Mapped[str | None] = mapped_column(String(600))
+    fingerprint: Mapped[str | None] = mapped_column(unbounded(600))
     # the key the target's copy is tagged with, when a re-keying changed source_key since
-    tag_key: Mapped[str | None] = mapped_column(String(500))
+    tag_key: Mapped[str | None] = mapped_column(unbounded(500))
 
 
 class EventRow(Base):
@@ -200,7 +201,7 @@ class EventRow(Base):
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    worker: Mapped[str | None] = mapped_column(String(255))
+    worker: Mapped[str | None] = mapped_column(unbounded(255))
     kind: Mapped[str] = mapped_column(String(40))
     from_state: Mapped[str | None] = mapped_column(String(20))
     to_state: Mapped[str | None] = mapped_column(String(20))
@@ -211,10 +212,10 @@ class WorkerRow(Base):
     __tablename__ = "workers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(unbounded(255), unique=True)
     plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    host: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(unbounded(255))
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -225,7 +226,7 @@ class WorkerRow(Base):
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # the target server it sends to: workers of every plan and host that share it count
     # each other to split that target's ceiling (migration 0004)
-    target: Mapped[str | None] = mapped_column(String(500))
+    target: Mapped[str | None] = mapped_column(unbounded(500))
 
 
 class TargetLimitRow(Base):
@@ -234,6 +235,6 @@ class TargetLimitRow(Base):
     __tablename__ = "target_limits"
     __table_args__ = (CheckConstraint("ceiling >= 1", name="ceiling"),)
 
-    target: Mapped[str] = mapped_column(String(500), primary_key=True)
+    target: Mapped[str] = mapped_column(unbounded(500), primary_key=True)
     ceiling: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

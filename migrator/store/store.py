@@ -13,13 +13,15 @@ from dataclasses import fields
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, insert, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError, UsageError
+from migrator.model.plan import DEFAULT_STATE_URL
 from migrator.store import discovery, reporting
-from migrator.store.connect import connect, describe
+from migrator.store.access import Access
+from migrator.store.connect import SchemaChange, connect, describe
 from migrator.store.owners import process_gone
 from migrator.store.raw import Raw
 from migrator.store.rows import (
@@ -32,7 +34,7 @@ from migrator.store.rows import (
 from migrator.store.schema import AccountDbRow, EventRow, PlanRow, RunRow
 from migrator.store.types import utcnow
 
-DEFAULT_URL = "sqlite:///state/migrator.db"
+DEFAULT_URL = DEFAULT_STATE_URL  # relative to the current directory here
 # How long a session waits for a PostgreSQL server that went away (restart, failover) before
 # the command gives up with a StateError. A restart takes seconds; two minutes leave room.
 RECONNECT_SECONDS = float(os.environ.get("MIGRATOR_STATE_RECONNECT_SECONDS", "120"))
@@ -89,12 +91,36 @@ def is_disconnect(exc: BaseException, backend: str) -> bool:
     return backend == "postgresql" and isinstance(exc, OperationalError)
 
 
+def is_read_only(exc: BaseException) -> bool:
+    """True when the database refused a write because it only reads: a SQLite file (or its
+    folder) that cannot be written, a PostgreSQL standby or default_transaction_read_only."""
+    orig = getattr(exc, "orig", None)
+    return str(getattr(orig, "sqlite_errorname", "")).startswith("SQLITE_READONLY") or (
+        getattr(orig, "sqlstate", None) == "25006"  # read_only_sql_transaction
+    )
+
+
+def read_only_hint(backend: str, database: str | None) -> str:
+    if backend == "sqlite":
+        return (
+            f"this process may not write {database!r} or its folder (SQLite writes -wal and -shm "
+            "files next to it): check the owner, the permissions and that the file system is "
+            "mounted read-write; status, report and show only read and still work"
+        )
+    return (
+        "the server accepts no writes: it is a standby (replica), or the database or user has "
+        "default_transaction_read_only = on; point --state at the primary server"
+    )
+
+
 class Store:
     """State of every plan in one database. Thread-safe; open one per process."""
 
-    def __init__(self, engine: Engine, shown_url: str) -> None:
+    def __init__(self, engine: Engine, shown_url: str, schema_change: SchemaChange | None = None) -> None:
         self.engine = engine
         self.url = shown_url  # password masked, safe to print
+        # what opening did to the schema (created it, upgraded it), for the command to say
+        self.schema_change = schema_change
         # PostgreSQL: sessions that cannot connect wait up to this long for the server
         self.reconnect_seconds = RECONNECT_SECONDS
         # told (once per outage and session) that the database is unreachable and we wait
@@ -150,14 +176,23 @@ class Store:
         except OperationalError as exc:
             _quiet_rollback(session)
             raise self._failure(exc) from exc
+        except DBAPIError as exc:
+            _quiet_rollback(session)
+            # PostgreSQL files a refused write under InternalError; other errors are bugs
+            raise (self._failure(exc) if is_read_only(exc) else exc) from exc
         except BaseException:
             _quiet_rollback(session)
             raise
         finally:
             session.close()
 
-    def _failure(self, exc: OperationalError) -> StateError:
+    def _failure(self, exc: DBAPIError) -> StateError:
         words = describe(exc, self.engine.url.password)
+        if is_read_only(exc):
+            return StateError(
+                f"state database {self.url} is read-only: {words}",
+                hint=read_only_hint(self.backend, self.engine.url.database),
+            )
         if is_disconnect(exc, self.backend):
             return StateUnavailable(
                 f"lost the connection to state database {self.url}: {words}",
@@ -413,11 +448,13 @@ def _quiet_rollback(session: Session) -> None:
         session.rollback()
 
 
-def open_store(url: str = DEFAULT_URL) -> Store:
-    """Open (creating or upgrading as needed) the state database at `url`.
+def open_store(url: str = DEFAULT_URL, access: Access = "create") -> Store:
+    """Open the state database at `url` for what `access` allows (see store/access.py): the
+    default creates a missing database and upgrades an older SQLite schema.
 
-    sqlite:///relative/path.db is relative to the current directory; postgresql://... uses
-    psycopg 3. Raises StateError, without the URL's password, when it cannot be opened.
+    sqlite:///relative/path.db is relative to the current directory (commands resolve a plan's
+    URL from the plan's folder before); postgresql://... uses psycopg 3. Raises StateError,
+    without the URL's password, when it cannot be opened.
     """
-    engine, shown = connect(url)
-    return Store(engine, shown)
+    engine, shown, change = connect(url, access)
+    return Store(engine, shown, change)

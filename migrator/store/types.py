@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -28,6 +28,14 @@ class JSONType(TypeDecorator[Any]):
 
 # SQLite only auto-numbers an INTEGER PRIMARY KEY (the rowid); BIGINT keys would stay NULL.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+
+def unbounded(sqlite_declared: int) -> TypeEngine[str]:
+    """Text of any length: `text` on PostgreSQL (migration 0006). On SQLite the VARCHAR(n)
+    the first revisions declared, which SQLite never enforces (no table is rewritten for a
+    declaration); the models say so, so that they match what the migrations built."""
+    return Text().with_variant(String(sqlite_declared), "sqlite")
 
 
 def utcnow() -> datetime:

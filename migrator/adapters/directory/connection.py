@@ -33,13 +33,7 @@ def connect(settings: DirectorySettings, password: str | None) -> Connection:
     """A bound connection, or DirectoryError saying what went wrong and what to do."""
     if settings.is_ldif:
         return _load_ldif(settings)
-    try:
-        return _connect_server(settings, password)
-    except DirectoryError as exc:
-        # belt and braces: nothing a library said may carry the password out
-        exc.message = errors.scrub(exc.message, password)
-        exc.args = (exc.message,)
-        raise
+    return _connect_server(settings, password)
 
 
 def _connect_server(settings: DirectorySettings, password: str | None) -> Connection:
@@ -84,14 +78,14 @@ def _connect_server(settings: DirectorySettings, password: str | None) -> Connec
         bound = conn.bind()
     except LDAPException as exc:
         _quietly_close(conn)
-        raise errors.connect_error(settings, exc) from None
+        raise errors.connect_error(settings, exc, password) from None
     except Exception as exc:  # ldap3 fails with anything (KeyError...) on a non-LDAP answer
         _quietly_close(conn)
-        raise errors.not_ldap_error(settings, exc) from None
+        raise errors.not_ldap_error(settings, exc, password) from None
     if not bound:
         result = conn.result
         _quietly_close(conn)
-        raise errors.bind_error(settings, result)
+        raise errors.bind_error(settings, result, password)
     log.debug("bound to %s as %s", settings.url, settings.bind_dn or "anonymous")
     return conn
 
@@ -139,8 +133,8 @@ def _load_ldif(settings: DirectorySettings) -> Connection:
         raise errors.ldif_error(
             settings,
             f"LDIF file {str(path)!r} not found",
-            'check [directory] url = "ldif:PATH"; a relative PATH is taken from the current '
-            "directory",
+            'check [directory] url = "ldif:PATH"; a relative PATH is taken from the folder of '
+            "the plan file",
         )
     server = Server("ldif", get_info=NONE)
     conn = Connection(server, client_strategy=MOCK_SYNC, raise_exceptions=False, read_only=True)

@@ -1,6 +1,8 @@
 """Turning ldap3 failures into DirectoryError with words an operator can act on.
 
-Every message names the directory URL (never a password) and says what to change next.
+Every message names the directory URL (never a password) and says what to change next. What
+ldap3 or the server said about a bind is shown only without the password in it (model/secrecy.py);
+nothing is masked afterwards.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from ldap3.core.exceptions import LDAPException, LDAPInvalidFilterError, LDAPSta
 
 from migrator.model.errors import DirectoryError
 from migrator.model.plan import DirectorySettings
+from migrator.model.secrecy import unless_secret
 
 # LDAP result codes (RFC 4511 section 4.1.9) this module gives their own wording
 PROTOCOL_ERROR = 2
@@ -41,15 +44,9 @@ _TLS_HINT = (
 )
 
 
-def scrub(text: str, secret: str | None) -> str:
-    """Remove a secret from text that is about to leave this module, whatever produced it."""
-    if secret:
-        text = text.replace(secret, "***")
-    return text
-
-
-def connect_error(settings: DirectorySettings, exc: LDAPException) -> DirectoryError:
-    detail = _detail(exc)
+def connect_error(settings: DirectorySettings, exc: LDAPException, password: str | None) -> DirectoryError:
+    # ldap3's words about opening, StartTLS or binding: the bind carried the password
+    detail = unless_secret(_detail(exc), password)
     lowered = detail.lower()
     if isinstance(exc, LDAPStartTLSError) and "wrap socket" not in lowered:
         return DirectoryError(
@@ -80,8 +77,9 @@ def connect_error(settings: DirectorySettings, exc: LDAPException) -> DirectoryE
     )
 
 
-def bind_error(settings: DirectorySettings, result: dict[str, Any] | None) -> DirectoryError:
-    code, text = _code(result), result_text(result)
+def bind_error(settings: DirectorySettings, result: dict[str, Any] | None, password: str | None) -> DirectoryError:
+    # the result code's name is ldap3's own; the server's diagnostic text answers the bind
+    code, text = _code(result), result_text(result, password)
     who = f"as {settings.bind_dn}" if settings.bind_dn else "anonymously"
     where_password = _password_source(settings)
     if code == INVALID_CREDENTIALS:
@@ -182,9 +180,10 @@ def lost_error(settings: DirectorySettings, exc: LDAPException) -> DirectoryErro
     )
 
 
-def not_ldap_error(settings: DirectorySettings, exc: Exception) -> DirectoryError:
+def not_ldap_error(settings: DirectorySettings, exc: Exception, password: str | None = None) -> DirectoryError:
+    detail = unless_secret(_detail(exc), password)
     return DirectoryError(
-        f"{settings.url}: the server's answer is not LDAP ({type(exc).__name__}: {_detail(exc)})",
+        f"{settings.url}: the server's answer is not LDAP ({type(exc).__name__}: {detail})",
         hint="check the port in [directory] url: 389 for ldap://, 636 for ldaps://; an ldaps "
         "port reached with ldap:// (or the reverse) answers like this",
     )
@@ -212,18 +211,21 @@ def _code(result: dict[str, Any] | None) -> int | None:
     return None if not result else result.get("result")
 
 
-def result_text(result: dict[str, Any] | None) -> str:
+def result_text(result: dict[str, Any] | None, password: str | None = None) -> str:
+    """The result code's name (ldap3's table) and the server's diagnostic message; the latter
+    only when `password` (sent in the request answered) does not occur in it."""
     if not result:
         return "no answer from the server"
     parts = [str(result.get("description") or f"result code {result.get('result')}")]
     if result.get("message"):
-        parts.append(str(result["message"]))
+        parts.append(unless_secret(str(result["message"]), password))
     return ": ".join(parts)
 
 
 def _password_source(settings: DirectorySettings) -> str:
     if settings.password_env:
-        return f"the environment variable {settings.password_env}"
+        # not the variable's name: a plan may hold the password itself in its place
+        return "the environment variable named by [directory] password_env"
     if settings.password_file:
         return f"the file {settings.password_file}"
     return "[directory] password_env or password_file"

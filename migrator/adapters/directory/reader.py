@@ -31,14 +31,14 @@ def open_directory(settings: DirectorySettings, password: str | None) -> Directo
 
 
 def decode_value(raw: bytes | str) -> str:
-    """UTF-8 text; bytes that are not UTF-8 become backslash escapes ("\\xff").
+    """UTF-8 text; bytes that are not UTF-8 become backslash escapes ("\\xff"), and so does
+    NUL ("\\x00"), which PostgreSQL text cannot hold.
 
     Backslash escapes (not surrogateescape) so every value can be written to the state
     database, logs and reports as is; such a value is visibly damaged, never silently dropped.
     """
-    if isinstance(raw, str):
-        return raw
-    return raw.decode("utf-8", errors="backslashreplace")
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
+    return text.replace("\x00", "\\x00")
 
 
 class _SizeLimited(Exception):
@@ -234,4 +234,4 @@ def _to_entry(item: dict[str, Any], names: dict[str, str], want_all: bool) -> Di
                 continue
             target = key
         attributes.setdefault(target, []).extend(decode_value(v) for v in values)
-    return DirectoryEntry(dn=str(item.get("dn", "")), attributes=attributes)
+    return DirectoryEntry(dn=decode_value(str(item.get("dn", ""))), attributes=attributes)

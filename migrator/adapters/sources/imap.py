@@ -134,7 +134,8 @@ class ImapSource(SourceBase):
         if password is None:
             whose = settings.master_user if settings.master_user else user
             password = read_secret(
-                f"IMAP password of {whose}", env=settings.password_env, file=settings.password_file
+                f"IMAP password of {whose}", env=settings.password_env, file=settings.password_file,
+                key="[source] password_env",
             )
         if password is None:
             raise SourceError(

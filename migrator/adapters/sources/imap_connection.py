@@ -17,6 +17,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from migrator.model.errors import SourceError, TransientError
+from migrator.model.secrecy import unless_secret
 
 TLS_MODES = ("ssl", "starttls", "none")
 
@@ -178,9 +179,8 @@ def _authenticate(client: IMAPClient, access: ImapAccess) -> None:
 
 
 def _server_text(exc: BaseException, secret: str) -> str:
-    text = _describe(exc)
-    # a server might echo what it was sent; never let the password through
-    return text.replace(secret, "***") if secret else text
+    # the server answers the LOGIN that carried the password: its words whole, or not at all
+    return unless_secret(_describe(exc), secret)
 
 
 def _describe(exc: BaseException) -> str:

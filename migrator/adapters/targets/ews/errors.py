@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import socket
 import traceback
+from collections.abc import Sequence
 
 import requests
 from exchangelib import errors as ews
 
 from migrator.model.errors import MigratorError, PermanentError, TransientError
+from migrator.model.secrecy import WITHHELD, unless_secret
 
 # reason codes (stable: reports group failures by them)
 AUTH = "auth"
@@ -139,14 +141,18 @@ def is_ambiguous(exc: BaseException) -> bool:
                       | ews.SOAPError | requests.exceptions.RequestException | OSError)
 
 
-def translate(exc: Exception, *, where: str) -> Exception:
+def translate(exc: Exception, *, where: str, secrets: Sequence[str] = ()) -> Exception:
     """The migrator error for `exc`; `where` names the mailbox/folder/operation for the message.
 
-    Returns exceptions that are not ours to judge (bugs in our code) unchanged.
+    `secrets` are the credentials the requests carried: the exception's text is left out when
+    one occurs in it (never masked; see model/secrecy.py). Returns exceptions that are not ours
+    to judge (bugs in our code) unchanged.
     """
     if isinstance(exc, MigratorError):
         return exc
     detail = _code(exc)
+    if unless_secret(detail, *secrets) != detail:
+        detail = f"{type(exc).__name__}: {WITHHELD}"
     if isinstance(exc, ews.ErrorServerBusy):
         back_off = exc.back_off if exc.back_off and exc.back_off > 0 else None
         if str(exc).startswith(_BROKEN_CONNECTION_MARK):

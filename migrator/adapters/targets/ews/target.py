@@ -130,6 +130,8 @@ class EwsTarget:
         self._config: Configuration = make_configuration(
             settings, secrets, max_connections=max_connections
         )
+        # every request carries them (basic/NTLM/OAuth2): what a server says is shown without
+        self._secrets = tuple(value for value in secrets.values() if value)
         self._lock = threading.Lock()
         self._accounts: dict[str, Account] = {}
         self._folders: dict[str, MailboxFolders] = {}
@@ -159,13 +161,12 @@ class EwsTarget:
         with self._lock:
             return self._folders[mailbox.casefold()]
 
-    @staticmethod
-    def _call(where: str, fn: Callable[[], T]) -> T:
+    def _call(self, where: str, fn: Callable[[], T]) -> T:
         """Run fn, translating whatever exchangelib/requests raise into our errors."""
         try:
             return fn()
         except Exception as exc:
-            translated = errors.translate(exc, where=where)
+            translated = errors.translate(exc, where=where, secrets=self._secrets)
             if translated is exc:
                 raise
             raise translated from exc
@@ -254,7 +255,7 @@ class EwsTarget:
             return None
         error: Exception | None = None
         if failure is not None:
-            error = errors.translate(failure, where=where)
+            error = errors.translate(failure, where=where, secrets=self._secrets)
             if error is failure:
                 raise failure  # a bug of ours, not a server problem
             if not errors.is_ambiguous(failure) and not answers:
@@ -362,9 +363,8 @@ class EwsTarget:
                     f"{where}: the server reported success for message {key} but it cannot "
                     "be found"))
 
-    @staticmethod
-    def _item_error(answer: Exception, where: str, key: str) -> Exception:
-        translated = errors.translate(answer, where=f"{where}, message {key}")
+    def _item_error(self, answer: Exception, where: str, key: str) -> Exception:
+        translated = errors.translate(answer, where=f"{where}, message {key}", secrets=self._secrets)
         if translated is answer:  # not an exchangelib error: still one item's problem
             return PermanentError(f"{where}, message {key}: {answer!r}", reason=errors.EWS_ERROR)
         return translated

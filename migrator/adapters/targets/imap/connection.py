@@ -22,6 +22,7 @@ from imapclient.exceptions import LoginError
 
 from migrator.model.errors import PermanentError, TransientError
 from migrator.model.plan import TargetSettings
+from migrator.model.secrecy import WITHHELD, unless_secret
 
 from . import errors
 from .oauth import TokenSource
@@ -129,7 +130,7 @@ class Connector:
             raise self._tls_error(where, exc) from None
         except errors.CONNECTION_LOST as exc:
             errors_close(client)
-            raise errors.connection_error(exc, where=where, what="login") from None
+            raise errors.connection_error(exc, where=where, what="login", secrets=(self._password,)) from None
         except imaplib.IMAP4.error as exc:  # STARTTLS or CAPABILITY refused
             errors_close(client)
             raise PermanentError(
@@ -147,12 +148,14 @@ class Connector:
     def _authenticate(self, client: IMAPClient, mailbox: str, where: str) -> float | None:
         s = self.settings
         expires: float | None = None
+        sent: tuple[str, ...] = (self._password,)  # the secrets this exchange carries
         try:
             if s.auth == "xoauth2":
                 if self._tokens is None:  # pragma: no cover - built together in the target
                     raise PermanentError("xoauth2 without a token source", reason=errors.CONFIG)
                 token = self._tokens.token()
                 expires = token.expires_at
+                sent = (token.value,)
                 client.oauth2_login(mailbox, token.value)
             elif s.username and s.auth == "plain":
                 client.plain_login(s.username, self._password, authorization_identity=mailbox)
@@ -163,19 +166,22 @@ class Connector:
             else:
                 client.login(mailbox, self._password)
         except LoginError as exc:
-            raise self._login_error(exc, mailbox, where) from None
+            raise self._login_error(exc, mailbox, where, sent) from None
         except imaplib.IMAP4.error as exc:
             if isinstance(exc, imaplib.IMAP4.abort):
                 raise
-            raise self._login_error(exc, mailbox, where) from None
+            raise self._login_error(exc, mailbox, where, sent) from None
         return expires
 
-    def _login_error(self, exc: Exception, mailbox: str, where: str) -> Exception:
-        raw = str(exc).encode("utf-8", "replace")
+    def _login_error(self, exc: Exception, mailbox: str, where: str, sent: tuple[str, ...]) -> Exception:
         text = errors.clean(str(exc))
-        if self._password:
-            text = text.replace(self._password, "***")
-        code = errors.response_code(raw.lstrip(b"b'\""))
+        raw = text.encode("utf-8", "replace")
+        code = errors.response_code(raw)
+        # the server answers the command that carried the secret: its words are shown whole,
+        # or only its response code (an atom of RFC 5530's) when the secret occurs in them
+        if unless_secret(text, *sent) == WITHHELD:
+            raw = b"[" + code + b"]" if code else b""
+            text = f"[{code.decode()}] {WITHHELD}" if code else WITHHELD
         who = self.login_name(mailbox)
         if code == b"AUTHORIZATIONFAILED":
             # the administrator authenticated, but may not act as this user: on Dovecot this is
@@ -185,7 +191,7 @@ class Connector:
                 f"act for it ({text})", reason=errors.NO_MAILBOX,
                 hint="check the target address template and that the mailbox exists")
         if code == b"UNAVAILABLE" or b"throttl" in raw.lower():
-            return errors.answer_error(raw.lstrip(b"b'\""), where=where, what="login")
+            return errors.answer_error(raw, where=where, what="login")
         return PermanentError(
             f"{where}: {self.where} refused the credentials of {who} ({text})", reason=errors.AUTH,
             hint="check username, auth and the password/client secret source in [target]")

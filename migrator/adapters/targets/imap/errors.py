@@ -13,6 +13,7 @@ import socket
 import ssl
 
 from migrator.model.errors import PermanentError, TransientError
+from migrator.model.secrecy import unless_secret
 
 AUTH = "auth"
 NO_MAILBOX = "no-mailbox"
@@ -78,8 +79,10 @@ def answer_error(text: bytes, *, where: str, what: str) -> Exception:
     return PermanentError(f"{where}: the server refused {what}: {shown}", reason=REJECTED)
 
 
-def connection_error(exc: BaseException, *, where: str, what: str) -> TransientError:
-    detail = clean(str(exc)) or type(exc).__name__
+def connection_error(exc: BaseException, *, where: str, what: str, secrets: tuple[str, ...] = ()) -> TransientError:
+    """`secrets`: those the exchange carried (a login's password), so the words are left out
+    whole when one occurs in them."""
+    detail = unless_secret(clean(str(exc)) or type(exc).__name__, *secrets)
     if isinstance(exc, socket.timeout | TimeoutError):
         detail = f"timed out ({detail})"
     return TransientError(f"{where}: connection lost during {what}: {detail}")

@@ -9,6 +9,7 @@ margin before they expire, so a run of many hours never logs in with a stale tok
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -18,12 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from migrator.model.errors import PermanentError, TransientError
+from migrator.model.secrecy import unless_secret
 
 from .errors import AUTH, CONFIG
 
 MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"
 REFRESH_MARGIN = 300.0  # seconds before expiry a token is replaced
 DEFAULT_LIFETIME = 3600.0  # when the answer has no expires_in
+_ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class TokenSource:
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+            reason = unless_secret(str(getattr(exc, "reason", exc)), self._secret)
             raise TransientError(f"token endpoint {self.token_url}: cannot connect: {reason}",
                                  hint="check token_url / tenant_id and the network") from None
         try:
@@ -107,6 +110,8 @@ class TokenSource:
         except ValueError:
             detail = {}
         code = detail.get("error", "") if isinstance(detail, dict) else ""
+        # only an RFC 6749 error code (invalid_client...), never the free text of the answer
+        code = code if isinstance(code, str) and _ERROR_CODE.match(code) else ""
         where = f"token endpoint {self.token_url}"
         if exc.code == 429 or exc.code >= 500:
             retry = exc.headers.get("Retry-After") if exc.headers else None
@@ -114,7 +119,8 @@ class TokenSource:
                                   retry_after=float(retry) if retry and retry.isdigit() else None)
         # the description may quote the client id but never the secret; show only the code
         return PermanentError(
-            f"{where}: client credentials refused (HTTP {exc.code} {code or exc.reason})",
+            f"{where}: client credentials refused (HTTP {exc.code} "
+            f"{code or unless_secret(str(exc.reason), self._secret)})",
             reason=AUTH,
             hint="check client_id, tenant_id and the client secret; the app needs the "
             "IMAP.AccessAsApp permission and a service principal with mailbox access")
