@@ -60,6 +60,10 @@ def test_summary_groups_skips_by_folder_and_gives_advice_in_full(
     render_run_summary(Console(file=stream, width=80, force_terminal=False), summary, plan_file=str(c.plan_path))
     [failure] = summary.failures
     assert failure["reason"] == "no-mailbox" and len(failure["hint"]) > 40
+    # --json: every message counted by folder
+    assert summary.as_json()["messages"]["skipped_by_folder"] == [
+        {"account": broken, "folder": "Archivo 2019", "reason": "not-a-file", "messages": 40}
+    ]
     # and in a pipe (as from cron): the CLI retrying both accounts, skipped messages too
     piped = c.cli("retry", "--plan", str(c.plan_path), "--account", broken, "--account", failure["account"], "--skipped", "--quiet")
     assert piped.returncode == 1, piped.stderr

@@ -143,9 +143,12 @@ class RunSummary:
                 "done": self.messages_done,
                 "skipped": self.messages_skipped,
                 "skipped_by_reason": self.skipped_by_reason,
+                # the biggest 500 (a run over thousands of mailboxes could list thousands)
                 "skipped_by_folder": [
                     {"account": account, "folder": folder, "reason": reason, "messages": n}
-                    for (account, folder, reason), n in self.skipped_by_folder.items()
+                    for (account, folder, reason), n in sorted(
+                        self.skipped_by_folder.items(), key=lambda kv: (-kv[1], kv[0])
+                    )[:500]
                 ],
             },
             "bytes_done": self.bytes_done,
