@@ -41,16 +41,17 @@ svg text { font-size: 11px; fill: var(--muted); }
 
 /* the account table: twelve columns that fit 1,280 px; long values wrap, names on two lines */
 #accounts { font-size: 13px; }
-#accounts th, #accounts td { padding: .3rem .35rem; }
+#accounts th, #accounts td { padding: .3rem .25rem; }
+#accounts th.n { white-space: normal; }  /* "in source" may take two lines */
 #accounts th { cursor: pointer; user-select: none; position: sticky; top: 0; background: #fff; vertical-align: bottom; }
 #accounts th[aria-sort=ascending]::after { content: " \\25B2"; }
 #accounts th[aria-sort=descending]::after { content: " \\25BC"; }
-#accounts td.account { min-width: 17rem; }
+#accounts td.account { min-width: 16.5rem; }
 .addr { display: block; overflow-wrap: anywhere; }
 .who { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; overflow: hidden; color: var(--muted); }
-#accounts td.batch { min-width: 6rem; }
+#accounts td.batch { min-width: 6rem; overflow-wrap: anywhere; }
 .nw { white-space: nowrap; }
-#accounts td.last_error { min-width: 13rem; }
+#accounts td.last_error { min-width: 12rem; }
 .reason { font-weight: 600; color: var(--bad); }
 .clip3 { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 3; overflow: hidden; }
 .state-synced, .state-verified { color: var(--ok); }
@@ -67,8 +68,9 @@ svg text { font-size: 11px; fill: var(--muted); }
   #failures th:nth-child(3) { display: none; }
   #failures td.err { grid-column: 1 / -1; padding-top: 0; }
 }
-/* narrower than the table: one card per account, the headers become sort buttons */
-@media (max-width: 1023px) {
+/* narrower than the table (with room for a scrollbar): one card per account, the headers
+   become sort buttons */
+@media (max-width: 1219px) {
   #accounts, #accounts thead, #accounts tbody { display: block; }
   #accounts thead tr { display: flex; flex-wrap: wrap; gap: .3rem; }
   #accounts th { position: static; border: 1px solid #cbd2d9; border-radius: 1rem; padding: .1rem .6rem;
