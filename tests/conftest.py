@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.fixtures.sources",
     "tests.fixtures.dovecot",
     "tests.fixtures.targets",
+    "tests.fixtures.campaign",
     "tests.fixtures.reports",
 ]

@@ -9,12 +9,15 @@ from pathlib import Path
 import lxml.html
 import pytest
 
+from tests.fixtures.browser import Browser
 from tests.fixtures.reports import (
     ARTIFACTS,
+    BATCHES,
     HOSTILE_NAME,
     Reported,
     chromium,
     invoke,
+    realistic_state,
     synthetic_state,
 )
 
@@ -33,8 +36,16 @@ def _id(dom: lxml.html.HtmlElement, ident: str) -> lxml.html.HtmlElement:
     return found[0]
 
 
-def _rows(dom: lxml.html.HtmlElement) -> list[list[str]]:
-    return [[td.text_content() for td in tr.findall("td")] for tr in dom.xpath("//table[@id='accounts']/tbody/tr")]
+def _rows(dom: lxml.html.HtmlElement) -> list[dict[str, str]]:
+    """The account table's rows as {column: text}; the account cell gives address and name."""
+    rows = []
+    for tr in dom.xpath("//table[@id='accounts']/tbody/tr"):
+        row = {td.get("class", "").split()[0]: td.text_content() for td in tr.findall("td")}
+        row["address"] = "".join(tr.xpath("./td[contains(@class,'account')]/span[@class='addr']//text()"))
+        row["name"] = "".join(tr.xpath("./td[contains(@class,'account')]/span[@class='who']//text()"))
+        row["reason"] = "".join(tr.xpath("./td[contains(@class,'last_error')]//span[@class='reason']//text()"))
+        rows.append(row)
+    return rows
 
 
 def test_real_campaign_report_renders_with_charts(reported_campaign: Reported, tmp_path: Path) -> None:
@@ -55,19 +66,19 @@ def test_real_campaign_report_renders_with_charts(reported_campaign: Reported, t
     assert _id(dom, "headline").text_content() == "3 of 4 accounts migrated (75.0 %)"
     line = dom.xpath("//*[@id='progress-chart']//polyline[@class='progress-line']")
     assert line and len(line[0].get("points").split()) >= 3
-    assert dom.xpath("//*[@id='batch-chart']//rect[@class='bar-migrated']")
-    assert len(dom.xpath("//*[@id='batch-chart']//rect[@class='bar-failed']")) == 1
+    assert dom.xpath("//*[@id='batch-chart']//span[@class='bar-migrated']")
+    assert len(dom.xpath("//*[@id='batch-chart']//span[@class='bar-failed']")) == 1
     failures = _id(dom, "failures").text_content()
     assert "no-mailbox" in failures
     assert "too-large" in _id(dom, "skipped").text_content()
     rows = _rows(dom)
-    assert sorted(r[0] for r in rows) == reported_campaign.campaign.accounts
-    by_address = {r[0]: r for r in rows}
+    assert sorted(r["address"] for r in rows) == reported_campaign.campaign.accounts
+    by_address = {r["address"]: r for r in rows}
     failed = by_address[reported_campaign.failed]
-    assert failed[3] == "failed" and failed[12] == "no-mailbox"
+    assert failed["state"] == "failed" and failed["reason"] == "no-mailbox"
     for address in reported_campaign.migrated:
-        assert by_address[address][3] == "verified"
-        assert by_address[address][7] == "1"  # the message over the size limit
+        assert by_address[address]["state"] == "verified"
+        assert by_address[address]["messages_skipped"] == "1"  # the message over the size limit
 
 
 def test_large_report_search_sort_and_escaping(tmp_path: Path) -> None:
@@ -83,20 +94,20 @@ def test_large_report_search_sort_and_escaping(tmp_path: Path) -> None:
     assert _id(dom, "count").text_content() == f"{len(garcia):,} of 3,000 accounts match"
     rows = _rows(dom)
     assert len(rows) == len(garcia)
-    assert all("García" in r[1] for r in rows)
+    assert all("García" in r["name"] for r in rows)
     synced = sorted((a for a in garcia if data.statuses[a] == "synced"), key=lambda a: -int(a[4:9]))
-    assert [r[0] for r in rows[: len(synced)]] == synced  # biggest first, accounts without bytes last
+    assert [r["address"] for r in rows[: len(synced)]] == synced  # biggest first, accounts without bytes last
     assert dom.xpath("//table[@id='accounts']//th[@data-col='bytes']")[0].get("aria-sort") == "descending"
 
     dom = lxml.html.fromstring(chromium(page, "search=user00007", tmp_path / "p2", "--dump-dom"))
     assert dom.get("data-pwned") is None
     rows = _rows(dom)
-    assert len(rows) == 1 and rows[0][1] == HOSTILE_NAME
+    assert len(rows) == 1 and rows[0]["name"] == HOSTILE_NAME
 
     dom = lxml.html.fromstring(chromium(page, "sort=address", tmp_path / "p3", "--dump-dom"))
     rows = _rows(dom)
     assert len(rows) == 500  # the table shows a page; search narrows it
-    assert [r[0] for r in rows] == sorted(data.statuses)[:500]
+    assert [r["address"] for r in rows] == sorted(data.statuses)[:500]
     assert "first 500" in _id(dom, "more").text_content()
     points = dom.xpath("//*[@id='progress-chart']//polyline[@class='progress-line']")[0].get("points").split()
     assert len(points) >= 2 * 30  # about 31 hourly steps over the 30 hours
@@ -111,3 +122,87 @@ def test_embedded_json_cannot_end_its_script_block(value: str) -> None:
     import json
 
     assert json.loads(text) == {"name": value}
+
+
+# What a reader checks on the page, measured in the browser: the page's width, where the table's
+# columns end, whether the batch numbers show whole, how many lines a name takes.
+MEASURE = """JSON.stringify((function () {
+  function box(e) { var r = e.getBoundingClientRect(); return {left: r.left, right: r.right, height: r.height}; }
+  function lines(e) { return Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)); }
+  var table = document.getElementById("accounts");
+  var asTable = getComputedStyle(table).display === "table", narrowest = null;
+  if (asTable) {  // how narrow the table can get: what it needs, whatever the window
+    table.style.width = "min-content";
+    narrowest = table.getBoundingClientRect().width;
+    table.style.width = "";
+  }
+  var body = getComputedStyle(document.body);
+  return {
+    inner: window.innerWidth,
+    narrowest: narrowest,
+    room: document.body.clientWidth - parseFloat(body.paddingLeft) - parseFloat(body.paddingRight),
+    scroll: document.documentElement.scrollWidth,
+    table: box(table),
+    heads: Array.from(table.querySelectorAll("th")).map(function (th) {
+      return {col: th.dataset.col, text: th.textContent, box: box(th)}; }),
+    cells: Array.from(table.querySelectorAll("td.last_pass:not(.blank), td.last_error:not(.blank)")).map(function (td) {
+      return {col: td.className.split(" ")[0], box: box(td)}; }),
+    values: Array.from(document.querySelectorAll("#batch-chart .bar-value")).map(function (e) {
+      return {text: e.textContent, scroll: e.scrollWidth, client: e.clientWidth, box: box(e)}; }),
+    names: Array.from(table.querySelectorAll(".who")).map(function (e) {
+      return {text: e.textContent, lines: lines(e), clipped: e.scrollHeight > e.clientHeight + 1}; }),
+    addresses: Array.from(table.querySelectorAll(".addr")).map(function (e) { return {text: e.textContent, lines: lines(e)}; })
+  };
+})())"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_report_layout_fits_the_window(width: int, tmp_path: Path) -> None:
+    """A realistic campaign (400 accounts, long Spanish names and batch names, long errors,
+    whole batches done) in a window 1,280 px wide (a laptop) or 390 px (a phone)."""
+    import json
+
+    data = realistic_state(tmp_path / "s", 400)
+    page = _report(data.plan_path, tmp_path / "report.html")
+    with Browser(tmp_path / "browser", width=width) as browser:
+        browser.resize(width)
+        # failed accounts first: their rows carry both a last pass and a last error
+        browser.open(page, "sort=-last_error_reason")
+        top = browser.screenshot(tmp_path / f"top-{width}.png")
+        browser.evaluate("document.getElementById('batch-chart').scrollIntoView()")
+        bars = browser.screenshot(tmp_path / f"batches-{width}.png")
+        browser.evaluate("document.getElementById('accounts').scrollIntoView()")
+        table = browser.screenshot(tmp_path / f"accounts-{width}.png")
+        m = json.loads(browser.evaluate(MEASURE))
+    for shot in (top, bars, table):
+        assert shot.stat().st_size > 20_000, f"{shot.name} looks blank"
+    inner = m["inner"]
+    assert inner == width
+    assert m["scroll"] <= inner, f"the page scrolls sideways: {m['scroll']} px wide in a {inner} px window"
+    assert m["table"]["right"] <= inner, f"the account table ends at {m['table']['right']:.0f} px, past {inner}"
+    if width == 1280:
+        # a table, with room to spare for a browser's classic 17 px scrollbar (hidden here)
+        assert m["narrowest"] is not None and m["narrowest"] <= m["room"] - 17, (m["narrowest"], m["room"])
+
+    heads = {h["col"]: h for h in m["heads"]}
+    for col, title in (("last_pass", "last pass"), ("last_error", "last error")):
+        assert heads[col]["text"].startswith(title)
+        assert heads[col]["box"]["left"] >= 0 and heads[col]["box"]["right"] <= inner, f"{title} is off screen"
+    assert {c["col"] for c in m["cells"]} == {"last_pass", "last_error"}
+    for c in m["cells"]:
+        assert c["box"]["left"] >= 0 and c["box"]["right"] <= inner, f"a {c['col']} cell is off screen: {c['box']}"
+
+    values = {v["text"] for v in m["values"]}
+    assert len(m["values"]) == len(BATCHES)
+    assert values >= {"100 % of 67"}, values
+    for v in m["values"]:
+        assert v["scroll"] <= v["client"], f"batch label {v['text']!r} is clipped"
+        assert v["box"]["right"] <= inner, f"batch label {v['text']!r} is off screen"
+
+    assert len(m["names"]) == 400
+    for name in m["names"]:
+        assert name["lines"] <= 2, f"{name['text']!r} takes {name['lines']} lines"
+    # the names of this campaign (up to 60 characters) show whole, not cut to two lines
+    assert not [n["text"] for n in m["names"] if n["clipped"]]
+    for address in m["addresses"]:
+        assert address["lines"] <= 2, f"{address['text']!r} takes {address['lines']} lines"

@@ -4,11 +4,15 @@ once, on its first completed pass; a delta pass over a migrated account does not
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
+import pytest
 from rich.console import Console
 
 from migrator.engine.progress import AccountOutcome
 from migrator.report.run import RunProgress
+from tests.fixtures.campaign import Campaign
+from tests.fixtures.ews import SIM_PASSWORD
 
 
 def _lines(progress: RunProgress, stream: io.StringIO) -> list[str]:
@@ -25,3 +29,66 @@ def test_delta_passes_do_not_count_twice() -> None:
     lines = _lines(progress, stream)
     assert [line.rsplit("[", 1)[1] for line in lines] == ["2 of 3 migrated]", "2 of 3 migrated]", "3 of 3 migrated]"]
     assert lines[2].startswith("synced c@example.org: 4 new messages")
+
+
+# --- the summary after a real run (EWS simulator, Maildirs), on 80 columns and in a pipe
+
+
+def test_summary_groups_skips_by_folder_and_gives_advice_in_full(
+    campaign_factory: Callable[..., Campaign], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One folder with 40 entries that are no messages (links to files gone: a folder removed
+    while the run read it looks the same), and an account without a target mailbox. The
+    summary says so in a few lines, by reason and folder, each 'what to do' whole."""
+    from migrator.commands.run import RunRequest, run
+    from migrator.plan import load_plan
+    from migrator.report.run import render_run_summary
+
+    c = campaign_factory(accounts=3, messages_per_folder=2, missing_target={1})
+    broken = next(a for a in c.accounts if a != _missing(c))
+    archive = c.maildir(broken) / ".Archivo 2019"
+    for sub in ("cur", "new", "tmp"):
+        (archive / sub).mkdir(parents=True)
+    for n in range(40):
+        (archive / "cur" / f"17000000{n:02d}.M{n}P1.host:2,S").symlink_to(c.root / "gone" / str(n))
+    assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+
+    # the summary of a run on an 80-column terminal
+    monkeypatch.setenv("MIGRATOR_TEST_EWS_PASSWORD", SIM_PASSWORD)
+    summary = run(load_plan(c.plan_path), RunRequest(), state_url=f"sqlite:///{c.state_path}")
+    stream = io.StringIO()
+    render_run_summary(Console(file=stream, width=80, force_terminal=False), summary, plan_file=str(c.plan_path))
+    [failure] = summary.failures
+    assert failure["reason"] == "no-mailbox" and len(failure["hint"]) > 40
+    # --json: every message counted by folder
+    assert summary.as_json()["messages"]["skipped_by_folder"] == [
+        {"account": broken, "folder": "Archivo 2019", "reason": "not-a-file", "messages": 40}
+    ]
+    # and in a pipe (as from cron): the CLI retrying both accounts, skipped messages too
+    piped = c.cli("retry", "--plan", str(c.plan_path), "--account", broken, "--account", failure["account"], "--skipped", "--quiet")
+    assert piped.returncode == 1, piped.stderr
+
+    for text, width in ((piped.stdout, 120), (stream.getvalue(), 80)):
+        lines = text.splitlines()
+        assert all(len(line) <= width for line in lines), [line for line in lines if len(line) > width]
+        flat = " ".join(text.split())
+        # each piece of advice whole, on its own line(s)
+        assert f"what to do: {failure['hint']}" in flat
+        assert "what to do: not a message file" in flat
+        # the 40 links: one line for the folder, not 40 rows
+        assert "not-a-file: 40 message(s) in 1 folder(s) of 1 account(s)" in flat
+        assert f"40 in {broken}, folder Archivo 2019" in flat
+        assert f"no-mailbox: 1 account(s): {failure['account']}" in flat
+        assert f"migrator show {failure['account']} --plan {c.plan_path}" in flat
+        assert f"migrator report --plan {c.plan_path} --format csv" in flat
+        assert len(lines) < 30, text
+
+
+def _missing(c: Campaign) -> str:
+    """The account the simulator has no mailbox for."""
+    for address in c.accounts:
+        try:
+            c.sim.folders(address)
+        except KeyError:
+            return address
+    raise AssertionError("every account has a target mailbox")

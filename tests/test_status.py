@@ -7,12 +7,15 @@ The campaign is written through the store (discovery, ledger rows, events, a ver
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,9 @@ from sqlalchemy import update
 from migrator.commands import state as state_module
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.store import open_store
-from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
+from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow, RunRow
 from migrator.store.types import utcnow
+from tests.fixtures.campaign import Campaign
 from tests.fixtures.reports import PLAN, invoke
 from tests.fixtures.store import *  # noqa: F403
 
@@ -96,7 +100,22 @@ def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
                 s.flush()
                 for n, reason in enumerate(reasons):
                     s.add(MessageRow(folder_id=folder.id, account_id=ids[address], source_key=f"k{n}", state="skipped", reason=reason))
-                s.add(MessageRow(folder_id=folder.id, account_id=ids[address], source_key="done", state="done"))
+                s.add(MessageRow(folder_id=folder.id, account_id=ids[address], source_key="done", state="done", size=1000))
+            # a1's messages went three hours ago: the ledger's older part, out of the last hour
+            folder = FolderRow(account_id=ids["a1@example.org"], native=".", display="Inbox", role="inbox")
+            s.add(folder)
+            s.flush()
+            long_ago = utcnow() - timedelta(hours=3)
+            for n in range(5):
+                s.add(MessageRow(folder_id=folder.id, account_id=ids["a1@example.org"], source_key=f"old{n}", state="done",
+                                 size=700, created_at=long_ago, updated_at=long_ago))  # fmt: skip
+            s.flush()
+            # ledger ids grow with time: the rows of three hours ago get the lowest ones
+            s.execute(update(MessageRow).where(MessageRow.source_key.like("old%")).values(id=MessageRow.id - 1000))
+            # runs at work in the last hour: two hosts, overlapping (30 min together); one long before
+            for host, start, end in (("h1", 50, 30), ("h2", 40, 20), ("h1", 180, 120)):
+                s.add(RunRow(plan_id=plan_id, command="run", host=host, pid=1, status="done",
+                             started_at=utcnow() - timedelta(minutes=start), finished_at=utcnow() - timedelta(minutes=end)))  # fmt: skip
         # released in the last hour: a2 and b1 (synced, 50 messages); a1 two hours ago
         for address in ("a2@example.org", "b1@example.org", "a1@example.org"):
             _batch, status, _passes, done, nbytes, _reason = PROGRESS[address]
@@ -127,8 +146,13 @@ def test_status_numbers(campaign: StatusCampaign) -> None:
         {"batch": "Office-B", "total": 4, "migrated": 2, "verified": 0, "failed": 2, "running": 1, "pending": 0},
         {"batch": "Office-C", "total": 1, "migrated": 0, "verified": 0, "failed": 0, "running": 0, "pending": 1},
     ]  # fmt: skip
-    assert data["last_hour"] == {"hours": 1.0, "accounts": 2, "messages": 50, "bytes": 50_000}
-    assert data["eta_hours"] == pytest.approx(4 / 2)  # 4 left, 2 first passes in the last hour
+    # from the ledger: the done rows of a2 and b1 (a1's are three hours old); the runs' union
+    recent = data["last_hour"]
+    assert {k: v for k, v in recent.items() if k != "running_seconds"} == {"hours": 1.0, "accounts": 2, "messages": 2, "bytes": 2000}
+    assert recent["running_seconds"] == pytest.approx(1800, abs=2)
+    # two accounts in half an hour: too few to say when the other four are done
+    assert data["eta_hours"] is None
+    assert data["eta_basis"].startswith("too early to estimate: 2 account(s) migrated in 30 min of running")
     assert data["last_verification"]["status"] == "partial"
     assert data["last_verification"]["totals"] == {"accounts": 3, "ok": 2, "differ": 1, "errors": 0}
     assert data["state"].endswith(campaign.state_url.split("://", 1)[1])
@@ -194,3 +218,155 @@ def test_status_of_a_plan_never_discovered(tmp_path: Path) -> None:
     result = invoke("status", "--plan", str(plan_path), "--state", url)
     assert result.exit_code == 2
     assert "is not in" in result.output and "migrator discover" in result.output
+
+
+# --- the numbers of a real campaign against its ledger (EWS simulator, Maildirs, the CLI)
+
+
+def _ledger(c: Campaign, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(c.state_path)
+    try:
+        return list(db.execute(sql, args))
+    finally:
+        db.close()
+
+
+def _status(c: Campaign) -> dict[str, Any]:
+    out = c.cli("status", "--plan", str(c.plan_path), "--json")
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+def _process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _poll(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)  # polling an outside process's state, not standing in for a sync
+
+
+def test_last_hour_counts_every_message_the_ledger_recorded(campaign_factory: Callable[..., Campaign]) -> None:
+    """A run killed half-way: the accounts it was on moved messages, but were never released.
+    `status` counts what the ledger holds as done, not only the passes that finished."""
+    c = campaign_factory(accounts=4, messages_per_folder=3, workers=2, chunk=5)
+    assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+    started = time.monotonic()
+    killed = c.cli("run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": "finish_chunk:8"})
+    elapsed = time.monotonic() - started
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    data = _status(c)
+    [(done, nbytes)] = _ledger(c, "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE state = 'done'")
+    [(first_passes,)] = _ledger(c, "SELECT count(*) FROM accounts WHERE first_pass_at IS NOT NULL")
+    total = sum(len(messages) for box in c.mailboxes.values() for messages in box.values())
+    assert 8 * 3 <= done < total  # eight chunks of three messages at least; not all
+    recent = data["last_hour"]
+    assert (recent["messages"], recent["bytes"], recent["accounts"]) == (done, nbytes, first_passes)
+    # a few seconds of running (up to one heartbeat more for the killed run) is no basis for an ETA
+    assert 0 < recent["running_seconds"] <= elapsed + 10
+    assert data["eta_hours"] is None and data["eta_basis"].startswith("too early to estimate")
+    text = c.cli("status", "--plan", str(c.plan_path))
+    assert text.returncode == 0, text.stderr
+    assert f"last hour: {first_passes} accounts migrated, {done:,} messages" in text.stdout
+    assert "too early to estimate" in " ".join(text.stdout.split())
+    assert "at this pace" not in text.stdout
+
+    rerun = c.cli("run", "--plan", str(c.plan_path), "--quiet")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    data = _status(c)
+    [(done, nbytes)] = _ledger(c, "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE state = 'done'")
+    assert done == total and data["messages"]["done"] == done
+    assert (data["last_hour"]["messages"], data["last_hour"]["bytes"], data["last_hour"]["accounts"]) == (done, nbytes, 4)
+    assert data["eta_basis"] == "nothing left to migrate"
+
+
+def test_workers_show_accounts_and_pace_before_the_first_heartbeat(campaign_factory: Callable[..., Campaign]) -> None:
+    """A worker's row is refreshed every third of the lease (40 s with the default 120 s).
+    Before its first heartbeat, `workers` still shows the accounts it holds and the messages
+    it moved: they come from the leases and the ledger."""
+    c = campaign_factory(accounts=4, messages_per_folder=3, workers=2, chunk=5, lease=120)
+    assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+    # the worker freezes itself (SIGSTOP) after its fifth chunk is in the ledger
+    proc = c.start("run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": "finish_chunk:5:stop"})
+    try:
+        _poll("the worker to freeze", lambda: proc.poll() is None and _process_state(proc.pid) == "T")
+        [(name, started_at)] = _ledger(c, "SELECT name, started_at FROM workers")
+        started = datetime.fromisoformat(started_at).replace(tzinfo=UTC)
+        before = datetime.now(UTC)
+        out = c.cli("workers", "--plan", str(c.plan_path), "--json")
+        after = datetime.now(UTC)
+        assert out.returncode == 0, out.stderr
+        fleet = json.loads(out.stdout)
+        held = sorted(a for (a,) in _ledger(c, "SELECT address FROM accounts WHERE lease_owner = ?", name))
+        [(done, nbytes)] = _ledger(c, "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE state = 'done'")
+        [(beats,)] = _ledger(c, "SELECT count(*) FROM workers WHERE heartbeat_at > started_at")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert beats == 0, "the worker has sent a heartbeat: this test needs a longer lease"
+    [w] = fleet["workers"]
+    assert w["name"] == name and w["state"] == "running"
+    assert held and sorted(w["accounts"]) == held and fleet["totals"]["accounts_in_hand"] == len(held)
+    assert done >= 5 * 3
+    assert (w["messages_done"], w["bytes_done"]) == (done, nbytes)
+    # all of it within the last minute: the messages over the seconds since the worker started
+    assert done / (after - started).total_seconds() - 0.01 <= w["rate"] <= done / (before - started).total_seconds() + 0.01
+    assert fleet["totals"]["rate"] == w["rate"] > 0
+
+
+def test_the_estimate_needs_a_basis_and_counts_running_time_only() -> None:
+    from migrator.commands.status import estimate
+
+    # six accounts in 30 minutes of running: four more take 20 minutes of running
+    hours, basis = estimate(4, {"accounts": 6, "running_seconds": 1800})
+    assert hours == pytest.approx(1 / 3) and basis == "6 accounts in 30 min of running in the last hour"
+    # the same six accounts in a 3-second run: no estimate, and why
+    hours, basis = estimate(4, {"accounts": 6, "running_seconds": 3})
+    assert hours is None and basis.startswith("too early to estimate: 6 account(s) migrated in 3 s of running")
+    assert estimate(4, {"accounts": 2, "running_seconds": 3000})[0] is None  # too few accounts
+    assert estimate(0, {"accounts": 6, "running_seconds": 1800}) == (None, "nothing left to migrate")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_first_ledger_row_of_a_window_is_found_by_id(backend: str, tmp_path: Path) -> None:
+    """The last hour's ledger rows are found by a binary search on the id (the ledger has no
+    index on time), whatever gaps the ids have. A database of its own: the ledger is global."""
+    from contextlib import nullcontext
+
+    from tests.fixtures.store import postgres_database
+
+    with (postgres_database("ledger_ids") if backend == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 's.db'}")) as url:
+        _first_ledger_rows(url)
+
+
+def _first_ledger_rows(url: str) -> None:
+    from migrator.store import reporting
+
+    store = open_store(url)
+    try:
+        plan_id = store.ensure_plan(f"ids-{uuid.uuid4().hex[:8]}", "maildir", "ews")
+        store.record_discovery(plan_id, None, [DiscoveredAccount(key="a@x", dn="uid=a", scope=Scope.IN_SCOPE, address="a@x")])
+        [account] = store.list_accounts(plan_id)
+        now = utcnow()
+        with store.reader() as db:
+            assert reporting.first_id_since(db, now - timedelta(hours=1)) is None  # an empty ledger
+        with store.session(write=True) as s:
+            folder = FolderRow(account_id=account.id, native=".", display="Inbox", role="inbox")
+            s.add(folder)
+            s.flush()
+            # ids 10, 20, ... 300 (gaps, as after a reset), one every ten minutes up to now
+            for n in range(30):
+                at = now - timedelta(minutes=10 * (29 - n))
+                s.add(MessageRow(id=10 * (n + 1), folder_id=folder.id, account_id=account.id, source_key=f"k{n}",
+                                 state="done", size=1, created_at=at, updated_at=at))  # fmt: skip
+        with store.reader() as db:
+            for minutes, first in ((5, 300), (59, 250), (60, 240), (61, 240), (290, 10), (600, 10)):
+                assert reporting.first_id_since(db, now - timedelta(minutes=minutes)) == first, minutes
+            assert reporting.first_id_since(db, now + timedelta(seconds=1)) is None
+            assert reporting.done_since(db, plan_id, now - timedelta(minutes=60)) == (7, 7)
+    finally:
+        store.close()

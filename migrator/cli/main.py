@@ -171,7 +171,7 @@ def _run_and_report(plan: Plan, request: RunRequest, state_url: str | None, *, q
     elif as_json:
         print_json(summary.as_json())
     else:
-        render_run_summary(out, summary)
+        render_run_summary(out, summary, plan_file=str(plan.file))
     return code
 
 

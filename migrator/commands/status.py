@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from migrator.commands.classify import ou_of_dn
 from migrator.commands.state import plan_reader
 from migrator.model.plan import Plan
 from migrator.store import reporting
+
+# An estimate needs this much to stand on: the pace of a few seconds, or of one or two
+# accounts, says nothing about the next thousand (the first accounts are often small ones).
+ETA_MIN_RUNNING_S = 600
+ETA_MIN_ACCOUNTS = 3
+
+
+def estimate(remaining: int, recent: dict[str, Any]) -> tuple[float | None, str]:
+    """Hours of running the remaining accounts take at the last hour's pace, and the basis in
+    words; None (and why) when the basis is too thin or there is nothing left."""
+    accounts, running = int(recent["accounts"]), float(recent["running_seconds"])
+    if remaining <= 0:
+        return None, "nothing left to migrate"
+    if running < ETA_MIN_RUNNING_S or accounts < ETA_MIN_ACCOUNTS:
+        return None, (
+            f"too early to estimate: {accounts:,} account(s) migrated in {_duration(running)} of running in the "
+            f"last hour (an estimate needs {ETA_MIN_ACCOUNTS} accounts and {ETA_MIN_RUNNING_S // 60} minutes)"
+        )
+    hours = remaining * running / accounts / 3600
+    return hours, f"{accounts:,} accounts in {_duration(running)} of running in the last hour"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
 
 
 def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> dict[str, Any]:
@@ -17,9 +44,10 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
         total = counts["in_scope"]
         progress = reporting.progress_counts(db, plan_id)
         migrated = progress["migrated"]
-        recent = reporting.recent_throughput(db, plan_id)
-        remaining = total - migrated
-        eta_hours = remaining / recent["accounts"] if recent["accounts"] and remaining else None
+        # the runner's heartbeat: a killed run was at work until about one after its last
+        heartbeat = timedelta(seconds=max(1.0, plan.run.lease_seconds / 3))
+        recent = reporting.recent_throughput(db, plan_id, heartbeat=heartbeat)
+        eta_hours, eta_basis = estimate(total - migrated, recent)
         groups: list[dict[str, Any]]
         if by == "status":
             groups = [{"status": k, "accounts": v} for k, v in sorted(statuses.items())]
@@ -54,6 +82,7 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
             "groups": groups,
             "last_hour": recent,
             "eta_hours": eta_hours,
+            "eta_basis": eta_basis,
             "last_verification": last_verify,
         }
 

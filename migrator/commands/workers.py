@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from migrator.commands.state import plan_store
 from migrator.model.plan import Plan
-from migrator.store.fleet import ceiling_of, list_workers, set_ceiling, target_key
+from migrator.store import reporting
+from migrator.store.fleet import WorkerInfo, ceiling_of, list_workers, set_ceiling, target_key
 from migrator.store.owners import process_gone
 from migrator.store.types import utcnow
 
 RECENT = timedelta(hours=24)  # stopped workers older than this are shown only with --all
+RATE_WINDOW = timedelta(seconds=60)  # messages/s: over the last minute (or since the start)
 
 
 def workers(
@@ -31,15 +33,36 @@ def workers(
             set_ceiling(store, target, ceiling)
         stored = ceiling_of(store, target)
         rows = list_workers(store, plan_id)
-    now = utcnow()
+        now = utcnow()
+        states = {w.id: _state(w, now, lease) for w in rows}
+        live = [w for w in rows if states[w.id] == "running"]
+        # What a worker writes in its row is as old as its last heartbeat (a third of the
+        # lease: 40 s by default), and nothing before the first one. The accounts it holds
+        # and the messages the ledger recorded for it are known at once, so they come from there.
+        with store.reader() as db:
+            held = reporting.leases_by_owner(db, plan_id)
+            since = min([now - RATE_WINDOW, *(w.heartbeat_at or w.started_at for w in live)])
+            done = reporting.done_by_worker(db, plan_id, since) if live else []
     listed: list[dict[str, Any]] = []
     for w in rows:
-        state = w.state(now, lease)
-        if state == "running" and process_gone(w.name):
-            state = "stale"  # a process of this host that is gone (kill -9): no need to wait
+        state = states[w.id]
         if state == "stopped" and not include_all and w.stopped_at is not None and now - w.stopped_at > RECENT:
             continue
         last = w.heartbeat_at or w.started_at
+        messages, nbytes = int(w.stats.get("messages_done", 0)), int(w.stats.get("bytes_done", 0))
+        rate = 0.0
+        accounts: list[str] = []
+        if state == "running":
+            # the counters as of the heartbeat, and what the ledger recorded for it since
+            mine = [(at, size) for name, at, size in done if name == w.name]
+            messages += sum(1 for at, _ in mine if at >= last)
+            nbytes += sum(size for at, size in mine if at >= last)
+            window_start = max(now - RATE_WINDOW, w.started_at)
+            seconds = (now - window_start).total_seconds()
+            recent = sum(1 for at, _ in mine if at >= window_start)
+            rate = recent / seconds if seconds > 0 else 0.0
+        if state != "stopped":
+            accounts = held.get(w.name, [])  # a stale one's until its leases expire
         listed.append(
             {
                 "name": w.name,
@@ -52,10 +75,10 @@ def workers(
                 "heartbeat_age_s": round((now - last).total_seconds(), 1),
                 "stopped_at": w.stopped_at.isoformat() if w.stopped_at else None,
                 "current_account": w.current_account if state != "stopped" else None,
-                "accounts": list(w.stats.get("accounts", [])) if state != "stopped" else [],
-                "messages_done": int(w.stats.get("messages_done", 0)),
-                "bytes_done": int(w.stats.get("bytes_done", 0)),
-                "rate": float(w.stats.get("rate", 0.0)) if state == "running" else 0.0,
+                "accounts": accounts,
+                "messages_done": messages,
+                "bytes_done": nbytes,
+                "rate": round(rate, 2),
                 "share": w.stats.get("share"),
                 "target": w.target,
             }
@@ -67,6 +90,7 @@ def workers(
         "ceiling": stored if stored is not None else plan.run.target_concurrency,
         "ceiling_stored": stored is not None,
         "lease_seconds": plan.run.lease_seconds,
+        "rate_window_s": int(RATE_WINDOW.total_seconds()),
         "workers": listed,
         "totals": {
             "running": len(running),
@@ -76,3 +100,10 @@ def workers(
             "accounts_in_hand": sum(len(w["accounts"]) for w in running),
         },
     }
+
+
+def _state(w: WorkerInfo, now: datetime, lease: timedelta) -> str:
+    state = w.state(now, lease)
+    if state == "running" and process_gone(w.name):
+        return "stale"  # a process of this host that is gone (kill -9): no need to wait
+    return state

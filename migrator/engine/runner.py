@@ -125,6 +125,8 @@ class RunSummary:
     bytes_done: int = 0
     messages_skipped: int = 0
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    # (account, folder, reason) -> messages, all of them (`skipped` lists the first 200 only)
+    skipped_by_folder: dict[tuple[str, str, str], int] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -149,6 +151,13 @@ class RunSummary:
                 "done": self.messages_done,
                 "skipped": self.messages_skipped,
                 "skipped_by_reason": self.skipped_by_reason,
+                # the biggest 500 (a run over thousands of mailboxes could list thousands)
+                "skipped_by_folder": [
+                    {"account": account, "folder": folder, "reason": reason, "messages": n}
+                    for (account, folder, reason), n in sorted(
+                        self.skipped_by_folder.items(), key=lambda kv: (-kv[1], kv[0])
+                    )[:500]
+                ],
             },
             "bytes_done": self.bytes_done,
             "failures": self.failures,
@@ -533,6 +542,9 @@ class Runner:
             reasons = Counter(s.skipped_by_reason)
             reasons.update(skip.reason for skip in outcome.skipped)
             s.skipped_by_reason = dict(reasons)
+            for skip in outcome.skipped:
+                where = (outcome.address, skip.folder, skip.reason)
+                s.skipped_by_folder[where] = s.skipped_by_folder.get(where, 0) + 1
             for skip in outcome.skipped[: max(0, 200 - len(s.skipped))]:
                 s.skipped.append(
                     {"account": outcome.address, "folder": skip.folder, "key": skip.key, "reason": skip.reason, "detail": skip.detail}

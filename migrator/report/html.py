@@ -8,22 +8,23 @@ from typing import Any
 
 from migrator.report.html_assets import CSS, JS
 
-_TITLES = {
-    "address": "address",
-    "name": "name",
-    "batch": "batch",
-    "state": "state",
-    "passes": "passes",
-    "messages_source": "in source",
-    "messages_done": "migrated",
-    "messages_skipped": "skipped",
-    "messages_failed": "failed",
-    "bytes": "bytes",
-    "first_pass": "first pass",
-    "last_pass": "last pass",
-    "last_error_reason": "reason",
-    "last_error": "last error",
-}
+# The table's columns as shown: (id, sorted by, title). Address and name share a column, and so
+# do the failure's reason and text, so that 12 columns fit a 1,280 px window without sideways
+# scrolling; every field of a row is still there (CSV/JSON keep one column each).
+DISPLAY = (
+    ("account", "address", "account"),
+    ("batch", "batch", "batch"),
+    ("state", "state", "state"),
+    ("passes", "passes", "passes"),
+    ("messages_source", "messages_source", "in source"),
+    ("messages_done", "messages_done", "migrated"),
+    ("messages_skipped", "messages_skipped", "skipped"),
+    ("messages_failed", "messages_failed", "failed"),
+    ("bytes", "bytes", "bytes"),
+    ("first_pass", "first_pass", "first pass"),
+    ("last_pass", "last_pass", "last pass"),
+    ("last_error", "last_error_reason", "last error"),
+)
 _NUMERIC = {"passes", "messages_source", "messages_done", "messages_skipped", "messages_failed", "bytes"}
 
 
@@ -38,8 +39,9 @@ def render_html(data: dict[str, Any]) -> str:
     m = data["messages"]
     a = data["accounts"]
     heads = "".join(
-        f'<th scope="col" data-col="{e(c)}"{" class=n" if c in _NUMERIC else ""}>{e(_TITLES.get(c, c))}</th>'
-        for c in data["columns"]
+        f'<th scope="col" data-col="{e(ident)}" data-sort="{e(sort)}"{" class=n" if ident in _NUMERIC else ""}>{e(title)}</th>'
+        for ident, sort, title in DISPLAY
+        if sort in data["columns"]
     )
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -61,12 +63,12 @@ def render_html(data: dict[str, Any]) -> str:
 <section>
 <h2>Progress over time</h2>
 <p class="meta">accounts synced at least once, cumulative per {e(data["timeline"]["unit"])}</p>
-<svg id="progress-chart" width="100%" role="img" aria-label="accounts synced over time"></svg>
+<svg id="progress-chart" role="img" aria-label="accounts synced over time"></svg>
 </section>
 <section>
 <h2>Batches</h2>
 <p class="legend"><span><i style="background:var(--ok)"></i>migrated</span><span><i style="background:var(--run)"></i>running</span><span><i style="background:var(--bad)"></i>failed</span><span><i style="background:var(--todo)"></i>pending</span></p>
-<div id="batch-chart"></div>
+<div id="batch-chart" role="list" aria-label="accounts per batch by state"></div>
 </section>
 <section class="two">
 <div><h2>Failed accounts by reason</h2><table id="failures"></table></div>
@@ -76,7 +78,7 @@ def render_html(data: dict[str, Any]) -> str:
 <h2>Accounts</h2>
 <p><input id="search" type="search" placeholder="search address, name, batch, state, error" aria-label="search accounts">
 <span id="count" class="meta"></span></p>
-<div class="scroll"><table id="accounts"><thead><tr>{heads}</tr></thead><tbody></tbody></table></div>
+<table id="accounts"><thead><tr>{heads}</tr></thead><tbody></tbody></table>
 <p id="more" class="meta"></p>
 </section>
 <script type="application/json" id="report-data">{embed_json(data)}</script>

@@ -7,33 +7,85 @@ view shareable and lets a headless browser check the page without clicking.
 """
 
 CSS = """
-:root { --ok: #2e7d32; --bad: #c62828; --run: #f9a825; --todo: #cfd8dc; --ink: #1f2933; }
+:root { --ok: #2e7d32; --bad: #c62828; --run: #f9a825; --todo: #cfd8dc; --ink: #1f2933; --muted: #52606d;
+        --line: #e0e6eb; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--ink);
        margin: 0 auto; max-width: 1500px; padding: 1.5rem; }
 h1 { font-size: 1.7rem; margin: 0 0 .25rem; }
-h2 { font-size: 1.15rem; margin: 1.6rem 0 .5rem; border-bottom: 1px solid #e0e6eb; }
-.meta { color: #52606d; margin: 0; }
-.two { display: grid; grid-template-columns: 1fr 1fr; gap: 2rem; }
+h2 { font-size: 1.15rem; margin: 1.6rem 0 .5rem; border-bottom: 1px solid var(--line); }
+.meta { color: var(--muted); margin: 0; }
+.two { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 2rem; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #eef1f4; vertical-align: top; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 #failures td:first-child, #skipped td:first-child { white-space: nowrap; }
-#accounts th { cursor: pointer; user-select: none; white-space: nowrap; position: sticky; top: 0; background: #fff; }
+.err { overflow-wrap: anywhere; color: #7b1f1f; }
+svg text { font-size: 11px; fill: var(--muted); }
+#progress-chart { display: block; width: 100%; }
+.legend span { display: inline-block; margin-right: 1rem; }
+.legend i { display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem; vertical-align: -1px; }
+.empty { color: var(--muted); font-style: italic; }
+#search { font-size: 1rem; padding: .35rem .6rem; width: 24rem; max-width: 100%; }
+
+/* batches: name | bar | "100 % of 1,234"; the numbers always show in full */
+#batch-chart { display: grid; grid-template-columns: fit-content(22rem) minmax(6rem, 1fr) max-content;
+               gap: .25rem .6rem; align-items: center; }
+.bar-row { display: contents; }
+.bar-label { text-align: right; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; color: var(--muted); }
+.bar { display: flex; height: .95rem; background: #f1f4f6; }
+.bar > span { display: block; height: 100%; }
+.bar-migrated { background: var(--ok); } .bar-running { background: var(--run); }
+.bar-failed { background: var(--bad); } .bar-pending { background: var(--todo); }
+.bar-value { white-space: nowrap; font-variant-numeric: tabular-nums; color: var(--muted); }
+
+/* the account table: twelve columns that fit 1,280 px; long values wrap, names on two lines */
+#accounts { font-size: 13px; }
+#accounts th, #accounts td { padding: .3rem .25rem; }
+#accounts th.n { white-space: normal; }  /* "in source" may take two lines */
+#accounts th { cursor: pointer; user-select: none; position: sticky; top: 0; background: #fff; vertical-align: bottom; }
 #accounts th[aria-sort=ascending]::after { content: " \\25B2"; }
 #accounts th[aria-sort=descending]::after { content: " \\25BC"; }
-.scroll { overflow-x: auto; }
-td.nowrap { white-space: nowrap; }
-#accounts td.err { min-width: 16rem; max-width: 24rem; overflow-wrap: anywhere; color: #7b1f1f; }
-#search { font-size: 1rem; padding: .35rem .6rem; width: 24rem; max-width: 100%; }
+#accounts td.account { min-width: 16.5rem; }
+.addr { display: block; overflow-wrap: anywhere; }
+.who { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; overflow: hidden; color: var(--muted); }
+#accounts td.batch { min-width: 6rem; overflow-wrap: anywhere; }
+.nw { white-space: nowrap; }
+#accounts td.last_error { min-width: 12rem; }
+.reason { font-weight: 600; color: var(--bad); }
+.clip3 { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 3; overflow: hidden; }
 .state-synced, .state-verified { color: var(--ok); }
 .state-failed { color: var(--bad); font-weight: 600; }
 .state-running { color: #8d6e00; }
-svg text { font-size: 11px; fill: #52606d; }
-.legend span { display: inline-block; margin-right: 1rem; }
-.legend i { display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem; vertical-align: -1px; }
-.empty { color: #52606d; font-style: italic; }
-@media (max-width: 800px) { .two { grid-template-columns: 1fr; } }
+
+@media (max-width: 800px) { .two { grid-template-columns: minmax(0, 1fr); } }
+@media (max-width: 600px) {
+  body { padding: 1rem .75rem; }
+  #batch-chart { grid-template-columns: minmax(0, 1fr) max-content; gap: .1rem .6rem; }
+  .bar-label { grid-column: 1 / -1; text-align: left; margin-top: .3rem; }
+  /* the example error under its reason, across the width */
+  #failures tr { display: grid; grid-template-columns: minmax(0, 1fr) max-content; }
+  #failures th:nth-child(3) { display: none; }
+  #failures td.err { grid-column: 1 / -1; padding-top: 0; }
+}
+/* narrower than the table (with room for a scrollbar): one card per account, the headers
+   become sort buttons */
+@media (max-width: 1219px) {
+  #accounts, #accounts thead, #accounts tbody { display: block; }
+  #accounts thead tr { display: flex; flex-wrap: wrap; gap: .3rem; }
+  #accounts th { position: static; border: 1px solid #cbd2d9; border-radius: 1rem; padding: .1rem .6rem;
+                 font-weight: normal; text-align: left; }
+  #accounts tbody { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 20rem), 1fr));
+                    gap: .6rem; margin-top: .6rem; }
+  #accounts tbody tr { display: block; border: 1px solid var(--line); border-radius: .4rem; padding: .4rem .6rem; }
+  #accounts td { display: grid; grid-template-columns: 5.5rem minmax(0, 1fr); gap: .6rem; border: 0;
+                 padding: .05rem 0; min-width: 0; text-align: left; white-space: normal; }
+  #accounts td::before { content: attr(data-label); color: var(--muted); font-weight: normal; }
+  #accounts td.account { display: block; margin-bottom: .2rem; }
+  #accounts .addr { font-weight: 600; }
+  #accounts td.account::before { content: none; }
+  #accounts td.blank { display: none; }
+}
 """
 
 JS = r"""
@@ -68,10 +120,13 @@ JS = r"""
 
   function drawProgress() {
     var box = document.getElementById("progress-chart");
+    box.textContent = "";
     var pts = data.timeline.points;
     var total = data.accounts.total || 1;
-    var W = 900, H = 240, L = 56, R = 16, T = 12, B = 28;
+    // drawn at the width it is shown at, so its text stays legible on a phone
+    var W = Math.max(280, Math.round(box.getBoundingClientRect().width) || 900), H = 240, L = 56, R = 16, T = 12, B = 28;
     box.setAttribute("viewBox", "0 0 " + W + " " + H);
+    box.setAttribute("height", H);
     box.appendChild(svg("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#9aa5b1"}));
     box.appendChild(svg("line", {x1: L, y1: T, x2: L, y2: H - B, stroke: "#9aa5b1"}));
     box.appendChild(svg("text", {x: L - 6, y: T + 8, "text-anchor": "end"}, num(total)));
@@ -108,27 +163,32 @@ JS = r"""
       return String(a.batch || "").localeCompare(String(b.batch || ""));
     });
     if (!batches.length) { box.appendChild(el("p", "no batches", "empty")); return; }
-    var row = 18, W = 900, L = 220, R = 70;
-    var chart = svg("svg", {viewBox: "0 0 " + W + " " + (batches.length * row + 4), width: "100%",
-                            role: "img", "aria-label": "accounts per batch by state"});
-    batches.forEach(function (b, i) {
-      var y = i * row + 2, w = W - L - R, tot = b.total || 1, xo = L;
+    batches.forEach(function (b) {
+      var tot = b.total || 0;
       var label = b.batch === null || b.batch === "" ? "(no batch)" : String(b.batch);
-      chart.appendChild(svg("text", {x: L - 6, y: y + 12, "text-anchor": "end"}, label.slice(0, 34)));
-      [["migrated", "var(--ok)"], ["running", "var(--run)"], ["failed", "var(--bad)"],
-       ["pending", "var(--todo)"]].forEach(function (part) {
-        var n = b[part[0]] || 0;
-        if (!n) { return; }
-        var pw = w * n / tot;
-        var r = svg("rect", {x: xo, y: y, width: pw, height: row - 4, fill: part[1], "class": "bar-" + part[0]});
-        r.appendChild(svg("title", {}, label + ": " + num(n) + " " + part[0]));
-        chart.appendChild(r);
-        xo += pw;
+      var row = el("div", null, "bar-row");
+      row.setAttribute("role", "listitem");
+      var name = el("span", label, "bar-label");
+      name.title = label;
+      var bar = el("span", null, "bar");
+      var parts = [];
+      ["migrated", "running", "failed", "pending"].forEach(function (part) {
+        var n = b[part] || 0;
+        parts.push(num(n) + " " + part);
+        if (!n || !tot) { return; }
+        var piece = el("span", null, "bar-" + part);
+        piece.style.width = (100 * n / tot) + "%";
+        piece.title = label + ": " + num(n) + " " + part;
+        bar.appendChild(piece);
       });
-      chart.appendChild(svg("text", {x: W - R + 6, y: y + 12},
-                            Math.round(100 * (b.migrated || 0) / tot) + " % of " + num(b.total)));
+      bar.setAttribute("role", "img");
+      bar.setAttribute("aria-label", label + ": " + parts.join(", "));
+      var pct = tot ? Math.floor(100 * (b.migrated || 0) / tot) : 100;
+      row.appendChild(name);
+      row.appendChild(bar);
+      row.appendChild(el("span", pct + " % of " + num(tot), "bar-value"));
+      box.appendChild(row);
     });
-    box.appendChild(chart);
   }
 
   function reasonTable(id, rows, label) {
@@ -151,11 +211,14 @@ JS = r"""
   var tbody = document.querySelector("#accounts tbody");
   var heads = document.querySelectorAll("#accounts th");
   var input = document.getElementById("search");
+  var at = {};
+  columns.forEach(function (name, i) { at[name] = i; });
 
   function lowerText() {
     if (!haystack) {
       haystack = rows.map(function (r) {
-        return [r[0], r[1], r[2], r[3], r[12], r[13]].join("\u0001").toLowerCase();
+        return [r[at.address], r[at.name], r[at.batch], r[at.state], r[at.last_error_reason],
+                r[at.last_error]].join("\u0001").toLowerCase();
       });
     }
     return haystack;
@@ -170,21 +233,62 @@ JS = r"""
       return desc ? -c : c;
     };
   }
-  function cell(r, i) {
-    var name = columns[i], v = r[i], td;
-    if (name === "bytes") { td = el("td", bytes(v), "n"); td.title = num(v) + " bytes"; return td; }
-    if (NUMERIC[name]) { return el("td", num(v), "n"); }
-    if ((name === "first_pass" || name === "last_pass") && v) {
-      td = el("td", String(v).slice(0, 16).replace("T", " ")); td.title = v; td.className = "nowrap"; return td;
+  function blank(v) { return v === null || v === undefined || v === ""; }
+  // an address may break after a dot of its local part and before the @, not inside a word
+  function address(text) {
+    var span = el("span", null, "addr"), sign = String(text).lastIndexOf("@");
+    var local = sign < 0 ? String(text) : String(text).slice(0, sign), domain = sign < 0 ? "" : String(text).slice(sign);
+    local.split(/\./).map(function (p, k, all) { return k < all.length - 1 ? p + "." : p; }).concat(
+      domain ? [domain] : []).forEach(function (part, k) {
+      if (k) { span.appendChild(document.createElement("wbr")); }
+      span.appendChild(document.createTextNode(part));
+    });
+    return span;
+  }
+  // "2026-11-20 08:15", which may wrap between the date and the time only
+  function when(td, v) {
+    if (blank(v)) { return; }
+    var parts = String(v).slice(0, 16).split("T");
+    td.appendChild(el("span", parts[0], "nw"));
+    if (parts[1]) { td.appendChild(document.createTextNode(" ")); td.appendChild(el("span", parts[1], "nw")); }
+    td.title = v;
+  }
+  // cells by the header's data-col; each carries its title for the narrow (card) layout
+  var CELLS = {
+    account: function (r, td) {
+      td.appendChild(address(r[at.address] || ""));
+      if (!blank(r[at.name])) { var who = el("span", r[at.name], "who"); who.title = r[at.name]; td.appendChild(who); }
+    },
+    bytes: function (r, td) { td.textContent = bytes(r[at.bytes]); td.title = num(r[at.bytes]) + " bytes"; },
+    first_pass: function (r, td) { when(td, r[at.first_pass]); },
+    last_pass: function (r, td) { when(td, r[at.last_pass]); },
+    state: function (r, td) { td.textContent = r[at.state]; td.className += " state-" + r[at.state]; },
+    last_error: function (r, td) {
+      var reason = r[at.last_error_reason], text = blank(r[at.last_error]) ? "" : String(r[at.last_error]);
+      if (blank(reason) && !text) { return; }
+      var box = el("div");  // one value for the card layout's second column
+      if (!blank(reason)) { box.appendChild(el("span", reason, "reason")); box.appendChild(document.createTextNode(" ")); }
+      if (text) {
+        var e = el("span", text.length > 300 ? text.slice(0, 299) + "\u2026" : text, "err clip3");
+        e.title = text;
+        box.appendChild(e);
+      }
+      td.appendChild(box);
     }
-    if (name === "state") { return el("td", v, "state-" + v); }
-    if (name === "last_error") {
-      var s = v ? String(v) : "";
-      td = el("td", s.length > 160 ? s.slice(0, 159) + "\u2026" : s, "err");
-      if (s) { td.title = s; }
-      return td;
-    }
-    return el("td", v === null ? "" : v);
+  };
+  var shown = Array.prototype.map.call(heads, function (th) {
+    var id = th.getAttribute("data-col");
+    return {id: id, sort: at[th.getAttribute("data-sort")], label: th.textContent,
+            numeric: !!NUMERIC[id], when: id === "first_pass" || id === "last_pass"};
+  });
+  function cell(r, c) {
+    var td = el("td", null, c.id + (c.numeric ? " n" : "") + (c.when ? " when" : ""));
+    td.setAttribute("data-label", c.label);
+    if (CELLS[c.id]) { CELLS[c.id](r, td); }
+    else if (c.numeric) { td.textContent = num(r[at[c.id]]); }
+    else if (!blank(r[at[c.id]])) { td.textContent = r[at[c.id]]; }
+    if (!td.firstChild) { td.className += " blank"; }
+    return td;
   }
   function render() {
     var q = state.search.trim().toLowerCase();
@@ -199,7 +303,7 @@ JS = r"""
     var frag = document.createDocumentFragment();
     for (var j = 0; j < Math.min(view.length, LIMIT); j++) {
       var tr = el("tr");
-      for (var i = 0; i < columns.length; i++) { tr.appendChild(cell(view[j], i)); }
+      for (var i = 0; i < shown.length; i++) { tr.appendChild(cell(view[j], shown[i])); }
       frag.appendChild(tr);
     }
     tbody.textContent = "";
@@ -209,7 +313,7 @@ JS = r"""
     document.getElementById("more").textContent = view.length > LIMIT
       ? "showing the first " + num(LIMIT) + "; search or sort to find the others" : "";
     heads.forEach(function (th, i) {
-      if (i === state.sort) { th.setAttribute("aria-sort", state.desc ? "descending" : "ascending"); }
+      if (shown[i].sort === state.sort) { th.setAttribute("aria-sort", state.desc ? "descending" : "ascending"); }
       else { th.removeAttribute("aria-sort"); }
     });
   }
@@ -234,8 +338,9 @@ JS = r"""
   }
   heads.forEach(function (th, i) {
     th.addEventListener("click", function () {
-      state.desc = state.sort === i ? !state.desc : !!NUMERIC[columns[i]];
-      state.sort = i;
+      var col = shown[i].sort;
+      state.desc = state.sort === col ? !state.desc : !!NUMERIC[columns[col]];
+      state.sort = col;
       render(); toHash();
     });
   });
@@ -245,6 +350,11 @@ JS = r"""
     timer = setTimeout(function () { state.search = input.value; render(); toHash(); }, 120);
   });
   window.addEventListener("hashchange", function () { fromHash(); render(); });
+  var drawnAt = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(drawnAt);
+    drawnAt = setTimeout(drawProgress, 100);
+  });
 
   drawProgress();
   drawBatches();

@@ -159,8 +159,43 @@ class RunProgress:
         )
 
 
-def render_run_summary(con: Console, summary: Any) -> None:
-    """`summary` is an engine.runner.RunSummary."""
+# what the operator does about messages skipped for each reason ({addr} and {plan} filled in)
+SKIP_ADVICE: dict[str, str] = {
+    "too-large": "over the target's size limit: raise [target] max_message_size and the mailbox's limit in "
+    "Exchange, then `migrator retry --plan {plan} --account {addr} --skipped`",
+    "rejected": "the target refused them for good; `migrator show {addr} --plan {plan}` gives each one's "
+    "reason; once fixed, `migrator retry --plan {plan} --account {addr} --skipped`",
+    "unreadable": "the source could not be read (permissions, I/O error): let the migrator's user read the "
+    "mailbox, then `migrator retry --plan {plan} --account {addr} --skipped`",
+    "not-a-file": "not a message file (a directory, FIFO or dangling link in the Maildir): nothing to migrate "
+    "unless it should be a message; fix it, then `migrator retry --plan {plan} --account {addr} --skipped`",
+    "vanished": "deleted or moved in the source while the run read it (a user at work, a folder renamed): "
+    "what is still in the source is migrated by the next run; nothing to do",
+    "changed": "the folder was being rewritten while it was read: the next run reads it again; "
+    "`migrator retry --plan {plan} --account {addr} --skipped` tries these messages again",
+    "empty": "0-byte files a failed delivery left behind: there is nothing to migrate; nothing to do",
+}
+DEFAULT_SKIP_ADVICE = "`migrator show {addr} --plan {plan}` lists them with the detail"
+NAMES_SHOWN = 5  # accounts named per failure reason, folders per skip reason
+
+
+def _wrapped(con: Console, text: str, indent: int) -> None:
+    """A line of its own, wrapped to the console's width with a hanging indent: readable in
+    full on an 80-column terminal and in a pipe, where a table cell would cut it."""
+    width = max(20, con.width - indent)
+    for line in Text.from_markup(text).wrap(con, width, overflow="fold"):
+        line.rstrip()
+        con.print(Text(" " * indent) + line, soft_wrap=True)
+
+
+def _more(shown: int, total: int, what: str) -> str:
+    return f" and {total - shown:,} more {what}" if total > shown else ""
+
+
+def render_run_summary(con: Console, summary: Any, *, plan_file: str | None = None) -> None:
+    """`summary` is an engine.runner.RunSummary. Failures and skips come by reason (and by
+    folder), each with what to do on a line of its own; `show` and `report` have the full lists."""
+    plan = plan_file or "PLAN"
     con.print(
         f"run finished in {summary.seconds:,.1f} s: {summary.accounts:,} accounts"
         f" ({summary.synced:,} synced, {summary.failed:,} failed"
@@ -171,28 +206,61 @@ def render_run_summary(con: Console, summary: Any) -> None:
         + (f"; the target throttled us {summary.throttled:,} times" if summary.throttled else "")
     )
     if summary.failures:
-        table = Table(title="Failed accounts", title_justify="left")
-        for column in ("account", "reason", "error", "what to do"):
-            table.add_column(column)
-        for failure in summary.failures[:50]:
-            table.add_row(
-                safe(failure["account"], 50), safe(failure["reason"]), safe(failure["error"], 100), safe(failure["hint"], 80)
-            )
-        con.print(table)
-    if summary.skipped:
-        table = Table(title="Skipped messages", title_justify="left")
-        for column in ("account", "folder", "message", "reason", "detail"):
-            table.add_column(column)
-        for skip in summary.skipped[:50]:
-            table.add_row(
-                safe(skip["account"], 40), safe(skip["folder"], 30), safe(skip["key"], 40), safe(skip["reason"]), safe(skip["detail"], 80)
-            )
-        con.print(table)
+        _render_failures(con, summary.failures)
+    if summary.messages_skipped:
+        _render_skips(con, summary, plan)
+    if summary.failures or summary.messages_skipped:
+        example = (summary.failures[0]["account"] if summary.failures else
+                   next(iter(summary.skipped_by_folder), ("ADDRESS",))[0])  # fmt: skip
+        con.print()
+        _wrapped(
+            con,
+            f"the full lists: `migrator show {example} --plan {plan}` (one account: its error, folders and every "
+            f"skipped message with subject and date); `migrator report --plan {plan} --format csv --output "
+            f"report.csv` (every account)",
+            0,
+        )
     if summary.deferred:
-        con.print(
+        con.print()
+        _wrapped(
+            con,
             f"{summary.deferred:,} account(s) were given back unchanged while a server was unavailable "
-            f"({safe(summary.deferred_because, 300)}); no attempt was charged, the next run takes them"
+            f"({safe(summary.deferred_because, 300)}); no attempt was charged, the next run takes them",
+            0,
         )
     if summary.stopped:
         con.print("stopped on request: the state is consistent; run again to resume")
 
+
+def _render_failures(con: Console, failures: list[dict[str, str]]) -> None:
+    by_reason: dict[str, list[dict[str, str]]] = {}
+    for failure in failures:
+        by_reason.setdefault(failure["reason"] or "unknown", []).append(failure)
+    con.print()
+    con.print(f"[bold]Failed accounts: {len(failures):,}[/bold], by reason")
+    for reason, group in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        names = ", ".join(safe(f["account"], 80) for f in group[:NAMES_SHOWN])
+        _wrapped(con, f"{safe(reason)}: {len(group):,} account(s): {names}{_more(NAMES_SHOWN, len(group), 'accounts')}", 2)
+        _wrapped(con, ("error of the first: " if len(group) > 1 else "error: ") + safe(group[0]["error"], 600), 4)
+        hints = list(dict.fromkeys(f["hint"] for f in group if f["hint"]))
+        for hint in hints[:3]:
+            _wrapped(con, f"what to do: {safe(hint, 600)}", 4)
+
+
+def _render_skips(con: Console, summary: Any, plan: str) -> None:
+    by_reason: dict[str, list[tuple[str, str, int]]] = {}
+    for (account, folder, reason), n in summary.skipped_by_folder.items():
+        by_reason.setdefault(reason, []).append((account, folder, n))
+    con.print()
+    con.print(f"[bold]Skipped messages: {summary.messages_skipped:,}[/bold], by reason and folder")
+    for reason, places in sorted(by_reason.items(), key=lambda kv: (-sum(n for *_, n in kv[1]), kv[0])):
+        places.sort(key=lambda p: (-p[2], p[0], p[1]))
+        total = sum(n for *_, n in places)
+        accounts = len({account for account, _, _ in places})
+        _wrapped(con, f"{safe(reason)}: {total:,} message(s) in {len(places):,} folder(s) of {accounts:,} account(s)", 2)
+        for account, folder, n in places[:NAMES_SHOWN]:
+            _wrapped(con, f"{n:,} in {safe(account, 80)}, folder {safe(folder, 120)}", 4)
+        if len(places) > NAMES_SHOWN:
+            _wrapped(con, f"and {sum(n for *_, n in places[NAMES_SHOWN:]):,} in {len(places) - NAMES_SHOWN:,} more folder(s)", 4)
+        advice = SKIP_ADVICE.get(reason, DEFAULT_SKIP_ADVICE).format(addr=places[0][0], plan=plan)
+        _wrapped(con, f"what to do: {safe(advice, 600)}", 4)

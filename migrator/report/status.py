@@ -11,6 +11,14 @@ from migrator.report.console import safe
 from migrator.report.run import human_bytes
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def render_status(con: Console, data: dict[str, Any]) -> None:
     con.print(f"[bold]{safe(data['headline'], 200)}[/bold]")
     a = data["accounts"]
@@ -27,13 +35,18 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
         f"{m['failed']:,} failed"
     )
     recent = data["last_hour"]
-    line = (
+    con.print(
         f"last hour: {recent['accounts']:,} accounts migrated, {recent['messages']:,} messages, "
-        f"{human_bytes(recent['bytes'])}"
+        f"{human_bytes(recent['bytes'])}; runs at work {_duration(recent['running_seconds'])}"
     )
+    remaining = a["total"] - a["migrated"]
     if data["eta_hours"] is not None:
-        line += f"; at this pace the rest takes about {data['eta_hours']:,.1f} h"
-    con.print(line)
+        con.print(
+            f"at this pace ({safe(data['eta_basis'], 200)}) the remaining {remaining:,} accounts take about "
+            f"{data['eta_hours']:,.1f} h of running"
+        )
+    elif remaining:
+        con.print(safe(data["eta_basis"], 300))
     if data["by"] == "status":
         table = Table(title="Accounts by state", title_justify="left")
         table.add_column("state")

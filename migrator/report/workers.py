@@ -23,6 +23,7 @@ def render_workers(con: Console, data: dict[str, Any]) -> None:
     con.print(
         f"[bold]{t['running']} running, {t['stale']} stale, {t['stopped']} stopped[/bold]; "
         f"{t['accounts_in_hand']} account(s) in hand, {t['rate']:,.1f} messages/s together"
+        f" (over the last {data.get('rate_window_s', 60)} s)"
     )
     con.print(
         f"target {safe(data['target'], 200)}: at most {data['ceiling']} concurrent requests shared by the "

@@ -137,25 +137,155 @@ def skipped_by_reason(db: Raw, plan_id: int) -> dict[str, int]:
     return found
 
 
-def recent_throughput(db: Raw, plan_id: int, hours: float = 1.0) -> dict[str, float]:
-    """Accounts migrated for the first time in the last `hours` (the pace the rest of the
-    campaign goes at; delta passes of accounts already migrated do not count), and messages and
-    bytes moved by every pass then, from the event log."""
-    since = datetime.now(UTC) - timedelta(hours=hours)
+# Ledger rows get their id when written in flight and are marked done seconds later (or, after
+# a crash, when the account is resumed). Rows are looked for from this long before the window,
+# so a few hosts' clocks that disagree, or a chunk that took long, do not drop any.
+LEDGER_CLOCK_MARGIN = timedelta(minutes=10)
+
+
+def first_id_since(db: Raw, moment: datetime) -> int | None:
+    """The id of the first ledger row written at or after `moment`, or None when none was.
+
+    The ledger has no index on time (it is kept narrow: it holds every message of the
+    campaign), but its ids grow with time: a binary search on the primary key finds the first
+    row of the last hour in some 25 lookups, where a filter on the time would read it all."""
+    # two statements: SQLite answers min() or max() alone from the primary key, both at once
+    # by reading the whole table
+    [(high,)] = db.all("SELECT max(id) FROM messages")
+    if high is None:
+        return None
+    [(low,)] = db.all("SELECT min(id) FROM messages")
+    mark = db.time(moment)
+    [(newest_at,)] = db.all("SELECT created_at FROM messages WHERE id = ?", (high,))
+    if newest_at < mark:
+        return None
+    found, low, high = int(high), int(low), int(high) - 1
+    # `found` was written at or after `moment`; look for an earlier one among ids low..high
+    while low <= high:
+        middle = (low + high) // 2
+        rows = db.all(
+            "SELECT id, created_at FROM messages WHERE id >= ? AND id <= ? ORDER BY id LIMIT 1", (middle, high)
+        )
+        if not rows:  # no row between middle and high (ids have gaps: a reset deletes rows)
+            high = middle - 1
+        elif rows[0][1] < mark:
+            low = int(rows[0][0]) + 1
+        else:
+            found, high = int(rows[0][0]), middle - 1
+    return found
+
+
+def done_since(db: Raw, plan_id: int, since: datetime) -> tuple[int, int]:
+    """Messages the ledger recorded as done at or after `since` (first passes, delta passes,
+    accounts that later failed or were interrupted alike), and their bytes."""
+    first = first_id_since(db, since - LEDGER_CLOCK_MARGIN)
+    if first is None:
+        return 0, 0
+    # the ledger drives the join: only the window's rows are read (CROSS JOIN keeps SQLite
+    # from starting with the plan's accounts and reading every message of each)
+    [(messages, nbytes)] = db.all(
+        "SELECT count(*), coalesce(sum(m.size), 0) FROM messages m CROSS JOIN accounts a"
+        " WHERE m.id >= ? AND m.state = 'done' AND m.updated_at >= ? AND a.id = m.account_id AND a.plan_id = ?",
+        (first, db.time(since), plan_id),
+    )
+    return int(messages), int(nbytes)
+
+
+def done_by_worker(db: Raw, plan_id: int, since: datetime) -> list[tuple[str, datetime, int]]:
+    """(worker, when, size) of each message recorded done at or after `since` (keep it short:
+    a row each). A ledger row carries the lease epoch it was written under, and the claim
+    that took that epoch names the worker, so this holds however often workers report."""
+    first = first_id_since(db, since - LEDGER_CLOCK_MARGIN)
+    if first is None:
+        return []
+    rows = db.all(
+        "SELECT m.account_id, m.lease_epoch, m.updated_at, m.size FROM messages m CROSS JOIN accounts a"
+        " WHERE m.id >= ? AND m.state = 'done' AND m.updated_at >= ? AND a.id = m.account_id AND a.plan_id = ?",
+        (first, db.time(since), plan_id),
+    )
+    holders: dict[tuple[int, int], str] = {}
+    accounts = sorted({int(r[0]) for r in rows})
+    for start in range(0, len(accounts), 500):
+        part = accounts[start : start + 500]
+        for account_id, worker, detail in db.all(
+            "SELECT account_id, worker, detail FROM events WHERE kind IN ('claimed', 'taken-over')"
+            f" AND account_id IN ({', '.join('?' for _ in part)})",
+            part,
+        ):
+            epoch = (db.read_json(detail) or {}).get("epoch")
+            if worker and epoch is not None:
+                holders[(int(account_id), int(epoch))] = worker
+    found: list[tuple[str, datetime, int]] = []
+    for account_id, epoch, at, size in rows:
+        worker = holders.get((int(account_id), int(epoch)))
+        when = db.read_time(at)
+        if worker is not None and when is not None:
+            found.append((worker, when, int(size or 0)))
+    return found
+
+
+def leases_by_owner(db: Raw, plan_id: int) -> dict[str, list[str]]:
+    """The accounts each worker holds a live lease on (address, or key without one): what it
+    is migrating now, from the moment it claimed them."""
+    held: dict[str, list[str]] = {}
+    for owner, address, key in db.all(
+        "SELECT lease_owner, address, key FROM accounts WHERE plan_id = ? AND status = 'running'"
+        " AND lease_owner IS NOT NULL AND lease_expires_at > ? ORDER BY id",
+        (plan_id, db.time(datetime.now(UTC))),
+    ):
+        held.setdefault(owner, []).append(address or key)
+    return held
+
+
+def running_seconds(db: Raw, plan_id: int, since: datetime, now: datetime, heartbeat: timedelta) -> float:
+    """How long, between `since` and `now`, at least one `migrator run` of the plan was at
+    work (runs on several hosts at once count once). A run that never finished (killed) ends
+    one heartbeat after its workers' last one: it was closed only when the next run began."""
+    spans: list[tuple[datetime, datetime]] = []
+    for started, finished, last_beat in db.all(
+        "SELECT r.started_at, r.finished_at, (SELECT max(w.heartbeat_at) FROM workers w WHERE w.run_id = r.id)"
+        " FROM runs r WHERE r.plan_id = ? AND r.command = 'run' AND (r.finished_at IS NULL OR r.finished_at >= ?)",
+        (plan_id, db.time(since)),
+    ):
+        begin = db.read_time(started)
+        end = db.read_time(finished) or now
+        beat = db.read_time(last_beat)
+        if beat is not None:
+            end = min(end, beat + heartbeat)
+        if begin is None:
+            continue
+        begin, end = max(begin, since), min(end, now)
+        if end > begin:
+            spans.append((begin, end))
+    total = 0.0
+    reach: datetime | None = None
+    for begin, end in sorted(spans):
+        if reach is not None and begin < reach:
+            begin = reach
+        if end > begin:
+            total += (end - begin).total_seconds()
+        reach = max(reach or end, end)
+    return total
+
+
+def recent_throughput(db: Raw, plan_id: int, *, heartbeat: timedelta, hours: float = 1.0) -> dict[str, float]:
+    """The last `hours`: accounts migrated for the first time (the pace the rest of the
+    campaign goes at; delta passes over migrated accounts do not count), the messages and
+    bytes the ledger recorded as done by every pass, and how long runs were at work."""
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=hours)
     [(accounts,)] = db.all(
         "SELECT count(*) FROM accounts WHERE plan_id = ? AND scope = 'in_scope' AND first_pass_at >= ?",
         (plan_id, db.time(since)),
     )
-    rows = db.all(
-        "SELECT to_state, detail FROM events WHERE plan_id = ? AND at >= ? AND kind = 'released'",
-        (plan_id, db.time(since)),
-    )
-    messages = nbytes = 0
-    for _to_state, detail in rows:
-        numbers = db.read_json(detail) or {}
-        messages += int(numbers.get("messages_done", 0) or 0)
-        nbytes += int(numbers.get("bytes_done", 0) or 0)
-    return {"hours": hours, "accounts": int(accounts), "messages": messages, "bytes": nbytes}
+    messages, nbytes = done_since(db, plan_id, since)
+    return {
+        "hours": hours,
+        "accounts": int(accounts),
+        "messages": messages,
+        "bytes": nbytes,
+        "running_seconds": round(running_seconds(db, plan_id, since, now, heartbeat), 1),
+    }
 
 
 def last_run(db: Raw, plan_id: int, command: str) -> dict[str, Any] | None:
