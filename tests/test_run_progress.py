@@ -37,8 +37,8 @@ def test_delta_passes_do_not_count_twice() -> None:
 def test_summary_groups_skips_by_folder_and_gives_advice_in_full(
     campaign_factory: Callable[..., Campaign], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One folder with 40 entries that are no messages (links to files gone: a folder removed
-    while the run read it looks the same), and an account without a target mailbox. The
+    """One folder with 40 entries that are no messages (dangling links, never followed), and an
+    account without a target mailbox. The
     summary says so in a few lines, by reason and folder, each 'what to do' whole."""
     from migrator.commands.run import RunRequest, run
     from migrator.plan import load_plan
@@ -62,7 +62,7 @@ def test_summary_groups_skips_by_folder_and_gives_advice_in_full(
     assert failure["reason"] == "no-mailbox" and len(failure["hint"]) > 40
     # --json: every message counted by folder
     assert summary.as_json()["messages"]["skipped_by_folder"] == [
-        {"account": broken, "folder": "Archivo 2019", "reason": "not-a-file", "messages": 40}
+        {"account": broken, "folder": "Archivo 2019", "reason": "symlink", "messages": 40}
     ]
     # and in a pipe (as from cron): the CLI retrying both accounts, skipped messages too
     piped = c.cli("retry", "--plan", str(c.plan_path), "--account", broken, "--account", failure["account"], "--skipped", "--quiet")
@@ -74,9 +74,9 @@ def test_summary_groups_skips_by_folder_and_gives_advice_in_full(
         flat = " ".join(text.split())
         # each piece of advice whole, on its own line(s)
         assert f"what to do: {failure['hint']}" in flat
-        assert "what to do: not a message file" in flat
+        assert "what to do: symbolic links inside the source mailbox are never followed" in flat
         # the 40 links: one line for the folder, not 40 rows
-        assert "not-a-file: 40 message(s) in 1 folder(s) of 1 account(s)" in flat
+        assert "symlink: 40 message(s) in 1 folder(s) of 1 account(s)" in flat
         assert f"40 in {broken}, folder Archivo 2019" in flat
         assert f"no-mailbox: 1 account(s): {failure['account']}" in flat
         assert f"migrator show {failure['account']} --plan {c.plan_path}" in flat

@@ -174,6 +174,13 @@ SKIP_ADVICE: dict[str, str] = {
     "changed": "the folder was being rewritten while it was read: the next run reads it again; "
     "`migrator retry --plan {plan} --account {addr} --skipped` tries these messages again",
     "empty": "0-byte files a failed delivery left behind: there is nothing to migrate; nothing to do",
+    "symlink": "symbolic links inside the source mailbox are never followed (one could point at any file): "
+    "replace a legitimate one by the real file or folder, then "
+    "`migrator retry --plan {plan} --account {addr} --skipped`",
+    "not-a-folder": "directories in the source mailbox that are no folder of its layout but hold something: "
+    "make them folders or move the mail into one, then `migrator retry --plan {plan} --account {addr} --skipped`",
+    "not-mail": "files that hold no message (binary data, text without a header block): nothing to migrate; "
+    "look at them and remove them if you like",
 }
 DEFAULT_SKIP_ADVICE = "`migrator show {addr} --plan {plan}` lists them with the detail"
 NAMES_SHOWN = 5  # accounts named per failure reason, folders per skip reason
