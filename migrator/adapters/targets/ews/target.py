@@ -352,7 +352,10 @@ class EwsTarget:
         try:
             found = self.find(mailbox, folder, [items[i].key for i in unresolved])
         except (TransientError, PermanentError) as exc:
-            found, error = {}, error or exc
+            # a lookup the server throttled carries its back-off hint: report that one, or the
+            # caller comes back before the server asked it to
+            hinted = isinstance(exc, TransientError) and exc.retry_after is not None
+            found, error = {}, exc if hinted or error is None else error
         for index in unresolved:
             key = items[index].key
             if key in found:
