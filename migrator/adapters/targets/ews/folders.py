@@ -119,13 +119,19 @@ class MailboxFolders:
                 self._lookup([role])
             return self._anchors[role]
 
-    def ensure_path(self, anchor: BaseFolder, names: tuple[str, ...]) -> BaseFolder:
-        """The folder `names` below `anchor`, creating missing levels as mail folders."""
+    def ensure_path(self, anchor: BaseFolder, names: tuple[str, ...]) -> tuple[BaseFolder, bool]:
+        """The folder `names` below `anchor`, creating missing levels as mail folders; and
+        whether this call created it (then it is empty)."""
         folder = anchor
+        created = False
         with self._lock:
             for name in names:
-                folder = self._child(folder, name) or self._create(folder, name)
-        return folder
+                found = self._child(folder, name)
+                if found is None:
+                    folder, created = self._create(folder, name)
+                else:
+                    folder, created = found, False
+        return folder, created
 
     def by_id(self, folder_id: str) -> Folder:
         """A folder object for an id from an earlier ensure (no request)."""
@@ -162,7 +168,8 @@ class MailboxFolders:
         self._children[parent.id] = children
         return children
 
-    def _create(self, parent: BaseFolder, name: str) -> BaseFolder:
+    def _create(self, parent: BaseFolder, name: str) -> tuple[BaseFolder, bool]:
+        """The new folder, and False when it existed after all (someone else made it)."""
         folder = Folder(parent=parent, name=name, folder_class=MAIL_FOLDER_CLASS)
         try:
             # CreateFolder directly: Folder.save() looks the parent up in exchangelib's map of
@@ -174,6 +181,6 @@ class MailboxFolders:
             existing = self._list_children(parent).get(name.casefold())
             if existing is None:
                 raise
-            return existing
+            return existing, False
         self._children.setdefault(parent.id, {})[name.casefold()] = folder
-        return folder
+        return folder, True
