@@ -115,6 +115,7 @@ class RunSummary:
     interrupted: int = 0
     lost: int = 0
     messages_done: int = 0
+    messages_adopted: int = 0  # of messages_done: found in the target already, not sent
     bytes_done: int = 0
     messages_skipped: int = 0
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
@@ -139,6 +140,7 @@ class RunSummary:
             },
             "messages": {
                 "done": self.messages_done,
+                "adopted": self.messages_adopted,
                 "skipped": self.messages_skipped,
                 "skipped_by_reason": self.skipped_by_reason,
             },
@@ -415,6 +417,7 @@ class Runner:
                 again = AccountJob(self.ctx, claim)
                 # what the broken attempt moved is in the ledger; keep it in this run's summary
                 again.outcome.messages_done += job.outcome.messages_done
+                again.outcome.messages_adopted += job.outcome.messages_adopted
                 again.outcome.bytes_done += job.outcome.bytes_done
                 again.outcome.skipped.extend(job.outcome.skipped)
                 jobs.append(again)
@@ -461,6 +464,7 @@ class Runner:
             elif outcome.status == "lost":
                 s.lost += 1
             s.messages_done += outcome.messages_done
+            s.messages_adopted += outcome.messages_adopted
             s.bytes_done += outcome.bytes_done
             s.messages_skipped += len(outcome.skipped)
             reasons = Counter(s.skipped_by_reason)

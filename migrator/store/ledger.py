@@ -428,3 +428,40 @@ def forget_skipped(store: Store, account_id: int, reasons: Sequence[str] | None 
         )
         s.execute(update(F).where(F.c.account_id == account_id).values(skipped_count=0, failed_count=0))
         return int(removed or 0)
+
+
+def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Sequence[str]) -> int:
+    """Drop the folder's skipped rows whose reason says the source could not give the message
+    *this time* (it vanished between listing and reading, the spool changed under us): the
+    pass that lists the folder next tries them again, and one no longer listed is simply
+    gone. Such a row never had an upload, so forgetting it can never cause a duplicate.
+    Returns how many were forgotten."""
+    wanted = list(reasons)
+    with store.session() as s:
+        keys = list(
+            s.execute(
+                select(M.c.source_key).where(
+                    M.c.folder_id == folder_id, M.c.state == "skipped", M.c.reason.in_(wanted)
+                )
+            ).scalars()
+        )
+    if not keys:
+        return 0
+    with store.session(write=True) as s:
+        fence(s, claim)
+        removed = 0
+        for start in range(0, len(keys), _BATCH):
+            result = s.execute(
+                delete(M).where(
+                    M.c.folder_id == folder_id,
+                    M.c.state == "skipped",
+                    M.c.reason.in_(wanted),
+                    M.c.source_key.in_(keys[start : start + _BATCH]),
+                )
+            )
+            removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        s.execute(update(F).where(F.c.id == folder_id).values(skipped_count=F.c.skipped_count - removed))
+        s.execute(
+            update(A).where(A.c.id == claim.account_id).values(messages_skipped=A.c.messages_skipped - removed)
+        )
+        return removed
