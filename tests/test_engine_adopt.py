@@ -141,6 +141,10 @@ def test_namesakes_in_a_shared_target_folder_are_never_taken_for_each_other(tmp_
         assert states == {"done": 5} and len(set(ids)) == 5
         # the inbox message has no namesake: adopted, not sent again
         assert not [raw for raw in got - want if b"inbox" in raw]
+        # `dedupe` removes what was sent twice, keeping each folder's own copy
+        cleaned = c.cli("dedupe", "--plan", str(c.plan_path), "--apply")
+        assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+        c.compare(address)
     finally:
         c.sim.stop()
 

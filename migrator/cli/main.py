@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from migrator import __version__
+from migrator.cli.dedupe import register as register_dedupe
 from migrator.cli.errors import handle_errors
 from migrator.cli.options import json_option, log_format_option, plan_option, state_option
 from migrator.cli.reports import register as register_reports
@@ -335,6 +336,7 @@ def ews_simulator_cmd(
 
 
 register_reports(cli)
+register_dedupe(cli)
 
 
 def main() -> None:

@@ -465,3 +465,29 @@ def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Se
             update(A).where(A.c.id == claim.account_id).values(messages_skipped=A.c.messages_skipped - removed)
         )
         return removed
+
+
+@dataclass(frozen=True)
+class PlacedCopy:
+    """One message the ledger placed in a target folder: the tag its item carries (the key
+    it was sent under), the target id the ledger holds for it, and its state."""
+
+    tag_key: str
+    target_id: str | None
+    state: str  # done | inflight
+
+
+def placed_copies(store: Store, account_id: int) -> dict[str, list[PlacedCopy]]:
+    """Target folder id -> the account's done and in-flight messages placed there, from every
+    source folder that lands there: what `dedupe` compares a target folder's items with."""
+    out: dict[str, list[PlacedCopy]] = defaultdict(list)
+    with store.session() as s:
+        rows = Raw(s.connection()).rows(
+            "SELECT f.target_folder_id, COALESCE(m.tag_key, m.source_key), m.target_id, m.state"
+            " FROM messages m JOIN folders f ON f.id = m.folder_id"
+            " WHERE m.account_id = ? AND m.state IN ('done', 'inflight') AND f.target_folder_id IS NOT NULL",
+            (account_id,),
+        )
+        for target_folder_id, tag_key, target_id, state in rows:
+            out[target_folder_id].append(PlacedCopy(tag_key, target_id, state))
+    return dict(out)
