@@ -25,8 +25,7 @@ def dedupe_cmd(
     plan_path: Path, state_url: str | None, accounts: tuple[str, ...], batches: tuple[str, ...], apply: bool,
     workers: int | None, as_json: bool,
 ) -> None:
-    """Find the messages migrator placed in the target more than once, and with --apply delete
-    the extra copies.
+    """List, or with --apply delete, the extra copies migrator placed in the target.
 
     For campaigns that sent mail again with a new or reset state database. A copy is
     migrator's when it carries the message's source-key tag (EWS; IMAP with tag_header) or,

@@ -275,15 +275,16 @@ def retry_cmd(
 def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -> None:
     """Forget an account's migration progress (ledger, folders, passes).
 
-    The messages already in the target stay there: empty the target mailbox first, or the
-    next run sends them again.
+    The target is not touched. The next run adopts the messages the target already holds
+    (found by their source-key tag, or by content on IMAP) and sends only the rest; to copy
+    the mailbox again from scratch, empty the target mailbox first.
     """
     from migrator.commands.maintenance import reset
     plan = load_plan(plan_path)
     if not yes:
         click.confirm(
             f"Forget all migration progress of {address}? Messages already in the target stay "
-            "there and would be sent again by the next run",
+            "there; the next run adopts them and sends only what is missing",
             abort=True,
         )
     name = reset(plan, address, state_url=state_url)

@@ -438,10 +438,13 @@ def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Se
     Returns how many were forgotten."""
     wanted = list(reasons)
     with store.session() as s:
+        # by account and state first (an index): the account's skips are few, its folder's
+        # messages may be a hundred thousand, and this runs on every pass of a folder with skips
         keys = list(
             s.execute(
                 select(M.c.source_key).where(
-                    M.c.folder_id == folder_id, M.c.state == "skipped", M.c.reason.in_(wanted)
+                    M.c.account_id == claim.account_id, M.c.state == "skipped", M.c.folder_id == folder_id,
+                    M.c.reason.in_(wanted),
                 )
             ).scalars()
         )
