@@ -53,6 +53,9 @@ def test_a_new_state_database_adopts_what_the_ews_target_holds(tmp_path: Path) -
         created = c.sim.stats().items_created
         total = sum(len(m) for box in c.mailboxes.values() for m in box.values())
         assert created == total
+        # into fresh mailboxes there is nothing to adopt, and nothing is looked up: folders are
+        # created, the well-known ones' item counts came with their GetFolder
+        assert c.sim.stats().requests.get("FindItem", 0) == 0
         _fresh_state(c)
         requests_before = dict(c.sim.stats().requests)
         _run(c)

@@ -195,15 +195,15 @@ class AccountJob:
         return self._ensure(folder).id
 
     def _holdings_of(self, tfolder: TargetFolder) -> Holdings:
-        """What `tfolder` held before this pass sent anything there: one listing per target
-        folder and pass (EWS, IMAP with the tag header), or one message count (IMAP by content:
+        """What `tfolder` held before this pass sent anything there: nothing when the target
+        knows it was empty (created just now); else one listing per target folder and pass (EWS, IMAP with the tag header), or one message count (IMAP by content:
         each chunk is then looked up by its messages' content)."""
         found = self._holdings.get(tfolder.id)
         if found is not None:
             return found
         target = self.ctx.target
         holdings = Holdings()
-        if not tfolder.created:
+        if not tfolder.empty:
             items_by_key = getattr(target, "items_by_key", None)
             keyed: KeyedItems | None = None
             if callable(items_by_key):

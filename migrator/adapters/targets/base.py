@@ -29,8 +29,9 @@ class TargetFolder:
 
     id: str
     path: tuple[str, ...]
-    # ensure_folder() made it just now: it holds nothing, so nothing in it needs looking up
-    created: bool = field(default=False, compare=False)
+    # ensure_folder() knows the folder holds nothing: it created it just now, or (a well-known
+    # folder) it was empty when first looked at. Nothing in it needs looking up.
+    empty: bool = field(default=False, compare=False)
 
     @property
     def display(self) -> str:

@@ -47,6 +47,7 @@ class MailboxFolders:
         self._lock = threading.RLock()
         self._anchors: dict[FolderRole | None, BaseFolder] = {}
         self._children: dict[str, dict[str, BaseFolder]] = {}  # parent id -> casefolded name -> folder
+        self._empty: set[FolderRole | None] = set()  # well-known folders that held no item when looked up
         # source paths placed on a well-known folder: their subfolders follow them
         self.role_paths: dict[tuple[str, ...], FolderRole] = {}
 
@@ -79,17 +80,18 @@ class MailboxFolders:
                     root=root,
                 )
             )
-        answers = list(
-            FolderCollection(account=self.account, folders=wanted).get_folders(
-                additional_fields=set()  # exchangelib adds the name and folder class
-            )
-        )
+        # exchangelib adds the name and folder class; the item count comes with the same answer
+        # and spares a first pass the lookup of what an empty folder holds
+        fields = {FieldPath(field=Folder.get_field_by_fieldname("total_count"))}
+        answers = list(FolderCollection(account=self.account, folders=wanted).get_folders(additional_fields=fields))
         if len(answers) != len(roles):
             raise ValueError(f"GetFolder answered {len(answers)} folders for {len(roles)}")
         for role, answer in zip(roles, answers, strict=True):
             if isinstance(answer, Exception):
                 raise answer
             self._anchors[role] = answer
+            if answer.total_count == 0:
+                self._empty.add(role)
 
     def _root(self) -> BaseFolder:
         """The root of the mailbox's folder tree, without asking the server.
@@ -118,6 +120,15 @@ class MailboxFolders:
             if role not in self._anchors:
                 self._lookup([role])
             return self._anchors[role]
+
+    def take_empty(self, role: FolderRole | None) -> bool:
+        """Whether the well-known folder held no item when it was looked up; said once only,
+        since it holds what is sent there afterwards."""
+        with self._lock:
+            if role in self._empty:
+                self._empty.discard(role)
+                return True
+            return False
 
     def ensure_path(self, anchor: BaseFolder, names: tuple[str, ...]) -> tuple[BaseFolder, bool]:
         """The folder `names` below `anchor`, creating missing levels as mail folders; and

@@ -191,8 +191,10 @@ class EwsTarget:
 
         def ensure() -> TargetFolder:
             anchor = folders.anchor(target.anchor)
+            if not target.names:  # a well-known folder itself
+                return TargetFolder(id=anchor.id, path=target.display(), empty=folders.take_empty(target.anchor))
             folder, created = folders.ensure_path(anchor, target.names)
-            return TargetFolder(id=folder.id, path=target.display(), created=created)
+            return TargetFolder(id=folder.id, path=target.display(), empty=created)
 
         result = self._call(where, ensure)
         if target.anchor is not None and not target.names:

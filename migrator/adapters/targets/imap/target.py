@@ -170,7 +170,7 @@ class ImapTarget:
                 wire, created = folders.ensure(session, target)
                 if target.anchor is not None and not target.names:
                     folders.role_paths[path] = target.anchor
-                return TargetFolder(id=wire, path=target.display(), created=created)
+                return TargetFolder(id=wire, path=target.display(), empty=created)
 
         return self._run(mailbox, where, "creating the folder", ensure)
 
