@@ -196,8 +196,9 @@ class AccountJob:
 
     def _holdings_of(self, tfolder: TargetFolder) -> Holdings:
         """What `tfolder` held before this pass sent anything there: nothing when the target
-        knows it was empty (created just now); else one listing per target folder and pass (EWS, IMAP with the tag header), or one message count (IMAP by content:
-        each chunk is then looked up by its messages' content)."""
+        knows it was empty (created just now); else one listing per target folder and pass
+        (EWS, IMAP with the tag header), or one message count (IMAP by content: each chunk is
+        then looked up by its messages' content)."""
         found = self._holdings.get(tfolder.id)
         if found is not None:
             return found
@@ -321,8 +322,8 @@ class AccountJob:
             again = ledger.forget_retried_skips(store, claim, folder_id, RETRIED_SKIPS)
             if again:
                 self.ctx.progress.note(
-                    f"{self.outcome.address}: {again} message(s) of {folder.display} that vanished while "
-                    "an earlier pass read them are looked for again"
+                    f"{self.outcome.address}: {again} message(s) of {folder.display} that an earlier pass "
+                    "could not read (they vanished or changed meanwhile) are looked for again"
                 )
         # a folder recorded just now has no ledger rows yet
         known = ledger.known_keys(store, folder_id) if row is not None else set()
