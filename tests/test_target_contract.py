@@ -94,6 +94,22 @@ def test_ensure_folder_is_idempotent_across_target_objects(
     assert first.path == ("Projects", "Alpha")
 
 
+def test_ensure_folder_says_when_it_knows_the_folder_is_empty(target_harness: TargetHarness, target: Target,
+                                                              mailbox: str) -> None:
+    # a folder created just now is empty: a first pass has nothing to adopt there
+    assert target.ensure_folder(mailbox, ("Fresh", "Deep"), FolderRole.NONE).empty
+    assert not target.ensure_folder(mailbox, ("Fresh", "Deep"), FolderRole.NONE).empty
+    assert not target_harness.open().ensure_folder(mailbox, ("Fresh", "Deep"), FolderRole.NONE).empty
+    other = target_harness.open()
+    inbox = other.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
+    if target_harness.kind == "ews":  # a well-known folder's count comes with its lookup
+        assert inbox.empty
+    # said once: the folder holds what is sent there afterwards
+    assert other.upload(mailbox, inbox, [item("e1", 1)])[0].ok
+    assert not other.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX).empty
+    assert not target_harness.open().ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX).empty
+
+
 @pytest.mark.parametrize("role", [FolderRole.INBOX, FolderRole.SENT, FolderRole.DRAFTS,
                                   FolderRole.TRASH, FolderRole.JUNK])
 def test_roles_map_to_well_known_folders(target: Target, mailbox: str, role: FolderRole) -> None:
@@ -171,6 +187,23 @@ def test_withdraw_deletes_exactly_the_given_items(target: Target, mailbox: str) 
     assert target.count(mailbox, folder) == 2
     target.withdraw(mailbox, folder, [results[1].target_id or ""])  # type: ignore[attr-defined]  # gone: fine
     assert target.count(mailbox, folder) == 2
+
+
+def test_items_by_key_lists_every_tagged_copy(target_harness: TargetHarness, mailbox: str) -> None:
+    """What a first pass adopts and `dedupe` cleans: each key's items, copies included, from one
+    listing. EWS always tags; IMAP only with tag_header (without it there is no key to list)."""
+    target = target_harness.open(tag_header=True)
+    folder = target.ensure_folder(mailbox, ("Keyed",), FolderRole.NONE)
+    first = target.upload(mailbox, folder, [item("k1", 1), item("k2 ü/%", 2)])
+    again = target.upload(mailbox, folder, [item("k1", 1)])  # the same message sent twice
+    assert all(r.ok and r.target_id for r in first + again)
+    listed = target.items_by_key(mailbox, folder)  # type: ignore[attr-defined]
+    assert listed.total == 3
+    assert sorted(listed.ids("k1")) == sorted([first[0].target_id or "", again[0].target_id or ""])
+    assert listed.ids("k2 ü/%") == [first[1].target_id]
+    assert listed.ids("absent") == []
+    if target_harness.kind == "imap":
+        assert target_harness.open(tag_header=False).items_by_key(mailbox, folder) is None  # type: ignore[attr-defined]
 
 
 def test_find_looks_only_in_the_given_folder(target: Target, mailbox: str) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from migrator import __version__
+from migrator.cli.dedupe import register as register_dedupe
 from migrator.cli.errors import handle_errors
 from migrator.cli.options import (
     bounded,
@@ -290,9 +291,11 @@ def retry_cmd(
 def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -> None:
     """Forget an account's migration progress (ledger, folders, passes).
 
-    The messages already in the target stay there: empty the target mailbox first, or the
-    next run sends them again. Asks first on a terminal; answered no (or Ctrl-C): nothing is
-    reset, exit 1. Without a terminal it asks nothing and needs --yes (exit 2 without).
+    The target is not touched. The next run adopts the messages the target already holds
+    (found by their source-key tag, or by content on IMAP) and sends only the rest; to copy
+    the mailbox again from scratch, empty the target mailbox first. Asks first on a terminal;
+    answered no (or Ctrl-C): nothing is reset, exit 1. Without a terminal it asks nothing and
+    needs --yes (exit 2 without).
     """
     import sys
 
@@ -306,7 +309,7 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
             )
         if not click.confirm(
             f"Forget all migration progress of {address}? Messages already in the target stay "
-            "there and would be sent again by the next run",
+            "there; the next run adopts them and sends only what is missing",
             default=False,
         ):
             error_console().print("nothing reset")
@@ -399,6 +402,7 @@ def ews_simulator_cmd(
 
 
 register_reports(cli)
+register_dedupe(cli)
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ ADVICE: dict[str, str] = {
     "nothing to migrate; delete the file if you like",
     "unreadable": "fix the file permissions in the source mailbox, then "
     "`migrator retry --plan {plan} --account {addr} --skipped`",
-    "vanished": "the message was deleted while being migrated; nothing to do",
+    "vanished": "the message was moved or deleted while being migrated; if it is back, the next pass sends it",
     "not-a-file": "something other than a message file sits in the Maildir; remove or fix it",
     "not-mail": "the file holds no message (binary data or text without a header block, or bytes before the "
     "first From_ line of an mbox): nothing to migrate; look at it and remove it if you like",

@@ -20,6 +20,7 @@ from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import TargetFolder, open_target
 from migrator.commands.secrets import source_password, target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
+from migrator.engine.mailbox import RETRIED_SKIPS
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
 from migrator.model.mail import SkippedMessage
 from migrator.model.plan import Plan
@@ -181,7 +182,7 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
             result.error = "being migrated right now; verify it when the run has finished"
         return result
     stored = {f.native: f for f in ledger.folders(store, row.id)}
-    ledgers = verification.account_ledger(store, row.id)
+    ledgers = verification.account_ledger(store, row.id, retried=RETRIED_SKIPS)
     checks: list[FolderCheck] = []
     try:
         listed: list[tuple[Any, set[str], Any]] = []  # (source folder, its keys now, ledger folder row)
@@ -231,11 +232,14 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
             # users keep working for weeks: mail that arrived since the last pass is not migrated
             # yet (run again); mail deleted after it was migrated stays in the target, as a
             # note: it must not keep the account from ever being verified
-            arrived = len(source_keys - folder_ledger.settled_keys)
+            # a message skipped because it vanished while it was read (its folder was moved
+            # away meanwhile) and back in the source now is missing, not settled
+            back = len(source_keys & folder_ledger.retry_keys)
+            arrived = len(source_keys - folder_ledger.settled_keys) - back
             deleted = len(folder_ledger.settled_keys - source_keys)
             not_read = unread.get(folder.native, [])
-            ok = (found == totals.get("done", 0) and not duplicates and not arrived and not totals.get("inflight")
-                  and not not_read)
+            ok = (found == totals.get("done", 0) and not duplicates and not arrived and not back
+                  and not totals.get("inflight") and not not_read)
             note = ""
             if not_read:
                 shown = ", ".join(f"{m.key} ({m.reason})" for m in not_read[:3])
@@ -245,6 +249,9 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
                 note = f"{duplicates} migrated message(s) present more than once in the target"
             elif found < totals.get("done", 0):
                 note = f"{totals.get('done', 0) - found} migrated message(s) missing in the target"
+            elif back:
+                note = (f"{back} message(s) skipped as vanished are in the source again and not in "
+                        "the target; run again")
             elif arrived:
                 note = f"{arrived} new message(s) since the last pass; run again"
             elif deleted:

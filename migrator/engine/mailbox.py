@@ -7,6 +7,11 @@ Per folder, per chunk:
 4. mark them done with the target ids (or skipped with a reason); commit.
 Before any of that, keys left in flight by an interrupted attempt are looked up in the target
 by their tag: found ones are marked done, the others forgotten and sent again.
+
+A folder the ledger holds no message of (a first pass, a new state database, a reset account)
+may land in a target folder that already holds migrated mail: before a chunk is sent, its
+messages are looked up there (by source key, or by content where the target keeps no key) and
+the items found are adopted, recorded as done with their ids, instead of being sent again.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import Source, open_account_source
-from migrator.adapters.targets.base import Target, TargetFolder
+from migrator.adapters.sources.base import CHANGED, VANISHED
+from migrator.adapters.targets.base import KeyedItems, Target, TargetFolder
 from migrator.engine import crashpoints
 from migrator.engine.limiter import AdaptiveLimiter
 from migrator.engine.progress import AccountOutcome, Progress, SkippedInfo
@@ -34,6 +41,10 @@ from migrator.store.work import Claim, LeaseLost
 T = TypeVar("T")
 
 TOO_LARGE = "too-large"
+# Skips that say the source could not give the message *this time*: the next pass that lists
+# it tries again (they are forgotten when their folder is listed), and `verify` does not count
+# them as settled.
+RETRIED_SKIPS = (VANISHED, CHANGED)
 
 
 class Stopped(MigratorError):
@@ -56,6 +67,26 @@ class Context:
     source_factory: Callable[..., Source] = open_account_source
     # told before each back-off wait (the error, the seconds): the run says what it waits for
     on_wait: Callable[[TransientError, float], None] | None = None
+
+
+@dataclass
+class Holdings:
+    """What one target folder held before this pass sent anything into it, for adoption.
+
+    `keyed`: its tagged items (EWS; IMAP with the tag header). `by_content`: the target keeps
+    no key, and the folder was not empty: recognise messages by content (IMAP). `namesakes`:
+    when several source folders land in this target folder, how many of them list each key
+    (keys are unique per source folder only). `taken`: target ids that stand for a message
+    already (the ledger's, and what this pass recorded): never adopted again."""
+
+    keyed: KeyedItems | None = None
+    by_content: bool = False
+    namesakes: Counter[str] | None = None
+    taken: set[str] = field(default_factory=set)
+
+    @property
+    def empty(self) -> bool:
+        return not self.by_content and (self.keyed is None or not self.keyed.by_tag)
 
 
 def _read_all(record: MessageRecord) -> bytes:
@@ -91,6 +122,13 @@ class AccountJob:
         self._by_content = callable(getattr(ctx.target, "find_uploads", None))
         self._inflight_by_folder: dict[int, list[str]] = {}
         self._targets: dict[int, str] = {}
+        # adoption: source folders of this pass the ledger knew no message of, and per target
+        # folder what it held before this pass sent anything there
+        self._adopting: set[int] = set()
+        self._holdings: dict[str, Holdings] = {}
+        self._ensured: dict[str, TargetFolder] = {}  # source folder native name -> target folder
+        self._source: Source | None = None
+        self._source_folders: list[FolderInfo] = []
 
     # --- helpers -------------------------------------------------------------------------
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -131,16 +169,95 @@ class AccountJob:
             self._targets = {f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id}
             self._resolve_inflight()
             synced: list[tuple[int, int | None, int | None]] = []
-            for folder in source.folders():
+            self._source = source
+            self._source_folders = [f for f in source.folders() if not target.is_excluded(f.path)]
+            for folder in self._source_folders:
                 self._check_stop()
-                if target.is_excluded(folder.path):
-                    continue
                 synced.append(self._folder(source, folder))
                 self.outcome.folders += 1
             self.synced_folders = synced  # recorded with the release, in one transaction
         self.outcome.status = "synced"
         self.outcome.seconds = time.monotonic() - started
         return self.outcome
+
+    def _ensure(self, folder: FolderInfo) -> TargetFolder:
+        """The target folder of a source folder (created when missing), asked once per pass."""
+        known = self._ensured.get(folder.native)
+        if known is None:
+            self._preflight()
+            known = self._retry(lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role))
+            self._ensured[folder.native] = known
+        return known
+
+    def _target_id_of(self, folder: FolderInfo) -> str:
+        ensured = self._ensured.get(folder.native)
+        if ensured is not None:
+            return ensured.id
+        row = self._stored.get(folder.native)
+        if row is not None and row.target_folder_id:
+            return row.target_folder_id
+        return self._ensure(folder).id
+
+    def _holdings_of(self, tfolder: TargetFolder) -> Holdings:
+        """What `tfolder` held before this pass sent anything there: nothing when the target
+        knows it was empty (created just now); else one listing per target folder and pass
+        (EWS, IMAP with the tag header), or one message count (IMAP by content: each chunk is
+        then looked up by its messages' content)."""
+        found = self._holdings.get(tfolder.id)
+        if found is not None:
+            return found
+        target = self.ctx.target
+        holdings = Holdings()
+        if not tfolder.empty:
+            items_by_key = getattr(target, "items_by_key", None)
+            keyed: KeyedItems | None = None
+            if callable(items_by_key):
+                keyed = self._retry(lambda: items_by_key(self.mailbox, tfolder))
+            if keyed is not None:
+                holdings.keyed = keyed
+                if keyed.by_tag:
+                    holdings.namesakes = self._namesakes(tfolder)
+            elif self._by_content:
+                holdings.by_content = self._retry(lambda: target.count(self.mailbox, tfolder)) > 0
+        if not holdings.empty:
+            holdings.taken = ledger.target_ids(self.ctx.store, self.claim.account_id, tfolder.id)
+        self._holdings[tfolder.id] = holdings
+        return holdings
+
+    def _namesakes(self, tfolder: TargetFolder) -> Counter[str] | None:
+        """Where several source folders land in `tfolder` ("Sent" and "Elementos enviados" both
+        go to Sent Items), how many of them list each key: keys are unique per source folder
+        only, so a tagged item found there may be another folder's message. None when only
+        one source folder lands there (no key can be another's)."""
+        sharing = [f for f in self._source_folders if self._target_id_of(f) == tfolder.id]
+        if len(sharing) < 2 or self._source is None:
+            return None
+        counts: Counter[str] = Counter()
+        for folder in sharing:
+            counts.update({record.key for record in self._source.messages(folder)})
+        return counts
+
+    def _adopt_by_key(self, holdings: Holdings, records: Sequence[MessageRecord]) -> dict[str, str]:
+        """Key -> target id of the tagged items adopted for these records. An item adopted
+        once is never adopted for another message. Where several source folders list a key,
+        its items are adopted only when there are at least as many as source messages with
+        that key (anything less, and one found may be the other folder's: sending again risks
+        a duplicate, adopting risks losing a message)."""
+        keyed = holdings.keyed
+        adopted: dict[str, str] = {}
+        if keyed is None:
+            return adopted
+        for record in records:
+            ids = keyed.ids(record.key)
+            if not ids:
+                continue
+            if holdings.namesakes is not None and len(ids) < holdings.namesakes[record.key]:
+                continue
+            free = next((i for i in ids if i not in holdings.taken), None)
+            if free is not None:
+                adopted[record.key] = free
+                holdings.taken.add(free)
+        return adopted
 
     def _preflight(self) -> None:
         if not self._preflighted:
@@ -178,8 +295,7 @@ class AccountJob:
         tfolder_box: list[TargetFolder] = []
 
         def ensure_target() -> TargetFolder:
-            self._preflight()
-            return self._retry(lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role))
+            return self._ensure(folder)
 
         if row is None:
             self.new_folders += 1
@@ -206,8 +322,20 @@ class AccountJob:
         inflight = self._inflight_by_folder.get(folder_id) if self._by_content else None
         if inflight:
             self._resolve_by_content(source, folder, folder_id, tfolder(), inflight)
+        if row is not None and row.skipped_count:
+            again = ledger.forget_retried_skips(store, claim, folder_id, RETRIED_SKIPS)
+            if again:
+                self.ctx.progress.note(
+                    f"{self.outcome.address}: {again} message(s) of {folder.display} that an earlier pass "
+                    "could not read (they vanished or changed meanwhile) are looked for again"
+                )
         # a folder recorded just now has no ledger rows yet
         known = ledger.known_keys(store, folder_id) if row is not None else set()
+        if not known:
+            # the ledger knows nothing of this folder's mail: what its target folder already
+            # holds is adopted, not sent again (a folder created just now holds nothing)
+            self._adopting.add(folder_id)
+        adopted_before = self.outcome.messages_adopted
         chunk: list[MessageRecord] = []
         chunk_bytes = 0
         skips: list[Outcome] = []
@@ -249,6 +377,12 @@ class AccountJob:
             target_folder = tfolder()  # a new folder is created even when it holds no mail
             if chunk:
                 self._chunk(folder, folder_id, target_folder, chunk)
+        adopted = self.outcome.messages_adopted - adopted_before
+        if adopted:
+            self.ctx.progress.note(
+                f"{self.outcome.address}: {adopted} message(s) of {folder.display} were in the target "
+                "already (an earlier migration the ledger does not know): adopted, not sent again"
+            )
         if skips_known:
             listed += int(getattr(source, "known_seen", 0))
             return folder_id, listed, None  # type: ignore[return-value]
@@ -323,13 +457,26 @@ class AccountJob:
     def _chunk(self, folder: FolderInfo, folder_id: int, tfolder: TargetFolder, records: Sequence[MessageRecord]) -> None:
         self._check_stop()
         store, claim = self.ctx.store, self.claim
+        # asked before the chunk is announced: a target that cannot answer leaves nothing in flight
+        holdings = self._holdings_of(tfolder) if folder_id in self._adopting else None
+        if holdings is not None and holdings.empty:
+            holdings = None
         ledger.begin_chunk(
             store, claim, folder_id, uuid.uuid4().hex, [(r.key, r.size, r.extra.get("fingerprint")) for r in records]
         )
         crashpoints.reached("begin_chunk")
         outcomes: list[Outcome] = []
+        adopted: dict[str, str] = {}
+        foreign: set[str] = set()  # items tagged with our keys that stand for other messages
+        if holdings is not None and holdings.keyed is not None:
+            # found by key: adopted without reading the message
+            adopted = self._adopt_by_key(holdings, records)
+            foreign = {i for r in records if r.key not in adopted for i in holdings.keyed.ids(r.key)}
         items: list[UploadItem] = []
         for record in records:
+            if record.key in adopted:
+                outcomes.append(Outcome(record.key, "done", size=record.size, target_id=adopted[record.key]))
+                continue
             try:
                 data = _read_all(record)
             except SourceError as exc:
@@ -337,8 +484,16 @@ class AccountJob:
                 self._note_skip(folder, record.key, exc.reason, exc.message)
                 continue
             items.append(UploadItem(record.key, data, record.flags, record.internal_date, folder.role))
+        if holdings is not None and holdings.by_content and items:
+            found = self._adopt_by_content(holdings, tfolder, items)
+            for item in items:
+                if item.key in found:
+                    outcomes.append(Outcome(item.key, "done", size=len(item.data), target_id=found[item.key]))
+            items = [item for item in items if item.key not in found]
+            adopted.update(found)
+        self.outcome.messages_adopted += len(adopted)
         sizes = {item.key: len(item.data) for item in items}
-        results, unresolved = self._upload(tfolder, items, folder_id)
+        results, unresolved = self._upload(tfolder, items, folder_id, foreign)
         crashpoints.reached("upload")
         del items  # the bytes are no longer needed
         for key, (target_id, error) in results.items():
@@ -355,6 +510,9 @@ class AccountJob:
             raise
         crashpoints.reached("finish_chunk")
         done = [o for o in outcomes if o.state == "done"]
+        settled_here = self._holdings.get(tfolder.id)
+        if settled_here is not None and not settled_here.empty:
+            settled_here.taken.update(o.target_id for o in done if o.target_id)
         self.outcome.messages_done += len(done)
         nbytes = sum(o.size for o in done)
         self.outcome.bytes_done += nbytes
@@ -362,6 +520,17 @@ class AccountJob:
         if unresolved is not None:
             # left in flight on purpose: the next attempt asks the target before resending
             raise unresolved
+
+    def _adopt_by_content(self, holdings: Holdings, tfolder: TargetFolder, items: Sequence[UploadItem]) -> dict[str, str]:
+        """Key -> target id of the items of this chunk the target folder holds already,
+        recognised by content (Message-ID, size, date, then the bytes; see find_uploads),
+        never taking an item that stands for another message."""
+        find_uploads = self.ctx.target.find_uploads  # type: ignore[attr-defined]
+        taken = set(holdings.taken)
+        found: dict[str, str] = self._retry(lambda: find_uploads(self.mailbox, tfolder, items, known_ids=taken))
+        found = {key: tid for key, tid in found.items() if tid not in holdings.taken}
+        holdings.taken.update(found.values())
+        return found
 
     def _withdraw(self, folder_id: int, tfolder: TargetFolder, outcomes: list[Outcome]) -> None:
         """This chunk's lease was taken over while its upload was on the way (the process was
@@ -391,11 +560,13 @@ class AccountJob:
         )
 
     def _upload(
-        self, tfolder: TargetFolder, items: list[UploadItem], folder_id: int
+        self, tfolder: TargetFolder, items: list[UploadItem], folder_id: int, foreign: Collection[str] = ()
     ) -> tuple[dict[str, tuple[str | None, Exception | None]], TransientError | None]:
         """Upload until every item is stored or refused for good, confirming with find()
         before anything is sent again. Returns key -> (target id, permanent error) for the
-        settled items, and the last transient error if some could not be settled."""
+        settled items, and the last transient error if some could not be settled.
+        `foreign`: ids of items the target held before, tagged with keys of this chunk but
+        not adopted for them: a search by key must never take one for our upload."""
         target, policy = self.ctx.target, self.ctx.retry
         settled: dict[str, tuple[str | None, Exception | None]] = {}
         pending = {item.key: item for item in items}
@@ -425,7 +596,9 @@ class AccountJob:
                         namesakes = ledger.target_ids(
                             self.ctx.store, self.claim.account_id, tfolder.id, keys=list(pending), other_than=folder_id
                         ) if shared else set()
-                    taken = answer.target_id is not None and (answer.target_id in namesakes or answer.target_id in given)
+                    taken = answer.target_id is not None and (
+                        answer.target_id in namesakes or answer.target_id in given or answer.target_id in foreign
+                    )
                     if taken:
                         # the target found an item by its tag after an ambiguous failure, but
                         # that item is another message's copy (a namesake from another source
@@ -465,7 +638,7 @@ class AccountJob:
                 break
             # the server may have stored some of them before failing: ask before resending
             try:
-                found = self._confirm(tfolder, list(pending.values()), folder_id, list(given))
+                found = self._confirm(tfolder, list(pending.values()), folder_id, [*given, *foreign])
             except TransientError as exc:
                 last = exc
                 break

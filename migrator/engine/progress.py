@@ -18,8 +18,9 @@ class SkippedInfo:
 class AccountOutcome:
     address: str
     status: str  # synced | failed | interrupted | deferred (a server was down) | lost | dry-run
-    messages_done: int = 0
+    messages_done: int = 0  # sent, or adopted (already in the target, see messages_adopted)
     bytes_done: int = 0
+    messages_adopted: int = 0  # found in the target and recorded, not sent again
     messages_seen: int = 0  # listed in the source this pass
     messages_new: int = 0  # not yet in the ledger
     skipped: list[SkippedInfo] = field(default_factory=list)

@@ -122,6 +122,7 @@ class RunSummary:
     deferred: int = 0  # given back unchanged because a server was down (no attempt charged)
     deferred_because: str = ""
     messages_done: int = 0
+    messages_adopted: int = 0  # of messages_done: found in the target already, not sent
     bytes_done: int = 0
     messages_skipped: int = 0
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
@@ -149,6 +150,7 @@ class RunSummary:
             },
             "messages": {
                 "done": self.messages_done,
+                "adopted": self.messages_adopted,
                 "skipped": self.messages_skipped,
                 "skipped_by_reason": self.skipped_by_reason,
                 # the biggest 500 (a run over thousands of mailboxes could list thousands)
@@ -488,6 +490,7 @@ class Runner:
                 again = AccountJob(self.ctx, claim)
                 # what the broken attempt moved is in the ledger; keep it in this run's summary
                 again.outcome.messages_done += job.outcome.messages_done
+                again.outcome.messages_adopted += job.outcome.messages_adopted
                 again.outcome.bytes_done += job.outcome.bytes_done
                 again.outcome.skipped.extend(job.outcome.skipped)
                 jobs.append(again)
@@ -537,6 +540,7 @@ class Runner:
             elif outcome.status == "lost":
                 s.lost += 1
             s.messages_done += outcome.messages_done
+            s.messages_adopted += outcome.messages_adopted
             s.bytes_done += outcome.bytes_done
             s.messages_skipped += len(outcome.skipped)
             reasons = Counter(s.skipped_by_reason)

@@ -209,6 +209,8 @@ def render_run_summary(con: Console, summary: Any, *, plan_file: str | None = No
         + (f", {summary.interrupted:,} interrupted" if summary.interrupted else "")
         + (f", {summary.deferred:,} deferred" if summary.deferred else "")
         + f"), {summary.messages_done:,} messages, {human_bytes(summary.bytes_done)}"
+        + (f" ({summary.messages_adopted:,} found in the target already, not sent again)"
+           if getattr(summary, "messages_adopted", 0) else "")
         + (f", {summary.messages_skipped:,} skipped" if summary.messages_skipped else "")
         + (f"; the target throttled us {summary.throttled:,} times" if summary.throttled else "")
     )

@@ -428,3 +428,69 @@ def forget_skipped(store: Store, account_id: int, reasons: Sequence[str] | None 
         )
         s.execute(update(F).where(F.c.account_id == account_id).values(skipped_count=0, failed_count=0))
         return int(removed or 0)
+
+
+def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Sequence[str]) -> int:
+    """Drop the folder's skipped rows whose reason says the source could not give the message
+    *this time* (it vanished between listing and reading, the spool changed under us): the
+    pass that lists the folder next tries them again, and one no longer listed is simply
+    gone. Such a row never had an upload, so forgetting it can never cause a duplicate.
+    Returns how many were forgotten."""
+    wanted = list(reasons)
+    with store.session() as s:
+        # by account and state first (an index): the account's skips are few, its folder's
+        # messages may be a hundred thousand, and this runs on every pass of a folder with skips
+        keys = list(
+            s.execute(
+                select(M.c.source_key).where(
+                    M.c.account_id == claim.account_id, M.c.state == "skipped", M.c.folder_id == folder_id,
+                    M.c.reason.in_(wanted),
+                )
+            ).scalars()
+        )
+    if not keys:
+        return 0
+    with store.session(write=True) as s:
+        fence(s, claim)
+        removed = 0
+        for start in range(0, len(keys), _BATCH):
+            result = s.execute(
+                delete(M).where(
+                    M.c.folder_id == folder_id,
+                    M.c.state == "skipped",
+                    M.c.reason.in_(wanted),
+                    M.c.source_key.in_(keys[start : start + _BATCH]),
+                )
+            )
+            removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        s.execute(update(F).where(F.c.id == folder_id).values(skipped_count=F.c.skipped_count - removed))
+        s.execute(
+            update(A).where(A.c.id == claim.account_id).values(messages_skipped=A.c.messages_skipped - removed)
+        )
+        return removed
+
+
+@dataclass(frozen=True)
+class PlacedCopy:
+    """One message the ledger placed in a target folder: the tag its item carries (the key
+    it was sent under), the target id the ledger holds for it, and its state."""
+
+    tag_key: str
+    target_id: str | None
+    state: str  # done | inflight
+
+
+def placed_copies(store: Store, account_id: int) -> dict[str, list[PlacedCopy]]:
+    """Target folder id -> the account's done and in-flight messages placed there, from every
+    source folder that lands there: what `dedupe` compares a target folder's items with."""
+    out: dict[str, list[PlacedCopy]] = defaultdict(list)
+    with store.session() as s:
+        rows = Raw(s.connection()).rows(
+            "SELECT f.target_folder_id, COALESCE(m.tag_key, m.source_key), m.target_id, m.state"
+            " FROM messages m JOIN folders f ON f.id = m.folder_id"
+            " WHERE m.account_id = ? AND m.state IN ('done', 'inflight') AND f.target_folder_id IS NOT NULL",
+            (account_id,),
+        )
+        for target_folder_id, tag_key, target_id, state in rows:
+            out[target_folder_id].append(PlacedCopy(tag_key, target_id, state))
+    return dict(out)

@@ -37,19 +37,24 @@ class FolderLedger:
     # the source keys of the messages a pass has settled (done, skipped or failed), to tell
     # new mail from mail the user deleted after it was migrated
     settled_keys: set[str] = field(default_factory=set)
+    # skipped for a reason the next pass retries (the message vanished while it was read):
+    # not settled; one the source holds again is missing from the target
+    retry_keys: set[str] = field(default_factory=set)
 
 
-def account_ledger(store: Store, account_id: int) -> dict[int, FolderLedger]:
+def account_ledger(store: Store, account_id: int, *, retried: Sequence[str] = ()) -> dict[int, FolderLedger]:
     """Folder id -> its ledger, for every folder of the account, in one read (per-folder
-    queries cost more than the rows; verify reads thousands of small accounts)."""
+    queries cost more than the rows; verify reads thousands of small accounts). Skips whose
+    reason is in `retried` are not settled (see FolderLedger.retry_keys)."""
     out: dict[int, FolderLedger] = {}
+    again = frozenset(retried)
     with store.session() as s:
         rows = Raw(s.connection()).rows(
-            "SELECT folder_id, state, COALESCE(tag_key, source_key), target_id, source_key FROM messages"
+            "SELECT folder_id, state, COALESCE(tag_key, source_key), target_id, source_key, reason FROM messages"
             " WHERE account_id = ? ORDER BY id",
             (account_id,),
         )
-        for folder_id, state, key, target_id, source_key in rows:
+        for folder_id, state, key, target_id, source_key, reason in rows:
             folder = out.get(folder_id)
             if folder is None:
                 folder = out[folder_id] = FolderLedger({}, [], [])
@@ -57,7 +62,9 @@ def account_ledger(store: Store, account_id: int) -> dict[int, FolderLedger]:
             if state == "done":
                 folder.done_keys.append(key)
                 folder.done_ids.append(target_id)
-            if state in _SETTLED:
+            if state == "skipped" and reason in again:
+                folder.retry_keys.add(source_key)
+            elif state in _SETTLED:
                 folder.settled_keys.add(source_key)
     return out
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from migrator.model.errors import PlanError
 from migrator.model.plan import TargetSettings
 
-from .base import ExcludedFolderError, Target, TargetFolder
+from .base import ExcludedFolderError, KeyedItems, Target, TargetFolder
 
-__all__ = ["ExcludedFolderError", "Target", "TargetFolder", "open_target"]
+__all__ = ["ExcludedFolderError", "KeyedItems", "Target", "TargetFolder", "open_target"]
 
 
 def open_target(

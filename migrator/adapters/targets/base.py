@@ -11,8 +11,8 @@ PermanentError (with a stable `reason` code).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from migrator.model.errors import PermanentError
@@ -29,10 +29,34 @@ class TargetFolder:
 
     id: str
     path: tuple[str, ...]
+    # ensure_folder() knows the folder holds nothing: it created it just now, or (a well-known
+    # folder) it was empty when first looked at. Nothing in it needs looking up.
+    empty: bool = field(default=False, compare=False)
 
     @property
     def display(self) -> str:
         return "/".join(self.path)
+
+
+def _same(key: str) -> str:
+    return key
+
+
+@dataclass
+class KeyedItems:
+    """The items of one target folder that carry a source-key tag, from one listing:
+    `ids(key)` gives the target ids of every item tagged with that key, oldest first.
+
+    `tag_of` turns a source key into the tag as the target stores it (EWS writes "?" for
+    characters XML cannot carry, the IMAP header %-escapes); `by_tag` maps stored tags to ids.
+    `total` counts every item of the folder, tagged or not."""
+
+    by_tag: dict[str, list[str]]
+    total: int
+    tag_of: Callable[[str], str] = _same
+
+    def ids(self, key: str) -> list[str]:
+        return self.by_tag.get(self.tag_of(key), [])
 
 
 class ExcludedFolderError(PermanentError):

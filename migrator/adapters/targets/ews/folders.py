@@ -47,6 +47,7 @@ class MailboxFolders:
         self._lock = threading.RLock()
         self._anchors: dict[FolderRole | None, BaseFolder] = {}
         self._children: dict[str, dict[str, BaseFolder]] = {}  # parent id -> casefolded name -> folder
+        self._empty: set[FolderRole | None] = set()  # well-known folders that held no item when looked up
         # source paths placed on a well-known folder: their subfolders follow them
         self.role_paths: dict[tuple[str, ...], FolderRole] = {}
 
@@ -79,17 +80,18 @@ class MailboxFolders:
                     root=root,
                 )
             )
-        answers = list(
-            FolderCollection(account=self.account, folders=wanted).get_folders(
-                additional_fields=set()  # exchangelib adds the name and folder class
-            )
-        )
+        # exchangelib adds the name and folder class; the item count comes with the same answer
+        # and spares a first pass the lookup of what an empty folder holds
+        fields = {FieldPath(field=Folder.get_field_by_fieldname("total_count"))}
+        answers = list(FolderCollection(account=self.account, folders=wanted).get_folders(additional_fields=fields))
         if len(answers) != len(roles):
             raise ValueError(f"GetFolder answered {len(answers)} folders for {len(roles)}")
         for role, answer in zip(roles, answers, strict=True):
             if isinstance(answer, Exception):
                 raise answer
             self._anchors[role] = answer
+            if answer.total_count == 0:
+                self._empty.add(role)
 
     def _root(self) -> BaseFolder:
         """The root of the mailbox's folder tree, without asking the server.
@@ -119,13 +121,28 @@ class MailboxFolders:
                 self._lookup([role])
             return self._anchors[role]
 
-    def ensure_path(self, anchor: BaseFolder, names: tuple[str, ...]) -> BaseFolder:
-        """The folder `names` below `anchor`, creating missing levels as mail folders."""
+    def take_empty(self, role: FolderRole | None) -> bool:
+        """Whether the well-known folder held no item when it was looked up; said once only,
+        since it holds what is sent there afterwards."""
+        with self._lock:
+            if role in self._empty:
+                self._empty.discard(role)
+                return True
+            return False
+
+    def ensure_path(self, anchor: BaseFolder, names: tuple[str, ...]) -> tuple[BaseFolder, bool]:
+        """The folder `names` below `anchor`, creating missing levels as mail folders; and
+        whether this call created it (then it is empty)."""
         folder = anchor
+        created = False
         with self._lock:
             for name in names:
-                folder = self._child(folder, name) or self._create(folder, name)
-        return folder
+                found = self._child(folder, name)
+                if found is None:
+                    folder, created = self._create(folder, name)
+                else:
+                    folder, created = found, False
+        return folder, created
 
     def by_id(self, folder_id: str) -> Folder:
         """A folder object for an id from an earlier ensure (no request)."""
@@ -162,7 +179,8 @@ class MailboxFolders:
         self._children[parent.id] = children
         return children
 
-    def _create(self, parent: BaseFolder, name: str) -> BaseFolder:
+    def _create(self, parent: BaseFolder, name: str) -> tuple[BaseFolder, bool]:
+        """The new folder, and False when it existed after all (someone else made it)."""
         folder = Folder(parent=parent, name=name, folder_class=MAIL_FOLDER_CLASS)
         try:
             # CreateFolder directly: Folder.save() looks the parent up in exchangelib's map of
@@ -174,6 +192,6 @@ class MailboxFolders:
             existing = self._list_children(parent).get(name.casefold())
             if existing is None:
                 raise
-            return existing
+            return existing, False
         self._children.setdefault(parent.id, {})[name.casefold()] = folder
-        return folder
+        return folder, True

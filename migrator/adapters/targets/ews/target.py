@@ -20,7 +20,7 @@ from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
 
-from ..base import ExcludedFolderError, TargetFolder
+from ..base import ExcludedFolderError, KeyedItems, TargetFolder
 from ..dates import submit_and_delivery
 from ..naming import FolderNaming
 from . import errors, reachability
@@ -192,8 +192,10 @@ class EwsTarget:
 
         def ensure() -> TargetFolder:
             anchor = folders.anchor(target.anchor)
-            folder = folders.ensure_path(anchor, target.names)
-            return TargetFolder(id=folder.id, path=target.display())
+            if not target.names:  # a well-known folder itself
+                return TargetFolder(id=anchor.id, path=target.display(), empty=folders.take_empty(target.anchor))
+            folder, created = folders.ensure_path(anchor, target.names)
+            return TargetFolder(id=folder.id, path=target.display(), empty=created)
 
         result = self._call(where, ensure)
         if target.anchor is not None and not target.names:
@@ -353,7 +355,10 @@ class EwsTarget:
         try:
             found = self.find(mailbox, folder, [items[i].key for i in unresolved])
         except (TransientError, PermanentError) as exc:
-            found, error = {}, error or exc
+            # a lookup the server throttled carries its back-off hint: report that one, or the
+            # caller comes back before the server asked it to
+            hinted = isinstance(exc, TransientError) and exc.retry_after is not None
+            found, error = {}, exc if hinted or error is None else error
         for index in unresolved:
             key = items[index].key
             if key in found:
@@ -477,6 +482,28 @@ class EwsTarget:
             return out
 
         return self._call(where, all_folders)
+
+    def items_by_key(self, mailbox: str, folder: TargetFolder) -> KeyedItems:
+        """Every item of `folder` that carries a source-key tag, from one paged FindItem (ids
+        and the tag only): what a first pass adopts instead of sending again, and what
+        `dedupe` looks for copies in."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def listing() -> KeyedItems:
+            account = self._account(mailbox)
+            target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
+            by_tag: dict[str, list[str]] = {}
+            total = 0
+            for answer in keyed_items(account, [target_folder], _source_key_field(), INVENTORY_PAGE):
+                if isinstance(answer, Exception):
+                    raise answer
+                item_id, tag, _ = answer
+                total += 1
+                if tag is not None and item_id:
+                    by_tag.setdefault(tag, []).append(item_id)
+            return KeyedItems(by_tag, total, tag_of=safe_xml_value)
+
+        return self._call(where, listing)
 
     def count(self, mailbox: str, folder: TargetFolder) -> int:
         where = f"mailbox {mailbox}, folder {folder.display!r}"

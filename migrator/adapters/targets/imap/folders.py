@@ -124,28 +124,40 @@ class MailboxFolders:
         self.roles[role] = found
         return found
 
-    def ensure(self, session: Session, target: TargetPath) -> str:
-        """The wire name of `target`, creating each missing level (and subscribing to it)."""
+    def ensure(self, session: Session, target: TargetPath) -> tuple[str, bool]:
+        """The wire name of `target`, creating each missing level (and subscribing to it);
+        and whether this call created it (then it is empty)."""
         current = self.anchor(session, target.anchor)
+        created = False
         for name in target.names:
             wire = self.wire_name(current, name)
-            current = self._lookup(wire) or self.create(session, wire)
+            current = self._lookup(wire)
+            created = current is None
+            if current is None:
+                current, created = wire, self._create(session, wire)
         if current is None:  # the top of the mailbox itself is no folder: use the inbox
-            return "INBOX"
-        return current
+            return "INBOX", False
+        return current, created
 
     def create(self, session: Session, wire: str) -> str:
+        self._create(session, wire)
+        return wire
+
+    def _create(self, session: Session, wire: str) -> bool:
+        """CREATE and SUBSCRIBE `wire`; False when it existed after all."""
         client = session.client
+        made = True
         try:
             client.create_folder(wire)
         except IMAPClientError as exc:
             if not _already_exists(exc):
                 raise
+            made = False
         # a server without subscriptions still stores mail; nothing to fix then
         with contextlib.suppress(IMAPClientError):
             client.subscribe_folder(wire)
         self.existing.setdefault(wire, ())
-        return wire
+        return made
 
 
 def _text(value: bytes | str) -> str:

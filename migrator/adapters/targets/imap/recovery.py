@@ -23,6 +23,9 @@ from imapclient import IMAPClient
 TAG_HEADER = "X-Migrator-Key"
 SEARCH_BATCH = 25  # criteria OR-ed in one SEARCH
 FETCH_BATCH = 200  # UIDs per FETCH
+# UIDs per FETCH when a whole folder is listed (a few header bytes each); IMAPClient names
+# each UID, so this also bounds the command line (under Dovecot's 64 KiB)
+FOLDER_FETCH_BATCH = 2000
 
 _UNSAFE = re.compile(r"[^\x21-\x7e]|%")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -194,3 +197,58 @@ def _same_content(client: IMAPClient, uid: int, sent: Sent) -> bool:
     # exact bytes (a server storing them as sent), else both sides in the served form
     return (hashlib.sha256(body).digest() in sent.digests
             or hashlib.sha256(served(body)).digest() in sent.digests)
+
+
+def _all_uids(client: IMAPClient) -> list[int]:
+    return sorted(int(u) for u in client.search(["ALL"]))
+
+
+def _folder_parts(uids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(uids), FOLDER_FETCH_BATCH):
+        yield uids[start:start + FOLDER_FETCH_BATCH]
+
+
+def tagged_uids(client: IMAPClient) -> tuple[dict[str, list[int]], int]:
+    """(X-Migrator-Key header value -> UIDs carrying it, messages in the folder) for the
+    selected folder: one FETCH of that header for every message."""
+    uids = _all_uids(client)
+    by_tag: dict[str, list[int]] = {}
+    section = f"BODY.PEEK[HEADER.FIELDS ({TAG_HEADER.upper()})]"
+    for part in _folder_parts(uids):
+        answer = client.fetch(part, [section])
+        for uid in sorted(answer):
+            data = answer[uid]
+            raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
+            value = _header_field(raw or b"", TAG_HEADER)
+            if value:
+                by_tag.setdefault(value, []).append(int(uid))
+    return by_tag, len(uids)
+
+
+def identical_uids(client: IMAPClient) -> list[list[int]]:
+    """Groups (two or more) of messages of the selected folder that are the same message:
+    the same Message-ID, size and INTERNALDATE, and the same content (SHA-256 of the form
+    the server hands back). Only candidates alike in the first three are read in full."""
+    uids = _all_uids(client)
+    alike: dict[tuple[str | None, int, int | None], list[int]] = {}
+    for part in _folder_parts(uids):
+        answer = client.fetch(part, [
+            "RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        for uid in sorted(answer):
+            data = answer[uid]
+            raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
+            date = data.get(b"INTERNALDATE")
+            facts = (_header_field(raw or b"", "Message-ID"), int(data[b"RFC822.SIZE"]),
+                     int(date.timestamp()) if isinstance(date, datetime) else None)
+            alike.setdefault(facts, []).append(int(uid))
+    groups: list[list[int]] = []
+    for members in alike.values():
+        if len(members) < 2:
+            continue
+        by_digest: dict[bytes, list[int]] = {}
+        for uid in members:  # one at a time: each may be tens of megabytes
+            body = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {}).get(b"BODY[]")
+            if isinstance(body, bytes):
+                by_digest.setdefault(hashlib.sha256(served(body)).digest(), []).append(uid)
+        groups.extend(sorted(same) for same in by_digest.values() if len(same) > 1)
+    return groups

@@ -24,7 +24,7 @@ from migrator.model.errors import MigratorError, PermanentError, TransientError
 from migrator.model.mail import FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
 
-from ..base import ExcludedFolderError, TargetFolder
+from ..base import ExcludedFolderError, KeyedItems, TargetFolder
 from ..dates import header_date
 from ..naming import FolderNaming
 from . import errors
@@ -41,7 +41,15 @@ from .append import (
 from .connection import Connector, Pool, Session, rights_allow_insert
 from .folders import MailboxFolders
 from .oauth import MICROSOFT_TOKEN_URL, TokenSource
-from .recovery import Sent, find_sent, find_tagged, with_tag_header
+from .recovery import (
+    Sent,
+    find_sent,
+    find_tagged,
+    header_value,
+    identical_uids,
+    tagged_uids,
+    with_tag_header,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -188,10 +196,10 @@ class ImapTarget:
                 if not folders.loaded:
                     folders.load(session)
                 target = self.naming.target_path(path, role, folders.role_paths)
-                wire = folders.ensure(session, target)
+                wire, created = folders.ensure(session, target)
                 if target.anchor is not None and not target.names:
                     folders.role_paths[path] = target.anchor
-                return TargetFolder(id=wire, path=target.display())
+                return TargetFolder(id=wire, path=target.display(), empty=created)
 
         return self._run(mailbox, where, "creating the folder", ensure)
 
@@ -231,6 +239,33 @@ class ImapTarget:
                 session.client.uid_expunge(uids)
 
         self._run(mailbox, where, "UID EXPUNGE", delete)
+
+    def items_by_key(self, mailbox: str, folder: TargetFolder) -> KeyedItems | None:
+        """With tag_header, every message of `folder` carrying X-Migrator-Key, from one FETCH
+        of that header (what a first pass adopts and `dedupe` looks for copies in); None
+        without it (the caller recognises messages by content: find_uploads, identical_items)."""
+        if not self.settings.tag_header:
+            return None
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def listing(session: Session) -> KeyedItems:
+            validity = self._select(session, folder.id)
+            by_uid, total = tagged_uids(session.client)
+            by_tag = {tag: [f"{validity}:{uid}" for uid in uids] for tag, uids in by_uid.items()}
+            return KeyedItems(by_tag, total, tag_of=header_value)
+
+        return self._run(mailbox, where, "FETCH", listing)
+
+    def identical_items(self, mailbox: str, folder: TargetFolder) -> list[list[str]]:
+        """Groups of messages of `folder` that are the same message (Message-ID, size,
+        INTERNALDATE and content): where `dedupe` finds copies when no tag header was added."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def listing(session: Session) -> list[list[str]]:
+            validity = self._select(session, folder.id)
+            return [[f"{validity}:{uid}" for uid in group] for group in identical_uids(session.client)]
+
+        return self._run(mailbox, where, "FETCH", listing)
 
     def find(
         self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
