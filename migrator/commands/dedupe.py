@@ -29,7 +29,7 @@ from typing import Any
 from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.targets import KeyedItems, TargetFolder, open_target
 from migrator.commands.secrets import target_secrets
-from migrator.commands.state import in_scope_accounts, plan_store
+from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
 from migrator.model.plan import Plan
 from migrator.store import ledger
@@ -125,7 +125,8 @@ def dedupe(
     """Find (and with `apply` delete) the extra copies of migrated messages in the target."""
     secrets = target_secrets(plan)
     report = DedupeReport(applied=apply)
-    with plan_store(plan, state_url) as (store, plan_id):
+    with plan_store(plan, state_url, access="write") as (store, plan_id):
+        check_selection(store, plan_id, plan, batches=batches, addresses=addresses)
         rows = [r for r in in_scope_accounts(store, plan_id, batches=batches, addresses=addresses) if r.passes > 0]
         if addresses and not rows:
             raise UsageError("none of the accounts asked for has been migrated yet", hint="nothing to deduplicate")
