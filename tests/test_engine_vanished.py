@@ -1,5 +1,7 @@
-"""A folder moved away during a run and moved back: its messages were skipped as `vanished`
-(listed, then gone when they were read). That skip said "the next pass lists the folder
+"""Messages moved away during a run and moved back: they were skipped as `vanished` (listed,
+then gone when they were read; the operator saw it with a whole folder renamed away and back —
+the Maildir source now reads a folder through the descriptor it listed it with, so a renamed
+folder is read to the end, but a message moved out of it is still gone). That skip said "the next pass lists the folder
 again", but the ledger kept it for good: the next run sent nothing and `verify` called the
 account verified while the source held messages the target did not.
 
@@ -35,7 +37,7 @@ def _messages(folder: str, count: int) -> list[SampleMessage]:
     return out
 
 
-def test_messages_of_a_folder_moved_away_mid_run_are_sent_once_it_is_back(tmp_path: Path) -> None:
+def test_messages_moved_away_mid_run_are_sent_once_they_are_back(tmp_path: Path) -> None:
     c = build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=3)
     try:
         [address] = c.accounts
@@ -47,19 +49,24 @@ def test_messages_of_a_folder_moved_away_mid_run_are_sent_once_it_is_back(tmp_pa
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
 
         # the worker freezes when the first chunk of the archive is announced (INBOX is the
-        # first chunk); meanwhile the user's mail client moves the folder away
+        # first chunk); meanwhile the user's mail client moves the archive's messages away
         run = c.start("run", "--plan", str(c.plan_path), "--json",
                       env={**c.env, "MIGRATOR_CRASH_AT": "begin_chunk:2:stop"})
         _poll("the worker to freeze", lambda: run.poll() is None and _state(run.pid) == "T")
-        moved = maildir / ".Archivo 2019 (moved)"
-        archive.rename(moved)
+        hold = tmp_path / "elsewhere"
+        moved = [(f, hold / f.relative_to(archive)) for sub in ("cur", "new") for f in (archive / sub).iterdir()]
+        assert len(moved) == 8
+        for path, away in moved:
+            away.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(away)
         os.kill(run.pid, signal.SIGCONT)
         out, err = run.communicate(timeout=120)
         assert run.returncode == 1, err  # messages were skipped
         summary = json.loads(out)
         vanished = summary["messages"]["skipped_by_reason"].get("vanished", 0)
         assert vanished >= 3, summary
-        moved.rename(archive)  # ... and back
+        for path, away in moved:  # ... and back
+            away.rename(path)
 
         # the source holds messages the target does not: not verified
         checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
