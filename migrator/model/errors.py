@@ -55,15 +55,25 @@ class UsageError(MigratorError):
 
 
 class TransientError(MigratorError):
-    """Worth retrying: timeouts, resets, throttling. `retry_after` is the server's hint in seconds."""
+    """Worth retrying: timeouts, resets, throttling. `retry_after` is the server's hint in seconds.
+
+    `throttled`: the server said it gets too much from us (a hint implies it; Exchange's
+    ErrorExceededConnectionCount and its HTTP-200 ErrorServerBusy come without one), so the
+    caller sends less at a time as well as waiting."""
 
     exit_code = EXIT_PARTIAL
 
     def __init__(
-        self, message: str, *, retry_after: float | None = None, hint: str | None = None
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        hint: str | None = None,
+        throttled: bool = False,
     ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+        self.throttled = throttled or retry_after is not None
 
 
 class PermanentError(MigratorError):
