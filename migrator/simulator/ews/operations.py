@@ -502,6 +502,9 @@ class Operations:
                 continue
             # A mailbox at or over ProhibitSendReceiveQuota takes nothing more; one below it
             # takes the next item whatever its size (the quota is checked, not reserved).
+            # Set-Mailbox -ProhibitSendReceiveQuota (Microsoft Learn); the answer's wording is
+            # the one quoted in exchangelib issue #457. Exchange's size is a cached figure, so
+            # a real mailbox may take a little more than this before it refuses.
             if quota is not None and size >= quota:
                 self._policy.count_refusal("quota")
                 parsed.append(EwsError("ErrorQuotaExceeded"))

@@ -36,7 +36,8 @@ from .errors import HttpThrottled, RequestTooLarge
 AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth2": OAUTH2}
 
 
-# A 404 to a request at least this large is IIS request filtering refusing its size (404.13),
+# A 404 to a request at least this large is IIS request filtering refusing its size (404.13,
+# "Content length too large": "HTTP status codes in IIS", KB 943891; IIS 7 moved 413 there),
 # not a wrong URL: no EWS request but CreateItem with mail in it comes near this size, and a
 # wrong URL has already failed on the small requests before it (preflight).
 FILTERED_REQUEST_BYTES = 64 * 1024

@@ -242,7 +242,9 @@ class EwsTarget:
                 "before it refused",
                 reason=errors.QUOTA,
                 hint="raise the mailbox's quota on Exchange (ProhibitSendReceiveQuota) or make "
-                     "room in it, then run again: what is missing is sent then, nothing twice")
+                     "room in it, then run again: what is missing is sent then, nothing twice "
+                     "(if Exchange said \"Cannot get ID from name\", it is the mailbox's "
+                     "named-property quota that is full)")
         return [r if r is not None else UploadResult(items[i].key, error=TransientError(
             f"mailbox {mailbox}: no answer for message {items[i].key}")) for i, r in enumerate(results)]
 
