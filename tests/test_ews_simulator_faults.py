@@ -155,7 +155,9 @@ def test_concurrency_ceiling_answers_server_busy(ews_sim: EwsSimulator) -> None:
     assert stats.faults["concurrency"] == 2
 
 
-def test_request_over_max_bytes_gets_413(ews_sim: EwsSimulator) -> None:
+def test_request_over_max_bytes_gets_iis_404(ews_sim: EwsSimulator) -> None:
+    """IIS request filtering answers an over-size request with 404.13, shown to a remote
+    client as IIS's plain 404 page (not 413)."""
     account = make_account(ews_sim, version=EXCHANGE_2016)
     inbox = account.inbox
     ews_sim.set_faults(Faults(max_request_bytes=64_000))
@@ -163,7 +165,7 @@ def test_request_over_max_bytes_gets_413(ews_sim: EwsSimulator) -> None:
         folder=inbox, items=[Message(account=account, mime_content=mime("s", 1_000))]
     )
     assert small[0].id
-    with pytest.raises(MalformedResponseError, match="Code: 413"):
+    with pytest.raises(MalformedResponseError, match="(?s)Code: 404 .*404 - File or directory not found"):
         account.bulk_create(
             folder=inbox, items=[Message(account=account, mime_content=mime("b", 100_000))]
         )

@@ -133,7 +133,7 @@ class AccountJob:
     # --- helpers -------------------------------------------------------------------------
     def _retry(self, fn: Callable[[], T]) -> T:
         def on_retry(exc: TransientError, wait: float, attempt: int) -> None:
-            if exc.retry_after is not None:
+            if exc.throttled:
                 self.ctx.limiter.throttled()
             if self.ctx.on_wait is not None:
                 self.ctx.on_wait(exc, wait)
@@ -579,6 +579,7 @@ class AccountJob:
             attempt += 1
             before = len(pending)
             hint: float | None = None
+            throttled = False
             with self.ctx.limiter.slot():
                 crashpoints.reached("before_upload")
                 try:
@@ -587,6 +588,7 @@ class AccountJob:
                     answers = []
                     last = exc
                     hint = exc.retry_after
+                    throttled = exc.throttled
             for answer in answers:
                 if answer.key not in pending:
                     continue
@@ -620,6 +622,7 @@ class AccountJob:
                     if not isinstance(err, TransientError):
                         err = TransientError(str(err))
                     last = err
+                    throttled = throttled or err.throttled
                     if err.retry_after is not None:
                         hint = max(hint or 0.0, err.retry_after)
             if not pending:
@@ -627,7 +630,7 @@ class AccountJob:
                 break
             if len(pending) < before:
                 attempt = 1  # progress: count attempts without progress only
-            if hint is not None:
+            if throttled:
                 self.ctx.limiter.throttled()
             wait = policy.backoff(attempt, hint)
             if attempt >= policy.attempts or time.monotonic() + wait > deadline or self.ctx.stop.is_set():
@@ -653,5 +656,6 @@ class AccountJob:
                 f"{len(pending)} message(s) could not be uploaded after {attempt} attempt(s); "
                 f"last error: {last}",
                 retry_after=last.retry_after,
+                throttled=last.throttled,
             )
         return settled, None

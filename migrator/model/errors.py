@@ -87,7 +87,10 @@ class Outage:
 class TransientError(MigratorError):
     """Worth retrying: timeouts, resets, throttling. `retry_after` is the server's hint in seconds.
 
-    `outage` is set when the failure is the whole service's (see Outage)."""
+    `outage` is set when the failure is the whole service's (see Outage). `throttled`: the
+    server said it gets too much from us (a hint implies it; Exchange's
+    ErrorExceededConnectionCount and its HTTP-200 ErrorServerBusy come without one), so the
+    caller sends less at a time as well as waiting."""
 
     exit_code = EXIT_PARTIAL
 
@@ -98,10 +101,12 @@ class TransientError(MigratorError):
         retry_after: float | None = None,
         hint: str | None = None,
         outage: Outage | None = None,
+        throttled: bool = False,
     ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
         self.outage = outage
+        self.throttled = throttled or retry_after is not None
 
 
 class PermanentError(MigratorError):

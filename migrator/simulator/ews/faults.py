@@ -18,7 +18,12 @@ class Faults:
     retry_after_s: int | None = None
     reset_rate: float = 0.0
     delay_s: float = 0.0
+    # past this many requests in flight (all callers), ErrorServerBusy with backoff_ms: a server
+    # that is busy under load. Exchange's own per-caller EWSMaxConcurrency is always on in a
+    # strict simulator (ExchangeLimits.max_concurrency, ErrorExceededConnectionCount).
     max_concurrency: int | None = None
+    # IIS request filtering (maxAllowedContentLength): a larger request is refused with
+    # HTTP 404.13 before EWS sees it
     max_request_bytes: int | None = None
     seed: int | None = None
     # Per-message limit (bytes of MIME), answered per item with ErrorMessageSizeExceeded,
@@ -27,6 +32,13 @@ class Faults:
     # The request is carried out but its answer never arrives (RST after the work is done):
     # what a client sees when a load balancer or a network drop cuts a slow answer off.
     lost_answer_rate: float = 0.0
+    # HTTP 200 whose response messages are ErrorInternalServerError with the inner error
+    # ErrorServerBusy and no back-off hint ("EWS throttling in Exchange", table 4); a CreateItem
+    # meets it part-way, having stored the items before a random point
+    internal_busy_rate: float = 0.0
+    # a FindItem/FindFolder page comes back shorter than asked, before the end of the view
+    # (IncludesLastItemInRange false), as under EWSFindCountLimit with concurrent searches
+    short_page_rate: float = 0.0
     # Only requests of these EWS operations (e.g. {"CreateItem"}) draw faults; None: all.
     operations: frozenset[str] | None = None
     # At most this many faults in total (counted from set_faults), then none: a test can
@@ -34,7 +46,8 @@ class Faults:
     max_faults: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("server_busy_rate", "http503_rate", "reset_rate", "lost_answer_rate"):
+        for name in ("server_busy_rate", "http503_rate", "reset_rate", "lost_answer_rate",
+                     "internal_busy_rate", "short_page_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"Faults.{name} must be between 0 and 1, got {rate!r}")
@@ -57,6 +70,8 @@ class FaultKind(StrEnum):
     REQUEST_TOO_LARGE = "request_too_large"
     MESSAGE_TOO_LARGE = "message_too_large"
     LOST_ANSWER = "lost_answer"
+    INTERNAL_BUSY = "internal_busy"
+    SHORT_PAGE = "short_page"
 
 
 class FaultDice:
@@ -97,3 +112,8 @@ class FaultDice:
             hit = self._rng.random() < rate
             self._injected += hit
             return hit
+
+    def uniform(self) -> float:
+        """A draw in [0, 1) from the same seeded sequence (where a fault strikes)."""
+        with self._lock:
+            return self._rng.random()

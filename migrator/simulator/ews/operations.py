@@ -7,7 +7,7 @@ import binascii
 import email.errors
 import email.utils
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 
@@ -15,6 +15,7 @@ from lxml import etree
 
 from . import ids, soap
 from .faults import FaultKind
+from .limits import Budgets, ExchangeLimits, MailboxLimits
 from .props import (
     MSGFLAG_READ,
     MSGFLAG_UNSENT,
@@ -65,19 +66,42 @@ class RequestContext:
     header: etree._Element | None
     anchor: str | None
     impersonated: MailboxRow | None = None
-    notes: dict[str, int] = field(default_factory=dict)
+    # find results charged to the caller's EWSFindCountLimit budget, released once answered
+    find_charged: int = 0
+    # the request meets ErrorInternalServerError (inner ErrorServerBusy) after this fraction
+    # of its items (a fault, see Faults.internal_busy_rate)
+    internal_busy: float | None = None
+
+
+@dataclass
+class Policy:
+    """What the operations read of the simulator's settings, per request."""
+
+    limits: Callable[[], ExchangeLimits | None]  # None: lenient, no Exchange limits
+    budgets: Budgets
+    max_message_bytes: Callable[[], int | None]  # Faults.max_message_bytes, every mailbox
+    mailbox_limits: Callable[[int], MailboxLimits]  # by mailbox row id
+    short_page: Callable[[int], int]  # a page of n entries, maybe cut short (a fault)
+    count_fault: Callable[[FaultKind], None]
+    count_refusal: Callable[[str], None]
+
+
+_REQUEST_TARGETS = ("FolderIds", "ParentFolderIds", "ItemIds", "SourceIds", "Folders", "Items")
+
+
+def _targets(request: etree._Element) -> int:
+    """How many response messages a request gets: one per folder, item or id it names."""
+    for name in _REQUEST_TARGETS:
+        container = _child(request, name)
+        if container is not None:
+            return max(1, sum(1 for c in container if isinstance(c.tag, str)))
+    return 1
 
 
 class Operations:
-    def __init__(
-        self,
-        store: Store,
-        max_message_bytes: Callable[[], int | None],
-        count_fault: Callable[[FaultKind], None],
-    ) -> None:
+    def __init__(self, store: Store, policy: Policy) -> None:
         self._store = store
-        self._max_message_bytes = max_message_bytes
-        self._count_fault = count_fault
+        self._policy = policy
         self._handlers: dict[str, Callable[[etree._Element, RequestContext], str]] = {
             "ConvertId": self.convert_id,
             "GetFolder": self.get_folder,
@@ -101,6 +125,10 @@ class Operations:
             )
         if operation != "ConvertId":
             ctx.impersonated = self._impersonated(ctx)
+        if ctx.internal_busy is not None and operation != "CreateItem":
+            # nothing of it is carried out; CreateItem meets it part-way (see create_item)
+            busy = soap.internal_server_busy()
+            return soap.response(operation, [soap.error(operation, busy)] * _targets(request))
         return handler(request, ctx)
 
     # --- mailbox routing ---------------------------------------------------------------------
@@ -235,6 +263,32 @@ class Operations:
             messages.append(soap.success("GetFolder", f"<m:Folders>{rendered}</m:Folders>"))
         return soap.response("GetFolder", messages)
 
+    def _find_cap(self, restricted: bool) -> int | None:
+        limits = self._policy.limits()
+        if limits is None:
+            return None
+        return limits.restricted_find_count_limit if restricted else limits.find_count_limit
+
+    def _grant(self, ctx: RequestContext, entries: int, cap: int | None) -> int:
+        """How many of the `entries` a page may return: EWSFindCountLimit charges every entry
+        a find holds for the caller until the answer is sent, across the caller's concurrent
+        finds ("EWS throttling in Exchange": a paged request past the budget gets a partial
+        page; a request that finds the budget spent, an error until it recharges). Under the
+        short_page_rate fault a page is cut short anyway."""
+        if entries == 0:
+            return 0
+        entries = self._policy.short_page(entries)
+        if cap is None:
+            return entries
+        granted = self._policy.budgets.charge_find(ctx.user, entries, cap)
+        if granted == 0 and ctx.find_charged == 0:
+            # spent by the caller's other searches before this request began
+            self._policy.count_refusal("find_count_limit")
+            raise EwsError("ErrorExceededFindCountLimit")
+        # spent by this request's earlier folders: a partial page, empty if need be
+        ctx.find_charged += granted
+        return granted
+
     @staticmethod
     def _page(request: etree._Element, view_name: str, total: int) -> tuple[int, int | None]:
         view = _child(request, view_name)
@@ -269,10 +323,19 @@ class Operations:
                 continue
             children = self._store.child_folders(parent, deep)
             restriction = _child(request, "Restriction")
+            restricted = restriction is not None and len(restriction) > 0
             if restriction is not None and len(restriction):
                 children = [f for f in children if folder_matches(restriction[0], f)]
             offset, limit = self._page(request, "IndexedPageFolderView", len(children))
+            cap = self._find_cap(restricted)
+            if cap is not None:
+                limit = cap if limit is None else min(limit, cap)
             page = children[offset : None if limit is None else offset + limit]
+            try:
+                page = page[: self._grant(ctx, len(page), cap)]
+            except EwsError as e:
+                messages.append(soap.error("FindFolder", e))
+                continue
             inner = "".join(self._render_folder(f, shape) for f in page)
             messages.append(
                 soap.success(
@@ -322,7 +385,9 @@ class Operations:
 
     # --- items -------------------------------------------------------------------------------
 
-    def _parse_item(self, spec: etree._Element, folder: FolderRow, now: str) -> NewItem:
+    def _parse_item(
+        self, spec: etree._Element, folder: FolderRow, now: str, max_bytes: int | None
+    ) -> NewItem:
         mime_elem = spec.find(f"{_T}MimeContent")
         mime = b""
         if mime_elem is not None and mime_elem.text:
@@ -330,9 +395,8 @@ class Operations:
                 mime = base64.b64decode(mime_elem.text, validate=False)
             except (binascii.Error, ValueError) as e:
                 raise EwsError("ErrorMimeContentConversionFailed") from e
-        limit = self._max_message_bytes()
-        if limit is not None and len(mime) > limit:
-            self._count_fault(FaultKind.MESSAGE_TOO_LARGE)
+        if max_bytes is not None and len(mime) > max_bytes:
+            self._policy.count_fault(FaultKind.MESSAGE_TOO_LARGE)
             raise EwsError("ErrorMessageSizeExceeded")
         headers = _raw_headers(mime)
         subject = spec.findtext(f"{_T}Subject")
@@ -420,14 +484,40 @@ class Operations:
                 raise
             return soap.response("CreateItem", [soap.error("CreateItem", e)] * max(1, len(specs)))
         now = _now()
+        limits = self._policy.mailbox_limits(folder.mailbox_id)
+        # MaxReceiveSize of the mailbox, or the simulator-wide fault setting if lower
+        max_bytes = min(
+            (b for b in (self._policy.max_message_bytes(), limits.max_receive_bytes) if b is not None),
+            default=None,
+        )
+        quota = limits.prohibit_send_receive_bytes
+        size = self._store.mailbox_size(folder.mailbox_id) if quota is not None else 0
+        busy_from = (
+            len(specs) if ctx.internal_busy is None else int(ctx.internal_busy * len(specs))
+        )
         parsed: list[NewItem | EwsError] = []
-        for spec in specs:
+        for index, spec in enumerate(specs):
+            if index >= busy_from:
+                parsed.append(soap.internal_server_busy())
+                continue
+            # A mailbox at or over ProhibitSendReceiveQuota takes nothing more; one below it
+            # takes the next item whatever its size (the quota is checked, not reserved).
+            # Set-Mailbox -ProhibitSendReceiveQuota (Microsoft Learn); the answer's wording is
+            # the one quoted in exchangelib issue #457. Exchange's size is a cached figure, so
+            # a real mailbox may take a little more than this before it refuses.
+            if quota is not None and size >= quota:
+                self._policy.count_refusal("quota")
+                parsed.append(EwsError("ErrorQuotaExceeded"))
+                continue
             try:
-                parsed.append(self._parse_item(spec, folder, now))
+                item = self._parse_item(spec, folder, now, max_bytes)
             except EwsError as e:
                 if e.fault:
                     raise
                 parsed.append(e)
+                continue
+            parsed.append(item)
+            size += len(item.mime)
         new_items = [p for p in parsed if isinstance(p, NewItem)]
         new_ids = iter(self._store.insert_items(folder.mailbox_id, new_items))
         messages = []
@@ -461,6 +551,7 @@ class Operations:
         restriction = _child(request, "Restriction")
         if restriction is not None and len(restriction):
             where, params = compile_restriction(restriction[0])
+        cap = self._find_cap(where != "1")
         messages = []
         for elem in self._folder_ids(_child(request, "ParentFolderIds")):
             try:
@@ -474,7 +565,14 @@ class Operations:
             offset = int(view.get("Offset", "0")) if view is not None else 0
             limit_text = view.get("MaxEntriesReturned") if view is not None else None
             limit = int(limit_text) if limit_text else None
+            if cap is not None:
+                limit = cap if limit is None else min(limit, cap)
             total, page = self._store.find_item_ids(folder.id, where, params, offset, limit)
+            try:
+                page = page[: self._grant(ctx, len(page), cap)]
+            except EwsError as e:
+                messages.append(soap.error("FindItem", e))
+                continue
             rendered = self._render_items(page, shape)
             inner = "".join(rendered[i] for i in page if i in rendered)
             messages.append(

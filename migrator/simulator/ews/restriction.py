@@ -1,4 +1,14 @@
-"""FindItem restrictions compiled to SQL over the items table."""
+"""FindItem restrictions compiled to SQL over the items table.
+
+Strings compare as Exchange compares them: ignoring case (IsEqualTo, IsNotEqualTo and the
+ordering comparisons on a string property or field match "ABC" for "abc"; Contains follows its
+ContainmentComparison, "Exact" being the only case-sensitive one). The store keeps a case-folded
+copy of every property value for this (store.py, `casefold`). Source: the Restriction and
+Contains element references of EWS (Microsoft Learn), and exchangelib's note that its `__in`
+and `__contains` lookups on strings are case-insensitive against Exchange
+(exchangelib/restriction.py); Unicode case folding for non-ASCII text is our choice, Exchange's
+exact collation is not verified.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +73,7 @@ def _column_value(kind: str, text: str) -> object:
         return 1 if text.strip().lower() in ("true", "1") else 0
     if kind == "time":
         return canonical_time(text)
-    return text
+    return text.casefold()
 
 
 def _path(elem: etree._Element) -> etree._Element:
@@ -82,11 +92,13 @@ def _prop_subquery(ref: PropRef, op: str | None, value: str | None) -> tuple[str
         compare: str = f"CAST(value AS INTEGER) {op} ?"
         arg: object = int(canonical)
     else:
-        compare, arg = f"value {op} ?", canonical
+        # every other type is compared in its canonical text, folded: only strings can differ
+        # in case, and the canonical forms of times and booleans do not
+        compare, arg = f"folded {op} ?", canonical.casefold()
     if op == "<>":
         # A message without the property is "not equal" too.
-        sql = "id NOT IN (SELECT item_id FROM item_props WHERE key = ? AND value = ?)"
-        return sql, [ref.key, arg if not ref.is_integer else str(arg)]
+        sql = "id NOT IN (SELECT item_id FROM item_props WHERE key = ? AND folded = ?)"
+        return sql, [ref.key, str(arg).casefold()]
     return f"id IN (SELECT item_id FROM item_props WHERE key = ? AND {compare})", [ref.key, arg]
 
 
@@ -104,6 +116,8 @@ def _compare(path: etree._Element, op: str | None, value: str | None) -> tuple[s
     if op is None:
         return f"{column} IS NOT NULL", []
     assert value is not None
+    if kind == "text":
+        column = f"casefold({column})"
     try:
         return f"{column} {op} ?", [_column_value(kind, value)]
     except ValueError as e:
@@ -130,12 +144,24 @@ def compile_restriction(elem: etree._Element) -> tuple[str, list[object]]:
         path = _path(elem)
         constant = elem.find(f"{{{T_NS}}}Constant")
         text = "" if constant is None else constant.get("Value", "")
-        if _local(path) == "FieldURI" and path.get("FieldURI") == "item:Subject":
-            return "subject LIKE ?", [f"%{text}%"]
-        if _local(path) == "FieldURI" and path.get("FieldURI") == "item:Categories":
-            return "categories LIKE ?", [f"%{text}%"]
-        raise EwsError("ErrorUnsupportedPathForQuery", fault=True)
+        field = path.get("FieldURI") if _local(path) == "FieldURI" else None
+        column = {"item:Subject": "subject", "item:Categories": "categories"}.get(field or "")
+        if column is None:
+            raise EwsError("ErrorUnsupportedPathForQuery", fault=True)
+        return _contains(column, text, elem.get("ContainmentMode", "Substring"),
+                         elem.get("ContainmentComparison", "Exact"))
     raise EwsError("ErrorInvalidRestriction", f"Unsupported restriction {name}", fault=True)
+
+
+def _contains(column: str, text: str, mode: str, comparison: str) -> tuple[str, list[object]]:
+    if comparison != "Exact":  # IgnoreCase, Loose and their combinations
+        column, text = f"casefold({column})", text.casefold()
+    if mode == "FullString":
+        return f"{column} = ?", [text]
+    if mode == "Prefixed":
+        return f"substr({column}, 1, length(?)) = ?", [text, text]
+    # Substring, and the word modes (PrefixOnWords, ExactPhrase) approximated by it
+    return f"instr({column}, ?) > 0", [text]
 
 
 _FOLDER_FIELDS = {

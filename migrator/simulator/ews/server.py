@@ -24,8 +24,10 @@ from types import FrameType, TracebackType
 from lxml import etree
 
 from . import ids, soap
+from . import schema as ews_schema
 from .faults import FaultDice, FaultKind, Faults
-from .operations import Operations, RequestContext
+from .limits import Budgets, ExchangeLimits, MailboxLimits
+from .operations import Operations, Policy, RequestContext
 from .props import (
     MSGFLAG_UNSENT,
     PR_CLIENT_SUBMIT_TIME,
@@ -33,8 +35,9 @@ from .props import (
     PR_MESSAGE_FLAGS,
     tag_key,
 )
-from .soap import SOAP_NS, EwsError
+from .soap import SOAP_NS, T_NS, EwsError
 from .store import FolderRow, SimFolder, SimItem, Store
+from .versions import DEFAULT_EXCHANGE, SCHEMA_NAMES, ExchangeBuild, exchange_build
 
 EWS_PATH = "/EWS/Exchange.asmx"
 DEFAULT_USERS = {"svc-migrator": "Sim-Passw0rd!"}
@@ -51,6 +54,10 @@ class SimStats:
     max_concurrency: int = 0  # most requests in flight at once
     busy_backoff_ms: list[int] = field(default_factory=list)  # BackOffMilliseconds of busy answers
     items_created: int = 0
+    # what a strict simulator refused as Exchange would (not faults): schema_validation,
+    # max_depth, server_version, connection_count, find_count_limit, quota
+    refused: dict[str, int] = field(default_factory=dict)
+    max_request_depth: int = 0  # deepest request seen, elements from the SOAP Envelope
     timeline: list[TimelineEntry] = field(default_factory=list)  # every request, in arrival order
 
 
@@ -62,7 +69,9 @@ TIMELINE_LIMIT = 200_000
 class TimelineEntry:
     """One request as the simulator saw it: when it arrived and was answered (monotonic
     seconds), the mailbox it was for (X-AnchorMailbox), the answer ("ok", "busy", "http503",
-    "reset") and the back-off hint the answer carried, in seconds."""
+    "reset", "lost", "internal_busy", or what a strict simulator refused: "connection_count",
+    "schema_validation", "max_depth", "server_version") and the back-off hint the answer
+    carried, in seconds."""
 
     arrived: float
     answered: float
@@ -81,10 +90,16 @@ class _Counters:
         self.max_in_flight = 0
         self.busy_backoff_ms: list[int] = []
         self.items_created = 0
+        self.refused: Counter[str] = Counter()
+        self.max_depth = 0
 
     def fault(self, kind: FaultKind) -> None:
         with self.lock:
             self.faults[kind.value] += 1
+
+    def refusal(self, what: str) -> None:
+        with self.lock:
+            self.refused[what] += 1
 
     def snapshot(self) -> SimStats:
         with self.lock:
@@ -95,6 +110,8 @@ class _Counters:
                 busy_backoff_ms=list(self.busy_backoff_ms),
                 items_created=self.items_created,
                 timeline=sorted(self.timeline, key=lambda e: e.arrived),
+                refused=dict(self.refused),
+                max_request_depth=self.max_depth,
             )
 
 
@@ -215,6 +232,15 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     )
 
+    def _fault(self, sim: EwsSimulator, err: EwsError) -> None:
+        # Exchange sends SOAP faults with HTTP 500 and without the version header.
+        self._send(500, sim._answer(soap.fault(err), fault=True))
+
+    def _refuse(self, sim: EwsSimulator, what: str, err: EwsError) -> None:
+        sim._counters.refusal(what)
+        self._answer = what
+        self._fault(sim, err)
+
     def _post(self, sim: EwsSimulator, in_flight: int) -> None:
         faults = sim._dice.faults
         dice = sim._dice
@@ -225,10 +251,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0].lower() != EWS_PATH.lower():
             self._send_plain(404, "Not Found")
             return
-        # IIS request filtering / the WCF binding reject an oversized request before EWS runs.
+        # IIS request filtering refuses an over-size request before authentication and before
+        # EWS runs: HTTP 404 with sub-status 13 (maxAllowedContentLength), not 413. Remote
+        # clients see IIS's generic 404 page, not the sub-status (errorMode DetailedLocalOnly).
+        # Source: "Request Filtering <requestFiltering>" and "The HTTP status code in IIS"
+        # (Microsoft Learn).
         if faults.max_request_bytes is not None and len(body) > faults.max_request_bytes:
             counters.fault(FaultKind.REQUEST_TOO_LARGE)
-            self._send_plain(413, "Request Entity Too Large")
+            self._send_plain(404, _IIS_404)
             return
         user = self._user()
         if user is None:
@@ -252,27 +282,64 @@ class _Handler(BaseHTTPRequestHandler):
             self._hint_s = None if faults.retry_after_s is None else float(faults.retry_after_s)
             self._send_plain(503, "Service Unavailable", extra)
             return
+        limits = sim.limits
+        # EWSMaxConcurrency: a connection counts from the moment its request is received until
+        # its answer is sent, per caller; one too many is refused, the others go on
+        # ("EWS throttling in Exchange", Throttling policies and concurrency).
+        if limits is not None and not sim._budgets.enter(user, limits.max_concurrency):
+            self._refuse(sim, "connection_count", soap.exceeded_connection_count(limits.max_concurrency))
+            return
+        ctx = RequestContext(user=user, header=None, anchor=self.headers.get("X-AnchorMailbox"))
+        try:
+            self._carry_out(sim, body, ctx, faulty, in_flight)
+        finally:
+            if limits is not None:
+                sim._budgets.leave(user)
+            sim._budgets.release_find(user, ctx.find_charged)
+
+    def _carry_out(
+        self, sim: EwsSimulator, body: bytes, ctx: RequestContext, faulty: bool, in_flight: int
+    ) -> None:
+        faults = sim._dice.faults
+        dice = sim._dice
+        counters = sim._counters
+        limits = sim.limits
         if faults.delay_s > 0:
             counters.fault(FaultKind.DELAY)
             time.sleep(faults.delay_s)
         try:
             root = etree.fromstring(body, _PARSER)
         except etree.XMLSyntaxError as e:
-            err = EwsError(
-                "ErrorSchemaValidation", f"The request is not well-formed XML: {e}", fault=True
-            )
-            self._send(500, soap.envelope(soap.fault(err)))
+            line, position = e.position
+            self._refuse(sim, "schema_validation", soap.schema_violation(str(e), line, position))
+            return
+        depth, deepest = _depth(root, limits.max_read_depth if limits is not None else None)
+        with counters.lock:
+            counters.max_depth = max(counters.max_depth, depth)
+        if deepest is not None and limits is not None:
+            line, position = _position(body, limits.max_read_depth)
+            self._refuse(sim, "max_depth", soap.max_depth_exceeded(limits.max_read_depth, line, position))
             return
         header = root.find(f"{{{SOAP_NS}}}Header")
         soap_body = root.find(f"{{{SOAP_NS}}}Body")
         if soap_body is None or len(soap_body) == 0:
             err = EwsError("ErrorSchemaValidation", "The request has no SOAP body.", fault=True)
-            self._send(500, soap.envelope(soap.fault(err)))
+            self._refuse(sim, "schema_validation", err)
             return
         request = soap_body[0]
         operation = etree.QName(request).localname
         with counters.lock:
             counters.requests[operation] += 1
+        if limits is not None:
+            refusal = _version_refusal(header, sim.exchange)
+            if refusal is not None:
+                self._refuse(sim, "server_version", refusal)
+                return
+        if sim._schema is not None:
+            violation = _schema_violation(sim._schema, header, request)
+            if violation is not None:
+                self._refuse(sim, "schema_validation", violation)
+                return
         busy_kind = None
         if faulty and faults.max_concurrency is not None and in_flight > faults.max_concurrency:
             busy_kind = FaultKind.CONCURRENCY
@@ -284,19 +351,22 @@ class _Handler(BaseHTTPRequestHandler):
                 counters.busy_backoff_ms.append(faults.backoff_ms)
             self._answer = "busy"
             self._hint_s = faults.backoff_ms / 1000
-            self._send(500, soap.envelope(soap.fault(soap.server_busy(faults.backoff_ms))))
+            self._fault(sim, soap.server_busy(faults.backoff_ms))
             return
-        ctx = RequestContext(user=user, header=header, anchor=self.headers.get("X-AnchorMailbox"))
+        if faulty and dice.roll(faults.internal_busy_rate):
+            counters.fault(FaultKind.INTERNAL_BUSY)
+            self._answer = "internal_busy"
+            ctx.internal_busy = dice.uniform()
+        ctx.header = header
         try:
             answer = sim._operations.dispatch(operation, request, ctx)
         except EwsError as e:
-            # Exchange sends SOAP faults with HTTP 500.
-            self._send(500, soap.envelope(soap.fault(e)))
+            self._fault(sim, e)
             return
         except Exception as e:  # a simulator bug must not look like a network fault
             traceback.print_exc()
             err = EwsError("ErrorInternalServerError", f"Simulator error: {e!r}", fault=True)
-            self._send(500, soap.envelope(soap.fault(err)))
+            self._fault(sim, err)
             return
         if operation == "CreateItem":
             created = answer.count('ResponseClass="Success"')
@@ -307,7 +377,94 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer = "lost"
             self._reset()
             return
-        self._send(200, soap.envelope(answer))
+        self._send(200, sim._answer(answer, fault=False))
+
+
+# What IIS shows a remote client for any 404, 404.13 included (its custom error page).
+_IIS_404 = (
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+    '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+    '<html xmlns="http://www.w3.org/1999/xhtml">\n<head>\n'
+    '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1"/>\n'
+    "<title>404 - File or directory not found.</title>\n</head>\n<body>\n"
+    '<div id="header"><h1>Server Error</h1></div>\n<div id="content">\n'
+    ' <div class="content-container"><fieldset>\n'
+    "  <h2>404 - File or directory not found.</h2>\n"
+    "  <h3>The resource you are looking for might have been removed, had its name changed, "
+    "or is temporarily unavailable.</h3>\n"
+    " </fieldset></div>\n</div>\n</body>\n</html>\n"
+)
+
+
+def _depth(root: etree._Element, limit: int | None) -> tuple[int, etree._Element | None]:
+    """The nesting depth of the request in elements, the Envelope being 1, as WCF's reader
+    counts it against XmlDictionaryReaderQuotas.MaxDepth; and the first element deeper than
+    `limit`, if any."""
+    deepest = 1
+    stack = [(root, 1)]
+    while stack:
+        elem, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if limit is not None and depth > limit:
+                return depth, elem
+        stack.extend((child, depth + 1) for child in elem if isinstance(child.tag, str))
+    return deepest, None
+
+
+_TAG = re.compile(rb"<(/?)([^\s/>!?]+)[^>]*?(/?)>|<!--.*?-->|<\?.*?\?>|<!\[CDATA\[.*?\]\]>", re.S)
+
+
+def _position(body: bytes, limit: int) -> tuple[int, int]:
+    """Line and position (1-based, of the element's name) where the reader passes `limit`."""
+    depth = 0
+    for match in _TAG.finditer(body):
+        closing, name, empty = match.group(1), match.group(2), match.group(3)
+        if name is None:
+            continue
+        if closing:
+            depth -= 1
+            continue
+        depth += 1
+        if depth > limit:
+            start = match.start()
+            line_start = body.rfind(b"\n", 0, start) + 1
+            return body.count(b"\n", 0, start) + 1, start - line_start + 2
+        if empty:
+            depth -= 1
+    return 1, 1
+
+
+def _version_refusal(header: etree._Element | None, build: ExchangeBuild) -> EwsError | None:
+    """A RequestServerVersion this server does not speak: ErrorInvalidServerVersion for a
+    version of the schema newer than the server, ErrorInvalidRequest for a name the schema
+    does not know (Exchange 2019 answered "Exchange2019" so: exchangelib issue #927)."""
+    if header is None:
+        return None
+    requested = header.find(f"{{{T_NS}}}RequestServerVersion")
+    if requested is None:
+        return None
+    version = requested.get("Version", "")
+    if version in build.accepts:
+        return None
+    if version in SCHEMA_NAMES:
+        return EwsError("ErrorInvalidServerVersion", fault=True)
+    return EwsError("ErrorInvalidRequest", fault=True)
+
+
+def _schema_violation(
+    schema: ews_schema.EwsSchema, header: etree._Element | None, request: etree._Element
+) -> EwsError | None:
+    """The first part of the request that Microsoft's schema refuses: the EWS header elements,
+    then the operation (the SOAP envelope itself is not in the EWS schema)."""
+    parts = [] if header is None else [
+        h for h in header if isinstance(h.tag, str) and etree.QName(h).namespace == T_NS
+    ]
+    for part in [*parts, request]:
+        violation = schema.check(part)
+        if violation is not None:
+            return soap.schema_violation(violation.text, violation.line, violation.position)
+    return None
 
 
 _OPERATION = re.compile(rb"<(?:[A-Za-z0-9_]+:)?Body[^>]*>\s*<(?:[A-Za-z0-9_]+:)?([A-Za-z]+)")
@@ -318,6 +475,35 @@ def _operation_name(body: bytes) -> str | None:
     first few kilobytes: the body may be a 40 MB CreateItem)."""
     found = _OPERATION.search(body, 0, 64 * 1024)
     return found.group(1).decode() if found else None
+
+
+_NO_LIMITS = MailboxLimits()
+
+
+class SchemaViolations(AssertionError):
+    """The simulator wrote answers that Microsoft's EWS schema refuses (a simulator bug)."""
+
+    def __init__(self, violations: list[str]) -> None:
+        shown = "\n".join(violations[:5])
+        more = f"\n... and {len(violations) - 5} more" if len(violations) > 5 else ""
+        super().__init__(f"{len(violations)} answer(s) of the EWS simulator do not match the schema:\n{shown}{more}")
+        self.violations = violations
+
+
+def _answer_violation(schema: ews_schema.EwsSchema, data: bytes, fault: bool) -> str | None:
+    root = etree.fromstring(data, _PARSER)
+    header = root.find(f"{{{SOAP_NS}}}Header")
+    body = root.find(f"{{{SOAP_NS}}}Body")
+    assert body is not None
+    parts = [] if header is None else [h for h in header if isinstance(h.tag, str)]
+    if not fault:
+        # a Fault is SOAP's own, not in the EWS schema (its MessageXml is open content anyway)
+        parts += [b for b in body if isinstance(b.tag, str)]
+    for part in parts:
+        violation = schema.check(part)
+        if violation is not None:
+            return f"{etree.QName(part).localname}: {violation.text}"
+    return None
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -338,24 +524,85 @@ class EwsSimulator:
         users: dict[str, str] | None = None,
         faults: Faults | None = None,
         auth: str = "basic",
+        strict: bool = True,
+        validate: bool | None = None,
+        exchange: str = DEFAULT_EXCHANGE,
+        limits: ExchangeLimits | None = None,
     ) -> None:
+        """strict: refuse what Exchange refuses (read depth, EWSMaxConcurrency,
+        EWSFindCountLimit, unknown server versions; see ExchangeLimits); False for tests that
+        need a lenient server. validate: check every request against Microsoft's EWS schema
+        (ErrorSchemaValidation when it does not match) and every answer the simulator writes
+        (`stop()` raises SchemaViolations if one did not match). None means "as strict": the
+        schema must then be found, or SchemaNotFound says where to put it. exchange: "2013",
+        "2016" or "2019", the build the simulator passes for."""
         if auth != "basic":
             raise ValueError(f"EwsSimulator supports auth='basic' only, not {auth!r}")
         self.data_dir = Path(data_dir)
         self.host = host
         self._requested_port = port
         self._users = {k.lower(): (k, v) for k, v in (users or DEFAULT_USERS).items()}
+        self.exchange: ExchangeBuild = exchange_build(exchange)
+        self._limits = limits or ExchangeLimits()
+        self.strict = strict
+        validate = strict if validate is None else validate
+        self._schema = ews_schema.load() if validate else None
         self._dice = FaultDice(faults or Faults())
         self._counters = _Counters()
+        self._budgets = Budgets()
+        self._mailbox_limits: dict[int, MailboxLimits] = {}
+        self._violations: list[str] = []
+        self._violations_lock = threading.Lock()
         self._store = Store(self.data_dir)
         self._operations = Operations(
             self._store,
-            max_message_bytes=lambda: self._dice.faults.max_message_bytes,
-            count_fault=self._counters.fault,
+            Policy(
+                limits=lambda: self.limits,
+                budgets=self._budgets,
+                max_message_bytes=lambda: self._dice.faults.max_message_bytes,
+                mailbox_limits=lambda mailbox_id: self._mailbox_limits.get(mailbox_id, _NO_LIMITS),
+                short_page=self._short_page,
+                count_fault=lambda kind: self._counters.fault(kind),
+                count_refusal=lambda what: self._counters.refusal(what),
+            ),
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = port
+
+    @property
+    def limits(self) -> ExchangeLimits | None:
+        """Exchange's limits in force; None for a lenient simulator."""
+        return self._limits if self.strict else None
+
+    @property
+    def validates(self) -> bool:
+        return self._schema is not None
+
+    def _short_page(self, entries: int) -> int:
+        faults = self._dice.faults
+        if entries < 2 or not self._dice.roll(faults.short_page_rate):
+            return entries
+        self._counters.fault(FaultKind.SHORT_PAGE)
+        return 1 + int(self._dice.uniform() * (entries - 1))
+
+    def _answer(self, body: str, *, fault: bool) -> bytes:
+        """The envelope of an answer, checked against the schema when validating."""
+        data = soap.envelope(body, None if fault else self.exchange.header)
+        if self._schema is not None:
+            problem = _answer_violation(self._schema, data, fault)
+            if problem is not None:
+                # a bug of the simulator: send the answer anyway (the client's behaviour is
+                # part of what a test sees), say so now, and fail the test at stop()
+                print(f"EWS simulator: invalid answer: {problem}", file=sys.stderr, flush=True)
+                with self._violations_lock:
+                    self._violations.append(problem)
+        return data
+
+    def answer_violations(self) -> list[str]:
+        """Answers of this simulator that did not match Microsoft's schema (should be none)."""
+        with self._violations_lock:
+            return list(self._violations)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -390,6 +637,9 @@ class EwsSimulator:
         # A stopped simulator can be started again on the same data directory.
         self._store = Store(self.data_dir)
         self._operations._store = self._store
+        violations = self.answer_violations()
+        if violations:
+            raise SchemaViolations(violations)
 
     def __enter__(self) -> EwsSimulator:
         self.start()
@@ -419,6 +669,24 @@ class EwsSimulator:
 
     def set_faults(self, faults: Faults) -> None:
         self._dice.replace(faults)
+
+    def set_limits(self, limits: ExchangeLimits) -> None:
+        """Exchange's limits for a strict simulator (defaults: ExchangeLimits())."""
+        self._limits = limits
+
+    def set_mailbox_limits(
+        self,
+        address: str,
+        *,
+        max_receive_bytes: int | None = None,
+        prohibit_send_receive_bytes: int | None = None,
+    ) -> None:
+        """The mailbox's MaxReceiveSize and ProhibitSendReceiveQuota (None: unlimited). Kept in
+        memory: a new simulator on the same data directory starts without them."""
+        self._mailbox_limits[self._mailbox_id(address)] = MailboxLimits(
+            max_receive_bytes=max_receive_bytes,
+            prohibit_send_receive_bytes=prohibit_send_receive_bytes,
+        )
 
     @property
     def faults(self) -> Faults:
@@ -501,7 +769,6 @@ class EwsSimulator:
             in_flight = self._counters.in_flight
             self._counters = _Counters()
             self._counters.in_flight = in_flight
-        self._operations._count_fault = self._counters.fault
 
 
 def serve(
@@ -513,15 +780,28 @@ def serve(
     *,
     host: str = "127.0.0.1",
     announce: Callable[[str], object] | None = None,
+    exchange: str = DEFAULT_EXCHANGE,
 ) -> None:
-    """Run a simulator until SIGINT/SIGTERM (the ``migrator ews-simulator`` command)."""
+    """Run a simulator until SIGINT/SIGTERM (the ``migrator ews-simulator`` command); strict,
+    and checked against Microsoft's schema when it can be found (a warning says when not)."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    sim = EwsSimulator(data_dir, host=host, port=port, users=users, faults=faults)
+    validate = ews_schema.locate() is not None
+    if not validate:
+        print(
+            "ews-simulator: Microsoft's EWS schema was not found (see docs/ews-simulator.md); "
+            "requests and answers are not checked against it",
+            file=sys.stderr,
+            flush=True,
+        )
+    sim = EwsSimulator(
+        data_dir, host=host, port=port, users=users, faults=faults, validate=validate,
+        exchange=exchange,
+    )
     try:
         for address in mailboxes:
             sim.add_mailbox(address)

@@ -103,6 +103,9 @@ def parse_shape(elem: etree._Element | None, *, folder: bool) -> Shape:
     return Shape(fields=frozenset(fields), extended=extended)
 
 
+_WITH_UNREAD = frozenset({"Folder", "TasksFolder", "SearchFolder"})
+
+
 def folder_id_xml(folder: FolderRow, tag: str = "FolderId") -> str:
     return (
         f'<t:{tag} Id="{ids.encode(ids.FOLDER, folder.mailbox_id, folder.id)}" '
@@ -141,7 +144,9 @@ def folder_xml(
         parts.append(_EFFECTIVE_RIGHTS)
     if shape.has("folder:DistinguishedFolderId") and folder.distinguished:
         parts.append(f"<t:DistinguishedFolderId>{folder.distinguished}</t:DistinguishedFolderId>")
-    if counts is not None and shape.has("folder:UnreadCount") and tag != "ContactsFolder":
+    # UnreadCount belongs to FolderType (Folder, TasksFolder, SearchFolder); calendar and
+    # contacts folders have none in the schema
+    if counts is not None and shape.has("folder:UnreadCount") and tag in _WITH_UNREAD:
         parts.append(f"<t:UnreadCount>{counts[1]}</t:UnreadCount>")
     parts.append(f"</t:{tag}>")
     return "".join(parts)

@@ -86,10 +86,26 @@ CREATE TABLE IF NOT EXISTS item_props (
     key TEXT NOT NULL,    -- tag:0x0E07, name:<guid>:<name> or id:<guid>:<id>
     type TEXT NOT NULL,   -- EWS PropertyType (Integer, String, SystemTime, ...)
     value TEXT NOT NULL,  -- canonical text form (JSON list for array types)
+    folded TEXT,          -- value.casefold(): Exchange compares strings ignoring case
     PRIMARY KEY (item_id, key)
 );
-CREATE INDEX IF NOT EXISTS item_props_lookup ON item_props(key, value);
+CREATE INDEX IF NOT EXISTS items_mailbox ON items(mailbox_id);
 """
+# Stores written before string comparisons ignored case have no `folded` column yet.
+_UPGRADE = """
+ALTER TABLE item_props ADD COLUMN folded TEXT;
+UPDATE item_props SET folded = casefold(value);
+"""
+_INDEXES = """
+DROP INDEX IF EXISTS item_props_lookup;
+CREATE INDEX IF NOT EXISTS item_props_folded ON item_props(key, folded);
+"""
+
+
+def casefold(value: str | None) -> str | None:
+    """SQL function: text folded as Exchange's case-insensitive comparisons fold it (Unicode
+    case folding; SQLite's own lower() and NOCASE know ASCII only)."""
+    return value.casefold() if isinstance(value, str) else value
 
 
 class FolderExistsError(Exception):
@@ -249,7 +265,12 @@ class Store:
         # NORMAL is durable across a process crash in WAL mode; only an OS crash can lose the tail.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.create_function("casefold", 1, casefold, deterministic=True)
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(item_props)")}
+        if "folded" not in columns:
+            self._db.executescript(_UPGRADE)
+        self._db.executescript(_INDEXES)
 
     def close(self) -> None:
         with self._lock:
@@ -420,10 +441,19 @@ class Store:
                 ids.append(item_id)
                 if item.props:
                     db.executemany(
-                        "INSERT OR REPLACE INTO item_props(item_id, key, type, value) VALUES (?, ?, ?, ?)",
-                        [(item_id, p.key, p.type, p.value) for p in item.props],
+                        "INSERT OR REPLACE INTO item_props(item_id, key, type, value, folded)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        [(item_id, p.key, p.type, p.value, p.value.casefold()) for p in item.props],
                     )
         return ids
+
+    def mailbox_size(self, mailbox_id: int) -> int:
+        """Bytes of MIME stored in the mailbox (what a quota is measured against)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT coalesce(sum(size), 0) FROM items WHERE mailbox_id = ?", (mailbox_id,)
+            ).fetchone()
+        return int(row[0])
 
     def find_item_ids(
         self, folder_id: int, where: str, params: Sequence[object], offset: int, limit: int | None

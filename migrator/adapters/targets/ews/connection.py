@@ -25,6 +25,7 @@ from exchangelib import (
     FailFast,
     OAuth2Credentials,
 )
+from exchangelib.errors import SessionPoolMinSizeReached
 from exchangelib.protocol import BaseProtocol, Protocol
 
 from migrator.model.errors import PlanError
@@ -35,20 +36,36 @@ from .errors import HttpThrottled, RequestTooLarge
 AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth2": OAUTH2}
 
 
+# A 404 to a request at least this large is IIS request filtering refusing its size (404.13,
+# "Content length too large": "HTTP status codes in IIS", KB 943891; IIS 7 moved 413 there),
+# not a wrong URL: no EWS request but CreateItem with mail in it comes near this size, and a
+# wrong URL has already failed on the small requests before it (preflight).
+FILTERED_REQUEST_BYTES = 64 * 1024
+
+
 class FailFastWithHints(FailFast):
     """exchangelib's fail-fast policy (our retry layer decides), keeping the server's hint.
 
     Stock FailFast reports HTTP 503 without its Retry-After and 429 as an unknown failure; both
-    become HttpThrottled (an ErrorServerBusy) carrying Retry-After in seconds. HTTP 413 becomes
-    RequestTooLarge, so upload can split the request.
+    become HttpThrottled (an ErrorServerBusy) carrying Retry-After in seconds. HTTP 413 (the WCF
+    binding's maxReceivedMessageSize) and IIS's 404.13 (request filtering's
+    maxAllowedContentLength; remote clients see a plain 404 page, so it is told from a wrong
+    URL by the request's size) become RequestTooLarge, so upload can split the request.
     """
 
     def raise_response_errors(self, response: requests.Response) -> None:
         if response.status_code in (429, 503):
             raise HttpThrottled(response.status_code, retry_after_seconds(response))
         if response.status_code == 413:
-            raise RequestTooLarge()
+            raise RequestTooLarge(413)
+        if response.status_code == 404 and _request_bytes(response) >= FILTERED_REQUEST_BYTES:
+            raise RequestTooLarge(404)
         super().raise_response_errors(response)
+
+
+def _request_bytes(response: requests.Response) -> int:
+    body = response.request.body if response.request is not None else None
+    return len(body) if isinstance(body, bytes | str) else 0
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
@@ -216,4 +233,14 @@ def make_account(address: str, config: Configuration, *, impersonation: bool,
     # With fail-fast there is no waiting; 0 keeps exchangelib from inventing a back-off hint
     # (it fills in RETRY_WAIT where the server gave none) so `retry_after` is only the server's.
     protocol.RETRY_WAIT = 0
+    # exchangelib answers ErrorExceededConnectionCount by dropping a session and sending the
+    # same request again at once, fail-fast or not, until its pool is down to one: a burst of
+    # resends (each may carry 25 MB of mail) at a server that just said "too many". Our
+    # limiter decides how many requests are in flight, so the pool never shrinks and the
+    # error reaches the retry layer, which waits and sends fewer at a time.
+    protocol.decrease_poolsize = _keep_pool_size
     return account
+
+
+def _keep_pool_size() -> None:
+    raise SessionPoolMinSizeReached("migrator's limiter, not exchangelib's pool, sets the concurrency")

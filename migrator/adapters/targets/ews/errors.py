@@ -80,7 +80,6 @@ _TRANSIENT = (
     ews.ErrorInternalServerTransientError,
     ews.ErrorInternalServerError,
     ews.ErrorTooManyObjectsOpened,
-    ews.ErrorExceededConnectionCount,
     ews.ErrorMailboxMoveInProgress,
     ews.ErrorMailboxStoreUnavailable,
     ews.ErrorMailboxFailover,
@@ -112,11 +111,14 @@ class HttpThrottled(ews.ErrorServerBusy):
 
 
 class RequestTooLarge(ews.TransportError):
-    """HTTP 413: the server (IIS request filtering, maxReceivedMessageSize) refused the request
-    for its size before EWS looked at it. Nothing was stored."""
+    """The server refused the request for its size before EWS looked at it: HTTP 404.13 from
+    IIS request filtering (maxAllowedContentLength) or 413 from the WCF binding
+    (maxReceivedMessageSize). Nothing was stored."""
 
-    def __init__(self) -> None:
-        super().__init__("HTTP 413 Request Entity Too Large")
+    def __init__(self, status: int = 413) -> None:
+        self.status = status
+        what = "404.13, IIS request filtering" if status == 404 else "413 Request Entity Too Large"
+        super().__init__(f"HTTP {what}")
 
 
 def _code(exc: BaseException) -> str:
@@ -176,8 +178,21 @@ def _translate(exc: Exception, *, where: str, secrets: Sequence[str]) -> Excepti
             return TransientError(f"{where}: connection to the EWS server failed ({detail})")
         if isinstance(exc, HttpThrottled):
             return TransientError(f"{where}: the server is throttling (HTTP {exc.status})",
-                                  retry_after=back_off)
-        return TransientError(f"{where}: the server is busy (ErrorServerBusy)", retry_after=back_off)
+                                  retry_after=back_off, throttled=True)
+        # with or without BackOffMilliseconds: the HTTP-200 ErrorInternalServerError whose
+        # inner error is ErrorServerBusy has none ("EWS throttling in Exchange", table 4)
+        return TransientError(f"{where}: the server is busy (ErrorServerBusy)", retry_after=back_off,
+                              throttled=True)
+    if isinstance(exc, ews.ErrorExceededConnectionCount):
+        # EWSMaxConcurrency (27 by default) counts the service account's requests in flight
+        # over every process using it; the answer carries no back-off hint
+        return TransientError(f"{where}: the service account has more EWS requests in flight than "
+                              "Exchange allows it (ErrorExceededConnectionCount)", throttled=True,
+                              hint="lower [run] target_concurrency (over all hosts) below the "
+                                   "service account's EWSMaxConcurrency")
+    if isinstance(exc, ews.ErrorExceededFindCountLimit):
+        return TransientError(f"{where}: the service account's searches hold more results than "
+                              "Exchange allows it at once (ErrorExceededFindCountLimit)", throttled=True)
     if isinstance(exc, ews.UnauthorizedError | ews.CASError):
         return PermanentError(f"{where}: the EWS server refused our credentials ({detail})",
                               reason=AUTH,
@@ -191,7 +206,7 @@ def _translate(exc: Exception, *, where: str, secrets: Sequence[str]) -> Excepti
                               reason=NO_PERMISSION,
                               hint="grant ApplicationImpersonation (or FullAccess for delegate mode)")
     if isinstance(exc, RequestTooLarge):
-        return PermanentError(f"{where}: the server refused the request as too large (HTTP 413)",
+        return PermanentError(f"{where}: the server refused the request as too large ({exc})",
                               reason=TOO_LARGE,
                               hint="the server's request limit is below [target] max_message_size")
     if isinstance(exc, _TOO_LARGE):

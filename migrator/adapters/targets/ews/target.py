@@ -45,7 +45,12 @@ T = TypeVar("T")
 DEFAULT_REQUEST_BYTES = 25 * 1024 * 1024  # base64 per CreateItem; Exchange takes ~64 MB
 DEFAULT_REQUEST_ITEMS = 100  # exchangelib's and Exchange's usual batch size
 DEFAULT_MAX_CONNECTIONS = 4
-FIND_BATCH = 50  # keys per FindItem restriction (an OR of IsEqualTo)
+# Keys per FindItem restriction: one Or of IsEqualTo, flat whatever the number of keys (a chain of
+# `query |= Q(...)` nests one Or per key, and Exchange's reader stops at 32 levels of XML:
+# ErrorSchemaValidation "The maximum read depth (32) has been exceeded"). More keys are more
+# requests, never a deeper one. 50 keys' matches fit one page of a restricted search, which
+# Exchange caps at 250 (EWSFindCountLimit for searches with a restriction).
+FIND_BATCH = 50
 INVENTORY_PAGE = 1000  # items per FindItem page when listing a folder (Exchange's usual cap)
 
 # IMAP keywords that are protocol state, not user labels: never shown as categories.
@@ -230,6 +235,19 @@ class EwsTarget:
                     results[index] = UploadResult(items[index].key, error=stop)
                 continue
             stop = self._upload_batch(mailbox, folder, items, batch, results)
+        if isinstance(stop, PermanentError) and stop.reason == errors.QUOTA:
+            # The mailbox is full: every message after this one would be refused too, and none
+            # of them is a bad message. The account stops here; the chunk's messages stay
+            # unconfirmed (the next run finds those stored before the refusal, and sends the rest).
+            stored = sum(1 for r in results if r is not None and r.ok)
+            raise PermanentError(
+                f"{stop.message}; {stored} of {len(items)} message(s) of this chunk were stored "
+                "before it refused",
+                reason=errors.QUOTA,
+                hint="raise the mailbox's quota on Exchange (ProhibitSendReceiveQuota) or make "
+                     "room in it, then run again: what is missing is sent then, nothing twice "
+                     "(if Exchange said \"Cannot get ID from name\", it is the mailbox's "
+                     "named-property quota that is full)")
         return [r if r is not None else UploadResult(items[i].key, error=TransientError(
             f"mailbox {mailbox}: no answer for message {items[i].key}")) for i, r in enumerate(results)]
 
@@ -298,12 +316,13 @@ class EwsTarget:
         results: list[UploadResult | None],
         where: str,
     ) -> Exception | None:
-        """HTTP 413: the server's request limit is below ours. Halve until it fits (a refused
-        request stored nothing); a single message that does not fit is too large."""
+        """HTTP 413 or 404.13: the server's request limit is below ours. Halve until it fits (a
+        refused request stored nothing); a single message that does not fit is too large."""
         if len(batch) == 1:
             key = items[batch[0]].key
             results[batch[0]] = UploadResult(key, error=PermanentError(
-                f"{where}: message {key} alone is over the server's request limit (HTTP 413)",
+                f"{where}: message {key} alone is over the server's request limit "
+                "(HTTP 413 or IIS's 404.13)",
                 reason=errors.TOO_LARGE,
                 hint="lower [target] max_message_size to what the server accepts"))
             return None  # the next request may well fit
@@ -407,10 +426,7 @@ class EwsTarget:
             collection = FolderCollection(account=account, folders=[target_folder])
             fields = {FieldPath(field=_source_key_field())}
             for start in range(0, len(wanted), FIND_BATCH):
-                part = wanted[start:start + FIND_BATCH]
-                query = Q(migrator_source_key=part[0])
-                for key in part[1:]:
-                    query |= Q(migrator_source_key=key)
+                query = Q(migrator_source_key__in=wanted[start:start + FIND_BATCH])
                 for item in collection.find_items(query, additional_fields=fields,
                                                   page_size=FIND_BATCH * 2):
                     if isinstance(item, Exception):
