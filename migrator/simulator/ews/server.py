@@ -33,6 +33,7 @@ from .props import (
     PR_MESSAGE_FLAGS,
     tag_key,
 )
+from .rules import InboxRules
 from .soap import SOAP_NS, EwsError
 from .store import FolderRow, SimFolder, SimItem, Store
 
@@ -353,6 +354,8 @@ class EwsSimulator:
             max_message_bytes=lambda: self._dice.faults.max_message_bytes,
             count_fault=self._counters.fault,
         )
+        self._rules = InboxRules(self._operations, self._store)
+        self._rules.install()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = port
@@ -390,6 +393,7 @@ class EwsSimulator:
         # A stopped simulator can be started again on the same data directory.
         self._store = Store(self.data_dir)
         self._operations._store = self._store
+        self._rules._store = self._store
 
     def __enter__(self) -> EwsSimulator:
         self.start()
@@ -423,6 +427,10 @@ class EwsSimulator:
     @property
     def faults(self) -> Faults:
         return self._dice.faults
+
+    def set_rules_quota(self, quota_bytes: int) -> None:
+        """Every mailbox's inbox rules quota (Exchange: Set-Mailbox -RulesQuota; 64 KB default)."""
+        self._rules.quota = quota_bytes
 
     # --- inspection -----------------------------------------------------------------------
 
