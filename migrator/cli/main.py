@@ -10,6 +10,7 @@ import click
 
 from migrator import __version__
 from migrator.cli.errors import handle_errors
+from migrator.cli.filters import register as register_filters
 from migrator.cli.options import (
     bounded,
     json_option,
@@ -399,6 +400,7 @@ def ews_simulator_cmd(
 
 
 register_reports(cli)
+register_filters(cli)
 
 
 def main() -> None:

@@ -29,10 +29,11 @@ def parse_script(script: SieveScript) -> ParsedScript:
     """The script's statements, or the parser's message when it does not parse."""
     register()
     data = script.text.encode("utf-8")
-    if len(data) > MAX_SCRIPT_BYTES:
+    size = max(len(data), script.size)
+    if size > MAX_SCRIPT_BYTES:
         return ParsedScript(
             script,
-            error=f"the script is {len(data):,} bytes, over the {MAX_SCRIPT_BYTES:,} bytes Dovecot "
+            error=f"the script is {size:,} bytes, over the {MAX_SCRIPT_BYTES:,} bytes Dovecot "
             "itself compiles (sieve_max_script_size)",
         )
     parser = sieve_parser.Parser()
