@@ -275,7 +275,7 @@ def _apply(target: Any, mailbox: str, settings: FilterSettings, translation: Tra
            previous: recorded.FilterRecord | None, result: AccountFilters) -> None:
     from migrator.adapters.targets.ews.rules import reply_html, rule_writer
 
-    writer = rule_writer(target, mailbox)
+    writer = rule_writer(target, mailbox, remove_outlook_blob=settings.remove_outlook_rules)
     if settings.rules:
         known = previous.rule_ids if previous else []
         applied = writer.replace(translation.rules, known)

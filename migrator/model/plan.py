@@ -126,6 +126,7 @@ class FilterSettings:
     vacation: bool = True
     forwarding: bool = False  # redirect to addresses outside internal_domains
     internal_domains: tuple[str, ...] = ()  # besides the account's own domains
+    remove_outlook_rules: bool = False  # let EWS drop Outlook's client-side rules blob
     # file: templates like [source] path; Pigeonhole's defaults ~/.dovecot.sieve and ~/sieve
     path: str | None = None
     scripts: str | None = None

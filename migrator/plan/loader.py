@@ -493,6 +493,7 @@ def _settings(file: str, table: Mapping[str, Any], source: SourceSettings, extra
         rules=r.flag("rules", True),
         vacation=r.flag("vacation", True),
         forwarding=r.flag("forwarding", False),
+        remove_outlook_rules=r.flag("remove_outlook_rules", False),
         internal_domains=tuple(d.strip().lower().lstrip("@") for d in r.str_list("internal_domains")),
         path=path,
         scripts=scripts,

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS inbox_rules (
     position INTEGER NOT NULL,
     body TEXT NOT NULL  -- the t:Rule element without RuleId and Priority
 );
+-- mailboxes whose Outlook keeps client-side rules in the rules blob (a test sets it)
+CREATE TABLE IF NOT EXISTS outlook_rule_blobs (
+    mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id)
+);
 CREATE TABLE IF NOT EXISTS oof_settings (
     mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id),
     state TEXT NOT NULL,
@@ -128,6 +132,21 @@ class InboxRules:
             ).fetchall()
         return [_Rule(int(r[0]), etree.fromstring(r[1].encode("utf-8"))) for r in rows]
 
+    def _blob(self, mailbox_id: int) -> bool:
+        with self._store._lock:
+            return self._store._db.execute(
+                "SELECT 1 FROM outlook_rule_blobs WHERE mailbox_id = ?", (mailbox_id,)).fetchone() is not None
+
+    def set_outlook_rule_blob(self, address: str, exists: bool) -> None:
+        mailbox = self._store.mailbox_by_address(address)
+        if mailbox is None:
+            raise KeyError(address)
+        with self._store._tx() as db:
+            if exists:
+                db.execute("INSERT OR IGNORE INTO outlook_rule_blobs(mailbox_id) VALUES (?)", (mailbox.id,))
+            else:
+                db.execute("DELETE FROM outlook_rule_blobs WHERE mailbox_id = ?", (mailbox.id,))
+
     # --- GetInboxRules ------------------------------------------------------------------------
 
     def get_inbox_rules(self, request: etree._Element, ctx: RequestContext) -> str:
@@ -141,7 +160,8 @@ class InboxRules:
         return (
             f'<m:GetInboxRulesResponse xmlns:m="{M_NS}" xmlns:t="{T_NS}" ResponseClass="Success">'
             "<m:ResponseCode>NoError</m:ResponseCode>"
-            f"<m:OutlookRuleBlobExists>false</m:OutlookRuleBlobExists>{inbox}"
+            f"<m:OutlookRuleBlobExists>{'true' if self._blob(mailbox.id) else 'false'}"
+            f"</m:OutlookRuleBlobExists>{inbox}"
             "</m:GetInboxRulesResponse>"
         )
 
@@ -152,7 +172,13 @@ class InboxRules:
         operations = request.find(f"{_M}Operations")
         if operations is None or len(operations) == 0:
             raise EwsError("ErrorSchemaValidation", "The request has no rule operations.", fault=True)
+        remove_blob = (request.findtext(f"{_M}RemoveOutlookRuleBlob") or "").strip() in ("true", "1")
         with self._lock:
+            if self._blob(mailbox.id) and not remove_blob:
+                return _update_response(
+                    "Error", "ErrorOutlookRuleBlobExists",
+                    "The Outlook rules blob exists; set RemoveOutlookRuleBlob to true to update the rules.",
+                )
             rules = self._rules(mailbox.id)
             by_id = {ids.encode(RULE, mailbox.id, r.row_id or 0): r for r in rules}
             errors: list[tuple[int, list[_Problem]]] = []
@@ -171,6 +197,8 @@ class InboxRules:
                     f"{self.quota:,}.",
                 )
             self._save(mailbox.id, rules)
+            if remove_blob:
+                self.set_outlook_rule_blob(mailbox.address, False)
         return _update_response("Success", "NoError")
 
     def _apply(

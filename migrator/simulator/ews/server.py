@@ -428,6 +428,10 @@ class EwsSimulator:
     def faults(self) -> Faults:
         return self._dice.faults
 
+    def set_outlook_rule_blob(self, address: str, exists: bool = True) -> None:
+        """Whether Outlook keeps client-side rules for `address` (GetInboxRules shows it)."""
+        self._rules.set_outlook_rule_blob(address, exists)
+
     def set_rules_quota(self, quota_bytes: int) -> None:
         """Every mailbox's inbox rules quota (Exchange: Set-Mailbox -RulesQuota; 64 KB default)."""
         self._rules.quota = quota_bytes

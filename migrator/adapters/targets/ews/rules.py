@@ -80,18 +80,23 @@ class RuleRefused(PermanentError):
         self.problems = list(problems)
 
 
-class _UpdateRules(UpdateInboxRules):
+class UpdateRules(UpdateInboxRules):
     """UpdateInboxRules with several operations in one request (exchangelib sends one)."""
 
     def call(self, operations: Sequence[Any], remove_outlook_rule_blob: bool = False) -> Any:  # type: ignore[override]
+        self.problems: list[tuple[int, str, str, str]] = []
+        return self._get_elements(payload=self.payload(operations, remove_outlook_rule_blob))
+
+    def payload(self, operations: Sequence[Any], remove_outlook_rule_blob: bool = False) -> Any:
+        # RemoveOutlookRuleBlob false: Outlook's client-side rules (kept only in that blob)
+        # must survive; EWS would delete them by default
         payload = create_element(f"m:{self.SERVICE_NAME}")
         add_xml_child(payload, "m:RemoveOutlookRuleBlob", remove_outlook_rule_blob)
         ops = create_element("m:Operations")
         for op in operations:
             set_xml_value(ops, op, version=self.account.version)
         payload.append(ops)
-        self.problems: list[tuple[int, str, str, str]] = []
-        return self._get_elements(payload=payload)
+        return payload
 
     def _get_element_container(self, message: Any, name: Any = None) -> Any:
         errors_elem = message.find(f"{{{MNS}}}RuleOperationErrors")
@@ -122,8 +127,10 @@ def is_ours(rule: Rule, known_ids: Collection[str]) -> bool:
 class RuleWriter:
     """Rules and automatic replies of one mailbox; built by EwsTarget.rules()."""
 
-    def __init__(self, account: Account, folders: MailboxFolders, where: str, call: Any) -> None:
+    def __init__(self, account: Account, folders: MailboxFolders, where: str, call: Any,
+                 remove_outlook_blob: bool = False) -> None:
         self.account = account
+        self.remove_outlook_blob = remove_outlook_blob
         self.folders = folders
         self.where = where
         self._call = call
@@ -152,10 +159,10 @@ class RuleWriter:
         return AppliedRules(tuple(r.id for r in created), len(ours), len(others))
 
     def _update(self, operations: list[Any], rules: Sequence[InboxRule], deleted: int) -> None:
-        service = _UpdateRules(account=self.account)
+        service = UpdateRules(account=self.account)
 
         def send() -> None:
-            for answer in service.call(operations):
+            for answer in service.call(operations, self.remove_outlook_blob):
                 if isinstance(answer, Exception):
                     raise answer
 
@@ -164,6 +171,12 @@ class RuleWriter:
         except PermanentError as exc:
             cause = exc.__cause__
             code = type(cause).__name__ if isinstance(cause, ResponseMessageError) else ""
+            if code == "ErrorOutlookRuleBlobExists":
+                raise RuleRefused(
+                    f"{self.where}: Outlook keeps client-side rules in this mailbox; updating the "
+                    "rules over EWS would delete them", reason="outlook-rules",
+                    hint="create the rules from the report (--out, PowerShell), or set [settings] "
+                    "remove_outlook_rules = true to let Exchange drop Outlook's client-side rules") from exc
             if code == "ErrorRulesOverQuota":
                 raise RuleRefused(f"{self.where}: Exchange refused the rules: {cause}",
                                   reason="rules-quota", hint=RULES_QUOTA_HINT) from exc
@@ -258,7 +271,7 @@ def _predicates(cls: Any, p: RulePredicates) -> Any:
     )
 
 
-def rule_writer(target: Any, mailbox: str) -> RuleWriter:
+def rule_writer(target: Any, mailbox: str, *, remove_outlook_blob: bool = False) -> RuleWriter:
     """The rules and automatic replies of `mailbox` through an EwsTarget's connection."""
     return RuleWriter(target._account(mailbox), target._mailbox_folders(mailbox),
-                      f"mailbox {mailbox}", target._call)
+                      f"mailbox {mailbox}", target._call, remove_outlook_blob)
