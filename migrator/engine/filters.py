@@ -800,7 +800,7 @@ def _branch_rules(
             actions=actions,
             notes=tuple(dict.fromkeys(cond_notes + action_notes)),
         ))
-    base = _rule_name(head, number + 1)
+    base = _rule_name(head, index + 1)
     if branch is not None and branch is not head:
         base = f"{base} ({branch.node.name})"
     named = [replace(r, name=base if len(rules) == 1 else f"{base} ({i}/{len(rules)})")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
-from migrator.store.schema import AccountDbRow, SieveFilterRow, SieveRefusalRow
+from migrator.store.schema import SieveFilterRow, SieveRefusalRow
 from migrator.store.types import utcnow
 
 if TYPE_CHECKING:
@@ -79,33 +78,3 @@ def recorded(store: Store, account_id: int) -> FilterRecord | None:
             refusals=[dict(statement=r[0], line=r[1], reason=r[2], text=r[3]) for r in refusals],
             updated_at=row.updated_at,
         )
-
-
-def totals(store: Store, plan_id: int, account_ids: Sequence[int] | None = None) -> dict[str, int]:
-    """Per plan: accounts by outcome and the statements carried/refused (for status)."""
-    with store.session() as s:
-        query = (
-            select(SieveFilterRow.outcome, func.count(), func.sum(SieveFilterRow.statements),
-                   func.sum(SieveFilterRow.translated), func.sum(SieveFilterRow.approximate),
-                   func.sum(SieveFilterRow.refused), func.sum(SieveFilterRow.rules))
-            .join(AccountDbRow, AccountDbRow.id == SieveFilterRow.account_id)
-            .where(AccountDbRow.plan_id == plan_id)
-            .group_by(SieveFilterRow.outcome)
-        )
-        if account_ids is not None:
-            query = query.where(SieveFilterRow.account_id.in_(list(account_ids)))
-        out: dict[str, int] = {"accounts": 0, "statements": 0, "translated": 0, "approximate": 0,
-                               "refused": 0, "rules": 0, "accounts_with_refusals": 0}
-        for outcome, count, statements, translated, approximate, refused, rules in s.execute(query):
-            out[f"outcome_{outcome}"] = int(count)
-            out["accounts"] += int(count)
-            out["statements"] += int(statements or 0)
-            out["translated"] += int(translated or 0)
-            out["approximate"] += int(approximate or 0)
-            out["refused"] += int(refused or 0)
-            out["rules"] += int(rules or 0)
-        with_refusals = select(func.count()).select_from(SieveFilterRow).join(
-            AccountDbRow, AccountDbRow.id == SieveFilterRow.account_id
-        ).where(AccountDbRow.plan_id == plan_id, SieveFilterRow.refused > 0)
-        out["accounts_with_refusals"] = int(s.execute(with_refusals).scalar() or 0)
-        return out

@@ -232,7 +232,7 @@ class InboxRules:
                                             "A rule being created cannot have a rule ID.", rule_id))
             if problems:
                 return problems
-            _place(rules, _Rule(None, _stripped(rule)), _priority(rule))
+            _place(rules, _Rule(None, self._resolved(_stripped(rule), ctx)), _priority(rule))
             return []
         # SetRuleOperation
         target = by_id.get(rule_id)
@@ -246,8 +246,20 @@ class InboxRules:
         assert target is not None
         touched.add(rule_id)
         rules.remove(target)
-        _place(rules, _Rule(target.row_id, _stripped(rule)), _priority(rule))
+        _place(rules, _Rule(target.row_id, self._resolved(_stripped(rule), ctx)), _priority(rule))
         return []
+
+    def _resolved(self, body: etree._Element, ctx: RequestContext) -> etree._Element:
+        """Folders named by DistinguishedFolderId are kept as the FolderId they resolve to:
+        GetInboxRules shows a FolderId (Microsoft's UpdateInboxRules/GetInboxRules examples)."""
+        for action in body.iter(f"{_T}MoveToFolder", f"{_T}CopyToFolder"):
+            for target in [c for c in action if isinstance(c.tag, str)]:
+                folder = self._ops._folder(target, ctx)
+                action.remove(target)
+                resolved = etree.SubElement(action, f"{_T}FolderId")
+                resolved.set("Id", ids.encode(ids.FOLDER, folder.mailbox_id, folder.id))
+                resolved.set("ChangeKey", ids.change_key(folder.version))
+        return body
 
     def _check(self, rule: etree._Element, ctx: RequestContext) -> list[_Problem]:
         problems: list[_Problem] = []
