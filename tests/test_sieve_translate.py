@@ -4,6 +4,7 @@ the translation into inbox rules, automatic replies and refusals (engine/filters
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +204,32 @@ def test_no_script_and_an_empty_script() -> None:
     assert translate(None, FolderNaming(), OPTIONS, NOW) == Translation(script=None)
     empty = carry("")
     assert (empty.script, empty.statements, empty.rules, empty.refusals) == ("main", 0, (), ())
+
+
+def test_a_vacation_kept_from_mailing_lists_is_carried_with_a_note() -> None:
+    """Horde Ingo wraps every vacation in a test for list and bulk mail (found in the corpus)."""
+    t = carry((Path(__file__).parent / "data" / "sieve" / "horde-ingo.sieve").read_text())
+    reply = t.auto_reply
+    assert reply is not None and (reply.start, reply.end) == (None, None)
+    assert reply.message.startswith("Estoy de vacaciones")
+    assert any("List-* headers" in n for n in reply.notes)
+    # a vacation under any other condition is still refused
+    other = carry('require "vacation"; if header :contains "subject" "x" { vacation "no"; }')
+    assert other.auto_reply is None and "date range only" in other.refusals[0].reason
+
+
+def test_redirect_to_a_named_address_inside_the_organisation() -> None:
+    """Pigeonhole's examples redirect to "Name <address>" (found in the corpus)."""
+    t = carry('redirect "Ana Ruiz <ana@example.org>";')
+    (rule,) = t.rules
+    assert rule.actions.redirect_to == ("Ana Ruiz <ana@example.org>",)
+
+
+def test_subaddress_and_numeric_comparator_parse_and_are_refused_by_name() -> None:
+    """sievelib lacked :user/:detail and i;ascii-numeric; Pigeonhole's examples use both."""
+    detail = carry('require ["envelope", "subaddress", "fileinto"]; '
+                   'if address :detail "to" "lists" { fileinto "Lists"; }')
+    assert "sub-address" in detail.refusals[0].reason
+    numeric = carry('require ["relational", "comparator-i;ascii-numeric", "fileinto"]; '
+                    'if header :value "ge" :comparator "i;ascii-numeric" "X-Spam-Score" "5" { fileinto "Junk"; }')
+    assert numeric.refusals and numeric.refusals[0].statement == 0

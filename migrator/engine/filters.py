@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import email.utils
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -530,7 +531,8 @@ class _Context:
         return RuleFolder(target.anchor, target.names, source=mailbox)
 
     def is_internal(self, address: str) -> bool:
-        domain = address.rpartition("@")[2].strip().lower()
+        parsed = email.utils.parseaddr(address)[1] or address
+        domain = parsed.rpartition("@")[2].strip().rstrip(">").lower()
         return bool(domain) and domain in self.options.internal_domains
 
 
@@ -839,8 +841,9 @@ def _vacation(chain: list[SieveStatement], index: int, ctx: _Context) -> AutoRep
         if len(chain) > 1:
             raise Refused("Exchange automatic replies cannot depend on a condition with elsif/else branches")
         action = _only_vacation(head.block)
-        start, end = _date_range(head.tests[0] if head.tests else SieveNode("true"), ctx)
     notes: list[str] = []
+    if head.name != "vacation":
+        start, end = _date_range(head.tests[0] if head.tests else SieveNode("true"), ctx, notes)
     if action.tag(":mime"):
         message = _mime_text(str(action.args[-1]))
         notes.append("the reply was a MIME body; its text part is carried")
@@ -877,11 +880,42 @@ def _only_vacation(block: Sequence[SieveNode]) -> SieveNode:
     return actions[0]
 
 
-def _date_range(test: SieveNode, ctx: _Context) -> tuple[datetime | None, datetime | None]:
+# Headers a vacation guard tests to stay silent to lists and bulk mail (Horde Ingo writes such a
+# guard around every vacation). Exchange has its own, narrower guard: the guard is dropped and the
+# difference noted rather than the whole vacation refused.
+_LIST_HEADERS = {"precedence", "mailing-list", "auto-submitted", "x-auto-response-suppress", "to", "from"}
+
+
+def _is_list_guard(test: SieveNode) -> bool:
+    if test.name != "not" or not test.tests:
+        return False
+    inner = test.tests[0]
+    if inner.name == "exists":
+        names = {n.lower() for n in _strings(inner.args[0])} if inner.args else set()
+        return bool(names) and all(n.startswith("list-") or n in _LIST_HEADERS for n in names)
+    if inner.name == "header" and len(inner.args) == 2:
+        names = {n.lower() for n in _strings(inner.args[0])}
+        return names <= {"precedence", "auto-submitted", "to", "from"} and (
+            "precedence" in names or "auto-submitted" in names
+            or all("multiple recipients" in k.lower() or "owner-" in k.lower() or "-request" in k.lower()
+                   for k in _strings(inner.args[1]))
+        )
+    return False
+
+
+def _date_range(test: SieveNode, ctx: _Context, notes: list[str] | None = None) -> tuple[datetime | None, datetime | None]:
     tests = test.tests if test.name == "allof" else (test,)
     start = end = None
     for t in tests:
         if t.name == "true":
+            continue
+        if _is_list_guard(t):
+            if notes is not None:
+                note = ("the script kept the reply from mailing lists and bulk mail; Exchange holds "
+                        "it back from mail marked Precedence: bulk/list or X-Auto-Response-Suppress, "
+                        "but may answer list mail that carries only List-* headers")
+                if note not in notes:
+                    notes.append(note)
             continue
         if t.name != "currentdate":
             raise Refused("Exchange automatic replies can depend on a date range only "

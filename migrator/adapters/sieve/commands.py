@@ -149,6 +149,18 @@ class ErrorCommand(sieve.ActionCommand):
     args_definition = [_positional("message", "string")]
 
 
+# Two gaps of sievelib's argument tables, filled in place (the tables are what its parser
+# reads): the subaddress extension's :user/:detail (RFC 5233), and the i;ascii-numeric
+# comparator every Sieve implementation must offer (RFC 5228 2.7.3; relational tests use it).
+def _fill_argument_tables() -> None:
+    extra = sieve.comparator.get("extra_arg", {})
+    values = extra.get("values")
+    if isinstance(values, list) and '"i;ascii-numeric"' not in values:
+        values.append('"i;ascii-numeric"')
+    address_part: Any = sieve.address_part
+    address_part.setdefault("extension_values", {}).update({":user": "subaddress", ":detail": "subaddress"})
+
+
 _REGISTERED = False
 
 
@@ -165,4 +177,5 @@ def register() -> None:
             IhaveCommand, ErrorCommand,
         ]
     )
+    _fill_argument_tables()
     _REGISTERED = True
