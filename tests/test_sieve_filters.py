@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,3 +211,35 @@ def test_an_imap_target_gets_reports_with_the_powershell_to_apply(campaign: Camp
     assert report["outcome"] == "reported" and len(report["rules"]) == 5
     assert report["powershell"][0].startswith(f"New-InboxRule -Mailbox '{c.accounts[0]}' -Name '[Sieve] Mailing lists'")
     assert report["powershell"][-1].startswith("Set-MailboxAutoReplyConfiguration")
+
+
+def test_a_kill_at_any_instant_leaves_the_old_rules_or_the_new_ones(campaign: Campaign) -> None:
+    from migrator.simulator.ews import Faults
+
+    c = campaign
+    user = c.accounts[0]
+    old = 'require "fileinto";\n' + "".join(
+        f'# rule:[old {n}]\nif header :contains "subject" "o{n}" {{ fileinto "Old{n}"; }}\n' for n in range(4))
+    new = 'require "fileinto";\n' + "".join(
+        f'# rule:[new {n}]\nif header :contains "subject" "n{n}" {{ fileinto "New{n}"; }}\n' for n in range(6))
+    _install(c, 0, old)
+    assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+    _filters(c, "--account", user)
+    account = _account(c, user)
+    old_set = [f"[Sieve] old {n}" for n in range(4)]
+    new_set = [f"[Sieve] new {n}" for n in range(6)]
+    assert [r.display_name for r in account.rules] == old_set
+    _install(c, 0, new)
+    c.sim.set_faults(Faults(delay_s=0.15))  # every request takes a while: kills land mid-pass
+    for kill_after in (0.4, 0.9, 1.4, 2.0, 2.6):
+        process = c.start("filters", "--plan", str(c.plan_path), "--account", user)
+        try:
+            process.wait(timeout=kill_after)  # the kill instant; most passes are still at work
+        except subprocess.TimeoutExpired:
+            process.kill()
+        process.wait(timeout=30)
+        names = [r.display_name for r in account.rules]
+        assert names in (old_set, new_set), names
+    c.sim.set_faults(Faults())
+    _filters(c, "--account", user)
+    assert [r.display_name for r in account.rules] == new_set
