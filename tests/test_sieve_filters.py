@@ -116,6 +116,9 @@ def test_filters_become_rules_and_vacation_an_automatic_reply(campaign: Campaign
     status = c.cli("status", "--plan", str(c.plan_path), "--json")
     filters_status = json.loads(status.stdout)["filters"]
     assert filters_status["refused"] == 2 and filters_status["accounts_with_refusals"] == 2
+    assert "2 not carried in 2 accounts" in c.cli("status", "--plan", str(c.plan_path)).stdout
+    report = c.cli("report", "--plan", str(c.plan_path), "--format", "json", "-o", "-")
+    assert json.loads(report.stdout)["filters"]["broken"] == 1
 
     # run again: the same set, no duplicates; the user's own rule is never touched
     from exchangelib.properties import Actions, Conditions, Rule
