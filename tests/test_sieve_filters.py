@@ -188,6 +188,8 @@ def test_include_huge_script_and_a_dry_run(campaign: Campaign) -> None:
     # the huge script is one Dovecot would not run either: "broken", like a script that does not parse
     assert (summary["checked"], summary["broken"], summary["applied"]) == (3, 1, 0) and code == 1
     assert _account(c, c.accounts[0]).rules == []  # a dry run writes nothing
+    with sqlite3.connect(c.state_path) as db:  # ... not even to the state
+        assert db.execute("SELECT COUNT(*) FROM sieve_filters").fetchone() == (0,)
     first = json.loads((c.root / "r" / f"{c.accounts[0]}.json").read_text())
     assert [r["name"] for r in first["rules"]] == ["[Sieve] rule 2 (line 3)"]
     assert "included scripts" in first["not_carried"][0]["reason"]

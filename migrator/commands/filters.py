@@ -37,6 +37,7 @@ from migrator.model.sieve import SieveScript, Translation
 from migrator.plan.secrets import read_secret
 from migrator.plan.templates import Template, TemplateError
 from migrator.store import filters as recorded
+from migrator.store.access import Access
 
 if TYPE_CHECKING:
     from migrator.store import AccountRow
@@ -118,14 +119,16 @@ def filters(
     )
     ews = plan.target.kind == "ews" and not request.dry_run
     summary = FiltersSummary(target_kind=plan.target.kind)
-    with plan_store(plan, state_url, access="write") as (store, plan_id):
+    # a dry run is a read command: it records nothing (what was applied stays on record)
+    access: Access = "read" if request.dry_run else "write"
+    with plan_store(plan, state_url, access=access) as (store, plan_id):
         check_selection(store, plan_id, plan, batches=request.batches, addresses=request.addresses)
         accounts = in_scope_accounts(store, plan_id, batches=request.batches, addresses=request.addresses)
         target = None
         if ews:
             target = open_target(plan.target, secrets=target_secrets(plan),
                                  max_connections=plan.run.target_concurrency, plan_file=plan.file)
-        run_id = store.start_run(plan_id, "filters")
+        run_id = None if request.dry_run else store.start_run(plan_id, "filters")
         try:
             for account in accounts:
                 result = _account(plan, settings, account, reader, naming, target, store,
@@ -134,12 +137,14 @@ def filters(
                 if on_account is not None:
                     on_account(result)
         except BaseException as exc:
-            store.finish_run(run_id, "failed", {"error": type(exc).__name__})
+            if run_id is not None:
+                store.finish_run(run_id, "failed", {"error": type(exc).__name__})
             raise
         finally:
             if target is not None:
                 target.close()
-        store.finish_run(run_id, "partial" if summary.exit_code else "done", summary.as_json())
+        if run_id is not None:
+            store.finish_run(run_id, "partial" if summary.exit_code else "done", summary.as_json())
     return summary
 
 
@@ -267,7 +272,8 @@ def _account(
         result.outcome = "failed"
         result.error = str(exc)
         result.error_hint = exc.hint
-    _record(store, account.id, result, previous)
+    if not request.dry_run:
+        _record(store, account.id, result, previous)
     return result
 
 
