@@ -135,7 +135,8 @@ def test_negation_size_and_flags() -> None:
         ('require "regex"; if header :regex "subject" "^x" { discard; }', "regular expressions"),
         ('require "envelope"; if envelope :is "to" "a@b.c" { discard; }', "envelope"),
         ('require ["imap4flags"]; if true { addflag "\\\\Flagged"; }', "follow-up"),
-        ('require "fileinto"; if header :contains "subject" "x" { fileinto "A"; if true { stop; } }', "nested"),
+        ('require "fileinto"; if header :contains "subject" "x" { fileinto "A"; if true { stop; } }',
+         "mix actions and conditions"),
         ('require "variables"; set "a" "b";', "variables"),
         ('require "include"; include :personal "other";', "included scripts"),
         ('require "enotify"; notify "mailto:a@example.org";', "notifications"),
@@ -233,3 +234,25 @@ def test_subaddress_and_numeric_comparator_parse_and_are_refused_by_name() -> No
     numeric = carry('require ["relational", "comparator-i;ascii-numeric", "fileinto"]; '
                     'if header :value "ge" :comparator "i;ascii-numeric" "X-Spam-Score" "5" { fileinto "Junk"; }')
     assert numeric.refusals and numeric.refusals[0].statement == 0
+
+
+def test_an_if_inside_an_if_becomes_rules_under_both_conditions() -> None:
+    """Hand-written scripts nest conditions (Pigeonhole's examples do)."""
+    t = carry(
+        'require "fileinto";\n'
+        'if header :contains "from" "boss@example.org" {\n'
+        '  if header :contains "subject" "urgent" { fileinto "Now"; }\n'
+        '  elsif header :contains "subject" "later" { fileinto "Later"; }\n'
+        "  stop;\n"
+        "}\n"
+        'fileinto "Rest";\n'
+    )
+    now, later, stop, rest = t.rules
+    assert now.conditions.contains_sender == ("boss@example.org",) and now.conditions.contains_subject == ("urgent",)
+    assert later.conditions.contains_subject == ("later",) and later.exceptions.contains_subject == ("urgent",)
+    assert later.conditions.contains_sender == ("boss@example.org",)
+    assert stop.conditions.contains_sender == ("boss@example.org",) and stop.actions.stop
+    assert stop.actions.move_to is None
+    assert rest.conditions.is_empty() and rest.actions.move_to is not None
+    assert [r.name for r in t.rules][:3] == ["rule 1 (line 2) (1/3)", "rule 1 (line 2) (2/3)", "rule 1 (line 2) (3/3)"]
+    assert (t.statements, t.translated, t.refused) == (2, 2, 0)

@@ -594,7 +594,8 @@ def _block(commands: Iterable[SieveNode], ctx: _Context) -> _Block:
         elif name == "vacation":
             block.vacation = cmd
         elif name in ("if", "elsif", "else"):
-            raise Refused("Exchange rules cannot hold a condition inside another rule (nested if)")
+            raise Refused("Exchange rules cannot mix actions and conditions in one block "
+                          "(an if beside other actions)")
         elif name in ("reject", "ereject"):
             raise Refused(f"Exchange rules cannot refuse a message with an error to its sender ({name})")
         elif name == "notify":
@@ -735,32 +736,75 @@ def _chain_rules(
     head = chain[0]
     if head.node.name not in ("if",):
         # an action on its own applies to every message
-        return _branch_rules(("true",), [], (head.node,), head, index, ctx, number)
+        rules, notes = _branch_rules(("true",), [], (head.node,), index, ctx)
+    else:
+        rules, notes = _if_chain([s.node for s in chain], [], index, ctx)
+    base = _rule_name(head, index + 1)
+    named = [replace(r, name=base if len(rules) == 1 else f"{base} ({i}/{len(rules)})")
+             for i, r in enumerate(rules, 1)]
+    return named, notes
+
+
+def _if_chain(
+    nodes: Sequence[SieveNode], context: list[Formula], index: int, ctx: _Context
+) -> tuple[list[InboxRule], list[str]]:
+    """The rules of an if/elsif/else chain under `context` (the tests of the ifs around it):
+    each branch excludes the branches before it, unless those stop."""
     rules: list[InboxRule] = []
     notes: list[str] = []
     prior: list[tuple[Formula, bool]] = []
-    for statement in chain:
-        node = statement.node
+    for node in nodes:
         test = _formula(node.tests[0]) if node.tests else ("true",)
         excluded = [("not", f) for f, stops in prior if not stops]
-        made, branch_notes = _branch_rules(test, excluded, node.block, head, index, ctx, number + len(rules),
-                                           branch=statement)
+        made, branch_notes = _branch_rules(test, [*context, *excluded], node.block, index, ctx)
         rules.extend(made)
         notes.extend(branch_notes)
         prior.append((test, bool(made) and all(r.actions.stop for r in made)))
     return rules, notes
 
 
+def _nested(block: Sequence[SieveNode]) -> tuple[list[list[SieveNode]], bool] | None:
+    """A block made only of if-chains (and maybe a final stop): its chains and the stop."""
+    nodes = list(block)
+    stop = bool(nodes) and nodes[-1].name == "stop"
+    if stop:
+        nodes.pop()
+    if not nodes or nodes[0].name != "if" or any(n.name not in ("if", "elsif", "else") for n in nodes):
+        return None
+    chains: list[list[SieveNode]] = []
+    for node in nodes:
+        if node.name == "if":
+            chains.append([node])
+        else:
+            chains[-1].append(node)
+    return chains, stop
+
+
 def _branch_rules(
     test: Formula,
     excluded: list[Formula],
     block_nodes: Sequence[SieveNode],
-    head: SieveStatement,
     index: int,
     ctx: _Context,
-    number: int,
-    branch: SieveStatement | None = None,
 ) -> tuple[list[InboxRule], list[str]]:
+    nested = _nested(block_nodes)
+    if nested is not None:
+        # if A { if B {...} elsif C {...} } is the rules of the inner chains, each also under A
+        chains, stop = nested
+        context = [*excluded, test]
+        rules: list[InboxRule] = []
+        notes: list[str] = []
+        for chain in chains:
+            made, chain_notes = _if_chain(chain, context, index, ctx)
+            rules.extend(made)
+            notes.extend(chain_notes)
+        if stop:
+            made, chain_notes = _branch_rules(test, excluded, (SieveNode("stop"),), index, ctx)
+            rules.extend(made)
+            notes.extend(chain_notes)
+        if len(rules) > MAX_RULES_PER_STATEMENT:
+            raise Refused(f"the statement would need more than {MAX_RULES_PER_STATEMENT} Exchange rules")
+        return rules, notes
     block = _block(block_nodes, ctx)
     if block.vacation is not None:
         raise Refused("Exchange automatic replies cannot depend on a condition other than dates")
@@ -771,8 +815,8 @@ def _branch_rules(
     disjuncts = _dnf(formula)
     if not disjuncts:
         return [], ["the condition is never true"]
-    rules: list[InboxRule] = []
-    notes: list[str] = list(action_notes)
+    rules = []
+    notes = list(action_notes)
     earlier: list[list[Literal]] = []
     for part in disjuncts:
         conditions, exceptions, cond_notes = _predicates(part)
@@ -802,12 +846,7 @@ def _branch_rules(
             actions=actions,
             notes=tuple(dict.fromkeys(cond_notes + action_notes)),
         ))
-    base = _rule_name(head, index + 1)
-    if branch is not None and branch is not head:
-        base = f"{base} ({branch.node.name})"
-    named = [replace(r, name=base if len(rules) == 1 else f"{base} ({i}/{len(rules)})")
-             for i, r in enumerate(rules, 1)]
-    return named, list(dict.fromkeys(notes))
+    return rules, list(dict.fromkeys(notes))
 
 
 def _merge(exceptions: RulePredicates, extra: dict[str, list[str]]) -> RulePredicates:
