@@ -248,3 +248,17 @@ def test_a_kill_at_any_instant_leaves_the_old_rules_or_the_new_ones(campaign: Ca
     c.sim.set_faults(Faults())
     _filters(c, "--account", user)
     assert [r.display_name for r in account.rules] == new_set
+
+
+def test_a_target_that_is_down_stops_the_pass_at_once(campaign: Campaign) -> None:
+    c = campaign
+    for index in range(4):
+        _install(c, index, 'require "fileinto"; if header :contains "subject" "x" { fileinto "X"; }')
+    assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+    c.sim.stop()
+    done = c.cli("filters", "--plan", str(c.plan_path))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "the target server does not answer" in done.stderr
+    assert "stopped after 1 of 4 accounts" in done.stderr
+    with sqlite3.connect(c.state_path) as db:
+        assert db.execute("SELECT outcome, COUNT(*) FROM sieve_filters GROUP BY outcome").fetchall() == [("failed", 1)]

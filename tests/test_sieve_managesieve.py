@@ -4,6 +4,7 @@ Pigeonhole, as a master user (user*master, or SASL PLAIN with the user as authzi
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -65,3 +66,40 @@ def test_an_untrusted_certificate_is_refused(dovecot_sieve: DovecotServer) -> No
     with pytest.raises(ManageSieveError) as refused:
         ManageSieveReader(_settings(dovecot_sieve, ca_file=None), MASTER_PASSWORD).read_active(user)
     assert refused.value.reason == "tls"
+
+
+@pytest.mark.dovecot
+def test_a_plan_reading_over_managesieve_with_its_imap_sources_master_user(
+    dovecot_sieve: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from migrator.commands.filters import _reader
+    from migrator.plan.loader import parse_plan
+
+    user, _ = dovecot_sieve.new_user()
+    _install(dovecot_sieve, user, {"main": SCRIPT}, active="main")
+    monkeypatch.setenv("MIGRATOR_TEST_MASTER", MASTER_PASSWORD)
+    plan = parse_plan(f"""
+[plan]
+name = "ms"
+[directory]
+url = "ldif:/dev/null"
+base = "dc=x"
+[source]
+kind = "imap"
+host = "{dovecot_sieve.host}"
+port = {dovecot_sieve.port}
+tls = "starttls"
+ca_file = "{dovecot_sieve.ca_file}"
+login = "{{uid}}"
+master_user = "{MASTER_USER}"
+password_env = "MIGRATOR_TEST_MASTER"
+[target]
+kind = "ews"
+url = "http://127.0.0.1:1/EWS/Exchange.asmx"
+[settings]
+sieve = "managesieve"
+sieve_port = {dovecot_sieve.sieve_port}
+""")
+    assert (plan.filters.host, plan.filters.login, plan.filters.master_user) == (dovecot_sieve.host, "{uid}", MASTER_USER)
+    script = _reader(plan)({"uid": user, "address": f"{user}@example.org"})
+    assert script is not None and script.text == SCRIPT

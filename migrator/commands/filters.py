@@ -31,7 +31,14 @@ from migrator.commands.classify import _unsafe_path_value
 from migrator.commands.secrets import target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.engine.filters import FilterOptions, translate
-from migrator.model.errors import PermanentError, TransientError, UsageError
+from migrator.model.errors import (
+    SERVICES,
+    MigratorError,
+    Outage,
+    PermanentError,
+    TransientError,
+    UsageError,
+)
 from migrator.model.plan import FilterSettings, Plan
 from migrator.model.sieve import SieveScript, Translation
 from migrator.plan.secrets import read_secret
@@ -41,6 +48,10 @@ from migrator.store.access import Access
 
 if TYPE_CHECKING:
     from migrator.store import AccountRow
+
+
+class ServiceDown(MigratorError):
+    """The target or the Sieve server is down: the pass stops (exit 2)."""
 
 
 @dataclass
@@ -67,6 +78,7 @@ class AccountFilters:
     auto_reply: str | None = None  # on | scheduled | expired | off | None (untouched)
     auto_reply_sha256: str | None = None  # of the reply migrator set, to know it again
     script_sha256: str | None = None
+    outage: Outage | None = None  # the server as a whole failed, not this account
 
 
 @dataclass
@@ -136,6 +148,15 @@ def filters(
                 summary.accounts.append(result)
                 if on_account is not None:
                     on_account(result)
+                if result.outage is not None and result.outage.confirmed:
+                    # every next account would wait for the same dead server: stop here
+                    raise ServiceDown(
+                        f"{SERVICES.get(result.outage.service, result.outage.service)} does not answer "
+                        f"({result.outage.cause}); stopped after {len(summary.accounts)} of "
+                        f"{len(accounts)} accounts",
+                        hint="run `migrator filters` again when it is back; accounts done are not redone "
+                        "differently (each pass replaces migrator's rules)",
+                    )
         except BaseException as exc:
             if run_id is not None:
                 store.finish_run(run_id, "failed", {"error": type(exc).__name__})
@@ -272,6 +293,7 @@ def _account(
         result.outcome = "failed"
         result.error = str(exc)
         result.error_hint = exc.hint
+        result.outage = exc.outage
     if not request.dry_run:
         _record(store, account.id, result, previous)
     return result
