@@ -4,8 +4,8 @@ Pigeonhole, as a master user (user*master, or SASL PLAIN with the user as authzi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
