@@ -76,6 +76,8 @@ def test_filters_become_rules_and_vacation_an_automatic_reply(campaign: Campaign
     assert {k: summary[k] for k in ("accounts", "applied", "none", "broken", "failed")} == {
         "accounts": 4, "applied": 2, "none": 1, "broken": 1, "failed": 0}
     assert (summary["statements"], summary["translated"], summary["refused"]) == (6, 5, 2)
+    by_account = {a["account"]: a for a in summary["by_account"]}
+    assert (by_account[c.accounts[0]]["rules"], by_account[c.accounts[0]]["auto_reply"]) == (5, "scheduled")
 
     # the rules match the script, in its order, after the user's own
     user = c.accounts[0]

@@ -49,6 +49,13 @@ def filters_cmd(
     if as_json:
         data = summary.as_json()
         data["reports"] = str(out_dir) if out_dir is not None else None
+        data["by_account"] = [
+            {"account": a.address, "outcome": a.outcome, "error": a.error,
+             **({k: getattr(a.translation, k) for k in ("statements", "translated", "approximate", "refused")}
+                if a.translation else {}),
+             "rules": len(a.translation.rules) if a.translation else 0, "auto_reply": a.auto_reply}
+            for a in summary.accounts
+        ]
         print_json(data)
     else:
         render_summary(console(), summary)

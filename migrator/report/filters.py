@@ -32,19 +32,29 @@ _PREDICATES = (
 )
 
 
+TABLE_ROWS = 50  # a campaign's thousands of accounts: the table shows those that need a look
+
+
 def render_summary(console: Console, summary: FiltersSummary) -> None:
-    table = Table(title="Sieve filters", show_lines=False)
+    shown = summary.accounts
+    if len(shown) > TABLE_ROWS:
+        shown = [a for a in summary.accounts
+                 if a.outcome in ("failed", "broken") or (a.translation and a.translation.refused)][:TABLE_ROWS]
+    table = Table(title="Sieve filters" + ("" if shown is summary.accounts else
+                                           f" (accounts with something not carried or failed, at most {TABLE_ROWS})"),
+                  show_lines=False)
     for column in ("account", "outcome", "statements", "carried", "with a note", "not carried", "rules", "reply"):
         table.add_column(column, justify="right" if column in ("statements", "carried", "with a note",
                                                                "not carried", "rules") else "left")
-    for a in summary.accounts:
+    for a in shown:
         t = a.translation
         table.add_row(
             safe(a.address), a.outcome,
             *(str(getattr(t, f)) if t else "-" for f in ("statements", "translated", "approximate", "refused")),
             str(len(t.rules)) if t else "-", a.auto_reply or "-",
         )
-    console.print(table)
+    if shown:
+        console.print(table)
     totals = summary.as_json()
     console.print(
         f"{totals['accounts']:,} accounts: {totals['applied']:,} applied, {totals['reported']:,} reported, "
@@ -53,7 +63,7 @@ def render_summary(console: Console, summary: FiltersSummary) -> None:
         f"{totals['translated']:,} of {totals['statements']:,} statements carried "
         f"({totals['approximate']:,} with a note), {totals['refused']:,} not carried"
     )
-    for a in summary.accounts:
+    for a in [a for a in summary.accounts if a.error][:TABLE_ROWS]:
         if a.error:
             console.print(f"[red]{safe(a.address)}[/red]: {safe(a.error, 400)}"
                           + (f"\n  hint: {safe(a.error_hint, 400)}" if a.error_hint else ""))
