@@ -258,7 +258,7 @@ def test_a_target_that_is_down_stops_the_pass_at_once(campaign: Campaign) -> Non
         _install(c, index, 'require "fileinto"; if header :contains "subject" "x" { fileinto "X"; }')
     assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
     c.sim.stop()
-    done = c.cli("filters", "--plan", str(c.plan_path))
+    done = c.cli("filters", "--plan", str(c.plan_path), "--workers", "1")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "the target server does not answer" in done.stderr
     assert "stopped after 1 of 4 accounts" in done.stderr

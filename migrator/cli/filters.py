@@ -17,6 +17,7 @@ from migrator.report.console import console, print_json
 @state_option
 @click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
 @click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Accounts handled at once (default: the plan's [run] workers).")
 @click.option("--dry-run", is_flag=True, help="Read and translate the scripts; write nothing to the target.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write ADDRESS.json and ADDRESS.txt per account here (default for an IMAP target: "
@@ -25,7 +26,7 @@ from migrator.report.console import console, print_json
 @handle_errors
 def filters_cmd(
     plan_path: Path, state_url: str | None, batches: tuple[str, ...], accounts: tuple[str, ...],
-    dry_run: bool, out_dir: Path | None, as_json: bool,
+    workers: int | None, dry_run: bool, out_dir: Path | None, as_json: bool,
 ) -> None:
     """Carry users' Sieve filters and vacation replies into Exchange.
 
@@ -41,8 +42,8 @@ def filters_cmd(
     from migrator.report.filters import render_summary, write_reports
 
     plan = load_plan(plan_path)
-    summary = filters(plan, FiltersRequest(batches=batches, addresses=accounts, dry_run=dry_run),
-                      state_url=state_url)
+    summary = filters(plan, FiltersRequest(batches=batches, addresses=accounts, dry_run=dry_run,
+                                           workers=workers), state_url=state_url)
     if out_dir is None and plan.target.kind != "ews":
         out_dir = Path(plan.file).resolve().parent / "filters" / plan.name
     written = write_reports(out_dir, summary) if out_dir is not None else []

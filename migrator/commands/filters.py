@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.sieve.commands import register as register_sieve_commands
 from migrator.adapters.sieve.files import read_active
 from migrator.adapters.sieve.managesieve import ManageSieveReader
 from migrator.adapters.sieve.parse import parse_script
@@ -59,6 +62,7 @@ class FiltersRequest:
     batches: Sequence[str] = ()
     addresses: Sequence[str] = ()
     dry_run: bool = False  # read and translate only; nothing is written to the target
+    workers: int | None = None  # accounts at once (default: the plan's [run] workers)
 
 
 @dataclass
@@ -142,21 +146,37 @@ def filters(
                                  max_connections=plan.run.target_concurrency, plan_file=plan.file)
         run_id = None if request.dry_run else store.start_run(plan_id, "filters")
         try:
-            for account in accounts:
-                result = _account(plan, settings, account, reader, naming, target, store,
+            register_sieve_commands()  # once, before the threads parse
+            down = threading.Event()
+            lock = threading.Lock()
+            results: list[AccountFilters | None] = [None] * len(accounts)
+
+            def one(position: int) -> None:
+                if down.is_set():
+                    return  # the server is down: accounts not begun are left for the next pass
+                result = _account(plan, settings, accounts[position], reader, naming, target, store,
                                   request, now)
-                summary.accounts.append(result)
-                if on_account is not None:
-                    on_account(result)
+                results[position] = result
                 if result.outage is not None and result.outage.confirmed:
-                    # every next account would wait for the same dead server: stop here
-                    raise ServiceDown(
-                        f"{SERVICES.get(result.outage.service, result.outage.service)} does not answer "
-                        f"({result.outage.cause}); stopped after {len(summary.accounts)} of "
-                        f"{len(accounts)} accounts",
-                        hint="run `migrator filters` again when it is back; accounts done are not redone "
-                        "differently (each pass replaces migrator's rules)",
-                    )
+                    down.set()
+                if on_account is not None:
+                    with lock:
+                        on_account(result)
+
+            workers = max(1, min(request.workers or plan.run.workers, len(accounts) or 1))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="filters") as pool:
+                for future in [pool.submit(one, n) for n in range(len(accounts))]:
+                    future.result()
+            summary.accounts = [r for r in results if r is not None]
+            outage = next((r.outage for r in summary.accounts if r.outage and r.outage.confirmed), None)
+            if outage is not None:
+                # every next account would wait for the same dead server: stop here
+                raise ServiceDown(
+                    f"{SERVICES.get(outage.service, outage.service)} does not answer "
+                    f"({outage.cause}); stopped after {len(summary.accounts)} of {len(accounts)} accounts",
+                    hint="run `migrator filters` again when it is back (each pass replaces migrator's "
+                    "rules, so the accounts done are simply done again)",
+                )
         except BaseException as exc:
             if run_id is not None:
                 store.finish_run(run_id, "failed", {"error": type(exc).__name__})
