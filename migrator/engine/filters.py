@@ -422,7 +422,6 @@ def _predicates(literals: Sequence[Literal]) -> tuple[RulePredicates, RulePredic
     exc: dict[str, list[str]] = {}
     low: int | None = None
     high: int | None = None
-    exc_range: tuple[int | None, int | None] | None = None
     notes: list[str] = []
     for lit in literals:
         if lit.note == "exists-many" and lit.positive:
@@ -459,7 +458,7 @@ def _predicates(literals: Sequence[Literal]) -> tuple[RulePredicates, RulePredic
     if low is not None and high is not None and low > high:
         raise Refused("the size range is empty")
     conditions = _build(cond, low, high)
-    exceptions = _build({k: tuple(dict.fromkeys(v)) for k, v in exc.items()}, *(exc_range or (None, None)))
+    exceptions = _build({k: tuple(dict.fromkeys(v)) for k, v in exc.items()}, None, None)
     return conditions, exceptions, notes
 
 
@@ -685,7 +684,7 @@ def translate(
             else:
                 if not options.rules:
                     raise Refused("rules are off in the plan ([settings] rules = false)")
-                made, notes = _chain_rules(chain, index, ctx, number=len(rules))
+                made, notes = _chain_rules(chain, index, ctx)
                 rules.extend(made)
         except Refused as exc:
             refusals.append(Refusal(index, text, str(exc), line))
@@ -731,7 +730,7 @@ def _is_vacation(chain: list[SieveStatement]) -> bool:
 
 
 def _chain_rules(
-    chain: list[SieveStatement], index: int, ctx: _Context, number: int
+    chain: list[SieveStatement], index: int, ctx: _Context
 ) -> tuple[list[InboxRule], list[str]]:
     head = chain[0]
     if head.node.name not in ("if",):

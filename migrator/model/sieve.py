@@ -13,6 +13,10 @@ from datetime import datetime
 
 from migrator.model.mail import FolderRole
 
+# The name prefix of the inbox rules migrator makes: a later pass replaces exactly these (and the
+# ones whose ids it recorded), never a rule the user made.
+RULE_MARKER = "[Sieve] "
+
 # A tag's value: None for a plain tag (":contains"), else its argument (":days 7" -> "7",
 # ":comparator "i;octet"" -> "i;octet", ":value "ge"" -> "ge").
 TagValue = str | tuple[str, ...] | None

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from migrator.commands.filters import AccountFilters, FiltersSummary
-from migrator.model.sieve import AutoReply, InboxRule, RuleFolder, RulePredicates, Translation
+from migrator.model.sieve import RULE_MARKER, AutoReply, InboxRule, RuleFolder, RulePredicates, Translation
 from migrator.report.console import safe
 
-MARKER = "[Sieve] "  # the name prefix of migrator's rules (adapters/targets/ews/rules.py)
+MARKER = RULE_MARKER
 
 # RulePredicates field -> (EWS element, New-InboxRule parameter, Except parameter)
 _PREDICATES = (

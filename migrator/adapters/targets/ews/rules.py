@@ -37,11 +37,11 @@ from exchangelib.settings import OofSettings
 from exchangelib.util import MNS, TNS, add_xml_child, create_element, set_xml_value
 
 from migrator.model.errors import PermanentError
-from migrator.model.sieve import AutoReply, InboxRule, RuleFolder, RulePredicates
+from migrator.model.sieve import RULE_MARKER, AutoReply, InboxRule, RuleFolder, RulePredicates
 
 from .folders import MailboxFolders
 
-MARKER = "[Sieve] "
+MARKER = RULE_MARKER
 RULES_QUOTA_HINT = (
     "the mailbox's rules are over Exchange's rules quota (64 KB by default): raise it with "
     "Set-Mailbox <user> -RulesQuota 256KB, or trim the user's Sieve script"
