@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from migrator.commands.filters import AccountFilters, FiltersSummary
-from migrator.model.sieve import RULE_MARKER, AutoReply, InboxRule, RuleFolder, RulePredicates, Translation
+from migrator.model.sieve import (
+    RULE_MARKER,
+    AutoReply,
+    InboxRule,
+    RuleFolder,
+    RulePredicates,
+    Translation,
+)
 from migrator.report.console import safe
 
 MARKER = RULE_MARKER
