@@ -30,6 +30,7 @@ from migrator.adapters.sieve.managesieve import ManageSieveReader
 from migrator.adapters.sieve.parse import parse_script
 from migrator.adapters.targets import open_target
 from migrator.adapters.targets.naming import FolderNaming
+from migrator.adapters.targets.reply import reply_html
 from migrator.commands.classify import _unsafe_path_value
 from migrator.commands.secrets import target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
@@ -141,9 +142,22 @@ def filters(
         check_selection(store, plan_id, plan, batches=request.batches, addresses=request.addresses)
         accounts = in_scope_accounts(store, plan_id, batches=request.batches, addresses=request.addresses)
         target = None
+        writers: Callable[[str], Any] | None = None
         if ews:
+            from migrator.adapters.targets.ews.rules import rule_writer
+
             target = open_target(plan.target, secrets=target_secrets(plan),
                                  max_connections=plan.run.target_concurrency, plan_file=plan.file)
+
+            def writers(mailbox: str) -> Any:
+                return rule_writer(target, mailbox, remove_outlook_blob=settings.remove_outlook_rules)
+        elif settings.graph and not request.dry_run:
+            from migrator.adapters.targets.graph.rules import GraphRules, token_source
+
+            tokens = token_source(plan.target, target_secrets(plan))  # one token for all accounts
+
+            def writers(mailbox: str) -> Any:
+                return GraphRules(settings.graph_url, tokens, mailbox, timeout=plan.target.timeout)
         run_id = None if request.dry_run else store.start_run(plan_id, "filters")
         try:
             register_sieve_commands()  # once, before the threads parse
@@ -154,7 +168,7 @@ def filters(
             def one(position: int) -> None:
                 if down.is_set():
                     return  # the server is down: accounts not begun are left for the next pass
-                result = _account(plan, settings, accounts[position], reader, naming, target, store,
+                result = _account(plan, settings, accounts[position], reader, naming, writers, store,
                                   request, now)
                 results[position] = result
                 if result.outage is not None and result.outage.confirmed:
@@ -279,7 +293,7 @@ def _account(
     account: AccountRow,
     reader: Reader,
     naming: FolderNaming,
-    target: Any,
+    writers: Callable[[str], Any] | None,
     store: Any,
     request: FiltersRequest,
     now: datetime,
@@ -304,10 +318,10 @@ def _account(
             result.rule_ids = list(previous.rule_ids) if previous else []
         elif request.dry_run:
             result.outcome = "checked"
-        elif target is None:
+        elif writers is None:
             result.outcome = "reported" if script is not None else "none"
         else:
-            _apply(target, mailbox, settings, translation, previous, result)
+            _apply(writers(mailbox), settings, translation, previous, result)
             result.outcome = "applied" if script is not None else "none"
     except (PermanentError, TransientError) as exc:
         result.outcome = "failed"
@@ -319,11 +333,10 @@ def _account(
     return result
 
 
-def _apply(target: Any, mailbox: str, settings: FilterSettings, translation: Translation,
+def _apply(writer: Any, settings: FilterSettings, translation: Translation,
            previous: recorded.FilterRecord | None, result: AccountFilters) -> None:
-    from migrator.adapters.targets.ews.rules import reply_html, rule_writer
-
-    writer = rule_writer(target, mailbox, remove_outlook_blob=settings.remove_outlook_rules)
+    """Through the EWS writer (adapters/targets/ews/rules.py) or the Graph one (graph/rules.py):
+    both replace migrator's rules and set or switch off migrator's automatic reply."""
     if settings.rules:
         known = previous.rule_ids if previous else []
         applied = writer.replace(translation.rules, known)

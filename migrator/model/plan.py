@@ -127,6 +127,8 @@ class FilterSettings:
     forwarding: bool = False  # redirect to addresses outside internal_domains
     internal_domains: tuple[str, ...] = ()  # besides the account's own domains
     remove_outlook_rules: bool = False  # let EWS drop Outlook's client-side rules blob
+    graph: bool = False  # IMAP target: apply through Microsoft Graph with [target]'s app credentials
+    graph_url: str = "https://graph.microsoft.com/v1.0"
     # file: templates like [source] path; Pigeonhole's defaults ~/.dovecot.sieve and ~/sieve
     path: str | None = None
     scripts: str | None = None

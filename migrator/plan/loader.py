@@ -494,6 +494,8 @@ def _settings(file: str, table: Mapping[str, Any], source: SourceSettings, extra
         vacation=r.flag("vacation", True),
         forwarding=r.flag("forwarding", False),
         remove_outlook_rules=r.flag("remove_outlook_rules", False),
+        graph=r.flag("graph", False),
+        graph_url=_url_without_secret(r, "graph_url") or FilterSettings.graph_url,
         internal_domains=tuple(d.strip().lower().lstrip("@") for d in r.str_list("internal_domains")),
         path=path,
         scripts=scripts,
@@ -586,6 +588,14 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
     target = _target(file, data["target"], extra)
     run = _run(file, data.get("run", {}))
     filters = _settings(file, data.get("settings", {}), source, extra)
+    if filters.graph:
+        if target.kind != "imap":
+            raise PlanError(file, "settings.graph", "is for an IMAP target (Exchange Online); an EWS "
+                            "target takes rules over EWS", hint="remove graph = true")
+        if not (target.client_id and target.tenant_id and (target.client_secret_env or target.client_secret_file)):
+            raise PlanError(file, "settings.graph", "needs the application's credentials in [target]: "
+                            "client_id, tenant_id and client_secret_env or client_secret_file",
+                            hint="the app needs Graph MailboxSettings.ReadWrite and Mail.ReadWrite")
     state = _Reader(file, "state", data.get("state", {}))
     state_url = state.text("url")
     _check_no_secret_in_url(state, "url", state_url, hint=STATE_SECRET_HINT)

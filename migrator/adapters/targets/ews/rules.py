@@ -13,7 +13,6 @@ the classes below write it as types.xsd says (RulePredicateSizeRangeType, both b
 
 from __future__ import annotations
 
-import html
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from exchangelib.util import MNS, TNS, add_xml_child, create_element, set_xml_va
 from migrator.model.errors import PermanentError
 from migrator.model.sieve import RULE_MARKER, AutoReply, InboxRule, RuleFolder, RulePredicates
 
+from ..reply import reply_html
 from .folders import MailboxFolders
 
 MARKER = RULE_MARKER
@@ -245,12 +245,6 @@ class RuleWriter:
             self.account.oof_settings = OofSettings(state=OofSettings.DISABLED)
 
         self._call(self.where, send)
-
-
-def reply_html(message: str) -> str:
-    """Exchange shows automatic replies as HTML: the text escaped, its line breaks kept."""
-    lines = html.escape(message.rstrip("\n")).split("\n")
-    return "<html><body>" + "<br>\n".join(lines) + "</body></html>"
 
 
 def _predicates(cls: Any, p: RulePredicates) -> Any:
