@@ -3,7 +3,7 @@
 # fresh Debian machine; a non-root user gets told what is missing instead).
 set -euo pipefail
 
-PACKAGES=(slapd ldap-utils dovecot-imapd postgresql openssl chromium chromium-driver)
+PACKAGES=(slapd ldap-utils dovecot-imapd dovecot-managesieved dovecot-sieve postgresql openssl chromium chromium-driver)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -38,4 +38,4 @@ if ! pg_ok; then
     echo "PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres" >&2
     exit 1
 fi
-echo "test services ready: slapd, dovecot and PostgreSQL available"
+echo "test services ready: slapd, dovecot (with ManageSieve) and PostgreSQL available"

@@ -19,6 +19,7 @@ HOMES = {
     "rich": ("migrator.report",),
     "tenacity": ("migrator.adapters.retry",),
     "imapclient": ("migrator.adapters.sources.imap", "migrator.adapters.targets.imap"),
+    "sievelib": ("migrator.adapters.sieve",),
 }
 
 

@@ -11,6 +11,7 @@ import click
 from migrator import __version__
 from migrator.cli.dedupe import register as register_dedupe
 from migrator.cli.errors import handle_errors
+from migrator.cli.filters import register as register_filters
 from migrator.cli.options import (
     bounded,
     json_option,
@@ -403,6 +404,7 @@ def ews_simulator_cmd(
 
 register_reports(cli)
 register_dedupe(cli)
+register_filters(cli)
 
 
 def main() -> None:

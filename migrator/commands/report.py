@@ -98,6 +98,7 @@ def build_report(plan: Plan, *, state_url: str | None = None, now: datetime | No
         "failures_by_reason": summary["failures_by_reason"],
         "skipped_by_reason": summary["skipped_by_reason"],
         "timeline": timeline(times),
+        "filters": summary.get("filters"),
         "columns": list(COLUMNS),
         "rows": rows,
     }

@@ -15,6 +15,7 @@ from migrator.model.errors import MigratorError, UsageError
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
 from migrator.store import queries
+from migrator.store.filters import recorded as recorded_filters
 
 MESSAGE_CAP = 50
 _HEADER_BYTES = 64 * 1024
@@ -139,6 +140,7 @@ def show_account(
         history = queries.events(store, plan_id, account_id=account["id"], limit=events_limit, newest_first=True)
         folder_rows = queries.folders(store, account["id"])
         problems, problem_total = queries.problem_messages(store, account["id"], MESSAGE_CAP)
+        sieve = recorded_filters(store, account["id"])
     shown = account["address"] or account["key"]
     source_note = read_subjects(plan, account, problems) if read_source else None
     reason = account["last_error_reason"]
@@ -223,4 +225,17 @@ def show_account(
         ],
         "skipped_total": problem_total,
         "source_note": source_note,
+        "filters": None if sieve is None else {
+            "outcome": sieve.outcome,
+            "script": sieve.script,
+            "statements": sieve.statements,
+            "translated": sieve.translated,
+            "approximate": sieve.approximate,
+            "refused": sieve.refused,
+            "rules": sieve.rules,
+            "auto_reply": sieve.auto_reply,
+            "error": sieve.error,
+            "at": iso(sieve.updated_at),
+            "not_carried": sieve.refusals,
+        },
     }

@@ -8,7 +8,7 @@ from typing import Any
 from migrator.commands.classify import ou_of_dn
 from migrator.commands.state import plan_reader
 from migrator.model.plan import Plan
-from migrator.store import reporting
+from migrator.store import filter_reporting, reporting
 
 # An estimate needs this much to stand on: the pace of a few seconds, or of one or two
 # accounts, says nothing about the next thousand (the first accounts are often small ones).
@@ -84,6 +84,7 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
             "eta_hours": eta_hours,
             "eta_basis": eta_basis,
             "last_verification": last_verify,
+            "filters": filter_reporting.totals(db, plan_id),
         }
 
 

@@ -117,6 +117,38 @@ class RunSettings:
     lease_seconds: int = 120
 
 
+@dataclass(frozen=True)
+class FilterSettings:
+    """[settings]: users' Sieve filters and vacation replies (docs/sieve.md)."""
+
+    sieve: str = "off"  # off | file | managesieve
+    rules: bool = True
+    vacation: bool = True
+    forwarding: bool = False  # redirect to addresses outside internal_domains
+    internal_domains: tuple[str, ...] = ()  # besides the account's own domains
+    remove_outlook_rules: bool = False  # let EWS drop Outlook's client-side rules blob
+    graph: bool = False  # IMAP target: apply through Microsoft Graph with [target]'s app credentials
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    # file: templates like [source] path; Pigeonhole's defaults ~/.dovecot.sieve and ~/sieve
+    path: str | None = None
+    scripts: str | None = None
+    root: str | None = None  # every script path must stay inside it (default: [source] root)
+    separator: str = "."  # the hierarchy separator in fileinto names (Dovecot's namespace)
+    prefix: str = ""  # a namespace prefix fileinto names carry and folder names do not
+    # managesieve (RFC 5804); unset values come from an IMAP [source]
+    host: str | None = None
+    port: int = 4190
+    tls: str = "starttls"  # starttls | ssl | none
+    tls_verify: bool = True
+    ca_file: str | None = None
+    login: str | None = None  # template
+    master_user: str | None = None
+    authzid: bool = False
+    password_env: str | None = None
+    password_file: str | None = None
+    timeout: float = 30.0
+
+
 # The state database when neither --state, $MIGRATOR_STATE nor the plan names one. Like every
 # relative path of a plan, its file is found from the plan's folder.
 DEFAULT_STATE_URL = "sqlite:///state/migrator.db"
@@ -132,3 +164,4 @@ class Plan:
     run: RunSettings = field(default_factory=RunSettings)
     state_url: str | None = None  # [state] url; load_plan makes a relative SQLite path absolute
     description: str | None = None
+    filters: FilterSettings = field(default_factory=FilterSettings)

@@ -23,6 +23,7 @@ from migrator.model.limits import Bound
 from migrator.model.plan import (
     AttributeMap,
     DirectorySettings,
+    FilterSettings,
     Plan,
     RunSettings,
     SourceSettings,
@@ -43,7 +44,7 @@ _SECRET_KEYS = re.compile(
     re.IGNORECASE,
 )
 
-_SECTIONS = {"plan", "directory", "source", "target", "run", "state"}
+_SECTIONS = {"plan", "directory", "source", "target", "run", "state", "settings"}
 
 # Fields a template may use; "root" only where a root exists. Directory attributes named in
 # [directory.attributes].extra are added at validation time.
@@ -462,6 +463,80 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
     return settings
 
 
+SIEVE_MODES = ("off", "file", "managesieve")
+
+
+def _settings(file: str, table: Mapping[str, Any], source: SourceSettings, extra_fields: set[str]) -> FilterSettings:
+    r = _Reader(file, "settings", table)
+    mode = r.choice("sieve", SIEVE_MODES, "off")
+    fields_ok = ACCOUNT_FIELDS | extra_fields
+    path = r.text("sieve_path")
+    scripts = r.text("sieve_scripts")
+    if mode == "file" and path is None:
+        home = _home_template(source)
+        if home is None:
+            raise r._err("sieve_path", "is missing: sieve = \"file\" needs the active script's path",
+                         hint='e.g. sieve_path = "{root}/{domain}/{local}/.dovecot.sieve" '
+                         '(Pigeonhole\'s default is ~/.dovecot.sieve)')
+        path = f"{home}/.dovecot.sieve"
+        scripts = scripts or f"{home}/sieve"
+    for key, value in (("sieve_path", path), ("sieve_scripts", scripts)):
+        _template(r, key, value, fields_ok | {"root"})
+    login = r.text("sieve_login")
+    _template(r, "sieve_login", login, fields_ok)
+    password_env, password_file = _secret_pair(r, "sieve_password")
+    tls = r.choice("sieve_tls", ("starttls", "ssl", "none"), "starttls")
+    host = r.text("sieve_host")
+    imap = source.kind == "imap"
+    settings = FilterSettings(
+        sieve=mode,
+        rules=r.flag("rules", True),
+        vacation=r.flag("vacation", True),
+        forwarding=r.flag("forwarding", False),
+        remove_outlook_rules=r.flag("remove_outlook_rules", False),
+        graph=r.flag("graph", False),
+        graph_url=_url_without_secret(r, "graph_url") or FilterSettings.graph_url,
+        internal_domains=tuple(d.strip().lower().lstrip("@") for d in r.str_list("internal_domains")),
+        path=path,
+        scripts=scripts,
+        root=r.text("sieve_root") or source.root,
+        separator=r.text("sieve_separator", "."),
+        prefix=r.text("sieve_prefix", ""),
+        host=host or (source.host if imap else None),
+        port=r.whole("sieve_port", 4190, limits.PORT),
+        tls=tls,
+        tls_verify=r.flag("sieve_tls_verify", source.tls_verify if imap else True),
+        ca_file=r.text("sieve_ca_file") or (source.ca_file if imap else None),
+        login=login or (source.login if imap else "{address}"),
+        master_user=r.text("sieve_master_user") or (source.master_user if imap else None),
+        authzid=r.flag("sieve_authzid", source.authzid if imap else False),
+        password_env=password_env or (None if password_file else source.password_env),
+        password_file=password_file or (None if password_env else source.password_file),
+        timeout=r.number("sieve_timeout", FilterSettings.timeout, limits.TIMEOUT),
+    )
+    r.finish()
+    if mode == "file" and not settings.root:
+        raise r._err("sieve_root", "is missing: scripts read from files must stay inside a root folder",
+                     hint='e.g. sieve_root = "/var/vmail"')
+    if mode == "managesieve":
+        if not settings.host:
+            raise r._err("sieve_host", "is missing: sieve = \"managesieve\" needs the server",
+                         hint='e.g. sieve_host = "imap.example.org" (port 4190)')
+        if not (settings.password_env or settings.password_file):
+            raise r._err("sieve_password_env", "is missing: ManageSieve needs a password (the "
+                         "master user's, or the user's)",
+                         hint='add sieve_password_env = "MIGRATOR_SIEVE_PASSWORD"')
+    return settings
+
+
+def _home_template(source: SourceSettings) -> str | None:
+    """Dovecot's home from a Maildir path template ending in /Maildir, where Pigeonhole keeps
+    ~/.dovecot.sieve and ~/sieve by default."""
+    if source.kind == "maildir" and source.path and source.path.rstrip("/").endswith("/Maildir"):
+        return source.path.rstrip("/")[: -len("/Maildir")]
+    return None
+
+
 def _run(file: str, table: Mapping[str, Any]) -> RunSettings:
     r = _Reader(file, "run", table)
     defaults = RunSettings()
@@ -512,6 +587,15 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
     source = _source(file, data["source"], extra)
     target = _target(file, data["target"], extra)
     run = _run(file, data.get("run", {}))
+    filters = _settings(file, data.get("settings", {}), source, extra)
+    if filters.graph:
+        if target.kind != "imap":
+            raise PlanError(file, "settings.graph", "is for an IMAP target (Exchange Online); an EWS "
+                            "target takes rules over EWS", hint="remove graph = true")
+        if not (target.client_id and target.tenant_id and (target.client_secret_env or target.client_secret_file)):
+            raise PlanError(file, "settings.graph", "needs the application's credentials in [target]: "
+                            "client_id, tenant_id and client_secret_env or client_secret_file",
+                            hint="the app needs Graph MailboxSettings.ReadWrite and Mail.ReadWrite")
     state = _Reader(file, "state", data.get("state", {}))
     state_url = state.text("url")
     _check_no_secret_in_url(state, "url", state_url, hint=STATE_SECRET_HINT)
@@ -525,6 +609,7 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
         run=run,
         state_url=state_url,
         description=description,
+        filters=filters,
     )
 
 
@@ -583,8 +668,17 @@ def load_plan(path: str | Path) -> Plan:
         client_secret_file=_resolve(base, plan.target.client_secret_file),
         ca_file=_resolve(base, plan.target.ca_file),
     )
+    filters = _replace(
+        plan.filters,
+        path=_resolve_template(base, plan.filters.path),
+        scripts=_resolve_template(base, plan.filters.scripts),
+        root=_resolve(base, plan.filters.root),
+        ca_file=_resolve(base, plan.filters.ca_file),
+        password_file=_resolve(base, plan.filters.password_file),
+    )
     state_url = resolve_state_url(plan.state_url, base) if plan.state_url else None
-    return _replace(plan, directory=directory, source=source, target=target, state_url=state_url)
+    return _replace(plan, directory=directory, source=source, target=target, state_url=state_url,
+                    filters=filters)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

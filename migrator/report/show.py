@@ -74,6 +74,20 @@ def render_show(con: Console, data: dict[str, Any]) -> None:
             con.print(f"{safe(reason)}: {safe(advice, 600)}")
     if data["source_note"]:
         con.print(f"[yellow]note:[/yellow] {safe(data['source_note'], 600)}")
+    sieve = data.get("filters")
+    if sieve:
+        con.print(f"[bold]Sieve filters[/bold] ({safe(sieve['at'] or '-')}): {safe(sieve['outcome'])}"
+                  + (f", script {safe(sieve['script'], 80)}" if sieve["script"] else "")
+                  + f"; {sieve['translated']} of {sieve['statements']} statements carried "
+                  f"({sieve['approximate']} with a note), {sieve['refused']} not carried; "
+                  f"{sieve['rules']} Exchange rules; automatic reply {safe(sieve['auto_reply'] or '-')}")
+        if sieve["error"]:
+            con.print(f"  [red]{safe(sieve['error'], 600)}[/red]")
+        for refusal in sieve["not_carried"]:
+            where = f"line {refusal['line']}" if refusal["line"] else "the script"
+            con.print(f"  not carried ({where}): {safe(refusal['reason'], 300)}", soft_wrap=True)
+            for line in str(refusal["text"]).split("\n")[:12]:
+                con.print(f"    {safe(line, 160)}", soft_wrap=True, highlight=False)
     if data["events"]:
         table = Table(title=f"History (newest first, at most {data['events_limit']})", title_justify="left")
         for column in ("at", "event", "state", "detail"):

@@ -39,6 +39,14 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
         f"last hour: {recent['accounts']:,} accounts migrated, {recent['messages']:,} messages, "
         f"{human_bytes(recent['bytes'])}; runs at work {_duration(recent['running_seconds'])}"
     )
+    f = data.get("filters") or {}
+    if f.get("accounts"):
+        con.print(
+            f"Sieve filters: {f['applied'] + f['reported']:,} accounts carried, {f['none']:,} without Sieve, "
+            f"{f['broken']:,} with a script that does not parse, {f['failed']:,} failed; "
+            f"{f['translated']:,} of {f['statements']:,} statements carried, {f['refused']:,} not carried "
+            f"in {f['accounts_with_refusals']:,} accounts (`migrator show ADDRESS` lists them)"
+        )
     remaining = a["total"] - a["migrated"]
     if data["eta_hours"] is not None:
         con.print(

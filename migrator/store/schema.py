@@ -238,3 +238,40 @@ class TargetLimitRow(Base):
     target: Mapped[str] = mapped_column(unbounded(500), primary_key=True)
     ceiling: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SieveFilterRow(Base):
+    """Per account, what the last `migrator filters` made of the user's Sieve script (0007)."""
+
+    __tablename__ = "sieve_filters"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    outcome: Mapped[str] = mapped_column(String(20))  # applied|reported|none|checked|broken|failed
+    script: Mapped[str | None] = mapped_column(Text)
+    script_sha256: Mapped[str | None] = mapped_column(String(64))
+    statements: Mapped[int] = mapped_column(Integer, default=0)
+    translated: Mapped[int] = mapped_column(Integer, default=0)
+    approximate: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    rules: Mapped[int] = mapped_column(Integer, default=0)
+    rule_ids: Mapped[list[str] | None] = mapped_column(JSONType)
+    auto_reply: Mapped[str | None] = mapped_column(String(20))  # on | scheduled | expired | off
+    auto_reply_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SieveRefusalRow(Base):
+    """A Sieve statement the last `migrator filters` could not carry, with its text (0007)."""
+
+    __tablename__ = "sieve_refusals"
+    __table_args__ = (Index("ix_sieve_refusals_account", "account_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    statement: Mapped[int | None] = mapped_column(Integer)
+    line: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)

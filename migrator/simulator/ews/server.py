@@ -35,6 +35,7 @@ from .props import (
     PR_MESSAGE_FLAGS,
     tag_key,
 )
+from .rules import InboxRules
 from .soap import SOAP_NS, T_NS, EwsError
 from .store import FolderRow, SimFolder, SimItem, Store
 from .versions import DEFAULT_EXCHANGE, SCHEMA_NAMES, ExchangeBuild, exchange_build
@@ -566,6 +567,8 @@ class EwsSimulator:
                 count_refusal=lambda what: self._counters.refusal(what),
             ),
         )
+        self._rules = InboxRules(self._operations, self._store)
+        self._rules.install()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = port
@@ -637,6 +640,7 @@ class EwsSimulator:
         # A stopped simulator can be started again on the same data directory.
         self._store = Store(self.data_dir)
         self._operations._store = self._store
+        self._rules._store = self._store
         violations = self.answer_violations()
         if violations:
             raise SchemaViolations(violations)
@@ -691,6 +695,14 @@ class EwsSimulator:
     @property
     def faults(self) -> Faults:
         return self._dice.faults
+
+    def set_outlook_rule_blob(self, address: str, exists: bool = True) -> None:
+        """Whether Outlook keeps client-side rules for `address` (GetInboxRules shows it)."""
+        self._rules.set_outlook_rule_blob(address, exists)
+
+    def set_rules_quota(self, quota_bytes: int) -> None:
+        """Every mailbox's inbox rules quota (Exchange: Set-Mailbox -RulesQuota; 64 KB default)."""
+        self._rules.quota = quota_bytes
 
     # --- inspection -----------------------------------------------------------------------
 

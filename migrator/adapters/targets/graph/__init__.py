@@ -1,0 +1,1 @@
+"""Microsoft Graph for what IMAP cannot carry (inbox rules, automatic replies)."""
