@@ -35,7 +35,9 @@ class Postfix:
         config = ["-c", self.config_directory] if self.config_directory else []
         return [*command, *config, *args]
 
-    def _run(self, command: Sequence[str], *args: str, stdin: str | None = None, what: str) -> str:
+    def _run(
+        self, command: Sequence[str], *args: str, stdin: str | None = None, what: str, ok: tuple[int, ...] = (0,)
+    ) -> str:
         words = self._words(command, *args)
         shown = " ".join(words)
         try:
@@ -58,7 +60,7 @@ class Postfix:
             raise PostfixError(f"{what}: `{shown}` did not finish within {COMMAND_TIMEOUT:.0f} s") from None
         except OSError as exc:
             raise PostfixError(f"{what}: `{shown}` could not run: {exc.strerror}") from None
-        if done.returncode != 0:
+        if done.returncode not in ok or (done.returncode != 0 and done.stderr.strip()):
             said = (done.stderr.strip() or done.stdout.strip() or "(nothing)")[-_SHOWN:]
             raise PostfixError(
                 f"{what}: `{shown}` failed (exit {done.returncode}): {said}",
@@ -92,7 +94,7 @@ class Postfix:
             return {}
         out = self._run(
             self.settings.postmap, "-q", "-", f"{map_type}:{path}", stdin="".join(f"{k}\n" for k in wanted),
-            what=f"looking addresses up in {path}",
+            what=f"looking addresses up in {path}", ok=(0, 1),  # 1: none of them is in the map
         )  # fmt: skip
         found: dict[str, str] = {}
         for line in out.splitlines():
