@@ -198,7 +198,7 @@ def test_mail_delivered_between_the_last_delta_and_the_switch_reaches_the_target
         world.send_each(wave, "in the window")
         world.postfix.wait_until_delivered()
         for address in wave:
-            assert world.postfix.maildir_subjects(address) == [f"in the window {address}"]
+            assert world.postfix.maildir_subjects(address).count(f"in the window {address}") == 1
     finally:
         os.kill(process.pid, signal.SIGCONT)
     out, err = process.communicate(timeout=120)
@@ -282,7 +282,7 @@ def test_a_postfix_that_fails_to_reload_stops_the_wave_with_no_state_change(worl
     assert "missing '=' after attribute name" in out
     assert world.routed() == set() and world.postfix.transport_map.read_bytes() == map_before
     # a main.cf `postfix reload` refuses: the map goes back as it was, the accounts too
-    main_cf.write_text(good + f"queue_directory = {world.postfix.root}/nonexistent\n")
+    main_cf.write_text(good + f"daemon_directory = {world.postfix.root}/nonexistent\n")
     out = _ok(world.cli("cutover", "--batch", "Office001"), code=2)
     assert "reloading Postfix instance" in out and "nothing was switched" in out
     assert world.routed() == set() and world.postfix.transport_map.read_bytes() == map_before

@@ -217,6 +217,7 @@ class _Wave:
 
     # --- the switch ------------------------------------------------------------------------
     def switch(self) -> None:
+        self._parameters()  # a Postfix whose main.cf cannot be read stops the wave before anything
         resuming = state.wave_accounts(self.store, self.wave_id, ("switching", "switched"))
         if not resuming:
             ids = self._prepare()
@@ -288,18 +289,20 @@ class _Wave:
     def _stop_on(self, exceptions: list[dict[str, str]], left_out: list[dict[str, str]], when: str) -> None:
         self.report.exceptions, self.report.left_out = exceptions, left_out
         blocking = [e for e in exceptions if "being switched by wave" in e["problem"]]
-        if (exceptions and not self.request.force) or blocking:
-            shown = "; ".join(f"{e['account']}: {e['problem']}" for e in (blocking or exceptions)[:_SHOWN])
-            more = len(blocking or exceptions) - _SHOWN
-            message = f"{len(blocking or exceptions):,} accounts are not ready for the switch ({when}): {shown}" + (
+        listed = blocking or [*exceptions, *left_out]
+        if blocking or (listed and not self.request.force):
+            shown = "; ".join(f"{e['account']}: {e['problem']}" for e in listed[:_SHOWN])
+            more = len(listed) - _SHOWN
+            message = f"{len(listed):,} accounts are not ready for the switch ({when}): {shown}" + (
                 f"; and {more:,} more" if more > 0 else ""
             )
             self._fail_wave(message)
-            raise CutoverStopped(
-                message, self.report,
-                hint="fix them (migrator show ADDR says how), or switch them anyway with --force; "
-                "nothing was switched" if not blocking else "finish or roll back that wave first; nothing was switched",
+            hint = (
+                "finish or roll back that wave first; nothing was switched" if blocking else
+                "fix them (`migrator show ADDR` says how), or go ahead with --force: accounts not ready are "
+                "switched anyway, those whose address cannot be routed are left out; nothing was switched"
             )  # fmt: skip
+            raise CutoverStopped(message, self.report, hint=hint)
         if left_out:
             self.say(f"{len(left_out):,} accounts are left out: their address cannot be a transport_maps key")
 
@@ -451,12 +454,11 @@ class _Wave:
         cannot be given the map without it, the accounts stay `switching` and the error says so."""
         try:
             without = self._routes(leave_out=wave)
-            on_disk_before = block_before is not None and set(block_before) == set(
-                self._block(without, read_map(self.map_path, self.plan.name))
-            )
-            if on_disk_before and backup is not None:
+            current = read_map(self.map_path, self.plan.name)
+            want = set(self._block(without, current))
+            if backup is not None and block_before is not None and set(block_before) == want:
                 backup.restore()  # the very files Postfix read before: no postmap needed
-            elif not (on_disk_before and backup is None):  # else nothing was installed: as before
+            elif set(current.block) != want:
                 self._install(without).discard()
             with contextlib.suppress(PostfixError):  # a Postfix that cannot reload still re-reads a changed map
                 self.postfix.reload()
@@ -544,6 +546,7 @@ class _Wave:
 
     # --- the way back ----------------------------------------------------------------------
     def rollback(self) -> None:
+        self._parameters()
         rows = state.selected_accounts(self.store, self.plan_id, self.request.batches, self.request.addresses,
                                        in_scope_only=False)  # fmt: skip
         ids = [int(r["id"]) for r in rows if r["cutover"] in (*state.ROUTED, "reverting")]
