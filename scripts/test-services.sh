@@ -3,7 +3,7 @@
 # fresh Debian machine; a non-root user gets told what is missing instead).
 set -euo pipefail
 
-PACKAGES=(slapd ldap-utils dovecot-imapd dovecot-managesieved dovecot-sieve postgresql openssl chromium chromium-driver)
+PACKAGES=(slapd ldap-utils dovecot-imapd dovecot-managesieved dovecot-sieve postgresql openssl chromium chromium-driver postfix)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -15,6 +15,10 @@ if ((${#missing[@]})); then
     fi
     echo "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Postfix: "No configuration" writes no /etc/postfix/main.cf, so installing it neither
+    # starts nor configures a system instance on port 25; the cut-over tests start private
+    # instances with their own config directory (postfix -c) on 127.0.0.1
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     apt-get update -qq
     # the packages' own services are not wanted: the tests start private instances
     apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -38,4 +42,4 @@ if ! pg_ok; then
     echo "PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres" >&2
     exit 1
 fi
-echo "test services ready: slapd, dovecot (with ManageSieve) and PostgreSQL available"
+echo "test services ready: slapd, dovecot (with ManageSieve), postfix and PostgreSQL available"

@@ -319,6 +319,59 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
     console().print(f"{name}: progress forgotten; the account is pending again")
 
 
+@cli.command("cutover")
+@plan_option
+@state_option
+@click.option("--batch", "batches", multiple=True, metavar="NAME", help="Switch the accounts of this batch (repeatable).")
+@click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Switch this account (repeatable).")
+@click.option("--force", is_flag=True,
+              help="Switch accounts that are not ready too (no completed pass, failed messages, a failed last pass).")
+@click.option("--rollback", is_flag=True, help="Take the selection out of the transport map again: Postfix delivers locally.")
+@click.option("--workers", type=workers_type, help="Accounts in a delta pass at once (default: the plan's [run] workers).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the steps and the outcome.")
+@json_option
+@handle_errors
+def cutover_cmd(
+    plan_path: Path, state_url: str | None, batches: tuple[str, ...], accounts: tuple[str, ...], force: bool,
+    rollback: bool, workers: int | None, quiet: bool, as_json: bool,
+) -> None:
+    """Switch a wave of batches from Postfix's local delivery to the target, on a real Postfix.
+
+    One command per wave, resumable (run it again after any failure or kill): checks that every
+    account has a completed pass and no failed messages (--force switches exceptions anyway),
+    runs a last delta pass, writes the accounts into the plan's [cutover] transport_map (lines
+    not written by migrator are kept), builds it with postmap and renames it into place,
+    reloads Postfix, and verifies without sending mail that the built map and the running
+    Postfix route the wave to the next hop while a colleague still goes locally (any mismatch
+    takes the wave out again). The final delta pass runs when the command is run again (or
+    [cutover] final_delta_after after the switch) and marks the accounts cut over. Every step
+    is recorded with its time. --rollback takes the selection out of the map and verifies that
+    Postfix delivers it locally again. Exit 0 done; 1 final delta not completed for some
+    accounts; 2 stopped (nothing switched by that step: the error says why).
+    """
+    from migrator.commands.cutover import CutoverRequest, cutover
+    from migrator.report.cutover import render_cutover
+    from migrator.report.run import RunProgress
+
+    plan = load_plan(plan_path)
+    out = console()
+    notes = error_console() if as_json else out
+    request = CutoverRequest(batches=batches, addresses=accounts, force=force, rollback=rollback, workers=workers)
+    with graceful_stop() as stop:
+        display = RunProgress(out, quiet=True) if (quiet or as_json) else RunProgress(out)
+        progress = OutputGuard(display, stop)
+        try:
+            report = cutover(plan, request, state_url=state_url, progress=progress, stop=stop.event,
+                             say=lambda text: notes.print(safe(text, 2000)))
+        finally:
+            progress.close()
+    if as_json:
+        print_json(report.as_json())
+    else:
+        render_cutover(out, report)
+    raise SystemExit(stop.exit_code if stop.exit_code is not None else report.exit_code)
+
+
 @cli.command("upgrade")
 @click.option(
     "--plan",

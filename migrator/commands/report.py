@@ -8,7 +8,7 @@ from typing import Any
 from migrator.commands.state import plan_store
 from migrator.commands.status import status
 from migrator.model.plan import Plan
-from migrator.store import queries
+from migrator.store import cutover_reads, queries
 
 # the order of a report row (CSV header, JSON keys, HTML table columns)
 COLUMNS = (
@@ -88,6 +88,7 @@ def build_report(plan: Plan, *, state_url: str | None = None, now: datetime | No
     with plan_store(plan, state_url, access="read") as (store, plan_id):
         rows = [_row(r) for r in queries.report_rows(store, plan_id)]
         times = queries.first_synced_times(store, plan_id)
+        cutover = cutover_timeline(store, plan_id)
     return {
         "plan": plan.name,
         "generated_at": iso(now or datetime.now(UTC)),
@@ -99,6 +100,19 @@ def build_report(plan: Plan, *, state_url: str | None = None, now: datetime | No
         "skipped_by_reason": summary["skipped_by_reason"],
         "timeline": timeline(times),
         "filters": summary.get("filters"),
+        "cutover": cutover,
         "columns": list(COLUMNS),
         "rows": rows,
     }
+
+
+def cutover_timeline(store: Any, plan_id: int) -> list[dict[str, Any]]:
+    """Every cut-over wave (switches and rollbacks), oldest first, with its steps' times."""
+    with store.reader() as db:
+        waves = cutover_reads.waves(db, plan_id, limit=10_000)
+    for wave in waves:
+        for key in ("started_at", "switched_at", "finished_at", "updated_at"):
+            wave[key] = iso(wave[key])
+        for step in wave["steps"]:
+            step["started_at"], step["finished_at"] = iso(step["started_at"]), iso(step["finished_at"])
+    return waves

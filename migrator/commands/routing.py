@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from migrator.adapters.postfix.map_file import map_key_problem
 from migrator.commands.nexthop import host_result, nexthop_result
 from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
@@ -28,10 +28,6 @@ def nexthop_for(plan: Plan, nexthop: str | None) -> str:
     return host_result(hostname)
 
 
-# a lookup key Postfix reads as one token: no whitespace, no comment sign, one @
-_SAFE_ADDRESS = re.compile(r"^[^\s#@]+@[^\s#@]+$")
-
-
 @dataclass
 class Routing:
     lines: list[str]  # `address<TAB>nexthop`, sorted by address
@@ -47,5 +43,5 @@ def routing_lines(
         check_selection(store, plan_id, plan, batches=batches, in_scope_only=False)
         rows = queries.routable_accounts(store, plan_id, batches)
     addresses = sorted({str(r["address"]).lower() for r in rows if r["address"]})
-    unsafe = [a for a in addresses if not _SAFE_ADDRESS.match(a)]
-    return Routing([f"{a}\t{result}" for a in addresses if _SAFE_ADDRESS.match(a)], unsafe)
+    unsafe = [a for a in addresses if map_key_problem(a)]
+    return Routing([f"{a}\t{result}" for a in addresses if not map_key_problem(a)], unsafe)

@@ -8,7 +8,7 @@ from typing import Any
 from migrator.commands.classify import ou_of_dn
 from migrator.commands.state import plan_reader
 from migrator.model.plan import Plan
-from migrator.store import filter_reporting, reporting
+from migrator.store import cutover_reads, filter_reporting, reporting
 
 # An estimate needs this much to stand on: the pace of a few seconds, or of one or two
 # accounts, says nothing about the next thousand (the first accounts are often small ones).
@@ -56,7 +56,9 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
         else:
             groups = reporting.progress_by_batch(db, plan_id)
         last_verify = reporting.last_run(db, plan_id, "verify")
+        cutover = cutover_status(db, plan_id)
         return {
+            "cutover": cutover,
             "plan": plan.name,
             "state": shown_url,
             "headline": f"{migrated:,} of {total:,} accounts migrated"
@@ -100,3 +102,26 @@ def _by_ou(rows: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
         if status in ("verified", "failed", "running", "pending"):
             row[status] += 1
     return [groups[k] for k in sorted(groups)]
+
+
+def cutover_status(db: Any, plan_id: int) -> dict[str, Any] | None:
+    """Per batch: accounts pre-staged (migrated, not switched), switched (final delta to come)
+    and cut over (finished); and the last waves. None before the first `cutover`."""
+    if not cutover_reads.has_cutover(db, plan_id):
+        return None
+    touched = cutover_reads.cutover_by_batch(db, plan_id)
+    batches = []
+    for row in reporting.progress_by_batch(db, plan_id):
+        name = row["batch"] or ""
+        c = touched.get(name, {"switched": 0, "cut_over": 0, "in_progress": 0, "migrated": 0})
+        batches.append({
+            "batch": row["batch"], "total": row["total"],
+            "pre_staged": row["migrated"] - c["migrated"], "switched": c["switched"],
+            "cut_over": c["cut_over"], "in_progress": c["in_progress"],
+        })  # fmt: skip
+    waves = cutover_reads.waves(db, plan_id, limit=20)
+    return {
+        "batches": batches,
+        "totals": {k: sum(b[k] for b in batches) for k in ("total", "pre_staged", "switched", "cut_over", "in_progress")},
+        "waves": [{k: v for k, v in w.items() if k != "steps"} for w in waves[-5:]],
+    }

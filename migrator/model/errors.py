@@ -53,6 +53,11 @@ class StateError(MigratorError):
     """The state database cannot be opened, migrated or written."""
 
 
+class PostfixError(MigratorError):
+    """A Postfix command failed or Postfix routes mail otherwise than migrator wrote: names the
+    command, the instance and what Postfix said."""
+
+
 class UsageError(MigratorError):
     """The command line asks for something that cannot be done (unknown account, bad option)."""
 

@@ -46,3 +46,6 @@ PAGE_SIZE = Bound(1, 100_000, "entries per page of the directory search")
 TIMEOUT = Bound(0.1, 86_400.0, "seconds to wait for an answer")
 PORT = Bound(1, 65_535, "TCP port")
 EVENTS_SHOWN = Bound(1, 10_000, "events shown")
+# how long after a wave's switch its final delta pass runs: up to a week
+FINAL_DELTA_AFTER = Bound(0, 7 * 86_400, "seconds between a wave's switch and its final delta pass")
+POSTFIX_TIMEOUT = Bound(1, 3_600, "seconds Postfix may take to show new routing or deliver its queue")

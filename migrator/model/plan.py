@@ -149,6 +149,27 @@ class FilterSettings:
     timeout: float = 30.0
 
 
+@dataclass(frozen=True)
+class CutoverSettings:
+    """[cutover]: the Postfix instance `migrator cutover` switches, and how."""
+
+    transport_map: str  # the map file (a path), written between migrator's markers
+    map_type: str = "hash"  # Postfix's lookup table type of transport_map
+    nexthop: str | None = None  # transport_maps result; default smtp:[host of [target] url]:25
+    config_directory: str | None = None  # `postconf -c DIR` etc.: one of several instances
+    postmap: tuple[str, ...] = ("postmap",)  # each command as words (e.g. sudo -n postmap)
+    postconf: tuple[str, ...] = ("postconf",)
+    postfix: tuple[str, ...] = ("postfix",)
+    postqueue: tuple[str, ...] = ("postqueue",)
+    # seconds after the switch the same command waits and runs the final delta; None: the
+    # final delta runs when `cutover` is run again
+    final_delta_after: float | None = None
+    # how long Postfix may take to show the new routing, and to deliver what it had queued
+    postfix_timeout: float = 60.0
+    # also ask the running Postfix's address resolver (needs access to its private socket)
+    resolver: bool = True
+
+
 # The state database when neither --state, $MIGRATOR_STATE nor the plan names one. Like every
 # relative path of a plan, its file is found from the plan's folder.
 DEFAULT_STATE_URL = "sqlite:///state/migrator.db"
@@ -162,6 +183,7 @@ class Plan:
     source: SourceSettings
     target: TargetSettings
     run: RunSettings = field(default_factory=RunSettings)
+    cutover: CutoverSettings | None = None  # [cutover], when the plan has one
     state_url: str | None = None  # [state] url; load_plan makes a relative SQLite path absolute
     description: str | None = None
     filters: FilterSettings = field(default_factory=FilterSettings)

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import fields
@@ -22,6 +23,7 @@ from migrator.model.errors import PlanError
 from migrator.model.limits import Bound
 from migrator.model.plan import (
     AttributeMap,
+    CutoverSettings,
     DirectorySettings,
     FilterSettings,
     Plan,
@@ -44,7 +46,7 @@ _SECRET_KEYS = re.compile(
     re.IGNORECASE,
 )
 
-_SECTIONS = {"plan", "directory", "source", "target", "run", "state", "settings"}
+_SECTIONS = {"plan", "directory", "source", "target", "run", "state", "settings", "cutover"}
 
 # Fields a template may use; "root" only where a root exists. Directory attributes named in
 # [directory.attributes].extra are added at validation time.
@@ -552,6 +554,67 @@ def _run(file: str, table: Mapping[str, Any]) -> RunSettings:
     return settings
 
 
+# map types `postmap` builds into one file that can be replaced by a rename (Berkeley DB)
+MAP_TYPES = ("hash", "btree")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def _command(r: _Reader, key: str, default: str) -> tuple[str, ...]:
+    text = r.text(key, default)
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise r._err(key, f"{text!r} is not a command line: {exc}") from None
+    if not words:
+        raise r._err(key, "is empty", hint=f'write the command, e.g. {key} = "{default}" or "sudo -n {default}"')
+    return words
+
+
+def _duration(r: _Reader, key: str) -> float | None:
+    value = r._get(key, (int, float, str), "a number of seconds or a duration such as \"15m\"", False)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise r._err(key, f"{value!r} is not a duration", hint='write seconds (900) or e.g. "30s", "15m", "2h"')
+        value = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    r._check_bound(key, value, limits.FINAL_DELTA_AFTER)
+    return float(value)
+
+
+def _cutover(file: str, table: Mapping[str, Any]) -> CutoverSettings:
+    r = _Reader(file, "cutover", table)
+    where = r.text("transport_map", required=True)
+    map_type, colon, path = where.partition(":")
+    if not colon or "/" in map_type:  # a bare path (which may hold ':' after a '/')
+        map_type, path = "hash", where
+    if map_type not in MAP_TYPES:
+        raise r._err(
+            "transport_map",
+            f"{map_type!r} maps are not built by migrator; it writes {' or '.join(MAP_TYPES)} maps",
+            hint='e.g. transport_map = "hash:/etc/postfix/transport_migrated"',
+        )
+    if not path.strip():
+        raise r._err("transport_map", "needs the path of the map file", hint='e.g. "/etc/postfix/transport_migrated"')
+    settings = CutoverSettings(
+        transport_map=path,
+        map_type=map_type,
+        nexthop=r.text("nexthop"),
+        config_directory=r.text("config_directory"),
+        postmap=_command(r, "postmap", "postmap"),
+        postconf=_command(r, "postconf", "postconf"),
+        postfix=_command(r, "postfix", "postfix"),
+        postqueue=_command(r, "postqueue", "postqueue"),
+        final_delta_after=_duration(r, "final_delta_after"),
+        postfix_timeout=r.number("postfix_timeout", CutoverSettings.postfix_timeout, limits.POSTFIX_TIMEOUT),
+        resolver=r.flag("resolver", True),
+    )
+    r.finish()
+    return settings
+
+
 def parse_plan(text: str, file: str = "<plan>") -> Plan:
     """Validate the TOML text of a plan. Relative paths stay as written (see load_plan)."""
     try:
@@ -596,6 +659,7 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
             raise PlanError(file, "settings.graph", "needs the application's credentials in [target]: "
                             "client_id, tenant_id and client_secret_env or client_secret_file",
                             hint="the app needs Graph MailboxSettings.ReadWrite and Mail.ReadWrite")
+    cutover = _cutover(file, data["cutover"]) if "cutover" in data else None
     state = _Reader(file, "state", data.get("state", {}))
     state_url = state.text("url")
     _check_no_secret_in_url(state, "url", state_url, hint=STATE_SECRET_HINT)
@@ -607,6 +671,7 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
         source=source,
         target=target,
         run=run,
+        cutover=cutover,
         state_url=state_url,
         description=description,
         filters=filters,
@@ -677,8 +742,15 @@ def load_plan(path: str | Path) -> Plan:
         password_file=_resolve(base, plan.filters.password_file),
     )
     state_url = resolve_state_url(plan.state_url, base) if plan.state_url else None
-    return _replace(plan, directory=directory, source=source, target=target, state_url=state_url,
-                    filters=filters)
+    cutover = plan.cutover
+    if cutover is not None:
+        cutover = _replace(
+            cutover,
+            transport_map=_resolve(base, cutover.transport_map),
+            config_directory=_resolve(base, cutover.config_directory),
+        )
+    return _replace(plan, directory=directory, source=source, target=target, cutover=cutover,
+                    state_url=state_url, filters=filters)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

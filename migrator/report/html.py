@@ -70,6 +70,7 @@ def render_html(data: dict[str, Any]) -> str:
 <p class="legend"><span><i style="background:var(--ok)"></i>migrated</span><span><i style="background:var(--run)"></i>running</span><span><i style="background:var(--bad)"></i>failed</span><span><i style="background:var(--todo)"></i>pending</span></p>
 <div id="batch-chart" role="list" aria-label="accounts per batch by state"></div>
 </section>
+{cutover_section(data.get("cutover") or [])}
 <section class="two">
 <div><h2>Failed accounts by reason</h2><table id="failures"></table></div>
 <div><h2>Skipped messages by reason</h2><table id="skipped"></table></div>
@@ -86,3 +87,31 @@ def render_html(data: dict[str, Any]) -> str:
 </body>
 </html>
 """
+
+
+def cutover_section(waves: list[dict[str, Any]]) -> str:
+    """The cut-over timeline: each wave (switch or rollback) and its steps with their times."""
+    if not waves:
+        return ""
+    e = escape
+    rows = []
+    for wave in waves:
+        selection = wave.get("selection") or {}
+        names = ", ".join([*selection.get("batches", []), *selection.get("accounts", [])])
+        steps = "; ".join(
+            f"{e(str(s['step']))} {e(str(s['status']))} {e(str(s['started_at'] or ''))}"
+            + (f"&rarr;{e(str(s['finished_at'])[11:])}" if s.get("finished_at") else "")
+            for s in wave["steps"]
+        )
+        rows.append(
+            f"<tr><td class=n>{int(wave['id'])}</td><td>{e(str(wave['kind']))}</td><td>{e(names)}</td>"
+            f"<td class=n>{int(wave['accounts']):,}</td><td>{e(str(wave['status']))}</td>"
+            f"<td>{e(str(wave['started_at'] or ''))}</td><td>{e(str(wave['switched_at'] or ''))}</td>"
+            f"<td>{e(str(wave['finished_at'] or ''))}</td><td>{steps}</td></tr>"
+        )
+    return f"""<section id="cutover">
+<h2>Cut-over timeline</h2>
+<p class="meta">each wave of `migrator cutover`: when it started, when Postfix began sending its accounts' mail to the target (switched), when the final delta pass ended (finished); times in UTC</p>
+<div class="scroll"><table id="cutover-waves"><thead><tr><th>wave</th><th>kind</th><th>batches / accounts</th><th class=n>accounts</th><th>status</th><th>started</th><th>switched</th><th>finished</th><th>steps</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table></div>
+</section>"""

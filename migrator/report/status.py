@@ -88,6 +88,7 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
         for row in data["failures_by_reason"]:
             table.add_row(safe(row["reason"]), f"{row['accounts']:,}", safe(row["example"], 90))
         con.print(table)
+    render_cutover_status(con, data.get("cutover"))
     verify = data["last_verification"]
     if verify:
         line = f"last verification: {verify['started_at']:%Y-%m-%d %H:%M} UTC ({safe(verify['status'])})"
@@ -98,3 +99,38 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
                 f"{totals.get('differ', 0):,} differ, {totals.get('errors', 0):,} could not be checked"
             )
         con.print(line)
+
+
+def render_cutover_status(con: Console, cutover: dict[str, Any] | None) -> None:
+    """Cut-over by batch: pre-staged, switched (final delta to come), cut over."""
+    if not cutover:
+        return
+    t = cutover["totals"]
+    con.print(
+        f"cut-over: {t['cut_over']:,} of {t['total']:,} accounts cut over, {t['switched']:,} switched "
+        f"(final delta to come), {t['pre_staged']:,} pre-staged"
+        + (f", {t['in_progress']:,} being switched or switched back" if t["in_progress"] else "")
+    )
+    rows = [b for b in cutover["batches"] if b["switched"] or b["cut_over"] or b["in_progress"]]
+    table = Table(title="Cut-over by batch", title_justify="left")
+    for column in ("batch", "accounts", "pre-staged", "switched", "cut over"):
+        table.add_column(column, justify="left" if column == "batch" else "right")
+    for row in rows[:25]:
+        table.add_row(safe(row["batch"]), f"{row['total']:,}", f"{row['pre_staged']:,}", f"{row['switched']:,}", f"{row['cut_over']:,}")
+    rest = [b for b in cutover["batches"] if b not in rows]
+    if rest:
+        table.caption = (
+            f"{len(rest):,} more batches not switched yet ({sum(b['pre_staged'] for b in rest):,} accounts pre-staged)"
+            + ("; the first 25 switched are shown, --json lists all" if len(rows) > 25 else "")
+        )
+    con.print(table)
+    for wave in cutover["waves"][-3:]:
+        selection = wave["selection"]
+        names = ", ".join([*selection.get("batches", []), *selection.get("accounts", [])][:5])
+        started = wave["started_at"]
+        con.print(
+            f"wave {wave['id']} ({safe(wave['kind'])} {safe(names, 120)}): {safe(wave['status'])}"
+            + (f" at step {safe(wave['step'])}" if wave["status"] in ("running", "failed") and wave["step"] else "")
+            + (f", started {started:%Y-%m-%d %H:%M} UTC" if started else "")
+            + (f"; {safe(wave['error'], 200)}" if wave["status"] == "failed" and wave["error"] else "")
+        )

@@ -38,6 +38,8 @@ NAMING = {
 SCOPES = ("in_scope", "excluded", "invalid", "vanished")
 STATUSES = ("pending", "running", "synced", "failed", "verified")
 MESSAGE_STATES = ("inflight", "done", "skipped", "failed")
+# accounts.cutover (NULL: not switched); written by `migrator cutover` only (migration 0008)
+CUTOVER_STATES = ("switching", "switched", "cut-over", "reverting")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -89,6 +91,8 @@ class AccountDbRow(Base):
         # claims in (batch, id) order stop at the first free account instead of sorting (0004)
         Index("ix_accounts_claim_order", "plan_id", "scope", "batch", "id"),
         Index("ix_accounts_address", "address"),
+        # per-batch cut-over counts read only the switched accounts (0008)
+        Index("ix_accounts_plan_cutover", "plan_id", "cutover", "batch"),
         CheckConstraint(_one_of("scope", SCOPES), name="scope"),
         CheckConstraint(_one_of("status", STATUSES), name="status"),
     )
@@ -132,6 +136,11 @@ class AccountDbRow(Base):
     lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # --- cut-over: written by `migrator cutover` only (0008)
+    cutover: Mapped[str | None] = mapped_column(String(20))
+    switched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cutover_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cutover_wave: Mapped[int | None] = mapped_column(Integer)
 
 
 class FolderRow(Base):
@@ -275,3 +284,45 @@ class SieveRefusalRow(Base):
     line: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
+
+
+class CutoverWaveRow(Base):
+    """One `migrator cutover` (kind "switch") or `cutover --rollback` ("rollback") of a
+    selection of batches and accounts, resumed by running the same command again (0008)."""
+
+    __tablename__ = "cutover_waves"
+    __table_args__ = (Index("ix_cutover_waves_plan_started", "plan_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    selection: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    selection_key: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    step: Mapped[str | None] = mapped_column(String(40))
+    accounts: Mapped[int] = mapped_column(Integer, default=0)
+    nexthop: Mapped[str | None] = mapped_column(Text)
+    transport_map: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(unbounded(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    switched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CutoverStepRow(Base):
+    """One step of a wave (preconditions, last-delta, route, verify, final-delta, ...) with
+    its times and what it found (0008)."""
+
+    __tablename__ = "cutover_steps"
+    __table_args__ = (Index("ix_cutover_steps_wave", "wave_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    wave_id: Mapped[int] = mapped_column(ForeignKey("cutover_waves.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
