@@ -82,6 +82,26 @@ def test_symlink_that_leaves_the_root_is_unsafe(tmp_path: Path) -> None:
     assert "leaves the source root" in (account.detail or "")
 
 
+def test_a_link_to_a_colleagues_mailbox_inside_the_root_is_unsafe(tmp_path: Path) -> None:
+    """A user who owns a step of the path (a home directory) links it to another user's
+    mailbox: still inside root, but migrating it would copy the colleague's mail into the
+    user's Exchange mailbox. The colleague's own entry stays in scope; a root that is itself
+    reached through a link is fine."""
+    real = tmp_path / "srv-vmail"
+    (real / "ife.org.mx" / "luis" / "Maildir").mkdir(parents=True)
+    (real / "ife.org.mx" / "ana").mkdir()
+    (real / "ife.org.mx" / "ana" / "Maildir").symlink_to(real / "ife.org.mx" / "luis" / "Maildir")
+    root = tmp_path / "vmail"
+    root.symlink_to(real)
+    plan = parse_plan(PLAN.replace("ROOT", str(root)), "t.toml")
+    accounts = {a.dn.split(",")[0][4:]: a for a in classify_all(
+        plan, [person("ana", ["ana@ife.org.mx"]), person("luis", ["luis@ife.org.mx"])], [])}
+    assert accounts["ana"].scope is Scope.INVALID and accounts["ana"].reason == "unsafe-path"
+    assert "symbolic link" in (accounts["ana"].detail or "") and accounts["ana"].source_path is None
+    assert accounts["luis"].scope is Scope.IN_SCOPE
+    assert accounts["luis"].source_path == str(real / "ife.org.mx" / "luis" / "Maildir")
+
+
 def test_duplicate_addresses_are_invalid_on_both_sides(tmp_path: Path) -> None:
     got = run(tmp_path, [person("a1", ["Same@ife.org.mx"]), person("a2", ["same@IFE.org.mx"]), person("b", ["b@ife.org.mx"])])
     assert got["a1"].scope is got["a2"].scope is Scope.INVALID

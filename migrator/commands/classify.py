@@ -217,6 +217,12 @@ class Classifier:
         resolved = os.path.realpath(os.path.normpath(path))
         if os.path.commonpath([self.root, resolved]) != self.root or resolved == self.root:
             return UNSAFE_PATH, f"mailbox path {_shown(path)} leaves the source root {self.root}"
+        if resolved != os.path.normpath(path):
+            # A link below the (resolved) root: a user who owns a step of the path (a home
+            # directory) could point it at a colleague's mailbox, still inside root. The run
+            # never follows links, so the account could not be read anyway: say why now.
+            return UNSAFE_PATH, (f"mailbox path {_shown(path)} passes through a symbolic link (to "
+                                 f"{_shown(resolved)}); links are never followed")
         return resolved
 
     # --- people the filter did not select ----------------------------------------------
