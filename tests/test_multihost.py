@@ -2,8 +2,8 @@
 plan and its state database, one is killed, one is frozen past its lease, the database server
 is restarted under them; every message still reaches the target exactly once.
 
-The "hosts" are separate processes with their own identities (host:pid): no network
-namespaces, which need privileges CI may not have. A worker that loses its connection for
+The "hosts" are separate processes with their own identities (a unique id each, labelled
+host:pid): no network namespaces, which need privileges CI may not have. A worker that loses its connection for
 longer than the lease is simulated by SIGSTOP (the process, its heartbeat and its database
 session all freeze), which is what a partitioned host looks like from the others.
 """
@@ -29,7 +29,14 @@ from migrator.engine.limiter import AdaptiveLimiter
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.simulator.ews import Faults
 from migrator.store import open_store
-from migrator.store.fleet import ensure_ceiling, register_worker, set_ceiling, share_of, stop_worker
+from migrator.store.fleet import (
+    ensure_ceiling,
+    register_worker,
+    set_ceiling,
+    stop_worker,
+    take_share,
+)
+from migrator.store.owners import identify
 from migrator.store.work import claim_next, release_orphans
 from tests.fixtures.pg_campaign import PgCampaign, pg_campaign, pg_ctl, postgres_left_running
 from tests.fixtures.store import *  # noqa: F403
@@ -118,6 +125,12 @@ def _assert_one_holder_at_a_time(pg: PgCampaign, *, dead: set[str]) -> int:
     return takeovers
 
 
+def _worker_id(pg: PgCampaign, pid: int) -> str:
+    """The unique id the `migrator run` process `pid` works under (it has registered)."""
+    found: str = _poll(f"process {pid} to register", lambda: pg.scalar("SELECT name FROM workers WHERE pid = %s", pid))
+    return found
+
+
 def _workers(pg: PgCampaign) -> dict[str, Any]:
     c = pg.campaign
     out = pg.cli("workers", "--plan", str(c.plan_path), "--json")
@@ -138,8 +151,9 @@ def test_four_workers_one_killed_mid_chunk_every_message_once(tmp_path: Path) ->
         codes = [_wait(p, log) for p, log in zip(procs, logs, strict=True)]
         assert codes[0] == -signal.SIGKILL, logs[0].read_text()
         assert codes[1:] == [0, 0, 0], [log.read_text()[-2000:] for log in logs[1:]]
-        killed = f"{HOST}:{procs[0].pid}"
-        survivors = {f"{HOST}:{p.pid}" for p in procs[1:]}
+        killed = _worker_id(pg, procs[0].pid)
+        survivors = {_worker_id(pg, p.pid) for p in procs[1:]}
+        assert killed.startswith(f"{HOST}:{procs[0].pid}#")
 
         # the killed worker left an account in flight; a survivor took it over from the ledger
         assert _assert_one_holder_at_a_time(pg, dead={killed}) >= 1
@@ -152,21 +166,23 @@ def test_four_workers_one_killed_mid_chunk_every_message_once(tmp_path: Path) ->
 
         # (d) the fleet as `migrator workers` shows it
         fleet = _workers(pg)
-        by_name = {w["name"]: w for w in fleet["workers"]}
+        by_name = {w["id"]: w for w in fleet["workers"]}
         assert set(by_name) >= survivors | {killed}
-        assert by_name[killed]["state"] == "stale"  # its process is gone
-        assert fleet["totals"]["stale"] == 1 and fleet["totals"]["running"] == 0
+        # its process is gone (seen from this PID namespace): it holds nothing
+        assert by_name[killed]["state"] == "gone" and by_name[killed]["accounts"] == []
+        assert fleet["totals"]["gone"] == 1 and fleet["totals"]["stale"] == 0 and fleet["totals"]["running"] == 0
         released = defaultdict(int)
         for worker, detail in pg.sql("SELECT worker, detail FROM events WHERE kind = 'released'"):
             released[worker] += int(detail.get("messages_done", 0))
         for name in survivors:
             w = by_name[name]
-            assert w["state"] == "stopped" and w["host"] == HOST and w["pid"] == int(name.rpartition(":")[2])
+            assert w["state"] == "stopped" and w["host"] == HOST and name.startswith(f"{HOST}:{w['pid']}#")
+            assert w["name"] == f"{HOST}:{w['pid']}"
             assert w["messages_done"] == released[name] > 0, (name, w, released[name])
-            assert w["accounts"] == [] and w["share"] is not None
+            assert w["accounts"] == [] and w["share"] is None
         text = pg.cli("workers", "--plan", str(c.plan_path))
-        assert text.returncode == 0 and "STALE" in text.stdout and killed in text.stdout, text.stdout
-        assert "1 stale" in text.stdout
+        assert text.returncode == 0 and "gone" in text.stdout and killed in text.stdout, text.stdout
+        assert "0 stale, 1 gone, 4 stopped" in text.stdout  # and the rerun
 
 
 def test_postgresql_restarted_during_a_run_completes_exactly(tmp_path: Path) -> None:
@@ -198,7 +214,7 @@ def test_a_worker_frozen_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
     ) as pg:  # fmt: skip
         zombie_log = tmp_path / "zombie.log"
         zombie = _start(pg, zombie_log, "--json")
-        name = f"{HOST}:{zombie.pid}"
+        name = _worker_id(pg, zombie.pid)
         try:
             # freeze it in the middle of an account: some of its messages done, more to come
             account_id = _poll(
@@ -214,13 +230,16 @@ def test_a_worker_frozen_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
             # to the others it is a host that went silent: after the lease it is stale
             _poll("the lease to expire", lambda: pg.scalar(
                 "SELECT lease_expires_at < now() FROM accounts WHERE id = %s", account_id), timeout=30, every=0.2)
-            fleet = {w["name"]: w for w in _workers(pg)["workers"]}
-            assert fleet[name]["state"] == "stale", fleet[name]
+            # silent for longer than the lease: gone (its process exists, frozen, but nobody
+            # judges a worker by its process but from its own PID namespace, and then only
+            # whether it exists)
+            fleet = {w["id"]: w for w in _workers(pg)["workers"]}
+            assert fleet[name]["state"] == "gone" and fleet[name]["accounts"] == [], fleet[name]
 
             other_log = tmp_path / "other.log"
             other = _start(pg, other_log, "--quiet", "--workers", "2")
             assert _wait(other, other_log) == 0, other_log.read_text()
-            other_name = f"{HOST}:{other.pid}"
+            other_name = _worker_id(pg, other.pid)
         finally:
             os.kill(zombie.pid, signal.SIGCONT)
         code = _wait(zombie, zombie_log)
@@ -244,26 +263,39 @@ def test_the_target_ceiling_is_split_among_live_workers(store_url: str) -> None:
     try:
         plan_id = store.ensure_plan(f"ceiling-{uuid.uuid4().hex[:6]}", "maildir", "ews")
         target = f"https://mail-{uuid.uuid4().hex[:6]}.example.org/EWS/Exchange.asmx"
-        lease = timedelta(seconds=30)
+        lease = 30
+
+        def share(worker: int, **kwargs: Any) -> int:
+            return take_share(store, target, worker, default=16, lease_seconds=lease, **kwargs).share
+
         assert ensure_ceiling(store, target, 10) == 10
         assert ensure_ceiling(store, target, 99) == 10  # the stored value wins over another plan's
-        ids = [
-            register_worker(store, name=f"host{n}:{100 + n}", host=f"host{n}", pid=100 + n, plan_id=plan_id,
-                            run_id=None, target=target)
-            for n in range(3)
-        ]  # fmt: skip
-        shares = [share_of(store, target, i, default=16, stale_after=lease) for i in ids]
-        assert [s.share for s in shares] == [4, 3, 3] and {s.live for s in shares} == {3}
+        def join() -> int:
+            return register_worker(store, identify(), plan_id=plan_id, run_id=None, target=target)
+
+        first = join()
+        assert share(first) == 10  # alone
+        second = join()
+        # a newcomer takes only what the others do not hold: nothing, until the first has
+        # given back its part at its next beat (the fleet never goes above the ceiling)
+        assert share(second, waiting=True) == 0
+        assert share(second) == 1  # one it may take anyway once it has waited two beats
+        assert share(first, in_flight=7) == 5  # its due; 7 stay recorded while in flight
+        assert share(second, waiting=True) == 3
+        assert share(first) == 5 and share(second) == 5
+        third = join()
+        assert share(third, waiting=True) == 0
+        assert [share(w) for w in (first, second, third)] == [4, 3, 3]
         # a stopped worker and one silent for longer than the lease no longer count
-        stop_worker(store, ids[0], stats={})
+        stop_worker(store, first, stats={})
         with store.engine.begin() as conn:
             conn.execute(
                 text("UPDATE workers SET heartbeat_at = :t WHERE id = :i"),
-                {"t": datetime.now(UTC) - 2 * lease, "i": ids[1]},
+                {"t": datetime.now(UTC) - timedelta(seconds=2 * lease), "i": second},
             )
-        assert share_of(store, target, ids[2], default=16, stale_after=lease).share == 10
+        assert share(third) == 10
         set_ceiling(store, target, 1)
-        assert share_of(store, target, ids[2], default=16, stale_after=lease).share == 1
+        assert share(third) == 1
         # the limiter of a process takes its share as its hard ceiling
         limiter = AdaptiveLimiter(16)
         limiter.set_ceiling(3)
