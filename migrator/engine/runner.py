@@ -557,16 +557,16 @@ class Runner:
 
     # --- leases --------------------------------------------------------------------------
     def _heartbeat(self) -> None:
-        """Every beat (at most 5 s) the fleet row and this process's share; every third of the
-        lease the leases of the accounts in hand, and a look for runs whose process died."""
+        """Every beat (at most 5 s) the fleet row, this process's share and a look for runs
+        whose process died; every third of the lease the leases of the accounts in hand."""
         lease = self.plan.run.lease_seconds
         last_renewal = time.monotonic()
         while not self._done.wait(beat_seconds(lease)):
             self._fleet_heartbeat()
+            self._close_lapsed_runs()
             if time.monotonic() - last_renewal < renew_seconds(lease) - beat_seconds(lease) / 2:
                 continue
             last_renewal = time.monotonic()
-            self._close_lapsed_runs()
             with self._lock:
                 claims = list(self._claims.values())
             for claim in claims:
@@ -612,7 +612,8 @@ class Runner:
     # --- the fleet -----------------------------------------------------------------------
     def _join_fleet(self) -> None:
         self._worker_id = register_worker(
-            self.store, self.me, plan_id=self.plan_id, run_id=self.run_id, target=self._target
+            self.store, self.me, plan_id=self.plan_id, run_id=self.run_id, target=self._target,
+            threads=max(1, self.options.workers),
         )
         ensure_ceiling(self.store, self._target, self.plan.run.target_concurrency)
         self._rate_samples.append((time.monotonic(), 0))

@@ -85,14 +85,17 @@ def _insert(store: Store) -> Any:
     return store.dialect_insert()
 
 
-def register_worker(store: Store, me: Identity, *, plan_id: int, run_id: int | None, target: str) -> int:
-    """Record this process as a live worker (a row of its own: its id is unique); the row's id.
-    It holds no share of the ceiling until `take_share`."""
+def register_worker(
+    store: Store, me: Identity, *, plan_id: int, run_id: int | None, target: str, threads: int = 1
+) -> int:
+    """Record this process as a live worker (a row of its own: its id is unique) with the
+    threads that send requests (no more can be in flight); the row's id. It holds no share
+    of the ceiling until `take_share`."""
     now = utcnow()
     values: dict[str, Any] = {
         "plan_id": plan_id, "run_id": run_id, "host": me.host, "pid": me.pid, "target": target,
         "label": me.label, "process": me.process, "share": 0, "started_at": now, "heartbeat_at": now,
-        "stopped_at": None, "current_account_id": None, "stats": {},
+        "stopped_at": None, "current_account_id": None, "stats": {"threads": max(1, threads)},
     }  # fmt: skip
     with store.session(write=True) as s:
         # the id is random: a conflict is a retried insert whose COMMIT broke off
@@ -149,6 +152,28 @@ def ceiling_of(store: Store, target: str) -> int | None:
         return None if found is None else int(found)
 
 
+def fair_shares(total: int, demands: dict[int, int]) -> dict[int, int]:
+    """Split `total` requests among workers (id -> the most it can use: its threads),
+    max-min fair: a worker that needs less than an equal part gets what it needs, and the rest
+    is split among the others, the remainder to the lowest ids. Each gets at least one."""
+    shares: dict[int, int] = {}
+    pending = dict(sorted(demands.items()))
+    left = total
+    while pending:
+        equal = left // len(pending)
+        small = {w: d for w, d in pending.items() if d <= equal}
+        if not small:
+            extra = left % len(pending)
+            for rank, w in enumerate(pending):
+                shares[w] = equal + (1 if rank < extra else 0)
+            break
+        for w, d in small.items():
+            shares[w] = d
+            left -= d
+            del pending[w]
+    return {w: max(1, n) for w, n in shares.items()}
+
+
 def take_share(
     store: Store, target: str, worker_id: int, *, default: int, lease_seconds: float, in_flight: int = 0,
     waiting: bool = False,
@@ -156,14 +181,15 @@ def take_share(
     """This worker's share of the target's ceiling, taken in one transaction that holds the
     target's row, so that two workers never both take the same free part.
 
-    Each live worker (not stopped, heard from within the lease) is due an equal part; the
-    remainder goes to the lowest ids, so the parts add up to the ceiling, unless there are more
-    live workers than the ceiling: then each is due one (a worker with none could never finish
-    its account). A worker takes what it is due, but no more than the others leave free: a
-    newcomer does not add its part on top of the others' before they have lowered theirs (each
-    does at its next beat). With `waiting` (it has sent nothing yet) it may take nothing and
-    wait; a worker at work keeps at least one. What it records as its share is never below
-    the requests it has in flight, so the recorded shares bound what is really in flight.
+    The live workers (not stopped, heard from within the lease) split the ceiling max-min
+    fairly by their threads (fair_shares): a worker with two threads is never due more than two,
+    and what it does not need goes to the others. A worker takes what it is due, but no more
+    than the others leave free: a newcomer does not add its part on top of the others' before
+    they have lowered theirs (each does at its next beat). With `waiting` (it has sent nothing
+    yet) it may take nothing and wait; a worker at work keeps at least one. More live workers
+    than the ceiling: each is due one (a worker with none could never finish its account).
+    What a worker records as its share is never below its requests in flight, so the recorded
+    shares bound what is really in flight.
     """
     since = utcnow() - timedelta(seconds=gone_after(lease_seconds))
     with store.session(write=True) as s:
@@ -172,24 +198,21 @@ def take_share(
             locked = locked.with_for_update()
         ceiling = s.execute(locked).scalar_one_or_none()
         rows = s.execute(
-            select(W.c.id, W.c.share)
+            select(W.c.id, W.c.share, W.c.stats)
             .where(W.c.target == target, W.c.heartbeat_at >= since, W.c.stopped_at.is_(None))
-            .order_by(W.c.id)
         ).all()
         total = int(ceiling) if ceiling is not None else max(1, default)
-        live = [int(r.id) for r in rows]
-        if worker_id not in live:
-            live.append(worker_id)
-            live.sort()
-        n = len(live)
-        rank = live.index(worker_id)
-        due = max(1, total // n + (1 if rank < total % n else 0))
+        demands = {int(r.id): int((r.stats or {}).get("threads") or total) for r in rows}
+        if worker_id not in demands:  # its own row is late: it counts itself all the same
+            mine = s.execute(select(W.c.stats).where(W.c.id == worker_id)).scalar_one_or_none()
+            demands[worker_id] = int((mine or {}).get("threads") or total)
+        due = fair_shares(total, demands)[worker_id]
         held = sum(int(r.share or 0) for r in rows if int(r.id) != worker_id)
         share = min(due, max(0, total - held))
         if share == 0 and not waiting:
             share = 1
         s.execute(update(W).where(W.c.id == worker_id).values(share=max(share, in_flight)))
-    return Share(ceiling=total, live=n, share=share, due=due)
+    return Share(ceiling=total, live=len(demands), share=share, due=due)
 
 
 def owner_gone(s: Session, owner: str | None) -> bool:
