@@ -12,8 +12,6 @@ Counters start at zero with each process, as Prometheus expects (`rate()`, `incr
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,8 +32,6 @@ LABELS = ("plan", "target")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 ACCOUNT_STATES = ("pending", "running", "synced", "verified", "failed", "excluded", "invalid", "vanished")
 WORKER_STATES = ("running", "stale", "gone", "stopped")
-# a scrape reads the database at most this often (several Prometheus servers may scrape)
-READ_EVERY_S = 1.0
 
 
 def new_registry() -> CollectorRegistry:
@@ -180,35 +176,24 @@ class _CountingProgress:
         self._inner.waiting(message)
 
 
-class _Cached:
-    """The result of `read`, read again at most every READ_EVERY_S; an error is kept as None."""
-
-    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
-        self._read = read
-        self._lock = threading.Lock()
-        self._at = float("-inf")
-        self._value: dict[str, Any] | None = None
-
-    def get(self) -> dict[str, Any] | None:
-        with self._lock:
-            if time.monotonic() - self._at >= READ_EVERY_S:
-                try:
-                    self._value = self._read()
-                except MigratorError:
-                    self._value = None  # the state database is away: migrator_state_up 0
-                self._at = time.monotonic()
-            return self._value
+def _read(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """What `read` returns, or None when the state database cannot be read now (it shows as
+    migrator_state_up 0 rather than as an error page Prometheus cannot parse)."""
+    try:
+        return read()
+    except MigratorError:
+        return None
 
 
 class CampaignCollector(Collector):
     """Where the campaign stands, from the state database (`status`'s counts) at each scrape."""
 
     def __init__(self, read: Callable[[], dict[str, Any]], *, plan: str, target: str) -> None:
-        self._data = _Cached(read)
+        self._read = read
         self._labels = [plan, target]
 
     def collect(self) -> Iterator[Metric]:
-        data = self._data.get()
+        data = _read(self._read)  # at every scrape: a few indexed aggregates, as `status`
         up = GaugeMetricFamily("migrator_state_up", "1 when the last read of the state database worked.", labels=LABELS)
         up.add_metric(self._labels, 1.0 if data is not None else 0.0)
         yield up
@@ -248,11 +233,11 @@ class FleetCollector(Collector):
     """The fleet (`workers`' view) from the state database at each scrape."""
 
     def __init__(self, read: Callable[[], dict[str, Any]], *, plan: str, target: str) -> None:
-        self._data = _Cached(read)
+        self._read = read
         self._labels = [plan, target]
 
     def collect(self) -> Iterator[Metric]:
-        data = self._data.get()
+        data = _read(self._read)
         if data is None:
             return
         totals = data["totals"]
