@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +40,7 @@ from migrator.store.fleet import (
     stop_worker,
     take_share,
 )
-from migrator.store.owners import identify
+from migrator.store.owners import identify, pid_namespace
 from migrator.store.work import claim_next, release_orphans
 from tests.fixtures.pg_campaign import PgCampaign, pg_campaign, pg_ctl, postgres_left_running
 from tests.fixtures.store import *  # noqa: F403
@@ -308,6 +309,16 @@ def test_the_target_ceiling_is_split_among_live_workers(store_url: str) -> None:
         set_ceiling(store, target, 16)
         small = register_worker(store, identify(), plan_id=plan_id, run_id=None, target=target, threads=2)
         assert share(third) == 14 and share(small) == 2
+        # a worker killed in this PID namespace holds nothing: a restart does not wait for it
+        killed = subprocess.Popen(["true"])
+        killed.wait()
+        other_target = f"{target}/other"
+        ensure_ceiling(store, other_target, 16)
+        dead = register_worker(store, replace(identify(), process=f"{pid_namespace()}/{killed.pid}/1"),
+                               plan_id=plan_id, run_id=None, target=other_target, threads=16)  # fmt: skip
+        assert take_share(store, other_target, dead, default=16, lease_seconds=lease).share == 16
+        restarted = register_worker(store, identify(), plan_id=plan_id, run_id=None, target=other_target, threads=16)
+        assert take_share(store, other_target, restarted, default=16, lease_seconds=lease, waiting=True).share == 16
         assert fair_shares(4, {1: 2, 2: 2, 3: 2}) == {1: 2, 2: 1, 3: 1}
         assert fair_shares(2, {1: 2, 2: 2, 3: 2}) == {1: 1, 2: 1, 3: 1}  # more workers than the ceiling
         # the limiter of a process takes its share as its hard ceiling

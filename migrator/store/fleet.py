@@ -181,8 +181,8 @@ def take_share(
     """This worker's share of the target's ceiling, taken in one transaction that holds the
     target's row, so that two workers never both take the same free part.
 
-    The live workers (not stopped, heard from within the lease) split the ceiling max-min
-    fairly by their threads (fair_shares): a worker with two threads is never due more than two,
+    The live workers (not stopped, heard from within the lease, not known to be gone) split the
+    ceiling max-min fairly by their threads (fair_shares): a worker with two threads is never due more than two,
     and what it does not need goes to the others. A worker takes what it is due, but no more
     than the others leave free: a newcomer does not add its part on top of the others' before
     they have lowered theirs (each does at its next beat). With `waiting` (it has sent nothing
@@ -198,9 +198,12 @@ def take_share(
             locked = locked.with_for_update()
         ceiling = s.execute(locked).scalar_one_or_none()
         rows = s.execute(
-            select(W.c.id, W.c.share, W.c.stats)
+            select(W.c.id, W.c.share, W.c.stats, W.c.process)
             .where(W.c.target == target, W.c.heartbeat_at >= since, W.c.stopped_at.is_(None))
         ).all()
+        # a worker killed in this PID namespace holds nothing (a restart after kill -9 must not
+        # wait for its share to lapse)
+        rows = [r for r in rows if int(r.id) == worker_id or not process_gone(r.process)]
         total = int(ceiling) if ceiling is not None else max(1, default)
         demands = {int(r.id): int((r.stats or {}).get("threads") or total) for r in rows}
         if worker_id not in demands:  # its own row is late: it counts itself all the same
