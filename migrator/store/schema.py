@@ -63,7 +63,11 @@ class PlanRow(Base):
 
 class RunRow(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_plan_started", "plan_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_plan_started", "plan_id", "started_at"),
+        # the plan's runs still "running", looked at every few seconds by every `run` (0007)
+        Index("ix_runs_plan_status", "plan_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))

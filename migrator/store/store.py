@@ -314,29 +314,37 @@ class Store:
             )
 
     def close_dead_runs(self, plan_id: int) -> int:
-        """Mark the plan's runs whose process died interrupted (see _close_dead_runs); how many."""
+        """Mark the plan's runs whose process died interrupted (see _close_dead_runs); how many.
+        Called at every beat of a `run`: it writes only when there is one."""
+        with self.session() as s:
+            if not self._dead_runs(s, plan_id):
+                return 0
         with self.session(write=True) as s:
             return self._close_dead_runs(s, plan_id)
 
     @staticmethod
-    def _close_dead_runs(s: Session, plan_id: int) -> int:
-        """Runs left "running" by a process that died (SIGKILL, a crash, its host went down)
-        become "interrupted", so reports and `status` do not show them as going on: on any
-        host once their heartbeat lapsed (`alive_until` passed), and at once when a process of
-        the same PID namespace sees that the process is gone."""
+    def _dead_runs(s: Session, plan_id: int) -> list[int]:
         rows = s.execute(
             select(R.c.id, R.c.alive_until, R.c.process).where(R.c.plan_id == plan_id, R.c.status == "running")
         ).all()
         now = utcnow()
-        dead = [
+        return [
             run_id for run_id, alive_until, process in rows
             if (alive_until is not None and alive_until < now) or process_gone(process)
         ]  # fmt: skip
+
+    @classmethod
+    def _close_dead_runs(cls, s: Session, plan_id: int) -> int:
+        """Runs left "running" by a process that died (SIGKILL, a crash, its host went down)
+        become "interrupted", so reports and `status` do not show them as going on: on any
+        host once their heartbeat lapsed (`alive_until` passed), and at once when a process of
+        the same PID namespace sees that the process is gone."""
+        dead = cls._dead_runs(s, plan_id)
         if dead:
             s.execute(
                 update(R)
                 .where(R.c.id.in_(dead), R.c.status == "running")
-                .values(status="interrupted", finished_at=now)
+                .values(status="interrupted", finished_at=utcnow())
             )
         return len(dead)
 

@@ -20,8 +20,9 @@ a run still "running" after it is interrupted (killed) by whoever notices first,
 
 Runs left "running" by an older migrator get `alive_until` now: no older process can be at
 work while the schema is upgraded (the upgrade refuses while workers send heartbeats).
-The two indexes keep the fleet's queries short when a campaign has started thousands of
-processes (one row each).
+The indexes keep the fleet's queries short when a campaign has started thousands of processes
+and runs (a row each): every `run` looks at the live workers of its target and at the plan's
+runs still "running" every few seconds.
 """
 
 from __future__ import annotations
@@ -52,11 +53,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("worker", _text(255), nullable=True))
         batch.add_column(sa.Column("process", _text(255), nullable=True))
         batch.add_column(sa.Column("alive_until", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_runs_plan_status", "runs", ["plan_id", "status"])
     runs = sa.table("runs", sa.column("status", sa.String), sa.column("alive_until", sa.DateTime(timezone=True)))
     op.execute(runs.update().where(runs.c.status == "running").values(alive_until=datetime.now(UTC)))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_plan_status", table_name="runs")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("alive_until")
         batch.drop_column("process")
