@@ -151,8 +151,10 @@ def test_workers_serves_the_fleet_until_stopped(tmp_path: Path) -> None:
             out, err = exporter.communicate(timeout=30)
         assert exporter.returncode == 143, err
         assert f"at http://127.0.0.1:{port}/metrics" in err
-        with socket.socket() as s:  # the port is free again
+        with socket.socket() as s:  # nobody listens on the port any more (closed scrapes may linger)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
+            s.listen()
     finally:
         c.sim.stop()
 
