@@ -35,6 +35,7 @@ from migrator.store import open_store
 from migrator.store.fleet import (
     ensure_ceiling,
     fair_shares,
+    forget_workers,
     register_worker,
     set_ceiling,
     stop_worker,
@@ -319,6 +320,9 @@ def test_the_target_ceiling_is_split_among_live_workers(store_url: str) -> None:
         assert take_share(store, other_target, dead, default=16, lease_seconds=lease).share == 16
         restarted = register_worker(store, identify(), plan_id=plan_id, run_id=None, target=other_target, threads=16)
         assert take_share(store, other_target, restarted, default=16, lease_seconds=lease, waiting=True).share == 16
+        # rows of workers silent for long can go (for `migrator prune`); live ones stay
+        assert forget_workers(store, plan_id, silent_since=datetime.now(UTC) - timedelta(seconds=lease)) == 1  # second
+        assert forget_workers(store, plan_id, silent_since=datetime.now(UTC) - timedelta(hours=1)) == 0
         assert fair_shares(4, {1: 2, 2: 2, 3: 2}) == {1: 2, 2: 1, 3: 1}
         assert fair_shares(2, {1: 2, 2: 2, 3: 2}) == {1: 1, 2: 1, 3: 1}  # more workers than the ceiling
         # the limiter of a process takes its share as its hard ceiling

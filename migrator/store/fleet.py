@@ -218,6 +218,15 @@ def take_share(
     return Share(ceiling=total, live=len(demands), share=share, due=due)
 
 
+def forget_workers(store: Store, plan_id: int, *, silent_since: datetime) -> int:
+    """Delete the plan's workers rows not heard from since `silent_since` (stopped or gone;
+    for `migrator prune`), however long their lease: a row is only the fleet's view of a
+    process, the ledger and the events keep what it did. How many were deleted."""
+    with store.session(write=True) as s:
+        result = s.execute(W.delete().where(W.c.plan_id == plan_id, W.c.heartbeat_at < silent_since))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def owner_gone(s: Session, owner: str | None) -> bool:
     """Inside a session: True when the worker `owner` (a lease owner's unique id) ran in this
     process's PID namespace and its process is gone (store/owners.py); never for a worker of
