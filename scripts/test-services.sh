@@ -3,7 +3,8 @@
 # fresh Debian machine; a non-root user gets told what is missing instead).
 set -euo pipefail
 
-PACKAGES=(slapd ldap-utils dovecot-imapd dovecot-managesieved dovecot-sieve postgresql openssl chromium chromium-driver postfix)
+# systemd: only for `systemd-analyze verify` of the worker unit in docs/multihost.md
+PACKAGES=(slapd ldap-utils dovecot-imapd dovecot-managesieved dovecot-sieve postgresql openssl chromium chromium-driver postfix systemd)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -20,6 +20,7 @@ HOMES = {
     "tenacity": ("migrator.adapters.retry",),
     "imapclient": ("migrator.adapters.sources.imap", "migrator.adapters.targets.imap"),
     "sievelib": ("migrator.adapters.sieve",),
+    "prometheus_client": ("migrator.report.metrics",),
 }
 
 
@@ -63,3 +64,16 @@ def test_import_linter_contracts_hold() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Contracts: 2 kept, 0 broken" in result.stdout
+
+
+def test_commands_that_do_not_serve_metrics_do_not_load_prometheus_client() -> None:
+    """The metrics endpoint is opt-in: without --metrics-port, `run` and `workers` start as
+    fast as before (prometheus_client is imported by report/metrics.py, and only from the
+    CLI's code paths for the option)."""
+    code = (
+        "import sys\n"
+        "import migrator.cli.main, migrator.commands.run, migrator.commands.workers, migrator.engine.runner\n"
+        "print('prometheus_client' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import inspect, text, update
 from migrator.model.errors import StateError
 from migrator.store import open_store
 from migrator.store.connect import MIGRATIONS_DIR
+from migrator.store.owners import pid_namespace
 from migrator.store.schema import Base, RunRow
 from tests.fixtures.store import *  # noqa: F403
 
@@ -97,16 +98,22 @@ def test_runs_record_host_pid_times_and_summary(store_url: str, plan_name: str) 
             assert before <= run.started_at <= run.finished_at <= datetime.now(UTC)
         with pytest.raises(StateError, match="run 999999 is not in the state database"):
             store.finish_run(999_999, "done", {})
-        # a run whose process died (SIGKILL) is closed as interrupted when the next one starts
+        # a run whose process died (SIGKILL) is closed as interrupted when the next one starts:
+        # at once when the process ran in this PID namespace, else once its heartbeat lapsed
         gone = subprocess.Popen(["true"])
         gone.wait()
-        killed = store.start_run(plan_id, "run")
+        killed = store.start_run(plan_id, "run", lease_seconds=600)
+        elsewhere = store.start_run(plan_id, "run", lease_seconds=600)  # another host, alive
+        lapsed = store.start_run(plan_id, "run", lease_seconds=600)  # another host, silent
         with store.session(write=True) as s:
-            s.execute(update(RunRow).where(RunRow.id == killed).values(pid=gone.pid))
+            s.execute(update(RunRow).where(RunRow.id == killed).values(process=f"{pid_namespace()}/{gone.pid}/1"))
+            s.execute(update(RunRow).where(RunRow.id == elsewhere).values(process="other-boot/4026531836/1/1"))
+            s.execute(update(RunRow).where(RunRow.id == lapsed).values(alive_until=datetime.now(UTC) - timedelta(seconds=1)))
         store.start_run(plan_id, "verify")
         with store.session() as s:
-            run = s.get(RunRow, killed)
-            assert run is not None and run.status == "interrupted" and run.finished_at is not None
+            statuses = {run_id: (s.get(RunRow, run_id).status, s.get(RunRow, run_id).finished_at is not None)  # type: ignore[union-attr]
+                        for run_id in (killed, elsewhere, lapsed)}  # fmt: skip
+        assert statuses == {killed: ("interrupted", True), elsewhere: ("running", False), lapsed: ("interrupted", True)}
     finally:
         store.close()
 

@@ -4,7 +4,6 @@ message that vanished from the target or is there twice."""
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 from exchangelib import Account, Configuration, Credentials, Message
 from exchangelib.folders import Folder
 
+from migrator.store.owners import pid_namespace
 from tests.fixtures.campaign import Campaign, build_campaign
 from tests.fixtures.ews import SIM_PASSWORD, SIM_USER
 
@@ -114,11 +114,12 @@ def test_an_account_left_running_by_a_killed_run_is_said_to_be_interrupted(tmp_p
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
-        # what a SIGKILL leaves: the account "running", held by a process that is gone
+        # what a SIGKILL leaves: the account "running", held by a worker whose process is gone
         gone = subprocess.Popen(["true"])
         gone.wait()
         with sqlite3.connect(c.state_path) as db:
-            db.execute("UPDATE accounts SET status = 'running', lease_owner = ?", (f"{socket.gethostname()}:{gone.pid}",))
+            db.execute("UPDATE workers SET process = ?", (f"{pid_namespace()}/{gone.pid}/1",))
+            db.execute("UPDATE accounts SET status = 'running', lease_owner = (SELECT name FROM workers)")
         checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
         assert checked.returncode == 1
         [account] = json.loads(checked.stdout)["accounts"]

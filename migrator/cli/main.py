@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,8 +18,11 @@ from migrator.cli.options import (
     bounded,
     json_option,
     log_format_option,
+    metrics_address_option,
+    metrics_port_option,
     plan_option,
     state_option,
+    worker_name_option,
     workers_type,
 )
 from migrator.cli.reports import register as register_reports
@@ -37,6 +42,7 @@ from migrator.report.verify import render_verify
 if TYPE_CHECKING:  # the engine is imported only by the commands that run it
     from migrator.commands.run import RunRequest
     from migrator.model.plan import Plan
+    from migrator.report.metrics import RunMetrics
 
 
 # Command modules are imported inside each command: a command then loads only what it uses
@@ -117,6 +123,9 @@ def accounts_cmd(
 @click.option("--no-delta", is_flag=True, help="Only accounts never migrated; skip delta passes over migrated ones.")
 @click.option("--dry-run", is_flag=True, help="Connect, preflight and count without writing to the target.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@worker_name_option
+@metrics_port_option
+@metrics_address_option
 @log_format_option
 @json_option
 @handle_errors
@@ -130,6 +139,9 @@ def run_cmd(
     no_delta: bool,
     dry_run: bool,
     quiet: bool,
+    worker_name: str | None,
+    metrics_port: int | None,
+    metrics_address: str,
     log_format: str,
     as_json: bool,
 ) -> None:
@@ -149,20 +161,28 @@ def run_cmd(
         else:
             render_dry_run(console(), report)
         raise SystemExit(report.exit_code)
-    request = RunRequest(batches=batches, addresses=accounts, workers=workers, limit=limit, include_synced=not no_delta)
-    raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json))
+    request = RunRequest(batches=batches, addresses=accounts, workers=workers, limit=limit, include_synced=not no_delta,
+                         worker_name=worker_name)  # fmt: skip
+    raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json,
+                                     metrics=(metrics_port, metrics_address)))  # fmt: skip
 
 
-def _run_and_report(plan: Plan, request: RunRequest, state_url: str | None, *, quiet: bool, log_format: str, as_json: bool) -> int:
+def _run_and_report(
+    plan: Plan, request: RunRequest, state_url: str | None, *, quiet: bool, log_format: str, as_json: bool,
+    metrics: tuple[int | None, str] = (None, ""),
+) -> int:
     """Run with live progress (or JSON log lines), print the summary; the exit code."""
     from migrator.commands.run import run
+    from migrator.store.owners import identify
 
     out = console()
     display = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
-    with graceful_stop() as stop:
+    request.identity = request.identity or identify(request.worker_name)
+    with graceful_stop() as stop, _run_metrics(plan, state_url, request, *metrics) as watch:
         progress = OutputGuard(display, stop)
         try:
-            summary = run(plan, request, state_url=state_url, progress=progress, stop=stop.event)
+            shown = watch.progress(progress) if watch is not None else progress
+            summary = run(plan, request, state_url=state_url, progress=shown, stop=stop.event, watch=watch)
         finally:
             progress.close()
     if progress.closed:  # nobody reads the output any more: end as a closed pipe does
@@ -175,6 +195,28 @@ def _run_and_report(plan: Plan, request: RunRequest, state_url: str | None, *, q
     else:
         render_run_summary(out, summary, plan_file=str(plan.file))
     return code
+
+
+@contextmanager
+def _run_metrics(plan: Plan, state_url: str | None, request: RunRequest, port: int | None, address: str) -> Iterator[RunMetrics | None]:
+    """With a port: the run's metrics endpoint, served while the run works (prometheus_client is
+    imported only then)."""
+    if port is None:
+        yield None
+        return
+    from migrator.commands.status import campaign
+    from migrator.commands.workers import plan_target
+    from migrator.report.metrics import CampaignCollector, RunMetrics, new_registry, serving
+
+    assert request.identity is not None
+    me = request.identity
+    registry = new_registry()
+    labels = {"plan": plan.name, "target": plan_target(plan)}
+    watch = RunMetrics(registry, **labels, worker={"worker": me.id, "name": me.label, "host": me.host, "pid": str(me.pid)})
+    registry.register(CampaignCollector(lambda: campaign(plan, state_url=state_url), **labels))
+    with serving(registry, port, address) as url:
+        error_console().print(f"metrics: {url}")
+        yield watch
 
 
 @cli.command("status")
@@ -204,23 +246,52 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
 @click.option("--all", "include_all", is_flag=True, help="Also workers stopped more than a day ago.")
 @click.option("--ceiling", type=bounded(limits.TARGET_CONCURRENCY), metavar="N",
               help="First set the concurrent requests all workers together may send to the plan's target.")
+@click.option("--metrics-port", type=bounded(limits.PORT), metavar="PORT",
+              help="Instead of printing, serve the fleet's and the campaign's metrics for Prometheus on this "
+              "port (/metrics) until Ctrl-C or SIGTERM (docs/metrics.md).")
+@metrics_address_option
 @json_option
 @handle_errors
-def workers_cmd(plan_path: Path, state_url: str | None, include_all: bool, ceiling: int | None, as_json: bool) -> None:
-    """The fleet: each `run` process's host, pid, start, heartbeat, accounts and messages/s.
+def workers_cmd(
+    plan_path: Path, state_url: str | None, include_all: bool, ceiling: int | None, metrics_port: int | None,
+    metrics_address: str, as_json: bool,
+) -> None:
+    """The fleet: each `run` process's name, state, start, heartbeat, accounts and messages/s.
 
-    A worker whose heartbeat is older than the plan's lease is flagged stale (it died, hangs
-    or lost the database); the accounts it held are taken over when their leases expire.
+    A worker reports every few seconds (at most 5). Not heard from for three of those, it is
+    flagged STALE (it hangs, is frozen or lost the database: its leases still hold); for longer
+    than the plan's lease, gone: what it held was taken over, and it is listed for a day.
     Reads the state database only (unless --ceiling is given).
     """
     from migrator.commands.workers import workers
     from migrator.report.workers import render_workers
     plan = load_plan(plan_path)
+    if metrics_port is not None:
+        if ceiling is not None:
+            workers(plan, state_url=state_url, ceiling=ceiling)
+        raise SystemExit(_serve_fleet_metrics(plan, state_url, metrics_port, metrics_address))
     data = workers(plan, state_url=state_url, include_all=include_all, ceiling=ceiling)
     if as_json:
         print_json(data)
     else:
         render_workers(console(), data)
+
+
+def _serve_fleet_metrics(plan: Plan, state_url: str | None, port: int, address: str) -> int:
+    """`workers --metrics-port`: an exporter of the campaign and its fleet, until stopped."""
+    from migrator.commands.status import campaign
+    from migrator.commands.workers import plan_target, workers
+    from migrator.report.metrics import CampaignCollector, FleetCollector, new_registry, serving
+
+    workers(plan, state_url=state_url)  # a wrong plan or database fails now, not at each scrape
+    registry = new_registry()
+    labels = {"plan": plan.name, "target": plan_target(plan)}
+    registry.register(CampaignCollector(lambda: campaign(plan, state_url=state_url), **labels))
+    registry.register(FleetCollector(lambda: workers(plan, state_url=state_url), **labels))
+    with graceful_stop() as stop, serving(registry, port, address) as url:
+        error_console().print(f"serving the metrics of plan {plan.name!r} at {url} until Ctrl-C or SIGTERM")
+        stop.event.wait()
+    return stop.exit_code or 0
 
 
 @cli.command("verify")
@@ -261,12 +332,13 @@ def verify_cmd(
 @click.option("--skipped", is_flag=True, help="Also try skipped messages again (e.g. after fixing permissions).")
 @click.option("--workers", type=workers_type, help="Accounts migrated at once.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@worker_name_option
 @log_format_option
 @json_option
 @handle_errors
 def retry_cmd(
     plan_path: Path, state_url: str | None, failed: bool, accounts: tuple[str, ...], skipped: bool,
-    workers: int | None, quiet: bool, log_format: str, as_json: bool,
+    workers: int | None, quiet: bool, worker_name: str | None, log_format: str, as_json: bool,
 ) -> None:
     """Run failed accounts again, past their max_account_attempts."""
     from migrator.commands.maintenance import prepare_retry
@@ -279,7 +351,8 @@ def retry_cmd(
         else:
             console().print("no failed accounts to retry")
         raise SystemExit(0)
-    request = RunRequest(addresses=names, workers=workers, only_failed=not accounts and not skipped, include_synced=bool(skipped or accounts))
+    request = RunRequest(addresses=names, workers=workers, only_failed=not accounts and not skipped,
+                         include_synced=bool(skipped or accounts), worker_name=worker_name)  # fmt: skip
     raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json))
 
 

@@ -39,3 +39,21 @@ log_format_option = click.option(
     show_default=True,
     help="json: one JSON object per line on stdout (for log shippers), the last one the run_finished summary.",
 )
+worker_name_option = click.option(
+    "--worker-name",
+    envvar="MIGRATOR_WORKER_NAME",
+    metavar="NAME",
+    help="Show this worker as NAME instead of host:pid ($MIGRATOR_WORKER_NAME); its id stays unique.",
+)
+metrics_port_option = click.option(
+    "--metrics-port",
+    type=bounded(limits.PORT),
+    metavar="PORT",
+    help="Serve Prometheus metrics on this port (/metrics; docs/metrics.md).",
+)
+metrics_address_option = click.option(
+    "--metrics-address",
+    default="",
+    metavar="ADDR",
+    help="Serve the metrics on this address only (default: all interfaces).",
+)

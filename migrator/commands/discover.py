@@ -9,10 +9,12 @@ from typing import Any
 
 from migrator.adapters.directory import open_directory
 from migrator.commands.classify import Classifier
+from migrator.commands.heartbeat import keep_run_alive
 from migrator.commands.state import open_state
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.model.plan import Plan
 from migrator.plan.secrets import read_secret
+from migrator.store.owners import identify
 
 # At most this many example entries per reason are kept for the operator to look at.
 _EXAMPLES_PER_REASON = 5
@@ -78,10 +80,10 @@ def discover(
     store = open_state(plan, state_url, access="create")
     try:
         plan_id = store.ensure_plan(plan.name, plan.source.kind, plan.target.kind)
-        run_id = store.start_run(plan_id, "discover")
+        run_id = store.start_run(plan_id, "discover", worker=identify(), lease_seconds=plan.run.lease_seconds)
         classifier = Classifier(plan)
         try:
-            with open_directory(settings, password) as directory:
+            with keep_run_alive(store, run_id, plan.run.lease_seconds), open_directory(settings, password) as directory:
                 scoped = f"(&{settings.population}{settings.filter})"
                 for count, entry in enumerate(
                     directory.search(scoped, settings.attributes.requested()), 1

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 
 from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.targets import open_target
+from migrator.commands.heartbeat import keep_run_alive
 from migrator.commands.secrets import source_password, target_secrets
 from migrator.commands.state import check_selection, plan_store
+from migrator.engine.limiter import LimiterWatch
 from migrator.engine.progress import Progress
 from migrator.engine.runner import Runner, RunOptions, RunSummary
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
+from migrator.store.owners import Identity, identify
 
 
 @dataclass
@@ -25,6 +28,8 @@ class RunRequest:
     include_synced: bool = True
     only_failed: bool = False
     retry: RetryPolicy | None = None
+    worker_name: str | None = None  # shown instead of host:pid (the worker's id stays unique)
+    identity: Identity | None = None  # this worker, when the caller made it (else a new one)
 
 
 def run(
@@ -34,6 +39,7 @@ def run(
     state_url: str | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    watch: LimiterWatch | None = None,
 ) -> RunSummary:
     """Migrate pending accounts and delta-pass migrated ones; resumable at any instant."""
     secrets = target_secrets(plan)
@@ -52,7 +58,9 @@ def run(
             max_connections=plan.run.target_concurrency,
             plan_file=plan.file,
         )
-        run_id = store.start_run(plan_id, "run")
+        me = request.identity or identify(request.worker_name)
+        lease = plan.run.lease_seconds
+        run_id = store.start_run(plan_id, "run", worker=me, lease_seconds=lease)
         runner = Runner(
             plan,
             store,
@@ -71,9 +79,12 @@ def run(
             progress=progress,
             stop=stop,
             source_password=password,
+            identity=me,
+            limiter_watch=watch,
         )
         try:
-            summary = runner.run()
+            with keep_run_alive(store, run_id, lease):
+                summary = runner.run()
         except BaseException as exc:
             store.finish_run(run_id, "failed", {"error": type(exc).__name__})
             raise

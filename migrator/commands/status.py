@@ -7,6 +7,7 @@ from typing import Any
 
 from migrator.commands.classify import ou_of_dn
 from migrator.commands.state import plan_reader
+from migrator.model.heartbeat import beat_seconds
 from migrator.model.plan import Plan
 from migrator.store import cutover_reads, filter_reporting, reporting
 
@@ -37,6 +38,35 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
+def _accounts(counts: dict[str, Any], progress: dict[str, int]) -> dict[str, int]:
+    statuses: dict[str, int] = counts["statuses"]
+    return {
+        "total": counts["in_scope"],
+        "migrated": progress["migrated"],
+        "verified": statuses.get("verified", 0),
+        "synced": statuses.get("synced", 0),
+        "failed": statuses.get("failed", 0),
+        "pending": statuses.get("pending", 0),
+        "running": statuses.get("running", 0),
+        # running, but the lease expired: the worker died (`migrator run` resumes them)
+        "interrupted": progress["interrupted"],
+        "excluded": sum(counts["excluded"].values()),
+        "invalid": sum(counts["invalid"].values()),
+        "vanished": counts["vanished"],
+    }
+
+
+def campaign(plan: Plan, *, state_url: str | None = None) -> dict[str, Any]:
+    """The counts of `status` that a metrics endpoint exports: accounts by state, messages
+    and bytes, skipped messages by reason (the same queries, so the two always agree)."""
+    with plan_reader(plan, state_url) as (db, plan_id, _shown_url):
+        return {
+            "accounts": _accounts(reporting.account_counts(db, plan_id), reporting.progress_counts(db, plan_id)),
+            "messages": reporting.totals(db, plan_id),
+            "skipped_by_reason": reporting.skipped_by_reason(db, plan_id),
+        }
+
+
 def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> dict[str, Any]:
     with plan_reader(plan, state_url) as (db, plan_id, shown_url):
         counts = reporting.account_counts(db, plan_id)
@@ -44,8 +74,8 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
         total = counts["in_scope"]
         progress = reporting.progress_counts(db, plan_id)
         migrated = progress["migrated"]
-        # the runner's heartbeat: a killed run was at work until about one after its last
-        heartbeat = timedelta(seconds=max(1.0, plan.run.lease_seconds / 3))
+        # a killed run was at work until about one heartbeat after its workers' last one
+        heartbeat = timedelta(seconds=beat_seconds(plan.run.lease_seconds))
         recent = reporting.recent_throughput(db, plan_id, heartbeat=heartbeat)
         eta_hours, eta_basis = estimate(total - migrated, recent)
         groups: list[dict[str, Any]]
@@ -63,20 +93,7 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
             "state": shown_url,
             "headline": f"{migrated:,} of {total:,} accounts migrated"
             + (f" ({100.0 * migrated / total:.1f} %)" if total else ""),
-            "accounts": {
-                "total": total,
-                "migrated": migrated,
-                "verified": statuses.get("verified", 0),
-                "synced": statuses.get("synced", 0),
-                "failed": statuses.get("failed", 0),
-                "pending": statuses.get("pending", 0),
-                "running": statuses.get("running", 0),
-                # running, but the lease expired: the worker died (`migrator run` resumes them)
-                "interrupted": progress["interrupted"],
-                "excluded": sum(counts["excluded"].values()),
-                "invalid": sum(counts["invalid"].values()),
-                "vanished": counts["vanished"],
-            },
+            "accounts": _accounts(counts, progress),
             "messages": reporting.totals(db, plan_id),
             "skipped_by_reason": reporting.skipped_by_reason(db, plan_id),
             "failures_by_reason": reporting.failures_by_reason(db, plan_id),

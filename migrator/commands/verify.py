@@ -18,6 +18,7 @@ from typing import Any
 from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import TargetFolder, open_target
+from migrator.commands.heartbeat import keep_run_alive
 from migrator.commands.secrets import source_password, target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.engine.mailbox import RETRIED_SKIPS
@@ -25,7 +26,8 @@ from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageErr
 from migrator.model.mail import SkippedMessage
 from migrator.model.plan import Plan
 from migrator.store import ledger, verification
-from migrator.store.owners import process_gone
+from migrator.store.fleet import owner_gone
+from migrator.store.owners import identify
 from migrator.store.verification import FolderCheck
 
 _FIND_BATCH = 100
@@ -106,12 +108,12 @@ def verify(
         ]
         if addresses and not rows:
             raise UsageError("none of the accounts asked for has been migrated yet", hint="run `migrator run` first")
-        run_id = store.start_run(plan_id, "verify")
+        run_id = store.start_run(plan_id, "verify", worker=identify(), lease_seconds=plan.run.lease_seconds)
         target = open_target(plan.target, secrets=secrets, max_connections=plan.run.target_concurrency, plan_file=plan.file)
         policy = RetryPolicy()
         try:
             # accounts are independent: check several at once, like `run` does
-            with ThreadPoolExecutor(max_workers=workers or plan.run.workers) as pool:
+            with keep_run_alive(store, run_id, plan.run.lease_seconds), ThreadPoolExecutor(max_workers=workers or plan.run.workers) as pool:
                 report.accounts.extend(
                     pool.map(lambda row: _account(plan, store, target, row, password, plan_id, run_id, policy), rows)
                 )
@@ -165,6 +167,11 @@ def _target_side(
     return out
 
 
+def _owner_gone(store: Any, owner: str | None) -> bool:
+    with store.session() as s:
+        return owner_gone(s, owner)
+
+
 def _target_folder(folder_row: Any) -> TargetFolder:
     return TargetFolder(folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/")))
 
@@ -175,7 +182,7 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
     if row.status == "running":
         result.ok = False
         expired = row.lease_expires_at is not None and row.lease_expires_at < datetime.now(UTC)
-        if expired or process_gone(row.lease_owner):
+        if expired or _owner_gone(store, row.lease_owner):
             # a SIGKILL or a crash leaves the account "running" until a run takes it over
             result.error = "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
         else:

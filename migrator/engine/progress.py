@@ -32,6 +32,8 @@ class AccountOutcome:
     # the account had no completed pass before this one: "synced" now means newly migrated
     # (a delta pass of an account already migrated must not count twice in "N of M")
     first_pass: bool = False
+    # this worker took the account over from one whose lease had expired
+    took_over: bool = False
 
 
 class Progress(Protocol):

@@ -14,22 +14,20 @@ crash), so nothing is lost or sent twice.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import Target
 from migrator.engine.breaker import Breaker, GuardedTarget, WaitNotices, outage_of
-from migrator.engine.limiter import AdaptiveLimiter
+from migrator.engine.limiter import AdaptiveLimiter, LimiterWatch
 from migrator.engine.mailbox import AccountJob, Context, Stopped
 from migrator.engine.progress import AccountOutcome, NullProgress, Progress
 from migrator.model.errors import (
@@ -41,16 +39,19 @@ from migrator.model.errors import (
     StateError,
     TransientError,
 )
+from migrator.model.heartbeat import beat_seconds, renew_seconds
 from migrator.model.plan import Plan
 from migrator.store import Store, reporting
 from migrator.store.fleet import (
+    Share,
     ensure_ceiling,
     register_worker,
-    share_of,
     stop_worker,
+    take_share,
     target_key,
     worker_heartbeat,
 )
+from migrator.store.owners import Identity, identify
 from migrator.store.store import StateUnavailable
 from migrator.store.types import utcnow
 from migrator.store.work import (
@@ -63,7 +64,6 @@ from migrator.store.work import (
     release_committed,
     release_orphans,
     renew,
-    worker_name,
 )
 
 T = TypeVar("T")
@@ -184,6 +184,8 @@ class Runner:
         stop: threading.Event | None = None,
         source_password: str | None = None,
         source_factory: Callable[..., Source] = open_account_source,
+        identity: Identity | None = None,
+        limiter_watch: LimiterWatch | None = None,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -193,7 +195,7 @@ class Runner:
         self.stop = stop or threading.Event()
         self.counter = _CountingProgress(progress or NullProgress())
         self.progress: Progress = self.counter
-        self.limiter = AdaptiveLimiter(plan.run.target_concurrency)
+        self.limiter = AdaptiveLimiter(plan.run.target_concurrency, watch=limiter_watch)
         # a target, source server or directory that is down stops the run (engine/breaker.py)
         self.breaker = Breaker(self._fail_run)
         self.waits = WaitNotices(self.progress.waiting)
@@ -217,7 +219,8 @@ class Runner:
         self._claimed = 0
         self._done = threading.Event()
         self._run_started: datetime = utcnow()
-        self._worker = worker_name()
+        self.me = identity or identify()
+        self._worker = self.me.id
         self._target = target_key(plan)
         self._worker_id: int | None = None
         self._share_note: tuple[int, int] | None = None
@@ -400,6 +403,7 @@ class Runner:
             outcome = self._failed(
                 claim, jobs[-1], f"internal error: {detail}", "internal", "report this as a bug in migrator"
             )
+        outcome.took_over = claim.took_over
         self._record(outcome)
         self.progress.account_finished(outcome)
         return outcome
@@ -426,6 +430,7 @@ class Runner:
 
     def _on_wait(self, exc: TransientError, seconds: float) -> None:
         """A worker backs off before retrying a target request: say what it waits for."""
+        self.limiter.backing_off(seconds)
         outage = outage_of(exc)
         if outage is None or not outage.confirmed:
             outage = self.breaker.down("target") or outage
@@ -556,8 +561,16 @@ class Runner:
 
     # --- leases --------------------------------------------------------------------------
     def _heartbeat(self) -> None:
-        interval = max(1.0, self.plan.run.lease_seconds / 3)
-        while not self._done.wait(interval):
+        """Every beat (at most 5 s) the fleet row, this process's share and a look for runs
+        whose process died; every third of the lease the leases of the accounts in hand."""
+        lease = self.plan.run.lease_seconds
+        last_renewal = time.monotonic()
+        while not self._done.wait(beat_seconds(lease)):
+            self._fleet_heartbeat()
+            self._close_lapsed_runs()
+            if time.monotonic() - last_renewal < renew_seconds(lease) - beat_seconds(lease) / 2:
+                continue
+            last_renewal = time.monotonic()
             with self._lock:
                 claims = list(self._claims.values())
             for claim in claims:
@@ -577,7 +590,6 @@ class Runner:
                         )
                 except StateError as exc:
                     self.progress.note(f"heartbeat failed: {exc.message}")
-            self._fleet_heartbeat()
 
     def _check_lease(self) -> None:
         """Before a request to the target: when the heartbeat is late (this process was
@@ -603,37 +615,48 @@ class Runner:
 
     # --- the fleet -----------------------------------------------------------------------
     def _join_fleet(self) -> None:
-        host, _, pid = self._worker.rpartition(":")
         self._worker_id = register_worker(
-            self.store,
-            name=self._worker,
-            host=host or socket.gethostname(),
-            pid=int(pid) if pid.isdigit() else os.getpid(),
-            plan_id=self.plan_id,
-            run_id=self.run_id,
-            target=self._target,
+            self.store, self.me, plan_id=self.plan_id, run_id=self.run_id, target=self._target,
+            threads=max(1, self.options.workers),
         )
         ensure_ceiling(self.store, self._target, self.plan.run.target_concurrency)
         self._rate_samples.append((time.monotonic(), 0))
-        self._adopt_share()
+        # a newcomer takes only what the others leave free: they lower their shares at their
+        # next beat, so wait for that (two beats at most; then it takes one request anyway)
+        beat = beat_seconds(self.plan.run.lease_seconds)
+        deadline = time.monotonic() + 2 * beat
+        while not self._adopt_share(waiting=time.monotonic() < deadline).share:
+            if self.stop.wait(beat / 4):
+                return
 
-    def _adopt_share(self) -> None:
+    def _adopt_share(self, *, waiting: bool = False) -> Share:
         assert self._worker_id is not None
-        share = share_of(
+        share = take_share(
             self.store,
             self._target,
             self._worker_id,
             default=self.plan.run.target_concurrency,
-            stale_after=timedelta(seconds=self.plan.run.lease_seconds),
+            lease_seconds=self.plan.run.lease_seconds,
+            in_flight=self.limiter.in_flight,
+            waiting=waiting,
         )
-        self.limiter.set_ceiling(share.share)
-        if self._share_note != (share.share, share.live):
+        if share.share:
+            self.limiter.set_ceiling(share.share)
+        if self._share_note != (share.share, share.live) and share.share:
             self._share_note = (share.share, share.live)
             if share.live > 1:
                 self.progress.note(
                     f"{share.live} workers send to {self._target}: this one takes {share.share} "
                     f"of its {share.ceiling} concurrent requests"
+                    + (f" ({share.due} once the others have given theirs back)" if share.due > share.share else "")
                 )
+        return share
+
+    def _close_lapsed_runs(self) -> None:
+        try:
+            self.store.close_dead_runs(self.plan_id)
+        except StateError as exc:
+            self.progress.note(f"could not look for interrupted runs: {exc.message}")
 
     def _stats(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -653,6 +676,7 @@ class Runner:
             "threads": max(1, self.options.workers),
             "share": self.limiter.ceiling,
             "throttled": self.limiter.throttle_count,
+            "label": self.me.label,
         }
 
     def _current_account(self) -> int | None:

@@ -21,13 +21,14 @@ def _age(seconds: float) -> str:
 def render_workers(con: Console, data: dict[str, Any]) -> None:
     t = data["totals"]
     con.print(
-        f"[bold]{t['running']} running, {t['stale']} stale, {t['stopped']} stopped[/bold]; "
+        f"[bold]{t['running']} running, {t['stale']} stale, {t.get('gone', 0)} gone, {t['stopped']} stopped[/bold]; "
         f"{t['accounts_in_hand']} account(s) in hand, {t['rate']:,.1f} messages/s together"
         f" (over the last {data.get('rate_window_s', 60)} s)"
     )
     con.print(
         f"target {safe(data['target'], 200)}: at most {data['ceiling']} concurrent requests shared by the "
-        f"running workers; stale = no heartbeat for longer than the lease ({data['lease_seconds']} s)"
+        f"running workers; a worker reports every {data.get('beat_seconds', 5):g} s: stale = not heard from for "
+        f"{data.get('stale_after_s', 15):g} s, gone = not for longer than the lease ({data['lease_seconds']} s)"
     )
     if not data["workers"]:
         con.print("no worker has run this plan yet")
@@ -37,21 +38,26 @@ def render_workers(con: Console, data: dict[str, Any]) -> None:
         table.add_column(column, justify="right" if column in ("messages", "msg/s", "share") else "left")
     for w in data["workers"]:
         state = w["state"]
-        shown = {"stale": "[bold red]STALE[/bold red]", "running": "running"}.get(state, state)
+        shown = {"stale": "[bold red]STALE[/bold red]", "gone": "[dim]gone[/dim]"}.get(state, state)
         accounts = ", ".join(w["accounts"])
         table.add_row(
-            safe(w["name"], 80),
+            safe(w.get("id") or w["name"], 80),
             shown,
             w["started_at"][:19].replace("T", " "),
             _age(w["heartbeat_age_s"]),
             safe(accounts, 80) or "-",
             f"{w['messages_done']:,}",
-            f"{w['rate']:,.1f}" if state == "running" else "-",
-            str(w["share"]) if state == "running" and w["share"] is not None else "-",
+            f"{w['rate']:,.1f}" if state in ("running", "stale") else "-",
+            str(w["share"]) if w["share"] is not None else "-",
         )
     con.print(table)
     if t["stale"]:
         con.print(
-            "stale workers died or lost the database; their accounts are taken over by the others "
-            "when the leases expire (nothing to do)"
+            "stale workers hang, are frozen or lost the database; if they do not come back, their "
+            "accounts are taken over by the others when the leases expire (nothing to do)"
+        )
+    if t.get("gone"):
+        con.print(
+            "gone workers died or lost the database for longer than the lease: they hold nothing, "
+            "the others took their accounts over; their rows are listed for a day (--all: always)"
         )

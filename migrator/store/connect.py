@@ -198,18 +198,22 @@ def stored_revision(engine: Engine) -> list[str] | None:
 
 
 def live_workers(engine: Engine) -> list[str]:
-    """`host:pid` of the migrator processes that still work on the database: not stopped,
-    a heartbeat in the last LIVE_HEARTBEAT, and (on this host) a process that exists."""
+    """The workers (their names) that still work on the database: not stopped, a heartbeat in
+    the last LIVE_HEARTBEAT, and not known to be gone (store/owners.py). Read from a schema of
+    any revision: this is asked before an upgrade."""
     since = utcnow() - LIVE_HEARTBEAT
-    query = text("SELECT name, heartbeat_at, started_at FROM workers WHERE stopped_at IS NULL").columns(
-        heartbeat_at=UTCDateTime(), started_at=UTCDateTime()
-    )
     with engine.connect() as conn:
-        if not inspect(conn).has_table("workers"):
+        found = inspect(conn)
+        if not found.has_table("workers"):
             return []
+        has_process = "process" in {c["name"] for c in found.get_columns("workers")}
+        query = text(
+            f"SELECT name, heartbeat_at, started_at, {'process' if has_process else 'NULL'} FROM workers"
+            " WHERE stopped_at IS NULL"
+        ).columns(heartbeat_at=UTCDateTime(), started_at=UTCDateTime())
         rows = conn.execute(query).all()
     return sorted(
-        name for name, beat, started in rows if (beat or started) >= since and not process_gone(name)
+        name for name, beat, started, process in rows if (beat or started) >= since and not process_gone(process)
     )
 
 

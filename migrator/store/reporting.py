@@ -293,13 +293,16 @@ def last_run(db: Raw, plan_id: int, command: str) -> dict[str, Any] | None:
     that part is read: a verify summary lists every account)."""
     totals = "json_extract(summary, '$.totals')" if db.sqlite else "summary -> 'totals'"
     rows = db.all(
-        f"SELECT id, started_at, finished_at, status, host, {totals} FROM runs"
+        f"SELECT id, started_at, finished_at, status, host, {totals}, alive_until FROM runs"
         " WHERE plan_id = ? AND command = ? ORDER BY started_at DESC LIMIT 1",
         (plan_id, command),
     )
     if not rows:
         return None
-    run_id, started, finished, status, host, summary_totals = rows[0]
+    run_id, started, finished, status, host, summary_totals, alive_until = rows[0]
+    until = db.read_time(alive_until)
+    if status == "running" and until is not None and until < datetime.now(UTC):
+        status = "interrupted"  # its process stopped beating; the next writer will record it
     return {
         "id": int(run_id),
         "started_at": db.read_time(started),

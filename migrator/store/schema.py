@@ -65,7 +65,11 @@ class PlanRow(Base):
 
 class RunRow(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_plan_started", "plan_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_plan_started", "plan_id", "started_at"),
+        # the plan's runs still "running", looked at every few seconds by every `run` (0009)
+        Index("ix_runs_plan_status", "plan_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
@@ -76,6 +80,12 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20), default="running")
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # the unique id of the process that runs it, how the kernel knows that process
+    # (store/owners.py), and until when it counts as alive without a new heartbeat: a
+    # "running" run past it was killed (migration 0009)
+    worker: Mapped[str | None] = mapped_column(unbounded(255))
+    process: Mapped[str | None] = mapped_column(unbounded(255))
+    alive_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AccountDbRow(Base):
@@ -219,6 +229,12 @@ class EventRow(Base):
 
 class WorkerRow(Base):
     __tablename__ = "workers"
+    __table_args__ = (
+        # the live workers of a target, and the recent ones of a plan, among thousands of rows
+        # (every process start adds one; migration 0009)
+        Index("ix_workers_target", "target", "heartbeat_at"),
+        Index("ix_workers_plan_id", "plan_id", "heartbeat_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(unbounded(255), unique=True)
@@ -236,6 +252,12 @@ class WorkerRow(Base):
     # the target server it sends to: workers of every plan and host that share it count
     # each other to split that target's ceiling (migration 0004)
     target: Mapped[str | None] = mapped_column(unbounded(500))
+    # `name` is a unique id per process (migration 0009); `label` is what it is shown as
+    # (--worker-name, else host:pid), `process` how the kernel knows it (store/owners.py),
+    # `share` the part of the target's ceiling it may use now
+    label: Mapped[str | None] = mapped_column(unbounded(255))
+    process: Mapped[str | None] = mapped_column(unbounded(255))
+    share: Mapped[int | None] = mapped_column(Integer)
 
 
 class TargetLimitRow(Base):

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import fields
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, insert, select, update
@@ -22,7 +23,7 @@ from migrator.model.plan import DEFAULT_STATE_URL
 from migrator.store import discovery, reporting
 from migrator.store.access import Access
 from migrator.store.connect import SchemaChange, connect, describe
-from migrator.store.owners import process_gone
+from migrator.store.owners import Identity, process_gone
 from migrator.store.raw import Raw
 from migrator.store.rows import (
     ALL_STATES,
@@ -282,30 +283,70 @@ class Store:
             found = s.execute(select(P.c.id).where(P.c.name == name)).scalar_one_or_none()
             return None if found is None else int(found)
 
-    def start_run(self, plan_id: int, command: str) -> int:
+    def start_run(self, plan_id: int, command: str, *, worker: Identity | None = None, lease_seconds: float = 120) -> int:
+        """Record a run of `command` by `worker` (this process), alive for `lease_seconds`
+        unless `beat_run` pushes that on; first close the plan's runs whose process died."""
+        now = utcnow()
         with self.session(write=True) as s:
             self._close_dead_runs(s, plan_id)
             run = RunRow(
                 plan_id=plan_id,
                 command=command,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                started_at=utcnow(),
+                host=worker.host if worker else socket.gethostname(),
+                pid=worker.pid if worker else os.getpid(),
+                worker=worker.id if worker else None,
+                process=worker.process if worker else None,
+                started_at=now,
+                alive_until=now + timedelta(seconds=lease_seconds),
                 status="running",
             )
             s.add(run)
             s.flush()
             return run.id
 
+    def beat_run(self, run_id: int, lease_seconds: float) -> None:
+        """The run's heartbeat: it is alive for another `lease_seconds`."""
+        with self.session(write=True) as s:
+            s.execute(
+                update(R)
+                .where(R.c.id == run_id, R.c.status == "running")
+                .values(alive_until=utcnow() + timedelta(seconds=lease_seconds))
+            )
+
+    def close_dead_runs(self, plan_id: int) -> int:
+        """Mark the plan's runs whose process died interrupted (see _close_dead_runs); how many.
+        Called at every beat of a `run`: it writes only when there is one."""
+        with self.session() as s:
+            if not self._dead_runs(s, plan_id):
+                return 0
+        with self.session(write=True) as s:
+            return self._close_dead_runs(s, plan_id)
+
     @staticmethod
-    def _close_dead_runs(s: Session, plan_id: int) -> None:
-        """Runs of this host left "running" by a process that no longer exists (SIGKILL, a
-        crash) become "interrupted", so reports and `status` do not show them as going on."""
-        host = socket.gethostname()
-        rows = s.execute(select(R.c.id, R.c.pid).where(R.c.plan_id == plan_id, R.c.status == "running", R.c.host == host))
-        dead = [run_id for run_id, pid in rows if pid and process_gone(f"{host}:{pid}")]
+    def _dead_runs(s: Session, plan_id: int) -> list[int]:
+        rows = s.execute(
+            select(R.c.id, R.c.alive_until, R.c.process).where(R.c.plan_id == plan_id, R.c.status == "running")
+        ).all()
+        now = utcnow()
+        return [
+            run_id for run_id, alive_until, process in rows
+            if (alive_until is not None and alive_until < now) or process_gone(process)
+        ]  # fmt: skip
+
+    @classmethod
+    def _close_dead_runs(cls, s: Session, plan_id: int) -> int:
+        """Runs left "running" by a process that died (SIGKILL, a crash, its host went down)
+        become "interrupted", so reports and `status` do not show them as going on: on any
+        host once their heartbeat lapsed (`alive_until` passed), and at once when a process of
+        the same PID namespace sees that the process is gone."""
+        dead = cls._dead_runs(s, plan_id)
         if dead:
-            s.execute(update(R).where(R.c.id.in_(dead)).values(status="interrupted", finished_at=utcnow()))
+            s.execute(
+                update(R)
+                .where(R.c.id.in_(dead), R.c.status == "running")
+                .values(status="interrupted", finished_at=utcnow())
+            )
+        return len(dead)
 
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
         if status not in RUN_STATUSES:

@@ -8,8 +8,6 @@ taken over (it stalled past the expiry, its host lost the network) can no longer
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 import weakref
@@ -23,13 +21,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from migrator.model.errors import MigratorError
-from migrator.store.owners import process_gone
-from migrator.store.schema import AccountDbRow, EventRow
+from migrator.store.fleet import owner_gone
+from migrator.store.owners import identify, pid_namespace, process_gone
+from migrator.store.schema import AccountDbRow, EventRow, WorkerRow
 from migrator.store.store import Store
 from migrator.store.types import utcnow
 
 A = cast(Table, AccountDbRow.__table__)
 E = cast(Table, EventRow.__table__)
+W = cast(Table, WorkerRow.__table__)
 
 
 class LeaseLost(MigratorError):
@@ -37,9 +37,8 @@ class LeaseLost(MigratorError):
 
 
 def worker_name() -> str:
-    """host:pid — unique among live processes, and tells a later run on this host whether
-    the owner of a lease is still alive."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """A new unique worker id for this process (store/owners.py): host:pid are labels only."""
+    return identify().id
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,7 @@ class Claim:
     name: str | None
     uid: str | None
     batch: str | None
+    took_over: bool = False  # from a worker whose lease expired (or whose process is gone)
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,7 @@ def claim_next(
             name=row["name"],
             uid=row["uid"],
             batch=row["batch"],
+            took_over=took_over,
         )
 
 
@@ -200,17 +201,23 @@ def _dead_owner_check_due(store: Store, plan_id: int) -> bool:
 
 
 def _release_dead_owners(store: Store, plan_id: int) -> None:
-    host_prefix = socket.gethostname() + ":"
+    """Free at once the leases of workers whose process is gone, as seen from this process's
+    own PID namespace (store/owners.py); any other owner keeps its lease until it expires."""
+    namespace = pid_namespace()
+    if namespace is None:
+        return
     with store.session() as s:
         owners = s.execute(
-            select(A.c.id, A.c.lease_owner).where(
+            select(A.c.id, A.c.lease_owner, W.c.process)
+            .select_from(A.join(W, W.c.name == A.c.lease_owner))
+            .where(
                 A.c.plan_id == plan_id,
                 A.c.status == "running",
-                A.c.lease_owner.like(host_prefix.replace("%", r"\%") + "%"),
                 A.c.lease_expires_at > utcnow(),
+                W.c.process.like(namespace + "/%"),
             )
         ).all()
-    dead = [(aid, owner) for aid, owner in owners if process_gone(owner)]
+    dead = [(aid, owner) for aid, owner, process in owners if process_gone(process)]
     if not dead:
         return
     with store.session(write=True) as s:
@@ -411,7 +418,7 @@ def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -
     now = utcnow()
     with store.session(write=True) as s:
         row = s.execute(select(A.c.status, A.c.lease_expires_at, A.c.lease_owner).where(A.c.id == account_id)).one()
-        if row.status == "running" and row.lease_expires_at and row.lease_expires_at > now and not process_gone(row.lease_owner):
+        if row.status == "running" and row.lease_expires_at and row.lease_expires_at > now and not owner_gone(s, row.lease_owner):
             raise MigratorError(
                 f"account is being migrated right now by {row.lease_owner}",
                 hint="stop that run (or wait for it to finish), then reset",
