@@ -757,6 +757,8 @@ class EwsSimulator:
                     created=created,
                     received=received,
                     sent=_parse_time(row.sent),
+                    item_class=row.item_class,
+                    size=row.size,
                 )
             )
         return result

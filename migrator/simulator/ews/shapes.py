@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from . import ids
+from .conversion import element_for, regenerate
 from .props import (
     MSGFLAG_UNSENT,
     PR_CLIENT_SUBMIT_TIME,
@@ -181,10 +182,12 @@ def _builtin_prop(item: ItemRow, ref: PropRef) -> str | None:
 
 
 def item_xml(item: ItemRow, shape: Shape, props: dict[str, PropValue]) -> str:
-    parts = ["<t:Message>"]
+    tag = element_for(item.item_class)
+    parts = [f"<t:{tag}>"]
     has = shape.fields.__contains__
     if has("item:MimeContent") and item.mime is not None:
-        encoded = base64.b64encode(item.mime).decode("ascii")
+        # Exchange writes MIME anew from the item, it keeps none (conversion.py)
+        encoded = base64.b64encode(regenerate(item.mime)).decode("ascii")
         parts.append(f'<t:MimeContent CharacterSet="UTF-8">{encoded}</t:MimeContent>')
     parts.append(item_id_xml(item))
     if has("item:ParentFolderId"):
@@ -210,7 +213,7 @@ def item_xml(item: ItemRow, shape: Shape, props: dict[str, PropValue]) -> str:
     if has("item:DateTimeCreated"):
         parts.append(f"<t:DateTimeCreated>{item.created}</t:DateTimeCreated>")
     if has("item:HasAttachments"):
-        parts.append("<t:HasAttachments>false</t:HasAttachments>")
+        parts.append(f"<t:HasAttachments>{_bool(item.has_attachments)}</t:HasAttachments>")
     for ref in shape.extended:
         value = _builtin_prop(item, ref)
         if value is None:
@@ -220,7 +223,7 @@ def item_xml(item: ItemRow, shape: Shape, props: dict[str, PropValue]) -> str:
             parts.append(value_xml(ref, value))
     if has("message:IsRead"):
         parts.append(f"<t:IsRead>{_bool(item.is_read)}</t:IsRead>")
-    parts.append("</t:Message>")
+    parts.append(f"</t:{tag}>")
     return "".join(parts)
 
 
