@@ -27,6 +27,7 @@ from . import ids, soap
 from . import schema as ews_schema
 from .faults import FaultDice, FaultKind, Faults
 from .limits import Budgets, ExchangeLimits, MailboxLimits
+from .locales import DEFAULT_CULTURE
 from .operations import Operations, Policy, RequestContext
 from .props import (
     MSGFLAG_UNSENT,
@@ -664,8 +665,13 @@ class EwsSimulator:
             return None
         return known[0]
 
-    def add_mailbox(self, address: str, *, allow: set[str] | None = None) -> None:
-        self._store.add_mailbox(address, allow)
+    def add_mailbox(
+        self, address: str, *, allow: set[str] | None = None, culture: str = DEFAULT_CULTURE
+    ) -> None:
+        """A mailbox whose default folders are named in `culture`'s language ("es-MX": Bandeja de
+        entrada, Elementos enviados, Calendario, ...; see locales.py). allow: the service users
+        that may open it (None: all)."""
+        self._store.add_mailbox(address, allow, culture)
 
     def set_faults(self, faults: Faults) -> None:
         self._dice.replace(faults)

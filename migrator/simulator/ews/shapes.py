@@ -9,6 +9,7 @@ from lxml import etree
 
 from . import ids
 from .conversion import element_for, regenerate
+from .locales import ELEMENT_BY_CLASS, ELEMENT_BY_DISTINGUISHED
 from .props import (
     MSGFLAG_UNSENT,
     PR_CLIENT_SUBMIT_TIME,
@@ -19,7 +20,7 @@ from .props import (
     value_xml,
 )
 from .soap import T_NS, attr, esc
-from .store import ELEMENT_BY_CLASS, ELEMENT_BY_DISTINGUISHED, FolderRow, ItemRow, PropValue
+from .store import FolderRow, ItemRow, PropValue
 
 _FOLDER_BASE = {
     "IdOnly": frozenset({"folder:FolderId"}),

@@ -16,31 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-DB_FILE_NAME = "ews-simulator.sqlite3"
+from .locales import DEFAULT_CULTURE, LAYOUT, folder_names
 
-# (distinguished id, display name, folder class, parent distinguished id, element name)
-# The layout a fresh Exchange 2016 mailbox shows to EWS clients, mail folders first.
-WELL_KNOWN_FOLDERS: tuple[tuple[str, str, str | None, str | None, str], ...] = (
-    ("root", "Root", None, None, "Folder"),
-    ("msgfolderroot", "Top of Information Store", "IPF.Note", "root", "Folder"),
-    ("inbox", "Inbox", "IPF.Note", "msgfolderroot", "Folder"),
-    ("sentitems", "Sent Items", "IPF.Note", "msgfolderroot", "Folder"),
-    ("drafts", "Drafts", "IPF.Note", "msgfolderroot", "Folder"),
-    ("deleteditems", "Deleted Items", "IPF.Note", "msgfolderroot", "Folder"),
-    ("junkemail", "Junk Email", "IPF.Note", "msgfolderroot", "Folder"),
-    ("outbox", "Outbox", "IPF.Note", "msgfolderroot", "Folder"),
-    ("calendar", "Calendar", "IPF.Appointment", "msgfolderroot", "CalendarFolder"),
-    ("contacts", "Contacts", "IPF.Contact", "msgfolderroot", "ContactsFolder"),
-    ("tasks", "Tasks", "IPF.Task", "msgfolderroot", "TasksFolder"),
-    ("notes", "Notes", "IPF.StickyNote", "msgfolderroot", "Folder"),
-    ("journal", "Journal", "IPF.Journal", "msgfolderroot", "Folder"),
-)
-ELEMENT_BY_DISTINGUISHED = {d: element for d, _, _, _, element in WELL_KNOWN_FOLDERS}
-ELEMENT_BY_CLASS = {
-    "IPF.Appointment": "CalendarFolder",
-    "IPF.Contact": "ContactsFolder",
-    "IPF.Task": "TasksFolder",
-}
+DB_FILE_NAME = "ews-simulator.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailboxes (
@@ -302,7 +280,9 @@ class Store:
 
     # --- mailboxes -------------------------------------------------------------------------
 
-    def add_mailbox(self, address: str, allow: Iterable[str] | None) -> MailboxRow:
+    def add_mailbox(
+        self, address: str, allow: Iterable[str] | None, culture: str = DEFAULT_CULTURE
+    ) -> MailboxRow:
         allow_json = None if allow is None else json.dumps(sorted({u.lower() for u in allow}))
         with self._tx() as db:
             row = db.execute("SELECT id FROM mailboxes WHERE address = ?", (address,)).fetchone()
@@ -312,7 +292,7 @@ class Store:
                         "INSERT INTO mailboxes(address, allow) VALUES (?, ?)", (address, allow_json)
                     )
                 )
-                self._create_well_known(db, mailbox_id)
+                self._create_default_folders(db, mailbox_id, culture)
             else:
                 mailbox_id = int(row[0])
                 db.execute("UPDATE mailboxes SET allow = ? WHERE id = ?", (allow_json, mailbox_id))
@@ -321,21 +301,18 @@ class Store:
         return found
 
     @staticmethod
-    def _create_well_known(db: sqlite3.Connection, mailbox_id: int) -> None:
+    def _create_default_folders(db: sqlite3.Connection, mailbox_id: int, culture: str) -> None:
+        """The folders of a new mailbox, named in its language (locales.py)."""
+        names = folder_names(culture)
         ids: dict[str, int] = {}
-        for distinguished, name, folder_class, parent, _element in WELL_KNOWN_FOLDERS:
+        for spec in LAYOUT:
             cursor = db.execute(
                 "INSERT INTO folders(mailbox_id, parent_id, name, folder_class, distinguished) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (
-                    mailbox_id,
-                    ids.get(parent) if parent else None,
-                    name,
-                    folder_class,
-                    distinguished,
-                ),
+                (mailbox_id, ids.get(spec.parent), names[spec.key], spec.folder_class,
+                 spec.distinguished),
             )
-            ids[distinguished] = _rowid(cursor)
+            ids[spec.key] = _rowid(cursor)
 
     def _mailbox(self, where: str, arg: object) -> MailboxRow | None:
         with self._lock:

@@ -21,7 +21,7 @@ from migrator.model.plan import TargetSettings
 
 from ..base import ExcludedFolderError, KeyedItems, TargetFolder
 from ..dates import submit_and_delivery
-from ..naming import FolderNaming
+from ..naming import FolderNaming, TargetPath
 from . import errors, reachability
 from .connection import (
     forget_protocol,
@@ -198,8 +198,10 @@ class EwsTarget:
             anchor = folders.anchor(target.anchor)
             if not target.names:  # a well-known folder itself
                 return TargetFolder(id=anchor.id, path=target.display(), empty=folders.take_empty(target.anchor))
-            folder, created = folders.ensure_path(anchor, target.names)
-            return TargetFolder(id=folder.id, path=target.display(), empty=created)
+            folder, created, placed = folders.ensure_path(anchor, target.names)
+            # the names it has: one a calendar or contacts folder holds got a suffix
+            shown = TargetPath(target.anchor, placed).display()
+            return TargetFolder(id=folder.id, path=shown, empty=created)
 
         result = self._call(where, ensure)
         if target.anchor is not None and not target.names:
