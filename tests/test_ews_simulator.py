@@ -199,7 +199,7 @@ def test_bulk_create_round_trips_mime_flags_and_properties(ews_sim: EwsSimulator
         mime_content(raw_8bit),
         mime_content(items[2].mime_content),
     ]
-    assert all(m.mime_content.isascii() and b"\r\nX-MS-Has-Attach: " in m.mime_content for m in fetched)
+    assert all(m.mime_content.isascii() and b"\r\nX-MS-Has-Attach:\r\n" in m.mime_content for m in fetched)
     first, second, third = fetched
     assert (first.is_read, first.is_draft) == (True, False)
     assert first.categories == ["Work", "$Label1"]
@@ -378,9 +378,11 @@ def test_raw_soap_answer_has_server_version_header(ews_sim: EwsSimulator) -> Non
     )
     assert answer.status_code == 200
     assert answer.headers["Content-Type"] == "text/xml; charset=utf-8"
+    # attributes, then the types namespace as h and as default, as Exchange 2013 writes it
     assert (
-        b'ServerVersionInfo xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" MajorVersion="15"'
-        in answer.content
+        b'<h:ServerVersionInfo MajorVersion="15" MinorVersion="1" MajorBuildNumber="2507" MinorBuildNumber="6" '
+        b'Version="V2017_07_11" xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" '
+        b'xmlns="http://schemas.microsoft.com/exchange/services/2006/types"' in answer.content
     )
     assert b"<m:ResponseCode>ErrorInvalidIdMalformed</m:ResponseCode>" in answer.content
 

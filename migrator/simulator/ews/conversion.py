@@ -22,8 +22,9 @@ Object Conversion Algorithm", [MS-OXCMAIL]). For a simulator that means:
   header block + decoded parts + a fixed overhead (the real overhead is not documented).
 - The MIME that GetItem returns is written anew: CRLF line ends, 8-bit header text as RFC 2047
   encoded words, 8-bit bodies re-encoded (quoted-printable for text, base64 otherwise) so the
-  result is 7-bit, and the X-MS-Has-Attach / X-MS-TNEF-Correlator headers Exchange writes on
-  MIME it generates. Exchange does more (it rebuilds From/To from the recipient table, may turn
+  result is 7-bit, the X-MS-Has-Attach / X-MS-TNEF-Correlator headers Exchange writes on MIME
+  it generates (empty ones as "X-MS-Has-Attach:"), and MIME-Version as the last header (both
+  as in the MIME of a GetItem answer of Exchange 2013, otris/ews-cpp's test assets). Exchange does more (it rebuilds From/To from the recipient table, may turn
   a text body into HTML); what a client can count on is the content, never the bytes.
 """
 
@@ -67,6 +68,7 @@ _ELEMENTS = {MEETING_REQUEST: "MeetingRequest", MEETING_CANCELED: "MeetingCancel
 _POLICY = email.policy.compat32
 _OUT_POLICY = email.policy.compat32.clone(linesep="\r\n")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_EMPTY_HEADER = re.compile(rb"^(X-MS-Has-Attach|X-MS-TNEF-Correlator): \r\n", re.MULTILINE)
 _ICAL_LINE = re.compile(rb"^(METHOD|ATTENDEE[^:\r\n]*?PARTSTAT=([A-Za-z-]+)[^:\r\n]*):?([^\r\n]*)",
                         re.MULTILINE | re.IGNORECASE)
 
@@ -248,11 +250,16 @@ def regenerate(mime: bytes) -> bytes:
                 _seven_bit_headers(part)
         del message["X-MS-Has-Attach"]
         del message["X-MS-TNEF-Correlator"]
+        version = message["MIME-Version"]
+        del message["MIME-Version"]
         message["X-MS-Has-Attach"] = "yes" if attachments else ""
         message["X-MS-TNEF-Correlator"] = ""
+        if version is not None or message.is_multipart() or message["Content-Type"] is not None:
+            message["MIME-Version"] = str(version or "1.0")  # Exchange writes it last
         out = io.BytesIO()
         BytesGenerator(out, mangle_from_=False, policy=_OUT_POLICY).flatten(message)
-        return out.getvalue()
+        # an empty header is written "Name:" with nothing after the colon
+        return _EMPTY_HEADER.sub(rb"\1:\r\n", out.getvalue(), count=4)
     except (email.errors.MessageError, ValueError, LookupError, TypeError, UnicodeError):
         # content the converter cannot take apart is handed back as it came, line ends aside
         return re.sub(rb"\r?\n", b"\r\n", mime)

@@ -384,7 +384,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer = "lost"
             self._reset()
             return
-        self._send(200, sim._answer(answer, fault=False))
+        data = sim._answer(answer, fault=False)
+        # the finds are answered: their results stop counting against the caller's budget now,
+        # not after the client already has the answer and may have sent its next request
+        sim._budgets.release_find(ctx.user, ctx.find_charged)
+        ctx.find_charged = 0
+        self._send(200, data)
 
 
 # What IIS shows a remote client for any 404, 404.13 included (its custom error page).
