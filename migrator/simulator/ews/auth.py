@@ -27,6 +27,7 @@ answers since its first version). An expired password is refused exactly like a 
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import os
@@ -128,6 +129,7 @@ def register_ntlm_accounts(accounts: ServiceAccounts) -> None:
             handle, path = tempfile.mkstemp(prefix="ews-simulator-ntlm-", suffix=".txt")
             os.close(handle)
             _ntlm_file = Path(path)
+            atexit.register(_ntlm_file.unlink, missing_ok=True)
         text = "".join(f"{d}:{u}:{p}\n" for (d, u), p in _ntlm_entries.items())
         _ntlm_file.write_text(text, encoding="utf-8")
         os.environ["NTLM_USER_FILE"] = str(_ntlm_file)

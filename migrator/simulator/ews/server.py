@@ -74,8 +74,8 @@ TIMELINE_LIMIT = 200_000
 @dataclass(frozen=True)
 class TimelineEntry:
     """One request as the simulator saw it: when it arrived and was answered (monotonic
-    seconds), the mailbox it was for (X-AnchorMailbox), the answer ("ok", "busy", "http503",
-    "reset", "lost", "internal_busy", or what a strict simulator refused: "connection_count",
+    seconds), the mailbox it was for (X-AnchorMailbox), the answer ("ok", "auth" for a 401,
+    "busy", "http503", "reset", "lost", "internal_busy", or what a strict simulator refused: "connection_count",
     "schema_validation", "max_depth", "server_version") and the back-off hint the answer
     carried, in seconds."""
 

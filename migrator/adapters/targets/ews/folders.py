@@ -6,7 +6,12 @@ import threading
 from typing import cast
 
 from exchangelib import Account, Folder
-from exchangelib.errors import ErrorFolderExists, ErrorFolderNotFound
+from exchangelib.errors import (
+    ErrorFolderExists,
+    ErrorFolderNotFound,
+    ErrorInvalidRequest,
+    ErrorSchemaValidation,
+)
 from exchangelib.fields import FieldPath
 from exchangelib.folders import (
     DeletedItems,
@@ -205,13 +210,17 @@ class MailboxFolders:
             ]
             found: set[str] = set()
             fields = {FieldPath(field=Folder.get_field_by_fieldname("name"))}
-            for answer in FolderCollection(account=self.account, folders=wanted).get_folders(
-                    additional_fields=fields):
-                if isinstance(answer, ErrorFolderNotFound):
-                    continue  # an older server without that folder
-                if isinstance(answer, Exception):
-                    raise answer
-                found.add(answer.id)
+            try:
+                for answer in FolderCollection(account=self.account, folders=wanted).get_folders(
+                        additional_fields=fields):
+                    if isinstance(answer, ErrorFolderNotFound):
+                        continue  # a server without that folder
+                    if isinstance(answer, Exception):
+                        raise answer
+                    found.add(answer.id)
+            except (ErrorSchemaValidation, ErrorInvalidRequest):
+                # a server whose schema lacks one of these names: it has none of them to avoid
+                found = set()
             self._special = found
         return self._special
 
