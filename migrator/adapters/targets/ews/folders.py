@@ -74,6 +74,7 @@ class MailboxFolders:
         self._children: dict[str, dict[str, BaseFolder]] = {}  # parent id -> casefolded name -> folder
         self._empty: set[FolderRole | None] = set()  # well-known folders that held no item when looked up
         self._special: set[str] | None = None  # ids of SPECIAL_MAIL_FOLDERS, once asked
+        self._listed_empty: set[str] = set()  # existing folders listed with no item, not yet handed out
         # source paths placed on a well-known folder: their subfolders follow them
         self.role_paths: dict[tuple[str, ...], FolderRole] = {}
 
@@ -160,20 +161,25 @@ class MailboxFolders:
         self, anchor: BaseFolder, names: tuple[str, ...]
     ) -> tuple[BaseFolder, bool, tuple[str, ...]]:
         """The folder `names` below `anchor`, creating missing levels as mail folders; whether
-        this call created it (then it is empty); and the names it has in the target (a level
-        whose name a non-mail folder holds gets CLASH_SUFFIX)."""
+        it holds nothing (this call created it, or it was listed empty: said once, as it holds
+        what is sent there afterwards); and the names it has in the target (a level whose name
+        a non-mail folder holds gets CLASH_SUFFIX)."""
         folder = anchor
-        created = False
+        empty = False
         placed: list[str] = []
         with self._lock:
             for name in names:
                 found, name = self._mail_child(folder, name)
                 if found is None:
-                    folder, created = self._create(folder, name)  # or found made meanwhile
+                    folder, empty = self._create(folder, name)  # or found made meanwhile
                 else:
-                    folder, created = found, False
+                    folder, empty = found, False
                 placed.append(folder.name or name)
-        return folder, created, tuple(placed)
+            if not empty and folder.id in self._listed_empty:
+                # a folder every mailbox has (Archive) and nothing was put in yet
+                self._listed_empty.discard(folder.id)
+                empty = True
+        return folder, empty, tuple(placed)
 
     def _mail_child(self, parent: BaseFolder, name: str) -> tuple[BaseFolder | None, str]:
         """The child of `parent` migrated mail named `name` goes to (None: to be created), and
@@ -245,8 +251,11 @@ class MailboxFolders:
         return children.get(name.casefold())
 
     def _list_children(self, parent: BaseFolder) -> dict[str, BaseFolder]:
-        # the class tells a mail folder from a calendar or contacts folder of the same name
-        fields = {FieldPath(field=Folder.get_field_by_fieldname(n)) for n in ("name", "folder_class")}
+        # the class tells a mail folder from a calendar or contacts folder of the same name; the
+        # count spares a first pass the lookup of a folder that holds nothing (an Archive folder
+        # every mailbox has)
+        fields = {FieldPath(field=Folder.get_field_by_fieldname(n))
+                  for n in ("name", "folder_class", "total_count")}
         found = FolderCollection(account=self.account, folders=[parent]).find_folders(
             depth="Shallow", additional_fields=fields
         )
@@ -257,6 +266,10 @@ class MailboxFolders:
             if child.name is not None:
                 # Exchange compares folder names case-insensitively; the first one wins.
                 children.setdefault(child.name.casefold(), child)
+                if child.total_count == 0:
+                    self._listed_empty.add(child.id)
+                else:
+                    self._listed_empty.discard(child.id)
         self._children[parent.id] = children
         return children
 
