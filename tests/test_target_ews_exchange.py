@@ -17,6 +17,7 @@ from migrator.adapters.targets.ews import EwsTarget
 from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.simulator.ews import EwsSimulator, ExchangeLimits, Faults
+from migrator.simulator.ews.conversion import convert
 from tests.fixtures.ews import forget_protocols, start_simulator
 from tests.fixtures.targets import *  # noqa: F403
 from tests.fixtures.targets import TargetHarness, ews_harness
@@ -173,15 +174,17 @@ def test_internal_server_busy_is_throttling_and_what_was_stored_is_kept(harness:
 def test_a_full_mailbox_stops_the_upload_with_a_quota_error(harness: TargetHarness) -> None:
     sim: EwsSimulator = harness.server
     target, mailbox, folder = ready(harness)
-    sim.set_mailbox_limits(mailbox, prohibit_send_receive_bytes=100)
+    chunk = items("q-", 12, size=20)
+    # room for three items as Exchange measures them (not their MIME's length)
+    sim.set_mailbox_limits(mailbox, prohibit_send_receive_bytes=3 * convert(chunk[0].data).size)
     target.request_items = 2  # several requests per chunk: the ones after the refusal are not sent
     sim.reset_stats()
     with pytest.raises(PermanentError) as full:
-        target.upload(mailbox, folder, items("q-", 12, size=20))
+        target.upload(mailbox, folder, chunk)
     error = full.value
     assert error.reason == "quota"
     assert "ErrorQuotaExceeded" in error.message and mailbox in error.message
-    assert "3 of 12 message(s)" in error.message  # 34-byte messages: the 4th finds it full
+    assert "3 of 12 message(s)" in error.message  # the 4th finds it full
     assert error.hint is not None and "quota" in error.hint
     assert sum(stored_keys(sim, mailbox, folder).values()) == 3
     assert sim.stats().requests["CreateItem"] == 2

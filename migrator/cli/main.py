@@ -499,11 +499,17 @@ def upgrade_cmd(plan_path: Path | None, state_url: str | None, as_json: bool) ->
 @click.option("--max-concurrency", type=click.IntRange(1), help="Requests in flight beyond this get ErrorServerBusy.")
 @click.option("--max-request-bytes", type=click.IntRange(1), help="Larger requests are refused.")
 @click.option("--seed", type=int)
+@click.option("--auth", "auth", type=click.Choice(["basic", "ntlm"]), multiple=True,
+              help="Authentication the endpoint takes (repeatable; default basic). NTLM accounts are "
+                   "EXAMPLE\\svc-migrator or svc-migrator.")
+@click.option("--culture", default="en-US", show_default=True,
+              help="Language of new mailboxes' folder names (en-US, es-MX, ...).")
 @handle_errors
 def ews_simulator_cmd(
     port: int, data_dir: Path, mailboxes: tuple[str, ...], mailboxes_from: Path | None, busy_rate: float,
     backoff_ms: int, http503_rate: float, retry_after: int | None, reset_rate: float, lost_answer_rate: float,
     delay: float, max_concurrency: int | None, max_request_bytes: int | None, seed: int | None,
+    auth: tuple[str, ...], culture: str,
 ) -> None:
     """Run the local EWS simulator (for tests, benchmarks and the demo) until Ctrl-C.
 
@@ -525,7 +531,8 @@ def ews_simulator_cmd(
         reset_rate=reset_rate, lost_answer_rate=lost_answer_rate, delay_s=delay, max_concurrency=max_concurrency,
         max_request_bytes=max_request_bytes, seed=seed,
     )
-    serve(port, data_dir, users=users, faults=faults, mailboxes=boxes)
+    serve(port, data_dir, users=users, faults=faults, mailboxes=boxes, auth=auth or ("basic",),
+          culture=culture)
 
 
 register_reports(cli)

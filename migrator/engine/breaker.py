@@ -128,7 +128,7 @@ class Breaker:
             if streak.count > 1 else "it failed and nothing else got through"
         )
         section = {"target": "[target]", "source": "[source]", "directory": "[directory]"}.get(outage.service, "the plan")
-        hint = _HINTS.get(outage.kind, "check {what}").format(what=outage.what, section=section)
+        hint = outage.hint or _HINTS.get(outage.kind, "check {what}").format(what=outage.what, section=section)
         return ServiceUnavailable(
             outage,
             f"{outage.what} is unavailable: {outage.cause} ({seen}). The run stopped and gave the "

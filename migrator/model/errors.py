@@ -83,6 +83,9 @@ class Outage:
     kind: str  # "unreachable" | "timeout" | "tls" | "auth" | "broken" | "unavailable"
     cause: str
     confirmed: bool = True
+    # what the operator should do, when the adapter knows better than the kind's general advice
+    # (a client secret that expired, an account locked out)
+    hint: str | None = None
 
     @property
     def what(self) -> str:

@@ -103,7 +103,7 @@ class TargetSettings:
     # Dovecot master user: "{address}*{username}"; Exchange: "DOMAIN\\{username}\\{local}".
     proxy_login: str = "{address}*{username}"
     tag_header: bool = False  # imap: add X-Migrator-Key so find() works from keys alone
-    token_url: str | None = None  # imap xoauth2: token endpoint (default: Microsoft's for tenant_id)
+    token_url: str | None = None  # oauth2/xoauth2: token endpoint (default: Microsoft's for tenant_id)
     oauth_scope: str = "https://outlook.office365.com/.default"
 
 

@@ -428,6 +428,8 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
         folder_map=r.str_table("folder_map"),
         exclude_folders=r.str_list("exclude_folders"),
         timeout=r.number("timeout", TargetSettings.timeout, limits.TIMEOUT),
+        token_url=_url_without_secret(r, "token_url"),
+        oauth_scope=r.text("oauth_scope", TargetSettings.oauth_scope),
     )
     if kind == "ews":
         url = r.text("url")
@@ -452,8 +454,6 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
             auth=auth,
             proxy_login=r.text("proxy_login", TargetSettings.proxy_login),
             tag_header=r.flag("tag_header", False),
-            token_url=_url_without_secret(r, "token_url"),
-            oauth_scope=r.text("oauth_scope", TargetSettings.oauth_scope),
             **common,
         )
     needs = "client_secret" if settings.auth in ("oauth2", "xoauth2") else "password"

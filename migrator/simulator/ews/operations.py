@@ -13,7 +13,7 @@ from email.header import decode_header, make_header
 
 from lxml import etree
 
-from . import ids, soap
+from . import conversion, ids, soap
 from .faults import FaultKind
 from .limits import Budgets, ExchangeLimits, MailboxLimits
 from .props import (
@@ -447,6 +447,9 @@ class Operations:
             if categories_elem is None
             else [c.text or "" for c in categories_elem.findall(f"{_T}String")]
         )
+        # Exchange converts the MIME into an item: its class, size and attachments follow the
+        # content (conversion.py); a class the client names explicitly is kept
+        converted = conversion.convert(mime)
         return NewItem(
             folder_id=folder.id,
             mime=mime,
@@ -458,7 +461,9 @@ class Operations:
             sent=sent,
             created=now,
             props=props,
-            item_class=spec.findtext(f"{_T}ItemClass") or "IPM.Note",
+            item_class=spec.findtext(f"{_T}ItemClass") or converted.item_class,
+            size=converted.size,
+            has_attachments=converted.has_attachments,
         )
 
     def create_item(self, request: etree._Element, ctx: RequestContext) -> str:
@@ -517,7 +522,7 @@ class Operations:
                 parsed.append(e)
                 continue
             parsed.append(item)
-            size += len(item.mime)
+            size += item.size
         new_items = [p for p in parsed if isinstance(p, NewItem)]
         new_ids = iter(self._store.insert_items(folder.mailbox_id, new_items))
         messages = []
@@ -527,11 +532,13 @@ class Operations:
                 continue
             item_id = next(new_ids)
             encoded = ids.encode(ids.ITEM, folder.mailbox_id, item_id)
+            # answered as what the MIME became: a meeting request is a t:MeetingRequest
+            tag = conversion.element_for(p.item_class)
             messages.append(
                 soap.success(
                     "CreateItem",
-                    f'<m:Items><t:Message><t:ItemId Id="{encoded}" ChangeKey="{ids.change_key(1)}"/>'
-                    "</t:Message></m:Items>",
+                    f'<m:Items><t:{tag}><t:ItemId Id="{encoded}" ChangeKey="{ids.change_key(1)}"/>'
+                    f"</t:{tag}></m:Items>",
                 )
             )
         return soap.response("CreateItem", messages)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import re
 import signal
@@ -25,8 +23,17 @@ from lxml import etree
 
 from . import ids, soap
 from . import schema as ews_schema
+from .auth import (
+    DEFAULT_DOMAIN,
+    Authenticator,
+    ConnectionAuth,
+    ServiceAccounts,
+    TokenCheck,
+    register_ntlm_accounts,
+)
 from .faults import FaultDice, FaultKind, Faults
 from .limits import Budgets, ExchangeLimits, MailboxLimits
+from .locales import DEFAULT_CULTURE
 from .operations import Operations, Policy, RequestContext
 from .props import (
     MSGFLAG_UNSENT,
@@ -42,7 +49,6 @@ from .versions import DEFAULT_EXCHANGE, SCHEMA_NAMES, ExchangeBuild, exchange_bu
 
 EWS_PATH = "/EWS/Exchange.asmx"
 DEFAULT_USERS = {"svc-migrator": "Sim-Passw0rd!"}
-REALM = "ews-simulator"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 
@@ -69,8 +75,8 @@ TIMELINE_LIMIT = 200_000
 @dataclass(frozen=True)
 class TimelineEntry:
     """One request as the simulator saw it: when it arrived and was answered (monotonic
-    seconds), the mailbox it was for (X-AnchorMailbox), the answer ("ok", "busy", "http503",
-    "reset", "lost", "internal_busy", or what a strict simulator refused: "connection_count",
+    seconds), the mailbox it was for (X-AnchorMailbox), the answer ("ok", "auth" for a 401,
+    "busy", "http503", "reset", "lost", "internal_busy", or what a strict simulator refused: "connection_count",
     "schema_validation", "max_depth", "server_version") and the back-off hint the answer
     carried, in seconds."""
 
@@ -186,24 +192,28 @@ class _Handler(BaseHTTPRequestHandler):
             remaining -= len(chunk)
         return b"".join(chunks)
 
-    def _user(self) -> str | None:
-        header = self.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "basic" or not token:
-            return None
-        try:
-            user, _, password = base64.b64decode(token.strip()).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return self.server.sim.check_password(user, password)
+    def _caller(self) -> str | None:
+        """Who sends this request (Basic, NTLM on this connection, or a bearer token); None
+        after answering 401 (see auth.py)."""
+        conn = getattr(self, "_conn_auth", None)
+        if conn is None:
+            conn = self._conn_auth = ConnectionAuth()
+        verdict = self.server.sim._auth.authenticate(self.headers.get("Authorization", ""), conn)
+        if isinstance(verdict, str):
+            return verdict
+        with self.server.sim._counters.lock:
+            self.server.sim._counters.requests["auth"] += 1
+        self._answer = "auth"
+        self._send_plain(401, verdict.page, verdict.headers)
+        return None
 
     # --- requests -------------------------------------------------------------------------
 
     def do_GET(self) -> None:  # noqa: N802
         # Exchange answers a browser GET of the endpoint with the WSDL pointer page; a 401
         # first, as the endpoint is authenticated. Enough for a readiness probe.
-        if self._user() is None:
-            self._send_plain(401, "Unauthorized", [("WWW-Authenticate", f'Basic realm="{REALM}"')])
+        self._answer = "ok"
+        if self._caller() is None:
             return
         self._send_plain(200, "EWS simulator")
 
@@ -261,11 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
             counters.fault(FaultKind.REQUEST_TOO_LARGE)
             self._send_plain(404, _IIS_404)
             return
-        user = self._user()
+        user = self._caller()
         if user is None:
-            with counters.lock:
-                counters.requests["auth"] += 1
-            self._send_plain(401, "Unauthorized", [("WWW-Authenticate", f'Basic realm="{REALM}"')])
             return
         # faults limited to some operations need the operation's name before the XML is parsed
         faulty = dice.applies_to(_operation_name(body) if faults.operations is not None else None)
@@ -378,7 +385,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer = "lost"
             self._reset()
             return
-        self._send(200, sim._answer(answer, fault=False))
+        data = sim._answer(answer, fault=False)
+        # the finds are answered: their results stop counting against the caller's budget now,
+        # not after the client already has the answer and may have sent its next request
+        sim._budgets.release_find(ctx.user, ctx.find_charged)
+        ctx.find_charged = 0
+        self._send(200, data)
 
 
 # What IIS shows a remote client for any 404, 404.13 included (its custom error page).
@@ -524,7 +536,9 @@ class EwsSimulator:
         port: int = 0,
         users: dict[str, str] | None = None,
         faults: Faults | None = None,
-        auth: str = "basic",
+        auth: str | Iterable[str] = "basic",
+        token_check: TokenCheck | None = None,
+        ntlm_domain: str = DEFAULT_DOMAIN,
         strict: bool = True,
         validate: bool | None = None,
         exchange: str = DEFAULT_EXCHANGE,
@@ -536,13 +550,17 @@ class EwsSimulator:
         (ErrorSchemaValidation when it does not match) and every answer the simulator writes
         (`stop()` raises SchemaViolations if one did not match). None means "as strict": the
         schema must then be found, or SchemaNotFound says where to put it. exchange: "2013",
-        "2016" or "2019", the build the simulator passes for."""
-        if auth != "basic":
-            raise ValueError(f"EwsSimulator supports auth='basic' only, not {auth!r}")
+        "2016" or "2019", the build the simulator passes for. auth: the schemes the EWS virtual
+        directory takes, "basic", "ntlm", "oauth2" or several (auth.py); "oauth2" needs
+        token_check, which names the caller of a bearer token or raises TokenRefused; NTLM
+        accounts answer as `ntlm_domain\\user` or `user`."""
         self.data_dir = Path(data_dir)
         self.host = host
         self._requested_port = port
-        self._users = {k.lower(): (k, v) for k, v in (users or DEFAULT_USERS).items()}
+        self.accounts = ServiceAccounts(
+            {k.lower(): (k, v) for k, v in (users or DEFAULT_USERS).items()}, domain=ntlm_domain)
+        self._auth = Authenticator((auth,) if isinstance(auth, str) else tuple(auth), self.accounts,
+                                   token_check)
         self.exchange: ExchangeBuild = exchange_build(exchange)
         self._limits = limits or ExchangeLimits()
         self.strict = strict
@@ -661,15 +679,30 @@ class EwsSimulator:
 
     def check_password(self, user: str, password: str) -> str | None:
         """The canonical user name when the password matches; domain\\user and UPN forms accepted."""
-        known = self._users.get(user.lower())
-        if known is None and "\\" in user:
-            known = self._users.get(user.split("\\", 1)[1].lower())
-        if known is None or known[1] != password:
-            return None
-        return known[0]
+        return self.accounts.check_password(user, password)
 
-    def add_mailbox(self, address: str, *, allow: set[str] | None = None) -> None:
-        self._store.add_mailbox(address, allow)
+    def set_account_state(self, user: str, *, locked: bool = False, password_expired: bool = False) -> None:
+        """Lock a service account out (too many wrong passwords in Active Directory), or let its
+        password expire: both are refused with 401 from then on, a locked one with Windows'
+        words for it (auth.py)."""
+        name = self.accounts.canonical(user)
+        if name is None:
+            raise KeyError(f"no service account {user!r}")
+        for flag, names in ((locked, self.accounts.locked), (password_expired, self.accounts.expired)):
+            if flag:
+                names.add(name.lower())
+            else:
+                names.discard(name.lower())
+        if "ntlm" in self._auth.schemes:
+            register_ntlm_accounts(self.accounts)
+
+    def add_mailbox(
+        self, address: str, *, allow: set[str] | None = None, culture: str = DEFAULT_CULTURE
+    ) -> None:
+        """A mailbox whose default folders are named in `culture`'s language ("es-MX": Bandeja de
+        entrada, Elementos enviados, Calendario, ...; see locales.py). allow: the service users
+        that may open it (None: all)."""
+        self._store.add_mailbox(address, allow, culture)
 
     def set_faults(self, faults: Faults) -> None:
         self._dice.replace(faults)
@@ -769,6 +802,8 @@ class EwsSimulator:
                     created=created,
                     received=received,
                     sent=_parse_time(row.sent),
+                    item_class=row.item_class,
+                    size=row.size,
                 )
             )
         return result
@@ -793,6 +828,8 @@ def serve(
     host: str = "127.0.0.1",
     announce: Callable[[str], object] | None = None,
     exchange: str = DEFAULT_EXCHANGE,
+    auth: str | Iterable[str] = "basic",
+    culture: str = DEFAULT_CULTURE,
 ) -> None:
     """Run a simulator until SIGINT/SIGTERM (the ``migrator ews-simulator`` command); strict,
     and checked against Microsoft's schema when it can be found (a warning says when not)."""
@@ -812,11 +849,11 @@ def serve(
         )
     sim = EwsSimulator(
         data_dir, host=host, port=port, users=users, faults=faults, validate=validate,
-        exchange=exchange,
+        exchange=exchange, auth=auth,
     )
     try:
         for address in mailboxes:
-            sim.add_mailbox(address)
+            sim.add_mailbox(address, culture=culture)
         sim.start()
         if announce is None:
             print(sim.url, flush=True)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from . import ids
+from .conversion import element_for, regenerate
+from .locales import ELEMENT_BY_CLASS, ELEMENT_BY_DISTINGUISHED
 from .props import (
     MSGFLAG_UNSENT,
     PR_CLIENT_SUBMIT_TIME,
@@ -18,7 +20,7 @@ from .props import (
     value_xml,
 )
 from .soap import T_NS, attr, esc
-from .store import ELEMENT_BY_CLASS, ELEMENT_BY_DISTINGUISHED, FolderRow, ItemRow, PropValue
+from .store import FolderRow, ItemRow, PropValue
 
 _FOLDER_BASE = {
     "IdOnly": frozenset({"folder:FolderId"}),
@@ -181,10 +183,12 @@ def _builtin_prop(item: ItemRow, ref: PropRef) -> str | None:
 
 
 def item_xml(item: ItemRow, shape: Shape, props: dict[str, PropValue]) -> str:
-    parts = ["<t:Message>"]
+    tag = element_for(item.item_class)
+    parts = [f"<t:{tag}>"]
     has = shape.fields.__contains__
     if has("item:MimeContent") and item.mime is not None:
-        encoded = base64.b64encode(item.mime).decode("ascii")
+        # Exchange writes MIME anew from the item, it keeps none (conversion.py)
+        encoded = base64.b64encode(regenerate(item.mime)).decode("ascii")
         parts.append(f'<t:MimeContent CharacterSet="UTF-8">{encoded}</t:MimeContent>')
     parts.append(item_id_xml(item))
     if has("item:ParentFolderId"):
@@ -210,7 +214,7 @@ def item_xml(item: ItemRow, shape: Shape, props: dict[str, PropValue]) -> str:
     if has("item:DateTimeCreated"):
         parts.append(f"<t:DateTimeCreated>{item.created}</t:DateTimeCreated>")
     if has("item:HasAttachments"):
-        parts.append("<t:HasAttachments>false</t:HasAttachments>")
+        parts.append(f"<t:HasAttachments>{_bool(item.has_attachments)}</t:HasAttachments>")
     for ref in shape.extended:
         value = _builtin_prop(item, ref)
         if value is None:
@@ -220,7 +224,7 @@ def item_xml(item: ItemRow, shape: Shape, props: dict[str, PropValue]) -> str:
             parts.append(value_xml(ref, value))
     if has("message:IsRead"):
         parts.append(f"<t:IsRead>{_bool(item.is_read)}</t:IsRead>")
-    parts.append("</t:Message>")
+    parts.append(f"</t:{tag}>")
     return "".join(parts)
 
 

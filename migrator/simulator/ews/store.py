@@ -16,31 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-DB_FILE_NAME = "ews-simulator.sqlite3"
+from .locales import DEFAULT_CULTURE, LAYOUT, folder_names
 
-# (distinguished id, display name, folder class, parent distinguished id, element name)
-# The layout a fresh Exchange 2016 mailbox shows to EWS clients, mail folders first.
-WELL_KNOWN_FOLDERS: tuple[tuple[str, str, str | None, str | None, str], ...] = (
-    ("root", "Root", None, None, "Folder"),
-    ("msgfolderroot", "Top of Information Store", "IPF.Note", "root", "Folder"),
-    ("inbox", "Inbox", "IPF.Note", "msgfolderroot", "Folder"),
-    ("sentitems", "Sent Items", "IPF.Note", "msgfolderroot", "Folder"),
-    ("drafts", "Drafts", "IPF.Note", "msgfolderroot", "Folder"),
-    ("deleteditems", "Deleted Items", "IPF.Note", "msgfolderroot", "Folder"),
-    ("junkemail", "Junk Email", "IPF.Note", "msgfolderroot", "Folder"),
-    ("outbox", "Outbox", "IPF.Note", "msgfolderroot", "Folder"),
-    ("calendar", "Calendar", "IPF.Appointment", "msgfolderroot", "CalendarFolder"),
-    ("contacts", "Contacts", "IPF.Contact", "msgfolderroot", "ContactsFolder"),
-    ("tasks", "Tasks", "IPF.Task", "msgfolderroot", "TasksFolder"),
-    ("notes", "Notes", "IPF.StickyNote", "msgfolderroot", "Folder"),
-    ("journal", "Journal", "IPF.Journal", "msgfolderroot", "Folder"),
-)
-ELEMENT_BY_DISTINGUISHED = {d: element for d, _, _, _, element in WELL_KNOWN_FOLDERS}
-ELEMENT_BY_CLASS = {
-    "IPF.Appointment": "CalendarFolder",
-    "IPF.Contact": "ContactsFolder",
-    "IPF.Task": "TasksFolder",
-}
+DB_FILE_NAME = "ews-simulator.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailboxes (
@@ -71,7 +49,8 @@ CREATE TABLE IF NOT EXISTS items (
     item_class TEXT NOT NULL,
     subject TEXT,
     mime BLOB NOT NULL,
-    size INTEGER NOT NULL,
+    size INTEGER NOT NULL,     -- the item's size in the store (conversion.py), not the MIME's
+    has_attachments INTEGER NOT NULL DEFAULT 0,
     is_read INTEGER NOT NULL,
     message_flags INTEGER NOT NULL,
     categories TEXT NOT NULL,  -- JSON list
@@ -95,6 +74,10 @@ CREATE INDEX IF NOT EXISTS items_mailbox ON items(mailbox_id);
 _UPGRADE = """
 ALTER TABLE item_props ADD COLUMN folded TEXT;
 UPDATE item_props SET folded = casefold(value);
+"""
+# Stores written before items were converted (conversion.py) lack the attachment flag.
+_UPGRADE_ATTACHMENTS = """
+ALTER TABLE items ADD COLUMN has_attachments INTEGER NOT NULL DEFAULT 0;
 """
 _INDEXES = """
 DROP INDEX IF EXISTS item_props_lookup;
@@ -148,6 +131,7 @@ class ItemRow:
     sent: str | None
     created: str
     version: int
+    has_attachments: bool = False
     mime: bytes | None = None  # only loaded when asked for
 
 
@@ -173,6 +157,8 @@ class NewItem:
     created: str
     props: list[PropValue] = field(default_factory=list)
     item_class: str = "IPM.Note"
+    size: int = 0  # the item's size in the store (conversion.Converted.size)
+    has_attachments: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,7 +179,7 @@ class SimItem:
 
     id: str
     folder_id: str
-    mime: bytes
+    mime: bytes  # the bytes the client sent: a test's oracle (Exchange keeps no MIME)
     is_read: bool
     is_draft: bool
     message_flags: int
@@ -203,11 +189,13 @@ class SimItem:
     created: datetime
     received: datetime
     sent: datetime | None
+    item_class: str = "IPM.Note"
+    size: int = 0  # what EWS answers as Size (not the MIME's length)
 
 
 _ITEM_COLUMNS = (
     "id, mailbox_id, folder_id, item_class, subject, size, is_read, message_flags, categories, "
-    "received, sent, created, version"
+    "received, sent, created, version, has_attachments"
 )
 
 
@@ -226,6 +214,7 @@ def _item_row(row: Sequence[Any], mime: bytes | None = None) -> ItemRow:
         sent=row[10] if row[10] is None else str(row[10]),
         created=str(row[11]),
         version=int(row[12]),
+        has_attachments=bool(row[13]),
         mime=mime,
     )
 
@@ -270,6 +259,8 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(item_props)")}
         if "folded" not in columns:
             self._db.executescript(_UPGRADE)
+        if "has_attachments" not in {row[1] for row in self._db.execute("PRAGMA table_info(items)")}:
+            self._db.executescript(_UPGRADE_ATTACHMENTS)
         self._db.executescript(_INDEXES)
 
     def close(self) -> None:
@@ -289,7 +280,9 @@ class Store:
 
     # --- mailboxes -------------------------------------------------------------------------
 
-    def add_mailbox(self, address: str, allow: Iterable[str] | None) -> MailboxRow:
+    def add_mailbox(
+        self, address: str, allow: Iterable[str] | None, culture: str = DEFAULT_CULTURE
+    ) -> MailboxRow:
         allow_json = None if allow is None else json.dumps(sorted({u.lower() for u in allow}))
         with self._tx() as db:
             row = db.execute("SELECT id FROM mailboxes WHERE address = ?", (address,)).fetchone()
@@ -299,7 +292,7 @@ class Store:
                         "INSERT INTO mailboxes(address, allow) VALUES (?, ?)", (address, allow_json)
                     )
                 )
-                self._create_well_known(db, mailbox_id)
+                self._create_default_folders(db, mailbox_id, culture)
             else:
                 mailbox_id = int(row[0])
                 db.execute("UPDATE mailboxes SET allow = ? WHERE id = ?", (allow_json, mailbox_id))
@@ -308,21 +301,18 @@ class Store:
         return found
 
     @staticmethod
-    def _create_well_known(db: sqlite3.Connection, mailbox_id: int) -> None:
+    def _create_default_folders(db: sqlite3.Connection, mailbox_id: int, culture: str) -> None:
+        """The folders of a new mailbox, named in its language (locales.py)."""
+        names = folder_names(culture)
         ids: dict[str, int] = {}
-        for distinguished, name, folder_class, parent, _element in WELL_KNOWN_FOLDERS:
+        for spec in LAYOUT:
             cursor = db.execute(
                 "INSERT INTO folders(mailbox_id, parent_id, name, folder_class, distinguished) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (
-                    mailbox_id,
-                    ids.get(parent) if parent else None,
-                    name,
-                    folder_class,
-                    distinguished,
-                ),
+                (mailbox_id, ids.get(spec.parent), names[spec.key], spec.folder_class,
+                 spec.distinguished),
             )
-            ids[distinguished] = _rowid(cursor)
+            ids[spec.key] = _rowid(cursor)
 
     def _mailbox(self, where: str, arg: object) -> MailboxRow | None:
         with self._lock:
@@ -419,16 +409,17 @@ class Store:
         with self._tx() as db:
             for item in items:
                 cursor = db.execute(
-                    "INSERT INTO items(mailbox_id, folder_id, item_class, subject, mime, size, is_read,"
-                    " message_flags, categories, received, sent, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO items(mailbox_id, folder_id, item_class, subject, mime, size,"
+                    " has_attachments, is_read, message_flags, categories, received, sent, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         mailbox_id,
                         item.folder_id,
                         item.item_class,
                         item.subject,
                         item.mime,
-                        len(item.mime),
+                        item.size or len(item.mime),
+                        int(item.has_attachments),
                         int(item.is_read),
                         item.message_flags,
                         json.dumps(item.categories),
@@ -448,7 +439,7 @@ class Store:
         return ids
 
     def mailbox_size(self, mailbox_id: int) -> int:
-        """Bytes of MIME stored in the mailbox (what a quota is measured against)."""
+        """The size of the mailbox's items (what a quota is measured against)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT coalesce(sum(size), 0) FROM items WHERE mailbox_id = ?", (mailbox_id,)
@@ -481,7 +472,7 @@ class Store:
                 for row in self._db.execute(
                     f"SELECT {columns} FROM items WHERE id IN ({marks})", chunk
                 ):
-                    found[int(row[0])] = _item_row(row, bytes(row[13]) if with_mime else None)
+                    found[int(row[0])] = _item_row(row, bytes(row[14]) if with_mime else None)
         return found
 
     def props_by_item(self, ids: Sequence[int]) -> dict[int, dict[str, PropValue]]:

@@ -51,10 +51,15 @@ class ExchangeBuild:
     @property
     def header(self) -> str:
         major, minor, major_build, minor_build = self.build
+        # attributes first, then the namespace declarations, the types namespace both as h and
+        # as the default: as Exchange 2013 writes it (a GetItem answer of 15.0.847.31 in
+        # otris/ews-cpp's test assets; a CreateItem answer of a V2_23 server in exchangelib's)
         return (
-            f'<h:ServerVersionInfo xmlns:h="{T_NS}" MajorVersion="{major}" MinorVersion="{minor}" '
+            f'<h:ServerVersionInfo MajorVersion="{major}" MinorVersion="{minor}" '
             f'MajorBuildNumber="{major_build}" MinorBuildNumber="{minor_build}" '
-            f'Version="{self.version}"/>'
+            f'Version="{self.version}" xmlns:h="{T_NS}" xmlns="{T_NS}" '
+            'xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>'
         )
 
 

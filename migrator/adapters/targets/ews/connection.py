@@ -23,14 +23,15 @@ from exchangelib import (
     Configuration,
     Credentials,
     FailFast,
-    OAuth2Credentials,
 )
 from exchangelib.errors import SessionPoolMinSizeReached
 from exchangelib.protocol import BaseProtocol, Protocol
+from oauthlib.oauth2 import TokenExpiredError
 
 from migrator.model.errors import PlanError
 from migrator.model.plan import TargetSettings
 
+from .auth import MICROSOFT_TOKEN_URL, MigratorOAuth2Credentials, refused
 from .errors import HttpThrottled, RequestTooLarge
 
 AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth2": OAUTH2}
@@ -53,7 +54,30 @@ class FailFastWithHints(FailFast):
     URL by the request's size) become RequestTooLarge, so upload can split the request.
     """
 
+    def __init__(self, *, auth: str = "basic", account: str = "") -> None:
+        super().__init__()
+        self.auth = auth
+        self.account = account
+        # bearer tokens the server has taken: a 401 to one of them means it ran out (or was
+        # revoked) and a new one is fetched; a 401 to a fresh token is a refusal
+        self._accepted: dict[str, None] = {}
+        self._accepted_lock = threading.Lock()
+
     def raise_response_errors(self, response: requests.Response) -> None:
+        bearer = _bearer(response)
+        if response.status_code == 401:
+            with self._accepted_lock:
+                taken = bearer is not None and bearer in self._accepted
+            if taken:
+                # exchangelib retires the session (its token with it), opens one with a fresh
+                # token, and sends the request again; IIS refused it before EWS ran it
+                raise TokenExpiredError(description="the EWS server no longer takes this token")
+            raise refused(self.auth, self.account, response.content or b"", response.headers)
+        if bearer is not None:
+            with self._accepted_lock:
+                self._accepted[bearer] = None
+                while len(self._accepted) > ACCEPTED_TOKENS:
+                    del self._accepted[next(iter(self._accepted))]
         if response.status_code in (429, 503):
             raise HttpThrottled(response.status_code, retry_after_seconds(response))
         if response.status_code == 413:
@@ -61,6 +85,15 @@ class FailFastWithHints(FailFast):
         if response.status_code == 404 and _request_bytes(response) >= FILTERED_REQUEST_BYTES:
             raise RequestTooLarge(404)
         super().raise_response_errors(response)
+
+
+ACCEPTED_TOKENS = 16  # bearer tokens remembered as taken by the server
+
+
+def _bearer(response: requests.Response) -> str | None:
+    header = response.request.headers.get("Authorization", "") if response.request is not None else ""
+    scheme, _, token = str(header).partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _request_bytes(response: requests.Response) -> int:
@@ -177,16 +210,18 @@ def make_configuration(
     if auth not in AUTH_TYPES:
         raise PlanError("plan", "target.auth", f"{settings.auth!r} is not an EWS auth type",
                         hint="use one of: " + ", ".join(AUTH_TYPES))
-    credentials: Credentials | OAuth2Credentials
+    credentials: Credentials | MigratorOAuth2Credentials
     if auth == "oauth2":
         missing = [n for n in ("client_id", "tenant_id") if not getattr(settings, n)]
         if "client_secret" not in secrets:
             missing.append("client_secret_env or client_secret_file")
         if missing:
             raise PlanError("plan", "target", "oauth2 needs " + ", ".join(missing))
-        credentials = OAuth2Credentials(
+        credentials = MigratorOAuth2Credentials(
             client_id=settings.client_id, client_secret=secrets["client_secret"],
             tenant_id=settings.tenant_id,
+            token_url=settings.token_url or MICROSOFT_TOKEN_URL.format(tenant_id=settings.tenant_id),
+            scope=settings.oauth_scope,
         )
     else:
         if not settings.username or "password" not in secrets:
@@ -201,7 +236,8 @@ def make_configuration(
         service_endpoint=settings.url,
         credentials=credentials,
         auth_type=AUTH_TYPES[auth],
-        retry_policy=FailFastWithHints(),
+        retry_policy=FailFastWithHints(
+            auth=auth, account=(settings.client_id if auth == "oauth2" else settings.username) or ""),
         max_connections=max_connections,
     )
 

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 
 import requests
 from exchangelib import errors as ews
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from migrator.model.errors import MigratorError, PermanentError, TransientError
 from migrator.model.secrecy import WITHHELD, unless_secret
 
 from . import reachability
+from .auth import ServiceAccountRefused, token_refused
 
 # reason codes (stable: reports group failures by them)
 AUTH = "auth"
@@ -193,6 +195,10 @@ def _translate(exc: Exception, *, where: str, secrets: Sequence[str]) -> Excepti
     if isinstance(exc, ews.ErrorExceededFindCountLimit):
         return TransientError(f"{where}: the service account's searches hold more results than "
                               "Exchange allows it at once (ErrorExceededFindCountLimit)", throttled=True)
+    if isinstance(exc, OAuth2Error):
+        return token_refused(exc, where)
+    if isinstance(exc, ServiceAccountRefused):
+        return PermanentError(f"{where}: {exc.cause}", reason=AUTH, hint=exc.hint)
     if isinstance(exc, ews.UnauthorizedError | ews.CASError):
         return PermanentError(f"{where}: the EWS server refused our credentials ({detail})",
                               reason=AUTH,

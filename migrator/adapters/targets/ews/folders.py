@@ -6,7 +6,12 @@ import threading
 from typing import cast
 
 from exchangelib import Account, Folder
-from exchangelib.errors import ErrorFolderExists
+from exchangelib.errors import (
+    ErrorFolderExists,
+    ErrorFolderNotFound,
+    ErrorInvalidRequest,
+    ErrorSchemaValidation,
+)
 from exchangelib.fields import FieldPath
 from exchangelib.folders import (
     DeletedItems,
@@ -22,6 +27,7 @@ from exchangelib.folders.base import BaseFolder
 from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.services import CreateFolder
 
+from migrator.model.errors import PermanentError
 from migrator.model.mail import FolderRole
 
 WELL_KNOWN_CLASSES: dict[FolderRole, type[BaseFolder]] = {
@@ -32,6 +38,19 @@ WELL_KNOWN_CLASSES: dict[FolderRole, type[BaseFolder]] = {
     FolderRole.JUNK: JunkEmail,
 }
 MAIL_FOLDER_CLASS = "IPF.Note"
+# A source folder whose name is taken, at that level of the target, by a folder that is not a
+# place for migrated mail gets this suffix (then " (migrated 2)", ...); docs/targets.md.
+CLASH_SUFFIX = " (migrated{})"
+MAX_CLASHES = 20
+# Folders of Exchange's own that hold mail but are no place to leave it: what lands in the
+# Outbox may be sent, Sync Issues and Conversation History belong to Outlook and Skype.
+SPECIAL_MAIL_FOLDERS = ("outbox", "syncissues", "conversationhistory")
+
+
+def is_mail_class(folder_class: str | None) -> bool:
+    """Whether a folder of this class takes mail (a generic folder, without class, does)."""
+    return not folder_class or folder_class == MAIL_FOLDER_CLASS or folder_class.startswith(
+        MAIL_FOLDER_CLASS + ".")
 
 
 class MailboxFolders:
@@ -40,6 +59,12 @@ class MailboxFolders:
     Children of a folder are listed once (one shallow FindFolder) and then kept; folders created
     by us are added. A folder created meanwhile by someone else is found again when CreateFolder
     answers ErrorFolderExists.
+
+    Well-known folders are found by DistinguishedFolderId only: their names depend on the
+    mailbox's language ("Bandeja de entrada", "Calendario"). A source folder is never placed in
+    a folder that does not take mail (a calendar, contacts, tasks, notes, journal: any class but
+    IPF.Note) nor in the Outbox, Sync Issues or Conversation History, whatever its name: where
+    such a folder holds the name, the source folder gets CLASH_SUFFIX.
     """
 
     def __init__(self, account: Account) -> None:
@@ -48,6 +73,8 @@ class MailboxFolders:
         self._anchors: dict[FolderRole | None, BaseFolder] = {}
         self._children: dict[str, dict[str, BaseFolder]] = {}  # parent id -> casefolded name -> folder
         self._empty: set[FolderRole | None] = set()  # well-known folders that held no item when looked up
+        self._special: set[str] | None = None  # ids of SPECIAL_MAIL_FOLDERS, once asked
+        self._listed_empty: set[str] = set()  # existing folders listed with no item, not yet handed out
         # source paths placed on a well-known folder: their subfolders follow them
         self.role_paths: dict[tuple[str, ...], FolderRole] = {}
 
@@ -130,19 +157,78 @@ class MailboxFolders:
                 return True
             return False
 
-    def ensure_path(self, anchor: BaseFolder, names: tuple[str, ...]) -> tuple[BaseFolder, bool]:
-        """The folder `names` below `anchor`, creating missing levels as mail folders; and
-        whether this call created it (then it is empty)."""
+    def ensure_path(
+        self, anchor: BaseFolder, names: tuple[str, ...]
+    ) -> tuple[BaseFolder, bool, tuple[str, ...]]:
+        """The folder `names` below `anchor`, creating missing levels as mail folders; whether
+        it holds nothing (this call created it, or it was listed empty: said once, as it holds
+        what is sent there afterwards); and the names it has in the target (a level whose name
+        a non-mail folder holds gets CLASH_SUFFIX)."""
         folder = anchor
-        created = False
+        empty = False
+        placed: list[str] = []
         with self._lock:
             for name in names:
-                found = self._child(folder, name)
+                found, name = self._mail_child(folder, name)
                 if found is None:
-                    folder, created = self._create(folder, name)
+                    folder, empty = self._create(folder, name)  # or found made meanwhile
                 else:
-                    folder, created = found, False
-        return folder, created
+                    folder, empty = found, False
+                placed.append(folder.name or name)
+            if not empty and folder.id in self._listed_empty:
+                # a folder every mailbox has (Archive) and nothing was put in yet
+                self._listed_empty.discard(folder.id)
+                empty = True
+        return folder, empty, tuple(placed)
+
+    def _mail_child(self, parent: BaseFolder, name: str) -> tuple[BaseFolder | None, str]:
+        """The child of `parent` migrated mail named `name` goes to (None: to be created), and
+        its name: `name`, or `name` with CLASH_SUFFIX when a folder that takes no mail has it."""
+        for attempt in range(1, MAX_CLASHES + 1):
+            wanted = name if attempt == 1 else name + CLASH_SUFFIX.format(
+                "" if attempt == 2 else f" {attempt - 1}")
+            found = self._child(parent, wanted)
+            if found is None:
+                return None, wanted
+            if self._takes_mail(found, parent):
+                return found, found.name or wanted  # as the target spells it
+        raise PermanentError(f"folder {name!r}: {MAX_CLASHES} names with {CLASH_SUFFIX.format('')!r} "
+                             "are taken by folders that hold no mail", reason="rejected",
+                             hint="map the folder elsewhere with [target] folder_map")
+
+    def _takes_mail(self, folder: BaseFolder, parent: BaseFolder) -> bool:
+        if not is_mail_class(getattr(folder, "folder_class", None)):
+            return False
+        top = self._anchors.get(None)
+        # Exchange's special mail folders sit at the top of the mailbox
+        return top is None or parent.id != top.id or folder.id not in self._special_ids()
+
+    def _special_ids(self) -> set[str]:
+        """Ids of the Outbox, Sync Issues and Conversation History (one GetFolder, the first
+        time a source folder's name meets an existing folder)."""
+        if self._special is None:
+            root = self._root()
+            wanted = [
+                Folder(_distinguished_id=DistinguishedFolderId(
+                    id=name, mailbox=Mailbox(email_address=self.account.primary_smtp_address)),
+                    root=root)
+                for name in SPECIAL_MAIL_FOLDERS
+            ]
+            found: set[str] = set()
+            fields = {FieldPath(field=Folder.get_field_by_fieldname("name"))}
+            try:
+                for answer in FolderCollection(account=self.account, folders=wanted).get_folders(
+                        additional_fields=fields):
+                    if isinstance(answer, ErrorFolderNotFound):
+                        continue  # a server without that folder
+                    if isinstance(answer, Exception):
+                        raise answer
+                    found.add(answer.id)
+            except (ErrorSchemaValidation, ErrorInvalidRequest):
+                # a server whose schema lacks one of these names: it has none of them to avoid
+                found = set()
+            self._special = found
+        return self._special
 
     def by_id(self, folder_id: str) -> Folder:
         """A folder object for an id from an earlier ensure (no request)."""
@@ -165,7 +251,11 @@ class MailboxFolders:
         return children.get(name.casefold())
 
     def _list_children(self, parent: BaseFolder) -> dict[str, BaseFolder]:
-        fields = {FieldPath(field=Folder.get_field_by_fieldname("name"))}
+        # the class tells a mail folder from a calendar or contacts folder of the same name; the
+        # count spares a first pass the lookup of a folder that holds nothing (an Archive folder
+        # every mailbox has)
+        fields = {FieldPath(field=Folder.get_field_by_fieldname(n))
+                  for n in ("name", "folder_class", "total_count")}
         found = FolderCollection(account=self.account, folders=[parent]).find_folders(
             depth="Shallow", additional_fields=fields
         )
@@ -176,6 +266,10 @@ class MailboxFolders:
             if child.name is not None:
                 # Exchange compares folder names case-insensitively; the first one wins.
                 children.setdefault(child.name.casefold(), child)
+                if child.total_count == 0:
+                    self._listed_empty.add(child.id)
+                else:
+                    self._listed_empty.discard(child.id)
         self._children[parent.id] = children
         return children
 

@@ -5,6 +5,12 @@ class's fields in turn; for a listing that only needs the item id and one extend
 that parsing costs several times the rest of `verify`. This FindItem keeps exchangelib's
 request building and error handling, and reads the two values from the XML itself.
 
+It reads them from whatever element an item is answered as. Exchange converts the MIME it is
+given, and a meeting request, cancellation or response comes back as t:MeetingRequest,
+t:MeetingCancellation or t:MeetingResponse, which exchangelib turns into classes that do not
+know our source-key property: through exchangelib's own objects, a meeting request stored
+before a crash would not be found, and would be sent again.
+
 Paging is ours. Exchange may answer a page shorter than asked before the end of the view
 (EWSFindCountLimit, shared by a caller's concurrent searches: "EWS throttling in Exchange"),
 even an empty one for the later folders of a request. exchangelib pages several folders with
@@ -61,10 +67,13 @@ class KeyedFindItem(FindItem):  # type: ignore[misc]
         )
 
 
-def keyed_items(account: Any, folders: list[Any], source_key_field: Any, page_size: int) -> Iterator[Any]:
+def keyed_items(
+    account: Any, folders: list[Any], source_key_field: Any, page_size: int, restriction: Any = None
+) -> Iterator[Any]:
     """Every item of `folders` (one level each) as (id, source key, folder id), or exceptions
-    for bad answers. Several folders go in one request: Exchange answers each in its own
-    response message, and each item names its folder."""
+    for bad answers; with `restriction` (an exchangelib Restriction), those it matches. Several
+    folders go in one request: Exchange answers each in its own response message, and each
+    item names its folder."""
     service = KeyedFindItem(account=account, page_size=page_size)
     service.additional_fields = {
         FieldPath(field=source_key_field),
@@ -78,7 +87,7 @@ def keyed_items(account: Any, folders: list[Any], source_key_field: Any, page_si
         offset = min(next_offsets.values())
         payload = service.get_payload(
             folders=[folders[i] for i in order], additional_fields=service.additional_fields,
-            restriction=None, order_fields=None, query_string=None, shape="IdOnly",
+            restriction=restriction, order_fields=None, query_string=None, shape="IdOnly",
             depth="Shallow", calendar_view=None, page_size=page_size, offset=offset,
         )
         pages = [page for page, _ in service._get_elements(payload=payload)]

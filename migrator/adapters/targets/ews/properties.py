@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from exchangelib import ExtendedProperty, Message
+from exchangelib.items import MeetingCancellation, MeetingRequest, MeetingResponse
 
 # Our own property set: the source key of each uploaded item lives under it, so a crashed run
 # can ask the target which keys already arrived. Never change it: older runs wrote with it.
@@ -68,13 +69,16 @@ _lock = threading.Lock()
 
 
 def register_properties() -> None:
-    """Register our properties on Message (exchangelib keeps them class-wide), so reading items
-    back with exchangelib shows them too. Idempotent."""
+    """Register our properties on Message and on the meeting item classes (exchangelib keeps
+    them class-wide), so reading items back with exchangelib shows them too: Exchange answers a
+    message whose MIME is an invitation, a cancellation or a reply as a meeting item, not as a
+    Message. Idempotent."""
     with _lock:
-        known = {f.name for f in Message.FIELDS}
-        for name, cls in PROPERTIES.items():
-            if name not in known:
-                Message.register(name, cls)
+        for model in (Message, MeetingRequest, MeetingResponse, MeetingCancellation):
+            known = {f.name for f in model.FIELDS}
+            for name, cls in PROPERTIES.items():
+                if name not in known:
+                    model.register(name, cls)
 
 
 register_properties()  # before MimeMessage below copies Message's field list

@@ -22,6 +22,8 @@ from migrator.adapters.network import chain, endpoint_of, network_outage
 from migrator.model.errors import Outage, PermanentError, TransientError
 from migrator.model.plan import TargetSettings
 
+from .auth import ServiceAccountRefused
+
 _HOST_PORT = re.compile(r"host='([^']+)', port=(\d+)")
 _TIMEOUT = re.compile(r"(?:read|connect) timeout=([\d.]+)")
 
@@ -30,6 +32,8 @@ def outage_of(exc: BaseException) -> Outage | None:
     """The Outage `exc` amounts to: the service account refused (HTTP 401), or a socket
     failure (refused, unresolvable, TLS, timeout, reset) under whatever exchangelib made of it."""
     links = chain(exc)
+    if isinstance(exc, ServiceAccountRefused):
+        return Outage("target", "auth", exc.cause, hint=exc.hint)
     if isinstance(exc, ews.UnauthorizedError):
         return Outage("target", "auth", f"the EWS server refused the service account's credentials ({exc})")
     endpoint = _endpoint(links)

@@ -10,9 +10,8 @@ from typing import Any, TypeVar
 
 from exchangelib import Account, Configuration, Q
 from exchangelib.errors import ErrorItemNotFound
-from exchangelib.fields import FieldPath
-from exchangelib.folders import Folder, FolderCollection
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
+from exchangelib.restriction import Restriction
 from exchangelib.util import safe_xml_value
 from lxml import etree
 
@@ -22,7 +21,7 @@ from migrator.model.plan import TargetSettings
 
 from ..base import ExcludedFolderError, KeyedItems, TargetFolder
 from ..dates import submit_and_delivery
-from ..naming import FolderNaming
+from ..naming import FolderNaming, TargetPath
 from . import errors, reachability
 from .connection import (
     forget_protocol,
@@ -199,8 +198,10 @@ class EwsTarget:
             anchor = folders.anchor(target.anchor)
             if not target.names:  # a well-known folder itself
                 return TargetFolder(id=anchor.id, path=target.display(), empty=folders.take_empty(target.anchor))
-            folder, created = folders.ensure_path(anchor, target.names)
-            return TargetFolder(id=folder.id, path=target.display(), empty=created)
+            folder, created, placed = folders.ensure_path(anchor, target.names)
+            # the names it has: one a calendar or contacts folder holds got a suffix
+            shown = TargetPath(target.anchor, placed).display()
+            return TargetFolder(id=folder.id, path=shown, empty=created)
 
         result = self._call(where, ensure)
         if target.anchor is not None and not target.names:
@@ -422,18 +423,20 @@ class EwsTarget:
 
         def search() -> None:
             account = self._account(mailbox)
-            target_folder: Folder = self._mailbox_folders(mailbox).by_id(folder.id)
-            collection = FolderCollection(account=account, folders=[target_folder])
-            fields = {FieldPath(field=_source_key_field())}
+            target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
+            key_field = _source_key_field()
             for start in range(0, len(wanted), FIND_BATCH):
                 query = Q(migrator_source_key__in=wanted[start:start + FIND_BATCH])
-                for item in collection.find_items(query, additional_fields=fields,
-                                                  page_size=FIND_BATCH * 2):
-                    if isinstance(item, Exception):
-                        raise item
-                    stored = getattr(item, "migrator_source_key", None)
-                    if stored in wanted_set and stored not in found and item.id not in excluded:
-                        found[stored] = item.id
+                restriction = Restriction(query, folders=[target_folder], applies_to=Restriction.ITEMS)
+                # read from the XML whatever element the item is answered as: a meeting request
+                # is a t:MeetingRequest, which exchangelib's own objects would not read our key from
+                for answer in keyed_items(account, [target_folder], key_field, FIND_BATCH * 2,
+                                          restriction=restriction):
+                    if isinstance(answer, Exception):
+                        raise answer
+                    item_id, stored, _ = answer
+                    if stored in wanted_set and stored not in found and item_id and item_id not in excluded:
+                        found[stored] = item_id
 
         self._call(where, search)
         return found
