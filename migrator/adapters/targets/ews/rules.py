@@ -215,7 +215,7 @@ class RuleWriter:
 
         def ensure() -> Any:
             anchor = self.folders.anchor(folder.anchor)
-            folder_found, _created = self.folders.ensure_path(anchor, folder.names)
+            folder_found, _empty, _names = self.folders.ensure_path(anchor, folder.names)
             return folder_found
 
         return self._call(f"{self.where}, folder {folder.display()!r}", ensure)
