@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from imapclient import IMAPClient
 
+from migrator.adapters.targets import TargetFolder
 from migrator.adapters.targets.imap import ImapTarget
 from migrator.adapters.targets.imap.oauth import TokenSource
 from migrator.model.errors import PermanentError, TransientError
@@ -29,6 +30,7 @@ from tests.fixtures.exo_front import (
     ExoStack,
     exo_store,  # noqa: F401 - the fixture
 )
+from tests.fixtures.imap_case import dovecot_wire_bytes
 from tests.fixtures.imap_proxy import Rule, exchange_throttled
 
 WHEN = datetime(2022, 6, 14, 8, 15, 0, tzinfo=timezone(timedelta(hours=-5)))
@@ -319,3 +321,192 @@ def test_times_carry_their_instant(make: Make, stack: ExoStack, mailbox: str) ->
     assert results[0].ok
     [(flags, date)] = stored(stack, mailbox, "INBOX").values()
     assert date == when
+
+
+# --- what Exchange changes: the MIME it serves is its own ------------------------------------
+
+
+def _front(stack: ExoStack, mailbox: str) -> IMAPClient:
+    """A client of the front, as any mail client of the mailbox (not migrator)."""
+    client = IMAPClient(stack.front.host, port=stack.front.port, ssl=True, timeout=20,
+                        ssl_context=_trusting(stack))
+    client.normalise_times = False
+    client.oauth2_login(mailbox, stack.platform.token())
+    return client
+
+
+def _held(stack: ExoStack, mailbox: str, folder: str) -> dict[int, bytes]:
+    """UID -> the bytes the store behind the front keeps."""
+    client = IMAPClient(stack.store.host, port=stack.store.port, ssl=False, timeout=20)
+    try:
+        client.login(stack.store.new_mailbox(mailbox), "-")
+        client.select_folder(folder, readonly=True)
+        return {uid: d[b"BODY[]"] for uid, d in
+                client.fetch(client.search(["ALL"]), ["BODY.PEEK[]"]).items()}
+    finally:
+        client.logout()
+
+
+def _left_behind(make: Make, mailbox: str, folder: TargetFolder, items: list[UploadItem],
+                 **changes: object) -> None:
+    """Stored by a process that was killed before it could record them (its memory of what
+    it stored dies with it)."""
+    gone = make(**changes)
+    assert all(r.ok for r in gone.upload(mailbox, folder, items))
+    gone.close()
+
+
+# two messages alike in every header Exchange keeps (Message-ID, From, Subject, Date) and in
+# INTERNALDATE, different only in their bodies (a message edited and saved again, a list copy)
+_ALIKE = (b"From: Ana <ana@ife.org.mx>\r\nTo: luis@ife.org.mx\r\nSubject: Acta\r\nDate: Tue, 14 Jun "
+          b"2022 08:15:00 -0500\r\nMessage-ID: <acta@ife.org.mx>\r\n\r\n")
+
+
+def _hard_cases() -> list[UploadItem]:
+    from migrator.samples.mail import hard_case_messages
+
+    cases = [UploadItem(m.name, m.raw, m.flags, m.internal_date) for m in hard_case_messages()]
+    cases += [item("alike-1", _ALIKE + b"Primera version.\r\n"),
+              item("alike-2", _ALIKE + b"Segunda version, otra.\r\n")]
+    return cases
+
+
+def test_the_front_serves_what_exchange_builds_and_keeps_what_was_appended(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    from tests.fixtures.exo_mime import convert, estimated_size
+
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Convertidos",), FolderRole.NONE)
+    cases = _hard_cases()
+    assert all(r.ok for r in target.upload(mailbox, folder, cases))
+    held = _held(stack, mailbox, folder.id)
+    assert sorted(held.values()) == sorted(dovecot_wire_bytes(c.data) for c in cases)
+    client = _front(stack, mailbox)
+    try:
+        client.select_folder(folder.id, readonly=True)
+        served = client.fetch(sorted(held), ["BODY.PEEK[]", "RFC822.SIZE", "RFC822.HEADER",
+                                              "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)]"])
+        for uid, data in served.items():
+            built = convert(held[uid])
+            assert data[b"BODY[]"] == built and built != held[uid]
+            # the stored size, neither what was sent nor what is served
+            assert data[b"RFC822.SIZE"] == estimated_size(len(held[uid]))
+            assert data[b"RFC822.HEADER"] == built[: built.index(b"\r\n\r\n") + 4]
+            fields = data[b"BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)]"]
+            assert all(line.split(b":")[0] in (b"Message-ID", b"Subject") or line[:1] == b" "
+                       for line in fields.split(b"\r\n") if line)
+        # SEARCH LARGER/SMALLER compare the same stored size
+        one = sorted(held)[0]
+        size = len(held[one])
+        assert one not in client.search(["LARGER", str(size - 1), "SMALLER", str(size + 1)])
+        estimate = estimated_size(size)
+        assert one in client.search(["LARGER", str(estimate - 1), "SMALLER", str(estimate + 1)])
+        client.unselect_folder()
+    finally:
+        client.logout()
+    assert refused_commands(stack) == []
+
+
+def test_the_front_keeps_bytes_or_exact_sizes_when_asked(exo_store: ExoDovecot,  # noqa: F811
+                                                         mailbox: str) -> None:
+    from tests.fixtures.exo_mime import convert
+
+    for convert_on, exact in ((False, False), (True, True)):
+        stack = ExoStack(exo_store, convert=convert_on, exact_size=exact)
+        try:
+            target = ImapTarget(settings(stack), secrets={"client_secret": CLIENT_SECRET})
+            folder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
+            assert target.upload(mailbox, folder, [item(f"k{convert_on}", raw(7))])[0].ok
+            target.close()
+            client = _front(stack, mailbox)
+            try:
+                client.select_folder("INBOX", readonly=True)
+                for uid, data in client.fetch(client.search(["ALL"]), ["BODY.PEEK[]", "RFC822.SIZE"]).items():
+                    sent = raw(7)
+                    assert data[b"BODY[]"] == (convert(sent) if convert_on else sent)
+                    assert data[b"RFC822.SIZE"] == len(data[b"BODY[]"])
+            finally:
+                client.logout()
+        finally:
+            stack.close()
+
+
+@pytest.mark.parametrize("tag_header", [False, True], ids=["by-content", "by-tag-header"])
+def test_what_a_killed_process_left_behind_is_recognised_once_each(
+        make: Make, stack: ExoStack, mailbox: str, tag_header: bool) -> None:
+    """Every hard case, stored as Exchange stores it: found again by a fresh process, each
+    target message for the one source message it is (twins stay two, a message alike in every
+    header but its body is never taken for the other)."""
+    target = make(tag_header=tag_header)
+    folder = target.ensure_folder(mailbox, ("Recuperar",), FolderRole.NONE)
+    cases = _hard_cases()
+    by_key = {c.key: c for c in cases}
+    stored = ["no-message-id", "dup-msgid-a", "identical-1", "latin1-subject", "utf8-subject",
+              "nul-bytes", "bare-cr", "line-over-10000", "no-header-break", "broken-mime",
+              "one-byte", "alike-1"]
+    _left_behind(make, mailbox, folder, [by_key[k] for k in stored], tag_header=tag_header)
+    held = _held(stack, mailbox, folder.id)
+    fresh = make(tag_header=tag_header)
+    # alike-2 and dup-msgid-b first: they must not take what alike-1 and dup-msgid-a left
+    asked = sorted(cases, key=lambda c: c.key not in ("alike-2", "dup-msgid-b"))
+    found = fresh.find_uploads(mailbox, folder, asked)
+    assert sorted(found) == sorted(stored)
+    for key, target_id in found.items():
+        uid = int(target_id.split(":")[1])
+        assert held[uid] == dovecot_wire_bytes(target._payload(by_key[key])), key
+    # the second twin is a message of its own: with the first one's id known, nothing is left
+    again = fresh.find_uploads(mailbox, folder, [by_key["identical-2"]], known_ids=found.values())
+    assert again == {}
+    assert refused_commands(stack) == []
+    assert not any(b"LARGER" in s.upper() or b"SMALLER" in s.upper() for s in stack.front.searches)
+
+
+def test_a_lost_answer_for_a_message_without_message_id_is_settled_by_content(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Sin id",), FolderRole.NONE)
+    by_key = {c.key: c for c in _hard_cases()}
+    # the last one: every APPEND before it is answered
+    cases = [by_key[k] for k in ("crlf", "alike-1", "alike-2", "no-message-id")]
+    # stored, the answer lost with the connection: nothing but its content tells it apart
+    stack.front.add(Rule("APPEND", "drop-after", contains=b"Subject: No Message-ID here"))
+    results = target.upload(mailbox, folder, cases)
+    assert all(r.ok and r.target_id for r in results), results
+    assert stack.front.cuts == 1
+    assert sorted(_held(stack, mailbox, folder.id).values()) == sorted(
+        dovecot_wire_bytes(c.data) for c in cases)
+
+
+def test_copies_are_grouped_by_what_exchange_keeps(make: Make, stack: ExoStack, mailbox: str) -> None:
+    """What `dedupe` looks for without the tag header: the same message more than once."""
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Copias",), FolderRole.NONE)
+    cases = _hard_cases()
+    twice = [replace(c, key=c.key + "-again") for c in cases
+             if c.key in ("dup-msgid-a", "no-message-id", "latin1-subject")]
+    _left_behind(make, mailbox, folder, cases + twice)
+    held = _held(stack, mailbox, folder.id)
+    groups = make().identical_items(mailbox, folder)
+    contents = sorted(sorted({held[int(t.split(":")[1])] for t in group}) for group in groups)
+    # the identical twins, and each message stored twice; not dup-msgid-b, not alike-2
+    expected = sorted([dovecot_wire_bytes(c.data)] for c in [*twice, next(
+        c for c in cases if c.key == "identical-1")])
+    assert contents == expected
+    assert all(len(group) == 2 for group in groups)
+
+
+def test_the_tag_header_survives_conversion(make: Make, stack: ExoStack, mailbox: str) -> None:
+    target = make(tag_header=True)
+    folder = target.ensure_folder(mailbox, ("Etiquetas",), FolderRole.NONE)
+    cases = _hard_cases()
+    assert all(r.ok for r in target.upload(mailbox, folder, cases))
+    keyed = make(tag_header=True).items_by_key(mailbox, folder)
+    assert keyed is not None and keyed.total == len(cases)
+    assert all(len(keyed.ids(c.key)) == 1 for c in cases)
+    client = _front(stack, mailbox)
+    try:
+        client.select_folder(folder.id, readonly=True)
+        bodies = [d[b"BODY[]"] for d in client.fetch(client.search(["ALL"]), ["BODY.PEEK[]"]).values()]
+        assert all(b.startswith(b"X-Migrator-Key: ") for b in bodies)
+    finally:
+        client.logout()
