@@ -510,3 +510,30 @@ def test_the_tag_header_survives_conversion(make: Make, stack: ExoStack, mailbox
         assert all(b.startswith(b"X-Migrator-Key: ") for b in bodies)
     finally:
         client.logout()
+
+
+def test_the_folder_index_follows_what_others_delete_and_add(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    """The identities a converting server's folder holds are read once and then kept up to
+    date: a message the user deleted meanwhile is never answered, one added is found."""
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Indice",), FolderRole.NONE)
+    first = [item(f"i{n}", raw(n)) for n in range(4)]
+    _left_behind(make, mailbox, folder, first)
+    looking = make()
+    assert sorted(looking.find_uploads(mailbox, folder, first)) == ["i0", "i1", "i2", "i3"]
+    client = _front(stack, mailbox)
+    try:  # the user deletes two of them and files the same number of others
+        client.select_folder(folder.id)
+        gone = [uid for uid, d in client.fetch(client.search(["ALL"]), ["BODY.PEEK[HEADER]"]).items()
+                if b"Subject: exo 1\r\n" in d[b"BODY[HEADER]"] or b"Subject: exo 2\r\n" in d[b"BODY[HEADER]"]]
+        client.delete_messages(gone)
+        client.expunge()
+    finally:
+        client.logout()
+    later = [item(f"i{n}", raw(n)) for n in (4, 5)]
+    _left_behind(make, mailbox, folder, later)
+    found = looking.find_uploads(mailbox, folder, first + later)
+    assert sorted(found) == ["i0", "i3", "i4", "i5"]
+    held = _held(stack, mailbox, folder.id)
+    assert all(held[int(t.split(":")[1])] == raw(int(k[1:])) for k, t in found.items())

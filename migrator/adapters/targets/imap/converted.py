@@ -204,26 +204,49 @@ def _batches(uids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
 class FolderIndex:
     """The identity of every message of one folder (UID -> Identity) and, once read, the
     digest of its content. Valid for one UIDVALIDITY; UIDs never change their message, so
-    what is read once is kept (a UID that is gone is dropped at the next refresh)."""
+    what is read once is kept (a UID that is gone is dropped at the next refresh). Messages
+    are also listed by their header digest and their tag, so that a lookup costs what the
+    candidates cost, not what the folder holds."""
 
     validity: int = 0
     top: int = 0  # the highest UID read
     facts: dict[int, Identity] = field(default_factory=dict)
     digests: dict[int, bytes] = field(default_factory=dict)
+    by_headers: dict[bytes, set[int]] = field(default_factory=dict)
+    by_tag: dict[str, set[int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __len__(self) -> int:
         return len(self.facts)
 
+    def _add(self, uid: int, facts: Identity) -> None:
+        self._drop(uid)
+        self.facts[uid] = facts
+        self.by_headers.setdefault(facts.headers, set()).add(uid)
+        if facts.tag is not None:
+            self.by_tag.setdefault(facts.tag, set()).add(uid)
+        self.top = max(self.top, uid)
+
+    def _drop(self, uid: int) -> None:
+        facts = self.facts.pop(uid, None)
+        self.digests.pop(uid, None)
+        if facts is None:
+            return
+        self.by_headers.get(facts.headers, set()).discard(uid)
+        if facts.tag is not None:
+            self.by_tag.get(facts.tag, set()).discard(uid)
+
+    def _clear(self) -> None:
+        for mapping in (self.facts, self.digests, self.by_headers, self.by_tag):
+            mapping.clear()
+
     def refresh(self, client: IMAPClient, validity: int, exists: int) -> None:
         """Bring the index up to the selected folder: its UIDVALIDITY and message count."""
         if validity != self.validity:
             self.validity, self.top = validity, 0
-            self.facts.clear()
-            self.digests.clear()
+            self._clear()
         if exists == 0:
-            self.facts.clear()
-            self.digests.clear()
+            self._clear()
             return
         if self.facts:
             # "n:*" names the last message even when its UID is below n: filtered in _read
@@ -233,8 +256,7 @@ class FolderIndex:
             uids = sorted(fetch_range(client, "1:*", ["UID"]))
             present = set(uids)
             for gone in [u for u in self.facts if u not in present]:
-                del self.facts[gone]
-                self.digests.pop(gone, None)
+                self._drop(gone)
             missing = [u for u in uids if u not in self.facts]
             for part in _batches(missing, INDEX_FETCH_BATCH):
                 self._read(client, list(part), above=0)
@@ -248,9 +270,8 @@ class FolderIndex:
                 continue
             raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
             date = data.get(b"INTERNALDATE")
-            self.facts[number] = identity(raw if isinstance(raw, bytes) else b"",
-                                          _seconds(date if isinstance(date, datetime) else None))
-            self.top = max(self.top, number)
+            self._add(number, identity(raw if isinstance(raw, bytes) else b"",
+                                       _seconds(date if isinstance(date, datetime) else None)))
 
     def digest(self, client: IMAPClient, uid: int) -> bytes | None:
         """The content digest of `uid` (read once; None when the server no longer has it)."""
@@ -282,7 +303,7 @@ def find_converted(client: IMAPClient, index: FolderIndex, sent: Sequence[Sent],
     for one in sent:
         ours = sent_identity(one)
         mine: bytes | None = None
-        for uid in sorted(index.facts):
+        for uid in sorted(index.by_headers.get(ours.headers, ())):
             if uid < since or uid in taken or not _alike(ours, index.facts[uid]):
                 continue
             if mine is None:
@@ -297,13 +318,13 @@ def find_converted(client: IMAPClient, index: FolderIndex, sent: Sequence[Sent],
 
 def find_tags(index: FolderIndex, tags: dict[str, str], exclude: Collection[int] = (),
               since: int = 1) -> dict[str, int]:
-    """Key -> UID for the keys whose tag (X-Migrator-Key value -> key) a message carries."""
+    """Key -> UID for the keys whose tag (X-Migrator-Key value -> key) a message carries:
+    the oldest such message not in `exclude` and not below `since`."""
     found: dict[str, int] = {}
-    for uid in sorted(index.facts):
-        tag = index.facts[uid].tag
-        key = tags.get(tag or "")
-        if key is not None and key not in found and uid >= since and uid not in exclude:
-            found[key] = uid
+    for tag, key in tags.items():
+        uids = sorted(u for u in index.by_tag.get(tag, ()) if u >= since and u not in exclude)
+        if uids and key not in found:
+            found[key] = uids[0]
     return found
 
 
