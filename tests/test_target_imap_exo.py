@@ -537,3 +537,20 @@ def test_the_folder_index_follows_what_others_delete_and_add(
     assert sorted(found) == ["i0", "i3", "i4", "i5"]
     held = _held(stack, mailbox, folder.id)
     assert all(held[int(t.split(":")[1])] == raw(int(k[1:])) for k, t in found.items())
+
+
+def test_exchange_with_another_banner_is_still_known_by_its_capabilities(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    """The greeting is a setting (Set-ImapSettings -Banner): a lost answer is settled by what
+    survives conversion, and \\Flagged set by STORE, on the strength of the capabilities only
+    Exchange announces."""
+    stack.front.greeting = b"* OK IMAP4 service of the Instituto ready.\r\n"
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Otro saludo",), FolderRole.NONE)
+    stack.front.add(Rule("APPEND", "drop-after", contains=b"Subject: exo 3\r\n"))
+    items = [item(f"b{n}", raw(n), Flags(flagged=True)) for n in range(4)]
+    results = target.upload(mailbox, folder, items)
+    assert all(r.ok and r.target_id for r in results), results
+    assert stack.front.cuts == 1
+    assert stored(stack, mailbox, folder.id) == {
+        raw(n): (frozenset({b"\\Flagged"}), WHEN) for n in range(4)}

@@ -46,7 +46,7 @@ class Session:
     client: IMAPClient
     mailbox: str
     capabilities: frozenset[str]
-    exchange: bool  # the server greeted as Microsoft Exchange: apply its quirks
+    exchange: bool  # the server is Microsoft Exchange (greeting, capabilities): apply its quirks
     # the server serves messages as it built them, not as appended (Exchange): recognise our
     # uploads by what survives conversion (converted.py)
     converts: bool = False
@@ -182,17 +182,14 @@ class Connector:
         except BaseException:
             errors_close(client)
             raise
-        exchange = b"microsoft exchange" in greeting.lower()
+        # Exchange's greeting is a setting (Set-ImapSettings -Banner): capabilities only
+        # Exchange announces tell it too
+        exchange = b"microsoft exchange" in greeting.lower() or bool(caps & EXCHANGE_CAPABILITIES)
+        # Exchange builds the MIME it serves ([MS-OXCMAIL]); the plan may say otherwise
+        converts = exchange if self.settings.converts == "auto" else self.settings.converts == "yes"
         return Session(client=client, mailbox=mailbox, capabilities=caps, exchange=exchange,
-                       converts=self._converts(exchange, caps), expires_at=expires,
-                       token=token, last_used=time.monotonic())
-
-    def _converts(self, exchange: bool, capabilities: frozenset[str]) -> bool:
-        """Exchange builds the MIME it serves ([MS-OXCMAIL]). Its greeting is a setting
-        (Set-ImapSettings -Banner), so capabilities only Exchange announces count too."""
-        if self.settings.converts != "auto":
-            return self.settings.converts == "yes"
-        return exchange or bool(capabilities & EXCHANGE_CAPABILITIES)
+                       converts=converts, expires_at=expires, token=token,
+                       last_used=time.monotonic())
 
     def _authenticate(self, client: IMAPClient, mailbox: str,
                       where: str) -> tuple[float | None, str | None]:
