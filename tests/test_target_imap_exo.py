@@ -9,6 +9,7 @@ FLAGS and INTERNALDATE.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -362,12 +363,29 @@ _ALIKE = (b"From: Ana <ana@ife.org.mx>\r\nTo: luis@ife.org.mx\r\nSubject: Acta\r
           b"2022 08:15:00 -0500\r\nMessage-ID: <acta@ife.org.mx>\r\n\r\n")
 
 
+# what Exchange rebuilds most: priority headers, new boundaries, 8-bit text, re-wrapped base64
+_MULTIPART = (
+    b"From: =?iso-8859-1?q?Jos=E9?= <jose@ife.org.mx>\nTo: luis@ife.org.mx\nSubject: Informe "
+    b"anual con anexos\nDate: Wed, 15 Jun 2022 10:00:00 -0500\nMessage-ID: <anexos@ife.org.mx>\n"
+    b"X-Priority: 1 (Highest)\nKeywords: informes, 2022\nMIME-Version: 1.0 (Apple Message framework)\n"
+    b"Content-Type: multipart/mixed; boundary=\"outer\"\n\nThis is a multi-part message in MIME "
+    b"format.\n--outer\nContent-Type: multipart/alternative; boundary=inner\n\n--inner\n"
+    b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n"
+    b"Se\xf1ores: el informe est\xe1 listo.\n--inner\nContent-Type: text/html; charset=utf-8\n\n"
+    b"<p>Se\xc3\xb1ores: el informe est\xc3\xa1 listo.</p>\n--inner--\n--outer\n"
+    b"Content-Type: application/pdf; name=informe.pdf\nContent-Transfer-Encoding: base64\n"
+    b"Content-Disposition: attachment; filename=informe.pdf\n\n"
+    + b"\n".join(base64.b64encode(bytes(range(256)) * 3)[i:i + 60]
+                 for i in range(0, 1024, 60)) + b"\n--outer--\nepilogue\n")
+
+
 def _hard_cases() -> list[UploadItem]:
     from migrator.samples.mail import hard_case_messages
 
     cases = [UploadItem(m.name, m.raw, m.flags, m.internal_date) for m in hard_case_messages()]
     cases += [item("alike-1", _ALIKE + b"Primera version.\r\n"),
-              item("alike-2", _ALIKE + b"Segunda version, otra.\r\n")]
+              item("alike-2", _ALIKE + b"Segunda version, otra.\r\n"),
+              item("multipart", _MULTIPART)]
     return cases
 
 
@@ -395,6 +413,18 @@ def test_the_front_serves_what_exchange_builds_and_keeps_what_was_appended(
             fields = data[b"BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)]"]
             assert all(line.split(b":")[0] in (b"Message-ID", b"Subject") or line[:1] == b" "
                        for line in fields.split(b"\r\n") if line)
+        # parts and partial fetches of what Exchange built
+        [multipart] = [uid for uid, body in held.items() if b"<anexos@ife.org.mx>" in body]
+        built = convert(held[multipart])
+        assert b'boundary="_000_' in built and b"X-Priority: 1\r\n" in built
+        assert b"Importance: high" in built and b"MIME-Version: 1.0\r\n" in built
+        parts = client.fetch([multipart], ["BODY.PEEK[1.1]", "BODY.PEEK[1.1.MIME]", "BODY.PEEK[2]",
+                                           "BODY.PEEK[TEXT]<10.20>"])[multipart]
+        assert parts[b"BODY[1.1]"] == b"Se=F1ores: el informe est=E1 listo.\r\n"
+        assert b"Content-Transfer-Encoding: quoted-printable" in parts[b"BODY[1.1.MIME]"]
+        assert base64.b64decode(parts[b"BODY[2]"]) == bytes(range(256)) * 3
+        text = built[built.index(b"\r\n\r\n") + 4:]
+        assert parts[b"BODY[TEXT]<10>"] == text[10:30]
         # SEARCH LARGER/SMALLER compare the same stored size
         one = sorted(held)[0]
         size = len(held[one])
