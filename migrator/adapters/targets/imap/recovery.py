@@ -7,7 +7,9 @@ IMAP has no custom item properties, so two ways exist:
   and INTERNALDATE (FETCH), and, when those are not conclusive (no Message-ID or no internal
   date), the SHA-256 of the candidate's content compared with the bytes we sent (as they are,
   or both in the form servers hand messages back: CRLF line ends, NUL as 0x80).
-Both run on a session with the folder selected read-only.
+Both run on a session with the folder selected read-only. A server that rebuilds the messages
+it serves (Exchange) hands back neither these bytes nor their size: converted.py recognises
+messages there.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Target ids are "{uidvalidity}:{uid}" from APPENDUID (UIDPLUS). Besides the Target contract this
 class offers `find_uploads(mailbox, folder, items, known_ids=())`, which recognises messages by
-Message-ID, size, INTERNALDATE and content when no X-Migrator-Key header was added (see
-docs/targets.md, "IMAP target").
+Message-ID, size, INTERNALDATE and content when no X-Migrator-Key header was added (recovery.py),
+and on a server that rebuilds the messages it serves (Exchange: `Session.converts`) by what
+survives that (converted.py); see docs/targets.md, "IMAP target".
 """
 
 from __future__ import annotations
@@ -333,7 +334,8 @@ class ImapTarget:
     def find_uploads(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
                      known_ids: Collection[str] = ()) -> dict[str, str]:
         """Key -> target id for those of `items` already stored in `folder`, recognised by
-        their content (Message-ID, size, INTERNALDATE, then SHA-256) or their tag header.
+        their content (Message-ID, size, INTERNALDATE, then SHA-256; on a converting server
+        Message-ID, INTERNALDATE, From/Subject/Date and decoded content) or their tag header.
         `known_ids` are target ids the caller already holds for other source messages of this
         folder: never matched again, so identical copies stay separate."""
         if not items:
