@@ -7,7 +7,7 @@ administrator asked for exact sizes, and SEARCH LARGER/SMALLER compare the same 
 rules of recovery.py (size, then SHA-256 of the content) never match there. What survives,
 and is compared here instead:
 
-- the Message-ID (MIME writers "SHOULD NOT overwrite" it for IMAP, [MS-OXCMAIL] 2.1.3.2.11);
+- the Message-ID (MIME writers keep it when they write for IMAP, [MS-OXCMAIL] 2.1.3.2.11);
 - INTERNALDATE as given to APPEND;
 - the From addresses, the Subject text and the Date instant (values compared once decoded:
   a converted header may be folded or RFC 2047-encoded differently);
@@ -22,9 +22,9 @@ first four together and then its content, which is always read (two source messa
 Message-ID, headers and date and differ only in their body: the one not yet sent must never be
 taken for the other). Every candidate's content is read once and remembered.
 
-No SEARCH is used: sizes in SEARCH are Exchange's estimates, and searching headers on Exchange
-was found slow and unreliable by isync ("instead of SEARCHing every single message (which is
-slow and happens to be unreliable with M$ Exchange 2010), just FETCH the new messages").
+No SEARCH is used: sizes in SEARCH are Exchange's estimates, and isync, which finds what it
+appended by a header of its own, stopped SEARCHing for it because that was slow and unreliable
+on Exchange 2010, and FETCHes the new messages instead (isync's commit log).
 `FolderIndex` instead holds the identity of every message of a folder, read by FETCH of a few
 header fields, and is kept up to date by fetching only UIDs above the highest it knows.
 """
