@@ -5,8 +5,9 @@
 
 Exchange Online is the Exchange-Online-like front of tests/fixtures/exo_front.py (TLS, app-only
 XOAUTH2 tokens from a local identity platform, EXO's CAPABILITY set, 20 connections per
-mailbox, its size-limit and throttling wordings, tokens that run out mid-session) in front of a
-Dovecot that keeps what it is given.
+mailbox, its size-limit and throttling wordings, tokens that run out mid-session, messages
+served as Exchange rebuilds them with RFC822.SIZE a stored-size estimate) in front of a Dovecot
+that keeps what it is given.
 
 1. builds the demo's campaign (migrator.samples.demo: an LDIF directory, a Maildir of about four
    small messages per account, every 50th account with the hard cases real mail holds, every

@@ -21,21 +21,27 @@ import random
 import signal
 import sqlite3
 import ssl
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from imapclient import IMAPClient
 
-from migrator.model.mail import Flags
-from migrator.samples.mail import SampleMessage
-from tests.fixtures.exo_campaign import build_exo_campaign
+from migrator.adapters.targets import open_target
+from migrator.model.mail import Flags, UploadItem
+from migrator.plan import load_plan
+from migrator.samples.mail import SAMPLE_ROLES, SampleMessage
+from tests.fixtures.exo_campaign import build_exo_campaign, compare_served
 from tests.fixtures.exo_front import (
+    CLIENT_SECRET,
     ExoDovecot,
     ExoStack,
     exo_store,  # noqa: F401 - the fixture
 )
 from tests.fixtures.imap_campaign import ImapCampaign
 from tests.fixtures.imap_proxy import Rule, exchange_throttled
+from tests.test_engine_adopt import _fresh_state, _ledger, _run
 from tests.test_engine_crash import _kill_when
 
 SEED = int(os.environ.get("MIGRATOR_CRASH_SEED", "2026"))
@@ -64,14 +70,17 @@ def _settle(c: ImapCampaign, runs: int = 6) -> dict[str, object]:
     raise AssertionError(f"no clean run after {runs} attempts: {final.stdout[-2000:]}{final.stderr[-2000:]}")
 
 
-def _assert_exact(c: ImapCampaign) -> None:
-    """Every source message once in its target mailbox (bytes, flags, date, folder); the
-    one over the size limit skipped as too-large; the ledger agrees."""
+def _assert_exact(c: ImapCampaign, stack: ExoStack) -> None:
+    """Every source message once in its target mailbox (flags, date, folder): as it was sent
+    (the bytes the store behind the front keeps) and as Exchange Online serves it (the
+    documented conversion of those bytes); the one over the size limit skipped as too-large;
+    the ledger agrees; `verify` finds every folder complete."""
     big = next(a for a in c.accounts if TOO_LARGE in c.mailboxes[a][("INBOX",)])
     c.mailboxes[big][("INBOX",)].remove(TOO_LARGE)  # Exchange Online refused it
     try:
         for address in c.accounts:
             c.compare(address)
+            compare_served(stack, c, address)
     finally:
         c.mailboxes[big][("INBOX",)].append(TOO_LARGE)
     total = c.source_total()
@@ -84,6 +93,8 @@ def _assert_exact(c: ImapCampaign) -> None:
         assert len(set(pairs)) == total - 1 and all(t and ":" in t for _, t in pairs), pairs[:5]
         statuses = {r[0] for r in db.execute("select status from accounts where scope = 'in_scope'")}
         assert statuses == {"synced"}, statuses
+    checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
 
 
 def _holding(stack: ExoStack, mailbox: str, connections: int) -> list[IMAPClient]:
@@ -135,7 +146,7 @@ def test_a_campaign_into_exchange_online_over_imap_ends_exactly(
         assert summary["accounts"]["failed"] == 0, summary  # type: ignore[index]
         unfired = [(r.command, r.action, r.contains) for r in faults if r.times]
         assert not unfired, f"faults that never hit: {unfired}"
-        _assert_exact(c)
+        _assert_exact(c, stack)
 
         assert stack.platform.fetches >= 2  # tokens were renewed during the run
         assert front.expired_sessions >= 3  # and sessions ended under us were taken up again
@@ -192,7 +203,123 @@ def test_kills_at_any_instant_end_with_every_message_once_in_exchange_online(
             kills += code is None
         assert kills >= 8, f"only {kills} kills landed"
         _settle(c)
-        _assert_exact(c)
+        _assert_exact(c, stack)
+    finally:
+        c.close()
+        stack.close()
+
+
+# --- recognising what Exchange Online holds, without the ledger ------------------------------
+
+
+def _exact(stack: ExoStack, c: ImapCampaign) -> None:
+    for address in c.accounts:
+        compare_served(stack, c, address)
+
+
+@pytest.mark.parametrize("tag_header", [False, True], ids=["by-content", "by-tag-header"])
+def test_a_new_state_database_adopts_what_exchange_online_holds(
+        exo_store: ExoDovecot, tmp_path: Path, tag_header: bool) -> None:  # noqa: F811
+    """Exchange serves what it built, not what was sent: a lost state database adopts every
+    message by what survives conversion (or its X-Migrator-Key header) and sends nothing
+    twice; the message in both sent folders stays two messages."""
+    stack = ExoStack(exo_store)
+    c = build_exo_campaign(tmp_path / "c", stack, accounts=1, messages_per_folder=3, chunk=4,
+                           twin_across_folders=True)
+    try:
+        if tag_header:
+            plan = c.plan_path.read_text()
+            c.plan_path.write_text(plan.replace('kind = "imap"\n', 'kind = "imap"\ntag_header = true\n'))
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        _run(c)
+        _exact(stack, c)
+        _fresh_state(c)
+        appended = stack.front.seen["APPEND"]
+        summary = _run(c)
+        _exact(stack, c)
+        assert summary["messages"]["adopted"] == c.source_total()
+        assert stack.front.seen["APPEND"] == appended  # nothing was sent again
+        assert _ledger(c)[0] == {"done": c.source_total()}
+        checked = c.cli("verify", "--plan", str(c.plan_path))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    finally:
+        c.close()
+        stack.close()
+
+
+def test_a_run_killed_mid_account_then_a_lost_state_sends_only_the_rest_to_exchange_online(
+        exo_store: ExoDovecot, tmp_path: Path) -> None:  # noqa: F811
+    stack = ExoStack(exo_store)
+    c = build_exo_campaign(tmp_path / "c", stack, accounts=1, messages_per_folder=4, workers=1,
+                           chunk=3, twin_across_folders=True)
+    try:
+        [address] = c.accounts
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        killed = c.cli("run", "--plan", str(c.plan_path), env={**c.env, "MIGRATOR_CRASH_AT": "upload:3"})
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert 0 < sum(c.target_copies(address).values()) < c.source_total()
+        _fresh_state(c)
+        _run(c)
+        c.compare(address)
+        compare_served(stack, c, address)
+    finally:
+        c.close()
+        stack.close()
+
+
+def _send_again(c: ImapCampaign, address: str, paths: list[tuple[str, ...]]) -> int:
+    """These source folders uploaded once more by migrator's own IMAP target, as a run with a
+    lost state database did before first passes adopted what the target held."""
+    target = open_target(load_plan(c.plan_path).target, secrets={"client_secret": CLIENT_SECRET})
+    sent = 0
+    try:
+        for path in paths:
+            folder = target.ensure_folder(c.users[address], path, SAMPLE_ROLES[path])
+            items = [UploadItem(f"again-{i}", m.raw, m.flags, m.internal_date)
+                     for i, m in enumerate(c.mailboxes[address][path])]
+            assert all(a.error is None for a in target.upload(c.users[address], folder, items))
+            sent += len(items)
+    finally:
+        target.close()
+    return sent
+
+
+def _dedupe(c: ImapCampaign, *extra: str) -> tuple[int, dict[str, object]]:
+    result = c.cli("dedupe", "--plan", str(c.plan_path), "--json", *extra)
+    assert result.returncode in (0, 1), result.stdout + result.stderr[-5000:]
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_dedupe_removes_what_was_sent_twice_to_exchange_online(
+        exo_store: ExoDovecot, tmp_path: Path) -> None:  # noqa: F811
+    """Copies found by what Exchange keeps of a message (Message-ID, date, From, Subject, Date
+    and content), one of them the ledger's; the identical message of both sent folders is two
+    messages, and mail that is not migrator's is left alone."""
+    stack = ExoStack(exo_store)
+    c = build_exo_campaign(tmp_path / "c", stack, accounts=1, messages_per_folder=3,
+                           twin_across_folders=True)
+    try:
+        [address] = c.accounts
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        _run(c)
+        copied = _send_again(c, address, [("INBOX",), ("Sent",), ("Elementos enviados",)])
+        client = _holding(stack, c.users[address], 1)[0]
+        try:
+            foreign = b"From: x@example.org\r\nSubject: not ours\r\nMessage-ID: <x@example.org>\r\n\r\nhi\r\n"
+            client.append("INBOX", foreign)
+            client.append("INBOX", foreign)
+        finally:
+            client.logout()
+        code, dry = _dedupe(c)
+        assert code == 1 and dry["duplicates"] == copied and dry["deleted"] == 0
+        code, applied = _dedupe(c, "--apply")
+        assert code == 0 and applied["deleted"] == copied
+        got = c.target_copies(address)
+        assert sum(n for (_, raw, _, _), n in got.items() if b"not ours" in raw) == 2
+        assert Counter({k: n for k, n in got.items() if b"not ours" not in k[1]}) == c.expected(address)
+        assert _dedupe(c)[1]["duplicates"] == 0
+        checked = c.cli("verify", "--plan", str(c.plan_path))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         c.close()
         stack.close()

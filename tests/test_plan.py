@@ -257,3 +257,16 @@ def test_a_secret_in_place_of_a_name_is_never_echoed(old: str, new: str, key: st
     assert info.value.key == key
     text = f"{info.value} {info.value.hint}"
     assert "Tr0ub4dor" not in text and "8675309" not in text, text
+
+
+IMAP_TARGET = 'kind = "imap"\nhost = "outlook.office365.com"\npassword_env = "MIGRATOR_IMAP_PASSWORD"'
+
+
+def test_an_imap_target_says_whether_the_server_converts_messages() -> None:
+    plan = parse_plan(broken('[target]\nkind = "ews"', f"[target]\n{IMAP_TARGET}"), "p.toml")
+    assert plan.target.converts == "auto"  # Exchange is recognised by its greeting, capabilities
+    forced = parse_plan(broken('[target]\nkind = "ews"', f'[target]\n{IMAP_TARGET}\nconverts = "yes"'), "p.toml")
+    assert forced.target.converts == "yes"
+    with pytest.raises(PlanError) as info:
+        parse_plan(broken('[target]\nkind = "ews"', f'[target]\n{IMAP_TARGET}\nconverts = "sometimes"'), "p.toml")
+    assert info.value.key == "target.converts" and "auto, yes, no" in str(info.value)

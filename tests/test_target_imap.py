@@ -334,6 +334,26 @@ def test_a_lost_copy_is_not_taken_for_an_identical_one_stored_before(
     assert target.count(mailbox, folder) == 2
 
 
+def test_a_lost_answer_with_the_tag_header_is_not_settled_by_a_namesake(
+        make: Make, proxy: ImapProxy, mailbox: str) -> None:
+    # "Sent" and "Elementos enviados" both hold key K and both land in one target folder: the
+    # first K is stored; the answer to the second K's APPEND is lost after the server stored
+    # it. Its own copy settles it, never the first (which stands for the other message)
+    folder = make(tag_header=True).ensure_folder(mailbox, ("Sent",), FolderRole.SENT)
+    first = make(tag_header=True).upload(mailbox, folder, [item("K", raw(1))])
+    assert first[0].ok
+    target = make(tag_header=True, **via(proxy))
+    proxy.add(Rule("APPEND", "drop-after"))
+    second = target.upload(mailbox, folder, [item("K", raw(2))])
+    assert second[0].ok and second[0].target_id != first[0].target_id, (first, second)
+    assert target.count(mailbox, folder) == 2
+    # and a fresh process looking for K, knowing the first copy is the other message's,
+    # finds the second
+    fresh = make(tag_header=True)
+    assert fresh.find_uploads(mailbox, folder, [item("K", raw(2))], known_ids=[first[0].target_id]) == {
+        "K": second[0].target_id}
+
+
 def test_without_literal_plus_and_multiappend(make: Make, proxy: ImapProxy, server: AclDovecot, mailbox: str) -> None:
     proxy.hide_capabilities = {b"LITERAL+", b"MULTIAPPEND"}
     target = make(**via(proxy))

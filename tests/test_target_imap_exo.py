@@ -9,6 +9,7 @@ FLAGS and INTERNALDATE.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from imapclient import IMAPClient
 
+from migrator.adapters.targets import TargetFolder
 from migrator.adapters.targets.imap import ImapTarget
 from migrator.adapters.targets.imap.oauth import TokenSource
 from migrator.model.errors import PermanentError, TransientError
@@ -29,6 +31,7 @@ from tests.fixtures.exo_front import (
     ExoStack,
     exo_store,  # noqa: F401 - the fixture
 )
+from tests.fixtures.imap_case import dovecot_wire_bytes
 from tests.fixtures.imap_proxy import Rule, exchange_throttled
 
 WHEN = datetime(2022, 6, 14, 8, 15, 0, tzinfo=timezone(timedelta(hours=-5)))
@@ -319,3 +322,265 @@ def test_times_carry_their_instant(make: Make, stack: ExoStack, mailbox: str) ->
     assert results[0].ok
     [(flags, date)] = stored(stack, mailbox, "INBOX").values()
     assert date == when
+
+
+# --- what Exchange changes: the MIME it serves is its own ------------------------------------
+
+
+def _front(stack: ExoStack, mailbox: str) -> IMAPClient:
+    """A client of the front, as any mail client of the mailbox (not migrator)."""
+    client = IMAPClient(stack.front.host, port=stack.front.port, ssl=True, timeout=20,
+                        ssl_context=_trusting(stack))
+    client.normalise_times = False
+    client.oauth2_login(mailbox, stack.platform.token())
+    return client
+
+
+def _held(stack: ExoStack, mailbox: str, folder: str) -> dict[int, bytes]:
+    """UID -> the bytes the store behind the front keeps."""
+    client = IMAPClient(stack.store.host, port=stack.store.port, ssl=False, timeout=20)
+    try:
+        client.login(stack.store.new_mailbox(mailbox), "-")
+        client.select_folder(folder, readonly=True)
+        return {uid: d[b"BODY[]"] for uid, d in
+                client.fetch(client.search(["ALL"]), ["BODY.PEEK[]"]).items()}
+    finally:
+        client.logout()
+
+
+def _left_behind(make: Make, mailbox: str, folder: TargetFolder, items: list[UploadItem],
+                 **changes: object) -> None:
+    """Stored by a process that was killed before it could record them (its memory of what
+    it stored dies with it)."""
+    gone = make(**changes)
+    assert all(r.ok for r in gone.upload(mailbox, folder, items))
+    gone.close()
+
+
+# two messages alike in every header Exchange keeps (Message-ID, From, Subject, Date) and in
+# INTERNALDATE, different only in their bodies (a message edited and saved again, a list copy)
+_ALIKE = (b"From: Ana <ana@ife.org.mx>\r\nTo: luis@ife.org.mx\r\nSubject: Acta\r\nDate: Tue, 14 Jun "
+          b"2022 08:15:00 -0500\r\nMessage-ID: <acta@ife.org.mx>\r\n\r\n")
+
+
+# what Exchange rebuilds most: priority headers, new boundaries, 8-bit text, re-wrapped base64
+_MULTIPART = (
+    b"From: =?iso-8859-1?q?Jos=E9?= <jose@ife.org.mx>\nTo: luis@ife.org.mx\nSubject: Informe "
+    b"anual con anexos\nDate: Wed, 15 Jun 2022 10:00:00 -0500\nMessage-ID: <anexos@ife.org.mx>\n"
+    b"X-Priority: 1 (Highest)\nKeywords: informes, 2022\nMIME-Version: 1.0 (Apple Message framework)\n"
+    b"Content-Type: multipart/mixed; boundary=\"outer\"\n\nThis is a multi-part message in MIME "
+    b"format.\n--outer\nContent-Type: multipart/alternative; boundary=inner\n\n--inner\n"
+    b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n"
+    b"Se\xf1ores: el informe est\xe1 listo.\n--inner\nContent-Type: text/html; charset=utf-8\n\n"
+    b"<p>Se\xc3\xb1ores: el informe est\xc3\xa1 listo.</p>\n--inner--\n--outer\n"
+    b"Content-Type: application/pdf; name=informe.pdf\nContent-Transfer-Encoding: base64\n"
+    b"Content-Disposition: attachment; filename=informe.pdf\n\n"
+    + b"\n".join(base64.b64encode(bytes(range(256)) * 3)[i:i + 60]
+                 for i in range(0, 1024, 60)) + b"\n--outer--\nepilogue\n")
+
+
+def _hard_cases() -> list[UploadItem]:
+    from migrator.samples.mail import hard_case_messages
+
+    cases = [UploadItem(m.name, m.raw, m.flags, m.internal_date) for m in hard_case_messages()]
+    cases += [item("alike-1", _ALIKE + b"Primera version.\r\n"),
+              item("alike-2", _ALIKE + b"Segunda version, otra.\r\n"),
+              item("multipart", _MULTIPART)]
+    return cases
+
+
+def test_the_front_serves_what_exchange_builds_and_keeps_what_was_appended(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    from tests.fixtures.exo_mime import convert, estimated_size
+
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Convertidos",), FolderRole.NONE)
+    cases = _hard_cases()
+    assert all(r.ok for r in target.upload(mailbox, folder, cases))
+    held = _held(stack, mailbox, folder.id)
+    assert sorted(held.values()) == sorted(dovecot_wire_bytes(c.data) for c in cases)
+    client = _front(stack, mailbox)
+    try:
+        client.select_folder(folder.id, readonly=True)
+        served = client.fetch(sorted(held), ["BODY.PEEK[]", "RFC822.SIZE", "RFC822.HEADER",
+                                              "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)]"])
+        for uid, data in served.items():
+            built = convert(held[uid])
+            assert data[b"BODY[]"] == built and built != held[uid]
+            # the stored size, neither what was sent nor what is served
+            assert data[b"RFC822.SIZE"] == estimated_size(len(held[uid]))
+            assert data[b"RFC822.HEADER"] == built[: built.index(b"\r\n\r\n") + 4]
+            fields = data[b"BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)]"]
+            assert all(line.split(b":")[0] in (b"Message-ID", b"Subject") or line[:1] == b" "
+                       for line in fields.split(b"\r\n") if line)
+        # parts and partial fetches of what Exchange built
+        [multipart] = [uid for uid, body in held.items() if b"<anexos@ife.org.mx>" in body]
+        built = convert(held[multipart])
+        assert b'boundary="_000_' in built and b"X-Priority: 1\r\n" in built
+        assert b"Importance: high" in built and b"MIME-Version: 1.0\r\n" in built
+        parts = client.fetch([multipart], ["BODY.PEEK[1.1]", "BODY.PEEK[1.1.MIME]", "BODY.PEEK[2]",
+                                           "BODY.PEEK[TEXT]<10.20>"])[multipart]
+        assert parts[b"BODY[1.1]"] == b"Se=F1ores: el informe est=E1 listo.\r\n"
+        assert b"Content-Transfer-Encoding: quoted-printable" in parts[b"BODY[1.1.MIME]"]
+        assert base64.b64decode(parts[b"BODY[2]"]) == bytes(range(256)) * 3
+        text = built[built.index(b"\r\n\r\n") + 4:]
+        assert parts[b"BODY[TEXT]<10>"] == text[10:30]
+        # SEARCH LARGER/SMALLER compare the same stored size
+        one = sorted(held)[0]
+        size = len(held[one])
+        assert one not in client.search(["LARGER", str(size - 1), "SMALLER", str(size + 1)])
+        estimate = estimated_size(size)
+        assert one in client.search(["LARGER", str(estimate - 1), "SMALLER", str(estimate + 1)])
+        client.unselect_folder()
+    finally:
+        client.logout()
+    assert refused_commands(stack) == []
+
+
+def test_the_front_keeps_bytes_or_exact_sizes_when_asked(exo_store: ExoDovecot,  # noqa: F811
+                                                         mailbox: str) -> None:
+    from tests.fixtures.exo_mime import convert
+
+    for convert_on, exact in ((False, False), (True, True)):
+        mailbox = f"{convert_on}.{mailbox}"
+        stack = ExoStack(exo_store, convert=convert_on, exact_size=exact)
+        try:
+            target = ImapTarget(settings(stack), secrets={"client_secret": CLIENT_SECRET})
+            folder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
+            assert target.upload(mailbox, folder, [item(f"k{convert_on}", raw(7))])[0].ok
+            target.close()
+            client = _front(stack, mailbox)
+            try:
+                client.select_folder("INBOX", readonly=True)
+                [data] = client.fetch(client.search(["ALL"]), ["BODY.PEEK[]", "RFC822.SIZE"]).values()
+                assert data[b"BODY[]"] == (convert(raw(7)) if convert_on else raw(7))
+                assert data[b"RFC822.SIZE"] == len(data[b"BODY[]"])
+            finally:
+                client.logout()
+        finally:
+            stack.close()
+
+
+@pytest.mark.parametrize("tag_header", [False, True], ids=["by-content", "by-tag-header"])
+def test_what_a_killed_process_left_behind_is_recognised_once_each(
+        make: Make, stack: ExoStack, mailbox: str, tag_header: bool) -> None:
+    """Every hard case, stored as Exchange stores it: found again by a fresh process, each
+    target message for the one source message it is (twins stay two, a message alike in every
+    header but its body is never taken for the other)."""
+    target = make(tag_header=tag_header)
+    folder = target.ensure_folder(mailbox, ("Recuperar",), FolderRole.NONE)
+    cases = _hard_cases()
+    by_key = {c.key: c for c in cases}
+    stored = ["no-message-id", "dup-msgid-a", "identical-1", "latin1-subject", "utf8-subject",
+              "nul-bytes", "bare-cr", "line-over-10000", "no-header-break", "broken-mime",
+              "one-byte", "alike-1"]
+    _left_behind(make, mailbox, folder, [by_key[k] for k in stored], tag_header=tag_header)
+    held = _held(stack, mailbox, folder.id)
+    fresh = make(tag_header=tag_header)
+    # alike-2 and dup-msgid-b first: they must not take what alike-1 and dup-msgid-a left
+    asked = sorted(cases, key=lambda c: c.key not in ("alike-2", "dup-msgid-b"))
+    found = fresh.find_uploads(mailbox, folder, asked)
+    assert sorted(found) == sorted(stored)
+    for key, target_id in found.items():
+        uid = int(target_id.split(":")[1])
+        assert held[uid] == dovecot_wire_bytes(target._payload(by_key[key])), key
+    # the second twin is a message of its own: with the first one's id known, nothing is left
+    again = fresh.find_uploads(mailbox, folder, [by_key["identical-2"]], known_ids=found.values())
+    assert again == {}
+    assert refused_commands(stack) == []
+    assert not any(b"LARGER" in s.upper() or b"SMALLER" in s.upper() for s in stack.front.searches)
+
+
+def test_a_lost_answer_for_a_message_without_message_id_is_settled_by_content(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Sin id",), FolderRole.NONE)
+    by_key = {c.key: c for c in _hard_cases()}
+    # the last one: every APPEND before it is answered
+    cases = [by_key[k] for k in ("crlf", "alike-1", "alike-2", "no-message-id")]
+    # stored, the answer lost with the connection: nothing but its content tells it apart
+    stack.front.add(Rule("APPEND", "drop-after", contains=b"Subject: No Message-ID here"))
+    results = target.upload(mailbox, folder, cases)
+    assert all(r.ok and r.target_id for r in results), results
+    assert stack.front.cuts == 1
+    assert sorted(_held(stack, mailbox, folder.id).values()) == sorted(
+        dovecot_wire_bytes(c.data) for c in cases)
+
+
+def test_copies_are_grouped_by_what_exchange_keeps(make: Make, stack: ExoStack, mailbox: str) -> None:
+    """What `dedupe` looks for without the tag header: the same message more than once."""
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Copias",), FolderRole.NONE)
+    cases = _hard_cases()
+    twice = [replace(c, key=c.key + "-again") for c in cases
+             if c.key in ("dup-msgid-a", "no-message-id", "latin1-subject")]
+    _left_behind(make, mailbox, folder, cases + twice)
+    held = _held(stack, mailbox, folder.id)
+    groups = make().identical_items(mailbox, folder)
+    contents = sorted(sorted({held[int(t.split(":")[1])] for t in group}) for group in groups)
+    # the identical twins, and each message stored twice; not dup-msgid-b, not alike-2
+    expected = sorted([dovecot_wire_bytes(c.data)] for c in [*twice, next(
+        c for c in cases if c.key == "identical-1")])
+    assert contents == expected
+    assert all(len(group) == 2 for group in groups)
+
+
+def test_the_tag_header_survives_conversion(make: Make, stack: ExoStack, mailbox: str) -> None:
+    target = make(tag_header=True)
+    folder = target.ensure_folder(mailbox, ("Etiquetas",), FolderRole.NONE)
+    cases = _hard_cases()
+    assert all(r.ok for r in target.upload(mailbox, folder, cases))
+    keyed = make(tag_header=True).items_by_key(mailbox, folder)
+    assert keyed is not None and keyed.total == len(cases)
+    assert all(len(keyed.ids(c.key)) == 1 for c in cases)
+    client = _front(stack, mailbox)
+    try:
+        client.select_folder(folder.id, readonly=True)
+        bodies = [d[b"BODY[]"] for d in client.fetch(client.search(["ALL"]), ["BODY.PEEK[]"]).values()]
+        assert all(b.startswith(b"X-Migrator-Key: ") for b in bodies)
+    finally:
+        client.logout()
+
+
+def test_the_folder_index_follows_what_others_delete_and_add(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    """The identities a converting server's folder holds are read once and then kept up to
+    date: a message the user deleted meanwhile is never answered, one added is found."""
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Indice",), FolderRole.NONE)
+    first = [item(f"i{n}", raw(n)) for n in range(4)]
+    _left_behind(make, mailbox, folder, first)
+    looking = make()
+    assert sorted(looking.find_uploads(mailbox, folder, first)) == ["i0", "i1", "i2", "i3"]
+    client = _front(stack, mailbox)
+    try:  # the user deletes two of them and files the same number of others
+        client.select_folder(folder.id)
+        gone = [uid for uid, d in client.fetch(client.search(["ALL"]), ["BODY.PEEK[HEADER]"]).items()
+                if b"Subject: exo 1\r\n" in d[b"BODY[HEADER]"] or b"Subject: exo 2\r\n" in d[b"BODY[HEADER]"]]
+        client.delete_messages(gone)
+        client.expunge()
+    finally:
+        client.logout()
+    later = [item(f"i{n}", raw(n)) for n in (4, 5)]
+    _left_behind(make, mailbox, folder, later)
+    found = looking.find_uploads(mailbox, folder, first + later)
+    assert sorted(found) == ["i0", "i3", "i4", "i5"]
+    held = _held(stack, mailbox, folder.id)
+    assert all(held[int(t.split(":")[1])] == raw(int(k[1:])) for k, t in found.items())
+
+
+def test_exchange_with_another_banner_is_still_known_by_its_capabilities(
+        make: Make, stack: ExoStack, mailbox: str) -> None:
+    """The greeting is a setting (Set-ImapSettings -Banner): a lost answer is settled by what
+    survives conversion, and \\Flagged set by STORE, on the strength of the capabilities only
+    Exchange announces."""
+    stack.front.greeting = b"* OK IMAP4 service of the Instituto ready.\r\n"
+    target = make()
+    folder = target.ensure_folder(mailbox, ("Otro saludo",), FolderRole.NONE)
+    stack.front.add(Rule("APPEND", "drop-after", contains=b"Subject: exo 3\r\n"))
+    items = [item(f"b{n}", raw(n), Flags(flagged=True)) for n in range(4)]
+    results = target.upload(mailbox, folder, items)
+    assert all(r.ok and r.target_id for r in results), results
+    assert stack.front.cuts == 1
+    assert stored(stack, mailbox, folder.id) == {
+        raw(n): (frozenset({b"\\Flagged"}), WHEN) for n in range(4)}

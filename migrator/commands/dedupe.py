@@ -8,7 +8,9 @@ copies of one migrated message are found
   (keys are unique per source folder only: "Sent" and "Elementos enviados" may both hold
   key K for two messages, both landing in Sent Items);
 - by content where the target keeps no tag (IMAP): groups of messages that are the same
-  message (Message-ID, size, INTERNALDATE and content), one of which is the ledger's.
+  message (Message-ID, size, INTERNALDATE and content; on a server that rebuilds what it
+  serves, Exchange, what survives that: see the IMAP target's `identical_items`), one of which
+  is the ledger's.
 The copy the ledger names is kept (or, when the ledger's is gone, as many others as
 needed); only the rest are deleted (EWS: hard delete; IMAP: \\Deleted and UID EXPUNGE of
 exactly those UIDs). Mail that is not migrator's (no tag, or no copy the ledger names) is

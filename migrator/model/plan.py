@@ -103,6 +103,9 @@ class TargetSettings:
     # Dovecot master user: "{address}*{username}"; Exchange: "DOMAIN\\{username}\\{local}".
     proxy_login: str = "{address}*{username}"
     tag_header: bool = False  # imap: add X-Migrator-Key so find() works from keys alone
+    # imap: does the server serve messages as it built them rather than as they were appended
+    # (Exchange)? "auto": when it shows itself as Exchange; "yes", "no": as the plan says
+    converts: str = "auto"
     token_url: str | None = None  # oauth2/xoauth2: token endpoint (default: Microsoft's for tenant_id)
     oauth_scope: str = "https://outlook.office365.com/.default"
 

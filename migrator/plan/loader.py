@@ -38,6 +38,7 @@ TARGET_KINDS = ("ews", "imap")
 EWS_AUTH = ("ntlm", "basic", "oauth2")
 IMAP_TARGET_AUTH = ("login", "plain", "xoauth2")
 TLS_MODES = ("ssl", "starttls", "none")
+CONVERTS = ("auto", "yes", "no")  # [target] converts (imap)
 
 # Keys whose presence means a secret was written into the plan itself.
 _SECRET_KEYS = re.compile(
@@ -454,6 +455,7 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
             auth=auth,
             proxy_login=r.text("proxy_login", TargetSettings.proxy_login),
             tag_header=r.flag("tag_header", False),
+            converts=r.choice("converts", CONVERTS, "auto"),
             **common,
         )
     needs = "client_secret" if settings.auth in ("oauth2", "xoauth2") else "password"

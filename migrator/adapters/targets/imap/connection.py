@@ -33,6 +33,10 @@ _RIGHT_INSERT = "i"
 # connections (Dovecot after 30 minutes, Exchange Online sooner) and a chunk should not fail
 # only because its connection had quietly gone.
 IDLE_CHECK_SECONDS = 60.0
+# capabilities of Exchange Online's IMAP4 service that no other server announces (protocol logs
+# in MailKit issues #849, #1494, #2016)
+EXCHANGE_CAPABILITIES = frozenset({"CLIENTACCESSRULES", "CLIENTNETWORKPRESENCELOCATION",
+                                   "BACKENDAUTHENTICATE"})
 
 
 @dataclass
@@ -42,7 +46,10 @@ class Session:
     client: IMAPClient
     mailbox: str
     capabilities: frozenset[str]
-    exchange: bool  # the server greeted as Microsoft Exchange: apply its quirks
+    exchange: bool  # the server is Microsoft Exchange (greeting, capabilities): apply its quirks
+    # the server serves messages as it built them, not as appended (Exchange): recognise our
+    # uploads by what survives conversion (converted.py)
+    converts: bool = False
     # XOAUTH2: when the session retires (its token is due for renewal; time.monotonic), and
     # the token it logged in with (to drop it when the server says it ran out)
     expires_at: float | None = None
@@ -175,9 +182,14 @@ class Connector:
         except BaseException:
             errors_close(client)
             raise
-        return Session(client=client, mailbox=mailbox, capabilities=caps,
-                       exchange=b"microsoft exchange" in greeting.lower(), expires_at=expires,
-                       token=token, last_used=time.monotonic())
+        # Exchange's greeting is a setting (Set-ImapSettings -Banner): capabilities only
+        # Exchange announces tell it too
+        exchange = b"microsoft exchange" in greeting.lower() or bool(caps & EXCHANGE_CAPABILITIES)
+        # Exchange builds the MIME it serves ([MS-OXCMAIL]); the plan may say otherwise
+        converts = exchange if self.settings.converts == "auto" else self.settings.converts == "yes"
+        return Session(client=client, mailbox=mailbox, capabilities=caps, exchange=exchange,
+                       converts=converts, expires_at=expires, token=token,
+                       last_used=time.monotonic())
 
     def _authenticate(self, client: IMAPClient, mailbox: str,
                       where: str) -> tuple[float | None, str | None]:

@@ -7,7 +7,9 @@ IMAP has no custom item properties, so two ways exist:
   and INTERNALDATE (FETCH), and, when those are not conclusive (no Message-ID or no internal
   date), the SHA-256 of the candidate's content compared with the bytes we sent (as they are,
   or both in the form servers hand messages back: CRLF line ends, NUL as 0x80).
-Both run on a session with the folder selected read-only.
+Both run on a session with the folder selected read-only. A server that rebuilds the messages
+it serves (Exchange) hands back neither these bytes nor their size: converted.py recognises
+messages there.
 """
 
 from __future__ import annotations
@@ -92,12 +94,16 @@ def _header_field(raw: bytes, name: str) -> str | None:
     return header(raw + b"\r\n\r\n", name)
 
 
-def find_tagged(client: IMAPClient, keys: Sequence[str]) -> dict[str, int]:
-    """Key -> UID for the keys whose X-Migrator-Key header is in the selected folder."""
+def find_tagged(client: IMAPClient, keys: Sequence[str], exclude: Collection[int] = (),
+                since: int = 1) -> dict[str, int]:
+    """Key -> UID for the keys whose X-Migrator-Key header is in the selected folder. UIDs in
+    `exclude` (they stand for other source messages: the same key from another source folder)
+    or below `since` are never the answer."""
     wanted = {header_value(k): k for k in keys}
     found: dict[str, int] = {}
     for part in _batches(list(wanted), SEARCH_BATCH):
         uids = client.search(_or([["HEADER", TAG_HEADER, value] for value in part]))
+        uids = [u for u in uids if u >= since and u not in exclude]
         section = f"BODY.PEEK[HEADER.FIELDS ({TAG_HEADER.upper()})]"
         for uid_part in _batches([str(u) for u in sorted(uids)], FETCH_BATCH):
             answer = client.fetch([int(u) for u in uid_part], [section])

@@ -2,18 +2,20 @@
 
 Target ids are "{uidvalidity}:{uid}" from APPENDUID (UIDPLUS). Besides the Target contract this
 class offers `find_uploads(mailbox, folder, items, known_ids=())`, which recognises messages by
-Message-ID, size, INTERNALDATE and content when no X-Migrator-Key header was added (see
-docs/targets.md, "IMAP target").
+Message-ID, size, INTERNALDATE and content when no X-Migrator-Key header was added (recovery.py),
+and on a server that rebuilds the messages it serves (Exchange: `Session.converts`) by what
+survives that (converted.py); see docs/targets.md, "IMAP target".
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -39,6 +41,7 @@ from .append import (
     flag_list,
 )
 from .connection import Connector, Pool, Session, rights_allow_insert
+from .converted import FolderIndex, find_converted, find_tags, identical_converted
 from .folders import MailboxFolders
 from .oauth import MICROSOFT_TOKEN_URL, TokenSource
 from .recovery import (
@@ -57,6 +60,9 @@ log = logging.getLogger(__name__)
 MULTI_ITEMS = 100  # messages per MULTIAPPEND
 MULTI_BYTES = 16 * 1024 * 1024  # bytes per MULTIAPPEND
 JOURNAL_SIZE = 200_000  # uploads remembered in memory for find() without the tag header
+# messages whose identity is kept in memory (FolderIndex, servers that convert): folders used
+# longest ago are forgotten beyond this (a folder is read again when next asked for)
+INDEX_MESSAGES = 200_000
 UNKNOWN_UID = "?"
 
 
@@ -105,6 +111,8 @@ class ImapTarget:
         self.pool = Pool(self.connector.open, max_connections, clock=clock)
         self._lock = threading.Lock()
         self._exchange = False  # the server greeted as Microsoft Exchange (known once connected)
+        # (mailbox, folder id) -> what a converting server's folder holds (see converted.py)
+        self._indexes: OrderedDict[tuple[str, str], FolderIndex] = OrderedDict()
         self._folders: dict[str, MailboxFolders] = {}
         # (mailbox, folder id, key) -> (uidvalidity, uid) of what this object stored
         self._journal: OrderedDict[tuple[str, str, str], tuple[int, int]] = OrderedDict()
@@ -163,6 +171,26 @@ class ImapTarget:
         answer = session.client.select_folder(folder, readonly=readonly)
         session.selected = (folder, readonly)
         return int(answer[b"UIDVALIDITY"])
+
+    @contextlib.contextmanager
+    def _folder_index(self, session: Session, mailbox: str,
+                      folder: TargetFolder) -> Iterator[FolderIndex]:
+        """The folder selected read-only and its index brought up to date (a server that
+        converts messages: recognition by what survives, never by SEARCH)."""
+        answer = session.client.select_folder(folder.id, readonly=True)
+        session.selected = (folder.id, True)
+        key = (mailbox.casefold(), folder.id)
+        with self._lock:
+            index = self._indexes.setdefault(key, FolderIndex())
+            self._indexes.move_to_end(key)
+        with index.lock:
+            index.refresh(session.client, int(answer[b"UIDVALIDITY"]), int(answer[b"EXISTS"]))
+            yield index
+        with self._lock:
+            total = sum(len(i) for i in self._indexes.values())
+            while total > INDEX_MESSAGES and len(self._indexes) > 1:
+                _, oldest = self._indexes.popitem(last=False)
+                total -= len(oldest)
 
     # --- contract -----------------------------------------------------------------------------
     def preflight(self, mailbox: str) -> None:
@@ -262,6 +290,10 @@ class ImapTarget:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
 
         def listing(session: Session) -> list[list[str]]:
+            if session.converts:
+                with self._folder_index(session, mailbox, folder) as index:
+                    return [[f"{index.validity}:{uid}" for uid in group]
+                            for group in identical_converted(session.client, index)]
             validity = self._select(session, folder.id)
             return [[f"{validity}:{uid}" for uid in group] for group in identical_uids(session.client)]
 
@@ -279,6 +311,16 @@ class ImapTarget:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
 
         def search(session: Session) -> dict[str, str]:
+            if session.converts:
+                with self._folder_index(session, mailbox, folder) as index:
+                    found = self._journal_hits(session, mailbox, folder, wanted, index)
+                    rest = [k for k in wanted if k not in found]
+                    if rest and self.settings.tag_header:
+                        tags = {header_value(k): k for k in rest}
+                        excluded = _uids(exclude_ids, index.validity)
+                        for key, uid in find_tags(index, tags, excluded).items():
+                            found[key] = f"{index.validity}:{uid}"
+                return {key: tid for key, tid in found.items() if tid not in exclude_ids}
             validity = self._select(session, folder.id)
             found = self._journal_hits(session, mailbox, folder, wanted, validity)
             rest = [k for k in wanted if k not in found]
@@ -292,7 +334,8 @@ class ImapTarget:
     def find_uploads(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
                      known_ids: Collection[str] = ()) -> dict[str, str]:
         """Key -> target id for those of `items` already stored in `folder`, recognised by
-        their content (Message-ID, size, INTERNALDATE, then SHA-256) or their tag header.
+        their content (Message-ID, size, INTERNALDATE, then SHA-256; on a converting server
+        Message-ID, INTERNALDATE, From/Subject/Date and decoded content) or their tag header.
         `known_ids` are target ids the caller already holds for other source messages of this
         folder: never matched again, so identical copies stay separate."""
         if not items:
@@ -300,21 +343,10 @@ class ImapTarget:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
 
         def search(session: Session) -> dict[str, str]:
-            validity = self._select(session, folder.id)
-            keys = [i.key for i in items]
-            found = self._journal_hits(session, mailbox, folder, keys, validity)
-            journal = set(found)
-            if self.settings.tag_header:
-                rest = [k for k in keys if k not in found]
-                for key, uid in find_tagged(session.client, rest).items():
-                    found[key] = f"{validity}:{uid}"
+            if session.converts:
+                found, journal = self._find_converted(session, mailbox, folder, items, known_ids)
             else:
-                exclude = {int(i.split(":", 1)[1]) for i in (*known_ids, *found.values())
-                           if i.startswith(f"{validity}:") and i.split(":", 1)[1].isdigit()}
-                sent = [Sent(i.key, self._payload(i), _when(i)) for i in items
-                        if i.key not in found]
-                for key, uid in find_sent(session.client, sent, exclude).items():
-                    found[key] = f"{validity}:{uid}"
+                found, journal = self._find_sent(session, mailbox, folder, items, known_ids)
             if session.exchange:
                 # stored by an upload whose answer never came (a crash, a broken connection):
                 # nothing set \\Flagged on them yet
@@ -327,14 +359,62 @@ class ImapTarget:
 
         return self._run(mailbox, where, "searching", search)
 
+    def _find_converted(self, session: Session, mailbox: str, folder: TargetFolder,
+                        items: Sequence[UploadItem],
+                        known_ids: Collection[str]) -> tuple[dict[str, str], set[str]]:
+        """find_uploads() on a server that converts messages: (key -> target id, the keys
+        this object's own journal answered)."""
+        keys = [i.key for i in items]
+        with self._folder_index(session, mailbox, folder) as index:
+            validity = index.validity
+            found = self._journal_hits(session, mailbox, folder, keys, index)
+            journal = set(found)
+            exclude = _uids([*known_ids, *found.values()], validity)
+            rest = [i for i in items if i.key not in found]
+            if self.settings.tag_header:
+                hits = find_tags(index, {header_value(i.key): i.key for i in rest}, exclude)
+            else:
+                sent = [Sent(i.key, self._payload(i), _when(i)) for i in rest]
+                hits = find_converted(session.client, index, sent, exclude)
+            for key, uid in hits.items():
+                found[key] = f"{validity}:{uid}"
+        return found, journal
+
+    def _find_sent(self, session: Session, mailbox: str, folder: TargetFolder,
+                   items: Sequence[UploadItem],
+                   known_ids: Collection[str]) -> tuple[dict[str, str], set[str]]:
+        """find_uploads() on a server that keeps what it was given: (key -> target id, the
+        keys this object's own journal answered)."""
+        validity = self._select(session, folder.id)
+        keys = [i.key for i in items]
+        found = self._journal_hits(session, mailbox, folder, keys, validity)
+        journal = set(found)
+        exclude = _uids([*known_ids, *found.values()], validity)
+        if self.settings.tag_header:
+            rest = [k for k in keys if k not in found]
+            for key, uid in find_tagged(session.client, rest, exclude).items():
+                found[key] = f"{validity}:{uid}"
+        else:
+            sent = [Sent(i.key, self._payload(i), _when(i)) for i in items if i.key not in found]
+            for key, uid in find_sent(session.client, sent, exclude).items():
+                found[key] = f"{validity}:{uid}"
+        return found, journal
+
     def _journal_hits(self, session: Session, mailbox: str, folder: TargetFolder,
-                      keys: Sequence[str], validity: int) -> dict[str, str]:
+                      keys: Sequence[str], seen: int | FolderIndex) -> dict[str, str]:
+        """Key -> target id of what this object stored itself, still in the folder: asked
+        with UID SEARCH, or from the index just brought up to date (`seen`: UIDVALIDITY or
+        the FolderIndex)."""
+        validity = seen.validity if isinstance(seen, FolderIndex) else seen
         with self._lock:
             known = {k: self._journal.get((mailbox, folder.id, k)) for k in keys}
         uids = {k: v[1] for k, v in known.items() if v is not None and v[0] == validity}
         if not uids:
             return {}
-        present = set(session.client.search(["UID", ",".join(str(u) for u in uids.values())]))
+        if isinstance(seen, FolderIndex):
+            present = set(seen.facts)
+        else:
+            present = set(session.client.search(["UID", ",".join(str(u) for u in uids.values())]))
         return {k: f"{validity}:{uid}" for k, uid in uids.items() if uid in present}
 
     def _remember(self, mailbox: str, folder: TargetFolder, key: str, validity: int,
@@ -630,10 +710,20 @@ class ImapTarget:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
 
         def search(session: Session) -> dict[str, str] | None:
-            if self._select(session, folder.id) != validity:
+            if session.converts:
+                with self._folder_index(session, mailbox, folder) as index:
+                    if index.validity != validity:
+                        return None
+                    if self.settings.tag_header:
+                        tags = {header_value(i.key): i.key for i in items}
+                        uids = find_tags(index, tags, since=first_uid)
+                    else:
+                        sent = [Sent(i.key, self._payload(i), _when(i)) for i in items]
+                        uids = find_converted(session.client, index, sent, since=first_uid)
+            elif self._select(session, folder.id) != validity:
                 return None
-            if self.settings.tag_header:
-                uids = find_tagged(session.client, [i.key for i in items])
+            elif self.settings.tag_header:
+                uids = find_tagged(session.client, [i.key for i in items], since=first_uid)
             else:
                 sent = [Sent(i.key, self._payload(i), _when(i)) for i in items]
                 uids = find_sent(session.client, sent, since=first_uid)
@@ -650,6 +740,13 @@ class ImapTarget:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _uids(target_ids: Collection[str], validity: int) -> set[int]:
+    """The UIDs of those target ids that belong to UIDVALIDITY `validity`."""
+    prefix = f"{validity}:"
+    return {int(t[len(prefix):]) for t in target_ids
+            if t.startswith(prefix) and t[len(prefix):].isdigit()}
 
 
 def _when(item: UploadItem) -> datetime | None:
