@@ -115,6 +115,8 @@ def accounts_cmd(
 @click.option("--limit", type=click.IntRange(1), help="Migrate at most N accounts in this run.")
 @click.option("--no-delta", is_flag=True, help="Only accounts never migrated; skip delta passes over migrated ones.")
 @click.option("--dry-run", is_flag=True, help="Connect, preflight and count without writing to the target.")
+@click.option("--allow-deletions", is_flag=True,
+              help="Carry deletions even where they exceed the plan's [run] deletion_limit of an account's messages.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @log_format_option
 @json_option
@@ -128,6 +130,7 @@ def run_cmd(
     limit: int | None,
     no_delta: bool,
     dry_run: bool,
+    allow_deletions: bool,
     quiet: bool,
     log_format: str,
     as_json: bool,
@@ -148,7 +151,8 @@ def run_cmd(
         else:
             render_dry_run(console(), report)
         raise SystemExit(report.exit_code)
-    request = RunRequest(batches=batches, addresses=accounts, workers=workers, limit=limit, include_synced=not no_delta)
+    request = RunRequest(batches=batches, addresses=accounts, workers=workers, limit=limit,
+                         include_synced=not no_delta, allow_deletions=allow_deletions)
     raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json))
 
 

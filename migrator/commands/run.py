@@ -25,6 +25,8 @@ class RunRequest:
     include_synced: bool = True
     only_failed: bool = False
     retry: RetryPolicy | None = None
+    # a pass may delete more than [run] deletion_limit of an account's messages
+    allow_deletions: bool = False
 
 
 def run(
@@ -67,6 +69,7 @@ def run(
                 include_synced=request.include_synced,
                 only_failed=request.only_failed,
                 retry=request.retry or RetryPolicy(),
+                allow_deletions=request.allow_deletions,
             ),
             progress=progress,
             stop=stop,

@@ -230,9 +230,11 @@ def begin_chunk(
     claim: Claim,
     folder_id: int,
     chunk_id: str,
-    items: Sequence[tuple[str, int]] | Sequence[tuple[str, int, str | None]],
+    items: Sequence[tuple[str, int]] | Sequence[tuple[str, int, str | None]] | Sequence[tuple[str, int, str | None, str | None]],
 ) -> None:
-    """Write the chunk's (key, size[, fingerprint]) rows as in flight, in one fenced transaction."""
+    """Write the chunk's (key, size[, fingerprint[, flags]]) rows as in flight, in one fenced
+    transaction. `flags` (a Flags.token) is what the target is given: what a delta pass
+    compares the source's flags with later."""
     now = utcnow()
     rows = [
         {
@@ -243,6 +245,7 @@ def begin_chunk(
             "lease_epoch": claim.epoch,
             "size": item[1],
             "fingerprint": item[2] if len(item) > 2 else None,  # type: ignore[misc]
+            "flags": item[3] if len(item) > 3 else None,  # type: ignore[misc]
             "created_at": now,
             "updated_at": now,
             "source_key": item[0],
