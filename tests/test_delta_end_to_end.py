@@ -17,6 +17,7 @@ from migrator.adapters.targets.ews.properties import register_properties
 from tests.fixtures.delta import DeltaCampaign, Person, build_delta_campaign
 from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer
 from tests.fixtures.ews import forget_protocols, make_account
+from tests.fixtures.imap_proxy import ImapProxy
 from tests.fixtures.store import postgres_database
 
 
@@ -140,6 +141,12 @@ def test_moves_deletions_and_new_mail_end_exact_in_one_run(delta: DeltaCampaign)
     assert changes["deleted"] == len(c.people), changes
     for person in c.people:
         c.compare(person)
+    # show tells what the pass carried for one account, in words
+    person = c.people[0]
+    shown = json.loads(c.cli("show", person.address, "--plan", str(c.plan_path), "--json").stdout)
+    assert shown["state"]["last_pass_changes"]["moved"] == 4 and shown["state"]["last_pass_changes"]["deleted"] == 1
+    text = c.cli("show", person.address, "--plan", str(c.plan_path), "--no-source").stdout
+    assert "the last pass carried: " in text and "4 moved, 1 deleted" in text, text
 
     requests_before = dict(c.sim.stats().requests) if c.sim is not None else {}
     third = c.run()
@@ -252,3 +259,38 @@ def test_verify_tells_flag_changes_not_carried_yet(delta_sqlite: DeltaCampaign) 
     assert c.run().returncode == 0
     again = c.cli("verify", "--plan", str(c.plan_path), "--json")
     assert again.returncode == 0, again.stdout[-3000:]
+
+
+@pytest.mark.parametrize("kind", ["ews", "imap"])
+def test_an_imap_source_recognises_moved_mail_by_content_and_lists_only_what_changed(
+        kind: str, dovecot: DovecotServer, tmp_path: Path) -> None:
+    """Read through Dovecot, a moved message has a new UID: it is recognised by its content
+    fingerprint and moved in the target. With CONDSTORE, a pass over folders nobody touched
+    opens none of them (their HIGHESTMODSEQ says so), and one after a flag change fetches the
+    flags changed since the last pass only."""
+    proxy = ImapProxy(dovecot.host, dovecot.port)
+    c = build_delta_campaign(tmp_path, dovecot, kind=kind, state_url=f"sqlite:///{tmp_path / 'state.db'}",
+                             source="imap", source_port=proxy.port)
+    try:
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        assert c.run().returncode == 0
+        for person in c.people:
+            users_change_flags(c, person)
+            users_move_delete_and_receive(c, person)
+        second = c.run()
+        assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+        summary = json.loads(second.stdout)["messages"]
+        assert summary["done"] == 3 * len(c.people), summary  # the new mail and the copy only
+        assert summary["changes"]["moved"] == 4 * len(c.people), summary
+        for person in c.people:
+            c.compare(person)
+        proxy.reset()
+        quiet = c.run()
+        assert json.loads(quiet.stdout)["messages"]["changes"] == {}
+        asked = [e.name for e in proxy.timeline]
+        assert "STATUS" in asked and "SELECT" not in asked and "EXAMINE" not in asked, asked
+    finally:
+        proxy.close()
+        if c.sim is not None:
+            c.sim.stop()
+            forget_protocols(c.sim.url)

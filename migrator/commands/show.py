@@ -11,6 +11,7 @@ from migrator.adapters.sources import open_account_source
 from migrator.commands.report import iso
 from migrator.commands.secrets import source_password
 from migrator.commands.state import plan_store, scope_advice
+from migrator.engine.delta import describe
 from migrator.model.errors import MigratorError, UsageError
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
@@ -141,6 +142,9 @@ def show_account(
         problems, problem_total = queries.problem_messages(store, account["id"], MESSAGE_CAP)
     shown = account["address"] or account["key"]
     source_note = read_subjects(plan, account, problems) if read_source else None
+    # what the newest completed pass carried of the user's changes (its `released` event)
+    released = next((e for e in history if e["kind"] == "released" and e["to_state"] in ("synced", "verified")), None)
+    carried = dict((released["detail"] or {}).get("changes") or {}) if released is not None else None
     reason = account["last_error_reason"]
     return {
         "address": shown,
@@ -176,6 +180,9 @@ def show_account(
             "messages_failed": account["messages_failed"],
             "bytes": account["bytes_done"],
             "lease_owner": account["lease_owner"],
+            # None before a pass (or when the pass is older than the events shown)
+            "last_pass_changes": carried,
+            "last_pass_changes_text": None if carried is None else (describe(carried) or "no changes"),
         },
         "last_error": {
             "reason": reason,

@@ -130,7 +130,7 @@ class AccountJob(Reconciler):
         self.mailbox = claim.target_address or claim.address or claim.key
         self.outcome = AccountOutcome(address=claim.address or claim.key, status="running", first_pass=claim.passes == 0)
         self.run = ctx.plan.run
-        self.synced_folders: list[tuple[int, int | None, int | None]] = []
+        self.synced_folders: list[tuple[int, int | None, int | None, str | None]] = []
         self.new_folders = 0  # folders this pass recorded for the first time
         # targets that cannot search by source key find earlier uploads by their content
         self._by_content = callable(getattr(ctx.target, "find_uploads", None))
@@ -185,13 +185,13 @@ class AccountJob(Reconciler):
             self._resolve_inflight()
             self._done_before = sum(f.done_count for f in self._stored.values())
             self._resolve_pending()
-            synced: list[tuple[int, int | None, int | None]] = []
+            synced: list[tuple[int, int | None, int | None, str | None]] = []
             self._source = source
             listed = source.folders()
             self._source_folders = [f for f in listed if not target.is_excluded(f.path)]
             for folder in self._source_folders:
                 self._check_stop()
-                synced.append(self._folder(source, folder))
+                synced.append((*self._folder(source, folder), folder.mark))
                 self.outcome.folders += 1
             self._note_vanished_folders({f.native for f in listed})
             self._reconcile()
@@ -338,6 +338,12 @@ class AccountJob(Reconciler):
                 tfolder_box.append(found)
             return tfolder_box[0]
 
+        if (row is not None and folder.mark is not None and row.mark == folder.mark and not row.skipped_count
+                and folder_id not in self._inflight_by_folder):
+            # the source says nothing in the folder changed since the last pass (an IMAP
+            # server's UIDVALIDITY and HIGHESTMODSEQ): nothing new, no flag changed, none gone
+            self.outcome.messages_seen += folder.message_count or 0
+            return folder_id, folder.message_count or 0, folder.byte_total
         self._check_numbering(source, folder, folder_id, row.uidvalidity if row is not None else None)
         inflight = self._inflight_by_folder.get(folder_id) if self._by_content else None
         if inflight:
@@ -364,7 +370,13 @@ class AccountJob(Reconciler):
         # a source that can leave known keys out of its listing spares a stat per message: it
         # gives their keys and flags only (KnownMessage)
         skips_known = bool(getattr(source, "skips_known", False))
-        listing = source.messages(folder, known=known) if skips_known else source.messages(folder)  # type: ignore[call-arg]
+        # flags changed since the last pass only (CONDSTORE), unless some rows have no flags
+        # recorded yet (written before they were kept): those need the flags of now
+        since = row.mark if row is not None and all(e.flags is not None for e in known.values() if e.state == "done") else None
+        listing = (
+            source.messages(folder, known=known, since=since)  # type: ignore[call-arg]
+            if skips_known else source.messages(folder)
+        )
         seen: set[str] = set()  # a source listing the same key twice must not send it twice
         flag_changes: list[tuple[str, str, Flags]] = []  # (key, flags last given, flags now)
         first_flags: list[tuple[str, str]] = []  # rows written before flags were kept

@@ -31,6 +31,10 @@ class FolderInfo:
     message_count: int | None = None
     byte_total: int | None = None
     problems: tuple[str, ...] = ()  # folder-level problems found while listing
+    # what changes whenever anything in the folder changes (an IMAP server's UIDVALIDITY and
+    # HIGHESTMODSEQ with CONDSTORE), None when the source cannot tell: a folder whose mark is
+    # the one of the last pass need not be listed again
+    mark: str | None = None
 
     @property
     def display(self) -> str:

@@ -127,6 +127,7 @@ class StoredFolder:
     skipped_count: int
     failed_count: int
     uidvalidity: int | None
+    mark: str | None = None  # the source's change mark at the last completed pass
 
 
 def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: TargetRef | None = None) -> int:
@@ -164,7 +165,8 @@ def set_folder_target(store: Store, claim: Claim, folder_id: int, target_id: str
 
 def folders(store: Store, account_id: int) -> list[StoredFolder]:
     cols = [F.c.id, F.c.native, F.c.display, F.c.role, F.c.target_folder_id, F.c.target_path,
-            F.c.source_count, F.c.done_count, F.c.skipped_count, F.c.failed_count, F.c.uidvalidity]  # fmt: skip
+            F.c.source_count, F.c.done_count, F.c.skipped_count, F.c.failed_count, F.c.uidvalidity,
+            F.c.mark]  # fmt: skip
     with store.session() as s:
         rows = s.execute(select(*cols).where(F.c.account_id == account_id).order_by(F.c.display))
         return [StoredFolder(*row) for row in rows]

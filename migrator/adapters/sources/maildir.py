@@ -233,17 +233,18 @@ class MaildirSource(SourceBase):
 
     @overload
     def messages(
-        self, folder: FolderInfo, *, known: Collection[str]
+        self, folder: FolderInfo, *, known: Collection[str], since: str | None = None
     ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]: ...
 
     def messages(
-        self, folder: FolderInfo, *, known: Collection[str] = ()
+        self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None
     ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]:
         """Records of the folder. Keys in `known` (already migrated, says the caller) are
         neither stat'ed nor offered: each comes as a KnownMessage with the flags its file name
         carries (counted in `known_seen`), so a delta pass over a big folder costs one
         directory listing and still sees every flag change. INBOX's listing ends with the
-        directories of the mailbox that are not read (links, directories that are no folder)."""
+        directories of the mailbox that are not read (links, directories that are no folder).
+        `since` (a folder mark) is unused: a Maildir listing sees every file name anyway."""
         items = self._list(folder.native, None, known)
         if folder.native == "":
             if self._unread is None:
