@@ -20,6 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from exchangelib.errors import (
+    ErrorChangeKeyRequired,
+    ErrorIncorrectUpdatePropertyCount,
+    ErrorInvalidPropertyDelete,
+    ErrorInvalidPropertySet,
+    ErrorIrresolvableConflict,
+)
 from exchangelib.services import UpdateItem
 from exchangelib.util import TNS, create_element, safe_xml_value
 from exchangelib.version import EXCHANGE_2013_SP1
@@ -124,7 +131,18 @@ def item_change(item_id: str, change_key: str | None, updates: Sequence[etree._E
 
 
 class PreparedUpdateItem(UpdateItem):  # type: ignore[misc]
-    """exchangelib's UpdateItem for changes that are already `t:ItemChange` elements."""
+    """exchangelib's UpdateItem for changes that are already `t:ItemChange` elements. An
+    answer about one item (a conflict, a property Exchange will not change) comes back in
+    that item's place, as ErrorItemNotFound does, rather than failing the whole request."""
+
+    ERRORS_TO_CATCH_IN_RESPONSE = (
+        *UpdateItem.ERRORS_TO_CATCH_IN_RESPONSE,
+        ErrorIrresolvableConflict,
+        ErrorChangeKeyRequired,
+        ErrorIncorrectUpdatePropertyCount,
+        ErrorInvalidPropertySet,
+        ErrorInvalidPropertyDelete,
+    )
 
     def get_payload(
         self,

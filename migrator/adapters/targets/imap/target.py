@@ -317,10 +317,10 @@ class ImapTarget:
         COPYUID, else looked up as after a lost answer (see changes.py)."""
         where = f"mailbox {mailbox}, folder {source.display!r}"
 
-        def move(session: Session) -> tuple[dict[str, int], dict[int, int], int | None]:
+        def move(session: Session) -> tuple[dict[str, int], dict[int, int], int | None, bool]:
             uids = self._uids(self._select(session, source.id, readonly=False), target_ids)
             if not uids:
-                return uids, {}, None
+                return uids, {}, None, True
             moved = uid_ranges(list(uids.values()))
             verb = b"MOVE" if session.has("MOVE") else b"COPY"
             answer, untagged = command(session, b"UID " + verb + b" " + moved + b" " + quoted(dest.id))
@@ -332,20 +332,17 @@ class ImapTarget:
                 if session.has("UIDPLUS"):
                     session.client.uid_expunge(list(uids.values()))
             validity = int(session.client.folder_status(dest.id, ["UIDVALIDITY"])[b"UIDVALIDITY"])
-            return uids, new, validity
+            return uids, new, validity, session.has("UIDPLUS")
 
-        uids, new, validity = self._run(mailbox, where, "UID MOVE", move)
+        uids, new, validity, told = self._run(mailbox, where, "UID MOVE", move)
         out: dict[str, str | Exception | None] = {tid: None for tid in target_ids}
-        missing = []
         for tid, uid in uids.items():
             if uid in new:
                 out[tid] = f"{validity}:{new[uid]}"
-            else:
-                missing.append(tid)
-        if missing and validity is not None and not new:
-            # a server without UIDPLUS says nothing of the new UIDs: they are "?" (not found
-            # again by UID), as an APPEND without APPENDUID
-            for tid in missing:
+            elif not told:
+                # a server without UIDPLUS says nothing of the new UIDs: they are "?" (not found
+                # again by UID, as an APPEND without APPENDUID); with UIDPLUS a UID COPYUID
+                # leaves out was not there to move
                 out[tid] = UNKNOWN_UID
         return out
 
