@@ -79,3 +79,20 @@ def test_kills_during_a_mirror_pass_end_exact(campaign: DeltaCampaign) -> None:
         c.compare(person)
     quiet = json.loads(c.run().stdout)["messages"]
     assert quiet["done"] == 0 and quiet["changes"] == {}, quiet
+
+
+def test_a_rename_interrupted_after_the_target_did_it_is_recorded_by_the_next_run(campaign: DeltaCampaign) -> None:
+    c = campaign
+    assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+    assert c.run().returncode == 0
+    for person in c.people:
+        with c.user(person) as client:
+            client.rename_folder("Projects.Entwürfe", "Proyectos")
+    killed = c.cli("run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": "rename:1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    final = c.run()
+    assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
+    summary = json.loads(final.stdout)["messages"]
+    assert summary["done"] == 0 and "moved" not in summary["changes"], summary  # nothing sent or moved one by one
+    for person in c.people:
+        c.compare(person)

@@ -294,3 +294,29 @@ def test_an_imap_source_recognises_moved_mail_by_content_and_lists_only_what_cha
         if c.sim is not None:
             c.sim.stop()
             forget_protocols(c.sim.url)
+
+
+def test_a_folder_renamed_in_the_source_is_renamed_in_the_target(delta_sqlite: DeltaCampaign) -> None:
+    """The user renames a folder (and moves it below another) and files one more message into
+    it: its target folder is renamed with it, no message is moved or sent one by one."""
+    c = delta_sqlite
+    [person] = c.people
+    assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+    assert c.run().returncode == 0
+    with c.user(person) as client:
+        client.create_folder("Proyectos")
+        client.rename_folder("Projects.Entwürfe", "Proyectos.Entwürfe")
+        client.select_folder("INBOX")
+        client.move(client.search(["ALL"])[:1], "Proyectos.Entwürfe")
+    requests_before = dict(c.sim.stats().requests) if c.sim is not None else {}
+    ran = c.run()
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    summary = json.loads(ran.stdout)["messages"]
+    assert summary["done"] == 0 and summary["changes"] == {"folders renamed": 1, "moved": 1}, summary
+    c.compare(person)
+    if c.sim is not None:
+        requests = dict(c.sim.stats().requests)
+        assert requests.get("MoveItem", 0) - requests_before.get("MoveItem", 0) == 1  # the message filed in
+        assert requests.get("MoveFolder", 0) == 1 and requests.get("UpdateFolder", 0) == 0  # same name, new parent
+    again = json.loads(c.run().stdout)["messages"]
+    assert again["done"] == 0 and again["changes"] == {}, again

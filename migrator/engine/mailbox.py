@@ -188,6 +188,8 @@ class AccountJob(Reconciler):
             synced: list[tuple[int, int | None, int | None, str | None]] = []
             self._source = source
             listed = source.folders()
+            self._follow_renames(source, listed)
+            self._targets = {f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id}
             self._source_folders = [f for f in listed if not target.is_excluded(f.path)]
             for folder in self._source_folders:
                 self._check_stop()

@@ -17,7 +17,7 @@ deletion is done again (it is idempotent and names exact ids).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +30,7 @@ from migrator.store import changes, ledger
 from migrator.store.changes import Moved, Placed
 
 if TYPE_CHECKING:
+    from migrator.adapters.sources import Source
     from migrator.engine.mailbox import Context
     from migrator.engine.progress import AccountOutcome
     from migrator.store.ledger import StoredFolder
@@ -126,6 +127,54 @@ class Reconciler:
             known = changes.known_states(self.ctx.store, row.id)
             if known:
                 self._note_gone(row.id, known, set())
+
+    # --- folders renamed -------------------------------------------------------------------
+    def _follow_renames(self, source: Source, listed: Sequence[FolderInfo]) -> None:
+        """A folder the ledger knows that the source does not list any more, while a new one
+        holds at least half of its migrated messages, was renamed (or moved below another
+        folder) by the user: its target folder is renamed with it and keeps its items; the
+        row takes the new name. What did not follow it is settled message by message later
+        (moves, deletions). Each new folder is listed once more for this (no body is read);
+        a pass where no folder vanished costs nothing."""
+        target = self.ctx.target
+        if not isinstance(target, CarriesChanges):
+            return
+        natives = {f.native for f in listed}
+        vanished = [row for row in self._stored.values() if row.native not in natives and row.done_count
+                    and row.target_folder_id and not target.is_excluded(tuple(row.display.split("/")))]
+        fresh = [f for f in listed if f.native not in self._stored and not target.is_excluded(f.path)]
+        if not vanished or not fresh:
+            return
+        store, claim = self.ctx.store, self.claim
+        holds = {f.native: Counter(r.extra.get("fingerprint") or r.key for r in source.messages(f)
+                                   if isinstance(r, MessageRecord)) for f in fresh}
+        landing = Counter(row.target_folder_id for row in self._stored.values())
+        renamed = 0
+        for row in sorted(vanished, key=lambda r: r.display):  # a parent before its subfolders
+            if not fresh or landing[row.target_folder_id] > 1:
+                continue  # another source folder lands in that target folder: not ours to rename
+            had = changes.identities_of(store, row.id)
+            best = max(fresh, key=lambda f: sum((had & holds[f.native]).values()))
+            if 2 * sum((had & holds[best.native]).values()) < max(sum(had.values()), 1):
+                continue
+            self._preflight()
+            old = self._tfolder_of_row(row)
+            done = self._retry(lambda old=old, best=best: target.rename_folder(  # type: ignore[misc]
+                self.mailbox, old, best.path, best.role))
+            crashpoints.reached("rename")
+            if done is None:
+                continue
+            tfolder, moved = done
+            changes.rename_folder(store, claim, row.id, best.native, best.display, str(best.role), tfolder.id,
+                                  tfolder.display)
+            changes.retarget(store, claim, {k: v for k, v in moved.items() if k != row.target_folder_id})
+            self.ctx.progress.note(f"{self.outcome.address}: folder {row.display} was renamed {best.display} in the "
+                                   f"source; its target folder {old.display!r} is now {tfolder.display!r}")
+            fresh.remove(best)
+            renamed += 1
+        if renamed:
+            self.outcome.changes["folders renamed"] += renamed
+            self._stored = {f.native: f for f in ledger.folders(store, claim.account_id)}
 
     # --- flags ---------------------------------------------------------------------------
     def _tfolder_of_row(self, row: StoredFolder) -> TargetFolder:

@@ -261,3 +261,33 @@ def _count_done(session: Any, delta: Counter[int]) -> None:
     for folder_id, n in delta.items():
         if n:
             session.execute(update(F).where(F.c.id == folder_id).values(done_count=F.c.done_count + n))
+
+
+def identities_of(store: Store, folder_id: int) -> Counter[str]:
+    """How many done messages of a folder have each identity (fingerprint, else key)."""
+    with store.session() as s:
+        rows = Raw(s.connection()).rows(
+            "SELECT source_key, fingerprint FROM messages WHERE folder_id = ? AND state = 'done'", (folder_id,))
+        return Counter(fingerprint or key for key, fingerprint in rows)
+
+
+def rename_folder(store: Store, claim: Claim, folder_id: int, native: str, display: str, role: str,
+                  target_id: str, target_path: str) -> None:
+    """A source folder renamed by the user, its target folder renamed with it: the row takes
+    the new name (its messages stay its own); its change mark is forgotten."""
+    with store.session(write=True) as s:
+        fence(s, claim)
+        s.execute(update(F).where(F.c.id == folder_id).values(
+            native=native, display=display, role=role, target_folder_id=target_id, target_path=target_path, mark=None))
+
+
+def retarget(store: Store, claim: Claim, moved: dict[str, str]) -> None:
+    """Target folders whose id changed (subfolders renamed with their parent): the account's
+    folder rows follow."""
+    if not moved:
+        return
+    with store.session(write=True) as s:
+        fence(s, claim)
+        for old, new in moved.items():
+            s.execute(update(F).where(F.c.account_id == claim.account_id, F.c.target_folder_id == old)
+                      .values(target_folder_id=new))

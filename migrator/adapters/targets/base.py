@@ -38,6 +38,11 @@ class TargetFolder:
         return "/".join(self.path)
 
 
+def is_well_known(folder: TargetFolder) -> bool:
+    """A well-known folder itself (Inbox, Sent Items, ...): its path is its role alone."""
+    return len(folder.path) == 1 and folder.path[0] in {"inbox", "sent", "drafts", "trash", "junk"}
+
+
 def _same(key: str) -> str:
     return key
 
@@ -171,6 +176,15 @@ class CarriesChanges(Protocol):
         with; `facts` from prepare_move): old id -> its id in `dest` when it got there (a move
         by copy and delete is completed), None when it did not. Ids in `taken` stand for other
         messages and are never the answer."""
+        ...
+
+    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
+                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+        """Give the target folder of a renamed source folder the place its new source path
+        `path` leads to, with its items (nothing is moved one by one): the folder as it is now,
+        and the new ids of folders whose id changed with it (itself and its subfolders, on
+        targets whose folder ids are names). None when it cannot be done (a well-known folder,
+        a name already taken): the caller then moves the messages."""
         ...
 
     def delete(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> None:

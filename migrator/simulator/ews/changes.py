@@ -18,6 +18,8 @@
 - DeleteItem: HardDelete removes the item; SoftDelete moves it to Recoverable Items\\Deletions
   (the dumpster an administrator restores from; created when first needed), MoveToDeletedItems
   to Deleted Items; both under a new id.
+- UpdateFolder (folder:DisplayName) renames a folder, MoveFolder puts it below another; a
+  folder keeps its id, and a sibling of the same name (ignoring case) is ErrorFolderExists.
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ from lxml import etree
 
 from . import ids, soap
 from .props import MSGFLAG_READ, PR_MESSAGE_FLAGS, find_uri, parse_ref, parse_value
+from .shapes import folder_element, folder_id_xml
 from .soap import T_NS, EwsError
 from .store import (
+    FolderExistsError,
     FolderRow,
     ItemRow,
     PropValue,
     Store,
+    change_folder,
     ensure_distinguished,
     relocate_items,
     update_item,
@@ -101,7 +106,8 @@ class ItemChanges:
         self._store = ops._store
 
     def handlers(self) -> dict[str, Handler]:
-        return {"UpdateItem": self.update_item, "MoveItem": self.move_item, "DeleteItem": self.delete_item}
+        return {"UpdateItem": self.update_item, "MoveItem": self.move_item, "DeleteItem": self.delete_item,
+                "UpdateFolder": self.update_folder, "MoveFolder": self.move_folder}
 
     # --- helpers -----------------------------------------------------------------------------
     def _item(self, elem: etree._Element, ctx: RequestContext) -> ItemRow:
@@ -245,6 +251,52 @@ class ItemChanges:
         recoverable = ensure_distinguished(self._store, mailbox_id, RECOVERABLE_ROOT, "Recoverable Items", root.id, None)
         return ensure_distinguished(self._store, mailbox_id, RECOVERABLE_DELETIONS, "Deletions", recoverable.id, None)
 
+    def update_folder(self, request: etree._Element, ctx: RequestContext) -> str:
+        messages = []
+        for change in _children(_child(request, "FolderChanges")):
+            try:
+                ref = _children(change)[0]
+                folder = self._ops._folder(ref, ctx)
+                if folder.distinguished:
+                    raise EwsError("ErrorMoveDistinguishedFolder", "Distinguished folders cannot be moved.")
+                name: str | None = None
+                for update in _children(_child(change, "Updates")):
+                    path = _children(update)[0]
+                    values = _children(_children(update)[1]) if len(_children(update)) > 1 else []
+                    if _local(update) != "SetFolderField" or path.get("FieldURI") != "folder:DisplayName":
+                        raise _error("ErrorInvalidPropertySet")
+                    if len(values) != 1:
+                        raise _error("ErrorIncorrectUpdatePropertyCount")
+                    name = (values[0].text or "").strip()
+                changed = change_folder(self._store, folder.id, name=name) if name else folder
+                messages.append(_folder_answer("UpdateFolder", changed))
+            except FolderExistsError:
+                messages.append(soap.error("UpdateFolder", EwsError("ErrorFolderExists")))
+            except EwsError as e:
+                if e.fault:
+                    raise
+                messages.append(soap.error("UpdateFolder", e))
+        return soap.response("UpdateFolder", messages)
+
+    def move_folder(self, request: etree._Element, ctx: RequestContext) -> str:
+        to_folder = self._ops._folder(self._ops._folder_ids(_child(request, "ToFolderId"))[0], ctx)
+        messages = []
+        for ref in self._ops._folder_ids(_child(request, "FolderIds")):
+            try:
+                folder = self._ops._folder(ref, ctx)
+                if folder.distinguished:
+                    raise EwsError("ErrorMoveDistinguishedFolder", "Distinguished folders cannot be moved.")
+                if folder.mailbox_id != to_folder.mailbox_id or folder.id == to_folder.id:
+                    raise EwsError("ErrorMoveCopyFailed", "Cannot move the folder there.")
+                messages.append(_folder_answer("MoveFolder", change_folder(self._store, folder.id, parent_id=to_folder.id)))
+            except FolderExistsError:
+                messages.append(soap.error("MoveFolder", EwsError("ErrorFolderExists")))
+            except EwsError as e:
+                if e.fault:
+                    raise
+                messages.append(soap.error("MoveFolder", e))
+        return soap.response("MoveFolder", messages)
+
     def delete_item(self, request: etree._Element, ctx: RequestContext) -> str:
         delete_type = request.get("DeleteType")
         if delete_type not in DELETE_TYPES:
@@ -269,6 +321,11 @@ class ItemChanges:
             soap.error("DeleteItem", ref) if isinstance(ref, EwsError) else soap.success("DeleteItem") for ref in refs
         ]
         return soap.response("DeleteItem", messages)
+
+
+def _folder_answer(operation: str, folder: FolderRow) -> str:
+    tag = folder_element(folder)
+    return soap.success(operation, f"<m:Folders><t:{tag}>{folder_id_xml(folder)}</t:{tag}></m:Folders>")
 
 
 def visible_items(store: Store, mailbox_id: int, item_ids: list[int]) -> list[int]:

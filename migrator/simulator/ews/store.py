@@ -596,3 +596,19 @@ def ensure_distinguished(
     created = store.distinguished_folder(mailbox_id, distinguished)
     assert created is not None
     return created
+
+
+def change_folder(store: Store, folder_id: int, *, name: str | None = None, parent_id: int | None = None) -> FolderRow:
+    """Rename a folder or move it below another one (UpdateFolder, MoveFolder); its id stays.
+    FolderExistsError when a sibling there already has that name (ignoring case)."""
+    try:
+        with store._tx() as db:
+            if name is not None:
+                db.execute("UPDATE folders SET name = ?, version = version + 1 WHERE id = ?", (name, folder_id))
+            if parent_id is not None:
+                db.execute("UPDATE folders SET parent_id = ?, version = version + 1 WHERE id = ?", (parent_id, folder_id))
+    except sqlite3.IntegrityError as e:
+        raise FolderExistsError(name or "") from e
+    changed = store.folder(folder_id)
+    assert changed is not None
+    return changed

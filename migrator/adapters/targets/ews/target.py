@@ -20,7 +20,7 @@ from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
 
-from ..base import ExcludedFolderError, FlagChange, KeyedItems, TargetFolder
+from ..base import ExcludedFolderError, FlagChange, KeyedItems, TargetFolder, is_well_known
 from ..dates import submit_and_delivery
 from ..naming import FolderNaming
 from . import errors, reachability
@@ -563,6 +563,25 @@ class EwsTarget:
             if new is not None:
                 given.add(new)
         return out
+
+    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
+                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+        """Put the target folder of a renamed source folder where the new name leads (MoveFolder,
+        UpdateFolder): it keeps its id and its items. None for a well-known folder, or when
+        another folder holds that place already."""
+        if self.naming.is_excluded(path):
+            return None
+        folders = self._mailbox_folders(mailbox)
+        target = self.naming.target_path(path, role, folders.role_paths)
+        if not target.names or is_well_known(folder):
+            return None
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def rename() -> tuple[TargetFolder, dict[str, str]] | None:
+            done = folders.relocate(folder.id, folders.anchor(target.anchor), target.names)
+            return None if done is None else (TargetFolder(done.id, target.display()), {})
+
+        return self._call(where, rename)
 
     def delete(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> None:
         """SoftDelete: the items go to Recoverable Items, where an administrator can restore

@@ -8,6 +8,7 @@ docs/targets.md, "IMAP target").
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -24,7 +25,7 @@ from migrator.model.errors import MigratorError, PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
 
-from ..base import ExcludedFolderError, FlagChange, KeyedItems, TargetFolder
+from ..base import ExcludedFolderError, FlagChange, KeyedItems, TargetFolder, is_well_known
 from ..dates import header_date
 from ..naming import FolderNaming
 from . import errors
@@ -379,6 +380,56 @@ class ImapTarget:
         if done:
             self.withdraw(mailbox, source, done)
         return found
+
+    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
+                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+        """RENAME the target folder of a renamed source folder to where the new name leads;
+        its subfolders follow it (the map gives their new names too). None for a well-known
+        folder, when the new name is taken, or when the server gave the folder a new
+        UIDVALIDITY (the ledger's UIDs would no longer name its messages: it is renamed back)."""
+        if self.naming.is_excluded(path) or is_well_known(folder):
+            return None
+        folders = self._mailbox_folders(mailbox)
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def rename(session: Session) -> tuple[TargetFolder, dict[str, str]] | None:
+            with folders.lock:
+                if not folders.loaded:
+                    folders.load(session)
+                target = self.naming.target_path(path, role, folders.role_paths)
+                if not target.names:
+                    return None
+                parent = folders.anchor(session, target.anchor)
+                for name in target.names[:-1]:
+                    wire = folders.wire_name(parent, name)
+                    parent = folders._lookup(wire) or folders.create(session, wire)
+                new = folders.wire_name(parent, target.names[-1])
+                if new == folder.id:
+                    return TargetFolder(new, target.display()), {}
+                if folder.id not in folders.existing:
+                    if folders._lookup(new) is None:
+                        return None
+                    # renamed by a pass that stopped before its ledger knew: done already
+                    return TargetFolder(new, target.display()), {
+                        folder.id + name[len(new):]: name for name in folders.existing
+                        if name == new or name.startswith(new + folders.separator)}
+                if folders._lookup(new) is not None:
+                    return None
+                validity = session.client.folder_status(folder.id, ["UIDVALIDITY"])[b"UIDVALIDITY"]
+                session.selected = None
+                session.client.rename_folder(folder.id, new)
+                if session.client.folder_status(new, ["UIDVALIDITY"])[b"UIDVALIDITY"] != validity:
+                    session.client.rename_folder(new, folder.id)
+                    return None
+                moved = {name: new + name[len(folder.id):] for name in list(folders.existing)
+                         if name == folder.id or name.startswith(folder.id + folders.separator)}
+                for old, now in moved.items():
+                    folders.existing[now] = folders.existing.pop(old)
+                with contextlib.suppress(IMAPClientError):
+                    session.client.subscribe_folder(new)
+                return TargetFolder(new, target.display()), moved
+
+        return self._run(mailbox, where, "RENAME", rename)
 
     def delete(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> None:
         """\\Deleted and UID EXPUNGE of exactly these UIDs (see withdraw)."""
