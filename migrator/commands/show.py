@@ -52,6 +52,10 @@ ADVICE: dict[str, str] = {
     "config": "fix the plan ([source]/[target]), check it with `migrator check-plan --plan {plan}`, then retry",
     "tls": "fix the server certificate or the plan's CA setting, then retry",
     "not-found": "a folder or item vanished on the target; run again: `migrator run --plan {plan} --account {addr}`",
+    "deletion-limit": "the pass would have deleted more of the mailbox than [run] deletion_limit allows, so it "
+    "deleted nothing: check the source (a disk not mounted? folders removed by hand?); if the deletions are "
+    "right, `migrator run --plan {plan} --account {addr} --allow-deletions`",
+    "move-failed": "the target refused to move some messages: run again: `migrator run --plan {plan} --account {addr}`",
     "ews-error": "an unexpected Exchange answer: see the error, then "
     "`migrator retry --plan {plan} --account {addr}`",
 }
