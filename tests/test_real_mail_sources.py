@@ -21,7 +21,7 @@ from migrator.adapters.sources.imap import ImapSource
 from migrator.adapters.sources.imap_connection import ImapAccess
 from migrator.adapters.sources.maildir import MaildirSource
 from migrator.adapters.sources.mbox import MboxSource
-from migrator.model.mail import MessageRecord, SkippedMessage
+from migrator.model.mail import Flags, KnownMessage, MessageRecord, SkippedMessage
 from tests.fixtures.dovecot import DovecotServer
 
 GOOD = (
@@ -155,5 +155,7 @@ def test_every_file_sharing_a_unique_part_is_listed_once(tmp_path: Path) -> None
     os.rename(box / "cur/1591000000.M1P7.mx1:2,S", box / "cur/1591000000.M1P7.mx1:2,FS")
     with MaildirSource(str(box)) as source:
         inbox = source.folders()[0]
-        assert [r for r in source.messages(inbox, known=keys)] == []
+        listing = list(source.messages(inbox, known=keys))
+        assert all(isinstance(r, KnownMessage) for r in listing) and {r.key for r in listing} == keys
+        assert sum(1 for r in listing if r.flags == Flags(flagged=True, seen=True)) == 1
         assert len([r for r in source.messages(inbox) if isinstance(r, MessageRecord)]) == 4

@@ -13,7 +13,14 @@ from migrator.adapters.sources import open_source
 from migrator.adapters.sources.base import looks_like_mail
 from migrator.adapters.sources.maildir import MaildirSource, message_key, parse_flags
 from migrator.model.errors import SourceError
-from migrator.model.mail import Flags, FolderInfo, FolderRole, MessageRecord, SkippedMessage
+from migrator.model.mail import (
+    Flags,
+    FolderInfo,
+    FolderRole,
+    KnownMessage,
+    MessageRecord,
+    SkippedMessage,
+)
 from migrator.model.plan import SourceSettings
 from migrator.samples.mail import (
     SampleMessage,
@@ -392,10 +399,13 @@ def test_delta_listing_reuses_an_unchanged_folder_and_sees_a_changed_one(tmp_pat
 
     try:
         os.listdir = counting_listdir  # type: ignore[assignment]
-        unchanged = [r.key for r in src.messages(inbox, known=known)]
+        listing = list(src.messages(inbox, known=known))
     finally:
         os.listdir = real_listdir
-    assert unchanged == ["1700000001.M1P1.h", "1700000002.M2P2.h"]
+    # a known key comes with the flags its file name carries, and nothing else
+    assert [(r.key, r.flags) for r in listing if isinstance(r, KnownMessage)] == [
+        ("1700000003.M3P3.h", Flags(seen=True))]
+    assert [r.key for r in listing if isinstance(r, MessageRecord)] == ["1700000001.M1P1.h", "1700000002.M2P2.h"]
     assert listed == []  # both directories reused from folders()
     assert src.known_seen == 1
 

@@ -77,34 +77,65 @@ def _tagged(account: Account, mime: bytes, key: str) -> Message:
     return MimeMessage(account=account, mime_content=mime, migrator_source_key=key)
 
 
-def test_users_keep_working_new_mail_fails_verify_deleted_mail_is_only_a_note(tmp_path: Path) -> None:
+def _users_delete_one_and_receive_one(c: object, address: str) -> None:
+    box = c.maildir(address)  # type: ignore[attr-defined]
+    # after the pass, the user deletes a migrated message in INBOX and gets new mail in
+    # another folder (as many did in a weeks-long campaign)
+    sorted((box / "cur").iterdir())[0].unlink()
+    other = sorted(p for p in box.iterdir() if p.name.startswith(".") and (p / "cur").is_dir())[0]
+    (other / "new" / "1800000000.M1P1.mx:2,").write_bytes(
+        b"From: a@example.org\r\nSubject: later\r\nDate: Mon, 01 Jan 2027 10:00:00 +0000\r\n\r\nnew\r\n"
+    )
+
+
+def test_users_keep_working_new_mail_and_deletions_fail_verify_until_the_next_pass(tmp_path: Path) -> None:
     c = build_campaign(tmp_path / "c", accounts=1)
     try:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
-        box = c.maildir(address)
-        # after the pass, the user deletes a migrated message in INBOX and gets new mail in
-        # another folder (as many did in a weeks-long campaign)
-        sorted((box / "cur").iterdir())[0].unlink()
-        other = sorted(p for p in box.iterdir() if p.name.startswith(".") and (p / "cur").is_dir())[0]
-        (other / "new" / "1800000000.M1P1.mx:2,").write_bytes(
-            b"From: a@example.org\r\nSubject: later\r\nDate: Mon, 01 Jan 2027 10:00:00 +0000\r\n\r\nnew\r\n"
-        )
+        before = len(c.sim.items(address))
+        _users_delete_one_and_receive_one(c, address)
         checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
         assert checked.returncode == 1, checked.stdout + checked.stderr
         folders = _folders(json.loads(checked.stdout), address)
-        assert folders["INBOX"]["ok"] is True
-        assert "1 message(s) deleted in the source after they were migrated" in folders["INBOX"]["note"]
+        assert folders["INBOX"]["ok"] is False
+        assert folders["INBOX"]["note"] == "1 message(s) deleted or moved in the source since the last pass; run again"
         [new] = [f for name, f in folders.items() if name != "INBOX" and not f["ok"]]
         assert new["note"] == "1 new message(s) since the last pass; run again"
-        # the next pass moves the new mail; then the account verifies, the deletion still noted
+        # the next pass carries both (deletions = "mirror", the default); then the account verifies
         assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
         again = c.cli("verify", "--plan", str(c.plan_path), "--json")
         assert again.returncode == 0, again.stdout + again.stderr
         account = json.loads(again.stdout)["accounts"][0]
         assert account["status"] == "verified"
-        assert "deleted in the source" in _folders(json.loads(again.stdout), address)["INBOX"]["note"]
+        assert _folders(json.loads(again.stdout), address)["INBOX"]["note"] == ""
+        assert len(c.sim.items(address)) == before  # one deleted, one added
+    finally:
+        c.sim.stop()
+
+
+def test_with_deletions_kept_a_deleted_message_stays_in_the_target_as_a_note(tmp_path: Path) -> None:
+    c = build_campaign(tmp_path / "c", accounts=1)
+    try:
+        c.plan_path.write_text(c.plan_path.read_text().replace("[run]\n", '[run]\ndeletions = "keep"\n'))
+        [address] = c.accounts
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
+        before = len(c.sim.items(address))
+        _users_delete_one_and_receive_one(c, address)
+        ran = c.cli("run", "--plan", str(c.plan_path), "--json")
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout)["messages"]["changes"] == {"kept": 1}
+        again = c.cli("verify", "--plan", str(c.plan_path), "--json")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert json.loads(again.stdout)["accounts"][0]["status"] == "verified"
+        note = _folders(json.loads(again.stdout), address)["INBOX"]["note"]
+        assert note == "1 message(s) deleted in the source after they were migrated (kept in the target)"
+        assert len(c.sim.items(address)) == before + 1  # the deleted one kept, the new one added
+        # kept means reported once: a later pass does not count it again
+        later = c.cli("run", "--plan", str(c.plan_path), "--json")
+        assert json.loads(later.stdout)["messages"]["changes"] == {}
     finally:
         c.sim.stop()
 

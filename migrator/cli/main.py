@@ -122,6 +122,8 @@ def accounts_cmd(
 @click.option("--limit", type=click.IntRange(1), help="Migrate at most N accounts in this run.")
 @click.option("--no-delta", is_flag=True, help="Only accounts never migrated; skip delta passes over migrated ones.")
 @click.option("--dry-run", is_flag=True, help="Connect, preflight and count without writing to the target.")
+@click.option("--allow-deletions", is_flag=True,
+              help="Carry deletions even where they exceed the plan's [run] deletion_limit of an account's messages.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @worker_name_option
 @metrics_port_option
@@ -138,6 +140,7 @@ def run_cmd(
     limit: int | None,
     no_delta: bool,
     dry_run: bool,
+    allow_deletions: bool,
     quiet: bool,
     worker_name: str | None,
     metrics_port: int | None,
@@ -162,7 +165,7 @@ def run_cmd(
             render_dry_run(console(), report)
         raise SystemExit(report.exit_code)
     request = RunRequest(batches=batches, addresses=accounts, workers=workers, limit=limit, include_synced=not no_delta,
-                         worker_name=worker_name)  # fmt: skip
+                         worker_name=worker_name, allow_deletions=allow_deletions)  # fmt: skip
     raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json,
                                      metrics=(metrics_port, metrics_address)))  # fmt: skip
 

@@ -30,6 +30,8 @@ class RunRequest:
     retry: RetryPolicy | None = None
     worker_name: str | None = None  # shown instead of host:pid (the worker's id stays unique)
     identity: Identity | None = None  # this worker, when the caller made it (else a new one)
+    # a pass may delete more than [run] deletion_limit of an account's messages
+    allow_deletions: bool = False
 
 
 def run(
@@ -75,6 +77,7 @@ def run(
                 include_synced=request.include_synced,
                 only_failed=request.only_failed,
                 retry=request.retry or RetryPolicy(),
+                allow_deletions=request.allow_deletions,
             ),
             progress=progress,
             stop=stop,

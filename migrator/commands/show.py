@@ -11,6 +11,7 @@ from migrator.adapters.sources import open_account_source
 from migrator.commands.report import iso
 from migrator.commands.secrets import source_password
 from migrator.commands.state import plan_store, scope_advice
+from migrator.engine.delta import describe
 from migrator.model.errors import MigratorError, UsageError
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
@@ -52,6 +53,10 @@ ADVICE: dict[str, str] = {
     "config": "fix the plan ([source]/[target]), check it with `migrator check-plan --plan {plan}`, then retry",
     "tls": "fix the server certificate or the plan's CA setting, then retry",
     "not-found": "a folder or item vanished on the target; run again: `migrator run --plan {plan} --account {addr}`",
+    "deletion-limit": "the pass would have deleted more of the mailbox than [run] deletion_limit allows, so it "
+    "deleted nothing: check the source (a disk not mounted? folders removed by hand?); if the deletions are "
+    "right, `migrator run --plan {plan} --account {addr} --allow-deletions`",
+    "move-failed": "the target refused to move some messages: run again: `migrator run --plan {plan} --account {addr}`",
     "ews-error": "an unexpected Exchange answer: see the error, then "
     "`migrator retry --plan {plan} --account {addr}`",
 }
@@ -143,6 +148,9 @@ def show_account(
         sieve = recorded_filters(store, account["id"])
     shown = account["address"] or account["key"]
     source_note = read_subjects(plan, account, problems) if read_source else None
+    # what the newest completed pass carried of the user's changes (its `released` event)
+    released = next((e for e in history if e["kind"] == "released" and e["to_state"] in ("synced", "verified")), None)
+    carried = dict((released["detail"] or {}).get("changes") or {}) if released is not None else None
     reason = account["last_error_reason"]
     return {
         "address": shown,
@@ -178,6 +186,9 @@ def show_account(
             "messages_failed": account["messages_failed"],
             "bytes": account["bytes_done"],
             "lease_owner": account["lease_owner"],
+            # None before a pass (or when the pass is older than the events shown)
+            "last_pass_changes": carried,
+            "last_pass_changes_text": None if carried is None else (describe(carried) or "no changes"),
         },
         "last_error": {
             "reason": reason,

@@ -18,12 +18,13 @@ from typing import Any
 from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import TargetFolder, open_target
+from migrator.adapters.targets.base import ShowsFlags
 from migrator.commands.heartbeat import keep_run_alive
 from migrator.commands.secrets import source_password, target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.engine.mailbox import RETRIED_SKIPS
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
-from migrator.model.mail import SkippedMessage
+from migrator.model.mail import Flags, MessageRecord, SkippedMessage
 from migrator.model.plan import Plan
 from migrator.store import ledger, verification
 from migrator.store.fleet import owner_gone
@@ -44,6 +45,10 @@ class FolderResult:
     target_items: int
     ok: bool
     note: str = ""
+    # migrated messages whose flags in the target differ from the source's: changed in the
+    # source since the last pass (run again), or changed in the target since (kept)
+    flags_pending: int = 0
+    flags_changed_in_target: int = 0
 
 
 @dataclass
@@ -172,6 +177,35 @@ def _owner_gone(store: Any, owner: str | None) -> bool:
         return owner_gone(s, owner)
 
 
+def _flag_differences(
+    target: Any, mailbox: str, tfolder: TargetFolder, folder_ledger: verification.FolderLedger,
+    source_flags: dict[str, Flags], policy: RetryPolicy,
+) -> tuple[int, int]:
+    """(messages whose flags changed in the source since the last pass, messages whose flags
+    were changed in the target since): the migrated messages whose target flags differ from
+    what the target shows of the source's flags, told apart by the flags the ledger says the
+    target was last given."""
+    if not isinstance(target, ShowsFlags):
+        return 0, 0
+    wanted = {key: tid for key, (tid, _) in folder_ledger.given.items()
+              if tid and tid != "?" and key in source_flags and key not in folder_ledger.removed_keys}
+    if not wanted:
+        return 0, 0
+    now = call_with_retry(partial(target.flags_of, mailbox, tfolder, list(wanted.values())), policy)
+    pending = changed = 0
+    for key, tid in wanted.items():
+        shown = now.get(tid)
+        flags = source_flags[key]
+        if shown is None or shown == target.shown(flags):
+            continue
+        given = folder_ledger.given[key][1]
+        if given is not None and given != flags.token():
+            pending += 1
+        else:
+            changed += 1
+    return pending, changed
+
+
 def _target_folder(folder_row: Any) -> TargetFolder:
     return TargetFolder(folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/")))
 
@@ -193,6 +227,7 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
     checks: list[FolderCheck] = []
     try:
         listed: list[tuple[Any, set[str], Any]] = []  # (source folder, its keys now, ledger folder row)
+        flags_now: dict[str, dict[str, Flags]] = {}  # folder native -> key -> the source's flags
         # per folder, what the source could not read as a whole (key "cur/", "folder/", "./.Leak/":
         # a directory, a folder file, a link): its messages are not counted anywhere, so the
         # folder cannot be called verified, whatever the ledger says
@@ -202,8 +237,11 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
                 if target.is_excluded(folder.path):
                     continue
                 now: set[str] = set()
+                flags = flags_now.setdefault(folder.native, {})
                 for m in source.messages(folder):
                     now.add(m.key)
+                    if isinstance(m, MessageRecord):
+                        flags[m.key] = m.flags
                     if isinstance(m, SkippedMessage) and m.key.endswith("/"):
                         unread.setdefault(folder.native, []).append(m)
                 listed.append((folder, now, stored.get(folder.native)))
@@ -243,10 +281,14 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
             # away meanwhile) and back in the source now is missing, not settled
             back = len(source_keys & folder_ledger.retry_keys)
             arrived = len(source_keys - folder_ledger.settled_keys) - back
-            deleted = len(folder_ledger.settled_keys - source_keys)
+            gone = folder_ledger.settled_keys - source_keys
+            kept = len(gone) if plan.run.deletions == "keep" else len(gone & folder_ledger.removed_keys)
+            deleted = len(gone) - kept  # not carried yet: the next pass deletes them
             not_read = unread.get(folder.native, [])
+            pending_flags, target_flags = _flag_differences(
+                target, mailbox, _target_folder(folder_row), folder_ledger, flags_now.get(folder.native, {}), policy)
             ok = (found == totals.get("done", 0) and not duplicates and not arrived and not back
-                  and not totals.get("inflight") and not not_read)
+                  and not totals.get("inflight") and not not_read and not deleted and not pending_flags)
             note = ""
             if not_read:
                 shown = ", ".join(f"{m.key} ({m.reason})" for m in not_read[:3])
@@ -262,9 +304,16 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
             elif arrived:
                 note = f"{arrived} new message(s) since the last pass; run again"
             elif deleted:
-                note = f"{deleted} message(s) deleted in the source after they were migrated (kept in the target)"
+                note = f"{deleted} message(s) deleted or moved in the source since the last pass; run again"
+            elif pending_flags:
+                note = f"{pending_flags} message(s) whose flags changed in the source since the last pass; run again"
+            elif kept:
+                note = f"{kept} message(s) deleted in the source after they were migrated (kept in the target)"
+            elif target_flags:
+                note = (f"{target_flags} message(s) whose flags were changed in the target since migrator set them "
+                        "(kept: a pass carries only changes made in the source)")
             fr = FolderResult(folder.display, folder_row.target_path or "", source_count, totals.get("done", 0),
-                              totals.get("skipped", 0), found, items, ok, note)
+                              totals.get("skipped", 0), found, items, ok, note, pending_flags, target_flags)
             result.folders.append(fr)
             checks.append(FolderCheck(folder_row.id, source_count, totals.get("done", 0), found, ok))
             result.ok &= ok

@@ -27,14 +27,26 @@ from typing import TypeVar
 from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.sources.base import CHANGED, VANISHED
-from migrator.adapters.targets.base import KeyedItems, Target, TargetFolder
+from migrator.adapters.targets.base import (
+    KeyedItems,
+    Target,
+    TargetFolder,
+)
 from migrator.engine import crashpoints
 from migrator.engine.limiter import AdaptiveLimiter
 from migrator.engine.progress import AccountOutcome, Progress, SkippedInfo
+from migrator.engine.reconcile import PARTIAL_KEYS, Held, Reconciler
 from migrator.model.errors import MigratorError, PermanentError, SourceError, TransientError
-from migrator.model.mail import FolderInfo, MessageRecord, SkippedMessage, UploadItem
+from migrator.model.mail import (
+    Flags,
+    FolderInfo,
+    KnownMessage,
+    MessageRecord,
+    SkippedMessage,
+    UploadItem,
+)
 from migrator.model.plan import Plan
-from migrator.store import Store, ledger
+from migrator.store import Store, changes, ledger
 from migrator.store.ledger import Outcome
 from migrator.store.work import Claim, LeaseLost
 
@@ -67,6 +79,8 @@ class Context:
     source_factory: Callable[..., Source] = open_account_source
     # told before each back-off wait (the error, the seconds): the run says what it waits for
     on_wait: Callable[[TransientError, float], None] | None = None
+    # deletions past [run] deletion_limit are carried out (`run --allow-deletions`)
+    allow_deletions: bool = False
 
 
 @dataclass
@@ -109,14 +123,14 @@ def _read_all(record: MessageRecord) -> bytes:
         stream.close()
 
 
-class AccountJob:
+class AccountJob(Reconciler):
     def __init__(self, ctx: Context, claim: Claim) -> None:
         self.ctx = ctx
         self.claim = claim
         self.mailbox = claim.target_address or claim.address or claim.key
         self.outcome = AccountOutcome(address=claim.address or claim.key, status="running", first_pass=claim.passes == 0)
         self.run = ctx.plan.run
-        self.synced_folders: list[tuple[int, int | None, int | None]] = []
+        self.synced_folders: list[tuple[int, int | None, int | None, str | None]] = []
         self.new_folders = 0  # folders this pass recorded for the first time
         # targets that cannot search by source key find earlier uploads by their content
         self._by_content = callable(getattr(ctx.target, "find_uploads", None))
@@ -129,6 +143,7 @@ class AccountJob:
         self._ensured: dict[str, TargetFolder] = {}  # source folder native name -> target folder
         self._source: Source | None = None
         self._source_folders: list[FolderInfo] = []
+        self._init_reconcile()
 
     # --- helpers -------------------------------------------------------------------------
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -168,13 +183,20 @@ class AccountJob:
             # source folder id -> its target folder: where two share one, keys may collide
             self._targets = {f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id}
             self._resolve_inflight()
-            synced: list[tuple[int, int | None, int | None]] = []
+            self._done_before = sum(f.done_count for f in self._stored.values())
+            self._resolve_pending()
+            synced: list[tuple[int, int | None, int | None, str | None]] = []
             self._source = source
-            self._source_folders = [f for f in source.folders() if not target.is_excluded(f.path)]
+            listed = source.folders()
+            self._follow_renames(source, listed)
+            self._targets = {f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id}
+            self._source_folders = [f for f in listed if not target.is_excluded(f.path)]
             for folder in self._source_folders:
                 self._check_stop()
-                synced.append(self._folder(source, folder))
+                synced.append((*self._folder(source, folder), folder.mark))
                 self.outcome.folders += 1
+            self._note_vanished_folders({f.native for f in listed})
+            self._reconcile()
             self.synced_folders = synced  # recorded with the release, in one transaction
         self.outcome.status = "synced"
         self.outcome.seconds = time.monotonic() - started
@@ -318,6 +340,12 @@ class AccountJob:
                 tfolder_box.append(found)
             return tfolder_box[0]
 
+        if (row is not None and folder.mark is not None and row.mark == folder.mark and not row.skipped_count
+                and folder_id not in self._inflight_by_folder):
+            # the source says nothing in the folder changed since the last pass (an IMAP
+            # server's UIDVALIDITY and HIGHESTMODSEQ): nothing new, no flag changed, none gone
+            self.outcome.messages_seen += folder.message_count or 0
+            return folder_id, folder.message_count or 0, folder.byte_total
         self._check_numbering(source, folder, folder_id, row.uidvalidity if row is not None else None)
         inflight = self._inflight_by_folder.get(folder_id) if self._by_content else None
         if inflight:
@@ -330,7 +358,7 @@ class AccountJob:
                     "could not read (they vanished or changed meanwhile) are looked for again"
                 )
         # a folder recorded just now has no ledger rows yet
-        known = ledger.known_keys(store, folder_id) if row is not None else set()
+        known = changes.known_states(store, folder_id) if row is not None else {}
         if not known:
             # the ledger knows nothing of this folder's mail: what its target folder already
             # holds is adopted, not sent again (a folder created just now holds nothing)
@@ -341,20 +369,46 @@ class AccountJob:
         skips: list[Outcome] = []
         max_size = self.ctx.target.max_message_size
         listed = listed_bytes = 0
-        # a source that can leave known keys out of its listing spares a stat per message
+        # a source that can leave known keys out of its listing spares a stat per message: it
+        # gives their keys and flags only (KnownMessage)
         skips_known = bool(getattr(source, "skips_known", False))
-        listing = source.messages(folder, known=known) if skips_known else source.messages(folder)  # type: ignore[call-arg]
+        # flags changed since the last pass only (CONDSTORE), unless some rows have no flags
+        # recorded yet (written before they were kept): those need the flags of now
+        since = row.mark if row is not None and all(e.flags is not None for e in known.values() if e.state == "done") else None
+        listing = (
+            source.messages(folder, known=known, since=since)  # type: ignore[call-arg]
+            if skips_known else source.messages(folder)
+        )
+        seen: set[str] = set()  # a source listing the same key twice must not send it twice
+        flag_changes: list[tuple[str, str, Flags]] = []  # (key, flags last given, flags now)
+        first_flags: list[tuple[str, str]] = []  # rows written before flags were kept
+        partial = False  # the listing missed a whole directory or file of the folder
         for record in listing:
             self.outcome.messages_seen += 1
             listed += 1
-            listed_bytes += record.size if isinstance(record, MessageRecord) else 0
-            if record.key in known:
+            partial = partial or record.key in PARTIAL_KEYS
+            if isinstance(record, KnownMessage) or record.key in known:
+                entry = known.get(record.key)
+                flags = record.flags if isinstance(record, KnownMessage | MessageRecord) else None
+                if entry is not None and flags is not None and record.key not in seen and entry.state == "done":
+                    token = flags.token()
+                    if entry.flags is None:
+                        first_flags.append((record.key, token))
+                    elif token != entry.flags and not entry.pending:
+                        flag_changes.append((record.key, entry.flags, flags))
+                seen.add(record.key)
                 continue
-            known.add(record.key)  # a source listing the same key twice must not send it twice
+            listed_bytes += record.size if isinstance(record, MessageRecord) else 0
+            if record.key in seen:
+                continue
+            seen.add(record.key)
             self.outcome.messages_new += 1
             if isinstance(record, SkippedMessage):
                 skips.append(Outcome(record.key, "skipped", reason=record.reason, detail=record.detail))
                 self._note_skip(folder, record.key, record.reason, record.detail)
+                continue
+            if self._may_have_moved(record, folder_id):
+                self._held.append(Held(folder, folder_id, record))
                 continue
             if record.size > max_size:
                 detail = f"{record.size:,} bytes is over the target's limit of {max_size:,}"
@@ -377,6 +431,13 @@ class AccountJob:
             target_folder = tfolder()  # a new folder is created even when it holds no mail
             if chunk:
                 self._chunk(folder, folder_id, target_folder, chunk)
+        changes.record_flags(store, claim, folder_id, first_flags)
+        if flag_changes:
+            given = self._ensured.get(folder.native) or (self._tfolder_of_row(row) if row is not None else None)
+            if given is not None:
+                self._carry_flags(folder, folder_id, given, flag_changes)
+        if known and not partial:
+            self._note_gone(folder_id, known, seen)
         adopted = self.outcome.messages_adopted - adopted_before
         if adopted:
             self.ctx.progress.note(
@@ -384,7 +445,6 @@ class AccountJob:
                 "already (an earlier migration the ledger does not know): adopted, not sent again"
             )
         if skips_known:
-            listed += int(getattr(source, "known_seen", 0))
             return folder_id, listed, None  # type: ignore[return-value]
         return folder_id, listed, listed_bytes
 
@@ -462,7 +522,8 @@ class AccountJob:
         if holdings is not None and holdings.empty:
             holdings = None
         ledger.begin_chunk(
-            store, claim, folder_id, uuid.uuid4().hex, [(r.key, r.size, r.extra.get("fingerprint")) for r in records]
+            store, claim, folder_id, uuid.uuid4().hex,
+            [(r.key, r.size, r.extra.get("fingerprint"), r.flags.token()) for r in records],
         )
         crashpoints.reached("begin_chunk")
         outcomes: list[Outcome] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +25,9 @@ class AccountOutcome:
     messages_seen: int = 0  # listed in the source this pass
     messages_new: int = 0  # not yet in the ledger
     skipped: list[SkippedInfo] = field(default_factory=list)
+    # what the pass carried of users' changes in the source: "read", "flagged", "moved",
+    # "deleted" ... -> messages (see engine/delta.py)
+    changes: Counter[str] = field(default_factory=Counter)
     error: str | None = None
     reason: str | None = None
     hint: str | None = None

@@ -110,6 +110,7 @@ class RunOptions:
     include_synced: bool = True
     only_failed: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    allow_deletions: bool = False  # past [run] deletion_limit (the operator said so)
 
 
 @dataclass
@@ -125,6 +126,8 @@ class RunSummary:
     messages_adopted: int = 0  # of messages_done: found in the target already, not sent
     bytes_done: int = 0
     messages_skipped: int = 0
+    # users' changes carried by the pass: "read", "flagged", "moved", "deleted" ... -> messages
+    changes: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     # (account, folder, reason) -> messages, all of them (`skipped` lists the first 200 only)
     skipped_by_folder: dict[tuple[str, str, str], int] = field(default_factory=dict)
@@ -152,6 +155,7 @@ class RunSummary:
                 "done": self.messages_done,
                 "adopted": self.messages_adopted,
                 "skipped": self.messages_skipped,
+                "changes": self.changes,
                 "skipped_by_reason": self.skipped_by_reason,
                 # the biggest 500 (a run over thousands of mailboxes could list thousands)
                 "skipped_by_folder": [
@@ -211,6 +215,7 @@ class Runner:
             run_id=run_id,
             source_factory=source_factory,
             on_wait=self._on_wait,
+            allow_deletions=options.allow_deletions,
         )
         self.summary = RunSummary()
         self.fatal: BaseException | None = None
@@ -348,7 +353,7 @@ class Runner:
                 self._claims.pop(claim.account_id, None)
             # a pass that found nothing new leaves a verified account verified: the target
             # still holds what verify checked, and `verify --unverified` can skip it
-            unchanged = not any(job.outcome.messages_new or job.new_folders for job in jobs)
+            unchanged = not any(job.outcome.messages_new or job.new_folders or job.outcome.changes for job in jobs)
             self._release(
                 claim,
                 status="verified" if claim.previous_status == "verified" and unchanged else "synced",
@@ -359,6 +364,7 @@ class Runner:
                     "bytes_done": outcome.bytes_done,
                     "skipped": len(outcome.skipped),
                     "folders": outcome.folders,
+                    **({"changes": dict(outcome.changes)} if outcome.changes else {}),
                 },
             )
         except Stopped:
@@ -498,6 +504,7 @@ class Runner:
                 again.outcome.messages_adopted += job.outcome.messages_adopted
                 again.outcome.bytes_done += job.outcome.bytes_done
                 again.outcome.skipped.extend(job.outcome.skipped)
+                again.outcome.changes.update(job.outcome.changes)
                 jobs.append(again)
 
     def _release(self, claim: Claim, **kwargs: Any) -> None:
@@ -548,6 +555,8 @@ class Runner:
             s.messages_adopted += outcome.messages_adopted
             s.bytes_done += outcome.bytes_done
             s.messages_skipped += len(outcome.skipped)
+            if outcome.changes:
+                s.changes = dict(Counter(s.changes) + outcome.changes)
             reasons = Counter(s.skipped_by_reason)
             reasons.update(skip.reason for skip in outcome.skipped)
             s.skipped_by_reason = dict(reasons)

@@ -41,6 +41,10 @@ MAX_ACCOUNT_ATTEMPTS = Bound(1, 1000, "automatic attempts at a failing account")
 CHUNK_MESSAGES = Bound(1, 10_000, "messages in one upload chunk")
 CHUNK_BYTES = Bound(1024, 1024 * MIB, "bytes in one upload chunk")
 LEASE_SECONDS = Bound(10, 86_400, "seconds a worker's claim lasts without a heartbeat")
+DELETION_LIMIT = Bound(
+    0, 100, "percent of an account's messages one pass may delete",
+    hint="100 lets a pass delete everything; `migrator run --allow-deletions` lets one run pass the limit",
+)
 MAX_MESSAGE_SIZE = Bound(1, 2 * 1024 * MIB - 1, "bytes of the largest message sent")
 PAGE_SIZE = Bound(1, 100_000, "entries per page of the directory search")
 TIMEOUT = Bound(0.1, 86_400.0, "seconds to wait for an answer")

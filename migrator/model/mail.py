@@ -31,10 +31,19 @@ class FolderInfo:
     message_count: int | None = None
     byte_total: int | None = None
     problems: tuple[str, ...] = ()  # folder-level problems found while listing
+    # what changes whenever anything in the folder changes (an IMAP server's UIDVALIDITY and
+    # HIGHESTMODSEQ with CONDSTORE), None when the source cannot tell: a folder whose mark is
+    # the one of the last pass need not be listed again
+    mark: str | None = None
 
     @property
     def display(self) -> str:
         return "/".join(self.path)
+
+
+# The letters of a flags token, as Maildir writes them (see Flags.token)
+_LETTERS = (("D", "draft"), ("F", "flagged"), ("R", "answered"), ("S", "seen"), ("T", "deleted"))
+FORWARDED = "$Forwarded"  # the keyword IMAP clients set when a message was forwarded
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,23 @@ class Flags:
     deleted: bool = False
     draft: bool = False
     keywords: tuple[str, ...] = ()
+
+    @property
+    def forwarded(self) -> bool:
+        return any(k.casefold() == FORWARDED.casefold() for k in self.keywords)
+
+    def token(self) -> str:
+        """The flags as one short text, the same for the same flags whatever their order:
+        Maildir's letters, then each keyword after a space ("RS $Forwarded Work"). What the
+        ledger keeps of the flags a message was last given in the target."""
+        letters = "".join(letter for letter, name in _LETTERS if getattr(self, name))
+        return letters + "".join(" " + k for k in sorted(set(self.keywords)))
+
+    @classmethod
+    def from_token(cls, token: str) -> Flags:
+        letters, *keywords = token.split(" ")
+        on = {name for letter, name in _LETTERS if letter in letters}
+        return cls(keywords=tuple(k for k in keywords if k), **dict.fromkeys(on, True))
 
 
 @dataclass
@@ -62,6 +88,17 @@ class MessageRecord:
     internal_date: datetime | None
     open: Callable[[], BinaryIO]
     extra: dict[str, str] = field(default_factory=dict)  # source-specific facts for reports
+
+
+@dataclass(frozen=True)
+class KnownMessage:
+    """A message of a folder that the caller said it knows (`messages(folder, known=...)`):
+    listed with what the listing gives anyway, its flags, and nothing more (no stat, no
+    body). `flags` is None when the source knows the flags did not change since the folder
+    mark it was given (an IMAP server with CONDSTORE)."""
+
+    key: str
+    flags: Flags | None
 
 
 @dataclass(frozen=True)

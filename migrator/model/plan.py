@@ -118,6 +118,15 @@ class RunSettings:
     chunk_bytes: int = 24 * 1024 * 1024
     target_concurrency: int = 16
     lease_seconds: int = 120
+    # a message the source no longer holds: "mirror" removes its copy from the target (EWS:
+    # SoftDelete into Recoverable Items), "keep" leaves it there and only reports it
+    deletions: str = "mirror"
+    # a pass that would delete more than this percent of an account's messages deletes none
+    # of them and stops the account (a source disk not mounted, a folder renamed by hand)
+    deletion_limit: int = 20
+
+
+DELETION_MODES = ("mirror", "keep")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from migrator.model import limits
 from migrator.model.errors import PlanError
 from migrator.model.limits import Bound
 from migrator.model.plan import (
+    DELETION_MODES,
     AttributeMap,
     CutoverSettings,
     DirectorySettings,
@@ -551,6 +552,8 @@ def _run(file: str, table: Mapping[str, Any]) -> RunSettings:
         chunk_bytes=r.whole("chunk_bytes", defaults.chunk_bytes, limits.CHUNK_BYTES),
         target_concurrency=r.whole("target_concurrency", defaults.target_concurrency, limits.TARGET_CONCURRENCY),
         lease_seconds=r.whole("lease_seconds", defaults.lease_seconds, limits.LEASE_SECONDS),
+        deletions=r.choice("deletions", DELETION_MODES, defaults.deletions),
+        deletion_limit=r.whole("deletion_limit", defaults.deletion_limit, limits.DELETION_LIMIT),
     )
     r.finish()
     return settings

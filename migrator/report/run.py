@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from migrator.engine.delta import describe
 from migrator.engine.progress import AccountOutcome
 from migrator.report.console import error_console, safe
 
@@ -214,6 +215,9 @@ def render_run_summary(con: Console, summary: Any, *, plan_file: str | None = No
         + (f", {summary.messages_skipped:,} skipped" if summary.messages_skipped else "")
         + (f"; the target throttled us {summary.throttled:,} times" if summary.throttled else "")
     )
+    changes = getattr(summary, "changes", None)
+    if changes:
+        con.print(f"users' changes carried: {describe(changes)}")
     if summary.failures:
         _render_failures(con, summary.failures)
     if summary.messages_skipped:

@@ -36,6 +36,8 @@ def render_show(con: Console, data: dict[str, Any]) -> None:
                   f"last {safe(s['last_pass'] or '-')}")
         con.print(f"messages: {s['messages_done']:,} migrated ({human_bytes(s['bytes'])}), "
                   f"{s['messages_skipped']:,} skipped, {s['messages_failed']:,} failed")
+        if s.get("last_pass_changes_text"):
+            con.print(f"the last pass carried: {safe(s['last_pass_changes_text'], 300)}")
     con.print(f"directory: dn {safe(d['dn'], 200)}; uid {safe(d['uid'])}; batch {safe(d['batch'])}"
               + (f"; scope {safe(d['scope'])}" if in_scope else ""))
     if d["target_address"] and d["target_address"] != data["address"]:

@@ -127,6 +127,7 @@ class StoredFolder:
     skipped_count: int
     failed_count: int
     uidvalidity: int | None
+    mark: str | None = None  # the source's change mark at the last completed pass
 
 
 def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: TargetRef | None = None) -> int:
@@ -164,7 +165,8 @@ def set_folder_target(store: Store, claim: Claim, folder_id: int, target_id: str
 
 def folders(store: Store, account_id: int) -> list[StoredFolder]:
     cols = [F.c.id, F.c.native, F.c.display, F.c.role, F.c.target_folder_id, F.c.target_path,
-            F.c.source_count, F.c.done_count, F.c.skipped_count, F.c.failed_count, F.c.uidvalidity]  # fmt: skip
+            F.c.source_count, F.c.done_count, F.c.skipped_count, F.c.failed_count, F.c.uidvalidity,
+            F.c.mark]  # fmt: skip
     with store.session() as s:
         rows = s.execute(select(*cols).where(F.c.account_id == account_id).order_by(F.c.display))
         return [StoredFolder(*row) for row in rows]
@@ -230,9 +232,11 @@ def begin_chunk(
     claim: Claim,
     folder_id: int,
     chunk_id: str,
-    items: Sequence[tuple[str, int]] | Sequence[tuple[str, int, str | None]],
+    items: Sequence[tuple[str, int]] | Sequence[tuple[str, int, str | None]] | Sequence[tuple[str, int, str | None, str | None]],
 ) -> None:
-    """Write the chunk's (key, size[, fingerprint]) rows as in flight, in one fenced transaction."""
+    """Write the chunk's (key, size[, fingerprint[, flags]]) rows as in flight, in one fenced
+    transaction. `flags` (a Flags.token) is what the target is given: what a delta pass
+    compares the source's flags with later."""
     now = utcnow()
     rows = [
         {
@@ -243,6 +247,7 @@ def begin_chunk(
             "lease_epoch": claim.epoch,
             "size": item[1],
             "fingerprint": item[2] if len(item) > 2 else None,  # type: ignore[misc]
+            "flags": item[3] if len(item) > 3 else None,  # type: ignore[misc]
             "created_at": now,
             "updated_at": now,
             "source_key": item[0],

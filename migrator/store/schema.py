@@ -177,6 +177,8 @@ class FolderRow(Base):
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     verify_ok: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the source's change mark at the last pass (IMAP UIDVALIDITY and HIGHESTMODSEQ) (0010)
+    mark: Mapped[str | None] = mapped_column(Text)
 
 
 class MessageRow(Base):
@@ -206,6 +208,12 @@ class MessageRow(Base):
     fingerprint: Mapped[str | None] = mapped_column(unbounded(600))
     # the key the target's copy is tagged with, when a re-keying changed source_key since
     tag_key: Mapped[str | None] = mapped_column(unbounded(500))
+    # the source's flags as the target was last given them (Flags.token) (0010)
+    flags: Mapped[str | None] = mapped_column(Text)
+    # a move or deletion announced and not yet recorded as done (JSON) (0010)
+    pending: Mapped[str | None] = mapped_column(Text)
+    # the source no longer holds it; its target copy is kept (deletions = "keep") (0010)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class EventRow(Base):

@@ -40,6 +40,10 @@ class FolderLedger:
     # skipped for a reason the next pass retries (the message vanished while it was read):
     # not settled; one the source holds again is missing from the target
     retry_keys: set[str] = field(default_factory=set)
+    # source key -> (target id, the flags the target was last given) of the done messages
+    given: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # done messages the source no longer holds whose target copy is kept (deletions = "keep")
+    removed_keys: set[str] = field(default_factory=set)
 
 
 def account_ledger(store: Store, account_id: int, *, retried: Sequence[str] = ()) -> dict[int, FolderLedger]:
@@ -50,11 +54,11 @@ def account_ledger(store: Store, account_id: int, *, retried: Sequence[str] = ()
     again = frozenset(retried)
     with store.session() as s:
         rows = Raw(s.connection()).rows(
-            "SELECT folder_id, state, COALESCE(tag_key, source_key), target_id, source_key, reason FROM messages"
-            " WHERE account_id = ? ORDER BY id",
+            "SELECT folder_id, state, COALESCE(tag_key, source_key), target_id, source_key, reason, flags, removed_at"
+            " FROM messages WHERE account_id = ? ORDER BY id",
             (account_id,),
         )
-        for folder_id, state, key, target_id, source_key, reason in rows:
+        for folder_id, state, key, target_id, source_key, reason, flags, removed_at in rows:
             folder = out.get(folder_id)
             if folder is None:
                 folder = out[folder_id] = FolderLedger({}, [], [])
@@ -62,6 +66,9 @@ def account_ledger(store: Store, account_id: int, *, retried: Sequence[str] = ()
             if state == "done":
                 folder.done_keys.append(key)
                 folder.done_ids.append(target_id)
+                folder.given[source_key] = (target_id, flags)
+                if removed_at is not None:
+                    folder.removed_keys.add(source_key)
             if state == "skipped" and reason in again:
                 folder.retry_keys.add(source_key)
             elif state in _SETTLED:

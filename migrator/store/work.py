@@ -278,10 +278,11 @@ def release(
     error_reason: str | None = None,
     count_attempt: bool = False,
     detail: dict[str, Any] | None = None,
-    folders: Sequence[tuple[int, int | None, int | None]] = (),
+    folders: Sequence[tuple[int, int | None, int | None] | tuple[int, int | None, int | None, str | None]] = (),
 ) -> None:
     """End the claim: new status, pass bookkeeping, last error, and the (folder id, source
-    count, source bytes) of each folder synced by the pass; one fenced transaction."""
+    count, source bytes[, the source's change mark]) of each folder synced by the pass; one
+    fenced transaction (a mark is only ever recorded with a completed pass)."""
     now = utcnow()
     values: dict[str, Any] = {
         "status": status,
@@ -307,8 +308,10 @@ def release(
             s.connection().execute(
                 update(F)
                 .where(F.c.id == bindparam("b_id"))
-                .values(last_synced_at=now, source_count=bindparam("b_count"), source_bytes=bindparam("b_bytes")),
-                [{"b_id": fid, "b_count": count, "b_bytes": nbytes} for fid, count, nbytes in folders],
+                .values(last_synced_at=now, source_count=bindparam("b_count"), source_bytes=bindparam("b_bytes"),
+                        mark=bindparam("b_mark")),
+                [{"b_id": f[0], "b_count": f[1], "b_bytes": f[2], "b_mark": f[3] if len(f) > 3 else None}
+                 for f in folders],
             )
         _event(
             s.connection(),

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, overload
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -37,7 +37,7 @@ from migrator.adapters.sources.imap_fetch import ListingItem, UnexpectedResponse
 from migrator.adapters.sources.imap_stream import DEFAULT_RANGE, ImapMessageStream
 from migrator.adapters.sources.roles import folder_role
 from migrator.model.errors import SourceError, TransientError
-from migrator.model.mail import Flags, FolderInfo, MessageRecord, SkippedMessage
+from migrator.model.mail import Flags, FolderInfo, KnownMessage, MessageRecord, SkippedMessage
 from migrator.model.plan import SourceSettings
 from migrator.plan.secrets import read_secret
 
@@ -93,6 +93,7 @@ class ImapSource(SourceBase):
     """One account's mailbox on an IMAP server, read through a single lazily opened connection."""
 
     kind = "imap"
+    skips_known = True  # messages(known=...) gives known keys as KnownMessage, flags only
 
     def __init__(
         self,
@@ -112,6 +113,7 @@ class ImapSource(SourceBase):
         self._selected: tuple[str, int] | None = None  # (native name, UIDVALIDITY)
         self._closed = False
         self.reconnects = 0  # how many dropped connections were replaced (for reports and tests)
+        self.condstore = False  # the server offers CONDSTORE (known once folders() ran)
         self.slow_batches = 0  # listing batches the fast FETCH parser left to IMAPClient's
 
     @classmethod
@@ -236,6 +238,7 @@ class ImapSource(SourceBase):
         capabilities = set(client.capabilities())
         personal, foreign = _namespaces(client, capabilities)
         with_size = b"STATUS=SIZE" in capabilities
+        self.condstore = b"CONDSTORE" in capabilities or b"QRESYNC" in capabilities
         found: list[FolderInfo] = []
         for flags, delimiter, raw_name in client.list_folders():
             native = (
@@ -252,9 +255,12 @@ class ImapSource(SourceBase):
             path, problems = _display_path(native, sep, personal)
             count: int | None = None
             byte_total: int | None = None
+            mark: str | None = None
             try:
                 status = self._status(client, native, with_size)
                 count = int(status.get(b"MESSAGES", 0))
+                if status.get(b"HIGHESTMODSEQ"):
+                    mark = f"{int(status.get(b'UIDVALIDITY', 0))} {int(status[b'HIGHESTMODSEQ'])}"
                 size = status.get(b"SIZE")
                 byte_total = (
                     int(size) if size is not None else self._size_sum(client, native, count)
@@ -269,13 +275,15 @@ class ImapSource(SourceBase):
                     message_count=count,
                     byte_total=byte_total,
                     problems=problems,
+                    mark=mark,
                 )
             )
         found.sort(key=lambda info: (info.path != ("INBOX",), info.path))
         return found
 
     def _status(self, client: IMAPClient, native: str, with_size: bool) -> Mapping[bytes, int]:
-        items = ["MESSAGES", "UIDVALIDITY"] + (["SIZE"] if with_size else [])
+        items = ["MESSAGES", "UIDVALIDITY"] + (["SIZE"] if with_size else []) + (
+            ["HIGHESTMODSEQ"] if self.condstore else [])
         try:
             return client.folder_status(native, items)
         except CONNECTION_LOST:
@@ -313,11 +321,28 @@ class ImapSource(SourceBase):
         return self._run(f"opening folder {folder.display}", examine)
 
     # -- messages ------------------------------------------------------------------------------
+    @overload
     def messages(
         self, folder: FolderInfo, *, expected_uidvalidity: int | None = None
-    ) -> Iterator[MessageRecord | SkippedMessage]:
+    ) -> Iterator[MessageRecord | SkippedMessage]: ...
+
+    @overload
+    def messages(
+        self, folder: FolderInfo, *, known: Collection[str], since: str | None = None,
+        expected_uidvalidity: int | None = None,
+    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]: ...
+
+    def messages(
+        self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None,
+        expected_uidvalidity: int | None = None,
+    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]:
         """Records in UID order. With `expected_uidvalidity` (the value recorded on an earlier
-        pass), a renumbered folder raises UidValidityChanged before anything is listed."""
+        pass), a renumbered folder raises UidValidityChanged before anything is listed.
+
+        Keys in `known` (migrated already, says the caller) come first, as KnownMessage with
+        their flags only (a FETCH of FLAGS, not of sizes, dates and headers). With `since`, the
+        folder's mark at the last pass, and CONDSTORE: only the flags of messages changed since
+        (`FETCH ... (CHANGEDSINCE modseq)`); the others come with flags None (unchanged)."""
         what = f"listing folder {folder.display}"
 
         def start(client: IMAPClient) -> tuple[int, list[int]]:
@@ -326,6 +351,11 @@ class ImapSource(SourceBase):
             return validity, sorted(client.search("ALL"))
 
         validity, uids = self._run(what, start)
+        if known:
+            old = [uid for uid in uids if f"{validity}:{uid}" in known]
+            yield from self._known(folder, validity, old, since)
+            seen = set(old)
+            uids = [uid for uid in uids if uid not in seen]
         for first in range(0, len(uids), self.batch_size):
             batch = uids[first : first + self.batch_size]
 
@@ -352,6 +382,28 @@ class ImapSource(SourceBase):
                         "is empty (0 bytes)")
                     continue
                 yield self._record(folder, validity, item)
+
+    def _known(self, folder: FolderInfo, validity: int, uids: list[int], since: str | None) -> Iterator[KnownMessage]:
+        """Known messages with their flags: all of them, or with CONDSTORE and the mark of the
+        last pass only those changed since (the others with None: unchanged)."""
+        stamp, _, modseq = (since or "").partition(" ")
+        changed_since = int(modseq) if self.condstore and stamp == str(validity) and modseq.isdigit() else None
+        what = f"listing folder {folder.display}"
+        for first in range(0, len(uids), self.batch_size):
+            batch = uids[first : first + self.batch_size]
+
+            def fetch(client: IMAPClient, batch: list[int] = batch) -> dict[int, Any]:
+                self._select(client, folder.native, validity)
+                modifiers = [f"CHANGEDSINCE {changed_since}"] if changed_since is not None else None
+                return dict(client.fetch(batch, ["FLAGS"], modifiers=modifiers))
+
+            flags = self._run(what, fetch)
+            for uid in batch:
+                item = flags.get(uid)
+                if item is None and changed_since is None:
+                    continue  # expunged meanwhile: gone
+                raw = item.get(b"FLAGS") if item is not None else None
+                yield KnownMessage(f"{validity}:{uid}", None if raw is None else _flags(tuple(raw)))
 
     def _record(self, folder: FolderInfo, validity: int, item: ListingItem) -> MessageRecord:
         uid, size, internal_date = item.uid, item.size, item.internal_date

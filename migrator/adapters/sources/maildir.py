@@ -20,10 +20,11 @@ import gc
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, overload
 
 from migrator.adapters.sources import utf7
 from migrator.adapters.sources.base import (
@@ -47,7 +48,14 @@ from migrator.adapters.sources.nofollow import (
 )
 from migrator.adapters.sources.roles import role_from_name
 from migrator.model.errors import SourceError
-from migrator.model.mail import Flags, FolderInfo, FolderRole, MessageRecord, SkippedMessage
+from migrator.model.mail import (
+    Flags,
+    FolderInfo,
+    FolderRole,
+    KnownMessage,
+    MessageRecord,
+    SkippedMessage,
+)
 
 LAYOUTS = ("auto", "maildir++", "fs")
 # a directory last changed longer ago than this when listed can be trusted by its mtime
@@ -110,7 +118,8 @@ def _decode(names: list[str], problems: list[str]) -> tuple[str, ...]:
 class MaildirSource(SourceBase):
     """One account's Maildir tree (the directory holding INBOX's cur/ and new/)."""
 
-    # messages(known=...) support: how many of the known keys the last listing saw
+    # messages(known=...) support: known keys come as KnownMessage (key and flags, from the
+    # file name alone); how many of them the last listing saw
     known_seen: int = 0
     skips_known = True
 
@@ -219,13 +228,23 @@ class MaildirSource(SourceBase):
             return None
         return cached[1] if now == cached[0] else None
 
+    @overload
+    def messages(self, folder: FolderInfo) -> Iterator[MessageRecord | SkippedMessage]: ...
+
+    @overload
     def messages(
-        self, folder: FolderInfo, *, known: Collection[str] = ()
-    ) -> Iterator[MessageRecord | SkippedMessage]:
+        self, folder: FolderInfo, *, known: Collection[str], since: str | None = None
+    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]: ...
+
+    def messages(
+        self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None
+    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]:
         """Records of the folder. Keys in `known` (already migrated, says the caller) are
-        counted in `known_seen` but not stat'ed nor offered: a delta pass over a big folder
-        then costs one directory listing. INBOX's listing ends with the directories of the
-        mailbox that are not read (links, directories that are no folder)."""
+        neither stat'ed nor offered: each comes as a KnownMessage with the flags its file name
+        carries (counted in `known_seen`), so a delta pass over a big folder costs one
+        directory listing and still sees every flag change. INBOX's listing ends with the
+        directories of the mailbox that are not read (links, directories that are no folder).
+        `since` (a folder mark) is unused: a Maildir listing sees every file name anyway."""
         items = self._list(folder.native, None, known)
         if folder.native == "":
             if self._unread is None:
@@ -233,27 +252,29 @@ class MaildirSource(SourceBase):
             for item in self._unread:
                 if item.key in known:
                     self.known_seen += 1
+                    items.append(KnownMessage(item.key, None))
                 else:
                     items.append(item)
         yield from items
 
     def _list(
         self, native: str, problems: list[str] | None, known: Collection[str] = ()
-    ) -> list[MessageRecord | SkippedMessage]:
+    ) -> list[MessageRecord | SkippedMessage | KnownMessage]:
         with _gc_paused():
-            found, skipped = self._scan(native, problems, known)
+            found, skipped, seen = self._scan(native, problems, known)
             try:
-                keywords = read_keywords(self._tree.folder(native)) if found else {}
+                keywords = read_keywords(self._tree.folder(native)) if found or seen else {}
             except OSError:
                 keywords = {}
-            return self._records(self, native, keywords, found, skipped)
+            return self._records(self, native, keywords, found, skipped, seen, known)
 
     def _scan(
         self, native: str, problems: list[str] | None, known: Collection[str] = ()
-    ) -> tuple[dict[str, tuple[str, str, int, int, int]], dict[str, SkippedMessage]]:
-        """One scandir of new/ and cur/ and one lstat per file not in `known`: what is there."""
+    ) -> tuple[dict[str, tuple[str, str, int, int, int]], dict[str, SkippedMessage], dict[str, str]]:
+        """One scandir of new/ and cur/ and one lstat per file not in `known`: what is there,
+        and the file name of each known key seen (its flags)."""
         self.known_seen = 0
-        seen_known: set[str] = set()
+        seen_known: dict[str, str] = {}
         fdir = self._fdir(native)
         # key -> (sub, name, size, mtime, inode): plain values, not stat_result objects, so
         # the garbage collector has less to walk while 100,000 entries pile up
@@ -262,7 +283,7 @@ class MaildirSource(SourceBase):
         try:
             folder_fd = self._tree.folder(native)
         except FileNotFoundError:
-            return found, skipped  # deleted since it was listed: nothing in it any more
+            return found, skipped, seen_known  # deleted since it was listed: nothing in it any more
         except OSError as exc:
             # swapped for a link (or made unreadable) since folders() listed it
             what = "is a symbolic link: not followed" if is_link_error(exc) else \
@@ -272,7 +293,23 @@ class MaildirSource(SourceBase):
                 problems.append(detail)
             skipped[FOLDER_KEY] = SkippedMessage(
                 FOLDER_KEY, SYMLINK if is_link_error(exc) else UNREADABLE, detail)
-            return found, skipped
+            return found, skipped, seen_known
+        named: dict[str, list[tuple[str, str]] | OSError] = {}
+        crowded: set[str] = set()
+        if known:
+            # names only (no DirEntry objects): most are known and need nothing more. Both
+            # directories first: a unique part that more than one file carries (a backup
+            # restored over a live Maildir) needs the stat that tells the files apart
+            for sub in SUBDIRS:
+                try:
+                    dir_fd = self._tree.sub(native, sub)
+                    pairs = self._settled_listing(native, sub, dir_fd)
+                    named[sub] = pairs if pairs is not None else [
+                        (_key_of(name), name) for name in os.listdir(dir_fd) if name[0] != "."]
+                except OSError as exc:
+                    named[sub] = exc
+            counts = Counter(key for pairs in named.values() if isinstance(pairs, list) for key, _ in pairs)
+            crowded = {key for key, n in counts.items() if n > 1}
         for sub in SUBDIRS:
             subdir = f"{fdir}/{sub}"
             try:
@@ -282,14 +319,15 @@ class MaildirSource(SourceBase):
                 dir_fd = self._tree.sub(native, sub)
                 entries: list[Any]
                 if known:
-                    # names only (no DirEntry objects): most are known and need nothing more
                     entries = []
-                    pairs = self._settled_listing(native, sub, dir_fd)
-                    if pairs is None:
-                        pairs = [(_key_of(name), name) for name in os.listdir(dir_fd) if name[0] != "."]
-                    for key, name in pairs:
-                        if key in known:
-                            seen_known.add(key)
+                    listed = named[sub]
+                    if isinstance(listed, OSError):
+                        raise listed
+                    for key, name in listed:
+                        if key in known and key not in crowded:
+                            # new/ is listed first: a file renamed into cur/ meanwhile is
+                            # seen twice, and cur/ has its newer flags
+                            seen_known[key] = name
                         else:
                             entries.append(_Named(name))
                     stats = [_stat_at(dir_fd, e.name) for e in entries]
@@ -341,7 +379,7 @@ class MaildirSource(SourceBase):
                     continue
                 found[key] = (sub, name, st.st_size, int(st.st_mtime), st.st_ino)
         self.known_seen = len(seen_known)
-        return found, skipped
+        return found, skipped, seen_known
 
     @staticmethod
     def _records(
@@ -350,19 +388,30 @@ class MaildirSource(SourceBase):
         keywords: dict[str, str],
         found: dict[str, tuple[str, str, int, int, int]],
         skipped: dict[str, SkippedMessage],
-    ) -> list[MessageRecord | SkippedMessage]:
+        seen: dict[str, str] | None = None,
+        known: Collection[str] = (),
+    ) -> list[MessageRecord | SkippedMessage | KnownMessage]:
         flags_of: dict[str, Flags] = {}  # most files share a handful of info strings
-        out: list[MessageRecord | SkippedMessage] = []
+        out: list[MessageRecord | SkippedMessage | KnownMessage] = []
+        for key, name in (seen or {}).items():
+            info = name.partition(":")[2]
+            flags = flags_of.get(info)
+            if flags is None:
+                flags = flags_of[info] = parse_flags(name, keywords)
+            out.append(KnownMessage(key, flags))
         for key in sorted(found.keys() | skipped.keys()):
             item = found.get(key)
             if item is None:
-                out.append(skipped[key])
+                out.append(KnownMessage(key, None) if key in known else skipped[key])
                 continue
             sub, name, size, mtime, _ = item
             info = name.partition(":")[2]
             flags = flags_of.get(info)
             if flags is None:
                 flags = flags_of[info] = parse_flags(name, keywords)
+            if key in known:  # one of several files sharing a unique part, told apart by stat
+                out.append(KnownMessage(key, flags))
+                continue
             out.append(MessageRecord(
                 key, size, flags, datetime.fromtimestamp(mtime, UTC),
                 _Opener(source, native, key, sub, name),

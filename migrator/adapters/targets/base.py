@@ -11,12 +11,12 @@ PermanentError (with a stable `reason` code).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from migrator.model.errors import PermanentError
-from migrator.model.mail import FolderRole, UploadItem, UploadResult
+from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,11 @@ class TargetFolder:
     @property
     def display(self) -> str:
         return "/".join(self.path)
+
+
+def is_well_known(folder: TargetFolder) -> bool:
+    """A well-known folder itself (Inbox, Sent Items, ...): its path is its role alone."""
+    return len(folder.path) == 1 and folder.path[0] in {"inbox", "sent", "drafts", "trash", "junk"}
 
 
 def _same(key: str) -> str:
@@ -121,4 +126,82 @@ class Target(Protocol):
 
     def close(self) -> None:
         """Release connections. The object is unusable afterwards."""
+        ...
+
+
+# --- optional capabilities: what a delta pass carries besides new mail ------------------------
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    """A migrated message whose flags changed in the source: `before` is what the target was
+    last given, `after` what the source holds now. Only the difference is carried; what the
+    user changed in the target meanwhile stays."""
+
+    target_id: str
+    before: Flags
+    after: Flags
+
+
+@runtime_checkable
+class CarriesChanges(Protocol):
+    """A target that carries what users change in the source between passes: flags, moves
+    between folders and deletions (docs/engine.md, "Delta passes")."""
+
+    def update_flags(self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]) -> list[Exception | None]:
+        """Apply each change's difference to its item in `folder`; one result per change, in
+        order: None when done, PermanentError(reason="not-found") when the item is no longer
+        there (a user moved or deleted it in the target), another error when it could not be
+        done. Raises TransientError when the request as a whole failed."""
+        ...
+
+    def prepare_move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+                     target_ids: Sequence[str]) -> dict[str, Any]:
+        """What must be known to find these items in `dest` if the answer to their move is
+        lost (the caller records it with the move's announcement, before moving)."""
+        ...
+
+    def move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+             target_ids: Sequence[str]) -> dict[str, str | Exception | None]:
+        """Move items from `source` to `dest`: old id -> new id; None when `source` holds no
+        such item (a user moved or deleted it in the target); an error when that item was not
+        moved. Raises when the outcome of the request is unknown: then ask `locate_moved`,
+        never move again blindly."""
+        ...
+
+    def locate_moved(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+                     moved: Mapping[str, str], facts: Mapping[str, Any],
+                     taken: Collection[str]) -> dict[str, str | None]:
+        """After a move whose outcome is unknown (`moved`: old id -> the key its item is tagged
+        with; `facts` from prepare_move): old id -> its id in `dest` when it got there (a move
+        by copy and delete is completed), None when it did not. Ids in `taken` stand for other
+        messages and are never the answer."""
+        ...
+
+    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
+                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+        """Give the target folder of a renamed source folder the place its new source path
+        `path` leads to, with its items (nothing is moved one by one): the folder as it is now,
+        and the new ids of folders whose id changed with it (itself and its subfolders, on
+        targets whose folder ids are names). None when it cannot be done (a well-known folder,
+        a name already taken): the caller then moves the messages."""
+        ...
+
+    def delete(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> None:
+        """Remove exactly these items (EWS: SoftDelete into Recoverable Items; IMAP: \\Deleted
+        and UID EXPUNGE of these UIDs). An item already gone is fine."""
+        ...
+
+
+@runtime_checkable
+class ShowsFlags(Protocol):
+    """A target whose items' flags can be read back, for `verify`."""
+
+    def shown(self, flags: Flags) -> tuple[object, ...]:
+        """What the target shows of a source message's flags: the part it carries (EWS: read,
+        flagged, replied or forwarded, categories; IMAP: the flags but \\Deleted)."""
+        ...
+
+    def flags_of(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> dict[str, tuple[object, ...]]:
+        """Target id -> what the item shows now (as `shown` gives it), for those still there."""
         ...

@@ -14,6 +14,7 @@ from email.header import decode_header, make_header
 from lxml import etree
 
 from . import conversion, ids, soap
+from .changes import ItemChanges
 from .faults import FaultKind
 from .limits import Budgets, ExchangeLimits, MailboxLimits
 from .props import (
@@ -110,8 +111,9 @@ class Operations:
             "CreateItem": self.create_item,
             "FindItem": self.find_item,
             "GetItem": self.get_item,
-            "DeleteItem": self.delete_item,
         }
+        # changes to existing items and their modes (UpdateItem, MoveItem, DeleteItem)
+        self._handlers.update(ItemChanges(self).handlers())
 
     @property
     def names(self) -> frozenset[str]:
@@ -619,34 +621,6 @@ class Operations:
                 err = ref if isinstance(ref, EwsError) else EwsError("ErrorItemNotFound")
                 messages.append(soap.error("GetItem", err, "<m:Items/>"))
         return soap.response("GetItem", messages)
-
-    def delete_item(self, request: etree._Element, ctx: RequestContext) -> str:
-        delete_type = request.get("DeleteType", "HardDelete")
-        refs: list[int | EwsError] = []
-        for elem in self._folder_ids(_child(request, "ItemIds")):
-            try:
-                refs.append(self._item_ref(elem, ctx))
-            except EwsError as e:
-                if e.fault:
-                    raise
-                refs.append(e)
-        existing = self._store.items_by_id([r for r in refs if isinstance(r, int)], with_mime=False)
-        if delete_type == "MoveToDeletedItems":
-            for row in existing.values():
-                trash = self._store.distinguished_folder(row.mailbox_id, "deleteditems")
-                assert trash is not None
-                self._store.move_items([row.id], trash.id)
-        else:
-            # SoftDelete would land in Recoverable Items, which the simulator does not model.
-            self._store.delete_items(list(existing))
-        messages = []
-        for ref in refs:
-            if isinstance(ref, int) and ref in existing:
-                messages.append(soap.success("DeleteItem"))
-            else:
-                err = ref if isinstance(ref, EwsError) else EwsError("ErrorItemNotFound")
-                messages.append(soap.error("DeleteItem", err))
-        return soap.response("DeleteItem", messages)
 
 
 def _raw_headers(mime: bytes) -> dict[bytes, bytes]:

@@ -31,6 +31,7 @@ from .auth import (
     TokenCheck,
     register_ntlm_accounts,
 )
+from .changes import visible_items
 from .faults import FaultDice, FaultKind, Faults
 from .limits import Budgets, ExchangeLimits, MailboxLimits
 from .locales import DEFAULT_CULTURE
@@ -775,6 +776,8 @@ class EwsSimulator:
         mailbox_id = self._mailbox_id(address)
         row_folder = None if folder_id is None else ids.decode(folder_id, ids.FOLDER).row_id
         item_ids = self._store.folder_items(mailbox_id, row_folder)
+        if row_folder is None:  # what the user sees: not the Recoverable Items dumpster
+            item_ids = visible_items(self._store, mailbox_id, item_ids)
         rows = self._store.items_by_id(item_ids, with_mime=True)
         props = self._store.props_by_item(item_ids)
         result = []

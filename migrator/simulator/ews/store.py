@@ -512,3 +512,94 @@ class Store:
                 "UPDATE items SET folder_id = ?, version = version + 1 WHERE id = ?",
                 [(folder_id, i) for i in ids],
             )
+
+
+# --- changes to existing items (UpdateItem, MoveItem, DeleteItem: see changes.py) ----------
+
+
+def _copy_item(db: sqlite3.Connection, item_id: int, folder_id: int) -> int:
+    """A new row (a new item id, as Exchange gives a moved item) with the item's content and
+    properties in `folder_id`; the old row is removed."""
+    cursor = db.execute(
+        "INSERT INTO items(mailbox_id, folder_id, item_class, subject, mime, size, is_read,"
+        " message_flags, categories, received, sent, created, version)"
+        " SELECT mailbox_id, ?, item_class, subject, mime, size, is_read, message_flags,"
+        " categories, received, sent, created, version + 1 FROM items WHERE id = ?",
+        (folder_id, item_id),
+    )
+    new_id = _rowid(cursor)
+    db.execute(
+        "INSERT INTO item_props(item_id, key, type, value, folded)"
+        " SELECT ?, key, type, value, folded FROM item_props WHERE item_id = ?",
+        (new_id, item_id),
+    )
+    db.execute("DELETE FROM item_props WHERE item_id = ?", (item_id,))
+    db.execute("DELETE FROM items WHERE id = ?", (item_id,))
+    return new_id
+
+
+def relocate_items(store: Store, ids: Sequence[int], folder_id: int) -> dict[int, int]:
+    """Move items to another folder under new ids (old id -> new id), in one transaction."""
+    with store._tx() as db:
+        return {item_id: _copy_item(db, item_id, folder_id) for item_id in ids}
+
+
+def update_item(
+    store: Store,
+    item_id: int,
+    *,
+    is_read: bool | None,
+    categories: list[str] | None,
+    set_props: Sequence[PropValue],
+    delete_props: Sequence[str],
+) -> int:
+    """Apply an UpdateItem's changes to one item; returns its new version."""
+    with store._tx() as db:
+        if is_read is not None:
+            db.execute(
+                "UPDATE items SET is_read = ?, message_flags = (message_flags & ~1) | ? WHERE id = ?",
+                (int(is_read), int(is_read), item_id),
+            )
+        if categories is not None:
+            db.execute("UPDATE items SET categories = ? WHERE id = ?", (json.dumps(categories), item_id))
+        db.executemany("DELETE FROM item_props WHERE item_id = ? AND key = ?", [(item_id, k) for k in delete_props])
+        db.executemany(
+            "INSERT OR REPLACE INTO item_props(item_id, key, type, value, folded) VALUES (?, ?, ?, ?, ?)",
+            [(item_id, p.key, p.type, p.value, p.value.casefold()) for p in set_props],
+        )
+        db.execute("UPDATE items SET version = version + 1 WHERE id = ?", (item_id,))
+        return int(db.execute("SELECT version FROM items WHERE id = ?", (item_id,)).fetchone()[0])
+
+
+def ensure_distinguished(
+    store: Store, mailbox_id: int, distinguished: str, name: str, parent_id: int, folder_class: str | None
+) -> FolderRow:
+    """A well-known folder the simulator creates when first needed (Recoverable Items)."""
+    found = store.distinguished_folder(mailbox_id, distinguished)
+    if found is not None:
+        return found
+    with store._tx() as db:
+        db.execute(
+            "INSERT OR IGNORE INTO folders(mailbox_id, parent_id, name, folder_class, distinguished)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (mailbox_id, parent_id, name, folder_class, distinguished),
+        )
+    created = store.distinguished_folder(mailbox_id, distinguished)
+    assert created is not None
+    return created
+
+
+def change_folder(store: Store, folder_id: int, *, name: str | None = None, parent_id: int | None = None) -> FolderRow:
+    """Rename a folder or move it below another one (UpdateFolder, MoveFolder); its id stays.
+    FolderExistsError when a sibling there already has that name (ignoring case)."""
+    try:
+        with store._tx() as db:
+            if name is not None:
+                db.execute("UPDATE folders SET name = ?, version = version + 1 WHERE id = ?", (name, folder_id))
+            if parent_id is not None:
+                db.execute("UPDATE folders SET parent_id = ?, version = version + 1 WHERE id = ?", (parent_id, folder_id))
+    except sqlite3.IntegrityError as e:
+        raise FolderExistsError(name or "") from e
+    changed = store.folder(folder_id)
+    assert changed is not None
+    return changed

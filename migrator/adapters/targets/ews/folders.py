@@ -25,7 +25,7 @@ from exchangelib.folders import (
 )
 from exchangelib.folders.base import BaseFolder
 from exchangelib.properties import DistinguishedFolderId, Mailbox
-from exchangelib.services import CreateFolder
+from exchangelib.services import CreateFolder, MoveFolder, UpdateFolder
 
 from migrator.model.errors import PermanentError
 from migrator.model.mail import FolderRole
@@ -229,6 +229,42 @@ class MailboxFolders:
                 found = set()
             self._special = found
         return self._special
+
+    def relocate(self, folder_id: str, anchor: BaseFolder, names: tuple[str, ...]) -> BaseFolder | None:
+        """Give the folder `folder_id` the place `names` below `anchor` (missing parents are
+        created): MoveFolder to the new parent, UpdateFolder of its name; its id stays. None
+        when another folder already has that place."""
+        with self._lock:
+            parent, _empty, _names = self.ensure_path(anchor, names[:-1])
+            there = self._child(parent, names[-1])
+            if there is not None:
+                return there if there.id == folder_id else None
+            fields = {FieldPath(field=Folder.get_field_by_fieldname(n)) for n in ("name", "parent_folder_id")}
+            [current] = list(FolderCollection(account=self.account, folders=[self.by_id(folder_id)])
+                             .get_folders(additional_fields=fields))
+            if isinstance(current, Exception):
+                raise current
+            old_parent = current.parent_folder_id.id if current.parent_folder_id is not None else None
+            try:
+                if old_parent != parent.id:
+                    for answer in MoveFolder(account=self.account).call(folders=[current], to_folder=parent):
+                        if isinstance(answer, Exception):
+                            raise answer
+                    current = next(iter(FolderCollection(account=self.account, folders=[self.by_id(folder_id)])
+                                        .get_folders(additional_fields=fields)))
+                if current.name != names[-1]:
+                    current.name = names[-1]
+                    for answer in UpdateFolder(account=self.account).call(folders=[(current, ["name"])]):
+                        if isinstance(answer, Exception):
+                            raise answer
+            except ErrorFolderExists:
+                return None
+            finally:
+                # listed again when next needed
+                self._children.pop(parent.id, None)
+                if old_parent is not None:
+                    self._children.pop(old_parent, None)
+            return current
 
     def by_id(self, folder_id: str) -> Folder:
         """A folder object for an id from an earlier ensure (no request)."""

@@ -40,8 +40,31 @@ _URI = f"{{{TNS}}}ExtendedFieldURI"
 _VALUE = f"{{{TNS}}}Value"
 
 
+_IS_READ = f"{{{TNS}}}IsRead"
+_CATEGORIES = f"{{{TNS}}}Categories"
+_STRING = f"{{{TNS}}}String"
+
+
+def shown_flags(elem: Any) -> tuple[object, ...]:
+    """What an item shows of its flags (see EwsTarget.shown): read, flagged, the verb, the
+    categories, from a t:Message listed with them."""
+    values: dict[str, str | None] = {}
+    for prop in elem.iterfind(_EXTENDED):
+        uri = prop.find(_URI)
+        if uri is not None and uri.get("PropertyTag"):
+            values[uri.get("PropertyTag").lower()] = prop.findtext(_VALUE)
+    categories = elem.find(_CATEGORIES)
+    names = () if categories is None else tuple(sorted(s.text or "" for s in categories.iterfind(_STRING)))
+    verb = values.get(hex(0x1081))
+    return ((elem.findtext(_IS_READ) or "").lower() == "true", values.get(hex(0x1090)) == "2",
+            int(verb) if verb else None, names)
+
+
 class KeyedFindItem(FindItem):  # type: ignore[misc]
-    """FindItem whose answers are (item id, source key or None, parent folder id) triples."""
+    """FindItem whose answers are (item id, source key or None, parent folder id) triples,
+    with what the item shows of its flags as a fourth when asked for (`with_flags`)."""
+
+    with_flags = False
 
     def _get_page(self, message: Any) -> tuple[Any, None]:
         # the RootFolder element itself (or the error): keyed_items reads the paging
@@ -60,24 +83,27 @@ class KeyedFindItem(FindItem):  # type: ignore[misc]
             ):
                 key = prop.findtext(_VALUE)
                 break
-        return (
+        found = (
             item_id.get("Id") if item_id is not None else None,
             key,
             parent.get("Id") if parent is not None else None,
         )
+        return (*found, shown_flags(elem)) if self.with_flags else found  # type: ignore[return-value]
 
 
-def keyed_items(
-    account: Any, folders: list[Any], source_key_field: Any, page_size: int, restriction: Any = None
-) -> Iterator[Any]:
+def keyed_items(account: Any, folders: list[Any], source_key_field: Any, page_size: int,
+                restriction: Any = None, flag_fields: tuple[Any, ...] = ()) -> Iterator[Any]:
     """Every item of `folders` (one level each) as (id, source key, folder id), or exceptions
     for bad answers; with `restriction` (an exchangelib Restriction), those it matches. Several
     folders go in one request: Exchange answers each in its own response message, and each
-    item names its folder."""
+    item names its folder. With `flag_fields` (what EwsTarget reads flags from) each item also
+    comes with what it shows of its flags."""
     service = KeyedFindItem(account=account, page_size=page_size)
+    service.with_flags = bool(flag_fields)
     service.additional_fields = {
         FieldPath(field=source_key_field),
         FieldPath(field=Item.get_field_by_fieldname("parent_folder_id")),
+        *(FieldPath(field=f) for f in flag_fields),
     }
     service.shape = "IdOnly"
     next_offsets = dict.fromkeys(range(len(folders)), 0)  # folder position -> where to go on

@@ -9,8 +9,8 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from exchangelib import Account, Configuration, Q
-from exchangelib.errors import ErrorItemNotFound
-from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
+from exchangelib.errors import ErrorIrresolvableConflict, ErrorItemNotFound
+from exchangelib.items import ALWAYS_OVERWRITE, NEVER_OVERWRITE, SAVE_ONLY, SEND_TO_NONE
 from exchangelib.restriction import Restriction
 from exchangelib.util import safe_xml_value
 from lxml import etree
@@ -19,10 +19,18 @@ from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
 
-from ..base import ExcludedFolderError, KeyedItems, TargetFolder
+from ..base import ExcludedFolderError, FlagChange, KeyedItems, TargetFolder, is_well_known
 from ..dates import submit_and_delivery
 from ..naming import FolderNaming, TargetPath
 from . import errors, reachability
+from .changes import (
+    PreparedUpdateItem,
+    categories_update,
+    flag_updates,
+    item_change,
+    merged_categories,
+    verb_of,
+)
 from .connection import (
     forget_protocol,
     make_account,
@@ -34,7 +42,6 @@ from .folders import MailboxFolders
 from .inventory import keyed_items
 from .properties import (
     FLAG_STATUS_FLAGGED,
-    LAST_VERB_REPLY_TO_SENDER,
     MSGFLAG_READ,
     MimeMessage,
 )
@@ -406,7 +413,7 @@ class EwsTarget:
             submit_time=submitted,
             delivery_time=delivered,
             flag_status=FLAG_STATUS_FLAGGED if flags.flagged else None,
-            last_verb=LAST_VERB_REPLY_TO_SENDER if flags.answered else None,
+            last_verb=verb_of(flags),
             categories=categories_for(flags),
         )
 
@@ -440,6 +447,162 @@ class EwsTarget:
 
         self._call(where, search)
         return found
+
+    def update_flags(self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]) -> list[Exception | None]:
+        """Carry flag changes made in the source (see changes.py): only the properties that
+        differ, categories merged into what the item holds now."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        results: list[Exception | None] = [None] * len(changes)
+        plain: list[tuple[int, etree._Element]] = []
+        labelled: dict[int, tuple[list[str], list[str], list[etree._Element]]] = {}
+        for index, change in enumerate(changes):
+            updates = flag_updates(change.before, change.after)
+            was, now = categories_for(change.before), categories_for(change.after)
+            added = [c for c in now if c.casefold() not in {w.casefold() for w in was}]
+            removed = [c for c in was if c.casefold() not in {n.casefold() for n in now}]
+            if added or removed:
+                labelled[index] = (added, removed, updates)
+            elif updates:
+                plain.append((index, item_change(change.target_id, None, updates)))
+
+        def send(elements: list[etree._Element], conflict: str) -> list[Any]:
+            service = PreparedUpdateItem(account=self._account(mailbox), chunk_size=len(elements))
+            return list(service.call(items=elements, conflict_resolution=conflict, message_disposition=SAVE_ONLY,
+                                     send_meeting_invitations_or_cancellations=SEND_TO_NONE,
+                                     suppress_read_receipts=True))
+
+        for start in range(0, len(plain), self.request_items):
+            part = plain[start:start + self.request_items]
+            answers = self._call(where, lambda part=part: send([e for _, e in part], ALWAYS_OVERWRITE))  # type: ignore[misc]
+            for (index, _), answer in zip(part, answers, strict=False):
+                results[index] = self._change_error(answer, where, changes[index].target_id)
+        for _ in range(3):  # a user changing the item between our read and our write, again and again
+            if not labelled:
+                break
+            labelled = self._relabel(mailbox, where, changes, labelled, results, send)
+        for index in labelled:
+            results[index] = TransientError(f"{where}: item {changes[index].target_id} kept changing while its "
+                                            "categories were updated (ErrorIrresolvableConflict)")
+        return results
+
+    def _relabel(self, mailbox: str, where: str, changes: Sequence[FlagChange],
+                 labelled: dict[int, tuple[list[str], list[str], list[etree._Element]]],
+                 results: list[Exception | None], send: Callable[[list[etree._Element], str], list[Any]],
+                 ) -> dict[int, tuple[list[str], list[str], list[etree._Element]]]:
+        """Read the categories (and ChangeKey) of the items whose categories change, write them
+        back merged with NeverOverwrite; the items Exchange found changed meanwhile are returned
+        to be read again."""
+        order = list(labelled)
+        ids = [(changes[i].target_id, None) for i in order]
+        read = self._call(where, lambda: list(self._account(mailbox).fetch(ids=ids, only_fields=["categories"])))
+        elements: list[tuple[int, etree._Element]] = []
+        for index, item in zip(order, read, strict=False):
+            if isinstance(item, Exception):
+                results[index] = self._change_error(item, where, changes[index].target_id)
+                continue
+            added, removed, updates = labelled[index]
+            merged = merged_categories(list(item.categories or []), added, removed)
+            elements.append((index, item_change(item.id, item.changekey, [*updates, categories_update(merged)])))
+        again: dict[int, tuple[list[str], list[str], list[etree._Element]]] = {}
+        for start in range(0, len(elements), self.request_items):
+            part = elements[start:start + self.request_items]
+            answers = self._call(where, lambda part=part: send([e for _, e in part], NEVER_OVERWRITE))  # type: ignore[misc]
+            for (index, _), answer in zip(part, answers, strict=False):
+                if isinstance(answer, ErrorIrresolvableConflict):
+                    added, removed, _updates = labelled[index]
+                    # built anew from the source's change: the elements went into the request
+                    again[index] = (added, removed, flag_updates(changes[index].before, changes[index].after))
+                else:
+                    results[index] = self._change_error(answer, where, changes[index].target_id)
+        return again
+
+    def _change_error(self, answer: Any, where: str, target_id: str) -> Exception | None:
+        if not isinstance(answer, Exception):
+            return None
+        translated = errors.translate(answer, where=f"{where}, item {target_id[:24]}...", secrets=self._secrets)
+        if translated is answer:  # not an exchangelib error: still one item's problem
+            return PermanentError(f"{where}: {answer!r}", reason=errors.EWS_ERROR)
+        return translated
+
+    def prepare_move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+                     target_ids: Sequence[str]) -> dict[str, Any]:
+        """Nothing: a moved item keeps its source-key tag, which finds it in `dest`."""
+        return {}
+
+    def move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+             target_ids: Sequence[str]) -> dict[str, str | Exception | None]:
+        """MoveItem: each item gets a new id in `dest` (Exchange's ids change with the folder)."""
+        where = f"mailbox {mailbox}, folder {source.display!r}"
+        out: dict[str, str | Exception | None] = {}
+        ids = list(dict.fromkeys(target_ids))
+
+        def move() -> None:
+            account = self._account(mailbox)
+            to_folder = self._mailbox_folders(mailbox).by_id(dest.id)
+            for start in range(0, len(ids), self.request_items):
+                part = ids[start:start + self.request_items]
+                answers = account.bulk_move(ids=[(i, None) for i in part], to_folder=to_folder)
+                for old, answer in zip(part, answers, strict=False):
+                    if isinstance(answer, ErrorItemNotFound):
+                        out[old] = None
+                    elif isinstance(answer, Exception):
+                        out[old] = self._change_error(answer, where, old)
+                    else:
+                        out[old] = answer[0] if isinstance(answer, tuple) else getattr(answer, "id", None)
+
+        self._call(where, move)
+        return out
+
+    def locate_moved(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+                     moved: Mapping[str, str], facts: Mapping[str, Any],
+                     taken: Collection[str]) -> dict[str, str | None]:
+        """The moved items found in `dest` by their source-key tag."""
+        found = self.find(mailbox, dest, list(dict.fromkeys(moved.values())), exclude_ids=taken)
+        out: dict[str, str | None] = {}
+        given: set[str] = set()
+        for old, tag in moved.items():
+            new = found.get(tag)
+            out[old] = new if new is not None and new not in given else None
+            if new is not None:
+                given.add(new)
+        return out
+
+    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
+                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+        """Put the target folder of a renamed source folder where the new name leads (MoveFolder,
+        UpdateFolder): it keeps its id and its items. None for a well-known folder, or when
+        another folder holds that place already."""
+        if self.naming.is_excluded(path):
+            return None
+        folders = self._mailbox_folders(mailbox)
+        target = self.naming.target_path(path, role, folders.role_paths)
+        if not target.names or is_well_known(folder):
+            return None
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def rename() -> tuple[TargetFolder, dict[str, str]] | None:
+            done = folders.relocate(folder.id, folders.anchor(target.anchor), target.names)
+            return None if done is None else (TargetFolder(done.id, target.display()), {})
+
+        return self._call(where, rename)
+
+    def delete(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> None:
+        """SoftDelete: the items go to Recoverable Items, where an administrator can restore
+        them until the retention period ends. An item already gone is fine."""
+        ids = [i for i in dict.fromkeys(target_ids) if i]
+        if not ids:
+            return
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def delete() -> None:
+            account = self._account(mailbox)
+            for start in range(0, len(ids), self.request_items):
+                part = ids[start:start + self.request_items]
+                for answer in account.bulk_delete(ids=[(i, None) for i in part], delete_type="SoftDelete"):
+                    if isinstance(answer, Exception) and not isinstance(answer, ErrorItemNotFound):
+                        raise answer
+
+        self._call(where, delete)
 
     def withdraw(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> None:
         """Hard-delete items this process stored but may not keep (duplicates of what a worker
@@ -524,6 +687,30 @@ class EwsTarget:
 
         return self._call(where, listing)
 
+    def shown(self, flags: Flags) -> tuple[object, ...]:
+        """Read, flagged, the verb Outlook shows (replied, else forwarded), the categories."""
+        return (flags.seen, flags.flagged, verb_of(flags), tuple(sorted(categories_for(flags))))
+
+    def flags_of(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> dict[str, tuple[object, ...]]:
+        """From one paged FindItem of the folder (ids, the read state, the flag and verb
+        properties, the categories): what `verify` compares with the source."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        wanted = set(target_ids)
+
+        def listing() -> dict[str, tuple[object, ...]]:
+            account = self._account(mailbox)
+            target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
+            out: dict[str, tuple[object, ...]] = {}
+            for answer in keyed_items(account, [target_folder], _source_key_field(), INVENTORY_PAGE,
+                                      flag_fields=_flag_fields()):
+                if isinstance(answer, Exception):
+                    raise answer
+                if answer[0] in wanted:
+                    out[answer[0]] = answer[3]
+            return out
+
+        return self._call(where, listing)
+
     def count(self, mailbox: str, folder: TargetFolder) -> int:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
 
@@ -541,6 +728,16 @@ class EwsTarget:
             self._accounts.clear()
             self._folders.clear()
         forget_protocol(self._config)
+
+
+def _flag_fields() -> tuple[Any, ...]:
+    """The read state, PR_FLAG_STATUS, PR_LAST_VERB_EXECUTED and the categories, for FindItem."""
+    fields = []
+    for name in ("migrator_flag_status", "migrator_last_verb"):
+        field = copy.copy(MimeMessage.get_field_by_fieldname(name))
+        field.is_complex = False
+        fields.append(field)
+    return (MimeMessage.get_field_by_fieldname("is_read"), MimeMessage.get_field_by_fieldname("categories"), *fields)
 
 
 def _source_key_field() -> Any:

@@ -18,15 +18,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from imapclient.exceptions import IMAPClientError
 
 from migrator.model.errors import MigratorError, PermanentError, TransientError
-from migrator.model.mail import FolderRole, UploadItem, UploadResult
+from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
 
-from ..base import ExcludedFolderError, KeyedItems, TargetFolder
+from ..base import ExcludedFolderError, FlagChange, KeyedItems, TargetFolder, is_well_known
 from ..dates import header_date
 from ..naming import FolderNaming
 from . import errors
@@ -39,7 +39,9 @@ from .append import (
     appenduid,
     date_time,
     flag_list,
+    quoted,
 )
+from .changes import command, copyuid, prints, store_changes, uid_ranges
 from .connection import Connector, Pool, Session, rights_allow_insert
 from .converted import FolderIndex, find_converted, find_tags, identical_converted
 from .folders import MailboxFolders
@@ -236,6 +238,26 @@ class ImapTarget:
         return self._run(mailbox, where, "STATUS", lambda s: int(
             s.client.folder_status(folder.id, ["MESSAGES"])[b"MESSAGES"]))
 
+    def shown(self, flags: Flags) -> tuple[object, ...]:
+        """The flags APPEND and STORE carry: all but \\Deleted (keywords but on Exchange)."""
+        names = flag_list(flags, keywords=not self._exchange).decode("ascii")[1:-1].split()
+        return tuple(sorted(names))
+
+    def flags_of(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> dict[str, tuple[object, ...]]:
+        """One UID FETCH FLAGS of the folder."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def listing(session: Session) -> dict[str, tuple[object, ...]]:
+            uids = self._uids(self._select(session, folder.id), target_ids)
+            by_uid = {uid: tid for tid, uid in uids.items()}
+            found = session.client.fetch(sorted(by_uid), ["FLAGS"]) if by_uid else {}
+            hidden = {b"\\recent", b"\\deleted"}
+            return {by_uid[uid]: tuple(sorted(f.decode("utf-8", "replace") for f in data[b"FLAGS"]
+                                              if f.lower() not in hidden))
+                    for uid, data in found.items() if uid in by_uid}
+
+        return self._run(mailbox, where, "FETCH", listing)
+
     def present(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> tuple[set[str], int]:
         """(those of `target_ids` the folder still holds, messages in it): what `verify` checks.
         IMAP keeps no source key on a message (unless tag_header), but the ledger holds each
@@ -267,6 +289,178 @@ class ImapTarget:
                 session.client.uid_expunge(uids)
 
         self._run(mailbox, where, "UID EXPUNGE", delete)
+
+    def update_flags(self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]) -> list[Exception | None]:
+        """Carry flag changes made in the source: UID STORE of the flags added and removed
+        (see changes.py). A message whose id names another UIDVALIDITY (the folder was
+        renumbered) or no UID is not found."""
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+        results: list[Exception | None] = [None] * len(changes)
+
+        def store(session: Session) -> None:
+            validity = self._select(session, folder.id, readonly=False)
+            wanted = []
+            for index, change in enumerate(changes):
+                stamp, _, uid = change.target_id.partition(":")
+                if stamp != str(validity) or not uid.isdigit():
+                    results[index] = PermanentError(f"{where}: message {change.target_id} is no longer there "
+                                                    f"(the folder's UIDVALIDITY is {validity})", reason=errors.NOT_FOUND)
+                    continue
+                wanted.append((int(uid), change.before, change.after))
+            # Exchange keeps no IMAP keywords (see _message)
+            store_changes(session.client, wanted, keywords=not session.exchange)
+
+        self._run(mailbox, where, "UID STORE", store)
+        return results
+
+    @staticmethod
+    def _uids(validity: int, target_ids: Sequence[str]) -> dict[str, int]:
+        """Target id -> UID, for the ids of this UIDVALIDITY (others name messages of a folder
+        that was renumbered since, or none: "?")."""
+        out: dict[str, int] = {}
+        for tid in target_ids:
+            stamp, _, uid = tid.partition(":")
+            if stamp == str(validity) and uid.isdigit():
+                out[tid] = int(uid)
+        return out
+
+    def prepare_move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+                     target_ids: Sequence[str]) -> dict[str, Any]:
+        """The destination's UIDVALIDITY and UIDNEXT, and each message's Message-ID, size and
+        INTERNALDATE: what finds the messages again if the answer to their move is lost."""
+        where = f"mailbox {mailbox}, folder {source.display!r}"
+
+        def facts(session: Session) -> dict[str, Any]:
+            uids = self._uids(self._select(session, source.id), target_ids)
+            found = prints(session.client, list(uids.values()))
+            status = session.client.folder_status(dest.id, ["UIDVALIDITY", "UIDNEXT"])
+            return {"floor": [int(status[b"UIDVALIDITY"]), int(status[b"UIDNEXT"])],
+                    "prints": {tid: found[uid] for tid, uid in uids.items() if uid in found}}
+
+        return self._run(mailbox, where, "FETCH", facts)
+
+    def move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+             target_ids: Sequence[str]) -> dict[str, str | Exception | None]:
+        """UID MOVE (or UID COPY and UID EXPUNGE of exactly those) into `dest`; the new ids from
+        COPYUID, else looked up as after a lost answer (see changes.py)."""
+        where = f"mailbox {mailbox}, folder {source.display!r}"
+
+        def move(session: Session) -> tuple[dict[str, int], dict[int, int], int | None, bool]:
+            uids = self._uids(self._select(session, source.id, readonly=False), target_ids)
+            if not uids:
+                return uids, {}, None, True
+            moved = uid_ranges(list(uids.values()))
+            verb = b"MOVE" if session.has("MOVE") else b"COPY"
+            answer, untagged = command(session, b"UID " + verb + b" " + moved + b" " + quoted(dest.id))
+            if not answer.ok:
+                raise errors.answer_error(answer.text, where=where, what=f"UID {verb.decode()}")
+            new = copyuid([*untagged, answer.text])
+            if verb == b"COPY":  # the copies are there: remove the originals, exactly those
+                session.client.delete_messages(list(uids.values()), silent=True)
+                if session.has("UIDPLUS"):
+                    session.client.uid_expunge(list(uids.values()))
+            validity = int(session.client.folder_status(dest.id, ["UIDVALIDITY"])[b"UIDVALIDITY"])
+            return uids, new, validity, session.has("UIDPLUS")
+
+        uids, new, validity, told = self._run(mailbox, where, "UID MOVE", move)
+        out: dict[str, str | Exception | None] = {tid: None for tid in target_ids}
+        for tid, uid in uids.items():
+            if uid in new:
+                out[tid] = f"{validity}:{new[uid]}"
+            elif not told:
+                # a server without UIDPLUS says nothing of the new UIDs: they are "?" (not found
+                # again by UID, as an APPEND without APPENDUID); with UIDPLUS a UID COPYUID
+                # leaves out was not there to move
+                out[tid] = UNKNOWN_UID
+        return out
+
+    def locate_moved(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+                     moved: Mapping[str, str], facts: Mapping[str, Any],
+                     taken: Collection[str]) -> dict[str, str | None]:
+        """Which of the moved messages reached `dest`: among the messages that arrived there
+        from the UIDNEXT before the move on, those with the same Message-ID, size and
+        INTERNALDATE (counted: identical copies pair one to one). A found message whose
+        original is still in `source` (a UID COPY whose UID EXPUNGE never came) has the
+        original removed, so the move is complete."""
+        where = f"mailbox {mailbox}, folder {dest.display!r}"
+        floor = facts.get("floor") or [0, 0]
+        wanted: dict[str, list[str]] = {}
+        for tid, fingerprint in (facts.get("prints") or {}).items():
+            if tid in moved:
+                wanted.setdefault(fingerprint, []).append(tid)
+
+        def look(session: Session) -> dict[str, str | None]:
+            out: dict[str, str | None] = dict.fromkeys(moved)
+            validity = self._select(session, dest.id)
+            if validity != int(floor[0]) or not wanted:
+                return out
+            arrived = [u for u in session.client.search(["UID", f"{int(floor[1])}:*"]) if u >= int(floor[1])]
+            for uid, fingerprint in sorted(prints(session.client, arrived).items()):
+                tid = f"{validity}:{uid}"
+                olds = wanted.get(fingerprint)
+                if olds and tid not in taken:
+                    out[olds.pop(0)] = tid
+            return out
+
+        found = self._run(mailbox, where, "FETCH", look)
+        done = [old for old, new in found.items() if new is not None]
+        if done:
+            self.withdraw(mailbox, source, done)
+        return found
+
+    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
+                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+        """RENAME the target folder of a renamed source folder to where the new name leads;
+        its subfolders follow it (the map gives their new names too). None for a well-known
+        folder, when the new name is taken, or when the server gave the folder a new
+        UIDVALIDITY (the ledger's UIDs would no longer name its messages: it is renamed back)."""
+        if self.naming.is_excluded(path) or is_well_known(folder):
+            return None
+        folders = self._mailbox_folders(mailbox)
+        where = f"mailbox {mailbox}, folder {folder.display!r}"
+
+        def rename(session: Session) -> tuple[TargetFolder, dict[str, str]] | None:
+            with folders.lock:
+                if not folders.loaded:
+                    folders.load(session)
+                target = self.naming.target_path(path, role, folders.role_paths)
+                if not target.names:
+                    return None
+                parent = folders.anchor(session, target.anchor)
+                for name in target.names[:-1]:
+                    wire = folders.wire_name(parent, name)
+                    parent = folders._lookup(wire) or folders.create(session, wire)
+                new = folders.wire_name(parent, target.names[-1])
+                if new == folder.id:
+                    return TargetFolder(new, target.display()), {}
+                if folder.id not in folders.existing:
+                    if folders._lookup(new) is None:
+                        return None
+                    # renamed by a pass that stopped before its ledger knew: done already
+                    return TargetFolder(new, target.display()), {
+                        folder.id + name[len(new):]: name for name in folders.existing
+                        if name == new or name.startswith(new + folders.separator)}
+                if folders._lookup(new) is not None:
+                    return None
+                validity = session.client.folder_status(folder.id, ["UIDVALIDITY"])[b"UIDVALIDITY"]
+                session.selected = None
+                session.client.rename_folder(folder.id, new)
+                if session.client.folder_status(new, ["UIDVALIDITY"])[b"UIDVALIDITY"] != validity:
+                    session.client.rename_folder(new, folder.id)
+                    return None
+                moved = {name: new + name[len(folder.id):] for name in list(folders.existing)
+                         if name == folder.id or name.startswith(folder.id + folders.separator)}
+                for old, now in moved.items():
+                    folders.existing[now] = folders.existing.pop(old)
+                with contextlib.suppress(IMAPClientError):
+                    session.client.subscribe_folder(new)
+                return TargetFolder(new, target.display()), moved
+
+        return self._run(mailbox, where, "RENAME", rename)
+
+    def delete(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> None:
+        """\\Deleted and UID EXPUNGE of exactly these UIDs (see withdraw)."""
+        self.withdraw(mailbox, folder, target_ids)
 
     def items_by_key(self, mailbox: str, folder: TargetFolder) -> KeyedItems | None:
         """With tag_header, every message of `folder` carrying X-Migrator-Key, from one FETCH
