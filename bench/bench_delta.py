@@ -45,6 +45,7 @@ from imapclient import IMAPClient  # noqa: E402
 from bench.bench_imapsync import Figure, ServerCpu, find_imapsync, measure_all, uptime  # noqa: E402
 from migrator.model.mail import Flags  # noqa: E402
 from migrator.samples.mail import SampleMessage, write_maildir  # noqa: E402
+from tests.fixtures import dovecot as dovecot_fixture  # noqa: E402
 from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer, running_dovecot  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,11 +144,14 @@ def change(server: DovecotServer, login: str, password: str, rnd: random.Random)
 
 
 class DeltaBench:
-    def __init__(self, server: DovecotServer, work: Path, mailboxes: int, messages: int, workers: int) -> None:
+    def __init__(self, server: DovecotServer, work: Path, mailboxes: int, messages: int, workers: int,
+                 kinds: list[str], synced: int) -> None:
         self.server, self.work, self.workers = server, work, workers
         self.server_cpu = ServerCpu(server)
         self.sources = [server.new_user() for _ in range(mailboxes)]
-        self.targets = {kind: [server.new_user()[0] for _ in range(mailboxes)] for kind in ("maildir", "imap", "imapsync")}
+        # the fixture's user pool is finite: only the variants that run get target users
+        self.targets = {kind: [server.new_user()[0] for _ in range(mailboxes)] for kind in kinds}
+        self.targets["imapsync"] = [server.new_user()[0] for _ in range(synced)]
         for index, (login, _) in enumerate(self.sources):
             write_maildir(server.maildir(login), mailbox(index, messages))
             server.chown_tree(login)
@@ -186,7 +190,7 @@ class DeltaBench:
     def copy_targets(self, source_kind: str, count: int) -> None:
         """imapsync's first `count` targets become copies of `source_kind`'s (a first pass done
         by copying the Dovecot Maildirs, with their UID lists)."""
-        for src, dst in list(zip(self.targets[source_kind], self.targets["imapsync"], strict=True))[:count]:
+        for src, dst in list(zip(self.targets[source_kind], self.targets["imapsync"], strict=False))[:count]:
             shutil.rmtree(self.server.maildir(dst), ignore_errors=True)
             shutil.copytree(self.server.maildir(src), self.server.maildir(dst), symlinks=True)
             self.server.chown_tree(dst)
@@ -200,14 +204,14 @@ class DeltaBench:
                  "--user2", f"{dst}*{MASTER_USER}", "--passfile2", str(self.work / "password"),
                  "--nossl1", "--nossl2", "--notls1", "--notls2", "--nolog", "--noreleasecheck", "--delete2",
                  "--pidfile", str(cwd / f"{src}.pid")]
-                for (src, _), dst in list(zip(self.sources, self.targets["imapsync"], strict=True))[:count]]
+                for (src, _), dst in list(zip(self.sources, self.targets["imapsync"], strict=False))[:count]]
         return measure_all(runs, self.workers, self.env, cwd, self.server_cpu)
 
     def check(self, kind: str, count: int | None = None) -> None:
         """Every target mailbox of `kind` (its first `count`) equals its source: per folder,
         Message-IDs and flags."""
         roles = {"INBOX": "INBOX"}
-        for (src, _), dst in list(zip(self.sources, self.targets[kind], strict=True))[:count]:
+        for (src, _), dst in list(zip(self.sources, self.targets[kind], strict=False))[:count]:
             want = {roles.get(k, k): v for k, v in state_of(self.server, src).items()}
             got = state_of(self.server, dst)
             if want != got:
@@ -234,10 +238,13 @@ def main(argv: list[str]) -> int:
     imapsync, why = find_imapsync()
     print(f"{args.mailboxes} mailboxes x {args.messages} messages; imapsync: {why if imapsync is None else why}",
           flush=True)
+    # one login per source mailbox and per target copy
+    needed = args.mailboxes * (1 + len(kinds)) + (synced if imapsync is not None else 0)
+    dovecot_fixture.USER_POOL = max(dovecot_fixture.USER_POOL, needed)
     work = Path(tempfile.mkdtemp(prefix="migrator-bench-delta-"))
     try:
         with running_dovecot() as server:
-            bench = DeltaBench(server, work, args.mailboxes, args.messages, args.workers)
+            bench = DeltaBench(server, work, args.mailboxes, args.messages, args.workers, kinds, synced)
             plans = {kind: bench.plan(kind) for kind in kinds}
             rows: list[tuple[str, Figure, Figure, Figure]] = []
             figures: dict[str, list[Figure]] = {}
