@@ -126,12 +126,15 @@ def make_message(tag: str, size: int, rnd: random.Random, when: datetime) -> byt
             b'Content-Disposition: attachment; filename="scan.bin"\r\n\r\n' + payload + b"--b1--\r\n")
 
 
-def mailbox(index: int, rnd: random.Random, big: bool) -> dict[tuple[str, ...], list[SampleMessage]]:
+def mailbox(index: int, rnd: random.Random, big: bool, small: bool = False) -> dict[tuple[str, ...], list[SampleMessage]]:
+    """small: about four messages, as the demo's mailboxes (the two sent folders still collide)."""
     folders: list[tuple[tuple[str, ...], int]] = [
-        (("INBOX",), rnd.randint(4, 16)), (("Sent",), rnd.randint(1, 5)), (("Elementos enviados",), rnd.randint(1, 4))
+        (("INBOX",), rnd.randint(1, 3) if small else rnd.randint(4, 16)),
+        (("Sent",), 1 if small else rnd.randint(1, 5)),
+        (("Elementos enviados",), 1 if small else rnd.randint(1, 4)),
     ]
     if index % 3 == 0:
-        folders.append((("Projects", "Informes"), rnd.randint(1, 4)))
+        folders.append((("Projects", "Informes"), 1 if small else rnd.randint(1, 4)))
     box: dict[tuple[str, ...], list[SampleMessage]] = {}
     base = datetime(2023, 1, 1, tzinfo=UTC) + timedelta(days=index)
     for folder, count in folders:
@@ -161,6 +164,7 @@ class Campaign:
     sim: EwsSimulator
     pg_name: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 600.0  # longest a finishing command may take
 
     def maildir(self, address: str) -> Path:
         local, _, domain = address.partition("@")
@@ -177,9 +181,9 @@ class Campaign:
                                     env=self.env, cwd=self.root)
         return proc, out
 
-    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.argv(*args, "--plan", str(self.plan)), capture_output=True, text=True,
-                              env=self.env, cwd=self.root, timeout=timeout)
+                              env=self.env, cwd=self.root, timeout=timeout or self.timeout)
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         if self.pg_name:
@@ -193,7 +197,8 @@ class Campaign:
             db.close()
 
 
-def build(root: Path, accounts: int, seed: int, state: str, faults: Faults, workers: int) -> Campaign:
+def build(root: Path, accounts: int, seed: int, state: str, faults: Faults, workers: int,
+          small: bool = False) -> Campaign:
     root.mkdir(parents=True, exist_ok=True)
     rnd = random.Random(seed)
     people = generate_people(accounts + accounts // 4, in_scope=accounts, offices=4, seed=seed, hostile=False)
@@ -208,7 +213,7 @@ def build(root: Path, accounts: int, seed: int, state: str, faults: Faults, work
     n = nbytes = 0
     for index, address in enumerate(addresses):
         local, _, domain = address.partition("@")
-        box = mailbox(index, rnd, big=index % big_every == 1)
+        box = mailbox(index, rnd, big=index % big_every == 1, small=small)
         write_maildir(root / "vmail" / domain / local / "Maildir", box)
         n += sum(len(v) for v in box.values())
         nbytes += sum(len(m.raw) for v in box.values() for m in v)
@@ -653,6 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-delay", type=float, default=12.0, help="longest wait before a kill (s)")
     parser.add_argument("--dir", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    parser.add_argument("--small", action="store_true", help="about four messages per mailbox, as the demo's")
+    parser.add_argument("--timeout", type=float, help="longest a finishing command may take (s); default "
+                        "600 s or half a second per account, whichever is more")
     args = parser.parse_args(argv)
     log(f"chaos seed {args.seed}, {args.accounts} accounts, {args.kills} kills, state {args.state}")
     rnd = random.Random(args.seed)
@@ -662,7 +670,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root)
     faults = Faults(server_busy_rate=0.04, backoff_ms=300, http503_rate=0.02, retry_after_s=1, reset_rate=0.02,
                     lost_answer_rate=0.01, delay_s=0.01, max_concurrency=5, seed=args.seed)
-    c = build(root, args.accounts, args.seed, args.state, faults, args.workers)
+    c = build(root, args.accounts, args.seed, args.state, faults, args.workers, small=args.small)
+    c.timeout = args.timeout or max(600.0, args.accounts * 0.5)
     history = History()
     chaos = Chaos()
     started = time.monotonic()
