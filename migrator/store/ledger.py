@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from migrator.model.mail import FolderInfo
@@ -422,17 +422,42 @@ def record_uidvalidity(store: Store, claim: Claim, folder_id: int, uidvalidity: 
 
 
 def forget_skipped(store: Store, account_id: int, reasons: Sequence[str] | None = None) -> int:
-    """Drop skipped/failed rows of an account so the next pass tries those messages again."""
+    """Drop skipped/failed rows of an account (only those of `reasons`, when given) so the next
+    pass tries those messages again. The folder and account counts drop by what was dropped:
+    what is still recorded stays counted. Returns how many rows were dropped."""
+    if not reasons:
+        with store.session(write=True) as s:
+            removed = s.execute(delete(M).where(M.c.account_id == account_id, M.c.state.in_(("skipped", "failed"))))
+            # none is left: zero is the truth, whatever the counts said before
+            s.execute(update(A).where(A.c.id == account_id).values(messages_skipped=0, messages_failed=0))
+            s.execute(update(F).where(F.c.account_id == account_id).values(skipped_count=0, failed_count=0))
+            return int(removed.rowcount or 0)  # type: ignore[attr-defined]
+    wanted = and_(M.c.account_id == account_id, M.c.state.in_(("skipped", "failed")), M.c.reason.in_(list(reasons)))
     with store.session(write=True) as s:
-        stmt = delete(M).where(M.c.account_id == account_id, M.c.state.in_(("skipped", "failed")))
-        if reasons:
-            stmt = stmt.where(M.c.reason.in_(list(reasons)))
-        removed = s.execute(stmt).rowcount  # type: ignore[attr-defined]
+        dropped: dict[int, Counter[str]] = defaultdict(Counter)
+        for folder_id, state, n in s.execute(
+            select(M.c.folder_id, M.c.state, func.count()).where(wanted).group_by(M.c.folder_id, M.c.state)
+        ):
+            dropped[folder_id][state] += int(n)
+        if not dropped:
+            return 0
+        s.execute(delete(M).where(wanted))
+        for folder_id, n in dropped.items():
+            s.execute(
+                update(F)
+                .where(F.c.id == folder_id)
+                .values(skipped_count=F.c.skipped_count - n["skipped"], failed_count=F.c.failed_count - n["failed"])
+            )
+        total = sum(dropped.values(), Counter[str]())
         s.execute(
-            update(A).where(A.c.id == account_id).values(messages_skipped=0, messages_failed=0)
+            update(A)
+            .where(A.c.id == account_id)
+            .values(
+                messages_skipped=A.c.messages_skipped - total["skipped"],
+                messages_failed=A.c.messages_failed - total["failed"],
+            )
         )
-        s.execute(update(F).where(F.c.account_id == account_id).values(skipped_count=0, failed_count=0))
-        return int(removed or 0)
+        return total.total()
 
 
 def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Sequence[str]) -> int:
