@@ -52,6 +52,8 @@ from migrator.model.errors import (
     UsageError,
 )
 from migrator.model.plan import CutoverSettings, Plan
+from migrator.model.scope import Scope
+from migrator.model.status import PASS_COMPLETED, Status
 from migrator.store import Store
 from migrator.store import cutover as state
 from migrator.store.types import utcnow
@@ -495,7 +497,7 @@ class _Wave:
         with self._step("final-delta") as detail:
             self._drain_queue([str(r["address"]) for r in switched], detail)
             started = utcnow()
-            self._delta([r for r in switched if r["scope"] == "in_scope"], detail, "final delta pass", exact=True)
+            self._delta([r for r in switched if r["scope"] == Scope.IN_SCOPE], detail, "final delta pass", exact=True)
             rows = state.accounts_by_id(self.store, [r["id"] for r in switched])
             done = [r for r in rows if _completed_since(r, started)]
             self.report.not_finished = [
@@ -618,10 +620,10 @@ def _precondition(row: dict[str, Any], delta_started: datetime | None) -> str | 
     if delta_started is not None and not _completed_since(row, delta_started):
         return f"the last delta pass did not complete ({row['last_error_reason'] or status})"
     if passes == 0:
-        return "no completed pass yet (pending)" if status == "pending" else f"no completed pass yet ({status})"
-    if status == "failed":
+        return "no completed pass yet (pending)" if status == Status.PENDING else f"no completed pass yet ({status})"
+    if status == Status.FAILED:
         return f"its last pass failed ({row['last_error_reason'] or 'error'})"
-    if status == "running" and row["lease_expires_at"] is not None and row["lease_expires_at"] > utcnow():
+    if status == Status.RUNNING and row["lease_expires_at"] is not None and row["lease_expires_at"] > utcnow():
         return f"being migrated right now by {row['lease_owner']}"
     if int(row["messages_failed"] or 0):
         return f"{int(row['messages_failed']):,} failed messages"
@@ -630,4 +632,4 @@ def _precondition(row: dict[str, Any], delta_started: datetime | None) -> str | 
 
 def _completed_since(row: dict[str, Any], since: datetime) -> bool:
     last = row["last_pass_at"]
-    return row["status"] in ("synced", "verified") and last is not None and last >= since
+    return row["status"] in PASS_COMPLETED and last is not None and last >= since

@@ -26,11 +26,14 @@ from prometheus_client.registry import Collector
 from migrator.engine.limiter import AdaptiveLimiter
 from migrator.engine.progress import AccountOutcome, Progress
 from migrator.model.errors import MigratorError, UsageError
+from migrator.model.scope import Scope
+from migrator.model.status import Status
 
 LABELS = ("plan", "target")
 # a request to EWS or IMAP takes from milliseconds (a lookup) to minutes (a large upload)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-ACCOUNT_STATES = ("pending", "running", "synced", "verified", "failed", "excluded", "invalid", "vanished")
+ACCOUNT_STATES = (Status.PENDING, Status.RUNNING, Status.SYNCED, Status.VERIFIED, Status.FAILED, Scope.EXCLUDED,
+                  Scope.INVALID, Scope.VANISHED)
 WORKER_STATES = ("running", "stale", "gone", "stopped")
 
 

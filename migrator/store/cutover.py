@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, and_, case, func, insert, or_, select, update
 
+from migrator.model.scope import Scope
 from migrator.store.schema import AccountDbRow, CutoverStepRow, CutoverWaveRow, EventRow
 from migrator.store.store import Store
 from migrator.store.types import utcnow
@@ -62,7 +63,7 @@ def selected_accounts(
         either.append(or_(A.c.address.in_(wanted), A.c.target_address.in_(wanted)))
     stmt = select(*_ACCOUNT_COLUMNS).where(A.c.plan_id == plan_id, or_(*either))
     if in_scope_only:
-        stmt = stmt.where(A.c.scope == "in_scope")
+        stmt = stmt.where(A.c.scope == Scope.IN_SCOPE)
     with store.session() as s:
         return [dict(r) for r in s.execute(stmt.order_by(A.c.address)).mappings()]
 
@@ -100,7 +101,7 @@ def colleague(store: Store, plan_id: int, domain: str, skip: set[str]) -> str | 
         A.c.plan_id == plan_id, A.c.address.like(pattern, escape="\\"), A.c.cutover.is_(None)
     )
     with store.session() as s:
-        for stmt in (base.where(A.c.scope == "in_scope"), base.where(A.c.scope != "in_scope")):
+        for stmt in (base.where(A.c.scope == Scope.IN_SCOPE), base.where(A.c.scope != Scope.IN_SCOPE)):
             for (address,) in s.execute(stmt.order_by(A.c.id).limit(50)):
                 if address and str(address).lower() not in skip:
                     return str(address).lower()

@@ -9,9 +9,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from migrator.adapters.sources.base import NO_MAILBOX, Source, SourceBase
+from migrator.adapters.sources.base import Source, SourceBase
 from migrator.model.errors import SourceError
 from migrator.model.plan import SourceSettings
+from migrator.model.reasons import Reason
 
 __all__ = ["Source", "SourceBase", "open_account_source", "open_source"]
 
@@ -20,7 +21,7 @@ def _resolve(settings: SourceSettings, path: str | None, what: str) -> str:
     if not path:
         raise SourceError(
             f"no {what} path given for a {settings.kind} source",
-            reason=NO_MAILBOX,
+            reason=Reason.NO_MAILBOX,
             hint="set [source] path in the plan (a template such as /var/mail/{uid})",
         )
     path = os.path.expanduser(path)

@@ -25,7 +25,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from migrator.adapters.sources import utf7
-from migrator.adapters.sources.base import EMPTY, NO_MAILBOX, VANISHED, SourceBase
+from migrator.adapters.sources.base import SourceBase
 from migrator.adapters.sources.imap_connection import (
     CONNECTION_LOST,
     ImapAccess,
@@ -39,6 +39,7 @@ from migrator.adapters.sources.roles import folder_role
 from migrator.model.errors import SourceError, TransientError
 from migrator.model.mail import Flags, FolderInfo, KnownMessage, MessageRecord, SkippedMessage
 from migrator.model.plan import SourceSettings
+from migrator.model.reasons import Reason
 from migrator.plan.secrets import read_secret
 
 T = TypeVar("T")
@@ -221,7 +222,7 @@ class ImapSource(SourceBase):
             except IMAPClientError as exc:
                 raise SourceError(
                     f"IMAP folder {_display(native)} of {self.access.user} cannot be opened: {_text(exc)}",
-                    reason=NO_MAILBOX,
+                    reason=Reason.NO_MAILBOX,
                     hint="the folder may have been deleted or renamed on the server; list folders again",
                 ) from None
             validity = int(response.get(b"UIDVALIDITY", 0))
@@ -377,7 +378,7 @@ class ImapSource(SourceBase):
                     continue  # expunged between SEARCH and FETCH: gone, nothing to migrate
                 if item.size == 0:  # RFC822.SIZE: known without reading the body
                     yield SkippedMessage(
-                        f"{validity}:{uid}", EMPTY,
+                        f"{validity}:{uid}", Reason.EMPTY,
                         f"IMAP message {validity}:{uid} in {folder.display} of {self.access.user} "
                         "is empty (0 bytes)")
                     continue
@@ -434,7 +435,7 @@ class ImapSource(SourceBase):
                     raise SourceError(
                         f"IMAP message {key} in {folder.display} of {self.access.user} no longer "
                         "exists on the server",
-                        reason=VANISHED,
+                        reason=Reason.VANISHED,
                     )
                 for name, value in item.items():
                     if name.startswith(b"BODY[]"):
