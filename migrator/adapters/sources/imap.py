@@ -44,7 +44,6 @@ from migrator.plan.secrets import read_secret
 
 T = TypeVar("T")
 
-UIDVALIDITY_CHANGED = "uidvalidity-changed"
 BATCH_SIZE = 1000
 _LIST_FIELDS = ["FLAGS", "RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
 _NOT_SELECTABLE = {b"\\noselect", b"\\nonexistent"}
@@ -64,7 +63,7 @@ class UidValidityChanged(SourceError):
         super().__init__(
             f"IMAP folder {folder}: UIDVALIDITY changed from {old} to {new} (the server renumbered "
             "its messages)",
-            reason=UIDVALIDITY_CHANGED,
+            reason=Reason.UIDVALIDITY_CHANGED,
             hint="the folder must be re-keyed by content (content_fingerprint) before migrating more",
         )
         self.folder = folder
@@ -126,12 +125,12 @@ class ImapSource(SourceBase):
         otherwise; when not given it is read from [source] password_env / password_file."""
         if not settings.host:
             raise SourceError(
-                'a kind = "imap" source needs host', reason="config", hint="set [source] host"
+                'a kind = "imap" source needs host', reason=Reason.CONFIG, hint="set [source] host"
             )
         if not user:
             raise SourceError(
                 "no IMAP login name for this account",
-                reason="config",
+                reason=Reason.CONFIG,
                 hint="check [source] login, a template such as {address} or {uid}",
             )
         if password is None:
@@ -143,7 +142,7 @@ class ImapSource(SourceBase):
         if password is None:
             raise SourceError(
                 'a kind = "imap" source needs password_env or password_file',
-                reason="config",
+                reason=Reason.CONFIG,
                 hint="name an environment variable or a file holding the (master) password",
             )
         try:
@@ -160,7 +159,7 @@ class ImapSource(SourceBase):
                 timeout=settings.timeout,
             )
         except ValueError as exc:
-            raise SourceError(f"[source]: {exc}", reason="config") from None
+            raise SourceError(f"[source]: {exc}", reason=Reason.CONFIG) from None
         return cls(access)
 
     # -- connection ----------------------------------------------------------------------------
@@ -205,7 +204,7 @@ class ImapSource(SourceBase):
                 raise SourceError(
                     f"IMAP {self.access.where}: server refused {what} for {self.access.login_name}: "
                     f"{_text(exc)}",
-                    reason="protocol",
+                    reason=Reason.PROTOCOL,
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -292,7 +291,7 @@ class ImapSource(SourceBase):
         except IMAPClientError as exc:
             raise SourceError(
                 f"IMAP STATUS of folder {_display(native)} of {self.access.user} failed: {_text(exc)}",
-                reason="protocol",
+                reason=Reason.PROTOCOL,
             ) from None
 
     def _size_sum(self, client: IMAPClient, native: str, count: int) -> int:
@@ -442,7 +441,7 @@ class ImapSource(SourceBase):
                         return value if isinstance(value, bytes) else b""
                 raise SourceError(
                     f"IMAP message {key} in {folder.display}: the server sent no body",
-                    reason="protocol",
+                    reason=Reason.PROTOCOL,
                 )
 
             return self._run(f"reading message {key} in {folder.display}", operation)

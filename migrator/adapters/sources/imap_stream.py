@@ -23,7 +23,7 @@ class ImapMessageStream(io.RawIOBase):
 
     A total that differs from RFC822.SIZE means the server cut the message short or sent
     something else (Dovecot sends an empty body for a message another session expunged):
-    `SourceError(reason="changed")` then, never a silently truncated message.
+    `SourceError(Reason.CHANGED)` then, never a silently truncated message.
     """
 
     def __init__(

@@ -117,7 +117,7 @@ class MaildirSource(SourceBase):
         if layout not in LAYOUTS:
             raise SourceError(
                 f"unknown Maildir layout {layout!r}",
-                reason="config",
+                reason=Reason.CONFIG,
                 hint=f"set [source] maildir_layout to one of {', '.join(LAYOUTS)}",
             )
         try:

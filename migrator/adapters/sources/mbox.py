@@ -73,7 +73,7 @@ class MboxSource(SourceBase):
         if variant not in VARIANTS:
             raise SourceError(
                 f"unknown mbox variant {variant!r}",
-                reason="config",
+                reason=Reason.CONFIG,
                 hint=f"set [source] mbox_variant to one of {', '.join(VARIANTS)}",
             )
         self.spool = spool
