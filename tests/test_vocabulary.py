@@ -11,7 +11,7 @@ import pytest
 
 from migrator.model import reasons, scope, status
 from migrator.model.reasons import Reason
-from migrator.model.scope import Scope
+from migrator.model.scope import DiscoveryReason, Scope
 from migrator.model.status import MessageState, RunStatus, Status
 from migrator.store import open_store
 
@@ -73,3 +73,9 @@ def test_only_an_account_out_of_scope_gets_scope_advice() -> None:
     for out in (Scope.EXCLUDED, Scope.INVALID, Scope.VANISHED):
         assert "migrator discover --plan p.toml" in (scope.advice(out, "p.toml") or "")
     assert {"synced", "verified"} == status.PASS_COMPLETED
+
+
+def test_the_discovery_guide_explains_every_reason_discovery_gives() -> None:
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "discovery.md").read_text()
+    for reason in DiscoveryReason:
+        assert f"| `{reason}` |" in guide, reason

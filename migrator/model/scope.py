@@ -47,3 +47,20 @@ def advice(scope: str, plan_file: str) -> str | None:
     except ValueError:
         return None
     return text.format(plan=plan_file) if text else None
+
+
+class DiscoveryReason(enum.StrEnum):
+    """`accounts.reason`: why discovery left an entry out of scope. docs/discovery.md explains
+    each one and what to do; keep it in step."""
+
+    # excluded
+    NOT_SELECTED = "not-selected"  # the plan's filter does not select the person
+    NO_ADDRESS = "no-address"  # no value in the address attribute
+    # invalid
+    UNPARSABLE_ADDRESS = "unparsable-address"
+    UNPARSABLE_TARGET = "unparsable-target-address"
+    DUPLICATE_ADDRESS = "duplicate-address"  # shared with other selected entries: all held back
+    UNSAFE_PATH = "unsafe-path"  # a value would lead the mailbox path out of the source root
+    UNSAFE_LOGIN = "unsafe-login"
+    MISSING_ATTRIBUTE = "missing-attribute"  # a template needs an attribute the entry lacks
+    TOO_LONG = "too-long"  # the batch name
