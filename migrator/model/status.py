@@ -23,7 +23,8 @@ class Status(enum.StrEnum):
 
 # The last pass completed. Not the "migrated" of "N of M accounts migrated": that also counts an
 # account whose later delta pass is at work or failed (store/reporting.py, MIGRATED_SQL).
-PASS_COMPLETED = frozenset({Status.SYNCED, Status.VERIFIED})
+# (Groups are tuples: an SQL IN list built from one keeps its order.)
+PASS_COMPLETED = (Status.SYNCED, Status.VERIFIED)
 
 
 class PassOutcome(enum.StrEnum):
@@ -48,7 +49,7 @@ class MessageState(enum.StrEnum):
 
 
 # a message that will not be sent again unless the operator asks (`retry --skipped`)
-NOT_SENT = frozenset({MessageState.SKIPPED, MessageState.FAILED})
+NOT_SENT = (MessageState.SKIPPED, MessageState.FAILED)
 
 
 class RunStatus(enum.StrEnum):
@@ -59,3 +60,17 @@ class RunStatus(enum.StrEnum):
     PARTIAL = "partial"  # finished; some accounts failed or were skipped
     FAILED = "failed"  # the command itself failed
     INTERRUPTED = "interrupted"  # stopped on request, or its process died
+
+
+class WorkerState(enum.StrEnum):
+    """A `migrator run` process as its `workers` row shows it (store/fleet.py); not stored,
+    judged from the row's heartbeat."""
+
+    RUNNING = "running"
+    STALE = "stale"  # no heartbeat for three beats: it hangs, is frozen or lost the database
+    GONE = "gone"  # none for longer than the lease (or its process is gone): its leases expired
+    STOPPED = "stopped"  # it ended
+
+
+# workers that may still hold leases and write: counted as live
+LIVE_WORKERS = (WorkerState.RUNNING, WorkerState.STALE)

@@ -43,7 +43,7 @@ def open_source(
     `mailbox_path` is the account's resolved [source] path (Maildir root or mbox spool; relative
     paths are taken under [source] root). `folders_path` is the account's resolved mbox folders
     directory; when not given, a [source] folders_path without template fields is used as is.
-    `login`/`password` are for IMAP. Raises SourceError(reason=Reason.NO_MAILBOX) naming the path when
+    `login`/`password` are for IMAP. Raises SourceError(Reason.NO_MAILBOX) naming the path when
     the mailbox does not exist.
     """
     kind = settings.kind
