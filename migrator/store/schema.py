@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from migrator.model.cutover import CutoverState
 from migrator.model.scope import Scope
 from migrator.model.status import MessageState, RunStatus, Status
 from migrator.store.types import BigId, JSONType, UTCDateTime, unbounded, utcnow
@@ -42,7 +43,7 @@ SCOPES = tuple(s.value for s in Scope)
 STATUSES = tuple(s.value for s in Status)
 MESSAGE_STATES = tuple(s.value for s in MessageState)
 # accounts.cutover (NULL: not switched); written by `migrator cutover` only (migration 0008)
-CUTOVER_STATES = ("switching", "switched", "cut-over", "reverting")
+CUTOVER_STATES = tuple(s.value for s in CutoverState)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
