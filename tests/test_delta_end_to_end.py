@@ -1,4 +1,4 @@
-"""Delta passes carry what users do between passes (issue #14), end to end: the source Maildirs
+"""Delta passes carry what users do between passes, end to end: the source Maildirs
 are served by a real Dovecot, users change them through IMAP, one `migrator run` follows, and
 every target folder must then equal its source folder (bytes, flags, dates; \\Deleted aside),
 on the EWS simulator and on Dovecot as target, with the state on SQLite and on PostgreSQL. A

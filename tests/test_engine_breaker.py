@@ -1,7 +1,7 @@
-"""The circuit breaker (issue #15, item 9): a target or source server that is down, silent, or
+"""The circuit breaker: a target or source server that is down, silent, or
 refuses the service account's credentials stops the whole run within seconds, with exit 2 and
-the innermost cause, and charges no account an attempt. Without it a campaign of 20 accounts
-against a refusing target took minutes to fail and marked every account failed.
+the innermost cause, and charges no account an attempt, where a campaign of 20 accounts against
+a refusing target would otherwise take minutes to fail and mark every account failed.
 
 Real servers throughout: a closed port, a listener that accepts and never answers, the EWS
 simulator and Dovecot with wrong credentials (as IMAP target and as IMAP source)."""

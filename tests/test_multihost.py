@@ -404,10 +404,11 @@ def _freeze(proc: subprocess.Popen[str], frozen: bool) -> None:
 
 
 def test_containers_named_box_as_pid_1_are_workers_of_their_own(tmp_path: Path) -> None:
-    """Three containers with one host name, two of them PID 1 (issue #19): they used to share a
-    `workers` row and a lease owner (each took the whole ceiling; one finishing marked the row
-    stopped under the others), and the one with another pid freed the PID-1 ones' live leases
-    every second, since pid 1 of its own namespace was not theirs."""
+    """Three containers with one host name, two of them PID 1: each is a worker of its own. Were
+    they told apart by host and pid, they would share a `workers` row and a lease owner (each
+    taking the whole ceiling; one finishing would mark the row stopped under the others), and the
+    one with another pid would free the PID-1 ones' live leases, pid 1 of its own namespace not
+    being theirs."""
     with pg_campaign(
         tmp_path / "c", "multihost_boxes", small=True, accounts=120, workers=2, chunk=1, lease=60,
         faults=Faults(delay_s=0.01),

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from migrator.adapters.sources.base import EMPTY
 from migrator.adapters.sources.imap import ImapSource
 from migrator.adapters.sources.imap_connection import ImapAccess
 from migrator.adapters.sources.maildir import MaildirSource
 from migrator.adapters.sources.mbox import MboxSource
 from migrator.model.mail import Flags, KnownMessage, MessageRecord, SkippedMessage
+from migrator.model.reasons import Reason
 from tests.fixtures.dovecot import DovecotServer
 
 GOOD = (
@@ -49,7 +49,7 @@ def test_maildir_files_without_a_message_are_skipped_as_empty(tmp_path: Path) ->
         items = _listing(source)
     skipped = {i.key: i for i in items if isinstance(i, SkippedMessage)}
     assert set(skipped) == {"1591000001.M2P7.mx1"}
-    assert skipped["1591000001.M2P7.mx1"].reason == EMPTY
+    assert skipped["1591000001.M2P7.mx1"].reason == Reason.EMPTY
     assert "is empty (0 bytes)" in skipped["1591000001.M2P7.mx1"].detail
     records = {i.key: i for i in items if isinstance(i, MessageRecord)}
     assert set(records) == {"1591000000.M1P7.mx1", "1591000002.M3P7.mx1"}
@@ -72,7 +72,7 @@ def test_an_empty_mbox_message_is_skipped_and_its_neighbours_are_intact(tmp_path
         assert [type(i).__name__ for i in items] == [
             "MessageRecord", "SkippedMessage", "MessageRecord", "MessageRecord"]
         empty = items[1]
-        assert isinstance(empty, SkippedMessage) and empty.reason == EMPTY
+        assert isinstance(empty, SkippedMessage) and empty.reason == Reason.EMPTY
         first, blank, last = items[0], items[2], items[3]
         assert isinstance(first, MessageRecord) and isinstance(blank, MessageRecord)
         assert isinstance(last, MessageRecord)
@@ -91,7 +91,7 @@ def test_an_empty_message_on_an_imap_server_is_skipped(dovecot: DovecotServer) -
         items = _listing(source)
         records = [i for i in items if isinstance(i, MessageRecord)]
         skipped = [i for i in items if isinstance(i, SkippedMessage)]
-        assert [s.reason for s in skipped] == [EMPTY]
+        assert [s.reason for s in skipped] == [Reason.EMPTY]
         assert len(records) == 1 and records[0].flags.seen
         with records[0].open() as stream:
             assert stream.read() == GOOD.replace(b"\n", b"\r\n")

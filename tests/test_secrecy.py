@@ -1,8 +1,8 @@
-"""No secret in any message, and no message garbled to keep one out (issue #15, item 2).
+"""No secret in any message, and no message garbled to keep one out.
 
-A wrong LDAP password "o" printed the bind DN as `cn=n***b***dy,dc=ife,dc=***rg`: masking the
-password inside the finished message garbled it and spelled the password out by where the
-stars fell. Messages are built from what may be shown; words of a library or a server are
+Masking a password inside a finished message garbles it and spells the password out by where
+the stars fall (a wrong LDAP password "o" would show the bind DN as
+`cn=n***b***dy,dc=ife,dc=***rg`). Messages are built from what may be shown; words of a library or a server are
 shown whole or, when a secret occurs in them, not at all. The directory and IMAP cases run
 against slapd and Dovecot in their own test files; these are the state database and EWS.
 """

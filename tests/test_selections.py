@@ -1,6 +1,6 @@
 """--account and --batch name something the plan has, or the command stops with exit 2 and says
-what was not found (issue #15, item 11): `run --account nobody@…` printed "0 accounts" and
-exited 0, and so did `run --batch NoSuchBatch` and `routing --batch NoSuchBatch`.
+what was not found: `run --account nobody@…`, `run --batch NoSuchBatch` and
+`routing --batch NoSuchBatch` never print "0 accounts" and exit 0.
 
 The state is written through the store (no server is contacted: every command stops before it
 would open the target)."""

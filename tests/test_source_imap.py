@@ -13,7 +13,6 @@ from imapclient import IMAPClient
 
 from migrator.adapters.sources import open_source
 from migrator.adapters.sources.imap import (
-    UIDVALIDITY_CHANGED,
     ImapSource,
     UidValidityChanged,
     content_fingerprint,
@@ -22,6 +21,7 @@ from migrator.adapters.sources.imap_connection import ImapAccess
 from migrator.model.errors import SourceError, TransientError
 from migrator.model.mail import FolderInfo, FolderRole, MessageRecord
 from migrator.model.plan import SourceSettings
+from migrator.model.reasons import Reason
 from tests.fixtures.dovecot import (
     MASTER_PASSWORD,
     MASTER_USER,
@@ -355,7 +355,7 @@ def test_changed_uidvalidity_is_detected_and_content_fingerprints_survive(accoun
         assert new_validity != old_validity
         with pytest.raises(UidValidityChanged) as caught:
             next(iter(source.messages(work, expected_uidvalidity=old_validity)))
-        assert caught.value.reason == UIDVALIDITY_CHANGED
+        assert caught.value.reason == Reason.UIDVALIDITY_CHANGED
         assert (caught.value.old, caught.value.new) == (old_validity, new_validity)
         after = records(source, work)
 

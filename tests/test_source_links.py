@@ -1,4 +1,4 @@
-"""Symbolic links inside a mailbox are never followed (issue #15): a user who can write into
+"""Symbolic links inside a mailbox are never followed: a user who can write into
 their own Maildir or mbox folders must not make the migrator, usually root, read a file of
 the host or another user's mail. A link is reported with reason "symlink" where it was found:
 a message file as a skipped message, a folder or a directory in INBOX's listing under the key

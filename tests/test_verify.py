@@ -160,9 +160,9 @@ def test_an_account_left_running_by_a_killed_run_is_said_to_be_interrupted(tmp_p
 
 
 def test_links_junk_and_odd_folders_in_a_maildir_are_reported_never_followed(tmp_path: Path) -> None:
-    """What a first-time operator ran into (issue #15): a link in a user's Maildir made the
-    migrator read a file of another user, a linked folder was migrated, a PNG arrived as a
-    message, a ".INBOX" folder was passed over, and verify said "verified"."""
+    """What a first-time operator may have in a Maildir: a link to a file of another user is not
+    read, a linked folder is not migrated, a PNG does not arrive as a message, a ".INBOX"
+    folder is not passed over, and verify does not say "verified" while they are skipped."""
     c = build_campaign(tmp_path / "c", accounts=1)
     try:
         [address] = c.accounts

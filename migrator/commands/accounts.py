@@ -7,8 +7,9 @@ from typing import Any
 from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
+from migrator.store.rows import ALL_STATES
 
-STATES = ("pending", "running", "synced", "failed", "verified", "excluded", "invalid", "vanished")
+STATES = ALL_STATES  # a progress status for accounts in scope, else the discovery scope
 
 
 def list_accounts(

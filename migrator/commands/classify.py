@@ -15,18 +15,8 @@ from collections.abc import Iterable
 
 from migrator.model.account import DirectoryEntry, DiscoveredAccount, Scope
 from migrator.model.plan import Plan
+from migrator.model.scope import DiscoveryReason
 from migrator.plan.templates import Template, TemplateError
-
-# Reason codes: short, stable, used in reports and SQL. Keep docs/discovery.md in step.
-NO_ADDRESS = "no-address"
-NOT_SELECTED = "not-selected"
-UNPARSABLE_ADDRESS = "unparsable-address"
-UNPARSABLE_TARGET = "unparsable-target-address"
-DUPLICATE_ADDRESS = "duplicate-address"
-UNSAFE_PATH = "unsafe-path"
-UNSAFE_LOGIN = "unsafe-login"
-MISSING_ATTRIBUTE = "missing-attribute"
-TOO_LONG = "too-long"
 
 # A practical addr-spec: dot-atom local part (plus UTF-8 for SMTPUTF8 mailboxes) and a
 # domain of LDH labels (IDN letters allowed). Quoted local parts are refused on purpose:
@@ -117,7 +107,7 @@ class Classifier:
             return DiscoveredAccount(
                 key="dn:" + entry.dn.lower(),
                 scope=Scope.EXCLUDED,
-                reason=NO_ADDRESS,
+                reason=DiscoveryReason.NO_ADDRESS,
                 detail=f"no {self.attrs.address} attribute",
                 **base,  # type: ignore[arg-type]
             )
@@ -126,7 +116,7 @@ class Classifier:
             return DiscoveredAccount(
                 key="dn:" + entry.dn.lower(),
                 scope=Scope.INVALID,
-                reason=UNPARSABLE_ADDRESS,
+                reason=DiscoveryReason.UNPARSABLE_ADDRESS,
                 detail=f"{self.attrs.address} {_shown(raw_addresses[0])} is not a mail address",
                 **base,  # type: ignore[arg-type]
             )
@@ -168,10 +158,10 @@ class Classifier:
         try:
             rendered = self.target_template.render(fields)
         except TemplateError as exc:
-            return MISSING_ATTRIBUTE, f"target address: {exc}"
+            return DiscoveryReason.MISSING_ATTRIBUTE, f"target address: {exc}"
         target = parse_address(rendered)
         if target is None:
-            return UNPARSABLE_TARGET, f"target address {_shown(rendered)} is not a mail address"
+            return DiscoveryReason.UNPARSABLE_TARGET, f"target address {_shown(rendered)} is not a mail address"
         account.target_address = target
         return None
 
@@ -182,9 +172,9 @@ class Classifier:
             try:
                 login = self.login_template.render(fields)
             except TemplateError as exc:
-                return MISSING_ATTRIBUTE, f"IMAP login: {exc}"
+                return DiscoveryReason.MISSING_ATTRIBUTE, f"IMAP login: {exc}"
             if _has_control(login) or len(login) > _MAX_VALUE:
-                return UNSAFE_LOGIN, f"IMAP login {_shown(login)} holds control characters or is too long"
+                return DiscoveryReason.UNSAFE_LOGIN, f"IMAP login {_shown(login)} holds control characters or is too long"
             account.source_path = None
             account.attributes = {**account.attributes, "login": login}
             return None
@@ -209,19 +199,19 @@ class Classifier:
                 continue
             value = fields.get(name)
             if value is None or value == "":
-                return MISSING_ATTRIBUTE, f"mailbox path needs {{{name}}}, which this entry lacks"
+                return DiscoveryReason.MISSING_ATTRIBUTE, f"mailbox path needs {{{name}}}, which this entry lacks"
             problem = _unsafe_path_value(value)
             if problem:
-                return UNSAFE_PATH, f"{{{name}}} = {_shown(value)} {problem}"
+                return DiscoveryReason.UNSAFE_PATH, f"{{{name}}} = {_shown(value)} {problem}"
         path = template.render({**fields, "root": self.root})
         resolved = os.path.realpath(os.path.normpath(path))
         if os.path.commonpath([self.root, resolved]) != self.root or resolved == self.root:
-            return UNSAFE_PATH, f"mailbox path {_shown(path)} leaves the source root {self.root}"
+            return DiscoveryReason.UNSAFE_PATH, f"mailbox path {_shown(path)} leaves the source root {self.root}"
         if resolved != os.path.normpath(path):
             # A link below the (resolved) root: a user who owns a step of the path (a home
             # directory) could point it at a colleague's mailbox, still inside root. The run
             # never follows links, so the account could not be read anyway: say why now.
-            return UNSAFE_PATH, (f"mailbox path {_shown(path)} passes through a symbolic link (to "
+            return DiscoveryReason.UNSAFE_PATH, (f"mailbox path {_shown(path)} passes through a symbolic link (to "
                                  f"{_shown(resolved)}); links are never followed")
         return resolved
 
@@ -235,7 +225,7 @@ class Classifier:
                 key="dn:" + entry.dn.lower(),
                 dn=entry.dn,
                 scope=Scope.EXCLUDED,
-                reason=NOT_SELECTED if has_address else NO_ADDRESS,
+                reason=DiscoveryReason.NOT_SELECTED if has_address else DiscoveryReason.NO_ADDRESS,
                 detail="not selected by the plan's filter"
                 if has_address
                 else f"no {self.attrs.address} attribute",
@@ -262,7 +252,7 @@ class Classifier:
             for index, account in enumerate(members):
                 others = [m.dn for m in members if m is not account]
                 account.scope = Scope.INVALID
-                account.reason = DUPLICATE_ADDRESS
+                account.reason = DiscoveryReason.DUPLICATE_ADDRESS
                 account.source_path = None  # nothing of an invalid account is to be opened
                 shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
                 account.detail = f"{address} is also the address of {shown}"
@@ -289,7 +279,7 @@ class Classifier:
 def _batch_too_long(batch: str) -> tuple[str, str] | None:
     if len(batch) <= MAX_BATCH_CHARS:
         return None
-    return TOO_LONG, f"batch {_shown(batch)} is {len(batch):,} characters long (a batch name has at most {MAX_BATCH_CHARS})"
+    return DiscoveryReason.TOO_LONG, f"batch {_shown(batch)} is {len(batch):,} characters long (a batch name has at most {MAX_BATCH_CHARS})"
 
 
 def _storable_key(key: str) -> str:

@@ -43,6 +43,7 @@ from migrator.commands.run import RunRequest, run
 from migrator.commands.state import check_selection, plan_store
 from migrator.engine.crashpoints import reached as crash_point
 from migrator.engine.progress import Progress
+from migrator.model.cutover import ROUTED, CutoverState, StepStatus, WaveStatus
 from migrator.model.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -52,6 +53,8 @@ from migrator.model.errors import (
     UsageError,
 )
 from migrator.model.plan import CutoverSettings, Plan
+from migrator.model.scope import Scope
+from migrator.model.status import PASS_COMPLETED, Status
 from migrator.store import Store
 from migrator.store import cutover as state
 from migrator.store.types import utcnow
@@ -205,20 +208,20 @@ class _Wave:
         except BaseException as exc:
             detail.setdefault("error", str(exc) if isinstance(exc, MigratorError) else type(exc).__name__)
             with contextlib.suppress(MigratorError):
-                state.finish_step(self.store, step_id, "failed", detail)
-            self.report.steps.append({"step": name, "status": "failed", **detail})
+                state.finish_step(self.store, step_id, StepStatus.FAILED, detail)
+            self.report.steps.append({"step": name, "status": StepStatus.FAILED, **detail})
             raise
         detail["seconds"] = round(time.monotonic() - started, 3)
-        state.finish_step(self.store, step_id, "done", detail)
-        self.report.steps.append({"step": name, "status": "done", **detail})
+        state.finish_step(self.store, step_id, StepStatus.DONE, detail)
+        self.report.steps.append({"step": name, "status": StepStatus.DONE, **detail})
 
     def _fail_wave(self, error: str) -> None:
-        state.update_wave(self.store, self.wave_id, status="failed", error=error[:4000])
+        state.update_wave(self.store, self.wave_id, status=WaveStatus.FAILED, error=error[:4000])
 
     # --- the switch ------------------------------------------------------------------------
     def switch(self) -> None:
         self._parameters()  # a Postfix whose main.cf cannot be read stops the wave before anything
-        resuming = state.wave_accounts(self.store, self.wave_id, ("switching", "switched"))
+        resuming = state.wave_accounts(self.store, self.wave_id, (CutoverState.SWITCHING, CutoverState.SWITCHED))
         if not resuming:
             ids = self._prepare()
             if not ids:
@@ -226,8 +229,8 @@ class _Wave:
             crash_point("cutover.before-mark")
             state.begin_switch(self.store, self.plan_id, self.wave_id, ids)
             state.update_wave(self.store, self.wave_id, accounts=len(ids), nexthop=self.nexthop,
-                              transport_map=str(self.map_path), status="running", error=None)  # fmt: skip
-        switching = state.wave_accounts(self.store, self.wave_id, ("switching",))
+                              transport_map=str(self.map_path), status=WaveStatus.RUNNING, error=None)  # fmt: skip
+        switching = state.wave_accounts(self.store, self.wave_id, (CutoverState.SWITCHING,))
         just_switched = False
         if switching:
             self.say(f"routing {len(switching):,} accounts to {self.nexthop} in {self.map_path}")
@@ -235,7 +238,7 @@ class _Wave:
             now = utcnow()
             crash_point("cutover.before-confirm")
             self.report.switched = state.confirm_switch(self.store, self.plan_id, self.wave_id, now)
-            state.update_wave(self.store, self.wave_id, status="switched", switched_at=now, error=None)
+            state.update_wave(self.store, self.wave_id, status=WaveStatus.SWITCHED, switched_at=now, error=None)
             self.wave["switched_at"] = now
             just_switched = True
             self.say(f"switched {self.report.switched:,} accounts: Postfix sends their new mail to {self.nexthop}")
@@ -250,7 +253,7 @@ class _Wave:
                           already=len(done), left_out=len(left_out))  # fmt: skip
             self._stop_on(exceptions, left_out, "before the last delta pass")
         if not candidates:
-            state.update_wave(self.store, self.wave_id, status="finished", finished_at=utcnow(), error=None)
+            state.update_wave(self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow(), error=None)
             self.say(f"nothing to switch: {len(done):,} accounts of this selection are switched already")
             return []
         with self._step("last-delta") as detail:
@@ -270,10 +273,10 @@ class _Wave:
         candidates, exceptions, left_out, done = [], [], [], []
         for row in rows:
             address = str(row["address"] or row["key"])
-            if row["cutover"] in ("switched", "cut-over"):
+            if row["cutover"] in (CutoverState.SWITCHED, CutoverState.CUT_OVER):
                 done.append(row)
                 continue
-            if row["cutover"] == "switching" and row["cutover_wave"] != self.wave_id:
+            if row["cutover"] == CutoverState.SWITCHING and row["cutover_wave"] != self.wave_id:
                 exceptions.append({"account": address, "problem": f"being switched by wave {row['cutover_wave']}, which did not finish"})
                 continue
             problem = map_key_problem(str(row["address"])) if row["address"] else "it has no address"
@@ -476,7 +479,7 @@ class _Wave:
 
     # --- the final delta -------------------------------------------------------------------
     def _final_delta(self, just_switched: bool) -> None:
-        switched = state.wave_accounts(self.store, self.wave_id, ("switched",))
+        switched = state.wave_accounts(self.store, self.wave_id, (CutoverState.SWITCHED,))
         if not switched:
             self._finish_if_done()
             return
@@ -495,7 +498,7 @@ class _Wave:
         with self._step("final-delta") as detail:
             self._drain_queue([str(r["address"]) for r in switched], detail)
             started = utcnow()
-            self._delta([r for r in switched if r["scope"] == "in_scope"], detail, "final delta pass", exact=True)
+            self._delta([r for r in switched if r["scope"] == Scope.IN_SCOPE], detail, "final delta pass", exact=True)
             rows = state.accounts_by_id(self.store, [r["id"] for r in switched])
             done = [r for r in rows if _completed_since(r, started)]
             self.report.not_finished = [
@@ -540,18 +543,18 @@ class _Wave:
             time.sleep(_POLL_S)
 
     def _finish_if_done(self) -> None:
-        left = state.wave_accounts(self.store, self.wave_id, ("switching", "switched"))
+        left = state.wave_accounts(self.store, self.wave_id, (CutoverState.SWITCHING, CutoverState.SWITCHED))
         if not left:
-            state.update_wave(self.store, self.wave_id, status="finished", finished_at=utcnow(), error=None)
+            state.update_wave(self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow(), error=None)
 
     # --- the way back ----------------------------------------------------------------------
     def rollback(self) -> None:
         self._parameters()
         rows = state.selected_accounts(self.store, self.plan_id, self.request.batches, self.request.addresses,
                                        in_scope_only=False)  # fmt: skip
-        ids = [int(r["id"]) for r in rows if r["cutover"] in (*state.ROUTED, "reverting")]
+        ids = [int(r["id"]) for r in rows if r["cutover"] in (*ROUTED, CutoverState.REVERTING)]
         if not ids:
-            state.update_wave(self.store, self.wave_id, status="finished", finished_at=utcnow())
+            state.update_wave(self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow())
             self.say("nothing to roll back: no account of this selection is switched")
             return
         state.begin_revert(self.store, self.plan_id, ids)
@@ -579,7 +582,7 @@ class _Wave:
             backup.discard()
         self.report.reverted = state.confirm_revert(self.store, self.plan_id, self.wave_id, ids)
         state.close_rolled_back_waves(self.store, self.plan_id)
-        state.update_wave(self.store, self.wave_id, status="finished", finished_at=utcnow(), error=None)
+        state.update_wave(self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow(), error=None)
         self.say(f"rolled back {self.report.reverted:,} accounts: Postfix delivers their new mail locally again")
 
     def _verify_local(self, addresses: list[str], detail: dict[str, Any]) -> None:
@@ -618,10 +621,10 @@ def _precondition(row: dict[str, Any], delta_started: datetime | None) -> str | 
     if delta_started is not None and not _completed_since(row, delta_started):
         return f"the last delta pass did not complete ({row['last_error_reason'] or status})"
     if passes == 0:
-        return "no completed pass yet (pending)" if status == "pending" else f"no completed pass yet ({status})"
-    if status == "failed":
+        return "no completed pass yet (pending)" if status == Status.PENDING else f"no completed pass yet ({status})"
+    if status == Status.FAILED:
         return f"its last pass failed ({row['last_error_reason'] or 'error'})"
-    if status == "running" and row["lease_expires_at"] is not None and row["lease_expires_at"] > utcnow():
+    if status == Status.RUNNING and row["lease_expires_at"] is not None and row["lease_expires_at"] > utcnow():
         return f"being migrated right now by {row['lease_owner']}"
     if int(row["messages_failed"] or 0):
         return f"{int(row['messages_failed']):,} failed messages"
@@ -630,4 +633,4 @@ def _precondition(row: dict[str, Any], delta_started: datetime | None) -> str | 
 
 def _completed_since(row: dict[str, Any], since: datetime) -> bool:
     last = row["last_pass_at"]
-    return row["status"] in ("synced", "verified") and last is not None and last >= since
+    return row["status"] in PASS_COMPLETED and last is not None and last >= since

@@ -34,6 +34,7 @@ from migrator.commands.secrets import target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
 from migrator.model.plan import Plan
+from migrator.model.status import MessageState, RunStatus, Status
 from migrator.store import ledger
 from migrator.store.ledger import PlacedCopy
 from migrator.store.owners import process_gone
@@ -146,12 +147,12 @@ def dedupe(
                     store.add_event(plan_id, "dedupe", account_id=row.id, run_id=run_id, worker=worker_name(),
                                     detail={"deleted": result.deleted,
                                             "folders": sum(1 for f in result.folders if f.deleted)})
-        store.finish_run(run_id, "done" if report.exit_code == EXIT_OK else "partial", report.as_json())
+        store.finish_run(run_id, RunStatus.DONE if report.exit_code == EXIT_OK else RunStatus.PARTIAL, report.as_json())
     return report
 
 
 def _busy(row: Any) -> str | None:
-    if row.status != "running":
+    if row.status != Status.RUNNING:
         return None
     expired = row.lease_expires_at is not None and row.lease_expires_at < datetime.now(UTC)
     if expired or process_gone(row.lease_owner):
@@ -167,7 +168,7 @@ def _account(store: Any, target: Any, row: Any, apply: bool, policy: RetryPolicy
         return result
     mailbox = row.target_address or row.address
     placed = ledger.placed_copies(store, row.id)
-    inflight = sum(1 for copies in placed.values() for c in copies if c.state == "inflight")
+    inflight = sum(1 for copies in placed.values() for c in copies if c.state == MessageState.INFLIGHT)
     if inflight:
         result.error = (f"{inflight} message(s) are in flight from an interrupted pass; run `migrator run` "
                         "first, then dedupe")

@@ -13,6 +13,7 @@ from migrator.commands.heartbeat import keep_run_alive
 from migrator.commands.state import open_state
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.model.plan import Plan
+from migrator.model.status import RunStatus
 from migrator.plan.secrets import read_secret
 from migrator.store.owners import identify
 
@@ -39,10 +40,10 @@ class DiscoveryReport:
         return {
             "plan": self.plan,
             "directory": self.directory,
-            "in_scope": self.in_scope,
-            "excluded": self.excluded,
-            "invalid": self.invalid,
-            "vanished": self.vanished,
+            Scope.IN_SCOPE: self.in_scope,
+            Scope.EXCLUDED: self.excluded,
+            Scope.INVALID: self.invalid,
+            Scope.VANISHED: self.vanished,
             "batches": self.batches,
             "changes": {"new": self.new, "updated": self.updated, "unchanged": self.unchanged},
             "seconds": round(self.seconds, 3),
@@ -112,16 +113,16 @@ def discover(
             accounts = classifier.finish()
             summary = store.record_discovery(plan_id, run_id, accounts)
         except BaseException as exc:
-            store.finish_run(run_id, "failed", {"error": type(exc).__name__})
+            store.finish_run(run_id, RunStatus.FAILED, {"error": type(exc).__name__})
             raise
         counts = store.discovery_counts(plan_id)
         report = DiscoveryReport(
             plan=plan.name,
             directory=settings.url,
-            in_scope=counts["in_scope"],
-            excluded=dict(counts["excluded"]),
-            invalid=dict(counts["invalid"]),
-            vanished=counts["vanished"],
+            in_scope=counts[Scope.IN_SCOPE],
+            excluded=dict(counts[Scope.EXCLUDED]),
+            invalid=dict(counts[Scope.INVALID]),
+            vanished=counts[Scope.VANISHED],
             batches=dict(counts["batches"]),
             new=summary.new,
             updated=summary.updated,
@@ -129,7 +130,7 @@ def discover(
             seconds=time.monotonic() - started,
             examples=_examples(accounts),
         )
-        store.finish_run(run_id, "done", report.as_json())
+        store.finish_run(run_id, RunStatus.DONE, report.as_json())
         return report
     finally:
         store.close()

@@ -45,6 +45,7 @@ from migrator.model.errors import (
 )
 from migrator.model.plan import FilterSettings, Plan
 from migrator.model.sieve import SieveScript, Translation
+from migrator.model.status import RunStatus
 from migrator.plan.secrets import read_secret
 from migrator.plan.templates import Template, TemplateError
 from migrator.store import filters as recorded
@@ -193,13 +194,13 @@ def filters(
                 )
         except BaseException as exc:
             if run_id is not None:
-                store.finish_run(run_id, "failed", {"error": type(exc).__name__})
+                store.finish_run(run_id, RunStatus.FAILED, {"error": type(exc).__name__})
             raise
         finally:
             if target is not None:
                 target.close()
         if run_id is not None:
-            store.finish_run(run_id, "partial" if summary.exit_code else "done", summary.as_json())
+            store.finish_run(run_id, RunStatus.PARTIAL if summary.exit_code else RunStatus.DONE, summary.as_json())
     return summary
 
 

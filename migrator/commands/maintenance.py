@@ -8,6 +8,8 @@ from typing import Any
 from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
+from migrator.model.scope import Scope
+from migrator.model.status import Status
 from migrator.store import Store, ledger
 from migrator.store.queries import find_account
 from migrator.store.work import reset_account, reset_attempts, worker_name
@@ -38,10 +40,10 @@ def prepare_retry(
                 names.append(row["address"] or row["key"])
         reset_attempts(store, plan_id, ids)
         if skipped:
-            for account_id in ids or [r.id for r in store.list_accounts(plan_id) if r.scope == "in_scope"]:
+            for account_id in ids or [r.id for r in store.list_accounts(plan_id) if r.scope == Scope.IN_SCOPE]:
                 ledger.forget_skipped(store, account_id)
         if not names:
-            names = [r.address or r.key for r in store.list_accounts(plan_id, state="failed")]
+            names = [r.address or r.key for r in store.list_accounts(plan_id, state=Status.FAILED)]
         return names
 
 

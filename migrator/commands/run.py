@@ -16,6 +16,7 @@ from migrator.engine.progress import Progress
 from migrator.engine.runner import Runner, RunOptions, RunSummary
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
+from migrator.model.status import RunStatus
 from migrator.store.owners import Identity, identify
 
 
@@ -89,10 +90,10 @@ def run(
             with keep_run_alive(store, run_id, lease):
                 summary = runner.run()
         except BaseException as exc:
-            store.finish_run(run_id, "failed", {"error": type(exc).__name__})
+            store.finish_run(run_id, RunStatus.FAILED, {"error": type(exc).__name__})
             raise
         finally:
             target.close()
-        status = "interrupted" if summary.stopped else ("partial" if summary.exit_code else "done")
+        status = RunStatus.INTERRUPTED if summary.stopped else (RunStatus.PARTIAL if summary.exit_code else RunStatus.DONE)
         store.finish_run(run_id, status, summary.as_json())
         return summary

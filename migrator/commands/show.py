@@ -10,63 +10,19 @@ from typing import Any
 from migrator.adapters.sources import open_account_source
 from migrator.commands.report import iso
 from migrator.commands.secrets import source_password
-from migrator.commands.state import plan_store, scope_advice
+from migrator.commands.state import plan_store
 from migrator.engine.delta import describe
 from migrator.model.errors import MigratorError, UsageError
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
+from migrator.model.reasons import advice as advice_for
+from migrator.model.scope import advice as scope_advice
+from migrator.model.status import PASS_COMPLETED
 from migrator.store import queries
 from migrator.store.filters import recorded as recorded_filters
 
 MESSAGE_CAP = 50
 _HEADER_BYTES = 64 * 1024
-
-# reason code -> what the operator does about it ({addr} and {plan} are filled in)
-ADVICE: dict[str, str] = {
-    "no-mailbox": "create the mailbox in Exchange or fix the [target] address, then "
-    "`migrator retry --plan {plan} --account {addr}`",
-    "auth": "check the target service account's password and its impersonation right, then "
-    "`migrator retry --plan {plan} --failed`",
-    "no-permission": "grant the service account ApplicationImpersonation (or FullAccess) on the mailbox, "
-    "then `migrator retry --plan {plan} --account {addr}`",
-    "quota": "raise the Exchange mailbox quota, then `migrator retry --plan {plan} --account {addr}`",
-    "too-large": "the message is over the target's size limit: raise [target] max_message_size and the "
-    "Exchange limit, or deliver it by hand; then `migrator retry --plan {plan} --account {addr} --skipped`",
-    "rejected": "the target server refused the message: inspect it (see the key), then "
-    "`migrator retry --plan {plan} --account {addr} --skipped`",
-    "empty": "the source holds a 0-byte message (a failed delivery or a broken copy): there is "
-    "nothing to migrate; delete the file if you like",
-    "unreadable": "fix the file permissions in the source mailbox, then "
-    "`migrator retry --plan {plan} --account {addr} --skipped`",
-    "vanished": "the message was moved or deleted while being migrated; if it is back, the next pass sends it",
-    "not-a-file": "something other than a message file sits in the Maildir; remove or fix it",
-    "not-mail": "the file holds no message (binary data or text without a header block, or bytes before the "
-    "first From_ line of an mbox): nothing to migrate; look at it and remove it if you like",
-    "symlink": "a symbolic link inside the source mailbox is never followed (it could point at any file): if "
-    "it is legitimate, replace it by the real file or folder, then "
-    "`migrator retry --plan {plan} --account {addr} --skipped`",
-    "not-a-folder": "a directory in the source mailbox is not a folder of its layout (no cur/ or new/) but holds "
-    "something: look at it; make it a folder or move the mail into one, then "
-    "`migrator retry --plan {plan} --account {addr} --skipped`",
-    "changed": "the folder was rewritten during the pass; run again: "
-    "`migrator run --plan {plan} --account {addr}`",
-    "config": "fix the plan ([source]/[target]), check it with `migrator check-plan --plan {plan}`, then retry",
-    "tls": "fix the server certificate or the plan's CA setting, then retry",
-    "not-found": "a folder or item vanished on the target; run again: `migrator run --plan {plan} --account {addr}`",
-    "deletion-limit": "the pass would have deleted more of the mailbox than [run] deletion_limit allows, so it "
-    "deleted nothing: check the source (a disk not mounted? folders removed by hand?); if the deletions are "
-    "right, `migrator run --plan {plan} --account {addr} --allow-deletions`",
-    "move-failed": "the target refused to move some messages: run again: `migrator run --plan {plan} --account {addr}`",
-    "ews-error": "an unexpected Exchange answer: see the error, then "
-    "`migrator retry --plan {plan} --account {addr}`",
-}
-DEFAULT_ADVICE = "read the error, fix its cause, then `migrator retry --plan {plan} --account {addr}`"
-
-
-def advice_for(reason: str | None, *, address: str, plan_file: str) -> str:
-    text = ADVICE.get(reason or "", DEFAULT_ADVICE)
-    return text.format(addr=address, plan=plan_file)
-
 
 def _decoded(value: str | None) -> str | None:
     if value is None:
@@ -149,7 +105,7 @@ def show_account(
     shown = account["address"] or account["key"]
     source_note = read_subjects(plan, account, problems) if read_source else None
     # what the newest completed pass carried of the user's changes (its `released` event)
-    released = next((e for e in history if e["kind"] == "released" and e["to_state"] in ("synced", "verified")), None)
+    released = next((e for e in history if e["kind"] == "released" and e["to_state"] in PASS_COMPLETED), None)
     carried = dict((released["detail"] or {}).get("changes") or {}) if released is not None else None
     reason = account["last_error_reason"]
     return {

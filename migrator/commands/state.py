@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from migrator.model.errors import StateError, UsageError
 from migrator.model.plan import DEFAULT_STATE_URL, Plan
+from migrator.model.scope import Scope
+from migrator.model.scope import advice as scope_advice
 from migrator.plan import resolve_state_url
 from migrator.store import reporting
 from migrator.store.access import Access, EmptyStateDatabase, NoStateDatabase, SchemaBehind
@@ -170,21 +172,10 @@ def in_scope_accounts(
     return [
         r
         for r in store.list_accounts(plan_id)
-        if r.scope == "in_scope"
+        if r.scope == Scope.IN_SCOPE
         and (not batches or r.batch in batches)
         and (not wanted or r.address in wanted or r.target_address in wanted)
     ]
-
-
-# what to do about an account discovery left out of scope, by scope
-_OUT_OF_SCOPE_ADVICE = {
-    "excluded": "the plan's [directory] filter leaves it out: change the filter (or the entry), "
-    "then `migrator discover --plan {plan}`",
-    "invalid": "fix its directory entry (the reason says what is wrong), then "
-    "`migrator discover --plan {plan}`",
-    "vanished": "it is no longer found in the directory; `migrator discover --plan {plan}` "
-    "brings it back once it is",
-}
 
 
 def check_selection(
@@ -208,9 +199,9 @@ def check_selection(
         if row is None:
             problems.append(f"no account {address!r} in plan {plan.name!r}")
             hints.append(f"`migrator accounts --plan {plan.file}` lists the accounts")
-        elif in_scope_only and row["scope"] != "in_scope":
+        elif in_scope_only and row["scope"] != Scope.IN_SCOPE:
             problems.append(_out_of_scope(address, row))
-            hints.append(scope_advice(row["scope"], plan.file) or "")
+            hints.append(scope_advice(row["scope"], str(plan.file)) or "")
     if batches:
         known = queries.batch_scopes(store, plan_id)
         for batch in batches:
@@ -218,18 +209,12 @@ def check_selection(
             if not scopes:
                 problems.append(f"no batch {batch!r} in plan {plan.name!r}")
                 hints.append(_batch_hint(batch, known))
-            elif in_scope_only and not scopes.get("in_scope"):
+            elif in_scope_only and not scopes.get(Scope.IN_SCOPE):
                 counts = ", ".join(f"{n:,} {scope}" for scope, n in sorted(scopes.items()))
                 problems.append(f"batch {batch!r} has no account in scope ({counts})")
     if problems:
         unique_hints = [h for i, h in enumerate(hints) if h and h not in hints[:i]]
         raise UsageError("; ".join(problems), hint="; ".join(unique_hints) or None)
-
-
-def scope_advice(scope: str, plan_file: str) -> str | None:
-    """What to do about an account that is not in scope (None for one that is)."""
-    text = _OUT_OF_SCOPE_ADVICE.get(scope)
-    return text.format(plan=plan_file) if text else None
 
 
 def _out_of_scope(address: str, row: dict[str, Any]) -> str:

@@ -9,6 +9,8 @@ from migrator.commands.classify import ou_of_dn
 from migrator.commands.state import plan_reader
 from migrator.model.heartbeat import beat_seconds
 from migrator.model.plan import Plan
+from migrator.model.scope import Scope
+from migrator.model.status import Status
 from migrator.store import cutover_reads, filter_reporting, reporting
 
 # An estimate needs this much to stand on: the pace of a few seconds, or of one or two
@@ -38,21 +40,22 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
+# in this order in `status --json` (verified first: the furthest an account gets)
+_SHOWN_STATUSES = (Status.VERIFIED, Status.SYNCED, Status.FAILED, Status.PENDING, Status.RUNNING)
+_OU_STATUSES = (Status.VERIFIED, Status.FAILED, Status.RUNNING, Status.PENDING)
+
+
 def _accounts(counts: dict[str, Any], progress: dict[str, int]) -> dict[str, int]:
     statuses: dict[str, int] = counts["statuses"]
     return {
-        "total": counts["in_scope"],
+        "total": counts[Scope.IN_SCOPE],
         "migrated": progress["migrated"],
-        "verified": statuses.get("verified", 0),
-        "synced": statuses.get("synced", 0),
-        "failed": statuses.get("failed", 0),
-        "pending": statuses.get("pending", 0),
-        "running": statuses.get("running", 0),
+        **{status: statuses.get(status, 0) for status in _SHOWN_STATUSES},
         # running, but the lease expired: the worker died (`migrator run` resumes them)
         "interrupted": progress["interrupted"],
-        "excluded": sum(counts["excluded"].values()),
-        "invalid": sum(counts["invalid"].values()),
-        "vanished": counts["vanished"],
+        Scope.EXCLUDED: sum(counts[Scope.EXCLUDED].values()),
+        Scope.INVALID: sum(counts[Scope.INVALID].values()),
+        Scope.VANISHED: counts[Scope.VANISHED],
     }
 
 
@@ -71,7 +74,7 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
     with plan_reader(plan, state_url) as (db, plan_id, shown_url):
         counts = reporting.account_counts(db, plan_id)
         statuses: dict[str, int] = counts["statuses"]
-        total = counts["in_scope"]
+        total = counts[Scope.IN_SCOPE]
         progress = reporting.progress_counts(db, plan_id)
         migrated = progress["migrated"]
         # a killed run was at work until about one heartbeat after its workers' last one
@@ -113,10 +116,10 @@ def _by_ou(rows: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
     groups: dict[str, dict[str, Any]] = {}
     for dn, status, migrated in rows:
         ou = ou_of_dn(dn) or "(none)"
-        row = groups.setdefault(ou, {"ou": ou, "total": 0, "migrated": 0, "verified": 0, "failed": 0, "running": 0, "pending": 0})
+        row = groups.setdefault(ou, {"ou": ou, "total": 0, "migrated": 0, **dict.fromkeys(_OU_STATUSES, 0)})
         row["total"] += 1
         row["migrated"] += migrated
-        if status in ("verified", "failed", "running", "pending"):
+        if status in _OU_STATUSES:
             row[status] += 1
     return [groups[k] for k in sorted(groups)]
 

@@ -26,6 +26,7 @@ from migrator.engine.mailbox import RETRIED_SKIPS
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
 from migrator.model.mail import Flags, MessageRecord, SkippedMessage
 from migrator.model.plan import Plan
+from migrator.model.status import MessageState, RunStatus, Status
 from migrator.store import ledger, verification
 from migrator.store.fleet import owner_gone
 from migrator.store.owners import identify
@@ -106,10 +107,10 @@ def verify(
         rows = [
             r
             for r in in_scope_accounts(store, plan_id, batches=batches, addresses=addresses)
-            if r.passes > 0 and r.status in ("synced", "verified", "failed", "running")
+            if r.passes > 0 and r.status in (Status.SYNCED, Status.VERIFIED, Status.FAILED, Status.RUNNING)
             # --unverified: what a pass changed since it was last verified (a pass that finds
             # nothing new leaves an account verified)
-            and not (unverified_only and r.status == "verified")
+            and not (unverified_only and r.status == Status.VERIFIED)
         ]
         if addresses and not rows:
             raise UsageError("none of the accounts asked for has been migrated yet", hint="run `migrator run` first")
@@ -124,7 +125,7 @@ def verify(
                 )
         finally:
             target.close()
-        store.finish_run(run_id, "done" if report.exit_code == 0 else "partial", report.as_json())
+        store.finish_run(run_id, RunStatus.DONE if report.exit_code == 0 else RunStatus.PARTIAL, report.as_json())
         return report
 
 
@@ -213,7 +214,7 @@ def _target_folder(folder_row: Any) -> TargetFolder:
 def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None, plan_id: int, run_id: int, policy: RetryPolicy) -> AccountVerification:
     mailbox = row.target_address or row.address
     result = AccountVerification(address=row.address or row.key, ok=True, status=row.status)
-    if row.status == "running":
+    if row.status == Status.RUNNING:
         result.ok = False
         expired = row.lease_expires_at is not None and row.lease_expires_at < datetime.now(UTC)
         if expired or _owner_gone(store, row.lease_owner):
@@ -287,8 +288,8 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
             not_read = unread.get(folder.native, [])
             pending_flags, target_flags = _flag_differences(
                 target, mailbox, _target_folder(folder_row), folder_ledger, flags_now.get(folder.native, {}), policy)
-            ok = (found == totals.get("done", 0) and not duplicates and not arrived and not back
-                  and not totals.get("inflight") and not not_read and not deleted and not pending_flags)
+            ok = (found == totals.get(MessageState.DONE, 0) and not duplicates and not arrived and not back
+                  and not totals.get(MessageState.INFLIGHT) and not not_read and not deleted and not pending_flags)
             note = ""
             if not_read:
                 shown = ", ".join(f"{m.key} ({m.reason})" for m in not_read[:3])
@@ -296,7 +297,7 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
                 note = f"not read from the source: {shown}{more}; see `migrator show`"
             elif duplicates:
                 note = f"{duplicates} migrated message(s) present more than once in the target"
-            elif found < totals.get("done", 0):
+            elif found < totals.get(MessageState.DONE, 0):
                 note = f"{totals.get('done', 0) - found} migrated message(s) missing in the target"
             elif back:
                 note = (f"{back} message(s) skipped as vanished are in the source again and not in "
@@ -312,10 +313,10 @@ def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None
             elif target_flags:
                 note = (f"{target_flags} message(s) whose flags were changed in the target since migrator set them "
                         "(kept: a pass carries only changes made in the source)")
-            fr = FolderResult(folder.display, folder_row.target_path or "", source_count, totals.get("done", 0),
-                              totals.get("skipped", 0), found, items, ok, note, pending_flags, target_flags)
+            fr = FolderResult(folder.display, folder_row.target_path or "", source_count, totals.get(MessageState.DONE, 0),
+                              totals.get(MessageState.SKIPPED, 0), found, items, ok, note, pending_flags, target_flags)
             result.folders.append(fr)
-            checks.append(FolderCheck(folder_row.id, source_count, totals.get("done", 0), found, ok))
+            checks.append(FolderCheck(folder_row.id, source_count, totals.get(MessageState.DONE, 0), found, ok))
             result.ok &= ok
     except MigratorError as exc:
         result.ok = False

@@ -8,6 +8,7 @@ from typing import Any
 from migrator.commands.state import plan_store
 from migrator.model.heartbeat import beat_seconds, gone_after, stale_after
 from migrator.model.plan import Plan
+from migrator.model.status import LIVE_WORKERS, WorkerState
 from migrator.store import reporting
 from migrator.store.fleet import ceiling_of, list_workers, set_ceiling, target_key
 from migrator.store.types import utcnow
@@ -41,7 +42,7 @@ def workers(
         now = utcnow()
         rows = list_workers(store, plan_id, since=None if include_all else now - RECENT)
         states = {w.id: w.state(now, lease) for w in rows}
-        live = [w for w in rows if states[w.id] in ("running", "stale")]
+        live = [w for w in rows if states[w.id] in LIVE_WORKERS]
         # What a worker writes in its row is as old as its last heartbeat (one beat: 5 s at
         # most, model/heartbeat.py), and nothing before the first one. The accounts it holds
         # and the messages the ledger recorded for it are known at once, so they come from there.
@@ -56,7 +57,7 @@ def workers(
         messages, nbytes = int(w.stats.get("messages_done", 0)), int(w.stats.get("bytes_done", 0))
         rate = 0.0
         accounts: list[str] = []
-        if state in ("running", "stale"):
+        if state in LIVE_WORKERS:
             # the counters as of the heartbeat, and what the ledger recorded for it since
             mine = [(at, size) for name, at, size in done if name == w.name]
             messages += sum(1 for at, _ in mine if at >= last)
@@ -65,7 +66,7 @@ def workers(
             seconds = (now - window_start).total_seconds()
             recent = sum(1 for at, _ in mine if at >= window_start)
             rate = recent / seconds if seconds > 0 else 0.0
-        if state in ("running", "stale"):
+        if state in LIVE_WORKERS:
             accounts = held.get(w.name, [])  # a stale one's until its leases expire
         listed.append(
             {
@@ -79,16 +80,16 @@ def workers(
                 "heartbeat_at": last.isoformat(),
                 "heartbeat_age_s": round((now - last).total_seconds(), 1),
                 "stopped_at": w.stopped_at.isoformat() if w.stopped_at else None,
-                "current_account": w.current_account if state in ("running", "stale") else None,
+                "current_account": w.current_account if state in LIVE_WORKERS else None,
                 "accounts": accounts,
                 "messages_done": messages,
                 "bytes_done": nbytes,
                 "rate": round(rate, 2),
-                "share": w.share if state in ("running", "stale") else None,
+                "share": w.share if state in LIVE_WORKERS else None,
                 "target": w.target,
             }
         )
-    running = [w for w in listed if w["state"] == "running"]
+    running = [w for w in listed if w["state"] == WorkerState.RUNNING]
     return {
         "plan": plan.name,
         "target": target,
@@ -102,10 +103,8 @@ def workers(
         "rate_window_s": int(RATE_WINDOW.total_seconds()),
         "workers": listed,
         "totals": {
-            "running": len(running),
-            "stale": sum(1 for w in listed if w["state"] == "stale"),
-            "gone": sum(1 for w in listed if w["state"] == "gone"),
-            "stopped": sum(1 for w in listed if w["state"] == "stopped"),
+            WorkerState.RUNNING: len(running),
+            **{s: sum(1 for w in listed if w["state"] == s) for s in (WorkerState.STALE, WorkerState.GONE, WorkerState.STOPPED)},
             "rate": round(sum(w["rate"] for w in running), 2),
             "accounts_in_hand": sum(len(w["accounts"]) for w in running),
         },

@@ -1,1 +1,1 @@
-"""Batches, leases, workers, rate limiting and the exactly-once chunk protocol (issue 5)."""
+"""Batches, leases, workers, rate limiting and the exactly-once chunk protocol (docs/engine.md)."""

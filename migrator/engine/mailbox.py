@@ -26,7 +26,6 @@ from typing import TypeVar
 
 from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import Source, open_account_source
-from migrator.adapters.sources.base import CHANGED, VANISHED
 from migrator.adapters.targets.base import (
     KeyedItems,
     Target,
@@ -46,17 +45,18 @@ from migrator.model.mail import (
     UploadItem,
 )
 from migrator.model.plan import Plan
+from migrator.model.reasons import Reason
+from migrator.model.status import MessageState, PassOutcome
 from migrator.store import Store, changes, ledger
 from migrator.store.ledger import Outcome
 from migrator.store.work import Claim, LeaseLost
 
 T = TypeVar("T")
 
-TOO_LARGE = "too-large"
 # Skips that say the source could not give the message *this time*: the next pass that lists
 # it tries again (they are forgotten when their folder is listed), and `verify` does not count
 # them as settled.
-RETRIED_SKIPS = (VANISHED, CHANGED)
+RETRIED_SKIPS = (Reason.VANISHED, Reason.CHANGED)
 
 
 class Stopped(MigratorError):
@@ -110,7 +110,7 @@ def _read_all(record: MessageRecord) -> bytes:
     except SourceError:
         raise
     except OSError as exc:
-        raise SourceError(f"cannot open message {record.key}: {exc.strerror}", reason="unreadable") from exc
+        raise SourceError(f"cannot open message {record.key}: {exc.strerror}", reason=Reason.UNREADABLE) from exc
     try:
         # one read: a file gives its bytes in a single allocation, where gathering blocks and
         # joining them would hold a big message twice
@@ -118,7 +118,7 @@ def _read_all(record: MessageRecord) -> bytes:
     except SourceError:
         raise
     except OSError as exc:
-        raise SourceError(f"cannot read message {record.key}: {exc.strerror}", reason="unreadable") from exc
+        raise SourceError(f"cannot read message {record.key}: {exc.strerror}", reason=Reason.UNREADABLE) from exc
     finally:
         stream.close()
 
@@ -128,7 +128,7 @@ class AccountJob(Reconciler):
         self.ctx = ctx
         self.claim = claim
         self.mailbox = claim.target_address or claim.address or claim.key
-        self.outcome = AccountOutcome(address=claim.address or claim.key, status="running", first_pass=claim.passes == 0)
+        self.outcome = AccountOutcome(address=claim.address or claim.key, status=PassOutcome.RUNNING, first_pass=claim.passes == 0)
         self.run = ctx.plan.run
         self.synced_folders: list[tuple[int, int | None, int | None, str | None]] = []
         self.new_folders = 0  # folders this pass recorded for the first time
@@ -198,7 +198,7 @@ class AccountJob(Reconciler):
             self._note_vanished_folders({f.native for f in listed})
             self._reconcile()
             self.synced_folders = synced  # recorded with the release, in one transaction
-        self.outcome.status = "synced"
+        self.outcome.status = PassOutcome.SYNCED
         self.outcome.seconds = time.monotonic() - started
         return self.outcome
 
@@ -374,7 +374,7 @@ class AccountJob(Reconciler):
         skips_known = bool(getattr(source, "skips_known", False))
         # flags changed since the last pass only (CONDSTORE), unless some rows have no flags
         # recorded yet (written before they were kept): those need the flags of now
-        since = row.mark if row is not None and all(e.flags is not None for e in known.values() if e.state == "done") else None
+        since = row.mark if row is not None and all(e.flags is not None for e in known.values() if e.state == MessageState.DONE) else None
         listing = (
             source.messages(folder, known=known, since=since)  # type: ignore[call-arg]
             if skips_known else source.messages(folder)
@@ -390,7 +390,7 @@ class AccountJob(Reconciler):
             if isinstance(record, KnownMessage) or record.key in known:
                 entry = known.get(record.key)
                 flags = record.flags if isinstance(record, KnownMessage | MessageRecord) else None
-                if entry is not None and flags is not None and record.key not in seen and entry.state == "done":
+                if entry is not None and flags is not None and record.key not in seen and entry.state == MessageState.DONE:
                     token = flags.token()
                     if entry.flags is None:
                         first_flags.append((record.key, token))
@@ -404,7 +404,7 @@ class AccountJob(Reconciler):
             seen.add(record.key)
             self.outcome.messages_new += 1
             if isinstance(record, SkippedMessage):
-                skips.append(Outcome(record.key, "skipped", reason=record.reason, detail=record.detail))
+                skips.append(Outcome(record.key, MessageState.SKIPPED, reason=record.reason, detail=record.detail))
                 self._note_skip(folder, record.key, record.reason, record.detail)
                 continue
             if self._may_have_moved(record, folder_id):
@@ -412,8 +412,8 @@ class AccountJob(Reconciler):
                 continue
             if record.size > max_size:
                 detail = f"{record.size:,} bytes is over the target's limit of {max_size:,}"
-                skips.append(Outcome(record.key, "skipped", size=record.size, reason=TOO_LARGE, detail=detail))
-                self._note_skip(folder, record.key, TOO_LARGE, detail)
+                skips.append(Outcome(record.key, MessageState.SKIPPED, size=record.size, reason=Reason.TOO_LARGE, detail=detail))
+                self._note_skip(folder, record.key, Reason.TOO_LARGE, detail)
                 continue
             if chunk and (
                 len(chunk) >= self.run.chunk_messages or chunk_bytes + record.size > self.run.chunk_bytes
@@ -536,12 +536,12 @@ class AccountJob(Reconciler):
         items: list[UploadItem] = []
         for record in records:
             if record.key in adopted:
-                outcomes.append(Outcome(record.key, "done", size=record.size, target_id=adopted[record.key]))
+                outcomes.append(Outcome(record.key, MessageState.DONE, size=record.size, target_id=adopted[record.key]))
                 continue
             try:
                 data = _read_all(record)
             except SourceError as exc:
-                outcomes.append(Outcome(record.key, "skipped", size=record.size, reason=exc.reason, detail=exc.message))
+                outcomes.append(Outcome(record.key, MessageState.SKIPPED, size=record.size, reason=exc.reason, detail=exc.message))
                 self._note_skip(folder, record.key, exc.reason, exc.message)
                 continue
             items.append(UploadItem(record.key, data, record.flags, record.internal_date, folder.role))
@@ -549,7 +549,7 @@ class AccountJob(Reconciler):
             found = self._adopt_by_content(holdings, tfolder, items)
             for item in items:
                 if item.key in found:
-                    outcomes.append(Outcome(item.key, "done", size=len(item.data), target_id=found[item.key]))
+                    outcomes.append(Outcome(item.key, MessageState.DONE, size=len(item.data), target_id=found[item.key]))
             items = [item for item in items if item.key not in found]
             adopted.update(found)
         self.outcome.messages_adopted += len(adopted)
@@ -559,10 +559,10 @@ class AccountJob(Reconciler):
         del items  # the bytes are no longer needed
         for key, (target_id, error) in results.items():
             if error is None:
-                outcomes.append(Outcome(key, "done", size=sizes[key], target_id=target_id))
+                outcomes.append(Outcome(key, MessageState.DONE, size=sizes[key], target_id=target_id))
             else:
-                reason = getattr(error, "reason", "rejected")
-                outcomes.append(Outcome(key, "skipped", size=sizes[key], reason=reason, detail=str(error)))
+                reason = getattr(error, "reason", Reason.REJECTED)
+                outcomes.append(Outcome(key, MessageState.SKIPPED, size=sizes[key], reason=reason, detail=str(error)))
                 self._note_skip(folder, key, reason, str(error))
         try:
             ledger.finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
@@ -570,7 +570,7 @@ class AccountJob(Reconciler):
             self._withdraw(folder_id, tfolder, outcomes)
             raise
         crashpoints.reached("finish_chunk")
-        done = [o for o in outcomes if o.state == "done"]
+        done = [o for o in outcomes if o.state == MessageState.DONE]
         settled_here = self._holdings.get(tfolder.id)
         if settled_here is not None and not settled_here.empty:
             settled_here.taken.update(o.target_id for o in done if o.target_id)
@@ -600,7 +600,7 @@ class AccountJob(Reconciler):
         as done under other ids: ours are duplicates, and are deleted. A message the ledger
         holds under our id (the new owner found our copy) or has not settled yet stays."""
         withdraw = getattr(self.ctx.target, "withdraw", None)
-        ours = {o.key: o.target_id for o in outcomes if o.state == "done" and o.target_id}
+        ours = {o.key: o.target_id for o in outcomes if o.state == MessageState.DONE and o.target_id}
         if withdraw is None or not ours:
             return
         theirs = ledger.done_target_ids(self.ctx.store, folder_id, list(ours))

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from migrator.model.status import PassOutcome
+
 
 @dataclass(frozen=True)
 class SkippedInfo:
@@ -18,7 +20,7 @@ class SkippedInfo:
 @dataclass
 class AccountOutcome:
     address: str
-    status: str  # synced | failed | interrupted | deferred (a server was down) | lost | dry-run
+    status: PassOutcome
     messages_done: int = 0  # sent, or adopted (already in the target, see messages_adopted)
     bytes_done: int = 0
     messages_adopted: int = 0  # found in the target and recorded, not sent again
@@ -33,7 +35,7 @@ class AccountOutcome:
     hint: str | None = None
     seconds: float = 0.0
     folders: int = 0
-    # the account had no completed pass before this one: "synced" now means newly migrated
+    # the account had no completed pass before this one: SYNCED now means newly migrated
     # (a delta pass of an account already migrated must not count twice in "N of M")
     first_pass: bool = False
     # this worker took the account over from one whose lease had expired

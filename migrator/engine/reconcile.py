@@ -26,6 +26,8 @@ from migrator.adapters.targets.base import CarriesChanges, FlagChange, TargetFol
 from migrator.engine import crashpoints, delta
 from migrator.model.errors import MigratorError, PermanentError
 from migrator.model.mail import Flags, FolderInfo, MessageRecord
+from migrator.model.reasons import Reason
+from migrator.model.status import NOT_SENT, MessageState
 from migrator.store import changes, ledger
 from migrator.store.changes import Moved, Placed
 
@@ -47,7 +49,6 @@ PARTIAL_KEYS = frozenset({"cur/", "new/", "folder/"})
 # a pass deleting this many messages or fewer never trips the deletion limit: a user cleaning a
 # small mailbox is not a disk that was not mounted
 DELETION_FLOOR = 10
-DELETION_LIMIT = "deletion-limit"
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,10 @@ class Reconciler:
         gone = [key for key in known if key not in listed]
         if not gone:
             return
-        done = [k for k in gone if known[k].state == "done" and not known[k].removed and not known[k].pending]
+        done = [k for k in gone if known[k].state == MessageState.DONE and not known[k].removed and not known[k].pending]
         if done:
             self._gone.extend(changes.placed(store, folder_id, done))
-        unsent = [k for k in gone if known[k].state in ("skipped", "failed")]
+        unsent = [k for k in gone if known[k].state in NOT_SENT]
         if unsent:
             changes.forget(store, claim, changes.unsent_rows(store, folder_id, unsent))
 
@@ -342,7 +343,7 @@ class Reconciler:
                 recorded.append(self._moved(row, held, answer))
                 moved.append((row, held))
             elif answer is None:
-                forgotten.append((row.id, row.folder_id, "done"))
+                forgotten.append((row.id, row.folder_id, MessageState.DONE))
                 lost.append(held)
             else:
                 unsettled.append(row.id)
@@ -357,7 +358,7 @@ class Reconciler:
         if unsettled:
             raise PermanentError(
                 f"{self.outcome.address}: {len(unsettled)} message(s) could not be moved from {source.display!r} to "
-                f"{dest.display!r} in the target", reason="move-failed",
+                f"{dest.display!r} in the target", reason=Reason.MOVE_FAILED,
                 hint="the next run tries again; if it keeps failing, look at the target folder")
         return moved, lost
 
@@ -403,7 +404,7 @@ class Reconciler:
                 f"{self.outcome.address}: this pass would delete {len(rows):,} of the account's "
                 f"{self._done_before:,} migrated messages ({share:.0f} %), more than the plan's deletion_limit of "
                 f"{run.deletion_limit} %; nothing was deleted",
-                reason=DELETION_LIMIT,
+                reason=Reason.DELETION_LIMIT,
                 hint="check the source mailbox (a disk not mounted? a folder renamed or removed by hand?); if the "
                      "deletions are right, run again with `migrator run --allow-deletions --account ADDR`",
             )
@@ -413,7 +414,7 @@ class Reconciler:
         for row in rows:
             tfolder = self._target_of(row.folder_id)
             if tfolder is None or not row.target_id or row.target_id == "?" or not isinstance(target, CarriesChanges):
-                unsent.append((row.id, row.folder_id, "done"))  # no item we could name: nothing to delete
+                unsent.append((row.id, row.folder_id, MessageState.DONE))  # no item we could name: nothing to delete
             else:
                 by_target[tfolder.id].append(row)
         changes.forget(store, claim, unsent)
@@ -427,7 +428,7 @@ class Reconciler:
             ids = [row.target_id or "" for row in members]
             self._retry(lambda tfolder=tfolder, ids=ids: target.delete(self.mailbox, tfolder, ids))  # type: ignore[misc]
             crashpoints.reached("delete")
-            changes.forget(store, claim, [(row.id, row.folder_id, "done") for row in members])
+            changes.forget(store, claim, [(row.id, row.folder_id, MessageState.DONE) for row in members])
         self.outcome.changes["deleted"] += len(rows)
 
     # --- what a stopped pass left --------------------------------------------------------
@@ -454,7 +455,7 @@ class Reconciler:
             tfolder = TargetFolder(tid, tuple(tpath.split("/")))
             ids = [row.target_id or "" for row in rows if row.target_id]
             self._retry(lambda tfolder=tfolder, ids=ids: target.delete(self.mailbox, tfolder, ids))  # type: ignore[misc]
-            changes.forget(store, claim, [(row.id, row.folder_id, "done") for row in rows])
+            changes.forget(store, claim, [(row.id, row.folder_id, MessageState.DONE) for row in rows])
         for (sid, spath, did, dpath), rows in moves.items():
             source, dest = TargetFolder(sid, tuple(spath.split("/"))), TargetFolder(did, tuple(dpath.split("/")))
             facts = dict((rows[0].pending or {}).get("facts") or {})

@@ -41,6 +41,8 @@ from migrator.model.errors import (
 )
 from migrator.model.heartbeat import beat_seconds, renew_seconds
 from migrator.model.plan import Plan
+from migrator.model.scope import Scope
+from migrator.model.status import PassOutcome, Status
 from migrator.store import Store, reporting
 from migrator.store.fleet import (
     Share,
@@ -145,11 +147,11 @@ class RunSummary:
         return {
             "accounts": {
                 "processed": self.accounts,
-                "synced": self.synced,
-                "failed": self.failed,
-                "interrupted": self.interrupted,
-                "lost": self.lost,
-                "deferred": self.deferred,
+                PassOutcome.SYNCED: self.synced,
+                PassOutcome.FAILED: self.failed,
+                PassOutcome.INTERRUPTED: self.interrupted,
+                PassOutcome.LOST: self.lost,
+                PassOutcome.DEFERRED: self.deferred,
             },
             "messages": {
                 "done": self.messages_done,
@@ -250,7 +252,7 @@ class Runner:
         counts = self.store.discovery_counts(self.plan_id)
         with self.store.reader() as db:  # counted as `status` counts them
             migrated = reporting.progress_counts(db, self.plan_id)["migrated"]
-        self.progress.run_started(counts["in_scope"], migrated)
+        self.progress.run_started(counts[Scope.IN_SCOPE], migrated)
         self._join_fleet()
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
@@ -331,7 +333,7 @@ class Runner:
                 with self._lock:
                     self._claims.pop(claim.account_id, None)
                     self._renewed.pop(claim.account_id, None)
-            deferred = deferred + 1 if outcome.status == "deferred" else 0
+            deferred = deferred + 1 if outcome.status == PassOutcome.DEFERRED else 0
             if deferred:
                 self._pause(deferred)
 
@@ -356,7 +358,7 @@ class Runner:
             unchanged = not any(job.outcome.messages_new or job.new_folders or job.outcome.changes for job in jobs)
             self._release(
                 claim,
-                status="verified" if claim.previous_status == "verified" and unchanged else "synced",
+                status=Status.VERIFIED if claim.previous_status == Status.VERIFIED and unchanged else Status.SYNCED,
                 completed_pass=True,
                 folders=jobs[-1].synced_folders,
                 detail={
@@ -369,18 +371,18 @@ class Runner:
             )
         except Stopped:
             outcome = jobs[-1].outcome
-            outcome.status = "interrupted"
+            outcome.status = PassOutcome.INTERRUPTED
             self._abandon(claim)
         except LeaseLost as exc:
             outcome = jobs[-1].outcome
-            outcome.status = "lost"
+            outcome.status = PassOutcome.LOST
             outcome.error = exc.message
         except (PermanentError, TransientError) as exc:
             outage = self._outage(exc)
             if outage is not None:
                 # the server is down, not this account: give it back unchanged (no attempt)
                 outcome = jobs[-1].outcome
-                outcome.status = "deferred" if self.breaker.tripped is None else "interrupted"
+                outcome.status = PassOutcome.DEFERRED if self.breaker.tripped is None else PassOutcome.INTERRUPTED
                 outcome.error = exc.message
                 outcome.reason = outage.kind
                 self._abandon(claim)
@@ -388,7 +390,7 @@ class Runner:
                     self.breaker.failed(outage)
             elif self.breaker.tripped is not None or (self.stop.is_set() and isinstance(exc, TransientError)):
                 outcome = jobs[-1].outcome
-                outcome.status = "interrupted"
+                outcome.status = PassOutcome.INTERRUPTED
                 self._abandon(claim)
             else:
                 hint = exc.hint
@@ -449,21 +451,21 @@ class Runner:
 
     def _failed(self, claim: Claim, job: AccountJob, message: str, reason: str, hint: str | None) -> AccountOutcome:
         outcome = job.outcome
-        outcome.status = "failed"
+        outcome.status = PassOutcome.FAILED
         outcome.error = message
         outcome.reason = reason
         outcome.hint = hint
         try:
             self._release(
                 claim,
-                status="failed",
+                status=Status.FAILED,
                 completed_pass=False,
                 error=message[:4000],
                 error_reason=reason,
                 count_attempt=True,
             )
         except LeaseLost:
-            outcome.status = "lost"
+            outcome.status = PassOutcome.LOST
         return outcome
 
     # --- riding out a lost database connection --------------------------------------------
@@ -537,19 +539,19 @@ class Runner:
         with self._lock:
             s = self.summary
             s.accounts += 1
-            if outcome.status == "synced":
+            if outcome.status == PassOutcome.SYNCED:
                 s.synced += 1
-            elif outcome.status == "failed":
+            elif outcome.status == PassOutcome.FAILED:
                 s.failed += 1
                 s.failures.append(
                     {"account": outcome.address, "reason": outcome.reason or "", "error": outcome.error or "", "hint": outcome.hint or ""}
                 )
-            elif outcome.status == "interrupted":
+            elif outcome.status == PassOutcome.INTERRUPTED:
                 s.interrupted += 1
-            elif outcome.status == "deferred":
+            elif outcome.status == PassOutcome.DEFERRED:
                 s.deferred += 1
                 s.deferred_because = outcome.error or ""
-            elif outcome.status == "lost":
+            elif outcome.status == PassOutcome.LOST:
                 s.lost += 1
             s.messages_done += outcome.messages_done
             s.messages_adopted += outcome.messages_adopted

@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
+from migrator.model.scope import Scope
 
-class AccountStatus(enum.StrEnum):
-    PENDING = "pending"  # in scope, nothing migrated yet
-    RUNNING = "running"  # a worker holds its lease
-    SYNCED = "synced"  # at least one full pass completed
-    FAILED = "failed"  # gave up after max attempts; last_error says why
-    VERIFIED = "verified"  # synced and verify found source == target
-    EXCLUDED = "excluded"  # discovery: not selected (reason)
-    INVALID = "invalid"  # discovery: selected but unusable (reason)
-    VANISHED = "vanished"  # was discovered before, no longer in the directory
-
-
-# statuses in which an account belongs to the campaign (the "M" of "N of M")
-IN_SCOPE_STATUSES = frozenset(
-    {
-        AccountStatus.PENDING,
-        AccountStatus.RUNNING,
-        AccountStatus.SYNCED,
-        AccountStatus.FAILED,
-        AccountStatus.VERIFIED,
-    }
-)
-MIGRATED_STATUSES = frozenset({AccountStatus.SYNCED, AccountStatus.VERIFIED})
-
-
-class Scope(enum.StrEnum):
-    IN_SCOPE = "in_scope"
-    EXCLUDED = "excluded"
-    INVALID = "invalid"
+__all__ = ["DirectoryEntry", "DiscoveredAccount", "Scope"]
 
 
 @dataclass(frozen=True)

@@ -137,10 +137,6 @@ class SourceError(PermanentError):
     """A mailbox, folder or message in the source cannot be read."""
 
 
-class TargetError(PermanentError):
-    """The target refused something for good."""
-
-
 class ServiceUnavailable(MigratorError):
     """A service the run needs is down or refuses us (see Outage): the run stopped at once,
     charging no account an attempt. Fatal: exit 2."""

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from migrator.model.scope import Scope
 from migrator.report.console import safe
 
 
@@ -30,11 +31,11 @@ def render_discovery(con: Console, report: Any) -> None:
     scope.add_column("entries", justify="right")
     scope.add_row("in scope", "", _n(report.in_scope))
     for reason, count in sorted(report.excluded.items(), key=lambda kv: -kv[1]):
-        scope.add_row("excluded", safe(reason), _n(count))
+        scope.add_row(Scope.EXCLUDED, safe(reason), _n(count))
     for reason, count in sorted(report.invalid.items(), key=lambda kv: -kv[1]):
-        scope.add_row("invalid", safe(reason), _n(count))
+        scope.add_row(Scope.INVALID, safe(reason), _n(count))
     if report.vanished:
-        scope.add_row("vanished", "no longer in the directory", _n(report.vanished))
+        scope.add_row(Scope.VANISHED, "no longer in the directory", _n(report.vanished))
     con.print(scope)
 
     batches = Table(title=f"Accounts in scope per batch ({len(report.batches):,} batches)", title_justify="left")

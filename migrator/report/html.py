@@ -6,6 +6,7 @@ import json
 from html import escape
 from typing import Any
 
+from migrator.model.status import Status
 from migrator.report.html_assets import CSS, JS
 
 # The table's columns as shown: (id, sorted by, title). Address and name share a column, and so
@@ -56,8 +57,8 @@ def render_html(data: dict[str, Any]) -> str:
 <header>
 <h1 id="headline">{e(data["headline"])}</h1>
 <p class="meta">plan <b>{e(data["plan"])}</b> &middot; generated {e(str(data["generated_at"]))} UTC &middot;
-{a["verified"]:,} verified, {a["synced"]:,} synced, {a["running"]:,} running, {a["pending"]:,} pending,
-{a["failed"]:,} failed &middot; messages: {m["done"]:,} migrated, {m["skipped"]:,} skipped, {m["failed"]:,} failed</p>
+{a[Status.VERIFIED]:,} verified, {a[Status.SYNCED]:,} synced, {a[Status.RUNNING]:,} running, {a[Status.PENDING]:,} pending,
+{a[Status.FAILED]:,} failed &middot; messages: {m["done"]:,} migrated, {m["skipped"]:,} skipped, {m["failed"]:,} failed</p>
 </header>
 <noscript><p>This report draws its charts and table with JavaScript; enable it, or use the CSV/JSON report.</p></noscript>
 <section>

@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from migrator.engine.progress import AccountOutcome
+from migrator.model.status import PassOutcome
 
 # how loud a finished account is; anything unknown is a warning so it is not overlooked
-_OUTCOME_LEVEL = {"synced": "info", "dry-run": "info", "failed": "error"}
+_OUTCOME_LEVEL = {PassOutcome.SYNCED: "info", PassOutcome.FAILED: "error"}
 
 
 def _now() -> str:

@@ -26,12 +26,15 @@ from prometheus_client.registry import Collector
 from migrator.engine.limiter import AdaptiveLimiter
 from migrator.engine.progress import AccountOutcome, Progress
 from migrator.model.errors import MigratorError, UsageError
+from migrator.model.scope import Scope
+from migrator.model.status import LIVE_WORKERS, Status, WorkerState
 
 LABELS = ("plan", "target")
 # a request to EWS or IMAP takes from milliseconds (a lookup) to minutes (a large upload)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-ACCOUNT_STATES = ("pending", "running", "synced", "verified", "failed", "excluded", "invalid", "vanished")
-WORKER_STATES = ("running", "stale", "gone", "stopped")
+ACCOUNT_STATES = (Status.PENDING, Status.RUNNING, Status.SYNCED, Status.VERIFIED, Status.FAILED, Scope.EXCLUDED,
+                  Scope.INVALID, Scope.VANISHED)
+WORKER_STATES = tuple(WorkerState)
 
 
 def new_registry() -> CollectorRegistry:
@@ -263,6 +266,6 @@ class FleetCollector(Collector):
             "migrator_worker_share", "Each live worker's share of the target's ceiling.", labels=(*LABELS, "worker")
         )
         for w in data["workers"]:
-            if w["state"] in ("running", "stale") and w["share"] is not None:
+            if w["state"] in LIVE_WORKERS and w["share"] is not None:
                 share.add_metric([*self._labels, w["id"]], float(w["share"]))
         yield share

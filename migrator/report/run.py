@@ -19,6 +19,8 @@ from rich.text import Text
 
 from migrator.engine.delta import describe
 from migrator.engine.progress import AccountOutcome
+from migrator.model.reasons import advice
+from migrator.model.status import PassOutcome
 from migrator.report.console import error_console, safe
 
 
@@ -78,14 +80,14 @@ class RunProgress:
         with self._lock:
             self.in_flight.pop(outcome.address, None)
             self.finished += 1
-            if outcome.status == "synced":
+            if outcome.status == PassOutcome.SYNCED:
                 self.synced += 1
                 self.newly_migrated += outcome.first_pass
-            elif outcome.status == "failed":
+            elif outcome.status == PassOutcome.FAILED:
                 self.failed += 1
         if not self.quiet and self._live is None:
             self._line(outcome)
-        elif self._live is not None and outcome.status == "failed":
+        elif self._live is not None and outcome.status == PassOutcome.FAILED:
             self._live.console.print(self._failure_text(outcome))
         self._refresh()
 
@@ -143,10 +145,10 @@ class RunProgress:
 
     def _line(self, outcome: AccountOutcome) -> None:
         migrated = self.migrated_before + self.newly_migrated
-        if outcome.status == "failed":
+        if outcome.status == PassOutcome.FAILED:
             self.console.print(self._failure_text(outcome))
             return
-        if outcome.status == "deferred":
+        if outcome.status == PassOutcome.DEFERRED:
             self.console.print(
                 f"deferred {safe(outcome.address)}: {safe(outcome.error, 300)} (given back unchanged, "
                 "no attempt charged)"
@@ -160,30 +162,6 @@ class RunProgress:
         )
 
 
-# what the operator does about messages skipped for each reason ({addr} and {plan} filled in)
-SKIP_ADVICE: dict[str, str] = {
-    "too-large": "over the target's size limit: raise [target] max_message_size and the mailbox's limit in "
-    "Exchange, then `migrator retry --plan {plan} --account {addr} --skipped`",
-    "rejected": "the target refused them for good; `migrator show {addr} --plan {plan}` gives each one's "
-    "reason; once fixed, `migrator retry --plan {plan} --account {addr} --skipped`",
-    "unreadable": "the source could not be read (permissions, I/O error): let the migrator's user read the "
-    "mailbox, then `migrator retry --plan {plan} --account {addr} --skipped`",
-    "not-a-file": "not a message file (a directory, FIFO or dangling link in the Maildir): nothing to migrate "
-    "unless it should be a message; fix it, then `migrator retry --plan {plan} --account {addr} --skipped`",
-    "vanished": "deleted or moved in the source while the run read it (a user at work, a folder renamed): "
-    "what is still in the source is migrated by the next run; nothing to do",
-    "changed": "the folder was being rewritten while it was read: the next run reads it again; "
-    "`migrator retry --plan {plan} --account {addr} --skipped` tries these messages again",
-    "empty": "0-byte files a failed delivery left behind: there is nothing to migrate; nothing to do",
-    "symlink": "symbolic links inside the source mailbox are never followed (one could point at any file): "
-    "replace a legitimate one by the real file or folder, then "
-    "`migrator retry --plan {plan} --account {addr} --skipped`",
-    "not-a-folder": "directories in the source mailbox that are no folder of its layout but hold something: "
-    "make them folders or move the mail into one, then `migrator retry --plan {plan} --account {addr} --skipped`",
-    "not-mail": "files that hold no message (binary data, text without a header block): nothing to migrate; "
-    "look at them and remove them if you like",
-}
-DEFAULT_SKIP_ADVICE = "`migrator show {addr} --plan {plan}` lists them with the detail"
 NAMES_SHOWN = 5  # accounts named per failure reason, folders per skip reason
 
 
@@ -275,5 +253,5 @@ def _render_skips(con: Console, summary: Any, plan: str) -> None:
             _wrapped(con, f"{n:,} in {safe(account, 80)}, folder {safe(folder, 120)}", 4)
         if len(places) > NAMES_SHOWN:
             _wrapped(con, f"and {sum(n for *_, n in places[NAMES_SHOWN:]):,} in {len(places) - NAMES_SHOWN:,} more folder(s)", 4)
-        advice = SKIP_ADVICE.get(reason, DEFAULT_SKIP_ADVICE).format(addr=places[0][0], plan=plan)
-        _wrapped(con, f"what to do: {safe(advice, 600)}", 4)
+        what = advice(reason, address=places[0][0], plan_file=plan)
+        _wrapped(con, f"what to do: {safe(what, 600)}", 4)

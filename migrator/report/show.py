@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from migrator.model.scope import Scope
 from migrator.report.console import safe
 from migrator.report.run import human_bytes
 
@@ -22,7 +23,7 @@ def _detail(detail: Any) -> str:
 def render_show(con: Console, data: dict[str, Any]) -> None:
     d, s, scope = data["directory"], data["state"], data["scope"]
     con.print(f"[bold]{safe(data['address'], 200)}[/bold]  {safe(d['name'], 100)}")
-    in_scope = scope["scope"] == "in_scope"
+    in_scope = scope["scope"] == Scope.IN_SCOPE
     if not in_scope:
         # an account out of scope is not migrated: say so first, with discovery's reason
         why = ": ".join(safe(part, 300) for part in (scope["reason"], scope["detail"]) if part)

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from migrator.model.cutover import WaveStatus
 from migrator.report.console import safe
 from migrator.report.run import human_bytes
 
@@ -130,7 +131,7 @@ def render_cutover_status(con: Console, cutover: dict[str, Any] | None) -> None:
         started = wave["started_at"]
         con.print(
             f"wave {wave['id']} ({safe(wave['kind'])} {safe(names, 120)}): {safe(wave['status'])}"
-            + (f" at step {safe(wave['step'])}" if wave["status"] in ("running", "failed") and wave["step"] else "")
+            + (f" at step {safe(wave['step'])}" if wave["status"] in (WaveStatus.RUNNING, WaveStatus.FAILED) and wave["step"] else "")
             + (f", started {started:%Y-%m-%d %H:%M} UTC" if started else "")
-            + (f"; {safe(wave['error'], 200)}" if wave["status"] == "failed" and wave["error"] else "")
+            + (f"; {safe(wave['error'], 200)}" if wave["status"] == WaveStatus.FAILED and wave["error"] else "")
         )

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from migrator.model.status import LIVE_WORKERS, WorkerState
 from migrator.report.console import safe
 
 
@@ -38,7 +39,7 @@ def render_workers(con: Console, data: dict[str, Any]) -> None:
         table.add_column(column, justify="right" if column in ("messages", "msg/s", "share") else "left")
     for w in data["workers"]:
         state = w["state"]
-        shown = {"stale": "[bold red]STALE[/bold red]", "gone": "[dim]gone[/dim]"}.get(state, state)
+        shown = {WorkerState.STALE: "[bold red]STALE[/bold red]", WorkerState.GONE: "[dim]gone[/dim]"}.get(state, state)
         accounts = ", ".join(w["accounts"])
         table.add_row(
             safe(w.get("id") or w["name"], 80),
@@ -47,16 +48,16 @@ def render_workers(con: Console, data: dict[str, Any]) -> None:
             _age(w["heartbeat_age_s"]),
             safe(accounts, 80) or "-",
             f"{w['messages_done']:,}",
-            f"{w['rate']:,.1f}" if state in ("running", "stale") else "-",
+            f"{w['rate']:,.1f}" if state in LIVE_WORKERS else "-",
             str(w["share"]) if w["share"] is not None else "-",
         )
     con.print(table)
-    if t["stale"]:
+    if t[WorkerState.STALE]:
         con.print(
             "stale workers hang, are frozen or lost the database; if they do not come back, their "
             "accounts are taken over by the others when the leases expire (nothing to do)"
         )
-    if t.get("gone"):
+    if t.get(WorkerState.GONE):
         con.print(
             "gone workers died or lost the database for longer than the lease: they hold nothing, "
             "the others took their accounts over; their rows are listed for a day (--all: always)"

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, update
 
+from migrator.model.status import MessageState
 from migrator.store.raw import Raw
 from migrator.store.schema import AccountDbRow, FolderRow, MessageRow
 from migrator.store.store import Store
@@ -230,8 +231,9 @@ def forget(store: Store, claim: Claim, rows: Sequence[tuple[int, int, str]]) -> 
         done: Counter[int] = Counter()
         skipped: Counter[int] = Counter()
         failed: Counter[int] = Counter()
+        by_state: dict[str, Counter[int]] = {MessageState.DONE: done, MessageState.SKIPPED: skipped, MessageState.FAILED: failed}
         for _, folder_id, state in rows:
-            {"done": done, "skipped": skipped, "failed": failed}.get(state, Counter())[folder_id] -= 1
+            by_state.get(state, Counter())[folder_id] -= 1
         _count_done(s, done)
         for folder_id, n in skipped.items():
             s.execute(update(F).where(F.c.id == folder_id).values(skipped_count=F.c.skipped_count + n))

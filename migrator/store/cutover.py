@@ -19,6 +19,8 @@ from typing import Any, cast
 
 from sqlalchemy import Table, and_, case, func, insert, or_, select, update
 
+from migrator.model.cutover import ROUTED, WAVE_OPEN, CutoverState, StepStatus, WaveStatus
+from migrator.model.scope import Scope
 from migrator.store.schema import AccountDbRow, CutoverStepRow, CutoverWaveRow, EventRow
 from migrator.store.store import Store
 from migrator.store.types import utcnow
@@ -28,8 +30,6 @@ W = cast(Table, CutoverWaveRow.__table__)
 S = cast(Table, CutoverStepRow.__table__)
 E = cast(Table, EventRow.__table__)
 
-ROUTED = ("switching", "switched", "cut-over")  # in the transport map
-WAVE_OPEN = ("running", "failed", "switched")  # a wave the same command resumes
 _CHUNK = 500  # ids per IN list
 
 _ACCOUNT_COLUMNS = (
@@ -62,7 +62,7 @@ def selected_accounts(
         either.append(or_(A.c.address.in_(wanted), A.c.target_address.in_(wanted)))
     stmt = select(*_ACCOUNT_COLUMNS).where(A.c.plan_id == plan_id, or_(*either))
     if in_scope_only:
-        stmt = stmt.where(A.c.scope == "in_scope")
+        stmt = stmt.where(A.c.scope == Scope.IN_SCOPE)
     with store.session() as s:
         return [dict(r) for r in s.execute(stmt.order_by(A.c.address)).mappings()]
 
@@ -100,7 +100,7 @@ def colleague(store: Store, plan_id: int, domain: str, skip: set[str]) -> str | 
         A.c.plan_id == plan_id, A.c.address.like(pattern, escape="\\"), A.c.cutover.is_(None)
     )
     with store.session() as s:
-        for stmt in (base.where(A.c.scope == "in_scope"), base.where(A.c.scope != "in_scope")):
+        for stmt in (base.where(A.c.scope == Scope.IN_SCOPE), base.where(A.c.scope != Scope.IN_SCOPE)):
             for (address,) in s.execute(stmt.order_by(A.c.id).limit(50)):
                 if address and str(address).lower() not in skip:
                     return str(address).lower()
@@ -150,44 +150,46 @@ def _move(
 
 def begin_switch(store: Store, plan_id: int, wave_id: int, ids: Sequence[int]) -> int:
     """These accounts go into the map (not yet verified): switching, owned by the wave."""
-    where = or_(A.c.cutover.is_(None), A.c.cutover == "reverting")
-    return len(_move(store, plan_id, where, {"cutover": "switching", "cutover_wave": wave_id}, ids=ids))
+    where = or_(A.c.cutover.is_(None), A.c.cutover == CutoverState.REVERTING)
+    return len(_move(store, plan_id, where, {"cutover": CutoverState.SWITCHING, "cutover_wave": wave_id}, ids=ids))
 
 
 def abandon_switch(store: Store, plan_id: int, wave_id: int) -> int:
     """The wave's switch did not go live: its accounts are as before it."""
-    where = and_(A.c.cutover_wave == wave_id, A.c.cutover == "switching")
+    where = and_(A.c.cutover_wave == wave_id, A.c.cutover == CutoverState.SWITCHING)
     return len(_move(store, plan_id, where, {"cutover": None, "cutover_wave": None}))
 
 
 def confirm_switch(store: Store, plan_id: int, wave_id: int, at: datetime) -> int:
-    where = and_(A.c.cutover_wave == wave_id, A.c.cutover == "switching")
-    return len(_move(store, plan_id, where, {"cutover": "switched", "switched_at": at}, event="switched",
+    where = and_(A.c.cutover_wave == wave_id, A.c.cutover == CutoverState.SWITCHING)
+    return len(_move(store, plan_id, where, {"cutover": CutoverState.SWITCHED, "switched_at": at}, event="switched",
                      detail={"wave": wave_id}))  # fmt: skip
 
 
 def finish_accounts(store: Store, plan_id: int, wave_id: int, ids: Sequence[int], at: datetime) -> int:
     """The final delta pass after the switch is done for these accounts: cut over."""
-    where = A.c.cutover == "switched"
-    return len(_move(store, plan_id, where, {"cutover": "cut-over", "cutover_at": at}, ids=ids, event="cut-over",
+    where = A.c.cutover == CutoverState.SWITCHED
+    return len(_move(store, plan_id, where, {"cutover": CutoverState.CUT_OVER, "cutover_at": at}, ids=ids, event="cut-over",
                      detail={"wave": wave_id}))  # fmt: skip
 
 
 def begin_revert(store: Store, plan_id: int, ids: Sequence[int]) -> int:
-    return len(_move(store, plan_id, A.c.cutover.in_(ROUTED), {"cutover": "reverting"}, ids=ids))
+    return len(_move(store, plan_id, A.c.cutover.in_(ROUTED), {"cutover": CutoverState.REVERTING}, ids=ids))
 
 
 def undo_revert(store: Store, plan_id: int, ids: Sequence[int]) -> int:
     """A rollback that did not go live: each account back where it was (its times say where)."""
     back = case(
-        (A.c.cutover_at.is_not(None), "cut-over"), (A.c.switched_at.is_not(None), "switched"), else_="switching"
+        (A.c.cutover_at.is_not(None), CutoverState.CUT_OVER.value),
+        (A.c.switched_at.is_not(None), CutoverState.SWITCHED.value),
+        else_=CutoverState.SWITCHING.value,
     )
-    return len(_move(store, plan_id, A.c.cutover == "reverting", {"cutover": back}, ids=ids))
+    return len(_move(store, plan_id, A.c.cutover == CutoverState.REVERTING, {"cutover": back}, ids=ids))
 
 
 def confirm_revert(store: Store, plan_id: int, wave_id: int, ids: Sequence[int]) -> int:
     values = {"cutover": None, "switched_at": None, "cutover_at": None, "cutover_wave": None}
-    return len(_move(store, plan_id, A.c.cutover == "reverting", values, ids=ids, event="switched-back",
+    return len(_move(store, plan_id, A.c.cutover == CutoverState.REVERTING, values, ids=ids, event="switched-back",
                      detail={"wave": wave_id}))  # fmt: skip
 
 
@@ -196,7 +198,7 @@ def reverting_ids(store: Store, plan_id: int, ids: Sequence[int]) -> list[int]:
     with store.session() as s:
         for chunk in _chunks(list(ids)):
             found += [int(i) for (i,) in s.execute(
-                select(A.c.id).where(A.c.plan_id == plan_id, A.c.cutover == "reverting", A.c.id.in_(chunk))
+                select(A.c.id).where(A.c.plan_id == plan_id, A.c.cutover == CutoverState.REVERTING, A.c.id.in_(chunk))
             )]  # fmt: skip
     return found
 
@@ -214,7 +216,7 @@ def open_wave(store: Store, plan_id: int, kind: str, selection: dict[str, Any], 
             s.execute(update(W).where(W.c.id == found["id"]).values(host=socket.gethostname(), pid=os.getpid(), updated_at=now))
             return dict(found), False
         wave_id = s.execute(
-            insert(W).values(plan_id=plan_id, kind=kind, selection=selection, selection_key=key, status="running",
+            insert(W).values(plan_id=plan_id, kind=kind, selection=selection, selection_key=key, status=WaveStatus.RUNNING,
                              accounts=0, host=socket.gethostname(), pid=os.getpid(), started_at=now, updated_at=now)
             .returning(W.c.id)
         ).scalar_one()  # fmt: skip
@@ -238,8 +240,8 @@ def close_rolled_back_waves(store: Store, plan_id: int) -> None:
     still = select(func.count()).select_from(A).where(A.c.cutover_wave == W.c.id, A.c.cutover.in_(ROUTED)).scalar_subquery()
     with store.session(write=True) as s:
         s.execute(
-            update(W).where(W.c.plan_id == plan_id, W.c.kind == "switch", W.c.status.in_(("switched", "finished")), still == 0)
-            .values(status="rolled-back", updated_at=utcnow())
+            update(W).where(W.c.plan_id == plan_id, W.c.kind == "switch", W.c.status.in_((WaveStatus.SWITCHED, WaveStatus.FINISHED)), still == 0)
+            .values(status=WaveStatus.ROLLED_BACK, updated_at=utcnow())
         )  # fmt: skip
 
 
@@ -248,7 +250,7 @@ def start_step(store: Store, wave_id: int, step: str) -> int:
         now = utcnow()
         s.execute(update(W).where(W.c.id == wave_id).values(step=step, updated_at=now))
         return int(
-            s.execute(insert(S).values(wave_id=wave_id, step=step, status="running", started_at=now).returning(S.c.id)).scalar_one()
+            s.execute(insert(S).values(wave_id=wave_id, step=step, status=StepStatus.RUNNING, started_at=now).returning(S.c.id)).scalar_one()
         )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator.model.cutover import CutoverState
 from migrator.store.raw import Raw
 from migrator.store.reporting import MIGRATED_SQL
 
 # accounts.cutover as `status` words it
-SWITCHED = ("switched",)
-FINISHED = ("cut-over",)
-IN_PROGRESS = ("switching", "reverting")
+SWITCHED = (CutoverState.SWITCHED,)
+FINISHED = (CutoverState.CUT_OVER,)
+IN_PROGRESS = (CutoverState.SWITCHING, CutoverState.REVERTING)
 
 
 def cutover_by_batch(db: Raw, plan_id: int) -> dict[str, dict[str, int]]:

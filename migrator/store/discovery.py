@@ -17,6 +17,8 @@ from sqlalchemy import Connection, Table, select, update
 
 from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError
+from migrator.model.scope import Scope
+from migrator.model.status import Status
 from migrator.store.raw import Raw
 from migrator.store.rows import DiscoverySummary
 from migrator.store.schema import PlanRow
@@ -78,7 +80,7 @@ def fingerprint(account: DiscoveredAccount) -> str:
 
 
 def _state(scope: str, status: str) -> str:
-    return status if scope == "in_scope" else scope
+    return status if scope == Scope.IN_SCOPE else scope
 
 
 class _Discovery:
@@ -113,7 +115,7 @@ class _Discovery:
     def insert(self, account: DiscoveredAccount, digest: str) -> None:
         now = self.db_now
         # then: status pending, passes, attempts, four counters, lease_epoch all zero
-        progress = ("pending", 0, 0, 0, 0, 0, 0, 0)
+        progress = (Status.PENDING, 0, 0, 0, 0, 0, 0, 0)
         row = (self.plan_id, account.key, *self.discovery_values(account, digest), now, now)
         self.inserts.append((*row, *progress, now))
         if len(self.inserts) >= WRITE_BATCH:
@@ -177,14 +179,14 @@ class _Discovery:
 
         vanishing: list[tuple[Any, ...]] = []
         for key, item in stored.items():
-            if key in seen or item.scope == "vanished":
+            if key in seen or item.scope == Scope.VANISHED:
                 continue
             summary.vanished += 1
             # unchanged rows are not rewritten by each discovery, so the stored last_seen_at
             # may be older than the last discovery that saw the entry: the previous one
             vanishing.append((self.db_now, self.db_now, self.raw.time(previous), item.id))
             self.event(
-                item.id, "vanished", _state(item.scope, item.status), "vanished", {"key": key}
+                item.id, "vanished", _state(item.scope, item.status), Scope.VANISHED, {"key": key}
             )
             if len(vanishing) >= WRITE_BATCH:
                 self.raw.execute_many(VANISH_SQL, vanishing)
@@ -205,9 +207,9 @@ class _Discovery:
     def classify(self, account: DiscoveredAccount, before: Stored | None) -> None:
         summary = self.summary
         scope = str(account.scope)
-        if scope == "in_scope":
+        if scope == Scope.IN_SCOPE:
             summary.total_in_scope += 1
-        elif scope == "excluded":
+        elif scope == Scope.EXCLUDED:
             summary.total_excluded += 1
         else:
             summary.total_invalid += 1
@@ -217,7 +219,7 @@ class _Discovery:
             summary.new += 1
             self.insert(account, digest)
             return
-        if before.fingerprint == digest and before.scope != "vanished":
+        if before.fingerprint == digest and before.scope != Scope.VANISHED:
             summary.unchanged += 1
             return
         summary.updated += 1
@@ -226,7 +228,7 @@ class _Discovery:
             return
         summary.scope_changed += 1
         old, new = _state(before.scope, before.status), _state(scope, before.status)
-        if before.scope == "vanished":
+        if before.scope == Scope.VANISHED:
             summary.reappeared += 1
             self.event(before.id, "reappeared", old, new, {"reason": account.reason})
         else:

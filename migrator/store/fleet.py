@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from migrator.model.heartbeat import gone_after, stale_after
 from migrator.model.plan import Plan
+from migrator.model.status import WorkerState
 from migrator.store.owners import Identity, process_gone
 from migrator.store.schema import AccountDbRow, TargetLimitRow, WorkerRow
 from migrator.store.store import Store
@@ -59,17 +60,17 @@ class WorkerInfo:
     current_account: str | None
     stats: dict[str, Any]
 
-    def state(self, now: datetime, lease_seconds: float) -> str:
+    def state(self, now: datetime, lease_seconds: float) -> WorkerState:
         """running; stale (no heartbeat for three beats: it hangs, is frozen or lost the
         database, and may still hold leases); gone (none for longer than the lease: whatever
         it held has expired; or, seen from its own PID namespace, its process is gone); or
         stopped (it ended)."""
         if self.stopped_at is not None:
-            return "stopped"
+            return WorkerState.STOPPED
         silent = (now - (self.heartbeat_at or self.started_at)).total_seconds()
         if silent > gone_after(lease_seconds) or process_gone(self.process):
-            return "gone"
-        return "stale" if silent > stale_after(lease_seconds) else "running"
+            return WorkerState.GONE
+        return WorkerState.STALE if silent > stale_after(lease_seconds) else WorkerState.RUNNING
 
 
 def target_key(plan: Plan) -> str:

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from migrator.model.mail import FolderInfo
+from migrator.model.status import NOT_SENT, MessageState
 from migrator.store.raw import Raw
 from migrator.store.schema import AccountDbRow, FolderRow, MessageRow
 from migrator.store.store import Store
@@ -196,7 +197,7 @@ def target_ids(
     where = [
         F.c.account_id == account_id,
         F.c.target_folder_id == target_folder_id,
-        M.c.state == "done",
+        M.c.state == MessageState.DONE,
         M.c.target_id.is_not(None),
     ]
     if other_than is not None:
@@ -220,7 +221,7 @@ def done_target_ids(store: Store, folder_id: int, keys: Sequence[str]) -> dict[s
     with store.session() as s:
         rows = s.execute(
             select(M.c.source_key, M.c.target_id).where(
-                M.c.folder_id == folder_id, M.c.source_key.in_(list(keys)), M.c.state == "done",
+                M.c.folder_id == folder_id, M.c.source_key.in_(list(keys)), M.c.state == MessageState.DONE,
                 M.c.target_id.is_not(None),
             )
         )
@@ -242,7 +243,7 @@ def begin_chunk(
         {
             "folder_id": folder_id,
             "account_id": claim.account_id,
-            "state": "inflight",
+            "state": MessageState.INFLIGHT,
             "chunk_id": chunk_id,
             "lease_epoch": claim.epoch,
             "size": item[1],
@@ -321,9 +322,9 @@ def finish_chunk(
 
 def _count(session: Session, claim: Claim, folder_id: int, outcomes: Sequence[Outcome]) -> None:
     states = Counter(o.state for o in outcomes)
-    counts = {"b_done": states["done"], "b_skipped": states["skipped"], "b_failed": states["failed"]}
+    counts = {"b_done": states[MessageState.DONE], "b_skipped": states[MessageState.SKIPPED], "b_failed": states[MessageState.FAILED]}
     session.execute(_COUNT_FOLDER, {"b_folder": folder_id, **counts})
-    done_bytes = sum(o.size for o in outcomes if o.state == "done")
+    done_bytes = sum(o.size for o in outcomes if o.state == MessageState.DONE)
     session.execute(_COUNT_ACCOUNT, {"b_account": claim.account_id, "b_bytes": done_bytes, **counts})
 
 
@@ -333,7 +334,7 @@ def inflight(store: Store, account_id: int) -> dict[int, list[str]]:
     with store.session() as s:
         rows = s.execute(
             select(M.c.folder_id, M.c.source_key).where(
-                M.c.account_id == account_id, M.c.state == "inflight"
+                M.c.account_id == account_id, M.c.state == MessageState.INFLIGHT
             )
         )
         for folder_id, key in rows:
@@ -351,11 +352,11 @@ def resolve_inflight(
         sizes = dict(
             s.execute(
                 select(M.c.source_key, M.c.size).where(
-                    M.c.folder_id == folder_id, M.c.source_key.in_(list(keys)), M.c.state == "inflight"
+                    M.c.folder_id == folder_id, M.c.source_key.in_(list(keys)), M.c.state == MessageState.INFLIGHT
                 )
             ).all()
         )
-    outcomes = [Outcome(key=k, state="done", size=int(sizes.get(k) or 0), target_id=found[k]) for k in keys if k in found and k in sizes]
+    outcomes = [Outcome(key=k, state=MessageState.DONE, size=int(sizes.get(k) or 0), target_id=found[k]) for k in keys if k in found and k in sizes]
     finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
     missing = [k for k in keys if k not in found]
     if missing:
@@ -365,7 +366,7 @@ def resolve_inflight(
                 s.execute(
                     delete(M).where(
                         M.c.folder_id == folder_id,
-                        M.c.state == "inflight",
+                        M.c.state == MessageState.INFLIGHT,
                         M.c.source_key.in_(missing[start : start + _BATCH]),
                     )
                 )
@@ -392,7 +393,7 @@ def rekey(
         ).all()
         by_print: dict[str, list[Any]] = defaultdict(list)
         for row in old:
-            if row.fingerprint and row.state in ("done", "skipped"):
+            if row.fingerprint and row.state in (MessageState.DONE, MessageState.SKIPPED):
                 by_print[row.fingerprint].append(row)
         now = utcnow()
         moved: list[dict[str, object]] = []
@@ -422,17 +423,42 @@ def record_uidvalidity(store: Store, claim: Claim, folder_id: int, uidvalidity: 
 
 
 def forget_skipped(store: Store, account_id: int, reasons: Sequence[str] | None = None) -> int:
-    """Drop skipped/failed rows of an account so the next pass tries those messages again."""
+    """Drop skipped/failed rows of an account (only those of `reasons`, when given) so the next
+    pass tries those messages again. The folder and account counts drop by what was dropped:
+    what is still recorded stays counted. Returns how many rows were dropped."""
+    if not reasons:
+        with store.session(write=True) as s:
+            removed = s.execute(delete(M).where(M.c.account_id == account_id, M.c.state.in_(NOT_SENT)))
+            # none is left: zero is the truth, whatever the counts said before
+            s.execute(update(A).where(A.c.id == account_id).values(messages_skipped=0, messages_failed=0))
+            s.execute(update(F).where(F.c.account_id == account_id).values(skipped_count=0, failed_count=0))
+            return int(removed.rowcount or 0)  # type: ignore[attr-defined]
+    wanted = and_(M.c.account_id == account_id, M.c.state.in_(NOT_SENT), M.c.reason.in_(list(reasons)))
     with store.session(write=True) as s:
-        stmt = delete(M).where(M.c.account_id == account_id, M.c.state.in_(("skipped", "failed")))
-        if reasons:
-            stmt = stmt.where(M.c.reason.in_(list(reasons)))
-        removed = s.execute(stmt).rowcount  # type: ignore[attr-defined]
+        dropped: dict[int, Counter[str]] = defaultdict(Counter)
+        for folder_id, state, n in s.execute(
+            select(M.c.folder_id, M.c.state, func.count()).where(wanted).group_by(M.c.folder_id, M.c.state)
+        ):
+            dropped[folder_id][state] += int(n)
+        if not dropped:
+            return 0
+        s.execute(delete(M).where(wanted))
+        for folder_id, n in dropped.items():
+            s.execute(
+                update(F)
+                .where(F.c.id == folder_id)
+                .values(skipped_count=F.c.skipped_count - n[MessageState.SKIPPED], failed_count=F.c.failed_count - n[MessageState.FAILED])
+            )
+        total = sum(dropped.values(), Counter[str]())
         s.execute(
-            update(A).where(A.c.id == account_id).values(messages_skipped=0, messages_failed=0)
+            update(A)
+            .where(A.c.id == account_id)
+            .values(
+                messages_skipped=A.c.messages_skipped - total[MessageState.SKIPPED],
+                messages_failed=A.c.messages_failed - total[MessageState.FAILED],
+            )
         )
-        s.execute(update(F).where(F.c.account_id == account_id).values(skipped_count=0, failed_count=0))
-        return int(removed or 0)
+        return total.total()
 
 
 def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Sequence[str]) -> int:
@@ -448,7 +474,7 @@ def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Se
         keys = list(
             s.execute(
                 select(M.c.source_key).where(
-                    M.c.account_id == claim.account_id, M.c.state == "skipped", M.c.folder_id == folder_id,
+                    M.c.account_id == claim.account_id, M.c.state == MessageState.SKIPPED, M.c.folder_id == folder_id,
                     M.c.reason.in_(wanted),
                 )
             ).scalars()
@@ -462,7 +488,7 @@ def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Se
             result = s.execute(
                 delete(M).where(
                     M.c.folder_id == folder_id,
-                    M.c.state == "skipped",
+                    M.c.state == MessageState.SKIPPED,
                     M.c.reason.in_(wanted),
                     M.c.source_key.in_(keys[start : start + _BATCH]),
                 )

@@ -8,6 +8,8 @@ from typing import Any, cast
 
 from sqlalchemy import Table, func, or_, select, text
 
+from migrator.model.scope import Scope
+from migrator.model.status import NOT_SENT, Status
 from migrator.store.reporting import MIGRATED_SQL
 from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
 from migrator.store.store import Store
@@ -51,7 +53,7 @@ def report_rows(store: Store, plan_id: int) -> Iterator[dict[str, Any]]:
     stmt = (
         select(*_REPORT_COLUMNS, source.c.messages_source)
         .outerjoin(source, source.c.account_id == A.c.id)
-        .where(A.c.plan_id == plan_id, A.c.scope == "in_scope")
+        .where(A.c.plan_id == plan_id, A.c.scope == Scope.IN_SCOPE)
         .order_by(A.c.key)
     )
     with store.session() as s:
@@ -60,10 +62,10 @@ def report_rows(store: Store, plan_id: int) -> Iterator[dict[str, Any]]:
 
 
 def first_synced_times(store: Store, plan_id: int) -> list[datetime]:
-    """When each account first reached "synced" (from the event log), oldest first."""
+    """When each account first reached Status.SYNCED (from the event log), oldest first."""
     stmt = (
         select(func.min(E.c.at))
-        .where(E.c.plan_id == plan_id, E.c.kind == "released", E.c.to_state == "synced")
+        .where(E.c.plan_id == plan_id, E.c.kind == "released", E.c.to_state == Status.SYNCED)
         .group_by(E.c.account_id)
     )
     with store.session() as s:
@@ -91,7 +93,7 @@ def folders(store: Store, account_id: int) -> list[dict[str, Any]]:
 
 def problem_messages(store: Store, account_id: int, limit: int) -> tuple[list[dict[str, Any]], int]:
     """Skipped and failed ledger rows of one account (first `limit`) and how many there are."""
-    where = (M.c.account_id == account_id, M.c.state.in_(("skipped", "failed")))
+    where = (M.c.account_id == account_id, M.c.state.in_(NOT_SENT))
     stmt = (
         select(M.c.source_key, M.c.state, M.c.reason, M.c.detail, M.c.size, M.c.updated_at,
                F.c.native, F.c.display)
@@ -141,7 +143,7 @@ def routable_accounts(store: Store, plan_id: int, batches: Sequence[str] = ()) -
     those with a completed pass that a delta pass is working on or failed on right now (their
     users already read mail in Exchange: dropping them from routing would send mail back)."""
     stmt = select(A.c.address, A.c.target_address, A.c.aliases, A.c.batch).where(
-        A.c.plan_id == plan_id, A.c.scope == "in_scope", text(MIGRATED_SQL), A.c.address.is_not(None)
+        A.c.plan_id == plan_id, A.c.scope == Scope.IN_SCOPE, text(MIGRATED_SQL), A.c.address.is_not(None)
     )
     if batches:
         stmt = stmt.where(A.c.batch.in_(list(batches)))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from migrator.model.scope import Scope
+from migrator.model.status import RunStatus
 from migrator.store.raw import Raw
 
 # "N of M accounts migrated": a pass completed, whatever a later delta pass is doing (at work,
@@ -28,7 +30,7 @@ def account_counts(db: Raw, plan_id: int) -> dict[str, Any]:
     """{"in_scope": n, "excluded": {reason: n}, "invalid": {reason: n}, "vanished": n,
     "statuses": {status: n in scope}, "total": n}; entries without a reason count under
     "unspecified"."""
-    counts: dict[str, Any] = {"in_scope": 0, "excluded": {}, "invalid": {}, "vanished": 0, "statuses": {}, "total": 0}
+    counts: dict[str, Any] = {Scope.IN_SCOPE: 0, Scope.EXCLUDED: {}, Scope.INVALID: {}, Scope.VANISHED: 0, "statuses": {}, "total": 0}
     rows = db.all(
         "SELECT scope, status, reason, count(*) FROM accounts WHERE plan_id = ? GROUP BY scope, status, reason",
         (plan_id,),
@@ -36,11 +38,11 @@ def account_counts(db: Raw, plan_id: int) -> dict[str, Any]:
     for scope, status, reason, n in rows:
         count = int(n)
         counts["total"] += count
-        if scope == "in_scope":
-            counts["in_scope"] += count
+        if scope == Scope.IN_SCOPE:
+            counts[Scope.IN_SCOPE] += count
             counts["statuses"][status] = counts["statuses"].get(status, 0) + count
-        elif scope == "vanished":
-            counts["vanished"] += count
+        elif scope == Scope.VANISHED:
+            counts[Scope.VANISHED] += count
         else:
             bucket = counts[scope]
             label = reason or "unspecified"
@@ -301,8 +303,8 @@ def last_run(db: Raw, plan_id: int, command: str) -> dict[str, Any] | None:
         return None
     run_id, started, finished, status, host, summary_totals, alive_until = rows[0]
     until = db.read_time(alive_until)
-    if status == "running" and until is not None and until < datetime.now(UTC):
-        status = "interrupted"  # its process stopped beating; the next writer will record it
+    if status == RunStatus.RUNNING and until is not None and until < datetime.now(UTC):
+        status = RunStatus.INTERRUPTED  # its process stopped beating; the next writer will record it
     return {
         "id": int(run_id),
         "started_at": db.read_time(started),

@@ -6,9 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from migrator.model.scope import Scope
+from migrator.model.status import Status
+
 # What `state` may be: a progress status for accounts in scope, else the discovery scope.
-STATUS_STATES = ("pending", "running", "synced", "failed", "verified")
-SCOPE_STATES = ("excluded", "invalid", "vanished")
+# (plain strings: the CLI offers them as choices)
+STATUS_STATES = tuple(s.value for s in Status)
+SCOPE_STATES = tuple(s.value for s in Scope if s is not Scope.IN_SCOPE)
 ALL_STATES = STATUS_STATES + SCOPE_STATES
 
 

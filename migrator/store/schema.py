@@ -24,6 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from migrator.model.cutover import CutoverState
+from migrator.model.scope import Scope
+from migrator.model.status import MessageState, RunStatus, Status
 from migrator.store.types import BigId, JSONType, UTCDateTime, unbounded, utcnow
 
 # Stable constraint names, so later migrations can address them on both backends.
@@ -35,11 +38,12 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCOPES = ("in_scope", "excluded", "invalid", "vanished")
-STATUSES = ("pending", "running", "synced", "failed", "verified")
-MESSAGE_STATES = ("inflight", "done", "skipped", "failed")
+# plain strings: the CHECK constraints spell them out as SQL literals
+SCOPES = tuple(s.value for s in Scope)
+STATUSES = tuple(s.value for s in Status)
+MESSAGE_STATES = tuple(s.value for s in MessageState)
 # accounts.cutover (NULL: not switched); written by `migrator cutover` only (migration 0008)
-CUTOVER_STATES = ("switching", "switched", "cut-over", "reverting")
+CUTOVER_STATES = tuple(s.value for s in CutoverState)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -78,7 +82,7 @@ class RunRow(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(20), default="running")
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.RUNNING.value)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # the unique id of the process that runs it, how the kernel knows that process
     # (store/owners.py), and until when it counts as alive without a new heartbeat: a
@@ -129,7 +133,7 @@ class AccountDbRow(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     vanished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # --- migration progress: never written by discovery (except the initial "pending")
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=Status.PENDING.value)
     passes: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

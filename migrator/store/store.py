@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError, UsageError
 from migrator.model.plan import DEFAULT_STATE_URL
+from migrator.model.scope import Scope
+from migrator.model.status import RunStatus
 from migrator.store import discovery, reporting
 from migrator.store.access import Access
 from migrator.store.connect import SchemaChange, connect, describe
@@ -39,7 +41,6 @@ DEFAULT_URL = DEFAULT_STATE_URL  # relative to the current directory here
 # How long a session waits for a PostgreSQL server that went away (restart, failover) before
 # the command gives up with a StateError. A restart takes seconds; two minutes leave room.
 RECONNECT_SECONDS = float(os.environ.get("MIGRATOR_STATE_RECONNECT_SECONDS", "120"))
-RUN_STATUSES = ("running", "done", "partial", "failed", "interrupted")
 
 A = cast(Table, AccountDbRow.__table__)
 P = cast(Table, PlanRow.__table__)
@@ -68,9 +69,9 @@ def _account_rows(
         data["attributes"] = dict(Raw.read_json(data["attributes"]) or {})
         # unchanged accounts are not rewritten by each discovery: one that is not vanished
         # was seen by the plan's last discovery
-        if data["scope"] != "vanished" and seen_by_plan is not None:
+        if data["scope"] != Scope.VANISHED and seen_by_plan is not None:
             data["last_seen_at"] = max(data["last_seen_at"], seen_by_plan)
-        data["state"] = data["status"] if data["scope"] == "in_scope" else data["scope"]
+        data["state"] = data["status"] if data["scope"] == Scope.IN_SCOPE else data["scope"]
         yield AccountRow(**data)
 
 
@@ -298,7 +299,7 @@ class Store:
                 process=worker.process if worker else None,
                 started_at=now,
                 alive_until=now + timedelta(seconds=lease_seconds),
-                status="running",
+                status=RunStatus.RUNNING,
             )
             s.add(run)
             s.flush()
@@ -309,7 +310,7 @@ class Store:
         with self.session(write=True) as s:
             s.execute(
                 update(R)
-                .where(R.c.id == run_id, R.c.status == "running")
+                .where(R.c.id == run_id, R.c.status == RunStatus.RUNNING)
                 .values(alive_until=utcnow() + timedelta(seconds=lease_seconds))
             )
 
@@ -325,7 +326,7 @@ class Store:
     @staticmethod
     def _dead_runs(s: Session, plan_id: int) -> list[int]:
         rows = s.execute(
-            select(R.c.id, R.c.alive_until, R.c.process).where(R.c.plan_id == plan_id, R.c.status == "running")
+            select(R.c.id, R.c.alive_until, R.c.process).where(R.c.plan_id == plan_id, R.c.status == RunStatus.RUNNING)
         ).all()
         now = utcnow()
         return [
@@ -343,14 +344,14 @@ class Store:
         if dead:
             s.execute(
                 update(R)
-                .where(R.c.id.in_(dead), R.c.status == "running")
-                .values(status="interrupted", finished_at=utcnow())
+                .where(R.c.id.in_(dead), R.c.status == RunStatus.RUNNING)
+                .values(status=RunStatus.INTERRUPTED, finished_at=utcnow())
             )
         return len(dead)
 
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
-        if status not in RUN_STATUSES:
-            raise ValueError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+        if status not in set(RunStatus):
+            raise ValueError(f"run status {status!r} is not one of {', '.join(RunStatus)}")
         with self.session(write=True) as s:
             done = s.execute(
                 update(R)

@@ -8,6 +8,7 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
 
+from migrator.model.status import NOT_SENT, MessageState, Status
 from migrator.store.raw import Raw
 from migrator.store.schema import AccountDbRow, EventRow, FolderRow
 from migrator.store.store import Store
@@ -63,20 +64,20 @@ def account_ledger(store: Store, account_id: int, *, retried: Sequence[str] = ()
             if folder is None:
                 folder = out[folder_id] = FolderLedger({}, [], [])
             folder.totals[state] = folder.totals.get(state, 0) + 1
-            if state == "done":
+            if state == MessageState.DONE:
                 folder.done_keys.append(key)
                 folder.done_ids.append(target_id)
                 folder.given[source_key] = (target_id, flags)
                 if removed_at is not None:
                     folder.removed_keys.add(source_key)
-            if state == "skipped" and reason in again:
+            if state == MessageState.SKIPPED and reason in again:
                 folder.retry_keys.add(source_key)
             elif state in _SETTLED:
                 folder.settled_keys.add(source_key)
     return out
 
 
-_SETTLED = frozenset({"done", "skipped", "failed"})
+_SETTLED = frozenset({MessageState.DONE, *NOT_SENT})
 
 _RECORD_FOLDER = (
     update(F)
@@ -110,10 +111,10 @@ def record(
             )
         current = s.execute(select(A.c.status).where(A.c.id == account_id)).scalar_one()
         new = None
-        if all_ok and current == "synced":
-            new = "verified"
-        elif not all_ok and current == "verified":
-            new = "synced"
+        if all_ok and current == Status.SYNCED:
+            new = Status.VERIFIED
+        elif not all_ok and current == Status.VERIFIED:
+            new = Status.SYNCED
         if new:
             s.execute(update(A).where(A.c.id == account_id, A.c.status == current).values(status=new, updated_at=now))
         s.execute(

@@ -21,6 +21,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from migrator.model.errors import MigratorError
+from migrator.model.scope import Scope
+from migrator.model.status import PASS_COMPLETED, Status
 from migrator.store.fleet import owner_gone
 from migrator.store.owners import identify, pid_namespace, process_gone
 from migrator.store.schema import AccountDbRow, EventRow, WorkerRow
@@ -73,28 +75,28 @@ class ClaimFilter:
 
 def _candidates(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) -> Any:
     free = or_(A.c.lease_expires_at.is_(None), A.c.lease_expires_at < now)
-    wanted = [A.c.status == "pending"]
+    wanted = [A.c.status == Status.PENDING]
     if f.include_synced:
         # one delta pass per run: accounts synced since the run began are done for this run
         wanted.append(
             and_(
-                A.c.status.in_(("synced", "verified")),
+                A.c.status.in_(PASS_COMPLETED),
                 or_(A.c.last_pass_at.is_(None), A.c.last_pass_at < run_started),
             )
         )
     if f.retry_failed:
         wanted.append(
             and_(
-                A.c.status == "failed",
+                A.c.status == Status.FAILED,
                 A.c.attempts < f.max_attempts,
                 or_(A.c.updated_at.is_(None), A.c.updated_at < run_started),
             )
         )
     # a "running" account whose lease expired belongs to a worker that died: take it over
-    wanted.append(A.c.status == "running")
+    wanted.append(A.c.status == Status.RUNNING)
     if f.only_failed:
-        wanted = [and_(A.c.status == "failed", A.c.attempts < f.max_attempts)]
-    stmt = select(A).where(A.c.plan_id == plan_id, A.c.scope == "in_scope", free, or_(*wanted))
+        wanted = [and_(A.c.status == Status.FAILED, A.c.attempts < f.max_attempts)]
+    stmt = select(A).where(A.c.plan_id == plan_id, A.c.scope == Scope.IN_SCOPE, free, or_(*wanted))
     if f.batches:
         stmt = stmt.where(A.c.batch.in_(list(f.batches)))
     if f.addresses:
@@ -139,7 +141,7 @@ def claim_next(
             update(A)
             .where(A.c.id == row["id"])
             .values(
-                status="running",
+                status=Status.RUNNING,
                 lease_owner=worker,
                 lease_epoch=epoch,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
@@ -147,7 +149,7 @@ def claim_next(
                 updated_at=now,
             )
         )
-        took_over = row["status"] == "running"
+        took_over = row["status"] == Status.RUNNING
         _event(
             s.connection(),
             plan_id,
@@ -156,13 +158,13 @@ def claim_next(
             worker,
             "claimed" if not took_over else "taken-over",
             row["status"],
-            "running",
+            Status.RUNNING,
             {"epoch": epoch, "previous_owner": row["lease_owner"]} if took_over else {"epoch": epoch},
         )
         # the status before this claim: a takeover resumes whatever the dead worker had
         previous = row["status"]
         if took_over:
-            previous = "synced" if row["passes"] else "pending"
+            previous = Status.SYNCED if row["passes"] else Status.PENDING
         return Claim(
             account_id=row["id"],
             plan_id=plan_id,
@@ -212,7 +214,7 @@ def _release_dead_owners(store: Store, plan_id: int) -> None:
             .select_from(A.join(W, W.c.name == A.c.lease_owner))
             .where(
                 A.c.plan_id == plan_id,
-                A.c.status == "running",
+                A.c.status == Status.RUNNING,
                 A.c.lease_expires_at > utcnow(),
                 W.c.process.like(namespace + "/%"),
             )
@@ -320,7 +322,7 @@ def release(
             run_id,
             claim.worker,
             "released",
-            "running",
+            Status.RUNNING,
             status,
             {**(detail or {}), **({"error": error, "reason": error_reason} if error else {})},
         )
@@ -341,19 +343,19 @@ def release_orphans(store: Store, plan_id: int, worker: str, held: Sequence[int]
     back to pending (or synced, after a completed pass) with an `interrupted` event; the number."""
     with store.session(write=True) as s:
         stmt = select(A.c.id, A.c.passes, A.c.lease_epoch).where(
-            A.c.plan_id == plan_id, A.c.status == "running", A.c.lease_owner == worker
+            A.c.plan_id == plan_id, A.c.status == Status.RUNNING, A.c.lease_owner == worker
         )
         if held:
             stmt = stmt.where(A.c.id.notin_(list(held)))
         orphans = s.execute(stmt).all()
         for account_id, passes, epoch in orphans:
-            back = "synced" if passes else "pending"
+            back = Status.SYNCED if passes else Status.PENDING
             s.execute(
                 update(A)
                 .where(A.c.id == account_id, A.c.lease_owner == worker, A.c.lease_epoch == epoch)
                 .values(status=back, lease_owner=None, lease_expires_at=None, updated_at=utcnow())
             )
-            _event(s.connection(), plan_id, account_id, run_id, worker, "interrupted", "running", back,
+            _event(s.connection(), plan_id, account_id, run_id, worker, "interrupted", Status.RUNNING, back,
                    {"epoch": int(epoch), "reason": "claim-commit-unknown"})
         return len(orphans)
 
@@ -368,7 +370,7 @@ def abandon(store: Store, claim: Claim, *, run_id: int | None) -> None:
                 .where(A.c.id == claim.account_id)
                 .values(status=claim.previous_status, lease_owner=None, lease_expires_at=None, updated_at=utcnow())
             )
-            _event(s.connection(), claim.plan_id, claim.account_id, run_id, claim.worker, "interrupted", "running", claim.previous_status, None)
+            _event(s.connection(), claim.plan_id, claim.account_id, run_id, claim.worker, "interrupted", Status.RUNNING, claim.previous_status, None)
     except LeaseLost:
         pass
 
@@ -402,7 +404,7 @@ def _event(
 def reset_attempts(store: Store, plan_id: int, account_ids: Sequence[int] | None) -> int:
     """Failed accounts (all of the plan's, or these) become eligible for automatic retries again."""
     with store.session(write=True) as s:
-        stmt = update(A).where(A.c.plan_id == plan_id, A.c.status == "failed")
+        stmt = update(A).where(A.c.plan_id == plan_id, A.c.status == Status.FAILED)
         if account_ids is not None:
             stmt = stmt.where(A.c.id.in_(list(account_ids)))
         result = s.execute(stmt.values(attempts=0, updated_at=None))
@@ -421,7 +423,7 @@ def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -
     now = utcnow()
     with store.session(write=True) as s:
         row = s.execute(select(A.c.status, A.c.lease_expires_at, A.c.lease_owner).where(A.c.id == account_id)).one()
-        if row.status == "running" and row.lease_expires_at and row.lease_expires_at > now and not owner_gone(s, row.lease_owner):
+        if row.status == Status.RUNNING and row.lease_expires_at and row.lease_expires_at > now and not owner_gone(s, row.lease_owner):
             raise MigratorError(
                 f"account is being migrated right now by {row.lease_owner}",
                 hint="stop that run (or wait for it to finish), then reset",
@@ -432,9 +434,9 @@ def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -
             update(A)
             .where(A.c.id == account_id)
             .values(
-                status="pending", passes=0, attempts=0, last_error=None, last_error_reason=None,
+                status=Status.PENDING, passes=0, attempts=0, last_error=None, last_error_reason=None,
                 first_pass_at=None, last_pass_at=None, messages_done=0, messages_skipped=0,
                 messages_failed=0, bytes_done=0, lease_owner=None, lease_expires_at=None, updated_at=now,
             )
         )
-        _event(s.connection(), plan_id, account_id, None, worker, "reset", row.status, "pending", None)
+        _event(s.connection(), plan_id, account_id, None, worker, "reset", row.status, Status.PENDING, None)

@@ -19,6 +19,7 @@ import ssl
 
 from migrator.model.errors import Outage, PermanentError, TransientError
 from migrator.model.plan import FilterSettings
+from migrator.model.reasons import Reason
 from migrator.model.sieve import SieveScript
 
 from .parse import MAX_SCRIPT_BYTES
@@ -52,7 +53,7 @@ class _Connection:
         capabilities = self._response()
         if s.tls == "starttls":
             if "STARTTLS" not in capabilities:
-                raise ManageSieveError(f"{self.where} does not offer STARTTLS", reason="tls",
+                raise ManageSieveError(f"{self.where} does not offer STARTTLS", reason=Reason.TLS,
                                        hint='set [settings] sieve_tls = "ssl" or "none"')
             self._command(b"STARTTLS")
             self._tls()
@@ -64,7 +65,7 @@ class _Connection:
         try:
             self.sock = context.wrap_socket(self.sock, server_hostname=s.host)
         except (ssl.SSLError, OSError) as exc:
-            raise ManageSieveError(f"{self.where}: TLS failed ({exc})", reason="tls",
+            raise ManageSieveError(f"{self.where}: TLS failed ({exc})", reason=Reason.TLS,
                                    hint="check [settings] sieve_ca_file / sieve_tls_verify") from exc
 
     def _line(self) -> bytes:

@@ -9,9 +9,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from migrator.adapters.sources.base import NO_MAILBOX, Source, SourceBase
+from migrator.adapters.sources.base import Source, SourceBase
 from migrator.model.errors import SourceError
 from migrator.model.plan import SourceSettings
+from migrator.model.reasons import Reason
 
 __all__ = ["Source", "SourceBase", "open_account_source", "open_source"]
 
@@ -20,7 +21,7 @@ def _resolve(settings: SourceSettings, path: str | None, what: str) -> str:
     if not path:
         raise SourceError(
             f"no {what} path given for a {settings.kind} source",
-            reason=NO_MAILBOX,
+            reason=Reason.NO_MAILBOX,
             hint="set [source] path in the plan (a template such as /var/mail/{uid})",
         )
     path = os.path.expanduser(path)
@@ -42,7 +43,7 @@ def open_source(
     `mailbox_path` is the account's resolved [source] path (Maildir root or mbox spool; relative
     paths are taken under [source] root). `folders_path` is the account's resolved mbox folders
     directory; when not given, a [source] folders_path without template fields is used as is.
-    `login`/`password` are for IMAP. Raises SourceError(reason="no-mailbox") naming the path when
+    `login`/`password` are for IMAP. Raises SourceError(Reason.NO_MAILBOX) naming the path when
     the mailbox does not exist.
     """
     kind = settings.kind
@@ -66,7 +67,7 @@ def open_source(
         return ImapSource.from_settings(settings, login, password)
     raise SourceError(
         f"unknown source kind {kind!r}",
-        reason="config",
+        reason=Reason.CONFIG,
         hint="set [source] kind to maildir, mbox or imap",
     )
 

@@ -14,29 +14,6 @@ from typing import Protocol, Self, runtime_checkable
 
 from migrator.model.mail import FolderInfo, MessageRecord, SkippedMessage
 
-# Reason codes shared by all sources (SourceError.reason and SkippedMessage.reason).
-NO_MAILBOX = "no-mailbox"  # the account's mailbox directory/file/login does not exist
-UNREADABLE = "unreadable"  # permission denied or an I/O error on a file or directory
-VANISHED = "vanished"  # the message disappeared between listing and reading
-NOT_A_FILE = "not-a-file"  # a directory, FIFO, socket or dangling link where a message should be
-CHANGED = "changed"  # the folder was rewritten under us and could not be read consistently
-# A symbolic link inside a mailbox (a message file, cur/ or new/, a folder, an mbox folder file):
-# never followed, since a user who can write into their own mailbox could otherwise make the
-# migrator (often root) read any file on the host, or another user's mail.
-SYMLINK = "symlink"
-# A directory inside a mailbox that is not a folder of its layout (no cur/ or new/ in a Maildir)
-# yet holds something: reported, so that nothing in a mailbox is passed over in silence.
-NOT_A_FOLDER = "not-a-folder"
-# Bytes that are not a message: before the first From_ line of an mbox, or a Maildir file that
-# does not begin with a header block (see looks_like_mail).
-NOT_MAIL = "not-mail"
-# A message of 0 bytes: a Maildir file a failed delivery left behind, two From_ lines with
-# nothing between them in an mbox, the same served over IMAP. No target stores it (an IMAP
-# server refuses an empty literal, Exchange has no MIME to parse), so sources report it at
-# listing time, where its size is known without reading anything.
-EMPTY = "empty"
-
-
 # The start of a message (see looks_like_mail), as one pattern: an optional byte order mark, an
 # optional From_ line, then a header field name (printable ASCII but ':', 8-bit bytes tolerated
 # as some writers put them there, optional blanks as RFC 5322's obsolete syntax allows, the
@@ -55,7 +32,7 @@ def looks_like_mail(head: bytes) -> bool:
     end (an empty header block: a body only). Anything else, e.g. a PNG, a zip, an ELF binary,
     a text file without headers, is not mail. Only the first line or two of the first
     HEAD_BYTES are looked at, so this costs next to nothing per message; an empty `head` (a
-    0-byte file) is left to the EMPTY rule."""
+    0-byte file) is left to the rule for empty messages (Reason.EMPTY)."""
     return _MAIL_START.match(head, 0, HEAD_BYTES) is not None
 
 
@@ -68,7 +45,7 @@ class Source(Protocol):
     - `messages(folder)` yields one record per message, in a stable order, never holding a whole
       folder's or a whole message's bytes; files that cannot be offered come as SkippedMessage.
     - `MessageRecord.open()` returns a fresh binary stream of the raw bytes exactly as stored
-      and raises SourceError (reason UNREADABLE, VANISHED, CHANGED ...) when it cannot.
+      and raises SourceError (Reason.UNREADABLE, VANISHED, CHANGED ...) when it cannot.
     - `close()` releases connections and files; a closed source must not be used again.
     """
 

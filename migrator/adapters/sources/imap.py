@@ -25,7 +25,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from migrator.adapters.sources import utf7
-from migrator.adapters.sources.base import EMPTY, NO_MAILBOX, VANISHED, SourceBase
+from migrator.adapters.sources.base import SourceBase
 from migrator.adapters.sources.imap_connection import (
     CONNECTION_LOST,
     ImapAccess,
@@ -39,11 +39,11 @@ from migrator.adapters.sources.roles import folder_role
 from migrator.model.errors import SourceError, TransientError
 from migrator.model.mail import Flags, FolderInfo, KnownMessage, MessageRecord, SkippedMessage
 from migrator.model.plan import SourceSettings
+from migrator.model.reasons import Reason
 from migrator.plan.secrets import read_secret
 
 T = TypeVar("T")
 
-UIDVALIDITY_CHANGED = "uidvalidity-changed"
 BATCH_SIZE = 1000
 _LIST_FIELDS = ["FLAGS", "RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
 _NOT_SELECTABLE = {b"\\noselect", b"\\nonexistent"}
@@ -63,7 +63,7 @@ class UidValidityChanged(SourceError):
         super().__init__(
             f"IMAP folder {folder}: UIDVALIDITY changed from {old} to {new} (the server renumbered "
             "its messages)",
-            reason=UIDVALIDITY_CHANGED,
+            reason=Reason.UIDVALIDITY_CHANGED,
             hint="the folder must be re-keyed by content (content_fingerprint) before migrating more",
         )
         self.folder = folder
@@ -125,12 +125,12 @@ class ImapSource(SourceBase):
         otherwise; when not given it is read from [source] password_env / password_file."""
         if not settings.host:
             raise SourceError(
-                'a kind = "imap" source needs host', reason="config", hint="set [source] host"
+                'a kind = "imap" source needs host', reason=Reason.CONFIG, hint="set [source] host"
             )
         if not user:
             raise SourceError(
                 "no IMAP login name for this account",
-                reason="config",
+                reason=Reason.CONFIG,
                 hint="check [source] login, a template such as {address} or {uid}",
             )
         if password is None:
@@ -142,7 +142,7 @@ class ImapSource(SourceBase):
         if password is None:
             raise SourceError(
                 'a kind = "imap" source needs password_env or password_file',
-                reason="config",
+                reason=Reason.CONFIG,
                 hint="name an environment variable or a file holding the (master) password",
             )
         try:
@@ -159,7 +159,7 @@ class ImapSource(SourceBase):
                 timeout=settings.timeout,
             )
         except ValueError as exc:
-            raise SourceError(f"[source]: {exc}", reason="config") from None
+            raise SourceError(f"[source]: {exc}", reason=Reason.CONFIG) from None
         return cls(access)
 
     # -- connection ----------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class ImapSource(SourceBase):
                 raise SourceError(
                     f"IMAP {self.access.where}: server refused {what} for {self.access.login_name}: "
                     f"{_text(exc)}",
-                    reason="protocol",
+                    reason=Reason.PROTOCOL,
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -221,7 +221,7 @@ class ImapSource(SourceBase):
             except IMAPClientError as exc:
                 raise SourceError(
                     f"IMAP folder {_display(native)} of {self.access.user} cannot be opened: {_text(exc)}",
-                    reason=NO_MAILBOX,
+                    reason=Reason.NO_MAILBOX,
                     hint="the folder may have been deleted or renamed on the server; list folders again",
                 ) from None
             validity = int(response.get(b"UIDVALIDITY", 0))
@@ -291,7 +291,7 @@ class ImapSource(SourceBase):
         except IMAPClientError as exc:
             raise SourceError(
                 f"IMAP STATUS of folder {_display(native)} of {self.access.user} failed: {_text(exc)}",
-                reason="protocol",
+                reason=Reason.PROTOCOL,
             ) from None
 
     def _size_sum(self, client: IMAPClient, native: str, count: int) -> int:
@@ -377,7 +377,7 @@ class ImapSource(SourceBase):
                     continue  # expunged between SEARCH and FETCH: gone, nothing to migrate
                 if item.size == 0:  # RFC822.SIZE: known without reading the body
                     yield SkippedMessage(
-                        f"{validity}:{uid}", EMPTY,
+                        f"{validity}:{uid}", Reason.EMPTY,
                         f"IMAP message {validity}:{uid} in {folder.display} of {self.access.user} "
                         "is empty (0 bytes)")
                     continue
@@ -434,14 +434,14 @@ class ImapSource(SourceBase):
                     raise SourceError(
                         f"IMAP message {key} in {folder.display} of {self.access.user} no longer "
                         "exists on the server",
-                        reason=VANISHED,
+                        reason=Reason.VANISHED,
                     )
                 for name, value in item.items():
                     if name.startswith(b"BODY[]"):
                         return value if isinstance(value, bytes) else b""
                 raise SourceError(
                     f"IMAP message {key} in {folder.display}: the server sent no body",
-                    reason="protocol",
+                    reason=Reason.PROTOCOL,
                 )
 
             return self._run(f"reading message {key} in {folder.display}", operation)

@@ -21,6 +21,7 @@ from imapclient.exceptions import LoginError
 
 from migrator.adapters.network import endpoint_of, network_outage
 from migrator.model.errors import Outage, SourceError, TransientError
+from migrator.model.reasons import Reason
 from migrator.model.secrecy import unless_secret
 
 TLS_MODES = ("ssl", "starttls", "none")
@@ -80,7 +81,7 @@ def _tls_context(access: ImapAccess) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise SourceError(
             f"IMAP {access.where}: cannot load ca_file {access.ca_file}: {exc}",
-            reason="tls",
+            reason=Reason.TLS,
             hint="ca_file must be a PEM file holding the CA certificate that signed the server's",
         ) from None
     if not access.tls_verify:
@@ -93,7 +94,7 @@ def _tls_failure(access: ImapAccess, exc: ssl.SSLError) -> SourceError:
     detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
     return SourceError(
         f"IMAP {access.where}: TLS certificate check failed: {detail}",
-        reason="tls",
+        reason=Reason.TLS,
         outage=Outage("source", "tls", f"the TLS certificate of {access.where} is not trusted: {detail}"),
         hint=(
             "set ca_file in [source] to the CA that signed the server certificate (a private CA), "
@@ -118,7 +119,7 @@ def connect(access: ImapAccess) -> IMAPClient:
     except ssl.SSLError as exc:
         raise SourceError(
             f"IMAP {access.where}: TLS handshake failed: {exc.reason or exc}",
-            reason="tls",
+            reason=Reason.TLS,
             outage=Outage("source", "tls", f"TLS with {access.where} failed: {exc.reason or exc}"),
             hint='check that the port speaks implicit TLS (tls = "ssl", usually 993) '
             'or use tls = "starttls" on port 143',
@@ -146,7 +147,7 @@ def connect(access: ImapAccess) -> IMAPClient:
             except imaplib.IMAP4.error as exc:
                 raise SourceError(
                     f"IMAP {access.where}: STARTTLS refused: {_describe(exc)}",
-                    reason="tls",
+                    reason=Reason.TLS,
                     outage=Outage("source", "tls", f"{access.where} refused STARTTLS: {_describe(exc)}"),
                     hint='use tls = "ssl" on the implicit-TLS port, or tls = "none"',
                 ) from None
@@ -185,7 +186,7 @@ def _authenticate(client: IMAPClient, access: ImapAccess) -> None:
                             f"{access.master_user} ({said})")
         raise SourceError(
             f"IMAP login refused at {access.where} for {access.login_name}: {said}",
-            reason="auth",
+            reason=Reason.AUTH,
             hint="check the login template, master_user and the password source in [source]",
             outage=outage,
         ) from None

@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
-from migrator.adapters.sources.base import CHANGED
 from migrator.model.errors import SourceError
+from migrator.model.reasons import Reason
 
 DEFAULT_RANGE = 1024 * 1024
 
@@ -23,7 +23,7 @@ class ImapMessageStream(io.RawIOBase):
 
     A total that differs from RFC822.SIZE means the server cut the message short or sent
     something else (Dovecot sends an empty body for a message another session expunged):
-    `SourceError(reason="changed")` then, never a silently truncated message.
+    `SourceError(Reason.CHANGED)` then, never a silently truncated message.
     """
 
     def __init__(
@@ -64,7 +64,7 @@ class ImapMessageStream(io.RawIOBase):
                 raise SourceError(
                     f"{self._describe}: the server announced {self._expected_size} bytes "
                     f"but sent {self._offset}",
-                    reason=CHANGED,
+                    reason=Reason.CHANGED,
                     hint="the message was probably deleted or changed on the server; "
                     "list the folder again",
                 )

@@ -27,18 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, overload
 
 from migrator.adapters.sources import utf7
-from migrator.adapters.sources.base import (
-    EMPTY,
-    HEAD_BYTES,
-    NO_MAILBOX,
-    NOT_A_FILE,
-    NOT_MAIL,
-    SYMLINK,
-    UNREADABLE,
-    VANISHED,
-    SourceBase,
-    looks_like_mail,
-)
+from migrator.adapters.sources.base import HEAD_BYTES, SourceBase, looks_like_mail
 from migrator.adapters.sources.maildir_tree import SUBDIRS, Tree, detect_layout, survey
 from migrator.adapters.sources.nofollow import (
     NotRegularFile,
@@ -56,6 +45,7 @@ from migrator.model.mail import (
     MessageRecord,
     SkippedMessage,
 )
+from migrator.model.reasons import Reason
 
 LAYOUTS = ("auto", "maildir++", "fs")
 # a directory last changed longer ago than this when listed can be trusted by its mtime
@@ -127,7 +117,7 @@ class MaildirSource(SourceBase):
         if layout not in LAYOUTS:
             raise SourceError(
                 f"unknown Maildir layout {layout!r}",
-                reason="config",
+                reason=Reason.CONFIG,
                 hint=f"set [source] maildir_layout to one of {', '.join(LAYOUTS)}",
             )
         try:
@@ -292,7 +282,7 @@ class MaildirSource(SourceBase):
             if problems is not None:
                 problems.append(detail)
             skipped[FOLDER_KEY] = SkippedMessage(
-                FOLDER_KEY, SYMLINK if is_link_error(exc) else UNREADABLE, detail)
+                FOLDER_KEY, Reason.SYMLINK if is_link_error(exc) else Reason.UNREADABLE, detail)
             return found, skipped, seen_known
         named: dict[str, list[tuple[str, str]] | OSError] = {}
         crowded: set[str] = set()
@@ -340,10 +330,10 @@ class MaildirSource(SourceBase):
             except OSError as exc:
                 if is_link_error(exc):
                     detail = f"{subdir} is {link_note(folder_fd, sub)}: not followed"
-                    reason = SYMLINK
+                    reason = Reason.SYMLINK
                 else:
                     detail = f"cannot list {subdir}: {exc.strerror or exc}"
-                    reason = UNREADABLE
+                    reason = Reason.UNREADABLE
                 if problems is not None:
                     problems.append(detail)
                 skipped[f"{sub}/"] = SkippedMessage(f"{sub}/", reason, detail)
@@ -357,7 +347,7 @@ class MaildirSource(SourceBase):
                     continue  # renamed by a live server since scandir: in cur/ or next pass
                 if isinstance(st_or_error, OSError):
                     skipped.setdefault(key, SkippedMessage(
-                        key, UNREADABLE,
+                        key, Reason.UNREADABLE,
                         f"cannot stat {subdir}/{name}: {st_or_error.strerror or st_or_error}"))
                     continue
                 st = st_or_error
@@ -368,14 +358,14 @@ class MaildirSource(SourceBase):
                     key = free
                 if stat.S_ISLNK(st.st_mode):
                     skipped[key] = SkippedMessage(
-                        key, SYMLINK, f"{subdir}/{name} is {link_note(dir_fd, name)}: not followed")
+                        key, Reason.SYMLINK, f"{subdir}/{name} is {link_note(dir_fd, name)}: not followed")
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     skipped[key] = SkippedMessage(
-                        key, NOT_A_FILE, f"{subdir}/{name} is not a regular file")
+                        key, Reason.NOT_A_FILE, f"{subdir}/{name} is not a regular file")
                     continue
                 if st.st_size == 0:
-                    skipped[key] = SkippedMessage(key, EMPTY, f"{subdir}/{name} is empty (0 bytes)")
+                    skipped[key] = SkippedMessage(key, Reason.EMPTY, f"{subdir}/{name} is empty (0 bytes)")
                     continue
                 found[key] = (sub, name, st.st_size, int(st.st_mtime), st.st_ino)
         self.known_seen = len(seen_known)
@@ -423,7 +413,7 @@ def _mailbox_error(root: str, exc: OSError) -> SourceError:
     if is_link_error(exc):
         return SourceError(
             f"the Maildir path {root} passes through a symbolic link (not followed)",
-            reason=SYMLINK,
+            reason=Reason.SYMLINK,
             hint="discovery recorded this path with its links resolved, so a link appeared in it"
             " since: if it is legitimate (the mail moved to other storage), run `migrator"
             " discover` again; if not, someone redirected this mailbox",
@@ -431,13 +421,13 @@ def _mailbox_error(root: str, exc: OSError) -> SourceError:
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
         return SourceError(
             f"no Maildir at {root}",
-            reason=NO_MAILBOX,
+            reason=Reason.NO_MAILBOX,
             hint="check the account's [source] path template and that the directory exists"
             " and is readable by the migrator user",
         )
     return SourceError(
         f"cannot open the Maildir {root}: {exc.strerror or exc}",
-        reason=UNREADABLE,
+        reason=Reason.UNREADABLE,
         hint="give the migrator user read access to the Maildir (e.g. run as the mail user or"
         " add it to the mail group)",
     )
@@ -541,7 +531,7 @@ class _Opener:
         raise SourceError(
             f"message {self.key} vanished from {self.source._fdir(self.native)} (deleted or moved"
             " since listing)",
-            reason=VANISHED,
+            reason=Reason.VANISHED,
             hint="nothing to do: the next pass lists the folder again",
         )
 
@@ -572,12 +562,12 @@ class _Opener:
         except FileNotFoundError:
             raise
         except NotRegularFile as exc:
-            raise SourceError(f"{self.path} is not a regular file", reason=NOT_A_FILE) from exc
+            raise SourceError(f"{self.path} is not a regular file", reason=Reason.NOT_A_FILE) from exc
         except OSError as exc:
             if is_link_error(exc):
                 raise SourceError(
                     f"{self.path} is {link_note(dir_fd, self.name)}: not followed",
-                    reason=SYMLINK, hint=_LINK_HINT) from exc
+                    reason=Reason.SYMLINK, hint=_LINK_HINT) from exc
             raise self._error(exc, self.path) from exc
         stream = open(fd, "rb")  # noqa: SIM115 - the caller owns and closes the stream
         try:
@@ -591,7 +581,7 @@ class _Opener:
             raise SourceError(
                 f"{self.path} is not a message: it does not begin with a header block"
                 " (binary data, or text without headers)",
-                reason=NOT_MAIL,
+                reason=Reason.NOT_MAIL,
                 hint="nothing to migrate; look at the file and remove it or move it out of the Maildir",
             )
         return stream
@@ -599,10 +589,10 @@ class _Opener:
     @staticmethod
     def _error(exc: OSError, path: str) -> SourceError:
         if is_link_error(exc):
-            return SourceError(f"{path} is a symbolic link: not followed", reason=SYMLINK, hint=_LINK_HINT)
+            return SourceError(f"{path} is a symbolic link: not followed", reason=Reason.SYMLINK, hint=_LINK_HINT)
         return SourceError(
             f"cannot read message {path}: {exc.strerror or exc}",
-            reason=UNREADABLE,
+            reason=Reason.UNREADABLE,
             hint="give the migrator user read access to the Maildir (e.g. run as the mail"
             " user or add it to the mail group)",
         )

@@ -16,9 +16,9 @@ import contextlib
 import os
 from collections.abc import Callable
 
-from migrator.adapters.sources.base import NOT_A_FOLDER, SYMLINK, UNREADABLE
 from migrator.adapters.sources.nofollow import link_note, open_dir_at, open_dirs_at, open_parent
 from migrator.model.mail import SkippedMessage
+from migrator.model.reasons import Reason
 
 SUBDIRS = ("new", "cur")  # new/ first: a live server moves new -> cur, never back
 MAIL_DIRS = frozenset(("cur", "new", "tmp"))
@@ -150,10 +150,10 @@ class _Survey:
         self.unread.append(SkippedMessage(f"./{rel}/", reason, f"{os.path.join(self.root, rel)} {why}"))
 
     def link(self, dir_fd: int, rel: str, name: str) -> None:
-        self.report(rel, SYMLINK, f"is {link_note(dir_fd, name)}: not followed")
+        self.report(rel, Reason.SYMLINK, f"is {link_note(dir_fd, name)}: not followed")
 
     def unlisted(self, rel: str, exc: OSError) -> None:
-        self.report(rel, UNREADABLE, f"cannot be listed: {exc.strerror or exc}")
+        self.report(rel, Reason.UNREADABLE, f"cannot be listed: {exc.strerror or exc}")
 
     # ---------------------------------------------------------------- Maildir++
 
@@ -205,16 +205,16 @@ class _Survey:
                 elif x.is_dir(follow_symlinks=False):
                     nested = _scan_dir(fd, x.name)
                     if isinstance(nested, OSError) or _holds_something(nested):
-                        self.report(rel, NOT_A_FOLDER, "is a directory inside a Maildir++ folder"
+                        self.report(rel, Reason.NOT_A_FOLDER, "is a directory inside a Maildir++ folder"
                                     " (Maildir++ folders do not nest): not read")
         elif is_tool(name):
             return
         elif is_folder:
-            self.report(name, NOT_A_FOLDER, "holds cur/ or new/ but its name does not begin with"
+            self.report(name, Reason.NOT_A_FOLDER, "holds cur/ or new/ but its name does not begin with"
                         " '.': not a Maildir++ folder, not read (a Dovecot LAYOUT=fs folder in a"
                         " Maildir++ mailbox?)")
         elif _holds_something(inside):
-            self.report(name, NOT_A_FOLDER, "holds no cur/ or new/: not a Maildir folder, not read")
+            self.report(name, Reason.NOT_A_FOLDER, "holds no cur/ or new/: not a Maildir folder, not read")
 
     # ---------------------------------------------------------------- LAYOUT=fs
 
@@ -251,11 +251,11 @@ class _Survey:
                     # fs layout folders do not begin with '.': say what such a directory holds
                     hidden = _scan_dir(dir_fd, name)
                     if child_is_folder or isinstance(hidden, OSError) or _holds_something(hidden):
-                        self.report(path, NOT_A_FOLDER, "is a hidden directory (Dovecot LAYOUT=fs"
+                        self.report(path, Reason.NOT_A_FOLDER, "is a hidden directory (Dovecot LAYOUT=fs"
                                     " folder names do not begin with '.'): not read")
                     continue
                 if depth >= MAX_DEPTH:
-                    self.report(path, NOT_A_FOLDER, f"lies more than {MAX_DEPTH} levels deep: not read")
+                    self.report(path, Reason.NOT_A_FOLDER, f"lies more than {MAX_DEPTH} levels deep: not read")
                     continue
                 if child_is_folder:
                     self.folders.append((path, tuple(sub)))
@@ -263,7 +263,7 @@ class _Survey:
             finally:
                 os.close(child)
         if loose and not is_folder:
-            self.report("/".join(rel), NOT_A_FOLDER,
+            self.report("/".join(rel), Reason.NOT_A_FOLDER,
                         "holds files but no cur/ or new/: not a Maildir folder, not read")
 
 

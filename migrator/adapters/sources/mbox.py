@@ -30,16 +30,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO, cast
 
 from migrator.adapters.sources import utf7
-from migrator.adapters.sources.base import (
-    CHANGED,
-    EMPTY,
-    NO_MAILBOX,
-    NOT_MAIL,
-    SYMLINK,
-    UNREADABLE,
-    VANISHED,
-    SourceBase,
-)
+from migrator.adapters.sources.base import SourceBase
 from migrator.adapters.sources.mbox_index import BLOCK, VARIANTS, Entry, Indexer
 from migrator.adapters.sources.nofollow import (
     NotRegularFile,
@@ -53,6 +44,7 @@ from migrator.adapters.sources.nofollow import (
 from migrator.adapters.sources.roles import role_from_name
 from migrator.model.errors import SourceError
 from migrator.model.mail import FolderInfo, FolderRole, MessageRecord, SkippedMessage
+from migrator.model.reasons import Reason
 
 PASS_ATTEMPTS = 3
 FOLDER_KEY = "folder/"  # the key of a SkippedMessage that stands for a whole folder file
@@ -81,7 +73,7 @@ class MboxSource(SourceBase):
         if variant not in VARIANTS:
             raise SourceError(
                 f"unknown mbox variant {variant!r}",
-                reason="config",
+                reason=Reason.CONFIG,
                 hint=f"set [source] mbox_variant to one of {', '.join(VARIANTS)}",
             )
         self.spool = spool
@@ -193,7 +185,7 @@ class MboxSource(SourceBase):
             except OSError as exc:
                 where = "/".join(rel)
                 unread.append(SkippedMessage(
-                    f"./{where}/", UNREADABLE,
+                    f"./{where}/", Reason.UNREADABLE,
                     f"{os.path.join(base, where)} cannot be listed: {exc.strerror or exc}"))
                 return
             for e in entries:
@@ -205,7 +197,7 @@ class MboxSource(SourceBase):
                     if not rel and e.name.upper() == "INBOX":
                         continue  # the spool is INBOX (often what such a link points at)
                     unread.append(SkippedMessage(
-                        f"./{where}/", SYMLINK,
+                        f"./{where}/", Reason.SYMLINK,
                         f"{os.path.join(base, where)} is {link_note(dir_fd, e.name)}: not followed"))
                 elif e.is_dir(follow_symlinks=False):
                     if len(sub) > 64:
@@ -216,7 +208,7 @@ class MboxSource(SourceBase):
                         what = "is a symbolic link: not followed" if is_link_error(exc) else \
                             f"cannot be listed: {exc.strerror or exc}"
                         unread.append(SkippedMessage(
-                            f"./{where}/", SYMLINK if is_link_error(exc) else UNREADABLE,
+                            f"./{where}/", Reason.SYMLINK if is_link_error(exc) else Reason.UNREADABLE,
                             f"{os.path.join(base, where)} {what}"))
                         continue
                     try:
@@ -297,7 +289,7 @@ class MboxSource(SourceBase):
                 return entries, garbage
         raise SourceError(
             f"{path} kept changing while it was read ({PASS_ATTEMPTS} attempts)",
-            reason=CHANGED,
+            reason=Reason.CHANGED,
             hint="a mail client or delivery is rewriting the spool; run again later",
         )
 
@@ -307,7 +299,7 @@ class MboxSource(SourceBase):
         except (FileNotFoundError, NotADirectoryError):
             raise FileNotFoundError(path) from None
         except NotRegularFile as exc:
-            raise SourceError(f"{path} is not a regular file", reason=UNREADABLE) from exc
+            raise SourceError(f"{path} is not a regular file", reason=Reason.UNREADABLE) from exc
         except OSError as exc:
             raise _unreadable(path, exc) from exc
         try:
@@ -352,12 +344,12 @@ class MboxSource(SourceBase):
             return
         if garbage:
             yield SkippedMessage(
-                "offset-0", NOT_MAIL,
+                "offset-0", Reason.NOT_MAIL,
                 f"{self._path(folder.native)}: {garbage} bytes before the first From_ line")
         for entry in entries:
             if entry.size == 0:  # two From_ lines with nothing but the separator between them
                 yield SkippedMessage(
-                    entry.key, EMPTY,
+                    entry.key, Reason.EMPTY,
                     f"{self._path(folder.native)}: the message at byte {entry.from_offset} is empty")
                 continue
             yield MessageRecord(
@@ -377,7 +369,7 @@ class MboxSource(SourceBase):
             except FileNotFoundError:
                 break
             except NotRegularFile as exc:
-                raise SourceError(f"{path} is not a regular file", reason=UNREADABLE) from exc
+                raise SourceError(f"{path} is not a regular file", reason=Reason.UNREADABLE) from exc
             except OSError as exc:
                 raise _unreadable(path, exc) from exc
             if _still_there(fh, entry):
@@ -391,7 +383,7 @@ class MboxSource(SourceBase):
                 entry = again
         raise SourceError(
             f"message {entry.key} is no longer in {path} (the spool was rewritten since listing)",
-            reason=VANISHED,
+            reason=Reason.VANISHED,
             hint="nothing to do: the next pass lists the folder again",
         )
 
@@ -426,7 +418,7 @@ class _UnquotingStream(io.RawIOBase):
         if not data:
             raise SourceError(
                 f"{self._path} became shorter while a message was read",
-                reason=CHANGED, hint="the spool was rewritten; run again to resume")
+                reason=Reason.CHANGED, hint="the spool was rewritten; run again to resume")
         if self._unquote is not None and self._pos + len(data) < self._end:
             cut = data.rfind(b"\n") + 1
             if cut:  # keep whole lines together so a quote never straddles two blocks
@@ -476,13 +468,13 @@ def _unreadable(path: str, exc: OSError) -> SourceError:
     if is_link_error(exc):
         return SourceError(
             f"{path} is a symbolic link (or reached through one): not followed",
-            reason=SYMLINK,
+            reason=Reason.SYMLINK,
             hint="links inside a mailbox are never followed (a user could point one at any"
             " file); replace the link by the real file, then run again",
         )
     return SourceError(
         f"cannot read {path}: {exc.strerror or exc}",
-        reason=UNREADABLE,
+        reason=Reason.UNREADABLE,
         hint="give the migrator user read access to the spool (e.g. the mail group)",
     )
 
@@ -491,7 +483,7 @@ def _mailbox_error(what: str, path: str, exc: OSError) -> SourceError:
     if is_link_error(exc):
         return SourceError(
             f"the {what} path {path} passes through a symbolic link (not followed)",
-            reason=SYMLINK,
+            reason=Reason.SYMLINK,
             hint="discovery recorded this path with its links resolved, so a link appeared in it"
             " since: if it is legitimate (the mail moved to other storage), run `migrator"
             " discover` again; if not, someone redirected this mailbox",
@@ -499,12 +491,12 @@ def _mailbox_error(what: str, path: str, exc: OSError) -> SourceError:
     if what == "mbox spool":
         return SourceError(
             f"no mbox spool at {path}",
-            reason=NO_MAILBOX,
+            reason=Reason.NO_MAILBOX,
             hint="check the account's [source] path template (e.g. /var/mail/{uid}) and that"
             " the file exists and is readable by the migrator user",
         )
     return SourceError(
         f"no mbox folders directory at {path}",
-        reason=NO_MAILBOX,
+        reason=Reason.NO_MAILBOX,
         hint="check [source] folders_path; leave it out when accounts have only a spool",
     )

@@ -25,7 +25,7 @@ _FROM_LINE = re.compile(rb"From \S* +.*?\d{1,2}:\d\d")
 # Writers differ in their From_ lines, and a file keeps to its writer's style, so the style is
 # learned from the file's first line and only lines of that style separate messages:
 # - classic: "From sender asctime" (mail servers, mutt, Apple Mail); body lines are told apart
-#   by the time of day the date holds (the old heuristic, kept where styles are ambiguous);
+#   by the time of day the date holds (the rule also applied where the style is ambiguous);
 # - mozilla: "From - <date>" or a bare "From - " (Thunderbird, Netscape, which do not quote
 #   "From " in bodies: a body line "From Russia with love 10:30" must not split a message);
 # - google: "From <digits>@xxx" with or without a date (Gmail and Google Takeout exports);

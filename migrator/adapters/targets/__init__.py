@@ -33,10 +33,8 @@ def open_target(
         return EwsTarget(settings, secrets=secrets, max_connections=max_connections,
                          plan_file=plan_file)
     if kind == "imap":
-        try:
-            from .imap import open_imap_target
-        except ImportError as exc:
-            raise PlanError(plan_file, "target.kind", "the IMAP target is not available yet") from exc
+        from .imap import open_imap_target  # imported only when an IMAP target is used
+
         target: Target = open_imap_target(settings, secrets=secrets,
                                           max_connections=max_connections)
         return target

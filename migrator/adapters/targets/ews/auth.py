@@ -28,6 +28,7 @@ from exchangelib.errors import UnauthorizedError
 from oauthlib.oauth2.rfc6749.errors import InsecureTransportError, OAuth2Error
 
 from migrator.model.errors import Outage, PermanentError, TransientError
+from migrator.model.reasons import Reason
 
 MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"
 LOCKED_OUT_MARK = b"currently locked out"
@@ -126,7 +127,7 @@ def token_refused(exc: OAuth2Error, where: str) -> Exception:
     if isinstance(exc, InsecureTransportError):
         return PermanentError(
             f"{where}: OAuth2 tokens are only sent over HTTPS, and token_url or url is http://",
-            reason="config", hint="use https:// URLs for url and token_url (a test setup may set "
+            reason=Reason.CONFIG, hint="use https:// URLs for url and token_url (a test setup may set "
             "OAUTHLIB_INSECURE_TRANSPORT=1 to allow http)")
     status = getattr(exc, "status_code", None) or 400
     code = str(getattr(exc, "error", "") or "")
@@ -141,5 +142,5 @@ def token_refused(exc: OAuth2Error, where: str) -> Exception:
         + (f", AADSTS{number.group(1)}" if number else "") + ")",
         "check client_id, tenant_id, token_url and the secret client_secret_env / "
         "client_secret_file names"))
-    return PermanentError(f"{where}: {cause}", reason="auth", hint=hint,
+    return PermanentError(f"{where}: {cause}", reason=Reason.AUTH, hint=hint,
                           outage=Outage("target", "auth", cause, hint=hint))

@@ -15,22 +15,11 @@ from exchangelib import errors as ews
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from migrator.model.errors import MigratorError, PermanentError, TransientError
+from migrator.model.reasons import Reason
 from migrator.model.secrecy import WITHHELD, unless_secret
 
 from . import reachability
 from .auth import ServiceAccountRefused, token_refused
-
-# reason codes (stable: reports group failures by them)
-AUTH = "auth"
-NO_MAILBOX = "no-mailbox"
-NO_PERMISSION = "no-permission"
-TOO_LARGE = "too-large"
-REJECTED = "rejected"
-QUOTA = "quota"
-NOT_FOUND = "not-found"
-CONFIG = "config"
-TLS = "tls"
-EWS_ERROR = "ews-error"
 
 _NO_MAILBOX = (
     ews.ErrorNonExistentMailbox,
@@ -198,60 +187,60 @@ def _translate(exc: Exception, *, where: str, secrets: Sequence[str]) -> Excepti
     if isinstance(exc, OAuth2Error):
         return token_refused(exc, where)
     if isinstance(exc, ServiceAccountRefused):
-        return PermanentError(f"{where}: {exc.cause}", reason=AUTH, hint=exc.hint)
+        return PermanentError(f"{where}: {exc.cause}", reason=Reason.AUTH, hint=exc.hint)
     if isinstance(exc, ews.UnauthorizedError | ews.CASError):
         return PermanentError(f"{where}: the EWS server refused our credentials ({detail})",
-                              reason=AUTH,
+                              reason=Reason.AUTH,
                               hint="check [target] username and the password/secret it names")
     if isinstance(exc, _NO_MAILBOX):
         return PermanentError(f"{where}: no such mailbox on the target ({detail})",
-                              reason=NO_MAILBOX,
+                              reason=Reason.NO_MAILBOX,
                               hint="create the mailbox, or fix [target] address template")
     if isinstance(exc, _NO_PERMISSION):
         return PermanentError(f"{where}: the service account may not write to this mailbox ({detail})",
-                              reason=NO_PERMISSION,
+                              reason=Reason.NO_PERMISSION,
                               hint="grant ApplicationImpersonation (or FullAccess for delegate mode)")
     if isinstance(exc, RequestTooLarge):
         return PermanentError(f"{where}: the server refused the request as too large ({exc})",
-                              reason=TOO_LARGE,
+                              reason=Reason.TOO_LARGE,
                               hint="the server's request limit is below [target] max_message_size")
     if isinstance(exc, _TOO_LARGE):
         return PermanentError(f"{where}: the server refused the message as too large ({detail})",
-                              reason=TOO_LARGE)
+                              reason=Reason.TOO_LARGE)
     if isinstance(exc, _QUOTA):
         return PermanentError(f"{where}: the target mailbox is over its quota ({detail})",
-                              reason=QUOTA, hint="raise the mailbox quota, then run again")
+                              reason=Reason.QUOTA, hint="raise the mailbox quota, then run again")
     if isinstance(exc, _REJECTED):
         return PermanentError(f"{where}: the server rejected the content ({detail})",
-                              reason=REJECTED)
+                              reason=Reason.REJECTED)
     if isinstance(exc, _NOT_FOUND):
-        return PermanentError(f"{where}: not found on the target ({detail})", reason=NOT_FOUND,
+        return PermanentError(f"{where}: not found on the target ({detail})", reason=Reason.NOT_FOUND,
                               hint="was the folder deleted in the target? run again to recreate it")
     if isinstance(exc, ews.ErrorTimeoutExpired) and str(exc).startswith("Reraised from"):
         return TransientError(f"{where}: connection to the EWS server failed ({detail})")
     if isinstance(exc, _TRANSIENT):
         return TransientError(f"{where}: temporary server problem ({detail})")
     if isinstance(exc, ews.RedirectError):
-        return PermanentError(f"{where}: the EWS URL redirects elsewhere ({detail})", reason=CONFIG,
+        return PermanentError(f"{where}: the EWS URL redirects elsewhere ({detail})", reason=Reason.CONFIG,
                               hint="set [target] url to the final EWS endpoint")
     if isinstance(exc, ews.MalformedResponseError) and any(
         f"Code: {code}" in str(exc) for code in (400, 404, 405)
     ):
         return PermanentError(f"{where}: the URL does not answer as an EWS endpoint ({detail})",
-                              reason=CONFIG, hint="check [target] url (…/EWS/Exchange.asmx)")
+                              reason=Reason.CONFIG, hint="check [target] url (…/EWS/Exchange.asmx)")
     if isinstance(exc, requests.exceptions.SSLError) or (
         isinstance(exc, ews.TransportError) and not isinstance(exc, ews.ResponseMessageError)
         and any(mark in str(exc) for mark in ("SSL", "certificate", "CERTIFICATE"))
     ):
-        return PermanentError(f"{where}: TLS check of the EWS server failed ({detail})", reason=TLS,
+        return PermanentError(f"{where}: TLS check of the EWS server failed ({detail})", reason=Reason.TLS,
                               hint="set [target] ca_file to the CA that signed the server certificate")
     if isinstance(exc, _CONNECTION):
         return TransientError(f"{where}: cannot connect to the EWS server ({detail})")
     if isinstance(exc, ews.ResponseMessageError):
         # Any other Exchange response code: the server understood us and said no.
-        return PermanentError(f"{where}: the server answered {detail}", reason=EWS_ERROR)
+        return PermanentError(f"{where}: the server answered {detail}", reason=Reason.EWS_ERROR)
     if isinstance(exc, ews.TransportError | ews.EWSError | OSError):
         return TransientError(f"{where}: EWS transport problem ({detail})")
     if isinstance(exc, ValueError | TypeError | AttributeError) and _from_exchangelib(exc):
-        return PermanentError(f"{where}: unexpected EWS answer ({detail})", reason=EWS_ERROR)
+        return PermanentError(f"{where}: unexpected EWS answer ({detail})", reason=Reason.EWS_ERROR)
     return exc

@@ -29,6 +29,7 @@ from exchangelib.services import CreateFolder, MoveFolder, UpdateFolder
 
 from migrator.model.errors import PermanentError
 from migrator.model.mail import FolderRole
+from migrator.model.reasons import Reason
 
 WELL_KNOWN_CLASSES: dict[FolderRole, type[BaseFolder]] = {
     FolderRole.INBOX: Inbox,
@@ -193,7 +194,7 @@ class MailboxFolders:
             if self._takes_mail(found, parent):
                 return found, found.name or wanted  # as the target spells it
         raise PermanentError(f"folder {name!r}: {MAX_CLASHES} names with {CLASH_SUFFIX.format('')!r} "
-                             "are taken by folders that hold no mail", reason="rejected",
+                             "are taken by folders that hold no mail", reason=Reason.REJECTED,
                              hint="map the folder elsewhere with [target] folder_map")
 
     def _takes_mail(self, folder: BaseFolder, parent: BaseFolder) -> bool:

@@ -2,7 +2,8 @@
 
 Exchange shows an item created from MIME as an unsent draft unless PR_MESSAGE_FLAGS is given at
 creation, and it takes the received/sent times from the time of the upload unless
-PR_MESSAGE_DELIVERY_TIME / PR_CLIENT_SUBMIT_TIME are given (exchange-target-notes.md).
+PR_MESSAGE_DELIVERY_TIME / PR_CLIENT_SUBMIT_TIME are given (docs/targets.md, "What each
+message carries").
 """
 
 from __future__ import annotations

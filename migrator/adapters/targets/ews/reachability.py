@@ -21,6 +21,7 @@ from exchangelib import errors as ews
 from migrator.adapters.network import chain, endpoint_of, network_outage
 from migrator.model.errors import Outage, PermanentError, TransientError
 from migrator.model.plan import TargetSettings
+from migrator.model.reasons import Reason
 
 from .auth import ServiceAccountRefused
 
@@ -58,7 +59,7 @@ def probe(settings: TargetSettings) -> None:
         outage = replace(outage, confirmed=True)
         message = f"EWS server {url}: {outage.cause}"
         if outage.kind == "tls":
-            raise PermanentError(message, reason="tls", outage=outage,
+            raise PermanentError(message, reason=Reason.TLS, outage=outage,
                                  hint="set [target] ca_file to the CA that signed the server certificate") from None
         raise TransientError(message, outage=outage) from None
 

@@ -18,6 +18,7 @@ from lxml import etree
 from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
+from migrator.model.reasons import Reason
 
 from ..base import ExcludedFolderError, FlagChange, KeyedItems, TargetFolder, is_well_known
 from ..dates import submit_and_delivery
@@ -162,7 +163,7 @@ class EwsTarget:
                         timeout=self.settings.timeout,
                     )
                 except ValueError as exc:  # not an e-mail address
-                    raise PermanentError(f"{mailbox}: {exc}", reason=errors.NO_MAILBOX) from exc
+                    raise PermanentError(f"{mailbox}: {exc}", reason=Reason.NO_MAILBOX) from exc
                 self._accounts[key] = account
                 self._folders[key] = MailboxFolders(account)
             return account
@@ -225,11 +226,11 @@ class EwsTarget:
             if size > self.max_message_size:
                 results[index] = UploadResult(item.key, error=PermanentError(
                     f"mailbox {mailbox}: message {item.key} is {size} bytes, over the target's "
-                    f"limit of {self.max_message_size} bytes", reason=errors.TOO_LARGE,
+                    f"limit of {self.max_message_size} bytes", reason=Reason.TOO_LARGE,
                     hint="raise [target] max_message_size if the server allows larger messages"))
             elif size == 0:
                 results[index] = UploadResult(item.key, error=PermanentError(
-                    f"mailbox {mailbox}: message {item.key} is empty", reason=errors.REJECTED))
+                    f"mailbox {mailbox}: message {item.key} is empty", reason=Reason.REJECTED))
             else:
                 sendable.append((index, size))
         batches = list(request_batches(sendable, max_bytes=self.request_bytes,
@@ -243,7 +244,7 @@ class EwsTarget:
                     results[index] = UploadResult(items[index].key, error=stop)
                 continue
             stop = self._upload_batch(mailbox, folder, items, batch, results)
-        if isinstance(stop, PermanentError) and stop.reason == errors.QUOTA:
+        if isinstance(stop, PermanentError) and stop.reason == Reason.QUOTA:
             # The mailbox is full: every message after this one would be refused too, and none
             # of them is a bad message. The account stops here; the chunk's messages stay
             # unconfirmed (the next run finds those stored before the refusal, and sends the rest).
@@ -251,7 +252,7 @@ class EwsTarget:
             raise PermanentError(
                 f"{stop.message}; {stored} of {len(items)} message(s) of this chunk were stored "
                 "before it refused",
-                reason=errors.QUOTA,
+                reason=Reason.QUOTA,
                 hint="raise the mailbox's quota on Exchange (ProhibitSendReceiveQuota) or make "
                      "room in it, then run again: what is missing is sent then, nothing twice "
                      "(if Exchange said \"Cannot get ID from name\", it is the mailbox's "
@@ -331,7 +332,7 @@ class EwsTarget:
             results[batch[0]] = UploadResult(key, error=PermanentError(
                 f"{where}: message {key} alone is over the server's request limit "
                 "(HTTP 413 or IIS's 404.13)",
-                reason=errors.TOO_LARGE,
+                reason=Reason.TOO_LARGE,
                 hint="lower [target] max_message_size to what the server accepts"))
             return None  # the next request may well fit
         half = len(batch) // 2
@@ -398,7 +399,7 @@ class EwsTarget:
     def _item_error(self, answer: Exception, where: str, key: str) -> Exception:
         translated = errors.translate(answer, where=f"{where}, message {key}", secrets=self._secrets)
         if translated is answer:  # not an exchangelib error: still one item's problem
-            return PermanentError(f"{where}, message {key}: {answer!r}", reason=errors.EWS_ERROR)
+            return PermanentError(f"{where}, message {key}: {answer!r}", reason=Reason.EWS_ERROR)
         return translated
 
     @staticmethod
@@ -521,7 +522,7 @@ class EwsTarget:
             return None
         translated = errors.translate(answer, where=f"{where}, item {target_id[:24]}...", secrets=self._secrets)
         if translated is answer:  # not an exchangelib error: still one item's problem
-            return PermanentError(f"{where}: {answer!r}", reason=errors.EWS_ERROR)
+            return PermanentError(f"{where}: {answer!r}", reason=Reason.EWS_ERROR)
         return translated
 
     def prepare_move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,

@@ -26,6 +26,7 @@ from typing import Any
 from migrator.adapters.network import endpoint_of, network_outage
 from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import FolderRole
+from migrator.model.reasons import Reason
 from migrator.model.sieve import RULE_MARKER, AutoReply, InboxRule, RuleFolder, RulePredicates
 
 from ..imap.oauth import TokenSource
@@ -108,11 +109,11 @@ class GraphRules:
             retry = exc.headers.get("Retry-After") if exc.headers else None
             return TransientError(what, retry_after=float(retry) if retry and retry.isdigit() else None)
         if exc.code in (401, 403):
-            return PermanentError(what, reason="auth",
+            return PermanentError(what, reason=Reason.AUTH,
                                   hint="the application needs the Graph application permissions "
                                   "MailboxSettings.ReadWrite and Mail.ReadWrite, with admin consent")
         if exc.code == 404:
-            return PermanentError(what, reason="no-mailbox", hint="create the mailbox, or fix [target] address")
+            return PermanentError(what, reason=Reason.NO_MAILBOX, hint="create the mailbox, or fix [target] address")
         return PermanentError(what, reason="rules-invalid")
 
     def _pages(self, path: str) -> list[dict[str, Any]]:
@@ -256,7 +257,7 @@ def token_source(settings: Any, secrets: dict[str, str]) -> TokenSource:
 
     if not (settings.client_id and settings.tenant_id and secrets.get("client_secret")):
         raise PermanentError("Graph needs [target] client_id, tenant_id and client_secret_env/_file",
-                             reason="config", hint="set them, or [settings] graph = false for reports only")
+                             reason=Reason.CONFIG, hint="set them, or [settings] graph = false for reports only")
     url = settings.token_url or MICROSOFT_TOKEN_URL.format(tenant_id=settings.tenant_id)
     return TokenSource(token_url=url, client_id=settings.client_id, client_secret=secrets["client_secret"],
                        scope=GRAPH_SCOPE, timeout=settings.timeout)

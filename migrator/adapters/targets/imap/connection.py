@@ -23,6 +23,7 @@ from imapclient.exceptions import LoginError
 from migrator.adapters.network import endpoint_of, network_outage
 from migrator.model.errors import Outage, PermanentError, TransientError
 from migrator.model.plan import TargetSettings
+from migrator.model.reasons import Reason
 from migrator.model.secrecy import WITHHELD, unless_secret
 
 from . import errors
@@ -89,7 +90,7 @@ class Connector:
                 self._context = ssl.create_default_context(cafile=settings.ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise PermanentError(f"[target] ca_file {settings.ca_file}: cannot load: {exc}",
-                                     reason=errors.TLS) from None
+                                     reason=Reason.TLS) from None
             if not settings.tls_verify:
                 self._context.check_hostname = False
                 self._context.verify_mode = ssl.CERT_NONE
@@ -110,7 +111,7 @@ class Connector:
                                                     username=self.settings.username)
         except (KeyError, IndexError, ValueError) as exc:
             raise PermanentError(f"[target] proxy_login {self.settings.proxy_login!r}: {exc}",
-                                 reason=errors.CONFIG,
+                                 reason=Reason.CONFIG,
                                  hint="use {address}, {local}, {domain} and {username}") from None
 
     def _client(self, where: str) -> IMAPClient:
@@ -176,7 +177,7 @@ class Connector:
             errors_close(client)
             raise PermanentError(
                 f"{where}: {self.where} refused to set up the session: {errors.clean(str(exc))}",
-                reason=errors.TLS if self.settings.tls == "starttls" else errors.CONFIG,
+                reason=Reason.TLS if self.settings.tls == "starttls" else Reason.CONFIG,
                 hint='check tls in [target]: "ssl" on the implicit-TLS port (993), "starttls" '
                 'on 143') from None
         except BaseException:
@@ -223,7 +224,7 @@ class Connector:
                       sent: list[str]) -> tuple[float, str]:
         """XOAUTH2 login; `sent` collects the tokens it sends (secrets a refusal must not echo)."""
         if self._tokens is None:  # pragma: no cover - built together in the target
-            raise PermanentError("xoauth2 without a token source", reason=errors.CONFIG)
+            raise PermanentError("xoauth2 without a token source", reason=Reason.CONFIG)
         fetches = self._tokens.fetches
         token = self._tokens.token()
         sent.append(token.value)
@@ -255,7 +256,7 @@ class Connector:
             # what a master login to a user that does not exist gets
             return PermanentError(
                 f"{where}: no such mailbox on {self.where}, or {self.settings.username} may not "
-                f"act for it ({text})", reason=errors.NO_MAILBOX,
+                f"act for it ({text})", reason=Reason.NO_MAILBOX,
                 hint="check the target address template and that the mailbox exists")
         if code == b"UNAVAILABLE" or b"throttl" in raw.lower():
             return errors.answer_error(raw.lstrip(b"b'\""), where=where, what="login")
@@ -275,12 +276,12 @@ class Connector:
                     "consent, and its service principal FullAccess on the mailbox "
                     "(New-ServicePrincipal, Add-MailboxPermission)")
         return PermanentError(
-            f"{where}: {self.where} refused the credentials of {who} ({text})", reason=errors.AUTH,
+            f"{where}: {self.where} refused the credentials of {who} ({text})", reason=Reason.AUTH,
             hint=hint, outage=outage)
 
     def _tls_error(self, where: str, exc: ssl.SSLError) -> PermanentError:
         detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-        return PermanentError(f"{where}: TLS with {self.where} failed: {detail}", reason=errors.TLS,
+        return PermanentError(f"{where}: TLS with {self.where} failed: {detail}", reason=Reason.TLS,
                               hint="set ca_file to the CA of the server certificate, or check "
                               "tls (ssl on 993, starttls on 143)",
                               outage=Outage("target", "tls", f"TLS with {self.endpoint} failed: {detail}"))

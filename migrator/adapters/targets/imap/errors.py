@@ -14,17 +14,8 @@ import ssl
 
 from migrator.adapters.network import network_outage
 from migrator.model.errors import PermanentError, TransientError
+from migrator.model.reasons import Reason
 from migrator.model.secrecy import unless_secret
-
-AUTH = "auth"
-NO_MAILBOX = "no-mailbox"
-NO_PERMISSION = "no-permission"
-TOO_LARGE = "too-large"
-REJECTED = "rejected"
-QUOTA = "quota"
-NOT_FOUND = "not-found"
-TLS = "tls"
-CONFIG = "config"
 
 # Exchange: "NO Server Unavailable. 15 ... throttled. Suggested Backoff Time: 15000 milliseconds"
 _BACKOFF = re.compile(rb"Suggested Backoff Time:\s*(\d+)\s*milli", re.IGNORECASE)
@@ -75,20 +66,20 @@ def answer_error(text: bytes, *, where: str, what: str) -> Exception:
             "connections per mailbox (about 20, the user's own mail clients included); if it "
             "lasts, check that the app's service principal has FullAccess on the mailbox")
     if code == b"TOOBIG" or any(t in lowered for t in _TOO_LARGE_TEXT):
-        return PermanentError(f"{where}: {what} refused as too large: {shown}", reason=TOO_LARGE,
+        return PermanentError(f"{where}: {what} refused as too large: {shown}", reason=Reason.TOO_LARGE,
                               hint="the mailbox's maximum message size is lower; raise it on "
                               "the server or accept the message as skipped")
     if code in (b"OVERQUOTA",) or b"quota" in lowered:
-        return PermanentError(f"{where}: mailbox over quota ({what}): {shown}", reason=QUOTA,
+        return PermanentError(f"{where}: mailbox over quota ({what}): {shown}", reason=Reason.QUOTA,
                               hint="raise the mailbox's quota on the target, then run again")
     if code == b"NOPERM":
-        return PermanentError(f"{where}: not allowed ({what}): {shown}", reason=NO_PERMISSION,
+        return PermanentError(f"{where}: not allowed ({what}): {shown}", reason=Reason.NO_PERMISSION,
                               hint="grant the administrator insert/create rights on the mailbox")
     if code in (b"NONEXISTENT", b"TRYCREATE"):
-        return PermanentError(f"{where}: folder not found ({what}): {shown}", reason=NOT_FOUND)
+        return PermanentError(f"{where}: folder not found ({what}): {shown}", reason=Reason.NOT_FOUND)
     if code in TRANSIENT_CODES:
         return TransientError(f"{where}: server temporarily unable ({what}): {shown}")
-    return PermanentError(f"{where}: the server refused {what}: {shown}", reason=REJECTED)
+    return PermanentError(f"{where}: the server refused {what}: {shown}", reason=Reason.REJECTED)
 
 
 def backoff_hint(text: bytes) -> float | None:

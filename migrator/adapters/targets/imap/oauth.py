@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 from migrator.adapters.network import endpoint_of, network_outage
 from migrator.model.errors import Outage, PermanentError, TransientError
+from migrator.model.reasons import Reason
 from migrator.model.secrecy import unless_secret
-
-from .errors import AUTH, CONFIG
 
 MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"
 REFRESH_MARGIN = 300.0  # seconds before expiry a token is replaced
@@ -120,7 +119,7 @@ class TokenSource:
             lifetime = float(data.get("expires_in", DEFAULT_LIFETIME))
         except (ValueError, KeyError, TypeError):
             raise PermanentError(f"token endpoint {self.token_url}: the answer holds no "
-                                 "access_token", reason=CONFIG,
+                                 "access_token", reason=Reason.CONFIG,
                                  hint="token_url must be an OAuth2 token endpoint") from None
         margin = min(self._margin, lifetime * MARGIN_SHARE)
         return Token(value, started + lifetime, started + lifetime - margin)
@@ -142,6 +141,6 @@ class TokenSource:
         refused = (f"{where}: client credentials refused (HTTP {exc.code} "
                    f"{code or unless_secret(str(exc.reason), self._secret)})")
         return PermanentError(
-            refused, reason=AUTH, outage=Outage("target", "auth", refused),
+            refused, reason=Reason.AUTH, outage=Outage("target", "auth", refused),
             hint="check client_id, tenant_id and the client secret; the app needs the "
             "IMAP.AccessAsApp permission and a service principal with mailbox access")

@@ -25,6 +25,7 @@ from imapclient.exceptions import IMAPClientError
 from migrator.model.errors import MigratorError, PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.model.plan import TargetSettings
+from migrator.model.reasons import Reason
 
 from ..base import ExcludedFolderError, FlagChange, KeyedItems, TargetFolder, is_well_known
 from ..dates import header_date
@@ -95,7 +96,7 @@ class ImapTarget:
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not settings.host:
             raise PermanentError(f"{plan_file}: [target] host is missing for kind = \"imap\"",
-                                 reason=errors.CONFIG)
+                                 reason=Reason.CONFIG)
         self.settings = settings
         self.max_message_size = settings.max_message_size
         self.naming = FolderNaming(archive_folder=settings.archive_folder,
@@ -205,7 +206,7 @@ class ImapTarget:
                 if not rights_allow_insert(rights):
                     raise PermanentError(
                         f"{where}: {self.connector.login_name(mailbox)} may not add messages to "
-                        f"it (rights {rights!r})", reason=errors.NO_PERMISSION,
+                        f"it (rights {rights!r})", reason=Reason.NO_PERMISSION,
                         hint="grant the administrator full rights on the mailbox (ACL lrwstipekxa)")
             else:
                 session.client.folder_status("INBOX", ["MESSAGES"])
@@ -304,7 +305,7 @@ class ImapTarget:
                 stamp, _, uid = change.target_id.partition(":")
                 if stamp != str(validity) or not uid.isdigit():
                     results[index] = PermanentError(f"{where}: message {change.target_id} is no longer there "
-                                                    f"(the folder's UIDVALIDITY is {validity})", reason=errors.NOT_FOUND)
+                                                    f"(the folder's UIDVALIDITY is {validity})", reason=Reason.NOT_FOUND)
                     continue
                 wanted.append((int(uid), change.before, change.after))
             # Exchange keeps no IMAP keywords (see _message)
@@ -668,10 +669,10 @@ class ImapTarget:
         if size > self.max_message_size:
             return PermanentError(
                 f"{where}: message {item.key} is {size} bytes, over the target's limit of "
-                f"{self.max_message_size} bytes", reason=errors.TOO_LARGE,
+                f"{self.max_message_size} bytes", reason=Reason.TOO_LARGE,
                 hint="raise [target] max_message_size if the server allows larger messages")
         if size == 0:
-            return PermanentError(f"{where}: message {item.key} is empty", reason=errors.REJECTED)
+            return PermanentError(f"{where}: message {item.key} is empty", reason=Reason.REJECTED)
         return None
 
     def _message(self, session: Session, item: UploadItem) -> Message:
