@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import Target
-from migrator.engine.breaker import Breaker, GuardedTarget, WaitNotices, outage_of
+from migrator.engine.breaker import Breaker, WaitNotices, guard, outage_of
 from migrator.engine.limiter import AdaptiveLimiter, LimiterWatch
 from migrator.engine.mailbox import AccountJob, Context, Stopped
 from migrator.engine.progress import AccountOutcome, NullProgress, Progress
@@ -206,7 +206,7 @@ class Runner:
         self.ctx = Context(
             store=store,
             plan=plan,
-            target=GuardedTarget(target, self.breaker),
+            target=guard(target, self.breaker),
             limiter=self.limiter,
             retry=options.retry,
             stop=self.stop,

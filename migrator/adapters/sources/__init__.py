@@ -9,11 +9,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from migrator.adapters.sources.base import NO_MAILBOX, Source, SourceBase
+from migrator.adapters.sources.base import NO_MAILBOX, Listing, Renumbers, Source, SourceBase
 from migrator.model.errors import SourceError
 from migrator.model.plan import SourceSettings
 
-__all__ = ["Source", "SourceBase", "open_account_source", "open_source"]
+__all__ = ["Listing", "Renumbers", "Source", "SourceBase", "open_account_source", "open_source"]
 
 
 def _resolve(settings: SourceSettings, path: str | None, what: str) -> str:
