@@ -47,6 +47,7 @@ from migrator.model.mail import (
     MessageRecord,
     SkippedMessage,
     UploadItem,
+    UploadResult,
 )
 from migrator.model.plan import Plan
 from migrator.store import Store, changes, ledger
@@ -84,6 +85,9 @@ class Context:
     on_wait: Callable[[TransientError, float], None] | None = None
     # deletions past [run] deletion_limit are carried out (`run --allow-deletions`)
     allow_deletions: bool = False
+    # asked right before each request to the target: raises LeaseLost when this worker's lease
+    # on the account ran out while it was not heard from (the runner's Runner._check_lease)
+    check_lease: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -158,6 +162,8 @@ class AccountJob(Reconciler):
 
         def limited() -> T:
             with self.ctx.limiter.slot():
+                # after the wait for a slot, which may be long: is the account still ours?
+                self.ctx.check_lease()
                 return fn()
 
         return call_with_retry(limited, self.ctx.retry, stop=self.ctx.stop, on_retry=on_retry)
@@ -549,13 +555,14 @@ class AccountJob(Reconciler):
         results, unresolved = self._upload(tfolder, items, folder_id, foreign)
         crashpoints.reached("upload")
         del items  # the bytes are no longer needed
-        for key, (target_id, error) in results.items():
-            if error is None:
-                outcomes.append(Outcome(key, "done", size=sizes[key], target_id=target_id))
+        for result in results:
+            size = sizes[result.key]
+            if result.error is None:
+                outcomes.append(Outcome(result.key, "done", size=size, target_id=result.target_id))
             else:
-                reason = getattr(error, "reason", "rejected")
-                outcomes.append(Outcome(key, "skipped", size=sizes[key], reason=reason, detail=str(error)))
-                self._note_skip(folder, key, reason, str(error))
+                reason = result.error.reason if isinstance(result.error, PermanentError) else "rejected"
+                outcomes.append(Outcome(result.key, "skipped", size=size, reason=reason, detail=str(result.error)))
+                self._note_skip(folder, result.key, reason, str(result.error))
         try:
             ledger.finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
         except LeaseLost:
@@ -615,14 +622,15 @@ class AccountJob(Reconciler):
 
     def _upload(
         self, tfolder: TargetFolder, items: list[UploadItem], folder_id: int, foreign: Collection[str] = ()
-    ) -> tuple[dict[str, tuple[str | None, Exception | None]], TransientError | None]:
+    ) -> tuple[list[UploadResult], TransientError | None]:
         """Upload until every item is stored or refused for good, confirming with find()
-        before anything is sent again. Returns key -> (target id, permanent error) for the
-        settled items, and the last transient error if some could not be settled.
-        `foreign`: ids of items the target held before, tagged with keys of this chunk but
-        not adopted for them: a search by key must never take one for our upload."""
+        before anything is sent again. Returns the result of each settled item (stored: its
+        target id; refused for good: a PermanentError), and the last transient error if some
+        could not be settled. `foreign`: ids of items the target held before, tagged with
+        keys of this chunk but not adopted for them: a search by key must never take one for
+        our upload."""
         target, policy = self.ctx.target, self.ctx.retry
-        settled: dict[str, tuple[str | None, Exception | None]] = {}
+        settled: dict[str, UploadResult] = {}
         pending = {item.key: item for item in items}
         deadline = time.monotonic() + policy.deadline
         attempt = 0
@@ -635,6 +643,10 @@ class AccountJob(Reconciler):
             hint: float | None = None
             throttled = False
             with self.ctx.limiter.slot():
+                # a worker paused past its lease (SIGSTOP, a VM freeze) must not send what the
+                # worker that took the account over sends too: the ledger would refuse this
+                # chunk's stale epoch, but the target cannot
+                self.ctx.check_lease()
                 crashpoints.reached("before_upload")
                 try:
                     answers = target.upload(self.mailbox, tfolder, list(pending.values()))
@@ -664,12 +676,12 @@ class AccountJob(Reconciler):
                             "message carrying the same key"
                         )
                         continue
-                    settled[answer.key] = (answer.target_id, None)
+                    settled[answer.key] = answer
                     if answer.target_id is not None:
                         given.add(answer.target_id)
                     del pending[answer.key]
                 elif isinstance(answer.error, PermanentError):
-                    settled[answer.key] = (None, answer.error)
+                    settled[answer.key] = answer
                     del pending[answer.key]
                 else:
                     err = answer.error
@@ -701,15 +713,16 @@ class AccountJob(Reconciler):
                 break
             for key, target_id in found.items():
                 if key in pending:
-                    settled[key] = (target_id, None)
+                    settled[key] = UploadResult(key, target_id)
                     given.add(target_id)
                     del pending[key]
+        results = list(settled.values())
         if pending:
             assert last is not None
-            return settled, TransientError(
+            return results, TransientError(
                 f"{len(pending)} message(s) could not be uploaded after {attempt} attempt(s); "
                 f"last error: {last}",
                 retry_after=last.retry_after,
                 throttled=last.throttled,
             )
-        return settled, None
+        return results, None

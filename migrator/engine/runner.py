@@ -216,6 +216,7 @@ class Runner:
             source_factory=source_factory,
             on_wait=self._on_wait,
             allow_deletions=options.allow_deletions,
+            check_lease=self._check_lease,
         )
         self.summary = RunSummary()
         self.fatal: BaseException | None = None
@@ -233,7 +234,6 @@ class Runner:
         # account id -> monotonic time its lease was last confirmed (claim or renewal)
         self._renewed: dict[int, float] = {}
         self._local = threading.local()  # the claim each worker thread is migrating
-        self.limiter.before_request = self._check_lease
         self._filters = ClaimFilter(
             batches=tuple(options.batches),
             addresses=tuple(a.lower() for a in options.addresses),
