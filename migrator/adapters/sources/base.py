@@ -72,31 +72,39 @@ class Listing(Iterator[Listed]):
     - `partial`: the listing missed a whole directory or file of the folder (an entry whose key
       is one of the source's `whole` keys stands for it), so none of the folder's messages that
       it did not list may be taken as gone;
-    - `bytes`: the sizes of the messages listed as records, summed; None once a message came
+    - `bytes`: the sizes of the messages listed as records, summed; None when a message came
       without its size (a KnownMessage).
     """
 
     def __init__(self, entries: Iterable[Listed], *, whole: Collection[str] = ()) -> None:
-        self._entries = iter(entries)
-        self._whole = whole
         self.known_seen = 0
         self.partial = False
         self.bytes: int | None = 0
+        self._follow = self._following(entries, whole)
 
-    def __iter__(self) -> Self:
-        return self
+    def _following(self, entries: Iterable[Listed], whole: Collection[str]) -> Iterator[Listed]:
+        # a generator, and the counts kept in locals: a delta pass lists a million entries
+        # through here, and a method call per entry cost twice as much
+        known = total = 0
+        partial = False
+        try:
+            for entry in entries:
+                if type(entry) is MessageRecord:
+                    total += entry.size
+                elif type(entry) is KnownMessage:
+                    known += 1
+                if entry.key in whole:
+                    partial = True
+                yield entry
+        finally:
+            self.known_seen, self.partial = known, partial
+            self.bytes = None if known else total
+
+    def __iter__(self) -> Iterator[Listed]:
+        return self._follow  # iterated directly: no call of ours per entry
 
     def __next__(self) -> Listed:
-        entry = next(self._entries)
-        if isinstance(entry, MessageRecord):
-            if self.bytes is not None:
-                self.bytes += entry.size
-        elif isinstance(entry, KnownMessage):
-            self.known_seen += 1
-            self.bytes = None
-        if entry.key in self._whole:
-            self.partial = True
-        return entry
+        return next(self._follow)
 
 
 @runtime_checkable
