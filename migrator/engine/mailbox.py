@@ -12,6 +12,13 @@ A folder the ledger holds no message of (a first pass, a new state database, a r
 may land in a target folder that already holds migrated mail: before a chunk is sent, its
 messages are looked up there (by source key, or by content where the target keeps no key) and
 the items found are adopted, recorded as done with their ids, instead of being sent again.
+
+What the target declares (adapters/targets/base.py, checked with isinstance) decides how:
+- in-flight keys, and an upload whose answer was lost: `Target.find` by source key, or, for a
+  target that `FindsByContent` (IMAP), `find_uploads` with the messages read again;
+- adoption: one `ListsByKey.items_by_key` listing per target folder, else by content;
+- a chunk whose upload went out after the lease was lost: `Withdraws.withdraw` of our copies.
+Every request to the target but that withdrawal first confirms the lease (`Context.check_lease`).
 """
 
 from __future__ import annotations
