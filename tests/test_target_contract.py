@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from migrator.adapters.targets import ExcludedFolderError, Target, TargetFolder
+from migrator.adapters.targets.base import ListsByKey, Withdraws
 from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem
 from tests.fixtures.targets import *  # noqa: F403
@@ -189,9 +190,10 @@ def test_withdraw_deletes_exactly_the_given_items(target: Target, mailbox: str) 
     folder = target.ensure_folder(mailbox, ("Withdraw",), FolderRole.NONE)
     results = target.upload(mailbox, folder, [item(f"w{n}", n) for n in range(3)])
     assert all(r.ok and r.target_id for r in results), results
-    target.withdraw(mailbox, folder, [results[1].target_id or ""])  # type: ignore[attr-defined]
+    assert isinstance(target, Withdraws)
+    target.withdraw(mailbox, folder, [results[1].target_id or ""])
     assert target.count(mailbox, folder) == 2
-    target.withdraw(mailbox, folder, [results[1].target_id or ""])  # type: ignore[attr-defined]  # gone: fine
+    target.withdraw(mailbox, folder, [results[1].target_id or ""])  # gone: fine
     assert target.count(mailbox, folder) == 2
 
 
@@ -203,13 +205,15 @@ def test_items_by_key_lists_every_tagged_copy(target_harness: TargetHarness, mai
     first = target.upload(mailbox, folder, [item("k1", 1), item("k2 ü/%", 2)])
     again = target.upload(mailbox, folder, [item("k1", 1)])  # the same message sent twice
     assert all(r.ok and r.target_id for r in first + again)
-    listed = target.items_by_key(mailbox, folder)  # type: ignore[attr-defined]
-    assert listed.total == 3
+    assert isinstance(target, ListsByKey)
+    listed = target.items_by_key(mailbox, folder)
+    assert listed is not None and listed.total == 3
     assert sorted(listed.ids("k1")) == sorted([first[0].target_id or "", again[0].target_id or ""])
     assert listed.ids("k2 ü/%") == [first[1].target_id]
     assert listed.ids("absent") == []
     if target_harness.kind == "imap":
-        assert target_harness.open(tag_header=False).items_by_key(mailbox, folder) is None  # type: ignore[attr-defined]
+        untagged = target_harness.open(tag_header=False)
+        assert isinstance(untagged, ListsByKey) and untagged.items_by_key(mailbox, folder) is None
 
 
 def test_find_looks_only_in_the_given_folder(target: Target, mailbox: str) -> None:

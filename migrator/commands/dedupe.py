@@ -30,6 +30,7 @@ from typing import Any
 
 from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.targets import KeyedItems, TargetFolder, open_target
+from migrator.adapters.targets.base import GroupsIdentical, ListsByKey, Target, Withdraws
 from migrator.commands.secrets import target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
@@ -160,7 +161,7 @@ def _busy(row: Any) -> str | None:
     return "being migrated right now; dedupe it when the run has finished"
 
 
-def _account(store: Any, target: Any, row: Any, apply: bool, policy: RetryPolicy) -> AccountDuplicates:
+def _account(store: Any, target: Target, row: Any, apply: bool, policy: RetryPolicy) -> AccountDuplicates:
     result = AccountDuplicates(address=row.address or row.key)
     busy = _busy(row)
     if busy is not None:
@@ -180,6 +181,8 @@ def _account(store: Any, target: Any, row: Any, apply: bool, policy: RetryPolicy
         try:
             found.messages, found.extra = _extra_copies(target, mailbox, tfolder, copies, policy)
             if apply and found.extra:
+                if not isinstance(target, Withdraws):
+                    raise MigratorError(f"the target cannot delete the copies found in {tfolder.display!r}")
                 for start in range(0, len(found.extra), DELETE_BATCH):
                     part = found.extra[start:start + DELETE_BATCH]
                     call_with_retry(partial(target.withdraw, mailbox, tfolder, part), policy)
@@ -192,19 +195,17 @@ def _account(store: Any, target: Any, row: Any, apply: bool, policy: RetryPolicy
 
 
 def _extra_copies(
-    target: Any, mailbox: str, tfolder: TargetFolder, copies: list[PlacedCopy], policy: RetryPolicy
+    target: Target, mailbox: str, tfolder: TargetFolder, copies: list[PlacedCopy], policy: RetryPolicy
 ) -> tuple[int, list[str]]:
     """(migrated messages found more than once, target ids of the copies to delete)."""
-    items_by_key = getattr(target, "items_by_key", None)
     keyed: KeyedItems | None = None
-    if callable(items_by_key):
-        keyed = call_with_retry(partial(items_by_key, mailbox, tfolder), policy)
+    if isinstance(target, ListsByKey):
+        keyed = call_with_retry(partial(target.items_by_key, mailbox, tfolder), policy)
     if keyed is not None:
         return _extra_by_key(keyed, copies)
-    identical_items = getattr(target, "identical_items", None)
-    if not callable(identical_items):
+    if not isinstance(target, GroupsIdentical):
         raise MigratorError(f"the target cannot list the items of {tfolder.display!r} to find copies")
-    groups: list[list[str]] = call_with_retry(partial(identical_items, mailbox, tfolder), policy)
+    groups = call_with_retry(partial(target.identical_items, mailbox, tfolder), policy)
     named = {c.target_id for c in copies if c.target_id}
     messages, extra = 0, []
     for group in groups:

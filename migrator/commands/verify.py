@@ -18,7 +18,7 @@ from typing import Any
 from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import TargetFolder, open_target
-from migrator.adapters.targets.base import ShowsFlags
+from migrator.adapters.targets.base import ChecksPresence, Inventories, ShowsFlags, Target
 from migrator.commands.heartbeat import keep_run_alive
 from migrator.commands.secrets import source_password, target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
@@ -129,7 +129,7 @@ def verify(
         return report
 
 
-def _found_keys(target: Any, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy) -> set[str]:
+def _found_keys(target: Target, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(keys), _FIND_BATCH):
         part = keys[start : start + _FIND_BATCH]
@@ -138,7 +138,7 @@ def _found_keys(target: Any, mailbox: str, tfolder: TargetFolder, keys: list[str
 
 
 def _target_side(
-    target: Any, mailbox: str, wanted: list[tuple[TargetFolder, Any]], policy: RetryPolicy
+    target: Target, mailbox: str, wanted: list[tuple[TargetFolder, Any]], policy: RetryPolicy
 ) -> dict[str, tuple[dict[str, int], int]]:
     """Target folder id -> (each wanted key -> copies found, items in the folder).
 
@@ -156,15 +156,13 @@ def _target_side(
         folders[tfolder.id] = tfolder
     if not by_folder:
         return {}
-    inventory = getattr(target, "inventory", None)
-    if inventory is not None:
-        answer: dict[str, tuple[dict[str, int], int]] = call_with_retry(partial(inventory, mailbox, by_folder), policy)
-        return answer
+    if isinstance(target, Inventories):
+        answer = call_with_retry(partial(target.inventory, mailbox, by_folder), policy)
+        return {fid: (dict(counts), items) for fid, (counts, items) in answer.items()}
     out: dict[str, tuple[dict[str, int], int]] = {}
-    present = getattr(target, "present", None)
-    if present is not None:
+    if isinstance(target, ChecksPresence):
         for fid, ids in ids_by_folder.items():
-            held, items = call_with_retry(partial(present, mailbox, folders[fid], list(ids)), policy)
+            held, items = call_with_retry(partial(target.present, mailbox, folders[fid], list(ids)), policy)
             out[fid] = ({ids[tid]: 1 for tid in held}, items)
         return out
     for fid, keys in by_folder.items():
@@ -179,7 +177,7 @@ def _owner_gone(store: Any, owner: str | None) -> bool:
 
 
 def _flag_differences(
-    target: Any, mailbox: str, tfolder: TargetFolder, folder_ledger: verification.FolderLedger,
+    target: Target, mailbox: str, tfolder: TargetFolder, folder_ledger: verification.FolderLedger,
     source_flags: dict[str, Flags], policy: RetryPolicy,
 ) -> tuple[int, int]:
     """(messages whose flags changed in the source since the last pass, messages whose flags
@@ -211,7 +209,7 @@ def _target_folder(folder_row: Any) -> TargetFolder:
     return TargetFolder(folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/")))
 
 
-def _account(plan: Plan, store: Any, target: Any, row: Any, password: str | None, plan_id: int, run_id: int, policy: RetryPolicy) -> AccountVerification:
+def _account(plan: Plan, store: Any, target: Target, row: Any, password: str | None, plan_id: int, run_id: int, policy: RetryPolicy) -> AccountVerification:
     mailbox = row.target_address or row.address
     result = AccountVerification(address=row.address or row.key, ok=True, status=row.status)
     if row.status == Status.RUNNING:

@@ -25,17 +25,32 @@ is still failing exits 2 the same way.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from migrator.adapters.targets.base import Target, TargetFolder
+from migrator.adapters.targets.base import (
+    CarriesChanges,
+    ChecksPresence,
+    FindsByContent,
+    FlagChange,
+    GroupsIdentical,
+    Inventories,
+    KeyedItems,
+    ListsByKey,
+    Probes,
+    ShowsFlags,
+    Target,
+    TargetFolder,
+    Withdraws,
+)
 from migrator.engine.mailbox import Stopped
 from migrator.model.errors import Outage, PermanentError, ServiceUnavailable, TransientError
-from migrator.model.mail import FolderRole, UploadItem, UploadResult
+from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 
 T = TypeVar("T")
 
@@ -144,7 +159,8 @@ def outage_of(exc: BaseException) -> Outage | None:
 
 class GuardedTarget:
     """The target as the engine uses it: each call reports to the breaker, and none is sent
-    once it has tripped (`Stopped`). Implements adapters.targets.base.Target."""
+    once it has tripped (`Stopped`). Implements adapters.targets.base.Target; made by `guard`,
+    it declares the optional capabilities of the target it guards, and no others."""
 
     def __init__(self, inner: Target, breaker: Breaker, clock: Callable[[], float] = time.monotonic) -> None:
         self._inner = inner
@@ -160,17 +176,6 @@ class GuardedTarget:
     @max_message_size.setter
     def max_message_size(self, value: int) -> None:
         self._inner.max_message_size = value
-
-    def __getattr__(self, name: str) -> Any:
-        # optional parts of the contract (find_uploads, withdraw, present, inventory, naming)
-        value = getattr(self._inner, name)
-        if name.startswith("_") or not callable(value):
-            return value
-
-        def watched(*args: Any, **kwargs: Any) -> Any:
-            return self._watch(lambda: value(*args, **kwargs))
-
-        return watched
 
     # --- the contract ------------------------------------------------------------------------
     def preflight(self, mailbox: str) -> None:
@@ -225,19 +230,128 @@ class GuardedTarget:
 
     def _probe(self) -> Outage | None:
         """None when the server answers a bare request (the failure was that request's own)."""
-        probe = getattr(self._inner, "probe", None)
-        if probe is None:
+        inner = self._inner
+        if not isinstance(inner, Probes):
             return None
         with self._probe_lock:
             if self._verdict is not None and self._clock() - self._verdict[0] < PROBE_FRESH_S:
                 return self._verdict[1]
             verdict: Outage | None = None
             try:
-                probe()
+                inner.probe()
             except (TransientError, PermanentError) as exc:
                 verdict = outage_of(exc)
             self._verdict = (self._clock(), verdict)
             return verdict
+
+
+# --- the optional capabilities, watched like the contract ----------------------------------------
+# One class per capability; `guard` composes those the guarded target declares. Each is only
+# ever mixed in over a target that has it, which the casts below rely on.
+
+
+class _ListsByKey(GuardedTarget):
+    def items_by_key(self, mailbox: str, folder: TargetFolder) -> KeyedItems | None:
+        inner = cast(ListsByKey, self._inner)
+        return self._watch(lambda: inner.items_by_key(mailbox, folder))
+
+
+class _FindsByContent(GuardedTarget):
+    def find_uploads(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
+                     known_ids: Collection[str] = ()) -> dict[str, str]:
+        inner = cast(FindsByContent, self._inner)
+        return self._watch(lambda: inner.find_uploads(mailbox, folder, items, known_ids=known_ids))
+
+
+class _GroupsIdentical(GuardedTarget):
+    def identical_items(self, mailbox: str, folder: TargetFolder) -> list[list[str]]:
+        inner = cast(GroupsIdentical, self._inner)
+        return self._watch(lambda: inner.identical_items(mailbox, folder))
+
+
+class _Withdraws(GuardedTarget):
+    def withdraw(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> None:
+        inner = cast(Withdraws, self._inner)
+        self._watch(lambda: inner.withdraw(mailbox, folder, target_ids))
+
+
+class _Inventories(GuardedTarget):
+    def inventory(
+        self, mailbox: str, folders: Mapping[str, Sequence[str]]
+    ) -> Mapping[str, tuple[Mapping[str, int], int]]:
+        inner = cast(Inventories, self._inner)
+        return self._watch(lambda: inner.inventory(mailbox, folders))
+
+
+class _ChecksPresence(GuardedTarget):
+    def present(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> tuple[set[str], int]:
+        inner = cast(ChecksPresence, self._inner)
+        return self._watch(lambda: inner.present(mailbox, folder, target_ids))
+
+
+class _CarriesChanges(GuardedTarget):
+    def update_flags(self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]) -> list[Exception | None]:
+        inner = cast(CarriesChanges, self._inner)
+        return self._watch(lambda: inner.update_flags(mailbox, folder, changes))
+
+    def prepare_move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+                     target_ids: Sequence[str]) -> dict[str, Any]:
+        inner = cast(CarriesChanges, self._inner)
+        return self._watch(lambda: inner.prepare_move(mailbox, source, dest, target_ids))
+
+    def move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+             target_ids: Sequence[str]) -> dict[str, str | Exception | None]:
+        inner = cast(CarriesChanges, self._inner)
+        return self._watch(lambda: inner.move(mailbox, source, dest, target_ids))
+
+    def locate_moved(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
+                     moved: Mapping[str, str], facts: Mapping[str, Any],
+                     taken: Collection[str]) -> dict[str, str | None]:
+        inner = cast(CarriesChanges, self._inner)
+        return self._watch(lambda: inner.locate_moved(mailbox, source, dest, moved, facts, taken))
+
+    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
+                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+        inner = cast(CarriesChanges, self._inner)
+        return self._watch(lambda: inner.rename_folder(mailbox, folder, path, role))
+
+    def delete(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> None:
+        inner = cast(CarriesChanges, self._inner)
+        self._watch(lambda: inner.delete(mailbox, folder, target_ids))
+
+
+class _ShowsFlags(GuardedTarget):
+    def shown(self, flags: Flags) -> tuple[object, ...]:
+        return cast(ShowsFlags, self._inner).shown(flags)  # no request: nothing to watch
+
+    def flags_of(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> dict[str, tuple[object, ...]]:
+        inner = cast(ShowsFlags, self._inner)
+        return self._watch(lambda: inner.flags_of(mailbox, folder, target_ids))
+
+
+_CAPABILITIES: tuple[tuple[type, type[GuardedTarget]], ...] = (
+    (ListsByKey, _ListsByKey),
+    (FindsByContent, _FindsByContent),
+    (GroupsIdentical, _GroupsIdentical),
+    (Withdraws, _Withdraws),
+    (Inventories, _Inventories),
+    (ChecksPresence, _ChecksPresence),
+    (CarriesChanges, _CarriesChanges),
+    (ShowsFlags, _ShowsFlags),
+)
+
+
+@functools.cache
+def _guarded_class(parts: tuple[type[GuardedTarget], ...]) -> type[GuardedTarget]:
+    if not parts:
+        return GuardedTarget
+    return cast(type[GuardedTarget], type("GuardedTarget", parts, {"__doc__": GuardedTarget.__doc__}))
+
+
+def guard(inner: Target, breaker: Breaker, clock: Callable[[], float] = time.monotonic) -> GuardedTarget:
+    """`inner` watched by `breaker`, declaring the same optional capabilities as `inner`."""
+    parts = tuple(part for capability, part in _CAPABILITIES if isinstance(inner, capability))
+    return _guarded_class(parts)(inner, breaker, clock)
 
 
 class WaitNotices:

@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone
+from email.message import EmailMessage
 from typing import Any
 
 from migrator.adapters.sources import utf7
@@ -1005,7 +1006,8 @@ def _zone(zone: object) -> timezone:
 
 def _mime_text(entity: str) -> str:
     message = email.message_from_string(entity, policy=email.policy.default)
-    part = message.get_body(preferencelist=("plain",)) if hasattr(message, "get_body") else None
-    if part is None:
+    # the default policy makes an EmailMessage (get_body, get_content); typeshed says Message
+    part = message.get_body(preferencelist=("plain",)) if isinstance(message, EmailMessage) else None
+    if not isinstance(part, EmailMessage):
         raise Refused("the MIME vacation reply has no text part")
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -51,9 +51,6 @@ class AdaptiveLimiter:
         self.throttle_count = 0
         self._successes = 0
         self._cond = threading.Condition()
-        # called in the requesting thread once it has a slot, right before the request goes
-        # out; may raise to stop it (the runner checks there that the lease is still its own)
-        self.before_request: Callable[[], None] | None = None
         if watch is not None:
             watch.watching(self)
 
@@ -63,17 +60,14 @@ class AdaptiveLimiter:
             while self.in_flight >= self.limit:
                 self._cond.wait()
             self.in_flight += 1
-        sent: float | None = None
+        sent = time.monotonic()
         try:
-            if self.before_request is not None:
-                self.before_request()
-            sent = time.monotonic()
             yield
         finally:
             with self._cond:
                 self.in_flight -= 1
                 self._cond.notify()
-            if sent is not None and self.watch is not None:
+            if self.watch is not None:
                 self.watch.request_done(time.monotonic() - sent)
 
     def set_ceiling(self, ceiling: int) -> None:

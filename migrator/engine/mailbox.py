@@ -12,6 +12,13 @@ A folder the ledger holds no message of (a first pass, a new state database, a r
 may land in a target folder that already holds migrated mail: before a chunk is sent, its
 messages are looked up there (by source key, or by content where the target keeps no key) and
 the items found are adopted, recorded as done with their ids, instead of being sent again.
+
+What the target declares (adapters/targets/base.py, checked with isinstance) decides how:
+- in-flight keys, and an upload whose answer was lost: `Target.find` by source key, or, for a
+  target that `FindsByContent` (IMAP), `find_uploads` with the messages read again;
+- adoption: one `ListsByKey.items_by_key` listing per target folder, else by content;
+- a chunk whose upload went out after the lease was lost: `Withdraws.withdraw` of our copies.
+Every request to the target but that withdrawal first confirms the lease (`Context.check_lease`).
 """
 
 from __future__ import annotations
@@ -25,16 +32,19 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from migrator.adapters.retry import RetryPolicy, call_with_retry
-from migrator.adapters.sources import Source, open_account_source
+from migrator.adapters.sources import Renumbers, Source, open_account_source
 from migrator.adapters.targets.base import (
+    FindsByContent,
     KeyedItems,
+    ListsByKey,
     Target,
     TargetFolder,
+    Withdraws,
 )
 from migrator.engine import crashpoints
 from migrator.engine.limiter import AdaptiveLimiter
 from migrator.engine.progress import AccountOutcome, Progress, SkippedInfo
-from migrator.engine.reconcile import PARTIAL_KEYS, Held, Reconciler
+from migrator.engine.reconcile import Held, Reconciler
 from migrator.model.errors import MigratorError, PermanentError, SourceError, TransientError
 from migrator.model.mail import (
     Flags,
@@ -43,6 +53,7 @@ from migrator.model.mail import (
     MessageRecord,
     SkippedMessage,
     UploadItem,
+    UploadResult,
 )
 from migrator.model.plan import Plan
 from migrator.model.reasons import Reason
@@ -81,6 +92,9 @@ class Context:
     on_wait: Callable[[TransientError, float], None] | None = None
     # deletions past [run] deletion_limit are carried out (`run --allow-deletions`)
     allow_deletions: bool = False
+    # asked right before each request to the target: raises LeaseLost when this worker's lease
+    # on the account ran out while it was not heard from (the runner's Runner._check_lease)
+    check_lease: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -133,7 +147,7 @@ class AccountJob(Reconciler):
         self.synced_folders: list[tuple[int, int | None, int | None, str | None]] = []
         self.new_folders = 0  # folders this pass recorded for the first time
         # targets that cannot search by source key find earlier uploads by their content
-        self._by_content = callable(getattr(ctx.target, "find_uploads", None))
+        self._by_content = isinstance(ctx.target, FindsByContent)
         self._inflight_by_folder: dict[int, list[str]] = {}
         self._targets: dict[int, str] = {}
         # adoption: source folders of this pass the ledger knew no message of, and per target
@@ -155,6 +169,8 @@ class AccountJob(Reconciler):
 
         def limited() -> T:
             with self.ctx.limiter.slot():
+                # after the wait for a slot, which may be long: is the account still ours?
+                self.ctx.check_lease()
                 return fn()
 
         return call_with_retry(limited, self.ctx.retry, stop=self.ctx.stop, on_retry=on_retry)
@@ -231,10 +247,9 @@ class AccountJob(Reconciler):
         target = self.ctx.target
         holdings = Holdings()
         if not tfolder.empty:
-            items_by_key = getattr(target, "items_by_key", None)
             keyed: KeyedItems | None = None
-            if callable(items_by_key):
-                keyed = self._retry(lambda: items_by_key(self.mailbox, tfolder))
+            if isinstance(target, ListsByKey):
+                keyed = self._retry(lambda: target.items_by_key(self.mailbox, tfolder))
             if keyed is not None:
                 holdings.keyed = keyed
                 if keyed.by_tag:
@@ -311,7 +326,8 @@ class AccountJob(Reconciler):
             )
 
     def _folder(self, source: Source, folder: FolderInfo) -> tuple[int, int, int | None]:
-        """Migrate what is new in one folder; returns (folder id, messages, bytes) listed."""
+        """Migrate what is new in one folder; returns (folder id, messages, bytes) listed
+        (bytes None when the listing gave known messages without their size)."""
         store, claim = self.ctx.store, self.claim
         row = self._stored.get(folder.native)
         tfolder_box: list[TargetFolder] = []
@@ -368,25 +384,19 @@ class AccountJob(Reconciler):
         chunk_bytes = 0
         skips: list[Outcome] = []
         max_size = self.ctx.target.max_message_size
-        listed = listed_bytes = 0
-        # a source that can leave known keys out of its listing spares a stat per message: it
-        # gives their keys and flags only (KnownMessage)
-        skips_known = bool(getattr(source, "skips_known", False))
+        listed = 0
         # flags changed since the last pass only (CONDSTORE), unless some rows have no flags
         # recorded yet (written before they were kept): those need the flags of now
         since = row.mark if row is not None and all(e.flags is not None for e in known.values() if e.state == MessageState.DONE) else None
-        listing = (
-            source.messages(folder, known=known, since=since)  # type: ignore[call-arg]
-            if skips_known else source.messages(folder)
-        )
+        # a source that can leave known keys out of its listing spares a stat or a fetch per
+        # message: it gives their keys and flags only (KnownMessage)
+        listing = source.messages(folder, known=known, since=since)
         seen: set[str] = set()  # a source listing the same key twice must not send it twice
         flag_changes: list[tuple[str, str, Flags]] = []  # (key, flags last given, flags now)
         first_flags: list[tuple[str, str]] = []  # rows written before flags were kept
-        partial = False  # the listing missed a whole directory or file of the folder
         for record in listing:
             self.outcome.messages_seen += 1
             listed += 1
-            partial = partial or record.key in PARTIAL_KEYS
             if isinstance(record, KnownMessage) or record.key in known:
                 entry = known.get(record.key)
                 flags = record.flags if isinstance(record, KnownMessage | MessageRecord) else None
@@ -398,7 +408,6 @@ class AccountJob(Reconciler):
                         flag_changes.append((record.key, entry.flags, flags))
                 seen.add(record.key)
                 continue
-            listed_bytes += record.size if isinstance(record, MessageRecord) else 0
             if record.key in seen:
                 continue
             seen.add(record.key)
@@ -436,7 +445,8 @@ class AccountJob(Reconciler):
             given = self._ensured.get(folder.native) or (self._tfolder_of_row(row) if row is not None else None)
             if given is not None:
                 self._carry_flags(folder, folder_id, given, flag_changes)
-        if known and not partial:
+        if known and not listing.partial:
+            # a listing that missed a whole directory or file did not see its messages: none is gone
             self._note_gone(folder_id, known, seen)
         adopted = self.outcome.messages_adopted - adopted_before
         if adopted:
@@ -444,9 +454,7 @@ class AccountJob(Reconciler):
                 f"{self.outcome.address}: {adopted} message(s) of {folder.display} were in the target "
                 "already (an earlier migration the ledger does not know): adopted, not sent again"
             )
-        if skips_known:
-            return folder_id, listed, None  # type: ignore[return-value]
-        return folder_id, listed, listed_bytes
+        return folder_id, listed, listing.bytes
 
     def _check_numbering(
         self, source: Source, folder: FolderInfo, folder_id: int, recorded: int | None
@@ -454,10 +462,9 @@ class AccountJob(Reconciler):
         """IMAP sources number messages per UIDVALIDITY. When the server renumbered a folder
         since the last pass, every key changed: carry what was migrated over to the new keys
         by content fingerprint, so nothing is sent twice."""
-        current_of = getattr(source, "uidvalidity", None)
-        if not callable(current_of):
+        if not isinstance(source, Renumbers):
             return
-        current = int(current_of(folder))
+        current = source.uidvalidity(folder)
         if recorded is None:
             ledger.record_uidvalidity(self.ctx.store, self.claim, folder_id, current)
             return
@@ -505,11 +512,9 @@ class AccountJob(Reconciler):
         another message (in the ledger, or `settled_ids` of this chunk)."""
         target = self.ctx.target
         known_ids = ledger.target_ids(self.ctx.store, self.claim.account_id, tfolder.id) | set(settled_ids)
-        if not self._by_content:
+        if not isinstance(target, FindsByContent):
             return self._find(tfolder, [item.key for item in items], known_ids)
-        find_uploads = target.find_uploads  # type: ignore[attr-defined]
-        found: dict[str, str] = self._retry(lambda: find_uploads(self.mailbox, tfolder, items, known_ids=known_ids))
-        return found
+        return self._retry(lambda: target.find_uploads(self.mailbox, tfolder, items, known_ids=known_ids))
 
     def _note_skip(self, folder: FolderInfo, key: str, reason: str, detail: str) -> None:
         self.outcome.skipped.append(SkippedInfo(folder.display, key, reason, detail))
@@ -557,13 +562,14 @@ class AccountJob(Reconciler):
         results, unresolved = self._upload(tfolder, items, folder_id, foreign)
         crashpoints.reached("upload")
         del items  # the bytes are no longer needed
-        for key, (target_id, error) in results.items():
-            if error is None:
-                outcomes.append(Outcome(key, MessageState.DONE, size=sizes[key], target_id=target_id))
+        for result in results:
+            size = sizes[result.key]
+            if result.error is None:
+                outcomes.append(Outcome(result.key, MessageState.DONE, size=size, target_id=result.target_id))
             else:
-                reason = getattr(error, "reason", Reason.REJECTED)
-                outcomes.append(Outcome(key, MessageState.SKIPPED, size=sizes[key], reason=reason, detail=str(error)))
-                self._note_skip(folder, key, reason, str(error))
+                reason = result.error.reason if isinstance(result.error, PermanentError) else Reason.REJECTED
+                outcomes.append(Outcome(result.key, MessageState.SKIPPED, size=size, reason=reason, detail=str(result.error)))
+                self._note_skip(folder, result.key, reason, str(result.error))
         try:
             ledger.finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
         except LeaseLost:
@@ -586,9 +592,10 @@ class AccountJob(Reconciler):
         """Key -> target id of the items of this chunk the target folder holds already,
         recognised by content (Message-ID, size, date, then the bytes; see find_uploads),
         never taking an item that stands for another message."""
-        find_uploads = self.ctx.target.find_uploads  # type: ignore[attr-defined]
+        target = self.ctx.target
+        assert isinstance(target, FindsByContent)  # holdings.by_content is only set for such targets
         taken = set(holdings.taken)
-        found: dict[str, str] = self._retry(lambda: find_uploads(self.mailbox, tfolder, items, known_ids=taken))
+        found = self._retry(lambda: target.find_uploads(self.mailbox, tfolder, items, known_ids=taken))
         found = {key: tid for key, tid in found.items() if tid not in holdings.taken}
         holdings.taken.update(found.values())
         return found
@@ -599,16 +606,16 @@ class AccountJob(Reconciler):
         these messages in the target and stored its own copies, which the ledger now holds
         as done under other ids: ours are duplicates, and are deleted. A message the ledger
         holds under our id (the new owner found our copy) or has not settled yet stays."""
-        withdraw = getattr(self.ctx.target, "withdraw", None)
+        target = self.ctx.target
         ours = {o.key: o.target_id for o in outcomes if o.state == MessageState.DONE and o.target_id}
-        if withdraw is None or not ours:
+        if not isinstance(target, Withdraws) or not ours:
             return
         theirs = ledger.done_target_ids(self.ctx.store, folder_id, list(ours))
         extra = [tid for key, tid in ours.items() if theirs.get(key) not in (None, tid)]
         if not extra:
             return
         try:
-            withdraw(self.mailbox, tfolder, extra)
+            target.withdraw(self.mailbox, tfolder, extra)
         except MigratorError as exc:
             self.ctx.progress.note(
                 f"{self.outcome.address}: {len(extra)} message(s) sent after the lease was lost are "
@@ -622,14 +629,15 @@ class AccountJob(Reconciler):
 
     def _upload(
         self, tfolder: TargetFolder, items: list[UploadItem], folder_id: int, foreign: Collection[str] = ()
-    ) -> tuple[dict[str, tuple[str | None, Exception | None]], TransientError | None]:
+    ) -> tuple[list[UploadResult], TransientError | None]:
         """Upload until every item is stored or refused for good, confirming with find()
-        before anything is sent again. Returns key -> (target id, permanent error) for the
-        settled items, and the last transient error if some could not be settled.
-        `foreign`: ids of items the target held before, tagged with keys of this chunk but
-        not adopted for them: a search by key must never take one for our upload."""
+        before anything is sent again. Returns the result of each settled item (stored: its
+        target id; refused for good: a PermanentError), and the last transient error if some
+        could not be settled. `foreign`: ids of items the target held before, tagged with
+        keys of this chunk but not adopted for them: a search by key must never take one for
+        our upload."""
         target, policy = self.ctx.target, self.ctx.retry
-        settled: dict[str, tuple[str | None, Exception | None]] = {}
+        settled: dict[str, UploadResult] = {}
         pending = {item.key: item for item in items}
         deadline = time.monotonic() + policy.deadline
         attempt = 0
@@ -642,6 +650,10 @@ class AccountJob(Reconciler):
             hint: float | None = None
             throttled = False
             with self.ctx.limiter.slot():
+                # a worker paused past its lease (SIGSTOP, a VM freeze) must not send what the
+                # worker that took the account over sends too: the ledger would refuse this
+                # chunk's stale epoch, but the target cannot
+                self.ctx.check_lease()
                 crashpoints.reached("before_upload")
                 try:
                     answers = target.upload(self.mailbox, tfolder, list(pending.values()))
@@ -671,12 +683,12 @@ class AccountJob(Reconciler):
                             "message carrying the same key"
                         )
                         continue
-                    settled[answer.key] = (answer.target_id, None)
+                    settled[answer.key] = answer
                     if answer.target_id is not None:
                         given.add(answer.target_id)
                     del pending[answer.key]
                 elif isinstance(answer.error, PermanentError):
-                    settled[answer.key] = (None, answer.error)
+                    settled[answer.key] = answer
                     del pending[answer.key]
                 else:
                     err = answer.error
@@ -708,15 +720,16 @@ class AccountJob(Reconciler):
                 break
             for key, target_id in found.items():
                 if key in pending:
-                    settled[key] = (target_id, None)
+                    settled[key] = UploadResult(key, target_id)
                     given.add(target_id)
                     del pending[key]
+        results = list(settled.values())
         if pending:
             assert last is not None
-            return settled, TransientError(
+            return results, TransientError(
                 f"{len(pending)} message(s) could not be uploaded after {attempt} attempt(s); "
                 f"last error: {last}",
                 retry_after=last.retry_after,
                 throttled=last.throttled,
             )
-        return settled, None
+        return results, None

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from migrator.adapters.targets.base import CarriesChanges, FlagChange, TargetFolder
@@ -160,8 +161,7 @@ class Reconciler:
                 continue
             self._preflight()
             old = self._tfolder_of_row(row)
-            done = self._retry(lambda old=old, best=best: target.rename_folder(  # type: ignore[misc]
-                self.mailbox, old, best.path, best.role))
+            done = self._retry(partial(target.rename_folder, self.mailbox, old, best.path, best.role))
             crashpoints.reached("rename")
             if done is None:
                 continue
@@ -202,8 +202,7 @@ class Reconciler:
             asked = [FlagChange(ids[key], before, after) for key, before, after in wanted]
             if not asked:
                 continue
-            answers: list[Exception | None] = self._retry(
-                lambda asked=asked: target.update_flags(self.mailbox, tfolder, asked))  # type: ignore[misc]
+            answers = self._retry(partial(target.update_flags, self.mailbox, tfolder, asked))
             given: list[tuple[str, str]] = []
             for (key, before, after), error in zip(wanted, answers, strict=True):
                 if error is None:
@@ -426,7 +425,7 @@ class Reconciler:
                                             for row in members])
             crashpoints.reached("announce_delete")
             ids = [row.target_id or "" for row in members]
-            self._retry(lambda tfolder=tfolder, ids=ids: target.delete(self.mailbox, tfolder, ids))  # type: ignore[misc]
+            self._retry(partial(target.delete, self.mailbox, tfolder, ids))
             crashpoints.reached("delete")
             changes.forget(store, claim, [(row.id, row.folder_id, MessageState.DONE) for row in members])
         self.outcome.changes["deleted"] += len(rows)
@@ -448,13 +447,15 @@ class Reconciler:
         for row in pending:
             op = row.pending or {}
             if op.get("op") == "delete":
-                deletions[tuple(op["target"])].append(row)  # type: ignore[index]
+                tid, tpath = op["target"]
+                deletions[(tid, tpath)].append(row)
             elif op.get("op") == "move":
-                moves[(*op["from_target"], *op["to_target"])].append(row)  # type: ignore[index]
+                (sid, spath), (did, dpath) = op["from_target"], op["to_target"]
+                moves[(sid, spath, did, dpath)].append(row)
         for (tid, tpath), rows in deletions.items():
             tfolder = TargetFolder(tid, tuple(tpath.split("/")))
             ids = [row.target_id or "" for row in rows if row.target_id]
-            self._retry(lambda tfolder=tfolder, ids=ids: target.delete(self.mailbox, tfolder, ids))  # type: ignore[misc]
+            self._retry(partial(target.delete, self.mailbox, tfolder, ids))
             changes.forget(store, claim, [(row.id, row.folder_id, MessageState.DONE) for row in rows])
         for (sid, spath, did, dpath), rows in moves.items():
             source, dest = TargetFolder(sid, tuple(spath.split("/"))), TargetFolder(did, tuple(dpath.split("/")))

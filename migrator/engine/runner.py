@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import Target
-from migrator.engine.breaker import Breaker, GuardedTarget, WaitNotices, outage_of
+from migrator.engine.breaker import Breaker, WaitNotices, guard, outage_of
 from migrator.engine.limiter import AdaptiveLimiter, LimiterWatch
 from migrator.engine.mailbox import AccountJob, Context, Stopped
 from migrator.engine.progress import AccountOutcome, NullProgress, Progress
@@ -208,7 +208,7 @@ class Runner:
         self.ctx = Context(
             store=store,
             plan=plan,
-            target=GuardedTarget(target, self.breaker),
+            target=guard(target, self.breaker),
             limiter=self.limiter,
             retry=options.retry,
             stop=self.stop,
@@ -218,6 +218,7 @@ class Runner:
             source_factory=source_factory,
             on_wait=self._on_wait,
             allow_deletions=options.allow_deletions,
+            check_lease=self._check_lease,
         )
         self.summary = RunSummary()
         self.fatal: BaseException | None = None
@@ -235,7 +236,6 @@ class Runner:
         # account id -> monotonic time its lease was last confirmed (claim or renewal)
         self._renewed: dict[int, float] = {}
         self._local = threading.local()  # the claim each worker thread is migrating
-        self.limiter.before_request = self._check_lease
         self._filters = ClaimFilter(
             batches=tuple(options.batches),
             addresses=tuple(a.lower() for a in options.addresses),

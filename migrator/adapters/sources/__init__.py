@@ -9,12 +9,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from migrator.adapters.sources.base import Source, SourceBase
+from migrator.adapters.sources.base import Listing, Renumbers, Source, SourceBase
 from migrator.model.errors import SourceError
 from migrator.model.plan import SourceSettings
 from migrator.model.reasons import Reason
 
-__all__ = ["Source", "SourceBase", "open_account_source", "open_source"]
+__all__ = ["Listing", "Renumbers", "Source", "SourceBase", "open_account_source", "open_source"]
 
 
 def _resolve(settings: SourceSettings, path: str | None, what: str) -> str:

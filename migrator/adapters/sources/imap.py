@@ -19,13 +19,13 @@ import io
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, TypeVar, overload
+from typing import Any, BinaryIO, TypeVar
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from migrator.adapters.sources import utf7
-from migrator.adapters.sources.base import SourceBase
+from migrator.adapters.sources.base import Listing, SourceBase
 from migrator.adapters.sources.imap_connection import (
     CONNECTION_LOST,
     ImapAccess,
@@ -93,7 +93,6 @@ class ImapSource(SourceBase):
     """One account's mailbox on an IMAP server, read through a single lazily opened connection."""
 
     kind = "imap"
-    skips_known = True  # messages(known=...) gives known keys as KnownMessage, flags only
 
     def __init__(
         self,
@@ -321,21 +320,10 @@ class ImapSource(SourceBase):
         return self._run(f"opening folder {folder.display}", examine)
 
     # -- messages ------------------------------------------------------------------------------
-    @overload
-    def messages(
-        self, folder: FolderInfo, *, expected_uidvalidity: int | None = None
-    ) -> Iterator[MessageRecord | SkippedMessage]: ...
-
-    @overload
-    def messages(
-        self, folder: FolderInfo, *, known: Collection[str], since: str | None = None,
-        expected_uidvalidity: int | None = None,
-    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]: ...
-
     def messages(
         self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None,
         expected_uidvalidity: int | None = None,
-    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]:
+    ) -> Listing:
         """Records in UID order. With `expected_uidvalidity` (the value recorded on an earlier
         pass), a renumbered folder raises UidValidityChanged before anything is listed.
 
@@ -343,6 +331,12 @@ class ImapSource(SourceBase):
         their flags only (a FETCH of FLAGS, not of sizes, dates and headers). With `since`, the
         folder's mark at the last pass, and CONDSTORE: only the flags of messages changed since
         (`FETCH ... (CHANGEDSINCE modseq)`); the others come with flags None (unchanged)."""
+        return Listing(self._entries(folder, known, since, expected_uidvalidity))
+
+    def _entries(
+        self, folder: FolderInfo, known: Collection[str], since: str | None, expected_uidvalidity: int | None
+    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]:
+        # a generator: the folder is examined when the caller asks for the first entry
         what = f"listing folder {folder.display}"
 
         def start(client: IMAPClient) -> tuple[int, list[int]]:

@@ -24,10 +24,10 @@ from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, overload
+from typing import Any, BinaryIO
 
 from migrator.adapters.sources import utf7
-from migrator.adapters.sources.base import HEAD_BYTES, SourceBase, looks_like_mail
+from migrator.adapters.sources.base import HEAD_BYTES, Listing, SourceBase, looks_like_mail
 from migrator.adapters.sources.maildir_tree import SUBDIRS, Tree, detect_layout, survey
 from migrator.adapters.sources.nofollow import (
     NotRegularFile,
@@ -51,6 +51,8 @@ LAYOUTS = ("auto", "maildir++", "fs")
 # a directory last changed longer ago than this when listed can be trusted by its mtime
 _SETTLED_NS = 2_000_000_000
 FOLDER_KEY = "folder/"  # the key of a SkippedMessage that stands for a whole folder
+# keys of skipped entries that stand for more than one message: the folder, or new/ or cur/
+WHOLE_KEYS = frozenset({FOLDER_KEY, *(f"{sub}/" for sub in SUBDIRS)})
 
 _STANDARD_FLAGS = {"S": "seen", "R": "answered", "F": "flagged", "T": "deleted", "D": "draft"}
 
@@ -107,11 +109,6 @@ def _decode(names: list[str], problems: list[str]) -> tuple[str, ...]:
 
 class MaildirSource(SourceBase):
     """One account's Maildir tree (the directory holding INBOX's cur/ and new/)."""
-
-    # messages(known=...) support: known keys come as KnownMessage (key and flags, from the
-    # file name alone); how many of them the last listing saw
-    known_seen: int = 0
-    skips_known = True
 
     def __init__(self, root: str, *, layout: str = "auto") -> None:
         if layout not in LAYOUTS:
@@ -218,33 +215,24 @@ class MaildirSource(SourceBase):
             return None
         return cached[1] if now == cached[0] else None
 
-    @overload
-    def messages(self, folder: FolderInfo) -> Iterator[MessageRecord | SkippedMessage]: ...
-
-    @overload
-    def messages(
-        self, folder: FolderInfo, *, known: Collection[str], since: str | None = None
-    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]: ...
-
-    def messages(
-        self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None
-    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]:
+    def messages(self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None) -> Listing:
         """Records of the folder. Keys in `known` (already migrated, says the caller) are
         neither stat'ed nor offered: each comes as a KnownMessage with the flags its file name
-        carries (counted in `known_seen`), so a delta pass over a big folder costs one
-        directory listing and still sees every flag change. INBOX's listing ends with the
-        directories of the mailbox that are not read (links, directories that are no folder).
-        `since` (a folder mark) is unused: a Maildir listing sees every file name anyway."""
+        carries, so a delta pass over a big folder costs one directory listing and still sees
+        every flag change. INBOX's listing ends with the directories of the mailbox that are
+        not read (links, directories that are no folder). `since` (a folder mark) is unused: a
+        Maildir listing sees every file name anyway."""
+        return Listing(self._entries(folder, known), whole=WHOLE_KEYS)
+
+    def _entries(
+        self, folder: FolderInfo, known: Collection[str]
+    ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]:
+        # a generator: nothing is listed before the caller asks for the first entry
         items = self._list(folder.native, None, known)
         if folder.native == "":
             if self._unread is None:
                 self._unread = survey(self._tree.fd, self.root, self.layout)[1]
-            for item in self._unread:
-                if item.key in known:
-                    self.known_seen += 1
-                    items.append(KnownMessage(item.key, None))
-                else:
-                    items.append(item)
+            items.extend(KnownMessage(item.key, None) if item.key in known else item for item in self._unread)
         yield from items
 
     def _list(
@@ -263,7 +251,6 @@ class MaildirSource(SourceBase):
     ) -> tuple[dict[str, tuple[str, str, int, int, int]], dict[str, SkippedMessage], dict[str, str]]:
         """One scandir of new/ and cur/ and one lstat per file not in `known`: what is there,
         and the file name of each known key seen (its flags)."""
-        self.known_seen = 0
         seen_known: dict[str, str] = {}
         fdir = self._fdir(native)
         # key -> (sub, name, size, mtime, inode): plain values, not stat_result objects, so
@@ -368,7 +355,6 @@ class MaildirSource(SourceBase):
                     skipped[key] = SkippedMessage(key, Reason.EMPTY, f"{subdir}/{name} is empty (0 bytes)")
                     continue
                 found[key] = (sub, name, st.st_size, int(st.st_mtime), st.st_ino)
-        self.known_seen = len(seen_known)
         return found, skipped, seen_known
 
     @staticmethod

@@ -25,12 +25,12 @@ import io
 import os
 import re
 import stat as statmod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO, cast
 
 from migrator.adapters.sources import utf7
-from migrator.adapters.sources.base import SourceBase
+from migrator.adapters.sources.base import Listing, SourceBase
 from migrator.adapters.sources.mbox_index import BLOCK, VARIANTS, Entry, Indexer
 from migrator.adapters.sources.nofollow import (
     NotRegularFile,
@@ -329,7 +329,14 @@ class MboxSource(SourceBase):
 
     # ------------------------------------------------------------------ messages
 
-    def messages(self, folder: FolderInfo) -> Iterator[MessageRecord | SkippedMessage]:
+    def messages(self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None) -> Listing:
+        """Records of the folder, in file order. Every message comes as a record, `known` or
+        not: finding a message's flags means scanning its headers anyway (the caller tells the
+        known ones by key). A file that cannot be read as a whole comes as one SkippedMessage
+        FOLDER_KEY."""
+        return Listing(self._entries(folder), whole=(FOLDER_KEY,))
+
+    def _entries(self, folder: FolderInfo) -> Iterator[MessageRecord | SkippedMessage]:
         if folder.native == "":
             # INBOX's listing also carries what the folders directory holds but is not read
             if self._unread is None:

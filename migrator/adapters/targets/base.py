@@ -129,7 +129,90 @@ class Target(Protocol):
         ...
 
 
-# --- optional capabilities: what a delta pass carries besides new mail ------------------------
+# --- optional capabilities ----------------------------------------------------------------------
+# What a target can do besides the contract above. Each is a runtime-checkable Protocol: callers
+# ask `isinstance(target, Withdraws)` and so on, never getattr, so a reader of the engine sees
+# every way a crashed chunk is recovered. Which target declares which is listed in
+# docs/architecture.md ("Adapter capabilities") and checked by tests/test_capabilities.py.
+
+
+@runtime_checkable
+class Probes(Protocol):
+    """A target that can tell a server that is down from one slow request (engine/breaker.py)."""
+
+    def probe(self) -> None:
+        """Return when the server answers a bare request; raise TransientError (with an outage
+        attached when it is down) when it does not."""
+        ...
+
+
+@runtime_checkable
+class ListsByKey(Protocol):
+    """A target that lists one folder's tagged items in one request: what a first pass adopts
+    instead of sending again, and where `dedupe` finds copies."""
+
+    def items_by_key(self, mailbox: str, folder: TargetFolder) -> KeyedItems | None:
+        """The items of `folder` that carry a source-key tag; None when this target keeps no tag
+        (an IMAP target without tag_header): then ask FindsByContent or GroupsIdentical."""
+        ...
+
+
+@runtime_checkable
+class FindsByContent(Protocol):
+    """A target that may keep no source key on what it stores (IMAP): earlier uploads are
+    recognised by their content, for crash recovery and adoption."""
+
+    def find_uploads(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
+                     known_ids: Collection[str] = ()) -> dict[str, str]:
+        """Key -> target id for those of `items` already stored in `folder`; an id in
+        `known_ids` stands for another source message and is never the answer."""
+        ...
+
+
+@runtime_checkable
+class GroupsIdentical(Protocol):
+    """A target that can group the items of a folder that are the same message, for `dedupe`
+    where no tag tells copies apart."""
+
+    def identical_items(self, mailbox: str, folder: TargetFolder) -> list[list[str]]:
+        """Groups of target ids of `folder` that hold the same message (groups of one left out)."""
+        ...
+
+
+@runtime_checkable
+class Withdraws(Protocol):
+    """A target that can take back exactly the items this process stored but may not keep (a
+    worker that lost its lease mid-upload; copies `dedupe` removes)."""
+
+    def withdraw(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> None:
+        """Delete these items for good; an item already gone is fine."""
+        ...
+
+
+@runtime_checkable
+class Inventories(Protocol):
+    """A target that counts the tagged items of many folders in one paged listing, for
+    `verify` (duplicates included)."""
+
+    def inventory(
+        self, mailbox: str, folders: Mapping[str, Sequence[str]]
+    ) -> Mapping[str, tuple[Mapping[str, int], int]]:
+        """Target folder id (-> source keys wanted there) -> (each wanted key -> items carrying
+        it, items in the folder)."""
+        ...
+
+
+@runtime_checkable
+class ChecksPresence(Protocol):
+    """A target that keeps no key but whose ids name items for good (IMAP UIDVALIDITY:UID):
+    `verify` asks which of the ledger's ids are still there."""
+
+    def present(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> tuple[set[str], int]:
+        """(those of `target_ids` the folder still holds, items in the folder)."""
+        ...
+
+
+# what a delta pass carries besides new mail
 
 
 @dataclass(frozen=True)
