@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from html import escape
 from typing import Any
 
@@ -32,6 +33,45 @@ def embed_json(data: Any) -> str:
     """JSON safe inside a <script> element: no `</script>`, `<!--` or `&` can end or bend it."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+# Columns whose few distinct values (a campaign has hundreds of batches, five states, a dozen
+# reasons) are embedded once, the rows holding their index; and the times, embedded as seconds
+# after the report's earliest one. A 100,000-account report is then ~35 % smaller, which the
+# browser reads and parses that much faster; the page turns them back into values (html_assets).
+CODED = ("batch", "state", "last_error_reason")
+TIMES = ("first_pass", "last_pass")
+
+
+def compact(data: dict[str, Any]) -> dict[str, Any]:
+    """The report as the page embeds it: `rows` with CODED columns as indexes into `codes`
+    and TIMES as whole seconds after `time_base` (UTC epoch seconds)."""
+    columns = data["columns"]
+    coded = [(columns.index(c), c) for c in CODED if c in columns]
+    timed = [columns.index(c) for c in TIMES if c in columns]
+    codes: dict[str, dict[Any, int]] = {c: {} for _, c in coded}
+    epochs: list[list[Any]] = []
+    for row in data["rows"]:
+        out = list(row)
+        for i, name in coded:
+            if out[i] is not None:
+                table = codes[name]
+                out[i] = table.setdefault(out[i], len(table))
+        for i in timed:
+            if out[i] is not None:
+                out[i] = int(datetime.fromisoformat(out[i].replace("Z", "+00:00")).timestamp())
+        epochs.append(out)
+    base = min((r[i] for r in epochs for i in timed if r[i] is not None), default=0)
+    if base:
+        for r in epochs:
+            for i in timed:
+                if r[i] is not None:
+                    r[i] -= base
+    embedded = {k: v for k, v in data.items() if k != "rows"}
+    embedded["codes"] = {name: list(table) for name, table in codes.items()}
+    embedded["time_base"] = base
+    embedded["rows"] = epochs
+    return embedded
 
 
 def render_html(data: dict[str, Any]) -> str:
@@ -78,11 +118,14 @@ def render_html(data: dict[str, Any]) -> str:
 <section>
 <h2>Accounts</h2>
 <p><input id="search" type="search" placeholder="search address, name, batch, state, error" aria-label="search accounts">
+<select id="state" aria-label="only accounts in this state"><option value="">every state</option></select>
 <span id="count" class="meta"></span></p>
 <table id="accounts"><thead><tr>{heads}</tr></thead><tbody></tbody></table>
-<p id="more" class="meta"></p>
+<nav id="pages" aria-label="pages of the account table"><button type="button" id="first">&laquo; first</button><button type="button" id="prev">&lsaquo; previous</button>
+<span id="page"></span><button type="button" id="next">next &rsaquo;</button><button type="button" id="last">last &raquo;</button>
+<label>rows per page <select id="per"><option>50</option><option selected>100</option><option>250</option><option>500</option></select></label></nav>
 </section>
-<script type="application/json" id="report-data">{embed_json(data)}</script>
+<script type="application/json" id="report-data">{embed_json(compact(data))}</script>
 <script>{JS}</script>
 </body>
 </html>
