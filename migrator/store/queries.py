@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, or_, select, text
+from sqlalchemy import Table, func, select, text
 
 from migrator.store.reporting import MIGRATED_SQL
 from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
@@ -74,13 +74,15 @@ def find_account(store: Store, plan_id: int, address: str) -> dict[str, Any] | N
     """An account of the plan by address, target address or key (case-insensitive: discovery
     stores addresses lower-cased, so the address index serves the lookup)."""
     wanted = address.strip().lower()
-    stmt = select(A).where(
-        A.c.plan_id == plan_id,
-        or_(A.c.address == wanted, A.c.target_address == wanted, A.c.key == wanted),
-    )
+    # One indexed look-up after the other (address, then key), the target address last: it has
+    # no index, and an OR of the three made SQLite read all 100,000 accounts for every `show`.
     with store.session() as s:
-        row = s.execute(stmt.limit(1)).mappings().first()
-        return dict(row) if row else None
+        for column in (A.c.address, A.c.key, A.c.target_address):
+            stmt = select(A).where(A.c.plan_id == plan_id, column == wanted).order_by(A.c.id).limit(1)
+            row = s.execute(stmt).mappings().first()
+            if row is not None:
+                return dict(row)
+    return None
 
 
 def folders(store: Store, account_id: int) -> list[dict[str, Any]]:
