@@ -70,11 +70,22 @@ def print_json_array(items: Iterable[Any], file: IO[str] | None = None) -> int:
     count = 0
     for item in items:
         # one write per item: json.dump's many small writes cost more than the encoding
-        text = json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
-        stream.write(("[\n  " if not count else ",\n  ") + text)
+        stream.write(("[\n  " if not count else ",\n  ") + _array_item(item))
         count += 1
     stream.write("\n]\n" if count else "[]\n")
     return count
+
+
+# json's indenting encoder is pure Python; for a flat object (every value a scalar or an empty
+# list) the C encoder with these separators writes the same text three times faster
+_FLAT_ITEM = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",\n    ", ": ")).encode
+
+
+def _array_item(item: Any) -> str:
+    """`item` as json.dumps(..., indent=2) lays it out inside an array (one level in)."""
+    if isinstance(item, dict) and item and not any(isinstance(v, dict | list | tuple) and v for v in item.values()):
+        return "{\n    " + _FLAT_ITEM(item)[1:-1] + "\n  }"
+    return json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
 
 
 def plain(value: object, limit: int = 60) -> str:
