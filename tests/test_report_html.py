@@ -276,3 +276,11 @@ def test_report_of_thousands_pages_and_searches(tmp_path: Path) -> None:
         _type(browser, "per", "500", "change")
         assert browser.evaluate(ADDRESSES) == failed[1500:]
         assert browser.evaluate("document.getElementById('page').textContent") == "page 4 of 4 (1,501–1,667)"
+
+        # sorted, then searched: the matches keep the order
+        browser.open(page, "sort=-address")
+        assert browser.evaluate(ADDRESSES) == addresses[::-1][:100]
+        _type(browser, "search", "user0432", "input")
+        _until(browser, ADDRESSES, [f"user0432{n}@ife.org.mx" for n in range(9, -1, -1)])
+        browser.evaluate("document.querySelector(\"#accounts th[data-col='account']\").click()")  # ascending
+        assert browser.evaluate(ADDRESSES) == [f"user0432{n}@ife.org.mx" for n in range(10)]
