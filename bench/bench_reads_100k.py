@@ -1,7 +1,7 @@
 """Reads at 100,000 accounts (issue 19): status, accounts --json, report --html in a browser,
 events and show, at 10,000 and 100,000 accounts, and how each cost grows between them.
 
-    .venv/bin/python bench/bench_reads_100k.py [ACCOUNTS ...]     (default 10000 100000)
+    .venv/bin/python bench/bench_reads_100k.py [ACCOUNTS ...] [sqlite-only]   (default 10000 100000)
 
 The state database is written straight into the store's schema (open_store runs the real
 migrations; the rows come from one recursive-CTE INSERT per table), so 100,000 accounts take
@@ -16,6 +16,10 @@ first byte (it streams). The HTML report is opened in headless Chromium over the
 protocol (tests/fixtures/browser.py): "open" is from navigation to the page's script having
 drawn the charts and the first page of the table; then a search for one account on a late
 page is typed into the box and timed until the table shows it.
+
+Then the same state is copied into PostgreSQL (127.0.0.1:5432, trust, user postgres; the
+database migrator_bench_reads is created and dropped) and the main reads run against it
+(`sqlite-only` skips this).
 """
 
 from __future__ import annotations
@@ -142,6 +146,47 @@ def fill(root: Path, count: int) -> Path:
     return plan
 
 
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_DB = "migrator_bench_reads"
+PG_URL = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
+COPIED = ("accounts", "folders", "messages", "events")
+
+
+def copy_to_postgresql(root: Path) -> str:
+    """The SQLite state of `root` copied into a fresh PostgreSQL database (the same schema by
+    open_store, the rows by COPY); returns its URL."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {PG_DB}")
+    store = open_store(PG_URL)
+    try:
+        store.ensure_plan("bench", "maildir", "ews")
+    finally:
+        store.close()
+    lite = sqlite3.connect(root / "state.db")
+    with psycopg.connect(PG_URL, autocommit=True) as db:
+        db.execute("SET session_replication_role = replica")  # rows copied whole: no FK checks
+        db.execute("SET timezone = 'UTC'")  # SQLite keeps the UTC wall clock as text
+        for table in COPIED:
+            names = [r[1] for r in lite.execute(f"PRAGMA table_info({table})")]
+            with db.cursor().copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in lite.execute(f"SELECT {', '.join(names)} FROM {table}"):
+                    copy.write_row(row)
+            db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        db.execute("VACUUM ANALYZE")
+    lite.close()
+    return PG_URL
+
+
+def drop_postgresql() -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+
+
 def _env(root: Path) -> dict[str, str]:
     # bytecode cached as an installed migrator has it (this machine sets PYTHONDONTWRITEBYTECODE)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -234,7 +279,7 @@ def browser_figures(root: Path, page: Path, count: int) -> dict[str, float]:
     }
 
 
-def measure(base: Path, count: int) -> dict[str, Any]:
+def measure(base: Path, count: int, *, postgresql: bool) -> dict[str, Any]:
     root = base / str(count)
     started = time.perf_counter()
     plan = fill(root, count)
@@ -256,11 +301,26 @@ def measure(base: Path, count: int) -> dict[str, Any]:
     fig["report --format html"] = best(root, 1, "report", *p, "--format", "html", "--output", str(html))
     fig["report --format html"]["size"] = html.stat().st_size / 1e6
     fig["report --format csv"] = best(root, 1, "report", *p, "--format", "csv", "--output", str(root / "r.csv"))
-    someone = f"user{count // 2 + 3:06d}@uni.example.org"  # a failed account half-way
+    someone = f"user{count // 2 + 76:06d}@uni.example.org"  # a failed account half-way
     fig["events --account"] = best(root, 3, "events", *p, "--account", someone, "--json")
     fig["events --limit 1000"] = best(root, 3, "events", *p, "--json")
     fig["show --no-source"] = best(root, 3, "show", someone, *p, "--no-source", "--json")
     fig["browser"] = browser_figures(root, html, count)
+    if postgresql:
+        started = time.perf_counter()
+        url = copy_to_postgresql(root)
+        print(f"  copied into PostgreSQL in {time.perf_counter() - started:.1f} s", flush=True)
+        try:
+            q = (*p, "--state", url)
+            fig["status --json (PostgreSQL)"] = best(root, 3, "status", *q, "--json")
+            fig["accounts --json (PostgreSQL)"] = best(root, 2, "accounts", *q, "--json", first_byte=True)
+            assert fig["accounts --json (PostgreSQL)"]["out"] == accounts["out"]
+            fig["report --format html (PostgreSQL)"] = best(
+                root, 1, "report", *q, "--format", "html", "--output", str(root / "pg.html"))
+            fig["events --account (PostgreSQL)"] = best(root, 3, "events", *q, "--account", someone, "--json")
+            fig["show --no-source (PostgreSQL)"] = best(root, 3, "show", someone, *q, "--no-source", "--json")
+        finally:
+            drop_postgresql()
     for name, r in fig.items():
         if name == "browser":
             b = r
@@ -293,10 +353,11 @@ def growth(small: int, large: int, a: dict[str, Any], b: dict[str, Any]) -> None
 
 
 def main(argv: list[str]) -> None:
-    sizes = [int(a) for a in argv[1:]] or [10_000, 100_000]
+    sizes = [int(a) for a in argv[1:] if a.isdigit()] or [10_000, 100_000]
+    postgresql = "sqlite-only" not in argv
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench-reads-") as tmp:
-        figures = {count: measure(Path(tmp), count) for count in sizes}
+        figures = {count: measure(Path(tmp), count, postgresql=postgresql) for count in sizes}
     if len(sizes) >= 2:
         growth(sizes[0], sizes[-1], figures[sizes[0]], figures[sizes[-1]])
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

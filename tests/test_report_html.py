@@ -11,7 +11,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from tests.fixtures.browser import Browser
+from tests.fixtures.browser import Browser, BrowserError
 from tests.fixtures.reports import (
     ARTIFACTS,
     BATCHES,
@@ -284,3 +284,48 @@ def test_report_of_thousands_pages_and_searches(tmp_path: Path) -> None:
         _until(browser, ADDRESSES, [f"user0432{n}@ife.org.mx" for n in range(9, -1, -1)])
         browser.evaluate("document.querySelector(\"#accounts th[data-col='account']\").click()")  # ascending
         assert browser.evaluate(ADDRESSES) == [f"user0432{n}@ife.org.mx" for n in range(10)]
+
+
+def _without_javascript(page: Path, profile: Path) -> lxml.html.HtmlElement:
+    """The page as a browser with JavaScript turned off shows it (the DOM, read over DevTools)."""
+    with Browser(profile) as browser:
+        browser.call("Emulation.setScriptExecutionDisabled", {"value": True}, page=True)
+        browser.call("Page.navigate", {"url": page.resolve().as_uri()}, page=True)
+        deadline = time.monotonic() + 30
+        while True:
+            root = browser.call("DOM.getDocument", {"depth": 0}, page=True)["root"]["nodeId"]
+            try:
+                html = browser.call("DOM.getOuterHTML", {"nodeId": root}, page=True)["outerHTML"]
+            except BrowserError:  # the blank page's node, gone with it: ask the new document
+                html = ""
+            if "setTimeout(lowerText, 0);" in html:  # the page's last script: all of it is parsed
+                return lxml.html.fromstring(html)
+            assert time.monotonic() < deadline, "the page did not load"
+            time.sleep(0.02)
+
+
+def test_small_report_reads_without_javascript(tmp_path: Path) -> None:
+    """A campaign of up to 100 accounts has its table in the page itself: a reader without
+    JavaScript sees every account; a larger one says what it needs and where the data is."""
+    small = synthetic_state(tmp_path / "small", 60)
+    page = _report(small.plan_path, tmp_path / "small.html")
+    dom = _without_javascript(page, tmp_path / "p1")
+    assert dom.xpath("//body")[0].get("data-ready") is None  # the script did not run
+    assert dom.get("data-pwned") is None and not dom.xpath("//img")
+    rows = _rows(dom)
+    assert [r["address"] for r in rows] == sorted(small.statuses)
+    by_address = {r["address"]: r for r in rows}
+    assert by_address["user00007@ife.org.mx"]["name"] == HOSTILE_NAME  # as text
+    assert by_address["user00003@ife.org.mx"]["state"] == "failed"
+    assert by_address["user00003@ife.org.mx"]["reason"] == "no-mailbox"
+    assert by_address["user00001@ife.org.mx"]["messages_done"] == "3"
+    assert "makes its table searchable and sortable" in " ".join(dom.xpath("//noscript//text()"))
+    # with JavaScript the script draws the same rows again (not twice)
+    dom = lxml.html.fromstring(chromium(page, "", tmp_path / "p2", "--dump-dom"))
+    assert [r["address"] for r in _rows(dom)] == sorted(small.statuses)
+
+    large = synthetic_state(tmp_path / "large", 150)
+    page = _report(large.plan_path, tmp_path / "large.html")
+    dom = _without_javascript(page, tmp_path / "p3")
+    assert _rows(dom) == []
+    assert "its table of 150 accounts with JavaScript" in " ".join(dom.xpath("//noscript//text()"))
