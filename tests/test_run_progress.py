@@ -131,7 +131,7 @@ def test_live_view_stays_a_screenful() -> None:
     """A live view over 100 accounts in flight and 1,000 failures: 12 rows in flight and the
     first 20 failures above it, then only their count."""
     stream = io.StringIO()
-    progress = RunProgress(Console(file=stream, width=120, force_terminal=True), live=True)
+    progress = RunProgress(Console(file=stream, width=120, force_terminal=True), live=True, plan_file="plan.toml")
     progress.run_started(100_000, 0)
     try:
         for n in range(100):
@@ -149,3 +149,4 @@ def test_live_view_stays_a_screenful() -> None:
     assert "failed user000019@uni.example.org: refused" in printed
     assert "user000020@uni.example.org" not in printed and "user000999" not in printed
     assert "further failures are counted, not printed" in printed
+    assert "`migrator accounts --plan plan.toml --status failed` lists them" in " ".join(printed.split())

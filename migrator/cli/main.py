@@ -181,7 +181,8 @@ def _run_and_report(
     from migrator.store.owners import identify
 
     out = console()
-    display = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
+    display = (JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json"
+               else RunProgress(out, quiet=quiet or as_json, plan_file=str(plan.file)))
     request.identity = request.identity or identify(request.worker_name)
     with graceful_stop() as stop, _run_metrics(plan, state_url, request, *metrics) as watch:
         progress = OutputGuard(display, stop)

@@ -39,9 +39,11 @@ class RunProgress:
     """Implements engine.progress.Progress for the terminal or a log."""
 
     def __init__(
-        self, console: Console, *, quiet: bool = False, live: bool | None = None, err: Console | None = None
+        self, console: Console, *, quiet: bool = False, live: bool | None = None, err: Console | None = None,
+        plan_file: str | None = None,
     ) -> None:
         self.console = console
+        self.plan_file = plan_file or "PLAN"
         self.err = err or error_console()
         self.quiet = quiet
         self.live_enabled = console.is_terminal if live is None else live
@@ -98,7 +100,7 @@ class RunProgress:
             if self.failed == LIVE_FAILURES_SHOWN:
                 self._live.console.print(
                     "further failures are counted, not printed; the summary groups them by reason, and "
-                    "`migrator accounts --plan PLAN --status failed` lists them"
+                    f"`migrator accounts --plan {safe(self.plan_file, 200)} --status failed` lists them"
                 )
         self._refresh()
 
