@@ -37,7 +37,7 @@ def embed_json(data: Any) -> str:
 
 # Columns whose few distinct values (a campaign has hundreds of batches, five states, a dozen
 # reasons) are embedded once, the rows holding their index; and the times, embedded as seconds
-# after the report's earliest one. A 100,000-account report is then ~35 % smaller, which the
+# after the report's earliest one. A 100,000-account report is then a quarter smaller, which the
 # browser reads and parses that much faster; the page turns them back into values (html_assets).
 CODED = ("batch", "state", "last_error_reason")
 TIMES = ("first_pass", "last_pass")
