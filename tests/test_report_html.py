@@ -3,13 +3,15 @@ searches and sorts (driven by the URL hash), directory values stay text, no netw
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from pathlib import Path
 
 import lxml.html
 import pytest
 
-from tests.fixtures.browser import Browser
+from tests.fixtures.browser import Browser, BrowserError
 from tests.fixtures.reports import (
     ARTIFACTS,
     BATCHES,
@@ -87,7 +89,7 @@ def test_large_report_search_sort_and_escaping(tmp_path: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert HOSTILE_NAME not in text and "</script><script>" not in text
 
-    dom = lxml.html.fromstring(chromium(page, "search=garc&sort=-bytes", tmp_path / "p1", "--dump-dom"))
+    dom = lxml.html.fromstring(chromium(page, "search=garc&sort=-bytes&rows=500", tmp_path / "p1", "--dump-dom"))
     assert dom.get("data-pwned") is None
     assert not dom.xpath("//img")
     garcia = [a for a in data.statuses if int(a[4:9]) % 10 == 0 and int(a[4:9]) != 7]
@@ -106,9 +108,9 @@ def test_large_report_search_sort_and_escaping(tmp_path: Path) -> None:
 
     dom = lxml.html.fromstring(chromium(page, "sort=address", tmp_path / "p3", "--dump-dom"))
     rows = _rows(dom)
-    assert len(rows) == 500  # the table shows a page; search narrows it
-    assert [r["address"] for r in rows] == sorted(data.statuses)[:500]
-    assert "first 500" in _id(dom, "more").text_content()
+    assert len(rows) == 100  # the table shows a page of 100; search narrows it
+    assert [r["address"] for r in rows] == sorted(data.statuses)[:100]
+    assert _id(dom, "page").text_content() == "page 1 of 30 (1–100)"
     points = dom.xpath("//*[@id='progress-chart']//polyline[@class='progress-line']")[0].get("points").split()
     assert len(points) >= 2 * 30  # about 31 hourly steps over the 30 hours
 
@@ -167,7 +169,7 @@ def test_report_layout_fits_the_window(width: int, tmp_path: Path) -> None:
     with Browser(tmp_path / "browser", width=width) as browser:
         browser.resize(width)
         # failed accounts first: their rows carry both a last pass and a last error
-        browser.open(page, "sort=-last_error_reason")
+        browser.open(page, "sort=-last_error_reason&rows=500")  # all 400 on one page
         top = browser.screenshot(tmp_path / f"top-{width}.png")
         browser.evaluate("document.getElementById('batch-chart').scrollIntoView()")
         bars = browser.screenshot(tmp_path / f"batches-{width}.png")
@@ -206,3 +208,124 @@ def test_report_layout_fits_the_window(width: int, tmp_path: Path) -> None:
     assert not [n["text"] for n in m["names"] if n["clipped"]]
     for address in m["addresses"]:
         assert address["lines"] <= 2, f"{address['text']!r} takes {address['lines']} lines"
+
+
+ADDRESSES = "Array.from(document.querySelectorAll('#accounts tbody tr .addr')).map(function (e) { return e.textContent; })"
+
+
+def _type(browser: Browser, ident: str, value: str, event: str) -> None:
+    """What a user does: put a value in the search box or the state list."""
+    browser.evaluate(
+        f"(function (e) {{ e.value = {json.dumps(value)}; e.dispatchEvent(new Event({json.dumps(event)})); }})"
+        f"(document.getElementById({json.dumps(ident)}))"
+    )
+
+
+def _until(browser: Browser, expression: str, wanted: object) -> None:
+    """Wait until the page shows what a search asked (the box waits for a pause in typing)."""
+    deadline = time.monotonic() + 30
+    while (got := browser.evaluate(expression)) != wanted:
+        assert time.monotonic() < deadline, f"{expression} is {got!r}, not {wanted!r}"
+        time.sleep(0.02)
+
+
+def test_report_of_thousands_pages_and_searches(tmp_path: Path) -> None:
+    """5,000 accounts: the table holds one page at a time, pages on, and its search finds an
+    account of a later page by address, by name, and by state."""
+    data = synthetic_state(tmp_path / "s", 5000)
+    page = _report(data.plan_path, tmp_path / "report.html")
+    addresses = sorted(data.statuses)
+    with Browser(tmp_path / "browser", width=1280) as browser:
+        browser.open(page)
+        assert browser.evaluate(ADDRESSES) == addresses[:100]
+        assert browser.evaluate("document.getElementById('page').textContent") == "page 1 of 50 (1–100)"
+        assert browser.evaluate("document.getElementById('count').textContent") == "5,000 of 5,000 accounts"
+
+        browser.evaluate("document.getElementById('next').click()")
+        assert browser.evaluate(ADDRESSES) == addresses[100:200]
+        browser.evaluate("document.getElementById('last').click()")
+        assert browser.evaluate(ADDRESSES) == addresses[4900:]
+        assert browser.evaluate("location.hash") == "#page=50"
+        assert browser.evaluate("document.getElementById('next').disabled") is True
+
+        # an account of page 44, not in the document until searched for
+        browser.evaluate("document.getElementById('first').click()")
+        wanted = "user04321@ife.org.mx"
+        assert wanted not in browser.evaluate(ADDRESSES)
+        _type(browser, "search", "user04321", "input")
+        _until(browser, ADDRESSES, [wanted])
+        assert browser.evaluate("document.getElementById('count').textContent") == "1 of 5,000 accounts match"
+        # by name (every tenth account is a García)
+        _type(browser, "search", "persona 04320 garcía", "input")
+        _until(browser, ADDRESSES, ["user04320@ife.org.mx"])
+
+        # by state: every third account failed; the last page of them
+        _type(browser, "search", "", "input")
+        _until(browser, "document.getElementById('count').textContent", "5,000 of 5,000 accounts")
+        _type(browser, "state", "failed", "change")
+        failed = [a for a in addresses if data.statuses[a] == "failed"]
+        assert browser.evaluate("document.getElementById('count').textContent") == f"{len(failed):,} of 5,000 accounts match"
+        assert browser.evaluate(ADDRESSES) == failed[:100]
+        browser.evaluate("document.getElementById('last').click()")
+        assert browser.evaluate(ADDRESSES) == failed[1600:]
+        assert browser.evaluate("location.hash") == "#state=failed&page=17"
+
+        # a shared view opens as it was left; more rows per page keep the first row shown
+        browser.open(page, "state=failed&page=17")
+        assert browser.evaluate(ADDRESSES) == failed[1600:]
+        _type(browser, "per", "500", "change")
+        assert browser.evaluate(ADDRESSES) == failed[1500:]
+        assert browser.evaluate("document.getElementById('page').textContent") == "page 4 of 4 (1,501–1,667)"
+
+        # sorted, then searched: the matches keep the order
+        browser.open(page, "sort=-address")
+        assert browser.evaluate(ADDRESSES) == addresses[::-1][:100]
+        _type(browser, "search", "user0432", "input")
+        _until(browser, ADDRESSES, [f"user0432{n}@ife.org.mx" for n in range(9, -1, -1)])
+        browser.evaluate("document.querySelector(\"#accounts th[data-col='account']\").click()")  # ascending
+        assert browser.evaluate(ADDRESSES) == [f"user0432{n}@ife.org.mx" for n in range(10)]
+
+
+def _without_javascript(page: Path, profile: Path) -> lxml.html.HtmlElement:
+    """The page as a browser with JavaScript turned off shows it (the DOM, read over DevTools)."""
+    with Browser(profile) as browser:
+        browser.call("Emulation.setScriptExecutionDisabled", {"value": True}, page=True)
+        browser.call("Page.navigate", {"url": page.resolve().as_uri()}, page=True)
+        deadline = time.monotonic() + 30
+        while True:
+            root = browser.call("DOM.getDocument", {"depth": 0}, page=True)["root"]["nodeId"]
+            try:
+                html = browser.call("DOM.getOuterHTML", {"nodeId": root}, page=True)["outerHTML"]
+            except BrowserError:  # the blank page's node, gone with it: ask the new document
+                html = ""
+            if "setTimeout(lowerText, 0);" in html:  # the page's last script: all of it is parsed
+                return lxml.html.fromstring(html)
+            assert time.monotonic() < deadline, "the page did not load"
+            time.sleep(0.02)
+
+
+def test_small_report_reads_without_javascript(tmp_path: Path) -> None:
+    """A campaign of up to 100 accounts has its table in the page itself: a reader without
+    JavaScript sees every account; a larger one says what it needs and where the data is."""
+    small = synthetic_state(tmp_path / "small", 60)
+    page = _report(small.plan_path, tmp_path / "small.html")
+    dom = _without_javascript(page, tmp_path / "p1")
+    assert dom.xpath("//body")[0].get("data-ready") is None  # the script did not run
+    assert dom.get("data-pwned") is None and not dom.xpath("//img")
+    rows = _rows(dom)
+    assert [r["address"] for r in rows] == sorted(small.statuses)
+    by_address = {r["address"]: r for r in rows}
+    assert by_address["user00007@ife.org.mx"]["name"] == HOSTILE_NAME  # as text
+    assert by_address["user00003@ife.org.mx"]["state"] == "failed"
+    assert by_address["user00003@ife.org.mx"]["reason"] == "no-mailbox"
+    assert by_address["user00001@ife.org.mx"]["messages_done"] == "3"
+    assert "makes its table searchable and sortable" in " ".join(dom.xpath("//noscript//text()"))
+    # with JavaScript the script draws the same rows again (not twice)
+    dom = lxml.html.fromstring(chromium(page, "", tmp_path / "p2", "--dump-dom"))
+    assert [r["address"] for r in _rows(dom)] == sorted(small.statuses)
+
+    large = synthetic_state(tmp_path / "large", 150)
+    page = _report(large.plan_path, tmp_path / "large.html")
+    dom = _without_javascript(page, tmp_path / "p3")
+    assert _rows(dom) == []
+    assert "its table of 150 accounts with JavaScript" in " ".join(dom.xpath("//noscript//text()"))

@@ -4,6 +4,7 @@ once, on its first completed pass; a delta pass over a migrated account does not
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 
 import pytest
@@ -92,3 +93,60 @@ def _missing(c: Campaign) -> str:
         except KeyError:
             return address
     raise AssertionError("every account has a target mailbox")
+
+
+# --- at 100,000 accounts: bounded, whatever the number of failures
+
+
+def test_summary_of_100000_failures_stays_a_screenful() -> None:
+    from migrator.engine.runner import FAILURES_KEPT, RunSummary
+    from migrator.report.run import render_run_summary
+
+    summary = RunSummary(accounts=100_000, failed=100_000)
+    reasons = ("network", "no-mailbox", "auth")
+    for n in range(100_000):
+        reason = reasons[0] if n % 10 < 7 else reasons[1] if n % 10 < 9 else reasons[2]
+        summary.add_failure(f"user{n:06d}@uni.example.org", reason, f"error of user{n:06d}", f"do this for {reason}")
+    assert len(summary.failures) == FAILURES_KEPT
+    assert summary.as_json()["failed_by_reason"] == {"network": 70_000, "no-mailbox": 20_000, "auth": 10_000}
+
+    stream = io.StringIO()
+    render_run_summary(Console(file=stream, width=100, force_terminal=False), summary, plan_file="plan.toml")
+    text = stream.getvalue()
+    lines = text.splitlines()
+    assert len(lines) < 30, text
+    flat = " ".join(text.split())
+    assert "Failed accounts: 100,000, by reason" in flat
+    # every reason with its full count, the first accounts named, the rest counted
+    assert "network: 70,000 account(s): user000000@uni.example.org, user000001@uni.example.org" in flat
+    assert "and 69,995 more accounts" in flat
+    assert "no-mailbox: 20,000 account(s)" in flat and "and 19,995 more accounts" in flat
+    assert "auth: 10,000 account(s)" in flat
+    assert flat.index("network: 70,000") < flat.index("no-mailbox: 20,000") < flat.index("auth: 10,000")
+    # and where the whole list is
+    assert "`migrator accounts --plan plan.toml --status failed`" in flat
+
+
+def test_live_view_stays_a_screenful() -> None:
+    """A live view over 100 accounts in flight and 1,000 failures: 12 rows in flight and the
+    first 20 failures above it, then only their count."""
+    stream = io.StringIO()
+    progress = RunProgress(Console(file=stream, width=120, force_terminal=True), live=True, plan_file="plan.toml")
+    progress.run_started(100_000, 0)
+    try:
+        for n in range(100):
+            progress.account_started(f"busy{n:03d}@uni.example.org")
+        view = io.StringIO()
+        Console(file=view, width=120, force_terminal=False).print(progress._render())
+        rows = [line for line in view.getvalue().splitlines() if "@uni.example.org" in line]
+        assert len(rows) == 12
+        assert "and 88 more in flight" in view.getvalue()
+        for n in range(1000):
+            progress.account_finished(AccountOutcome(f"user{n:06d}@uni.example.org", "failed", error="refused", reason="auth"))
+    finally:
+        progress.close()
+    printed = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stream.getvalue())  # without the terminal's codes
+    assert "failed user000019@uni.example.org: refused" in printed
+    assert "user000020@uni.example.org" not in printed and "user000999" not in printed
+    assert "further failures are counted, not printed" in printed
+    assert "`migrator accounts --plan plan.toml --status failed` lists them" in " ".join(printed.split())

@@ -370,3 +370,22 @@ def _first_ledger_rows(url: str) -> None:
             assert reporting.done_since(db, plan_id, now - timedelta(minutes=60)) == (7, 7)
     finally:
         store.close()
+
+
+def test_status_by_ou_parses_each_parent_once_and_escaped_commas_whole() -> None:
+    """The OU of 100,000 DNs comes from their parents (parsed once each); a first RDN with an
+    escaped comma (cn=Pérez\\, Ana) is not mistaken for a parent."""
+    from migrator.commands.status import _by_ou
+
+    rows = [
+        ("cn=Pérez\\, Ana,ou=Sur,dc=ife,dc=org", "failed", False),
+        ("uid=ana,ou=Sur,dc=ife,dc=org", "verified", True),
+        ("uid=bea,ou=Sur,dc=ife,dc=org", "pending", False),
+        ("uid=eva,ou=Norte,ou=people,dc=ife,dc=org", "synced", True),
+        ("uid=root,dc=ife,dc=org", "running", False),
+    ]
+    assert _by_ou(rows) == [
+        {"ou": "(none)", "total": 1, "migrated": 0, "verified": 0, "failed": 0, "running": 1, "pending": 0},
+        {"ou": "Norte", "total": 1, "migrated": 1, "verified": 0, "failed": 0, "running": 0, "pending": 0},
+        {"ou": "Sur", "total": 3, "migrated": 1, "verified": 1, "failed": 1, "running": 0, "pending": 1},
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,11 +28,11 @@ from migrator.cli.options import (
 )
 from migrator.cli.reports import register as register_reports
 from migrator.cli.signals import OutputGuard, graceful_stop
-from migrator.commands.accounts import STATES, list_accounts
+from migrator.commands.accounts import STATES, iter_accounts
 from migrator.model import limits
 from migrator.model.errors import EXIT_FATAL, EXIT_PARTIAL, UsageError
 from migrator.plan import load_plan
-from migrator.report.console import console, error_console, print_json, safe
+from migrator.report.console import console, error_console, print_json, print_json_array, safe
 from migrator.report.discovery import account_json, render_accounts, render_discovery
 from migrator.report.dry_run import render_dry_run
 from migrator.report.jsonlog import JsonLinesProgress
@@ -106,11 +107,12 @@ def accounts_cmd(
 ) -> None:
     """List the accounts stored for a plan."""
     plan = load_plan(plan_path)
-    rows = list_accounts(plan, state_url=state_url, state=state, batch=batch)
+    # streamed: a plan of 100,000 accounts prints in constant memory, its first lines at once
+    rows = iter_accounts(plan, state_url=state_url, state=state, batch=batch)
     if as_json:
-        print_json([account_json(row) for row in rows])
+        print_json_array(account_json(row) for row in rows)
     else:
-        render_accounts(console(), rows)
+        render_accounts(sys.stdout, rows)
 
 
 @cli.command("run")
@@ -179,7 +181,8 @@ def _run_and_report(
     from migrator.store.owners import identify
 
     out = console()
-    display = JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json" else RunProgress(out, quiet=quiet or as_json)
+    display = (JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json"
+               else RunProgress(out, quiet=quiet or as_json, plan_file=str(plan.file)))
     request.identity = request.identity or identify(request.worker_name)
     with graceful_stop() as stop, _run_metrics(plan, state_url, request, *metrics) as watch:
         progress = OutputGuard(display, stop)

@@ -34,8 +34,10 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
     Columns: address, name, batch, state, passes, messages in the source / migrated / skipped /
     failed, bytes, first and last pass, last error. The HTML report is one self-contained file
     (no network needed to view it) with the headline, progress over time, per-batch bars,
-    failure and skip reasons and a searchable, sortable account table; open it with
-    #search=TEXT&sort=COLUMN (or sort=-COLUMN for descending) to preset the table.
+    failure and skip reasons and a searchable, sortable account table shown a page at a time
+    (100 rows; 50 to 500), which a state list filters; open it with
+    #search=TEXT&state=STATE&sort=COLUMN&page=N&rows=N (sort=-COLUMN for descending) to
+    preset the table. 100,000 accounts make a file of about 12 MB that opens in seconds.
     Reads the state database only.
     """
     from migrator.commands.report import build_report

@@ -114,8 +114,15 @@ def _by_ou(rows: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
     """Progress per OU of the accounts' DNs (the directory's own structure, whatever the plan's
     batches are), in the shape of the per-batch rows."""
     groups: dict[str, dict[str, Any]] = {}
+    # the OU depends only on what follows the entry's own RDN, which thousands of accounts share:
+    # parsed once per parent (100,000 DNs parsed one by one took a second)
+    by_parent: dict[str, str] = {}
     for dn, status, migrated in rows:
-        ou = ou_of_dn(dn) or "(none)"
+        if "\\" in dn:  # an escaped comma may hide in the first RDN
+            ou = ou_of_dn(dn) or "(none)"
+        else:
+            parent = dn.partition(",")[2]
+            ou = by_parent.get(parent) or by_parent.setdefault(parent, ou_of_dn(dn) or "(none)")
         row = groups.setdefault(ou, {"ou": ou, "total": 0, "migrated": 0, **dict.fromkeys(_OU_STATUSES, 0)})
         row["total"] += 1
         row["migrated"] += migrated

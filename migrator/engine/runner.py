@@ -115,6 +115,10 @@ class RunOptions:
     allow_deletions: bool = False  # past [run] deletion_limit (the operator said so)
 
 
+# failures a run's summary keeps whole (error, hint); `accounts --status failed` lists them all
+FAILURES_KEPT = 1000
+
+
 @dataclass
 class RunSummary:
     accounts: int = 0
@@ -133,11 +137,19 @@ class RunSummary:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     # (account, folder, reason) -> messages, all of them (`skipped` lists the first 200 only)
     skipped_by_folder: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # the first FAILURES_KEPT failures with their error and hint; every one counted by reason (a
+    # run of 100,000 accounts against a target that is down must not hold 100,000 errors)
     failures: list[dict[str, str]] = field(default_factory=list)
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     stopped: bool = False
     throttled: int = 0
+
+    def add_failure(self, account: str, reason: str, error: str, hint: str) -> None:
+        self.failed_by_reason[reason] = self.failed_by_reason.get(reason, 0) + 1
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append({"account": account, "reason": reason, "error": error, "hint": hint})
 
     @property
     def exit_code(self) -> int:
@@ -168,7 +180,8 @@ class RunSummary:
                 ],
             },
             "bytes_done": self.bytes_done,
-            "failures": self.failures,
+            "failures": self.failures,  # the first FAILURES_KEPT
+            "failed_by_reason": self.failed_by_reason,  # all of them
             "skipped": self.skipped,
             "seconds": round(self.seconds, 3),
             "stopped": self.stopped,
@@ -543,9 +556,7 @@ class Runner:
                 s.synced += 1
             elif outcome.status == PassOutcome.FAILED:
                 s.failed += 1
-                s.failures.append(
-                    {"account": outcome.address, "reason": outcome.reason or "", "error": outcome.error or "", "hint": outcome.hint or ""}
-                )
+                s.add_failure(outcome.address, outcome.reason or "", outcome.error or "", outcome.hint or "")
             elif outcome.status == PassOutcome.INTERRUPTED:
                 s.interrupted += 1
             elif outcome.status == PassOutcome.DEFERRED:

@@ -27,6 +27,10 @@ svg text { font-size: 11px; fill: var(--muted); }
 .legend i { display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem; vertical-align: -1px; }
 .empty { color: var(--muted); font-style: italic; }
 #search { font-size: 1rem; padding: .35rem .6rem; width: 24rem; max-width: 100%; }
+#state, #per { font-size: .95rem; padding: .3rem; max-width: 100%; }
+#pages { display: flex; flex-wrap: wrap; align-items: center; gap: .4rem .6rem; margin: .6rem 0; }
+#pages button { font-size: .95rem; padding: .25rem .7rem; }
+#page { font-variant-numeric: tabular-nums; color: var(--muted); }
 
 /* batches: name | bar | "100 % of 1,234"; the numbers always show in full */
 #batch-chart { display: grid; grid-template-columns: fit-content(22rem) minmax(6rem, 1fr) max-content;
@@ -37,6 +41,7 @@ svg text { font-size: 11px; fill: var(--muted); }
 .bar > span { display: block; height: 100%; }
 .bar-migrated { background: var(--ok); } .bar-running { background: var(--run); }
 .bar-failed { background: var(--bad); } .bar-pending { background: var(--todo); }
+.more-batches { grid-column: 1 / -1; justify-self: start; margin-top: .3rem; }
 .bar-value { white-space: nowrap; font-variant-numeric: tabular-nums; color: var(--muted); }
 
 /* the account table: twelve columns that fit 1,280 px; long values wrap, names on two lines */
@@ -92,7 +97,7 @@ JS = r"""
 (function () {
   "use strict";
   var SVG = "http://www.w3.org/2000/svg";
-  var LIMIT = 500;
+  var BATCHES_SHOWN = 40;
   var NUMERIC = {passes: 1, messages_source: 1, messages_done: 1, messages_skipped: 1,
                  messages_failed: 1, bytes: 1};
   var data = JSON.parse(document.getElementById("report-data").textContent);
@@ -163,7 +168,20 @@ JS = r"""
       return String(a.batch || "").localeCompare(String(b.batch || ""));
     });
     if (!batches.length) { box.appendChild(el("p", "no batches", "empty")); return; }
-    batches.forEach(function (b) {
+    // a campaign of 100,000 accounts has hundreds of batches: the first ones drawn at once,
+    // the others on request (drawing and laying out all of them doubled the time to open)
+    var more = null;
+    if (batches.length > BATCHES_SHOWN) {
+      more = el("button", "show all " + num(batches.length) + " batches", "more-batches");
+      more.type = "button";
+      more.addEventListener("click", function () {
+        box.removeChild(more);
+        batches.slice(BATCHES_SHOWN).forEach(drawBar);
+      });
+    }
+    batches.slice(0, BATCHES_SHOWN).forEach(drawBar);
+    if (more) { box.appendChild(more); }
+    function drawBar(b) {
       var tot = b.total || 0;
       var label = b.batch === null || b.batch === "" ? "(no batch)" : String(b.batch);
       var row = el("div", null, "bar-row");
@@ -188,7 +206,7 @@ JS = r"""
       row.appendChild(bar);
       row.appendChild(el("span", pct + " % of " + num(tot), "bar-value"));
       box.appendChild(row);
-    });
+    }
   }
 
   function reasonTable(id, rows, label) {
@@ -206,13 +224,38 @@ JS = r"""
   }
 
   // --- the account table
+  // The page embeds batch, state and reason as indexes into data.codes and the times as
+  // seconds after data.time_base (report/html.py compact); turn the codes back into values
+  // once here, and the times into ISO text only for the rows drawn.
   var rows = data.rows, haystack = null, view = rows;
-  var state = {search: "", sort: null, desc: false};
+  var at = {};
+  columns.forEach(function (name, i) { at[name] = i; });
+  var TIMES = {first_pass: 1, last_pass: 1};
+  // each row also carries its place in data.rows, where its search text is, in any order
+  var PLACE = columns.length;
+  (function decode() {
+    var coded = Object.keys(data.codes || {}).map(function (name) { return [at[name], data.codes[name]]; });
+    for (var k = 0; k < rows.length; k++) {
+      for (var c = 0; c < coded.length; c++) {
+        var v = rows[k][coded[c][0]];
+        if (v !== null && v !== undefined) { rows[k][coded[c][0]] = coded[c][1][v]; }
+      }
+      rows[k][PLACE] = k;
+    }
+  })();
+  function isoTime(v) {
+    return blank(v) ? null : new Date((data.time_base + v) * 1000).toISOString().slice(0, 19) + "Z";
+  }
+  var PER = [50, 100, 250, 500], PER_DEFAULT = 100;
+  var state = {search: "", sort: null, desc: false, only: "", page: 0, per: PER_DEFAULT};
   var tbody = document.querySelector("#accounts tbody");
   var heads = document.querySelectorAll("#accounts th");
   var input = document.getElementById("search");
-  var at = {};
-  columns.forEach(function (name, i) { at[name] = i; });
+  var only = document.getElementById("state");
+  var perBox = document.getElementById("per");
+  // Intl.Collator compares 100,000 names in a fraction of what localeCompare takes (it builds
+  // a collator on every call)
+  var collator = new Intl.Collator("en");
 
   function lowerText() {
     if (!haystack) {
@@ -224,12 +267,12 @@ JS = r"""
     return haystack;
   }
   function compare(i, desc) {
-    var numeric = NUMERIC[columns[i]];
+    var numeric = NUMERIC[columns[i]] || TIMES[columns[i]];
     return function (a, b) {
       var x = a[i], y = b[i];
       if (x === null || x === undefined || x === "") { return (y === null || y === undefined || y === "") ? 0 : 1; }
       if (y === null || y === undefined || y === "") { return -1; }
-      var c = numeric ? x - y : String(x).localeCompare(String(y));
+      var c = numeric ? x - y : collator.compare(String(x), String(y));
       return desc ? -c : c;
     };
   }
@@ -260,8 +303,8 @@ JS = r"""
       if (!blank(r[at.name])) { var who = el("span", r[at.name], "who"); who.title = r[at.name]; td.appendChild(who); }
     },
     bytes: function (r, td) { td.textContent = bytes(r[at.bytes]); td.title = num(r[at.bytes]) + " bytes"; },
-    first_pass: function (r, td) { when(td, r[at.first_pass]); },
-    last_pass: function (r, td) { when(td, r[at.last_pass]); },
+    first_pass: function (r, td) { when(td, isoTime(r[at.first_pass])); },
+    last_pass: function (r, td) { when(td, isoTime(r[at.last_pass])); },
     state: function (r, td) { td.textContent = r[at.state]; td.className += " state-" + r[at.state]; },
     last_error: function (r, td) {
       var reason = r[at.last_error_reason], text = blank(r[at.last_error]) ? "" : String(r[at.last_error]);
@@ -290,37 +333,66 @@ JS = r"""
     if (!td.firstChild) { td.className += " blank"; }
     return td;
   }
-  function render() {
+  function pages() { return Math.max(1, Math.ceil(view.length / state.per)); }
+  // filter and sort into `view`; then draw()
+  // every row in one sort order, kept once made: sorting 100,000 names takes about a second,
+  // so paging, searching and filtering a sorted table use it rather than sort again
+  var sorted = {};
+  function select() {
     var q = state.search.trim().toLowerCase();
-    var picked = rows;
-    if (q) {
-      var text = lowerText();
+    var key = state.sort === null ? null : (state.desc ? "-" : "+") + state.sort;
+    var base = key === null ? rows : sorted[key];  // undefined: this order is not made yet
+    var from = base || rows, picked = from;
+    if (q || state.only) {
+      var text = q ? lowerText() : null, col = at.state;
       picked = [];
-      for (var k = 0; k < rows.length; k++) { if (text[k].indexOf(q) >= 0) { picked.push(rows[k]); } }
+      for (var k = 0; k < from.length; k++) {
+        var r = from[k];
+        if (state.only && r[col] !== state.only) { continue; }
+        if (q && text[r[PLACE]].indexOf(q) < 0) { continue; }
+        picked.push(r);
+      }
     }
-    if (state.sort !== null) { picked = picked.slice().sort(compare(state.sort, state.desc)); }
+    if (key !== null && !base) {
+      picked = picked.slice().sort(compare(state.sort, state.desc));
+      if (picked.length === rows.length) { sorted[key] = picked; }
+    }
     view = picked;
+  }
+
+  // only the rows of the current page are ever in the document: 100,000 accounts open as fast as 100
+  function draw() {
+    state.page = Math.max(0, Math.min(state.page, pages() - 1));
+    var start = state.page * state.per, end = Math.min(view.length, start + state.per);
     var frag = document.createDocumentFragment();
-    for (var j = 0; j < Math.min(view.length, LIMIT); j++) {
+    for (var j = start; j < end; j++) {
       var tr = el("tr");
       for (var i = 0; i < shown.length; i++) { tr.appendChild(cell(view[j], shown[i])); }
       frag.appendChild(tr);
     }
     tbody.textContent = "";
     tbody.appendChild(frag);
+    var filtered = state.search.trim() || state.only;
     document.getElementById("count").textContent =
-      num(view.length) + " of " + num(rows.length) + " accounts" + (q ? " match" : "");
-    document.getElementById("more").textContent = view.length > LIMIT
-      ? "showing the first " + num(LIMIT) + "; search or sort to find the others" : "";
+      num(view.length) + " of " + num(rows.length) + " accounts" + (filtered ? " match" : "");
+    document.getElementById("page").textContent = view.length
+      ? "page " + num(state.page + 1) + " of " + num(pages()) + " (" + num(start + 1) + "\u2013" + num(end) + ")" : "";
+    document.getElementById("first").disabled = document.getElementById("prev").disabled = state.page === 0;
+    document.getElementById("next").disabled = document.getElementById("last").disabled = state.page >= pages() - 1;
+    document.getElementById("pages").hidden = pages() < 2 && state.per === PER_DEFAULT;
     heads.forEach(function (th, i) {
       if (shown[i].sort === state.sort) { th.setAttribute("aria-sort", state.desc ? "descending" : "ascending"); }
       else { th.removeAttribute("aria-sort"); }
     });
   }
+  function render() { select(); draw(); }
   function toHash() {
     var p = [];
     if (state.search) { p.push("search=" + encodeURIComponent(state.search)); }
+    if (state.only) { p.push("state=" + encodeURIComponent(state.only)); }
     if (state.sort !== null) { p.push("sort=" + (state.desc ? "-" : "") + columns[state.sort]); }
+    if (state.page) { p.push("page=" + (state.page + 1)); }
+    if (state.per !== PER_DEFAULT) { p.push("rows=" + state.per); }
     var h = p.join("&");
     if (("#" + h) !== location.hash && !(h === "" && location.hash === "")) {
       history.replaceState(null, "", h ? "#" + h : location.pathname + location.search);
@@ -329,26 +401,55 @@ JS = r"""
   function fromHash() {
     var params = new URLSearchParams(location.hash.replace(/^#/, ""));
     state.search = params.get("search") || "";
+    state.only = params.get("state") || "";
     var sort = params.get("sort") || "";
     state.desc = sort.charAt(0) === "-" || params.get("desc") === "1";
     var name = sort.replace(/^-/, "");
     var i = columns.indexOf(name);
     state.sort = i >= 0 ? i : null;
+    var per = parseInt(params.get("rows") || "", 10);
+    state.per = PER.indexOf(per) >= 0 ? per : PER_DEFAULT;
+    state.page = Math.max(0, (parseInt(params.get("page") || "1", 10) || 1) - 1);
     input.value = state.search;
+    only.value = state.only;
+    perBox.value = String(state.per);
+  }
+  function fillStates() {
+    var counts = {}, col = at.state;
+    for (var k = 0; k < rows.length; k++) { counts[rows[k][col]] = (counts[rows[k][col]] || 0) + 1; }
+    ["failed", "running", "pending", "synced", "verified"].concat(Object.keys(counts).sort()).forEach(function (name) {
+      if (!counts[name] || only.querySelector("option[value='" + name + "']")) { return; }
+      var o = el("option", name + " (" + num(counts[name]) + ")");
+      o.value = name;
+      only.appendChild(o);
+    });
   }
   heads.forEach(function (th, i) {
     th.addEventListener("click", function () {
       var col = shown[i].sort;
-      state.desc = state.sort === col ? !state.desc : !!NUMERIC[columns[col]];
+      state.desc = state.sort === col ? !state.desc : !!(NUMERIC[columns[col]] || TIMES[columns[col]]);
       state.sort = col;
+      state.page = 0;
       render(); toHash();
     });
   });
   var timer = null;
   input.addEventListener("input", function () {
     clearTimeout(timer);
-    timer = setTimeout(function () { state.search = input.value; render(); toHash(); }, 120);
+    timer = setTimeout(function () { state.search = input.value; state.page = 0; render(); toHash(); }, 120);
   });
+  only.addEventListener("change", function () { state.only = only.value; state.page = 0; render(); toHash(); });
+  perBox.addEventListener("change", function () {
+    var first = state.page * state.per;  // keep the first row shown in view
+    state.per = parseInt(perBox.value, 10) || PER_DEFAULT;
+    state.page = Math.floor(first / state.per);
+    draw(); toHash();
+  });
+  function go(page) { state.page = page; draw(); toHash(); }
+  document.getElementById("first").addEventListener("click", function () { go(0); });
+  document.getElementById("prev").addEventListener("click", function () { go(state.page - 1); });
+  document.getElementById("next").addEventListener("click", function () { go(state.page + 1); });
+  document.getElementById("last").addEventListener("click", function () { go(pages() - 1); });
   window.addEventListener("hashchange", function () { fromHash(); render(); });
   var drawnAt = null;
   window.addEventListener("resize", function () {
@@ -363,8 +464,11 @@ JS = r"""
   reasonTable("skipped", Object.keys(data.skipped_by_reason).map(function (k) {
     return [k, data.skipped_by_reason[k]];
   }).sort(function (a, b) { return b[1] - a[1]; }), "messages");
+  fillStates();
   fromHash();
   render();
   document.body.setAttribute("data-ready", "1");
+  // the search text of every row, made once the page shows, so that the first search is quick
+  setTimeout(lowerText, 0);
 })();
 """

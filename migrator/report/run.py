@@ -32,13 +32,20 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+# the live view stays a screenful whatever the campaign's size
+IN_FLIGHT_SHOWN = 12
+LIVE_FAILURES_SHOWN = 20
+
+
 class RunProgress:
     """Implements engine.progress.Progress for the terminal or a log."""
 
     def __init__(
-        self, console: Console, *, quiet: bool = False, live: bool | None = None, err: Console | None = None
+        self, console: Console, *, quiet: bool = False, live: bool | None = None, err: Console | None = None,
+        plan_file: str | None = None,
     ) -> None:
         self.console = console
+        self.plan_file = plan_file or "PLAN"
         self.err = err or error_console()
         self.quiet = quiet
         self.live_enabled = console.is_terminal if live is None else live
@@ -88,7 +95,15 @@ class RunProgress:
         if not self.quiet and self._live is None:
             self._line(outcome)
         elif self._live is not None and outcome.status == PassOutcome.FAILED:
-            self._live.console.print(self._failure_text(outcome))
+            # above the live view: the first failures as they come, then only their count (a
+            # target that is down would otherwise scroll 100,000 lines past)
+            if self.failed <= LIVE_FAILURES_SHOWN:
+                self._live.console.print(self._failure_text(outcome))
+            if self.failed == LIVE_FAILURES_SHOWN:
+                self._live.console.print(
+                    "further failures are counted, not printed; the summary groups them by reason, and "
+                    f"`migrator accounts --plan {safe(self.plan_file, 200)} --status failed` lists them"
+                )
         self._refresh()
 
     def note(self, message: str) -> None:
@@ -132,9 +147,12 @@ class RunProgress:
         table.add_column("for", justify="right")
         now = time.monotonic()
         with self._lock:
-            flights = sorted(self.in_flight.items())[:12]
+            flying = len(self.in_flight)
+            flights = sorted(self.in_flight.items())[:IN_FLIGHT_SHOWN]
         for address, (since, done) in flights:
             table.add_row(safe(address, 50), f"{done:,}", f"{now - since:,.0f} s")
+        if flying > len(flights):
+            table.caption = f"and {flying - len(flights):,} more in flight"
         return Group(head, Text(eta), table)
 
     def _failure_text(self, outcome: AccountOutcome) -> str:
@@ -197,7 +215,7 @@ def render_run_summary(con: Console, summary: Any, *, plan_file: str | None = No
     if changes:
         con.print(f"users' changes carried: {describe(changes)}")
     if summary.failures:
-        _render_failures(con, summary.failures)
+        _render_failures(con, summary.failures, getattr(summary, "failed_by_reason", None))
     if summary.messages_skipped:
         _render_skips(con, summary, plan)
     if summary.failures or summary.messages_skipped:
@@ -207,8 +225,9 @@ def render_run_summary(con: Console, summary: Any, *, plan_file: str | None = No
         _wrapped(
             con,
             f"the full lists: `migrator show {example} --plan {plan}` (one account: its error, folders and every "
-            f"skipped message with subject and date); `migrator report --plan {plan} --format csv --output "
-            f"report.csv` (every account)",
+            f"skipped message with subject and date); `migrator accounts --plan {plan} --status failed` (every "
+            f"failed account, one per line; --json for a file); `migrator report --plan {plan} --format csv "
+            f"--output report.csv` (every account)",
             0,
         )
     if summary.deferred:
@@ -223,16 +242,26 @@ def render_run_summary(con: Console, summary: Any, *, plan_file: str | None = No
         con.print("stopped on request: the state is consistent; run again to resume")
 
 
-def _render_failures(con: Console, failures: list[dict[str, str]]) -> None:
+def _render_failures(con: Console, failures: list[dict[str, str]], counts: dict[str, int] | None = None) -> None:
+    """By reason, most frequent first: how many, the first few accounts, the first error and
+    what to do. `failures` may be the first of many (RunSummary keeps 1,000); `counts` has
+    every failure by reason."""
     by_reason: dict[str, list[dict[str, str]]] = {}
     for failure in failures:
         by_reason.setdefault(failure["reason"] or "unknown", []).append(failure)
+    total: dict[str, int] = {(k or "unknown"): v for k, v in (counts or {}).items()}
+    for reason, group in by_reason.items():
+        total[reason] = max(total.get(reason, 0), len(group))
     con.print()
-    con.print(f"[bold]Failed accounts: {len(failures):,}[/bold], by reason")
-    for reason, group in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+    con.print(f"[bold]Failed accounts: {sum(total.values()):,}[/bold], by reason")
+    for reason, n in sorted(total.items(), key=lambda kv: (-kv[1], kv[0])):
+        group = by_reason.get(reason, [])
+        if not group:  # failures past the first 1,000, all of this reason
+            _wrapped(con, f"{safe(reason)}: {n:,} account(s) (`migrator accounts --status failed` names them)", 2)
+            continue
         names = ", ".join(safe(f["account"], 80) for f in group[:NAMES_SHOWN])
-        _wrapped(con, f"{safe(reason)}: {len(group):,} account(s): {names}{_more(NAMES_SHOWN, len(group), 'accounts')}", 2)
-        _wrapped(con, ("error of the first: " if len(group) > 1 else "error: ") + safe(group[0]["error"], 600), 4)
+        _wrapped(con, f"{safe(reason)}: {n:,} account(s): {names}{_more(min(NAMES_SHOWN, len(group)), n, 'accounts')}", 2)
+        _wrapped(con, ("error of the first: " if n > 1 else "error: ") + safe(group[0]["error"], 600), 4)
         hints = list(dict.fromkeys(f["hint"] for f in group if f["hint"]))
         for hint in hints[:3]:
             _wrapped(con, f"what to do: {safe(hint, 600)}", 4)

@@ -65,8 +65,10 @@ def _account_rows(
         data = dict(zip(_ACCOUNT_FIELDS, values, strict=True))
         for name in _TIME_FIELDS:
             data[name] = Raw.read_time(data[name])
-        data["aliases"] = list(Raw.read_json(data["aliases"]) or [])
-        data["attributes"] = dict(Raw.read_json(data["attributes"]) or {})
+        # most accounts have neither: no JSON parsing for those
+        aliases, attributes = data["aliases"], data["attributes"]
+        data["aliases"] = [] if aliases in (None, "[]") else list(Raw.read_json(aliases) or [])
+        data["attributes"] = {} if attributes in (None, "{}") else dict(Raw.read_json(attributes) or {})
         # unchanged accounts are not rewritten by each discovery: one that is not vanished
         # was seen by the plan's last discovery
         if data["scope"] != Scope.VANISHED and seen_by_plan is not None:
