@@ -100,7 +100,12 @@ class AccountDbRow(Base):
         Index("ix_accounts_plan_batch", "plan_id", "batch", "scope", "status"),
         # claims in (batch, id) order stop at the first free account instead of sorting (0004)
         Index("ix_accounts_claim_order", "plan_id", "scope", "batch", "id"),
+        # each query of a claim starts at the first eligible account: pending ones in (batch,
+        # id) order, synced ones by the end of their last pass; done ones are never read (0011)
+        Index("ix_accounts_claim_status", "plan_id", "scope", "status", "batch", "id"),
+        Index("ix_accounts_claim_pass", "plan_id", "scope", "status", "last_pass_at", "id"),
         Index("ix_accounts_address", "address"),
+        Index("ix_accounts_target_address", "target_address"),  # `show ADDR` (0011)
         # per-batch cut-over counts read only the switched accounts (0008)
         Index("ix_accounts_plan_cutover", "plan_id", "cutover", "batch"),
         CheckConstraint(_one_of("scope", SCOPES), name="scope"),
@@ -221,6 +226,10 @@ class EventRow(Base):
     __table_args__ = (
         Index("ix_events_plan_at", "plan_id", "at"),
         Index("ix_events_account_at", "account_id", "at"),
+        # an account's newest events (`events --account`, `show`), and the events of a run
+        # that `prune` deletes (0011)
+        Index("ix_events_account_id", "account_id", "id"),
+        Index("ix_events_run_id", "run_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

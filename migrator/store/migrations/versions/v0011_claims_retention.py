@@ -1,0 +1,46 @@
+"""Claims stay flat at 100,000 accounts; retention and lookups stay instant at millions of events.
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-06
+
+- `ix_accounts_claim_status` (plan_id, scope, status, batch, id): a claim reads the pending
+  accounts in (batch, id) order from the first one, instead of walking, in that order, every
+  account of the plan, done ones included (42 ms a claim with 19,000 done).
+- `ix_accounts_claim_pass` (plan_id, scope, status, last_pass_at, id): a delta pass reads the
+  synced (or verified) accounts whose last pass ended before the run started, the
+  longest-waiting first; those this run has passed sort after them and are never read.
+- `ix_accounts_target_address`: `show ADDR` finds an account by its target address too
+  without reading the table.
+- `ix_events_account_id` (account_id, id): `events --account` and `show` read an account's
+  newest events from the index, not the plan's whole log backwards.
+- `ix_events_run_id`: `migrator prune` deletes old runs; each deletion sets `events.run_id` of
+  the run's events to NULL, which without it reads every event per run.
+
+Indexes only: no row is rewritten.
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_accounts_claim_status", "accounts", ["plan_id", "scope", "status", "batch", "id"])
+    op.create_index("ix_accounts_claim_pass", "accounts", ["plan_id", "scope", "status", "last_pass_at", "id"])
+    op.create_index("ix_accounts_target_address", "accounts", ["target_address"])
+    op.create_index("ix_events_account_id", "events", ["account_id", "id"])
+    op.create_index("ix_events_run_id", "events", ["run_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_events_run_id", table_name="events")
+    op.drop_index("ix_events_account_id", table_name="events")
+    op.drop_index("ix_accounts_target_address", table_name="accounts")
+    op.drop_index("ix_accounts_claim_pass", table_name="accounts")
+    op.drop_index("ix_accounts_claim_status", table_name="accounts")
