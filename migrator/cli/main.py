@@ -25,6 +25,7 @@ from migrator.cli.options import (
     worker_name_option,
     workers_type,
 )
+from migrator.cli.prune import register as register_prune
 from migrator.cli.reports import register as register_reports
 from migrator.cli.signals import OutputGuard, graceful_stop
 from migrator.commands.accounts import STATES, list_accounts
@@ -540,6 +541,7 @@ def ews_simulator_cmd(
 
 register_reports(cli)
 register_dedupe(cli)
+register_prune(cli)
 register_filters(cli)
 
 
