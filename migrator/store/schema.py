@@ -98,10 +98,10 @@ class AccountDbRow(Base):
         Index("ix_accounts_plan_skipped", "plan_id", "messages_skipped", "id"),
         # scope/status ride along so per-batch progress is answered from the index alone
         Index("ix_accounts_plan_batch", "plan_id", "batch", "scope", "status"),
-        # claims in (batch, id) order stop at the first free account instead of sorting (0004)
-        Index("ix_accounts_claim_order", "plan_id", "scope", "batch", "id"),
         # each query of a claim starts at the first eligible account: pending ones in (batch,
-        # id) order, synced ones by the end of their last pass; done ones are never read (0011)
+        # id) order, synced ones by the end of their last pass; done ones are never read (0011,
+        # which drops 0004's (plan_id, scope, batch, id): PostgreSQL took it for the pending
+        # accounts when its statistics said most were pending, and walked the done ones)
         Index("ix_accounts_claim_status", "plan_id", "scope", "status", "batch", "id"),
         Index("ix_accounts_claim_pass", "plan_id", "scope", "status", "last_pass_at", "id"),
         Index("ix_accounts_address", "address"),
