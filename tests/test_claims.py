@@ -39,7 +39,7 @@ def _claim_all(store: Store, plan_id: int, run_started: datetime, f: ClaimFilter
         yield claim.key
 
 
-def _plans(store: Store, plan_id: int, run_started: datetime) -> list[str]:
+def _plans(store: Store, plan_id: int, run_started: datetime, f: ClaimFilter | None = None) -> list[str]:
     """What the database does for each query of a claim (EXPLAIN, not run)."""
     prefix = "EXPLAIN QUERY PLAN " if store.backend == "sqlite" else "EXPLAIN (COSTS OFF) "
 
@@ -49,7 +49,7 @@ def _plans(store: Store, plan_id: int, run_started: datetime) -> list[str]:
     found = []
     event.listen(store.engine, "before_cursor_execute", explain, retval=True)
     try:
-        for probe in _probes(plan_id, datetime.now(UTC), run_started, ClaimFilter()):
+        for probe in _probes(plan_id, datetime.now(UTC), run_started, f or ClaimFilter()):
             stmt = probe.limit(1)
             if store.backend == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
@@ -90,6 +90,27 @@ def test_every_query_of_a_claim_is_an_index_range_scan(store: Store, plan_name: 
             assert "last_pass_at <" in plan.split("Filter")[0], plan  # a bound of the range, not a filter
         for plan in (takeover, failed):
             assert "Seq Scan" not in plan, plan
+    # a run of one batch (a cut-over wave's final delta) reads that batch's synced accounts
+    # from its first due one, not every other batch's before
+    _, pending, synced, verified, _ = _plans(store, plan_id, run_started, ClaimFilter(batches=["B07"]))
+    for plan in (synced, verified):
+        assert "ix_accounts_claim_batch_pass" in plan, plan
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+    assert "ix_accounts_claim_status" in pending, pending
+
+
+def test_a_run_of_some_batches_takes_them_one_after_the_other(store: Store, plan_name: str) -> None:
+    plan_id = store.ensure_plan(plan_name, "maildir", "ews")
+    run_started = datetime.now(UTC) - timedelta(minutes=5)
+    rows: list[dict[str, Any]] = [
+        {"key": f"{batch}-{n}", "batch": batch, "status": "synced", "passes": 1,
+         "last_pass_at": run_started - timedelta(days=n + 1 + (5 if batch == "B2" else 0))}
+        for batch in ("B1", "B2", "B3") for n in range(2)
+    ]  # fmt: skip
+    rows.append({"key": "B2-new", "batch": "B2"})
+    _accounts(store, plan_id, rows)
+    taken = list(_claim_all(store, plan_id, run_started, ClaimFilter(batches=["B3", "B1"])))
+    assert taken == ["B1-1", "B1-0", "B3-1", "B3-0"]
 
 
 def test_a_run_takes_each_account_once_in_the_order_it_is_due(store: Store, plan_name: str) -> None:

@@ -104,6 +104,7 @@ class AccountDbRow(Base):
         # accounts when its statistics said most were pending, and walked the done ones)
         Index("ix_accounts_claim_status", "plan_id", "scope", "status", "batch", "id"),
         Index("ix_accounts_claim_pass", "plan_id", "scope", "status", "last_pass_at", "id"),
+        Index("ix_accounts_claim_batch_pass", "plan_id", "scope", "status", "batch", "last_pass_at", "id"),
         Index("ix_accounts_address", "address"),
         Index("ix_accounts_target_address", "target_address"),  # `show ADDR` (0011)
         # per-batch cut-over counts read only the switched accounts (0008)

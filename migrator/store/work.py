@@ -137,21 +137,26 @@ def _probes(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) 
        accounts passed by this run sort after the cutoff and are never read;
     4. retries of failed accounts below max_attempts, failed before the run started (the
        plan's failed accounts are read: they are few, and only when nothing else is left).
+
+    A run of some batches (`--batch`, a cut-over wave's final delta) asks each query once per
+    batch, in batch order, so that the index is read from the batch's first eligible account
+    (ix_accounts_claim_batch_pass for delta passes) rather than past every other batch's.
     """
-    base = _selected(select(A).where(A.c.plan_id == plan_id), f)
-    probes = [
-        base.where(A.c.status == "running", _free(now)).order_by(A.c.batch, A.c.id),
-        base.where(A.c.status == "pending", _free(now)).order_by(A.c.batch, A.c.id),
-    ]
+    base = select(A).where(A.c.plan_id == plan_id, A.c.scope == "in_scope")
+    batches: list[str | None] = [*sorted(set(f.batches))] or [None]  # (a selection by address: _candidates)
+
+    def each_batch(where: Any, *order: Any) -> list[Any]:
+        return [(base if b is None else base.where(A.c.batch == b)).where(*where, _free(now)).order_by(*order)
+                for b in batches]  # fmt: skip
+
+    probes = each_batch([A.c.status == "running"], A.c.batch, A.c.id)
+    probes += each_batch([A.c.status == "pending"], A.c.batch, A.c.id)
     if f.include_synced:
         cutoff = _pass_cutoff(run_started, f)
         for status in ("synced", "verified"):
-            probes.append(
-                base.where(A.c.status == status, A.c.last_pass_at < cutoff, _free(now))
-                .order_by(A.c.last_pass_at, A.c.id)
-            )
+            probes += each_batch([A.c.status == status, A.c.last_pass_at < cutoff], A.c.last_pass_at, A.c.id)
     if f.retry_failed:
-        probes.append(base.where(_retry(f, run_started), _free(now)).order_by(A.c.batch, A.c.id))
+        probes += each_batch([_retry(f, run_started)], A.c.batch, A.c.id)
     return probes
 
 

@@ -13,6 +13,9 @@ Create Date: 2026-12-06
 - `ix_accounts_claim_pass` (plan_id, scope, status, last_pass_at, id): a delta pass reads the
   synced (or verified) accounts whose last pass ended before the run started, the
   longest-waiting first; those this run has passed sort after them and are never read.
+- `ix_accounts_claim_batch_pass` (plan_id, scope, status, batch, last_pass_at, id): the same for
+  a run of some batches (`--batch`, a cut-over wave's final delta), one batch after the other,
+  instead of reading every other batch's synced accounts first.
 - `ix_accounts_target_address`: `show ADDR` finds an account by its target address too
   without reading the table.
 - `ix_events_account_id` (account_id, id): `events --account` and `show` read an account's
@@ -37,6 +40,9 @@ def upgrade() -> None:
     op.create_index("ix_accounts_claim_status", "accounts", ["plan_id", "scope", "status", "batch", "id"])
     op.drop_index("ix_accounts_claim_order", table_name="accounts")
     op.create_index("ix_accounts_claim_pass", "accounts", ["plan_id", "scope", "status", "last_pass_at", "id"])
+    op.create_index(
+        "ix_accounts_claim_batch_pass", "accounts", ["plan_id", "scope", "status", "batch", "last_pass_at", "id"]
+    )
     op.create_index("ix_accounts_target_address", "accounts", ["target_address"])
     op.create_index("ix_events_account_id", "events", ["account_id", "id"])
     op.create_index("ix_events_run_id", "events", ["run_id"])
@@ -46,6 +52,7 @@ def downgrade() -> None:
     op.drop_index("ix_events_run_id", table_name="events")
     op.drop_index("ix_events_account_id", table_name="events")
     op.drop_index("ix_accounts_target_address", table_name="accounts")
+    op.drop_index("ix_accounts_claim_batch_pass", table_name="accounts")
     op.drop_index("ix_accounts_claim_pass", table_name="accounts")
     op.create_index("ix_accounts_claim_order", "accounts", ["plan_id", "scope", "batch", "id"])
     op.drop_index("ix_accounts_claim_status", table_name="accounts")
