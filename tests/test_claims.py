@@ -74,8 +74,9 @@ def test_every_query_of_a_claim_is_an_index_range_scan(store: Store, plan_name: 
                      "last_pass_at": passed if status != "pending" else None,
                      "updated_at": passed, "passes": 0 if status == "pending" else 1})  # fmt: skip
     _accounts(store, plan_id, rows)
-    with store.session(write=True) as s:
-        s.execute(text("ANALYZE accounts") if store.backend == "postgresql" else text("ANALYZE"))
+    if store.backend == "postgresql":  # as autovacuum would; SQLite goes without (nothing runs ANALYZE)
+        with store.session(write=True) as s:
+            s.execute(text("ANALYZE accounts"))
     takeover, pending, synced, verified, failed = _plans(store, plan_id, run_started)
     if store.backend == "sqlite":
         assert "USING INDEX ix_accounts_claim_status (plan_id=? AND scope=? AND status=?)" in pending

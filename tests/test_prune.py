@@ -186,7 +186,8 @@ def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: s
         s.execute(E.insert(), [{"plan_id": ids["plan"], "account_id": ids["accounts"][0], "run_id": None, "at": now,
                                 "kind": "claimed", "from_state": "synced", "to_state": "running", "detail": None}
                                for _ in range(20_000)])  # fmt: skip
-        s.execute(text("ANALYZE events") if store.backend == "postgresql" else text("ANALYZE"))
+        if store.backend == "postgresql":  # as autovacuum would; SQLite goes without (nothing runs ANALYZE)
+            s.execute(text("ANALYZE events"))
     prefix = "EXPLAIN QUERY PLAN " if store.backend == "sqlite" else "EXPLAIN (COSTS OFF) "
     plans: list[str] = []
 
@@ -201,12 +202,19 @@ def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: s
     event.listen(store.engine, "after_cursor_execute", capture)
     try:
         queries.events(store, ids["plan"], account_id=ids["accounts"][1], limit=50, newest_first=True)
+        # `show ADDR`: by address, then target address, then key, each from an index
+        queries.find_account(store, ids["plan"], "nobody@example.org")
     finally:
         event.remove(store.engine, "before_cursor_execute", explain)
         event.remove(store.engine, "after_cursor_execute", capture)
-    [plan] = plans
-    assert "ix_events_account_id" in plan, plan
-    assert "TEMP B-TREE" not in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
+    events, *lookups = plans
+    assert "ix_events_account_id" in events, events
+    assert "TEMP B-TREE" not in events and "Sort" not in events and "Seq Scan" not in events, events
+    assert len(lookups) == 3
+    if store.backend == "postgresql":
+        return  # its accounts table is a few rows here: a sequential scan is what it should do
+    for plan, index in zip(lookups, ("ix_accounts_plan_address", "ix_accounts_plan_target_address", "key"), strict=True):
+        assert index in plan and "Seq Scan" not in plan, plan
 
 
 def test_retention_days_is_a_plan_key_with_bounds() -> None:

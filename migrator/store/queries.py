@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, or_, select, text
+from sqlalchemy import Table, func, select, text
 
 from migrator.store.reporting import MIGRATED_SQL
 from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
@@ -74,13 +74,14 @@ def find_account(store: Store, plan_id: int, address: str) -> dict[str, Any] | N
     """An account of the plan by address, target address or key (case-insensitive: discovery
     stores addresses lower-cased, so the address index serves the lookup)."""
     wanted = address.strip().lower()
-    stmt = select(A).where(
-        A.c.plan_id == plan_id,
-        or_(A.c.address == wanted, A.c.target_address == wanted, A.c.key == wanted),
-    )
+    # one indexed lookup after the other: an OR of the three reads the plan's every account
+    # (SQLite has no index for `key` alone: it leads with plan_id), 10 ms at 100,000 accounts
     with store.session() as s:
-        row = s.execute(stmt.limit(1)).mappings().first()
-        return dict(row) if row else None
+        for column in (A.c.address, A.c.target_address, A.c.key):
+            row = s.execute(select(A).where(A.c.plan_id == plan_id, column == wanted).limit(1)).mappings().first()
+            if row:
+                return dict(row)
+        return None
 
 
 def folders(store: Store, account_id: int) -> list[dict[str, Any]]:

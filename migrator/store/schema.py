@@ -105,8 +105,10 @@ class AccountDbRow(Base):
         Index("ix_accounts_claim_status", "plan_id", "scope", "status", "batch", "id"),
         Index("ix_accounts_claim_pass", "plan_id", "scope", "status", "last_pass_at", "id"),
         Index("ix_accounts_claim_batch_pass", "plan_id", "scope", "status", "batch", "last_pass_at", "id"),
-        Index("ix_accounts_address", "address"),
-        Index("ix_accounts_target_address", "target_address"),  # `show ADDR` (0011)
+        # `show ADDR` and selections by address: the plan leads, so that SQLite (which keeps no
+        # statistics unless ANALYZE runs) prefers them to an index on plan_id alone (0011)
+        Index("ix_accounts_plan_address", "plan_id", "address"),
+        Index("ix_accounts_plan_target_address", "plan_id", "target_address"),
         # per-batch cut-over counts read only the switched accounts (0008)
         Index("ix_accounts_plan_cutover", "plan_id", "cutover", "batch"),
         CheckConstraint(_one_of("scope", SCOPES), name="scope"),

@@ -101,7 +101,7 @@ def _retry(f: ClaimFilter, run_started: datetime) -> Any:
 
 def _candidates(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) -> Any:
     """Every account this run may claim, in one query: for a selection by address (a handful
-    of rows, found by ix_accounts_address) and `--only-failed`. Runs over the whole plan ask
+    of rows, found by ix_accounts_plan_address) and `--only-failed`. Runs over the whole plan ask
     `_probes` instead, whose every query is an index range scan."""
     wanted = [A.c.status == "pending"]
     if f.include_synced:

@@ -16,8 +16,11 @@ Create Date: 2026-12-06
 - `ix_accounts_claim_batch_pass` (plan_id, scope, status, batch, last_pass_at, id): the same for
   a run of some batches (`--batch`, a cut-over wave's final delta), one batch after the other,
   instead of reading every other batch's synced accounts first.
-- `ix_accounts_target_address`: `show ADDR` finds an account by its target address too
-  without reading the table.
+- `ix_accounts_plan_address` (plan_id, address) replaces `ix_accounts_address` (address), and
+  `ix_accounts_plan_target_address` (plan_id, target_address) is new: `show ADDR` finds an
+  account by its address or its target address without reading the plan's accounts. The plan
+  leads because every lookup names it, and because SQLite, without statistics (nothing runs
+  ANALYZE), otherwise took `ix_accounts_plan_skipped` (plan_id alone) and read every account.
 - `ix_events_account_id` (account_id, id): `events --account` and `show` read an account's
   newest events from the index, not the plan's whole log backwards.
 - `ix_events_run_id`: `migrator prune` deletes old runs; each deletion sets `events.run_id` of
@@ -43,7 +46,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_accounts_claim_batch_pass", "accounts", ["plan_id", "scope", "status", "batch", "last_pass_at", "id"]
     )
-    op.create_index("ix_accounts_target_address", "accounts", ["target_address"])
+    op.create_index("ix_accounts_plan_address", "accounts", ["plan_id", "address"])
+    op.drop_index("ix_accounts_address", table_name="accounts")
+    op.create_index("ix_accounts_plan_target_address", "accounts", ["plan_id", "target_address"])
     op.create_index("ix_events_account_id", "events", ["account_id", "id"])
     op.create_index("ix_events_run_id", "events", ["run_id"])
 
@@ -51,7 +56,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_events_run_id", table_name="events")
     op.drop_index("ix_events_account_id", table_name="events")
-    op.drop_index("ix_accounts_target_address", table_name="accounts")
+    op.drop_index("ix_accounts_plan_target_address", table_name="accounts")
+    op.create_index("ix_accounts_address", "accounts", ["address"])
+    op.drop_index("ix_accounts_plan_address", table_name="accounts")
     op.drop_index("ix_accounts_claim_batch_pass", table_name="accounts")
     op.drop_index("ix_accounts_claim_pass", table_name="accounts")
     op.create_index("ix_accounts_claim_order", "accounts", ["plan_id", "scope", "batch", "id"])
