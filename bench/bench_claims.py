@@ -137,7 +137,7 @@ def server_ms(store: Store, run_started: datetime, repeat: int = 20) -> float | 
         for _ in range(repeat):
             total = 0.0
             for stmt in stmts:
-                compiled = stmt.limit(1).compile(dialect=conn.dialect)
+                compiled = stmt.limit(1).compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
                 [(plan,)] = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), compiled.construct_params()).all()
                 total += float(plan[0]["Execution Time"])
                 if plan[0]["Plan"].get("Actual Rows", 0) > 0:
