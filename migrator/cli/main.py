@@ -26,6 +26,7 @@ from migrator.cli.options import (
     worker_name_option,
     workers_type,
 )
+from migrator.cli.prune import register as register_prune
 from migrator.cli.reports import register as register_reports
 from migrator.cli.signals import OutputGuard, graceful_stop
 from migrator.commands.accounts import STATES, iter_accounts
@@ -543,6 +544,7 @@ def ews_simulator_cmd(
 
 register_reports(cli)
 register_dedupe(cli)
+register_prune(cli)
 register_filters(cli)
 
 

@@ -256,6 +256,7 @@ class Runner:
             retry_failed=True,
             max_attempts=plan.run.max_account_attempts,
             only_failed=options.only_failed,
+            pass_interval=plan.run.pass_interval,
         )
 
     # --- public --------------------------------------------------------------------------

@@ -52,4 +52,8 @@ PORT = Bound(1, 65_535, "TCP port")
 EVENTS_SHOWN = Bound(1, 10_000, "events shown")
 # how long after a wave's switch its final delta pass runs: up to a week
 FINAL_DELTA_AFTER = Bound(0, 7 * 86_400, "seconds between a wave's switch and its final delta pass")
+# how long after an account's pass a run may pass it again: up to a month
+PASS_INTERVAL = Bound(0, 31 * 86_400, "seconds after an account's pass before a run passes it again")
+# how many days of events and runs `migrator prune` keeps: a day to ten years
+RETENTION_DAYS = Bound(1, 3_650, "days of events and runs `migrator prune` keeps")
 POSTFIX_TIMEOUT = Bound(1, 3_600, "seconds Postfix may take to show new routing or deliver its queue")

@@ -124,6 +124,9 @@ class RunSettings:
     # a pass that would delete more than this percent of an account's messages deletes none
     # of them and stops the account (a source disk not mounted, a folder renamed by hand)
     deletion_limit: int = 20
+    # a run does not delta-pass an account whose last pass ended less than this many seconds
+    # before the run started (hosts started moments apart, runs started back to back)
+    pass_interval: float = 0.0
 
 
 DELETION_MODES = ("mirror", "keep")
@@ -199,3 +202,6 @@ class Plan:
     state_url: str | None = None  # [state] url; load_plan makes a relative SQLite path absolute
     description: str | None = None
     filters: FilterSettings = field(default_factory=FilterSettings)
+    # [state] retention_days: `migrator prune` removes events and finished runs older than
+    # this (None: prune needs --older-than)
+    retention_days: float | None = None

@@ -554,6 +554,7 @@ def _run(file: str, table: Mapping[str, Any]) -> RunSettings:
         lease_seconds=r.whole("lease_seconds", defaults.lease_seconds, limits.LEASE_SECONDS),
         deletions=r.choice("deletions", DELETION_MODES, defaults.deletions),
         deletion_limit=r.whole("deletion_limit", defaults.deletion_limit, limits.DELETION_LIMIT),
+        pass_interval=_duration(r, "pass_interval", limits.PASS_INTERVAL) or defaults.pass_interval,
     )
     r.finish()
     return settings
@@ -576,7 +577,7 @@ def _command(r: _Reader, key: str, default: str) -> tuple[str, ...]:
     return words
 
 
-def _duration(r: _Reader, key: str) -> float | None:
+def _duration(r: _Reader, key: str, bound: limits.Bound = limits.FINAL_DELTA_AFTER) -> float | None:
     value = r._get(key, (int, float, str), "a number of seconds or a duration such as \"15m\"", False)
     if value is None:
         return None
@@ -585,7 +586,7 @@ def _duration(r: _Reader, key: str) -> float | None:
         if match is None:
             raise r._err(key, f"{value!r} is not a duration", hint='write seconds (900) or e.g. "30s", "15m", "2h"')
         value = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    r._check_bound(key, value, limits.FINAL_DELTA_AFTER)
+    r._check_bound(key, value, bound)
     return float(value)
 
 
@@ -668,6 +669,7 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
     state = _Reader(file, "state", data.get("state", {}))
     state_url = state.text("url")
     _check_no_secret_in_url(state, "url", state_url, hint=STATE_SECRET_HINT)
+    retention_days = state.number("retention_days", 0, limits.RETENTION_DAYS) if "retention_days" in state.table else None
     state.finish()
     return Plan(
         name=name,
@@ -678,6 +680,7 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
         run=run,
         cutover=cutover,
         state_url=state_url,
+        retention_days=retention_days,
         description=description,
         filters=filters,
     )

@@ -102,9 +102,17 @@ class AccountDbRow(Base):
         Index("ix_accounts_plan_skipped", "plan_id", "messages_skipped", "id"),
         # scope/status ride along so per-batch progress is answered from the index alone
         Index("ix_accounts_plan_batch", "plan_id", "batch", "scope", "status"),
-        # claims in (batch, id) order stop at the first free account instead of sorting (0004)
-        Index("ix_accounts_claim_order", "plan_id", "scope", "batch", "id"),
-        Index("ix_accounts_address", "address"),
+        # each query of a claim starts at the first eligible account: pending ones in (batch,
+        # id) order, synced ones by the end of their last pass; done ones are never read (0011,
+        # which drops 0004's (plan_id, scope, batch, id): PostgreSQL took it for the pending
+        # accounts when its statistics said most were pending, and walked the done ones)
+        Index("ix_accounts_claim_status", "plan_id", "scope", "status", "batch", "id"),
+        Index("ix_accounts_claim_pass", "plan_id", "scope", "status", "last_pass_at", "id"),
+        Index("ix_accounts_claim_batch_pass", "plan_id", "scope", "status", "batch", "last_pass_at", "id"),
+        # `show ADDR` and selections by address: the plan leads, so that SQLite (which keeps no
+        # statistics unless ANALYZE runs) prefers them to an index on plan_id alone (0011)
+        Index("ix_accounts_plan_address", "plan_id", "address"),
+        Index("ix_accounts_plan_target_address", "plan_id", "target_address"),
         # per-batch cut-over counts read only the switched accounts (0008)
         Index("ix_accounts_plan_cutover", "plan_id", "cutover", "batch"),
         CheckConstraint(_one_of("scope", SCOPES), name="scope"),
@@ -225,6 +233,10 @@ class EventRow(Base):
     __table_args__ = (
         Index("ix_events_plan_at", "plan_id", "at"),
         Index("ix_events_account_at", "account_id", "at"),
+        # an account's newest events (`events --account`, `show`), and the events of a run
+        # that `prune` deletes (0011)
+        Index("ix_events_account_id", "account_id", "id"),
+        Index("ix_events_run_id", "run_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -71,39 +71,95 @@ class ClaimFilter:
     retry_failed: bool = True  # failed accounts below max_attempts
     max_attempts: int = 3
     only_failed: bool = False
+    # a delta pass skips accounts whose last pass ended less than this many seconds before
+    # the run started ([run] pass_interval): hosts started moments apart do not pass again
+    # what another has just passed
+    pass_interval: float = 0.0
 
 
-def _candidates(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) -> Any:
-    free = or_(A.c.lease_expires_at.is_(None), A.c.lease_expires_at < now)
-    wanted = [A.c.status == Status.PENDING]
-    if f.include_synced:
-        # one delta pass per run: accounts synced since the run began are done for this run
-        wanted.append(
-            and_(
-                A.c.status.in_(PASS_COMPLETED),
-                or_(A.c.last_pass_at.is_(None), A.c.last_pass_at < run_started),
-            )
-        )
-    if f.retry_failed:
-        wanted.append(
-            and_(
-                A.c.status == Status.FAILED,
-                A.c.attempts < f.max_attempts,
-                or_(A.c.updated_at.is_(None), A.c.updated_at < run_started),
-            )
-        )
-    # a "running" account whose lease expired belongs to a worker that died: take it over
-    wanted.append(A.c.status == Status.RUNNING)
-    if f.only_failed:
-        wanted = [and_(A.c.status == Status.FAILED, A.c.attempts < f.max_attempts)]
-    stmt = select(A).where(A.c.plan_id == plan_id, A.c.scope == Scope.IN_SCOPE, free, or_(*wanted))
+def _free(now: datetime) -> Any:
+    return or_(A.c.lease_expires_at.is_(None), A.c.lease_expires_at < now)
+
+
+def _selected(stmt: Any, f: ClaimFilter) -> Any:
+    stmt = stmt.where(A.c.scope == Scope.IN_SCOPE)
     if f.batches:
         stmt = stmt.where(A.c.batch.in_(list(f.batches)))
     if f.addresses:
         stmt = stmt.where(
             or_(A.c.address.in_(list(f.addresses)), A.c.target_address.in_(list(f.addresses)))
         )
+    return stmt
+
+
+def _retry(f: ClaimFilter, run_started: datetime) -> Any:
+    # one attempt per run: an account that failed since the run began waits for the next
+    return and_(
+        A.c.status == Status.FAILED,
+        A.c.attempts < f.max_attempts,
+        or_(A.c.updated_at.is_(None), A.c.updated_at < run_started),
+    )
+
+
+def _candidates(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) -> Any:
+    """Every account this run may claim, in one query: for a selection by address (a handful
+    of rows, found by ix_accounts_plan_address) and `--only-failed`. Runs over the whole plan ask
+    `_probes` instead, whose every query is an index range scan."""
+    wanted = [A.c.status == Status.PENDING]
+    if f.include_synced:
+        wanted.append(
+            and_(A.c.status.in_(PASS_COMPLETED), A.c.last_pass_at < _pass_cutoff(run_started, f))
+        )
+    if f.retry_failed:
+        wanted.append(_retry(f, run_started))
+    # a "running" account whose lease expired belongs to a worker that died: take it over
+    wanted.append(A.c.status == Status.RUNNING)
+    if f.only_failed:
+        wanted = [and_(A.c.status == Status.FAILED, A.c.attempts < f.max_attempts)]
+    stmt = _selected(select(A).where(A.c.plan_id == plan_id, _free(now), or_(*wanted)), f)
     return stmt.order_by(A.c.batch, A.c.id)
+
+
+def _pass_cutoff(run_started: datetime, f: ClaimFilter) -> datetime:
+    """A synced account is due for a delta pass in this run when its last pass ended before
+    this instant: not one this run (or a run started moments before, on another host) made."""
+    return run_started - timedelta(seconds=max(0.0, f.pass_interval))
+
+
+def _probes(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) -> list[Any]:
+    """The queries a claim asks in turn until one finds an account; each reads an index from
+    the first eligible row on, so a claim costs the same at the first account of a run and at
+    the 100,000th: nothing it reads is an account this run has already done.
+
+    1. takeovers: "running" accounts whose lease expired (their worker died); there are never
+       more "running" rows than workers, live or dead (ix_accounts_plan_scope_status_reason);
+    2. pending accounts, in (batch, id) order (ix_accounts_claim_status);
+    3. delta passes: synced, then verified accounts whose last pass ended before the run
+       started (less `pass_interval`), the longest-waiting first (ix_accounts_claim_pass):
+       accounts passed by this run sort after the cutoff and are never read;
+    4. retries of failed accounts below max_attempts, failed before the run started (the
+       plan's failed accounts are read: they are few, and only when nothing else is left).
+
+    A run of some batches (`--batch`, a cut-over wave's final delta) asks each query once per
+    batch, in batch order, so that the index is read from the batch's first eligible account
+    (ix_accounts_claim_batch_pass for delta passes) rather than past every other batch's.
+    """
+    base = select(A).where(A.c.plan_id == plan_id, A.c.scope == Scope.IN_SCOPE)
+    batches: list[str | None] = [*sorted(set(f.batches))] or [None]  # (a selection by address: _candidates)
+
+    def each_batch(where: Any, *order: Any) -> list[Any]:
+        return [(base if b is None else base.where(A.c.batch == b)).where(*where, _free(now)).order_by(*order)
+                for b in batches]  # fmt: skip
+
+    probes = each_batch([A.c.status == Status.RUNNING], A.c.batch, A.c.id)
+    probes += each_batch([A.c.status == Status.PENDING], A.c.batch, A.c.id)
+    if f.include_synced:
+        cutoff = _pass_cutoff(run_started, f)
+        for status in PASS_COMPLETED:
+            probes += each_batch([A.c.status == status, A.c.last_pass_at < cutoff], A.c.last_pass_at, A.c.id)
+    if f.retry_failed:
+        probes += each_batch([_retry(f, run_started)], A.c.batch, A.c.id)
+    return probes
 
 
 def claim_next(
@@ -126,14 +182,21 @@ def claim_next(
     # Leases held by dead processes of this host are free at once, not only after expiry.
     if _dead_owner_check_due(store, plan_id):
         _release_dead_owners(store, plan_id)
-    stmt = _candidates(plan_id, now, run_started, filters)
-    if skip_ids:
-        stmt = stmt.where(A.c.id.notin_(list(skip_ids)))
-    stmt = stmt.limit(1)
-    if store.backend == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
+    if filters.addresses or filters.only_failed:
+        probes = [_candidates(plan_id, now, run_started, filters)]
+    else:
+        probes = _probes(plan_id, now, run_started, filters)
     with store.session(write=True) as s:
-        row = s.execute(stmt).mappings().first()
+        row = None
+        for stmt in probes:
+            if skip_ids:
+                stmt = stmt.where(A.c.id.notin_(list(skip_ids)))
+            stmt = stmt.limit(1)
+            if store.backend == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            row = s.execute(stmt).mappings().first()
+            if row is not None:
+                break
         if row is None:
             return None
         epoch = int(row["lease_epoch"]) + 1
