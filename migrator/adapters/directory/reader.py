@@ -41,7 +41,10 @@ _HAS_CHILDREN = "(hasSubordinates=TRUE)"  # RFC 3045's operational attribute; sl
 _ORDERING_RULE = "caseIgnoreOrderingMatch"
 # Parts packed from a sample aim at this share of the size limit: an estimate a little high
 # costs one more search (the part is cut and split), one a little low costs nothing.
-_FILL = 0.8
+_FILL = 0.9
+# a search of many prefixes costs the server a test of each for every candidate entry
+_MAX_PREFIXES = 40
+_UNSEEN_SHARE = 0.25  # sample values a continuation the sample did not show counts for
 
 
 def open_directory(settings: DirectorySettings, password: str | None) -> DirectoryReader:
@@ -89,22 +92,27 @@ class _Region:
 
 
 class _Tally:
-    """Entries per unit of sample weight, over the prefix parts read whole so far."""
+    """Entries per unit of sample weight: measured on the prefix parts read whole so far, and
+    at least what the parts the server cut show (a cut part holds more than its limit)."""
 
     def __init__(self) -> None:
-        self.parts = 0
         self._entries = 0
         self._weight = 0.0
+        self._at_least = 0.0
 
     def add(self, entries: int, weight: float) -> None:
-        self.parts += 1
         if weight > 0:
             self._entries += entries
             self._weight += weight
 
+    def cut(self, limit: int, weight: float) -> None:
+        if weight > 0:
+            self._at_least = max(self._at_least, limit / weight)
+
     @property
     def ratio(self) -> float | None:
-        return self._entries / self._weight if self._weight > 0 and self._entries > 0 else None
+        measured = self._entries / self._weight if self._weight > 0 else 0.0
+        return max(measured, self._at_least) or None
 
 
 class DirectoryReader:
@@ -312,9 +320,10 @@ class DirectoryReader:
                 paged=self.paging_used, part=part.describe(attribute),
             )  # fmt: skip
         shares, total = split.sample_shares(part, kids, values)
-        if tally.ratio is not None and self.size_limit:
-            weight = max(weight, self.size_limit / tally.ratio)  # it was cut: at least that many
-        weights = [weight * share / max(1, total) for share in shares]
+        if self.size_limit:
+            tally.cut(self.size_limit, weight)
+        # a continuation the sample does not show still holds some entries, likely few
+        weights = [weight * max(share, _UNSEEN_SHARE) / max(1, total) for share in shares]
         for group, group_weight in self._groups(part, kids, weights, tally):
             self.split_parts += 1
             returned = 0
@@ -325,38 +334,41 @@ class DirectoryReader:
                         seen.add(entry.dn)
                         yield entry
             except _SizeLimited as cut:
+                log.debug("part %s: cut (estimate %.0f)", group.describe(attribute), group_weight * (tally.ratio or 0))
                 yield from self._split(conn, query, region, seen, attribute, group, group_weight, cut.dns, tally)
                 continue
+            log.debug("part %s: %d entries (estimate %.0f)", group.describe(attribute), returned, group_weight * (tally.ratio or 0))
             tally.add(returned, group_weight)
 
     def _groups(
         self, part: split.Part, kids: list[split.Part], weights: list[float], tally: _Tally
     ) -> Iterator[tuple[split.Part, float]]:
         """The searches for `part`'s children: the ones the sample says are small packed
-        together up to most of the size limit, the last one taking the rest of `part` too.
-        Packing needs the ratio of entries to sample weight, learnt from the parts read so
-        far; until three parts have been read, the smallest children go one at a time."""
+        together up to most of the size limit (first fit, largest first), the last one taking
+        the rest of `part` too. Packing needs the ratio of entries to sample weight, learnt
+        from the parts read so far; until three parts have been read, the smallest children
+        go one at a time."""
         pending = sorted(zip(weights, range(len(kids)), strict=True))
         emitted: list[split.Part] = []
         while pending:
-            take = 1
-            if tally.parts >= 3 and tally.ratio is not None and self.size_limit:
-                room = _FILL * self.size_limit / tally.ratio
-                used = pending[0][0]
-                while take < len(pending) and used + pending[take][0] <= room:
-                    used += pending[take][0]
-                    take += 1
-            chosen, pending = pending[:take], pending[take:]
-            members = [kids[i] for _, i in chosen]
-            weight = sum(w for w, _ in chosen)
-            if not pending and emitted:
-                # the last group also takes what no child holds (values equal to the prefix,
-                # continuations the sample did not show, entries without the attribute)
-                yield split.rest(part, emitted), weight
-                return
-            group = split.union(members)
-            emitted.append(group)
-            yield group, weight
+            if tally.ratio is None or not self.size_limit:
+                bins = [[pending.pop(0)]]
+            else:
+                bins = _first_fit(pending, _FILL * self.size_limit / tally.ratio, _MAX_PREFIXES)
+                pending = []
+                if len(bins) == 1 and not emitted and len(bins[0]) > 1:
+                    # `part` was cut, so its children cannot all fit in one search
+                    bins = [bins[0][::2], bins[0][1::2]]
+            for members in bins:
+                weight = sum(w for w, _ in members)
+                if not pending and members is bins[-1] and emitted:
+                    # the last group also takes what no child holds (values equal to the prefix,
+                    # continuations the sample did not show, entries without the attribute)
+                    yield split.rest(part, emitted), weight
+                    return
+                group = split.union([kids[i] for _, i in members])
+                emitted.append(group)
+                yield group, weight
         yield split.rest(part, emitted), 0.0
 
     def _one_search(
@@ -422,6 +434,24 @@ class DirectoryReader:
         except Exception as exc:  # ldap3 fails with anything (KeyError...) on a garbled answer
             raise errors.not_ldap_error(self.settings, exc) from None
         return conn.result, conn.response or []
+
+
+def _first_fit(items: list[tuple[float, int]], room: float, most: int) -> list[list[tuple[float, int]]]:
+    """Items (weight, index) in bins of at most `room` and `most` items each (an item over
+    `room` alone), the bin with the largest items last: it also takes the rest of the part,
+    which the sample says little about."""
+    bins: list[list[tuple[float, int]]] = []
+    loads: list[float] = []
+    for item in sorted(items, reverse=True):
+        for n, load in enumerate(loads):
+            if load + item[0] <= room and len(bins[n]) < most:
+                bins[n].append(item)
+                loads[n] += item[0]
+                break
+        else:
+            bins.append([item])
+            loads.append(item[0])
+    return bins[::-1]
 
 
 def _unseen(entries: Iterator[DirectoryEntry], seen: set[str]) -> Iterator[DirectoryEntry]:

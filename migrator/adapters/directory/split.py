@@ -8,11 +8,14 @@ naming attribute (uid in `uid=ana,ou=people,...`) can: a part is "values startin
 these prefixes, but with none of those". Without a substring index every such part makes
 slapd test every candidate entry, so what matters is how few parts there are:
 
-- the entries a cut search returned are a sample of what it selects; a part is split only by
-  the continuations its sample shows (`jo` -> `jos`, `joa`), each extended to what all its
-  sample values share (`jos` -> `jose.` at once), and one *rest* part takes everything else
-  under the old prefix (unseen continuations, values equal to the prefix, entries without the
-  attribute);
+- a part is split by the next characters its sample shows (`jo` -> `joa`, `jos`); one many
+  sample values share is extended to what they all share (`jos` -> `jose.` at once), and one
+  *rest* part takes everything else under the old prefix (values equal to it, continuations
+  the sample did not show, entries without the attribute); a rest part that is cut again is
+  split by every letter, digit, `.`, `-` and `_` as well;
+- the entries a cut search returned are a sample of what it selects: continuations the sample
+  says are small are searched together, in one search of several prefixes, sized by the ratio
+  of entries to sample share the parts read so far show (reader.py);
 - the parts together select exactly what the search selects, by construction (the rest part
   is the complement the server itself evaluates), whatever the attribute's matching rules;
   the sample only decides how well they are balanced;
@@ -30,6 +33,12 @@ from dataclasses import dataclass
 from .filters import escape_filter_value
 
 DEFAULT_ATTRIBUTE = "uid"
+# Substring filters match case-insensitively for uid, cn and ou (caseIgnore* rules); ".", "-"
+# and "_" join names in uids (juan.perez). Other characters are split on when a sample shows them.
+ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789.-_"
+# A continuation is extended to what its sample values share (jos -> jose.) only when this many
+# show it: fewer say little about the entries the sample did not return.
+_EXTEND_FROM = 8
 # A prefix longer than this that still selects more than the size limit is not a name any more.
 MAX_PREFIX = 256
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
@@ -66,25 +75,43 @@ class Part:
 
 
 def children(part: Part, values: Iterable[str]) -> list[Part]:
-    """The parts `part` splits into, guided by the values its cut search returned.
-
-    One part per continuation the sample shows, extended to the longest prefix its values
-    share; the caller adds the rest part (rest()). Empty when the sample shows no
-    continuation (every value equals a prefix): such a part cannot be split.
+    """The parts `part` splits into: one per continuation of its prefixes its sample shows,
+    each extended to the longest prefix its sample values share when enough of them do; the
+    caller adds the rest part (rest()). A part that already leaves some continuations to
+    others (a rest part, cut again) gets one per character of ALPHABET too: its sample was
+    not fair (a directory loaded in alphabetical order returns its first 500 names first).
+    Empty when there is nothing to split by (every value equals a prefix).
     """
+    active = [p for p in part.prefixes if not any(p.startswith(x) for x in part.excluded)]
+    if len(active) > 1:
+        # several prefixes searched together were too many: first apart again, each with
+        # the share of the new sample it holds
+        return [Part((p,), tuple(x for x in part.excluded if x.startswith(p))) for p in active]
+    if part.prefixes and not active:
+        return []
+    starts = tuple(active) or ("",)
     groups: dict[str, list[str]] = {}
     for value in values:
         folded = value.casefold()
         if not part.selects(folded):
             continue  # the server matched it by rules of its own; the rest part keeps it
-        start = next((p for p in part.prefixes if folded.startswith(p)), "")
-        if len(folded) > len(start):
+        start = next((p for p in starts if folded.startswith(p)), None)
+        if start is not None and len(folded) > len(start):
             groups.setdefault(folded[: len(start) + 1], []).append(folded)
     found = []
-    for key in sorted(groups):
-        prefix = _common_prefix(groups[key])[:MAX_PREFIX]
-        # what the part already leaves to other parts stays left to them
-        found.append(Part((prefix,), tuple(x for x in part.excluded if x.startswith(prefix))))
+    for start in starts:
+        if len(start) >= MAX_PREFIX:
+            continue
+        # every letter only where the sample has proved unfair: a rest part (one with
+        # exclusions) that was cut again
+        letters = {start + c for c in ALPHABET} if part.excluded else set()
+        for key in sorted(letters | {k for k in groups if k.startswith(start)}):
+            if any(key.startswith(x) for x in part.excluded):
+                continue  # left to another part already
+            sampled = groups.get(key, [])
+            prefix = _common_prefix(sampled)[:MAX_PREFIX] if len(sampled) >= _EXTEND_FROM else key
+            # what the part already leaves to other parts stays left to them
+            found.append(Part((prefix,), tuple(x for x in part.excluded if x.startswith(prefix))))
     return found
 
 
