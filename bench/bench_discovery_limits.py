@@ -1,0 +1,64 @@
+"""Issue 19 benchmark: `migrator discover` of 100,000 people behind a stock OpenLDAP size limit
+(`sizelimit 500`, which caps paged searches too), in three shapes:
+
+  ous       100,000 people in 2,000 OUs (split by subtree)
+  flat      100,000 people in one OU, no sorting/VLV on offer (split by prefix)
+  flat-vlv  the same with Debian's sssvlv overlay loaded (read through a virtual list view)
+
+Each: generate, slapadd into a private slapd, then time `migrator discover --json` (wall, peak
+RSS) in a child process, and one population search through the reader for its strategy
+(subtree searches, VLV windows, prefix parts, requests). Target: each under 60 s.
+Usage: python bench/bench_discovery_limits.py [PEOPLE] [SHAPE ...]   (default 100000, all three)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_discovery import PLAN, measure  # noqa: E402
+from migrator.adapters.directory import open_directory  # noqa: E402
+from migrator.samples.directory import DEFAULT_FILTER, POPULATION_FILTER, generate_people  # noqa: E402
+from tests.fixtures.slapd import running_slapd  # noqa: E402
+
+SHAPES = {"ous": (2000, False), "flat": (1, False), "flat-vlv": (1, True)}
+
+
+def main() -> int:
+    total = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    shapes = sys.argv[2:] or list(SHAPES)
+    for shape in shapes:
+        offices, vlv = SHAPES[shape]
+        started = time.monotonic()
+        people = generate_people(total, in_scope=total * 2 // 5, offices=offices, seed=3)
+        with running_slapd(people, tls=False, stock_limits=True, sort_vlv=vlv) as slapd, tempfile.TemporaryDirectory() as tmp:
+            print(f"[{shape}] {total:,} people in {offices:,} OU(s), slapd (sizelimit 500{', sssvlv' if vlv else ''}) "
+                  f"ready in {time.monotonic() - started:.1f} s; load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+            plan = Path(tmp) / "plan.toml"
+            plan.write_text(
+                PLAN.format(url=slapd.url, bind_dn=slapd.bind_dn, base=slapd.base, filter=DEFAULT_FILTER, state=Path(tmp) / "state.db")
+            )
+            env = {**os.environ, "BENCH_LDAP_PASSWORD": slapd.password}
+            cmd = [sys.executable, "-m", "migrator", "discover", "--plan", str(plan), "--json"]
+            wall, rss, code = measure(cmd, env)
+            print(f"[{shape}] discover: {wall:.1f} s wall, peak RSS {rss:.0f} MB, exit {code}; "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+            with open_directory(slapd.settings(page_size=500), slapd.password) as reader:
+                t0 = time.monotonic()
+                count = sum(1 for _ in reader.search(POPULATION_FILTER, ["uid"]))
+                print(f"[{shape}] population search: {count:,} entries in {time.monotonic() - t0:.1f} s: "
+                      f"{reader.subtree_searches} subtree searches, {reader.vlv_windows} VLV windows, "
+                      f"{reader.split_parts} prefix parts, {reader.pages_fetched} requests; "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+            if code != 0:
+                return code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
