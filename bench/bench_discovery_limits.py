@@ -14,6 +14,7 @@ Usage: python bench/bench_discovery_limits.py [PEOPLE] [SHAPE ...]   (default 10
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,10 +22,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_discovery import PLAN, measure  # noqa: E402
+from bench.bench_discovery import PLAN  # noqa: E402
 from migrator.adapters.directory import open_directory  # noqa: E402
 from migrator.samples.directory import DEFAULT_FILTER, POPULATION_FILTER, generate_people  # noqa: E402
 from tests.fixtures.slapd import running_slapd  # noqa: E402
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, int]:
+    """Wall seconds, CPU seconds (user + system), peak RSS in MB of one child, exit code.
+    CPU says what the machine's load hides: other sessions share its two cores."""
+    script = (
+        "import resource,subprocess,sys,time;t=time.monotonic();"
+        "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL).returncode;"
+        "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(time.monotonic()-t, u.ru_utime+u.ru_stime, u.ru_maxrss/1024, r)"
+    )
+    out = subprocess.run([sys.executable, "-c", script, *cmd], env=env, capture_output=True, text=True, check=True)
+    wall, cpu, rss, code = out.stdout.split()
+    return float(wall), float(cpu), float(rss), int(code)
+
 
 SHAPES = {"ous": (2000, False), "flat": (1, False), "flat-vlv": (1, True)}
 
@@ -45,13 +61,14 @@ def main() -> int:
             )
             env = {**os.environ, "BENCH_LDAP_PASSWORD": slapd.password}
             cmd = [sys.executable, "-m", "migrator", "discover", "--plan", str(plan), "--json"]
-            wall, rss, code = measure(cmd, env)
-            print(f"[{shape}] discover: {wall:.1f} s wall, peak RSS {rss:.0f} MB, exit {code}; "
+            wall, cpu, rss, code = measure(cmd, env)
+            print(f"[{shape}] discover: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:.0f} MB, exit {code}; "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
             with open_directory(slapd.settings(page_size=500), slapd.password) as reader:
-                t0 = time.monotonic()
+                t0, c0 = time.monotonic(), time.process_time()
                 count = sum(1 for _ in reader.search(POPULATION_FILTER, ["uid"]))
-                print(f"[{shape}] population search: {count:,} entries in {time.monotonic() - t0:.1f} s: "
+                print(f"[{shape}] population search: {count:,} entries in {time.monotonic() - t0:.1f} s "
+                      f"({time.process_time() - c0:.1f} s CPU here): "
                       f"{reader.subtree_searches} subtree searches, {reader.vlv_windows} VLV windows, "
                       f"{reader.split_parts} prefix parts, {reader.pages_fetched} requests; "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
