@@ -380,9 +380,9 @@ class DirectoryReader:
     ) -> Iterator[tuple[split.Part, float]]:
         """The searches for `part`'s children: the ones the sample says are small packed
         together up to most of the size limit (first fit, largest first), the last one taking
-        the rest of `part` too. Packing needs the ratio of entries to sample weight, learnt
-        from the parts read so far; until three parts have been read, the smallest children
-        go one at a time."""
+        the rest of `part` too. Packing needs the ratio of entries to sample weight: measured
+        on the parts read so far, and at least what the cut parts show (too low at first: a
+        group is then cut, and split again with a better ratio)."""
         pending = sorted(zip(weights, range(len(kids)), strict=True))
         emitted: list[split.Part] = []
         while pending:
