@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from migrator.adapters.directory import open_directory
-from migrator.adapters.directory.split import ALPHABET
 from migrator.model.errors import DirectoryError
 from migrator.samples.directory import DEFAULT_FILTER, POPULATION_FILTER, selected_uids
 
@@ -206,7 +205,9 @@ def test_server_refusing_paging_and_over_its_limit_is_read_in_parts(legacy_slapd
     assert _ldapsearch(legacy_slapd, DEFAULT_FILTER, "dn").returncode == 4
     with open_directory(legacy_slapd.settings(), legacy_slapd.password) as reader:
         found = [e.first("uid") for e in reader.search(DEFAULT_FILTER, ["uid"])]
-        assert not reader.paging_used and reader.split_parts >= 37
+        # five offices of 140 people: one search per office, no prefix parts
+        assert not reader.paging_used and reader.size_limit == 500
+        assert reader.subtree_searches >= 5 and reader.split_parts == 0
     assert sorted(found) == sorted(expected)  # every entry, each once
 
 
@@ -232,37 +233,57 @@ def test_a_stock_size_limit_is_read_in_parts_every_entry_once(stock_slapd: Slapd
     assert paged.returncode == 4, paged.stderr
     expected = selected_uids(stock_slapd.people)
     assert len(expected) > 4 * stock_slapd.size_limit
+    offices = {p.office for p in stock_slapd.people}
     with open_directory(stock_slapd.settings(page_size=100), stock_slapd.password) as reader:
         found = [e.first("uid") for e in reader.search(DEFAULT_FILTER, ["uid", "mail"])]
-        assert reader.paging_used and reader.split_parts == len(ALPHABET) + 1
+        # split by subtree: one search per office (each under the limit), none by prefix
+        assert reader.paging_used and reader.size_limit == 500
+        assert reader.subtree_searches >= len(offices) and reader.split_parts == 0
     assert len(found) == len(set(found)) and set(found) == expected
-    # all 5,200 people: more than 500 uids start with "a", "j" or "r"; those parts split again
     everyone = {p.uid for p in stock_slapd.people}
     with open_directory(stock_slapd.settings(), stock_slapd.password) as reader:
         people = [e.first("uid") for e in reader.search("(objectClass=inetOrgPerson)", ["uid"])]
-        assert reader.split_parts > 2 * (len(ALPHABET) + 1)
     assert len(people) == len(set(people)) and set(people) == everyone
-    assert "../../etc/passwd" in everyone  # a hostile uid, found in the rest part
+    assert "../../etc/passwd" in everyone  # a hostile uid, found in its office
 
 
-def test_a_part_that_cannot_be_split_is_an_error_not_a_short_list(stock_slapd: SlapdServer) -> None:
-    # 600 roles named by cn values that start with "Ñ": none of them starts with a letter,
-    # digit, ".", "-" or "_" of a substring filter, so they all land in the one rest part
+def _add(server: SlapdServer, ldif: list[str]) -> None:
+    added = subprocess.run(
+        ["ldapadd", "-x", "-c", "-H", server.url, "-D", server.root_dn, "-w", server.root_password],
+        input="\n".join(ldif), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert added.returncode in (0, 68), added.stderr  # 68: already there (the test ran before)
+
+
+def test_names_that_start_with_no_ascii_letter_are_split_too(stock_slapd: SlapdServer) -> None:
+    # 600 roles in one flat OU named by cn values that all start with "Ñandú ": the split
+    # follows the values the cut search returned, not a fixed alphabet
     base = f"ou=roles,{stock_slapd.base}"
     ldif = [f"dn: {base}", "objectClass: organizationalUnit", "ou: roles", ""]
     for n in range(600):
         ldif += [f"dn: cn=Ñandú {n},{base}", "objectClass: organizationalRole", f"cn: Ñandú {n}", ""]
-    added = subprocess.run(
-        ["ldapadd", "-x", "-c", "-H", stock_slapd.url, "-D", stock_slapd.root_dn, "-w", stock_slapd.root_password],
-        input="\n".join(ldif), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert added.returncode in (0, 68), added.stderr  # 68: already there (the test ran before)
+    _add(stock_slapd, ldif)
     settings = stock_slapd.settings(base=base, filter="(objectClass=organizationalRole)")
+    with open_directory(settings, stock_slapd.password) as reader:
+        names = [e.first("cn") for e in reader.search(settings.filter, ["cn"])]
+        assert reader.size_limit == 500 and reader.split_parts >= 2
+    assert len(names) == len(set(names)) == 600
+
+
+def test_a_part_that_cannot_be_split_is_an_error_not_a_short_list(stock_slapd: SlapdServer) -> None:
+    # 600 people in one OU named "cn=Ana+uid=...": the naming attribute (cn) has one value
+    # for all of them, so no prefix of it tells them apart
+    base = f"ou=anas,{stock_slapd.base}"
+    ldif = [f"dn: {base}", "objectClass: organizationalUnit", "ou: anas", ""]
+    for n in range(600):
+        ldif += [f"dn: cn=Ana+uid=ana{n},{base}", "objectClass: inetOrgPerson", "cn: Ana", "sn: Ana", f"uid: ana{n}", ""]
+    _add(stock_slapd, ldif)
+    settings = stock_slapd.settings(base=base, filter="(objectClass=inetOrgPerson)")
     with open_directory(settings, stock_slapd.password) as reader, pytest.raises(DirectoryError) as caught:
         list(reader.search(settings.filter, ["cn"]))
     message = str(caught.value)
     assert stock_slapd.url in message and "size limit exceeded" in message
-    assert "entries whose cn does not start with a letter, digit" in message
+    assert "cn=ana*" in message
     assert "narrow [directory] filter" in (caught.value.hint or "")
 
 
