@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +33,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._engine_campaign import REPO, Campaign, Simulator, people, write_plan  # noqa: E402
+from bench._engine_campaign import (  # noqa: E402
+    REPO,
+    Campaign,
+    Measured,
+    Simulator,
+    _HighWater,
+    people,
+    write_plan,
+)
 from bench.bench_engine import profile_summary  # noqa: E402
 
 PER_ACCOUNT = 5
@@ -90,21 +99,37 @@ def run(c: Campaign, addresses: list[str], workers: int, profile: Path | None = 
         c.plan.write_text(plan[:start] + f'url = "{sim.url}' + plan[end:])
         c.state.unlink(missing_ok=True)
         c.discover()
-        # /usr/bin/time splits the run's CPU into user and system time (on its last stderr line)
         prefix = ([str(PY_SPY), "record", "--gil", "-f", "raw", "-r", "200", "-o", str(profile), "--"]
-                  if profile else ["/usr/bin/time", "-f", "%U %S"])
-        result = c.cli("run", "--plan", str(c.plan), "--workers", str(workers), "--quiet", "--json", prefix=prefix)
+                  if profile else [])
+        result, user, system = measured_split(
+            [*prefix, sys.executable, "-m", "migrator", "run", "--plan", str(c.plan), "--workers", str(workers),
+             "--quiet", "--json"], env=c.env)
     finally:
         sim.stop()
     summary = result.json()
     done = summary["messages"]["done"]
     if result.code != 0 or summary["accounts"]["synced"] != len(addresses) or done != len(addresses) * _per(c):
         raise RuntimeError(f"run failed (exit {result.code}): {json.dumps(summary)[:2000]}\n{result.stderr[-2000:]}")
-    user_sys = result.stderr.strip().rsplit("\n", 1)[-1].split() if not profile else []
     return {"accounts": len(addresses), "messages": done, "wall_s": round(result.wall, 2),
             "cpu_s": round(result.cpu, 2),
-            **({"user_s": float(user_sys[0]), "sys_s": float(user_sys[1])} if len(user_sys) == 2 else {}), "maxrss_mb": round(result.maxrss_mb, 1),
+            "user_s": round(user, 2), "sys_s": round(system, 2), "maxrss_mb": round(result.maxrss_mb, 1),
             "server_cpu_s": round(sim.cpu, 2)}
+
+
+def measured_split(argv: list[str], *, env: dict[str, str]) -> tuple[Measured, float, float]:
+    """As _engine_campaign.measured, with the child's CPU split into user and system time."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=REPO)
+        peak = _HighWater(proc.pid)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        peak.stop()
+        out.seek(0)
+        err.seek(0)
+        result = Measured(os.waitstatus_to_exitcode(status), wall, usage.ru_utime + usage.ru_stime, peak.kb / 1024,
+                          out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        return result, usage.ru_utime, usage.ru_stime
 
 
 def _per(c: Campaign) -> int:
