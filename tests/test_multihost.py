@@ -487,6 +487,9 @@ def test_a_host_that_died_goes_stale_then_gone_and_its_run_is_interrupted_by_ano
         try:
             dead = _poll("the container to hold accounts", lambda: pg.scalar(
                 "SELECT lease_owner FROM accounts WHERE lease_owner LIKE 'box:1#%%' LIMIT 1"))  # fmt: skip
+            # slow the target now: the container must still be at work when this host has joined
+            # (at 0.02 s an answer it does its 60 accounts in 13 s, less than a start on a busy machine)
+            pg.campaign.sim.set_faults(Faults(delay_s=0.3))
             here = _start(pg, here_log, "--quiet")
             _poll("this host's worker to be at work", lambda: pg.scalar(
                 "SELECT count(*) FROM accounts WHERE lease_owner LIKE %s", f"{HOST}:{here.pid}#%"))  # fmt: skip

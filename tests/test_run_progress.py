@@ -150,3 +150,36 @@ def test_live_view_stays_a_screenful() -> None:
     assert "user000020@uni.example.org" not in printed and "user000999" not in printed
     assert "further failures are counted, not printed" in printed
     assert "`migrator accounts --plan plan.toml --status failed` lists them" in " ".join(printed.split())
+
+
+def test_live_view_is_drawn_when_it_refreshes_not_per_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the view shows the counts of the moment it is drawn (4 times a second);
+    a campaign of small accounts sends thousands of events a minute, and building the view for
+    each cost more than the accounts' own work (issue 19)."""
+    stream = io.StringIO()
+    progress = RunProgress(Console(file=stream, width=160, force_terminal=True), live=True)
+    drawn = 0
+    render = progress._render
+
+    def counting() -> object:
+        nonlocal drawn
+        drawn += 1
+        return render()
+
+    monkeypatch.setattr(progress, "_render", counting)
+    progress.run_started(2000, 0)
+    try:
+        for n in range(1000):
+            address = f"user{n}@example.org"
+            progress.account_started(address)
+            progress.messages_done(address, 5, 2000)
+            progress.account_finished(AccountOutcome(address, "synced", messages_done=5, first_pass=True))
+        progress.account_started("last@example.org")
+        assert progress._live is not None
+        progress._live.refresh()
+    finally:
+        progress.close()
+    assert drawn < 50, drawn
+    shown = stream.getvalue()
+    assert "1,000 of 2,000 accounts migrated" in shown and "5,000 messages" in shown
+    assert "last@example.org" in shown

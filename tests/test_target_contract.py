@@ -251,3 +251,23 @@ def test_too_large_fails_before_sending(target_harness: TargetHarness, mailbox: 
 def test_upload_of_nothing_is_nothing(target: Target, mailbox: str) -> None:
     folder: TargetFolder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
     assert target.upload(mailbox, folder, []) == []
+
+
+def test_a_forgotten_mailbox_finds_its_folders_again(target: Target, mailbox: str) -> None:
+    """A target that keeps something per mailbox (HoldsMailboxes) drops it when the run is done
+    with the mailbox; asked about it again, it looks it up and finds what it made, never a
+    second folder (issue 19)."""
+    from migrator.adapters.targets.base import HoldsMailboxes
+
+    if not isinstance(target, HoldsMailboxes):
+        pytest.skip("this target keeps nothing per mailbox")
+    target.preflight(mailbox)
+    folder = target.ensure_folder(mailbox, ("Projects", "2024"), FolderRole.NONE)
+    [stored] = target.upload(mailbox, folder, [item("forget-1", 1)])
+    assert stored.ok
+    target.forget_mailbox(mailbox.upper())  # addresses are case-insensitive
+    target.preflight(mailbox)
+    again = target.ensure_folder(mailbox, ("Projects", "2024"), FolderRole.NONE)
+    assert again.id == folder.id
+    assert target.find(mailbox, again, ["forget-1"]) == {"forget-1": stored.target_id}
+    assert target.count(mailbox, again) == 1

@@ -137,11 +137,16 @@ def _read_all(record: MessageRecord) -> bytes:
         stream.close()
 
 
+def target_mailbox(claim: Claim) -> str:
+    """The target mailbox an account's mail goes to."""
+    return claim.target_address or claim.address or claim.key
+
+
 class AccountJob(Reconciler):
     def __init__(self, ctx: Context, claim: Claim) -> None:
         self.ctx = ctx
         self.claim = claim
-        self.mailbox = claim.target_address or claim.address or claim.key
+        self.mailbox = target_mailbox(claim)
         self.outcome = AccountOutcome(address=claim.address or claim.key, status=PassOutcome.RUNNING, first_pass=claim.passes == 0)
         self.run = ctx.plan.run
         self.synced_folders: list[tuple[int, int | None, int | None, str | None]] = []
@@ -200,7 +205,8 @@ class AccountJob(Reconciler):
             self._targets = {f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id}
             self._resolve_inflight()
             self._done_before = sum(f.done_count for f in self._stored.values())
-            self._resolve_pending()
+            if self._stored:  # announced moves and deletions are on ledger rows, under folder rows
+                self._resolve_pending()
             synced: list[tuple[int, int | None, int | None, str | None]] = []
             self._source = source
             listed = source.folders()

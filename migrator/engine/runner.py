@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 
 from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.sources import Source, open_account_source
-from migrator.adapters.targets.base import Target
+from migrator.adapters.targets.base import HoldsMailboxes, Target
 from migrator.engine.breaker import Breaker, WaitNotices, guard, outage_of
 from migrator.engine.limiter import AdaptiveLimiter, LimiterWatch
-from migrator.engine.mailbox import AccountJob, Context, Stopped
+from migrator.engine.mailbox import AccountJob, Context, Stopped, target_mailbox
 from migrator.engine.progress import AccountOutcome, NullProgress, Progress
 from migrator.model.errors import (
     EXIT_OK,
@@ -217,6 +217,8 @@ class Runner:
         self.limiter = AdaptiveLimiter(plan.run.target_concurrency, watch=limiter_watch)
         # a target, source server or directory that is down stops the run (engine/breaker.py)
         self.breaker = Breaker(self._fail_run)
+        # what the target keeps per mailbox is dropped when its last account here ends
+        self._holds_mailboxes = target if isinstance(target, HoldsMailboxes) else None
         self.waits = WaitNotices(self.progress.waiting)
         self.ctx = Context(
             store=store,
@@ -344,9 +346,13 @@ class Runner:
                 return
             finally:
                 self._local.claim = None
+                mailbox = target_mailbox(claim).casefold()
                 with self._lock:
                     self._claims.pop(claim.account_id, None)
                     self._renewed.pop(claim.account_id, None)
+                    in_use = any(target_mailbox(c).casefold() == mailbox for c in self._claims.values())
+                if self._holds_mailboxes is not None and not in_use:
+                    self._holds_mailboxes.forget_mailbox(mailbox)
             deferred = deferred + 1 if outcome.status == PassOutcome.DEFERRED else 0
             if deferred:
                 self._pause(deferred)

@@ -67,13 +67,15 @@ class RunProgress:
         self.total, self.migrated_before = total_accounts, migrated_before
         self.started = time.monotonic()
         if self.live_enabled and not self.quiet:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            # drawn when it refreshes (4 times a second), from the counts of that moment: built
+            # on every account event instead, it cost more than a small account's own work
+            self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4,
+                              transient=True)
             self._live.start()
 
     def account_started(self, address: str) -> None:
         with self._lock:
             self.in_flight[address] = (time.monotonic(), 0)
-        self._refresh()
 
     def messages_done(self, address: str, count: int, nbytes: int) -> None:
         with self._lock:
@@ -81,7 +83,6 @@ class RunProgress:
             self.bytes += nbytes
             since, done = self.in_flight.get(address, (time.monotonic(), 0))
             self.in_flight[address] = (since, done + count)
-        self._refresh()
 
     def account_finished(self, outcome: AccountOutcome) -> None:
         with self._lock:
@@ -104,7 +105,6 @@ class RunProgress:
                     "further failures are counted, not printed; the summary groups them by reason, and "
                     f"`migrator accounts --plan {safe(self.plan_file, 200)} --status failed` lists them"
                 )
-        self._refresh()
 
     def note(self, message: str) -> None:
         if not self.quiet:
@@ -121,10 +121,6 @@ class RunProgress:
         if self._live is not None:
             self._live.stop()
             self._live = None
-
-    def _refresh(self) -> None:
-        if self._live is not None:
-            self._live.update(self._render())
 
     def _rates(self) -> tuple[float, float, float]:
         elapsed = max(0.001, time.monotonic() - self.started)

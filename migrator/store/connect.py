@@ -6,6 +6,7 @@ becomes a StateError whose text never contains the URL's password.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +35,12 @@ from migrator.store.urls import mask_url, scrub
 
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 32_768
+# The page cache of every further connection of a process. Each pooled connection has a cache
+# of its own, and a run holds one per worker: at 32 MB each, they filled to 290 MB as the
+# database grew past a few tens of thousands of accounts (issue 19). Writes take turns (one
+# writer at a time), so one connection with the big cache serves bulk writes; a run's small
+# per-account transactions touch few pages.
+EXTRA_CACHE_KIB = 8_192
 PG_CONNECT_TIMEOUT_S = 10
 PG_POOL_KEPT = 8
 PG_POOL_EXTRA = 260  # more than the most workers `run` allows (256), so none waits for the pool
@@ -114,6 +121,8 @@ def _sqlite_reader_engine(url: URL) -> Engine:
 
 
 def _sqlite_events(engine: Engine, *, writer: bool) -> None:
+    opened = itertools.count()
+
     @event.listens_for(engine, "connect")
     def _configure(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         # We issue BEGIN ourselves (below) so writers can take the lock up front.
@@ -130,7 +139,7 @@ def _sqlite_events(engine: Engine, *, writer: bool) -> None:
             # before its upload) ask for FULL, which also makes every earlier commit durable.
             cursor.execute("PRAGMA synchronous=NORMAL")
             # bulk discovery and ledger writes touch several indexes; 2 MB default thrashes
-            cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB if next(opened) == 0 else EXTRA_CACHE_KIB}")
         finally:
             cursor.close()
 

@@ -39,7 +39,6 @@ _INSERT_MESSAGES = insert(M)
 _EXISTING_KEYS = select(M.c.source_key).where(
     M.c.folder_id == bindparam("b_folder"), M.c.source_key.in_(bindparam("b_keys", expanding=True))
 )
-_FOLDER_ID = select(F.c.id).where(F.c.account_id == bindparam("b_account"), F.c.native == bindparam("b_native"))
 _SETTLE = (
     update(M)
     .where(M.c.folder_id == bindparam("b_folder"), M.c.source_key == bindparam("b_key"))
@@ -75,6 +74,7 @@ _COUNT_ACCOUNT = (
 
 def _upsert_folder(dialect_insert: Any, with_target: bool) -> Any:
     stmt = dialect_insert(F)
+    # RETURNING gives the row's id whether it was inserted or updated (SQLite >= 3.35)
     return stmt.on_conflict_do_update(
         index_elements=["account_id", "native"],
         set_={
@@ -88,7 +88,7 @@ def _upsert_folder(dialect_insert: Any, with_target: bool) -> Any:
                 else {}
             ),
         },
-    )
+    ).returning(F.c.id)
 
 
 _UPSERT_FOLDER: dict[tuple[str, bool], Any] = {}  # built on first use, per backend
@@ -152,8 +152,7 @@ def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: Tar
         stmt = _UPSERT_FOLDER[shape] = _upsert_folder(store.dialect_insert(), target is not None)
     with store.session(write=True) as s:
         fence(s, claim)
-        s.execute(stmt, values)
-        return int(s.execute(_FOLDER_ID, {"b_account": claim.account_id, "b_native": folder.native}).scalar_one())
+        return int(s.connection().execute(stmt, values).scalar_one())
 
 
 def set_folder_target(store: Store, claim: Claim, folder_id: int, target_id: str, target_path: str) -> None:

@@ -25,12 +25,13 @@ from migrator.model.scope import Scope
 from migrator.model.status import PASS_COMPLETED, Status
 from migrator.store.fleet import owner_gone
 from migrator.store.owners import identify, pid_namespace, process_gone
-from migrator.store.schema import AccountDbRow, EventRow, WorkerRow
+from migrator.store.schema import AccountDbRow, EventRow, FolderRow, WorkerRow
 from migrator.store.store import Store
 from migrator.store.types import utcnow
 
 A = cast(Table, AccountDbRow.__table__)
 E = cast(Table, EventRow.__table__)
+F = cast(Table, FolderRow.__table__)
 W = cast(Table, WorkerRow.__table__)
 
 
@@ -332,6 +333,42 @@ def renew(store: Store, claim: Claim, lease_seconds: int) -> bool:
         return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def _release_statement(completed_pass: bool, count_attempt: bool, error: bool, first_pass: bool) -> Any:
+    """The UPDATE of a release for one shape of outcome, built once per shape (see _FENCE)."""
+    shape = (completed_pass, count_attempt, error, first_pass)
+    stmt = _RELEASES.get(shape)
+    if stmt is not None:
+        return stmt
+    values: dict[str, Any] = {
+        "status": bindparam("b_status"),
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": bindparam("b_now"),
+    }
+    if completed_pass:
+        values.update(passes=A.c.passes + 1, last_pass_at=bindparam("b_now"), attempts=0, last_error=None,
+                      last_error_reason=None)
+    if count_attempt:
+        values["attempts"] = A.c.attempts + 1
+    if error:
+        values.update(last_error=bindparam("b_error"), last_error_reason=bindparam("b_reason"))
+    if first_pass:
+        values["first_pass_at"] = bindparam("b_now")
+    stmt = _RELEASES[shape] = update(A).where(A.c.id == bindparam("b_id")).values(**values)
+    return stmt
+
+
+_RELEASES: dict[tuple[bool, bool, bool, bool], Any] = {}
+
+
+_FOLDERS_SYNCED = (
+    update(F)
+    .where(F.c.id == bindparam("b_id"))
+    .values(last_synced_at=bindparam("b_now"), source_count=bindparam("b_count"),
+            source_bytes=bindparam("b_bytes"), mark=bindparam("b_mark"))
+)
+
+
 def release(
     store: Store,
     claim: Claim,
@@ -349,37 +386,20 @@ def release(
     count, source bytes[, the source's change mark]) of each folder synced by the pass; one
     fenced transaction (a mark is only ever recorded with a completed pass)."""
     now = utcnow()
-    values: dict[str, Any] = {
-        "status": status,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "updated_at": now,
-    }
-    if completed_pass:
-        values.update(passes=A.c.passes + 1, last_pass_at=now, attempts=0, last_error=None, last_error_reason=None)
-    if count_attempt:
-        values["attempts"] = A.c.attempts + 1
-    if error is not None:
-        values.update(last_error=error, last_error_reason=error_reason)
     with store.session(write=True) as s:
         fence(s, claim)
-        if completed_pass and claim.passes == 0:
-            values["first_pass_at"] = now
-        s.execute(update(A).where(A.c.id == claim.account_id).values(**values))
+        conn = s.connection()
+        stmt = _release_statement(completed_pass, count_attempt, error is not None, completed_pass and claim.passes == 0)
+        conn.execute(stmt, {"b_id": claim.account_id, "b_status": status, "b_now": now, "b_error": error,
+                            "b_reason": error_reason})
         if folders:
-            from migrator.store.schema import FolderRow
-
-            F = cast(Table, FolderRow.__table__)
-            s.connection().execute(
-                update(F)
-                .where(F.c.id == bindparam("b_id"))
-                .values(last_synced_at=now, source_count=bindparam("b_count"), source_bytes=bindparam("b_bytes"),
-                        mark=bindparam("b_mark")),
-                [{"b_id": f[0], "b_count": f[1], "b_bytes": f[2], "b_mark": f[3] if len(f) > 3 else None}
+            conn.execute(
+                _FOLDERS_SYNCED,
+                [{"b_id": f[0], "b_count": f[1], "b_bytes": f[2], "b_mark": f[3] if len(f) > 3 else None, "b_now": now}
                  for f in folders],
             )
         _event(
-            s.connection(),
+            conn,
             claim.plan_id,
             claim.account_id,
             run_id,
@@ -450,18 +470,14 @@ def _event(
     detail: dict[str, Any] | None,
 ) -> None:
     conn.execute(
-        E.insert().values(
-            at=utcnow(),
-            plan_id=plan_id,
-            account_id=account_id,
-            run_id=run_id,
-            worker=worker,
-            kind=kind,
-            from_state=from_state,
-            to_state=to_state,
-            detail=detail,
-        )
+        _EVENT,
+        {"at": utcnow(), "plan_id": plan_id, "account_id": account_id, "run_id": run_id, "worker": worker,
+         "kind": kind, "from_state": from_state, "to_state": to_state, "detail": detail},
     )
+
+
+# one statement for every event: built per call, it cost more than the insert itself (issue 19)
+_EVENT = E.insert()
 
 
 def reset_attempts(store: Store, plan_id: int, account_ids: Sequence[int] | None) -> int:

@@ -212,6 +212,17 @@ class ChecksPresence(Protocol):
         ...
 
 
+@runtime_checkable
+class HoldsMailboxes(Protocol):
+    """A target that keeps something per mailbox it was asked about (a session, a map of its
+    folders) for as long as the account is being migrated."""
+
+    def forget_mailbox(self, mailbox: str) -> None:
+        """No account in progress writes into `mailbox` any longer: drop what is kept for it.
+        A later call about the mailbox looks everything up again."""
+        ...
+
+
 # what a delta pass carries besides new mail
 
 

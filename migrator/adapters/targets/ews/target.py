@@ -36,6 +36,7 @@ from .connection import (
     forget_protocol,
     make_account,
     make_configuration,
+    parse_answers_whole,
     quiet_exchangelib_logging,
 )
 from .create import PreparedCreateItem, message_element
@@ -129,6 +130,7 @@ class EwsTarget:
         plan_file: str = "plan",
     ) -> None:
         quiet_exchangelib_logging()
+        parse_answers_whole()
         self.settings = settings
         self.max_message_size = settings.max_message_size
         self.request_bytes = request_bytes
@@ -167,6 +169,15 @@ class EwsTarget:
                 self._accounts[key] = account
                 self._folders[key] = MailboxFolders(account)
             return account
+
+    def forget_mailbox(self, mailbox: str) -> None:
+        """Drop the mailbox's Account and folder map once its account is done (the engine
+        says when). Kept for every mailbox a run touched, they grew the process by about 6 KB
+        per account: 600 MB over a campaign of 100,000 (issue 19)."""
+        key = mailbox.casefold()
+        with self._lock:
+            self._accounts.pop(key, None)
+            self._folders.pop(key, None)
 
     def _mailbox_folders(self, mailbox: str) -> MailboxFolders:
         self._account(mailbox)

@@ -170,6 +170,13 @@ class ImapTarget:
         with self._lock:
             return self._folders.setdefault(mailbox.casefold(), MailboxFolders())
 
+    def forget_mailbox(self, mailbox: str) -> None:
+        """Drop the mailbox's folder listing once its account is done (the engine says when):
+        kept for every mailbox a campaign touched, they only grew (issue 19). Its sessions
+        stay in the pool, which bounds them."""
+        with self._lock:
+            self._folders.pop(mailbox.casefold(), None)
+
     def _select(self, session: Session, folder: str, readonly: bool = True) -> int:
         answer = session.client.select_folder(folder, readonly=readonly)
         session.selected = (folder, readonly)
