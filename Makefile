@@ -25,6 +25,7 @@ deps: venv
 
 lint: venv
 	$(VENV)/bin/ruff check migrator tests bench
+	$(VENV)/bin/ruff format --check migrator tests bench
 	$(VENV)/bin/mypy migrator
 	$(VENV)/bin/lint-imports
 

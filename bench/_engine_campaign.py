@@ -78,12 +78,16 @@ class Measured:
         text = self.stdout
         start = text.find("\n{") + 1 if not text.startswith("{") else 0  # past py-spy's banner
         try:
-            return dict(json.loads(text[start:text.rfind("}") + 1]))
+            return dict(json.loads(text[start : text.rfind("}") + 1]))
         except ValueError as exc:
-            raise RuntimeError(f"not JSON (exit {self.code}): {self.stdout[-2000:]}\n{self.stderr[-2000:]}") from exc
+            raise RuntimeError(
+                f"not JSON (exit {self.code}): {self.stdout[-2000:]}\n{self.stderr[-2000:]}"
+            ) from exc
 
 
-def measured(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Measured:
+def measured(
+    argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Measured:
     """Run a child to completion; its own rusage comes from wait4()."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
@@ -95,8 +99,14 @@ def measured(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | 
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Measured(proc.returncode, wall, usage.ru_utime + usage.ru_stime, peak.kb / 1024,
-                        out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        return Measured(
+            proc.returncode,
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            peak.kb / 1024,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
 
 
 class _HighWater:
@@ -140,10 +150,22 @@ class Simulator:
         listing.write_text("".join(m + "\n" for m in mailboxes))
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "migrator", "ews-simulator", "--port", str(self.port),
-             "--data", str(data_dir / "store"), "--mailboxes-from", str(listing),
-             *(["--delay", str(delay)] if delay else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "migrator",
+                "ews-simulator",
+                "--port",
+                str(self.port),
+                "--data",
+                str(data_dir / "store"),
+                "--mailboxes-from",
+                str(listing),
+                *(["--delay", str(delay)] if delay else []),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
         )
         (data_dir / "store").mkdir(exist_ok=True)
         deadline = time.monotonic() + 60
@@ -182,7 +204,9 @@ class Campaign:
         return {**os.environ, PASSWORD_ENV: PASSWORD}
 
     def cli(self, *args: str, prefix: list[str] | None = None) -> Measured:
-        return measured([*(prefix or []), sys.executable, "-m", "migrator", *args], env=self.env, cwd=REPO)
+        return measured(
+            [*(prefix or []), sys.executable, "-m", "migrator", *args], env=self.env, cwd=REPO
+        )
 
     def discover(self) -> None:
         result = self.cli("discover", "--plan", str(self.plan), "--json")
@@ -192,35 +216,67 @@ class Campaign:
 
 def people(root: Path, count: int, seed: int) -> tuple[Path, list[str]]:
     """An LDIF with `count` selected people; their addresses, sorted."""
-    everyone = generate_people(count + count // 4, in_scope=count, offices=2, seed=seed, hostile=False)
+    everyone = generate_people(
+        count + count // 4, in_scope=count, offices=2, seed=seed, hostile=False
+    )
     ldif = root / "directory.ldif"
     write_ldif(ldif, DEFAULT_BASE, everyone)
     return ldif, sorted((p.primary_mail or "").lower() for p in everyone if p.selected)
 
 
-def write_plan(root: Path, ldif: Path, url: str, *, workers: int = 8, max_size: int = 35 * 1024 * 1024,
-               vmail: Path | None = None) -> Campaign:
+def write_plan(
+    root: Path,
+    ldif: Path,
+    url: str,
+    *,
+    workers: int = 8,
+    max_size: int = 35 * 1024 * 1024,
+    vmail: Path | None = None,
+) -> Campaign:
     """The plan of a campaign under `root` (its own state DB; Maildirs under `vmail`)."""
     vmail = vmail or root / "vmail"
     state = root / "state.db"
     plan = root / "plan.toml"
-    plan.write_text(PLAN.format(ldif=ldif, base=DEFAULT_BASE, filter=DEFAULT_FILTER, root=vmail,
-                                url=url, user=USER, password_env=PASSWORD_ENV, max_size=max_size,
-                                workers=workers, state=state))
+    plan.write_text(
+        PLAN.format(
+            ldif=ldif,
+            base=DEFAULT_BASE,
+            filter=DEFAULT_FILTER,
+            root=vmail,
+            url=url,
+            user=USER,
+            password_env=PASSWORD_ENV,
+            max_size=max_size,
+            workers=workers,
+            state=state,
+        )
+    )
     return Campaign(root, plan, state, [], vmail)
 
 
 # --------------------------------------------------------------------------- messages
 
-_WORDS = [b"lorem", b"ipsum", b"dolor", b"sit", b"amet", b"migrate", b"exchange", b"postfix", b"mailbox"]
+_WORDS = [
+    b"lorem",
+    b"ipsum",
+    b"dolor",
+    b"sit",
+    b"amet",
+    b"migrate",
+    b"exchange",
+    b"postfix",
+    b"mailbox",
+]
 
 
 def message(i: int, size: int, rnd: random.Random, tag: str) -> SampleMessage:
     """A plausible message of about `size` bytes: a text part, and a base64 attachment when big."""
     when = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=17 * i + rnd.randrange(60))
-    head = (f"From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: {tag} message {i}\n"
-            f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\nMessage-ID: <{tag}.{i}@example.org>\n"
-            "MIME-Version: 1.0\n").encode()
+    head = (
+        f"From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: {tag} message {i}\n"
+        f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\nMessage-ID: <{tag}.{i}@example.org>\n"
+        "MIME-Version: 1.0\n"
+    ).encode()
     if size < 100_000:
         lines = []
         total = len(head) + 40
@@ -231,9 +287,12 @@ def message(i: int, size: int, rnd: random.Random, tag: str) -> SampleMessage:
         raw = head + b"Content-Type: text/plain; charset=us-ascii\n\n" + b"".join(lines)
     else:
         payload = base64.encodebytes(rnd.randbytes(size * 3 // 4))
-        raw = (head + b'Content-Type: multipart/mixed; boundary="b1"\n\n--b1\nContent-Type: text/plain\n\n'
-               b"see attached\n--b1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
-               b'Content-Disposition: attachment; filename="data.bin"\n\n' + payload + b"--b1--\n")
+        raw = (
+            head
+            + b'Content-Type: multipart/mixed; boundary="b1"\n\n--b1\nContent-Type: text/plain\n\n'
+            b"see attached\n--b1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
+            b'Content-Disposition: attachment; filename="data.bin"\n\n' + payload + b"--b1--\n"
+        )
     seen = rnd.random() < 0.7
     return SampleMessage(f"{tag}#{i}", raw, Flags(seen=seen, flagged=rnd.random() < 0.05), when)
 
@@ -249,7 +308,9 @@ def mixed_mailbox(seed: int, count: int) -> dict[tuple[str, ...], list[SampleMes
     return {("INBOX",): msgs[:split], ("Projects",): msgs[split:]}
 
 
-def write_mailboxes(campaign: Campaign, boxes: dict[str, dict[tuple[str, ...], list[SampleMessage]]]) -> tuple[int, int]:
+def write_mailboxes(
+    campaign: Campaign, boxes: dict[str, dict[tuple[str, ...], list[SampleMessage]]]
+) -> tuple[int, int]:
     """Write each mailbox as a Maildir through the sample writer; (messages, bytes) written."""
     n = nbytes = 0
     for address, box in boxes.items():
@@ -284,8 +345,13 @@ def write_link_maildirs(campaign: Campaign, per_mailbox: int, distinct: int = 10
         originals = []
         for k in range(distinct):
             path = root / f"tmp/seed{k}"
-            path.write_bytes(b"From: a@example.org\nTo: b@example.org\nSubject: s" + str(k).encode()
-                             + b"\n\n" + b"x" * 240 + b"\n")
+            path.write_bytes(
+                b"From: a@example.org\nTo: b@example.org\nSubject: s"
+                + str(k).encode()
+                + b"\n\n"
+                + b"x" * 240
+                + b"\n"
+            )
             originals.append(str(path))
         base = str(root)
         for j, name in enumerate(names):
@@ -300,7 +366,9 @@ def _ts(when: datetime) -> str:
     return when.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def seed_ledger(campaign: Campaign, names: list[str], folders: dict[str, tuple[str, str, str]]) -> int:
+def seed_ledger(
+    campaign: Campaign, names: list[str], folders: dict[str, tuple[str, str, str]]
+) -> int:
     """After `discover`: every account synced once, every message of every folder done in the
     ledger with a fake target id, so the next `run` is a delta pass with nothing new.
     `folders` maps the Maildir++ dir to (native, display, role) as the source reports them."""
@@ -314,7 +382,9 @@ def seed_ledger(campaign: Campaign, names: list[str], folders: dict[str, tuple[s
         by_folder.setdefault(sub, []).append(message_key(name.rpartition("/")[2]))
     db = sqlite3.connect(campaign.state)
     try:
-        accounts = db.execute("SELECT id FROM accounts WHERE scope = 'in_scope' ORDER BY id").fetchall()
+        accounts = db.execute(
+            "SELECT id FROM accounts WHERE scope = 'in_scope' ORDER BY id"
+        ).fetchall()
         rows = 0
         for (account_id,) in accounts:
             for sub, keys in by_folder.items():
@@ -323,14 +393,28 @@ def seed_ledger(campaign: Campaign, names: list[str], folders: dict[str, tuple[s
                     "INSERT INTO folders (account_id, native, display, role, target_folder_id, target_path,"
                     " source_count, source_bytes, done_count, skipped_count, failed_count, created_at,"
                     " last_synced_at) VALUES (?,?,?,?,?,?,?,?,?,0,0,?,?)",
-                    (account_id, native, display, role, f"fake-folder-{account_id}-{sub}", display,
-                     len(keys), 300 * len(keys), len(keys), ts, ts),
+                    (
+                        account_id,
+                        native,
+                        display,
+                        role,
+                        f"fake-folder-{account_id}-{sub}",
+                        display,
+                        len(keys),
+                        300 * len(keys),
+                        len(keys),
+                        ts,
+                        ts,
+                    ),
                 )
                 folder_id = cur.lastrowid
                 db.executemany(
                     "INSERT INTO messages (folder_id, account_id, source_key, state, lease_epoch, size,"
                     " target_id, created_at, updated_at) VALUES (?,?,?,'done',1,300,?,?,?)",
-                    ((folder_id, account_id, key, f"fake-{account_id}-{n}", ts, ts) for n, key in enumerate(keys)),
+                    (
+                        (folder_id, account_id, key, f"fake-{account_id}-{n}", ts, ts)
+                        for n, key in enumerate(keys)
+                    ),
                 )
                 rows += len(keys)
             db.execute(

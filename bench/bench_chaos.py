@@ -110,23 +110,32 @@ def log(text: str) -> None:
 
 # --------------------------------------------------------------------------- the campaign
 
+
 def make_message(tag: str, size: int, rnd: random.Random, when: datetime) -> bytes:
-    head = (f"From: Ana <ana@example.org>\r\nTo: luis@example.org\r\nSubject: {tag}\r\n"
-            f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\nMessage-ID: <{tag}@chaos.example.org>\r\n"
-            "MIME-Version: 1.0\r\n").encode()
+    head = (
+        f"From: Ana <ana@example.org>\r\nTo: luis@example.org\r\nSubject: {tag}\r\n"
+        f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\nMessage-ID: <{tag}@chaos.example.org>\r\n"
+        "MIME-Version: 1.0\r\n"
+    ).encode()
     if size < 100_000:
         body = bytearray()
         while len(body) + len(head) < size:
             body += b" ".join(rnd.choice(_WORDS) for _ in range(10)) + b"\r\n"
         return head + b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + bytes(body)
     import base64
+
     payload = base64.encodebytes(rnd.randbytes(size * 3 // 4)).replace(b"\n", b"\r\n")
-    return (head + b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n'
-            b"see attached\r\n--b1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
-            b'Content-Disposition: attachment; filename="scan.bin"\r\n\r\n' + payload + b"--b1--\r\n")
+    return (
+        head
+        + b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n'
+        b"see attached\r\n--b1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="scan.bin"\r\n\r\n' + payload + b"--b1--\r\n"
+    )
 
 
-def mailbox(index: int, rnd: random.Random, big: bool, small: bool = False) -> dict[tuple[str, ...], list[SampleMessage]]:
+def mailbox(
+    index: int, rnd: random.Random, big: bool, small: bool = False
+) -> dict[tuple[str, ...], list[SampleMessage]]:
     """small: about four messages, as the demo's mailboxes (the two sent folders still collide)."""
     folders: list[tuple[tuple[str, ...], int]] = [
         (("INBOX",), rnd.randint(1, 3) if small else rnd.randint(4, 16)),
@@ -142,14 +151,19 @@ def mailbox(index: int, rnd: random.Random, big: bool, small: bool = False) -> d
         for i in range(count):
             # the i-th message of both sent folders has the same time, so the same Maildir
             # key: two legitimate different messages whose keys meet in one target folder
-            when = base + timedelta(hours=i) if folder[0] in ("Sent", "Elementos enviados") else \
-                base + timedelta(minutes=rnd.randrange(10**6))
+            when = (
+                base + timedelta(hours=i)
+                if folder[0] in ("Sent", "Elementos enviados")
+                else base + timedelta(minutes=rnd.randrange(10**6))
+            )
             size = rnd.randint(1, 30) * 1024
             if big and i == 0 and folder == ("INBOX",):
                 size = rnd.randint(2, 10) * 1024 * 1024
             tag = f"chaos {index} {'/'.join(folder)} {i}"
             raw = make_message(tag, size, rnd, when)
-            flags = Flags(seen=rnd.random() < 0.6, flagged=rnd.random() < 0.15, answered=rnd.random() < 0.1)
+            flags = Flags(
+                seen=rnd.random() < 0.6, flagged=rnd.random() < 0.15, answered=rnd.random() < 0.1
+            )
             msgs.append(SampleMessage(tag, raw, flags, when))
         box[folder] = msgs
     return box
@@ -177,17 +191,29 @@ class Campaign:
         out = self.root / "logs" / name
         out.parent.mkdir(exist_ok=True)
         with open(f"{out}.out", "wb") as so, open(f"{out}.err", "wb") as se:
-            proc = subprocess.Popen(self.argv(*args, "--plan", str(self.plan)), stdout=so, stderr=se,
-                                    env=self.env, cwd=self.root)
+            proc = subprocess.Popen(
+                self.argv(*args, "--plan", str(self.plan)),
+                stdout=so,
+                stderr=se,
+                env=self.env,
+                cwd=self.root,
+            )
         return proc, out
 
     def cli(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args, "--plan", str(self.plan)), capture_output=True, text=True,
-                              env=self.env, cwd=self.root, timeout=timeout or self.timeout)
+        return subprocess.run(
+            self.argv(*args, "--plan", str(self.plan)),
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.root,
+            timeout=timeout or self.timeout,
+        )
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         if self.pg_name:
             import psycopg
+
             with psycopg.connect(f"{PG}/{self.pg_name}", autocommit=True) as conn:
                 return list(conn.execute(query.replace("?", "%s"), params or None).fetchall())
         db = sqlite3.connect(f"file:{self.root / 'state.db'}?mode=ro", uri=True, timeout=30)
@@ -197,11 +223,20 @@ class Campaign:
             db.close()
 
 
-def build(root: Path, accounts: int, seed: int, state: str, faults: Faults, workers: int,
-          small: bool = False) -> Campaign:
+def build(
+    root: Path,
+    accounts: int,
+    seed: int,
+    state: str,
+    faults: Faults,
+    workers: int,
+    small: bool = False,
+) -> Campaign:
     root.mkdir(parents=True, exist_ok=True)
     rnd = random.Random(seed)
-    people = generate_people(accounts + accounts // 4, in_scope=accounts, offices=4, seed=seed, hostile=False)
+    people = generate_people(
+        accounts + accounts // 4, in_scope=accounts, offices=4, seed=seed, hostile=False
+    )
     ldif = root / "directory.ldif"
     write_ldif(ldif, DEFAULT_BASE, people)
     addresses = sorted((p.primary_mail or "").lower() for p in people if p.selected)
@@ -220,6 +255,7 @@ def build(root: Path, accounts: int, seed: int, state: str, faults: Faults, work
     pg_name = None
     if state == "postgresql":
         import psycopg
+
         pg_name = f"chaos_{seed}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{pg_name}"')
@@ -229,9 +265,21 @@ def build(root: Path, accounts: int, seed: int, state: str, faults: Faults, work
         url = f"sqlite:///{root / 'state.db'}"
         state_line = f'[state]\nurl = "{url}"'
     plan = root / "plan.toml"
-    plan.write_text(PLAN.format(ldif=ldif, base=DEFAULT_BASE, filter=DEFAULT_FILTER, root=root / "vmail",
-                                url=sim.url, user=USER, password_env=PASSWORD_ENV, max_size=MAX_MESSAGE,
-                                workers=workers, state=state_line, lease=LEASE_SECONDS))
+    plan.write_text(
+        PLAN.format(
+            ldif=ldif,
+            base=DEFAULT_BASE,
+            filter=DEFAULT_FILTER,
+            root=root / "vmail",
+            url=sim.url,
+            user=USER,
+            password_env=PASSWORD_ENV,
+            max_size=MAX_MESSAGE,
+            workers=workers,
+            state=state_line,
+            lease=LEASE_SECONDS,
+        )
+    )
     env = {**os.environ, PASSWORD_ENV: PASSWORD, "PYTHONPATH": str(REPO)}
     if pg_name:
         env["MIGRATOR_STATE"] = url
@@ -241,11 +289,14 @@ def build(root: Path, accounts: int, seed: int, state: str, faults: Faults, work
 
 # --------------------------------------------------------------------------- users at work
 
+
 @dataclass
 class History:
     deleted: dict[tuple[str, tuple[str, ...], str], bytes] = field(default_factory=dict)
     # (address, folder, key) -> flags the target may show (None: decided by the final flags)
-    flag_changes: dict[tuple[str, tuple[str, ...], str], list[tuple[str, Flags]]] = field(default_factory=dict)
+    flag_changes: dict[tuple[str, tuple[str, ...], str], list[tuple[str, Flags]]] = field(
+        default_factory=dict
+    )
     arrived: int = 0
 
 
@@ -255,7 +306,9 @@ def folder_dir(maildir: Path, folder: tuple[str, ...]) -> Path:
 
 def files_of(maildir: Path, folder: tuple[str, ...]) -> list[Path]:
     fdir = folder_dir(maildir, folder)
-    return sorted(p for sub in ("cur", "new") if (fdir / sub).is_dir() for p in (fdir / sub).iterdir())
+    return sorted(
+        p for sub in ("cur", "new") if (fdir / sub).is_dir() for p in (fdir / sub).iterdir()
+    )
 
 
 def flags_of(name: str) -> Flags:
@@ -265,9 +318,13 @@ def flags_of(name: str) -> Flags:
 
 def ledger_state(c: Campaign, address: str, native_hint: tuple[str, ...], key: str) -> str | None:
     display = "/".join(native_hint)
-    rows = c.sql("SELECT m.state FROM messages m JOIN folders f ON f.id = m.folder_id JOIN accounts a"
-                 " ON a.id = m.account_id WHERE a.address = ? AND f.display = ? AND m.source_key = ?",
-                 address, display, key)
+    rows = c.sql(
+        "SELECT m.state FROM messages m JOIN folders f ON f.id = m.folder_id JOIN accounts a"
+        " ON a.id = m.account_id WHERE a.address = ? AND f.display = ? AND m.source_key = ?",
+        address,
+        display,
+        key,
+    )
     return rows[0][0] if rows else None
 
 
@@ -286,7 +343,11 @@ def users_at_work(c: Campaign, rnd: random.Random, history: History) -> str:
             for _ in range(count):
                 history.arrived += 1
                 when = datetime.now(UTC).replace(microsecond=0)
-                size = rnd.choice([2_000, 20_000, 3 * 1024 * 1024]) if rnd.random() < 0.05 else rnd.randint(1, 30) * 1024
+                size = (
+                    rnd.choice([2_000, 20_000, 3 * 1024 * 1024])
+                    if rnd.random() < 0.05
+                    else rnd.randint(1, 30) * 1024
+                )
                 raw = make_message(f"arrived {history.arrived} {address}", size, rnd, when)
                 name = f"{int(when.timestamp())}.M{history.arrived}P9999.chaoshost,S={len(raw)}"
                 (fdir / "tmp" / name).write_bytes(raw)
@@ -300,9 +361,14 @@ def users_at_work(c: Campaign, rnd: random.Random, history: History) -> str:
         key = message_key(path.name)
         if action == "flag":
             old = flags_of(path.name)
-            new = Flags(seen=not old.seen if rnd.random() < 0.7 else old.seen,
-                        flagged=not old.flagged if rnd.random() < 0.5 else old.flagged, answered=old.answered)
-            info = "".join(c for c, on in (("F", new.flagged), ("R", new.answered), ("S", new.seen)) if on)
+            new = Flags(
+                seen=not old.seen if rnd.random() < 0.7 else old.seen,
+                flagged=not old.flagged if rnd.random() < 0.5 else old.flagged,
+                answered=old.answered,
+            )
+            info = "".join(
+                c for c, on in (("F", new.flagged), ("R", new.answered), ("S", new.seen)) if on
+            )
             state = ledger_state(c, address, folder, key)
             history.flag_changes.setdefault((address, folder, key), []).append((state or "", old))
             os.rename(path, path.parent.parent / "cur" / f"{path.name.split(':', 1)[0]}:2,{info}")
@@ -315,6 +381,7 @@ def users_at_work(c: Campaign, rnd: random.Random, history: History) -> str:
 
 
 # --------------------------------------------------------------------------- kills
+
 
 @dataclass
 class Chaos:
@@ -358,7 +425,7 @@ def stop(proc: subprocess.Popen[bytes], how: signal.Signals, chaos: Chaos, what:
 def collect_stderr(out: Path, chaos: Chaos) -> None:
     text = Path(f"{out}.err").read_text(errors="replace")
     if "Traceback" in text:
-        chaos.finding(f"traceback on stderr of {out.name}: {text[text.find('Traceback'):][:1500]}")
+        chaos.finding(f"traceback on stderr of {out.name}: {text[text.find('Traceback') :][:1500]}")
     for line in text.splitlines():
         line = re.sub(r"\d+", "N", line.strip())
         if line:
@@ -370,10 +437,15 @@ def after_kill_checks(c: Campaign, chaos: Chaos, label: str, termed: list[int]) 
     SIGTERM must have given its accounts back; one killed leaves them "running" until the
     next run notices its death (reported as a note)."""
     for pid in termed:
-        held = c.sql("SELECT address FROM accounts WHERE status = 'running' AND lease_owner LIKE ?", f"%:{pid}")
+        held = c.sql(
+            "SELECT address FROM accounts WHERE status = 'running' AND lease_owner LIKE ?",
+            f"%:{pid}",
+        )
         if held:
-            chaos.finding(f"after {label}: the process stopped by SIGTERM left {len(held)} account(s) "
-                          f"running: {[h[0] for h in held][:5]}")
+            chaos.finding(
+                f"after {label}: the process stopped by SIGTERM left {len(held)} account(s) "
+                f"running: {[h[0] for h in held][:5]}"
+            )
     status = c.cli("status", "--json")
     if status.returncode != 0:
         chaos.finding(f"status failed after {label}: {status.stderr[-500:]}")
@@ -381,11 +453,20 @@ def after_kill_checks(c: Campaign, chaos: Chaos, label: str, termed: list[int]) 
     data = json.loads(status.stdout)
     running = data["accounts"]["running"]
     if running:
-        chaos.notes.append(f"after {label}: status shows {running} account(s) running with no migrator alive")
+        chaos.notes.append(
+            f"after {label}: status shows {running} account(s) running with no migrator alive"
+        )
 
 
-def chaos_loop(c: Campaign, rnd: random.Random, kills: int, state: str, history: History, chaos: Chaos,
-               max_delay: float) -> None:
+def chaos_loop(
+    c: Campaign,
+    rnd: random.Random,
+    kills: int,
+    state: str,
+    history: History,
+    chaos: Chaos,
+    max_delay: float,
+) -> None:
     n = 0
     natural: list[float] = []  # how long runs took that ended before their kill
     while chaos.kills + chaos.terms < kills:
@@ -393,7 +474,11 @@ def chaos_loop(c: Campaign, rnd: random.Random, kills: int, state: str, history:
         roll = rnd.random()
         how = signal.SIGTERM if rnd.random() < 0.3 else signal.SIGKILL
         # aim inside a run: once passes get short (deltas), so do the delays
-        longest = min(max_delay, 1.5 * sorted(natural)[len(natural) // 2]) if len(natural) >= 3 else max_delay
+        longest = (
+            min(max_delay, 1.5 * sorted(natural)[len(natural) // 2])
+            if len(natural) >= 3
+            else max_delay
+        )
         delay = rnd.uniform(0.3, max(0.6, longest))
         began = time.monotonic()
         if roll < 0.08:
@@ -429,12 +514,18 @@ def chaos_loop(c: Campaign, rnd: random.Random, kills: int, state: str, history:
             time.sleep(rnd.uniform(0, 2))  # picks when the second joins, no synchronisation
             p2, o2 = c.start(f"{n:03d}-run-b", "run", "--quiet")
             time.sleep(delay)
-            codes = [stop(p1, how, chaos, "run"), stop(p2, rnd.choice([how, signal.SIGKILL]), chaos, "run")]
+            codes = [
+                stop(p1, how, chaos, "run"),
+                stop(p2, rnd.choice([how, signal.SIGKILL]), chaos, "run"),
+            ]
             outs = [o1, o2]
             procs = [p1, p2]
         else:
-            args = {"discover": ["discover"], "verify": ["verify", "--quiet"] if False else ["verify"],
-                    "run": ["run", "--quiet"]}[kind]
+            args = {
+                "discover": ["discover"],
+                "verify": ["verify", "--quiet"] if False else ["verify"],
+                "run": ["run", "--quiet"],
+            }[kind]
             p, o = c.start(f"{n:03d}-{kind}", *args)
             try:
                 p.wait(timeout=delay)  # the kill instant, or the run's natural end
@@ -463,7 +554,10 @@ def chaos_loop(c: Campaign, rnd: random.Random, kills: int, state: str, history:
 
 # --------------------------------------------------------------------------- the verdict
 
-def source_now(c: Campaign, address: str) -> dict[tuple[str, ...], list[tuple[bytes, MessageRecord]]]:
+
+def source_now(
+    c: Campaign, address: str
+) -> dict[tuple[str, ...], list[tuple[bytes, MessageRecord]]]:
     out: dict[tuple[str, ...], list[tuple[bytes, MessageRecord]]] = {}
     with MaildirSource(str(c.maildir(address))) as source:
         for folder in source.folders():
@@ -478,12 +572,24 @@ def source_now(c: Campaign, address: str) -> dict[tuple[str, ...], list[tuple[by
 def compare(c: Campaign, history: History, chaos: Chaos) -> dict[str, int]:
     """Every source message exactly once, in the right folder, with its bytes, flags and date."""
     figures: Counter[str] = Counter()
-    ledger_done = dict(c.sql("SELECT a.address, count(*) FROM messages m JOIN accounts a ON a.id = m.account_id"
-                             " WHERE m.state = 'done' GROUP BY a.address"))
-    counters = {a: (d, s) for a, d, s in c.sql("SELECT address, messages_done, messages_skipped FROM accounts"
-                                               " WHERE scope = 'in_scope'")}
-    ledger_skipped = dict(c.sql("SELECT a.address, count(*) FROM messages m JOIN accounts a ON a.id = m.account_id"
-                                " WHERE m.state = 'skipped' GROUP BY a.address"))
+    ledger_done = dict(
+        c.sql(
+            "SELECT a.address, count(*) FROM messages m JOIN accounts a ON a.id = m.account_id"
+            " WHERE m.state = 'done' GROUP BY a.address"
+        )
+    )
+    counters = {
+        a: (d, s)
+        for a, d, s in c.sql(
+            "SELECT address, messages_done, messages_skipped FROM accounts WHERE scope = 'in_scope'"
+        )
+    }
+    ledger_skipped = dict(
+        c.sql(
+            "SELECT a.address, count(*) FROM messages m JOIN accounts a ON a.id = m.account_id"
+            " WHERE m.state = 'skipped' GROUP BY a.address"
+        )
+    )
     for address in c.addresses:
         paths = {f.id: f.path for f in c.sim.folders(address)}
         items = c.sim.items(address)
@@ -509,11 +615,16 @@ def compare(c: Campaign, history: History, chaos: Chaos) -> dict[str, int]:
                 if len(raw) > MAX_MESSAGE:
                     figures["too large (expected skipped)"] += 1
                     if matches:
-                        chaos.finding(f"{where}: {len(raw):,} bytes is over the limit but is in the target")
+                        chaos.finding(
+                            f"{where}: {len(raw):,} bytes is over the limit but is in the target"
+                        )
                     continue
                 if not matches:
                     elsewhere = [paths[i.folder_id] for i in items if i.mime == raw]
-                    chaos.finding(f"{where}: missing from the target" + (f" (found in {elsewhere})" if elsewhere else ""))
+                    chaos.finding(
+                        f"{where}: missing from the target"
+                        + (f" (found in {elsewhere})" if elsewhere else "")
+                    )
                     figures["missing"] += 1
                     continue
                 if len(matches) > 1:
@@ -524,8 +635,10 @@ def compare(c: Campaign, history: History, chaos: Chaos) -> dict[str, int]:
                 allowed = allowed_flags(history, (address, folder, rec.key), rec.flags)
                 shown = (item.is_read, item.extended.get("tag:0x1090") == "2")
                 if shown not in {(f.seen, f.flagged) for f in allowed}:
-                    chaos.finding(f"{where}: target shows read={shown[0]} flagged={shown[1]}, source "
-                                  f"{[(f.seen, f.flagged) for f in allowed]}")
+                    chaos.finding(
+                        f"{where}: target shows read={shown[0]} flagged={shown[1]}, source "
+                        f"{[(f.seen, f.flagged) for f in allowed]}"
+                    )
                     figures["wrong flags"] += 1
                 received = item.extended.get("tag:0x0E06")
                 want_received = rec.internal_date.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -540,12 +653,20 @@ def compare(c: Campaign, history: History, chaos: Chaos) -> dict[str, int]:
                 continue
             copies = [i for i in by_key.get((EXPECTED_PATH[folder], key), []) if i.mime == raw]
             claimed.update(i.id for i in copies)
-            figures["deleted in source, migrated before" if copies else "deleted in source before migration"] += 1
+            figures[
+                "deleted in source, migrated before"
+                if copies
+                else "deleted in source before migration"
+            ] += 1
             if len(copies) > 1:
-                chaos.finding(f"{address} {'/'.join(folder)} {key} (deleted in source): {len(copies)} copies")
+                chaos.finding(
+                    f"{address} {'/'.join(folder)} {key} (deleted in source): {len(copies)} copies"
+                )
         for item in items:
             if item.id not in claimed:
-                chaos.finding(f"{address}: target item {item.subject!r} in {paths[item.folder_id]} matches no source message")
+                chaos.finding(
+                    f"{address}: target item {item.subject!r} in {paths[item.folder_id]} matches no source message"
+                )
                 figures["unexpected"] += 1
         # the ledger and the counters against the target
         done = ledger_done.get(address, 0)
@@ -553,16 +674,22 @@ def compare(c: Campaign, history: History, chaos: Chaos) -> dict[str, int]:
             chaos.finding(f"{address}: ledger has {done} done, target holds {len(items)}")
         counted_done, counted_skipped = counters.get(address, (None, None))
         if counted_done != done:
-            chaos.finding(f"{address}: accounts.messages_done = {counted_done}, ledger done = {done}")
+            chaos.finding(
+                f"{address}: accounts.messages_done = {counted_done}, ledger done = {done}"
+            )
             figures["counter mismatches"] += 1
         if counted_skipped != ledger_skipped.get(address, 0):
-            chaos.finding(f"{address}: accounts.messages_skipped = {counted_skipped}, ledger "
-                          f"skipped = {ledger_skipped.get(address, 0)}")
+            chaos.finding(
+                f"{address}: accounts.messages_skipped = {counted_skipped}, ledger "
+                f"skipped = {ledger_skipped.get(address, 0)}"
+            )
             figures["counter mismatches"] += 1
     return dict(figures)
 
 
-def allowed_flags(history: History, where: tuple[str, tuple[str, ...], str], now: Flags) -> list[Flags]:
+def allowed_flags(
+    history: History, where: tuple[str, tuple[str, ...], str], now: Flags
+) -> list[Flags]:
     """The flags the target may show: those the message had when it was uploaded. A change
     made while the ledger had it done cannot reach the target (passes only add messages)."""
     allowed: list[Flags] = []
@@ -596,7 +723,9 @@ def final_checks(c: Campaign, history: History, chaos: Chaos) -> dict[str, Any]:
     before = c.sim.stats().items_created
     again = c.cli("run", "--json")
     if c.sim.stats().items_created != before:
-        chaos.finding(f"a pass with nothing new created {c.sim.stats().items_created - before} item(s)")
+        chaos.finding(
+            f"a pass with nothing new created {c.sim.stats().items_created - before} item(s)"
+        )
     if again.returncode not in (0, 1):
         chaos.finding(f"the extra pass exited {again.returncode}: {again.stderr[-800:]}")
     c.sim.set_faults(Faults())  # verify reads the target; throttling was exercised above
@@ -618,9 +747,13 @@ def final_checks(c: Campaign, history: History, chaos: Chaos) -> dict[str, Any]:
     figures["verify: folders not ok, by note"] = dict(notes)
     for note, n in notes.items():
         if "more than once" in note and not figures.get("duplicates"):
-            chaos.finding(f"verify reports '{note}' in {n} folder(s), but the target holds no duplicate")
+            chaos.finding(
+                f"verify reports '{note}' in {n} folder(s), but the target holds no duplicate"
+            )
         elif "deleted in the source" in note:
-            chaos.notes.append(f"verify fails {n} folder(s) only because users deleted mail after it was migrated")
+            chaos.notes.append(
+                f"verify fails {n} folder(s) only because users deleted mail after it was migrated"
+            )
         else:
             chaos.finding(f"verify: {n} folder(s) not ok: {note}")
     inflight = c.sql("SELECT count(*) FROM messages WHERE state = 'inflight'")[0][0]
@@ -633,43 +766,80 @@ def final_checks(c: Campaign, history: History, chaos: Chaos) -> dict[str, Any]:
     figures["status messages"] = status["messages"]
     figures["status accounts"] = status["accounts"]
     if status["messages"]["done"] != total_items:
-        chaos.finding(f"status says {status['messages']['done']} messages done, the target holds {total_items}")
+        chaos.finding(
+            f"status says {status['messages']['done']} messages done, the target holds {total_items}"
+        )
     if status["messages"]["skipped"] != ledger.get("skipped", 0):
-        chaos.finding(f"status says {status['messages']['skipped']} skipped, the ledger {ledger.get('skipped', 0)}")
+        chaos.finding(
+            f"status says {status['messages']['skipped']} skipped, the ledger {ledger.get('skipped', 0)}"
+        )
     too_large = figures.get("too large (expected skipped)", 0)
     if status.get("skipped_by_reason", {}).get("too-large", 0) < too_large:
-        chaos.finding(f"status lists {status.get('skipped_by_reason')} skipped, {too_large} messages are too large")
+        chaos.finding(
+            f"status lists {status.get('skipped_by_reason')} skipped, {too_large} messages are too large"
+        )
     accounts = status["accounts"]
-    if accounts["running"] or accounts["failed"] or accounts["pending"] or accounts["migrated"] != len(c.addresses):
+    if (
+        accounts["running"]
+        or accounts["failed"]
+        or accounts["pending"]
+        or accounts["migrated"] != len(c.addresses)
+    ):
         chaos.finding(f"status accounts after the final run: {accounts}")
-    folder_sum = c.sql("SELECT coalesce(sum(done_count), 0), coalesce(sum(skipped_count), 0) FROM folders")[0]
-    if int(folder_sum[0]) != ledger.get("done", 0) or int(folder_sum[1]) != ledger.get("skipped", 0):
+    folder_sum = c.sql(
+        "SELECT coalesce(sum(done_count), 0), coalesce(sum(skipped_count), 0) FROM folders"
+    )[0]
+    if int(folder_sum[0]) != ledger.get("done", 0) or int(folder_sum[1]) != ledger.get(
+        "skipped", 0
+    ):
         chaos.finding(f"folders.done/skipped_count sum {tuple(folder_sum)} vs ledger {ledger}")
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=random.SystemRandom().randrange(10**6))
     parser.add_argument("--accounts", type=int, default=200)
-    parser.add_argument("--kills", type=int, default=25, help="SIGKILL/SIGTERM that must land on a live process")
+    parser.add_argument(
+        "--kills", type=int, default=25, help="SIGKILL/SIGTERM that must land on a live process"
+    )
     parser.add_argument("--state", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--workers", type=int, default=6)
-    parser.add_argument("--max-delay", type=float, default=12.0, help="longest wait before a kill (s)")
+    parser.add_argument(
+        "--max-delay", type=float, default=12.0, help="longest wait before a kill (s)"
+    )
     parser.add_argument("--dir", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
-    parser.add_argument("--small", action="store_true", help="about four messages per mailbox, as the demo's")
-    parser.add_argument("--timeout", type=float, help="longest a finishing command may take (s); default "
-                        "600 s or half a second per account, whichever is more")
+    parser.add_argument(
+        "--small", action="store_true", help="about four messages per mailbox, as the demo's"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="longest a finishing command may take (s); default "
+        "600 s or half a second per account, whichever is more",
+    )
     args = parser.parse_args(argv)
     log(f"chaos seed {args.seed}, {args.accounts} accounts, {args.kills} kills, state {args.state}")
     rnd = random.Random(args.seed)
     root = args.dir or Path("/tmp/migrator-chaos") / f"{args.state}-{args.seed}"
     if root.exists():
         import shutil
+
         shutil.rmtree(root)
-    faults = Faults(server_busy_rate=0.04, backoff_ms=300, http503_rate=0.02, retry_after_s=1, reset_rate=0.02,
-                    lost_answer_rate=0.01, delay_s=0.01, max_concurrency=5, seed=args.seed)
+    faults = Faults(
+        server_busy_rate=0.04,
+        backoff_ms=300,
+        http503_rate=0.02,
+        retry_after_s=1,
+        reset_rate=0.02,
+        lost_answer_rate=0.01,
+        delay_s=0.01,
+        max_concurrency=5,
+        seed=args.seed,
+    )
     c = build(root, args.accounts, args.seed, args.state, faults, args.workers, small=args.small)
     c.timeout = args.timeout or max(600.0, args.accounts * 0.5)
     history = History()
@@ -688,14 +858,21 @@ def main(argv: list[str] | None = None) -> int:
         c.sim.stop()
         if c.pg_name and not args.keep:
             import psycopg
+
             with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{c.pg_name}" WITH (FORCE)')
     print()
-    print(f"seed {args.seed}  state {args.state}  accounts {len(c.addresses)}  "
-          f"{time.monotonic() - started:.0f} s")
-    print(f"kills: {chaos.kills} SIGKILL, {chaos.terms} SIGTERM; finished before the kill: {dict(chaos.finished)}")
-    print(f"users: {history.arrived} new messages, {len(history.flag_changes)} flag changes, "
-          f"{len(history.deleted)} deletions")
+    print(
+        f"seed {args.seed}  state {args.state}  accounts {len(c.addresses)}  "
+        f"{time.monotonic() - started:.0f} s"
+    )
+    print(
+        f"kills: {chaos.kills} SIGKILL, {chaos.terms} SIGTERM; finished before the kill: {dict(chaos.finished)}"
+    )
+    print(
+        f"users: {history.arrived} new messages, {len(history.flag_changes)} flag changes, "
+        f"{len(history.deleted)} deletions"
+    )
     print(f"simulator: faults {dict(stats.faults)}, items created {stats.items_created}")
     for name, value in figures.items():
         print(f"  {name}: {value}")

@@ -47,12 +47,16 @@ def fill_sql(dialect: str, accounts: int, done: int, rest: str) -> str:
     """One INSERT .. SELECT over a generated series: account n is in batch (n-1) // per_batch."""
     per_batch = max(1, accounts // BATCHES)
     n = "g" if dialect == "postgresql" else "n"
-    pad = (lambda e: f"lpad(({e})::text, 6, '0')") if dialect == "postgresql" else (lambda e: f"printf('%06d', ({e}))")
+    pad = (
+        (lambda e: f"lpad(({e})::text, 6, '0')")
+        if dialect == "postgresql"
+        else (lambda e: f"printf('%06d', ({e}))")
+    )
     status = f"CASE WHEN {n} <= {done} THEN 'synced' ELSE '{rest}' END"
     passed = f"CASE WHEN {n} <= {done} THEN :after WHEN '{rest}' = 'synced' THEN :before END"
     select = f"""
     SELECT {n}, 1, 'user' || {pad(n)}, 'uid=user' || {pad(n)}, 'user' || {pad(n)} || '@example.org',
-      'user' || {pad(n)} || '@example.org', 'B' || {pad(f'({n} - 1) / {per_batch}')}, '[]', '{{}}',
+      'user' || {pad(n)} || '@example.org', 'B' || {pad(f"({n} - 1) / {per_batch}")}, '[]', '{{}}',
       'in_scope', 'fp', :before, :before, {status}, CASE WHEN {status} = 'synced' THEN 1 ELSE 0 END, 0,
       0, 0, 0, 0, 0, {passed}, {passed}"""
     columns = """(id, plan_id, key, dn, address, target_address, batch, aliases, attributes, scope,
@@ -66,32 +70,54 @@ def fill_sql(dialect: str, accounts: int, done: int, rest: str) -> str:
     )
 
 
-def fill(store: Store, url: str, accounts: int, done: int, rest: str, run_started: datetime) -> None:
+def fill(
+    store: Store, url: str, accounts: int, done: int, rest: str, run_started: datetime
+) -> None:
     before, after = run_started - timedelta(days=1), run_started + timedelta(seconds=1)
     if store.backend == "postgresql":
-        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as db:
+        with psycopg.connect(
+            url.replace("postgresql+psycopg", "postgresql"), autocommit=True
+        ) as db:
             db.execute("TRUNCATE accounts, events CASCADE")
-            db.execute(fill_sql("postgresql", accounts, done, rest).replace(":before", "%(before)s").replace(":after", "%(after)s"),
-                       {"before": before, "after": after})
+            db.execute(
+                fill_sql("postgresql", accounts, done, rest)
+                .replace(":before", "%(before)s")
+                .replace(":after", "%(after)s"),
+                {"before": before, "after": after},
+            )
             db.execute("VACUUM ANALYZE accounts")
         return
     fmt = "%Y-%m-%d %H:%M:%S.%f"
     db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
     db.execute("DELETE FROM events")
     db.execute("DELETE FROM accounts")
-    db.execute(fill_sql("sqlite", accounts, done, rest),
-               {"before": before.replace(tzinfo=None).strftime(fmt), "after": after.replace(tzinfo=None).strftime(fmt)})
+    db.execute(
+        fill_sql("sqlite", accounts, done, rest),
+        {
+            "before": before.replace(tzinfo=None).strftime(fmt),
+            "after": after.replace(tzinfo=None).strftime(fmt),
+        },
+    )
     db.execute("ANALYZE")
     db.close()
 
 
-def claims_per_second(store: Store, claims: int, run_started: datetime) -> tuple[float, float, float]:
+def claims_per_second(
+    store: Store, claims: int, run_started: datetime
+) -> tuple[float, float, float]:
     """Claim and release `claims` accounts in turn: (claims/s, the median and the slowest
     claim in ms). The median says more than the mean on a shared, busy machine."""
     took: list[float] = []
     for _ in range(claims):
         started = time.perf_counter()
-        claim = claim_next(store, 1, worker="bench", lease_seconds=120, run_started=run_started, filters=ClaimFilter())
+        claim = claim_next(
+            store,
+            1,
+            worker="bench",
+            lease_seconds=120,
+            run_started=run_started,
+            filters=ClaimFilter(),
+        )
         took.append(time.perf_counter() - started)
         if claim is None:
             raise SystemExit("ran out of accounts to claim")
@@ -108,7 +134,11 @@ def query_ms(store: Store, run_started: datetime, repeat: int = 50) -> float:
 
     now = datetime.now(UTC)
     probes = getattr(work, "_probes", None)
-    stmts = probes(1, now, run_started, ClaimFilter()) if probes else [work._candidates(1, now, run_started, ClaimFilter())]
+    stmts = (
+        probes(1, now, run_started, ClaimFilter())
+        if probes
+        else [work._candidates(1, now, run_started, ClaimFilter())]
+    )
     took = []
     with store.session() as s:
         for _ in range(repeat):
@@ -130,15 +160,23 @@ def server_ms(store: Store, run_started: datetime, repeat: int = 20) -> float | 
 
     now = datetime.now(UTC)
     probes = getattr(work, "_probes", None)
-    stmts = probes(1, now, run_started, ClaimFilter()) if probes else [work._candidates(1, now, run_started, ClaimFilter())]
+    stmts = (
+        probes(1, now, run_started, ClaimFilter())
+        if probes
+        else [work._candidates(1, now, run_started, ClaimFilter())]
+    )
     took = []
     with store.session() as s:
         conn = s.connection()
         for _ in range(repeat):
             total = 0.0
             for stmt in stmts:
-                compiled = stmt.limit(1).compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-                [(plan,)] = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), compiled.construct_params()).all()
+                compiled = stmt.limit(1).compile(
+                    dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+                )
+                [(plan,)] = conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), compiled.construct_params()
+                ).all()
                 total += float(plan[0]["Execution Time"])
                 if plan[0]["Plan"].get("Actual Rows", 0) > 0:
                     break
@@ -154,7 +192,10 @@ def bench(label: str, url: str, accounts: int, claims: int) -> None:
             "VALUES (1, 'bench', 'maildir', 'ews', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
         )
     print(f"{label}: {accounts:,} accounts, {claims} claims per level", flush=True)
-    print(f"  {'campaign':<12} {'done':>8} {'claims/s':>9} {'median ms':>10} {'slowest ms':>11} {'query ms':>9} {'server ms':>10}", flush=True)
+    print(
+        f"  {'campaign':<12} {'done':>8} {'claims/s':>9} {'median ms':>10} {'slowest ms':>11} {'query ms':>9} {'server ms':>10}",
+        flush=True,
+    )
     for rest in ("pending", "synced"):
         for done in LEVELS:
             if done >= accounts:
@@ -166,7 +207,10 @@ def bench(label: str, url: str, accounts: int, claims: int) -> None:
             server = server_ms(store, run_started)
             campaign = "first pass" if rest == "pending" else "delta pass"
             shown = "" if server is None else f"{server:>10.3f}"
-            print(f"  {campaign:<12} {done:>8,} {rate:>9,.0f} {median:>10.1f} {slowest:>11.1f} {query:>9.2f} {shown}", flush=True)
+            print(
+                f"  {campaign:<12} {done:>8,} {rate:>9,.0f} {median:>10.1f} {slowest:>11.1f} {query:>9.2f} {shown}",
+                flush=True,
+            )
     store.close()
 
 
@@ -183,7 +227,12 @@ def main(argv: list[str]) -> int:
             admin.execute(f"DROP DATABASE IF EXISTS {PG_DB}")
             admin.execute(f"CREATE DATABASE {PG_DB}")
         try:
-            bench("PostgreSQL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}", accounts, claims)
+            bench(
+                "PostgreSQL",
+                f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}",
+                accounts,
+                claims,
+            )
         finally:
             with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
                 admin.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")

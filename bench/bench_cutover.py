@@ -64,7 +64,9 @@ def main() -> int:
 
         def cli(*words: str) -> tuple[int, float, str]:
             t = time.monotonic()
-            done = subprocess.run([*migrator, *words, "--plan", str(plan)], env=env, capture_output=True, text=True)
+            done = subprocess.run(
+                [*migrator, *words, "--plan", str(plan)], env=env, capture_output=True, text=True
+            )
             return done.returncode, time.monotonic() - t, done.stdout + done.stderr
 
         for step in (["discover"], ["run", "--quiet"]):
@@ -75,9 +77,15 @@ def main() -> int:
                 return 1
         db = sqlite3.connect(folder / "state.db")
         batches: dict[str, list[str]] = {}
-        for address, batch in db.execute("SELECT address, batch FROM accounts WHERE scope = 'in_scope' ORDER BY batch, address"):
+        for address, batch in db.execute(
+            "SELECT address, batch FROM accounts WHERE scope = 'in_scope' ORDER BY batch, address"
+        ):
             batches.setdefault(batch, []).append(address)
-        people = [a for (a,) in db.execute("SELECT address FROM accounts WHERE address IS NOT NULL") if not map_key_problem(a)]
+        people = [
+            a
+            for (a,) in db.execute("SELECT address FROM accounts WHERE address IS NOT NULL")
+            if not map_key_problem(a)
+        ]
         names = sorted(batches)
         waves = [names[i :: args.waves] for i in range(args.waves)]
         with running_postfix(root / "postfix", folder / "vmail", people, sink) as postfix:
@@ -120,7 +128,7 @@ def main() -> int:
                 "SELECT count(*) FROM accounts WHERE scope = 'in_scope' AND cutover = 'cut-over' AND switched_at IS NOT NULL"
             ).fetchone()[0]
             code, status_s, out = cli("status", "--json")
-            cut = json.loads(out[out.index("{"):])["cutover"]["totals"]
+            cut = json.loads(out[out.index("{") :])["cutover"]["totals"]
             print(f"{len(sent):,} messages sent through Postfix, {len(wrong)} not exactly once")
             print(f"accounts cut over with a switch time: {switched:,} of {sum(len(v) for v in batches.values()):,}; "
                   f"status says {cut['cut_over']:,} cut over (status {status_s:.2f} s)")  # fmt: skip

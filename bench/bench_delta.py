@@ -74,8 +74,10 @@ url = "sqlite:///{state}"
 """
 SOURCES = {
     "maildir": '[source]\nkind = "maildir"\nroot = "{root}"\npath = "{{root}}/{{uid}}/Maildir"\n',
-    "imap": ('[source]\nkind = "imap"\nhost = "{host}"\nport = {port}\ntls = "none"\nlogin = "{{uid}}"\n'
-             'master_user = "{master}"\npassword_env = "{env}"\n'),
+    "imap": (
+        '[source]\nkind = "imap"\nhost = "{host}"\nport = {port}\ntls = "none"\nlogin = "{{uid}}"\n'
+        'master_user = "{master}"\npassword_env = "{env}"\n'
+    ),
 }
 
 
@@ -84,9 +86,13 @@ def mailbox(seed: int, count: int) -> dict[tuple[str, ...], list[SampleMessage]]
     msgs = []
     for i in range(count):
         when = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=7 * i)
-        body = "".join(f"linea {j} del mensaje {i} de la cuenta {seed}\n" for j in range(rnd.randint(20, 70)))
-        raw = (f"From: remitente{i % 50}@example.org\nTo: usuario{seed}@ife.org.mx\nSubject: asunto {seed}/{i}\n"
-               f"Date: {when:%a, %d %b %Y %H:%M:%S} +0000\nMessage-ID: <b{seed}.{i}@example.org>\n\n{body}").encode()
+        body = "".join(
+            f"linea {j} del mensaje {i} de la cuenta {seed}\n" for j in range(rnd.randint(20, 70))
+        )
+        raw = (
+            f"From: remitente{i % 50}@example.org\nTo: usuario{seed}@ife.org.mx\nSubject: asunto {seed}/{i}\n"
+            f"Date: {when:%a, %d %b %Y %H:%M:%S} +0000\nMessage-ID: <b{seed}.{i}@example.org>\n\n{body}"
+        ).encode()
         msgs.append(SampleMessage(f"b{seed}.{i}", raw, Flags(seen=rnd.random() < 0.6), when))
     split = count * 4 // 5
     return {("INBOX",): msgs[:split], ("Projects",): msgs[split:]}
@@ -105,7 +111,9 @@ def state_of(server: DovecotServer, login: str) -> dict[str, Counter[tuple[str, 
             uids = client.search(["ALL"])
             found: Counter[tuple[str, frozenset[str]]] = Counter()
             for start in range(0, len(uids), 2000):
-                part = client.fetch(uids[start:start + 2000], ["FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+                part = client.fetch(
+                    uids[start : start + 2000], ["FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
+                )
                 for data in part.values():
                     header = next(v for k, v in data.items() if k.startswith(b"BODY"))
                     keep = frozenset(f.decode() for f in data[b"FLAGS"]) - {"\\Recent"}
@@ -128,8 +136,16 @@ def change(server: DovecotServer, login: str, password: str, rnd: random.Random)
         uids = client.search(["ALL"])
         total = len(uids) * 5 // 4  # INBOX holds four fifths
         picks = rnd.sample(uids, min(len(uids), total * 7 // 100))
-        flagged, moved, deleted = picks[: total * 5 // 100], picks[total * 5 // 100: total * 6 // 100], picks[total * 6 // 100:]
-        seen = {uid for uid, data in client.fetch(flagged, ["FLAGS"]).items() if b"\\Seen" in data[b"FLAGS"]}
+        flagged, moved, deleted = (
+            picks[: total * 5 // 100],
+            picks[total * 5 // 100 : total * 6 // 100],
+            picks[total * 6 // 100 :],
+        )
+        seen = {
+            uid
+            for uid, data in client.fetch(flagged, ["FLAGS"]).items()
+            if b"\\Seen" in data[b"FLAGS"]
+        }
         client.add_flags([u for u in flagged if u not in seen], [b"\\Seen"])
         client.add_flags([u for u in flagged if u in seen], [b"\\Flagged"])
         if moved:
@@ -144,8 +160,16 @@ def change(server: DovecotServer, login: str, password: str, rnd: random.Random)
 
 
 class DeltaBench:
-    def __init__(self, server: DovecotServer, work: Path, mailboxes: int, messages: int, workers: int,
-                 kinds: list[str], synced: int) -> None:
+    def __init__(
+        self,
+        server: DovecotServer,
+        work: Path,
+        mailboxes: int,
+        messages: int,
+        workers: int,
+        kinds: list[str],
+        synced: int,
+    ) -> None:
         self.server, self.work, self.workers = server, work, workers
         self.server_cpu = ServerCpu(server)
         self.sources = [server.new_user() for _ in range(mailboxes)]
@@ -167,18 +191,36 @@ class DeltaBench:
         root.mkdir(parents=True, exist_ok=True)
         entries = ["dn: ou=people,dc=bench,dc=test\nobjectClass: organizationalUnit\nou: people\n"]
         for (src, _), dst in zip(self.sources, self.targets[kind], strict=True):
-            entries.append(f"dn: uid={src},ou=people,dc=bench,dc=test\nobjectClass: inetOrgPerson\n"
-                           f"uid: {src}\ncn: {src}\nsn: {src}\nmail: {dst}@bench.test\n")
+            entries.append(
+                f"dn: uid={src},ou=people,dc=bench,dc=test\nobjectClass: inetOrgPerson\n"
+                f"uid: {src}\ncn: {src}\nsn: {src}\nmail: {dst}@bench.test\n"
+            )
         (root / "people.ldif").write_text("\n".join(entries))
         s = self.server
-        source = SOURCES[kind].format(root=s.root / "mail", host=s.host, port=s.port, master=MASTER_USER,
-                                      env=PASSWORD_ENV)
+        source = SOURCES[kind].format(
+            root=s.root / "mail", host=s.host, port=s.port, master=MASTER_USER, env=PASSWORD_ENV
+        )
         plan = root / "plan.toml"
-        plan.write_text(PLAN.format(name=kind, ldif=root / "people.ldif", source=source, host=s.host, port=s.port,
-                                    master=MASTER_USER, env=PASSWORD_ENV, workers=self.workers,
-                                    state=root / "state.db"))
-        found = subprocess.run([sys.executable, "-m", "migrator", "discover", "--plan", str(plan)], cwd=REPO,
-                               env=self.env, capture_output=True, text=True)
+        plan.write_text(
+            PLAN.format(
+                name=kind,
+                ldif=root / "people.ldif",
+                source=source,
+                host=s.host,
+                port=s.port,
+                master=MASTER_USER,
+                env=PASSWORD_ENV,
+                workers=self.workers,
+                state=root / "state.db",
+            )
+        )
+        found = subprocess.run(
+            [sys.executable, "-m", "migrator", "discover", "--plan", str(plan)],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
         if found.returncode != 0:
             raise RuntimeError(f"discover failed: {found.stdout[-1000:]}{found.stderr[-1000:]}")
         return plan
@@ -190,7 +232,9 @@ class DeltaBench:
     def copy_targets(self, source_kind: str, count: int) -> None:
         """imapsync's first `count` targets become copies of `source_kind`'s (a first pass done
         by copying the Dovecot Maildirs, with their UID lists)."""
-        for src, dst in list(zip(self.targets[source_kind], self.targets["imapsync"], strict=False))[:count]:
+        for src, dst in list(
+            zip(self.targets[source_kind], self.targets["imapsync"], strict=False)
+        )[:count]:
             shutil.rmtree(self.server.maildir(dst), ignore_errors=True)
             shutil.copytree(self.server.maildir(src), self.server.maildir(dst), symlinks=True)
             self.server.chown_tree(dst)
@@ -198,13 +242,40 @@ class DeltaBench:
     def imapsync_pass(self, imapsync: str, count: int) -> Figure:
         cwd = self.work / "imapsync"
         cwd.mkdir(exist_ok=True)
-        runs = [["perl", imapsync, "--host1", self.server.host, "--port1", str(self.server.port),
-                 "--user1", f"{src}*{MASTER_USER}", "--passfile1", str(self.work / "password"),
-                 "--host2", self.server.host, "--port2", str(self.server.port),
-                 "--user2", f"{dst}*{MASTER_USER}", "--passfile2", str(self.work / "password"),
-                 "--nossl1", "--nossl2", "--notls1", "--notls2", "--nolog", "--noreleasecheck", "--delete2",
-                 "--pidfile", str(cwd / f"{src}.pid")]
-                for (src, _), dst in list(zip(self.sources, self.targets["imapsync"], strict=False))[:count]]
+        runs = [
+            [
+                "perl",
+                imapsync,
+                "--host1",
+                self.server.host,
+                "--port1",
+                str(self.server.port),
+                "--user1",
+                f"{src}*{MASTER_USER}",
+                "--passfile1",
+                str(self.work / "password"),
+                "--host2",
+                self.server.host,
+                "--port2",
+                str(self.server.port),
+                "--user2",
+                f"{dst}*{MASTER_USER}",
+                "--passfile2",
+                str(self.work / "password"),
+                "--nossl1",
+                "--nossl2",
+                "--notls1",
+                "--notls2",
+                "--nolog",
+                "--noreleasecheck",
+                "--delete2",
+                "--pidfile",
+                str(cwd / f"{src}.pid"),
+            ]
+            for (src, _), dst in list(zip(self.sources, self.targets["imapsync"], strict=False))[
+                :count
+            ]
+        ]
         return measure_all(runs, self.workers, self.env, cwd, self.server_cpu)
 
     def check(self, kind: str, count: int | None = None) -> None:
@@ -215,10 +286,17 @@ class DeltaBench:
             want = {roles.get(k, k): v for k, v in state_of(self.server, src).items()}
             got = state_of(self.server, dst)
             if want != got:
-                diff = {f: (sum((want.get(f, Counter()) - got.get(f, Counter())).values()),
-                            sum((got.get(f, Counter()) - want.get(f, Counter())).values()))
-                        for f in set(want) | set(got) if want.get(f) != got.get(f)}
-                raise RuntimeError(f"{kind}: {dst} differs from {src} (folder: missing, extra): {diff}")
+                diff = {
+                    f: (
+                        sum((want.get(f, Counter()) - got.get(f, Counter())).values()),
+                        sum((got.get(f, Counter()) - want.get(f, Counter())).values()),
+                    )
+                    for f in set(want) | set(got)
+                    if want.get(f) != got.get(f)
+                }
+                raise RuntimeError(
+                    f"{kind}: {dst} differs from {src} (folder: missing, extra): {diff}"
+                )
 
 
 def main(argv: list[str]) -> int:
@@ -226,25 +304,38 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mailboxes", type=int, default=20)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--kinds", default="maildir,imap", help="migrator's variants: maildir, imap or both")
-    parser.add_argument("--imapsync-mailboxes", type=int, help="imapsync on the first N mailboxes only")
-    parser.add_argument("--imapsync-from-copy", action="store_true",
-                        help="imapsync's targets start as a copy of the maildir variant's (no first pass)")
+    parser.add_argument(
+        "--kinds", default="maildir,imap", help="migrator's variants: maildir, imap or both"
+    )
+    parser.add_argument(
+        "--imapsync-mailboxes", type=int, help="imapsync on the first N mailboxes only"
+    )
+    parser.add_argument(
+        "--imapsync-from-copy",
+        action="store_true",
+        help="imapsync's targets start as a copy of the maildir variant's (no first pass)",
+    )
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
     synced = args.imapsync_mailboxes or args.mailboxes
     if args.imapsync_from_copy and "maildir" not in kinds:
-        parser.error("--imapsync-from-copy copies the maildir variant's targets: keep maildir in --kinds")
+        parser.error(
+            "--imapsync-from-copy copies the maildir variant's targets: keep maildir in --kinds"
+        )
     imapsync, why = find_imapsync()
-    print(f"{args.mailboxes} mailboxes x {args.messages} messages; imapsync: {why if imapsync is None else why}",
-          flush=True)
+    print(
+        f"{args.mailboxes} mailboxes x {args.messages} messages; imapsync: {why if imapsync is None else why}",
+        flush=True,
+    )
     # one login per source mailbox and per target copy
     needed = args.mailboxes * (1 + len(kinds)) + (synced if imapsync is not None else 0)
     dovecot_fixture.USER_POOL = max(dovecot_fixture.USER_POOL, needed)
     work = Path(tempfile.mkdtemp(prefix="migrator-bench-delta-"))
     try:
         with running_dovecot() as server:
-            bench = DeltaBench(server, work, args.mailboxes, args.messages, args.workers, kinds, synced)
+            bench = DeltaBench(
+                server, work, args.mailboxes, args.messages, args.workers, kinds, synced
+            )
             plans = {kind: bench.plan(kind) for kind in kinds}
             rows: list[tuple[str, Figure, Figure, Figure]] = []
             figures: dict[str, list[Figure]] = {}
@@ -253,7 +344,12 @@ def main(argv: list[str]) -> int:
             if imapsync is not None:
                 if args.imapsync_from_copy:
                     bench.copy_targets("maildir", synced)
-                    first = Figure(wall=float("nan"), cpu=float("nan"), peak_mb=float("nan"), server_cpu=float("nan"))
+                    first = Figure(
+                        wall=float("nan"),
+                        cpu=float("nan"),
+                        peak_mb=float("nan"),
+                        server_cpu=float("nan"),
+                    )
                 else:
                     first = bench.imapsync_pass(imapsync, synced)
                 figures["imapsync"] = [first, bench.imapsync_pass(imapsync, synced)]
@@ -272,15 +368,22 @@ def main(argv: list[str]) -> int:
             for kind in figures:
                 bench.check(kind, synced if kind == "imapsync" else None)
             print(f"load after: {uptime()}", flush=True)
-            labels = {"maildir": "migrator, Maildir -> Dovecot", "imap": "migrator, Dovecot -> Dovecot (CONDSTORE)",
-                      "imapsync": f"imapsync --delete2, {args.workers} in parallel"
-                                  + (f", {synced} of {args.mailboxes} mailboxes" if synced < args.mailboxes else "")}
+            labels = {
+                "maildir": "migrator, Maildir -> Dovecot",
+                "imap": "migrator, Dovecot -> Dovecot (CONDSTORE)",
+                "imapsync": f"imapsync --delete2, {args.workers} in parallel"
+                + (f", {synced} of {args.mailboxes} mailboxes" if synced < args.mailboxes else ""),
+            }
             for kind, (first, unchanged, delta) in figures.items():
                 rows.append((labels[kind], first, unchanged, delta))
-            print(f"\n{'variant':<44} {'first pass':>11} {'unchanged':>10} {'changes':>9}  (wall s; client CPU s)")
+            print(
+                f"\n{'variant':<44} {'first pass':>11} {'unchanged':>10} {'changes':>9}  (wall s; client CPU s)"
+            )
             for label, first, unchanged, delta in rows:
-                print(f"{label:<44} {first.wall:11.1f} {unchanged.wall:10.2f} {delta.wall:9.2f}  "
-                      f"({first.cpu:.1f}; {unchanged.cpu:.1f}; {delta.cpu:.1f}) dovecot {delta.server_cpu:.1f} s")
+                print(
+                    f"{label:<44} {first.wall:11.1f} {unchanged.wall:10.2f} {delta.wall:9.2f}  "
+                    f"({first.cpu:.1f}; {unchanged.cpu:.1f}; {delta.cpu:.1f}) dovecot {delta.server_cpu:.1f} s"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -74,7 +74,10 @@ def main() -> None:
 
     if args.stock_limits:
         with running_slapd(people, tls=False, stock_limits=True) as server:
-            for name, search_filter in (("campaign", DEFAULT_FILTER), ("population", POPULATION_FILTER)):
+            for name, search_filter in (
+                ("campaign", DEFAULT_FILTER),
+                ("population", POPULATION_FILTER),
+            ):
                 line = timed_search(server.settings(page_size=200), server.password, search_filter)
                 print(f"slapd stock limit 500, page 200 {name:<10} {line}")
         return

@@ -48,7 +48,9 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
         "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL).returncode;"
         "print(time.monotonic()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024, r)"
     )
-    out = subprocess.run([sys.executable, "-c", script, *cmd], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, *cmd], env=env, capture_output=True, text=True, check=True
+    )
     wall, rss, code = out.stdout.split()
     return float(wall), float(rss), int(code)
 
@@ -64,7 +66,13 @@ def main() -> int:
         print(f"slapd loaded in {time.monotonic() - started:.1f} s (size limit 500)", flush=True)
         plan = Path(tmp) / "plan.toml"
         plan.write_text(
-            PLAN.format(url=slapd.url, bind_dn=slapd.bind_dn, base=slapd.base, filter=DEFAULT_FILTER, state=Path(tmp) / "state.db")
+            PLAN.format(
+                url=slapd.url,
+                bind_dn=slapd.bind_dn,
+                base=slapd.base,
+                filter=DEFAULT_FILTER,
+                state=Path(tmp) / "state.db",
+            )
         )
         env = {**os.environ, "BENCH_LDAP_PASSWORD": slapd.password}
         cmd = [sys.executable, "-m", "migrator", "discover", "--plan", str(plan), "--json"]

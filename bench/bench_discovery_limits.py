@@ -37,7 +37,9 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, i
         "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
         "print(time.monotonic()-t, u.ru_utime+u.ru_stime, u.ru_maxrss/1024, r)"
     )
-    out = subprocess.run([sys.executable, "-c", script, *cmd], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, *cmd], env=env, capture_output=True, text=True, check=True
+    )
     wall, cpu, rss, code = out.stdout.split()
     return float(wall), float(cpu), float(rss), int(code)
 
@@ -52,12 +54,21 @@ def main() -> int:
         offices, vlv = SHAPES[shape]
         started = time.monotonic()
         people = generate_people(total, in_scope=total * 2 // 5, offices=offices, seed=3)
-        with running_slapd(people, tls=False, stock_limits=True, sort_vlv=vlv) as slapd, tempfile.TemporaryDirectory() as tmp:
+        with (
+            running_slapd(people, tls=False, stock_limits=True, sort_vlv=vlv) as slapd,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
             print(f"[{shape}] {total:,} people in {offices:,} OU(s), slapd (sizelimit 500{', sssvlv' if vlv else ''}) "
                   f"ready in {time.monotonic() - started:.1f} s; load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
             plan = Path(tmp) / "plan.toml"
             plan.write_text(
-                PLAN.format(url=slapd.url, bind_dn=slapd.bind_dn, base=slapd.base, filter=DEFAULT_FILTER, state=Path(tmp) / "state.db")
+                PLAN.format(
+                    url=slapd.url,
+                    bind_dn=slapd.bind_dn,
+                    base=slapd.base,
+                    filter=DEFAULT_FILTER,
+                    state=Path(tmp) / "state.db",
+                )
             )
             env = {**os.environ, "BENCH_LDAP_PASSWORD": slapd.password}
             cmd = [sys.executable, "-m", "migrator", "discover", "--plan", str(plan), "--json"]

@@ -44,21 +44,37 @@ def make_messages(n: int, seed: int = 7) -> list[UploadItem]:
     base = datetime(2023, 1, 1, tzinfo=UTC)
     out = []
     for i in range(n):
-        size = rnd.choice([4, 8, 16, 24, 40]) * 1024 if rnd.random() < 0.95 else rnd.randint(200, 1024) * 1024
+        size = (
+            rnd.choice([4, 8, 16, 24, 40]) * 1024
+            if rnd.random() < 0.95
+            else rnd.randint(200, 1024) * 1024
+        )
         when = base + timedelta(minutes=i)
-        raw = (b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
-               b"Subject: bench " + str(i).encode() + b"\r\n"
-               b"Date: " + when.strftime("%a, %d %b %Y %H:%M:%S +0000").encode() + b"\r\n"
-               b"Message-ID: <b" + str(i).encode() + b"@example.org>\r\n\r\n"
-               + rnd.randbytes(size // 2).hex().encode()[:size] + b"\r\n")
-        out.append(UploadItem(key=f"bench-{i}", data=raw,
-                              flags=Flags(seen=i % 3 != 0, flagged=i % 7 == 0, keywords=("Work",) if i % 5 == 0 else ()),
-                              internal_date=when + timedelta(seconds=30)))
+        raw = (
+            b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
+            b"Subject: bench " + str(i).encode() + b"\r\n"
+            b"Date: " + when.strftime("%a, %d %b %Y %H:%M:%S +0000").encode() + b"\r\n"
+            b"Message-ID: <b"
+            + str(i).encode()
+            + b"@example.org>\r\n\r\n"
+            + rnd.randbytes(size // 2).hex().encode()[:size]
+            + b"\r\n"
+        )
+        out.append(
+            UploadItem(
+                key=f"bench-{i}",
+                data=raw,
+                flags=Flags(
+                    seen=i % 3 != 0, flagged=i % 7 == 0, keywords=("Work",) if i % 5 == 0 else ()
+                ),
+                internal_date=when + timedelta(seconds=30),
+            )
+        )
     return out
 
 
 def chunks(items: Sequence[UploadItem]) -> list[Sequence[UploadItem]]:
-    return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
 
 
 CPU: dict[str, float] = {}  # client CPU seconds of the last run_threads call
@@ -86,11 +102,14 @@ class Simulator:
             self.port = int(sock.getsockname()[1])
         listing = Path(data_dir) / "mailboxes.json"
         listing.write_text(json.dumps(mailboxes))
-        code = ("import json, sys; from migrator.simulator.ews import serve; "
-                "serve(int(sys.argv[1]), sys.argv[2], mailboxes=json.load(open(sys.argv[3])))")
-        self.process = subprocess.Popen([sys.executable, "-c", code, str(self.port),
-                                         str(Path(data_dir) / "sim"), str(listing)],
-                                        stdout=subprocess.DEVNULL)
+        code = (
+            "import json, sys; from migrator.simulator.ews import serve; "
+            "serve(int(sys.argv[1]), sys.argv[2], mailboxes=json.load(open(sys.argv[3])))"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, str(self.port), str(Path(data_dir) / "sim"), str(listing)],
+            stdout=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -130,11 +149,16 @@ def adapter_round(sim: Simulator, items: list[UploadItem], threads: int, tag: st
     return elapsed
 
 
-def bare_round(sim: Simulator, items: list[UploadItem], threads: int, tag: str,
-               same_properties: bool) -> float:
+def bare_round(
+    sim: Simulator, items: list[UploadItem], threads: int, tag: str, same_properties: bool
+) -> float:
     register_properties()
-    config = Configuration(service_endpoint=sim.url, credentials=Credentials(USER, PASSWORD),
-                           auth_type="basic", max_connections=threads)
+    config = Configuration(
+        service_endpoint=sim.url,
+        credentials=Credentials(USER, PASSWORD),
+        auth_type="basic",
+        max_connections=threads,
+    )
     accounts, folders = [], []
     for address in mailbox_names("bare", tag, threads):
         account = Account(address, config=config, autodiscover=False, access_type=IMPERSONATION)
@@ -149,16 +173,25 @@ def bare_round(sim: Simulator, items: list[UploadItem], threads: int, tag: str,
             return Message(account=account, mime_content=item.data, is_read=item.flags.seen)
         when = EWSDateTime.from_datetime(item.internal_date)
         extra = {"migrator_flag_status": 2} if item.flags.flagged else {}
-        return Message(account=account, mime_content=item.data, is_read=item.flags.seen,
-                       migrator_message_flags=MSGFLAG_READ if item.flags.seen else 0,
-                       migrator_delivery_time=when, migrator_submit_time=when,
-                       migrator_source_key=item.key,
-                       categories=list(item.flags.keywords) or None, **extra)
+        return Message(
+            account=account,
+            mime_content=item.data,
+            is_read=item.flags.seen,
+            migrator_message_flags=MSGFLAG_READ if item.flags.seen else 0,
+            migrator_delivery_time=when,
+            migrator_submit_time=when,
+            migrator_source_key=item.key,
+            categories=list(item.flags.keywords) or None,
+            **extra,
+        )
 
     def work(t: int) -> None:
         for chunk in chunks(share[t]):
-            created = accounts[t].bulk_create(folder=folders[t], items=[message(accounts[t], i) for i in chunk],
-                                              message_disposition="SaveOnly")
+            created = accounts[t].bulk_create(
+                folder=folders[t],
+                items=[message(accounts[t], i) for i in chunk],
+                message_disposition="SaveOnly",
+            )
             assert not any(isinstance(c, Exception) for c in created)
 
     return run_threads(work, threads)
@@ -173,8 +206,10 @@ def main() -> None:
 
     items = make_messages(args.messages)
     total_mb = sum(len(i.data) for i in items) / 1e6
-    print(f"{len(items)} messages, {total_mb:.1f} MB, chunks of {CHUNK}, {args.threads} thread(s), "
-          f"{args.rounds} rounds (median)")
+    print(
+        f"{len(items)} messages, {total_mb:.1f} MB, chunks of {CHUNK}, {args.threads} thread(s), "
+        f"{args.rounds} rounds (median)"
+    )
     names = ["adapter", "bare, same properties", "bare, MIME only"]
     times: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
@@ -189,12 +224,13 @@ def main() -> None:
         try:
             adapter_round(sim, items[:100], 1, "warm")  # auth, version guess, SQLite caches
             for r in range(args.rounds):
-                for name in (names if r % 2 == 0 else list(reversed(names))):
+                for name in names if r % 2 == 0 else list(reversed(names)):
                     if name == "adapter":
                         elapsed = adapter_round(sim, items, args.threads, tags[name][r])
                     else:
-                        elapsed = bare_round(sim, items, args.threads, tags[name][r],
-                                             same_properties="same" in name)
+                        elapsed = bare_round(
+                            sim, items, args.threads, tags[name][r], same_properties="same" in name
+                        )
                     times[name].append(elapsed)
                     cpu[name].append(CPU["last"])
         finally:
@@ -202,16 +238,22 @@ def main() -> None:
     median = {k: statistics.median(v) for k, v in times.items()}
     median_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     for name, seconds in median.items():
-        print(f"{name:24s} {len(items) / seconds:8.1f} msg/s {total_mb / seconds:7.1f} MB/s "
-              f"wall {seconds:6.2f} s (rounds {', '.join(f'{t:.2f}' for t in times[name])}); "
-              f"client CPU {median_cpu[name]:.2f} s")
+        print(
+            f"{name:24s} {len(items) / seconds:8.1f} msg/s {total_mb / seconds:7.1f} MB/s "
+            f"wall {seconds:6.2f} s (rounds {', '.join(f'{t:.2f}' for t in times[name])}); "
+            f"client CPU {median_cpu[name]:.2f} s"
+        )
     same = "bare, same properties"
     wall = (median["adapter"] / median[same] - 1) * 100
     client = (median_cpu["adapter"] / median_cpu[same] - 1) * 100
-    print(f"adapter overhead over bare exchangelib with the same properties: "
-          f"wall {wall:+.1f} %, client CPU {client:+.1f} %")
-    print("(the simulator runs in its own process: client CPU is the adapter's own cost; wall time "
-          "also carries the server's and the machine's noise)")
+    print(
+        f"adapter overhead over bare exchangelib with the same properties: "
+        f"wall {wall:+.1f} %, client CPU {client:+.1f} %"
+    )
+    print(
+        "(the simulator runs in its own process: client CPU is the adapter's own cost; wall time "
+        "also carries the server's and the machine's noise)"
+    )
 
 
 if __name__ == "__main__":

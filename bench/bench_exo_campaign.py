@@ -105,14 +105,26 @@ def log(text: str) -> None:
 
 def cli(folder: Path, *args: str, timeout: float = 7200) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, SECRET_ENV: CLIENT_SECRET}
-    return subprocess.run([sys.executable, "-m", "migrator", *args], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "migrator", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start(folder: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, SECRET_ENV: CLIENT_SECRET}
-    return subprocess.Popen([sys.executable, "-m", "migrator", *args], cwd=folder, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "migrator", *args],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def faults(rnd: random.Random, accounts: int, each: int) -> list[Rule]:
@@ -120,8 +132,12 @@ def faults(rnd: random.Random, accounts: int, each: int) -> list[Rule]:
     subjects say whose they are: "Informe <index>-<n> de <folder>")."""
     rules = []
     picks = rnd.sample(range(accounts), min(accounts, 4 * each))
-    kinds = [("no", exchange_throttled(2000)), ("bad-bye", exchange_throttled(1000)),
-             ("expire", b""), ("drop-after", b"")]
+    kinds = [
+        ("no", exchange_throttled(2000)),
+        ("bad-bye", exchange_throttled(1000)),
+        ("expire", b""),
+        ("drop-after", b""),
+    ]
     for n, index in enumerate(picks):
         action, text = kinds[n % len(kinds)]
         subject = b"Subject: Informe %d-0 de INBOX\n" % index
@@ -135,8 +151,11 @@ def source_copies(maildir: Path) -> tuple[Counter[tuple[str, bytes, frozenset[st
     big = 0
     with MaildirSource(str(maildir)) as source:
         for folder in source.folders():
-            name = (EXO_ROLE_FOLDERS[folder.role] if folder.role in EXO_ROLE_FOLDERS
-                    else "/".join(folder.path))
+            name = (
+                EXO_ROLE_FOLDERS[folder.role]
+                if folder.role in EXO_ROLE_FOLDERS
+                else "/".join(folder.path)
+            )
             for record in source.messages(folder):
                 if not isinstance(record, MessageRecord):
                     continue  # the lost file: skipped by the run as unreadable
@@ -145,8 +164,14 @@ def source_copies(maildir: Path) -> tuple[Counter[tuple[str, bytes, frozenset[st
                 if len(raw) > SIZE_LIMIT:
                     big += 1
                     continue
-                want[(name, dovecot_wire_bytes(raw), exo_flags(record.flags),
-                      int(record.internal_date.timestamp()))] += 1
+                want[
+                    (
+                        name,
+                        dovecot_wire_bytes(raw),
+                        exo_flags(record.flags),
+                        int(record.internal_date.timestamp()),
+                    )
+                ] += 1
     return want, big
 
 
@@ -185,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     if folder.exists():
         subprocess.run(["rm", "-rf", str(folder)], check=True)
     scale = args.accounts / demo.IN_SCOPE
-    shape = demo.Shape(people=max(args.accounts, round(demo.TOTAL_PEOPLE * scale)),
-                       in_scope=args.accounts, offices=max(1, round(demo.OFFICES * scale)))
+    shape = demo.Shape(
+        people=max(args.accounts, round(demo.TOTAL_PEOPLE * scale)),
+        in_scope=args.accounts,
+        offices=max(1, round(demo.OFFICES * scale)),
+    )
     started = time.monotonic()
     demo.prepare(folder, shape)
     addresses = (folder / "mailboxes.txt").read_text().split()
@@ -198,12 +226,24 @@ def main(argv: list[str] | None = None) -> int:
         for rule in rules:
             stack.front.add(rule)
         plan = folder / "exo-plan.toml"
-        plan.write_text(PLAN.format(
-            ldif=(folder / "directory.ldif").resolve(), base=DEFAULT_BASE, filter=DEFAULT_FILTER,
-            vmail=(folder / "vmail").resolve(), host=stack.front.host, port=stack.front.port,
-            ca_file=store.ca_file, client_id=CLIENT_ID, tenant=TENANT, secret_env=SECRET_ENV,
-            token_url=stack.platform.token_url, workers=args.workers,
-            concurrency=2 * args.workers, state=(folder / "exo-state.db").resolve()))
+        plan.write_text(
+            PLAN.format(
+                ldif=(folder / "directory.ldif").resolve(),
+                base=DEFAULT_BASE,
+                filter=DEFAULT_FILTER,
+                vmail=(folder / "vmail").resolve(),
+                host=stack.front.host,
+                port=stack.front.port,
+                ca_file=store.ca_file,
+                client_id=CLIENT_ID,
+                tenant=TENANT,
+                secret_env=SECRET_ENV,
+                token_url=stack.platform.token_url,
+                workers=args.workers,
+                concurrency=2 * args.workers,
+                state=(folder / "exo-state.db").resolve(),
+            )
+        )
         try:
             discovered = cli(folder, "discover", "--plan", str(plan))
             assert discovered.returncode == 0, discovered.stderr[-2000:]
@@ -232,21 +272,26 @@ def main(argv: list[str] | None = None) -> int:
             total_seconds = time.monotonic() - first_started
             for what, seconds, code in runs:
                 log(f"  {what:8s} {seconds:7.1f} s  exit {code}")
-            log(f"final run: {json.dumps(summary.get('accounts'))} "
-                f"{json.dumps(summary.get('messages'))}")
+            log(
+                f"final run: {json.dumps(summary.get('accounts'))} "
+                f"{json.dumps(summary.get('messages'))}"
+            )
             stack.front.reset()
             again = cli(folder, "run", "--plan", str(plan), "--json")
             if again.returncode != 0 or sum(stack.front.seen.values()):
-                failures.append(f"a further pass: exit {again.returncode}, "
-                                f"commands {dict(stack.front.seen)}")
+                failures.append(
+                    f"a further pass: exit {again.returncode}, commands {dict(stack.front.seen)}"
+                )
             unfired = [r.action for r in rules if r.times]
             front, platform = stack.front, stack.platform
-            log(f"front: {front.logins:,} logins, {platform.fetches:,} tokens, "
+            log(
+                f"front: {front.logins:,} logins, {platform.fetches:,} tokens, "
                 f"{front.expired_sessions} sessions ended by token expiry, "
                 f"{front.too_large} APPENDs over the size limit, {front.auth_failures} refused "
                 f"logins, {front.not_connected} over the connection limit, "
                 f"busiest mailbox {max(front.peak.values(), default=0)} sessions; "
-                f"faults that never fired: {len(unfired)} of {len(rules)}")
+                f"faults that never fired: {len(unfired)} of {len(rules)}"
+            )
 
             # -- the verdict ------------------------------------------------------------------
             t0 = time.monotonic()
@@ -256,13 +301,16 @@ def main(argv: list[str] | None = None) -> int:
                 local, _, domain = address.partition("@")
                 want, big = source_copies(folder / "vmail" / domain / local / "Maildir")
                 got = target_copies(stack, address)
-                found: Counter[str] = Counter(source=sum(want.values()) + big, big=big,
-                                              target=sum(got.values()))
+                found: Counter[str] = Counter(
+                    source=sum(want.values()) + big, big=big, target=sum(got.values())
+                )
                 problems = []
                 missing, extra = want - got, got - want
                 if missing or extra:
-                    problems.append(f"{address}: {sum(missing.values())} missing or different, "
-                                    f"{sum(extra.values())} too many or different")
+                    problems.append(
+                        f"{address}: {sum(missing.values())} missing or different, "
+                        f"{sum(extra.values())} too many or different"
+                    )
                 return address, found, problems
 
             with ThreadPoolExecutor(4) as pool:
@@ -271,21 +319,29 @@ def main(argv: list[str] | None = None) -> int:
                     failures.extend(problems)
             with sqlite3.connect(folder / "exo-state.db") as db:
                 states = dict(db.execute("select state, count(*) from messages group by state"))
-                reasons = dict(db.execute("select reason, count(*) from messages "
-                                          "where state = 'skipped' group by reason"))
+                reasons = dict(
+                    db.execute(
+                        "select reason, count(*) from messages "
+                        "where state = 'skipped' group by reason"
+                    )
+                )
             if states.get("done") != figures["target"]:
                 failures.append(f"ledger done {states.get('done')} != target {figures['target']}")
             if reasons.get("too-large", 0) != figures["big"]:
                 failures.append(f"skipped too-large {reasons.get('too-large')} != {figures['big']}")
             if set(states) - {"done", "skipped"}:
                 failures.append(f"ledger states {states}")
-            log(f"compared {len(addresses):,} mailboxes in {time.monotonic() - t0:.0f} s: "
+            log(
+                f"compared {len(addresses):,} mailboxes in {time.monotonic() - t0:.0f} s: "
                 f"{figures['source']:,} source messages, {figures['target']:,} in the target, "
-                f"{figures['big']} over the size limit; ledger {states}, skipped {reasons}")
+                f"{figures['big']} over the size limit; ledger {states}, skipped {reasons}"
+            )
             done = states.get("done", 0)
-            log(f"RESULT accounts={len(addresses)} messages={done} kills="
+            log(
+                f"RESULT accounts={len(addresses)} messages={done} kills="
                 f"{sum(1 for r in runs if r[0] == 'SIGKILL')} wall={total_seconds:.0f}s "
-                f"rate={done / total_seconds:.0f}/s problems={len(failures)}")
+                f"rate={done / total_seconds:.0f}/s problems={len(failures)}"
+            )
         finally:
             stack.close()
     for problem in failures[:30]:

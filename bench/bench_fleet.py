@@ -89,8 +89,14 @@ def _claimer(url: str, plan_id: int, barrier: Any, counts: Any, index: int) -> N
     barrier.wait()  # every process started and connected
     n = 0
     while True:
-        claim = claim_next(store, plan_id, worker=worker, lease_seconds=120, run_started=started,
-                           filters=ClaimFilter(include_synced=False))
+        claim = claim_next(
+            store,
+            plan_id,
+            worker=worker,
+            lease_seconds=120,
+            run_started=started,
+            filters=ClaimFilter(include_synced=False),
+        )
         if claim is None:
             break
         release(store, claim, status="synced", run_id=None, completed_pass=True)
@@ -115,7 +121,10 @@ def claims_per_second(accounts: int, processes: int) -> tuple[float, list[int]]:
         ctx = multiprocessing.get_context("spawn")
         counts = ctx.Array("i", processes)
         barrier = ctx.Barrier(processes + 1)
-        procs = [ctx.Process(target=_claimer, args=(url, plan_id, barrier, counts, i)) for i in range(processes)]
+        procs = [
+            ctx.Process(target=_claimer, args=(url, plan_id, barrier, counts, i))
+            for i in range(processes)
+        ]
         for p in procs:
             p.start()
         barrier.wait()
@@ -125,7 +134,9 @@ def claims_per_second(accounts: int, processes: int) -> tuple[float, list[int]]:
         wall = time.perf_counter() - started
         done = list(counts)
         with psycopg.connect(url) as conn:
-            synced = conn.execute("SELECT count(*) FROM accounts WHERE status = 'synced'").fetchone()
+            synced = conn.execute(
+                "SELECT count(*) FROM accounts WHERE status = 'synced'"
+            ).fetchone()
             twice = conn.execute(
                 "SELECT count(*) FROM (SELECT account_id FROM events WHERE kind = 'claimed' "
                 "GROUP BY account_id HAVING count(*) > 1) t"
@@ -138,8 +149,15 @@ def claims_per_second(accounts: int, processes: int) -> tuple[float, list[int]]:
 # --------------------------------------------------------------------------- 2: end to end
 
 
-def fleet_run(root: Path, ldif: Path, addresses: list[str], vmail: Path, processes: int, threads: int,
-              delay: float = 0.0) -> dict[str, Any]:
+def fleet_run(
+    root: Path,
+    ldif: Path,
+    addresses: list[str],
+    vmail: Path,
+    processes: int,
+    threads: int,
+    delay: float = 0.0,
+) -> dict[str, Any]:
     sim_dir = root / f"sim{processes}"
     shutil.rmtree(sim_dir, ignore_errors=True)
     sim = Simulator(sim_dir, addresses, delay)
@@ -147,11 +165,26 @@ def fleet_run(root: Path, ldif: Path, addresses: list[str], vmail: Path, process
     try:
         with database(f"e2e{processes}") as url:
             (root / f"p{processes}").mkdir(exist_ok=True)
-            campaign = write_plan(root / f"p{processes}", ldif, sim.url, workers=threads, vmail=vmail)
+            campaign = write_plan(
+                root / f"p{processes}", ldif, sim.url, workers=threads, vmail=vmail
+            )
             env = {**campaign.env, "MIGRATOR_STATE": url}
-            found = measured([sys.executable, "-m", "migrator", "discover", "--plan", str(campaign.plan)], env=env, cwd=REPO)
+            found = measured(
+                [sys.executable, "-m", "migrator", "discover", "--plan", str(campaign.plan)],
+                env=env,
+                cwd=REPO,
+            )
             assert found.code == 0, found.stderr[-2000:]
-            argv = [sys.executable, "-m", "migrator", "run", "--plan", str(campaign.plan), "--quiet", "--json"]
+            argv = [
+                sys.executable,
+                "-m",
+                "migrator",
+                "run",
+                "--plan",
+                str(campaign.plan),
+                "--quiet",
+                "--json",
+            ]
             before = load()
             started = time.perf_counter()
             pool = ThreadPool(processes)
@@ -192,8 +225,12 @@ def main() -> int:
     if "1" in args.only:
         for n in (int(x) for x in args.claimers.split(",")):
             rate, split = claims_per_second(args.claims, n)
-            say(f"claims_{n}", f"claims/s, {n:2d} process(es), {args.claims:,} accounts (claim + release): "
-                f"{rate:,.0f}/s; per process {min(split)}-{max(split)}", {"rate": round(rate), "split": split})
+            say(
+                f"claims_{n}",
+                f"claims/s, {n:2d} process(es), {args.claims:,} accounts (claim + release): "
+                f"{rate:,.0f}/s; per process {min(split)}-{max(split)}",
+                {"rate": round(rate), "split": split},
+            )
     if "2" in args.only:
         with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
             root = Path(tmp)
@@ -202,21 +239,31 @@ def main() -> int:
             (root / "probe").mkdir()
             probe = write_plan(root / "probe", ldif, "http://unused", vmail=vmail)
             probe.addresses = addresses
-            n, nbytes = write_mailboxes(probe, {a: mixed_mailbox(i, args.messages) for i, a in enumerate(addresses)})
-            print(f"campaign: {args.mailboxes} mailboxes, {n:,} messages, {nbytes / 1e6:.1f} MB", flush=True)
+            n, nbytes = write_mailboxes(
+                probe, {a: mixed_mailbox(i, args.messages) for i, a in enumerate(addresses)}
+            )
+            print(
+                f"campaign: {args.mailboxes} mailboxes, {n:,} messages, {nbytes / 1e6:.1f} MB",
+                flush=True,
+            )
             for delay in (float(x) for x in args.delays.split(",")):
                 base = None
                 for processes in (1, 2, 4):
-                    figures = fleet_run(root, ldif, addresses, vmail, processes, threads=4, delay=delay)
+                    figures = fleet_run(
+                        root, ldif, addresses, vmail, processes, threads=4, delay=delay
+                    )
                     base = base or figures["msg_per_s"]
                     figures["speedup"] = round(figures["msg_per_s"] / base, 2)
                     figures["delay"] = delay
-                    say(f"e2e_{processes}_delay{delay}",
+                    say(
+                        f"e2e_{processes}_delay{delay}",
                         f"end to end, answers +{delay * 1000:.0f} ms, {processes} process(es) x 4 threads: "
                         f"{figures['msg_per_s']:,.1f} msg/s, "
                         f"{figures['mb_per_s']} MB/s, {figures['wall']} s, x{figures['speedup']}; CPU s: migrators "
                         f"{figures['cpu_migrator']}, simulator {figures['cpu_simulator']} ({figures['simulator_busy']} of a core); "
-                        f"accounts per process {figures['accounts_each']}", figures)
+                        f"accounts per process {figures['accounts_each']}",
+                        figures,
+                    )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(FIGURES, indent=2) + "\n")
     return 0

@@ -35,26 +35,41 @@ from tests.fixtures.dovecot import (  # noqa: E402
 )
 
 CHUNK = 50
-BODY = b"".join(b"line %04d of a fairly ordinary message body, nothing special here\r\n" % i
-                for i in range(60))
-FLAG_CYCLE = (Flags(seen=True), Flags(), Flags(seen=True, answered=True),
-              Flags(seen=True, flagged=True, keywords=("$label1",)))
+BODY = b"".join(
+    b"line %04d of a fairly ordinary message body, nothing special here\r\n" % i for i in range(60)
+)
+FLAG_CYCLE = (
+    Flags(seen=True),
+    Flags(),
+    Flags(seen=True, answered=True),
+    Flags(seen=True, flagged=True, keywords=("$label1",)),
+)
 
 
 def corpus(count: int) -> list[UploadItem]:
     start = datetime(2024, 1, 1, tzinfo=UTC)
     out = []
     for i in range(count):
-        raw = (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: bench %d\r\n"
-               b"Message-ID: <%d@bench>\r\n\r\n" % (i, i)) + BODY
-        out.append(UploadItem(f"k{i}", raw, FLAG_CYCLE[i % len(FLAG_CYCLE)],
-                              start + timedelta(minutes=i)))
+        raw = (
+            b"From: a@example.org\r\nTo: b@example.org\r\nSubject: bench %d\r\n"
+            b"Message-ID: <%d@bench>\r\n\r\n" % (i, i)
+        ) + BODY
+        out.append(
+            UploadItem(f"k{i}", raw, FLAG_CYCLE[i % len(FLAG_CYCLE)], start + timedelta(minutes=i))
+        )
     return out
 
 
 def imaplib_flags(flags: Flags) -> str:
-    names = [n for on, n in ((flags.seen, "\\Seen"), (flags.answered, "\\Answered"),
-                             (flags.flagged, "\\Flagged")) if on]
+    names = [
+        n
+        for on, n in (
+            (flags.seen, "\\Seen"),
+            (flags.answered, "\\Answered"),
+            (flags.flagged, "\\Flagged"),
+        )
+        if on
+    ]
     return "(" + " ".join([*names, *flags.keywords]) + ")"
 
 
@@ -62,8 +77,12 @@ def bare_loop(server: DovecotServer, user: str, items: list[UploadItem]) -> None
     imap = imaplib.IMAP4(server.host, server.port)
     imap.login(f"{user}*{MASTER_USER}", MASTER_PASSWORD)
     for item in items:
-        typ, _ = imap.append("INBOX", imaplib_flags(item.flags),
-                             imaplib.Time2Internaldate(item.internal_date), item.data)
+        typ, _ = imap.append(
+            "INBOX",
+            imaplib_flags(item.flags),
+            imaplib.Time2Internaldate(item.internal_date),
+            item.data,
+        )
         assert typ == "OK"
     imap.logout()
 
@@ -71,16 +90,22 @@ def bare_loop(server: DovecotServer, user: str, items: list[UploadItem]) -> None
 def target_loop(target: ImapTarget, user: str, items: list[UploadItem]) -> None:
     folder = target.ensure_folder(user, ("INBOX",), FolderRole.INBOX)
     for start in range(0, len(items), CHUNK):
-        results = target.upload(user, folder, items[start:start + CHUNK])
+        results = target.upload(user, folder, items[start : start + CHUNK])
         assert all(r.ok for r in results), results[0]
 
 
-def run(label: str, connections: int, items: list[UploadItem],
-        work: Callable[[str, list[UploadItem]], None], server: DovecotServer) -> float:
+def run(
+    label: str,
+    connections: int,
+    items: list[UploadItem],
+    work: Callable[[str, list[UploadItem]], None],
+    server: DovecotServer,
+) -> float:
     users = [server.new_user()[0] for _ in range(connections)]
     shares = [items[n::connections] for n in range(connections)]
-    threads = [threading.Thread(target=work, args=(u, s)) for u, s in zip(users, shares,
-                                                                          strict=True)]
+    threads = [
+        threading.Thread(target=work, args=(u, s)) for u, s in zip(users, shares, strict=True)
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -89,8 +114,11 @@ def run(label: str, connections: int, items: list[UploadItem],
     elapsed = time.perf_counter() - started
     rate = len(items) / elapsed
     megabytes = sum(len(i.data) for i in items) / 1e6 / elapsed
-    print(f"{label:<34} {connections} conn: {rate:7.0f} msg/s  {megabytes:5.1f} MB/s "
-          f"({len(items)} in {elapsed:.2f} s)", flush=True)
+    print(
+        f"{label:<34} {connections} conn: {rate:7.0f} msg/s  {megabytes:5.1f} MB/s "
+        f"({len(items)} in {elapsed:.2f} s)",
+        flush=True,
+    )
     return rate
 
 
@@ -109,22 +137,45 @@ def main(argv: list[str]) -> int:
     count = int(argv[1]) if len(argv) > 1 else 4000
     items = corpus(count)
     with running_dovecot() as server:
-        settings = TargetSettings(kind="imap", host=server.host, port=server.port, tls="none",
-                                  auth="login", username=MASTER_USER, password_env="UNUSED")
+        settings = TargetSettings(
+            kind="imap",
+            host=server.host,
+            port=server.port,
+            tls="none",
+            auth="login",
+            username=MASTER_USER,
+            password_env="UNUSED",
+        )
         secrets = {"password": MASTER_PASSWORD}
         for rnd in (1, 2):
             print(f"-- round {rnd}", flush=True)
             for connections in (1, 8):
-                run("bare imaplib APPEND loop", connections, items,
-                    lambda u, s: bare_loop(server, u, s), server)
+                run(
+                    "bare imaplib APPEND loop",
+                    connections,
+                    items,
+                    lambda u, s: bare_loop(server, u, s),
+                    server,
+                )
                 target = ImapTarget(settings, secrets=secrets, max_connections=connections)
-                run("ImapTarget (MULTIAPPEND)", connections, items,
-                    lambda u, s, t=target: target_loop(t, u, s), server)
+                run(
+                    "ImapTarget (MULTIAPPEND)",
+                    connections,
+                    items,
+                    lambda u, s, t=target: target_loop(t, u, s),
+                    server,
+                )
                 target.close()
                 target = without_multiappend(
-                    ImapTarget(settings, secrets=secrets, max_connections=connections))
-                run("ImapTarget (pipelined APPEND)", connections, items,
-                    lambda u, s, t=target: target_loop(t, u, s), server)
+                    ImapTarget(settings, secrets=secrets, max_connections=connections)
+                )
+                run(
+                    "ImapTarget (pipelined APPEND)",
+                    connections,
+                    items,
+                    lambda u, s, t=target: target_loop(t, u, s),
+                    server,
+                )
                 target.close()
     return 0
 

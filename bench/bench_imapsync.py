@@ -97,11 +97,13 @@ def find_imapsync() -> tuple[str | None, str]:
     found = [os.environ.get("IMAPSYNC", ""), *CANDIDATES, shutil.which("imapsync") or ""]
     path = next((p for p in found if p and os.path.isfile(p)), None)
     if path is None:
-        return None, ("imapsync not found (set IMAPSYNC, or put it at /root/imapsync/imapsync "
-                      "or on PATH)")
+        return None, (
+            "imapsync not found (set IMAPSYNC, or put it at /root/imapsync/imapsync or on PATH)"
+        )
     try:
-        check = subprocess.run(["perl", path, "--version"], capture_output=True, text=True,
-                               timeout=60)
+        check = subprocess.run(
+            ["perl", path, "--version"], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"imapsync at {path} does not start: {exc}"
     version = check.stdout.strip()
@@ -128,9 +130,11 @@ class Figure:
     server_cpu: float  # Dovecot's CPU seconds meanwhile (exited imap processes)
 
     def line(self, label: str, messages: int, nbytes: int) -> str:
-        return (f"{label:<44} {messages / self.wall:8.1f} msg/s {nbytes / 1e6 / self.wall:6.2f} MB/s "
-                f"{self.wall:7.2f} s wall  cpu {self.cpu:6.2f} s  dovecot {self.server_cpu:6.2f} s  "
-                f"peak {self.peak_mb:5.0f} MB")
+        return (
+            f"{label:<44} {messages / self.wall:8.1f} msg/s {nbytes / 1e6 / self.wall:6.2f} MB/s "
+            f"{self.wall:7.2f} s wall  cpu {self.cpu:6.2f} s  dovecot {self.server_cpu:6.2f} s  "
+            f"peak {self.peak_mb:5.0f} MB"
+        )
 
 
 class ServerCpu:
@@ -146,8 +150,9 @@ class ServerCpu:
         return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def measure_all(runs: list[list[str]], parallel: int, env: dict[str, str], cwd: Path,
-                server_cpu: ServerCpu) -> Figure:
+def measure_all(
+    runs: list[list[str]], parallel: int, env: dict[str, str], cwd: Path, server_cpu: ServerCpu
+) -> Figure:
     """Run the commands, `parallel` at a time; wall time of the whole, CPU of all."""
     todo: queue.Queue[list[str]] = queue.Queue()
     for argv in runs:
@@ -176,10 +181,16 @@ def measure_all(runs: list[list[str]], parallel: int, env: dict[str, str], cwd: 
     time.sleep(0.3)  # let Dovecot reap its imap processes before reading its children's CPU
     failed = [r for r in results if r.code != 0]
     if failed:
-        raise RuntimeError(f"{len(failed)} runs failed, e.g. exit {failed[0].code}: "
-                           f"{failed[0].stdout[-1500:]}{failed[0].stderr[-1500:]}")
-    return Figure(wall, sum(r.cpu for r in results), max(r.maxrss_mb for r in results),
-                  server_cpu.now() - before)
+        raise RuntimeError(
+            f"{len(failed)} runs failed, e.g. exit {failed[0].code}: "
+            f"{failed[0].stdout[-1500:]}{failed[0].stderr[-1500:]}"
+        )
+    return Figure(
+        wall,
+        sum(r.cpu for r in results),
+        max(r.maxrss_mb for r in results),
+        server_cpu.now() - before,
+    )
 
 
 # --------------------------------------------------------------------------- the setup
@@ -212,19 +223,37 @@ class Bench:
         root.mkdir(parents=True)
         entries = ["dn: ou=people,dc=bench,dc=test\nobjectClass: organizationalUnit\nou: people\n"]
         for src, dst in zip(self.sources, self.targets, strict=True):
-            entries.append(f"dn: uid={src},ou=people,dc=bench,dc=test\nobjectClass: inetOrgPerson\n"
-                           f"uid: {src}\ncn: {src}\nsn: {src}\nmail: {dst}@bench.test\n")
+            entries.append(
+                f"dn: uid={src},ou=people,dc=bench,dc=test\nobjectClass: inetOrgPerson\n"
+                f"uid: {src}\ncn: {src}\nsn: {src}\nmail: {dst}@bench.test\n"
+            )
         (root / "people.ldif").write_text("\n".join(entries))
         s = self.server
-        source_part = (MAILDIR_SOURCE.format(root=s.root / "mail") if source == "maildir" else
-                       IMAP_SOURCE.format(host=s.host, port=s.port, master=MASTER_USER,
-                                          env=PASSWORD_ENV))
+        source_part = (
+            MAILDIR_SOURCE.format(root=s.root / "mail")
+            if source == "maildir"
+            else IMAP_SOURCE.format(host=s.host, port=s.port, master=MASTER_USER, env=PASSWORD_ENV)
+        )
         plan = root / "plan.toml"
-        plan.write_text(PLAN.format(ldif=root / "people.ldif", source=source_part, host=s.host,
-                                    port=s.port, master=MASTER_USER, env=PASSWORD_ENV,
-                                    workers=workers, state=root / "state.db"))
-        found = subprocess.run([sys.executable, "-m", "migrator", "discover", "--plan", str(plan)],
-                               cwd=REPO, env=self.env, capture_output=True, text=True)
+        plan.write_text(
+            PLAN.format(
+                ldif=root / "people.ldif",
+                source=source_part,
+                host=s.host,
+                port=s.port,
+                master=MASTER_USER,
+                env=PASSWORD_ENV,
+                workers=workers,
+                state=root / "state.db",
+            )
+        )
+        found = subprocess.run(
+            [sys.executable, "-m", "migrator", "discover", "--plan", str(plan)],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
         if found.returncode != 0:
             raise RuntimeError(f"discover failed: {found.stdout[-1000:]}{found.stderr[-1000:]}")
         return plan
@@ -241,8 +270,9 @@ class Bench:
                 total += int(status.rsplit("MESSAGES ", 1)[1].rstrip(")"))
             imap.logout()
             if total != self.counts[src]:
-                raise RuntimeError(f"{label}: {dst} holds {total} messages, source {src} "
-                                   f"{self.counts[src]}")
+                raise RuntimeError(
+                    f"{label}: {dst} holds {total} messages, source {src} {self.counts[src]}"
+                )
 
     def empty_targets(self) -> None:
         for user in self.targets:
@@ -271,17 +301,42 @@ class Bench:
 
     def imapsync_runs(self, parallel: int) -> None:
         assert self.imapsync is not None
-        label = ("imapsync Dovecot->Dovecot, " +
-                 ("1 process per mailbox, sequential" if parallel == 1 else f"{parallel} in parallel"))
+        label = "imapsync Dovecot->Dovecot, " + (
+            "1 process per mailbox, sequential" if parallel == 1 else f"{parallel} in parallel"
+        )
         cwd = self.work / f"imapsync-{parallel}"
         cwd.mkdir(exist_ok=True)
-        runs = [["perl", self.imapsync, "--host1", self.server.host, "--port1", str(self.server.port),
-                 "--user1", f"{src}*{MASTER_USER}", "--passfile1", str(self.work / "password"),
-                 "--host2", self.server.host, "--port2", str(self.server.port),
-                 "--user2", f"{dst}*{MASTER_USER}", "--passfile2", str(self.work / "password"),
-                 "--nossl1", "--nossl2", "--notls1", "--notls2", "--nolog", "--noreleasecheck",
-                 "--pidfile", str(cwd / f"{src}.pid")]
-                for src, dst in zip(self.sources, self.targets, strict=True)]
+        runs = [
+            [
+                "perl",
+                self.imapsync,
+                "--host1",
+                self.server.host,
+                "--port1",
+                str(self.server.port),
+                "--user1",
+                f"{src}*{MASTER_USER}",
+                "--passfile1",
+                str(self.work / "password"),
+                "--host2",
+                self.server.host,
+                "--port2",
+                str(self.server.port),
+                "--user2",
+                f"{dst}*{MASTER_USER}",
+                "--passfile2",
+                str(self.work / "password"),
+                "--nossl1",
+                "--nossl2",
+                "--notls1",
+                "--notls2",
+                "--nolog",
+                "--noreleasecheck",
+                "--pidfile",
+                str(cwd / f"{src}.pid"),
+            ]
+            for src, dst in zip(self.sources, self.targets, strict=True)
+        ]
         first = measure_all(runs, parallel, self.env, cwd, self.server_cpu)
         second = measure_all(runs, parallel, self.env, cwd, self.server_cpu)
         self.record(label, first, second)
@@ -289,9 +344,16 @@ class Bench:
 
     def bare_loop(self, connections: int) -> None:
         label = f"bare imaplib APPEND loop, {connections} connections"
-        argv = [sys.executable, __file__, "--bare-loop", str(connections), self.server.host,
-                str(self.server.port), str(self.server.root / "mail"),
-                ",".join(f"{s}:{t}" for s, t in zip(self.sources, self.targets, strict=True))]
+        argv = [
+            sys.executable,
+            __file__,
+            "--bare-loop",
+            str(connections),
+            self.server.host,
+            str(self.server.port),
+            str(self.server.root / "mail"),
+            ",".join(f"{s}:{t}" for s, t in zip(self.sources, self.targets, strict=True)),
+        ]
         first = measure_all([argv], 1, self.env, REPO, self.server_cpu)
         self.check_targets(label)
         self.results.setdefault(label, []).append((first, first))
@@ -316,15 +378,29 @@ def _maildir_files(maildir: Path) -> list[tuple[Path, str]]:
 
 
 def _flags(info: str) -> str:
-    names = [n for letter, n in (("S", "\\Seen"), ("R", "\\Answered"), ("F", "\\Flagged"),
-                                 ("D", "\\Draft")) if letter in info]
+    names = [
+        n
+        for letter, n in (
+            ("S", "\\Seen"),
+            ("R", "\\Answered"),
+            ("F", "\\Flagged"),
+            ("D", "\\Draft"),
+        )
+        if letter in info
+    ]
     return "(" + " ".join(names) + ")"
 
 
 def bare_loop_main(argv: list[str]) -> int:
     """APPEND every file of each source Maildir into its target's INBOX, `connections` threads,
     one login per mailbox: the floor any migration tool has to pay."""
-    connections, host, port, mail_root, pairs = int(argv[0]), argv[1], int(argv[2]), Path(argv[3]), argv[4]
+    connections, host, port, mail_root, pairs = (
+        int(argv[0]),
+        argv[1],
+        int(argv[2]),
+        Path(argv[3]),
+        argv[4],
+    )
     todo: queue.Queue[tuple[str, str]] = queue.Queue()
     for pair in pairs.split(","):
         src, dst = pair.split(":")
@@ -360,10 +436,18 @@ def bare_loop_main(argv: list[str]) -> int:
 def summary(bench: Bench) -> None:
     print("\n== medians over rounds", flush=True)
     for label, figures in bench.results.items():
-        first = Figure(*(statistics.median(getattr(f, name) for f, _ in figures)
-                         for name in ("wall", "cpu", "peak_mb", "server_cpu")))
-        second = Figure(*(statistics.median(getattr(s, name) for _, s in figures)
-                          for name in ("wall", "cpu", "peak_mb", "server_cpu")))
+        first = Figure(
+            *(
+                statistics.median(getattr(f, name) for f, _ in figures)
+                for name in ("wall", "cpu", "peak_mb", "server_cpu")
+            )
+        )
+        second = Figure(
+            *(
+                statistics.median(getattr(s, name) for _, s in figures)
+                for name in ("wall", "cpu", "peak_mb", "server_cpu")
+            )
+        )
         print(first.line(label, bench.messages, bench.nbytes))
         if "bare" not in label:
             print(second.line(label + " (second pass)", bench.messages, bench.nbytes))
@@ -397,9 +481,14 @@ def main(argv: list[str]) -> int:
                 counts[user] = sum(len(m) for m in box.values())
                 nbytes += sum(len(m.raw) for msgs in box.values() for m in msgs)
             (work / "password").write_text(MASTER_PASSWORD + "\n")
-            bench = Bench(server, work, sources, targets, counts, nbytes, imapsync, ServerCpu(server))
-            print(f"corpus: {args.mailboxes} mailboxes, {bench.messages} messages, "
-                  f"{nbytes / 1e6:.1f} MB; load: {uptime()}", flush=True)
+            bench = Bench(
+                server, work, sources, targets, counts, nbytes, imapsync, ServerCpu(server)
+            )
+            print(
+                f"corpus: {args.mailboxes} mailboxes, {bench.messages} messages, "
+                f"{nbytes / 1e6:.1f} MB; load: {uptime()}",
+                flush=True,
+            )
             variants: list[tuple[str, Callable[[], None]]] = [
                 ("maildir", lambda: bench.migrator("maildir", 8)),
                 ("imap", lambda: bench.migrator("imap", 8)),

@@ -54,10 +54,13 @@ def load() -> str:
 
 
 def small_message(account: int, i: int) -> bytes:
-    return (f"From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: note {i}\n"
-            f"Date: Mon, 01 Jan 2024 10:{i:02d}:00 +0000\nMessage-ID: <a{account}.{i}@example.org>\n"
-            "MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n"
-            + "a short line of text\n" * 12).encode()
+    return (
+        f"From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: note {i}\n"
+        f"Date: Mon, 01 Jan 2024 10:{i:02d}:00 +0000\nMessage-ID: <a{account}.{i}@example.org>\n"
+        "MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n"
+        + "a short line of text\n"
+        * 12
+    ).encode()
 
 
 def write_small_maildirs(campaign: Campaign, per_mailbox: int) -> int:
@@ -69,13 +72,17 @@ def write_small_maildirs(campaign: Campaign, per_mailbox: int) -> int:
             (root / sub).mkdir(parents=True, exist_ok=True)
         base = str(root / "cur")
         for i in range(per_mailbox):
-            with open(os.path.join(base, f"{1_700_000_000 + i}.M{i}P{a}.bench,S=400:2,S"), "wb") as fh:
+            with open(
+                os.path.join(base, f"{1_700_000_000 + i}.M{i}P{a}.bench,S=400:2,S"), "wb"
+            ) as fh:
                 fh.write(small_message(a, i))
             n += 1
     return n
 
 
-def campaign(work: Path, name: str, accounts: int, per_mailbox: int, workers: int) -> tuple[Campaign, list[str]]:
+def campaign(
+    work: Path, name: str, accounts: int, per_mailbox: int, workers: int
+) -> tuple[Campaign, list[str]]:
     root = work / name
     root.mkdir()
     ldif, addresses = people(root, accounts, seed=19)
@@ -83,12 +90,16 @@ def campaign(work: Path, name: str, accounts: int, per_mailbox: int, workers: in
     c.addresses = addresses
     started = time.perf_counter()
     n = write_small_maildirs(c, per_mailbox)
-    print(f"  [{name}] {accounts} accounts, {n} messages written in {time.perf_counter() - started:.1f} s",
-          flush=True)
+    print(
+        f"  [{name}] {accounts} accounts, {n} messages written in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     return c, addresses
 
 
-def run(c: Campaign, addresses: list[str], workers: int, profile: Path | None = None) -> dict[str, Any]:
+def run(
+    c: Campaign, addresses: list[str], workers: int, profile: Path | None = None
+) -> dict[str, Any]:
     """Discover, then `migrator run` into a fresh simulator; the run's figures."""
     sim = Simulator(c.root / ("ews-profile" if profile else "ews"), addresses)
     try:
@@ -99,21 +110,49 @@ def run(c: Campaign, addresses: list[str], workers: int, profile: Path | None = 
         c.plan.write_text(plan[:start] + f'url = "{sim.url}' + plan[end:])
         c.state.unlink(missing_ok=True)
         c.discover()
-        prefix = ([str(PY_SPY), "record", "--gil", "-f", "raw", "-r", "200", "-o", str(profile), "--"]
-                  if profile else [])
+        prefix = (
+            [str(PY_SPY), "record", "--gil", "-f", "raw", "-r", "200", "-o", str(profile), "--"]
+            if profile
+            else []
+        )
         result, user, system = measured_split(
-            [*prefix, sys.executable, "-m", "migrator", "run", "--plan", str(c.plan), "--workers", str(workers),
-             "--quiet", "--json"], env=c.env)
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "migrator",
+                "run",
+                "--plan",
+                str(c.plan),
+                "--workers",
+                str(workers),
+                "--quiet",
+                "--json",
+            ],
+            env=c.env,
+        )
     finally:
         sim.stop()
     summary = result.json()
     done = summary["messages"]["done"]
-    if result.code != 0 or summary["accounts"]["synced"] != len(addresses) or done != len(addresses) * _per(c):
-        raise RuntimeError(f"run failed (exit {result.code}): {json.dumps(summary)[:2000]}\n{result.stderr[-2000:]}")
-    return {"accounts": len(addresses), "messages": done, "wall_s": round(result.wall, 2),
-            "cpu_s": round(result.cpu, 2),
-            "user_s": round(user, 2), "sys_s": round(system, 2), "maxrss_mb": round(result.maxrss_mb, 1),
-            "server_cpu_s": round(sim.cpu, 2)}
+    if (
+        result.code != 0
+        or summary["accounts"]["synced"] != len(addresses)
+        or done != len(addresses) * _per(c)
+    ):
+        raise RuntimeError(
+            f"run failed (exit {result.code}): {json.dumps(summary)[:2000]}\n{result.stderr[-2000:]}"
+        )
+    return {
+        "accounts": len(addresses),
+        "messages": done,
+        "wall_s": round(result.wall, 2),
+        "cpu_s": round(result.cpu, 2),
+        "user_s": round(user, 2),
+        "sys_s": round(system, 2),
+        "maxrss_mb": round(result.maxrss_mb, 1),
+        "server_cpu_s": round(sim.cpu, 2),
+    }
 
 
 def measured_split(argv: list[str], *, env: dict[str, str]) -> tuple[Measured, float, float]:
@@ -127,8 +166,14 @@ def measured_split(argv: list[str], *, env: dict[str, str]) -> tuple[Measured, f
         peak.stop()
         out.seek(0)
         err.seek(0)
-        result = Measured(os.waitstatus_to_exitcode(status), wall, usage.ru_utime + usage.ru_stime, peak.kb / 1024,
-                          out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        result = Measured(
+            os.waitstatus_to_exitcode(status),
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            peak.kb / 1024,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
         return result, usage.ru_utime, usage.ru_stime
 
 
@@ -138,18 +183,29 @@ def _per(c: Campaign) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--accounts", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--profile", action="store_true", help="also profile run A under py-spy")
-    ap.add_argument("--only-a", action="store_true", help="run A only (no F, M: no per-account split)")
+    ap.add_argument(
+        "--only-a", action="store_true", help="run A only (no F, M: no per-account split)"
+    )
     ap.add_argument("--keep", help="work directory to keep (default: a temporary one)")
     args = ap.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     work.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Any] = {"accounts": args.accounts, "workers": args.workers, "load_before": load()}
-    print(f"per-account overhead: {args.accounts} accounts x {PER_ACCOUNT} messages, {args.workers} workers; "
-          f"load {load()}", flush=True)
+    figures: dict[str, Any] = {
+        "accounts": args.accounts,
+        "workers": args.workers,
+        "load_before": load(),
+    }
+    print(
+        f"per-account overhead: {args.accounts} accounts x {PER_ACCOUNT} messages, {args.workers} workers; "
+        f"load {load()}",
+        flush=True,
+    )
     try:
         a_c, a_addr = campaign(work, "A", args.accounts, PER_ACCOUNT, args.workers)
         if not args.only_a:
@@ -173,11 +229,17 @@ def main() -> int:
             per_message = (ma * ya - na * ym) / det
             figures["cpu_ms_per_account_beyond_messages"] = round(per_account * 1000, 2)
             figures["cpu_ms_per_message"] = round(per_message * 1000, 3)
-            print(f"migrator CPU per account beyond its messages: {per_account * 1000:.2f} ms; "
-                  f"per message: {per_message * 1000:.3f} ms; fixed {fixed:.2f} s", flush=True)
-        print(f"run A: {A['wall_s']:.1f} s wall ({A['wall_s'] / A['accounts'] * 1000:.1f} ms per account), "
-              f"{A['cpu_s']:.1f} s CPU ({A['cpu_s'] / A['accounts'] * 1000:.1f} ms per account, all in), "
-              f"peak RSS {A['maxrss_mb']:.0f} MB; simulator CPU {A['server_cpu_s']:.1f} s", flush=True)
+            print(
+                f"migrator CPU per account beyond its messages: {per_account * 1000:.2f} ms; "
+                f"per message: {per_message * 1000:.3f} ms; fixed {fixed:.2f} s",
+                flush=True,
+            )
+        print(
+            f"run A: {A['wall_s']:.1f} s wall ({A['wall_s'] / A['accounts'] * 1000:.1f} ms per account), "
+            f"{A['cpu_s']:.1f} s CPU ({A['cpu_s'] / A['accounts'] * 1000:.1f} ms per account, all in), "
+            f"peak RSS {A['maxrss_mb']:.0f} MB; simulator CPU {A['server_cpu_s']:.1f} s",
+            flush=True,
+        )
         if args.profile:
             raw = work / "A.pyspy.txt"
             prof = run(a_c, a_addr, args.workers, profile=raw)
@@ -186,7 +248,9 @@ def main() -> int:
             keep.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(raw, keep)
             figures["profile"] = {"wall_under_py_spy_s": prof["wall_s"], **summary}
-            print(f"profile ({summary['samples']} samples with the GIL held; {keep.relative_to(REPO)}): self:")
+            print(
+                f"profile ({summary['samples']} samples with the GIL held; {keep.relative_to(REPO)}): self:"
+            )
             for k, v in summary["self_pct"].items():
                 print(f"  {v:5.1f} %  {k}")
             print("inclusive:")

@@ -63,11 +63,24 @@ url = "sqlite:///{root}/state.db"
 """
 
 GIVEN = ("'María José'", "'Iñaki'", "'Ximena'", "'José Guadalupe'", "'Rocío'", "'Francisco Javier'")
-FAMILY = ("'Núñez'", "'Fernández-Villaseñor'", "'Peña'", "'Echeverría Olaizola'", "'Ibáñez'", "'Gutiérrez'")
+FAMILY = (
+    "'Núñez'",
+    "'Fernández-Villaseñor'",
+    "'Peña'",
+    "'Echeverría Olaizola'",
+    "'Ibáñez'",
+    "'Gutiérrez'",
+)
 
 
 def _pick(options: tuple[str, ...], expr: str) -> str:
-    return "CASE " + expr + " " + " ".join(f"WHEN {i} THEN {v}" for i, v in enumerate(options)) + " END"
+    return (
+        "CASE "
+        + expr
+        + " "
+        + " ".join(f"WHEN {i} THEN {v}" for i, v in enumerate(options))
+        + " END"
+    )
 
 
 # 70 % synced, 5 % verified, 3 % failed, 1 % running, 21 % pending (by account number)
@@ -98,13 +111,14 @@ def fill(root: Path, count: int) -> Path:
     series = f"WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {count}) "
     db.execute("BEGIN")
     db.execute(
-        series + f"""INSERT INTO accounts (id, plan_id, key, dn, address, target_address, uid, name, batch,
+        series
+        + f"""INSERT INTO accounts (id, plan_id, key, dn, address, target_address, uid, name, batch,
           aliases, attributes, scope, fingerprint, discovered_at, last_seen_at, status, passes, attempts,
           last_error, last_error_reason, first_pass_at, last_pass_at, messages_done, messages_skipped,
           messages_failed, bytes_done, lease_epoch)
         SELECT n, 1, {user} || '@uni.example.org', 'uid=' || {user} || ',ou=people,dc=uni,dc=example,dc=org',
           {user} || '@uni.example.org', {user} || '@uni.example.org', {user},
-          {_pick(GIVEN, 'n % 6')} || ' ' || {_pick(FAMILY, '(n / 6) % 6')} || ' ' || {_pick(FAMILY, '(n / 36) % 6')},
+          {_pick(GIVEN, "n % 6")} || ' ' || {_pick(FAMILY, "(n / 6) % 6")} || ' ' || {_pick(FAMILY, "(n / 36) % 6")},
           'Facultad ' || printf('%03d', (n - 1) / {BATCH_SIZE}), '[]', '{{}}', 'in_scope', 'fp',
           strftime('%Y-%m-%d %H:%M:%f', 'now', '-30 days'), strftime('%Y-%m-%d %H:%M:%f', 'now'),
           {STATUS}, CASE WHEN n % 100 < 75 THEN 1 ELSE 0 END, CASE WHEN n % 100 < 79 THEN 1 ELSE 0 END,
@@ -115,7 +129,9 @@ def fill(root: Path, count: int) -> Path:
           {DONE}, 0, 0, {DONE} * 48000, 1
         FROM s"""
     )
-    for k, (native, display, role) in enumerate((("INBOX", "Inbox", "inbox"), (".Sent", "Sent", "sent"))):
+    for k, (native, display, role) in enumerate(
+        (("INBOX", "Inbox", "inbox"), (".Sent", "Sent", "sent"))
+    ):
         db.execute(
             f"""INSERT INTO folders (id, account_id, native, display, role, source_count, done_count,
                   skipped_count, failed_count, created_at)
@@ -174,7 +190,9 @@ def copy_to_postgresql(root: Path) -> str:
             with db.cursor().copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
                 for row in lite.execute(f"SELECT {', '.join(names)} FROM {table}"):
                     copy.write_row(row)
-            db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            db.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
         db.execute("VACUUM ANALYZE")
     lite.close()
     return PG_URL
@@ -229,7 +247,10 @@ def run(root: Path, *args: str, first_byte: bool = False) -> dict[str, Any]:
         raise SystemExit(f"migrator {' '.join(args)}: exit {proc.returncode}: {err[-2000:]}")
     peak = int(err.rsplit("PEAK-KB ", 1)[1].split()[0])
     result: dict[str, Any] = {
-        "s": seconds, "cpu": usage.ru_utime + usage.ru_stime, "rss": peak / 1024, "out": b"".join(chunks),
+        "s": seconds,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss": peak / 1024,
+        "out": b"".join(chunks),
     }
     if first_byte:
         result["first"] = first
@@ -274,8 +295,11 @@ def browser_figures(root: Path, page: Path, count: int) -> dict[str, float]:
             time.sleep(0.01)
         searched = time.perf_counter() - t0
     return {
-        "launch": launched - started, "open": min(opens), "open_max": max(opens),
-        "search": searched, "rows_shown": float(shown),
+        "launch": launched - started,
+        "open": min(opens),
+        "open_max": max(opens),
+        "search": searched,
+        "rows_shown": float(shown),
     }
 
 
@@ -283,8 +307,11 @@ def measure(base: Path, count: int, *, postgresql: bool) -> dict[str, Any]:
     root = base / str(count)
     started = time.perf_counter()
     plan = fill(root, count)
-    print(f"{count:,} accounts: state database written in {time.perf_counter() - started:.1f} s "
-          f"({(root / 'state.db').stat().st_size / 1e6:.0f} MB)", flush=True)
+    print(
+        f"{count:,} accounts: state database written in {time.perf_counter() - started:.1f} s "
+        f"({(root / 'state.db').stat().st_size / 1e6:.0f} MB)",
+        flush=True,
+    )
     p = ("--plan", str(plan))
     fig: dict[str, Any] = {}
     status = best(root, 3, "status", *p, "--json")
@@ -298,9 +325,13 @@ def measure(base: Path, count: int, *, postgresql: bool) -> dict[str, Any]:
     fig["accounts --status failed --json"] = failed
     fig["accounts (table)"] = best(root, 1, "accounts", *p, first_byte=True)
     html = root / "report.html"
-    fig["report --format html"] = best(root, 1, "report", *p, "--format", "html", "--output", str(html))
+    fig["report --format html"] = best(
+        root, 1, "report", *p, "--format", "html", "--output", str(html)
+    )
     fig["report --format html"]["size"] = html.stat().st_size / 1e6
-    fig["report --format csv"] = best(root, 1, "report", *p, "--format", "csv", "--output", str(root / "r.csv"))
+    fig["report --format csv"] = best(
+        root, 1, "report", *p, "--format", "csv", "--output", str(root / "r.csv")
+    )
     someone = f"user{count // 2 + 76:06d}@uni.example.org"  # a failed account half-way
     fig["events --account"] = best(root, 3, "events", *p, "--account", someone, "--json")
     fig["events --limit 1000"] = best(root, 3, "events", *p, "--json")
@@ -313,24 +344,37 @@ def measure(base: Path, count: int, *, postgresql: bool) -> dict[str, Any]:
         try:
             q = (*p, "--state", url)
             fig["status --json (PostgreSQL)"] = best(root, 3, "status", *q, "--json")
-            fig["accounts --json (PostgreSQL)"] = best(root, 2, "accounts", *q, "--json", first_byte=True)
+            fig["accounts --json (PostgreSQL)"] = best(
+                root, 2, "accounts", *q, "--json", first_byte=True
+            )
             assert fig["accounts --json (PostgreSQL)"]["out"] == accounts["out"]
             fig["report --format html (PostgreSQL)"] = best(
-                root, 1, "report", *q, "--format", "html", "--output", str(root / "pg.html"))
-            fig["events --account (PostgreSQL)"] = best(root, 3, "events", *q, "--account", someone, "--json")
-            fig["show --no-source (PostgreSQL)"] = best(root, 3, "show", someone, *q, "--no-source", "--json")
+                root, 1, "report", *q, "--format", "html", "--output", str(root / "pg.html")
+            )
+            fig["events --account (PostgreSQL)"] = best(
+                root, 3, "events", *q, "--account", someone, "--json"
+            )
+            fig["show --no-source (PostgreSQL)"] = best(
+                root, 3, "show", someone, *q, "--no-source", "--json"
+            )
         finally:
             drop_postgresql()
     for name, r in fig.items():
         if name == "browser":
             b = r
-            print(f"  Chromium: launch {b['launch']:.2f} s; open (navigate to drawn) {b['open']:.2f} s "
-                  f"(max {b['open_max']:.2f}); search for an account on the last page {b['search']:.2f} s; "
-                  f"{b['rows_shown']:.0f} rows drawn", flush=True)
+            print(
+                f"  Chromium: launch {b['launch']:.2f} s; open (navigate to drawn) {b['open']:.2f} s "
+                f"(max {b['open_max']:.2f}); search for an account on the last page {b['search']:.2f} s; "
+                f"{b['rows_shown']:.0f} rows drawn",
+                flush=True,
+            )
             continue
         extra = f", first byte {r['first']:.2f} s" if r.get("first") is not None else ""
         extra += f", {r['size']:.1f} MB file" if "size" in r else ""
-        print(f"  {name:<34} {r['s']:6.2f} s (CPU {r['cpu']:5.2f} s), peak RSS {r['rss']:5.0f} MB{extra}", flush=True)
+        print(
+            f"  {name:<34} {r['s']:6.2f} s (CPU {r['cpu']:5.2f} s), peak RSS {r['rss']:5.0f} MB{extra}",
+            flush=True,
+        )
     return fig
 
 
@@ -340,16 +384,23 @@ def growth(small: int, large: int, a: dict[str, Any], b: dict[str, Any]) -> None
     print("| --- | --- | --- | --- |")
     for name in a:
         if name == "browser":
-            for key, label in (("open", "report opens in Chromium"), ("search", "search finds one account")):
+            for key, label in (
+                ("open", "report opens in Chromium"),
+                ("search", "search finds one account"),
+            ):
                 x, y = a[name][key], b[name][key]
                 print(f"| {label} | {x:.2f} s | {y:.2f} s | x{y / x:.1f} |")
             continue
         x, y = a[name], b[name]
-        print(f"| `{name}` | {x['s']:.2f} s (CPU {x['cpu']:.2f} s), {x['rss']:.0f} MB | "
-              f"{y['s']:.2f} s (CPU {y['cpu']:.2f} s), {y['rss']:.0f} MB | "
-              f"x{y['cpu'] / x['cpu']:.1f} CPU, x{y['rss'] / x['rss']:.1f} RSS |")
+        print(
+            f"| `{name}` | {x['s']:.2f} s (CPU {x['cpu']:.2f} s), {x['rss']:.0f} MB | "
+            f"{y['s']:.2f} s (CPU {y['cpu']:.2f} s), {y['rss']:.0f} MB | "
+            f"x{y['cpu'] / x['cpu']:.1f} CPU, x{y['rss'] / x['rss']:.1f} RSS |"
+        )
         if "size" in x:
-            print(f"| report file | {x['size']:.1f} MB | {y['size']:.1f} MB | x{y['size'] / x['size']:.1f} |")
+            print(
+                f"| report file | {x['size']:.1f} MB | {y['size']:.1f} MB | x{y['size'] / x['size']:.1f} |"
+            )
 
 
 def main(argv: list[str]) -> None:

@@ -35,11 +35,15 @@ def main() -> None:
         started = time.perf_counter()
         page = root / "report.html"
         page.write_text(render_html(report), encoding="utf-8")
-        print(f"render_html: {time.perf_counter() - started:.2f} s, {page.stat().st_size / 1e6:.1f} MB")
+        print(
+            f"render_html: {time.perf_counter() - started:.2f} s, {page.stat().st_size / 1e6:.1f} MB"
+        )
         started = time.perf_counter()
         dom = chromium(page, "search=garc&sort=-bytes", root / "profile", "--dump-dom")
         ok = 'data-ready="1"' in dom and "10,000 of 100,000 accounts match" in dom
-        print(f"chromium load + search + sort: {time.perf_counter() - started:.2f} s ({'ok' if ok else 'WRONG'})")
+        print(
+            f"chromium load + search + sort: {time.perf_counter() - started:.2f} s ({'ok' if ok else 'WRONG'})"
+        )
         if not ok:
             raise SystemExit(1)
 

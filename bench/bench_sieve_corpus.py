@@ -61,8 +61,14 @@ def pigeonhole(work: Path) -> Path | None:
     (here / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (here / "src.list").write_text(DEB_SRC)
     options = [
-        "-o", f"Dir::Etc::SourceList={here / 'src.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
-        "-o", f"Dir::State::Lists={here / 'lists'}", "-o", "APT::Sandbox::User=root",
+        "-o",
+        f"Dir::Etc::SourceList={here / 'src.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={here / 'lists'}",
+        "-o",
+        "APT::Sandbox::User=root",
     ]
     run(["apt-get", *options, "update", "-qq"], here)
     r = run(["apt-get", *options, "source", "--download-only", "-qq", "dovecot"], here)
@@ -78,8 +84,20 @@ def sievelib_sdist(work: Path) -> Path | None:
     here.mkdir(parents=True, exist_ok=True)
     found = sorted(here.glob("sievelib-*.tar.gz"))
     if not found:
-        r = run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                 "sievelib"], here)
+        r = run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "sievelib",
+            ],
+            here,
+        )
         found = sorted(here.glob("sievelib-*.tar.gz"))
         if not found:
             print(f"sievelib: not downloaded: {r.stderr.strip()[-300:]}", file=sys.stderr)
@@ -89,8 +107,12 @@ def sievelib_sdist(work: Path) -> Path | None:
 
 def corpora(work: Path) -> dict[str, list[tuple[str, str]]]:
     """corpus -> [(name, text)]"""
-    out: dict[str, list[tuple[str, str]]] = {"pigeonhole-examples": [], "pigeonhole-tests": [],
-                                             "sievelib-tests": [], "migrator-samples": []}
+    out: dict[str, list[tuple[str, str]]] = {
+        "pigeonhole-examples": [],
+        "pigeonhole-tests": [],
+        "sievelib-tests": [],
+        "migrator-samples": [],
+    }
     tarball = pigeonhole(work)
     if tarball is not None:
         with tarfile.open(tarball) as tar:
@@ -98,10 +120,18 @@ def corpora(work: Path) -> dict[str, list[tuple[str, str]]]:
                 if not member.isfile() or not member.name.endswith(".sieve"):
                     continue
                 parts = member.name.split("/")
-                corpus = "pigeonhole-examples" if "examples" in parts else "pigeonhole-tests" if "tests" in parts else None
+                corpus = (
+                    "pigeonhole-examples"
+                    if "examples" in parts
+                    else "pigeonhole-tests"
+                    if "tests" in parts
+                    else None
+                )
                 stream = tar.extractfile(member)
                 if corpus and stream is not None:
-                    out[corpus].append(("/".join(parts[1:]), stream.read().decode("utf-8", "replace")))
+                    out[corpus].append(
+                        ("/".join(parts[1:]), stream.read().decode("utf-8", "replace"))
+                    )
     sdist = sievelib_sdist(work)
     if sdist is not None:
         with tarfile.open(sdist) as tar:
@@ -158,7 +188,9 @@ def _reason_key(reason: str) -> str:
 
 def measure(scripts: list[tuple[str, str]]) -> Row:
     row = Row()
-    options = FilterOptions(internal_domains=frozenset({"example.com", "example.org", "example.net"}))
+    options = FilterOptions(
+        internal_domains=frozenset({"example.com", "example.org", "example.net"})
+    )
     naming = FolderNaming()
     for name, text in scripts:
         row.scripts += 1
@@ -188,25 +220,56 @@ def main() -> int:
     rows = {name: measure(scripts) for name, scripts in corpora(work).items()}
     total = Row()
     for row in rows.values():
-        for attr in ("scripts", "parsed", "statements", "exact", "approximate", "refused", "seconds"):
+        for attr in (
+            "scripts",
+            "parsed",
+            "statements",
+            "exact",
+            "approximate",
+            "refused",
+            "seconds",
+        ):
             setattr(total, attr, getattr(total, attr) + getattr(row, attr))
         total.reasons.update(row.reasons)
         total.parse_errors.update(row.parse_errors)
     rows["all"] = total
     if args.json:
-        print(json.dumps({k: {**{a: getattr(v, a) for a in ("scripts", "parsed", "statements", "exact",
-                                                             "approximate", "refused")},
-                              "ms_per_script": round(1000 * v.seconds / max(1, v.scripts), 2),
-                              "reasons": v.reasons.most_common(15),
-                              "parse_errors": v.parse_errors.most_common(10)}
-                          for k, v in rows.items()}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    k: {
+                        **{
+                            a: getattr(v, a)
+                            for a in (
+                                "scripts",
+                                "parsed",
+                                "statements",
+                                "exact",
+                                "approximate",
+                                "refused",
+                            )
+                        },
+                        "ms_per_script": round(1000 * v.seconds / max(1, v.scripts), 2),
+                        "reasons": v.reasons.most_common(15),
+                        "parse_errors": v.parse_errors.most_common(10),
+                    }
+                    for k, v in rows.items()
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return 0
-    print(f"{'corpus':22} {'scripts':>8} {'parsed':>7} {'stmts':>6} {'exact':>6} {'noted':>6} "
-          f"{'refused':>8} {'carried':>8} {'ms/script':>9}")
+    print(
+        f"{'corpus':22} {'scripts':>8} {'parsed':>7} {'stmts':>6} {'exact':>6} {'noted':>6} "
+        f"{'refused':>8} {'carried':>8} {'ms/script':>9}"
+    )
     for name, row in rows.items():
         carried = (row.exact + row.approximate) / row.statements if row.statements else 0.0
-        print(f"{name:22} {row.scripts:8} {row.parsed:7} {row.statements:6} {row.exact:6} {row.approximate:6} "
-              f"{row.refused:8} {carried:8.1%} {1000 * row.seconds / max(1, row.scripts):9.2f}")
+        print(
+            f"{name:22} {row.scripts:8} {row.parsed:7} {row.statements:6} {row.exact:6} {row.approximate:6} "
+            f"{row.refused:8} {carried:8.1%} {1000 * row.seconds / max(1, row.scripts):9.2f}"
+        )
     print("\nmost common reasons a statement is not carried:")
     for reason, count in total.reasons.most_common(15):
         print(f"{count:6}  {reason}")

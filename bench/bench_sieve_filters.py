@@ -43,13 +43,17 @@ def main() -> int:
         for label in ("first pass", "second pass"):
             c.sim.reset_stats()
             started = time.perf_counter()
-            done = c.cli("filters", "--plan", str(c.plan_path), "--workers", str(args.workers), "--json")
+            done = c.cli(
+                "filters", "--plan", str(c.plan_path), "--workers", str(args.workers), "--json"
+            )
             seconds = time.perf_counter() - started
             summary = json.loads(done.stdout)
             requests = c.sim.stats().requests
-            print(f"{label}: {summary['applied']} accounts in {seconds:.1f} s "
-                  f"({summary['applied'] / seconds:.1f} accounts/s), exit {done.returncode}; requests "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(requests.items())))
+            print(
+                f"{label}: {summary['applied']} accounts in {seconds:.1f} s "
+                f"({summary['applied'] / seconds:.1f} accounts/s), exit {done.returncode}; requests "
+                + ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
+            )
     finally:
         c.sim.stop()
     return 0

@@ -26,14 +26,17 @@ from migrator.model.mail import Flags, MessageRecord
 from migrator.samples.mail import SampleMessage, hard_case_messages, mbox_bytes
 
 MB = 1024 * 1024
-BODY = b"".join(b"line %04d of a fairly ordinary message body, nothing special here\n" % i
-                for i in range(60))  # about 4 KB
+BODY = b"".join(
+    b"line %04d of a fairly ordinary message body, nothing special here\n" % i for i in range(60)
+)  # about 4 KB
 
 
 def _message(i: int) -> SampleMessage:
     when = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=i * 37)
-    raw = (b"From: a@example.org\nTo: b@example.org\nSubject: bench %d\n"
-           b"Message-ID: <%d@bench>\n\n" % (i, i)) + BODY
+    raw = (
+        b"From: a@example.org\nTo: b@example.org\nSubject: bench %d\n"
+        b"Message-ID: <%d@bench>\n\n" % (i, i)
+    ) + BODY
     flags = Flags(seen=i % 3 != 0, flagged=i % 17 == 0)
     return SampleMessage(f"m{i}", raw, flags, when)
 
@@ -62,8 +65,9 @@ def write_maildir_folder(root: Path, count: int) -> int:
 def write_mbox_file(path: Path, count: int) -> None:
     with path.open("wb") as fh:
         for start in range(0, count, 1000):
-            fh.write(mbox_bytes([_message(i) for i in range(start, min(count, start + 1000))],
-                                "mboxrd"))
+            fh.write(
+                mbox_bytes([_message(i) for i in range(start, min(count, start + 1000))], "mboxrd")
+            )
 
 
 def timed(what: str, fn: Callable[[], object]) -> tuple[float, object]:
@@ -105,20 +109,25 @@ def main(argv: list[str]) -> int:
         timed(f"write Maildir folder ({count} files)", lambda: write_maildir_folder(md, count))
         src = MaildirSource(str(md))
         inbox = src.folders()[0]  # counts and byte totals: one listing too
-        secs, records = timed(f"Maildir: list {count} keys (target < 2 s)",
-                              lambda: list(src.messages(inbox)))
+        secs, records = timed(
+            f"Maildir: list {count} keys (target < 2 s)", lambda: list(src.messages(inbox))
+        )
         assert isinstance(records, list) and len(records) == count
         secs, nbytes = timed("Maildir: read every message", lambda: read_all(records))
         assert isinstance(nbytes, int)
-        print(f"Maildir read throughput: {nbytes / MB / secs:.1f} MB/s "
-              f"({count / secs:.0f} messages/s, small files)")
+        print(
+            f"Maildir read throughput: {nbytes / MB / secs:.1f} MB/s "
+            f"({count / secs:.0f} messages/s, small files)"
+        )
 
         spool = scratch / "spool"
         timed(f"write mbox ({count} messages)", lambda: write_mbox_file(spool, count))
         size_mb = spool.stat().st_size / MB
         msrc = MboxSource(str(spool))
-        secs, mrecords = timed(f"mbox: index and list {count} keys ({size_mb:.0f} MB)",
-                               lambda: list(msrc.messages(msrc.folders()[0])))
+        secs, mrecords = timed(
+            f"mbox: index and list {count} keys ({size_mb:.0f} MB)",
+            lambda: list(msrc.messages(msrc.folders()[0])),
+        )
         print(f"mbox index throughput: {size_mb / secs:.1f} MB/s")
         assert isinstance(mrecords, list)
         secs, nbytes = timed("mbox: read every message", lambda: read_all(mrecords))
@@ -129,12 +138,15 @@ def main(argv: list[str]) -> int:
         large = scratch / "spool-large"
         with large.open("wb") as fh:
             for start in range(0, 2000, 100):
-                fh.write(mbox_bytes([_large_message(i) for i in range(start, start + 100)],
-                                    "mboxrd"))
+                fh.write(
+                    mbox_bytes([_large_message(i) for i in range(start, start + 100)], "mboxrd")
+                )
         size_mb = large.stat().st_size / MB
         lsrc = MboxSource(str(large))
-        secs, lrecords = timed(f"mbox: index and list 2000 large messages ({size_mb:.0f} MB)",
-                               lambda: list(lsrc.messages(lsrc.folders()[0])))
+        secs, lrecords = timed(
+            f"mbox: index and list 2000 large messages ({size_mb:.0f} MB)",
+            lambda: list(lsrc.messages(lsrc.folders()[0])),
+        )
         print(f"mbox index throughput, large messages: {size_mb / secs:.1f} MB/s")
         assert isinstance(lrecords, list)
         secs, nbytes = timed("mbox: read every large message", lambda: read_all(lrecords))
@@ -148,13 +160,17 @@ def main(argv: list[str]) -> int:
         (bigdir / "cur" / "1704067200.M1P1.bench:2,S").write_bytes(big.raw)
         (scratch / "bigspool").write_bytes(mbox_bytes([big], "mboxrd"))
         del big
-        for label, source in (("Maildir", MaildirSource(str(bigdir))),
-                              ("mbox", MboxSource(str(scratch / "bigspool")))):
+        for label, source in (
+            ("Maildir", MaildirSource(str(bigdir))),
+            ("mbox", MboxSource(str(scratch / "bigspool"))),
+        ):
             folder = source.folders()[0]
             [record] = [r for r in source.messages(folder) if isinstance(r, MessageRecord)]
             total, peak = stream_peak(record)
-            print(f"{label}: streaming a {total / MB:.1f} MB message: peak Python memory "
-                  f"{peak / MB:.2f} MB")
+            print(
+                f"{label}: streaming a {total / MB:.1f} MB message: peak Python memory "
+                f"{peak / MB:.2f} MB"
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -75,7 +75,11 @@ FAILED_REASON = """CASE WHEN {n} % 100 BETWEEN 75 AND 77 THEN
 
 def account_select(first: int, count: int, per_account: int, scope: str, dialect: str) -> str:
     n = "g" if dialect == "postgresql" else "n"
-    pad = (lambda e: f"lpad(({e})::text, 6, '0')") if dialect == "postgresql" else (lambda e: f"printf('%06d', ({e}))")
+    pad = (
+        (lambda e: f"lpad(({e})::text, 6, '0')")
+        if dialect == "postgresql"
+        else (lambda e: f"printf('%06d', ({e}))")
+    )
     now = "now()" if dialect == "postgresql" else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     in_scope = scope == "in_scope"
     status = STATUS.format(n=n) if in_scope else "'pending'"
@@ -88,7 +92,7 @@ def account_select(first: int, count: int, per_account: int, scope: str, dialect
       'uid=user' || {pad(n)} || ',ou=people,dc=example,dc=org',
       'user' || {pad(n)} || '@example.org', 'user' || {pad(n)} || '@example.com', 'user' || {pad(n)},
       'User ' || {n}, {batch}, '[]', '{{}}', '{scope}',
-      {'NULL' if in_scope else "'filtered-out'"}, 'fp', {now}, {now},
+      {"NULL" if in_scope else "'filtered-out'"}, 'fp', {now}, {now},
       {status}, CASE WHEN {n} % 100 < 78 THEN 1 ELSE 0 END, 1,
       CASE WHEN {reason} IS NOT NULL THEN 'the target refused: ' || {reason} END, {reason},
       {done} - {skipped}, {skipped}, 0, ({done} - {skipped}) * 25000, 0"""
@@ -99,7 +103,9 @@ ACCOUNT_COLUMNS = """(id, plan_id, key, dn, address, target_address, uid, name, 
   last_error, last_error_reason, messages_done, messages_skipped, messages_failed, bytes_done,
   lease_epoch)"""
 
-FOLDER_COLUMNS = "(id, account_id, native, display, role, done_count, skipped_count, failed_count, created_at)"
+FOLDER_COLUMNS = (
+    "(id, account_id, native, display, role, done_count, skipped_count, failed_count, created_at)"
+)
 MESSAGE_COLUMNS = "(id, folder_id, account_id, source_key, state, lease_epoch, size, reason, created_at, updated_at)"
 EVENT_COLUMNS = "(plan_id, account_id, at, kind, from_state, to_state, detail)"
 
@@ -112,7 +118,8 @@ def message_select(per_account: int, rows: int, dialect: str) -> str:
     # written over the last 30 days in id order, as a campaign writes its ledger
     ago = f"(({rows} - {n}) * {LEDGER_DAYS * 86400.0} / {rows})"
     now = (
-        f"now() - {ago} * interval '1 second'" if dialect == "postgresql"
+        f"now() - {ago} * interval '1 second'"
+        if dialect == "postgresql"
         else f"strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || {ago} || ' seconds')"
     )
     skipped = f"{account} % 100 = 7 AND {pos} >= {per_account - 2}"
@@ -162,7 +169,9 @@ def fill_sqlite(path: Path, accounts: int, rows: int) -> None:
     db.execute("PRAGMA synchronous=OFF")
     db.execute("PRAGMA cache_size=-1000000")
     # rebuilding the secondary ledger index afterwards is much faster than keeping it up to date
-    [(index_sql,)] = db.execute("SELECT sql FROM sqlite_master WHERE name = 'ix_messages_account_state'").fetchall()
+    [(index_sql,)] = db.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_account_state'"
+    ).fetchall()
     db.execute("DROP INDEX ix_messages_account_state")
 
     def series(first: int, count: int, select: str, table: str, columns: str) -> None:
@@ -173,15 +182,43 @@ def fill_sqlite(path: Path, accounts: int, rows: int) -> None:
         )
         db.execute("COMMIT")
 
-    step(f"accounts: {accounts:,} in scope", lambda: series(1, accounts, account_select(1, accounts, per_account, "in_scope", "sqlite"), "accounts", ACCOUNT_COLUMNS))
-    step(f"accounts: {OUT_OF_SCOPE:,} out of scope", lambda: series(accounts + 1, OUT_OF_SCOPE, account_select(accounts + 1, OUT_OF_SCOPE, 0, "excluded", "sqlite"), "accounts", ACCOUNT_COLUMNS))
-    step("folders", lambda: db.execute(f"INSERT INTO folders {FOLDER_COLUMNS} {folder_select('sqlite')}"))
+    step(
+        f"accounts: {accounts:,} in scope",
+        lambda: series(
+            1,
+            accounts,
+            account_select(1, accounts, per_account, "in_scope", "sqlite"),
+            "accounts",
+            ACCOUNT_COLUMNS,
+        ),
+    )
+    step(
+        f"accounts: {OUT_OF_SCOPE:,} out of scope",
+        lambda: series(
+            accounts + 1,
+            OUT_OF_SCOPE,
+            account_select(accounts + 1, OUT_OF_SCOPE, 0, "excluded", "sqlite"),
+            "accounts",
+            ACCOUNT_COLUMNS,
+        ),
+    )
+    step(
+        "folders",
+        lambda: db.execute(f"INSERT INTO folders {FOLDER_COLUMNS} {folder_select('sqlite')}"),
+    )
     block = 1_000_000
     for first in range(1, rows + 1, block):
         count = min(block, rows - first + 1)
-        step(f"ledger rows {first:,}..{first + count - 1:,}", lambda f=first, c=count: series(f, c, message_select(per_account, rows, "sqlite"), "messages", MESSAGE_COLUMNS))  # type: ignore[misc]
+        step(
+            f"ledger rows {first:,}..{first + count - 1:,}",
+            lambda f=first, c=count: series(
+                f, c, message_select(per_account, rows, "sqlite"), "messages", MESSAGE_COLUMNS
+            ),
+        )  # type: ignore[misc]
     step("ledger index ix_messages_account_state", lambda: db.execute(index_sql))
-    step("events", lambda: db.execute(f"INSERT INTO events {EVENT_COLUMNS} {event_select('sqlite')}"))
+    step(
+        "events", lambda: db.execute(f"INSERT INTO events {EVENT_COLUMNS} {event_select('sqlite')}")
+    )
     db.execute(verify_run("sqlite"))
     db.close()
 
@@ -195,17 +232,59 @@ def fill_postgresql(url: str, accounts: int, rows: int) -> None:
         db.execute("DROP INDEX ix_messages_account_state")
 
         def series(first: int, count: int, select: str, table: str, columns: str) -> None:
-            db.execute(f"INSERT INTO {table} {columns} {select} FROM generate_series({first}, {first + count - 1}) g")
+            db.execute(
+                f"INSERT INTO {table} {columns} {select} FROM generate_series({first}, {first + count - 1}) g"
+            )
 
-        step(f"accounts: {accounts:,} in scope", lambda: series(1, accounts, account_select(1, accounts, per_account, "in_scope", "postgresql"), "accounts", ACCOUNT_COLUMNS))
-        step(f"accounts: {OUT_OF_SCOPE:,} out of scope", lambda: series(accounts + 1, OUT_OF_SCOPE, account_select(accounts + 1, OUT_OF_SCOPE, 0, "excluded", "postgresql"), "accounts", ACCOUNT_COLUMNS))
-        step("folders", lambda: db.execute(f"INSERT INTO folders {FOLDER_COLUMNS} {folder_select('postgresql')}"))
+        step(
+            f"accounts: {accounts:,} in scope",
+            lambda: series(
+                1,
+                accounts,
+                account_select(1, accounts, per_account, "in_scope", "postgresql"),
+                "accounts",
+                ACCOUNT_COLUMNS,
+            ),
+        )
+        step(
+            f"accounts: {OUT_OF_SCOPE:,} out of scope",
+            lambda: series(
+                accounts + 1,
+                OUT_OF_SCOPE,
+                account_select(accounts + 1, OUT_OF_SCOPE, 0, "excluded", "postgresql"),
+                "accounts",
+                ACCOUNT_COLUMNS,
+            ),
+        )
+        step(
+            "folders",
+            lambda: db.execute(
+                f"INSERT INTO folders {FOLDER_COLUMNS} {folder_select('postgresql')}"
+            ),
+        )
         block = 2_000_000
         for first in range(1, rows + 1, block):
             count = min(block, rows - first + 1)
-            step(f"ledger rows {first:,}..{first + count - 1:,}", lambda f=first, c=count: series(f, c, message_select(per_account, rows, "postgresql"), "messages", MESSAGE_COLUMNS))  # type: ignore[misc]
-        step("ledger index ix_messages_account_state", lambda: db.execute("CREATE INDEX ix_messages_account_state ON messages (account_id, state)"))
-        step("events", lambda: db.execute(f"INSERT INTO events {EVENT_COLUMNS} {event_select('postgresql')}"))
+            step(
+                f"ledger rows {first:,}..{first + count - 1:,}",
+                lambda f=first, c=count: series(
+                    f,
+                    c,
+                    message_select(per_account, rows, "postgresql"),
+                    "messages",
+                    MESSAGE_COLUMNS,
+                ),
+            )  # type: ignore[misc]
+        step(
+            "ledger index ix_messages_account_state",
+            lambda: db.execute(
+                "CREATE INDEX ix_messages_account_state ON messages (account_id, state)"
+            ),
+        )
+        step(
+            "events",
+            lambda: db.execute(f"INSERT INTO events {EVENT_COLUMNS} {event_select('postgresql')}"),
+        )
         db.execute(verify_run("postgresql"))
         # what autovacuum does on its own shortly after a bulk load
         step("VACUUM ANALYZE", lambda: db.execute("VACUUM ANALYZE"))
@@ -220,7 +299,17 @@ def cli_env(pycache: Path) -> dict[str, str]:
 
 
 def time_cli(plan: Path, url: str) -> list[float]:
-    command = [sys.executable, "-m", "migrator", "status", "--plan", str(plan), "--state", url, "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "migrator",
+        "status",
+        "--plan",
+        str(plan),
+        "--state",
+        url,
+        "--json",
+    ]
     env = cli_env(plan.parent / "pycache")
     times, cpu = [], []
     for attempt in range(TIMED_RUNS + 1):
@@ -236,7 +325,9 @@ def time_cli(plan: Path, url: str) -> list[float]:
         if attempt:  # the first run warms the OS file cache
             times.append(elapsed)
         else:
-            print(f"  first (cold) run: {elapsed:.2f} s; headline: {json.loads(result.stdout)['headline']}")
+            print(
+                f"  first (cold) run: {elapsed:.2f} s; headline: {json.loads(result.stdout)['headline']}"
+            )
     # CPU of the command's process is the fairer figure when other work shares the machine
     print(f"  CPU time of the status process (user+sys): median {statistics.median(cpu):.2f} s")
     return times
@@ -252,7 +343,10 @@ def per_query(store: Store) -> None:
             ("reporting.totals", lambda: reporting.totals(db, plan_id)),
             ("reporting.skipped_by_reason", lambda: reporting.skipped_by_reason(db, plan_id)),
             ("reporting.failures_by_reason", lambda: reporting.failures_by_reason(db, plan_id)),
-            ("reporting.recent_throughput", lambda: reporting.recent_throughput(db, plan_id, heartbeat=timedelta(seconds=40))),
+            (
+                "reporting.recent_throughput",
+                lambda: reporting.recent_throughput(db, plan_id, heartbeat=timedelta(seconds=40)),
+            ),
             ("reporting.last_run", lambda: reporting.last_run(db, plan_id, "verify")),
         ]
         for label, action in queries:
@@ -267,7 +361,9 @@ def _timed(action: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def measure(label: str, url: str, plan: Path, accounts: int, rows: int, fill: Callable[[], None]) -> None:
+def measure(
+    label: str, url: str, plan: Path, accounts: int, rows: int, fill: Callable[[], None]
+) -> None:
     print(f"{label}: {accounts:,} accounts in scope, {rows:,} ledger rows", flush=True)
     store = open_store(url)
     try:
@@ -309,7 +405,9 @@ def main(argv: list[str]) -> None:
         root = Path(tmp)
         plan = root / "plan.toml"
         plan.write_text(PLAN.format(root=root))
-        print(f"Python start-up + imports + plan check (`migrator check-plan`, best of 3): {startup(plan):.2f} s")
+        print(
+            f"Python start-up + imports + plan check (`migrator check-plan`, best of 3): {startup(plan):.2f} s"
+        )
         if "sqlite" in backends:
             path = root / "state.db"
             url = f"sqlite:///{path}"
@@ -322,7 +420,14 @@ def main(argv: list[str]) -> None:
                 admin.execute(f"CREATE DATABASE {PG_DB}")
             try:
                 url = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
-                measure("PostgreSQL", url, plan, accounts, rows, lambda: fill_postgresql(url, accounts, rows))
+                measure(
+                    "PostgreSQL",
+                    url,
+                    plan,
+                    accounts,
+                    rows,
+                    lambda: fill_postgresql(url, accounts, rows),
+                )
             finally:
                 with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
                     admin.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")

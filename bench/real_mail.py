@@ -65,25 +65,76 @@ CORPORA: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 BUILD_BACKENDS = ("setuptools", "wheel", "hatchling", "poetry-core", "flit-core", "setuptools-scm")
 SKIP_SUFFIXES = (
-    ".py", ".pyc", ".js", ".mjs", ".cjs", ".ts", ".go", ".pm", ".pl", ".json", ".html", ".md",
-    ".rst", ".cf", ".map", ".png", ".jpg", ".gif", ".gz", ".mo", ".po", ".css", ".svg", ".golden",
+    ".py",
+    ".pyc",
+    ".js",
+    ".mjs",
+    ".cjs",
+    ".ts",
+    ".go",
+    ".pm",
+    ".pl",
+    ".json",
+    ".html",
+    ".md",
+    ".rst",
+    ".cf",
+    ".map",
+    ".png",
+    ".jpg",
+    ".gif",
+    ".gz",
+    ".mo",
+    ".po",
+    ".css",
+    ".svg",
+    ".golden",
 )
 MAX_FILE = 20 * 1024 * 1024
 _HEADER_RUN = re.compile(rb"^(From [^\n]*\n)?([!-9;-~]{1,60}:[^\n]*\n([ \t][^\n]*\n)*){2,}")
-_KNOWN = {b"from", b"to", b"subject", b"date", b"message-id", b"received", b"mime-version",
-          b"content-type", b"return-path", b"delivered-to", b"reply-to", b"sender"}
+_KNOWN = {
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"received",
+    b"mime-version",
+    b"content-type",
+    b"return-path",
+    b"delivered-to",
+    b"reply-to",
+    b"sender",
+}
 _FROM_LINE = re.compile(rb"^From \S+ +.*\d\d:\d\d.*$", re.M)
 
 # Where a message of an account goes: by its index, round robin.
 FOLDERS: tuple[tuple[str, ...], ...] = (
-    ("INBOX",), ("INBOX",), ("Sent",), ("Archiv", "2019"), ("Projekte", "Año 2020"), ("Junk",),
-    ("Kunden & Partner",), ("100% erledigt",), ("INBOX",),
+    ("INBOX",),
+    ("INBOX",),
+    ("Sent",),
+    ("Archiv", "2019"),
+    ("Projekte", "Año 2020"),
+    ("Junk",),
+    ("Kunden & Partner",),
+    ("100% erledigt",),
+    ("INBOX",),
 )
-ROLE_EWS: dict[tuple[str, ...], tuple[str, ...]] = {("INBOX",): ("Inbox",), ("Sent",): ("Sent Items",), ("Junk",): ("Junk Email",)}
+ROLE_EWS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("INBOX",): ("Inbox",),
+    ("Sent",): ("Sent Items",),
+    ("Junk",): ("Junk Email",),
+}
 ROLE_IMAP = {("INBOX",): "INBOX", ("Sent",): "Sent", ("Junk",): "Junk"}
 BASE_TIME = datetime(2014, 3, 9, 1, 30, 7, tzinfo=UTC)
 # (source, target) pairs: one Dovecot login per account serves as IMAP source or IMAP target
-CAMPAIGNS = (("maildir", "ews"), ("mbox", "ews"), ("imap", "ews"), ("maildir", "imap"), ("mbox", "imap"))
+CAMPAIGNS = (
+    ("maildir", "ews"),
+    ("mbox", "ews"),
+    ("imap", "ews"),
+    ("maildir", "imap"),
+    ("mbox", "imap"),
+)
 
 
 # --------------------------------------------------------------------------- corpora
@@ -112,8 +163,19 @@ def download(work: Path) -> dict[str, list[str]]:
             here.mkdir(exist_ok=True)
             for spec in specs:
                 if registry == "pypi":
-                    r = run([str(venv / "bin" / "pip"), "download", "-q", "--no-deps",
-                             "--no-binary", ":all:", "--no-build-isolation", spec], here)
+                    r = run(
+                        [
+                            str(venv / "bin" / "pip"),
+                            "download",
+                            "-q",
+                            "--no-deps",
+                            "--no-binary",
+                            ":all:",
+                            "--no-build-isolation",
+                            spec,
+                        ],
+                        here,
+                    )
                 elif registry == "npm":
                     r = run(["npm", "pack", "--silent", spec], here)
                 else:
@@ -122,7 +184,10 @@ def download(work: Path) -> dict[str, list[str]]:
                         run(["apt-get", "update", "-qq"], here)
                         r = run(["apt-get", "download", spec], here)
                 if r.returncode != 0:
-                    print(f"  {corpus}: {spec} not downloaded: {r.stderr.strip()[-300:]}", file=sys.stderr)
+                    print(
+                        f"  {corpus}: {spec} not downloaded: {r.stderr.strip()[-300:]}",
+                        file=sys.stderr,
+                    )
             staging = work / "staging" / corpus
             staging.mkdir(parents=True, exist_ok=True)
             for archive in sorted(here.iterdir()):
@@ -141,8 +206,11 @@ def looks_like_mail(head: bytes) -> bool:
     match = _HEADER_RUN.match(head.replace(b"\r\n", b"\n"))
     if match is None:
         return False
-    names = {line.split(b":", 1)[0].lower() for line in match.group(0).split(b"\n")
-             if b":" in line and not line.startswith((b" ", b"\t", b"From "))}
+    names = {
+        line.split(b":", 1)[0].lower()
+        for line in match.group(0).split(b"\n")
+        if b":" in line and not line.startswith((b" ", b"\t", b"From "))
+    }
     return len(names & _KNOWN) >= 2
 
 
@@ -198,8 +266,11 @@ class Msg:
 def with_huge_header(raw: bytes) -> bytes:
     """A real message as it looks after crossing 1,200 relays: a header block of ~100 KB
     (mail readers then write Status/X-Status after it, beyond what indexers read first)."""
-    received = b"".join(b"Received: from relay%04d.example.net by relay%04d.example.net;"
-                        b" Sun, 9 Mar 2014 01:30:07 +0000\n" % (n, n + 1) for n in range(1200))
+    received = b"".join(
+        b"Received: from relay%04d.example.net by relay%04d.example.net;"
+        b" Sun, 9 Mar 2014 01:30:07 +0000\n" % (n, n + 1)
+        for n in range(1200)
+    )
     return received + raw
 
 
@@ -209,19 +280,31 @@ def assign(messages: list[tuple[str, bytes]]) -> list[Msg]:
         messages = [*messages, (f"{origin} (+100 KB of Received headers)", with_huge_header(raw))]
     out = []
     for i, (origin, raw) in enumerate(messages):
-        out.append(Msg(
-            origin=origin, raw=raw, folder=FOLDERS[i % len(FOLDERS)],
-            seen=i % 3 != 0, flagged=i % 5 == 0, answered=i % 7 == 0,
-            keywords=("$Label1",) if i % 4 == 1 else (),
-            when=BASE_TIME + timedelta(days=i, seconds=i * 37),
-        ))
+        out.append(
+            Msg(
+                origin=origin,
+                raw=raw,
+                folder=FOLDERS[i % len(FOLDERS)],
+                seen=i % 3 != 0,
+                flagged=i % 5 == 0,
+                answered=i % 7 == 0,
+                keywords=("$Label1",) if i % 4 == 1 else (),
+                when=BASE_TIME + timedelta(days=i, seconds=i * 37),
+            )
+        )
     return out
 
 
 def maildir_name(i: int, m: Msg) -> tuple[str, str]:
     """(subdir, file name): every shape real Maildirs hold."""
-    letters = "".join(sorted(("S" if m.seen else "") + ("F" if m.flagged else "")
-                             + ("R" if m.answered else "") + ("a" if m.keywords else "")))
+    letters = "".join(
+        sorted(
+            ("S" if m.seen else "")
+            + ("F" if m.flagged else "")
+            + ("R" if m.answered else "")
+            + ("a" if m.keywords else "")
+        )
+    )
     stamp = int(m.when.timestamp())
     shape = i % 6
     if shape == 0 and not letters:
@@ -250,8 +333,18 @@ def restored_copies(root: Path, m: Msg) -> list[Expected]:
         path = folder_dir(root, m.folder) / "cur" / f"{base}:2,{letters}"
         path.write_bytes(m.raw)
         os.utime(path, (m.when.timestamp(), m.when.timestamp()))
-        out.append(Expected(f"{m.origin} (restored copy :2,{letters})", m.raw, m.folder, seen, flagged,
-                            False, (), m.when))
+        out.append(
+            Expected(
+                f"{m.origin} (restored copy :2,{letters})",
+                m.raw,
+                m.folder,
+                seen,
+                flagged,
+                False,
+                (),
+                m.when,
+            )
+        )
     return out
 
 
@@ -289,8 +382,15 @@ def mbox_bytes(msgs: list[Msg]) -> tuple[bytes, list[bytes]]:
     out, expected = [], []
     for i, m in enumerate(msgs):
         raw = m.raw
-        status = (b"Status: " + (b"RO" if m.seen else b"O") + b"\n"
-                  + b"X-Status: " + (b"F" if m.flagged else b"") + (b"A" if m.answered else b"") + b"\n")
+        status = (
+            b"Status: "
+            + (b"RO" if m.seen else b"O")
+            + b"\n"
+            + b"X-Status: "
+            + (b"F" if m.flagged else b"")
+            + (b"A" if m.answered else b"")
+            + b"\n"
+        )
         cut = raw.find(b"\n\n")
         crlf = raw.find(b"\r\n\r\n")
         if crlf >= 0 and (cut < 0 or crlf < cut):
@@ -343,18 +443,26 @@ filter = "(mail=*)"
 """
 SOURCES = {
     "maildir": '[source]\nkind = "maildir"\nroot = "{root}"\npath = "{{root}}/{{uid}}/Maildir"\n',
-    "mbox": ('[source]\nkind = "mbox"\nroot = "{root}"\npath = "{{root}}/{{uid}}/inbox"\n'
-             'folders_path = "{{root}}/{{uid}}/mail"\n'),
-    "imap": ('[source]\nkind = "imap"\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
-             'login = "{{uid}}"\nmaster_user = "{master}"\npassword_env = "RM_IMAP_MASTER"\n'),
+    "mbox": (
+        '[source]\nkind = "mbox"\nroot = "{root}"\npath = "{{root}}/{{uid}}/inbox"\n'
+        'folders_path = "{{root}}/{{uid}}/mail"\n'
+    ),
+    "imap": (
+        '[source]\nkind = "imap"\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
+        'login = "{{uid}}"\nmaster_user = "{master}"\npassword_env = "RM_IMAP_MASTER"\n'
+    ),
 }
 TARGETS = {
-    "ews": ('[target]\nkind = "ews"\nurl = "{url}"\nauth = "basic"\nusername = "{user}"\n'
-            'password_env = "RM_EWS_PASSWORD"\nmax_message_size = {max_size}\n'),
-    "imap": ('[target]\nkind = "imap"\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
-             'auth = "login"\nusername = "{master}"\npassword_env = "RM_IMAP_MASTER"\n'
-             'address = "{{uid}}@target.test"\nproxy_login = "{{local}}*{{username}}"\n'
-             'max_message_size = {max_size}\n'),
+    "ews": (
+        '[target]\nkind = "ews"\nurl = "{url}"\nauth = "basic"\nusername = "{user}"\n'
+        'password_env = "RM_EWS_PASSWORD"\nmax_message_size = {max_size}\n'
+    ),
+    "imap": (
+        '[target]\nkind = "imap"\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
+        'auth = "login"\nusername = "{master}"\npassword_env = "RM_IMAP_MASTER"\n'
+        'address = "{{uid}}@target.test"\nproxy_login = "{{local}}*{{username}}"\n'
+        "max_message_size = {max_size}\n"
+    ),
 }
 PLAN_TAIL = '[run]\nworkers = 2\nchunk_messages = 25\n[state]\nurl = "sqlite:///{state}"\n'
 
@@ -396,12 +504,24 @@ def date_header(raw: bytes) -> datetime | None:
     if when is None:
         return None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return when if datetime(1601, 1, 2, tzinfo=UTC) <= when <= datetime(9999, 12, 30, tzinfo=UTC) else None
+    return (
+        when
+        if datetime(1601, 1, 2, tzinfo=UTC) <= when <= datetime(9999, 12, 30, tzinfo=UTC)
+        else None
+    )
 
 
 class Campaign:
-    def __init__(self, work: Path, name: str, source: str, target: str, corpora: dict[str, list[Msg]],
-                 dovecot: DovecotServer, max_size: int) -> None:
+    def __init__(
+        self,
+        work: Path,
+        name: str,
+        source: str,
+        target: str,
+        corpora: dict[str, list[Msg]],
+        dovecot: DovecotServer,
+        max_size: int,
+    ) -> None:
         self.dir = work / "campaigns" / name
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
@@ -417,8 +537,14 @@ class Campaign:
         return {**os.environ, "RM_EWS_PASSWORD": SIM_PASSWORD, "RM_IMAP_MASTER": MASTER_PASSWORD}
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "migrator", *args, "--plan", str(self.dir / "plan.toml")],
-                              cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=1200)
+        return subprocess.run(
+            [sys.executable, "-m", "migrator", *args, "--plan", str(self.dir / "plan.toml")],
+            cwd=self.dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
 
     def build(self) -> None:
         root = self.dir / "src"
@@ -437,8 +563,18 @@ class Campaign:
                 write_maildir(box, msgs, oddities=odd if n == 0 else set())
                 for m in msgs:
                     data = dovecot_wire_bytes(m.raw) if self.source == "imap" else m.raw
-                    expected.append(Expected(m.origin, data, m.folder, m.seen, m.flagged, m.answered,
-                                             m.keywords, m.when))
+                    expected.append(
+                        Expected(
+                            m.origin,
+                            data,
+                            m.folder,
+                            m.seen,
+                            m.flagged,
+                            m.answered,
+                            m.keywords,
+                            m.when,
+                        )
+                    )
                 if self.source == "maildir" and n == 0 and len(msgs) > 1:
                     expected += restored_copies(box, msgs[1])
                 if self.source == "imap":
@@ -449,8 +585,11 @@ class Campaign:
                     by_folder[m.folder].append(m)
                 (root / uid / "mail").mkdir(parents=True)
                 for folder, group in by_folder.items():
-                    path = root / uid / "inbox" if folder == ("INBOX",) else \
-                        root / uid / "mail" / Path(*[utf7.encode(p) for p in folder])
+                    path = (
+                        root / uid / "inbox"
+                        if folder == ("INBOX",)
+                        else root / uid / "mail" / Path(*[utf7.encode(p) for p in folder])
+                    )
                     path.parent.mkdir(parents=True, exist_ok=True)
                     data, stored = mbox_bytes(group)
                     if n == 0 and folder == ("INBOX",):  # an empty message, as broken spools hold
@@ -458,13 +597,19 @@ class Campaign:
                     path.write_bytes(data)
                     for m, s in zip(group, stored, strict=True):
                         seen, flagged, answered = mbox_flags_of(m, s)
-                        expected.append(Expected(m.origin, s, m.folder, seen, flagged, answered, (), m.when))
+                        expected.append(
+                            Expected(m.origin, s, m.folder, seen, flagged, answered, (), m.when)
+                        )
             self.expected[corpus] = expected
         ldif = self.dir / "people.ldif"
-        ldif.write_text(LDIF_HEAD + "".join(
-            f"dn: uid={uid},ou=people,dc=corpus,dc=test\nobjectClass: inetOrgPerson\nuid: {uid}\n"
-            f"cn: {corpus}\nsn: corpus\nmail: {self.address(corpus)}\n\n"
-            for corpus, uid in self.uids.items()))
+        ldif.write_text(
+            LDIF_HEAD
+            + "".join(
+                f"dn: uid={uid},ou=people,dc=corpus,dc=test\nobjectClass: inetOrgPerson\nuid: {uid}\n"
+                f"cn: {corpus}\nsn: corpus\nmail: {self.address(corpus)}\n\n"
+                for corpus, uid in self.uids.items()
+            )
+        )
         plan = PLAN_HEAD.format(name=self.name, ldif=ldif)
         plan += SOURCES[self.source].format(root=root, port=self.dovecot.port, master=MASTER_USER)
         if self.target == "ews":
@@ -473,7 +618,9 @@ class Campaign:
                 self.sim.add_mailbox(self.address(corpus))
             plan += TARGETS["ews"].format(url=self.sim.url, user=SIM_USER, max_size=self.max_size)
         else:
-            plan += TARGETS["imap"].format(port=self.dovecot.port, master=MASTER_USER, max_size=self.max_size)
+            plan += TARGETS["imap"].format(
+                port=self.dovecot.port, master=MASTER_USER, max_size=self.max_size
+            )
         plan += PLAN_TAIL.format(state=self.dir / "state.db")
         (self.dir / "plan.toml").write_text(plan)
 
@@ -497,8 +644,19 @@ class Campaign:
                 path = folder.path
             flagged = item.extended.get(tag_key(0x1090)) == "2"
             answered = item.extended.get(tag_key(0x1081)) == "102"
-            out.append(Expected("", item.mime, path, item.is_read, flagged, answered,
-                                tuple(sorted(item.categories)), item.received, item.sent))
+            out.append(
+                Expected(
+                    "",
+                    item.mime,
+                    path,
+                    item.is_read,
+                    flagged,
+                    answered,
+                    tuple(sorted(item.categories)),
+                    item.received,
+                    item.sent,
+                )
+            )
         return out
 
     def _imap_copies(self, corpus: str) -> list[Expected]:
@@ -514,15 +672,30 @@ class Campaign:
                 native = name.decode() if isinstance(name, bytes) else name
                 client.select_folder(native, readonly=True)
                 uids = client.search(["ALL"])
-                path = tuple(utf7.decode(p) for p in native.split(sep.decode() if isinstance(sep, bytes) else sep))
-                for data in client.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]).values() if uids else ():
+                path = tuple(
+                    utf7.decode(p)
+                    for p in native.split(sep.decode() if isinstance(sep, bytes) else sep)
+                )
+                for data in (
+                    client.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]).values()
+                    if uids
+                    else ()
+                ):
                     flags = {f.decode() for f in data[b"FLAGS"]}
                     if "\\Draft" in flags:
                         path = ("<draft>", *path)
-                    out.append(Expected("", data[b"BODY[]"], path, "\\Seen" in flags, "\\Flagged" in flags,
-                                        "\\Answered" in flags,
-                                        tuple(sorted(f for f in flags if not f.startswith("\\"))),
-                                        data[b"INTERNALDATE"].astimezone(UTC)))
+                    out.append(
+                        Expected(
+                            "",
+                            data[b"BODY[]"],
+                            path,
+                            "\\Seen" in flags,
+                            "\\Flagged" in flags,
+                            "\\Answered" in flags,
+                            tuple(sorted(f for f in flags if not f.startswith("\\"))),
+                            data[b"INTERNALDATE"].astimezone(UTC),
+                        )
+                    )
         finally:
             client.logout()
         return out
@@ -552,8 +725,15 @@ class Campaign:
                 row.examples.append(f"{problem}: {want.origin}")
                 continue
             # byte-identical copies (a restored backup) are told apart by flags and folder
-            twin = next((c for c in copies if (c.seen, c.flagged, c.answered, c.folder) == (
-                want.seen, want.flagged, want.answered, self.want_folder(want.folder))), copies[0])
+            twin = next(
+                (
+                    c
+                    for c in copies
+                    if (c.seen, c.flagged, c.answered, c.folder)
+                    == (want.seen, want.flagged, want.answered, self.want_folder(want.folder))
+                ),
+                copies[0],
+            )
             copies.remove(twin)
             copy = twin
             checks = {
@@ -567,12 +747,17 @@ class Campaign:
                 checks["keywords"] = copy.keywords == want.keywords
             else:
                 sent = date_header(want.data) or want.received
-                checks["sent"] = copy.sent is not None and abs((copy.sent - sent).total_seconds()) < 1
+                checks["sent"] = (
+                    copy.sent is not None and abs((copy.sent - sent).total_seconds()) < 1
+                )
             for what, ok in checks.items():
                 if not ok:
                     row.mismatches[what] += 1
-                    detail = {"folder": (copy.folder, want.folder), "received": (copy.received, want.received),
-                              "sent": (copy.sent, date_header(want.data))}
+                    detail = {
+                        "folder": (copy.folder, want.folder),
+                        "received": (copy.received, want.received),
+                        "sent": (copy.sent, date_header(want.data)),
+                    }
                     row.examples.append(f"{what}: {want.origin} {detail.get(what, '')}")
         extra = sum(len(v) for v in by_bytes.values())
         if extra:
@@ -584,7 +769,8 @@ class Campaign:
         with sqlite3.connect(self.dir / "state.db") as db:
             for address, state, reason, n in db.execute(
                 "select a.address, m.state, m.reason, count(*) from messages m join accounts a"
-                " on a.id = m.account_id where m.state != 'done' group by 1, 2, 3"):
+                " on a.id = m.account_id where m.state != 'done' group by 1, 2, 3"
+            ):
                 out[address][f"{state}:{reason}"] += n
         return out
 
@@ -607,15 +793,23 @@ def report(name: str, rows: dict[str, Row]) -> None:
         total.messages += row.messages
         total.migrated += row.migrated
         total.mismatches.update(row.mismatches)
-    print(f"{'TOTAL':<16}{total.messages:>9}{total.migrated:>9}  {'':<42}{sum(total.mismatches.values())}")
+    print(
+        f"{'TOTAL':<16}{total.messages:>9}{total.migrated:>9}  {'':<42}{sum(total.mismatches.values())}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--work", type=Path, help="keep corpora and campaigns here (reused)")
-    parser.add_argument("--campaigns", default="maildir-ews,mbox-ews,imap-ews,maildir-imap,mbox-imap")
-    parser.add_argument("--max-size", type=int, default=2 * 1024 * 1024,
-                        help="[target] max_message_size: larger messages must be skipped as too-large")
+    parser.add_argument(
+        "--campaigns", default="maildir-ews,mbox-ews,imap-ews,maildir-imap,mbox-imap"
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=2 * 1024 * 1024,
+        help="[target] max_message_size: larger messages must be skipped as too-large",
+    )
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="real-mail-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -632,8 +826,10 @@ def main(argv: list[str] | None = None) -> int:
                 distinct.append((origin, raw))
         corpora[corpus] = assign(distinct)
         print(f"  {corpus:<16}{len(distinct):>5}  {' '.join(packages[corpus])}")
-    print(f"  {'TOTAL':<16}{len(seen):>5}  (each account also gets one of its messages again with"
-          " 100 KB of Received headers on top)")
+    print(
+        f"  {'TOTAL':<16}{len(seen):>5}  (each account also gets one of its messages again with"
+        " 100 KB of Received headers on top)"
+    )
     # Dovecot's own users must reach its config and mail: a fresh directory under /tmp, not
     # under a --work directory that may sit in a home only root can enter
     dovecot = DovecotServer(Path(tempfile.mkdtemp(prefix="real-mail-dovecot-")))
@@ -644,14 +840,18 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.campaigns.split(","):
             source, target = spec.split("-")
             if (source, target) not in CAMPAIGNS:
-                parser.error(f"campaign {spec}: choose among {', '.join(f'{s}-{t}' for s, t in CAMPAIGNS)}")
+                parser.error(
+                    f"campaign {spec}: choose among {', '.join(f'{s}-{t}' for s, t in CAMPAIGNS)}"
+                )
             campaign = Campaign(work, spec, source, target, corpora, dovecot, args.max_size)
             try:
                 campaign.build()
                 for verb in ("discover", "run"):
                     result = campaign.cli(verb)
                     if result.returncode not in (0, 1):
-                        print(f"{spec}: migrator {verb} exited {result.returncode}: {result.stderr[-2000:]}")
+                        print(
+                            f"{spec}: migrator {verb} exited {result.returncode}: {result.stderr[-2000:]}"
+                        )
                 ledger = campaign.ledger()
                 rows = {corpus: campaign.compare(corpus, ledger) for corpus in corpora}
                 report(spec, rows)
@@ -661,7 +861,9 @@ def main(argv: list[str] | None = None) -> int:
                 if spec == "maildir-ews":
                     first = next(iter(corpora))
                     show = campaign.cli("show", campaign.address(first))
-                    print(f"show {campaign.address(first)} (exit {show.returncode}):\n{show.stdout[-3000:]}")
+                    print(
+                        f"show {campaign.address(first)} (exit {show.returncode}):\n{show.stdout[-3000:]}"
+                    )
             finally:
                 campaign.stop()
     finally:

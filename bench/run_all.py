@@ -16,13 +16,18 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str]) -> int:
     wanted = argv[1:]
-    scripts = sorted(p for p in HERE.glob("bench_*.py") if not wanted or any(w in p.name for w in wanted))
+    scripts = sorted(
+        p for p in HERE.glob("bench_*.py") if not wanted or any(w in p.name for w in wanted)
+    )
     failed = []
     for script in scripts:
         print(f"== {script.name}", flush=True)
         started = time.monotonic()
         result = subprocess.run([sys.executable, str(script)], cwd=HERE.parent)
-        print(f"-- {script.name}: exit {result.returncode} in {time.monotonic() - started:.1f} s", flush=True)
+        print(
+            f"-- {script.name}: exit {result.returncode} in {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
         if result.returncode != 0:
             failed.append(script.name)
     if failed:

@@ -24,14 +24,19 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Synthetic:
 
 def _migrator(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "migrator", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "migrator", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
 def _holds_open(pid: int, path: Path) -> bool:
     """Whether process `pid` has `path` open (its file descriptors, as the kernel lists them)."""
     fds = Path(f"/proc/{pid}/fd")
-    return any(os.path.realpath(fd) == str(path.resolve()) for fd in fds.iterdir() if fd.is_symlink())
+    return any(
+        os.path.realpath(fd) == str(path.resolve()) for fd in fds.iterdir() if fd.is_symlink()
+    )
 
 
 def test_accounts_json_streams_a_valid_array(state: Synthetic) -> None:
@@ -50,7 +55,9 @@ def test_accounts_json_streams_a_valid_array(state: Synthetic) -> None:
         # ...while it is still reading the state database: the listing is written as it is
         # read, not gathered first (a gathered list would have closed the database by now)
         assert proc.poll() is None
-        assert _holds_open(proc.pid, state.state_path), "the state database was read to the end before any output"
+        assert _holds_open(proc.pid, state.state_path), (
+            "the state database was read to the end before any output"
+        )
         rest, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -54,16 +54,34 @@ from tests.fixtures.targets import *  # noqa: F403 - the target_harness fixture
 from tests.fixtures.targets import TargetHarness
 
 TARGET_CAPABILITIES: tuple[type, ...] = (
-    Probes, ListsByKey, FindsByContent, GroupsIdentical, Withdraws, Inventories, ChecksPresence,
-    CarriesChanges, ShowsFlags,
+    Probes,
+    ListsByKey,
+    FindsByContent,
+    GroupsIdentical,
+    Withdraws,
+    Inventories,
+    ChecksPresence,
+    CarriesChanges,
+    ShowsFlags,
 )
 SOURCE_CAPABILITIES: tuple[type, ...] = (Renumbers,)
 
 # what each adapter declares: the table docs/architecture.md shows
 TARGETS: dict[str, tuple[type, set[type]]] = {
     "ews": (EwsTarget, {Probes, ListsByKey, Withdraws, Inventories, CarriesChanges, ShowsFlags}),
-    "imap": (ImapTarget, {Probes, ListsByKey, FindsByContent, GroupsIdentical, Withdraws, ChecksPresence,
-                          CarriesChanges, ShowsFlags}),
+    "imap": (
+        ImapTarget,
+        {
+            Probes,
+            ListsByKey,
+            FindsByContent,
+            GroupsIdentical,
+            Withdraws,
+            ChecksPresence,
+            CarriesChanges,
+            ShowsFlags,
+        },
+    ),
 }
 SOURCES: dict[str, tuple[type, set[type]]] = {
     "maildir": (MaildirSource, set()),
@@ -77,7 +95,11 @@ def _kinds(table: dict[str, tuple[type, set[type]]], capability: type) -> list[s
 
 
 def _methods(protocol: type) -> list[str]:
-    return [name for name, value in vars(protocol).items() if not name.startswith("_") and callable(value)]
+    return [
+        name
+        for name, value in vars(protocol).items()
+        if not name.startswith("_") and callable(value)
+    ]
 
 
 def _shape(function: Callable[..., Any]) -> list[tuple[str, Any, bool]]:
@@ -95,7 +117,9 @@ def test_each_target_declares_exactly_its_capabilities(kind: str) -> None:
     assert {c for c in TARGET_CAPABILITIES if issubclass(cls, c)} == declared
     for capability in declared:
         for name in _methods(capability):
-            assert _shape(getattr(cls, name)) == _shape(getattr(capability, name)), f"{cls.__name__}.{name}"
+            assert _shape(getattr(cls, name)) == _shape(getattr(capability, name)), (
+                f"{cls.__name__}.{name}"
+            )
 
 
 @pytest.mark.parametrize("kind", list(SOURCES))
@@ -104,7 +128,9 @@ def test_each_source_declares_exactly_its_capabilities(kind: str) -> None:
     assert {c for c in SOURCE_CAPABILITIES if issubclass(cls, c)} == declared
     for capability in declared:
         for name in _methods(capability):
-            assert _shape(getattr(cls, name)) == _shape(getattr(capability, name)), f"{cls.__name__}.{name}"
+            assert _shape(getattr(cls, name)) == _shape(getattr(capability, name)), (
+                f"{cls.__name__}.{name}"
+            )
     # every source takes `known` and `since`, and gives a Listing
     shape = _shape(cls.messages)
     assert shape[:3] == _shape(Source.messages), cls.__name__
@@ -117,7 +143,9 @@ def test_the_guarded_target_declares_what_it_guards(target_harness: TargetHarnes
     target = target_harness.open()
     guarded = guard(target, Breaker(lambda error: None))
     declared = TARGETS[target_harness.kind][1]
-    assert {c for c in TARGET_CAPABILITIES if isinstance(guarded, c)} == declared - {Probes}  # the breaker's own
+    assert {c for c in TARGET_CAPABILITIES if isinstance(guarded, c)} == declared - {
+        Probes
+    }  # the breaker's own
     assert isinstance(guarded, Target)
     for capability in declared - {Probes}:
         for name in _methods(capability):
@@ -128,14 +156,23 @@ def test_the_guarded_target_declares_what_it_guards(target_harness: TargetHarnes
 
 
 def _message(n: int, body: bytes = b"hello\r\n") -> bytes:
-    return (b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: capability "
-            + str(n).encode() + b"\r\nDate: Fri, 01 Mar 2024 08:00:00 +0000\r\nMessage-ID: <cap"
-            + str(n).encode() + b"@example.org>\r\n\r\n" + body)
+    return (
+        b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: capability "
+        + str(n).encode()
+        + b"\r\nDate: Fri, 01 Mar 2024 08:00:00 +0000\r\nMessage-ID: <cap"
+        + str(n).encode()
+        + b"@example.org>\r\n\r\n"
+        + body
+    )
 
 
 def _item(key: str, n: int) -> UploadItem:
-    return UploadItem(key=key, data=_message(n), flags=Flags(seen=True),
-                      internal_date=datetime(2024, 3, 1, 9, 0, tzinfo=UTC))
+    return UploadItem(
+        key=key,
+        data=_message(n),
+        flags=Flags(seen=True),
+        internal_date=datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
+    )
 
 
 @pytest.mark.parametrize("target_harness", _kinds(TARGETS, Probes), indirect=True)
@@ -146,7 +183,9 @@ def test_probes_answer_when_the_server_is_there(target_harness: TargetHarness) -
 
 
 @pytest.mark.parametrize("target_harness", _kinds(TARGETS, FindsByContent), indirect=True)
-def test_finds_by_content_recognises_uploads_a_new_object_never_saw(target_harness: TargetHarness) -> None:
+def test_finds_by_content_recognises_uploads_a_new_object_never_saw(
+    target_harness: TargetHarness,
+) -> None:
     mailbox = target_harness.new_mailbox()
     sender = target_harness.open()
     folder = sender.ensure_folder(mailbox, ("Content",), FolderRole.NONE)
@@ -158,7 +197,8 @@ def test_finds_by_content_recognises_uploads_a_new_object_never_saw(target_harne
     assert target.find_uploads(mailbox, folder, asked) == {r.key: r.target_id for r in stored}
     # an id that stands for another message already is never the answer
     assert target.find_uploads(mailbox, folder, asked, known_ids=[stored[0].target_id or ""]) == {
-        "c2": stored[1].target_id}
+        "c2": stored[1].target_id
+    }
 
 
 @pytest.mark.parametrize("target_harness", _kinds(TARGETS, GroupsIdentical), indirect=True)
@@ -170,7 +210,9 @@ def test_groups_identical_finds_the_copies_of_one_message(target_harness: Target
     stored = target.upload(mailbox, folder, [_item("a", 1), _item("b", 2), _item("a-again", 1)])
     assert all(r.ok for r in stored), stored
     groups = target.identical_items(mailbox, folder)
-    assert [sorted(g) for g in groups] == [sorted([stored[0].target_id or "", stored[2].target_id or ""])]
+    assert [sorted(g) for g in groups] == [
+        sorted([stored[0].target_id or "", stored[2].target_id or ""])
+    ]
 
 
 @pytest.mark.parametrize("target_harness", _kinds(TARGETS, Inventories), indirect=True)
@@ -180,7 +222,9 @@ def test_inventories_count_each_key_and_every_item(target_harness: TargetHarness
     assert isinstance(target, Inventories)
     one = target.ensure_folder(mailbox, ("One",), FolderRole.NONE)
     two = target.ensure_folder(mailbox, ("Two",), FolderRole.NONE)
-    assert all(r.ok for r in target.upload(mailbox, one, [_item("k1", 1), _item("k1", 1), _item("k2", 2)]))
+    assert all(
+        r.ok for r in target.upload(mailbox, one, [_item("k1", 1), _item("k1", 1), _item("k2", 2)])
+    )
     assert all(r.ok for r in target.upload(mailbox, two, [_item("k3", 3)]))
     listed = target.inventory(mailbox, {one.id: ["k1", "k2", "absent"], two.id: ["k3"]})
     counts, total = listed[one.id]
@@ -211,7 +255,11 @@ def test_lists_by_key_sees_what_another_object_stored(target_harness: TargetHarn
     assert isinstance(target, ListsByKey)
     keyed = target.items_by_key(mailbox, folder)
     assert keyed is not None
-    assert (keyed.ids("x"), keyed.ids("y"), keyed.total) == ([stored[0].target_id], [stored[1].target_id], 2)
+    assert (keyed.ids("x"), keyed.ids("y"), keyed.total) == (
+        [stored[0].target_id],
+        [stored[1].target_id],
+        2,
+    )
 
 
 # --- sources: the listing, and per capability -------------------------------------------------------

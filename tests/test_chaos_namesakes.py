@@ -41,14 +41,19 @@ def test_a_lookup_after_a_reset_never_takes_a_namesake_from_another_folder(tmp_p
         [address] = c.accounts
         maildir = c.maildir(address)
         shutil.rmtree(maildir)
-        write_maildir(maildir, {("INBOX",): _messages("inbox", 1), ("Elementos enviados",): _messages("enviados", 2)})
+        write_maildir(
+            maildir,
+            {("INBOX",): _messages("inbox", 1), ("Elementos enviados",): _messages("enviados", 2)},
+        )
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         first = c.cli("run", "--plan", str(c.plan_path))
         assert first.returncode == 0, first.stderr
         # the user's other client files mail in "Sent": same keys, other messages
         write_maildir(maildir, {("Sent",): _messages("sent", 2)})
         sent_keys = sorted(p.name.split(",")[0] for p in (maildir / ".Sent" / "cur").iterdir())
-        other_keys = sorted(p.name.split(",")[0] for p in (maildir / ".Elementos enviados" / "cur").iterdir())
+        other_keys = sorted(
+            p.name.split(",")[0] for p in (maildir / ".Elementos enviados" / "cur").iterdir()
+        )
         assert sent_keys == other_keys  # the namesakes this test is about
         # exactly the first CreateItem of the pass (the "Sent" chunk) is cut off before the
         # server stores anything: the adapter then looks the keys up in Sent Items

@@ -18,7 +18,9 @@ def test_an_account_the_target_keeps_throttling_fails_with_what_to_do(tmp_path: 
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         # every CreateItem is refused as busy with a 1 ms back-off: the retries run out fast
-        c.sim.set_faults(Faults(server_busy_rate=1.0, backoff_ms=1, operations=frozenset({"CreateItem"})))
+        c.sim.set_faults(
+            Faults(server_busy_rate=1.0, backoff_ms=1, operations=frozenset({"CreateItem"}))
+        )
         failed = c.cli("run", "--plan", str(c.plan_path), "--json")
         assert failed.returncode == 1, failed.stderr
         [failure] = json.loads(failed.stdout)["failures"]

@@ -32,18 +32,33 @@ def _accounts(store: Store, plan_id: int, rows: list[dict[str, Any]]) -> None:
         s.execute(A.insert(), [{**base, "address": r["key"] + "@example.org", **r} for r in rows])
 
 
-def _claim_all(store: Store, plan_id: int, run_started: datetime, f: ClaimFilter | None = None) -> Iterator[str]:
+def _claim_all(
+    store: Store, plan_id: int, run_started: datetime, f: ClaimFilter | None = None
+) -> Iterator[str]:
     """Claim and release (synced) until nothing is left for the run; the keys in claim order."""
-    while (claim := claim_next(store, plan_id, worker="w", lease_seconds=60, run_started=run_started, filters=f or ClaimFilter())) is not None:
+    while (
+        claim := claim_next(
+            store,
+            plan_id,
+            worker="w",
+            lease_seconds=60,
+            run_started=run_started,
+            filters=f or ClaimFilter(),
+        )
+    ) is not None:
         release(store, claim, status="synced", run_id=None, completed_pass=True)
         yield claim.key
 
 
-def _plans(store: Store, plan_id: int, run_started: datetime, f: ClaimFilter | None = None) -> list[str]:
+def _plans(
+    store: Store, plan_id: int, run_started: datetime, f: ClaimFilter | None = None
+) -> list[str]:
     """What the database does for each query of a claim (EXPLAIN, not run)."""
     prefix = "EXPLAIN QUERY PLAN " if store.backend == "sqlite" else "EXPLAIN (COSTS OFF) "
 
-    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> tuple[str, Any]:
+    def explain(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> tuple[str, Any]:
         return prefix + statement, parameters
 
     found = []
@@ -74,26 +89,42 @@ def test_every_query_of_a_claim_is_an_index_range_scan(store: Store, plan_name: 
                      "last_pass_at": passed if status != "pending" else None,
                      "updated_at": passed, "passes": 0 if status == "pending" else 1})  # fmt: skip
     _accounts(store, plan_id, rows)
-    if store.backend == "postgresql":  # as autovacuum would; SQLite goes without (nothing runs ANALYZE)
+    if (
+        store.backend == "postgresql"
+    ):  # as autovacuum would; SQLite goes without (nothing runs ANALYZE)
         with store.session(write=True) as s:
             s.execute(text("ANALYZE accounts"))
     takeover, pending, synced, verified, failed = _plans(store, plan_id, run_started)
     if store.backend == "sqlite":
-        assert "USING INDEX ix_accounts_claim_status (plan_id=? AND scope=? AND status=?)" in pending
-        assert "USING INDEX ix_accounts_claim_pass (plan_id=? AND scope=? AND status=? AND last_pass_at<?)" in synced
-        assert "USING INDEX ix_accounts_claim_pass (plan_id=? AND scope=? AND status=? AND last_pass_at<?)" in verified
+        assert (
+            "USING INDEX ix_accounts_claim_status (plan_id=? AND scope=? AND status=?)" in pending
+        )
+        assert (
+            "USING INDEX ix_accounts_claim_pass (plan_id=? AND scope=? AND status=? AND last_pass_at<?)"
+            in synced
+        )
+        assert (
+            "USING INDEX ix_accounts_claim_pass (plan_id=? AND scope=? AND status=? AND last_pass_at<?)"
+            in verified
+        )
         for plan in (takeover, pending, synced, verified, failed):
             assert "SEARCH" in plan and "TEMP B-TREE" not in plan, plan
     else:
-        assert "Index Scan using ix_accounts_claim_status" in pending and "Sort" not in pending, pending
+        assert "Index Scan using ix_accounts_claim_status" in pending and "Sort" not in pending, (
+            pending
+        )
         for plan in (synced, verified):
             assert "Index Scan using ix_accounts_claim_pass" in plan and "Sort" not in plan, plan
-            assert "last_pass_at <" in plan.split("Filter")[0], plan  # a bound of the range, not a filter
+            assert "last_pass_at <" in plan.split("Filter")[0], (
+                plan
+            )  # a bound of the range, not a filter
         for plan in (takeover, failed):
             assert "Seq Scan" not in plan, plan
     # a run of one batch (a cut-over wave's final delta) reads that batch's synced accounts
     # from its first due one, not every other batch's before
-    _, pending, synced, verified, _ = _plans(store, plan_id, run_started, ClaimFilter(batches=["B07"]))
+    _, pending, synced, verified, _ = _plans(
+        store, plan_id, run_started, ClaimFilter(batches=["B07"])
+    )
     for plan in (synced, verified):
         assert "ix_accounts_claim_batch_pass" in plan, plan
         assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
@@ -142,7 +173,9 @@ def test_a_run_takes_each_account_once_in_the_order_it_is_due(store: Store, plan
     assert list(_claim_all(store, plan_id, run_started)) == []
 
 
-def test_pass_interval_keeps_a_run_off_accounts_another_host_has_just_passed(store: Store, plan_name: str) -> None:
+def test_pass_interval_keeps_a_run_off_accounts_another_host_has_just_passed(
+    store: Store, plan_name: str
+) -> None:
     """Three hosts started moments apart used to delta-pass what another had passed just before
     it started. With `[run] pass_interval`, a run leaves alone the accounts whose last pass
     ended less than that before it started; the others it passes as before."""
@@ -153,17 +186,25 @@ def test_pass_interval_keeps_a_run_off_accounts_another_host_has_just_passed(sto
         {"key": "passed-an-hour-before", "status": "synced", "passes": 1, "last_pass_at": run_started - timedelta(hours=1)},
         {"key": "verified-a-minute-before", "status": "verified", "passes": 1, "last_pass_at": run_started - timedelta(minutes=1)},
     ])  # fmt: skip
-    assert list(_claim_all(store, plan_id, run_started, ClaimFilter(pass_interval=600))) == ["passed-an-hour-before"]
+    assert list(_claim_all(store, plan_id, run_started, ClaimFilter(pass_interval=600))) == [
+        "passed-an-hour-before"
+    ]
     # without the interval, only a pass after the run started keeps an account out
     with store.session(write=True) as s:
         s.execute(update(A).where(A.c.plan_id == plan_id, A.c.key == "passed-an-hour-before")
                   .values(last_pass_at=run_started - timedelta(hours=1)))  # fmt: skip
     assert sorted(_claim_all(store, plan_id, run_started)) == [
-        "passed-a-second-before", "passed-an-hour-before", "verified-a-minute-before",
+        "passed-a-second-before",
+        "passed-an-hour-before",
+        "verified-a-minute-before",
     ]
     with store.session() as s:
         passes = dict(s.execute(select(A.c.key, A.c.passes).where(A.c.plan_id == plan_id)).all())  # type: ignore[arg-type]
-    assert passes == {"passed-a-second-before": 2, "passed-an-hour-before": 3, "verified-a-minute-before": 2}
+    assert passes == {
+        "passed-a-second-before": 2,
+        "passed-an-hour-before": 3,
+        "verified-a-minute-before": 2,
+    }
 
 
 @pytest.mark.parametrize("value, seconds", [("15m", 900.0), (30, 30.0), ("2h", 7200.0)])

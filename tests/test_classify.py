@@ -27,7 +27,9 @@ address = "{local}@exchange.ife.org.mx"
 """
 
 
-def person(uid: str, mail: list[str] | None, ou: str = "Office001", **extra: list[str]) -> DirectoryEntry:
+def person(
+    uid: str, mail: list[str] | None, ou: str = "Office001", **extra: list[str]
+) -> DirectoryEntry:
     attrs: dict[str, list[str]] = {"uid": [uid], "cn": [f"Person {uid}"]}
     if mail is not None:
         attrs["mail"] = mail
@@ -35,7 +37,9 @@ def person(uid: str, mail: list[str] | None, ou: str = "Office001", **extra: lis
     return DirectoryEntry(dn=f"uid={uid},ou={ou},ou=people,dc=ife,dc=org,dc=mx", attributes=attrs)
 
 
-def run(tmp_path: Path, selected: list[DirectoryEntry], others: list[DirectoryEntry] = ()) -> dict[str, DiscoveredAccount]:  # type: ignore[assignment]
+def run(
+    tmp_path: Path, selected: list[DirectoryEntry], others: list[DirectoryEntry] = ()
+) -> dict[str, DiscoveredAccount]:  # type: ignore[assignment]
     plan = parse_plan(PLAN.replace("ROOT", str(tmp_path)), "t.toml")
     accounts = classify_all(plan, selected, list(selected) + list(others))
     assert len(accounts) == len(selected) + len(others), "every entry ends in exactly one outcome"
@@ -43,7 +47,9 @@ def run(tmp_path: Path, selected: list[DirectoryEntry], others: list[DirectoryEn
 
 
 def test_in_scope_entry_gets_address_target_path_and_batch(tmp_path: Path) -> None:
-    got = run(tmp_path, [person("jnunez", ["José.Núñez@IFE.org.mx", "jn@ife.org.mx", "JN@ife.org.mx"])])["jnunez"]
+    got = run(
+        tmp_path, [person("jnunez", ["José.Núñez@IFE.org.mx", "jn@ife.org.mx", "JN@ife.org.mx"])]
+    )["jnunez"]
     assert got.scope is Scope.IN_SCOPE
     assert got.address == "josé.núñez@ife.org.mx"
     assert got.aliases == ["jn@ife.org.mx"]
@@ -94,8 +100,12 @@ def test_a_link_to_a_colleagues_mailbox_inside_the_root_is_unsafe(tmp_path: Path
     root = tmp_path / "vmail"
     root.symlink_to(real)
     plan = parse_plan(PLAN.replace("ROOT", str(root)), "t.toml")
-    accounts = {a.dn.split(",")[0][4:]: a for a in classify_all(
-        plan, [person("ana", ["ana@ife.org.mx"]), person("luis", ["luis@ife.org.mx"])], [])}
+    accounts = {
+        a.dn.split(",")[0][4:]: a
+        for a in classify_all(
+            plan, [person("ana", ["ana@ife.org.mx"]), person("luis", ["luis@ife.org.mx"])], []
+        )
+    }
     assert accounts["ana"].scope is Scope.INVALID and accounts["ana"].reason == "unsafe-path"
     assert "symbolic link" in (accounts["ana"].detail or "") and accounts["ana"].source_path is None
     assert accounts["luis"].scope is Scope.IN_SCOPE
@@ -103,11 +113,21 @@ def test_a_link_to_a_colleagues_mailbox_inside_the_root_is_unsafe(tmp_path: Path
 
 
 def test_duplicate_addresses_are_invalid_on_both_sides(tmp_path: Path) -> None:
-    got = run(tmp_path, [person("a1", ["Same@ife.org.mx"]), person("a2", ["same@IFE.org.mx"]), person("b", ["b@ife.org.mx"])])
+    got = run(
+        tmp_path,
+        [
+            person("a1", ["Same@ife.org.mx"]),
+            person("a2", ["same@IFE.org.mx"]),
+            person("b", ["b@ife.org.mx"]),
+        ],
+    )
     assert got["a1"].scope is got["a2"].scope is Scope.INVALID
     assert got["a1"].reason == got["a2"].reason == "duplicate-address"
     assert "uid=a2" in (got["a1"].detail or "")
-    assert {got["a1"].key, got["a2"].key} == {"same@ife.org.mx", "dn:uid=a2,ou=office001,ou=people,dc=ife,dc=org,dc=mx"}
+    assert {got["a1"].key, got["a2"].key} == {
+        "same@ife.org.mx",
+        "dn:uid=a2,ou=office001,ou=people,dc=ife,dc=org,dc=mx",
+    }
     assert got["b"].scope is Scope.IN_SCOPE
 
 
@@ -116,7 +136,9 @@ def test_same_target_address_from_different_domains_is_a_duplicate(tmp_path: Pat
     assert got["a"].reason == got["b"].reason == "duplicate-address"
 
 
-@pytest.mark.parametrize("mail", ["not-an-address", "a@@b.mx", "a b@c.mx", "x@localhost", "@ife.org.mx", "a@b.mx\n"])
+@pytest.mark.parametrize(
+    "mail", ["not-an-address", "a@@b.mx", "a b@c.mx", "x@localhost", "@ife.org.mx", "a@b.mx\n"]
+)
 def test_unparsable_address(tmp_path: Path, mail: str) -> None:
     account = next(iter(run(tmp_path, [person("u", [mail])]).values()))
     if mail == "a@b.mx\n":  # surrounding white space is trimmed, not an error
@@ -126,7 +148,11 @@ def test_unparsable_address(tmp_path: Path, mail: str) -> None:
 
 
 def test_not_selected_and_no_address_are_excluded_with_reasons(tmp_path: Path) -> None:
-    got = run(tmp_path, [person("in", ["in@ife.org.mx"])], [person("op", ["op@ife.org.mx"]), person("nomail", None)])
+    got = run(
+        tmp_path,
+        [person("in", ["in@ife.org.mx"])],
+        [person("op", ["op@ife.org.mx"]), person("nomail", None)],
+    )
     assert got["op"].scope is Scope.EXCLUDED and got["op"].reason == "not-selected"
     assert got["op"].key == "op@ife.org.mx"  # keeps its identity should it enter the scope later
     assert got["nomail"].scope is Scope.EXCLUDED and got["nomail"].reason == "no-address"
@@ -134,7 +160,9 @@ def test_not_selected_and_no_address_are_excluded_with_reasons(tmp_path: Path) -
 
 
 def test_missing_template_attribute_is_invalid(tmp_path: Path) -> None:
-    entry = DirectoryEntry(dn="cn=x,ou=people,dc=ife,dc=org,dc=mx", attributes={"mail": ["x@ife.org.mx"]})
+    entry = DirectoryEntry(
+        dn="cn=x,ou=people,dc=ife,dc=org,dc=mx", attributes={"mail": ["x@ife.org.mx"]}
+    )
     plan = parse_plan(PLAN.replace("ROOT", str(tmp_path)), "t.toml")
     [account] = classify_all(plan, [entry], [])
     assert account.scope is Scope.INVALID and account.reason == "missing-attribute"

@@ -11,7 +11,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 
 def test_cli_reference_is_up_to_date() -> None:
-    assert DOC.read_text(encoding="utf-8") == generate(), "docs/cli.md is stale: run `make docs` and commit it"
+    assert DOC.read_text(encoding="utf-8") == generate(), (
+        "docs/cli.md is stale: run `make docs` and commit it"
+    )
 
 
 def test_cli_reference_covers_every_command() -> None:

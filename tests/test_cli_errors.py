@@ -33,9 +33,22 @@ def _one_account(url: str) -> None:
     store = open_store(url)
     try:
         plan_id = store.ensure_plan("synthetic", "maildir", "ews")
-        store.record_discovery(plan_id, None, [DiscoveredAccount(
-            key="ana@ife.org.mx", dn="uid=ana,ou=people,dc=ife,dc=org,dc=mx", scope=Scope.IN_SCOPE,
-            address="ana@ife.org.mx", target_address="ana@ife.org.mx", uid="ana", name="Ana", batch="Office001")])
+        store.record_discovery(
+            plan_id,
+            None,
+            [
+                DiscoveredAccount(
+                    key="ana@ife.org.mx",
+                    dn="uid=ana,ou=people,dc=ife,dc=org,dc=mx",
+                    scope=Scope.IN_SCOPE,
+                    address="ana@ife.org.mx",
+                    target_address="ana@ife.org.mx",
+                    uid="ana",
+                    name="Ana",
+                    batch="Office001",
+                )
+            ],
+        )
     finally:
         store.close()
 
@@ -47,9 +60,14 @@ def test_a_read_only_postgresql_state_says_so_and_where_to_write(tmp_path: Path)
     with postgres_database("read_only") as url:
         _one_account(url)
         name = url.rsplit("/", 1)[-1]
-        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True) as admin:
+        with psycopg.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True
+        ) as admin:
             admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-        result = CliRunner().invoke(cli, ["reset", "--plan", str(plan), "--state", url, "--account", "ana@ife.org.mx", "--yes"])
+        result = CliRunner().invoke(
+            cli,
+            ["reset", "--plan", str(plan), "--state", url, "--account", "ana@ife.org.mx", "--yes"],
+        )
     assert result.exit_code == 2, result.output
     said = words(result.output)
     assert "is read-only" in said and "internal error" not in said
@@ -74,13 +92,21 @@ def test_a_read_only_sqlite_state_says_so(tmp_path: Path) -> None:
 
 
 def _migrator(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "migrator", *args], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "COLUMNS": "200"}, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "migrator", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+        **kwargs,
+    )
 
 
 def _progress_of(state: Path, address: str) -> tuple[str, int]:
     with sqlite3.connect(state) as db:
-        row = db.execute("SELECT status, passes FROM accounts WHERE address = ?", (address,)).fetchone()
+        row = db.execute(
+            "SELECT status, passes FROM accounts WHERE address = ?", (address,)
+        ).fetchone()
     return str(row[0]), int(row[1])
 
 
@@ -88,8 +114,13 @@ def _reset_on_a_terminal(plan: Path, address: str, answer: bytes) -> tuple[int, 
     """`reset` with its stdin on a pseudo-terminal, answering the question with `answer`."""
     leader, follower = pty.openpty()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "migrator", "reset", "--plan", str(plan), "--account", address],
-                                stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "migrator", "reset", "--plan", str(plan), "--account", address],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         os.write(leader, answer)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -119,22 +150,40 @@ def test_reset_without_a_terminal_asks_for_yes(tmp_path: Path) -> None:
     before = _progress_of(synthetic.state_path, address)
     for stdin in (subprocess.DEVNULL, None):
         kwargs: dict[str, Any] = {"stdin": stdin} if stdin is not None else {"input": "y\n"}
-        result = _migrator("reset", "--plan", str(synthetic.plan_path), "--account", address, **kwargs)
+        result = _migrator(
+            "reset", "--plan", str(synthetic.plan_path), "--account", address, **kwargs
+        )
         assert result.returncode == 2, result.stderr
         assert "no terminal" in result.stderr and "pass --yes" in result.stderr
         assert "internal error" not in result.stderr
     assert _progress_of(synthetic.state_path, address) == before
-    result = _migrator("reset", "--plan", str(synthetic.plan_path), "--account", address, "--yes", stdin=subprocess.DEVNULL)
+    result = _migrator(
+        "reset",
+        "--plan",
+        str(synthetic.plan_path),
+        "--account",
+        address,
+        "--yes",
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0 and _progress_of(synthetic.state_path, address) == ("pending", 0)
 
 
 # --- closed pipes and unwritable report paths ---------------------------------------------------
 
 
-def _with_output_closed(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, str]:
+def _with_output_closed(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[int, str]:
     """Run migrator with its stdout a pipe whose reader is gone before it writes anything."""
-    proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=cwd)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migrator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
     err = proc.stderr.read()
@@ -143,10 +192,17 @@ def _with_output_closed(*args: str, env: dict[str, str] | None = None, cwd: Path
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("args", [
-    ["status", "--json"], ["status"], ["report", "--format", "csv", "-o", "-"], ["report", "--format", "html", "-o", "-"],
-    ["accounts"], ["events", "--json"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--json"],
+        ["status"],
+        ["report", "--format", "csv", "-o", "-"],
+        ["report", "--format", "html", "-o", "-"],
+        ["accounts"],
+        ["events", "--json"],
+    ],
+)
 def test_a_closed_pipe_ends_quietly_with_141(tmp_path: Path, args: list[str]) -> None:
     """`status --json | head` and `report -o - | head` said "internal error: BrokenPipeError"."""
     plan = synthetic_state(tmp_path, 300).plan_path
@@ -157,10 +213,19 @@ def test_a_closed_pipe_ends_quietly_with_141(tmp_path: Path, args: list[str]) ->
 def test_a_shell_pipe_to_head_sees_141_like_any_tool(tmp_path: Path) -> None:
     plan = synthetic_state(tmp_path, 3000).plan_path
     shell = subprocess.run(
-        ["bash", "-c", f'"{sys.executable}" -m migrator report --format csv -o - --plan "{plan}" | head -n 2; '
-         'echo "status=${PIPESTATUS[0]}" >&2'],
-        capture_output=True, text=True, timeout=120)
-    assert shell.stdout.startswith("address,name,batch,state") and len(shell.stdout.splitlines()) == 2
+        [
+            "bash",
+            "-c",
+            f'"{sys.executable}" -m migrator report --format csv -o - --plan "{plan}" | head -n 2; '
+            'echo "status=${PIPESTATUS[0]}" >&2',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        shell.stdout.startswith("address,name,batch,state") and len(shell.stdout.splitlines()) == 2
+    )
     assert shell.stderr == "status=141\n"
 
 
@@ -170,7 +235,9 @@ def test_a_report_to_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
     missing = tmp_path / "nonexistent" / "dir" / "r.html"
     result = _migrator("report", "--plan", str(plan), "--format", "html", "-o", str(missing))
     assert result.returncode == 2
-    assert f"cannot write the report to {missing}: No such file or directory" in words(result.stderr)
+    assert f"cannot write the report to {missing}: No such file or directory" in words(
+        result.stderr
+    )
     assert f"the folder {missing.parent} does not exist" in words(result.stderr)
     assert "internal error" not in result.stderr
     folder = _migrator("report", "--plan", str(plan), "--format", "csv", "-o", str(tmp_path))
@@ -188,7 +255,11 @@ def test_a_run_whose_output_reader_goes_away_stops_cleanly(tmp_path: Path) -> No
         code, err = _with_output_closed("run", "--plan", str(c.plan_path), env=c.env, cwd=c.root)
         assert (code, err) == (141, "")
         with sqlite3.connect(c.state_path) as db:
-            statuses = dict(db.execute("SELECT status, count(*) FROM accounts WHERE scope = 'in_scope' GROUP BY status"))
+            statuses = dict(
+                db.execute(
+                    "SELECT status, count(*) FROM accounts WHERE scope = 'in_scope' GROUP BY status"
+                )
+            )
         assert set(statuses) <= {"pending", "synced"}, statuses  # none left running under a lease
         again = c.cli("run", "--plan", str(c.plan_path))
         assert again.returncode == 0, again.stderr

@@ -50,13 +50,17 @@ class World:
     def batches(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         with self.db() as db:
-            for address, batch in db.execute("SELECT address, batch FROM accounts WHERE scope = 'in_scope' ORDER BY address"):
+            for address, batch in db.execute(
+                "SELECT address, batch FROM accounts WHERE scope = 'in_scope' ORDER BY address"
+            ):
                 found.setdefault(batch, []).append(address)
         return found
 
     def outsiders(self) -> list[str]:
         with self.db() as db:
-            inside = {a for (a,) in db.execute("SELECT address FROM accounts WHERE scope = 'in_scope'")}
+            inside = {
+                a for (a,) in db.execute("SELECT address FROM accounts WHERE scope = 'in_scope'")
+            }
         return [a for a in self.campaign.people if a not in inside]
 
     def send_each(self, addresses: list[str], label: str) -> None:
@@ -66,11 +70,17 @@ class World:
 
     def routed(self) -> set[str]:
         with self.db() as db:
-            return {a for (a,) in db.execute(f"SELECT address FROM accounts WHERE cutover IN {ROUTED}")}
+            return {
+                a for (a,) in db.execute(f"SELECT address FROM accounts WHERE cutover IN {ROUTED}")
+            }
 
     def cutover_states(self) -> dict[str, str | None]:
         with self.db() as db:
-            return dict(db.execute("SELECT address, cutover FROM accounts WHERE scope = 'in_scope'").fetchall())
+            return dict(
+                db.execute(
+                    "SELECT address, cutover FROM accounts WHERE scope = 'in_scope'"
+                ).fetchall()
+            )
 
     def map_block(self) -> set[str]:
         return set(read_map(self.postfix.transport_map, "t").block)
@@ -86,7 +96,10 @@ class World:
         deadline = time.monotonic() + 15
         while True:  # Postfix takes up a changed map within moments
             got = self.resolved(self.campaign.people)
-            want = {a: self.postfix.sink.nexthop if a in routed else f"virtual:{a.partition('@')[2]}" for a in got}
+            want = {
+                a: self.postfix.sink.nexthop if a in routed else f"virtual:{a.partition('@')[2]}"
+                for a in got
+            }
             if got == want or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -99,7 +112,9 @@ class World:
         for subject, address in self.sent.items():
             local = self.postfix.maildir_subjects(address).count(subject)
             remote = self.postfix.sink_subjects(address).count(subject)
-            assert (local, remote) in ((1, 0), (0, 1)), f"{subject!r}: {local} in the Maildir, {remote} at the sink"
+            assert (local, remote) in ((1, 0), (0, 1)), (
+                f"{subject!r}: {local} in the Maildir, {remote} at the sink"
+            )
         for address, state in self.cutover_states().items():
             if state == "cut-over":
                 self.campaign.compare(address)
@@ -112,7 +127,9 @@ def world(private_root: Path, sink: Sink) -> Iterator[World]:  # noqa: F811
         assert campaign.cli("discover", "--plan", str(campaign.plan_path)).returncode == 0
         first = campaign.cli("run", "--plan", str(campaign.plan_path))
         assert first.returncode == 0, first.stdout + first.stderr
-        with running_postfix(private_root / "postfix", campaign.root / "vmail", campaign.people, sink) as postfix:
+        with running_postfix(
+            private_root / "postfix", campaign.root / "vmail", campaign.people, sink
+        ) as postfix:
             campaign.plan_path.write_text(campaign.plan_path.read_text() + postfix.plan_section())
             yield World(campaign, postfix)
     finally:
@@ -125,7 +142,9 @@ def _ok(result: object, code: int = 0) -> str:
     return out
 
 
-def test_waves_switch_a_campaign_while_mail_flows_and_a_rollback_brings_mail_back(world: World) -> None:
+def test_waves_switch_a_campaign_while_mail_flows_and_a_rollback_brings_mail_back(
+    world: World,
+) -> None:
     batches = world.batches()
     assert sorted(batches) == ["Office001", "Office002", "Office003"]
     everyone = [a for names in batches.values() for a in names] + world.outsiders()[:2]
@@ -134,7 +153,10 @@ def test_waves_switch_a_campaign_while_mail_flows_and_a_rollback_brings_mail_bac
 
     # wave 1: switched, then the final delta pass when the command runs again
     out = _ok(world.cli("cutover", "--batch", "Office001"))
-    assert f"switched {len(batches['Office001'])} accounts" in out and "run the same command again" in out
+    assert (
+        f"switched {len(batches['Office001'])} accounts" in out
+        and "run the same command again" in out
+    )
     assert set(world.map_block()) == set(batches["Office001"])
     world.send_each(everyone, "after wave 1")
     out = _ok(world.cli("cutover", "--batch", "Office001"))
@@ -148,18 +170,24 @@ def test_waves_switch_a_campaign_while_mail_flows_and_a_rollback_brings_mail_bac
     # wave 2: two batches at once
     _ok(world.cli("cutover", "--batch", "Office002", "--batch", "Office003"))
     world.send_each(everyone, "after wave 2")
-    _ok(world.cli("cutover", "--batch", "Office003", "--batch", "Office002"))  # the same wave, any order
+    _ok(
+        world.cli("cutover", "--batch", "Office003", "--batch", "Office002")
+    )  # the same wave, any order
     world.assert_agree()
     assert set(world.cutover_states().values()) == {"cut-over"}
     world.assert_exactly_once()
 
     # the state says, for every account, when it was switched and when it was cut over
     with world.db() as db:
-        rows = db.execute("SELECT address, switched_at, cutover_at FROM accounts WHERE scope = 'in_scope'").fetchall()
+        rows = db.execute(
+            "SELECT address, switched_at, cutover_at FROM accounts WHERE scope = 'in_scope'"
+        ).fetchall()
         assert all(switched and cut for _, switched, cut in rows)
         events = db.execute("SELECT count(*) FROM events WHERE kind = 'switched'").fetchone()[0]
         assert events == len(rows)
-        steps = [s for (s,) in db.execute("SELECT step FROM cutover_steps WHERE wave_id = 1 ORDER BY id")]
+        steps = [
+            s for (s,) in db.execute("SELECT step FROM cutover_steps WHERE wave_id = 1 ORDER BY id")
+        ]
         assert steps == ["preconditions", "last-delta", "route", "verify", "final-delta"]
 
     status = json.loads(_ok(world.cli("status", "--json")))
@@ -174,7 +202,12 @@ def test_waves_switch_a_campaign_while_mail_flows_and_a_rollback_brings_mail_bac
     states = world.cutover_states()
     assert all(states[a] is None for a in batches["Office003"])
     with world.db() as db:
-        assert {s for (s,) in db.execute("SELECT status FROM accounts WHERE batch = 'Office003' AND scope = 'in_scope'")} == {"synced"}
+        assert {
+            s
+            for (s,) in db.execute(
+                "SELECT status FROM accounts WHERE batch = 'Office003' AND scope = 'in_scope'"
+            )
+        } == {"synced"}
     world.send_each(batches["Office003"], "after rollback")
     world.assert_exactly_once()
     for address in batches["Office003"]:
@@ -186,10 +219,14 @@ def test_waves_switch_a_campaign_while_mail_flows_and_a_rollback_brings_mail_bac
     assert "Cut-over timeline" in html and "rollback" in html and "Office003" in html
 
 
-def test_mail_delivered_between_the_last_delta_and_the_switch_reaches_the_target(world: World) -> None:
+def test_mail_delivered_between_the_last_delta_and_the_switch_reaches_the_target(
+    world: World,
+) -> None:
     """The command is frozen right after its last delta pass; mail delivered to the Maildir
     then is picked up by the final delta pass (which runs at once: final_delta_after = 0)."""
-    world.campaign.plan_path.write_text(world.campaign.plan_path.read_text() + "final_delta_after = \"0s\"\n")
+    world.campaign.plan_path.write_text(
+        world.campaign.plan_path.read_text() + 'final_delta_after = "0s"\n'
+    )
     wave = world.batches()["Office002"]
     env = {**world.campaign.env, "MIGRATOR_CRASH_AT": "cutover.before-mark:1:stop"}
     process = world.campaign.start("cutover", "--batch", "Office002", "--plan", world.plan, env=env)
@@ -222,8 +259,18 @@ def _wait_stopped(pid: int, deadline_s: float = 60) -> None:
     raise AssertionError("the cutover process did not reach its crash point")
 
 
-@pytest.mark.parametrize("point", ["cutover.before-mark", "cutover.before-reload", "cutover.before-confirm", "cutover.before-finish"])
-def test_a_cutover_killed_at_any_step_resumes_and_map_postfix_and_state_agree(world: World, point: str) -> None:
+@pytest.mark.parametrize(
+    "point",
+    [
+        "cutover.before-mark",
+        "cutover.before-reload",
+        "cutover.before-confirm",
+        "cutover.before-finish",
+    ],
+)
+def test_a_cutover_killed_at_any_step_resumes_and_map_postfix_and_state_agree(
+    world: World, point: str
+) -> None:
     wave = world.batches()["Office001"]
     env = {**world.campaign.env, "MIGRATOR_CRASH_AT": point}
     killed = world.cli("cutover", "--batch", "Office001", env=env)
@@ -243,7 +290,13 @@ def test_a_cutover_killed_at_any_step_resumes_and_map_postfix_and_state_agree(wo
 
 
 def test_hostile_addresses_never_break_the_map(world: World) -> None:
-    hostile = ["bad user@ife.org.mx", "hash#tag@ife.org.mx", "new\nline@ife.org.mx", "two@at@ife.org.mx", "tab\t@ife.org.mx"]
+    hostile = [
+        "bad user@ife.org.mx",
+        "hash#tag@ife.org.mx",
+        "new\nline@ife.org.mx",
+        "two@at@ife.org.mx",
+        "tab\t@ife.org.mx",
+    ]
     office = world.batches()["Office001"]
     with world.db() as db:
         for index, address in enumerate(hostile):
@@ -300,15 +353,22 @@ def test_a_postfix_that_fails_to_reload_stops_the_wave_with_no_state_change(worl
 
 def test_the_cutover_section_of_a_plan_is_checked() -> None:
     base = '[plan]\nname = "p"\n[directory]\nurl = "ldif:x"\nbase = "dc=x"\n[source]\nkind = "maildir"\nroot = "/r"\n[target]\nkind = "ews"\nurl = "https://ex.example/EWS/Exchange.asmx"\n'
-    plan = parse_plan(base + '[cutover]\ntransport_map = "/etc/postfix/transport_migrated"\nfinal_delta_after = "15m"\npostmap = "sudo -n /usr/sbin/postmap"\n')
+    plan = parse_plan(
+        base
+        + '[cutover]\ntransport_map = "/etc/postfix/transport_migrated"\nfinal_delta_after = "15m"\npostmap = "sudo -n /usr/sbin/postmap"\n'
+    )
     assert plan.cutover is not None
-    assert (plan.cutover.map_type, plan.cutover.final_delta_after, plan.cutover.postmap) == ("hash", 900.0, ("sudo", "-n", "/usr/sbin/postmap"))
+    assert (plan.cutover.map_type, plan.cutover.final_delta_after, plan.cutover.postmap) == (
+        "hash",
+        900.0,
+        ("sudo", "-n", "/usr/sbin/postmap"),
+    )
     for text, why in [
         ('transport_map = "lmdb:/etc/postfix/t"', "'lmdb' maps are not built by migrator"),
         ('transport_map = "/t"\nfinal_delta_after = "soon"', "'soon' is not a duration"),
         ('transport_map = "/t"\npostmap = ""', "is empty"),
         ('transport_map = "/t"\ntransport_mpa = "x"', "is not a known key"),
-        ("nexthop = \"x\"", "[cutover.transport_map]: is missing"),
+        ('nexthop = "x"', "[cutover.transport_map]: is missing"),
     ]:
         with pytest.raises(PlanError) as caught:
             parse_plan(base + "[cutover]\n" + text + "\n")

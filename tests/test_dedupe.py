@@ -27,7 +27,11 @@ from tests.test_verify import SOURCE_KEY_EXT, _tagged
 
 
 def _reader(c: Campaign, mailbox: str) -> Account:
-    config = Configuration(service_endpoint=c.sim.url, credentials=Credentials(SIM_USER, SIM_PASSWORD), auth_type="basic")
+    config = Configuration(
+        service_endpoint=c.sim.url,
+        credentials=Credentials(SIM_USER, SIM_PASSWORD),
+        auth_type="basic",
+    )
     return Account(mailbox, config=config, autodiscover=False, access_type="impersonation")
 
 
@@ -68,13 +72,19 @@ def test_dedupe_removes_the_extra_tagged_copies_in_exchange(tmp_path: Path) -> N
         code, dry = _dedupe(c)
         assert code == 1  # copies found: something to do
         assert dry["applied"] is False and dry["duplicates"] == copied and dry["deleted"] == 0
-        assert {a["address"]: a["duplicates"] for a in dry["accounts"]} == {victim: copied, spared: 0}
+        assert {a["address"]: a["duplicates"] for a in dry["accounts"]} == {
+            victim: copied,
+            spared: 0,
+        }
         assert len(c.sim.items(victim)) == before  # a dry run deletes nothing
         shown = c.cli("dedupe", "--plan", str(c.plan_path))
         assert shown.returncode == 1 and f"{copied} extra copies in 1 of 2 accounts" in shown.stdout
         assert "--apply" in shown.stdout
         [listed] = [a for a in dry["accounts"] if a["address"] == victim]
-        assert len(listed["folders"]) == 2 and sum(f["duplicates"] for f in listed["folders"]) == copied, listed
+        assert (
+            len(listed["folders"]) == 2
+            and sum(f["duplicates"] for f in listed["folders"]) == copied
+        ), listed
 
         code, applied = _dedupe(c, "--apply")
         assert code == 0 and applied["deleted"] == copied
@@ -82,9 +92,13 @@ def test_dedupe_removes_the_extra_tagged_copies_in_exchange(tmp_path: Path) -> N
         assert foreign_id in remaining  # not migrator's: left alone
         # the copies the ledger names are the ones kept
         with sqlite3.connect(c.state_path) as db:
-            named = {r[0] for r in db.execute(
-                "SELECT m.target_id FROM messages m JOIN accounts a ON a.id = m.account_id WHERE a.address = ?",
-                (victim,))}
+            named = {
+                r[0]
+                for r in db.execute(
+                    "SELECT m.target_id FROM messages m JOIN accounts a ON a.id = m.account_id WHERE a.address = ?",
+                    (victim,),
+                )
+            }
         assert named <= remaining
         account.bulk_delete(ids=[(foreign_id, None)], delete_type="HardDelete")
         for address in c.accounts:
@@ -115,7 +129,10 @@ def _send_again(c: ImapCampaign, address: str, paths: list[tuple[str, ...]]) -> 
         for path in paths:
             messages = c.mailboxes[address][path]
             folder = target.ensure_folder(mailbox, path, SAMPLE_ROLES[path])
-            items = [UploadItem(f"again-{i}", m.raw, m.flags, m.internal_date) for i, m in enumerate(messages)]
+            items = [
+                UploadItem(f"again-{i}", m.raw, m.flags, m.internal_date)
+                for i, m in enumerate(messages)
+            ]
             answers = target.upload(mailbox, folder, items)
             assert all(a.error is None for a in answers), answers
             sent += len(items)
@@ -125,7 +142,9 @@ def _send_again(c: ImapCampaign, address: str, paths: list[tuple[str, ...]]) -> 
 
 
 def test_dedupe_removes_identical_copies_in_dovecot(dovecot: DovecotServer, tmp_path: Path) -> None:
-    c = build_imap_campaign(tmp_path / "c", dovecot, accounts=1, messages_per_folder=3, twin_across_folders=True)
+    c = build_imap_campaign(
+        tmp_path / "c", dovecot, accounts=1, messages_per_folder=3, twin_across_folders=True
+    )
     try:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0

@@ -25,8 +25,12 @@ CRASH_POINTS = ["move:1", "announce_move:2", "delete:1", "move:3", "announce_del
 
 
 @pytest.fixture(params=["ews", "imap"])
-def campaign(request: pytest.FixtureRequest, dovecot: DovecotServer, tmp_path: Path) -> Iterator[DeltaCampaign]:
-    c = build_delta_campaign(tmp_path, dovecot, kind=request.param, state_url=f"sqlite:///{tmp_path / 'state.db'}")
+def campaign(
+    request: pytest.FixtureRequest, dovecot: DovecotServer, tmp_path: Path
+) -> Iterator[DeltaCampaign]:
+    c = build_delta_campaign(
+        tmp_path, dovecot, kind=request.param, state_url=f"sqlite:///{tmp_path / 'state.db'}"
+    )
     yield c
     if c.sim is not None:
         c.sim.stop()
@@ -51,7 +55,9 @@ def _pending(c: DeltaCampaign) -> int:
     import sqlite3
 
     with sqlite3.connect(c.state_url.removeprefix("sqlite:///")) as db:
-        return int(db.execute("select count(*) from messages where pending is not null").fetchone()[0])
+        return int(
+            db.execute("select count(*) from messages where pending is not null").fetchone()[0]
+        )
 
 
 def test_kills_during_a_mirror_pass_end_exact(campaign: DeltaCampaign) -> None:
@@ -65,7 +71,9 @@ def test_kills_during_a_mirror_pass_end_exact(campaign: DeltaCampaign) -> None:
     for point in CRASH_POINTS:
         for person in c.people:
             users_keep_going(c, person)
-        result = c.cli("run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": point})
+        result = c.cli(
+            "run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": point}
+        )
         assert result.returncode in (-signal.SIGKILL, 0), result.stderr[-2000:]
         if result.returncode == -signal.SIGKILL:
             kills += 1
@@ -81,18 +89,24 @@ def test_kills_during_a_mirror_pass_end_exact(campaign: DeltaCampaign) -> None:
     assert quiet["done"] == 0 and quiet["changes"] == {}, quiet
 
 
-def test_a_rename_interrupted_after_the_target_did_it_is_recorded_by_the_next_run(campaign: DeltaCampaign) -> None:
+def test_a_rename_interrupted_after_the_target_did_it_is_recorded_by_the_next_run(
+    campaign: DeltaCampaign,
+) -> None:
     c = campaign
     assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
     assert c.run().returncode == 0
     for person in c.people:
         with c.user(person) as client:
             client.rename_folder("Projects.Entwürfe", "Proyectos")
-    killed = c.cli("run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": "rename:1"})
+    killed = c.cli(
+        "run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": "rename:1"}
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     final = c.run()
     assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
     summary = json.loads(final.stdout)["messages"]
-    assert summary["done"] == 0 and "moved" not in summary["changes"], summary  # nothing sent or moved one by one
+    assert summary["done"] == 0 and "moved" not in summary["changes"], (
+        summary
+    )  # nothing sent or moved one by one
     for person in c.people:
         c.compare(person)

@@ -22,10 +22,14 @@ from tests.fixtures.store import postgres_database
 
 
 @pytest.fixture(params=["ews-sqlite", "ews-postgresql", "imap-sqlite", "imap-postgresql"])
-def delta(request: pytest.FixtureRequest, dovecot: DovecotServer, tmp_path: Path) -> Iterator[DeltaCampaign]:
+def delta(
+    request: pytest.FixtureRequest, dovecot: DovecotServer, tmp_path: Path
+) -> Iterator[DeltaCampaign]:
     kind, backend = request.param.split("-")
     if backend == "sqlite":
-        c = build_delta_campaign(tmp_path, dovecot, kind=kind, state_url=f"sqlite:///{tmp_path / 'state.db'}")
+        c = build_delta_campaign(
+            tmp_path, dovecot, kind=kind, state_url=f"sqlite:///{tmp_path / 'state.db'}"
+        )
         yield c
     else:
         with postgres_database("delta_e2e") as url:
@@ -66,8 +70,10 @@ def users_change_flags(c: DeltaCampaign, person: Person) -> None:
         client.add_flags(client.search(["ALL"])[:1], [b"\\Seen", b"\\Flagged"])
 
 
-NEW_MAIL = (b"From: cliente@example.org\r\nTo: user@ife.org.mx\r\nSubject: pedido nuevo\r\n"
-            b"Message-ID: <pedido.1@example.org>\r\nDate: Tue, 2 Dec 2025 10:00:00 +0000\r\n\r\nhola\r\n")
+NEW_MAIL = (
+    b"From: cliente@example.org\r\nTo: user@ife.org.mx\r\nSubject: pedido nuevo\r\n"
+    b"Message-ID: <pedido.1@example.org>\r\nDate: Tue, 2 Dec 2025 10:00:00 +0000\r\n\r\nhola\r\n"
+)
 
 
 def users_move_delete_and_receive(c: DeltaCampaign, person: Person) -> None:
@@ -79,7 +85,9 @@ def users_move_delete_and_receive(c: DeltaCampaign, person: Person) -> None:
         client.select_folder("INBOX")
         client.move(inbox[-2:], "Clientes")
         client.copy(inbox[-3:-2], "Archivo")
-        client.add_flags(inbox[-4:-3], [b"\\Deleted"])  # not expunged: still a message of the folder
+        client.add_flags(
+            inbox[-4:-3], [b"\\Deleted"]
+        )  # not expunged: still a message of the folder
         client.select_folder("Archivo")
         client.move(client.search(["ALL"])[:1], "INBOX")
         client.select_folder("Sent")
@@ -144,7 +152,10 @@ def test_moves_deletions_and_new_mail_end_exact_in_one_run(delta: DeltaCampaign)
     # show tells what the pass carried for one account, in words
     person = c.people[0]
     shown = json.loads(c.cli("show", person.address, "--plan", str(c.plan_path), "--json").stdout)
-    assert shown["state"]["last_pass_changes"]["moved"] == 4 and shown["state"]["last_pass_changes"]["deleted"] == 1
+    assert (
+        shown["state"]["last_pass_changes"]["moved"] == 4
+        and shown["state"]["last_pass_changes"]["deleted"] == 1
+    )
     text = c.cli("show", person.address, "--plan", str(c.plan_path), "--no-source").stdout
     assert "the last pass carried: " in text and "4 moved, 1 deleted" in text, text
 
@@ -160,9 +171,16 @@ def test_moves_deletions_and_new_mail_end_exact_in_one_run(delta: DeltaCampaign)
 
 
 @pytest.fixture(params=["ews", "imap"])
-def delta_sqlite(request: pytest.FixtureRequest, dovecot: DovecotServer, tmp_path: Path) -> Iterator[DeltaCampaign]:
-    c = build_delta_campaign(tmp_path, dovecot, kind=request.param, state_url=f"sqlite:///{tmp_path / 'state.db'}",
-                             accounts=1)
+def delta_sqlite(
+    request: pytest.FixtureRequest, dovecot: DovecotServer, tmp_path: Path
+) -> Iterator[DeltaCampaign]:
+    c = build_delta_campaign(
+        tmp_path,
+        dovecot,
+        kind=request.param,
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        accounts=1,
+    )
     yield c
     if c.sim is not None:
         c.sim.stop()
@@ -174,8 +192,14 @@ def _subjects(c: DeltaCampaign, person: Person) -> tuple[str, str]:
     with c.user(person) as client:
         inbox = _uids_by_subject(client, "INBOX")
         flags = client.fetch(list(inbox.values()), ["FLAGS"])
-        unread = sorted(s for s, uid in inbox.items() if b"\\Seen" not in flags[uid][b"FLAGS"]
-                        and b"\\Flagged" not in flags[uid][b"FLAGS"] and s.isascii() and "=?" not in s)
+        unread = sorted(
+            s
+            for s, uid in inbox.items()
+            if b"\\Seen" not in flags[uid][b"FLAGS"]
+            and b"\\Flagged" not in flags[uid][b"FLAGS"]
+            and s.isascii()
+            and "=?" not in s
+        )
     return unread[0], unread[1]
 
 
@@ -239,7 +263,9 @@ def test_a_change_made_in_the_target_survives_later_passes(delta_sqlite: DeltaCa
         assert _target_state(c, person, flagged_there) == (True, True)  # read carried, flag kept
     checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
     assert checked.returncode == 0, checked.stdout[-3000:]
-    [inbox] = [f for f in json.loads(checked.stdout)["accounts"][0]["folders"] if f["folder"] == "INBOX"]
+    [inbox] = [
+        f for f in json.loads(checked.stdout)["accounts"][0]["folders"] if f["folder"] == "INBOX"
+    ]
     assert inbox["flags_changed_in_target"] == 2 and inbox["flags_pending"] == 0, inbox
     assert "changed in the target" in inbox["note"]
 
@@ -253,7 +279,9 @@ def test_verify_tells_flag_changes_not_carried_yet(delta_sqlite: DeltaCampaign) 
     users_change_flags(c, person)
     checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
     assert checked.returncode == 1, checked.stdout[-3000:]
-    [inbox] = [f for f in json.loads(checked.stdout)["accounts"][0]["folders"] if f["folder"] == "INBOX"]
+    [inbox] = [
+        f for f in json.loads(checked.stdout)["accounts"][0]["folders"] if f["folder"] == "INBOX"
+    ]
     assert inbox["ok"] is False and inbox["flags_pending"] >= 7, inbox
     assert inbox["note"].endswith("flags changed in the source since the last pass; run again")
     assert c.run().returncode == 0
@@ -263,14 +291,21 @@ def test_verify_tells_flag_changes_not_carried_yet(delta_sqlite: DeltaCampaign) 
 
 @pytest.mark.parametrize("kind", ["ews", "imap"])
 def test_an_imap_source_recognises_moved_mail_by_content_and_lists_only_what_changed(
-        kind: str, dovecot: DovecotServer, tmp_path: Path) -> None:
+    kind: str, dovecot: DovecotServer, tmp_path: Path
+) -> None:
     """Read through Dovecot, a moved message has a new UID: it is recognised by its content
     fingerprint and moved in the target. With CONDSTORE, a pass over folders nobody touched
     opens none of them (their HIGHESTMODSEQ says so), and one after a flag change fetches the
     flags changed since the last pass only."""
     proxy = ImapProxy(dovecot.host, dovecot.port)
-    c = build_delta_campaign(tmp_path, dovecot, kind=kind, state_url=f"sqlite:///{tmp_path / 'state.db'}",
-                             source="imap", source_port=proxy.port)
+    c = build_delta_campaign(
+        tmp_path,
+        dovecot,
+        kind=kind,
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        source="imap",
+        source_port=proxy.port,
+    )
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.run().returncode == 0
@@ -296,7 +331,9 @@ def test_an_imap_source_recognises_moved_mail_by_content_and_lists_only_what_cha
             forget_protocols(c.sim.url)
 
 
-def test_a_folder_renamed_in_the_source_is_renamed_in_the_target(delta_sqlite: DeltaCampaign) -> None:
+def test_a_folder_renamed_in_the_source_is_renamed_in_the_target(
+    delta_sqlite: DeltaCampaign,
+) -> None:
     """The user renames a folder (and moves it below another) and files one more message into
     it: its target folder is renamed with it, no message is moved or sent one by one."""
     c = delta_sqlite
@@ -312,11 +349,17 @@ def test_a_folder_renamed_in_the_source_is_renamed_in_the_target(delta_sqlite: D
     ran = c.run()
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     summary = json.loads(ran.stdout)["messages"]
-    assert summary["done"] == 0 and summary["changes"] == {"folders renamed": 1, "moved": 1}, summary
+    assert summary["done"] == 0 and summary["changes"] == {"folders renamed": 1, "moved": 1}, (
+        summary
+    )
     c.compare(person)
     if c.sim is not None:
         requests = dict(c.sim.stats().requests)
-        assert requests.get("MoveItem", 0) - requests_before.get("MoveItem", 0) == 1  # the message filed in
-        assert requests.get("MoveFolder", 0) == 1 and requests.get("UpdateFolder", 0) == 0  # same name, new parent
+        assert (
+            requests.get("MoveItem", 0) - requests_before.get("MoveItem", 0) == 1
+        )  # the message filed in
+        assert (
+            requests.get("MoveFolder", 0) == 1 and requests.get("UpdateFolder", 0) == 0
+        )  # same name, new parent
     again = json.loads(c.run().stdout)["messages"]
     assert again["done"] == 0 and again["changes"] == {}, again

@@ -11,7 +11,9 @@ from pathlib import Path
 from tests.fixtures.campaign import build_campaign
 
 
-def test_a_pass_that_would_delete_most_of_a_mailbox_deletes_nothing_until_allowed(tmp_path: Path) -> None:
+def test_a_pass_that_would_delete_most_of_a_mailbox_deletes_nothing_until_allowed(
+    tmp_path: Path,
+) -> None:
     c = build_campaign(tmp_path / "c", accounts=2, messages_per_folder=3)
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
@@ -32,7 +34,9 @@ def test_a_pass_that_would_delete_most_of_a_mailbox_deletes_nothing_until_allowe
         shown = c.cli("show", victim, "--plan", str(c.plan_path), "--no-source")
         assert "deletion-limit" in shown.stdout
 
-        allowed = c.cli("run", "--plan", str(c.plan_path), "--json", "--allow-deletions", "--account", victim)
+        allowed = c.cli(
+            "run", "--plan", str(c.plan_path), "--json", "--allow-deletions", "--account", victim
+        )
         assert allowed.returncode == 0, allowed.stdout[-2000:] + allowed.stderr[-2000:]
         assert json.loads(allowed.stdout)["messages"]["changes"]["deleted"] == before[victim]
         assert c.sim.items(victim) == [] and len(c.sim.items(other)) == before[other]

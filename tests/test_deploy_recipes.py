@@ -34,21 +34,31 @@ def _assert_migrator_accepts(argv: list[str]) -> None:
         [str(MIGRATOR), command, "--help"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     for option in (a for a in rest if a.startswith("--")):
-        assert re.search(rf"(^|\s){re.escape(option)}\b", help_text), f"`migrator {command}` has no {option}"
+        assert re.search(rf"(^|\s){re.escape(option)}\b", help_text), (
+            f"`migrator {command}` has no {option}"
+        )
 
 
 def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
-    assert analyze, "systemd-analyze is missing: scripts/test-services.sh installs the systemd package"
+    assert analyze, (
+        "systemd-analyze is missing: scripts/test-services.sh installs the systemd package"
+    )
     unit = _block("ini")
     assert DOCUMENTED in unit
     # the documented install path does not exist here: point it at this test's migrator
-    (tmp_path / "migrator-worker@.service").write_text(unit.replace(DOCUMENTED, str(MIGRATOR)), encoding="utf-8")
+    (tmp_path / "migrator-worker@.service").write_text(
+        unit.replace(DOCUMENTED, str(MIGRATOR)), encoding="utf-8"
+    )
     instance = tmp_path / "migrator-worker@ife.service"
     instance.write_text(unit.replace(DOCUMENTED, str(MIGRATOR)), encoding="utf-8")
-    result = subprocess.run([analyze, "verify", str(instance)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [analyze, "verify", str(instance)], capture_output=True, text=True, timeout=120
+    )
     # a key systemd does not know or a value it cannot parse is only a warning: none allowed
-    complaints = [line for line in (result.stdout + result.stderr).splitlines() if "migrator-worker" in line]
+    complaints = [
+        line for line in (result.stdout + result.stderr).splitlines() if "migrator-worker" in line
+    ]
     assert result.returncode == 0 and complaints == [], result.stdout + result.stderr
     [exec_start] = re.findall(r"^ExecStart=(.*)$", unit, re.M)
     program, *argv = shlex.split(exec_start.replace("%i", "ife"))
@@ -60,10 +70,16 @@ def test_a_broken_unit_is_caught(tmp_path: Path) -> None:
     """The check above would see a mistake: a misspelt key, a value systemd cannot parse."""
     analyze = shutil.which("systemd-analyze")
     assert analyze
-    unit = _block("ini").replace(DOCUMENTED, str(MIGRATOR)).replace("Restart=always", "Restart=sometimes")
+    unit = (
+        _block("ini")
+        .replace(DOCUMENTED, str(MIGRATOR))
+        .replace("Restart=always", "Restart=sometimes")
+    )
     broken = tmp_path / "migrator-worker@ife.service"
     broken.write_text(unit.replace("KillSignal=", "KilSignal="), encoding="utf-8")
-    result = subprocess.run([analyze, "verify", str(broken)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [analyze, "verify", str(broken)], capture_output=True, text=True, timeout=120
+    )
     output = result.stdout + result.stderr
     assert "KilSignal" in output and "sometimes" in output
 
@@ -75,10 +91,16 @@ INSTRUCTIONS = {"FROM", "RUN", "COPY", "ADD", "USER", "WORKDIR", "ENV", "EXPOSE"
 def test_the_container_recipe_runs_a_command_migrator_has() -> None:
     recipe = _block("dockerfile")
     lines = re.sub(r"\\\n\s*", " ", recipe).splitlines()  # continuation lines joined
-    instructions = [line.split(None, 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    instructions = [
+        line.split(None, 1) for line in lines if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert {word for word, _ in instructions} <= INSTRUCTIONS, instructions
     assert instructions[0][0] == "FROM"
-    exec_form = {word: json.loads(rest) for word, rest in instructions if word in ("ENTRYPOINT", "CMD")}
+    exec_form = {
+        word: json.loads(rest) for word, rest in instructions if word in ("ENTRYPOINT", "CMD")
+    }
     assert exec_form["ENTRYPOINT"] == ["migrator"]
     _assert_migrator_accepts(exec_form["CMD"])
-    assert "USER migrator" in recipe and "PGPASSWORD" not in recipe  # no root, no secret in the image
+    assert (
+        "USER migrator" in recipe and "PGPASSWORD" not in recipe
+    )  # no root, no secret in the image

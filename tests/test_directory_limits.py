@@ -23,10 +23,18 @@ pytestmark = pytest.mark.slapd
 SORT_OID, VLV_OID = "1.2.840.113556.1.4.473", "2.16.840.1.113730.3.4.9"
 
 
-def _server(tmp_path_factory: pytest.TempPathFactory, name: str, people: int, offices: int, **options: object) -> Iterator[SlapdServer]:
+def _server(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    people: int,
+    offices: int,
+    **options: object,
+) -> Iterator[SlapdServer]:
     generated = generate_people(people, in_scope=people * 2 // 5, offices=offices, seed=19)
     try:
-        server = start_slapd(tmp_path_factory.mktemp(name), generated, tls=False, stock_limits=True, **options)  # type: ignore[arg-type]
+        server = start_slapd(
+            tmp_path_factory.mktemp(name), generated, tls=False, stock_limits=True, **options
+        )  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - the message says what is missing
         pytest.fail(str(exc), pytrace=False)
     yield server
@@ -59,23 +67,37 @@ def _ldapsearch(server: SlapdServer, *args: str) -> subprocess.CompletedProcess[
 
 
 def _dns(answer: subprocess.CompletedProcess[str]) -> int:
-    return sum(1 for line in answer.stdout.splitlines() if line.startswith("dn:"))  # "dn::" is base64
+    return sum(
+        1 for line in answer.stdout.splitlines() if line.startswith("dn:")
+    )  # "dn::" is base64
 
 
 def _root_controls(server: SlapdServer) -> set[str]:
     answer = _ldapsearch(server, "-b", "", "-s", "base", "(objectClass=*)", "supportedControl")
     assert answer.returncode == 0, answer.stderr
-    return {line.split(": ", 1)[1] for line in answer.stdout.splitlines() if line.startswith("supportedControl: ")}
+    return {
+        line.split(": ", 1)[1]
+        for line in answer.stdout.splitlines()
+        if line.startswith("supportedControl: ")
+    }
 
 
 def _read_everyone(server: SlapdServer, **overrides: object) -> tuple[list[str], object]:
     with open_directory(server.settings(**overrides), server.password) as reader:
         uids = [e.first("uid") or "" for e in reader.search(POPULATION_FILTER, ["uid"])]
-        stats = (reader.size_limit, reader.subtree_searches, reader.split_parts, reader.vlv_windows, reader.capabilities.vlv)
+        stats = (
+            reader.size_limit,
+            reader.subtree_searches,
+            reader.split_parts,
+            reader.vlv_windows,
+            reader.capabilities.vlv,
+        )
     return uids, stats
 
 
-def test_a_subtree_still_over_the_limit_is_split_further_by_prefix(crowded_offices: SlapdServer) -> None:
+def test_a_subtree_still_over_the_limit_is_split_further_by_prefix(
+    crowded_offices: SlapdServer,
+) -> None:
     assert VLV_OID not in _root_controls(crowded_offices)
     uids, (limit, subtrees, parts, windows, vlv) = _read_everyone(crowded_offices)
     assert len(uids) == len(set(uids)) and set(uids) == {p.uid for p in crowded_offices.people}
@@ -93,7 +115,9 @@ def test_vlv_is_used_where_the_root_dse_offers_it(flat_with_vlv: SlapdServer) ->
     assert windows == -(-len(uids) // 200)  # windows of the page size, each under the limit
 
 
-def test_without_vlv_on_offer_a_flat_office_is_read_by_prefix(paged_past_the_limit: SlapdServer) -> None:
+def test_without_vlv_on_offer_a_flat_office_is_read_by_prefix(
+    paged_past_the_limit: SlapdServer,
+) -> None:
     assert VLV_OID not in _root_controls(paged_past_the_limit)
     uids, (_limit, _subtrees, parts, windows, vlv) = _read_everyone(paged_past_the_limit)
     assert len(uids) == len(set(uids)) and set(uids) == {p.uid for p in paged_past_the_limit.people}
@@ -107,7 +131,9 @@ def test_paged_results_go_as_far_as_the_server_allows(paged_past_the_limit: Slap
     paged = _ldapsearch(paged_past_the_limit, "-E", "pr=250/noprompt", *base)
     assert plain.returncode == paged.returncode == 4  # sizeLimitExceeded
     assert _dns(plain) == 500 and _dns(paged) == 1000
-    with open_directory(paged_past_the_limit.settings(page_size=250), paged_past_the_limit.password) as reader:
+    with open_directory(
+        paged_past_the_limit.settings(page_size=250), paged_past_the_limit.password
+    ) as reader:
         uids = [e.first("uid") for e in reader.search(POPULATION_FILTER, ["uid"])]
         assert reader.paging_used and reader.size_limit == 1000  # parts are sized by that
     assert len(uids) == len(paged_past_the_limit.people)

@@ -87,7 +87,9 @@ def test_wrong_password_names_the_url_and_the_dn_never_the_password(slapd: Slapd
 
 
 @pytest.mark.parametrize("wrong", ["o", "r", "reader", "127.0.0.1", "ou=system", ","])
-def test_a_wrong_password_found_in_the_dn_or_url_garbles_nothing(slapd: SlapdServer, wrong: str) -> None:
+def test_a_wrong_password_found_in_the_dn_or_url_garbles_nothing(
+    slapd: SlapdServer, wrong: str
+) -> None:
     """A wrong password "o" printed the bind DN as cn=n***b***dy,dc=***rg: masking the
     password inside the finished message garbled it and spelled the password out. Messages
     are now built from what may be shown, and left whole."""
@@ -106,12 +108,22 @@ def test_server_words_that_hold_the_password_are_not_shown() -> None:
     from migrator.adapters.directory.errors import bind_error
     from migrator.model.plan import DirectorySettings
 
-    settings = DirectorySettings(url="ldap://ldap.ife.org.mx", base="dc=ife,dc=org,dc=mx",
-                                 bind_dn="cn=nobody,dc=ife,dc=org", password_env="MIGRATOR_LDAP_PASSWORD")
-    result = {"result": 53, "description": "unwillingToPerform", "message": "bind with password s3cr3t refused"}
+    settings = DirectorySettings(
+        url="ldap://ldap.ife.org.mx",
+        base="dc=ife,dc=org,dc=mx",
+        bind_dn="cn=nobody,dc=ife,dc=org",
+        password_env="MIGRATOR_LDAP_PASSWORD",
+    )
+    result = {
+        "result": 53,
+        "description": "unwillingToPerform",
+        "message": "bind with password s3cr3t refused",
+    }
     err = bind_error(settings, result, "s3cr3t")
     assert "s3cr3t" not in f"{err} {err.hint}" and "***" not in str(err)
-    assert str(err).startswith("ldap://ldap.ife.org.mx: bind as cn=nobody,dc=ife,dc=org failed: unwillingToPerform: ")
+    assert str(err).startswith(
+        "ldap://ldap.ife.org.mx: bind as cn=nobody,dc=ife,dc=org failed: unwillingToPerform: "
+    )
     assert "not shown" in str(err)
     shown = bind_error(settings, result, "other")  # without the password in them, they are shown
     assert "bind with password s3cr3t refused" in str(shown)
@@ -199,7 +211,9 @@ def test_start_tls_against_a_server_without_tls(legacy_slapd: SlapdServer) -> No
 # ---- a server that does not page -----------------------------------------------------------
 
 
-def test_server_refusing_paging_and_over_its_limit_is_read_in_parts(legacy_slapd: SlapdServer) -> None:
+def test_server_refusing_paging_and_over_its_limit_is_read_in_parts(
+    legacy_slapd: SlapdServer,
+) -> None:
     expected = selected_uids(legacy_slapd.people)
     assert len(expected) > legacy_slapd.size_limit  # one plain search is cut (checked below)
     assert _ldapsearch(legacy_slapd, DEFAULT_FILTER, "dn").returncode == 4
@@ -261,7 +275,12 @@ def test_names_that_start_with_no_ascii_letter_are_split_too(stock_slapd: SlapdS
     base = f"ou=roles,{stock_slapd.base}"
     ldif = [f"dn: {base}", "objectClass: organizationalUnit", "ou: roles", ""]
     for n in range(600):
-        ldif += [f"dn: cn=Ñandú {n},{base}", "objectClass: organizationalRole", f"cn: Ñandú {n}", ""]
+        ldif += [
+            f"dn: cn=Ñandú {n},{base}",
+            "objectClass: organizationalRole",
+            f"cn: Ñandú {n}",
+            "",
+        ]
     _add(stock_slapd, ldif)
     settings = stock_slapd.settings(base=base, filter="(objectClass=organizationalRole)")
     with open_directory(settings, stock_slapd.password) as reader:
@@ -276,10 +295,20 @@ def test_a_part_that_cannot_be_split_is_an_error_not_a_short_list(stock_slapd: S
     base = f"ou=anas,{stock_slapd.base}"
     ldif = [f"dn: {base}", "objectClass: organizationalUnit", "ou: anas", ""]
     for n in range(600):
-        ldif += [f"dn: cn=Ana+uid=ana{n},{base}", "objectClass: inetOrgPerson", "cn: Ana", "sn: Ana", f"uid: ana{n}", ""]
+        ldif += [
+            f"dn: cn=Ana+uid=ana{n},{base}",
+            "objectClass: inetOrgPerson",
+            "cn: Ana",
+            "sn: Ana",
+            f"uid: ana{n}",
+            "",
+        ]
     _add(stock_slapd, ldif)
     settings = stock_slapd.settings(base=base, filter="(objectClass=inetOrgPerson)")
-    with open_directory(settings, stock_slapd.password) as reader, pytest.raises(DirectoryError) as caught:
+    with (
+        open_directory(settings, stock_slapd.password) as reader,
+        pytest.raises(DirectoryError) as caught,
+    ):
         list(reader.search(settings.filter, ["cn"]))
     message = str(caught.value)
     assert stock_slapd.url in message and "size limit exceeded" in message

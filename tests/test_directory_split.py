@@ -20,7 +20,10 @@ def test_children_follow_the_sample_and_the_rest_takes_everything_else() -> None
     # "m" says nothing beyond its first letter
     assert [k.prefixes for k in kids] == [("jose.",), ("m",)]
     rest = split.rest(split.Part(), kids)
-    assert rest.filter("(objectClass=person)", "uid") == "(&(objectClass=person)(!(|(uid=jose.*)(uid=m*))))"
+    assert (
+        rest.filter("(objectClass=person)", "uid")
+        == "(&(objectClass=person)(!(|(uid=jose.*)(uid=m*))))"
+    )
     everyone = ["jose.a", "josefa", "juana", "zz", "", "Ñandú", "close)(uid=*", "../../etc/passwd"]
     assert _covered_once_or_more(split.Part(), kids, everyone)
 
@@ -36,7 +39,10 @@ def test_a_rest_part_cut_again_is_split_by_every_letter_too() -> None:
 def test_several_prefixes_searched_together_come_apart_first() -> None:
     group = split.union([split.Part(("ab",)), split.Part(("ac",), ("acx",))])
     assert group.filter("(o=*)", "uid") == "(&(o=*)(|(uid=ab*)(uid=ac*))(!(uid=acx*)))"
-    assert split.children(group, ["ab1", "ac1"]) == [split.Part(("ab",)), split.Part(("ac",), ("acx",))]
+    assert split.children(group, ["ab1", "ac1"]) == [
+        split.Part(("ab",)),
+        split.Part(("ac",), ("acx",)),
+    ]
 
 
 def test_a_part_whose_values_all_equal_its_prefix_cannot_be_split() -> None:
@@ -52,7 +58,9 @@ def test_random_samples_always_give_a_complete_split() -> None:
     rng = random.Random(19)
     alphabet = "abcjoseé.-_ *()\\"
     for _ in range(200):
-        values = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(50)]
+        values = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(50)
+        ]
         part = split.Part((rng.choice(["", "a", "jo"]),) if rng.random() < 0.5 else ())
         kids = split.children(part, rng.sample(values, 20))
         assert _covered_once_or_more(part, kids, values)
@@ -72,7 +80,10 @@ def test_sort_and_vlv_controls_round_trip() -> None:
         b"\x30\x20\x30\x1e\x04\x03uid\x80\x17caseIgnoreOrderingMatch"
     )
     request = ber.vlv_request(0, 499, 1, 0, b"ctx")
-    assert request == b"\x30\x14\x02\x01\x00\x02\x02\x01\xf3\xa0\x06\x02\x01\x01\x02\x01\x00\x04\x03ctx"
+    assert (
+        request
+        == b"\x30\x14\x02\x01\x00\x02\x02\x01\xf3\xa0\x06\x02\x01\x01\x02\x01\x00\x04\x03ctx"
+    )
     # a response as slapd sends it: position 501 of 100,000, success, a context id
     response = b"\x30\x12\x02\x02\x01\xf5\x02\x03\x01\x86\xa0\x0a\x01\x00\x04\x04\x60\x61\x10\x5c"
     assert ber.vlv_response(response) == ber.VlvResponse(501, 100_000, 0, b"\x60\x61\x10\x5c")

@@ -76,15 +76,24 @@ def expected(people: list[PersonSpec]) -> dict[str, object]:
         elif _unsafe_uid(p.uid):
             invalid[p.uid] = "unsafe-path"
     in_scope = {p.uid for p in selected if p.uid not in invalid}
-    excluded = Counter("not-selected" if p.mails else "no-address" for p in people if not p.selected)
+    excluded = Counter(
+        "not-selected" if p.mails else "no-address" for p in people if not p.selected
+    )
     batches = Counter(p.office for p in selected if p.uid in in_scope)
-    return {"in_scope": in_scope, "invalid": invalid, "excluded": dict(excluded), "batches": dict(batches)}
+    return {
+        "in_scope": in_scope,
+        "invalid": invalid,
+        "excluded": dict(excluded),
+        "batches": dict(batches),
+    }
 
 
 def write_plan(tmp_path: Path, url: str, bind: str, state: str | None = None) -> Path:
     plan = tmp_path / "plan.toml"
     state = state or f"sqlite:///{tmp_path / 'state.db'}"
-    plan.write_text(PLAN.format(url=url, bind=bind, filter=DEFAULT_FILTER, root=tmp_path / "vmail", state=state))
+    plan.write_text(
+        PLAN.format(url=url, bind=bind, filter=DEFAULT_FILTER, root=tmp_path / "vmail", state=state)
+    )
     return plan
 
 
@@ -121,7 +130,9 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(params=["slapd", "ldif"])
-def plan_file(request: pytest.FixtureRequest, tmp_path: Path, reader_password: str, state_url: str) -> Path:
+def plan_file(
+    request: pytest.FixtureRequest, tmp_path: Path, reader_password: str, state_url: str
+) -> Path:
     if request.param == "slapd":
         server: SlapdServer = request.getfixturevalue("slapd")
         bind = f'bind_dn = "{server.bind_dn}"\npassword_env = "MIGRATOR_TEST_LDAP_PASSWORD"'
@@ -165,7 +176,9 @@ def test_every_entry_ends_in_exactly_one_outcome_with_its_reason(
             raise AssertionError(f"{person.uid!r} should have been excluded, is {scope}/{reason}")
 
 
-def test_rediscovery_is_idempotent_and_never_resets_progress(plan_file: Path, state_url: str) -> None:
+def test_rediscovery_is_idempotent_and_never_resets_progress(
+    plan_file: Path, state_url: str
+) -> None:
     assert run_cli("discover", "--plan", str(plan_file))[0] == 0
     query(
         state_url,
@@ -194,7 +207,9 @@ def test_rich_output_names_outcomes_and_escapes_hostile_values(plan_file: Path) 
 def test_a_wrong_password_is_a_clear_error_that_never_shows_it(
     slapd: SlapdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = write_plan(tmp_path, slapd.url, f'bind_dn = "{slapd.bind_dn}"\npassword_env = "MIGRATOR_TEST_WRONG"')
+    plan = write_plan(
+        tmp_path, slapd.url, f'bind_dn = "{slapd.bind_dn}"\npassword_env = "MIGRATOR_TEST_WRONG"'
+    )
     monkeypatch.setenv("MIGRATOR_TEST_WRONG", "not-" + READER_PASSWORD)
     code, out, err = run_cli("discover", "--plan", str(plan))
     assert code == 2
@@ -202,7 +217,11 @@ def test_a_wrong_password_is_a_clear_error_that_never_shows_it(
     assert READER_PASSWORD not in out + err
     monkeypatch.delenv("MIGRATOR_TEST_WRONG")
     code, _, err = run_cli("discover", "--plan", str(plan))
-    assert code == 2 and "the environment variable named by [directory] password_env is not set" in " ".join(err.split())
+    assert (
+        code == 2
+        and "the environment variable named by [directory] password_env is not set"
+        in " ".join(err.split())
+    )
 
 
 def test_a_password_written_in_place_of_the_variable_name_is_never_shown(
@@ -210,14 +229,22 @@ def test_a_password_written_in_place_of_the_variable_name_is_never_shown(
 ) -> None:
     """password_env = "s3cret" (the password itself, a valid variable name): neither the
     error about the unset variable nor the bind failure may print it."""
-    plan = write_plan(tmp_path, slapd.url, f'bind_dn = "{slapd.bind_dn}"\npassword_env = "Zq7secretWord"')
+    plan = write_plan(
+        tmp_path, slapd.url, f'bind_dn = "{slapd.bind_dn}"\npassword_env = "Zq7secretWord"'
+    )
     monkeypatch.delenv("Zq7secretWord", raising=False)
     code, out, err = run_cli("discover", "--plan", str(plan))
     assert code == 2 and "[directory] password_env" in " ".join(err.split())
     assert "Zq7secretWord" not in out + err
-    monkeypatch.setenv("Zq7secretWord", "wrong")  # set: the bind is refused, and its hint names the key
+    monkeypatch.setenv(
+        "Zq7secretWord", "wrong"
+    )  # set: the bind is refused, and its hint names the key
     code, out, err = run_cli("discover", "--plan", str(plan))
-    assert code == 2 and "invalid credentials" in err and "[directory] password_env" in " ".join(err.split())
+    assert (
+        code == 2
+        and "invalid credentials" in err
+        and "[directory] password_env" in " ".join(err.split())
+    )
     assert "Zq7secretWord" not in out + err
 
 
@@ -230,7 +257,9 @@ def test_a_directory_that_never_answers_stops_discovery_within_its_timeout(tmp_p
         elapsed = time.monotonic() - started
     assert code == 2, err
     assert elapsed < 15, elapsed  # bounded by [directory] timeout, not by the server
-    assert f"ldap://127.0.0.1:{port}: no answer within 2 s" in " ".join(err.split()) and "hint:" in err
+    assert (
+        f"ldap://127.0.0.1:{port}: no answer within 2 s" in " ".join(err.split()) and "hint:" in err
+    )
 
 
 def test_an_unreachable_directory_and_a_broken_plan_exit_2(tmp_path: Path) -> None:
@@ -275,15 +304,21 @@ def oversized_ldif(path: Path) -> Path:
     # cn and sn in Latin-1, not UTF-8, as an old directory may hold them
     dn, attrs = _person("latin1")
     record = format_ldif_record(dn, {k: v for k, v in attrs.items() if k not in ("cn", "sn")})
-    latin = "".join(f"{name}:: {base64.b64encode(value).decode()}\n" for name, value in
-                    (("cn", "José Peña".encode("latin-1")), ("sn", "Peña".encode("latin-1"))))
+    latin = "".join(
+        f"{name}:: {base64.b64encode(value).decode()}\n"
+        for name, value in (("cn", "José Peña".encode("latin-1")), ("sn", "Peña".encode("latin-1")))
+    )
     with path.open("a", encoding="utf-8") as out:
         out.write(record.rstrip("\n") + "\n" + latin + "\n")
     return path
 
 
-def test_oversized_and_hostile_values_are_stored_or_refused_with_a_reason(tmp_path: Path, state_url: str) -> None:
-    plan = write_plan(tmp_path, f"ldif:{oversized_ldif(tmp_path / 'oversized.ldif')}", "", state_url)
+def test_oversized_and_hostile_values_are_stored_or_refused_with_a_reason(
+    tmp_path: Path, state_url: str
+) -> None:
+    plan = write_plan(
+        tmp_path, f"ldif:{oversized_ldif(tmp_path / 'oversized.ldif')}", "", state_url
+    )
     code, out, err = run_cli("discover", "--plan", str(plan), "--json")
     assert code == 0, err
     got = json.loads(out)
@@ -292,8 +327,10 @@ def test_oversized_and_hostile_values_are_stored_or_refused_with_a_reason(tmp_pa
     assert got["excluded"] == {"no-address": 1}
     # by the uid in the DN (people outside the filter are stored without their attributes)
     rows = {
-        dn.split(",", 1)[0][len("uid="):]: [scope, reason, name, batch, key, dn]
-        for scope, reason, name, batch, key, dn in query(state_url, "select scope, reason, name, batch, key, dn from accounts")
+        dn.split(",", 1)[0][len("uid=") :]: [scope, reason, name, batch, key, dn]
+        for scope, reason, name, batch, key, dn in query(
+            state_url, "select scope, reason, name, batch, key, dn from accounts"
+        )
     }
     # stored whole, whatever the length; what cannot be stored as is is escaped visibly
     assert rows["enorme"][:3] == ["in_scope", None, HUGE_NAME]
@@ -314,4 +351,8 @@ def test_oversized_and_hostile_values_are_stored_or_refused_with_a_reason(tmp_pa
     assert code == 0, err
     assert json.loads(out)["changes"] == {"new": 0, "updated": 0, "unchanged": 8}
     code, out, _ = run_cli("accounts", "--plan", str(plan), "--status", "invalid", "--json")
-    assert code == 0 and {row["reason"] for row in json.loads(out)} == {"too-long", "unparsable-address", "unsafe-path"}
+    assert code == 0 and {row["reason"] for row in json.loads(out)} == {
+        "too-long",
+        "unparsable-address",
+        "unsafe-path",
+    }

@@ -104,7 +104,9 @@ def test_a_run_killed_mid_account_then_a_lost_state_sends_only_the_rest(tmp_path
     try:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
-        killed = c.cli("run", "--plan", str(c.plan_path), env={**c.env, "MIGRATOR_CRASH_AT": "upload:3"})
+        killed = c.cli(
+            "run", "--plan", str(c.plan_path), env={**c.env, "MIGRATOR_CRASH_AT": "upload:3"}
+        )
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         partial = c.sim.stats().items_created
         assert partial > 0
@@ -120,7 +122,7 @@ def test_a_run_killed_mid_account_then_a_lost_state_sends_only_the_rest(tmp_path
 
 
 def test_namesakes_in_a_shared_target_folder_are_never_taken_for_each_other(tmp_path: Path) -> None:
-    """"Sent" and "Elementos enviados" both land in Sent Items and list the same keys for other
+    """ "Sent" and "Elementos enviados" both land in Sent Items and list the same keys for other
     messages. Only "Sent" had reached the target when the state was lost; "Elementos
     enviados" comes first in the next pass. An item tagged K in Sent Items may be either
     folder's message K, so none is adopted for a key two folders list unless both copies are
@@ -166,17 +168,26 @@ def _exactly_once(c: ImapCampaign, address: str) -> None:
 
 
 @pytest.mark.parametrize("tag_header", [False, True], ids=["by-content", "by-tag-header"])
-def test_a_new_state_database_adopts_what_dovecot_holds(dovecot: DovecotServer, tmp_path: Path,
-                                                        tag_header: bool) -> None:
+def test_a_new_state_database_adopts_what_dovecot_holds(
+    dovecot: DovecotServer, tmp_path: Path, tag_header: bool
+) -> None:
     """IMAP keeps no key on a message: the messages are recognised by content (or, with
     tag_header, by their X-Migrator-Key header), and identical copies (one message in both
     sent folders, which both land in Sent) stay two messages."""
-    c = build_imap_campaign(tmp_path / "c", dovecot, accounts=2, messages_per_folder=3, chunk=4,
-                            twin_across_folders=True)
+    c = build_imap_campaign(
+        tmp_path / "c",
+        dovecot,
+        accounts=2,
+        messages_per_folder=3,
+        chunk=4,
+        twin_across_folders=True,
+    )
     try:
         if tag_header:
             plan = c.plan_path.read_text()
-            c.plan_path.write_text(plan.replace('kind = "imap"\n', 'kind = "imap"\ntag_header = true\n'))
+            c.plan_path.write_text(
+                plan.replace('kind = "imap"\n', 'kind = "imap"\ntag_header = true\n')
+            )
             assert "tag_header = true" in c.plan_path.read_text()
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         _run(c)
@@ -199,12 +210,21 @@ def test_a_new_state_database_adopts_what_dovecot_holds(dovecot: DovecotServer, 
 def test_a_run_killed_mid_account_then_a_lost_state_sends_only_the_rest_to_dovecot(
     dovecot: DovecotServer, tmp_path: Path
 ) -> None:
-    c = build_imap_campaign(tmp_path / "c", dovecot, accounts=1, messages_per_folder=4, workers=1, chunk=3,
-                            twin_across_folders=True)
+    c = build_imap_campaign(
+        tmp_path / "c",
+        dovecot,
+        accounts=1,
+        messages_per_folder=4,
+        workers=1,
+        chunk=3,
+        twin_across_folders=True,
+    )
     try:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
-        killed = c.cli("run", "--plan", str(c.plan_path), env={**c.env, "MIGRATOR_CRASH_AT": "upload:3"})
+        killed = c.cli(
+            "run", "--plan", str(c.plan_path), env={**c.env, "MIGRATOR_CRASH_AT": "upload:3"}
+        )
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         assert 0 < sum(c.target_copies(address).values()) < c.source_total()
         _fresh_state(c)

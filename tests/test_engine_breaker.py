@@ -35,15 +35,20 @@ def _accounts(state: Path) -> list[tuple[str, str, int]]:
         ).fetchall()
 
 
-def _run_quiet(cli: object, plan: Path, **kwargs: object) -> tuple[subprocess.CompletedProcess[str], float]:
+def _run_quiet(
+    cli: object, plan: Path, **kwargs: object
+) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     result = cli("run", "--plan", str(plan), "--quiet", **kwargs)  # type: ignore[operator]
     return result, time.monotonic() - started
 
 
 def _assert_stopped_cleanly(
-    result: subprocess.CompletedProcess[str], elapsed: float, before: list[tuple[str, str, int]],
-    after: list[tuple[str, str, int]], cause: str,
+    result: subprocess.CompletedProcess[str],
+    elapsed: float,
+    before: list[tuple[str, str, int]],
+    after: list[tuple[str, str, int]],
+    cause: str,
 ) -> None:
     err = " ".join(result.stderr.split())  # rich wraps long lines
     assert result.returncode == 2, result.stdout + result.stderr
@@ -56,7 +61,11 @@ def _assert_stopped_cleanly(
 
 
 def _point_ews_at(c: Campaign, port: int, *, timeout: float | None = None) -> None:
-    text = re.sub(r'url = "http://[^"]+"', f'url = "http://127.0.0.1:{port}/EWS/Exchange.asmx"', c.plan_path.read_text())
+    text = re.sub(
+        r'url = "http://[^"]+"',
+        f'url = "http://127.0.0.1:{port}/EWS/Exchange.asmx"',
+        c.plan_path.read_text(),
+    )
     if timeout is not None:
         text = text.replace('auth = "basic"', f'auth = "basic"\ntimeout = {timeout}')
     c.plan_path.write_text(text)
@@ -71,12 +80,19 @@ def test_a_target_that_refuses_connections_stops_the_run_in_seconds(tmp_path: Pa
         before = _accounts(c.state_path)
         result, elapsed = _run_quiet(c.cli, c.plan_path)
         # the socket's words, not exchangelib's "No valid version headers found"
-        _assert_stopped_cleanly(result, elapsed, before, _accounts(c.state_path),
-                                rf"error: the target server is unavailable: connection refused by 127\.0\.0\.1:{port}")
+        _assert_stopped_cleanly(
+            result,
+            elapsed,
+            before,
+            _accounts(c.state_path),
+            rf"error: the target server is unavailable: connection refused by 127\.0\.0\.1:{port}",
+        )
         assert "No valid version headers" not in result.stderr
         # --quiet, and still the run said what it was waiting for while it retried
-        assert re.search(rf"waiting for the target server until \d\d:\d\d:\d\d: connection refused by 127\.0\.0\.1:{port}",
-                         result.stderr), result.stderr
+        assert re.search(
+            rf"waiting for the target server until \d\d:\d\d:\d\d: connection refused by 127\.0\.0\.1:{port}",
+            result.stderr,
+        ), result.stderr
         assert result.stdout == ""
     finally:
         c.sim.stop()
@@ -90,9 +106,17 @@ def test_a_target_that_never_answers_is_bounded_by_the_plans_timeout(tmp_path: P
             _point_ews_at(c, port, timeout=2)
             before = _accounts(c.state_path)
             result, elapsed = _run_quiet(c.cli, c.plan_path)
-        _assert_stopped_cleanly(result, elapsed, before, _accounts(c.state_path),
-                                rf"the target server is unavailable: no answer from 127\.0\.0\.1:{port} within 2 s")
-        assert re.search(rf"waiting for the target server until .*no answer from 127\.0\.0\.1:{port}", result.stderr)
+        _assert_stopped_cleanly(
+            result,
+            elapsed,
+            before,
+            _accounts(c.state_path),
+            rf"the target server is unavailable: no answer from 127\.0\.0\.1:{port} within 2 s",
+        )
+        assert re.search(
+            rf"waiting for the target server until .*no answer from 127\.0\.0\.1:{port}",
+            result.stderr,
+        )
     finally:
         c.sim.stop()
 
@@ -102,12 +126,22 @@ def test_wrong_ews_credentials_stop_the_run_without_charging_an_account(tmp_path
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         before = _accounts(c.state_path)
-        result, elapsed = _run_quiet(c.cli, c.plan_path, env={**c.env, "MIGRATOR_TEST_EWS_PASSWORD": "not-the-password"})
-        _assert_stopped_cleanly(result, elapsed, before, _accounts(c.state_path),
-                                r"the target server is unavailable: the EWS server refused the service account's credentials")
+        result, elapsed = _run_quiet(
+            c.cli, c.plan_path, env={**c.env, "MIGRATOR_TEST_EWS_PASSWORD": "not-the-password"}
+        )
+        _assert_stopped_cleanly(
+            result,
+            elapsed,
+            before,
+            _accounts(c.state_path),
+            r"the target server is unavailable: the EWS server refused the service account's credentials",
+        )
         assert "hint: check the service account" in " ".join(result.stderr.split())
         assert "not-the-password" not in result.stdout + result.stderr
-        assert re.search(r"waiting for the target server until \d\d:\d\d:\d\d: the EWS server refused", result.stderr)
+        assert re.search(
+            r"waiting for the target server until \d\d:\d\d:\d\d: the EWS server refused",
+            result.stderr,
+        )
         assert c.sim.stats().items_created == 0
         # with the right password the same accounts migrate, every one on its first attempt
         again = c.cli("run", "--plan", str(c.plan_path), "--quiet")
@@ -123,26 +157,41 @@ def test_wrong_imap_target_credentials_stop_the_run(tmp_path: Path, dovecot: Dov
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         before = _accounts(c.state_path)
-        result, elapsed = _run_quiet(c.cli, c.plan_path, env={**c.env, PASSWORD_ENV: "not-the-password"})
+        result, elapsed = _run_quiet(
+            c.cli, c.plan_path, env={**c.env, PASSWORD_ENV: "not-the-password"}
+        )
         _assert_stopped_cleanly(
-            result, elapsed, before, _accounts(c.state_path),
+            result,
+            elapsed,
+            before,
+            _accounts(c.state_path),
             rf"the target server is unavailable: IMAP server 127\.0\.0\.1:{dovecot.port} refused the password of "
-            rf"{MASTER_USER} \(\[AUTHENTICATIONFAILED\]")
+            rf"{MASTER_USER} \(\[AUTHENTICATIONFAILED\]",
+        )
         assert "not-the-password" not in result.stdout + result.stderr
     finally:
         c.close()
 
 
-def test_an_imap_target_that_refuses_connections_stops_the_run(tmp_path: Path, dovecot: DovecotServer) -> None:
+def test_an_imap_target_that_refuses_connections_stops_the_run(
+    tmp_path: Path, dovecot: DovecotServer
+) -> None:
     c = build_imap_campaign(tmp_path / "c", dovecot, accounts=8, messages_per_folder=1, workers=4)
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         port = closed_port()
-        c.plan_path.write_text(c.plan_path.read_text().replace(f"port = {dovecot.port}", f"port = {port}"))
+        c.plan_path.write_text(
+            c.plan_path.read_text().replace(f"port = {dovecot.port}", f"port = {port}")
+        )
         before = _accounts(c.state_path)
         result, elapsed = _run_quiet(c.cli, c.plan_path)
-        _assert_stopped_cleanly(result, elapsed, before, _accounts(c.state_path),
-                                rf"the target server is unavailable: connection refused by 127\.0\.0\.1:{port}")
+        _assert_stopped_cleanly(
+            result,
+            elapsed,
+            before,
+            _accounts(c.state_path),
+            rf"the target server is unavailable: connection refused by 127\.0\.0\.1:{port}",
+        )
     finally:
         c.close()
 
@@ -177,7 +226,9 @@ url = "sqlite:///{state}"
 """
 
 
-def _imap_source_campaign(tmp_path: Path, dovecot: DovecotServer, port: int, accounts: int) -> tuple[Path, Path, object]:
+def _imap_source_campaign(
+    tmp_path: Path, dovecot: DovecotServer, port: int, accounts: int
+) -> tuple[Path, Path, object]:
     entries = ["dn: ou=people,dc=ife,dc=org,dc=mx\nobjectClass: organizationalUnit\nou: people\n"]
     sim = start_simulator(tmp_path / "ews")
     for _ in range(accounts):
@@ -192,20 +243,36 @@ def _imap_source_campaign(tmp_path: Path, dovecot: DovecotServer, port: int, acc
     ldif.write_text("\n".join(entries) + "\n")
     plan = tmp_path / "plan.toml"
     state = tmp_path / "state.db"
-    plan.write_text(IMAP_SOURCE_PLAN.format(ldif=ldif, port=port, master=MASTER_USER, url=sim.url, user=SIM_USER, state=state))
+    plan.write_text(
+        IMAP_SOURCE_PLAN.format(
+            ldif=ldif, port=port, master=MASTER_USER, url=sim.url, user=SIM_USER, state=state
+        )
+    )
     return plan, state, sim
 
 
 def _cli(password: str):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "MIGRATOR_TEST_IMAP_MASTER": password, "MIGRATOR_TEST_EWS_PASSWORD": SIM_PASSWORD}
+    env = {
+        **os.environ,
+        "MIGRATOR_TEST_IMAP_MASTER": password,
+        "MIGRATOR_TEST_EWS_PASSWORD": SIM_PASSWORD,
+    }
 
     def cli(*args: str, env: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "migrator", *args], env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "migrator", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     return cli
 
 
-def test_a_wrong_imap_source_master_password_stops_the_run(tmp_path: Path, dovecot: DovecotServer) -> None:
+def test_a_wrong_imap_source_master_password_stops_the_run(
+    tmp_path: Path, dovecot: DovecotServer
+) -> None:
     plan, state, sim = _imap_source_campaign(tmp_path, dovecot, dovecot.port, ACCOUNTS)
     try:
         cli = _cli("not-the-master-password")
@@ -213,11 +280,17 @@ def test_a_wrong_imap_source_master_password_stops_the_run(tmp_path: Path, dovec
         before = _accounts(state)
         result, elapsed = _run_quiet(cli, plan)
         _assert_stopped_cleanly(
-            result, elapsed, before, _accounts(state),
+            result,
+            elapsed,
+            before,
+            _accounts(state),
             rf"the source server is unavailable: 127\.0\.0\.1:{dovecot.port} refused the password of the master "
-            rf"user {MASTER_USER} \(\[AUTHENTICATIONFAILED\]")
+            rf"user {MASTER_USER} \(\[AUTHENTICATIONFAILED\]",
+        )
         assert "not-the-master-password" not in result.stdout + result.stderr
-        assert re.search(r"waiting for the source server until \d\d:\d\d:\d\d: ", result.stderr), result.stderr
+        assert re.search(r"waiting for the source server until \d\d:\d\d:\d\d: ", result.stderr), (
+            result.stderr
+        )
         # and with the right one, the next run takes every account on its first attempt
         again = _cli(MASTER_PASSWORD)("run", "--plan", str(plan), "--quiet")
         assert again.returncode == 0, again.stderr
@@ -226,7 +299,9 @@ def test_a_wrong_imap_source_master_password_stops_the_run(tmp_path: Path, dovec
         sim.stop()  # type: ignore[attr-defined]
 
 
-def test_an_imap_source_that_never_greets_stops_the_run(tmp_path: Path, dovecot: DovecotServer) -> None:
+def test_an_imap_source_that_never_greets_stops_the_run(
+    tmp_path: Path, dovecot: DovecotServer
+) -> None:
     with silent_listener() as port:
         plan, state, sim = _imap_source_campaign(tmp_path, dovecot, port, ACCOUNTS)
         try:
@@ -234,8 +309,13 @@ def test_an_imap_source_that_never_greets_stops_the_run(tmp_path: Path, dovecot:
             assert cli("discover", "--plan", str(plan)).returncode == 0
             before = _accounts(state)
             result, elapsed = _run_quiet(cli, plan)
-            _assert_stopped_cleanly(result, elapsed, before, _accounts(state),
-                                    rf"the source server is unavailable: no answer from 127\.0\.0\.1:{port} within 2 s")
+            _assert_stopped_cleanly(
+                result,
+                elapsed,
+                before,
+                _accounts(state),
+                rf"the source server is unavailable: no answer from 127\.0\.0\.1:{port} within 2 s",
+            )
         finally:
             sim.stop()  # type: ignore[attr-defined]
 
@@ -269,7 +349,9 @@ def test_a_blip_shorter_than_the_span_is_ridden_out_and_an_answer_clears_the_cou
     breaker.failed(REFUSED)
     [error] = trips
     assert isinstance(error, ServiceUnavailable) and error.exit_code == 2
-    assert error.message.startswith("the target server is unavailable: connection refused by mail.example.org:443")
+    assert error.message.startswith(
+        "the target server is unavailable: connection refused by mail.example.org:443"
+    )
     assert f"{TRIP_AFTER} failures in a row" in error.message
 
 
@@ -279,12 +361,16 @@ def test_waiting_lines_are_rate_limited_per_service_and_reason() -> None:
     for _ in range(50):  # fifty retries of sixteen workers in a few seconds
         notices.waiting("the target server", "throttled", "it asks us to slow down", 5)
         clock.now += 0.1
-    notices.waiting("the target server", "unreachable", "connection refused by x:443", 5)  # news: said at once
+    notices.waiting(
+        "the target server", "unreachable", "connection refused by x:443", 5
+    )  # news: said at once
     notices.waiting("the source server", "unreachable", "connection refused by y:993", 5)
     clock.now += 31
     notices.waiting("the target server", "unreachable", "connection refused by x:443", 5)
     assert [line.split(":", 3)[-1].strip() for line in lines] == [
-        "it asks us to slow down", "connection refused by x:443", "connection refused by y:993",
+        "it asks us to slow down",
+        "connection refused by x:443",
+        "connection refused by y:993",
         "connection refused by x:443",
     ]
     assert all(line.startswith("waiting for the ") and " until " in line for line in lines)

@@ -20,7 +20,14 @@ from pathlib import Path
 from tests.fixtures.campaign import Campaign, build_campaign
 
 SEED = int(os.environ.get("MIGRATOR_CRASH_SEED", "2012"))
-CRASH_POINTS = ["begin_chunk:2", "upload:1", "upload:3", "finish_chunk:2", "upload:7", "begin_chunk:9"]
+CRASH_POINTS = [
+    "begin_chunk:2",
+    "upload:1",
+    "upload:3",
+    "finish_chunk:2",
+    "upload:7",
+    "begin_chunk:9",
+]
 RANDOM_KILLS = 16
 
 
@@ -58,7 +65,9 @@ def _kill_when(c: Campaign, rows: int, extra: float, deadline_s: float = 60) -> 
 
 def test_random_kills_end_with_every_message_exactly_once(tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    c = build_campaign(tmp_path / "c", accounts=4, messages_per_folder=4, workers=2, chunk=4, lease=10)
+    c = build_campaign(
+        tmp_path / "c", accounts=4, messages_per_folder=4, workers=2, chunk=4, lease=10
+    )
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         total = sum(len(rows) for a in c.accounts for rows in c.source_messages(a).values())
@@ -88,11 +97,15 @@ def test_random_kills_end_with_every_message_exactly_once(tmp_path: Path) -> Non
         for address in c.accounts:
             c.compare(address)
         with sqlite3.connect(c.state_path) as db:
-            states = dict(db.execute("select state, count(*) from messages group by state").fetchall())
+            states = dict(
+                db.execute("select state, count(*) from messages group by state").fetchall()
+            )
             assert states == {"done": total}, states
             target_ids = [r[0] for r in db.execute("select target_id from messages")]
             assert len(set(target_ids)) == total and None not in target_ids
-            statuses = {r[0] for r in db.execute("select status from accounts where scope = 'in_scope'")}
+            statuses = {
+                r[0] for r in db.execute("select status from accounts where scope = 'in_scope'")
+            }
             assert statuses == {"synced"}
         items = sum(len(c.sim.items(a)) for a in c.accounts)
         assert items == total
@@ -115,7 +128,9 @@ def test_ctrl_c_stops_cleanly_with_130_and_the_next_run_finishes_exactly(tmp_pat
         assert proc.returncode == 130, err
         assert "stopping" in err and "run again to resume" in out + err
         with sqlite3.connect(c.state_path) as db:
-            running = db.execute("select count(*) from accounts where status = 'running'").fetchone()[0]
+            running = db.execute(
+                "select count(*) from accounts where status = 'running'"
+            ).fetchone()[0]
             assert running == 0  # every claim was given back
         final = c.cli("run", "--plan", str(c.plan_path), "--json")
         assert final.returncode == 0, final.stderr

@@ -37,7 +37,9 @@ def test_each_kind_of_item_is_found_after_a_crash_and_stored_once(tmp_path: Path
         items = c.sim.items(address)
         assert len(items) == len(KINDS)  # every kind was stored before a kill, none twice
         with sqlite3.connect(c.state_path) as db:
-            states = dict(db.execute("select state, count(*) from messages group by state").fetchall())
+            states = dict(
+                db.execute("select state, count(*) from messages group by state").fetchall()
+            )
         assert states.get("inflight", 0) > 0  # the last kill left a chunk in flight
 
         c.sim.reset_stats()
@@ -48,7 +50,9 @@ def test_each_kind_of_item_is_found_after_a_crash_and_stored_once(tmp_path: Path
         classes = Counter(item.item_class for item in c.sim.items(address))
         assert classes == Counter(k.item_class for k in KINDS)
         with sqlite3.connect(c.state_path) as db:
-            states = dict(db.execute("select state, count(*) from messages group by state").fetchall())
+            states = dict(
+                db.execute("select state, count(*) from messages group by state").fetchall()
+            )
         assert states == {"done": len(KINDS)}
 
         verify = c.cli("verify", "--plan", str(c.plan_path), "--json")

@@ -21,15 +21,22 @@ BOUND_S = 30.0  # a refused service account stops the run in seconds, not per ac
 
 def _accounts(state: Path) -> list[tuple[str, str, int]]:
     with sqlite3.connect(state) as db:
-        return [(str(a), str(s), int(n)) for a, s, n in db.execute(
-            "select address, status, attempts from accounts where scope = 'in_scope' order by address")]
+        return [
+            (str(a), str(s), int(n))
+            for a, s, n in db.execute(
+                "select address, status, attempts from accounts where scope = 'in_scope' order by address"
+            )
+        ]
 
 
 def _oauth_plan(c: Campaign, platform: EwsIdentityPlatform) -> dict[str, str]:
     text = c.plan_path.read_text()
-    text = re.sub(r'auth = "basic"\nusername = "[^"]*"\npassword_env = "[^"]*"\n',
-                  f'auth = "oauth2"\nclient_id = "{CLIENT_ID}"\ntenant_id = "{TENANT}"\n'
-                  f'client_secret_env = "MIGRATOR_TEST_EWS_SECRET"\ntoken_url = "{platform.token_url}"\n', text)
+    text = re.sub(
+        r'auth = "basic"\nusername = "[^"]*"\npassword_env = "[^"]*"\n',
+        f'auth = "oauth2"\nclient_id = "{CLIENT_ID}"\ntenant_id = "{TENANT}"\n'
+        f'client_secret_env = "MIGRATOR_TEST_EWS_SECRET"\ntoken_url = "{platform.token_url}"\n',
+        text,
+    )
     assert 'auth = "oauth2"' in text
     c.plan_path.write_text(text)
     # the local token endpoint and simulator speak http; oauthlib wants https unless told
@@ -72,8 +79,13 @@ def test_a_migration_over_ntlm(tmp_path: Path) -> None:
 def test_a_migration_with_oauth2_tokens_the_server_stops_taking(tmp_path: Path) -> None:
     platform = EwsIdentityPlatform()
     platform.revoke_after = 12  # each token refused after a dozen requests: several renewals a run
-    c = build_campaign(tmp_path / "c", accounts=3, workers=3, chunk=4,
-                       sim_options={"auth": "oauth2", "token_check": platform.check})
+    c = build_campaign(
+        tmp_path / "c",
+        accounts=3,
+        workers=3,
+        chunk=4,
+        sim_options={"auth": "oauth2", "token_check": platform.check},
+    )
     try:
         env = _oauth_plan(c, platform)
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
@@ -92,23 +104,39 @@ def test_wrong_password_locked_account_and_expired_secret_each_stop_the_run(tmp_
     c = build_campaign(tmp_path / "ntlm", accounts=3, workers=3, auth="ntlm")
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
-        _stopped(c, {**c.env, "MIGRATOR_TEST_EWS_PASSWORD": "not-the-password"},
-                 "the EWS server refused the service account's credentials (HTTP 401 for EXAMPLE\\svc-migrator",
-                 "check the service account ([target] username) and the password")
+        _stopped(
+            c,
+            {**c.env, "MIGRATOR_TEST_EWS_PASSWORD": "not-the-password"},
+            "the EWS server refused the service account's credentials (HTTP 401 for EXAMPLE\\svc-migrator",
+            "check the service account ([target] username) and the password",
+        )
         c.sim.set_account_state(SIM_USER, locked=True)
-        _stopped(c, c.env, "the service account EXAMPLE\\svc-migrator is locked out in Active Directory",
-                 "unlock it (Unlock-ADAccount)")
+        _stopped(
+            c,
+            c.env,
+            "the service account EXAMPLE\\svc-migrator is locked out in Active Directory",
+            "unlock it (Unlock-ADAccount)",
+        )
     finally:
         c.sim.stop()
 
     platform = EwsIdentityPlatform()
     platform.secret_expired = True
-    c = build_campaign(tmp_path / "oauth", accounts=3, workers=3,
-                       sim_options={"auth": "oauth2", "token_check": platform.check})
+    c = build_campaign(
+        tmp_path / "oauth",
+        accounts=3,
+        workers=3,
+        sim_options={"auth": "oauth2", "token_check": platform.check},
+    )
     try:
         env = _oauth_plan(c, platform)
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
-        _stopped(c, env, "the app's client secret has expired (AADSTS7000222)", "create a new client secret")
+        _stopped(
+            c,
+            env,
+            "the app's client secret has expired (AADSTS7000222)",
+            "create a new client secret",
+        )
         platform.secret_expired = False  # a new secret was made: the same accounts migrate
         again = c.cli("run", "--plan", str(c.plan_path), "--quiet", env=env)
         assert again.returncode == 0, again.stderr

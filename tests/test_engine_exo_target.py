@@ -53,10 +53,15 @@ CRASH_POINTS = ["begin_chunk:2", "upload:1", "upload:4", "finish_chunk:3", "uplo
 RANDOM_KILLS = 6
 
 TOO_LARGE = SampleMessage(
-    "scan", b"From: escaner@ife.org.mx\r\nTo: archivo@ife.org.mx\r\nSubject: Escaneo completo\r\n"
+    "scan",
+    b"From: escaner@ife.org.mx\r\nTo: archivo@ife.org.mx\r\nSubject: Escaneo completo\r\n"
     b"Date: Mon, 02 Sep 2019 10:00:00 -0500\r\nMessage-ID: <scan.1@ife.org.mx>\r\n\r\n"
-    + b"%078d\r\n" * 4000 % tuple(range(4000)), Flags(seen=True),
-    datetime(2019, 9, 2, 15, 0, tzinfo=UTC))
+    + b"%078d\r\n"
+    * 4000
+    % tuple(range(4000)),
+    Flags(seen=True),
+    datetime(2019, 9, 2, 15, 0, tzinfo=UTC),
+)
 
 
 def _settle(c: ImapCampaign, runs: int = 6) -> dict[str, object]:
@@ -67,7 +72,9 @@ def _settle(c: ImapCampaign, runs: int = 6) -> dict[str, object]:
             summary = dict(json.loads(final.stdout))
             if summary["accounts"]["failed"] == 0:  # type: ignore[index]
                 return summary
-    raise AssertionError(f"no clean run after {runs} attempts: {final.stdout[-2000:]}{final.stderr[-2000:]}")
+    raise AssertionError(
+        f"no clean run after {runs} attempts: {final.stdout[-2000:]}{final.stderr[-2000:]}"
+    )
 
 
 def _assert_exact(c: ImapCampaign, stack: ExoStack) -> None:
@@ -91,7 +98,9 @@ def _assert_exact(c: ImapCampaign, stack: ExoStack) -> None:
         assert reason == "too-large", reason
         pairs = list(db.execute("select folder_id, target_id from messages where state = 'done'"))
         assert len(set(pairs)) == total - 1 and all(t and ":" in t for _, t in pairs), pairs[:5]
-        statuses = {r[0] for r in db.execute("select status from accounts where scope = 'in_scope'")}
+        statuses = {
+            r[0] for r in db.execute("select status from accounts where scope = 'in_scope'")
+        }
         assert statuses == {"synced"}, statuses
     checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
@@ -102,20 +111,30 @@ def _holding(stack: ExoStack, mailbox: str, connections: int) -> list[IMAPClient
     context = ssl.create_default_context(cafile=str(stack.store.ca_file))
     clients = []
     for _ in range(connections):
-        client = IMAPClient(stack.front.host, port=stack.front.port, ssl=True,
-                            ssl_context=context, timeout=20)
+        client = IMAPClient(
+            stack.front.host, port=stack.front.port, ssl=True, ssl_context=context, timeout=20
+        )
         client.oauth2_login(mailbox, stack.platform.token())
         clients.append(client)
     return clients
 
 
 def test_a_campaign_into_exchange_online_over_imap_ends_exactly(
-        exo_store: ExoDovecot, tmp_path: Path) -> None:  # noqa: F811
-    stack = ExoStack(exo_store, lifetime=TOKEN_LIFETIME, max_message_size=SIZE_LIMIT,
-                     connections_per_mailbox=2)
+    exo_store: ExoDovecot, tmp_path: Path
+) -> None:  # noqa: F811
+    stack = ExoStack(
+        exo_store, lifetime=TOKEN_LIFETIME, max_message_size=SIZE_LIMIT, connections_per_mailbox=2
+    )
     front = stack.front
-    c = build_exo_campaign(tmp_path / "c", stack, accounts=4, messages_per_folder=3, workers=3,
-                           chunk=6, extra={0: [TOO_LARGE]})
+    c = build_exo_campaign(
+        tmp_path / "c",
+        stack,
+        accounts=4,
+        messages_per_folder=3,
+        workers=3,
+        chunk=6,
+        extra={0: [TOO_LARGE]},
+    )
     throttled, hung_up = exchange_throttled(THROTTLE_MS), exchange_throttled(HANG_UP_MS)
     faults = [
         # the session's token runs out as an APPEND arrives, and as a lookup selects a folder
@@ -161,8 +180,10 @@ def test_a_campaign_into_exchange_online_over_imap_ends_exactly(
         triggers = [e for e in timeline if e.name == "APPEND" and e.text in (throttled, hung_up)]
         assert len(triggers) == 4
         for late in (e for e in timeline if e.action == "throttled"):
-            trigger = max((t for t in triggers if t.login == late.login and t.at <= late.at),
-                          key=lambda t: t.at)
+            trigger = max(
+                (t for t in triggers if t.login == late.login and t.at <= late.at),
+                key=lambda t: t.at,
+            )
             assert late.at - trigger.at < HANG_UP_MS / 2000, (trigger, late)
         # a delta pass with nothing new sends nothing: not even a login
         front.reset()
@@ -175,11 +196,19 @@ def test_a_campaign_into_exchange_online_over_imap_ends_exactly(
 
 
 def test_kills_at_any_instant_end_with_every_message_once_in_exchange_online(
-        exo_store: ExoDovecot, tmp_path: Path) -> None:  # noqa: F811
+    exo_store: ExoDovecot, tmp_path: Path
+) -> None:  # noqa: F811
     rng = random.Random(SEED)
     stack = ExoStack(exo_store, lifetime=TOKEN_LIFETIME, max_message_size=SIZE_LIMIT)
-    c = build_exo_campaign(tmp_path / "c", stack, accounts=3, messages_per_folder=3, chunk=4,
-                           lease=10, extra={1: [TOO_LARGE]})
+    c = build_exo_campaign(
+        tmp_path / "c",
+        stack,
+        accounts=3,
+        messages_per_folder=3,
+        chunk=4,
+        lease=10,
+        extra={1: [TOO_LARGE]},
+    )
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         total = c.source_total()
@@ -194,7 +223,8 @@ def test_kills_at_any_instant_end_with_every_message_once_in_exchange_online(
                 # which source message they are: the next run must recognise them
                 with sqlite3.connect(c.state_path) as db:
                     inflight = db.execute(
-                        "select count(*) from messages where state = 'inflight'").fetchone()[0]
+                        "select count(*) from messages where state = 'inflight'"
+                    ).fetchone()[0]
                 assert inflight > 0
                 stored_unknown += 1
         assert stored_unknown >= 2
@@ -219,17 +249,21 @@ def _exact(stack: ExoStack, c: ImapCampaign) -> None:
 
 @pytest.mark.parametrize("tag_header", [False, True], ids=["by-content", "by-tag-header"])
 def test_a_new_state_database_adopts_what_exchange_online_holds(
-        exo_store: ExoDovecot, tmp_path: Path, tag_header: bool) -> None:  # noqa: F811
+    exo_store: ExoDovecot, tmp_path: Path, tag_header: bool
+) -> None:  # noqa: F811
     """Exchange serves what it built, not what was sent: a lost state database adopts every
     message by what survives conversion (or its X-Migrator-Key header) and sends nothing
     twice; the message in both sent folders stays two messages."""
     stack = ExoStack(exo_store)
-    c = build_exo_campaign(tmp_path / "c", stack, accounts=1, messages_per_folder=3, chunk=4,
-                           twin_across_folders=True)
+    c = build_exo_campaign(
+        tmp_path / "c", stack, accounts=1, messages_per_folder=3, chunk=4, twin_across_folders=True
+    )
     try:
         if tag_header:
             plan = c.plan_path.read_text()
-            c.plan_path.write_text(plan.replace('kind = "imap"\n', 'kind = "imap"\ntag_header = true\n'))
+            c.plan_path.write_text(
+                plan.replace('kind = "imap"\n', 'kind = "imap"\ntag_header = true\n')
+            )
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         _run(c)
         _exact(stack, c)
@@ -248,14 +282,24 @@ def test_a_new_state_database_adopts_what_exchange_online_holds(
 
 
 def test_a_run_killed_mid_account_then_a_lost_state_sends_only_the_rest_to_exchange_online(
-        exo_store: ExoDovecot, tmp_path: Path) -> None:  # noqa: F811
+    exo_store: ExoDovecot, tmp_path: Path
+) -> None:  # noqa: F811
     stack = ExoStack(exo_store)
-    c = build_exo_campaign(tmp_path / "c", stack, accounts=1, messages_per_folder=4, workers=1,
-                           chunk=3, twin_across_folders=True)
+    c = build_exo_campaign(
+        tmp_path / "c",
+        stack,
+        accounts=1,
+        messages_per_folder=4,
+        workers=1,
+        chunk=3,
+        twin_across_folders=True,
+    )
     try:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
-        killed = c.cli("run", "--plan", str(c.plan_path), env={**c.env, "MIGRATOR_CRASH_AT": "upload:3"})
+        killed = c.cli(
+            "run", "--plan", str(c.plan_path), env={**c.env, "MIGRATOR_CRASH_AT": "upload:3"}
+        )
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         assert 0 < sum(c.target_copies(address).values()) < c.source_total()
         _fresh_state(c)
@@ -275,8 +319,10 @@ def _send_again(c: ImapCampaign, address: str, paths: list[tuple[str, ...]]) -> 
     try:
         for path in paths:
             folder = target.ensure_folder(c.users[address], path, SAMPLE_ROLES[path])
-            items = [UploadItem(f"again-{i}", m.raw, m.flags, m.internal_date)
-                     for i, m in enumerate(c.mailboxes[address][path])]
+            items = [
+                UploadItem(f"again-{i}", m.raw, m.flags, m.internal_date)
+                for i, m in enumerate(c.mailboxes[address][path])
+            ]
             assert all(a.error is None for a in target.upload(c.users[address], folder, items))
             sent += len(items)
     finally:
@@ -291,13 +337,15 @@ def _dedupe(c: ImapCampaign, *extra: str) -> tuple[int, dict[str, object]]:
 
 
 def test_dedupe_removes_what_was_sent_twice_to_exchange_online(
-        exo_store: ExoDovecot, tmp_path: Path) -> None:  # noqa: F811
+    exo_store: ExoDovecot, tmp_path: Path
+) -> None:  # noqa: F811
     """Copies found by what Exchange keeps of a message (Message-ID, date, From, Subject, Date
     and content), one of them the ledger's; the identical message of both sent folders is two
     messages, and mail that is not migrator's is left alone."""
     stack = ExoStack(exo_store)
-    c = build_exo_campaign(tmp_path / "c", stack, accounts=1, messages_per_folder=3,
-                           twin_across_folders=True)
+    c = build_exo_campaign(
+        tmp_path / "c", stack, accounts=1, messages_per_folder=3, twin_across_folders=True
+    )
     try:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
@@ -316,7 +364,9 @@ def test_dedupe_removes_what_was_sent_twice_to_exchange_online(
         assert code == 0 and applied["deleted"] == copied
         got = c.target_copies(address)
         assert sum(n for (_, raw, _, _), n in got.items() if b"not ours" in raw) == 2
-        assert Counter({k: n for k, n in got.items() if b"not ours" not in k[1]}) == c.expected(address)
+        assert Counter({k: n for k, n in got.items() if b"not ours" not in k[1]}) == c.expected(
+            address
+        )
         assert _dedupe(c)[1]["duplicates"] == 0
         checked = c.cli("verify", "--plan", str(c.plan_path))
         assert checked.returncode == 0, checked.stdout + checked.stderr

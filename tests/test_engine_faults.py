@@ -13,7 +13,9 @@ from tests.test_engine_run import Ledger
 from tests.test_engine_run import ledger as ledger  # the state backend fixture: SQLite, PostgreSQL
 
 
-def test_a_throttled_flaky_target_still_gets_every_message_exactly_once(tmp_path: Path, ledger: Ledger) -> None:
+def test_a_throttled_flaky_target_still_gets_every_message_exactly_once(
+    tmp_path: Path, ledger: Ledger
+) -> None:
     faults = Faults(
         server_busy_rate=0.3,
         backoff_ms=200,

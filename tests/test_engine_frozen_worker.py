@@ -28,14 +28,24 @@ def _poll(what: str, check: object, timeout: float = 60) -> None:
 
 
 def test_a_worker_thawed_after_a_takeover_removes_its_duplicates(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1, messages_per_folder=4, workers=1, chunk=2, lease=LEASE)
+    c = build_campaign(
+        tmp_path / "c", accounts=1, messages_per_folder=4, workers=1, chunk=2, lease=LEASE
+    )
     try:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         # the zombie freezes itself right before its second upload request leaves
-        zombie = c.start("run", "--plan", str(c.plan_path), env={**c.env, "MIGRATOR_CRASH_AT": "before_upload:2:stop"})
+        zombie = c.start(
+            "run",
+            "--plan",
+            str(c.plan_path),
+            env={**c.env, "MIGRATOR_CRASH_AT": "before_upload:2:stop"},
+        )
         try:
-            _poll("the worker to freeze before an upload", lambda: zombie.poll() is None and _state(zombie.pid) == "T")
+            _poll(
+                "the worker to freeze before an upload",
+                lambda: zombie.poll() is None and _state(zombie.pid) == "T",
+            )
 
             def expired() -> bool:
                 with sqlite3.connect(c.state_path) as db:

@@ -55,7 +55,9 @@ def message(n: int) -> bytes:
     ).encode()
 
 
-def test_a_renumbered_imap_folder_is_not_migrated_twice(dovecot: DovecotServer, tmp_path: Path) -> None:
+def test_a_renumbered_imap_folder_is_not_migrated_twice(
+    dovecot: DovecotServer, tmp_path: Path
+) -> None:
     user, password = dovecot.new_user()
     address = f"{user}@ife.org.mx"
     for n in range(5):
@@ -73,12 +75,29 @@ def test_a_renumbered_imap_folder_is_not_migrated_twice(dovecot: DovecotServer, 
         sim.add_mailbox(address)
         plan = tmp_path / "plan.toml"
         plan.write_text(
-            PLAN.format(ldif=ldif, port=dovecot.port, master=MASTER_USER, url=sim.url, user=SIM_USER, state=tmp_path / "state.db")
+            PLAN.format(
+                ldif=ldif,
+                port=dovecot.port,
+                master=MASTER_USER,
+                url=sim.url,
+                user=SIM_USER,
+                state=tmp_path / "state.db",
+            )
         )
-        env = {**os.environ, "MIGRATOR_TEST_IMAP_MASTER": MASTER_PASSWORD, "MIGRATOR_TEST_EWS_PASSWORD": SIM_PASSWORD}
+        env = {
+            **os.environ,
+            "MIGRATOR_TEST_IMAP_MASTER": MASTER_PASSWORD,
+            "MIGRATOR_TEST_EWS_PASSWORD": SIM_PASSWORD,
+        }
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "migrator", *args], env=env, capture_output=True, text=True, timeout=300)
+            return subprocess.run(
+                [sys.executable, "-m", "migrator", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
 
         assert cli("discover", "--plan", str(plan)).returncode == 0
         first = cli("run", "--plan", str(plan), "--json")
@@ -92,7 +111,12 @@ def test_a_renumbered_imap_folder_is_not_migrated_twice(dovecot: DovecotServer, 
         client.delete_folder("Work")
         client.create_folder("Work")
         for n in range(5):
-            client.append("Work", message(n), flags=[b"\\Seen"] if n % 2 else [], msg_time=datetime.fromtimestamp(MTIME + n, UTC))
+            client.append(
+                "Work",
+                message(n),
+                flags=[b"\\Seen"] if n % 2 else [],
+                msg_time=datetime.fromtimestamp(MTIME + n, UTC),
+            )
         client.logout()
 
         second = cli("run", "--plan", str(plan), "--json")
@@ -100,10 +124,15 @@ def test_a_renumbered_imap_folder_is_not_migrated_twice(dovecot: DovecotServer, 
         assert json.loads(second.stdout)["messages"]["done"] == 0
         assert len(sim.items(address)) == 6  # nothing sent twice
         with sqlite3.connect(tmp_path / "state.db") as db:
-            validity = db.execute("select uidvalidity from folders where display = 'Work'").fetchone()[0]
-            keys = [k for (k,) in db.execute(
-                "select source_key from messages m join folders f on f.id = m.folder_id where f.display = 'Work'"
-            )]
+            validity = db.execute(
+                "select uidvalidity from folders where display = 'Work'"
+            ).fetchone()[0]
+            keys = [
+                k
+                for (k,) in db.execute(
+                    "select source_key from messages m join folders f on f.id = m.folder_id where f.display = 'Work'"
+                )
+            ]
         assert len(keys) == 5 and all(k.startswith(f"{validity}:") for k in keys)
         verified = cli("verify", "--plan", str(plan), "--json")
         assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -27,7 +27,14 @@ from tests.test_engine_crash import _kill_when
 SEED = int(os.environ.get("MIGRATOR_CRASH_SEED", "2018"))
 # begin_chunk: in-flight rows committed, nothing sent; upload: Dovecot stored the chunk, the
 # ledger does not know; finish_chunk: both agree
-CRASH_POINTS = ["begin_chunk:2", "upload:1", "upload:4", "finish_chunk:3", "upload:9", "begin_chunk:12"]
+CRASH_POINTS = [
+    "begin_chunk:2",
+    "upload:1",
+    "upload:4",
+    "finish_chunk:3",
+    "upload:9",
+    "begin_chunk:12",
+]
 RANDOM_KILLS = 8
 THROTTLE_MS = 400
 
@@ -38,12 +45,16 @@ def _settle(c: ImapCampaign, runs: int = 5) -> dict[str, object]:
         final = c.cli("run", "--plan", str(c.plan_path), "--json")
         if final.returncode == 0:
             return dict(json.loads(final.stdout))
-    raise AssertionError(f"no clean run after {runs} attempts: {final.stdout[-2000:]}{final.stderr[-2000:]}")
+    raise AssertionError(
+        f"no clean run after {runs} attempts: {final.stdout[-2000:]}{final.stderr[-2000:]}"
+    )
 
 
 def _count(c: ImapCampaign, state: str) -> int:
     with sqlite3.connect(c.state_path) as db:
-        return int(db.execute("select count(*) from messages where state = ?", (state,)).fetchone()[0])
+        return int(
+            db.execute("select count(*) from messages where state = ?", (state,)).fetchone()[0]
+        )
 
 
 def _assert_ledger_agrees(c: ImapCampaign) -> None:
@@ -55,15 +66,25 @@ def _assert_ledger_agrees(c: ImapCampaign) -> None:
         # "{uidvalidity}:{uid}" per folder; every message has its own (none unknown)
         pairs = list(db.execute("select folder_id, target_id from messages"))
         assert len(set(pairs)) == total and all(t and ":" in t for t in target_ids), pairs[:5]
-        statuses = {r[0] for r in db.execute("select status from accounts where scope = 'in_scope'")}
+        statuses = {
+            r[0] for r in db.execute("select status from accounts where scope = 'in_scope'")
+        }
         assert statuses == {"synced"}, statuses
 
 
-def test_kills_at_any_instant_end_with_every_message_once_in_dovecot(dovecot: DovecotServer,
-                                                                    tmp_path: Path) -> None:
+def test_kills_at_any_instant_end_with_every_message_once_in_dovecot(
+    dovecot: DovecotServer, tmp_path: Path
+) -> None:
     rng = random.Random(SEED)
-    c = build_imap_campaign(tmp_path / "c", dovecot, accounts=3, messages_per_folder=3, chunk=4, lease=10,
-                            twin_across_folders=True)
+    c = build_imap_campaign(
+        tmp_path / "c",
+        dovecot,
+        accounts=3,
+        messages_per_folder=3,
+        chunk=4,
+        lease=10,
+        twin_across_folders=True,
+    )
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         total = c.source_total()
@@ -96,9 +117,11 @@ def test_kills_at_any_instant_end_with_every_message_once_in_dovecot(dovecot: Do
 
 
 def test_drops_delays_and_throttling_in_front_of_dovecot_still_end_exactly(
-        dovecot: DovecotServer, tmp_path: Path) -> None:
-    c = build_imap_campaign(tmp_path / "c", dovecot, accounts=3, messages_per_folder=4, workers=3,
-                            chunk=6, proxied=True)
+    dovecot: DovecotServer, tmp_path: Path
+) -> None:
+    c = build_imap_campaign(
+        tmp_path / "c", dovecot, accounts=3, messages_per_folder=4, workers=3, chunk=6, proxied=True
+    )
     proxy = c.proxy
     assert proxy is not None
     # Faults aimed at chunks by their content (each account has these messages), so every
@@ -111,8 +134,13 @@ def test_drops_delays_and_throttling_in_front_of_dovecot_still_end_exactly(
         Rule("APPEND", "drop-before", contains=b"Subject: Message 2 in Trash", times=3),
         # Exchange's throttling answer: a transient error with a hint of 400 ms
         Rule("APPEND", "no", text=throttled, contains=b"Subject: Message 0 in Junk", times=6),
-        Rule("APPEND", "no", text=b"[UNAVAILABLE] Mailbox is locked, try again",
-             contains=b"Subject: Message 3 in Archivo", times=3),
+        Rule(
+            "APPEND",
+            "no",
+            text=b"[UNAVAILABLE] Mailbox is locked, try again",
+            contains=b"Subject: Message 3 in Archivo",
+            times=3,
+        ),
         Rule("APPEND", "delay", contains=b"Subject: Message 0 in Borradores", times=3, delay=0.3),
         # a connection that breaks while the engine looks for what an interrupted chunk stored
         Rule("EXAMINE", "drop-before", times=2),
@@ -137,8 +165,10 @@ def test_drops_delays_and_throttling_in_front_of_dovecot_still_end_exactly(
         for index, event in enumerate(timeline):
             if event.name != "APPEND" or event.text != throttled:
                 continue
-            following = next((e for e in timeline[index + 1:]
-                              if e.login == event.login and e.name == "APPEND"), None)
+            following = next(
+                (e for e in timeline[index + 1 :] if e.login == event.login and e.name == "APPEND"),
+                None,
+            )
             assert following is not None, f"{event.login}: nothing sent after being throttled"
             waited = following.at - event.at
             assert waited >= THROTTLE_MS / 1000, (event, following, waited)
@@ -178,18 +208,27 @@ def _chunk_number_of_second_twin(c: ImapCampaign, address: str, raw: bytes) -> i
 def test_a_copy_in_two_folders_of_one_target_folder_survives_a_crash_before_its_upload(
     dovecot: DovecotServer, tmp_path: Path
 ) -> None:
-    """"Sent" and "Elementos enviados" both go to the target's Sent and both hold the same
+    """ "Sent" and "Elementos enviados" both go to the target's Sent and both hold the same
     message. A crash after the second copy's in-flight rows are committed, before it is sent:
     the next run's content search must not take the first copy (already in the ledger for the
     other folder) for it; the target ends with both copies."""
-    c = build_imap_campaign(tmp_path / "c", dovecot, accounts=1, messages_per_folder=2, chunk=1, workers=1,
-                            twin_across_folders=True)
+    c = build_imap_campaign(
+        tmp_path / "c",
+        dovecot,
+        accounts=1,
+        messages_per_folder=2,
+        chunk=1,
+        workers=1,
+        twin_across_folders=True,
+    )
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         address = c.accounts[0]
         twin = c.mailboxes[address][("Sent",)][0].raw
         point = f"begin_chunk:{_chunk_number_of_second_twin(c, address, twin)}"
-        killed = c.cli("run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": point})
+        killed = c.cli(
+            "run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": point}
+        )
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
         assert _count(c, "inflight") == 1
         _settle(c)

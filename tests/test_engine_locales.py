@@ -19,12 +19,19 @@ from migrator.samples.mail import Mailbox, SampleMessage, date_header, write_mai
 from tests.fixtures.campaign import build_campaign
 
 SOURCE_FOLDERS = {
-    ("INBOX",): None, ("Enviados",): "sentitems", ("Borradores",): "drafts",
-    ("Papelera",): "deleteditems", ("Correo no deseado",): "junkemail",
-    ("Archivo",): ("Archivo",), ("Archivo", "2019"): ("Archivo", "2019"),
-    ("Calendario",): ("Calendario (migrated)",), ("Notas",): ("Notas (migrated)",),
-    ("Contactos",): ("Contactos (migrated)",), ("Tareas",): ("Tareas (migrated)",),
-    ("Diario",): ("Diario (migrated)",), ("Bandeja de salida",): ("Bandeja de salida (migrated)",),
+    ("INBOX",): None,
+    ("Enviados",): "sentitems",
+    ("Borradores",): "drafts",
+    ("Papelera",): "deleteditems",
+    ("Correo no deseado",): "junkemail",
+    ("Archivo",): ("Archivo",),
+    ("Archivo", "2019"): ("Archivo", "2019"),
+    ("Calendario",): ("Calendario (migrated)",),
+    ("Notas",): ("Notas (migrated)",),
+    ("Contactos",): ("Contactos (migrated)",),
+    ("Tareas",): ("Tareas (migrated)",),
+    ("Diario",): ("Diario (migrated)",),
+    ("Bandeja de salida",): ("Bandeja de salida (migrated)",),
     ("Proyectos", "Padrón 2024"): ("Proyectos", "Padrón 2024"),
 }
 BASE = datetime(2024, 2, 1, 10, 0, tzinfo=UTC)
@@ -37,11 +44,13 @@ def spanish_mailbox(seed: int) -> Mailbox:
         for i in range(2):
             when = BASE + timedelta(hours=seed * 100 + n * 10 + i)
             name = "/".join(folder)
-            raw = (f"From: Ana <ana@ife.org.mx>\nTo: Efrain <efrain@ife.org.mx>\n"
-                   f"Subject: {name} {i} ({seed})\nDate: {date_header(when, -360).decode()}\n"
-                   f"Message-ID: <{seed}.{n}.{i}@ife.org.mx>\nMIME-Version: 1.0\n"
-                   "Content-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n"
-                   f"Mensaje {i} de la carpeta {name}.\n").encode()
+            raw = (
+                f"From: Ana <ana@ife.org.mx>\nTo: Efrain <efrain@ife.org.mx>\n"
+                f"Subject: {name} {i} ({seed})\nDate: {date_header(when, -360).decode()}\n"
+                f"Message-ID: <{seed}.{n}.{i}@ife.org.mx>\nMIME-Version: 1.0\n"
+                "Content-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n"
+                f"Mensaje {i} de la carpeta {name}.\n"
+            ).encode()
             messages.append(SampleMessage(f"{name}#{i}", raw, Flags(seen=i == 0), when))
         box[folder] = messages
     # people file invitations in a folder called "Calendario": they stay mail, in a mail folder
@@ -52,7 +61,9 @@ def spanish_mailbox(seed: int) -> Mailbox:
 def test_a_campaign_into_mexican_mailboxes(tmp_path: Path) -> None:
     c = build_campaign(tmp_path / "c", accounts=2, workers=2, chunk=4, culture="es-MX")
     try:
-        c.plan_path.write_text(c.plan_path.read_text().replace("[run]", 'archive_folder = "Archivo"\n[run]'))
+        c.plan_path.write_text(
+            c.plan_path.read_text().replace("[run]", 'archive_folder = "Archivo"\n[run]')
+        )
         for seed, address in enumerate(c.accounts):
             shutil.rmtree(c.maildir(address))
             write_maildir(c.maildir(address), spanish_mailbox(seed))
@@ -69,16 +80,23 @@ def test_a_campaign_into_mexican_mailboxes(tmp_path: Path) -> None:
             for item in c.sim.items(address):
                 folder = folders[item.folder_id]
                 assert folder.folder_class == "IPF.Note", (folder.path, item.subject)
-                assert folder.distinguished not in {"calendar", "contacts", "tasks", "notes", "journal",
-                                                    "outbox"}, (folder.path, item.subject)
+                assert folder.distinguished not in {
+                    "calendar",
+                    "contacts",
+                    "tasks",
+                    "notes",
+                    "journal",
+                    "outbox",
+                }, (folder.path, item.subject)
                 placed[folder.distinguished or folder.path] += 1
             want: Counter[object] = Counter()
             for source, target in SOURCE_FOLDERS.items():
-                want["inbox" if target is None else target] += (
-                    len(spanish_mailbox(seed)[source]))
+                want["inbox" if target is None else target] += len(spanish_mailbox(seed)[source])
             assert placed == want
             # the mailbox's own Archive folder took the archive: no second one was made
-            assert [f.path for f in folders.values() if f.name in ("Archive", "Archivo")] == [("Archivo",)]
+            assert [f.path for f in folders.values() if f.name in ("Archive", "Archivo")] == [
+                ("Archivo",)
+            ]
 
         again = c.cli("run", "--plan", str(c.plan_path), "--json")
         assert again.returncode == 0, again.stderr

@@ -31,7 +31,12 @@ def _as_mbox(c: Campaign) -> Path:
     spool = c.root / "mbox"
     for address, box in c.mailboxes.items():
         local, _, domain = address.partition("@")
-        write_mbox(spool / domain / local / "inbox", box, "mboxrd", folders_dir=spool / domain / local / "mail")
+        write_mbox(
+            spool / domain / local / "inbox",
+            box,
+            "mboxrd",
+            folders_dir=spool / domain / local / "mail",
+        )
     text = c.plan_path.read_text()
     start = text.index("[source]")
     end = text.index("[target]")
@@ -43,8 +48,11 @@ def _source(spool: Path, address: str) -> list[tuple[bytes, bool]]:
     local, _, domain = address.partition("@")
     settings = SourceSettings(kind="mbox", mbox_variant="mboxrd")
     out = []
-    with open_source(settings, mailbox_path=str(spool / domain / local / "inbox"),
-                     folders_path=str(spool / domain / local / "mail")) as source:
+    with open_source(
+        settings,
+        mailbox_path=str(spool / domain / local / "inbox"),
+        folders_path=str(spool / domain / local / "mail"),
+    ) as source:
         for folder in source.folders():
             for record in source.messages(folder):
                 assert isinstance(record, MessageRecord), record
@@ -55,7 +63,9 @@ def _source(spool: Path, address: str) -> list[tuple[bytes, bool]]:
 
 def test_mbox_source_killed_at_random_ends_exactly_once(tmp_path: Path) -> None:
     rng = random.Random(5)
-    c = build_campaign(tmp_path / "c", accounts=3, messages_per_folder=3, workers=2, chunk=4, lease=10)
+    c = build_campaign(
+        tmp_path / "c", accounts=3, messages_per_folder=3, workers=2, chunk=4, lease=10
+    )
     try:
         spool = _as_mbox(c)
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
@@ -63,7 +73,13 @@ def test_mbox_source_killed_at_random_ends_exactly_once(tmp_path: Path) -> None:
         total = sum(len(v) for v in source.values())
         kills = 0
         for point in CRASH_POINTS:
-            result = c.cli("run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": point})
+            result = c.cli(
+                "run",
+                "--plan",
+                str(c.plan_path),
+                "--quiet",
+                env={**c.env, "MIGRATOR_CRASH_AT": point},
+            )
             kills += result.returncode == -signal.SIGKILL
         for _ in range(6):
             kills += _kill_when(c, rng.randint(0, total), rng.uniform(0, 0.05)) is None
@@ -74,13 +90,17 @@ def test_mbox_source_killed_at_random_ends_exactly_once(tmp_path: Path) -> None:
             want = Counter(raw for raw, _ in source[address])
             items = c.sim.items(address)
             got = Counter(item.mime for item in items)
-            assert want == got, f"{address}: {sum((want - got).values())} missing, {sum((got - want).values())} extra"
+            assert want == got, (
+                f"{address}: {sum((want - got).values())} missing, {sum((got - want).values())} extra"
+            )
             seen = {raw: flag for raw, flag in source[address]}
             for item in items:
                 assert not item.is_draft
                 assert item.is_read == seen[item.mime], item.subject
         with sqlite3.connect(c.state_path) as db:
-            states = dict(db.execute("select state, count(*) from messages group by state").fetchall())
+            states = dict(
+                db.execute("select state, count(*) from messages group by state").fetchall()
+            )
         assert states == {"done": total}, states
     finally:
         c.sim.stop()

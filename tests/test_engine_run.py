@@ -47,7 +47,9 @@ def _discover(c: Campaign) -> None:
     assert json.loads(result.stdout)["in_scope"] == len(c.accounts)
 
 
-def test_first_pass_then_a_delta_pass_moves_every_message_once(tmp_path: Path, ledger: Ledger) -> None:
+def test_first_pass_then_a_delta_pass_moves_every_message_once(
+    tmp_path: Path, ledger: Ledger
+) -> None:
     c = build_campaign(tmp_path / "c", accounts=3)
     try:
         _discover(c)
@@ -75,7 +77,9 @@ def test_first_pass_then_a_delta_pass_moves_every_message_once(tmp_path: Path, l
         c.sim.stop()
 
 
-def test_skipped_messages_have_reasons_and_the_rest_migrates(tmp_path: Path, ledger: Ledger) -> None:
+def test_skipped_messages_have_reasons_and_the_rest_migrates(
+    tmp_path: Path, ledger: Ledger
+) -> None:
     c = build_campaign(tmp_path / "c", accounts=2, max_size=200_000)
     try:
         box = c.maildir(c.accounts[0])
@@ -95,7 +99,9 @@ def test_skipped_messages_have_reasons_and_the_rest_migrates(tmp_path: Path, led
         skipped_keys = {s["key"] for s in summary["skipped"]}
         c.compare(c.accounts[0], exclude_keys=skipped_keys)
         c.compare(c.accounts[1])
-        rows = ledger(c, "select reason, count(*) from messages where state = 'skipped' group by reason")
+        rows = ledger(
+            c, "select reason, count(*) from messages where state = 'skipped' group by reason"
+        )
         assert sum(n for _, n in rows) == 2
         # a rerun does not retry them forever: nothing new, still listed in the ledger
         again = c.cli("run", "--plan", str(c.plan_path), "--json")
@@ -114,14 +120,18 @@ def test_a_missing_target_mailbox_fails_that_account_only(tmp_path: Path, ledger
         assert summary["accounts"]["failed"] == 1 and summary["accounts"]["synced"] == 2
         [failure] = summary["failures"]
         assert failure["reason"] == "no-mailbox"
-        failed_rows = ledger(c, "select address, last_error, attempts from accounts where status = 'failed'")
+        failed_rows = ledger(
+            c, "select address, last_error, attempts from accounts where status = 'failed'"
+        )
         assert len(failed_rows) == 1 and failed_rows[0][2] == 1
         assert failed_rows[0][0] in failure["account"]
     finally:
         c.sim.stop()
 
 
-def test_two_runs_on_one_state_never_handle_an_account_twice(tmp_path: Path, ledger: Ledger) -> None:
+def test_two_runs_on_one_state_never_handle_an_account_twice(
+    tmp_path: Path, ledger: Ledger
+) -> None:
     c = build_campaign(tmp_path / "c", accounts=6, workers=2)
     try:
         _discover(c)
@@ -135,12 +145,15 @@ def test_two_runs_on_one_state_never_handle_an_account_twice(tmp_path: Path, led
             c.compare(address)
         # every claim is followed by its release before the next claim of the same account
         events = ledger(
-            c, "select account_id, kind, worker from events where kind in ('claimed','released','taken-over') order by id"
+            c,
+            "select account_id, kind, worker from events where kind in ('claimed','released','taken-over') order by id",
         )
         holder: dict[object, object] = {}
         for account_id, kind, worker in events:
             if kind == "claimed":
-                assert account_id not in holder, f"account {account_id} claimed while held by {holder[account_id]}"
+                assert account_id not in holder, (
+                    f"account {account_id} claimed while held by {holder[account_id]}"
+                )
                 holder[account_id] = worker
             elif kind == "released":
                 assert holder.pop(account_id) == worker

@@ -43,18 +43,29 @@ def test_messages_moved_away_mid_run_are_sent_once_they_are_back(tmp_path: Path)
         [address] = c.accounts
         maildir = c.maildir(address)
         shutil.rmtree(maildir)  # a mailbox of two folders
-        write_maildir(maildir, {("INBOX",): _messages("inbox", 2), ("Archivo 2019",): _messages("archivo", 8)})
+        write_maildir(
+            maildir, {("INBOX",): _messages("inbox", 2), ("Archivo 2019",): _messages("archivo", 8)}
+        )
         archive = maildir / ".Archivo 2019"
         assert archive.is_dir()
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
 
         # the worker freezes when the first chunk of the archive is announced (INBOX is the
         # first chunk); meanwhile the user's mail client moves the archive's messages away
-        run = c.start("run", "--plan", str(c.plan_path), "--json",
-                      env={**c.env, "MIGRATOR_CRASH_AT": "begin_chunk:2:stop"})
+        run = c.start(
+            "run",
+            "--plan",
+            str(c.plan_path),
+            "--json",
+            env={**c.env, "MIGRATOR_CRASH_AT": "begin_chunk:2:stop"},
+        )
         _poll("the worker to freeze", lambda: run.poll() is None and _state(run.pid) == "T")
         hold = tmp_path / "elsewhere"
-        moved = [(f, hold / f.relative_to(archive)) for sub in ("cur", "new") for f in (archive / sub).iterdir()]
+        moved = [
+            (f, hold / f.relative_to(archive))
+            for sub in ("cur", "new")
+            for f in (archive / sub).iterdir()
+        ]
         assert len(moved) == 8
         for path, away in moved:
             away.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +88,9 @@ def test_messages_moved_away_mid_run_are_sent_once_they_are_back(tmp_path: Path)
         folder = next(f for f in account["folders"] if f["folder"] == "Archivo 2019")
         assert not folder["ok"] and "vanished" in folder["note"], folder
         with sqlite3.connect(c.state_path) as db:
-            [(status,)] = db.execute("SELECT status FROM accounts WHERE address = ?", (address,)).fetchall()
+            [(status,)] = db.execute(
+                "SELECT status FROM accounts WHERE address = ?", (address,)
+            ).fetchall()
         assert status != "verified"
 
         # the next pass sends them, once
@@ -86,8 +99,12 @@ def test_messages_moved_away_mid_run_are_sent_once_they_are_back(tmp_path: Path)
         assert json.loads(again.stdout)["messages"]["done"] == vanished
         c.compare(address)
         with sqlite3.connect(c.state_path) as db:
-            states = dict(db.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall())
-            [(skipped,)] = db.execute("SELECT messages_skipped FROM accounts WHERE address = ?", (address,)).fetchall()
+            states = dict(
+                db.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall()
+            )
+            [(skipped,)] = db.execute(
+                "SELECT messages_skipped FROM accounts WHERE address = ?", (address,)
+            ).fetchall()
         assert states == {"done": 10} and skipped == 0
         final = c.cli("verify", "--plan", str(c.plan_path))
         assert final.returncode == 0, final.stdout + final.stderr

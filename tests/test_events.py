@@ -27,9 +27,13 @@ def test_events_of_the_campaign(reported_campaign: Reported) -> None:
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)  # oldest first
     assert events[0]["kind"] == "discovery"
     released = {e["account"]: e["to"] for e in events if e["kind"] == "released"}
-    assert released == {a: "synced" for a in reported_campaign.migrated} | {reported_campaign.failed: "failed"}
+    assert released == {a: "synced" for a in reported_campaign.migrated} | {
+        reported_campaign.failed: "failed"
+    }
 
-    mine = _json_lines(invoke("events", "--plan", plan, "--json", "--account", reported_campaign.failed).output)
+    mine = _json_lines(
+        invoke("events", "--plan", plan, "--json", "--account", reported_campaign.failed).output
+    )
     assert {e["account"] for e in mine} == {reported_campaign.failed}
     assert [e["kind"] for e in mine] == ["claimed", "released"]
     assert mine[1]["detail"]["reason"] == "no-mailbox"
@@ -53,7 +57,9 @@ def test_parse_since() -> None:
     assert parse_since("90m", now) == now - timedelta(minutes=90)
     assert parse_since("1w", now) == now - timedelta(weeks=1)
     assert parse_since("2026-11-19T08:00", now) == datetime(2026, 11, 19, 8, 0, tzinfo=UTC)
-    assert parse_since("2026-11-19T08:00:00-06:00", now) == datetime(2026, 11, 19, 14, 0, tzinfo=UTC)
+    assert parse_since("2026-11-19T08:00:00-06:00", now) == datetime(
+        2026, 11, 19, 14, 0, tzinfo=UTC
+    )
     with pytest.raises(UsageError):
         parse_since("soon", now)
 
@@ -76,10 +82,20 @@ def test_follow_sees_events_written_after_it_started(tmp_path: Path) -> None:
         store.close()
 
     # the CLI prints what exists, then follows until the (test-only) timeout
-    result = invoke("events", "--plan", str(data.plan_path), "--json", "--follow",
-                    env={"MIGRATOR_FOLLOW_TIMEOUT": "0.2"})
+    result = invoke(
+        "events",
+        "--plan",
+        str(data.plan_path),
+        "--json",
+        "--follow",
+        env={"MIGRATOR_FOLLOW_TIMEOUT": "0.2"},
+    )
     assert result.exit_code == 0, result.output
-    assert [e["detail"] for e in _json_lines(result.output) if e["kind"] == "note"] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [e["detail"] for e in _json_lines(result.output) if e["kind"] == "note"] == [
+        {"n": 0},
+        {"n": 1},
+        {"n": 2},
+    ]
 
 
 FOLLOW_SCRIPT = (
@@ -108,9 +124,22 @@ def test_follow_in_a_process_until_ctrl_c(tmp_path: Path) -> None:
     finally:
         store.close()
     proc = subprocess.Popen(
-        [sys.executable, "-c", FOLLOW_SCRIPT, "events", "--plan", str(data.plan_path), "--json", "--follow",
-         "--poll-interval", "0.05"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            FOLLOW_SCRIPT,
+            "events",
+            "--plan",
+            str(data.plan_path),
+            "--json",
+            "--follow",
+            "--poll-interval",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     assert proc.stdout is not None
@@ -135,7 +164,9 @@ def test_follow_in_a_process_until_ctrl_c(tmp_path: Path) -> None:
 
     try:
         deadline = time.monotonic() + 20
-        assert [next_event(deadline)["kind"] for _ in existing] == existing  # what was there, in order
+        assert [
+            next_event(deadline)["kind"] for _ in existing
+        ] == existing  # what was there, in order
         store = open_store(f"sqlite:///{data.state_path}")
         try:
             store.add_event(plan_id, "note", detail={"from": "another process"})

@@ -85,36 +85,57 @@ def _call(where: str, fn: Any) -> Any:
 
 
 def _writer(account: Account) -> RuleWriter:
-    return RuleWriter(account, MailboxFolders(account), f"mailbox {account.primary_smtp_address}", _call)
+    return RuleWriter(
+        account, MailboxFolders(account), f"mailbox {account.primary_smtp_address}", _call
+    )
 
 
 def _translation() -> Any:
     parsed = parse_script(SieveScript("main", "test", SCRIPT, len(SCRIPT)))
-    return translate(parsed, FolderNaming(), FilterOptions(internal_domains=frozenset({"example.com"})))
+    return translate(
+        parsed, FolderNaming(), FilterOptions(internal_domains=frozenset({"example.com"}))
+    )
 
 
 def _soap(sim: EwsSimulator, payload: etree._Element, mailbox: str = SIM_MAILBOX) -> etree._Element:
     """POST one operation as exchangelib would frame it; the operation's answer element."""
     envelope = (
-        f'<s:Envelope xmlns:s="{SOAP}" xmlns:t="{T}" xmlns:m="{M}"><s:Header>'
-        '<t:RequestServerVersion Version="Exchange2016"/>'
-        f"<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{mailbox}"
-        "</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>"
-        "</s:Header><s:Body>"
-    ).encode() + etree.tostring(payload) + b"</s:Body></s:Envelope>"
-    answer = requests.post(sim.url, data=envelope, auth=(SIM_USER, SIM_PASSWORD), timeout=30,
-                           headers={"Content-Type": "text/xml; charset=utf-8"})
+        (
+            f'<s:Envelope xmlns:s="{SOAP}" xmlns:t="{T}" xmlns:m="{M}"><s:Header>'
+            '<t:RequestServerVersion Version="Exchange2016"/>'
+            f"<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{mailbox}"
+            "</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>"
+            "</s:Header><s:Body>"
+        ).encode()
+        + etree.tostring(payload)
+        + b"</s:Body></s:Envelope>"
+    )
+    answer = requests.post(
+        sim.url,
+        data=envelope,
+        auth=(SIM_USER, SIM_PASSWORD),
+        timeout=30,
+        headers={"Content-Type": "text/xml; charset=utf-8"},
+    )
     root = etree.fromstring(answer.content)
     body = root.find(f"{{{SOAP}}}Body")
     assert body is not None and len(body) == 1, answer.text
     return body[0]
 
 
-def test_rules_made_from_sieve_round_trip_and_every_message_is_schema_valid(sim: EwsSimulator) -> None:
+def test_rules_made_from_sieve_round_trip_and_every_message_is_schema_valid(
+    sim: EwsSimulator,
+) -> None:
     account = make_account(sim)
     writer = _writer(account)
     translation = _translation()
-    assert [r.name for r in translation.rules] == ["Lists", "Boss (1/2)", "Boss (2/2)", "Big", "Desk"]
+    assert [r.name for r in translation.rules] == [
+        "Lists",
+        "Boss (1/2)",
+        "Boss (2/2)",
+        "Big",
+        "Desk",
+    ]
 
     # what migrator sends, checked against Microsoft's schema before it is sent
     built = [writer._rule(rule, n) for n, rule in enumerate(translation.rules, 1)]
@@ -142,7 +163,10 @@ def test_rules_made_from_sieve_round_trip_and_every_message_is_schema_valid(sim:
     assert boss2.actions.mark_as_read is True
     assert folders[boss2.actions.copy_to_folder.folder_id.id] == ("Important",)
     big = got[MARKER + "Big"]
-    assert (big.conditions.within_size_range.minimum_size, big.conditions.within_size_range.maximum_size) == (1024, None)
+    assert (
+        big.conditions.within_size_range.minimum_size,
+        big.conditions.within_size_range.maximum_size,
+    ) == (1024, None)
     assert big.exceptions.contains_subject_strings == ["keep"]
     desk = got[MARKER + "Desk"]
     assert [a.email_address for a in desk.actions.redirect_to_recipients] == ["desk@example.com"]
@@ -153,9 +177,14 @@ def test_rules_made_from_sieve_round_trip_and_every_message_is_schema_valid(sim:
 def test_a_new_set_replaces_only_migrators_rules_after_the_users_own(sim: EwsSimulator) -> None:
     account = make_account(sim)
     inbox = account.inbox
-    own = Rule(account=account, display_name="My Outlook rule", priority=1, is_enabled=True,
-               conditions=Conditions(contains_subject_strings=["newsletter"]),
-               actions=Actions(move_to_folder=inbox, stop_processing_rules=True))
+    own = Rule(
+        account=account,
+        display_name="My Outlook rule",
+        priority=1,
+        is_enabled=True,
+        conditions=Conditions(contains_subject_strings=["newsletter"]),
+        actions=Actions(move_to_folder=inbox, stop_processing_rules=True),
+    )
     own.save()
     writer = _writer(account)
     first = writer.replace(_translation().rules)
@@ -164,7 +193,9 @@ def test_a_new_set_replaces_only_migrators_rules_after_the_users_own(sim: EwsSim
     assert (again.replaced, again.kept, len(again.rule_ids)) == (5, 1, 5)
     names = [(r.display_name, r.priority) for r in account.rules]
     assert names[0] == ("My Outlook rule", 1)
-    assert [n for n, _ in names[1:]] == [MARKER + n for n in ("Lists", "Boss (1/2)", "Boss (2/2)", "Big", "Desk")]
+    assert [n for n, _ in names[1:]] == [
+        MARKER + n for n in ("Lists", "Boss (1/2)", "Boss (2/2)", "Big", "Desk")
+    ]
     # a migrated rule the user renamed is still known by its id and replaced, not duplicated
     renamed = next(r for r in account.rules if r.display_name == MARKER + "Lists")
     renamed.display_name = "Lists (mine now)"
@@ -184,11 +215,13 @@ def test_a_refused_update_names_each_operation_and_changes_nothing(sim: EwsSimul
     good = writer._rule(_translation().rules[0], 9)
     with_id = writer._rule(_translation().rules[3], 10)
     with_id.id = before[0][0]
-    payload = UpdateRules(account=account).payload([
-        DeleteRuleOperation(id="U0lNMVIAAAABAAAAAAAAA+c="),
-        CreateRuleOperation(rule=good),
-        CreateRuleOperation(rule=with_id),
-    ])
+    payload = UpdateRules(account=account).payload(
+        [
+            DeleteRuleOperation(id="U0lNMVIAAAABAAAAAAAAA+c="),
+            CreateRuleOperation(rule=good),
+            CreateRuleOperation(rule=with_id),
+        ]
+    )
     assert_valid(payload)
     answer = _soap(sim, payload)
     assert_valid(answer)
@@ -216,11 +249,15 @@ def test_a_rule_filing_into_a_folder_that_is_gone_is_named_in_the_error(sim: Ews
     service = UpdateRules(account=account)
     with pytest.raises(Exception, match="ErrorInboxRulesValidationError|Validation"):
         list(service.call([CreateRuleOperation(rule=rule)]))
-    assert service.problems == [(0, "Action:MoveToFolder", "FolderDoesNotExist", "U0lNMUYAAAABAAAAAAAAA+c=")]
+    assert service.problems == [
+        (0, "Action:MoveToFolder", "FolderDoesNotExist", "U0lNMUYAAAABAAAAAAAAA+c=")
+    ]
     assert account.rules == []
 
 
-def test_over_the_rules_quota_nothing_changes_and_the_hint_says_how_to_raise_it(sim: EwsSimulator) -> None:
+def test_over_the_rules_quota_nothing_changes_and_the_hint_says_how_to_raise_it(
+    sim: EwsSimulator,
+) -> None:
     account = make_account(sim)
     writer = _writer(account)
     writer.replace(_translation().rules[:1])
@@ -233,14 +270,18 @@ def test_over_the_rules_quota_nothing_changes_and_the_hint_says_how_to_raise_it(
     assert [r.id for r in account.rules] == before
 
 
-def test_outlooks_client_side_rules_are_not_deleted_behind_the_users_back(sim: EwsSimulator) -> None:
+def test_outlooks_client_side_rules_are_not_deleted_behind_the_users_back(
+    sim: EwsSimulator,
+) -> None:
     account = make_account(sim)
     sim.set_outlook_rule_blob(SIM_MAILBOX)
     with pytest.raises(RuleRefused) as refused:
         _writer(account).replace(_translation().rules)
     assert refused.value.reason == "outlook-rules"
     assert account.rules == []
-    allowed = RuleWriter(account, MailboxFolders(account), "mailbox", _call, remove_outlook_blob=True)
+    allowed = RuleWriter(
+        account, MailboxFolders(account), "mailbox", _call, remove_outlook_blob=True
+    )
     assert len(allowed.replace(_translation().rules).rule_ids) == 5
 
 
@@ -248,10 +289,16 @@ def test_automatic_replies_round_trip_and_are_schema_valid(sim: EwsSimulator) ->
     account = make_account(sim)
     writer = _writer(account)
     start, end = datetime(2030, 7, 1, tzinfo=UTC), datetime(2030, 7, 15, tzinfo=UTC)
-    writer.set_auto_reply(AutoReply(message="Away <until> July 15.\nAsk desk@example.org.", start=start, end=end))
+    writer.set_auto_reply(
+        AutoReply(message="Away <until> July 15.\nAsk desk@example.org.", start=start, end=end)
+    )
     oof = account.oof_settings
     assert oof.state == OofSettings.SCHEDULED and (oof.start, oof.end) == (start, end)
-    assert oof.internal_reply == oof.external_reply == reply_html("Away <until> July 15.\nAsk desk@example.org.")
+    assert (
+        oof.internal_reply
+        == oof.external_reply
+        == reply_html("Away <until> July 15.\nAsk desk@example.org.")
+    )
     assert oof.external_audience == "All"
     writer.set_auto_reply(AutoReply(message="Gone fishing."))
     assert account.oof_settings.state == OofSettings.ENABLED
@@ -262,7 +309,9 @@ def test_automatic_replies_round_trip_and_are_schema_valid(sim: EwsSimulator) ->
     get = GetUserOofSettings(account=account).get_payload(mailbox=mailbox)
     assert_valid(get)
     assert_valid(_soap(sim, get))
-    bad = OofSettings(state=OofSettings.SCHEDULED, start=start, end=end, internal_reply="x", external_reply="x")
+    bad = OofSettings(
+        state=OofSettings.SCHEDULED, start=start, end=end, internal_reply="x", external_reply="x"
+    )
     payload = SetUserOofSettings(account=account).get_payload(oof_settings=bad, mailbox=mailbox)
     assert_valid(payload)
     # the schema allows an end before the start; Exchange does not
@@ -270,7 +319,10 @@ def test_automatic_replies_round_trip_and_are_schema_valid(sim: EwsSimulator) ->
     duration.find(f"{{{T}}}EndTime").text = "2030-06-01T00:00:00Z"
     answer = _soap(sim, payload)
     assert_valid(answer)
-    assert answer.findtext(f"{{{M}}}ResponseMessage/{{{M}}}ResponseCode") == "ErrorInvalidUserOofSettings"
+    assert (
+        answer.findtext(f"{{{M}}}ResponseMessage/{{{M}}}ResponseCode")
+        == "ErrorInvalidUserOofSettings"
+    )
     assert account.oof_settings.state == OofSettings.DISABLED
 
 

@@ -83,8 +83,6 @@ def _extended_properties() -> object:
         Message.deregister(name)
 
 
-
-
 def mime(subject: str, body: str = "hello", extra: bytes = b"") -> bytes:
     return (
         b"From: Sender <sender@example.org>\r\nTo: alice@example.com\r\n"
@@ -199,7 +197,9 @@ def test_bulk_create_round_trips_mime_flags_and_properties(ews_sim: EwsSimulator
         mime_content(raw_8bit),
         mime_content(items[2].mime_content),
     ]
-    assert all(m.mime_content.isascii() and b"\r\nX-MS-Has-Attach:\r\n" in m.mime_content for m in fetched)
+    assert all(
+        m.mime_content.isascii() and b"\r\nX-MS-Has-Attach:\r\n" in m.mime_content for m in fetched
+    )
     first, second, third = fetched
     assert (first.is_read, first.is_draft) == (True, False)
     assert first.categories == ["Work", "$Label1"]
@@ -524,7 +524,9 @@ def test_the_simulator_command_throttles_with_retry_after(tmp_path: Path) -> Non
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
             except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the simulator did not start"
+                assert server.poll() is None and time.monotonic() < deadline, (
+                    "the simulator did not start"
+                )
                 time.sleep(0.05)  # waiting for another process to listen
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/EWS/Exchange.asmx", data=b"<x/>", method="POST",

@@ -49,8 +49,13 @@ def sim(tmp_path: object) -> Iterator[EwsSimulator]:
 
 def _message(account: Account) -> Message:
     register_properties()
-    item = Message(account=account, folder=account.inbox, mime_content=MIME, migrator_message_flags=0,
-                   migrator_source_key="k1")
+    item = Message(
+        account=account,
+        folder=account.inbox,
+        mime_content=MIME,
+        migrator_message_flags=0,
+        migrator_source_key="k1",
+    )
     item.save()
     return item
 
@@ -58,18 +63,29 @@ def _message(account: Account) -> Message:
 def _is_read(read: bool) -> etree._Element:
     field = etree.Element(_T + "SetItemField")
     etree.SubElement(field, _T + "FieldURI", {"FieldURI": "message:IsRead"})
-    etree.SubElement(etree.SubElement(field, _T + "Message"), _T + "IsRead").text = "true" if read else "false"
+    etree.SubElement(etree.SubElement(field, _T + "Message"), _T + "IsRead").text = (
+        "true" if read else "false"
+    )
     return field
 
 
 def _update(account: Account, change: etree._Element, mode: str) -> object:
     service = PreparedUpdateItem(account=account, chunk_size=1)
-    [answer] = list(service.call(items=[change], conflict_resolution=mode, message_disposition=SAVE_ONLY,
-                                 send_meeting_invitations_or_cancellations=SEND_TO_NONE, suppress_read_receipts=True))
+    [answer] = list(
+        service.call(
+            items=[change],
+            conflict_resolution=mode,
+            message_disposition=SAVE_ONLY,
+            send_meeting_invitations_or_cancellations=SEND_TO_NONE,
+            suppress_read_receipts=True,
+        )
+    )
     return answer
 
 
-def test_a_change_key_names_a_version_and_never_overwrite_refuses_a_stale_one(sim: EwsSimulator) -> None:
+def test_a_change_key_names_a_version_and_never_overwrite_refuses_a_stale_one(
+    sim: EwsSimulator,
+) -> None:
     account = make_account(sim)
     item = _message(account)
     stale = item.changekey
@@ -87,11 +103,15 @@ def test_a_change_key_names_a_version_and_never_overwrite_refuses_a_stale_one(si
     assert isinstance(refused, ErrorIrresolvableConflict)
     assert sim.items(SIM_MAILBOX)[0].is_read  # nothing applied
     # AutoResolve and AlwaysOverwrite take the change even from a stale version
-    assert not isinstance(_update(account, item_change(item.id, stale, [_is_read(False)]), AUTO_RESOLVE), Exception)
+    assert not isinstance(
+        _update(account, item_change(item.id, stale, [_is_read(False)]), AUTO_RESOLVE), Exception
+    )
     assert not sim.items(SIM_MAILBOX)[0].is_read
 
 
-def test_without_a_change_key_auto_resolve_is_refused_and_always_overwrite_applies(sim: EwsSimulator) -> None:
+def test_without_a_change_key_auto_resolve_is_refused_and_always_overwrite_applies(
+    sim: EwsSimulator,
+) -> None:
     account = make_account(sim)
     item = _message(account)
     refused = _update(account, item_change(item.id, None, [_is_read(True)]), AUTO_RESOLVE)

@@ -166,7 +166,9 @@ def test_request_over_max_bytes_gets_iis_404(ews_sim: EwsSimulator) -> None:
         folder=inbox, items=[Message(account=account, mime_content=mime("s", 1_000))]
     )
     assert small[0].id
-    with pytest.raises(MalformedResponseError, match="(?s)Code: 404 .*404 - File or directory not found"):
+    with pytest.raises(
+        MalformedResponseError, match="(?s)Code: 404 .*404 - File or directory not found"
+    ):
         account.bulk_create(
             folder=inbox, items=[Message(account=account, mime_content=mime("b", 100_000))]
         )

@@ -42,7 +42,12 @@ from tests.fixtures.ews import (
     start_simulator,
 )
 
-NS = {"s": SOAP_NS, "m": M_NS, "t": T_NS, "e": "http://schemas.microsoft.com/exchange/services/2006/errors"}
+NS = {
+    "s": SOAP_NS,
+    "m": M_NS,
+    "t": T_NS,
+    "e": "http://schemas.microsoft.com/exchange/services/2006/errors",
+}
 OTHER_USER, OTHER_PASSWORD = "svc-other", "0ther-Passw0rd!"
 
 
@@ -52,15 +57,27 @@ IMPERSONATE = (
 )
 
 
-def post(sim: EwsSimulator, body: str, *, version: str = "Exchange2016", user: str = SIM_USER,
-         password: str = SIM_PASSWORD, extra_header: str = IMPERSONATE) -> requests.Response:
+def post(
+    sim: EwsSimulator,
+    body: str,
+    *,
+    version: str = "Exchange2016",
+    user: str = SIM_USER,
+    password: str = SIM_PASSWORD,
+    extra_header: str = IMPERSONATE,
+) -> requests.Response:
     envelope = (
         f'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="{SOAP_NS}" xmlns:m="{M_NS}" '
         f'xmlns:t="{T_NS}"><s:Header><t:RequestServerVersion Version="{version}"/>{extra_header}'
         f"</s:Header><s:Body>{body}</s:Body></s:Envelope>"
     )
-    return requests.post(sim.url, data=envelope.encode(), auth=(user, password),
-                         headers={"Content-Type": "text/xml; charset=utf-8"}, timeout=30)
+    return requests.post(
+        sim.url,
+        data=envelope.encode(),
+        auth=(user, password),
+        headers={"Content-Type": "text/xml; charset=utf-8"},
+        timeout=30,
+    )
 
 
 def parsed(response: requests.Response) -> etree._Element:
@@ -71,8 +88,13 @@ def fault_code(response: requests.Response) -> str:
     return parsed(response).findtext("s:Body/s:Fault/detail/e:ResponseCode", namespaces=NS) or ""
 
 
-def find_item(folder: str = '<t:DistinguishedFolderId Id="inbox"/>', *, max_entries: int = 100,
-              offset: int = 0, restriction: str = "") -> str:
+def find_item(
+    folder: str = '<t:DistinguishedFolderId Id="inbox"/>',
+    *,
+    max_entries: int = 100,
+    offset: int = 0,
+    restriction: str = "",
+) -> str:
     return (
         '<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>'
         f'<m:IndexedPageItemView MaxEntriesReturned="{max_entries}" Offset="{offset}" BasePoint="Beginning"/>'
@@ -80,8 +102,9 @@ def find_item(folder: str = '<t:DistinguishedFolderId Id="inbox"/>', *, max_entr
     )
 
 
-def create_items(count: int, *, subject: str = "m", size: int = 10, folder: str = "inbox",
-                 key: str | None = None) -> str:
+def create_items(
+    count: int, *, subject: str = "m", size: int = 10, folder: str = "inbox", key: str | None = None
+) -> str:
     items = []
     for n in range(count):
         mime = f"Subject: {subject}{n}\r\n\r\n{'x' * size}\r\n".encode()
@@ -92,7 +115,9 @@ def create_items(count: int, *, subject: str = "m", size: int = 10, folder: str 
                 f'PropertyName="MigratorSourceKey" PropertyType="String"/><t:Value>{key}{n}</t:Value>'
                 "</t:ExtendedProperty>"
             )
-        items.append(f"<t:Message><t:MimeContent>{base64.b64encode(mime).decode()}</t:MimeContent>{prop}</t:Message>")
+        items.append(
+            f"<t:Message><t:MimeContent>{base64.b64encode(mime).decode()}</t:MimeContent>{prop}</t:Message>"
+        )
     return (
         '<m:CreateItem MessageDisposition="SaveOnly"><m:SavedItemFolderId>'
         f'<t:DistinguishedFolderId Id="{folder}"/></m:SavedItemFolderId><m:Items>{"".join(items)}</m:Items>'
@@ -108,7 +133,9 @@ def root_folders(response: requests.Response) -> list[etree._Element]:
 # --- read depth ------------------------------------------------------------------------------
 
 
-def test_a_request_nested_past_32_levels_is_refused_with_exchanges_words(ews_sim: EwsSimulator) -> None:
+def test_a_request_nested_past_32_levels_is_refused_with_exchanges_words(
+    ews_sim: EwsSimulator,
+) -> None:
     inbox = make_account(ews_sim, version=EXCHANGE_2016).inbox
 
     def chained(n: int) -> Q:  # how find() built its restriction: one more <t:Or> per key
@@ -132,7 +159,9 @@ def test_a_request_nested_past_32_levels_is_refused_with_exchanges_words(ews_sim
 
 def test_the_depth_refusal_is_a_fault_as_exchange_sends_it(ews_sim: EwsSimulator) -> None:
     ews_sim.set_limits(ExchangeLimits(max_read_depth=8))
-    nested = "<t:Or>" * 3 + '<t:Exists><t:FieldURI FieldURI="item:Subject"/></t:Exists>' + "</t:Or>" * 3
+    nested = (
+        "<t:Or>" * 3 + '<t:Exists><t:FieldURI FieldURI="item:Subject"/></t:Exists>' + "</t:Or>" * 3
+    )
     answer = post(ews_sim, find_item(restriction=f"<m:Restriction>{nested}</m:Restriction>"))
     assert answer.status_code == 500
     root = parsed(answer)
@@ -142,15 +171,20 @@ def test_the_depth_refusal_is_a_fault_as_exchange_sends_it(ews_sim: EwsSimulator
     assert fault.findtext("faultcode") == "a:ErrorSchemaValidation"
     assert fault.findtext("faultstring", "").startswith(
         "The request failed schema validation: The maximum read depth (8) has been exceeded because "
-        "XML data being read has more levels of nesting than is allowed by the quota.")
-    assert fault.findtext("detail/e:Message", namespaces=NS) == "The request failed schema validation."
+        "XML data being read has more levels of nesting than is allowed by the quota."
+    )
+    assert (
+        fault.findtext("detail/e:Message", namespaces=NS) == "The request failed schema validation."
+    )
     xml = fault.find("detail/t:MessageXml", NS)
     assert xml is not None
     # Envelope, Body, FindItem, Restriction, three Or, Exists: the ninth level is the FieldURI;
     # the position is that of its name on the one line of the request (1-based)
     position = answer.request.body.index(b"<t:FieldURI") + 2  # type: ignore[union-attr]
-    assert (xml.findtext("t:LineNumber", namespaces=NS), xml.findtext("t:LinePosition", namespaces=NS)) == (
-        "1", str(position))
+    assert (
+        xml.findtext("t:LineNumber", namespaces=NS),
+        xml.findtext("t:LinePosition", namespaces=NS),
+    ) == ("1", str(position))
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -158,8 +192,11 @@ def test_the_depth_refusal_is_a_fault_as_exchange_sends_it(ews_sim: EwsSimulator
 
 def test_a_request_outside_the_schema_gets_error_schema_validation(ews_sim: EwsSimulator) -> None:
     # FindItem without its ItemShape: the schema's first required child
-    answer = post(ews_sim, '<m:FindItem Traversal="Shallow"><m:ParentFolderIds>'
-                           '<t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds></m:FindItem>')
+    answer = post(
+        ews_sim,
+        '<m:FindItem Traversal="Shallow"><m:ParentFolderIds>'
+        '<t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds></m:FindItem>',
+    )
     assert (answer.status_code, fault_code(answer)) == (500, "ErrorSchemaValidation")
     fault = parsed(answer).find("s:Body/s:Fault", NS)
     assert fault is not None
@@ -171,8 +208,11 @@ def test_a_request_outside_the_schema_gets_error_schema_validation(ews_sim: EwsS
     assert fault_code(answer) == "ErrorSchemaValidation"
     assert "workingset" in (parsed(answer).findtext(".//t:Violation", namespaces=NS) or "")
     # as are header elements: an impersonation header naming nobody
-    answer = post(ews_sim, find_item(), extra_header="<t:ExchangeImpersonation><t:ConnectingSID/>"
-                                                     "</t:ExchangeImpersonation>")
+    answer = post(
+        ews_sim,
+        find_item(),
+        extra_header="<t:ExchangeImpersonation><t:ConnectingSID/></t:ExchangeImpersonation>",
+    )
     assert fault_code(answer) == "ErrorSchemaValidation"
     assert ews_sim.stats().refused == {"schema_validation": 3}
 
@@ -197,7 +237,9 @@ def test_without_the_schema_a_validating_simulator_refuses_to_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(SCHEMA_ENV, str(tmp_path))  # a directory without the .xsd files
-    with pytest.raises(SchemaNotFound, match=f"{SCHEMA_ENV}=.* does not hold messages.xsd and types.xsd"):
+    with pytest.raises(
+        SchemaNotFound, match=f"{SCHEMA_ENV}=.* does not hold messages.xsd and types.xsd"
+    ):
         EwsSimulator(tmp_path / "ews")
     lenient = EwsSimulator(tmp_path / "ews2", validate=False)
     assert not lenient.validates and lenient.limits is not None  # still strict otherwise
@@ -208,8 +250,11 @@ def test_without_the_schema_a_validating_simulator_refuses_to_start(
 
 @pytest.mark.parametrize(
     ("exchange", "build", "api_version"),
-    [("2013", (15, 0, 1497, 2), "Exchange2013_SP1"), ("2016", (15, 1, 2507, 6), "Exchange2016"),
-     ("2019", (15, 2, 1544, 4), "Exchange2016")],
+    [
+        ("2013", (15, 0, 1497, 2), "Exchange2013_SP1"),
+        ("2016", (15, 1, 2507, 6), "Exchange2016"),
+        ("2019", (15, 2, 1544, 4), "Exchange2016"),
+    ],
 )
 def test_each_exchange_build_is_recognised_by_exchangelib(
     tmp_path: Path, exchange: str, build: tuple[int, ...], api_version: str
@@ -220,8 +265,12 @@ def test_each_exchange_build_is_recognised_by_exchangelib(
         account = make_account(sim)  # version=None: exchangelib guesses it, as from a real server
         version = account.version
         build_of = version.build
-        assert (build_of.major_version, build_of.minor_version, build_of.major_build,
-                build_of.minor_build) == build
+        assert (
+            build_of.major_version,
+            build_of.minor_version,
+            build_of.major_build,
+            build_of.minor_build,
+        ) == build
         assert version.api_version == api_version
         assert account.inbox.name == "Inbox"
         assert EXCHANGE_BUILDS[exchange].product.startswith("Exchange Server")
@@ -252,7 +301,9 @@ def test_a_version_the_build_does_not_speak_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture
 def two_callers(tmp_path: Path) -> Iterator[EwsSimulator]:
-    sim = start_simulator(tmp_path / "ews", users={SIM_USER: SIM_PASSWORD, OTHER_USER: OTHER_PASSWORD})
+    sim = start_simulator(
+        tmp_path / "ews", users={SIM_USER: SIM_PASSWORD, OTHER_USER: OTHER_PASSWORD}
+    )
     sim.add_mailbox(SIM_MAILBOX)
     try:
         yield sim
@@ -260,7 +311,9 @@ def two_callers(tmp_path: Path) -> Iterator[EwsSimulator]:
         sim.stop()
 
 
-def test_past_ews_max_concurrency_a_caller_gets_exceeded_connection_count(two_callers: EwsSimulator) -> None:
+def test_past_ews_max_concurrency_a_caller_gets_exceeded_connection_count(
+    two_callers: EwsSimulator,
+) -> None:
     sim = two_callers
     sim.set_limits(ExchangeLimits(max_concurrency=2))
     sim.set_faults(Faults(delay_s=0.6))  # every request is held: all of them are in flight at once
@@ -285,9 +338,13 @@ def test_past_ews_max_concurrency_a_caller_gets_exceeded_connection_count(two_ca
     refused = [a for a in answers[SIM_USER] if a.status_code == 500]
     for answer in refused:
         assert fault_code(answer) == "ErrorExceededConnectionCount"
-        values = {v.get("Name"): v.text for v in parsed(answer).iterfind(".//t:MessageXml/t:Value", NS)}
+        values = {
+            v.get("Name"): v.text for v in parsed(answer).iterfind(".//t:MessageXml/t:Value", NS)
+        }
         assert values["Policy"] == "MaxConcurrency" and values["MaxConcurrencyLimit"] == "2"
-        assert "BackOffMilliseconds" not in values  # no back-off hint: "Suggested backoff time 0 ms"
+        assert (
+            "BackOffMilliseconds" not in values
+        )  # no back-off hint: "Suggested backoff time 0 ms"
     # the budget is the caller's: another service account is not refused meanwhile
     assert [a.status_code for a in answers[OTHER_USER]] == [200]
     assert sim.stats().refused == {"connection_count": 2}
@@ -303,7 +360,9 @@ def test_exchangelib_raises_exceeded_connection_count(ews_sim: EwsSimulator) -> 
     try:
         while ews_sim._budgets.in_flight(SIM_USER) == 0:
             threading.Event().wait(0.01)
-        with pytest.raises(ErrorExceededConnectionCount, match="exceeded the available concurrent connections"):
+        with pytest.raises(
+            ErrorExceededConnectionCount, match="exceeded the available concurrent connections"
+        ):
             inbox.refresh()
     finally:
         held.join(timeout=10)
@@ -313,7 +372,9 @@ def test_exchangelib_raises_exceeded_connection_count(ews_sim: EwsSimulator) -> 
 
 
 def test_internal_server_error_with_inner_server_busy(ews_sim: EwsSimulator) -> None:
-    ews_sim.set_faults(Faults(internal_busy_rate=1.0, operations=frozenset({"FindItem", "GetFolder"})))
+    ews_sim.set_faults(
+        Faults(internal_busy_rate=1.0, operations=frozenset({"FindItem", "GetFolder"}))
+    )
     answer = post(ews_sim, find_item())
     assert answer.status_code == 200  # not a fault: a response message with an error code
     message = parsed(answer).find(".//m:FindItemResponseMessage", NS)
@@ -331,8 +392,10 @@ def test_internal_server_error_with_inner_server_busy(ews_sim: EwsSimulator) -> 
 def test_internal_server_busy_strikes_a_create_item_part_way(ews_sim: EwsSimulator) -> None:
     ews_sim.set_faults(Faults(internal_busy_rate=1.0, operations=frozenset({"CreateItem"}), seed=3))
     answer = post(ews_sim, create_items(10))
-    codes = [m.findtext("m:ResponseCode", namespaces=NS)
-             for m in parsed(answer).iterfind(".//m:CreateItemResponseMessage", NS)]
+    codes = [
+        m.findtext("m:ResponseCode", namespaces=NS)
+        for m in parsed(answer).iterfind(".//m:CreateItemResponseMessage", NS)
+    ]
     stored = codes.count("NoError")
     assert 0 < stored < 10, codes  # seed 3 strikes after some of the items
     assert codes == ["NoError"] * stored + ["ErrorInternalServerError"] * (10 - stored)
@@ -346,14 +409,24 @@ def test_find_item_pages_stop_at_1000_and_250_with_a_restriction(ews_sim: EwsSim
     assert post(ews_sim, create_items(600)).status_code == 200
     assert post(ews_sim, create_items(600, subject="n")).status_code == 200
     (page,) = root_folders(post(ews_sim, find_item(max_entries=5000)))
-    assert (len(page.find("t:Items", NS)), page.get("IncludesLastItemInRange"), page.get("IndexedPagingOffset"),
-            page.get("TotalItemsInView")) == (1000, "false", "1000", "1200")
+    assert (
+        len(page.find("t:Items", NS)),
+        page.get("IncludesLastItemInRange"),
+        page.get("IndexedPagingOffset"),
+        page.get("TotalItemsInView"),
+    ) == (1000, "false", "1000", "1200")
     (rest,) = root_folders(post(ews_sim, find_item(max_entries=5000, offset=1000)))
     assert (len(rest.find("t:Items", NS)), rest.get("IncludesLastItemInRange")) == (200, "true")
-    restriction = ('<m:Restriction><t:Exists><t:FieldURI FieldURI="item:Subject"/></t:Exists>'
-                   "</m:Restriction>")
-    (restricted,) = root_folders(post(ews_sim, find_item(max_entries=1000, restriction=restriction)))
-    assert (len(restricted.find("t:Items", NS)), restricted.get("IncludesLastItemInRange")) == (250, "false")
+    restriction = (
+        '<m:Restriction><t:Exists><t:FieldURI FieldURI="item:Subject"/></t:Exists></m:Restriction>'
+    )
+    (restricted,) = root_folders(
+        post(ews_sim, find_item(max_entries=1000, restriction=restriction))
+    )
+    assert (len(restricted.find("t:Items", NS)), restricted.get("IncludesLastItemInRange")) == (
+        250,
+        "false",
+    )
 
 
 def test_the_find_budget_is_shared_by_the_folders_of_a_request(ews_sim: EwsSimulator) -> None:
@@ -364,8 +437,11 @@ def test_the_find_budget_is_shared_by_the_folders_of_a_request(ews_sim: EwsSimul
     inbox, sent = root_folders(post(ews_sim, find_item(both, max_entries=100)))
     assert (len(inbox.find("t:Items", NS)), inbox.get("IncludesLastItemInRange")) == (8, "true")
     # the second folder gets what is left of the caller's budget: a partial page
-    assert (len(sent.find("t:Items", NS)), sent.get("IncludesLastItemInRange"),
-            sent.get("IndexedPagingOffset")) == (2, "false", "2")
+    assert (
+        len(sent.find("t:Items", NS)),
+        sent.get("IncludesLastItemInRange"),
+        sent.get("IndexedPagingOffset"),
+    ) == (2, "false", "2")
     # the budget is released once answered: the next request has all of it again
     (again,) = root_folders(post(ews_sim, find_item('<t:DistinguishedFolderId Id="sentitems"/>')))
     assert len(again.find("t:Items", NS)) == 8
@@ -408,18 +484,27 @@ def test_max_receive_size_and_quota_of_one_mailbox(ews_sim: EwsSimulator) -> Non
     # the length of their MIME), MaxReceiveSize the message as it came
     (first,) = ews_sim.items(SIM_MAILBOX)
     assert first.size > len(first.mime)
-    ews_sim.set_mailbox_limits(SIM_MAILBOX, max_receive_bytes=100,
-                               prohibit_send_receive_bytes=9 * first.size)
+    ews_sim.set_mailbox_limits(
+        SIM_MAILBOX, max_receive_bytes=100, prohibit_send_receive_bytes=9 * first.size
+    )
     answer = post(ews_sim, create_items(1, size=500))
-    assert [m.findtext("m:ResponseCode", namespaces=NS) for m in
-            parsed(answer).iterfind(".//m:CreateItemResponseMessage", NS)] == ["ErrorMessageSizeExceeded"]
+    assert [
+        m.findtext("m:ResponseCode", namespaces=NS)
+        for m in parsed(answer).iterfind(".//m:CreateItemResponseMessage", NS)
+    ] == ["ErrorMessageSizeExceeded"]
     # each 27-byte message fits; the mailbox takes them until it holds nine
     answer = post(ews_sim, create_items(10, size=10))
-    codes = [m.findtext("m:ResponseCode", namespaces=NS) for m in
-             parsed(answer).iterfind(".//m:CreateItemResponseMessage", NS)]
+    codes = [
+        m.findtext("m:ResponseCode", namespaces=NS)
+        for m in parsed(answer).iterfind(".//m:CreateItemResponseMessage", NS)
+    ]
     assert codes == ["NoError"] * 8 + ["ErrorQuotaExceeded"] * 2
-    texts = {m.findtext("m:MessageText", namespaces=NS) for m in
-             parsed(answer).iterfind(".//m:CreateItemResponseMessage[@ResponseClass='Error']", NS)}
+    texts = {
+        m.findtext("m:MessageText", namespaces=NS)
+        for m in parsed(answer).iterfind(
+            ".//m:CreateItemResponseMessage[@ResponseClass='Error']", NS
+        )
+    }
     assert texts == {"Mailbox has exceeded maximum mailbox size."}
     assert ews_sim.stats().refused == {"quota": 2}
 
@@ -429,16 +514,22 @@ def test_max_receive_size_and_quota_of_one_mailbox(ews_sim: EwsSimulator) -> Non
 
 def test_string_restrictions_ignore_case(ews_sim: EwsSimulator) -> None:
     assert post(ews_sim, create_items(1, subject="Größe Ärger ", key="KeY-Ä")).status_code == 200
-    prop = ('<t:ExtendedFieldURI PropertySetId="8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93" '
-            'PropertyName="MigratorSourceKey" PropertyType="String"/>')
+    prop = (
+        '<t:ExtendedFieldURI PropertySetId="8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93" '
+        'PropertyName="MigratorSourceKey" PropertyType="String"/>'
+    )
 
     def hits(restriction: str) -> int:
-        (page,) = root_folders(post(ews_sim, find_item(restriction=f"<m:Restriction>{restriction}</m:Restriction>")))
+        (page,) = root_folders(
+            post(ews_sim, find_item(restriction=f"<m:Restriction>{restriction}</m:Restriction>"))
+        )
         return int(page.get("TotalItemsInView") or 0)
 
     def equal(path: str, value: str) -> str:
-        return (f"<t:IsEqualTo>{path}<t:FieldURIOrConstant><t:Constant Value=\"{value}\"/>"
-                "</t:FieldURIOrConstant></t:IsEqualTo>")
+        return (
+            f'<t:IsEqualTo>{path}<t:FieldURIOrConstant><t:Constant Value="{value}"/>'
+            "</t:FieldURIOrConstant></t:IsEqualTo>"
+        )
 
     assert hits(equal(prop, "key-ä0")) == 1
     assert hits(equal(prop, "KEY-Ä0")) == 1
@@ -446,8 +537,10 @@ def test_string_restrictions_ignore_case(ews_sim: EwsSimulator) -> None:
     assert hits(equal('<t:FieldURI FieldURI="item:Subject"/>', "GRÖSSE ÄRGER 0")) == 1
 
     def contains(value: str, comparison: str) -> str:
-        return (f'<t:Contains ContainmentMode="Substring" ContainmentComparison="{comparison}">'
-                f'<t:FieldURI FieldURI="item:Subject"/><t:Constant Value="{value}"/></t:Contains>')
+        return (
+            f'<t:Contains ContainmentMode="Substring" ContainmentComparison="{comparison}">'
+            f'<t:FieldURI FieldURI="item:Subject"/><t:Constant Value="{value}"/></t:Contains>'
+        )
 
     assert hits(contains("ärger", "IgnoreCase")) == 1
     assert hits(contains("ärger", "Exact")) == 0

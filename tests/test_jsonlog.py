@@ -58,7 +58,9 @@ def test_a_run_logs_one_json_record_per_line_ending_with_the_summary(tmp_path: P
             assert record["messages_done"] == _source_count(c, address) - skipped
             assert record["skipped"] == skipped
             # chunk progress lines add up to the account's total
-            chunks = [r for r in records if r["event"] == "messages_done" and r["address"] == address]
+            chunks = [
+                r for r in records if r["event"] == "messages_done" and r["address"] == address
+            ]
             assert sum(r["messages"] for r in chunks) == record["messages_done"]
         first = finished[c.accounts[0]]
         assert first["level"] == "warning"
@@ -86,22 +88,34 @@ def test_retry_logs_json_too_and_failures_carry_reason_and_hint(tmp_path: Path) 
         result = c.cli("run", "--plan", str(c.plan_path), "--log-format", "json")
         assert result.returncode == 1, result.stderr
         records = _records(result.stdout)
-        [failed] = [r for r in records if r["event"] == "account_finished" and r["status"] != "synced"]
+        [failed] = [
+            r for r in records if r["event"] == "account_finished" and r["status"] != "synced"
+        ]
         missing = failed["address"]
         assert missing in c.accounts and failed["status"] == "failed"
         assert sum(r["event"] == "account_finished" for r in records) == 2
         assert failed["level"] == "error" and failed["reason"] == "no-mailbox"
         assert failed["error"] and failed["hint"]
         last = records[-1]
-        assert last["event"] == "run_finished" and last["level"] == "warning" and last["exit_code"] == 1
+        assert (
+            last["event"] == "run_finished"
+            and last["level"] == "warning"
+            and last["exit_code"] == 1
+        )
         assert [f["account"] for f in last["failures"]] == [missing]
 
         c.sim.add_mailbox(missing)
-        retry = c.cli("retry", "--plan", str(c.plan_path), "--failed", "--log-format", "json", "--quiet")
+        retry = c.cli(
+            "retry", "--plan", str(c.plan_path), "--failed", "--log-format", "json", "--quiet"
+        )
         assert retry.returncode == 0, retry.stderr
         [only] = _records(retry.stdout)  # --quiet keeps only the summary
-        assert only["event"] == "run_finished" and only["exit_code"] == 0 and only["level"] == "info"
-        assert only["accounts"]["synced"] == 1 and only["messages"]["done"] == _source_count(c, missing)
+        assert (
+            only["event"] == "run_finished" and only["exit_code"] == 0 and only["level"] == "info"
+        )
+        assert only["accounts"]["synced"] == 1 and only["messages"]["done"] == _source_count(
+            c, missing
+        )
         c.compare(missing)
 
         nothing = c.cli("retry", "--plan", str(c.plan_path), "--failed", "--log-format", "json")
@@ -112,7 +126,9 @@ def test_retry_logs_json_too_and_failures_carry_reason_and_hint(tmp_path: Path) 
         c.sim.stop()
 
 
-def test_concurrent_writers_never_interleave_and_hostile_text_stays_in_its_string(tmp_path: Path) -> None:
+def test_concurrent_writers_never_interleave_and_hostile_text_stays_in_its_string(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "log.jsonl"
     hostile = 'line\nbreak "quoted" \x1b[31m Zürich \u2028 ' + "y" * 5000
     with path.open("w", encoding="utf-8") as stream:

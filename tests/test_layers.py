@@ -75,5 +75,7 @@ def test_commands_that_do_not_serve_metrics_do_not_load_prometheus_client() -> N
         "import migrator.cli.main, migrator.commands.run, migrator.commands.workers, migrator.engine.runner\n"
         "print('prometheus_client' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == "False"

@@ -24,7 +24,9 @@ def _account_with_skips(store: Store, plan_name: str) -> tuple[Claim, dict[str, 
     assert claim is not None
     folders = {}
     for name, role in (("Inbox", FolderRole.INBOX), ("Sent", FolderRole.SENT)):
-        folders[name] = ledger.ensure_folder(store, claim, FolderInfo(path=(name,), role=role, native=name))
+        folders[name] = ledger.ensure_folder(
+            store, claim, FolderInfo(path=(name,), role=role, native=name)
+        )
     ledger.finish_chunk(store, claim, folders["Inbox"], [
         Outcome("d1", "done", size=100, target_id="t1"),
         Outcome("big1", "skipped", size=10, reason="too-large"),
@@ -32,18 +34,31 @@ def _account_with_skips(store: Store, plan_name: str) -> tuple[Claim, dict[str, 
         Outcome("unr1", "skipped", reason="unreadable"),
         Outcome("rej1", "failed", reason="rejected"),
     ], in_flight=False)  # fmt: skip
-    ledger.finish_chunk(store, claim, folders["Sent"], [Outcome("unr2", "skipped", reason="unreadable")], in_flight=False)
+    ledger.finish_chunk(
+        store,
+        claim,
+        folders["Sent"],
+        [Outcome("unr2", "skipped", reason="unreadable")],
+        in_flight=False,
+    )
     return claim, folders
 
 
-def _counts(store: Store, claim: Claim) -> tuple[tuple[int, int, int], dict[str, tuple[int, int, int]]]:
+def _counts(
+    store: Store, claim: Claim
+) -> tuple[tuple[int, int, int], dict[str, tuple[int, int, int]]]:
     [row] = store.list_accounts(claim.plan_id)
     account = (row.messages_done, row.messages_skipped, row.messages_failed)
-    folders = {f.native: (f.done_count, f.skipped_count, f.failed_count) for f in ledger.folders(store, claim.account_id)}
+    folders = {
+        f.native: (f.done_count, f.skipped_count, f.failed_count)
+        for f in ledger.folders(store, claim.account_id)
+    }
     return account, folders
 
 
-def test_forgetting_some_reasons_lowers_the_counts_by_what_was_forgotten(store: Store, plan_name: str) -> None:
+def test_forgetting_some_reasons_lowers_the_counts_by_what_was_forgotten(
+    store: Store, plan_name: str
+) -> None:
     claim, _folders = _account_with_skips(store, plan_name)
     assert _counts(store, claim) == ((1, 4, 1), {"Inbox": (1, 3, 1), "Sent": (0, 1, 0)})
 

@@ -26,7 +26,10 @@ def _scrape(port: int) -> Samples:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     return {
-        (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("plan", "target")))): s.value
+        (
+            s.name,
+            tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("plan", "target"))),
+        ): s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
@@ -68,14 +71,26 @@ def _still(samples: Samples) -> Samples:
 
 
 def test_the_endpoint_agrees_with_status_during_a_run(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=6, messages_per_folder=4, workers=2, chunk=2, faults=Faults(delay_s=0.05))
+    c = build_campaign(
+        tmp_path / "c",
+        accounts=6,
+        messages_per_folder=4,
+        workers=2,
+        chunk=2,
+        faults=Faults(delay_s=0.05),
+    )
     try:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         port = free_port()
         run = c.start("run", "--plan", str(c.plan_path), "--json", "--worker-name", "mig-a",
                       "--metrics-port", str(port), "--metrics-address", "127.0.0.1")  # fmt: skip
         try:
-            _poll("an account to be finished", lambda: ("migrator_accounts_finished_total", (("outcome", "synced"),)) in _scrape(port))
+            _poll(
+                "an account to be finished",
+                lambda: (
+                    ("migrator_accounts_finished_total", (("outcome", "synced"),)) in _scrape(port)
+                ),
+            )
             # the target now throttles every request: the run waits, and the ledger stands still
             c.sim.set_faults(Faults(server_busy_rate=1.0, backoff_ms=1500))
 
@@ -83,7 +98,10 @@ def test_the_endpoint_agrees_with_status_during_a_run(tmp_path: Path) -> None:
                 before = _scrape(port)
                 status = _status(c)
                 after = _scrape(port)
-                still = _still(before) == _still(after) and _value(after, "migrator_target_throttled_total") > 0
+                still = (
+                    _still(before) == _still(after)
+                    and _value(after, "migrator_target_throttled_total") > 0
+                )
                 return (after, status) if still else None
 
             metrics, status = _poll("a scrape, `status` and a scrape that agree", steady)
@@ -97,7 +115,16 @@ def test_the_endpoint_agrees_with_status_during_a_run(tmp_path: Path) -> None:
         c.sim.stop()
 
     accounts, messages = status["accounts"], status["messages"]
-    for state in ("pending", "running", "synced", "verified", "failed", "excluded", "invalid", "vanished"):
+    for state in (
+        "pending",
+        "running",
+        "synced",
+        "verified",
+        "failed",
+        "excluded",
+        "invalid",
+        "vanished",
+    ):
         assert _value(metrics, "migrator_accounts", state=state) == accounts[state], state
     assert _value(metrics, "migrator_accounts_in_scope") == accounts["total"] == 6
     assert _value(metrics, "migrator_accounts_migrated") == accounts["migrated"]
@@ -107,23 +134,43 @@ def test_the_endpoint_agrees_with_status_during_a_run(tmp_path: Path) -> None:
     # what this process counted as it went equals what the ledger holds (the first run)
     assert _value(metrics, "migrator_messages_done_total") == messages["done"]
     assert _value(metrics, "migrator_bytes_done_total") == messages["bytes"]
-    finished = sum(v for (name, _), v in metrics.items() if name == "migrator_accounts_finished_total")
-    assert finished == _value(metrics, "migrator_accounts_finished_total", outcome="synced") == accounts["synced"] > 0
+    finished = sum(
+        v for (name, _), v in metrics.items() if name == "migrator_accounts_finished_total"
+    )
+    assert (
+        finished
+        == _value(metrics, "migrator_accounts_finished_total", outcome="synced")
+        == accounts["synced"]
+        > 0
+    )
     assert accounts["running"] > 0  # scraped in the middle of the run
     assert _value(metrics, "migrator_state_up") == 1
     # the target's side: requests timed, throttling answered, back-off waited, the ceiling
     assert _value(metrics, "migrator_target_request_seconds_count") > messages["done"] / 2
     assert 0 < _value(metrics, "migrator_target_throttled_total") <= summary["throttled"]
-    assert _value(metrics, "migrator_target_backoff_seconds_total") >= 1.5  # at least one hinted wait
+    assert (
+        _value(metrics, "migrator_target_backoff_seconds_total") >= 1.5
+    )  # at least one hinted wait
     # alone under the plan's ceiling of 16, a process of two threads takes the two it can use
     assert _value(metrics, "migrator_limiter_ceiling") == 2
     assert _value(metrics, "migrator_limiter_limit") == 1  # halved by the throttling
     assert 0 <= _value(metrics, "migrator_target_requests_in_flight") <= 1
     assert _value(metrics, "migrator_lease_takeovers_total") == 0
-    [info] = [dict(labels) for (name, labels), v in metrics.items() if name == "migrator_worker_info" and v == 1]
-    assert info["name"] == "mig-a" and info["worker"].startswith("mig-a#") and info["host"] == socket.gethostname()
+    [info] = [
+        dict(labels)
+        for (name, labels), v in metrics.items()
+        if name == "migrator_worker_info" and v == 1
+    ]
+    assert (
+        info["name"] == "mig-a"
+        and info["worker"].startswith("mig-a#")
+        and info["host"] == socket.gethostname()
+    )
     # and the run, throttled for a while, finished everything
-    assert summary["accounts"]["synced"] == 6 and summary["messages"]["done"] == final["messages"]["done"]
+    assert (
+        summary["accounts"]["synced"] == 6
+        and summary["messages"]["done"] == final["messages"]["done"]
+    )
 
 
 def test_workers_serves_the_fleet_until_stopped(tmp_path: Path) -> None:
@@ -134,24 +181,53 @@ def test_workers_serves_the_fleet_until_stopped(tmp_path: Path) -> None:
         status = _status(c)
         fleet = json.loads(c.cli("workers", "--plan", str(c.plan_path), "--json").stdout)
         port = free_port()
-        exporter = c.start("workers", "--plan", str(c.plan_path), "--metrics-port", str(port), "--metrics-address", "127.0.0.1")
+        exporter = c.start(
+            "workers",
+            "--plan",
+            str(c.plan_path),
+            "--metrics-port",
+            str(port),
+            "--metrics-address",
+            "127.0.0.1",
+        )
         try:
             metrics = _poll("the exporter to answer", lambda: _scrape(port))
-            assert _value(metrics, "migrator_workers", state="stopped") == fleet["totals"]["stopped"] == 1
+            assert (
+                _value(metrics, "migrator_workers", state="stopped")
+                == fleet["totals"]["stopped"]
+                == 1
+            )
             assert _value(metrics, "migrator_workers", state="running") == 0
             assert _value(metrics, "migrator_target_ceiling") == fleet["ceiling"] == 16
-            assert _value(metrics, "migrator_accounts_migrated") == status["accounts"]["migrated"] == 2
-            assert _value(metrics, "migrator_campaign_messages_done") == status["messages"]["done"] > 0
+            assert (
+                _value(metrics, "migrator_accounts_migrated") == status["accounts"]["migrated"] == 2
+            )
+            assert (
+                _value(metrics, "migrator_campaign_messages_done") == status["messages"]["done"] > 0
+            )
             # another command cannot take the port
-            taken = c.cli("run", "--plan", str(c.plan_path), "--metrics-port", str(port), "--metrics-address", "127.0.0.1")
-            assert taken.returncode == 2 and f"cannot serve metrics on 127.0.0.1:{port}" in taken.stderr, taken.stderr
+            taken = c.cli(
+                "run",
+                "--plan",
+                str(c.plan_path),
+                "--metrics-port",
+                str(port),
+                "--metrics-address",
+                "127.0.0.1",
+            )
+            assert (
+                taken.returncode == 2
+                and f"cannot serve metrics on 127.0.0.1:{port}" in taken.stderr
+            ), taken.stderr
             assert "choose another --metrics-port" in taken.stderr
         finally:
             exporter.send_signal(signal.SIGTERM)
             out, err = exporter.communicate(timeout=30)
         assert exporter.returncode == 143, err
         assert f"at http://127.0.0.1:{port}/metrics" in err
-        with socket.socket() as s:  # nobody listens on the port any more (closed scrapes may linger)
+        with (
+            socket.socket() as s
+        ):  # nobody listens on the port any more (closed scrapes may linger)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
             s.listen()
@@ -183,9 +259,14 @@ def test_the_grafana_dashboard_shows_only_metrics_that_exist() -> None:
     assert len(documented) >= 20
     for name in documented:
         base = re.sub(r"_(total|count|sum|bucket)$", "", name)
-        assert f'"{base}"' in source, f"docs/metrics.md documents {name}, which the code does not define"
+        assert f'"{base}"' in source, (
+            f"docs/metrics.md documents {name}, which the code does not define"
+        )
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 10
     for expr in exprs:
         for name in re.findall(r"\b(migrator_[a-z_]+)", expr):
-            assert name in documented or re.sub(r"_(count|sum|bucket)$", "", name) in documented, (name, expr)
+            assert name in documented or re.sub(r"_(count|sum|bucket)$", "", name) in documented, (
+                name,
+                expr,
+            )

@@ -50,7 +50,9 @@ HOST = socket.gethostname()
 ENGINE_EVENTS = ("claimed", "taken-over", "released", "interrupted")
 
 
-def _start(pg: PgCampaign, log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _start(
+    pg: PgCampaign, log: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """`migrator run --plan P ARGS` with its output in a file (a pipe nobody reads while the
     test polls the database would fill up and stall the worker)."""
     c = pg.campaign
@@ -70,7 +72,9 @@ def _wait(proc: subprocess.Popen[str], log: Path, timeout: float = 120) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise AssertionError(f"worker {proc.pid} did not finish in {timeout} s:\n{log.read_text()[-3000:]}") from None
+        raise AssertionError(
+            f"worker {proc.pid} did not finish in {timeout} s:\n{log.read_text()[-3000:]}"
+        ) from None
 
 
 def _poll(what: str, condition: Any, timeout: float = 60, every: float = 0.05) -> Any:
@@ -85,7 +89,9 @@ def _poll(what: str, condition: Any, timeout: float = 60, every: float = 0.05) -
 
 def _assert_all_exactly_once(pg: PgCampaign) -> None:
     c = pg.campaign
-    states = dict(pg.sql("SELECT status, count(*) FROM accounts WHERE scope = 'in_scope' GROUP BY status"))
+    states = dict(
+        pg.sql("SELECT status, count(*) FROM accounts WHERE scope = 'in_scope' GROUP BY status")
+    )
     assert states == {"synced": len(c.accounts)}, states
     assert pg.scalar("SELECT count(*) FROM messages WHERE state = 'inflight'") == 0
     for address in c.accounts:
@@ -116,15 +122,22 @@ def _assert_one_holder_at_a_time(pg: PgCampaign, *, dead: set[str]) -> int:
                 assert detail["epoch"] > epoch, f"account {account_id}: epoch went back ({events})"
                 epoch = detail["epoch"]
             if kind == "claimed":
-                assert holder is None, f"account {account_id}: claimed by {worker} while {holder} held it"
+                assert holder is None, (
+                    f"account {account_id}: claimed by {worker} while {holder} held it"
+                )
                 holder = worker
             elif kind == "taken-over":
                 takeovers += 1
-                assert holder is not None and detail["previous_owner"] == holder, (account_id, events)
+                assert holder is not None and detail["previous_owner"] == holder, (
+                    account_id,
+                    events,
+                )
                 assert holder in dead, f"account {account_id}: taken from {holder}, which was alive"
                 holder = worker
             else:
-                assert worker == holder, f"account {account_id}: {worker} released it while {holder} held it"
+                assert worker == holder, (
+                    f"account {account_id}: {worker} released it while {holder} held it"
+                )
                 holder = None
         assert holder is None, f"account {account_id} still held by {holder}"
     return takeovers
@@ -137,7 +150,10 @@ def _change(pg: PgCampaign, statement: str, *params: Any) -> None:
 
 def _worker_id(pg: PgCampaign, pid: int) -> str:
     """The unique id the `migrator run` process `pid` works under (it has registered)."""
-    found: str = _poll(f"process {pid} to register", lambda: pg.scalar("SELECT name FROM workers WHERE pid = %s", pid))
+    found: str = _poll(
+        f"process {pid} to register",
+        lambda: pg.scalar("SELECT name FROM workers WHERE pid = %s", pid),
+    )
     return found
 
 
@@ -171,8 +187,12 @@ def test_four_workers_one_killed_mid_chunk_every_message_once(tmp_path: Path) ->
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         _assert_all_exactly_once(pg)
         # every survivor did a share of the work
-        per_worker = dict(pg.sql("SELECT worker, count(*) FROM events WHERE kind = 'released' GROUP BY worker"))
-        assert set(per_worker) >= survivors and all(per_worker[w] > 0 for w in survivors), per_worker
+        per_worker = dict(
+            pg.sql("SELECT worker, count(*) FROM events WHERE kind = 'released' GROUP BY worker")
+        )
+        assert set(per_worker) >= survivors and all(per_worker[w] > 0 for w in survivors), (
+            per_worker
+        )
 
         # (d) the fleet as `migrator workers` shows it
         fleet = _workers(pg)
@@ -180,13 +200,21 @@ def test_four_workers_one_killed_mid_chunk_every_message_once(tmp_path: Path) ->
         assert set(by_name) >= survivors | {killed}
         # its process is gone (seen from this PID namespace): it holds nothing
         assert by_name[killed]["state"] == "gone" and by_name[killed]["accounts"] == []
-        assert fleet["totals"]["gone"] == 1 and fleet["totals"]["stale"] == 0 and fleet["totals"]["running"] == 0
+        assert (
+            fleet["totals"]["gone"] == 1
+            and fleet["totals"]["stale"] == 0
+            and fleet["totals"]["running"] == 0
+        )
         released = defaultdict(int)
         for worker, detail in pg.sql("SELECT worker, detail FROM events WHERE kind = 'released'"):
             released[worker] += int(detail.get("messages_done", 0))
         for name in survivors:
             w = by_name[name]
-            assert w["state"] == "stopped" and w["host"] == HOST and name.startswith(f"{HOST}:{w['pid']}#")
+            assert (
+                w["state"] == "stopped"
+                and w["host"] == HOST
+                and name.startswith(f"{HOST}:{w['pid']}#")
+            )
             assert w["name"] == f"{HOST}:{w['pid']}"
             assert w["messages_done"] == released[name] > 0, (name, w, released[name])
             assert w["accounts"] == [] and w["share"] is None
@@ -203,7 +231,10 @@ def test_postgresql_restarted_during_a_run_completes_exactly(tmp_path: Path) -> 
         log = tmp_path / "run.log"
         proc = _start(pg, log, "--log-format", "json")
         total = 24 * 19
-        _poll("a quarter of the messages", lambda: pg.scalar("SELECT count(*) FROM messages WHERE state = 'done'") >= total // 4)
+        _poll(
+            "a quarter of the messages",
+            lambda: pg.scalar("SELECT count(*) FROM messages WHERE state = 'done'") >= total // 4,
+        )
         pg_ctl("restart")
         code = _wait(proc, log)
         lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
@@ -238,8 +269,14 @@ def test_a_worker_frozen_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
             os.kill(zombie.pid, signal.SIGSTOP)
             epoch = pg.scalar("SELECT lease_epoch FROM accounts WHERE id = %s", account_id)
             # to the others it is a host that went silent: after the lease it is stale
-            _poll("the lease to expire", lambda: pg.scalar(
-                "SELECT lease_expires_at < now() FROM accounts WHERE id = %s", account_id), timeout=30, every=0.2)
+            _poll(
+                "the lease to expire",
+                lambda: pg.scalar(
+                    "SELECT lease_expires_at < now() FROM accounts WHERE id = %s", account_id
+                ),
+                timeout=30,
+                every=0.2,
+            )
             # silent for longer than the lease: gone (its process exists, frozen, but nobody
             # judges a worker by its process but from its own PID namespace, and then only
             # whether it exists)
@@ -258,11 +295,20 @@ def test_a_worker_frozen_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
         assert summary["accounts"]["lost"] == 1, summary
 
         events = _engine_events(pg)[account_id]
-        assert [(k, w) for k, w, _ in events] == [("claimed", name), ("taken-over", other_name), ("released", other_name)]
+        assert [(k, w) for k, w, _ in events] == [
+            ("claimed", name),
+            ("taken-over", other_name),
+            ("released", other_name),
+        ]
         assert events[1][2]["previous_owner"] == name and events[1][2]["epoch"] == epoch + 1
         # nothing the zombie wrote after it woke up: every ledger row of the account is final,
         # and the ones the new owner settled carry its epoch
-        rows = dict(pg.sql("SELECT lease_epoch, count(*) FROM messages WHERE account_id = %s GROUP BY lease_epoch", account_id))
+        rows = dict(
+            pg.sql(
+                "SELECT lease_epoch, count(*) FROM messages WHERE account_id = %s GROUP BY lease_epoch",
+                account_id,
+            )
+        )
         assert set(rows) <= {epoch, epoch + 1} and rows.get(epoch + 1, 0) > 0, rows
         _assert_all_exactly_once(pg)
         assert _assert_one_holder_at_a_time(pg, dead={name}) == 1
@@ -276,12 +322,17 @@ def test_the_target_ceiling_is_split_among_live_workers(store_url: str) -> None:
         lease = 30
 
         def share(worker: int, **kwargs: Any) -> int:
-            return take_share(store, target, worker, default=16, lease_seconds=lease, **kwargs).share
+            return take_share(
+                store, target, worker, default=16, lease_seconds=lease, **kwargs
+            ).share
 
         assert ensure_ceiling(store, target, 10) == 10
         assert ensure_ceiling(store, target, 99) == 10  # the stored value wins over another plan's
+
         def join() -> int:
-            return register_worker(store, identify(), plan_id=plan_id, run_id=None, target=target, threads=16)
+            return register_worker(
+                store, identify(), plan_id=plan_id, run_id=None, target=target, threads=16
+            )
 
         first = join()
         assert share(first) == 10  # alone
@@ -308,7 +359,9 @@ def test_the_target_ceiling_is_split_among_live_workers(store_url: str) -> None:
         assert share(third) == 1
         # a worker is never due more than its threads can send; what it cannot use goes to the others
         set_ceiling(store, target, 16)
-        small = register_worker(store, identify(), plan_id=plan_id, run_id=None, target=target, threads=2)
+        small = register_worker(
+            store, identify(), plan_id=plan_id, run_id=None, target=target, threads=2
+        )
         assert share(third) == 14 and share(small) == 2
         # a worker killed in this PID namespace holds nothing: a restart does not wait for it
         killed = subprocess.Popen(["true"])
@@ -318,13 +371,31 @@ def test_the_target_ceiling_is_split_among_live_workers(store_url: str) -> None:
         dead = register_worker(store, replace(identify(), process=f"{pid_namespace()}/{killed.pid}/1"),
                                plan_id=plan_id, run_id=None, target=other_target, threads=16)  # fmt: skip
         assert take_share(store, other_target, dead, default=16, lease_seconds=lease).share == 16
-        restarted = register_worker(store, identify(), plan_id=plan_id, run_id=None, target=other_target, threads=16)
-        assert take_share(store, other_target, restarted, default=16, lease_seconds=lease, waiting=True).share == 16
+        restarted = register_worker(
+            store, identify(), plan_id=plan_id, run_id=None, target=other_target, threads=16
+        )
+        assert (
+            take_share(
+                store, other_target, restarted, default=16, lease_seconds=lease, waiting=True
+            ).share
+            == 16
+        )
         # rows of workers silent for long can go (for `migrator prune`); live ones stay
-        assert forget_workers(store, plan_id, silent_since=datetime.now(UTC) - timedelta(seconds=lease)) == 1  # second
-        assert forget_workers(store, plan_id, silent_since=datetime.now(UTC) - timedelta(hours=1)) == 0
+        assert (
+            forget_workers(
+                store, plan_id, silent_since=datetime.now(UTC) - timedelta(seconds=lease)
+            )
+            == 1
+        )  # second
+        assert (
+            forget_workers(store, plan_id, silent_since=datetime.now(UTC) - timedelta(hours=1)) == 0
+        )
         assert fair_shares(4, {1: 2, 2: 2, 3: 2}) == {1: 2, 2: 1, 3: 1}
-        assert fair_shares(2, {1: 2, 2: 2, 3: 2}) == {1: 1, 2: 1, 3: 1}  # more workers than the ceiling
+        assert fair_shares(2, {1: 2, 2: 2, 3: 2}) == {
+            1: 1,
+            2: 1,
+            3: 1,
+        }  # more workers than the ceiling
         # the limiter of a process takes its share as its hard ceiling
         limiter = AdaptiveLimiter(16)
         limiter.set_ceiling(3)
@@ -357,11 +428,17 @@ def test_a_claim_whose_commit_was_cut_off_is_given_back(store_url: str) -> None:
         rows = {r.key: r for r in store.list_accounts(plan_id)}
         assert rows[lost.key].status == "pending" and rows[lost.key].lease_owner is None
         assert rows[kept.key].status == "running" and rows[kept.key].lease_owner == "w:1"
-        kinds = [e["kind"] for e in reversed(store.list_events(plan_id, account_id=lost.account_id))]
+        kinds = [
+            e["kind"] for e in reversed(store.list_events(plan_id, account_id=lost.account_id))
+        ]
         assert kinds == ["claimed", "interrupted"]
         # the next claim takes it as an ordinary free account, with a new epoch
         again = claim_next(store, plan_id, worker="w:2", lease_seconds=60, run_started=started)
-        assert again is not None and again.account_id == lost.account_id and again.epoch == lost.epoch + 1
+        assert (
+            again is not None
+            and again.account_id == lost.account_id
+            and again.epoch == lost.epoch + 1
+        )
         # two containers' PID 1 on hosts of one name: one giving back its orphans never gives
         # back the other's accounts (they used to share the owner name box:1)
         one, other = identify(), identify()
@@ -384,7 +461,9 @@ def _container(pg: PgCampaign, log: Path, *args: str, pid_1: bool = True) -> sub
     name is `box`, as every container started with `--hostname box` (or host networking on a
     host named box) shows it. The network is the host's, as with host networking."""
     c = pg.campaign
-    command = shlex.join([sys.executable, "-m", "migrator", "run", "--plan", str(c.plan_path), *args])
+    command = shlex.join(
+        [sys.executable, "-m", "migrator", "run", "--plan", str(c.plan_path), *args]
+    )
     before = "exec " if pid_1 else "i=0; while [ $i -lt 100 ]; do /bin/true; i=$((i + 1)); done; "
     inner = f"hostname box && {before}{command}"
     user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
@@ -422,7 +501,10 @@ def test_containers_named_box_as_pid_1_are_workers_of_their_own(tmp_path: Path) 
             "three": _container(pg, logs["three"], "--quiet", "--json", pid_1=False),
         }
         try:
-            _poll("two containers to register", lambda: pg.scalar("SELECT count(*) FROM workers WHERE host = 'box'") == 2)
+            _poll(
+                "two containers to register",
+                lambda: pg.scalar("SELECT count(*) FROM workers WHERE host = 'box'") == 2,
+            )
             # the two are held still (their leases and rows live on, lease 60 s) while the third
             # does its five accounts, so they still have work when it has finished, however slow
             # the machine; the third's look for dead holders must leave their accounts alone
@@ -440,7 +522,10 @@ def test_containers_named_box_as_pid_1_are_workers_of_their_own(tmp_path: Path) 
                 # the two thawed ones may look stale until their next beat
                 f = _workers(pg)
                 states = {w["id"]: w["state"] for w in f["workers"]}
-                wanted = sorted(states.values()) == ["running", "running", "stopped"] and states.get(one_name) == "stopped"
+                wanted = (
+                    sorted(states.values()) == ["running", "running", "stopped"]
+                    and states.get(one_name) == "stopped"
+                )
                 return f if wanted else None
 
             fleet = _poll("the fleet to show the third stopped and the two others running", settled)
@@ -454,24 +539,39 @@ def test_containers_named_box_as_pid_1_are_workers_of_their_own(tmp_path: Path) 
 
         rows = pg.sql("SELECT name, host, pid, label FROM workers ORDER BY id")
         assert len(rows) == 3 and len({name for name, *_ in rows}) == 3, rows
-        assert sorted(pid for _, _, pid, _ in rows)[:2] == [1, 1] and {h for _, h, _, _ in rows} == {"box"}
+        assert sorted(pid for _, _, pid, _ in rows)[:2] == [1, 1] and {
+            h for _, h, _, _ in rows
+        } == {"box"}
         assert max(pid for _, _, pid, _ in rows) > 100
-        assert all(name.startswith(f"{label}#") and label == f"box:{pid}" for name, _, pid, label in rows)
+        assert all(
+            name.startswith(f"{label}#") and label == f"box:{pid}" for name, _, pid, label in rows
+        )
         one = rows[2][0]
         states = {w["id"]: w["state"] for w in fleet["workers"]}
-        assert states == {one: "stopped", rows[0][0]: "running", rows[1][0]: "running"}, fleet["workers"]
+        assert states == {one: "stopped", rows[0][0]: "running", rows[1][0]: "running"}, fleet[
+            "workers"
+        ]
 
         # nobody took a live worker's account, nobody lost one, and the target never saw more
         # requests at once than the fleet's ceiling
         assert _assert_one_holder_at_a_time(pg, dead=set()) == 0
-        summaries = {n: json.loads(text[text.index("{\n") :]) for n, text in ((n, logs[n].read_text()) for n in logs)}
-        assert {n: s["accounts"]["lost"] for n, s in summaries.items()} == {"one": 0, "two": 0, "three": 0}
+        summaries = {
+            n: json.loads(text[text.index("{\n") :])
+            for n, text in ((n, logs[n].read_text()) for n in logs)
+        }
+        assert {n: s["accounts"]["lost"] for n, s in summaries.items()} == {
+            "one": 0,
+            "two": 0,
+            "three": 0,
+        }
         assert summaries["one"]["accounts"]["processed"] == 5
         assert c.sim.stats().max_concurrency <= 4, c.sim.stats().max_concurrency
         _assert_all_exactly_once(pg)
 
 
-def test_a_host_that_died_goes_stale_then_gone_and_its_run_is_interrupted_by_another(tmp_path: Path) -> None:
+def test_a_host_that_died_goes_stale_then_gone_and_its_run_is_interrupted_by_another(
+    tmp_path: Path,
+) -> None:
     """A container (another host, as far as pids go) is killed in the middle of its accounts.
     Nobody may judge it by its pid: its row goes stale after three beats, gone after the lease
     (then it holds nothing and lists nothing), and the `run` still at work elsewhere marks its
@@ -495,10 +595,14 @@ def test_a_host_that_died_goes_stale_then_gone_and_its_run_is_interrupted_by_ano
                 "SELECT count(*) FROM accounts WHERE lease_owner LIKE %s", f"{HOST}:{here.pid}#%"))  # fmt: skip
             box.kill()  # the host is gone: SIGKILL to its whole PID namespace
             box.wait()
-            pg.campaign.sim.set_faults(Faults(delay_s=0.3))  # this host's run keeps at work meanwhile
+            pg.campaign.sim.set_faults(
+                Faults(delay_s=0.3)
+            )  # this host's run keeps at work meanwhile
             [(run_id, run_status)] = pg.sql("SELECT id, status FROM runs WHERE worker = %s", dead)
             assert run_status == "running"
-            held = pg.scalar("SELECT count(*) FROM accounts WHERE lease_owner = %s AND status = 'running'", dead)
+            held = pg.scalar(
+                "SELECT count(*) FROM accounts WHERE lease_owner = %s AND status = 'running'", dead
+            )
             assert held >= 1
 
             def worker(name: str) -> dict[str, Any]:
@@ -506,20 +610,40 @@ def test_a_host_that_died_goes_stale_then_gone_and_its_run_is_interrupted_by_ano
                 return found
 
             # silent for three beats (15 s): stale, its leases still hold
-            _change(pg, "UPDATE workers SET heartbeat_at = now() - interval '16 seconds' WHERE name = %s", dead)
+            _change(
+                pg,
+                "UPDATE workers SET heartbeat_at = now() - interval '16 seconds' WHERE name = %s",
+                dead,
+            )
             stale = worker(dead)
             assert stale["state"] == "stale" and len(stale["accounts"]) == held, json.dumps(stale)
             # silent for longer than the lease (30 s): gone, its leases have run out as well
-            _change(pg, "UPDATE workers SET heartbeat_at = now() - interval '35 seconds' WHERE name = %s", dead)
-            _change(pg, "UPDATE runs SET alive_until = now() - interval '5 seconds' WHERE id = %s", run_id)
-            _change(pg, "UPDATE accounts SET lease_expires_at = now() - interval '5 seconds' WHERE lease_owner = %s", dead)
+            _change(
+                pg,
+                "UPDATE workers SET heartbeat_at = now() - interval '35 seconds' WHERE name = %s",
+                dead,
+            )
+            _change(
+                pg,
+                "UPDATE runs SET alive_until = now() - interval '5 seconds' WHERE id = %s",
+                run_id,
+            )
+            _change(
+                pg,
+                "UPDATE accounts SET lease_expires_at = now() - interval '5 seconds' WHERE lease_owner = %s",
+                dead,
+            )
             gone = worker(dead)
-            assert gone["state"] == "gone" and gone["accounts"] == [] and gone["share"] is None, gone
+            assert gone["state"] == "gone" and gone["accounts"] == [] and gone["share"] is None, (
+                gone
+            )
             # the run at work on this host notices within a beat (5 s)
             _poll("the dead host's run to be marked interrupted", lambda: pg.scalar(
                 "SELECT status = 'interrupted' AND finished_at IS NOT NULL FROM runs WHERE id = %s", run_id),
                 timeout=30)  # fmt: skip
-            assert here.poll() is None, "this host's run had ended: the dead host's run was noticed by nobody"
+            assert here.poll() is None, (
+                "this host's run had ended: the dead host's run was noticed by nobody"
+            )
             pg.campaign.sim.set_faults(Faults())
             assert _wait(here, here_log) == 0, here_log.read_text()[-3000:]
         finally:

@@ -65,17 +65,44 @@ def test_contract_keys_are_read() -> None:
         (broken('kind = "maildir"', 'kind = "maildri"'), "source.kind", "did you mean 'maildir'"),
         (broken('kind = "ews"', 'kind = "graph"'), "target.kind", "expected one of"),
         (broken('base = "ou=people,dc=ife,dc=org,dc=mx"\n', ""), "directory.base", "is missing"),
-        (broken("[target]\nkind = \"ews\"\n", ""), "target", "section is missing"),
-        (broken("{root}/{domain}/{uid}/Maildir", "{root}/{domian}/{uid}"), "source.path", "unknown field {domian}"),
-        (broken("{root}/{domain}/{uid}/Maildir", "{root}/{uid.__class__}"), "source.path", "not a plain name"),
+        (broken('[target]\nkind = "ews"\n', ""), "target", "section is missing"),
+        (
+            broken("{root}/{domain}/{uid}/Maildir", "{root}/{domian}/{uid}"),
+            "source.path",
+            "unknown field {domian}",
+        ),
+        (
+            broken("{root}/{domain}/{uid}/Maildir", "{root}/{uid.__class__}"),
+            "source.path",
+            "not a plain name",
+        ),
         (broken("{root}/{domain}/{uid}/Maildir", "{root}/{uid"), "source.path", "unbalanced"),
-        (broken("start_tls = false", "start_tls = \"no\""), "directory.start_tls", "true or false"),
-        (broken("start_tls = false", "strat_tls = false"), "directory.strat_tls", "did you mean 'start_tls'"),
-        (broken('url = "ldap://127.0.0.1:3389"', 'url = "http://x"'), "directory.url", "not an LDAP URL"),
+        (broken("start_tls = false", 'start_tls = "no"'), "directory.start_tls", "true or false"),
+        (
+            broken("start_tls = false", "strat_tls = false"),
+            "directory.strat_tls",
+            "did you mean 'start_tls'",
+        ),
+        (
+            broken('url = "ldap://127.0.0.1:3389"', 'url = "http://x"'),
+            "directory.url",
+            "not an LDAP URL",
+        ),
         (broken("[plan]", "[plna]"), "plna", "did you mean [plan]"),
-        (broken('filter = "(&(|(employeeType=mando medio)(employeeType=vocal))(mail=*))"', 'filter = "mail=*"'), "directory.filter", "not an LDAP filter"),
+        (
+            broken(
+                'filter = "(&(|(employeeType=mando medio)(employeeType=vocal))(mail=*))"',
+                'filter = "mail=*"',
+            ),
+            "directory.filter",
+            "not an LDAP filter",
+        ),
         (broken('name = "ife-2012"', 'name = "ife 2012/../x"'), "plan.name", "not a plan name"),
-        (broken('password_env = "MIGRATOR_LDAP_PASSWORD"', 'password_env = "MY-VAR"'), "directory.password_env", "not an environment variable name"),
+        (
+            broken('password_env = "MIGRATOR_LDAP_PASSWORD"', 'password_env = "MY-VAR"'),
+            "directory.password_env",
+            "not an environment variable name",
+        ),
     ],
 )
 def test_broken_plans_name_the_key(text: str, key: str | None, words: str) -> None:
@@ -92,10 +119,16 @@ def test_broken_plans_name_the_key(text: str, key: str | None, words: str) -> No
     [
         ('password_env = "MIGRATOR_LDAP_PASSWORD"', 'password = "hunter2"', "directory.password"),
         ('kind = "ews"', 'kind = "ews"\nclient_secret = "abc"', "target.client_secret"),
-        ('url = "ldap://127.0.0.1:3389"', 'url = "ldap://admin:hunter2@127.0.0.1:3389"', "directory.url"),
+        (
+            'url = "ldap://127.0.0.1:3389"',
+            'url = "ldap://admin:hunter2@127.0.0.1:3389"',
+            "directory.url",
+        ),
     ],
 )
-def test_a_plan_holding_a_secret_is_refused_without_echoing_it(old: str, new: str, key: str) -> None:
+def test_a_plan_holding_a_secret_is_refused_without_echoing_it(
+    old: str, new: str, key: str
+) -> None:
     with pytest.raises(PlanError) as info:
         parse_plan(broken(old, new), "p.toml")
     assert info.value.key == key
@@ -127,7 +160,10 @@ def test_missing_and_unreadable_plan_files(tmp_path: Path) -> None:
 
 
 def test_imap_source_needs_a_password_reference() -> None:
-    text = broken('kind = "maildir"\nroot = "/var/vmail"\npath = "{root}/{domain}/{uid}/Maildir"', 'kind = "imap"\nhost = "127.0.0.1"')
+    text = broken(
+        'kind = "maildir"\nroot = "/var/vmail"\npath = "{root}/{domain}/{uid}/Maildir"',
+        'kind = "imap"\nhost = "127.0.0.1"',
+    )
     with pytest.raises(PlanError) as info:
         parse_plan(text, "p.toml")
     assert info.value.key == "source.password_env"
@@ -140,8 +176,15 @@ def test_secrets_come_from_env_or_file(tmp_path: Path, monkeypatch: pytest.Monke
     secret_file.write_text("from-file\n")
     assert read_secret("x", env=None, file=str(secret_file)) == "from-file"
     monkeypatch.delenv("MIGRATOR_TEST_SECRET")
-    with pytest.raises(SecretError, match=r"named by \[directory\] password_env is not set") as unset:
-        read_secret("directory password", env="MIGRATOR_TEST_SECRET", file=None, key="[directory] password_env")
+    with pytest.raises(
+        SecretError, match=r"named by \[directory\] password_env is not set"
+    ) as unset:
+        read_secret(
+            "directory password",
+            env="MIGRATOR_TEST_SECRET",
+            file=None,
+            key="[directory] password_env",
+        )
     # the variable's name is not repeated: a plan may hold the password in its place
     assert "MIGRATOR_TEST_SECRET" not in f"{unset.value} {unset.value.hint}"
     assert "password_file" in (unset.value.hint or "")
@@ -168,8 +211,14 @@ NUMBERS = [
 
 
 def _with_key(section: str, key: str, value: float) -> str:
-    text = GOOD if section != "source" else broken(
-        'kind = "maildir"\nroot = "/var/vmail"\npath = "{root}/{domain}/{uid}/Maildir"', IMAP_SOURCE)
+    text = (
+        GOOD
+        if section != "source"
+        else broken(
+            'kind = "maildir"\nroot = "/var/vmail"\npath = "{root}/{domain}/{uid}/Maildir"',
+            IMAP_SOURCE,
+        )
+    )
     if section == "run":
         return text + f"[run]\n{key} = {value!r}\n"
     header = f"[{section}]\n"
@@ -199,21 +248,34 @@ def test_plan_bounds_are_the_command_line_bounds(tmp_path: Path) -> None:
     plan_file.write_text(_with_key("run", "workers", 100_000))
     result = runner.invoke(cli, ["check-plan", "--plan", str(plan_file)])
     assert result.exit_code == 2
-    assert "[run.workers]: must be between 1 and 256" in result.output and "100,000" in result.output
+    assert (
+        "[run.workers]: must be between 1 and 256" in result.output and "100,000" in result.output
+    )
     plan_file.write_text(_with_key("run", "workers", limits.WORKERS.high))
     assert runner.invoke(cli, ["check-plan", "--plan", str(plan_file)]).exit_code == 0
     for command in ("run", "verify", "retry"):
-        too_many = runner.invoke(cli, [command, "--plan", str(plan_file), "--workers", str(limits.WORKERS.high + 1)])
+        too_many = runner.invoke(
+            cli, [command, "--plan", str(plan_file), "--workers", str(limits.WORKERS.high + 1)]
+        )
         assert too_many.exit_code == 2 and "1<=x<=256" in too_many.output, too_many.output
     # the defaults lie inside the bounds
-    run, directory, target = RunSettings(), DirectorySettings(url="ldap://x", base="dc=x"), TargetSettings(kind="ews")
+    run, directory, target = (
+        RunSettings(),
+        DirectorySettings(url="ldap://x", base="dc=x"),
+        TargetSettings(kind="ews"),
+    )
     assert run.workers in range(int(limits.WORKERS.low), int(limits.WORKERS.high) + 1)
     for value, bound in (
-        (run.max_account_attempts, limits.MAX_ACCOUNT_ATTEMPTS), (run.chunk_messages, limits.CHUNK_MESSAGES),
-        (run.chunk_bytes, limits.CHUNK_BYTES), (run.target_concurrency, limits.TARGET_CONCURRENCY),
-        (run.lease_seconds, limits.LEASE_SECONDS), (directory.page_size, limits.PAGE_SIZE),
-        (directory.timeout, limits.TIMEOUT), (SourceSettings(kind="imap").timeout, limits.TIMEOUT),
-        (target.timeout, limits.TIMEOUT), (target.max_message_size, limits.MAX_MESSAGE_SIZE),
+        (run.max_account_attempts, limits.MAX_ACCOUNT_ATTEMPTS),
+        (run.chunk_messages, limits.CHUNK_MESSAGES),
+        (run.chunk_bytes, limits.CHUNK_BYTES),
+        (run.target_concurrency, limits.TARGET_CONCURRENCY),
+        (run.lease_seconds, limits.LEASE_SECONDS),
+        (directory.page_size, limits.PAGE_SIZE),
+        (directory.timeout, limits.TIMEOUT),
+        (SourceSettings(kind="imap").timeout, limits.TIMEOUT),
+        (target.timeout, limits.TIMEOUT),
+        (target.max_message_size, limits.MAX_MESSAGE_SIZE),
     ):
         assert bound.low <= value <= bound.high
 
@@ -222,16 +284,54 @@ def test_plan_bounds_are_the_command_line_bounds(tmp_path: Path) -> None:
     ("old", "new", "key", "hint_has", "hint_lacks"),
     [
         # there is no token_env: a token is fetched with the client secret
-        ('kind = "ews"', 'kind = "ews"\ntoken = "eyJ0eXAi"', "target.token", "client_secret_env", "token_env"),
-        ('kind = "ews"', 'kind = "ews"\nsecret = "x"', "target.secret", "password_env", " secret_env"),
-        ('password_env = "MIGRATOR_LDAP_PASSWORD"', 'password = "x"', "directory.password", "password_env", "secret_env"),
-        ('[target]', '[run]\napi_key = "x"\n[target]', "run.api_key", "takes no secret", "api_key_env"),
+        (
+            'kind = "ews"',
+            'kind = "ews"\ntoken = "eyJ0eXAi"',
+            "target.token",
+            "client_secret_env",
+            "token_env",
+        ),
+        (
+            'kind = "ews"',
+            'kind = "ews"\nsecret = "x"',
+            "target.secret",
+            "password_env",
+            " secret_env",
+        ),
+        (
+            'password_env = "MIGRATOR_LDAP_PASSWORD"',
+            'password = "x"',
+            "directory.password",
+            "password_env",
+            "secret_env",
+        ),
+        (
+            "[target]",
+            '[run]\napi_key = "x"\n[target]',
+            "run.api_key",
+            "takes no secret",
+            "api_key_env",
+        ),
         # the state database's password comes from libpq (PGPASSWORD, ~/.pgpass), not from password_env
-        ('kind = "ews"', 'kind = "ews"\n[state]\npassword = "x"', "state.password", "PGPASSWORD", "password_env"),
-        ('kind = "ews"', 'kind = "ews"\n[state]\nurl = "postgresql+psycopg://u:x@db/state"', "state.url", "PGPASSWORD", "password_env"),
+        (
+            'kind = "ews"',
+            'kind = "ews"\n[state]\npassword = "x"',
+            "state.password",
+            "PGPASSWORD",
+            "password_env",
+        ),
+        (
+            'kind = "ews"',
+            'kind = "ews"\n[state]\nurl = "postgresql+psycopg://u:x@db/state"',
+            "state.url",
+            "PGPASSWORD",
+            "password_env",
+        ),
     ],
 )
-def test_secret_hints_name_keys_that_exist(old: str, new: str, key: str, hint_has: str, hint_lacks: str) -> None:
+def test_secret_hints_name_keys_that_exist(
+    old: str, new: str, key: str, hint_has: str, hint_lacks: str
+) -> None:
     with pytest.raises(PlanError) as info:
         parse_plan(broken(old, new), "p.toml")
     assert info.value.key == key
@@ -243,11 +343,27 @@ def test_secret_hints_name_keys_that_exist(old: str, new: str, key: str, hint_ha
     ("old", "new", "key"),
     [
         # the password itself written where the variable's name belongs
-        ('password_env = "MIGRATOR_LDAP_PASSWORD"', 'password_env = "Tr0ub4dor&3"', "directory.password_env"),
-        ('password_env = "MIGRATOR_LDAP_PASSWORD"', "password_env = 8675309", "directory.password_env"),
-        ('kind = "ews"', 'kind = "ews"\nclient_secret_env = "Tr0ub4dor&3"', "target.client_secret_env"),
+        (
+            'password_env = "MIGRATOR_LDAP_PASSWORD"',
+            'password_env = "Tr0ub4dor&3"',
+            "directory.password_env",
+        ),
+        (
+            'password_env = "MIGRATOR_LDAP_PASSWORD"',
+            "password_env = 8675309",
+            "directory.password_env",
+        ),
+        (
+            'kind = "ews"',
+            'kind = "ews"\nclient_secret_env = "Tr0ub4dor&3"',
+            "target.client_secret_env",
+        ),
         # a URL that is wrong in two ways: the secret is reported first, the URL never quoted
-        ('url = "ldap://127.0.0.1:3389"', 'url = "http://admin:Tr0ub4dor@127.0.0.1"', "directory.url"),
+        (
+            'url = "ldap://127.0.0.1:3389"',
+            'url = "http://admin:Tr0ub4dor@127.0.0.1"',
+            "directory.url",
+        ),
         ('url = "ldap://127.0.0.1:3389"', 'url = "ldap://admin:Tr0ub4dor@[::1"', "directory.url"),
     ],
 )
@@ -259,14 +375,21 @@ def test_a_secret_in_place_of_a_name_is_never_echoed(old: str, new: str, key: st
     assert "Tr0ub4dor" not in text and "8675309" not in text, text
 
 
-IMAP_TARGET = 'kind = "imap"\nhost = "outlook.office365.com"\npassword_env = "MIGRATOR_IMAP_PASSWORD"'
+IMAP_TARGET = (
+    'kind = "imap"\nhost = "outlook.office365.com"\npassword_env = "MIGRATOR_IMAP_PASSWORD"'
+)
 
 
 def test_an_imap_target_says_whether_the_server_converts_messages() -> None:
     plan = parse_plan(broken('[target]\nkind = "ews"', f"[target]\n{IMAP_TARGET}"), "p.toml")
     assert plan.target.converts == "auto"  # Exchange is recognised by its greeting, capabilities
-    forced = parse_plan(broken('[target]\nkind = "ews"', f'[target]\n{IMAP_TARGET}\nconverts = "yes"'), "p.toml")
+    forced = parse_plan(
+        broken('[target]\nkind = "ews"', f'[target]\n{IMAP_TARGET}\nconverts = "yes"'), "p.toml"
+    )
     assert forced.target.converts == "yes"
     with pytest.raises(PlanError) as info:
-        parse_plan(broken('[target]\nkind = "ews"', f'[target]\n{IMAP_TARGET}\nconverts = "sometimes"'), "p.toml")
+        parse_plan(
+            broken('[target]\nkind = "ews"', f'[target]\n{IMAP_TARGET}\nconverts = "sometimes"'),
+            "p.toml",
+        )
     assert info.value.key == "target.converts" and "auto, yes, no" in str(info.value)

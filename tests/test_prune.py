@@ -70,16 +70,22 @@ def _campaign(store: Store, name: str) -> dict[str, Any]:
     with store.session(write=True) as s:
         c = s.connection()
 
-        def run(status: str, started: datetime, finished: datetime | None, command: str = "run") -> int:
+        def run(
+            status: str, started: datetime, finished: datetime | None, command: str = "run"
+        ) -> int:
             return int(c.execute(R.insert().values(plan_id=plan_id, command=command, host="h", pid=1, started_at=started,
                                                    finished_at=finished, status=status,
                                                    alive_until=now + timedelta(minutes=2))).inserted_primary_key[0])  # fmt: skip
 
         ids["old_run"] = run("done", old - timedelta(hours=2), old)
-        ids["discovery_run"] = run("done", old - timedelta(days=10), old - timedelta(days=10), "discover")
+        ids["discovery_run"] = run(
+            "done", old - timedelta(days=10), old - timedelta(days=10), "discover"
+        )
         ids["live_run"] = run("running", old - timedelta(hours=1), None)
         ids["recent_run"] = run("done", recent - timedelta(hours=1), recent)
-        c.execute(update(P).where(P.c.id == plan_id).values(last_discovery_run_id=ids["discovery_run"]))
+        c.execute(
+            update(P).where(P.c.id == plan_id).values(last_discovery_run_id=ids["discovery_run"])
+        )
         accounts = []
         for n in range(2):
             accounts.append(int(c.execute(A.insert().values(
@@ -109,7 +115,9 @@ def _campaign(store: Store, name: str) -> dict[str, Any]:
                                         heartbeat_at=beat, stopped_at=stopped))  # fmt: skip
 
         worker("live", now - timedelta(seconds=3), None)
-        worker("stale", now - timedelta(seconds=60), None)  # silent for less than the lease: may come back
+        worker(
+            "stale", now - timedelta(seconds=60), None
+        )  # silent for less than the lease: may come back
         worker("gone", now - timedelta(minutes=10), None)
         worker("stopped", recent, recent)
     return ids
@@ -117,8 +125,11 @@ def _campaign(store: Store, name: str) -> dict[str, Any]:
 
 def _counts(store: Store, plan_id: int) -> dict[str, int]:
     with store.session() as s:
+
         def n(table: Table, *where: Any) -> int:
-            return int(s.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+            return int(
+                s.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+            )
 
         return {
             "events": n(E, E.c.plan_id == plan_id), "runs": n(R, R.c.plan_id == plan_id),
@@ -128,12 +139,21 @@ def _counts(store: Store, plan_id: int) -> dict[str, int]:
         }  # fmt: skip
 
 
-def test_prune_removes_old_history_and_gone_workers_and_keeps_the_ledger(store: Store, store_url: str, plan_name: str) -> None:
+def test_prune_removes_old_history_and_gone_workers_and_keeps_the_ledger(
+    store: Store, store_url: str, plan_name: str
+) -> None:
     plan = parse_plan(PLAN.format(name=plan_name, state="[state]\nretention_days = 30\n"))
     ids = _campaign(store, plan_name)
     other = _campaign(store, plan_name + "-other")  # another plan of the same database: untouched
     before = _counts(store, ids["plan"])
-    assert before == {"events": 16, "runs": 4, "workers": 4, "accounts": 2, "messages": 4, "folders": 2}
+    assert before == {
+        "events": 16,
+        "runs": 4,
+        "workers": 4,
+        "accounts": 2,
+        "messages": 4,
+        "folders": 2,
+    }
 
     dry = prune(plan, state_url=store_url)
     assert (dry["applied"], dry["events"], dry["runs"], dry["workers"]) == (False, 9, 1, 2)
@@ -145,7 +165,9 @@ def test_prune_removes_old_history_and_gone_workers_and_keeps_the_ledger(store: 
     assert after == {**before, "events": 7, "runs": 3, "workers": 2}
     with store.session() as s:
         runs = set(s.execute(select(R.c.id).where(R.c.plan_id == ids["plan"])).scalars())
-        kept_events = sorted(s.execute(select(E.c.run_id).where(E.c.plan_id == ids["plan"])).scalars())
+        kept_events = sorted(
+            s.execute(select(E.c.run_id).where(E.c.plan_id == ids["plan"])).scalars()
+        )
         workers = set(s.execute(select(W.c.label).where(W.c.plan_id == ids["plan"])).scalars())
     assert runs == {ids["discovery_run"], ids["live_run"], ids["recent_run"]}
     assert kept_events == sorted([ids["live_run"]] * 3 + [ids["recent_run"]] * 4)
@@ -155,7 +177,9 @@ def test_prune_removes_old_history_and_gone_workers_and_keeps_the_ledger(store: 
     assert prune(plan, state_url=store_url, apply=True)["events"] == 0
 
 
-def test_prune_command_is_a_dry_run_unless_applied(store: Store, store_url: str, plan_name: str, tmp_path: Path) -> None:
+def test_prune_command_is_a_dry_run_unless_applied(
+    store: Store, store_url: str, plan_name: str, tmp_path: Path
+) -> None:
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text(PLAN.format(name=plan_name, state=""))
     ids = _campaign(store, plan_name)
@@ -163,13 +187,18 @@ def test_prune_command_is_a_dry_run_unless_applied(store: Store, store_url: str,
     unset = runner.invoke(cli, ["prune", "--plan", str(plan_file), "--state", store_url])
     assert unset.exit_code == 2 and "retention_days" in unset.output, unset.output
 
-    dry = runner.invoke(cli, ["prune", "--plan", str(plan_file), "--state", store_url, "--older-than", "30"])
+    dry = runner.invoke(
+        cli, ["prune", "--plan", str(plan_file), "--state", store_url, "--older-than", "30"]
+    )
     assert dry.exit_code == 0, dry.output
     assert "would remove 9 events and 1 finished runs" in " ".join(dry.output.split())
     assert "--apply" in dry.output
     assert _counts(store, ids["plan"])["events"] == 16
 
-    applied = runner.invoke(cli, ["prune", "--plan", str(plan_file), "--state", store_url, "--older-than", "30", "--apply"])
+    applied = runner.invoke(
+        cli,
+        ["prune", "--plan", str(plan_file), "--state", store_url, "--older-than", "30", "--apply"],
+    )
     assert applied.exit_code == 0, applied.output
     assert "removed 9 events and 1 finished runs" in " ".join(applied.output.split())
     assert _counts(store, ids["plan"])["events"] == 7
@@ -186,22 +215,30 @@ def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: s
         s.execute(E.insert(), [{"plan_id": ids["plan"], "account_id": ids["accounts"][0], "run_id": None, "at": now,
                                 "kind": "claimed", "from_state": "synced", "to_state": "running", "detail": None}
                                for _ in range(20_000)])  # fmt: skip
-        if store.backend == "postgresql":  # as autovacuum would; SQLite goes without (nothing runs ANALYZE)
+        if (
+            store.backend == "postgresql"
+        ):  # as autovacuum would; SQLite goes without (nothing runs ANALYZE)
             s.execute(text("ANALYZE events"))
     prefix = "EXPLAIN QUERY PLAN " if store.backend == "sqlite" else "EXPLAIN (COSTS OFF) "
     plans: list[str] = []
 
-    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> tuple[str, Any]:
+    def explain(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> tuple[str, Any]:
         return prefix + statement, parameters
 
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    def capture(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         if statement.startswith(prefix):
             plans.append("\n".join(str(r[-1]) for r in cursor.fetchall()))
 
     event.listen(store.engine, "before_cursor_execute", explain, retval=True)
     event.listen(store.engine, "after_cursor_execute", capture)
     try:
-        queries.events(store, ids["plan"], account_id=ids["accounts"][1], limit=50, newest_first=True)
+        queries.events(
+            store, ids["plan"], account_id=ids["accounts"][1], limit=50, newest_first=True
+        )
         # `show ADDR`: by address, then target address, then key, each from an index
         queries.find_account(store, ids["plan"], "nobody@example.org")
     finally:
@@ -213,14 +250,19 @@ def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: s
     assert len(lookups) == 3
     if store.backend == "postgresql":
         return  # its accounts table is a few rows here: a sequential scan is what it should do
-    for plan, index in zip(lookups, ("ix_accounts_plan_address", "ix_accounts_plan_target_address", "key"), strict=True):
+    for plan, index in zip(
+        lookups, ("ix_accounts_plan_address", "ix_accounts_plan_target_address", "key"), strict=True
+    ):
         assert index in plan and "Seq Scan" not in plan, plan
 
 
 def test_retention_days_is_a_plan_key_with_bounds() -> None:
     from migrator.model.errors import PlanError
 
-    assert parse_plan(PLAN.format(name="p", state="[state]\nretention_days = 45\n")).retention_days == 45
+    assert (
+        parse_plan(PLAN.format(name="p", state="[state]\nretention_days = 45\n")).retention_days
+        == 45
+    )
     assert parse_plan(PLAN.format(name="p", state="")).retention_days is None
     with pytest.raises(PlanError, match="retention_days"):
         parse_plan(PLAN.format(name="p", state="[state]\nretention_days = 0\n"))

@@ -24,12 +24,18 @@ def test_empty_maildir_files_are_reported_as_empty_and_the_rest_migrates(tmp_pat
         summary = json.loads(run.stdout)
         assert summary["accounts"]["synced"] == 1
         assert sorted((s["key"], s["reason"]) for s in summary["skipped"]) == [
-            ("1591000001.M2P7.mx1", "empty"), ("1591000002.M3P7.mx1", "empty")]
+            ("1591000001.M2P7.mx1", "empty"),
+            ("1591000002.M3P7.mx1", "empty"),
+        ]
         c.compare(address)  # every listed message once, bytes and read state kept, no drafts
         verify = c.cli("verify", "--plan", str(c.plan_path), "--json")
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        inbox = next(f for a in json.loads(verify.stdout)["accounts"] for f in a["folders"]
-                     if f["folder"] == "INBOX")
+        inbox = next(
+            f
+            for a in json.loads(verify.stdout)["accounts"]
+            for f in a["folders"]
+            if f["folder"] == "INBOX"
+        )
         assert inbox["ledger_skipped"] == 2 and inbox["target_found"] == inbox["ledger_done"]
         show = c.cli("show", address, "--plan", str(c.plan_path), "--json")
         assert show.returncode == 0, show.stderr

@@ -30,7 +30,9 @@ GOOD = (
 )
 
 
-def _listing(source: MaildirSource | MboxSource | ImapSource) -> list[MessageRecord | SkippedMessage]:
+def _listing(
+    source: MaildirSource | MboxSource | ImapSource,
+) -> list[MessageRecord | SkippedMessage]:
     return [item for folder in source.folders() for item in source.messages(folder)]
 
 
@@ -70,13 +72,21 @@ def test_an_empty_mbox_message_is_skipped_and_its_neighbours_are_intact(tmp_path
     with MboxSource(str(spool)) as source:
         items = _listing(source)
         assert [type(i).__name__ for i in items] == [
-            "MessageRecord", "SkippedMessage", "MessageRecord", "MessageRecord"]
+            "MessageRecord",
+            "SkippedMessage",
+            "MessageRecord",
+            "MessageRecord",
+        ]
         empty = items[1]
         assert isinstance(empty, SkippedMessage) and empty.reason == Reason.EMPTY
         first, blank, last = items[0], items[2], items[3]
         assert isinstance(first, MessageRecord) and isinstance(blank, MessageRecord)
         assert isinstance(last, MessageRecord)
-        for record, raw in ((first, GOOD), (blank, b"\n"), (last, b"Subject: otro\n\nFrom here on\n")):
+        for record, raw in (
+            (first, GOOD),
+            (blank, b"\n"),
+            (last, b"Subject: otro\n\nFrom here on\n"),
+        ):
             with record.open() as stream:
                 assert stream.read() == raw
 
@@ -86,7 +96,9 @@ def test_an_empty_message_on_an_imap_server_is_skipped(dovecot: DovecotServer) -
     dovecot.deliver(user, ("INBOX",), GOOD, flags="S")
     dovecot.deliver(user, ("INBOX",), b"")
     dovecot.chown_tree(user)
-    access = ImapAccess(host=dovecot.host, port=dovecot.port, user=user, password=password, tls="none")
+    access = ImapAccess(
+        host=dovecot.host, port=dovecot.port, user=user, password=password, tls="none"
+    )
     with ImapSource(access) as source:
         items = _listing(source)
         records = [i for i in items if isinstance(i, MessageRecord)]
@@ -100,8 +112,10 @@ def test_an_empty_message_on_an_imap_server_is_skipped(dovecot: DovecotServer) -
 def _huge_header_message(status: bytes) -> bytes:
     # a mail to 4,000 recipients: 90 KB of To: before the headers a mail reader adds last
     recipients = b",\n ".join(b"persona%04d@ife.org.mx" % n for n in range(4000))
-    return (b"From: rh@ife.org.mx\nTo: " + recipients + b"\nSubject: aviso general\n"
-            b"Message-ID: <aviso@ife.org.mx>\n" + status + b"\nA todo el personal.\n")
+    return (
+        b"From: rh@ife.org.mx\nTo: " + recipients + b"\nSubject: aviso general\n"
+        b"Message-ID: <aviso@ife.org.mx>\n" + status + b"\nA todo el personal.\n"
+    )
 
 
 def test_mbox_flags_after_a_header_block_of_90_kb_are_kept(tmp_path: Path) -> None:
@@ -109,7 +123,9 @@ def test_mbox_flags_after_a_header_block_of_90_kb_are_kept(tmp_path: Path) -> No
     from_line = b"From rh@ife.org.mx Wed Jun  3 08:00:00 2020\n"
     read_flagged = _huge_header_message(b"Status: RO\nX-Status: FA\nX-Keywords: $Aviso\n")
     assert len(read_flagged) > 90_000
-    spool.write_bytes(from_line + read_flagged + b"\n" + from_line.replace(b"08:00", b"08:01") + GOOD)
+    spool.write_bytes(
+        from_line + read_flagged + b"\n" + from_line.replace(b"08:00", b"08:01") + GOOD
+    )
     with MboxSource(str(spool)) as source:
         first, second = _listing(source)
         assert isinstance(first, MessageRecord) and isinstance(second, MessageRecord)
@@ -156,6 +172,8 @@ def test_every_file_sharing_a_unique_part_is_listed_once(tmp_path: Path) -> None
     with MaildirSource(str(box)) as source:
         inbox = source.folders()[0]
         listing = list(source.messages(inbox, known=keys))
-        assert all(isinstance(r, KnownMessage) for r in listing) and {r.key for r in listing} == keys
+        assert (
+            all(isinstance(r, KnownMessage) for r in listing) and {r.key for r in listing} == keys
+        )
         assert sum(1 for r in listing if r.flags == Flags(flagged=True, seen=True)) == 1
         assert len([r for r in source.messages(inbox) if isinstance(r, MessageRecord)]) == 4

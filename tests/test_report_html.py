@@ -43,14 +43,22 @@ def _rows(dom: lxml.html.HtmlElement) -> list[dict[str, str]]:
     rows = []
     for tr in dom.xpath("//table[@id='accounts']/tbody/tr"):
         row = {td.get("class", "").split()[0]: td.text_content() for td in tr.findall("td")}
-        row["address"] = "".join(tr.xpath("./td[contains(@class,'account')]/span[@class='addr']//text()"))
-        row["name"] = "".join(tr.xpath("./td[contains(@class,'account')]/span[@class='who']//text()"))
-        row["reason"] = "".join(tr.xpath("./td[contains(@class,'last_error')]//span[@class='reason']//text()"))
+        row["address"] = "".join(
+            tr.xpath("./td[contains(@class,'account')]/span[@class='addr']//text()")
+        )
+        row["name"] = "".join(
+            tr.xpath("./td[contains(@class,'account')]/span[@class='who']//text()")
+        )
+        row["reason"] = "".join(
+            tr.xpath("./td[contains(@class,'last_error')]//span[@class='reason']//text()")
+        )
         rows.append(row)
     return rows
 
 
-def test_real_campaign_report_renders_with_charts(reported_campaign: Reported, tmp_path: Path) -> None:
+def test_real_campaign_report_renders_with_charts(
+    reported_campaign: Reported, tmp_path: Path
+) -> None:
     page = _report(reported_campaign.plan_path, tmp_path / "report.html")
     text = page.read_text(encoding="utf-8")
     # self-contained: nothing is loaded from anywhere
@@ -89,7 +97,9 @@ def test_large_report_search_sort_and_escaping(tmp_path: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert HOSTILE_NAME not in text and "</script><script>" not in text
 
-    dom = lxml.html.fromstring(chromium(page, "search=garc&sort=-bytes&rows=500", tmp_path / "p1", "--dump-dom"))
+    dom = lxml.html.fromstring(
+        chromium(page, "search=garc&sort=-bytes&rows=500", tmp_path / "p1", "--dump-dom")
+    )
     assert dom.get("data-pwned") is None
     assert not dom.xpath("//img")
     garcia = [a for a in data.statuses if int(a[4:9]) % 10 == 0 and int(a[4:9]) != 7]
@@ -98,8 +108,13 @@ def test_large_report_search_sort_and_escaping(tmp_path: Path) -> None:
     assert len(rows) == len(garcia)
     assert all("García" in r["name"] for r in rows)
     synced = sorted((a for a in garcia if data.statuses[a] == "synced"), key=lambda a: -int(a[4:9]))
-    assert [r["address"] for r in rows[: len(synced)]] == synced  # biggest first, accounts without bytes last
-    assert dom.xpath("//table[@id='accounts']//th[@data-col='bytes']")[0].get("aria-sort") == "descending"
+    assert [
+        r["address"] for r in rows[: len(synced)]
+    ] == synced  # biggest first, accounts without bytes last
+    assert (
+        dom.xpath("//table[@id='accounts']//th[@data-col='bytes']")[0].get("aria-sort")
+        == "descending"
+    )
 
     dom = lxml.html.fromstring(chromium(page, "search=user00007", tmp_path / "p2", "--dump-dom"))
     assert dom.get("data-pwned") is None
@@ -111,7 +126,11 @@ def test_large_report_search_sort_and_escaping(tmp_path: Path) -> None:
     assert len(rows) == 100  # the table shows a page of 100; search narrows it
     assert [r["address"] for r in rows] == sorted(data.statuses)[:100]
     assert _id(dom, "page").text_content() == "page 1 of 30 (1–100)"
-    points = dom.xpath("//*[@id='progress-chart']//polyline[@class='progress-line']")[0].get("points").split()
+    points = (
+        dom.xpath("//*[@id='progress-chart']//polyline[@class='progress-line']")[0]
+        .get("points")
+        .split()
+    )
     assert len(points) >= 2 * 30  # about 31 hourly steps over the 30 hours
 
 
@@ -180,19 +199,30 @@ def test_report_layout_fits_the_window(width: int, tmp_path: Path) -> None:
         assert shot.stat().st_size > 20_000, f"{shot.name} looks blank"
     inner = m["inner"]
     assert inner == width
-    assert m["scroll"] <= inner, f"the page scrolls sideways: {m['scroll']} px wide in a {inner} px window"
-    assert m["table"]["right"] <= inner, f"the account table ends at {m['table']['right']:.0f} px, past {inner}"
+    assert m["scroll"] <= inner, (
+        f"the page scrolls sideways: {m['scroll']} px wide in a {inner} px window"
+    )
+    assert m["table"]["right"] <= inner, (
+        f"the account table ends at {m['table']['right']:.0f} px, past {inner}"
+    )
     if width == 1280:
         # a table, with room to spare for a browser's classic 17 px scrollbar (hidden here)
-        assert m["narrowest"] is not None and m["narrowest"] <= m["room"] - 17, (m["narrowest"], m["room"])
+        assert m["narrowest"] is not None and m["narrowest"] <= m["room"] - 17, (
+            m["narrowest"],
+            m["room"],
+        )
 
     heads = {h["col"]: h for h in m["heads"]}
     for col, title in (("last_pass", "last pass"), ("last_error", "last error")):
         assert heads[col]["text"].startswith(title)
-        assert heads[col]["box"]["left"] >= 0 and heads[col]["box"]["right"] <= inner, f"{title} is off screen"
+        assert heads[col]["box"]["left"] >= 0 and heads[col]["box"]["right"] <= inner, (
+            f"{title} is off screen"
+        )
     assert {c["col"] for c in m["cells"]} == {"last_pass", "last_error"}
     for c in m["cells"]:
-        assert c["box"]["left"] >= 0 and c["box"]["right"] <= inner, f"a {c['col']} cell is off screen: {c['box']}"
+        assert c["box"]["left"] >= 0 and c["box"]["right"] <= inner, (
+            f"a {c['col']} cell is off screen: {c['box']}"
+        )
 
     values = {v["text"] for v in m["values"]}
     assert len(m["values"]) == len(BATCHES)
@@ -238,8 +268,14 @@ def test_report_of_thousands_pages_and_searches(tmp_path: Path) -> None:
     with Browser(tmp_path / "browser", width=1280) as browser:
         browser.open(page)
         assert browser.evaluate(ADDRESSES) == addresses[:100]
-        assert browser.evaluate("document.getElementById('page').textContent") == "page 1 of 50 (1–100)"
-        assert browser.evaluate("document.getElementById('count').textContent") == "5,000 of 5,000 accounts"
+        assert (
+            browser.evaluate("document.getElementById('page').textContent")
+            == "page 1 of 50 (1–100)"
+        )
+        assert (
+            browser.evaluate("document.getElementById('count').textContent")
+            == "5,000 of 5,000 accounts"
+        )
 
         browser.evaluate("document.getElementById('next').click()")
         assert browser.evaluate(ADDRESSES) == addresses[100:200]
@@ -254,7 +290,10 @@ def test_report_of_thousands_pages_and_searches(tmp_path: Path) -> None:
         assert wanted not in browser.evaluate(ADDRESSES)
         _type(browser, "search", "user04321", "input")
         _until(browser, ADDRESSES, [wanted])
-        assert browser.evaluate("document.getElementById('count').textContent") == "1 of 5,000 accounts match"
+        assert (
+            browser.evaluate("document.getElementById('count').textContent")
+            == "1 of 5,000 accounts match"
+        )
         # by name (every tenth account is a García)
         _type(browser, "search", "persona 04320 garcía", "input")
         _until(browser, ADDRESSES, ["user04320@ife.org.mx"])
@@ -264,7 +303,10 @@ def test_report_of_thousands_pages_and_searches(tmp_path: Path) -> None:
         _until(browser, "document.getElementById('count').textContent", "5,000 of 5,000 accounts")
         _type(browser, "state", "failed", "change")
         failed = [a for a in addresses if data.statuses[a] == "failed"]
-        assert browser.evaluate("document.getElementById('count').textContent") == f"{len(failed):,} of 5,000 accounts match"
+        assert (
+            browser.evaluate("document.getElementById('count').textContent")
+            == f"{len(failed):,} of 5,000 accounts match"
+        )
         assert browser.evaluate(ADDRESSES) == failed[:100]
         browser.evaluate("document.getElementById('last').click()")
         assert browser.evaluate(ADDRESSES) == failed[1600:]
@@ -275,14 +317,19 @@ def test_report_of_thousands_pages_and_searches(tmp_path: Path) -> None:
         assert browser.evaluate(ADDRESSES) == failed[1600:]
         _type(browser, "per", "500", "change")
         assert browser.evaluate(ADDRESSES) == failed[1500:]
-        assert browser.evaluate("document.getElementById('page').textContent") == "page 4 of 4 (1,501–1,667)"
+        assert (
+            browser.evaluate("document.getElementById('page').textContent")
+            == "page 4 of 4 (1,501–1,667)"
+        )
 
         # sorted, then searched: the matches keep the order
         browser.open(page, "sort=-address")
         assert browser.evaluate(ADDRESSES) == addresses[::-1][:100]
         _type(browser, "search", "user0432", "input")
         _until(browser, ADDRESSES, [f"user0432{n}@ife.org.mx" for n in range(9, -1, -1)])
-        browser.evaluate("document.querySelector(\"#accounts th[data-col='account']\").click()")  # ascending
+        browser.evaluate(
+            "document.querySelector(\"#accounts th[data-col='account']\").click()"
+        )  # ascending
         assert browser.evaluate(ADDRESSES) == [f"user0432{n}@ife.org.mx" for n in range(10)]
 
 

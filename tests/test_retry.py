@@ -25,7 +25,13 @@ class Flaky:
 
 def test_transient_errors_are_retried_and_waits_honour_the_hint() -> None:
     waits: list[float] = []
-    fn = Flaky([TransientError("busy", retry_after=7.5), TransientError("reset"), TransientError("busy", retry_after=2.0)])
+    fn = Flaky(
+        [
+            TransientError("busy", retry_after=7.5),
+            TransientError("reset"),
+            TransientError("busy", retry_after=2.0),
+        ]
+    )
     stats = RetryStats()
     policy = RetryPolicy(attempts=5, deadline=1000, base=0.1, rng=random.Random(1))
     assert call_with_retry(fn, policy, sleep=waits.append, stats=stats) == "ok"

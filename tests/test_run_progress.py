@@ -24,11 +24,19 @@ def test_delta_passes_do_not_count_twice() -> None:
     stream = io.StringIO()
     progress = RunProgress(Console(file=stream, width=200, force_terminal=False), live=False)
     progress.run_started(3, 2)  # two accounts migrated before this run
-    progress.account_finished(AccountOutcome("a@example.org", "synced", messages_done=1, first_pass=False))
+    progress.account_finished(
+        AccountOutcome("a@example.org", "synced", messages_done=1, first_pass=False)
+    )
     progress.account_finished(AccountOutcome("b@example.org", "synced", first_pass=False))
-    progress.account_finished(AccountOutcome("c@example.org", "synced", messages_done=4, first_pass=True))
+    progress.account_finished(
+        AccountOutcome("c@example.org", "synced", messages_done=4, first_pass=True)
+    )
     lines = _lines(progress, stream)
-    assert [line.rsplit("[", 1)[1] for line in lines] == ["2 of 3 migrated]", "2 of 3 migrated]", "3 of 3 migrated]"]
+    assert [line.rsplit("[", 1)[1] for line in lines] == [
+        "2 of 3 migrated]",
+        "2 of 3 migrated]",
+        "3 of 3 migrated]",
+    ]
     assert lines[2].startswith("synced c@example.org: 4 new messages")
 
 
@@ -58,7 +66,9 @@ def test_summary_groups_skips_by_folder_and_gives_advice_in_full(
     monkeypatch.setenv("MIGRATOR_TEST_EWS_PASSWORD", SIM_PASSWORD)
     summary = run(load_plan(c.plan_path), RunRequest(), state_url=f"sqlite:///{c.state_path}")
     stream = io.StringIO()
-    render_run_summary(Console(file=stream, width=80, force_terminal=False), summary, plan_file=str(c.plan_path))
+    render_run_summary(
+        Console(file=stream, width=80, force_terminal=False), summary, plan_file=str(c.plan_path)
+    )
     [failure] = summary.failures
     assert failure["reason"] == "no-mailbox" and len(failure["hint"]) > 40
     # --json: every message counted by folder
@@ -66,12 +76,24 @@ def test_summary_groups_skips_by_folder_and_gives_advice_in_full(
         {"account": broken, "folder": "Archivo 2019", "reason": "symlink", "messages": 40}
     ]
     # and in a pipe (as from cron): the CLI retrying both accounts, skipped messages too
-    piped = c.cli("retry", "--plan", str(c.plan_path), "--account", broken, "--account", failure["account"], "--skipped", "--quiet")
+    piped = c.cli(
+        "retry",
+        "--plan",
+        str(c.plan_path),
+        "--account",
+        broken,
+        "--account",
+        failure["account"],
+        "--skipped",
+        "--quiet",
+    )
     assert piped.returncode == 1, piped.stderr
 
     for text, width in ((piped.stdout, 120), (stream.getvalue(), 80)):
         lines = text.splitlines()
-        assert all(len(line) <= width for line in lines), [line for line in lines if len(line) > width]
+        assert all(len(line) <= width for line in lines), [
+            line for line in lines if len(line) > width
+        ]
         flat = " ".join(text.split())
         # each piece of advice whole, on its own line(s)
         assert f"what to do: {failure['hint']}" in flat
@@ -106,23 +128,37 @@ def test_summary_of_100000_failures_stays_a_screenful() -> None:
     reasons = ("network", "no-mailbox", "auth")
     for n in range(100_000):
         reason = reasons[0] if n % 10 < 7 else reasons[1] if n % 10 < 9 else reasons[2]
-        summary.add_failure(f"user{n:06d}@uni.example.org", reason, f"error of user{n:06d}", f"do this for {reason}")
+        summary.add_failure(
+            f"user{n:06d}@uni.example.org", reason, f"error of user{n:06d}", f"do this for {reason}"
+        )
     assert len(summary.failures) == FAILURES_KEPT
-    assert summary.as_json()["failed_by_reason"] == {"network": 70_000, "no-mailbox": 20_000, "auth": 10_000}
+    assert summary.as_json()["failed_by_reason"] == {
+        "network": 70_000,
+        "no-mailbox": 20_000,
+        "auth": 10_000,
+    }
 
     stream = io.StringIO()
-    render_run_summary(Console(file=stream, width=100, force_terminal=False), summary, plan_file="plan.toml")
+    render_run_summary(
+        Console(file=stream, width=100, force_terminal=False), summary, plan_file="plan.toml"
+    )
     text = stream.getvalue()
     lines = text.splitlines()
     assert len(lines) < 30, text
     flat = " ".join(text.split())
     assert "Failed accounts: 100,000, by reason" in flat
     # every reason with its full count, the first accounts named, the rest counted
-    assert "network: 70,000 account(s): user000000@uni.example.org, user000001@uni.example.org" in flat
+    assert (
+        "network: 70,000 account(s): user000000@uni.example.org, user000001@uni.example.org" in flat
+    )
     assert "and 69,995 more accounts" in flat
     assert "no-mailbox: 20,000 account(s)" in flat and "and 19,995 more accounts" in flat
     assert "auth: 10,000 account(s)" in flat
-    assert flat.index("network: 70,000") < flat.index("no-mailbox: 20,000") < flat.index("auth: 10,000")
+    assert (
+        flat.index("network: 70,000")
+        < flat.index("no-mailbox: 20,000")
+        < flat.index("auth: 10,000")
+    )
     # and where the whole list is
     assert "`migrator accounts --plan plan.toml --status failed`" in flat
 
@@ -131,7 +167,9 @@ def test_live_view_stays_a_screenful() -> None:
     """A live view over 100 accounts in flight and 1,000 failures: 12 rows in flight and the
     first 20 failures above it, then only their count."""
     stream = io.StringIO()
-    progress = RunProgress(Console(file=stream, width=120, force_terminal=True), live=True, plan_file="plan.toml")
+    progress = RunProgress(
+        Console(file=stream, width=120, force_terminal=True), live=True, plan_file="plan.toml"
+    )
     progress.run_started(100_000, 0)
     try:
         for n in range(100):
@@ -142,17 +180,27 @@ def test_live_view_stays_a_screenful() -> None:
         assert len(rows) == 12
         assert "and 88 more in flight" in view.getvalue()
         for n in range(1000):
-            progress.account_finished(AccountOutcome(f"user{n:06d}@uni.example.org", "failed", error="refused", reason="auth"))
+            progress.account_finished(
+                AccountOutcome(
+                    f"user{n:06d}@uni.example.org", "failed", error="refused", reason="auth"
+                )
+            )
     finally:
         progress.close()
-    printed = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stream.getvalue())  # without the terminal's codes
+    printed = re.sub(
+        r"\x1b\[[0-9;?]*[A-Za-z]", "", stream.getvalue()
+    )  # without the terminal's codes
     assert "failed user000019@uni.example.org: refused" in printed
     assert "user000020@uni.example.org" not in printed and "user000999" not in printed
     assert "further failures are counted, not printed" in printed
-    assert "`migrator accounts --plan plan.toml --status failed` lists them" in " ".join(printed.split())
+    assert "`migrator accounts --plan plan.toml --status failed` lists them" in " ".join(
+        printed.split()
+    )
 
 
-def test_live_view_is_drawn_when_it_refreshes_not_per_account(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_view_is_drawn_when_it_refreshes_not_per_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """On a terminal the view shows the counts of the moment it is drawn (4 times a second);
     a campaign of small accounts sends thousands of events a minute, and building the view for
     each cost more than the accounts' own work (issue 19)."""
@@ -173,7 +221,9 @@ def test_live_view_is_drawn_when_it_refreshes_not_per_account(monkeypatch: pytes
             address = f"user{n}@example.org"
             progress.account_started(address)
             progress.messages_done(address, 5, 2000)
-            progress.account_finished(AccountOutcome(address, "synced", messages_done=5, first_pass=True))
+            progress.account_finished(
+                AccountOutcome(address, "synced", messages_done=5, first_pass=True)
+            )
         progress.account_started("last@example.org")
         assert progress._live is not None
         progress._live.refresh()

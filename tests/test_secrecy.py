@@ -26,7 +26,9 @@ def test_a_state_url_password_found_in_the_drivers_words_garbles_nothing(passwor
         open_store(f"postgresql://migrator:{password}@127.0.0.1:1/state")
     message = str(caught.value)
     # the URL's password field is masked by its position, and nothing else is starred
-    assert message.startswith("cannot open state database postgresql+psycopg://migrator:***@127.0.0.1:1/state: ")
+    assert message.startswith(
+        "cannot open state database postgresql+psycopg://migrator:***@127.0.0.1:1/state: "
+    )
     assert message.count("***") == 1
     if password == "Tr0ub4dor":  # the others are also the host's or the port's own characters
         assert password not in f"{message} {caught.value.hint}"
@@ -49,7 +51,11 @@ def test_an_ews_answer_holding_the_password_is_left_out_whole() -> None:
         f"mailbox ana@ife.org.mx: the service account may not write to this mailbox (ErrorAccessDenied: {WITHHELD})"
     )
     # an answer without it is quoted as before
-    plain = translate(requests.exceptions.ConnectionError("connection refused"), where="mailbox a@b.mx", secrets=(secret,))
+    plain = translate(
+        requests.exceptions.ConnectionError("connection refused"),
+        where="mailbox a@b.mx",
+        secrets=(secret,),
+    )
     assert "connection refused" in str(plain)
 
 
@@ -66,8 +72,14 @@ def test_an_imap_connection_lost_at_login_with_the_password_in_its_words() -> No
     from migrator.adapters.targets.imap.errors import connection_error
 
     said = imaplib.IMAP4.abort("BYE bad command LOGIN admin Pa55-word-9")
-    error = connection_error(said, where="mailbox ana@ife.org.mx", what="login", secrets=("Pa55-word-9",))
+    error = connection_error(
+        said, where="mailbox ana@ife.org.mx", what="login", secrets=("Pa55-word-9",)
+    )
     assert str(error) == f"mailbox ana@ife.org.mx: connection lost during login: {WITHHELD}"
-    plain = connection_error(imaplib.IMAP4.abort("socket error: EOF"), where="mailbox a@b.mx", what="login",
-                             secrets=("Pa55-word-9",))
+    plain = connection_error(
+        imaplib.IMAP4.abort("socket error: EOF"),
+        where="mailbox a@b.mx",
+        what="login",
+        secrets=("Pa55-word-9",),
+    )
     assert str(plain).endswith("socket error: EOF")

@@ -30,26 +30,54 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         plan_id = store.plan_id("synthetic")
         assert plan_id is not None
-        store.record_discovery(plan_id, None, [
-            *[DiscoveredAccount(key=r.key, dn=r.dn, scope=Scope.IN_SCOPE, address=r.address,
-                                target_address=r.target_address, uid=r.uid, name=r.name, batch=r.batch)
-              for r in store.list_accounts(plan_id)],
-            DiscoveredAccount(key=EXCLUDED, dn="uid=pedro,ou=Office900,ou=people,dc=ife,dc=org,dc=mx",
-                              scope=Scope.EXCLUDED, reason="not-selected",
-                              detail="the plan's filter does not select this person", address=EXCLUDED,
-                              uid="pedro", batch="Office900"),
-            DiscoveredAccount(key=INVALID, dn="uid=../rota,ou=Office900,ou=people,dc=ife,dc=org,dc=mx",
-                              scope=Scope.INVALID, reason="unsafe-path",
-                              detail="uid '../rota' would leave the source root", address=INVALID,
-                              uid="../rota", batch="Office900"),
-        ])
+        store.record_discovery(
+            plan_id,
+            None,
+            [
+                *[
+                    DiscoveredAccount(
+                        key=r.key,
+                        dn=r.dn,
+                        scope=Scope.IN_SCOPE,
+                        address=r.address,
+                        target_address=r.target_address,
+                        uid=r.uid,
+                        name=r.name,
+                        batch=r.batch,
+                    )
+                    for r in store.list_accounts(plan_id)
+                ],
+                DiscoveredAccount(
+                    key=EXCLUDED,
+                    dn="uid=pedro,ou=Office900,ou=people,dc=ife,dc=org,dc=mx",
+                    scope=Scope.EXCLUDED,
+                    reason="not-selected",
+                    detail="the plan's filter does not select this person",
+                    address=EXCLUDED,
+                    uid="pedro",
+                    batch="Office900",
+                ),
+                DiscoveredAccount(
+                    key=INVALID,
+                    dn="uid=../rota,ou=Office900,ou=people,dc=ife,dc=org,dc=mx",
+                    scope=Scope.INVALID,
+                    reason="unsafe-path",
+                    detail="uid '../rota' would leave the source root",
+                    address=INVALID,
+                    uid="../rota",
+                    batch="Office900",
+                ),
+            ],
+        )
     finally:
         store.close()
     return synthetic.plan_path
 
 
 def cli(plan: Path, *args: str) -> Result:
-    return CliRunner().invoke(group(), [*args, "--plan", str(plan)], env=ENV, catch_exceptions=False)
+    return CliRunner().invoke(
+        group(), [*args, "--plan", str(plan)], env=ENV, catch_exceptions=False
+    )
 
 
 def said(result: Result) -> str:
@@ -58,7 +86,9 @@ def said(result: Result) -> str:
 
 @pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"], ["verify"], ["retry"]])
 def test_an_unknown_account_is_a_usage_error_that_names_it(plan: Path, command: list[str]) -> None:
-    result = cli(plan, *command, "--account", "nobody@ife.org.mx", "--account", "user00001@ife.org.mx")
+    result = cli(
+        plan, *command, "--account", "nobody@ife.org.mx", "--account", "user00001@ife.org.mx"
+    )
     assert result.exit_code == 2, result.output
     assert "no account 'nobody@ife.org.mx' in plan 'synthetic'" in said(result)
     assert "user00001" not in said(result)  # the one that exists is not blamed
@@ -69,16 +99,24 @@ def test_an_unknown_account_is_a_usage_error_that_names_it(plan: Path, command: 
 def test_an_account_out_of_scope_is_refused_with_the_reason(plan: Path, command: list[str]) -> None:
     result = cli(plan, *command, "--account", EXCLUDED)
     assert result.exit_code == 2, result.output
-    assert f"account '{EXCLUDED}' is excluded, not in scope (not-selected: the plan's filter does not select this person)" in said(result)
+    assert (
+        f"account '{EXCLUDED}' is excluded, not in scope (not-selected: the plan's filter does not select this person)"
+        in said(result)
+    )
     assert "[directory] filter" in said(result)
     invalid = cli(plan, *command, "--account", INVALID)
     assert invalid.exit_code == 2, invalid.output
-    assert "is invalid, not in scope (unsafe-path: uid '../rota' would leave the source root)" in said(invalid)
+    assert (
+        "is invalid, not in scope (unsafe-path: uid '../rota' would leave the source root)"
+        in said(invalid)
+    )
     assert "fix its directory entry" in said(invalid)
 
 
 @pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"], ["verify"], ["routing"]])
-def test_an_unknown_batch_is_a_usage_error_with_the_nearest_name(plan: Path, command: list[str]) -> None:
+def test_an_unknown_batch_is_a_usage_error_with_the_nearest_name(
+    plan: Path, command: list[str]
+) -> None:
     result = cli(plan, *command, "--batch", "Ofice001")
     assert result.exit_code == 2, result.output
     assert "no batch 'Ofice001' in plan 'synthetic'" in said(result)

@@ -34,10 +34,16 @@ def test_show_migrated_account_with_skipped_message(reported_campaign: Reported)
         n = counts[f["folder"]]
         assert f["verify"]["ok"] is True and f["verify"]["at"].endswith("Z")
         migrated = n - 1 if f["folder"] == "INBOX" else n
-        assert (f["verify"]["source"], f["verify"]["ledger"], f["verify"]["target"]) == (n, migrated, migrated)
+        assert (f["verify"]["source"], f["verify"]["ledger"], f["verify"]["target"]) == (
+            n,
+            migrated,
+            migrated,
+        )
     [skipped] = data["skipped_messages"]
     assert skipped["reason"] == "too-large" and skipped["folder"] == "INBOX"
-    assert skipped["subject"] == BIG_SUBJECT and skipped["date"] == "Tue, 05 Mar 2024 10:00:00 -0600"
+    assert (
+        skipped["subject"] == BIG_SUBJECT and skipped["date"] == "Tue, 05 Mar 2024 10:00:00 -0600"
+    )
     assert "max_message_size" in skipped["advice"]
     assert data["source_note"] is None
     kinds = [e["kind"] for e in data["events"]]
@@ -52,8 +58,13 @@ def test_show_failed_account_gives_advice(reported_campaign: Reported) -> None:
     data = _show(reported_campaign.plan_path, reported_campaign.failed)
     assert data["state"]["status"] == "failed"
     assert data["last_error"]["reason"] == "no-mailbox"
-    assert f"migrator retry --plan {reported_campaign.plan_path} --account {reported_campaign.failed}" in data["last_error"]["advice"]
-    text = invoke("show", reported_campaign.failed, "--plan", str(reported_campaign.plan_path)).output
+    assert (
+        f"migrator retry --plan {reported_campaign.plan_path} --account {reported_campaign.failed}"
+        in data["last_error"]["advice"]
+    )
+    text = invoke(
+        "show", reported_campaign.failed, "--plan", str(reported_campaign.plan_path)
+    ).output
     assert "what to do: create the mailbox in Exchange" in text
 
 
@@ -74,7 +85,9 @@ def test_show_survives_an_unreachable_source(reported_campaign: Reported, tmp_pa
 def test_show_unknown_account(reported_campaign: Reported) -> None:
     result = invoke("show", "nobody@ife.org.mx", "--plan", str(reported_campaign.plan_path))
     assert result.exit_code == 2
-    assert "no account 'nobody@ife.org.mx'" in result.output and "migrator accounts" in result.output
+    assert (
+        "no account 'nobody@ife.org.mx'" in result.output and "migrator accounts" in result.output
+    )
 
 
 def test_show_leads_with_the_scope_of_an_account_out_of_scope(tmp_path: Path) -> None:
@@ -91,34 +104,88 @@ def test_show_leads_with_the_scope_of_an_account_out_of_scope(tmp_path: Path) ->
     try:
         plan_id = store.plan_id("synthetic")
         assert plan_id is not None
-        kept = [DiscoveredAccount(key=r.key, dn=r.dn, scope=Scope.IN_SCOPE, address=r.address, target_address=r.target_address,
-                                  uid=r.uid, name=r.name, batch=r.batch) for r in store.list_accounts(plan_id)]
+        kept = [
+            DiscoveredAccount(
+                key=r.key,
+                dn=r.dn,
+                scope=Scope.IN_SCOPE,
+                address=r.address,
+                target_address=r.target_address,
+                uid=r.uid,
+                name=r.name,
+                batch=r.batch,
+            )
+            for r in store.list_accounts(plan_id)
+        ]
         # user00001 (synced) left the filter's selection; rota was never valid
-        kept[1] = DiscoveredAccount(key=kept[1].key, dn=kept[1].dn, scope=Scope.EXCLUDED, reason="not-selected",
-                                    detail="the plan's filter does not select this person", address=kept[1].address,
-                                    uid=kept[1].uid, name=kept[1].name, batch=kept[1].batch)
-        store.record_discovery(plan_id, None, [*kept, DiscoveredAccount(
-            key="rota@ife.org.mx", dn="uid=../rota,ou=people,dc=ife,dc=org,dc=mx", scope=Scope.INVALID,
-            reason="unsafe-path", detail="uid '../rota' would leave the source root", address="rota@ife.org.mx",
-            uid="../rota", name="Rota")])
+        kept[1] = DiscoveredAccount(
+            key=kept[1].key,
+            dn=kept[1].dn,
+            scope=Scope.EXCLUDED,
+            reason="not-selected",
+            detail="the plan's filter does not select this person",
+            address=kept[1].address,
+            uid=kept[1].uid,
+            name=kept[1].name,
+            batch=kept[1].batch,
+        )
+        store.record_discovery(
+            plan_id,
+            None,
+            [
+                *kept,
+                DiscoveredAccount(
+                    key="rota@ife.org.mx",
+                    dn="uid=../rota,ou=people,dc=ife,dc=org,dc=mx",
+                    scope=Scope.INVALID,
+                    reason="unsafe-path",
+                    detail="uid '../rota' would leave the source root",
+                    address="rota@ife.org.mx",
+                    uid="../rota",
+                    name="Rota",
+                ),
+            ],
+        )
     finally:
         store.close()
     with sqlite3.connect(synthetic.state_path) as db:
-        assert db.execute("SELECT status, passes FROM accounts WHERE address = 'user00001@ife.org.mx'").fetchone() == ("synced", 1)
+        assert db.execute(
+            "SELECT status, passes FROM accounts WHERE address = 'user00001@ife.org.mx'"
+        ).fetchone() == ("synced", 1)
 
-    text = invoke("show", "rota@ife.org.mx", "--plan", str(synthetic.plan_path), "--no-source").output
+    text = invoke(
+        "show", "rota@ife.org.mx", "--plan", str(synthetic.plan_path), "--no-source"
+    ).output
     said = " ".join(text.split())
     # right under the address and name, before anything else
-    assert said.startswith("rota@ife.org.mx Rota not in scope: invalid (unsafe-path: uid '../rota' would leave the "
-                           "source root); run, verify and retry leave it alone what to do: fix its directory entry"), said
+    assert said.startswith(
+        "rota@ife.org.mx Rota not in scope: invalid (unsafe-path: uid '../rota' would leave the "
+        "source root); run, verify and retry leave it alone what to do: fix its directory entry"
+    ), said
     assert "pending" not in said  # never migrated, never going to be as it is: no progress line
-    data = json.loads(invoke("show", "rota@ife.org.mx", "--plan", str(synthetic.plan_path), "--no-source", "--json").output)
+    data = json.loads(
+        invoke(
+            "show", "rota@ife.org.mx", "--plan", str(synthetic.plan_path), "--no-source", "--json"
+        ).output
+    )
     assert data["scope"]["scope"] == "invalid" and data["scope"]["reason"] == "unsafe-path"
     assert "migrator discover" in data["scope"]["advice"]
 
-    said = " ".join(invoke("show", "user00001@ife.org.mx", "--plan", str(synthetic.plan_path), "--no-source").output.split())
-    assert said.startswith("user00001@ife.org.mx Persona 00001 not in scope: excluded (not-selected: the plan's filter "
-                           "does not select this person)"), said
-    assert said.index("[directory] filter") < said.index("progress kept from when it was in scope: synced, 1 pass(es)")
-    in_scope = " ".join(invoke("show", "user00000@ife.org.mx", "--plan", str(synthetic.plan_path), "--no-source").output.split())
+    said = " ".join(
+        invoke(
+            "show", "user00001@ife.org.mx", "--plan", str(synthetic.plan_path), "--no-source"
+        ).output.split()
+    )
+    assert said.startswith(
+        "user00001@ife.org.mx Persona 00001 not in scope: excluded (not-selected: the plan's filter "
+        "does not select this person)"
+    ), said
+    assert said.index("[directory] filter") < said.index(
+        "progress kept from when it was in scope: synced, 1 pass(es)"
+    )
+    in_scope = " ".join(
+        invoke(
+            "show", "user00000@ife.org.mx", "--plan", str(synthetic.plan_path), "--no-source"
+        ).output.split()
+    )
     assert "state: failed" in in_scope and "not in scope" not in in_scope

@@ -53,8 +53,11 @@ def _install(c: Campaign, index: int, text: str, name: str = "roundcube") -> Pat
 
 
 def _account(c: Campaign, address: str) -> Account:
-    config = Configuration(service_endpoint=c.sim.url, credentials=Credentials(SIM_USER, SIM_PASSWORD),
-                           auth_type="basic")
+    config = Configuration(
+        service_endpoint=c.sim.url,
+        credentials=Credentials(SIM_USER, SIM_PASSWORD),
+        auth_type="basic",
+    )
     return Account(address, config=config, autodiscover=False, access_type="impersonation")
 
 
@@ -74,17 +77,30 @@ def test_filters_become_rules_and_vacation_an_automatic_reply(campaign: Campaign
     code, summary = _filters(c, "--out", str(out))
     assert code == 1  # the broken script is listed: exit 1
     assert {k: summary[k] for k in ("accounts", "applied", "none", "broken", "failed")} == {
-        "accounts": 4, "applied": 2, "none": 1, "broken": 1, "failed": 0}
+        "accounts": 4,
+        "applied": 2,
+        "none": 1,
+        "broken": 1,
+        "failed": 0,
+    }
     assert (summary["statements"], summary["translated"], summary["refused"]) == (6, 5, 2)
     by_account = {a["account"]: a for a in summary["by_account"]}
-    assert (by_account[c.accounts[0]]["rules"], by_account[c.accounts[0]]["auto_reply"]) == (5, "scheduled")
+    assert (by_account[c.accounts[0]]["rules"], by_account[c.accounts[0]]["auto_reply"]) == (
+        5,
+        "scheduled",
+    )
 
     # the rules match the script, in its order, after the user's own
     user = c.accounts[0]
     account = _account(c, user)
     rules = account.rules
     assert [r.display_name for r in rules] == [
-        "[Sieve] Mailing lists", "[Sieve] Boss (1/2)", "[Sieve] Boss (2/2)", "[Sieve] Big mail", "[Sieve] Spam"]
+        "[Sieve] Mailing lists",
+        "[Sieve] Boss (1/2)",
+        "[Sieve] Boss (2/2)",
+        "[Sieve] Big mail",
+        "[Sieve] Spam",
+    ]
     folders = {f.id: f.path for f in c.sim.folders(user)}
     assert folders[rules[0].actions.move_to_folder.folder_id.id] == ("Inbox", "Lists")
     assert folders[rules[4].actions.move_to_folder.folder_id.id] == ("Junk Email",)
@@ -98,18 +114,33 @@ def test_filters_become_rules_and_vacation_an_automatic_reply(campaign: Campaign
     # what was not carried, with the Sieve text, in the report and in the state
     report = json.loads((out / f"{user}.json").read_text())
     (refused,) = report["not_carried"]
-    assert "regular expressions" in refused["reason"] and 'header :regex "subject"' in refused["sieve"]
+    assert (
+        "regular expressions" in refused["reason"] and 'header :regex "subject"' in refused["sieve"]
+    )
     text = (out / f"{user}.txt").read_text()
-    assert "Not carried:" in text and "New-InboxRule" in text and "Set-MailboxAutoReplyConfiguration" in text
+    assert (
+        "Not carried:" in text
+        and "New-InboxRule" in text
+        and "Set-MailboxAutoReplyConfiguration" in text
+    )
     broken = json.loads((out / f"{c.accounts[2]}.json").read_text())
     assert broken["outcome"] == "broken" and "extension 'fileinto' not loaded" in broken["error"]
     with sqlite3.connect(c.state_path) as db:
-        rows = dict(db.execute(
-            "SELECT a.address, f.outcome || ':' || f.refused FROM sieve_filters f JOIN accounts a ON a.id = f.account_id"))
+        rows = dict(
+            db.execute(
+                "SELECT a.address, f.outcome || ':' || f.refused FROM sieve_filters f JOIN accounts a ON a.id = f.account_id"
+            )
+        )
         reasons = [r[0] for r in db.execute("SELECT reason FROM sieve_refusals ORDER BY id")]
-    assert rows == {c.accounts[0]: "applied:1", c.accounts[1]: "none:0", c.accounts[2]: "broken:1",
-                    c.accounts[3]: "applied:0"}
-    assert any("regular expressions" in r for r in reasons) and any("does not parse" in r for r in reasons)
+    assert rows == {
+        c.accounts[0]: "applied:1",
+        c.accounts[1]: "none:0",
+        c.accounts[2]: "broken:1",
+        c.accounts[3]: "applied:0",
+    }
+    assert any("regular expressions" in r for r in reasons) and any(
+        "does not parse" in r for r in reasons
+    )
 
     # the account's page and status count what was not carried
     shown = c.cli("show", "--plan", str(c.plan_path), user)
@@ -125,16 +156,25 @@ def test_filters_become_rules_and_vacation_an_automatic_reply(campaign: Campaign
     # run again: the same set, no duplicates; the user's own rule is never touched
     from exchangelib.properties import Actions, Conditions, Rule
 
-    Rule(account=account, display_name="Mine", priority=1, is_enabled=True,
-         conditions=Conditions(contains_subject_strings=["x"]),
-         actions=Actions(mark_as_read=True)).save()
+    Rule(
+        account=account,
+        display_name="Mine",
+        priority=1,
+        is_enabled=True,
+        conditions=Conditions(contains_subject_strings=["x"]),
+        actions=Actions(mark_as_read=True),
+    ).save()
     _filters(c)
     assert [r.display_name for r in account.rules][0] == "Mine"
     assert len(account.rules) == 6
 
     # the user dropped the vacation and a rule from the script: migrator's reply goes off,
     # the rule goes away
-    _install(c, 0, 'require "fileinto";\n# rule:[Lists]\nif header :contains "list-id" "x" { fileinto "L"; }\n')
+    _install(
+        c,
+        0,
+        'require "fileinto";\n# rule:[Lists]\nif header :contains "list-id" "x" { fileinto "L"; }\n',
+    )
     _filters(c, "--account", user)
     assert [r.display_name for r in account.rules] == ["Mine", "[Sieve] Lists"]
     assert account.oof_settings.state == OofSettings.DISABLED
@@ -154,8 +194,9 @@ def test_an_automatic_reply_the_user_set_is_not_switched_off(campaign: Campaign)
     _filters(c, "--account", user)
     account = _account(c, user)
     assert account.oof_settings.state == OofSettings.ENABLED
-    account.oof_settings = OofSettings(state=OofSettings.ENABLED, internal_reply="my own words",
-                                       external_reply="my own words")
+    account.oof_settings = OofSettings(
+        state=OofSettings.ENABLED, internal_reply="my own words", external_reply="my own words"
+    )
     _install(c, 0, "keep;")
     _filters(c, "--account", user)
     assert account.oof_settings.state == OofSettings.ENABLED
@@ -166,7 +207,11 @@ def test_links_out_of_the_scripts_folder_are_never_read(campaign: Campaign, tmp_
     c = campaign
     secret = tmp_path / "secret.sieve"
     secret.write_text('require "fileinto"; if true { fileinto "Leak"; }')
-    for index, target in ((0, str(secret)), (1, "../../../../secret.sieve"), (2, "sieve/../../x.sieve")):
+    for index, target in (
+        (0, str(secret)),
+        (1, "../../../../secret.sieve"),
+        (2, "sieve/../../x.sieve"),
+    ):
         link = _home(c, index) / ".dovecot.sieve"
         os.symlink(target, link)
     (_home(c, 3) / "sieve").symlink_to(tmp_path)  # the scripts folder itself is a link
@@ -182,8 +227,12 @@ def test_links_out_of_the_scripts_folder_are_never_read(campaign: Campaign, tmp_
 
 def test_include_huge_script_and_a_dry_run(campaign: Campaign) -> None:
     c = campaign
-    _install(c, 0, 'require ["include", "fileinto"];\ninclude :personal "lists";\n'
-                   'if header :contains "subject" "x" { fileinto "X"; }\n')
+    _install(
+        c,
+        0,
+        'require ["include", "fileinto"];\ninclude :personal "lists";\n'
+        'if header :contains "subject" "x" { fileinto "X"; }\n',
+    )
     _install(c, 1, "keep;\n" * 200_000)  # 1.2 MB: over what Dovecot compiles
     assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
     code, summary = _filters(c, "--dry-run", "--out", str(c.root / "r"))
@@ -206,9 +255,11 @@ def test_an_imap_target_gets_reports_with_the_powershell_to_apply(campaign: Camp
     plan = c.plan_path.read_text()
     head, _, rest = plan.partition("[target]")
     _, _, tail = rest.partition("[run]")
-    c.plan_path.write_text(head + '[target]\nkind = "imap"\nhost = "outlook.office365.com"\n'
-                           'username = "svc@example.org"\npassword_env = "MIGRATOR_TEST_EWS_PASSWORD"\n'
-                           "[run]" + tail)
+    c.plan_path.write_text(
+        head + '[target]\nkind = "imap"\nhost = "outlook.office365.com"\n'
+        'username = "svc@example.org"\npassword_env = "MIGRATOR_TEST_EWS_PASSWORD"\n'
+        "[run]" + tail
+    )
     _install(c, 0, (DATA / "roundcube.sieve").read_text())
     assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
     code, summary = _filters(c)
@@ -216,7 +267,9 @@ def test_an_imap_target_gets_reports_with_the_powershell_to_apply(campaign: Camp
     folder = c.root / "filters" / "t"
     report = json.loads((folder / f"{c.accounts[0]}.json").read_text())
     assert report["outcome"] == "reported" and len(report["rules"]) == 5
-    assert report["powershell"][0].startswith(f"New-InboxRule -Mailbox '{c.accounts[0]}' -Name '[Sieve] Mailing lists'")
+    assert report["powershell"][0].startswith(
+        f"New-InboxRule -Mailbox '{c.accounts[0]}' -Name '[Sieve] Mailing lists'"
+    )
     assert report["powershell"][-1].startswith("Set-MailboxAutoReplyConfiguration")
 
 
@@ -226,9 +279,13 @@ def test_a_kill_at_any_instant_leaves_the_old_rules_or_the_new_ones(campaign: Ca
     c = campaign
     user = c.accounts[0]
     old = 'require "fileinto";\n' + "".join(
-        f'# rule:[old {n}]\nif header :contains "subject" "o{n}" {{ fileinto "Old{n}"; }}\n' for n in range(4))
+        f'# rule:[old {n}]\nif header :contains "subject" "o{n}" {{ fileinto "Old{n}"; }}\n'
+        for n in range(4)
+    )
     new = 'require "fileinto";\n' + "".join(
-        f'# rule:[new {n}]\nif header :contains "subject" "n{n}" {{ fileinto "New{n}"; }}\n' for n in range(6))
+        f'# rule:[new {n}]\nif header :contains "subject" "n{n}" {{ fileinto "New{n}"; }}\n'
+        for n in range(6)
+    )
     _install(c, 0, old)
     assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
     _filters(c, "--account", user)
@@ -255,7 +312,9 @@ def test_a_kill_at_any_instant_leaves_the_old_rules_or_the_new_ones(campaign: Ca
 def test_a_target_that_is_down_stops_the_pass_at_once(campaign: Campaign) -> None:
     c = campaign
     for index in range(4):
-        _install(c, index, 'require "fileinto"; if header :contains "subject" "x" { fileinto "X"; }')
+        _install(
+            c, index, 'require "fileinto"; if header :contains "subject" "x" { fileinto "X"; }'
+        )
     assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
     c.sim.stop()
     done = c.cli("filters", "--plan", str(c.plan_path), "--workers", "1")
@@ -263,4 +322,6 @@ def test_a_target_that_is_down_stops_the_pass_at_once(campaign: Campaign) -> Non
     assert "the target server does not answer" in done.stderr
     assert "stopped after 1 of 4 accounts" in done.stderr
     with sqlite3.connect(c.state_path) as db:
-        assert db.execute("SELECT outcome, COUNT(*) FROM sieve_filters GROUP BY outcome").fetchall() == [("failed", 1)]
+        assert db.execute(
+            "SELECT outcome, COUNT(*) FROM sieve_filters GROUP BY outcome"
+        ).fetchall() == [("failed", 1)]

@@ -28,7 +28,8 @@ def graph_campaign(tmp_path: Path) -> Iterator[tuple[Campaign, GraphStandIn]]:
     c.plan_path.write_text(
         head + '[target]\nkind = "imap"\nhost = "outlook.office365.com"\nauth = "xoauth2"\n'
         'client_id = "app-1"\ntenant_id = "tenant-1"\nclient_secret_env = "MIGRATOR_TEST_GRAPH_SECRET"\n'
-        f'token_url = "{standin.token_url}"\n[run]' + tail
+        f'token_url = "{standin.token_url}"\n[run]'
+        + tail
         + f'\n[settings]\nsieve = "file"\ngraph = true\ngraph_url = "{standin.graph_url}"\n'
     )
     for address in c.accounts:
@@ -47,15 +48,22 @@ def _filters(c: Campaign, *args: str) -> dict:  # type: ignore[type-arg]
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
-def test_rules_and_the_automatic_reply_go_through_graph(graph_campaign: tuple[Campaign, GraphStandIn]) -> None:
+def test_rules_and_the_automatic_reply_go_through_graph(
+    graph_campaign: tuple[Campaign, GraphStandIn],
+) -> None:
     c, standin = graph_campaign
     user = c.accounts[0]
     home = c.maildir(user).parent
     (home / "sieve").mkdir()
     (home / "sieve" / "roundcube.sieve").write_text((DATA / "roundcube.sieve").read_text())
     os.symlink("sieve/roundcube.sieve", home / ".dovecot.sieve")
-    own = {"id": "RULE-USER", "displayName": "Mine", "sequence": 1, "isEnabled": True,
-           "actions": {"markAsRead": True}}
+    own = {
+        "id": "RULE-USER",
+        "displayName": "Mine",
+        "sequence": 1,
+        "isEnabled": True,
+        "actions": {"markAsRead": True},
+    }
     standin.mailboxes[user].rules.append(own)
     assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
 
@@ -64,18 +72,29 @@ def test_rules_and_the_automatic_reply_go_through_graph(graph_campaign: tuple[Ca
     assert standin.rejected == []  # every body matched Microsoft's Graph types
     rules = sorted(standin.mailboxes[user].rules, key=lambda r: r["sequence"])
     assert [r["displayName"] for r in rules] == [
-        "Mine", "[Sieve] Mailing lists", "[Sieve] Boss (1/2)", "[Sieve] Boss (2/2)", "[Sieve] Big mail", "[Sieve] Spam"]
+        "Mine",
+        "[Sieve] Mailing lists",
+        "[Sieve] Boss (1/2)",
+        "[Sieve] Boss (2/2)",
+        "[Sieve] Big mail",
+        "[Sieve] Spam",
+    ]
     lists = rules[1]
     assert lists["conditions"] == {"headerContains": ["dev.lists.example.org"]}
     assert standin.folder_path(user, lists["actions"]["moveToFolder"]) == ("inbox", "Lists")
     assert lists["actions"]["stopProcessingRules"] is True
     boss2 = rules[3]
-    assert boss2["exceptions"] == {"fromAddresses": [{"emailAddress": {"address": "boss@example.org"}}]}
+    assert boss2["exceptions"] == {
+        "fromAddresses": [{"emailAddress": {"address": "boss@example.org"}}]
+    }
     assert rules[4]["conditions"] == {"withinSizeRange": {"minimumSize": 2048}}
     assert standin.folder_path(user, rules[5]["actions"]["moveToFolder"]) == ("junkemail",)
     reply = standin.mailboxes[user].settings["automaticRepliesSetting"]
     assert reply["status"] == "scheduled" and reply["externalAudience"] == "all"
-    assert reply["scheduledEndDateTime"] == {"dateTime": "2100-01-01T00:00:00.0000000", "timeZone": "UTC"}
+    assert reply["scheduledEndDateTime"] == {
+        "dateTime": "2100-01-01T00:00:00.0000000",
+        "timeZone": "UTC",
+    }
     assert "I am away until the end of the century.<br>" in reply["internalReplyMessage"]
     assert standin.tokens_issued == 1  # one app token for the whole pass
 
@@ -88,11 +107,14 @@ def test_rules_and_the_automatic_reply_go_through_graph(graph_campaign: tuple[Ca
     assert len(standin.mailboxes[user].folders) == folders
 
     # the vacation is dropped from the script: migrator's reply goes off
-    (home / "sieve" / "roundcube.sieve").write_text('require "fileinto"; if header :contains "subject" "x" { fileinto "X"; }')
+    (home / "sieve" / "roundcube.sieve").write_text(
+        'require "fileinto"; if header :contains "subject" "x" { fileinto "X"; }'
+    )
     _filters(c, "--account", user)
     assert standin.mailboxes[user].settings["automaticRepliesSetting"]["status"] == "disabled"
-    assert [r["displayName"] for r in sorted(standin.mailboxes[user].rules, key=lambda r: r["sequence"])] == [
-        "Mine", "[Sieve] rule 1 (line 1)"]
+    assert [
+        r["displayName"] for r in sorted(standin.mailboxes[user].rules, key=lambda r: r["sequence"])
+    ] == ["Mine", "[Sieve] rule 1 (line 1)"]
     assert standin.rejected == []
 
 
@@ -121,4 +143,9 @@ graph = true
     with pytest.raises(PlanError, match="client_id, tenant_id and client_secret"):
         parse_plan(text)
     with pytest.raises(PlanError, match="for an IMAP target"):
-        parse_plan(text.replace('kind = "imap"\nhost = "outlook.office365.com"', 'kind = "ews"\nurl = "https://x/EWS/Exchange.asmx"'))
+        parse_plan(
+            text.replace(
+                'kind = "imap"\nhost = "outlook.office365.com"',
+                'kind = "ews"\nurl = "https://x/EWS/Exchange.asmx"',
+            )
+        )

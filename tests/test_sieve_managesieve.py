@@ -17,8 +17,15 @@ SCRIPT = 'require ["fileinto"];\n# rule:[Lists]\nif header :contains "list-id" "
 
 
 def _settings(server: DovecotServer, **changes: object) -> FilterSettings:
-    base = FilterSettings(sieve="managesieve", host=server.host, port=server.sieve_port, tls="starttls",
-                          ca_file=str(server.ca_file), master_user=MASTER_USER, timeout=10)
+    base = FilterSettings(
+        sieve="managesieve",
+        host=server.host,
+        port=server.sieve_port,
+        tls="starttls",
+        ca_file=str(server.ca_file),
+        master_user=MASTER_USER,
+        timeout=10,
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -40,7 +47,9 @@ def test_the_active_script_is_read_as_master_user_both_ways(dovecot_sieve: Dovec
         script = ManageSieveReader(settings, MASTER_PASSWORD).read_active(user)
         assert script is not None
         assert (script.name, script.text) == ("main", SCRIPT)
-        assert script.origin.startswith(f"managesieve {dovecot_sieve.host}:{dovecot_sieve.sieve_port}")
+        assert script.origin.startswith(
+            f"managesieve {dovecot_sieve.host}:{dovecot_sieve.sieve_port}"
+        )
 
 
 @pytest.mark.dovecot
@@ -100,6 +109,10 @@ url = "http://127.0.0.1:1/EWS/Exchange.asmx"
 sieve = "managesieve"
 sieve_port = {dovecot_sieve.sieve_port}
 """)
-    assert (plan.filters.host, plan.filters.login, plan.filters.master_user) == (dovecot_sieve.host, "{uid}", MASTER_USER)
+    assert (plan.filters.host, plan.filters.login, plan.filters.master_user) == (
+        dovecot_sieve.host,
+        "{uid}",
+        MASTER_USER,
+    )
     script = _reader(plan)({"uid": user, "address": f"{user}@example.org"})
     assert script is not None and script.text == SCRIPT

@@ -22,17 +22,21 @@ def script(text: str, name: str = "main") -> SieveScript:
     return SieveScript(name=name, origin="test", text=text, size=len(text.encode()))
 
 
-def carry(text: str, options: FilterOptions = OPTIONS, naming: FolderNaming | None = None) -> Translation:
+def carry(
+    text: str, options: FilterOptions = OPTIONS, naming: FolderNaming | None = None
+) -> Translation:
     return translate(parse_script(script(text)), naming or FolderNaming(), options, NOW)
 
 
 def test_statements_keep_their_text_line_and_client_name() -> None:
-    parsed = parse_script(script(
-        'require ["fileinto"];\n'
-        "# rule:[Lists {braces}; and semicolons]\n"
-        'if header :contains "subject" ["a;b", "c}"] {\n  fileinto "X"; # } not the end\n}\n'
-        'keep;\n'
-    ))
+    parsed = parse_script(
+        script(
+            'require ["fileinto"];\n'
+            "# rule:[Lists {braces}; and semicolons]\n"
+            'if header :contains "subject" ["a;b", "c}"] {\n  fileinto "X"; # } not the end\n}\n'
+            "keep;\n"
+        )
+    )
     assert parsed.error is None
     assert parsed.requires == ("fileinto",)
     first, second = parsed.statements
@@ -107,7 +111,7 @@ def test_elsif_and_else_exclude_the_branches_before_them() -> None:
         'require "fileinto";\n'
         'if header :contains "subject" "a" { fileinto "A"; }\n'
         'elsif header :contains "from" "b@x.org" { fileinto "B"; }\n'
-        "else { fileinto \"C\"; }\n"
+        'else { fileinto "C"; }\n'
     )
     a, b, c = t.rules
     assert a.conditions.contains_subject == ("a",)
@@ -135,16 +139,23 @@ def test_negation_size_and_flags() -> None:
         ('require "regex"; if header :regex "subject" "^x" { discard; }', "regular expressions"),
         ('require "envelope"; if envelope :is "to" "a@b.c" { discard; }', "envelope"),
         ('require ["imap4flags"]; if true { addflag "\\\\Flagged"; }', "follow-up"),
-        ('require "fileinto"; if header :contains "subject" "x" { fileinto "A"; if true { stop; } }',
-         "mix actions and conditions"),
+        (
+            'require "fileinto"; if header :contains "subject" "x" { fileinto "A"; if true { stop; } }',
+            "mix actions and conditions",
+        ),
         ('require "variables"; set "a" "b";', "variables"),
         ('require "include"; include :personal "other";', "included scripts"),
         ('require "enotify"; notify "mailto:a@example.org";', "notifications"),
-        ('require "reject"; if header :contains "subject" "x" { reject "no"; }', "refuse a message"),
+        (
+            'require "reject"; if header :contains "subject" "x" { reject "no"; }',
+            "refuse a message",
+        ),
         ('redirect "someone@elsewhere.net";', "outside the organisation"),
         ('if header :is "subject" "exact" { discard; }', "deletes messages"),
-        ('if allof (header :contains "subject" "a", header :contains "subject" "b") { discard; }',
-         "two different texts"),
+        (
+            'if allof (header :contains "subject" "a", header :contains "subject" "b") { discard; }',
+            "two different texts",
+        ),
     ],
 )
 def test_what_exchange_cannot_express_is_refused_whole(text: str, reason: str) -> None:
@@ -156,7 +167,9 @@ def test_what_exchange_cannot_express_is_refused_whole(text: str, reason: str) -
 
 
 def test_redirect_inside_the_organisation_and_forwarding_when_allowed() -> None:
-    inside = carry('require "copy"; if header :contains "subject" "fw" { redirect :copy "desk@example.org"; }')
+    inside = carry(
+        'require "copy"; if header :contains "subject" "fw" { redirect :copy "desk@example.org"; }'
+    )
     (rule,) = inside.rules
     assert rule.actions.redirect_to == ("desk@example.org",) and not rule.actions.delete
     outside = carry('redirect "me@elsewhere.net";', FilterOptions(forwarding=True))
@@ -171,7 +184,7 @@ def test_vacation_with_a_date_range_is_a_scheduled_reply() -> None:
         'require ["vacation", "date", "relational"];\n'
         'if allof (currentdate :zone "+0200" :value "ge" "iso8601" "2026-12-20T08:00:00", '
         'currentdate :value "le" "date" "2027-01-06") {\n'
-        "  vacation :days 5 :subject \"Away\" text:\nBack on the 7th.\n..dotted\n.\n;\n}\n"
+        '  vacation :days 5 :subject "Away" text:\nBack on the 7th.\n..dotted\n.\n;\n}\n'
     )
     reply = t.auto_reply
     assert reply is not None and not reply.expired
@@ -228,11 +241,15 @@ def test_redirect_to_a_named_address_inside_the_organisation() -> None:
 
 def test_subaddress_and_numeric_comparator_parse_and_are_refused_by_name() -> None:
     """sievelib lacked :user/:detail and i;ascii-numeric; Pigeonhole's examples use both."""
-    detail = carry('require ["envelope", "subaddress", "fileinto"]; '
-                   'if address :detail "to" "lists" { fileinto "Lists"; }')
+    detail = carry(
+        'require ["envelope", "subaddress", "fileinto"]; '
+        'if address :detail "to" "lists" { fileinto "Lists"; }'
+    )
     assert "sub-address" in detail.refusals[0].reason
-    numeric = carry('require ["relational", "comparator-i;ascii-numeric", "fileinto"]; '
-                    'if header :value "ge" :comparator "i;ascii-numeric" "X-Spam-Score" "5" { fileinto "Junk"; }')
+    numeric = carry(
+        'require ["relational", "comparator-i;ascii-numeric", "fileinto"]; '
+        'if header :value "ge" :comparator "i;ascii-numeric" "X-Spam-Score" "5" { fileinto "Junk"; }'
+    )
     assert numeric.refusals and numeric.refusals[0].statement == 0
 
 
@@ -248,11 +265,19 @@ def test_an_if_inside_an_if_becomes_rules_under_both_conditions() -> None:
         'fileinto "Rest";\n'
     )
     now, later, stop, rest = t.rules
-    assert now.conditions.contains_sender == ("boss@example.org",) and now.conditions.contains_subject == ("urgent",)
-    assert later.conditions.contains_subject == ("later",) and later.exceptions.contains_subject == ("urgent",)
+    assert now.conditions.contains_sender == (
+        "boss@example.org",
+    ) and now.conditions.contains_subject == ("urgent",)
+    assert later.conditions.contains_subject == (
+        "later",
+    ) and later.exceptions.contains_subject == ("urgent",)
     assert later.conditions.contains_sender == ("boss@example.org",)
     assert stop.conditions.contains_sender == ("boss@example.org",) and stop.actions.stop
     assert stop.actions.move_to is None
     assert rest.conditions.is_empty() and rest.actions.move_to is not None
-    assert [r.name for r in t.rules][:3] == ["rule 1 (line 2) (1/3)", "rule 1 (line 2) (2/3)", "rule 1 (line 2) (3/3)"]
+    assert [r.name for r in t.rules][:3] == [
+        "rule 1 (line 2) (1/3)",
+        "rule 1 (line 2) (2/3)",
+        "rule 1 (line 2) (3/3)",
+    ]
     assert (t.statements, t.translated, t.refused) == (2, 2, 0)

@@ -20,8 +20,14 @@ Seen = tuple[bytes, Flags, datetime | None]
 
 
 def _norm(flags: Flags) -> Flags:
-    return Flags(flags.seen, flags.answered, flags.flagged, flags.deleted, flags.draft,
-                 tuple(sorted(flags.keywords)))
+    return Flags(
+        flags.seen,
+        flags.answered,
+        flags.flagged,
+        flags.deleted,
+        flags.draft,
+        tuple(sorted(flags.keywords)),
+    )
 
 
 def _read(record: MessageRecord) -> bytes:
@@ -41,9 +47,7 @@ def _by_path(source: Source) -> dict[tuple[str, ...], FolderInfo]:
 
 
 def _expected(case: SourceCase, path: tuple[str, ...]) -> Counter[Seen]:
-    return Counter(
-        (case.stored(m), _norm(m.flags), m.internal_date) for m in case.mailbox[path]
-    )
+    return Counter((case.stored(m), _norm(m.flags), m.internal_date) for m in case.mailbox[path])
 
 
 def test_folders_have_decoded_paths_roles_counts_and_totals(source_case: SourceCase) -> None:
@@ -86,8 +90,11 @@ def test_keys_are_unique_even_for_byte_identical_copies(source_case: SourceCase)
             assert all(k and isinstance(k, str) for k in keys)
         inbox = _records(source, _by_path(source)[("INBOX",)])
         twin = next(m.raw for m in source_case.mailbox[("INBOX",)] if m.name == "identical-1")
-        twin_stored = next(source_case.stored(m) for m in source_case.mailbox[("INBOX",)]
-                           if m.name == "identical-1")
+        twin_stored = next(
+            source_case.stored(m)
+            for m in source_case.mailbox[("INBOX",)]
+            if m.name == "identical-1"
+        )
         assert twin  # the sample really has the twin
         twins = [r.key for r in inbox if _read(r) == twin_stored]
         assert len(twins) == 2 and twins[0] != twins[1]

@@ -496,13 +496,17 @@ def test_a_server_gone_mid_run_is_transient(account: Account) -> None:
 
 
 @pytest.mark.parametrize("wrong", ["o", "i", "Authentication failed"])
-def test_a_wrong_password_found_in_the_servers_words_garbles_nothing(account: Account, wrong: str) -> None:
+def test_a_wrong_password_found_in_the_servers_words_garbles_nothing(
+    account: Account, wrong: str
+) -> None:
     """The server's answer to LOGIN is shown whole, or not at all when the password occurs in
     it; never with the password starred out of its words."""
     with pytest.raises(SourceError) as caught, account.source(password=wrong) as source:
         source.folders()
     err = caught.value
     assert err.reason == "auth"
-    assert str(err).startswith(f"IMAP login refused at {account.server.host}:{account.server.port} for {account.name}: ")
+    assert str(err).startswith(
+        f"IMAP login refused at {account.server.host}:{account.server.port} for {account.name}: "
+    )
     assert "***" not in f"{err} {err.hint}"
     assert str(err).endswith("the reply is not shown because the password or secret occurs in it")

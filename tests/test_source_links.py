@@ -39,7 +39,9 @@ def _maildir(root: Path) -> Path:
     return root
 
 
-def _everything(src: MaildirSource | MboxSource) -> dict[tuple[str, ...], list[MessageRecord | SkippedMessage]]:
+def _everything(
+    src: MaildirSource | MboxSource,
+) -> dict[tuple[str, ...], list[MessageRecord | SkippedMessage]]:
     return {f.path: list(src.messages(f)) for f in src.folders()}
 
 
@@ -69,14 +71,18 @@ def test_a_linked_message_file_is_skipped_not_read(tmp_path: Path, outside: Path
         items = _everything(src)
         skips = _skips(items[("INBOX",)])
         assert {k: s.reason for k, s in skips.items()} == {
-            "1700000002.M2P2.mx": "symlink", "1700000003.M3P3.mx": "symlink"}
+            "1700000002.M2P2.mx": "symlink",
+            "1700000003.M3P3.mx": "symlink",
+        }
         assert str(outside / "shadow") in skips["1700000002.M2P2.mx"].detail
         assert "not followed" in skips["1700000002.M2P2.mx"].detail
         assert _read_all(items) == [MAIL]
 
 
 @pytest.mark.parametrize("layout", ["maildir++", "fs"])
-def test_a_linked_folder_is_reported_in_inbox_and_not_migrated(tmp_path: Path, outside: Path, layout: str) -> None:
+def test_a_linked_folder_is_reported_in_inbox_and_not_migrated(
+    tmp_path: Path, outside: Path, layout: str
+) -> None:
     box = _maildir(tmp_path / "Maildir")
     (box / "cur" / "1700000001.M1P1.mx:2,S").write_bytes(MAIL)
     real = ".Sent" if layout == "maildir++" else "Sent"
@@ -95,7 +101,9 @@ def test_a_linked_folder_is_reported_in_inbox_and_not_migrated(tmp_path: Path, o
         assert _read_all(_everything(src)) == [MAIL]
 
 
-def test_a_folder_in_a_subdirectory_reached_through_a_link_is_not_read(tmp_path: Path, outside: Path) -> None:
+def test_a_folder_in_a_subdirectory_reached_through_a_link_is_not_read(
+    tmp_path: Path, outside: Path
+) -> None:
     box = _maildir(tmp_path / "Maildir")
     _maildir(box / "Projects" / "2019")
     (box / "Projects" / "Old").symlink_to(outside / "Maildir")  # LAYOUT=fs, one level down
@@ -126,7 +134,9 @@ def test_cur_or_new_being_links_is_reported_not_followed(tmp_path: Path, outside
         assert _read_all(items) == [MAIL]
 
 
-def test_names_swapped_for_links_after_listing_are_not_followed(tmp_path: Path, outside: Path) -> None:
+def test_names_swapped_for_links_after_listing_are_not_followed(
+    tmp_path: Path, outside: Path
+) -> None:
     """The race: the folder is listed while everything is real; then the user replaces a
     message file, a whole cur/ and a whole folder by links before they are read."""
     box = _maildir(tmp_path / "Maildir")
@@ -158,7 +168,9 @@ def test_names_swapped_for_links_after_listing_are_not_followed(tmp_path: Path, 
         os.rename(arch, tmp_path / "archive-away")
         arch.symlink_to(outside / "Maildir")
         archived = list(src.messages(folders[("Archive",)]))
-        assert [(i.key, i.reason) for i in archived if isinstance(i, SkippedMessage)] == [("folder/", "symlink")]
+        assert [(i.key, i.reason) for i in archived if isinstance(i, SkippedMessage)] == [
+            ("folder/", "symlink")
+        ]
         assert not [i for i in archived if isinstance(i, MessageRecord)]
 
 
@@ -184,11 +196,15 @@ def test_a_mailbox_path_that_became_a_link_is_refused(tmp_path: Path, outside: P
 
 
 def _mbox(*subjects: bytes) -> bytes:
-    return b"".join(b"From a@example.org Mon Jan  1 00:00:00 2024\nSubject: " + s + b"\n\nbody\n\n"
-                    for s in subjects)
+    return b"".join(
+        b"From a@example.org Mon Jan  1 00:00:00 2024\nSubject: " + s + b"\n\nbody\n\n"
+        for s in subjects
+    )
 
 
-def test_links_in_the_mbox_folders_directory_are_reported_not_followed(tmp_path: Path, outside: Path) -> None:
+def test_links_in_the_mbox_folders_directory_are_reported_not_followed(
+    tmp_path: Path, outside: Path
+) -> None:
     spool = tmp_path / "spool"
     spool.write_bytes(_mbox(b"inbox"))
     mail = tmp_path / "mail"
@@ -202,7 +218,10 @@ def test_links_in_the_mbox_folders_directory_are_reported_not_followed(tmp_path:
         assert set(folders) == {("INBOX",), ("Sent",)}
         items = _everything(src)
         skips = _skips(items[("INBOX",)])
-        assert {k: s.reason for k, s in skips.items()} == {"./Leak/": "symlink", "./Projects/Other/": "symlink"}
+        assert {k: s.reason for k, s in skips.items()} == {
+            "./Leak/": "symlink",
+            "./Projects/Other/": "symlink",
+        }
         assert str(outside / "mbox") in skips["./Leak/"].detail
         assert folders[("INBOX",)].message_count == 3
         assert b"confidential" not in b"".join(_read_all(items))
@@ -218,12 +237,15 @@ def test_an_mbox_folder_file_swapped_for_a_link_is_not_read(tmp_path: Path, outs
         sent = next(f for f in src.folders() if f.path == ("Sent",))
         [record] = list(src.messages(sent))
         assert isinstance(record, MessageRecord)
-        (outside / "mbox").write_bytes(_mbox(b"sent") + b"From boss Mon Jan  1 00:00:00 2024\n" + SECRET)
+        (outside / "mbox").write_bytes(
+            _mbox(b"sent") + b"From boss Mon Jan  1 00:00:00 2024\n" + SECRET
+        )
         (mail / "Sent").unlink()
         (mail / "Sent").symlink_to(outside / "mbox")
         with pytest.raises(SourceError) as err:
             record.open()
         assert err.value.reason == "symlink"
         fresh = FolderInfo(path=("Sent",), role=sent.role, native="Sent")
-        assert [(i.key, i.reason) for i in src.messages(fresh) if isinstance(i, SkippedMessage)] == [
-            ("folder/", "symlink")]
+        assert [
+            (i.key, i.reason) for i in src.messages(fresh) if isinstance(i, SkippedMessage)
+        ] == [("folder/", "symlink")]

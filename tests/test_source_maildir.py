@@ -38,7 +38,9 @@ def _folders(src: MaildirSource) -> dict[tuple[str, ...], FolderInfo]:
     return {f.path: f for f in src.folders()}
 
 
-def _items(src: MaildirSource, path: tuple[str, ...] = ("INBOX",)) -> list[MessageRecord | SkippedMessage]:
+def _items(
+    src: MaildirSource, path: tuple[str, ...] = ("INBOX",)
+) -> list[MessageRecord | SkippedMessage]:
     return list(src.messages(_folders(src)[path]))
 
 
@@ -52,7 +54,9 @@ def _maildir(root: Path) -> Path:
     return root
 
 
-def _put(root: Path, sub: str, name: str, data: bytes = b"Subject: x\n\nbody\n", mtime: int = 1709285400) -> Path:
+def _put(
+    root: Path, sub: str, name: str, data: bytes = b"Subject: x\n\nbody\n", mtime: int = 1709285400
+) -> Path:
     path = root / sub / name
     path.write_bytes(data)
     os.utime(path, (mtime, mtime))
@@ -72,8 +76,13 @@ def test_key_ignores_flags_and_size_fields() -> None:
 def test_flags_from_info_and_dovecot_keywords() -> None:
     kws = {"a": "$Label1", "b": "Work"}
     assert parse_flags(NAME + ":2,DFRSTab", kws) == Flags(
-        seen=True, answered=True, flagged=True, deleted=True, draft=True,
-        keywords=("$Label1", "Work"))
+        seen=True,
+        answered=True,
+        flagged=True,
+        deleted=True,
+        draft=True,
+        keywords=("$Label1", "Work"),
+    )
     assert parse_flags(NAME + ":2,", kws) == Flags()
     assert parse_flags(NAME, kws) == Flags()
     assert parse_flags(NAME + ":2,Sz", kws) == Flags(seen=True)  # letter without a keyword
@@ -175,7 +184,13 @@ def test_inbox_named_folders_and_nameless_folders_are_migrated_not_dropped(tmp_p
     folders = _folders(src)
     # ".INBOX" beside the inbox is a folder of its own below the inbox (as Courier shows it),
     # never merged into the inbox; a name of dots only keeps its name as stored
-    assert set(folders) == {("INBOX",), ("INBOX", "INBOX"), ("INBOX", "Inbox"), ("...",), ("INBOX", "Sub")}
+    assert set(folders) == {
+        ("INBOX",),
+        ("INBOX", "INBOX"),
+        ("INBOX", "Inbox"),
+        ("...",),
+        ("INBOX", "Sub"),
+    }
     assert folders[("INBOX",)].role == FolderRole.INBOX
     assert folders[("INBOX", "INBOX")].role == FolderRole.NONE
     for path, folder in folders.items():
@@ -204,7 +219,10 @@ def test_directories_that_are_no_folder_are_reported_in_inbox(tmp_path: Path) ->
     assert set(folders) == {("INBOX",), ("Sent",)}
     skipped = {i.key: i for i in _items(src) if isinstance(i, SkippedMessage)}
     assert {k: s.reason for k, s in skipped.items()} == {
-        "./.Broken/": "not-a-folder", "./Archiv/": "not-a-folder", "./.Sent/2019/": "not-a-folder"}
+        "./.Broken/": "not-a-folder",
+        "./Archiv/": "not-a-folder",
+        "./.Sent/2019/": "not-a-folder",
+    }
     assert "no cur/ or new/" in skipped["./.Broken/"].detail
     assert "LAYOUT=fs" in skipped["./Archiv/"].detail
     assert folders[("INBOX",)].message_count == 3
@@ -227,9 +245,17 @@ def test_index_files_tmp_leftovers_and_stray_files_are_ignored(tmp_path: Path) -
     root = _maildir(tmp_path)
     _put(root, "cur", NAME + ":2,S", b"Subject: real\n\n")
     _put(root, "tmp", "1709285999.M1P1.host", b"half-delivered")
-    for junk in ("dovecot.index", "dovecot.index.log", "dovecot-uidlist", "dovecot-uidvalidity",
-                 "courierimapuiddb", "courierimapkeywords", "maildirsize", "subscriptions",
-                 "README.txt"):
+    for junk in (
+        "dovecot.index",
+        "dovecot.index.log",
+        "dovecot-uidlist",
+        "dovecot-uidvalidity",
+        "courierimapuiddb",
+        "courierimapkeywords",
+        "maildirsize",
+        "subscriptions",
+        "README.txt",
+    ):
         (root / junk).write_bytes(b"not mail")
     (root / "courierimapkeywords.d").mkdir()
     (root / "cur" / ".hidden-editor-swap").write_bytes(b"x")
@@ -259,20 +285,23 @@ def test_a_file_that_is_not_mail_is_listed_then_refused_with_a_reason(tmp_path: 
         assert fh.read() == b"Subject: x\n\nbody\n"
 
 
-@pytest.mark.parametrize("raw", [
-    b"Return-Path: <a@example.org>\nSubject: x\n\nbody\n",
-    b"From a@example.org Mon Jan  1 00:00:00 2024\nSubject: left by a converter\n\nbody\n",
-    b">From a@example.org Mon Jan  1 00:00:00 2024\nSubject: quoted\n\n",
-    b"\xef\xbb\xbfSubject: a byte order mark first\n\nbody\n",
-    b"Subject: Gr\xc3\xbc\xc3\x9fe, 8-bit\n\n\xe4\xf6\n",
-    b"X-Only-Headers: yes\nSubject: nothing else",
-    b"Subject: CRLF\r\nFrom: a@example.org\r\n\r\nbody\r\n",
-    b"Received: from mx1\n\tby mx2 with ESMTP\nSubject: folded\n\n",
-    b"Subject : obsolete blank before the colon\n\n",
-    b"\n",  # an empty header block: a body only (a lone line end is a message, see real mail)
-    b"\r\nbody after an empty header block\r\n",
-    b"\tfolded line first: a header block whose first line was lost\n\n",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Return-Path: <a@example.org>\nSubject: x\n\nbody\n",
+        b"From a@example.org Mon Jan  1 00:00:00 2024\nSubject: left by a converter\n\nbody\n",
+        b">From a@example.org Mon Jan  1 00:00:00 2024\nSubject: quoted\n\n",
+        b"\xef\xbb\xbfSubject: a byte order mark first\n\nbody\n",
+        b"Subject: Gr\xc3\xbc\xc3\x9fe, 8-bit\n\n\xe4\xf6\n",
+        b"X-Only-Headers: yes\nSubject: nothing else",
+        b"Subject: CRLF\r\nFrom: a@example.org\r\n\r\nbody\r\n",
+        b"Received: from mx1\n\tby mx2 with ESMTP\nSubject: folded\n\n",
+        b"Subject : obsolete blank before the colon\n\n",
+        b"\n",  # an empty header block: a body only (a lone line end is a message, see real mail)
+        b"\r\nbody after an empty header block\r\n",
+        b"\tfolded line first: a header block whose first line was lost\n\n",
+    ],
+)
 def test_real_mail_with_odd_first_lines_is_mail(tmp_path: Path, raw: bytes) -> None:
     assert looks_like_mail(raw)
     root = _maildir(tmp_path)
@@ -282,15 +311,18 @@ def test_real_mail_with_odd_first_lines_is_mail(tmp_path: Path, raw: bytes) -> N
         assert fh.read() == raw
 
 
-@pytest.mark.parametrize("raw", [
-    PNG,
-    b"PK\x03\x04\x14\x00\x06\x00",  # a zip (an .odt, a .docx)
-    b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
-    b"\x7fELF\x02\x01\x01\x00",
-    b"\x00" * 4096,  # blocks a crash left zeroed
-    b"just some notes\n",
-    b"X",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        PNG,
+        b"PK\x03\x04\x14\x00\x06\x00",  # a zip (an .odt, a .docx)
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
+        b"\x7fELF\x02\x01\x01\x00",
+        b"\x00" * 4096,  # blocks a crash left zeroed
+        b"just some notes\n",
+        b"X",
+    ],
+)
 def test_what_is_not_mail(raw: bytes) -> None:
     assert not looks_like_mail(raw)
 
@@ -310,7 +342,8 @@ def test_non_regular_files_are_skipped_without_blocking(tmp_path: Path) -> None:
 
 def test_empty_mailbox_has_an_empty_inbox(tmp_path: Path) -> None:
     assert [(f.path, f.message_count) for f in MaildirSource(str(tmp_path)).folders()] == [
-        (("INBOX",), 0)]
+        (("INBOX",), 0)
+    ]
 
 
 def test_missing_mailbox_names_the_path(tmp_path: Path) -> None:
@@ -342,7 +375,9 @@ def test_bytes_sizes_and_dates_come_from_the_files(tmp_path: Path) -> None:
     want = sorted((m.raw, len(m.raw), m.internal_date) for m in box[("INBOX",)] if is_mail(m))
     assert sorted(got) == want
     # the PNG and the lone "X" of the hard cases are no mail: listed, refused when read
-    assert sorted(refused) == sorted(("not-mail", len(m.raw)) for m in box[("INBOX",)] if not is_mail(m))
+    assert sorted(refused) == sorted(
+        ("not-mail", len(m.raw)) for m in box[("INBOX",)] if not is_mail(m)
+    )
     assert len(refused) == 2
 
 
@@ -366,7 +401,6 @@ def test_unreadable_file_and_folder_are_reported_not_fatal(shared_dir: Path) -> 
     assert "1709285401.M8P1.host" in refused[1]
     assert opens["cur/"] == ["skipped", "unreadable"]
     assert any("permission denied" in p.lower() for p in out["folders"]["Locked"])  # type: ignore[attr-defined]
-
 
 
 def _age(root: Path, seconds: int = 60) -> None:
@@ -405,8 +439,12 @@ def test_delta_listing_reuses_an_unchanged_folder_and_sees_a_changed_one(tmp_pat
         os.listdir = real_listdir
     # a known key comes with the flags its file name carries, and nothing else
     assert [(r.key, r.flags) for r in listing if isinstance(r, KnownMessage)] == [
-        ("1700000003.M3P3.h", Flags(seen=True))]
-    assert [r.key for r in listing if isinstance(r, MessageRecord)] == ["1700000001.M1P1.h", "1700000002.M2P2.h"]
+        ("1700000003.M3P3.h", Flags(seen=True))
+    ]
+    assert [r.key for r in listing if isinstance(r, MessageRecord)] == [
+        "1700000001.M1P1.h",
+        "1700000002.M2P2.h",
+    ]
     assert listed == []  # both directories reused from folders()
     assert found.known_seen == 1  # what the listing learned: one key neither stat'ed nor offered
 

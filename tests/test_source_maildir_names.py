@@ -12,48 +12,56 @@ from migrator.model.mail import FolderRole
 from migrator.model.plan import SourceSettings
 
 
-@pytest.mark.parametrize(("text", "encoded"), [
-    ("Entwürfe", "Entw&APw-rfe"),
-    ("R&D", "R&-D"),
-    ("日本語", "&ZeVnLIqe-"),
-    ("Vacía", "Vac&AO0-a"),
-    ("smile 😀", "smile &2D3eAA-"),
-    ("plain ~ ASCII", "plain ~ ASCII"),
-])
+@pytest.mark.parametrize(
+    ("text", "encoded"),
+    [
+        ("Entwürfe", "Entw&APw-rfe"),
+        ("R&D", "R&-D"),
+        ("日本語", "&ZeVnLIqe-"),
+        ("Vacía", "Vac&AO0-a"),
+        ("smile 😀", "smile &2D3eAA-"),
+        ("plain ~ ASCII", "plain ~ ASCII"),
+    ],
+)
 def test_modified_utf7_round_trip(text: str, encoded: str) -> None:
     assert utf7.encode(text) == encoded
     assert utf7.decode(encoded) == text
 
 
-@pytest.mark.parametrize("bad", ["R&D", "&AO0", "caf\u00e9", "&AGE-"])  # the last encodes "a", which must stay literal
+@pytest.mark.parametrize(
+    "bad", ["R&D", "&AO0", "caf\u00e9", "&AGE-"]
+)  # the last encodes "a", which must stay literal
 def test_invalid_modified_utf7_is_refused_or_kept_as_is(bad: str) -> None:
     with pytest.raises(ValueError):
         utf7.decode(bad)
     assert utf7.decode_lenient(bad) == bad
 
 
-@pytest.mark.parametrize(("path", "role"), [
-    (("INBOX",), FolderRole.INBOX),
-    (("inbox",), FolderRole.INBOX),
-    (("Sent",), FolderRole.SENT),
-    (("Sent Messages",), FolderRole.SENT),
-    (("Elementos enviados",), FolderRole.SENT),
-    (("Enviados",), FolderRole.SENT),
-    (("sent-mail",), FolderRole.SENT),
-    (("Borradores",), FolderRole.DRAFTS),
-    (("Drafts",), FolderRole.DRAFTS),
-    (("Deleted Messages",), FolderRole.TRASH),
-    (("Papelera",), FolderRole.TRASH),
-    (("Trash",), FolderRole.TRASH),
-    (("Spam",), FolderRole.JUNK),
-    (("Correo no deseado",), FolderRole.JUNK),
-    (("Junk",), FolderRole.JUNK),
-    (("Archivo",), FolderRole.ARCHIVE),
-    (("INBOX", "Sent"), FolderRole.SENT),
-    (("Projects", "Sent"), FolderRole.NONE),  # only top level (or directly under INBOX)
-    (("Sentimental",), FolderRole.NONE),
-    (("ELEMENTOS  ENVIADOS",), FolderRole.SENT),
-])
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        (("INBOX",), FolderRole.INBOX),
+        (("inbox",), FolderRole.INBOX),
+        (("Sent",), FolderRole.SENT),
+        (("Sent Messages",), FolderRole.SENT),
+        (("Elementos enviados",), FolderRole.SENT),
+        (("Enviados",), FolderRole.SENT),
+        (("sent-mail",), FolderRole.SENT),
+        (("Borradores",), FolderRole.DRAFTS),
+        (("Drafts",), FolderRole.DRAFTS),
+        (("Deleted Messages",), FolderRole.TRASH),
+        (("Papelera",), FolderRole.TRASH),
+        (("Trash",), FolderRole.TRASH),
+        (("Spam",), FolderRole.JUNK),
+        (("Correo no deseado",), FolderRole.JUNK),
+        (("Junk",), FolderRole.JUNK),
+        (("Archivo",), FolderRole.ARCHIVE),
+        (("INBOX", "Sent"), FolderRole.SENT),
+        (("Projects", "Sent"), FolderRole.NONE),  # only top level (or directly under INBOX)
+        (("Sentimental",), FolderRole.NONE),
+        (("ELEMENTOS  ENVIADOS",), FolderRole.SENT),
+    ],
+)
 def test_roles_from_names(path: tuple[str, ...], role: FolderRole) -> None:
     assert role_from_name(path) == role
 

@@ -59,7 +59,9 @@ def _spool(tmp_path: Path, messages: list[SampleMessage], variant: str = "mboxrd
 
 @pytest.mark.parametrize("variant", MBOX_VARIANTS)
 @pytest.mark.parametrize("forced", [True, False])
-def test_every_variant_gives_back_what_it_carries(tmp_path: Path, variant: str, forced: bool) -> None:
+def test_every_variant_gives_back_what_it_carries(
+    tmp_path: Path, variant: str, forced: bool
+) -> None:
     msgs = [m for m in hard_case_messages() if carried_by(m, variant)]
     src = MboxSource(str(_spool(tmp_path, msgs, variant)), variant=variant if forced else "auto")
     records = _records(src)
@@ -91,7 +93,9 @@ def test_without_final_newline_mboxrd_adds_one_and_mboxcl2_keeps_it_exact(tmp_pa
     assert first.key != second.key
 
 
-def test_mboxcl2_body_with_unquoted_from_lines_is_delimited_by_content_length(tmp_path: Path) -> None:
+def test_mboxcl2_body_with_unquoted_from_lines_is_delimited_by_content_length(
+    tmp_path: Path,
+) -> None:
     body = b"From me Thu Nov  7 03:04:05 2024\nlooks like a separator\n"
     msgs = [_msg("a", body), _msg("b", b"second\n", 1)]
     records = _records(MboxSource(str(_spool(tmp_path, msgs, "mboxcl2"))))
@@ -99,8 +103,10 @@ def test_mboxcl2_body_with_unquoted_from_lines_is_delimited_by_content_length(tm
 
 
 def test_wrong_content_length_falls_back_to_from_lines(tmp_path: Path) -> None:
-    data = (b"From a@b Thu Nov  7 03:04:05 2024\nContent-Length: 3\nSubject: one\n\nbody one\n\n"
-            b"From a@b Thu Nov  7 03:04:06 2024\nContent-Length: 99999\nSubject: two\n\nbody two\n\n")
+    data = (
+        b"From a@b Thu Nov  7 03:04:05 2024\nContent-Length: 3\nSubject: one\n\nbody one\n\n"
+        b"From a@b Thu Nov  7 03:04:06 2024\nContent-Length: 99999\nSubject: two\n\nbody two\n\n"
+    )
     path = tmp_path / "spool"
     path.write_bytes(data)
     records = _records(MboxSource(str(path)))
@@ -114,28 +120,39 @@ def test_wrong_content_length_falls_back_to_from_lines(tmp_path: Path) -> None:
 
 
 def test_flags_from_status_x_status_and_x_keywords(tmp_path: Path) -> None:
-    data = (b"From a@b Thu Nov  7 03:04:05 2024\nStatus: RO\nX-Status: AFTD\n"
-            b"X-Keywords: $Label1, Work\nSubject: s\n\nb\n\n"
-            b"From a@b Thu Nov  7 03:04:05 2024\nStatus: O\nSubject: s2\n\nb\n\n"
-            b"From a@b Thu Nov  7 03:04:05 2024\nSubject: s3\n\nStatus: R\n")
+    data = (
+        b"From a@b Thu Nov  7 03:04:05 2024\nStatus: RO\nX-Status: AFTD\n"
+        b"X-Keywords: $Label1, Work\nSubject: s\n\nb\n\n"
+        b"From a@b Thu Nov  7 03:04:05 2024\nStatus: O\nSubject: s2\n\nb\n\n"
+        b"From a@b Thu Nov  7 03:04:05 2024\nSubject: s3\n\nStatus: R\n"
+    )
     path = tmp_path / "spool"
     path.write_bytes(data)
     flags = [r.flags for r in _records(MboxSource(str(path)))]
     assert flags == [
-        Flags(seen=True, answered=True, flagged=True, deleted=True, draft=True,
-              keywords=("$Label1", "Work")),
+        Flags(
+            seen=True,
+            answered=True,
+            flagged=True,
+            deleted=True,
+            draft=True,
+            keywords=("$Label1", "Work"),
+        ),
         Flags(),
         Flags(),  # a Status line in the body is not a header
     ]
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    (b"From a@b Thu Nov  7 03:04:05 2024", datetime(2024, 11, 7, 3, 4, 5, tzinfo=UTC)),
-    (b"From a@b Thu Nov 7 03:04:05 2024 +0200", datetime(2024, 11, 7, 1, 4, 5, tzinfo=UTC)),
-    (b"From a@b Mon Jan  1 00:00 2024", datetime(2024, 1, 1, 0, 0, 0, tzinfo=UTC)),
-    (b"From  Thu Nov  7 03:04:05 UTC 2024", datetime(2024, 11, 7, 3, 4, 5, tzinfo=UTC)),
-    (b"From a@b sometime 12:00", None),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"From a@b Thu Nov  7 03:04:05 2024", datetime(2024, 11, 7, 3, 4, 5, tzinfo=UTC)),
+        (b"From a@b Thu Nov 7 03:04:05 2024 +0200", datetime(2024, 11, 7, 1, 4, 5, tzinfo=UTC)),
+        (b"From a@b Mon Jan  1 00:00 2024", datetime(2024, 1, 1, 0, 0, 0, tzinfo=UTC)),
+        (b"From  Thu Nov  7 03:04:05 UTC 2024", datetime(2024, 11, 7, 3, 4, 5, tzinfo=UTC)),
+        (b"From a@b sometime 12:00", None),
+    ],
+)
 def test_internal_date_from_the_from_line(line: bytes, expected: datetime | None) -> None:
     assert mbox_index.is_from_line(line)
     assert mbox_index.from_line_date(line) == expected
@@ -164,8 +181,11 @@ def test_keys_survive_a_mail_client_rewrite(tmp_path: Path) -> None:
     key_of = {v: k for k, v in _keys(path).items()}
     # the client marks m3 read and flagged (its Status header grows, later offsets shift)
     # and deletes m0 (every offset shifts)
-    rewritten = [*original[1:3], replace(original[3], flags=Flags(seen=True, flagged=True)),
-                 original[4]]
+    rewritten = [
+        *original[1:3],
+        replace(original[3], flags=Flags(seen=True, flagged=True)),
+        original[4],
+    ]
     path.write_bytes(mbox_bytes(rewritten, "mboxrd"))
     after = _records(MboxSource(str(path)))
     assert [r.key for r in after] == [key_of[mbox_stored(m, "mboxrd")] for m in original[1:]]
@@ -204,7 +224,9 @@ class _Rewriter:
         monkeypatch.setattr(mbox_index.Indexer, "entries", entries)
 
 
-def test_spool_rewritten_mid_pass_restarts_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spool_rewritten_mid_pass_restarts_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     msgs = [_msg(f"m{i}", b"body\n", i) for i in range(4)]
     path = _spool(tmp_path, msgs)
     shorter = mbox_bytes([msgs[0], msgs[2]], "mboxrd")
@@ -214,12 +236,15 @@ def test_spool_rewritten_mid_pass_restarts_the_folder(tmp_path: Path, monkeypatc
     assert [_read(r) for r in records] == [mbox_stored(msgs[i], "mboxrd") for i in (0, 2)]
 
 
-def test_spool_that_keeps_changing_is_an_error_not_half_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spool_that_keeps_changing_is_an_error_not_half_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     msgs = [_msg(f"m{i}", b"body\n", i) for i in range(4)]
     path = _spool(tmp_path, msgs)
     # a client that rewrites the spool during every pass (not an append: m0 comes and goes)
-    _Rewriter(monkeypatch, path, [mbox_bytes(msgs[i % 2 : 2 + i % 2 * 2], "mboxrd")
-                                  for i in range(6)])
+    _Rewriter(
+        monkeypatch, path, [mbox_bytes(msgs[i % 2 : 2 + i % 2 * 2], "mboxrd") for i in range(6)]
+    )
     src = MboxSource(str(path))
     inbox = _inbox(src)
     assert "kept changing" in inbox.problems[0] and inbox.message_count == 0
@@ -283,19 +308,35 @@ def _msg_bytes(subject: bytes, body: bytes = b"body\n") -> bytes:
     return b"From: a@example.org\nSubject: " + subject + b"\n\n" + body
 
 
-@pytest.mark.parametrize(("separators", "body"), [
-    ([b"From - ", b"From - ", b"From - "], b"body\n"),
-    ([b"From -", b"From - Mon Jun  3 12:50:27 1996", b"From - "], b"body\n"),
-    ([b"From - Mon Jan  1 00:00:00 2024", b"From - ", b"From - Tue Jan  2 00:00:00 2024"], b"body\n"),
-    # Thunderbird leaves body lines unquoted: a line that looks classic must not split
-    ([b"From - ", b"From - "], b"From Russia with love\nFrom me Thu Nov  7 03:04:05 2024 to you\n"),
-    ([b"From 1844347792267117879@xxx"] * 4, b"From here on\n"),
-    ([b"From 1844347792267117879@xxx Thu Jan 01 00:00:00 +0000 2024",
-      b"From 1844347839636459560@xxx Fri Jan 02 00:00:00 +0000 2024",
-      b"From 1844347853750471882@xxx"], b"body\n"),
-    ([b"From MAILER-DAEMON", b"From MAILER-DAEMON"], b"body\n"),
-])
-def test_every_from_line_style_gives_every_message(tmp_path: Path, separators: list[bytes], body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("separators", "body"),
+    [
+        ([b"From - ", b"From - ", b"From - "], b"body\n"),
+        ([b"From -", b"From - Mon Jun  3 12:50:27 1996", b"From - "], b"body\n"),
+        (
+            [b"From - Mon Jan  1 00:00:00 2024", b"From - ", b"From - Tue Jan  2 00:00:00 2024"],
+            b"body\n",
+        ),
+        # Thunderbird leaves body lines unquoted: a line that looks classic must not split
+        (
+            [b"From - ", b"From - "],
+            b"From Russia with love\nFrom me Thu Nov  7 03:04:05 2024 to you\n",
+        ),
+        ([b"From 1844347792267117879@xxx"] * 4, b"From here on\n"),
+        (
+            [
+                b"From 1844347792267117879@xxx Thu Jan 01 00:00:00 +0000 2024",
+                b"From 1844347839636459560@xxx Fri Jan 02 00:00:00 +0000 2024",
+                b"From 1844347853750471882@xxx",
+            ],
+            b"body\n",
+        ),
+        ([b"From MAILER-DAEMON", b"From MAILER-DAEMON"], b"body\n"),
+    ],
+)
+def test_every_from_line_style_gives_every_message(
+    tmp_path: Path, separators: list[bytes], body: bytes
+) -> None:
     msgs = [_msg_bytes(b"m%d" % i, body) for i in range(len(separators))]
     data = b"".join(sep + b"\n" + m + b"\n" for sep, m in zip(separators, msgs, strict=True))
     for where in ("spool", "mail/Folder"):  # the spool, and a file in the folders directory
@@ -314,7 +355,9 @@ def test_every_from_line_style_gives_every_message(tmp_path: Path, separators: l
 
 def test_thunderbird_dates_are_internal_dates_and_undated_lines_have_none(tmp_path: Path) -> None:
     path = tmp_path / "spool"
-    path.write_bytes(b"From - \n" + _msg_bytes(b"a") + b"\nFrom - Mon Jun  3 12:50:27 1996\n" + _msg_bytes(b"b"))
+    path.write_bytes(
+        b"From - \n" + _msg_bytes(b"a") + b"\nFrom - Mon Jun  3 12:50:27 1996\n" + _msg_bytes(b"b")
+    )
     first, second = _records(MboxSource(str(path)))
     assert first.internal_date is None
     assert second.internal_date == datetime(1996, 6, 3, 12, 50, 27, tzinfo=UTC)
@@ -325,18 +368,30 @@ def test_a_byte_order_mark_before_the_first_from_line_loses_nothing(tmp_path: Pa
     path.write_bytes(b"\xef\xbb\xbfFrom -\n" + _msg_bytes(b"a") + b"\nFrom -\n" + _msg_bytes(b"b"))
     src = MboxSource(str(path))
     items = list(src.messages(_inbox(src)))
-    assert [_read(r) for r in items if isinstance(r, MessageRecord)] == [_msg_bytes(b"a"), _msg_bytes(b"b")]
+    assert [_read(r) for r in items if isinstance(r, MessageRecord)] == [
+        _msg_bytes(b"a"),
+        _msg_bytes(b"b"),
+    ]
     assert not [i for i in items if isinstance(i, SkippedMessage)]
 
 
 def test_junk_then_a_thunderbird_mbox_skips_only_the_junk(tmp_path: Path) -> None:
     path = tmp_path / "spool"
-    path.write_bytes(b"leftover junk\n\nFrom - Mon Jan  1 00:00:00 2024\n" + _msg_bytes(b"a")
-                     + b"\nFrom - \n" + _msg_bytes(b"b"))
+    path.write_bytes(
+        b"leftover junk\n\nFrom - Mon Jan  1 00:00:00 2024\n"
+        + _msg_bytes(b"a")
+        + b"\nFrom - \n"
+        + _msg_bytes(b"b")
+    )
     src = MboxSource(str(path))
     items = list(src.messages(_inbox(src)))
-    assert [(i.key, i.reason) for i in items if isinstance(i, SkippedMessage)] == [("offset-0", "not-mail")]
-    assert [_read(r) for r in items if isinstance(r, MessageRecord)] == [_msg_bytes(b"a"), _msg_bytes(b"b")]
+    assert [(i.key, i.reason) for i in items if isinstance(i, SkippedMessage)] == [
+        ("offset-0", "not-mail")
+    ]
+    assert [_read(r) for r in items if isinstance(r, MessageRecord)] == [
+        _msg_bytes(b"a"),
+        _msg_bytes(b"b"),
+    ]
 
 
 def test_missing_spool_or_folders_dir_is_no_mailbox_and_empty_spool_is_fine(tmp_path: Path) -> None:
@@ -346,7 +401,9 @@ def test_missing_spool_or_folders_dir_is_no_mailbox_and_empty_spool_is_fine(tmp_
     assert err.value.reason == "no-mailbox" and str(tmp_path / "nobody") in err.value.message
     (tmp_path / "empty").write_bytes(b"")
     with pytest.raises(SourceError) as err:
-        open_source(settings, mailbox_path=str(tmp_path / "empty"), folders_path=str(tmp_path / "x"))
+        open_source(
+            settings, mailbox_path=str(tmp_path / "empty"), folders_path=str(tmp_path / "x")
+        )
     assert err.value.reason == "no-mailbox" and "folders" in err.value.message
     with open_source(settings, mailbox_path=str(tmp_path / "empty")) as src:
         assert [(f.path, f.message_count) for f in src.folders()] == [(("INBOX",), 0)]
@@ -398,7 +455,9 @@ def test_streaming_a_40_mb_message_keeps_memory_bounded(tmp_path: Path) -> None:
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes while indexing and streaming"
 
 
-def test_open_after_the_message_own_status_was_rewritten_reads_the_new_bytes(tmp_path: Path) -> None:
+def test_open_after_the_message_own_status_was_rewritten_reads_the_new_bytes(
+    tmp_path: Path,
+) -> None:
     msgs = [_msg(f"m{i}", b"body %d\n" % i, i) for i in range(3)]
     path = _spool(tmp_path, msgs)
     records = _records(MboxSource(str(path)))
@@ -409,7 +468,9 @@ def test_open_after_the_message_own_status_was_rewritten_reads_the_new_bytes(tmp
     assert _read(records[2]) == mbox_stored(msgs[2], "mboxrd")
 
 
-def test_open_while_the_spool_grows_needs_no_new_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_open_while_the_spool_grows_needs_no_new_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     msgs = [_msg(f"m{i}", b"body %d\n" % i, i) for i in range(3)]
     path = _spool(tmp_path, msgs)
     src = MboxSource(str(path))
@@ -437,7 +498,9 @@ def test_unreadable_spool_is_a_skipped_folder_not_a_crash(shared_dir: Path) -> N
     assert out["opens"] == {"folder/": ["skipped", "unreadable"]}
 
 
-def test_a_folder_file_deleted_while_it_is_indexed_holds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_folder_file_deleted_while_it_is_indexed_holds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spool = _spool(tmp_path, [_msg("inbox", b"x\n")])
     mail = tmp_path / "mail"
     mail.mkdir()

@@ -49,18 +49,26 @@ def database_of(url: str) -> str:
     return str(make_url(url).database)
 
 
-def test_a_relative_sqlite_path_in_a_plan_starts_at_the_plans_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_relative_sqlite_path_in_a_plan_starts_at_the_plans_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plans = tmp_path / "plans"
     monkeypatch.chdir(tmp_path)  # elsewhere: the current directory must not matter
     plan = load_plan(Path("plans") / write(plans, state="sqlite:///state/migrator.db").name)
-    assert plan.state_url is not None and database_of(plan.state_url) == str(plans / "state" / "migrator.db")
+    assert plan.state_url is not None and database_of(plan.state_url) == str(
+        plans / "state" / "migrator.db"
+    )
     # options after the path are kept; .. leaves the folder as a path would
     plan = load_plan(write(plans, state="sqlite:///../shared/ife.db?timeout=5"))
     assert plan.state_url is not None
     assert database_of(plan.state_url) == str(plans / ".." / "shared" / "ife.db")
     assert make_url(plan.state_url).query == {"timeout": "5"}
     # absolute paths, memory and PostgreSQL URLs are what they say
-    for url in ("sqlite:////var/lib/migrator/ife.db", "sqlite://", "postgresql://migrator@db.example.org/ife"):
+    for url in (
+        "sqlite:////var/lib/migrator/ife.db",
+        "sqlite://",
+        "postgresql://migrator@db.example.org/ife",
+    ):
         assert load_plan(write(plans, state=url)).state_url == url
 
 
@@ -103,7 +111,10 @@ def test_a_postgresql_user_in_the_plan_is_accepted_a_password_is_not(tmp_path: P
     plan = write(tmp_path, state="postgresql+psycopg://migrator@db.example.org/ife")
     result = CliRunner().invoke(cli, ["check-plan", "--plan", str(plan)])
     assert result.exit_code == 0, result.output
-    for url in ("postgresql://migrator:hunter2@db.example.org/ife", "postgresql://migrator:@db/ife"):
+    for url in (
+        "postgresql://migrator:hunter2@db.example.org/ife",
+        "postgresql://migrator:@db/ife",
+    ):
         with pytest.raises(PlanError) as info:
             parse_plan(PLAN.format(state=f'[state]\nurl = "{url}"', path=""), "p.toml")
         told = str(info.value) + (info.value.hint or "")
@@ -113,7 +124,12 @@ def test_a_postgresql_user_in_the_plan_is_accepted_a_password_is_not(tmp_path: P
 
 def _cli(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "migrator", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "migrator", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -122,7 +138,9 @@ def test_commands_from_another_directory_use_the_plans_database(tmp_path: Path) 
     try:
         text = c.plan_path.read_text()
         assert f'url = "sqlite:///{c.state_path}"' in text
-        c.plan_path.write_text(text.replace(f'url = "sqlite:///{c.state_path}"', 'url = "sqlite:///state/migrator.db"'))
+        c.plan_path.write_text(
+            text.replace(f'url = "sqlite:///{c.state_path}"', 'url = "sqlite:///state/migrator.db"')
+        )
         env = {k: v for k, v in c.env.items() if k != "MIGRATOR_STATE"}
         # the first run, from the plan's folder
         for args in (("discover",), ("run",)):

@@ -106,14 +106,30 @@ def test_runs_record_host_pid_times_and_summary(store_url: str, plan_name: str) 
         elsewhere = store.start_run(plan_id, "run", lease_seconds=600)  # another host, alive
         lapsed = store.start_run(plan_id, "run", lease_seconds=600)  # another host, silent
         with store.session(write=True) as s:
-            s.execute(update(RunRow).where(RunRow.id == killed).values(process=f"{pid_namespace()}/{gone.pid}/1"))
-            s.execute(update(RunRow).where(RunRow.id == elsewhere).values(process="other-boot/4026531836/1/1"))
-            s.execute(update(RunRow).where(RunRow.id == lapsed).values(alive_until=datetime.now(UTC) - timedelta(seconds=1)))
+            s.execute(
+                update(RunRow)
+                .where(RunRow.id == killed)
+                .values(process=f"{pid_namespace()}/{gone.pid}/1")
+            )
+            s.execute(
+                update(RunRow)
+                .where(RunRow.id == elsewhere)
+                .values(process="other-boot/4026531836/1/1")
+            )
+            s.execute(
+                update(RunRow)
+                .where(RunRow.id == lapsed)
+                .values(alive_until=datetime.now(UTC) - timedelta(seconds=1))
+            )
         store.start_run(plan_id, "verify")
         with store.session() as s:
             statuses = {run_id: (s.get(RunRow, run_id).status, s.get(RunRow, run_id).finished_at is not None)  # type: ignore[union-attr]
                         for run_id in (killed, elsewhere, lapsed)}  # fmt: skip
-        assert statuses == {killed: ("interrupted", True), elsewhere: ("running", False), lapsed: ("interrupted", True)}
+        assert statuses == {
+            killed: ("interrupted", True),
+            elsewhere: ("running", False),
+            lapsed: ("interrupted", True),
+        }
     finally:
         store.close()
 

@@ -40,7 +40,18 @@ def read_commands(r: Reported, url: str, out: Path) -> list[tuple[str, ...]]:
         ("accounts", "--plan", plan, "--state", url, "--json"),
         ("show", r.failed, "--plan", plan, "--state", url, "--json"),
         ("events", "--plan", plan, "--state", url, "--json"),
-        ("events", "--plan", plan, "--state", url, "--follow", "--follow-timeout", "0.3", "--poll-interval", "0.05"),
+        (
+            "events",
+            "--plan",
+            plan,
+            "--state",
+            url,
+            "--follow",
+            "--follow-timeout",
+            "0.3",
+            "--poll-interval",
+            "0.05",
+        ),
         ("report", "--plan", plan, "--state", url, "--format", "json", "--output", str(out)),
         ("routing", "--plan", plan, "--state", url),
         ("workers", "--plan", plan, "--state", url, "--json"),
@@ -51,7 +62,12 @@ def read_commands(r: Reported, url: str, out: Path) -> list[tuple[str, ...]]:
 def snapshot(folder: Path) -> dict[str, tuple[int, int, int, str]]:
     """Every file of the folder (and the folder itself): inode, size, mtime, content digest."""
     files = {
-        p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        p.name: (
+            p.stat().st_ino,
+            p.stat().st_size,
+            p.stat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+        )
         for p in folder.iterdir()
     }
     stat = folder.stat()
@@ -87,7 +103,11 @@ def test_read_commands_leave_the_state_folder_untouched(
     for args in read_commands(reported_campaign, url, tmp_path / "report.json"):
         ok(invoke(*args), args)
         assert snapshot(folder) == before, args
-    status = json.loads(invoke("status", "--plan", str(reported_campaign.plan_path), "--state", url, "--json").stdout)
+    status = json.loads(
+        invoke(
+            "status", "--plan", str(reported_campaign.plan_path), "--state", url, "--json"
+        ).stdout
+    )
     assert status["headline"] == "3 of 4 accounts migrated (75.0 %)"
 
 
@@ -101,7 +121,9 @@ def test_reads_see_what_a_writer_committed_and_leave_its_files_alone(
     try:
         writer.execute("PRAGMA journal_mode=WAL")
         writer.execute("PRAGMA wal_autocheckpoint=0")
-        writer.execute("UPDATE accounts SET status = 'synced' WHERE address = ?", (reported_campaign.failed,))
+        writer.execute(
+            "UPDATE accounts SET status = 'synced' WHERE address = ?", (reported_campaign.failed,)
+        )
         writer.commit()
         assert (folder / "state.db-wal").exists()
         db_before = snapshot(folder)["state.db"]
@@ -110,7 +132,9 @@ def test_reads_see_what_a_writer_committed_and_leave_its_files_alone(
             ok(invoke(*args), args)
         assert sorted(p.name for p in folder.iterdir()) == names
         assert snapshot(folder)["state.db"] == db_before
-        status = invoke("status", "--plan", str(reported_campaign.plan_path), "--state", url, "--json")
+        status = invoke(
+            "status", "--plan", str(reported_campaign.plan_path), "--state", url, "--json"
+        )
         assert json.loads(status.stdout)["headline"] == "4 of 4 accounts migrated (100.0 %)"
     finally:
         writer.close()
@@ -120,8 +144,13 @@ def _mount_namespace() -> list[str]:
     """How to run a command with a private mount namespace (root: unshare -m; else a user
     namespace too). The bind mount made inside vanishes with the command."""
     probe = ["unshare", "-m", "true"] if os.geteuid() == 0 else ["unshare", "-rm", "true"]
-    if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True).returncode != 0:
-        pytest.skip("this system cannot make a private mount namespace (unshare) for a read-only mount")
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(probe, capture_output=True).returncode != 0
+    ):
+        pytest.skip(
+            "this system cannot make a private mount namespace (unshare) for a read-only mount"
+        )
     return probe[:-1]
 
 
@@ -146,7 +175,9 @@ def archived(reported_campaign: Reported, tmp_path: Path) -> Iterator[tuple[Path
     try:
         writer.execute("PRAGMA journal_mode=WAL")
         writer.execute("PRAGMA wal_autocheckpoint=0")
-        writer.execute("UPDATE accounts SET status = 'synced' WHERE address = ?", (reported_campaign.failed,))
+        writer.execute(
+            "UPDATE accounts SET status = 'synced' WHERE address = ?", (reported_campaign.failed,)
+        )
         writer.commit()
         frozen = tmp_path / "frozen"
         frozen.mkdir()
@@ -166,9 +197,18 @@ def test_an_archived_campaign_on_a_read_only_mount_can_be_read(
         before = snapshot(path.parent)
         done = on_read_only_mount(path.parent, "status", "--plan", plan, "--state", url, "--json")
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["headline"] == f"{migrated} of 4 accounts migrated ({migrated * 25}.0 %)"
-        for args in (("accounts", "--json"), ("events", "--json"), ("report", "--format", "json", "--output", str(tmp_path / "r.json"))):
-            done = on_read_only_mount(path.parent, args[0], "--plan", plan, "--state", url, *args[1:])
+        assert (
+            json.loads(done.stdout)["headline"]
+            == f"{migrated} of 4 accounts migrated ({migrated * 25}.0 %)"
+        )
+        for args in (
+            ("accounts", "--json"),
+            ("events", "--json"),
+            ("report", "--format", "json", "--output", str(tmp_path / "r.json")),
+        ):
+            done = on_read_only_mount(
+                path.parent, args[0], "--plan", plan, "--state", url, *args[1:]
+            )
             assert done.returncode == 0, (args, done.stderr)
         report = json.loads((tmp_path / "r.json").read_text())["accounts"]
         assert (report["total"], report["migrated"]) == (4, migrated)
@@ -183,7 +223,8 @@ def test_a_mistyped_state_path_is_an_error_and_creates_nothing(
     url = "sqlite:///typo-dir/typo.db"
     for args in (
         *read_commands(reported_campaign, url, tmp_path / "r.json"),
-        ("run", "--plan", plan, "--state", url), ("verify", "--plan", plan, "--state", url),
+        ("run", "--plan", plan, "--state", url),
+        ("verify", "--plan", plan, "--state", url),
         ("retry", "--plan", plan, "--state", url, "--failed"),
         ("reset", "--plan", plan, "--state", url, "--account", reported_campaign.failed, "--yes"),
         ("workers", "--plan", plan, "--state", url, "--ceiling", "4"),
@@ -191,7 +232,10 @@ def test_a_mistyped_state_path_is_an_error_and_creates_nothing(
         result = invoke(*args)
         assert result.exit_code == 2, (args, result.output)
         said = " ".join(result.output.split())
-        assert f"no state database at {tmp_path / 'typo-dir' / 'typo.db'} (given with --state; a relative path starts at the current directory)" in said, args
+        assert (
+            f"no state database at {tmp_path / 'typo-dir' / 'typo.db'} (given with --state; a relative path starts at the current directory)"
+            in said
+        ), args
     assert list(tmp_path.iterdir()) == []
 
 
@@ -208,13 +252,22 @@ def test_a_read_session_cannot_write_and_accounts_registers_no_plan(
                 with pytest.raises(Exception, match="(?i)read-only|readonly"):
                     store.ensure_plan("intruder", "maildir", "ews")
                 with store.engine.connect() as conn:
-                    assert conn.execute(text("SELECT count(*) FROM plans WHERE name = 'intruder'")).scalar() == 0
-                    assert conn.execute(text("SELECT count(*) FROM plans WHERE name = 't'")).scalar() == (0 if each == url else 1)
+                    assert (
+                        conn.execute(
+                            text("SELECT count(*) FROM plans WHERE name = 'intruder'")
+                        ).scalar()
+                        == 0
+                    )
+                    assert conn.execute(
+                        text("SELECT count(*) FROM plans WHERE name = 't'")
+                    ).scalar() == (0 if each == url else 1)
             finally:
                 store.close()
 
 
-def test_events_follow_sees_a_writer_that_started_after_it(reported_campaign: Reported, tmp_path: Path) -> None:
+def test_events_follow_sees_a_writer_that_started_after_it(
+    reported_campaign: Reported, tmp_path: Path
+) -> None:
     from migrator.commands.events import follow_events
     from migrator.plan import load_plan
 
@@ -231,14 +284,24 @@ def test_events_follow_sees_a_writer_that_started_after_it(reported_campaign: Re
         if now == 1.0:  # the follower has read once, with nobody else on the file: a writer starts
             conn = sqlite3.connect(path)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("INSERT INTO events (at, plan_id, kind) SELECT '2030-01-01 00:00:00.000000', id, 'probe' FROM plans")
+            conn.execute(
+                "INSERT INTO events (at, plan_id, kind) SELECT '2030-01-01 00:00:00.000000', id, 'probe' FROM plans"
+            )
             conn.commit()
             writer.append(conn)  # stays open: its commit is in the -wal only
         return now
 
     try:
-        seen = list(follow_events(load_plan(reported_campaign.plan_path), after_id=newest, state_url=f"sqlite:///{path}",
-                                  poll_seconds=0.01, timeout=10, clock=clock))
+        seen = list(
+            follow_events(
+                load_plan(reported_campaign.plan_path),
+                after_id=newest,
+                state_url=f"sqlite:///{path}",
+                poll_seconds=0.01,
+                timeout=10,
+                clock=clock,
+            )
+        )
     finally:
         for conn in writer:
             conn.close()

@@ -73,7 +73,9 @@ def plan(tmp_path: Path) -> Path:
     people = generate_people(12, in_scope=4, offices=2, seed=3, hostile=False)
     ldif = write_ldif(tmp_path / "people.ldif", DEFAULT_BASE, people)
     path = tmp_path / "plan.toml"
-    path.write_text(PLAN.format(ldif=ldif, base=DEFAULT_BASE, filter=DEFAULT_FILTER, root=tmp_path / "vmail"))
+    path.write_text(
+        PLAN.format(ldif=ldif, base=DEFAULT_BASE, filter=DEFAULT_FILTER, root=tmp_path / "vmail")
+    )
     return path
 
 
@@ -120,7 +122,12 @@ def execute(url: str, sql: str, **params: object) -> None:
 
 
 READ_COMMANDS = [
-    ("status",), ("accounts",), ("events",), ("workers",), ("routing",), ("show", "ana@ife.org.mx"),
+    ("status",),
+    ("accounts",),
+    ("events",),
+    ("workers",),
+    ("routing",),
+    ("show", "ana@ife.org.mx"),
     ("report", "--format", "json", "--output", "/dev/null"),
 ]
 
@@ -140,7 +147,12 @@ def test_read_commands_never_upgrade_an_older_schema(url: str, plan: Path) -> No
     assert revision_of(url) == [HEAD]
     result = invoke("upgrade", "--plan", str(plan), "--state", url, "--json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == {"state": json.loads(result.stdout)["state"], "before": HEAD, "after": HEAD, "changed": False}
+    assert json.loads(result.stdout) == {
+        "state": json.loads(result.stdout)["state"],
+        "before": HEAD,
+        "after": HEAD,
+        "changed": False,
+    }
     result = invoke("status", "--plan", str(plan), "--state", url)
     assert result.exit_code == 0, result.output
 
@@ -160,7 +172,9 @@ def test_write_commands_upgrade_an_older_sqlite_file(tmp_path: Path, plan: Path)
     build_at(url, PREVIOUS)
     result = invoke("discover", "--plan", str(plan), "--state", url, "--json")
     assert result.exit_code == 0, result.output
-    assert f"upgraded state database {url} from schema {PREVIOUS} to {HEAD}" in " ".join(result.stderr.split())
+    assert f"upgraded state database {url} from schema {PREVIOUS} to {HEAD}" in " ".join(
+        result.stderr.split()
+    )
     assert json.loads(result.stdout)["in_scope"] == 4
     assert revision_of(url) == [HEAD]
 
@@ -200,11 +214,15 @@ def test_an_empty_database_is_created_by_discover_not_by_reading(plan: Path) -> 
     with postgres_database("empty") as url:
         result = invoke("status", "--plan", str(plan), "--state", url)
         assert result.exit_code == 2
-        assert "holds no migrator state yet" in said(result) and f"migrator discover --plan {plan}" in said(result)
+        assert "holds no migrator state yet" in said(
+            result
+        ) and f"migrator discover --plan {plan}" in said(result)
         assert revision_of(url) == []
         result = invoke("discover", "--plan", str(plan), "--state", url, "--json")
         assert result.exit_code == 0, result.output
-        assert "created state database" in result.stderr and f"(schema {HEAD};" in " ".join(result.stderr.split())
+        assert "created state database" in result.stderr and f"(schema {HEAD};" in " ".join(
+            result.stderr.split()
+        )
         assert revision_of(url) == [HEAD]
 
 
@@ -226,7 +244,11 @@ def test_upgrading_builds_what_a_fresh_database_has_and_keeps_the_data(url: str)
             assert compare_metadata(context, Base.metadata) == []
             # a name of any length, in the views too
             conn.execute(text("UPDATE accounts SET name = :name"), {"name": "Ñ" * 5000})
-            assert conn.execute(text("SELECT key, length(name) FROM v_account_state")).all() == [("ana@ife.org.mx", 5000)]
-            assert conn.execute(text("SELECT total, migrated FROM v_progress_by_batch")).all() == [(1, 1)]
+            assert conn.execute(text("SELECT key, length(name) FROM v_account_state")).all() == [
+                ("ana@ife.org.mx", 5000)
+            ]
+            assert conn.execute(text("SELECT total, migrated FROM v_progress_by_batch")).all() == [
+                (1, 1)
+            ]
     finally:
         engine.dispose()

@@ -18,15 +18,23 @@ from tests.fixtures.targets import TargetHarness, unreachable_url
 
 
 def message(n: int, body: bytes = b"hello\r\n") -> bytes:
-    return (b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
-            b"Subject: contract " + str(n).encode() + b"\r\n"
-            b"Date: Fri, 01 Mar 2024 08:00:00 +0000\r\nMessage-ID: <c" + str(n).encode() +
-            b"@example.org>\r\n\r\n" + body)
+    return (
+        b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
+        b"Subject: contract " + str(n).encode() + b"\r\n"
+        b"Date: Fri, 01 Mar 2024 08:00:00 +0000\r\nMessage-ID: <c"
+        + str(n).encode()
+        + b"@example.org>\r\n\r\n"
+        + body
+    )
 
 
 def item(key: str, n: int, *, data: bytes | None = None, seen: bool = False) -> UploadItem:
-    return UploadItem(key=key, data=message(n) if data is None else data, flags=Flags(seen=seen),
-                      internal_date=datetime(2024, 3, 1, 9, 0, tzinfo=UTC))
+    return UploadItem(
+        key=key,
+        data=message(n) if data is None else data,
+        flags=Flags(seen=seen),
+        internal_date=datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
+    )
 
 
 @pytest.fixture
@@ -46,7 +54,9 @@ def test_preflight_accepts_a_writable_mailbox(target: Target, mailbox: str) -> N
     target.preflight(mailbox)
 
 
-def test_preflight_failures_are_distinct_and_name_the_mailbox(target_harness: TargetHarness) -> None:
+def test_preflight_failures_are_distinct_and_name_the_mailbox(
+    target_harness: TargetHarness,
+) -> None:
     target = target_harness.open()
     messages: dict[str, str] = {}
 
@@ -95,8 +105,9 @@ def test_ensure_folder_is_idempotent_across_target_objects(
     assert first.path == ("Projects", "Alpha")
 
 
-def test_ensure_folder_says_when_it_knows_the_folder_is_empty(target_harness: TargetHarness, target: Target,
-                                                              mailbox: str) -> None:
+def test_ensure_folder_says_when_it_knows_the_folder_is_empty(
+    target_harness: TargetHarness, target: Target, mailbox: str
+) -> None:
     # a folder created just now is empty: a first pass has nothing to adopt there
     assert target.ensure_folder(mailbox, ("Fresh", "Deep"), FolderRole.NONE).empty
     assert not target.ensure_folder(mailbox, ("Fresh", "Deep"), FolderRole.NONE).empty
@@ -106,7 +117,9 @@ def test_ensure_folder_says_when_it_knows_the_folder_is_empty(target_harness: Ta
     assert again.empty is (target_harness.kind == "ews")
     writer = target_harness.open()
     assert writer.upload(mailbox, again, [item("d1", 1)])[0].ok
-    assert not target_harness.open().ensure_folder(mailbox, ("Fresh", "Deep"), FolderRole.NONE).empty
+    assert (
+        not target_harness.open().ensure_folder(mailbox, ("Fresh", "Deep"), FolderRole.NONE).empty
+    )
     other = target_harness.open()
     inbox = other.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
     if target_harness.kind == "ews":  # a well-known folder's count comes with its lookup
@@ -117,8 +130,10 @@ def test_ensure_folder_says_when_it_knows_the_folder_is_empty(target_harness: Ta
     assert not target_harness.open().ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX).empty
 
 
-@pytest.mark.parametrize("role", [FolderRole.INBOX, FolderRole.SENT, FolderRole.DRAFTS,
-                                  FolderRole.TRASH, FolderRole.JUNK])
+@pytest.mark.parametrize(
+    "role",
+    [FolderRole.INBOX, FolderRole.SENT, FolderRole.DRAFTS, FolderRole.TRASH, FolderRole.JUNK],
+)
 def test_roles_map_to_well_known_folders(target: Target, mailbox: str, role: FolderRole) -> None:
     folder = target.ensure_folder(mailbox, ("Whatever the source calls it",), role)
     assert folder.path == (role.value,)
@@ -152,14 +167,23 @@ def test_names_the_target_refuses_are_mapped(target: Target, mailbox: str) -> No
     assert odd.path == ("Bell_Folder", "spaced", "_..")
     # non-ASCII names are kept as they are
     assert target.ensure_folder(mailbox, ("Entwürfe", "日本"), FolderRole.NONE).path == (
-        "Entwürfe", "日本")
+        "Entwürfe",
+        "日本",
+    )
 
 
-def test_folder_map_and_exclusions_from_the_plan(target_harness: TargetHarness, mailbox: str) -> None:
-    target = target_harness.open(folder_map={"Old/Stuff": "Imported/Stuff", "INBOX": "Former inbox"},
-                                 exclude_folders=("Trash", "Lists/*"))
+def test_folder_map_and_exclusions_from_the_plan(
+    target_harness: TargetHarness, mailbox: str
+) -> None:
+    target = target_harness.open(
+        folder_map={"Old/Stuff": "Imported/Stuff", "INBOX": "Former inbox"},
+        exclude_folders=("Trash", "Lists/*"),
+    )
     assert target.ensure_folder(mailbox, ("Old", "Stuff", "x"), FolderRole.NONE).path == (
-        "Imported", "Stuff", "x")
+        "Imported",
+        "Stuff",
+        "x",
+    )
     assert target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX).path == ("Former inbox",)
     assert target.is_excluded(("Trash",)) and target.is_excluded(("Lists", "debian"))
     assert not target.is_excluded(("Lists",))

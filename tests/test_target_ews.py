@@ -38,19 +38,28 @@ def harness(ews_simulator: EwsSimulator) -> Iterator[TargetHarness]:
 
 
 def upload_item(sample: SampleMessage) -> UploadItem:
-    return UploadItem(key=f"src:{sample.name}", data=sample.raw, flags=sample.flags,
-                      internal_date=sample.internal_date)
+    return UploadItem(
+        key=f"src:{sample.name}",
+        data=sample.raw,
+        flags=sample.flags,
+        internal_date=sample.internal_date,
+    )
 
 
 def plain(n: int, size: int = 0) -> bytes:
-    return (b"From: a@example.org\r\nSubject: m" + str(n).encode() + b"\r\n"
-            b"Date: Fri, 01 Mar 2024 08:00:00 +0000\r\n\r\n" + b"z" * size + b"\r\n")
+    return (
+        b"From: a@example.org\r\nSubject: m" + str(n).encode() + b"\r\n"
+        b"Date: Fri, 01 Mar 2024 08:00:00 +0000\r\n\r\n" + b"z" * size + b"\r\n"
+    )
 
 
 def reader(sim: EwsSimulator, mailbox: str) -> Account:
     """A plain exchangelib account, independent of the adapter, to read items back."""
-    config = Configuration(service_endpoint=sim.url,
-                           credentials=Credentials(SERVICE_USER, SERVICE_PASSWORD), auth_type="basic")
+    config = Configuration(
+        service_endpoint=sim.url,
+        credentials=Credentials(SERVICE_USER, SERVICE_PASSWORD),
+        auth_type="basic",
+    )
     return Account(mailbox, config=config, autodiscover=False, access_type="impersonation")
 
 
@@ -94,17 +103,34 @@ def test_items_read_back_with_exchangelib_getitem(harness: TargetHarness) -> Non
     target = harness.open()
     mailbox = harness.new_mailbox()
     folder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
-    samples = [s for s in hard_case_messages()
-               if s.name in {"latin1-subject", "utf8-subject", "from-lines", "dup-msgid-b", "crlf"}]
+    samples = [
+        s
+        for s in hard_case_messages()
+        if s.name in {"latin1-subject", "utf8-subject", "from-lines", "dup-msgid-b", "crlf"}
+    ]
     results = target.upload(mailbox, folder, [upload_item(s) for s in samples])
     assert all(r.ok for r in results)
 
     account = reader(sim, mailbox)
     ids = [(r.target_id, None) for r in results]
-    fetched = list(account.fetch(ids=ids, only_fields=[
-        "mime_content", "is_read", "categories", "datetime_received", "datetime_sent",
-        "migrator_message_flags", "migrator_flag_status", "migrator_source_key",
-        "migrator_delivery_time", "migrator_submit_time", "migrator_last_verb"]))
+    fetched = list(
+        account.fetch(
+            ids=ids,
+            only_fields=[
+                "mime_content",
+                "is_read",
+                "categories",
+                "datetime_received",
+                "datetime_sent",
+                "migrator_message_flags",
+                "migrator_flag_status",
+                "migrator_source_key",
+                "migrator_delivery_time",
+                "migrator_submit_time",
+                "migrator_last_verb",
+            ],
+        )
+    )
     for sample, got in zip(samples, fetched, strict=True):
         assert not isinstance(got, Exception), got
         # Exchange writes the MIME anew from the item: the same content, not the same bytes
@@ -137,7 +163,9 @@ def test_dates_in_the_senders_zone_keep_their_instant(harness: TargetHarness) ->
     samples = [
         SampleMessage(
             f"zone{minutes}",
-            b"From: a@example.org\nSubject: zone\nDate: " + date_header(sent, minutes) + b"\n\nbody\n",
+            b"From: a@example.org\nSubject: zone\nDate: "
+            + date_header(sent, minutes)
+            + b"\n\nbody\n",
             Flags(seen=True),
             sent + timedelta(minutes=3),
         )
@@ -146,8 +174,12 @@ def test_dates_in_the_senders_zone_keep_their_instant(harness: TargetHarness) ->
     assert b"-0600" in samples[1].raw
     results = target.upload(mailbox, folder, [upload_item(s) for s in samples])
     assert all(r.ok for r in results), [r.error for r in results]
-    fetched = list(reader(sim, mailbox).fetch(
-        ids=[(r.target_id, None) for r in results], only_fields=["datetime_sent", "datetime_received"]))
+    fetched = list(
+        reader(sim, mailbox).fetch(
+            ids=[(r.target_id, None) for r in results],
+            only_fields=["datetime_sent", "datetime_received"],
+        )
+    )
     for sample, got in zip(samples, fetched, strict=True):
         assert got.datetime_sent == sent, sample.name
         assert got.datetime_received == sample.internal_date
@@ -162,8 +194,9 @@ def test_a_40_mb_message_round_trips(harness: TargetHarness) -> None:
     folder = target.ensure_folder(mailbox, ("Big",), FolderRole.NONE)
     big = hard_case_messages(big_mb=30)[-1]
     assert "big" in big.traits and len(big.raw) > 40 * MB
-    small = [UploadItem(key=f"s{n}", data=plain(n), flags=Flags(), internal_date=None)
-             for n in range(3)]
+    small = [
+        UploadItem(key=f"s{n}", data=plain(n), flags=Flags(), internal_date=None) for n in range(3)
+    ]
     results = target.upload(mailbox, folder, [small[0], upload_item(big), *small[1:]])
     assert all(r.ok for r in results), [r.error for r in results]
     stored = {i.extended[SOURCE_KEY_EXT]: i for i in sim.items(mailbox, folder.id)}
@@ -178,8 +211,10 @@ def test_requests_are_split_by_bytes_under_the_server_limit(harness: TargetHarne
     target.request_bytes = 8 * MB  # type: ignore[attr-defined]
     mailbox = harness.new_mailbox()
     folder = target.ensure_folder(mailbox, ("Split",), FolderRole.NONE)
-    items = [UploadItem(key=f"m{n}", data=plain(n, 2 * MB), flags=Flags(), internal_date=None)
-             for n in range(7)]
+    items = [
+        UploadItem(key=f"m{n}", data=plain(n, 2 * MB), flags=Flags(), internal_date=None)
+        for n in range(7)
+    ]
     sim.reset_stats()
     results = target.upload(mailbox, folder, items)
     assert all(r.ok for r in results), [r.error for r in results]
@@ -194,8 +229,12 @@ def test_per_item_refusals_do_not_fail_the_chunk(harness: TargetHarness) -> None
     target = harness.open()
     mailbox = harness.new_mailbox()
     folder = target.ensure_folder(mailbox, ("Mixed",), FolderRole.NONE)
-    items = [UploadItem(key=f"m{n}", data=plain(n, 9000 if n == 1 else 10), flags=Flags(),
-                        internal_date=None) for n in range(3)]
+    items = [
+        UploadItem(
+            key=f"m{n}", data=plain(n, 9000 if n == 1 else 10), flags=Flags(), internal_date=None
+        )
+        for n in range(3)
+    ]
     results = target.upload(mailbox, folder, items)
     assert [r.ok for r in results] == [True, False, True]
     assert isinstance(results[1].error, PermanentError) and results[1].error.reason == "too-large"
@@ -210,15 +249,26 @@ def test_folders_land_where_exchange_users_expect_them(harness: TargetHarness) -
     sim: EwsSimulator = harness.server
     target = harness.open()
     mailbox = harness.new_mailbox()
-    by_role = {role: target.ensure_folder(mailbox, ("x",), role)
-               for role in (FolderRole.INBOX, FolderRole.SENT, FolderRole.DRAFTS, FolderRole.TRASH,
-                            FolderRole.JUNK)}
+    by_role = {
+        role: target.ensure_folder(mailbox, ("x",), role)
+        for role in (
+            FolderRole.INBOX,
+            FolderRole.SENT,
+            FolderRole.DRAFTS,
+            FolderRole.TRASH,
+            FolderRole.JUNK,
+        )
+    }
     created = target.ensure_folder(mailbox, ("INBOX", "Lists", "debian"), FolderRole.NONE)
     archive = target.ensure_folder(mailbox, ("Archivo",), FolderRole.ARCHIVE)
     folders = {f.id: f for f in sim.folders(mailbox)}
     assert {role.value: folders[f.id].distinguished for role, f in by_role.items()} == {
-        "inbox": "inbox", "sent": "sentitems", "drafts": "drafts", "trash": "deleteditems",
-        "junk": "junkemail"}
+        "inbox": "inbox",
+        "sent": "sentitems",
+        "drafts": "drafts",
+        "trash": "deleteditems",
+        "junk": "junkemail",
+    }
     assert folders[created.id].path == ("Inbox", "Lists", "debian")
     assert folders[created.id].folder_class == "IPF.Note"
     assert folders[archive.id].path == ("Archive",)
@@ -260,8 +310,15 @@ def test_one_target_serves_many_mailboxes_from_threads(harness: TargetHarness) -
             target.preflight(mailbox)
             folder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
             for chunk in range(3):
-                items = [UploadItem(key=f"{mailbox}/{chunk}/{n}", data=plain(n), flags=Flags(),
-                                    internal_date=None) for n in range(10)]
+                items = [
+                    UploadItem(
+                        key=f"{mailbox}/{chunk}/{n}",
+                        data=plain(n),
+                        flags=Flags(),
+                        internal_date=None,
+                    )
+                    for n in range(10)
+                ]
                 failures.extend(r.error for r in target.upload(mailbox, folder, items) if not r.ok)
         except BaseException as exc:  # reported below
             failures.append(exc)
@@ -283,8 +340,9 @@ def test_delegate_access_writes_without_impersonation(harness: TargetHarness) ->
     mailbox = harness.new_mailbox()
     target.preflight(mailbox)
     folder = target.ensure_folder(mailbox, ("Delegated",), FolderRole.NONE)
-    result = target.upload(mailbox, folder, [UploadItem(key="d1", data=plain(1), flags=Flags(),
-                                                        internal_date=None)])
+    result = target.upload(
+        mailbox, folder, [UploadItem(key="d1", data=plain(1), flags=Flags(), internal_date=None)]
+    )
     assert result[0].ok
     with pytest.raises(PermanentError) as denied:
         target.preflight(harness.forbidden_mailbox())
@@ -308,8 +366,14 @@ def test_success_without_item_ids_is_resolved_by_key(
 
     monkeypatch.setattr(PreparedCreateItem, "call", without_ids)
     sim.reset_stats()
-    results = target.upload(mailbox, folder, [UploadItem(key=f"n{n}", data=plain(n), flags=Flags(),
-                                                         internal_date=None) for n in range(3)])
+    results = target.upload(
+        mailbox,
+        folder,
+        [
+            UploadItem(key=f"n{n}", data=plain(n), flags=Flags(), internal_date=None)
+            for n in range(3)
+        ],
+    )
     stored = {i.extended[SOURCE_KEY_EXT]: i.id for i in sim.items(mailbox, folder.id)}
     assert {r.key: r.target_id for r in results} == stored
     assert len(stored) == 3

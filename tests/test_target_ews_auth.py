@@ -66,24 +66,49 @@ def oauth_sim(tmp_path: Path, platform: EwsIdentityPlatform) -> Iterator[EwsSimu
 
 
 def ntlm_target(sim: EwsSimulator, password: str = SIM_PASSWORD, **changes: Any) -> EwsTarget:
-    settings = TargetSettings(kind="ews", url=sim.url, auth="ntlm", username=f"EXAMPLE\\{SIM_USER}",
-                              password_env="UNUSED", timeout=30.0)
-    target = open_target(replace(settings, **changes), secrets={"password": password}, max_connections=1)
+    settings = TargetSettings(
+        kind="ews",
+        url=sim.url,
+        auth="ntlm",
+        username=f"EXAMPLE\\{SIM_USER}",
+        password_env="UNUSED",
+        timeout=30.0,
+    )
+    target = open_target(
+        replace(settings, **changes), secrets={"password": password}, max_connections=1
+    )
     assert isinstance(target, EwsTarget)
     return target
 
 
-def oauth_target(sim: EwsSimulator, platform: EwsIdentityPlatform, secret: str = CLIENT_SECRET) -> EwsTarget:
-    settings = TargetSettings(kind="ews", url=sim.url, auth="oauth2", client_id=CLIENT_ID, tenant_id=TENANT,
-                              client_secret_env="UNUSED", token_url=platform.token_url, timeout=30.0)
+def oauth_target(
+    sim: EwsSimulator, platform: EwsIdentityPlatform, secret: str = CLIENT_SECRET
+) -> EwsTarget:
+    settings = TargetSettings(
+        kind="ews",
+        url=sim.url,
+        auth="oauth2",
+        client_id=CLIENT_ID,
+        tenant_id=TENANT,
+        client_secret_env="UNUSED",
+        token_url=platform.token_url,
+        timeout=30.0,
+    )
     target = open_target(settings, secrets={"client_secret": secret}, max_connections=2)
     assert isinstance(target, EwsTarget)
     return target
 
 
 def chunk(prefix: str, n: int) -> list[UploadItem]:
-    return [UploadItem(f"{prefix}{i}", f"Subject: {prefix}{i}\r\n\r\ncuerpo\r\n".encode(), Flags(seen=True), None)
-            for i in range(n)]
+    return [
+        UploadItem(
+            f"{prefix}{i}",
+            f"Subject: {prefix}{i}\r\n\r\ncuerpo\r\n".encode(),
+            Flags(seen=True),
+            None,
+        )
+        for i in range(n)
+    ]
 
 
 def refusal(target: EwsTarget) -> PermanentError:
@@ -94,7 +119,11 @@ def refusal(target: EwsTarget) -> PermanentError:
         target.close()
     error = refused.value
     assert error.reason == "auth"
-    assert error.outage is not None and error.outage.kind == "auth" and error.outage.service == "target"
+    assert (
+        error.outage is not None
+        and error.outage.kind == "auth"
+        and error.outage.service == "target"
+    )
     return error
 
 
@@ -126,7 +155,10 @@ def test_basic_is_refused_where_only_ntlm_is_on(ntlm_sim: EwsSimulator) -> None:
 
 def test_a_wrong_or_expired_password_is_one_clear_error(ntlm_sim: EwsSimulator) -> None:
     wrong = refusal(ntlm_target(ntlm_sim, password="not-the-password"))
-    assert "refused the service account's credentials (HTTP 401 for EXAMPLE\\svc-migrator" in wrong.message
+    assert (
+        "refused the service account's credentials (HTTP 401 for EXAMPLE\\svc-migrator"
+        in wrong.message
+    )
     assert "not-the-password" not in wrong.message + (wrong.hint or "")
     assert wrong.hint is not None and "password_env" in wrong.hint and "Get-ADUser" in wrong.hint
     assert wrong.outage is not None and wrong.outage.hint == wrong.hint
@@ -139,7 +171,10 @@ def test_a_locked_out_account_says_so(ntlm_sim: EwsSimulator) -> None:
     ntlm_sim.set_account_state(SIM_USER, locked=True)
     for password in (SIM_PASSWORD, "not-the-password"):
         locked = refusal(ntlm_target(ntlm_sim, password=password))
-        assert "the service account EXAMPLE\\svc-migrator is locked out in Active Directory" in locked.message
+        assert (
+            "the service account EXAMPLE\\svc-migrator is locked out in Active Directory"
+            in locked.message
+        )
         assert locked.hint is not None and "Unlock-ADAccount" in locked.hint
     ntlm_sim.set_account_state(SIM_USER)
     target = ntlm_target(ntlm_sim)
@@ -152,7 +187,9 @@ def test_a_locked_out_account_says_so(ntlm_sim: EwsSimulator) -> None:
 # --- OAuth2 --------------------------------------------------------------------------------------
 
 
-def test_oauth2_client_credentials_reuse_one_token(oauth_sim: EwsSimulator, platform: EwsIdentityPlatform) -> None:
+def test_oauth2_client_credentials_reuse_one_token(
+    oauth_sim: EwsSimulator, platform: EwsIdentityPlatform
+) -> None:
     target = oauth_target(oauth_sim, platform)
     try:
         folder = target.ensure_folder(MAILBOX, ("INBOX",), FolderRole.INBOX)
@@ -203,13 +240,27 @@ def test_a_token_that_expires_mid_run_is_renewed(tmp_path: Path) -> None:
         platform.close()
 
 
-@pytest.mark.parametrize(("setup", "cause", "hint"), [
-    ("wrong secret", "the token endpoint refused the app's client secret (AADSTS7000215: invalid client secret)",
-     "Secret ID"),
-    ("expired secret", "the app's client secret has expired (AADSTS7000222)", "create a new client secret"),
-    ("disabled app", "the app is disabled in the tenant (AADSTS7000112)", "Enabled for users to sign in"),
-    ("token refused", "the EWS server refused the access token of app", "full_access_as_app"),
-])
+@pytest.mark.parametrize(
+    ("setup", "cause", "hint"),
+    [
+        (
+            "wrong secret",
+            "the token endpoint refused the app's client secret (AADSTS7000215: invalid client secret)",
+            "Secret ID",
+        ),
+        (
+            "expired secret",
+            "the app's client secret has expired (AADSTS7000222)",
+            "create a new client secret",
+        ),
+        (
+            "disabled app",
+            "the app is disabled in the tenant (AADSTS7000112)",
+            "Enabled for users to sign in",
+        ),
+        ("token refused", "the EWS server refused the access token of app", "full_access_as_app"),
+    ],
+)
 def test_each_oauth2_refusal_is_one_clear_error(
     tmp_path: Path, platform: EwsIdentityPlatform, setup: str, cause: str, hint: str
 ) -> None:
@@ -228,7 +279,9 @@ def test_each_oauth2_refusal_is_one_clear_error(
         error = refusal(oauth_target(sim, platform, secret=secret))
         assert cause in error.message and error.outage is not None and cause in error.outage.cause
         assert error.hint is not None and hint in error.hint and error.outage.hint == error.hint
-        assert CLIENT_SECRET not in error.message + error.hint and "wrong-secret" not in error.message
+        assert (
+            CLIENT_SECRET not in error.message + error.hint and "wrong-secret" not in error.message
+        )
         assert sim.stats().items_created == 0
     finally:
         sim.stop()

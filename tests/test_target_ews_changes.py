@@ -22,12 +22,23 @@ def test_a_category_change_merges_with_what_a_user_did_meanwhile(tmp_path: Any) 
     sim = start_simulator(tmp_path / "ews")
     address = "ana@ife.org.mx"
     sim.add_mailbox(address)
-    target = open_target(TargetSettings(kind="ews", url=sim.url, auth="basic", username=SIM_USER,
-                                        password_env="UNUSED", timeout=30.0), secrets={"password": SIM_PASSWORD})
+    target = open_target(
+        TargetSettings(
+            kind="ews",
+            url=sim.url,
+            auth="basic",
+            username=SIM_USER,
+            password_env="UNUSED",
+            timeout=30.0,
+        ),
+        secrets={"password": SIM_PASSWORD},
+    )
     try:
         inbox = target.ensure_folder(address, ("INBOX",), FolderRole.INBOX)
         before = Flags(keywords=("Work",))
-        [stored] = target.upload(address, inbox, [UploadItem("k1", message(1), before, datetime(2024, 3, 1, tzinfo=UTC))])
+        [stored] = target.upload(
+            address, inbox, [UploadItem("k1", message(1), before, datetime(2024, 3, 1, tzinfo=UTC))]
+        )
         assert stored.target_id
         user = make_account(sim, address)
         account = target._account(address)  # type: ignore[attr-defined]
@@ -44,8 +55,9 @@ def test_a_category_change_merges_with_what_a_user_did_meanwhile(tmp_path: Any) 
             return found
 
         account.fetch = fetch_then_user_acts
-        [answer] = target.update_flags(address, inbox, [
-            FlagChange(stored.target_id, before, Flags(keywords=("Home", "Work")))])  # type: ignore[attr-defined]
+        [answer] = target.update_flags(
+            address, inbox, [FlagChange(stored.target_id, before, Flags(keywords=("Home", "Work")))]
+        )  # type: ignore[attr-defined]
         assert answer is None and interfered
         assert sim.stats().requests["UpdateItem"] == 3  # the user's, ours refused, ours again
         [item] = sim.items(address)

@@ -27,7 +27,9 @@ MIME = (
 
 @pytest.fixture(scope="module")
 def account() -> Account:
-    config = Configuration(server="127.0.0.1", credentials=Credentials("svc", "unused"), version=Version(Build(15, 1)))
+    config = Configuration(
+        server="127.0.0.1", credentials=Credentials("svc", "unused"), version=Version(Build(15, 1))
+    )
     return Account("ana@example.org", config=config, autodiscover=False, access_type=DELEGATE)
 
 
@@ -50,14 +52,31 @@ WHEN = datetime(2013, 3, 5, 15, 14, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("seen", "flagged", "answered", "categories", "dates"),
-    list(itertools.product([False, True], [False, True], [False, True], [(), ("Work", "Ñandú & <co>", "bell\x07")], [0, 1, 2])),
+    list(
+        itertools.product(
+            [False, True],
+            [False, True],
+            [False, True],
+            [(), ("Work", "Ñandú & <co>", "bell\x07")],
+            [0, 1, 2],
+        )
+    ),
 )
 def test_message_xml_is_exchangelibs(
-    account: Account, seen: bool, flagged: bool, answered: bool, categories: tuple[str, ...], dates: int
+    account: Account,
+    seen: bool,
+    flagged: bool,
+    answered: bool,
+    categories: tuple[str, ...],
+    dates: int,
 ) -> None:
     submit = WHEN if dates >= 1 else None
     # a delivery time with microseconds and another zone: exchangelib's formatting decides
-    delivery = (WHEN + timedelta(microseconds=250000)).astimezone(timezone(timedelta(hours=-6))) if dates == 2 else None
+    delivery = (
+        (WHEN + timedelta(microseconds=250000)).astimezone(timezone(timedelta(hours=-6)))
+        if dates == 2
+        else None
+    )
     fields: dict[str, Any] = {
         "mime_content": MIME,
         "is_read": seen,
@@ -93,9 +112,17 @@ def test_target_builds_elements_for_upload_items() -> None:
     from migrator.model.mail import Flags, FolderRole, UploadItem
 
     item = UploadItem(
-        "k1", MIME, Flags(seen=True, flagged=True, answered=True, keywords=("$label2", "Junk")), WHEN, FolderRole.INBOX
+        "k1",
+        MIME,
+        Flags(seen=True, flagged=True, answered=True, keywords=("$label2", "Junk")),
+        WHEN,
+        FolderRole.INBOX,
     )
     xml = str(xml_to_str(EwsTarget._message(item)))
-    assert "<t:String>Work</t:String>" in xml and "Junk" not in xml  # Thunderbird label named, system keyword dropped
-    assert 'PropertyTag="0xe07" PropertyType="Integer"/><t:Value>1</t:Value>' in xml  # read, never unsent
+    assert (
+        "<t:String>Work</t:String>" in xml and "Junk" not in xml
+    )  # Thunderbird label named, system keyword dropped
+    assert (
+        'PropertyTag="0xe07" PropertyType="Integer"/><t:Value>1</t:Value>' in xml
+    )  # read, never unsent
     assert "<t:IsRead>1</t:IsRead>" in xml

@@ -24,7 +24,10 @@ def done_by_account(state: Path) -> dict[str, int]:
 
 def states(state: Path) -> dict[str, int]:
     with sqlite3.connect(state) as db:
-        return {str(s): int(n) for s, n in db.execute("select state, count(*) from messages group by state")}
+        return {
+            str(s): int(n)
+            for s, n in db.execute("select state, count(*) from messages group by state")
+        }
 
 
 def test_throttling_without_a_hint_slows_the_run_and_loses_nothing(tmp_path: Path) -> None:
@@ -56,7 +59,10 @@ def test_a_full_mailbox_stops_its_account_and_nothing_is_counted_as_done(tmp_pat
         summary = json.loads(result.stdout)
         (failure,) = summary["failures"]
         assert failure["account"] == full and failure["reason"] == "quota"
-        assert "ErrorQuotaExceeded" in failure["error"] and "ProhibitSendReceiveQuota" in failure["hint"]
+        assert (
+            "ErrorQuotaExceeded" in failure["error"]
+            and "ProhibitSendReceiveQuota" in failure["hint"]
+        )
         assert summary["messages"]["skipped_by_reason"].get("quota", 0) == 0  # none given up
         c.compare(other)
         # only what the target holds is done; the messages it refused are not done, skipped or failed

@@ -39,8 +39,15 @@ def harness(ews_simulator: EwsSimulator) -> Iterator[TargetHarness]:
 
 
 def items(prefix: str, n: int, size: int = 10) -> list[UploadItem]:
-    return [UploadItem(key=f"{prefix}{i}", data=b"Subject: x\r\n\r\n" + b"q" * size, flags=Flags(),
-                       internal_date=None) for i in range(n)]
+    return [
+        UploadItem(
+            key=f"{prefix}{i}",
+            data=b"Subject: x\r\n\r\n" + b"q" * size,
+            flags=Flags(),
+            internal_date=None,
+        )
+        for i in range(n)
+    ]
 
 
 def ready(harness: TargetHarness, *path: str) -> tuple[EwsTarget, str, TargetFolder]:
@@ -58,7 +65,9 @@ def stored_keys(sim: EwsSimulator, mailbox: str, folder: TargetFolder) -> Counte
 # --- recovery searches and Exchange's read depth -----------------------------------------------
 
 
-def test_the_largest_recovery_search_stays_within_exchanges_read_depth(harness: TargetHarness) -> None:
+def test_the_largest_recovery_search_stays_within_exchanges_read_depth(
+    harness: TargetHarness,
+) -> None:
     """The engine asks find() for up to 100 in-flight keys at once (after a crash or a lost
     answer); each request must stay within the 32 levels Exchange's reader allows, however
     many keys there are."""
@@ -90,7 +99,9 @@ def test_find_pages_through_short_and_capped_pages(harness: TargetHarness) -> No
     assert sim.stats().faults.get("short_page", 0) > 0
 
 
-def test_inventory_counts_every_item_once_through_partial_and_short_pages(harness: TargetHarness) -> None:
+def test_inventory_counts_every_item_once_through_partial_and_short_pages(
+    harness: TargetHarness,
+) -> None:
     """Several folders in one FindItem share the caller's find budget: the later folders get
     partial pages, even empty ones, and pages come back short under load. exchangelib's own
     paging reads folders again from the lowest offset (counting their items twice) and drops a
@@ -104,7 +115,10 @@ def test_inventory_counts_every_item_once_through_partial_and_short_pages(harnes
         assert all(r.ok for r in target.upload(mailbox, folder, items(f"{folder.display}-", size)))
     sim.set_limits(ExchangeLimits(find_count_limit=10))
     sim.set_faults(Faults(short_page_rate=0.3, seed=4))
-    wanted = {f.id: [f"{f.display}-{i}" for i in range(size)] for f, size in zip(folders, sizes, strict=True)}
+    wanted = {
+        f.id: [f"{f.display}-{i}" for i in range(size)]
+        for f, size in zip(folders, sizes, strict=True)
+    }
     listed = target.inventory(mailbox, wanted)
     for folder, size in zip(folders, sizes, strict=True):
         counts, total = listed[folder.id]
@@ -152,10 +166,14 @@ def test_exceeded_connection_count_is_throttling_sent_once(harness: TargetHarnes
     assert sum(stored_keys(sim, mailbox, folder).values()) == len(results) - len(refused)
 
 
-def test_internal_server_busy_is_throttling_and_what_was_stored_is_kept(harness: TargetHarness) -> None:
+def test_internal_server_busy_is_throttling_and_what_was_stored_is_kept(
+    harness: TargetHarness,
+) -> None:
     sim: EwsSimulator = harness.server
     target, mailbox, folder = ready(harness)
-    sim.set_faults(Faults(internal_busy_rate=1.0, operations=frozenset({"CreateItem"}), max_faults=1, seed=3))
+    sim.set_faults(
+        Faults(internal_busy_rate=1.0, operations=frozenset({"CreateItem"}), max_faults=1, seed=3)
+    )
     results = target.upload(mailbox, folder, items("ib-", 10))
     ok = [r for r in results if r.ok]
     refused = [r.error for r in results if not r.ok]
@@ -165,7 +183,8 @@ def test_internal_server_busy_is_throttling_and_what_was_stored_is_kept(harness:
     stored = stored_keys(sim, mailbox, folder)
     assert stored == Counter({r.key: 1 for r in ok})
     assert {r.key: r.target_id for r in ok} == {
-        item.extended[SOURCE_KEY_EXT]: item.id for item in sim.items(mailbox, folder.id)}
+        item.extended[SOURCE_KEY_EXT]: item.id for item in sim.items(mailbox, folder.id)
+    }
 
 
 # --- request size and mailbox limits -------------------------------------------------------------
@@ -194,7 +213,10 @@ def test_max_receive_size_fails_one_message_only(harness: TargetHarness) -> None
     sim: EwsSimulator = harness.server
     target, mailbox, folder = ready(harness)
     sim.set_mailbox_limits(mailbox, max_receive_bytes=500)
-    chunk = [*items("small-", 2), UploadItem("big", b"Subject: b\r\n\r\n" + b"z" * 800, Flags(), None)]
+    chunk = [
+        *items("small-", 2),
+        UploadItem("big", b"Subject: b\r\n\r\n" + b"z" * 800, Flags(), None),
+    ]
     results = target.upload(mailbox, folder, chunk)
     assert [r.ok for r in results] == [True, True, False]
     error = results[2].error
@@ -215,7 +237,9 @@ def test_the_target_works_with_each_exchange_build(tmp_path: Path, exchange: str
         folder = target.ensure_folder(mailbox, ("Projects", "2024"), FolderRole.NONE)
         results = target.upload(mailbox, folder, items("v-", 5))
         assert all(r.ok for r in results), [r.error for r in results]
-        assert target.find(mailbox, folder, [f"v-{i}" for i in range(5)]) == {r.key: r.target_id for r in results}
+        assert target.find(mailbox, folder, [f"v-{i}" for i in range(5)]) == {
+            r.key: r.target_id for r in results
+        }
         counts, total = target.inventory(mailbox, {folder.id: ["v-0"]})[folder.id]
         assert (counts, total) == (Counter({"v-0": 1}), 5)
         assert target.count(mailbox, folder) == 5
@@ -236,7 +260,9 @@ def test_a_plan_pointing_at_exchange_2013_negotiates_its_version(tmp_path: Path)
         target.preflight(mailbox)
         account = target._account(mailbox)
         assert account.version.api_version == "Exchange2013_SP1"
-        assert sim.stats().refused == {"server_version": 3}  # Exchange2016, 2015_SP1, 2015 tried first
+        assert sim.stats().refused == {
+            "server_version": 3
+        }  # Exchange2016, 2015_SP1, 2015 tried first
         target.close()
     finally:
         sim.stop()

@@ -33,8 +33,15 @@ def harness(ews_simulator: EwsSimulator) -> Iterator[TargetHarness]:
 
 
 def items(prefix: str, n: int, size: int = 10) -> list[UploadItem]:
-    return [UploadItem(key=f"{prefix}{i}", data=b"Subject: f\r\n\r\n" + b"q" * size, flags=Flags(),
-                       internal_date=None) for i in range(n)]
+    return [
+        UploadItem(
+            key=f"{prefix}{i}",
+            data=b"Subject: f\r\n\r\n" + b"q" * size,
+            flags=Flags(),
+            internal_date=None,
+        )
+        for i in range(n)
+    ]
 
 
 def ready(harness: TargetHarness) -> tuple[EwsTarget, str, TargetFolder]:
@@ -122,7 +129,9 @@ def test_slow_server_times_out_as_transient_and_find_tells_what_arrived(
     results = target.upload(mailbox, folder, items("slow", 2))
     errors = all_transient(results)
     # what the socket said, and where: not exchangelib's wrapper around it
-    assert re.search(r"no answer from 127\.0\.0\.1:\d+ within 0\.5 s", str(errors[0])), str(errors[0])
+    assert re.search(r"no answer from 127\.0\.0\.1:\d+ within 0\.5 s", str(errors[0])), str(
+        errors[0]
+    )
     sim.set_faults(Faults())
     # The server went on and stored the chunk after we gave up: the ambiguous case. find() is
     # how a caller learns that before sending again.
@@ -186,21 +195,31 @@ def test_a_lost_createitem_answer_is_found_by_tag_not_stored_twice(harness: Targ
     stats = sim.stats()
     assert stats.faults == {"lost_answer": 1}  # the lookup (FindItem) drew no fault
     assert stats.items_created == 3 and stats.requests["CreateItem"] == 1
-    stored = {item.extended["name:8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93:MigratorSourceKey"]: item.id
-              for item in sim.items(mailbox, folder.id)}
+    stored = {
+        item.extended["name:8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93:MigratorSourceKey"]: item.id
+        for item in sim.items(mailbox, folder.id)
+    }
     assert len(stored) == 3
-    assert {r.key: (r.target_id, r.error) for r in results} == {k: (v, None) for k, v in stored.items()}
+    assert {r.key: (r.target_id, r.error) for r in results} == {
+        k: (v, None) for k, v in stored.items()
+    }
 
 
-def test_max_faults_bounds_the_faults_and_set_faults_starts_the_count_again(harness: TargetHarness) -> None:
+def test_max_faults_bounds_the_faults_and_set_faults_starts_the_count_again(
+    harness: TargetHarness,
+) -> None:
     sim: EwsSimulator = harness.server
     target, mailbox, folder = ready(harness)
     sim.set_faults(Faults(reset_rate=1.0, operations=frozenset({"CreateItem"}), max_faults=1))
     sim.reset_stats()
     first = target.upload(mailbox, folder, items("lost", 1))
-    second = target.upload(mailbox, folder, [UploadItem("again", b"Subject: a\r\n\r\nb\r\n", Flags(), None)])
+    second = target.upload(
+        mailbox, folder, [UploadItem("again", b"Subject: a\r\n\r\nb\r\n", Flags(), None)]
+    )
     assert first[0].error is not None and second[0].error is None
     assert sim.stats().faults == {"reset": 1}
     sim.set_faults(Faults(reset_rate=1.0, operations=frozenset({"CreateItem"}), max_faults=1))
-    third = target.upload(mailbox, folder, [UploadItem("third", b"Subject: t\r\n\r\nb\r\n", Flags(), None)])
+    third = target.upload(
+        mailbox, folder, [UploadItem("third", b"Subject: t\r\n\r\nb\r\n", Flags(), None)]
+    )
     assert third[0].error is not None and sim.stats().faults == {"reset": 2}

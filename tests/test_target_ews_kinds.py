@@ -21,8 +21,12 @@ from tests.fixtures.targets import *  # noqa: F403
 from tests.fixtures.targets import SERVICE_PASSWORD, SERVICE_USER, TargetHarness, ews_harness
 
 KINDS = kind_messages()
-ELEMENTS = {"Message": Message, "MeetingRequest": MeetingRequest,
-            "MeetingCancellation": MeetingCancellation, "MeetingResponse": MeetingResponse}
+ELEMENTS = {
+    "Message": Message,
+    "MeetingRequest": MeetingRequest,
+    "MeetingCancellation": MeetingCancellation,
+    "MeetingResponse": MeetingResponse,
+}
 
 
 @pytest.fixture
@@ -45,8 +49,12 @@ def upload_item(kind: KindSample) -> UploadItem:
 def reader(sim: EwsSimulator, mailbox: str):  # type: ignore[no-untyped-def]
     from exchangelib import IMPERSONATION, Account, Configuration, Credentials, FailFast
 
-    config = Configuration(service_endpoint=sim.url, credentials=Credentials(SERVICE_USER, SERVICE_PASSWORD),
-                           auth_type="basic", retry_policy=FailFast())
+    config = Configuration(
+        service_endpoint=sim.url,
+        credentials=Credentials(SERVICE_USER, SERVICE_PASSWORD),
+        auth_type="basic",
+        retry_policy=FailFast(),
+    )
     return Account(mailbox, config=config, autodiscover=False, access_type=IMPERSONATION)
 
 
@@ -60,9 +68,18 @@ def test_each_kind_becomes_the_item_exchange_makes_of_it(harness: TargetHarness)
 
     stored = {item.id: item for item in sim.items(mailbox)}
     account = reader(sim, mailbox)
-    fetched = list(account.fetch(ids=[(r.target_id, None) for r in results],
-                                 only_fields=["mime_content", "item_class", "size", "has_attachments",
-                                              "migrator_source_key"]))
+    fetched = list(
+        account.fetch(
+            ids=[(r.target_id, None) for r in results],
+            only_fields=[
+                "mime_content",
+                "item_class",
+                "size",
+                "has_attachments",
+                "migrator_source_key",
+            ],
+        )
+    )
     for kind, result, got in zip(KINDS, results, fetched, strict=True):
         name = kind.message.name
         assert not isinstance(got, Exception), (name, got)
@@ -74,12 +91,16 @@ def test_each_kind_becomes_the_item_exchange_makes_of_it(harness: TargetHarness)
         assert got.size == stored[result.target_id].size != len(kind.message.raw), name
         assert got.has_attachments is name.startswith("smime"), name
         # MIME written anew: 7-bit, CRLF, Exchange's own headers, the same content
-        assert got.mime_content.isascii() and b"\n" not in got.mime_content.replace(b"\r\n", b""), name
+        assert got.mime_content.isascii() and b"\n" not in got.mime_content.replace(b"\r\n", b""), (
+            name
+        )
         assert mime_content(got.mime_content) == mime_content(kind.message.raw), name
         assert got.mime_content != kind.message.raw, name
 
 
-def test_every_kind_is_found_after_a_lost_answer_and_by_every_listing(harness: TargetHarness) -> None:
+def test_every_kind_is_found_after_a_lost_answer_and_by_every_listing(
+    harness: TargetHarness,
+) -> None:
     """A meeting request stored before a crash must be found by its key: exchangelib reads a
     t:MeetingRequest into a class that does not know our property, so a find() through
     exchangelib's objects missed it and the engine sent it again."""
@@ -95,8 +116,10 @@ def test_every_kind_is_found_after_a_lost_answer_and_by_every_listing(harness: T
     results = target.upload(mailbox, folder, chunk)
     assert sim.stats().faults.get("lost_answer") == 1
     assert all(r.ok for r in results), [(r.key, r.error) for r in results]
-    by_key = {item.extended["name:8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93:MigratorSourceKey"]: item.id
-              for item in sim.items(mailbox, folder.id)}
+    by_key = {
+        item.extended["name:8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93:MigratorSourceKey"]: item.id
+        for item in sim.items(mailbox, folder.id)
+    }
     assert {r.key: r.target_id for r in results} == by_key
 
     # crash recovery, adoption and verify see all of them, once each

@@ -22,12 +22,22 @@ from tests.fixtures.targets import SERVICE_PASSWORD, SERVICE_USER, TargetHarness
 
 _serial = itertools.count(1)
 SPANISH_DEFAULTS = {
-    "inbox": "Bandeja de entrada", "sentitems": "Elementos enviados", "drafts": "Borradores",
-    "deleteditems": "Elementos eliminados", "junkemail": "Correo no deseado",
-    "outbox": "Bandeja de salida", "calendar": "Calendario", "contacts": "Contactos",
-    "tasks": "Tareas", "notes": "Notas", "journal": "Diario",
-    "conversationhistory": "Historial de conversaciones", "syncissues": "Problemas de sincronización",
-    "conflicts": "Conflictos", "localfailures": "Errores locales", "serverfailures": "Errores del servidor",
+    "inbox": "Bandeja de entrada",
+    "sentitems": "Elementos enviados",
+    "drafts": "Borradores",
+    "deleteditems": "Elementos eliminados",
+    "junkemail": "Correo no deseado",
+    "outbox": "Bandeja de salida",
+    "calendar": "Calendario",
+    "contacts": "Contactos",
+    "tasks": "Tareas",
+    "notes": "Notas",
+    "journal": "Diario",
+    "conversationhistory": "Historial de conversaciones",
+    "syncissues": "Problemas de sincronización",
+    "conflicts": "Conflictos",
+    "localfailures": "Errores locales",
+    "serverfailures": "Errores del servidor",
 }
 
 
@@ -49,8 +59,12 @@ def mexican_mailbox(sim: EwsSimulator) -> str:
 
 
 def reader(sim: EwsSimulator, mailbox: str) -> Account:
-    config = Configuration(service_endpoint=sim.url, credentials=Credentials(SERVICE_USER, SERVICE_PASSWORD),
-                           auth_type="basic", retry_policy=FailFast())
+    config = Configuration(
+        service_endpoint=sim.url,
+        credentials=Credentials(SERVICE_USER, SERVICE_PASSWORD),
+        auth_type="basic",
+        retry_policy=FailFast(),
+    )
     return Account(mailbox, config=config, autodiscover=False, access_type=IMPERSONATION)
 
 
@@ -73,31 +87,51 @@ def test_a_mexican_mailbox_has_its_folders_in_spanish(harness: TargetHarness) ->
     assert isinstance(account.calendar, Calendar) and account.calendar.name == "Calendario"
 
 
-def test_role_folders_are_found_by_id_and_same_names_land_in_mail_folders(harness: TargetHarness) -> None:
+def test_role_folders_are_found_by_id_and_same_names_land_in_mail_folders(
+    harness: TargetHarness,
+) -> None:
     sim: EwsSimulator = harness.server
     target = harness.open(archive_folder="Archivo")
     assert isinstance(target, EwsTarget)
     mailbox = mexican_mailbox(sim)
     ids = {f.distinguished: f.id for f in sim.folders(mailbox) if f.distinguished}
     roles = {
-        ("INBOX",): (FolderRole.INBOX, "inbox"), ("Enviados",): (FolderRole.SENT, "sentitems"),
-        ("Borradores",): (FolderRole.DRAFTS, "drafts"), ("Papelera",): (FolderRole.TRASH, "deleteditems"),
+        ("INBOX",): (FolderRole.INBOX, "inbox"),
+        ("Enviados",): (FolderRole.SENT, "sentitems"),
+        ("Borradores",): (FolderRole.DRAFTS, "drafts"),
+        ("Papelera",): (FolderRole.TRASH, "deleteditems"),
         ("Correo no deseado",): (FolderRole.JUNK, "junkemail"),
     }
     for path, (role, distinguished) in roles.items():
         assert target.ensure_folder(mailbox, path, role).id == ids[distinguished], path
     archive = target.ensure_folder(mailbox, ("Archivo",), FolderRole.ARCHIVE)
     assert archive.path == ("Archivo",)
-    assert archive.id == {f.path: f.id for f in sim.folders(mailbox)}[("Archivo",)]  # the mailbox's own
+    assert (
+        archive.id == {f.path: f.id for f in sim.folders(mailbox)}[("Archivo",)]
+    )  # the mailbox's own
 
-    placed = {path: target.ensure_folder(mailbox, path, FolderRole.NONE) for path in (
-        ("Calendario",), ("Notas",), ("Contactos",), ("Tareas",), ("Diario",), ("Bandeja de salida",),
-        ("Calendario", "2019"), ("Proyectos",))}
+    placed = {
+        path: target.ensure_folder(mailbox, path, FolderRole.NONE)
+        for path in (
+            ("Calendario",),
+            ("Notas",),
+            ("Contactos",),
+            ("Tareas",),
+            ("Diario",),
+            ("Bandeja de salida",),
+            ("Calendario", "2019"),
+            ("Proyectos",),
+        )
+    }
     assert {p: f.path for p, f in placed.items()} == {
-        ("Calendario",): ("Calendario (migrated)",), ("Notas",): ("Notas (migrated)",),
-        ("Contactos",): ("Contactos (migrated)",), ("Tareas",): ("Tareas (migrated)",),
-        ("Diario",): ("Diario (migrated)",), ("Bandeja de salida",): ("Bandeja de salida (migrated)",),
-        ("Calendario", "2019"): ("Calendario (migrated)", "2019"), ("Proyectos",): ("Proyectos",),
+        ("Calendario",): ("Calendario (migrated)",),
+        ("Notas",): ("Notas (migrated)",),
+        ("Contactos",): ("Contactos (migrated)",),
+        ("Tareas",): ("Tareas (migrated)",),
+        ("Diario",): ("Diario (migrated)",),
+        ("Bandeja de salida",): ("Bandeja de salida (migrated)",),
+        ("Calendario", "2019"): ("Calendario (migrated)", "2019"),
+        ("Proyectos",): ("Proyectos",),
     }
     stored = {f.id: f for f in sim.folders(mailbox)}
     for source, folder in placed.items():
@@ -111,7 +145,8 @@ def test_role_folders_are_found_by_id_and_same_names_land_in_mail_folders(harnes
     # a later run (another Target object) places them again in the same folders
     again = harness.open(archive_folder="Archivo")
     assert {p: again.ensure_folder(mailbox, p, FolderRole.NONE).id for p in placed} == {
-        p: f.id for p, f in placed.items()}
+        p: f.id for p, f in placed.items()
+    }
 
 
 def test_a_taken_suffixed_name_gets_the_next_number(harness: TargetHarness) -> None:
@@ -122,12 +157,24 @@ def test_a_taken_suffixed_name_gets_the_next_number(harness: TargetHarness) -> N
     Folder(parent=top, name="Calendar (migrated)", folder_class="IPF.Appointment").save()
     Folder(parent=top, name="Notes (migrated)", folder_class="IPF.StickyNote").save()
     target = harness.open()
-    shown = {name: target.ensure_folder(mailbox, (name,), FolderRole.NONE).path
-             for name in ("Calendar", "notes", "Journal", "Sync Issues", "Conversation History", "Outbox")}
+    shown = {
+        name: target.ensure_folder(mailbox, (name,), FolderRole.NONE).path
+        for name in (
+            "Calendar",
+            "notes",
+            "Journal",
+            "Sync Issues",
+            "Conversation History",
+            "Outbox",
+        )
+    }
     assert shown == {
-        "Calendar": ("Calendar (migrated 2)",), "notes": ("notes (migrated 2)",),
-        "Journal": ("Journal (migrated)",), "Sync Issues": ("Sync Issues (migrated)",),
-        "Conversation History": ("Conversation History (migrated)",), "Outbox": ("Outbox (migrated)",),
+        "Calendar": ("Calendar (migrated 2)",),
+        "notes": ("notes (migrated 2)",),
+        "Journal": ("Journal (migrated)",),
+        "Sync Issues": ("Sync Issues (migrated)",),
+        "Conversation History": ("Conversation History (migrated)",),
+        "Outbox": ("Outbox (migrated)",),
     }
     # an existing mail folder of the user's keeps receiving (no suffix, no second folder)
     Folder(parent=top, name="Proyectos", folder_class="IPF.Note").save()

@@ -24,14 +24,20 @@ from migrator.simulator.ews import EwsSimulator
 from tests.fixtures.targets import *  # noqa: F403
 from tests.fixtures.targets import TargetHarness, ews_harness
 
-CONFIG = Configuration(server="127.0.0.1", credentials=Credentials("svc", "unused"), version=Version(Build(15, 1)))
+CONFIG = Configuration(
+    server="127.0.0.1", credentials=Credentials("svc", "unused"), version=Version(Build(15, 1))
+)
 
 
 def _wanted(account: Account) -> list[BaseFolder]:
     return [
-        cls(_distinguished_id=DistinguishedFolderId(id=cls.DISTINGUISHED_FOLDER_ID,
-                                                    mailbox=Mailbox(email_address=account.primary_smtp_address)),
-            root=account.root)
+        cls(
+            _distinguished_id=DistinguishedFolderId(
+                id=cls.DISTINGUISHED_FOLDER_ID,
+                mailbox=Mailbox(email_address=account.primary_smtp_address),
+            ),
+            root=account.root,
+        )
         for cls in (MsgFolderRoot, Inbox, SentItems)
     ]
 
@@ -47,9 +53,11 @@ def test_well_known_lookup_sends_exchangelibs_request() -> None:
         account = Account(address, config=CONFIG, autodiscover=False, access_type=DELEGATE)
         account.__dict__["root"] = None  # no GetFolder of the root: it is not in the request
         ours = _WellKnownGetFolder(account=account).get_payload(
-            folders=_wanted(account), additional_fields=_fields(), shape=ID_ONLY)
+            folders=_wanted(account), additional_fields=_fields(), shape=ID_ONLY
+        )
         theirs = GetFolder(account=account).get_payload(
-            folders=_wanted(account), additional_fields=_fields(), shape=ID_ONLY)
+            folders=_wanted(account), additional_fields=_fields(), shape=ID_ONLY
+        )
         assert xml_to_str(ours) == xml_to_str(theirs)
 
 
@@ -62,7 +70,9 @@ def harness(ews_simulator: EwsSimulator) -> Iterator[TargetHarness]:
         h.close_all()
 
 
-def test_answers_are_parsed_from_their_bytes(harness: TargetHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_answers_are_parsed_from_their_bytes(
+    harness: TargetHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """exchangelib's own path reads requests' one-byte chunks through BytesGeneratorIO."""
     reads: list[int] = []
     original = BytesGeneratorIO.read

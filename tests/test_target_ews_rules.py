@@ -44,36 +44,47 @@ def test_clean_name(name: str, expected: str) -> None:
 def test_roles_go_to_well_known_folders() -> None:
     naming = FolderNaming()
     assert naming.target_path(("INBOX",), FolderRole.INBOX) == TargetPath(FolderRole.INBOX, ())
-    assert naming.target_path(("Sent Messages",), FolderRole.SENT) == TargetPath(FolderRole.SENT, ())
+    assert naming.target_path(("Sent Messages",), FolderRole.SENT) == TargetPath(
+        FolderRole.SENT, ()
+    )
     assert naming.target_path(("Papelera",), FolderRole.TRASH) == TargetPath(FolderRole.TRASH, ())
     assert naming.target_path(("Archivo",), FolderRole.ARCHIVE) == TargetPath(None, ("Archive",))
     assert FolderNaming(archive_folder="Old/Archive").target_path(
-        ("Archivo",), FolderRole.ARCHIVE) == TargetPath(None, ("Old", "Archive"))
+        ("Archivo",), FolderRole.ARCHIVE
+    ) == TargetPath(None, ("Old", "Archive"))
 
 
 def test_subfolders_follow_inbox_and_role_folders() -> None:
     naming = FolderNaming()
     assert naming.target_path(("INBOX", "Lists"), FolderRole.NONE) == TargetPath(
-        FolderRole.INBOX, ("Lists",))
+        FolderRole.INBOX, ("Lists",)
+    )
     assert naming.target_path(("inbox", "a", "b"), FolderRole.NONE).display() == ("inbox", "a", "b")
     role_paths: dict[tuple[str, ...], FolderRole] = {("Sent",): FolderRole.SENT}
     assert naming.target_path(("Sent", "2019"), FolderRole.NONE, role_paths) == TargetPath(
-        FolderRole.SENT, ("2019",))
+        FolderRole.SENT, ("2019",)
+    )
     assert naming.target_path(("Projects", "X"), FolderRole.NONE, role_paths) == TargetPath(
-        None, ("Projects", "X"))
+        None, ("Projects", "X")
+    )
 
 
 def test_folder_map_overrides_by_longest_prefix() -> None:
-    naming = FolderNaming(folder_map={"Old": "Legacy", "Old/Mail": "Imported/Mail",
-                                      "INBOX": "Former inbox"})
+    naming = FolderNaming(
+        folder_map={"Old": "Legacy", "Old/Mail": "Imported/Mail", "INBOX": "Former inbox"}
+    )
     assert naming.target_path(("Old", "Mail", "2019"), FolderRole.NONE) == TargetPath(
-        None, ("Imported", "Mail", "2019"))
-    assert naming.target_path(("Old", "Notes"), FolderRole.NONE) == TargetPath(None, ("Legacy", "Notes"))
+        None, ("Imported", "Mail", "2019")
+    )
+    assert naming.target_path(("Old", "Notes"), FolderRole.NONE) == TargetPath(
+        None, ("Legacy", "Notes")
+    )
     # the plan's map wins over the role
     assert naming.target_path(("INBOX",), FolderRole.INBOX) == TargetPath(None, ("Former inbox",))
     mapped_into_inbox = FolderNaming(folder_map={"Lists": "INBOX/Lists"})
     assert mapped_into_inbox.target_path(("Lists",), FolderRole.NONE) == TargetPath(
-        FolderRole.INBOX, ("Lists",))
+        FolderRole.INBOX, ("Lists",)
+    )
 
 
 def test_exclude_patterns_match_folder_and_subfolders_ignoring_case() -> None:
@@ -98,10 +109,12 @@ def test_bad_plan_values_name_the_key() -> None:
 
 
 def test_header_date_is_read_leniently_from_the_top_header_block() -> None:
-    raw = (b"Received: from x by y; Mon, 1 Jan 2001 00:00:00 +0000\r\n"
-           b"Subject: caf\xe9 8-bit\r\n"
-           b"date:\r\n Tue, 01 Jul 2003 10:52:37 +0200 (CEST)\r\n\r\n"
-           b"Date: Wed, 02 Jul 2003 00:00:00 +0000\r\n")
+    raw = (
+        b"Received: from x by y; Mon, 1 Jan 2001 00:00:00 +0000\r\n"
+        b"Subject: caf\xe9 8-bit\r\n"
+        b"date:\r\n Tue, 01 Jul 2003 10:52:37 +0200 (CEST)\r\n\r\n"
+        b"Date: Wed, 02 Jul 2003 00:00:00 +0000\r\n"
+    )
     assert header_date(raw) == datetime(2003, 7, 1, 8, 52, 37, tzinfo=UTC)
     assert header_date(b"Subject: x\n\nDate: Tue, 01 Jul 2003 10:52:37 +0000\n") is None
     assert header_date(b"Date: the day after tomorrow\n\nbody") is None
@@ -111,7 +124,10 @@ def test_header_date_is_read_leniently_from_the_top_header_block() -> None:
 def test_submit_and_delivery_times_fall_back_on_each_other() -> None:
     internal = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
     dated = b"Date: Fri, 01 Mar 2024 08:00:00 +0000\n\nx"
-    assert submit_and_delivery(dated, internal) == (datetime(2024, 3, 1, 8, 0, tzinfo=UTC), internal)
+    assert submit_and_delivery(dated, internal) == (
+        datetime(2024, 3, 1, 8, 0, tzinfo=UTC),
+        internal,
+    )
     assert submit_and_delivery(b"Subject: x\n\nx", internal) == (internal, internal)
     header = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
     assert submit_and_delivery(dated, None) == (header, header)
@@ -126,8 +142,19 @@ def test_submit_and_delivery_times_fall_back_on_each_other() -> None:
 
 
 def test_keywords_become_categories_without_protocol_keywords() -> None:
-    flags = Flags(keywords=("Work", "$Forwarded", "$MDNSent", "Junk", "NonJunk", "$label1",
-                            "work", "Projekt Ä", "$Label4"))
+    flags = Flags(
+        keywords=(
+            "Work",
+            "$Forwarded",
+            "$MDNSent",
+            "Junk",
+            "NonJunk",
+            "$label1",
+            "work",
+            "Projekt Ä",
+            "$Label4",
+        )
+    )
     assert categories_for(flags) == ["Work", "Important", "Projekt Ä", "To Do"]
     assert categories_for(Flags()) == []
 
@@ -142,7 +169,11 @@ def test_requests_are_split_by_base64_bytes_and_count() -> None:
     # 10 MB is 13.3 MB of base64: only one fits under 25 MB with another
     assert batches == [[0], [1], [2], [3], [4, 5]]
     small = [(i, 100) for i in range(250)]
-    assert [len(b) for b in request_batches(small, max_bytes=25 * mb, max_items=100)] == [100, 100, 50]
+    assert [len(b) for b in request_batches(small, max_bytes=25 * mb, max_items=100)] == [
+        100,
+        100,
+        50,
+    ]
     assert base64_size(3) == 4 and base64_size(4) == 8 and base64_size(0) == 0
 
 
@@ -150,8 +181,13 @@ def test_requests_are_split_by_base64_bytes_and_count() -> None:
 
 
 def test_created_message_carries_only_what_we_set() -> None:
-    message = MimeMessage(mime_content=b"Importance: high\r\nSubject: x\r\n\r\nbody", is_read=False,
-                          migrator_message_flags=0, migrator_source_key="k1", categories=["Work"])
+    message = MimeMessage(
+        mime_content=b"Importance: high\r\nSubject: x\r\n\r\nbody",
+        is_read=False,
+        migrator_message_flags=0,
+        migrator_source_key="k1",
+        categories=["Work"],
+    )
     xml = xml_to_str(message.to_xml(version=Version(EXCHANGE_2016)))
     # defaults exchangelib would add would override what the MIME headers say
     for element in ("Importance", "Sensitivity", "IsReadReceiptRequested", "ReminderIsSet"):
@@ -180,10 +216,16 @@ def test_created_message_carries_only_what_we_set() -> None:
         (ews.ErrorMailboxStoreUnavailable("x"), TransientError, None),
         (ews.ErrorTimeoutExpired("x"), TransientError, None),
         (requests.exceptions.ConnectionError("refused"), TransientError, None),
-        (ews.TransportError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"),
-         PermanentError, "tls"),
-        (ews.MalformedResponseError("Unknown failure in response. Code: 404 headers"),
-         PermanentError, "config"),
+        (
+            ews.TransportError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"),
+            PermanentError,
+            "tls",
+        ),
+        (
+            ews.MalformedResponseError("Unknown failure in response. Code: 404 headers"),
+            PermanentError,
+            "config",
+        ),
         (ews.ErrorCalendarIsCancelledForRemove("x"), PermanentError, "ews-error"),
     ],
 )
@@ -203,7 +245,9 @@ def test_server_hints_are_kept_and_invented_ones_dropped() -> None:
     throttled = translate(HttpThrottled(503, 7.0), where="w")
     assert isinstance(throttled, TransientError) and throttled.retry_after == 7.0
     assert "HTTP 503" in str(throttled)
-    broken = ews.ErrorServerBusy("Reraised from ErrorTimeoutExpired(Reraised from ConnectionError())")
+    broken = ews.ErrorServerBusy(
+        "Reraised from ErrorTimeoutExpired(Reraised from ConnectionError())"
+    )
     assert "connection" in str(translate(broken, where="w"))
     assert is_ambiguous(broken) and not is_ambiguous(HttpThrottled(503, None))
     assert not is_ambiguous(ews.ErrorServerBusy("busy", back_off=1.0))
@@ -225,8 +269,10 @@ def _response(status: int, headers: dict[str, str]) -> requests.Response:
 def test_retry_after_header_forms() -> None:
     assert retry_after_seconds(_response(503, {"Retry-After": "30"})) == 30.0
     assert retry_after_seconds(_response(503, {})) is None
-    dated = _response(429, {"Date": "Wed, 21 Oct 2026 07:28:00 GMT",
-                            "Retry-After": "Wed, 21 Oct 2026 07:28:45 GMT"})
+    dated = _response(
+        429,
+        {"Date": "Wed, 21 Oct 2026 07:28:00 GMT", "Retry-After": "Wed, 21 Oct 2026 07:28:45 GMT"},
+    )
     assert retry_after_seconds(dated) == 45.0
     assert retry_after_seconds(_response(503, {"Retry-After": "soon"})) is None
 
@@ -248,9 +294,14 @@ def test_oauth2_client_credentials_are_configured_without_a_network() -> None:
     from migrator.adapters.targets.ews.connection import make_configuration
     from migrator.model.plan import TargetSettings
 
-    settings = TargetSettings(kind="ews", url="https://mail.example.org/EWS/Exchange.asmx",
-                              auth="oauth2", client_id="app-id", tenant_id="tenant-id",
-                              client_secret_env="X")
+    settings = TargetSettings(
+        kind="ews",
+        url="https://mail.example.org/EWS/Exchange.asmx",
+        auth="oauth2",
+        client_id="app-id",
+        tenant_id="tenant-id",
+        client_secret_env="X",
+    )
     config = make_configuration(settings, {"client_secret": "s3cret"}, max_connections=2)
     assert isinstance(config.credentials, OAuth2Credentials)
     assert config.credentials.client_id == "app-id" and config.credentials.tenant_id == "tenant-id"
@@ -267,10 +318,13 @@ def test_plan_mistakes_are_reported_as_plan_errors() -> None:
     with pytest.raises(PlanError, match="url"):
         open_target(TargetSettings(kind="ews"), secrets={})
     with pytest.raises(PlanError, match="kerberos"):
-        open_target(TargetSettings(kind="ews", url="https://x/EWS/Exchange.asmx", auth="kerberos"),
-                    secrets={})
+        open_target(
+            TargetSettings(kind="ews", url="https://x/EWS/Exchange.asmx", auth="kerberos"),
+            secrets={},
+        )
     with pytest.raises(PlanError, match="password"):
-        open_target(TargetSettings(kind="ews", url="https://x/EWS/Exchange.asmx", username="u"),
-                    secrets={})
+        open_target(
+            TargetSettings(kind="ews", url="https://x/EWS/Exchange.asmx", username="u"), secrets={}
+        )
     with pytest.raises(PlanError, match="unknown target kind"):
         open_target(TargetSettings(kind="pop3"), secrets={})

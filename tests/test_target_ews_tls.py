@@ -76,9 +76,28 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert openssl, "openssl is needed to make a test certificate (Debian package openssl)"
     where = tmp_path_factory.mktemp("tls")
     cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -104,7 +123,9 @@ def test_untrusted_certificate_is_refused_by_default(
 
 
 def test_ca_file_makes_the_certificate_trusted(
-    ews_simulator: EwsSimulator, front_end: TlsFrontEnd, certificate: tuple[Path, Path],
+    ews_simulator: EwsSimulator,
+    front_end: TlsFrontEnd,
+    certificate: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
     harness = ews_harness(ews_simulator)

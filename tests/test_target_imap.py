@@ -37,15 +37,19 @@ WHEN = datetime(2023, 11, 5, 14, 30, 15, tzinfo=timezone(timedelta(hours=2)))
 
 
 def raw(n: int, body: bytes = b"Hello.\r\n", *, msgid: bool = True) -> bytes:
-    head = (b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: imap " +
-            str(n).encode() + b"\r\nDate: Sun, 05 Nov 2023 14:30:00 +0200\r\n")
+    head = (
+        b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: imap "
+        + str(n).encode()
+        + b"\r\nDate: Sun, 05 Nov 2023 14:30:00 +0200\r\n"
+    )
     if msgid:
         head += b"Message-ID: <imap-" + str(n).encode() + b"@example.org>\r\n"
     return head + b"\r\n" + body
 
 
-def item(key: str, data: bytes, flags: Flags | None = None,
-         when: datetime | None = WHEN) -> UploadItem:
+def item(
+    key: str, data: bytes, flags: Flags | None = None, when: datetime | None = WHEN
+) -> UploadItem:
     return UploadItem(key=key, data=data, flags=flags or Flags(), internal_date=when)
 
 
@@ -75,14 +79,19 @@ Make = Callable[..., ImapTarget]
 @pytest.fixture
 def make(server: AclDovecot, opened: list[ImapTarget]) -> Make:
     """make(**TargetSettings changes, secrets=..., max_connections=...) -> a new ImapTarget."""
-    def make_target(*, secrets: dict[str, str] | None = None, max_connections: int = 4,
-                    **changes: object) -> ImapTarget:
-        target = open_target(imap_settings(server, **changes),
-                             secrets=SECRETS if secrets is None else secrets,
-                             max_connections=max_connections)
+
+    def make_target(
+        *, secrets: dict[str, str] | None = None, max_connections: int = 4, **changes: object
+    ) -> ImapTarget:
+        target = open_target(
+            imap_settings(server, **changes),
+            secrets=SECRETS if secrets is None else secrets,
+            max_connections=max_connections,
+        )
         assert isinstance(target, ImapTarget)
         opened.append(target)
         return target
+
     return make_target
 
 
@@ -109,7 +118,9 @@ def user_client(server: AclDovecot, mailbox: str) -> IMAPClient:
 # --- fidelity ---------------------------------------------------------------------------------
 
 
-def test_bytes_flags_keywords_and_internaldate_arrive_unchanged(make: Make, server: AclDovecot, mailbox: str) -> None:
+def test_bytes_flags_keywords_and_internaldate_arrive_unchanged(
+    make: Make, server: AclDovecot, mailbox: str
+) -> None:
     target = make()
     folder = target.ensure_folder(mailbox, ("Projekte", "Entwürfe"), FolderRole.NONE)
     assert folder.id == "Projekte.Entw&APw-rfe"
@@ -146,13 +157,14 @@ def _uid_map(server: AclDovecot, mailbox: str, folder: str) -> dict[int, dict[by
     client = user_client(server, mailbox)
     try:
         client.select_folder(folder, readonly=True)
-        return dict(client.fetch(client.search(["ALL"]),
-                                 ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]))
+        return dict(client.fetch(client.search(["ALL"]), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]))
     finally:
         client.logout()
 
 
-def test_without_an_internal_date_the_date_header_is_kept_not_now(make: Make, server: AclDovecot, mailbox: str) -> None:
+def test_without_an_internal_date_the_date_header_is_kept_not_now(
+    make: Make, server: AclDovecot, mailbox: str
+) -> None:
     # an mbox From_ line with no readable date gives no internal date; the server would stamp
     # the upload "now", and a 2023 message would sort as today's mail
     target = make()
@@ -163,7 +175,9 @@ def test_without_an_internal_date_the_date_header_is_kept_not_now(make: Make, se
     assert stored[b"INTERNALDATE"] == datetime(2023, 11, 5, 12, 30, tzinfo=UTC)  # the Date header
 
 
-def test_withdraw_removes_exactly_the_given_messages(make: Make, server: AclDovecot, mailbox: str) -> None:
+def test_withdraw_removes_exactly_the_given_messages(
+    make: Make, server: AclDovecot, mailbox: str
+) -> None:
     # what a worker that lost its lease does with the copies it stored too late
     target = make()
     folder = target.ensure_folder(mailbox, ("Retirar",), FolderRole.NONE)
@@ -171,7 +185,9 @@ def test_withdraw_removes_exactly_the_given_messages(make: Make, server: AclDove
     assert all(r.ok for r in results), results
     target.withdraw(mailbox, folder, [results[1].target_id or ""])
     left = _uid_map(server, mailbox, folder.id)
-    assert sorted(int(r.target_id.split(":")[1]) for r in (results[0], results[2]) if r.target_id) == sorted(left)
+    assert sorted(
+        int(r.target_id.split(":")[1]) for r in (results[0], results[2]) if r.target_id
+    ) == sorted(left)
 
 
 def test_target_ids_are_uidvalidity_and_uid(make: Make, mailbox: str) -> None:
@@ -183,7 +199,9 @@ def test_target_ids_are_uidvalidity_and_uid(make: Make, mailbox: str) -> None:
     assert len(validity) == 1 and [int(i.split(":")[1]) for i in ids if i] == [1, 2, 3, 4]
 
 
-def test_role_folders_use_special_use_and_are_subscribed(make: Make, server: AclDovecot, mailbox: str) -> None:
+def test_role_folders_use_special_use_and_are_subscribed(
+    make: Make, server: AclDovecot, mailbox: str
+) -> None:
     target = make()
     sent = target.ensure_folder(mailbox, ("Gesendete Objekte",), FolderRole.SENT)
     trash = target.ensure_folder(mailbox, ("Papierkorb",), FolderRole.TRASH)
@@ -221,8 +239,12 @@ def test_find_uploads_recognises_messages_after_a_restart(make: Make, mailbox: s
     first = make()
     folder = first.ensure_folder(mailbox, ("Recover",), FolderRole.NONE)
     twin = raw(7)
-    sent = [item("a", raw(1)), item("b", raw(2, msgid=False)), item("twin-1", twin),
-            item("lf", raw(3).replace(b"\r\n", b"\n"))]
+    sent = [
+        item("a", raw(1)),
+        item("b", raw(2, msgid=False)),
+        item("twin-1", twin),
+        item("lf", raw(3).replace(b"\r\n", b"\n")),
+    ]
     results = first.upload(mailbox, folder, sent)
     assert all(r.ok for r in results)
     fresh = make()
@@ -232,8 +254,9 @@ def test_find_uploads_recognises_messages_after_a_restart(make: Make, mailbox: s
     ids = {r.key: r.target_id for r in results}
     assert found == ids  # the second copy of the twin is not taken for the first
     # a copy the caller already knows about is never matched again
-    assert fresh.find_uploads(mailbox, folder, [item("twin-2", twin)],
-                              known_ids=[ids["twin-1"]]) == {}
+    assert (
+        fresh.find_uploads(mailbox, folder, [item("twin-2", twin)], known_ids=[ids["twin-1"]]) == {}
+    )
 
 
 def test_find_uploads_recognises_a_message_dovecot_serves_changed(make: Make, mailbox: str) -> None:
@@ -251,7 +274,9 @@ def test_find_uploads_recognises_a_message_dovecot_serves_changed(make: Make, ma
 # --- faults through the proxy -------------------------------------------------------------------
 
 
-def test_throttling_answer_is_transient_with_the_suggested_backoff(make: Make, proxy: ImapProxy, mailbox: str) -> None:
+def test_throttling_answer_is_transient_with_the_suggested_backoff(
+    make: Make, proxy: ImapProxy, mailbox: str
+) -> None:
     target = make(**via(proxy))
     folder = target.ensure_folder(mailbox, ("Busy",), FolderRole.NONE)
     proxy.add(Rule("APPEND", "no", EXCHANGE_THROTTLED))
@@ -262,7 +287,9 @@ def test_throttling_answer_is_transient_with_the_suggested_backoff(make: Make, p
     assert all(r.ok for r in target.upload(mailbox, folder, [item("t0", raw(0))]))
 
 
-def test_throttling_later_in_a_chunk_keeps_what_was_stored(make: Make, proxy: ImapProxy, mailbox: str) -> None:
+def test_throttling_later_in_a_chunk_keeps_what_was_stored(
+    make: Make, proxy: ImapProxy, mailbox: str
+) -> None:
     target = make(**via(proxy))
     folder = target.ensure_folder(mailbox, ("Half",), FolderRole.NONE)
     proxy.add(Rule("APPEND", "no", EXCHANGE_THROTTLED, contains=b"LAST-ONE"))
@@ -274,7 +301,9 @@ def test_throttling_later_in_a_chunk_keeps_what_was_stored(make: Make, proxy: Im
     assert target.count(mailbox, folder) == 100
 
 
-def test_too_large_answer_fails_only_that_message(make: Make, proxy: ImapProxy, mailbox: str) -> None:
+def test_too_large_answer_fails_only_that_message(
+    make: Make, proxy: ImapProxy, mailbox: str
+) -> None:
     target = make(**via(proxy))
     folder = target.ensure_folder(mailbox, ("Sizes",), FolderRole.NONE)
     proxy.add(Rule("APPEND", "no", EXCHANGE_TOO_LARGE, contains=b"HUGE", times=None))
@@ -287,7 +316,9 @@ def test_too_large_answer_fails_only_that_message(make: Make, proxy: ImapProxy, 
     assert target.count(mailbox, folder) == 2
 
 
-def test_drop_after_the_server_stored_is_settled_by_looking(make: Make, proxy: ImapProxy, mailbox: str) -> None:
+def test_drop_after_the_server_stored_is_settled_by_looking(
+    make: Make, proxy: ImapProxy, mailbox: str
+) -> None:
     # one connection: the lookup must wait until the broken one is given back
     target = make(max_connections=1, **via(proxy))
     folder = target.ensure_folder(mailbox, ("Dropped",), FolderRole.NONE)
@@ -300,7 +331,9 @@ def test_drop_after_the_server_stored_is_settled_by_looking(make: Make, proxy: I
     assert make().find_uploads(mailbox, folder, items) == {r.key: r.target_id for r in results}
 
 
-def test_drop_before_the_server_stored_is_transient_and_absent(make: Make, proxy: ImapProxy, mailbox: str) -> None:
+def test_drop_before_the_server_stored_is_transient_and_absent(
+    make: Make, proxy: ImapProxy, mailbox: str
+) -> None:
     target = make(**via(proxy))
     folder = target.ensure_folder(mailbox, ("Lost",), FolderRole.NONE)
     proxy.add(Rule("APPEND", "drop-before"))
@@ -314,7 +347,8 @@ def test_drop_before_the_server_stored_is_transient_and_absent(make: Make, proxy
 
 
 def test_a_lost_copy_is_not_taken_for_an_identical_one_stored_before(
-        make: Make, proxy: ImapProxy, mailbox: str) -> None:
+    make: Make, proxy: ImapProxy, mailbox: str
+) -> None:
     # two identical messages in the source; the first was stored by an earlier process. The
     # second's APPEND breaks off before the server stored it: only messages the broken APPEND
     # could have stored (UID from the folder's UIDNEXT before it on) may settle it
@@ -335,7 +369,8 @@ def test_a_lost_copy_is_not_taken_for_an_identical_one_stored_before(
 
 
 def test_a_lost_answer_with_the_tag_header_is_not_settled_by_a_namesake(
-        make: Make, proxy: ImapProxy, mailbox: str) -> None:
+    make: Make, proxy: ImapProxy, mailbox: str
+) -> None:
     # "Sent" and "Elementos enviados" both hold key K and both land in one target folder: the
     # first K is stored; the answer to the second K's APPEND is lost after the server stored
     # it. Its own copy settles it, never the first (which stands for the other message)
@@ -350,11 +385,14 @@ def test_a_lost_answer_with_the_tag_header_is_not_settled_by_a_namesake(
     # and a fresh process looking for K, knowing the first copy is the other message's,
     # finds the second
     fresh = make(tag_header=True)
-    assert fresh.find_uploads(mailbox, folder, [item("K", raw(2))], known_ids=[first[0].target_id]) == {
-        "K": second[0].target_id}
+    assert fresh.find_uploads(
+        mailbox, folder, [item("K", raw(2))], known_ids=[first[0].target_id]
+    ) == {"K": second[0].target_id}
 
 
-def test_without_literal_plus_and_multiappend(make: Make, proxy: ImapProxy, server: AclDovecot, mailbox: str) -> None:
+def test_without_literal_plus_and_multiappend(
+    make: Make, proxy: ImapProxy, server: AclDovecot, mailbox: str
+) -> None:
     proxy.hide_capabilities = {b"LITERAL+", b"MULTIAPPEND"}
     target = make(**via(proxy))
     folder = target.ensure_folder(mailbox, ("Plain",), FolderRole.NONE)
@@ -363,10 +401,13 @@ def test_without_literal_plus_and_multiappend(make: Make, proxy: ImapProxy, serv
     assert all(r.ok for r in results)
     assert proxy.seen["APPEND"] == 5
     assert sorted(d[b"BODY[]"] for d in _uid_map(server, mailbox, folder.id).values()) == sorted(
-        i.data for i in items)
+        i.data for i in items
+    )
 
 
-def test_exchange_flagged_is_set_after_append_and_files_renamed(make: Make, proxy: ImapProxy, server: AclDovecot, mailbox: str) -> None:
+def test_exchange_flagged_is_set_after_append_and_files_renamed(
+    make: Make, proxy: ImapProxy, server: AclDovecot, mailbox: str
+) -> None:
     proxy.greeting = EXCHANGE_GREETING
     proxy.strip_flagged = True  # like Exchange, the server ignores \Flagged in APPEND
     target = make(**via(proxy))
@@ -374,8 +415,11 @@ def test_exchange_flagged_is_set_after_append_and_files_renamed(make: Make, prox
     assert files.id == "Files (migrated)"
     sent = target.ensure_folder(mailbox, ("Sent",), FolderRole.SENT)
     assert sent.id == "Sent Items"
-    results = target.upload(mailbox, files, [item("f", raw(1), Flags(flagged=True)),
-                                             item("n", raw(2), Flags(seen=True))])
+    results = target.upload(
+        mailbox,
+        files,
+        [item("f", raw(1), Flags(flagged=True)), item("n", raw(2), Flags(seen=True))],
+    )
     assert all(r.ok for r in results)
     flags = {d[b"BODY[]"]: _flags(d) for d in _uid_map(server, mailbox, files.id).values()}
     assert flags[raw(1)] == {b"\\Flagged"} and flags[raw(2)] == {b"\\Seen"}
@@ -422,8 +466,13 @@ class _TokenServer:
                     body = json.dumps({"error": "invalid_client"}).encode()
                 else:
                     self.send_response(200)
-                    body = json.dumps({"access_token": f"tok{len(outer.requests)}",
-                                       "expires_in": lifetime, "token_type": "Bearer"}).encode()
+                    body = json.dumps(
+                        {
+                            "access_token": f"tok{len(outer.requests)}",
+                            "expires_in": lifetime,
+                            "token_type": "Bearer",
+                        }
+                    ).encode()
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(body)
@@ -444,8 +493,13 @@ def test_token_is_fetched_once_and_refreshed_before_expiry() -> None:
     server = _TokenServer(lifetime=3600)
     now = [1000.0]
     try:
-        source = TokenSource(token_url=server.url, client_id="app", client_secret="s3cret",
-                             scope="https://outlook.office365.com/.default", clock=lambda: now[0])
+        source = TokenSource(
+            token_url=server.url,
+            client_id="app",
+            client_secret="s3cret",
+            scope="https://outlook.office365.com/.default",
+            clock=lambda: now[0],
+        )
         assert source.token().value == "tok1"
         now[0] += 3000  # 10 minutes left: still fine
         assert source.token().value == "tok1"
@@ -454,8 +508,7 @@ def test_token_is_fetched_once_and_refreshed_before_expiry() -> None:
         form = server.requests[0]
         assert form["grant_type"] == ["client_credentials"]
         assert form["scope"] == ["https://outlook.office365.com/.default"]
-        wrong = TokenSource(token_url=server.url, client_id="app", client_secret="nope",
-                            scope="x")
+        wrong = TokenSource(token_url=server.url, client_id="app", client_secret="nope", scope="x")
         with pytest.raises(PermanentError) as refused:
             wrong.token()
         assert refused.value.reason == "auth" and "nope" not in str(refused.value)
@@ -489,8 +542,11 @@ def test_threads_share_the_pool(make: Make, server: AclDovecot, mailbox: str) ->
         except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(box, f"T{n}")) for n in range(3)
-               for box in (mailbox, other)]
+    threads = [
+        threading.Thread(target=work, args=(box, f"T{n}"))
+        for n in range(3)
+        for box in (mailbox, other)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -509,7 +565,9 @@ def test_threads_share_the_pool(make: Make, server: AclDovecot, mailbox: str) ->
 def test_plan_keys_of_the_imap_target() -> None:
     from tests.test_plan import GOOD
 
-    text = GOOD.replace('[target]\nkind = "ews"\n', """[target]
+    text = GOOD.replace(
+        '[target]\nkind = "ews"\n',
+        """[target]
 kind = "imap"
 host = "outlook.office365.com"
 auth = "xoauth2"
@@ -519,15 +577,16 @@ client_secret_env = "MIGRATOR_IMAP_SECRET"
 tag_header = true
 token_url = "https://login.example.org/token"
 proxy_login = "EXAMPLE\\\\{username}\\\\{local}"
-""")
+""",
+    )
     target = parse_plan(text, "p.toml").target
-    assert (target.kind, target.port, target.tls, target.auth) == (
-        "imap", 993, "ssl", "xoauth2")
+    assert (target.kind, target.port, target.tls, target.auth) == ("imap", 993, "ssl", "xoauth2")
     assert target.tag_header and target.token_url == "https://login.example.org/token"
     assert target.proxy_login == "EXAMPLE\\{username}\\{local}"
     assert target.oauth_scope == "https://outlook.office365.com/.default"
-    defaults = parse_plan(GOOD.replace('kind = "ews"', 'kind = "imap"\nhost = "h"\n'
-                                       'password_env = "P"'), "p.toml").target
+    defaults = parse_plan(
+        GOOD.replace('kind = "ews"', 'kind = "imap"\nhost = "h"\npassword_env = "P"'), "p.toml"
+    ).target
     assert defaults.proxy_login == "{address}*{username}" and not defaults.tag_header
 
 
@@ -566,8 +625,9 @@ def test_appendlimit_lowers_the_maximum_size(make: Make, proxy: ImapProxy, mailb
     proxy.add_capabilities = [b"APPENDLIMIT=3000"]
     target = make(**via(proxy))
     folder = target.ensure_folder(mailbox, ("Limit",), FolderRole.NONE)
-    results = target.upload(mailbox, folder, [item("big", raw(1, b"x" * 4000)),
-                                              item("small", raw(2))])
+    results = target.upload(
+        mailbox, folder, [item("big", raw(1, b"x" * 4000)), item("small", raw(2))]
+    )
     assert target.max_message_size == 3000
     assert isinstance(results[0].error, PermanentError) and results[0].error.reason == "too-large"
     assert results[1].ok and target.count(mailbox, folder) == 1
@@ -578,8 +638,9 @@ def test_an_older_server_without_namespace_special_use_or_multiappend(
     dovecot_fs: DovecotServer,
 ) -> None:
     user, _ = dovecot_fs.new_user()
-    target = ImapTarget(imap_settings(dovecot_fs, port=dovecot_fs.port, tls="none"),
-                        secrets=SECRETS)
+    target = ImapTarget(
+        imap_settings(dovecot_fs, port=dovecot_fs.port, tls="none"), secrets=SECRETS
+    )
     try:
         target.preflight(user)  # no ACL extension: a STATUS of the inbox instead
         nested = target.ensure_folder(user, ("Projekte", "Entwürfe"), FolderRole.NONE)
@@ -613,7 +674,9 @@ def test_a_wrong_password_found_in_other_words_garbles_nothing(
     assert "[AUTHENTICATIONFAILED]" in str(err)  # the server's response code, always shown
 
 
-def test_a_server_that_echoes_the_password_is_not_quoted(make: Make, proxy: ImapProxy, mailbox: str) -> None:
+def test_a_server_that_echoes_the_password_is_not_quoted(
+    make: Make, proxy: ImapProxy, mailbox: str
+) -> None:
     secret = "Echo-Me-77"
     target = make(secrets={"password": secret}, **via(proxy))
     proxy.add(Rule("LOGIN", "no", b"[AUTHENTICATIONFAILED] password Echo-Me-77 is wrong"))

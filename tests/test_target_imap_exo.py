@@ -39,9 +39,14 @@ _serial = iter(range(1, 10_000))
 
 
 def raw(n: int, body: bytes = b"Saludos.\r\n") -> bytes:
-    return (b"From: Ana <ana@ife.org.mx>\r\nTo: luis@ife.org.mx\r\nSubject: exo " + str(n).encode()
-            + b"\r\nDate: Tue, 14 Jun 2022 08:15:00 -0500\r\nMessage-ID: <exo-" + str(n).encode()
-            + b"@ife.org.mx>\r\n\r\n" + body)
+    return (
+        b"From: Ana <ana@ife.org.mx>\r\nTo: luis@ife.org.mx\r\nSubject: exo "
+        + str(n).encode()
+        + b"\r\nDate: Tue, 14 Jun 2022 08:15:00 -0500\r\nMessage-ID: <exo-"
+        + str(n).encode()
+        + b"@ife.org.mx>\r\n\r\n"
+        + body
+    )
 
 
 def item(key: str, data: bytes, flags: Flags | None = None) -> UploadItem:
@@ -49,10 +54,19 @@ def item(key: str, data: bytes, flags: Flags | None = None) -> UploadItem:
 
 
 def settings(stack: ExoStack, **changes: object) -> TargetSettings:
-    base = TargetSettings(kind="imap", host=stack.front.host, port=stack.front.port, tls="ssl",
-                          ca_file=str(stack.store.ca_file), auth="xoauth2", client_id=CLIENT_ID,
-                          tenant_id=TENANT, client_secret_env="UNUSED",
-                          token_url=stack.platform.token_url, timeout=20.0)
+    base = TargetSettings(
+        kind="imap",
+        host=stack.front.host,
+        port=stack.front.port,
+        tls="ssl",
+        ca_file=str(stack.store.ca_file),
+        auth="xoauth2",
+        client_id=CLIENT_ID,
+        tenant_id=TENANT,
+        client_secret_env="UNUSED",
+        token_url=stack.platform.token_url,
+        timeout=20.0,
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -70,11 +84,16 @@ Make = Callable[..., ImapTarget]
 def make(stack: ExoStack) -> Iterator[Make]:
     opened: list[ImapTarget] = []
 
-    def make_target(*, clock: Callable[[], float] | None = None, max_connections: int = 2,
-                    **changes: object) -> ImapTarget:
+    def make_target(
+        *, clock: Callable[[], float] | None = None, max_connections: int = 2, **changes: object
+    ) -> ImapTarget:
         extra = {"clock": clock} if clock is not None else {}
-        target = ImapTarget(settings(stack, **changes), secrets={"client_secret": CLIENT_SECRET},
-                            max_connections=max_connections, **extra)  # type: ignore[arg-type]
+        target = ImapTarget(
+            settings(stack, **changes),
+            secrets={"client_secret": CLIENT_SECRET},
+            max_connections=max_connections,
+            **extra,
+        )  # type: ignore[arg-type]
         opened.append(target)
         return target
 
@@ -88,7 +107,9 @@ def mailbox() -> str:
     return f"exo{next(_serial)}@contoso.onmicrosoft.test"
 
 
-def stored(stack: ExoStack, mailbox: str, folder: str) -> dict[bytes, tuple[frozenset[bytes], datetime]]:
+def stored(
+    stack: ExoStack, mailbox: str, folder: str
+) -> dict[bytes, tuple[frozenset[bytes], datetime]]:
     """Body -> (flags, INTERNALDATE) of every message in a folder, read from the store."""
     client = IMAPClient(stack.store.host, port=stack.store.port, ssl=False, timeout=20)
     client.folder_encode = False
@@ -99,8 +120,10 @@ def stored(stack: ExoStack, mailbox: str, folder: str) -> dict[bytes, tuple[froz
         data = client.fetch(client.search(["ALL"]), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
         bodies = [d[b"BODY[]"] for d in data.values()]
         assert len(set(bodies)) == len(bodies), "a message is there twice"
-        return {d[b"BODY[]"]: (frozenset(d[b"FLAGS"]) - {b"\\Recent"}, d[b"INTERNALDATE"])
-                for d in data.values()}
+        return {
+            d[b"BODY[]"]: (frozenset(d[b"FLAGS"]) - {b"\\Recent"}, d[b"INTERNALDATE"])
+            for d in data.values()
+        }
     finally:
         client.logout()
 
@@ -113,23 +136,37 @@ def refused_commands(stack: ExoStack) -> list[tuple[str, bytes]]:
 
 
 def test_a_mailbox_is_filled_through_the_front_as_exchange_online_shows_it(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     target = make()
     target.preflight(mailbox)
-    roles = {role: target.ensure_folder(mailbox, (name,), role).id for name, role in (
-        ("Sent", FolderRole.SENT), ("Drafts", FolderRole.DRAFTS), ("Trash", FolderRole.TRASH),
-        ("Junk", FolderRole.JUNK), ("Archive", FolderRole.ARCHIVE))}
+    roles = {
+        role: target.ensure_folder(mailbox, (name,), role).id
+        for name, role in (
+            ("Sent", FolderRole.SENT),
+            ("Drafts", FolderRole.DRAFTS),
+            ("Trash", FolderRole.TRASH),
+            ("Junk", FolderRole.JUNK),
+            ("Archive", FolderRole.ARCHIVE),
+        )
+    }
     # found by name: the front shows no SPECIAL-USE attributes, and nothing was created twice
-    assert roles == {FolderRole.SENT: "Sent Items", FolderRole.DRAFTS: "Drafts",
-                     FolderRole.TRASH: "Deleted Items", FolderRole.JUNK: "Junk Email",
-                     FolderRole.ARCHIVE: "Archive"}
+    assert roles == {
+        FolderRole.SENT: "Sent Items",
+        FolderRole.DRAFTS: "Drafts",
+        FolderRole.TRASH: "Deleted Items",
+        FolderRole.JUNK: "Junk Email",
+        FolderRole.ARCHIVE: "Archive",
+    }
     files = target.ensure_folder(mailbox, ("Files",), FolderRole.NONE)
     assert files.id == "Files (migrated)"  # "Files" is reserved in Exchange Online
     nested = target.ensure_folder(mailbox, ("Proyectos", "Informes 2022"), FolderRole.NONE)
     assert nested.id == "Proyectos/Informes 2022"
-    items = [item("a", raw(1), Flags(seen=True, flagged=True, keywords=("$label1",))),
-             item("b", raw(2), Flags(answered=True)),
-             item("c", raw(3, b"no final newline"), Flags(seen=True, draft=True))]
+    items = [
+        item("a", raw(1), Flags(seen=True, flagged=True, keywords=("$label1",))),
+        item("b", raw(2), Flags(answered=True)),
+        item("c", raw(3, b"no final newline"), Flags(seen=True, draft=True)),
+    ]
     results = target.upload(mailbox, nested, items)
     assert all(r.ok and r.target_id for r in results), results
     got = stored(stack, mailbox, nested.id)
@@ -144,13 +181,15 @@ def test_a_mailbox_is_filled_through_the_front_as_exchange_online_shows_it(
 
 
 def test_a_message_over_the_mailbox_limit_fails_alone_as_too_large(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     stack.front.max_message_size = 64 * 1024
     target = make()
     folder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
     big = raw(2, b"x" * 100 * 1024 + b"\r\n")
-    results = target.upload(mailbox, folder, [item("s1", raw(1)), item("big", big),
-                                              item("s3", raw(3))])
+    results = target.upload(
+        mailbox, folder, [item("s1", raw(1)), item("big", big), item("s3", raw(3))]
+    )
     assert [r.ok for r in results] == [True, False, True]
     error = results[1].error
     assert isinstance(error, PermanentError) and error.reason == "too-large"
@@ -159,7 +198,8 @@ def test_a_message_over_the_mailbox_limit_fails_alone_as_too_large(
 
 
 def test_flagged_is_set_on_copies_found_after_a_lost_answer(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     target = make()
     folder = target.ensure_folder(mailbox, ("Seguimiento",), FolderRole.NONE)
     # stored, but the answers are lost with the connection: the copies are found by looking,
@@ -170,34 +210,44 @@ def test_flagged_is_set_on_copies_found_after_a_lost_answer(
     assert all(r.ok and r.target_id for r in results), results
     assert stack.front.cuts == 1
     assert {flags for flags, _ in stored(stack, mailbox, folder.id).values()} == {
-        frozenset({b"\\Seen", b"\\Flagged"})}
+        frozenset({b"\\Seen", b"\\Flagged"})
+    }
 
 
 def test_flagged_is_set_on_copies_a_killed_process_left_behind(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     target = make()
     folder = target.ensure_folder(mailbox, ("INBOX",), FolderRole.INBOX)
     # a process APPENDed these and was killed before its STORE (\Flagged is not applied by
     # APPEND on Exchange); the next process recognises them by content
-    client = IMAPClient(stack.front.host, port=stack.front.port, ssl=True, timeout=20,
-                        ssl_context=_trusting(stack))
+    client = IMAPClient(
+        stack.front.host, port=stack.front.port, ssl=True, timeout=20, ssl_context=_trusting(stack)
+    )
     client.oauth2_login(mailbox, stack.platform.token())
     items = [item("k1", raw(1), Flags(flagged=True)), item("k2", raw(2), Flags(seen=True))]
     for one in items:
-        client.append("INBOX", one.data, flags=[b"\\Flagged"] if one.flags.flagged else [b"\\Seen"],
-                      msg_time=WHEN)
+        client.append(
+            "INBOX",
+            one.data,
+            flags=[b"\\Flagged"] if one.flags.flagged else [b"\\Seen"],
+            msg_time=WHEN,
+        )
     client.logout()
     found = make().find_uploads(mailbox, folder, items)
     assert set(found) == {"k1", "k2"}
     assert {body: flags for body, (flags, _) in stored(stack, mailbox, "INBOX").items()} == {
-        raw(1): frozenset({b"\\Flagged"}), raw(2): frozenset({b"\\Seen"})}
+        raw(1): frozenset({b"\\Flagged"}),
+        raw(2): frozenset({b"\\Seen"}),
+    }
 
 
 # --- token expiry ---------------------------------------------------------------------------
 
 
 def test_a_token_that_runs_out_in_the_middle_of_a_chunk_is_renewed_and_nothing_is_sent_twice(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     target = make()
     folder = target.ensure_folder(mailbox, ("Informes",), FolderRole.NONE)
     # the session's token runs out just as the fourth APPEND arrives: Exchange Online ends
@@ -214,7 +264,8 @@ def test_a_token_that_runs_out_in_the_middle_of_a_chunk_is_renewed_and_nothing_i
 
 
 def test_sessions_are_replaced_before_their_token_runs_out(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     now = [1000.0]
     stack.platform.clock = lambda: now[0]
     target = make(clock=lambda: now[0])
@@ -235,9 +286,13 @@ def test_a_short_lived_token_is_not_fetched_for_every_login() -> None:
     now = [0.0]
     platform.clock = lambda: now[0]
     try:
-        source = TokenSource(token_url=platform.token_url, client_id=CLIENT_ID,
-                             client_secret=CLIENT_SECRET,
-                             scope="https://outlook.office365.com/.default", clock=lambda: now[0])
+        source = TokenSource(
+            token_url=platform.token_url,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            scope="https://outlook.office365.com/.default",
+            clock=lambda: now[0],
+        )
         first = source.token()
         now[0] += 4
         assert source.token() == first  # half its life left: still good
@@ -249,7 +304,8 @@ def test_a_short_lived_token_is_not_fetched_for_every_login() -> None:
 
 
 def test_a_cached_token_the_server_refuses_is_replaced_at_login(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     target = make()
     target.preflight(mailbox)
     # the token dies early (its session had ended): the next login, for another mailbox,
@@ -262,7 +318,8 @@ def test_a_cached_token_the_server_refuses_is_replaced_at_login(
 
 
 def test_a_mailbox_the_app_may_not_open_fails_with_what_to_check(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     stack.front.no_access.add(mailbox)
     target = make()
     with pytest.raises(PermanentError) as refused:
@@ -278,25 +335,30 @@ def test_a_mailbox_the_app_may_not_open_fails_with_what_to_check(
 
 
 def test_throttling_that_closes_the_connection_keeps_the_suggested_backoff(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     target = make()
     folder = target.ensure_folder(mailbox, ("Busy",), FolderRole.NONE)
-    stack.front.add(Rule("APPEND", "bad-bye", text=exchange_throttled(1500),
-                         contains=b"Subject: exo 3\r\n"))
+    stack.front.add(
+        Rule("APPEND", "bad-bye", text=exchange_throttled(1500), contains=b"Subject: exo 3\r\n")
+    )
     items = [item(f"t{n}", raw(n)) for n in range(6)]
     results = target.upload(mailbox, folder, items)
     assert all(r.ok for r in results[:3]), results  # stored before the server hung up
-    assert all(isinstance(r.error, TransientError) and r.error.retry_after == 1.5
-               for r in results[3:]), results
+    assert all(
+        isinstance(r.error, TransientError) and r.error.retry_after == 1.5 for r in results[3:]
+    ), results
     assert set(stored(stack, mailbox, folder.id)) == {raw(n) for n in range(3)}
 
 
 def test_past_the_connections_per_mailbox_the_session_is_dropped_and_retried(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     stack.front.connections_per_mailbox = 1
     # the user's own mail client holds the only connection the mailbox allows
-    other = IMAPClient(stack.front.host, port=stack.front.port, ssl=True, timeout=20,
-                       ssl_context=_trusting(stack))
+    other = IMAPClient(
+        stack.front.host, port=stack.front.port, ssl=True, timeout=20, ssl_context=_trusting(stack)
+    )
     other.oauth2_login(mailbox, stack.platform.token())
     target = make()
     with pytest.raises(TransientError) as refused:
@@ -329,8 +391,9 @@ def test_times_carry_their_instant(make: Make, stack: ExoStack, mailbox: str) ->
 
 def _front(stack: ExoStack, mailbox: str) -> IMAPClient:
     """A client of the front, as any mail client of the mailbox (not migrator)."""
-    client = IMAPClient(stack.front.host, port=stack.front.port, ssl=True, timeout=20,
-                        ssl_context=_trusting(stack))
+    client = IMAPClient(
+        stack.front.host, port=stack.front.port, ssl=True, timeout=20, ssl_context=_trusting(stack)
+    )
     client.normalise_times = False
     client.oauth2_login(mailbox, stack.platform.token())
     return client
@@ -342,14 +405,17 @@ def _held(stack: ExoStack, mailbox: str, folder: str) -> dict[int, bytes]:
     try:
         client.login(stack.store.new_mailbox(mailbox), "-")
         client.select_folder(folder, readonly=True)
-        return {uid: d[b"BODY[]"] for uid, d in
-                client.fetch(client.search(["ALL"]), ["BODY.PEEK[]"]).items()}
+        return {
+            uid: d[b"BODY[]"]
+            for uid, d in client.fetch(client.search(["ALL"]), ["BODY.PEEK[]"]).items()
+        }
     finally:
         client.logout()
 
 
-def _left_behind(make: Make, mailbox: str, folder: TargetFolder, items: list[UploadItem],
-                 **changes: object) -> None:
+def _left_behind(
+    make: Make, mailbox: str, folder: TargetFolder, items: list[UploadItem], **changes: object
+) -> None:
     """Stored by a process that was killed before it could record them (its memory of what
     it stored dies with it)."""
     gone = make(**changes)
@@ -359,8 +425,10 @@ def _left_behind(make: Make, mailbox: str, folder: TargetFolder, items: list[Upl
 
 # two messages alike in every header Exchange keeps (Message-ID, From, Subject, Date) and in
 # INTERNALDATE, different only in their bodies (a message edited and saved again, a list copy)
-_ALIKE = (b"From: Ana <ana@ife.org.mx>\r\nTo: luis@ife.org.mx\r\nSubject: Acta\r\nDate: Tue, 14 Jun "
-          b"2022 08:15:00 -0500\r\nMessage-ID: <acta@ife.org.mx>\r\n\r\n")
+_ALIKE = (
+    b"From: Ana <ana@ife.org.mx>\r\nTo: luis@ife.org.mx\r\nSubject: Acta\r\nDate: Tue, 14 Jun "
+    b"2022 08:15:00 -0500\r\nMessage-ID: <acta@ife.org.mx>\r\n\r\n"
+)
 
 
 # what Exchange rebuilds most: priority headers, new boundaries, 8-bit text, re-wrapped base64
@@ -368,29 +436,33 @@ _MULTIPART = (
     b"From: =?iso-8859-1?q?Jos=E9?= <jose@ife.org.mx>\nTo: luis@ife.org.mx\nSubject: Informe "
     b"anual con anexos\nDate: Wed, 15 Jun 2022 10:00:00 -0500\nMessage-ID: <anexos@ife.org.mx>\n"
     b"X-Priority: 1 (Highest)\nKeywords: informes, 2022\nMIME-Version: 1.0 (Apple Message framework)\n"
-    b"Content-Type: multipart/mixed; boundary=\"outer\"\n\nThis is a multi-part message in MIME "
+    b'Content-Type: multipart/mixed; boundary="outer"\n\nThis is a multi-part message in MIME '
     b"format.\n--outer\nContent-Type: multipart/alternative; boundary=inner\n\n--inner\n"
     b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n"
     b"Se\xf1ores: el informe est\xe1 listo.\n--inner\nContent-Type: text/html; charset=utf-8\n\n"
     b"<p>Se\xc3\xb1ores: el informe est\xc3\xa1 listo.</p>\n--inner--\n--outer\n"
     b"Content-Type: application/pdf; name=informe.pdf\nContent-Transfer-Encoding: base64\n"
     b"Content-Disposition: attachment; filename=informe.pdf\n\n"
-    + b"\n".join(base64.b64encode(bytes(range(256)) * 3)[i:i + 60]
-                 for i in range(0, 1024, 60)) + b"\n--outer--\nepilogue\n")
+    + b"\n".join(base64.b64encode(bytes(range(256)) * 3)[i : i + 60] for i in range(0, 1024, 60))
+    + b"\n--outer--\nepilogue\n"
+)
 
 
 def _hard_cases() -> list[UploadItem]:
     from migrator.samples.mail import hard_case_messages
 
     cases = [UploadItem(m.name, m.raw, m.flags, m.internal_date) for m in hard_case_messages()]
-    cases += [item("alike-1", _ALIKE + b"Primera version.\r\n"),
-              item("alike-2", _ALIKE + b"Segunda version, otra.\r\n"),
-              item("multipart", _MULTIPART)]
+    cases += [
+        item("alike-1", _ALIKE + b"Primera version.\r\n"),
+        item("alike-2", _ALIKE + b"Segunda version, otra.\r\n"),
+        item("multipart", _MULTIPART),
+    ]
     return cases
 
 
 def test_the_front_serves_what_exchange_builds_and_keeps_what_was_appended(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     from tests.fixtures.exo_mime import convert, estimated_size
 
     target = make()
@@ -402,8 +474,15 @@ def test_the_front_serves_what_exchange_builds_and_keeps_what_was_appended(
     client = _front(stack, mailbox)
     try:
         client.select_folder(folder.id, readonly=True)
-        served = client.fetch(sorted(held), ["BODY.PEEK[]", "RFC822.SIZE", "RFC822.HEADER",
-                                              "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)]"])
+        served = client.fetch(
+            sorted(held),
+            [
+                "BODY.PEEK[]",
+                "RFC822.SIZE",
+                "RFC822.HEADER",
+                "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)]",
+            ],
+        )
         for uid, data in served.items():
             built = convert(held[uid])
             assert data[b"BODY[]"] == built and built != held[uid]
@@ -411,19 +490,24 @@ def test_the_front_serves_what_exchange_builds_and_keeps_what_was_appended(
             assert data[b"RFC822.SIZE"] == estimated_size(len(held[uid]))
             assert data[b"RFC822.HEADER"] == built[: built.index(b"\r\n\r\n") + 4]
             fields = data[b"BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)]"]
-            assert all(line.split(b":")[0] in (b"Message-ID", b"Subject") or line[:1] == b" "
-                       for line in fields.split(b"\r\n") if line)
+            assert all(
+                line.split(b":")[0] in (b"Message-ID", b"Subject") or line[:1] == b" "
+                for line in fields.split(b"\r\n")
+                if line
+            )
         # parts and partial fetches of what Exchange built
         [multipart] = [uid for uid, body in held.items() if b"<anexos@ife.org.mx>" in body]
         built = convert(held[multipart])
         assert b'boundary="_000_' in built and b"X-Priority: 1\r\n" in built
         assert b"Importance: high" in built and b"MIME-Version: 1.0\r\n" in built
-        parts = client.fetch([multipart], ["BODY.PEEK[1.1]", "BODY.PEEK[1.1.MIME]", "BODY.PEEK[2]",
-                                           "BODY.PEEK[TEXT]<10.20>"])[multipart]
+        parts = client.fetch(
+            [multipart],
+            ["BODY.PEEK[1.1]", "BODY.PEEK[1.1.MIME]", "BODY.PEEK[2]", "BODY.PEEK[TEXT]<10.20>"],
+        )[multipart]
         assert parts[b"BODY[1.1]"] == b"Se=F1ores: el informe est=E1 listo.\r\n"
         assert b"Content-Transfer-Encoding: quoted-printable" in parts[b"BODY[1.1.MIME]"]
         assert base64.b64decode(parts[b"BODY[2]"]) == bytes(range(256)) * 3
-        text = built[built.index(b"\r\n\r\n") + 4:]
+        text = built[built.index(b"\r\n\r\n") + 4 :]
         assert parts[b"BODY[TEXT]<10>"] == text[10:30]
         # SEARCH LARGER/SMALLER compare the same stored size
         one = sorted(held)[0]
@@ -437,8 +521,10 @@ def test_the_front_serves_what_exchange_builds_and_keeps_what_was_appended(
     assert refused_commands(stack) == []
 
 
-def test_the_front_keeps_bytes_or_exact_sizes_when_asked(exo_store: ExoDovecot,  # noqa: F811
-                                                         mailbox: str) -> None:
+def test_the_front_keeps_bytes_or_exact_sizes_when_asked(
+    exo_store: ExoDovecot,  # noqa: F811
+    mailbox: str,
+) -> None:
     from tests.fixtures.exo_mime import convert
 
     for convert_on, exact in ((False, False), (True, True)):
@@ -452,7 +538,9 @@ def test_the_front_keeps_bytes_or_exact_sizes_when_asked(exo_store: ExoDovecot, 
             client = _front(stack, mailbox)
             try:
                 client.select_folder("INBOX", readonly=True)
-                [data] = client.fetch(client.search(["ALL"]), ["BODY.PEEK[]", "RFC822.SIZE"]).values()
+                [data] = client.fetch(
+                    client.search(["ALL"]), ["BODY.PEEK[]", "RFC822.SIZE"]
+                ).values()
                 assert data[b"BODY[]"] == (convert(raw(7)) if convert_on else raw(7))
                 assert data[b"RFC822.SIZE"] == len(data[b"BODY[]"])
             finally:
@@ -463,7 +551,8 @@ def test_the_front_keeps_bytes_or_exact_sizes_when_asked(exo_store: ExoDovecot, 
 
 @pytest.mark.parametrize("tag_header", [False, True], ids=["by-content", "by-tag-header"])
 def test_what_a_killed_process_left_behind_is_recognised_once_each(
-        make: Make, stack: ExoStack, mailbox: str, tag_header: bool) -> None:
+    make: Make, stack: ExoStack, mailbox: str, tag_header: bool
+) -> None:
     """Every hard case, stored as Exchange stores it: found again by a fresh process, each
     target message for the one source message it is (twins stay two, a message alike in every
     header but its body is never taken for the other)."""
@@ -471,9 +560,20 @@ def test_what_a_killed_process_left_behind_is_recognised_once_each(
     folder = target.ensure_folder(mailbox, ("Recuperar",), FolderRole.NONE)
     cases = _hard_cases()
     by_key = {c.key: c for c in cases}
-    stored = ["no-message-id", "dup-msgid-a", "identical-1", "latin1-subject", "utf8-subject",
-              "nul-bytes", "bare-cr", "line-over-10000", "no-header-break", "broken-mime",
-              "one-byte", "alike-1"]
+    stored = [
+        "no-message-id",
+        "dup-msgid-a",
+        "identical-1",
+        "latin1-subject",
+        "utf8-subject",
+        "nul-bytes",
+        "bare-cr",
+        "line-over-10000",
+        "no-header-break",
+        "broken-mime",
+        "one-byte",
+        "alike-1",
+    ]
     _left_behind(make, mailbox, folder, [by_key[k] for k in stored], tag_header=tag_header)
     held = _held(stack, mailbox, folder.id)
     fresh = make(tag_header=tag_header)
@@ -492,7 +592,8 @@ def test_what_a_killed_process_left_behind_is_recognised_once_each(
 
 
 def test_a_lost_answer_for_a_message_without_message_id_is_settled_by_content(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     target = make()
     folder = target.ensure_folder(mailbox, ("Sin id",), FolderRole.NONE)
     by_key = {c.key: c for c in _hard_cases()}
@@ -504,23 +605,31 @@ def test_a_lost_answer_for_a_message_without_message_id_is_settled_by_content(
     assert all(r.ok and r.target_id for r in results), results
     assert stack.front.cuts == 1
     assert sorted(_held(stack, mailbox, folder.id).values()) == sorted(
-        dovecot_wire_bytes(c.data) for c in cases)
+        dovecot_wire_bytes(c.data) for c in cases
+    )
 
 
-def test_copies_are_grouped_by_what_exchange_keeps(make: Make, stack: ExoStack, mailbox: str) -> None:
+def test_copies_are_grouped_by_what_exchange_keeps(
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     """What `dedupe` looks for without the tag header: the same message more than once."""
     target = make()
     folder = target.ensure_folder(mailbox, ("Copias",), FolderRole.NONE)
     cases = _hard_cases()
-    twice = [replace(c, key=c.key + "-again") for c in cases
-             if c.key in ("dup-msgid-a", "no-message-id", "latin1-subject")]
+    twice = [
+        replace(c, key=c.key + "-again")
+        for c in cases
+        if c.key in ("dup-msgid-a", "no-message-id", "latin1-subject")
+    ]
     _left_behind(make, mailbox, folder, cases + twice)
     held = _held(stack, mailbox, folder.id)
     groups = make().identical_items(mailbox, folder)
     contents = sorted(sorted({held[int(t.split(":")[1])] for t in group}) for group in groups)
     # the identical twins, and each message stored twice; not dup-msgid-b, not alike-2
-    expected = sorted([dovecot_wire_bytes(c.data)] for c in [*twice, next(
-        c for c in cases if c.key == "identical-1")])
+    expected = sorted(
+        [dovecot_wire_bytes(c.data)]
+        for c in [*twice, next(c for c in cases if c.key == "identical-1")]
+    )
     assert contents == expected
     assert all(len(group) == 2 for group in groups)
 
@@ -536,14 +645,17 @@ def test_the_tag_header_survives_conversion(make: Make, stack: ExoStack, mailbox
     client = _front(stack, mailbox)
     try:
         client.select_folder(folder.id, readonly=True)
-        bodies = [d[b"BODY[]"] for d in client.fetch(client.search(["ALL"]), ["BODY.PEEK[]"]).values()]
+        bodies = [
+            d[b"BODY[]"] for d in client.fetch(client.search(["ALL"]), ["BODY.PEEK[]"]).values()
+        ]
         assert all(b.startswith(b"X-Migrator-Key: ") for b in bodies)
     finally:
         client.logout()
 
 
 def test_the_folder_index_follows_what_others_delete_and_add(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     """The identities a converting server's folder holds are read once and then kept up to
     date: a message the user deleted meanwhile is never answered, one added is found."""
     target = make()
@@ -555,8 +667,12 @@ def test_the_folder_index_follows_what_others_delete_and_add(
     client = _front(stack, mailbox)
     try:  # the user deletes two of them and files the same number of others
         client.select_folder(folder.id)
-        gone = [uid for uid, d in client.fetch(client.search(["ALL"]), ["BODY.PEEK[HEADER]"]).items()
-                if b"Subject: exo 1\r\n" in d[b"BODY[HEADER]"] or b"Subject: exo 2\r\n" in d[b"BODY[HEADER]"]]
+        gone = [
+            uid
+            for uid, d in client.fetch(client.search(["ALL"]), ["BODY.PEEK[HEADER]"]).items()
+            if b"Subject: exo 1\r\n" in d[b"BODY[HEADER]"]
+            or b"Subject: exo 2\r\n" in d[b"BODY[HEADER]"]
+        ]
         client.delete_messages(gone)
         client.expunge()
     finally:
@@ -570,7 +686,8 @@ def test_the_folder_index_follows_what_others_delete_and_add(
 
 
 def test_exchange_with_another_banner_is_still_known_by_its_capabilities(
-        make: Make, stack: ExoStack, mailbox: str) -> None:
+    make: Make, stack: ExoStack, mailbox: str
+) -> None:
     """The greeting is a setting (Set-ImapSettings -Banner): a lost answer is settled by what
     survives conversion, and \\Flagged set by STORE, on the strength of the capabilities only
     Exchange announces."""
@@ -583,4 +700,5 @@ def test_exchange_with_another_banner_is_still_known_by_its_capabilities(
     assert all(r.ok and r.target_id for r in results), results
     assert stack.front.cuts == 1
     assert stored(stack, mailbox, folder.id) == {
-        raw(n): (frozenset({b"\\Flagged"}), WHEN) for n in range(4)}
+        raw(n): (frozenset({b"\\Flagged"}), WHEN) for n in range(4)
+    }

@@ -43,13 +43,16 @@ class IdentityProvider:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
                 provider.forms.append(form)
-                if form.get("client_id") != [CLIENT_ID] or form.get("client_secret") != [CLIENT_SECRET]:
+                if form.get("client_id") != [CLIENT_ID] or form.get("client_secret") != [
+                    CLIENT_SECRET
+                ]:
                     self._json(401, {"error": "invalid_client"})
                     return
                 token = f"token-{len(provider.issued) + 1}"
                 provider.issued.append(token)
-                self._json(200, {"access_token": token, "token_type": "Bearer",
-                                 "expires_in": LIFETIME})
+                self._json(
+                    200, {"access_token": token, "token_type": "Bearer", "expires_in": LIFETIME}
+                )
 
             def do_GET(self) -> None:  # noqa: N802
                 token = parse_qs(urlsplit(self.path).query).get("access_token", [""])[0]
@@ -92,7 +95,8 @@ class OAuthDovecot(DovecotServer):
         ext.write_text(f"tokeninfo_url = {self.tokeninfo_url}\nusername_attribute = username\n")
         ext.chmod(0o644)
         conf = self.conf.read_text().replace(
-            "auth_mechanisms = plain login", "auth_mechanisms = plain login xoauth2")
+            "auth_mechanisms = plain login", "auth_mechanisms = plain login xoauth2"
+        )
         conf += f"""
 passdb {{
   driver = oauth2
@@ -125,26 +129,41 @@ def oauth_dovecot(idp: IdentityProvider) -> Iterator[OAuthDovecot]:
 
 
 def settings(server: DovecotServer, idp: IdentityProvider) -> TargetSettings:
-    return TargetSettings(kind="imap", host=server.host, port=server.port, tls="starttls",
-                          ca_file=str(server.ca_file), auth="xoauth2", client_id=CLIENT_ID,
-                          tenant_id="tenant-1", client_secret_env="UNUSED",
-                          token_url=idp.token_url, timeout=30.0)
+    return TargetSettings(
+        kind="imap",
+        host=server.host,
+        port=server.port,
+        tls="starttls",
+        ca_file=str(server.ca_file),
+        auth="xoauth2",
+        client_id=CLIENT_ID,
+        tenant_id="tenant-1",
+        client_secret_env="UNUSED",
+        token_url=idp.token_url,
+        timeout=30.0,
+    )
 
 
 def test_app_only_token_logs_in_and_is_renewed_when_it_expires(
     oauth_dovecot: OAuthDovecot, idp: IdentityProvider
 ) -> None:
     now = [0.0]
-    target = ImapTarget(settings(oauth_dovecot, idp), secrets={"client_secret": CLIENT_SECRET},
-                        max_connections=2, clock=lambda: now[0])
+    target = ImapTarget(
+        settings(oauth_dovecot, idp),
+        secrets={"client_secret": CLIENT_SECRET},
+        max_connections=2,
+        clock=lambda: now[0],
+    )
     try:
         first = idp.mailbox = oauth_dovecot.new_user()[0]
         before = len(idp.issued)
         target.preflight(first)
         folder = target.ensure_folder(first, ("INBOX",), FolderRole.INBOX)
         when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-        batch = [UploadItem(f"o{n}", b"Subject: oauth %d\r\n\r\nbody\r\n" % n, Flags(), when)
-                 for n in range(3)]
+        batch = [
+            UploadItem(f"o{n}", b"Subject: oauth %d\r\n\r\nbody\r\n" % n, Flags(), when)
+            for n in range(3)
+        ]
         assert all(r.ok for r in target.upload(first, folder, batch))
         assert len(idp.issued) == before + 1  # fetched once, then reused
         assert idp.forms[-1]["scope"] == ["https://outlook.office365.com/.default"]
@@ -199,8 +218,12 @@ def test_a_token_endpoint_that_echoes_the_secret_is_not_quoted() -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        source = TokenSource(token_url=f"http://127.0.0.1:{server.server_port}/token", client_id="app",
-                             client_secret="Leaky-Secret-9", scope="s")
+        source = TokenSource(
+            token_url=f"http://127.0.0.1:{server.server_port}/token",
+            client_id="app",
+            client_secret="Leaky-Secret-9",
+            scope="s",
+        )
         with pytest.raises(PermanentError) as refused:
             source.token()
     finally:

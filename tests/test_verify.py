@@ -19,7 +19,11 @@ SOURCE_KEY_EXT = "name:8f0c5b1e-3d2a-4f6b-9a7e-6d4c2b1a0e93:MigratorSourceKey"
 
 
 def _reader(c: Campaign, mailbox: str) -> Account:
-    config = Configuration(service_endpoint=c.sim.url, credentials=Credentials(SIM_USER, SIM_PASSWORD), auth_type="basic")
+    config = Configuration(
+        service_endpoint=c.sim.url,
+        credentials=Credentials(SIM_USER, SIM_PASSWORD),
+        auth_type="basic",
+    )
     return Account(mailbox, config=config, autodiscover=False, access_type="impersonation")
 
 
@@ -52,10 +56,13 @@ def test_verify_finds_missing_and_duplicated_messages(tmp_path: Path) -> None:
         account = _reader(c, victim)
         account.bulk_delete(ids=[(gone.id, None)], delete_type="HardDelete")
         target_inbox = Folder(root=account.root, id=inbox.id)
-        account.bulk_create(folder=target_inbox, items=[
-            Message(account=account, mime_content=twice.mime),  # untagged: someone else's mail
-            _tagged(account, twice.mime, twice.extended[SOURCE_KEY_EXT]),
-        ])
+        account.bulk_create(
+            folder=target_inbox,
+            items=[
+                Message(account=account, mime_content=twice.mime),  # untagged: someone else's mail
+                _tagged(account, twice.mime, twice.extended[SOURCE_KEY_EXT]),
+            ],
+        )
 
         checked = c.cli("verify", "--plan", str(c.plan_path), "--account", victim, "--json")
         assert checked.returncode == 1, checked.stdout + checked.stderr
@@ -88,7 +95,9 @@ def _users_delete_one_and_receive_one(c: object, address: str) -> None:
     )
 
 
-def test_users_keep_working_new_mail_and_deletions_fail_verify_until_the_next_pass(tmp_path: Path) -> None:
+def test_users_keep_working_new_mail_and_deletions_fail_verify_until_the_next_pass(
+    tmp_path: Path,
+) -> None:
     c = build_campaign(tmp_path / "c", accounts=1)
     try:
         [address] = c.accounts
@@ -100,7 +109,10 @@ def test_users_keep_working_new_mail_and_deletions_fail_verify_until_the_next_pa
         assert checked.returncode == 1, checked.stdout + checked.stderr
         folders = _folders(json.loads(checked.stdout), address)
         assert folders["INBOX"]["ok"] is False
-        assert folders["INBOX"]["note"] == "1 message(s) deleted or moved in the source since the last pass; run again"
+        assert (
+            folders["INBOX"]["note"]
+            == "1 message(s) deleted or moved in the source since the last pass; run again"
+        )
         [new] = [f for name, f in folders.items() if name != "INBOX" and not f["ok"]]
         assert new["note"] == "1 new message(s) since the last pass; run again"
         # the next pass carries both (deletions = "mirror", the default); then the account verifies
@@ -115,10 +127,14 @@ def test_users_keep_working_new_mail_and_deletions_fail_verify_until_the_next_pa
         c.sim.stop()
 
 
-def test_with_deletions_kept_a_deleted_message_stays_in_the_target_as_a_note(tmp_path: Path) -> None:
+def test_with_deletions_kept_a_deleted_message_stays_in_the_target_as_a_note(
+    tmp_path: Path,
+) -> None:
     c = build_campaign(tmp_path / "c", accounts=1)
     try:
-        c.plan_path.write_text(c.plan_path.read_text().replace("[run]\n", '[run]\ndeletions = "keep"\n'))
+        c.plan_path.write_text(
+            c.plan_path.read_text().replace("[run]\n", '[run]\ndeletions = "keep"\n')
+        )
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
@@ -131,7 +147,10 @@ def test_with_deletions_kept_a_deleted_message_stays_in_the_target_as_a_note(tmp
         assert again.returncode == 0, again.stdout + again.stderr
         assert json.loads(again.stdout)["accounts"][0]["status"] == "verified"
         note = _folders(json.loads(again.stdout), address)["INBOX"]["note"]
-        assert note == "1 message(s) deleted in the source after they were migrated (kept in the target)"
+        assert (
+            note
+            == "1 message(s) deleted in the source after they were migrated (kept in the target)"
+        )
         assert len(c.sim.items(address)) == before + 1  # the deleted one kept, the new one added
         # kept means reported once: a later pass does not count it again
         later = c.cli("run", "--plan", str(c.plan_path), "--json")
@@ -150,16 +169,23 @@ def test_an_account_left_running_by_a_killed_run_is_said_to_be_interrupted(tmp_p
         gone.wait()
         with sqlite3.connect(c.state_path) as db:
             db.execute("UPDATE workers SET process = ?", (f"{pid_namespace()}/{gone.pid}/1",))
-            db.execute("UPDATE accounts SET status = 'running', lease_owner = (SELECT name FROM workers)")
+            db.execute(
+                "UPDATE accounts SET status = 'running', lease_owner = (SELECT name FROM workers)"
+            )
         checked = c.cli("verify", "--plan", str(c.plan_path), "--json")
         assert checked.returncode == 1
         [account] = json.loads(checked.stdout)["accounts"]
-        assert account["error"] == "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
+        assert (
+            account["error"]
+            == "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
+        )
     finally:
         c.sim.stop()
 
 
-def test_links_junk_and_odd_folders_in_a_maildir_are_reported_never_followed(tmp_path: Path) -> None:
+def test_links_junk_and_odd_folders_in_a_maildir_are_reported_never_followed(
+    tmp_path: Path,
+) -> None:
     """What a first-time operator may have in a Maildir: a link to a file of another user is not
     read, a linked folder is not migrated, a PNG does not arrive as a message, a ".INBOX"
     folder is not passed over, and verify does not say "verified" while they are skipped."""
@@ -171,7 +197,8 @@ def test_links_junk_and_odd_folders_in_a_maildir_are_reported_never_followed(tmp
         (outside / "Maildir" / "cur").mkdir(parents=True)
         (outside / "Maildir" / "new").mkdir()
         (outside / "Maildir" / "cur" / "1700000000.M1P1.other:2,S").write_bytes(
-            b"From: boss@example.org\nSubject: payroll\n\nconfidential\n")
+            b"From: boss@example.org\nSubject: payroll\n\nconfidential\n"
+        )
         # reads like mail on purpose: only the link may keep it out
         (outside / "shadow").write_bytes(b"Subject: root:$6$not-a-real-hash\n\nsecret\n")
         (box / "cur" / "1700000001.M2P2.mx:2,S").symlink_to(outside / "shadow")

@@ -21,7 +21,9 @@ def _allowed(tmp_path: Path) -> dict[str, set[str]]:
     path = tmp_path / "state.db"
     open_store(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as db:
-        tables = " ".join(sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'table'"))
+        tables = " ".join(
+            sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'table'")
+        )
     return {
         column: set(re.findall(r"'([^']*)'", values))
         for column, values in re.findall(r"CHECK \((\w+) IN \(([^)]*)\)\)", tables)
@@ -40,7 +42,11 @@ def test_members_are_the_strings_stored_and_shown() -> None:
     assert [s.value for s in Status] == ["pending", "running", "synced", "failed", "verified"]
     assert [s.value for s in Scope] == ["in_scope", "excluded", "invalid", "vanished"]
     assert [s.value for s in RunStatus] == ["running", "done", "partial", "failed", "interrupted"]
-    assert Status.SYNCED == "synced" and f"{Status.SYNCED}" == "synced" and str(Reason.TOO_LARGE) == "too-large"
+    assert (
+        Status.SYNCED == "synced"
+        and f"{Status.SYNCED}" == "synced"
+        and str(Reason.TOO_LARGE) == "too-large"
+    )
 
 
 @pytest.mark.parametrize("reason", list(Reason), ids=str)
@@ -54,8 +60,18 @@ def test_every_reasons_advice_names_the_account_and_plan_it_is_given(reason: Rea
 
 def test_what_sources_and_targets_skip_has_advice_of_its_own() -> None:
     # the reasons a run summary groups skipped messages by: none falls back to the generic text
-    skips = {Reason.TOO_LARGE, Reason.REJECTED, Reason.UNREADABLE, Reason.VANISHED, Reason.NOT_A_FILE,
-             Reason.CHANGED, Reason.SYMLINK, Reason.NOT_A_FOLDER, Reason.NOT_MAIL, Reason.EMPTY}
+    skips = {
+        Reason.TOO_LARGE,
+        Reason.REJECTED,
+        Reason.UNREADABLE,
+        Reason.VANISHED,
+        Reason.NOT_A_FILE,
+        Reason.CHANGED,
+        Reason.SYMLINK,
+        Reason.NOT_A_FOLDER,
+        Reason.NOT_MAIL,
+        Reason.EMPTY,
+    }
     for reason in skips:
         assert reason.advice != reasons.DEFAULT_ADVICE, reason
 
@@ -63,8 +79,9 @@ def test_what_sources_and_targets_skip_has_advice_of_its_own() -> None:
 def test_an_unknown_reason_gets_the_generic_advice() -> None:
     # a reason written by a newer migrator, or none at all
     for reason in ("sent-by-a-newer-version", None, ""):
-        assert reasons.advice(reason, address="a@x", plan_file="p.toml") == reasons.DEFAULT_ADVICE.format(
-            addr="a@x", plan="p.toml")
+        assert reasons.advice(
+            reason, address="a@x", plan_file="p.toml"
+        ) == reasons.DEFAULT_ADVICE.format(addr="a@x", plan="p.toml")
 
 
 def test_only_an_account_out_of_scope_gets_scope_advice() -> None:

@@ -51,19 +51,34 @@ def network_outage(
     if isinstance(inner, ssl.SSLCertVerificationError):
         detail = inner.verify_message or inner.reason or str(inner)
         return Outage(service, "tls", f"the TLS certificate of {endpoint} is not trusted: {detail}")
-    if isinstance(inner, ssl.SSLError) and not isinstance(inner, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+    if isinstance(inner, ssl.SSLError) and not isinstance(
+        inner, ssl.SSLEOFError | ssl.SSLZeroReturnError
+    ):
         return Outage(service, "tls", f"TLS with {endpoint} failed: {inner.reason or inner}")
     if isinstance(inner, ConnectionRefusedError):
         return Outage(service, "unreachable", f"connection refused by {endpoint}")
     if isinstance(inner, socket.gaierror):
         host = endpoint.rsplit(":", 1)[0].strip("[]")
-        return Outage(service, "unreachable", f"the host name {host} does not resolve ({inner.strerror})")
+        return Outage(
+            service, "unreachable", f"the host name {host} does not resolve ({inner.strerror})"
+        )
     if isinstance(inner, TimeoutError):
         # connecting: no connection, or no greeting; else silent in the middle of a request
         return Outage(service, "timeout", f"no answer from {endpoint}{limit}", confirmed=connecting)
-    if isinstance(inner, ConnectionResetError | ConnectionAbortedError | BrokenPipeError | ssl.SSLEOFError | EOFError):
-        return Outage(service, "broken", f"the connection to {endpoint} was broken off ({_words(inner)})",
-                      confirmed=connecting)
+    if isinstance(
+        inner,
+        ConnectionResetError
+        | ConnectionAbortedError
+        | BrokenPipeError
+        | ssl.SSLEOFError
+        | EOFError,
+    ):
+        return Outage(
+            service,
+            "broken",
+            f"the connection to {endpoint} was broken off ({_words(inner)})",
+            confirmed=connecting,
+        )
     if isinstance(inner, OSError) and inner.errno in _NO_ROUTE:
         return Outage(service, "unreachable", f"no route to {endpoint} ({inner.strerror})")
     return None

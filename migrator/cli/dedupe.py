@@ -15,15 +15,32 @@ from migrator.report.console import console, print_json
 @click.command("dedupe")
 @plan_option
 @state_option
-@click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
-@click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
+@click.option(
+    "--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable)."
+)
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    metavar="NAME",
+    help="Only accounts of this batch (repeatable).",
+)
 @click.option("--apply", is_flag=True, help="Delete the extra copies (without it, only list them).")
-@click.option("--workers", type=click.IntRange(1, 256), help="Accounts checked at once (default: the plan's [run] workers).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Accounts checked at once (default: the plan's [run] workers).",
+)
 @json_option
 @handle_errors
 def dedupe_cmd(
-    plan_path: Path, state_url: str | None, accounts: tuple[str, ...], batches: tuple[str, ...], apply: bool,
-    workers: int | None, as_json: bool,
+    plan_path: Path,
+    state_url: str | None,
+    accounts: tuple[str, ...],
+    batches: tuple[str, ...],
+    apply: bool,
+    workers: int | None,
+    as_json: bool,
 ) -> None:
     """List, or with --apply delete, the extra copies migrator placed in the target.
 
@@ -38,7 +55,9 @@ def dedupe_cmd(
     from migrator.report.dedupe import render_dedupe
 
     plan = load_plan(plan_path)
-    report = dedupe(plan, state_url=state_url, addresses=accounts, batches=batches, apply=apply, workers=workers)
+    report = dedupe(
+        plan, state_url=state_url, addresses=accounts, batches=batches, apply=apply, workers=workers
+    )
     if as_json:
         print_json(report.as_json())
     else:

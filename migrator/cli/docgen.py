@@ -10,7 +10,9 @@ from migrator.cli.reports import register
 _WIDTH = 100  # fixed, so the text does not depend on the terminal it is generated in
 
 
-def _help(command: click.Command, name: str, parent: click.Context | None) -> tuple[str, click.Context]:
+def _help(
+    command: click.Command, name: str, parent: click.Context | None
+) -> tuple[str, click.Context]:
     # the command's own context_settings (e.g. -h for --help); subcommands inherit the rest
     settings = {**command.context_settings, "terminal_width": _WIDTH, "max_content_width": _WIDTH}
     ctx = click.Context(command, info_name=name, parent=parent, **settings)

@@ -15,18 +15,42 @@ from migrator.report.console import console, print_json
 @click.command("filters")
 @plan_option
 @state_option
-@click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
-@click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
-@click.option("--workers", type=click.IntRange(1, 64), help="Accounts handled at once (default: the plan's [run] workers).")
-@click.option("--dry-run", is_flag=True, help="Read and translate the scripts; write nothing to the target.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write ADDRESS.json and ADDRESS.txt per account here (default for an IMAP target: "
-                   "the folder filters/PLAN beside the plan).")
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    metavar="NAME",
+    help="Only accounts of this batch (repeatable).",
+)
+@click.option(
+    "--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Accounts handled at once (default: the plan's [run] workers).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Read and translate the scripts; write nothing to the target."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write ADDRESS.json and ADDRESS.txt per account here (default for an IMAP target: "
+    "the folder filters/PLAN beside the plan).",
+)
 @json_option
 @handle_errors
 def filters_cmd(
-    plan_path: Path, state_url: str | None, batches: tuple[str, ...], accounts: tuple[str, ...],
-    workers: int | None, dry_run: bool, out_dir: Path | None, as_json: bool,
+    plan_path: Path,
+    state_url: str | None,
+    batches: tuple[str, ...],
+    accounts: tuple[str, ...],
+    workers: int | None,
+    dry_run: bool,
+    out_dir: Path | None,
+    as_json: bool,
 ) -> None:
     """Carry users' Sieve filters and vacation replies into Exchange.
 
@@ -42,8 +66,11 @@ def filters_cmd(
     from migrator.report.filters import render_summary, write_reports
 
     plan = load_plan(plan_path)
-    summary = filters(plan, FiltersRequest(batches=batches, addresses=accounts, dry_run=dry_run,
-                                           workers=workers), state_url=state_url)
+    summary = filters(
+        plan,
+        FiltersRequest(batches=batches, addresses=accounts, dry_run=dry_run, workers=workers),
+        state_url=state_url,
+    )
     if out_dir is None and plan.target.kind != "ews":
         out_dir = Path(plan.file).resolve().parent / "filters" / plan.name
     written = write_reports(out_dir, summary) if out_dir is not None else []
@@ -51,10 +78,21 @@ def filters_cmd(
         data = summary.as_json()
         data["reports"] = str(out_dir) if out_dir is not None else None
         data["by_account"] = [
-            {"account": a.address, "outcome": a.outcome, "error": a.error,
-             **({k: getattr(a.translation, k) for k in ("statements", "translated", "approximate", "refused")}
-                if a.translation else {}),
-             "rules": len(a.translation.rules) if a.translation else 0, "auto_reply": a.auto_reply}
+            {
+                "account": a.address,
+                "outcome": a.outcome,
+                "error": a.error,
+                **(
+                    {
+                        k: getattr(a.translation, k)
+                        for k in ("statements", "translated", "approximate", "refused")
+                    }
+                    if a.translation
+                    else {}
+                ),
+                "rules": len(a.translation.rules) if a.translation else 0,
+                "auto_reply": a.auto_reply,
+            }
             for a in summary.accounts
         ]
         print_json(data)

@@ -88,6 +88,7 @@ def discover_cmd(plan_path: Path, state_url: str | None, as_json: bool) -> None:
     invalid (with a reason). Re-running updates the accounts and never resets progress.
     """
     from migrator.commands.discover import discover
+
     plan = load_plan(plan_path)
     report = discover(plan, state_url=state_url)
     if as_json:
@@ -119,14 +120,35 @@ def accounts_cmd(
 @cli.command("run")
 @plan_option
 @state_option
-@click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
-@click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
-@click.option("--workers", type=workers_type, help="Accounts migrated at once (default: the plan's [run] workers).")
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    metavar="NAME",
+    help="Only accounts of this batch (repeatable).",
+)
+@click.option(
+    "--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable)."
+)
+@click.option(
+    "--workers",
+    type=workers_type,
+    help="Accounts migrated at once (default: the plan's [run] workers).",
+)
 @click.option("--limit", type=click.IntRange(1), help="Migrate at most N accounts in this run.")
-@click.option("--no-delta", is_flag=True, help="Only accounts never migrated; skip delta passes over migrated ones.")
-@click.option("--dry-run", is_flag=True, help="Connect, preflight and count without writing to the target.")
-@click.option("--allow-deletions", is_flag=True,
-              help="Carry deletions even where they exceed the plan's [run] deletion_limit of an account's messages.")
+@click.option(
+    "--no-delta",
+    is_flag=True,
+    help="Only accounts never migrated; skip delta passes over migrated ones.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Connect, preflight and count without writing to the target."
+)
+@click.option(
+    "--allow-deletions",
+    is_flag=True,
+    help="Carry deletions even where they exceed the plan's [run] deletion_limit of an account's messages.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @worker_name_option
 @metrics_port_option
@@ -159,9 +181,12 @@ def run_cmd(
     """
     from migrator.commands.dry_run import dry_run_plan
     from migrator.commands.run import RunRequest
+
     plan = load_plan(plan_path)
     if dry_run:
-        report = dry_run_plan(plan, state_url=state_url, batches=batches, addresses=accounts, limit=limit)
+        report = dry_run_plan(
+            plan, state_url=state_url, batches=batches, addresses=accounts, limit=limit
+        )
         if as_json:
             print_json(report.as_json())
         else:
@@ -174,7 +199,13 @@ def run_cmd(
 
 
 def _run_and_report(
-    plan: Plan, request: RunRequest, state_url: str | None, *, quiet: bool, log_format: str, as_json: bool,
+    plan: Plan,
+    request: RunRequest,
+    state_url: str | None,
+    *,
+    quiet: bool,
+    log_format: str,
+    as_json: bool,
     metrics: tuple[int | None, str] = (None, ""),
 ) -> int:
     """Run with live progress (or JSON log lines), print the summary; the exit code."""
@@ -182,14 +213,19 @@ def _run_and_report(
     from migrator.store.owners import identify
 
     out = console()
-    display = (JsonLinesProgress(plan.name, quiet=quiet) if log_format == "json"
-               else RunProgress(out, quiet=quiet or as_json, plan_file=str(plan.file)))
+    display = (
+        JsonLinesProgress(plan.name, quiet=quiet)
+        if log_format == "json"
+        else RunProgress(out, quiet=quiet or as_json, plan_file=str(plan.file))
+    )
     request.identity = request.identity or identify(request.worker_name)
     with graceful_stop() as stop, _run_metrics(plan, state_url, request, *metrics) as watch:
         progress = OutputGuard(display, stop)
         try:
             shown = watch.progress(progress) if watch is not None else progress
-            summary = run(plan, request, state_url=state_url, progress=shown, stop=stop.event, watch=watch)
+            summary = run(
+                plan, request, state_url=state_url, progress=shown, stop=stop.event, watch=watch
+            )
         finally:
             progress.close()
     if progress.closed:  # nobody reads the output any more: end as a closed pipe does
@@ -205,7 +241,9 @@ def _run_and_report(
 
 
 @contextmanager
-def _run_metrics(plan: Plan, state_url: str | None, request: RunRequest, port: int | None, address: str) -> Iterator[RunMetrics | None]:
+def _run_metrics(
+    plan: Plan, state_url: str | None, request: RunRequest, port: int | None, address: str
+) -> Iterator[RunMetrics | None]:
     """With a port: the run's metrics endpoint, served while the run works (prometheus_client is
     imported only then)."""
     if port is None:
@@ -219,7 +257,11 @@ def _run_metrics(plan: Plan, state_url: str | None, request: RunRequest, port: i
     me = request.identity
     registry = new_registry()
     labels = {"plan": plan.name, "target": plan_target(plan)}
-    watch = RunMetrics(registry, **labels, worker={"worker": me.id, "name": me.label, "host": me.host, "pid": str(me.pid)})
+    watch = RunMetrics(
+        registry,
+        **labels,
+        worker={"worker": me.id, "name": me.label, "host": me.host, "pid": str(me.pid)},
+    )
     registry.register(CampaignCollector(lambda: campaign(plan, state_url=state_url), **labels))
     with serving(registry, port, address) as url:
         error_console().print(f"metrics: {url}")
@@ -229,8 +271,13 @@ def _run_metrics(plan: Plan, state_url: str | None, request: RunRequest, port: i
 @cli.command("status")
 @plan_option
 @state_option
-@click.option("--by", type=click.Choice(["batch", "ou", "status"]), default="batch", show_default=True,
-              help="How to group the accounts: the plan's batches, the OU in each account's DN, or state.")
+@click.option(
+    "--by",
+    type=click.Choice(["batch", "ou", "status"]),
+    default="batch",
+    show_default=True,
+    help="How to group the accounts: the plan's batches, the OU in each account's DN, or state.",
+)
 @json_option
 @handle_errors
 def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -> None:
@@ -239,6 +286,7 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
     Reads the state database only; safe to run while `run` is working.
     """
     from migrator.commands.status import status
+
     plan = load_plan(plan_path)
     data = status(plan, state_url=state_url, by=by)
     if as_json:
@@ -250,18 +298,33 @@ def status_cmd(plan_path: Path, state_url: str | None, by: str, as_json: bool) -
 @cli.command("workers")
 @plan_option
 @state_option
-@click.option("--all", "include_all", is_flag=True, help="Also workers stopped more than a day ago.")
-@click.option("--ceiling", type=bounded(limits.TARGET_CONCURRENCY), metavar="N",
-              help="First set the concurrent requests all workers together may send to the plan's target.")
-@click.option("--metrics-port", type=bounded(limits.PORT), metavar="PORT",
-              help="Instead of printing, serve the fleet's and the campaign's metrics for Prometheus on this "
-              "port (/metrics) until Ctrl-C or SIGTERM (docs/metrics.md).")
+@click.option(
+    "--all", "include_all", is_flag=True, help="Also workers stopped more than a day ago."
+)
+@click.option(
+    "--ceiling",
+    type=bounded(limits.TARGET_CONCURRENCY),
+    metavar="N",
+    help="First set the concurrent requests all workers together may send to the plan's target.",
+)
+@click.option(
+    "--metrics-port",
+    type=bounded(limits.PORT),
+    metavar="PORT",
+    help="Instead of printing, serve the fleet's and the campaign's metrics for Prometheus on this "
+    "port (/metrics) until Ctrl-C or SIGTERM (docs/metrics.md).",
+)
 @metrics_address_option
 @json_option
 @handle_errors
 def workers_cmd(
-    plan_path: Path, state_url: str | None, include_all: bool, ceiling: int | None, metrics_port: int | None,
-    metrics_address: str, as_json: bool,
+    plan_path: Path,
+    state_url: str | None,
+    include_all: bool,
+    ceiling: int | None,
+    metrics_port: int | None,
+    metrics_address: str,
+    as_json: bool,
 ) -> None:
     """The fleet: each `run` process's name, state, start, heartbeat, accounts and messages/s.
 
@@ -272,6 +335,7 @@ def workers_cmd(
     """
     from migrator.commands.workers import workers
     from migrator.report.workers import render_workers
+
     plan = load_plan(plan_path)
     if metrics_port is not None:
         if ceiling is not None:
@@ -296,7 +360,9 @@ def _serve_fleet_metrics(plan: Plan, state_url: str | None, port: int, address: 
     registry.register(CampaignCollector(lambda: campaign(plan, state_url=state_url), **labels))
     registry.register(FleetCollector(lambda: workers(plan, state_url=state_url), **labels))
     with graceful_stop() as stop, serving(registry, port, address) as url:
-        error_console().print(f"serving the metrics of plan {plan.name!r} at {url} until Ctrl-C or SIGTERM")
+        error_console().print(
+            f"serving the metrics of plan {plan.name!r} at {url} until Ctrl-C or SIGTERM"
+        )
         stop.event.wait()
     return stop.exit_code or 0
 
@@ -304,16 +370,36 @@ def _serve_fleet_metrics(plan: Plan, state_url: str | None, port: int, address: 
 @cli.command("verify")
 @plan_option
 @state_option
-@click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
-@click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
-@click.option("--workers", type=workers_type, help="Accounts checked at once (default: the plan's [run] workers).")
-@click.option("--unverified", is_flag=True,
-              help="Skip accounts already verified (a pass that found nothing new keeps them verified).")
+@click.option(
+    "--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable)."
+)
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    metavar="NAME",
+    help="Only accounts of this batch (repeatable).",
+)
+@click.option(
+    "--workers",
+    type=workers_type,
+    help="Accounts checked at once (default: the plan's [run] workers).",
+)
+@click.option(
+    "--unverified",
+    is_flag=True,
+    help="Skip accounts already verified (a pass that found nothing new keeps them verified).",
+)
 @json_option
 @handle_errors
 def verify_cmd(
-    plan_path: Path, state_url: str | None, accounts: tuple[str, ...], batches: tuple[str, ...], workers: int | None,
-    unverified: bool, as_json: bool,
+    plan_path: Path,
+    state_url: str | None,
+    accounts: tuple[str, ...],
+    batches: tuple[str, ...],
+    workers: int | None,
+    unverified: bool,
+    as_json: bool,
 ) -> None:
     """Compare, per folder, the source count, the ledger and what the target holds.
 
@@ -321,9 +407,16 @@ def verify_cmd(
     "verified". Exit 1 when any folder disagrees.
     """
     from migrator.commands.verify import verify
+
     plan = load_plan(plan_path)
-    report = verify(plan, state_url=state_url, addresses=accounts, batches=batches, workers=workers,
-                    unverified_only=unverified)
+    report = verify(
+        plan,
+        state_url=state_url,
+        addresses=accounts,
+        batches=batches,
+        workers=workers,
+        unverified_only=unverified,
+    )
     if as_json:
         print_json(report.as_json())
     else:
@@ -334,9 +427,17 @@ def verify_cmd(
 @cli.command("retry")
 @plan_option
 @state_option
-@click.option("--failed", is_flag=True, help="All failed accounts (the default when no --account is given).")
-@click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable).")
-@click.option("--skipped", is_flag=True, help="Also try skipped messages again (e.g. after fixing permissions).")
+@click.option(
+    "--failed", is_flag=True, help="All failed accounts (the default when no --account is given)."
+)
+@click.option(
+    "--account", "accounts", multiple=True, metavar="ADDR", help="Only this account (repeatable)."
+)
+@click.option(
+    "--skipped",
+    is_flag=True,
+    help="Also try skipped messages again (e.g. after fixing permissions).",
+)
 @click.option("--workers", type=workers_type, help="Accounts migrated at once.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @worker_name_option
@@ -344,12 +445,21 @@ def verify_cmd(
 @json_option
 @handle_errors
 def retry_cmd(
-    plan_path: Path, state_url: str | None, failed: bool, accounts: tuple[str, ...], skipped: bool,
-    workers: int | None, quiet: bool, worker_name: str | None, log_format: str, as_json: bool,
+    plan_path: Path,
+    state_url: str | None,
+    failed: bool,
+    accounts: tuple[str, ...],
+    skipped: bool,
+    workers: int | None,
+    quiet: bool,
+    worker_name: str | None,
+    log_format: str,
+    as_json: bool,
 ) -> None:
     """Run failed accounts again, past their max_account_attempts."""
     from migrator.commands.maintenance import prepare_retry
     from migrator.commands.run import RunRequest
+
     plan = load_plan(plan_path)
     names = prepare_retry(plan, state_url=state_url, addresses=accounts, skipped=skipped)
     if not names:
@@ -360,7 +470,11 @@ def retry_cmd(
         raise SystemExit(0)
     request = RunRequest(addresses=names, workers=workers, only_failed=not accounts and not skipped,
                          include_synced=bool(skipped or accounts), worker_name=worker_name)  # fmt: skip
-    raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json))
+    raise SystemExit(
+        _run_and_report(
+            plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json
+        )
+    )
 
 
 @cli.command("reset")
@@ -381,6 +495,7 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
     import sys
 
     from migrator.commands.maintenance import reset
+
     plan = load_plan(plan_path)
     if not yes:
         if not sys.stdin.isatty():
@@ -402,18 +517,44 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
 @cli.command("cutover")
 @plan_option
 @state_option
-@click.option("--batch", "batches", multiple=True, metavar="NAME", help="Switch the accounts of this batch (repeatable).")
-@click.option("--account", "accounts", multiple=True, metavar="ADDR", help="Switch this account (repeatable).")
-@click.option("--force", is_flag=True,
-              help="Switch accounts that are not ready too (no completed pass, failed messages, a failed last pass).")
-@click.option("--rollback", is_flag=True, help="Take the selection out of the transport map again: Postfix delivers locally.")
-@click.option("--workers", type=workers_type, help="Accounts in a delta pass at once (default: the plan's [run] workers).")
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    metavar="NAME",
+    help="Switch the accounts of this batch (repeatable).",
+)
+@click.option(
+    "--account", "accounts", multiple=True, metavar="ADDR", help="Switch this account (repeatable)."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Switch accounts that are not ready too (no completed pass, failed messages, a failed last pass).",
+)
+@click.option(
+    "--rollback",
+    is_flag=True,
+    help="Take the selection out of the transport map again: Postfix delivers locally.",
+)
+@click.option(
+    "--workers",
+    type=workers_type,
+    help="Accounts in a delta pass at once (default: the plan's [run] workers).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the steps and the outcome.")
 @json_option
 @handle_errors
 def cutover_cmd(
-    plan_path: Path, state_url: str | None, batches: tuple[str, ...], accounts: tuple[str, ...], force: bool,
-    rollback: bool, workers: int | None, quiet: bool, as_json: bool,
+    plan_path: Path,
+    state_url: str | None,
+    batches: tuple[str, ...],
+    accounts: tuple[str, ...],
+    force: bool,
+    rollback: bool,
+    workers: int | None,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Switch a wave of batches from Postfix's local delivery to the target, on a real Postfix.
 
@@ -436,13 +577,21 @@ def cutover_cmd(
     plan = load_plan(plan_path)
     out = console()
     notes = error_console() if as_json else out
-    request = CutoverRequest(batches=batches, addresses=accounts, force=force, rollback=rollback, workers=workers)
+    request = CutoverRequest(
+        batches=batches, addresses=accounts, force=force, rollback=rollback, workers=workers
+    )
     with graceful_stop() as stop:
         display = RunProgress(out, quiet=True) if (quiet or as_json) else RunProgress(out)
         progress = OutputGuard(display, stop)
         try:
-            report = cutover(plan, request, state_url=state_url, progress=progress, stop=stop.event,
-                             say=lambda text: notes.print(safe(text, 2000)))
+            report = cutover(
+                plan,
+                request,
+                state_url=state_url,
+                progress=progress,
+                stop=stop.event,
+                say=lambda text: notes.print(safe(text, 2000)),
+            )
         finally:
             progress.close()
     if as_json:
@@ -475,48 +624,120 @@ def upgrade_cmd(plan_path: Path | None, state_url: str | None, as_json: bool) ->
     from migrator.model.errors import UsageError
 
     if plan_path is None and not state_url and not os.environ.get("MIGRATOR_STATE"):
-        raise UsageError(
-            "which state database? none named", hint="give --plan FILE or --state URL"
-        )
+        raise UsageError("which state database? none named", hint="give --plan FILE or --state URL")
     plan = load_plan(plan_path) if plan_path is not None else None
     done = upgrade_state(plan, state_url)
     if as_json:
         print_json(done)
     elif not done["changed"]:
-        console().print(f"state database {done['state']} is at schema {done['after']} already; nothing to do")
+        console().print(
+            f"state database {done['state']} is at schema {done['after']} already; nothing to do"
+        )
     elif done["before"] is None:
         console().print(f"state database {done['state']} created at schema {done['after']}")
     else:
-        console().print(f"state database {done['state']} upgraded from schema {done['before']} to {done['after']}")
+        console().print(
+            f"state database {done['state']} upgraded from schema {done['before']} to {done['after']}"
+        )
 
 
 @cli.command("ews-simulator")
 @click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True)
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder of its persistent store.")
-@click.option("--mailbox", "mailboxes", multiple=True, metavar="ADDR", help="Create this mailbox (repeatable).")
-@click.option("--mailboxes-from", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="File with one address per line.")
-@click.option("--busy-rate", type=click.FloatRange(0, 1), default=0.0, help="Fraction of requests answered ErrorServerBusy.")
-@click.option("--backoff-ms", type=click.IntRange(0), default=1000, show_default=True, help="BackOffMilliseconds in those answers.")
-@click.option("--http503-rate", type=click.FloatRange(0, 1), default=0.0, help="Fraction of requests answered HTTP 503.")
-@click.option("--retry-after", type=click.IntRange(0), help="Retry-After seconds in those 503 answers.")
-@click.option("--reset-rate", type=click.FloatRange(0, 1), default=0.0, help="Fraction of connections reset mid-request.")
-@click.option("--lost-answer-rate", type=click.FloatRange(0, 1), default=0.0,
-              help="Fraction of requests carried out whose answer is then lost (connection reset).")
-@click.option("--delay", type=click.FloatRange(0), default=0.0, help="Seconds added to every answer.")
-@click.option("--max-concurrency", type=click.IntRange(1), help="Requests in flight beyond this get ErrorServerBusy.")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of its persistent store.",
+)
+@click.option(
+    "--mailbox",
+    "mailboxes",
+    multiple=True,
+    metavar="ADDR",
+    help="Create this mailbox (repeatable).",
+)
+@click.option(
+    "--mailboxes-from",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="File with one address per line.",
+)
+@click.option(
+    "--busy-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Fraction of requests answered ErrorServerBusy.",
+)
+@click.option(
+    "--backoff-ms",
+    type=click.IntRange(0),
+    default=1000,
+    show_default=True,
+    help="BackOffMilliseconds in those answers.",
+)
+@click.option(
+    "--http503-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Fraction of requests answered HTTP 503.",
+)
+@click.option(
+    "--retry-after", type=click.IntRange(0), help="Retry-After seconds in those 503 answers."
+)
+@click.option(
+    "--reset-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Fraction of connections reset mid-request.",
+)
+@click.option(
+    "--lost-answer-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Fraction of requests carried out whose answer is then lost (connection reset).",
+)
+@click.option(
+    "--delay", type=click.FloatRange(0), default=0.0, help="Seconds added to every answer."
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1),
+    help="Requests in flight beyond this get ErrorServerBusy.",
+)
 @click.option("--max-request-bytes", type=click.IntRange(1), help="Larger requests are refused.")
 @click.option("--seed", type=int)
-@click.option("--auth", "auth", type=click.Choice(["basic", "ntlm"]), multiple=True,
-              help="Authentication the endpoint takes (repeatable; default basic). NTLM accounts are "
-                   "EXAMPLE\\svc-migrator or svc-migrator.")
-@click.option("--culture", default="en-US", show_default=True,
-              help="Language of new mailboxes' folder names (en-US, es-MX, ...).")
+@click.option(
+    "--auth",
+    "auth",
+    type=click.Choice(["basic", "ntlm"]),
+    multiple=True,
+    help="Authentication the endpoint takes (repeatable; default basic). NTLM accounts are "
+    "EXAMPLE\\svc-migrator or svc-migrator.",
+)
+@click.option(
+    "--culture",
+    default="en-US",
+    show_default=True,
+    help="Language of new mailboxes' folder names (en-US, es-MX, ...).",
+)
 @handle_errors
 def ews_simulator_cmd(
-    port: int, data_dir: Path, mailboxes: tuple[str, ...], mailboxes_from: Path | None, busy_rate: float,
-    backoff_ms: int, http503_rate: float, retry_after: int | None, reset_rate: float, lost_answer_rate: float,
-    delay: float, max_concurrency: int | None, max_request_bytes: int | None, seed: int | None,
-    auth: tuple[str, ...], culture: str,
+    port: int,
+    data_dir: Path,
+    mailboxes: tuple[str, ...],
+    mailboxes_from: Path | None,
+    busy_rate: float,
+    backoff_ms: int,
+    http503_rate: float,
+    retry_after: int | None,
+    reset_rate: float,
+    lost_answer_rate: float,
+    delay: float,
+    max_concurrency: int | None,
+    max_request_bytes: int | None,
+    seed: int | None,
+    auth: tuple[str, ...],
+    culture: str,
 ) -> None:
     """Run the local EWS simulator (for tests, benchmarks and the demo) until Ctrl-C.
 
@@ -532,14 +753,32 @@ def ews_simulator_cmd(
         users = {name: os.environ["MIGRATOR_SIM_PASSWORD"] for name in users}
     boxes = list(mailboxes)
     if mailboxes_from:
-        boxes += [line.strip() for line in mailboxes_from.read_text(encoding="utf-8").splitlines() if line.strip()]
+        boxes += [
+            line.strip()
+            for line in mailboxes_from.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     faults = Faults(
-        server_busy_rate=busy_rate, backoff_ms=backoff_ms, http503_rate=http503_rate, retry_after_s=retry_after,
-        reset_rate=reset_rate, lost_answer_rate=lost_answer_rate, delay_s=delay, max_concurrency=max_concurrency,
-        max_request_bytes=max_request_bytes, seed=seed,
+        server_busy_rate=busy_rate,
+        backoff_ms=backoff_ms,
+        http503_rate=http503_rate,
+        retry_after_s=retry_after,
+        reset_rate=reset_rate,
+        lost_answer_rate=lost_answer_rate,
+        delay_s=delay,
+        max_concurrency=max_concurrency,
+        max_request_bytes=max_request_bytes,
+        seed=seed,
     )
-    serve(port, data_dir, users=users, faults=faults, mailboxes=boxes, auth=auth or ("basic",),
-          culture=culture)
+    serve(
+        port,
+        data_dir,
+        users=users,
+        faults=faults,
+        mailboxes=boxes,
+        auth=auth or ("basic",),
+        culture=culture,
+    )
 
 
 register_reports(cli)

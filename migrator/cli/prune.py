@@ -17,11 +17,18 @@ from migrator.report.console import console, print_json
 @plan_option
 @state_option
 @click.option("--apply", is_flag=True, help="Remove them (without it, only count what would go).")
-@click.option("--older-than", "older_than", type=click.FloatRange(limits.RETENTION_DAYS.low, limits.RETENTION_DAYS.high),
-              metavar="DAYS", help="Keep this many days of history (default: the plan's [state] retention_days).")
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.FloatRange(limits.RETENTION_DAYS.low, limits.RETENTION_DAYS.high),
+    metavar="DAYS",
+    help="Keep this many days of history (default: the plan's [state] retention_days).",
+)
 @json_option
 @handle_errors
-def prune_cmd(plan_path: Path, state_url: str | None, apply: bool, older_than: float | None, as_json: bool) -> None:
+def prune_cmd(
+    plan_path: Path, state_url: str | None, apply: bool, older_than: float | None, as_json: bool
+) -> None:
     """Remove history a long campaign piles up: events and finished runs older than the
     retention, and the `workers` rows of processes not heard from for longer than the lease
     (stopped, or gone with their host).

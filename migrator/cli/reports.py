@@ -24,9 +24,20 @@ from migrator.report.console import console, error_console, print_json, safe
 @click.command("report")
 @plan_option
 @state_option
-@click.option("--format", "fmt", type=click.Choice(["csv", "json", "html"]), required=True, help="The file format.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The file to write ('-' for standard output).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "html"]),
+    required=True,
+    help="The file format.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The file to write ('-' for standard output).",
+)
 @handle_errors
 def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -> None:
     """Write a report with one row per account in scope (CSV, JSON or HTML).
@@ -59,7 +70,9 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
         if stream is not sys.stdout:
             stream.close()
     if target != "-":
-        error_console().print(f"{safe(data['headline'], 200)}; {len(data['rows']):,} accounts written to {safe(target, 300)}")
+        error_console().print(
+            f"{safe(data['headline'], 200)}; {len(data['rows']):,} accounts written to {safe(target, 300)}"
+        )
 
 
 def _open_output(path: Path) -> TextIO:
@@ -77,12 +90,27 @@ def _open_output(path: Path) -> TextIO:
 @click.argument("address", metavar="ADDR")
 @plan_option
 @state_option
-@click.option("--events", "events_limit", type=bounded(limits.EVENTS_SHOWN), default=30, show_default=True,
-              help="How many of the newest events to show.")
-@click.option("--no-source", is_flag=True, help="Do not open the source mailbox for subjects and dates.")
+@click.option(
+    "--events",
+    "events_limit",
+    type=bounded(limits.EVENTS_SHOWN),
+    default=30,
+    show_default=True,
+    help="How many of the newest events to show.",
+)
+@click.option(
+    "--no-source", is_flag=True, help="Do not open the source mailbox for subjects and dates."
+)
 @json_option
 @handle_errors
-def show_cmd(address: str, plan_path: Path, state_url: str | None, events_limit: int, no_source: bool, as_json: bool) -> None:
+def show_cmd(
+    address: str,
+    plan_path: Path,
+    state_url: str | None,
+    events_limit: int,
+    no_source: bool,
+    as_json: bool,
+) -> None:
     """One account: history, folders, skipped messages, last error and what to do.
 
     Skipped and failed messages (at most 50) show their subject and date when the source
@@ -93,7 +121,9 @@ def show_cmd(address: str, plan_path: Path, state_url: str | None, events_limit:
     from migrator.report.show import render_show
 
     plan = load_plan(plan_path)
-    data = show_account(plan, address, state_url=state_url, events_limit=events_limit, read_source=not no_source)
+    data = show_account(
+        plan, address, state_url=state_url, events_limit=events_limit, read_source=not no_source
+    )
     if as_json:
         print_json(data)
     else:
@@ -104,16 +134,35 @@ def show_cmd(address: str, plan_path: Path, state_url: str | None, events_limit:
 @plan_option
 @state_option
 @click.option("--account", metavar="ADDR", help="Only this account's events.")
-@click.option("--since", metavar="T", help="Only events since T: a duration (30m, 2h, 3d, 1w) or an ISO time (UTC).")
-@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True, help="At most the newest N events.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they happen, until Ctrl-C.")
+@click.option(
+    "--since",
+    metavar="T",
+    help="Only events since T: a duration (30m, 2h, 3d, 1w) or an ISO time (UTC).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="At most the newest N events.",
+)
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing new events as they happen, until Ctrl-C."
+)
 @click.option("--poll-interval", type=click.FloatRange(0.01), default=1.0, hidden=True)
 @click.option("--follow-timeout", type=click.FloatRange(0), default=None, hidden=True)
 @json_option
 @handle_errors
 def events_cmd(
-    plan_path: Path, state_url: str | None, account: str | None, since: str | None, limit: int,
-    follow: bool, poll_interval: float, follow_timeout: float | None, as_json: bool,
+    plan_path: Path,
+    state_url: str | None,
+    account: str | None,
+    since: str | None,
+    limit: int,
+    follow: bool,
+    poll_interval: float,
+    follow_timeout: float | None,
+    as_json: bool,
 ) -> None:
     """The event log, oldest first: claims, passes, failures, resets, scope changes.
 
@@ -147,8 +196,14 @@ def events_cmd(
         newest = list_events(plan, state_url=state_url, account=account, limit=1)
         last = int(newest[0]["id"]) if newest else 0
     try:
-        for e in follow_events(plan, after_id=last, state_url=state_url, account=account,
-                               poll_seconds=poll_interval, timeout=timeout):
+        for e in follow_events(
+            plan,
+            after_id=last,
+            state_url=state_url,
+            account=account,
+            poll_seconds=poll_interval,
+            timeout=timeout,
+        ):
             emit(e)
     except KeyboardInterrupt:
         # Ctrl-C is how one stops following: not an error
@@ -158,15 +213,32 @@ def events_cmd(
 @click.command("routing")
 @plan_option
 @state_option
-@click.option("--batch", "batches", multiple=True, metavar="NAME", help="Only accounts of this batch (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["postfix-transport"]), default="postfix-transport",
-              show_default=True, help="Output format.")
-@click.option("--nexthop", metavar="HOST|TRANSPORT",
-              help="Where the mail goes: a host, host:port or IP address (smtp:[HOST]:25) or an "
-              "smtp:, relay: or lmtp: transport such as smtp:[exchange.example.org]:587, checked as "
-              "Postfix reads it (default: the host of the plan's [target] url).")
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    metavar="NAME",
+    help="Only accounts of this batch (repeatable).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["postfix-transport"]),
+    default="postfix-transport",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--nexthop",
+    metavar="HOST|TRANSPORT",
+    help="Where the mail goes: a host, host:port or IP address (smtp:[HOST]:25) or an "
+    "smtp:, relay: or lmtp: transport such as smtp:[exchange.example.org]:587, checked as "
+    "Postfix reads it (default: the host of the plan's [target] url).",
+)
 @handle_errors
-def routing_cmd(plan_path: Path, state_url: str | None, batches: tuple[str, ...], fmt: str, nexthop: str | None) -> None:
+def routing_cmd(
+    plan_path: Path, state_url: str | None, batches: tuple[str, ...], fmt: str, nexthop: str | None
+) -> None:
     """Postfix transport_maps lines sending migrated accounts' new mail to Exchange.
 
     Only accounts that are synced or verified are listed (and those with a completed pass that
@@ -179,11 +251,15 @@ def routing_cmd(plan_path: Path, state_url: str | None, batches: tuple[str, ...]
     plan = load_plan(plan_path)
     result = routing_lines(plan, state_url=state_url, batches=batches, nexthop=nexthop)
     scope = f" of batch(es) {', '.join(batches)}" if batches else ""
-    click.echo(f"# migrator routing --plan {plan_path}: {len(result.lines)} migrated account(s){scope}")
+    click.echo(
+        f"# migrator routing --plan {plan_path}: {len(result.lines)} migrated account(s){scope}"
+    )
     for line in result.lines:
         click.echo(line)
     for address in result.unsafe:
-        error_console().print(f"warning: {safe(address, 200)} cannot be a transport_maps key; left out")
+        error_console().print(
+            f"warning: {safe(address, 200)} cannot be a transport_maps key; left out"
+        )
 
 
 COMMANDS = (report_cmd, show_cmd, events_cmd, routing_cmd)

@@ -36,9 +36,7 @@ def graceful_stop() -> Iterator[StopRequest]:
             os._exit(EXIT_SIGINT)
         request.exit_code = code
         request.event.set()
-        sys.stderr.write(
-            "stopping: finishing the current chunks (Ctrl-C again to exit at once)\n"
-        )
+        sys.stderr.write("stopping: finishing the current chunks (Ctrl-C again to exit at once)\n")
         sys.stderr.flush()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -161,7 +161,10 @@ class Classifier:
             return DiscoveryReason.MISSING_ATTRIBUTE, f"target address: {exc}"
         target = parse_address(rendered)
         if target is None:
-            return DiscoveryReason.UNPARSABLE_TARGET, f"target address {_shown(rendered)} is not a mail address"
+            return (
+                DiscoveryReason.UNPARSABLE_TARGET,
+                f"target address {_shown(rendered)} is not a mail address",
+            )
         account.target_address = target
         return None
 
@@ -174,7 +177,10 @@ class Classifier:
             except TemplateError as exc:
                 return DiscoveryReason.MISSING_ATTRIBUTE, f"IMAP login: {exc}"
             if _has_control(login) or len(login) > _MAX_VALUE:
-                return DiscoveryReason.UNSAFE_LOGIN, f"IMAP login {_shown(login)} holds control characters or is too long"
+                return (
+                    DiscoveryReason.UNSAFE_LOGIN,
+                    f"IMAP login {_shown(login)} holds control characters or is too long",
+                )
             account.source_path = None
             account.attributes = {**account.attributes, "login": login}
             return None
@@ -191,7 +197,9 @@ class Classifier:
             account.attributes = {**account.attributes, "folders_path": folders_or_problem}
         return None
 
-    def _safe_path(self, template: Template, fields: dict[str, str | None]) -> str | tuple[str, str]:
+    def _safe_path(
+        self, template: Template, fields: dict[str, str | None]
+    ) -> str | tuple[str, str]:
         """The resolved path, or (reason, detail) when a value or the path is unsafe."""
         assert self.root is not None
         for name in template.fields:
@@ -199,20 +207,28 @@ class Classifier:
                 continue
             value = fields.get(name)
             if value is None or value == "":
-                return DiscoveryReason.MISSING_ATTRIBUTE, f"mailbox path needs {{{name}}}, which this entry lacks"
+                return (
+                    DiscoveryReason.MISSING_ATTRIBUTE,
+                    f"mailbox path needs {{{name}}}, which this entry lacks",
+                )
             problem = _unsafe_path_value(value)
             if problem:
                 return DiscoveryReason.UNSAFE_PATH, f"{{{name}}} = {_shown(value)} {problem}"
         path = template.render({**fields, "root": self.root})
         resolved = os.path.realpath(os.path.normpath(path))
         if os.path.commonpath([self.root, resolved]) != self.root or resolved == self.root:
-            return DiscoveryReason.UNSAFE_PATH, f"mailbox path {_shown(path)} leaves the source root {self.root}"
+            return (
+                DiscoveryReason.UNSAFE_PATH,
+                f"mailbox path {_shown(path)} leaves the source root {self.root}",
+            )
         if resolved != os.path.normpath(path):
             # A link below the (resolved) root: a user who owns a step of the path (a home
             # directory) could point it at a colleague's mailbox, still inside root. The run
             # never follows links, so the account could not be read anyway: say why now.
-            return DiscoveryReason.UNSAFE_PATH, (f"mailbox path {_shown(path)} passes through a symbolic link (to "
-                                 f"{_shown(resolved)}); links are never followed")
+            return DiscoveryReason.UNSAFE_PATH, (
+                f"mailbox path {_shown(path)} passes through a symbolic link (to "
+                f"{_shown(resolved)}); links are never followed"
+            )
         return resolved
 
     # --- people the filter did not select ----------------------------------------------
@@ -254,7 +270,9 @@ class Classifier:
                 account.scope = Scope.INVALID
                 account.reason = DiscoveryReason.DUPLICATE_ADDRESS
                 account.source_path = None  # nothing of an invalid account is to be opened
-                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                shown = ", ".join(others[:3]) + (
+                    f" and {len(others) - 3} more" if len(others) > 3 else ""
+                )
                 account.detail = f"{address} is also the address of {shown}"
                 # one of them keeps the address as its key so its history stays attached
                 if index > 0:
@@ -279,7 +297,10 @@ class Classifier:
 def _batch_too_long(batch: str) -> tuple[str, str] | None:
     if len(batch) <= MAX_BATCH_CHARS:
         return None
-    return DiscoveryReason.TOO_LONG, f"batch {_shown(batch)} is {len(batch):,} characters long (a batch name has at most {MAX_BATCH_CHARS})"
+    return (
+        DiscoveryReason.TOO_LONG,
+        f"batch {_shown(batch)} is {len(batch):,} characters long (a batch name has at most {MAX_BATCH_CHARS})",
+    )
 
 
 def _storable_key(key: str) -> str:
@@ -287,7 +308,10 @@ def _storable_key(key: str) -> str:
     DN always gets the same key)."""
     if not key.startswith("dn:") or len(key.encode("utf-8", "surrogateescape")) <= MAX_DN_KEY_BYTES:
         return key
-    return "dn-digest:" + hashlib.blake2b(key[3:].encode("utf-8", "surrogateescape"), digest_size=20).hexdigest()
+    return (
+        "dn-digest:"
+        + hashlib.blake2b(key[3:].encode("utf-8", "surrogateescape"), digest_size=20).hexdigest()
+    )
 
 
 def _unsafe_path_value(value: str) -> str | None:
@@ -319,4 +343,3 @@ def classify_all(
     for entry in population:
         classifier.not_selected(entry)
     return classifier.finish()
-

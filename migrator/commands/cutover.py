@@ -125,7 +125,9 @@ def _nexthop(plan: Plan, settings: CutoverSettings) -> str:
     try:
         return nexthop_result(settings.nexthop)
     except UsageError as exc:
-        raise PlanError(plan.file, "cutover.nexthop", exc.message.replace("--nexthop ", "", 1), hint=exc.hint) from None
+        raise PlanError(
+            plan.file, "cutover.nexthop", exc.message.replace("--nexthop ", "", 1), hint=exc.hint
+        ) from None
 
 
 @contextlib.contextmanager
@@ -135,13 +137,17 @@ def _map_lock(path: Path) -> Iterator[None]:
     try:
         fd = open(lock, "a")  # noqa: SIM115 - held for the block
     except OSError as exc:
-        raise PostfixError(f"cannot create {lock}: {exc.strerror}", hint=f"this user must be able to write in {path.parent}") from None
+        raise PostfixError(
+            f"cannot create {lock}: {exc.strerror}",
+            hint=f"this user must be able to write in {path.parent}",
+        ) from None
     with fd:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UsageError(
-                f"another `migrator cutover` is working on {path}", hint="wait for it to finish, then run this one"
+                f"another `migrator cutover` is working on {path}",
+                hint="wait for it to finish, then run this one",
             ) from None
         yield
 
@@ -157,18 +163,43 @@ def cutover(
 ) -> CutoverReport:
     settings = settings_of(plan)
     if not request.batches and not request.addresses:
-        raise UsageError("which accounts? cutover needs --batch or --account", hint="e.g. --batch Office001")
+        raise UsageError(
+            "which accounts? cutover needs --batch or --account", hint="e.g. --batch Office001"
+        )
     nexthop = _nexthop(plan, settings)
     map_path = Path(settings.transport_map)
     with _map_lock(map_path), plan_store(plan, state_url, access="write") as (store, plan_id):
         check_selection(
-            store, plan_id, plan, batches=request.batches, addresses=request.addresses, in_scope_only=not request.rollback
+            store,
+            plan_id,
+            plan,
+            batches=request.batches,
+            addresses=request.addresses,
+            in_scope_only=not request.rollback,
         )
         kind = "rollback" if request.rollback else "switch"
-        selection = {"batches": sorted(set(request.batches)), "accounts": sorted({a.strip().lower() for a in request.addresses})}
-        wave, new = state.open_wave(store, plan_id, kind, selection, state.selection_key(request.batches, request.addresses))
+        selection = {
+            "batches": sorted(set(request.batches)),
+            "accounts": sorted({a.strip().lower() for a in request.addresses}),
+        }
+        wave, new = state.open_wave(
+            store, plan_id, kind, selection, state.selection_key(request.batches, request.addresses)
+        )
         report = CutoverReport(plan.name, kind, int(wave["id"]), not new, nexthop, str(map_path))
-        job = _Wave(plan, settings, store, plan_id, wave, nexthop, request, report, say, state_url, progress, stop)
+        job = _Wave(
+            plan,
+            settings,
+            store,
+            plan_id,
+            wave,
+            nexthop,
+            request,
+            report,
+            say,
+            state_url,
+            progress,
+            stop,
+        )
         if request.rollback:
             job.rollback()
         else:
@@ -206,7 +237,9 @@ class _Wave:
         try:
             yield detail
         except BaseException as exc:
-            detail.setdefault("error", str(exc) if isinstance(exc, MigratorError) else type(exc).__name__)
+            detail.setdefault(
+                "error", str(exc) if isinstance(exc, MigratorError) else type(exc).__name__
+            )
             with contextlib.suppress(MigratorError):
                 state.finish_step(self.store, step_id, StepStatus.FAILED, detail)
             self.report.steps.append({"step": name, "status": StepStatus.FAILED, **detail})
@@ -221,7 +254,9 @@ class _Wave:
     # --- the switch ------------------------------------------------------------------------
     def switch(self) -> None:
         self._parameters()  # a Postfix whose main.cf cannot be read stops the wave before anything
-        resuming = state.wave_accounts(self.store, self.wave_id, (CutoverState.SWITCHING, CutoverState.SWITCHED))
+        resuming = state.wave_accounts(
+            self.store, self.wave_id, (CutoverState.SWITCHING, CutoverState.SWITCHED)
+        )
         if not resuming:
             ids = self._prepare()
             if not ids:
@@ -238,23 +273,37 @@ class _Wave:
             now = utcnow()
             crash_point("cutover.before-confirm")
             self.report.switched = state.confirm_switch(self.store, self.plan_id, self.wave_id, now)
-            state.update_wave(self.store, self.wave_id, status=WaveStatus.SWITCHED, switched_at=now, error=None)
+            state.update_wave(
+                self.store, self.wave_id, status=WaveStatus.SWITCHED, switched_at=now, error=None
+            )
             self.wave["switched_at"] = now
             just_switched = True
-            self.say(f"switched {self.report.switched:,} accounts: Postfix sends their new mail to {self.nexthop}")
+            self.say(
+                f"switched {self.report.switched:,} accounts: Postfix sends their new mail to {self.nexthop}"
+            )
         self._final_delta(just_switched)
 
     def _prepare(self) -> list[int]:
         """Preconditions and the last delta pass; the ids of the accounts to switch."""
         with self._step("preconditions") as detail:
-            rows = state.selected_accounts(self.store, self.plan_id, self.request.batches, self.request.addresses)
+            rows = state.selected_accounts(
+                self.store, self.plan_id, self.request.batches, self.request.addresses
+            )
             candidates, exceptions, left_out, done = self._check(rows, delta_started=None)
             detail.update(accounts=len(rows), candidates=len(candidates), exceptions=len(exceptions),
                           already=len(done), left_out=len(left_out))  # fmt: skip
             self._stop_on(exceptions, left_out, "before the last delta pass")
         if not candidates:
-            state.update_wave(self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow(), error=None)
-            self.say(f"nothing to switch: {len(done):,} accounts of this selection are switched already")
+            state.update_wave(
+                self.store,
+                self.wave_id,
+                status=WaveStatus.FINISHED,
+                finished_at=utcnow(),
+                error=None,
+            )
+            self.say(
+                f"nothing to switch: {len(done):,} accounts of this selection are switched already"
+            )
             return []
         with self._step("last-delta") as detail:
             started = utcnow()
@@ -267,7 +316,9 @@ class _Wave:
 
     def _check(
         self, rows: list[dict[str, Any]], *, delta_started: datetime | None
-    ) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[dict[str, str]], list[dict[str, Any]]]:
+    ) -> tuple[
+        list[dict[str, Any]], list[dict[str, str]], list[dict[str, str]], list[dict[str, Any]]
+    ]:
         """(accounts to switch, exceptions that need --force, accounts left out because they
         cannot be routed, accounts switched already)."""
         candidates, exceptions, left_out, done = [], [], [], []
@@ -277,11 +328,20 @@ class _Wave:
                 done.append(row)
                 continue
             if row["cutover"] == CutoverState.SWITCHING and row["cutover_wave"] != self.wave_id:
-                exceptions.append({"account": address, "problem": f"being switched by wave {row['cutover_wave']}, which did not finish"})
+                exceptions.append(
+                    {
+                        "account": address,
+                        "problem": f"being switched by wave {row['cutover_wave']}, which did not finish",
+                    }
+                )
                 continue
-            problem = map_key_problem(str(row["address"])) if row["address"] else "it has no address"
+            problem = (
+                map_key_problem(str(row["address"])) if row["address"] else "it has no address"
+            )
             if problem:
-                left_out.append({"account": address, "problem": f"cannot be a transport_maps key: {problem}"})
+                left_out.append(
+                    {"account": address, "problem": f"cannot be a transport_maps key: {problem}"}
+                )
                 continue
             why = _precondition(row, delta_started)
             if why:
@@ -289,7 +349,9 @@ class _Wave:
             candidates.append(row)
         return candidates, exceptions, left_out, done
 
-    def _stop_on(self, exceptions: list[dict[str, str]], left_out: list[dict[str, str]], when: str) -> None:
+    def _stop_on(
+        self, exceptions: list[dict[str, str]], left_out: list[dict[str, str]], when: str
+    ) -> None:
         self.report.exceptions, self.report.left_out = exceptions, left_out
         blocking = [e for e in exceptions if "being switched by wave" in e["problem"]]
         listed = blocking or [*exceptions, *left_out]
@@ -307,9 +369,13 @@ class _Wave:
             )  # fmt: skip
             raise CutoverStopped(message, self.report, hint=hint)
         if left_out:
-            self.say(f"{len(left_out):,} accounts are left out: their address cannot be a transport_maps key")
+            self.say(
+                f"{len(left_out):,} accounts are left out: their address cannot be a transport_maps key"
+            )
 
-    def _delta(self, rows: list[dict[str, Any]], detail: dict[str, Any], what: str, *, exact: bool = False) -> None:
+    def _delta(
+        self, rows: list[dict[str, Any]], detail: dict[str, Any], what: str, *, exact: bool = False
+    ) -> None:
         """A delta pass through the engine (as `migrator run`): over the command's selection,
         or, with `exact`, over these accounts only."""
         self.say(f"{what} over {len(rows):,} accounts")
@@ -317,22 +383,34 @@ class _Wave:
         if exact:
             requests = [RunRequest(addresses=[str(r["address"]) for r in rows], workers=workers)]
         else:
-            requests = [RunRequest(batches=self.request.batches, workers=workers)] if self.request.batches else []
+            requests = (
+                [RunRequest(batches=self.request.batches, workers=workers)]
+                if self.request.batches
+                else []
+            )
             if self.request.addresses:
                 requests.append(RunRequest(addresses=self.request.addresses, workers=workers))
         moved = 0
         for one in requests:
-            summary = run(self.plan, one, state_url=self.state_url, progress=self.progress, stop=self.stop)
+            summary = run(
+                self.plan, one, state_url=self.state_url, progress=self.progress, stop=self.stop
+            )
             moved += summary.messages_done
             if summary.stopped:
-                raise MigratorError(f"the {what} was interrupted; run the same cutover command again to resume")
+                raise MigratorError(
+                    f"the {what} was interrupted; run the same cutover command again to resume"
+                )
         detail["messages"] = moved
 
     # --- routing ---------------------------------------------------------------------------
     def _parameters(self) -> dict[str, str]:
         if self._params is None:
-            values = self.postfix.parameters("transport_maps", "queue_directory", "rewrite_service_name")
-            listed = [item for item in values.get("transport_maps", "").replace(",", " ").split() if item]
+            values = self.postfix.parameters(
+                "transport_maps", "queue_directory", "rewrite_service_name"
+            )
+            listed = [
+                item for item in values.get("transport_maps", "").replace(",", " ").split() if item
+            ]
             mine = f"{self.settings.map_type}:{self.map_path}"
             if not any(item in (mine, f"proxy:{mine}") for item in listed):
                 raise PostfixError(
@@ -345,7 +423,11 @@ class _Wave:
         return self._params
 
     def _routes(self, leave_out: set[str] = frozenset()) -> dict[str, str]:  # type: ignore[assignment]
-        return {a: self.nexthop for a in state.routed_addresses(self.store, self.plan_id) if a not in leave_out}
+        return {
+            a: self.nexthop
+            for a in state.routed_addresses(self.store, self.plan_id)
+            if a not in leave_out
+        }
 
     def _block(self, routes: dict[str, str], text: Any) -> dict[str, str]:
         """What migrator's block lists for `routes`: an address the administrator's own line
@@ -404,7 +486,11 @@ class _Wave:
 
     def _resolver(self) -> Resolver:
         params = self._parameters()
-        socket_path = Path(params["queue_directory"]) / "private" / (params.get("rewrite_service_name") or "rewrite")
+        socket_path = (
+            Path(params["queue_directory"])
+            / "private"
+            / (params.get("rewrite_service_name") or "rewrite")
+        )
         return Resolver(socket_path, timeout=min(self.settings.postfix_timeout, 30.0))
 
     def _resolve(self, addresses: list[str]) -> dict[str, str]:
@@ -419,7 +505,9 @@ class _Wave:
         still on Postfix resolve as they did before. Postfix takes up a reload within moments:
         asked again until postfix_timeout."""
         answers = self.postfix.lookup(self.settings.map_type, self.map_path, routes)
-        wrong_map = [f"{a} -> {answers.get(a, 'not found')}" for a in routes if answers.get(a) != routes[a]]
+        wrong_map = [
+            f"{a} -> {answers.get(a, 'not found')}" for a in routes if answers.get(a) != routes[a]
+        ]
         detail.update(map_checked=len(routes), map_wrong=len(wrong_map))
         if wrong_map:
             raise PostfixError(
@@ -441,13 +529,20 @@ class _Wave:
                 detail.update(resolver_wrong=len(wrong) + len(moved))
                 raise PostfixError(
                     f"the running {self.postfix.instance} does not route as the map says after "
-                    f"{self.settings.postfix_timeout:.0f} s: " + "; ".join([*moved, *wrong][:_SHOWN])
-                    + (f"; and {len(wrong) + len(moved) - _SHOWN:,} more" if len(wrong) + len(moved) > _SHOWN else ""),
+                    f"{self.settings.postfix_timeout:.0f} s: "
+                    + "; ".join([*moved, *wrong][:_SHOWN])
+                    + (
+                        f"; and {len(wrong) + len(moved) - _SHOWN:,} more"
+                        if len(wrong) + len(moved) > _SHOWN
+                        else ""
+                    ),
                     hint="another transport_maps entry, a virtual alias or relayhost may take precedence: "
                     "`postconf -n` and `postmap -q ADDRESS` on each map show which; the wave was taken out again",
                 )
             time.sleep(_POLL_S)
-        detail.update(resolver_checked=len(wave), colleagues={c: now[c] for c in colleagues.values()})
+        detail.update(
+            resolver_checked=len(wave), colleagues={c: now[c] for c in colleagues.values()}
+        )
         if not colleagues:
             detail["note"] = "no colleague of these domains is left on Postfix to compare with"
 
@@ -463,10 +558,14 @@ class _Wave:
                 backup.restore()  # the very files Postfix read before: no postmap needed
             elif set(current.block) != want:
                 self._install(without).discard()
-            with contextlib.suppress(PostfixError):  # a Postfix that cannot reload still re-reads a changed map
+            with contextlib.suppress(
+                PostfixError
+            ):  # a Postfix that cannot reload still re-reads a changed map
                 self.postfix.reload()
         except PostfixError as again:
-            self._fail_wave(f"{cause.message}; taking the wave out again failed too: {again.message}")
+            self._fail_wave(
+                f"{cause.message}; taking the wave out again failed too: {again.message}"
+            )
             cause.hint = (
                 "the accounts stay 'switching' (the map may still route them): fix Postfix, then run the same "
                 f"command again (it routes them) or with --rollback; {again.message}"
@@ -474,8 +573,12 @@ class _Wave:
             return
         abandoned = state.abandon_switch(self.store, self.plan_id, self.wave_id)
         self._fail_wave(cause.message)
-        self.say(f"the wave was taken out of the map again; {abandoned:,} accounts are as before it")
-        cause.hint = (cause.hint + "; " if cause.hint else "") + "nothing was switched: run the same command again once fixed"
+        self.say(
+            f"the wave was taken out of the map again; {abandoned:,} accounts are as before it"
+        )
+        cause.hint = (
+            cause.hint + "; " if cause.hint else ""
+        ) + "nothing was switched: run the same command again once fixed"
 
     # --- the final delta -------------------------------------------------------------------
     def _final_delta(self, just_switched: bool) -> None:
@@ -498,7 +601,12 @@ class _Wave:
         with self._step("final-delta") as detail:
             self._drain_queue([str(r["address"]) for r in switched], detail)
             started = utcnow()
-            self._delta([r for r in switched if r["scope"] == Scope.IN_SCOPE], detail, "final delta pass", exact=True)
+            self._delta(
+                [r for r in switched if r["scope"] == Scope.IN_SCOPE],
+                detail,
+                "final delta pass",
+                exact=True,
+            )
             rows = state.accounts_by_id(self.store, [r["id"] for r in switched])
             done = [r for r in rows if _completed_since(r, started)]
             self.report.not_finished = [
@@ -506,7 +614,9 @@ class _Wave:
                 for r in rows if not _completed_since(r, started)
             ]  # fmt: skip
             crash_point("cutover.before-finish")
-            self.report.cut_over = state.finish_accounts(self.store, self.plan_id, self.wave_id, [r["id"] for r in done], utcnow())
+            self.report.cut_over = state.finish_accounts(
+                self.store, self.plan_id, self.wave_id, [r["id"] for r in done], utcnow()
+            )
             detail.update(cut_over=self.report.cut_over, not_finished=len(self.report.not_finished))
         if self.report.not_finished:
             self.report.exit_code = EXIT_PARTIAL
@@ -517,10 +627,14 @@ class _Wave:
         seconds = (when - utcnow()).total_seconds()
         if seconds <= 0:
             return
-        self.say(f"final delta pass at {when:%H:%M:%S} UTC ({seconds:,.0f} s after the switch as the plan says)")
+        self.say(
+            f"final delta pass at {when:%H:%M:%S} UTC ({seconds:,.0f} s after the switch as the plan says)"
+        )
         stop = self.stop or threading.Event()
         if stop.wait(seconds):
-            raise MigratorError("stopped while waiting for the final delta pass; run the same command again to resume")
+            raise MigratorError(
+                "stopped while waiting for the final delta pass; run the same command again to resume"
+            )
 
     def _drain_queue(self, addresses: list[str], detail: dict[str, Any]) -> None:
         """Mail Postfix resolved for local delivery before the reload may still be in its active
@@ -543,9 +657,17 @@ class _Wave:
             time.sleep(_POLL_S)
 
     def _finish_if_done(self) -> None:
-        left = state.wave_accounts(self.store, self.wave_id, (CutoverState.SWITCHING, CutoverState.SWITCHED))
+        left = state.wave_accounts(
+            self.store, self.wave_id, (CutoverState.SWITCHING, CutoverState.SWITCHED)
+        )
         if not left:
-            state.update_wave(self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow(), error=None)
+            state.update_wave(
+                self.store,
+                self.wave_id,
+                status=WaveStatus.FINISHED,
+                finished_at=utcnow(),
+                error=None,
+            )
 
     # --- the way back ----------------------------------------------------------------------
     def rollback(self) -> None:
@@ -554,13 +676,23 @@ class _Wave:
                                        in_scope_only=False)  # fmt: skip
         ids = [int(r["id"]) for r in rows if r["cutover"] in (*ROUTED, CutoverState.REVERTING)]
         if not ids:
-            state.update_wave(self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow())
+            state.update_wave(
+                self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow()
+            )
             self.say("nothing to roll back: no account of this selection is switched")
             return
         state.begin_revert(self.store, self.plan_id, ids)
         ids = state.reverting_ids(self.store, self.plan_id, ids)
-        addresses = sorted(str(r["address"]).lower() for r in rows if int(r["id"]) in set(ids) and r["address"])
-        state.update_wave(self.store, self.wave_id, accounts=len(ids), nexthop=self.nexthop, transport_map=str(self.map_path))
+        addresses = sorted(
+            str(r["address"]).lower() for r in rows if int(r["id"]) in set(ids) and r["address"]
+        )
+        state.update_wave(
+            self.store,
+            self.wave_id,
+            accounts=len(ids),
+            nexthop=self.nexthop,
+            transport_map=str(self.map_path),
+        )
         self.say(f"taking {len(ids):,} accounts out of {self.map_path}")
         backup: Backup | None = None
         with self._step("unroute") as detail:
@@ -582,8 +714,12 @@ class _Wave:
             backup.discard()
         self.report.reverted = state.confirm_revert(self.store, self.plan_id, self.wave_id, ids)
         state.close_rolled_back_waves(self.store, self.plan_id)
-        state.update_wave(self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow(), error=None)
-        self.say(f"rolled back {self.report.reverted:,} accounts: Postfix delivers their new mail locally again")
+        state.update_wave(
+            self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow(), error=None
+        )
+        self.say(
+            f"rolled back {self.report.reverted:,} accounts: Postfix delivers their new mail locally again"
+        )
 
     def _verify_local(self, addresses: list[str], detail: dict[str, Any]) -> None:
         answers = self.postfix.lookup(self.settings.map_type, self.map_path, addresses)
@@ -621,10 +757,18 @@ def _precondition(row: dict[str, Any], delta_started: datetime | None) -> str | 
     if delta_started is not None and not _completed_since(row, delta_started):
         return f"the last delta pass did not complete ({row['last_error_reason'] or status})"
     if passes == 0:
-        return "no completed pass yet (pending)" if status == Status.PENDING else f"no completed pass yet ({status})"
+        return (
+            "no completed pass yet (pending)"
+            if status == Status.PENDING
+            else f"no completed pass yet ({status})"
+        )
     if status == Status.FAILED:
         return f"its last pass failed ({row['last_error_reason'] or 'error'})"
-    if status == Status.RUNNING and row["lease_expires_at"] is not None and row["lease_expires_at"] > utcnow():
+    if (
+        status == Status.RUNNING
+        and row["lease_expires_at"] is not None
+        and row["lease_expires_at"] > utcnow()
+    ):
         return f"being migrated right now by {row['lease_owner']}"
     if int(row["messages_failed"] or 0):
         return f"{int(row['messages_failed']):,} failed messages"

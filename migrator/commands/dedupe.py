@@ -107,8 +107,14 @@ class DedupeReport:
                     "duplicates": a.extra,
                     "deleted": a.deleted,
                     "folders": [
-                        {"folder": f.folder, "messages": f.messages, "duplicates": len(f.extra),
-                         "deleted": f.deleted, "error": f.error, "target_ids": f.extra}
+                        {
+                            "folder": f.folder,
+                            "messages": f.messages,
+                            "duplicates": len(f.extra),
+                            "deleted": f.deleted,
+                            "error": f.error,
+                            "target_ids": f.extra,
+                        }
                         for f in a.folders
                     ],
                 }
@@ -131,24 +137,50 @@ def dedupe(
     report = DedupeReport(applied=apply)
     with plan_store(plan, state_url, access="write") as (store, plan_id):
         check_selection(store, plan_id, plan, batches=batches, addresses=addresses)
-        rows = [r for r in in_scope_accounts(store, plan_id, batches=batches, addresses=addresses) if r.passes > 0]
+        rows = [
+            r
+            for r in in_scope_accounts(store, plan_id, batches=batches, addresses=addresses)
+            if r.passes > 0
+        ]
         if addresses and not rows:
-            raise UsageError("none of the accounts asked for has been migrated yet", hint="nothing to deduplicate")
+            raise UsageError(
+                "none of the accounts asked for has been migrated yet",
+                hint="nothing to deduplicate",
+            )
         run_id = store.start_run(plan_id, "dedupe --apply" if apply else "dedupe")
-        target = open_target(plan.target, secrets=secrets, max_connections=plan.run.target_concurrency, plan_file=plan.file)
+        target = open_target(
+            plan.target,
+            secrets=secrets,
+            max_connections=plan.run.target_concurrency,
+            plan_file=plan.file,
+        )
         policy = RetryPolicy()
         try:
             with ThreadPoolExecutor(max_workers=workers or plan.run.workers) as pool:
-                report.accounts.extend(pool.map(lambda row: _account(store, target, row, apply, policy), rows))
+                report.accounts.extend(
+                    pool.map(lambda row: _account(store, target, row, apply, policy), rows)
+                )
         finally:
             target.close()
         if apply:
             for row, result in zip(rows, report.accounts, strict=True):
                 if result.deleted:
-                    store.add_event(plan_id, "dedupe", account_id=row.id, run_id=run_id, worker=worker_name(),
-                                    detail={"deleted": result.deleted,
-                                            "folders": sum(1 for f in result.folders if f.deleted)})
-        store.finish_run(run_id, RunStatus.DONE if report.exit_code == EXIT_OK else RunStatus.PARTIAL, report.as_json())
+                    store.add_event(
+                        plan_id,
+                        "dedupe",
+                        account_id=row.id,
+                        run_id=run_id,
+                        worker=worker_name(),
+                        detail={
+                            "deleted": result.deleted,
+                            "folders": sum(1 for f in result.folders if f.deleted),
+                        },
+                    )
+        store.finish_run(
+            run_id,
+            RunStatus.DONE if report.exit_code == EXIT_OK else RunStatus.PARTIAL,
+            report.as_json(),
+        )
     return report
 
 
@@ -161,7 +193,9 @@ def _busy(row: Any) -> str | None:
     return "being migrated right now; dedupe it when the run has finished"
 
 
-def _account(store: Any, target: Target, row: Any, apply: bool, policy: RetryPolicy) -> AccountDuplicates:
+def _account(
+    store: Any, target: Target, row: Any, apply: bool, policy: RetryPolicy
+) -> AccountDuplicates:
     result = AccountDuplicates(address=row.address or row.key)
     busy = _busy(row)
     if busy is not None:
@@ -169,12 +203,20 @@ def _account(store: Any, target: Target, row: Any, apply: bool, policy: RetryPol
         return result
     mailbox = row.target_address or row.address
     placed = ledger.placed_copies(store, row.id)
-    inflight = sum(1 for copies in placed.values() for c in copies if c.state == MessageState.INFLIGHT)
+    inflight = sum(
+        1 for copies in placed.values() for c in copies if c.state == MessageState.INFLIGHT
+    )
     if inflight:
-        result.error = (f"{inflight} message(s) are in flight from an interrupted pass; run `migrator run` "
-                        "first, then dedupe")
+        result.error = (
+            f"{inflight} message(s) are in flight from an interrupted pass; run `migrator run` "
+            "first, then dedupe"
+        )
         return result
-    paths = {f.target_folder_id: f.target_path or "" for f in ledger.folders(store, row.id) if f.target_folder_id}
+    paths = {
+        f.target_folder_id: f.target_path or ""
+        for f in ledger.folders(store, row.id)
+        if f.target_folder_id
+    }
     for folder_id, copies in sorted(placed.items(), key=lambda kv: paths.get(kv[0], "")):
         tfolder = TargetFolder(folder_id, tuple(paths.get(folder_id, "").split("/")))
         found = FolderDuplicates(folder=tfolder.display, messages=0)
@@ -182,9 +224,11 @@ def _account(store: Any, target: Target, row: Any, apply: bool, policy: RetryPol
             found.messages, found.extra = _extra_copies(target, mailbox, tfolder, copies, policy)
             if apply and found.extra:
                 if not isinstance(target, Withdraws):
-                    raise MigratorError(f"the target cannot delete the copies found in {tfolder.display!r}")
+                    raise MigratorError(
+                        f"the target cannot delete the copies found in {tfolder.display!r}"
+                    )
                 for start in range(0, len(found.extra), DELETE_BATCH):
-                    part = found.extra[start:start + DELETE_BATCH]
+                    part = found.extra[start : start + DELETE_BATCH]
                     call_with_retry(partial(target.withdraw, mailbox, tfolder, part), policy)
                     found.deleted += len(part)
         except MigratorError as exc:
@@ -195,7 +239,11 @@ def _account(store: Any, target: Target, row: Any, apply: bool, policy: RetryPol
 
 
 def _extra_copies(
-    target: Target, mailbox: str, tfolder: TargetFolder, copies: list[PlacedCopy], policy: RetryPolicy
+    target: Target,
+    mailbox: str,
+    tfolder: TargetFolder,
+    copies: list[PlacedCopy],
+    policy: RetryPolicy,
 ) -> tuple[int, list[str]]:
     """(migrated messages found more than once, target ids of the copies to delete)."""
     keyed: KeyedItems | None = None
@@ -204,7 +252,9 @@ def _extra_copies(
     if keyed is not None:
         return _extra_by_key(keyed, copies)
     if not isinstance(target, GroupsIdentical):
-        raise MigratorError(f"the target cannot list the items of {tfolder.display!r} to find copies")
+        raise MigratorError(
+            f"the target cannot list the items of {tfolder.display!r} to find copies"
+        )
     groups = call_with_retry(partial(target.identical_items, mailbox, tfolder), policy)
     named = {c.target_id for c in copies if c.target_id}
     messages, extra = 0, []

@@ -75,16 +75,23 @@ def discover(
     started = time.monotonic()
     settings = plan.directory
     password = read_secret(
-        "directory password", env=settings.password_env, file=settings.password_file,
+        "directory password",
+        env=settings.password_env,
+        file=settings.password_file,
         key="[directory] password_env",
     )
     store = open_state(plan, state_url, access="create")
     try:
         plan_id = store.ensure_plan(plan.name, plan.source.kind, plan.target.kind)
-        run_id = store.start_run(plan_id, "discover", worker=identify(), lease_seconds=plan.run.lease_seconds)
+        run_id = store.start_run(
+            plan_id, "discover", worker=identify(), lease_seconds=plan.run.lease_seconds
+        )
         classifier = Classifier(plan)
         try:
-            with keep_run_alive(store, run_id, plan.run.lease_seconds), open_directory(settings, password) as directory:
+            with (
+                keep_run_alive(store, run_id, plan.run.lease_seconds),
+                open_directory(settings, password) as directory,
+            ):
                 scoped = f"(&{settings.population}{settings.filter})"
                 for count, entry in enumerate(
                     directory.search(scoped, settings.attributes.requested()), 1

@@ -67,7 +67,12 @@ def dry_run_plan(
         rows = in_scope_accounts(store, plan_id, batches=batches, addresses=addresses)
         if limit is not None:
             rows = rows[:limit]
-        target = open_target(plan.target, secrets=secrets, max_connections=plan.run.target_concurrency, plan_file=plan.file)
+        target = open_target(
+            plan.target,
+            secrets=secrets,
+            max_connections=plan.run.target_concurrency,
+            plan_file=plan.file,
+        )
         try:
             for row in rows:
                 report.accounts.append(_one(plan, store, target, row, password))

@@ -59,7 +59,9 @@ def list_events(
     """Events oldest first; with `limit`, the newest `limit` of them (still oldest first)."""
     with plan_store(plan, state_url, access="read") as (store, plan_id):
         account_id = _account_id(store, plan_id, plan, account)
-        rows = queries.events(store, plan_id, account_id=account_id, since=since, limit=limit, newest_first=True)
+        rows = queries.events(
+            store, plan_id, account_id=account_id, since=since, limit=limit, newest_first=True
+        )
     return [_event(e) for e in reversed(rows)]
 
 
@@ -91,7 +93,9 @@ def follow_events(
         account_id = _account_id(store, plan_id, plan, account)
         last = after_id
         while True:
-            for e in queries.events(store, plan_id, account_id=account_id, after_id=last, limit=1000):
+            for e in queries.events(
+                store, plan_id, account_id=account_id, after_id=last, limit=1000
+            ):
                 last = max(last, int(e["id"]))
                 yield _event(e)
             if deadline is not None and clock() >= deadline:

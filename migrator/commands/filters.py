@@ -105,7 +105,10 @@ class FiltersSummary:
     def as_json(self) -> dict[str, Any]:
         return {
             "accounts": len(self.accounts),
-            **{o: self.count(o) for o in ("applied", "reported", "none", "checked", "broken", "failed")},
+            **{
+                o: self.count(o)
+                for o in ("applied", "reported", "none", "checked", "broken", "failed")
+            },
             "statements": self.total("statements"),
             "translated": self.total("translated"),
             "approximate": self.total("approximate"),
@@ -124,7 +127,7 @@ def filters(
     settings = plan.filters
     if settings.sieve == "off":
         raise UsageError(
-            f"plan {plan.name!r} does not read Sieve filters ([settings] sieve = \"off\")",
+            f'plan {plan.name!r} does not read Sieve filters ([settings] sieve = "off")',
             hint='set [settings] sieve = "file" or "managesieve" (docs/sieve.md)',
         )
     now = now or datetime.now(UTC)
@@ -141,17 +144,25 @@ def filters(
     access: Access = "read" if request.dry_run else "write"
     with plan_store(plan, state_url, access=access) as (store, plan_id):
         check_selection(store, plan_id, plan, batches=request.batches, addresses=request.addresses)
-        accounts = in_scope_accounts(store, plan_id, batches=request.batches, addresses=request.addresses)
+        accounts = in_scope_accounts(
+            store, plan_id, batches=request.batches, addresses=request.addresses
+        )
         target = None
         writers: Callable[[str], Any] | None = None
         if ews:
             from migrator.adapters.targets.ews.rules import rule_writer
 
-            target = open_target(plan.target, secrets=target_secrets(plan),
-                                 max_connections=plan.run.target_concurrency, plan_file=plan.file)
+            target = open_target(
+                plan.target,
+                secrets=target_secrets(plan),
+                max_connections=plan.run.target_concurrency,
+                plan_file=plan.file,
+            )
 
             def writers(mailbox: str) -> Any:
-                return rule_writer(target, mailbox, remove_outlook_blob=settings.remove_outlook_rules)
+                return rule_writer(
+                    target, mailbox, remove_outlook_blob=settings.remove_outlook_rules
+                )
         elif settings.graph and not request.dry_run:
             from migrator.adapters.targets.graph.rules import GraphRules, token_source
 
@@ -159,6 +170,7 @@ def filters(
 
             def writers(mailbox: str) -> Any:
                 return GraphRules(settings.graph_url, tokens, mailbox, timeout=plan.target.timeout)
+
         run_id = None if request.dry_run else store.start_run(plan_id, "filters")
         try:
             register_sieve_commands()  # once, before the threads parse
@@ -169,8 +181,9 @@ def filters(
             def one(position: int) -> None:
                 if down.is_set():
                     return  # the server is down: accounts not begun are left for the next pass
-                result = _account(plan, settings, accounts[position], reader, naming, writers, store,
-                                  request, now)
+                result = _account(
+                    plan, settings, accounts[position], reader, naming, writers, store, request, now
+                )
                 results[position] = result
                 if result.outage is not None and result.outage.confirmed:
                     down.set()
@@ -183,7 +196,9 @@ def filters(
                 for future in [pool.submit(one, n) for n in range(len(accounts))]:
                     future.result()
             summary.accounts = [r for r in results if r is not None]
-            outage = next((r.outage for r in summary.accounts if r.outage and r.outage.confirmed), None)
+            outage = next(
+                (r.outage for r in summary.accounts if r.outage and r.outage.confirmed), None
+            )
             if outage is not None:
                 # every next account would wait for the same dead server: stop here
                 raise ServiceDown(
@@ -200,7 +215,11 @@ def filters(
             if target is not None:
                 target.close()
         if run_id is not None:
-            store.finish_run(run_id, RunStatus.PARTIAL if summary.exit_code else RunStatus.DONE, summary.as_json())
+            store.finish_run(
+                run_id,
+                RunStatus.PARTIAL if summary.exit_code else RunStatus.DONE,
+                summary.as_json(),
+            )
     return summary
 
 
@@ -219,12 +238,16 @@ def _reader(plan: Plan) -> Reader:
 
         def read_file(fields: dict[str, str | None]) -> SieveScript | None:
             path = _safe_path(path_t, fields, root, "Sieve script path")
-            scripts = _safe_path(scripts_t, fields, root, "Sieve scripts folder") if scripts_t else None
+            scripts = (
+                _safe_path(scripts_t, fields, root, "Sieve scripts folder") if scripts_t else None
+            )
             return read_active(path, scripts)
 
         return read_file
     password = read_secret(
-        "ManageSieve password", env=settings.password_env, file=settings.password_file,
+        "ManageSieve password",
+        env=settings.password_env,
+        file=settings.password_file,
         key="[settings] sieve_password_env",
     )
     login_t = Template.parse(settings.login or "{address}")
@@ -248,15 +271,20 @@ def _safe_path(template: Template, fields: dict[str, str | None], root: str, wha
             continue
         value = fields.get(name)
         if not value:
-            raise PermanentError(f"{what} needs {{{name}}}, which this account lacks", reason="sieve-unreadable")
+            raise PermanentError(
+                f"{what} needs {{{name}}}, which this account lacks", reason="sieve-unreadable"
+            )
         problem = _unsafe_path_value(value)
         if problem:
             raise PermanentError(f"{what}: {{{name}}} = {value!r} {problem}", reason="unsafe-path")
     path = os.path.normpath(template.render({**fields, "root": root}))
     folder = os.path.realpath(os.path.dirname(path))
     if os.path.commonpath([root, folder]) != root:
-        raise PermanentError(f"{what} {path} leaves the root {root}", reason="unsafe-path",
-                             hint="[settings] sieve_root (default: [source] root) bounds where scripts are read")
+        raise PermanentError(
+            f"{what} {path} leaves the root {root}",
+            reason="unsafe-path",
+            hint="[settings] sieve_root (default: [source] root) bounds where scripts are read",
+        )
     return os.path.join(folder, os.path.basename(path))
 
 
@@ -264,8 +292,12 @@ def _fields(account: AccountRow) -> dict[str, str | None]:
     address = account.address or ""
     local, _, domain = address.rpartition("@")
     fields: dict[str, str | None] = {
-        "address": address, "local": local, "domain": domain, "uid": account.uid,
-        "name": account.name, "batch": account.batch,
+        "address": address,
+        "local": local,
+        "domain": domain,
+        "uid": account.uid,
+        "name": account.name,
+        "batch": account.batch,
     }
     for key, value in (account.attributes or {}).items():
         if isinstance(value, str) and key not in fields:
@@ -277,7 +309,11 @@ def _fields(account: AccountRow) -> dict[str, str | None]:
 
 
 def _options(settings: FilterSettings, account: AccountRow) -> FilterOptions:
-    own = {a.rpartition("@")[2].lower() for a in (account.address, account.target_address, *account.aliases) if a}
+    own = {
+        a.rpartition("@")[2].lower()
+        for a in (account.address, account.target_address, *account.aliases)
+        if a
+    }
     return FilterOptions(
         rules=settings.rules,
         vacation=settings.vacation,
@@ -315,7 +351,9 @@ def _account(
             # earlier stays until the script is fixed (nothing is lost meanwhile)
             result.outcome = "broken"
             result.error = f"the script {parsed.script.name!r} does not parse: {parsed.error}"
-            result.error_hint = "fix the script (the line is named); then run `migrator filters` again"
+            result.error_hint = (
+                "fix the script (the line is named); then run `migrator filters` again"
+            )
             result.rule_ids = list(previous.rule_ids) if previous else []
         elif request.dry_run:
             result.outcome = "checked"
@@ -334,8 +372,13 @@ def _account(
     return result
 
 
-def _apply(writer: Any, settings: FilterSettings, translation: Translation,
-           previous: recorded.FilterRecord | None, result: AccountFilters) -> None:
+def _apply(
+    writer: Any,
+    settings: FilterSettings,
+    translation: Translation,
+    previous: recorded.FilterRecord | None,
+    result: AccountFilters,
+) -> None:
     """Through the EWS writer (adapters/targets/ews/rules.py) or the Graph one (graph/rules.py):
     both replace migrator's rules and set or switch off migrator's automatic reply."""
     if settings.rules:
@@ -352,9 +395,16 @@ def _apply(writer: Any, settings: FilterSettings, translation: Translation,
         else:
             # ours earlier and still what we set: the vacation is gone or over, switch it off;
             # an automatic reply the user set in Outlook is left alone
-            if previous and previous.auto_reply in ("on", "scheduled") and previous.auto_reply_sha256:
+            if (
+                previous
+                and previous.auto_reply in ("on", "scheduled")
+                and previous.auto_reply_sha256
+            ):
                 current = writer.auto_reply()
-                if current.state != "Disabled" and _sha(current.internal_reply or "") == previous.auto_reply_sha256:
+                if (
+                    current.state != "Disabled"
+                    and _sha(current.internal_reply or "") == previous.auto_reply_sha256
+                ):
                     writer.disable_auto_reply()
                     result.auto_reply = "off"
             if reply is not None and reply.expired:
@@ -367,11 +417,16 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _record(store: Any, account_id: int, result: AccountFilters,
-            previous: recorded.FilterRecord | None) -> None:
+def _record(
+    store: Any, account_id: int, result: AccountFilters, previous: recorded.FilterRecord | None
+) -> None:
     t = result.translation
     auto_sha = result.auto_reply_sha256
-    if result.auto_reply is None and previous is not None and result.outcome in ("failed", "broken"):
+    if (
+        result.auto_reply is None
+        and previous is not None
+        and result.outcome in ("failed", "broken")
+    ):
         auto_sha = previous.auto_reply_sha256
     rec = recorded.FilterRecord(
         outcome=result.outcome,
@@ -382,7 +437,8 @@ def _record(store: Any, account_id: int, result: AccountFilters,
         approximate=t.approximate if t else 0,
         refused=t.refused if t else 0,
         rules=len(t.rules) if t else 0,
-        rule_ids=result.rule_ids if result.outcome in ("applied", "none", "broken")
+        rule_ids=result.rule_ids
+        if result.outcome in ("applied", "none", "broken")
         else (previous.rule_ids if previous else []),
         auto_reply=result.auto_reply
         or (previous.auto_reply if previous and result.outcome in ("failed", "broken") else None),

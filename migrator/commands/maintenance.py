@@ -18,12 +18,18 @@ from migrator.store.work import reset_account, reset_attempts, worker_name
 def _account(store: Store, plan_id: int, plan: Plan, address: str) -> dict[str, Any]:
     row = find_account(store, plan_id, address)
     if row is None:
-        raise UsageError(f"no account {address!r} in plan {plan.name!r}", hint="check `migrator accounts`")
+        raise UsageError(
+            f"no account {address!r} in plan {plan.name!r}", hint="check `migrator accounts`"
+        )
     return row
 
 
 def prepare_retry(
-    plan: Plan, *, state_url: str | None = None, addresses: Sequence[str] = (), skipped: bool = False
+    plan: Plan,
+    *,
+    state_url: str | None = None,
+    addresses: Sequence[str] = (),
+    skipped: bool = False,
 ) -> list[str]:
     """Reset the attempt counters of failed accounts (all, or the named ones) and, with
     `skipped`, forget their skipped messages so the next pass tries them again. Returns the
@@ -40,7 +46,9 @@ def prepare_retry(
                 names.append(row["address"] or row["key"])
         reset_attempts(store, plan_id, ids)
         if skipped:
-            for account_id in ids or [r.id for r in store.list_accounts(plan_id) if r.scope == Scope.IN_SCOPE]:
+            for account_id in ids or [
+                r.id for r in store.list_accounts(plan_id) if r.scope == Scope.IN_SCOPE
+            ]:
                 ledger.forget_skipped(store, account_id)
         if not names:
             names = [r.address or r.key for r in store.list_accounts(plan_id, state=Status.FAILED)]

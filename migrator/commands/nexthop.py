@@ -40,7 +40,9 @@ def nexthop_result(value: str) -> str:
     try:
         return _result(value)
     except _Bad as exc:
-        raise UsageError(f"--nexthop {value!r} is not a Postfix next hop: {exc}", hint=_HINT) from None
+        raise UsageError(
+            f"--nexthop {value!r} is not a Postfix next hop: {exc}", hint=_HINT
+        ) from None
 
 
 def host_result(host: str, port: int = DEFAULT_PORT) -> str:
@@ -58,7 +60,9 @@ def _result(value: str) -> str:
     name, colon, rest = value.partition(":")
     if colon and (name.lower() in TRANSPORTS or not _is_port_text(rest)) and _transport_like(name):
         if name.lower() not in TRANSPORTS:
-            raise _Bad(f"unknown transport {name!r}; migrated mail goes out by {', '.join(TRANSPORTS)}")
+            raise _Bad(
+                f"unknown transport {name!r}; migrated mail goes out by {', '.join(TRANSPORTS)}"
+            )
         _check_nexthop(name.lower(), rest)
         return f"{name.lower()}:{rest}"
     return _host_form(value)
@@ -143,7 +147,9 @@ def _check_host(host: str) -> None:
     if len(host) > _MAX_HOSTNAME:
         raise _Bad(f"the host name is longer than {_MAX_HOSTNAME} characters")
     if _is_ipv4(host):
-        raise _Bad(f"an IP address is written in brackets, [{host}] (without them Postfix looks up MX records)")
+        raise _Bad(
+            f"an IP address is written in brackets, [{host}] (without them Postfix looks up MX records)"
+        )
     labels = host.removesuffix(".").split(".")
     for label in labels:
         if not _LABEL.match(label):

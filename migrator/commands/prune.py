@@ -19,7 +19,13 @@ from migrator.store import retention
 from migrator.store.types import utcnow
 
 
-def prune(plan: Plan, *, state_url: str | None = None, apply: bool = False, older_than_days: float | None = None) -> dict[str, Any]:
+def prune(
+    plan: Plan,
+    *,
+    state_url: str | None = None,
+    apply: bool = False,
+    older_than_days: float | None = None,
+) -> dict[str, Any]:
     """What was removed (`apply`) or would be: events and runs older than the retention, and
     the workers rows of processes not heard from for longer than the plan's lease."""
     days = older_than_days if older_than_days is not None else plan.retention_days
@@ -35,7 +41,9 @@ def prune(plan: Plan, *, state_url: str | None = None, apply: bool = False, olde
         if apply:
             done = retention.prune(store, plan_id, before=before, workers_silent_since=silent_since)
         else:
-            done = retention.prunable(store, plan_id, before=before, workers_silent_since=silent_since)
+            done = retention.prunable(
+                store, plan_id, before=before, workers_silent_since=silent_since
+            )
     return {
         "plan": plan.name,
         "applied": apply,

@@ -83,7 +83,9 @@ def timeline(times: list[datetime]) -> dict[str, Any]:
     return {"unit": unit, "points": points}
 
 
-def build_report(plan: Plan, *, state_url: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+def build_report(
+    plan: Plan, *, state_url: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """Everything a report shows; `rows` are lists in COLUMNS order (compact for 100,000 rows)."""
     summary = status(plan, state_url=state_url, by="batch")
     with plan_store(plan, state_url, access="read") as (store, plan_id):
@@ -115,5 +117,8 @@ def cutover_timeline(store: Any, plan_id: int) -> list[dict[str, Any]]:
         for key in ("started_at", "switched_at", "finished_at", "updated_at"):
             wave[key] = iso(wave[key])
         for step in wave["steps"]:
-            step["started_at"], step["finished_at"] = iso(step["started_at"]), iso(step["finished_at"])
+            step["started_at"], step["finished_at"] = (
+                iso(step["started_at"]),
+                iso(step["finished_at"]),
+            )
     return waves

@@ -35,7 +35,11 @@ class Routing:
 
 
 def routing_lines(
-    plan: Plan, *, state_url: str | None = None, batches: Sequence[str] = (), nexthop: str | None = None
+    plan: Plan,
+    *,
+    state_url: str | None = None,
+    batches: Sequence[str] = (),
+    nexthop: str | None = None,
 ) -> Routing:
     """One line per synced or verified account (of these batches), sorted by address."""
     result = nexthop_for(plan, nexthop)

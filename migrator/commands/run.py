@@ -94,6 +94,10 @@ def run(
             raise
         finally:
             target.close()
-        status = RunStatus.INTERRUPTED if summary.stopped else (RunStatus.PARTIAL if summary.exit_code else RunStatus.DONE)
+        status = (
+            RunStatus.INTERRUPTED
+            if summary.stopped
+            else (RunStatus.PARTIAL if summary.exit_code else RunStatus.DONE)
+        )
         store.finish_run(run_id, status, summary.as_json())
         return summary

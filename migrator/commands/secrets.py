@@ -15,7 +15,9 @@ def target_secrets(plan: Plan) -> dict[str, str]:
     if password is not None:
         secrets["password"] = password
     client_secret = read_secret(
-        "target OAuth2 client secret", env=t.client_secret_env, file=t.client_secret_file,
+        "target OAuth2 client secret",
+        env=t.client_secret_env,
+        file=t.client_secret_file,
         key="[target] client_secret_env",
     )
     if client_secret is not None:

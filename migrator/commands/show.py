@@ -24,6 +24,7 @@ from migrator.store.filters import recorded as recorded_filters
 MESSAGE_CAP = 50
 _HEADER_BYTES = 64 * 1024
 
+
 def _decoded(value: str | None) -> str | None:
     if value is None:
         return None
@@ -43,7 +44,9 @@ def _headers(record: MessageRecord) -> tuple[str | None, str | None]:
     return _decoded(msg.get("Subject")), msg.get("Date")
 
 
-def read_subjects(plan: Plan, account: dict[str, Any], messages: list[dict[str, Any]]) -> str | None:
+def read_subjects(
+    plan: Plan, account: dict[str, Any], messages: list[dict[str, Any]]
+) -> str | None:
     """Fill subject/date of `messages` from the source, read-only. Returns a note when the
     source (or part of it) could not be read; never raises for a source problem."""
     wanted: dict[str, dict[str, dict[str, Any]]] = {}
@@ -54,7 +57,9 @@ def read_subjects(plan: Plan, account: dict[str, Any], messages: list[dict[str, 
     attributes = account.get("attributes") or {}
     try:
         password = source_password(plan) if plan.source.kind == "imap" else None
-        with open_account_source(plan.source, account.get("source_path"), attributes, password) as source:
+        with open_account_source(
+            plan.source, account.get("source_path"), attributes, password
+        ) as source:
             for folder in source.folders():
                 keys = wanted.get(folder.native)
                 if not keys:
@@ -98,15 +103,21 @@ def show_account(
                 f"no account {address!r} in plan {plan.name!r}",
                 hint=f"check the address; `migrator accounts --plan {plan.file}` lists them",
             )
-        history = queries.events(store, plan_id, account_id=account["id"], limit=events_limit, newest_first=True)
+        history = queries.events(
+            store, plan_id, account_id=account["id"], limit=events_limit, newest_first=True
+        )
         folder_rows = queries.folders(store, account["id"])
         problems, problem_total = queries.problem_messages(store, account["id"], MESSAGE_CAP)
         sieve = recorded_filters(store, account["id"])
     shown = account["address"] or account["key"]
     source_note = read_subjects(plan, account, problems) if read_source else None
     # what the newest completed pass carried of the user's changes (its `released` event)
-    released = next((e for e in history if e["kind"] == "released" and e["to_state"] in PASS_COMPLETED), None)
-    carried = dict((released["detail"] or {}).get("changes") or {}) if released is not None else None
+    released = next(
+        (e for e in history if e["kind"] == "released" and e["to_state"] in PASS_COMPLETED), None
+    )
+    carried = (
+        dict((released["detail"] or {}).get("changes") or {}) if released is not None else None
+    )
     reason = account["last_error_reason"]
     return {
         "address": shown,
@@ -144,7 +155,9 @@ def show_account(
             "lease_owner": account["lease_owner"],
             # None before a pass (or when the pass is older than the events shown)
             "last_pass_changes": carried,
-            "last_pass_changes_text": None if carried is None else (describe(carried) or "no changes"),
+            "last_pass_changes_text": None
+            if carried is None
+            else (describe(carried) or "no changes"),
         },
         "last_error": {
             "reason": reason,
@@ -154,8 +167,15 @@ def show_account(
         if account["last_error"]
         else None,
         "events": [
-            {"id": e["id"], "at": iso(e["at"]), "kind": e["kind"], "from": e["from_state"], "to": e["to_state"],
-             "worker": e["worker"], "detail": e["detail"]}
+            {
+                "id": e["id"],
+                "at": iso(e["at"]),
+                "kind": e["kind"],
+                "from": e["from_state"],
+                "to": e["to_state"],
+                "worker": e["worker"],
+                "detail": e["detail"],
+            }
             for e in history
         ],
         "events_limit": events_limit,
@@ -170,8 +190,13 @@ def show_account(
                 "last_synced": iso(f["last_synced_at"]),
                 "verify": None
                 if f["verified_at"] is None
-                else {"source": f["verify_source"], "ledger": f["verify_ledger"], "target": f["verify_target"],
-                      "ok": f["verify_ok"], "at": iso(f["verified_at"])},
+                else {
+                    "source": f["verify_source"],
+                    "ledger": f["verify_ledger"],
+                    "target": f["verify_target"],
+                    "ok": f["verify_ok"],
+                    "at": iso(f["verified_at"]),
+                },
             }
             for f in folder_rows
         ],
@@ -192,7 +217,9 @@ def show_account(
         ],
         "skipped_total": problem_total,
         "source_note": source_note,
-        "filters": None if sieve is None else {
+        "filters": None
+        if sieve is None
+        else {
             "outcome": sieve.outcome,
             "script": sieve.script,
             "statements": sieve.statements,

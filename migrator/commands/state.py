@@ -110,14 +110,20 @@ def open_state(plan: Plan | None, explicit: str | None = None, *, access: Access
     change = store.schema_change
     if change is not None and access != "upgrade" and on_schema_change is not None:
         if change.before is None:
-            on_schema_change(f"created state database {store.url} (schema {change.after}; {location.origin})")
+            on_schema_change(
+                f"created state database {store.url} (schema {change.after}; {location.origin})"
+            )
         else:
-            on_schema_change(f"upgraded state database {store.url} from schema {change.before} to {change.after}")
+            on_schema_change(
+                f"upgraded state database {store.url} from schema {change.before} to {change.after}"
+            )
     return store
 
 
 def _first_discover(plan: Plan | None, otherwise: str) -> str:
-    discover = f"`migrator discover --plan {plan.file}`" if plan is not None else "`migrator discover`"
+    discover = (
+        f"`migrator discover --plan {plan.file}`" if plan is not None else "`migrator discover`"
+    )
     return f"{discover} creates it; {otherwise}"
 
 

@@ -64,7 +64,9 @@ def campaign(plan: Plan, *, state_url: str | None = None) -> dict[str, Any]:
     and bytes, skipped messages by reason (the same queries, so the two always agree)."""
     with plan_reader(plan, state_url) as (db, plan_id, _shown_url):
         return {
-            "accounts": _accounts(reporting.account_counts(db, plan_id), reporting.progress_counts(db, plan_id)),
+            "accounts": _accounts(
+                reporting.account_counts(db, plan_id), reporting.progress_counts(db, plan_id)
+            ),
             "messages": reporting.totals(db, plan_id),
             "skipped_by_reason": reporting.skipped_by_reason(db, plan_id),
         }
@@ -123,7 +125,9 @@ def _by_ou(rows: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
         else:
             parent = dn.partition(",")[2]
             ou = by_parent.get(parent) or by_parent.setdefault(parent, ou_of_dn(dn) or "(none)")
-        row = groups.setdefault(ou, {"ou": ou, "total": 0, "migrated": 0, **dict.fromkeys(_OU_STATUSES, 0)})
+        row = groups.setdefault(
+            ou, {"ou": ou, "total": 0, "migrated": 0, **dict.fromkeys(_OU_STATUSES, 0)}
+        )
         row["total"] += 1
         row["migrated"] += migrated
         if status in _OU_STATUSES:
@@ -149,6 +153,9 @@ def cutover_status(db: Any, plan_id: int) -> dict[str, Any] | None:
     waves = cutover_reads.waves(db, plan_id, limit=20)
     return {
         "batches": batches,
-        "totals": {k: sum(b[k] for b in batches) for k in ("total", "pre_staged", "switched", "cut_over", "in_progress")},
+        "totals": {
+            k: sum(b[k] for b in batches)
+            for k in ("total", "pre_staged", "switched", "cut_over", "in_progress")
+        },
         "waves": [{k: v for k, v in w.items() if k != "steps"} for w in waves[-5:]],
     }

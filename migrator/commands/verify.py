@@ -75,7 +75,12 @@ class VerifyReport:
         return {
             "ok": all(a.ok for a in self.accounts),
             # what `status` shows of the last verification (it reads only this part)
-            "totals": {"accounts": len(self.accounts), "ok": ok, "differ": len(self.accounts) - ok - errors, "errors": errors},
+            "totals": {
+                "accounts": len(self.accounts),
+                "ok": ok,
+                "differ": len(self.accounts) - ok - errors,
+                "errors": errors,
+            },
             "accounts": [
                 {
                     "address": a.address,
@@ -107,29 +112,52 @@ def verify(
         rows = [
             r
             for r in in_scope_accounts(store, plan_id, batches=batches, addresses=addresses)
-            if r.passes > 0 and r.status in (Status.SYNCED, Status.VERIFIED, Status.FAILED, Status.RUNNING)
+            if r.passes > 0
+            and r.status in (Status.SYNCED, Status.VERIFIED, Status.FAILED, Status.RUNNING)
             # --unverified: what a pass changed since it was last verified (a pass that finds
             # nothing new leaves an account verified)
             and not (unverified_only and r.status == Status.VERIFIED)
         ]
         if addresses and not rows:
-            raise UsageError("none of the accounts asked for has been migrated yet", hint="run `migrator run` first")
-        run_id = store.start_run(plan_id, "verify", worker=identify(), lease_seconds=plan.run.lease_seconds)
-        target = open_target(plan.target, secrets=secrets, max_connections=plan.run.target_concurrency, plan_file=plan.file)
+            raise UsageError(
+                "none of the accounts asked for has been migrated yet",
+                hint="run `migrator run` first",
+            )
+        run_id = store.start_run(
+            plan_id, "verify", worker=identify(), lease_seconds=plan.run.lease_seconds
+        )
+        target = open_target(
+            plan.target,
+            secrets=secrets,
+            max_connections=plan.run.target_concurrency,
+            plan_file=plan.file,
+        )
         policy = RetryPolicy()
         try:
             # accounts are independent: check several at once, like `run` does
-            with keep_run_alive(store, run_id, plan.run.lease_seconds), ThreadPoolExecutor(max_workers=workers or plan.run.workers) as pool:
+            with (
+                keep_run_alive(store, run_id, plan.run.lease_seconds),
+                ThreadPoolExecutor(max_workers=workers or plan.run.workers) as pool,
+            ):
                 report.accounts.extend(
-                    pool.map(lambda row: _account(plan, store, target, row, password, plan_id, run_id, policy), rows)
+                    pool.map(
+                        lambda row: _account(
+                            plan, store, target, row, password, plan_id, run_id, policy
+                        ),
+                        rows,
+                    )
                 )
         finally:
             target.close()
-        store.finish_run(run_id, RunStatus.DONE if report.exit_code == 0 else RunStatus.PARTIAL, report.as_json())
+        store.finish_run(
+            run_id, RunStatus.DONE if report.exit_code == 0 else RunStatus.PARTIAL, report.as_json()
+        )
         return report
 
 
-def _found_keys(target: Target, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy) -> set[str]:
+def _found_keys(
+    target: Target, mailbox: str, tfolder: TargetFolder, keys: list[str], policy: RetryPolicy
+) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(keys), _FIND_BATCH):
         part = keys[start : start + _FIND_BATCH]
@@ -152,7 +180,11 @@ def _target_side(
     for tfolder, ledger_folder in wanted:
         by_folder.setdefault(tfolder.id, []).extend(ledger_folder.done_keys)
         ids = ids_by_folder.setdefault(tfolder.id, {})
-        ids.update((tid, key) for key, tid in zip(ledger_folder.done_keys, ledger_folder.done_ids, strict=True) if tid)
+        ids.update(
+            (tid, key)
+            for key, tid in zip(ledger_folder.done_keys, ledger_folder.done_ids, strict=True)
+            if tid
+        )
         folders[tfolder.id] = tfolder
     if not by_folder:
         return {}
@@ -162,12 +194,17 @@ def _target_side(
     out: dict[str, tuple[dict[str, int], int]] = {}
     if isinstance(target, ChecksPresence):
         for fid, ids in ids_by_folder.items():
-            held, items = call_with_retry(partial(target.present, mailbox, folders[fid], list(ids)), policy)
+            held, items = call_with_retry(
+                partial(target.present, mailbox, folders[fid], list(ids)), policy
+            )
             out[fid] = ({ids[tid]: 1 for tid in held}, items)
         return out
     for fid, keys in by_folder.items():
         found = _found_keys(target, mailbox, folders[fid], keys, policy)
-        out[fid] = ({key: 1 for key in found}, call_with_retry(partial(target.count, mailbox, folders[fid]), policy))
+        out[fid] = (
+            {key: 1 for key in found},
+            call_with_retry(partial(target.count, mailbox, folders[fid]), policy),
+        )
     return out
 
 
@@ -177,8 +214,12 @@ def _owner_gone(store: Any, owner: str | None) -> bool:
 
 
 def _flag_differences(
-    target: Target, mailbox: str, tfolder: TargetFolder, folder_ledger: verification.FolderLedger,
-    source_flags: dict[str, Flags], policy: RetryPolicy,
+    target: Target,
+    mailbox: str,
+    tfolder: TargetFolder,
+    folder_ledger: verification.FolderLedger,
+    source_flags: dict[str, Flags],
+    policy: RetryPolicy,
 ) -> tuple[int, int]:
     """(messages whose flags changed in the source since the last pass, messages whose flags
     were changed in the target since): the migrated messages whose target flags differ from
@@ -186,8 +227,11 @@ def _flag_differences(
     target was last given."""
     if not isinstance(target, ShowsFlags):
         return 0, 0
-    wanted = {key: tid for key, (tid, _) in folder_ledger.given.items()
-              if tid and tid != "?" and key in source_flags and key not in folder_ledger.removed_keys}
+    wanted = {
+        key: tid
+        for key, (tid, _) in folder_ledger.given.items()
+        if tid and tid != "?" and key in source_flags and key not in folder_ledger.removed_keys
+    }
     if not wanted:
         return 0, 0
     now = call_with_retry(partial(target.flags_of, mailbox, tfolder, list(wanted.values())), policy)
@@ -206,10 +250,21 @@ def _flag_differences(
 
 
 def _target_folder(folder_row: Any) -> TargetFolder:
-    return TargetFolder(folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/")))
+    return TargetFolder(
+        folder_row.target_folder_id, tuple((folder_row.target_path or "").split("/"))
+    )
 
 
-def _account(plan: Plan, store: Any, target: Target, row: Any, password: str | None, plan_id: int, run_id: int, policy: RetryPolicy) -> AccountVerification:
+def _account(
+    plan: Plan,
+    store: Any,
+    target: Target,
+    row: Any,
+    password: str | None,
+    plan_id: int,
+    run_id: int,
+    policy: RetryPolicy,
+) -> AccountVerification:
     mailbox = row.target_address or row.address
     result = AccountVerification(address=row.address or row.key, ok=True, status=row.status)
     if row.status == Status.RUNNING:
@@ -217,7 +272,9 @@ def _account(plan: Plan, store: Any, target: Target, row: Any, password: str | N
         expired = row.lease_expires_at is not None and row.lease_expires_at < datetime.now(UTC)
         if expired or _owner_gone(store, row.lease_owner):
             # a SIGKILL or a crash leaves the account "running" until a run takes it over
-            result.error = "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
+            result.error = (
+                "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
+            )
         else:
             result.error = "being migrated right now; verify it when the run has finished"
         return result
@@ -225,7 +282,9 @@ def _account(plan: Plan, store: Any, target: Target, row: Any, password: str | N
     ledgers = verification.account_ledger(store, row.id, retried=RETRIED_SKIPS)
     checks: list[FolderCheck] = []
     try:
-        listed: list[tuple[Any, set[str], Any]] = []  # (source folder, its keys now, ledger folder row)
+        listed: list[
+            tuple[Any, set[str], Any]
+        ] = []  # (source folder, its keys now, ledger folder row)
         flags_now: dict[str, dict[str, Flags]] = {}  # folder native -> key -> the source's flags
         # per folder, what the source could not read as a whole (key "cur/", "folder/", "./.Leak/":
         # a directory, a folder file, a link): its messages are not counted anywhere, so the
@@ -256,12 +315,23 @@ def _account(plan: Plan, store: Any, target: Target, row: Any, password: str | N
         # of each key the ledger says are there.
         expected: dict[str, Counter[str]] = {}
         for tfolder, folder_ledger in wanted:
-            expected.setdefault(tfolder.id, Counter()).update(dict.fromkeys(folder_ledger.done_keys, 1))
+            expected.setdefault(tfolder.id, Counter()).update(
+                dict.fromkeys(folder_ledger.done_keys, 1)
+            )
         for folder, source_keys, folder_row in listed:
             source_count = len(source_keys)
             if folder_row is None or not folder_row.target_folder_id:
-                fr = FolderResult(folder.display, "", source_count, 0, 0, 0, 0, source_count == 0,
-                                  "" if source_count == 0 else "not migrated yet; run again")
+                fr = FolderResult(
+                    folder.display,
+                    "",
+                    source_count,
+                    0,
+                    0,
+                    0,
+                    0,
+                    source_count == 0,
+                    "" if source_count == 0 else "not migrated yet; run again",
+                )
                 result.folders.append(fr)
                 result.ok &= fr.ok
                 continue
@@ -269,7 +339,9 @@ def _account(plan: Plan, store: Any, target: Target, row: Any, password: str | N
             totals, keys = folder_ledger.totals, folder_ledger.done_keys
             tagged, items = in_target.get(folder_row.target_folder_id, ({}, 0))
             copies = expected.get(folder_row.target_folder_id, Counter())
-            present = [(tagged[key], copies[key] or 1) for key in dict.fromkeys(keys) if tagged.get(key)]
+            present = [
+                (tagged[key], copies[key] or 1) for key in dict.fromkeys(keys) if tagged.get(key)
+            ]
             # a key shared with another source folder counts as found only when every copy is there
             found = sum(1 for n, want in present if n >= want)
             duplicates = sum(n - want for n, want in present if n > want)
@@ -281,13 +353,31 @@ def _account(plan: Plan, store: Any, target: Target, row: Any, password: str | N
             back = len(source_keys & folder_ledger.retry_keys)
             arrived = len(source_keys - folder_ledger.settled_keys) - back
             gone = folder_ledger.settled_keys - source_keys
-            kept = len(gone) if plan.run.deletions == "keep" else len(gone & folder_ledger.removed_keys)
+            kept = (
+                len(gone)
+                if plan.run.deletions == "keep"
+                else len(gone & folder_ledger.removed_keys)
+            )
             deleted = len(gone) - kept  # not carried yet: the next pass deletes them
             not_read = unread.get(folder.native, [])
             pending_flags, target_flags = _flag_differences(
-                target, mailbox, _target_folder(folder_row), folder_ledger, flags_now.get(folder.native, {}), policy)
-            ok = (found == totals.get(MessageState.DONE, 0) and not duplicates and not arrived and not back
-                  and not totals.get(MessageState.INFLIGHT) and not not_read and not deleted and not pending_flags)
+                target,
+                mailbox,
+                _target_folder(folder_row),
+                folder_ledger,
+                flags_now.get(folder.native, {}),
+                policy,
+            )
+            ok = (
+                found == totals.get(MessageState.DONE, 0)
+                and not duplicates
+                and not arrived
+                and not back
+                and not totals.get(MessageState.INFLIGHT)
+                and not not_read
+                and not deleted
+                and not pending_flags
+            )
             note = ""
             if not_read:
                 shown = ", ".join(f"{m.key} ({m.reason})" for m in not_read[:3])
@@ -298,8 +388,10 @@ def _account(plan: Plan, store: Any, target: Target, row: Any, password: str | N
             elif found < totals.get(MessageState.DONE, 0):
                 note = f"{totals.get('done', 0) - found} migrated message(s) missing in the target"
             elif back:
-                note = (f"{back} message(s) skipped as vanished are in the source again and not in "
-                        "the target; run again")
+                note = (
+                    f"{back} message(s) skipped as vanished are in the source again and not in "
+                    "the target; run again"
+                )
             elif arrived:
                 note = f"{arrived} new message(s) since the last pass; run again"
             elif deleted:
@@ -309,12 +401,29 @@ def _account(plan: Plan, store: Any, target: Target, row: Any, password: str | N
             elif kept:
                 note = f"{kept} message(s) deleted in the source after they were migrated (kept in the target)"
             elif target_flags:
-                note = (f"{target_flags} message(s) whose flags were changed in the target since migrator set them "
-                        "(kept: a pass carries only changes made in the source)")
-            fr = FolderResult(folder.display, folder_row.target_path or "", source_count, totals.get(MessageState.DONE, 0),
-                              totals.get(MessageState.SKIPPED, 0), found, items, ok, note, pending_flags, target_flags)
+                note = (
+                    f"{target_flags} message(s) whose flags were changed in the target since migrator set them "
+                    "(kept: a pass carries only changes made in the source)"
+                )
+            fr = FolderResult(
+                folder.display,
+                folder_row.target_path or "",
+                source_count,
+                totals.get(MessageState.DONE, 0),
+                totals.get(MessageState.SKIPPED, 0),
+                found,
+                items,
+                ok,
+                note,
+                pending_flags,
+                target_flags,
+            )
             result.folders.append(fr)
-            checks.append(FolderCheck(folder_row.id, source_count, totals.get(MessageState.DONE, 0), found, ok))
+            checks.append(
+                FolderCheck(
+                    folder_row.id, source_count, totals.get(MessageState.DONE, 0), found, ok
+                )
+            )
             result.ok &= ok
     except MigratorError as exc:
         result.ok = False

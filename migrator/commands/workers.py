@@ -23,7 +23,11 @@ def plan_target(plan: Plan) -> str:
 
 
 def workers(
-    plan: Plan, *, state_url: str | None = None, include_all: bool = False, ceiling: int | None = None
+    plan: Plan,
+    *,
+    state_url: str | None = None,
+    include_all: bool = False,
+    ceiling: int | None = None,
 ) -> dict[str, Any]:
     """Each worker's name, host, pid, start, heartbeat, accounts in hand and pace.
 
@@ -35,7 +39,10 @@ def workers(
     """
     target = target_key(plan)
     lease = plan.run.lease_seconds
-    with plan_store(plan, state_url, access="read" if ceiling is None else "write") as (store, plan_id):
+    with plan_store(plan, state_url, access="read" if ceiling is None else "write") as (
+        store,
+        plan_id,
+    ):
         if ceiling is not None:
             set_ceiling(store, target, ceiling)
         stored = ceiling_of(store, target)
@@ -104,9 +111,11 @@ def workers(
         "workers": listed,
         "totals": {
             WorkerState.RUNNING: len(running),
-            **{s: sum(1 for w in listed if w["state"] == s) for s in (WorkerState.STALE, WorkerState.GONE, WorkerState.STOPPED)},
+            **{
+                s: sum(1 for w in listed if w["state"] == s)
+                for s in (WorkerState.STALE, WorkerState.GONE, WorkerState.STOPPED)
+            },
             "rate": round(sum(w["rate"] for w in running), 2),
             "accounts_in_hand": sum(len(w["accounts"]) for w in running),
         },
     }
-

@@ -104,7 +104,11 @@ class Breaker:
                 streak = self._streaks[outage.service] = _Streak(0, now, outage)
             streak.count += 1
             streak.outage = outage
-            if self.tripped is not None or streak.count < self.trip_after or now - streak.first_at < self.span:
+            if (
+                self.tripped is not None
+                or streak.count < self.trip_after
+                or now - streak.first_at < self.span
+            ):
                 return
             self.tripped = self._error(streak, now)
             error = self.tripped
@@ -140,10 +144,15 @@ class Breaker:
         outage = streak.outage
         seen = (
             f"{streak.count} failures in a row over {now - streak.first_at:.1f} s"
-            if streak.count > 1 else "it failed and nothing else got through"
+            if streak.count > 1
+            else "it failed and nothing else got through"
         )
-        section = {"target": "[target]", "source": "[source]", "directory": "[directory]"}.get(outage.service, "the plan")
-        hint = outage.hint or _HINTS.get(outage.kind, "check {what}").format(what=outage.what, section=section)
+        section = {"target": "[target]", "source": "[source]", "directory": "[directory]"}.get(
+            outage.service, "the plan"
+        )
+        hint = outage.hint or _HINTS.get(outage.kind, "check {what}").format(
+            what=outage.what, section=section
+        )
         return ServiceUnavailable(
             outage,
             f"{outage.what} is unavailable: {outage.cause} ({seen}). The run stopped and gave the "
@@ -162,7 +171,9 @@ class GuardedTarget:
     once it has tripped (`Stopped`). Implements adapters.targets.base.Target; made by `guard`,
     it declares the optional capabilities of the target it guards, and no others."""
 
-    def __init__(self, inner: Target, breaker: Breaker, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, inner: Target, breaker: Breaker, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._inner = inner
         self._breaker = breaker
         self._clock = clock
@@ -187,7 +198,9 @@ class GuardedTarget:
     def ensure_folder(self, mailbox: str, path: tuple[str, ...], role: FolderRole) -> TargetFolder:
         return self._watch(lambda: self._inner.ensure_folder(mailbox, path, role))
 
-    def upload(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem]) -> list[UploadResult]:
+    def upload(
+        self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem]
+    ) -> list[UploadResult]:
         results = self._watch(lambda: self._inner.upload(mailbox, folder, items))
         errors = [r.error for r in results if r.error is not None]
         if len(errors) < len(results):
@@ -198,7 +211,11 @@ class GuardedTarget:
         return results
 
     def find(
-        self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        keys: Sequence[str],
+        exclude_ids: Collection[str] = (),
     ) -> dict[str, str]:
         return self._watch(lambda: self._inner.find(mailbox, folder, keys, exclude_ids=exclude_ids))
 
@@ -257,8 +274,13 @@ class _ListsByKey(GuardedTarget):
 
 
 class _FindsByContent(GuardedTarget):
-    def find_uploads(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                     known_ids: Collection[str] = ()) -> dict[str, str]:
+    def find_uploads(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        known_ids: Collection[str] = (),
+    ) -> dict[str, str]:
         inner = cast(FindsByContent, self._inner)
         return self._watch(lambda: inner.find_uploads(mailbox, folder, items, known_ids=known_ids))
 
@@ -284,34 +306,47 @@ class _Inventories(GuardedTarget):
 
 
 class _ChecksPresence(GuardedTarget):
-    def present(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> tuple[set[str], int]:
+    def present(
+        self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]
+    ) -> tuple[set[str], int]:
         inner = cast(ChecksPresence, self._inner)
         return self._watch(lambda: inner.present(mailbox, folder, target_ids))
 
 
 class _CarriesChanges(GuardedTarget):
-    def update_flags(self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]) -> list[Exception | None]:
+    def update_flags(
+        self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]
+    ) -> list[Exception | None]:
         inner = cast(CarriesChanges, self._inner)
         return self._watch(lambda: inner.update_flags(mailbox, folder, changes))
 
-    def prepare_move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-                     target_ids: Sequence[str]) -> dict[str, Any]:
+    def prepare_move(
+        self, mailbox: str, source: TargetFolder, dest: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, Any]:
         inner = cast(CarriesChanges, self._inner)
         return self._watch(lambda: inner.prepare_move(mailbox, source, dest, target_ids))
 
-    def move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-             target_ids: Sequence[str]) -> dict[str, str | Exception | None]:
+    def move(
+        self, mailbox: str, source: TargetFolder, dest: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, str | Exception | None]:
         inner = cast(CarriesChanges, self._inner)
         return self._watch(lambda: inner.move(mailbox, source, dest, target_ids))
 
-    def locate_moved(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-                     moved: Mapping[str, str], facts: Mapping[str, Any],
-                     taken: Collection[str]) -> dict[str, str | None]:
+    def locate_moved(
+        self,
+        mailbox: str,
+        source: TargetFolder,
+        dest: TargetFolder,
+        moved: Mapping[str, str],
+        facts: Mapping[str, Any],
+        taken: Collection[str],
+    ) -> dict[str, str | None]:
         inner = cast(CarriesChanges, self._inner)
         return self._watch(lambda: inner.locate_moved(mailbox, source, dest, moved, facts, taken))
 
-    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
-                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+    def rename_folder(
+        self, mailbox: str, folder: TargetFolder, path: tuple[str, ...], role: FolderRole
+    ) -> tuple[TargetFolder, dict[str, str]] | None:
         inner = cast(CarriesChanges, self._inner)
         return self._watch(lambda: inner.rename_folder(mailbox, folder, path, role))
 
@@ -324,7 +359,9 @@ class _ShowsFlags(GuardedTarget):
     def shown(self, flags: Flags) -> tuple[object, ...]:
         return cast(ShowsFlags, self._inner).shown(flags)  # no request: nothing to watch
 
-    def flags_of(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> dict[str, tuple[object, ...]]:
+    def flags_of(
+        self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, tuple[object, ...]]:
         inner = cast(ShowsFlags, self._inner)
         return self._watch(lambda: inner.flags_of(mailbox, folder, target_ids))
 
@@ -345,10 +382,14 @@ _CAPABILITIES: tuple[tuple[type, type[GuardedTarget]], ...] = (
 def _guarded_class(parts: tuple[type[GuardedTarget], ...]) -> type[GuardedTarget]:
     if not parts:
         return GuardedTarget
-    return cast(type[GuardedTarget], type("GuardedTarget", parts, {"__doc__": GuardedTarget.__doc__}))
+    return cast(
+        type[GuardedTarget], type("GuardedTarget", parts, {"__doc__": GuardedTarget.__doc__})
+    )
 
 
-def guard(inner: Target, breaker: Breaker, clock: Callable[[], float] = time.monotonic) -> GuardedTarget:
+def guard(
+    inner: Target, breaker: Breaker, clock: Callable[[], float] = time.monotonic
+) -> GuardedTarget:
     """`inner` watched by `breaker`, declaring the same optional capabilities as `inner`."""
     parts = tuple(part for capability, part in _CAPABILITIES if isinstance(inner, capability))
     return _guarded_class(parts)(inner, breaker, clock)

@@ -22,20 +22,25 @@ KINDS = (
 def flag_kinds(before: Flags, after: Flags) -> Counter[str]:
     """How a flag change is counted: one message can be read and flagged at once."""
     kinds: Counter[str] = Counter()
-    for attr, on, off in (("seen", "read", "unread"), ("flagged", "flagged", "unflagged"),
-                          ("answered", "answered", "unanswered"), ("forwarded", "forwarded", "unforwarded")):
+    for attr, on, off in (
+        ("seen", "read", "unread"),
+        ("flagged", "flagged", "unflagged"),
+        ("answered", "answered", "unanswered"),
+        ("forwarded", "forwarded", "unforwarded"),
+    ):
         was, now = getattr(before, attr), getattr(after, attr)
         if was != now:
             kinds[on if now else off] += 1
-    others = ({k for k in after.keywords if k.casefold() != "$forwarded"}
-              ^ {k for k in before.keywords if k.casefold() != "$forwarded"})
+    others = {k for k in after.keywords if k.casefold() != "$forwarded"} ^ {
+        k for k in before.keywords if k.casefold() != "$forwarded"
+    }
     if others:
         kinds["labelled"] += 1
     return kinds
 
 
 def describe(changes: Mapping[str, int]) -> str:
-    """"12 read, 3 flagged, 4 moved, 2 deleted" (kinds with none left out); "" for none."""
+    """ "12 read, 3 flagged, 4 moved, 2 deleted" (kinds with none left out); "" for none."""
     known = [f"{changes[k]:,} {k}" for k in KINDS if changes.get(k)]
     other = [f"{n:,} {k}" for k, n in sorted(changes.items()) if k not in KINDS and n]
     return ", ".join(known + other)

@@ -134,7 +134,10 @@ def _formula(node: SieveNode) -> Formula:
         return ("or", [_formula(t) for t in node.tests])
     literal = _atom(node)
     if len(literal.alternatives) > 1:
-        return ("or", [("atom", replace(literal, alternatives=(alt,))) for alt in literal.alternatives])
+        return (
+            "or",
+            [("atom", replace(literal, alternatives=(alt,))) for alt in literal.alternatives],
+        )
     return ("atom", literal)
 
 
@@ -182,7 +185,9 @@ def _dnf(f: Formula) -> list[list[Literal]]:
         for part in f[1]:
             out.extend(_dnf(part))
             if len(out) > MAX_RULES_PER_STATEMENT:
-                raise Refused(f"the test would need more than {MAX_RULES_PER_STATEMENT} Exchange rules")
+                raise Refused(
+                    f"the test would need more than {MAX_RULES_PER_STATEMENT} Exchange rules"
+                )
         return out
     # and
     result: list[list[Literal]] = [[]]
@@ -207,8 +212,10 @@ def _checked_match(node: SieveNode) -> tuple[str, str | None]:
     if match == ":regex":
         raise Refused("Exchange rules have no regular expressions (:regex)")
     if match in (":count", ":value"):
-        raise Refused(f"Exchange rules cannot compare {'how many' if match == ':count' else 'the value of'} "
-                      f"headers ({match} {node.tags[match]!r})")
+        raise Refused(
+            f"Exchange rules cannot compare {'how many' if match == ':count' else 'the value of'} "
+            f"headers ({match} {node.tags[match]!r})"
+        )
     comparator = node.tags.get(":comparator")
     note = None
     if comparator not in (None, "i;ascii-casemap", "i;unicode-casemap"):
@@ -235,7 +242,7 @@ def _pattern(key: str) -> tuple[str, str]:
     inner = key
     lead = inner.startswith("*")
     trail = inner.endswith("*") and not inner.endswith("\\*")
-    core = inner[1 if lead else 0: len(inner) - (1 if trail else 0)]
+    core = inner[1 if lead else 0 : len(inner) - (1 if trail else 0)]
     if not core and (lead or trail):
         return "any", ""
     if _WILD.search(core):
@@ -250,7 +257,9 @@ def _pattern(key: str) -> tuple[str, str]:
     return ":is", core
 
 
-def _keys(node: SieveNode, match: str, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], str | None]:
+def _keys(
+    node: SieveNode, match: str, keys: tuple[str, ...]
+) -> tuple[str, tuple[str, ...], str | None]:
     """Normalise :matches keys to :is/:contains ones: (match, keys, note)."""
     if match != ":matches":
         return match, keys, None
@@ -268,7 +277,11 @@ def _keys(node: SieveNode, match: str, keys: tuple[str, ...]) -> tuple[str, tupl
         return ":is", tuple(texts), None
     if kinds == {":contains"}:
         return ":contains", tuple(texts), None
-    return ":contains", tuple(texts), "Exchange looks for the text anywhere; Sieve's pattern anchored it at the start or end"
+    return (
+        ":contains",
+        tuple(texts),
+        "Exchange looks for the text anywhere; Sieve's pattern anchored it at the start or end",
+    )
 
 
 def _atom(node: SieveNode) -> Literal:
@@ -281,14 +294,20 @@ def _atom(node: SieveNode) -> Literal:
         names = _strings(node.args[0]) if node.args else ()
         if len(names) != 1:
             # exists ["a", "b"] is an AND of two header tests: one condition kind cannot do it
-            return Literal(True, (Pred(HEADER, tuple(f"{n}:" for n in names)),),
-                           note="exists-many")
-        return Literal(True, (Pred(HEADER, (f"{names[0]}:",)),),
-                       note=f"Exchange looks for {names[0]}: anywhere in the header")
+            return Literal(True, (Pred(HEADER, tuple(f"{n}:" for n in names)),), note="exists-many")
+        return Literal(
+            True,
+            (Pred(HEADER, (f"{names[0]}:",)),),
+            note=f"Exchange looks for {names[0]}: anywhere in the header",
+        )
     if name == "size":
         limit = _size(str(node.args[0])) if node.args else 0
         kb, exact = divmod(limit, 1024)
-        note = None if exact == 0 else f"Exchange counts sizes in whole KB ({limit:,} bytes taken as {kb:,} KB)"
+        note = (
+            None
+            if exact == 0
+            else f"Exchange counts sizes in whole KB ({limit:,} bytes taken as {kb:,} KB)"
+        )
         if node.tag(":over"):
             return Literal(True, (Pred(SIZE_MIN, size_kb=kb),), note=note)
         return Literal(True, (Pred(SIZE_MAX, size_kb=kb),), note=note)
@@ -302,20 +321,37 @@ def _atom(node: SieveNode) -> Literal:
             return Literal(True, ())
         note = case or pattern_note
         if match == ":is":
-            note = "Exchange looks for the text in the body; Sieve required the whole body to equal it"
+            note = (
+                "Exchange looks for the text in the body; Sieve required the whole body to equal it"
+            )
         return Literal(True, (Pred(BODY, keys),), note=note)
     if name == "envelope":
-        raise Refused("Exchange rules see a message's header, not its SMTP envelope (envelope test)")
+        raise Refused(
+            "Exchange rules see a message's header, not its SMTP envelope (envelope test)"
+        )
     if name in ("date", "currentdate"):
         raise Refused(f"Exchange rules have no condition on dates ({name})")
     if name == "hasflag":
         raise Refused("Exchange rules cannot test a message's flags (hasflag)")
     if name in ("spamtest", "virustest"):
-        raise Refused(f"Exchange rules cannot read the source server's {name[:-4]} score ({name}); "
-                      "Exchange filters junk mail itself")
-    if name in ("duplicate", "string", "environment", "mailboxexists", "ihave", "metadata",
-                "metadataexists", "servermetadata", "servermetadataexists", "valid_notify_method",
-                "notify_method_capability", "specialuse_exists"):
+        raise Refused(
+            f"Exchange rules cannot read the source server's {name[:-4]} score ({name}); "
+            "Exchange filters junk mail itself"
+        )
+    if name in (
+        "duplicate",
+        "string",
+        "environment",
+        "mailboxexists",
+        "ihave",
+        "metadata",
+        "metadataexists",
+        "servermetadata",
+        "servermetadataexists",
+        "valid_notify_method",
+        "notify_method_capability",
+        "specialuse_exists",
+    ):
         raise Refused(f"Exchange rules have no condition like {name}")
     raise Refused(f"Exchange rules have no condition like {name}")
 
@@ -340,36 +376,51 @@ def _header(node: SieveNode) -> Literal:
         rest.discard("subject")
         alternatives.append(Pred(SUBJECT, keys))
         if match == ":is":
-            notes.append("Exchange looks for the text in the subject; Sieve required the whole subject to equal it")
+            notes.append(
+                "Exchange looks for the text in the subject; Sieve required the whole subject to equal it"
+            )
     if "from" in rest:
         rest.discard("from")
         alternatives.append(Pred(SENDER, keys))
         if match == ":is":
-            notes.append("Exchange looks for the text in the sender; Sieve required the whole From header to equal it")
+            notes.append(
+                "Exchange looks for the text in the sender; Sieve required the whole From header to equal it"
+            )
     recipients = rest & {"to", "cc"}
     if recipients:
         rest -= recipients
         alternatives.append(Pred(RECIPIENT, keys))
         if recipients != {"to", "cc"}:
-            notes.append(f"Exchange looks in To and Cc; Sieve looked in {', '.join(sorted(recipients))} only")
+            notes.append(
+                f"Exchange looks in To and Cc; Sieve looked in {', '.join(sorted(recipients))} only"
+            )
         if match == ":is":
-            notes.append("Exchange looks for the text in the recipients; Sieve required a whole header to equal it")
+            notes.append(
+                "Exchange looks for the text in the recipients; Sieve required a whole header to equal it"
+            )
     if rest:
         ordered = [n for n in names if n in rest]
         if match == ":is":
             strings = tuple(f"{_header_name(n)}: {k}" for n in ordered for k in keys)
-            notes.append("Exchange looks for the header line as text; it also matches a longer value")
+            notes.append(
+                "Exchange looks for the header line as text; it also matches a longer value"
+            )
         else:
             strings = keys
-            notes.append(f"Exchange looks for the text anywhere in the message header, not only in "
-                         f"{', '.join(_header_name(n) for n in ordered)}")
+            notes.append(
+                f"Exchange looks for the text anywhere in the message header, not only in "
+                f"{', '.join(_header_name(n) for n in ordered)}"
+            )
         alternatives.append(Pred(HEADER, strings))
     return Literal(True, tuple(alternatives), note="; ".join(dict.fromkeys(notes)) or None)
 
 
 def _exists(names: tuple[str, ...]) -> Literal:
-    return Literal(True, (Pred(HEADER, tuple(f"{_header_name(n)}:" for n in names)),),
-                   note="Exchange looks for the header's name as text anywhere in the header")
+    return Literal(
+        True,
+        (Pred(HEADER, tuple(f"{_header_name(n)}:" for n in names)),),
+        note="Exchange looks for the header's name as text anywhere in the header",
+    )
 
 
 def _header_name(name: str) -> str:
@@ -378,7 +429,9 @@ def _header_name(name: str) -> str:
 
 def _address(node: SieveNode) -> Literal:
     match, case = _checked_match(node)
-    part = next((p for p in (":all", ":localpart", ":domain", ":user", ":detail") if node.tag(p)), ":all")
+    part = next(
+        (p for p in (":all", ":localpart", ":domain", ":user", ":detail") if node.tag(p)), ":all"
+    )
     if part in (":user", ":detail"):
         raise Refused(f"Exchange rules cannot look at a sub-address ({part})")
     names = tuple(n.strip().lower() for n in _strings(node.args[0]))
@@ -410,10 +463,14 @@ def _address(node: SieveNode) -> Literal:
         rest -= recipients
         alternatives.append(Pred(SENT_TO if match == ":is" else RECIPIENT, keys))
         if recipients != {"to", "cc"}:
-            notes.append(f"Exchange looks in To and Cc; Sieve looked in {', '.join(sorted(recipients))} only")
+            notes.append(
+                f"Exchange looks in To and Cc; Sieve looked in {', '.join(sorted(recipients))} only"
+            )
     if rest:
-        raise Refused(f"Exchange rules can test the sender and recipient addresses, not "
-                      f"{', '.join(_header_name(n) for n in sorted(rest))}")
+        raise Refused(
+            f"Exchange rules can test the sender and recipient addresses, not "
+            f"{', '.join(_header_name(n) for n in sorted(rest))}"
+        )
     return Literal(True, tuple(alternatives), note="; ".join(dict.fromkeys(notes)) or None)
 
 
@@ -451,8 +508,10 @@ def _predicates(literals: Sequence[Literal]) -> tuple[RulePredicates, RulePredic
         if lit.positive:
             known = cond.get(pred.kind)
             if known is not None and set(known) != set(pred.values):
-                raise Refused(f"Exchange cannot require two different texts in the {_KIND_WORDS[pred.kind]} "
-                              "(a list of texts means any one of them)")
+                raise Refused(
+                    f"Exchange cannot require two different texts in the {_KIND_WORDS[pred.kind]} "
+                    "(a list of texts means any one of them)"
+                )
             cond[pred.kind] = pred.values
         else:
             _add_exception(exc, pred)
@@ -514,17 +573,23 @@ class _Context:
         name = mailbox
         prefix = self.options.prefix
         if prefix and name.casefold().startswith(prefix.casefold()):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
         if "&" in name:
             with contextlib.suppress(ValueError):
                 name = utf7.decode(name)
-        path = tuple(p for p in name.split(self.options.separator) if p) if self.options.separator else (name,)
+        path = (
+            tuple(p for p in name.split(self.options.separator) if p)
+            if self.options.separator
+            else (name,)
+        )
         if not path or (len(path) == 1 and path[0].upper() == "INBOX"):
             return None
         if path[0].upper() == "INBOX":
             path = ("INBOX", *path[1:])
         if self.naming.is_excluded(path):
-            raise Refused(f"the folder {mailbox!r} is excluded from the migration ([target] exclude_folders)")
+            raise Refused(
+                f"the folder {mailbox!r} is excluded from the migration ([target] exclude_folders)"
+            )
         target = self.naming.target_path(path, folder_role(path))
         if target.anchor is FolderRole.INBOX and not target.names:
             return None
@@ -577,8 +642,10 @@ def _block(commands: Iterable[SieveNode], ctx: _Context) -> _Block:
         elif name == "redirect":
             address = str(cmd.args[-1]).strip()
             if not ctx.is_internal(address) and not ctx.options.forwarding:
-                raise Refused(f"forwarding to {address}, outside the organisation, is off in the plan "
-                              "([settings] forwarding = false)")
+                raise Refused(
+                    f"forwarding to {address}, outside the organisation, is off in the plan "
+                    "([settings] forwarding = false)"
+                )
             block.redirects.append(address)
             if not cmd.tag(":copy"):
                 block.redirect_copy = False
@@ -594,10 +661,14 @@ def _block(commands: Iterable[SieveNode], ctx: _Context) -> _Block:
         elif name == "vacation":
             block.vacation = cmd
         elif name in ("if", "elsif", "else"):
-            raise Refused("Exchange rules cannot mix actions and conditions in one block "
-                          "(an if beside other actions)")
+            raise Refused(
+                "Exchange rules cannot mix actions and conditions in one block "
+                "(an if beside other actions)"
+            )
         elif name in ("reject", "ereject"):
-            raise Refused(f"Exchange rules cannot refuse a message with an error to its sender ({name})")
+            raise Refused(
+                f"Exchange rules cannot refuse a message with an error to its sender ({name})"
+            )
         elif name == "notify":
             raise Refused("Exchange rules cannot send notifications (notify)")
         elif name in ("set", "global"):
@@ -615,7 +686,9 @@ def _block(commands: Iterable[SieveNode], ctx: _Context) -> _Block:
 
 def _actions(block: _Block) -> tuple[RuleActions, list[str]]:
     notes: list[str] = []
-    cancels_keep = bool(block.folders) or block.discard or (block.redirects and not block.redirect_copy)
+    cancels_keep = (
+        bool(block.folders) or block.discard or (block.redirects and not block.redirect_copy)
+    )
     in_inbox = block.keep or not cancels_keep
     folders = list(dict.fromkeys(block.folders + block.copies))
     move = copy = None
@@ -626,13 +699,17 @@ def _actions(block: _Block) -> tuple[RuleActions, list[str]]:
         copy = folders[0] if folders else None
     elif folders:
         if len(folders) > 2:
-            raise Refused("Exchange can file a message into two folders per rule at most (one move, one copy)")
+            raise Refused(
+                "Exchange can file a message into two folders per rule at most (one move, one copy)"
+            )
         move = folders[0]
         copy = folders[1] if len(folders) > 1 else None
     else:
         delete = True
         if block.redirects:
-            notes.append("Exchange keeps the redirected message in Deleted Items; Sieve kept no copy")
+            notes.append(
+                "Exchange keeps the redirected message in Deleted Items; Sieve kept no copy"
+            )
         else:
             notes.append("Exchange moves the message to Deleted Items; Sieve discarded it")
     actions = RuleActions(
@@ -663,7 +740,11 @@ def translate(
     if parsed.error is not None:
         return Translation(
             script=name,
-            refusals=(Refusal(None, _excerpt(parsed.script.text), f"the script does not parse: {parsed.error}"),),
+            refusals=(
+                Refusal(
+                    None, _excerpt(parsed.script.text), f"the script does not parse: {parsed.error}"
+                ),
+            ),
         )
     ctx = _Context(naming, options, now or datetime.now(UTC))
     rules: list[InboxRule] = []
@@ -677,9 +758,13 @@ def translate(
         try:
             if _is_vacation(chain):
                 if not options.vacation:
-                    raise Refused("automatic replies are off in the plan ([settings] vacation = false)")
+                    raise Refused(
+                        "automatic replies are off in the plan ([settings] vacation = false)"
+                    )
                 if reply is not None:
-                    raise Refused("Exchange has one automatic reply; an earlier vacation is carried")
+                    raise Refused(
+                        "Exchange has one automatic reply; an earlier vacation is carried"
+                    )
                 reply = _vacation(chain, index, ctx)
                 notes = list(reply.notes)
             else:
@@ -740,8 +825,10 @@ def _chain_rules(
     else:
         rules, notes = _if_chain([s.node for s in chain], [], index, ctx)
     base = _rule_name(head, index + 1)
-    named = [replace(r, name=base if len(rules) == 1 else f"{base} ({i}/{len(rules)})")
-             for i, r in enumerate(rules, 1)]
+    named = [
+        replace(r, name=base if len(rules) == 1 else f"{base} ({i}/{len(rules)})")
+        for i, r in enumerate(rules, 1)
+    ]
     return named, notes
 
 
@@ -769,7 +856,11 @@ def _nested(block: Sequence[SieveNode]) -> tuple[list[list[SieveNode]], bool] | 
     stop = bool(nodes) and nodes[-1].name == "stop"
     if stop:
         nodes.pop()
-    if not nodes or nodes[0].name != "if" or any(n.name not in ("if", "elsif", "else") for n in nodes):
+    if (
+        not nodes
+        or nodes[0].name != "if"
+        or any(n.name not in ("if", "elsif", "else") for n in nodes)
+    ):
         return None
     chains: list[list[SieveNode]] = []
     for node in nodes:
@@ -803,7 +894,9 @@ def _branch_rules(
             rules.extend(made)
             notes.extend(chain_notes)
         if len(rules) > MAX_RULES_PER_STATEMENT:
-            raise Refused(f"the statement would need more than {MAX_RULES_PER_STATEMENT} Exchange rules")
+            raise Refused(
+                f"the statement would need more than {MAX_RULES_PER_STATEMENT} Exchange rules"
+            )
         return rules, notes
     block = _block(block_nodes, ctx)
     if block.vacation is not None:
@@ -825,8 +918,10 @@ def _branch_rules(
             extra: dict[str, list[str]] = {}
             for previous in earlier:
                 if len(previous) != 1 or not previous[0].positive:
-                    raise Refused("Exchange would need to exclude a combined test from the next rule "
-                                  "(an 'anyof' of 'allof's without stop)")
+                    raise Refused(
+                        "Exchange would need to exclude a combined test from the next rule "
+                        "(an 'anyof' of 'allof's without stop)"
+                    )
                 for alt in previous[0].alternatives:
                     if alt.kind in (SIZE_MIN, SIZE_MAX):
                         raise Refused("Exchange cannot exclude a size test from the next rule")
@@ -835,24 +930,32 @@ def _branch_rules(
         earlier.append(part)
         if cond_notes and (actions.delete or actions.redirect_to):
             # a rule that deletes or forwards must match exactly what it did in Sieve
-            raise Refused(f"not carried: {cond_notes[0]}, and the rule "
-                          f"{'forwards' if actions.redirect_to else 'deletes'} messages")
+            raise Refused(
+                f"not carried: {cond_notes[0]}, and the rule "
+                f"{'forwards' if actions.redirect_to else 'deletes'} messages"
+            )
         notes.extend(cond_notes)
-        rules.append(InboxRule(
-            name="",
-            statement=index,
-            conditions=conditions,
-            exceptions=exceptions,
-            actions=actions,
-            notes=tuple(dict.fromkeys(cond_notes + action_notes)),
-        ))
+        rules.append(
+            InboxRule(
+                name="",
+                statement=index,
+                conditions=conditions,
+                exceptions=exceptions,
+                actions=actions,
+                notes=tuple(dict.fromkeys(cond_notes + action_notes)),
+            )
+        )
     return rules, list(dict.fromkeys(notes))
 
 
 def _merge(exceptions: RulePredicates, extra: dict[str, list[str]]) -> RulePredicates:
     fields_by_kind = {
-        SUBJECT: "contains_subject", BODY: "contains_body", HEADER: "contains_header",
-        SENDER: "contains_sender", RECIPIENT: "contains_recipient", FROM: "from_addresses",
+        SUBJECT: "contains_subject",
+        BODY: "contains_body",
+        HEADER: "contains_header",
+        SENDER: "contains_sender",
+        RECIPIENT: "contains_recipient",
+        FROM: "from_addresses",
         SENT_TO: "sent_to_addresses",
     }
     changes: dict[str, Any] = {}
@@ -878,7 +981,9 @@ def _vacation(chain: list[SieveStatement], index: int, ctx: _Context) -> AutoRep
         action = head
     else:
         if len(chain) > 1:
-            raise Refused("Exchange automatic replies cannot depend on a condition with elsif/else branches")
+            raise Refused(
+                "Exchange automatic replies cannot depend on a condition with elsif/else branches"
+            )
         action = _only_vacation(head.block)
     notes: list[str] = []
     if head.name != "vacation":
@@ -895,8 +1000,10 @@ def _vacation(chain: list[SieveStatement], index: int, ctx: _Context) -> AutoRep
     if subject:
         notes.append(f"Exchange writes its own subject ('Automatic reply: ...'), not {subject!r}")
     if days is not None or action.tag(":seconds"):
-        notes.append("Exchange replies once to each sender while the reply is on, not every "
-                     f"{days or action.tags.get(':seconds')} {'days' if days is not None else 'seconds'}")
+        notes.append(
+            "Exchange replies once to each sender while the reply is on, not every "
+            f"{days or action.tags.get(':seconds')} {'days' if days is not None else 'seconds'}"
+        )
     expired = end is not None and end <= ctx.now
     if expired:
         notes.append(f"the vacation ended on {end:%Y-%m-%d %H:%M} UTC: automatic replies stay off")
@@ -915,14 +1022,23 @@ def _vacation(chain: list[SieveStatement], index: int, ctx: _Context) -> AutoRep
 def _only_vacation(block: Sequence[SieveNode]) -> SieveNode:
     actions = [c for c in block if c.name != "stop"]
     if len(actions) != 1 or actions[0].name != "vacation":
-        raise Refused("Exchange automatic replies cannot be combined with other actions under a condition")
+        raise Refused(
+            "Exchange automatic replies cannot be combined with other actions under a condition"
+        )
     return actions[0]
 
 
 # Headers a vacation guard tests to stay silent to lists and bulk mail (Horde Ingo writes such a
 # guard around every vacation). Exchange has its own, narrower guard: the guard is dropped and the
 # difference noted rather than the whole vacation refused.
-_LIST_HEADERS = {"precedence", "mailing-list", "auto-submitted", "x-auto-response-suppress", "to", "from"}
+_LIST_HEADERS = {
+    "precedence",
+    "mailing-list",
+    "auto-submitted",
+    "x-auto-response-suppress",
+    "to",
+    "from",
+}
 
 
 def _is_list_guard(test: SieveNode) -> bool:
@@ -935,14 +1051,21 @@ def _is_list_guard(test: SieveNode) -> bool:
     if inner.name == "header" and len(inner.args) == 2:
         names = {n.lower() for n in _strings(inner.args[0])}
         return names <= {"precedence", "auto-submitted", "to", "from"} and (
-            "precedence" in names or "auto-submitted" in names
-            or all("multiple recipients" in k.lower() or "owner-" in k.lower() or "-request" in k.lower()
-                   for k in _strings(inner.args[1]))
+            "precedence" in names
+            or "auto-submitted" in names
+            or all(
+                "multiple recipients" in k.lower()
+                or "owner-" in k.lower()
+                or "-request" in k.lower()
+                for k in _strings(inner.args[1])
+            )
         )
     return False
 
 
-def _date_range(test: SieveNode, ctx: _Context, notes: list[str] | None = None) -> tuple[datetime | None, datetime | None]:
+def _date_range(
+    test: SieveNode, ctx: _Context, notes: list[str] | None = None
+) -> tuple[datetime | None, datetime | None]:
     tests = test.tests if test.name == "allof" else (test,)
     start = end = None
     for t in tests:
@@ -950,18 +1073,24 @@ def _date_range(test: SieveNode, ctx: _Context, notes: list[str] | None = None) 
             continue
         if _is_list_guard(t):
             if notes is not None:
-                note = ("the script kept the reply from mailing lists and bulk mail; Exchange holds "
-                        "it back from mail marked Precedence: bulk/list or X-Auto-Response-Suppress, "
-                        "but may answer list mail that carries only List-* headers")
+                note = (
+                    "the script kept the reply from mailing lists and bulk mail; Exchange holds "
+                    "it back from mail marked Precedence: bulk/list or X-Auto-Response-Suppress, "
+                    "but may answer list mail that carries only List-* headers"
+                )
                 if note not in notes:
                     notes.append(note)
             continue
         if t.name != "currentdate":
-            raise Refused("Exchange automatic replies can depend on a date range only "
-                          f"(currentdate), not on {t.name}")
+            raise Refused(
+                "Exchange automatic replies can depend on a date range only "
+                f"(currentdate), not on {t.name}"
+            )
         relation = t.tags.get(":value")
         if relation is None or len(t.args) < 2:
-            raise Refused("Exchange automatic replies take a date range (currentdate :value \"ge\"/\"le\")")
+            raise Refused(
+                'Exchange automatic replies take a date range (currentdate :value "ge"/"le")'
+            )
         part, keys = str(t.args[0]).lower(), _strings(t.args[1])
         if len(keys) != 1:
             raise Refused("a vacation date range with several dates")
@@ -971,7 +1100,9 @@ def _date_range(test: SieveNode, ctx: _Context, notes: list[str] | None = None) 
         elif relation in ("le", "lt"):
             end = moment + (timedelta(days=1) if relation == "le" and whole_day else timedelta())
         else:
-            raise Refused(f"Exchange automatic replies take a date range, not currentdate :value {relation!r}")
+            raise Refused(
+                f"Exchange automatic replies take a date range, not currentdate :value {relation!r}"
+            )
     if start is not None and end is not None and start >= end:
         raise Refused("the vacation's date range is empty")
     return start, end
@@ -1007,7 +1138,9 @@ def _zone(zone: object) -> timezone:
 def _mime_text(entity: str) -> str:
     message = email.message_from_string(entity, policy=email.policy.default)
     # the default policy makes an EmailMessage (get_body, get_content); typeshed says Message
-    part = message.get_body(preferencelist=("plain",)) if isinstance(message, EmailMessage) else None
+    part = (
+        message.get_body(preferencelist=("plain",)) if isinstance(message, EmailMessage) else None
+    )
     if not isinstance(part, EmailMessage):
         raise Refused("the MIME vacation reply has no text part")
     return str(part.get_content())

@@ -39,7 +39,12 @@ class LimiterWatch(Protocol):
 
 class AdaptiveLimiter:
     def __init__(
-        self, ceiling: int, *, start: int | None = None, recover_after: int = 20, watch: LimiterWatch | None = None
+        self,
+        ceiling: int,
+        *,
+        start: int | None = None,
+        recover_after: int = 20,
+        watch: LimiterWatch | None = None,
     ) -> None:
         if ceiling < 1:
             raise ValueError("ceiling must be at least 1")

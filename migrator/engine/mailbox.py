@@ -124,7 +124,9 @@ def _read_all(record: MessageRecord) -> bytes:
     except SourceError:
         raise
     except OSError as exc:
-        raise SourceError(f"cannot open message {record.key}: {exc.strerror}", reason=Reason.UNREADABLE) from exc
+        raise SourceError(
+            f"cannot open message {record.key}: {exc.strerror}", reason=Reason.UNREADABLE
+        ) from exc
     try:
         # one read: a file gives its bytes in a single allocation, where gathering blocks and
         # joining them would hold a big message twice
@@ -132,7 +134,9 @@ def _read_all(record: MessageRecord) -> bytes:
     except SourceError:
         raise
     except OSError as exc:
-        raise SourceError(f"cannot read message {record.key}: {exc.strerror}", reason=Reason.UNREADABLE) from exc
+        raise SourceError(
+            f"cannot read message {record.key}: {exc.strerror}", reason=Reason.UNREADABLE
+        ) from exc
     finally:
         stream.close()
 
@@ -147,7 +151,11 @@ class AccountJob(Reconciler):
         self.ctx = ctx
         self.claim = claim
         self.mailbox = target_mailbox(claim)
-        self.outcome = AccountOutcome(address=claim.address or claim.key, status=PassOutcome.RUNNING, first_pass=claim.passes == 0)
+        self.outcome = AccountOutcome(
+            address=claim.address or claim.key,
+            status=PassOutcome.RUNNING,
+            first_pass=claim.passes == 0,
+        )
         self.run = ctx.plan.run
         self.synced_folders: list[tuple[int, int | None, int | None, str | None]] = []
         self.new_folders = 0  # folders this pass recorded for the first time
@@ -180,8 +188,12 @@ class AccountJob(Reconciler):
 
         return call_with_retry(limited, self.ctx.retry, stop=self.ctx.stop, on_retry=on_retry)
 
-    def _find(self, tfolder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()) -> dict[str, str]:
-        return self._retry(lambda: self.ctx.target.find(self.mailbox, tfolder, keys, exclude_ids=exclude_ids))
+    def _find(
+        self, tfolder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
+    ) -> dict[str, str]:
+        return self._retry(
+            lambda: self.ctx.target.find(self.mailbox, tfolder, keys, exclude_ids=exclude_ids)
+        )
 
     def _check_stop(self) -> None:
         if self.ctx.stop.is_set():
@@ -197,12 +209,19 @@ class AccountJob(Reconciler):
         if self.claim.passes == 0:
             self._preflight()
         source = self.ctx.source_factory(
-            self.ctx.plan.source, self.claim.source_path, self.claim.attributes, self.ctx.source_password
+            self.ctx.plan.source,
+            self.claim.source_path,
+            self.claim.attributes,
+            self.ctx.source_password,
         )
         with source:
-            self._stored = {f.native: f for f in ledger.folders(self.ctx.store, self.claim.account_id)}
+            self._stored = {
+                f.native: f for f in ledger.folders(self.ctx.store, self.claim.account_id)
+            }
             # source folder id -> its target folder: where two share one, keys may collide
-            self._targets = {f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id}
+            self._targets = {
+                f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id
+            }
             self._resolve_inflight()
             self._done_before = sum(f.done_count for f in self._stored.values())
             if self._stored:  # announced moves and deletions are on ledger rows, under folder rows
@@ -211,7 +230,9 @@ class AccountJob(Reconciler):
             self._source = source
             listed = source.folders()
             self._follow_renames(source, listed)
-            self._targets = {f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id}
+            self._targets = {
+                f.id: f.target_folder_id for f in self._stored.values() if f.target_folder_id
+            }
             self._source_folders = [f for f in listed if not target.is_excluded(f.path)]
             for folder in self._source_folders:
                 self._check_stop()
@@ -229,7 +250,9 @@ class AccountJob(Reconciler):
         known = self._ensured.get(folder.native)
         if known is None:
             self._preflight()
-            known = self._retry(lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role))
+            known = self._retry(
+                lambda: self.ctx.target.ensure_folder(self.mailbox, folder.path, folder.role)
+            )
             self._ensured[folder.native] = known
         return known
 
@@ -321,8 +344,12 @@ class AccountJob(Reconciler):
             row = by_id.get(folder_id)
             found: dict[str, str] = {}
             if row is not None and row.target_folder_id:
-                tfolder = TargetFolder(row.target_folder_id, tuple((row.target_path or "").split("/")))
-                taken = ledger.target_ids(self.ctx.store, self.claim.account_id, row.target_folder_id)
+                tfolder = TargetFolder(
+                    row.target_folder_id, tuple((row.target_path or "").split("/"))
+                )
+                taken = ledger.target_ids(
+                    self.ctx.store, self.claim.account_id, row.target_folder_id
+                )
                 for start in range(0, len(keys), 100):
                     found.update(self._find(tfolder, keys[start : start + 100], taken))
             ledger.resolve_inflight(self.ctx.store, self.claim, folder_id, keys, found)
@@ -362,13 +389,20 @@ class AccountJob(Reconciler):
                 tfolder_box.append(found)
             return tfolder_box[0]
 
-        if (row is not None and folder.mark is not None and row.mark == folder.mark and not row.skipped_count
-                and folder_id not in self._inflight_by_folder):
+        if (
+            row is not None
+            and folder.mark is not None
+            and row.mark == folder.mark
+            and not row.skipped_count
+            and folder_id not in self._inflight_by_folder
+        ):
             # the source says nothing in the folder changed since the last pass (an IMAP
             # server's UIDVALIDITY and HIGHESTMODSEQ): nothing new, no flag changed, none gone
             self.outcome.messages_seen += folder.message_count or 0
             return folder_id, folder.message_count or 0, folder.byte_total
-        self._check_numbering(source, folder, folder_id, row.uidvalidity if row is not None else None)
+        self._check_numbering(
+            source, folder, folder_id, row.uidvalidity if row is not None else None
+        )
         inflight = self._inflight_by_folder.get(folder_id) if self._by_content else None
         if inflight:
             self._resolve_by_content(source, folder, folder_id, tfolder(), inflight)
@@ -393,7 +427,12 @@ class AccountJob(Reconciler):
         listed = 0
         # flags changed since the last pass only (CONDSTORE), unless some rows have no flags
         # recorded yet (written before they were kept): those need the flags of now
-        since = row.mark if row is not None and all(e.flags is not None for e in known.values() if e.state == MessageState.DONE) else None
+        since = (
+            row.mark
+            if row is not None
+            and all(e.flags is not None for e in known.values() if e.state == MessageState.DONE)
+            else None
+        )
         # a source that can leave known keys out of its listing spares a stat or a fetch per
         # message: it gives their keys and flags only (KnownMessage)
         listing = source.messages(folder, known=known, since=since)
@@ -406,7 +445,12 @@ class AccountJob(Reconciler):
             if isinstance(record, KnownMessage) or record.key in known:
                 entry = known.get(record.key)
                 flags = record.flags if isinstance(record, KnownMessage | MessageRecord) else None
-                if entry is not None and flags is not None and record.key not in seen and entry.state == MessageState.DONE:
+                if (
+                    entry is not None
+                    and flags is not None
+                    and record.key not in seen
+                    and entry.state == MessageState.DONE
+                ):
                     token = flags.token()
                     if entry.flags is None:
                         first_flags.append((record.key, token))
@@ -419,7 +463,11 @@ class AccountJob(Reconciler):
             seen.add(record.key)
             self.outcome.messages_new += 1
             if isinstance(record, SkippedMessage):
-                skips.append(Outcome(record.key, MessageState.SKIPPED, reason=record.reason, detail=record.detail))
+                skips.append(
+                    Outcome(
+                        record.key, MessageState.SKIPPED, reason=record.reason, detail=record.detail
+                    )
+                )
                 self._note_skip(folder, record.key, record.reason, record.detail)
                 continue
             if self._may_have_moved(record, folder_id):
@@ -427,11 +475,20 @@ class AccountJob(Reconciler):
                 continue
             if record.size > max_size:
                 detail = f"{record.size:,} bytes is over the target's limit of {max_size:,}"
-                skips.append(Outcome(record.key, MessageState.SKIPPED, size=record.size, reason=Reason.TOO_LARGE, detail=detail))
+                skips.append(
+                    Outcome(
+                        record.key,
+                        MessageState.SKIPPED,
+                        size=record.size,
+                        reason=Reason.TOO_LARGE,
+                        detail=detail,
+                    )
+                )
                 self._note_skip(folder, record.key, Reason.TOO_LARGE, detail)
                 continue
             if chunk and (
-                len(chunk) >= self.run.chunk_messages or chunk_bytes + record.size > self.run.chunk_bytes
+                len(chunk) >= self.run.chunk_messages
+                or chunk_bytes + record.size > self.run.chunk_bytes
             ):
                 self._chunk(folder, folder_id, tfolder(), chunk)
                 chunk, chunk_bytes = [], 0
@@ -448,7 +505,9 @@ class AccountJob(Reconciler):
                 self._chunk(folder, folder_id, target_folder, chunk)
         changes.record_flags(store, claim, folder_id, first_flags)
         if flag_changes:
-            given = self._ensured.get(folder.native) or (self._tfolder_of_row(row) if row is not None else None)
+            given = self._ensured.get(folder.native) or (
+                self._tfolder_of_row(row) if row is not None else None
+            )
             if given is not None:
                 self._carry_flags(folder, folder_id, given, flag_changes)
         if known and not listing.partial:
@@ -481,7 +540,9 @@ class AccountJob(Reconciler):
             for record in source.messages(folder)
             if isinstance(record, MessageRecord) and record.extra.get("fingerprint")
         ]
-        carried, gone = ledger.rekey(self.ctx.store, self.claim, folder_id, f"{recorded}:", pairs, current)
+        carried, gone = ledger.rekey(
+            self.ctx.store, self.claim, folder_id, f"{recorded}:", pairs, current
+        )
         self.ctx.progress.note(
             f"{self.outcome.address}: folder {folder.display} was renumbered by the server "
             f"(UIDVALIDITY {recorded} -> {current}); {carried} migrated message(s) recognised by "
@@ -489,7 +550,12 @@ class AccountJob(Reconciler):
         )
 
     def _resolve_by_content(
-        self, source: Source, folder: FolderInfo, folder_id: int, tfolder: TargetFolder, keys: list[str]
+        self,
+        source: Source,
+        folder: FolderInfo,
+        folder_id: int,
+        tfolder: TargetFolder,
+        keys: list[str],
     ) -> None:
         """In-flight keys of one folder, looked up in the target by the messages' content."""
         wanted = set(keys)
@@ -500,7 +566,9 @@ class AccountJob(Reconciler):
                     data = _read_all(record)
                 except SourceError:
                     continue  # unreadable now: forgotten below, and skipped when listed again
-                items.append(UploadItem(record.key, data, record.flags, record.internal_date, folder.role))
+                items.append(
+                    UploadItem(record.key, data, record.flags, record.internal_date, folder.role)
+                )
         found: dict[str, str] = {}
         if items:
             found = self._confirm(tfolder, items, folder_id)
@@ -511,21 +579,35 @@ class AccountJob(Reconciler):
         )
 
     def _confirm(
-        self, tfolder: TargetFolder, items: Sequence[UploadItem], folder_id: int, settled_ids: Collection[str] = ()
+        self,
+        tfolder: TargetFolder,
+        items: Sequence[UploadItem],
+        folder_id: int,
+        settled_ids: Collection[str] = (),
     ) -> dict[str, str]:
         """Which of these items the target already holds: by source key where the target can
         search for it, else by content; never matching a target id that already stands for
         another message (in the ledger, or `settled_ids` of this chunk)."""
         target = self.ctx.target
-        known_ids = ledger.target_ids(self.ctx.store, self.claim.account_id, tfolder.id) | set(settled_ids)
+        known_ids = ledger.target_ids(self.ctx.store, self.claim.account_id, tfolder.id) | set(
+            settled_ids
+        )
         if not isinstance(target, FindsByContent):
             return self._find(tfolder, [item.key for item in items], known_ids)
-        return self._retry(lambda: target.find_uploads(self.mailbox, tfolder, items, known_ids=known_ids))
+        return self._retry(
+            lambda: target.find_uploads(self.mailbox, tfolder, items, known_ids=known_ids)
+        )
 
     def _note_skip(self, folder: FolderInfo, key: str, reason: str, detail: str) -> None:
         self.outcome.skipped.append(SkippedInfo(folder.display, key, reason, detail))
 
-    def _chunk(self, folder: FolderInfo, folder_id: int, tfolder: TargetFolder, records: Sequence[MessageRecord]) -> None:
+    def _chunk(
+        self,
+        folder: FolderInfo,
+        folder_id: int,
+        tfolder: TargetFolder,
+        records: Sequence[MessageRecord],
+    ) -> None:
         self._check_stop()
         store, claim = self.ctx.store, self.claim
         # asked before the chunk is announced: a target that cannot answer leaves nothing in flight
@@ -533,7 +615,10 @@ class AccountJob(Reconciler):
         if holdings is not None and holdings.empty:
             holdings = None
         ledger.begin_chunk(
-            store, claim, folder_id, uuid.uuid4().hex,
+            store,
+            claim,
+            folder_id,
+            uuid.uuid4().hex,
             [(r.key, r.size, r.extra.get("fingerprint"), r.flags.token()) for r in records],
         )
         crashpoints.reached("begin_chunk")
@@ -543,24 +628,50 @@ class AccountJob(Reconciler):
         if holdings is not None and holdings.keyed is not None:
             # found by key: adopted without reading the message
             adopted = self._adopt_by_key(holdings, records)
-            foreign = {i for r in records if r.key not in adopted for i in holdings.keyed.ids(r.key)}
+            foreign = {
+                i for r in records if r.key not in adopted for i in holdings.keyed.ids(r.key)
+            }
         items: list[UploadItem] = []
         for record in records:
             if record.key in adopted:
-                outcomes.append(Outcome(record.key, MessageState.DONE, size=record.size, target_id=adopted[record.key]))
+                outcomes.append(
+                    Outcome(
+                        record.key,
+                        MessageState.DONE,
+                        size=record.size,
+                        target_id=adopted[record.key],
+                    )
+                )
                 continue
             try:
                 data = _read_all(record)
             except SourceError as exc:
-                outcomes.append(Outcome(record.key, MessageState.SKIPPED, size=record.size, reason=exc.reason, detail=exc.message))
+                outcomes.append(
+                    Outcome(
+                        record.key,
+                        MessageState.SKIPPED,
+                        size=record.size,
+                        reason=exc.reason,
+                        detail=exc.message,
+                    )
+                )
                 self._note_skip(folder, record.key, exc.reason, exc.message)
                 continue
-            items.append(UploadItem(record.key, data, record.flags, record.internal_date, folder.role))
+            items.append(
+                UploadItem(record.key, data, record.flags, record.internal_date, folder.role)
+            )
         if holdings is not None and holdings.by_content and items:
             found = self._adopt_by_content(holdings, tfolder, items)
             for item in items:
                 if item.key in found:
-                    outcomes.append(Outcome(item.key, MessageState.DONE, size=len(item.data), target_id=found[item.key]))
+                    outcomes.append(
+                        Outcome(
+                            item.key,
+                            MessageState.DONE,
+                            size=len(item.data),
+                            target_id=found[item.key],
+                        )
+                    )
             items = [item for item in items if item.key not in found]
             adopted.update(found)
         self.outcome.messages_adopted += len(adopted)
@@ -571,10 +682,24 @@ class AccountJob(Reconciler):
         for result in results:
             size = sizes[result.key]
             if result.error is None:
-                outcomes.append(Outcome(result.key, MessageState.DONE, size=size, target_id=result.target_id))
+                outcomes.append(
+                    Outcome(result.key, MessageState.DONE, size=size, target_id=result.target_id)
+                )
             else:
-                reason = result.error.reason if isinstance(result.error, PermanentError) else Reason.REJECTED
-                outcomes.append(Outcome(result.key, MessageState.SKIPPED, size=size, reason=reason, detail=str(result.error)))
+                reason = (
+                    result.error.reason
+                    if isinstance(result.error, PermanentError)
+                    else Reason.REJECTED
+                )
+                outcomes.append(
+                    Outcome(
+                        result.key,
+                        MessageState.SKIPPED,
+                        size=size,
+                        reason=reason,
+                        detail=str(result.error),
+                    )
+                )
                 self._note_skip(folder, result.key, reason, str(result.error))
         try:
             ledger.finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
@@ -594,14 +719,20 @@ class AccountJob(Reconciler):
             # left in flight on purpose: the next attempt asks the target before resending
             raise unresolved
 
-    def _adopt_by_content(self, holdings: Holdings, tfolder: TargetFolder, items: Sequence[UploadItem]) -> dict[str, str]:
+    def _adopt_by_content(
+        self, holdings: Holdings, tfolder: TargetFolder, items: Sequence[UploadItem]
+    ) -> dict[str, str]:
         """Key -> target id of the items of this chunk the target folder holds already,
         recognised by content (Message-ID, size, date, then the bytes; see find_uploads),
         never taking an item that stands for another message."""
         target = self.ctx.target
-        assert isinstance(target, FindsByContent)  # holdings.by_content is only set for such targets
+        assert isinstance(
+            target, FindsByContent
+        )  # holdings.by_content is only set for such targets
         taken = set(holdings.taken)
-        found = self._retry(lambda: target.find_uploads(self.mailbox, tfolder, items, known_ids=taken))
+        found = self._retry(
+            lambda: target.find_uploads(self.mailbox, tfolder, items, known_ids=taken)
+        )
         found = {key: tid for key, tid in found.items() if tid not in holdings.taken}
         holdings.taken.update(found.values())
         return found
@@ -613,7 +744,9 @@ class AccountJob(Reconciler):
         as done under other ids: ours are duplicates, and are deleted. A message the ledger
         holds under our id (the new owner found our copy) or has not settled yet stays."""
         target = self.ctx.target
-        ours = {o.key: o.target_id for o in outcomes if o.state == MessageState.DONE and o.target_id}
+        ours = {
+            o.key: o.target_id for o in outcomes if o.state == MessageState.DONE and o.target_id
+        }
         if not isinstance(target, Withdraws) or not ours:
             return
         theirs = ledger.done_target_ids(self.ctx.store, folder_id, list(ours))
@@ -634,7 +767,11 @@ class AccountJob(Reconciler):
         )
 
     def _upload(
-        self, tfolder: TargetFolder, items: list[UploadItem], folder_id: int, foreign: Collection[str] = ()
+        self,
+        tfolder: TargetFolder,
+        items: list[UploadItem],
+        folder_id: int,
+        foreign: Collection[str] = (),
     ) -> tuple[list[UploadResult], TransientError | None]:
         """Upload until every item is stored or refused for good, confirming with find()
         before anything is sent again. Returns the result of each settled item (stored: its
@@ -673,12 +810,24 @@ class AccountJob(Reconciler):
                     continue
                 if answer.error is None:
                     if namesakes is None:
-                        shared = any(t == tfolder.id for f, t in self._targets.items() if f != folder_id)
-                        namesakes = ledger.target_ids(
-                            self.ctx.store, self.claim.account_id, tfolder.id, keys=list(pending), other_than=folder_id
-                        ) if shared else set()
+                        shared = any(
+                            t == tfolder.id for f, t in self._targets.items() if f != folder_id
+                        )
+                        namesakes = (
+                            ledger.target_ids(
+                                self.ctx.store,
+                                self.claim.account_id,
+                                tfolder.id,
+                                keys=list(pending),
+                                other_than=folder_id,
+                            )
+                            if shared
+                            else set()
+                        )
                     taken = answer.target_id is not None and (
-                        answer.target_id in namesakes or answer.target_id in given or answer.target_id in foreign
+                        answer.target_id in namesakes
+                        or answer.target_id in given
+                        or answer.target_id in foreign
                     )
                     if taken:
                         # the target found an item by its tag after an ambiguous failure, but
@@ -712,7 +861,11 @@ class AccountJob(Reconciler):
             if throttled:
                 self.ctx.limiter.throttled()
             wait = policy.backoff(attempt, hint)
-            if attempt >= policy.attempts or time.monotonic() + wait > deadline or self.ctx.stop.is_set():
+            if (
+                attempt >= policy.attempts
+                or time.monotonic() + wait > deadline
+                or self.ctx.stop.is_set()
+            ):
                 break
             if self.ctx.on_wait is not None and last is not None:
                 self.ctx.on_wait(last, wait)
@@ -720,7 +873,9 @@ class AccountJob(Reconciler):
                 break
             # the server may have stored some of them before failing: ask before resending
             try:
-                found = self._confirm(tfolder, list(pending.values()), folder_id, [*given, *foreign])
+                found = self._confirm(
+                    tfolder, list(pending.values()), folder_id, [*given, *foreign]
+                )
             except TransientError as exc:
                 last = exc
                 break

@@ -107,11 +107,17 @@ class Reconciler:
         store, claim = self.ctx.store, self.claim
         back = [key for key, entry in known.items() if entry.removed and key in listed]
         if back:
-            changes.mark_removed(store, claim, [p.id for p in changes.placed(store, folder_id, back)], removed=False)
+            changes.mark_removed(
+                store, claim, [p.id for p in changes.placed(store, folder_id, back)], removed=False
+            )
         gone = [key for key in known if key not in listed]
         if not gone:
             return
-        done = [k for k in gone if known[k].state == MessageState.DONE and not known[k].removed and not known[k].pending]
+        done = [
+            k
+            for k in gone
+            if known[k].state == MessageState.DONE and not known[k].removed and not known[k].pending
+        ]
         if done:
             self._gone.extend(changes.placed(store, folder_id, done))
         unsent = [k for k in gone if known[k].state in NOT_SENT]
@@ -142,14 +148,28 @@ class Reconciler:
         if not isinstance(target, CarriesChanges):
             return
         natives = {f.native for f in listed}
-        vanished = [row for row in self._stored.values() if row.native not in natives and row.done_count
-                    and row.target_folder_id and not target.is_excluded(tuple(row.display.split("/")))]
-        fresh = [f for f in listed if f.native not in self._stored and not target.is_excluded(f.path)]
+        vanished = [
+            row
+            for row in self._stored.values()
+            if row.native not in natives
+            and row.done_count
+            and row.target_folder_id
+            and not target.is_excluded(tuple(row.display.split("/")))
+        ]
+        fresh = [
+            f for f in listed if f.native not in self._stored and not target.is_excluded(f.path)
+        ]
         if not vanished or not fresh:
             return
         store, claim = self.ctx.store, self.claim
-        holds = {f.native: Counter(r.extra.get("fingerprint") or r.key for r in source.messages(f)
-                                   if isinstance(r, MessageRecord)) for f in fresh}
+        holds = {
+            f.native: Counter(
+                r.extra.get("fingerprint") or r.key
+                for r in source.messages(f)
+                if isinstance(r, MessageRecord)
+            )
+            for f in fresh
+        }
         landing = Counter(row.target_folder_id for row in self._stored.values())
         renamed = 0
         for row in sorted(vanished, key=lambda r: r.display):  # a parent before its subfolders
@@ -161,16 +181,30 @@ class Reconciler:
                 continue
             self._preflight()
             old = self._tfolder_of_row(row)
-            done = self._retry(partial(target.rename_folder, self.mailbox, old, best.path, best.role))
+            done = self._retry(
+                partial(target.rename_folder, self.mailbox, old, best.path, best.role)
+            )
             crashpoints.reached("rename")
             if done is None:
                 continue
             tfolder, moved = done
-            changes.rename_folder(store, claim, row.id, best.native, best.display, str(best.role), tfolder.id,
-                                  tfolder.display)
-            changes.retarget(store, claim, {k: v for k, v in moved.items() if k != row.target_folder_id})
-            self.ctx.progress.note(f"{self.outcome.address}: folder {row.display} was renamed {best.display} in the "
-                                   f"source; its target folder {old.display!r} is now {tfolder.display!r}")
+            changes.rename_folder(
+                store,
+                claim,
+                row.id,
+                best.native,
+                best.display,
+                str(best.role),
+                tfolder.id,
+                tfolder.display,
+            )
+            changes.retarget(
+                store, claim, {k: v for k, v in moved.items() if k != row.target_folder_id}
+            )
+            self.ctx.progress.note(
+                f"{self.outcome.address}: folder {row.display} was renamed {best.display} in the "
+                f"source; its target folder {old.display!r} is now {tfolder.display!r}"
+            )
             fresh.remove(best)
             renamed += 1
         if renamed:
@@ -179,10 +213,17 @@ class Reconciler:
 
     # --- flags ---------------------------------------------------------------------------
     def _tfolder_of_row(self, row: StoredFolder) -> TargetFolder:
-        return TargetFolder(row.target_folder_id or "", tuple((row.target_path or row.display).split("/")))
+        return TargetFolder(
+            row.target_folder_id or "", tuple((row.target_path or row.display).split("/"))
+        )
 
-    def _carry_flags(self, folder: FolderInfo | None, folder_id: int, tfolder: TargetFolder,
-                     found: Sequence[tuple[str, str, Flags]]) -> None:
+    def _carry_flags(
+        self,
+        folder: FolderInfo | None,
+        folder_id: int,
+        tfolder: TargetFolder,
+        found: Sequence[tuple[str, str, Flags]],
+    ) -> None:
         """Carry the flag changes users made in the source since the last pass: per message,
         only what differs between the flags the target was last given and the source's now
         ((key, flags last given, flags now)). Recorded as given once the target took them; a
@@ -198,7 +239,11 @@ class Reconciler:
             self._check_stop()
             part = found[start : start + FLAG_BATCH]
             ids = ledger.done_target_ids(store, folder_id, [key for key, _, _ in part])
-            wanted = [(key, Flags.from_token(before), after) for key, before, after in part if ids.get(key, "?") != "?"]
+            wanted = [
+                (key, Flags.from_token(before), after)
+                for key, before, after in part
+                if ids.get(key, "?") != "?"
+            ]
             asked = [FlagChange(ids[key], before, after) for key, before, after in wanted]
             if not asked:
                 continue
@@ -262,7 +307,9 @@ class Reconciler:
             chunk: list[MessageRecord] = []
             size = 0
             for h in items:
-                if chunk and (len(chunk) >= run.chunk_messages or size + h.record.size > run.chunk_bytes):
+                if chunk and (
+                    len(chunk) >= run.chunk_messages or size + h.record.size > run.chunk_bytes
+                ):
                     self._chunk(folder, folder_id, tfolder, chunk)
                     chunk, size = [], 0
                 chunk.append(h.record)
@@ -277,7 +324,9 @@ class Reconciler:
         if not moves:
             return []
         store, claim = self.ctx.store, self.claim
-        groups: dict[tuple[str, str], list[tuple[Placed, Held, TargetFolder, TargetFolder]]] = defaultdict(list)
+        groups: dict[tuple[str, str], list[tuple[Placed, Held, TargetFolder, TargetFolder]]] = (
+            defaultdict(list)
+        )
         local: list[Moved] = []
         flags_after: list[tuple[Placed, Held]] = []
         for row, held in moves:
@@ -291,7 +340,9 @@ class Reconciler:
             else:
                 groups[(source.id, dest.id)].append((row, held, source, dest))
         changes.record_moves(store, claim, local)
-        self.outcome.changes["moved"] += sum(1 for row, held in flags_after if row.folder_id != held.folder_id)
+        self.outcome.changes["moved"] += sum(
+            1 for row, held in flags_after if row.folder_id != held.folder_id
+        )
         again: list[Held] = []
         for members in groups.values():
             for start in range(0, len(members), MOVE_BATCH):
@@ -303,8 +354,15 @@ class Reconciler:
         return again
 
     def _moved(self, row: Placed, held: Held, target_id: str | None) -> Moved:
-        return Moved(row.id, row.folder_id, held.folder_id, held.record.key, held.record.extra.get("fingerprint"),
-                     row.tag, target_id)
+        return Moved(
+            row.id,
+            row.folder_id,
+            held.folder_id,
+            held.record.key,
+            held.record.extra.get("fingerprint"),
+            row.tag,
+            target_id,
+        )
 
     def _move_group(
         self, members: Sequence[tuple[Placed, Held, TargetFolder, TargetFolder]]
@@ -316,19 +374,34 @@ class Reconciler:
         source, dest = members[0][2], members[0][3]
         ids = [row.target_id or "" for row, _, _, _ in members]
         facts = self._retry(lambda: target.prepare_move(self.mailbox, source, dest, ids))
-        changes.announce(store, claim, [
-            (row.id, {"op": "move", "to": held.folder_id, "key": held.record.key,
-                      "fingerprint": held.record.extra.get("fingerprint"), "from_target": [source.id, source.display],
-                      "to_target": [dest.id, dest.display], "facts": facts})
-            for row, held, _, _ in members
-        ])
+        changes.announce(
+            store,
+            claim,
+            [
+                (
+                    row.id,
+                    {
+                        "op": "move",
+                        "to": held.folder_id,
+                        "key": held.record.key,
+                        "fingerprint": held.record.extra.get("fingerprint"),
+                        "from_target": [source.id, source.display],
+                        "to_target": [dest.id, dest.display],
+                        "facts": facts,
+                    },
+                )
+                for row, held, _, _ in members
+            ],
+        )
         crashpoints.reached("announce_move")
         try:
             answers: dict[str, Any] = target.move(self.mailbox, source, dest, ids)
         except MigratorError as exc:
             # the outcome is unknown: ask where the items are rather than moving again
-            self.ctx.progress.note(f"{self.outcome.address}: a move to {dest.display!r} broke off ({exc.message}); "
-                                   "looking for the messages there")
+            self.ctx.progress.note(
+                f"{self.outcome.address}: a move to {dest.display!r} broke off ({exc.message}); "
+                "looking for the messages there"
+            )
             answers = self._locate(source, dest, [row for row, _, _, _ in members], facts)
         crashpoints.reached("move")
         moved: list[tuple[Placed, Held]] = []
@@ -353,22 +426,31 @@ class Reconciler:
         if lost:
             self.ctx.progress.note(
                 f"{self.outcome.address}: {len(lost)} moved message(s) were no longer in {source.display!r} in the "
-                "target (moved or deleted there): sent again to their new folder")
+                "target (moved or deleted there): sent again to their new folder"
+            )
         if unsettled:
             raise PermanentError(
                 f"{self.outcome.address}: {len(unsettled)} message(s) could not be moved from {source.display!r} to "
-                f"{dest.display!r} in the target", reason=Reason.MOVE_FAILED,
-                hint="the next run tries again; if it keeps failing, look at the target folder")
+                f"{dest.display!r} in the target",
+                reason=Reason.MOVE_FAILED,
+                hint="the next run tries again; if it keeps failing, look at the target folder",
+            )
         return moved, lost
 
-    def _locate(self, source: TargetFolder, dest: TargetFolder, rows: Sequence[Placed],
-                facts: dict[str, Any]) -> dict[str, str | None]:
+    def _locate(
+        self,
+        source: TargetFolder,
+        dest: TargetFolder,
+        rows: Sequence[Placed],
+        facts: dict[str, Any],
+    ) -> dict[str, str | None]:
         target = self.ctx.target
         assert isinstance(target, CarriesChanges)
         taken = ledger.target_ids(self.ctx.store, self.claim.account_id, dest.id)
         asked = {row.target_id: row.tag for row in rows if row.target_id}
         found: dict[str, str | None] = self._retry(
-            lambda: target.locate_moved(self.mailbox, source, dest, asked, facts, taken))
+            lambda: target.locate_moved(self.mailbox, source, dest, asked, facts, taken)
+        )
         return found
 
     def _flags_after_move(self, moved: Sequence[tuple[Placed, Held]]) -> None:
@@ -378,12 +460,16 @@ class Reconciler:
         for row, held in moved:
             token = held.record.flags.token()
             if row.flags is None:
-                changes.record_flags(self.ctx.store, self.claim, held.folder_id, [(held.record.key, token)])
+                changes.record_flags(
+                    self.ctx.store, self.claim, held.folder_id, [(held.record.key, token)]
+                )
             elif token != row.flags:
                 by_folder[held.folder_id].append((held.record.key, row.flags, held.record.flags))
                 folders[held.folder_id] = held.folder
         for folder_id, found in by_folder.items():
-            self._carry_flags(folders[folder_id], folder_id, self._ensure(folders[folder_id]), found)
+            self._carry_flags(
+                folders[folder_id], folder_id, self._ensure(folders[folder_id]), found
+            )
 
     def _delete(self, rows: Sequence[Placed]) -> None:
         """Messages gone from the source and not moved: deleted in the target ("mirror"), or
@@ -398,22 +484,33 @@ class Reconciler:
             self.outcome.changes["kept"] += len(rows)
             return
         share = 100.0 * len(rows) / max(self._done_before, 1)
-        if len(rows) > DELETION_FLOOR and share > run.deletion_limit and not self.ctx.allow_deletions:
+        if (
+            len(rows) > DELETION_FLOOR
+            and share > run.deletion_limit
+            and not self.ctx.allow_deletions
+        ):
             raise PermanentError(
                 f"{self.outcome.address}: this pass would delete {len(rows):,} of the account's "
                 f"{self._done_before:,} migrated messages ({share:.0f} %), more than the plan's deletion_limit of "
                 f"{run.deletion_limit} %; nothing was deleted",
                 reason=Reason.DELETION_LIMIT,
                 hint="check the source mailbox (a disk not mounted? a folder renamed or removed by hand?); if the "
-                     "deletions are right, run again with `migrator run --allow-deletions --account ADDR`",
+                "deletions are right, run again with `migrator run --allow-deletions --account ADDR`",
             )
         target = self.ctx.target
         by_target: dict[str, list[Placed]] = defaultdict(list)
         unsent: list[tuple[int, int, str]] = []
         for row in rows:
             tfolder = self._target_of(row.folder_id)
-            if tfolder is None or not row.target_id or row.target_id == "?" or not isinstance(target, CarriesChanges):
-                unsent.append((row.id, row.folder_id, MessageState.DONE))  # no item we could name: nothing to delete
+            if (
+                tfolder is None
+                or not row.target_id
+                or row.target_id == "?"
+                or not isinstance(target, CarriesChanges)
+            ):
+                unsent.append(
+                    (row.id, row.folder_id, MessageState.DONE)
+                )  # no item we could name: nothing to delete
             else:
                 by_target[tfolder.id].append(row)
         changes.forget(store, claim, unsent)
@@ -421,13 +518,21 @@ class Reconciler:
             tfolder = self._target_of(members[0].folder_id)
             assert tfolder is not None and isinstance(target, CarriesChanges)
             self._preflight()
-            changes.announce(store, claim, [(row.id, {"op": "delete", "target": [tfolder.id, tfolder.display]})
-                                            for row in members])
+            changes.announce(
+                store,
+                claim,
+                [
+                    (row.id, {"op": "delete", "target": [tfolder.id, tfolder.display]})
+                    for row in members
+                ],
+            )
             crashpoints.reached("announce_delete")
             ids = [row.target_id or "" for row in members]
             self._retry(partial(target.delete, self.mailbox, tfolder, ids))
             crashpoints.reached("delete")
-            changes.forget(store, claim, [(row.id, row.folder_id, MessageState.DONE) for row in members])
+            changes.forget(
+                store, claim, [(row.id, row.folder_id, MessageState.DONE) for row in members]
+            )
         self.outcome.changes["deleted"] += len(rows)
 
     # --- what a stopped pass left --------------------------------------------------------
@@ -456,9 +561,14 @@ class Reconciler:
             tfolder = TargetFolder(tid, tuple(tpath.split("/")))
             ids = [row.target_id or "" for row in rows if row.target_id]
             self._retry(partial(target.delete, self.mailbox, tfolder, ids))
-            changes.forget(store, claim, [(row.id, row.folder_id, MessageState.DONE) for row in rows])
+            changes.forget(
+                store, claim, [(row.id, row.folder_id, MessageState.DONE) for row in rows]
+            )
         for (sid, spath, did, dpath), rows in moves.items():
-            source, dest = TargetFolder(sid, tuple(spath.split("/"))), TargetFolder(did, tuple(dpath.split("/")))
+            source, dest = (
+                TargetFolder(sid, tuple(spath.split("/"))),
+                TargetFolder(did, tuple(dpath.split("/"))),
+            )
             facts = dict((rows[0].pending or {}).get("facts") or {})
             found = self._locate(source, dest, rows, facts)
             done, undone = [], []
@@ -466,12 +576,22 @@ class Reconciler:
                 new = found.get(row.target_id or "")
                 op = row.pending or {}
                 if new:
-                    done.append(Moved(row.id, row.folder_id, int(op["to"]), str(op["key"]), op.get("fingerprint"),
-                                      row.tag, new))
+                    done.append(
+                        Moved(
+                            row.id,
+                            row.folder_id,
+                            int(op["to"]),
+                            str(op["key"]),
+                            op.get("fingerprint"),
+                            row.tag,
+                            new,
+                        )
+                    )
                 else:
                     undone.append(row.id)
             changes.record_moves(store, claim, done)
             changes.settle(store, claim, undone)
             self.outcome.changes["moved"] += len(done)
         self.ctx.progress.note(
-            f"{self.outcome.address}: {len(pending)} move(s) and deletion(s) from an interrupted run settled")
+            f"{self.outcome.address}: {len(pending)} move(s) and deletion(s) from an interrupted run settled"
+        )

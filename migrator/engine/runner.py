@@ -149,7 +149,9 @@ class RunSummary:
     def add_failure(self, account: str, reason: str, error: str, hint: str) -> None:
         self.failed_by_reason[reason] = self.failed_by_reason.get(reason, 0) + 1
         if len(self.failures) < FAILURES_KEPT:
-            self.failures.append({"account": account, "reason": reason, "error": error, "hint": hint})
+            self.failures.append(
+                {"account": account, "reason": reason, "error": error, "hint": hint}
+            )
 
     @property
     def exit_code(self) -> int:
@@ -310,7 +312,13 @@ class Runner:
                     # the broken attempt's COMMIT may have gone through: an account leased to
                     # us that no thread knows about goes back (claims of this process queue
                     # on self._lock, so none is half-way now)
-                    release_orphans(self.store, self.plan_id, self._worker, list(self._claims), run_id=self.run_id)
+                    release_orphans(
+                        self.store,
+                        self.plan_id,
+                        self._worker,
+                        list(self._claims),
+                        run_id=self.run_id,
+                    )
                 return claim_next(
                     self.store,
                     self.plan_id,
@@ -350,7 +358,9 @@ class Runner:
                 with self._lock:
                     self._claims.pop(claim.account_id, None)
                     self._renewed.pop(claim.account_id, None)
-                    in_use = any(target_mailbox(c).casefold() == mailbox for c in self._claims.values())
+                    in_use = any(
+                        target_mailbox(c).casefold() == mailbox for c in self._claims.values()
+                    )
                 if self._holds_mailboxes is not None and not in_use:
                     self._holds_mailboxes.forget_mailbox(mailbox)
             deferred = deferred + 1 if outcome.status == PassOutcome.DEFERRED else 0
@@ -375,10 +385,14 @@ class Runner:
                 self._claims.pop(claim.account_id, None)
             # a pass that found nothing new leaves a verified account verified: the target
             # still holds what verify checked, and `verify --unverified` can skip it
-            unchanged = not any(job.outcome.messages_new or job.new_folders or job.outcome.changes for job in jobs)
+            unchanged = not any(
+                job.outcome.messages_new or job.new_folders or job.outcome.changes for job in jobs
+            )
             self._release(
                 claim,
-                status=Status.VERIFIED if claim.previous_status == Status.VERIFIED and unchanged else Status.SYNCED,
+                status=Status.VERIFIED
+                if claim.previous_status == Status.VERIFIED and unchanged
+                else Status.SYNCED,
                 completed_pass=True,
                 folders=jobs[-1].synced_folders,
                 detail={
@@ -402,13 +416,19 @@ class Runner:
             if outage is not None:
                 # the server is down, not this account: give it back unchanged (no attempt)
                 outcome = jobs[-1].outcome
-                outcome.status = PassOutcome.DEFERRED if self.breaker.tripped is None else PassOutcome.INTERRUPTED
+                outcome.status = (
+                    PassOutcome.DEFERRED
+                    if self.breaker.tripped is None
+                    else PassOutcome.INTERRUPTED
+                )
                 outcome.error = exc.message
                 outcome.reason = outage.kind
                 self._abandon(claim)
                 if outage.service != "target":  # the target's failures were counted as they came
                     self.breaker.failed(outage)
-            elif self.breaker.tripped is not None or (self.stop.is_set() and isinstance(exc, TransientError)):
+            elif self.breaker.tripped is not None or (
+                self.stop.is_set() and isinstance(exc, TransientError)
+            ):
                 outcome = jobs[-1].outcome
                 outcome.status = PassOutcome.INTERRUPTED
                 self._abandon(claim)
@@ -421,7 +441,9 @@ class Runner:
                         "`migrator run` resumes this account where it stopped; if it keeps "
                         "failing, lower [run] target_concurrency or check the target server"
                     )
-                outcome = self._failed(claim, jobs[-1], exc.message, getattr(exc, "reason", "transient"), hint)
+                outcome = self._failed(
+                    claim, jobs[-1], exc.message, getattr(exc, "reason", "transient"), hint
+                )
         except StateError:
             raise
         except MigratorError as exc:
@@ -429,7 +451,11 @@ class Runner:
         except Exception as exc:  # a bug must not take the other accounts down with it
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             outcome = self._failed(
-                claim, jobs[-1], f"internal error: {detail}", "internal", "report this as a bug in migrator"
+                claim,
+                jobs[-1],
+                f"internal error: {detail}",
+                "internal",
+                "report this as a bug in migrator",
             )
         outcome.took_over = claim.took_over
         self._record(outcome)
@@ -453,7 +479,12 @@ class Runner:
         if outage is None or self.stop.is_set():
             return
         seconds = self.options.retry.backoff(deferred, None)
-        self.waits.waiting(outage.what, outage.kind, f"{outage.cause}; the run stops if it does not come back", seconds)
+        self.waits.waiting(
+            outage.what,
+            outage.kind,
+            f"{outage.cause}; the run stops if it does not come back",
+            seconds,
+        )
         self.stop.wait(seconds)
 
     def _on_wait(self, exc: TransientError, seconds: float) -> None:
@@ -465,11 +496,15 @@ class Runner:
         if outage is not None:
             self.waits.waiting(outage.what, outage.kind, outage.cause, seconds)
         elif exc.retry_after is not None:
-            self.waits.waiting("the target server", "throttled", f"it asks us to slow down: {exc.message}", seconds)
+            self.waits.waiting(
+                "the target server", "throttled", f"it asks us to slow down: {exc.message}", seconds
+            )
         else:
             self.waits.waiting("the target server", "trouble", exc.message, seconds)
 
-    def _failed(self, claim: Claim, job: AccountJob, message: str, reason: str, hint: str | None) -> AccountOutcome:
+    def _failed(
+        self, claim: Claim, job: AccountJob, message: str, reason: str, hint: str | None
+    ) -> AccountOutcome:
         outcome = job.outcome
         outcome.status = PassOutcome.FAILED
         outcome.error = message
@@ -553,7 +588,9 @@ class Runner:
             )
         except StateUnavailable as exc:
             # the lease expires on its own and the account is taken over then
-            self.progress.note(f"{claim.address or claim.key}: {exc.message}; its lease will expire")
+            self.progress.note(
+                f"{claim.address or claim.key}: {exc.message}; its lease will expire"
+            )
 
     def _record(self, outcome: AccountOutcome) -> None:
         with self._lock:
@@ -563,7 +600,9 @@ class Runner:
                 s.synced += 1
             elif outcome.status == PassOutcome.FAILED:
                 s.failed += 1
-                s.add_failure(outcome.address, outcome.reason or "", outcome.error or "", outcome.hint or "")
+                s.add_failure(
+                    outcome.address, outcome.reason or "", outcome.error or "", outcome.hint or ""
+                )
             elif outcome.status == PassOutcome.INTERRUPTED:
                 s.interrupted += 1
             elif outcome.status == PassOutcome.DEFERRED:
@@ -585,7 +624,13 @@ class Runner:
                 s.skipped_by_folder[where] = s.skipped_by_folder.get(where, 0) + 1
             for skip in outcome.skipped[: max(0, 200 - len(s.skipped))]:
                 s.skipped.append(
-                    {"account": outcome.address, "folder": skip.folder, "key": skip.key, "reason": skip.reason, "detail": skip.detail}
+                    {
+                        "account": outcome.address,
+                        "folder": skip.folder,
+                        "key": skip.key,
+                        "reason": skip.reason,
+                        "detail": skip.detail,
+                    }
                 )
 
     # --- leases --------------------------------------------------------------------------
@@ -645,7 +690,11 @@ class Runner:
     # --- the fleet -----------------------------------------------------------------------
     def _join_fleet(self) -> None:
         self._worker_id = register_worker(
-            self.store, self.me, plan_id=self.plan_id, run_id=self.run_id, target=self._target,
+            self.store,
+            self.me,
+            plan_id=self.plan_id,
+            run_id=self.run_id,
+            target=self._target,
             threads=max(1, self.options.workers),
         )
         ensure_ceiling(self.store, self._target, self.plan.run.target_concurrency)
@@ -677,7 +726,11 @@ class Runner:
                 self.progress.note(
                     f"{share.live} workers send to {self._target}: this one takes {share.share} "
                     f"of its {share.ceiling} concurrent requests"
-                    + (f" ({share.due} once the others have given theirs back)" if share.due > share.share else "")
+                    + (
+                        f" ({share.due} once the others have given theirs back)"
+                        if share.due > share.share
+                        else ""
+                    )
                 )
         return share
 
@@ -716,7 +769,12 @@ class Runner:
         if self._worker_id is None:
             return
         try:
-            worker_heartbeat(self.store, self._worker_id, current_account_id=self._current_account(), stats=self._stats())
+            worker_heartbeat(
+                self.store,
+                self._worker_id,
+                current_account_id=self._current_account(),
+                stats=self._stats(),
+            )
             self._adopt_share()
         except StateError as exc:
             self.progress.note(f"fleet heartbeat failed: {exc.message}")

@@ -24,7 +24,9 @@ class DirectoryEntry:
         return None
 
     def values(self, name: str) -> list[str]:
-        return [str(v) for v in (self.attributes.get(name) or self.attributes.get(name.lower()) or [])]
+        return [
+            str(v) for v in (self.attributes.get(name) or self.attributes.get(name.lower()) or [])
+        ]
 
 
 @dataclass

@@ -33,7 +33,9 @@ class MigratorError(Exception):
 class PlanError(MigratorError):
     """The plan file is unreadable or invalid. Names the file, the key and what to write instead."""
 
-    def __init__(self, file: str, key: str | None, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, file: str, key: str | None, message: str, *, hint: str | None = None
+    ) -> None:
         where = f"{file}: [{key}]" if key else file
         super().__init__(f"{where}: {message}", hint=hint)
         self.file = file
@@ -63,7 +65,11 @@ class UsageError(MigratorError):
 
 
 # the services a run depends on, as an operator names them
-SERVICES = {"target": "the target server", "source": "the source server", "directory": "the directory"}
+SERVICES = {
+    "target": "the target server",
+    "source": "the source server",
+    "directory": "the directory",
+}
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,12 @@ class PermanentError(MigratorError):
     exit_code = EXIT_PARTIAL
 
     def __init__(
-        self, message: str, *, reason: str = "error", hint: str | None = None, outage: Outage | None = None
+        self,
+        message: str,
+        *,
+        reason: str = "error",
+        hint: str | None = None,
+        outage: Outage | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason

@@ -31,7 +31,9 @@ MIB = 1024 * 1024
 # threads of one process: beyond a few hundred a process spends its time switching, and the
 # target throttles long before; more hosts (PostgreSQL state) is the way to go wider
 WORKERS = Bound(
-    1, 256, "accounts migrated at once by one process",
+    1,
+    256,
+    "accounts migrated at once by one process",
     hint="to migrate more accounts at once, run migrator on more hosts sharing a PostgreSQL state",
 )
 # concurrent requests to the target (per process, and the shared ceiling of a fleet);
@@ -42,7 +44,9 @@ CHUNK_MESSAGES = Bound(1, 10_000, "messages in one upload chunk")
 CHUNK_BYTES = Bound(1024, 1024 * MIB, "bytes in one upload chunk")
 LEASE_SECONDS = Bound(10, 86_400, "seconds a worker's claim lasts without a heartbeat")
 DELETION_LIMIT = Bound(
-    0, 100, "percent of an account's messages one pass may delete",
+    0,
+    100,
+    "percent of an account's messages one pass may delete",
     hint="100 lets a pass delete everything; `migrator run --allow-deletions` lets one run pass the limit",
 )
 MAX_MESSAGE_SIZE = Bound(1, 2 * 1024 * MIB - 1, "bytes of the largest message sent")
@@ -53,7 +57,11 @@ EVENTS_SHOWN = Bound(1, 10_000, "events shown")
 # how long after a wave's switch its final delta pass runs: up to a week
 FINAL_DELTA_AFTER = Bound(0, 7 * 86_400, "seconds between a wave's switch and its final delta pass")
 # how long after an account's pass a run may pass it again: up to a month
-PASS_INTERVAL = Bound(0, 31 * 86_400, "seconds after an account's pass before a run passes it again")
+PASS_INTERVAL = Bound(
+    0, 31 * 86_400, "seconds after an account's pass before a run passes it again"
+)
 # how many days of events and runs `migrator prune` keeps: a day to ten years
 RETENTION_DAYS = Bound(1, 3_650, "days of events and runs `migrator prune` keeps")
-POSTFIX_TIMEOUT = Bound(1, 3_600, "seconds Postfix may take to show new routing or deliver its queue")
+POSTFIX_TIMEOUT = Bound(
+    1, 3_600, "seconds Postfix may take to show new routing or deliver its queue"
+)

@@ -106,7 +106,9 @@ class TargetSettings:
     # imap: does the server serve messages as it built them rather than as they were appended
     # (Exchange)? "auto": when it shows itself as Exchange; "yes", "no": as the plan says
     converts: str = "auto"
-    token_url: str | None = None  # oauth2/xoauth2: token endpoint (default: Microsoft's for tenant_id)
+    token_url: str | None = (
+        None  # oauth2/xoauth2: token endpoint (default: Microsoft's for tenant_id)
+    )
     oauth_scope: str = "https://outlook.office365.com/.default"
 
 
@@ -142,7 +144,9 @@ class FilterSettings:
     forwarding: bool = False  # redirect to addresses outside internal_domains
     internal_domains: tuple[str, ...] = ()  # besides the account's own domains
     remove_outlook_rules: bool = False  # let EWS drop Outlook's client-side rules blob
-    graph: bool = False  # IMAP target: apply through Microsoft Graph with [target]'s app credentials
+    graph: bool = (
+        False  # IMAP target: apply through Microsoft Graph with [target]'s app credentials
+    )
     graph_url: str = "https://graph.microsoft.com/v1.0"
     # file: templates like [source] path; Pigeonhole's defaults ~/.dovecot.sieve and ~/sieve
     path: str | None = None

@@ -14,7 +14,8 @@ _RETRY = "`migrator retry --plan {plan} --account {addr}`"
 _RETRY_SKIPPED = "`migrator retry --plan {plan} --account {addr} --skipped`"
 _RUN = "`migrator run --plan {plan} --account {addr}`"
 DEFAULT_ADVICE = (
-    "read the error (`migrator show {addr} --plan {plan}` gives it whole), fix its cause, then " + _RETRY
+    "read the error (`migrator show {addr} --plan {plan}` gives it whole), fix its cause, then "
+    + _RETRY
 )
 
 
@@ -45,7 +46,8 @@ class Reason(enum.StrEnum):
     )
     NO_PERMISSION = (
         "no-permission",
-        "grant the service account ApplicationImpersonation (or FullAccess) on the mailbox, then " + _RETRY,
+        "grant the service account ApplicationImpersonation (or FullAccess) on the mailbox, then "
+        + _RETRY,
     )
     QUOTA = "quota", "raise the Exchange mailbox quota, then " + _RETRY
     TOO_LARGE = (
@@ -94,8 +96,11 @@ class Reason(enum.StrEnum):
     # the folder was rewritten under us and could not be read consistently
     CHANGED = (
         "changed",
-        "the folder was being rewritten while it was read: the next run reads it again (" + _RUN
-        + "); " + _RETRY_SKIPPED + " tries these messages again",
+        "the folder was being rewritten while it was read: the next run reads it again ("
+        + _RUN
+        + "); "
+        + _RETRY_SKIPPED
+        + " tries these messages again",
     )
     # A symbolic link inside a mailbox (a message file, cur/ or new/, a folder, an mbox folder
     # file): never followed, since a user who can write into their own mailbox could otherwise

@@ -114,16 +114,16 @@ class _Reader:
         # the same bounds as the command line's options (model/limits.py)
         if not bound.low <= value <= bound.high:
             shown = f"{value:,}" if isinstance(value, int) else f"{value:g}"
-            raise self._err(key, f"must be {bound.describe()} ({bound.why}), not {shown}", hint=bound.hint)
+            raise self._err(
+                key, f"must be {bound.describe()} ({bound.why}), not {shown}", hint=bound.hint
+            )
 
     def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> Any:
         value = self.text(key, default, required=default is None)
         if value not in choices:
             near = difflib.get_close_matches(str(value), choices, n=1)
             hint = f"did you mean {near[0]!r}?" if near else None
-            raise self._err(
-                key, f"is {value!r}; expected one of: {', '.join(choices)}", hint=hint
-            )
+            raise self._err(key, f"is {value!r}; expected one of: {', '.join(choices)}", hint=hint)
         return value
 
     def str_list(self, key: str) -> tuple[str, ...]:
@@ -154,7 +154,9 @@ class _Reader:
                 continue
             if _SECRET_KEYS.match(key):
                 raise self._err(
-                    key, "holds a secret; plans must never contain passwords", hint=self._secret_hint(key)
+                    key,
+                    "holds a secret; plans must never contain passwords",
+                    hint=self._secret_hint(key),
                 )
             near = difflib.get_close_matches(key, sorted(self.used), n=1)
             raise self._err(
@@ -162,7 +164,6 @@ class _Reader:
                 "is not a known key",
                 hint=(f"did you mean {near[0]!r}?" if near else None),
             )
-
 
     def _secret_hint(self, key: str) -> str:
         """Where this section's secrets go instead: only keys that exist (`token_env` does not)."""
@@ -191,11 +192,13 @@ class _Reader:
 # PostgreSQL reads the state database's password itself (libpq), never from the plan
 STATE_SECRET_HINT = (
     "the state database's password comes from the environment variable PGPASSWORD or the "
-    "file ~/.pgpass (libpq reads them), e.g. url = \"postgresql+psycopg://host/db\""
+    'file ~/.pgpass (libpq reads them), e.g. url = "postgresql+psycopg://host/db"'
 )
 
 
-def _check_no_secret_in_url(reader: _Reader, key: str, url: str | None, *, hint: str | None = None) -> None:
+def _check_no_secret_in_url(
+    reader: _Reader, key: str, url: str | None, *, hint: str | None = None
+) -> None:
     if not url or url.startswith("ldif:"):
         return
     try:
@@ -306,12 +309,14 @@ def _directory(file: str, table: Mapping[str, Any]) -> DirectorySettings:
             hint='write "ldap://host:389", "ldaps://host:636" or "ldif:/path/to/file.ldif"',
         )
     if url.startswith("ldif:") and not url[5:]:
-        raise r._err("url", "ldif: needs a file path, e.g. \"ldif:plans/sample.ldif\"")
+        raise r._err("url", 'ldif: needs a file path, e.g. "ldif:plans/sample.ldif"')
     base = r.text("base", required=True)
     filt = r.text("filter", "(objectClass=*)")
     population = r.text("population", DirectorySettings.population)
     for key, value in (("filter", filt), ("population", population)):
-        if not (value.startswith("(") and value.endswith(")")) or value.count("(") != value.count(")"):
+        if not (value.startswith("(") and value.endswith(")")) or value.count("(") != value.count(
+            ")"
+        ):
             raise r._err(
                 key,
                 f"{value!r} is not an LDAP filter",
@@ -424,7 +429,9 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
         client_secret_file=client_secret_file,
         tls_verify=r.flag("tls_verify", True),
         ca_file=r.text("ca_file"),
-        max_message_size=r.whole("max_message_size", TargetSettings.max_message_size, limits.MAX_MESSAGE_SIZE),
+        max_message_size=r.whole(
+            "max_message_size", TargetSettings.max_message_size, limits.MAX_MESSAGE_SIZE
+        ),
         address=address,
         archive_folder=r.text("archive_folder", "Archive"),
         folder_map=r.str_table("folder_map"),
@@ -471,7 +478,9 @@ def _target(file: str, table: Mapping[str, Any], extra_fields: set[str]) -> Targ
 SIEVE_MODES = ("off", "file", "managesieve")
 
 
-def _settings(file: str, table: Mapping[str, Any], source: SourceSettings, extra_fields: set[str]) -> FilterSettings:
+def _settings(
+    file: str, table: Mapping[str, Any], source: SourceSettings, extra_fields: set[str]
+) -> FilterSettings:
     r = _Reader(file, "settings", table)
     mode = r.choice("sieve", SIEVE_MODES, "off")
     fields_ok = ACCOUNT_FIELDS | extra_fields
@@ -480,9 +489,12 @@ def _settings(file: str, table: Mapping[str, Any], source: SourceSettings, extra
     if mode == "file" and path is None:
         home = _home_template(source)
         if home is None:
-            raise r._err("sieve_path", "is missing: sieve = \"file\" needs the active script's path",
-                         hint='e.g. sieve_path = "{root}/{domain}/{local}/.dovecot.sieve" '
-                         '(Pigeonhole\'s default is ~/.dovecot.sieve)')
+            raise r._err(
+                "sieve_path",
+                'is missing: sieve = "file" needs the active script\'s path',
+                hint='e.g. sieve_path = "{root}/{domain}/{local}/.dovecot.sieve" '
+                "(Pigeonhole's default is ~/.dovecot.sieve)",
+            )
         path = f"{home}/.dovecot.sieve"
         scripts = scripts or f"{home}/sieve"
     for key, value in (("sieve_path", path), ("sieve_scripts", scripts)):
@@ -501,7 +513,9 @@ def _settings(file: str, table: Mapping[str, Any], source: SourceSettings, extra
         remove_outlook_rules=r.flag("remove_outlook_rules", False),
         graph=r.flag("graph", False),
         graph_url=_url_without_secret(r, "graph_url") or FilterSettings.graph_url,
-        internal_domains=tuple(d.strip().lower().lstrip("@") for d in r.str_list("internal_domains")),
+        internal_domains=tuple(
+            d.strip().lower().lstrip("@") for d in r.str_list("internal_domains")
+        ),
         path=path,
         scripts=scripts,
         root=r.text("sieve_root") or source.root,
@@ -521,16 +535,24 @@ def _settings(file: str, table: Mapping[str, Any], source: SourceSettings, extra
     )
     r.finish()
     if mode == "file" and not settings.root:
-        raise r._err("sieve_root", "is missing: scripts read from files must stay inside a root folder",
-                     hint='e.g. sieve_root = "/var/vmail"')
+        raise r._err(
+            "sieve_root",
+            "is missing: scripts read from files must stay inside a root folder",
+            hint='e.g. sieve_root = "/var/vmail"',
+        )
     if mode == "managesieve":
         if not settings.host:
-            raise r._err("sieve_host", "is missing: sieve = \"managesieve\" needs the server",
-                         hint='e.g. sieve_host = "imap.example.org" (port 4190)')
+            raise r._err(
+                "sieve_host",
+                'is missing: sieve = "managesieve" needs the server',
+                hint='e.g. sieve_host = "imap.example.org" (port 4190)',
+            )
         if not (settings.password_env or settings.password_file):
-            raise r._err("sieve_password_env", "is missing: ManageSieve needs a password (the "
-                         "master user's, or the user's)",
-                         hint='add sieve_password_env = "MIGRATOR_SIEVE_PASSWORD"')
+            raise r._err(
+                "sieve_password_env",
+                "is missing: ManageSieve needs a password (the master user's, or the user's)",
+                hint='add sieve_password_env = "MIGRATOR_SIEVE_PASSWORD"',
+            )
     return settings
 
 
@@ -547,10 +569,14 @@ def _run(file: str, table: Mapping[str, Any]) -> RunSettings:
     defaults = RunSettings()
     settings = RunSettings(
         workers=r.whole("workers", defaults.workers, limits.WORKERS),
-        max_account_attempts=r.whole("max_account_attempts", defaults.max_account_attempts, limits.MAX_ACCOUNT_ATTEMPTS),
+        max_account_attempts=r.whole(
+            "max_account_attempts", defaults.max_account_attempts, limits.MAX_ACCOUNT_ATTEMPTS
+        ),
         chunk_messages=r.whole("chunk_messages", defaults.chunk_messages, limits.CHUNK_MESSAGES),
         chunk_bytes=r.whole("chunk_bytes", defaults.chunk_bytes, limits.CHUNK_BYTES),
-        target_concurrency=r.whole("target_concurrency", defaults.target_concurrency, limits.TARGET_CONCURRENCY),
+        target_concurrency=r.whole(
+            "target_concurrency", defaults.target_concurrency, limits.TARGET_CONCURRENCY
+        ),
         lease_seconds=r.whole("lease_seconds", defaults.lease_seconds, limits.LEASE_SECONDS),
         deletions=r.choice("deletions", DELETION_MODES, defaults.deletions),
         deletion_limit=r.whole("deletion_limit", defaults.deletion_limit, limits.DELETION_LIMIT),
@@ -573,18 +599,26 @@ def _command(r: _Reader, key: str, default: str) -> tuple[str, ...]:
     except ValueError as exc:
         raise r._err(key, f"{text!r} is not a command line: {exc}") from None
     if not words:
-        raise r._err(key, "is empty", hint=f'write the command, e.g. {key} = "{default}" or "sudo -n {default}"')
+        raise r._err(
+            key,
+            "is empty",
+            hint=f'write the command, e.g. {key} = "{default}" or "sudo -n {default}"',
+        )
     return words
 
 
 def _duration(r: _Reader, key: str, bound: limits.Bound = limits.FINAL_DELTA_AFTER) -> float | None:
-    value = r._get(key, (int, float, str), "a number of seconds or a duration such as \"15m\"", False)
+    value = r._get(key, (int, float, str), 'a number of seconds or a duration such as "15m"', False)
     if value is None:
         return None
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
-            raise r._err(key, f"{value!r} is not a duration", hint='write seconds (900) or e.g. "30s", "15m", "2h"')
+            raise r._err(
+                key,
+                f"{value!r} is not a duration",
+                hint='write seconds (900) or e.g. "30s", "15m", "2h"',
+            )
         value = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     r._check_bound(key, value, bound)
     return float(value)
@@ -603,7 +637,11 @@ def _cutover(file: str, table: Mapping[str, Any]) -> CutoverSettings:
             hint='e.g. transport_map = "hash:/etc/postfix/transport_migrated"',
         )
     if not path.strip():
-        raise r._err("transport_map", "needs the path of the map file", hint='e.g. "/etc/postfix/transport_migrated"')
+        raise r._err(
+            "transport_map",
+            "needs the path of the map file",
+            hint='e.g. "/etc/postfix/transport_migrated"',
+        )
     settings = CutoverSettings(
         transport_map=path,
         map_type=map_type,
@@ -614,7 +652,9 @@ def _cutover(file: str, table: Mapping[str, Any]) -> CutoverSettings:
         postfix=_command(r, "postfix", "postfix"),
         postqueue=_command(r, "postqueue", "postqueue"),
         final_delta_after=_duration(r, "final_delta_after"),
-        postfix_timeout=r.number("postfix_timeout", CutoverSettings.postfix_timeout, limits.POSTFIX_TIMEOUT),
+        postfix_timeout=r.number(
+            "postfix_timeout", CutoverSettings.postfix_timeout, limits.POSTFIX_TIMEOUT
+        ),
         resolver=r.flag("resolver", True),
     )
     r.finish()
@@ -636,13 +676,17 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
                 file,
                 section,
                 "is not a known section",
-                hint=f"did you mean [{near[0]}]?" if near else "known: " + ", ".join(sorted(_SECTIONS)),
+                hint=f"did you mean [{near[0]}]?"
+                if near
+                else "known: " + ", ".join(sorted(_SECTIONS)),
             )
         if not isinstance(data[section], dict):
             raise PlanError(file, section, "must be a [section], not a single value")
     for required in ("plan", "directory", "source", "target"):
         if required not in data:
-            raise PlanError(file, required, "section is missing", hint=f"add a [{required}] section")
+            raise PlanError(
+                file, required, "section is missing", hint=f"add a [{required}] section"
+            )
     head = _Reader(file, "plan", data["plan"])
     name = head.text("name", required=True)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
@@ -659,17 +703,33 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
     filters = _settings(file, data.get("settings", {}), source, extra)
     if filters.graph:
         if target.kind != "imap":
-            raise PlanError(file, "settings.graph", "is for an IMAP target (Exchange Online); an EWS "
-                            "target takes rules over EWS", hint="remove graph = true")
-        if not (target.client_id and target.tenant_id and (target.client_secret_env or target.client_secret_file)):
-            raise PlanError(file, "settings.graph", "needs the application's credentials in [target]: "
-                            "client_id, tenant_id and client_secret_env or client_secret_file",
-                            hint="the app needs Graph MailboxSettings.ReadWrite and Mail.ReadWrite")
+            raise PlanError(
+                file,
+                "settings.graph",
+                "is for an IMAP target (Exchange Online); an EWS target takes rules over EWS",
+                hint="remove graph = true",
+            )
+        if not (
+            target.client_id
+            and target.tenant_id
+            and (target.client_secret_env or target.client_secret_file)
+        ):
+            raise PlanError(
+                file,
+                "settings.graph",
+                "needs the application's credentials in [target]: "
+                "client_id, tenant_id and client_secret_env or client_secret_file",
+                hint="the app needs Graph MailboxSettings.ReadWrite and Mail.ReadWrite",
+            )
     cutover = _cutover(file, data["cutover"]) if "cutover" in data else None
     state = _Reader(file, "state", data.get("state", {}))
     state_url = state.text("url")
     _check_no_secret_in_url(state, "url", state_url, hint=STATE_SECRET_HINT)
-    retention_days = state.number("retention_days", 0, limits.RETENTION_DAYS) if "retention_days" in state.table else None
+    retention_days = (
+        state.number("retention_days", 0, limits.RETENTION_DAYS)
+        if "retention_days" in state.table
+        else None
+    )
     state.finish()
     return Plan(
         name=name,
@@ -757,8 +817,15 @@ def load_plan(path: str | Path) -> Plan:
             transport_map=_resolve(base, cutover.transport_map),
             config_directory=_resolve(base, cutover.config_directory),
         )
-    return _replace(plan, directory=directory, source=source, target=target, cutover=cutover,
-                    state_url=state_url, filters=filters)
+    return _replace(
+        plan,
+        directory=directory,
+        source=source,
+        target=target,
+        cutover=cutover,
+        state_url=state_url,
+        filters=filters,
+    )
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

@@ -8,7 +8,9 @@ from pathlib import Path
 from migrator.model.errors import SecretError
 
 
-def read_secret(what: str, *, env: str | None, file: str | None, key: str = "password_env") -> str | None:
+def read_secret(
+    what: str, *, env: str | None, file: str | None, key: str = "password_env"
+) -> str | None:
     """The secret named by `env` or `file` (env wins), or None when the plan names neither.
 
     `what` says whose secret it is ("directory password") and `key` which plan key names the

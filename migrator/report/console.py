@@ -23,7 +23,9 @@ class _Console(Console):
 def console(file: IO[str] | None = None) -> Console:
     # no colour or animation when not a terminal (rich detects it); width stays readable in logs
     stream = file or sys.stdout
-    return _Console(file=stream, highlight=False, soft_wrap=False, width=None if stream.isatty() else 120)
+    return _Console(
+        file=stream, highlight=False, soft_wrap=False, width=None if stream.isatty() else 120
+    )
 
 
 def error_console() -> Console:
@@ -83,7 +85,11 @@ _FLAT_ITEM = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",\n 
 
 def _array_item(item: Any) -> str:
     """`item` as json.dumps(..., indent=2) lays it out inside an array (one level in)."""
-    if isinstance(item, dict) and item and not any(isinstance(v, dict | list | tuple) and v for v in item.values()):
+    if (
+        isinstance(item, dict)
+        and item
+        and not any(isinstance(v, dict | list | tuple) and v for v in item.values())
+    ):
         return "{\n    " + _FLAT_ITEM(item)[1:-1] + "\n  }"
     return json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
 

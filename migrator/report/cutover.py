@@ -22,9 +22,16 @@ def render_cutover(con: Console, report: Any) -> None:
             table.add_column(column, justify="right" if column == "seconds" else "left")
         for step in report.steps:
             detail = ", ".join(
-                f"{k}={v}" for k, v in step.items() if k not in ("step", "status", "seconds") and not isinstance(v, dict)
+                f"{k}={v}"
+                for k, v in step.items()
+                if k not in ("step", "status", "seconds") and not isinstance(v, dict)
             )
-            table.add_row(safe(step["step"]), safe(step["status"]), f"{step.get('seconds', 0):.1f}", safe(detail, 160))
+            table.add_row(
+                safe(step["step"]),
+                safe(step["status"]),
+                f"{step.get('seconds', 0):.1f}",
+                safe(detail, 160),
+            )
         con.print(table)
     if report.left_out:
         _problems(con, "Left out (their address cannot be routed)", report.left_out)

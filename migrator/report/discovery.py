@@ -39,7 +39,9 @@ def render_discovery(con: Console, report: Any) -> None:
         scope.add_row(Scope.VANISHED, "no longer in the directory", _n(report.vanished))
     con.print(scope)
 
-    batches = Table(title=f"Accounts in scope per batch ({len(report.batches):,} batches)", title_justify="left")
+    batches = Table(
+        title=f"Accounts in scope per batch ({len(report.batches):,} batches)", title_justify="left"
+    )
     batches.add_column("batch")
     batches.add_column("accounts", justify="right")
     ordered = sorted(report.batches.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -51,7 +53,10 @@ def render_discovery(con: Console, report: Any) -> None:
     con.print(batches)
 
     if report.examples:
-        examples = Table(title="Invalid entries (examples; `migrator accounts --status invalid` lists all)", title_justify="left")
+        examples = Table(
+            title="Invalid entries (examples; `migrator accounts --status invalid` lists all)",
+            title_justify="left",
+        )
         examples.add_column("reason")
         examples.add_column("entry")
         examples.add_column("why")

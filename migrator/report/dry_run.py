@@ -13,8 +13,23 @@ from migrator.report.run import human_bytes
 
 def render_dry_run(con: Console, report: Any) -> None:
     table = Table(title="Dry run: nothing was written", title_justify="left")
-    for column in ("account", "ready", "folders", "messages", "new", "size", "too large", "unreadable", "problem"):
-        table.add_column(column, justify="right" if column in ("folders", "messages", "new", "size", "too large", "unreadable") else "left")
+    for column in (
+        "account",
+        "ready",
+        "folders",
+        "messages",
+        "new",
+        "size",
+        "too large",
+        "unreadable",
+        "problem",
+    ):
+        table.add_column(
+            column,
+            justify="right"
+            if column in ("folders", "messages", "new", "size", "too large", "unreadable")
+            else "left",
+        )
     for a in report.accounts:
         table.add_row(
             safe(a.address, 50),

@@ -14,7 +14,11 @@ def event_line(e: dict[str, Any]) -> str:
     when = (e["at"] or "").replace("T", " ").rstrip("Z")
     states = f"{e['from'] or ''} -> {e['to'] or ''}" if (e["from"] or e["to"]) else ""
     detail = e["detail"] or {}
-    extra = ", ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", 0)) if isinstance(detail, dict) else str(detail)
+    extra = (
+        ", ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", 0))
+        if isinstance(detail, dict)
+        else str(detail)
+    )
     parts = [when, e["account"] or "-", e["kind"], states, extra]
     return "  ".join(p for p in parts if p)
 

@@ -28,12 +28,31 @@ MARKER = RULE_MARKER
 
 # RulePredicates field -> (EWS element, New-InboxRule parameter, Except parameter)
 _PREDICATES = (
-    ("contains_subject", "ContainsSubjectStrings", "SubjectContainsWords", "ExceptIfSubjectContainsWords"),
+    (
+        "contains_subject",
+        "ContainsSubjectStrings",
+        "SubjectContainsWords",
+        "ExceptIfSubjectContainsWords",
+    ),
     ("contains_body", "ContainsBodyStrings", "BodyContainsWords", "ExceptIfBodyContainsWords"),
-    ("contains_header", "ContainsHeaderStrings", "HeaderContainsWords", "ExceptIfHeaderContainsWords"),
-    ("contains_sender", "ContainsSenderStrings", "FromAddressContainsWords", "ExceptIfFromAddressContainsWords"),
-    ("contains_recipient", "ContainsRecipientStrings", "RecipientAddressContainsWords",
-     "ExceptIfRecipientAddressContainsWords"),
+    (
+        "contains_header",
+        "ContainsHeaderStrings",
+        "HeaderContainsWords",
+        "ExceptIfHeaderContainsWords",
+    ),
+    (
+        "contains_sender",
+        "ContainsSenderStrings",
+        "FromAddressContainsWords",
+        "ExceptIfFromAddressContainsWords",
+    ),
+    (
+        "contains_recipient",
+        "ContainsRecipientStrings",
+        "RecipientAddressContainsWords",
+        "ExceptIfRecipientAddressContainsWords",
+    ),
     ("from_addresses", "FromAddresses", "From", "ExceptIfFrom"),
     ("sent_to_addresses", "SentToAddresses", "SentTo", "ExceptIfSentTo"),
 )
@@ -45,20 +64,47 @@ TABLE_ROWS = 50  # a campaign's thousands of accounts: the table shows those tha
 def render_summary(console: Console, summary: FiltersSummary) -> None:
     shown = summary.accounts
     if len(shown) > TABLE_ROWS:
-        shown = [a for a in summary.accounts
-                 if a.outcome in ("failed", "broken") or (a.translation and a.translation.refused)][:TABLE_ROWS]
-    table = Table(title="Sieve filters" + ("" if shown is summary.accounts else
-                                           f" (accounts with something not carried or failed, at most {TABLE_ROWS})"),
-                  show_lines=False)
-    for column in ("account", "outcome", "statements", "carried", "with a note", "not carried", "rules", "reply"):
-        table.add_column(column, justify="right" if column in ("statements", "carried", "with a note",
-                                                               "not carried", "rules") else "left")
+        shown = [
+            a
+            for a in summary.accounts
+            if a.outcome in ("failed", "broken") or (a.translation and a.translation.refused)
+        ][:TABLE_ROWS]
+    table = Table(
+        title="Sieve filters"
+        + (
+            ""
+            if shown is summary.accounts
+            else f" (accounts with something not carried or failed, at most {TABLE_ROWS})"
+        ),
+        show_lines=False,
+    )
+    for column in (
+        "account",
+        "outcome",
+        "statements",
+        "carried",
+        "with a note",
+        "not carried",
+        "rules",
+        "reply",
+    ):
+        table.add_column(
+            column,
+            justify="right"
+            if column in ("statements", "carried", "with a note", "not carried", "rules")
+            else "left",
+        )
     for a in shown:
         t = a.translation
         table.add_row(
-            safe(a.address), a.outcome,
-            *(str(getattr(t, f)) if t else "-" for f in ("statements", "translated", "approximate", "refused")),
-            str(len(t.rules)) if t else "-", a.auto_reply or "-",
+            safe(a.address),
+            a.outcome,
+            *(
+                str(getattr(t, f)) if t else "-"
+                for f in ("statements", "translated", "approximate", "refused")
+            ),
+            str(len(t.rules)) if t else "-",
+            a.auto_reply or "-",
         )
     if shown:
         console.print(table)
@@ -72,8 +118,10 @@ def render_summary(console: Console, summary: FiltersSummary) -> None:
     )
     for a in [a for a in summary.accounts if a.error][:TABLE_ROWS]:
         if a.error:
-            console.print(f"[red]{safe(a.address)}[/red]: {safe(a.error, 400)}"
-                          + (f"\n  hint: {safe(a.error_hint, 400)}" if a.error_hint else ""))
+            console.print(
+                f"[red]{safe(a.address)}[/red]: {safe(a.error, 400)}"
+                + (f"\n  hint: {safe(a.error_hint, 400)}" if a.error_hint else "")
+            )
 
 
 def account_report(a: AccountFilters) -> dict[str, Any]:
@@ -88,20 +136,22 @@ def account_report(a: AccountFilters) -> dict[str, Any]:
     }
     if t is None:
         return out
-    out.update({
-        "script": t.script,
-        "statements": t.statements,
-        "translated": t.translated,
-        "approximate": t.approximate,
-        "refused": t.refused,
-        "rules": [_rule_json(r, n) for n, r in enumerate(t.rules, 1)],
-        "auto_reply": _reply_json(t.auto_reply),
-        "not_carried": [
-            {"statement": r.statement, "line": r.line, "reason": r.reason, "sieve": r.text}
-            for r in t.refusals
-        ],
-        "powershell": powershell(a.target_address, t),
-    })
+    out.update(
+        {
+            "script": t.script,
+            "statements": t.statements,
+            "translated": t.translated,
+            "approximate": t.approximate,
+            "refused": t.refused,
+            "rules": [_rule_json(r, n) for n, r in enumerate(t.rules, 1)],
+            "auto_reply": _reply_json(t.auto_reply),
+            "not_carried": [
+                {"statement": r.statement, "line": r.line, "reason": r.reason, "sieve": r.text}
+                for r in t.refusals
+            ],
+            "powershell": powershell(a.target_address, t),
+        }
+    )
     return out
 
 
@@ -148,7 +198,9 @@ def _reply_json(reply: AutoReply | None) -> dict[str, Any] | None:
     if reply is None:
         return None
     return {
-        "state": "expired" if reply.expired else ("scheduled" if reply.start or reply.end else "enabled"),
+        "state": "expired"
+        if reply.expired
+        else ("scheduled" if reply.start or reply.end else "enabled"),
         "start": reply.start.isoformat() if reply.start else None,
         "end": reply.end.isoformat() if reply.end else None,
         "message": reply.message,
@@ -167,12 +219,20 @@ def _ps_list(values: tuple[str, ...]) -> str:
     return ",".join(_ps(v) for v in values)
 
 
-_WELL_KNOWN = {"inbox": "Inbox", "sent": "Sent Items", "drafts": "Drafts", "trash": "Deleted Items",
-               "junk": "Junk Email", "archive": "Archive"}
+_WELL_KNOWN = {
+    "inbox": "Inbox",
+    "sent": "Sent Items",
+    "drafts": "Drafts",
+    "trash": "Deleted Items",
+    "junk": "Junk Email",
+    "archive": "Archive",
+}
 
 
 def _ps_folder(mailbox: str, folder: RuleFolder) -> str:
-    parts = ([_WELL_KNOWN.get(folder.anchor.value, folder.anchor.value)] if folder.anchor else []) + list(folder.names)
+    parts = (
+        [_WELL_KNOWN.get(folder.anchor.value, folder.anchor.value)] if folder.anchor else []
+    ) + list(folder.names)
     return _ps(f"{mailbox}:\\" + "\\".join(parts))
 
 
@@ -180,7 +240,9 @@ def powershell(mailbox: str, t: Translation) -> list[str]:
     """Exchange Online PowerShell that creates the same rules and automatic reply."""
     lines: list[str] = []
     for n, rule in enumerate(t.rules, 1):
-        parts = [f"New-InboxRule -Mailbox {_ps(mailbox)} -Name {_ps(MARKER + rule.name)} -Priority {n}"]
+        parts = [
+            f"New-InboxRule -Mailbox {_ps(mailbox)} -Name {_ps(MARKER + rule.name)} -Priority {n}"
+        ]
         for p, prefix in ((rule.conditions, 2), (rule.exceptions, 3)):
             for entry in _PREDICATES:
                 values = getattr(p, entry[0])
@@ -210,8 +272,10 @@ def powershell(mailbox: str, t: Translation) -> list[str]:
     if reply is not None and not reply.expired:
         message = _ps(reply.message.rstrip("\n"))
         state = "Scheduled" if reply.start or reply.end else "Enabled"
-        line = (f"Set-MailboxAutoReplyConfiguration -Identity {_ps(mailbox)} -AutoReplyState {state} "
-                f"-ExternalAudience All -InternalMessage {message} -ExternalMessage {message}")
+        line = (
+            f"Set-MailboxAutoReplyConfiguration -Identity {_ps(mailbox)} -AutoReplyState {state} "
+            f"-ExternalAudience All -InternalMessage {message} -ExternalMessage {message}"
+        )
         if reply.start:
             line += f" -StartTime {_ps(reply.start.strftime('%Y-%m-%dT%H:%M:%SZ'))}"
         if reply.end:
@@ -233,8 +297,10 @@ def account_text(a: AccountFilters) -> str:
         out.append(f"error: {a.error}")
     if t is None:
         return "\n".join(out) + "\n"
-    out.append(f"{t.translated} of {t.statements} statements carried ({t.approximate} with a note), "
-               f"{t.refused} not carried; {len(t.rules)} Exchange rules")
+    out.append(
+        f"{t.translated} of {t.statements} statements carried ({t.approximate} with a note), "
+        f"{t.refused} not carried; {len(t.rules)} Exchange rules"
+    )
     for n, rule in enumerate(t.rules, 1):
         data = _rule_json(rule, n)
         out.append("")
@@ -248,8 +314,11 @@ def account_text(a: AccountFilters) -> str:
         r = _reply_json(t.auto_reply)
         assert r is not None
         out.append("")
-        out.append(f"Automatic reply: {r['state']}" + (f" from {r['start']}" if r["start"] else "")
-                   + (f" until {r['end']}" if r["end"] else ""))
+        out.append(
+            f"Automatic reply: {r['state']}"
+            + (f" from {r['start']}" if r["start"] else "")
+            + (f" until {r['end']}" if r["end"] else "")
+        )
         out.extend(f"  | {line}" for line in t.auto_reply.message.rstrip("\n").split("\n"))
         out.extend(f"  note: {note}" for note in r["notes"])
     if t.refusals:
@@ -279,7 +348,9 @@ def write_reports(directory: Path, summary: FiltersSummary) -> list[Path]:
         base = directory / _file_name(a.address)
         json_path = base.with_name(base.name + ".json")
         text_path = base.with_name(base.name + ".txt")
-        json_path.write_text(json.dumps(account_report(a), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        json_path.write_text(
+            json.dumps(account_report(a), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
         text_path.write_text(account_text(a), encoding="utf-8")
         written += [json_path, text_path]
     total = directory / "summary.json"

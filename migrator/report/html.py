@@ -27,7 +27,14 @@ DISPLAY = (
     ("last_pass", "last_pass", "last pass"),
     ("last_error", "last_error_reason", "last error"),
 )
-_NUMERIC = {"passes", "messages_source", "messages_done", "messages_skipped", "messages_failed", "bytes"}
+_NUMERIC = {
+    "passes",
+    "messages_source",
+    "messages_done",
+    "messages_skipped",
+    "messages_failed",
+    "bytes",
+}
 
 
 def embed_json(data: Any) -> str:
@@ -164,11 +171,13 @@ def static_rows(data: dict[str, Any]) -> str:
         if ident == "account":
             who = value("name")
             text = f'<span class="addr">{e(str(value("address") or ""))}</span>' + (
-                f'<span class="who">{e(str(who))}</span>' if who else "")
+                f'<span class="who">{e(str(who))}</span>' if who else ""
+            )
         elif ident == "last_error":
             reason, error = value("last_error_reason"), value("last_error")
             text = (f'<span class="reason">{e(str(reason))}</span> ' if reason else "") + (
-                f'<span class="err clip3">{e(str(error))}</span>' if error else "")
+                f'<span class="err clip3">{e(str(error))}</span>' if error else ""
+            )
         elif ident in ("first_pass", "last_pass"):
             text = e(str(value(ident) or "")[:16].replace("T", " "))
         elif numeric:
@@ -176,10 +185,19 @@ def static_rows(data: dict[str, Any]) -> str:
             text = "" if v is None else f"{v:,}"
         else:
             text = e(str(value(ident) or ""))
-        classes = ident + (" n" if numeric else "") + (" state-" + e(str(value("state"))) if ident == "state" else "")
-        return f'<td class="{classes}{"" if text else " blank"}" data-label="{e(title)}">{text}</td>'
+        classes = (
+            ident
+            + (" n" if numeric else "")
+            + (" state-" + e(str(value("state"))) if ident == "state" else "")
+        )
+        return (
+            f'<td class="{classes}{"" if text else " blank"}" data-label="{e(title)}">{text}</td>'
+        )
 
-    return "".join("<tr>" + "".join(cell(row, ident, title) for ident, title in shown) + "</tr>" for row in rows)
+    return "".join(
+        "<tr>" + "".join(cell(row, ident, title) for ident, title in shown) + "</tr>"
+        for row in rows
+    )
 
 
 def cutover_section(waves: list[dict[str, Any]]) -> str:

@@ -78,7 +78,8 @@ class JsonLinesProgress:
             skipped=len(outcome.skipped),
             skipped_by_reason=reasons,
             skipped_messages=[
-                {"folder": s.folder, "key": s.key, "reason": s.reason, "detail": s.detail} for s in outcome.skipped
+                {"folder": s.folder, "key": s.key, "reason": s.reason, "detail": s.detail}
+                for s in outcome.skipped
             ],
             error=outcome.error,
             reason=outcome.reason,
@@ -97,8 +98,18 @@ class JsonLinesProgress:
     def run_finished(self, summary: Any, *, exit_code: int) -> None:
         """`summary` is an engine.runner.RunSummary; its numbers become the last line."""
         data = summary.as_json()
-        failed = data["accounts"]["failed"] or data["accounts"]["deferred"] or data["messages"]["skipped"]
-        self.emit("run_finished", "warning" if failed else "info", always=True, exit_code=exit_code, **data)
+        failed = (
+            data["accounts"]["failed"]
+            or data["accounts"]["deferred"]
+            or data["messages"]["skipped"]
+        )
+        self.emit(
+            "run_finished",
+            "warning" if failed else "info",
+            always=True,
+            exit_code=exit_code,
+            **data,
+        )
 
     def close(self) -> None:
         # nothing buffered: every line is flushed as it is written

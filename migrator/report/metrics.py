@@ -31,9 +31,33 @@ from migrator.model.status import LIVE_WORKERS, Status, WorkerState
 
 LABELS = ("plan", "target")
 # a request to EWS or IMAP takes from milliseconds (a lookup) to minutes (a large upload)
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-ACCOUNT_STATES = (Status.PENDING, Status.RUNNING, Status.SYNCED, Status.VERIFIED, Status.FAILED, Scope.EXCLUDED,
-                  Scope.INVALID, Scope.VANISHED)
+LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+ACCOUNT_STATES = (
+    Status.PENDING,
+    Status.RUNNING,
+    Status.SYNCED,
+    Status.VERIFIED,
+    Status.FAILED,
+    Scope.EXCLUDED,
+    Scope.INVALID,
+    Scope.VANISHED,
+)
 WORKER_STATES = tuple(WorkerState)
 
 
@@ -69,15 +93,23 @@ class RunMetrics:
     """What one `migrator run` process does: a LimiterWatch for the engine's limiter, and a
     Progress wrapper (`progress()`) for what it reports."""
 
-    def __init__(self, registry: CollectorRegistry, *, plan: str, target: str, worker: dict[str, str]) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, plan: str, target: str, worker: dict[str, str]
+    ) -> None:
         labels = {"plan": plan, "target": target}
         self._labels = labels
         self._limiter: AdaptiveLimiter | None = None
         self.messages = Counter(
-            "migrator_messages_done", "Messages this process moved into the target.", LABELS, registry=registry
+            "migrator_messages_done",
+            "Messages this process moved into the target.",
+            LABELS,
+            registry=registry,
         ).labels(**labels)
         self.bytes = Counter(
-            "migrator_bytes_done", "Bytes of the messages this process moved.", LABELS, registry=registry
+            "migrator_bytes_done",
+            "Bytes of the messages this process moved.",
+            LABELS,
+            registry=registry,
         ).labels(**labels)
         self.skipped = Counter(
             "migrator_messages_skipped", "Messages this process skipped, by reason.", (*LABELS, "reason"),
@@ -113,7 +145,9 @@ class RunMetrics:
             ("migrator_target_requests_in_flight", "Requests to the target in flight now.",
              lambda lim: lim.in_flight),
         ):  # fmt: skip
-            Gauge(name, doc, LABELS, registry=registry).labels(**labels).set_function(self._reader(read))
+            Gauge(name, doc, LABELS, registry=registry).labels(**labels).set_function(
+                self._reader(read)
+            )
         Gauge(
             "migrator_worker_info", "This process as a worker: its unique id, label, host and pid.",
             (*LABELS, *sorted(worker)), registry=registry,
@@ -197,30 +231,54 @@ class CampaignCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         data = _read(self._read)  # at every scrape: a few indexed aggregates, as `status`
-        up = GaugeMetricFamily("migrator_state_up", "1 when the last read of the state database worked.", labels=LABELS)
+        up = GaugeMetricFamily(
+            "migrator_state_up", "1 when the last read of the state database worked.", labels=LABELS
+        )
         up.add_metric(self._labels, 1.0 if data is not None else 0.0)
         yield up
         if data is None:
             return
         accounts = data["accounts"]
         by_state = GaugeMetricFamily(
-            "migrator_accounts", "The plan's accounts by state (status and scope).", labels=(*LABELS, "state")
+            "migrator_accounts",
+            "The plan's accounts by state (status and scope).",
+            labels=(*LABELS, "state"),
         )
         for state in ACCOUNT_STATES:
             by_state.add_metric([*self._labels, state], float(accounts.get(state, 0)))
         yield by_state
         for name, key, doc in (
             ("migrator_accounts_in_scope", "total", "Accounts in scope."),
-            ("migrator_accounts_migrated", "migrated", "Accounts migrated (the N of `status`'s N of M)."),
-            ("migrator_accounts_interrupted", "interrupted", "Accounts left running by a worker whose lease expired."),
+            (
+                "migrator_accounts_migrated",
+                "migrated",
+                "Accounts migrated (the N of `status`'s N of M).",
+            ),
+            (
+                "migrator_accounts_interrupted",
+                "interrupted",
+                "Accounts left running by a worker whose lease expired.",
+            ),
         ):
             yield self._gauge(name, doc, accounts[key])
         messages = data["messages"]
-        yield self._gauge("migrator_campaign_messages_done", "Messages in the target, by every pass of every worker.", messages["done"])
-        yield self._gauge("migrator_campaign_bytes_done", "Bytes of those messages.", messages["bytes"])
-        yield self._gauge("migrator_campaign_messages_failed", "Messages that failed for good.", messages["failed"])
+        yield self._gauge(
+            "migrator_campaign_messages_done",
+            "Messages in the target, by every pass of every worker.",
+            messages["done"],
+        )
+        yield self._gauge(
+            "migrator_campaign_bytes_done", "Bytes of those messages.", messages["bytes"]
+        )
+        yield self._gauge(
+            "migrator_campaign_messages_failed",
+            "Messages that failed for good.",
+            messages["failed"],
+        )
         skipped = GaugeMetricFamily(
-            "migrator_campaign_messages_skipped", "Messages skipped, by reason.", labels=(*LABELS, "reason")
+            "migrator_campaign_messages_skipped",
+            "Messages skipped, by reason.",
+            labels=(*LABELS, "reason"),
         )
         for reason, n in sorted(data["skipped_by_reason"].items()):
             skipped.add_metric([*self._labels, reason], float(n))
@@ -244,12 +302,16 @@ class FleetCollector(Collector):
         if data is None:
             return
         totals = data["totals"]
-        workers = GaugeMetricFamily("migrator_workers", "The plan's workers by state.", labels=(*LABELS, "state"))
+        workers = GaugeMetricFamily(
+            "migrator_workers", "The plan's workers by state.", labels=(*LABELS, "state")
+        )
         for state in WORKER_STATES:
             workers.add_metric([*self._labels, state], float(totals.get(state, 0)))
         yield workers
         ceiling = GaugeMetricFamily(
-            "migrator_target_ceiling", "Requests all workers together may have in flight to the target.", labels=LABELS
+            "migrator_target_ceiling",
+            "Requests all workers together may have in flight to the target.",
+            labels=LABELS,
         )
         ceiling.add_metric(self._labels, float(data["ceiling"]))
         yield ceiling
@@ -259,11 +321,15 @@ class FleetCollector(Collector):
         )  # fmt: skip
         rate.add_metric(self._labels, float(totals["rate"]))
         yield rate
-        held = GaugeMetricFamily("migrator_fleet_accounts_in_hand", "Accounts the running workers hold.", labels=LABELS)
+        held = GaugeMetricFamily(
+            "migrator_fleet_accounts_in_hand", "Accounts the running workers hold.", labels=LABELS
+        )
         held.add_metric(self._labels, float(totals["accounts_in_hand"]))
         yield held
         share = GaugeMetricFamily(
-            "migrator_worker_share", "Each live worker's share of the target's ceiling.", labels=(*LABELS, "worker")
+            "migrator_worker_share",
+            "Each live worker's share of the target's ceiling.",
+            labels=(*LABELS, "worker"),
         )
         for w in data["workers"]:
             if w["state"] in LIVE_WORKERS and w["share"] is not None:

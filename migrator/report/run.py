@@ -41,7 +41,12 @@ class RunProgress:
     """Implements engine.progress.Progress for the terminal or a log."""
 
     def __init__(
-        self, console: Console, *, quiet: bool = False, live: bool | None = None, err: Console | None = None,
+        self,
+        console: Console,
+        *,
+        quiet: bool = False,
+        live: bool | None = None,
+        err: Console | None = None,
         plan_file: str | None = None,
     ) -> None:
         self.console = console
@@ -69,8 +74,12 @@ class RunProgress:
         if self.live_enabled and not self.quiet:
             # drawn when it refreshes (4 times a second), from the counts of that moment: built
             # on every account event instead, it cost more than a small account's own work
-            self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4,
-                              transient=True)
+            self._live = Live(
+                get_renderable=self._render,
+                console=self.console,
+                refresh_per_second=4,
+                transient=True,
+            )
             self._live.start()
 
     def account_started(self, address: str) -> None:
@@ -202,8 +211,11 @@ def render_run_summary(con: Console, summary: Any, *, plan_file: str | None = No
         + (f", {summary.interrupted:,} interrupted" if summary.interrupted else "")
         + (f", {summary.deferred:,} deferred" if summary.deferred else "")
         + f"), {summary.messages_done:,} messages, {human_bytes(summary.bytes_done)}"
-        + (f" ({summary.messages_adopted:,} found in the target already, not sent again)"
-           if getattr(summary, "messages_adopted", 0) else "")
+        + (
+            f" ({summary.messages_adopted:,} found in the target already, not sent again)"
+            if getattr(summary, "messages_adopted", 0)
+            else ""
+        )
         + (f", {summary.messages_skipped:,} skipped" if summary.messages_skipped else "")
         + (f"; the target throttled us {summary.throttled:,} times" if summary.throttled else "")
     )
@@ -238,7 +250,9 @@ def render_run_summary(con: Console, summary: Any, *, plan_file: str | None = No
         con.print("stopped on request: the state is consistent; run again to resume")
 
 
-def _render_failures(con: Console, failures: list[dict[str, str]], counts: dict[str, int] | None = None) -> None:
+def _render_failures(
+    con: Console, failures: list[dict[str, str]], counts: dict[str, int] | None = None
+) -> None:
     """By reason, most frequent first: how many, the first few accounts, the first error and
     what to do. `failures` may be the first of many (RunSummary keeps 1,000); `counts` has
     every failure by reason."""
@@ -253,11 +267,21 @@ def _render_failures(con: Console, failures: list[dict[str, str]], counts: dict[
     for reason, n in sorted(total.items(), key=lambda kv: (-kv[1], kv[0])):
         group = by_reason.get(reason, [])
         if not group:  # failures past the first 1,000, all of this reason
-            _wrapped(con, f"{safe(reason)}: {n:,} account(s) (`migrator accounts --status failed` names them)", 2)
+            _wrapped(
+                con,
+                f"{safe(reason)}: {n:,} account(s) (`migrator accounts --status failed` names them)",
+                2,
+            )
             continue
         names = ", ".join(safe(f["account"], 80) for f in group[:NAMES_SHOWN])
-        _wrapped(con, f"{safe(reason)}: {n:,} account(s): {names}{_more(min(NAMES_SHOWN, len(group)), n, 'accounts')}", 2)
-        _wrapped(con, ("error of the first: " if n > 1 else "error: ") + safe(group[0]["error"], 600), 4)
+        _wrapped(
+            con,
+            f"{safe(reason)}: {n:,} account(s): {names}{_more(min(NAMES_SHOWN, len(group)), n, 'accounts')}",
+            2,
+        )
+        _wrapped(
+            con, ("error of the first: " if n > 1 else "error: ") + safe(group[0]["error"], 600), 4
+        )
         hints = list(dict.fromkeys(f["hint"] for f in group if f["hint"]))
         for hint in hints[:3]:
             _wrapped(con, f"what to do: {safe(hint, 600)}", 4)
@@ -269,14 +293,24 @@ def _render_skips(con: Console, summary: Any, plan: str) -> None:
         by_reason.setdefault(reason, []).append((account, folder, n))
     con.print()
     con.print(f"[bold]Skipped messages: {summary.messages_skipped:,}[/bold], by reason and folder")
-    for reason, places in sorted(by_reason.items(), key=lambda kv: (-sum(n for *_, n in kv[1]), kv[0])):
+    for reason, places in sorted(
+        by_reason.items(), key=lambda kv: (-sum(n for *_, n in kv[1]), kv[0])
+    ):
         places.sort(key=lambda p: (-p[2], p[0], p[1]))
         total = sum(n for *_, n in places)
         accounts = len({account for account, _, _ in places})
-        _wrapped(con, f"{safe(reason)}: {total:,} message(s) in {len(places):,} folder(s) of {accounts:,} account(s)", 2)
+        _wrapped(
+            con,
+            f"{safe(reason)}: {total:,} message(s) in {len(places):,} folder(s) of {accounts:,} account(s)",
+            2,
+        )
         for account, folder, n in places[:NAMES_SHOWN]:
             _wrapped(con, f"{n:,} in {safe(account, 80)}, folder {safe(folder, 120)}", 4)
         if len(places) > NAMES_SHOWN:
-            _wrapped(con, f"and {sum(n for *_, n in places[NAMES_SHOWN:]):,} in {len(places) - NAMES_SHOWN:,} more folder(s)", 4)
+            _wrapped(
+                con,
+                f"and {sum(n for *_, n in places[NAMES_SHOWN:]):,} in {len(places) - NAMES_SHOWN:,} more folder(s)",
+                4,
+            )
         what = advice(reason, address=places[0][0], plan_file=plan)
         _wrapped(con, f"what to do: {safe(what, 600)}", 4)

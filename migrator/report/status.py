@@ -25,7 +25,11 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
     a = data["accounts"]
     con.print(
         f"accounts: {a['verified']:,} verified, {a['synced']:,} synced, {a['running']:,} running"
-        + (f" ({a['interrupted']:,} interrupted: run again to resume them)" if a.get("interrupted") else "")
+        + (
+            f" ({a['interrupted']:,} interrupted: run again to resume them)"
+            if a.get("interrupted")
+            else ""
+        )
         + ", "
         f"{a['pending']:,} pending, {a['failed']:,} failed; not in scope: {a['excluded']:,} excluded, "
         f"{a['invalid']:,} invalid, {a['vanished']:,} vanished"
@@ -68,10 +72,20 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
         table = Table(title=f"Progress by {'OU' if key == 'ou' else 'batch'}", title_justify="left")
         for column in (key, "accounts", "migrated", "failed", "pending", "%"):
             table.add_column(column, justify="left" if column == key else "right")
-        rows = sorted(data["groups"], key=lambda r: (r["migrated"] / r["total"] if r["total"] else 1, r[key] or ""))
+        rows = sorted(
+            data["groups"],
+            key=lambda r: (r["migrated"] / r["total"] if r["total"] else 1, r[key] or ""),
+        )
         for row in rows[:25]:
             pct = 100.0 * row["migrated"] / row["total"] if row["total"] else 100.0
-            table.add_row(safe(row[key]), f"{row['total']:,}", f"{row['migrated']:,}", f"{row['failed']:,}", f"{row['pending']:,}", f"{pct:.0f}")
+            table.add_row(
+                safe(row[key]),
+                f"{row['total']:,}",
+                f"{row['migrated']:,}",
+                f"{row['failed']:,}",
+                f"{row['pending']:,}",
+                f"{pct:.0f}",
+            )
         if len(rows) > 25:
             table.caption = f"the 25 least advanced of {len(rows):,} {plural}; --json lists all"
     con.print(table)
@@ -117,7 +131,13 @@ def render_cutover_status(con: Console, cutover: dict[str, Any] | None) -> None:
     for column in ("batch", "accounts", "pre-staged", "switched", "cut over"):
         table.add_column(column, justify="left" if column == "batch" else "right")
     for row in rows[:25]:
-        table.add_row(safe(row["batch"]), f"{row['total']:,}", f"{row['pre_staged']:,}", f"{row['switched']:,}", f"{row['cut_over']:,}")
+        table.add_row(
+            safe(row["batch"]),
+            f"{row['total']:,}",
+            f"{row['pre_staged']:,}",
+            f"{row['switched']:,}",
+            f"{row['cut_over']:,}",
+        )
     rest = [b for b in cutover["batches"] if b not in rows]
     if rest:
         table.caption = (
@@ -131,7 +151,15 @@ def render_cutover_status(con: Console, cutover: dict[str, Any] | None) -> None:
         started = wave["started_at"]
         con.print(
             f"wave {wave['id']} ({safe(wave['kind'])} {safe(names, 120)}): {safe(wave['status'])}"
-            + (f" at step {safe(wave['step'])}" if wave["status"] in (WaveStatus.RUNNING, WaveStatus.FAILED) and wave["step"] else "")
+            + (
+                f" at step {safe(wave['step'])}"
+                if wave["status"] in (WaveStatus.RUNNING, WaveStatus.FAILED) and wave["step"]
+                else ""
+            )
             + (f", started {started:%Y-%m-%d %H:%M} UTC" if started else "")
-            + (f"; {safe(wave['error'], 200)}" if wave["status"] == WaveStatus.FAILED and wave["error"] else "")
+            + (
+                f"; {safe(wave['error'], 200)}"
+                if wave["status"] == WaveStatus.FAILED and wave["error"]
+                else ""
+            )
         )

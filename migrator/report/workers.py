@@ -35,11 +35,25 @@ def render_workers(con: Console, data: dict[str, Any]) -> None:
         con.print("no worker has run this plan yet")
         return
     table = Table(title="Workers", title_justify="left")
-    for column in ("worker", "state", "started (UTC)", "heartbeat", "accounts", "messages", "msg/s", "share"):
-        table.add_column(column, justify="right" if column in ("messages", "msg/s", "share") else "left")
+    for column in (
+        "worker",
+        "state",
+        "started (UTC)",
+        "heartbeat",
+        "accounts",
+        "messages",
+        "msg/s",
+        "share",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("messages", "msg/s", "share") else "left"
+        )
     for w in data["workers"]:
         state = w["state"]
-        shown = {WorkerState.STALE: "[bold red]STALE[/bold red]", WorkerState.GONE: "[dim]gone[/dim]"}.get(state, state)
+        shown = {
+            WorkerState.STALE: "[bold red]STALE[/bold red]",
+            WorkerState.GONE: "[dim]gone[/dim]",
+        }.get(state, state)
         accounts = ", ".join(w["accounts"])
         table.add_row(
             safe(w.get("id") or w["name"], 80),

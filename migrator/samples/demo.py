@@ -117,7 +117,9 @@ def _plan_text(folder: Path, port: int, shape: Shape = REAL) -> str:
 
 
 def _probe_plan(shape: Shape) -> Plan:
-    return parse_plan(_plan_text(Path("."), 1, shape).replace('root = "vmail"', 'root = "/nonexistent"'), "demo")
+    return parse_plan(
+        _plan_text(Path("."), 1, shape).replace('root = "vmail"', 'root = "/nonexistent"'), "demo"
+    )
 
 
 def hostile_counts() -> tuple[int, int, int]:
@@ -158,7 +160,9 @@ def _people(shape: Shape) -> list:  # type: ignore[type-arg]
     _total, selected_hostile, in_scope_hostile = hostile_counts()
     invalid = selected_hostile - in_scope_hostile  # a first guess, checked below
     for _ in range(3):
-        people = generate_people(shape.people, in_scope=shape.in_scope + invalid, offices=shape.offices, seed=SEED)
+        people = generate_people(
+            shape.people, in_scope=shape.in_scope + invalid, offices=shape.offices, seed=SEED
+        )
         entries = [DirectoryEntry(p.dn(DEFAULT_BASE), p.attributes()) for p in people]
         selected = [e for p, e in zip(people, entries, strict=True) if p.selected]
         accounts = classify_all(probe_plan, selected, [])
@@ -178,19 +182,33 @@ def _mailbox(index: int) -> Mailbox:
     box: Mailbox = {folder: [] for folder, _ in folders}
     for folder, count in folders:
         for i in range(count):
-            when = datetime(2012, 1, 1, tzinfo=UTC).fromtimestamp(1325376000 + rnd.randrange(0, 10**8), UTC)
+            when = datetime(2012, 1, 1, tzinfo=UTC).fromtimestamp(
+                1325376000 + rnd.randrange(0, 10**8), UTC
+            )
             subject = f"Informe {index}-{i} de {'/'.join(folder)}".encode()
             raw = (
                 b"From: remitente" + str(rnd.randrange(1000)).encode() + b"@ife.org.mx\n"
                 b"To: destinatario@ife.org.mx\n"
                 b"Subject: " + subject + b"\n"
-                b"Date: " + date_header(when, ZONES_MINUTES[(index + i) % len(ZONES_MINUTES)]) + b"\n"
-                b"Message-ID: <demo." + str(index).encode() + b"." + str(i).encode() + b"." + "/".join(folder).encode().hex().encode() + b"@ife.org.mx>\n"
+                b"Date: "
+                + date_header(when, ZONES_MINUTES[(index + i) % len(ZONES_MINUTES)])
+                + b"\n"
+                b"Message-ID: <demo."
+                + str(index).encode()
+                + b"."
+                + str(i).encode()
+                + b"."
+                + "/".join(folder).encode().hex().encode()
+                + b"@ife.org.mx>\n"
                 b"Content-Type: text/plain; charset=utf-8\n\n"
                 b"Buenos d\xc3\xadas, adjunto el informe.\n"
             )
-            flags = Flags(seen=rnd.random() < 0.7, flagged=rnd.random() < 0.1, answered=rnd.random() < 0.2)
-            box[folder].append(SampleMessage(f"demo{index}.{i}", raw, flags, when.replace(microsecond=0)))
+            flags = Flags(
+                seen=rnd.random() < 0.7, flagged=rnd.random() < 0.1, answered=rnd.random() < 0.2
+            )
+            box[folder].append(
+                SampleMessage(f"demo{index}.{i}", raw, flags, when.replace(microsecond=0))
+            )
     if index % 50 == 0:
         box[("INBOX",)].extend(m for m in hard_case_messages() if is_mail(m))
     return box
@@ -201,11 +219,15 @@ def _add_trouble(maildir: Path, index: int) -> None:
     filler = b"".join(b"%076d\n" % n for n in range(MAX_MESSAGE_SIZE // 77 + 100))
     big = (
         b"From: escaner@ife.org.mx\nTo: archivo@ife.org.mx\nSubject: Escaneo completo\n"
-        b"Date: Mon, 02 Sep 2019 10:00:00 -0500\nMessage-ID: <demo.big." + str(index).encode() + b"@ife.org.mx>\n\n"
+        b"Date: Mon, 02 Sep 2019 10:00:00 -0500\nMessage-ID: <demo.big."
+        + str(index).encode()
+        + b"@ife.org.mx>\n\n"
         + filler
     )
     (maildir / "cur" / f"1567436400.M1P{index}.demo,S={len(big)}:2,S").write_bytes(big)
-    (maildir / "cur" / f"1567436401.M2P{index}.demo:2,S").symlink_to(maildir / "perdido" / "mensaje")
+    (maildir / "cur" / f"1567436401.M2P{index}.demo:2,S").symlink_to(
+        maildir / "perdido" / "mensaje"
+    )
 
 
 def _shape_text(shape: Shape) -> str:
@@ -234,7 +256,10 @@ def prepare(folder: Path, shape: Shape = REAL) -> None:
     (folder / SHAPE_FILE).write_text(_shape_text(shape), encoding="utf-8")
     people = _people(shape)
     write_ldif(ldif, DEFAULT_BASE, people)
-    plan = parse_plan(_plan_text(folder, 1, shape).replace('root = "vmail"', f'root = "{vmail.resolve()}"'), "demo")
+    plan = parse_plan(
+        _plan_text(folder, 1, shape).replace('root = "vmail"', f'root = "{vmail.resolve()}"'),
+        "demo",
+    )
     entries = [DirectoryEntry(p.dn(DEFAULT_BASE), p.attributes()) for p in people if p.selected]
     accounts = [a for a in classify_all(plan, entries, []) if a.scope is Scope.IN_SCOPE]
     addresses = []
@@ -270,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m migrator.samples.demo", description=__doc__)
     parser.add_argument("--dir", default="demo", help="where to build the sample campaign")
     parser.add_argument("--people", type=int, default=TOTAL_PEOPLE, help="people in the directory")
-    parser.add_argument("--in-scope", type=int, default=IN_SCOPE, help="of them, licensed for Exchange")
+    parser.add_argument(
+        "--in-scope", type=int, default=IN_SCOPE, help="of them, licensed for Exchange"
+    )
     parser.add_argument("--offices", type=int, default=OFFICES, help="offices they work in")
     args = parser.parse_args(argv)
     folder = Path(args.dir)
@@ -285,8 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, SIM_PASSWORD_ENV: SIM_PASSWORD}
     migrator = [sys.executable, "-m", "migrator"]
     simulator = subprocess.Popen(
-        [*migrator, "ews-simulator", "--port", str(port), "--data", str(folder / "ews"),
-         "--mailboxes-from", str(folder / "mailboxes.txt")],
+        [
+            *migrator,
+            "ews-simulator",
+            "--port",
+            str(port),
+            "--data",
+            str(folder / "ews"),
+            "--mailboxes-from",
+            str(folder / "mailboxes.txt"),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
     )

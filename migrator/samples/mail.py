@@ -98,7 +98,9 @@ def _headers(
     return eol.join(lines) + eol
 
 
-def _text(subject: bytes, msgid: bytes | None, date: datetime, body: bytes, zone_minutes: int = 0) -> bytes:
+def _text(
+    subject: bytes, msgid: bytes | None, date: datetime, body: bytes, zone_minutes: int = 0
+) -> bytes:
     return (
         _headers(subject, msgid, date, zone_minutes=zone_minutes)
         + b"Content-Type: text/plain; charset=us-ascii\n\n"
@@ -116,69 +118,143 @@ def hard_case_messages(*, big_mb: int = 0) -> list[SampleMessage]:
         out.append(SampleMessage(name, raw, flags, _date(offset), frozenset(traits)))
 
     d = _date
-    add("no-message-id", _text(b"No Message-ID here", None, d(10), b"Hello.\n"),
-        Flags(seen=True), 10, "no-message-id")
-    add("dup-msgid-a", _text(b"Same id, first", b"dup@example.org", d(20), b"First body.\n"),
-        Flags(seen=True, answered=True), 20, "dup-message-id")
-    add("dup-msgid-b", _text(b"Same id, second", b"dup@example.org", d(30), b"Second body.\n"),
-        Flags(), 30, "dup-message-id")
+    add(
+        "no-message-id",
+        _text(b"No Message-ID here", None, d(10), b"Hello.\n"),
+        Flags(seen=True),
+        10,
+        "no-message-id",
+    )
+    add(
+        "dup-msgid-a",
+        _text(b"Same id, first", b"dup@example.org", d(20), b"First body.\n"),
+        Flags(seen=True, answered=True),
+        20,
+        "dup-message-id",
+    )
+    add(
+        "dup-msgid-b",
+        _text(b"Same id, second", b"dup@example.org", d(30), b"Second body.\n"),
+        Flags(),
+        30,
+        "dup-message-id",
+    )
     twin = _text(b"Twin", b"twin@example.org", d(40), b"I exist twice.\n")
     add("identical-1", twin, Flags(seen=True), 40, "identical-copy")
     add("identical-2", twin, Flags(seen=True), 40, "identical-copy")
-    add("latin1-subject",
-        _text("Caf\u00e9 \u00f1and\u00fa".encode("latin-1"), b"latin1@example.org", d(50),
-              "Cuerpo en Latin-1: \u00e1\u00e9\u00ed\n".encode("latin-1")),
-        Flags(seen=True, flagged=True), 50, "8bit-headers")
-    add("utf8-subject",
-        _text("Gr\u00fc\u00dfe \u65e5\u672c \U0001f600".encode(), b"utf8@example.org", d(60),
-              "UTF-8 body \u00fc\n".encode()),
-        Flags(keywords=("$Label1",)), 60, "8bit-headers")
-    add("nul-bytes",
+    add(
+        "latin1-subject",
+        _text(
+            "Caf\u00e9 \u00f1and\u00fa".encode("latin-1"),
+            b"latin1@example.org",
+            d(50),
+            "Cuerpo en Latin-1: \u00e1\u00e9\u00ed\n".encode("latin-1"),
+        ),
+        Flags(seen=True, flagged=True),
+        50,
+        "8bit-headers",
+    )
+    add(
+        "utf8-subject",
+        _text(
+            "Gr\u00fc\u00dfe \u65e5\u672c \U0001f600".encode(),
+            b"utf8@example.org",
+            d(60),
+            "UTF-8 body \u00fc\n".encode(),
+        ),
+        Flags(keywords=("$Label1",)),
+        60,
+        "8bit-headers",
+    )
+    add(
+        "nul-bytes",
         _text(b"NUL inside", b"nul@example.org", d(70), b"before\x00after\nline\x00\x00two\n"),
-        Flags(seen=True), 70, "nul")
-    add("bare-cr",
+        Flags(seen=True),
+        70,
+        "nul",
+    )
+    add(
+        "bare-cr",
         _text(b"Bare CR", b"cr@example.org", d(80), b"one\rtwo\rthree\n"),
-        Flags(seen=True), 80, "bare-cr")
+        Flags(seen=True),
+        80,
+        "bare-cr",
+    )
     crlf = _headers(b"CRLF", b"crlf@example.org", d(90), b"\r\n") + b"\r\nline one\r\nline two\r\n"
     add("crlf", crlf, Flags(seen=True, keywords=("Work",)), 90, "crlf")
-    add("mixed-eol",
+    add(
+        "mixed-eol",
         _text(b"Mixed line ends", b"mixed@example.org", d(100), b"lf\ncrlf\r\ncr\rend\n"),
-        Flags(), 100, "mixed-eol")
-    add("line-over-998",
+        Flags(),
+        100,
+        "mixed-eol",
+    )
+    add(
+        "line-over-998",
         _text(b"Long line", b"long@example.org", d(110), b"x" * 1500 + b"\nshort\n"),
-        Flags(seen=True), 110, "long-line")
-    add("line-over-10000",
+        Flags(seen=True),
+        110,
+        "long-line",
+    )
+    add(
+        "line-over-10000",
         _text(b"Very long line", b"verylong@example.org", d(120), b"y" * 12000 + b"\n"),
-        Flags(seen=True), 120, "long-line")
-    add("no-final-newline",
+        Flags(seen=True),
+        120,
+        "long-line",
+    )
+    add(
+        "no-final-newline",
         _text(b"No final newline", b"nofinal@example.org", d(130), b"the end"),
-        Flags(seen=True), 130, "no-final-newline")
-    add("no-header-break",
+        Flags(seen=True),
+        130,
+        "no-final-newline",
+    )
+    add(
+        "no-header-break",
         b"From: alice@example.org\nSubject: No blank line after headers\n"
         b"this line is body but nothing separates it\n",
-        Flags(seen=True), 140, "no-header-break")
-    add("broken-mime",
+        Flags(seen=True),
+        140,
+        "no-header-break",
+    )
+    add(
+        "broken-mime",
         _headers(b"Broken MIME", b"mime@example.org", d(150))
         + b"Content-Type: multipart/mixed\n\n--zzz\nContent-Type: text/plain\n\npart\n--zzz\n",
-        Flags(seen=True), 150, "broken-mime")
+        Flags(seen=True),
+        150,
+        "broken-mime",
+    )
     add("one-byte", b"X", Flags(), 160, "tiny", "no-final-newline", "not-mail")
-    add("from-lines",
-        _text(b"From lines in body", b"fromlines@example.org", d(170),
-              b"From the start of a line.\n>From already quoted once.\n"
-              b">>From quoted twice.\n\nFrom after a blank line.\n"),
-        Flags(seen=True, answered=True, flagged=True), 170, "from-lines")
+    add(
+        "from-lines",
+        _text(
+            b"From lines in body",
+            b"fromlines@example.org",
+            d(170),
+            b"From the start of a line.\n>From already quoted once.\n"
+            b">>From quoted twice.\n\nFrom after a blank line.\n",
+        ),
+        Flags(seen=True, answered=True, flagged=True),
+        170,
+        "from-lines",
+    )
     png = b"\x89PNG\r\n\x1a\n" + rnd.randbytes(3000) + b"\x00\x00\x00\x00IEND\xaeB`\x82"
     add("not-mail", png, Flags(), 180, "not-mail")
     if big_mb > 0:
         payload = base64.encodebytes(rnd.randbytes(big_mb * 1024 * 1024))
-        add("big-attachment",
+        add(
+            "big-attachment",
             _headers(b"Big attachment", b"big@example.org", d(190))
-            + b"Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\n"
+            + b'Content-Type: multipart/mixed; boundary="b1"\n\n--b1\n'
             b"Content-Type: text/plain\n\nSee attachment.\n--b1\n"
             b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
-            b"Content-Disposition: attachment; filename=\"big.bin\"\n\n"
-            + payload + b"--b1--\n",
-            Flags(seen=True), 190, "big")
+            b'Content-Disposition: attachment; filename="big.bin"\n\n' + payload + b"--b1--\n",
+            Flags(seen=True),
+            190,
+            "big",
+        )
     return out
 
 
@@ -197,9 +273,13 @@ def _ordinary(folder: tuple[str, ...], i: int, rnd: random.Random) -> SampleMess
     slug = "-".join(folder).encode("utf-8")
     words = [b"lorem", b"ipsum", b"dolor", b"sit", b"amet", b"migrate", b"exchange", b"postfix"]
     body = b"".join(b" ".join(rnd.choice(words) for _ in range(12)) + b"\n" for _ in range(5))
-    raw = _text(b"Message " + str(i).encode() + b" in " + slug,
-                slug.hex().encode() + b"." + str(i).encode() + b"@example.org", when, body,
-                zone_minutes=ZONES_MINUTES[i % len(ZONES_MINUTES)])
+    raw = _text(
+        b"Message " + str(i).encode() + b" in " + slug,
+        slug.hex().encode() + b"." + str(i).encode() + b"@example.org",
+        when,
+        body,
+        zone_minutes=ZONES_MINUTES[i % len(ZONES_MINUTES)],
+    )
     flags = _FLAG_CYCLE[(i + rnd.randrange(len(_FLAG_CYCLE))) % len(_FLAG_CYCLE)]
     if folder == ("Drafts",) or folder == ("Borradores",):
         flags = Flags(seen=True, draft=True)
@@ -208,9 +288,7 @@ def _ordinary(folder: tuple[str, ...], i: int, rnd: random.Random) -> SampleMess
     return SampleMessage(f"{'/'.join(folder)}#{i}", raw, flags, when)
 
 
-def sample_mailbox(
-    *, seed: int = 1, messages_per_folder: int = 3, big_mb: int = 0
-) -> Mailbox:
+def sample_mailbox(*, seed: int = 1, messages_per_folder: int = 3, big_mb: int = 0) -> Mailbox:
     """A whole account: INBOX with every hard case plus ordinary mail, role folders in English
     and Spanish, a nested non-ASCII folder whose parent holds no mail, and an empty folder."""
     rnd = random.Random(seed)
@@ -266,8 +344,15 @@ def maildir_folder_dir(root: Path, folder: tuple[str, ...], layout: str) -> Path
 
 def _info(flags: Flags, letters: dict[str, str]) -> str:
     std = "".join(
-        c for c, on in (("D", flags.draft), ("F", flags.flagged), ("R", flags.answered),
-                        ("S", flags.seen), ("T", flags.deleted)) if on
+        c
+        for c, on in (
+            ("D", flags.draft),
+            ("F", flags.flagged),
+            ("R", flags.answered),
+            ("S", flags.seen),
+            ("T", flags.deleted),
+        )
+        if on
     )
     return std + "".join(sorted(letters[k] for k in flags.keywords))
 
@@ -276,14 +361,17 @@ def maildir_filename(index: int, message: SampleMessage, letters: dict[str, str]
     """A Dovecot-style name: <time>.M<n>P<pid>.<host>,S=<size>,W=<crlf size>[:2,<flags>]."""
     raw = message.raw
     vsize = len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
-    base = (f"{int(message.internal_date.timestamp())}.M{index}P4242.samplehost"
-            f",S={len(raw)},W={vsize}")
+    base = (
+        f"{int(message.internal_date.timestamp())}.M{index}P4242.samplehost,S={len(raw)},W={vsize}"
+    )
     if message.flags == Flags():
         return base  # unseen and unflagged: delivered to new/ without an info part
     return base + ":2," + _info(message.flags, letters)
 
 
-def write_maildir(dest: str | os.PathLike[str], mailbox: Mailbox, layout: str = "maildir++") -> Path:
+def write_maildir(
+    dest: str | os.PathLike[str], mailbox: Mailbox, layout: str = "maildir++"
+) -> Path:
     """Write a Dovecot-compatible Maildir tree; returns the root.
 
     Flagless messages go to new/ (no ":2," info), the rest to cur/; keywords use the folder's
@@ -334,8 +422,16 @@ def from_line(message: SampleMessage) -> bytes:
 
 def _meta_headers(flags: Flags) -> bytes:
     out = b"Status: " + (b"R" if flags.seen else b"") + b"O\n"
-    xs = "".join(c for c, on in (("A", flags.answered), ("F", flags.flagged),
-                                 ("T", flags.draft), ("D", flags.deleted)) if on)
+    xs = "".join(
+        c
+        for c, on in (
+            ("A", flags.answered),
+            ("F", flags.flagged),
+            ("T", flags.draft),
+            ("D", flags.deleted),
+        )
+        if on
+    )
     if xs:
         out += b"X-Status: " + xs.encode() + b"\n"
     if flags.keywords:

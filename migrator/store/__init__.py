@@ -26,6 +26,7 @@ Only this package imports sqlalchemy and alembic. Which entry point serves which
 The names below load on first use, so a module of this package that needs no SQLAlchemy
 (access, readonly, reporting, raw, revision, sqlite_files, urls) can be imported without it.
 """
+
 from __future__ import annotations
 
 from importlib import import_module

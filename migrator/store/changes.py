@@ -52,7 +52,8 @@ def known_states(store: Store, folder_id: int) -> dict[str, Known]:
     # straight from the DBAPI cursor, as known_keys: a delta pass reads every row of a folder
     with store.session() as s:
         rows = Raw(s.connection()).rows(
-            "SELECT source_key, state, flags, pending, removed_at FROM messages WHERE folder_id = ?", (folder_id,)
+            "SELECT source_key, state, flags, pending, removed_at FROM messages WHERE folder_id = ?",
+            (folder_id,),
         )
         return {
             key: Known(state, flags, pending is not None, removed is not None)
@@ -60,7 +61,9 @@ def known_states(store: Store, folder_id: int) -> dict[str, Known]:
         }
 
 
-def record_flags(store: Store, claim: Claim, folder_id: int, flags: Sequence[tuple[str, str]]) -> None:
+def record_flags(
+    store: Store, claim: Claim, folder_id: int, flags: Sequence[tuple[str, str]]
+) -> None:
     """The target was given these (key, Flags.token) or holds them already: the next pass
     compares with them."""
     if not flags:
@@ -74,7 +77,6 @@ def record_flags(store: Store, claim: Claim, folder_id: int, flags: Sequence[tup
 
 def pending_json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
-
 
 
 # --- moves and deletions -------------------------------------------------------------------------
@@ -102,8 +104,16 @@ _PLACED = "SELECT id, folder_id, source_key, fingerprint, tag_key, target_id, fl
 
 def _placed(row: Sequence[Any]) -> Placed:
     row_id, folder_id, key, fingerprint, tag_key, target_id, flags, pending = row
-    return Placed(int(row_id), int(folder_id), key, fingerprint or key, tag_key or key, target_id, flags,
-                  json.loads(pending) if pending else None)
+    return Placed(
+        int(row_id),
+        int(folder_id),
+        key,
+        fingerprint or key,
+        tag_key or key,
+        target_id,
+        flags,
+        json.loads(pending) if pending else None,
+    )
 
 
 def placed(store: Store, folder_id: int, keys: Sequence[str]) -> list[Placed]:
@@ -114,8 +124,13 @@ def placed(store: Store, folder_id: int, keys: Sequence[str]) -> list[Placed]:
         for start in range(0, len(keys), 500):
             part = list(keys[start : start + 500])
             marks = ", ".join("?" for _ in part)
-            out.extend(_placed(r) for r in raw.rows(
-                f"{_PLACED} WHERE folder_id = ? AND state = 'done' AND source_key IN ({marks})", (folder_id, *part)))
+            out.extend(
+                _placed(r)
+                for r in raw.rows(
+                    f"{_PLACED} WHERE folder_id = ? AND state = 'done' AND source_key IN ({marks})",
+                    (folder_id, *part),
+                )
+            )
     return out
 
 
@@ -127,9 +142,14 @@ def unsent_rows(store: Store, folder_id: int, keys: Sequence[str]) -> list[tuple
         for start in range(0, len(keys), 500):
             part = list(keys[start : start + 500])
             marks = ", ".join("?" for _ in part)
-            out.extend((int(i), int(f), st) for i, f, st in raw.rows(
-                f"SELECT id, folder_id, state FROM messages WHERE folder_id = ? AND state IN ('skipped', 'failed')"
-                f" AND source_key IN ({marks})", (folder_id, *part)))
+            out.extend(
+                (int(i), int(f), st)
+                for i, f, st in raw.rows(
+                    f"SELECT id, folder_id, state FROM messages WHERE folder_id = ? AND state IN ('skipped', 'failed')"
+                    f" AND source_key IN ({marks})",
+                    (folder_id, *part),
+                )
+            )
     return out
 
 
@@ -152,7 +172,9 @@ def pending(store: Store, account_id: int) -> list[Placed]:
     their outcome."""
     with store.session() as s:
         rows = Raw(s.connection()).rows(
-            f"{_PLACED} WHERE account_id = ? AND state = 'done' AND pending IS NOT NULL", (account_id,))
+            f"{_PLACED} WHERE account_id = ? AND state = 'done' AND pending IS NOT NULL",
+            (account_id,),
+        )
         return [_placed(r) for r in rows]
 
 
@@ -176,7 +198,8 @@ def settle(store: Store, claim: Claim, row_ids: Sequence[int]) -> None:
     with store.session(write=True) as s:
         fence(s, claim)
         s.connection().execute(
-            update(M).where(M.c.id == bindparam("b_id")).values(pending=None), [{"b_id": i} for i in row_ids]
+            update(M).where(M.c.id == bindparam("b_id")).values(pending=None),
+            [{"b_id": i} for i in row_ids],
         )
 
 
@@ -203,13 +226,30 @@ def record_moves(store: Store, claim: Claim, moves: Sequence[Moved]) -> None:
     with store.session(write=True) as s:
         fence(s, claim)
         s.connection().execute(
-            update(M).where(M.c.id == bindparam("b_id")).values(
-                folder_id=bindparam("b_folder"), source_key=bindparam("b_key"),
-                fingerprint=bindparam("b_fingerprint"), tag_key=bindparam("b_tag"),
-                target_id=bindparam("b_target"), pending=None, removed_at=None, updated_at=bindparam("b_at"),
+            update(M)
+            .where(M.c.id == bindparam("b_id"))
+            .values(
+                folder_id=bindparam("b_folder"),
+                source_key=bindparam("b_key"),
+                fingerprint=bindparam("b_fingerprint"),
+                tag_key=bindparam("b_tag"),
+                target_id=bindparam("b_target"),
+                pending=None,
+                removed_at=None,
+                updated_at=bindparam("b_at"),
             ),
-            [{"b_id": m.row_id, "b_folder": m.folder_id, "b_key": m.key, "b_fingerprint": m.fingerprint,
-              "b_tag": None if m.tag == m.key else m.tag, "b_target": m.target_id, "b_at": now} for m in moves],
+            [
+                {
+                    "b_id": m.row_id,
+                    "b_folder": m.folder_id,
+                    "b_key": m.key,
+                    "b_fingerprint": m.fingerprint,
+                    "b_tag": None if m.tag == m.key else m.tag,
+                    "b_target": m.target_id,
+                    "b_at": now,
+                }
+                for m in moves
+            ],
         )
         delta: Counter[int] = Counter()
         for m in moves:
@@ -231,19 +271,33 @@ def forget(store: Store, claim: Claim, rows: Sequence[tuple[int, int, str]]) -> 
         done: Counter[int] = Counter()
         skipped: Counter[int] = Counter()
         failed: Counter[int] = Counter()
-        by_state: dict[str, Counter[int]] = {MessageState.DONE: done, MessageState.SKIPPED: skipped, MessageState.FAILED: failed}
+        by_state: dict[str, Counter[int]] = {
+            MessageState.DONE: done,
+            MessageState.SKIPPED: skipped,
+            MessageState.FAILED: failed,
+        }
         for _, folder_id, state in rows:
             by_state.get(state, Counter())[folder_id] -= 1
         _count_done(s, done)
         for folder_id, n in skipped.items():
-            s.execute(update(F).where(F.c.id == folder_id).values(skipped_count=F.c.skipped_count + n))
+            s.execute(
+                update(F).where(F.c.id == folder_id).values(skipped_count=F.c.skipped_count + n)
+            )
         for folder_id, n in failed.items():
-            s.execute(update(F).where(F.c.id == folder_id).values(failed_count=F.c.failed_count + n))
+            s.execute(
+                update(F).where(F.c.id == folder_id).values(failed_count=F.c.failed_count + n)
+            )
         lost_skips = -sum(skipped.values())
         lost_failures = -sum(failed.values())
         if lost_skips or lost_failures:
-            s.execute(update(A).where(A.c.id == claim.account_id).values(
-                messages_skipped=A.c.messages_skipped - lost_skips, messages_failed=A.c.messages_failed - lost_failures))
+            s.execute(
+                update(A)
+                .where(A.c.id == claim.account_id)
+                .values(
+                    messages_skipped=A.c.messages_skipped - lost_skips,
+                    messages_failed=A.c.messages_failed - lost_failures,
+                )
+            )
 
 
 def mark_removed(store: Store, claim: Claim, row_ids: Sequence[int], removed: bool = True) -> None:
@@ -262,25 +316,47 @@ def mark_removed(store: Store, claim: Claim, row_ids: Sequence[int], removed: bo
 def _count_done(session: Any, delta: Counter[int]) -> None:
     for folder_id, n in delta.items():
         if n:
-            session.execute(update(F).where(F.c.id == folder_id).values(done_count=F.c.done_count + n))
+            session.execute(
+                update(F).where(F.c.id == folder_id).values(done_count=F.c.done_count + n)
+            )
 
 
 def identities_of(store: Store, folder_id: int) -> Counter[str]:
     """How many done messages of a folder have each identity (fingerprint, else key)."""
     with store.session() as s:
         rows = Raw(s.connection()).rows(
-            "SELECT source_key, fingerprint FROM messages WHERE folder_id = ? AND state = 'done'", (folder_id,))
+            "SELECT source_key, fingerprint FROM messages WHERE folder_id = ? AND state = 'done'",
+            (folder_id,),
+        )
         return Counter(fingerprint or key for key, fingerprint in rows)
 
 
-def rename_folder(store: Store, claim: Claim, folder_id: int, native: str, display: str, role: str,
-                  target_id: str, target_path: str) -> None:
+def rename_folder(
+    store: Store,
+    claim: Claim,
+    folder_id: int,
+    native: str,
+    display: str,
+    role: str,
+    target_id: str,
+    target_path: str,
+) -> None:
     """A source folder renamed by the user, its target folder renamed with it: the row takes
     the new name (its messages stay its own); its change mark is forgotten."""
     with store.session(write=True) as s:
         fence(s, claim)
-        s.execute(update(F).where(F.c.id == folder_id).values(
-            native=native, display=display, role=role, target_folder_id=target_id, target_path=target_path, mark=None))
+        s.execute(
+            update(F)
+            .where(F.c.id == folder_id)
+            .values(
+                native=native,
+                display=display,
+                role=role,
+                target_folder_id=target_id,
+                target_path=target_path,
+                mark=None,
+            )
+        )
 
 
 def retarget(store: Store, claim: Claim, moved: dict[str, str]) -> None:
@@ -291,5 +367,8 @@ def retarget(store: Store, claim: Claim, moved: dict[str, str]) -> None:
     with store.session(write=True) as s:
         fence(s, claim)
         for old, new in moved.items():
-            s.execute(update(F).where(F.c.account_id == claim.account_id, F.c.target_folder_id == old)
-                      .values(target_folder_id=new))
+            s.execute(
+                update(F)
+                .where(F.c.account_id == claim.account_id, F.c.target_folder_id == old)
+                .values(target_folder_id=new)
+            )

@@ -57,6 +57,7 @@ URL_HINT = (
     "postgresql://USER@HOST:5432/DATABASE (password via PGPASSWORD or ~/.pgpass)"
 )
 
+
 def normalize_url(raw: str) -> URL:
     """Parse the URL and pick our driver: psycopg 3 for PostgreSQL, the stdlib for SQLite."""
     try:
@@ -139,7 +140,9 @@ def _sqlite_events(engine: Engine, *, writer: bool) -> None:
             # before its upload) ask for FULL, which also makes every earlier commit durable.
             cursor.execute("PRAGMA synchronous=NORMAL")
             # bulk discovery and ledger writes touch several indexes; 2 MB default thrashes
-            cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB if next(opened) == 0 else EXTRA_CACHE_KIB}")
+            cursor.execute(
+                f"PRAGMA cache_size=-{CACHE_KIB if next(opened) == 0 else EXTRA_CACHE_KIB}"
+            )
         finally:
             cursor.close()
 
@@ -222,7 +225,9 @@ def live_workers(engine: Engine) -> list[str]:
         ).columns(heartbeat_at=UTCDateTime(), started_at=UTCDateTime())
         rows = conn.execute(query).all()
     return sorted(
-        name for name, beat, started, process in rows if (beat or started) >= since and not process_gone(process)
+        name
+        for name, beat, started, process in rows
+        if (beat or started) >= since and not process_gone(process)
     )
 
 
@@ -244,7 +249,9 @@ def _migrate(engine: Engine) -> SchemaChange | None:
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
         before = None
         if inspect(conn).has_table("alembic_version"):
-            before = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
+            before = [
+                row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))
+            ]
         if before == [head]:
             return None
         config.attributes["connection"] = conn
@@ -287,7 +294,9 @@ def prepare_schema(engine: Engine, access: Access, shown: str) -> SchemaChange |
     if access == "upgrade" or (access in ("create", "write") and sqlite):
         busy = live_workers(engine)
         if busy:
-            shown_busy = ", ".join(busy[:5]) + (f" and {len(busy) - 5} more" if len(busy) > 5 else "")
+            shown_busy = ", ".join(busy[:5]) + (
+                f" and {len(busy) - 5} more" if len(busy) > 5 else ""
+            )
             raise UpgradeBlocked(
                 f"state database {shown} has schema {before} and this migrator needs {head}, but "
                 f"{len(busy)} migrator process(es) still work on it: {shown_busy}",
@@ -307,7 +316,11 @@ def prepare_schema(engine: Engine, access: Access, shown: str) -> SchemaChange |
 def _missing_sqlite_file(url: URL, access: Access) -> str | None:
     """The path of a SQLite file that does not exist and that `access` may not create."""
     database = url.database or ""
-    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or access in ("create", "upgrade"):
+    if (
+        url.get_backend_name() != "sqlite"
+        or database in ("", ":memory:")
+        or access in ("create", "upgrade")
+    ):
         return None
     return None if Path(database).exists() else str(Path(database).absolute())
 
@@ -325,7 +338,11 @@ def connect(raw_url: str, access: Access = "create") -> tuple[Engine, str, Schem
             hint="`migrator discover --plan FILE` creates it; check the path otherwise",
         )
     if url.get_backend_name() == "sqlite":
-        engine = _sqlite_reader_engine(url) if access == "read" else _sqlite_engine(url, create=access != "write")
+        engine = (
+            _sqlite_reader_engine(url)
+            if access == "read"
+            else _sqlite_engine(url, create=access != "write")
+        )
     else:
         engine = _postgresql_engine(url, readonly=access == "read")
     try:

@@ -46,12 +46,22 @@ def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
 
 def selection_key(batches: Sequence[str], addresses: Sequence[str]) -> str:
     """The same selection, written in any order, is the same wave."""
-    return json.dumps({"batches": sorted(set(batches)), "accounts": sorted({a.strip().lower() for a in addresses})})
+    return json.dumps(
+        {
+            "batches": sorted(set(batches)),
+            "accounts": sorted({a.strip().lower() for a in addresses}),
+        }
+    )
 
 
 # --- accounts --------------------------------------------------------------------------------
 def selected_accounts(
-    store: Store, plan_id: int, batches: Sequence[str], addresses: Sequence[str], *, in_scope_only: bool = True
+    store: Store,
+    plan_id: int,
+    batches: Sequence[str],
+    addresses: Sequence[str],
+    *,
+    in_scope_only: bool = True,
 ) -> list[dict[str, Any]]:
     """Accounts (in scope) of these batches or with these (source or target) addresses."""
     wanted = [a.strip().lower() for a in addresses]
@@ -71,12 +81,19 @@ def accounts_by_id(store: Store, ids: Sequence[int]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with store.session() as s:
         for chunk in _chunks(list(ids)):
-            rows += [dict(r) for r in s.execute(select(*_ACCOUNT_COLUMNS).where(A.c.id.in_(chunk))).mappings()]
+            rows += [
+                dict(r)
+                for r in s.execute(select(*_ACCOUNT_COLUMNS).where(A.c.id.in_(chunk))).mappings()
+            ]
     return sorted(rows, key=lambda r: str(r["address"]))
 
 
-def wave_accounts(store: Store, wave_id: int, states: Sequence[str] = ROUTED) -> list[dict[str, Any]]:
-    stmt = select(*_ACCOUNT_COLUMNS).where(A.c.cutover_wave == wave_id, A.c.cutover.in_(list(states)))
+def wave_accounts(
+    store: Store, wave_id: int, states: Sequence[str] = ROUTED
+) -> list[dict[str, Any]]:
+    stmt = select(*_ACCOUNT_COLUMNS).where(
+        A.c.cutover_wave == wave_id, A.c.cutover.in_(list(states))
+    )
     with store.session() as s:
         return [dict(r) for r in s.execute(stmt.order_by(A.c.address)).mappings()]
 
@@ -100,7 +117,10 @@ def colleague(store: Store, plan_id: int, domain: str, skip: set[str]) -> str | 
         A.c.plan_id == plan_id, A.c.address.like(pattern, escape="\\"), A.c.cutover.is_(None)
     )
     with store.session() as s:
-        for stmt in (base.where(A.c.scope == Scope.IN_SCOPE), base.where(A.c.scope != Scope.IN_SCOPE)):
+        for stmt in (
+            base.where(A.c.scope == Scope.IN_SCOPE),
+            base.where(A.c.scope != Scope.IN_SCOPE),
+        ):
             for (address,) in s.execute(stmt.order_by(A.c.id).limit(50)):
                 if address and str(address).lower() not in skip:
                     return str(address).lower()
@@ -137,8 +157,13 @@ def _move(
     with store.session(write=True) as s:
         conn = s.connection()
         for chunk in _chunks(list(ids)) if ids is not None else [None]:
-            condition = and_(A.c.plan_id == plan_id, where, *( [A.c.id.in_(chunk)] if chunk is not None else []))
-            rows = [dict(r) for r in conn.execute(select(A.c.id, A.c.cutover).where(condition)).mappings()]
+            condition = and_(
+                A.c.plan_id == plan_id, where, *([A.c.id.in_(chunk)] if chunk is not None else [])
+            )
+            rows = [
+                dict(r)
+                for r in conn.execute(select(A.c.id, A.c.cutover).where(condition)).mappings()
+            ]
             if not rows:
                 continue
             conn.execute(update(A).where(A.c.id.in_([r["id"] for r in rows])).values(**values))
@@ -151,7 +176,15 @@ def _move(
 def begin_switch(store: Store, plan_id: int, wave_id: int, ids: Sequence[int]) -> int:
     """These accounts go into the map (not yet verified): switching, owned by the wave."""
     where = or_(A.c.cutover.is_(None), A.c.cutover == CutoverState.REVERTING)
-    return len(_move(store, plan_id, where, {"cutover": CutoverState.SWITCHING, "cutover_wave": wave_id}, ids=ids))
+    return len(
+        _move(
+            store,
+            plan_id,
+            where,
+            {"cutover": CutoverState.SWITCHING, "cutover_wave": wave_id},
+            ids=ids,
+        )
+    )
 
 
 def abandon_switch(store: Store, plan_id: int, wave_id: int) -> int:
@@ -166,7 +199,9 @@ def confirm_switch(store: Store, plan_id: int, wave_id: int, at: datetime) -> in
                      detail={"wave": wave_id}))  # fmt: skip
 
 
-def finish_accounts(store: Store, plan_id: int, wave_id: int, ids: Sequence[int], at: datetime) -> int:
+def finish_accounts(
+    store: Store, plan_id: int, wave_id: int, ids: Sequence[int], at: datetime
+) -> int:
     """The final delta pass after the switch is done for these accounts: cut over."""
     where = A.c.cutover == CutoverState.SWITCHED
     return len(_move(store, plan_id, where, {"cutover": CutoverState.CUT_OVER, "cutover_at": at}, ids=ids, event="cut-over",
@@ -174,7 +209,9 @@ def finish_accounts(store: Store, plan_id: int, wave_id: int, ids: Sequence[int]
 
 
 def begin_revert(store: Store, plan_id: int, ids: Sequence[int]) -> int:
-    return len(_move(store, plan_id, A.c.cutover.in_(ROUTED), {"cutover": CutoverState.REVERTING}, ids=ids))
+    return len(
+        _move(store, plan_id, A.c.cutover.in_(ROUTED), {"cutover": CutoverState.REVERTING}, ids=ids)
+    )
 
 
 def undo_revert(store: Store, plan_id: int, ids: Sequence[int]) -> int:
@@ -184,7 +221,9 @@ def undo_revert(store: Store, plan_id: int, ids: Sequence[int]) -> int:
         (A.c.switched_at.is_not(None), CutoverState.SWITCHED.value),
         else_=CutoverState.SWITCHING.value,
     )
-    return len(_move(store, plan_id, A.c.cutover == CutoverState.REVERTING, {"cutover": back}, ids=ids))
+    return len(
+        _move(store, plan_id, A.c.cutover == CutoverState.REVERTING, {"cutover": back}, ids=ids)
+    )
 
 
 def confirm_revert(store: Store, plan_id: int, wave_id: int, ids: Sequence[int]) -> int:
@@ -204,7 +243,9 @@ def reverting_ids(store: Store, plan_id: int, ids: Sequence[int]) -> list[int]:
 
 
 # --- waves and steps -------------------------------------------------------------------------
-def open_wave(store: Store, plan_id: int, kind: str, selection: dict[str, Any], key: str) -> tuple[dict[str, Any], bool]:
+def open_wave(
+    store: Store, plan_id: int, kind: str, selection: dict[str, Any], key: str
+) -> tuple[dict[str, Any], bool]:
     """The unfinished wave of this kind and selection (resumed), or a new one; True when new."""
     with store.session(write=True) as s:
         found = s.execute(
@@ -213,7 +254,11 @@ def open_wave(store: Store, plan_id: int, kind: str, selection: dict[str, Any], 
         ).mappings().first()  # fmt: skip
         now = utcnow()
         if found is not None:
-            s.execute(update(W).where(W.c.id == found["id"]).values(host=socket.gethostname(), pid=os.getpid(), updated_at=now))
+            s.execute(
+                update(W)
+                .where(W.c.id == found["id"])
+                .values(host=socket.gethostname(), pid=os.getpid(), updated_at=now)
+            )
             return dict(found), False
         wave_id = s.execute(
             insert(W).values(plan_id=plan_id, kind=kind, selection=selection, selection_key=key, status=WaveStatus.RUNNING,
@@ -231,13 +276,20 @@ def update_wave(store: Store, wave_id: int, **values: Any) -> None:
 
 def waves_of(store: Store, plan_id: int, kind: str, status: Sequence[str]) -> list[dict[str, Any]]:
     with store.session() as s:
-        stmt = select(W).where(W.c.plan_id == plan_id, W.c.kind == kind, W.c.status.in_(list(status)))
+        stmt = select(W).where(
+            W.c.plan_id == plan_id, W.c.kind == kind, W.c.status.in_(list(status))
+        )
         return [dict(r) for r in s.execute(stmt.order_by(W.c.id)).mappings()]
 
 
 def close_rolled_back_waves(store: Store, plan_id: int) -> None:
     """Switch waves none of whose accounts are routed any more were rolled back."""
-    still = select(func.count()).select_from(A).where(A.c.cutover_wave == W.c.id, A.c.cutover.in_(ROUTED)).scalar_subquery()
+    still = (
+        select(func.count())
+        .select_from(A)
+        .where(A.c.cutover_wave == W.c.id, A.c.cutover.in_(ROUTED))
+        .scalar_subquery()
+    )
     with store.session(write=True) as s:
         s.execute(
             update(W).where(W.c.plan_id == plan_id, W.c.kind == "switch", W.c.status.in_((WaveStatus.SWITCHED, WaveStatus.FINISHED)), still == 0)
@@ -250,15 +302,28 @@ def start_step(store: Store, wave_id: int, step: str) -> int:
         now = utcnow()
         s.execute(update(W).where(W.c.id == wave_id).values(step=step, updated_at=now))
         return int(
-            s.execute(insert(S).values(wave_id=wave_id, step=step, status=StepStatus.RUNNING, started_at=now).returning(S.c.id)).scalar_one()
+            s.execute(
+                insert(S)
+                .values(wave_id=wave_id, step=step, status=StepStatus.RUNNING, started_at=now)
+                .returning(S.c.id)
+            ).scalar_one()
         )
 
 
-def finish_step(store: Store, step_id: int, status: str, detail: dict[str, Any] | None = None) -> None:
+def finish_step(
+    store: Store, step_id: int, status: str, detail: dict[str, Any] | None = None
+) -> None:
     with store.session(write=True) as s:
-        s.execute(update(S).where(S.c.id == step_id).values(status=status, finished_at=utcnow(), detail=detail))
+        s.execute(
+            update(S)
+            .where(S.c.id == step_id)
+            .values(status=status, finished_at=utcnow(), detail=detail)
+        )
 
 
 def steps_of(store: Store, wave_id: int) -> list[dict[str, Any]]:
     with store.session() as s:
-        return [dict(r) for r in s.execute(select(S).where(S.c.wave_id == wave_id).order_by(S.c.id)).mappings()]
+        return [
+            dict(r)
+            for r in s.execute(select(S).where(S.c.wave_id == wave_id).order_by(S.c.id)).mappings()
+        ]

@@ -28,8 +28,12 @@ def cutover_by_batch(db: Raw, plan_id: int) -> dict[str, dict[str, int]]:
     )
     found: dict[str, dict[str, int]] = {}
     for batch, state, n, migrated in rows:
-        row = found.setdefault(batch or "", {"switched": 0, "cut_over": 0, "in_progress": 0, "migrated": 0})
-        key = "cut_over" if state in FINISHED else "switched" if state in SWITCHED else "in_progress"
+        row = found.setdefault(
+            batch or "", {"switched": 0, "cut_over": 0, "in_progress": 0, "migrated": 0}
+        )
+        key = (
+            "cut_over" if state in FINISHED else "switched" if state in SWITCHED else "in_progress"
+        )
         row[key] += int(n)
         row["migrated"] += int(migrated or 0)
     return found
@@ -43,7 +47,20 @@ def waves(db: Raw, plan_id: int, limit: int = 200) -> list[dict[str, Any]]:
         (plan_id, limit),
     )
     found = []
-    for wave_id, kind, selection, status, step, accounts, nexthop, error, started, switched, finished, updated in rows:
+    for (
+        wave_id,
+        kind,
+        selection,
+        status,
+        step,
+        accounts,
+        nexthop,
+        error,
+        started,
+        switched,
+        finished,
+        updated,
+    ) in rows:
         found.append({
             "id": int(wave_id), "kind": kind, "selection": db.read_json(selection) or {}, "status": status,
             "step": step, "accounts": int(accounts or 0), "nexthop": nexthop, "error": error,

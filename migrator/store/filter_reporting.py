@@ -13,8 +13,16 @@ OUTCOMES = ("applied", "reported", "none", "checked", "broken", "failed")
 def totals(db: Raw, plan_id: int) -> dict[str, Any]:
     """Accounts by outcome of their last `filters` pass, and Sieve statements carried, carried
     with a note and not carried, over the plan's accounts in scope."""
-    out: dict[str, Any] = {"accounts": 0, **dict.fromkeys(OUTCOMES, 0), "statements": 0, "translated": 0,
-                           "approximate": 0, "refused": 0, "rules": 0, "accounts_with_refusals": 0}
+    out: dict[str, Any] = {
+        "accounts": 0,
+        **dict.fromkeys(OUTCOMES, 0),
+        "statements": 0,
+        "translated": 0,
+        "approximate": 0,
+        "refused": 0,
+        "rules": 0,
+        "accounts_with_refusals": 0,
+    }
     rows = db.all(
         "SELECT f.outcome, COUNT(*), SUM(f.statements), SUM(f.translated), SUM(f.approximate), "
         "SUM(f.refused), SUM(f.rules), SUM(CASE WHEN f.refused > 0 THEN 1 ELSE 0 END) "

@@ -65,16 +65,28 @@ def recorded(store: Store, account_id: int) -> FilterRecord | None:
         if row is None:
             return None
         refusals = s.execute(
-            select(SieveRefusalRow.statement, SieveRefusalRow.line, SieveRefusalRow.reason,
-                   SieveRefusalRow.text)
+            select(
+                SieveRefusalRow.statement,
+                SieveRefusalRow.line,
+                SieveRefusalRow.reason,
+                SieveRefusalRow.text,
+            )
             .where(SieveRefusalRow.account_id == account_id)
             .order_by(SieveRefusalRow.id)
         ).all()
         return FilterRecord(
-            outcome=row.outcome, script=row.script, script_sha256=row.script_sha256,
-            statements=row.statements, translated=row.translated, approximate=row.approximate,
-            refused=row.refused, rules=row.rules, rule_ids=list(row.rule_ids or []),
-            auto_reply=row.auto_reply, auto_reply_sha256=row.auto_reply_sha256, error=row.error,
+            outcome=row.outcome,
+            script=row.script,
+            script_sha256=row.script_sha256,
+            statements=row.statements,
+            translated=row.translated,
+            approximate=row.approximate,
+            refused=row.refused,
+            rules=row.rules,
+            rule_ids=list(row.rule_ids or []),
+            auto_reply=row.auto_reply,
+            auto_reply_sha256=row.auto_reply_sha256,
+            error=row.error,
             refusals=[dict(statement=r[0], line=r[1], reason=r[2], text=r[3]) for r in refusals],
             updated_at=row.updated_at,
         )

@@ -100,11 +100,17 @@ def register_worker(
     }  # fmt: skip
     with store.session(write=True) as s:
         # the id is random: a conflict is a retried insert whose COMMIT broke off
-        s.execute(_insert(store)(W).values(name=me.id, **values).on_conflict_do_update(index_elements=["name"], set_=values))
+        s.execute(
+            _insert(store)(W)
+            .values(name=me.id, **values)
+            .on_conflict_do_update(index_elements=["name"], set_=values)
+        )
         return int(s.execute(select(W.c.id).where(W.c.name == me.id)).scalar_one())
 
 
-def worker_heartbeat(store: Store, worker_id: int, *, current_account_id: int | None, stats: dict[str, Any]) -> None:
+def worker_heartbeat(
+    store: Store, worker_id: int, *, current_account_id: int | None, stats: dict[str, Any]
+) -> None:
     with store.session(write=True) as s:
         s.execute(
             update(W)
@@ -119,7 +125,9 @@ def stop_worker(store: Store, worker_id: int, *, stats: dict[str, Any]) -> None:
         s.execute(
             update(W)
             .where(W.c.id == worker_id)
-            .values(heartbeat_at=now, stopped_at=now, current_account_id=None, stats=stats, share=None)
+            .values(
+                heartbeat_at=now, stopped_at=now, current_account_id=None, stats=stats, share=None
+            )
         )
 
 
@@ -143,7 +151,9 @@ def set_ceiling(store: Store, target: str, ceiling: int) -> None:
         s.execute(
             _insert(store)(L)
             .values(target=target, ceiling=ceiling, updated_at=utcnow())
-            .on_conflict_do_update(index_elements=["target"], set_={"ceiling": ceiling, "updated_at": utcnow()})
+            .on_conflict_do_update(
+                index_elements=["target"], set_={"ceiling": ceiling, "updated_at": utcnow()}
+            )
         )
 
 
@@ -176,7 +186,13 @@ def fair_shares(total: int, demands: dict[int, int]) -> dict[int, int]:
 
 
 def take_share(
-    store: Store, target: str, worker_id: int, *, default: int, lease_seconds: float, in_flight: int = 0,
+    store: Store,
+    target: str,
+    worker_id: int,
+    *,
+    default: int,
+    lease_seconds: float,
+    in_flight: int = 0,
     waiting: bool = False,
 ) -> Share:
     """This worker's share of the target's ceiling, taken in one transaction that holds the
@@ -199,8 +215,9 @@ def take_share(
             locked = locked.with_for_update()
         ceiling = s.execute(locked).scalar_one_or_none()
         rows = s.execute(
-            select(W.c.id, W.c.share, W.c.stats, W.c.process)
-            .where(W.c.target == target, W.c.heartbeat_at >= since, W.c.stopped_at.is_(None))
+            select(W.c.id, W.c.share, W.c.stats, W.c.process).where(
+                W.c.target == target, W.c.heartbeat_at >= since, W.c.stopped_at.is_(None)
+            )
         ).all()
         # a worker killed in this PID namespace holds nothing (a restart after kill -9 must not
         # wait for its share to lapse)
@@ -224,7 +241,9 @@ def forget_workers(store: Store, plan_id: int, *, silent_since: datetime) -> int
     for `migrator prune`), however long their lease: a row is only the fleet's view of a
     process, the ledger and the events keep what it did. How many were deleted."""
     with store.session(write=True) as s:
-        result = s.execute(W.delete().where(W.c.plan_id == plan_id, W.c.heartbeat_at < silent_since))
+        result = s.execute(
+            W.delete().where(W.c.plan_id == plan_id, W.c.heartbeat_at < silent_since)
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

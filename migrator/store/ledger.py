@@ -83,7 +83,10 @@ def _upsert_folder(dialect_insert: Any, with_target: bool) -> Any:
             "source_count": stmt.excluded.source_count,
             "source_bytes": stmt.excluded.source_bytes,
             **(
-                {"target_folder_id": stmt.excluded.target_folder_id, "target_path": stmt.excluded.target_path}
+                {
+                    "target_folder_id": stmt.excluded.target_folder_id,
+                    "target_path": stmt.excluded.target_path,
+                }
                 if with_target
                 else {}
             ),
@@ -92,6 +95,7 @@ def _upsert_folder(dialect_insert: Any, with_target: bool) -> Any:
 
 
 _UPSERT_FOLDER: dict[tuple[str, bool], Any] = {}  # built on first use, per backend
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -131,7 +135,9 @@ class StoredFolder:
     mark: str | None = None  # the source's change mark at the last completed pass
 
 
-def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: TargetRef | None = None) -> int:
+def ensure_folder(
+    store: Store, claim: Claim, folder: FolderInfo, *, target: TargetRef | None = None
+) -> int:
     """The id of the account's folder row for `folder` (by its native name), kept up to date;
     with `target`, the target folder's id and path are recorded in the same transaction."""
     values: dict[str, object] = {
@@ -155,11 +161,15 @@ def ensure_folder(store: Store, claim: Claim, folder: FolderInfo, *, target: Tar
         return int(s.connection().execute(stmt, values).scalar_one())
 
 
-def set_folder_target(store: Store, claim: Claim, folder_id: int, target_id: str, target_path: str) -> None:
+def set_folder_target(
+    store: Store, claim: Claim, folder_id: int, target_id: str, target_path: str
+) -> None:
     with store.session(write=True) as s:
         fence(s, claim)
         s.execute(
-            update(F).where(F.c.id == folder_id).values(target_folder_id=target_id, target_path=target_path)
+            update(F)
+            .where(F.c.id == folder_id)
+            .values(target_folder_id=target_id, target_path=target_path)
         )
 
 
@@ -178,13 +188,19 @@ def known_keys(store: Store, folder_id: int) -> set[str]:
     # straight from the DBAPI cursor: a delta pass reads every key of every folder, and
     # SQLAlchemy's row objects cost more than SQLite takes to find them
     with store.session() as s:
-        rows = Raw(s.connection()).rows("SELECT source_key FROM messages WHERE folder_id = ?", (folder_id,))
+        rows = Raw(s.connection()).rows(
+            "SELECT source_key FROM messages WHERE folder_id = ?", (folder_id,)
+        )
         return {key for (key,) in rows}
 
 
 def target_ids(
-    store: Store, account_id: int, target_folder_id: str, *,
-    keys: Sequence[str] | None = None, other_than: int | None = None,
+    store: Store,
+    account_id: int,
+    target_folder_id: str,
+    *,
+    keys: Sequence[str] | None = None,
+    other_than: int | None = None,
 ) -> set[str]:
     """Target ids of the account's done messages in one target folder, from every source
     folder that lands there ("Sent" and "Elementos enviados" both go to Sent Items): a search
@@ -209,7 +225,11 @@ def target_ids(
         wanted = list(keys)
         where.append(M.c.source_key.in_(wanted) & (M.c.tag_key.is_(None) | M.c.tag_key.in_(wanted)))
     with store.session() as s:
-        return set(s.execute(select(M.c.target_id).select_from(M.join(F, F.c.id == M.c.folder_id)).where(*where)).scalars())
+        return set(
+            s.execute(
+                select(M.c.target_id).select_from(M.join(F, F.c.id == M.c.folder_id)).where(*where)
+            ).scalars()
+        )
 
 
 def done_target_ids(store: Store, folder_id: int, keys: Sequence[str]) -> dict[str, str]:
@@ -220,7 +240,9 @@ def done_target_ids(store: Store, folder_id: int, keys: Sequence[str]) -> dict[s
     with store.session() as s:
         rows = s.execute(
             select(M.c.source_key, M.c.target_id).where(
-                M.c.folder_id == folder_id, M.c.source_key.in_(list(keys)), M.c.state == MessageState.DONE,
+                M.c.folder_id == folder_id,
+                M.c.source_key.in_(list(keys)),
+                M.c.state == MessageState.DONE,
                 M.c.target_id.is_not(None),
             )
         )
@@ -232,7 +254,9 @@ def begin_chunk(
     claim: Claim,
     folder_id: int,
     chunk_id: str,
-    items: Sequence[tuple[str, int]] | Sequence[tuple[str, int, str | None]] | Sequence[tuple[str, int, str | None, str | None]],
+    items: Sequence[tuple[str, int]]
+    | Sequence[tuple[str, int, str | None]]
+    | Sequence[tuple[str, int, str | None, str | None]],
 ) -> None:
     """Write the chunk's (key, size[, fingerprint[, flags]]) rows as in flight, in one fenced
     transaction. `flags` (a Flags.token) is what the target is given: what a delta pass
@@ -262,7 +286,12 @@ def begin_chunk(
 
 
 def finish_chunk(
-    store: Store, claim: Claim, folder_id: int, outcomes: Iterable[Outcome], *, in_flight: bool | None = None
+    store: Store,
+    claim: Claim,
+    folder_id: int,
+    outcomes: Iterable[Outcome],
+    *,
+    in_flight: bool | None = None,
 ) -> None:
     """Record the outcome of in-flight (or new, for skips found before upload) messages.
 
@@ -277,7 +306,9 @@ def finish_chunk(
         fence(s, claim)
         if in_flight is None:
             existing = set(
-                s.execute(_EXISTING_KEYS, {"b_folder": folder_id, "b_keys": [o.key for o in outcomes]}).scalars()
+                s.execute(
+                    _EXISTING_KEYS, {"b_folder": folder_id, "b_keys": [o.key for o in outcomes]}
+                ).scalars()
             )
         else:
             existing = {o.key for o in outcomes} if in_flight else set()
@@ -321,10 +352,16 @@ def finish_chunk(
 
 def _count(session: Session, claim: Claim, folder_id: int, outcomes: Sequence[Outcome]) -> None:
     states = Counter(o.state for o in outcomes)
-    counts = {"b_done": states[MessageState.DONE], "b_skipped": states[MessageState.SKIPPED], "b_failed": states[MessageState.FAILED]}
+    counts = {
+        "b_done": states[MessageState.DONE],
+        "b_skipped": states[MessageState.SKIPPED],
+        "b_failed": states[MessageState.FAILED],
+    }
     session.execute(_COUNT_FOLDER, {"b_folder": folder_id, **counts})
     done_bytes = sum(o.size for o in outcomes if o.state == MessageState.DONE)
-    session.execute(_COUNT_ACCOUNT, {"b_account": claim.account_id, "b_bytes": done_bytes, **counts})
+    session.execute(
+        _COUNT_ACCOUNT, {"b_account": claim.account_id, "b_bytes": done_bytes, **counts}
+    )
 
 
 def inflight(store: Store, account_id: int) -> dict[int, list[str]]:
@@ -351,11 +388,17 @@ def resolve_inflight(
         sizes = dict(
             s.execute(
                 select(M.c.source_key, M.c.size).where(
-                    M.c.folder_id == folder_id, M.c.source_key.in_(list(keys)), M.c.state == MessageState.INFLIGHT
+                    M.c.folder_id == folder_id,
+                    M.c.source_key.in_(list(keys)),
+                    M.c.state == MessageState.INFLIGHT,
                 )
             ).all()
         )
-    outcomes = [Outcome(key=k, state=MessageState.DONE, size=int(sizes.get(k) or 0), target_id=found[k]) for k in keys if k in found and k in sizes]
+    outcomes = [
+        Outcome(key=k, state=MessageState.DONE, size=int(sizes.get(k) or 0), target_id=found[k])
+        for k in keys
+        if k in found and k in sizes
+    ]
     finish_chunk(store, claim, folder_id, outcomes, in_flight=True)
     missing = [k for k in keys if k not in found]
     if missing:
@@ -387,7 +430,10 @@ def rekey(
         fence(s, claim)
         old = s.execute(
             select(M.c.id, M.c.source_key, M.c.tag_key, M.c.fingerprint, M.c.state)
-            .where(M.c.folder_id == folder_id, M.c.source_key.like(old_prefix.replace("%", r"\%") + "%"))
+            .where(
+                M.c.folder_id == folder_id,
+                M.c.source_key.like(old_prefix.replace("%", r"\%") + "%"),
+            )
             .order_by(M.c.id)
         ).all()
         by_print: dict[str, list[Any]] = defaultdict(list)
@@ -401,13 +447,22 @@ def rekey(
             if not candidates:
                 continue
             row = candidates.pop(0)
-            moved.append({"b_id": row.id, "source_key": key, "tag_key": row.tag_key or row.source_key, "updated_at": now})  # type: ignore[attr-defined]
+            moved.append(
+                {
+                    "b_id": row.id,
+                    "source_key": key,
+                    "tag_key": row.tag_key or row.source_key,
+                    "updated_at": now,
+                }
+            )  # type: ignore[attr-defined]
         if moved:
             s.connection().execute(
                 update(M)
                 .where(M.c.id == bindparam("b_id"))
                 .values(
-                    source_key=bindparam("source_key"), tag_key=bindparam("tag_key"), updated_at=bindparam("updated_at")
+                    source_key=bindparam("source_key"),
+                    tag_key=bindparam("tag_key"),
+                    updated_at=bindparam("updated_at"),
                 ),
                 moved,
             )
@@ -427,16 +482,28 @@ def forget_skipped(store: Store, account_id: int, reasons: Sequence[str] | None 
     what is still recorded stays counted. Returns how many rows were dropped."""
     if not reasons:
         with store.session(write=True) as s:
-            removed = s.execute(delete(M).where(M.c.account_id == account_id, M.c.state.in_(NOT_SENT)))
+            removed = s.execute(
+                delete(M).where(M.c.account_id == account_id, M.c.state.in_(NOT_SENT))
+            )
             # none is left: zero is the truth, whatever the counts said before
-            s.execute(update(A).where(A.c.id == account_id).values(messages_skipped=0, messages_failed=0))
-            s.execute(update(F).where(F.c.account_id == account_id).values(skipped_count=0, failed_count=0))
+            s.execute(
+                update(A).where(A.c.id == account_id).values(messages_skipped=0, messages_failed=0)
+            )
+            s.execute(
+                update(F)
+                .where(F.c.account_id == account_id)
+                .values(skipped_count=0, failed_count=0)
+            )
             return int(removed.rowcount or 0)  # type: ignore[attr-defined]
-    wanted = and_(M.c.account_id == account_id, M.c.state.in_(NOT_SENT), M.c.reason.in_(list(reasons)))
+    wanted = and_(
+        M.c.account_id == account_id, M.c.state.in_(NOT_SENT), M.c.reason.in_(list(reasons))
+    )
     with store.session(write=True) as s:
         dropped: dict[int, Counter[str]] = defaultdict(Counter)
         for folder_id, state, n in s.execute(
-            select(M.c.folder_id, M.c.state, func.count()).where(wanted).group_by(M.c.folder_id, M.c.state)
+            select(M.c.folder_id, M.c.state, func.count())
+            .where(wanted)
+            .group_by(M.c.folder_id, M.c.state)
         ):
             dropped[folder_id][state] += int(n)
         if not dropped:
@@ -446,7 +513,10 @@ def forget_skipped(store: Store, account_id: int, reasons: Sequence[str] | None 
             s.execute(
                 update(F)
                 .where(F.c.id == folder_id)
-                .values(skipped_count=F.c.skipped_count - n[MessageState.SKIPPED], failed_count=F.c.failed_count - n[MessageState.FAILED])
+                .values(
+                    skipped_count=F.c.skipped_count - n[MessageState.SKIPPED],
+                    failed_count=F.c.failed_count - n[MessageState.FAILED],
+                )
             )
         total = sum(dropped.values(), Counter[str]())
         s.execute(
@@ -473,7 +543,9 @@ def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Se
         keys = list(
             s.execute(
                 select(M.c.source_key).where(
-                    M.c.account_id == claim.account_id, M.c.state == MessageState.SKIPPED, M.c.folder_id == folder_id,
+                    M.c.account_id == claim.account_id,
+                    M.c.state == MessageState.SKIPPED,
+                    M.c.folder_id == folder_id,
                     M.c.reason.in_(wanted),
                 )
             ).scalars()
@@ -493,9 +565,13 @@ def forget_retried_skips(store: Store, claim: Claim, folder_id: int, reasons: Se
                 )
             )
             removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
-        s.execute(update(F).where(F.c.id == folder_id).values(skipped_count=F.c.skipped_count - removed))
         s.execute(
-            update(A).where(A.c.id == claim.account_id).values(messages_skipped=A.c.messages_skipped - removed)
+            update(F).where(F.c.id == folder_id).values(skipped_count=F.c.skipped_count - removed)
+        )
+        s.execute(
+            update(A)
+            .where(A.c.id == claim.account_id)
+            .values(messages_skipped=A.c.messages_skipped - removed)
         )
         return removed
 

@@ -88,7 +88,9 @@ def find_account(store: Store, plan_id: int, address: str) -> dict[str, Any] | N
     # leading with plan_id): an OR of the three made SQLite read all 100,000 accounts per `show`.
     with store.session() as s:
         for column in (A.c.address, A.c.target_address, A.c.key):
-            stmt = select(A).where(A.c.plan_id == plan_id, column == wanted).order_by(A.c.id).limit(1)
+            stmt = (
+                select(A).where(A.c.plan_id == plan_id, column == wanted).order_by(A.c.id).limit(1)
+            )
             row = s.execute(stmt).mappings().first()
             if row is not None:
                 return dict(row)
@@ -97,7 +99,9 @@ def find_account(store: Store, plan_id: int, address: str) -> dict[str, Any] | N
 
 def folders(store: Store, account_id: int) -> list[dict[str, Any]]:
     with store.session() as s:
-        rows = s.execute(select(F).where(F.c.account_id == account_id).order_by(F.c.display)).mappings()
+        rows = s.execute(
+            select(F).where(F.c.account_id == account_id).order_by(F.c.display)
+        ).mappings()
         return [dict(r) for r in rows]
 
 
@@ -105,8 +109,16 @@ def problem_messages(store: Store, account_id: int, limit: int) -> tuple[list[di
     """Skipped and failed ledger rows of one account (first `limit`) and how many there are."""
     where = (M.c.account_id == account_id, M.c.state.in_(NOT_SENT))
     stmt = (
-        select(M.c.source_key, M.c.state, M.c.reason, M.c.detail, M.c.size, M.c.updated_at,
-               F.c.native, F.c.display)
+        select(
+            M.c.source_key,
+            M.c.state,
+            M.c.reason,
+            M.c.detail,
+            M.c.size,
+            M.c.updated_at,
+            F.c.native,
+            F.c.display,
+        )
         .join(F, F.c.id == M.c.folder_id)
         .where(*where)
         .order_by(F.c.display, M.c.id)
@@ -130,8 +142,19 @@ def events(
 ) -> list[dict[str, Any]]:
     """Events of the plan (or one account) with the account's address."""
     stmt = (
-        select(E.c.id, E.c.at, E.c.kind, E.c.from_state, E.c.to_state, E.c.worker, E.c.run_id,
-               E.c.detail, E.c.account_id, A.c.address, A.c.key)
+        select(
+            E.c.id,
+            E.c.at,
+            E.c.kind,
+            E.c.from_state,
+            E.c.to_state,
+            E.c.worker,
+            E.c.run_id,
+            E.c.detail,
+            E.c.account_id,
+            A.c.address,
+            A.c.key,
+        )
         .outerjoin(A, A.c.id == E.c.account_id)
         .where(E.c.plan_id == plan_id)
     )
@@ -148,12 +171,17 @@ def events(
         return [dict(r) for r in s.execute(stmt).mappings()]
 
 
-def routable_accounts(store: Store, plan_id: int, batches: Sequence[str] = ()) -> list[dict[str, Any]]:
+def routable_accounts(
+    store: Store, plan_id: int, batches: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Accounts in scope whose mail is in the target, by address: synced or verified, and also
     those with a completed pass that a delta pass is working on or failed on right now (their
     users already read mail in Exchange: dropping them from routing would send mail back)."""
     stmt = select(A.c.address, A.c.target_address, A.c.aliases, A.c.batch).where(
-        A.c.plan_id == plan_id, A.c.scope == Scope.IN_SCOPE, text(MIGRATED_SQL), A.c.address.is_not(None)
+        A.c.plan_id == plan_id,
+        A.c.scope == Scope.IN_SCOPE,
+        text(MIGRATED_SQL),
+        A.c.address.is_not(None),
     )
     if batches:
         stmt = stmt.where(A.c.batch.in_(list(batches)))

@@ -41,16 +41,18 @@ def open_readonly(raw_url: str) -> ReadOnlyState | None:
         return _sqlite(url)
     for prefix in PG_PREFIXES:
         if url.startswith(prefix):
-            return _postgresql(url[len(prefix):])
+            return _postgresql(url[len(prefix) :])
     return None
 
 
 def _current(db: Raw) -> bool:
-    return [row[0] for row in db.all("SELECT version_num FROM alembic_version")] == [newest_revision()]
+    return [row[0] for row in db.all("SELECT version_num FROM alembic_version")] == [
+        newest_revision()
+    ]
 
 
 def _sqlite(url: str) -> ReadOnlyState | None:
-    path = url[len("sqlite:///"):]
+    path = url[len("sqlite:///") :]
     # options and %-escapes are SQLAlchemy's to interpret; a missing file is the Store's to explain
     if not path or "?" in path or "%" in path or path == ":memory:" or not Path(path).is_file():
         return None

@@ -18,7 +18,9 @@ from migrator.store.raw import Raw
 # failed, or killed: a SIGKILL must not make the headline go down). The one rule for status,
 # the per-batch/OU rows, run's live count and routing; the view v_progress_by_batch (migration
 # 0005) spells out the same.
-MIGRATED_SQL = "(status IN ('synced', 'verified') OR (passes > 0 AND status IN ('running', 'failed')))"
+MIGRATED_SQL = (
+    "(status IN ('synced', 'verified') OR (passes > 0 AND status IN ('running', 'failed')))"
+)
 
 
 def plan_id(db: Raw, name: str) -> int | None:
@@ -30,7 +32,14 @@ def account_counts(db: Raw, plan_id: int) -> dict[str, Any]:
     """{"in_scope": n, "excluded": {reason: n}, "invalid": {reason: n}, "vanished": n,
     "statuses": {status: n in scope}, "total": n}; entries without a reason count under
     "unspecified"."""
-    counts: dict[str, Any] = {Scope.IN_SCOPE: 0, Scope.EXCLUDED: {}, Scope.INVALID: {}, Scope.VANISHED: 0, "statuses": {}, "total": 0}
+    counts: dict[str, Any] = {
+        Scope.IN_SCOPE: 0,
+        Scope.EXCLUDED: {},
+        Scope.INVALID: {},
+        Scope.VANISHED: 0,
+        "statuses": {},
+        "total": 0,
+    }
     rows = db.all(
         "SELECT scope, status, reason, count(*) FROM accounts WHERE plan_id = ? GROUP BY scope, status, reason",
         (plan_id,),
@@ -166,7 +175,8 @@ def first_id_since(db: Raw, moment: datetime) -> int | None:
     while low <= high:
         middle = (low + high) // 2
         rows = db.all(
-            "SELECT id, created_at FROM messages WHERE id >= ? AND id <= ? ORDER BY id LIMIT 1", (middle, high)
+            "SELECT id, created_at FROM messages WHERE id >= ? AND id <= ? ORDER BY id LIMIT 1",
+            (middle, high),
         )
         if not rows:  # no row between middle and high (ids have gaps: a reset deletes rows)
             high = middle - 1
@@ -239,7 +249,9 @@ def leases_by_owner(db: Raw, plan_id: int) -> dict[str, list[str]]:
     return held
 
 
-def running_seconds(db: Raw, plan_id: int, since: datetime, now: datetime, heartbeat: timedelta) -> float:
+def running_seconds(
+    db: Raw, plan_id: int, since: datetime, now: datetime, heartbeat: timedelta
+) -> float:
     """How long, between `since` and `now`, at least one `migrator run` of the plan was at
     work (runs on several hosts at once count once). A run that never finished (killed) ends
     one heartbeat after its workers' last one: it was closed only when the next run began."""
@@ -270,7 +282,9 @@ def running_seconds(db: Raw, plan_id: int, since: datetime, now: datetime, heart
     return total
 
 
-def recent_throughput(db: Raw, plan_id: int, *, heartbeat: timedelta, hours: float = 1.0) -> dict[str, float]:
+def recent_throughput(
+    db: Raw, plan_id: int, *, heartbeat: timedelta, hours: float = 1.0
+) -> dict[str, float]:
     """The last `hours`: accounts migrated for the first time (the pace the rest of the
     campaign goes at; delta passes over migrated accounts do not count), the messages and
     bytes the ledger recorded as done by every pass, and how long runs were at work."""
@@ -304,7 +318,9 @@ def last_run(db: Raw, plan_id: int, command: str) -> dict[str, Any] | None:
     run_id, started, finished, status, host, summary_totals, alive_until = rows[0]
     until = db.read_time(alive_until)
     if status == RunStatus.RUNNING and until is not None and until < datetime.now(UTC):
-        status = RunStatus.INTERRUPTED  # its process stopped beating; the next writer will record it
+        status = (
+            RunStatus.INTERRUPTED
+        )  # its process stopped beating; the next writer will record it
     return {
         "id": int(run_id),
         "started_at": db.read_time(started),

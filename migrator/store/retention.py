@@ -54,7 +54,9 @@ def _events(plan_id: int, before: datetime) -> Any:
 
 
 def _runs(plan_id: int, before: datetime) -> Any:
-    discovery = select(P.c.last_discovery_run_id).where(P.c.id == plan_id, P.c.last_discovery_run_id.is_not(None))
+    discovery = select(P.c.last_discovery_run_id).where(
+        P.c.id == plan_id, P.c.last_discovery_run_id.is_not(None)
+    )
     return (R.c.plan_id == plan_id, R.c.status != "running", R.c.finished_at.is_not(None),
             R.c.finished_at < before, R.c.id.notin_(discovery))  # fmt: skip
 
@@ -64,13 +66,21 @@ def _workers(plan_id: int, silent_since: datetime) -> Any:
     return (W.c.plan_id == plan_id, func.coalesce(W.c.heartbeat_at, W.c.started_at) < silent_since)
 
 
-def prunable(store: Store, plan_id: int, *, before: datetime, workers_silent_since: datetime) -> Prunable:
+def prunable(
+    store: Store, plan_id: int, *, before: datetime, workers_silent_since: datetime
+) -> Prunable:
     """Count what `prune` would remove: events and finished runs older than `before`, and
     workers rows not heard from since `workers_silent_since`."""
     with store.session() as s:
-        events = s.execute(select(func.count()).select_from(E).where(*_events(plan_id, before))).scalar_one()
-        runs = s.execute(select(func.count()).select_from(R).where(*_runs(plan_id, before))).scalar_one()
-        workers = s.execute(select(func.count()).select_from(W).where(*_workers(plan_id, workers_silent_since))).scalar_one()
+        events = s.execute(
+            select(func.count()).select_from(E).where(*_events(plan_id, before))
+        ).scalar_one()
+        runs = s.execute(
+            select(func.count()).select_from(R).where(*_runs(plan_id, before))
+        ).scalar_one()
+        workers = s.execute(
+            select(func.count()).select_from(W).where(*_workers(plan_id, workers_silent_since))
+        ).scalar_one()
     return Prunable(int(events), int(runs), int(workers), before, workers_silent_since)
 
 
@@ -87,7 +97,9 @@ def _delete_in_slices(store: Store, table: Table, where: Any) -> int:
             deleted += len(ids)
 
 
-def prune(store: Store, plan_id: int, *, before: datetime, workers_silent_since: datetime) -> Prunable:
+def prune(
+    store: Store, plan_id: int, *, before: datetime, workers_silent_since: datetime
+) -> Prunable:
     """Remove what `prunable` counts; what was removed. Events go first, so that deleting a
     run sets no surviving event's run_id to NULL but those of the run's own stragglers."""
     events = _delete_in_slices(store, E, _events(plan_id, before))

@@ -108,7 +108,15 @@ class AccountDbRow(Base):
         # accounts when its statistics said most were pending, and walked the done ones)
         Index("ix_accounts_claim_status", "plan_id", "scope", "status", "batch", "id"),
         Index("ix_accounts_claim_pass", "plan_id", "scope", "status", "last_pass_at", "id"),
-        Index("ix_accounts_claim_batch_pass", "plan_id", "scope", "status", "batch", "last_pass_at", "id"),
+        Index(
+            "ix_accounts_claim_batch_pass",
+            "plan_id",
+            "scope",
+            "status",
+            "batch",
+            "last_pass_at",
+            "id",
+        ),
         # `show ADDR` and selections by address: the plan leads, so that SQLite (which keeps no
         # statistics unless ANALYZE runs) prefers them to an index on plan_id alone (0011)
         Index("ix_accounts_plan_address", "plan_id", "address"),

@@ -68,7 +68,9 @@ def _account_rows(
         # most accounts have neither: no JSON parsing for those
         aliases, attributes = data["aliases"], data["attributes"]
         data["aliases"] = [] if aliases in (None, "[]") else list(Raw.read_json(aliases) or [])
-        data["attributes"] = {} if attributes in (None, "{}") else dict(Raw.read_json(attributes) or {})
+        data["attributes"] = (
+            {} if attributes in (None, "{}") else dict(Raw.read_json(attributes) or {})
+        )
         # unchanged accounts are not rewritten by each discovery: one that is not vanished
         # was seen by the plan's last discovery
         if data["scope"] != Scope.VANISHED and seen_by_plan is not None:
@@ -120,7 +122,9 @@ def read_only_hint(backend: str, database: str | None) -> str:
 class Store:
     """State of every plan in one database. Thread-safe; open one per process."""
 
-    def __init__(self, engine: Engine, shown_url: str, schema_change: SchemaChange | None = None) -> None:
+    def __init__(
+        self, engine: Engine, shown_url: str, schema_change: SchemaChange | None = None
+    ) -> None:
         self.engine = engine
         self.url = shown_url  # password masked, safe to print
         # what opening did to the schema (created it, upgraded it), for the command to say
@@ -162,11 +166,17 @@ class Store:
         lock at the start instead of failing half-way when another process writes), and
         durable=True for a commit that must survive a power cut, not only a crash.
         """
-        maker = self._durable_sessions if durable else self._write_sessions if write else self._sessions
+        maker = (
+            self._durable_sessions if durable else self._write_sessions if write else self._sessions
+        )
         # SQLite has one writer at a time. Threads of this process queue on a Python lock,
         # which wakes the next one the instant it is free; waiting in SQLite's busy handler
         # instead sleeps in steps of up to 100 ms and made many workers crawl.
-        queue = self._sqlite_writers if (write or durable) and self.backend == "sqlite" else nullcontext()
+        queue = (
+            self._sqlite_writers
+            if (write or durable) and self.backend == "sqlite"
+            else nullcontext()
+        )
         with queue:
             yield from self._transaction(maker)
 
@@ -286,7 +296,14 @@ class Store:
             found = s.execute(select(P.c.id).where(P.c.name == name)).scalar_one_or_none()
             return None if found is None else int(found)
 
-    def start_run(self, plan_id: int, command: str, *, worker: Identity | None = None, lease_seconds: float = 120) -> int:
+    def start_run(
+        self,
+        plan_id: int,
+        command: str,
+        *,
+        worker: Identity | None = None,
+        lease_seconds: float = 120,
+    ) -> int:
         """Record a run of `command` by `worker` (this process), alive for `lease_seconds`
         unless `beat_run` pushes that on; first close the plan's runs whose process died."""
         now = utcnow()
@@ -328,7 +345,9 @@ class Store:
     @staticmethod
     def _dead_runs(s: Session, plan_id: int) -> list[int]:
         rows = s.execute(
-            select(R.c.id, R.c.alive_until, R.c.process).where(R.c.plan_id == plan_id, R.c.status == RunStatus.RUNNING)
+            select(R.c.id, R.c.alive_until, R.c.process).where(
+                R.c.plan_id == plan_id, R.c.status == RunStatus.RUNNING
+            )
         ).all()
         now = utcnow()
         return [

@@ -26,9 +26,9 @@ class JSONType(TypeDecorator[Any]):
             return dialect.type_descriptor(JSONB())
         return dialect.type_descriptor(JSON())
 
+
 # SQLite only auto-numbers an INTEGER PRIMARY KEY (the rowid); BIGINT keys would stay NULL.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-
 
 
 def unbounded(sqlite_declared: int) -> TypeEngine[str]:

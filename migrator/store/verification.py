@@ -47,7 +47,9 @@ class FolderLedger:
     removed_keys: set[str] = field(default_factory=set)
 
 
-def account_ledger(store: Store, account_id: int, *, retried: Sequence[str] = ()) -> dict[int, FolderLedger]:
+def account_ledger(
+    store: Store, account_id: int, *, retried: Sequence[str] = ()
+) -> dict[int, FolderLedger]:
     """Folder id -> its ledger, for every folder of the account, in one read (per-folder
     queries cost more than the rows; verify reads thousands of small accounts). Skips whose
     reason is in `retried` are not settled (see FolderLedger.retry_keys)."""
@@ -93,7 +95,12 @@ _RECORD_FOLDER = (
 
 
 def record(
-    store: Store, plan_id: int, account_id: int, checks: Sequence[FolderCheck], *, run_id: int | None
+    store: Store,
+    plan_id: int,
+    account_id: int,
+    checks: Sequence[FolderCheck],
+    *,
+    run_id: int | None,
 ) -> str | None:
     """Store the checks; a synced account whose folders all agree becomes verified (and a
     verified one that no longer agrees goes back to synced). Returns the new status, if any."""
@@ -104,8 +111,14 @@ def record(
             s.connection().execute(
                 _RECORD_FOLDER,
                 [
-                    {"b_id": c.folder_id, "b_source": c.source, "b_ledger": c.ledger, "b_target": c.target,
-                     "b_ok": c.ok, "b_at": now}
+                    {
+                        "b_id": c.folder_id,
+                        "b_source": c.source,
+                        "b_ledger": c.ledger,
+                        "b_target": c.target,
+                        "b_ok": c.ok,
+                        "b_at": now,
+                    }
                     for c in checks
                 ],
             )
@@ -116,7 +129,11 @@ def record(
         elif not all_ok and current == Status.VERIFIED:
             new = Status.SYNCED
         if new:
-            s.execute(update(A).where(A.c.id == account_id, A.c.status == current).values(status=new, updated_at=now))
+            s.execute(
+                update(A)
+                .where(A.c.id == account_id, A.c.status == current)
+                .values(status=new, updated_at=now)
+            )
         s.execute(
             E.insert().values(
                 at=now,

@@ -146,7 +146,9 @@ def _probes(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) 
     (ix_accounts_claim_batch_pass for delta passes) rather than past every other batch's.
     """
     base = select(A).where(A.c.plan_id == plan_id, A.c.scope == Scope.IN_SCOPE)
-    batches: list[str | None] = [*sorted(set(f.batches))] or [None]  # (a selection by address: _candidates)
+    batches: list[str | None] = [*sorted(set(f.batches))] or [
+        None
+    ]  # (a selection by address: _candidates)
 
     def each_batch(where: Any, *order: Any) -> list[Any]:
         return [(base if b is None else base.where(A.c.batch == b)).where(*where, _free(now)).order_by(*order)
@@ -157,7 +159,9 @@ def _probes(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) 
     if f.include_synced:
         cutoff = _pass_cutoff(run_started, f)
         for status in PASS_COMPLETED:
-            probes += each_batch([A.c.status == status, A.c.last_pass_at < cutoff], A.c.last_pass_at, A.c.id)
+            probes += each_batch(
+                [A.c.status == status, A.c.last_pass_at < cutoff], A.c.last_pass_at, A.c.id
+            )
     if f.retry_failed:
         probes += each_batch([_retry(f, run_started)], A.c.batch, A.c.id)
     return probes
@@ -223,7 +227,9 @@ def claim_next(
             "claimed" if not took_over else "taken-over",
             row["status"],
             Status.RUNNING,
-            {"epoch": epoch, "previous_owner": row["lease_owner"]} if took_over else {"epoch": epoch},
+            {"epoch": epoch, "previous_owner": row["lease_owner"]}
+            if took_over
+            else {"epoch": epoch},
         )
         # the status before this claim: a takeover resumes whatever the dead worker had
         previous = row["status"]
@@ -249,7 +255,9 @@ def claim_next(
         )
 
 
-_DEAD_OWNER_CHECK_S = 1.0  # at most this often per store and plan: a query per claim halves claims/s
+_DEAD_OWNER_CHECK_S = (
+    1.0  # at most this often per store and plan: a query per claim halves claims/s
+)
 _dead_owner_checks: weakref.WeakKeyDictionary[Store, dict[int, float]] = weakref.WeakKeyDictionary()
 _dead_owner_lock = threading.Lock()
 
@@ -299,7 +307,11 @@ def _release_dead_owners(store: Store, plan_id: int) -> None:
 # than the database takes to run it.
 _FENCE = (
     update(A)
-    .where(A.c.id == bindparam("b_id"), A.c.lease_epoch == bindparam("b_epoch"), A.c.lease_owner == bindparam("b_owner"))
+    .where(
+        A.c.id == bindparam("b_id"),
+        A.c.lease_epoch == bindparam("b_epoch"),
+        A.c.lease_owner == bindparam("b_owner"),
+    )
     .values(heartbeat_at=bindparam("b_now"))
 )
 
@@ -311,7 +323,13 @@ def fence(session: Session, claim: Claim) -> None:
     takeover cannot slip in between this check and the writes that follow it.
     """
     result = session.execute(
-        _FENCE, {"b_id": claim.account_id, "b_epoch": claim.epoch, "b_owner": claim.worker, "b_now": utcnow()}
+        _FENCE,
+        {
+            "b_id": claim.account_id,
+            "b_epoch": claim.epoch,
+            "b_owner": claim.worker,
+            "b_now": utcnow(),
+        },
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(
@@ -327,13 +345,19 @@ def renew(store: Store, claim: Claim, lease_seconds: int) -> bool:
     with store.session(write=True) as s:
         result = s.execute(
             update(A)
-            .where(A.c.id == claim.account_id, A.c.lease_epoch == claim.epoch, A.c.lease_owner == claim.worker)
+            .where(
+                A.c.id == claim.account_id,
+                A.c.lease_epoch == claim.epoch,
+                A.c.lease_owner == claim.worker,
+            )
             .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def _release_statement(completed_pass: bool, count_attempt: bool, error: bool, first_pass: bool) -> Any:
+def _release_statement(
+    completed_pass: bool, count_attempt: bool, error: bool, first_pass: bool
+) -> Any:
     """The UPDATE of a release for one shape of outcome, built once per shape (see _FENCE)."""
     shape = (completed_pass, count_attempt, error, first_pass)
     stmt = _RELEASES.get(shape)
@@ -346,8 +370,13 @@ def _release_statement(completed_pass: bool, count_attempt: bool, error: bool, f
         "updated_at": bindparam("b_now"),
     }
     if completed_pass:
-        values.update(passes=A.c.passes + 1, last_pass_at=bindparam("b_now"), attempts=0, last_error=None,
-                      last_error_reason=None)
+        values.update(
+            passes=A.c.passes + 1,
+            last_pass_at=bindparam("b_now"),
+            attempts=0,
+            last_error=None,
+            last_error_reason=None,
+        )
     if count_attempt:
         values["attempts"] = A.c.attempts + 1
     if error:
@@ -364,8 +393,12 @@ _RELEASES: dict[tuple[bool, bool, bool, bool], Any] = {}
 _FOLDERS_SYNCED = (
     update(F)
     .where(F.c.id == bindparam("b_id"))
-    .values(last_synced_at=bindparam("b_now"), source_count=bindparam("b_count"),
-            source_bytes=bindparam("b_bytes"), mark=bindparam("b_mark"))
+    .values(
+        last_synced_at=bindparam("b_now"),
+        source_count=bindparam("b_count"),
+        source_bytes=bindparam("b_bytes"),
+        mark=bindparam("b_mark"),
+    )
 )
 
 
@@ -380,7 +413,9 @@ def release(
     error_reason: str | None = None,
     count_attempt: bool = False,
     detail: dict[str, Any] | None = None,
-    folders: Sequence[tuple[int, int | None, int | None] | tuple[int, int | None, int | None, str | None]] = (),
+    folders: Sequence[
+        tuple[int, int | None, int | None] | tuple[int, int | None, int | None, str | None]
+    ] = (),
 ) -> None:
     """End the claim: new status, pass bookkeeping, last error, and the (folder id, source
     count, source bytes[, the source's change mark]) of each folder synced by the pass; one
@@ -389,14 +424,32 @@ def release(
     with store.session(write=True) as s:
         fence(s, claim)
         conn = s.connection()
-        stmt = _release_statement(completed_pass, count_attempt, error is not None, completed_pass and claim.passes == 0)
-        conn.execute(stmt, {"b_id": claim.account_id, "b_status": status, "b_now": now, "b_error": error,
-                            "b_reason": error_reason})
+        stmt = _release_statement(
+            completed_pass, count_attempt, error is not None, completed_pass and claim.passes == 0
+        )
+        conn.execute(
+            stmt,
+            {
+                "b_id": claim.account_id,
+                "b_status": status,
+                "b_now": now,
+                "b_error": error,
+                "b_reason": error_reason,
+            },
+        )
         if folders:
             conn.execute(
                 _FOLDERS_SYNCED,
-                [{"b_id": f[0], "b_count": f[1], "b_bytes": f[2], "b_mark": f[3] if len(f) > 3 else None, "b_now": now}
-                 for f in folders],
+                [
+                    {
+                        "b_id": f[0],
+                        "b_count": f[1],
+                        "b_bytes": f[2],
+                        "b_mark": f[3] if len(f) > 3 else None,
+                        "b_now": now,
+                    }
+                    for f in folders
+                ],
             )
         _event(
             conn,
@@ -416,11 +469,15 @@ def release_committed(store: Store, claim: Claim) -> bool:
     when it was committed. Only a claim bumps the epoch and only those two clear the owner,
     so "our epoch, no owner" means our own release went through."""
     with store.session() as s:
-        row = s.execute(select(A.c.lease_epoch, A.c.lease_owner).where(A.c.id == claim.account_id)).one()
+        row = s.execute(
+            select(A.c.lease_epoch, A.c.lease_owner).where(A.c.id == claim.account_id)
+        ).one()
     return int(row.lease_epoch) == claim.epoch and row.lease_owner is None
 
 
-def release_orphans(store: Store, plan_id: int, worker: str, held: Sequence[int], *, run_id: int | None) -> int:
+def release_orphans(
+    store: Store, plan_id: int, worker: str, held: Sequence[int], *, run_id: int | None
+) -> int:
     """Give back the accounts `worker` has a lease on but does not know it holds: a claim whose
     COMMIT broke off (the database connection died during it) may have gone through. Each goes
     back to pending (or synced, after a completed pass) with an `interrupted` event; the number."""
@@ -438,8 +495,17 @@ def release_orphans(store: Store, plan_id: int, worker: str, held: Sequence[int]
                 .where(A.c.id == account_id, A.c.lease_owner == worker, A.c.lease_epoch == epoch)
                 .values(status=back, lease_owner=None, lease_expires_at=None, updated_at=utcnow())
             )
-            _event(s.connection(), plan_id, account_id, run_id, worker, "interrupted", Status.RUNNING, back,
-                   {"epoch": int(epoch), "reason": "claim-commit-unknown"})
+            _event(
+                s.connection(),
+                plan_id,
+                account_id,
+                run_id,
+                worker,
+                "interrupted",
+                Status.RUNNING,
+                back,
+                {"epoch": int(epoch), "reason": "claim-commit-unknown"},
+            )
         return len(orphans)
 
 
@@ -451,9 +517,24 @@ def abandon(store: Store, claim: Claim, *, run_id: int | None) -> None:
             s.execute(
                 update(A)
                 .where(A.c.id == claim.account_id)
-                .values(status=claim.previous_status, lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+                .values(
+                    status=claim.previous_status,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=utcnow(),
+                )
             )
-            _event(s.connection(), claim.plan_id, claim.account_id, run_id, claim.worker, "interrupted", Status.RUNNING, claim.previous_status, None)
+            _event(
+                s.connection(),
+                claim.plan_id,
+                claim.account_id,
+                run_id,
+                claim.worker,
+                "interrupted",
+                Status.RUNNING,
+                claim.previous_status,
+                None,
+            )
     except LeaseLost:
         pass
 
@@ -471,8 +552,17 @@ def _event(
 ) -> None:
     conn.execute(
         _EVENT,
-        {"at": utcnow(), "plan_id": plan_id, "account_id": account_id, "run_id": run_id, "worker": worker,
-         "kind": kind, "from_state": from_state, "to_state": to_state, "detail": detail},
+        {
+            "at": utcnow(),
+            "plan_id": plan_id,
+            "account_id": account_id,
+            "run_id": run_id,
+            "worker": worker,
+            "kind": kind,
+            "from_state": from_state,
+            "to_state": to_state,
+            "detail": detail,
+        },
     )
 
 
@@ -501,8 +591,15 @@ def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -
     F = cast(Table, FolderRow.__table__)
     now = utcnow()
     with store.session(write=True) as s:
-        row = s.execute(select(A.c.status, A.c.lease_expires_at, A.c.lease_owner).where(A.c.id == account_id)).one()
-        if row.status == Status.RUNNING and row.lease_expires_at and row.lease_expires_at > now and not owner_gone(s, row.lease_owner):
+        row = s.execute(
+            select(A.c.status, A.c.lease_expires_at, A.c.lease_owner).where(A.c.id == account_id)
+        ).one()
+        if (
+            row.status == Status.RUNNING
+            and row.lease_expires_at
+            and row.lease_expires_at > now
+            and not owner_gone(s, row.lease_owner)
+        ):
             raise MigratorError(
                 f"account is being migrated right now by {row.lease_owner}",
                 hint="stop that run (or wait for it to finish), then reset",
@@ -513,9 +610,30 @@ def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -
             update(A)
             .where(A.c.id == account_id)
             .values(
-                status=Status.PENDING, passes=0, attempts=0, last_error=None, last_error_reason=None,
-                first_pass_at=None, last_pass_at=None, messages_done=0, messages_skipped=0,
-                messages_failed=0, bytes_done=0, lease_owner=None, lease_expires_at=None, updated_at=now,
+                status=Status.PENDING,
+                passes=0,
+                attempts=0,
+                last_error=None,
+                last_error_reason=None,
+                first_pass_at=None,
+                last_pass_at=None,
+                messages_done=0,
+                messages_skipped=0,
+                messages_failed=0,
+                bytes_done=0,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
             )
         )
-        _event(s.connection(), plan_id, account_id, None, worker, "reset", row.status, Status.PENDING, None)
+        _event(
+            s.connection(),
+            plan_id,
+            account_id,
+            None,
+            worker,
+            "reset",
+            row.status,
+            Status.PENDING,
+            None,
+        )

@@ -51,7 +51,9 @@ def sort_request(attribute: str, ordering_rule: str | None = None) -> bytes:
     return _tlv(_SEQUENCE, _tlv(_SEQUENCE, key))
 
 
-def vlv_request(before: int, after: int, offset: int, content_count: int, context: bytes | None) -> bytes:
+def vlv_request(
+    before: int, after: int, offset: int, content_count: int, context: bytes | None
+) -> bytes:
     by_offset = _tlv(0xA0, _integer(offset) + _integer(content_count))  # [0] constructed
     body = _integer(before) + _integer(after) + by_offset
     if context:

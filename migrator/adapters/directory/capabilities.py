@@ -43,11 +43,17 @@ def read_capabilities(conn: Connection) -> Capabilities:
     if not conn.result or conn.result.get("result") != 0 or not entries:
         return Capabilities()
     raw: list[bytes | str] = next(
-        (values for name, values in (entries[0].get("raw_attributes") or {}).items() if name.lower() == "supportedcontrol"),
+        (
+            values
+            for name, values in (entries[0].get("raw_attributes") or {}).items()
+            if name.lower() == "supportedcontrol"
+        ),
         [],
     )
     if not raw:
         return Capabilities()  # an empty list says as little as none
-    controls = frozenset(v.decode("ascii", "replace") if isinstance(v, bytes) else str(v) for v in raw)
+    controls = frozenset(
+        v.decode("ascii", "replace") if isinstance(v, bytes) else str(v) for v in raw
+    )
     log.debug("server controls: %s", ", ".join(sorted(controls)))
     return Capabilities(controls)

@@ -44,7 +44,9 @@ _TLS_HINT = (
 )
 
 
-def connect_error(settings: DirectorySettings, exc: LDAPException, password: str | None) -> DirectoryError:
+def connect_error(
+    settings: DirectorySettings, exc: LDAPException, password: str | None
+) -> DirectoryError:
     # ldap3's words about opening, StartTLS or binding: the bind carried the password
     detail = unless_secret(_detail(exc), password)
     lowered = detail.lower()
@@ -77,7 +79,9 @@ def connect_error(settings: DirectorySettings, exc: LDAPException, password: str
     )
 
 
-def bind_error(settings: DirectorySettings, result: dict[str, Any] | None, password: str | None) -> DirectoryError:
+def bind_error(
+    settings: DirectorySettings, result: dict[str, Any] | None, password: str | None
+) -> DirectoryError:
     # the result code's name is ldap3's own; the server's diagnostic text answers the bind
     code, text = _code(result), result_text(result, password)
     who = f"as {settings.bind_dn}" if settings.bind_dn else "anonymously"
@@ -143,7 +147,12 @@ def search_error(
 
 
 def size_limit_error(
-    settings: DirectorySettings, returned: int, *, paging_refused: str | None, paged: bool, part: str
+    settings: DirectorySettings,
+    returned: int,
+    *,
+    paging_refused: str | None,
+    paged: bool,
+    part: str,
 ) -> DirectoryError:
     """A search that still hit the size limit after being split in parts (`part` names the one)."""
     if paged:
@@ -180,7 +189,9 @@ def lost_error(settings: DirectorySettings, exc: LDAPException) -> DirectoryErro
     )
 
 
-def not_ldap_error(settings: DirectorySettings, exc: Exception, password: str | None = None) -> DirectoryError:
+def not_ldap_error(
+    settings: DirectorySettings, exc: Exception, password: str | None = None
+) -> DirectoryError:
     detail = unless_secret(_detail(exc), password)
     return DirectoryError(
         f"{settings.url}: the server's answer is not LDAP ({type(exc).__name__}: {detail})",

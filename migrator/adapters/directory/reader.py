@@ -88,7 +88,9 @@ class _Region:
     scope: str  # ldap3's BASE, LEVEL or SUBTREE
 
     def describe(self) -> str:
-        return {BASE: "the entry", LEVEL: "the children of", SUBTREE: "the subtree of"}[self.scope] + f" {self.base}"
+        return {BASE: "the entry", LEVEL: "the children of", SUBTREE: "the subtree of"}[
+            self.scope
+        ] + f" {self.base}"
 
 
 class _Tally:
@@ -123,7 +125,10 @@ class DirectoryReader:
     """
 
     def __init__(
-        self, settings: DirectorySettings, connection: Connection, capabilities: Capabilities | None = None
+        self,
+        settings: DirectorySettings,
+        connection: Connection,
+        capabilities: Capabilities | None = None,
     ) -> None:
         self.settings = settings
         self.capabilities = capabilities or Capabilities()
@@ -189,7 +194,9 @@ class DirectoryReader:
         self, conn: Connection, search_filter: str, attributes: list[str]
     ) -> Iterator[DirectoryEntry]:
         names = {name.lower(): name for name in attributes if name not in _SPECIAL_SELECTORS}
-        query = _Query(search_filter, attributes or ["1.1"], names, "*" in attributes)  # "1.1": DNs only
+        query = _Query(
+            search_filter, attributes or ["1.1"], names, "*" in attributes
+        )  # "1.1": DNs only
         self.pages_fetched, self.paging_used, self.split_parts = 0, True, 0
         self.subtree_searches, self.vlv_windows, self.size_limit = 0, 0, None
         self._plain_limit = None
@@ -285,10 +292,15 @@ class DirectoryReader:
             if not found and self._subordinates_filter is None:
                 # `base` has children (a search under it was cut): a server that evaluates
                 # the filter returns base itself to the same filter
-                this = list(self._one_search(conn, _Region(base, BASE), _HAS_CHILDREN, listing, False))
+                this = list(
+                    self._one_search(conn, _Region(base, BASE), _HAS_CHILDREN, listing, False)
+                )
                 self._subordinates_filter = bool(this)
                 if not this:
-                    log.info("%s: the server does not evaluate hasSubordinates; no split by subtree", self.url)
+                    log.info(
+                        "%s: the server does not evaluate hasSubordinates; no split by subtree",
+                        self.url,
+                    )
                     found = None
             elif found:
                 self._subordinates_filter = True
@@ -306,14 +318,24 @@ class DirectoryReader:
         sort = (ber.SORT_REQUEST_OID, True, ber.sort_request(attribute, _ORDERING_RULE))
         offset, count, context, walked = 1, 0, None, set()
         while True:
-            view = (ber.VLV_REQUEST_OID, True, ber.vlv_request(0, window - 1, offset, count, context))
-            result, response = self._request(conn, region, query.filter, query.request, False, None, [sort, view])
+            view = (
+                ber.VLV_REQUEST_OID,
+                True,
+                ber.vlv_request(0, window - 1, offset, count, context),
+            )
+            result, response = self._request(
+                conn, region, query.filter, query.request, False, None, [sort, view]
+            )
             self.pages_fetched += 1
             self.vlv_windows += 1
             answer, problem = _vlv_answer(result)
             if problem is not None:
                 self._vlv_refused = problem
-                log.warning("%s: virtual list view refused (%s); reading by prefix instead", self.url, problem)
+                log.warning(
+                    "%s: virtual list view refused (%s); reading by prefix instead",
+                    self.url,
+                    problem,
+                )
                 return False
             assert answer is not None
             for item in response:
@@ -340,7 +362,9 @@ class DirectoryReader:
     ) -> Iterator[DirectoryEntry]:
         attribute = split.naming_attribute(sample)
         tally = _Tally()
-        yield from self._split(conn, query, region, seen, attribute, split.Part(), 1.0, sample, tally)
+        yield from self._split(
+            conn, query, region, seen, attribute, split.Part(), 1.0, sample, tally
+        )
 
     def _split(
         self, conn: Connection, query: _Query, region: _Region, seen: set[str], attribute: str,
@@ -362,17 +386,30 @@ class DirectoryReader:
             self.split_parts += 1
             returned, paged = 0, self._page_parts()
             try:
-                for entry in self._one_search(conn, region, group.filter(query.filter, attribute), query, paged):
+                for entry in self._one_search(
+                    conn, region, group.filter(query.filter, attribute), query, paged
+                ):
                     returned += 1
                     if entry.dn not in seen:
                         seen.add(entry.dn)
                         yield entry
             except _SizeLimited as cut:
                 self._note_cut(cut.returned, paged)
-                log.debug("part %s: cut (estimate %.0f)", group.describe(attribute), group_weight * (tally.ratio or 0))
-                yield from self._split(conn, query, region, seen, attribute, group, group_weight, cut.dns, tally)
+                log.debug(
+                    "part %s: cut (estimate %.0f)",
+                    group.describe(attribute),
+                    group_weight * (tally.ratio or 0),
+                )
+                yield from self._split(
+                    conn, query, region, seen, attribute, group, group_weight, cut.dns, tally
+                )
                 continue
-            log.debug("part %s: %d entries (estimate %.0f)", group.describe(attribute), returned, group_weight * (tally.ratio or 0))
+            log.debug(
+                "part %s: %d entries (estimate %.0f)",
+                group.describe(attribute),
+                returned,
+                group_weight * (tally.ratio or 0),
+            )
             tally.add(returned, group_weight)
 
     def _groups(
@@ -389,7 +426,9 @@ class DirectoryReader:
             if tally.ratio is None or not self._part_limit():
                 bins = [[pending.pop(0)]]
             else:
-                bins = _first_fit(pending, _FILL * (self._part_limit() or 0) / tally.ratio, _MAX_PREFIXES)
+                bins = _first_fit(
+                    pending, _FILL * (self._part_limit() or 0) / tally.ratio, _MAX_PREFIXES
+                )
                 pending = []
                 if len(bins) == 1 and not emitted and len(bins[0]) > 1:
                     # `part` was cut, so its children cannot all fit in one search
@@ -407,21 +446,30 @@ class DirectoryReader:
         yield split.rest(part, emitted), 0.0
 
     def _one_search(
-        self, conn: Connection, region: _Region, search_filter: str, query: _Query, page: bool = True
+        self,
+        conn: Connection,
+        region: _Region,
+        search_filter: str,
+        query: _Query,
+        page: bool = True,
     ) -> Iterator[DirectoryEntry]:
         """One search, paged (when `page`) while the server allows it; _SizeLimited (after
         yielding what came) when the server stops it at its size limit."""
         cookie, returned, pages, dns = None, 0, 0, []
         while True:
             paged = self.paging_used and page
-            result, response = self._request(conn, region, search_filter, query.request, paged, cookie)
+            result, response = self._request(
+                conn, region, search_filter, query.request, paged, cookie
+            )
             code = result.get("result") if result else None
             if paged and self.pages_fetched == 0 and code in errors.PAGING_REFUSED:
                 # A server that will not page may still hold fewer entries than its size
                 # limit: ask once more without paging; a truncated answer is split in parts.
                 self._paging_refused = errors.result_text(result)
                 log.warning(
-                    "%s refused paged results (%s); searching without paging", self.url, self._paging_refused
+                    "%s refused paged results (%s); searching without paging",
+                    self.url,
+                    self._paging_refused,
                 )
                 self.paging_used = False
                 continue
@@ -471,7 +519,9 @@ class DirectoryReader:
         return conn.result, conn.response or []
 
 
-def _first_fit(items: list[tuple[float, int]], room: float, most: int) -> list[list[tuple[float, int]]]:
+def _first_fit(
+    items: list[tuple[float, int]], room: float, most: int
+) -> list[list[tuple[float, int]]]:
     """Items (weight, index) in bins of at most `room` and `most` items each (an item over
     `room` alone), the bin with the largest items last: it also takes the rest of the part,
     which the sample says little about."""

@@ -117,7 +117,9 @@ def children(part: Part, values: Iterable[str]) -> list[Part]:
 
 def rest(part: Part, split_into: Iterable[Part]) -> Part:
     """What `part` selects and none of `split_into` does."""
-    return Part(part.prefixes, part.excluded + tuple(p for child in split_into for p in child.prefixes))
+    return Part(
+        part.prefixes, part.excluded + tuple(p for child in split_into for p in child.prefixes)
+    )
 
 
 def union(parts: list[Part]) -> Part:
@@ -129,7 +131,9 @@ def union(parts: list[Part]) -> Part:
     )
 
 
-def sample_shares(part: Part, split_into: list[Part], values: Iterable[str]) -> tuple[list[int], int]:
+def sample_shares(
+    part: Part, split_into: list[Part], values: Iterable[str]
+) -> tuple[list[int], int]:
     """How many of the sample values each of `split_into` holds, and how many `part` holds."""
     counts = [0] * len(split_into)
     total = 0
@@ -202,5 +206,8 @@ def _split_unescaped(text: str, separator: str) -> list[str]:
 
 def _unescape(value: str) -> str:
     # "\\c3\\a9" is a byte in hex; "\\," "\\+" ... stand for the character itself
-    raw = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]) if len(m.group(1)) == 2 else m.group(1), value.encode())
+    raw = _ESCAPE.sub(
+        lambda m: bytes([int(m.group(1), 16)]) if len(m.group(1)) == 2 else m.group(1),
+        value.encode(),
+    )
     return raw.decode("utf-8", errors="replace")

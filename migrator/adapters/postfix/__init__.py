@@ -10,4 +10,12 @@ from migrator.adapters.postfix.map_file import (
 )
 from migrator.adapters.postfix.resolver import Resolution, Resolver
 
-__all__ = ["MapText", "Postfix", "Resolution", "Resolver", "install_map", "map_key_problem", "read_map"]
+__all__ = [
+    "MapText",
+    "Postfix",
+    "Resolution",
+    "Resolver",
+    "install_map",
+    "map_key_problem",
+    "read_map",
+]

@@ -36,7 +36,12 @@ class Postfix:
         return [*command, *config, *args]
 
     def _run(
-        self, command: Sequence[str], *args: str, stdin: str | None = None, what: str, ok: tuple[int, ...] = (0,)
+        self,
+        command: Sequence[str],
+        *args: str,
+        stdin: str | None = None,
+        what: str,
+        ok: tuple[int, ...] = (0,),
     ) -> str:
         words = self._words(command, *args)
         shown = " ".join(words)
@@ -57,7 +62,9 @@ class Postfix:
                 f'"/usr/sbin/{command[-1]}")',
             ) from None
         except subprocess.TimeoutExpired:
-            raise PostfixError(f"{what}: `{shown}` did not finish within {COMMAND_TIMEOUT:.0f} s") from None
+            raise PostfixError(
+                f"{what}: `{shown}` did not finish within {COMMAND_TIMEOUT:.0f} s"
+            ) from None
         except OSError as exc:
             raise PostfixError(f"{what}: `{shown}` could not run: {exc.strerror}") from None
         if done.returncode not in ok or (done.returncode != 0 and done.stderr.strip()):
@@ -71,7 +78,9 @@ class Postfix:
     # --- configuration -----------------------------------------------------------------------
     def parameters(self, *names: str) -> dict[str, str]:
         """Parameter values as the instance reads them, with $names expanded (postconf -x)."""
-        out = self._run(self.settings.postconf, "-x", *names, what=f"reading {self.instance}'s main.cf")
+        out = self._run(
+            self.settings.postconf, "-x", *names, what=f"reading {self.instance}'s main.cf"
+        )
         values: dict[str, str] = {}
         for line in out.splitlines():
             name, sep, value = line.partition(" = ")
@@ -84,7 +93,9 @@ class Postfix:
     # --- maps --------------------------------------------------------------------------------
     def postmap(self, map_type: str, path: Path) -> None:
         """Build the indexed file (path.db) from the text file `path`."""
-        self._run(self.settings.postmap, f"{map_type}:{path}", what=f"building the transport map {path}")
+        self._run(
+            self.settings.postmap, f"{map_type}:{path}", what=f"building the transport map {path}"
+        )
 
     def lookup(self, map_type: str, path: Path, keys: Iterable[str]) -> dict[str, str]:
         """What the built map answers for each key (postmap -q - reads keys from stdin and
@@ -117,7 +128,9 @@ class Postfix:
             try:
                 entry = json.loads(line)
             except ValueError:
-                raise PostfixError(f"postqueue -j printed a line that is not JSON: {line[:200]!r}") from None
+                raise PostfixError(
+                    f"postqueue -j printed a line that is not JSON: {line[:200]!r}"
+                ) from None
             if entry.get("queue_name") not in queues:
                 continue
             for recipient in entry.get("recipients") or []:

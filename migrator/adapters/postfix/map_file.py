@@ -54,10 +54,16 @@ class MapText:
     before: list[str]  # lines before migrator's block (or all lines when there is none)
     block: dict[str, str]  # address -> result, as migrator last wrote them
     after: list[str]
-    others: dict[str, tuple[int, str]]  # keys of lines not written by migrator -> (line number, result)
+    others: dict[
+        str, tuple[int, str]
+    ]  # keys of lines not written by migrator -> (line number, result)
 
     def render(self, plan: str, routes: Mapping[str, str]) -> str:
-        block = [begin_marker(plan), *(f"{key}\t{routes[key]}" for key in sorted(routes)), end_marker(plan)]
+        block = [
+            begin_marker(plan),
+            *(f"{key}\t{routes[key]}" for key in sorted(routes)),
+            end_marker(plan),
+        ]
         lines = [*self.before, *block, *self.after]
         return "".join(f"{line}\n" for line in lines)
 
@@ -67,14 +73,23 @@ def parse_map(text: str, plan: str, where: str) -> MapText:
     begin, end = begin_marker(plan).split(":")[0] + ":", end_marker(plan)
     starts = [n for n, line in enumerate(lines) if line.startswith(begin)]
     ends = [n for n, line in enumerate(lines) if line.rstrip() == end]
-    if len(starts) > 1 or len(ends) > 1 or len(starts) != len(ends) or (starts and ends[0] < starts[0]):
+    if (
+        len(starts) > 1
+        or len(ends) > 1
+        or len(starts) != len(ends)
+        or (starts and ends[0] < starts[0])
+    ):
         raise PostfixError(
             f"{where}: migrator's block for plan {plan!r} is damaged (its BEGIN and END lines do not pair up)",
             hint=f"edit {where} so that it holds one '{begin} ...' line and one '{end}' line after it "
             "(or neither), then run the command again; `migrator routing` prints what the block should list",
         )
     if starts:
-        before, inside, after = lines[: starts[0]], lines[starts[0] + 1 : ends[0]], lines[ends[0] + 1 :]
+        before, inside, after = (
+            lines[: starts[0]],
+            lines[starts[0] + 1 : ends[0]],
+            lines[ends[0] + 1 :],
+        )
     else:
         before, inside, after = lines, [], []
     block: dict[str, str] = {}
@@ -99,7 +114,9 @@ def read_map(path: Path, plan: str) -> MapText:
     except FileNotFoundError:
         return MapText([], {}, [], {})
     except UnicodeDecodeError:
-        raise PostfixError(f"{path} is not UTF-8 text", hint="fix the lines written by hand") from None
+        raise PostfixError(
+            f"{path} is not UTF-8 text", hint="fix the lines written by hand"
+        ) from None
     except OSError as exc:
         raise PostfixError(f"cannot read the transport map {path}: {exc.strerror}") from None
     return parse_map(text, plan, str(path))

@@ -74,9 +74,15 @@ class Resolver:
         ready, _, _ = select.select([sock], [], [], _ANNOUNCE_WAIT_S)
         if ready:
             announced = self._attributes()
-            if announced and announced[0][0] == "protocol" and announced[0][1] != "trivial_rewrite_protocol":
+            if (
+                announced
+                and announced[0][0] == "protocol"
+                and announced[0][1] != "trivial_rewrite_protocol"
+            ):
                 self.close()
-                raise PostfixError(f"{self.path} is not Postfix's address resolver (it speaks {announced[0][1]})")
+                raise PostfixError(
+                    f"{self.path} is not Postfix's address resolver (it speaks {announced[0][1]})"
+                )
         return sock
 
     def resolve(self, address: str) -> Resolution:
@@ -86,18 +92,24 @@ class Resolver:
             sock = self._connect()
             try:
                 sock.sendall(
-                    b"request\0resolve\0sender\0\0address\0" + address.encode("utf-8", "surrogateescape") + b"\0\0"
+                    b"request\0resolve\0sender\0\0address\0"
+                    + address.encode("utf-8", "surrogateescape")
+                    + b"\0\0"
                 )
                 pairs = self._attributes()
             except (OSError, EOFError) as exc:
                 self.close()
                 if attempt == 2:
-                    raise PostfixError(f"Postfix's address resolver at {self.path} stopped answering: {exc}") from None
+                    raise PostfixError(
+                        f"Postfix's address resolver at {self.path} stopped answering: {exc}"
+                    ) from None
                 continue
             values = dict(pairs)
             if "transport" not in values:
                 raise PostfixError(f"Postfix's address resolver answered {pairs!r} for {address}")
-            return Resolution(values["transport"], values.get("nexthop", ""), values.get("recipient", ""))
+            return Resolution(
+                values["transport"], values.get("nexthop", ""), values.get("recipient", "")
+            )
         raise AssertionError("unreachable")
 
     def _attributes(self) -> list[tuple[str, str]]:

@@ -16,7 +16,9 @@ _COMPARATOR = sieve.comparator
 _MATCH_TYPE = sieve.match_type
 
 
-def _tag(name: str, *values: str, extra: Any = None, extension: str | None = None) -> dict[str, Any]:
+def _tag(
+    name: str, *values: str, extra: Any = None, extension: str | None = None
+) -> dict[str, Any]:
     arg: dict[str, Any] = {"name": name, "type": ["tag"], "values": list(values), "required": False}
     if extra is not None:
         arg["extra_arg"] = {"type": extra}
@@ -158,7 +160,9 @@ def _fill_argument_tables() -> None:
     if isinstance(values, list) and '"i;ascii-numeric"' not in values:
         values.append('"i;ascii-numeric"')
     address_part: Any = sieve.address_part
-    address_part.setdefault("extension_values", {}).update({":user": "subaddress", ":detail": "subaddress"})
+    address_part.setdefault("extension_values", {}).update(
+        {":user": "subaddress", ":detail": "subaddress"}
+    )
 
 
 _REGISTERED = False
@@ -171,10 +175,22 @@ def register() -> None:
         return
     sieve.add_commands(
         [
-            IncludeCommand, ReturnCommand, GlobalCommand, ErejectCommand, MailboxexistsCommand,
-            SpamtestCommand, VirustestCommand, DuplicateCommand, AddheaderCommand,
-            DeleteheaderCommand, PipeCommand, FilterCommand, ExecuteCommand, StringCommand,
-            IhaveCommand, ErrorCommand,
+            IncludeCommand,
+            ReturnCommand,
+            GlobalCommand,
+            ErejectCommand,
+            MailboxexistsCommand,
+            SpamtestCommand,
+            VirustestCommand,
+            DuplicateCommand,
+            AddheaderCommand,
+            DeleteheaderCommand,
+            PipeCommand,
+            FilterCommand,
+            ExecuteCommand,
+            StringCommand,
+            IhaveCommand,
+            ErrorCommand,
         ]
     )
     _fill_argument_tables()

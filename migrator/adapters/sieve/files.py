@@ -40,8 +40,11 @@ def read_active(path: str, scripts_dir: str | None) -> SieveScript | None:
             target = os.readlink(name, dir_fd=home_fd)
             return _read_linked(path, target, home_fd, scripts_dir)
         if not stat.S_ISREG(info.st_mode):
-            raise SourceError(f"Sieve script {path} is not a file", reason=UNREADABLE,
-                              hint="Pigeonhole's active script is a file or a link into the scripts folder")
+            raise SourceError(
+                f"Sieve script {path} is not a file",
+                reason=UNREADABLE,
+                hint="Pigeonhole's active script is a file or a link into the scripts folder",
+            )
         return _read(home_fd, name, path, _script_name(name))
     except OSError as exc:
         raise _error(path, exc) from exc
@@ -49,11 +52,14 @@ def read_active(path: str, scripts_dir: str | None) -> SieveScript | None:
         os.close(home_fd)
 
 
-def _read_linked(path: str, target: str, home_fd: int, scripts_dir: str | None) -> SieveScript | None:
+def _read_linked(
+    path: str, target: str, home_fd: int, scripts_dir: str | None
+) -> SieveScript | None:
     parts = [p for p in target.split("/") if p not in ("", ".")]
     refused = SourceError(
         f"Sieve script {path} is a link to {target}, outside the scripts folder {scripts_dir or '(none)'}: "
-        "not read", reason="symlink",
+        "not read",
+        reason="symlink",
         hint="Pigeonhole links the active script into the user's scripts folder; check who made this link",
     )
     if not parts or ".." in parts:
@@ -70,11 +76,19 @@ def _read_linked(path: str, target: str, home_fd: int, scripts_dir: str | None) 
             return None
     else:
         # relative to the home: the scripts folder must be what the link goes through
-        expected = os.path.relpath(os.path.normpath(scripts_dir), os.path.dirname(os.path.normpath(path))) if scripts_dir else None
+        expected = (
+            os.path.relpath(os.path.normpath(scripts_dir), os.path.dirname(os.path.normpath(path)))
+            if scripts_dir
+            else None
+        )
         if expected is None or "/".join(parts[:-1]) != expected:
             raise refused
         try:
-            dir_fd = nofollow.open_dirs_at(home_fd, parts[:-1], search_only=True) if parts[:-1] else os.dup(home_fd)
+            dir_fd = (
+                nofollow.open_dirs_at(home_fd, parts[:-1], search_only=True)
+                if parts[:-1]
+                else os.dup(home_fd)
+            )
         except FileNotFoundError:
             return None
         name = parts[-1]
@@ -101,8 +115,12 @@ def _read(dir_fd: int, name: str, shown: str, script: str) -> SieveScript:
     finally:
         os.close(fd)
     data = b"".join(chunks)
-    return SieveScript(name=script, origin=f"file {shown}", text=data.decode("utf-8", "replace"),
-                       size=max(size, len(data)))
+    return SieveScript(
+        name=script,
+        origin=f"file {shown}",
+        text=data.decode("utf-8", "replace"),
+        size=max(size, len(data)),
+    )
 
 
 def _script_name(name: str) -> str:
@@ -114,9 +132,16 @@ def _script_name(name: str) -> str:
 
 def _error(path: str, exc: OSError) -> SourceError:
     if nofollow.is_link_error(exc):
-        return SourceError(f"Sieve script {path}: a folder on its path is a symbolic link; not followed",
-                           reason="symlink")
+        return SourceError(
+            f"Sieve script {path}: a folder on its path is a symbolic link; not followed",
+            reason="symlink",
+        )
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return SourceError(f"Sieve script {path} cannot be read: permission denied", reason=UNREADABLE,
-                           hint="run migrator as a user that can read the mail store (often root or vmail)")
-    return SourceError(f"Sieve script {path} cannot be read: {exc.strerror or exc}", reason=UNREADABLE)
+        return SourceError(
+            f"Sieve script {path} cannot be read: permission denied",
+            reason=UNREADABLE,
+            hint="run migrator as a user that can read the mail store (often root or vmail)",
+        )
+    return SourceError(
+        f"Sieve script {path} cannot be read: {exc.strerror or exc}", reason=UNREADABLE
+    )

@@ -46,32 +46,46 @@ class _Connection:
         try:
             self.sock = socket.create_connection((s.host or "", s.port), timeout=s.timeout)
         except OSError as exc:
-            raise TransientError(f"{self.where}: {exc.strerror or exc}",
-                                 outage=Outage("source", "unreachable", f"{self.where}: {exc.strerror or exc}")) from exc
+            raise TransientError(
+                f"{self.where}: {exc.strerror or exc}",
+                outage=Outage("source", "unreachable", f"{self.where}: {exc.strerror or exc}"),
+            ) from exc
         if s.tls == "ssl":
             self._tls()
         capabilities = self._response()
         if s.tls == "starttls":
             if "STARTTLS" not in capabilities:
-                raise ManageSieveError(f"{self.where} does not offer STARTTLS", reason=Reason.TLS,
-                                       hint='set [settings] sieve_tls = "ssl" or "none"')
+                raise ManageSieveError(
+                    f"{self.where} does not offer STARTTLS",
+                    reason=Reason.TLS,
+                    hint='set [settings] sieve_tls = "ssl" or "none"',
+                )
             self._command(b"STARTTLS")
             self._tls()
             self._response()  # capabilities again, now over TLS
 
     def _tls(self) -> None:
         s = self.settings
-        context = ssl.create_default_context(cafile=s.ca_file) if s.tls_verify else ssl._create_unverified_context()
+        context = (
+            ssl.create_default_context(cafile=s.ca_file)
+            if s.tls_verify
+            else ssl._create_unverified_context()
+        )
         try:
             self.sock = context.wrap_socket(self.sock, server_hostname=s.host)
         except (ssl.SSLError, OSError) as exc:
-            raise ManageSieveError(f"{self.where}: TLS failed ({exc})", reason=Reason.TLS,
-                                   hint="check [settings] sieve_ca_file / sieve_tls_verify") from exc
+            raise ManageSieveError(
+                f"{self.where}: TLS failed ({exc})",
+                reason=Reason.TLS,
+                hint="check [settings] sieve_ca_file / sieve_tls_verify",
+            ) from exc
 
     def _line(self) -> bytes:
         while b"\r\n" not in self.buffer:
             if len(self.buffer) > MAX_LINE:
-                raise ManageSieveError(f"{self.where}: a line longer than {MAX_LINE} bytes", reason="sieve-unreadable")
+                raise ManageSieveError(
+                    f"{self.where}: a line longer than {MAX_LINE} bytes", reason="sieve-unreadable"
+                )
             try:
                 chunk = self.sock.recv(65536)
             except OSError as exc:
@@ -110,8 +124,10 @@ class _Connection:
             if literal:
                 size = int(literal.group(1))
                 if size > MAX_SCRIPT_BYTES + 1024:
-                    raise ManageSieveError(f"{self.where}: the server sends {size:,} bytes, over "
-                                           f"{MAX_SCRIPT_BYTES:,}", reason="sieve-unreadable")
+                    raise ManageSieveError(
+                        f"{self.where}: the server sends {size:,} bytes, over {MAX_SCRIPT_BYTES:,}",
+                        reason="sieve-unreadable",
+                    )
                 line = line[: literal.start()] + _quote(self._exactly(size))
                 line += self._line()
             status = _STATUS.match(line)
@@ -144,9 +160,12 @@ class _Connection:
             self._command(b'AUTHENTICATE "PLAIN"', b'"' + token + b'"')
         except ManageSieveError as exc:
             # the server's words only: the request carried the password
-            raise ManageSieveError(f"{self.where}: login as {login} refused", reason="sieve-auth",
-                                   hint="check [settings] sieve_master_user / sieve_password_env "
-                                   "(or the [source] ones they default to)") from exc
+            raise ManageSieveError(
+                f"{self.where}: login as {login} refused",
+                reason="sieve-auth",
+                hint="check [settings] sieve_master_user / sieve_password_env "
+                "(or the [source] ones they default to)",
+            ) from exc
 
     def active(self) -> str | None:
         for line in self._command(b"LISTSCRIPTS"):
@@ -205,5 +224,9 @@ class ManageSieveReader:
             data = conn.get(name)
         finally:
             conn.close()
-        return SieveScript(name=name, origin=f"managesieve {self.settings.host}:{self.settings.port} ({login})",
-                           text=data.decode("utf-8", "replace"), size=len(data))
+        return SieveScript(
+            name=name,
+            origin=f"managesieve {self.settings.host}:{self.settings.port} ({login})",
+            text=data.decode("utf-8", "replace"),
+            size=len(data),
+        )

@@ -50,7 +50,9 @@ def open_source(
     if kind == "maildir":
         from migrator.adapters.sources.maildir import MaildirSource
 
-        return MaildirSource(_resolve(settings, mailbox_path, "Maildir"), layout=settings.maildir_layout)
+        return MaildirSource(
+            _resolve(settings, mailbox_path, "Maildir"), layout=settings.maildir_layout
+        )
     if kind == "mbox":
         from migrator.adapters.sources.mbox import MboxSource
 

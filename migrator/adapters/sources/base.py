@@ -21,7 +21,8 @@ from migrator.model.mail import FolderInfo, KnownMessage, MessageRecord, Skipped
 # as some writers put them there, optional blanks as RFC 5322's obsolete syntax allows, the
 # colon), a folded line or a line end; \Z: what was looked at ended first.
 _MAIL_START = re.compile(
-    rb"(?:\xef\xbb\xbf)?(?:>*From [^\n]*(?:\n|\Z))?(?:\Z|[\r\n \t]|[!-9;-~\x80-\xff]+[ \t]*:)")
+    rb"(?:\xef\xbb\xbf)?(?:>*From [^\n]*(?:\n|\Z))?(?:\Z|[\r\n \t]|[!-9;-~\x80-\xff]+[ \t]*:)"
+)
 HEAD_BYTES = 1024  # what looks_like_mail looks at
 
 
@@ -103,7 +104,9 @@ class Source(Protocol):
 
     def folders(self) -> list[FolderInfo]: ...
 
-    def messages(self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None) -> Listing: ...
+    def messages(
+        self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None
+    ) -> Listing: ...
 
     def close(self) -> None: ...
 

@@ -135,7 +135,9 @@ class ImapSource(SourceBase):
         if password is None:
             whose = settings.master_user if settings.master_user else user
             password = read_secret(
-                f"IMAP password of {whose}", env=settings.password_env, file=settings.password_file,
+                f"IMAP password of {whose}",
+                env=settings.password_env,
+                file=settings.password_file,
                 key="[source] password_env",
             )
         if password is None:
@@ -281,8 +283,11 @@ class ImapSource(SourceBase):
         return found
 
     def _status(self, client: IMAPClient, native: str, with_size: bool) -> Mapping[bytes, int]:
-        items = ["MESSAGES", "UIDVALIDITY"] + (["SIZE"] if with_size else []) + (
-            ["HIGHESTMODSEQ"] if self.condstore else [])
+        items = (
+            ["MESSAGES", "UIDVALIDITY"]
+            + (["SIZE"] if with_size else [])
+            + (["HIGHESTMODSEQ"] if self.condstore else [])
+        )
         try:
             return client.folder_status(native, items)
         except CONNECTION_LOST:
@@ -321,7 +326,11 @@ class ImapSource(SourceBase):
 
     # -- messages ------------------------------------------------------------------------------
     def messages(
-        self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None,
+        self,
+        folder: FolderInfo,
+        *,
+        known: Collection[str] = (),
+        since: str | None = None,
         expected_uidvalidity: int | None = None,
     ) -> Listing:
         """Records in UID order. With `expected_uidvalidity` (the value recorded on an earlier
@@ -334,7 +343,11 @@ class ImapSource(SourceBase):
         return Listing(self._entries(folder, known, since, expected_uidvalidity))
 
     def _entries(
-        self, folder: FolderInfo, known: Collection[str], since: str | None, expected_uidvalidity: int | None
+        self,
+        folder: FolderInfo,
+        known: Collection[str],
+        since: str | None,
+        expected_uidvalidity: int | None,
     ) -> Iterator[MessageRecord | SkippedMessage | KnownMessage]:
         # a generator: the folder is examined when the caller asks for the first entry
         what = f"listing folder {folder.display}"
@@ -371,17 +384,23 @@ class ImapSource(SourceBase):
                     continue  # expunged between SEARCH and FETCH: gone, nothing to migrate
                 if item.size == 0:  # RFC822.SIZE: known without reading the body
                     yield SkippedMessage(
-                        f"{validity}:{uid}", Reason.EMPTY,
+                        f"{validity}:{uid}",
+                        Reason.EMPTY,
                         f"IMAP message {validity}:{uid} in {folder.display} of {self.access.user} "
-                        "is empty (0 bytes)")
+                        "is empty (0 bytes)",
+                    )
                     continue
                 yield self._record(folder, validity, item)
 
-    def _known(self, folder: FolderInfo, validity: int, uids: list[int], since: str | None) -> Iterator[KnownMessage]:
+    def _known(
+        self, folder: FolderInfo, validity: int, uids: list[int], since: str | None
+    ) -> Iterator[KnownMessage]:
         """Known messages with their flags: all of them, or with CONDSTORE and the mark of the
         last pass only those changed since (the others with None: unchanged)."""
         stamp, _, modseq = (since or "").partition(" ")
-        changed_since = int(modseq) if self.condstore and stamp == str(validity) and modseq.isdigit() else None
+        changed_since = (
+            int(modseq) if self.condstore and stamp == str(validity) and modseq.isdigit() else None
+        )
         what = f"listing folder {folder.display}"
         for first in range(0, len(uids), self.batch_size):
             batch = uids[first : first + self.batch_size]

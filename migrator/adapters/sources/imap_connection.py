@@ -95,7 +95,9 @@ def _tls_failure(access: ImapAccess, exc: ssl.SSLError) -> SourceError:
     return SourceError(
         f"IMAP {access.where}: TLS certificate check failed: {detail}",
         reason=Reason.TLS,
-        outage=Outage("source", "tls", f"the TLS certificate of {access.where} is not trusted: {detail}"),
+        outage=Outage(
+            "source", "tls", f"the TLS certificate of {access.where} is not trusted: {detail}"
+        ),
         hint=(
             "set ca_file in [source] to the CA that signed the server certificate (a private CA), "
             "make sure host matches a name in the certificate, or (tests only) tls_verify = false"
@@ -126,7 +128,9 @@ def connect(access: ImapAccess) -> IMAPClient:
         ) from None
     except (socket.gaierror, OSError, imaplib.IMAP4.error) as exc:
         # nothing of the account has happened yet: whatever fails here is the server's
-        outage = network_outage(exc, service="source", endpoint=access.where, timeout=access.timeout, connecting=True)
+        outage = network_outage(
+            exc, service="source", endpoint=access.where, timeout=access.timeout, connecting=True
+        )
         raise TransientError(
             f"IMAP server {access.where} unreachable: {outage.cause if outage else _describe(exc)}",
             hint="check host and port in [source] and that the server is running",
@@ -148,7 +152,9 @@ def connect(access: ImapAccess) -> IMAPClient:
                 raise SourceError(
                     f"IMAP {access.where}: STARTTLS refused: {_describe(exc)}",
                     reason=Reason.TLS,
-                    outage=Outage("source", "tls", f"{access.where} refused STARTTLS: {_describe(exc)}"),
+                    outage=Outage(
+                        "source", "tls", f"{access.where} refused STARTTLS: {_describe(exc)}"
+                    ),
                     hint='use tls = "ssl" on the implicit-TLS port, or tls = "none"',
                 ) from None
         _authenticate(client, access)
@@ -176,14 +182,22 @@ def _authenticate(client: IMAPClient, access: ImapAccess) -> None:
             raise TransientError(
                 f"IMAP {access.where}: authentication temporarily unavailable for "
                 f"{access.login_name}: {said}",
-                outage=Outage("source", "unavailable", f"{access.where} cannot authenticate anyone now ({said})"),
+                outage=Outage(
+                    "source",
+                    "unavailable",
+                    f"{access.where} cannot authenticate anyone now ({said})",
+                ),
             ) from None
         outage = None
         if access.master_user and "[AUTHENTICATIONFAILED]" in str(exc):
             # the master user's own password was refused (a user it may not act for, or that
             # does not exist, is [AUTHORIZATIONFAILED]): every account will be
-            outage = Outage("source", "auth", f"{access.where} refused the password of the master user "
-                            f"{access.master_user} ({said})")
+            outage = Outage(
+                "source",
+                "auth",
+                f"{access.where} refused the password of the master user "
+                f"{access.master_user} ({said})",
+            )
         raise SourceError(
             f"IMAP login refused at {access.where} for {access.login_name}: {said}",
             reason=Reason.AUTH,

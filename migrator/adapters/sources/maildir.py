@@ -158,8 +158,14 @@ class MaildirSource(SourceBase):
     def _info(self, path: tuple[str, ...], native: str, problems: list[str]) -> FolderInfo:
         count, total = self._count(native, problems)
         role = FolderRole.INBOX if path == ("INBOX",) and not native else role_from_name(path)
-        return FolderInfo(path=path, role=role, native=native, message_count=count,
-                          byte_total=total, problems=tuple(problems))
+        return FolderInfo(
+            path=path,
+            role=role,
+            native=native,
+            message_count=count,
+            byte_total=total,
+            problems=tuple(problems),
+        )
 
     # ------------------------------------------------------------------ messages
 
@@ -177,8 +183,11 @@ class MaildirSource(SourceBase):
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                what = "is a symbolic link: not followed" if is_link_error(exc) else \
-                    f"cannot be listed: {exc.strerror or exc}"
+                what = (
+                    "is a symbolic link: not followed"
+                    if is_link_error(exc)
+                    else f"cannot be listed: {exc.strerror or exc}"
+                )
                 problems.append(f"{fdir}/{sub} {what}")
                 continue
             listing: list[tuple[str, str]] = []
@@ -215,7 +224,9 @@ class MaildirSource(SourceBase):
             return None
         return cached[1] if now == cached[0] else None
 
-    def messages(self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None) -> Listing:
+    def messages(
+        self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None
+    ) -> Listing:
         """Records of the folder. Keys in `known` (already migrated, says the caller) are
         neither stat'ed nor offered: each comes as a KnownMessage with the flags its file name
         carries, so a delta pass over a big folder costs one directory listing and still sees
@@ -232,7 +243,9 @@ class MaildirSource(SourceBase):
         if folder.native == "":
             if self._unread is None:
                 self._unread = survey(self._tree.fd, self.root, self.layout)[1]
-            items.extend(KnownMessage(item.key, None) if item.key in known else item for item in self._unread)
+            items.extend(
+                KnownMessage(item.key, None) if item.key in known else item for item in self._unread
+            )
         yield from items
 
     def _list(
@@ -248,7 +261,9 @@ class MaildirSource(SourceBase):
 
     def _scan(
         self, native: str, problems: list[str] | None, known: Collection[str] = ()
-    ) -> tuple[dict[str, tuple[str, str, int, int, int]], dict[str, SkippedMessage], dict[str, str]]:
+    ) -> tuple[
+        dict[str, tuple[str, str, int, int, int]], dict[str, SkippedMessage], dict[str, str]
+    ]:
         """One scandir of new/ and cur/ and one lstat per file not in `known`: what is there,
         and the file name of each known key seen (its flags)."""
         seen_known: dict[str, str] = {}
@@ -263,13 +278,17 @@ class MaildirSource(SourceBase):
             return found, skipped, seen_known  # deleted since it was listed: nothing in it any more
         except OSError as exc:
             # swapped for a link (or made unreadable) since folders() listed it
-            what = "is a symbolic link: not followed" if is_link_error(exc) else \
-                f"cannot be opened: {exc.strerror or exc}"
+            what = (
+                "is a symbolic link: not followed"
+                if is_link_error(exc)
+                else f"cannot be opened: {exc.strerror or exc}"
+            )
             detail = f"{fdir} {what}"
             if problems is not None:
                 problems.append(detail)
             skipped[FOLDER_KEY] = SkippedMessage(
-                FOLDER_KEY, Reason.SYMLINK if is_link_error(exc) else Reason.UNREADABLE, detail)
+                FOLDER_KEY, Reason.SYMLINK if is_link_error(exc) else Reason.UNREADABLE, detail
+            )
             return found, skipped, seen_known
         named: dict[str, list[tuple[str, str]] | OSError] = {}
         crowded: set[str] = set()
@@ -281,11 +300,18 @@ class MaildirSource(SourceBase):
                 try:
                     dir_fd = self._tree.sub(native, sub)
                     pairs = self._settled_listing(native, sub, dir_fd)
-                    named[sub] = pairs if pairs is not None else [
-                        (_key_of(name), name) for name in os.listdir(dir_fd) if name[0] != "."]
+                    named[sub] = (
+                        pairs
+                        if pairs is not None
+                        else [
+                            (_key_of(name), name) for name in os.listdir(dir_fd) if name[0] != "."
+                        ]
+                    )
                 except OSError as exc:
                     named[sub] = exc
-            counts = Counter(key for pairs in named.values() if isinstance(pairs, list) for key, _ in pairs)
+            counts = Counter(
+                key for pairs in named.values() if isinstance(pairs, list) for key, _ in pairs
+            )
             crowded = {key for key, n in counts.items() if n > 1}
         for sub in SUBDIRS:
             subdir = f"{fdir}/{sub}"
@@ -333,9 +359,14 @@ class MaildirSource(SourceBase):
                 if isinstance(st_or_error, FileNotFoundError):
                     continue  # renamed by a live server since scandir: in cur/ or next pass
                 if isinstance(st_or_error, OSError):
-                    skipped.setdefault(key, SkippedMessage(
-                        key, Reason.UNREADABLE,
-                        f"cannot stat {subdir}/{name}: {st_or_error.strerror or st_or_error}"))
+                    skipped.setdefault(
+                        key,
+                        SkippedMessage(
+                            key,
+                            Reason.UNREADABLE,
+                            f"cannot stat {subdir}/{name}: {st_or_error.strerror or st_or_error}",
+                        ),
+                    )
                     continue
                 st = st_or_error
                 if key in found or key in skipped:
@@ -345,14 +376,20 @@ class MaildirSource(SourceBase):
                     key = free
                 if stat.S_ISLNK(st.st_mode):
                     skipped[key] = SkippedMessage(
-                        key, Reason.SYMLINK, f"{subdir}/{name} is {link_note(dir_fd, name)}: not followed")
+                        key,
+                        Reason.SYMLINK,
+                        f"{subdir}/{name} is {link_note(dir_fd, name)}: not followed",
+                    )
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     skipped[key] = SkippedMessage(
-                        key, Reason.NOT_A_FILE, f"{subdir}/{name} is not a regular file")
+                        key, Reason.NOT_A_FILE, f"{subdir}/{name} is not a regular file"
+                    )
                     continue
                 if st.st_size == 0:
-                    skipped[key] = SkippedMessage(key, Reason.EMPTY, f"{subdir}/{name} is empty (0 bytes)")
+                    skipped[key] = SkippedMessage(
+                        key, Reason.EMPTY, f"{subdir}/{name} is empty (0 bytes)"
+                    )
                     continue
                 found[key] = (sub, name, st.st_size, int(st.st_mtime), st.st_ino)
         return found, skipped, seen_known
@@ -388,10 +425,15 @@ class MaildirSource(SourceBase):
             if key in known:  # one of several files sharing a unique part, told apart by stat
                 out.append(KnownMessage(key, flags))
                 continue
-            out.append(MessageRecord(
-                key, size, flags, datetime.fromtimestamp(mtime, UTC),
-                _Opener(source, native, key, sub, name),
-            ))
+            out.append(
+                MessageRecord(
+                    key,
+                    size,
+                    flags,
+                    datetime.fromtimestamp(mtime, UTC),
+                    _Opener(source, native, key, sub, name),
+                )
+            )
         return out
 
 
@@ -440,8 +482,11 @@ def _key_of(name: str) -> str:
 
 
 def _free_key(
-    key: str, sub: str, inode: int,
-    found: dict[str, tuple[str, str, int, int, int]], skipped: dict[str, SkippedMessage],
+    key: str,
+    sub: str,
+    inode: int,
+    found: dict[str, tuple[str, str, int, int, int]],
+    skipped: dict[str, SkippedMessage],
 ) -> str | None:
     """The key for one more file sharing a unique part with files already listed, or None when
     it is one of them (the same inode, seen again after a rename).
@@ -548,12 +593,16 @@ class _Opener:
         except FileNotFoundError:
             raise
         except NotRegularFile as exc:
-            raise SourceError(f"{self.path} is not a regular file", reason=Reason.NOT_A_FILE) from exc
+            raise SourceError(
+                f"{self.path} is not a regular file", reason=Reason.NOT_A_FILE
+            ) from exc
         except OSError as exc:
             if is_link_error(exc):
                 raise SourceError(
                     f"{self.path} is {link_note(dir_fd, self.name)}: not followed",
-                    reason=Reason.SYMLINK, hint=_LINK_HINT) from exc
+                    reason=Reason.SYMLINK,
+                    hint=_LINK_HINT,
+                ) from exc
             raise self._error(exc, self.path) from exc
         stream = open(fd, "rb")  # noqa: SIM115 - the caller owns and closes the stream
         try:
@@ -575,7 +624,9 @@ class _Opener:
     @staticmethod
     def _error(exc: OSError, path: str) -> SourceError:
         if is_link_error(exc):
-            return SourceError(f"{path} is a symbolic link: not followed", reason=Reason.SYMLINK, hint=_LINK_HINT)
+            return SourceError(
+                f"{path} is a symbolic link: not followed", reason=Reason.SYMLINK, hint=_LINK_HINT
+            )
         return SourceError(
             f"cannot read message {path}: {exc.strerror or exc}",
             reason=Reason.UNREADABLE,
@@ -584,5 +635,7 @@ class _Opener:
         )
 
 
-_LINK_HINT = ("links inside a mailbox are never followed (a user could point one at any file);"
-              " replace the link by the real file or folder, then retry the skipped messages")
+_LINK_HINT = (
+    "links inside a mailbox are never followed (a user could point one at any file);"
+    " replace the link by the real file or folder, then retry the skipped messages"
+)

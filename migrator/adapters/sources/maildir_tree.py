@@ -147,7 +147,9 @@ class _Survey:
         self.unread: list[SkippedMessage] = []
 
     def report(self, rel: str, reason: str, why: str) -> None:
-        self.unread.append(SkippedMessage(f"./{rel}/", reason, f"{os.path.join(self.root, rel)} {why}"))
+        self.unread.append(
+            SkippedMessage(f"./{rel}/", reason, f"{os.path.join(self.root, rel)} {why}")
+        )
 
     def link(self, dir_fd: int, rel: str, name: str) -> None:
         self.report(rel, Reason.SYMLINK, f"is {link_note(dir_fd, name)}: not followed")
@@ -205,16 +207,26 @@ class _Survey:
                 elif x.is_dir(follow_symlinks=False):
                     nested = _scan_dir(fd, x.name)
                     if isinstance(nested, OSError) or _holds_something(nested):
-                        self.report(rel, Reason.NOT_A_FOLDER, "is a directory inside a Maildir++ folder"
-                                    " (Maildir++ folders do not nest): not read")
+                        self.report(
+                            rel,
+                            Reason.NOT_A_FOLDER,
+                            "is a directory inside a Maildir++ folder"
+                            " (Maildir++ folders do not nest): not read",
+                        )
         elif is_tool(name):
             return
         elif is_folder:
-            self.report(name, Reason.NOT_A_FOLDER, "holds cur/ or new/ but its name does not begin with"
-                        " '.': not a Maildir++ folder, not read (a Dovecot LAYOUT=fs folder in a"
-                        " Maildir++ mailbox?)")
+            self.report(
+                name,
+                Reason.NOT_A_FOLDER,
+                "holds cur/ or new/ but its name does not begin with"
+                " '.': not a Maildir++ folder, not read (a Dovecot LAYOUT=fs folder in a"
+                " Maildir++ mailbox?)",
+            )
         elif _holds_something(inside):
-            self.report(name, Reason.NOT_A_FOLDER, "holds no cur/ or new/: not a Maildir folder, not read")
+            self.report(
+                name, Reason.NOT_A_FOLDER, "holds no cur/ or new/: not a Maildir folder, not read"
+            )
 
     # ---------------------------------------------------------------- LAYOUT=fs
 
@@ -251,11 +263,19 @@ class _Survey:
                     # fs layout folders do not begin with '.': say what such a directory holds
                     hidden = _scan_dir(dir_fd, name)
                     if child_is_folder or isinstance(hidden, OSError) or _holds_something(hidden):
-                        self.report(path, Reason.NOT_A_FOLDER, "is a hidden directory (Dovecot LAYOUT=fs"
-                                    " folder names do not begin with '.'): not read")
+                        self.report(
+                            path,
+                            Reason.NOT_A_FOLDER,
+                            "is a hidden directory (Dovecot LAYOUT=fs"
+                            " folder names do not begin with '.'): not read",
+                        )
                     continue
                 if depth >= MAX_DEPTH:
-                    self.report(path, Reason.NOT_A_FOLDER, f"lies more than {MAX_DEPTH} levels deep: not read")
+                    self.report(
+                        path,
+                        Reason.NOT_A_FOLDER,
+                        f"lies more than {MAX_DEPTH} levels deep: not read",
+                    )
                     continue
                 if child_is_folder:
                     self.folders.append((path, tuple(sub)))
@@ -263,8 +283,11 @@ class _Survey:
             finally:
                 os.close(child)
         if loose and not is_folder:
-            self.report("/".join(rel), Reason.NOT_A_FOLDER,
-                        "holds files but no cur/ or new/: not a Maildir folder, not read")
+            self.report(
+                "/".join(rel),
+                Reason.NOT_A_FOLDER,
+                "holds files but no cur/ or new/: not a Maildir folder, not read",
+            )
 
 
 def plusplus_parts(name: str) -> tuple[str, ...]:
@@ -293,7 +316,9 @@ def _holds_something(entries: list[os.DirEntry[str]]) -> bool:
     return any(e.name != "tmp" and not is_tool(e.name) for e in entries)
 
 
-def _with_dir(dir_fd: int, name: str, check: Callable[[int], bool], *, search_only: bool = True) -> bool:
+def _with_dir(
+    dir_fd: int, name: str, check: Callable[[int], bool], *, search_only: bool = True
+) -> bool:
     try:
         fd = open_dir_at(dir_fd, name, search_only=search_only)
     except OSError:
@@ -312,8 +337,12 @@ def _mail_below(dir_fd: int, depth: int) -> bool:
         return False
     try:
         with os.scandir(dir_fd) as it:
-            names = [e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+            names = [
+                e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+            ]
     except OSError:
         return False
-    return any(_with_dir(dir_fd, n, lambda fd: _mail_below(fd, depth + 1), search_only=False)
-               for n in names)
+    return any(
+        _with_dir(dir_fd, n, lambda fd: _mail_below(fd, depth + 1), search_only=False)
+        for n in names
+    )

@@ -184,9 +184,13 @@ class MboxSource(SourceBase):
                     entries = sorted(it, key=lambda e: e.name)
             except OSError as exc:
                 where = "/".join(rel)
-                unread.append(SkippedMessage(
-                    f"./{where}/", Reason.UNREADABLE,
-                    f"{os.path.join(base, where)} cannot be listed: {exc.strerror or exc}"))
+                unread.append(
+                    SkippedMessage(
+                        f"./{where}/",
+                        Reason.UNREADABLE,
+                        f"{os.path.join(base, where)} cannot be listed: {exc.strerror or exc}",
+                    )
+                )
                 return
             for e in entries:
                 if e.name.startswith(_IGNORED_PREFIXES):
@@ -196,20 +200,31 @@ class MboxSource(SourceBase):
                 if e.is_symlink():
                     if not rel and e.name.upper() == "INBOX":
                         continue  # the spool is INBOX (often what such a link points at)
-                    unread.append(SkippedMessage(
-                        f"./{where}/", Reason.SYMLINK,
-                        f"{os.path.join(base, where)} is {link_note(dir_fd, e.name)}: not followed"))
+                    unread.append(
+                        SkippedMessage(
+                            f"./{where}/",
+                            Reason.SYMLINK,
+                            f"{os.path.join(base, where)} is {link_note(dir_fd, e.name)}: not followed",
+                        )
+                    )
                 elif e.is_dir(follow_symlinks=False):
                     if len(sub) > 64:
                         continue
                     try:
                         child = open_dir_at(dir_fd, e.name)
                     except OSError as exc:
-                        what = "is a symbolic link: not followed" if is_link_error(exc) else \
-                            f"cannot be listed: {exc.strerror or exc}"
-                        unread.append(SkippedMessage(
-                            f"./{where}/", Reason.SYMLINK if is_link_error(exc) else Reason.UNREADABLE,
-                            f"{os.path.join(base, where)} {what}"))
+                        what = (
+                            "is a symbolic link: not followed"
+                            if is_link_error(exc)
+                            else f"cannot be listed: {exc.strerror or exc}"
+                        )
+                        unread.append(
+                            SkippedMessage(
+                                f"./{where}/",
+                                Reason.SYMLINK if is_link_error(exc) else Reason.UNREADABLE,
+                                f"{os.path.join(base, where)} {what}",
+                            )
+                        )
                         continue
                     try:
                         walk(child, sub)
@@ -233,8 +248,10 @@ class MboxSource(SourceBase):
         assert inbox is not None
         if self._unread:
             inbox = replace(
-                inbox, message_count=(inbox.message_count or 0) + len(self._unread),
-                problems=(*inbox.problems, *(s.detail for s in self._unread)))
+                inbox,
+                message_count=(inbox.message_count or 0) + len(self._unread),
+                problems=(*inbox.problems, *(s.detail for s in self._unread)),
+            )
         result = [inbox]
         for native, display in files:
             info = self._info(display, native)
@@ -258,8 +275,14 @@ class MboxSource(SourceBase):
         except SourceError as exc:
             problems.append(exc.message)
         role = FolderRole.INBOX if native == "" else role_from_name(path)
-        return FolderInfo(path=path, role=role, native=native, message_count=count,
-                          byte_total=total, problems=tuple(problems))
+        return FolderInfo(
+            path=path,
+            role=role,
+            native=native,
+            message_count=count,
+            byte_total=total,
+            problems=tuple(problems),
+        )
 
     # ------------------------------------------------------------------ indexing
 
@@ -320,8 +343,11 @@ class MboxSource(SourceBase):
             # grown: fine when whole messages were appended after the size we indexed
             if entries and os.pread(fd, 5, before.size) != b"From ":
                 entries.pop()  # the last message was still being delivered; next pass has it
-            if entries and os.pread(fd, len(entries[0].from_line), entries[0].from_offset) != \
-                    entries[0].from_line:
+            if (
+                entries
+                and os.pread(fd, len(entries[0].from_line), entries[0].from_offset)
+                != entries[0].from_line
+            ):
                 return None
             return before, entries, indexer.leading_garbage
         finally:
@@ -329,7 +355,9 @@ class MboxSource(SourceBase):
 
     # ------------------------------------------------------------------ messages
 
-    def messages(self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None) -> Listing:
+    def messages(
+        self, folder: FolderInfo, *, known: Collection[str] = (), since: str | None = None
+    ) -> Listing:
         """Records of the folder, in file order. Every message comes as a record, `known` or
         not: finding a message's flags means scanning its headers anyway (the caller tells the
         known ones by key). A file that cannot be read as a whole comes as one SkippedMessage
@@ -351,13 +379,17 @@ class MboxSource(SourceBase):
             return
         if garbage:
             yield SkippedMessage(
-                "offset-0", Reason.NOT_MAIL,
-                f"{self._path(folder.native)}: {garbage} bytes before the first From_ line")
+                "offset-0",
+                Reason.NOT_MAIL,
+                f"{self._path(folder.native)}: {garbage} bytes before the first From_ line",
+            )
         for entry in entries:
             if entry.size == 0:  # two From_ lines with nothing but the separator between them
                 yield SkippedMessage(
-                    entry.key, Reason.EMPTY,
-                    f"{self._path(folder.native)}: the message at byte {entry.from_offset} is empty")
+                    entry.key,
+                    Reason.EMPTY,
+                    f"{self._path(folder.native)}: the message at byte {entry.from_offset} is empty",
+                )
                 continue
             yield MessageRecord(
                 key=entry.key,
@@ -376,11 +408,15 @@ class MboxSource(SourceBase):
             except FileNotFoundError:
                 break
             except NotRegularFile as exc:
-                raise SourceError(f"{path} is not a regular file", reason=Reason.UNREADABLE) from exc
+                raise SourceError(
+                    f"{path} is not a regular file", reason=Reason.UNREADABLE
+                ) from exc
             except OSError as exc:
                 raise _unreadable(path, exc) from exc
             if _still_there(fh, entry):
-                return cast(BinaryIO, _UnquotingStream(fh, entry.start, entry.end, entry.quoting, path))
+                return cast(
+                    BinaryIO, _UnquotingStream(fh, entry.start, entry.end, entry.quoting, path)
+                )
             fh.close()
             if attempt == 0:  # rewritten since listing: find the message again by key
                 self._cache.pop(native, None)
@@ -425,7 +461,9 @@ class _UnquotingStream(io.RawIOBase):
         if not data:
             raise SourceError(
                 f"{self._path} became shorter while a message was read",
-                reason=Reason.CHANGED, hint="the spool was rewritten; run again to resume")
+                reason=Reason.CHANGED,
+                hint="the spool was rewritten; run again to resume",
+            )
         if self._unquote is not None and self._pos + len(data) < self._end:
             cut = data.rfind(b"\n") + 1
             if cut:  # keep whole lines together so a quote never straddles two blocks

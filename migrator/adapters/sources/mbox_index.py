@@ -36,17 +36,45 @@ _MOZILLA_LINE = re.compile(rb"From -(?:[ \t]*\r?(?:\n|$)|[ \t]+[^\n]*?\d{1,2}:\d
 _GOOGLE_LINE = re.compile(rb"From \d+@xxx(?:[ \t][^\n]*)?\r?(?:\n|$)")
 _BARE_LINE = re.compile(rb"From (?:[^\s@]*@\S*(?:[ \t][^\n]*)?|\S+[ \t]*)\r?(?:\n|$)")
 _BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark some exports put before the first From_ line
-_MONTHS = {m: i + 1 for i, m in enumerate(
-    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"])}
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        [
+            b"Jan",
+            b"Feb",
+            b"Mar",
+            b"Apr",
+            b"May",
+            b"Jun",
+            b"Jul",
+            b"Aug",
+            b"Sep",
+            b"Oct",
+            b"Nov",
+            b"Dec",
+        ]
+    )
+}
 _ASCTIME = re.compile(
     rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) +(\d{1,2}):(\d\d)(?::(\d\d))?"
     rb"(?: +([A-Za-z]{1,5}|[+-]\d{4}))? +(\d{4})(?: +([+-]\d{4}))?"
 )
 # Headers that a mail reader rewrites when flags change: never part of a key.
-_VOLATILE = frozenset((
-    b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase",
-    b"content-length", b"x-mozilla-status", b"x-mozilla-status2", b"x-mozilla-keys", b"lines",
-))
+_VOLATILE = frozenset(
+    (
+        b"status",
+        b"x-status",
+        b"x-keywords",
+        b"x-uid",
+        b"x-imap",
+        b"x-imapbase",
+        b"content-length",
+        b"x-mozilla-status",
+        b"x-mozilla-status2",
+        b"x-mozilla-keys",
+        b"lines",
+    )
+)
 
 
 def is_from_line(line: bytes) -> bool:
@@ -291,15 +319,25 @@ class Indexer:
                 # Received lines): the key stays what the capped block makes it, but the
                 # Status/X-Status a mail reader writes at the end of the block still count
                 cut = start + header.rfind(b"\n") + 1
-                flags = _merged(flags, self._late_flags(cut if cut > start else start + HEADER_CAP, entry_end))
+                flags = _merged(
+                    flags, self._late_flags(cut if cut > start else start + HEADER_CAP, entry_end)
+                )
             digest = hashlib.sha256(from_line.rstrip(b"\r") + b"\n" + stable).hexdigest()[:20]
             n = counts.get(digest, 0)
             counts[digest] = n + 1
-            out.append(Entry(
-                from_offset=pos, from_line=from_line, start=start, end=entry_end,
-                quoting=quoting, size=entry_end - start - quoted, key=f"{digest}-{n}",
-                flags=flags, date=from_line_date(from_line),
-            ))
+            out.append(
+                Entry(
+                    from_offset=pos,
+                    from_line=from_line,
+                    start=start,
+                    end=entry_end,
+                    quoting=quoting,
+                    size=entry_end - start - quoted,
+                    key=f"{digest}-{n}",
+                    flags=flags,
+                    date=from_line_date(from_line),
+                )
+            )
             pos = next_pos
         return out
 
@@ -373,8 +411,11 @@ def _merged(a: Flags, b: Flags) -> Flags:
     if b is _NO_FLAGS:
         return a
     return Flags(
-        seen=a.seen or b.seen, answered=a.answered or b.answered, flagged=a.flagged or b.flagged,
-        deleted=a.deleted or b.deleted, draft=a.draft or b.draft,
+        seen=a.seen or b.seen,
+        answered=a.answered or b.answered,
+        flagged=a.flagged or b.flagged,
+        deleted=a.deleted or b.deleted,
+        draft=a.draft or b.draft,
         keywords=tuple(dict.fromkeys((*a.keywords, *b.keywords))),
     )
 

@@ -104,5 +104,7 @@ def open_file_at(dir_fd: int, name: str) -> int:
         raise
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise NotRegularFile(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, "not a regular file", name)
+        raise NotRegularFile(
+            errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, "not a regular file", name
+        )
     return fd

@@ -21,22 +21,55 @@ _SPECIAL_USE: dict[str, FolderRole] = {
 
 _NAMES: dict[FolderRole, tuple[str, ...]] = {
     FolderRole.SENT: (
-        "sent", "sent messages", "sent items", "sent mail", "sent-mail", "outbox sent",
-        "enviados", "elementos enviados", "mensajes enviados", "correo enviado", "enviado",
+        "sent",
+        "sent messages",
+        "sent items",
+        "sent mail",
+        "sent-mail",
+        "outbox sent",
+        "enviados",
+        "elementos enviados",
+        "mensajes enviados",
+        "correo enviado",
+        "enviado",
     ),
     FolderRole.DRAFTS: (
-        "drafts", "draft", "postponed-msgs", "postponed", "borradores", "borrador",
+        "drafts",
+        "draft",
+        "postponed-msgs",
+        "postponed",
+        "borradores",
+        "borrador",
     ),
     FolderRole.TRASH: (
-        "trash", "deleted messages", "deleted items", "deleted", "bin",
-        "papelera", "elementos eliminados", "eliminados", "mensajes eliminados",
+        "trash",
+        "deleted messages",
+        "deleted items",
+        "deleted",
+        "bin",
+        "papelera",
+        "elementos eliminados",
+        "eliminados",
+        "mensajes eliminados",
     ),
     FolderRole.JUNK: (
-        "junk", "spam", "junk e-mail", "junk email", "junk mail", "bulk mail",
-        "correo no deseado", "no deseado", "correo basura",
+        "junk",
+        "spam",
+        "junk e-mail",
+        "junk email",
+        "junk mail",
+        "bulk mail",
+        "correo no deseado",
+        "no deseado",
+        "correo basura",
     ),
     FolderRole.ARCHIVE: (
-        "archive", "archives", "archivo", "archivos", "archivados", "archivado",
+        "archive",
+        "archives",
+        "archivo",
+        "archivos",
+        "archivados",
+        "archivado",
     ),
 }
 
@@ -64,9 +97,7 @@ def role_from_name(path: tuple[str, ...]) -> FolderRole:
     return FolderRole.NONE
 
 
-def folder_role(
-    path: tuple[str, ...], special_use: Iterable[str | bytes] = ()
-) -> FolderRole:
+def folder_role(path: tuple[str, ...], special_use: Iterable[str | bytes] = ()) -> FolderRole:
     """SPECIAL-USE wins when offered; otherwise the name decides."""
     if len(path) == 1 and path[0].upper() == "INBOX":
         return FolderRole.INBOX

@@ -30,13 +30,19 @@ def open_target(
     if kind == "ews":
         from .ews import EwsTarget  # exchangelib is imported only when an EWS target is used
 
-        return EwsTarget(settings, secrets=secrets, max_connections=max_connections,
-                         plan_file=plan_file)
+        return EwsTarget(
+            settings, secrets=secrets, max_connections=max_connections, plan_file=plan_file
+        )
     if kind == "imap":
         from .imap import open_imap_target  # imported only when an IMAP target is used
 
-        target: Target = open_imap_target(settings, secrets=secrets,
-                                          max_connections=max_connections)
+        target: Target = open_imap_target(
+            settings, secrets=secrets, max_connections=max_connections
+        )
         return target
-    raise PlanError(plan_file, "target.kind", f"unknown target kind {settings.kind!r}",
-                    hint='use kind = "ews" or kind = "imap"')
+    raise PlanError(
+        plan_file,
+        "target.kind",
+        f"unknown target kind {settings.kind!r}",
+        hint='use kind = "ews" or kind = "imap"',
+    )

@@ -113,7 +113,11 @@ class Target(Protocol):
         ...
 
     def find(
-        self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        keys: Sequence[str],
+        exclude_ids: Collection[str] = (),
     ) -> dict[str, str]:
         """Source key -> target id, for those of `keys` already stored in `folder`; an item
         whose id is in `exclude_ids` (it stands for another source message) is never the
@@ -162,8 +166,13 @@ class FindsByContent(Protocol):
     """A target that may keep no source key on what it stores (IMAP): earlier uploads are
     recognised by their content, for crash recovery and adoption."""
 
-    def find_uploads(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                     known_ids: Collection[str] = ()) -> dict[str, str]:
+    def find_uploads(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        known_ids: Collection[str] = (),
+    ) -> dict[str, str]:
         """Key -> target id for those of `items` already stored in `folder`; an id in
         `known_ids` stands for another source message and is never the answer."""
         ...
@@ -207,7 +216,9 @@ class ChecksPresence(Protocol):
     """A target that keeps no key but whose ids name items for good (IMAP UIDVALIDITY:UID):
     `verify` asks which of the ledger's ids are still there."""
 
-    def present(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> tuple[set[str], int]:
+    def present(
+        self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]
+    ) -> tuple[set[str], int]:
         """(those of `target_ids` the folder still holds, items in the folder)."""
         ...
 
@@ -242,38 +253,49 @@ class CarriesChanges(Protocol):
     """A target that carries what users change in the source between passes: flags, moves
     between folders and deletions (docs/engine.md, "Delta passes")."""
 
-    def update_flags(self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]) -> list[Exception | None]:
+    def update_flags(
+        self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]
+    ) -> list[Exception | None]:
         """Apply each change's difference to its item in `folder`; one result per change, in
         order: None when done, PermanentError(reason="not-found") when the item is no longer
         there (a user moved or deleted it in the target), another error when it could not be
         done. Raises TransientError when the request as a whole failed."""
         ...
 
-    def prepare_move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-                     target_ids: Sequence[str]) -> dict[str, Any]:
+    def prepare_move(
+        self, mailbox: str, source: TargetFolder, dest: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, Any]:
         """What must be known to find these items in `dest` if the answer to their move is
         lost (the caller records it with the move's announcement, before moving)."""
         ...
 
-    def move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-             target_ids: Sequence[str]) -> dict[str, str | Exception | None]:
+    def move(
+        self, mailbox: str, source: TargetFolder, dest: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, str | Exception | None]:
         """Move items from `source` to `dest`: old id -> new id; None when `source` holds no
         such item (a user moved or deleted it in the target); an error when that item was not
         moved. Raises when the outcome of the request is unknown: then ask `locate_moved`,
         never move again blindly."""
         ...
 
-    def locate_moved(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-                     moved: Mapping[str, str], facts: Mapping[str, Any],
-                     taken: Collection[str]) -> dict[str, str | None]:
+    def locate_moved(
+        self,
+        mailbox: str,
+        source: TargetFolder,
+        dest: TargetFolder,
+        moved: Mapping[str, str],
+        facts: Mapping[str, Any],
+        taken: Collection[str],
+    ) -> dict[str, str | None]:
         """After a move whose outcome is unknown (`moved`: old id -> the key its item is tagged
         with; `facts` from prepare_move): old id -> its id in `dest` when it got there (a move
         by copy and delete is completed), None when it did not. Ids in `taken` stand for other
         messages and are never the answer."""
         ...
 
-    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
-                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+    def rename_folder(
+        self, mailbox: str, folder: TargetFolder, path: tuple[str, ...], role: FolderRole
+    ) -> tuple[TargetFolder, dict[str, str]] | None:
         """Give the target folder of a renamed source folder the place its new source path
         `path` leads to, with its items (nothing is moved one by one): the folder as it is now,
         and the new ids of folders whose id changed with it (itself and its subfolders, on
@@ -296,6 +318,8 @@ class ShowsFlags(Protocol):
         flagged, replied or forwarded, categories; IMAP: the flags but \\Deleted)."""
         ...
 
-    def flags_of(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> dict[str, tuple[object, ...]]:
+    def flags_of(
+        self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, tuple[object, ...]]:
         """Target id -> what the item shows now (as `shown` gives it), for those still there."""
         ...

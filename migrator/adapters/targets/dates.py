@@ -48,7 +48,9 @@ def header_date(raw: bytes) -> datetime | None:
     return aware(parsed)
 
 
-def submit_and_delivery(raw: bytes, internal_date: datetime | None) -> tuple[datetime | None, datetime | None]:
+def submit_and_delivery(
+    raw: bytes, internal_date: datetime | None
+) -> tuple[datetime | None, datetime | None]:
     """(submit time, delivery time): the Date header and the source's internal date, each
     standing in for the other when missing. (None, None) leaves both to the server."""
     delivered = aware(internal_date)

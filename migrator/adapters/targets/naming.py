@@ -30,8 +30,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DOTS_ONLY = re.compile(r"^\.+$")
 PLACEHOLDER = "_"
 
-WELL_KNOWN_ROLES = (FolderRole.INBOX, FolderRole.SENT, FolderRole.DRAFTS, FolderRole.TRASH,
-                    FolderRole.JUNK)
+WELL_KNOWN_ROLES = (
+    FolderRole.INBOX,
+    FolderRole.SENT,
+    FolderRole.DRAFTS,
+    FolderRole.TRASH,
+    FolderRole.JUNK,
+)
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,22 @@ class FolderNaming:
     ) -> None:
         self._archive = split_display(archive_folder)
         if not self._archive:
-            raise PlanError(plan_file, "target", "archive_folder must name a folder",
-                            hint='e.g. archive_folder = "Archive"')
+            raise PlanError(
+                plan_file,
+                "target",
+                "archive_folder must name a folder",
+                hint='e.g. archive_folder = "Archive"',
+            )
         self._map: dict[tuple[str, ...], tuple[str, ...]] = {}
         for source, target in (folder_map or {}).items():
             source_path, target_path = split_display(source), split_display(target)
             if not source_path or not target_path:
-                raise PlanError(plan_file, "target.folder_map",
-                                f"{source!r} = {target!r}: both sides must name a folder",
-                                hint='e.g. "Sent Messages" = "Old/Sent"')
+                raise PlanError(
+                    plan_file,
+                    "target.folder_map",
+                    f"{source!r} = {target!r}: both sides must name a folder",
+                    hint='e.g. "Sent Messages" = "Old/Sent"',
+                )
             self._map[source_path] = target_path
         # Patterns compare case-insensitively: Exchange folder names are case-insensitive.
         self._exclude = tuple(p.strip("/").casefold() for p in exclude_folders if p.strip("/"))

@@ -94,7 +94,9 @@ class ServiceAccounts:
     def canonical(self, user: str) -> str | None:
         """The configured name for `user`, `DOMAIN\\user` and UPN forms accepted."""
         name = user.split("\\", 1)[1] if "\\" in user else user
-        known = self.passwords.get(name.lower()) or self.passwords.get(name.split("@", 1)[0].lower())
+        known = self.passwords.get(name.lower()) or self.passwords.get(
+            name.split("@", 1)[0].lower()
+        )
         return known[0] if known else None
 
     def check_password(self, user: str, password: str) -> str | None:
@@ -155,12 +157,18 @@ class ConnectionAuth:
 class Authenticator:
     """Checks each request's Authorization header for the schemes the EWS vdir has on."""
 
-    def __init__(self, schemes: Iterable[str], accounts: ServiceAccounts,
-                 token_check: TokenCheck | None = None) -> None:
+    def __init__(
+        self,
+        schemes: Iterable[str],
+        accounts: ServiceAccounts,
+        token_check: TokenCheck | None = None,
+    ) -> None:
         self.schemes = tuple(schemes)
         unknown = set(self.schemes) - set(SCHEMES)
         if unknown or not self.schemes:
-            raise ValueError(f"auth schemes must be among {', '.join(SCHEMES)}, not {sorted(unknown)}")
+            raise ValueError(
+                f"auth schemes must be among {', '.join(SCHEMES)}, not {sorted(unknown)}"
+            )
         if "oauth2" in self.schemes and token_check is None:
             raise ValueError("auth 'oauth2' needs token_check (what the identity platform issued)")
         self.accounts = accounts
@@ -222,7 +230,9 @@ class Authenticator:
             challenge = started.step(data) or b""
             conn._ntlm = started
             word = "NTLM" if scheme == "ntlm" else "Negotiate"
-            return Refusal([("WWW-Authenticate", f"{word} {base64.b64encode(challenge).decode('ascii')}")])
+            return Refusal(
+                [("WWW-Authenticate", f"{word} {base64.b64encode(challenge).decode('ascii')}")]
+            )
         acceptor, conn._ntlm = conn._ntlm, None
         if kind != 3 or acceptor is None:
             return Refusal(self.challenges())
@@ -247,7 +257,7 @@ class Authenticator:
         length = int.from_bytes(authenticate[36:38], "little")
         offset = int.from_bytes(authenticate[40:44], "little")
         unicode = int.from_bytes(authenticate[60:64], "little") & 0x1
-        raw = authenticate[offset:offset + length]
+        raw = authenticate[offset : offset + length]
         return self.accounts.canonical(raw.decode("utf-16-le" if unicode else "latin-1", "replace"))
 
     def _bearer(self, token: str) -> str | Refusal:
@@ -256,7 +266,12 @@ class Authenticator:
             return self.token_check(token)
         except TokenRefused as refused:
             return Refusal(
-                [("WWW-Authenticate", _BEARER + ', error="invalid_token"'),
-                 ("x-ms-diagnostics", f'{refused.code};reason="{refused.reason}";error_category="invalid_token"')],
+                [
+                    ("WWW-Authenticate", _BEARER + ', error="invalid_token"'),
+                    (
+                        "x-ms-diagnostics",
+                        f'{refused.code};reason="{refused.reason}";error_category="invalid_token"',
+                    ),
+                ],
                 f"401 - Unauthorized: {refused.reason}",
             )

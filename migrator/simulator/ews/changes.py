@@ -93,7 +93,11 @@ def change_key_version(text: str) -> int:
     """The item version a ChangeKey we issued names (ids.change_key), or -1."""
     try:
         raw = base64.b64decode(text, validate=True)
-        return int(struct.unpack(">I", raw[-4:])[0]) if raw.startswith(b"CQAAABYAAAA") and len(raw) == 15 else -1
+        return (
+            int(struct.unpack(">I", raw[-4:])[0])
+            if raw.startswith(b"CQAAABYAAAA") and len(raw) == 15
+            else -1
+        )
     except (binascii.Error, ValueError, struct.error):
         return -1
 
@@ -106,8 +110,13 @@ class ItemChanges:
         self._store = ops._store
 
     def handlers(self) -> dict[str, Handler]:
-        return {"UpdateItem": self.update_item, "MoveItem": self.move_item, "DeleteItem": self.delete_item,
-                "UpdateFolder": self.update_folder, "MoveFolder": self.move_folder}
+        return {
+            "UpdateItem": self.update_item,
+            "MoveItem": self.move_item,
+            "DeleteItem": self.delete_item,
+            "UpdateFolder": self.update_folder,
+            "MoveFolder": self.move_folder,
+        }
 
     # --- helpers -----------------------------------------------------------------------------
     def _item(self, elem: etree._Element, ctx: RequestContext) -> ItemRow:
@@ -117,7 +126,9 @@ class ItemChanges:
             raise EwsError("ErrorItemNotFound")
         return found
 
-    def _refs(self, container: etree._Element | None, ctx: RequestContext) -> list[ItemRow | EwsError]:
+    def _refs(
+        self, container: etree._Element | None, ctx: RequestContext
+    ) -> list[ItemRow | EwsError]:
         out: list[ItemRow | EwsError] = []
         for elem in self._ops._folder_ids(container):
             try:
@@ -150,7 +161,9 @@ class ItemChanges:
                 messages.append(soap.error("UpdateItem", e, "<m:Items/>"))
         return soap.response("UpdateItem", messages)
 
-    def _one_update(self, change: etree._Element, mode: str, disposition: str | None, ctx: RequestContext) -> str:
+    def _one_update(
+        self, change: etree._Element, mode: str, disposition: str | None, ctx: RequestContext
+    ) -> str:
         id_elem = _child(change, "ItemId")
         if id_elem is None:
             raise EwsError("ErrorInvalidRequest", "The simulator updates items by ItemId only.")
@@ -159,7 +172,10 @@ class ItemChanges:
             if disposition is None:
                 raise _error("ErrorMessageDispositionRequired")
             if disposition != "SaveOnly":
-                raise EwsError("ErrorInvalidOperation", "The simulator only saves items (MessageDisposition=SaveOnly).")
+                raise EwsError(
+                    "ErrorInvalidOperation",
+                    "The simulator only saves items (MessageDisposition=SaveOnly).",
+                )
         key = id_elem.get("ChangeKey")
         if key is None:
             if mode == "AutoResolve":
@@ -212,11 +228,17 @@ class ItemChanges:
             else:  # AppendToItemField: for bodies and recipient lists, none of which we keep
                 raise _error("ErrorInvalidPropertySet")
         version = update_item(
-            self._store, item.id, is_read=is_read, categories=categories, set_props=set_props, delete_props=delete_props
+            self._store,
+            item.id,
+            is_read=is_read,
+            categories=categories,
+            set_props=set_props,
+            delete_props=delete_props,
         )
         return soap.success(
             "UpdateItem",
-            self._id_answer(item.mailbox_id, item.id, version) + "<m:ConflictResults><t:Count>0</t:Count></m:ConflictResults>",
+            self._id_answer(item.mailbox_id, item.id, version)
+            + "<m:ConflictResults><t:Count>0</t:Count></m:ConflictResults>",
         )
 
     # --- MoveItem ----------------------------------------------------------------------------
@@ -231,25 +253,49 @@ class ItemChanges:
             to_folder, failure = None, e
         refs = self._refs(_child(request, "ItemIds"), ctx)
         messages = []
-        movable = [r for r in refs if isinstance(r, ItemRow) and to_folder is not None and r.mailbox_id == to_folder.mailbox_id]
-        moved = relocate_items(self._store, [r.id for r in movable], to_folder.id) if to_folder is not None else {}
+        movable = [
+            r
+            for r in refs
+            if isinstance(r, ItemRow)
+            and to_folder is not None
+            and r.mailbox_id == to_folder.mailbox_id
+        ]
+        moved = (
+            relocate_items(self._store, [r.id for r in movable], to_folder.id)
+            if to_folder is not None
+            else {}
+        )
         for ref in refs:
             if isinstance(ref, EwsError):
                 messages.append(soap.error("MoveItem", ref, "<m:Items/>"))
             elif failure is not None:
                 messages.append(soap.error("MoveItem", failure, "<m:Items/>"))
             elif ref.id not in moved:
-                messages.append(soap.error("MoveItem", EwsError("ErrorMoveCopyFailed", "Cannot move an item to another mailbox."), "<m:Items/>"))
+                messages.append(
+                    soap.error(
+                        "MoveItem",
+                        EwsError("ErrorMoveCopyFailed", "Cannot move an item to another mailbox."),
+                        "<m:Items/>",
+                    )
+                )
             else:
-                messages.append(soap.success("MoveItem", self._id_answer(ref.mailbox_id, moved[ref.id], ref.version + 1)))
+                messages.append(
+                    soap.success(
+                        "MoveItem", self._id_answer(ref.mailbox_id, moved[ref.id], ref.version + 1)
+                    )
+                )
         return soap.response("MoveItem", messages)
 
     # --- DeleteItem --------------------------------------------------------------------------
     def _dumpster(self, mailbox_id: int) -> FolderRow:
         root = self._store.distinguished_folder(mailbox_id, "root")
         assert root is not None
-        recoverable = ensure_distinguished(self._store, mailbox_id, RECOVERABLE_ROOT, "Recoverable Items", root.id, None)
-        return ensure_distinguished(self._store, mailbox_id, RECOVERABLE_DELETIONS, "Deletions", recoverable.id, None)
+        recoverable = ensure_distinguished(
+            self._store, mailbox_id, RECOVERABLE_ROOT, "Recoverable Items", root.id, None
+        )
+        return ensure_distinguished(
+            self._store, mailbox_id, RECOVERABLE_DELETIONS, "Deletions", recoverable.id, None
+        )
 
     def update_folder(self, request: etree._Element, ctx: RequestContext) -> str:
         messages = []
@@ -258,12 +304,17 @@ class ItemChanges:
                 ref = _children(change)[0]
                 folder = self._ops._folder(ref, ctx)
                 if folder.distinguished:
-                    raise EwsError("ErrorMoveDistinguishedFolder", "Distinguished folders cannot be moved.")
+                    raise EwsError(
+                        "ErrorMoveDistinguishedFolder", "Distinguished folders cannot be moved."
+                    )
                 name: str | None = None
                 for update in _children(_child(change, "Updates")):
                     path = _children(update)[0]
                     values = _children(_children(update)[1]) if len(_children(update)) > 1 else []
-                    if _local(update) != "SetFolderField" or path.get("FieldURI") != "folder:DisplayName":
+                    if (
+                        _local(update) != "SetFolderField"
+                        or path.get("FieldURI") != "folder:DisplayName"
+                    ):
                         raise _error("ErrorInvalidPropertySet")
                     if len(values) != 1:
                         raise _error("ErrorIncorrectUpdatePropertyCount")
@@ -285,10 +336,16 @@ class ItemChanges:
             try:
                 folder = self._ops._folder(ref, ctx)
                 if folder.distinguished:
-                    raise EwsError("ErrorMoveDistinguishedFolder", "Distinguished folders cannot be moved.")
+                    raise EwsError(
+                        "ErrorMoveDistinguishedFolder", "Distinguished folders cannot be moved."
+                    )
                 if folder.mailbox_id != to_folder.mailbox_id or folder.id == to_folder.id:
                     raise EwsError("ErrorMoveCopyFailed", "Cannot move the folder there.")
-                messages.append(_folder_answer("MoveFolder", change_folder(self._store, folder.id, parent_id=to_folder.id)))
+                messages.append(
+                    _folder_answer(
+                        "MoveFolder", change_folder(self._store, folder.id, parent_id=to_folder.id)
+                    )
+                )
             except FolderExistsError:
                 messages.append(soap.error("MoveFolder", EwsError("ErrorFolderExists")))
             except EwsError as e:
@@ -318,14 +375,19 @@ class ItemChanges:
                     into = trash
                 relocate_items(self._store, item_ids, into.id)
         messages = [
-            soap.error("DeleteItem", ref) if isinstance(ref, EwsError) else soap.success("DeleteItem") for ref in refs
+            soap.error("DeleteItem", ref)
+            if isinstance(ref, EwsError)
+            else soap.success("DeleteItem")
+            for ref in refs
         ]
         return soap.response("DeleteItem", messages)
 
 
 def _folder_answer(operation: str, folder: FolderRow) -> str:
     tag = folder_element(folder)
-    return soap.success(operation, f"<m:Folders><t:{tag}>{folder_id_xml(folder)}</t:{tag}></m:Folders>")
+    return soap.success(
+        operation, f"<m:Folders><t:{tag}>{folder_id_xml(folder)}</t:{tag}></m:Folders>"
+    )
 
 
 def visible_items(store: Store, mailbox_id: int, item_ids: list[int]) -> list[int]:

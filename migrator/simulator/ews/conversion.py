@@ -68,8 +68,10 @@ _OUT_POLICY = email.policy.compat32.clone(linesep="\r\n")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _EMPTY_HEADER = re.compile(rb"^(X-MS-Has-Attach|X-MS-TNEF-Correlator): \r\n", re.MULTILINE)
-_ICAL_LINE = re.compile(rb"^(METHOD|ATTENDEE[^:\r\n]*?PARTSTAT=([A-Za-z-]+)[^:\r\n]*):?([^\r\n]*)",
-                        re.MULTILINE | re.IGNORECASE)
+_ICAL_LINE = re.compile(
+    rb"^(METHOD|ATTENDEE[^:\r\n]*?PARTSTAT=([A-Za-z-]+)[^:\r\n]*):?([^\r\n]*)",
+    re.MULTILINE | re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class _Leaf:
 
     def body(self, mime: bytes) -> bytes:
         """The decoded body (only taken of the small parts that classify a message)."""
-        raw = mime[self.start:self.end]
+        raw = mime[self.start : self.end]
         encoding = (self.headers.get("Content-Transfer-Encoding") or "").strip().lower()
         try:
             if encoding == "base64":
@@ -121,7 +123,8 @@ class _Leaf:
     def is_attachment(self) -> bool:
         disposition = (self.headers.get("Content-Disposition") or "").lower()
         return disposition.startswith("attachment") or (
-            self.headers.get_filename() is not None and not disposition.startswith("inline"))
+            self.headers.get_filename() is not None and not disposition.startswith("inline")
+        )
 
     def decoded_size(self) -> int:
         encoding = (self.headers.get("Content-Transfer-Encoding") or "").strip().lower()
@@ -152,9 +155,9 @@ def convert(mime: bytes) -> Converted:
 def _header_block(mime: bytes, start: int = 0, end: int | None = None) -> int:
     """Where the body of the entity starting at `start` begins (after its blank line)."""
     end = len(mime) if end is None else end
-    if mime[start:start + 1] == b"\n":
+    if mime[start : start + 1] == b"\n":
         return start + 1
-    if mime[start:start + 2] == b"\r\n":
+    if mime[start : start + 2] == b"\r\n":
         return start + 2
     found = _HEADER_END.search(mime, start, end)
     return found.end() if found else end
@@ -186,9 +189,13 @@ def _mime_headers(block: bytes) -> Message:
     return message
 
 
-def _walk(mime: bytes, headers: Message, start: int, end: int, leaves: list[_Leaf], depth: int) -> None:
+def _walk(
+    mime: bytes, headers: Message, start: int, end: int, leaves: list[_Leaf], depth: int
+) -> None:
     """The leaf parts of the entity with `headers` whose body is mime[start:end]."""
-    boundary = headers.get_param("boundary") if headers.get_content_maintype() == "multipart" else None
+    boundary = (
+        headers.get_param("boundary") if headers.get_content_maintype() == "multipart" else None
+    )
     if not isinstance(boundary, str) or not boundary or depth >= MAX_DEPTH:
         leaves.append(_Leaf(headers, start, end))
         return
@@ -196,7 +203,7 @@ def _walk(mime: bytes, headers: Message, start: int, end: int, leaves: list[_Lea
     at = mime.find(delimiter, start, end)
     while at != -1:
         after = at + len(delimiter)
-        if mime[after:after + 2] == b"--":
+        if mime[after : after + 2] == b"--":
             return  # the closing delimiter
         line_end = mime.find(b"\n", after, end)
         if line_end == -1:
@@ -235,8 +242,12 @@ def _delivery_status_class(mime: bytes, leaves: list[_Leaf]) -> str:
     actions: set[str] = set()
     for leaf in leaves:
         if leaf.headers.get_content_type() == "message/delivery-status":
-            actions.update(m.group(1).lower() for m in re.finditer(
-                r"^Action:\s*([A-Za-z]+)", leaf.text(mime), re.MULTILINE | re.IGNORECASE))
+            actions.update(
+                m.group(1).lower()
+                for m in re.finditer(
+                    r"^Action:\s*([A-Za-z]+)", leaf.text(mime), re.MULTILINE | re.IGNORECASE
+                )
+            )
     for action, item_class in _ACTION_CLASSES:
         if action in actions:
             return item_class
@@ -246,8 +257,11 @@ def _delivery_status_class(mime: bytes, leaves: list[_Leaf]) -> str:
 def _disposition_class(mime: bytes, leaves: list[_Leaf]) -> str:
     for leaf in leaves:
         if leaf.headers.get_content_type() == "message/disposition-notification":
-            found = re.search(r"^Disposition:[^;\n]*;\s*([A-Za-z-]+)", leaf.text(mime),
-                              re.MULTILINE | re.IGNORECASE)
+            found = re.search(
+                r"^Disposition:[^;\n]*;\s*([A-Za-z-]+)",
+                leaf.text(mime),
+                re.MULTILINE | re.IGNORECASE,
+            )
             if found and found.group(1).lower() == "displayed":
                 return "REPORT.IPM.Note.IPNRN"
             return "REPORT.IPM.Note.IPNNRN"

@@ -46,8 +46,14 @@ class Faults:
     max_faults: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("server_busy_rate", "http503_rate", "reset_rate", "lost_answer_rate",
-                     "internal_busy_rate", "short_page_rate"):
+        for name in (
+            "server_busy_rate",
+            "http503_rate",
+            "reset_rate",
+            "lost_answer_rate",
+            "internal_busy_rate",
+            "short_page_rate",
+        ):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"Faults.{name} must be between 0 and 1, got {rate!r}")

@@ -28,7 +28,12 @@ class ExchangeLimits:
     restricted_find_count_limit: int = 250
 
     def __post_init__(self) -> None:
-        for name in ("max_read_depth", "max_concurrency", "find_count_limit", "restricted_find_count_limit"):
+        for name in (
+            "max_read_depth",
+            "max_concurrency",
+            "find_count_limit",
+            "restricted_find_count_limit",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ExchangeLimits.{name} must be at least 1")
 

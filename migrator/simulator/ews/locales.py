@@ -41,7 +41,9 @@ LAYOUT: tuple[DefaultFolder, ...] = (
     DefaultFolder("junkemail", "junkemail", "IPF.Note", "msgfolderroot", "Folder"),
     DefaultFolder("outbox", "outbox", "IPF.Note", "msgfolderroot", "Folder"),
     DefaultFolder(None, "archive", "IPF.Note", "msgfolderroot", "Folder"),
-    DefaultFolder("conversationhistory", "conversationhistory", "IPF.Note", "msgfolderroot", "Folder"),
+    DefaultFolder(
+        "conversationhistory", "conversationhistory", "IPF.Note", "msgfolderroot", "Folder"
+    ),
     DefaultFolder(None, "rssfeeds", "IPF.Note.OutlookHomepage", "msgfolderroot", "Folder"),
     DefaultFolder("syncissues", "syncissues", "IPF.Note", "msgfolderroot", "Folder"),
     DefaultFolder("conflicts", "conflicts", "IPF.Note", "syncissues", "Folder"),
@@ -114,6 +116,8 @@ def folder_names(culture: str) -> dict[str, str]:
     decides; a language the simulator has no names for is refused)."""
     language = culture.split("-", 1)[0].lower()
     if language not in NAMES:
-        raise ValueError(f"no folder names for culture {culture!r}: use one of "
-                         + ", ".join(f"{lang}-*" for lang in NAMES))
+        raise ValueError(
+            f"no folder names for culture {culture!r}: use one of "
+            + ", ".join(f"{lang}-*" for lang in NAMES)
+        )
     return NAMES[language]

@@ -494,14 +494,16 @@ class Operations:
         limits = self._policy.mailbox_limits(folder.mailbox_id)
         # MaxReceiveSize of the mailbox, or the simulator-wide fault setting if lower
         max_bytes = min(
-            (b for b in (self._policy.max_message_bytes(), limits.max_receive_bytes) if b is not None),
+            (
+                b
+                for b in (self._policy.max_message_bytes(), limits.max_receive_bytes)
+                if b is not None
+            ),
             default=None,
         )
         quota = limits.prohibit_send_receive_bytes
         size = self._store.mailbox_size(folder.mailbox_id) if quota is not None else 0
-        busy_from = (
-            len(specs) if ctx.internal_busy is None else int(ctx.internal_busy * len(specs))
-        )
+        busy_from = len(specs) if ctx.internal_busy is None else int(ctx.internal_busy * len(specs))
         parsed: list[NewItem | EwsError] = []
         for index, spec in enumerate(specs):
             if index >= busy_from:

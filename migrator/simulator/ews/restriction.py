@@ -148,8 +148,12 @@ def compile_restriction(elem: etree._Element) -> tuple[str, list[object]]:
         column = {"item:Subject": "subject", "item:Categories": "categories"}.get(field or "")
         if column is None:
             raise EwsError("ErrorUnsupportedPathForQuery", fault=True)
-        return _contains(column, text, elem.get("ContainmentMode", "Substring"),
-                         elem.get("ContainmentComparison", "Exact"))
+        return _contains(
+            column,
+            text,
+            elem.get("ContainmentMode", "Substring"),
+            elem.get("ContainmentComparison", "Exact"),
+        )
     raise EwsError("ErrorInvalidRestriction", f"Unsupported restriction {name}", fault=True)
 
 

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 _T = f"{{{T_NS}}}"
 _M = f"{{{M_NS}}}"
 
-DEFAULT_RULES_QUOTA = 64 * 1024  # Exchange's default RulesQuota (Set-Mailbox -RulesQuota, max 256 KB)
+DEFAULT_RULES_QUOTA = (
+    64 * 1024
+)  # Exchange's default RulesQuota (Set-Mailbox -RulesQuota, max 256 KB)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox_rules (
@@ -58,27 +60,84 @@ CREATE TABLE IF NOT EXISTS oof_settings (
 """
 
 _PREDICATE_ORDER = (
-    "Categories", "ContainsBodyStrings", "ContainsHeaderStrings", "ContainsRecipientStrings",
-    "ContainsSenderStrings", "ContainsSubjectOrBodyStrings", "ContainsSubjectStrings",
-    "FlaggedForAction", "FromAddresses", "FromConnectedAccounts", "HasAttachments", "Importance",
-    "IsApprovalRequest", "IsAutomaticForward", "IsAutomaticReply", "IsEncrypted",
-    "IsMeetingRequest", "IsMeetingResponse", "IsNDR", "IsPermissionControlled", "IsReadReceipt",
-    "IsSigned", "IsVoicemail", "ItemClasses", "MessageClassifications", "NotSentToMe", "SentCcMe",
-    "SentOnlyToMe", "SentToAddresses", "SentToMe", "SentToOrCcMe", "Sensitivity",
-    "WithinDateRange", "WithinSizeRange",
+    "Categories",
+    "ContainsBodyStrings",
+    "ContainsHeaderStrings",
+    "ContainsRecipientStrings",
+    "ContainsSenderStrings",
+    "ContainsSubjectOrBodyStrings",
+    "ContainsSubjectStrings",
+    "FlaggedForAction",
+    "FromAddresses",
+    "FromConnectedAccounts",
+    "HasAttachments",
+    "Importance",
+    "IsApprovalRequest",
+    "IsAutomaticForward",
+    "IsAutomaticReply",
+    "IsEncrypted",
+    "IsMeetingRequest",
+    "IsMeetingResponse",
+    "IsNDR",
+    "IsPermissionControlled",
+    "IsReadReceipt",
+    "IsSigned",
+    "IsVoicemail",
+    "ItemClasses",
+    "MessageClassifications",
+    "NotSentToMe",
+    "SentCcMe",
+    "SentOnlyToMe",
+    "SentToAddresses",
+    "SentToMe",
+    "SentToOrCcMe",
+    "Sensitivity",
+    "WithinDateRange",
+    "WithinSizeRange",
 )
-_STRING_LISTS = {"Categories", "ContainsBodyStrings", "ContainsHeaderStrings",
-                 "ContainsRecipientStrings", "ContainsSenderStrings",
-                 "ContainsSubjectOrBodyStrings", "ContainsSubjectStrings", "ItemClasses",
-                 "MessageClassifications", "FromConnectedAccounts"}
+_STRING_LISTS = {
+    "Categories",
+    "ContainsBodyStrings",
+    "ContainsHeaderStrings",
+    "ContainsRecipientStrings",
+    "ContainsSenderStrings",
+    "ContainsSubjectOrBodyStrings",
+    "ContainsSubjectStrings",
+    "ItemClasses",
+    "MessageClassifications",
+    "FromConnectedAccounts",
+}
 _ADDRESS_LISTS = {"FromAddresses", "SentToAddresses"}
-_ACTION_ADDRESS_LISTS = {"ForwardAsAttachmentToRecipients", "ForwardToRecipients",
-                         "RedirectToRecipients", "SendSMSAlertToRecipients"}
-_BOOLEANS = {"IsEnabled", "Delete", "MarkAsRead", "PermanentDelete", "StopProcessingRules",
-             "HasAttachments", "IsApprovalRequest", "IsAutomaticForward", "IsAutomaticReply",
-             "IsEncrypted", "IsMeetingRequest", "IsMeetingResponse", "IsNDR",
-             "IsPermissionControlled", "IsReadReceipt", "IsSigned", "IsVoicemail", "NotSentToMe",
-             "SentCcMe", "SentOnlyToMe", "SentToMe", "SentToOrCcMe"}
+_ACTION_ADDRESS_LISTS = {
+    "ForwardAsAttachmentToRecipients",
+    "ForwardToRecipients",
+    "RedirectToRecipients",
+    "SendSMSAlertToRecipients",
+}
+_BOOLEANS = {
+    "IsEnabled",
+    "Delete",
+    "MarkAsRead",
+    "PermanentDelete",
+    "StopProcessingRules",
+    "HasAttachments",
+    "IsApprovalRequest",
+    "IsAutomaticForward",
+    "IsAutomaticReply",
+    "IsEncrypted",
+    "IsMeetingRequest",
+    "IsMeetingResponse",
+    "IsNDR",
+    "IsPermissionControlled",
+    "IsReadReceipt",
+    "IsSigned",
+    "IsVoicemail",
+    "NotSentToMe",
+    "SentCcMe",
+    "SentOnlyToMe",
+    "SentToMe",
+    "SentToOrCcMe",
+}
 MAX_RULE_STRING = 255  # Outlook's and Exchange's limit for one text of a rule condition
 
 
@@ -119,7 +178,9 @@ class InboxRules:
 
     # --- the mailbox --------------------------------------------------------------------------
 
-    def _mailbox(self, request: etree._Element, ctx: RequestContext, address: str | None) -> MailboxRow:
+    def _mailbox(
+        self, request: etree._Element, ctx: RequestContext, address: str | None
+    ) -> MailboxRow:
         if address:
             return self._ops._mailbox_by_address(address.strip(), ctx)
         return self._ops._default_mailbox(ctx)
@@ -134,8 +195,12 @@ class InboxRules:
 
     def _blob(self, mailbox_id: int) -> bool:
         with self._store._lock:
-            return self._store._db.execute(
-                "SELECT 1 FROM outlook_rule_blobs WHERE mailbox_id = ?", (mailbox_id,)).fetchone() is not None
+            return (
+                self._store._db.execute(
+                    "SELECT 1 FROM outlook_rule_blobs WHERE mailbox_id = ?", (mailbox_id,)
+                ).fetchone()
+                is not None
+            )
 
     def set_outlook_rule_blob(self, address: str, exists: bool) -> None:
         mailbox = self._store.mailbox_by_address(address)
@@ -143,7 +208,9 @@ class InboxRules:
             raise KeyError(address)
         with self._store._tx() as db:
             if exists:
-                db.execute("INSERT OR IGNORE INTO outlook_rule_blobs(mailbox_id) VALUES (?)", (mailbox.id,))
+                db.execute(
+                    "INSERT OR IGNORE INTO outlook_rule_blobs(mailbox_id) VALUES (?)", (mailbox.id,)
+                )
             else:
                 db.execute("DELETE FROM outlook_rule_blobs WHERE mailbox_id = ?", (mailbox.id,))
 
@@ -171,12 +238,18 @@ class InboxRules:
         mailbox = self._mailbox(request, ctx, request.findtext(f"{_M}MailboxSmtpAddress"))
         operations = request.find(f"{_M}Operations")
         if operations is None or len(operations) == 0:
-            raise EwsError("ErrorSchemaValidation", "The request has no rule operations.", fault=True)
-        remove_blob = (request.findtext(f"{_M}RemoveOutlookRuleBlob") or "").strip() in ("true", "1")
+            raise EwsError(
+                "ErrorSchemaValidation", "The request has no rule operations.", fault=True
+            )
+        remove_blob = (request.findtext(f"{_M}RemoveOutlookRuleBlob") or "").strip() in (
+            "true",
+            "1",
+        )
         with self._lock:
             if self._blob(mailbox.id) and not remove_blob:
                 return _update_response(
-                    "Error", "ErrorOutlookRuleBlobExists",
+                    "Error",
+                    "ErrorOutlookRuleBlobExists",
                     "The Outlook rules blob exists; set RemoveOutlookRuleBlob to true to update the rules.",
                 )
             rules = self._rules(mailbox.id)
@@ -192,7 +265,8 @@ class InboxRules:
             size = sum(len(etree.tostring(r.body)) for r in rules)
             if size > self.quota:
                 return _update_response(
-                    "Error", "ErrorRulesOverQuota",
+                    "Error",
+                    "ErrorRulesOverQuota",
                     f"The rules quota is exceeded: {size:,} bytes of rules, the mailbox allows "
                     f"{self.quota:,}.",
                 )
@@ -216,8 +290,14 @@ class InboxRules:
             if found is None or found not in rules:
                 return [_Problem("RuleId", "RuleNotFound", "The rule was not found.", rule_id)]
             if rule_id in touched:
-                return [_Problem("RuleId", "DuplicatedOperationOnTheSameRule",
-                                 "The request holds more than one operation on this rule.", rule_id)]
+                return [
+                    _Problem(
+                        "RuleId",
+                        "DuplicatedOperationOnTheSameRule",
+                        "The request holds more than one operation on this rule.",
+                        rule_id,
+                    )
+                ]
             touched.add(rule_id)
             rules.remove(found)
             return []
@@ -228,8 +308,15 @@ class InboxRules:
         problems = self._check(rule, ctx)
         if kind == "CreateRuleOperation":
             if rule_id:
-                problems.insert(0, _Problem("RuleId", "CreateWithRuleId",
-                                            "A rule being created cannot have a rule ID.", rule_id))
+                problems.insert(
+                    0,
+                    _Problem(
+                        "RuleId",
+                        "CreateWithRuleId",
+                        "A rule being created cannot have a rule ID.",
+                        rule_id,
+                    ),
+                )
             if problems:
                 return problems
             _place(rules, _Rule(None, self._resolved(_stripped(rule), ctx)), _priority(rule))
@@ -237,10 +324,19 @@ class InboxRules:
         # SetRuleOperation
         target = by_id.get(rule_id)
         if not rule_id or target is None or target not in rules:
-            problems.insert(0, _Problem("RuleId", "RuleNotFound", "The rule was not found.", rule_id))
+            problems.insert(
+                0, _Problem("RuleId", "RuleNotFound", "The rule was not found.", rule_id)
+            )
         elif rule_id in touched:
-            problems.insert(0, _Problem("RuleId", "DuplicatedOperationOnTheSameRule",
-                                        "The request holds more than one operation on this rule.", rule_id))
+            problems.insert(
+                0,
+                _Problem(
+                    "RuleId",
+                    "DuplicatedOperationOnTheSameRule",
+                    "The request holds more than one operation on this rule.",
+                    rule_id,
+                ),
+            )
         if problems:
             return problems
         assert target is not None
@@ -265,10 +361,14 @@ class InboxRules:
         problems: list[_Problem] = []
         name = rule.findtext(f"{_T}DisplayName") or ""
         if not name.strip():
-            problems.append(_Problem("DisplayName", "EmptyValueFound", "The display name is empty.", name))
+            problems.append(
+                _Problem("DisplayName", "EmptyValueFound", "The display name is empty.", name)
+            )
         priority = rule.findtext(f"{_T}Priority") or ""
         if not priority.strip().lstrip("-").isdigit() or int(priority) < 1:
-            problems.append(_Problem("Priority", "InvalidValue", "The priority must be 1 or more.", priority))
+            problems.append(
+                _Problem("Priority", "InvalidValue", "The priority must be 1 or more.", priority)
+            )
         for part, prefix in (("Conditions", "Condition"), ("Exceptions", "Exception")):
             predicates = rule.find(f"{_T}{part}")
             if predicates is not None:
@@ -290,31 +390,56 @@ class InboxRules:
             if local in _STRING_LISTS:
                 strings = [s.text or "" for s in elem]
                 if not strings or any(not s.strip() for s in strings):
-                    problems.append(_Problem(where, "EmptyValueFound", "A text of the condition is empty.", ""))
+                    problems.append(
+                        _Problem(where, "EmptyValueFound", "A text of the condition is empty.", "")
+                    )
                 for s in strings:
                     if len(s) > MAX_RULE_STRING:
-                        problems.append(_Problem(where, "StringValueTooBig",
-                                                 f"A text of the condition is longer than {MAX_RULE_STRING} characters.",
-                                                 s[:MAX_RULE_STRING]))
+                        problems.append(
+                            _Problem(
+                                where,
+                                "StringValueTooBig",
+                                f"A text of the condition is longer than {MAX_RULE_STRING} characters.",
+                                s[:MAX_RULE_STRING],
+                            )
+                        )
             elif local in _ADDRESS_LISTS:
                 problems.extend(_check_addresses(elem, where))
             elif local == "WithinSizeRange":
                 low = elem.findtext(f"{_T}MinimumSize")
                 high = elem.findtext(f"{_T}MaximumSize")
                 if low is None and high is None:
-                    problems.append(_Problem(where, "MissingRangeValue", "The size range has no bound.", ""))
+                    problems.append(
+                        _Problem(where, "MissingRangeValue", "The size range has no bound.", "")
+                    )
                 values = [int(v) for v in (low, high) if v is not None]
                 if any(v < 0 for v in values):
-                    problems.append(_Problem(where, "SizeLessThanZero", "A size is below zero.", str(min(values))))
+                    problems.append(
+                        _Problem(
+                            where, "SizeLessThanZero", "A size is below zero.", str(min(values))
+                        )
+                    )
                 elif low is not None and high is not None and int(low) > int(high):
-                    problems.append(_Problem(where, "InvalidSizeRange",
-                                             "The minimum size is above the maximum size.", f"{low}-{high}"))
+                    problems.append(
+                        _Problem(
+                            where,
+                            "InvalidSizeRange",
+                            "The minimum size is above the maximum size.",
+                            f"{low}-{high}",
+                        )
+                    )
             elif local == "WithinDateRange":
                 start = elem.findtext(f"{_T}StartDateTime")
                 end = elem.findtext(f"{_T}EndDateTime")
                 if start and end and _time(start) >= _time(end):
-                    problems.append(_Problem(where, "InvalidDateRange",
-                                             "The start of the date range is not before its end.", f"{start}-{end}"))
+                    problems.append(
+                        _Problem(
+                            where,
+                            "InvalidDateRange",
+                            "The start of the date range is not before its end.",
+                            f"{start}-{end}",
+                        )
+                    )
         return problems
 
     def _check_actions(self, actions: etree._Element, ctx: RequestContext) -> list[_Problem]:
@@ -327,26 +452,38 @@ class InboxRules:
             if local in ("MoveToFolder", "CopyToFolder"):
                 target = next((c for c in elem if isinstance(c.tag, str)), None)
                 if target is None:
-                    problems.append(_Problem(where, "MissingParameter", "The folder is missing.", ""))
+                    problems.append(
+                        _Problem(where, "MissingParameter", "The folder is missing.", "")
+                    )
                     continue
                 try:
                     self._ops._folder(target, ctx)
                 except EwsError as exc:
-                    code = "InvalidFolderId" if exc.code == "ErrorInvalidIdMalformed" else "FolderDoesNotExist"
-                    problems.append(_Problem(where, code, "The folder does not exist.", target.get("Id", "")))
+                    code = (
+                        "InvalidFolderId"
+                        if exc.code == "ErrorInvalidIdMalformed"
+                        else "FolderDoesNotExist"
+                    )
+                    problems.append(
+                        _Problem(where, code, "The folder does not exist.", target.get("Id", ""))
+                    )
             elif local in _ACTION_ADDRESS_LISTS:
                 problems.extend(_check_addresses(elem, where))
             elif local == "AssignCategories" and (
                 len(elem) == 0 or any(not (s.text or "").strip() for s in elem)
             ):
-                    problems.append(_Problem(where, "EmptyValueFound", "A category is empty.", ""))
+                problems.append(_Problem(where, "EmptyValueFound", "A category is empty.", ""))
         return problems
 
     def _save(self, mailbox_id: int, rules: list[_Rule]) -> None:
         with self._store._tx() as db:
             keep = {r.row_id for r in rules if r.row_id is not None}
-            existing = {int(r[0]) for r in db.execute(
-                "SELECT id FROM inbox_rules WHERE mailbox_id = ?", (mailbox_id,))}
+            existing = {
+                int(r[0])
+                for r in db.execute(
+                    "SELECT id FROM inbox_rules WHERE mailbox_id = ?", (mailbox_id,)
+                )
+            }
             for gone in existing - keep:
                 db.execute("DELETE FROM inbox_rules WHERE id = ?", (gone,))
             for position, rule in enumerate(rules, 1):
@@ -357,8 +494,10 @@ class InboxRules:
                         (mailbox_id, position, text),
                     )
                 else:
-                    db.execute("UPDATE inbox_rules SET position = ?, body = ? WHERE id = ?",
-                               (position, text, rule.row_id))
+                    db.execute(
+                        "UPDATE inbox_rules SET position = ?, body = ? WHERE id = ?",
+                        (position, text, rule.row_id),
+                    )
 
     # --- automatic replies --------------------------------------------------------------------
 
@@ -378,10 +517,18 @@ class InboxRules:
         with self._store._lock:
             row = self._store._db.execute(
                 "SELECT state, audience, start, end, internal, external FROM oof_settings "
-                "WHERE mailbox_id = ?", (mailbox.id,)).fetchone()
+                "WHERE mailbox_id = ?",
+                (mailbox.id,),
+            ).fetchone()
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         state, audience, start, end, internal, external = row or (
-            "Disabled", "All", None, None, "", "")
+            "Disabled",
+            "All",
+            None,
+            None,
+            "",
+            "",
+        )
         # Exchange always shows a duration; without a schedule it is a day from the current hour
         start = start or _iso(now)
         end = end or _iso(now + timedelta(days=1))
@@ -409,7 +556,9 @@ class InboxRules:
             return _oof_answer("SetUserOofSettingsResponse", exc)
         settings = request.find(f"{_T}UserOofSettings")
         if settings is None:
-            raise EwsError("ErrorSchemaValidation", "The request has no UserOofSettings.", fault=True)
+            raise EwsError(
+                "ErrorSchemaValidation", "The request has no UserOofSettings.", fault=True
+            )
         state = settings.findtext(f"{_T}OofState") or ""
         audience = settings.findtext(f"{_T}ExternalAudience") or "All"
         start = settings.findtext(f"{_T}Duration/{_T}StartTime")
@@ -418,21 +567,36 @@ class InboxRules:
         external = settings.findtext(f"{_T}ExternalReply/{_T}Message") or ""
         if state == "Scheduled":
             if not start or not end:
-                return _oof_answer("SetUserOofSettingsResponse", EwsError(
-                    "ErrorInvalidUserOofSettings", "A scheduled automatic reply needs a duration."))
+                return _oof_answer(
+                    "SetUserOofSettingsResponse",
+                    EwsError(
+                        "ErrorInvalidUserOofSettings",
+                        "A scheduled automatic reply needs a duration.",
+                    ),
+                )
             if _time(start) >= _time(end):
-                return _oof_answer("SetUserOofSettingsResponse", EwsError(
-                    "ErrorInvalidUserOofSettings", "The end of the duration is not after its start."))
+                return _oof_answer(
+                    "SetUserOofSettingsResponse",
+                    EwsError(
+                        "ErrorInvalidUserOofSettings",
+                        "The end of the duration is not after its start.",
+                    ),
+                )
         with self._store._tx() as db:
             db.execute(
                 "INSERT INTO oof_settings(mailbox_id, state, audience, start, end, internal, external) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(mailbox_id) DO UPDATE SET state = excluded.state, "
                 "audience = excluded.audience, start = excluded.start, end = excluded.end, "
                 "internal = excluded.internal, external = excluded.external",
-                (mailbox.id, state, audience,
-                 _iso(_time(start)) if start and state == "Scheduled" else None,
-                 _iso(_time(end)) if end and state == "Scheduled" else None,
-                 internal, external),
+                (
+                    mailbox.id,
+                    state,
+                    audience,
+                    _iso(_time(start)) if start and state == "Scheduled" else None,
+                    _iso(_time(end)) if end and state == "Scheduled" else None,
+                    internal,
+                    external,
+                ),
             )
         return _oof_answer("SetUserOofSettingsResponse", None)
 
@@ -481,7 +645,11 @@ def _stripped(rule: etree._Element) -> etree._Element:
             continue
         body.append(copy.deepcopy(child))
     for elem in body.iter():
-        if isinstance(elem.tag, str) and len(elem) == 0 and etree.QName(elem).localname in _BOOLEANS:
+        if (
+            isinstance(elem.tag, str)
+            and len(elem) == 0
+            and etree.QName(elem).localname in _BOOLEANS
+        ):
             text = (elem.text or "").strip()
             elem.text = {"1": "true", "0": "false"}.get(text, text)
     return body
@@ -501,7 +669,7 @@ def _render(body: etree._Element, rule_id: str, priority: int) -> str:
         f"<t:Priority>{priority}</t:Priority>"
         f"<t:IsEnabled>{(enabled.text or 'true').strip() if enabled is not None else 'true'}</t:IsEnabled>"
         "<t:IsNotSupported>false</t:IsNotSupported><t:IsInError>false</t:IsInError>"
-        f'{xml("Conditions")}{xml("Exceptions")}{xml("Actions")}</t:Rule>'
+        f"{xml('Conditions')}{xml('Exceptions')}{xml('Actions')}</t:Rule>"
     )
 
 
@@ -527,7 +695,8 @@ def _update_error(errors: list[tuple[int, list[_Problem]]]) -> str:
         for index, problems in errors
     )
     return _update_response(
-        "Error", "ErrorInboxRulesValidationError",
+        "Error",
+        "ErrorInboxRulesValidationError",
         "Validation error occurred while processing inbox rules.",
         f"<m:RuleOperationErrors>{body}</m:RuleOperationErrors>",
     )

@@ -45,7 +45,11 @@ _WRAPPER = f"""<xs:schema xmlns:xs="{_XS}">
   <xs:import namespace="{T_NS}" schemaLocation="ews-schema:/types.xsd"/>
   <xs:import namespace="{M_NS}" schemaLocation="ews-schema:/messages.xsd"/>
 </xs:schema>""".encode()
-_UNLOADABLE_REFS = {"t:AbsoluteDateTransition", "t:RecurringDayTransition", "t:RecurringDateTransition"}
+_UNLOADABLE_REFS = {
+    "t:AbsoluteDateTransition",
+    "t:RecurringDayTransition",
+    "t:RecurringDateTransition",
+}
 
 
 class SchemaNotFound(RuntimeError):
@@ -93,7 +97,9 @@ class _InMemory(etree.Resolver):
     def resolve(self, url: str, pubid: str | None, context: object) -> object:
         name = url.rsplit("/", 1)[-1]
         if name in self._documents:
-            return self.resolve_string(self._documents[name], context, base_url=f"ews-schema:/{name}")
+            return self.resolve_string(
+                self._documents[name], context, base_url=f"ews-schema:/{name}"
+            )
         return None
 
 

@@ -296,7 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
         # its answer is sent, per caller; one too many is refused, the others go on
         # ("EWS throttling in Exchange", Throttling policies and concurrency).
         if limits is not None and not sim._budgets.enter(user, limits.max_concurrency):
-            self._refuse(sim, "connection_count", soap.exceeded_connection_count(limits.max_concurrency))
+            self._refuse(
+                sim, "connection_count", soap.exceeded_connection_count(limits.max_concurrency)
+            )
             return
         ctx = RequestContext(user=user, header=None, anchor=self.headers.get("X-AnchorMailbox"))
         try:
@@ -327,7 +329,9 @@ class _Handler(BaseHTTPRequestHandler):
             counters.max_depth = max(counters.max_depth, depth)
         if deepest is not None and limits is not None:
             line, position = _position(body, limits.max_read_depth)
-            self._refuse(sim, "max_depth", soap.max_depth_exceeded(limits.max_read_depth, line, position))
+            self._refuse(
+                sim, "max_depth", soap.max_depth_exceeded(limits.max_read_depth, line, position)
+            )
             return
         header = root.find(f"{{{SOAP_NS}}}Header")
         soap_body = root.find(f"{{{SOAP_NS}}}Body")
@@ -471,9 +475,11 @@ def _schema_violation(
 ) -> EwsError | None:
     """The first part of the request that Microsoft's schema refuses: the EWS header elements,
     then the operation (the SOAP envelope itself is not in the EWS schema)."""
-    parts = [] if header is None else [
-        h for h in header if isinstance(h.tag, str) and etree.QName(h).namespace == T_NS
-    ]
+    parts = (
+        []
+        if header is None
+        else [h for h in header if isinstance(h.tag, str) and etree.QName(h).namespace == T_NS]
+    )
     for part in [*parts, request]:
         violation = schema.check(part)
         if violation is not None:
@@ -500,7 +506,9 @@ class SchemaViolations(AssertionError):
     def __init__(self, violations: list[str]) -> None:
         shown = "\n".join(violations[:5])
         more = f"\n... and {len(violations) - 5} more" if len(violations) > 5 else ""
-        super().__init__(f"{len(violations)} answer(s) of the EWS simulator do not match the schema:\n{shown}{more}")
+        super().__init__(
+            f"{len(violations)} answer(s) of the EWS simulator do not match the schema:\n{shown}{more}"
+        )
         self.violations = violations
 
 
@@ -559,9 +567,11 @@ class EwsSimulator:
         self.host = host
         self._requested_port = port
         self.accounts = ServiceAccounts(
-            {k.lower(): (k, v) for k, v in (users or DEFAULT_USERS).items()}, domain=ntlm_domain)
-        self._auth = Authenticator((auth,) if isinstance(auth, str) else tuple(auth), self.accounts,
-                                   token_check)
+            {k.lower(): (k, v) for k, v in (users or DEFAULT_USERS).items()}, domain=ntlm_domain
+        )
+        self._auth = Authenticator(
+            (auth,) if isinstance(auth, str) else tuple(auth), self.accounts, token_check
+        )
         self.exchange: ExchangeBuild = exchange_build(exchange)
         self._limits = limits or ExchangeLimits()
         self.strict = strict
@@ -682,14 +692,19 @@ class EwsSimulator:
         """The canonical user name when the password matches; domain\\user and UPN forms accepted."""
         return self.accounts.check_password(user, password)
 
-    def set_account_state(self, user: str, *, locked: bool = False, password_expired: bool = False) -> None:
+    def set_account_state(
+        self, user: str, *, locked: bool = False, password_expired: bool = False
+    ) -> None:
         """Lock a service account out (too many wrong passwords in Active Directory), or let its
         password expire: both are refused with 401 from then on, a locked one with Windows'
         words for it (auth.py)."""
         name = self.accounts.canonical(user)
         if name is None:
             raise KeyError(f"no service account {user!r}")
-        for flag, names in ((locked, self.accounts.locked), (password_expired, self.accounts.expired)):
+        for flag, names in (
+            (locked, self.accounts.locked),
+            (password_expired, self.accounts.expired),
+        ):
             if flag:
                 names.add(name.lower())
             else:
@@ -851,8 +866,14 @@ def serve(
             flush=True,
         )
     sim = EwsSimulator(
-        data_dir, host=host, port=port, users=users, faults=faults, validate=validate,
-        exchange=exchange, auth=auth,
+        data_dir,
+        host=host,
+        port=port,
+        users=users,
+        faults=faults,
+        validate=validate,
+        exchange=exchange,
+        auth=auth,
     )
     try:
         for address in mailboxes:

@@ -259,7 +259,9 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(item_props)")}
         if "folded" not in columns:
             self._db.executescript(_UPGRADE)
-        if "has_attachments" not in {row[1] for row in self._db.execute("PRAGMA table_info(items)")}:
+        if "has_attachments" not in {
+            row[1] for row in self._db.execute("PRAGMA table_info(items)")
+        }:
             self._db.executescript(_UPGRADE_ATTACHMENTS)
         self._db.executescript(_INDEXES)
 
@@ -309,8 +311,13 @@ class Store:
             cursor = db.execute(
                 "INSERT INTO folders(mailbox_id, parent_id, name, folder_class, distinguished) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (mailbox_id, ids.get(spec.parent), names[spec.key], spec.folder_class,
-                 spec.distinguished),
+                (
+                    mailbox_id,
+                    ids.get(spec.parent),
+                    names[spec.key],
+                    spec.folder_class,
+                    spec.distinguished,
+                ),
             )
             ids[spec.key] = _rowid(cursor)
 
@@ -561,8 +568,13 @@ def update_item(
                 (int(is_read), int(is_read), item_id),
             )
         if categories is not None:
-            db.execute("UPDATE items SET categories = ? WHERE id = ?", (json.dumps(categories), item_id))
-        db.executemany("DELETE FROM item_props WHERE item_id = ? AND key = ?", [(item_id, k) for k in delete_props])
+            db.execute(
+                "UPDATE items SET categories = ? WHERE id = ?", (json.dumps(categories), item_id)
+            )
+        db.executemany(
+            "DELETE FROM item_props WHERE item_id = ? AND key = ?",
+            [(item_id, k) for k in delete_props],
+        )
         db.executemany(
             "INSERT OR REPLACE INTO item_props(item_id, key, type, value, folded) VALUES (?, ?, ?, ?, ?)",
             [(item_id, p.key, p.type, p.value, p.value.casefold()) for p in set_props],
@@ -572,7 +584,12 @@ def update_item(
 
 
 def ensure_distinguished(
-    store: Store, mailbox_id: int, distinguished: str, name: str, parent_id: int, folder_class: str | None
+    store: Store,
+    mailbox_id: int,
+    distinguished: str,
+    name: str,
+    parent_id: int,
+    folder_class: str | None,
 ) -> FolderRow:
     """A well-known folder the simulator creates when first needed (Recoverable Items)."""
     found = store.distinguished_folder(mailbox_id, distinguished)
@@ -589,15 +606,23 @@ def ensure_distinguished(
     return created
 
 
-def change_folder(store: Store, folder_id: int, *, name: str | None = None, parent_id: int | None = None) -> FolderRow:
+def change_folder(
+    store: Store, folder_id: int, *, name: str | None = None, parent_id: int | None = None
+) -> FolderRow:
     """Rename a folder or move it below another one (UpdateFolder, MoveFolder); its id stays.
     FolderExistsError when a sibling there already has that name (ignoring case)."""
     try:
         with store._tx() as db:
             if name is not None:
-                db.execute("UPDATE folders SET name = ?, version = version + 1 WHERE id = ?", (name, folder_id))
+                db.execute(
+                    "UPDATE folders SET name = ?, version = version + 1 WHERE id = ?",
+                    (name, folder_id),
+                )
             if parent_id is not None:
-                db.execute("UPDATE folders SET parent_id = ?, version = version + 1 WHERE id = ?", (parent_id, folder_id))
+                db.execute(
+                    "UPDATE folders SET parent_id = ?, version = version + 1 WHERE id = ?",
+                    (parent_id, folder_id),
+                )
     except sqlite3.IntegrityError as e:
         raise FolderExistsError(name or "") from e
     changed = store.folder(folder_id)

@@ -65,7 +65,11 @@ class ExchangeBuild:
 
 EXCHANGE_BUILDS = {
     "2013": ExchangeBuild(
-        "2013", "Exchange Server 2013 CU23", (15, 0, 1497, 2), "V2_23", frozenset(_EXCHANGE_2013_NAMES)
+        "2013",
+        "Exchange Server 2013 CU23",
+        (15, 0, 1497, 2),
+        "V2_23",
+        frozenset(_EXCHANGE_2013_NAMES),
     ),
     "2016": ExchangeBuild(
         "2016", "Exchange Server 2016 CU23", (15, 1, 2507, 6), "V2017_07_11", SCHEMA_NAMES

@@ -87,10 +87,18 @@ def flag_updates(before: Flags, after: Flags) -> list[etree._Element]:
         etree.SubElement(message, _T + "IsRead").text = "true" if after.seen else "false"
         updates.append(field)
     if before.flagged != after.flagged:
-        updates.append(_set_extended(FlagStatus, FLAG_STATUS_FLAGGED) if after.flagged else _delete_extended(FlagStatus))
+        updates.append(
+            _set_extended(FlagStatus, FLAG_STATUS_FLAGGED)
+            if after.flagged
+            else _delete_extended(FlagStatus)
+        )
     was, now = verb_of(before), verb_of(after)
     if was != now:
-        updates.append(_delete_extended(LastVerbExecuted) if now is None else _set_extended(LastVerbExecuted, now))
+        updates.append(
+            _delete_extended(LastVerbExecuted)
+            if now is None
+            else _set_extended(LastVerbExecuted, now)
+        )
     return updates
 
 
@@ -108,7 +116,9 @@ def categories_update(categories: Sequence[str]) -> etree._Element:
     return field
 
 
-def merged_categories(current: Sequence[str], added: Sequence[str], removed: Sequence[str]) -> list[str]:
+def merged_categories(
+    current: Sequence[str], added: Sequence[str], removed: Sequence[str]
+) -> list[str]:
     """The item's categories with the source's additions and removals (compared without regard
     to case, as Outlook does); the rest, and their order, as the user left them."""
     gone = {name.casefold() for name in removed}
@@ -121,7 +131,9 @@ def merged_categories(current: Sequence[str], added: Sequence[str], removed: Seq
     return out
 
 
-def item_change(item_id: str, change_key: str | None, updates: Sequence[etree._Element]) -> etree._Element:
+def item_change(
+    item_id: str, change_key: str | None, updates: Sequence[etree._Element]
+) -> etree._Element:
     change = etree.Element(_T + "ItemChange", nsmap=_NSMAP)
     attributes = {"Id": item_id} if change_key is None else {"Id": item_id, "ChangeKey": change_key}
     etree.SubElement(change, _T + "ItemId", attributes)

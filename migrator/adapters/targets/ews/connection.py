@@ -92,7 +92,9 @@ ACCEPTED_TOKENS = 16  # bearer tokens remembered as taken by the server
 
 
 def _bearer(response: requests.Response) -> str | None:
-    header = response.request.headers.get("Authorization", "") if response.request is not None else ""
+    header = (
+        response.request.headers.get("Authorization", "") if response.request is not None else ""
+    )
     scheme, _, token = str(header).partition(" ")
     return token if scheme.lower() == "bearer" and token else None
 
@@ -133,7 +135,9 @@ _tls_by_prefix: dict[str, bool | str] = {}
 
 
 class _EndpointTlsAdapter(requests.adapters.HTTPAdapter):
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
         url = request.url or ""
         for prefix, verify in _tls_by_prefix.items():
             if url.startswith(prefix):
@@ -158,7 +162,8 @@ def configure_tls(endpoint: str, *, verify: bool, ca_file: str | None) -> None:
         # The operator chose this in the plan: say it once, not on every request.
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         logging.getLogger(__name__).warning(
-            "TLS certificate checks are off for %s (tls_verify = false)", endpoint)
+            "TLS certificate checks are off for %s (tls_verify = false)", endpoint
+        )
 
 
 # --- logging ---------------------------------------------------------------------------------
@@ -194,8 +199,13 @@ def quiet_exchangelib_logging() -> None:
     # warning on every step; our own retry layer reports throttling, once, in the summary
     logging.getLogger("exchangelib.protocol").setLevel(logging.ERROR)
     redact = _Redact()
-    for name in ("exchangelib", "exchangelib.util", "exchangelib.protocol",
-                 "exchangelib.services.common", "exchangelib.transport"):
+    for name in (
+        "exchangelib",
+        "exchangelib.util",
+        "exchangelib.protocol",
+        "exchangelib.services.common",
+        "exchangelib.transport",
+    ):
         logging.getLogger(name).addFilter(redact)
 
 
@@ -235,7 +245,9 @@ def parse_answers_whole() -> None:
         parse = EWSService.__dict__["_get_soap_parts"].__func__
 
         def _get_soap_parts(cls: type, response: Any) -> Any:
-            if getattr(response, "_content_consumed", False) and isinstance(response.content, bytes):
+            if getattr(response, "_content_consumed", False) and isinstance(
+                response.content, bytes
+            ):
                 response = _WholeBody(response.content)
             return parse(cls, response)
 
@@ -248,12 +260,20 @@ def make_configuration(
 ) -> Configuration:
     """The exchangelib Configuration for the plan's [target]; secrets are already resolved."""
     if not settings.url:
-        raise PlanError("plan", "target", "url is required for kind = \"ews\"",
-                        hint='e.g. url = "https://mail.example.org/EWS/Exchange.asmx"')
+        raise PlanError(
+            "plan",
+            "target",
+            'url is required for kind = "ews"',
+            hint='e.g. url = "https://mail.example.org/EWS/Exchange.asmx"',
+        )
     auth = settings.auth.lower()
     if auth not in AUTH_TYPES:
-        raise PlanError("plan", "target.auth", f"{settings.auth!r} is not an EWS auth type",
-                        hint="use one of: " + ", ".join(AUTH_TYPES))
+        raise PlanError(
+            "plan",
+            "target.auth",
+            f"{settings.auth!r} is not an EWS auth type",
+            hint="use one of: " + ", ".join(AUTH_TYPES),
+        )
     credentials: Credentials | MigratorOAuth2Credentials
     if auth == "oauth2":
         missing = [n for n in ("client_id", "tenant_id") if not getattr(settings, n)]
@@ -262,15 +282,21 @@ def make_configuration(
         if missing:
             raise PlanError("plan", "target", "oauth2 needs " + ", ".join(missing))
         credentials = MigratorOAuth2Credentials(
-            client_id=settings.client_id, client_secret=secrets["client_secret"],
+            client_id=settings.client_id,
+            client_secret=secrets["client_secret"],
             tenant_id=settings.tenant_id,
-            token_url=settings.token_url or MICROSOFT_TOKEN_URL.format(tenant_id=settings.tenant_id),
+            token_url=settings.token_url
+            or MICROSOFT_TOKEN_URL.format(tenant_id=settings.tenant_id),
             scope=settings.oauth_scope,
         )
     else:
         if not settings.username or "password" not in secrets:
-            raise PlanError("plan", "target", f"auth = {auth!r} needs username and a password",
-                            hint="set username and password_env or password_file")
+            raise PlanError(
+                "plan",
+                "target",
+                f"auth = {auth!r} needs username and a password",
+                hint="set username and password_env or password_file",
+            )
         credentials = Credentials(settings.username, secrets["password"])
     # exchangelib shares one Protocol (session pool, timeout, retry policy) per endpoint and
     # credentials process-wide; a token of our own in the credentials gives each target its own.
@@ -281,7 +307,8 @@ def make_configuration(
         credentials=credentials,
         auth_type=AUTH_TYPES[auth],
         retry_policy=FailFastWithHints(
-            auth=auth, account=(settings.client_id if auth == "oauth2" else settings.username) or ""),
+            auth=auth, account=(settings.client_id if auth == "oauth2" else settings.username) or ""
+        ),
         max_connections=max_connections,
     )
 
@@ -298,8 +325,9 @@ def forget_protocol(config: Configuration) -> None:
         protocol.close()
 
 
-def make_account(address: str, config: Configuration, *, impersonation: bool,
-                 timeout: float) -> Account:
+def make_account(
+    address: str, config: Configuration, *, impersonation: bool, timeout: float
+) -> Account:
     account = Account(
         primary_smtp_address=address,
         config=config,
@@ -323,4 +351,6 @@ def make_account(address: str, config: Configuration, *, impersonation: bool,
 
 
 def _keep_pool_size() -> None:
-    raise SessionPoolMinSizeReached("migrator's limiter, not exchangelib's pool, sets the concurrency")
+    raise SessionPoolMinSizeReached(
+        "migrator's limiter, not exchangelib's pool, sets the concurrency"
+    )

@@ -74,7 +74,10 @@ def message_element(
     """The `t:Message` of a CreateItem for one message created from MIME."""
     # text XML cannot carry (control characters in a hostile file name or keyword) becomes
     # "?", as exchangelib does, so searches built by exchangelib find what was written here
-    values: dict[type, str] = {MessageFlags: str(message_flags), SourceKey: safe_xml_value(source_key)}
+    values: dict[type, str] = {
+        MessageFlags: str(message_flags),
+        SourceKey: safe_xml_value(source_key),
+    }
     if submit_time is not None:
         values[SubmitTime] = _system_time(submit_time)
     if delivery_time is not None:
@@ -114,9 +117,16 @@ class PreparedCreateItem(CreateItem):  # type: ignore[misc]
     ) -> etree._Element:
         payload = create_element(
             f"m:{self.SERVICE_NAME}",
-            attrs={"MessageDisposition": message_disposition, "SendMeetingInvitations": send_meeting_invitations},
+            attrs={
+                "MessageDisposition": message_disposition,
+                "SendMeetingInvitations": send_meeting_invitations,
+            },
         )
-        payload.append(folder_ids_element(folders=[folder], version=self.account.version, tag="m:SavedItemFolderId"))
+        payload.append(
+            folder_ids_element(
+                folders=[folder], version=self.account.version, tag="m:SavedItemFolderId"
+            )
+        )
         container = create_element("m:Items")
         # appending moves each element into this payload; a request that is sent again after
         # an error gets its elements built anew by the target, so nothing is lost by moving

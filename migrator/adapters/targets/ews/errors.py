@@ -131,9 +131,16 @@ def is_ambiguous(exc: BaseException) -> bool:
         return False
     if isinstance(exc, ews.ErrorServerBusy):
         return str(exc).startswith(_BROKEN_CONNECTION_MARK)
-    return isinstance(exc, ews.ErrorTimeoutExpired | ews.ErrorInternalServerTransientError
-                      | ews.ErrorInternalServerError | ews.MalformedResponseError
-                      | ews.SOAPError | requests.exceptions.RequestException | OSError)
+    return isinstance(
+        exc,
+        ews.ErrorTimeoutExpired
+        | ews.ErrorInternalServerTransientError
+        | ews.ErrorInternalServerError
+        | ews.MalformedResponseError
+        | ews.SOAPError
+        | requests.exceptions.RequestException
+        | OSError,
+    )
 
 
 def translate(exc: Exception, *, where: str, secrets: Sequence[str] = ()) -> Exception:
@@ -168,72 +175,109 @@ def _translate(exc: Exception, *, where: str, secrets: Sequence[str]) -> Excepti
         if str(exc).startswith(_BROKEN_CONNECTION_MARK):
             return TransientError(f"{where}: connection to the EWS server failed ({detail})")
         if isinstance(exc, HttpThrottled):
-            return TransientError(f"{where}: the server is throttling (HTTP {exc.status})",
-                                  retry_after=back_off, throttled=True)
+            return TransientError(
+                f"{where}: the server is throttling (HTTP {exc.status})",
+                retry_after=back_off,
+                throttled=True,
+            )
         # with or without BackOffMilliseconds: the HTTP-200 ErrorInternalServerError whose
         # inner error is ErrorServerBusy has none ("EWS throttling in Exchange", table 4)
-        return TransientError(f"{where}: the server is busy (ErrorServerBusy)", retry_after=back_off,
-                              throttled=True)
+        return TransientError(
+            f"{where}: the server is busy (ErrorServerBusy)", retry_after=back_off, throttled=True
+        )
     if isinstance(exc, ews.ErrorExceededConnectionCount):
         # EWSMaxConcurrency (27 by default) counts the service account's requests in flight
         # over every process using it; the answer carries no back-off hint
-        return TransientError(f"{where}: the service account has more EWS requests in flight than "
-                              "Exchange allows it (ErrorExceededConnectionCount)", throttled=True,
-                              hint="lower [run] target_concurrency (over all hosts) below the "
-                                   "service account's EWSMaxConcurrency")
+        return TransientError(
+            f"{where}: the service account has more EWS requests in flight than "
+            "Exchange allows it (ErrorExceededConnectionCount)",
+            throttled=True,
+            hint="lower [run] target_concurrency (over all hosts) below the "
+            "service account's EWSMaxConcurrency",
+        )
     if isinstance(exc, ews.ErrorExceededFindCountLimit):
-        return TransientError(f"{where}: the service account's searches hold more results than "
-                              "Exchange allows it at once (ErrorExceededFindCountLimit)", throttled=True)
+        return TransientError(
+            f"{where}: the service account's searches hold more results than "
+            "Exchange allows it at once (ErrorExceededFindCountLimit)",
+            throttled=True,
+        )
     if isinstance(exc, OAuth2Error):
         return token_refused(exc, where)
     if isinstance(exc, ServiceAccountRefused):
         return PermanentError(f"{where}: {exc.cause}", reason=Reason.AUTH, hint=exc.hint)
     if isinstance(exc, ews.UnauthorizedError | ews.CASError):
-        return PermanentError(f"{where}: the EWS server refused our credentials ({detail})",
-                              reason=Reason.AUTH,
-                              hint="check [target] username and the password/secret it names")
+        return PermanentError(
+            f"{where}: the EWS server refused our credentials ({detail})",
+            reason=Reason.AUTH,
+            hint="check [target] username and the password/secret it names",
+        )
     if isinstance(exc, _NO_MAILBOX):
-        return PermanentError(f"{where}: no such mailbox on the target ({detail})",
-                              reason=Reason.NO_MAILBOX,
-                              hint="create the mailbox, or fix [target] address template")
+        return PermanentError(
+            f"{where}: no such mailbox on the target ({detail})",
+            reason=Reason.NO_MAILBOX,
+            hint="create the mailbox, or fix [target] address template",
+        )
     if isinstance(exc, _NO_PERMISSION):
-        return PermanentError(f"{where}: the service account may not write to this mailbox ({detail})",
-                              reason=Reason.NO_PERMISSION,
-                              hint="grant ApplicationImpersonation (or FullAccess for delegate mode)")
+        return PermanentError(
+            f"{where}: the service account may not write to this mailbox ({detail})",
+            reason=Reason.NO_PERMISSION,
+            hint="grant ApplicationImpersonation (or FullAccess for delegate mode)",
+        )
     if isinstance(exc, RequestTooLarge):
-        return PermanentError(f"{where}: the server refused the request as too large ({exc})",
-                              reason=Reason.TOO_LARGE,
-                              hint="the server's request limit is below [target] max_message_size")
+        return PermanentError(
+            f"{where}: the server refused the request as too large ({exc})",
+            reason=Reason.TOO_LARGE,
+            hint="the server's request limit is below [target] max_message_size",
+        )
     if isinstance(exc, _TOO_LARGE):
-        return PermanentError(f"{where}: the server refused the message as too large ({detail})",
-                              reason=Reason.TOO_LARGE)
+        return PermanentError(
+            f"{where}: the server refused the message as too large ({detail})",
+            reason=Reason.TOO_LARGE,
+        )
     if isinstance(exc, _QUOTA):
-        return PermanentError(f"{where}: the target mailbox is over its quota ({detail})",
-                              reason=Reason.QUOTA, hint="raise the mailbox quota, then run again")
+        return PermanentError(
+            f"{where}: the target mailbox is over its quota ({detail})",
+            reason=Reason.QUOTA,
+            hint="raise the mailbox quota, then run again",
+        )
     if isinstance(exc, _REJECTED):
-        return PermanentError(f"{where}: the server rejected the content ({detail})",
-                              reason=Reason.REJECTED)
+        return PermanentError(
+            f"{where}: the server rejected the content ({detail})", reason=Reason.REJECTED
+        )
     if isinstance(exc, _NOT_FOUND):
-        return PermanentError(f"{where}: not found on the target ({detail})", reason=Reason.NOT_FOUND,
-                              hint="was the folder deleted in the target? run again to recreate it")
+        return PermanentError(
+            f"{where}: not found on the target ({detail})",
+            reason=Reason.NOT_FOUND,
+            hint="was the folder deleted in the target? run again to recreate it",
+        )
     if isinstance(exc, ews.ErrorTimeoutExpired) and str(exc).startswith("Reraised from"):
         return TransientError(f"{where}: connection to the EWS server failed ({detail})")
     if isinstance(exc, _TRANSIENT):
         return TransientError(f"{where}: temporary server problem ({detail})")
     if isinstance(exc, ews.RedirectError):
-        return PermanentError(f"{where}: the EWS URL redirects elsewhere ({detail})", reason=Reason.CONFIG,
-                              hint="set [target] url to the final EWS endpoint")
+        return PermanentError(
+            f"{where}: the EWS URL redirects elsewhere ({detail})",
+            reason=Reason.CONFIG,
+            hint="set [target] url to the final EWS endpoint",
+        )
     if isinstance(exc, ews.MalformedResponseError) and any(
         f"Code: {code}" in str(exc) for code in (400, 404, 405)
     ):
-        return PermanentError(f"{where}: the URL does not answer as an EWS endpoint ({detail})",
-                              reason=Reason.CONFIG, hint="check [target] url (…/EWS/Exchange.asmx)")
+        return PermanentError(
+            f"{where}: the URL does not answer as an EWS endpoint ({detail})",
+            reason=Reason.CONFIG,
+            hint="check [target] url (…/EWS/Exchange.asmx)",
+        )
     if isinstance(exc, requests.exceptions.SSLError) or (
-        isinstance(exc, ews.TransportError) and not isinstance(exc, ews.ResponseMessageError)
+        isinstance(exc, ews.TransportError)
+        and not isinstance(exc, ews.ResponseMessageError)
         and any(mark in str(exc) for mark in ("SSL", "certificate", "CERTIFICATE"))
     ):
-        return PermanentError(f"{where}: TLS check of the EWS server failed ({detail})", reason=Reason.TLS,
-                              hint="set [target] ca_file to the CA that signed the server certificate")
+        return PermanentError(
+            f"{where}: TLS check of the EWS server failed ({detail})",
+            reason=Reason.TLS,
+            hint="set [target] ca_file to the CA that signed the server certificate",
+        )
     if isinstance(exc, _CONNECTION):
         return TransientError(f"{where}: cannot connect to the EWS server ({detail})")
     if isinstance(exc, ews.ResponseMessageError):

@@ -54,8 +54,11 @@ SPECIAL_MAIL_FOLDERS = ("outbox", "syncissues", "conversationhistory")
 
 def is_mail_class(folder_class: str | None) -> bool:
     """Whether a folder of this class takes mail (a generic folder, without class, does)."""
-    return not folder_class or folder_class == MAIL_FOLDER_CLASS or folder_class.startswith(
-        MAIL_FOLDER_CLASS + ".")
+    return (
+        not folder_class
+        or folder_class == MAIL_FOLDER_CLASS
+        or folder_class.startswith(MAIL_FOLDER_CLASS + ".")
+    )
 
 
 class _WellKnownGetFolder(GetFolder):  # type: ignore[misc]
@@ -70,12 +73,21 @@ class _WellKnownGetFolder(GetFolder):  # type: ignore[misc]
     _templates: dict[tuple[object, ...], etree._Element] = {}
     _templates_lock = threading.Lock()
 
-    def get_payload(self, folders: list[BaseFolder], additional_fields: set[FieldPath], shape: str) -> etree._Element:
-        key = (tuple(type(f) for f in folders), shape, frozenset(additional_fields), self.account.version.api_version)
+    def get_payload(
+        self, folders: list[BaseFolder], additional_fields: set[FieldPath], shape: str
+    ) -> etree._Element:
+        key = (
+            tuple(type(f) for f in folders),
+            shape,
+            frozenset(additional_fields),
+            self.account.version.api_version,
+        )
         with self._templates_lock:
             template = self._templates.get(key)
         if template is None:
-            payload = super().get_payload(folders=folders, additional_fields=additional_fields, shape=shape)
+            payload = super().get_payload(
+                folders=folders, additional_fields=additional_fields, shape=shape
+            )
             with self._templates_lock:
                 self._templates[key] = copy.deepcopy(payload)
             return payload
@@ -104,10 +116,16 @@ class MailboxFolders:
         self.account = account
         self._lock = threading.RLock()
         self._anchors: dict[FolderRole | None, BaseFolder] = {}
-        self._children: dict[str, dict[str, BaseFolder]] = {}  # parent id -> casefolded name -> folder
-        self._empty: set[FolderRole | None] = set()  # well-known folders that held no item when looked up
+        self._children: dict[
+            str, dict[str, BaseFolder]
+        ] = {}  # parent id -> casefolded name -> folder
+        self._empty: set[FolderRole | None] = (
+            set()
+        )  # well-known folders that held no item when looked up
         self._special: set[str] | None = None  # ids of SPECIAL_MAIL_FOLDERS, once asked
-        self._listed_empty: set[str] = set()  # existing folders listed with no item, not yet handed out
+        self._listed_empty: set[str] = (
+            set()
+        )  # existing folders listed with no item, not yet handed out
         # source paths placed on a well-known folder: their subfolders follow them
         self.role_paths: dict[tuple[str, ...], FolderRole] = {}
 
@@ -144,10 +162,15 @@ class MailboxFolders:
         # comes with the same answer and spares a first pass the lookup of what an empty
         # folder holds
         fields = {FieldPath(field=Folder.get_field_by_fieldname("total_count"))}
-        fields.update(FieldPath(field=BaseFolder.get_field_by_fieldname(f))
-                      for f in FolderCollection.REQUIRED_FOLDER_FIELDS)
-        answers = list(_WellKnownGetFolder(account=self.account).call(
-            folders=wanted, additional_fields=fields, shape=ID_ONLY))
+        fields.update(
+            FieldPath(field=BaseFolder.get_field_by_fieldname(f))
+            for f in FolderCollection.REQUIRED_FOLDER_FIELDS
+        )
+        answers = list(
+            _WellKnownGetFolder(account=self.account).call(
+                folders=wanted, additional_fields=fields, shape=ID_ONLY
+            )
+        )
         if len(answers) != len(roles):
             raise ValueError(f"GetFolder answered {len(answers)} folders for {len(roles)}")
         for role, answer in zip(roles, answers, strict=True):
@@ -222,16 +245,22 @@ class MailboxFolders:
         """The child of `parent` migrated mail named `name` goes to (None: to be created), and
         its name: `name`, or `name` with CLASH_SUFFIX when a folder that takes no mail has it."""
         for attempt in range(1, MAX_CLASHES + 1):
-            wanted = name if attempt == 1 else name + CLASH_SUFFIX.format(
-                "" if attempt == 2 else f" {attempt - 1}")
+            wanted = (
+                name
+                if attempt == 1
+                else name + CLASH_SUFFIX.format("" if attempt == 2 else f" {attempt - 1}")
+            )
             found = self._child(parent, wanted)
             if found is None:
                 return None, wanted
             if self._takes_mail(found, parent):
                 return found, found.name or wanted  # as the target spells it
-        raise PermanentError(f"folder {name!r}: {MAX_CLASHES} names with {CLASH_SUFFIX.format('')!r} "
-                             "are taken by folders that hold no mail", reason=Reason.REJECTED,
-                             hint="map the folder elsewhere with [target] folder_map")
+        raise PermanentError(
+            f"folder {name!r}: {MAX_CLASHES} names with {CLASH_SUFFIX.format('')!r} "
+            "are taken by folders that hold no mail",
+            reason=Reason.REJECTED,
+            hint="map the folder elsewhere with [target] folder_map",
+        )
 
     def _takes_mail(self, folder: BaseFolder, parent: BaseFolder) -> bool:
         if not is_mail_class(getattr(folder, "folder_class", None)):
@@ -246,16 +275,20 @@ class MailboxFolders:
         if self._special is None:
             root = self._root()
             wanted = [
-                Folder(_distinguished_id=DistinguishedFolderId(
-                    id=name, mailbox=Mailbox(email_address=self.account.primary_smtp_address)),
-                    root=root)
+                Folder(
+                    _distinguished_id=DistinguishedFolderId(
+                        id=name, mailbox=Mailbox(email_address=self.account.primary_smtp_address)
+                    ),
+                    root=root,
+                )
                 for name in SPECIAL_MAIL_FOLDERS
             ]
             found: set[str] = set()
             fields = {FieldPath(field=Folder.get_field_by_fieldname("name"))}
             try:
                 for answer in FolderCollection(account=self.account, folders=wanted).get_folders(
-                        additional_fields=fields):
+                    additional_fields=fields
+                ):
                     if isinstance(answer, ErrorFolderNotFound):
                         continue  # a server without that folder
                     if isinstance(answer, Exception):
@@ -267,7 +300,9 @@ class MailboxFolders:
             self._special = found
         return self._special
 
-    def relocate(self, folder_id: str, anchor: BaseFolder, names: tuple[str, ...]) -> BaseFolder | None:
+    def relocate(
+        self, folder_id: str, anchor: BaseFolder, names: tuple[str, ...]
+    ) -> BaseFolder | None:
         """Give the folder `folder_id` the place `names` below `anchor` (missing parents are
         created): MoveFolder to the new parent, UpdateFolder of its name; its id stays. None
         when another folder already has that place."""
@@ -276,22 +311,39 @@ class MailboxFolders:
             there = self._child(parent, names[-1])
             if there is not None:
                 return there if there.id == folder_id else None
-            fields = {FieldPath(field=Folder.get_field_by_fieldname(n)) for n in ("name", "parent_folder_id")}
-            [current] = list(FolderCollection(account=self.account, folders=[self.by_id(folder_id)])
-                             .get_folders(additional_fields=fields))
+            fields = {
+                FieldPath(field=Folder.get_field_by_fieldname(n))
+                for n in ("name", "parent_folder_id")
+            }
+            [current] = list(
+                FolderCollection(account=self.account, folders=[self.by_id(folder_id)]).get_folders(
+                    additional_fields=fields
+                )
+            )
             if isinstance(current, Exception):
                 raise current
-            old_parent = current.parent_folder_id.id if current.parent_folder_id is not None else None
+            old_parent = (
+                current.parent_folder_id.id if current.parent_folder_id is not None else None
+            )
             try:
                 if old_parent != parent.id:
-                    for answer in MoveFolder(account=self.account).call(folders=[current], to_folder=parent):
+                    for answer in MoveFolder(account=self.account).call(
+                        folders=[current], to_folder=parent
+                    ):
                         if isinstance(answer, Exception):
                             raise answer
-                    current = next(iter(FolderCollection(account=self.account, folders=[self.by_id(folder_id)])
-                                        .get_folders(additional_fields=fields)))
+                    current = next(
+                        iter(
+                            FolderCollection(
+                                account=self.account, folders=[self.by_id(folder_id)]
+                            ).get_folders(additional_fields=fields)
+                        )
+                    )
                 if current.name != names[-1]:
                     current.name = names[-1]
-                    for answer in UpdateFolder(account=self.account).call(folders=[(current, ["name"])]):
+                    for answer in UpdateFolder(account=self.account).call(
+                        folders=[(current, ["name"])]
+                    ):
                         if isinstance(answer, Exception):
                             raise answer
             except ErrorFolderExists:
@@ -327,8 +379,10 @@ class MailboxFolders:
         # the class tells a mail folder from a calendar or contacts folder of the same name; the
         # count spares a first pass the lookup of a folder that holds nothing (an Archive folder
         # every mailbox has)
-        fields = {FieldPath(field=Folder.get_field_by_fieldname(n))
-                  for n in ("name", "folder_class", "total_count")}
+        fields = {
+            FieldPath(field=Folder.get_field_by_fieldname(n))
+            for n in ("name", "folder_class", "total_count")
+        }
         found = FolderCollection(account=self.account, folders=[parent]).find_folders(
             depth="Shallow", additional_fields=fields
         )

@@ -54,10 +54,18 @@ def shown_flags(elem: Any) -> tuple[object, ...]:
         if uri is not None and uri.get("PropertyTag"):
             values[uri.get("PropertyTag").lower()] = prop.findtext(_VALUE)
     categories = elem.find(_CATEGORIES)
-    names = () if categories is None else tuple(sorted(s.text or "" for s in categories.iterfind(_STRING)))
+    names = (
+        ()
+        if categories is None
+        else tuple(sorted(s.text or "" for s in categories.iterfind(_STRING)))
+    )
     verb = values.get(hex(0x1081))
-    return ((elem.findtext(_IS_READ) or "").lower() == "true", values.get(hex(0x1090)) == "2",
-            int(verb) if verb else None, names)
+    return (
+        (elem.findtext(_IS_READ) or "").lower() == "true",
+        values.get(hex(0x1090)) == "2",
+        int(verb) if verb else None,
+        names,
+    )
 
 
 class KeyedFindItem(FindItem):  # type: ignore[misc]
@@ -91,8 +99,14 @@ class KeyedFindItem(FindItem):  # type: ignore[misc]
         return (*found, shown_flags(elem)) if self.with_flags else found  # type: ignore[return-value]
 
 
-def keyed_items(account: Any, folders: list[Any], source_key_field: Any, page_size: int,
-                restriction: Any = None, flag_fields: tuple[Any, ...] = ()) -> Iterator[Any]:
+def keyed_items(
+    account: Any,
+    folders: list[Any],
+    source_key_field: Any,
+    page_size: int,
+    restriction: Any = None,
+    flag_fields: tuple[Any, ...] = (),
+) -> Iterator[Any]:
     """Every item of `folders` (one level each) as (id, source key, folder id), or exceptions
     for bad answers; with `restriction` (an exchangelib Restriction), those it matches. Several
     folders go in one request: Exchange answers each in its own response message, and each
@@ -112,9 +126,16 @@ def keyed_items(account: Any, folders: list[Any], source_key_field: Any, page_si
         order = list(next_offsets)
         offset = min(next_offsets.values())
         payload = service.get_payload(
-            folders=[folders[i] for i in order], additional_fields=service.additional_fields,
-            restriction=restriction, order_fields=None, query_string=None, shape="IdOnly",
-            depth="Shallow", calendar_view=None, page_size=page_size, offset=offset,
+            folders=[folders[i] for i in order],
+            additional_fields=service.additional_fields,
+            restriction=restriction,
+            order_fields=None,
+            query_string=None,
+            shape="IdOnly",
+            depth="Shallow",
+            calendar_view=None,
+            page_size=page_size,
+            offset=offset,
         )
         pages = [page for page, _ in service._get_elements(payload=payload)]
         if len(pages) != len(order):
@@ -126,7 +147,9 @@ def keyed_items(account: Any, folders: list[Any], source_key_field: Any, page_si
                 yield page
                 continue
             container = page.find(service.element_container_name)
-            for elem in [] if container is None else service._get_elements_in_container(container=container):
+            for elem in (
+                [] if container is None else service._get_elements_in_container(container=container)
+            ):
                 found = service._elem_to_obj(elem)
                 item_id = found[0]
                 if item_id is not None:
@@ -144,4 +167,6 @@ def keyed_items(account: Any, folders: list[Any], source_key_field: Any, page_si
         if not progressed:
             # every folder answered an empty page short of its end: the caller's find budget
             # is spent by its other searches; a later attempt finds it recharged
-            raise ErrorExceededFindCountLimit("FindItem pages came back empty before the end of the folders")
+            raise ErrorExceededFindCountLimit(
+                "FindItem pages came back empty before the end of the folders"
+            )

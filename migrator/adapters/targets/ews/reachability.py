@@ -36,7 +36,9 @@ def outage_of(exc: BaseException) -> Outage | None:
     if isinstance(exc, ServiceAccountRefused):
         return Outage("target", "auth", exc.cause, hint=exc.hint)
     if isinstance(exc, ews.UnauthorizedError):
-        return Outage("target", "auth", f"the EWS server refused the service account's credentials ({exc})")
+        return Outage(
+            "target", "auth", f"the EWS server refused the service account's credentials ({exc})"
+        )
     endpoint = _endpoint(links)
     if endpoint is None:
         return None
@@ -44,23 +46,35 @@ def outage_of(exc: BaseException) -> Outage | None:
         isinstance(link, requests.exceptions.ConnectTimeout | urllib3.exceptions.NewConnectionError)
         for link in links
     )
-    return network_outage(exc, service="target", endpoint=endpoint, timeout=_timeout(links), connecting=connecting)
+    return network_outage(
+        exc, service="target", endpoint=endpoint, timeout=_timeout(links), connecting=connecting
+    )
 
 
 def probe(settings: TargetSettings) -> None:
     """A bare POST to the EWS URL: any HTTP answer (401 without credentials) means the server
     is there. Raises TransientError/PermanentError carrying a confirmed Outage when not."""
     url = settings.url or ""
-    verify: bool | str = settings.ca_file if settings.tls_verify and settings.ca_file else settings.tls_verify
+    verify: bool | str = (
+        settings.ca_file if settings.tls_verify and settings.ca_file else settings.tls_verify
+    )
     try:
-        requests.post(url, data=b"", timeout=settings.timeout, verify=verify, allow_redirects=False).close()
+        requests.post(
+            url, data=b"", timeout=settings.timeout, verify=verify, allow_redirects=False
+        ).close()
     except requests.RequestException as exc:
-        outage = outage_of(exc) or Outage("target", "unreachable", f"{url}: {type(exc).__name__}: {exc}")
+        outage = outage_of(exc) or Outage(
+            "target", "unreachable", f"{url}: {type(exc).__name__}: {exc}"
+        )
         outage = replace(outage, confirmed=True)
         message = f"EWS server {url}: {outage.cause}"
         if outage.kind == "tls":
-            raise PermanentError(message, reason=Reason.TLS, outage=outage,
-                                 hint="set [target] ca_file to the CA that signed the server certificate") from None
+            raise PermanentError(
+                message,
+                reason=Reason.TLS,
+                outage=outage,
+                hint="set [target] ca_file to the CA that signed the server certificate",
+            ) from None
         raise TransientError(message, outage=outage) from None
 
 
@@ -69,7 +83,9 @@ def _endpoint(links: list[BaseException]) -> str | None:
         url = getattr(getattr(link, "request", None), "url", None)
         if isinstance(url, str) and url:
             parts = urlsplit(url)
-            return endpoint_of(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+            return endpoint_of(
+                parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+            )
         pool = getattr(link, "pool", None)
         if pool is not None and getattr(pool, "host", None):
             return endpoint_of(pool.host, pool.port)

@@ -60,11 +60,14 @@ class OpenSizeRange(WithinSizeRange):
 
 
 def _with_open_size(cls: Any) -> Any:
-    fields = Fields(*[
-        EWSElementField("within_size_range", value_cls=OpenSizeRange)
-        if f.name == "within_size_range" else f
-        for f in cls.FIELDS
-    ])
+    fields = Fields(
+        *[
+            EWSElementField("within_size_range", value_cls=OpenSizeRange)
+            if f.name == "within_size_range"
+            else f
+            for f in cls.FIELDS
+        ]
+    )
     return type(cls.__name__, (cls,), {"FIELDS": fields, "__module__": __name__})
 
 
@@ -75,7 +78,9 @@ RuleExceptions = _with_open_size(Exceptions)
 class RuleRefused(PermanentError):
     """Exchange refused the new rule set; nothing changed. `problems` name rule and field."""
 
-    def __init__(self, message: str, problems: Sequence[str] = (), *, reason: str, hint: str | None = None):
+    def __init__(
+        self, message: str, problems: Sequence[str] = (), *, reason: str, hint: str | None = None
+    ):
         super().__init__(message, reason=reason, hint=hint)
         self.problems = list(problems)
 
@@ -104,12 +109,14 @@ class UpdateRules(UpdateInboxRules):
             for op_error in errors_elem:
                 index = int(op_error.findtext(f"{{{TNS}}}OperationIndex") or -1)
                 for err in op_error.iter(f"{{{TNS}}}Error"):
-                    self.problems.append((
-                        index,
-                        err.findtext(f"{{{TNS}}}FieldURI") or "",
-                        err.findtext(f"{{{TNS}}}ErrorCode") or "",
-                        err.findtext(f"{{{TNS}}}FieldValue") or "",
-                    ))
+                    self.problems.append(
+                        (
+                            index,
+                            err.findtext(f"{{{TNS}}}FieldURI") or "",
+                            err.findtext(f"{{{TNS}}}ErrorCode") or "",
+                            err.findtext(f"{{{TNS}}}FieldValue") or "",
+                        )
+                    )
         return super()._get_element_container(message, name)
 
 
@@ -127,8 +134,14 @@ def is_ours(rule: Rule, known_ids: Collection[str]) -> bool:
 class RuleWriter:
     """Rules and automatic replies of one mailbox; built by EwsTarget.rules()."""
 
-    def __init__(self, account: Account, folders: MailboxFolders, where: str, call: Any,
-                 remove_outlook_blob: bool = False) -> None:
+    def __init__(
+        self,
+        account: Account,
+        folders: MailboxFolders,
+        where: str,
+        call: Any,
+        remove_outlook_blob: bool = False,
+    ) -> None:
         self.account = account
         self.remove_outlook_blob = remove_outlook_blob
         self.folders = folders
@@ -136,10 +149,16 @@ class RuleWriter:
         self._call = call
 
     def current(self) -> list[Rule]:
-        return self._call(self.where, lambda: [
-            r for r in GetInboxRules(account=self.account).call(mailbox=self.account.primary_smtp_address)
-            if not isinstance(r, Exception)
-        ])
+        return self._call(
+            self.where,
+            lambda: [
+                r
+                for r in GetInboxRules(account=self.account).call(
+                    mailbox=self.account.primary_smtp_address
+                )
+                if not isinstance(r, Exception)
+            ],
+        )
 
     def replace(self, rules: Sequence[InboxRule], known_ids: Collection[str] = ()) -> AppliedRules:
         existing = self.current()
@@ -154,7 +173,9 @@ class RuleWriter:
             return AppliedRules((), len(ours), len(others))
         after = self.current()
         names = {MARKER + r.name for r in rules}
-        created = [r for r in after if r.display_name in names and r.id not in {o.id for o in others}]
+        created = [
+            r for r in after if r.display_name in names and r.id not in {o.id for o in others}
+        ]
         created.sort(key=lambda r: r.priority or 0)
         return AppliedRules(tuple(r.id for r in created), len(ours), len(others))
 
@@ -174,20 +195,32 @@ class RuleWriter:
             if code == "ErrorOutlookRuleBlobExists":
                 raise RuleRefused(
                     f"{self.where}: Outlook keeps client-side rules in this mailbox; updating the "
-                    "rules over EWS would delete them", reason="outlook-rules",
+                    "rules over EWS would delete them",
+                    reason="outlook-rules",
                     hint="create the rules from the report (--out, PowerShell), or set [settings] "
-                    "remove_outlook_rules = true to let Exchange drop Outlook's client-side rules") from exc
+                    "remove_outlook_rules = true to let Exchange drop Outlook's client-side rules",
+                ) from exc
             if code == "ErrorRulesOverQuota":
-                raise RuleRefused(f"{self.where}: Exchange refused the rules: {cause}",
-                                  reason="rules-quota", hint=RULES_QUOTA_HINT) from exc
+                raise RuleRefused(
+                    f"{self.where}: Exchange refused the rules: {cause}",
+                    reason="rules-quota",
+                    hint=RULES_QUOTA_HINT,
+                ) from exc
             if service.problems:
                 described = []
                 for index, field, error, value in service.problems:
-                    rule = rules[index - deleted].name if 0 <= index - deleted < len(rules) else f"operation {index}"
+                    rule = (
+                        rules[index - deleted].name
+                        if 0 <= index - deleted < len(rules)
+                        else f"operation {index}"
+                    )
                     described.append(f"{rule}: {field} {error}" + (f" ({value})" if value else ""))
-                raise RuleRefused(f"{self.where}: Exchange refused the rules: " + "; ".join(described),
-                                  described, reason="rules-invalid",
-                                  hint="see the rule named; the old rules are unchanged") from exc
+                raise RuleRefused(
+                    f"{self.where}: Exchange refused the rules: " + "; ".join(described),
+                    described,
+                    reason="rules-invalid",
+                    hint="see the rule named; the old rules are unchanged",
+                ) from exc
             raise
 
     def _rule(self, rule: InboxRule, priority: int) -> Rule:
@@ -229,12 +262,24 @@ class RuleWriter:
         body = reply_html(reply.message)
         if reply.start is not None or reply.end is not None:
             start = reply.start or datetime.now(UTC)
-            end = reply.end or datetime(start.year + 10, start.month, min(start.day, 28), tzinfo=UTC)
-            settings = OofSettings(state=OofSettings.SCHEDULED, external_audience="All",
-                                   start=start, end=end, internal_reply=body, external_reply=body)
+            end = reply.end or datetime(
+                start.year + 10, start.month, min(start.day, 28), tzinfo=UTC
+            )
+            settings = OofSettings(
+                state=OofSettings.SCHEDULED,
+                external_audience="All",
+                start=start,
+                end=end,
+                internal_reply=body,
+                external_reply=body,
+            )
         else:
-            settings = OofSettings(state=OofSettings.ENABLED, external_audience="All",
-                                   internal_reply=body, external_reply=body)
+            settings = OofSettings(
+                state=OofSettings.ENABLED,
+                external_audience="All",
+                internal_reply=body,
+                external_reply=body,
+            )
 
         def send() -> None:
             self.account.oof_settings = settings
@@ -268,5 +313,10 @@ def _predicates(cls: Any, p: RulePredicates) -> Any:
 
 def rule_writer(target: Any, mailbox: str, *, remove_outlook_blob: bool = False) -> RuleWriter:
     """The rules and automatic replies of `mailbox` through an EwsTarget's connection."""
-    return RuleWriter(target._account(mailbox), target._mailbox_folders(mailbox),
-                      f"mailbox {mailbox}", target._call, remove_outlook_blob)
+    return RuleWriter(
+        target._account(mailbox),
+        target._mailbox_folders(mailbox),
+        f"mailbox {mailbox}",
+        target._call,
+        remove_outlook_blob,
+    )

@@ -62,9 +62,7 @@ FIND_BATCH = 50
 INVENTORY_PAGE = 1000  # items per FindItem page when listing a folder (Exchange's usual cap)
 
 # IMAP keywords that are protocol state, not user labels: never shown as categories.
-SYSTEM_KEYWORDS = frozenset(
-    k.casefold() for k in ("Junk", "NonJunk", "NotJunk", "Old", "Unseen")
-)
+SYSTEM_KEYWORDS = frozenset(k.casefold() for k in ("Junk", "NonJunk", "NotJunk", "Old", "Unseen"))
 # Thunderbird's built-in tags are stored as $label1..5; users know them by these names.
 THUNDERBIRD_LABELS = {
     "$label1": "Important",
@@ -161,7 +159,9 @@ class EwsTarget:
             if account is None:
                 try:
                     account = make_account(
-                        mailbox, self._config, impersonation=self.settings.impersonation,
+                        mailbox,
+                        self._config,
+                        impersonation=self.settings.impersonation,
                         timeout=self.settings.timeout,
                     )
                 except ValueError as exc:  # not an e-mail address
@@ -216,7 +216,9 @@ class EwsTarget:
         def ensure() -> TargetFolder:
             anchor = folders.anchor(target.anchor)
             if not target.names:  # a well-known folder itself
-                return TargetFolder(id=anchor.id, path=target.display(), empty=folders.take_empty(target.anchor))
+                return TargetFolder(
+                    id=anchor.id, path=target.display(), empty=folders.take_empty(target.anchor)
+                )
             folder, created, placed = folders.ensure_path(anchor, target.names)
             # the names it has: one a calendar or contacts folder holds got a suffix
             shown = TargetPath(target.anchor, placed).display()
@@ -235,17 +237,27 @@ class EwsTarget:
         for index, item in enumerate(items):
             size = len(item.data)
             if size > self.max_message_size:
-                results[index] = UploadResult(item.key, error=PermanentError(
-                    f"mailbox {mailbox}: message {item.key} is {size} bytes, over the target's "
-                    f"limit of {self.max_message_size} bytes", reason=Reason.TOO_LARGE,
-                    hint="raise [target] max_message_size if the server allows larger messages"))
+                results[index] = UploadResult(
+                    item.key,
+                    error=PermanentError(
+                        f"mailbox {mailbox}: message {item.key} is {size} bytes, over the target's "
+                        f"limit of {self.max_message_size} bytes",
+                        reason=Reason.TOO_LARGE,
+                        hint="raise [target] max_message_size if the server allows larger messages",
+                    ),
+                )
             elif size == 0:
-                results[index] = UploadResult(item.key, error=PermanentError(
-                    f"mailbox {mailbox}: message {item.key} is empty", reason=Reason.REJECTED))
+                results[index] = UploadResult(
+                    item.key,
+                    error=PermanentError(
+                        f"mailbox {mailbox}: message {item.key} is empty", reason=Reason.REJECTED
+                    ),
+                )
             else:
                 sendable.append((index, size))
-        batches = list(request_batches(sendable, max_bytes=self.request_bytes,
-                                       max_items=self.request_items))
+        batches = list(
+            request_batches(sendable, max_bytes=self.request_bytes, max_items=self.request_items)
+        )
         stop: Exception | None = None
         for batch in batches:
             if stop is not None:
@@ -265,11 +277,19 @@ class EwsTarget:
                 "before it refused",
                 reason=Reason.QUOTA,
                 hint="raise the mailbox's quota on Exchange (ProhibitSendReceiveQuota) or make "
-                     "room in it, then run again: what is missing is sent then, nothing twice "
-                     "(if Exchange said \"Cannot get ID from name\", it is the mailbox's "
-                     "named-property quota that is full)")
-        return [r if r is not None else UploadResult(items[i].key, error=TransientError(
-            f"mailbox {mailbox}: no answer for message {items[i].key}")) for i, r in enumerate(results)]
+                "room in it, then run again: what is missing is sent then, nothing twice "
+                '(if Exchange said "Cannot get ID from name", it is the mailbox\'s '
+                "named-property quota that is full)",
+            )
+        return [
+            r
+            if r is not None
+            else UploadResult(
+                items[i].key,
+                error=TransientError(f"mailbox {mailbox}: no answer for message {items[i].key}"),
+            )
+            for i, r in enumerate(results)
+        ]
 
     def _upload_batch(
         self,
@@ -319,7 +339,9 @@ class EwsTarget:
         # of a response after yielding the answers for the items before it.
         try:
             for answer in service.call(
-                items=messages, folder=target_folder, message_disposition=SAVE_ONLY,
+                items=messages,
+                folder=target_folder,
+                message_disposition=SAVE_ONLY,
                 send_meeting_invitations=SEND_TO_NONE,
             ):
                 answers.append(answer)
@@ -340,11 +362,15 @@ class EwsTarget:
         refused request stored nothing); a single message that does not fit is too large."""
         if len(batch) == 1:
             key = items[batch[0]].key
-            results[batch[0]] = UploadResult(key, error=PermanentError(
-                f"{where}: message {key} alone is over the server's request limit "
-                "(HTTP 413 or IIS's 404.13)",
-                reason=Reason.TOO_LARGE,
-                hint="lower [target] max_message_size to what the server accepts"))
+            results[batch[0]] = UploadResult(
+                key,
+                error=PermanentError(
+                    f"{where}: message {key} alone is over the server's request limit "
+                    "(HTTP 413 or IIS's 404.13)",
+                    reason=Reason.TOO_LARGE,
+                    hint="lower [target] max_message_size to what the server accepts",
+                ),
+            )
             return None  # the next request may well fit
         half = len(batch) // 2
         first = self._upload_batch(mailbox, folder, items, batch[:half], results)
@@ -376,7 +402,7 @@ class EwsTarget:
                 results[index] = UploadResult(key, target_id=answer.id)
             else:
                 unresolved.append(index)
-        unresolved.extend(batch[len(answers):])
+        unresolved.extend(batch[len(answers) :])
         return unresolved
 
     def _look_up(
@@ -403,12 +429,19 @@ class EwsTarget:
             if key in found:
                 results[index] = UploadResult(key, target_id=found[key])
             else:
-                results[index] = UploadResult(key, error=error or TransientError(
-                    f"{where}: the server reported success for message {key} but it cannot "
-                    "be found"))
+                results[index] = UploadResult(
+                    key,
+                    error=error
+                    or TransientError(
+                        f"{where}: the server reported success for message {key} but it cannot "
+                        "be found"
+                    ),
+                )
 
     def _item_error(self, answer: Exception, where: str, key: str) -> Exception:
-        translated = errors.translate(answer, where=f"{where}, message {key}", secrets=self._secrets)
+        translated = errors.translate(
+            answer, where=f"{where}, message {key}", secrets=self._secrets
+        )
         if translated is answer:  # not an exchangelib error: still one item's problem
             return PermanentError(f"{where}, message {key}: {answer!r}", reason=Reason.EWS_ERROR)
         return translated
@@ -430,7 +463,11 @@ class EwsTarget:
         )
 
     def find(
-        self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        keys: Sequence[str],
+        exclude_ids: Collection[str] = (),
     ) -> dict[str, str]:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
         wanted = list(dict.fromkeys(keys))
@@ -445,22 +482,32 @@ class EwsTarget:
             target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
             key_field = _source_key_field()
             for start in range(0, len(wanted), FIND_BATCH):
-                query = Q(migrator_source_key__in=wanted[start:start + FIND_BATCH])
-                restriction = Restriction(query, folders=[target_folder], applies_to=Restriction.ITEMS)
+                query = Q(migrator_source_key__in=wanted[start : start + FIND_BATCH])
+                restriction = Restriction(
+                    query, folders=[target_folder], applies_to=Restriction.ITEMS
+                )
                 # read from the XML whatever element the item is answered as: a meeting request
                 # is a t:MeetingRequest, which exchangelib's own objects would not read our key from
-                for answer in keyed_items(account, [target_folder], key_field, FIND_BATCH * 2,
-                                          restriction=restriction):
+                for answer in keyed_items(
+                    account, [target_folder], key_field, FIND_BATCH * 2, restriction=restriction
+                ):
                     if isinstance(answer, Exception):
                         raise answer
                     item_id, stored, _ = answer
-                    if stored in wanted_set and stored not in found and item_id and item_id not in excluded:
+                    if (
+                        stored in wanted_set
+                        and stored not in found
+                        and item_id
+                        and item_id not in excluded
+                    ):
                         found[stored] = item_id
 
         self._call(where, search)
         return found
 
-    def update_flags(self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]) -> list[Exception | None]:
+    def update_flags(
+        self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]
+    ) -> list[Exception | None]:
         """Carry flag changes made in the source (see changes.py): only the properties that
         differ, categories merged into what the item holds now."""
         where = f"mailbox {mailbox}, folder {folder.display!r}"
@@ -479,34 +526,54 @@ class EwsTarget:
 
         def send(elements: list[etree._Element], conflict: str) -> list[Any]:
             service = PreparedUpdateItem(account=self._account(mailbox), chunk_size=len(elements))
-            return list(service.call(items=elements, conflict_resolution=conflict, message_disposition=SAVE_ONLY,
-                                     send_meeting_invitations_or_cancellations=SEND_TO_NONE,
-                                     suppress_read_receipts=True))
+            return list(
+                service.call(
+                    items=elements,
+                    conflict_resolution=conflict,
+                    message_disposition=SAVE_ONLY,
+                    send_meeting_invitations_or_cancellations=SEND_TO_NONE,
+                    suppress_read_receipts=True,
+                )
+            )
 
         for start in range(0, len(plain), self.request_items):
-            part = plain[start:start + self.request_items]
-            answers = self._call(where, lambda part=part: send([e for _, e in part], ALWAYS_OVERWRITE))  # type: ignore[misc]
+            part = plain[start : start + self.request_items]
+            answers = self._call(
+                where,
+                lambda part=part: send([e for _, e in part], ALWAYS_OVERWRITE),  # type: ignore[misc]
+            )
             for (index, _), answer in zip(part, answers, strict=False):
                 results[index] = self._change_error(answer, where, changes[index].target_id)
-        for _ in range(3):  # a user changing the item between our read and our write, again and again
+        for _ in range(
+            3
+        ):  # a user changing the item between our read and our write, again and again
             if not labelled:
                 break
             labelled = self._relabel(mailbox, where, changes, labelled, results, send)
         for index in labelled:
-            results[index] = TransientError(f"{where}: item {changes[index].target_id} kept changing while its "
-                                            "categories were updated (ErrorIrresolvableConflict)")
+            results[index] = TransientError(
+                f"{where}: item {changes[index].target_id} kept changing while its "
+                "categories were updated (ErrorIrresolvableConflict)"
+            )
         return results
 
-    def _relabel(self, mailbox: str, where: str, changes: Sequence[FlagChange],
-                 labelled: dict[int, tuple[list[str], list[str], list[etree._Element]]],
-                 results: list[Exception | None], send: Callable[[list[etree._Element], str], list[Any]],
-                 ) -> dict[int, tuple[list[str], list[str], list[etree._Element]]]:
+    def _relabel(
+        self,
+        mailbox: str,
+        where: str,
+        changes: Sequence[FlagChange],
+        labelled: dict[int, tuple[list[str], list[str], list[etree._Element]]],
+        results: list[Exception | None],
+        send: Callable[[list[etree._Element], str], list[Any]],
+    ) -> dict[int, tuple[list[str], list[str], list[etree._Element]]]:
         """Read the categories (and ChangeKey) of the items whose categories change, write them
         back merged with NeverOverwrite; the items Exchange found changed meanwhile are returned
         to be read again."""
         order = list(labelled)
         ids = [(changes[i].target_id, None) for i in order]
-        read = self._call(where, lambda: list(self._account(mailbox).fetch(ids=ids, only_fields=["categories"])))
+        read = self._call(
+            where, lambda: list(self._account(mailbox).fetch(ids=ids, only_fields=["categories"]))
+        )
         elements: list[tuple[int, etree._Element]] = []
         for index, item in zip(order, read, strict=False):
             if isinstance(item, Exception):
@@ -514,16 +581,25 @@ class EwsTarget:
                 continue
             added, removed, updates = labelled[index]
             merged = merged_categories(list(item.categories or []), added, removed)
-            elements.append((index, item_change(item.id, item.changekey, [*updates, categories_update(merged)])))
+            elements.append(
+                (index, item_change(item.id, item.changekey, [*updates, categories_update(merged)]))
+            )
         again: dict[int, tuple[list[str], list[str], list[etree._Element]]] = {}
         for start in range(0, len(elements), self.request_items):
-            part = elements[start:start + self.request_items]
-            answers = self._call(where, lambda part=part: send([e for _, e in part], NEVER_OVERWRITE))  # type: ignore[misc]
+            part = elements[start : start + self.request_items]
+            answers = self._call(
+                where,
+                lambda part=part: send([e for _, e in part], NEVER_OVERWRITE),  # type: ignore[misc]
+            )
             for (index, _), answer in zip(part, answers, strict=False):
                 if isinstance(answer, ErrorIrresolvableConflict):
                     added, removed, _updates = labelled[index]
                     # built anew from the source's change: the elements went into the request
-                    again[index] = (added, removed, flag_updates(changes[index].before, changes[index].after))
+                    again[index] = (
+                        added,
+                        removed,
+                        flag_updates(changes[index].before, changes[index].after),
+                    )
                 else:
                     results[index] = self._change_error(answer, where, changes[index].target_id)
         return again
@@ -531,18 +607,22 @@ class EwsTarget:
     def _change_error(self, answer: Any, where: str, target_id: str) -> Exception | None:
         if not isinstance(answer, Exception):
             return None
-        translated = errors.translate(answer, where=f"{where}, item {target_id[:24]}...", secrets=self._secrets)
+        translated = errors.translate(
+            answer, where=f"{where}, item {target_id[:24]}...", secrets=self._secrets
+        )
         if translated is answer:  # not an exchangelib error: still one item's problem
             return PermanentError(f"{where}: {answer!r}", reason=Reason.EWS_ERROR)
         return translated
 
-    def prepare_move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-                     target_ids: Sequence[str]) -> dict[str, Any]:
+    def prepare_move(
+        self, mailbox: str, source: TargetFolder, dest: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, Any]:
         """Nothing: a moved item keeps its source-key tag, which finds it in `dest`."""
         return {}
 
-    def move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-             target_ids: Sequence[str]) -> dict[str, str | Exception | None]:
+    def move(
+        self, mailbox: str, source: TargetFolder, dest: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, str | Exception | None]:
         """MoveItem: each item gets a new id in `dest` (Exchange's ids change with the folder)."""
         where = f"mailbox {mailbox}, folder {source.display!r}"
         out: dict[str, str | Exception | None] = {}
@@ -552,7 +632,7 @@ class EwsTarget:
             account = self._account(mailbox)
             to_folder = self._mailbox_folders(mailbox).by_id(dest.id)
             for start in range(0, len(ids), self.request_items):
-                part = ids[start:start + self.request_items]
+                part = ids[start : start + self.request_items]
                 answers = account.bulk_move(ids=[(i, None) for i in part], to_folder=to_folder)
                 for old, answer in zip(part, answers, strict=False):
                     if isinstance(answer, ErrorItemNotFound):
@@ -560,14 +640,22 @@ class EwsTarget:
                     elif isinstance(answer, Exception):
                         out[old] = self._change_error(answer, where, old)
                     else:
-                        out[old] = answer[0] if isinstance(answer, tuple) else getattr(answer, "id", None)
+                        out[old] = (
+                            answer[0] if isinstance(answer, tuple) else getattr(answer, "id", None)
+                        )
 
         self._call(where, move)
         return out
 
-    def locate_moved(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-                     moved: Mapping[str, str], facts: Mapping[str, Any],
-                     taken: Collection[str]) -> dict[str, str | None]:
+    def locate_moved(
+        self,
+        mailbox: str,
+        source: TargetFolder,
+        dest: TargetFolder,
+        moved: Mapping[str, str],
+        facts: Mapping[str, Any],
+        taken: Collection[str],
+    ) -> dict[str, str | None]:
         """The moved items found in `dest` by their source-key tag."""
         found = self.find(mailbox, dest, list(dict.fromkeys(moved.values())), exclude_ids=taken)
         out: dict[str, str | None] = {}
@@ -579,8 +667,9 @@ class EwsTarget:
                 given.add(new)
         return out
 
-    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
-                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+    def rename_folder(
+        self, mailbox: str, folder: TargetFolder, path: tuple[str, ...], role: FolderRole
+    ) -> tuple[TargetFolder, dict[str, str]] | None:
         """Put the target folder of a renamed source folder where the new name leads (MoveFolder,
         UpdateFolder): it keeps its id and its items. None for a well-known folder, or when
         another folder holds that place already."""
@@ -609,8 +698,10 @@ class EwsTarget:
         def delete() -> None:
             account = self._account(mailbox)
             for start in range(0, len(ids), self.request_items):
-                part = ids[start:start + self.request_items]
-                for answer in account.bulk_delete(ids=[(i, None) for i in part], delete_type="SoftDelete"):
+                part = ids[start : start + self.request_items]
+                for answer in account.bulk_delete(
+                    ids=[(i, None) for i in part], delete_type="SoftDelete"
+                ):
                     if isinstance(answer, Exception) and not isinstance(answer, ErrorItemNotFound):
                         raise answer
 
@@ -626,7 +717,9 @@ class EwsTarget:
 
         def delete() -> None:
             account = self._account(mailbox)
-            for answer in account.bulk_delete(ids=[(i, None) for i in ids], delete_type="HardDelete"):
+            for answer in account.bulk_delete(
+                ids=[(i, None) for i in ids], delete_type="HardDelete"
+            ):
                 if isinstance(answer, Exception) and not isinstance(answer, ErrorItemNotFound):
                     raise answer
 
@@ -688,7 +781,9 @@ class EwsTarget:
             target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
             by_tag: dict[str, list[str]] = {}
             total = 0
-            for answer in keyed_items(account, [target_folder], _source_key_field(), INVENTORY_PAGE):
+            for answer in keyed_items(
+                account, [target_folder], _source_key_field(), INVENTORY_PAGE
+            ):
                 if isinstance(answer, Exception):
                     raise answer
                 item_id, tag, _ = answer
@@ -703,7 +798,9 @@ class EwsTarget:
         """Read, flagged, the verb Outlook shows (replied, else forwarded), the categories."""
         return (flags.seen, flags.flagged, verb_of(flags), tuple(sorted(categories_for(flags))))
 
-    def flags_of(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> dict[str, tuple[object, ...]]:
+    def flags_of(
+        self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, tuple[object, ...]]:
         """From one paged FindItem of the folder (ids, the read state, the flag and verb
         properties, the categories): what `verify` compares with the source."""
         where = f"mailbox {mailbox}, folder {folder.display!r}"
@@ -713,8 +810,13 @@ class EwsTarget:
             account = self._account(mailbox)
             target_folder = self._mailbox_folders(mailbox).by_id(folder.id)
             out: dict[str, tuple[object, ...]] = {}
-            for answer in keyed_items(account, [target_folder], _source_key_field(), INVENTORY_PAGE,
-                                      flag_fields=_flag_fields()):
+            for answer in keyed_items(
+                account,
+                [target_folder],
+                _source_key_field(),
+                INVENTORY_PAGE,
+                flag_fields=_flag_fields(),
+            ):
                 if isinstance(answer, Exception):
                     raise answer
                 if answer[0] in wanted:
@@ -749,7 +851,11 @@ def _flag_fields() -> tuple[Any, ...]:
         field = copy.copy(MimeMessage.get_field_by_fieldname(name))
         field.is_complex = False
         fields.append(field)
-    return (MimeMessage.get_field_by_fieldname("is_read"), MimeMessage.get_field_by_fieldname("categories"), *fields)
+    return (
+        MimeMessage.get_field_by_fieldname("is_read"),
+        MimeMessage.get_field_by_fieldname("categories"),
+        *fields,
+    )
 
 
 def _source_key_field() -> Any:

@@ -61,7 +61,9 @@ class CurrentReply:
 class GraphRules:
     """One mailbox's rules and automatic replies through Graph."""
 
-    def __init__(self, base_url: str, tokens: TokenSource, mailbox: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, tokens: TokenSource, mailbox: str, *, timeout: float = 60.0
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.tokens = tokens
         self.mailbox = mailbox
@@ -75,10 +77,16 @@ class GraphRules:
         url = path if path.startswith("http") else self.base + path
         token = self.tokens.token().value
         data = None if body is None else json.dumps(body).encode("utf-8")
-        request = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": f"Bearer {token}", "Accept": "application/json",
-            **({"Content-Type": "application/json"} if data is not None else {}),
-        })
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                **({"Content-Type": "application/json"} if data is not None else {}),
+            },
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
                 raw = answer.read()
@@ -90,11 +98,16 @@ class GraphRules:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             parts = urllib.parse.urlsplit(self.base)
-            outage = network_outage(reason if isinstance(reason, BaseException) else exc, service="target",
-                                    endpoint=endpoint_of(parts.hostname, parts.port or 443),
-                                    timeout=self.timeout, connecting=True)
-            raise TransientError(f"{self.where}: Graph at {self.base} cannot be reached: {reason}",
-                                 outage=outage) from None
+            outage = network_outage(
+                reason if isinstance(reason, BaseException) else exc,
+                service="target",
+                endpoint=endpoint_of(parts.hostname, parts.port or 443),
+                timeout=self.timeout,
+                connecting=True,
+            )
+            raise TransientError(
+                f"{self.where}: Graph at {self.base} cannot be reached: {reason}", outage=outage
+            ) from None
         return json.loads(raw) if raw.strip() else None
 
     def _http_error(self, method: str, path: str, exc: urllib.error.HTTPError) -> Exception:
@@ -107,13 +120,20 @@ class GraphRules:
         what = f"{self.where}: Graph {method} {path.split('?')[0]}: HTTP {exc.code} {code} {message}".rstrip()
         if exc.code == 429 or exc.code >= 500:
             retry = exc.headers.get("Retry-After") if exc.headers else None
-            return TransientError(what, retry_after=float(retry) if retry and retry.isdigit() else None)
+            return TransientError(
+                what, retry_after=float(retry) if retry and retry.isdigit() else None
+            )
         if exc.code in (401, 403):
-            return PermanentError(what, reason=Reason.AUTH,
-                                  hint="the application needs the Graph application permissions "
-                                  "MailboxSettings.ReadWrite and Mail.ReadWrite, with admin consent")
+            return PermanentError(
+                what,
+                reason=Reason.AUTH,
+                hint="the application needs the Graph application permissions "
+                "MailboxSettings.ReadWrite and Mail.ReadWrite, with admin consent",
+            )
         if exc.code == 404:
-            return PermanentError(what, reason=Reason.NO_MAILBOX, hint="create the mailbox, or fix [target] address")
+            return PermanentError(
+                what, reason=Reason.NO_MAILBOX, hint="create the mailbox, or fix [target] address"
+            )
         return PermanentError(what, reason="rules-invalid")
 
     def _pages(self, path: str) -> list[dict[str, Any]]:
@@ -131,12 +151,18 @@ class GraphRules:
 
     def replace(self, rules: Sequence[InboxRule], known_ids: Collection[str] = ()) -> AppliedRules:
         existing = self.current()
-        ours = [r for r in existing
-                if str(r.get("displayName") or "").startswith(RULE_MARKER) or r.get("id") in known_ids]
+        ours = [
+            r
+            for r in existing
+            if str(r.get("displayName") or "").startswith(RULE_MARKER) or r.get("id") in known_ids
+        ]
         others = [r for r in existing if r not in ours]
         bodies = [self._rule(rule) for rule in rules]  # folders first: nothing deleted if one fails
         for rule in ours:
-            self._call("DELETE", f"{self._user}/mailFolders/inbox/messageRules/{urllib.parse.quote(str(rule['id']))}")
+            self._call(
+                "DELETE",
+                f"{self._user}/mailFolders/inbox/messageRules/{urllib.parse.quote(str(rule['id']))}",
+            )
         start = max((int(r.get("sequence") or 0) for r in others), default=0)
         created = []
         for n, body in enumerate(bodies, 1):
@@ -162,8 +188,12 @@ class GraphRules:
             actions["redirectTo"] = [_recipient(x) for x in a.redirect_to]
         if a.stop:
             actions["stopProcessingRules"] = True
-        body: dict[str, Any] = {"displayName": (RULE_MARKER + rule.name)[:255], "sequence": 1,
-                                "isEnabled": True, "actions": actions}
+        body: dict[str, Any] = {
+            "displayName": (RULE_MARKER + rule.name)[:255],
+            "sequence": 1,
+            "isEnabled": True,
+            "actions": actions,
+        }
         if not rule.conditions.is_empty():
             body["conditions"] = _predicates(rule.conditions)
         if not rule.exceptions.is_empty():
@@ -180,34 +210,66 @@ class GraphRules:
             well_known = "msgfolderroot"
         current = str((self._call("GET", f"{self._user}/mailFolders/{well_known}") or {})["id"])
         for name in folder.names:
-            children = self._pages(f"{self._user}/mailFolders/{urllib.parse.quote(current)}/childFolders?$top=100")
-            match = next((c for c in children if str(c.get("displayName", "")).casefold() == name.casefold()), None)
+            children = self._pages(
+                f"{self._user}/mailFolders/{urllib.parse.quote(current)}/childFolders?$top=100"
+            )
+            match = next(
+                (
+                    c
+                    for c in children
+                    if str(c.get("displayName", "")).casefold() == name.casefold()
+                ),
+                None,
+            )
             if match is None:
-                match = self._call("POST", f"{self._user}/mailFolders/{urllib.parse.quote(current)}/childFolders",
-                                   {"displayName": name}) or {}
+                match = (
+                    self._call(
+                        "POST",
+                        f"{self._user}/mailFolders/{urllib.parse.quote(current)}/childFolders",
+                        {"displayName": name},
+                    )
+                    or {}
+                )
             current = str(match["id"])
         self._folders[key] = current
         return current
 
     # --- automatic replies --------------------------------------------------------------------
     def auto_reply(self) -> CurrentReply:
-        settings = (self._call("GET", f"{self._user}/mailboxSettings") or {}).get("automaticRepliesSetting") or {}
-        return CurrentReply(STATES.get(str(settings.get("status")), "Disabled"),
-                            str(settings.get("internalReplyMessage") or ""))
+        settings = (self._call("GET", f"{self._user}/mailboxSettings") or {}).get(
+            "automaticRepliesSetting"
+        ) or {}
+        return CurrentReply(
+            STATES.get(str(settings.get("status")), "Disabled"),
+            str(settings.get("internalReplyMessage") or ""),
+        )
 
     def set_auto_reply(self, reply: AutoReply) -> None:
         body = reply_html(reply.message)
-        setting: dict[str, Any] = {"status": "alwaysEnabled", "externalAudience": "all",
-                                   "internalReplyMessage": body, "externalReplyMessage": body}
+        setting: dict[str, Any] = {
+            "status": "alwaysEnabled",
+            "externalAudience": "all",
+            "internalReplyMessage": body,
+            "externalReplyMessage": body,
+        }
         if reply.start is not None or reply.end is not None:
             start = reply.start or datetime.now(UTC)
-            end = reply.end or datetime(start.year + 10, start.month, min(start.day, 28), tzinfo=UTC)
-            setting.update(status="scheduled", scheduledStartDateTime=_when(start),
-                           scheduledEndDateTime=_when(end))
+            end = reply.end or datetime(
+                start.year + 10, start.month, min(start.day, 28), tzinfo=UTC
+            )
+            setting.update(
+                status="scheduled",
+                scheduledStartDateTime=_when(start),
+                scheduledEndDateTime=_when(end),
+            )
         self._call("PATCH", f"{self._user}/mailboxSettings", {"automaticRepliesSetting": setting})
 
     def disable_auto_reply(self) -> None:
-        self._call("PATCH", f"{self._user}/mailboxSettings", {"automaticRepliesSetting": {"status": "disabled"}})
+        self._call(
+            "PATCH",
+            f"{self._user}/mailboxSettings",
+            {"automaticRepliesSetting": {"status": "disabled"}},
+        )
 
 
 def _recipient(address: str) -> dict[str, Any]:
@@ -220,9 +282,13 @@ def _recipient(address: str) -> dict[str, Any]:
 
 def _predicates(p: RulePredicates) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for attr, key in (("contains_body", "bodyContains"), ("contains_header", "headerContains"),
-                      ("contains_recipient", "recipientContains"), ("contains_sender", "senderContains"),
-                      ("contains_subject", "subjectContains")):
+    for attr, key in (
+        ("contains_body", "bodyContains"),
+        ("contains_header", "headerContains"),
+        ("contains_recipient", "recipientContains"),
+        ("contains_sender", "senderContains"),
+        ("contains_subject", "subjectContains"),
+    ):
         values = getattr(p, attr)
         if values:
             out[key] = list(values)
@@ -241,11 +307,20 @@ def _predicates(p: RulePredicates) -> dict[str, Any]:
 
 
 def _when(moment: datetime) -> dict[str, str]:
-    return {"dateTime": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"}
+    return {
+        "dateTime": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"),
+        "timeZone": "UTC",
+    }
 
 
-def graph_rules(settings: Any, secrets: dict[str, str], mailbox: str, *, graph_url: str,
-                tokens: TokenSource | None = None) -> GraphRules:
+def graph_rules(
+    settings: Any,
+    secrets: dict[str, str],
+    mailbox: str,
+    *,
+    graph_url: str,
+    tokens: TokenSource | None = None,
+) -> GraphRules:
     """The Graph writer of `mailbox` for the plan's [target] app-only credentials."""
     if tokens is None:
         tokens = token_source(settings, secrets)
@@ -256,8 +331,16 @@ def token_source(settings: Any, secrets: dict[str, str]) -> TokenSource:
     from ..imap.oauth import MICROSOFT_TOKEN_URL
 
     if not (settings.client_id and settings.tenant_id and secrets.get("client_secret")):
-        raise PermanentError("Graph needs [target] client_id, tenant_id and client_secret_env/_file",
-                             reason=Reason.CONFIG, hint="set them, or [settings] graph = false for reports only")
+        raise PermanentError(
+            "Graph needs [target] client_id, tenant_id and client_secret_env/_file",
+            reason=Reason.CONFIG,
+            hint="set them, or [settings] graph = false for reports only",
+        )
     url = settings.token_url or MICROSOFT_TOKEN_URL.format(tenant_id=settings.tenant_id)
-    return TokenSource(token_url=url, client_id=settings.client_id, client_secret=secrets["client_secret"],
-                       scope=GRAPH_SCOPE, timeout=settings.timeout)
+    return TokenSource(
+        token_url=url,
+        client_id=settings.client_id,
+        client_secret=secrets["client_secret"],
+        scope=GRAPH_SCOPE,
+        timeout=settings.timeout,
+    )

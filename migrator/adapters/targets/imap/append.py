@@ -54,8 +54,16 @@ def valid_keyword(word: str) -> bool:
 def flag_list(flags: Flags, *, keywords: bool = True) -> bytes:
     """The APPEND flag list. \\Deleted is never carried: a client's next EXPUNGE would erase
     the migrated message."""
-    names = [name for on, name in ((flags.seen, "\\Seen"), (flags.answered, "\\Answered"),
-                                   (flags.flagged, "\\Flagged"), (flags.draft, "\\Draft")) if on]
+    names = [
+        name
+        for on, name in (
+            (flags.seen, "\\Seen"),
+            (flags.answered, "\\Answered"),
+            (flags.flagged, "\\Flagged"),
+            (flags.draft, "\\Draft"),
+        )
+        if on
+    ]
     if keywords:
         names.extend(dict.fromkeys(k for k in flags.keywords if valid_keyword(k)))
     return ("(" + " ".join(names) + ")").encode("ascii")
@@ -71,9 +79,11 @@ def date_time(when: datetime | None) -> bytes | None:
     minutes = int(offset.total_seconds() // 60) if offset else 0
     sign = "-" if minutes < 0 else "+"
     minutes = abs(minutes)
-    text = (f'"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year:04d} '
-            f'{when.hour:02d}:{when.minute:02d}:{when.second:02d} '
-            f'{sign}{minutes // 60:02d}{minutes % 60:02d}"')
+    text = (
+        f'"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year:04d} '
+        f"{when.hour:02d}:{when.minute:02d}:{when.second:02d} "
+        f'{sign}{minutes // 60:02d}{minutes % 60:02d}"'
+    )
     return text.encode("ascii")
 
 
@@ -192,8 +202,9 @@ class Wire:
         return self.answers[tag]
 
 
-def append_pipelined(wire: Wire, folder: str, messages: Sequence[Message],
-                     window: int = PIPELINE_WINDOW) -> list[Answer]:
+def append_pipelined(
+    wire: Wire, folder: str, messages: Sequence[Message], window: int = PIPELINE_WINDOW
+) -> list[Answer]:
     """One APPEND per message, up to `window` in flight; answers in message order."""
     tags: list[bytes] = []
     for message in messages:

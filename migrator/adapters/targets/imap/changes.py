@@ -26,7 +26,12 @@ from migrator.model.mail import Flags
 from .append import Answer, Wire, uid_set, valid_keyword
 from .connection import Session
 
-_SYSTEM = (("seen", b"\\Seen"), ("answered", b"\\Answered"), ("flagged", b"\\Flagged"), ("draft", b"\\Draft"))
+_SYSTEM = (
+    ("seen", b"\\Seen"),
+    ("answered", b"\\Answered"),
+    ("flagged", b"\\Flagged"),
+    ("draft", b"\\Draft"),
+)
 
 
 def _names(flags: Flags, keywords: bool) -> set[bytes]:
@@ -36,13 +41,17 @@ def _names(flags: Flags, keywords: bool) -> set[bytes]:
     return names
 
 
-def difference(before: Flags, after: Flags, *, keywords: bool) -> tuple[frozenset[bytes], frozenset[bytes]]:
+def difference(
+    before: Flags, after: Flags, *, keywords: bool
+) -> tuple[frozenset[bytes], frozenset[bytes]]:
     """(flags to add, flags to remove) to turn `before` into `after`."""
     was, now = _names(before, keywords), _names(after, keywords)
     return frozenset(now - was), frozenset(was - now)
 
 
-def store_changes(client: IMAPClient, uids: Sequence[tuple[int, Flags, Flags]], *, keywords: bool) -> None:
+def store_changes(
+    client: IMAPClient, uids: Sequence[tuple[int, Flags, Flags]], *, keywords: bool
+) -> None:
     """UID STORE the differences on the selected (read-write) folder, one command per distinct
     change. A UID that is gone (expunged by a user) is skipped by the server without a word."""
     groups: dict[tuple[frozenset[bytes], frozenset[bytes]], list[int]] = defaultdict(list)

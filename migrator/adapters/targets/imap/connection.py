@@ -36,8 +36,9 @@ _RIGHT_INSERT = "i"
 IDLE_CHECK_SECONDS = 60.0
 # capabilities of Exchange Online's IMAP4 service that no other server announces (protocol logs
 # in MailKit issues #849, #1494, #2016)
-EXCHANGE_CAPABILITIES = frozenset({"CLIENTACCESSRULES", "CLIENTNETWORKPRESENCELOCATION",
-                                   "BACKENDAUTHENTICATE"})
+EXCHANGE_CAPABILITIES = frozenset(
+    {"CLIENTACCESSRULES", "CLIENTNETWORKPRESENCELOCATION", "BACKENDAUTHENTICATE"}
+)
 
 
 @dataclass
@@ -77,8 +78,9 @@ class Session:
 class Connector:
     """Opens sessions from the plan's [target] settings and the resolved secrets."""
 
-    def __init__(self, settings: TargetSettings, secrets: dict[str, str],
-                 tokens: TokenSource | None) -> None:
+    def __init__(
+        self, settings: TargetSettings, secrets: dict[str, str], tokens: TokenSource | None
+    ) -> None:
         self.settings = settings
         self._password = secrets.get("password", "")
         self._tokens = tokens
@@ -89,8 +91,9 @@ class Connector:
             try:
                 self._context = ssl.create_default_context(cafile=settings.ca_file)
             except (OSError, ssl.SSLError) as exc:
-                raise PermanentError(f"[target] ca_file {settings.ca_file}: cannot load: {exc}",
-                                     reason=Reason.TLS) from None
+                raise PermanentError(
+                    f"[target] ca_file {settings.ca_file}: cannot load: {exc}", reason=Reason.TLS
+                ) from None
             if not settings.tls_verify:
                 self._context.check_hostname = False
                 self._context.verify_mode = ssl.CERT_NONE
@@ -107,29 +110,43 @@ class Connector:
     def _proxy_login(self, mailbox: str) -> str:
         local, _, domain = mailbox.partition("@")
         try:
-            return self.settings.proxy_login.format(address=mailbox, local=local, domain=domain,
-                                                    username=self.settings.username)
+            return self.settings.proxy_login.format(
+                address=mailbox, local=local, domain=domain, username=self.settings.username
+            )
         except (KeyError, IndexError, ValueError) as exc:
-            raise PermanentError(f"[target] proxy_login {self.settings.proxy_login!r}: {exc}",
-                                 reason=Reason.CONFIG,
-                                 hint="use {address}, {local}, {domain} and {username}") from None
+            raise PermanentError(
+                f"[target] proxy_login {self.settings.proxy_login!r}: {exc}",
+                reason=Reason.CONFIG,
+                hint="use {address}, {local}, {domain} and {username}",
+            ) from None
 
     def _client(self, where: str) -> IMAPClient:
         """A connection that has greeted us (nothing account-specific yet: any failure here is
         the server's, and carries a confirmed Outage)."""
         try:
-            return IMAPClient(self.settings.host, port=self.settings.port,
-                              ssl=self.settings.tls == "ssl", ssl_context=self._context,
-                              timeout=self.settings.timeout)
+            return IMAPClient(
+                self.settings.host,
+                port=self.settings.port,
+                ssl=self.settings.tls == "ssl",
+                ssl_context=self._context,
+                timeout=self.settings.timeout,
+            )
         except ssl.SSLError as exc:
             raise self._tls_error(where, exc) from None
         except (OSError, imaplib.IMAP4.error) as exc:
-            outage = network_outage(exc, service="target", endpoint=self.endpoint,
-                                    timeout=self.settings.timeout, connecting=True)
+            outage = network_outage(
+                exc,
+                service="target",
+                endpoint=self.endpoint,
+                timeout=self.settings.timeout,
+                connecting=True,
+            )
             detail = outage.cause if outage is not None else errors.clean(str(exc))
-            raise TransientError(f"{where}: cannot connect to {self.where}: {detail}", outage=outage,
-                                 hint="check host, port and tls in [target] and that the "
-                                 "server is running") from None
+            raise TransientError(
+                f"{where}: cannot connect to {self.where}: {detail}",
+                outage=outage,
+                hint="check host, port and tls in [target] and that the server is running",
+            ) from None
 
     def probe(self) -> None:
         """Does the server greet and answer a NOOP? (no login: the engine asks after a timeout
@@ -141,11 +158,18 @@ class Connector:
         except ssl.SSLError as exc:
             raise self._tls_error(self.where, exc) from None
         except errors.CONNECTION_LOST as exc:
-            outage = network_outage(exc, service="target", endpoint=self.endpoint,
-                                    timeout=self.settings.timeout, connecting=True)
-            raise TransientError(f"{self.where}: no answer to NOOP: {errors.clean(str(exc))}",
-                                 outage=outage or Outage("target", "broken",
-                                                         f"{self.endpoint} greets but does not answer")) from None
+            outage = network_outage(
+                exc,
+                service="target",
+                endpoint=self.endpoint,
+                timeout=self.settings.timeout,
+                connecting=True,
+            )
+            raise TransientError(
+                f"{self.where}: no answer to NOOP: {errors.clean(str(exc))}",
+                outage=outage
+                or Outage("target", "broken", f"{self.endpoint} greets but does not answer"),
+            ) from None
         except imaplib.IMAP4.error:
             pass  # it answered
         finally:
@@ -164,22 +188,28 @@ class Connector:
                 client.starttls(self._context)
             greeting = client.welcome or b""
             expires, token = self._authenticate(client, mailbox, where)
-            caps = frozenset(c.decode("ascii", "replace").upper()
-                             for c in client.capabilities())
+            caps = frozenset(c.decode("ascii", "replace").upper() for c in client.capabilities())
         except ssl.SSLError as exc:
             errors_close(client)
             raise self._tls_error(where, exc) from None
         except errors.CONNECTION_LOST as exc:
             errors_close(client)
-            raise errors.connection_error(exc, where=where, what="login", endpoint=self.endpoint,
-                                          timeout=self.settings.timeout, secrets=(self._password,)) from None
+            raise errors.connection_error(
+                exc,
+                where=where,
+                what="login",
+                endpoint=self.endpoint,
+                timeout=self.settings.timeout,
+                secrets=(self._password,),
+            ) from None
         except imaplib.IMAP4.error as exc:  # STARTTLS or CAPABILITY refused
             errors_close(client)
             raise PermanentError(
                 f"{where}: {self.where} refused to set up the session: {errors.clean(str(exc))}",
                 reason=Reason.TLS if self.settings.tls == "starttls" else Reason.CONFIG,
                 hint='check tls in [target]: "ssl" on the implicit-TLS port (993), "starttls" '
-                'on 143') from None
+                "on 143",
+            ) from None
         except BaseException:
             errors_close(client)
             raise
@@ -188,12 +218,20 @@ class Connector:
         exchange = b"microsoft exchange" in greeting.lower() or bool(caps & EXCHANGE_CAPABILITIES)
         # Exchange builds the MIME it serves ([MS-OXCMAIL]); the plan may say otherwise
         converts = exchange if self.settings.converts == "auto" else self.settings.converts == "yes"
-        return Session(client=client, mailbox=mailbox, capabilities=caps, exchange=exchange,
-                       converts=converts, expires_at=expires, token=token,
-                       last_used=time.monotonic())
+        return Session(
+            client=client,
+            mailbox=mailbox,
+            capabilities=caps,
+            exchange=exchange,
+            converts=converts,
+            expires_at=expires,
+            token=token,
+            last_used=time.monotonic(),
+        )
 
-    def _authenticate(self, client: IMAPClient, mailbox: str,
-                      where: str) -> tuple[float | None, str | None]:
+    def _authenticate(
+        self, client: IMAPClient, mailbox: str, where: str
+    ) -> tuple[float | None, str | None]:
         """Log in; for XOAUTH2 also (when the session retires, the token it used)."""
         s = self.settings
         sent: tuple[str, ...] = (self._password,)  # the secrets this exchange carries
@@ -220,8 +258,7 @@ class Connector:
             raise self._login_error(exc, mailbox, where, sent) from None
         return None, None
 
-    def _oauth2_login(self, client: IMAPClient, mailbox: str,
-                      sent: list[str]) -> tuple[float, str]:
+    def _oauth2_login(self, client: IMAPClient, mailbox: str, sent: list[str]) -> tuple[float, str]:
         """XOAUTH2 login; `sent` collects the tokens it sends (secrets a refusal must not echo)."""
         if self._tokens is None:  # pragma: no cover - built together in the target
             raise PermanentError("xoauth2 without a token source", reason=Reason.CONFIG)
@@ -241,7 +278,9 @@ class Connector:
             client.oauth2_login(mailbox, token.value)
         return token.renew_at, token.value
 
-    def _login_error(self, exc: Exception, mailbox: str, where: str, sent: tuple[str, ...]) -> Exception:
+    def _login_error(
+        self, exc: Exception, mailbox: str, where: str, sent: tuple[str, ...]
+    ) -> Exception:
         text = errors.clean(str(exc))
         raw = text.encode("utf-8", "replace")
         code = errors.response_code(raw)
@@ -256,35 +295,52 @@ class Connector:
             # what a master login to a user that does not exist gets
             return PermanentError(
                 f"{where}: no such mailbox on {self.where}, or {self.settings.username} may not "
-                f"act for it ({text})", reason=Reason.NO_MAILBOX,
-                hint="check the target address template and that the mailbox exists")
+                f"act for it ({text})",
+                reason=Reason.NO_MAILBOX,
+                hint="check the target address template and that the mailbox exists",
+            )
         if code == b"UNAVAILABLE" or b"throttl" in raw.lower():
             return errors.answer_error(raw.lstrip(b"b'\""), where=where, what="login")
         outage = None
-        if self.settings.username and self.settings.auth != "xoauth2" and code == b"AUTHENTICATIONFAILED":
+        if (
+            self.settings.username
+            and self.settings.auth != "xoauth2"
+            and code == b"AUTHENTICATIONFAILED"
+        ):
             # the administrator's own password was refused (a mailbox it may not act for, or
             # that does not exist, is AUTHORIZATIONFAILED above): every mailbox will be
-            outage = Outage("target", "auth", f"{self.where} refused the password of "
-                            f"{self.settings.username} ({text})")
+            outage = Outage(
+                "target",
+                "auth",
+                f"{self.where} refused the password of {self.settings.username} ({text})",
+            )
         hint = "check username, auth and the password/client secret source in [target]"
         if self.settings.auth == "xoauth2":
             # the token itself was issued, so the app's credentials are good; Exchange Online
             # says no more than "AUTHENTICATE failed" for everything else
-            hint = ("the token endpoint issued a token, but the server refused it for this "
-                    "mailbox: the mailbox must exist with IMAP enabled (Set-CASMailbox "
-                    "-ImapEnabled), the app needs the IMAP.AccessAsApp permission with admin "
-                    "consent, and its service principal FullAccess on the mailbox "
-                    "(New-ServicePrincipal, Add-MailboxPermission)")
+            hint = (
+                "the token endpoint issued a token, but the server refused it for this "
+                "mailbox: the mailbox must exist with IMAP enabled (Set-CASMailbox "
+                "-ImapEnabled), the app needs the IMAP.AccessAsApp permission with admin "
+                "consent, and its service principal FullAccess on the mailbox "
+                "(New-ServicePrincipal, Add-MailboxPermission)"
+            )
         return PermanentError(
-            f"{where}: {self.where} refused the credentials of {who} ({text})", reason=Reason.AUTH,
-            hint=hint, outage=outage)
+            f"{where}: {self.where} refused the credentials of {who} ({text})",
+            reason=Reason.AUTH,
+            hint=hint,
+            outage=outage,
+        )
 
     def _tls_error(self, where: str, exc: ssl.SSLError) -> PermanentError:
         detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-        return PermanentError(f"{where}: TLS with {self.where} failed: {detail}", reason=Reason.TLS,
-                              hint="set ca_file to the CA of the server certificate, or check "
-                              "tls (ssl on 993, starttls on 143)",
-                              outage=Outage("target", "tls", f"TLS with {self.endpoint} failed: {detail}"))
+        return PermanentError(
+            f"{where}: TLS with {self.where} failed: {detail}",
+            reason=Reason.TLS,
+            hint="set ca_file to the CA of the server certificate, or check "
+            "tls (ssl on 993, starttls on 143)",
+            outage=Outage("target", "tls", f"TLS with {self.endpoint} failed: {detail}"),
+        )
 
 
 def errors_close(client: IMAPClient) -> None:
@@ -306,8 +362,12 @@ def close_session(session: Session) -> None:
 class Pool:
     """At most `size` sessions, reused per mailbox. Thread-safe."""
 
-    def __init__(self, opener: Callable[[str], Session], size: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        opener: Callable[[str], Session],
+        size: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._open = opener
         self.size = max(1, size)
         self._slots = threading.BoundedSemaphore(self.size)

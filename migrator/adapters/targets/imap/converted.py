@@ -98,8 +98,8 @@ def _raw_header(block: bytes, name: str) -> str | None:
     lines = re.split(rb"\r?\n", block)
     for index, line in enumerate(lines):
         if line[: len(wanted)].lower() == wanted:
-            value = line[len(wanted):]
-            for more in lines[index + 1:]:
+            value = line[len(wanted) :]
+            for more in lines[index + 1 :]:
                 if more[:1] not in (b" ", b"\t"):
                     break
                 value += b" " + more.strip()
@@ -115,8 +115,9 @@ def message_id_of(value: str | None) -> str | None:
 
 
 def _headers_digest(block: bytes) -> bytes:
-    senders = sorted(address.lower() for _, address in getaddresses([_field(block, "From") or ""])
-                     if address)
+    senders = sorted(
+        address.lower() for _, address in getaddresses([_field(block, "From") or ""]) if address
+    )
     subject = _SPACE.sub(" ", unicodedata.normalize("NFC", _field(block, "Subject") or "")).strip()
     date_text = _field(block, "Date") or ""
     try:
@@ -139,8 +140,12 @@ def identity(block: bytes, seconds: int | None) -> Identity:
     """The identity of a message from its header block (or the FETCHed header fields) and
     its INTERNALDATE in seconds."""
     tag = header(block + b"\r\n\r\n", TAG_HEADER)
-    return Identity(message_id_of(_raw_header(block, "Message-ID")), seconds,
-                    _headers_digest(block), tag or None)
+    return Identity(
+        message_id_of(_raw_header(block, "Message-ID")),
+        seconds,
+        _headers_digest(block),
+        tag or None,
+    )
 
 
 def sent_identity(sent: Sent) -> Identity:
@@ -191,13 +196,15 @@ def fetch_range(client: IMAPClient, uids: str, items: list[str]) -> dict[int, di
     typ, data = imap._command_complete("FETCH", tag)
     client._checkok("fetch", typ, data)
     typ, data = imap._untagged_response(typ, data, "FETCH")
-    return {int(uid): answer for uid, answer in
-            parse_fetch_response(data, client.normalise_times, True).items()}
+    return {
+        int(uid): answer
+        for uid, answer in parse_fetch_response(data, client.normalise_times, True).items()
+    }
 
 
 def _batches(uids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for start in range(0, len(uids), size):
-        yield uids[start:start + size]
+        yield uids[start : start + size]
 
 
 @dataclass
@@ -263,15 +270,22 @@ class FolderIndex:
 
     def _read(self, client: IMAPClient, uids: str | list[int], above: int) -> None:
         items = ["UID", "INTERNALDATE", SECTION]
-        answer = fetch_range(client, uids, items) if isinstance(uids, str) else client.fetch(uids, items)
+        answer = (
+            fetch_range(client, uids, items) if isinstance(uids, str) else client.fetch(uids, items)
+        )
         for uid, data in answer.items():
             number = int(uid)
             if number <= above:
                 continue
             raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
             date = data.get(b"INTERNALDATE")
-            self._add(number, identity(raw if isinstance(raw, bytes) else b"",
-                                       _seconds(date if isinstance(date, datetime) else None)))
+            self._add(
+                number,
+                identity(
+                    raw if isinstance(raw, bytes) else b"",
+                    _seconds(date if isinstance(date, datetime) else None),
+                ),
+            )
 
     def digest(self, client: IMAPClient, uid: int) -> bytes | None:
         """The content digest of `uid` (read once; None when the server no longer has it)."""
@@ -293,8 +307,13 @@ def _alike(ours: Identity, theirs: Identity) -> bool:
     return ours.headers == theirs.headers
 
 
-def find_converted(client: IMAPClient, index: FolderIndex, sent: Sequence[Sent],
-                   exclude: Collection[int] = (), since: int = 1) -> dict[str, int]:
+def find_converted(
+    client: IMAPClient,
+    index: FolderIndex,
+    sent: Sequence[Sent],
+    exclude: Collection[int] = (),
+    since: int = 1,
+) -> dict[str, int]:
     """Key -> UID for the messages of `sent` found in the indexed folder: Message-ID, date and
     header fields alike, then the same content. Each UID goes to one key at most; UIDs in
     `exclude` or below `since` to none (two identical source messages stay two)."""
@@ -316,8 +335,9 @@ def find_converted(client: IMAPClient, index: FolderIndex, sent: Sequence[Sent],
     return found
 
 
-def find_tags(index: FolderIndex, tags: dict[str, str], exclude: Collection[int] = (),
-              since: int = 1) -> dict[str, int]:
+def find_tags(
+    index: FolderIndex, tags: dict[str, str], exclude: Collection[int] = (), since: int = 1
+) -> dict[str, int]:
     """Key -> UID for the keys whose tag (X-Migrator-Key value -> key) a message carries:
     the oldest such message not in `exclude` and not below `since`."""
     found: dict[str, int] = {}
@@ -334,7 +354,9 @@ def identical_converted(client: IMAPClient, index: FolderIndex) -> list[list[int
     alike: dict[tuple[str | None, int | None, bytes, str | None], list[int]] = {}
     for uid in sorted(index.facts):
         facts = index.facts[uid]
-        alike.setdefault((facts.message_id, facts.seconds, facts.headers, facts.tag), []).append(uid)
+        alike.setdefault((facts.message_id, facts.seconds, facts.headers, facts.tag), []).append(
+            uid
+        )
     groups: list[list[int]] = []
     for members in alike.values():
         if len(members) < 2:

@@ -20,8 +20,11 @@ from migrator.model.secrecy import unless_secret
 # Exchange: "NO Server Unavailable. 15 ... throttled. Suggested Backoff Time: 15000 milliseconds"
 _BACKOFF = re.compile(rb"Suggested Backoff Time:\s*(\d+)\s*milli", re.IGNORECASE)
 _CODE = re.compile(rb"\[([A-Za-z-]+)")
-_TOO_LARGE_TEXT = (b"maximum size of appendable message", b"message too large",
-                   b"message size exceeds")
+_TOO_LARGE_TEXT = (
+    b"maximum size of appendable message",
+    b"message too large",
+    b"message size exceeds",
+)
 # Exchange Online past its limit of concurrent IMAP connections per mailbox: the login is
 # taken, then every command gets "BAD User is authenticated but not connected."
 _NOT_CONNECTED = b"authenticated but not connected"
@@ -57,26 +60,40 @@ def answer_error(text: bytes, *, where: str, what: str) -> Exception:
     code = response_code(text)
     lowered = text.lower()
     if backoff is not None or b"throttl" in lowered:
-        return TransientError(f"{where}: the server is throttling us ({what}): {shown}",
-                              retry_after=backoff_hint(text))
+        return TransientError(
+            f"{where}: the server is throttling us ({what}): {shown}",
+            retry_after=backoff_hint(text),
+        )
     if _NOT_CONNECTED in lowered:
         return TransientError(
-            f"{where}: the server took the login but does not serve the session ({what}): "
-            f"{shown}", hint="Exchange Online answers so past its limit of concurrent IMAP "
+            f"{where}: the server took the login but does not serve the session ({what}): {shown}",
+            hint="Exchange Online answers so past its limit of concurrent IMAP "
             "connections per mailbox (about 20, the user's own mail clients included); if it "
-            "lasts, check that the app's service principal has FullAccess on the mailbox")
+            "lasts, check that the app's service principal has FullAccess on the mailbox",
+        )
     if code == b"TOOBIG" or any(t in lowered for t in _TOO_LARGE_TEXT):
-        return PermanentError(f"{where}: {what} refused as too large: {shown}", reason=Reason.TOO_LARGE,
-                              hint="the mailbox's maximum message size is lower; raise it on "
-                              "the server or accept the message as skipped")
+        return PermanentError(
+            f"{where}: {what} refused as too large: {shown}",
+            reason=Reason.TOO_LARGE,
+            hint="the mailbox's maximum message size is lower; raise it on "
+            "the server or accept the message as skipped",
+        )
     if code in (b"OVERQUOTA",) or b"quota" in lowered:
-        return PermanentError(f"{where}: mailbox over quota ({what}): {shown}", reason=Reason.QUOTA,
-                              hint="raise the mailbox's quota on the target, then run again")
+        return PermanentError(
+            f"{where}: mailbox over quota ({what}): {shown}",
+            reason=Reason.QUOTA,
+            hint="raise the mailbox's quota on the target, then run again",
+        )
     if code == b"NOPERM":
-        return PermanentError(f"{where}: not allowed ({what}): {shown}", reason=Reason.NO_PERMISSION,
-                              hint="grant the administrator insert/create rights on the mailbox")
+        return PermanentError(
+            f"{where}: not allowed ({what}): {shown}",
+            reason=Reason.NO_PERMISSION,
+            hint="grant the administrator insert/create rights on the mailbox",
+        )
     if code in (b"NONEXISTENT", b"TRYCREATE"):
-        return PermanentError(f"{where}: folder not found ({what}): {shown}", reason=Reason.NOT_FOUND)
+        return PermanentError(
+            f"{where}: folder not found ({what}): {shown}", reason=Reason.NOT_FOUND
+        )
     if code in TRANSIENT_CODES:
         return TransientError(f"{where}: server temporarily unable ({what}): {shown}")
     return PermanentError(f"{where}: the server refused {what}: {shown}", reason=Reason.REJECTED)
@@ -100,8 +117,15 @@ def token_expired(text: bytes | str) -> bool:
     return _TOKEN_EXPIRED in text.lower()
 
 
-def connection_error(exc: BaseException, *, where: str, what: str, endpoint: str | None = None,
-                     timeout: float | None = None, secrets: tuple[str, ...] = ()) -> TransientError:
+def connection_error(
+    exc: BaseException,
+    *,
+    where: str,
+    what: str,
+    endpoint: str | None = None,
+    timeout: float | None = None,
+    secrets: tuple[str, ...] = (),
+) -> TransientError:
     """A connection that broke or went silent during `what`. With the server's `endpoint`, it
     carries an unconfirmed Outage: the engine asks the server (a probe) whether it is down.
     `secrets`: those the exchange carried (a login's password), so the words are left out
@@ -111,8 +135,9 @@ def connection_error(exc: BaseException, *, where: str, what: str, endpoint: str
         detail = f"timed out ({detail})"
     outage = None
     if endpoint is not None:
-        outage = network_outage(exc, service="target", endpoint=endpoint, timeout=timeout,
-                                connecting=False)
+        outage = network_outage(
+            exc, service="target", endpoint=endpoint, timeout=timeout, connecting=False
+        )
     return TransientError(f"{where}: connection lost during {what}: {detail}", outage=outage)
 
 

@@ -34,10 +34,18 @@ ROLE_NAMES = {
     FolderRole.TRASH: ("Trash", "Deleted Items", "Deleted Messages", "Deleted"),
     FolderRole.JUNK: ("Junk", "Junk Email", "Junk E-mail", "Spam"),
 }
-GENERIC_NAMES = {FolderRole.SENT: "Sent", FolderRole.DRAFTS: "Drafts",
-                 FolderRole.TRASH: "Trash", FolderRole.JUNK: "Junk"}
-EXCHANGE_NAMES = {FolderRole.SENT: "Sent Items", FolderRole.DRAFTS: "Drafts",
-                  FolderRole.TRASH: "Deleted Items", FolderRole.JUNK: "Junk Email"}
+GENERIC_NAMES = {
+    FolderRole.SENT: "Sent",
+    FolderRole.DRAFTS: "Drafts",
+    FolderRole.TRASH: "Trash",
+    FolderRole.JUNK: "Junk",
+}
+EXCHANGE_NAMES = {
+    FolderRole.SENT: "Sent Items",
+    FolderRole.DRAFTS: "Drafts",
+    FolderRole.TRASH: "Deleted Items",
+    FolderRole.JUNK: "Junk Email",
+}
 # Exchange Online reserves the top-level name "Files" (its attachments view)
 EXCHANGE_RESERVED = {"files": "Files (migrated)"}
 SEPARATOR_STANDIN = "_"

@@ -85,16 +85,23 @@ class TokenSource:
                 self._token = None
 
     def _fetch(self) -> Token:
-        form = urllib.parse.urlencode({
-            "grant_type": "client_credentials",
-            "client_id": self._client_id,
-            "client_secret": self._secret,
-            "scope": self._scope,
-        }).encode()
+        form = urllib.parse.urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": self._client_id,
+                "client_secret": self._secret,
+                "scope": self._scope,
+            }
+        ).encode()
         request = urllib.request.Request(
-            self.token_url, data=form, method="POST",
-            headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "Accept": "application/json"})
+            self.token_url,
+            data=form,
+            method="POST",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            },
+        )
         started = self._clock()
         self.fetches += 1
         try:
@@ -107,20 +114,27 @@ class TokenSource:
             shown = unless_secret(str(reason), self._secret)
             parts = urllib.parse.urlsplit(self.token_url)
             outage = network_outage(
-                reason if isinstance(reason, BaseException) else exc, service="target",
-                endpoint=endpoint_of(parts.hostname, parts.port or 443), timeout=self._timeout,
-                connecting=True)
-            raise TransientError(f"token endpoint {self.token_url}: cannot connect: {shown}",
-                                 hint="check token_url / tenant_id and the network",
-                                 outage=outage) from None
+                reason if isinstance(reason, BaseException) else exc,
+                service="target",
+                endpoint=endpoint_of(parts.hostname, parts.port or 443),
+                timeout=self._timeout,
+                connecting=True,
+            )
+            raise TransientError(
+                f"token endpoint {self.token_url}: cannot connect: {shown}",
+                hint="check token_url / tenant_id and the network",
+                outage=outage,
+            ) from None
         try:
             data = json.loads(body)
             value = str(data["access_token"])
             lifetime = float(data.get("expires_in", DEFAULT_LIFETIME))
         except (ValueError, KeyError, TypeError):
-            raise PermanentError(f"token endpoint {self.token_url}: the answer holds no "
-                                 "access_token", reason=Reason.CONFIG,
-                                 hint="token_url must be an OAuth2 token endpoint") from None
+            raise PermanentError(
+                f"token endpoint {self.token_url}: the answer holds no access_token",
+                reason=Reason.CONFIG,
+                hint="token_url must be an OAuth2 token endpoint",
+            ) from None
         margin = min(self._margin, lifetime * MARGIN_SHARE)
         return Token(value, started + lifetime, started + lifetime - margin)
 
@@ -135,12 +149,19 @@ class TokenSource:
         where = f"token endpoint {self.token_url}"
         if exc.code == 429 or exc.code >= 500:
             retry = exc.headers.get("Retry-After") if exc.headers else None
-            return TransientError(f"{where}: HTTP {exc.code}",
-                                  retry_after=float(retry) if retry and retry.isdigit() else None)
+            return TransientError(
+                f"{where}: HTTP {exc.code}",
+                retry_after=float(retry) if retry and retry.isdigit() else None,
+            )
         # the description may quote the client id but never the secret; show only the code
-        refused = (f"{where}: client credentials refused (HTTP {exc.code} "
-                   f"{code or unless_secret(str(exc.reason), self._secret)})")
+        refused = (
+            f"{where}: client credentials refused (HTTP {exc.code} "
+            f"{code or unless_secret(str(exc.reason), self._secret)})"
+        )
         return PermanentError(
-            refused, reason=Reason.AUTH, outage=Outage("target", "auth", refused),
+            refused,
+            reason=Reason.AUTH,
+            outage=Outage("target", "auth", refused),
             hint="check client_id, tenant_id and the client secret; the app needs the "
-            "IMAP.AccessAsApp permission and a service principal with mailbox access")
+            "IMAP.AccessAsApp permission and a service principal with mailbox access",
+        )

@@ -41,7 +41,7 @@ def header_value(key: str) -> str:
 def with_tag_header(data: bytes, key: str) -> bytes:
     """The message with X-Migrator-Key in front, using the message's own line ending."""
     first = data.find(b"\n")
-    newline = b"\r\n" if first > 0 and data[first - 1:first] == b"\r" else b"\n"
+    newline = b"\r\n" if first > 0 and data[first - 1 : first] == b"\r" else b"\n"
     return f"{TAG_HEADER}: {header_value(key)}".encode("ascii") + newline + data
 
 
@@ -56,8 +56,8 @@ def header(data: bytes, name: str) -> str | None:
     lines = re.split(rb"\r?\n", headers_of(data))
     for index, line in enumerate(lines):
         if line[: len(wanted)].lower() == wanted:
-            value = line[len(wanted):]
-            for more in lines[index + 1:]:
+            value = line[len(wanted) :]
+            for more in lines[index + 1 :]:
                 if more[:1] not in (b" ", b"\t"):
                     break
                 value += b" " + more.strip()
@@ -87,15 +87,16 @@ def _or(criteria: Sequence[list[str]]) -> list[str]:
 
 def _batches(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 def _header_field(raw: bytes, name: str) -> str | None:
     return header(raw + b"\r\n\r\n", name)
 
 
-def find_tagged(client: IMAPClient, keys: Sequence[str], exclude: Collection[int] = (),
-                since: int = 1) -> dict[str, int]:
+def find_tagged(
+    client: IMAPClient, keys: Sequence[str], exclude: Collection[int] = (), since: int = 1
+) -> dict[str, int]:
     """Key -> UID for the keys whose X-Migrator-Key header is in the selected folder. UIDs in
     `exclude` (they stand for other source messages: the same key from another source folder)
     or below `since` are never the answer."""
@@ -147,8 +148,9 @@ class Sent:
         return int(when.timestamp())
 
 
-def find_sent(client: IMAPClient, sent: Sequence[Sent], exclude: Collection[int] = (),
-              since: int = 1) -> dict[str, int]:
+def find_sent(
+    client: IMAPClient, sent: Sequence[Sent], exclude: Collection[int] = (), since: int = 1
+) -> dict[str, int]:
     """Key -> UID for the messages of `sent` found in the selected folder.
 
     Each UID is given to one key at most, and UIDs in `exclude` (already known to hold other
@@ -162,18 +164,25 @@ def find_sent(client: IMAPClient, sent: Sequence[Sent], exclude: Collection[int]
         candidates.update(client.search(_or([["HEADER", "Message-ID", v] for v in part])))
     sizes = sorted({size for s in sent if not s.message_id for size in s.sizes})
     for size_wanted in sizes:
-        candidates.update(client.search(["LARGER", str(size_wanted - 1), "SMALLER", str(size_wanted + 1)]))
+        candidates.update(
+            client.search(["LARGER", str(size_wanted - 1), "SMALLER", str(size_wanted + 1)])
+        )
     candidates = {uid for uid in candidates if uid >= since} - set(exclude)
     facts: dict[int, tuple[str | None, int, int | None]] = {}
     ordered = sorted(candidates)
     for part in _batches([str(u) for u in ordered], FETCH_BATCH):
-        answer = client.fetch([int(u) for u in part], [
-            "RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        answer = client.fetch(
+            [int(u) for u in part],
+            ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"],
+        )
         for uid, data in answer.items():
             raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
             date = data.get(b"INTERNALDATE")
-            facts[int(uid)] = (_header_field(raw or b"", "Message-ID"), int(data[b"RFC822.SIZE"]),
-                               int(date.timestamp()) if isinstance(date, datetime) else None)
+            facts[int(uid)] = (
+                _header_field(raw or b"", "Message-ID"),
+                int(data[b"RFC822.SIZE"]),
+                int(date.timestamp()) if isinstance(date, datetime) else None,
+            )
     taken: set[int] = set()
     found: dict[str, int] = {}
     for one in sent:
@@ -201,8 +210,10 @@ def _same_content(client: IMAPClient, uid: int, sent: Sent) -> bool:
     if not isinstance(body, bytes):
         return False
     # exact bytes (a server storing them as sent), else both sides in the served form
-    return (hashlib.sha256(body).digest() in sent.digests
-            or hashlib.sha256(served(body)).digest() in sent.digests)
+    return (
+        hashlib.sha256(body).digest() in sent.digests
+        or hashlib.sha256(served(body)).digest() in sent.digests
+    )
 
 
 def _all_uids(client: IMAPClient) -> list[int]:
@@ -211,7 +222,7 @@ def _all_uids(client: IMAPClient) -> list[int]:
 
 def _folder_parts(uids: list[int]) -> Iterable[list[int]]:
     for start in range(0, len(uids), FOLDER_FETCH_BATCH):
-        yield uids[start:start + FOLDER_FETCH_BATCH]
+        yield uids[start : start + FOLDER_FETCH_BATCH]
 
 
 def tagged_uids(client: IMAPClient) -> tuple[dict[str, list[int]], int]:
@@ -238,14 +249,18 @@ def identical_uids(client: IMAPClient) -> list[list[int]]:
     uids = _all_uids(client)
     alike: dict[tuple[str | None, int, int | None], list[int]] = {}
     for part in _folder_parts(uids):
-        answer = client.fetch(part, [
-            "RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        answer = client.fetch(
+            part, ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
+        )
         for uid in sorted(answer):
             data = answer[uid]
             raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
             date = data.get(b"INTERNALDATE")
-            facts = (_header_field(raw or b"", "Message-ID"), int(data[b"RFC822.SIZE"]),
-                     int(date.timestamp()) if isinstance(date, datetime) else None)
+            facts = (
+                _header_field(raw or b"", "Message-ID"),
+                int(data[b"RFC822.SIZE"]),
+                int(date.timestamp()) if isinstance(date, datetime) else None,
+            )
             alike.setdefault(facts, []).append(int(uid))
     groups: list[list[int]] = []
     for members in alike.values():

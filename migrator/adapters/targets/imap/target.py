@@ -83,32 +83,47 @@ class _Afterwards:
     flagged: list[int] = field(default_factory=list)  # \\Flagged set after APPEND (Exchange)
 
 
-def open_imap_target(settings: TargetSettings, *, secrets: Mapping[str, str],
-                     max_connections: int) -> ImapTarget:
+def open_imap_target(
+    settings: TargetSettings, *, secrets: Mapping[str, str], max_connections: int
+) -> ImapTarget:
     return ImapTarget(settings, secrets=secrets, max_connections=max_connections)
 
 
 class ImapTarget:
     """Writes into IMAP mailboxes. Thread-safe; one connection pool per object."""
 
-    def __init__(self, settings: TargetSettings, *, secrets: Mapping[str, str],
-                 max_connections: int = 4, plan_file: str = "plan",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: TargetSettings,
+        *,
+        secrets: Mapping[str, str],
+        max_connections: int = 4,
+        plan_file: str = "plan",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not settings.host:
-            raise PermanentError(f"{plan_file}: [target] host is missing for kind = \"imap\"",
-                                 reason=Reason.CONFIG)
+            raise PermanentError(
+                f'{plan_file}: [target] host is missing for kind = "imap"', reason=Reason.CONFIG
+            )
         self.settings = settings
         self.max_message_size = settings.max_message_size
-        self.naming = FolderNaming(archive_folder=settings.archive_folder,
-                                   folder_map=settings.folder_map,
-                                   exclude_folders=settings.exclude_folders, plan_file=plan_file)
+        self.naming = FolderNaming(
+            archive_folder=settings.archive_folder,
+            folder_map=settings.folder_map,
+            exclude_folders=settings.exclude_folders,
+            plan_file=plan_file,
+        )
         tokens: TokenSource | None = None
         if settings.auth == "xoauth2":
             tokens = TokenSource(
-                token_url=settings.token_url or MICROSOFT_TOKEN_URL.format(
-                    tenant_id=settings.tenant_id),
-                client_id=settings.client_id or "", client_secret=secrets.get("client_secret", ""),
-                scope=settings.oauth_scope, timeout=settings.timeout, clock=clock)
+                token_url=settings.token_url
+                or MICROSOFT_TOKEN_URL.format(tenant_id=settings.tenant_id),
+                client_id=settings.client_id or "",
+                client_secret=secrets.get("client_secret", ""),
+                scope=settings.oauth_scope,
+                timeout=settings.timeout,
+                clock=clock,
+            )
         self.tokens = tokens
         self.connector = Connector(settings, dict(secrets), tokens)
         self.pool = Pool(self.connector.open, max_connections, clock=clock)
@@ -137,9 +152,13 @@ class ImapTarget:
                     session.broken = True
                     if attempt == 1 and self._token_ran_out(session, exc):
                         continue
-                    raise errors.connection_error(exc, where=where, what=what,
-                                                  endpoint=self.connector.endpoint,
-                                                  timeout=self.settings.timeout) from None
+                    raise errors.connection_error(
+                        exc,
+                        where=where,
+                        what=what,
+                        endpoint=self.connector.endpoint,
+                        timeout=self.settings.timeout,
+                    ) from None
                 except IMAPClientError as exc:
                     text = str(exc).encode("utf-8", "replace")
                     if errors.session_unusable(text):
@@ -147,7 +166,9 @@ class ImapTarget:
                     raise errors.answer_error(text, where=where, what=what) from None
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _token_ran_out(self, session: Session, exc: BaseException, bye: bytes | None = None) -> bool:
+    def _token_ran_out(
+        self, session: Session, exc: BaseException, bye: bytes | None = None
+    ) -> bool:
         """The connection ended with Exchange Online's "BYE Session invalidated -
         AccessTokenExpired": drop that token, so the next login fetches a new one."""
         untagged = getattr(session.client._imap, "untagged_responses", {})
@@ -156,8 +177,10 @@ class ImapTarget:
             return False
         if self.tokens is not None and session.token is not None:
             self.tokens.invalidate(session.token)
-        log.info("%s: its OAuth2 token ran out in the middle of a session; logging in again",
-                 session.mailbox)
+        log.info(
+            "%s: its OAuth2 token ran out in the middle of a session; logging in again",
+            session.mailbox,
+        )
         return True
 
     def _learn(self, session: Session) -> None:
@@ -183,8 +206,9 @@ class ImapTarget:
         return int(answer[b"UIDVALIDITY"])
 
     @contextlib.contextmanager
-    def _folder_index(self, session: Session, mailbox: str,
-                      folder: TargetFolder) -> Iterator[FolderIndex]:
+    def _folder_index(
+        self, session: Session, mailbox: str, folder: TargetFolder
+    ) -> Iterator[FolderIndex]:
         """The folder selected read-only and its index brought up to date (a server that
         converts messages: recognition by what survives, never by SEARCH)."""
         answer = session.client.select_folder(folder.id, readonly=True)
@@ -213,8 +237,10 @@ class ImapTarget:
                 if not rights_allow_insert(rights):
                     raise PermanentError(
                         f"{where}: {self.connector.login_name(mailbox)} may not add messages to "
-                        f"it (rights {rights!r})", reason=Reason.NO_PERMISSION,
-                        hint="grant the administrator full rights on the mailbox (ACL lrwstipekxa)")
+                        f"it (rights {rights!r})",
+                        reason=Reason.NO_PERMISSION,
+                        hint="grant the administrator full rights on the mailbox (ACL lrwstipekxa)",
+                    )
             else:
                 session.client.folder_status("INBOX", ["MESSAGES"])
 
@@ -243,15 +269,21 @@ class ImapTarget:
 
     def count(self, mailbox: str, folder: TargetFolder) -> int:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
-        return self._run(mailbox, where, "STATUS", lambda s: int(
-            s.client.folder_status(folder.id, ["MESSAGES"])[b"MESSAGES"]))
+        return self._run(
+            mailbox,
+            where,
+            "STATUS",
+            lambda s: int(s.client.folder_status(folder.id, ["MESSAGES"])[b"MESSAGES"]),
+        )
 
     def shown(self, flags: Flags) -> tuple[object, ...]:
         """The flags APPEND and STORE carry: all but \\Deleted (keywords but on Exchange)."""
         names = flag_list(flags, keywords=not self._exchange).decode("ascii")[1:-1].split()
         return tuple(sorted(names))
 
-    def flags_of(self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]) -> dict[str, tuple[object, ...]]:
+    def flags_of(
+        self, mailbox: str, folder: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, tuple[object, ...]]:
         """One UID FETCH FLAGS of the folder."""
         where = f"mailbox {mailbox}, folder {folder.display!r}"
 
@@ -260,13 +292,23 @@ class ImapTarget:
             by_uid = {uid: tid for tid, uid in uids.items()}
             found = session.client.fetch(sorted(by_uid), ["FLAGS"]) if by_uid else {}
             hidden = {b"\\recent", b"\\deleted"}
-            return {by_uid[uid]: tuple(sorted(f.decode("utf-8", "replace") for f in data[b"FLAGS"]
-                                              if f.lower() not in hidden))
-                    for uid, data in found.items() if uid in by_uid}
+            return {
+                by_uid[uid]: tuple(
+                    sorted(
+                        f.decode("utf-8", "replace")
+                        for f in data[b"FLAGS"]
+                        if f.lower() not in hidden
+                    )
+                )
+                for uid, data in found.items()
+                if uid in by_uid
+            }
 
         return self._run(mailbox, where, "FETCH", listing)
 
-    def present(self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]) -> tuple[set[str], int]:
+    def present(
+        self, mailbox: str, folder: TargetFolder, target_ids: Collection[str]
+    ) -> tuple[set[str], int]:
         """(those of `target_ids` the folder still holds, messages in it): what `verify` checks.
         IMAP keeps no source key on a message (unless tag_header), but the ledger holds each
         upload's UIDVALIDITY:UID, and one UID SEARCH lists the folder."""
@@ -288,8 +330,11 @@ class ImapTarget:
 
         def delete(session: Session) -> None:
             validity = self._select(session, folder.id, readonly=False)
-            uids = [int(t.split(":", 1)[1]) for t in target_ids
-                    if t.startswith(f"{validity}:") and t.split(":", 1)[1].isdigit()]
+            uids = [
+                int(t.split(":", 1)[1])
+                for t in target_ids
+                if t.startswith(f"{validity}:") and t.split(":", 1)[1].isdigit()
+            ]
             if not uids:
                 return
             session.client.delete_messages(uids)
@@ -298,7 +343,9 @@ class ImapTarget:
 
         self._run(mailbox, where, "UID EXPUNGE", delete)
 
-    def update_flags(self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]) -> list[Exception | None]:
+    def update_flags(
+        self, mailbox: str, folder: TargetFolder, changes: Sequence[FlagChange]
+    ) -> list[Exception | None]:
         """Carry flag changes made in the source: UID STORE of the flags added and removed
         (see changes.py). A message whose id names another UIDVALIDITY (the folder was
         renumbered) or no UID is not found."""
@@ -311,8 +358,11 @@ class ImapTarget:
             for index, change in enumerate(changes):
                 stamp, _, uid = change.target_id.partition(":")
                 if stamp != str(validity) or not uid.isdigit():
-                    results[index] = PermanentError(f"{where}: message {change.target_id} is no longer there "
-                                                    f"(the folder's UIDVALIDITY is {validity})", reason=Reason.NOT_FOUND)
+                    results[index] = PermanentError(
+                        f"{where}: message {change.target_id} is no longer there "
+                        f"(the folder's UIDVALIDITY is {validity})",
+                        reason=Reason.NOT_FOUND,
+                    )
                     continue
                 wanted.append((int(uid), change.before, change.after))
             # Exchange keeps no IMAP keywords (see _message)
@@ -332,8 +382,9 @@ class ImapTarget:
                 out[tid] = int(uid)
         return out
 
-    def prepare_move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-                     target_ids: Sequence[str]) -> dict[str, Any]:
+    def prepare_move(
+        self, mailbox: str, source: TargetFolder, dest: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, Any]:
         """The destination's UIDVALIDITY and UIDNEXT, and each message's Message-ID, size and
         INTERNALDATE: what finds the messages again if the answer to their move is lost."""
         where = f"mailbox {mailbox}, folder {source.display!r}"
@@ -342,13 +393,16 @@ class ImapTarget:
             uids = self._uids(self._select(session, source.id), target_ids)
             found = prints(session.client, list(uids.values()))
             status = session.client.folder_status(dest.id, ["UIDVALIDITY", "UIDNEXT"])
-            return {"floor": [int(status[b"UIDVALIDITY"]), int(status[b"UIDNEXT"])],
-                    "prints": {tid: found[uid] for tid, uid in uids.items() if uid in found}}
+            return {
+                "floor": [int(status[b"UIDVALIDITY"]), int(status[b"UIDNEXT"])],
+                "prints": {tid: found[uid] for tid, uid in uids.items() if uid in found},
+            }
 
         return self._run(mailbox, where, "FETCH", facts)
 
-    def move(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-             target_ids: Sequence[str]) -> dict[str, str | Exception | None]:
+    def move(
+        self, mailbox: str, source: TargetFolder, dest: TargetFolder, target_ids: Sequence[str]
+    ) -> dict[str, str | Exception | None]:
         """UID MOVE (or UID COPY and UID EXPUNGE of exactly those) into `dest`; the new ids from
         COPYUID, else looked up as after a lost answer (see changes.py)."""
         where = f"mailbox {mailbox}, folder {source.display!r}"
@@ -359,7 +413,9 @@ class ImapTarget:
                 return uids, {}, None, True
             moved = uid_ranges(list(uids.values()))
             verb = b"MOVE" if session.has("MOVE") else b"COPY"
-            answer, untagged = command(session, b"UID " + verb + b" " + moved + b" " + quoted(dest.id))
+            answer, untagged = command(
+                session, b"UID " + verb + b" " + moved + b" " + quoted(dest.id)
+            )
             if not answer.ok:
                 raise errors.answer_error(answer.text, where=where, what=f"UID {verb.decode()}")
             new = copyuid([*untagged, answer.text])
@@ -382,9 +438,15 @@ class ImapTarget:
                 out[tid] = UNKNOWN_UID
         return out
 
-    def locate_moved(self, mailbox: str, source: TargetFolder, dest: TargetFolder,
-                     moved: Mapping[str, str], facts: Mapping[str, Any],
-                     taken: Collection[str]) -> dict[str, str | None]:
+    def locate_moved(
+        self,
+        mailbox: str,
+        source: TargetFolder,
+        dest: TargetFolder,
+        moved: Mapping[str, str],
+        facts: Mapping[str, Any],
+        taken: Collection[str],
+    ) -> dict[str, str | None]:
         """Which of the moved messages reached `dest`: among the messages that arrived there
         from the UIDNEXT before the move on, those with the same Message-ID, size and
         INTERNALDATE (counted: identical copies pair one to one). A found message whose
@@ -402,7 +464,11 @@ class ImapTarget:
             validity = self._select(session, dest.id)
             if validity != int(floor[0]) or not wanted:
                 return out
-            arrived = [u for u in session.client.search(["UID", f"{int(floor[1])}:*"]) if u >= int(floor[1])]
+            arrived = [
+                u
+                for u in session.client.search(["UID", f"{int(floor[1])}:*"])
+                if u >= int(floor[1])
+            ]
             for uid, fingerprint in sorted(prints(session.client, arrived).items()):
                 tid = f"{validity}:{uid}"
                 olds = wanted.get(fingerprint)
@@ -416,8 +482,9 @@ class ImapTarget:
             self.withdraw(mailbox, source, done)
         return found
 
-    def rename_folder(self, mailbox: str, folder: TargetFolder, path: tuple[str, ...],
-                      role: FolderRole) -> tuple[TargetFolder, dict[str, str]] | None:
+    def rename_folder(
+        self, mailbox: str, folder: TargetFolder, path: tuple[str, ...], role: FolderRole
+    ) -> tuple[TargetFolder, dict[str, str]] | None:
         """RENAME the target folder of a renamed source folder to where the new name leads;
         its subfolders follow it (the map gives their new names too). None for a well-known
         folder, when the new name is taken, or when the server gave the folder a new
@@ -446,8 +513,10 @@ class ImapTarget:
                         return None
                     # renamed by a pass that stopped before its ledger knew: done already
                     return TargetFolder(new, target.display()), {
-                        folder.id + name[len(new):]: name for name in folders.existing
-                        if name == new or name.startswith(new + folders.separator)}
+                        folder.id + name[len(new) :]: name
+                        for name in folders.existing
+                        if name == new or name.startswith(new + folders.separator)
+                    }
                 if folders._lookup(new) is not None:
                     return None
                 validity = session.client.folder_status(folder.id, ["UIDVALIDITY"])[b"UIDVALIDITY"]
@@ -456,8 +525,11 @@ class ImapTarget:
                 if session.client.folder_status(new, ["UIDVALIDITY"])[b"UIDVALIDITY"] != validity:
                     session.client.rename_folder(new, folder.id)
                     return None
-                moved = {name: new + name[len(folder.id):] for name in list(folders.existing)
-                         if name == folder.id or name.startswith(folder.id + folders.separator)}
+                moved = {
+                    name: new + name[len(folder.id) :]
+                    for name in list(folders.existing)
+                    if name == folder.id or name.startswith(folder.id + folders.separator)
+                }
                 for old, now in moved.items():
                     folders.existing[now] = folders.existing.pop(old)
                 with contextlib.suppress(IMAPClientError):
@@ -494,15 +566,23 @@ class ImapTarget:
         def listing(session: Session) -> list[list[str]]:
             if session.converts:
                 with self._folder_index(session, mailbox, folder) as index:
-                    return [[f"{index.validity}:{uid}" for uid in group]
-                            for group in identical_converted(session.client, index)]
+                    return [
+                        [f"{index.validity}:{uid}" for uid in group]
+                        for group in identical_converted(session.client, index)
+                    ]
             validity = self._select(session, folder.id)
-            return [[f"{validity}:{uid}" for uid in group] for group in identical_uids(session.client)]
+            return [
+                [f"{validity}:{uid}" for uid in group] for group in identical_uids(session.client)
+            ]
 
         return self._run(mailbox, where, "FETCH", listing)
 
     def find(
-        self, mailbox: str, folder: TargetFolder, keys: Sequence[str], exclude_ids: Collection[str] = ()
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        keys: Sequence[str],
+        exclude_ids: Collection[str] = (),
     ) -> dict[str, str]:
         """Keys stored in `folder`: by X-Migrator-Key with tag_header, and always those this
         object stored itself (confirmed on the server). Without the header, after a restart,
@@ -533,8 +613,13 @@ class ImapTarget:
 
         return self._run(mailbox, where, "searching", search)
 
-    def find_uploads(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                     known_ids: Collection[str] = ()) -> dict[str, str]:
+    def find_uploads(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        known_ids: Collection[str] = (),
+    ) -> dict[str, str]:
         """Key -> target id for those of `items` already stored in `folder`, recognised by
         their content (Message-ID, size, INTERNALDATE, then SHA-256; on a converting server
         Message-ID, INTERNALDATE, From/Subject/Date and decoded content) or their tag header.
@@ -553,17 +638,25 @@ class ImapTarget:
                 # stored by an upload whose answer never came (a crash, a broken connection):
                 # nothing set \\Flagged on them yet
                 flagged = {i.key for i in items if i.flags.flagged}
-                uids = [int(tid.split(":", 1)[1]) for key, tid in found.items()
-                        if key in flagged and key not in journal]
+                uids = [
+                    int(tid.split(":", 1)[1])
+                    for key, tid in found.items()
+                    if key in flagged and key not in journal
+                ]
                 if uids:
                     self._add_flagged(session, folder, uids, where)
             return found
 
         return self._run(mailbox, where, "searching", search)
 
-    def _find_converted(self, session: Session, mailbox: str, folder: TargetFolder,
-                        items: Sequence[UploadItem],
-                        known_ids: Collection[str]) -> tuple[dict[str, str], set[str]]:
+    def _find_converted(
+        self,
+        session: Session,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        known_ids: Collection[str],
+    ) -> tuple[dict[str, str], set[str]]:
         """find_uploads() on a server that converts messages: (key -> target id, the keys
         this object's own journal answered)."""
         keys = [i.key for i in items]
@@ -582,9 +675,14 @@ class ImapTarget:
                 found[key] = f"{validity}:{uid}"
         return found, journal
 
-    def _find_sent(self, session: Session, mailbox: str, folder: TargetFolder,
-                   items: Sequence[UploadItem],
-                   known_ids: Collection[str]) -> tuple[dict[str, str], set[str]]:
+    def _find_sent(
+        self,
+        session: Session,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        known_ids: Collection[str],
+    ) -> tuple[dict[str, str], set[str]]:
         """find_uploads() on a server that keeps what it was given: (key -> target id, the
         keys this object's own journal answered)."""
         validity = self._select(session, folder.id)
@@ -602,8 +700,14 @@ class ImapTarget:
                 found[key] = f"{validity}:{uid}"
         return found, journal
 
-    def _journal_hits(self, session: Session, mailbox: str, folder: TargetFolder,
-                      keys: Sequence[str], seen: int | FolderIndex) -> dict[str, str]:
+    def _journal_hits(
+        self,
+        session: Session,
+        mailbox: str,
+        folder: TargetFolder,
+        keys: Sequence[str],
+        seen: int | FolderIndex,
+    ) -> dict[str, str]:
         """Key -> target id of what this object stored itself, still in the folder: asked
         with UID SEARCH, or from the index just brought up to date (`seen`: UIDVALIDITY or
         the FolderIndex)."""
@@ -619,8 +723,9 @@ class ImapTarget:
             present = set(session.client.search(["UID", ",".join(str(u) for u in uids.values())]))
         return {k: f"{validity}:{uid}" for k, uid in uids.items() if uid in present}
 
-    def _remember(self, mailbox: str, folder: TargetFolder, key: str, validity: int,
-                  uid: int) -> None:
+    def _remember(
+        self, mailbox: str, folder: TargetFolder, key: str, validity: int, uid: int
+    ) -> None:
         with self._lock:
             self._journal[(mailbox, folder.id, key)] = (validity, uid)
             while len(self._journal) > JOURNAL_SIZE:
@@ -630,8 +735,9 @@ class ImapTarget:
     def _payload(self, item: UploadItem) -> bytes:
         return with_tag_header(item.data, item.key) if self.settings.tag_header else item.data
 
-    def upload(self, mailbox: str, folder: TargetFolder,
-               items: Sequence[UploadItem]) -> list[UploadResult]:
+    def upload(
+        self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem]
+    ) -> list[UploadResult]:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
         results: list[UploadResult | None] = [None] * len(items)
         sendable: list[int] = []
@@ -648,9 +754,20 @@ class ImapTarget:
                 break
             after = _Afterwards()
             try:
-                self._run(mailbox, where, "APPEND", functools.partial(
-                    self._send, mailbox=mailbox, folder=folder, items=items, indexes=todo,
-                    results=results, after=after))
+                self._run(
+                    mailbox,
+                    where,
+                    "APPEND",
+                    functools.partial(
+                        self._send,
+                        mailbox=mailbox,
+                        folder=folder,
+                        items=items,
+                        indexes=todo,
+                        results=results,
+                        after=after,
+                    ),
+                )
             except (TransientError, PermanentError) as exc:  # login, connection: whole chunk
                 for index in todo:
                     if results[index] is None and index not in after.unsure:
@@ -668,28 +785,46 @@ class ImapTarget:
             for index in todo:
                 results[index] = None
         self._flag_found(mailbox, folder, items, results, flagged)
-        return [r if r is not None else UploadResult(items[i].key, error=TransientError(
-            f"{where}: no answer for message {items[i].key}")) for i, r in enumerate(results)]
+        return [
+            r
+            if r is not None
+            else UploadResult(
+                items[i].key, error=TransientError(f"{where}: no answer for message {items[i].key}")
+            )
+            for i, r in enumerate(results)
+        ]
 
     def _refuse(self, item: UploadItem, where: str) -> PermanentError | None:
         size = len(item.data)
         if size > self.max_message_size:
             return PermanentError(
                 f"{where}: message {item.key} is {size} bytes, over the target's limit of "
-                f"{self.max_message_size} bytes", reason=Reason.TOO_LARGE,
-                hint="raise [target] max_message_size if the server allows larger messages")
+                f"{self.max_message_size} bytes",
+                reason=Reason.TOO_LARGE,
+                hint="raise [target] max_message_size if the server allows larger messages",
+            )
         if size == 0:
             return PermanentError(f"{where}: message {item.key} is empty", reason=Reason.REJECTED)
         return None
 
     def _message(self, session: Session, item: UploadItem) -> Message:
         # Exchange keeps no IMAP keywords; sending them only risks a refusal
-        return Message(flag_list(item.flags, keywords=not session.exchange),
-                       date_time(_when(item)), self._payload(item))
+        return Message(
+            flag_list(item.flags, keywords=not session.exchange),
+            date_time(_when(item)),
+            self._payload(item),
+        )
 
-    def _send(self, session: Session, mailbox: str, folder: TargetFolder,
-              items: Sequence[UploadItem], indexes: list[int],
-              results: list[UploadResult | None], after: _Afterwards) -> None:
+    def _send(
+        self,
+        session: Session,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        indexes: list[int],
+        results: list[UploadResult | None],
+        after: _Afterwards,
+    ) -> None:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
         for index in indexes:  # APPENDLIMIT may only be known now that we are connected
             error = self._refuse(items[index], where)
@@ -721,8 +856,9 @@ class ImapTarget:
         sent_batches: list[tuple[list[int], int, bool]] = []
         try:
             for batch in batches:
-                stop = self._send_batch(session, wire, folder, items, batch, results, stored,
-                                        sent_batches, where)
+                stop = self._send_batch(
+                    session, wire, folder, items, batch, results, stored, sent_batches, where
+                )
                 if stop is not None:
                     for index in todo:
                         if results[index] is None:
@@ -732,33 +868,54 @@ class ImapTarget:
             session.broken = True
             after.expired = self._token_ran_out(session, exc, wire.bye)
             self._settle_answered(wire, sent_batches, items, results, stored, after, where)
-            lost = errors.connection_error(exc, where=where, what="APPEND",
-                                           endpoint=self.connector.endpoint,
-                                           timeout=self.settings.timeout)
+            lost = errors.connection_error(
+                exc,
+                where=where,
+                what="APPEND",
+                endpoint=self.connector.endpoint,
+                timeout=self.settings.timeout,
+            )
             # Exchange Online may throttle with "BAD ... Suggested Backoff Time" and hang up:
             # the hint must survive the broken connection
-            hint = max((h for h in (errors.backoff_hint(a.text) for a in wire.answers.values())
-                        if h is not None), default=None)
-            after.lost = lost if hint is None else TransientError(
-                f"{lost}; the server asked to wait {hint:g} s", retry_after=hint, hint=lost.hint)
+            hint = max(
+                (
+                    h
+                    for h in (errors.backoff_hint(a.text) for a in wire.answers.values())
+                    if h is not None
+                ),
+                default=None,
+            )
+            after.lost = (
+                lost
+                if hint is None
+                else TransientError(
+                    f"{lost}; the server asked to wait {hint:g} s", retry_after=hint, hint=lost.hint
+                )
+            )
         self._finish(session, mailbox, folder, items, stored, results, after, where)
 
-    def _settle_answered(self, wire: Wire, sent_batches: list[tuple[list[int], int, bool]],
-                         items: Sequence[UploadItem], results: list[UploadResult | None],
-                         stored: list[tuple[int, int, int]], after: _Afterwards,
-                         where: str) -> None:
+    def _settle_answered(
+        self,
+        wire: Wire,
+        sent_batches: list[tuple[list[int], int, bool]],
+        items: Sequence[UploadItem],
+        results: list[UploadResult | None],
+        stored: list[tuple[int, int, int]],
+        after: _Afterwards,
+        where: str,
+    ) -> None:
         """The connection broke: take the answers that did arrive; a message whose command
         was written (or was being written) but not answered may or may not be stored."""
         for batch, first, multi in sent_batches:
             if multi:
-                tags = wire.sent[first:first + 1]
+                tags = wire.sent[first : first + 1]
                 answer = wire.answers.get(tags[0]) if tags else None
                 if answer is None or not answer.ok:
                     after.unsure.extend(i for i in batch if results[i] is None)
                 else:
                     self._stored(batch, answer, stored, items, results)
                 continue
-            tags = wire.sent[first:first + len(batch)]
+            tags = wire.sent[first : first + len(batch)]
             for position, index in enumerate(batch):
                 if results[index] is not None:
                     continue
@@ -770,14 +927,25 @@ class ImapTarget:
                 elif answer.ok:
                     self._stored([index], answer, stored, items, results)
                 else:
-                    results[index] = UploadResult(items[index].key, error=errors.answer_error(
-                        answer.text, where=f"{where}, message {items[index].key}", what="APPEND"))
+                    results[index] = UploadResult(
+                        items[index].key,
+                        error=errors.answer_error(
+                            answer.text, where=f"{where}, message {items[index].key}", what="APPEND"
+                        ),
+                    )
 
-    def _send_batch(self, session: Session, wire: Wire, folder: TargetFolder,
-                    items: Sequence[UploadItem], batch: list[int],
-                    results: list[UploadResult | None], stored: list[tuple[int, int, int]],
-                    sent_batches: list[tuple[list[int], int, bool]],
-                    where: str) -> Exception | None:
+    def _send_batch(
+        self,
+        session: Session,
+        wire: Wire,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        batch: list[int],
+        results: list[UploadResult | None],
+        stored: list[tuple[int, int, int]],
+        sent_batches: list[tuple[list[int], int, bool]],
+        where: str,
+    ) -> Exception | None:
         """Send one batch; record outcomes. Returns an error that should stop the chunk."""
         messages = [self._message(session, items[i]) for i in batch]
         if len(batch) > 1 and session.has("MULTIAPPEND"):
@@ -798,16 +966,22 @@ class ImapTarget:
             if answer.ok:
                 self._stored([index], answer, stored, items, results)
             else:
-                error = errors.answer_error(answer.text, where=f"{where}, message "
-                                            f"{items[index].key}", what="APPEND")
+                error = errors.answer_error(
+                    answer.text, where=f"{where}, message {items[index].key}", what="APPEND"
+                )
                 results[index] = UploadResult(items[index].key, error=error)
                 if isinstance(error, TransientError):
                     stop = error
         return stop
 
     @staticmethod
-    def _stored(batch: list[int], answer: Answer, stored: list[tuple[int, int, int]],
-                items: Sequence[UploadItem], results: list[UploadResult | None]) -> None:
+    def _stored(
+        batch: list[int],
+        answer: Answer,
+        stored: list[tuple[int, int, int]],
+        items: Sequence[UploadItem],
+        results: list[UploadResult | None],
+    ) -> None:
         """Record stored messages at once: a later failure in the chunk must not mark them."""
         uids = appenduid(answer)
         if uids is not None and len(uids[1]) == len(batch):
@@ -818,8 +992,14 @@ class ImapTarget:
             for index in batch:
                 results[index] = UploadResult(items[index].key, target_id=None)
 
-    def _settle_lost(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                     after: _Afterwards, results: list[UploadResult | None]) -> bool:
+    def _settle_lost(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        after: _Afterwards,
+        results: list[UploadResult | None],
+    ) -> bool:
         """The connection broke: messages whose command was written but not answered may or may
         not be stored. Ask the server (on a fresh connection) before reporting them missing.
         True when every message is known stored or not (the server could be asked)."""
@@ -827,8 +1007,9 @@ class ImapTarget:
             return True
         known = True
         if after.unsure:
-            found = self._stored_since(mailbox, folder, [items[i] for i in after.unsure],
-                                       after.floor)
+            found = self._stored_since(
+                mailbox, folder, [items[i] for i in after.unsure], after.floor
+            )
             known = found is not None
             for index in after.unsure:
                 key = items[index].key
@@ -839,20 +1020,36 @@ class ImapTarget:
                 results[index] = UploadResult(items[index].key, error=after.lost)
         return known
 
-    def _finish(self, session: Session, mailbox: str, folder: TargetFolder,
-                items: Sequence[UploadItem], stored: list[tuple[int, int, int]],
-                results: list[UploadResult | None], after: _Afterwards, where: str) -> None:
+    def _finish(
+        self,
+        session: Session,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        stored: list[tuple[int, int, int]],
+        results: list[UploadResult | None],
+        after: _Afterwards,
+        where: str,
+    ) -> None:
         for index, validity, uid in stored:
             self._remember(mailbox, folder, items[index].key, validity, uid)
-        after.unknown = [i for i, r in enumerate(results)
-                         if r is not None and r.error is None and r.target_id is None]
+        after.unknown = [
+            i
+            for i, r in enumerate(results)
+            if r is not None and r.error is None and r.target_id is None
+        ]
         flagged = [(index, uid) for index, _, uid in stored if items[index].flags.flagged]
-        if (session.exchange and flagged and not session.broken
-                and self._add_flagged(session, folder, [uid for _, uid in flagged], where)):
+        if (
+            session.exchange
+            and flagged
+            and not session.broken
+            and self._add_flagged(session, folder, [uid for _, uid in flagged], where)
+        ):
             after.flagged.extend(index for index, _ in flagged)
 
-    def _add_flagged(self, session: Session, folder: TargetFolder, uids: list[int],
-                     where: str) -> bool:
+    def _add_flagged(
+        self, session: Session, folder: TargetFolder, uids: list[int], where: str
+    ) -> bool:
         """Exchange ignores \\Flagged in APPEND: set it on the stored copies afterwards. A
         failure is logged; the messages stay stored."""
         try:
@@ -866,16 +1063,27 @@ class ImapTarget:
             log.warning("%s: \\Flagged not set on %d messages: %s", where, len(uids), exc)
         return False
 
-    def _flag_found(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                    results: list[UploadResult | None], done: set[int]) -> None:
+    def _flag_found(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        results: list[UploadResult | None],
+        done: set[int],
+    ) -> None:
         """On Exchange, \\Flagged for flagged messages that were found stored after a broken
         connection (their APPEND's answer never came, so nothing set it yet)."""
         if not self._exchange:
             return
         uids = []
         for index, result in enumerate(results):
-            if (index in done or result is None or result.error is not None
-                    or not items[index].flags.flagged or not result.target_id):
+            if (
+                index in done
+                or result is None
+                or result.error is not None
+                or not items[index].flags.flagged
+                or not result.target_id
+            ):
                 continue
             uid = result.target_id.partition(":")[2]
             if uid.isdigit():
@@ -888,17 +1096,28 @@ class ImapTarget:
         except (TransientError, PermanentError) as exc:
             log.warning("%s: \\Flagged not set on %d messages: %s", where, len(uids), exc)
 
-    def _identify(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                  unknown: list[int], results: list[UploadResult | None],
-                  floor: tuple[int, int] | None) -> None:
+    def _identify(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        unknown: list[int],
+        results: list[UploadResult | None],
+        floor: tuple[int, int] | None,
+    ) -> None:
         """Stored without APPENDUID: find their UIDs by content; else the UID stays unknown."""
         found = self._stored_since(mailbox, folder, [items[i] for i in unknown], floor) or {}
         for index in unknown:
             key = items[index].key
             results[index] = UploadResult(key, target_id=found.get(key, UNKNOWN_UID))
 
-    def _stored_since(self, mailbox: str, folder: TargetFolder, items: Sequence[UploadItem],
-                      floor: tuple[int, int] | None) -> dict[str, str] | None:
+    def _stored_since(
+        self,
+        mailbox: str,
+        folder: TargetFolder,
+        items: Sequence[UploadItem],
+        floor: tuple[int, int] | None,
+    ) -> dict[str, str] | None:
         """Key -> target id for those of `items` one upload() call stored: recognised as in
         find_uploads(), but only among UIDs from `floor` (the folder's UIDNEXT before the
         call) on. An identical copy stored before (a twin in the source, an earlier run) is
@@ -947,8 +1166,11 @@ class ImapTarget:
 def _uids(target_ids: Collection[str], validity: int) -> set[int]:
     """The UIDs of those target ids that belong to UIDVALIDITY `validity`."""
     prefix = f"{validity}:"
-    return {int(t[len(prefix):]) for t in target_ids
-            if t.startswith(prefix) and t[len(prefix):].isdigit()}
+    return {
+        int(t[len(prefix) :])
+        for t in target_ids
+        if t.startswith(prefix) and t[len(prefix) :].isdigit()
+    }
 
 
 def _when(item: UploadItem) -> datetime | None:

@@ -27,7 +27,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.drop_index("ix_accounts_plan_scope_status", table_name="accounts")
-    op.create_index("ix_accounts_plan_scope_status_reason", "accounts", ["plan_id", "scope", "status", "reason"])
+    op.create_index(
+        "ix_accounts_plan_scope_status_reason", "accounts", ["plan_id", "scope", "status", "reason"]
+    )
     op.create_index("ix_accounts_plan_skipped", "accounts", ["plan_id", "messages_skipped", "id"])
 
 

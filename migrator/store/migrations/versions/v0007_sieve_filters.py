@@ -35,13 +35,19 @@ def upgrade() -> None:
         sa.Column("approximate", sa.Integer(), nullable=False),
         sa.Column("refused", sa.Integer(), nullable=False),
         sa.Column("rules", sa.Integer(), nullable=False),
-        sa.Column("rule_ids", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True),
+        sa.Column(
+            "rule_ids", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
+        ),
         sa.Column("auto_reply", sa.String(length=20), nullable=True),
         sa.Column("auto_reply_sha256", sa.String(length=64), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE",
-                                name="fk_sieve_filters_account_id_accounts"),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            ondelete="CASCADE",
+            name="fk_sieve_filters_account_id_accounts",
+        ),
         sa.PrimaryKeyConstraint("account_id", name="pk_sieve_filters"),
     )
     op.create_table(
@@ -52,8 +58,12 @@ def upgrade() -> None:
         sa.Column("line", sa.Integer(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE",
-                                name="fk_sieve_refusals_account_id_accounts"),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            ondelete="CASCADE",
+            name="fk_sieve_refusals_account_id_accounts",
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_sieve_refusals"),
     )
     op.create_index("ix_sieve_refusals_account", "sieve_refusals", ["account_id"])

@@ -85,7 +85,10 @@ def upgrade() -> None:
         _time("finished_at"),
         sa.Column("detail", JSON, nullable=True),
         sa.ForeignKeyConstraint(
-            ["wave_id"], ["cutover_waves.id"], name="fk_cutover_steps_wave_id_cutover_waves", ondelete="CASCADE"
+            ["wave_id"],
+            ["cutover_waves.id"],
+            name="fk_cutover_steps_wave_id_cutover_waves",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_cutover_steps"),
     )

@@ -54,8 +54,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("process", _text(255), nullable=True))
         batch.add_column(sa.Column("alive_until", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_runs_plan_status", "runs", ["plan_id", "status"])
-    runs = sa.table("runs", sa.column("status", sa.String), sa.column("alive_until", sa.DateTime(timezone=True)))
-    op.execute(runs.update().where(runs.c.status == "running").values(alive_until=datetime.now(UTC)))
+    runs = sa.table(
+        "runs", sa.column("status", sa.String), sa.column("alive_until", sa.DateTime(timezone=True))
+    )
+    op.execute(
+        runs.update().where(runs.c.status == "running").values(alive_until=datetime.now(UTC))
+    )
 
 
 def downgrade() -> None:

@@ -40,11 +40,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_accounts_claim_status", "accounts", ["plan_id", "scope", "status", "batch", "id"])
-    op.drop_index("ix_accounts_claim_order", table_name="accounts")
-    op.create_index("ix_accounts_claim_pass", "accounts", ["plan_id", "scope", "status", "last_pass_at", "id"])
     op.create_index(
-        "ix_accounts_claim_batch_pass", "accounts", ["plan_id", "scope", "status", "batch", "last_pass_at", "id"]
+        "ix_accounts_claim_status", "accounts", ["plan_id", "scope", "status", "batch", "id"]
+    )
+    op.drop_index("ix_accounts_claim_order", table_name="accounts")
+    op.create_index(
+        "ix_accounts_claim_pass", "accounts", ["plan_id", "scope", "status", "last_pass_at", "id"]
+    )
+    op.create_index(
+        "ix_accounts_claim_batch_pass",
+        "accounts",
+        ["plan_id", "scope", "status", "batch", "last_pass_at", "id"],
     )
     op.create_index("ix_accounts_plan_address", "accounts", ["plan_id", "address"])
     op.drop_index("ix_accounts_address", table_name="accounts")
