@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Table, event, select, text, update
 
 from migrator.store import Store
+from migrator.store.claims import ClaimFilter, _probes, claim_next, release
 from migrator.store.schema import AccountDbRow
-from migrator.store.work import ClaimFilter, _probes, claim_next, release
 
 A = cast(Table, AccountDbRow.__table__)
 

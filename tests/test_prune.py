@@ -207,7 +207,7 @@ def test_prune_command_is_a_dry_run_unless_applied(
 def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: str) -> None:
     """`events --account` and `show ADDR` at millions of events: the account's events are read
     from ix_events_account_id in id order, not the plan's log backwards."""
-    from migrator.store import queries
+    from migrator.store.reporting import queries
 
     ids = _campaign(store, plan_name)
     now = datetime.now(UTC)

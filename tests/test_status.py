@@ -480,7 +480,7 @@ def test_the_first_ledger_row_of_a_window_is_found_by_id(backend: str, tmp_path:
 
 
 def _first_ledger_rows(url: str) -> None:
-    from migrator.store import reporting
+    from migrator.store.reporting import aggregates
 
     store = open_store(url)
     try:
@@ -493,7 +493,9 @@ def _first_ledger_rows(url: str) -> None:
         [account] = store.list_accounts(plan_id)
         now = utcnow()
         with store.reader() as db:
-            assert reporting.first_id_since(db, now - timedelta(hours=1)) is None  # an empty ledger
+            assert (
+                aggregates.first_id_since(db, now - timedelta(hours=1)) is None
+            )  # an empty ledger
         with store.session(write=True) as s:
             folder = FolderRow(account_id=account.id, native=".", display="Inbox", role="inbox")
             s.add(folder)
@@ -505,11 +507,11 @@ def _first_ledger_rows(url: str) -> None:
                                  state="done", size=1, created_at=at, updated_at=at))  # fmt: skip
         with store.reader() as db:
             for minutes, first in ((5, 300), (59, 250), (60, 240), (61, 240), (290, 10), (600, 10)):
-                assert reporting.first_id_since(db, now - timedelta(minutes=minutes)) == first, (
+                assert aggregates.first_id_since(db, now - timedelta(minutes=minutes)) == first, (
                     minutes
                 )
-            assert reporting.first_id_since(db, now + timedelta(seconds=1)) is None
-            assert reporting.done_since(db, plan_id, now - timedelta(minutes=60)) == (7, 7)
+            assert aggregates.first_id_since(db, now + timedelta(seconds=1)) is None
+            assert aggregates.done_since(db, plan_id, now - timedelta(minutes=60)) == (7, 7)
     finally:
         store.close()
 

@@ -13,7 +13,7 @@ from sqlalchemy import event, text, update
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.model.errors import StateError, UsageError
 from migrator.store import Store, open_store
-from migrator.store.raw import Raw
+from migrator.store.database.raw import Raw
 from migrator.store.schema import AccountDbRow
 from tests.fixtures.store import *  # noqa: F403
 

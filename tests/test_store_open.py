@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text, update
 
 from migrator.model.errors import StateError
 from migrator.store import open_store
-from migrator.store.connect import MIGRATIONS_DIR
+from migrator.store.database.connect import MIGRATIONS_DIR
 from migrator.store.owners import pid_namespace
 from migrator.store.schema import Base, RunRow
 from tests.fixtures.store import *  # noqa: F403
@@ -302,7 +302,7 @@ def test_sqlite_page_caches_stay_bounded_with_many_connections(tmp_path: Path) -
     connection keeps the big cache (bulk writes take turns); the others get 8 MB."""
     import threading
 
-    from migrator.store.connect import CACHE_KIB, EXTRA_CACHE_KIB
+    from migrator.store.database.connect import CACHE_KIB, EXTRA_CACHE_KIB
 
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     sizes: list[int] = []

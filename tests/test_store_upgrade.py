@@ -25,8 +25,8 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from migrator.cli.main import cli
 from migrator.cli.reports import register
 from migrator.samples.directory import DEFAULT_BASE, DEFAULT_FILTER, generate_people, write_ldif
-from migrator.store.connect import MIGRATIONS_DIR, normalize_url
-from migrator.store.revision import known_revisions, newest_revision
+from migrator.store.database.connect import MIGRATIONS_DIR, normalize_url
+from migrator.store.database.revision import known_revisions, newest_revision
 from migrator.store.schema import Base
 from migrator.store.types import utcnow
 from tests.fixtures.store import postgres_database

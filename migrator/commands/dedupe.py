@@ -37,9 +37,9 @@ from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageErr
 from migrator.model.plan import Plan
 from migrator.model.status import MessageState, RunStatus, Status
 from migrator.store import ledger
+from migrator.store.claims import worker_name
 from migrator.store.ledger import PlacedCopy
 from migrator.store.owners import process_gone
-from migrator.store.work import worker_name
 
 DELETE_BATCH = 500  # target ids per delete request
 

@@ -49,7 +49,7 @@ from migrator.model.status import RunStatus
 from migrator.plan.secrets import read_secret
 from migrator.plan.templates import Template, TemplateError
 from migrator.store import filters as recorded
-from migrator.store.access import Access
+from migrator.store.database.access import Access
 
 if TYPE_CHECKING:
     from migrator.store import AccountRow

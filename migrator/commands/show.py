@@ -18,8 +18,8 @@ from migrator.model.plan import Plan
 from migrator.model.reasons import advice as advice_for
 from migrator.model.scope import advice as scope_advice
 from migrator.model.status import PASS_COMPLETED
-from migrator.store import queries
 from migrator.store.filters import recorded as recorded_filters
+from migrator.store.reporting import queries
 
 MESSAGE_CAP = 50
 _HEADER_BYTES = 64 * 1024

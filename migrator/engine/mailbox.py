@@ -59,8 +59,8 @@ from migrator.model.plan import Plan
 from migrator.model.reasons import Reason
 from migrator.model.status import MessageState, PassOutcome
 from migrator.store import Store, changes, ledger
+from migrator.store.claims import Claim, LeaseLost
 from migrator.store.ledger import Outcome
-from migrator.store.work import Claim, LeaseLost
 
 T = TypeVar("T")
 

@@ -19,11 +19,11 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, update
 
 from migrator.model.status import MessageState
-from migrator.store.raw import Raw
+from migrator.store.claims import Claim, fence
+from migrator.store.database.raw import Raw
 from migrator.store.schema import AccountDbRow, FolderRow, MessageRow
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-from migrator.store.work import Claim, fence
 
 M = cast(Table, MessageRow.__table__)
 _BATCH = 2000

@@ -19,7 +19,7 @@ from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError
 from migrator.model.scope import Scope
 from migrator.model.status import Status
-from migrator.store.raw import Raw
+from migrator.store.database.raw import Raw
 from migrator.store.rows import DiscoverySummary
 from migrator.store.schema import PlanRow
 

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from migrator.model.mail import FolderInfo
 from migrator.model.status import NOT_SENT, MessageState
-from migrator.store.raw import Raw
+from migrator.store.claims import Claim, fence
+from migrator.store.database.raw import Raw
 from migrator.store.schema import AccountDbRow, FolderRow, MessageRow
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-from migrator.store.work import Claim, fence
 
 A = cast(Table, AccountDbRow.__table__)
 F = cast(Table, FolderRow.__table__)

@@ -22,11 +22,12 @@ from migrator.model.errors import StateError, UsageError
 from migrator.model.plan import DEFAULT_STATE_URL
 from migrator.model.scope import Scope
 from migrator.model.status import RunStatus
-from migrator.store import discovery, reporting
-from migrator.store.access import Access
-from migrator.store.connect import SchemaChange, connect, describe
+from migrator.store import discovery
+from migrator.store.database.access import Access
+from migrator.store.database.connect import SchemaChange, connect, describe
+from migrator.store.database.raw import Raw
 from migrator.store.owners import Identity, process_gone
-from migrator.store.raw import Raw
+from migrator.store.reporting import aggregates
 from migrator.store.rows import (
     ALL_STATES,
     SCOPE_STATES,
@@ -440,7 +441,7 @@ class Store:
 
     @contextmanager
     def reader(self) -> Iterator[Raw]:
-        """A read transaction at the DBAPI level, for the plain-SQL aggregates of reporting."""
+        """A read transaction at the DBAPI level, for the plain-SQL aggregates of reporting/."""
         with self.session() as s:
             yield Raw(s.connection())
 
@@ -452,14 +453,14 @@ class Store:
         Entries without a reason count under "unspecified", accounts without a batch under "".
         """
         with self.reader() as db:
-            counts = reporting.account_counts(db, plan_id)
-            counts["batches"] = reporting.batch_sizes(db, plan_id)
+            counts = aggregates.account_counts(db, plan_id)
+            counts["batches"] = aggregates.batch_sizes(db, plan_id)
         return counts
 
     def progress_by_batch(self, plan_id: int) -> list[dict[str, Any]]:
         """Per batch: total, migrated, verified, failed, running, pending accounts in scope."""
         with self.reader() as db:
-            return reporting.progress_by_batch(db, plan_id)
+            return aggregates.progress_by_batch(db, plan_id)
 
     # --- events
 
@@ -512,7 +513,7 @@ def _quiet_rollback(session: Session) -> None:
 
 
 def open_store(url: str = DEFAULT_URL, access: Access = "create") -> Store:
-    """Open the state database at `url` for what `access` allows (see store/access.py): the
+    """Open the state database at `url` for what `access` allows (see store/database/access.py): the
     default creates a missing database and upgrades an older SQLite schema.
 
     sqlite:///relative/path.db is relative to the current directory (commands resolve a plan's

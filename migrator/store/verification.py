@@ -9,7 +9,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, select, update
 
 from migrator.model.status import NOT_SENT, MessageState, Status
-from migrator.store.raw import Raw
+from migrator.store.database.raw import Raw
 from migrator.store.schema import AccountDbRow, EventRow, FolderRow
 from migrator.store.store import Store
 from migrator.store.types import utcnow

@@ -12,7 +12,7 @@ from typing import Any
 
 from migrator.model.scope import Scope
 from migrator.model.status import RunStatus
-from migrator.store.raw import Raw
+from migrator.store.database.raw import Raw
 
 # "N of M accounts migrated": a pass completed, whatever a later delta pass is doing (at work,
 # failed, or killed: a SIGKILL must not make the headline go down). The one rule for status,

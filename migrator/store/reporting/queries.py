@@ -10,8 +10,8 @@ from sqlalchemy import Table, func, select, text
 
 from migrator.model.scope import Scope
 from migrator.model.status import NOT_SENT, Status
-from migrator.store.raw import Raw
-from migrator.store.reporting import MIGRATED_SQL
+from migrator.store.database.raw import Raw
+from migrator.store.reporting.aggregates import MIGRATED_SQL
 from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
 from migrator.store.store import Store
 
@@ -43,7 +43,7 @@ _REPORT_COLUMNS = (
 
 _REPORT_NAMES = [c.name for c in _REPORT_COLUMNS]
 _REPORT_TIMES = ("first_pass_at", "last_pass_at")
-# DBAPI level (store/raw.py): SQLAlchemy's per-row processing made 100,000 rows take ~10 s
+# DBAPI level (store/database/raw.py): SQLAlchemy's per-row processing made 100,000 rows take ~10 s
 _REPORT_SQL = f"""
 SELECT {", ".join("a." + name for name in _REPORT_NAMES)}, src.messages_source
 FROM accounts a

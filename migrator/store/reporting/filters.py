@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.store.raw import Raw
+from migrator.store.database.raw import Raw
 
 OUTCOMES = ("applied", "reported", "none", "checked", "broken", "failed")
 
