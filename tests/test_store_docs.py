@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.store import open_store
-from migrator.store.schema import Base
+from migrator.store.schema import metadata
 from tests.fixtures.store import *  # noqa: F403
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "state.md").read_text(encoding="utf-8")
@@ -22,13 +22,13 @@ def _section(table: str) -> str:
     return match.group(0)
 
 
-@pytest.mark.parametrize("table", sorted(Base.metadata.tables))
+@pytest.mark.parametrize("table", sorted(metadata.tables))
 def test_every_column_is_documented(table: str) -> None:
     documented: set[str] = set()
     for line in _section(table).splitlines():
         if line.startswith("| ") and not line.startswith(("| column", "| ---")):
             documented.update(name.strip() for name in line.split("|")[1].split(","))
-    assert documented == {column.name for column in Base.metadata.tables[table].columns}
+    assert documented == {column.name for column in metadata.tables[table].columns}
 
 
 def test_example_queries_run_and_answer(store_url: str) -> None:

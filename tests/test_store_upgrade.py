@@ -27,7 +27,7 @@ from migrator.cli.reports import register
 from migrator.samples.directory import DEFAULT_BASE, DEFAULT_FILTER, generate_people, write_ldif
 from migrator.store.database.connect import MIGRATIONS_DIR, normalize_url
 from migrator.store.database.revision import known_revisions, newest_revision
-from migrator.store.schema import Base
+from migrator.store.schema import metadata
 from migrator.store.types import utcnow
 from tests.fixtures.store import postgres_database
 
@@ -241,7 +241,7 @@ def test_upgrading_builds_what_a_fresh_database_has_and_keeps_the_data(url: str)
     try:
         with engine.begin() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            assert compare_metadata(context, Base.metadata) == []
+            assert compare_metadata(context, metadata) == []
             # a name of any length, in the views too
             conn.execute(text("UPDATE accounts SET name = :name"), {"name": "Ñ" * 5000})
             assert conn.execute(text("SELECT key, length(name) FROM v_account_state")).all() == [

@@ -1,4 +1,4 @@
-"""The state store: SQLAlchemy models, queries and Alembic migrations of migrator's own schema.
+"""The state store: migrator's own tables (SQLAlchemy Core), queries and Alembic migrations.
 
 Only this package imports sqlalchemy and alembic. Which entry point serves which need:
 

@@ -14,9 +14,9 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -25,14 +25,13 @@ from migrator.model.scope import Scope
 from migrator.model.status import PASS_COMPLETED, Status
 from migrator.store.fleet import owner_gone
 from migrator.store.owners import identify, pid_namespace, process_gone
-from migrator.store.schema import AccountDbRow, EventRow, FolderRow, WorkerRow
+from migrator.store.schema import accounts as A
+from migrator.store.schema import events as E
+from migrator.store.schema import folders as F
+from migrator.store.schema import messages as M
+from migrator.store.schema import workers as W
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-
-A = cast(Table, AccountDbRow.__table__)
-E = cast(Table, EventRow.__table__)
-F = cast(Table, FolderRow.__table__)
-W = cast(Table, WorkerRow.__table__)
 
 
 class LeaseLost(MigratorError):
@@ -585,10 +584,6 @@ def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -
 
     Refused while a worker holds the account's lease.
     """
-    from migrator.store.schema import FolderRow, MessageRow
-
-    M = cast(Table, MessageRow.__table__)
-    F = cast(Table, FolderRow.__table__)
     now = utcnow()
     with store.session(write=True) as s:
         row = s.execute(

@@ -15,20 +15,18 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 
 from migrator.model.cutover import ROUTED, WAVE_OPEN, CutoverState, StepStatus, WaveStatus
 from migrator.model.scope import Scope
-from migrator.store.schema import AccountDbRow, CutoverStepRow, CutoverWaveRow, EventRow
+from migrator.store.schema import accounts as A
+from migrator.store.schema import cutover_steps as S
+from migrator.store.schema import cutover_waves as W
+from migrator.store.schema import events as E
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-
-A = cast(Table, AccountDbRow.__table__)
-W = cast(Table, CutoverWaveRow.__table__)
-S = cast(Table, CutoverStepRow.__table__)
-E = cast(Table, EventRow.__table__)
 
 _CHUNK = 500  # ids per IN list
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, select, update
 
 from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError
@@ -21,12 +21,11 @@ from migrator.model.scope import Scope
 from migrator.model.status import Status
 from migrator.store.database.raw import Raw
 from migrator.store.rows import DiscoverySummary
-from migrator.store.schema import PlanRow
+from migrator.store.schema import plans
 
 WRITE_BATCH = 5000
 DUPLICATES_KEPT = 20
 
-plans = cast(Table, PlanRow.__table__)
 
 # the columns discovery owns, in the order the rows below are built
 DISCOVERY_COLUMNS = (

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import fields
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,7 +35,9 @@ from migrator.store.rows import (
     AccountRow,
     DiscoverySummary,
 )
-from migrator.store.schema import AccountDbRow, EventRow, PlanRow, RunRow
+from migrator.store.schema import events as E
+from migrator.store.schema import plans as P
+from migrator.store.schema import runs as R
 from migrator.store.types import utcnow
 
 DEFAULT_URL = DEFAULT_STATE_URL  # relative to the current directory here
@@ -43,10 +45,6 @@ DEFAULT_URL = DEFAULT_STATE_URL  # relative to the current directory here
 # the command gives up with a StateError. A restart takes seconds; two minutes leave room.
 RECONNECT_SECONDS = float(os.environ.get("MIGRATOR_STATE_RECONNECT_SECONDS", "120"))
 
-A = cast(Table, AccountDbRow.__table__)
-P = cast(Table, PlanRow.__table__)
-E = cast(Table, EventRow.__table__)
-R = cast(Table, RunRow.__table__)
 
 # AccountRow's fields as stored (all but the computed `state`), in its order
 _ACCOUNT_FIELDS = [f.name for f in fields(AccountRow) if f.name != "state"]
@@ -310,20 +308,23 @@ class Store:
         now = utcnow()
         with self.session(write=True) as s:
             self._close_dead_runs(s, plan_id)
-            run = RunRow(
-                plan_id=plan_id,
-                command=command,
-                host=worker.host if worker else socket.gethostname(),
-                pid=worker.pid if worker else os.getpid(),
-                worker=worker.id if worker else None,
-                process=worker.process if worker else None,
-                started_at=now,
-                alive_until=now + timedelta(seconds=lease_seconds),
-                status=RunStatus.RUNNING,
+            return int(
+                s.execute(
+                    insert(R)
+                    .values(
+                        plan_id=plan_id,
+                        command=command,
+                        host=worker.host if worker else socket.gethostname(),
+                        pid=worker.pid if worker else os.getpid(),
+                        worker=worker.id if worker else None,
+                        process=worker.process if worker else None,
+                        started_at=now,
+                        alive_until=now + timedelta(seconds=lease_seconds),
+                        status=RunStatus.RUNNING,
+                    )
+                    .returning(R.c.id)
+                ).scalar_one()
             )
-            s.add(run)
-            s.flush()
-            return run.id
 
     def beat_run(self, run_id: int, lease_seconds: float) -> None:
         """The run's heartbeat: it is alive for another `lease_seconds`."""

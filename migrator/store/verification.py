@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 
 from migrator.model.status import NOT_SENT, MessageState, Status
 from migrator.store.database.raw import Raw
-from migrator.store.schema import AccountDbRow, EventRow, FolderRow
+from migrator.store.schema import accounts as A
+from migrator.store.schema import events as E
+from migrator.store.schema import folders as F
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-
-A = cast(Table, AccountDbRow.__table__)
-F = cast(Table, FolderRow.__table__)
-E = cast(Table, EventRow.__table__)
 
 
 @dataclass(frozen=True)

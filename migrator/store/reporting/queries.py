@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import func, select, text
 
 from migrator.model.scope import Scope
 from migrator.model.status import NOT_SENT, Status
 from migrator.store.database.raw import Raw
 from migrator.store.reporting.aggregates import MIGRATED_SQL
-from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
+from migrator.store.schema import accounts as A
+from migrator.store.schema import events as E
+from migrator.store.schema import folders as F
+from migrator.store.schema import messages as M
 from migrator.store.store import Store
-
-A = cast(Table, AccountDbRow.__table__)
-E = cast(Table, EventRow.__table__)
-F = cast(Table, FolderRow.__table__)
-M = cast(Table, MessageRow.__table__)
-
 
 _REPORT_COLUMNS = (
     A.c.id,
