@@ -34,6 +34,7 @@ from migrator.adapters.targets.base import GroupsIdentical, ListsByKey, Target, 
 from migrator.commands.secrets import target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
+from migrator.model.events import EventKind
 from migrator.model.plan import Plan
 from migrator.model.status import MessageState, RunStatus, Status
 from migrator.store import ledger
@@ -167,7 +168,7 @@ def dedupe(
                 if result.deleted:
                     store.add_event(
                         plan_id,
-                        "dedupe",
+                        EventKind.DEDUPE,
                         account_id=row.id,
                         run_id=run_id,
                         worker=worker_name(),

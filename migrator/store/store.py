@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError, UsageError
+from migrator.model.events import EventKind
 from migrator.model.plan import DEFAULT_STATE_URL
 from migrator.model.scope import Scope
 from migrator.model.status import RunStatus
-from migrator.store import discovery
+from migrator.store import discovery, events
 from migrator.store.database.access import Access
 from migrator.store.database.connect import SchemaChange, connect, describe
 from migrator.store.database.raw import Raw
@@ -468,7 +469,7 @@ class Store:
     def add_event(
         self,
         plan_id: int,
-        kind: str,
+        kind: EventKind,
         *,
         account_id: int | None = None,
         run_id: int | None = None,
@@ -477,23 +478,20 @@ class Store:
         to_state: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> int:
+        """Record an event in a transaction of its own; its id. (A change of state writes its
+        event in its own transaction, through events.py.)"""
         with self.session(write=True) as s:
-            result = s.execute(
-                insert(E)
-                .values(
-                    at=utcnow(),
-                    plan_id=plan_id,
-                    account_id=account_id,
-                    run_id=run_id,
-                    worker=worker,
-                    kind=kind,
-                    from_state=from_state,
-                    to_state=to_state,
-                    detail=detail,
-                )
-                .returning(E.c.id)
+            return events.write(
+                s.connection(),
+                plan_id,
+                kind,
+                account_id=account_id,
+                run_id=run_id,
+                worker=worker,
+                from_state=from_state,
+                to_state=to_state,
+                detail=detail,
             )
-            return int(result.scalar_one())
 
     def list_events(
         self, plan_id: int, *, account_id: int | None = None, limit: int = 1000

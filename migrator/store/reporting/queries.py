@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from migrator.model.events import EventKind
 from migrator.model.scope import Scope
 from migrator.model.status import NOT_SENT, Status
 from migrator.store.database.raw import Raw
@@ -70,7 +71,9 @@ def first_synced_times(store: Store, plan_id: int) -> list[datetime]:
     """When each account first reached Status.SYNCED (from the event log), oldest first."""
     stmt = (
         select(func.min(E.c.at))
-        .where(E.c.plan_id == plan_id, E.c.kind == "released", E.c.to_state == Status.SYNCED)
+        .where(
+            E.c.plan_id == plan_id, E.c.kind == EventKind.RELEASED, E.c.to_state == Status.SYNCED
+        )
         .group_by(E.c.account_id)
     )
     with store.session() as s:
