@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.targets import KeyedItems, TargetFolder, open_target
 from migrator.adapters.targets.base import GroupsIdentical, ListsByKey, Target, Withdraws
 from migrator.commands.secrets import target_secrets
@@ -37,6 +36,7 @@ from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageErr
 from migrator.model.events import EventKind
 from migrator.model.plan import Plan
 from migrator.model.status import MessageState, RunStatus, Status
+from migrator.retry import RetryPolicy, call_with_retry
 from migrator.store import ledger
 from migrator.store.claims import worker_name
 from migrator.store.ledger import PlacedCopy

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import HoldsMailboxes, Target
 from migrator.engine.breaker import Breaker, WaitNotices, guard, outage_of
@@ -43,6 +42,7 @@ from migrator.model.heartbeat import beat_seconds, renew_seconds
 from migrator.model.plan import Plan
 from migrator.model.scope import Scope
 from migrator.model.status import PassOutcome, Status
+from migrator.retry import RetryPolicy
 from migrator.store import Store
 from migrator.store.claims import (
     Claim,

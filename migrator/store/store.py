@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import random
 import socket
+import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import fields
@@ -222,25 +221,40 @@ class Store:
         reconnect_seconds) while the server is unreachable: a PostgreSQL restart pauses the
         workers instead of failing the run. pool_pre_ping has already replaced connections
         the restart killed; what fails here is connecting anew while the server is down."""
-        deadline = time.monotonic() + self.reconnect_seconds
-        delay = 0.1
+        # here, not at the top: a command on SQLite starts without importing tenacity
+        from migrator.retry import RetryPolicy, call_with_retry
+
         told = False
-        while True:
+
+        def connect() -> None:
+            nonlocal told
             try:
                 session.connection()
-                return
             except OperationalError as exc:
                 _quiet_rollback(session)
-                if not is_disconnect(exc, self.backend) or time.monotonic() + delay > deadline:
-                    raise
-                if not told and self.on_reconnect_wait is not None:
+                if not told and self.on_reconnect_wait and is_disconnect(exc, self.backend):
                     told = True
                     self.on_reconnect_wait(
                         f"state database {self.url} unreachable ({describe(exc, self.engine.url.password)}); "
                         f"retrying for up to {self.reconnect_seconds:.0f} s"
                     )
-            time.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 5.0)
+                raise
+
+        call_with_retry(
+            connect,
+            # bounded by the deadline alone; a few seconds apart at most, so that the workers
+            # go on soon after the server is back
+            RetryPolicy(
+                attempts=sys.maxsize,
+                deadline=self.reconnect_seconds,
+                base=0.1,
+                cap=4.0,
+                jitter=0.25,
+            ),
+            retry_if=lambda exc: (
+                isinstance(exc, OperationalError) and is_disconnect(exc, self.backend)
+            ),
+        )
 
     def wait_until_reachable(self) -> bool:
         """True once a query succeeds again; False when the server stayed away for
