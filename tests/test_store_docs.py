@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from migrator.model.account import DiscoveredAccount, Scope
+from migrator.model.events import EventKind
 from migrator.store import open_store
 from migrator.store.schema import metadata
 from tests.fixtures.store import *  # noqa: F403
@@ -29,6 +30,12 @@ def test_every_column_is_documented(table: str) -> None:
         if line.startswith("| ") and not line.startswith(("| column", "| ---")):
             documented.update(name.strip() for name in line.split("|")[1].split(","))
     assert documented == {column.name for column in metadata.tables[table].columns}
+
+
+def test_every_event_kind_is_documented() -> None:
+    [kinds] = [line for line in _section("events").splitlines() if line.startswith("| kind |")]
+    # every `word` of the row names a kind, but for the command `verify`
+    assert set(re.findall(r"`([a-z_-]+)`", kinds)) - {"verify"} == {k.value for k in EventKind}
 
 
 def test_example_queries_run_and_answer(store_url: str) -> None:
