@@ -8,6 +8,8 @@ Only this package imports sqlalchemy and alembic. Which entry point serves which
   SQLAlchemy, half a second less start-up.
 - A command's own records, on `Store`: plans, runs (`start_run`, `finish_run`), events
   (`add_event`), discovery (`record_discovery`, `list_accounts`; discovery.py does the work).
+- The event log: events.py is its one writer. A change of state writes its event there, in
+  the transaction of the change (`events.write`); `Store.add_event` records one on its own.
 - Migrating an account (the engine): claims.py claims an account and fences every write by its
   lease epoch; ledger.py is the per-message chunk protocol (`begin_chunk`, `finish_chunk`,
   `inflight`, `resolve_inflight`); changes.py what delta passes carried (flags, moves,
@@ -18,8 +20,9 @@ Only this package imports sqlalchemy and alembic. Which entry point serves which
   plain SQL on a `Raw` reader (`Store.reader()`, or database/readonly.py's), the same text on
   both backends; queries.py lists for `show`, `report`, `events` and `routing`. What they hand
   up: rows.py's dataclasses and plain dicts, never SQLAlchemy objects. The values of statuses,
-  scopes, message states and reasons are model/'s enums (status.py, scope.py, reasons.py).
-- Underneath: schema.py (the tables), types.py (their column types), migrations/, and
+  scopes, message states, reasons, event kinds, cut-over states and filter outcomes are model/'s
+  enums (status.py, scope.py, reasons.py, events.py, cutover.py, filters.py).
+- Underneath: schema.py (every table, declared once), types.py (their column types), migrations/, and
   database/: access.py, connect.py, revision.py, raw.py (DBAPI-level bulk reads and writes),
   readonly.py, sqlite_files.py, urls.py.
 
