@@ -27,6 +27,11 @@ from migrator.model.errors import TransientError
 T = TypeVar("T")
 
 
+def is_transient(exc: BaseException) -> bool:
+    """The default of what is retried: a TransientError, never anything else."""
+    return isinstance(exc, TransientError)
+
+
 def _sleep_until_stopped(stop: threading.Event | None) -> Callable[[float], None]:
     def sleep(seconds: float) -> None:
         if stop is None:
@@ -66,19 +71,15 @@ class RetryStats:
     last_hint: float | None = None
 
 
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientError)
-
-
 def call_with_retry(
     fn: Callable[[], T],
     policy: RetryPolicy,
     *,
-    retry_if: Callable[[BaseException], bool] = is_transient,
     stop: threading.Event | None = None,
     on_retry: Callable[[TransientError, float, int], None] | None = None,
     stats: RetryStats | None = None,
     sleep: Callable[[float], None] | None = None,
+    retry_if: Callable[[BaseException], bool] = is_transient,
 ) -> T:
     """Call `fn`, retrying the errors `retry_if` accepts per `policy`; the last error is
     re-raised, and any other at once. `on_retry` hears of each TransientError retried."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import fields
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -39,6 +39,8 @@ from migrator.store.schema import events as E
 from migrator.store.schema import plans as P
 from migrator.store.schema import runs as R
 from migrator.store.types import utcnow
+
+T = TypeVar("T")
 
 DEFAULT_URL = DEFAULT_STATE_URL  # relative to the current directory here
 # How long a session waits for a PostgreSQL server that went away (restart, failover) before
@@ -217,21 +219,27 @@ class Store:
         )
 
     def _connect_patiently(self, session: Session) -> None:
-        """Take a connection for the session, waiting (jittered backoff, bounded by
-        reconnect_seconds) while the server is unreachable: a PostgreSQL restart pauses the
-        workers instead of failing the run. pool_pre_ping has already replaced connections
-        the restart killed; what fails here is connecting anew while the server is down."""
+        """Take a connection for the session, waiting while the server is unreachable (see
+        _reach). pool_pre_ping has already replaced connections the restart killed; what fails
+        here is connecting anew while the server is down."""
+        self._reach(session.connection, undo=lambda: _quiet_rollback(session))
+
+    def _reach(self, connect: Callable[[], T], *, undo: Callable[[], None] | None = None) -> T:
+        """`connect()`, tried again while the PostgreSQL server is unreachable (jittered
+        backoff, bounded by reconnect_seconds): a PostgreSQL restart pauses the workers instead
+        of failing the run. Said once through on_reconnect_wait; `undo` after each failure."""
         # here, not at the top: a command on SQLite starts without importing tenacity
         from migrator.retry import RetryPolicy, call_with_retry
 
         told = False
 
-        def connect() -> None:
+        def attempt() -> T:
             nonlocal told
             try:
-                session.connection()
+                return connect()
             except OperationalError as exc:
-                _quiet_rollback(session)
+                if undo is not None:
+                    undo()
                 if not told and self.on_reconnect_wait and is_disconnect(exc, self.backend):
                     told = True
                     self.on_reconnect_wait(
@@ -240,8 +248,8 @@ class Store:
                     )
                 raise
 
-        call_with_retry(
-            connect,
+        return call_with_retry(
+            attempt,
             # bounded by the deadline alone; a few seconds apart at most, so that the workers
             # go on soon after the server is back
             RetryPolicy(
