@@ -31,7 +31,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import Renumbers, Source, open_account_source
 from migrator.adapters.targets.base import (
     FindsByContent,
@@ -58,9 +57,10 @@ from migrator.model.mail import (
 from migrator.model.plan import Plan
 from migrator.model.reasons import Reason
 from migrator.model.status import MessageState, PassOutcome
+from migrator.retry import RetryPolicy, call_with_retry
 from migrator.store import Store, changes, ledger
+from migrator.store.claims import Claim, LeaseLost
 from migrator.store.ledger import Outcome
-from migrator.store.work import Claim, LeaseLost
 
 T = TypeVar("T")
 

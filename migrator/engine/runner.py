@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import HoldsMailboxes, Target
 from migrator.engine.breaker import Breaker, WaitNotices, guard, outage_of
@@ -43,20 +42,9 @@ from migrator.model.heartbeat import beat_seconds, renew_seconds
 from migrator.model.plan import Plan
 from migrator.model.scope import Scope
 from migrator.model.status import PassOutcome, Status
-from migrator.store import Store, reporting
-from migrator.store.fleet import (
-    Share,
-    ensure_ceiling,
-    register_worker,
-    stop_worker,
-    take_share,
-    target_key,
-    worker_heartbeat,
-)
-from migrator.store.owners import Identity, identify
-from migrator.store.store import StateUnavailable
-from migrator.store.types import utcnow
-from migrator.store.work import (
+from migrator.retry import RetryPolicy
+from migrator.store import Store
+from migrator.store.claims import (
     Claim,
     ClaimFilter,
     LeaseLost,
@@ -67,6 +55,19 @@ from migrator.store.work import (
     release_orphans,
     renew,
 )
+from migrator.store.fleet import (
+    Share,
+    ensure_ceiling,
+    register_worker,
+    stop_worker,
+    take_share,
+    target_key,
+    worker_heartbeat,
+)
+from migrator.store.owners import Identity, identify
+from migrator.store.reporting import aggregates
+from migrator.store.store import StateUnavailable
+from migrator.store.types import utcnow
 
 T = TypeVar("T")
 RATE_WINDOW_S = 60.0  # messages/s shown by `migrator workers`: over the last minute
@@ -269,7 +270,7 @@ class Runner:
         self.store.on_reconnect_wait = self.progress.note
         counts = self.store.discovery_counts(self.plan_id)
         with self.store.reader() as db:  # counted as `status` counts them
-            migrated = reporting.progress_counts(db, self.plan_id)["migrated"]
+            migrated = aggregates.progress_counts(db, self.plan_id)["migrated"]
         self.progress.run_started(counts[Scope.IN_SCOPE], migrated)
         self._join_fleet()
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)

@@ -1,9 +1,14 @@
-"""Retries of transient failures: the only home of tenacity.
+"""Retries of transient failures: the one retry primitive, and the only home of tenacity.
 
-Only `TransientError` is retried. Attempts and a total deadline bound every retry loop; the
-wait is a jittered exponential backoff that is never shorter than the server's own hint
-(`TransientError.retry_after`, from ErrorServerBusy's BackOffMilliseconds or Retry-After).
-When honouring a hint would overrun the deadline, the loop gives up at once instead.
+What is retried is what a predicate says: by default `TransientError`, which the adapters
+raise (the state store passes its own, for a PostgreSQL server that is down). Attempts and a
+total deadline bound every retry loop; the wait is a jittered exponential backoff that is never
+shorter than the server's own hint (`TransientError.retry_after`, from ErrorServerBusy's
+BackOffMilliseconds or Retry-After). When honouring a hint would overrun the deadline, the
+loop gives up at once instead.
+
+A layer of its own, below the store and above model/: the adapters, the engine, the commands
+and the store all retry through it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from migrator.model.errors import TransientError
 
 T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The default of what is retried: a TransientError, never anything else."""
+    return isinstance(exc, TransientError)
 
 
 def _sleep_until_stopped(stop: threading.Event | None) -> Callable[[float], None]:
@@ -69,8 +79,10 @@ def call_with_retry(
     on_retry: Callable[[TransientError, float, int], None] | None = None,
     stats: RetryStats | None = None,
     sleep: Callable[[float], None] | None = None,
+    retry_if: Callable[[BaseException], bool] = is_transient,
 ) -> T:
-    """Call `fn`, retrying TransientError per `policy`; the last error is re-raised."""
+    """Call `fn`, retrying the errors `retry_if` accepts per `policy`; the last error is
+    re-raised, and any other at once. `on_retry` hears of each TransientError retried."""
     started = time.monotonic()
 
     def wait(state: RetryCallState) -> float:
@@ -101,7 +113,7 @@ def call_with_retry(
             on_retry(exc, seconds, state.attempt_number)
 
     retrying = Retrying(
-        retry=retry_if_exception_type(TransientError),
+        retry=retry_if_exception(retry_if),
         stop=should_stop,
         wait=wait,
         sleep=sleep or _sleep_until_stopped(stop),
