@@ -110,3 +110,76 @@ def test_a_rename_interrupted_after_the_target_did_it_is_recorded_by_the_next_ru
     )  # nothing sent or moved one by one
     for person in c.people:
         c.compare(person)
+
+
+@pytest.fixture(params=["ews", "imap"])
+def lone(
+    request: pytest.FixtureRequest, dovecot: DovecotServer, tmp_path: Path
+) -> Iterator[DeltaCampaign]:
+    """One account: a named crash point is then reached by its work alone."""
+    c = build_delta_campaign(
+        tmp_path,
+        dovecot,
+        kind=request.param,
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        accounts=1,
+    )
+    yield c
+    if c.sim is not None:
+        c.sim.stop()
+        forget_protocols(c.sim.url)
+
+
+NEW_ORDER = (
+    b"From: cliente@example.org\r\nTo: user@ife.org.mx\r\nSubject: pedido urgente\r\n"
+    b"Message-ID: <pedido.9@example.org>\r\nDate: Wed, 3 Dec 2025 10:00:00 +0000\r\n\r\nya\r\n"
+)
+
+
+def _interrupted_upload_then(c: DeltaCampaign, then: str) -> None:
+    """The run is killed after the target stored a new message and before the ledger recorded
+    it (the message is in flight); then the user files it into another folder, or deletes it.
+    The next run must find the stored copy although its source folder no longer lists it."""
+    [person] = c.people
+    assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+    assert c.run().returncode == 0
+    with c.user(person) as client:
+        client.create_folder("Clientes")
+        client.append("Clientes", NEW_ORDER, flags=[b"\\Seen"])
+    killed = c.cli(
+        "run", "--plan", str(c.plan_path), "--quiet", env={**c.env, "MIGRATOR_CRASH_AT": "upload:1"}
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    with c.user(person) as client:
+        client.select_folder("Clientes")
+        uids = client.search(["ALL"])
+        assert len(uids) == 1
+        if then == "moved":
+            client.move(uids, "Archivo")
+        else:
+            client.delete_messages(uids)
+            client.uid_expunge(uids)
+    final = c.run()
+    assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
+    summary = json.loads(final.stdout)["messages"]
+    assert summary["done"] == 0, summary  # found in the target, never sent again
+    assert _pending(c) == 0
+    c.compare(person)
+    quiet = json.loads(c.run().stdout)["messages"]
+    assert quiet["done"] == 0 and quiet["changes"] == {}, quiet
+
+
+def test_an_upload_interrupted_then_filed_away_in_the_source_is_moved_with_it(
+    lone: DeltaCampaign,
+) -> None:
+    """The copy the interrupted run stored is moved into the message's new folder: not sent
+    again, and not left behind in the old one (on IMAP it is recognised by the bytes of the
+    message where it went, since the folder it was sent from no longer lists it)."""
+    _interrupted_upload_then(lone, "moved")
+
+
+# An IMAP target keeps no source key (without tag_header): an upload is recognised by the
+# bytes the source gives, and a message the source deleted gives none (docs/engine.md)
+@pytest.mark.parametrize("lone", ["ews"], indirect=True)
+def test_an_upload_interrupted_then_deleted_in_the_source_is_deleted(lone: DeltaCampaign) -> None:
+    _interrupted_upload_then(lone, "deleted")

@@ -15,7 +15,8 @@ the items found are adopted, recorded as done with their ids, instead of being s
 
 What the target declares (adapters/targets/base.py, checked with isinstance) decides how:
 - in-flight keys, and an upload whose answer was lost: `Target.find` by source key, or, for a
-  target that `FindsByContent` (IMAP), `find_uploads` with the messages read again;
+  target that `FindsByContent` (IMAP), `find_uploads` with the messages read again (from the
+  folder where the user filed a message since, at the end of the pass: `_settle_strays`);
 - adoption: one `ListsByKey.items_by_key` listing per target folder, else by content;
 - a chunk whose upload went out after the lease was lost: `Withdraws.withdraw` of our copies.
 Every request to the target but that withdrawal first confirms the lease (`Context.check_lease`).
@@ -162,6 +163,10 @@ class AccountJob(Reconciler):
         # targets that cannot search by source key find earlier uploads by their content
         self._by_content = isinstance(ctx.target, FindsByContent)
         self._inflight_by_folder: dict[int, list[str]] = {}
+        # by content: folders whose in-flight keys were looked up when they were listed, and
+        # per folder the keys it no longer listed (settled at the end of the pass)
+        self._inflight_listed: set[int] = set()
+        self._strays: dict[int, list[str]] = {}
         self._targets: dict[int, str] = {}
         # adoption: source folders of this pass the ledger knew no message of, and per target
         # folder what it held before this pass sent anything there
@@ -239,6 +244,7 @@ class AccountJob(Reconciler):
                 synced.append((*self._folder(source, folder), folder.mark))
                 self.outcome.folders += 1
             self._note_vanished_folders({f.native for f in listed})
+            self._settle_strays()
             self._reconcile()
             self.synced_folders = synced  # recorded with the release, in one transaction
         self.outcome.status = PassOutcome.SYNCED
@@ -415,7 +421,8 @@ class AccountJob(Reconciler):
                 )
         # a folder recorded just now has no ledger rows yet
         known = changes.known_states(store, folder_id) if row is not None else {}
-        if not known:
+        # in-flight rows left now are keys this folder no longer lists (_settle_strays)
+        if all(entry.state == MessageState.INFLIGHT for entry in known.values()):
             # the ledger knows nothing of this folder's mail: what its target folder already
             # holds is adopted, not sent again (a folder created just now holds nothing)
             self._adopting.add(folder_id)
@@ -557,10 +564,16 @@ class AccountJob(Reconciler):
         tfolder: TargetFolder,
         keys: list[str],
     ) -> None:
-        """In-flight keys of one folder, looked up in the target by the messages' content."""
+        """In-flight keys of one folder, looked up in the target by the messages' content.
+        Keys the folder no longer lists (the user moved or deleted the message after the
+        interrupted upload) stay in flight: the bytes to look for are where the message went,
+        known at the end of the pass (`_settle_strays`)."""
         wanted = set(keys)
+        listed: set[str] = set()
         items: list[UploadItem] = []
         for record in source.messages(folder):
+            if record.key in wanted:
+                listed.add(record.key)
             if record.key in wanted and isinstance(record, MessageRecord):
                 try:
                     data = _read_all(record)
@@ -569,14 +582,81 @@ class AccountJob(Reconciler):
                 items.append(
                     UploadItem(record.key, data, record.flags, record.internal_date, folder.role)
                 )
+        self._inflight_listed.add(folder_id)
+        strays = [key for key in keys if key not in listed]
+        self._strays[folder_id] = strays
+        keys = [key for key in keys if key in listed]
         found: dict[str, str] = {}
         if items:
             found = self._confirm(tfolder, items, folder_id)
         ledger.resolve_inflight(self.ctx.store, self.claim, folder_id, keys, found)
+        elsewhere = f", {len(strays)} no longer in {folder.display}" if strays else ""
         self.ctx.progress.note(
-            f"{self.outcome.address}: {len(keys)} in-flight message(s) from an interrupted run: "
-            f"{len(found)} already in the target, {len(keys) - len(found)} to send again"
+            f"{self.outcome.address}: {len(keys) + len(strays)} in-flight message(s) from an "
+            f"interrupted run: {len(found)} already in the target, {len(keys) - len(found)} to "
+            f"send again{elsewhere}"
         )
+
+    def _settle_strays(self) -> None:
+        """In-flight keys of folders that no longer list them (and of folders not listed at
+        all): the user moved or deleted the message after an interrupted upload, and a target
+        that recognises uploads by content (IMAP) needs its bytes to tell whether it stored
+        it. A message new to another folder with the same identity was held there (its
+        identity is the in-flight row's): its bytes are looked for in the target folder the
+        upload went to. Found, the row is done there and gone from its folder, so `_reconcile`
+        moves that copy with the message; not found, the row is forgotten and the message is
+        sent as new mail. One the source holds nowhere any more cannot be looked for without
+        its bytes: forgotten."""
+        if not self._by_content:
+            return  # found by source key before the pass listed anything (_resolve_inflight)
+        unlisted = {
+            row.id
+            for row in self._stored.values()
+            if row.id not in self._inflight_listed
+            # left out by the plan now: its rows wait until it is listed again
+            and not self.ctx.target.is_excluded(tuple(row.display.split("/")))
+        }
+        for folder_id, keys in self._inflight_by_folder.items():
+            if folder_id in unlisted:
+                self._strays[folder_id] = list(keys)
+        store, claim = self.ctx.store, self.claim
+        held_by_identity: dict[str, list[Held]] = {}
+        for held in self._held:
+            held_by_identity.setdefault(held.identity, []).append(held)
+        for folder_id, keys in self._strays.items():
+            if not keys:
+                continue
+            identities = changes.inflight_identities(store, folder_id, keys)
+            tfolder = self._target_of(folder_id)
+            items: list[UploadItem] = []
+            for key in keys:
+                candidates = held_by_identity.get(identities.get(key, key))
+                if not candidates or tfolder is None:
+                    continue
+                # the same key first (Maildir and mbox keep it), else the oldest
+                held = next((h for h in candidates if h.record.key == key), candidates[0])
+                candidates.remove(held)
+                try:
+                    data = _read_all(held.record)
+                except SourceError:
+                    continue  # unreadable now: forgotten, and the message skipped as new mail
+                items.append(
+                    UploadItem(
+                        key, data, held.record.flags, held.record.internal_date, held.folder.role
+                    )
+                )
+            found: dict[str, str] = {}
+            if items and tfolder is not None:
+                self._preflight()
+                found = self._confirm(tfolder, items, folder_id)
+            ledger.resolve_inflight(store, claim, folder_id, keys, found)
+            # done now, and no longer in its source folder: paired with where it went
+            self._gone.extend(changes.placed(store, folder_id, list(found)))
+            self.ctx.progress.note(
+                f"{self.outcome.address}: {len(keys)} in-flight message(s) from an interrupted "
+                f"run had left their folder: {len(found)} found in the target (moved with the "
+                f"message), {len(keys) - len(found)} not stored there"
+            )
 
     def _confirm(
         self,

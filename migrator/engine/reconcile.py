@@ -79,6 +79,7 @@ class Reconciler:
     _check_stop: Callable[[], None]
     _ensure: Callable[[FolderInfo], TargetFolder]
     _chunk: Callable[[FolderInfo, int, TargetFolder, Sequence[MessageRecord]], None]
+    _inflight_by_folder: dict[int, list[str]]
 
     def _init_reconcile(self) -> None:
         self._gone: list[Placed] = []
@@ -90,7 +91,7 @@ class Reconciler:
     def _may_have_moved(self, record: MessageRecord, folder_id: int) -> bool:
         """Whether the ledger knows this new message (by identity) in another folder, or in
         this one under another key: it may have moved, and waits until every folder is listed."""
-        if not self._done_before:
+        if not self._done_before and not self._inflight_by_folder:
             return False  # a first pass, or nothing migrated yet: nothing can have moved
         if self._identities is None:
             self._identities = changes.identities(self.ctx.store, self.claim.account_id)

@@ -153,15 +153,36 @@ def unsent_rows(store: Store, folder_id: int, keys: Sequence[str]) -> list[tuple
 
 def identities(store: Store, account_id: int) -> dict[str, set[tuple[int, str]]]:
     """Identity (content fingerprint, else key) -> the (folder id, key) of the account's done
-    messages that have it: a message new in one folder may be one moved from another."""
+    messages that have it: a message new in one folder may be one moved from another. Rows
+    left in flight by an interrupted upload count too: the target may hold that message in
+    the folder it was sent to."""
     out: dict[str, set[tuple[int, str]]] = {}
     with store.session() as s:
         rows = Raw(s.connection()).rows(
-            "SELECT folder_id, source_key, fingerprint FROM messages WHERE account_id = ? AND state = 'done'",
+            "SELECT folder_id, source_key, fingerprint FROM messages WHERE account_id = ?"
+            " AND state IN ('done', 'inflight')",
             (account_id,),
         )
         for folder_id, key, fingerprint in rows:
             out.setdefault(fingerprint or key, set()).add((int(folder_id), key))
+    return out
+
+
+def inflight_identities(store: Store, folder_id: int, keys: Sequence[str]) -> dict[str, str]:
+    """Key -> identity (content fingerprint, else key) of the folder's in-flight rows among
+    `keys`."""
+    out: dict[str, str] = {}
+    with store.session() as s:
+        raw = Raw(s.connection())
+        for start in range(0, len(keys), 500):
+            part = list(keys[start : start + 500])
+            marks = ", ".join("?" for _ in part)
+            for key, fingerprint in raw.rows(
+                "SELECT source_key, fingerprint FROM messages WHERE folder_id = ?"
+                f" AND state = 'inflight' AND source_key IN ({marks})",
+                (folder_id, *part),
+            ):
+                out[key] = fingerprint or key
     return out
 
 
