@@ -3,8 +3,8 @@ users keep changing their Maildirs; at the end every source message must be in t
 exactly once, with its bytes, read/flag state, received date and folder, and `status` must
 tell the truth.
 
-    .venv/bin/python bench/bench_chaos.py --seed 7 --accounts 200 --kills 25 --state sqlite
-    .venv/bin/python bench/bench_chaos.py --seed 8 --state postgresql   # 127.0.0.1:5432, trust
+    .venv/bin/python -m bench.bench_chaos --seed 7 --accounts 200 --kills 25 --state sqlite
+    .venv/bin/python -m bench.bench_chaos --seed 8 --state postgresql   # 127.0.0.1:5432, trust
 
 What it does:
 1. builds a campaign under --dir (default /tmp/migrator-chaos/<state>-<seed>): an LDIF
@@ -46,17 +46,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from migrator.adapters.sources.maildir import MaildirSource, message_key  # noqa: E402
-from migrator.adapters.targets.ews.properties import (  # noqa: E402
+from migrator.adapters.sources.maildir import MaildirSource, message_key
+from migrator.adapters.targets.ews.properties import (
     SOURCE_KEY_PROPERTY_NAME,
     SOURCE_KEY_PROPERTY_SET,
 )
-from migrator.model.mail import Flags, MessageRecord  # noqa: E402
-from migrator.samples.directory import DEFAULT_BASE, DEFAULT_FILTER, generate_people, write_ldif  # noqa: E402
-from migrator.samples.mail import SampleMessage, write_maildir  # noqa: E402
-from migrator.simulator.ews import DEFAULT_USERS, EwsSimulator, Faults  # noqa: E402
+from migrator.model.mail import Flags, MessageRecord
+from migrator.samples.directory import DEFAULT_BASE, DEFAULT_FILTER, generate_people, write_ldif
+from migrator.samples.mail import SampleMessage, write_maildir
+from migrator.simulator.ews import DEFAULT_USERS, EwsSimulator, Faults
 
 REPO = Path(__file__).resolve().parents[1]
 USER, PASSWORD = next(iter(DEFAULT_USERS.items()))

@@ -1,7 +1,7 @@
 """A delta pass that carries users' changes, against the nothing-changed pass and against
 imapsync's second pass (issue 14).
 
-    .venv/bin/python bench/bench_delta.py [--mailboxes 100] [--messages 10000] [--workers 8]
+    .venv/bin/python -m bench.bench_delta [--mailboxes 100] [--messages 10000] [--workers 8]
 
 One private Dovecot serves the source Maildirs and the targets. Each source mailbox holds
 `--messages` small messages (1-3 KB; four fifths in INBOX, the rest in "Projects"; about 60 %
@@ -38,15 +38,13 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from imapclient import IMAPClient
 
-from imapclient import IMAPClient  # noqa: E402
-
-from bench.bench_imapsync import Figure, ServerCpu, find_imapsync, measure_all, uptime  # noqa: E402
-from migrator.model.mail import Flags  # noqa: E402
-from migrator.samples.mail import SampleMessage, write_maildir  # noqa: E402
-from tests.fixtures import dovecot as dovecot_fixture  # noqa: E402
-from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer, running_dovecot  # noqa: E402
+from bench.bench_imapsync import Figure, ServerCpu, find_imapsync, measure_all, uptime
+from migrator.model.mail import Flags
+from migrator.samples.mail import SampleMessage, write_maildir
+from tests.fixtures import dovecot as dovecot_fixture
+from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer, running_dovecot
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD_ENV = "MIGRATOR_BENCH_IMAP_PASSWORD"

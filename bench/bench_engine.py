@@ -12,7 +12,7 @@ the EWS simulator (a process of its own), against a bare exchangelib `bulk_creat
 
 CPU and peak RSS of each child come from wait4(), so the simulator's never mix in.
 
-    nice -n 5 .venv/bin/python bench/bench_engine.py [--rounds 1] [--only 1234]
+    nice -n 5 .venv/bin/python -m bench.bench_engine [--rounds 1] [--only 1234]
 Figures go to stdout and bench/results/engine.json.
 """
 
@@ -26,16 +26,13 @@ import queue
 import random
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._engine_campaign import (  # noqa: E402
+from bench._engine_campaign import (
     PASSWORD,
     REPO,
     USER,
@@ -49,7 +46,7 @@ from bench._engine_campaign import (  # noqa: E402
     write_mailboxes,
     write_plan,
 )
-from migrator.model.plan import RunSettings  # noqa: E402
+from migrator.model.plan import RunSettings
 
 RESULTS = REPO / "bench" / "results" / "engine.json"
 PY_SPY = REPO / ".venv" / "bin" / "py-spy"

@@ -6,7 +6,7 @@ them) versus a plain `account.bulk_create()` loop that sets the same properties,
 minimal loop (MIME and read state only). Rounds alternate so drift hits both alike; the median
 round is reported. Target: adapter overhead under 10 % over the same-properties loop.
 
-    .venv/bin/python bench/bench_ews_target.py [--messages 1500] [--rounds 3] [--threads 1]
+    .venv/bin/python -m bench.bench_ews_target [--messages 1500] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations

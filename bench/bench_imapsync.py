@@ -1,6 +1,6 @@
 """migrator's IMAP target against imapsync, on one Dovecot, same corpus (issue 8).
 
-    .venv/bin/python bench/bench_imapsync.py [--mailboxes 40] [--messages 250] [--rounds 2]
+    .venv/bin/python -m bench.bench_imapsync [--mailboxes 40] [--messages 250] [--rounds 2]
 
 imapsync is not part of the project and CI does not need it: the script looks for it in
 $IMAPSYNC, /root/imapsync/imapsync and PATH, checks that Perl can run it (`--version`), and
@@ -39,11 +39,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._engine_campaign import Measured, measured, mixed_mailbox  # noqa: E402
-from migrator.samples.mail import write_maildir  # noqa: E402
-from tests.fixtures.dovecot import (  # noqa: E402
+from bench._engine_campaign import Measured, measured, mixed_mailbox
+from migrator.samples.mail import write_maildir
+from tests.fixtures.dovecot import (
     MASTER_PASSWORD,
     MASTER_USER,
     DovecotServer,
@@ -346,7 +344,8 @@ class Bench:
         label = f"bare imaplib APPEND loop, {connections} connections"
         argv = [
             sys.executable,
-            __file__,
+            "-m",
+            "bench.bench_imapsync",
             "--bare-loop",
             str(connections),
             self.server.host,

@@ -1,7 +1,7 @@
 """Reads at 100,000 accounts (issue 19): status, accounts --json, report --html in a browser,
 events and show, at 10,000 and 100,000 accounts, and how each cost grows between them.
 
-    .venv/bin/python bench/bench_reads_100k.py [ACCOUNTS ...] [sqlite-only]   (default 10000 100000)
+    .venv/bin/python -m bench.bench_reads_100k [ACCOUNTS ...] [sqlite-only]   (default 10000 100000)
 
 The state database is written straight into the store's schema (open_store runs the real
 migrations; the rows come from one recursive-CTE INSERT per table), so 100,000 accounts take
@@ -34,11 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from migrator.store import open_store
+from tests.fixtures.browser import Browser
 
-from migrator.store import open_store  # noqa: E402
-from tests.fixtures.browser import Browser  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BATCH_SIZE = 250
 PER_ACCOUNT = 5  # ledger rows of a finished account
