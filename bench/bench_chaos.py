@@ -52,8 +52,9 @@ from migrator.adapters.targets.ews.properties import (
     SOURCE_KEY_PROPERTY_SET,
 )
 from migrator.model.mail import Flags, MessageRecord
-from migrator.samples.directory import DEFAULT_BASE, DEFAULT_FILTER, generate_people, write_ldif
+from migrator.samples.directory import DEFAULT_BASE, generate_people, write_ldif
 from migrator.samples.mail import SampleMessage, write_maildir
+from migrator.samples.plans import SamplePlan, ews_target, ldif_directory, maildir_source
 from migrator.simulator.ews import DEFAULT_USERS, EwsSimulator, Faults
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,32 +65,6 @@ KEY_PROP = f"name:{SOURCE_KEY_PROPERTY_SET}:{SOURCE_KEY_PROPERTY_NAME}"
 PG = "postgresql://postgres@127.0.0.1:5432"
 LEASE_SECONDS = 15
 
-PLAN = """\
-[plan]
-name = "chaos"
-[directory]
-url = "ldif:{ldif}"
-base = "ou=people,{base}"
-filter = "{filter}"
-[source]
-kind = "maildir"
-root = "{root}"
-path = "{{root}}/{{domain}}/{{local}}/Maildir"
-[target]
-kind = "ews"
-url = "{url}"
-auth = "basic"
-username = "{user}"
-password_env = "{password_env}"
-max_message_size = {max_size}
-[run]
-workers = {workers}
-target_concurrency = 8
-chunk_messages = 12
-lease_seconds = {lease}
-max_account_attempts = 50
-{state}
-"""
 
 # where each source folder must land in the target
 EXPECTED_PATH = {
@@ -257,27 +232,27 @@ def build(
         pg_name = f"chaos_{seed}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{pg_name}"')
-        state_line = ""
         url = f"{PG}/{pg_name}"
+        state_section: dict[str, str] = {}  # MIGRATOR_STATE: a plan's URL carries no user
     else:
         url = f"sqlite:///{root / 'state.db'}"
-        state_line = f'[state]\nurl = "{url}"'
-    plan = root / "plan.toml"
-    plan.write_text(
-        PLAN.format(
-            ldif=ldif,
-            base=DEFAULT_BASE,
-            filter=DEFAULT_FILTER,
-            root=root / "vmail",
-            url=sim.url,
-            user=USER,
-            password_env=PASSWORD_ENV,
-            max_size=MAX_MESSAGE,
-            workers=workers,
-            state=state_line,
-            lease=LEASE_SECONDS,
-        )
-    )
+        state_section = {"url": url}
+    plan = SamplePlan(
+        "chaos",
+        directory=ldif_directory(ldif),
+        source=maildir_source(root / "vmail"),
+        target=ews_target(
+            sim.url, username=USER, password_env=PASSWORD_ENV, max_message_size=MAX_MESSAGE
+        ),
+        run={
+            "workers": workers,
+            "target_concurrency": 8,
+            "chunk_messages": 12,
+            "lease_seconds": LEASE_SECONDS,
+            "max_account_attempts": 50,
+        },
+        state=state_section,
+    ).write(root / "plan.toml")
     env = {**os.environ, PASSWORD_ENV: PASSWORD, "PYTHONPATH": str(REPO)}
     if pg_name:
         env["MIGRATOR_STATE"] = url

@@ -47,8 +47,7 @@ def main() -> int:
     demo.prepare(folder, shape)
     print(f"sample built in {time.monotonic() - started:.1f} s", flush=True)
     port = demo._free_port()
-    plan = folder / "plan.toml"
-    plan.write_text(demo._plan_text(folder, port, shape), encoding="utf-8")
+    plan = demo.sample_plan(folder, port, shape).write(folder / "plan.toml")
     env = {**os.environ, demo.SIM_PASSWORD_ENV: demo.SIM_PASSWORD}
     migrator = [sys.executable, "-m", "migrator"]
     simulator = subprocess.Popen(

@@ -40,43 +40,21 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
-from bench.bench_imapsync import Figure, ServerCpu, find_imapsync, measure_all, uptime
+from bench.bench_imapsync import (
+    PASSWORD_ENV,
+    Figure,
+    ServerCpu,
+    dovecot_plan,
+    find_imapsync,
+    measure_all,
+    uptime,
+)
 from migrator.model.mail import Flags
 from migrator.samples.mail import SampleMessage, write_maildir
 from tests.fixtures import dovecot as dovecot_fixture
 from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer, running_dovecot
 
 REPO = Path(__file__).resolve().parents[1]
-PASSWORD_ENV = "MIGRATOR_BENCH_IMAP_PASSWORD"
-PLAN = """\
-[plan]
-name = "bench-delta-{name}"
-[directory]
-url = "ldif:{ldif}"
-base = "ou=people,dc=bench,dc=test"
-filter = "(mail=*)"
-{source}
-[target]
-kind = "imap"
-host = "{host}"
-port = {port}
-tls = "none"
-auth = "login"
-username = "{master}"
-password_env = "{env}"
-proxy_login = "{{local}}*{{username}}"
-[run]
-workers = {workers}
-[state]
-url = "sqlite:///{state}"
-"""
-SOURCES = {
-    "maildir": '[source]\nkind = "maildir"\nroot = "{root}"\npath = "{{root}}/{{uid}}/Maildir"\n',
-    "imap": (
-        '[source]\nkind = "imap"\nhost = "{host}"\nport = {port}\ntls = "none"\nlogin = "{{uid}}"\n'
-        'master_user = "{master}"\npassword_env = "{env}"\n'
-    ),
-}
 
 
 def mailbox(seed: int, count: int) -> dict[tuple[str, ...], list[SampleMessage]]:
@@ -194,23 +172,8 @@ class DeltaBench:
                 f"uid: {src}\ncn: {src}\nsn: {src}\nmail: {dst}@bench.test\n"
             )
         (root / "people.ldif").write_text("\n".join(entries))
-        s = self.server
-        source = SOURCES[kind].format(
-            root=s.root / "mail", host=s.host, port=s.port, master=MASTER_USER, env=PASSWORD_ENV
-        )
-        plan = root / "plan.toml"
-        plan.write_text(
-            PLAN.format(
-                name=kind,
-                ldif=root / "people.ldif",
-                source=source,
-                host=s.host,
-                port=s.port,
-                master=MASTER_USER,
-                env=PASSWORD_ENV,
-                workers=self.workers,
-                state=root / "state.db",
-            )
+        plan = dovecot_plan(f"bench-delta-{kind}", root, kind, self.server, self.workers).write(
+            root / "plan.toml"
         )
         found = subprocess.run(
             [sys.executable, "-m", "migrator", "discover", "--plan", str(plan)],

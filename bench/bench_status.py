@@ -37,6 +37,7 @@ from typing import Any
 
 import psycopg
 
+from migrator.samples.plans import SamplePlan, ews_target, ldif_directory, maildir_source
 from migrator.store import open_store, reporting
 from migrator.store.store import Store
 
@@ -48,22 +49,23 @@ OUT_OF_SCOPE = 20_000
 TIMED_RUNS = 5
 LEDGER_DAYS = 30
 
-PLAN = """\
-[plan]
-name = "bench"
-[directory]
-url = "ldif:{root}/directory.ldif"
-base = "ou=people,dc=example,dc=org"
-[source]
-kind = "maildir"
-root = "{root}/vmail"
-path = "{{root}}/{{domain}}/{{local}}/Maildir"
-[target]
-kind = "ews"
-url = "https://127.0.0.1:1/EWS/Exchange.asmx"
-username = "svc"
-password_env = "MIGRATOR_BENCH_UNUSED"
-"""
+
+def sample_plan(root: Path) -> SamplePlan:
+    """A plan for the state under `root`; nothing it names is reached: only the state is read."""
+    return SamplePlan(
+        "bench",
+        directory=ldif_directory(
+            root / "directory.ldif", base="ou=people,dc=example,dc=org", filter=None
+        ),
+        source=maildir_source(root / "vmail"),
+        target=ews_target(
+            "https://127.0.0.1:1/EWS/Exchange.asmx",
+            username="svc",
+            password_env="MIGRATOR_BENCH_UNUSED",
+            auth=None,
+        ),
+    )
+
 
 # One SQL text per table for both backends; {n} is the generated row number (1-based).
 # Status by account number: 70 % synced, 5 % verified, 3 % failed, 1 % running, 21 % pending.
@@ -403,8 +405,7 @@ def main(argv: list[str]) -> None:
     backends = argv[3:] or ["sqlite", "postgresql"]
     with tempfile.TemporaryDirectory(prefix="bench-status-") as tmp:
         root = Path(tmp)
-        plan = root / "plan.toml"
-        plan.write_text(PLAN.format(root=root))
+        plan = sample_plan(root).write(root / "plan.toml")
         print(
             f"Python start-up + imports + plan check (`migrator check-plan`, best of 3): {startup(plan):.2f} s"
         )
