@@ -29,8 +29,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sieve-filters-"))
-    c = build_campaign(work / "c", accounts=args.accounts, messages_per_folder=0)
-    try:
+    with build_campaign(work / "c", accounts=args.accounts, messages_per_folder=0) as c:
         c.plan_path.write_text(c.plan_path.read_text() + '\n[settings]\nsieve = "file"\n')
         for address in c.accounts:
             home = c.maildir(address).parent
@@ -52,8 +51,6 @@ def main() -> int:
                 f"({summary['applied'] / seconds:.1f} accounts/s), exit {done.returncode}; requests "
                 + ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
             )
-    finally:
-        c.sim.stop()
     return 0
 
 
