@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from migrator.adapters.retry import RetryPolicy
-from migrator.adapters.targets.base import TargetFolder
+from migrator.adapters.sources.base import Source
+from migrator.adapters.targets.base import (
+    FindsByContent,
+    GroupsIdentical,
+    HoldsMailboxes,
+    ListsByKey,
+    Target,
+    TargetFolder,
+    Withdraws,
+)
 from migrator.model.errors import MigratorError, TransientError
 from migrator.model.mail import UploadItem, UploadResult
 from migrator.store import ledger
@@ -184,3 +193,14 @@ def test_a_stop_during_a_back_off_ends_the_wait_at_once(tmp_path: Path) -> None:
         assert a.waits == [30.0]
         assert target.uploads == [["k1", "k2", "k3"]]
         assert {state for state, _ in a.ledger().values()} == {"inflight"}
+
+
+def test_the_fakes_declare_what_they_can_do_as_the_adapters_do() -> None:
+    """The engine chooses its recovery by the Protocols a target declares: the plain fake
+    offers the contract only, so a test of it reaches the search by key, never by content."""
+    plain, withdrawing = FakeTarget(), WithdrawingTarget()
+    assert isinstance(FakeSource({}), Source)
+    assert isinstance(plain, Target) and isinstance(withdrawing, Target)
+    assert isinstance(withdrawing, Withdraws) and not isinstance(plain, Withdraws)
+    for capability in (ListsByKey, FindsByContent, GroupsIdentical, HoldsMailboxes):
+        assert not isinstance(plain, capability) and not isinstance(withdrawing, capability)
