@@ -70,6 +70,8 @@ _HOSTILE_GUESS = 100  # enough people for every awkward entry (the generator add
 
 
 def sample_plan(folder: Path, port: int, shape: Shape = REAL, vmail: str = "vmail") -> SamplePlan:
+    """The plan `make demo` writes to `folder`/plan.toml: its LDIF and Maildirs (`vmail`)
+    beside it, the simulator on `port` as target, the state in `folder`/state.db."""
     return SamplePlan(
         "demo",
         description=(
