@@ -38,7 +38,9 @@ def mail(n: int) -> bytes:
     return f"Subject: message {n}\r\nMessage-ID: <m{n}@example.org>\r\n\r\nbody {n}\r\n".encode()
 
 
-INBOX = {("INBOX",): [("k1", mail(1)), ("k2", mail(2)), ("k3", mail(3))]}
+INBOX: dict[tuple[str, ...], list[tuple[str, bytes]]] = {
+    ("INBOX",): [("k1", mail(1)), ("k2", mail(2)), ("k3", mail(3))]
+}
 
 
 def test_a_chunk_is_recorded_done_with_the_ids_the_target_gave(tmp_path: Path) -> None:
