@@ -37,7 +37,7 @@ demo: bytecode
 	$(PY) -m migrator.samples.demo
 
 bench: deps
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 docs: venv
 	$(PY) -m migrator.cli.docgen > docs/cli.md

@@ -21,40 +21,23 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from migrator.model.mail import Flags
-from migrator.samples.directory import DEFAULT_BASE, DEFAULT_FILTER, generate_people, write_ldif
+from migrator.samples.directory import DEFAULT_BASE, generate_people, write_ldif
 from migrator.samples.mail import SampleMessage, write_maildir
+from migrator.samples.plans import (
+    SamplePlan,
+    ews_target,
+    ldif_directory,
+    maildir_source,
+    sqlite_state,
+)
 from migrator.simulator.ews import DEFAULT_USERS, EWS_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 USER, PASSWORD = next(iter(DEFAULT_USERS.items()))
 PASSWORD_ENV = "MIGRATOR_BENCH_EWS_PASSWORD"
-
-PLAN = """\
-[plan]
-name = "bench"
-[directory]
-url = "ldif:{ldif}"
-base = "ou=people,{base}"
-filter = "{filter}"
-[source]
-kind = "maildir"
-root = "{root}"
-path = "{{root}}/{{domain}}/{{local}}/Maildir"
-[target]
-kind = "ews"
-url = "{url}"
-auth = "basic"
-username = "{user}"
-password_env = "{password_env}"
-max_message_size = {max_size}
-[run]
-workers = {workers}
-[state]
-url = "sqlite:///{state}"
-"""
 
 
 def free_port() -> int:
@@ -186,6 +169,12 @@ class Simulator:
         self.process.returncode = os.waitstatus_to_exitcode(status)
         self.cpu = usage.ru_utime + usage.ru_stime
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @dataclass
 class Campaign:
@@ -236,21 +225,14 @@ def write_plan(
     """The plan of a campaign under `root` (its own state DB; Maildirs under `vmail`)."""
     vmail = vmail or root / "vmail"
     state = root / "state.db"
-    plan = root / "plan.toml"
-    plan.write_text(
-        PLAN.format(
-            ldif=ldif,
-            base=DEFAULT_BASE,
-            filter=DEFAULT_FILTER,
-            root=vmail,
-            url=url,
-            user=USER,
-            password_env=PASSWORD_ENV,
-            max_size=max_size,
-            workers=workers,
-            state=state,
-        )
-    )
+    plan = SamplePlan(
+        "bench",
+        directory=ldif_directory(ldif),
+        source=maildir_source(vmail),
+        target=ews_target(url, username=USER, password_env=PASSWORD_ENV, max_message_size=max_size),
+        run={"workers": workers},
+        state=sqlite_state(state),
+    ).write(root / "plan.toml")
     return Campaign(root, plan, state, [], vmail)
 
 

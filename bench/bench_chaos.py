@@ -3,8 +3,8 @@ users keep changing their Maildirs; at the end every source message must be in t
 exactly once, with its bytes, read/flag state, received date and folder, and `status` must
 tell the truth.
 
-    .venv/bin/python bench/bench_chaos.py --seed 7 --accounts 200 --kills 25 --state sqlite
-    .venv/bin/python bench/bench_chaos.py --seed 8 --state postgresql   # 127.0.0.1:5432, trust
+    .venv/bin/python -m bench.bench_chaos --seed 7 --accounts 200 --kills 25 --state sqlite
+    .venv/bin/python -m bench.bench_chaos --seed 8 --state postgresql   # 127.0.0.1:5432, trust
 
 What it does:
 1. builds a campaign under --dir (default /tmp/migrator-chaos/<state>-<seed>): an LDIF
@@ -46,17 +46,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from migrator.adapters.sources.maildir import MaildirSource, message_key  # noqa: E402
-from migrator.adapters.targets.ews.properties import (  # noqa: E402
+from migrator.adapters.sources.maildir import MaildirSource, message_key
+from migrator.adapters.targets.ews.properties import (
     SOURCE_KEY_PROPERTY_NAME,
     SOURCE_KEY_PROPERTY_SET,
 )
-from migrator.model.mail import Flags, MessageRecord  # noqa: E402
-from migrator.samples.directory import DEFAULT_BASE, DEFAULT_FILTER, generate_people, write_ldif  # noqa: E402
-from migrator.samples.mail import SampleMessage, write_maildir  # noqa: E402
-from migrator.simulator.ews import DEFAULT_USERS, EwsSimulator, Faults  # noqa: E402
+from migrator.model.mail import Flags, MessageRecord
+from migrator.samples.directory import DEFAULT_BASE, generate_people, write_ldif
+from migrator.samples.mail import SampleMessage, write_maildir
+from migrator.samples.plans import SamplePlan, ews_target, ldif_directory, maildir_source
+from migrator.simulator.ews import DEFAULT_USERS, EwsSimulator, Faults
 
 REPO = Path(__file__).resolve().parents[1]
 USER, PASSWORD = next(iter(DEFAULT_USERS.items()))
@@ -66,32 +65,6 @@ KEY_PROP = f"name:{SOURCE_KEY_PROPERTY_SET}:{SOURCE_KEY_PROPERTY_NAME}"
 PG = "postgresql://postgres@127.0.0.1:5432"
 LEASE_SECONDS = 15
 
-PLAN = """\
-[plan]
-name = "chaos"
-[directory]
-url = "ldif:{ldif}"
-base = "ou=people,{base}"
-filter = "{filter}"
-[source]
-kind = "maildir"
-root = "{root}"
-path = "{{root}}/{{domain}}/{{local}}/Maildir"
-[target]
-kind = "ews"
-url = "{url}"
-auth = "basic"
-username = "{user}"
-password_env = "{password_env}"
-max_message_size = {max_size}
-[run]
-workers = {workers}
-target_concurrency = 8
-chunk_messages = 12
-lease_seconds = {lease}
-max_account_attempts = 50
-{state}
-"""
 
 # where each source folder must land in the target
 EXPECTED_PATH = {
@@ -259,27 +232,27 @@ def build(
         pg_name = f"chaos_{seed}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{pg_name}"')
-        state_line = ""
         url = f"{PG}/{pg_name}"
+        state_section: dict[str, str] = {}  # MIGRATOR_STATE: a plan's URL carries no user
     else:
         url = f"sqlite:///{root / 'state.db'}"
-        state_line = f'[state]\nurl = "{url}"'
-    plan = root / "plan.toml"
-    plan.write_text(
-        PLAN.format(
-            ldif=ldif,
-            base=DEFAULT_BASE,
-            filter=DEFAULT_FILTER,
-            root=root / "vmail",
-            url=sim.url,
-            user=USER,
-            password_env=PASSWORD_ENV,
-            max_size=MAX_MESSAGE,
-            workers=workers,
-            state=state_line,
-            lease=LEASE_SECONDS,
-        )
-    )
+        state_section = {"url": url}
+    plan = SamplePlan(
+        "chaos",
+        directory=ldif_directory(ldif),
+        source=maildir_source(root / "vmail"),
+        target=ews_target(
+            sim.url, username=USER, password_env=PASSWORD_ENV, max_message_size=MAX_MESSAGE
+        ),
+        run={
+            "workers": workers,
+            "target_concurrency": 8,
+            "chunk_messages": 12,
+            "lease_seconds": LEASE_SECONDS,
+            "max_account_attempts": 50,
+        },
+        state=state_section,
+    ).write(root / "plan.toml")
     env = {**os.environ, PASSWORD_ENV: PASSWORD, "PYTHONPATH": str(REPO)}
     if pg_name:
         env["MIGRATOR_STATE"] = url

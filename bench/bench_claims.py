@@ -1,7 +1,7 @@
 """Claims per second at 0, 50,000 and 99,000 accounts done in a run of 100,000, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/bench_claims.py [ACCOUNTS [CLAIMS]]        (default 100000 400)
-    .venv/bin/python bench/bench_claims.py 100000 400 sqlite          (one backend only)
+    .venv/bin/python -m bench.bench_claims [ACCOUNTS [CLAIMS]]        (default 100000 400)
+    .venv/bin/python -m bench.bench_claims 100000 400 sqlite          (one backend only)
 
 Issue 19: a claim must cost the same at the first and at the 100,000th account. For each
 level of "done" the state is rebuilt: ACCOUNTS in scope in 100 batches, the first DONE of them

@@ -1,6 +1,6 @@
 """The whole `make demo` campaign switched wave by wave on a real Postfix, mail flowing throughout.
 
-    .venv/bin/python bench/bench_cutover.py [--waves 8] [--people 9000 --in-scope 3592 --offices 332]
+    .venv/bin/python -m bench.bench_cutover [--waves 8] [--people 9000 --in-scope 3592 --offices 332]
 
 Builds the demo's sample (or reuses bench-cutover/ from an earlier run), discovers and
 migrates it into the EWS simulator, starts a private Postfix instance (as root) delivering to
@@ -25,11 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from migrator.adapters.postfix import map_key_problem  # noqa: E402
-from migrator.samples import demo  # noqa: E402
-from tests.fixtures.postfix import Sink, running_postfix  # noqa: E402
+from migrator.adapters.postfix import map_key_problem
+from migrator.samples import demo
+from tests.fixtures.postfix import Sink, running_postfix
 
 SAMPLE_PER_WAVE = 10  # users of each wave sent a message before and after every switch
 
@@ -49,8 +47,7 @@ def main() -> int:
     demo.prepare(folder, shape)
     print(f"sample built in {time.monotonic() - started:.1f} s", flush=True)
     port = demo._free_port()
-    plan = folder / "plan.toml"
-    plan.write_text(demo._plan_text(folder, port, shape), encoding="utf-8")
+    plan = demo.sample_plan(folder, port, shape).write(folder / "plan.toml")
     env = {**os.environ, demo.SIM_PASSWORD_ENV: demo.SIM_PASSWORD}
     migrator = [sys.executable, "-m", "migrator"]
     simulator = subprocess.Popen(

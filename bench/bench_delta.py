@@ -1,7 +1,7 @@
 """A delta pass that carries users' changes, against the nothing-changed pass and against
 imapsync's second pass (issue 14).
 
-    .venv/bin/python bench/bench_delta.py [--mailboxes 100] [--messages 10000] [--workers 8]
+    .venv/bin/python -m bench.bench_delta [--mailboxes 100] [--messages 10000] [--workers 8]
 
 One private Dovecot serves the source Maildirs and the targets. Each source mailbox holds
 `--messages` small messages (1-3 KB; four fifths in INBOX, the rest in "Projects"; about 60 %
@@ -38,47 +38,23 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from imapclient import IMAPClient
 
-from imapclient import IMAPClient  # noqa: E402
-
-from bench.bench_imapsync import Figure, ServerCpu, find_imapsync, measure_all, uptime  # noqa: E402
-from migrator.model.mail import Flags  # noqa: E402
-from migrator.samples.mail import SampleMessage, write_maildir  # noqa: E402
-from tests.fixtures import dovecot as dovecot_fixture  # noqa: E402
-from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer, running_dovecot  # noqa: E402
+from bench.bench_imapsync import (
+    PASSWORD_ENV,
+    Figure,
+    ServerCpu,
+    dovecot_plan,
+    find_imapsync,
+    measure_all,
+    uptime,
+)
+from migrator.model.mail import Flags
+from migrator.samples.mail import SampleMessage, write_maildir
+from tests.fixtures import dovecot as dovecot_fixture
+from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer, running_dovecot
 
 REPO = Path(__file__).resolve().parents[1]
-PASSWORD_ENV = "MIGRATOR_BENCH_IMAP_PASSWORD"
-PLAN = """\
-[plan]
-name = "bench-delta-{name}"
-[directory]
-url = "ldif:{ldif}"
-base = "ou=people,dc=bench,dc=test"
-filter = "(mail=*)"
-{source}
-[target]
-kind = "imap"
-host = "{host}"
-port = {port}
-tls = "none"
-auth = "login"
-username = "{master}"
-password_env = "{env}"
-proxy_login = "{{local}}*{{username}}"
-[run]
-workers = {workers}
-[state]
-url = "sqlite:///{state}"
-"""
-SOURCES = {
-    "maildir": '[source]\nkind = "maildir"\nroot = "{root}"\npath = "{{root}}/{{uid}}/Maildir"\n',
-    "imap": (
-        '[source]\nkind = "imap"\nhost = "{host}"\nport = {port}\ntls = "none"\nlogin = "{{uid}}"\n'
-        'master_user = "{master}"\npassword_env = "{env}"\n'
-    ),
-}
 
 
 def mailbox(seed: int, count: int) -> dict[tuple[str, ...], list[SampleMessage]]:
@@ -196,23 +172,8 @@ class DeltaBench:
                 f"uid: {src}\ncn: {src}\nsn: {src}\nmail: {dst}@bench.test\n"
             )
         (root / "people.ldif").write_text("\n".join(entries))
-        s = self.server
-        source = SOURCES[kind].format(
-            root=s.root / "mail", host=s.host, port=s.port, master=MASTER_USER, env=PASSWORD_ENV
-        )
-        plan = root / "plan.toml"
-        plan.write_text(
-            PLAN.format(
-                name=kind,
-                ldif=root / "people.ldif",
-                source=source,
-                host=s.host,
-                port=s.port,
-                master=MASTER_USER,
-                env=PASSWORD_ENV,
-                workers=self.workers,
-                state=root / "state.db",
-            )
+        plan = dovecot_plan(f"bench-delta-{kind}", root, kind, self.server, self.workers).write(
+            root / "plan.toml"
         )
         found = subprocess.run(
             [sys.executable, "-m", "migrator", "discover", "--plan", str(plan)],

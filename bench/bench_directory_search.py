@@ -1,7 +1,7 @@
 """How fast discovery can read a big directory: generation, slapd load, paged search, LDIF mock.
 
-    .venv/bin/python bench/bench_directory_search.py [--people 100000] [--mock-people 20000]
-    .venv/bin/python bench/bench_directory_search.py --people 9000 --stock-limits
+    .venv/bin/python -m bench.bench_directory_search [--people 100000] [--mock-people 20000]
+    .venv/bin/python -m bench.bench_directory_search --people 9000 --stock-limits
 
 Starts a private slapd (size limit 500, paging allowed) holding --people generated people,
 searches it with the campaign filter and the population filter at a few page sizes while
@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.fixtures
-
-from migrator.adapters.directory import open_directory  # noqa: E402
-from migrator.model.plan import DirectorySettings  # noqa: E402
-from migrator.samples.directory import (  # noqa: E402
+from migrator.adapters.directory import open_directory
+from migrator.model.plan import DirectorySettings
+from migrator.samples.directory import (
     DEFAULT_BASE,
     DEFAULT_FILTER,
     POPULATION_FILTER,
@@ -32,7 +29,7 @@ from migrator.samples.directory import (  # noqa: E402
     selected_uids,
     write_ldif,
 )
-from tests.fixtures.slapd import running_slapd  # noqa: E402
+from tests.fixtures.slapd import running_slapd
 
 ATTRIBUTES = ["mail", "uid", "cn", "ou"]
 

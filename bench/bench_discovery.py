@@ -3,7 +3,7 @@
 with nothing changed. Wall time and peak memory of the migrator process.
 
 Targets: under 60 s and under 300 MB; the re-run faster still.
-Usage: python bench/bench_discovery.py [PEOPLE]   (default 100000)
+Usage: python -m bench.bench_discovery [PEOPLE]   (default 100000)
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from migrator.samples.directory import DEFAULT_FILTER, generate_people  # noqa: E402
-from tests.fixtures.slapd import running_slapd  # noqa: E402
+from migrator.samples.directory import DEFAULT_FILTER, generate_people
+from tests.fixtures.slapd import running_slapd
 
 PLAN = """\
 [plan]

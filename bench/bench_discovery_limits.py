@@ -8,7 +8,7 @@
 Each: generate, slapadd into a private slapd, then time `migrator discover --json` (wall, peak
 RSS) in a child process, and one population search through the reader for its strategy
 (subtree searches, VLV windows, prefix parts, requests). Target: each under 60 s.
-Usage: python bench/bench_discovery_limits.py [PEOPLE] [SHAPE ...]   (default 100000, all three)
+Usage: python -m bench.bench_discovery_limits [PEOPLE] [SHAPE ...]   (default 100000, all three)
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.bench_discovery import PLAN  # noqa: E402
-from migrator.adapters.directory import open_directory  # noqa: E402
-from migrator.samples.directory import DEFAULT_FILTER, POPULATION_FILTER, generate_people  # noqa: E402
-from tests.fixtures.slapd import running_slapd  # noqa: E402
+from bench.bench_discovery import PLAN
+from migrator.adapters.directory import open_directory
+from migrator.samples.directory import DEFAULT_FILTER, POPULATION_FILTER, generate_people
+from tests.fixtures.slapd import running_slapd
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, int]:

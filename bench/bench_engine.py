@@ -12,7 +12,7 @@ the EWS simulator (a process of its own), against a bare exchangelib `bulk_creat
 
 CPU and peak RSS of each child come from wait4(), so the simulator's never mix in.
 
-    nice -n 5 .venv/bin/python bench/bench_engine.py [--rounds 1] [--only 1234]
+    nice -n 5 .venv/bin/python -m bench.bench_engine [--rounds 1] [--only 1234]
 Figures go to stdout and bench/results/engine.json.
 """
 
@@ -26,16 +26,13 @@ import queue
 import random
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._engine_campaign import (  # noqa: E402
+from bench._engine_campaign import (
     PASSWORD,
     REPO,
     USER,
@@ -49,7 +46,7 @@ from bench._engine_campaign import (  # noqa: E402
     write_mailboxes,
     write_plan,
 )
-from migrator.model.plan import RunSettings  # noqa: E402
+from migrator.model.plan import RunSettings
 
 RESULTS = REPO / "bench" / "results" / "engine.json"
 PY_SPY = REPO / ".venv" / "bin" / "py-spy"
@@ -228,8 +225,7 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
         for kind in order:
             rdir = work / f"{kind}-{r}"
             rdir.mkdir()
-            sim = Simulator(rdir / "ews", addresses)
-            try:
+            with Simulator(rdir / "ews", addresses) as sim:
                 if kind == "engine":
                     # the round's own state and simulator, the shared Maildirs
                     campaign = write_plan(
@@ -253,8 +249,6 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
                         chunk,
                         same_properties=kind == "props",
                     )
-            finally:
-                sim.stop()
             res["server_cpu"] = sim.cpu
             if res["messages"] != n:
                 raise RuntimeError(f"{kind}: {res['messages']} messages moved, expected {n}")
@@ -400,8 +394,7 @@ def delta(work: Path, args: argparse.Namespace) -> None:
     marker = cache / f"ready-{args.delta_mailboxes}x{args.delta_messages}"
     cache.mkdir(parents=True, exist_ok=True)
     ldif, addresses = people(cache, args.delta_mailboxes, seed=23)
-    sim = Simulator(work / "delta-ews", addresses)
-    try:
+    with Simulator(work / "delta-ews", addresses) as sim:
         campaign = write_plan(cache, ldif, sim.url, workers=args.workers)
         campaign.addresses = addresses
         if not marker.exists():
@@ -480,8 +473,6 @@ def delta(work: Path, args: argparse.Namespace) -> None:
                 print(f"  py-spy failed (exit {prof.code}): {prof.stderr[-500:]}", flush=True)
             else:
                 show_profile("delta", raw, "engine-delta.pyspy.txt", prof.wall)
-    finally:
-        sim.stop()
 
 
 # --------------------------------------------------------------------------- 4: big message
@@ -492,8 +483,7 @@ def big_message(work: Path, args: argparse.Namespace) -> None:
     root.mkdir()
     ldif, addresses = people(root, 2, seed=31)
     base_box, big_box = addresses
-    sim = Simulator(root / "ews", addresses)
-    try:
+    with Simulator(root / "ews", addresses) as sim:
         campaign = write_plan(root, ldif, sim.url, workers=args.workers, max_size=64 * 1024 * 1024)
         campaign.addresses = addresses
         rnd = random.Random(5)
@@ -526,8 +516,6 @@ def big_message(work: Path, args: argparse.Namespace) -> None:
             big_peak_rss_mb=round(runs["big"].maxrss_mb, 1),
             baseline_peak_rss_mb=round(runs["baseline"].maxrss_mb, 1),
         )
-    finally:
-        sim.stop()
 
 
 def main() -> None:

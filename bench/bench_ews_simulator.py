@@ -1,4 +1,4 @@
-"""Throughput of the EWS simulator on its own (run: .venv/bin/python bench/bench_ews_simulator.py).
+"""Throughput of the EWS simulator on its own (run: .venv/bin/python -m bench.bench_ews_simulator).
 
 The simulator runs in its own process (as under `migrator ews-simulator`), so client and server
 do not share a GIL. Two clients:

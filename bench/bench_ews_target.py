@@ -6,7 +6,7 @@ them) versus a plain `account.bulk_create()` loop that sets the same properties,
 minimal loop (MIME and read state only). Rounds alternate so drift hits both alike; the median
 round is reported. Target: adapter overhead under 10 % over the same-properties loop.
 
-    .venv/bin/python bench/bench_ews_target.py [--messages 1500] [--rounds 3] [--threads 1]
+    .venv/bin/python -m bench.bench_ews_target [--messages 1500] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Self
 
 from exchangelib import IMPERSONATION, Account, Configuration, Credentials, EWSDateTime, Message
 from exchangelib.folders import Folder
@@ -125,6 +126,12 @@ class Simulator:
         self.process.terminate()
         self.process.wait(timeout=30)
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def mailbox_names(kind: str, tag: str, threads: int) -> list[str]:
     return [f"{kind}-{tag}-{t}@bench.example" for t in range(threads)]
@@ -219,22 +226,18 @@ def main() -> None:
         kind = "adapter" if name == "adapter" else "bare"
         for tag in tags[name]:
             mailboxes += mailbox_names(kind, tag, args.threads)
-    with tempfile.TemporaryDirectory() as data:
-        sim = Simulator(data, mailboxes)
-        try:
-            adapter_round(sim, items[:100], 1, "warm")  # auth, version guess, SQLite caches
-            for r in range(args.rounds):
-                for name in names if r % 2 == 0 else list(reversed(names)):
-                    if name == "adapter":
-                        elapsed = adapter_round(sim, items, args.threads, tags[name][r])
-                    else:
-                        elapsed = bare_round(
-                            sim, items, args.threads, tags[name][r], same_properties="same" in name
-                        )
-                    times[name].append(elapsed)
-                    cpu[name].append(CPU["last"])
-        finally:
-            sim.stop()
+    with tempfile.TemporaryDirectory() as data, Simulator(data, mailboxes) as sim:
+        adapter_round(sim, items[:100], 1, "warm")  # auth, version guess, SQLite caches
+        for r in range(args.rounds):
+            for name in names if r % 2 == 0 else list(reversed(names)):
+                if name == "adapter":
+                    elapsed = adapter_round(sim, items, args.threads, tags[name][r])
+                else:
+                    elapsed = bare_round(
+                        sim, items, args.threads, tags[name][r], same_properties="same" in name
+                    )
+                times[name].append(elapsed)
+                cpu[name].append(CPU["last"])
     median = {k: statistics.median(v) for k, v in times.items()}
     median_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     for name, seconds in median.items():

@@ -1,6 +1,6 @@
 """The demo's campaign into Exchange Online over IMAP, killed at random instants.
 
-    .venv/bin/python bench/bench_exo_campaign.py [--accounts 3592] [--kills 4] [--seed 1]
+    .venv/bin/python -m bench.bench_exo_campaign [--accounts 3592] [--kills 4] [--seed 1]
                                                  [--token-lifetime 60] [--workers 8]
 
 Exchange Online is the Exchange-Online-like front of tests/fixtures/exo_front.py (TLS, app-only
@@ -41,24 +41,22 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imapclient import IMAPClient
 
-from imapclient import IMAPClient  # noqa: E402
-
-from migrator.adapters.sources.maildir import MaildirSource  # noqa: E402
-from migrator.model.mail import MessageRecord  # noqa: E402
-from migrator.samples import demo  # noqa: E402
-from migrator.samples.directory import DEFAULT_BASE, DEFAULT_FILTER  # noqa: E402
-from tests.fixtures.exo_campaign import EXO_ROLE_FOLDERS, exo_flags  # noqa: E402
-from tests.fixtures.exo_front import (  # noqa: E402
+from migrator.adapters.sources.maildir import MaildirSource
+from migrator.model.mail import MessageRecord
+from migrator.samples import demo
+from migrator.samples.directory import DEFAULT_BASE, DEFAULT_FILTER
+from tests.fixtures.exo_campaign import EXO_ROLE_FOLDERS, exo_flags
+from tests.fixtures.exo_front import (
     CLIENT_ID,
     CLIENT_SECRET,
     TENANT,
     ExoStack,
     running_exo_dovecot,
 )
-from tests.fixtures.imap_case import dovecot_wire_bytes  # noqa: E402
-from tests.fixtures.imap_proxy import Rule, exchange_throttled  # noqa: E402
+from tests.fixtures.imap_case import dovecot_wire_bytes
+from tests.fixtures.imap_proxy import Rule, exchange_throttled
 
 SECRET_ENV = "MIGRATOR_BENCH_EXO_SECRET"
 SIZE_LIMIT = demo.MAX_MESSAGE_SIZE  # the demo's big messages are just over it

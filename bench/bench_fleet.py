@@ -13,7 +13,7 @@ Each measurement gets a fresh PostgreSQL database (127.0.0.1:5432, user postgres
 a fresh simulator. The machine load is printed with the figures: on a shared 2-core machine it
 says more about them than anything else.
 
-    .venv/bin/python bench/bench_fleet.py [--claims 5000] [--claimers 1,16] [--delays 0,0.1]
+    .venv/bin/python -m bench.bench_fleet [--claims 5000] [--claimers 1,16] [--delays 0,0.1]
                                           [--mailboxes 32] [--messages 100] [--only 12]
 Figures go to stdout and bench/results/fleet.json.
 """
@@ -36,11 +36,9 @@ from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import psycopg
 
-import psycopg  # noqa: E402
-
-from bench._engine_campaign import (  # noqa: E402
+from bench._engine_campaign import (
     REPO,
     Simulator,
     measured,

@@ -1,6 +1,6 @@
 """IMAP target throughput into a private Dovecot, next to a bare imaplib APPEND loop.
 
-    .venv/bin/python bench/bench_imap_target.py [MESSAGES]   (default 4000)
+    .venv/bin/python -m bench.bench_imap_target [MESSAGES]   (default 4000)
 
 Every variant stores the same corpus (about 4 KB per message, flags and INTERNALDATE set) into
 fresh mailboxes of the same Dovecot, one mailbox per connection, and the variants run
@@ -20,14 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from migrator.adapters.targets.imap import ImapTarget  # noqa: E402
-from migrator.model.mail import Flags, FolderRole, UploadItem  # noqa: E402
-from migrator.model.plan import TargetSettings  # noqa: E402
-from tests.fixtures.dovecot import (  # noqa: E402
+from migrator.adapters.targets.imap import ImapTarget
+from migrator.model.mail import Flags, FolderRole, UploadItem
+from migrator.model.plan import TargetSettings
+from tests.fixtures.dovecot import (
     MASTER_PASSWORD,
     MASTER_USER,
     DovecotServer,

@@ -1,6 +1,6 @@
 """migrator's IMAP target against imapsync, on one Dovecot, same corpus (issue 8).
 
-    .venv/bin/python bench/bench_imapsync.py [--mailboxes 40] [--messages 250] [--rounds 2]
+    .venv/bin/python -m bench.bench_imapsync [--mailboxes 40] [--messages 250] [--rounds 2]
 
 imapsync is not part of the project and CI does not need it: the script looks for it in
 $IMAPSYNC, /root/imapsync/imapsync and PATH, checks that Perl can run it (`--version`), and
@@ -39,11 +39,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._engine_campaign import Measured, measured, mixed_mailbox  # noqa: E402
-from migrator.samples.mail import write_maildir  # noqa: E402
-from tests.fixtures.dovecot import (  # noqa: E402
+from bench._engine_campaign import Measured, measured, mixed_mailbox
+from migrator.samples.mail import write_maildir
+from migrator.samples.plans import (
+    SamplePlan,
+    imap_source,
+    imap_target,
+    ldif_directory,
+    maildir_source,
+    sqlite_state,
+)
+from tests.fixtures.dovecot import (
     MASTER_PASSWORD,
     MASTER_USER,
     DovecotServer,
@@ -54,42 +60,36 @@ REPO = Path(__file__).resolve().parents[1]
 PASSWORD_ENV = "MIGRATOR_BENCH_IMAP_PASSWORD"
 CANDIDATES = ("/root/imapsync/imapsync",)
 
-PLAN = """\
-[plan]
-name = "bench-imapsync"
-[directory]
-url = "ldif:{ldif}"
-base = "ou=people,dc=bench,dc=test"
-filter = "(mail=*)"
-{source}
-[target]
-kind = "imap"
-host = "{host}"
-port = {port}
-tls = "none"
-auth = "login"
-username = "{master}"
-password_env = "{env}"
-proxy_login = "{{local}}*{{username}}"
-[run]
-workers = {workers}
-[state]
-url = "sqlite:///{state}"
-"""
-MAILDIR_SOURCE = """[source]
-kind = "maildir"
-root = "{root}"
-path = "{{root}}/{{uid}}/Maildir"
-"""
-IMAP_SOURCE = """[source]
-kind = "imap"
-host = "{host}"
-port = {port}
-tls = "none"
-login = "{{uid}}"
-master_user = "{master}"
-password_env = "{env}"
-"""
+
+def dovecot_plan(
+    name: str, root: Path, source: str, server: DovecotServer, workers: int
+) -> SamplePlan:
+    """The plan of a Dovecot-to-Dovecot campaign: people from root/people.ldif, their mail in
+    `server`'s Maildirs (source "maildir") or read from `server` over IMAP as each `uid`
+    through the master user (source "imap"), migrated into `server`'s mailbox of their `mail`
+    address's local part."""
+    return SamplePlan(
+        name,
+        directory=ldif_directory(
+            root / "people.ldif", base="ou=people,dc=bench,dc=test", filter="(mail=*)"
+        ),
+        source=(
+            maildir_source(server.root / "mail", path="{root}/{uid}/Maildir")
+            if source == "maildir"
+            else imap_source(
+                server.host, server.port, master_user=MASTER_USER, password_env=PASSWORD_ENV
+            )
+        ),
+        target=imap_target(
+            server.host,
+            server.port,
+            username=MASTER_USER,
+            password_env=PASSWORD_ENV,
+            proxy_login="{local}*{username}",
+        ),
+        run={"workers": workers},
+        state=sqlite_state(root / "state.db"),
+    )
 
 
 def find_imapsync() -> tuple[str | None, str]:
@@ -228,24 +228,8 @@ class Bench:
                 f"uid: {src}\ncn: {src}\nsn: {src}\nmail: {dst}@bench.test\n"
             )
         (root / "people.ldif").write_text("\n".join(entries))
-        s = self.server
-        source_part = (
-            MAILDIR_SOURCE.format(root=s.root / "mail")
-            if source == "maildir"
-            else IMAP_SOURCE.format(host=s.host, port=s.port, master=MASTER_USER, env=PASSWORD_ENV)
-        )
-        plan = root / "plan.toml"
-        plan.write_text(
-            PLAN.format(
-                ldif=root / "people.ldif",
-                source=source_part,
-                host=s.host,
-                port=s.port,
-                master=MASTER_USER,
-                env=PASSWORD_ENV,
-                workers=workers,
-                state=root / "state.db",
-            )
+        plan = dovecot_plan("bench-imapsync", root, source, self.server, workers).write(
+            root / "plan.toml"
         )
         found = subprocess.run(
             [sys.executable, "-m", "migrator", "discover", "--plan", str(plan)],
@@ -346,7 +330,8 @@ class Bench:
         label = f"bare imaplib APPEND loop, {connections} connections"
         argv = [
             sys.executable,
-            __file__,
+            "-m",
+            "bench.bench_imapsync",
             "--bare-loop",
             str(connections),
             self.server.host,

@@ -14,7 +14,7 @@ cpu(A) - F = N*a + 5N*m: two equations, solved for a and m.
 `--profile` runs A once more under py-spy (--gil: samples only while a thread holds the GIL,
 which is the process's Python CPU) and prints where it goes.
 
-    nice -n 5 .venv/bin/python bench/bench_overhead.py [--accounts 10000] [--workers 8] [--profile]
+    nice -n 5 .venv/bin/python -m bench.bench_overhead [--accounts 10000] [--workers 8] [--profile]
 Figures go to stdout and bench/results/overhead-<N>.json.
 """
 
@@ -31,9 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._engine_campaign import (  # noqa: E402
+from bench._engine_campaign import (
     REPO,
     Campaign,
     Measured,
@@ -42,7 +40,7 @@ from bench._engine_campaign import (  # noqa: E402
     people,
     write_plan,
 )
-from bench.bench_engine import profile_summary  # noqa: E402
+from bench.bench_engine import profile_summary
 
 PER_ACCOUNT = 5
 MANY_ACCOUNTS, MANY_MESSAGES = 10, 500

@@ -1,7 +1,7 @@
 """Reads at 100,000 accounts (issue 19): status, accounts --json, report --html in a browser,
 events and show, at 10,000 and 100,000 accounts, and how each cost grows between them.
 
-    .venv/bin/python bench/bench_reads_100k.py [ACCOUNTS ...] [sqlite-only]   (default 10000 100000)
+    .venv/bin/python -m bench.bench_reads_100k [ACCOUNTS ...] [sqlite-only]   (default 10000 100000)
 
 The state database is written straight into the store's schema (open_store runs the real
 migrations; the rows come from one recursive-CTE INSERT per table), so 100,000 accounts take
@@ -34,33 +34,39 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from migrator.samples.plans import (
+    SamplePlan,
+    ews_target,
+    ldif_directory,
+    maildir_source,
+    sqlite_state,
+)
+from migrator.store import open_store
+from tests.fixtures.browser import Browser
 
-from migrator.store import open_store  # noqa: E402
-from tests.fixtures.browser import Browser  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BATCH_SIZE = 250
 PER_ACCOUNT = 5  # ledger rows of a finished account
 
-PLAN = """\
-[plan]
-name = "bench"
-[directory]
-url = "ldif:{root}/none.ldif"
-base = "ou=people,dc=uni,dc=example,dc=org"
-[source]
-kind = "maildir"
-root = "{root}/vmail"
-path = "{{root}}/{{domain}}/{{local}}/Maildir"
-[target]
-kind = "ews"
-url = "https://127.0.0.1:1/EWS/Exchange.asmx"
-username = "svc"
-password_env = "MIGRATOR_BENCH_UNUSED"
-[state]
-url = "sqlite:///{root}/state.db"
-"""
+
+def sample_plan(root: Path) -> SamplePlan:
+    """A plan for the state under `root`; nothing it names is reached: only the state is read."""
+    return SamplePlan(
+        "bench",
+        directory=ldif_directory(
+            root / "none.ldif", base="ou=people,dc=uni,dc=example,dc=org", filter=None
+        ),
+        source=maildir_source(root / "vmail"),
+        target=ews_target(
+            "https://127.0.0.1:1/EWS/Exchange.asmx",
+            username="svc",
+            password_env="MIGRATOR_BENCH_UNUSED",
+            auth=None,
+        ),
+        state=sqlite_state(root / "state.db"),
+    )
+
 
 GIVEN = ("'María José'", "'Iñaki'", "'Ximena'", "'José Guadalupe'", "'Rocío'", "'Francisco Javier'")
 FAMILY = (
@@ -96,8 +102,7 @@ AT = "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ((({count} - n) * 1728000) / {
 def fill(root: Path, count: int) -> Path:
     """A state database of `count` accounts in scope; returns the plan file."""
     root.mkdir(parents=True, exist_ok=True)
-    plan = root / "plan.toml"
-    plan.write_text(PLAN.format(root=root))
+    plan = sample_plan(root).write(root / "plan.toml")
     path = root / "state.db"
     store = open_store(f"sqlite:///{path}")
     try:

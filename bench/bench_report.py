@@ -7,17 +7,14 @@ sort applied (#search=garc&sort=-bytes) until its script has finished.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from migrator.commands.report import build_report  # noqa: E402
-from migrator.plan import load_plan  # noqa: E402
-from migrator.report.html import render_html  # noqa: E402
-from tests.fixtures.reports import chromium, synthetic_state  # noqa: E402
+from migrator.commands.report import build_report
+from migrator.plan import load_plan
+from migrator.report.html import render_html
+from tests.fixtures.reports import chromium, synthetic_state
 
 ACCOUNTS = 100_000
 

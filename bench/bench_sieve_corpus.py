@@ -13,9 +13,9 @@ Thunderbird Sieve add-on write). Each script is parsed with sievelib and transla
 target; the table counts scripts, scripts that parse, top-level statements, and statements
 carried exactly, carried with a note, and not carried, then the most common reasons.
 
-    .venv/bin/python bench/bench_sieve_corpus.py                 # in a temp dir
-    .venv/bin/python bench/bench_sieve_corpus.py --work /tmp/sc  # keep (and reuse) downloads
-    .venv/bin/python bench/bench_sieve_corpus.py --json          # the figures as JSON
+    .venv/bin/python -m bench.bench_sieve_corpus                 # in a temp dir
+    .venv/bin/python -m bench.bench_sieve_corpus --work /tmp/sc  # keep (and reuse) downloads
+    .venv/bin/python -m bench.bench_sieve_corpus --json          # the figures as JSON
 
 Needs: pip, apt-get, tar.
 """
@@ -35,13 +35,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from migrator.adapters.sieve.parse import parse_script
+from migrator.adapters.targets.naming import FolderNaming
+from migrator.engine.filters import FilterOptions, translate
+from migrator.model.sieve import SieveScript
 
-from migrator.adapters.sieve.parse import parse_script  # noqa: E402
-from migrator.adapters.targets.naming import FolderNaming  # noqa: E402
-from migrator.engine.filters import FilterOptions, translate  # noqa: E402
-from migrator.model.sieve import SieveScript  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 OURS = ROOT / "tests" / "data" / "sieve"
 DEB_SRC = "deb-src http://deb.debian.org/debian bookworm main\n"

@@ -4,7 +4,7 @@ Every account gets the Roundcube-shaped sample script (five rules, a scheduled v
 statement refused); the pass is run twice (the second replaces migrator's rules) and the
 simulator's requests are counted.
 
-    .venv/bin/python bench/bench_sieve_filters.py --accounts 300 --workers 4
+    .venv/bin/python -m bench.bench_sieve_filters --accounts 300 --workers 4
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.fixtures.campaign import build_campaign
 
-from tests.fixtures.campaign import build_campaign  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = (ROOT / "tests" / "data" / "sieve" / "roundcube.sieve").read_text()
 
@@ -31,8 +29,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sieve-filters-"))
-    c = build_campaign(work / "c", accounts=args.accounts, messages_per_folder=0)
-    try:
+    with build_campaign(work / "c", accounts=args.accounts, messages_per_folder=0) as c:
         c.plan_path.write_text(c.plan_path.read_text() + '\n[settings]\nsieve = "file"\n')
         for address in c.accounts:
             home = c.maildir(address).parent
@@ -54,8 +51,6 @@ def main() -> int:
                 f"({summary['applied'] / seconds:.1f} accounts/s), exit {done.returncode}; requests "
                 + ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
             )
-    finally:
-        c.sim.stop()
     return 0
 
 

@@ -2,7 +2,7 @@
 when Dovecot builds its index, and a delta pass), read throughput, and peak memory while
 streaming a 40 MB message.
 
-    .venv/bin/python bench/bench_source_imap.py [MESSAGES]   (default 100000)
+    .venv/bin/python -m bench.bench_source_imap [MESSAGES]   (default 100000)
 
 Dovecot serves a Maildir written here (about 500 MB at the default size, under /tmp, removed
 at the end). Runs as root like the test fixture it reuses.
@@ -15,15 +15,12 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from migrator.adapters.sources.imap import ImapSource  # noqa: E402
-from migrator.adapters.sources.imap_connection import ImapAccess  # noqa: E402
-from migrator.model.mail import MessageRecord  # noqa: E402
-from migrator.samples.mail import hard_case_messages  # noqa: E402
-from tests.fixtures.dovecot import DovecotServer, running_dovecot  # noqa: E402
+from migrator.adapters.sources.imap import ImapSource
+from migrator.adapters.sources.imap_connection import ImapAccess
+from migrator.model.mail import MessageRecord
+from migrator.samples.mail import hard_case_messages
+from tests.fixtures.dovecot import DovecotServer, running_dovecot
 
 MB = 1024 * 1024
 BODY = b"".join(

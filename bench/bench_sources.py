@@ -1,7 +1,7 @@
 """Source figures: listing keys of a 100,000-message folder, read throughput, peak memory while
 streaming a 40 MB message.
 
-    .venv/bin/python bench/bench_sources.py [MESSAGES]   (default 100000)
+    .venv/bin/python -m bench.bench_sources [MESSAGES]   (default 100000)
 
 Prints wall-clock and CPU seconds per step. Works in a scratch directory under /tmp (about 1 GB at the default size), removed at the end.
 The Maildir listing figure is a cold process but a warm page cache (the files were just

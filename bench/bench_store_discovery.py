@@ -1,6 +1,6 @@
 """How long record_discovery takes for a large directory, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/bench_store_discovery.py [ACCOUNTS]   (default 100000)
+    .venv/bin/python -m bench.bench_store_discovery [ACCOUNTS]   (default 100000)
 
 PostgreSQL must run on 127.0.0.1:5432 (trust auth, user postgres); a scratch database is
 created and dropped. Prints seconds per step (wall clock, and CPU of this process, which is

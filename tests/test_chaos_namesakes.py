@@ -36,8 +36,7 @@ def _messages(folder: str, count: int) -> list[SampleMessage]:
 
 
 def test_a_lookup_after_a_reset_never_takes_a_namesake_from_another_folder(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=10)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=10) as c:
         [address] = c.accounts
         maildir = c.maildir(address)
         shutil.rmtree(maildir)
@@ -68,5 +67,3 @@ def test_a_lookup_after_a_reset_never_takes_a_namesake_from_another_folder(tmp_p
         # and verify does not take the two copies that share a key in Sent Items for duplicates
         checked = c.cli("verify", "--plan", str(c.plan_path))
         assert checked.returncode == 0, checked.stdout + checked.stderr
-    finally:
-        c.sim.stop()

@@ -13,8 +13,7 @@ from tests.fixtures.campaign import build_campaign
 
 
 def test_an_account_the_target_keeps_throttling_fails_with_what_to_do(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=5)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=5) as c:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         # every CreateItem is refused as busy with a 1 ms back-off: the retries run out fast
@@ -32,5 +31,3 @@ def test_an_account_the_target_keeps_throttling_fails_with_what_to_do(tmp_path: 
         again = c.cli("run", "--plan", str(c.plan_path))
         assert again.returncode == 0, again.stderr
         c.compare(address)
-    finally:
-        c.sim.stop()

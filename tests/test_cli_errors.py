@@ -249,8 +249,7 @@ def test_a_run_whose_output_reader_goes_away_stops_cleanly(tmp_path: Path) -> No
     left running, the command ends quietly with 141, and the next run finishes the job."""
     from tests.fixtures.campaign import build_campaign
 
-    c = build_campaign(tmp_path / "c", accounts=6, workers=2, chunk=2)
-    try:
+    with build_campaign(tmp_path / "c", accounts=6, workers=2, chunk=2) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         code, err = _with_output_closed("run", "--plan", str(c.plan_path), env=c.env, cwd=c.root)
         assert (code, err) == (141, "")
@@ -265,5 +264,3 @@ def test_a_run_whose_output_reader_goes_away_stops_cleanly(tmp_path: Path) -> No
         assert again.returncode == 0, again.stderr
         for address in c.accounts:
             c.compare(address)
-    finally:
-        c.sim.stop()

@@ -122,8 +122,9 @@ class World:
 
 @pytest.fixture
 def world(private_root: Path, sink: Sink) -> Iterator[World]:  # noqa: F811
-    campaign = build_campaign(private_root / "c", accounts=6, offices=3, messages_per_folder=1)
-    try:
+    with build_campaign(
+        private_root / "c", accounts=6, offices=3, messages_per_folder=1
+    ) as campaign:
         assert campaign.cli("discover", "--plan", str(campaign.plan_path)).returncode == 0
         first = campaign.cli("run", "--plan", str(campaign.plan_path))
         assert first.returncode == 0, first.stdout + first.stderr
@@ -132,8 +133,6 @@ def world(private_root: Path, sink: Sink) -> Iterator[World]:  # noqa: F811
         ) as postfix:
             campaign.plan_path.write_text(campaign.plan_path.read_text() + postfix.plan_section())
             yield World(campaign, postfix)
-    finally:
-        campaign.sim.stop()
 
 
 def _ok(result: object, code: int = 0) -> str:

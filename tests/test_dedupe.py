@@ -42,8 +42,7 @@ def _dedupe(c: Campaign | ImapCampaign, *extra: str) -> tuple[int, dict]:  # typ
 
 
 def test_dedupe_removes_the_extra_tagged_copies_in_exchange(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=2, messages_per_folder=3)
-    try:
+    with build_campaign(tmp_path / "c", accounts=2, messages_per_folder=3) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
         victim, spared = c.accounts
@@ -108,8 +107,6 @@ def test_dedupe_removes_the_extra_tagged_copies_in_exchange(tmp_path: Path) -> N
         with sqlite3.connect(c.state_path) as db:
             kinds = [r[0] for r in db.execute("SELECT kind FROM events WHERE kind = 'dedupe'")]
         assert kinds == ["dedupe"]
-    finally:
-        c.sim.stop()
 
 
 def _imap(c: ImapCampaign, address: str) -> IMAPClient:

@@ -27,8 +27,7 @@ def _message(n: int, flags: Flags) -> SampleMessage:
 
 
 def test_mbox_flag_change_move_and_deletion_reach_the_target(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1) as c:
         [address] = c.accounts
         local, _, domain = address.partition("@")
         spool = c.root / "mbox"
@@ -86,5 +85,3 @@ def test_mbox_flag_change_move_and_deletion_reach_the_target(tmp_path: Path) -> 
         path, first = by_subject["asunto 1"]
         assert path == ("Inbox",) and first.is_read and first.extended.get("tag:0x1090") == "2"
         assert by_subject["asunto 2"][0] == ("Archive",)  # moved, the same item
-    finally:
-        c.sim.stop()

@@ -14,8 +14,7 @@ from tests.fixtures.campaign import build_campaign
 def test_a_pass_that_would_delete_most_of_a_mailbox_deletes_nothing_until_allowed(
     tmp_path: Path,
 ) -> None:
-    c = build_campaign(tmp_path / "c", accounts=2, messages_per_folder=3)
-    try:
+    with build_campaign(tmp_path / "c", accounts=2, messages_per_folder=3) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
         victim, other = c.accounts
@@ -40,5 +39,3 @@ def test_a_pass_that_would_delete_most_of_a_mailbox_deletes_nothing_until_allowe
         assert allowed.returncode == 0, allowed.stdout[-2000:] + allowed.stderr[-2000:]
         assert json.loads(allowed.stdout)["messages"]["changes"]["deleted"] == before[victim]
         assert c.sim.items(victim) == [] and len(c.sim.items(other)) == before[other]
-    finally:
-        c.sim.stop()

@@ -16,7 +16,14 @@ import pytest
 
 from migrator.commands.classify import classify_all
 from migrator.model.account import DirectoryEntry, Scope
-from migrator.samples.demo import Shape, _people, _plan_text, _probe_plan, prepare, size_problem
+from migrator.samples.demo import (
+    Shape,
+    _people,
+    _probe_plan,
+    prepare,
+    sample_plan,
+    size_problem,
+)
 from migrator.samples.directory import DEFAULT_BASE
 
 
@@ -136,8 +143,7 @@ def test_the_smallest_sample_is_discovered_whole(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     shape = Shape(36, 23, 1)
     prepare(folder, shape)
-    plan = folder / "plan.toml"
-    plan.write_text(_plan_text(folder, 1, shape), encoding="utf-8")
+    plan = sample_plan(folder, 1, shape).write(folder / "plan.toml")
     discovered = subprocess.run(
         [sys.executable, "-m", "migrator", "discover", "--plan", str(plan), "--json"],
         capture_output=True,

@@ -27,34 +27,11 @@ from migrator.samples.directory import (
     format_ldif_record,
     write_ldif,
 )
+from migrator.samples.plans import SAMPLE_ATTRIBUTES, SamplePlan, maildir_source
 from migrator.store import open_store
 from tests.fixtures.dead_servers import silent_listener
 from tests.fixtures.slapd import READER_PASSWORD, SlapdServer
 from tests.fixtures.store import postgres_database
-
-PLAN = """\
-[plan]
-name = "ife-test"
-[directory]
-url = "{url}"
-{bind}
-base = "ou=people,dc=ife,dc=org,dc=mx"
-filter = "{filter}"
-page_size = 200
-[directory.attributes]
-address = "mail"
-uid = "uid"
-name = "cn"
-batch = "ou"
-[source]
-kind = "maildir"
-root = "{root}"
-path = "{{root}}/{{domain}}/{{uid}}/Maildir"
-[target]
-kind = "ews"
-[state]
-url = "{state}"
-"""
 
 
 def _unsafe_uid(uid: str) -> bool:
@@ -88,13 +65,24 @@ def expected(people: list[PersonSpec]) -> dict[str, object]:
     }
 
 
-def write_plan(tmp_path: Path, url: str, bind: str, state: str | None = None) -> Path:
-    plan = tmp_path / "plan.toml"
-    state = state or f"sqlite:///{tmp_path / 'state.db'}"
-    plan.write_text(
-        PLAN.format(url=url, bind=bind, filter=DEFAULT_FILTER, root=tmp_path / "vmail", state=state)
-    )
-    return plan
+def write_plan(
+    tmp_path: Path, url: str, bind: dict[str, str] | None = None, state: str | None = None
+) -> Path:
+    """A plan discovering from `url` (with `bind`: bind_dn and password_env), pages of 200."""
+    return SamplePlan(
+        "ife-test",
+        directory={
+            "url": url,
+            **(bind or {}),
+            "base": "ou=people,dc=ife,dc=org,dc=mx",
+            "filter": DEFAULT_FILTER,
+            "page_size": 200,
+            "attributes": SAMPLE_ATTRIBUTES,
+        },
+        source=maildir_source(tmp_path / "vmail", path="{root}/{domain}/{uid}/Maildir"),
+        target={"kind": "ews"},
+        state={"url": state or f"sqlite:///{tmp_path / 'state.db'}"},
+    ).write(tmp_path / "plan.toml")
 
 
 def query(state_url: str, sql: str) -> list[Any]:
@@ -135,10 +123,10 @@ def plan_file(
 ) -> Path:
     if request.param == "slapd":
         server: SlapdServer = request.getfixturevalue("slapd")
-        bind = f'bind_dn = "{server.bind_dn}"\npassword_env = "MIGRATOR_TEST_LDAP_PASSWORD"'
+        bind = {"bind_dn": server.bind_dn, "password_env": "MIGRATOR_TEST_LDAP_PASSWORD"}
         return write_plan(tmp_path, server.url, bind, state_url)
     ldif: Path = request.getfixturevalue("people_ldif")
-    return write_plan(tmp_path, f"ldif:{ldif}", "", state_url)
+    return write_plan(tmp_path, f"ldif:{ldif}", state=state_url)
 
 
 def test_every_entry_ends_in_exactly_one_outcome_with_its_reason(
@@ -208,7 +196,7 @@ def test_a_wrong_password_is_a_clear_error_that_never_shows_it(
     slapd: SlapdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = write_plan(
-        tmp_path, slapd.url, f'bind_dn = "{slapd.bind_dn}"\npassword_env = "MIGRATOR_TEST_WRONG"'
+        tmp_path, slapd.url, {"bind_dn": slapd.bind_dn, "password_env": "MIGRATOR_TEST_WRONG"}
     )
     monkeypatch.setenv("MIGRATOR_TEST_WRONG", "not-" + READER_PASSWORD)
     code, out, err = run_cli("discover", "--plan", str(plan))
@@ -230,7 +218,7 @@ def test_a_password_written_in_place_of_the_variable_name_is_never_shown(
     """password_env = "s3cret" (the password itself, a valid variable name): neither the
     error about the unset variable nor the bind failure may print it."""
     plan = write_plan(
-        tmp_path, slapd.url, f'bind_dn = "{slapd.bind_dn}"\npassword_env = "Zq7secretWord"'
+        tmp_path, slapd.url, {"bind_dn": slapd.bind_dn, "password_env": "Zq7secretWord"}
     )
     monkeypatch.delenv("Zq7secretWord", raising=False)
     code, out, err = run_cli("discover", "--plan", str(plan))
@@ -250,7 +238,7 @@ def test_a_password_written_in_place_of_the_variable_name_is_never_shown(
 
 def test_a_directory_that_never_answers_stops_discovery_within_its_timeout(tmp_path: Path) -> None:
     with silent_listener() as port:
-        plan = write_plan(tmp_path, f"ldap://127.0.0.1:{port}", "")
+        plan = write_plan(tmp_path, f"ldap://127.0.0.1:{port}")
         plan.write_text(plan.read_text().replace("page_size = 200", "page_size = 200\ntimeout = 2"))
         started = time.monotonic()
         code, _, err = run_cli("discover", "--plan", str(plan))
@@ -263,7 +251,7 @@ def test_a_directory_that_never_answers_stops_discovery_within_its_timeout(tmp_p
 
 
 def test_an_unreachable_directory_and_a_broken_plan_exit_2(tmp_path: Path) -> None:
-    plan = write_plan(tmp_path, "ldap://127.0.0.1:9", "")
+    plan = write_plan(tmp_path, "ldap://127.0.0.1:9")
     code, _, err = run_cli("discover", "--plan", str(plan))
     assert code == 2 and "ldap://127.0.0.1:9" in err and "hint:" in err
     broken = tmp_path / "broken.toml"
@@ -317,7 +305,7 @@ def test_oversized_and_hostile_values_are_stored_or_refused_with_a_reason(
     tmp_path: Path, state_url: str
 ) -> None:
     plan = write_plan(
-        tmp_path, f"ldif:{oversized_ldif(tmp_path / 'oversized.ldif')}", "", state_url
+        tmp_path, f"ldif:{oversized_ldif(tmp_path / 'oversized.ldif')}", state=state_url
     )
     code, out, err = run_cli("discover", "--plan", str(plan), "--json")
     assert code == 0, err

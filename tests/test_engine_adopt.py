@@ -46,8 +46,7 @@ def _run(c: Campaign | ImapCampaign, *extra: str) -> dict:  # type: ignore[type-
 
 
 def test_a_new_state_database_adopts_what_the_ews_target_holds(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=2, messages_per_folder=3, chunk=4)
-    try:
+    with build_campaign(tmp_path / "c", accounts=2, messages_per_folder=3, chunk=4) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         _run(c)
         created = c.sim.stats().items_created
@@ -75,13 +74,10 @@ def test_a_new_state_database_adopts_what_the_ews_target_holds(tmp_path: Path) -
         before = c.sim.stats().requests
         _run(c)
         assert c.sim.stats().requests.get("FindItem", 0) == before.get("FindItem", 0)
-    finally:
-        c.sim.stop()
 
 
 def test_a_reset_account_is_not_sent_again(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1, messages_per_folder=3, chunk=4)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1, messages_per_folder=3, chunk=4) as c:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         _run(c)
@@ -92,16 +88,13 @@ def test_a_reset_account_is_not_sent_again(tmp_path: Path) -> None:
         assert c.sim.stats().items_created == created
         c.compare(address)
         assert summary["messages"]["adopted"] == created
-    finally:
-        c.sim.stop()
 
 
 def test_a_run_killed_mid_account_then_a_lost_state_sends_only_the_rest(tmp_path: Path) -> None:
     """Part of the mailbox reached the target (one chunk even after its ledger rows were
     written, the kill came before they were marked done); the state is then lost. The next
     run adopts what is there and sends the rest: every message exactly once."""
-    c = build_campaign(tmp_path / "c", accounts=1, messages_per_folder=4, workers=1, chunk=3)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1, messages_per_folder=4, workers=1, chunk=3) as c:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         killed = c.cli(
@@ -117,8 +110,6 @@ def test_a_run_killed_mid_account_then_a_lost_state_sends_only_the_rest(tmp_path
         assert c.sim.stats().items_created == total  # what was there was not sent twice
         states, ids = _ledger(c)
         assert states == {"done": total} and len(set(ids)) == total
-    finally:
-        c.sim.stop()
 
 
 def test_namesakes_in_a_shared_target_folder_are_never_taken_for_each_other(tmp_path: Path) -> None:
@@ -128,8 +119,7 @@ def test_namesakes_in_a_shared_target_folder_are_never_taken_for_each_other(tmp_
     folder's message K, so none is adopted for a key two folders list unless both copies are
     there: adopting would lose a message, sending again leaves at most a duplicate (which
     `dedupe` removes)."""
-    c = build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=10)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=10) as c:
         [address] = c.accounts
         maildir = c.maildir(address)
         shutil.rmtree(maildir)
@@ -152,8 +142,6 @@ def test_namesakes_in_a_shared_target_folder_are_never_taken_for_each_other(tmp_
         cleaned = c.cli("dedupe", "--plan", str(c.plan_path), "--apply")
         assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
         c.compare(address)
-    finally:
-        c.sim.stop()
 
 
 def _exactly_once(c: ImapCampaign, address: str) -> None:

@@ -72,8 +72,7 @@ def _point_ews_at(c: Campaign, port: int, *, timeout: float | None = None) -> No
 
 
 def test_a_target_that_refuses_connections_stops_the_run_in_seconds(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=ACCOUNTS, messages_per_folder=1, workers=4)
-    try:
+    with build_campaign(tmp_path / "c", accounts=ACCOUNTS, messages_per_folder=1, workers=4) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         port = closed_port()
         _point_ews_at(c, port)
@@ -94,13 +93,10 @@ def test_a_target_that_refuses_connections_stops_the_run_in_seconds(tmp_path: Pa
             result.stderr,
         ), result.stderr
         assert result.stdout == ""
-    finally:
-        c.sim.stop()
 
 
 def test_a_target_that_never_answers_is_bounded_by_the_plans_timeout(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=ACCOUNTS, messages_per_folder=1, workers=4)
-    try:
+    with build_campaign(tmp_path / "c", accounts=ACCOUNTS, messages_per_folder=1, workers=4) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         with silent_listener() as port:
             _point_ews_at(c, port, timeout=2)
@@ -117,13 +113,10 @@ def test_a_target_that_never_answers_is_bounded_by_the_plans_timeout(tmp_path: P
             rf"waiting for the target server until .*no answer from 127\.0\.0\.1:{port}",
             result.stderr,
         )
-    finally:
-        c.sim.stop()
 
 
 def test_wrong_ews_credentials_stop_the_run_without_charging_an_account(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=ACCOUNTS, messages_per_folder=1, workers=4)
-    try:
+    with build_campaign(tmp_path / "c", accounts=ACCOUNTS, messages_per_folder=1, workers=4) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         before = _accounts(c.state_path)
         result, elapsed = _run_quiet(
@@ -148,8 +141,6 @@ def test_wrong_ews_credentials_stop_the_run_without_charging_an_account(tmp_path
         assert again.returncode == 0, again.stderr
         assert {status for _, status, _ in _accounts(c.state_path)} == {"synced"}
         c.compare(c.accounts[0])
-    finally:
-        c.sim.stop()
 
 
 def test_wrong_imap_target_credentials_stop_the_run(tmp_path: Path, dovecot: DovecotServer) -> None:

@@ -65,10 +65,9 @@ def _kill_when(c: Campaign, rows: int, extra: float, deadline_s: float = 60) -> 
 
 def test_random_kills_end_with_every_message_exactly_once(tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    c = build_campaign(
+    with build_campaign(
         tmp_path / "c", accounts=4, messages_per_folder=4, workers=2, chunk=4, lease=10
-    )
-    try:
+    ) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         total = sum(len(rows) for a in c.accounts for rows in c.source_messages(a).values())
         kills = 0
@@ -110,13 +109,10 @@ def test_random_kills_end_with_every_message_exactly_once(tmp_path: Path) -> Non
         items = sum(len(c.sim.items(a)) for a in c.accounts)
         assert items == total
         assert json.loads(final.stdout)["accounts"]["failed"] == 0
-    finally:
-        c.sim.stop()
 
 
 def test_ctrl_c_stops_cleanly_with_130_and_the_next_run_finishes_exactly(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=4, messages_per_folder=4, workers=2, chunk=3)
-    try:
+    with build_campaign(tmp_path / "c", accounts=4, messages_per_folder=4, workers=2, chunk=3) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         proc = c.start("run", "--plan", str(c.plan_path))
         deadline = time.monotonic() + 60
@@ -136,5 +132,3 @@ def test_ctrl_c_stops_cleanly_with_130_and_the_next_run_finishes_exactly(tmp_pat
         assert final.returncode == 0, final.stderr
         for address in c.accounts:
             c.compare(address)
-    finally:
-        c.sim.stop()

@@ -21,8 +21,7 @@ CHUNK = 5
 
 
 def test_each_kind_of_item_is_found_after_a_crash_and_stored_once(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=CHUNK)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=CHUNK) as c:
         (address,) = c.accounts
         shutil.rmtree(c.maildir(address))
         write_maildir(c.maildir(address), {("INBOX",): [k.message for k in KINDS]})
@@ -59,5 +58,3 @@ def test_each_kind_of_item_is_found_after_a_crash_and_stored_once(tmp_path: Path
         assert verify.returncode == 0, verify.stdout + verify.stderr
         dedupe = c.cli("dedupe", "--plan", str(c.plan_path), "--json")
         assert dedupe.returncode == 0, dedupe.stdout + dedupe.stderr
-    finally:
-        c.sim.stop()

@@ -60,8 +60,7 @@ def _stopped(c: Campaign, env: dict[str, str], cause: str, hint: str) -> None:
 
 
 def test_a_migration_over_ntlm(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=3, workers=3, chunk=4, auth="ntlm")
-    try:
+    with build_campaign(tmp_path / "c", accounts=3, workers=3, chunk=4, auth="ntlm") as c:
         assert 'auth = "ntlm"' in c.plan_path.read_text()
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         result = c.cli("run", "--plan", str(c.plan_path), "--quiet")
@@ -72,8 +71,6 @@ def test_a_migration_over_ntlm(tmp_path: Path) -> None:
         # NTLM authenticates connections, not requests: far fewer handshakes than requests
         assert 0 < stats.requests["auth"] < sum(stats.requests.values()) // 4
         assert c.cli("verify", "--plan", str(c.plan_path)).returncode == 0
-    finally:
-        c.sim.stop()
 
 
 def test_a_migration_with_oauth2_tokens_the_server_stops_taking(tmp_path: Path) -> None:
@@ -101,8 +98,7 @@ def test_a_migration_with_oauth2_tokens_the_server_stops_taking(tmp_path: Path) 
 
 
 def test_wrong_password_locked_account_and_expired_secret_each_stop_the_run(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "ntlm", accounts=3, workers=3, auth="ntlm")
-    try:
+    with build_campaign(tmp_path / "ntlm", accounts=3, workers=3, auth="ntlm") as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         _stopped(
             c,
@@ -117,8 +113,6 @@ def test_wrong_password_locked_account_and_expired_secret_each_stop_the_run(tmp_
             "the service account EXAMPLE\\svc-migrator is locked out in Active Directory",
             "unlock it (Unlock-ADAccount)",
         )
-    finally:
-        c.sim.stop()
 
     platform = EwsIdentityPlatform()
     platform.secret_expired = True

@@ -25,8 +25,7 @@ def test_a_throttled_flaky_target_still_gets_every_message_exactly_once(
         delay_s=0.01,
         seed=5,
     )
-    c = build_campaign(tmp_path / "c", accounts=3, workers=3, chunk=6, faults=faults)
-    try:
+    with build_campaign(tmp_path / "c", accounts=3, workers=3, chunk=6, faults=faults) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         result = c.cli("run", "--plan", str(c.plan_path), "--json")
         summary = json.loads(result.stdout)
@@ -61,5 +60,3 @@ def test_a_throttled_flaky_target_still_gets_every_message_exactly_once(
                 assert waited >= answer.hint_s, (mailbox, answer, waited)  # type: ignore[attr-defined]
                 checked += 1
         assert checked > 10
-    finally:
-        c.sim.stop()

@@ -28,10 +28,9 @@ def _poll(what: str, check: object, timeout: float = 60) -> None:
 
 
 def test_a_worker_thawed_after_a_takeover_removes_its_duplicates(tmp_path: Path) -> None:
-    c = build_campaign(
+    with build_campaign(
         tmp_path / "c", accounts=1, messages_per_folder=4, workers=1, chunk=2, lease=LEASE
-    )
-    try:
+    ) as c:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         # the zombie freezes itself right before its second upload request leaves
@@ -72,5 +71,3 @@ def test_a_worker_thawed_after_a_takeover_removes_its_duplicates(tmp_path: Path)
         # messages again, the ledger refuses to record them, and they are removed.
         assert late == 2, (late, (out + err)[-3000:])
         assert "removed 2 duplicate(s)" in out + err, (out + err)[-3000:]
-    finally:
-        c.sim.stop()

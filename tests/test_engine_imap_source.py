@@ -70,8 +70,7 @@ def test_a_renumbered_imap_folder_is_not_migrated_twice(
         f"dn: uid={user},ou=people,dc=ife,dc=org,dc=mx\nobjectClass: inetOrgPerson\n"
         f"uid: {user}\ncn: Test User\nsn: User\nmail: {address}\n\n"
     )
-    sim = start_simulator(tmp_path / "ews")
-    try:
+    with start_simulator(tmp_path / "ews") as sim:
         sim.add_mailbox(address)
         plan = tmp_path / "plan.toml"
         plan.write_text(
@@ -136,5 +135,3 @@ def test_a_renumbered_imap_folder_is_not_migrated_twice(
         assert len(keys) == 5 and all(k.startswith(f"{validity}:") for k in keys)
         verified = cli("verify", "--plan", str(plan), "--json")
         assert verified.returncode == 0, verified.stdout + verified.stderr
-    finally:
-        sim.stop()

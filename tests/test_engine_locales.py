@@ -59,8 +59,7 @@ def spanish_mailbox(seed: int) -> Mailbox:
 
 
 def test_a_campaign_into_mexican_mailboxes(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=2, workers=2, chunk=4, culture="es-MX")
-    try:
+    with build_campaign(tmp_path / "c", accounts=2, workers=2, chunk=4, culture="es-MX") as c:
         c.plan_path.write_text(
             c.plan_path.read_text().replace("[run]", 'archive_folder = "Archivo"\n[run]')
         )
@@ -104,5 +103,3 @@ def test_a_campaign_into_mexican_mailboxes(tmp_path: Path) -> None:
         verify = c.cli("verify", "--plan", str(c.plan_path))
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert sum(len(c.sim.items(a)) for a in c.accounts) == before
-    finally:
-        c.sim.stop()

@@ -63,10 +63,9 @@ def _source(spool: Path, address: str) -> list[tuple[bytes, bool]]:
 
 def test_mbox_source_killed_at_random_ends_exactly_once(tmp_path: Path) -> None:
     rng = random.Random(5)
-    c = build_campaign(
+    with build_campaign(
         tmp_path / "c", accounts=3, messages_per_folder=3, workers=2, chunk=4, lease=10
-    )
-    try:
+    ) as c:
         spool = _as_mbox(c)
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         source = {a: _source(spool, a) for a in c.accounts}
@@ -102,5 +101,3 @@ def test_mbox_source_killed_at_random_ends_exactly_once(tmp_path: Path) -> None:
                 db.execute("select state, count(*) from messages group by state").fetchall()
             )
         assert states == {"done": total}, states
-    finally:
-        c.sim.stop()

@@ -50,8 +50,7 @@ def _discover(c: Campaign) -> None:
 def test_first_pass_then_a_delta_pass_moves_every_message_once(
     tmp_path: Path, ledger: Ledger
 ) -> None:
-    c = build_campaign(tmp_path / "c", accounts=3)
-    try:
+    with build_campaign(tmp_path / "c", accounts=3) as c:
         _discover(c)
         first = c.cli("run", "--plan", str(c.plan_path), "--json")
         assert first.returncode == 0, first.stderr
@@ -73,15 +72,12 @@ def test_first_pass_then_a_delta_pass_moves_every_message_once(
         passes = ledger(c, "select passes from accounts where scope = 'in_scope'")
         assert {p for (p,) in passes} == {2}
         assert ledger(c, "select count(*) from messages where state = 'inflight'") == [(0,)]
-    finally:
-        c.sim.stop()
 
 
 def test_skipped_messages_have_reasons_and_the_rest_migrates(
     tmp_path: Path, ledger: Ledger
 ) -> None:
-    c = build_campaign(tmp_path / "c", accounts=2, max_size=200_000)
-    try:
+    with build_campaign(tmp_path / "c", accounts=2, max_size=200_000) as c:
         box = c.maildir(c.accounts[0])
         big = box / "cur" / "1700000000.M9P9.host:2,S"
         big.write_bytes(b"Subject: big\r\n\r\n" + b"x" * 300_000 + b"\r\n")
@@ -106,13 +102,10 @@ def test_skipped_messages_have_reasons_and_the_rest_migrates(
         # a rerun does not retry them forever: nothing new, still listed in the ledger
         again = c.cli("run", "--plan", str(c.plan_path), "--json")
         assert json.loads(again.stdout)["messages"]["skipped"] == 0
-    finally:
-        c.sim.stop()
 
 
 def test_a_missing_target_mailbox_fails_that_account_only(tmp_path: Path, ledger: Ledger) -> None:
-    c = build_campaign(tmp_path / "c", accounts=3, missing_target={1})
-    try:
+    with build_campaign(tmp_path / "c", accounts=3, missing_target={1}) as c:
         _discover(c)
         result = c.cli("run", "--plan", str(c.plan_path), "--json")
         assert result.returncode == 1
@@ -125,15 +118,12 @@ def test_a_missing_target_mailbox_fails_that_account_only(tmp_path: Path, ledger
         )
         assert len(failed_rows) == 1 and failed_rows[0][2] == 1
         assert failed_rows[0][0] in failure["account"]
-    finally:
-        c.sim.stop()
 
 
 def test_two_runs_on_one_state_never_handle_an_account_twice(
     tmp_path: Path, ledger: Ledger
 ) -> None:
-    c = build_campaign(tmp_path / "c", accounts=6, workers=2)
-    try:
+    with build_campaign(tmp_path / "c", accounts=6, workers=2) as c:
         _discover(c)
         one = c.start("run", "--plan", str(c.plan_path), "--json")
         two = c.start("run", "--plan", str(c.plan_path), "--json")
@@ -164,5 +154,3 @@ def test_two_runs_on_one_state_never_handle_an_account_twice(
         assert sorted(w.partition("#")[0] for w in {w for _, _, w in events}) == sorted(
             [f"{host}:{one.pid}", f"{host}:{two.pid}"]
         )
-    finally:
-        c.sim.stop()

@@ -38,8 +38,7 @@ def _messages(folder: str, count: int) -> list[SampleMessage]:
 
 
 def test_messages_moved_away_mid_run_are_sent_once_they_are_back(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=3)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1, workers=1, chunk=3) as c:
         [address] = c.accounts
         maildir = c.maildir(address)
         shutil.rmtree(maildir)  # a mailbox of two folders
@@ -108,5 +107,3 @@ def test_messages_moved_away_mid_run_are_sent_once_they_are_back(tmp_path: Path)
         assert states == {"done": 10} and skipped == 0
         final = c.cli("verify", "--plan", str(c.plan_path))
         assert final.returncode == 0, final.stdout + final.stderr
-    finally:
-        c.sim.stop()

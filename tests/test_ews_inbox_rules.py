@@ -63,12 +63,9 @@ if header :contains "subject" "ticket" { redirect "desk@example.com"; }
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[EwsSimulator]:
-    server = start_simulator(tmp_path / "ews")
-    server.add_mailbox(SIM_MAILBOX)
-    try:
+    with start_simulator(tmp_path / "ews") as server:
+        server.add_mailbox(SIM_MAILBOX)
         yield server
-    finally:
-        server.stop()
 
 
 def _call(where: str, fn: Any) -> Any:

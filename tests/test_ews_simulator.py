@@ -32,7 +32,7 @@ from tests.fixtures.ews import (
     forget_protocols,
     make_account,
     mime_content,
-    start_simulator,
+    running_simulator,
 )
 
 SOURCE_KEY_SET = "6c1f4b8e-2f0a-4e8e-9a57-6d3d1a0c9b11"
@@ -333,8 +333,7 @@ def test_mailboxes_are_separate(ews_sim: EwsSimulator) -> None:
 
 def test_store_survives_restart(tmp_path: Path) -> None:
     data = tmp_path / "ews"
-    first = start_simulator(data)
-    try:
+    with running_simulator(data) as first:
         first.add_mailbox(SIM_MAILBOX)
         account = make_account(first, version=EXCHANGE_2016)
         folder = Folder(parent=account.inbox, name="Kept", folder_class="IPF.Note")
@@ -342,20 +341,13 @@ def test_store_survives_restart(tmp_path: Path) -> None:
         created = account.bulk_create(
             folder=folder, items=[Message(account=account, mime_content=mime("kept"), is_read=True)]
         )
-    finally:
-        first.stop()
-        forget_protocols(first.url)
-    second = start_simulator(data)
-    try:
+    with running_simulator(data) as second:
         account = make_account(second, version=EXCHANGE_2016)
         kept = account.root / "Top of Information Store" / "Inbox" / "Kept"
         assert kept.id == folder.id
         (item,) = account.fetch(ids=[ItemId(created[0].id, created[0].changekey)])
         assert mime_content(item.mime_content) == mime_content(mime("kept")) and item.is_read
         assert (data / "ews-simulator.sqlite3").exists()
-    finally:
-        second.stop()
-        forget_protocols(second.url)
 
 
 def test_raw_soap_answer_has_server_version_header(ews_sim: EwsSimulator) -> None:

@@ -22,8 +22,7 @@ from tests.fixtures.ews import (
     SIM_MAILBOX,
     SIM_PASSWORD,
     SIM_USER,
-    forget_protocols,
-    start_simulator,
+    running_simulator,
 )
 
 E_NS = "http://schemas.microsoft.com/exchange/services/2006/errors"
@@ -38,13 +37,9 @@ IMPERSONATE = (
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EwsSimulator]:
-    simulator = start_simulator(Path(tmp_path_factory.mktemp("shapes")))
-    simulator.add_mailbox(SIM_MAILBOX)
-    try:
+    with running_simulator(Path(tmp_path_factory.mktemp("shapes"))) as simulator:
+        simulator.add_mailbox(SIM_MAILBOX)
         yield simulator
-    finally:
-        simulator.stop()
-        forget_protocols(simulator.url)
 
 
 def call(

@@ -39,6 +39,7 @@ from tests.fixtures.ews import (
     SIM_USER,
     forget_protocols,
     make_account,
+    running_simulator,
     start_simulator,
 )
 
@@ -259,9 +260,8 @@ def test_without_the_schema_a_validating_simulator_refuses_to_start(
 def test_each_exchange_build_is_recognised_by_exchangelib(
     tmp_path: Path, exchange: str, build: tuple[int, ...], api_version: str
 ) -> None:
-    sim = start_simulator(tmp_path / "ews", exchange=exchange)
-    sim.add_mailbox(SIM_MAILBOX)
-    try:
+    with running_simulator(tmp_path / "ews", exchange=exchange) as sim:
+        sim.add_mailbox(SIM_MAILBOX)
         account = make_account(sim)  # version=None: exchangelib guesses it, as from a real server
         version = account.version
         build_of = version.build
@@ -274,15 +274,11 @@ def test_each_exchange_build_is_recognised_by_exchangelib(
         assert version.api_version == api_version
         assert account.inbox.name == "Inbox"
         assert EXCHANGE_BUILDS[exchange].product.startswith("Exchange Server")
-    finally:
-        sim.stop()
-        forget_protocols(sim.url)
 
 
 def test_a_version_the_build_does_not_speak_is_refused(tmp_path: Path) -> None:
-    sim = start_simulator(tmp_path / "ews", exchange="2013")
-    sim.add_mailbox(SIM_MAILBOX)
-    try:
+    with start_simulator(tmp_path / "ews", exchange="2013") as sim:
+        sim.add_mailbox(SIM_MAILBOX)
         newer = post(sim, find_item(), version="Exchange2016")
         assert (newer.status_code, fault_code(newer)) == (500, "ErrorInvalidServerVersion")
         unknown = post(sim, find_item(), version="Exchange2019")
@@ -292,8 +288,6 @@ def test_a_version_the_build_does_not_speak_is_refused(tmp_path: Path) -> None:
         header = parsed(ok).find("s:Header/t:ServerVersionInfo", NS)
         assert header is not None and header.get("Version") == "V2_23"
         assert sim.stats().refused == {"server_version": 2}
-    finally:
-        sim.stop()
 
 
 # --- EWSMaxConcurrency ---------------------------------------------------------------------------

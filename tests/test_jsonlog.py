@@ -37,8 +37,7 @@ def _source_count(c: Campaign, address: str) -> int:
 
 
 def test_a_run_logs_one_json_record_per_line_ending_with_the_summary(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=3, max_size=200_000)
-    try:
+    with build_campaign(tmp_path / "c", accounts=3, max_size=200_000) as c:
         big = c.maildir(c.accounts[0]) / "cur" / "1700000000.M9P9.host:2,S"
         big.write_bytes(b"Subject: big\r\n\r\n" + b"x" * 300_000 + b"\r\n")
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
@@ -77,13 +76,10 @@ def test_a_run_logs_one_json_record_per_line_ending_with_the_summary(tmp_path: P
         assert last["messages"]["skipped_by_reason"] == {"too-large": 1}
         assert last["bytes_done"] == sum(r["bytes_done"] for r in finished.values())
         assert [r["event"] for r in records].count("run_finished") == 1
-    finally:
-        c.sim.stop()
 
 
 def test_retry_logs_json_too_and_failures_carry_reason_and_hint(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=2, missing_target={1})
-    try:
+    with build_campaign(tmp_path / "c", accounts=2, missing_target={1}) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         result = c.cli("run", "--plan", str(c.plan_path), "--log-format", "json")
         assert result.returncode == 1, result.stderr
@@ -122,8 +118,6 @@ def test_retry_logs_json_too_and_failures_carry_reason_and_hint(tmp_path: Path) 
         assert nothing.returncode == 0, nothing.stderr
         [note] = _records(nothing.stdout)
         assert note["event"] == "note" and "no failed accounts" in note["message"]
-    finally:
-        c.sim.stop()
 
 
 def test_concurrent_writers_never_interleave_and_hostile_text_stays_in_its_string(

@@ -71,15 +71,14 @@ def _still(samples: Samples) -> Samples:
 
 
 def test_the_endpoint_agrees_with_status_during_a_run(tmp_path: Path) -> None:
-    c = build_campaign(
+    with build_campaign(
         tmp_path / "c",
         accounts=6,
         messages_per_folder=4,
         workers=2,
         chunk=2,
         faults=Faults(delay_s=0.05),
-    )
-    try:
+    ) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         port = free_port()
         run = c.start("run", "--plan", str(c.plan_path), "--json", "--worker-name", "mig-a",
@@ -111,8 +110,6 @@ def test_the_endpoint_agrees_with_status_during_a_run(tmp_path: Path) -> None:
         assert run.returncode == 0, err[-3000:]
         summary = json.loads(out)
         final = _status(c)
-    finally:
-        c.sim.stop()
 
     accounts, messages = status["accounts"], status["messages"]
     for state in (
@@ -174,8 +171,7 @@ def test_the_endpoint_agrees_with_status_during_a_run(tmp_path: Path) -> None:
 
 
 def test_workers_serves_the_fleet_until_stopped(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=2, messages_per_folder=1)
-    try:
+    with build_campaign(tmp_path / "c", accounts=2, messages_per_folder=1) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.cli("run", "--plan", str(c.plan_path), "--quiet").returncode == 0
         status = _status(c)
@@ -231,20 +227,15 @@ def test_workers_serves_the_fleet_until_stopped(tmp_path: Path) -> None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
             s.listen()
-    finally:
-        c.sim.stop()
 
 
 def test_a_run_without_the_option_serves_nothing(tmp_path: Path) -> None:
     """No port is opened unless asked: the option is opt-in (and prometheus_client is not even
     imported then, tests/test_layers.py)."""
-    c = build_campaign(tmp_path / "c", accounts=1, messages_per_folder=1)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1, messages_per_folder=1) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         out = c.cli("run", "--plan", str(c.plan_path), "--quiet")
         assert out.returncode == 0 and "metrics" not in out.stderr, out.stderr
-    finally:
-        c.sim.stop()
 
 
 def test_the_grafana_dashboard_shows_only_metrics_that_exist() -> None:

@@ -12,8 +12,7 @@ from tests.fixtures.campaign import build_campaign
 
 
 def test_empty_maildir_files_are_reported_as_empty_and_the_rest_migrates(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1, messages_per_folder=2)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1, messages_per_folder=2) as c:
         address = c.accounts[0]
         box = c.maildir(address)
         (box / "cur" / "1591000001.M2P7.mx1:2,S").write_bytes(b"")
@@ -42,5 +41,3 @@ def test_empty_maildir_files_are_reported_as_empty_and_the_rest_migrates(tmp_pat
         text = show.stdout
         assert "1591000001.M2P7.mx1" in text and "is empty (0 bytes)" in text
         assert "rejected" not in text and "refused" not in text
-    finally:
-        c.sim.stop()

@@ -27,12 +27,9 @@ DATA = Path(__file__).parent / "data" / "sieve"
 
 @pytest.fixture
 def campaign(tmp_path: Path) -> Iterator[Campaign]:
-    c = build_campaign(tmp_path / "c", accounts=4, messages_per_folder=1)
-    c.plan_path.write_text(c.plan_path.read_text() + '\n[settings]\nsieve = "file"\n')
-    try:
+    with build_campaign(tmp_path / "c", accounts=4, messages_per_folder=1) as c:
+        c.plan_path.write_text(c.plan_path.read_text() + '\n[settings]\nsieve = "file"\n')
         yield c
-    finally:
-        c.sim.stop()
 
 
 def _home(c: Campaign, index: int) -> Path:

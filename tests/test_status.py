@@ -32,7 +32,7 @@ from migrator.store.schema import messages as M
 from migrator.store.schema import runs as R
 from migrator.store.types import utcnow
 from tests.fixtures.campaign import Campaign
-from tests.fixtures.reports import PLAN, invoke
+from tests.fixtures.reports import invoke, store_only_plan
 from tests.fixtures.store import *  # noqa: F403
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ class StatusCampaign:
 def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
     plan_name = f"status-{uuid.uuid4().hex[:8]}"  # a plan file's name is short and plain
     plan_path = tmp_path / "plan.toml"
-    plan_path.write_text(PLAN.format(name=plan_name, root=tmp_path))
+    store_only_plan(plan_name, tmp_path).write(plan_path)
     store = open_store(store_url)
     try:
         plan_id = store.ensure_plan(plan_name, "maildir", "ews")
@@ -293,7 +293,7 @@ def test_status_starts_without_sqlalchemy(campaign: StatusCampaign) -> None:
 
 def test_status_of_a_plan_never_discovered(tmp_path: Path) -> None:
     plan_path = tmp_path / "plan.toml"
-    plan_path.write_text(PLAN.format(name="never", root=tmp_path))
+    store_only_plan("never", tmp_path).write(plan_path)
     url = f"sqlite:///{tmp_path / 'none.db'}"
     # no database at all: said so, with the path looked for, and none is created
     result = invoke("status", "--plan", str(plan_path), "--state", url)

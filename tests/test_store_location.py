@@ -134,8 +134,7 @@ def _cli(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProc
 
 
 def test_commands_from_another_directory_use_the_plans_database(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "campaign", accounts=2)
-    try:
+    with build_campaign(tmp_path / "campaign", accounts=2) as c:
         text = c.plan_path.read_text()
         assert f'url = "sqlite:///{c.state_path}"' in text
         c.plan_path.write_text(
@@ -161,5 +160,3 @@ def test_commands_from_another_directory_use_the_plans_database(tmp_path: Path) 
         for address in c.accounts:
             c.compare(address)  # every message in the target exactly once
         assert not (elsewhere / "state").exists()
-    finally:
-        c.sim.stop()

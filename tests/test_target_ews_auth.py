@@ -20,7 +20,13 @@ from migrator.model.errors import PermanentError
 from migrator.model.mail import Flags, FolderRole, UploadItem
 from migrator.model.plan import TargetSettings
 from migrator.simulator.ews import EwsSimulator
-from tests.fixtures.ews import SIM_PASSWORD, SIM_USER, forget_protocols, start_simulator
+from tests.fixtures.ews import (
+    SIM_PASSWORD,
+    SIM_USER,
+    forget_protocols,
+    running_simulator,
+    start_simulator,
+)
 from tests.fixtures.ews_auth import EwsIdentityPlatform
 from tests.fixtures.exo_front import CLIENT_ID, CLIENT_SECRET, TENANT
 
@@ -36,13 +42,9 @@ def http_allowed_for_oauth(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def ntlm_sim(tmp_path: Path) -> Iterator[EwsSimulator]:
-    sim = start_simulator(tmp_path / "ews", auth="ntlm")
-    sim.add_mailbox(MAILBOX)
-    try:
+    with running_simulator(tmp_path / "ews", auth="ntlm") as sim:
+        sim.add_mailbox(MAILBOX)
         yield sim
-    finally:
-        sim.stop()
-        forget_protocols(sim.url)
 
 
 @pytest.fixture
@@ -56,13 +58,9 @@ def platform() -> Iterator[EwsIdentityPlatform]:
 
 @pytest.fixture
 def oauth_sim(tmp_path: Path, platform: EwsIdentityPlatform) -> Iterator[EwsSimulator]:
-    sim = start_simulator(tmp_path / "ews", auth="oauth2", token_check=platform.check)
-    sim.add_mailbox(MAILBOX)
-    try:
+    with running_simulator(tmp_path / "ews", auth="oauth2", token_check=platform.check) as sim:
+        sim.add_mailbox(MAILBOX)
         yield sim
-    finally:
-        sim.stop()
-        forget_protocols(sim.url)
 
 
 def ntlm_target(sim: EwsSimulator, password: str = SIM_PASSWORD, **changes: Any) -> EwsTarget:
@@ -270,11 +268,10 @@ def test_each_oauth2_refusal_is_one_clear_error(
         raise TokenRefused.invalid()
 
     check = refuse_every_token if setup == "token refused" else platform.check
-    sim = start_simulator(tmp_path / "ews", auth="oauth2", token_check=check)
-    sim.add_mailbox(MAILBOX)
-    platform.secret_expired = setup == "expired secret"
-    platform.app_disabled = setup == "disabled app"
-    try:
+    with running_simulator(tmp_path / "ews", auth="oauth2", token_check=check) as sim:
+        sim.add_mailbox(MAILBOX)
+        platform.secret_expired = setup == "expired secret"
+        platform.app_disabled = setup == "disabled app"
         secret = "wrong-secret" if setup == "wrong secret" else CLIENT_SECRET
         error = refusal(oauth_target(sim, platform, secret=secret))
         assert cause in error.message and error.outage is not None and cause in error.outage.cause
@@ -283,6 +280,3 @@ def test_each_oauth2_refusal_is_one_clear_error(
             CLIENT_SECRET not in error.message + error.hint and "wrong-secret" not in error.message
         )
         assert sim.stats().items_created == 0
-    finally:
-        sim.stop()
-        forget_protocols(sim.url)

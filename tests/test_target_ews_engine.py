@@ -32,8 +32,7 @@ def states(state: Path) -> dict[str, int]:
 
 def test_throttling_without_a_hint_slows_the_run_and_loses_nothing(tmp_path: Path) -> None:
     faults = Faults(internal_busy_rate=0.3, operations=frozenset({"CreateItem"}), seed=8)
-    c = build_campaign(tmp_path / "c", accounts=3, workers=3, chunk=4, faults=faults)
-    try:
+    with build_campaign(tmp_path / "c", accounts=3, workers=3, chunk=4, faults=faults) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         result = c.cli("run", "--plan", str(c.plan_path), "--json")
         summary = json.loads(result.stdout)
@@ -43,13 +42,10 @@ def test_throttling_without_a_hint_slows_the_run_and_loses_nothing(tmp_path: Pat
         assert c.sim.stats().faults["internal_busy"] > 0
         for address in c.accounts:
             c.compare(address)
-    finally:
-        c.sim.stop()
 
 
 def test_a_full_mailbox_stops_its_account_and_nothing_is_counted_as_done(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=2, workers=1, chunk=3)
-    try:
+    with build_campaign(tmp_path / "c", accounts=2, workers=1, chunk=3) as c:
         full, other = c.accounts
         source_bytes = sum(len(raw) for rows in c.source_messages(full).values() for raw, _ in rows)
         c.sim.set_mailbox_limits(full, prohibit_send_receive_bytes=source_bytes // 3)
@@ -77,5 +73,3 @@ def test_a_full_mailbox_stops_its_account_and_nothing_is_counted_as_done(tmp_pat
         for address in c.accounts:
             c.compare(address)
         assert set(states(c.state_path)) == {"done"}
-    finally:
-        c.sim.stop()

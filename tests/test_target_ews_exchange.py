@@ -18,7 +18,7 @@ from migrator.model.errors import PermanentError, TransientError
 from migrator.model.mail import Flags, FolderRole, UploadItem, UploadResult
 from migrator.simulator.ews import EwsSimulator, ExchangeLimits, Faults
 from migrator.simulator.ews.conversion import convert
-from tests.fixtures.ews import forget_protocols, start_simulator
+from tests.fixtures.ews import forget_protocols, running_simulator, start_simulator
 from tests.fixtures.targets import *  # noqa: F403
 from tests.fixtures.targets import TargetHarness, ews_harness
 
@@ -251,9 +251,8 @@ def test_the_target_works_with_each_exchange_build(tmp_path: Path, exchange: str
 
 
 def test_a_plan_pointing_at_exchange_2013_negotiates_its_version(tmp_path: Path) -> None:
-    sim = start_simulator(tmp_path / "ews", exchange="2013")
-    harness = ews_harness(sim)
-    try:
+    with running_simulator(tmp_path / "ews", exchange="2013") as sim:
+        harness = ews_harness(sim)
         target = open_target(harness.settings, secrets=harness.secrets)
         assert isinstance(target, EwsTarget)
         mailbox = harness.new_mailbox()
@@ -264,6 +263,3 @@ def test_a_plan_pointing_at_exchange_2013_negotiates_its_version(tmp_path: Path)
             "server_version": 3
         }  # Exchange2016, 2015_SP1, 2015 tried first
         target.close()
-    finally:
-        sim.stop()
-        forget_protocols(sim.url)

@@ -33,8 +33,7 @@ def _folders(report: dict, address: str) -> dict[str, dict]:  # type: ignore[typ
 
 
 def test_verify_finds_missing_and_duplicated_messages(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=2)
-    try:
+    with build_campaign(tmp_path / "c", accounts=2) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
         clean = c.cli("verify", "--plan", str(c.plan_path), "--json")
@@ -74,8 +73,6 @@ def test_verify_finds_missing_and_duplicated_messages(tmp_path: Path) -> None:
         assert "more than once" in folder["note"]
         shown = c.cli("verify", "--plan", str(c.plan_path), "--account", victim)
         assert "more than once" in shown.stdout
-    finally:
-        c.sim.stop()
 
 
 def _tagged(account: Account, mime: bytes, key: str) -> Message:
@@ -98,8 +95,7 @@ def _users_delete_one_and_receive_one(c: object, address: str) -> None:
 def test_users_keep_working_new_mail_and_deletions_fail_verify_until_the_next_pass(
     tmp_path: Path,
 ) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1) as c:
         [address] = c.accounts
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
@@ -123,15 +119,12 @@ def test_users_keep_working_new_mail_and_deletions_fail_verify_until_the_next_pa
         assert account["status"] == "verified"
         assert _folders(json.loads(again.stdout), address)["INBOX"]["note"] == ""
         assert len(c.sim.items(address)) == before  # one deleted, one added
-    finally:
-        c.sim.stop()
 
 
 def test_with_deletions_kept_a_deleted_message_stays_in_the_target_as_a_note(
     tmp_path: Path,
 ) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1) as c:
         c.plan_path.write_text(
             c.plan_path.read_text().replace("[run]\n", '[run]\ndeletions = "keep"\n')
         )
@@ -155,13 +148,10 @@ def test_with_deletions_kept_a_deleted_message_stays_in_the_target_as_a_note(
         # kept means reported once: a later pass does not count it again
         later = c.cli("run", "--plan", str(c.plan_path), "--json")
         assert json.loads(later.stdout)["messages"]["changes"] == {}
-    finally:
-        c.sim.stop()
 
 
 def test_an_account_left_running_by_a_killed_run_is_said_to_be_interrupted(tmp_path: Path) -> None:
-    c = build_campaign(tmp_path / "c", accounts=1)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1) as c:
         assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
         assert c.cli("run", "--plan", str(c.plan_path)).returncode == 0
         # what a SIGKILL leaves: the account "running", held by a worker whose process is gone
@@ -179,8 +169,6 @@ def test_an_account_left_running_by_a_killed_run_is_said_to_be_interrupted(tmp_p
             account["error"]
             == "its last pass was interrupted (the worker stopped); `migrator run` resumes it"
         )
-    finally:
-        c.sim.stop()
 
 
 def test_links_junk_and_odd_folders_in_a_maildir_are_reported_never_followed(
@@ -189,8 +177,7 @@ def test_links_junk_and_odd_folders_in_a_maildir_are_reported_never_followed(
     """What a first-time operator may have in a Maildir: a link to a file of another user is not
     read, a linked folder is not migrated, a PNG does not arrive as a message, a ".INBOX"
     folder is not passed over, and verify does not say "verified" while they are skipped."""
-    c = build_campaign(tmp_path / "c", accounts=1)
-    try:
+    with build_campaign(tmp_path / "c", accounts=1) as c:
         [address] = c.accounts
         box = c.maildir(address)
         outside = tmp_path / "outside"
@@ -234,5 +221,3 @@ def test_links_junk_and_odd_folders_in_a_maildir_are_reported_never_followed(
         inbox = _folders(json.loads(checked.stdout), address)["INBOX"]
         assert inbox["ok"] is False and "./.Leak/ (symlink)" in inbox["note"]
         assert _folders(json.loads(checked.stdout), address)["INBOX/INBOX"]["ok"] is True
-    finally:
-        c.sim.stop()
