@@ -37,13 +37,9 @@ from typing import Any
 
 import psycopg
 
-<<<<<<< HEAD
+from migrator.samples.plans import SamplePlan, ews_target, ldif_directory, maildir_source
 from migrator.store import open_store
 from migrator.store.reporting import aggregates
-=======
-from migrator.samples.plans import SamplePlan, ews_target, ldif_directory, maildir_source
-from migrator.store import open_store, reporting
->>>>>>> h-harness
 from migrator.store.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.sources.base import Source
 from migrator.adapters.targets.base import (
     FindsByContent,
@@ -22,8 +21,9 @@ from migrator.adapters.targets.base import (
 )
 from migrator.model.errors import MigratorError, TransientError
 from migrator.model.mail import UploadItem, UploadResult
+from migrator.retry import RetryPolicy
 from migrator.store import ledger
-from migrator.store.work import LeaseLost
+from migrator.store.claims import LeaseLost
 from tests.fixtures.fakes import (
     FakeSource,
     FakeTarget,
