@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from migrator.commands.classify import classify_all, parse_address
+from migrator.commands.classify import PathResolver, classify_all, parse_address
 from migrator.model.account import DirectoryEntry, DiscoveredAccount, Scope
 from migrator.plan import parse_plan
 
@@ -173,3 +174,32 @@ def test_parse_address() -> None:
     assert parse_address("  A.B@Ife.Org.MX ") == "a.b@ife.org.mx"
     assert parse_address("müller@bücher.de") == "müller@bücher.de"
     assert parse_address("x" * 250 + "@a.mx") is None
+
+
+def test_mailbox_paths_resolve_as_realpath_resolves_them(tmp_path: Path) -> None:
+    """Discovery resolves each directory once (100,000 paths under a few directories): the
+    answer is realpath's for links to directories, files, parents, loops and dangling links."""
+    root = tmp_path / "vmail"
+    (root / "ife.org.mx" / "ana" / "Maildir").mkdir(parents=True)
+    (root / "ife.org.mx" / "plain.txt").write_text("x")
+    (tmp_path / "elsewhere").mkdir()
+    links = {
+        "alias.mx": "ife.org.mx",  # a domain directory that is a link
+        "out": str(tmp_path / "elsewhere"),  # out of the root
+        "up": "..",
+        "dangling": "nowhere/at/all",
+        "loop": "loop",
+    }
+    for name, to in links.items():
+        (root / name).symlink_to(to)
+    (root / "ife.org.mx" / "bea").symlink_to("ana")  # a colleague's mailbox
+    resolver = PathResolver()
+    paths = [
+        f"{root}/{domain}/{uid}/{leaf}"
+        for domain in ("ife.org.mx", *links, "missing")
+        for uid in ("ana", "bea", "carla", "plain.txt")
+        for leaf in ("Maildir", "cur")
+    ]
+    for path in paths * 2:  # the second time from what was learnt the first
+        assert resolver.realpath(path) == os.path.realpath(path), path
+    assert resolver.realpath(str(root)) == os.path.realpath(root)
