@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from migrator.commands import classify
 from migrator.commands.classify import PathResolver, classify_all, parse_address
 from migrator.model.account import DirectoryEntry, DiscoveredAccount, Scope
 from migrator.plan import parse_plan
@@ -176,9 +177,14 @@ def test_parse_address() -> None:
     assert parse_address("x" * 250 + "@a.mx") is None
 
 
-def test_mailbox_paths_resolve_as_realpath_resolves_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kept", [4096, 2])
+def test_mailbox_paths_resolve_as_realpath_resolves_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept: int
+) -> None:
     """Discovery resolves each directory once (100,000 paths under a few directories): the
-    answer is realpath's for links to directories, files, parents, loops and dangling links."""
+    answer is realpath's for links to directories, files, parents, loops and dangling links,
+    also when it has forgotten what it resolved (it keeps a bounded number)."""
+    monkeypatch.setattr(classify, "_RESOLVED_KEPT", kept)
     root = tmp_path / "vmail"
     (root / "ife.org.mx" / "ana" / "Maildir").mkdir(parents=True)
     (root / "ife.org.mx" / "plain.txt").write_text("x")

@@ -295,6 +295,9 @@ class Classifier:
         return self._accounts
 
 
+_RESOLVED_KEPT = 4096  # directories PathResolver remembers at most
+
+
 class PathResolver:
     """os.path.realpath of many paths in the same directories: a discovery resolves one
     mailbox path per person (100,000), most under a few directories. Each directory is
@@ -311,7 +314,12 @@ class PathResolver:
             return os.path.realpath(path)
         parent = self._directories.get(head)
         if parent is None:
-            parent = self._directories[head] = self.realpath(head)
+            parent = self.realpath(head)
+            if len(self._directories) >= _RESOLVED_KEPT:
+                # most are one person's own directory, never asked for again; the few shared
+                # ones (the root, a domain) are resolved again at the next path
+                self._directories.clear()
+            self._directories[head] = parent
         candidate = os.path.join(parent, tail)
         return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
 
