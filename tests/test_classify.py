@@ -209,3 +209,11 @@ def test_mailbox_paths_resolve_as_realpath_resolves_them(
     for path in paths * 2:  # the second time from what was learnt the first
         assert resolver.realpath(path) == os.path.realpath(path), path
     assert resolver.realpath(str(root)) == os.path.realpath(root)
+
+
+def test_the_batch_of_a_dn_is_its_nearest_ou_escaped_commas_included() -> None:
+    assert classify.ou_of_dn("uid=ana,ou=Office 7,ou=people,dc=ife,dc=org") == "Office 7"
+    assert classify.ou_of_dn("uid=ana,dc=ife,dc=org") is None
+    # an escaped comma is part of a value, never a separator
+    assert classify.ou_of_dn("cn=Cruz\\, Ana\\,ou=fake,ou=Real,dc=ife") == "Real"
+    assert classify.ou_of_dn("uid=ana,ou=Norte\\, Sur,dc=ife") == "Norte\\, Sur"

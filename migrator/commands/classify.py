@@ -59,6 +59,10 @@ def ou_of_dn(dn: str) -> str | None:
 
 def _split_dn(dn: str) -> list[str]:
     """Split a DN on unescaped commas (values may hold `\\,`)."""
+    if "\\" not in dn:
+        return dn.split(
+            ","
+        )  # nothing escaped: every comma separates (most DNs; 60,000 a discovery)
     parts, current, escaped = [], [], False
     for ch in dn:
         if escaped:
