@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from migrator.commands.classify import classify_all, parse_address
+from migrator.commands import classify
+from migrator.commands.classify import PathResolver, classify_all, parse_address
 from migrator.model.account import DirectoryEntry, DiscoveredAccount, Scope
 from migrator.plan import parse_plan
 
@@ -173,3 +175,45 @@ def test_parse_address() -> None:
     assert parse_address("  A.B@Ife.Org.MX ") == "a.b@ife.org.mx"
     assert parse_address("müller@bücher.de") == "müller@bücher.de"
     assert parse_address("x" * 250 + "@a.mx") is None
+
+
+@pytest.mark.parametrize("kept", [4096, 2])
+def test_mailbox_paths_resolve_as_realpath_resolves_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept: int
+) -> None:
+    """Discovery resolves each directory once (100,000 paths under a few directories): the
+    answer is realpath's for links to directories, files, parents, loops and dangling links,
+    also when it has forgotten what it resolved (it keeps a bounded number)."""
+    monkeypatch.setattr(classify, "_RESOLVED_KEPT", kept)
+    root = tmp_path / "vmail"
+    (root / "ife.org.mx" / "ana" / "Maildir").mkdir(parents=True)
+    (root / "ife.org.mx" / "plain.txt").write_text("x")
+    (tmp_path / "elsewhere").mkdir()
+    links = {
+        "alias.mx": "ife.org.mx",  # a domain directory that is a link
+        "out": str(tmp_path / "elsewhere"),  # out of the root
+        "up": "..",
+        "dangling": "nowhere/at/all",
+        "loop": "loop",
+    }
+    for name, to in links.items():
+        (root / name).symlink_to(to)
+    (root / "ife.org.mx" / "bea").symlink_to("ana")  # a colleague's mailbox
+    resolver = PathResolver()
+    paths = [
+        f"{root}/{domain}/{uid}/{leaf}"
+        for domain in ("ife.org.mx", *links, "missing")
+        for uid in ("ana", "bea", "carla", "plain.txt")
+        for leaf in ("Maildir", "cur")
+    ]
+    for path in paths * 2:  # the second time from what was learnt the first
+        assert resolver.realpath(path) == os.path.realpath(path), path
+    assert resolver.realpath(str(root)) == os.path.realpath(root)
+
+
+def test_the_batch_of_a_dn_is_its_nearest_ou_escaped_commas_included() -> None:
+    assert classify.ou_of_dn("uid=ana,ou=Office 7,ou=people,dc=ife,dc=org") == "Office 7"
+    assert classify.ou_of_dn("uid=ana,dc=ife,dc=org") is None
+    # an escaped comma is part of a value, never a separator
+    assert classify.ou_of_dn("cn=Cruz\\, Ana\\,ou=fake,ou=Real,dc=ife") == "Real"
+    assert classify.ou_of_dn("uid=ana,ou=Norte\\, Sur,dc=ife") == "Norte\\, Sur"

@@ -11,7 +11,7 @@ import base64
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
+from migrator.adapters.directory import DirectoryReader, open_directory
 from migrator.cli.main import cli
+from migrator.commands.classify import Classifier
+from migrator.commands.discover import read_directory
+from migrator.plan import load_plan
 from migrator.samples.directory import (
     DEFAULT_BASE,
     DEFAULT_FILTER,
@@ -344,3 +348,46 @@ def test_oversized_and_hostile_values_are_stored_or_refused_with_a_reason(
         "unparsable-address",
         "unsafe-path",
     }
+
+
+def _three_searches(directory: DirectoryReader, classifier: Classifier) -> None:
+    """How discovery read the directory before the people outside the filter were one search:
+    three searches."""
+    settings = directory.settings
+    address = settings.attributes.address
+    scoped = f"(&{settings.population}{settings.filter})"
+    for entry in directory.search(scoped, settings.attributes.requested()):
+        classifier.selected(entry)
+    with_address = f"(&{settings.population}(!{settings.filter})({address}=*))"
+    without = f"(&{settings.population}(!({address}=*)))"
+    for search_filter, attributes in ((with_address, [address]), (without, ["1.1"])):
+        for entry in directory.search(search_filter, attributes):
+            classifier.not_selected(entry)
+
+
+@pytest.mark.parametrize("server", ["slapd", "stock_slapd"])
+def test_two_searches_find_what_three_found(
+    request: pytest.FixtureRequest, tmp_path: Path, reader_password: str, server: str
+) -> None:
+    """The people outside the filter in one search (an OR of the two searches they were):
+    the same accounts with the same reasons as three searches; also behind a size limit,
+    read one subtree at a time."""
+    slapd: SlapdServer = request.getfixturevalue(server)
+    bind = f'bind_dn = "{slapd.bind_dn}"\npassword_env = "MIGRATOR_TEST_LDAP_PASSWORD"'
+    plan = load_plan(write_plan(tmp_path, slapd.url, bind))
+
+    def accounts(read: Callable[[DirectoryReader, Classifier], None]) -> list[tuple[Any, ...]]:
+        classifier = Classifier(plan)
+        with open_directory(plan.directory, reader_password) as directory:
+            read(directory, classifier)
+        return [
+            (a.key, a.dn, a.scope, a.reason, a.detail, a.address, a.batch, a.source_path)
+            for a in classifier.finish()
+        ]
+
+    before = accounts(_three_searches)
+    after = accounts(lambda directory, classifier: read_directory(directory, classifier, None))
+    # the people outside the filter come in the server's order, with and without an address
+    # mixed now: the accounts are the same, in another order
+    assert len(after) == len(slapd.people) and sorted(after) == sorted(before)
+    assert {a[3] for a in after} >= {"not-selected", "no-address"}

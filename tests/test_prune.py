@@ -4,6 +4,7 @@ the accounts, a run still going and its events stay. On SQLite and PostgreSQL.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -194,21 +195,8 @@ def test_prune_command_is_a_dry_run_unless_applied(
     assert _counts(store, ids["plan"])["events"] == 7
 
 
-def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: str) -> None:
-    """`events --account` and `show ADDR` at millions of events: the account's events are read
-    from ix_events_account_id in id order, not the plan's log backwards."""
-    from migrator.store.reporting import queries
-
-    ids = _campaign(store, plan_name)
-    now = datetime.now(UTC)
-    with store.session(write=True) as s:
-        s.execute(E.insert(), [{"plan_id": ids["plan"], "account_id": ids["accounts"][0], "run_id": None, "at": now,
-                                "kind": "claimed", "from_state": "synced", "to_state": "running", "detail": None}
-                               for _ in range(20_000)])  # fmt: skip
-        if (
-            store.backend == "postgresql"
-        ):  # as autovacuum would; SQLite goes without (nothing runs ANALYZE)
-            s.execute(text("ANALYZE events"))
+def _explained(store: Store, reads: Callable[[], object]) -> list[str]:
+    """The database's plan (EXPLAIN, not run) of each statement `reads` executes."""
     prefix = "EXPLAIN QUERY PLAN " if store.backend == "sqlite" else "EXPLAIN (COSTS OFF) "
     plans: list[str] = []
 
@@ -226,15 +214,37 @@ def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: s
     event.listen(store.engine, "before_cursor_execute", explain, retval=True)
     event.listen(store.engine, "after_cursor_execute", capture)
     try:
+        reads()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", explain)
+        event.remove(store.engine, "after_cursor_execute", capture)
+    return plans
+
+
+def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: str) -> None:
+    """`events --account` and `show ADDR` at millions of events: the account's events are read
+    from ix_events_account_id in id order, not the plan's log backwards."""
+    from migrator.store.reporting import queries
+
+    ids = _campaign(store, plan_name)
+    now = datetime.now(UTC)
+    with store.session(write=True) as s:
+        s.execute(E.insert(), [{"plan_id": ids["plan"], "account_id": ids["accounts"][0], "run_id": None, "at": now,
+                                "kind": "claimed", "from_state": "synced", "to_state": "running", "detail": None}
+                               for _ in range(20_000)])  # fmt: skip
+        if (
+            store.backend == "postgresql"
+        ):  # as autovacuum would; SQLite goes without (nothing runs ANALYZE)
+            s.execute(text("ANALYZE events"))
+
+    def reads() -> None:
         queries.events(
             store, ids["plan"], account_id=ids["accounts"][1], limit=50, newest_first=True
         )
         # `show ADDR`: by address, then target address, then key, each from an index
         queries.find_account(store, ids["plan"], "nobody@example.org")
-    finally:
-        event.remove(store.engine, "before_cursor_execute", explain)
-        event.remove(store.engine, "after_cursor_execute", capture)
-    events, *lookups = plans
+
+    events, *lookups = _explained(store, reads)
     assert "ix_events_account_id" in events, events
     assert "TEMP B-TREE" not in events and "Sort" not in events and "Seq Scan" not in events, events
     assert len(lookups) == 3
@@ -244,6 +254,31 @@ def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: s
         lookups, ("ix_accounts_plan_address", "ix_accounts_plan_target_address", "key"), strict=True
     ):
         assert index in plan and "Seq Scan" not in plan, plan
+
+
+def test_the_report_timeline_reads_only_the_events_it_counts(store: Store, plan_name: str) -> None:
+    """The report's timeline (each account's first release as synced) at millions of events:
+    read from ix_events_plan_kind_state alone (it covers the query), grouped as the index
+    orders it; not the plan's whole log."""
+    from migrator.store.reporting import queries
+
+    ids = _campaign(store, plan_name)
+    now = datetime.now(UTC)
+    with store.session(write=True) as s:
+        s.execute(E.insert(), [{"plan_id": ids["plan"], "account_id": ids["accounts"][n % 2], "run_id": None,
+                                "at": now, "kind": "claimed", "from_state": "synced", "to_state": "running",
+                                "detail": None} for n in range(20_000)])  # fmt: skip
+        if store.backend == "postgresql":  # as autovacuum would
+            s.execute(text("ANALYZE events"))
+    (timeline,) = _explained(store, lambda: queries.first_synced_times(store, ids["plan"]))
+    assert "ix_events_plan_kind_state" in timeline, timeline
+    if store.backend == "sqlite":
+        assert "COVERING INDEX" in timeline and "TEMP B-TREE" not in timeline, timeline
+    else:
+        assert "Seq Scan" not in timeline and "Sort" not in timeline, timeline
+    # and it counts what it did before: the first `released` -> synced of each account
+    times = queries.first_synced_times(store, ids["plan"])
+    assert len(times) == 2 and times == sorted(times)
 
 
 def test_retention_days_is_a_plan_key_with_bounds() -> None:

@@ -3,14 +3,19 @@ searches and sorts (driven by the URL hash), directory values stay text, no netw
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import lxml.html
 import pytest
 
+from migrator.commands.report import build_report
+from migrator.plan import load_plan
+from migrator.report.html import render_html, write_html
 from tests.fixtures.browser import Browser, BrowserError
 from tests.fixtures.reports import (
     ARTIFACTS,
@@ -376,3 +381,39 @@ def test_small_report_reads_without_javascript(tmp_path: Path) -> None:
     dom = _without_javascript(page, tmp_path / "p3")
     assert _rows(dom) == []
     assert "its table of 150 accounts with JavaScript" in " ".join(dom.xpath("//noscript//text()"))
+
+
+def _embedded_rows(page: str) -> list[list[object]]:
+    """The page's account rows, decoded as its script decodes them (codes and time_base)."""
+    opening = '<script type="application/json" id="report-data">'
+    data = json.loads(page.split(opening, 1)[1].split("</script>", 1)[0])
+    at = {name: i for i, name in enumerate(data["columns"])}
+    rows = []
+    for row in data["rows"]:
+        for name, values in data["codes"].items():
+            if row[at[name]] is not None:
+                row[at[name]] = values[row[at[name]]]
+        for name in ("first_pass", "last_pass"):
+            if row[at[name]] is not None:
+                when = datetime.fromtimestamp(data["time_base"] + row[at[name]], UTC)
+                row[at[name]] = when.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("accounts", [3000, 80])
+def test_the_page_is_written_as_its_rows_are_read(tmp_path: Path, accounts: int) -> None:
+    """`report --format html` streams the rows from the state into the file (never all in
+    memory): the page holds exactly the rows build_report lists, as a page rendered from
+    the list does."""
+    data = synthetic_state(tmp_path / "s", accounts)
+    page = _report(data.plan_path, tmp_path / "report.html").read_text(encoding="utf-8")
+    listed = build_report(load_plan(data.plan_path))
+    assert len(listed["rows"]) == accounts
+    assert _embedded_rows(page) == listed["rows"] == _embedded_rows(render_html(listed))
+    streamed = build_report(load_plan(data.plan_path), stream_rows=True)
+    assert not isinstance(streamed["rows"], list)
+    out = io.StringIO()
+    assert write_html(streamed, out) == accounts
+    assert _embedded_rows(out.getvalue()) == listed["rows"]
+    assert (f"table of {accounts:,} accounts" in page) == (accounts > 100)

@@ -202,3 +202,46 @@ def test_events_of_one_account(campaign: tuple[Store, int]) -> None:
         addr="p000@example.org",
     )
     assert [k for (k,) in history] == ["claimed", "pass_done"]
+
+
+def test_status_reads_the_accounts_in_scope_once_for_what_four_reads_gave(
+    campaign: tuple[Store, int],
+) -> None:
+    """in_scope_progress (status's one read of the accounts in scope) gives what the
+    per-batch rows, progress_counts, totals and the last hour's first passes give apart."""
+    from datetime import UTC, datetime, timedelta
+
+    from migrator.store.reporting import aggregates as reporting
+
+    store, plan_id = campaign
+    now = datetime.now(UTC)
+    with store.session(write=True) as s:
+        s.execute(
+            update(A)
+            .where(A.c.plan_id == plan_id, A.c.key == "p000@example.org")
+            .values(first_pass_at=now - timedelta(minutes=5), messages_done=7, bytes_done=700)
+        )
+        s.execute(
+            update(A)
+            .where(A.c.plan_id == plan_id, A.c.key == "p001@example.org")
+            .values(first_pass_at=now - timedelta(days=2), messages_skipped=2, messages_failed=1)
+        )
+        s.execute(  # a worker that died holding it
+            update(A)
+            .where(A.c.plan_id == plan_id, A.c.key == "p006@example.org")
+            .values(lease_expires_at=now - timedelta(minutes=1))
+        )
+    with store.reader() as db:
+        groups, progress = reporting.in_scope_progress(
+            db, plan_id, now=now, since=now - timedelta(hours=1)
+        )
+        recent = reporting.recent_throughput(db, plan_id, heartbeat=timedelta(seconds=40))
+        assert groups == reporting.progress_by_batch(db, plan_id)
+        assert progress["messages"] == reporting.totals(db, plan_id)
+        apart = reporting.progress_counts(db, plan_id)
+    assert (progress["migrated"], progress["interrupted"]) == (
+        apart["migrated"],
+        apart["interrupted"],
+    )
+    assert progress["first_passes"] == recent["accounts"] == 1
+    assert progress["interrupted"] == 1 and progress["messages"]["done"] == 7

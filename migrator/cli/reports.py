@@ -53,25 +53,28 @@ def report_cmd(plan_path: Path, state_url: str | None, fmt: str, output: Path) -
     """
     from migrator.commands.report import build_report
     from migrator.report.csv_json import write_csv, write_json
-    from migrator.report.html import render_html
+    from migrator.report.html import write_html
 
     plan = load_plan(plan_path)
-    data = build_report(plan, state_url=state_url)
+    # the HTML page is written as its rows are read (100,000 rows held as lists took ~100 MB)
+    data = build_report(plan, state_url=state_url, stream_rows=fmt == "html")
     target = str(output)
     stream = sys.stdout if target == "-" else _open_output(output)
     try:
         if fmt == "csv":
             write_csv(data, stream)
+            written = len(data["rows"])
         elif fmt == "json":
             write_json(data, stream)
+            written = len(data["rows"])
         else:
-            stream.write(render_html(data))
+            written = write_html(data, stream)
     finally:
         if stream is not sys.stdout:
             stream.close()
     if target != "-":
         error_console().print(
-            f"{safe(data['headline'], 200)}; {len(data['rows']):,} accounts written to {safe(target, 300)}"
+            f"{safe(data['headline'], 200)}; {written:,} accounts written to {safe(target, 300)}"
         )
 
 

@@ -59,6 +59,10 @@ def ou_of_dn(dn: str) -> str | None:
 
 def _split_dn(dn: str) -> list[str]:
     """Split a DN on unescaped commas (values may hold `\\,`)."""
+    if "\\" not in dn:
+        return dn.split(
+            ","
+        )  # nothing escaped: every comma separates (most DNs; 60,000 a discovery)
     parts, current, escaped = [], [], False
     for ch in dn:
         if escaped:
@@ -88,6 +92,7 @@ class Classifier:
         self.login_template = Template.parse(source.login) if source.kind == "imap" else None
         self.target_template = Template.parse(plan.target.address)
         self.root = os.path.realpath(source.root) if source.root else None
+        self._resolver = PathResolver()
         self._accounts: list[DiscoveredAccount] = []
         self._selected_dns: set[str] = set()
 
@@ -215,7 +220,7 @@ class Classifier:
             if problem:
                 return DiscoveryReason.UNSAFE_PATH, f"{{{name}}} = {_shown(value)} {problem}"
         path = template.render({**fields, "root": self.root})
-        resolved = os.path.realpath(os.path.normpath(path))
+        resolved = self._resolver.realpath(os.path.normpath(path))
         if os.path.commonpath([self.root, resolved]) != self.root or resolved == self.root:
             return (
                 DiscoveryReason.UNSAFE_PATH,
@@ -292,6 +297,35 @@ class Classifier:
             if account.batch is not None and len(account.batch) > MAX_BATCH_CHARS:
                 account.batch = account.batch[: MAX_BATCH_CHARS - 1] + "\u2026"
         return self._accounts
+
+
+_RESOLVED_KEPT = 4096  # directories PathResolver remembers at most
+
+
+class PathResolver:
+    """os.path.realpath of many paths in the same directories: a discovery resolves one
+    mailbox path per person (100,000), most under a few directories. Each directory is
+    resolved once; the last component costs one lstat, and a link there is resolved by
+    realpath itself. The same answer as realpath (which resolves a path one component after
+    the other), as long as the directories do not change during the discovery."""
+
+    def __init__(self) -> None:
+        self._directories: dict[str, str] = {}
+
+    def realpath(self, path: str) -> str:
+        head, tail = os.path.split(path)
+        if not os.path.isabs(path) or tail in ("", ".", ".."):
+            return os.path.realpath(path)
+        parent = self._directories.get(head)
+        if parent is None:
+            parent = self.realpath(head)
+            if len(self._directories) >= _RESOLVED_KEPT:
+                # most are one person's own directory, never asked for again; the few shared
+                # ones (the root, a domain) are resolved again at the next path
+                self._directories.clear()
+            self._directories[head] = parent
+        candidate = os.path.join(parent, tail)
+        return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
 
 
 def _batch_too_long(batch: str) -> tuple[str, str] | None:

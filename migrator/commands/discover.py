@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.adapters.directory import open_directory
+from migrator.adapters.directory import DirectoryReader, open_directory
 from migrator.commands.classify import Classifier
 from migrator.commands.heartbeat import keep_run_alive
 from migrator.commands.state import open_state
 from migrator.model.account import DiscoveredAccount, Scope
-from migrator.model.plan import Plan
+from migrator.model.plan import DirectorySettings, Plan
 from migrator.model.status import RunStatus
 from migrator.plan.secrets import read_secret
 from migrator.store.owners import identify
@@ -62,6 +62,45 @@ def _examples(accounts: list[DiscoveredAccount]) -> dict[str, list[dict[str, str
     return shown
 
 
+def _others_filter(settings: DirectorySettings) -> tuple[str, list[str]]:
+    """The people the campaign filter does not select, in one search (with their address,
+    if any): those with an address the filter rejects, and those without an address, OR-ed.
+    These were two searches (3 x 2,000 searches of an OU for a directory of 2,000 OUs
+    behind a size limit, with the selected people); the server evaluates each side as it
+    did alone, so the union holds the same entries (a person the filter says neither yes nor
+    no to, Undefined, is in neither), and nothing is decided by evaluating a filter here.
+    Which side an entry came from is told by its address, as the classifier always did."""
+    address = settings.attributes.address
+    if settings.is_ldif:
+        # ldap3's in-process server evaluates (!...) unreliably: list everyone (the
+        # classifier skips the people already selected)
+        return settings.population, [address]
+    with_address = f"(&(!{settings.filter})({address}=*))"
+    return f"(&{settings.population}(|{with_address}(!({address}=*))))", [address]
+
+
+def read_directory(
+    directory: DirectoryReader,
+    classifier: Classifier,
+    progress: Callable[[str, int], None] | None,
+) -> None:
+    """Everyone in the population, in two searches: the people the filter selects (every
+    attribute the plan uses), then everyone else (their address only: the people selected
+    are not fetched and decoded twice). Behind a size limit each is read one subtree at a
+    time, and the subtrees are listed once for both (the reader keeps the list)."""
+    settings = directory.settings
+    scoped = f"(&{settings.population}{settings.filter})"
+    for count, entry in enumerate(directory.search(scoped, settings.attributes.requested()), 1):
+        classifier.selected(entry)
+        if progress and count % 1000 == 0:
+            progress("selected", count)
+    others_filter, others_attributes = _others_filter(settings)
+    for count, entry in enumerate(directory.search(others_filter, others_attributes), 1):
+        classifier.not_selected(entry)
+        if progress and count % 1000 == 0:
+            progress("directory", count)
+
+
 def discover(
     plan: Plan,
     *,
@@ -92,31 +131,7 @@ def discover(
                 keep_run_alive(store, run_id, plan.run.lease_seconds),
                 open_directory(settings, password) as directory,
             ):
-                scoped = f"(&{settings.population}{settings.filter})"
-                for count, entry in enumerate(
-                    directory.search(scoped, settings.attributes.requested()), 1
-                ):
-                    classifier.selected(entry)
-                    if progress and count % 1000 == 0:
-                        progress("selected", count)
-                # Everyone else, in two lean searches (the people selected above are not
-                # fetched and decoded twice): with an address, then without one (DN only).
-                address = settings.attributes.address
-                others = [
-                    (f"(&{settings.population}(!{settings.filter})({address}=*))", [address]),
-                    (f"(&{settings.population}(!({address}=*)))", ["1.1"]),
-                ]
-                if settings.is_ldif:
-                    # ldap3's in-process server evaluates (!...) unreliably: list everyone
-                    # (the classifier skips the people already selected)
-                    others = [(settings.population, [address])]
-                count = 0
-                for search_filter, attributes in others:
-                    for entry in directory.search(search_filter, attributes):
-                        classifier.not_selected(entry)
-                        count += 1
-                        if progress and count % 1000 == 0:
-                            progress("directory", count)
+                read_directory(directory, classifier, progress)
             accounts = classifier.finish()
             summary = store.record_discovery(plan_id, run_id, accounts)
         except BaseException as exc:

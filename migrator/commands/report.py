@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,15 +86,25 @@ def timeline(times: list[datetime]) -> dict[str, Any]:
 
 
 def build_report(
-    plan: Plan, *, state_url: str | None = None, now: datetime | None = None
+    plan: Plan,
+    *,
+    state_url: str | None = None,
+    now: datetime | None = None,
+    stream_rows: bool = False,
 ) -> dict[str, Any]:
-    """Everything a report shows; `rows` are lists in COLUMNS order (compact for 100,000 rows)."""
+    """Everything a report shows; `rows` are lists in COLUMNS order (compact for 100,000 rows).
+
+    With `stream_rows`, `rows` is an iterator that reads them from the state database as it
+    is consumed (once), so a writer never holds them all (the HTML page: 100,000 rows took
+    ~100 MB as lists); `earliest_time` is then the earliest pass time among them, which the
+    page counts its times from."""
     summary = status(plan, state_url=state_url, by="batch")
     with plan_store(plan, state_url, access="read") as (store, plan_id):
-        rows = [_row(r) for r in queries.report_rows(store, plan_id)]
+        rows: Any = None if stream_rows else [_row(r) for r in queries.report_rows(store, plan_id)]
+        earliest = queries.earliest_pass(store, plan_id) if stream_rows else None
         times = queries.first_synced_times(store, plan_id)
         cutover = cutover_timeline(store, plan_id)
-    return {
+    data: dict[str, Any] = {
         "plan": plan.name,
         "generated_at": iso(now or datetime.now(UTC)),
         "headline": summary["headline"],
@@ -106,8 +117,18 @@ def build_report(
         "filters": summary.get("filters"),
         "cutover": cutover,
         "columns": list(COLUMNS),
-        "rows": rows,
+        "rows": rows if rows is not None else _streamed_rows(plan, state_url),
     }
+    if stream_rows:
+        data["earliest_time"] = iso(earliest)
+    return data
+
+
+def _streamed_rows(plan: Plan, state_url: str | None) -> Iterator[list[Any]]:
+    """The report's rows, read in a read transaction of their own as they are consumed."""
+    with plan_store(plan, state_url, access="read") as (store, plan_id):
+        for r in queries.report_rows(store, plan_id):
+            yield _row(r)
 
 
 def cutover_timeline(store: Any, plan_id: int) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from migrator.commands.classify import ou_of_dn
@@ -65,11 +65,13 @@ def campaign(plan: Plan, *, state_url: str | None = None) -> dict[str, Any]:
     """The counts of `status` that a metrics endpoint exports: accounts by state, messages
     and bytes, skipped messages by reason (the same queries, so the two always agree)."""
     with plan_reader(plan, state_url) as (db, plan_id, _shown_url):
+        now = datetime.now(UTC)
+        _groups, progress = aggregates.in_scope_progress(
+            db, plan_id, now=now, since=now - timedelta(hours=1)
+        )
         return {
-            "accounts": _accounts(
-                aggregates.account_counts(db, plan_id), aggregates.progress_counts(db, plan_id)
-            ),
-            "messages": aggregates.totals(db, plan_id),
+            "accounts": _accounts(aggregates.account_counts(db, plan_id), progress),
+            "messages": progress["messages"],
             "skipped_by_reason": aggregates.skipped_by_reason(db, plan_id),
         }
 
@@ -79,11 +81,17 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
         counts = aggregates.account_counts(db, plan_id)
         statuses: dict[str, int] = counts["statuses"]
         total = counts[Scope.IN_SCOPE]
-        progress = aggregates.progress_counts(db, plan_id)
+        # the accounts in scope read once for the per-batch rows, the totals and the last hour
+        now = datetime.now(UTC)
+        by_batch, progress = aggregates.in_scope_progress(
+            db, plan_id, now=now, since=now - timedelta(hours=1)
+        )
         migrated = progress["migrated"]
         # a killed run was at work until about one heartbeat after its workers' last one
         heartbeat = timedelta(seconds=beat_seconds(plan.run.lease_seconds))
-        recent = aggregates.recent_throughput(db, plan_id, heartbeat=heartbeat)
+        recent = aggregates.recent_throughput(
+            db, plan_id, heartbeat=heartbeat, now=now, first_passes=progress["first_passes"]
+        )
         eta_hours, eta_basis = estimate(total - migrated, recent)
         groups: list[dict[str, Any]]
         if by == "status":
@@ -91,7 +99,7 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
         elif by == "ou":
             groups = _by_ou(aggregates.dn_statuses(db, plan_id))
         else:
-            groups = aggregates.progress_by_batch(db, plan_id)
+            groups = by_batch
         last_verify = aggregates.last_run(db, plan_id, "verify")
         cutover = cutover_status(db, plan_id)
         return {
@@ -101,7 +109,7 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
             "headline": f"{migrated:,} of {total:,} accounts migrated"
             + (f" ({100.0 * migrated / total:.1f} %)" if total else ""),
             "accounts": _accounts(counts, progress),
-            "messages": aggregates.totals(db, plan_id),
+            "messages": progress["messages"],
             "skipped_by_reason": aggregates.skipped_by_reason(db, plan_id),
             "failures_by_reason": aggregates.failures_by_reason(db, plan_id),
             "by": by,

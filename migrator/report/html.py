@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from html import escape
-from typing import Any
+from itertools import chain, islice
+from typing import IO, Any
 
 from migrator.model.status import Status
 from migrator.report.html_assets import CSS, JS
@@ -51,38 +54,85 @@ CODED = ("batch", "state", "last_error_reason")
 TIMES = ("first_pass", "last_pass")
 
 
-def compact(data: dict[str, Any]) -> dict[str, Any]:
-    """The report as the page embeds it: `rows` with CODED columns as indexes into `codes`
-    and TIMES as whole seconds after `time_base` (UTC epoch seconds)."""
+# Rows are encoded this many at a time: a few json.dumps calls, never the whole table at once.
+_CHUNK = 1000
+
+
+def _epoch(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+
+
+def _time_base(data: dict[str, Any], rows: list[list[Any]] | None) -> int:
+    """The UTC epoch second the page's times count from: the earliest time of the rows, or
+    when they are streamed (not known in advance), `earliest_time` as build_report read it."""
+    if rows is None:
+        earliest = data.get("earliest_time")
+        return _epoch(earliest) if earliest else 0
+    columns = data["columns"]
+    timed = [columns.index(c) for c in TIMES if c in columns]
+    return min((_epoch(r[i]) for r in rows for i in timed if r[i] is not None), default=0)
+
+
+def write_embedded(
+    data: dict[str, Any], rows: Iterable[list[Any]], base: int, stream: IO[str]
+) -> int:
+    """The report as the page embeds it, written as the rows come: every key of `data`, then
+    `time_base`, `rows` with CODED columns as indexes into `codes` and TIMES as whole seconds
+    after `time_base`, and last `codes` (known once every row is seen; JSON keys have no
+    order for the page). Returns the number of rows."""
     columns = data["columns"]
     coded = [(columns.index(c), c) for c in CODED if c in columns]
     timed = [columns.index(c) for c in TIMES if c in columns]
     codes: dict[str, dict[Any, int]] = {c: {} for _, c in coded}
-    epochs: list[list[Any]] = []
-    for row in data["rows"]:
-        out = list(row)
-        for i, name in coded:
-            if out[i] is not None:
-                table = codes[name]
-                out[i] = table.setdefault(out[i], len(table))
-        for i in timed:
-            if out[i] is not None:
-                out[i] = int(datetime.fromisoformat(out[i].replace("Z", "+00:00")).timestamp())
-        epochs.append(out)
-    base = min((r[i] for r in epochs for i in timed if r[i] is not None), default=0)
-    if base:
-        for r in epochs:
+    head = {k: v for k, v in data.items() if k not in ("rows", "earliest_time")}
+    head["time_base"] = base
+    stream.write(embed_json(head)[:-1] + ',"rows":[')
+    count = 0
+    source = iter(rows)
+    while chunk := list(islice(source, _CHUNK)):
+        out = []
+        for row in chunk:
+            r = list(row)
+            for i, name in coded:
+                if r[i] is not None:
+                    table = codes[name]
+                    r[i] = table.setdefault(r[i], len(table))
             for i in timed:
                 if r[i] is not None:
-                    r[i] -= base
-    embedded = {k: v for k, v in data.items() if k != "rows"}
-    embedded["codes"] = {name: list(table) for name, table in codes.items()}
-    embedded["time_base"] = base
-    embedded["rows"] = epochs
-    return embedded
+                    r[i] = _epoch(r[i]) - base
+            out.append(r)
+        stream.write(("," if count else "") + embed_json(out)[1:-1])
+        count += len(out)
+    stream.write('],"codes":' + embed_json({n: list(t) for n, t in codes.items()}) + "}")
+    return count
 
 
 def render_html(data: dict[str, Any]) -> str:
+    """The whole page as text (write_html writes it to a file as the rows come)."""
+    out = io.StringIO()
+    write_html(data, out)
+    return out.getvalue()
+
+
+def write_html(data: dict[str, Any], stream: IO[str]) -> int:
+    """The page, written to `stream`; `data["rows"]` may be a list or an iterator read once
+    (build_report(stream_rows=True)): a report of 100,000 accounts is then written without
+    holding its rows. Returns the number of account rows."""
+    given = data["rows"]
+    rows = iter(given)
+    first = list(islice(rows, STATIC_ROWS + 1))
+    small = len(first) <= STATIC_ROWS
+    known = first if small else (given if isinstance(given, list) else None)
+    count = len(known) if known is not None else int(data["accounts"]["total"])
+    stream.write(_page_top(data, count, static_rows(data["columns"], first) if small else ""))
+    stream.write('<script type="application/json" id="report-data">')
+    written = write_embedded(data, chain(first, rows), _time_base(data, known), stream)
+    stream.write(f"</script>\n<script>{JS}</script>\n</body>\n</html>\n")
+    return written
+
+
+def _page_top(data: dict[str, Any], count: int, static: str) -> str:
+    """The page up to its embedded data."""
     e = escape
     m = data["messages"]
     a = data["accounts"]
@@ -107,7 +157,7 @@ def render_html(data: dict[str, Any]) -> str:
 {a[Status.VERIFIED]:,} verified, {a[Status.SYNCED]:,} synced, {a[Status.RUNNING]:,} running, {a[Status.PENDING]:,} pending,
 {a[Status.FAILED]:,} failed &middot; messages: {m["done"]:,} migrated, {m["skipped"]:,} skipped, {m["failed"]:,} failed</p>
 </header>
-<noscript><p>{e(noscript_note(len(data["rows"])))}</p></noscript>
+<noscript><p>{e(noscript_note(count))}</p></noscript>
 <section>
 <h2>Progress over time</h2>
 <p class="meta">accounts synced at least once, cumulative per {e(data["timeline"]["unit"])}</p>
@@ -128,15 +178,11 @@ def render_html(data: dict[str, Any]) -> str:
 <p><input id="search" type="search" placeholder="search address, name, batch, state, error" aria-label="search accounts">
 <select id="state" aria-label="only accounts in this state"><option value="">every state</option></select>
 <span id="count" class="meta"></span></p>
-<table id="accounts"><thead><tr>{heads}</tr></thead><tbody>{static_rows(data)}</tbody></table>
+<table id="accounts"><thead><tr>{heads}</tr></thead><tbody>{static}</tbody></table>
 <nav id="pages" aria-label="pages of the account table"><button type="button" id="first">&laquo; first</button><button type="button" id="prev">&lsaquo; previous</button>
 <span id="page"></span><button type="button" id="next">next &rsaquo;</button><button type="button" id="last">last &raquo;</button>
 <label>rows per page <select id="per"><option>50</option><option selected>100</option><option>250</option><option>500</option></select></label></nav>
 </section>
-<script type="application/json" id="report-data">{embed_json(compact(data))}</script>
-<script>{JS}</script>
-</body>
-</html>
 """
 
 
@@ -154,13 +200,12 @@ def noscript_note(rows: int) -> str:
     )
 
 
-def static_rows(data: dict[str, Any]) -> str:
+def static_rows(columns: list[str], rows: list[list[Any]]) -> str:
     """The account table's rows as markup, when there are at most STATIC_ROWS of them."""
-    rows = data["rows"]
     if len(rows) > STATIC_ROWS:
         return ""
     e = escape
-    at = {name: i for i, name in enumerate(data["columns"])}
+    at = {name: i for i, name in enumerate(columns)}
     shown = [(ident, title) for ident, sort, title in DISPLAY if sort in at]
 
     def cell(row: list[Any], ident: str, title: str) -> str:

@@ -67,6 +67,16 @@ def report_rows(store: Store, plan_id: int) -> Iterator[dict[str, Any]]:
             yield row
 
 
+def earliest_pass(store: Store, plan_id: int) -> datetime | None:
+    """The earliest first or last pass time among the plan's accounts in scope."""
+    stmt = select(func.min(A.c.first_pass_at), func.min(A.c.last_pass_at)).where(
+        A.c.plan_id == plan_id, A.c.scope == Scope.IN_SCOPE
+    )
+    with store.session() as s:
+        found = [t for t in s.execute(stmt).one() if t is not None]
+    return min(found, default=None)
+
+
 def first_synced_times(store: Store, plan_id: int) -> list[datetime]:
     """When each account first reached Status.SYNCED (from the event log), oldest first."""
     stmt = (
