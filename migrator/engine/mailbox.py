@@ -141,6 +141,18 @@ def _read_all(record: MessageRecord) -> bytes:
         stream.close()
 
 
+def too_large(size: int, target: Target) -> str | None:
+    """Why a message of `size` bytes is not sent to `target` (reason "too-large"), or None.
+
+    The one place that decides: the target only declares its limit (`max_message_size`, the
+    plan's, lowered by what the server announces once connected: IMAP's APPENDLIMIT), so the
+    limit is read at each call, never kept."""
+    limit = target.max_message_size
+    if size > limit:
+        return f"{size:,} bytes is over the target's limit of {limit:,}"
+    return None
+
+
 def target_mailbox(claim: Claim) -> str:
     """The target mailbox an account's mail goes to."""
     return claim.target_address or claim.address or claim.key
@@ -423,7 +435,6 @@ class AccountJob(Reconciler):
         chunk: list[MessageRecord] = []
         chunk_bytes = 0
         skips: list[Outcome] = []
-        max_size = self.ctx.target.max_message_size
         listed = 0
         # flags changed since the last pass only (CONDSTORE), unless some rows have no flags
         # recorded yet (written before they were kept): those need the flags of now
@@ -473,8 +484,9 @@ class AccountJob(Reconciler):
             if self._may_have_moved(record, folder_id):
                 self._held.append(Held(folder, folder_id, record))
                 continue
-            if record.size > max_size:
-                detail = f"{record.size:,} bytes is over the target's limit of {max_size:,}"
+            detail = too_large(record.size, self.ctx.target)
+            if detail is not None:
+                # found from the listed size: nothing is read or announced for it
                 skips.append(
                     Outcome(
                         record.key,
@@ -656,6 +668,21 @@ class AccountJob(Reconciler):
                     )
                 )
                 self._note_skip(folder, record.key, exc.reason, exc.message)
+                continue
+            # asked again of the bytes read: the limit may have come down since the listing
+            # (connecting to the target told it the server's), or the file grew
+            detail = too_large(len(data), self.ctx.target)
+            if detail is not None:
+                outcomes.append(
+                    Outcome(
+                        record.key,
+                        MessageState.SKIPPED,
+                        size=len(data),
+                        reason=Reason.TOO_LARGE,
+                        detail=detail,
+                    )
+                )
+                self._note_skip(folder, record.key, Reason.TOO_LARGE, detail)
                 continue
             items.append(
                 UploadItem(record.key, data, record.flags, record.internal_date, folder.role)
