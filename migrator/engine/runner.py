@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from migrator.adapters.retry import RetryPolicy
+from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import HoldsMailboxes, Target
 from migrator.engine.breaker import Breaker, WaitNotices, guard, outage_of
@@ -70,6 +70,8 @@ from migrator.store.work import (
 
 T = TypeVar("T")
 RATE_WINDOW_S = 60.0  # messages/s shown by `migrator workers`: over the last minute
+# waiting for the state database is bounded by time (reconnect_seconds), not by attempts
+STATE_ATTEMPTS = 1_000_000
 
 
 class _CountingProgress:
@@ -524,45 +526,57 @@ class Runner:
         return outcome
 
     # --- riding out a lost database connection --------------------------------------------
+    def _state_policy(self) -> RetryPolicy:
+        """Retries while the state database is away: bounded by the store's reconnect_seconds,
+        not by attempts; short waits, as each attempt's own connect waits for the server."""
+        return RetryPolicy(
+            attempts=STATE_ATTEMPTS, deadline=self.store.reconnect_seconds, base=0.1, cap=5.0
+        )
+
     def _patiently(self, what: str, action: Callable[[], T]) -> T:
         """Run a store action; when the connection to the database breaks off, wait for the
         server to come back and run it again (bounded by the store's reconnect_seconds)."""
-        deadline = time.monotonic() + self.store.reconnect_seconds
-        while True:
-            try:
-                return action()
-            except StateUnavailable as exc:
-                if time.monotonic() > deadline:
-                    raise
-                self.progress.note(f"{what}: {exc.message}; waiting for the database")
-                if not self.store.wait_until_reachable():
-                    raise
+
+        def on_retry(exc: Exception, seconds: float, attempt: int) -> None:
+            assert isinstance(exc, StateUnavailable)
+            self.progress.note(f"{what}: {exc.message}; waiting for the database")
+
+        return call_with_retry(
+            action,
+            self._state_policy(),
+            on_retry=on_retry,
+            retry_if=lambda exc: isinstance(exc, StateUnavailable),
+        )
 
     def _execute(self, claim: Claim, jobs: list[AccountJob]) -> AccountOutcome:
         """Run the account's job; when the database connection breaks off mid-way, run it again
         once the database is back. The new job resumes from the ledger: rows a broken COMMIT
-        may or may not have written are in-flight rows, checked against the target first."""
-        deadline = time.monotonic() + self.store.reconnect_seconds
-        while True:
+        may or may not have written are in-flight rows, checked against the target first.
+        A stop request ends it instead."""
+
+        def on_retry(exc: Exception, seconds: float, attempt: int) -> None:
+            assert isinstance(exc, StateUnavailable)
             job = jobs[-1]
-            try:
-                return job.execute()
-            except StateUnavailable as exc:
-                if self.stop.is_set() or time.monotonic() > deadline:
-                    raise
-                self.progress.note(
-                    f"{job.outcome.address}: {exc.message}; resuming the account from the ledger once it is back"
-                )
-                if not self.store.wait_until_reachable():
-                    raise
-                again = AccountJob(self.ctx, claim)
-                # what the broken attempt moved is in the ledger; keep it in this run's summary
-                again.outcome.messages_done += job.outcome.messages_done
-                again.outcome.messages_adopted += job.outcome.messages_adopted
-                again.outcome.bytes_done += job.outcome.bytes_done
-                again.outcome.skipped.extend(job.outcome.skipped)
-                again.outcome.changes.update(job.outcome.changes)
-                jobs.append(again)
+            self.progress.note(
+                f"{job.outcome.address}: {exc.message}; resuming the account from the ledger once it is back"
+            )
+            again = AccountJob(self.ctx, claim)
+            # what the broken attempt moved is in the ledger; keep it in this run's summary
+            again.outcome.messages_done += job.outcome.messages_done
+            again.outcome.messages_adopted += job.outcome.messages_adopted
+            again.outcome.bytes_done += job.outcome.bytes_done
+            again.outcome.skipped.extend(job.outcome.skipped)
+            again.outcome.changes.update(job.outcome.changes)
+            jobs.append(again)
+
+        return call_with_retry(
+            lambda: jobs[-1].execute(),
+            self._state_policy(),
+            on_retry=on_retry,
+            # not `stop=`: a stop request during the wait must end with this error, not a
+            # TransientError (the run fails on a database that stays away)
+            retry_if=lambda exc: isinstance(exc, StateUnavailable) and not self.stop.is_set(),
+        )
 
     def _release(self, claim: Claim, **kwargs: Any) -> None:
         attempts = 0
