@@ -573,8 +573,9 @@ class Runner:
             lambda: jobs[-1].execute(),
             self._state_policy(),
             on_retry=on_retry,
-            # not `stop=`: a stop request during the wait must end with this error, not a
-            # TransientError (the run fails on a database that stays away)
+            # a stop request is asked here, when deciding to try again, not with `stop=`:
+            # that would end a wait with a TransientError, and the account must end on this
+            # StateError (the run fails on a database that stays away)
             retry_if=lambda exc: isinstance(exc, StateUnavailable) and not self.stop.is_set(),
         )
 
