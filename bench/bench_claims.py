@@ -10,7 +10,7 @@ started) and the others due. Two campaigns are timed at each level:
 - "first pass": the others are pending (the first run of a campaign);
 - "delta pass": the others were synced a day before the run (a later run).
 Then CLAIMS accounts are claimed and released one after the other (as one worker thread
-does), through store/work.py's claim_next and release; claims/s counts the claims alone
+does), through store/claims.py's claim_next and release; claims/s counts the claims alone
 (each a write transaction: its commit dominates on a busy machine), "query ms" is the median
 of the claim's reading alone, which is what grew with the accounts done, and on PostgreSQL
 "server ms" the server's own execution time of it (EXPLAIN ANALYZE).
@@ -34,8 +34,8 @@ from pathlib import Path
 import psycopg
 
 from migrator.store import open_store
+from migrator.store.claims import ClaimFilter, claim_next, release
 from migrator.store.store import Store
-from migrator.store.work import ClaimFilter, claim_next, release
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB = f"bench_claims_{os.getpid()}"
@@ -130,14 +130,14 @@ def query_ms(store: Store, run_started: datetime, repeat: int = 50) -> float:
     without the lease's UPDATE, the event and the COMMIT, which cost the same at any size):
     what grows with the accounts done if anything does. Runs against older code too (one
     query there), for the before/after figures."""
-    from migrator.store import work
+    from migrator.store import claims
 
     now = datetime.now(UTC)
-    probes = getattr(work, "_probes", None)
+    probes = getattr(claims, "_probes", None)
     stmts = (
         probes(1, now, run_started, ClaimFilter())
         if probes
-        else [work._candidates(1, now, run_started, ClaimFilter())]
+        else [claims._candidates(1, now, run_started, ClaimFilter())]
     )
     took = []
     with store.session() as s:
@@ -156,14 +156,14 @@ def server_ms(store: Store, run_started: datetime, repeat: int = 20) -> float | 
     less than a round trip does."""
     if store.backend != "postgresql":
         return None
-    from migrator.store import work
+    from migrator.store import claims
 
     now = datetime.now(UTC)
-    probes = getattr(work, "_probes", None)
+    probes = getattr(claims, "_probes", None)
     stmts = (
         probes(1, now, run_started, ClaimFilter())
         if probes
-        else [work._candidates(1, now, run_started, ClaimFilter())]
+        else [claims._candidates(1, now, run_started, ClaimFilter())]
     )
     took = []
     with store.session() as s:

@@ -81,7 +81,7 @@ def database(label: str) -> Iterator[str]:
 
 def _claimer(url: str, plan_id: int, barrier: Any, counts: Any, index: int) -> None:
     from migrator.store import open_store
-    from migrator.store.work import ClaimFilter, claim_next, release
+    from migrator.store.claims import ClaimFilter, claim_next, release
 
     store = open_store(url)
     started = datetime.now(UTC)

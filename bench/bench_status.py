@@ -37,7 +37,8 @@ from typing import Any
 
 import psycopg
 
-from migrator.store import open_store, reporting
+from migrator.store import open_store
+from migrator.store.reporting import aggregates
 from migrator.store.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -338,16 +339,16 @@ def per_query(store: Store) -> None:
     assert plan_id is not None
     with store.reader() as db:
         queries: list[tuple[str, Callable[[], Any]]] = [
-            ("reporting.account_counts", lambda: reporting.account_counts(db, plan_id)),
-            ("reporting.progress_by_batch", lambda: reporting.progress_by_batch(db, plan_id)),
-            ("reporting.totals", lambda: reporting.totals(db, plan_id)),
-            ("reporting.skipped_by_reason", lambda: reporting.skipped_by_reason(db, plan_id)),
-            ("reporting.failures_by_reason", lambda: reporting.failures_by_reason(db, plan_id)),
+            ("aggregates.account_counts", lambda: aggregates.account_counts(db, plan_id)),
+            ("aggregates.progress_by_batch", lambda: aggregates.progress_by_batch(db, plan_id)),
+            ("aggregates.totals", lambda: aggregates.totals(db, plan_id)),
+            ("aggregates.skipped_by_reason", lambda: aggregates.skipped_by_reason(db, plan_id)),
+            ("aggregates.failures_by_reason", lambda: aggregates.failures_by_reason(db, plan_id)),
             (
-                "reporting.recent_throughput",
-                lambda: reporting.recent_throughput(db, plan_id, heartbeat=timedelta(seconds=40)),
+                "aggregates.recent_throughput",
+                lambda: aggregates.recent_throughput(db, plan_id, heartbeat=timedelta(seconds=40)),
             ),
-            ("reporting.last_run", lambda: reporting.last_run(db, plan_id, "verify")),
+            ("aggregates.last_run", lambda: aggregates.last_run(db, plan_id, "verify")),
         ]
         for label, action in queries:
             action()

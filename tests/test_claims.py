@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from sqlalchemy import Table, event, select, text, update
+from sqlalchemy import event, select, text, update
 
 from migrator.store import Store
-from migrator.store.schema import AccountDbRow
-from migrator.store.work import ClaimFilter, _probes, claim_next, release
-
-A = cast(Table, AccountDbRow.__table__)
+from migrator.store.claims import ClaimFilter, _probes, claim_next, release
+from migrator.store.schema import accounts as A
 
 
 def _accounts(store: Store, plan_id: int, rows: list[dict[str, Any]]) -> None:

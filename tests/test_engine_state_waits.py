@@ -1,5 +1,5 @@
 """The runner's waits for a state database that went away (`Runner._patiently` for its own
-writes, `Runner._execute` for an account), on the one retry loop of adapters/retry.py.
+writes, `Runner._execute` for an account), on the one retry loop of migrator/retry.py.
 
 The store raises StateUnavailable when a PostgreSQL connection breaks (a restart, a network
 cut). PostgreSQL is shared on the machines that run this suite, so these tests do not restart
@@ -22,8 +22,8 @@ from migrator.engine.progress import AccountOutcome, NullProgress
 from migrator.engine.runner import Runner, RunOptions
 from migrator.model.status import PassOutcome
 from migrator.plan.loader import parse_plan
+from migrator.store.claims import Claim
 from migrator.store.store import StateUnavailable, open_store
-from migrator.store.work import Claim
 
 PLAN = """\
 [plan]

@@ -17,7 +17,7 @@ HOMES = {
     "alembic": ("migrator.store",),
     "click": ("migrator.cli",),
     "rich": ("migrator.report",),
-    "tenacity": ("migrator.adapters.retry",),
+    "tenacity": ("migrator.retry",),
     "imapclient": ("migrator.adapters.sources.imap", "migrator.adapters.targets.imap"),
     "sievelib": ("migrator.adapters.sieve",),
     "prometheus_client": ("migrator.report.metrics",),

@@ -6,9 +6,9 @@ from __future__ import annotations
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.model.mail import FolderInfo, FolderRole
 from migrator.store import Store, ledger
+from migrator.store.claims import Claim, claim_next
 from migrator.store.ledger import Outcome
 from migrator.store.types import utcnow
-from migrator.store.work import Claim, claim_next
 from tests.fixtures.store import *  # noqa: F403
 
 ADDRESS = "ana@example.org"

@@ -32,6 +32,7 @@ from migrator.engine.limiter import AdaptiveLimiter
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.simulator.ews import Faults
 from migrator.store import open_store
+from migrator.store.claims import claim_next, release_orphans
 from migrator.store.fleet import (
     ensure_ceiling,
     fair_shares,
@@ -42,7 +43,6 @@ from migrator.store.fleet import (
     take_share,
 )
 from migrator.store.owners import identify, pid_namespace
-from migrator.store.work import claim_next, release_orphans
 from tests.fixtures.pg_campaign import PgCampaign, pg_campaign, pg_ctl, postgres_left_running
 from tests.fixtures.store import *  # noqa: F403
 

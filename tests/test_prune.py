@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,23 +16,13 @@ from migrator.cli.main import cli
 from migrator.commands.prune import prune
 from migrator.plan.loader import parse_plan
 from migrator.store import Store
-from migrator.store.schema import (
-    AccountDbRow,
-    EventRow,
-    FolderRow,
-    MessageRow,
-    PlanRow,
-    RunRow,
-    WorkerRow,
-)
-
-A = cast(Table, AccountDbRow.__table__)
-E = cast(Table, EventRow.__table__)
-F = cast(Table, FolderRow.__table__)
-M = cast(Table, MessageRow.__table__)
-P = cast(Table, PlanRow.__table__)
-R = cast(Table, RunRow.__table__)
-W = cast(Table, WorkerRow.__table__)
+from migrator.store.schema import accounts as A
+from migrator.store.schema import events as E
+from migrator.store.schema import folders as F
+from migrator.store.schema import messages as M
+from migrator.store.schema import plans as P
+from migrator.store.schema import runs as R
+from migrator.store.schema import workers as W
 
 PLAN = """\
 [plan]
@@ -207,7 +197,7 @@ def test_prune_command_is_a_dry_run_unless_applied(
 def test_an_accounts_newest_events_come_from_an_index(store: Store, plan_name: str) -> None:
     """`events --account` and `show ADDR` at millions of events: the account's events are read
     from ix_events_account_id in id order, not the plan's log backwards."""
-    from migrator.store import queries
+    from migrator.store.reporting import queries
 
     ids = _campaign(store, plan_name)
     now = datetime.now(UTC)

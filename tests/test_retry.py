@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from migrator.adapters.retry import RetryPolicy, RetryStats, StoppedWaiting, call_with_retry
 from migrator.model.errors import PermanentError, TransientError
+from migrator.retry import RetryPolicy, RetryStats, StoppedWaiting, call_with_retry
 
 
 class Flaky:

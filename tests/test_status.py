@@ -20,12 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from migrator.commands import state as state_module
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.store import open_store
-from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow, RunRow
+from migrator.store.schema import accounts as A
+from migrator.store.schema import events as E
+from migrator.store.schema import folders as F
+from migrator.store.schema import messages as M
+from migrator.store.schema import runs as R
 from migrator.store.types import utcnow
 from tests.fixtures.campaign import Campaign
 from tests.fixtures.reports import PLAN, invoke
@@ -108,7 +112,7 @@ def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
                     3 if address == "a2@example.org" else 1 if address == "b1@example.org" else 0
                 )
                 s.execute(
-                    update(AccountDbRow).where(AccountDbRow.id == ids[address]).values(
+                    update(A).where(A.c.id == ids[address]).values(
                         status=status, passes=passes, messages_done=done, bytes_done=nbytes,
                         messages_skipped=skipped, last_error_reason=reason,
                         last_error=f"{address}: {reason}" if reason else None,
@@ -123,24 +127,24 @@ def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
                 ("a2@example.org", ["too-large", "too-large", "unreadable"]),
                 ("b1@example.org", ["too-large"]),
             ):
-                folder = FolderRow(
-                    account_id=ids[address], native=".", display="Inbox", role="inbox"
-                )
-                s.add(folder)
-                s.flush()
+                folder_id = s.execute(
+                    insert(F)
+                    .values(account_id=ids[address], native=".", display="Inbox", role="inbox")
+                    .returning(F.c.id)
+                ).scalar_one()
                 for n, reason in enumerate(reasons):
-                    s.add(
-                        MessageRow(
-                            folder_id=folder.id,
+                    s.execute(
+                        insert(M).values(
+                            folder_id=folder_id,
                             account_id=ids[address],
                             source_key=f"k{n}",
                             state="skipped",
                             reason=reason,
                         )
                     )
-                s.add(
-                    MessageRow(
-                        folder_id=folder.id,
+                s.execute(
+                    insert(M).values(
+                        folder_id=folder_id,
                         account_id=ids[address],
                         source_key="done",
                         state="done",
@@ -148,26 +152,22 @@ def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
                     )
                 )
             # a1's messages went three hours ago: the ledger's older part, out of the last hour
-            folder = FolderRow(
-                account_id=ids["a1@example.org"], native=".", display="Inbox", role="inbox"
-            )
-            s.add(folder)
-            s.flush()
+            folder_id = s.execute(
+                insert(F)
+                .values(account_id=ids["a1@example.org"], native=".", display="Inbox", role="inbox")
+                .returning(F.c.id)
+            ).scalar_one()
             long_ago = utcnow() - timedelta(hours=3)
             for n in range(5):
-                s.add(MessageRow(folder_id=folder.id, account_id=ids["a1@example.org"], source_key=f"old{n}", state="done",
-                                 size=700, created_at=long_ago, updated_at=long_ago))  # fmt: skip
+                s.execute(insert(M).values(folder_id=folder_id, account_id=ids["a1@example.org"], source_key=f"old{n}", state="done",
+                                           size=700, created_at=long_ago, updated_at=long_ago))  # fmt: skip
             s.flush()
             # ledger ids grow with time: the rows of three hours ago get the lowest ones
-            s.execute(
-                update(MessageRow)
-                .where(MessageRow.source_key.like("old%"))
-                .values(id=MessageRow.id - 1000)
-            )
+            s.execute(update(M).where(M.c.source_key.like("old%")).values(id=M.c.id - 1000))
             # runs at work in the last hour: two hosts, overlapping (30 min together); one long before
             for host, start, end in (("h1", 50, 30), ("h2", 40, 20), ("h1", 180, 120)):
-                s.add(RunRow(plan_id=plan_id, command="run", host=host, pid=1, status="done",
-                             started_at=utcnow() - timedelta(minutes=start), finished_at=utcnow() - timedelta(minutes=end)))  # fmt: skip
+                s.execute(insert(R).values(plan_id=plan_id, command="run", host=host, pid=1, status="done",
+                                           started_at=utcnow() - timedelta(minutes=start), finished_at=utcnow() - timedelta(minutes=end)))  # fmt: skip
         # released in the last hour: a2 and b1 (synced, 50 messages); a1 two hours ago
         for address in ("a2@example.org", "b1@example.org", "a1@example.org"):
             _batch, status, _passes, done, nbytes, _reason = PROGRESS[address]
@@ -175,8 +175,8 @@ def campaign(store_url: str, tmp_path: Path) -> Iterator[StatusCampaign]:
                             detail={"messages_done": done, "bytes_done": nbytes})  # fmt: skip
         with store.session(write=True) as s:
             s.execute(
-                update(EventRow)
-                .where(EventRow.account_id == ids["a1@example.org"])
+                update(E)
+                .where(E.c.account_id == ids["a1@example.org"])
                 .values(at=utcnow() - timedelta(hours=2))
             )
         run_id = store.start_run(plan_id, "verify")
@@ -480,7 +480,7 @@ def test_the_first_ledger_row_of_a_window_is_found_by_id(backend: str, tmp_path:
 
 
 def _first_ledger_rows(url: str) -> None:
-    from migrator.store import reporting
+    from migrator.store.reporting import aggregates
 
     store = open_store(url)
     try:
@@ -493,23 +493,27 @@ def _first_ledger_rows(url: str) -> None:
         [account] = store.list_accounts(plan_id)
         now = utcnow()
         with store.reader() as db:
-            assert reporting.first_id_since(db, now - timedelta(hours=1)) is None  # an empty ledger
+            assert (
+                aggregates.first_id_since(db, now - timedelta(hours=1)) is None
+            )  # an empty ledger
         with store.session(write=True) as s:
-            folder = FolderRow(account_id=account.id, native=".", display="Inbox", role="inbox")
-            s.add(folder)
-            s.flush()
+            folder_id = s.execute(
+                insert(F)
+                .values(account_id=account.id, native=".", display="Inbox", role="inbox")
+                .returning(F.c.id)
+            ).scalar_one()
             # ids 10, 20, ... 300 (gaps, as after a reset), one every ten minutes up to now
             for n in range(30):
                 at = now - timedelta(minutes=10 * (29 - n))
-                s.add(MessageRow(id=10 * (n + 1), folder_id=folder.id, account_id=account.id, source_key=f"k{n}",
-                                 state="done", size=1, created_at=at, updated_at=at))  # fmt: skip
+                s.execute(insert(M).values(id=10 * (n + 1), folder_id=folder_id, account_id=account.id, source_key=f"k{n}",
+                                           state="done", size=1, created_at=at, updated_at=at))  # fmt: skip
         with store.reader() as db:
             for minutes, first in ((5, 300), (59, 250), (60, 240), (61, 240), (290, 10), (600, 10)):
-                assert reporting.first_id_since(db, now - timedelta(minutes=minutes)) == first, (
+                assert aggregates.first_id_since(db, now - timedelta(minutes=minutes)) == first, (
                     minutes
                 )
-            assert reporting.first_id_since(db, now + timedelta(seconds=1)) is None
-            assert reporting.done_since(db, plan_id, now - timedelta(minutes=60)) == (7, 7)
+            assert aggregates.first_id_since(db, now + timedelta(seconds=1)) is None
+            assert aggregates.done_since(db, plan_id, now - timedelta(minutes=60)) == (7, 7)
     finally:
         store.close()
 

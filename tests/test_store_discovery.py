@@ -13,8 +13,8 @@ from sqlalchemy import event, text, update
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.model.errors import StateError, UsageError
 from migrator.store import Store, open_store
-from migrator.store.raw import Raw
-from migrator.store.schema import AccountDbRow
+from migrator.store.database.raw import Raw
+from migrator.store.schema import accounts as A
 from tests.fixtures.store import *  # noqa: F403
 
 
@@ -70,11 +70,7 @@ def states(store: Store, plan_id: int) -> dict[str, str]:
 
 def set_progress(store: Store, plan_id: int, key: str, **values: object) -> None:
     with store.session(write=True) as s:
-        s.execute(
-            update(AccountDbRow)
-            .where(AccountDbRow.plan_id == plan_id, AccountDbRow.key == key)
-            .values(**values)
-        )
+        s.execute(update(A).where(A.c.plan_id == plan_id, A.c.key == key).values(**values))
 
 
 def test_first_discovery_inserts_every_entry(opened: tuple[Store, int]) -> None:

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import text
 
 from migrator.model.account import DiscoveredAccount, Scope
+from migrator.model.events import EventKind
 from migrator.store import open_store
-from migrator.store.schema import Base
+from migrator.store.schema import metadata
 from tests.fixtures.store import *  # noqa: F403
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "state.md").read_text(encoding="utf-8")
@@ -22,13 +23,19 @@ def _section(table: str) -> str:
     return match.group(0)
 
 
-@pytest.mark.parametrize("table", sorted(Base.metadata.tables))
+@pytest.mark.parametrize("table", sorted(metadata.tables))
 def test_every_column_is_documented(table: str) -> None:
     documented: set[str] = set()
     for line in _section(table).splitlines():
         if line.startswith("| ") and not line.startswith(("| column", "| ---")):
             documented.update(name.strip() for name in line.split("|")[1].split(","))
-    assert documented == {column.name for column in Base.metadata.tables[table].columns}
+    assert documented == {column.name for column in metadata.tables[table].columns}
+
+
+def test_every_event_kind_is_documented() -> None:
+    [kinds] = [line for line in _section("events").splitlines() if line.startswith("| kind |")]
+    # every `word` of the row names a kind, but for the command `verify`
+    assert set(re.findall(r"`([a-z_-]+)`", kinds)) - {"verify"} == {k.value for k in EventKind}
 
 
 def test_example_queries_run_and_answer(store_url: str) -> None:

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text, update
+from sqlalchemy import insert, inspect, select, text, update
 
 from migrator.model.errors import StateError
 from migrator.store import open_store
-from migrator.store.connect import MIGRATIONS_DIR
+from migrator.store.database.connect import MIGRATIONS_DIR
 from migrator.store.owners import pid_namespace
-from migrator.store.schema import Base, RunRow
+from migrator.store.schema import metadata, runs
 from tests.fixtures.store import *  # noqa: F403
 
 TABLES = {"plans", "runs", "accounts", "folders", "messages", "events", "workers"}
@@ -44,7 +44,7 @@ def test_models_match_what_the_migrations_built(store_url: str) -> None:
     try:
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            assert compare_metadata(context, Base.metadata) == []
+            assert compare_metadata(context, metadata) == []
     finally:
         store.close()
 
@@ -87,7 +87,7 @@ def test_runs_record_host_pid_times_and_summary(store_url: str, plan_name: str) 
         run_id = store.start_run(plan_id, "discover")
         store.finish_run(run_id, "done", {"in_scope": 3, "batches": {"sales": 3}})
         with store.session() as s:
-            run = s.get(RunRow, run_id)
+            run = s.execute(select(runs).where(runs.c.id == run_id)).one_or_none()
             assert run is not None
             assert (run.host, run.pid, run.command, run.status) == (
                 socket.gethostname(), os.getpid(), "discover", "done",
@@ -107,24 +107,28 @@ def test_runs_record_host_pid_times_and_summary(store_url: str, plan_name: str) 
         lapsed = store.start_run(plan_id, "run", lease_seconds=600)  # another host, silent
         with store.session(write=True) as s:
             s.execute(
-                update(RunRow)
-                .where(RunRow.id == killed)
+                update(runs)
+                .where(runs.c.id == killed)
                 .values(process=f"{pid_namespace()}/{gone.pid}/1")
             )
             s.execute(
-                update(RunRow)
-                .where(RunRow.id == elsewhere)
+                update(runs)
+                .where(runs.c.id == elsewhere)
                 .values(process="other-boot/4026531836/1/1")
             )
             s.execute(
-                update(RunRow)
-                .where(RunRow.id == lapsed)
+                update(runs)
+                .where(runs.c.id == lapsed)
                 .values(alive_until=datetime.now(UTC) - timedelta(seconds=1))
             )
         store.start_run(plan_id, "verify")
         with store.session() as s:
-            statuses = {run_id: (s.get(RunRow, run_id).status, s.get(RunRow, run_id).finished_at is not None)  # type: ignore[union-attr]
-                        for run_id in (killed, elsewhere, lapsed)}  # fmt: skip
+            found = s.execute(
+                select(runs.c.id, runs.c.status, runs.c.finished_at).where(
+                    runs.c.id.in_([killed, elsewhere, lapsed])
+                )
+            ).all()
+        statuses = {run_id: (status, finished is not None) for run_id, status, finished in found}
         assert statuses == {
             killed: ("interrupted", True),
             elsewhere: ("running", False),
@@ -139,11 +143,18 @@ def test_session_commits_on_success_and_rolls_back_on_error(store_url: str, plan
     try:
         plan_id = store.ensure_plan(plan_name, "maildir", "ews")
         with pytest.raises(RuntimeError), store.session(write=True) as s:
-            s.add(RunRow(plan_id=plan_id, command="run", host="h", pid=1, status="running"))
-            s.flush()
+            s.execute(
+                insert(runs).values(
+                    plan_id=plan_id, command="run", host="h", pid=1, status="running"
+                )
+            )
             raise RuntimeError("boom")
         with store.session(write=True) as s:
-            s.add(RunRow(plan_id=plan_id, command="verify", host="h", pid=1, status="running"))
+            s.execute(
+                insert(runs).values(
+                    plan_id=plan_id, command="verify", host="h", pid=1, status="running"
+                )
+            )
         with store.engine.connect() as conn:
             commands = (
                 conn.execute(text("SELECT command FROM runs WHERE plan_id = :p"), {"p": plan_id})
@@ -160,8 +171,11 @@ def test_naive_timestamps_are_refused(store_url: str, plan_name: str) -> None:
     try:
         plan_id = store.ensure_plan(plan_name, "maildir", "ews")
         with pytest.raises(Exception, match="naive datetime"), store.session(write=True) as s:
-            s.add(RunRow(plan_id=plan_id, command="x", host="h", pid=1, started_at=datetime.now()))
-            s.flush()
+            s.execute(
+                insert(runs).values(
+                    plan_id=plan_id, command="x", host="h", pid=1, started_at=datetime.now()
+                )
+            )
     finally:
         store.close()
 
@@ -302,7 +316,7 @@ def test_sqlite_page_caches_stay_bounded_with_many_connections(tmp_path: Path) -
     connection keeps the big cache (bulk writes take turns); the others get 8 MB."""
     import threading
 
-    from migrator.store.connect import CACHE_KIB, EXTRA_CACHE_KIB
+    from migrator.store.database.connect import CACHE_KIB, EXTRA_CACHE_KIB
 
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     sizes: list[int] = []

@@ -6,11 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import insert, text, update
 
 from migrator.model.account import DiscoveredAccount, Scope
 from migrator.store import Store, open_store
-from migrator.store.schema import AccountDbRow, FolderRow, MessageRow
+from migrator.store.schema import accounts as A
+from migrator.store.schema import folders as F
+from migrator.store.schema import messages as M
 from tests.fixtures.store import *  # noqa: F403
 
 
@@ -55,11 +57,7 @@ def campaign(store_url: str, plan_name: str) -> Iterator[tuple[Store, int]]:
         }
         with store.session(write=True) as s:
             for key, values in progress.items():
-                s.execute(
-                    update(AccountDbRow)
-                    .where(AccountDbRow.plan_id == plan_id, AccountDbRow.key == key)
-                    .values(**values)
-                )
+                s.execute(update(A).where(A.c.plan_id == plan_id, A.c.key == key).values(**values))
         yield store, plan_id
     finally:
         store.close()
@@ -129,10 +127,12 @@ def test_failures_and_skipped_messages_by_reason(campaign: tuple[Store, int]) ->
     with store.session(write=True) as s:
         folders = {}
         for key in ("p000@example.org", "p001@example.org"):
-            folder = FolderRow(account_id=accounts[key], native="INBOX", display="INBOX")
-            s.add(folder)
-            s.flush()
-            folders[key] = folder.id
+            folder_id = s.execute(
+                insert(F)
+                .values(account_id=accounts[key], native="INBOX", display="INBOX")
+                .returning(F.c.id)
+            ).scalar_one()
+            folders[key] = folder_id
         ledger = [
             ("p000@example.org", "m1", "done", None),
             ("p000@example.org", "m2", "skipped", "too-large"),
@@ -142,8 +142,8 @@ def test_failures_and_skipped_messages_by_reason(campaign: tuple[Store, int]) ->
             ("p001@example.org", "m3", "inflight", None),
         ]
         for key, source_key, state, reason in ledger:
-            s.add(
-                MessageRow(
+            s.execute(
+                insert(M).values(
                     folder_id=folders[key],
                     account_id=accounts[key],
                     source_key=source_key,

@@ -23,7 +23,7 @@ from migrator.model.errors import (
     MigratorError,
 )
 from migrator.report.console import error_console, safe
-from migrator.store.urls import mask_url
+from migrator.store.database.urls import mask_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 

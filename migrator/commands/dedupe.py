@@ -28,18 +28,19 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.targets import KeyedItems, TargetFolder, open_target
 from migrator.adapters.targets.base import GroupsIdentical, ListsByKey, Target, Withdraws
 from migrator.commands.secrets import target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageError
+from migrator.model.events import EventKind
 from migrator.model.plan import Plan
 from migrator.model.status import MessageState, RunStatus, Status
+from migrator.retry import RetryPolicy, call_with_retry
 from migrator.store import ledger
+from migrator.store.claims import worker_name
 from migrator.store.ledger import PlacedCopy
 from migrator.store.owners import process_gone
-from migrator.store.work import worker_name
 
 DELETE_BATCH = 500  # target ids per delete request
 
@@ -167,7 +168,7 @@ def dedupe(
                 if result.deleted:
                     store.add_event(
                         plan_id,
-                        "dedupe",
+                        EventKind.DEDUPE,
                         account_id=row.id,
                         run_id=run_id,
                         worker=worker_name(),

@@ -12,7 +12,7 @@ from migrator.commands.report import iso
 from migrator.commands.state import plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
-from migrator.store import queries
+from migrator.store.reporting import queries
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

@@ -43,13 +43,14 @@ from migrator.model.errors import (
     TransientError,
     UsageError,
 )
+from migrator.model.filters import FILTER_PROBLEMS, LIVE_REPLY, AutoReplyState, FilterOutcome
 from migrator.model.plan import FilterSettings, Plan
 from migrator.model.sieve import SieveScript, Translation
 from migrator.model.status import RunStatus
 from migrator.plan.secrets import read_secret
 from migrator.plan.templates import Template, TemplateError
 from migrator.store import filters as recorded
-from migrator.store.access import Access
+from migrator.store.database.access import Access
 
 if TYPE_CHECKING:
     from migrator.store import AccountRow
@@ -73,7 +74,7 @@ class AccountFilters:
 
     address: str
     target_address: str
-    outcome: str  # applied | reported | none | checked | broken | failed
+    outcome: FilterOutcome
     translation: Translation | None = None
     origin: str | None = None
     error: str | None = None
@@ -81,7 +82,7 @@ class AccountFilters:
     rule_ids: list[str] = field(default_factory=list)
     replaced: int = 0
     kept: int = 0
-    auto_reply: str | None = None  # on | scheduled | expired | off | None (untouched)
+    auto_reply: AutoReplyState | None = None  # None: untouched
     auto_reply_sha256: str | None = None  # of the reply migrator set, to know it again
     script_sha256: str | None = None
     outage: Outage | None = None  # the server as a whole failed, not this account
@@ -92,7 +93,7 @@ class FiltersSummary:
     target_kind: str
     accounts: list[AccountFilters] = field(default_factory=list)
 
-    def count(self, outcome: str) -> int:
+    def count(self, outcome: FilterOutcome) -> int:
         return sum(1 for a in self.accounts if a.outcome == outcome)
 
     def total(self, attr: str) -> int:
@@ -100,15 +101,12 @@ class FiltersSummary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.count("failed") or self.count("broken") else 0
+        return 1 if any(self.count(o) for o in FILTER_PROBLEMS) else 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "accounts": len(self.accounts),
-            **{
-                o: self.count(o)
-                for o in ("applied", "reported", "none", "checked", "broken", "failed")
-            },
+            **{o.value: self.count(o) for o in FilterOutcome},
             "statements": self.total("statements"),
             "translated": self.total("translated"),
             "approximate": self.total("approximate"),
@@ -337,7 +335,7 @@ def _account(
 ) -> AccountFilters:
     address = account.address or account.key
     mailbox = account.target_address or address
-    result = AccountFilters(address=address, target_address=mailbox, outcome="failed")
+    result = AccountFilters(address=address, target_address=mailbox, outcome=FilterOutcome.FAILED)
     previous = recorded.recorded(store, account.id)
     try:
         script = reader(_fields(account))
@@ -349,21 +347,21 @@ def _account(
         if parsed is not None and parsed.error is not None:
             # Pigeonhole runs no filter from a script it cannot compile; what migrator applied
             # earlier stays until the script is fixed (nothing is lost meanwhile)
-            result.outcome = "broken"
+            result.outcome = FilterOutcome.BROKEN
             result.error = f"the script {parsed.script.name!r} does not parse: {parsed.error}"
             result.error_hint = (
                 "fix the script (the line is named); then run `migrator filters` again"
             )
             result.rule_ids = list(previous.rule_ids) if previous else []
         elif request.dry_run:
-            result.outcome = "checked"
+            result.outcome = FilterOutcome.CHECKED
         elif writers is None:
-            result.outcome = "reported" if script is not None else "none"
+            result.outcome = FilterOutcome.REPORTED if script is not None else FilterOutcome.NONE
         else:
             _apply(writers(mailbox), settings, translation, previous, result)
-            result.outcome = "applied" if script is not None else "none"
+            result.outcome = FilterOutcome.APPLIED if script is not None else FilterOutcome.NONE
     except (PermanentError, TransientError) as exc:
-        result.outcome = "failed"
+        result.outcome = FilterOutcome.FAILED
         result.error = str(exc)
         result.error_hint = exc.hint
         result.outage = exc.outage
@@ -391,25 +389,23 @@ def _apply(
     if settings.vacation:
         if reply is not None and not reply.expired:
             writer.set_auto_reply(reply)
-            result.auto_reply = "scheduled" if (reply.start or reply.end) else "on"
+            result.auto_reply = (
+                AutoReplyState.SCHEDULED if (reply.start or reply.end) else AutoReplyState.ON
+            )
         else:
             # ours earlier and still what we set: the vacation is gone or over, switch it off;
             # an automatic reply the user set in Outlook is left alone
-            if (
-                previous
-                and previous.auto_reply in ("on", "scheduled")
-                and previous.auto_reply_sha256
-            ):
+            if previous and previous.auto_reply in LIVE_REPLY and previous.auto_reply_sha256:
                 current = writer.auto_reply()
                 if (
                     current.state != "Disabled"
                     and _sha(current.internal_reply or "") == previous.auto_reply_sha256
                 ):
                     writer.disable_auto_reply()
-                    result.auto_reply = "off"
+                    result.auto_reply = AutoReplyState.OFF
             if reply is not None and reply.expired:
-                result.auto_reply = result.auto_reply or "expired"
-        if result.auto_reply in ("on", "scheduled") and reply is not None:
+                result.auto_reply = result.auto_reply or AutoReplyState.EXPIRED
+        if result.auto_reply in LIVE_REPLY and reply is not None:
             result.auto_reply_sha256 = _sha(reply_html(reply.message))
 
 
@@ -422,11 +418,7 @@ def _record(
 ) -> None:
     t = result.translation
     auto_sha = result.auto_reply_sha256
-    if (
-        result.auto_reply is None
-        and previous is not None
-        and result.outcome in ("failed", "broken")
-    ):
+    if result.auto_reply is None and previous is not None and result.outcome in FILTER_PROBLEMS:
         auto_sha = previous.auto_reply_sha256
     rec = recorded.FilterRecord(
         outcome=result.outcome,
@@ -438,10 +430,10 @@ def _record(
         refused=t.refused if t else 0,
         rules=len(t.rules) if t else 0,
         rule_ids=result.rule_ids
-        if result.outcome in ("applied", "none", "broken")
+        if result.outcome in (FilterOutcome.APPLIED, FilterOutcome.NONE, FilterOutcome.BROKEN)
         else (previous.rule_ids if previous else []),
         auto_reply=result.auto_reply
-        or (previous.auto_reply if previous and result.outcome in ("failed", "broken") else None),
+        or (previous.auto_reply if previous and result.outcome in FILTER_PROBLEMS else None),
         auto_reply_sha256=auto_sha,
         error=result.error,
         refusals=[

@@ -11,8 +11,8 @@ from migrator.model.plan import Plan
 from migrator.model.scope import Scope
 from migrator.model.status import Status
 from migrator.store import Store, ledger
-from migrator.store.queries import find_account
-from migrator.store.work import reset_account, reset_attempts, worker_name
+from migrator.store.claims import reset_account, reset_attempts, worker_name
+from migrator.store.reporting.queries import find_account
 
 
 def _account(store: Store, plan_id: int, plan: Plan, address: str) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from typing import Any
 from migrator.commands.state import plan_store
 from migrator.commands.status import status
 from migrator.model.plan import Plan
-from migrator.store import cutover_reads, queries
+from migrator.store.reporting import cutover as cutover_report
+from migrator.store.reporting import queries
 
 # the order of a report row (CSV header, JSON keys, HTML table columns)
 COLUMNS = (
@@ -112,7 +113,7 @@ def build_report(
 def cutover_timeline(store: Any, plan_id: int) -> list[dict[str, Any]]:
     """Every cut-over wave (switches and rollbacks), oldest first, with its steps' times."""
     with store.reader() as db:
-        waves = cutover_reads.waves(db, plan_id, limit=10_000)
+        waves = cutover_report.waves(db, plan_id, limit=10_000)
     for wave in waves:
         for key in ("started_at", "switched_at", "finished_at", "updated_at"):
             wave[key] = iso(wave[key])

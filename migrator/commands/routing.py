@@ -11,7 +11,7 @@ from migrator.commands.nexthop import host_result, nexthop_result
 from migrator.commands.state import check_selection, plan_store
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
-from migrator.store import queries
+from migrator.store.reporting import queries
 
 
 def nexthop_for(plan: Plan, nexthop: str | None) -> str:

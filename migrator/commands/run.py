@@ -6,7 +6,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from migrator.adapters.retry import RetryPolicy
 from migrator.adapters.targets import open_target
 from migrator.commands.heartbeat import keep_run_alive
 from migrator.commands.secrets import source_password, target_secrets
@@ -17,6 +16,7 @@ from migrator.engine.runner import Runner, RunOptions, RunSummary
 from migrator.model.errors import UsageError
 from migrator.model.plan import Plan
 from migrator.model.status import RunStatus
+from migrator.retry import RetryPolicy
 from migrator.store.owners import Identity, identify
 
 

@@ -13,13 +13,14 @@ from migrator.commands.secrets import source_password
 from migrator.commands.state import plan_store
 from migrator.engine.delta import describe
 from migrator.model.errors import MigratorError, UsageError
+from migrator.model.events import EventKind
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
 from migrator.model.reasons import advice as advice_for
 from migrator.model.scope import advice as scope_advice
 from migrator.model.status import PASS_COMPLETED
-from migrator.store import queries
 from migrator.store.filters import recorded as recorded_filters
+from migrator.store.reporting import queries
 
 MESSAGE_CAP = 50
 _HEADER_BYTES = 64 * 1024
@@ -113,7 +114,8 @@ def show_account(
     source_note = read_subjects(plan, account, problems) if read_source else None
     # what the newest completed pass carried of the user's changes (its `released` event)
     released = next(
-        (e for e in history if e["kind"] == "released" and e["to_state"] in PASS_COMPLETED), None
+        (e for e in history if e["kind"] == EventKind.RELEASED and e["to_state"] in PASS_COMPLETED),
+        None,
     )
     carried = (
         dict((released["detail"] or {}).get("changes") or {}) if released is not None else None

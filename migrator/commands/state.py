@@ -1,6 +1,6 @@
 """Which state database a command uses, and opening it for what the command does.
 
-Each command opens the state with the access it needs (store/access.py): the read commands
+Each command opens the state with the access it needs (store/database/access.py): the read commands
 (status, accounts, show, events, report, routing, workers, run --dry-run) with "read", which
 never creates, writes or upgrades anything; `discover` with "create"; the other commands that
 write (run, retry, reset, verify, workers --ceiling) with "write"; `migrator upgrade` with
@@ -22,11 +22,11 @@ from migrator.model.plan import DEFAULT_STATE_URL, Plan
 from migrator.model.scope import Scope
 from migrator.model.scope import advice as scope_advice
 from migrator.plan import resolve_state_url
-from migrator.store import reporting
-from migrator.store.access import Access, EmptyStateDatabase, NoStateDatabase, SchemaBehind
-from migrator.store.raw import Raw
-from migrator.store.readonly import open_readonly
-from migrator.store.urls import mask_url
+from migrator.store.database.access import Access, EmptyStateDatabase, NoStateDatabase, SchemaBehind
+from migrator.store.database.raw import Raw
+from migrator.store.database.readonly import open_readonly
+from migrator.store.database.urls import mask_url
+from migrator.store.reporting import aggregates
 
 if TYPE_CHECKING:  # the Store (and SQLAlchemy under it) loads only when a command opens it
     from migrator.store import AccountRow, Store
@@ -153,7 +153,7 @@ def plan_reader(plan: Plan, state_url: str | None) -> Iterator[tuple[Raw, int, s
             yield db, plan_id, store.url
         return
     try:
-        found = reporting.plan_id(quick.db, plan.name)
+        found = aggregates.plan_id(quick.db, plan.name)
         if found is None:
             raise _not_discovered(plan, quick.url, state_url)
         yield quick.db, found, quick.url
@@ -196,7 +196,7 @@ def check_selection(
     """Refuse a selection naming an account or a batch the plan does not have (a typo must not
     end in "0 accounts", exit 0), or, with `in_scope_only`, one whose accounts are not in scope;
     one UsageError names every such name and why."""
-    from migrator.store import queries
+    from migrator.store.reporting import queries
 
     problems: list[str] = []
     hints: list[str] = []

@@ -11,7 +11,9 @@ from migrator.model.heartbeat import beat_seconds
 from migrator.model.plan import Plan
 from migrator.model.scope import Scope
 from migrator.model.status import Status
-from migrator.store import cutover_reads, filter_reporting, reporting
+from migrator.store.reporting import aggregates
+from migrator.store.reporting import cutover as cutover_report
+from migrator.store.reporting import filters as filter_report
 
 # An estimate needs this much to stand on: the pace of a few seconds, or of one or two
 # accounts, says nothing about the next thousand (the first accounts are often small ones).
@@ -65,32 +67,32 @@ def campaign(plan: Plan, *, state_url: str | None = None) -> dict[str, Any]:
     with plan_reader(plan, state_url) as (db, plan_id, _shown_url):
         return {
             "accounts": _accounts(
-                reporting.account_counts(db, plan_id), reporting.progress_counts(db, plan_id)
+                aggregates.account_counts(db, plan_id), aggregates.progress_counts(db, plan_id)
             ),
-            "messages": reporting.totals(db, plan_id),
-            "skipped_by_reason": reporting.skipped_by_reason(db, plan_id),
+            "messages": aggregates.totals(db, plan_id),
+            "skipped_by_reason": aggregates.skipped_by_reason(db, plan_id),
         }
 
 
 def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> dict[str, Any]:
     with plan_reader(plan, state_url) as (db, plan_id, shown_url):
-        counts = reporting.account_counts(db, plan_id)
+        counts = aggregates.account_counts(db, plan_id)
         statuses: dict[str, int] = counts["statuses"]
         total = counts[Scope.IN_SCOPE]
-        progress = reporting.progress_counts(db, plan_id)
+        progress = aggregates.progress_counts(db, plan_id)
         migrated = progress["migrated"]
         # a killed run was at work until about one heartbeat after its workers' last one
         heartbeat = timedelta(seconds=beat_seconds(plan.run.lease_seconds))
-        recent = reporting.recent_throughput(db, plan_id, heartbeat=heartbeat)
+        recent = aggregates.recent_throughput(db, plan_id, heartbeat=heartbeat)
         eta_hours, eta_basis = estimate(total - migrated, recent)
         groups: list[dict[str, Any]]
         if by == "status":
             groups = [{"status": k, "accounts": v} for k, v in sorted(statuses.items())]
         elif by == "ou":
-            groups = _by_ou(reporting.dn_statuses(db, plan_id))
+            groups = _by_ou(aggregates.dn_statuses(db, plan_id))
         else:
-            groups = reporting.progress_by_batch(db, plan_id)
-        last_verify = reporting.last_run(db, plan_id, "verify")
+            groups = aggregates.progress_by_batch(db, plan_id)
+        last_verify = aggregates.last_run(db, plan_id, "verify")
         cutover = cutover_status(db, plan_id)
         return {
             "cutover": cutover,
@@ -99,16 +101,16 @@ def status(plan: Plan, *, state_url: str | None = None, by: str = "batch") -> di
             "headline": f"{migrated:,} of {total:,} accounts migrated"
             + (f" ({100.0 * migrated / total:.1f} %)" if total else ""),
             "accounts": _accounts(counts, progress),
-            "messages": reporting.totals(db, plan_id),
-            "skipped_by_reason": reporting.skipped_by_reason(db, plan_id),
-            "failures_by_reason": reporting.failures_by_reason(db, plan_id),
+            "messages": aggregates.totals(db, plan_id),
+            "skipped_by_reason": aggregates.skipped_by_reason(db, plan_id),
+            "failures_by_reason": aggregates.failures_by_reason(db, plan_id),
             "by": by,
             "groups": groups,
             "last_hour": recent,
             "eta_hours": eta_hours,
             "eta_basis": eta_basis,
             "last_verification": last_verify,
-            "filters": filter_reporting.totals(db, plan_id),
+            "filters": filter_report.totals(db, plan_id),
         }
 
 
@@ -138,11 +140,11 @@ def _by_ou(rows: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
 def cutover_status(db: Any, plan_id: int) -> dict[str, Any] | None:
     """Per batch: accounts pre-staged (migrated, not switched), switched (final delta to come)
     and cut over (finished); and the last waves. None before the first `cutover`."""
-    if not cutover_reads.has_cutover(db, plan_id):
+    if not cutover_report.has_cutover(db, plan_id):
         return None
-    touched = cutover_reads.cutover_by_batch(db, plan_id)
+    touched = cutover_report.cutover_by_batch(db, plan_id)
     batches = []
-    for row in reporting.progress_by_batch(db, plan_id):
+    for row in aggregates.progress_by_batch(db, plan_id):
         name = row["batch"] or ""
         c = touched.get(name, {"switched": 0, "cut_over": 0, "in_progress": 0, "migrated": 0})
         batches.append({
@@ -150,7 +152,7 @@ def cutover_status(db: Any, plan_id: int) -> dict[str, Any] | None:
             "pre_staged": row["migrated"] - c["migrated"], "switched": c["switched"],
             "cut_over": c["cut_over"], "in_progress": c["in_progress"],
         })  # fmt: skip
-    waves = cutover_reads.waves(db, plan_id, limit=20)
+    waves = cutover_report.waves(db, plan_id, limit=20)
     return {
         "batches": batches,
         "totals": {

@@ -11,7 +11,7 @@ from typing import Any
 
 from migrator.commands.state import open_state
 from migrator.model.plan import Plan
-from migrator.store.revision import newest_revision
+from migrator.store.database.revision import newest_revision
 
 
 def upgrade_state(plan: Plan | None, state_url: str | None) -> dict[str, Any]:

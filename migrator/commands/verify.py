@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import TargetFolder, open_target
 from migrator.adapters.targets.base import ChecksPresence, Inventories, ShowsFlags, Target
@@ -27,6 +26,7 @@ from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError, UsageErr
 from migrator.model.mail import Flags, MessageRecord, SkippedMessage
 from migrator.model.plan import Plan
 from migrator.model.status import MessageState, RunStatus, Status
+from migrator.retry import RetryPolicy, call_with_retry
 from migrator.store import ledger, verification
 from migrator.store.fleet import owner_gone
 from migrator.store.owners import identify

@@ -9,8 +9,8 @@ from migrator.commands.state import plan_store
 from migrator.model.heartbeat import beat_seconds, gone_after, stale_after
 from migrator.model.plan import Plan
 from migrator.model.status import LIVE_WORKERS, WorkerState
-from migrator.store import reporting
 from migrator.store.fleet import ceiling_of, list_workers, set_ceiling, target_key
+from migrator.store.reporting import aggregates
 from migrator.store.types import utcnow
 
 RECENT = timedelta(hours=24)  # stopped and gone workers older than this are shown only with --all
@@ -54,9 +54,9 @@ def workers(
         # most, model/heartbeat.py), and nothing before the first one. The accounts it holds
         # and the messages the ledger recorded for it are known at once, so they come from there.
         with store.reader() as db:
-            held = reporting.leases_by_owner(db, plan_id)
+            held = aggregates.leases_by_owner(db, plan_id)
             since = min([now - RATE_WINDOW, *(w.heartbeat_at or w.started_at for w in live)])
-            done = reporting.done_by_worker(db, plan_id, since) if live else []
+            done = aggregates.done_by_worker(db, plan_id, since) if live else []
     listed: list[dict[str, Any]] = []
     for w in rows:
         state = states[w.id]

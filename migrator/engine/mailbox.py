@@ -31,7 +31,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from migrator.adapters.retry import RetryPolicy, RetryStats, StoppedWaiting, call_with_retry
 from migrator.adapters.sources import Renumbers, Source, open_account_source
 from migrator.adapters.targets.base import (
     FindsByContent,
@@ -58,9 +57,10 @@ from migrator.model.mail import (
 from migrator.model.plan import Plan
 from migrator.model.reasons import Reason
 from migrator.model.status import MessageState, PassOutcome
+from migrator.retry import RetryPolicy, RetryStats, StoppedWaiting, call_with_retry
 from migrator.store import Store, changes, ledger
+from migrator.store.claims import Claim, LeaseLost
 from migrator.store.ledger import Outcome
-from migrator.store.work import Claim, LeaseLost
 
 T = TypeVar("T")
 
@@ -818,7 +818,7 @@ class AccountJob(Reconciler):
         keys of this chunk but not adopted for them: a search by key must never take one for
         our upload.
 
-        The retry loop is adapters/retry.py's: each attempt that leaves items unsettled raises
+        The retry loop is migrator/retry.py's: each attempt that leaves items unsettled raises
         `_Unsettled` (the server's longest hint, throttled or not); an attempt that got some
         stored counts as the first again (`progress`); a stop request ends the back-off, and
         the items left stay in flight for the next attempt to look up before resending."""

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from migrator.adapters.sources import Source
     from migrator.engine.mailbox import Context
     from migrator.engine.progress import AccountOutcome
+    from migrator.store.claims import Claim
     from migrator.store.ledger import StoredFolder
-    from migrator.store.work import Claim
 
 T = TypeVar("T")
 

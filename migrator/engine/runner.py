@@ -14,6 +14,7 @@ crash), so nothing is lost or sent twice.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import Source, open_account_source
 from migrator.adapters.targets.base import HoldsMailboxes, Target
 from migrator.engine.breaker import Breaker, WaitNotices, guard, outage_of
@@ -43,20 +43,9 @@ from migrator.model.heartbeat import beat_seconds, renew_seconds
 from migrator.model.plan import Plan
 from migrator.model.scope import Scope
 from migrator.model.status import PassOutcome, Status
-from migrator.store import Store, reporting
-from migrator.store.fleet import (
-    Share,
-    ensure_ceiling,
-    register_worker,
-    stop_worker,
-    take_share,
-    target_key,
-    worker_heartbeat,
-)
-from migrator.store.owners import Identity, identify
-from migrator.store.store import StateUnavailable
-from migrator.store.types import utcnow
-from migrator.store.work import (
+from migrator.retry import RetryPolicy, call_with_retry
+from migrator.store import Store
+from migrator.store.claims import (
     Claim,
     ClaimFilter,
     LeaseLost,
@@ -67,11 +56,22 @@ from migrator.store.work import (
     release_orphans,
     renew,
 )
+from migrator.store.fleet import (
+    Share,
+    ensure_ceiling,
+    register_worker,
+    stop_worker,
+    take_share,
+    target_key,
+    worker_heartbeat,
+)
+from migrator.store.owners import Identity, identify
+from migrator.store.reporting import aggregates
+from migrator.store.store import StateUnavailable
+from migrator.store.types import utcnow
 
 T = TypeVar("T")
 RATE_WINDOW_S = 60.0  # messages/s shown by `migrator workers`: over the last minute
-# waiting for the state database is bounded by time (reconnect_seconds), not by attempts
-STATE_ATTEMPTS = 1_000_000
 
 
 class _CountingProgress:
@@ -271,7 +271,7 @@ class Runner:
         self.store.on_reconnect_wait = self.progress.note
         counts = self.store.discovery_counts(self.plan_id)
         with self.store.reader() as db:  # counted as `status` counts them
-            migrated = reporting.progress_counts(db, self.plan_id)["migrated"]
+            migrated = aggregates.progress_counts(db, self.plan_id)["migrated"]
         self.progress.run_started(counts[Scope.IN_SCOPE], migrated)
         self._join_fleet()
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
@@ -530,7 +530,7 @@ class Runner:
         """Retries while the state database is away: bounded by the store's reconnect_seconds,
         not by attempts; short waits, as each attempt's own connect waits for the server."""
         return RetryPolicy(
-            attempts=STATE_ATTEMPTS, deadline=self.store.reconnect_seconds, base=0.1, cap=5.0
+            attempts=sys.maxsize, deadline=self.store.reconnect_seconds, base=0.1, cap=5.0
         )
 
     def _patiently(self, what: str, action: Callable[[], T]) -> T:

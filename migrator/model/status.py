@@ -22,7 +22,7 @@ class Status(enum.StrEnum):
 
 
 # The last pass completed. Not the "migrated" of "N of M accounts migrated": that also counts an
-# account whose later delta pass is at work or failed (store/reporting.py, MIGRATED_SQL).
+# account whose later delta pass is at work or failed (store/reporting/aggregates.py, MIGRATED_SQL).
 # (Groups are tuples: an SQL IN list built from one keeps its order.)
 PASS_COMPLETED = (Status.SYNCED, Status.VERIFIED)
 

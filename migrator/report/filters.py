@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from migrator.commands.filters import AccountFilters, FiltersSummary
+from migrator.model.filters import FILTER_PROBLEMS
 from migrator.model.sieve import (
     RULE_MARKER,
     AutoReply,
@@ -67,7 +68,7 @@ def render_summary(console: Console, summary: FiltersSummary) -> None:
         shown = [
             a
             for a in summary.accounts
-            if a.outcome in ("failed", "broken") or (a.translation and a.translation.refused)
+            if a.outcome in FILTER_PROBLEMS or (a.translation and a.translation.refused)
         ][:TABLE_ROWS]
     table = Table(
         title="Sieve filters"

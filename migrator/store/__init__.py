@@ -1,30 +1,34 @@
-"""The state store: SQLAlchemy models, queries and Alembic migrations of migrator's own schema.
+"""The state store: migrator's own tables (SQLAlchemy Core), queries and Alembic migrations.
 
 Only this package imports sqlalchemy and alembic. Which entry point serves which need:
 
-- Opening the state: `open_store(url, access=…)` gives a `Store` (access.py says what "read",
-  "write" and "create" may do). Commands open it through commands/state.py (`plan_store`), and
-  `status` through `plan_reader`, which tries readonly.py first: no SQLAlchemy, half a second
-  less start-up.
+- Opening the state: `open_store(url, access=…)` gives a `Store` (database/access.py says what
+  "read", "write" and "create" may do). Commands open it through commands/state.py
+  (`plan_store`), and `status` through `plan_reader`, which tries database/readonly.py first: no
+  SQLAlchemy, half a second less start-up.
 - A command's own records, on `Store`: plans, runs (`start_run`, `finish_run`), events
-  (`add_event`), discovery (`record_discovery`, `list_accounts`).
-- Migrating an account (the engine): work.py claims an account and fences every write by its
+  (`add_event`), discovery (`record_discovery`, `list_accounts`; discovery.py does the work).
+- The event log: events.py is its one writer. A change of state writes its event there, in
+  the transaction of the change (`events.write`); `Store.add_event` records one on its own.
+- Migrating an account (the engine): claims.py claims an account and fences every write by its
   lease epoch; ledger.py is the per-message chunk protocol (`begin_chunk`, `finish_chunk`,
   `inflight`, `resolve_inflight`); changes.py what delta passes carried (flags, moves,
   deletions). fleet.py and owners.py: the processes at work and the target ceiling they share.
 - Other commands' results: verification.py (`verify`), filters.py (`filters`), cutover.py
-  (`cutover`).
-- Reading for `status` and reports: reporting.py, cutover_reads.py and filter_reporting.py
-  are aggregates in plain SQL on a `Raw` reader (`Store.reader()`, or readonly.py's), the same
-  text on both backends; queries.py lists for `show`, `report`, `events` and `routing`. What
-  they hand up: rows.py's dataclasses and plain dicts, never SQLAlchemy objects. The values of
-  statuses, scopes, message states and reasons are model/'s enums (status.py, scope.py,
-  reasons.py).
-- Underneath: schema.py (the tables), types.py, raw.py (DBAPI-level bulk reads and writes),
-  connect.py, revision.py, sqlite_files.py, urls.py, migrations/.
+  (`cutover`), retention.py (`prune`).
+- Reading for `status` and reports, in reporting/: aggregates.py, cutover.py and filters.py are
+  plain SQL on a `Raw` reader (`Store.reader()`, or database/readonly.py's), the same text on
+  both backends; queries.py lists for `show`, `report`, `events` and `routing`. What they hand
+  up: rows.py's dataclasses and plain dicts, never SQLAlchemy objects. The values of statuses,
+  scopes, message states, reasons, event kinds, cut-over states and filter outcomes are model/'s
+  enums (status.py, scope.py, reasons.py, events.py, cutover.py, filters.py).
+- Underneath: schema.py (every table, declared once), types.py (their column types), migrations/, and
+  database/: access.py, connect.py, revision.py, raw.py (DBAPI-level bulk reads and writes),
+  readonly.py, sqlite_files.py, urls.py.
 
-The names below load on first use, so a module of this package that needs no SQLAlchemy
-(access, readonly, reporting, raw, revision, sqlite_files, urls) can be imported without it.
+The names below load on first use, so a module that needs no SQLAlchemy (database/'s access,
+raw, readonly, revision, sqlite_files and urls; reporting/'s aggregates, cutover and filters)
+can be imported without it.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from migrator.store.database.urls import mask_url
     from migrator.store.rows import ALL_STATES, AccountRow, DiscoverySummary
     from migrator.store.store import DEFAULT_URL, Store, open_store
-    from migrator.store.urls import mask_url
 
 _WHERE = {
     "ALL_STATES": "migrator.store.rows",
@@ -44,7 +48,7 @@ _WHERE = {
     "DEFAULT_URL": "migrator.store.store",
     "Store": "migrator.store.store",
     "open_store": "migrator.store.store",
-    "mask_url": "migrator.store.urls",
+    "mask_url": "migrator.store.database.urls",
 }
 
 

@@ -14,18 +14,19 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import bindparam, update
 
 from migrator.model.status import MessageState
-from migrator.store.raw import Raw
-from migrator.store.schema import AccountDbRow, FolderRow, MessageRow
+from migrator.store.claims import Claim, fence
+from migrator.store.database.raw import Raw
+from migrator.store.schema import accounts as A
+from migrator.store.schema import folders as F
+from migrator.store.schema import messages as M
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-from migrator.store.work import Claim, fence
 
-M = cast(Table, MessageRow.__table__)
 _BATCH = 2000
 
 _SET_FLAGS = (
@@ -80,9 +81,6 @@ def pending_json(value: dict[str, Any]) -> str:
 
 
 # --- moves and deletions -------------------------------------------------------------------------
-
-F = cast(Table, FolderRow.__table__)
-A = cast(Table, AccountDbRow.__table__)
 
 
 @dataclass(frozen=True)

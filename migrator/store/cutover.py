@@ -15,20 +15,19 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 
 from migrator.model.cutover import ROUTED, WAVE_OPEN, CutoverState, StepStatus, WaveStatus
+from migrator.model.events import EventKind
 from migrator.model.scope import Scope
-from migrator.store.schema import AccountDbRow, CutoverStepRow, CutoverWaveRow, EventRow
+from migrator.store import events
+from migrator.store.schema import accounts as A
+from migrator.store.schema import cutover_steps as S
+from migrator.store.schema import cutover_waves as W
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-
-A = cast(Table, AccountDbRow.__table__)
-W = cast(Table, CutoverWaveRow.__table__)
-S = cast(Table, CutoverStepRow.__table__)
-E = cast(Table, EventRow.__table__)
 
 _CHUNK = 500  # ids per IN list
 
@@ -127,20 +126,6 @@ def colleague(store: Store, plan_id: int, domain: str, skip: set[str]) -> str | 
     return None
 
 
-def _events(conn: Any, plan_id: int, rows: Sequence[dict[str, Any]], kind: str, to_state: str | None,
-            detail: dict[str, Any]) -> None:  # fmt: skip
-    if rows:
-        now = utcnow()
-        conn.execute(
-            insert(E),
-            [
-                {"at": now, "plan_id": plan_id, "account_id": r["id"], "kind": kind, "from_state": r["cutover"],
-                 "to_state": to_state, "detail": detail, "worker": None, "run_id": None}
-                for r in rows
-            ],
-        )  # fmt: skip
-
-
 def _move(
     store: Store,
     plan_id: int,
@@ -148,7 +133,7 @@ def _move(
     values: dict[str, Any],
     *,
     ids: Sequence[int] | None = None,
-    event: str | None = None,
+    event: EventKind | None = None,
     detail: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Move the accounts matching `where` (and `ids`), writing one event each; the rows as
@@ -168,7 +153,14 @@ def _move(
                 continue
             conn.execute(update(A).where(A.c.id.in_([r["id"] for r in rows])).values(**values))
             if event:
-                _events(conn, plan_id, rows, event, values.get("cutover"), detail or {})
+                events.write_many(
+                    conn,
+                    plan_id,
+                    event,
+                    [(r["id"], r["cutover"]) for r in rows],
+                    to_state=values.get("cutover"),
+                    detail=detail or {},
+                )
             moved += rows
     return moved
 
@@ -195,7 +187,7 @@ def abandon_switch(store: Store, plan_id: int, wave_id: int) -> int:
 
 def confirm_switch(store: Store, plan_id: int, wave_id: int, at: datetime) -> int:
     where = and_(A.c.cutover_wave == wave_id, A.c.cutover == CutoverState.SWITCHING)
-    return len(_move(store, plan_id, where, {"cutover": CutoverState.SWITCHED, "switched_at": at}, event="switched",
+    return len(_move(store, plan_id, where, {"cutover": CutoverState.SWITCHED, "switched_at": at}, event=EventKind.SWITCHED,
                      detail={"wave": wave_id}))  # fmt: skip
 
 
@@ -204,7 +196,7 @@ def finish_accounts(
 ) -> int:
     """The final delta pass after the switch is done for these accounts: cut over."""
     where = A.c.cutover == CutoverState.SWITCHED
-    return len(_move(store, plan_id, where, {"cutover": CutoverState.CUT_OVER, "cutover_at": at}, ids=ids, event="cut-over",
+    return len(_move(store, plan_id, where, {"cutover": CutoverState.CUT_OVER, "cutover_at": at}, ids=ids, event=EventKind.CUT_OVER,
                      detail={"wave": wave_id}))  # fmt: skip
 
 
@@ -228,7 +220,7 @@ def undo_revert(store: Store, plan_id: int, ids: Sequence[int]) -> int:
 
 def confirm_revert(store: Store, plan_id: int, wave_id: int, ids: Sequence[int]) -> int:
     values = {"cutover": None, "switched_at": None, "cutover_at": None, "cutover_wave": None}
-    return len(_move(store, plan_id, A.c.cutover == CutoverState.REVERTING, values, ids=ids, event="switched-back",
+    return len(_move(store, plan_id, A.c.cutover == CutoverState.REVERTING, values, ids=ids, event=EventKind.SWITCHED_BACK,
                      detail={"wave": wave_id}))  # fmt: skip
 
 

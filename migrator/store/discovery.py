@@ -11,22 +11,23 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, select, update
 
 from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError
+from migrator.model.events import EventKind
 from migrator.model.scope import Scope
 from migrator.model.status import Status
-from migrator.store.raw import Raw
+from migrator.store import events
+from migrator.store.database.raw import Raw
 from migrator.store.rows import DiscoverySummary
-from migrator.store.schema import PlanRow
+from migrator.store.schema import plans
 
 WRITE_BATCH = 5000
 DUPLICATES_KEPT = 20
 
-plans = cast(Table, PlanRow.__table__)
 
 # the columns discovery owns, in the order the rows below are built
 DISCOVERY_COLUMNS = (
@@ -47,9 +48,6 @@ VANISH_SQL = (
     "UPDATE accounts SET scope = 'vanished', vanished_at = ?, updated_at = ?,"
     " last_seen_at = COALESCE(?, last_seen_at) WHERE id = ?"
 )
-EVENT_COLUMNS = (
-    "at", "plan_id", "account_id", "run_id", "kind", "from_state", "to_state", "detail",
-)  # fmt: skip
 
 
 class Stored(NamedTuple):
@@ -94,7 +92,7 @@ class _Discovery:
         self.summary = DiscoverySummary()
         self.inserts: list[tuple[Any, ...]] = []
         self.updates: list[tuple[Any, ...]] = []
-        self.events: list[tuple[Any, ...]] = []
+        self.events = events.Batch(self.raw, plan_id, run_id, now)
 
     def load_stored(self) -> dict[str, Stored]:
         sql = "SELECT key, id, scope, status, fingerprint FROM accounts WHERE plan_id = ?"
@@ -127,20 +125,9 @@ class _Discovery:
         if len(self.updates) >= WRITE_BATCH:
             self.flush()
 
-    def event(self, account_id: int | None, kind: str, old: str | None, new: str | None,
+    def event(self, account_id: int | None, kind: EventKind, old: str | None, new: str | None,
               detail: dict[str, Any]) -> None:  # fmt: skip
-        self.events.append(
-            (
-                self.db_now,
-                self.plan_id,
-                account_id,
-                self.run_id,
-                kind,
-                old,
-                new,
-                self.raw.json(detail),
-            )
-        )
+        self.events.add(account_id, kind, old, new, detail)
         if len(self.events) >= WRITE_BATCH:
             self.flush()
 
@@ -150,9 +137,7 @@ class _Discovery:
             self.inserts = []
         self.raw.execute_many(UPDATE_SQL, self.updates)
         self.updates = []
-        if self.events:
-            self.raw.insert_many("events", EVENT_COLUMNS, self.events)
-            self.events = []
+        self.events.flush()
 
     def run(self, discovered: Iterable[DiscoveredAccount]) -> DiscoverySummary:
         summary = self.summary
@@ -186,7 +171,11 @@ class _Discovery:
             # may be older than the last discovery that saw the entry: the previous one
             vanishing.append((self.db_now, self.db_now, self.raw.time(previous), item.id))
             self.event(
-                item.id, "vanished", _state(item.scope, item.status), Scope.VANISHED, {"key": key}
+                item.id,
+                EventKind.VANISHED,
+                _state(item.scope, item.status),
+                Scope.VANISHED,
+                {"key": key},
             )
             if len(vanishing) >= WRITE_BATCH:
                 self.raw.execute_many(VANISH_SQL, vanishing)
@@ -200,7 +189,7 @@ class _Discovery:
                 last_discovery_at=self.now, last_discovery_run_id=self.run_id, updated_at=self.now
             )
         )
-        self.event(None, "discovery", None, None, summary.as_dict())
+        self.event(None, EventKind.DISCOVERY, None, None, summary.as_dict())
         self.flush()
         return summary
 
@@ -230,10 +219,10 @@ class _Discovery:
         old, new = _state(before.scope, before.status), _state(scope, before.status)
         if before.scope == Scope.VANISHED:
             summary.reappeared += 1
-            self.event(before.id, "reappeared", old, new, {"reason": account.reason})
+            self.event(before.id, EventKind.REAPPEARED, old, new, {"reason": account.reason})
         else:
             detail = {"from_scope": before.scope, "to_scope": scope, "reason": account.reason}
-            self.event(before.id, "scope_changed", old, new, detail)
+            self.event(before.id, EventKind.SCOPE_CHANGED, old, new, detail)
 
 
 def record_discovery(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
-from migrator.store.schema import SieveFilterRow, SieveRefusalRow
+from migrator.store.schema import sieve_filters as SF
+from migrator.store.schema import sieve_refusals as R
 from migrator.store.types import utcnow
 
 if TYPE_CHECKING:
@@ -37,42 +38,39 @@ class FilterRecord:
 def record(store: Store, account_id: int, rec: FilterRecord) -> None:
     """Replace the account's record and refusals in one transaction."""
     with store.session(write=True) as s:
-        s.execute(delete(SieveRefusalRow).where(SieveRefusalRow.account_id == account_id))
-        row = s.get(SieveFilterRow, account_id)
-        if row is None:
-            row = SieveFilterRow(account_id=account_id)
-            s.add(row)
-        row.outcome = rec.outcome
-        row.script = rec.script
-        row.script_sha256 = rec.script_sha256
-        row.statements = rec.statements
-        row.translated = rec.translated
-        row.approximate = rec.approximate
-        row.refused = rec.refused
-        row.rules = rec.rules
-        row.rule_ids = list(rec.rule_ids) or None
-        row.auto_reply = rec.auto_reply
-        row.auto_reply_sha256 = rec.auto_reply_sha256
-        row.error = rec.error
-        row.updated_at = utcnow()
-        for refusal in rec.refusals:
-            s.add(SieveRefusalRow(account_id=account_id, **refusal))
+        s.execute(delete(R).where(R.c.account_id == account_id))
+        s.execute(delete(SF).where(SF.c.account_id == account_id))
+        s.execute(
+            insert(SF).values(
+                account_id=account_id,
+                outcome=rec.outcome,
+                script=rec.script,
+                script_sha256=rec.script_sha256,
+                statements=rec.statements,
+                translated=rec.translated,
+                approximate=rec.approximate,
+                refused=rec.refused,
+                rules=rec.rules,
+                rule_ids=list(rec.rule_ids) or None,
+                auto_reply=rec.auto_reply,
+                auto_reply_sha256=rec.auto_reply_sha256,
+                error=rec.error,
+                updated_at=utcnow(),
+            )
+        )
+        if rec.refusals:
+            s.execute(insert(R), [dict(refusal, account_id=account_id) for refusal in rec.refusals])
 
 
 def recorded(store: Store, account_id: int) -> FilterRecord | None:
     with store.session() as s:
-        row = s.get(SieveFilterRow, account_id)
+        row = s.execute(select(SF).where(SF.c.account_id == account_id)).one_or_none()
         if row is None:
             return None
         refusals = s.execute(
-            select(
-                SieveRefusalRow.statement,
-                SieveRefusalRow.line,
-                SieveRefusalRow.reason,
-                SieveRefusalRow.text,
-            )
-            .where(SieveRefusalRow.account_id == account_id)
-            .order_by(SieveRefusalRow.id)
+            select(R.c.statement, R.c.line, R.c.reason, R.c.text)
+            .where(R.c.account_id == account_id)
+            .order_by(R.c.id)
         ).all()
         return FilterRecord(
             outcome=row.outcome,

@@ -15,22 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from migrator.model.heartbeat import gone_after, stale_after
 from migrator.model.plan import Plan
 from migrator.model.status import WorkerState
 from migrator.store.owners import Identity, process_gone
-from migrator.store.schema import AccountDbRow, TargetLimitRow, WorkerRow
+from migrator.store.schema import accounts as A
+from migrator.store.schema import target_limits as L
+from migrator.store.schema import workers as W
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-
-W = cast(Table, WorkerRow.__table__)
-L = cast(Table, TargetLimitRow.__table__)
-A = cast(Table, AccountDbRow.__table__)
 
 
 @dataclass(frozen=True)

@@ -12,22 +12,20 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from migrator.model.mail import FolderInfo
 from migrator.model.status import NOT_SENT, MessageState
-from migrator.store.raw import Raw
-from migrator.store.schema import AccountDbRow, FolderRow, MessageRow
+from migrator.store.claims import Claim, fence
+from migrator.store.database.raw import Raw
+from migrator.store.schema import accounts as A
+from migrator.store.schema import folders as F
+from migrator.store.schema import messages as M
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-from migrator.store.work import Claim, fence
-
-A = cast(Table, AccountDbRow.__table__)
-F = cast(Table, FolderRow.__table__)
-M = cast(Table, MessageRow.__table__)
 
 # Rows per statement in bulk writes: bounded so a 100,000-message folder is many small writes.
 _BATCH = 2000

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Table, func, or_, select
 
-from migrator.store.schema import EventRow, PlanRow, RunRow, WorkerRow
+from migrator.store.schema import events as E
+from migrator.store.schema import plans as P
+from migrator.store.schema import runs as R
+from migrator.store.schema import workers as W
 from migrator.store.store import Store
-
-E = cast(Table, EventRow.__table__)
-R = cast(Table, RunRow.__table__)
-W = cast(Table, WorkerRow.__table__)
-P = cast(Table, PlanRow.__table__)
 
 SLICE = 5_000  # rows per deleting transaction
 

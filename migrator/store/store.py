@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import os
-import random
 import socket
+import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import fields
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.model.account import DiscoveredAccount
 from migrator.model.errors import StateError, UsageError
+from migrator.model.events import EventKind
 from migrator.model.plan import DEFAULT_STATE_URL
 from migrator.model.scope import Scope
 from migrator.model.status import RunStatus
-from migrator.store import discovery, reporting
-from migrator.store.access import Access
-from migrator.store.connect import SchemaChange, connect, describe
+from migrator.store import discovery, events
+from migrator.store.database.access import Access
+from migrator.store.database.connect import SchemaChange, connect, describe
+from migrator.store.database.raw import Raw
 from migrator.store.owners import Identity, process_gone
-from migrator.store.raw import Raw
+from migrator.store.reporting import aggregates
 from migrator.store.rows import (
     ALL_STATES,
     SCOPE_STATES,
@@ -34,18 +35,18 @@ from migrator.store.rows import (
     AccountRow,
     DiscoverySummary,
 )
-from migrator.store.schema import AccountDbRow, EventRow, PlanRow, RunRow
+from migrator.store.schema import events as E
+from migrator.store.schema import plans as P
+from migrator.store.schema import runs as R
 from migrator.store.types import utcnow
+
+T = TypeVar("T")
 
 DEFAULT_URL = DEFAULT_STATE_URL  # relative to the current directory here
 # How long a session waits for a PostgreSQL server that went away (restart, failover) before
 # the command gives up with a StateError. A restart takes seconds; two minutes leave room.
 RECONNECT_SECONDS = float(os.environ.get("MIGRATOR_STATE_RECONNECT_SECONDS", "120"))
 
-A = cast(Table, AccountDbRow.__table__)
-P = cast(Table, PlanRow.__table__)
-E = cast(Table, EventRow.__table__)
-R = cast(Table, RunRow.__table__)
 
 # AccountRow's fields as stored (all but the computed `state`), in its order
 _ACCOUNT_FIELDS = [f.name for f in fields(AccountRow) if f.name != "state"]
@@ -218,29 +219,50 @@ class Store:
         )
 
     def _connect_patiently(self, session: Session) -> None:
-        """Take a connection for the session, waiting (jittered backoff, bounded by
-        reconnect_seconds) while the server is unreachable: a PostgreSQL restart pauses the
-        workers instead of failing the run. pool_pre_ping has already replaced connections
-        the restart killed; what fails here is connecting anew while the server is down."""
-        deadline = time.monotonic() + self.reconnect_seconds
-        delay = 0.1
+        """Take a connection for the session, waiting while the server is unreachable (see
+        _reach). pool_pre_ping has already replaced connections the restart killed; what fails
+        here is connecting anew while the server is down."""
+        self._reach(session.connection, undo=lambda: _quiet_rollback(session))
+
+    def _reach(self, connect: Callable[[], T], *, undo: Callable[[], None] | None = None) -> T:
+        """`connect()`, tried again while the PostgreSQL server is unreachable (jittered
+        backoff, bounded by reconnect_seconds): a PostgreSQL restart pauses the workers instead
+        of failing the run. Said once through on_reconnect_wait; `undo` after each failure."""
+        # here, not at the top: a command on SQLite starts without importing tenacity
+        from migrator.retry import RetryPolicy, call_with_retry
+
         told = False
-        while True:
+
+        def attempt() -> T:
+            nonlocal told
             try:
-                session.connection()
-                return
+                return connect()
             except OperationalError as exc:
-                _quiet_rollback(session)
-                if not is_disconnect(exc, self.backend) or time.monotonic() + delay > deadline:
-                    raise
-                if not told and self.on_reconnect_wait is not None:
+                if undo is not None:
+                    undo()
+                if not told and self.on_reconnect_wait and is_disconnect(exc, self.backend):
                     told = True
                     self.on_reconnect_wait(
                         f"state database {self.url} unreachable ({describe(exc, self.engine.url.password)}); "
                         f"retrying for up to {self.reconnect_seconds:.0f} s"
                     )
-            time.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 5.0)
+                raise
+
+        return call_with_retry(
+            attempt,
+            # bounded by the deadline alone; a few seconds apart at most, so that the workers
+            # go on soon after the server is back
+            RetryPolicy(
+                attempts=sys.maxsize,
+                deadline=self.reconnect_seconds,
+                base=0.1,
+                cap=4.0,
+                jitter=0.25,
+            ),
+            retry_if=lambda exc: (
+                isinstance(exc, OperationalError) and is_disconnect(exc, self.backend)
+            ),
+        )
 
     def wait_until_reachable(self) -> bool:
         """True once a query succeeds again; False when the server stayed away for
@@ -309,20 +331,23 @@ class Store:
         now = utcnow()
         with self.session(write=True) as s:
             self._close_dead_runs(s, plan_id)
-            run = RunRow(
-                plan_id=plan_id,
-                command=command,
-                host=worker.host if worker else socket.gethostname(),
-                pid=worker.pid if worker else os.getpid(),
-                worker=worker.id if worker else None,
-                process=worker.process if worker else None,
-                started_at=now,
-                alive_until=now + timedelta(seconds=lease_seconds),
-                status=RunStatus.RUNNING,
+            return int(
+                s.execute(
+                    insert(R)
+                    .values(
+                        plan_id=plan_id,
+                        command=command,
+                        host=worker.host if worker else socket.gethostname(),
+                        pid=worker.pid if worker else os.getpid(),
+                        worker=worker.id if worker else None,
+                        process=worker.process if worker else None,
+                        started_at=now,
+                        alive_until=now + timedelta(seconds=lease_seconds),
+                        status=RunStatus.RUNNING,
+                    )
+                    .returning(R.c.id)
+                ).scalar_one()
             )
-            s.add(run)
-            s.flush()
-            return run.id
 
     def beat_run(self, run_id: int, lease_seconds: float) -> None:
         """The run's heartbeat: it is alive for another `lease_seconds`."""
@@ -440,7 +465,7 @@ class Store:
 
     @contextmanager
     def reader(self) -> Iterator[Raw]:
-        """A read transaction at the DBAPI level, for the plain-SQL aggregates of reporting."""
+        """A read transaction at the DBAPI level, for the plain-SQL aggregates of reporting/."""
         with self.session() as s:
             yield Raw(s.connection())
 
@@ -452,21 +477,21 @@ class Store:
         Entries without a reason count under "unspecified", accounts without a batch under "".
         """
         with self.reader() as db:
-            counts = reporting.account_counts(db, plan_id)
-            counts["batches"] = reporting.batch_sizes(db, plan_id)
+            counts = aggregates.account_counts(db, plan_id)
+            counts["batches"] = aggregates.batch_sizes(db, plan_id)
         return counts
 
     def progress_by_batch(self, plan_id: int) -> list[dict[str, Any]]:
         """Per batch: total, migrated, verified, failed, running, pending accounts in scope."""
         with self.reader() as db:
-            return reporting.progress_by_batch(db, plan_id)
+            return aggregates.progress_by_batch(db, plan_id)
 
     # --- events
 
     def add_event(
         self,
         plan_id: int,
-        kind: str,
+        kind: EventKind,
         *,
         account_id: int | None = None,
         run_id: int | None = None,
@@ -475,23 +500,20 @@ class Store:
         to_state: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> int:
+        """Record an event in a transaction of its own; its id. (A change of state writes its
+        event in its own transaction, through events.py.)"""
         with self.session(write=True) as s:
-            result = s.execute(
-                insert(E)
-                .values(
-                    at=utcnow(),
-                    plan_id=plan_id,
-                    account_id=account_id,
-                    run_id=run_id,
-                    worker=worker,
-                    kind=kind,
-                    from_state=from_state,
-                    to_state=to_state,
-                    detail=detail,
-                )
-                .returning(E.c.id)
+            return events.write(
+                s.connection(),
+                plan_id,
+                kind,
+                account_id=account_id,
+                run_id=run_id,
+                worker=worker,
+                from_state=from_state,
+                to_state=to_state,
+                detail=detail,
             )
-            return int(result.scalar_one())
 
     def list_events(
         self, plan_id: int, *, account_id: int | None = None, limit: int = 1000
@@ -512,7 +534,7 @@ def _quiet_rollback(session: Session) -> None:
 
 
 def open_store(url: str = DEFAULT_URL, access: Access = "create") -> Store:
-    """Open the state database at `url` for what `access` allows (see store/access.py): the
+    """Open the state database at `url` for what `access` allows (see store/database/access.py): the
     default creates a missing database and upgrades an older SQLite schema.
 
     sqlite:///relative/path.db is relative to the current directory (commands resolve a plan's

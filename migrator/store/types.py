@@ -34,7 +34,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 def unbounded(sqlite_declared: int) -> TypeEngine[str]:
     """Text of any length: `text` on PostgreSQL (migration 0006). On SQLite the VARCHAR(n)
     the first revisions declared, which SQLite never enforces (no table is rewritten for a
-    declaration); the models say so, so that they match what the migrations built."""
+    declaration); schema.py says so, so that it matches what the migrations built."""
     return Text().with_variant(String(sqlite_declared), "sqlite")
 
 

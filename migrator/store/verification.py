@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 
+from migrator.model.events import EventKind
 from migrator.model.status import NOT_SENT, MessageState, Status
-from migrator.store.raw import Raw
-from migrator.store.schema import AccountDbRow, EventRow, FolderRow
+from migrator.store import events
+from migrator.store.database.raw import Raw
+from migrator.store.schema import accounts as A
+from migrator.store.schema import folders as F
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-
-A = cast(Table, AccountDbRow.__table__)
-F = cast(Table, FolderRow.__table__)
-E = cast(Table, EventRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -134,16 +132,15 @@ def record(
                 .where(A.c.id == account_id, A.c.status == current)
                 .values(status=new, updated_at=now)
             )
-        s.execute(
-            E.insert().values(
-                at=now,
-                plan_id=plan_id,
-                account_id=account_id,
-                run_id=run_id,
-                kind="verified" if all_ok else "verify-mismatch",
-                from_state=current,
-                to_state=new or current,
-                detail={"folders": len(checks), "mismatched": sum(not c.ok for c in checks)},
-            )
+        events.write(
+            s.connection(),
+            plan_id,
+            EventKind.VERIFIED if all_ok else EventKind.VERIFY_MISMATCH,
+            account_id=account_id,
+            run_id=run_id,
+            from_state=current,
+            to_state=new or current,
+            detail={"folders": len(checks), "mismatched": sum(not c.ok for c in checks)},
+            at=now,
         )
         return new

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from migrator.store.schema import Base
+from migrator.store.schema import metadata
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -17,7 +17,7 @@ connection = config.attributes.get("connection")
 if connection is not None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=metadata,
         transactional_ddl=True,
         render_as_batch=True,  # SQLite can only ALTER a table by copying it
     )
@@ -29,6 +29,6 @@ else:
         raise SystemExit("set sqlalchemy.url in the alembic ini, or use migrator's open_store")
     engine = create_engine(url)
     with engine.begin() as conn:
-        context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
+        context.configure(connection=conn, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()

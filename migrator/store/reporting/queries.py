@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import func, select, text
 
+from migrator.model.events import EventKind
 from migrator.model.scope import Scope
 from migrator.model.status import NOT_SENT, Status
-from migrator.store.raw import Raw
-from migrator.store.reporting import MIGRATED_SQL
-from migrator.store.schema import AccountDbRow, EventRow, FolderRow, MessageRow
+from migrator.store.database.raw import Raw
+from migrator.store.reporting.aggregates import MIGRATED_SQL
+from migrator.store.schema import accounts as A
+from migrator.store.schema import events as E
+from migrator.store.schema import folders as F
+from migrator.store.schema import messages as M
 from migrator.store.store import Store
-
-A = cast(Table, AccountDbRow.__table__)
-E = cast(Table, EventRow.__table__)
-F = cast(Table, FolderRow.__table__)
-M = cast(Table, MessageRow.__table__)
-
 
 _REPORT_COLUMNS = (
     A.c.id,
@@ -43,7 +41,7 @@ _REPORT_COLUMNS = (
 
 _REPORT_NAMES = [c.name for c in _REPORT_COLUMNS]
 _REPORT_TIMES = ("first_pass_at", "last_pass_at")
-# DBAPI level (store/raw.py): SQLAlchemy's per-row processing made 100,000 rows take ~10 s
+# DBAPI level (store/database/raw.py): SQLAlchemy's per-row processing made 100,000 rows take ~10 s
 _REPORT_SQL = f"""
 SELECT {", ".join("a." + name for name in _REPORT_NAMES)}, src.messages_source
 FROM accounts a
@@ -73,7 +71,9 @@ def first_synced_times(store: Store, plan_id: int) -> list[datetime]:
     """When each account first reached Status.SYNCED (from the event log), oldest first."""
     stmt = (
         select(func.min(E.c.at))
-        .where(E.c.plan_id == plan_id, E.c.kind == "released", E.c.to_state == Status.SYNCED)
+        .where(
+            E.c.plan_id == plan_id, E.c.kind == EventKind.RELEASED, E.c.to_state == Status.SYNCED
+        )
         .group_by(E.c.account_id)
     )
     with store.session() as s:

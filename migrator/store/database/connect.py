@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
 
 from migrator.model.errors import StateError
-from migrator.store.access import (
+from migrator.store.database.access import (
     Access,
     EmptyStateDatabase,
     NoStateDatabase,
@@ -27,11 +27,11 @@ from migrator.store.access import (
     SchemaBehind,
     UpgradeBlocked,
 )
+from migrator.store.database.revision import MIGRATIONS_DIR, newest_revision, schema_state
+from migrator.store.database.sqlite_files import connect_readonly
+from migrator.store.database.urls import mask_url, scrub
 from migrator.store.owners import process_gone
-from migrator.store.revision import MIGRATIONS_DIR, newest_revision, schema_state
-from migrator.store.sqlite_files import connect_readonly
 from migrator.store.types import UTCDateTime, utcnow
-from migrator.store.urls import mask_url, scrub
 
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 32_768

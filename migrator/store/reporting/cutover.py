@@ -1,13 +1,13 @@
 """Read-only cut-over aggregates for `status` and the reports, in plain SQL (no SQLAlchemy),
-like store/reporting.py, whose MIGRATED_SQL rule they share."""
+like aggregates.py, whose MIGRATED_SQL rule they share."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from migrator.model.cutover import CutoverState
-from migrator.store.raw import Raw
-from migrator.store.reporting import MIGRATED_SQL
+from migrator.store.database.raw import Raw
+from migrator.store.reporting.aggregates import MIGRATED_SQL
 
 # accounts.cutover as `status` words it
 SWITCHED = (CutoverState.SWITCHED,)

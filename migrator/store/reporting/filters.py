@@ -1,13 +1,14 @@
 """Read-only aggregates of `migrator filters` for `status` (plain SQL through Raw, like
-reporting.py: the same text on SQLite and PostgreSQL, no SQLAlchemy needed)."""
+aggregates.py: the same text on SQLite and PostgreSQL, no SQLAlchemy needed)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from migrator.store.raw import Raw
+from migrator.model.filters import FilterOutcome
+from migrator.store.database.raw import Raw
 
-OUTCOMES = ("applied", "reported", "none", "checked", "broken", "failed")
+OUTCOMES = tuple(o.value for o in FilterOutcome)
 
 
 def totals(db: Raw, plan_id: int) -> dict[str, Any]:

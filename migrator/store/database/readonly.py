@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from migrator.store.raw import Raw
-from migrator.store.revision import newest_revision
-from migrator.store.sqlite_files import connect_readonly
-from migrator.store.urls import mask_url
+from migrator.store.database.raw import Raw
+from migrator.store.database.revision import newest_revision
+from migrator.store.database.sqlite_files import connect_readonly
+from migrator.store.database.urls import mask_url
 
 PG_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 PG_CONNECT_TIMEOUT_S = 10

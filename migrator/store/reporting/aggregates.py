@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from migrator.model.events import EventKind
 from migrator.model.scope import Scope
 from migrator.model.status import RunStatus
-from migrator.store.raw import Raw
+from migrator.store.database.raw import Raw
 
 # "N of M accounts migrated": a pass completed, whatever a later delta pass is doing (at work,
 # failed, or killed: a SIGKILL must not make the headline go down). The one rule for status,
@@ -220,9 +221,9 @@ def done_by_worker(db: Raw, plan_id: int, since: datetime) -> list[tuple[str, da
     for start in range(0, len(accounts), 500):
         part = accounts[start : start + 500]
         for account_id, worker, detail in db.all(
-            "SELECT account_id, worker, detail FROM events WHERE kind IN ('claimed', 'taken-over')"
+            "SELECT account_id, worker, detail FROM events WHERE kind IN (?, ?)"
             f" AND account_id IN ({', '.join('?' for _ in part)})",
-            part,
+            [EventKind.CLAIMED.value, EventKind.TAKEN_OVER.value, *part],
         ):
             epoch = (db.read_json(detail) or {}).get("epoch")
             if worker and epoch is not None:

@@ -14,25 +14,24 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from migrator.model.errors import MigratorError
+from migrator.model.events import EventKind
 from migrator.model.scope import Scope
 from migrator.model.status import PASS_COMPLETED, Status
+from migrator.store import events
 from migrator.store.fleet import owner_gone
 from migrator.store.owners import identify, pid_namespace, process_gone
-from migrator.store.schema import AccountDbRow, EventRow, FolderRow, WorkerRow
+from migrator.store.schema import accounts as A
+from migrator.store.schema import folders as F
+from migrator.store.schema import messages as M
+from migrator.store.schema import workers as W
 from migrator.store.store import Store
 from migrator.store.types import utcnow
-
-A = cast(Table, AccountDbRow.__table__)
-E = cast(Table, EventRow.__table__)
-F = cast(Table, FolderRow.__table__)
-W = cast(Table, WorkerRow.__table__)
 
 
 class LeaseLost(MigratorError):
@@ -218,16 +217,16 @@ def claim_next(
             )
         )
         took_over = row["status"] == Status.RUNNING
-        _event(
+        events.write(
             s.connection(),
             plan_id,
-            row["id"],
-            run_id,
-            worker,
-            "claimed" if not took_over else "taken-over",
-            row["status"],
-            Status.RUNNING,
-            {"epoch": epoch, "previous_owner": row["lease_owner"]}
+            EventKind.TAKEN_OVER if took_over else EventKind.CLAIMED,
+            account_id=row["id"],
+            run_id=run_id,
+            worker=worker,
+            from_state=row["status"],
+            to_state=Status.RUNNING,
+            detail={"epoch": epoch, "previous_owner": row["lease_owner"]}
             if took_over
             else {"epoch": epoch},
         )
@@ -451,16 +450,19 @@ def release(
                     for f in folders
                 ],
             )
-        _event(
+        events.write(
             conn,
             claim.plan_id,
-            claim.account_id,
-            run_id,
-            claim.worker,
-            "released",
-            Status.RUNNING,
-            status,
-            {**(detail or {}), **({"error": error, "reason": error_reason} if error else {})},
+            EventKind.RELEASED,
+            account_id=claim.account_id,
+            run_id=run_id,
+            worker=claim.worker,
+            from_state=Status.RUNNING,
+            to_state=status,
+            detail={
+                **(detail or {}),
+                **({"error": error, "reason": error_reason} if error else {}),
+            },
         )
 
 
@@ -495,16 +497,16 @@ def release_orphans(
                 .where(A.c.id == account_id, A.c.lease_owner == worker, A.c.lease_epoch == epoch)
                 .values(status=back, lease_owner=None, lease_expires_at=None, updated_at=utcnow())
             )
-            _event(
+            events.write(
                 s.connection(),
                 plan_id,
-                account_id,
-                run_id,
-                worker,
-                "interrupted",
-                Status.RUNNING,
-                back,
-                {"epoch": int(epoch), "reason": "claim-commit-unknown"},
+                EventKind.INTERRUPTED,
+                account_id=account_id,
+                run_id=run_id,
+                worker=worker,
+                from_state=Status.RUNNING,
+                to_state=back,
+                detail={"epoch": int(epoch), "reason": "claim-commit-unknown"},
             )
         return len(orphans)
 
@@ -524,50 +526,18 @@ def abandon(store: Store, claim: Claim, *, run_id: int | None) -> None:
                     updated_at=utcnow(),
                 )
             )
-            _event(
+            events.write(
                 s.connection(),
                 claim.plan_id,
-                claim.account_id,
-                run_id,
-                claim.worker,
-                "interrupted",
-                Status.RUNNING,
-                claim.previous_status,
-                None,
+                EventKind.INTERRUPTED,
+                account_id=claim.account_id,
+                run_id=run_id,
+                worker=claim.worker,
+                from_state=Status.RUNNING,
+                to_state=claim.previous_status,
             )
     except LeaseLost:
         pass
-
-
-def _event(
-    conn: Connection,
-    plan_id: int,
-    account_id: int | None,
-    run_id: int | None,
-    worker: str | None,
-    kind: str,
-    from_state: str | None,
-    to_state: str | None,
-    detail: dict[str, Any] | None,
-) -> None:
-    conn.execute(
-        _EVENT,
-        {
-            "at": utcnow(),
-            "plan_id": plan_id,
-            "account_id": account_id,
-            "run_id": run_id,
-            "worker": worker,
-            "kind": kind,
-            "from_state": from_state,
-            "to_state": to_state,
-            "detail": detail,
-        },
-    )
-
-
-# one statement for every event: built per call, it cost more than the insert itself (issue 19)
-_EVENT = E.insert()
 
 
 def reset_attempts(store: Store, plan_id: int, account_ids: Sequence[int] | None) -> int:
@@ -585,10 +555,6 @@ def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -
 
     Refused while a worker holds the account's lease.
     """
-    from migrator.store.schema import FolderRow, MessageRow
-
-    M = cast(Table, MessageRow.__table__)
-    F = cast(Table, FolderRow.__table__)
     now = utcnow()
     with store.session(write=True) as s:
         row = s.execute(
@@ -626,14 +592,12 @@ def reset_account(store: Store, plan_id: int, account_id: int, *, worker: str) -
                 updated_at=now,
             )
         )
-        _event(
+        events.write(
             s.connection(),
             plan_id,
-            account_id,
-            None,
-            worker,
-            "reset",
-            row.status,
-            Status.PENDING,
-            None,
+            EventKind.RESET,
+            account_id=account_id,
+            worker=worker,
+            from_state=row.status,
+            to_state=Status.PENDING,
         )

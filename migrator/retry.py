@@ -1,14 +1,19 @@
-"""Retries of transient failures: the only home of tenacity, and the one retry loop.
+"""Retries of transient failures: the one retry primitive, and the only home of tenacity.
 
-By default only `TransientError` is retried; a caller names other failures worth trying again
-with a predicate (`retry_if`: the runner retries a state database that went away). Attempts and
-a total deadline bound every retry loop; the wait is a jittered exponential backoff that is
-never shorter than the server's own hint (`TransientError.retry_after`, from ErrorServerBusy's
-BackOffMilliseconds or Retry-After). When honouring a hint would overrun the deadline, the
-loop gives up at once instead. A caller whose failed attempts may still get something done (a
-chunk of which some messages were stored) says so with `progress`: the attempts are then
-counted again from the attempt that got further, so what is bounded is attempts without
-progress. A stop request ends the loop before the next attempt and during a wait.
+What is retried is what a predicate says (`retry_if`): by default `TransientError`, which the
+adapters raise (the state store passes its own, for a PostgreSQL server that is down; the
+runner StateUnavailable, for a state database that went away in the middle of its work).
+Attempts and a total deadline bound every retry loop; the wait is a jittered exponential
+backoff that is never shorter than the server's own hint (`TransientError.retry_after`, from
+ErrorServerBusy's BackOffMilliseconds or Retry-After). When honouring a hint would overrun the
+deadline, the loop gives up at once instead. A caller whose failed attempts may still get
+something done (a chunk of which some messages were stored) says so with `progress`: the
+attempts are then counted again from the attempt that got further, so what is bounded is
+attempts without progress. A stop request ends the loop before the next attempt and during a
+wait.
+
+A layer of its own, below the store and above model/: the adapters, the engine, the commands
+and the store all retry through it.
 """
 
 from __future__ import annotations
