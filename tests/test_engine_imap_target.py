@@ -262,3 +262,43 @@ def _expunge_one_from_inbox(c: ImapCampaign, address: str) -> None:
         client.expunge()
     finally:
         client.logout()
+
+
+def test_a_limit_the_server_announces_skips_a_larger_message_unsent_on_a_delta_pass(
+    dovecot: DovecotServer, tmp_path: Path
+) -> None:
+    """A delta pass connects to the target only once it has something to send, so its listing
+    knows the plan's limit only; the engine asks the limit again of the bytes it read, after
+    connecting told the target APPENDLIMIT: the message is skipped as too-large, never sent."""
+    c = build_imap_campaign(
+        tmp_path / "c", dovecot, accounts=1, messages_per_folder=2, proxied=True
+    )
+    proxy = c.proxy
+    assert proxy is not None
+    try:
+        assert c.cli("discover", "--plan", str(c.plan_path)).returncode == 0
+        first = c.cli("run", "--plan", str(c.plan_path), "--json")
+        assert first.returncode == 0, first.stderr[-2000:]
+        address = c.accounts[0]
+        local, _, domain = address.partition("@")
+        inbox = c.root / "vmail" / domain / local / "Maildir" / "new"
+        (inbox / "1800000000.M1P1.host").write_bytes(
+            b"From: a@b.mx\r\nSubject: big\r\n\r\n" + b"x" * 20_000 + b"\r\n"
+        )
+        (inbox / "1800000001.M1P1.host").write_bytes(
+            b"From: a@b.mx\r\nSubject: small\r\n\r\nfits\r\n"
+        )
+        proxy.add_capabilities = [b"APPENDLIMIT=10000"]
+        big_sent = Rule("APPEND", "delay", contains=b"Subject: big")
+        proxy.add(big_sent)
+        second = c.cli("run", "--plan", str(c.plan_path), "--json")
+        assert second.returncode == 1, second.stderr[-2000:]  # finished, one message skipped
+        summary = json.loads(second.stdout)
+        assert summary["messages"]["done"] == 1, summary
+        [skipped] = summary["skipped"]
+        assert skipped["reason"] == "too-large", skipped
+        assert skipped["key"] == "1800000000.M1P1.host", skipped
+        assert big_sent.times == 1, "the message over the server's limit was sent"
+        assert _count(c, "skipped") == 1 and _count(c, "inflight") == 0
+    finally:
+        c.close()

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from migrator.model.errors import PermanentError, TransientError
-from migrator.retry import RetryPolicy, RetryStats, call_with_retry
+from migrator.retry import RetryPolicy, RetryStats, StoppedWaiting, call_with_retry
 
 
 class Flaky:
@@ -77,3 +77,70 @@ def test_a_stop_request_ends_the_wait() -> None:
     with pytest.raises(TransientError):
         call_with_retry(fn, RetryPolicy(attempts=5), stop=stop)
     assert fn.calls == 1
+
+
+def test_a_stop_during_the_wait_ends_it_at_once() -> None:
+    stop = threading.Event()
+    fn = Flaky([TransientError("busy", retry_after=30.0)] * 3)
+    with pytest.raises(StoppedWaiting):
+        # the stop request comes when the wait of 30 s has just been decided
+        call_with_retry(
+            fn,
+            RetryPolicy(attempts=5, deadline=100.0),
+            stop=stop,
+            on_retry=lambda exc, seconds, attempt: stop.set(),
+        )
+    assert fn.calls == 1
+
+
+def test_a_predicate_names_what_else_is_retried() -> None:
+    class Away(Exception):
+        pass
+
+    seen: list[tuple[str, int]] = []
+    fn = Flaky([Away("db gone"), Away("db gone again")])
+    result = call_with_retry(
+        fn,
+        RetryPolicy(attempts=5),
+        sleep=lambda s: None,
+        retry_if=lambda exc: isinstance(exc, Away),
+        on_retry=lambda exc, seconds, attempt: seen.append((str(exc), attempt)),
+    )
+    assert result == "ok" and fn.calls == 3
+    assert seen == [("db gone", 1), ("db gone again", 2)]
+    # and then a TransientError is not retried unless the predicate says so
+    fn = Flaky([TransientError("busy")])
+    with pytest.raises(TransientError):
+        call_with_retry(
+            fn, RetryPolicy(), sleep=lambda s: None, retry_if=lambda exc: isinstance(exc, Away)
+        )
+    assert fn.calls == 1
+
+
+def test_attempts_that_make_progress_count_again_from_one() -> None:
+    """A chunk of 6 items of which each attempt stores one: 6 attempts in all, with a bound of
+    3 attempts without progress; the backoff starts over after each bit of progress."""
+    left = [6]
+    stored = [0]
+
+    def upload() -> str:
+        if left[0] > 1:
+            left[0] -= 1
+            stored[0] += 1
+            raise TransientError("some left")
+        return "ok"
+
+    waits: list[float] = []
+    stats = RetryStats()
+    policy = RetryPolicy(attempts=3, base=1.0, jitter=0.0)
+    assert (
+        call_with_retry(upload, policy, sleep=waits.append, stats=stats, progress=lambda: stored[0])
+        == "ok"
+    )
+    assert waits == [1.0] * 5 and stats.retries == 5 and stats.attempts == 1
+    # without progress the same bound ends it after 3 attempts, backing off 1 s then 2 s
+    waits.clear()
+    fn = Flaky([TransientError(f"busy {i}") for i in range(5)])
+    with pytest.raises(TransientError, match="busy 2"):
+        call_with_retry(fn, policy, sleep=waits.append, stats=stats, progress=lambda: 0)
+    assert waits == [1.0, 2.0] and stats.attempts == 3

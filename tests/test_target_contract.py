@@ -257,19 +257,14 @@ def test_find_handles_many_keys(target: Target, mailbox: str) -> None:
     assert target.count(mailbox, folder) == 120
 
 
-def test_too_large_fails_before_sending(target_harness: TargetHarness, mailbox: str) -> None:
+def test_the_target_declares_its_size_limit(target_harness: TargetHarness, mailbox: str) -> None:
+    # the engine decides what is too large (engine/mailbox.py too_large, covered by
+    # test_engine_run and test_engine_imap_target): the target declares the plan's limit
     target = target_harness.open(max_message_size=2000)
-    folder = target.ensure_folder(mailbox, ("Sizes",), FolderRole.NONE)
-    big = item("big", 1, data=message(1, b"x" * 3000))
-    small = item("small", 2)
-    results = target.upload(mailbox, folder, [big, small])
-    assert [r.key for r in results] == ["big", "small"]
-    assert isinstance(results[0].error, PermanentError) and results[0].error.reason == "too-large"
-    assert "big" in str(results[0].error) and "2000" in str(results[0].error)
-    assert results[1].ok
-    assert target.count(mailbox, folder) == 1
-    assert target.find(mailbox, folder, ["big"]) == {}
     assert target.max_message_size == 2000
+    folder = target.ensure_folder(mailbox, ("Sizes",), FolderRole.NONE)
+    assert target.upload(mailbox, folder, [item("small", 2)])[0].ok
+    assert target.max_message_size == 2000  # neither server announces a lower one
 
 
 def test_upload_of_nothing_is_nothing(target: Target, mailbox: str) -> None:

@@ -10,6 +10,7 @@ from migrator.adapters.sources import open_account_source
 from migrator.adapters.targets import open_target
 from migrator.commands.secrets import source_password, target_secrets
 from migrator.commands.state import check_selection, in_scope_accounts, plan_store
+from migrator.engine.mailbox import too_large
 from migrator.model.errors import EXIT_OK, EXIT_PARTIAL, MigratorError
 from migrator.model.mail import MessageRecord
 from migrator.model.plan import Plan
@@ -99,7 +100,7 @@ def _one(plan: Plan, store: Any, target: Any, row: Any, password: str | None) ->
                         result.new_messages += 1
                     if isinstance(record, MessageRecord):
                         result.bytes += record.size
-                        if record.size > target.max_message_size:
+                        if too_large(record.size, target) is not None:
                             result.too_large += 1
                     else:
                         result.unreadable += 1

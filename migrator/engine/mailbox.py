@@ -58,7 +58,7 @@ from migrator.model.mail import (
 from migrator.model.plan import Plan
 from migrator.model.reasons import Reason
 from migrator.model.status import MessageState, PassOutcome
-from migrator.retry import RetryPolicy, call_with_retry
+from migrator.retry import RetryPolicy, RetryStats, StoppedWaiting, call_with_retry
 from migrator.store import Store, changes, ledger
 from migrator.store.claims import Claim, LeaseLost
 from migrator.store.ledger import Outcome
@@ -73,6 +73,16 @@ RETRIED_SKIPS = (Reason.VANISHED, Reason.CHANGED)
 
 class Stopped(MigratorError):
     """The run was asked to stop; the account is left consistent and resumes next time."""
+
+
+class _Unsettled(TransientError):
+    """Items of a chunk the last upload attempt left unsettled: retried by AccountJob._upload,
+    never seen outside it. `retry_after` is the longest hint the answers gave; `last` the
+    last error, which is what the run says it waits for."""
+
+    def __init__(self, last: TransientError, hint: float | None, throttled: bool) -> None:
+        super().__init__(last.message, retry_after=hint, throttled=throttled)
+        self.last = last
 
 
 @dataclass
@@ -142,6 +152,18 @@ def _read_all(record: MessageRecord) -> bytes:
         stream.close()
 
 
+def too_large(size: int, target: Target) -> str | None:
+    """Why a message of `size` bytes is not sent to `target` (reason "too-large"), or None.
+
+    The one place that decides: the target only declares its limit (`max_message_size`, the
+    plan's, lowered by what the server announces once connected: IMAP's APPENDLIMIT), so the
+    limit is read at each call, never kept."""
+    limit = target.max_message_size
+    if size > limit:
+        return f"{size:,} bytes is over the target's limit of {limit:,}"
+    return None
+
+
 def target_mailbox(claim: Claim) -> str:
     """The target mailbox an account's mail goes to."""
     return claim.target_address or claim.address or claim.key
@@ -179,7 +201,8 @@ class AccountJob(Reconciler):
 
     # --- helpers -------------------------------------------------------------------------
     def _retry(self, fn: Callable[[], T]) -> T:
-        def on_retry(exc: TransientError, wait: float, attempt: int) -> None:
+        def on_retry(exc: Exception, wait: float, attempt: int) -> None:
+            assert isinstance(exc, TransientError)  # the only errors retried here
             if exc.throttled:
                 self.ctx.limiter.throttled()
             if self.ctx.on_wait is not None:
@@ -430,7 +453,6 @@ class AccountJob(Reconciler):
         chunk: list[MessageRecord] = []
         chunk_bytes = 0
         skips: list[Outcome] = []
-        max_size = self.ctx.target.max_message_size
         listed = 0
         # flags changed since the last pass only (CONDSTORE), unless some rows have no flags
         # recorded yet (written before they were kept): those need the flags of now
@@ -480,8 +502,9 @@ class AccountJob(Reconciler):
             if self._may_have_moved(record, folder_id):
                 self._held.append(Held(folder, folder_id, record))
                 continue
-            if record.size > max_size:
-                detail = f"{record.size:,} bytes is over the target's limit of {max_size:,}"
+            detail = too_large(record.size, self.ctx.target)
+            if detail is not None:
+                # found from the listed size: nothing is read or announced for it
                 skips.append(
                     Outcome(
                         record.key,
@@ -737,6 +760,21 @@ class AccountJob(Reconciler):
                 )
                 self._note_skip(folder, record.key, exc.reason, exc.message)
                 continue
+            # asked again of the bytes read: the limit may have come down since the listing
+            # (connecting to the target told it the server's), or the file grew
+            detail = too_large(len(data), self.ctx.target)
+            if detail is not None:
+                outcomes.append(
+                    Outcome(
+                        record.key,
+                        MessageState.SKIPPED,
+                        size=len(data),
+                        reason=Reason.TOO_LARGE,
+                        detail=detail,
+                    )
+                )
+                self._note_skip(folder, record.key, Reason.TOO_LARGE, detail)
+                continue
             items.append(
                 UploadItem(record.key, data, record.flags, record.internal_date, folder.role)
             )
@@ -858,18 +896,37 @@ class AccountJob(Reconciler):
         target id; refused for good: a PermanentError), and the last transient error if some
         could not be settled. `foreign`: ids of items the target held before, tagged with
         keys of this chunk but not adopted for them: a search by key must never take one for
-        our upload."""
-        target, policy = self.ctx.target, self.ctx.retry
+        our upload.
+
+        The retry loop is migrator/retry.py's: each attempt that leaves items unsettled raises
+        `_Unsettled` (the server's longest hint, throttled or not); an attempt that got some
+        stored counts as the first again (`progress`); a stop request ends the back-off, and
+        the items left stay in flight for the next attempt to look up before resending."""
+        target = self.ctx.target
         settled: dict[str, UploadResult] = {}
         pending = {item.key: item for item in items}
-        deadline = time.monotonic() + policy.deadline
-        attempt = 0
+        answered = 0  # items the target's answers settled: progress
         last: TransientError | None = None
         namesakes: set[str] | None = None  # ids other source folders' copies of our keys hold
         given: set[str] = set()  # target ids settled for this chunk's messages so far
-        while pending:
-            attempt += 1
-            before = len(pending)
+        sent = False
+
+        def attempt() -> None:
+            nonlocal answered, last, namesakes, sent
+            if sent:
+                # the server may have stored some of them before failing: ask before resending
+                # (a TransientError here ends the loop: nothing is sent unconfirmed)
+                found = self._confirm(
+                    tfolder, list(pending.values()), folder_id, [*given, *foreign]
+                )
+                for key, target_id in found.items():
+                    if key in pending:
+                        settled[key] = UploadResult(key, target_id)
+                        given.add(target_id)
+                        del pending[key]
+                if not pending:
+                    return
+            sent = True
             hint: float | None = None
             throttled = False
             with self.ctx.limiter.slot():
@@ -922,9 +979,11 @@ class AccountJob(Reconciler):
                     if answer.target_id is not None:
                         given.add(answer.target_id)
                     del pending[answer.key]
+                    answered += 1
                 elif isinstance(answer.error, PermanentError):
                     settled[answer.key] = answer
                     del pending[answer.key]
+                    answered += 1
                 else:
                     err = answer.error
                     if not isinstance(err, TransientError):
@@ -935,41 +994,40 @@ class AccountJob(Reconciler):
                         hint = max(hint or 0.0, err.retry_after)
             if not pending:
                 self.ctx.limiter.succeeded()
-                break
-            if len(pending) < before:
-                attempt = 1  # progress: count attempts without progress only
+                return
             if throttled:
                 self.ctx.limiter.throttled()
-            wait = policy.backoff(attempt, hint)
-            if (
-                attempt >= policy.attempts
-                or time.monotonic() + wait > deadline
-                or self.ctx.stop.is_set()
-            ):
-                break
-            if self.ctx.on_wait is not None and last is not None:
-                self.ctx.on_wait(last, wait)
-            if self.ctx.stop.wait(wait):
-                break
-            # the server may have stored some of them before failing: ask before resending
-            try:
-                found = self._confirm(
-                    tfolder, list(pending.values()), folder_id, [*given, *foreign]
-                )
-            except TransientError as exc:
-                last = exc
-                break
-            for key, target_id in found.items():
-                if key in pending:
-                    settled[key] = UploadResult(key, target_id)
-                    given.add(target_id)
-                    del pending[key]
+            if last is None:  # an adapter answers for every item; should one not, try again
+                last = TransientError(f"the target gave no answer for {len(pending)} message(s)")
+            raise _Unsettled(last, hint, throttled)
+
+        def on_retry(exc: Exception, wait: float, attempt: int) -> None:
+            if self.ctx.on_wait is not None and isinstance(exc, _Unsettled):
+                self.ctx.on_wait(exc.last, wait)
+
+        stats = RetryStats()
+        try:
+            call_with_retry(
+                attempt,
+                self.ctx.retry,
+                stop=self.ctx.stop,
+                on_retry=on_retry,
+                stats=stats,
+                retry_if=lambda exc: isinstance(exc, _Unsettled),
+                progress=lambda: answered,
+            )
+        except _Unsettled:
+            pass  # attempts or time ran out, or a stop request came: `last` says why
+        except StoppedWaiting:
+            pass  # stopped during the back-off
+        except TransientError as exc:
+            last = exc  # the confirmation before resending failed
         results = list(settled.values())
         if pending:
             assert last is not None
             return results, TransientError(
-                f"{len(pending)} message(s) could not be uploaded after {attempt} attempt(s); "
-                f"last error: {last}",
+                f"{len(pending)} message(s) could not be uploaded after {stats.attempts} "
+                f"attempt(s); last error: {last}",
                 retry_after=last.retry_after,
                 throttled=last.throttled,
             )

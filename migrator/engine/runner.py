@@ -14,6 +14,7 @@ crash), so nothing is lost or sent twice.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -42,7 +43,7 @@ from migrator.model.heartbeat import beat_seconds, renew_seconds
 from migrator.model.plan import Plan
 from migrator.model.scope import Scope
 from migrator.model.status import PassOutcome, Status
-from migrator.retry import RetryPolicy
+from migrator.retry import RetryPolicy, call_with_retry
 from migrator.store import Store
 from migrator.store.claims import (
     Claim,
@@ -525,45 +526,58 @@ class Runner:
         return outcome
 
     # --- riding out a lost database connection --------------------------------------------
+    def _state_policy(self) -> RetryPolicy:
+        """Retries while the state database is away: bounded by the store's reconnect_seconds,
+        not by attempts; short waits, as each attempt's own connect waits for the server."""
+        return RetryPolicy(
+            attempts=sys.maxsize, deadline=self.store.reconnect_seconds, base=0.1, cap=5.0
+        )
+
     def _patiently(self, what: str, action: Callable[[], T]) -> T:
         """Run a store action; when the connection to the database breaks off, wait for the
         server to come back and run it again (bounded by the store's reconnect_seconds)."""
-        deadline = time.monotonic() + self.store.reconnect_seconds
-        while True:
-            try:
-                return action()
-            except StateUnavailable as exc:
-                if time.monotonic() > deadline:
-                    raise
-                self.progress.note(f"{what}: {exc.message}; waiting for the database")
-                if not self.store.wait_until_reachable():
-                    raise
+
+        def on_retry(exc: Exception, seconds: float, attempt: int) -> None:
+            assert isinstance(exc, StateUnavailable)
+            self.progress.note(f"{what}: {exc.message}; waiting for the database")
+
+        return call_with_retry(
+            action,
+            self._state_policy(),
+            on_retry=on_retry,
+            retry_if=lambda exc: isinstance(exc, StateUnavailable),
+        )
 
     def _execute(self, claim: Claim, jobs: list[AccountJob]) -> AccountOutcome:
         """Run the account's job; when the database connection breaks off mid-way, run it again
         once the database is back. The new job resumes from the ledger: rows a broken COMMIT
-        may or may not have written are in-flight rows, checked against the target first."""
-        deadline = time.monotonic() + self.store.reconnect_seconds
-        while True:
+        may or may not have written are in-flight rows, checked against the target first.
+        A stop request ends it instead."""
+
+        def on_retry(exc: Exception, seconds: float, attempt: int) -> None:
+            assert isinstance(exc, StateUnavailable)
             job = jobs[-1]
-            try:
-                return job.execute()
-            except StateUnavailable as exc:
-                if self.stop.is_set() or time.monotonic() > deadline:
-                    raise
-                self.progress.note(
-                    f"{job.outcome.address}: {exc.message}; resuming the account from the ledger once it is back"
-                )
-                if not self.store.wait_until_reachable():
-                    raise
-                again = AccountJob(self.ctx, claim)
-                # what the broken attempt moved is in the ledger; keep it in this run's summary
-                again.outcome.messages_done += job.outcome.messages_done
-                again.outcome.messages_adopted += job.outcome.messages_adopted
-                again.outcome.bytes_done += job.outcome.bytes_done
-                again.outcome.skipped.extend(job.outcome.skipped)
-                again.outcome.changes.update(job.outcome.changes)
-                jobs.append(again)
+            self.progress.note(
+                f"{job.outcome.address}: {exc.message}; resuming the account from the ledger once it is back"
+            )
+            again = AccountJob(self.ctx, claim)
+            # what the broken attempt moved is in the ledger; keep it in this run's summary
+            again.outcome.messages_done += job.outcome.messages_done
+            again.outcome.messages_adopted += job.outcome.messages_adopted
+            again.outcome.bytes_done += job.outcome.bytes_done
+            again.outcome.skipped.extend(job.outcome.skipped)
+            again.outcome.changes.update(job.outcome.changes)
+            jobs.append(again)
+
+        return call_with_retry(
+            lambda: jobs[-1].execute(),
+            self._state_policy(),
+            on_retry=on_retry,
+            # a stop request is asked here, when deciding to try again, not with `stop=`:
+            # that would end a wait with a TransientError, and the account must end on this
+            # StateError (the run fails on a database that stays away)
+            retry_if=lambda exc: isinstance(exc, StateUnavailable) and not self.stop.is_set(),
+        )
 
     def _release(self, claim: Claim, **kwargs: Any) -> None:
         attempts = 0

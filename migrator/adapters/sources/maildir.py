@@ -58,9 +58,10 @@ _STANDARD_FLAGS = {"S": "seen", "R": "answered", "F": "flagged", "T": "deleted",
 
 
 def message_key(filename: str) -> str:
-    """The stable key of a Maildir file name (see module doc)."""
-    unique = filename.split(":", 1)[0]
-    return unique.split(",", 1)[0] or unique
+    """The stable key of a Maildir file name: its unique part, before the ",S=..." fields and
+    the ":2,FLAGS" info (see module doc). The one place the rule is written."""
+    base = filename.partition(":")[0]
+    return base.partition(",")[0] or base
 
 
 def parse_flags(filename: str, keywords: dict[str, str]) -> Flags:
@@ -194,14 +195,13 @@ class MaildirSource(SourceBase):
             for name in names:
                 if name[0] == ".":
                     continue
-                base = name.partition(":")[0]
-                key = base.partition(",")[0] or base
+                key = message_key(name)
                 listing.append((key, name))
                 if key in keys:
                     continue
                 keys.add(key)
                 if total is not None:
-                    size = _size_in_name(base)
+                    size = _size_in_name(name)
                     total = None if size is None else total + size
             if time.time_ns() - before > _SETTLED_NS:
                 self._listings[(native, sub)] = (before, listing)
@@ -304,7 +304,9 @@ class MaildirSource(SourceBase):
                         pairs
                         if pairs is not None
                         else [
-                            (_key_of(name), name) for name in os.listdir(dir_fd) if name[0] != "."
+                            (message_key(name), name)
+                            for name in os.listdir(dir_fd)
+                            if name[0] != "."
                         ]
                     )
                 except OSError as exc:
@@ -355,7 +357,7 @@ class MaildirSource(SourceBase):
                 name = entry.name
                 if name[0] == ".":
                     continue  # hidden files are not messages (Maildir convention)
-                key = _key_of(name)
+                key = message_key(name)
                 if isinstance(st_or_error, FileNotFoundError):
                     continue  # renamed by a live server since scandir: in cur/ or next pass
                 if isinstance(st_or_error, OSError):
@@ -475,12 +477,6 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _key_of(name: str) -> str:
-    """A message's key: its file name's unique part, before the ",S=..." fields and ":2,FLAGS"."""
-    base = name.partition(":")[0]
-    return base.partition(",")[0] or base
-
-
 def _free_key(
     key: str,
     sub: str,
@@ -506,8 +502,9 @@ def _free_key(
     return None  # pragma: no cover - an inode is listed once per directory
 
 
-def _size_in_name(base: str) -> int | None:
-    """The size Dovecot writes into a file name's base (",S=1234"), if it did."""
+def _size_in_name(name: str) -> int | None:
+    """The size Dovecot writes into a file name before its info (",S=1234"), if it did."""
+    base = name.partition(":")[0]
     at = base.find(",S=")
     if at < 0:
         return None

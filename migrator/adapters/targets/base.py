@@ -83,7 +83,9 @@ class ExcludedFolderError(PermanentError):
 class Target(Protocol):
     """A mail store we write into. All methods are safe to call from several threads."""
 
-    max_message_size: int  # bytes of raw RFC 822 data; larger messages fail as "too-large"
+    # bytes of raw RFC 822 data: the limit this target declares (may come down once connected,
+    # IMAP's APPENDLIMIT); the engine sends nothing larger (engine/mailbox.py too_large)
+    max_message_size: int
 
     def preflight(self, mailbox: str) -> None:
         """Check that `mailbox` exists and that we may write into it.

@@ -235,18 +235,9 @@ class EwsTarget:
         results: list[UploadResult | None] = [None] * len(items)
         sendable: list[tuple[int, int]] = []
         for index, item in enumerate(items):
+            # the size limit is the engine's to apply (engine/mailbox.py too_large)
             size = len(item.data)
-            if size > self.max_message_size:
-                results[index] = UploadResult(
-                    item.key,
-                    error=PermanentError(
-                        f"mailbox {mailbox}: message {item.key} is {size} bytes, over the target's "
-                        f"limit of {self.max_message_size} bytes",
-                        reason=Reason.TOO_LARGE,
-                        hint="raise [target] max_message_size if the server allows larger messages",
-                    ),
-                )
-            elif size == 0:
+            if size == 0:
                 results[index] = UploadResult(
                     item.key,
                     error=PermanentError(

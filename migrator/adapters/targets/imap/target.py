@@ -795,15 +795,9 @@ class ImapTarget:
         ]
 
     def _refuse(self, item: UploadItem, where: str) -> PermanentError | None:
-        size = len(item.data)
-        if size > self.max_message_size:
-            return PermanentError(
-                f"{where}: message {item.key} is {size} bytes, over the target's limit of "
-                f"{self.max_message_size} bytes",
-                reason=Reason.TOO_LARGE,
-                hint="raise [target] max_message_size if the server allows larger messages",
-            )
-        if size == 0:
+        # the size limit is the engine's to apply (engine/mailbox.py too_large): this target
+        # declares it in max_message_size, APPENDLIMIT included
+        if not item.data:
             return PermanentError(f"{where}: message {item.key} is empty", reason=Reason.REJECTED)
         return None
 
@@ -826,10 +820,6 @@ class ImapTarget:
         after: _Afterwards,
     ) -> None:
         where = f"mailbox {mailbox}, folder {folder.display!r}"
-        for index in indexes:  # APPENDLIMIT may only be known now that we are connected
-            error = self._refuse(items[index], where)
-            if error is not None:
-                results[index] = UploadResult(items[index].key, error=error)
         todo = [i for i in indexes if results[i] is None]
         if not todo:
             return
