@@ -264,16 +264,6 @@ class Store:
             ),
         )
 
-    def wait_until_reachable(self) -> bool:
-        """True once a query succeeds again; False when the server stayed away for
-        reconnect_seconds (the session's own patient connect does the waiting)."""
-        try:
-            with self.session() as s:
-                s.execute(select(1))
-            return True
-        except StateError:
-            return False
-
     def dialect_insert(self) -> Any:
         """The backend's INSERT (with ON CONFLICT). Imported on first use: a command on
         SQLite never needs SQLAlchemy's PostgreSQL dialect, a tenth of its start-up time."""
