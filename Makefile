@@ -29,9 +29,12 @@ lint: venv
 	$(VENV)/bin/mypy migrator
 	$(VENV)/bin/lint-imports
 
-# The whole suite: lint, then pytest against real slapd, Dovecot, PostgreSQL and the EWS simulator.
+# The whole suite: lint, then pytest against real slapd, Dovecot, PostgreSQL and the EWS simulator,
+# spread over TEST_WORKERS pytest-xdist processes, a test file to each at a time (its module
+# fixtures are made once); TEST_WORKERS=0 runs it in one process. Where the time goes: docs/benchmarks.md.
+TEST_WORKERS ?= 2
 test: deps lint bytecode
-	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 demo: bytecode
 	$(PY) -m migrator.samples.demo

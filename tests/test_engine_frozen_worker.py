@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.fixtures.campaign import build_campaign
@@ -54,7 +55,16 @@ def test_a_worker_thawed_after_a_takeover_removes_its_duplicates(tmp_path: Path)
                     ).fetchall()
                 return bool(gone)
 
-            _poll("its lease to run out", expired, timeout=LEASE * 4)
+            # its lease runs out while it is frozen: the time is made to pass by moving the
+            # lease's end into the past (as the clock would LEASE seconds later; a frozen
+            # process renews nothing either way), not waited for. Expiry in real time is
+            # test_multihost's frozen worker.
+            with sqlite3.connect(c.state_path) as db:
+                db.execute(
+                    "UPDATE accounts SET lease_expires_at = ? WHERE address = ?",
+                    (f"{datetime.now(UTC) - timedelta(seconds=1):%Y-%m-%d %H:%M:%S.%f}", address),
+                )
+            assert expired()
             # another worker takes the account over: the chunk the zombie holds is in flight,
             # not in the target, so it sends those messages itself
             other = c.cli("run", "--plan", str(c.plan_path))

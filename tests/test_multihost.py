@@ -43,7 +43,7 @@ from migrator.store.fleet import (
     take_share,
 )
 from migrator.store.owners import identify, pid_namespace
-from tests.fixtures.pg_campaign import PgCampaign, pg_campaign, pg_ctl, postgres_left_running
+from tests.fixtures.pg_campaign import PgCampaign, pg_campaign, private_postgres
 from tests.fixtures.store import *  # noqa: F403
 
 HOST = socket.gethostname()
@@ -224,9 +224,10 @@ def test_four_workers_one_killed_mid_chunk_every_message_once(tmp_path: Path) ->
 
 
 def test_postgresql_restarted_during_a_run_completes_exactly(tmp_path: Path) -> None:
-    with postgres_left_running(), pg_campaign(
-        tmp_path / "c", "multihost_restart", accounts=24, messages_per_folder=0, workers=2, chunk=3, lease=30,
-        faults=Faults(delay_s=0.01),
+    # a server of its own: the shared one serves every other test, some running meanwhile
+    with private_postgres() as server, pg_campaign(
+        tmp_path / "c", "multihost_restart", server=server, accounts=24, messages_per_folder=0, workers=2,
+        chunk=3, lease=30, faults=Faults(delay_s=0.01),
     ) as pg:  # fmt: skip
         log = tmp_path / "run.log"
         proc = _start(pg, log, "--log-format", "json")
@@ -235,7 +236,7 @@ def test_postgresql_restarted_during_a_run_completes_exactly(tmp_path: Path) -> 
             "a quarter of the messages",
             lambda: pg.scalar("SELECT count(*) FROM messages WHERE state = 'done'") >= total // 4,
         )
-        pg_ctl("restart")
+        server.restart()
         code = _wait(proc, log)
         lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
         assert code == 0, log.read_text()[-3000:]
