@@ -72,6 +72,13 @@ def call_with_retry(
 ) -> T:
     """Call `fn`, retrying TransientError per `policy`; the last error is re-raised."""
     started = time.monotonic()
+    # Nearly every call succeeds at once: setting tenacity up costs more client CPU than a
+    # small request's own work (issue 19), so it is set up only after a first failure, which
+    # it is handed as its own first attempt (same attempt count, deadline and waits).
+    try:
+        return fn()
+    except TransientError as exc:
+        first: TransientError | None = exc
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -108,4 +115,12 @@ def call_with_retry(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return retrying(fn)
+
+    def attempt() -> T:
+        nonlocal first
+        if first is not None:
+            failed, first = first, None
+            raise failed
+        return fn()
+
+    return retrying(attempt)

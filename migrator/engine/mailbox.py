@@ -29,7 +29,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from migrator.adapters.retry import RetryPolicy, call_with_retry
 from migrator.adapters.sources import Renumbers, Source, open_account_source
@@ -95,6 +95,12 @@ class Context:
     # asked right before each request to the target: raises LeaseLost when this worker's lease
     # on the account ran out while it was not heard from (the runner's Runner._check_lease)
     check_lease: Callable[[], None] = lambda: None
+    # whether the target `FindsByContent`, asked once per run rather than per account: an
+    # isinstance against a runtime-checkable Protocol walks its members every time
+    finds_by_content: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.finds_by_content = isinstance(self.target, FindsByContent)
 
 
 @dataclass
@@ -141,6 +147,19 @@ def _read_all(record: MessageRecord) -> bytes:
         stream.close()
 
 
+_RENUMBERING: dict[type, bool] = {}
+
+
+def _renumbers(source: Source) -> bool:
+    """isinstance(source, Renumbers), asked once per kind of source: a runtime-checkable
+    Protocol walks its members at every isinstance, and this is asked for every folder."""
+    kind = type(source)
+    known = _RENUMBERING.get(kind)
+    if known is None:
+        known = _RENUMBERING[kind] = isinstance(source, Renumbers)
+    return known
+
+
 def target_mailbox(claim: Claim) -> str:
     """The target mailbox an account's mail goes to."""
     return claim.target_address or claim.address or claim.key
@@ -160,7 +179,7 @@ class AccountJob(Reconciler):
         self.synced_folders: list[tuple[int, int | None, int | None, str | None]] = []
         self.new_folders = 0  # folders this pass recorded for the first time
         # targets that cannot search by source key find earlier uploads by their content
-        self._by_content = isinstance(ctx.target, FindsByContent)
+        self._by_content = ctx.finds_by_content
         self._inflight_by_folder: dict[int, list[str]] = {}
         self._targets: dict[int, str] = {}
         # adoption: source folders of this pass the ledger knew no message of, and per target
@@ -527,9 +546,9 @@ class AccountJob(Reconciler):
         """IMAP sources number messages per UIDVALIDITY. When the server renumbered a folder
         since the last pass, every key changed: carry what was migrated over to the new keys
         by content fingerprint, so nothing is sent twice."""
-        if not isinstance(source, Renumbers):
+        if not _renumbers(source):
             return
-        current = source.uidvalidity(folder)
+        current = cast(Renumbers, source).uidvalidity(folder)
         if recorded is None:
             ledger.record_uidvalidity(self.ctx.store, self.claim, folder_id, current)
             return
