@@ -168,7 +168,9 @@ class Simulator:
             cwd=REPO,
         )
         (data_dir / "store").mkdir(exist_ok=True)
-        deadline = time.monotonic() + 60
+        # it sets up every mailbox before it listens: about a minute per 100,000 on a quiet
+        # machine, several on a loaded one
+        deadline = time.monotonic() + 60 + len(mailboxes) / 200
         while True:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
