@@ -177,6 +177,8 @@ class Simulator:
                 break
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.process.kill()  # not left behind, still setting up its mailboxes
+                    self.process.wait()
                     raise RuntimeError("the EWS simulator did not start") from None
                 time.sleep(0.05)
         self.url = f"http://127.0.0.1:{self.port}{EWS_PATH}"
