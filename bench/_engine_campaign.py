@@ -151,13 +151,17 @@ class Simulator:
             cwd=REPO,
         )
         (data_dir / "store").mkdir(exist_ok=True)
-        deadline = time.monotonic() + 60
+        # it sets up every mailbox before it listens: about a minute per 100,000 on a quiet
+        # machine, several on a loaded one
+        deadline = time.monotonic() + 60 + len(mailboxes) / 200
         while True:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.process.kill()  # not left behind, still setting up its mailboxes
+                    self.process.wait()
                     raise RuntimeError("the EWS simulator did not start") from None
                 time.sleep(0.05)
         self.url = f"http://127.0.0.1:{self.port}{EWS_PATH}"

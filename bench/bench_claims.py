@@ -30,6 +30,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -125,26 +126,36 @@ def claims_per_second(
     return claims / sum(took), statistics.median(took) * 1000, max(took) * 1000
 
 
+def _claim_queries(run_started: datetime) -> tuple[list[Any], dict[str, Any]]:
+    """The SELECTs of a claim, each limited to one row, and their parameters: from this code
+    (built once per run, the claim's instant a bound parameter) or older code (built per
+    claim), for the before/after figures."""
+    from migrator.store import claims as work
+
+    now = datetime.now(UTC)
+    if hasattr(work, "_claim_probes"):
+        return [p.limit(1) for p in work._probes(1, run_started, ClaimFilter())], {"b_now": now}
+    probes = getattr(work, "_probes", None)
+    stmts = (
+        probes(1, now, run_started, ClaimFilter())
+        if probes
+        else [work._candidates(1, now, run_started, ClaimFilter())]
+    )
+    return [stmt.limit(1) for stmt in stmts], {}
+
+
 def query_ms(store: Store, run_started: datetime, repeat: int = 50) -> float:
     """The median time of the claim's reading alone (its queries until one finds an account,
     without the lease's UPDATE, the event and the COMMIT, which cost the same at any size):
     what grows with the accounts done if anything does. Runs against older code too (one
     query there), for the before/after figures."""
-    from migrator.store import claims
-
-    now = datetime.now(UTC)
-    probes = getattr(claims, "_probes", None)
-    stmts = (
-        probes(1, now, run_started, ClaimFilter())
-        if probes
-        else [claims._candidates(1, now, run_started, ClaimFilter())]
-    )
+    stmts, params = _claim_queries(run_started)
     took = []
     with store.session() as s:
         for _ in range(repeat):
             started = time.perf_counter()
             for stmt in stmts:
-                if s.execute(stmt.limit(1)).first() is not None:
+                if s.execute(stmt, params).first() is not None:
                     break
             took.append(time.perf_counter() - started)
     return statistics.median(took) * 1000
@@ -156,26 +167,19 @@ def server_ms(store: Store, run_started: datetime, repeat: int = 20) -> float | 
     less than a round trip does."""
     if store.backend != "postgresql":
         return None
-    from migrator.store import claims
-
-    now = datetime.now(UTC)
-    probes = getattr(claims, "_probes", None)
-    stmts = (
-        probes(1, now, run_started, ClaimFilter())
-        if probes
-        else [claims._candidates(1, now, run_started, ClaimFilter())]
-    )
+    stmts, params = _claim_queries(run_started)
     took = []
     with store.session() as s:
         conn = s.connection()
         for _ in range(repeat):
             total = 0.0
             for stmt in stmts:
-                compiled = stmt.limit(1).compile(
+                compiled = stmt.compile(
                     dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
                 )
                 [(plan,)] = conn.exec_driver_sql(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), compiled.construct_params()
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
+                    compiled.construct_params(params),
                 ).all()
                 total += float(plan[0]["Execution Time"])
                 if plan[0]["Plan"].get("Actual Rows", 0) > 0:

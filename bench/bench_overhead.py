@@ -24,9 +24,11 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,12 +84,19 @@ def campaign(
     work: Path, name: str, accounts: int, per_mailbox: int, workers: int
 ) -> tuple[Campaign, list[str]]:
     root = work / name
-    root.mkdir()
+    root.mkdir(exist_ok=True)
+    started = time.perf_counter()
     ldif, addresses = people(root, accounts, seed=19)
     c = write_plan(root, ldif, "http://unused", workers=workers)
     c.addresses = addresses
-    started = time.perf_counter()
+    # a kept work directory (--keep) reuses the Maildirs written before: 100,000 accounts
+    # are half a million files
+    ready = root / f"maildirs-ready-{accounts}x{per_mailbox}"
+    if ready.exists():
+        print(f"  [{name}] {accounts} accounts: Maildirs of {ready.parent} reused", flush=True)
+        return c, addresses
     n = write_small_maildirs(c, per_mailbox)
+    ready.touch()
     print(
         f"  [{name}] {accounts} accounts, {n} messages written in {time.perf_counter() - started:.1f} s",
         flush=True,
@@ -99,21 +108,24 @@ def run(
     c: Campaign, addresses: list[str], workers: int, profile: Path | None = None
 ) -> dict[str, Any]:
     """Discover, then `migrator run` into a fresh simulator; the run's figures."""
-    sim = Simulator(c.root / ("ews-profile" if profile else "ews"), addresses)
+    server_dir = c.root / ("ews-profile" if profile else "ews")
+    shutil.rmtree(server_dir, ignore_errors=True)  # an empty target, also in a kept work dir
+    sim = Simulator(server_dir, addresses)
     try:
         plan = c.plan.read_text()
         marker = 'url = "http://'
         start = plan.index(marker, plan.index("[target]"))
         end = plan.index('"', start + len(marker))
         c.plan.write_text(plan[:start] + f'url = "{sim.url}' + plan[end:])
-        c.state.unlink(missing_ok=True)
+        for path in (c.state, *(c.state.with_name(c.state.name + x) for x in ("-wal", "-shm"))):
+            path.unlink(missing_ok=True)
         c.discover()
         prefix = (
             [str(PY_SPY), "record", "--gil", "-f", "raw", "-r", "200", "-o", str(profile), "--"]
             if profile
             else []
         )
-        result, user, system = measured_split(
+        result, user, system, timeline = measured_split(
             [
                 *prefix,
                 sys.executable,
@@ -128,6 +140,8 @@ def run(
                 "--json",
             ],
             env=c.env,
+            # the run's own process (under py-spy, py-spy's is another)
+            timeline=None if profile else (c.state, max(10.0, len(addresses) / 2000)),
         )
     finally:
         sim.stop()
@@ -150,18 +164,84 @@ def run(
         "sys_s": round(system, 2),
         "maxrss_mb": round(result.maxrss_mb, 1),
         "server_cpu_s": round(sim.cpu, 2),
+        "timeline": timeline,
     }
 
 
-def measured_split(argv: list[str], *, env: dict[str, str]) -> tuple[Measured, float, float]:
-    """As _engine_campaign.measured, with the child's CPU split into user and system time."""
+class _Timeline:
+    """While a run goes, every `every` seconds: its CPU so far (/proc/PID/stat), its RSS and
+    peak RSS, and the accounts it has finished (the state database, opened read-only).
+    Printed as it goes, so that a run stopped before its end still says how its cost grew."""
+
+    def __init__(self, pid: int, state: Path, every: float) -> None:
+        self.rows: list[dict[str, float]] = []
+        self._pid, self._state, self._every = pid, state, every
+        self._done = threading.Event()
+        self._started = time.perf_counter()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> dict[str, float]:
+        with open(f"/proc/{self._pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        memory = {}
+        with open(f"/proc/{self._pid}/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    memory[line.split(":")[0]] = int(line.split()[1]) / 1024
+        db = sqlite3.connect(f"file:{self._state}?mode=ro", uri=True, timeout=30)
+        try:
+            (done,) = db.execute(
+                "SELECT count(*) FROM accounts WHERE status IN ('synced', 'verified')"
+            ).fetchone()
+        finally:
+            db.close()
+        return {
+            "wall_s": round(time.perf_counter() - self._started, 1),
+            "cpu_s": round(cpu, 2),
+            "accounts_done": int(done),
+            "rss_mb": round(memory.get("VmRSS", 0.0), 1),
+            "peak_rss_mb": round(memory.get("VmHWM", 0.0), 1),
+        }
+
+    def _poll(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                row = self._sample()
+            except (OSError, ValueError, IndexError, sqlite3.Error):
+                continue
+            before = self.rows[-1] if self.rows else {"cpu_s": 0.0, "accounts_done": 0}
+            accounts = row["accounts_done"] - before["accounts_done"]
+            slice_ms = (row["cpu_s"] - before["cpu_s"]) / accounts * 1000 if accounts else 0.0
+            self.rows.append(row)
+            print(
+                f"    {row['wall_s']:7.0f} s: {row['accounts_done']:6d} accounts done, CPU "
+                f"{row['cpu_s']:7.1f} s ({slice_ms:5.1f} ms per account since the last line), "
+                f"RSS {row['rss_mb']:.0f} MB, peak {row['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def measured_split(
+    argv: list[str], *, env: dict[str, str], timeline: tuple[Path, float] | None = None
+) -> tuple[Measured, float, float, list[dict[str, float]]]:
+    """As _engine_campaign.measured, with the child's CPU split into user and system time;
+    with `timeline` (the state database, seconds), its _Timeline too."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=REPO)
         peak = _HighWater(proc.pid)
+        line = _Timeline(proc.pid, *timeline) if timeline else None
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         peak.stop()
+        if line is not None:
+            line.stop()
         out.seek(0)
         err.seek(0)
         result = Measured(
@@ -172,7 +252,11 @@ def measured_split(argv: list[str], *, env: dict[str, str]) -> tuple[Measured, f
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
         )
-        return result, usage.ru_utime, usage.ru_stime
+        return result, usage.ru_utime, usage.ru_stime, line.rows if line else []
+
+
+def _shown(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run.items() if k != "timeline"}
 
 
 def _per(c: Campaign) -> int:
@@ -190,7 +274,12 @@ def main() -> int:
     ap.add_argument(
         "--only-a", action="store_true", help="run A only (no F, M: no per-account split)"
     )
-    ap.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    ap.add_argument(
+        "--keep", help="work directory to keep, its Maildirs reused next time (default: temporary)"
+    )
+    ap.add_argument(
+        "--prepare", action="store_true", help="only write the Maildirs (with --keep), run nothing"
+    )
     args = ap.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -206,15 +295,17 @@ def main() -> int:
     )
     try:
         a_c, a_addr = campaign(work, "A", args.accounts, PER_ACCOUNT, args.workers)
+        if args.prepare:
+            return 0
         if not args.only_a:
             f_c, f_addr = campaign(work, "F", 1, PER_ACCOUNT, args.workers)
             m_c, m_addr = campaign(work, "M", MANY_ACCOUNTS, MANY_MESSAGES, args.workers)
             figures["F"] = run(f_c, f_addr, args.workers)
-            print(f"  F: {figures['F']}", flush=True)
+            print(f"  F: {_shown(figures['F'])}", flush=True)
             figures["M"] = run(m_c, m_addr, args.workers)
-            print(f"  M: {figures['M']}", flush=True)
+            print(f"  M: {_shown(figures['M'])}", flush=True)
         figures["A"] = run(a_c, a_addr, args.workers)
-        print(f"  A: {figures['A']}", flush=True)
+        print(f"  A: {_shown(figures['A'])}", flush=True)
         A = figures["A"]
         if not args.only_a:
             fixed, M = figures["F"]["cpu_s"], figures["M"]

@@ -104,6 +104,16 @@ def call_with_retry(
     offset = 0  # attempt_number of the last attempt before the one that made progress
     reached = progress() if progress is not None else 0
     upcoming = 0.0
+    # Nearly every call succeeds at once: setting tenacity up costs more client CPU than a
+    # small request's own work (issue 19), so it is set up only after a first failure, which
+    # it is handed as its own first attempt (same attempt count, deadline and waits).
+    first: BaseException | None = None
+    try:
+        return fn()
+    except BaseException as exc:
+        if not retry_if(exc):
+            raise
+        first = exc
 
     def hint_of(state: RetryCallState) -> float | None:
         exc = state.outcome.exception() if state.outcome else None
@@ -152,4 +162,12 @@ def call_with_retry(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return retrying(fn)
+
+    def attempt() -> T:
+        nonlocal first
+        if first is not None:
+            failed, first = first, None
+            raise failed
+        return fn()
+
+    return retrying(attempt)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, select, text, update
 
 from migrator.store import Store
-from migrator.store.claims import ClaimFilter, _probes, claim_next, release
+from migrator.store.claims import ClaimFilter, _claim_probes, claim_next, release
 from migrator.store.schema import accounts as A
 
 
@@ -62,12 +62,11 @@ def _plans(
     found = []
     event.listen(store.engine, "before_cursor_execute", explain, retval=True)
     try:
-        for probe in _probes(plan_id, datetime.now(UTC), run_started, f or ClaimFilter()):
-            stmt = probe.limit(1)
-            if store.backend == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
+        # the statements a claim runs, as it runs them (limited, locked on PostgreSQL)
+        for stmt in _claim_probes(store.backend, plan_id, run_started, f or ClaimFilter(), ()):
             with store.session() as s:
-                found.append("\n".join(str(r[-1]) for r in s.execute(stmt).all()))
+                rows = s.execute(stmt, {"b_now": datetime.now(UTC)}).all()
+                found.append("\n".join(str(r[-1]) for r in rows))
     finally:
         event.remove(store.engine, "before_cursor_execute", explain)
     return found

@@ -1,22 +1,26 @@
 """What a small mailbox costs the EWS target (issue 19): the well-known folder lookup sends
 exactly the request exchangelib would, answers are parsed from their bytes, and the target
-keeps nothing of a mailbox once the engine is done with it."""
+keeps nothing of a mailbox once the engine is done with it; its HTTP sessions read the proxy
+settings of the environment once per origin, not per request."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+import requests
 from exchangelib import DELEGATE, Account, Build, Configuration, Credentials, Version
 from exchangelib.fields import FieldPath
 from exchangelib.folders import FolderCollection, Inbox, MsgFolderRoot, SentItems
 from exchangelib.folders.base import BaseFolder
 from exchangelib.folders.collections import ID_ONLY
 from exchangelib.properties import DistinguishedFolderId, Mailbox
+from exchangelib.protocol import BaseProtocol
 from exchangelib.services import GetFolder
 from exchangelib.util import BytesGeneratorIO, xml_to_str
 
 from migrator.adapters.targets.base import HoldsMailboxes
+from migrator.adapters.targets.ews.connection import remember_environment_per_session
 from migrator.adapters.targets.ews.folders import MailboxFolders, _WellKnownGetFolder
 from migrator.adapters.targets.ews.target import EwsTarget
 from migrator.model.mail import Flags, FolderRole, UploadItem
@@ -112,3 +116,40 @@ def test_a_forgotten_mailbox_is_looked_up_again(harness: TargetHarness) -> None:
         assert target._mailbox_folders(mailbox) is not held
     finally:
         target.close()
+
+
+def test_sessions_read_the_environment_once_per_origin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests reads the proxy variables for every request; a session of the EWS target reads
+    them once per origin (scheme, host, port) and gives each what requests would: here the EWS
+    server is exempt by NO_PROXY and the OAuth2 token endpoint goes through the proxy. A new
+    session reads the environment afresh."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
+    monkeypatch.setenv("NO_PROXY", "mail.example.org")
+    remember_environment_per_session()
+    asked: list[str] = []
+    real = requests.sessions.get_environ_proxies
+
+    def counting(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        asked.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
+    ews = "https://mail.example.org/EWS/Exchange.asmx"
+    token = "https://login.example.net/tenant/oauth2/v2.0/token"
+    session = BaseProtocol.raw_session(ews)
+    urls = [ews, token, ews, ews + "?again", token]
+    ours = [session.merge_environment_settings(u, {}, None, None, None) for u in urls]
+    assert asked == [ews, token]  # once per origin
+    theirs = [requests.Session().merge_environment_settings(u, {}, None, None, None) for u in urls]
+    assert ours == theirs
+    proxy = "http://proxy.example.org:3128"
+    assert "https" not in ours[0]["proxies"] and ours[1]["proxies"]["https"] == proxy
+    # a copy per request: what one request does with its settings never reaches the next
+    ours[0]["proxies"]["https"] = "changed"
+    assert "https" not in session.merge_environment_settings(ews, {}, None, None, None)["proxies"]
+
+    monkeypatch.setenv("NO_PROXY", "")
+    renewed = BaseProtocol.raw_session(ews)
+    assert (
+        renewed.merge_environment_settings(ews, {}, None, None, None)["proxies"]["https"] == proxy
+    )

@@ -75,4 +75,6 @@ class OutputGuard:
                     self._stop.event.set()
                 return None
 
+        # kept: the next call finds it without __getattr__ (a run calls these per account)
+        self.__dict__[name] = guarded
         return guarded

@@ -30,7 +30,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from migrator.adapters.sources import Renumbers, Source, open_account_source
 from migrator.adapters.targets.base import (
@@ -106,6 +106,12 @@ class Context:
     # asked right before each request to the target: raises LeaseLost when this worker's lease
     # on the account ran out while it was not heard from (the runner's Runner._check_lease)
     check_lease: Callable[[], None] = lambda: None
+    # whether the target `FindsByContent`, asked once per run rather than per account: an
+    # isinstance against a runtime-checkable Protocol walks its members every time
+    finds_by_content: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.finds_by_content = isinstance(self.target, FindsByContent)
 
 
 @dataclass
@@ -164,6 +170,19 @@ def too_large(size: int, target: Target) -> str | None:
     return None
 
 
+_RENUMBERING: dict[type, bool] = {}
+
+
+def _renumbers(source: Source) -> bool:
+    """isinstance(source, Renumbers), asked once per kind of source: a runtime-checkable
+    Protocol walks its members at every isinstance, and this is asked for every folder."""
+    kind = type(source)
+    known = _RENUMBERING.get(kind)
+    if known is None:
+        known = _RENUMBERING[kind] = isinstance(source, Renumbers)
+    return known
+
+
 def target_mailbox(claim: Claim) -> str:
     """The target mailbox an account's mail goes to."""
     return claim.target_address or claim.address or claim.key
@@ -183,7 +202,7 @@ class AccountJob(Reconciler):
         self.synced_folders: list[tuple[int, int | None, int | None, str | None]] = []
         self.new_folders = 0  # folders this pass recorded for the first time
         # targets that cannot search by source key find earlier uploads by their content
-        self._by_content = isinstance(ctx.target, FindsByContent)
+        self._by_content = ctx.finds_by_content
         self._inflight_by_folder: dict[int, list[str]] = {}
         # by content: folders whose in-flight keys were looked up when they were listed, and
         # per folder the keys it no longer listed (settled at the end of the pass)
@@ -557,9 +576,9 @@ class AccountJob(Reconciler):
         """IMAP sources number messages per UIDVALIDITY. When the server renumbered a folder
         since the last pass, every key changed: carry what was migrated over to the new keys
         by content fingerprint, so nothing is sent twice."""
-        if not isinstance(source, Renumbers):
+        if not _renumbers(source):
             return
-        current = source.uidvalidity(folder)
+        current = cast(Renumbers, source).uidvalidity(folder)
         if recorded is None:
             ledger.record_uidvalidity(self.ctx.store, self.claim, folder_id, current)
             return

@@ -51,8 +51,8 @@ def known_states(store: Store, folder_id: int) -> dict[str, Known]:
     """Key -> what the ledger holds, for every message of a folder: a delta pass skips the
     known ones without reading their bodies and compares their flags."""
     # straight from the DBAPI cursor, as known_keys: a delta pass reads every row of a folder
-    with store.session() as s:
-        rows = Raw(s.connection()).rows(
+    with store.connection() as conn:
+        rows = Raw(conn).rows(
             "SELECT source_key, state, flags, pending, removed_at FROM messages WHERE folder_id = ?",
             (folder_id,),
         )

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from migrator.model.errors import MigratorError
@@ -77,8 +78,9 @@ class ClaimFilter:
     pass_interval: float = 0.0
 
 
-def _free(now: datetime) -> Any:
-    return or_(A.c.lease_expires_at.is_(None), A.c.lease_expires_at < now)
+def _free() -> Any:
+    # the claim's instant is a bound parameter: the claim's statements are built once per run
+    return or_(A.c.lease_expires_at.is_(None), A.c.lease_expires_at < bindparam("b_now"))
 
 
 def _selected(stmt: Any, f: ClaimFilter) -> Any:
@@ -101,7 +103,7 @@ def _retry(f: ClaimFilter, run_started: datetime) -> Any:
     )
 
 
-def _candidates(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) -> Any:
+def _candidates(plan_id: int, run_started: datetime, f: ClaimFilter) -> Any:
     """Every account this run may claim, in one query: for a selection by address (a handful
     of rows, found by ix_accounts_plan_address) and `--only-failed`. Runs over the whole plan ask
     `_probes` instead, whose every query is an index range scan."""
@@ -116,7 +118,7 @@ def _candidates(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilt
     wanted.append(A.c.status == Status.RUNNING)
     if f.only_failed:
         wanted = [and_(A.c.status == Status.FAILED, A.c.attempts < f.max_attempts)]
-    stmt = _selected(select(A).where(A.c.plan_id == plan_id, _free(now), or_(*wanted)), f)
+    stmt = _selected(select(A).where(A.c.plan_id == plan_id, _free(), or_(*wanted)), f)
     return stmt.order_by(A.c.batch, A.c.id)
 
 
@@ -126,7 +128,7 @@ def _pass_cutoff(run_started: datetime, f: ClaimFilter) -> datetime:
     return run_started - timedelta(seconds=max(0.0, f.pass_interval))
 
 
-def _probes(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) -> list[Any]:
+def _probes(plan_id: int, run_started: datetime, f: ClaimFilter) -> list[Any]:
     """The queries a claim asks in turn until one finds an account; each reads an index from
     the first eligible row on, so a claim costs the same at the first account of a run and at
     the 100,000th: nothing it reads is an account this run has already done.
@@ -150,7 +152,7 @@ def _probes(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) 
     ]  # (a selection by address: _candidates)
 
     def each_batch(where: Any, *order: Any) -> list[Any]:
-        return [(base if b is None else base.where(A.c.batch == b)).where(*where, _free(now)).order_by(*order)
+        return [(base if b is None else base.where(A.c.batch == b)).where(*where, _free()).order_by(*order)
                 for b in batches]  # fmt: skip
 
     probes = each_batch([A.c.status == Status.RUNNING], A.c.batch, A.c.id)
@@ -164,6 +166,54 @@ def _probes(plan_id: int, now: datetime, run_started: datetime, f: ClaimFilter) 
     if f.retry_failed:
         probes += each_batch([_retry(f, run_started)], A.c.batch, A.c.id)
     return probes
+
+
+def _claim_probes(
+    backend: str, plan_id: int, run_started: datetime, f: ClaimFilter, skip_ids: Sequence[int]
+) -> list[Any]:
+    """The SELECTs a claim asks in turn (see _probes), whole: limited to one row, locked on
+    PostgreSQL. Built once per run (plan, start, filters): building and compiling them anew
+    for every claim cost more client CPU than the database takes to run them (issue 19)."""
+    key: tuple[Any, ...] | None = (backend, plan_id, run_started, f, tuple(skip_ids))
+    try:
+        cached = _PROBES.get(key)
+    except TypeError:  # a filter given lists rather than tuples: built for this claim only
+        key, cached = None, None
+    if cached is not None:
+        return cached
+    if f.addresses or f.only_failed:
+        probes = [_candidates(plan_id, run_started, f)]
+    else:
+        probes = _probes(plan_id, run_started, f)
+    if skip_ids:
+        probes = [stmt.where(A.c.id.notin_(list(skip_ids))) for stmt in probes]
+    probes = [stmt.limit(1) for stmt in probes]
+    if backend == "postgresql":
+        probes = [stmt.with_for_update(skip_locked=True) for stmt in probes]
+    if key is not None:
+        with _probes_lock:
+            if len(_PROBES) >= _PROBES_KEPT:  # a long-lived process runs many runs
+                _PROBES.clear()
+            _PROBES[key] = probes
+    return probes
+
+
+_PROBES: dict[Any, list[Any]] = {}
+_PROBES_KEPT = 64
+_probes_lock = threading.Lock()
+
+_CLAIM = (
+    update(A)
+    .where(A.c.id == bindparam("b_id"))
+    .values(
+        status=Status.RUNNING,
+        lease_owner=bindparam("b_owner"),
+        lease_epoch=bindparam("b_epoch"),
+        lease_expires_at=bindparam("b_expires"),
+        heartbeat_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+    )
+)
 
 
 def claim_next(
@@ -186,39 +236,29 @@ def claim_next(
     # Leases held by dead processes of this host are free at once, not only after expiry.
     if _dead_owner_check_due(store, plan_id):
         _release_dead_owners(store, plan_id)
-    if filters.addresses or filters.only_failed:
-        probes = [_candidates(plan_id, now, run_started, filters)]
-    else:
-        probes = _probes(plan_id, now, run_started, filters)
-    with store.session(write=True) as s:
+    probes = _claim_probes(store.backend, plan_id, run_started, filters, skip_ids)
+    with store.connection(write=True) as conn:
         row = None
         for stmt in probes:
-            if skip_ids:
-                stmt = stmt.where(A.c.id.notin_(list(skip_ids)))
-            stmt = stmt.limit(1)
-            if store.backend == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            row = s.execute(stmt).mappings().first()
+            row = conn.execute(stmt, {"b_now": now}).mappings().first()
             if row is not None:
                 break
         if row is None:
             return None
         epoch = int(row["lease_epoch"]) + 1
-        s.execute(
-            update(A)
-            .where(A.c.id == row["id"])
-            .values(
-                status=Status.RUNNING,
-                lease_owner=worker,
-                lease_epoch=epoch,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                heartbeat_at=now,
-                updated_at=now,
-            )
+        conn.execute(
+            _CLAIM,
+            {
+                "b_id": row["id"],
+                "b_owner": worker,
+                "b_epoch": epoch,
+                "b_expires": now + timedelta(seconds=lease_seconds),
+                "b_now": now,
+            },
         )
         took_over = row["status"] == Status.RUNNING
         events.write(
-            s.connection(),
+            conn,
             plan_id,
             EventKind.TAKEN_OVER if took_over else EventKind.CLAIMED,
             account_id=row["id"],
@@ -315,7 +355,7 @@ _FENCE = (
 )
 
 
-def fence(session: Session, claim: Claim) -> None:
+def fence(session: Session | Connection, claim: Claim) -> None:
     """Inside a write transaction: raise LeaseLost unless the claim is still ours.
 
     The UPDATE also locks the account row (PostgreSQL) until the transaction ends, so a
@@ -420,9 +460,8 @@ def release(
     count, source bytes[, the source's change mark]) of each folder synced by the pass; one
     fenced transaction (a mark is only ever recorded with a completed pass)."""
     now = utcnow()
-    with store.session(write=True) as s:
-        fence(s, claim)
-        conn = s.connection()
+    with store.connection(write=True) as conn:
+        fence(conn, claim)
         stmt = _release_statement(
             completed_pass, count_attempt, error is not None, completed_pass and claim.passes == 0
         )

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from migrator.model.mail import FolderInfo
@@ -154,9 +154,9 @@ def ensure_folder(
     stmt = _UPSERT_FOLDER.get(shape)
     if stmt is None:
         stmt = _UPSERT_FOLDER[shape] = _upsert_folder(store.dialect_insert(), target is not None)
-    with store.session(write=True) as s:
-        fence(s, claim)
-        return int(s.connection().execute(stmt, values).scalar_one())
+    with store.connection(write=True) as conn:
+        fence(conn, claim)
+        return int(conn.execute(stmt, values).scalar_one())
 
 
 def set_folder_target(
@@ -171,12 +171,29 @@ def set_folder_target(
         )
 
 
+_FOLDERS = (
+    select(
+        F.c.id,
+        F.c.native,
+        F.c.display,
+        F.c.role,
+        F.c.target_folder_id,
+        F.c.target_path,
+        F.c.source_count,
+        F.c.done_count,
+        F.c.skipped_count,
+        F.c.failed_count,
+        F.c.uidvalidity,
+        F.c.mark,
+    )  # fmt: skip
+    .where(F.c.account_id == bindparam("b_account"))
+    .order_by(F.c.display)
+)
+
+
 def folders(store: Store, account_id: int) -> list[StoredFolder]:
-    cols = [F.c.id, F.c.native, F.c.display, F.c.role, F.c.target_folder_id, F.c.target_path,
-            F.c.source_count, F.c.done_count, F.c.skipped_count, F.c.failed_count, F.c.uidvalidity,
-            F.c.mark]  # fmt: skip
-    with store.session() as s:
-        rows = s.execute(select(*cols).where(F.c.account_id == account_id).order_by(F.c.display))
+    with store.connection() as conn:
+        rows = conn.execute(_FOLDERS, {"b_account": account_id})
         return [StoredFolder(*row) for row in rows]
 
 
@@ -277,10 +294,10 @@ def begin_chunk(
         for item in items
     ]
     # durable: these rows are what stops a power cut during the upload from causing duplicates
-    with store.session(write=True, durable=True) as s:
-        fence(s, claim)
+    with store.connection(write=True, durable=True) as conn:
+        fence(conn, claim)
         for start in range(0, len(rows), _BATCH):
-            s.execute(_INSERT_MESSAGES, rows[start : start + _BATCH])
+            conn.execute(_INSERT_MESSAGES, rows[start : start + _BATCH])
 
 
 def finish_chunk(
@@ -300,11 +317,11 @@ def finish_chunk(
     if not outcomes:
         return
     now = utcnow()
-    with store.session(write=True) as s:
-        fence(s, claim)
+    with store.connection(write=True) as conn:
+        fence(conn, claim)
         if in_flight is None:
             existing = set(
-                s.execute(
+                conn.execute(
                     _EXISTING_KEYS, {"b_folder": folder_id, "b_keys": [o.key for o in outcomes]}
                 ).scalars()
             )
@@ -342,13 +359,15 @@ def finish_chunk(
             if o.key not in existing
         ]
         for start in range(0, len(updates), _BATCH):
-            s.connection().execute(_SETTLE, updates[start : start + _BATCH])
+            conn.execute(_SETTLE, updates[start : start + _BATCH])
         for start in range(0, len(inserts), _BATCH):
-            s.execute(_INSERT_MESSAGES, inserts[start : start + _BATCH])
-        _count(s, claim, folder_id, outcomes)
+            conn.execute(_INSERT_MESSAGES, inserts[start : start + _BATCH])
+        _count(conn, claim, folder_id, outcomes)
 
 
-def _count(session: Session, claim: Claim, folder_id: int, outcomes: Sequence[Outcome]) -> None:
+def _count(
+    session: Session | Connection, claim: Claim, folder_id: int, outcomes: Sequence[Outcome]
+) -> None:
     states = Counter(o.state for o in outcomes)
     counts = {
         "b_done": states[MessageState.DONE],
@@ -362,15 +381,16 @@ def _count(session: Session, claim: Claim, folder_id: int, outcomes: Sequence[Ou
     )
 
 
+_INFLIGHT = select(M.c.folder_id, M.c.source_key).where(
+    M.c.account_id == bindparam("b_account"), M.c.state == MessageState.INFLIGHT
+)
+
+
 def inflight(store: Store, account_id: int) -> dict[int, list[str]]:
     """Folder id -> keys left in flight by an earlier, interrupted attempt."""
     by_folder: dict[int, list[str]] = defaultdict(list)
-    with store.session() as s:
-        rows = s.execute(
-            select(M.c.folder_id, M.c.source_key).where(
-                M.c.account_id == account_id, M.c.state == MessageState.INFLIGHT
-            )
-        )
+    with store.connection() as conn:
+        rows = conn.execute(_INFLIGHT, {"b_account": account_id})
         for folder_id, key in rows:
             by_folder[folder_id].append(key)
     return dict(by_folder)

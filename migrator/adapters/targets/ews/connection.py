@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -252,6 +253,71 @@ def parse_answers_whole() -> None:
             return parse(cls, response)
 
         EWSService._get_soap_parts = classmethod(_get_soap_parts)
+
+
+# --- the environment's proxy settings ----------------------------------------------------------
+def _remember_environment(session: requests.Session) -> None:
+    """Have `session` read what the environment says about each origin (scheme, host and
+    port) once: the proxy to use or NO_PROXY's exemption, and REQUESTS_CA_BUNDLE.
+
+    requests reads and parses the proxy variables for every request (about 0.1 ms of client
+    CPU each, as much as a small request's own work). What a URL gets depends on its origin
+    only, so the answer is kept per origin for the session's life: the EWS endpoint and an
+    OAuth2 token endpoint each get their own, as requests would give them. A session renewed
+    later (exchangelib renews them) reads the environment afresh.
+    """
+    merge = session.merge_environment_settings
+    kept: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        parts = urlsplit(url)
+        try:
+            key = (
+                parts.scheme,
+                parts.netloc,
+                session.trust_env,
+                tuple(sorted((proxies or {}).items())),
+                tuple(sorted((session.proxies or {}).items())),
+                stream,
+                verify,
+                cert,
+                session.stream,
+                session.verify,
+                session.cert,
+            )
+            found = kept.get(key)
+        except TypeError:  # a setting that cannot be a key: ask the environment as requests does
+            return merge(url, proxies, stream, verify, cert)
+        if found is None:
+            found = kept[key] = merge(url, proxies, stream, verify, cert)
+        # each request gets its own copy: requests and adapters may change what they are given
+        return {**found, "proxies": dict(found["proxies"])}
+
+    session.merge_environment_settings = merge_environment_settings  # type: ignore[method-assign]
+
+
+_environment_lock = threading.Lock()
+_environment_done = False
+
+
+def remember_environment_per_session() -> None:
+    """Every HTTP session exchangelib opens reads the environment once per origin (see
+    _remember_environment)."""
+    global _environment_done
+    with _environment_lock:
+        if _environment_done:
+            return
+        _environment_done = True
+        raw_session = BaseProtocol.__dict__["raw_session"].__func__
+
+        def remembering_raw_session(cls: type, prefix: str, *args: Any, **kwargs: Any) -> Any:
+            session = raw_session(cls, prefix, *args, **kwargs)
+            _remember_environment(session)
+            return session
+
+        BaseProtocol.raw_session = classmethod(remembering_raw_session)
 
 
 # --- configuration ---------------------------------------------------------------------------

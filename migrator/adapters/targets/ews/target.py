@@ -38,6 +38,7 @@ from .connection import (
     make_configuration,
     parse_answers_whole,
     quiet_exchangelib_logging,
+    remember_environment_per_session,
 )
 from .create import PreparedCreateItem, message_element
 from .folders import MailboxFolders
@@ -129,6 +130,7 @@ class EwsTarget:
     ) -> None:
         quiet_exchangelib_logging()
         parse_answers_whole()
+        remember_environment_per_session()
         self.settings = settings
         self.max_message_size = settings.max_message_size
         self.request_bytes = request_bytes
