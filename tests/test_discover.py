@@ -373,7 +373,7 @@ def test_two_searches_find_what_three_found(
     the same accounts with the same reasons as three searches; also behind a size limit,
     read one subtree at a time."""
     slapd: SlapdServer = request.getfixturevalue(server)
-    bind = f'bind_dn = "{slapd.bind_dn}"\npassword_env = "MIGRATOR_TEST_LDAP_PASSWORD"'
+    bind = {"bind_dn": slapd.bind_dn, "password_env": "MIGRATOR_TEST_LDAP_PASSWORD"}
     plan = load_plan(write_plan(tmp_path, slapd.url, bind))
 
     def accounts(read: Callable[[DirectoryReader, Classifier], None]) -> list[tuple[Any, ...]]:

@@ -42,7 +42,7 @@ from tests.fixtures.exo_front import (
 from tests.fixtures.imap_campaign import ImapCampaign
 from tests.fixtures.imap_proxy import Rule, exchange_throttled
 from tests.test_engine_adopt import _fresh_state, _ledger, _run
-from tests.test_engine_crash import _kill_when
+from tests.test_engine_crash import _random_kill
 
 SEED = int(os.environ.get("MIGRATOR_CRASH_SEED", "2026"))
 TOKEN_LIFETIME = 4  # seconds: tokens run out again and again during a run
@@ -229,7 +229,7 @@ def test_kills_at_any_instant_end_with_every_message_once_in_exchange_online(
                 stored_unknown += 1
         assert stored_unknown >= 2
         for _ in range(RANDOM_KILLS):
-            code = _kill_when(c, rng.randint(0, total), rng.uniform(0, 0.05))  # type: ignore[arg-type]
+            code = _random_kill(c, rng, total)  # type: ignore[arg-type]
             kills += code is None
         assert kills >= 8, f"only {kills} kills landed"
         _settle(c)

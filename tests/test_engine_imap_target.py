@@ -22,7 +22,7 @@ from pathlib import Path
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.imap_campaign import ImapCampaign, build_imap_campaign
 from tests.fixtures.imap_proxy import Rule, exchange_throttled
-from tests.test_engine_crash import _kill_when
+from tests.test_engine_crash import _random_kill
 
 SEED = int(os.environ.get("MIGRATOR_CRASH_SEED", "2018"))
 # begin_chunk: in-flight rows committed, nothing sent; upload: Dovecot stored the chunk, the
@@ -103,8 +103,8 @@ def test_kills_at_any_instant_end_with_every_message_once_in_dovecot(
                 stored_unknown += 1
         assert stored_unknown >= 2
         for _ in range(RANDOM_KILLS):
-            # a ledger row count anywhere in the campaign, then a kill within the next chunk
-            code = _kill_when(c, rng.randint(0, total), rng.uniform(0, 0.05))  # type: ignore[arg-type]
+            # a kill anywhere in what the campaign still has to do, within the next chunk
+            code = _random_kill(c, rng, total)  # type: ignore[arg-type]
             kills += code is None
         assert kills >= 10, f"only {kills} kills landed"
         summary = _settle(c)

@@ -15,7 +15,7 @@ from migrator.model.mail import MessageRecord
 from migrator.model.plan import SourceSettings
 from migrator.samples.mail import write_mbox
 from tests.fixtures.campaign import Campaign, build_campaign
-from tests.test_engine_crash import CRASH_POINTS, _kill_when
+from tests.test_engine_crash import CRASH_POINTS, _random_kill
 
 MBOX_SOURCE = """[source]
 kind = "mbox"
@@ -81,7 +81,7 @@ def test_mbox_source_killed_at_random_ends_exactly_once(tmp_path: Path) -> None:
             )
             kills += result.returncode == -signal.SIGKILL
         for _ in range(6):
-            kills += _kill_when(c, rng.randint(0, total), rng.uniform(0, 0.05)) is None
+            kills += _random_kill(c, rng, total) is None
         assert kills >= 8, f"only {kills} kills landed"
         final = c.cli("run", "--plan", str(c.plan_path), "--json")
         assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]

@@ -91,7 +91,8 @@ def test_summary_groups_skips_by_folder_and_gives_advice_in_full(
 
     for text, width in ((piped.stdout, 120), (stream.getvalue(), 80)):
         lines = text.splitlines()
-        assert all(len(line) <= width for line in lines), [
+        # only a word longer than the width (the test's deep plan path) may pass it, whole
+        assert all(len(line) <= width or len(line.split()) == 1 for line in lines), [
             line for line in lines if len(line) > width
         ]
         flat = " ".join(text.split())

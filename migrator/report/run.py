@@ -8,6 +8,7 @@ unreachable server) on stderr, so that a run that seems stuck says why.
 
 from __future__ import annotations
 
+import textwrap
 import threading
 import time
 from typing import Any
@@ -190,11 +191,18 @@ NAMES_SHOWN = 5  # accounts named per failure reason, folders per skip reason
 
 def _wrapped(con: Console, text: str, indent: int) -> None:
     """A line of its own, wrapped to the console's width with a hanging indent: readable in
-    full on an 80-column terminal and in a pipe, where a table cell would cut it."""
+    full on an 80-column terminal and in a pipe, where a table cell would cut it. A word longer
+    than the width (a deep plan path in a command to copy) gets a line of its own, whole:
+    folded, it would paste as two words."""
     width = max(20, con.width - indent)
-    for line in Text.from_markup(text).wrap(con, width, overflow="fold"):
-        line.rstrip()
-        con.print(Text(" " * indent) + line, soft_wrap=True)
+    styled = Text.from_markup(text)
+    plain, at = styled.plain, 0
+    for words in textwrap.wrap(
+        plain, width, break_long_words=False, break_on_hyphens=False, replace_whitespace=False
+    ):
+        at = plain.index(words, at)
+        con.print(Text(" " * indent) + styled[at : at + len(words)], soft_wrap=True)
+        at += len(words)
 
 
 def _more(shown: int, total: int, what: str) -> str:
