@@ -6,6 +6,13 @@ The URL hash drives search and sort (report.html#search=garcia&sort=-bytes), whi
 view shareable and lets a headless browser check the page without clicking.
 """
 
+import json
+
+from migrator.model.status import Status
+
+# the filter's states in the order an operator looks for them: what needs attention first
+_STATE_ORDER = [Status.FAILED, Status.RUNNING, Status.PENDING, Status.SYNCED, Status.VERIFIED]
+
 CSS = """
 :root { --ok: #2e7d32; --bad: #c62828; --run: #f9a825; --todo: #cfd8dc; --ink: #1f2933; --muted: #52606d;
         --line: #e0e6eb; }
@@ -417,7 +424,7 @@ JS = r"""
   function fillStates() {
     var counts = {}, col = at.state;
     for (var k = 0; k < rows.length; k++) { counts[rows[k][col]] = (counts[rows[k][col]] || 0) + 1; }
-    ["failed", "running", "pending", "synced", "verified"].concat(Object.keys(counts).sort()).forEach(function (name) {
+    STATE_ORDER.concat(Object.keys(counts).sort()).forEach(function (name) {
       if (!counts[name] || only.querySelector("option[value='" + name + "']")) { return; }
       var o = el("option", name + " (" + num(counts[name]) + ")");
       o.value = name;
@@ -472,3 +479,4 @@ JS = r"""
   setTimeout(lowerText, 0);
 })();
 """
+JS = JS.replace("STATE_ORDER", json.dumps([str(state) for state in _STATE_ORDER]))
