@@ -249,6 +249,24 @@ def test_postgresql_restarted_during_a_run_completes_exactly(tmp_path: Path) -> 
         assert _assert_one_holder_at_a_time(pg, dead=set()) == 0
 
 
+def _stop_between_transactions(pg: PgCampaign, pid: int) -> None:
+    """SIGSTOP `pid` at an instant when none of its connections is inside a transaction.
+    Frozen in one (between its heartbeat's UPDATE of the account and the COMMIT, say), it holds
+    the account's row lock, and the others' claims (FOR UPDATE SKIP LOCKED) pass the account by
+    instead of taking it over: such a host delays its account until it wakes (or the server
+    drops its connection), it does not lose it, and this test is about losing it."""
+    busy = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND state <> 'idle'"
+    )
+    for _ in range(500):
+        os.kill(pid, signal.SIGSTOP)
+        if pg.scalar(busy) == 0:
+            return
+        os.kill(pid, signal.SIGCONT)
+    raise AssertionError(f"process {pid} was inside a transaction at each of 500 tries")
+
+
 def test_a_worker_frozen_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
     with pg_campaign(
         tmp_path / "c", "multihost_zombie", accounts=4, messages_per_folder=0, workers=1, chunk=2, lease=10,
@@ -267,7 +285,7 @@ def test_a_worker_frozen_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
                     name,
                 ),
             )
-            os.kill(zombie.pid, signal.SIGSTOP)
+            _stop_between_transactions(pg, zombie.pid)
             epoch = pg.scalar("SELECT lease_epoch FROM accounts WHERE id = %s", account_id)
             # to the others it is a host that went silent: after the lease it is stale
             _poll(
