@@ -47,7 +47,8 @@ def dedupe_cmd(
     For campaigns that sent mail again with a new or reset state database. A copy is
     migrator's when it carries the message's source-key tag (EWS; IMAP with tag_header) or,
     on IMAP, is the same message (Message-ID, date, content; size too unless the server
-    rebuilds messages, as Exchange does) as the copy the ledger holds. The ledger's copy is kept; mail migrator did not place is never touched. Without
+    rebuilds messages, as Exchange does) as the copy the ledger holds. The ledger's copy is kept;
+    mail migrator did not place is never touched. Without
     --apply nothing is deleted. Exit 0 nothing (left) to remove; 1 copies found by a dry run,
     or some account could not be checked (listed); 2 fatal.
     """

@@ -25,7 +25,8 @@ def generate(group: click.Group = cli) -> str:
     out = [
         "# CLI reference",
         "",
-        "Generated from `migrator --help` by `make docs` (`python -m migrator.cli.docgen`); do not edit.",
+        "Generated from `migrator --help` by `make docs` (`python -m migrator.cli.docgen`); do "
+        "not edit.",
         "A test fails when this file is stale.",
         "",
         "```text",

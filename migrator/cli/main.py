@@ -147,7 +147,10 @@ def accounts_cmd(
 @click.option(
     "--allow-deletions",
     is_flag=True,
-    help="Carry deletions even where they exceed the plan's [run] deletion_limit of an account's messages.",
+    help=(
+        "Carry deletions even where they exceed the plan's [run] deletion_limit of an account's "
+        "messages."
+    ),
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @worker_name_option
@@ -192,9 +195,11 @@ def run_cmd(
         else:
             render_dry_run(console(), report)
         raise SystemExit(report.exit_code)
-    request = RunRequest(batches=batches, addresses=accounts, workers=workers, limit=limit, include_synced=not no_delta,
+    request = RunRequest(batches=batches, addresses=accounts, workers=workers, limit=limit,
+                         include_synced=not no_delta,
                          worker_name=worker_name, allow_deletions=allow_deletions)  # fmt: skip
-    raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json,
+    raise SystemExit(_run_and_report(plan, request, state_url, quiet=quiet, log_format=log_format,
+                                     as_json=as_json,
                                      metrics=(metrics_port, metrics_address)))  # fmt: skip
 
 
@@ -469,7 +474,8 @@ def retry_cmd(
             console().print("no failed accounts to retry")
         raise SystemExit(0)
     request = RunRequest(addresses=names, workers=workers, only_failed=not accounts and not skipped,
-                         include_synced=bool(skipped or accounts), worker_name=worker_name)  # fmt: skip
+                         include_synced=bool(skipped or accounts),
+                         worker_name=worker_name)  # fmt: skip
     raise SystemExit(
         _run_and_report(
             plan, request, state_url, quiet=quiet, log_format=log_format, as_json=as_json
@@ -530,7 +536,10 @@ def reset_cmd(plan_path: Path, state_url: str | None, address: str, yes: bool) -
 @click.option(
     "--force",
     is_flag=True,
-    help="Switch accounts that are not ready too (no completed pass, failed messages, a failed last pass).",
+    help=(
+        "Switch accounts that are not ready too (no completed pass, failed messages, a failed "
+        "last pass)."
+    ),
 )
 @click.option(
     "--rollback",
@@ -637,7 +646,8 @@ def upgrade_cmd(plan_path: Path | None, state_url: str | None, as_json: bool) ->
         console().print(f"state database {done['state']} created at schema {done['after']}")
     else:
         console().print(
-            f"state database {done['state']} upgraded from schema {done['before']} to {done['after']}"
+            f"state database {done['state']} upgraded from schema {done['before']} to "
+            f"{done['after']}"
         )
 
 

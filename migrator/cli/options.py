@@ -29,7 +29,8 @@ state_option = click.option(
     "state_url",
     metavar="URL",
     help="State database URL; a relative sqlite:/// path starts at the current directory "
-    "(default: $MIGRATOR_STATE, else the plan's [state] url, else state/migrator.db in the plan's folder).",
+    "(default: $MIGRATOR_STATE, else the plan's [state] url, else state/migrator.db in the plan's "
+    "folder).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 log_format_option = click.option(
@@ -37,13 +38,18 @@ log_format_option = click.option(
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one JSON object per line on stdout (for log shippers), the last one the run_finished summary.",
+    help=(
+        "json: one JSON object per line on stdout (for log shippers), the last one the "
+        "run_finished summary."
+    ),
 )
 worker_name_option = click.option(
     "--worker-name",
     envvar="MIGRATOR_WORKER_NAME",
     metavar="NAME",
-    help="Show this worker as NAME instead of host:pid ($MIGRATOR_WORKER_NAME); its id stays unique.",
+    help=(
+        "Show this worker as NAME instead of host:pid ($MIGRATOR_WORKER_NAME); its id stays unique."
+    ),
 )
 metrics_port_option = click.option(
     "--metrics-port",

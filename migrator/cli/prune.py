@@ -49,8 +49,8 @@ def prune_cmd(
     verb = "removed" if apply else "would remove"
     console().print(
         f"{verb} {done['events']:,} events and {done['runs']:,} finished runs from before "
-        f"{done['events_before']} ({done['retention_days']:g} days kept), and {done['workers']:,} workers rows "
-        f"not heard from since {done['workers_silent_since']}"
+        f"{done['events_before']} ({done['retention_days']:g} days kept), and {done['workers']:,} "
+        f"workers rows not heard from since {done['workers_silent_since']}"
     )
     if not apply:
         console().print("nothing removed: run again with --apply to remove them")

@@ -333,7 +333,8 @@ def _batch_too_long(batch: str) -> tuple[str, str] | None:
         return None
     return (
         DiscoveryReason.TOO_LONG,
-        f"batch {_shown(batch)} is {len(batch):,} characters long (a batch name has at most {MAX_BATCH_CHARS})",
+        f"batch {_shown(batch)} is {len(batch):,} characters long (a batch name has at most "
+        f"{MAX_BATCH_CHARS})",
     )
 
 

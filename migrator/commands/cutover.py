@@ -96,7 +96,8 @@ class CutoverReport:
             "plan": self.plan, "kind": self.kind, "wave": self.wave, "resumed": self.resumed,
             "nexthop": self.nexthop, "transport_map": self.transport_map, "steps": self.steps,
             "exceptions": self.exceptions, "left_out": self.left_out, "switched": self.switched,
-            "cut_over": self.cut_over, "reverted": self.reverted, "waiting_final": self.waiting_final,
+            "cut_over": self.cut_over, "reverted": self.reverted,
+            "waiting_final": self.waiting_final,
             "final_delta_at": self.final_delta_at.isoformat() if self.final_delta_at else None,
             "not_finished": self.not_finished, "exit_code": self.exit_code,
         }  # fmt: skip
@@ -113,8 +114,12 @@ class CutoverStopped(MigratorError):
 def settings_of(plan: Plan) -> CutoverSettings:
     if plan.cutover is None:
         raise UsageError(
-            f"plan {plan.name!r} has no [cutover] section: migrator does not know which Postfix map to write",
-            hint='add [cutover] with transport_map = "hash:/etc/postfix/transport_migrated" (docs/plans.md)',
+            f"plan {plan.name!r} has no [cutover] section: migrator does not know which Postfix "
+            "map to write",
+            hint=(
+                'add [cutover] with transport_map = "hash:/etc/postfix/transport_migrated" '
+                "(docs/plans.md)"
+            ),
         )
     return plan.cutover
 
@@ -264,7 +269,8 @@ class _Wave:
             crash_point("cutover.before-mark")
             state.begin_switch(self.store, self.plan_id, self.wave_id, ids)
             state.update_wave(self.store, self.wave_id, accounts=len(ids), nexthop=self.nexthop,
-                              transport_map=str(self.map_path), status=WaveStatus.RUNNING, error=None)  # fmt: skip
+                              transport_map=str(self.map_path), status=WaveStatus.RUNNING,
+                              error=None)  # fmt: skip
         switching = state.wave_accounts(self.store, self.wave_id, (CutoverState.SWITCHING,))
         just_switched = False
         if switching:
@@ -279,7 +285,8 @@ class _Wave:
             self.wave["switched_at"] = now
             just_switched = True
             self.say(
-                f"switched {self.report.switched:,} accounts: Postfix sends their new mail to {self.nexthop}"
+                f"switched {self.report.switched:,} accounts: Postfix sends their new mail to "
+                f"{self.nexthop}"
             )
         self._final_delta(just_switched)
 
@@ -290,7 +297,8 @@ class _Wave:
                 self.store, self.plan_id, self.request.batches, self.request.addresses
             )
             candidates, exceptions, left_out, done = self._check(rows, delta_started=None)
-            detail.update(accounts=len(rows), candidates=len(candidates), exceptions=len(exceptions),
+            detail.update(accounts=len(rows), candidates=len(candidates),
+                          exceptions=len(exceptions),
                           already=len(done), left_out=len(left_out))  # fmt: skip
             self._stop_on(exceptions, left_out, "before the last delta pass")
         if not candidates:
@@ -331,7 +339,9 @@ class _Wave:
                 exceptions.append(
                     {
                         "account": address,
-                        "problem": f"being switched by wave {row['cutover_wave']}, which did not finish",
+                        "problem": (
+                            f"being switched by wave {row['cutover_wave']}, which did not finish"
+                        ),
                     }
                 )
                 continue
@@ -364,13 +374,15 @@ class _Wave:
             self._fail_wave(message)
             hint = (
                 "finish or roll back that wave first; nothing was switched" if blocking else
-                "fix them (`migrator show ADDR` says how), or go ahead with --force: accounts not ready are "
-                "switched anyway, those whose address cannot be routed are left out; nothing was switched"
+                "fix them (`migrator show ADDR` says how), or go ahead with --force: accounts not "
+                "ready are switched anyway, those whose address cannot be routed are left out; "
+                "nothing was switched"
             )  # fmt: skip
             raise CutoverStopped(message, self.report, hint=hint)
         if left_out:
             self.say(
-                f"{len(left_out):,} accounts are left out: their address cannot be a transport_maps key"
+                f"{len(left_out):,} accounts are left out: their address cannot be a "
+                "transport_maps key"
             )
 
     def _delta(
@@ -413,11 +425,14 @@ class _Wave:
             ]
             mine = f"{self.settings.map_type}:{self.map_path}"
             if not any(item in (mine, f"proxy:{mine}") for item in listed):
+                config = self.settings.config_directory
                 raise PostfixError(
                     f"{self.postfix.instance} does not read {mine}: its transport_maps is "
                     f"{values.get('transport_maps') or '(empty)'!r}",
-                    hint=f"add it in front: postconf {'-c ' + self.settings.config_directory + ' ' if self.settings.config_directory else ''}"
-                    f"-e 'transport_maps = {', '.join([mine, *listed])}' && postfix reload; nothing was switched",
+                    hint="add it in front: postconf "
+                    f"{'-c ' + config + ' ' if config else ''}"
+                    f"-e 'transport_maps = {', '.join([mine, *listed])}' && postfix reload; "
+                    "nothing was switched",
                 )
             self._params = values
         return self._params
@@ -439,12 +454,13 @@ class _Wave:
         clash = conflicts(text, routes)
         if clash:
             raise PostfixError(
-                f"{self.map_path} routes {len(clash):,} of these addresses elsewhere in lines not written by "
-                f"migrator: {'; '.join(clash[:_SHOWN])}",
+                f"{self.map_path} routes {len(clash):,} of these addresses elsewhere in lines not "
+                f"written by migrator: {'; '.join(clash[:_SHOWN])}",
                 hint="remove or change those lines (the admin's own), then run the command again",
             )
         return install_map(
-            self.map_path, text.render(self.plan.name, self._block(routes, text)), self.settings.map_type,
+            self.map_path, text.render(self.plan.name, self._block(routes, text)),
+            self.settings.map_type,
             lambda path: self.postfix.postmap(self.settings.map_type, path),
         )  # fmt: skip
 
@@ -475,7 +491,8 @@ class _Wave:
         backup.discard()
 
     def _colleagues(self, addresses: list[str]) -> dict[str, str]:
-        """Per domain of the wave, a colleague whose mail stays on Postfix (to check that it does)."""
+        """Per domain of the wave, a colleague whose mail stays on Postfix (to check that it
+        does)."""
         skip = set(addresses) | set(state.routed_addresses(self.store, self.plan_id))
         found: dict[str, str] = {}
         for domain in sorted({a.rpartition("@")[2] for a in addresses}):
@@ -499,7 +516,8 @@ class _Wave:
         with self._resolver() as resolver:
             return {a: resolver.resolve(a).result for a in addresses}
 
-    def _verify(self, routes: dict[str, str], wave: list[str], colleagues: dict[str, str], before: dict[str, str],
+    def _verify(self, routes: dict[str, str], wave: list[str], colleagues: dict[str, str],
+                before: dict[str, str],
                 detail: dict[str, Any]) -> None:  # fmt: skip
         """The built map and the running Postfix route the wave to the next hop; colleagues
         still on Postfix resolve as they did before. Postfix takes up a reload within moments:
@@ -511,8 +529,8 @@ class _Wave:
         detail.update(map_checked=len(routes), map_wrong=len(wrong_map))
         if wrong_map:
             raise PostfixError(
-                f"the built map {self.map_path} does not answer {self.nexthop} for {len(wrong_map):,} addresses: "
-                + "; ".join(wrong_map[:_SHOWN])
+                f"the built map {self.map_path} does not answer {self.nexthop} for "
+                f"{len(wrong_map):,} addresses: " + "; ".join(wrong_map[:_SHOWN])
             )
         if not self.settings.resolver:
             detail["resolver"] = "off"
@@ -521,7 +539,8 @@ class _Wave:
         while True:
             now = self._resolve([*wave, *colleagues.values()])
             wrong = [f"{a} goes to {now[a]}" for a in wave if now[a] != self.nexthop]
-            moved = [f"colleague {c} now goes to {now[c]} (before: {before.get(c)})" for c in colleagues.values()
+            moved = [f"colleague {c} now goes to {now[c]} (before: {before.get(c)})"
+                     for c in colleagues.values()
                      if before.get(c) is not None and now[c] != before[c]]  # fmt: skip
             if not wrong and not moved:
                 break
@@ -536,8 +555,9 @@ class _Wave:
                         if len(wrong) + len(moved) > _SHOWN
                         else ""
                     ),
-                    hint="another transport_maps entry, a virtual alias or relayhost may take precedence: "
-                    "`postconf -n` and `postmap -q ADDRESS` on each map show which; the wave was taken out again",
+                    hint="another transport_maps entry, a virtual alias or relayhost may take "
+                    "precedence: `postconf -n` and `postmap -q ADDRESS` on each map show which; "
+                    "the wave was taken out again",
                 )
             time.sleep(_POLL_S)
         detail.update(
@@ -567,8 +587,8 @@ class _Wave:
                 f"{cause.message}; taking the wave out again failed too: {again.message}"
             )
             cause.hint = (
-                "the accounts stay 'switching' (the map may still route them): fix Postfix, then run the same "
-                f"command again (it routes them) or with --rollback; {again.message}"
+                "the accounts stay 'switching' (the map may still route them): fix Postfix, then "
+                f"run the same command again (it routes them) or with --rollback; {again.message}"
             )
             return
         abandoned = state.abandon_switch(self.store, self.plan_id, self.wave_id)
@@ -591,8 +611,8 @@ class _Wave:
         if just_switched and after is None:
             self.report.waiting_final = len(switched)
             self.say(
-                f"final delta pass: run the same command again once the users' clients use the target "
-                f"({len(switched):,} accounts wait for it)"
+                "final delta pass: run the same command again once the users' clients use the "
+                f"target ({len(switched):,} accounts wait for it)"
             )
             return
         when = switched_at + timedelta(seconds=after or 0)
@@ -610,7 +630,8 @@ class _Wave:
             rows = state.accounts_by_id(self.store, [r["id"] for r in switched])
             done = [r for r in rows if _completed_since(r, started)]
             self.report.not_finished = [
-                {"account": str(r["address"]), "problem": r["last_error_reason"] or "no completed pass"}
+                {"account": str(r["address"]),
+                 "problem": r["last_error_reason"] or "no completed pass"}
                 for r in rows if not _completed_since(r, started)
             ]  # fmt: skip
             crash_point("cutover.before-finish")
@@ -628,12 +649,14 @@ class _Wave:
         if seconds <= 0:
             return
         self.say(
-            f"final delta pass at {when:%H:%M:%S} UTC ({seconds:,.0f} s after the switch as the plan says)"
+            f"final delta pass at {when:%H:%M:%S} UTC ({seconds:,.0f} s after the switch as the "
+            "plan says)"
         )
         stop = self.stop or threading.Event()
         if stop.wait(seconds):
             raise MigratorError(
-                "stopped while waiting for the final delta pass; run the same command again to resume"
+                "stopped while waiting for the final delta pass; run the same command again to "
+                "resume"
             )
 
     def _drain_queue(self, addresses: list[str], detail: dict[str, Any]) -> None:
@@ -649,10 +672,10 @@ class _Wave:
                 shown = ", ".join(f"{a} ({n})" for a, n in sorted(queued.items())[:_SHOWN])
                 detail["queued"] = sum(queued.values())
                 raise PostfixError(
-                    f"Postfix's active queue still holds mail for {len(queued):,} switched accounts after "
-                    f"{self.settings.postfix_timeout:.0f} s: {shown}",
-                    hint="see `postqueue -p`; run the same command again once it is delivered (their new mail "
-                    "already goes to the target)",
+                    f"Postfix's active queue still holds mail for {len(queued):,} switched "
+                    f"accounts after {self.settings.postfix_timeout:.0f} s: {shown}",
+                    hint="see `postqueue -p`; run the same command again once it is delivered "
+                    "(their new mail already goes to the target)",
                 )
             time.sleep(_POLL_S)
 
@@ -672,7 +695,8 @@ class _Wave:
     # --- the way back ----------------------------------------------------------------------
     def rollback(self) -> None:
         self._parameters()
-        rows = state.selected_accounts(self.store, self.plan_id, self.request.batches, self.request.addresses,
+        rows = state.selected_accounts(self.store, self.plan_id, self.request.batches,
+                                       self.request.addresses,
                                        in_scope_only=False)  # fmt: skip
         ids = [int(r["id"]) for r in rows if r["cutover"] in (*ROUTED, CutoverState.REVERTING)]
         if not ids:
@@ -718,7 +742,8 @@ class _Wave:
             self.store, self.wave_id, status=WaveStatus.FINISHED, finished_at=utcnow(), error=None
         )
         self.say(
-            f"rolled back {self.report.reverted:,} accounts: Postfix delivers their new mail locally again"
+            f"rolled back {self.report.reverted:,} accounts: Postfix delivers their new mail "
+            "locally again"
         )
 
     def _verify_local(self, addresses: list[str], detail: dict[str, Any]) -> None:
@@ -728,8 +753,8 @@ class _Wave:
         if still:
             self._fail_wave(f"{len(still):,} addresses are still in {self.map_path}")
             raise PostfixError(
-                f"{self.map_path} still routes {len(still):,} addresses after the rollback (lines not written by "
-                f"migrator?): {', '.join(still[:_SHOWN])}",
+                f"{self.map_path} still routes {len(still):,} addresses after the rollback (lines "
+                f"not written by migrator?): {', '.join(still[:_SHOWN])}",
                 hint="remove those lines, postmap the map, then run the rollback again",
             )
         if not self.settings.resolver:
@@ -743,9 +768,13 @@ class _Wave:
             if time.monotonic() > deadline:
                 self._fail_wave(f"{len(wrong):,} addresses still go to {self.nexthop}")
                 raise PostfixError(
-                    f"the running {self.postfix.instance} still sends {len(wrong):,} rolled-back addresses to "
-                    f"{self.nexthop} after {self.settings.postfix_timeout:.0f} s: {'; '.join(wrong[:_SHOWN])}",
-                    hint="another transport_maps entry routes them (`postconf -n`); run the rollback again once fixed",
+                    f"the running {self.postfix.instance} still sends {len(wrong):,} rolled-back "
+                    f"addresses to {self.nexthop} after {self.settings.postfix_timeout:.0f} s: "
+                    f"{'; '.join(wrong[:_SHOWN])}",
+                    hint=(
+                        "another transport_maps entry routes them (`postconf -n`); run the "
+                        "rollback again once fixed"
+                    ),
                 )
             time.sleep(_POLL_S)
         detail.update(resolver_checked=len(addresses), local=sorted(set(now.values()))[:_SHOWN])

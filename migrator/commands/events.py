@@ -1,4 +1,5 @@
-"""`events`: the campaign's event log (claims, releases, resets, scope changes), optionally followed."""
+"""`events`: the campaign's event log (claims, releases, resets, scope changes), optionally
+followed."""
 
 from __future__ import annotations
 

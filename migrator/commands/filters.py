@@ -201,9 +201,10 @@ def filters(
                 # every next account would wait for the same dead server: stop here
                 raise ServiceDown(
                     f"{SERVICES.get(outage.service, outage.service)} does not answer "
-                    f"({outage.cause}); stopped after {len(summary.accounts)} of {len(accounts)} accounts",
-                    hint="run `migrator filters` again when it is back (each pass replaces migrator's "
-                    "rules, so the accounts done are simply done again)",
+                    f"({outage.cause}); stopped after {len(summary.accounts)} of {len(accounts)} "
+                    "accounts",
+                    hint="run `migrator filters` again when it is back (each pass replaces "
+                    "migrator's rules, so the accounts done are simply done again)",
                 )
         except BaseException as exc:
             if run_id is not None:

@@ -148,7 +148,8 @@ def _check_host(host: str) -> None:
         raise _Bad(f"the host name is longer than {_MAX_HOSTNAME} characters")
     if _is_ipv4(host):
         raise _Bad(
-            f"an IP address is written in brackets, [{host}] (without them Postfix looks up MX records)"
+            f"an IP address is written in brackets, [{host}] (without them Postfix looks up MX "
+            "records)"
         )
     labels = host.removesuffix(".").split(".")
     for label in labels:

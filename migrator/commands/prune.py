@@ -32,7 +32,10 @@ def prune(
     if days is None:
         raise UsageError(
             "how much history to keep is not set; nothing pruned",
-            hint="set retention_days in the plan's [state] section (e.g. retention_days = 30) or give --older-than 30d",
+            hint=(
+                "set retention_days in the plan's [state] section (e.g. retention_days = 30) or "
+                "give --older-than 30d"
+            ),
         )
     now = utcnow()
     before = now - timedelta(days=days)

@@ -70,7 +70,8 @@ def state_location(plan: Plan | None, explicit: str | None = None) -> StateLocat
     options = f"--plan {plan.file}"
     if plan.state_url:
         return StateLocation(
-            plan.state_url, f"the plan's [state] url; a relative path starts at the plan's folder {folder}",
+            plan.state_url,
+            f"the plan's [state] url; a relative path starts at the plan's folder {folder}",
             options,
         )  # fmt: skip
     return StateLocation(
@@ -225,7 +226,10 @@ def check_selection(
 
 def _out_of_scope(address: str, row: dict[str, Any]) -> str:
     why = ": ".join(str(part) for part in (row["reason"], row["detail"]) if part)
-    return f"account {address!r} is {row['scope']}, not in scope{f' ({why})' if why else ''}; it is not migrated"
+    return (
+        f"account {address!r} is {row['scope']}, not in scope{f' ({why})' if why else ''}; it is "
+        "not migrated"
+    )
 
 
 def _batch_hint(batch: str, known: dict[str, dict[str, int]]) -> str:

@@ -29,8 +29,9 @@ def estimate(remaining: int, recent: dict[str, Any]) -> tuple[float | None, str]
         return None, "nothing left to migrate"
     if running < ETA_MIN_RUNNING_S or accounts < ETA_MIN_ACCOUNTS:
         return None, (
-            f"too early to estimate: {accounts:,} account(s) migrated in {_duration(running)} of running in the "
-            f"last hour (an estimate needs {ETA_MIN_ACCOUNTS} accounts and {ETA_MIN_RUNNING_S // 60} minutes)"
+            f"too early to estimate: {accounts:,} account(s) migrated in {_duration(running)} of "
+            f"running in the last hour (an estimate needs {ETA_MIN_ACCOUNTS} accounts and "
+            f"{ETA_MIN_RUNNING_S // 60} minutes)"
         )
     hours = remaining * running / accounts / 3600
     return hours, f"{accounts:,} accounts in {_duration(running)} of running in the last hour"

@@ -395,15 +395,24 @@ def _account(
             elif arrived:
                 note = f"{arrived} new message(s) since the last pass; run again"
             elif deleted:
-                note = f"{deleted} message(s) deleted or moved in the source since the last pass; run again"
+                note = (
+                    f"{deleted} message(s) deleted or moved in the source since the last pass; "
+                    "run again"
+                )
             elif pending_flags:
-                note = f"{pending_flags} message(s) whose flags changed in the source since the last pass; run again"
+                note = (
+                    f"{pending_flags} message(s) whose flags changed in the source since the last "
+                    "pass; run again"
+                )
             elif kept:
-                note = f"{kept} message(s) deleted in the source after they were migrated (kept in the target)"
+                note = (
+                    f"{kept} message(s) deleted in the source after they were migrated (kept in "
+                    "the target)"
+                )
             elif target_flags:
                 note = (
-                    f"{target_flags} message(s) whose flags were changed in the target since migrator set them "
-                    "(kept: a pass carries only changes made in the source)"
+                    f"{target_flags} message(s) whose flags were changed in the target since "
+                    "migrator set them (kept: a pass carries only changes made in the source)"
                 )
             fr = FolderResult(
                 folder.display,

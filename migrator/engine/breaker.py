@@ -60,9 +60,13 @@ PROBE_FRESH_S = 10.0  # how long a probe's verdict stands for the requests faili
 NOTICE_EVERY_S = 30.0  # at most one "waiting for" line per service this often, same reason
 
 _HINTS = {
-    "unreachable": "check that {what} is running and that this host can reach it (host and port in {section})",
-    "timeout": "{what} accepts connections but does not answer within {section} timeout: check its health "
-    "and load, or raise timeout",
+    "unreachable": (
+        "check that {what} is running and that this host can reach it (host and port in {section})"
+    ),
+    "timeout": (
+        "{what} accepts connections but does not answer within {section} timeout: check its "
+        "health and load, or raise timeout"
+    ),
     "tls": "check the server's certificate and tls / ca_file in {section}",
     "auth": "check the service account (username) and the password or secret {section} names",
     "broken": "{what} breaks off every connection: check its logs, and port and tls in {section}",

@@ -377,14 +377,16 @@ def _header(node: SieveNode) -> Literal:
         alternatives.append(Pred(SUBJECT, keys))
         if match == ":is":
             notes.append(
-                "Exchange looks for the text in the subject; Sieve required the whole subject to equal it"
+                "Exchange looks for the text in the subject; Sieve required the whole subject to "
+                "equal it"
             )
     if "from" in rest:
         rest.discard("from")
         alternatives.append(Pred(SENDER, keys))
         if match == ":is":
             notes.append(
-                "Exchange looks for the text in the sender; Sieve required the whole From header to equal it"
+                "Exchange looks for the text in the sender; Sieve required the whole From header "
+                "to equal it"
             )
     recipients = rest & {"to", "cc"}
     if recipients:
@@ -396,7 +398,8 @@ def _header(node: SieveNode) -> Literal:
             )
         if match == ":is":
             notes.append(
-                "Exchange looks for the text in the recipients; Sieve required a whole header to equal it"
+                "Exchange looks for the text in the recipients; Sieve required a whole header to "
+                "equal it"
             )
     if rest:
         ordered = [n for n in names if n in rest]

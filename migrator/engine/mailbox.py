@@ -402,8 +402,8 @@ class AccountJob(Reconciler):
                     found.update(self._find(tfolder, keys[start : start + 100], taken))
             ledger.resolve_inflight(self.ctx.store, self.claim, folder_id, keys, found)
             self.ctx.progress.note(
-                f"{self.outcome.address}: {len(keys)} in-flight message(s) from an interrupted run: "
-                f"{len(found)} already in the target, {len(keys) - len(found)} to send again"
+                f"{self.outcome.address}: {len(keys)} in-flight message(s) from an interrupted "
+                f"run: {len(found)} already in the target, {len(keys) - len(found)} to send again"
             )
 
     def _folder(self, source: Source, folder: FolderInfo) -> tuple[int, int, int | None]:
@@ -458,8 +458,9 @@ class AccountJob(Reconciler):
             again = ledger.forget_retried_skips(store, claim, folder_id, RETRIED_SKIPS)
             if again:
                 self.ctx.progress.note(
-                    f"{self.outcome.address}: {again} message(s) of {folder.display} that an earlier pass "
-                    "could not read (they vanished or changed meanwhile) are looked for again"
+                    f"{self.outcome.address}: {again} message(s) of {folder.display} that an "
+                    "earlier pass could not read (they vanished or changed meanwhile) are looked "
+                    "for again"
                 )
         # a folder recorded just now has no ledger rows yet
         known = changes.known_states(store, folder_id) if row is not None else {}
@@ -565,8 +566,9 @@ class AccountJob(Reconciler):
         adopted = self.outcome.messages_adopted - adopted_before
         if adopted:
             self.ctx.progress.note(
-                f"{self.outcome.address}: {adopted} message(s) of {folder.display} were in the target "
-                "already (an earlier migration the ledger does not know): adopted, not sent again"
+                f"{self.outcome.address}: {adopted} message(s) of {folder.display} were in the "
+                "target already (an earlier migration the ledger does not know): adopted, not "
+                "sent again"
             )
         return folder_id, listed, listing.bytes
 
@@ -894,8 +896,8 @@ class AccountJob(Reconciler):
             target.withdraw(self.mailbox, tfolder, extra)
         except MigratorError as exc:
             self.ctx.progress.note(
-                f"{self.outcome.address}: {len(extra)} message(s) sent after the lease was lost are "
-                f"duplicates and could not be removed from {tfolder.display!r}: {exc.message}"
+                f"{self.outcome.address}: {len(extra)} message(s) sent after the lease was lost "
+                f"are duplicates and could not be removed from {tfolder.display!r}: {exc.message}"
             )
             return
         self.ctx.progress.note(

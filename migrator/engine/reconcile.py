@@ -261,8 +261,8 @@ class Reconciler:
         if failed:
             where = folder.display if folder is not None else tfolder.display
             self.ctx.progress.note(
-                f"{self.outcome.address}: {failed} flag change(s) in {where} could not be carried to the target; "
-                "the next pass tries again"
+                f"{self.outcome.address}: {failed} flag change(s) in {where} could not be carried "
+                "to the target; the next pass tries again"
             )
 
     # --- the end of the pass -------------------------------------------------------------
@@ -426,13 +426,14 @@ class Reconciler:
         self.outcome.changes["moved"] += len(recorded)
         if lost:
             self.ctx.progress.note(
-                f"{self.outcome.address}: {len(lost)} moved message(s) were no longer in {source.display!r} in the "
-                "target (moved or deleted there): sent again to their new folder"
+                f"{self.outcome.address}: {len(lost)} moved message(s) were no longer in "
+                f"{source.display!r} in the target (moved or deleted there): sent again to their "
+                "new folder"
             )
         if unsettled:
             raise PermanentError(
-                f"{self.outcome.address}: {len(unsettled)} message(s) could not be moved from {source.display!r} to "
-                f"{dest.display!r} in the target",
+                f"{self.outcome.address}: {len(unsettled)} message(s) could not be moved from "
+                f"{source.display!r} to {dest.display!r} in the target",
                 reason=Reason.MOVE_FAILED,
                 hint="the next run tries again; if it keeps failing, look at the target folder",
             )
@@ -492,11 +493,12 @@ class Reconciler:
         ):
             raise PermanentError(
                 f"{self.outcome.address}: this pass would delete {len(rows):,} of the account's "
-                f"{self._done_before:,} migrated messages ({share:.0f} %), more than the plan's deletion_limit of "
-                f"{run.deletion_limit} %; nothing was deleted",
+                f"{self._done_before:,} migrated messages ({share:.0f} %), more than the plan's "
+                f"deletion_limit of {run.deletion_limit} %; nothing was deleted",
                 reason=Reason.DELETION_LIMIT,
-                hint="check the source mailbox (a disk not mounted? a folder renamed or removed by hand?); if the "
-                "deletions are right, run again with `migrator run --allow-deletions --account ADDR`",
+                hint="check the source mailbox (a disk not mounted? a folder renamed or removed "
+                "by hand?); if the deletions are right, run again with `migrator run "
+                "--allow-deletions --account ADDR`",
             )
         target = self.ctx.target
         by_target: dict[str, list[Placed]] = defaultdict(list)
@@ -594,5 +596,6 @@ class Reconciler:
             changes.settle(store, claim, undone)
             self.outcome.changes["moved"] += len(done)
         self.ctx.progress.note(
-            f"{self.outcome.address}: {len(pending)} move(s) and deletion(s) from an interrupted run settled"
+            f"{self.outcome.address}: {len(pending)} move(s) and deletion(s) from an interrupted "
+            "run settled"
         )

@@ -467,7 +467,8 @@ class Runner:
     # --- a server that is down ---------------------------------------------------------------
     def _outage(self, exc: MigratorError) -> Outage | None:
         """The outage an account ended on: one its error names for sure, or, for an error that
-        may be its own (a timeout), the target's when the target has failed since it last answered."""
+        may be its own (a timeout), the target's when the target has failed since it last
+        answered."""
         outage = outage_of(exc)
         if outage is not None and outage.confirmed:
             return outage
@@ -558,7 +559,8 @@ class Runner:
             assert isinstance(exc, StateUnavailable)
             job = jobs[-1]
             self.progress.note(
-                f"{job.outcome.address}: {exc.message}; resuming the account from the ledger once it is back"
+                f"{job.outcome.address}: {exc.message}; resuming the account from the ledger once "
+                "it is back"
             )
             again = AccountJob(self.ctx, claim)
             # what the broken attempt moved is in the ledger; keep it in this run's summary

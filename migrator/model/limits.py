@@ -47,7 +47,10 @@ DELETION_LIMIT = Bound(
     0,
     100,
     "percent of an account's messages one pass may delete",
-    hint="100 lets a pass delete everything; `migrator run --allow-deletions` lets one run pass the limit",
+    hint=(
+        "100 lets a pass delete everything; `migrator run --allow-deletions` lets one run pass "
+        "the limit"
+    ),
 )
 MAX_MESSAGE_SIZE = Bound(1, 2 * 1024 * MIB - 1, "bytes of the largest message sent")
 PAGE_SIZE = Bound(1, 100_000, "entries per page of the directory search")

@@ -57,13 +57,14 @@ class Reason(enum.StrEnum):
     )
     REJECTED = (
         "rejected",
-        "the target server refused the message for good: `migrator show {addr} --plan {plan}` gives "
-        "its key and the server's words; once its cause is fixed, " + _RETRY_SKIPPED,
+        "the target server refused the message for good: `migrator show {addr} --plan {plan}` "
+        "gives its key and the server's words; once its cause is fixed, " + _RETRY_SKIPPED,
     )
     NOT_FOUND = "not-found", "a folder or item vanished on the target; run again: " + _RUN
     CONFIG = (
         "config",
-        "fix the plan ([source]/[target]), check it with `migrator check-plan --plan {plan}`, then retry",
+        "fix the plan ([source]/[target]), check it with `migrator check-plan --plan {plan}`, "
+        "then retry",
     )
     TLS = "tls", "fix the server certificate or the plan's CA setting, then retry"
     EWS_ERROR = "ews-error", "an unexpected Exchange answer: see the error, then " + _RETRY
@@ -90,8 +91,8 @@ class Reason(enum.StrEnum):
     # a directory, FIFO, socket or dangling link where a message should be
     NOT_A_FILE = (
         "not-a-file",
-        "not a message file (a directory, FIFO or dangling link in the Maildir): nothing to migrate "
-        "unless it should be a message; fix it, then " + _RETRY_SKIPPED,
+        "not a message file (a directory, FIFO or dangling link in the Maildir): nothing to "
+        "migrate unless it should be a message; fix it, then " + _RETRY_SKIPPED,
     )
     # the folder was rewritten under us and could not be read consistently
     CHANGED = (
@@ -107,8 +108,8 @@ class Reason(enum.StrEnum):
     # make the migrator (often root) read any file on the host, or another user's mail.
     SYMLINK = (
         "symlink",
-        "symbolic links inside the source mailbox are never followed (one could point at any file): "
-        "replace a legitimate one by the real file or folder, then " + _RETRY_SKIPPED,
+        "symbolic links inside the source mailbox are never followed (one could point at any "
+        "file): replace a legitimate one by the real file or folder, then " + _RETRY_SKIPPED,
     )
     # A directory inside a mailbox that is not a folder of its layout (no cur/ or new/ in a
     # Maildir) yet holds something: reported, so that nothing in a mailbox is passed over in

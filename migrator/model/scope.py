@@ -30,12 +30,14 @@ class Scope(enum.StrEnum):
     )
     INVALID = (
         "invalid",
-        "fix its directory entry (the reason says what is wrong), then `migrator discover --plan {plan}`",
+        "fix its directory entry (the reason says what is wrong), then `migrator discover --plan "
+        "{plan}`",
     )
     # discovered before, no longer in the directory: its progress and ledger are kept
     VANISHED = (
         "vanished",
-        "it is no longer found in the directory; `migrator discover --plan {plan}` brings it back once it is",
+        "it is no longer found in the directory; `migrator discover --plan {plan}` brings it back "
+        "once it is",
     )
 
 

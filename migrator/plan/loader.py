@@ -184,7 +184,8 @@ class _Reader:
         prefixes.sort(key=lambda p: (p != key.lower(), p != "password", p))
         pairs = " or ".join(f"{p}_env / {p}_file" for p in prefixes)
         return (
-            f"remove it and name the environment variable or the file that holds it instead: {pairs} "
+            "remove it and name the environment variable or the file that holds it instead: "
+            f"{pairs} "
             f'(e.g. {prefixes[0]}_env = "MIGRATOR_{prefixes[0].upper()}")'
         )
 
@@ -291,7 +292,8 @@ def _secret_pair(reader: _Reader, prefix: str) -> tuple[str | None, str | None]:
         # not quoted: the likeliest mistake is the secret itself in place of the name
         raise reader._err(
             f"{prefix}_env",
-            "is not an environment variable name (letters, digits and _, not starting with a digit)",
+            "is not an environment variable name (letters, digits and _, not starting with a "
+            "digit)",
             hint=f"write the name of the variable that holds the secret, e.g. {prefix}_env = "
             f'"MIGRATOR_{prefix.upper()}", never the secret itself',
         )

@@ -43,7 +43,8 @@ def render_dedupe(con: Console, report: Any) -> None:
     accounts = sum(1 for a in report.accounts if a.extra)
     if report.applied:
         con.print(
-            f"{report.deleted:,} extra copies deleted in {accounts:,} of {len(report.accounts):,} accounts"
+            f"{report.deleted:,} extra copies deleted in {accounts:,} of {len(report.accounts):,} "
+            "accounts"
         )
     elif report.extra:
         con.print(

@@ -111,9 +111,9 @@ def render_summary(console: Console, summary: FiltersSummary) -> None:
         console.print(table)
     totals = summary.as_json()
     console.print(
-        f"{totals['accounts']:,} accounts: {totals['applied']:,} applied, {totals['reported']:,} reported, "
-        f"{totals['none']:,} without Sieve, {totals['checked']:,} checked, {totals['broken']:,} with a "
-        f"script that does not parse, {totals['failed']:,} failed; "
+        f"{totals['accounts']:,} accounts: {totals['applied']:,} applied, {totals['reported']:,} "
+        f"reported, {totals['none']:,} without Sieve, {totals['checked']:,} checked, "
+        f"{totals['broken']:,} with a script that does not parse, {totals['failed']:,} failed; "
         f"{totals['translated']:,} of {totals['statements']:,} statements carried "
         f"({totals['approximate']:,} with a note), {totals['refused']:,} not carried"
     )

@@ -137,7 +137,8 @@ def _page_top(data: dict[str, Any], count: int, static: str) -> str:
     m = data["messages"]
     a = data["accounts"]
     heads = "".join(
-        f'<th scope="col" data-col="{e(ident)}" data-sort="{e(sort)}"{" class=n" if ident in _NUMERIC else ""}>{e(title)}</th>'
+        f'<th scope="col" data-col="{e(ident)}" '
+        f'data-sort="{e(sort)}"{" class=n" if ident in _NUMERIC else ""}>{e(title)}</th>'
         for ident, sort, title in DISPLAY
         if sort in data["columns"]
     )
@@ -193,10 +194,13 @@ STATIC_ROWS = 100
 
 def noscript_note(rows: int) -> str:
     if rows <= STATIC_ROWS:
-        return "This report draws its charts with JavaScript, and makes its table searchable and sortable with it."
+        return (
+            "This report draws its charts with JavaScript, and makes its table searchable and "
+            "sortable with it."
+        )
     return (
-        f"This report draws its charts and its table of {rows:,} accounts with JavaScript; enable it, "
-        "or use the CSV/JSON report (`migrator report --format csv`)."
+        f"This report draws its charts and its table of {rows:,} accounts with JavaScript; enable "
+        "it, or use the CSV/JSON report (`migrator report --format csv`)."
     )
 
 
@@ -260,9 +264,11 @@ def cutover_section(waves: list[dict[str, Any]]) -> str:
             for s in wave["steps"]
         )
         rows.append(
-            f"<tr><td class=n>{int(wave['id'])}</td><td>{e(str(wave['kind']))}</td><td>{e(names)}</td>"
+            "<tr><td "
+            f"class=n>{int(wave['id'])}</td><td>{e(str(wave['kind']))}</td><td>{e(names)}</td>"
             f"<td class=n>{int(wave['accounts']):,}</td><td>{e(str(wave['status']))}</td>"
-            f"<td>{e(str(wave['started_at'] or ''))}</td><td>{e(str(wave['switched_at'] or ''))}</td>"
+            f"<td>{e(str(wave['started_at'] or ''))}</td>"
+            f"<td>{e(str(wave['switched_at'] or ''))}</td>"
             f"<td>{e(str(wave['finished_at'] or ''))}</td><td>{steps}</td></tr>"
         )
     return f"""<section id="cutover">

@@ -112,17 +112,20 @@ class RunMetrics:
             registry=registry,
         ).labels(**labels)
         self.skipped = Counter(
-            "migrator_messages_skipped", "Messages this process skipped, by reason.", (*LABELS, "reason"),
+            "migrator_messages_skipped", "Messages this process skipped, by reason.",
+            (*LABELS, "reason"),
             registry=registry,
         )  # fmt: skip
         self.finished = Counter(
             "migrator_accounts_finished",
-            "Accounts this process finished a pass on, by outcome (synced, failed, interrupted, deferred, lost).",
+            "Accounts this process finished a pass on, by outcome "
+            "(synced, failed, interrupted, deferred, lost).",
             (*LABELS, "outcome"), registry=registry,
         )  # fmt: skip
         self.takeovers = Counter(
             "migrator_lease_takeovers",
-            "Accounts this process took over from a worker whose lease had expired (counted when it finishes them).",
+            "Accounts this process took over from a worker whose lease had expired "
+            "(counted when it finishes them).",
             LABELS, registry=registry,
         ).labels(**labels)  # fmt: skip
         self.latency = Histogram(
@@ -130,17 +133,21 @@ class RunMetrics:
             buckets=LATENCY_BUCKETS, registry=registry,
         ).labels(**labels)  # fmt: skip
         self.throttles = Counter(
-            "migrator_target_throttled", "Throttling answers from the target (ErrorServerBusy, 503 with a hint).",
+            "migrator_target_throttled",
+            "Throttling answers from the target (ErrorServerBusy, 503 with a hint).",
             LABELS, registry=registry,
         ).labels(**labels)  # fmt: skip
         self.backoff = Counter(
-            "migrator_target_backoff_seconds", "Seconds workers waited before trying a target request again.",
+            "migrator_target_backoff_seconds",
+            "Seconds workers waited before trying a target request again.",
             LABELS, registry=registry,
         ).labels(**labels)  # fmt: skip
         for name, doc, read in (
-            ("migrator_limiter_ceiling", "This process's share of the target's ceiling (its hard limit).",
+            ("migrator_limiter_ceiling",
+             "This process's share of the target's ceiling (its hard limit).",
              lambda lim: lim.ceiling),
-            ("migrator_limiter_limit", "Requests the adaptive limiter lets through now (lowered by throttling).",
+            ("migrator_limiter_limit",
+             "Requests the adaptive limiter lets through now (lowered by throttling).",
              lambda lim: lim.limit),
             ("migrator_target_requests_in_flight", "Requests to the target in flight now.",
              lambda lim: lim.in_flight),
@@ -316,7 +323,8 @@ class FleetCollector(Collector):
         ceiling.add_metric(self._labels, float(data["ceiling"]))
         yield ceiling
         rate = GaugeMetricFamily(
-            "migrator_fleet_messages_per_second", "Messages/s of the running workers together (last minute).",
+            "migrator_fleet_messages_per_second",
+            "Messages/s of the running workers together (last minute).",
             labels=LABELS,
         )  # fmt: skip
         rate.add_metric(self._labels, float(totals["rate"]))

@@ -112,8 +112,9 @@ class RunProgress:
                 self._live.console.print(self._failure_text(outcome))
             if self.failed == LIVE_FAILURES_SHOWN:
                 self._live.console.print(
-                    "further failures are counted, not printed; the summary groups them by reason, and "
-                    f"`migrator accounts --plan {safe(self.plan_file, 200)} --status failed` lists them"
+                    "further failures are counted, not printed; the summary groups them by "
+                    f"reason, and `migrator accounts --plan {safe(self.plan_file, 200)} --status "
+                    "failed` lists them"
                 )
 
     def note(self, message: str) -> None:
@@ -142,7 +143,8 @@ class RunProgress:
         head = Text(
             f"{migrated:,} of {self.total:,} accounts migrated"
             f" | this run: {self.finished:,} finished, {self.failed:,} failed"
-            f" | {self.messages:,} messages ({mps:,.1f}/s), {human_bytes(self.bytes)} ({human_bytes(bps)}/s)"
+            f" | {self.messages:,} messages ({mps:,.1f}/s), {human_bytes(self.bytes)} "
+            f"({human_bytes(bps)}/s)"
         )
         remaining = max(0, self.total - migrated)
         per_account = elapsed / self.finished if self.finished else None
@@ -174,8 +176,8 @@ class RunProgress:
             return
         if outcome.status == PassOutcome.DEFERRED:
             self.console.print(
-                f"deferred {safe(outcome.address)}: {safe(outcome.error, 300)} (given back unchanged, "
-                "no attempt charged)"
+                f"deferred {safe(outcome.address)}: {safe(outcome.error, 300)} (given back "
+                "unchanged, no attempt charged)"
             )
             return
         skipped = f", {len(outcome.skipped)} skipped" if outcome.skipped else ""
@@ -240,18 +242,19 @@ def render_run_summary(con: Console, summary: Any, *, plan_file: str | None = No
         con.print()
         _wrapped(
             con,
-            f"the full lists: `migrator show {example} --plan {plan}` (one account: its error, folders and every "
-            f"skipped message with subject and date); `migrator accounts --plan {plan} --status failed` (every "
-            f"failed account, one per line; --json for a file); `migrator report --plan {plan} --format csv "
-            f"--output report.csv` (every account)",
+            f"the full lists: `migrator show {example} --plan {plan}` (one account: its error, "
+            "folders and every skipped message with subject and date); `migrator accounts --plan "
+            f"{plan} --status failed` (every failed account, one per line; --json for a file); "
+            f"`migrator report --plan {plan} --format csv --output report.csv` (every account)",
             0,
         )
     if summary.deferred:
         con.print()
         _wrapped(
             con,
-            f"{summary.deferred:,} account(s) were given back unchanged while a server was unavailable "
-            f"({safe(summary.deferred_because, 300)}); no attempt was charged, the next run takes them",
+            f"{summary.deferred:,} account(s) were given back unchanged while a server was "
+            f"unavailable ({safe(summary.deferred_because, 300)}); no attempt was charged, the "
+            "next run takes them",
             0,
         )
     if summary.stopped:
@@ -277,14 +280,16 @@ def _render_failures(
         if not group:  # failures past the first 1,000, all of this reason
             _wrapped(
                 con,
-                f"{safe(reason)}: {n:,} account(s) (`migrator accounts --status failed` names them)",
+                f"{safe(reason)}: {n:,} account(s) (`migrator accounts --status failed` names "
+                "them)",
                 2,
             )
             continue
         names = ", ".join(safe(f["account"], 80) for f in group[:NAMES_SHOWN])
         _wrapped(
             con,
-            f"{safe(reason)}: {n:,} account(s): {names}{_more(min(NAMES_SHOWN, len(group)), n, 'accounts')}",
+            f"{safe(reason)}: {n:,} account(s): "
+            f"{names}{_more(min(NAMES_SHOWN, len(group)), n, 'accounts')}",
             2,
         )
         _wrapped(
@@ -309,7 +314,8 @@ def _render_skips(con: Console, summary: Any, plan: str) -> None:
         accounts = len({account for account, _, _ in places})
         _wrapped(
             con,
-            f"{safe(reason)}: {total:,} message(s) in {len(places):,} folder(s) of {accounts:,} account(s)",
+            f"{safe(reason)}: {total:,} message(s) in {len(places):,} folder(s) of {accounts:,} "
+            "account(s)",
             2,
         )
         for account, folder, n in places[:NAMES_SHOWN]:
@@ -317,7 +323,8 @@ def _render_skips(con: Console, summary: Any, plan: str) -> None:
         if len(places) > NAMES_SHOWN:
             _wrapped(
                 con,
-                f"and {sum(n for *_, n in places[NAMES_SHOWN:]):,} in {len(places) - NAMES_SHOWN:,} more folder(s)",
+                f"and {sum(n for *_, n in places[NAMES_SHOWN:]):,} in "
+                f"{len(places) - NAMES_SHOWN:,} more folder(s)",
                 4,
             )
         what = advice(reason, address=places[0][0], plan_file=plan)

@@ -28,16 +28,16 @@ def render_show(con: Console, data: dict[str, Any]) -> None:
         # an account out of scope is not migrated: say so first, with discovery's reason
         why = ": ".join(safe(part, 300) for part in (scope["reason"], scope["detail"]) if part)
         con.print(
-            f"[bold yellow]not in scope: {safe(scope['scope'])}[/bold yellow]{f' ({why})' if why else ''}; "
-            "run, verify and retry leave it alone"
+            f"[bold yellow]not in scope: {safe(scope['scope'])}[/bold "
+            f"yellow]{f' ({why})' if why else ''}; run, verify and retry leave it alone"
         )
         if scope["advice"]:
             con.print(f"what to do: {safe(scope['advice'], 600)}")
     if in_scope or s["passes"] or s["messages_done"]:
         label = "state" if in_scope else "progress kept from when it was in scope"
         con.print(
-            f"{label}: [bold]{safe(s['status'])}[/bold], {s['passes']} pass(es), first {safe(s['first_pass'] or '-')}, "
-            f"last {safe(s['last_pass'] or '-')}"
+            f"{label}: [bold]{safe(s['status'])}[/bold], {s['passes']} pass(es), first "
+            f"{safe(s['first_pass'] or '-')}, last {safe(s['last_pass'] or '-')}"
         )
         con.print(
             f"messages: {s['messages_done']:,} migrated ({human_bytes(s['bytes'])}), "
@@ -57,7 +57,8 @@ def render_show(con: Console, data: dict[str, Any]) -> None:
     err = data["last_error"]
     if err:
         con.print(
-            f"[red]last error[/red] ({safe(err['reason'] or 'unknown')}): {safe(err['message'], 600)}"
+            f"[red]last error[/red] ({safe(err['reason'] or 'unknown')}): "
+            f"{safe(err['message'], 600)}"
         )
         con.print(f"what to do: {safe(err['advice'], 600)}")
     if data["folders"]:
@@ -83,7 +84,8 @@ def render_show(con: Console, data: dict[str, Any]) -> None:
                 "-"
                 if v is None
                 else (
-                    f"{'ok' if v['ok'] else 'MISMATCH'} {v['source']}/{v['ledger']}/{v['target']} at {v['at']}"
+                    f"{'ok' if v['ok'] else 'MISMATCH'} {v['source']}/{v['ledger']}/{v['target']} "
+                    f"at {v['at']}"
                 )
             )
             table.add_row(
@@ -107,13 +109,15 @@ def render_show(con: Console, data: dict[str, Any]) -> None:
             )
             size = f", {human_bytes(m['size'])}" if m["size"] is not None else ""
             con.print(
-                f"  {safe(m['folder'], 60)}: {safe(m['reason'])} {subject} {safe(m['date'] or '', 40)}{size}"
+                f"  {safe(m['folder'], 60)}: {safe(m['reason'])} {subject} "
+                f"{safe(m['date'] or '', 40)}{size}"
                 f" — {safe(m['detail'], 160)}",
                 soft_wrap=True,
             )
         if data["skipped_total"] > len(data["skipped_messages"]):
             con.print(
-                f"  (the first {len(data['skipped_messages'])} of {data['skipped_total']:,}; --json for details)"
+                f"  (the first {len(data['skipped_messages'])} of {data['skipped_total']:,}; "
+                "--json for details)"
             )
         reasons = {m["reason"]: m["advice"] for m in data["skipped_messages"]}
         for reason, advice in reasons.items():

@@ -30,9 +30,8 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
             if a.get("interrupted")
             else ""
         )
-        + ", "
-        f"{a['pending']:,} pending, {a['failed']:,} failed; not in scope: {a['excluded']:,} excluded, "
-        f"{a['invalid']:,} invalid, {a['vanished']:,} vanished"
+        + f", {a['pending']:,} pending, {a['failed']:,} failed; not in scope: {a['excluded']:,} "
+        f"excluded, {a['invalid']:,} invalid, {a['vanished']:,} vanished"
     )
     m = data["messages"]
     con.print(
@@ -47,16 +46,17 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
     f = data.get("filters") or {}
     if f.get("accounts"):
         con.print(
-            f"Sieve filters: {f['applied'] + f['reported']:,} accounts carried, {f['none']:,} without Sieve, "
-            f"{f['broken']:,} with a script that does not parse, {f['failed']:,} failed; "
-            f"{f['translated']:,} of {f['statements']:,} statements carried, {f['refused']:,} not carried "
-            f"in {f['accounts_with_refusals']:,} accounts (`migrator show ADDRESS` lists them)"
+            f"Sieve filters: {f['applied'] + f['reported']:,} accounts carried, {f['none']:,} "
+            f"without Sieve, {f['broken']:,} with a script that does not parse, {f['failed']:,} "
+            f"failed; {f['translated']:,} of {f['statements']:,} statements carried, "
+            f"{f['refused']:,} not carried in {f['accounts_with_refusals']:,} accounts (`migrator "
+            "show ADDRESS` lists them)"
         )
     remaining = a["total"] - a["migrated"]
     if data["eta_hours"] is not None:
         con.print(
-            f"at this pace ({safe(data['eta_basis'], 200)}) the remaining {remaining:,} accounts take about "
-            f"{data['eta_hours']:,.1f} h of running"
+            f"at this pace ({safe(data['eta_basis'], 200)}) the remaining {remaining:,} accounts "
+            f"take about {data['eta_hours']:,.1f} h of running"
         )
     elif remaining:
         con.print(safe(data["eta_basis"], 300))
@@ -106,12 +106,16 @@ def render_status(con: Console, data: dict[str, Any]) -> None:
     render_cutover_status(con, data.get("cutover"))
     verify = data["last_verification"]
     if verify:
-        line = f"last verification: {verify['started_at']:%Y-%m-%d %H:%M} UTC ({safe(verify['status'])})"
+        line = (
+            f"last verification: {verify['started_at']:%Y-%m-%d %H:%M} UTC "
+            f"({safe(verify['status'])})"
+        )
         totals = verify.get("totals")
         if isinstance(totals, dict) and "accounts" in totals:
             line += (
-                f": {totals['accounts']:,} accounts checked, {totals.get('ok', 0):,} match the source, "
-                f"{totals.get('differ', 0):,} differ, {totals.get('errors', 0):,} could not be checked"
+                f": {totals['accounts']:,} accounts checked, {totals.get('ok', 0):,} match the "
+                f"source, {totals.get('differ', 0):,} differ, {totals.get('errors', 0):,} could "
+                "not be checked"
             )
         con.print(line)
 
@@ -122,8 +126,8 @@ def render_cutover_status(con: Console, cutover: dict[str, Any] | None) -> None:
         return
     t = cutover["totals"]
     con.print(
-        f"cut-over: {t['cut_over']:,} of {t['total']:,} accounts cut over, {t['switched']:,} switched "
-        f"(final delta to come), {t['pre_staged']:,} pre-staged"
+        f"cut-over: {t['cut_over']:,} of {t['total']:,} accounts cut over, {t['switched']:,} "
+        f"switched (final delta to come), {t['pre_staged']:,} pre-staged"
         + (f", {t['in_progress']:,} being switched or switched back" if t["in_progress"] else "")
     )
     rows = [b for b in cutover["batches"] if b["switched"] or b["cut_over"] or b["in_progress"]]
@@ -141,7 +145,8 @@ def render_cutover_status(con: Console, cutover: dict[str, Any] | None) -> None:
     rest = [b for b in cutover["batches"] if b not in rows]
     if rest:
         table.caption = (
-            f"{len(rest):,} more batches not switched yet ({sum(b['pre_staged'] for b in rest):,} accounts pre-staged)"
+            f"{len(rest):,} more batches not switched yet ({sum(b['pre_staged'] for b in rest):,} "
+            "accounts pre-staged)"
             + ("; the first 25 switched are shown, --json lists all" if len(rows) > 25 else "")
         )
     con.print(table)

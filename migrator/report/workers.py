@@ -22,14 +22,16 @@ def _age(seconds: float) -> str:
 def render_workers(con: Console, data: dict[str, Any]) -> None:
     t = data["totals"]
     con.print(
-        f"[bold]{t['running']} running, {t['stale']} stale, {t.get('gone', 0)} gone, {t['stopped']} stopped[/bold]; "
+        f"[bold]{t['running']} running, {t['stale']} stale, {t.get('gone', 0)} gone, "
+        f"{t['stopped']} stopped[/bold]; "
         f"{t['accounts_in_hand']} account(s) in hand, {t['rate']:,.1f} messages/s together"
         f" (over the last {data.get('rate_window_s', 60)} s)"
     )
     con.print(
-        f"target {safe(data['target'], 200)}: at most {data['ceiling']} concurrent requests shared by the "
-        f"running workers; a worker reports every {data.get('beat_seconds', 5):g} s: stale = not heard from for "
-        f"{data.get('stale_after_s', 15):g} s, gone = not for longer than the lease ({data['lease_seconds']} s)"
+        f"target {safe(data['target'], 200)}: at most {data['ceiling']} concurrent requests "
+        f"shared by the running workers; a worker reports every {data.get('beat_seconds', 5):g} "
+        f"s: stale = not heard from for {data.get('stale_after_s', 15):g} s, gone = not for "
+        f"longer than the lease ({data['lease_seconds']} s)"
     )
     if not data["workers"]:
         con.print("no worker has run this plan yet")

@@ -119,14 +119,15 @@ def size_problem(shape: Shape) -> str | None:
     total, _selected, in_scope = hostile_counts()
     if shape.in_scope < in_scope:
         return (
-            f"--in-scope {shape.in_scope} is too small: the sample's {total} awkward directory entries "
-            f"alone put {in_scope} accounts in scope; use --in-scope {in_scope} or more"
+            f"--in-scope {shape.in_scope} is too small: the sample's {total} awkward directory "
+            f"entries alone put {in_scope} accounts in scope; use --in-scope {in_scope} or more"
         )
     least = shape.in_scope + total - in_scope
     if shape.people < least:
         return (
-            f"--people {shape.people} is too small for --in-scope {shape.in_scope}: the directory also "
-            f"holds {total - in_scope} awkward entries out of scope; use --people {least} or more"
+            f"--people {shape.people} is too small for --in-scope {shape.in_scope}: the directory "
+            f"also holds {total - in_scope} awkward entries out of scope; use --people {least} or "
+            "more"
         )
     return None
 

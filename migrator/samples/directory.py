@@ -97,7 +97,10 @@ class PersonSpec:
     cases: tuple[str, ...] = ()  # hostile cases this person belongs to
 
     def dn(self, base_dn: str = DEFAULT_BASE) -> str:
-        return f"uid={escape_dn_value(self.uid)},ou={escape_dn_value(self.office)},{PEOPLE_RDN},{base_dn}"
+        return (
+            f"uid={escape_dn_value(self.uid)},"
+            f"ou={escape_dn_value(self.office)},{PEOPLE_RDN},{base_dn}"
+        )
 
     @property
     def primary_mail(self) -> str | None:

@@ -79,7 +79,8 @@ ZONES_MINUTES = (0, -360, 60, -300, 330, -180)
 
 
 def date_header(date: datetime, zone_minutes: int = 0) -> bytes:
-    """An RFC 5322 Date value for the instant `date`, written in the zone `zone_minutes` east of UTC."""
+    """An RFC 5322 Date value for the instant `date`, written in the zone `zone_minutes` east of
+    UTC."""
     return format_datetime(date.astimezone(timezone(timedelta(minutes=zone_minutes)))).encode()
 
 

@@ -22,7 +22,8 @@ Only this package imports sqlalchemy and alembic. Which entry point serves which
   up: rows.py's dataclasses and plain dicts, never SQLAlchemy objects. The values of statuses,
   scopes, message states, reasons, event kinds, cut-over states and filter outcomes are model/'s
   enums (status.py, scope.py, reasons.py, events.py, cutover.py, filters.py).
-- Underneath: schema.py (every table, declared once), types.py (their column types), migrations/, and
+- Underneath: schema.py (every table, declared once), types.py (their column types), migrations/,
+and
   database/: access.py, connect.py, revision.py, raw.py (DBAPI-level bulk reads and writes),
   readonly.py, sqlite_files.py, urls.py.
 

@@ -53,7 +53,8 @@ def known_states(store: Store, folder_id: int) -> dict[str, Known]:
     # straight from the DBAPI cursor, as known_keys: a delta pass reads every row of a folder
     with store.connection() as conn:
         rows = Raw(conn).rows(
-            "SELECT source_key, state, flags, pending, removed_at FROM messages WHERE folder_id = ?",
+            "SELECT source_key, state, flags, pending, removed_at FROM messages WHERE folder_id = "
+            "?",
             (folder_id,),
         )
         return {
@@ -97,7 +98,10 @@ class Placed:
     pending: dict[str, Any] | None = None
 
 
-_PLACED = "SELECT id, folder_id, source_key, fingerprint, tag_key, target_id, flags, pending FROM messages"
+_PLACED = (
+    "SELECT id, folder_id, source_key, fingerprint, tag_key, target_id, flags, pending FROM "
+    "messages"
+)
 
 
 def _placed(row: Sequence[Any]) -> Placed:
@@ -143,7 +147,8 @@ def unsent_rows(store: Store, folder_id: int, keys: Sequence[str]) -> list[tuple
             out.extend(
                 (int(i), int(f), st)
                 for i, f, st in raw.rows(
-                    f"SELECT id, folder_id, state FROM messages WHERE folder_id = ? AND state IN ('skipped', 'failed')"
+                    "SELECT id, folder_id, state FROM messages WHERE folder_id = ? AND state IN "
+                    "('skipped', 'failed')"
                     f" AND source_key IN ({marks})",
                     (folder_id, *part),
                 )

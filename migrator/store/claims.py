@@ -152,7 +152,8 @@ def _probes(plan_id: int, run_started: datetime, f: ClaimFilter) -> list[Any]:
     ]  # (a selection by address: _candidates)
 
     def each_batch(where: Any, *order: Any) -> list[Any]:
-        return [(base if b is None else base.where(A.c.batch == b)).where(*where, _free()).order_by(*order)
+        return [(base if b is None else base.where(A.c.batch == b)).where(*where,
+                                                                          _free()).order_by(*order)
                 for b in batches]  # fmt: skip
 
     probes = each_batch([A.c.status == Status.RUNNING], A.c.batch, A.c.id)

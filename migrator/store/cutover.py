@@ -187,7 +187,8 @@ def abandon_switch(store: Store, plan_id: int, wave_id: int) -> int:
 
 def confirm_switch(store: Store, plan_id: int, wave_id: int, at: datetime) -> int:
     where = and_(A.c.cutover_wave == wave_id, A.c.cutover == CutoverState.SWITCHING)
-    return len(_move(store, plan_id, where, {"cutover": CutoverState.SWITCHED, "switched_at": at}, event=EventKind.SWITCHED,
+    return len(_move(store, plan_id, where, {"cutover": CutoverState.SWITCHED, "switched_at": at},
+                     event=EventKind.SWITCHED,
                      detail={"wave": wave_id}))  # fmt: skip
 
 
@@ -196,7 +197,8 @@ def finish_accounts(
 ) -> int:
     """The final delta pass after the switch is done for these accounts: cut over."""
     where = A.c.cutover == CutoverState.SWITCHED
-    return len(_move(store, plan_id, where, {"cutover": CutoverState.CUT_OVER, "cutover_at": at}, ids=ids, event=EventKind.CUT_OVER,
+    return len(_move(store, plan_id, where, {"cutover": CutoverState.CUT_OVER, "cutover_at": at},
+                     ids=ids, event=EventKind.CUT_OVER,
                      detail={"wave": wave_id}))  # fmt: skip
 
 
@@ -220,7 +222,8 @@ def undo_revert(store: Store, plan_id: int, ids: Sequence[int]) -> int:
 
 def confirm_revert(store: Store, plan_id: int, wave_id: int, ids: Sequence[int]) -> int:
     values = {"cutover": None, "switched_at": None, "cutover_at": None, "cutover_wave": None}
-    return len(_move(store, plan_id, A.c.cutover == CutoverState.REVERTING, values, ids=ids, event=EventKind.SWITCHED_BACK,
+    return len(_move(store, plan_id, A.c.cutover == CutoverState.REVERTING, values, ids=ids,
+                     event=EventKind.SWITCHED_BACK,
                      detail={"wave": wave_id}))  # fmt: skip
 
 
@@ -229,7 +232,8 @@ def reverting_ids(store: Store, plan_id: int, ids: Sequence[int]) -> list[int]:
     with store.session() as s:
         for chunk in _chunks(list(ids)):
             found += [int(i) for (i,) in s.execute(
-                select(A.c.id).where(A.c.plan_id == plan_id, A.c.cutover == CutoverState.REVERTING, A.c.id.in_(chunk))
+                select(A.c.id).where(A.c.plan_id == plan_id, A.c.cutover == CutoverState.REVERTING,
+                                     A.c.id.in_(chunk))
             )]  # fmt: skip
     return found
 
@@ -253,8 +257,10 @@ def open_wave(
             )
             return dict(found), False
         wave_id = s.execute(
-            insert(W).values(plan_id=plan_id, kind=kind, selection=selection, selection_key=key, status=WaveStatus.RUNNING,
-                             accounts=0, host=socket.gethostname(), pid=os.getpid(), started_at=now, updated_at=now)
+            insert(W).values(plan_id=plan_id, kind=kind, selection=selection, selection_key=key,
+                             status=WaveStatus.RUNNING,
+                             accounts=0, host=socket.gethostname(), pid=os.getpid(),
+                             started_at=now, updated_at=now)
             .returning(W.c.id)
         ).scalar_one()  # fmt: skip
         row = s.execute(select(W).where(W.c.id == wave_id)).mappings().one()
@@ -284,7 +290,8 @@ def close_rolled_back_waves(store: Store, plan_id: int) -> None:
     )
     with store.session(write=True) as s:
         s.execute(
-            update(W).where(W.c.plan_id == plan_id, W.c.kind == "switch", W.c.status.in_((WaveStatus.SWITCHED, WaveStatus.FINISHED)), still == 0)
+            update(W).where(W.c.plan_id == plan_id, W.c.kind == "switch",
+                            W.c.status.in_((WaveStatus.SWITCHED, WaveStatus.FINISHED)), still == 0)
             .values(status=WaveStatus.ROLLED_BACK, updated_at=utcnow())
         )  # fmt: skip
 

@@ -93,7 +93,8 @@ def register_worker(
     now = utcnow()
     values: dict[str, Any] = {
         "plan_id": plan_id, "run_id": run_id, "host": me.host, "pid": me.pid, "target": target,
-        "label": me.label, "process": me.process, "share": 0, "started_at": now, "heartbeat_at": now,
+        "label": me.label, "process": me.process, "share": 0, "started_at": now,
+        "heartbeat_at": now,
         "stopped_at": None, "current_account_id": None, "stats": {"threads": max(1, threads)},
     }  # fmt: skip
     with store.session(write=True) as s:
@@ -197,7 +198,8 @@ def take_share(
     target's row, so that two workers never both take the same free part.
 
     The live workers (not stopped, heard from within the lease, not known to be gone) split the
-    ceiling max-min fairly by their threads (fair_shares): a worker with two threads is never due more than two,
+    ceiling max-min fairly by their threads (fair_shares): a worker with two threads is never due
+    more than two,
     and what it does not need goes to the others. A worker takes what it is due, but no more
     than the others leave free: a newcomer does not add its part on top of the others' before
     they have lowered theirs (each does at its next beat). With `waiting` (it has sent nothing

@@ -612,7 +612,8 @@ def placed_copies(store: Store, account_id: int) -> dict[str, list[PlacedCopy]]:
         rows = Raw(s.connection()).rows(
             "SELECT f.target_folder_id, COALESCE(m.tag_key, m.source_key), m.target_id, m.state"
             " FROM messages m JOIN folders f ON f.id = m.folder_id"
-            " WHERE m.account_id = ? AND m.state IN ('done', 'inflight') AND f.target_folder_id IS NOT NULL",
+            " WHERE m.account_id = ? AND m.state IN ('done', 'inflight') AND f.target_folder_id "
+            "IS NOT NULL",
             (account_id,),
         )
         for target_folder_id, tag_key, target_id, state in rows:

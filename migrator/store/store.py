@@ -318,8 +318,9 @@ class Store:
                 if not told and self.on_reconnect_wait and is_disconnect(exc, self.backend):
                     told = True
                     self.on_reconnect_wait(
-                        f"state database {self.url} unreachable ({describe(exc, self.engine.url.password)}); "
-                        f"retrying for up to {self.reconnect_seconds:.0f} s"
+                        f"state database {self.url} unreachable "
+                        f"({describe(exc, self.engine.url.password)}); retrying for up to "
+                        f"{self.reconnect_seconds:.0f} s"
                     )
                 raise
 

@@ -55,7 +55,8 @@ def account_ledger(
     again = frozenset(retried)
     with store.session() as s:
         rows = Raw(s.connection()).rows(
-            "SELECT folder_id, state, COALESCE(tag_key, source_key), target_id, source_key, reason, flags, removed_at"
+            "SELECT folder_id, state, COALESCE(tag_key, source_key), target_id, source_key, "
+            "reason, flags, removed_at"
             " FROM messages WHERE account_id = ? ORDER BY id",
             (account_id,),
         )

@@ -209,7 +209,8 @@ class DirectoryReader:
             log.info(
                 "%s: read in parts under a size limit of %d: %d subtree searches, %d VLV windows, "
                 "%d prefix parts, %d requests",
-                self.url, self.size_limit, self.subtree_searches, self.vlv_windows, self.split_parts,
+                self.url, self.size_limit, self.subtree_searches, self.vlv_windows,
+                self.split_parts,
                 self.pages_fetched,
             )  # fmt: skip
 
@@ -352,7 +353,8 @@ class DirectoryReader:
         if len(walked) < count:
             log.warning(
                 "%s: the virtual list view of %s held %d entries, %d were read (the directory "
-                "changed meanwhile?); reading by prefix to be sure", self.url, region.describe(), count, len(walked),
+                "changed meanwhile?); reading by prefix to be sure", self.url, region.describe(),
+                count, len(walked),
             )  # fmt: skip
             return False
         return True

@@ -58,7 +58,8 @@ class Postfix:
         except FileNotFoundError:
             raise PostfixError(
                 f"{what}: {words[0]} not found",
-                hint=f"install Postfix here, or name the command in the plan's [cutover] (e.g. {command[-1]} = "
+                hint="install Postfix here, or name the command in the plan's [cutover] (e.g. "
+                f"{command[-1]} = "
                 f'"/usr/sbin/{command[-1]}")',
             ) from None
         except subprocess.TimeoutExpired:
@@ -104,7 +105,8 @@ class Postfix:
         if not wanted:
             return {}
         out = self._run(
-            self.settings.postmap, "-q", "-", f"{map_type}:{path}", stdin="".join(f"{k}\n" for k in wanted),
+            self.settings.postmap, "-q", "-", f"{map_type}:{path}",
+            stdin="".join(f"{k}\n" for k in wanted),
             what=f"looking addresses up in {path}", ok=(0, 1),  # 1: none of them is in the map
         )  # fmt: skip
         found: dict[str, str] = {}

@@ -25,7 +25,10 @@ OLD = ".migrator-old"  # the map as it was, until the new one is known to work
 
 
 def begin_marker(plan: str) -> str:
-    return f"# BEGIN migrator plan {plan}: lines up to the END line are written by `migrator cutover`; edit outside them"
+    return (
+        f"# BEGIN migrator plan {plan}: lines up to the END line are written by `migrator "
+        "cutover`; edit outside them"
+    )
 
 
 def end_marker(plan: str) -> str:
@@ -80,9 +83,11 @@ def parse_map(text: str, plan: str, where: str) -> MapText:
         or (starts and ends[0] < starts[0])
     ):
         raise PostfixError(
-            f"{where}: migrator's block for plan {plan!r} is damaged (its BEGIN and END lines do not pair up)",
-            hint=f"edit {where} so that it holds one '{begin} ...' line and one '{end}' line after it "
-            "(or neither), then run the command again; `migrator routing` prints what the block should list",
+            f"{where}: migrator's block for plan {plan!r} is damaged (its BEGIN and END lines do "
+            "not pair up)",
+            hint=f"edit {where} so that it holds one '{begin} ...' line and one '{end}' line "
+            "after it (or neither), then run the command again; `migrator routing` prints what "
+            "the block should list",
         )
     if starts:
         before, inside, after = (

@@ -57,10 +57,13 @@ def _read_linked(
 ) -> SieveScript | None:
     parts = [p for p in target.split("/") if p not in ("", ".")]
     refused = SourceError(
-        f"Sieve script {path} is a link to {target}, outside the scripts folder {scripts_dir or '(none)'}: "
-        "not read",
+        f"Sieve script {path} is a link to {target}, outside the scripts folder "
+        f"{scripts_dir or '(none)'}: not read",
         reason="symlink",
-        hint="Pigeonhole links the active script into the user's scripts folder; check who made this link",
+        hint=(
+            "Pigeonhole links the active script into the user's scripts folder; check who made "
+            "this link"
+        ),
     )
     if not parts or ".." in parts:
         raise refused

@@ -64,7 +64,9 @@ class UidValidityChanged(SourceError):
             f"IMAP folder {folder}: UIDVALIDITY changed from {old} to {new} (the server renumbered "
             "its messages)",
             reason=Reason.UIDVALIDITY_CHANGED,
-            hint="the folder must be re-keyed by content (content_fingerprint) before migrating more",
+            hint=(
+                "the folder must be re-keyed by content (content_fingerprint) before migrating more"
+            ),
         )
         self.folder = folder
         self.old = old
@@ -198,19 +200,22 @@ class ImapSource(SourceBase):
                     raise TransientError(
                         f"IMAP {self.access.where}: connection for {self.access.login_name} lost "
                         f"twice while {what}: {exc}",
-                        hint="the server or network is dropping connections; the run can be resumed",
+                        hint=(
+                            "the server or network is dropping connections; the run can be resumed"
+                        ),
                     ) from None
                 self.reconnects += 1
             except IMAPClientError as exc:
                 raise SourceError(
-                    f"IMAP {self.access.where}: server refused {what} for {self.access.login_name}: "
-                    f"{_text(exc)}",
+                    f"IMAP {self.access.where}: server refused {what} for "
+                    f"{self.access.login_name}: {_text(exc)}",
                     reason=Reason.PROTOCOL,
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _select(self, client: IMAPClient, native: str, expected: int | None = None) -> int:
-        """EXAMINE `native` unless already selected; returns its UIDVALIDITY, checked if expected."""
+        """EXAMINE `native` unless already selected; returns its UIDVALIDITY, checked if
+        expected."""
         if self._selected is not None and self._selected[0] == native:
             validity = self._selected[1]
         else:
@@ -221,9 +226,13 @@ class ImapSource(SourceBase):
                 raise
             except IMAPClientError as exc:
                 raise SourceError(
-                    f"IMAP folder {_display(native)} of {self.access.user} cannot be opened: {_text(exc)}",
+                    f"IMAP folder {_display(native)} of {self.access.user} cannot be opened: "
+                    f"{_text(exc)}",
                     reason=Reason.NO_MAILBOX,
-                    hint="the folder may have been deleted or renamed on the server; list folders again",
+                    hint=(
+                        "the folder may have been deleted or renamed on the server; list folders "
+                        "again"
+                    ),
                 ) from None
             validity = int(response.get(b"UIDVALIDITY", 0))
             self._selected = (native, validity)
@@ -294,7 +303,8 @@ class ImapSource(SourceBase):
             raise
         except IMAPClientError as exc:
             raise SourceError(
-                f"IMAP STATUS of folder {_display(native)} of {self.access.user} failed: {_text(exc)}",
+                f"IMAP STATUS of folder {_display(native)} of {self.access.user} failed: "
+                f"{_text(exc)}",
                 reason=Reason.PROTOCOL,
             ) from None
 

@@ -614,7 +614,10 @@ class _Opener:
                 f"{self.path} is not a message: it does not begin with a header block"
                 " (binary data, or text without headers)",
                 reason=Reason.NOT_MAIL,
-                hint="nothing to migrate; look at the file and remove it or move it out of the Maildir",
+                hint=(
+                    "nothing to migrate; look at the file and remove it or move it out of the "
+                    "Maildir"
+                ),
             )
         return stream
 

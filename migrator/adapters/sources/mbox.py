@@ -12,7 +12,8 @@ change (which shifts every later offset), delete messages, compact, and of cours
 Rewrites under us: a pass indexes the file up to the size it had when the pass began; if the
 file then turns out to have been replaced, truncated, or changed other than by appending whole
 messages, the index is thrown away and the pass restarts (up to 3 times; then the folder
-yields one SkippedMessage "folder/" with reason "changed"). Records are only handed out from a pass that held still. A record opened later
+yields one SkippedMessage "folder/" with reason "changed"). Records are only handed out from a pass
+that held still. A record opened later
 checks its From_ line is still at its offset and its end still before the next From_ line; if
 not, the folder is re-indexed and the message found again by key (SourceError "vanished" when
 it is gone)."""
@@ -204,7 +205,8 @@ class MboxSource(SourceBase):
                         SkippedMessage(
                             f"./{where}/",
                             Reason.SYMLINK,
-                            f"{os.path.join(base, where)} is {link_note(dir_fd, e.name)}: not followed",
+                            f"{os.path.join(base, where)} is {link_note(dir_fd, e.name)}: not "
+                            "followed",
                         )
                     )
                 elif e.is_dir(follow_symlinks=False):
@@ -388,7 +390,8 @@ class MboxSource(SourceBase):
                 yield SkippedMessage(
                     entry.key,
                     Reason.EMPTY,
-                    f"{self._path(folder.native)}: the message at byte {entry.from_offset} is empty",
+                    f"{self._path(folder.native)}: the message at byte {entry.from_offset} is "
+                    "empty",
                 )
                 continue
             yield MessageRecord(

@@ -1,4 +1,5 @@
-"""A message's dates, read leniently from raw bytes: PR_CLIENT_SUBMIT_TIME / PR_MESSAGE_DELIVERY_TIME
+"""A message's dates, read leniently from raw bytes: PR_CLIENT_SUBMIT_TIME /
+PR_MESSAGE_DELIVERY_TIME
 on EWS, and the APPEND date on IMAP when the source knows no internal date."""
 
 from __future__ import annotations

@@ -59,12 +59,17 @@ RECOVERABLE_DELETIONS = "recoverableitemsdeletions"
 
 # Exchange's wording for the codes below (the errors reference of EWS).
 TEXTS = {
-    "ErrorIrresolvableConflict": "The send or update operation could not be performed because the change key "
-    "passed in the request does not match the current change key for the item.",
-    "ErrorChangeKeyRequired": "When making a request that requires a change key, the change key must be provided.",
+    "ErrorIrresolvableConflict": (
+        "The send or update operation could not be performed because the change key passed in the "
+        "request does not match the current change key for the item."
+    ),
+    "ErrorChangeKeyRequired": (
+        "When making a request that requires a change key, the change key must be provided."
+    ),
     "ErrorInvalidChangeKey": "The change key is invalid.",
-    "ErrorIncorrectUpdatePropertyCount": "An object within a change description must contain one and only one "
-    "property to modify.",
+    "ErrorIncorrectUpdatePropertyCount": (
+        "An object within a change description must contain one and only one property to modify."
+    ),
     "ErrorInvalidPropertySet": "Set action is invalid for property.",
     "ErrorInvalidPropertyDelete": "Delete action is invalid for property.",
     "ErrorMessageDispositionRequired": "MessageDisposition attribute is required.",

@@ -25,7 +25,8 @@ Object Conversion Algorithm", [MS-OXCMAIL]). For a simulator that means:
   encoded words, 8-bit bodies re-encoded (quoted-printable for text, base64 otherwise) so the
   result is 7-bit, the X-MS-Has-Attach / X-MS-TNEF-Correlator headers Exchange writes on MIME
   it generates (empty ones as "X-MS-Has-Attach:"), and MIME-Version as the last header (both
-  as in the MIME of a GetItem answer of Exchange 2013, otris/ews-cpp's test assets). Exchange does more (it rebuilds From/To from the recipient table, may turn
+  as in the MIME of a GetItem answer of Exchange 2013, otris/ews-cpp's test assets). Exchange does
+  more (it rebuilds From/To from the recipient table, may turn
   a text body into HTML); what a client can count on is the content, never the bytes.
 """
 

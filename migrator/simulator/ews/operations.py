@@ -232,7 +232,8 @@ class Operations:
                         )
                         continue
                 alternate = (
-                    f'<m:AlternateId xsi:type="t:AlternateIdType" Format="EwsId" Id={soap.attr(text)} '
+                    '<m:AlternateId xsi:type="t:AlternateIdType" Format="EwsId" '
+                    f"Id={soap.attr(text)} "
                     f"Mailbox={soap.attr(source.get('Mailbox', ''))}/>"
                 )
                 messages.append(soap.success("ConvertId", alternate))

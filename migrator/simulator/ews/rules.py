@@ -250,7 +250,8 @@ class InboxRules:
                 return _update_response(
                     "Error",
                     "ErrorOutlookRuleBlobExists",
-                    "The Outlook rules blob exists; set RemoveOutlookRuleBlob to true to update the rules.",
+                    "The Outlook rules blob exists; set RemoveOutlookRuleBlob to true to update "
+                    "the rules.",
                 )
             rules = self._rules(mailbox.id)
             by_id = {ids.encode(RULE, mailbox.id, r.row_id or 0): r for r in rules}
@@ -399,7 +400,8 @@ class InboxRules:
                             _Problem(
                                 where,
                                 "StringValueTooBig",
-                                f"A text of the condition is longer than {MAX_RULE_STRING} characters.",
+                                f"A text of the condition is longer than {MAX_RULE_STRING} "
+                                "characters.",
                                 s[:MAX_RULE_STRING],
                             )
                         )
@@ -584,10 +586,10 @@ class InboxRules:
                 )
         with self._store._tx() as db:
             db.execute(
-                "INSERT INTO oof_settings(mailbox_id, state, audience, start, end, internal, external) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(mailbox_id) DO UPDATE SET state = excluded.state, "
-                "audience = excluded.audience, start = excluded.start, end = excluded.end, "
-                "internal = excluded.internal, external = excluded.external",
+                "INSERT INTO oof_settings(mailbox_id, state, audience, start, end, internal, "
+                "external) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(mailbox_id) DO UPDATE SET "
+                "state = excluded.state, audience = excluded.audience, start = excluded.start, "
+                "end = excluded.end, internal = excluded.internal, external = excluded.external",
                 (
                     mailbox.id,
                     state,
@@ -603,7 +605,10 @@ class InboxRules:
 
 def _oof_answer(element: str, error: EwsError | None) -> str:
     if error is None:
-        message = '<ResponseMessage ResponseClass="Success"><ResponseCode>NoError</ResponseCode></ResponseMessage>'
+        message = (
+            "<ResponseMessage "
+            'ResponseClass="Success"><ResponseCode>NoError</ResponseCode></ResponseMessage>'
+        )
     else:
         message = (
             '<ResponseMessage ResponseClass="Error">'
@@ -667,7 +672,9 @@ def _render(body: etree._Element, rule_id: str, priority: int) -> str:
     return (
         f'<t:Rule xmlns:t="{T_NS}"><t:RuleId>{soap.esc(rule_id)}</t:RuleId>{xml("DisplayName")}'
         f"<t:Priority>{priority}</t:Priority>"
-        f"<t:IsEnabled>{(enabled.text or 'true').strip() if enabled is not None else 'true'}</t:IsEnabled>"
+        "<t:IsEnabled>"
+        f"{(enabled.text or 'true').strip() if enabled is not None else 'true'}"
+        "</t:IsEnabled>"
         "<t:IsNotSupported>false</t:IsNotSupported><t:IsInError>false</t:IsInError>"
         f"{xml('Conditions')}{xml('Exceptions')}{xml('Actions')}</t:Rule>"
     )

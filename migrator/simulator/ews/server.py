@@ -77,7 +77,8 @@ TIMELINE_LIMIT = 200_000
 class TimelineEntry:
     """One request as the simulator saw it: when it arrived and was answered (monotonic
     seconds), the mailbox it was for (X-AnchorMailbox), the answer ("ok", "auth" for a 401,
-    "busy", "http503", "reset", "lost", "internal_busy", or what a strict simulator refused: "connection_count",
+    "busy", "http503", "reset", "lost", "internal_busy", or what a strict simulator refused:
+    "connection_count",
     "schema_validation", "max_depth", "server_version") and the back-off hint the answer
     carried, in seconds."""
 
@@ -507,7 +508,8 @@ class SchemaViolations(AssertionError):
         shown = "\n".join(violations[:5])
         more = f"\n... and {len(violations) - 5} more" if len(violations) > 5 else ""
         super().__init__(
-            f"{len(violations)} answer(s) of the EWS simulator do not match the schema:\n{shown}{more}"
+            f"{len(violations)} answer(s) of the EWS simulator do not match the "
+            f"schema:\n{shown}{more}"
         )
         self.violations = violations
 
@@ -689,7 +691,8 @@ class EwsSimulator:
     # --- configuration --------------------------------------------------------------------
 
     def check_password(self, user: str, password: str) -> str | None:
-        """The canonical user name when the password matches; domain\\user and UPN forms accepted."""
+        """The canonical user name when the password matches; domain\\user and UPN forms
+        accepted."""
         return self.accounts.check_password(user, password)
 
     def set_account_state(

@@ -24,9 +24,13 @@ MESSAGE_TEXTS = {
     "ErrorAccessDenied": "Access is denied. Check credentials and try again.",
     "ErrorFolderExists": "A folder with the specified name already exists.",
     "ErrorFolderNotFound": "The specified folder could not be found in the store.",
-    "ErrorImpersonateUserDenied": "The account does not have permission to impersonate the requested user.",
+    "ErrorImpersonateUserDenied": (
+        "The account does not have permission to impersonate the requested user."
+    ),
     "ErrorInvalidIdMalformed": "Id is malformed.",
-    "ErrorInvalidExtendedPropertyValue": "The extended property value is inconsistent with its type.",
+    "ErrorInvalidExtendedPropertyValue": (
+        "The extended property value is inconsistent with its type."
+    ),
     "ErrorInvalidOperation": "The operation is not valid.",
     "ErrorInvalidRequest": "The request is invalid.",
     "ErrorItemNotFound": "The specified object was not found in the store.",

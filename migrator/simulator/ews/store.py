@@ -387,7 +387,8 @@ class Store:
         try:
             with self._tx() as db:
                 cursor = db.execute(
-                    "INSERT INTO folders(mailbox_id, parent_id, name, folder_class) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO folders(mailbox_id, parent_id, name, folder_class) VALUES (?, ?, "
+                    "?, ?)",
                     (parent.mailbox_id, parent.id, name, folder_class),
                 )
                 folder_id = _rowid(cursor)
@@ -564,7 +565,8 @@ def update_item(
     with store._tx() as db:
         if is_read is not None:
             db.execute(
-                "UPDATE items SET is_read = ?, message_flags = (message_flags & ~1) | ? WHERE id = ?",
+                "UPDATE items SET is_read = ?, message_flags = (message_flags & ~1) | ? WHERE id "
+                "= ?",
                 (int(is_read), int(is_read), item_id),
             )
         if categories is not None:
@@ -576,7 +578,8 @@ def update_item(
             [(item_id, k) for k in delete_props],
         )
         db.executemany(
-            "INSERT OR REPLACE INTO item_props(item_id, key, type, value, folded) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO item_props(item_id, key, type, value, folded) VALUES (?, ?, "
+            "?, ?, ?)",
             [(item_id, p.key, p.type, p.value, p.value.casefold()) for p in set_props],
         )
         db.execute("UPDATE items SET version = version + 1 WHERE id = ?", (item_id,))
@@ -597,7 +600,8 @@ def ensure_distinguished(
         return found
     with store._tx() as db:
         db.execute(
-            "INSERT OR IGNORE INTO folders(mailbox_id, parent_id, name, folder_class, distinguished)"
+            "INSERT OR IGNORE INTO folders(mailbox_id, parent_id, name, folder_class, "
+            "distinguished)"
             " VALUES (?, ?, ?, ?, ?)",
             (mailbox_id, parent_id, name, folder_class, distinguished),
         )

@@ -101,7 +101,8 @@ def _sqlite_engine(url: URL, *, create: bool) -> Engine:
                 parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StateError(
-                    f"cannot create directory {str(parent)!r} for the state database: {exc.strerror}",
+                    f"cannot create directory {str(parent)!r} for the state database: "
+                    f"{exc.strerror}",
                     hint="choose a writable location for the state database or fix the permissions",
                 ) from exc
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
@@ -220,7 +221,8 @@ def live_workers(engine: Engine) -> list[str]:
             return []
         has_process = "process" in {c["name"] for c in found.get_columns("workers")}
         query = text(
-            f"SELECT name, heartbeat_at, started_at, {'process' if has_process else 'NULL'} FROM workers"
+            f"SELECT name, heartbeat_at, started_at, {'process' if has_process else 'NULL'} FROM "
+            "workers"
             " WHERE stopped_at IS NULL"
         ).columns(heartbeat_at=UTCDateTime(), started_at=UTCDateTime())
         rows = conn.execute(query).all()
@@ -300,8 +302,9 @@ def prepare_schema(engine: Engine, access: Access, shown: str) -> SchemaChange |
             raise UpgradeBlocked(
                 f"state database {shown} has schema {before} and this migrator needs {head}, but "
                 f"{len(busy)} migrator process(es) still work on it: {shown_busy}",
-                hint="let those `migrator run`s finish or stop them (a process whose heartbeat is "
-                f"older than {int(LIVE_HEARTBEAT.total_seconds() // 60)} minutes counts as gone), then run the command again",
+                hint="let those `migrator run`s finish or stop them (a process whose heartbeat "
+                f"is older than {int(LIVE_HEARTBEAT.total_seconds() // 60)} minutes counts as "
+                "gone), then run the command again",
             )
         return _migrate(engine)
     raise SchemaBehind(
@@ -355,7 +358,10 @@ def connect(raw_url: str, access: Access = "create") -> tuple[Engine, str, Schem
         raise SchemaAhead(
             f"state database {shown} has a schema this migrator does not know: "
             f"{scrub(str(exc), url.password)}",
-            hint="it was probably written by a newer migrator; upgrade migrator or use another database",
+            hint=(
+                "it was probably written by a newer migrator; upgrade migrator or use another "
+                "database"
+            ),
         ) from exc
     except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
         engine.dispose()

@@ -42,7 +42,8 @@ def account_counts(db: Raw, plan_id: int) -> dict[str, Any]:
         "total": 0,
     }
     rows = db.all(
-        "SELECT scope, status, reason, count(*) FROM accounts WHERE plan_id = ? GROUP BY scope, status, reason",
+        "SELECT scope, status, reason, count(*) FROM accounts WHERE plan_id = ? GROUP BY scope, "
+        "status, reason",
         (plan_id,),
     )
     for scope, status, reason, n in rows:
@@ -77,7 +78,8 @@ def batch_sizes(db: Raw, plan_id: int) -> dict[str, int]:
     """Accounts in scope per batch; accounts without a batch under ""."""
     sizes: dict[str, int] = {}
     rows = db.all(
-        "SELECT batch, count(*) FROM accounts WHERE plan_id = ? AND scope = 'in_scope' GROUP BY batch",
+        "SELECT batch, count(*) FROM accounts WHERE plan_id = ? AND scope = 'in_scope' GROUP BY "
+        "batch",
         (plan_id,),
     )
     for batch, n in rows:
@@ -240,7 +242,8 @@ def done_since(db: Raw, plan_id: int, since: datetime) -> tuple[int, int]:
     # from starting with the plan's accounts and reading every message of each)
     [(messages, nbytes)] = db.all(
         "SELECT count(*), coalesce(sum(m.size), 0) FROM messages m CROSS JOIN accounts a"
-        " WHERE m.id >= ? AND m.state = 'done' AND m.updated_at >= ? AND a.id = m.account_id AND a.plan_id = ?",
+        " WHERE m.id >= ? AND m.state = 'done' AND m.updated_at >= ? AND a.id = m.account_id AND "
+        "a.plan_id = ?",
         (first, db.time(since), plan_id),
     )
     return int(messages), int(nbytes)
@@ -254,8 +257,10 @@ def done_by_worker(db: Raw, plan_id: int, since: datetime) -> list[tuple[str, da
     if first is None:
         return []
     rows = db.all(
-        "SELECT m.account_id, m.lease_epoch, m.updated_at, m.size FROM messages m CROSS JOIN accounts a"
-        " WHERE m.id >= ? AND m.state = 'done' AND m.updated_at >= ? AND a.id = m.account_id AND a.plan_id = ?",
+        "SELECT m.account_id, m.lease_epoch, m.updated_at, m.size FROM messages m CROSS JOIN "
+        "accounts a"
+        " WHERE m.id >= ? AND m.state = 'done' AND m.updated_at >= ? AND a.id = m.account_id AND "
+        "a.plan_id = ?",
         (first, db.time(since), plan_id),
     )
     holders: dict[tuple[int, int], str] = {}
@@ -300,8 +305,10 @@ def running_seconds(
     one heartbeat after its workers' last one: it was closed only when the next run began."""
     spans: list[tuple[datetime, datetime]] = []
     for started, finished, last_beat in db.all(
-        "SELECT r.started_at, r.finished_at, (SELECT max(w.heartbeat_at) FROM workers w WHERE w.run_id = r.id)"
-        " FROM runs r WHERE r.plan_id = ? AND r.command = 'run' AND (r.finished_at IS NULL OR r.finished_at >= ?)",
+        "SELECT r.started_at, r.finished_at, (SELECT max(w.heartbeat_at) FROM workers w WHERE "
+        "w.run_id = r.id)"
+        " FROM runs r WHERE r.plan_id = ? AND r.command = 'run' AND (r.finished_at IS NULL OR "
+        "r.finished_at >= ?)",
         (plan_id, db.time(since)),
     ):
         begin = db.read_time(started)
@@ -342,7 +349,8 @@ def recent_throughput(
     since = now - timedelta(hours=hours)
     if first_passes is None:
         [(first_passes,)] = db.all(
-            "SELECT count(*) FROM accounts WHERE plan_id = ? AND scope = 'in_scope' AND first_pass_at >= ?",
+            "SELECT count(*) FROM accounts WHERE plan_id = ? AND scope = 'in_scope' AND "
+            "first_pass_at >= ?",
             (plan_id, db.time(since)),
         )
     accounts = first_passes

@@ -42,7 +42,8 @@ def cutover_by_batch(db: Raw, plan_id: int) -> dict[str, dict[str, int]]:
 def waves(db: Raw, plan_id: int, limit: int = 200) -> list[dict[str, Any]]:
     """The newest cut-over waves (switches and rollbacks), oldest first, with their steps."""
     rows = db.all(
-        "SELECT id, kind, selection, status, step, accounts, nexthop, error, started_at, switched_at,"
+        "SELECT id, kind, selection, status, step, accounts, nexthop, error, started_at, "
+        "switched_at,"
         " finished_at, updated_at FROM cutover_waves WHERE plan_id = ? ORDER BY id DESC LIMIT ?",
         (plan_id, limit),
     )
@@ -62,7 +63,8 @@ def waves(db: Raw, plan_id: int, limit: int = 200) -> list[dict[str, Any]]:
         updated,
     ) in rows:
         found.append({
-            "id": int(wave_id), "kind": kind, "selection": db.read_json(selection) or {}, "status": status,
+            "id": int(wave_id), "kind": kind, "selection": db.read_json(selection) or {},
+            "status": status,
             "step": step, "accounts": int(accounts or 0), "nexthop": nexthop, "error": error,
             "started_at": db.read_time(started), "switched_at": db.read_time(switched),
             "finished_at": db.read_time(finished), "updated_at": db.read_time(updated), "steps": [],

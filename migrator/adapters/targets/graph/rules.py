@@ -1,7 +1,8 @@
 """Inbox rules and automatic replies of an Exchange Online mailbox through Microsoft Graph, for
 an IMAP target (IMAP cannot take rules) whose plan has app-only credentials.
 
-Graph v1.0: `/users/{id}/mailFolders/inbox/messageRules` (messageRule), `/users/{id}/mailboxSettings`
+Graph v1.0: `/users/{id}/mailFolders/inbox/messageRules` (messageRule),
+`/users/{id}/mailboxSettings`
 (automaticRepliesSetting), `/users/{id}/mailFolders/...` for the rules' folders. The
 application needs MailboxSettings.ReadWrite and Mail.ReadWrite (application permissions). The
 token is fetched with the client-credentials flow (the IMAP target's TokenSource, Graph scope).
@@ -117,7 +118,9 @@ class GraphRules:
             detail = {}
         code = str(detail.get("code", "")) if isinstance(detail, dict) else ""
         message = str(detail.get("message", ""))[:300] if isinstance(detail, dict) else ""
-        what = f"{self.where}: Graph {method} {path.split('?')[0]}: HTTP {exc.code} {code} {message}".rstrip()
+        what = (
+            f"{self.where}: Graph {method} {path.split('?')[0]}: HTTP {exc.code} {code} {message}"
+        ).rstrip()
         if exc.code == 429 or exc.code >= 500:
             retry = exc.headers.get("Retry-After") if exc.headers else None
             return TransientError(
