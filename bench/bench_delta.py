@@ -46,6 +46,7 @@ from bench.bench_imapsync import (
     ServerCpu,
     dovecot_plan,
     find_imapsync,
+    imapsync_argv,
     measure_all,
     uptime,
 )
@@ -204,35 +205,7 @@ class DeltaBench:
         cwd = self.work / "imapsync"
         cwd.mkdir(exist_ok=True)
         runs = [
-            [
-                "perl",
-                imapsync,
-                "--host1",
-                self.server.host,
-                "--port1",
-                str(self.server.port),
-                "--user1",
-                f"{src}*{MASTER_USER}",
-                "--passfile1",
-                str(self.work / "password"),
-                "--host2",
-                self.server.host,
-                "--port2",
-                str(self.server.port),
-                "--user2",
-                f"{dst}*{MASTER_USER}",
-                "--passfile2",
-                str(self.work / "password"),
-                "--nossl1",
-                "--nossl2",
-                "--notls1",
-                "--notls2",
-                "--nolog",
-                "--noreleasecheck",
-                "--delete2",
-                "--pidfile",
-                str(cwd / f"{src}.pid"),
-            ]
+            imapsync_argv(imapsync, self.server, self.work / "password", src, dst, cwd, "--delete2")
             for (src, _), dst in list(zip(self.sources, self.targets["imapsync"], strict=False))[
                 :count
             ]

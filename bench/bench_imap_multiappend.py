@@ -26,10 +26,16 @@ from imapclient import IMAPClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_imap_target import CHUNK, corpus, run, target_loop, without_multiappend  # noqa: E402
+from bench.bench_imap_target import (
+    CHUNK,
+    corpus,
+    dovecot_target,
+    run,
+    target_loop,
+    without_multiappend,
+)
 from migrator.adapters.targets.imap import ImapTarget  # noqa: E402
 from migrator.model.mail import Flags, UploadItem  # noqa: E402
-from migrator.model.plan import TargetSettings  # noqa: E402
 from tests.fixtures.dovecot import (  # noqa: E402
     MASTER_PASSWORD,
     MASTER_USER,
@@ -77,16 +83,7 @@ def main(argv: list[str]) -> int:
     count = int(argv[1]) if len(argv) > 1 else 4000
     items = corpus(count)
     with running_dovecot() as server:
-        settings = TargetSettings(
-            kind="imap",
-            host=server.host,
-            port=server.port,
-            tls="none",
-            auth="login",
-            username=MASTER_USER,
-            password_env="UNUSED",
-        )
-        secrets = {"password": MASTER_PASSWORD}
+        settings, secrets = dovecot_target(server)
         for rnd in (1, 2):
             print(f"-- round {rnd}", flush=True)
             for connections in (1, 8):

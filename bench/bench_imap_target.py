@@ -130,20 +130,25 @@ def without_multiappend(target: ImapTarget) -> ImapTarget:
     return target
 
 
+def dovecot_target(server: DovecotServer) -> tuple[TargetSettings, dict[str, str]]:
+    """The IMAP target settings and secrets of the test Dovecot, logged in as its master user."""
+    settings = TargetSettings(
+        kind="imap",
+        host=server.host,
+        port=server.port,
+        tls="none",
+        auth="login",
+        username=MASTER_USER,
+        password_env="UNUSED",
+    )
+    return settings, {"password": MASTER_PASSWORD}
+
+
 def main(argv: list[str]) -> int:
     count = int(argv[1]) if len(argv) > 1 else 4000
     items = corpus(count)
     with running_dovecot() as server:
-        settings = TargetSettings(
-            kind="imap",
-            host=server.host,
-            port=server.port,
-            tls="none",
-            auth="login",
-            username=MASTER_USER,
-            password_env="UNUSED",
-        )
-        secrets = {"password": MASTER_PASSWORD}
+        settings, secrets = dovecot_target(server)
         for rnd in (1, 2):
             print(f"-- round {rnd}", flush=True)
             for connections in (1, 8):

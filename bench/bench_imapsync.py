@@ -150,6 +150,23 @@ class ServerCpu:
         return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def imapsync_argv(
+    imapsync: str, server: DovecotServer, passfile: Path, src: str, dst: str, cwd: Path, *extra: str
+) -> list[str]:
+    """One imapsync process copying mailbox `src` to `dst` on the same Dovecot, both logged in
+    through the master user, plain IMAP, no log file (its pid file in `cwd`)."""
+    return [
+        "perl", imapsync,
+        "--host1", server.host, "--port1", str(server.port),
+        "--user1", f"{src}*{MASTER_USER}", "--passfile1", str(passfile),
+        "--host2", server.host, "--port2", str(server.port),
+        "--user2", f"{dst}*{MASTER_USER}", "--passfile2", str(passfile),
+        "--nossl1", "--nossl2", "--notls1", "--notls2", "--nolog", "--noreleasecheck",
+        *extra,
+        "--pidfile", str(cwd / f"{src}.pid"),
+    ]  # fmt: skip
+
+
 def measure_all(
     runs: list[list[str]], parallel: int, env: dict[str, str], cwd: Path, server_cpu: ServerCpu
 ) -> Figure:
@@ -290,35 +307,9 @@ class Bench:
         )
         cwd = self.work / f"imapsync-{parallel}"
         cwd.mkdir(exist_ok=True)
+        assert self.imapsync is not None
         runs = [
-            [
-                "perl",
-                self.imapsync,
-                "--host1",
-                self.server.host,
-                "--port1",
-                str(self.server.port),
-                "--user1",
-                f"{src}*{MASTER_USER}",
-                "--passfile1",
-                str(self.work / "password"),
-                "--host2",
-                self.server.host,
-                "--port2",
-                str(self.server.port),
-                "--user2",
-                f"{dst}*{MASTER_USER}",
-                "--passfile2",
-                str(self.work / "password"),
-                "--nossl1",
-                "--nossl2",
-                "--notls1",
-                "--notls2",
-                "--nolog",
-                "--noreleasecheck",
-                "--pidfile",
-                str(cwd / f"{src}.pid"),
-            ]
+            imapsync_argv(self.imapsync, self.server, self.work / "password", src, dst, cwd)
             for src, dst in zip(self.sources, self.targets, strict=True)
         ]
         first = measure_all(runs, parallel, self.env, cwd, self.server_cpu)

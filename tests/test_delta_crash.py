@@ -16,8 +16,11 @@ import pytest
 
 from tests.fixtures.delta import DeltaCampaign, Person, build_delta_campaign
 from tests.fixtures.dovecot import DovecotServer
-from tests.fixtures.ews import forget_protocols
-from tests.test_delta_end_to_end import users_change_flags, users_move_delete_and_receive
+from tests.test_delta_end_to_end import (
+    delta_sqlite,  # noqa: F401 - the fixture: one account, so a named crash point is reached by its work alone
+    users_change_flags,
+    users_move_delete_and_receive,
+)
 
 # announce_move: the move is announced (committed), nothing sent; move: the target moved the
 # messages, the ledger does not know; announce_delete / delete: the same for a deletion
@@ -32,9 +35,7 @@ def campaign(
         tmp_path, dovecot, kind=request.param, state_url=f"sqlite:///{tmp_path / 'state.db'}"
     )
     yield c
-    if c.sim is not None:
-        c.sim.stop()
-        forget_protocols(c.sim.url)
+    c.close()
 
 
 def users_keep_going(c: DeltaCampaign, person: Person) -> None:
@@ -112,24 +113,6 @@ def test_a_rename_interrupted_after_the_target_did_it_is_recorded_by_the_next_ru
         c.compare(person)
 
 
-@pytest.fixture(params=["ews", "imap"])
-def lone(
-    request: pytest.FixtureRequest, dovecot: DovecotServer, tmp_path: Path
-) -> Iterator[DeltaCampaign]:
-    """One account: a named crash point is then reached by its work alone."""
-    c = build_delta_campaign(
-        tmp_path,
-        dovecot,
-        kind=request.param,
-        state_url=f"sqlite:///{tmp_path / 'state.db'}",
-        accounts=1,
-    )
-    yield c
-    if c.sim is not None:
-        c.sim.stop()
-        forget_protocols(c.sim.url)
-
-
 NEW_ORDER = (
     b"From: cliente@example.org\r\nTo: user@ife.org.mx\r\nSubject: pedido urgente\r\n"
     b"Message-ID: <pedido.9@example.org>\r\nDate: Wed, 3 Dec 2025 10:00:00 +0000\r\n\r\nya\r\n"
@@ -170,16 +153,18 @@ def _interrupted_upload_then(c: DeltaCampaign, then: str) -> None:
 
 
 def test_an_upload_interrupted_then_filed_away_in_the_source_is_moved_with_it(
-    lone: DeltaCampaign,
+    delta_sqlite: DeltaCampaign,
 ) -> None:
     """The copy the interrupted run stored is moved into the message's new folder: not sent
     again, and not left behind in the old one (on IMAP it is recognised by the bytes of the
     message where it went, since the folder it was sent from no longer lists it)."""
-    _interrupted_upload_then(lone, "moved")
+    _interrupted_upload_then(delta_sqlite, "moved")
 
 
 # An IMAP target keeps no source key (without tag_header): an upload is recognised by the
 # bytes the source gives, and a message the source deleted gives none (docs/engine.md)
-@pytest.mark.parametrize("lone", ["ews"], indirect=True)
-def test_an_upload_interrupted_then_deleted_in_the_source_is_deleted(lone: DeltaCampaign) -> None:
-    _interrupted_upload_then(lone, "deleted")
+@pytest.mark.parametrize("delta_sqlite", ["ews"], indirect=True)
+def test_an_upload_interrupted_then_deleted_in_the_source_is_deleted(
+    delta_sqlite: DeltaCampaign,
+) -> None:
+    _interrupted_upload_then(delta_sqlite, "deleted")

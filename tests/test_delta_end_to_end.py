@@ -16,7 +16,7 @@ from imapclient import IMAPClient
 from migrator.adapters.targets.ews.properties import register_properties
 from tests.fixtures.delta import DeltaCampaign, Person, build_delta_campaign
 from tests.fixtures.dovecot import MASTER_PASSWORD, MASTER_USER, DovecotServer
-from tests.fixtures.ews import forget_protocols, make_account
+from tests.fixtures.ews import make_account
 from tests.fixtures.imap_proxy import ImapProxy
 from tests.fixtures.store import postgres_database
 
@@ -182,9 +182,7 @@ def delta_sqlite(
         accounts=1,
     )
     yield c
-    if c.sim is not None:
-        c.sim.stop()
-        forget_protocols(c.sim.url)
+    c.close()
 
 
 def _subjects(c: DeltaCampaign, person: Person) -> tuple[str, str]:
@@ -326,9 +324,7 @@ def test_an_imap_source_recognises_moved_mail_by_content_and_lists_only_what_cha
         assert "STATUS" in asked and "SELECT" not in asked and "EXAMINE" not in asked, asked
     finally:
         proxy.close()
-        if c.sim is not None:
-            c.sim.stop()
-            forget_protocols(c.sim.url)
+        c.close()
 
 
 def test_a_folder_renamed_in_the_source_is_renamed_in_the_target(

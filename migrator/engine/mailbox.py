@@ -204,9 +204,8 @@ class AccountJob(Reconciler):
         # targets that cannot search by source key find earlier uploads by their content
         self._by_content = ctx.finds_by_content
         self._inflight_by_folder: dict[int, list[str]] = {}
-        # by content: folders whose in-flight keys were looked up when they were listed, and
-        # per folder the keys it no longer listed (settled at the end of the pass)
-        self._inflight_listed: set[int] = set()
+        # by content: per folder whose in-flight keys were looked up when it was listed, the
+        # keys it no longer listed (settled at the end of the pass)
         self._strays: dict[int, list[str]] = {}
         self._targets: dict[int, str] = {}
         # adoption: source folders of this pass the ledger knew no message of, and per target
@@ -616,9 +615,10 @@ class AccountJob(Reconciler):
         listed: set[str] = set()
         items: list[UploadItem] = []
         for record in source.messages(folder):
-            if record.key in wanted:
-                listed.add(record.key)
-            if record.key in wanted and isinstance(record, MessageRecord):
+            if record.key not in wanted:
+                continue
+            listed.add(record.key)
+            if isinstance(record, MessageRecord):
                 try:
                     data = _read_all(record)
                 except SourceError:
@@ -626,7 +626,6 @@ class AccountJob(Reconciler):
                 items.append(
                     UploadItem(record.key, data, record.flags, record.internal_date, folder.role)
                 )
-        self._inflight_listed.add(folder_id)
         strays = [key for key in keys if key not in listed]
         self._strays[folder_id] = strays
         keys = [key for key in keys if key in listed]
@@ -656,7 +655,7 @@ class AccountJob(Reconciler):
         unlisted = {
             row.id
             for row in self._stored.values()
-            if row.id not in self._inflight_listed
+            if row.id not in self._strays  # not listed in this pass
             # left out by the plan now: its rows wait until it is listed again
             and not self.ctx.target.is_excluded(tuple(row.display.split("/")))
         }

@@ -147,14 +147,12 @@ def _probes(plan_id: int, run_started: datetime, f: ClaimFilter) -> list[Any]:
     (ix_accounts_claim_batch_pass for delta passes) rather than past every other batch's.
     """
     base = select(A).where(A.c.plan_id == plan_id, A.c.scope == Scope.IN_SCOPE)
-    batches: list[str | None] = [*sorted(set(f.batches))] or [
-        None
-    ]  # (a selection by address: _candidates)
+    # (a selection by address asks _candidates)
+    batches: list[str | None] = [*sorted(set(f.batches))] or [None]
 
     def each_batch(where: Any, *order: Any) -> list[Any]:
-        return [(base if b is None else base.where(A.c.batch == b)).where(*where,
-                                                                          _free()).order_by(*order)
-                for b in batches]  # fmt: skip
+        scopes = [base if b is None else base.where(A.c.batch == b) for b in batches]
+        return [scope.where(*where, _free()).order_by(*order) for scope in scopes]
 
     probes = each_batch([A.c.status == Status.RUNNING], A.c.batch, A.c.id)
     probes += each_batch([A.c.status == Status.PENDING], A.c.batch, A.c.id)

@@ -7,7 +7,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import fields
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -179,16 +179,14 @@ class Store:
         maker = (
             self._durable_sessions if durable else self._write_sessions if write else self._sessions
         )
-        # SQLite has one writer at a time. Threads of this process queue on a Python lock,
-        # which wakes the next one the instant it is free; waiting in SQLite's busy handler
-        # instead sleeps in steps of up to 100 ms and made many workers crawl.
-        queue = (
-            self._sqlite_writers
-            if (write or durable) and self.backend == "sqlite"
-            else nullcontext()
-        )
-        with queue:
+        with self._writers_queue(write or durable):
             yield from self._transaction(maker)
+
+    def _writers_queue(self, writes: bool) -> AbstractContextManager[object]:
+        """SQLite has one writer at a time. Threads of this process queue on a Python lock,
+        which wakes the next one the instant it is free; waiting in SQLite's busy handler
+        instead sleeps in steps of up to 100 ms and made many workers crawl."""
+        return self._sqlite_writers if writes and self.backend == "sqlite" else nullcontext()
 
     @contextmanager
     def connection(self, *, write: bool = False, durable: bool = False) -> Iterator[Connection]:
@@ -196,12 +194,7 @@ class Store:
         account (claim, ledger, release), where an ORM Session adds nothing but client CPU
         (its set-up, execute path and commit cost about 0.15 ms per transaction; issue 19)."""
         engine = self._durable_engine if durable else self._write_engine if write else self.engine
-        queue = (
-            self._sqlite_writers
-            if (write or durable) and self.backend == "sqlite"
-            else nullcontext()
-        )
-        with queue:
+        with self._writers_queue(write or durable):
             kept = (write or durable) and self._keeps_writer and not self._writer_busy
             conn = self._writer(durable) if kept else self._connect(engine)
             failed = True
